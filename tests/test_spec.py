@@ -1,0 +1,150 @@
+"""Chip description: presets, validation errors, derived figures, `aimc spec`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from archmodel.spec import (
+    ChipSpec,
+    SpecError,
+    array_mvm_cycles,
+    array_mvm_latency_ns,
+    list_presets,
+    load_spec,
+    load_spec_text,
+    ns_to_cycles,
+)
+from mapping.cli import main
+
+
+def test_presets_listed():
+    assert list_presets() == ["fig11", "hermes", "tiny"]
+
+
+@pytest.mark.parametrize("name", ["fig11", "hermes", "tiny"])
+def test_every_preset_constant_has_a_source(name):
+    spec = load_spec(name)
+    missing = []
+    for section_name in ChipSpec.model_fields:
+        section = getattr(spec, section_name)
+        if not hasattr(section, "sources"):
+            continue
+        for key in type(section).model_fields:
+            if key != "sources" and key not in section.sources:
+                missing.append(f"{section_name}.{key}")
+    assert missing == []
+
+
+def test_fig11_figures():
+    s = load_spec("fig11")
+    assert (s.array.rows, s.array.cols, s.array.devices_per_weight) == (512, 512, 2)
+    assert s.tile_grid.tiles == 64
+    assert s.digital.digital_layers == ("first", "last")
+    # full scale: 0.125 * 512 rows * 25 uS * 0.2 V = 320 uA
+    assert s.adc_full_scale_ua == pytest.approx(320.0)
+
+
+def test_hermes_peak_throughput_matches_published_figure():
+    # Le Gallo et al. 2023: 63.1 TOPS (1-phase). 64 cores x 256 x 256 weights x 2 ops per MVM.
+    s = load_spec("hermes")
+    t_ns = array_mvm_latency_ns(s)
+    assert t_ns == pytest.approx(133.0)
+    tops = s.tile_grid.tiles * s.array.rows * s.array.cols * 2 / (t_ns * 1e-9) / 1e12
+    assert tops == pytest.approx(63.1, rel=0.01)
+
+
+def test_ns_to_cycles():
+    assert ns_to_cycles(100, 1000) == 100
+    assert ns_to_cycles(60, 100) == 6
+    assert ns_to_cycles(61, 100) == 7
+    assert ns_to_cycles(0.1, 100) == 1
+    assert ns_to_cycles(0, 100) == 0
+    assert array_mvm_cycles(load_spec("tiny")) == 6  # (40 + 20) ns at 100 MHz
+    with pytest.raises(ValueError, match="time must be"):
+        ns_to_cycles(-1, 100)
+
+
+def test_bit_serial_latency():
+    s = load_spec("tiny").replace(**{"array.dac_scheme": "bit_serial", "array.dac_bits": 4})
+    assert array_mvm_latency_ns(s) == pytest.approx(4 * 40 + 20)
+
+
+def test_sources_and_plain_values_mix():
+    s = load_spec_text("name: x\narray: {rows: {value: 64, source: 'paper A'}, cols: 64, "
+                       "rows_per_dac_beat: 8, cols_per_adc_beat: 8}")
+    assert s.array.rows == 64 and s.array.sources == {"rows": "paper A"}
+
+
+def test_hash_stable_and_sensitive():
+    a, b = load_spec("tiny"), load_spec("tiny")
+    assert a.spec_hash == b.spec_hash
+    assert a.replace(**{"array.adc_bits": 6}).spec_hash != a.spec_hash
+
+
+def test_immutable():
+    s = load_spec("tiny")
+    with pytest.raises(Exception):
+        s.array.rows = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: a\ntechnology: {clock: 500}", r"technology\.clock: unknown key .*did you mean 'clock_mhz'"),
+        ("name: a\narray: {rowz: 5}", r"array\.rowz: unknown key .*did you mean 'rows'"),
+        ("name: a\nbogus: 1", r"bogus: unknown key"),
+        ("name: a\narray: {rows: -5}", r"array\.rows: bad value -5: .*greater than 0"),
+        ("name: a\narray: {rows: 0}", r"array\.rows: bad value 0"),
+        ("name: a\narray: {cols: abc}", r"array\.cols: bad value 'abc': .*integer"),
+        ("name: a\narray: {dac_scheme: analog}", r"array\.dac_scheme: bad value 'analog': .*'pwm' or 'bit_serial'"),
+        ("name: a\narray: {dac_bits: 12}", r"array\.dac_bits: bad value 12: .*less than or equal to 8"),
+        ("name: a\narray: {rows: 16}", r"rows_per_dac_beat=32 exceeds rows=16"),
+        ("name: a\narray: 5", r"array: bad value 5"),
+        ("name: [a", r"YAML does not parse at line 1"),
+        ("", r"empty chip description"),
+        ("- 1\n- 2", r"expected a YAML mapping"),
+        ("technology: {}", r"name: bad value .*Field required"),
+        ("name: a\nperiphery: {accumulator_bits: 8}", r"accumulator_bits=8 must exceed array\.adc_bits=8"),
+    ],
+)
+def test_bad_descriptions(text, expected):
+    with pytest.raises(SpecError, match=expected):
+        load_spec_text(text, origin="t.yaml")
+
+
+def test_error_names_origin():
+    with pytest.raises(SpecError, match=r"^t\.yaml: array\.rows"):
+        load_spec_text("name: a\narray: {rows: -1}", origin="t.yaml")
+
+
+def test_unknown_preset_and_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="unknown chip description 'nope'.*fig11, hermes, tiny"):
+        load_spec("nope")
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_cli_spec_ok(capsys):
+    assert main(["spec", "--arch", "tiny", "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert '"array_mvm_cycles": 6' in out and '"rows": 32' in out
+
+
+def test_cli_bad_file_one_line_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\narray: {rows: -3}\n")
+    r = subprocess.run([sys.executable, "-m", "mapping.cli", "spec", "--arch", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"aimc: error: {bad}: array.rows: bad value -3: "
+                                             "Input should be greater than 0 (Word lines (inputs) per array.)"]
+
+
+def test_cli_bad_argument_exit_2():
+    r = subprocess.run([sys.executable, "-m", "mapping.cli", "spec", "--nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unrecognized arguments: --nope" in r.stderr and "Traceback" not in r.stderr
