@@ -172,6 +172,10 @@ class Array(_Section):
             raise ValueError(
                 f"cols_per_adc_beat={self.cols_per_adc_beat} exceeds cols={self.cols}; expected <= cols"
             )
+        if self.devices_per_weight % 2:
+            raise ValueError(
+                f"devices_per_weight={self.devices_per_weight} must be even (pairs of G+ and G- devices)"
+            )
         if self.cols_per_adc > self.cols:
             raise ValueError(f"cols_per_adc={self.cols_per_adc} exceeds cols={self.cols}; expected <= cols")
         return self
@@ -180,6 +184,11 @@ class Array(_Section):
     def adc_count(self) -> int:
         """ADCs per array: ``ceil(cols / cols_per_adc)``."""
         return -(-self.cols // self.cols_per_adc)
+
+    @property
+    def devices_per_polarity(self) -> int:
+        """PCM devices on each side (G+ or G-) of a weight: ``devices_per_weight // 2``."""
+        return self.devices_per_weight // 2
 
     @property
     def dac_passes(self) -> int:
@@ -329,9 +338,14 @@ class ChipSpec(BaseModel):
     # ---- derived figures (one place, used by model, mapper, RTL, testbench)
     @property
     def adc_full_scale_ua(self) -> float:
-        """ADC full-scale column current in µA: fraction · rows · g_max_us · v_read_v."""
+        """ADC full-scale column current in µA.
+
+        ``adc_full_scale_fraction · rows · devices_per_polarity · g_max_us · v_read_v``:
+        a fraction of the largest possible column signal, so it means the same at
+        every array size (DESIGN.md, data path).
+        """
         a = self.array
-        return a.adc_full_scale_fraction * a.rows * self.device.g_max_us * a.v_read_v
+        return a.adc_full_scale_fraction * a.rows * a.devices_per_polarity * self.device.g_max_us * a.v_read_v
 
     @property
     def clock_mhz(self) -> float:

@@ -1,0 +1,108 @@
+"""Drift compensation: global drift calibration (GDC), global and per column.
+
+GDC (DESIGN.md; Joshi et al., Nat. Commun. 11, 2473 (2020), "global drift
+compensation"; Le Gallo et al. 2023): right after programming, read every
+array with fixed calibration inputs through the full periphery (DAC, array,
+ADC, partial-sum accumulation) and store ``ref = mean|y|``. At time t, repeat
+and apply ``α = ref / mean|y_t|`` digitally after the ADC (folded into the
+affine scale). The per-column variant keeps one α per column.
+
+With an ideal periphery (no ADC quantization, no noise) and one drift exponent
+ν for every device, every partial sum scales by ``(1 + t_inf/t0)^-ν``, so
+``α = (1 + t_inf/t0)^ν`` exactly.
+
+Calibration inputs are int8 activation vectors (they then go through the tile
+controller's DAC mapping). They should use the ADC range, or α is quantized
+away:
+
+- ``random``: ``n`` vectors of integers uniform in [-127, 127] (drawn from
+  ``numpy.random.default_rng(seed)``; fixed, so the same vectors are used at
+  t = 0 and at t);
+- ``ones``: the largest code, 127, on every row (the int8 image of all-ones);
+- ``one_hot``: vector i has 127 on row ``(i · K) // n`` and 0 elsewhere.
+
+Calibration MVMs use output-noise keys from ``CALIBRATION_MVM_INDEX`` on, so
+they never share noise with inference MVMs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from archmodel import golden
+from archmodel.tile import AnalogMatrix
+
+__all__ = ["CALIBRATION_MVM_INDEX", "gdc_alpha", "gdc_calibration_inputs", "gdc_reference"]
+
+#: First output-noise key of calibration MVMs (assumed; far above any inference index).
+CALIBRATION_MVM_INDEX = 2**40
+
+
+def gdc_calibration_inputs(kind: str, n_vectors: int, k: int, seed: int = 0) -> np.ndarray:
+    """Fixed int8 calibration vectors.
+
+    Parameters
+    ----------
+    kind : {"random", "ones", "one_hot"}
+    n_vectors : int
+        Number of vectors (> 0).
+    k : int
+        Vector length (the matrix's rows, > 0).
+    seed : int
+        Seed of the ``random`` kind.
+
+    Returns
+    -------
+    ndarray of int64, (n_vectors, k), values in [-127, 127]
+
+    Raises
+    ------
+    ValueError
+        Unknown kind or non-positive sizes.
+    """
+    if n_vectors <= 0 or k <= 0:
+        raise ValueError(f"n_vectors and k must be > 0, got {n_vectors} and {k}")
+    if kind == "random":
+        return np.random.default_rng(seed).integers(-127, 128, size=(n_vectors, k), dtype=np.int64)
+    if kind == "ones":
+        return np.full((n_vectors, k), 127, dtype=np.int64)
+    if kind == "one_hot":
+        x = np.zeros((n_vectors, k), dtype=np.int64)
+        x[np.arange(n_vectors), (np.arange(n_vectors) * k) // n_vectors] = 127
+        return x
+    raise ValueError(f"unknown GDC calibration input '{kind}'; expected 'random', 'ones' or 'one_hot'")
+
+
+def _mean_abs(matrix: AnalogMatrix, inputs: np.ndarray, per_column: bool) -> np.ndarray | float:
+    d = golden.dac_codes(inputs, matrix.spec.array.dac_bits)
+    y = np.abs(np.asarray(matrix.mvm_partial_sums(d, CALIBRATION_MVM_INDEX), dtype=np.float64))
+    return y.mean(axis=0) if per_column else float(y.mean())
+
+
+def gdc_reference(matrix: AnalogMatrix, inputs: np.ndarray, per_column: bool = False) -> np.ndarray | float:
+    """``ref = mean|y|`` of the calibration inputs (call right after programming).
+
+    Returns
+    -------
+    float, or ndarray (N,) when ``per_column``
+        Mean absolute partial sum, in ADC-code units.
+    """
+    return _mean_abs(matrix, inputs, per_column)
+
+
+def gdc_alpha(
+    matrix: AnalogMatrix, inputs: np.ndarray, ref: np.ndarray | float, per_column: bool = False
+) -> np.ndarray | float:
+    """``α = ref / mean|y_t|`` at the matrix's current time.
+
+    Where ``mean|y_t|`` is 0 (a column that reads nothing), α is 1.
+
+    Returns
+    -------
+    float, or ndarray (N,) when ``per_column``
+    """
+    now = _mean_abs(matrix, inputs, per_column)
+    if per_column:
+        now_a, ref_a = np.asarray(now), np.asarray(ref, dtype=np.float64)
+        return np.where(now_a > 0, ref_a / np.where(now_a > 0, now_a, 1.0), 1.0)
+    return float(ref) / now if now > 0 else 1.0

@@ -1,0 +1,352 @@
+"""Crossbar tile model: one layer's weight matrix on PCM arrays (DAC -> array -> ADC).
+
+Data path (DESIGN.md, "Data path of one analog layer")::
+
+    int8 activations x ──► DAC codes d (signed, dac_bits)      golden.dac_codes
+      ──► V_i = d_i · V_lsb,        V_lsb = v_read_v / 2^(dac_bits-1)        [V]
+      ──► I_j = Σ_i V_i · G_ij,     G = Σ_devices (g⁺ − g⁻)                   [µA]
+          (+ output noise σ = output_noise_fraction · I_fs, keyed by MVM index)
+      ──► ADC code a_j = sat_adc(rint(I_j / I_fs · 2^(adc_bits-1)))
+      ──► partial sums of the row blocks added as integers   golden.accumulate_partial_sums
+
+with ``I_fs`` the ADC full scale (``ChipSpec.adc_full_scale_ua``).
+
+Weights -> conductances (DESIGN.md, PCM device model)
+-----------------------------------------------------
+One conductance scale per **layer**: ``s = g_max / max|W|`` (µS per weight
+unit, max over the whole matrix). Each weight uses ``devices_per_weight``
+devices, half on each side; every device of a side gets the same target
+``g⁺_T = clip(W·s, 0, g_max)``, ``g⁻_T = clip(−W·s, 0, g_max)``; the devices of
+the other sign are programmed to 0 (they still get programming noise). The
+currents of the devices of one side add, so the effective weight conductance
+is ``G = Σ g⁺ − Σ g⁻ ≈ n_pp · W · s`` with ``n_pp = devices_per_weight / 2``.
+
+Splitting over arrays
+---------------------
+A (K × N) matrix is split into ``ceil(K/rows)`` row blocks and ``ceil(N/cols)``
+column blocks (golden.tile_schedule gives the hardware order). Each row block
+is integrated and converted by its own array; the partial sums of the row
+blocks add as integers after the ADC.
+
+Exactness and determinism
+-------------------------
+Conductances are held on a grid of ``2^-24`` µS (assumed; 6e-8 µS, far below
+any device noise). DAC codes are integers, so every product and every partial
+sum of the MVM is an integer multiple of ``2^-24`` below ``2^53``: the float64
+matrix product is *exact*, whatever the BLAS summation order. Batched and
+one-at-a-time MVMs therefore give identical ADC codes. Per-MVM output noise is
+drawn from ``Generator(PCG64(SeedSequence([noise_seed, array_index, mvm_index])))``
+(DESIGN.md), so it also does not depend on batching.
+
+Random draws: ``program`` and ``drift`` draw through the caller's
+``numpy.random.Generator``, once for all devices of the layer, in the order of
+:mod:`archmodel.pcm` on an array of shape ``(2, n_pp, K, N)`` (index 0 = G⁺).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from archmodel import golden
+from archmodel.fixedpoint import check_range
+from archmodel.pcm import PCMDeviceModel, ProgrammedDevices, get_statistics
+from archmodel.spec import ChipSpec
+
+__all__ = ["G_GRID_US", "AnalogMatrix", "device_model_from_spec"]
+
+#: Conductance grid in µS (assumed): keeps the float64 MVM exact (see module docstring).
+G_GRID_US = 2.0**-24
+
+
+def device_model_from_spec(spec: ChipSpec, *, fixed_nu: float | None = None, ideal: bool = False) -> PCMDeviceModel:
+    """The :class:`~archmodel.pcm.PCMDeviceModel` of a chip description's ``device`` section.
+
+    Parameters
+    ----------
+    spec : ChipSpec
+        Chip description (``device.model``, ``g_max_us``, ``t0_s``, ``t_read_s``, scales).
+    fixed_nu : float, optional
+        Give every device exactly this drift exponent (GDC tests).
+    ideal : bool
+        No programming noise, no drift, no read noise.
+    """
+    d = spec.device
+    stats = get_statistics(d.model, g_max_us=d.g_max_us, t0_s=d.t0_s, t_read_s=d.t_read_s)
+    if ideal:
+        return PCMDeviceModel.ideal(stats)
+    return PCMDeviceModel(
+        stats,
+        prog_noise_scale=d.prog_noise_scale,
+        drift_scale=d.drift_scale,
+        read_noise_scale=d.read_noise_scale,
+        fixed_nu=fixed_nu,
+    )
+
+
+class AnalogMatrix:
+    """One layer's (K × N) weight matrix programmed on the PCM arrays of a chip description.
+
+    Parameters
+    ----------
+    spec : ChipSpec
+        Chip description: array size, DAC/ADC, device model.
+    device_model : PCMDeviceModel, optional
+        Defaults to :func:`device_model_from_spec`.
+    noise_seed : int
+        Seed of the per-MVM output noise (used only when
+        ``array.output_noise_fraction > 0``).
+    ideal_periphery : bool
+        If True, the ADC neither rounds nor saturates (codes are floats) and no
+        output noise is added -- for calibration tests; the DAC is unchanged.
+
+    Members
+    -------
+    weights : ndarray (K, N), float64
+        The programmed weight matrix (rows = inputs in im2col order, columns = outputs).
+    g_scale_us : float
+        Conductance scale ``s = g_max / max|W|`` in µS per weight unit.
+    g_pos_us, g_neg_us : ndarray (K, N), float64
+        Current effective conductances ``Σ g⁺`` and ``Σ g⁻`` in µS (on the 2^-24 µS grid).
+    """
+
+    def __init__(
+        self,
+        spec: ChipSpec,
+        device_model: PCMDeviceModel | None = None,
+        *,
+        noise_seed: int = 0,
+        ideal_periphery: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.device_model = device_model if device_model is not None else device_model_from_spec(spec)
+        self.noise_seed = int(noise_seed)
+        self.ideal_periphery = bool(ideal_periphery)
+        a = spec.array
+        self.rows, self.cols = a.rows, a.cols
+        self.n_pp = a.devices_per_polarity
+        self.v_lsb_v = a.v_read_v / 2 ** (a.dac_bits - 1)
+        self.i_fs_ua = spec.adc_full_scale_ua
+        self.adc_levels = 2 ** (a.adc_bits - 1)
+        self.weights: np.ndarray | None = None
+        self.g_scale_us: float = float("nan")
+        self.devices: ProgrammedDevices | None = None
+        self.g_pos_us: np.ndarray | None = None
+        self.g_neg_us: np.ndarray | None = None
+        self.t_inf_s: float | None = None
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(K, N) of the programmed matrix."""
+        self._check_programmed()
+        return self.weights.shape  # type: ignore[union-attr,return-value]
+
+    @property
+    def n_row_blocks(self) -> int:
+        return math.ceil(self.shape[0] / self.rows)
+
+    @property
+    def n_col_blocks(self) -> int:
+        return math.ceil(self.shape[1] / self.cols)
+
+    @property
+    def n_arrays(self) -> int:
+        """Arrays used: row blocks × column blocks."""
+        return self.n_row_blocks * self.n_col_blocks
+
+    def row_block_slices(self) -> list[slice]:
+        """Row range of each row block, in row-block order."""
+        k = self.shape[0]
+        return [slice(r, min(r + self.rows, k)) for r in range(0, k, self.rows)]
+
+    def _check_programmed(self) -> None:
+        if self.weights is None:
+            raise RuntimeError("AnalogMatrix: call program(weights, rng) first")
+
+    # -------------------------------------------------------------- programming
+    def program(self, weights: npt.ArrayLike, rng: np.random.Generator) -> AnalogMatrix:
+        """Program a weight matrix as differential conductance pairs.
+
+        Parameters
+        ----------
+        weights : array_like (K, N)
+            Real weights; rows are inputs, columns outputs. Not all zero, finite.
+        rng : numpy.random.Generator
+            Draws programming noise and drift exponents.
+
+        Returns
+        -------
+        AnalogMatrix
+            ``self``, with conductances at ``t_inf = 0`` before read noise (``g_P``).
+
+        Raises
+        ------
+        ValueError
+            If ``weights`` is not 2-D, not finite, or all zero.
+        """
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 2 or w.size == 0:
+            raise ValueError(f"weights must be a non-empty 2-D (K, N) matrix, got shape {w.shape}")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("weights contain NaN or inf")
+        w_max = float(np.max(np.abs(w)))
+        if w_max == 0.0:
+            raise ValueError("weights are all zero: the conductance scale g_max / max|W| is undefined")
+        g_max = self.device_model.g_max_us
+        self.weights = w.copy()
+        self.weights.setflags(write=False)
+        self.g_scale_us = g_max / w_max
+        g_t = np.empty((2, self.n_pp, *w.shape))
+        g_t[0] = np.clip(w * self.g_scale_us, 0.0, g_max)
+        g_t[1] = np.clip(-w * self.g_scale_us, 0.0, g_max)
+        self.devices = self.device_model.program(g_t, rng)
+        self._set_conductances(self.devices.g_prog_us)
+        self.t_inf_s = None
+        return self
+
+    def drift(self, t_inf_s: float, rng: np.random.Generator) -> AnalogMatrix:
+        """Move the conductances to time ``t_inf_s`` after programming (drift + 1/f read noise).
+
+        ``t_inf_s = 0`` is allowed (no drift, read noise only). Each call draws
+        fresh read noise from ``rng`` starting from the programmed state.
+
+        Returns
+        -------
+        AnalogMatrix
+            ``self``.
+        """
+        self._check_programmed()
+        g = self.device_model.drift(self.devices, t_inf_s, rng)  # type: ignore[arg-type]
+        self._set_conductances(g)
+        self.t_inf_s = float(t_inf_s)
+        return self
+
+    def _set_conductances(self, g: np.ndarray) -> None:
+        g = np.round(g / G_GRID_US) * G_GRID_US
+        self.g_pos_us = g[0].sum(axis=0)
+        self.g_neg_us = g[1].sum(axis=0)
+        self._g_eff = self.g_pos_us - self.g_neg_us  # exact: all on the grid
+
+    # --------------------------------------------------------------------- MVM
+    def column_currents_ua(self, dac_codes: npt.ArrayLike) -> np.ndarray:
+        """Column currents of every row block's array, in µA, before the ADC.
+
+        Parameters
+        ----------
+        dac_codes : array_like of int, (K,) or (B, K)
+            Signed DAC codes (``dac_bits``).
+
+        Returns
+        -------
+        ndarray, float64, (n_row_blocks, B, N)
+            Exact (see module docstring). A 1-D input gives B = 1.
+        """
+        self._check_programmed()
+        d = check_range(dac_codes, self.spec.array.dac_bits, "dac_codes")
+        d = np.atleast_2d(d)
+        k = self.shape[0]
+        if d.ndim != 2 or d.shape[1] != k:
+            raise ValueError(f"dac_codes must have shape (B, {k}) or ({k},), got {np.shape(dac_codes)}")
+        v = d.astype(np.float64)  # codes; V_lsb applied after the exact sum
+        out = np.empty((self.n_row_blocks, d.shape[0], self.shape[1]))
+        for r, sl in enumerate(self.row_block_slices()):
+            out[r] = v[:, sl] @ self._g_eff[sl]
+        out *= self.v_lsb_v
+        return out
+
+    def mvm_adc_codes(self, dac_codes: npt.ArrayLike, mvm_index: int = 0) -> np.ndarray:
+        """ADC codes of every row block for a batch of MVMs.
+
+        Parameters
+        ----------
+        dac_codes : array_like of int, (K,) or (B, K)
+            Signed DAC codes.
+        mvm_index : int
+            Index of the first MVM of the batch; MVM ``b`` uses ``mvm_index + b``
+            as the key of its output noise.
+
+        Returns
+        -------
+        ndarray, (n_row_blocks, B, N)
+            int64 codes in ``[-2^(adc_bits-1), 2^(adc_bits-1) - 1]``; float64
+            unrounded codes when ``ideal_periphery``.
+        """
+        i = self.column_currents_ua(dac_codes)
+        sigma = self.spec.array.output_noise_fraction * self.i_fs_ua
+        if sigma > 0 and not self.ideal_periphery:
+            i += sigma * self._output_noise(i.shape, mvm_index)
+        x = i * (self.adc_levels / self.i_fs_ua)
+        if self.ideal_periphery:
+            return x
+        return np.clip(np.rint(x), -self.adc_levels, self.adc_levels - 1).astype(np.int64)
+
+    def _output_noise(self, shape: tuple[int, int, int], mvm_index: int) -> np.ndarray:
+        """Standard normals of shape (n_rb, B, N), keyed by (seed, array index, MVM index)."""
+        n_rb, b, n = shape
+        z = np.empty(shape)
+        for cb in range(self.n_col_blocks):
+            c0, c1 = cb * self.cols, min((cb + 1) * self.cols, n)
+            for rb in range(n_rb):
+                array_index = cb * n_rb + rb  # golden.tile_schedule numbering
+                for j in range(b):
+                    seq = np.random.SeedSequence([self.noise_seed, array_index, mvm_index + j])
+                    z[rb, j, c0:c1] = np.random.Generator(np.random.PCG64(seq)).standard_normal(c1 - c0)
+        return z
+
+    def mvm_partial_sums(self, dac_codes: npt.ArrayLike, mvm_index: int = 0) -> np.ndarray:
+        """ADC codes of all row blocks added as integers (golden contract).
+
+        Returns
+        -------
+        ndarray, (B, N)
+            int64 partial sums (float64 when ``ideal_periphery``).
+        """
+        codes = self.mvm_adc_codes(dac_codes, mvm_index)
+        if self.ideal_periphery:
+            return codes.sum(axis=0)
+        return golden.accumulate_partial_sums(
+            codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
+        )
+
+    # ------------------------------------------------------------ float API
+    @property
+    def weight_units_per_code(self) -> float:
+        """Real factor from a partial-sum code to ``x_int8 @ W`` units.
+
+        ``x_int8 @ W ≈ psum · I_fs / 2^(adc_bits-1) / (V_lsb · s · n_pp) · 2^(8 - dac_bits)``
+        (ideal DAC rounding; derived from the data path above).
+        """
+        self._check_programmed()
+        dac_shift = 2 ** (8 - self.spec.array.dac_bits)
+        return self.i_fs_ua / self.adc_levels / (self.v_lsb_v * self.g_scale_us * self.n_pp) * dac_shift
+
+    def matmul(self, x: npt.ArrayLike, in_scale: float | None = None, mvm_index: int = 0) -> np.ndarray:
+        """Float convenience API: ``y ≈ x @ W`` through int8 quantization, DAC, arrays, ADC.
+
+        Parameters
+        ----------
+        x : array_like, (K,) or (B, K)
+            Real input activations.
+        in_scale : float, optional
+            Real value of one int8 step; default ``max|x| / 127`` (per call).
+        mvm_index : int
+            Output-noise key of the first vector.
+
+        Returns
+        -------
+        ndarray, float64, (B, N) (or (N,) for 1-D input)
+        """
+        xa = np.asarray(x, dtype=np.float64)
+        single = xa.ndim == 1
+        xa = np.atleast_2d(xa)
+        if in_scale is None:
+            m = float(np.max(np.abs(xa)))
+            in_scale = m / 127.0 if m > 0 else 1.0
+        x_int8 = np.clip(np.rint(xa / in_scale), -128, 127).astype(np.int64)
+        d = golden.dac_codes(x_int8, self.spec.array.dac_bits)
+        psum = self.mvm_partial_sums(d, mvm_index)
+        y = psum * (self.weight_units_per_code * in_scale)
+        return y[0] if single else y
