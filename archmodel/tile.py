@@ -99,8 +99,12 @@ class AnalogMatrix:
         Seed of the per-MVM output noise (used only when
         ``array.output_noise_fraction > 0``).
     ideal_periphery : bool
-        If True, the ADC neither rounds nor saturates (codes are floats) and no
-        output noise is added -- for calibration tests; the DAC is unchanged.
+        If True, the ADC neither rounds nor saturates (codes are floats), no
+        output noise is added and the conductances are not snapped to the
+        ``2^-24`` µS grid (so a common drift factor scales every current
+        exactly, up to float rounding) -- for calibration tests; the DAC is
+        unchanged. Batched and one-at-a-time results may then differ in the
+        last bits (BLAS summation order).
 
     Members
     -------
@@ -109,7 +113,8 @@ class AnalogMatrix:
     g_scale_us : float
         Conductance scale ``s = g_max / max|W|`` in µS per weight unit.
     g_pos_us, g_neg_us : ndarray (K, N), float64
-        Current effective conductances ``Σ g⁺`` and ``Σ g⁻`` in µS (on the 2^-24 µS grid).
+        Current effective conductances ``Σ g⁺`` and ``Σ g⁻`` in µS (on the 2^-24 µS
+        grid unless ``ideal_periphery``).
     """
 
     def __init__(
@@ -225,10 +230,11 @@ class AnalogMatrix:
         return self
 
     def _set_conductances(self, g: np.ndarray) -> None:
-        g = np.round(g / G_GRID_US) * G_GRID_US
+        if not self.ideal_periphery:  # ideal periphery: no quantization at all (GDC exactness)
+            g = np.round(g / G_GRID_US) * G_GRID_US
         self.g_pos_us = g[0].sum(axis=0)
         self.g_neg_us = g[1].sum(axis=0)
-        self._g_eff = self.g_pos_us - self.g_neg_us  # exact: all on the grid
+        self._g_eff = self.g_pos_us - self.g_neg_us  # exact on the grid (none when ideal_periphery)
 
     # --------------------------------------------------------------------- MVM
     def column_currents_ua(self, dac_codes: npt.ArrayLike) -> np.ndarray:
@@ -253,7 +259,7 @@ class AnalogMatrix:
         v = d.astype(np.float64)  # codes; V_lsb applied after the exact sum
         out = np.empty((self.n_row_blocks, d.shape[0], self.shape[1]))
         for r, sl in enumerate(self.row_block_slices()):
-            out[r] = v[:, sl] @ self._g_eff[sl]
+            np.matmul(v[:, sl], self._g_eff[sl], out=out[r])  # exact (module docstring)
         out *= self.v_lsb_v
         return out
 
@@ -274,14 +280,19 @@ class AnalogMatrix:
             int64 codes in ``[-2^(adc_bits-1), 2^(adc_bits-1) - 1]``; float64
             unrounded codes when ``ideal_periphery``.
         """
-        i = self.column_currents_ua(dac_codes)
+        x = self.column_currents_ua(dac_codes)  # a fresh array: updated in place below
         sigma = self.spec.array.output_noise_fraction * self.i_fs_ua
         if sigma > 0 and not self.ideal_periphery:
-            i += sigma * self._output_noise(i.shape, mvm_index)
-        x = i * (self.adc_levels / self.i_fs_ua)
+            z = self._output_noise(x.shape, mvm_index)
+            z *= sigma
+            x += z
+        x *= self.adc_levels / self.i_fs_ua
         if self.ideal_periphery:
             return x
-        return np.clip(np.rint(x), -self.adc_levels, self.adc_levels - 1).astype(np.int64)
+        np.rint(x, out=x)
+        np.maximum(x, -self.adc_levels, out=x)
+        np.minimum(x, self.adc_levels - 1, out=x)
+        return x.astype(np.int64)
 
     def _output_noise(self, shape: tuple[int, int, int], mvm_index: int) -> np.ndarray:
         """Standard normals of shape (n_rb, B, N), keyed by (seed, array index, MVM index)."""

