@@ -294,6 +294,60 @@ class AnalogMatrix:
         np.minimum(x, self.adc_levels - 1, out=x)
         return x.astype(np.int64)
 
+    def array_adc_codes(
+        self, row_block: int, col_block: int, dac_codes: npt.ArrayLike, mvm_index: int = 0
+    ) -> np.ndarray:
+        """ADC codes of ONE array (row block ``row_block``, column block ``col_block``).
+
+        What the array behind one array port returns for one MVM (the
+        co-simulation bridge calls this). Identical, code for code, to the
+        matching slice of :meth:`mvm_adc_codes` for the same ``mvm_index``:
+        same exact sum, same float operations, same noise key.
+
+        Parameters
+        ----------
+        row_block, col_block : int
+            Block indices (array index ``col_block · n_row_blocks + row_block``).
+        dac_codes : array_like of int, (R,) or (B, R)
+            DAC codes of the block's ``R`` rows only.
+        mvm_index : int
+            Output-noise key of the first vector.
+
+        Returns
+        -------
+        ndarray of int64, (B, C)
+            Codes of the block's ``C`` columns (float64 when ``ideal_periphery``).
+        """
+        self._check_programmed()
+        if not (0 <= row_block < self.n_row_blocks and 0 <= col_block < self.n_col_blocks):
+            raise ValueError(
+                f"block ({row_block}, {col_block}) out of range; the matrix has "
+                f"{self.n_row_blocks} x {self.n_col_blocks} blocks"
+            )
+        rsl = self.row_block_slices()[row_block]
+        c0, c1 = col_block * self.cols, min((col_block + 1) * self.cols, self.shape[1])
+        d = np.atleast_2d(check_range(dac_codes, self.spec.array.dac_bits, "dac_codes"))
+        if d.ndim != 2 or d.shape[1] != rsl.stop - rsl.start:
+            raise ValueError(f"dac_codes must have {rsl.stop - rsl.start} rows per vector, got shape {np.shape(dac_codes)}")
+        x = d.astype(np.float64) @ self._g_eff[rsl, c0:c1]
+        x *= self.v_lsb_v
+        sigma = self.spec.array.output_noise_fraction * self.i_fs_ua
+        if sigma > 0 and not self.ideal_periphery:
+            array_index = col_block * self.n_row_blocks + row_block
+            z = np.empty_like(x)
+            for j in range(x.shape[0]):
+                seq = np.random.SeedSequence([self.noise_seed, array_index, mvm_index + j])
+                z[j] = np.random.Generator(np.random.PCG64(seq)).standard_normal(c1 - c0)
+            z *= sigma
+            x += z
+        x *= self.adc_levels / self.i_fs_ua
+        if self.ideal_periphery:
+            return x
+        np.rint(x, out=x)
+        np.maximum(x, -self.adc_levels, out=x)
+        np.minimum(x, self.adc_levels - 1, out=x)
+        return x.astype(np.int64)
+
     def _output_noise(self, shape: tuple[int, int, int], mvm_index: int) -> np.ndarray:
         """Standard normals of shape (n_rb, B, N), keyed by (seed, array index, MVM index)."""
         n_rb, b, n = shape

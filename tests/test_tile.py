@@ -366,3 +366,24 @@ def test_mvm_cycles_hand_computed():
     for rows, cols in ((0, 1), (33, 1), (1, 0), (1, 33)):
         with pytest.raises(ValueError, match="out of range"):
             mvm_cycles(TINY, rows, cols)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02])
+def test_array_adc_codes_equal_slices_of_batched_mvm(noise):
+    # The co-simulation bridge asks one array at a time; it must see exactly the batched codes.
+    spec = load_spec("tiny").replace(**{"array.output_noise_fraction": noise})
+    rng = np.random.default_rng(11)
+    m = AnalogMatrix(spec, noise_seed=5).program(rng.standard_normal((70, 40)), rng).drift(3600.0, rng)
+    d = rng.integers(-128, 128, size=(6, 70))
+    full = m.mvm_adc_codes(d, mvm_index=100)
+    compared = 0
+    for cb in range(m.n_col_blocks):
+        for rb, sl in enumerate(m.row_block_slices()):
+            c0, c1 = cb * 32, min(cb * 32 + 32, 40)
+            for j in range(6):
+                got = m.array_adc_codes(rb, cb, d[j, sl], mvm_index=100 + j)
+                np.testing.assert_array_equal(got[0], full[rb, j, c0:c1])
+                compared += got.size
+    assert compared == 6 * 3 * 40
+    with pytest.raises(ValueError, match="out of range"):
+        m.array_adc_codes(3, 0, d[0, :32])
