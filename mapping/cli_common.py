@@ -42,6 +42,12 @@ def resolve_arch(args: argparse.Namespace) -> ChipSpec:
     return load_spec(args.arch)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_files_atomic(out_dir: Path, files: dict[str, bytes | str]) -> list[Path]:
     """Write several files into ``out_dir`` whole or not at all.
 
@@ -65,6 +71,7 @@ def write_files_atomic(out_dir: Path, files: dict[str, bytes | str]) -> list[Pat
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=out_dir)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual file mode
             staged.append((Path(tmp), out_dir / name))
     except BaseException:
         for tmp, _ in staged:

@@ -1,0 +1,590 @@
+"""ONNX -> network IR, through the ``onnx`` package (parsing, checker, shape inference).
+
+Supported (ONNX domain ``ai.onnx``, 2-D vision models and MLPs, batch axis 0):
+
+=====================================  ==========================================
+ONNX op                                IR
+=====================================  ==========================================
+Conv (group, dilations, pads,          ``conv`` (weight OIHW, optional bias)
+strides, auto_pad)
+Gemm (transA=0, transB, alpha, beta)   ``linear`` (weight ``alpha·B`` as (out, in), bias ``beta·C``)
+MatMul with a constant right operand   ``linear`` (bias from a following constant Add)
+BatchNormalization                     ``batchnorm`` (or folded into the preceding conv/linear)
+Add / Sum of activations               ``add``; Add of a constant onto a conv/linear: its bias
+Concat (axis >= 1)                     ``concat``
+MaxPool / AveragePool (2-D)            ``maxpool`` / ``avgpool``
+GlobalAveragePool                      ``global_avgpool`` + ``reshape`` to (C, 1, 1)
+Flatten (axis 1) / Reshape             ``flatten`` / ``reshape`` (target from shape inference)
+Relu, Sigmoid, Tanh, LeakyRelu,        ``activation`` of the matching kind
+Softmax, HardSwish, HardSigmoid
+(alpha 1/6, beta 1/2), Gelu,
+Clip (min 0, max inf or 6)
+Identity, Dropout                      passed through (inference)
+Constant, ConstantOfShape and any      folded to constants (weights may be produced
+node whose inputs are all constant     this way, e.g. ``ConstantOfShape``)
+=====================================  ==========================================
+
+Weights come from initializers or from constant-producing nodes; they are loaded
+into ``Layer.params`` as float32 (conv ``weight``/``bias``, linear
+``weight``/``bias``, batchnorm ``gamma``/``beta``/``mean``/``var``). Batch-norm
+is kept as a layer by default (the mapper folds it into the affine unit);
+``fold_batchnorm=True`` folds it into the preceding conv/linear when that layer
+feeds nothing else: ``W' = W·γ/σ``, ``b' = (b − μ)·γ/σ + β`` with
+``σ = sqrt(var + eps)`` (per output channel).
+
+Errors
+------
+Every problem raises one :class:`~archmodel.network.NetworkError` with one line:
+a file that is not ONNX, a model that fails the checker, an operator the mapper
+cannot place (naming the node and its op type), a non-constant weight.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archmodel.network import Layer, Network, NetworkError
+
+__all__ = ["SUPPORTED_OPS", "import_onnx", "import_onnx_model"]
+
+_ACTIVATION_OPS = {
+    "Relu": "relu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "LeakyRelu": "leaky_relu",
+    "Softmax": "softmax",
+    "HardSwish": "hardswish",
+    "HardSigmoid": "hardsigmoid",
+    "Gelu": "gelu",
+    "Clip": "relu",
+}
+_PASS_OPS = ("Identity", "Dropout")
+SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({
+    "Conv", "Gemm", "MatMul", "BatchNormalization", "Add", "Sum", "Concat", "MaxPool",
+    "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Constant", "ConstantOfShape",
+    *_ACTIVATION_OPS, *_PASS_OPS,
+}))
+"""ONNX op types the importer understands (others raise NetworkError)."""
+
+
+def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
+                name: str | None = None) -> Network:
+    """Read an ONNX file and convert it to a :class:`~archmodel.network.Network`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.onnx`` file.
+    fold_batchnorm : bool
+        Fold each BatchNormalization into the conv/linear before it (see module docstring).
+    name : str, optional
+        Network name (default: the graph name, else the file stem).
+
+    Raises
+    ------
+    NetworkError
+        Missing file, not an ONNX model, unsupported operator (node and op named), ...
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    p = Path(path)
+    if not p.is_file():
+        raise NetworkError(f"{p}: no such file; expected an ONNX model (.onnx)")
+    try:
+        model = onnx.load(str(p))
+    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError, OSError, TypeError) as exc:
+        raise NetworkError(f"{p}: not an ONNX model (protobuf parse failed: "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not model.graph.node or model.ir_version <= 0:
+        raise NetworkError(f"{p}: not an ONNX model (no graph nodes or no IR version found)")
+    return import_onnx_model(model, fold_batchnorm=fold_batchnorm,
+                             name=name or model.graph.name or p.stem, origin=str(p))
+
+
+def import_onnx_model(model: Any, *, fold_batchnorm: bool = False, name: str | None = None,
+                      origin: str = "<onnx model>") -> Network:
+    """Convert an in-memory ``onnx.ModelProto`` (see :func:`import_onnx`)."""
+    return _Importer(model, fold_batchnorm, origin).run(name or model.graph.name or "onnx")
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _safe_name(s: str) -> str:
+    return re.sub(r"\s+", "_", s) or "node"
+
+
+class _Importer:
+    def __init__(self, model: Any, fold_batchnorm: bool, origin: str) -> None:
+        import onnx
+
+        self.origin = origin
+        self.fold = fold_batchnorm
+        try:
+            onnx.checker.check_model(model)
+        except (onnx.checker.ValidationError, ValueError) as exc:
+            raise NetworkError(f"{origin}: ONNX checker: {str(exc).splitlines()[0]}") from None
+        try:
+            self.model = onnx.shape_inference.infer_shapes(model)
+        except Exception as exc:  # noqa: BLE001 - inference errors vary by onnx version
+            raise NetworkError(f"{origin}: ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
+        g = self.model.graph
+        self.graph = g
+        self.const: dict[str, np.ndarray] = {}
+        from onnx import numpy_helper
+
+        for init in g.initializer:
+            self.const[init.name] = numpy_helper.to_array(init)
+        self.vi_shapes: dict[str, tuple[int | None, ...]] = {}
+        for vi in [*g.value_info, *g.input, *g.output]:
+            t = vi.type.tensor_type
+            if t.HasField("shape"):
+                self.vi_shapes[vi.name] = tuple(
+                    d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+        self.uses: dict[str, int] = {}
+        for node in g.node:
+            for i in node.input:
+                self.uses[i] = self.uses.get(i, 0) + 1
+        for o in g.output:
+            self.uses[o.name] = self.uses.get(o.name, 0) + 1
+        self.layers: list[dict[str, Any]] = []
+        self.by_name: dict[str, dict[str, Any]] = {}
+        self.tensor: dict[str, str] = {}            # ONNX tensor -> IR layer name
+        self.shape: dict[str, tuple[int, ...]] = {}  # IR layer name -> shape (batch excluded)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _err(self, node: Any, msg: str) -> NetworkError:
+        return NetworkError(f"{self.origin}: node {node.name or node.output[0]!r} "
+                            f"(op {node.op_type}): {msg}", layer=node.name or None)
+
+    def _const(self, node: Any, idx: int, what: str) -> np.ndarray:
+        name = node.input[idx] if idx < len(node.input) else ""
+        if not name:
+            raise self._err(node, f"missing {what}")
+        if name not in self.const:
+            raise self._err(node, f"{what} {name!r} is not a constant (initializer, Constant or "
+                            "ConstantOfShape); the mapper needs fixed weights")
+        return self.const[name]
+
+    def _opt_const(self, node: Any, idx: int) -> np.ndarray | None:
+        if idx < len(node.input) and node.input[idx]:
+            return self.const.get(node.input[idx])
+        return None
+
+    def _src(self, node: Any, idx: int = 0) -> str:
+        t = node.input[idx]
+        if t not in self.tensor:
+            raise self._err(node, f"input {t!r} is neither an activation nor supported here "
+                            "(constant operands are only allowed as weights)")
+        return self.tensor[t]
+
+    def _new_name(self, base: str) -> str:
+        name = _safe_name(base)
+        k = 1
+        while name in self.by_name:
+            k += 1
+            name = f"{_safe_name(base)}_{k}"
+        return name
+
+    def _add(self, node: Any, op: str, inputs: Sequence[str], attrs: dict[str, Any],
+             params: dict[str, np.ndarray] | None = None, out: str | None = None,
+             suffix: str = "") -> str:
+        name = self._new_name((node.name or node.output[0]) + suffix)
+        layer = Layer(name, op, tuple(inputs), attrs)
+        from archmodel.network import _infer_output  # shape check as we go
+
+        try:
+            layer.input_shapes = tuple(self.shape[i] for i in inputs)
+            out_shape = _infer_output(layer, layer.input_shapes)
+        except NetworkError as exc:
+            raise self._err(node, str(exc)) from None
+        entry = {"name": name, "op": op, "inputs": tuple(inputs), "attrs": attrs,
+                 "params": dict(params or {}), "onnx_out": node.output[0]}
+        self.layers.append(entry)
+        self.by_name[name] = entry
+        self.shape[name] = out_shape
+        if out is not None:
+            self.tensor[out] = name
+        return name
+
+    def _pads(self, node: Any, a: dict[str, Any], in_hw: tuple[int, int], k: Sequence[int],
+              s: Sequence[int], d: Sequence[int]) -> tuple[int, int, int, int]:
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+        if auto in ("NOTSET", ""):
+            pads = list(a.get("pads", [0, 0, 0, 0]))
+            if len(pads) != 4:
+                raise self._err(node, f"only 2-D is supported, got pads {pads}")
+            return int(pads[0]), int(pads[1]), int(pads[2]), int(pads[3])
+        if auto == "VALID":
+            return 0, 0, 0, 0
+        out = []
+        for ax in range(2):
+            o = math.ceil(in_hw[ax] / s[ax])
+            total = max(0, (o - 1) * s[ax] + d[ax] * (k[ax] - 1) + 1 - in_hw[ax])
+            small, big = total // 2, total - total // 2
+            out.append((small, big) if auto == "SAME_UPPER" else (big, small))
+        return out[0][0], out[1][0], out[0][1], out[1][1]
+
+    # ---- main ----------------------------------------------------------------------------
+
+    def run(self, name: str) -> Network:
+        g = self.graph
+        data_inputs = [i for i in g.input if i.name not in self.const]
+        if len(data_inputs) != 1:
+            raise NetworkError(f"{self.origin}: expected exactly one non-constant graph input, "
+                               f"got {len(data_inputs)} ({', '.join(i.name for i in data_inputs)})")
+        inp = data_inputs[0]
+        shape = self.vi_shapes.get(inp.name)
+        if not shape or len(shape) < 2 or any(d is None or d <= 0 for d in shape[1:]):
+            raise NetworkError(f"{self.origin}: input {inp.name!r} needs a static shape "
+                               f"(N, C, H, W) or (N, F); got {shape}")
+        in_name = _safe_name(inp.name)
+        input_shape = tuple(int(d) for d in shape[1:])
+        self.layers.append({"name": in_name, "op": "input", "inputs": (), "attrs": {}, "params": {}})
+        self.by_name[in_name] = self.layers[0]
+        self.shape[in_name] = input_shape
+        self.tensor[inp.name] = in_name
+        for node in g.node:
+            self._node(node)
+        outs = [o.name for o in g.output]
+        if len(outs) != 1 or outs[0] not in self.tensor:
+            raise NetworkError(f"{self.origin}: expected one graph output produced by a supported "
+                               f"node, got {outs}")
+        last = self.tensor[outs[0]]
+        if self.layers[-1]["name"] != last:
+            # keep only what the output needs, output last (topological order is preserved)
+            self._prune(last)
+        layers = [Layer(e["name"], e["op"], e["inputs"], e["attrs"],
+                        params={k: _f32(v) for k, v in e["params"].items()})
+                  for e in self.layers]
+        try:
+            return Network(name, input_shape, layers)
+        except NetworkError as exc:
+            raise NetworkError(f"{self.origin}: {exc}", layer=exc.layer, index=exc.index,
+                               key=exc.key) from None
+
+    def _prune(self, last: str) -> None:
+        need = {last}
+        for e in reversed(self.layers):
+            if e["name"] in need:
+                need.update(e["inputs"])
+        kept = [e for e in self.layers if e["name"] in need and e["name"] != last]
+        self.layers = [*kept, self.by_name[last]]
+
+    def _fold_constant(self, node: Any) -> bool:
+        """Evaluate nodes whose inputs are all constants; True when folded."""
+        op = node.op_type
+        if op == "Constant":
+            from onnx import numpy_helper
+
+            a = _attrs(node)
+            if "value" in a:
+                self.const[node.output[0]] = numpy_helper.to_array(node.attribute[0].t) \
+                    if node.attribute[0].name == "value" else np.asarray(a["value"])
+            else:
+                key, val = next(iter(a.items()))
+                self.const[node.output[0]] = np.asarray(val, dtype=np.float32 if "float" in key else np.int64)
+            return True
+        if op == "ConstantOfShape":
+            shape = self._const(node, 0, "shape").astype(np.int64).tolist()
+            from onnx import numpy_helper
+
+            value = np.zeros(1, dtype=np.float32)
+            for attr in node.attribute:
+                if attr.name == "value":
+                    value = numpy_helper.to_array(attr.t)
+            # a read-only broadcast view: a large constant weight costs no memory
+            self.const[node.output[0]] = np.broadcast_to(value.reshape(-1)[:1].reshape(()), shape)
+            return True
+        if op == "Shape" and node.input[0] in self.tensor:
+            s = (1, *self.shape[self.tensor[node.input[0]]])
+            self.const[node.output[0]] = np.asarray(s, dtype=np.int64)
+            return True
+        if node.input and all((not i) or i in self.const for i in node.input):
+            from onnx import helper
+            from onnx.reference import ReferenceEvaluator
+
+            try:
+                feeds = {i: self.const[i] for i in node.input if i}
+                ins = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                       for i, v in feeds.items()]
+                outs_vi = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+                graph = helper.make_graph([node], "fold", ins, outs_vi)
+                fold = helper.make_model(graph, opset_imports=list(self.model.opset_import),
+                                         ir_version=self.model.ir_version)
+                outs = ReferenceEvaluator(fold).run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items()})
+            except Exception as exc:  # noqa: BLE001
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise self._err(node, f"cannot fold this constant expression: {detail}") from None
+            for o, v in zip(node.output, outs, strict=False):
+                self.const[o] = np.asarray(v)
+            return True
+        return False
+
+    def _node(self, node: Any) -> None:
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            raise self._err(node, f"operator domain {node.domain!r} is not supported")
+        if self._fold_constant(node):
+            return
+        a = _attrs(node)
+        out = node.output[0]
+        if op in _PASS_OPS:
+            self.tensor[out] = self._src(node)
+            return
+        handler = getattr(self, f"_op_{op}", None)
+        if op in _ACTIVATION_OPS:
+            self._activation(node, a)
+        elif handler is not None:
+            handler(node, a)
+        else:
+            raise self._err(node, f"operator {op!r} cannot be placed by the mapper; supported: "
+                            f"{', '.join(SUPPORTED_OPS)}")
+
+    # ---- ops -----------------------------------------------------------------------------
+
+    def _activation(self, node: Any, a: dict[str, Any]) -> None:
+        op = node.op_type
+        kind = _ACTIVATION_OPS[op]
+        attrs: dict[str, Any] = {"kind": kind}
+        x = self._src(node)
+        rank = len(self.shape[x]) + 1
+        if op == "LeakyRelu":
+            attrs["alpha"] = float(a.get("alpha", 0.01))
+        elif op == "Gelu":
+            approx = a.get("approximate", b"none")
+            attrs["approximate"] = approx.decode() if isinstance(approx, bytes) else str(approx)
+        elif op == "HardSigmoid":
+            if not (math.isclose(a.get("alpha", 0.2), 1 / 6, rel_tol=1e-4)
+                    and math.isclose(a.get("beta", 0.5), 0.5, rel_tol=1e-4)):
+                raise self._err(node, f"HardSigmoid with alpha={a.get('alpha', 0.2)}, "
+                                f"beta={a.get('beta', 0.5)} has no IR equivalent (needs 1/6, 1/2)")
+        elif op == "Softmax":
+            axis = int(a.get("axis", -1 if _opset(self.model) >= 13 else 1))
+            if axis % rank != 1 or math.prod(self.shape[x][1:]) != 1:
+                raise self._err(node, f"softmax over axis {axis} of (N, {self.shape[x]}); only the "
+                                "channel axis of (N, C) or (N, C, 1, 1) is supported")
+        elif op == "Clip":
+            lo = a.get("min", None)
+            hi = a.get("max", None)
+            c1, c2 = self._opt_const(node, 1), self._opt_const(node, 2)
+            lo = float(c1) if c1 is not None else (float(lo) if lo is not None else -math.inf)
+            hi = float(c2) if c2 is not None else (float(hi) if hi is not None else math.inf)
+            if lo == 0 and hi == 6:
+                attrs["kind"] = "relu6"
+            elif not (lo == 0 and math.isinf(hi)):
+                raise self._err(node, f"Clip to [{lo}, {hi}] has no IR equivalent (supported: "
+                                "[0, inf] = ReLU, [0, 6] = ReLU6)")
+        self._add(node, "activation", [x], attrs, out=node.output[0])
+
+    def _op_Conv(self, node: Any, a: dict[str, Any]) -> None:
+        x = self._src(node)
+        w = self._const(node, 1, "weight")
+        if w.ndim != 4:
+            raise self._err(node, f"only 2-D convolutions are supported, weight has shape {w.shape}")
+        b = self._opt_const(node, 2)
+        if len(node.input) > 2 and node.input[2] and b is None:
+            raise self._err(node, f"bias {node.input[2]!r} is not a constant")
+        k = tuple(int(v) for v in a.get("kernel_shape", w.shape[2:]))
+        s = tuple(int(v) for v in a.get("strides", (1, 1)))
+        d = tuple(int(v) for v in a.get("dilations", (1, 1)))
+        in_shape = self.shape[x]
+        if len(in_shape) != 3:
+            raise self._err(node, f"expects a (N, C, H, W) input, got (N, {in_shape})")
+        pads = self._pads(node, a, in_shape[1:], k, s, d)
+        params = {"weight": w}
+        if b is not None:
+            params["bias"] = b.reshape(-1)
+        self._add(node, "conv", [x], {
+            "out_channels": int(w.shape[0]), "kernel_size": k, "stride": s, "padding": pads,
+            "dilation": d, "groups": int(a.get("group", 1)), "bias": b is not None,
+        }, params, out=node.output[0])
+
+    def _vector_input(self, node: Any, x: str) -> str:
+        if len(self.shape[x]) != 1:
+            raise self._err(node, f"expects a (N, F) input, got (N, {self.shape[x]}); "
+                            "add a Flatten before it")
+        return x
+
+    def _op_Gemm(self, node: Any, a: dict[str, Any]) -> None:
+        if int(a.get("transA", 0)):
+            raise self._err(node, "transA=1 is not supported (the activation must be (N, F))")
+        x = self._vector_input(node, self._src(node))
+        bm = _f32(self._const(node, 1, "weight B"))
+        w = bm if int(a.get("transB", 0)) else bm.T
+        if float(a.get("alpha", 1.0)) != 1.0:
+            w = w * np.float32(a["alpha"])
+        c = self._opt_const(node, 2)
+        params = {"weight": w}
+        if c is not None:
+            params["bias"] = np.broadcast_to(c.astype(np.float32) * np.float32(a.get("beta", 1.0)),
+                                             (1, w.shape[0])).reshape(-1).copy()
+        self._add(node, "linear", [x], {"out_features": int(w.shape[0]), "bias": c is not None},
+                  params, out=node.output[0])
+
+    def _op_MatMul(self, node: Any, a: dict[str, Any]) -> None:
+        x = self._vector_input(node, self._src(node))
+        bm = self._const(node, 1, "weight B")
+        if bm.ndim != 2:
+            raise self._err(node, f"only (F, out) constant right operands are supported, got {bm.shape}")
+        self._add(node, "linear", [x], {"out_features": int(bm.shape[1]), "bias": False},
+                  {"weight": bm.T}, out=node.output[0])
+
+    def _op_BatchNormalization(self, node: Any, a: dict[str, Any]) -> None:
+        x = self._src(node)
+        gamma, beta, mean, var = (self._const(node, i, w).astype(np.float32).reshape(-1)
+                                  for i, w in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "var")))
+        eps = float(a.get("epsilon", 1e-5))
+        prev = self.by_name[x]
+        if (self.fold and prev["op"] in ("conv", "linear") and self.uses.get(prev["onnx_out"], 0) == 1
+                and "weight" in prev["params"]):
+            factor = gamma / np.sqrt(var + np.float32(eps))
+            w = prev["params"]["weight"].astype(np.float32)
+            prev["params"]["weight"] = w * factor.reshape(-1, *([1] * (w.ndim - 1)))
+            b0 = prev["params"].get("bias", np.zeros_like(mean))
+            prev["params"]["bias"] = (b0 - mean) * factor + beta
+            prev["attrs"] = {**prev["attrs"], "bias": True}
+            self.tensor[node.output[0]] = x
+            return
+        self._add(node, "batchnorm", [x], {"eps": eps},
+                  {"gamma": gamma, "beta": beta, "mean": mean, "var": var}, out=node.output[0])
+
+    def _op_Add(self, node: Any, a: dict[str, Any]) -> None:
+        consts = [i for i in node.input if i in self.const]
+        if not consts:
+            self._op_Sum(node, a)
+            return
+        if len(node.input) != 2 or len(consts) != 1:
+            raise self._err(node, "Add of two constants or of a constant and several inputs")
+        other = node.input[0] if node.input[1] in self.const else node.input[1]
+        src = self.tensor.get(other)
+        prev = self.by_name.get(src) if src else None
+        c = self.const[consts[0]].astype(np.float32)
+        if (prev is None or prev["op"] not in ("conv", "linear") or prev["attrs"]["bias"]
+                or self.uses.get(other, 0) != 1):
+            raise self._err(node, "adding a constant is supported only as the bias of a bias-free "
+                            "Conv/Gemm/MatMul that feeds nothing else")
+        n_out = prev["attrs"].get("out_channels", prev["attrs"].get("out_features"))
+        if c.size != n_out:
+            raise self._err(node, f"constant of shape {c.shape} is not a per-channel bias of {n_out}")
+        prev["params"]["bias"] = c.reshape(-1)
+        prev["attrs"] = {**prev["attrs"], "bias": True}
+        self.tensor[node.output[0]] = src  # type: ignore[assignment]
+
+    def _op_Sum(self, node: Any, a: dict[str, Any]) -> None:
+        xs = [self._src(node, i) for i in range(len(node.input))]
+        if len(xs) == 1:
+            self.tensor[node.output[0]] = xs[0]
+            return
+        self._add(node, "add", xs, {}, out=node.output[0])
+
+    def _op_Concat(self, node: Any, a: dict[str, Any]) -> None:
+        xs = [self._src(node, i) for i in range(len(node.input))]
+        rank = len(self.shape[xs[0]]) + 1
+        axis = int(a["axis"]) % rank
+        if axis == 0:
+            raise self._err(node, "concatenation along the batch axis is not supported")
+        self._add(node, "concat", xs, {"axis": axis - 1}, out=node.output[0])
+
+    def _pool(self, node: Any, a: dict[str, Any], op: str) -> None:
+        x = self._src(node)
+        k = tuple(int(v) for v in a["kernel_shape"])
+        if len(k) != 2:
+            raise self._err(node, f"only 2-D pooling is supported, kernel_shape {k}")
+        if any(int(v) != 1 for v in a.get("dilations", (1, 1))):
+            raise self._err(node, "pooling with dilations is not supported")
+        s = tuple(int(v) for v in a.get("strides", (1, 1)))
+        in_shape = self.shape[x]
+        if len(in_shape) != 3:
+            raise self._err(node, f"expects a (N, C, H, W) input, got (N, {in_shape})")
+        pads = self._pads(node, a, in_shape[1:], k, s, (1, 1))
+        if int(a.get("ceil_mode", 0)):
+            # accepted only where ceil and floor agree
+            for ax, (p0, p1) in enumerate(((pads[0], pads[2]), (pads[1], pads[3]))):
+                span = in_shape[1 + ax] + p0 + p1 - k[ax]
+                if span % s[ax]:
+                    raise self._err(node, "ceil_mode=1 changes the output size here; not supported")
+        attrs: dict[str, Any] = {"kernel": k, "stride": s, "padding": pads}
+        if op == "avgpool":
+            attrs["count_include_pad"] = bool(int(a.get("count_include_pad", 0)))
+        self._add(node, op, [x], attrs, out=node.output[0])
+
+    def _op_MaxPool(self, node: Any, a: dict[str, Any]) -> None:
+        if len(node.output) > 1 and node.output[1]:
+            raise self._err(node, "the Indices output is not supported")
+        self._pool(node, a, "maxpool")
+
+    def _op_AveragePool(self, node: Any, a: dict[str, Any]) -> None:
+        self._pool(node, a, "avgpool")
+
+    def _op_GlobalAveragePool(self, node: Any, a: dict[str, Any]) -> None:
+        x = self._src(node)
+        if len(self.shape[x]) != 3:
+            raise self._err(node, f"expects a (N, C, H, W) input, got (N, {self.shape[x]})")
+        y = self._add(node, "global_avgpool", [x], {})
+        c = self.shape[y][0]
+        self._add(node, "reshape", [y], {"shape": (c, 1, 1)}, out=node.output[0], suffix="/4d")
+
+    def _op_Flatten(self, node: Any, a: dict[str, Any]) -> None:
+        x = self._src(node)
+        if int(a.get("axis", 1)) != 1:
+            raise self._err(node, f"Flatten axis {a.get('axis')} is not supported (only 1)")
+        if len(self.shape[x]) == 1:
+            self.tensor[node.output[0]] = x
+            return
+        self._add(node, "flatten", [x], {}, out=node.output[0])
+
+    def _op_Reshape(self, node: Any, a: dict[str, Any]) -> None:
+        x = self._src(node)
+        in_shape = self.shape[x]
+        target = self._opt_const(node, 1)
+        if target is not None:
+            t = [int(v) for v in target.reshape(-1)]
+            full = (1, *in_shape)
+            t = [full[i] if (v == 0 and not int(a.get("allowzero", 0))) else v for i, v in enumerate(t)]
+            if -1 in t:
+                known = math.prod(v for v in t if v != -1)
+                t = [math.prod(full) // known if v == -1 else v for v in t]
+            out = tuple(t)
+        else:
+            vs = self.vi_shapes.get(node.output[0])
+            if not vs or any(d is None for d in vs[1:]):
+                raise self._err(node, "target shape is neither constant nor known from shape inference")
+            out = (1, *[int(d) for d in vs[1:]])
+        if not out or out[0] != 1 or math.prod(out) != math.prod(in_shape):
+            raise self._err(node, f"reshape of (N, {in_shape}) to {out} mixes the batch axis; not supported")
+        rest = tuple(out[1:])
+        if rest == in_shape:
+            self.tensor[node.output[0]] = x
+        elif len(rest) == 1:
+            self._add(node, "flatten", [x], {}, out=node.output[0])
+        else:
+            self._add(node, "reshape", [x], {"shape": rest}, out=node.output[0])
+
+
+def _f32(v: np.ndarray) -> np.ndarray:
+    """float32 without copying a float32 (possibly broadcast, read-only) array."""
+    return v if isinstance(v, np.ndarray) and v.dtype == np.float32 else np.asarray(v, dtype=np.float32)
+
+
+def _opset(model: Any) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 1

@@ -1,0 +1,59 @@
+"""``aimc map``: map a network onto a chip description and write its PPA report."""
+
+from __future__ import annotations
+
+import argparse
+
+from mapping.cli_common import add_arch, add_network, add_out, resolve_arch, write_files_atomic
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "map",
+        help="map a network onto the chip and report latency, energy and area (PPA)",
+        description=(
+            "Flatten every conv/linear layer to a matrix (im2col), split it over crossbar arrays, "
+            "replicate the slowest layers onto spare tiles, place tiles on the mesh, route activations "
+            "and partial sums (XY routing), spread over several chips when one is not enough, and "
+            "report latency, throughput, energy and area per layer and in total. Writes report.md, "
+            "report.json, layers.csv and PNG plots into --out, all or none."
+        ),
+        epilog=(
+            "examples:\n"
+            "  aimc map --arch fig11 --network resnet32-joshi2020 --out out/r32\n"
+            "  aimc map --arch hermes --network model.onnx --out out/onnx --max-chips 4\n"
+            "  aimc map --arch my_chip.yaml --network layers.yaml --out out/mine --no-replicate"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arch(p)
+    add_network(p)
+    add_out(p)
+    p.add_argument("--max-chips", type=int, default=None, metavar="N",
+                   help="at most N chips; a network needing more tiles is an error (default: no cap)")
+    p.add_argument("--replicate", action=argparse.BooleanOptionalAction, default=True,
+                   help="replicate the slowest analog layers onto spare tiles (default: on)")
+    p.add_argument("--fold-batchnorm", action="store_true",
+                   help="ONNX input: fold batch-norm into the preceding conv/linear")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, MappingError, map_network
+    from mapping.report import render_report, totals_lines
+
+    if args.max_chips is not None and args.max_chips < 1:
+        raise MappingError(f"--max-chips must be >= 1, got {args.max_chips}")
+    spec = resolve_arch(args)
+    opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
+    network = load_network(args.network, **opts)
+    result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips))
+    files = render_report(result, plots=not args.no_plots)
+    write_files_atomic(args.out, files)
+    if not args.quiet:
+        print("\n".join(totals_lines(result)))
+        print(f"  report: {args.out}/report.md")
+    return 0

@@ -1,0 +1,171 @@
+"""Component cost model: energy, time and area of each hardware event, from the chip description.
+
+Every figure comes from one field of :class:`archmodel.spec.ChipSpec`; each
+function states its equation and the fields it uses. Energies are in pJ, times
+in clock cycles or ns, areas in µm². The sources of the figures are the chip
+description's own ``source:`` notes (presets: ``archmodel/presets/*.yaml``).
+
+Energy components (keys of every energy breakdown, in this order):
+``dac``, ``array``, ``integrator``, ``adc``, ``tile_controller``, ``affine``,
+``digital``, ``sram``, ``interconnect``, ``chip_link``, ``leakage``.
+
+Area components: ``array``, ``dac``, ``integrator``, ``adc``, ``affine``,
+``tile_controller``, ``router``, ``sram``, ``digital``, ``chip_link``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from archmodel.spec import ChipSpec
+from archmodel.timing import mvm_cycles
+
+__all__ = [
+    "AREA_COMPONENTS",
+    "ENERGY_COMPONENTS",
+    "analog_mvm_energy_pj",
+    "chip_area_um2",
+    "cycles_to_ns",
+    "digital_layer_cycles",
+    "digital_mac_energy_pj",
+    "hop_energy_pj",
+    "chip_link_energy_pj",
+    "chip_link_time_ns",
+    "leakage_power_mw",
+    "mvm_time_cycles",
+    "sram_energy_pj",
+    "affine_energy_pj",
+]
+
+ENERGY_COMPONENTS: tuple[str, ...] = (
+    "dac", "array", "integrator", "adc", "tile_controller", "affine",
+    "digital", "sram", "interconnect", "chip_link", "leakage",
+)
+AREA_COMPONENTS: tuple[str, ...] = (
+    "array", "dac", "integrator", "adc", "affine", "tile_controller",
+    "router", "sram", "digital", "chip_link",
+)
+
+
+def cycles_to_ns(spec: ChipSpec, cycles: float) -> float:
+    """``cycles · 1000 / technology.clock_mhz`` (ns)."""
+    return cycles * 1000.0 / spec.technology.clock_mhz
+
+
+def mvm_time_cycles(spec: ChipSpec, rows_used: int, cols_used: int) -> int:
+    """Cycles of one array MVM: :func:`archmodel.timing.mvm_cycles` (the RTL-verified model).
+
+    ``ceil(rows_used/array.rows_per_dac_beat) + ceil((dac_passes·array.integration_time_ns
+    + array.cols_per_adc·array.adc_conversion_time_ns)·clock_mhz/1000)
+    + ceil(cols_used/array.cols_per_adc_beat) + MVM_OVERHEAD_CYCLES``. A PWM DAC
+    needs up to 2^(dac_bits-1) steps, already inside ``integration_time_ns``; a
+    bit-serial DAC needs ``dac_bits`` integration passes.
+    """
+    return mvm_cycles(spec, rows_used, cols_used)
+
+
+def analog_mvm_energy_pj(spec: ChipSpec, rows_used: int, cols_used: int) -> dict[str, float]:
+    """Energy of one MVM on one array, by component (pJ).
+
+    With ``p = array.dac_passes`` (1 for PWM, ``dac_bits`` for bit-serial):
+
+    - ``dac = energy_pj.dac_per_row_pj · rows_used · p`` (a PWM pulse is one
+      driver event; bit-serial drives every row once per pass);
+    - ``array = energy_pj.array_per_device_pj · rows_used · cols_used ·
+      array.devices_per_weight · p`` (every device of the used block is read
+      in every pass);
+    - ``integrator = energy_pj.integrator_per_col_pj · cols_used · p``;
+    - ``adc = energy_pj.adc_per_conversion_pj · cols_used`` (one conversion per
+      used column per MVM; a shared ADC converts its ``array.cols_per_adc``
+      columns one after another, which costs time, not extra energy);
+    - ``tile_controller = energy_pj.tile_controller_per_mvm_pj``.
+    """
+    e, a = spec.energy_pj, spec.array
+    p = a.dac_passes
+    return {
+        "dac": e.dac_per_row_pj * rows_used * p,
+        "array": e.array_per_device_pj * rows_used * cols_used * a.devices_per_weight * p,
+        "integrator": e.integrator_per_col_pj * cols_used * p,
+        "adc": e.adc_per_conversion_pj * cols_used,
+        "tile_controller": e.tile_controller_per_mvm_pj,
+    }
+
+
+def affine_energy_pj(spec: ChipSpec, outputs: int) -> float:
+    """``energy_pj.affine_per_output_pj · outputs``: accumulate row blocks, scale, offset,
+    ReLU and requantize one output element (batch-norm and bias are folded in)."""
+    return spec.energy_pj.affine_per_output_pj * outputs
+
+
+def digital_mac_energy_pj(spec: ChipSpec, macs: int) -> float:
+    """``energy_pj.digital_mac_pj · macs`` (int8 × int8 → int32 digital datapath)."""
+    return spec.energy_pj.digital_mac_pj * macs
+
+
+def digital_layer_cycles(spec: ChipSpec, macs: int) -> int:
+    """``ceil(macs / digital.mac_lanes)`` cycles on the digital datapath."""
+    return -(-macs // spec.digital.mac_lanes)
+
+
+def sram_energy_pj(spec: ChipSpec, read_bits: float, write_bits: float) -> float:
+    """``energy_pj.sram_read_pj_per_bit · read_bits + energy_pj.sram_write_pj_per_bit · write_bits``."""
+    return spec.energy_pj.sram_read_pj_per_bit * read_bits + spec.energy_pj.sram_write_pj_per_bit * write_bits
+
+
+def hop_energy_pj(spec: ChipSpec, bit_hops: float) -> float:
+    """``interconnect.energy_pj_per_bit_hop · bits · hops`` (mesh routers and links)."""
+    return spec.interconnect.energy_pj_per_bit_hop * bit_hops
+
+
+def chip_link_energy_pj(spec: ChipSpec, bits: float) -> float:
+    """``chip_link.energy_pj_per_bit · bits`` for bits crossing a chip-to-chip link."""
+    return spec.chip_link.energy_pj_per_bit * bits
+
+
+def chip_link_time_ns(spec: ChipSpec, bits: float) -> float:
+    """Serialization time ``bits / chip_link.bandwidth_gbps`` (ns; Gbit/s = bit/ns)."""
+    return bits / spec.chip_link.bandwidth_gbps
+
+
+def leakage_power_mw(spec: ChipSpec, chips: int) -> float:
+    """``chips · (tile_grid.tiles · leakage.tile_leakage_mw + leakage.digital_leakage_mw)``.
+
+    Every tile of every chip leaks (assumed: no power gating of unused tiles).
+    Leakage energy over a time ``t`` is ``P[mW] · t[ns]`` pJ.
+    """
+    lk = spec.leakage
+    return chips * (spec.tile_grid.tiles * lk.tile_leakage_mw + lk.digital_leakage_mw)
+
+
+def chip_area_um2(spec: ChipSpec, chips: int) -> dict[str, float]:
+    """Area of ``chips`` identical chips by component (µm²).
+
+    Per tile (``tile_grid.tiles`` tiles per chip), ``n = array.arrays_per_tile`` arrays:
+
+    - ``array = n · area_um2.array_um2``
+    - ``dac = n · array.rows · area_um2.dac_per_row_um2``
+    - ``integrator = n · array.cols · area_um2.integrator_per_col_um2``
+    - ``adc = n · ceil(array.cols / array.cols_per_adc) · area_um2.adc_um2``
+    - ``affine = area_um2.affine_unit_um2``, ``tile_controller = area_um2.tile_controller_um2``,
+      ``router = area_um2.router_um2``
+    - ``sram = buffers.sram_kib_per_tile · area_um2.sram_um2_per_kib``
+
+    Per chip: ``digital = digital.mac_lanes · area_um2.digital_per_mac_lane_um2``,
+    ``sram += buffers.global_buffer_kib · area_um2.sram_um2_per_kib``, and
+    ``chip_link = area_um2.chip_link_um2`` only when ``chips > 1``.
+    """
+    a, ar, b = spec.array, spec.area_um2, spec.buffers
+    n, t = a.arrays_per_tile, spec.tile_grid.tiles
+    per_chip = {
+        "array": t * n * ar.array_um2,
+        "dac": t * n * a.rows * ar.dac_per_row_um2,
+        "integrator": t * n * a.cols * ar.integrator_per_col_um2,
+        "adc": t * n * math.ceil(a.cols / a.cols_per_adc) * ar.adc_um2,
+        "affine": t * ar.affine_unit_um2,
+        "tile_controller": t * ar.tile_controller_um2,
+        "router": t * ar.router_um2,
+        "sram": (t * b.sram_kib_per_tile + b.global_buffer_kib) * ar.sram_um2_per_kib,
+        "digital": spec.digital.mac_lanes * ar.digital_per_mac_lane_um2,
+        "chip_link": ar.chip_link_um2 if chips > 1 else 0.0,
+    }
+    return {k: v * chips for k, v in per_chip.items()}

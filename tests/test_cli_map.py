@@ -1,0 +1,91 @@
+"""``aimc map`` end to end: reports written whole, byte-identical, and clear errors with no partial report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from mapping.cli import main
+from mapping.report import REPORT_FILES
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def test_map_writes_report_byte_identical(tmp_path, capsys):
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"r{k}"
+        assert main(["map", "--arch", "tiny", "--network", "mlp", "--out", str(out)]) == 0
+        outs.append(out)
+    for name in REPORT_FILES:
+        a, b = (outs[0] / name).read_bytes(), (outs[1] / name).read_bytes()
+        assert a == b, name
+        assert len(a) > 0
+    data = json.loads((outs[0] / "report.json").read_text())
+    t = data["totals"]
+    for key in ("latency_per_inference_ns", "inferences_per_s", "tops", "tops_per_w", "tops_per_mm2",
+                "energy_per_inference_pj", "area_mm2", "pcm_devices_used", "chips"):
+        assert key in t
+    assert data["spec_hash"] and data["aimc_version"]
+    assert sum(row["energy_total_pj"] for row in data["layers"]) + t["energy_per_inference_by_component_pj"][
+        "leakage_pj"] == pytest.approx(t["energy_per_inference_pj"])
+    text = (outs[0] / "report.md").read_text()
+    assert str(tmp_path) not in text and "TOPS/W" in text
+    assert "TOPS/W" in capsys.readouterr().out
+
+
+def test_map_onnx_resnet50(tmp_path):
+    out = tmp_path / "r50"
+    assert main(["map", "--arch", "fig11", "--network", str(LIGHT / "light_resnet50.onnx"), "--out", str(out),
+                 "--no-plots", "--quiet"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["totals"]["chips"] >= 2
+    assert len(data["layers"]) == 54
+
+
+def _no_report(out: Path) -> None:
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("case", ["unknown", "not_onnx", "unsupported", "max_chips"])
+def test_bad_inputs_one_error_no_report(tmp_path, capsys, case):
+    out = tmp_path / "out"
+    arch, net, extra = "fig11", "resnet32-joshi2020", []
+    if case == "unknown":
+        net = "resnet-99"
+    elif case == "not_onnx":
+        p = tmp_path / "bad.onnx"
+        p.write_bytes(b"\x00\x01 not a model at all \xff" * 10)
+        net = str(p)
+    elif case == "unsupported":
+        from onnx import TensorProto, helper
+
+        node = helper.make_node("LRN", ["x"], ["y"], name="norm1", size=3)
+        g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])])
+        p = tmp_path / "lrn.onnx"
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(p))
+        net = str(p)
+    else:
+        net, extra = str(LIGHT / "light_resnet50.onnx"), ["--max-chips", "1"]
+    status = main(["map", "--arch", arch, "--network", net, "--out", str(out), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert len(err) == 1 and err[0].startswith("aimc: error: ")
+    expect = {"unknown": "resnet-99", "not_onnx": "not an ONNX model", "unsupported": "LRN",
+              "max_chips": "tiles"}[case]
+    assert expect in err[0]
+    if case == "unsupported":
+        assert "norm1" in err[0]
+    _no_report(out)
+
+
+def test_help_mentions_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["map", "--help"])
+    text = capsys.readouterr().out
+    for opt in ("--arch", "--network", "--out", "--max-chips", "--replicate", "--no-replicate"):
+        assert opt in text

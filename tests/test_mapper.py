@@ -1,0 +1,121 @@
+"""Mapper: a one-layer network against hand-computed figures, totals = sums, replication, chips."""
+
+from __future__ import annotations
+
+import pytest
+
+from archmodel.network import NetworkBuilder
+from archmodel.spec import load_spec
+from archmodel.zoo import get_network
+from mapping.costs import ENERGY_COMPONENTS
+from mapping.mapper import MapOptions, MappingError, map_network
+
+
+def one_conv():
+    b = NetworkBuilder("one-conv", (16, 8, 8))
+    b.conv("conv", b.input, 16, 3, padding=1, bias=False)
+    return b.build()
+
+
+def test_one_layer_hand_computed():
+    # tiny preset (archmodel/presets/tiny.yaml), every layer analog. Hand computation:
+    # K = 3*3*16 = 144 rows, N = 16 cols; 32x32 arrays -> 5 row blocks (32,32,32,32,16 rows), 1 col block.
+    # 5 tiles > 4 per chip -> 2 chips; 8 - 5 = 3 spare tiles < 5 -> no replication.
+    # One MVM (32 rows, 16 cols): DAC beats ceil(32/8) = 4, array (40 + 1*20) ns at 100 MHz = 6,
+    # ADC beats ceil(16/8) = 2, overhead 2 -> 14 cycles. 64 output pixels -> 896 cycles = 8960 ns.
+    spec = load_spec("tiny").replace(**{"digital.digital_layers": []})
+    r = map_network(spec, one_conv())
+    (lay,) = r.layers
+    assert (lay.row_blocks, lay.col_blocks, lay.arrays, lay.replication) == (5, 1, 5, 1)
+    assert lay.mvms == 320
+    assert lay.mvm_cycles == 14
+    assert lay.cycles == 896
+    assert lay.latency_ns == pytest.approx(8960.0)
+    assert r.chips == 2 and r.tiles_used == 5
+    assert r.interval_ns == pytest.approx(8960.0)
+    assert r.inferences_per_s == pytest.approx(1e9 / 8960)
+    # Energy per component (pJ), rows summed over arrays = 144, 64 pixels:
+    # dac 1.0*144*64; array 0.01*144*16*2*64; integrator 1.0*16*5*64; adc 4.0*16*5*64; controller 1.0*5*64;
+    # affine 2.0 * 16*64 outputs; sram reads 144*64*8 bits * 0.05 + writes 16*8*8*8 bits * 0.06.
+    # Mesh (serpentine: tiles at (0,0),(0,1),(1,1),(1,0) on chip 0, (0,0) on chip 1; input at chip 0 (0,0)):
+    #   activations 8192 bits * 32/144 * (0+1+2+1) hops; partial sums 16 cols * 16 bits * 64 px = 16384 bits
+    #   per tile * (1+2+1) hops -> (7281.777... + 65536) * 0.1 pJ.
+    # Chip link: 8192*16/144 activation bits + 16384 partial-sum bits, * 2.0 pJ/bit.
+    # Leakage: 2 chips * (4 * 0.05 + 0.5) mW = 1.4 mW over 8960 ns.
+    expected = {
+        "dac": 9216.0,
+        "array": 2949.12,
+        "integrator": 5120.0,
+        "adc": 20480.0,
+        "tile_controller": 320.0,
+        "affine": 2048.0,
+        "digital": 0.0,
+        "sram": 3686.4 + 491.52,
+        "interconnect": 7281.777777777778,
+        "chip_link": 34588.44444444444,
+        "leakage": 12544.0,
+    }
+    for comp, val in expected.items():
+        assert r.energy_pj[comp] == pytest.approx(val, rel=1e-9, abs=1e-9), comp
+    # latency: input -> chip-1 tile -> home tile = 2 link crossings * 100 ns, + affine 3 cycles (30 ns),
+    # then the whole layer (8960 ns).
+    assert r.latency_ns == pytest.approx(9190.0)
+    assert r.devices_used == 144 * 16 * 2
+    assert r.macs == 144 * 16 * 64
+
+
+def test_digital_layer_cycles_and_energy():
+    # the same layer kept digital on tiny: ceil(147456 MACs / 4 lanes) cycles at 100 MHz, 0.1 pJ/MAC
+    r = map_network(load_spec("tiny"), one_conv())
+    (lay,) = r.layers
+    assert lay.kind == "digital" and lay.cycles == 36864 and lay.mvms == 0
+    assert r.energy_pj["digital"] == pytest.approx(14745.6)
+    assert r.tiles_used == 0 and r.chips == 1
+
+
+@pytest.mark.parametrize("arch,net", [("fig11", "resnet32-joshi2020"), ("hermes", "vgg8"), ("tiny", "mlp")])
+def test_totals_are_sums_of_layers(arch, net):
+    r = map_network(load_spec(arch), get_network(net))
+    for comp in ENERGY_COMPONENTS:
+        if comp != "leakage":
+            assert r.energy_pj[comp] == pytest.approx(sum(lay.energy_pj[comp] for lay in r.layers))
+    assert r.energy_total_pj == pytest.approx(sum(r.energy_pj.values()))
+    assert r.macs == sum(lay.macs for lay in r.layers)
+    assert r.weights == sum(lay.weights for lay in r.layers)
+    assert r.devices_used == sum(lay.devices for lay in r.layers)
+    assert r.tiles_used == sum(lay.tiles for lay in r.layers)
+    assert r.interval_ns == pytest.approx(max(
+        [lay.latency_ns for lay in r.layers if lay.kind == "analog"]
+        + [sum(lay.latency_ns for lay in r.layers if lay.kind == "digital")]) if r.chips == 1 else r.interval_ns)
+    assert r.tops_per_w == pytest.approx(r.ops / r.energy_total_pj)
+    assert r.tops == pytest.approx(r.ops * r.inferences_per_s / 1e12)
+
+
+def test_replication_uses_spare_tiles_and_speeds_up():
+    spec, net = load_spec("fig11"), get_network("resnet32-joshi2020")
+    plain = map_network(spec, net, MapOptions(replicate=False))
+    rep = map_network(spec, net)
+    assert plain.tiles_used == 32  # 32 analog layers, each fits one 512x512 array
+    assert rep.tiles_used <= 64 and rep.tiles_used > plain.tiles_used
+    assert rep.inferences_per_s > plain.inferences_per_s
+    # energy per inference of the analog work does not change with replication
+    assert rep.energy_pj["adc"] == pytest.approx(plain.energy_pj["adc"])
+
+
+def test_max_chips_error_names_tiles():
+    spec = load_spec("tiny").replace(**{"digital.digital_layers": []})
+    with pytest.raises(MappingError) as exc:
+        map_network(spec, one_conv(), MapOptions(max_chips=1))
+    msg = str(exc.value)
+    assert "needs 5 tiles" in msg and "4 tiles" in msg
+
+
+def test_bad_digital_layer_name():
+    spec = load_spec("tiny").replace(**{"digital.digital_layers": ["nope"]})
+    with pytest.raises(MappingError, match="nope"):
+        map_network(spec, one_conv())
+
+
+def test_pure_and_deterministic():
+    spec, net = load_spec("hermes"), get_network("resnet32")
+    assert map_network(spec, net) == map_network(spec, net)
