@@ -4,9 +4,12 @@ Runs ``aimc map`` three times and writes the reports under ``out/demo/``:
 
 1. ``resnet32-joshi2020`` (the seed paper's network) on ``fig11``;
 2. the ONNX ResNet-50 shipped in the onnx wheel (``light_resnet50.onnx``) on ``fig11``;
-3. ``resnet32-joshi2020`` on the ``hermes`` preset, next to the published HERMES
+3. ``resnet32-joshi2020`` on the ``hermes`` preset;
+4. HERMES at its peak: a YAML layer list of 64 dense 256x256 layers (one per
+   core, every array fully used) on ``hermes`` with every layer analog (a YAML
+   chip description derived from the preset), next to the published HERMES
    figures (Le Gallo et al., Nat. Electron. 2023: 63.1 TOPS at 9.76 TOPS/W,
-   1-phase read) for comparison.
+   1-phase read).
 """
 
 from __future__ import annotations
@@ -33,8 +36,29 @@ RUNS = (
 )
 
 
+def _peak_inputs(out: Path) -> tuple[Path, Path]:
+    """Write the all-analog HERMES description and the 64 x (256 -> 256) layer list."""
+    import yaml
+
+    from archmodel.spec import load_spec
+
+    out.mkdir(parents=True, exist_ok=True)
+    chip = load_spec("hermes").model_dump(mode="json")
+    chip["name"] = "hermes-all-analog"
+    chip["digital"]["digital_layers"] = []
+    chip["digital"]["sources"]["digital_layers"] = "peak workload: every layer on PCM"
+    arch = out / "hermes-all-analog.yaml"
+    arch.write_text(yaml.safe_dump(chip, sort_keys=False))
+    layers = [{"name": f"fc{i}", "op": "linear", "out_features": 256, "bias": False} for i in range(64)]
+    net = out / "dense-256x64.yaml"
+    net.write_text(yaml.safe_dump({"name": "dense-256x64", "input_shape": [256], "layers": layers}, sort_keys=False))
+    return arch, net
+
+
 def run_demo(out: Path = OUT) -> int:
-    for arch, network, folder in RUNS:
+    arch_peak, net_peak = _peak_inputs(out)
+    runs = (*RUNS, (str(arch_peak), str(net_peak), "hermes-peak-dense-256x64"))
+    for arch, network, folder in runs:
         net = network or str(resnet50_onnx())
         print(f"== aimc map --arch {arch} --network {network or 'light_resnet50.onnx'} --out {out / folder}")
         status = main(["map", "--arch", arch, "--network", net, "--out", str(out / folder)])
