@@ -1,0 +1,370 @@
+"""Affine / normalization unit: partial sums -> scale, offset, ReLU, requantize -> int8.
+
+Contract: :func:`archmodel.golden.accumulate_partial_sums` and
+:func:`archmodel.golden.affine_requantize` (bit for bit), per column ``j``::
+
+    p_j = sum over row blocks of the ADC codes          (exact, acc_bits)
+    y   = p_j * scale_j + offset_j                      (exact)
+    y   = max(y, 0)                                     if relu
+    out = saturate(round_shift(y, shift), 8)
+
+Micro-architecture
+------------------
+::
+
+    col_in ──► [ACC] ──(last row block)──► [FIFO] ──► [SER] ──(+ psum_in)──┬──► psum_out   (chain_out)
+                 ▲ │ (other row blocks)                                     └──► [REQUANT] ──► out
+                 └─┘ accumulator memory
+
+- **ACC** (1 cycle): one beat of ``cols_per_adc_beat`` ADC codes per cycle,
+  read-modify-write of an accumulator memory (:class:`~amaranth.lib.memory.Memory`,
+  one word = one column group, ``max_cols / cols_per_adc_beat`` words). The
+  first row block overwrites (no clearing pass); the final row block does not
+  write back: its sums go to the FIFO.
+- **FIFO** (:class:`~amaranth.lib.fifo.SyncFIFOBuffered`, one column block of
+  column groups): decouples the wide accumulation (one ADC beat per cycle,
+  so the tile controller meets ``mvm_cycles``) from the one-column-per-cycle
+  requantization; the next column block's MVMs overlap the emission of this one.
+- **SER**: emits the FIFO's column groups one column per cycle, in column order.
+- **Chain** (partial sums of row blocks held by other tiles): with
+  ``chain_in`` set, every column waits for one ``psum_in`` beat and adds its
+  value (the upstream tile sends its columns in the same order, so the join is
+  a plain stream join; a column-index mismatch sets ``err_chain``). With
+  ``chain_out`` set, the sums leave on ``psum_out`` instead of being
+  requantized (a non-home tile of a layer). A layer whose row blocks span
+  several tiles is a chain of tiles ending at its home tile; the sum over the
+  whole chain must fit ``acc_bits`` (``TileParams.max_chained_row_blocks``),
+  as in the golden model.
+- **REQUANT** (:class:`Requantizer`, 3 cycles): coefficient-memory read, then
+  multiply-add, then ReLU + round + saturate.
+
+Latency: ``affine_latency_cycles`` = 3 is the REQUANT pipeline (column in ->
+int8 out). From the ``col_in`` beat of the final row block to the first
+result on ``out``: 6 cycles (ACC 1 + FIFO 2 + REQUANT 3); the following
+columns of that beat follow one per cycle. Throughput: one ``col_in`` beat
+per cycle (while the FIFO has room), one result per cycle.
+
+Trade-off (for the mapper): results leave one column per cycle, so a column
+block of ``cols_used`` columns occupies the output for ``cols_used`` cycles.
+The FIFO holds one column block, so this overlaps the next column block's
+MVMs; the tile stalls (back-pressure on ``adc``) only when
+``cols_used > n_row_blocks * mvm_cycles`` in steady state (e.g. one row block
+of 32 columns on the tiny preset: 32 > 16 cycles).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl.fixed import relu as relu_fn
+from rtl.fixed import round_shift, saturate
+from rtl.params import ACT_BITS, TileParams
+from rtl.tile_controller import column_beat_layout, index_shape
+
+__all__ = ["AffineUnit", "Requantizer", "psum_layout", "result_layout"]
+
+
+def psum_layout(p: TileParams) -> data.StructLayout:
+    """Partial-sum beat (mesh chain): ``column``, ``value`` (signed ``acc_bits``), ``last``
+    (final column of the vector)."""
+    return data.StructLayout({
+        "column": index_shape(p.max_cols),
+        "value": signed(p.acc_bits),
+        "last": unsigned(1),
+    })
+
+
+def result_layout(index_shape_: unsigned) -> data.StructLayout:
+    """Result beat: ``column`` (or channel), ``data`` (int8), ``last`` (final of the vector)."""
+    return data.StructLayout({
+        "column": index_shape_,
+        "data": signed(ACT_BITS),
+        "last": unsigned(1),
+    })
+
+
+class Requantizer(wiring.Component):
+    """Per-column ``saturate(round_shift(relu?(value*scale + offset), shift), 8)`` pipeline.
+
+    Shared by :class:`AffineUnit` and :class:`rtl.digital.DigitalDatapath`.
+    Python reference: :func:`archmodel.golden.affine_requantize`.
+
+    Parameters
+    ----------
+    value_bits : int
+        Signed width of the incoming sums (``acc_bits``).
+    scale_bits, offset_bits : int
+        Signed widths of the coefficients.
+    depth : int
+        Coefficient-memory entries (columns / channels).
+
+    Members
+    -------
+    i : In(stream.Signature({column: unsigned(ceil(log2(depth))), value: signed(value_bits), last: 1}))
+        One sum per beat; ``column`` addresses the coefficients.
+    o : Out(stream.Signature(result_layout))
+        One int8 result per beat, ``column`` and ``last`` passed through.
+    coef_addr : In(unsigned(ceil(log2(depth))))
+    coef_scale : In(signed(scale_bits))
+        Scale with ``shift`` fractional bits.
+    coef_offset : In(signed(offset_bits))
+        Offset in output LSBs with ``shift`` fractional bits.
+    coef_we : In(1)
+        Write ``(coef_scale, coef_offset)`` at ``coef_addr`` (one cycle; do it while idle).
+    shift : In(range(value_bits + scale_bits))
+        Right shift of the layer, ``0 .. value_bits + scale_bits - 1``.
+    relu : In(1)
+        Apply ReLU.
+    busy : Out(1)
+        A result is in the pipeline.
+
+    Latency 3 cycles (``i`` accepted in cycle t -> ``o.valid`` in cycle t+3);
+    throughput one result per cycle; a stalled ``o`` stalls the whole pipeline.
+
+    Raises
+    ------
+    ValueError
+        If a width is out of range or the sum is wider than 64 bits.
+    """
+
+    LATENCY = 3
+
+    def __init__(self, *, value_bits: int, scale_bits: int, offset_bits: int, depth: int):
+        for name, v, lo, hi in (("value_bits", value_bits, 2, 63), ("scale_bits", scale_bits, 2, 63),
+                                ("offset_bits", offset_bits, 2, 63), ("depth", depth, 1, 1 << 24)):
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"Requantizer: {name} must be an integer in [{lo}, {hi}], got {v!r}")
+        if max(value_bits + scale_bits, offset_bits) + 1 > 64:
+            raise ValueError("Requantizer: max(value_bits + scale_bits, offset_bits) + 1 exceeds 64 bits")
+        self.value_bits, self.scale_bits, self.offset_bits, self.depth = value_bits, scale_bits, offset_bits, depth
+        idx = index_shape(depth)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "column": idx, "value": signed(value_bits), "last": unsigned(1)}))),
+            "o": Out(stream.Signature(result_layout(idx))),
+            "coef_addr": In(idx),
+            "coef_scale": In(signed(scale_bits)),
+            "coef_offset": In(signed(offset_bits)),
+            "coef_we": In(1),
+            "shift": In(range(value_bits + scale_bits)),
+            "relu": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        coef_layout = data.StructLayout({"scale": signed(self.scale_bits), "offset": signed(self.offset_bits)})
+        m.submodules.coef = coef = Memory(shape=coef_layout, depth=self.depth, init=[])
+        wp = coef.write_port()
+        rp = coef.read_port()
+        m.d.comb += [
+            wp.addr.eq(self.coef_addr),
+            wp.data.scale.eq(self.coef_scale),
+            wp.data.offset.eq(self.coef_offset),
+            wp.en.eq(self.coef_we),
+        ]
+
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+
+        # stage 1: coefficient read (memory latency), sum registered
+        v1 = Signal()
+        col1 = Signal.like(self.i.payload.column)
+        val1 = Signal(signed(self.value_bits))
+        last1 = Signal()
+        m.d.comb += [rp.addr.eq(self.i.payload.column), rp.en.eq(advance)]
+        # stage 2: y = value * scale + offset (exact)
+        sum_bits = max(self.value_bits + self.scale_bits, self.offset_bits) + 1
+        v2 = Signal()
+        col2 = Signal.like(col1)
+        y2 = Signal(signed(sum_bits))
+        last2 = Signal()
+        with m.If(advance):
+            m.d.sync += [
+                v1.eq(self.i.valid), col1.eq(self.i.payload.column),
+                val1.eq(self.i.payload.value), last1.eq(self.i.payload.last),
+                v2.eq(v1), col2.eq(col1), last2.eq(last1),
+                y2.eq(val1 * rp.data.scale + rp.data.offset),
+                # stage 3: ReLU, round, saturate -> output register
+                self.o.valid.eq(v2), self.o.payload.column.eq(col2), self.o.payload.last.eq(last2),
+                self.o.payload.data.eq(saturate(round_shift(Mux(self.relu, relu_fn(y2), y2), self.shift), ACT_BITS)),
+            ]
+        m.d.comb += self.busy.eq(v1 | v2 | self.o.valid)
+        return m
+
+
+class AffineUnit(wiring.Component):
+    """Per-tile affine unit (see the module docstring for the micro-architecture).
+
+    Parameters
+    ----------
+    params : TileParams
+        Widths and depths from the chip description.
+
+    Members
+    -------
+    col_in : In(stream.Signature(column_beat_layout(params)))
+        From the tile controller: ``cols_per_adc_beat`` ADC codes per beat with their
+        column group, valid lanes and row-block flags. One beat per cycle.
+    psum_in : In(stream.Signature(psum_layout(params)))
+        Partial sums from the upstream tile of a chain (``column``, ``value`` signed
+        ``acc_bits``, ``last``); consumed one per emitted column when ``chain_in``.
+    psum_out : Out(stream.Signature(psum_layout(params)))
+        This tile's (plus upstream) partial sums, one column per beat in column order,
+        when ``chain_out``; ``last`` on the final column of the vector.
+    out : Out(stream.Signature(result_layout))
+        int8 results (``column``, ``data``, ``last`` on the vector's final column), one
+        per beat in column order, when not ``chain_out``.
+    coef_addr : In(unsigned(ceil(log2(max_cols))))
+        Column of the coefficient write.
+    coef_scale : In(signed(scale_bits))
+        Scale (``shift`` fractional bits).
+    coef_offset : In(signed(offset_bits))
+        Offset (output LSBs, ``shift`` fractional bits).
+    coef_we : In(1)
+        Write strobe of the coefficient memory (write while idle).
+    shift : In(range(acc_bits + scale_bits))
+        Right shift of the layer (fractional bits of scale and offset).
+    relu : In(1)
+        Apply ReLU.
+    chain_in : In(1)
+        Add one ``psum_in`` beat to every column before requantizing / forwarding.
+    chain_out : In(1)
+        Send the sums on ``psum_out`` instead of requantizing.
+    clear : In(1)
+        Pulse: clear the sticky error flag.
+    err_chain : Out(1)
+        Sticky: a ``psum_in`` beat's column differed from the column it was added to.
+    busy : Out(1)
+        Data in flight (accumulate stage, FIFO, serializer or requantizer).
+
+    Latency: 3 cycles in the requantizer (``periphery.affine_latency_cycles``);
+    6 cycles from a final-row-block ``col_in`` beat to its first ``out`` result.
+    Throughput: one ``col_in`` beat and one result per cycle.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is not a :class:`TileParams`.
+    """
+
+    #: Cycles from accepting a final-row-block ``col_in`` beat to its first ``out`` result.
+    LATENCY = 6
+
+    def __init__(self, params: TileParams):
+        if not isinstance(params, TileParams):
+            raise TypeError(f"params must be a TileParams, got {params!r}")
+        self.params = p = params
+        super().__init__({
+            "col_in": In(stream.Signature(column_beat_layout(p))),
+            "psum_in": In(stream.Signature(psum_layout(p))),
+            "psum_out": Out(stream.Signature(psum_layout(p))),
+            "out": Out(stream.Signature(result_layout(index_shape(p.max_cols)))),
+            "coef_addr": In(index_shape(p.max_cols)),
+            "coef_scale": In(signed(p.scale_bits)),
+            "coef_offset": In(signed(p.offset_bits)),
+            "coef_we": In(1),
+            "shift": In(range(p.max_shift + 1)),
+            "relu": In(1),
+            "chain_in": In(1),
+            "chain_out": In(1),
+            "clear": In(1),
+            "err_chain": Out(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        p = self.params
+        m = Module()
+        CPB = p.cols_per_adc_beat
+        sums_layout = data.ArrayLayout(signed(p.acc_bits), CPB)
+
+        # ---- ACC: read-modify-write of the accumulator memory
+        m.submodules.accmem = accmem = Memory(shape=sums_layout, depth=p.column_groups, init=[])
+        wp = accmem.write_port()
+        rp = accmem.read_port(transparent_for=(wp,))
+
+        group_layout = data.StructLayout({
+            "sums": sums_layout,
+            "group": index_shape(p.column_groups),
+            "lanes": unsigned(CPB.bit_length()),
+            "last_vec": unsigned(1),
+        })
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=group_layout.size, depth=max(2, p.adc_beats_per_block))
+
+        s1_valid = Signal()
+        s1 = Signal(column_beat_layout(p))
+        s1_go = Signal()
+        m.d.comb += s1_go.eq(~s1.last_rb | fifo.w_rdy)
+        m.d.comb += self.col_in.ready.eq(~s1_valid | s1_go)
+        m.d.comb += [rp.addr.eq(self.col_in.payload.group), rp.en.eq(self.col_in.ready)]
+        with m.If(self.col_in.ready):
+            m.d.sync += [s1_valid.eq(self.col_in.valid), s1.eq(self.col_in.payload)]
+
+        sums = Signal(sums_layout)
+        for lane in range(CPB):
+            m.d.comb += sums[lane].eq(s1.codes[lane] + Mux(s1.first_rb, 0, rp.data[lane]))
+        w_group = Signal(group_layout)
+        m.d.comb += [
+            w_group.sums.eq(sums), w_group.group.eq(s1.group),
+            w_group.lanes.eq(s1.lanes), w_group.last_vec.eq(s1.last_vec),
+            fifo.w_data.eq(w_group),
+            fifo.w_en.eq(s1_valid & s1.last_rb),
+            wp.addr.eq(s1.group), wp.data.eq(sums),
+            wp.en.eq(s1_valid & ~s1.last_rb),
+        ]
+
+        # ---- SER: one column per cycle
+        r_group = data.View(group_layout, fifo.r_data)
+        lane = Signal(range(CPB))
+        ser_valid = fifo.r_rdy
+        ser_last_lane = lane == r_group.lanes - 1
+        ser_col = Signal(index_shape(p.max_cols))
+        ser_val = Signal(signed(p.acc_bits))
+        m.d.comb += [
+            ser_col.eq(r_group.group * CPB + lane),
+            ser_val.eq(r_group.sums[lane]),
+        ]
+
+        # ---- chain join and routing
+        joined_valid = ser_valid & (~self.chain_in | self.psum_in.valid)
+        joined_val = Signal(signed(p.acc_bits))
+        m.d.comb += joined_val.eq(Mux(self.chain_in, ser_val + self.psum_in.payload.value, ser_val))
+        joined_last = r_group.last_vec & ser_last_lane
+
+        m.submodules.rq = rq = Requantizer(value_bits=p.acc_bits, scale_bits=p.scale_bits,
+                                           offset_bits=p.offset_bits, depth=p.max_cols)
+        down_ready = Mux(self.chain_out, self.psum_out.ready, rq.i.ready)
+        take = joined_valid & down_ready
+        m.d.comb += [
+            self.psum_out.valid.eq(joined_valid & self.chain_out),
+            self.psum_out.payload.column.eq(ser_col),
+            self.psum_out.payload.value.eq(joined_val),
+            self.psum_out.payload.last.eq(joined_last),
+            rq.i.valid.eq(joined_valid & ~self.chain_out),
+            rq.i.payload.column.eq(ser_col),
+            rq.i.payload.value.eq(joined_val),
+            rq.i.payload.last.eq(joined_last),
+            self.psum_in.ready.eq(ser_valid & self.chain_in & down_ready),
+            fifo.r_en.eq(take & ser_last_lane),
+        ]
+        with m.If(take):
+            m.d.sync += lane.eq(Mux(ser_last_lane, 0, lane + 1))
+            with m.If(self.chain_in & (self.psum_in.payload.column != ser_col)):
+                m.d.sync += self.err_chain.eq(1)
+        with m.If(self.clear):
+            m.d.sync += self.err_chain.eq(0)
+
+        # ---- REQUANT
+        wiring.connect(m, rq.o, wiring.flipped(self.out))
+        m.d.comb += [
+            rq.coef_addr.eq(self.coef_addr), rq.coef_scale.eq(self.coef_scale),
+            rq.coef_offset.eq(self.coef_offset), rq.coef_we.eq(self.coef_we),
+            rq.shift.eq(self.shift), rq.relu.eq(self.relu),
+            self.busy.eq(s1_valid | (fifo.level != 0) | rq.busy),
+        ]
+        return m

@@ -1,0 +1,313 @@
+"""Digital datapath for the layers kept digital: int8 x int8 -> int32 MACs, then requantize.
+
+Contract: :func:`archmodel.golden.digital_conv2d` / :func:`archmodel.golden.digital_linear`
+(exact sums), :func:`archmodel.golden.affine_requantize` (requantization, the same
+unit as the analog tiles: :class:`rtl.affine.Requantizer`) and the output order of
+:func:`archmodel.golden.digital_datapath_order`::
+
+    for pixel in range(n_pixels):                    # im2col column
+        for g in range(ceil(c_out / mac_lanes)):     # channel group
+            for k in range(K):                       # im2col row order, one cycle each
+                lane l: acc[l] += w[k, g*mac_lanes + l] * x[k, pixel]
+            emit channels g*mac_lanes .. min((g+1)*mac_lanes, c_out) - 1 in order
+
+Micro-architecture
+------------------
+- **Input** ``x_in``: the im2col stream, one int8 element ``x[k, pixel]`` per
+  beat, K beats per pixel in im2col row order (``last`` on ``k = K-1``,
+  checked). Group 0 of a pixel consumes the stream at one element per cycle
+  and also writes it into an activation buffer (:class:`~amaranth.lib.memory.Memory`,
+  ``max_k`` x int8); groups 1.. replay the buffer, so the source sends each
+  pixel's vector once whatever ``c_out`` is.
+- **Weights**: a memory of ``weight_words`` words of ``mac_lanes`` int8 lanes;
+  word ``g*K + k``, lane ``l`` holds ``W[k, g*mac_lanes + l]`` (``W`` the
+  (K, C_out) weight matrix, :func:`archmodel.golden.weight_matrix` of an OIHW
+  kernel, or ``w.T`` of a linear layer; zero for ``channel >= c_out``). It is
+  loaded one int8 lane at a time through ``w_addr``/``w_lane``/``w_data``/``w_we``
+  (a byte-enable write port), while idle.
+- **MAC** (2 stages): fetch (issue the weight-word and buffer reads), then
+  ``acc[l] = (k == 0 ? 0 : acc[l]) + w[l] * x`` in ``mac_lanes`` parallel lanes
+  (``acc_bits``, exact: ``K * 2**14`` fits, checked at ``start``). After the
+  group's last term the sums go to a result register bank.
+- **Emission**: the result bank shifts out one channel per cycle into the
+  :class:`~rtl.affine.Requantizer` (3 cycles) while the next group
+  accumulates. The MAC stalls only when a group finishes before the previous
+  group's channels have all left (``K < mac_lanes``).
+
+Cycle count: ``n_pixels * ceil(c_out / mac_lanes) * K`` MAC (fetch) cycles
+when ``K >= mac_lanes`` and neither stream stalls; the first result of a
+channel group leaves 5 cycles after the group's last fetch cycle (1 MAC, 1
+result bank, 3 requantize), its other channels one per cycle after it, so the
+last result of a run leaves ``mac_lanes + 4`` cycles after the last fetch.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl.affine import Requantizer, result_layout
+from rtl.params import ACT_BITS, DigitalParams
+from rtl.tile_controller import index_shape
+
+__all__ = ["DigitalDatapath", "x_beat_layout"]
+
+#: Width of the ``n_pixels`` configuration port (up to 16 M output pixels per layer).
+PIXEL_COUNT_BITS = 24
+
+
+def x_beat_layout() -> data.StructLayout:
+    """im2col beat: ``data`` (int8 element ``x[k, pixel]``), ``last`` (``k == K-1``)."""
+    return data.StructLayout({"data": signed(ACT_BITS), "last": unsigned(1)})
+
+
+class DigitalDatapath(wiring.Component):
+    """int8 x int8 -> int32 MAC array with requantization (module docstring).
+
+    Parameters
+    ----------
+    params : DigitalParams
+        From the chip description (:meth:`DigitalParams.from_spec`).
+
+    Members
+    -------
+    x_in : In(stream.Signature(x_beat_layout()))
+        im2col stream, one int8 element per beat, K per pixel, ``last`` on the
+        pixel's final element. Consumed at one per cycle during channel group 0.
+    out : Out(stream.Signature(result_layout(index_shape(max_channels))))
+        int8 results ``(column = channel, data, last)``, pixel-major, channel-minor
+        (``golden.digital_datapath_order``); ``last`` on the final channel of each pixel.
+    w_addr : In(unsigned(ceil(log2(weight_words))))
+        Weight word ``g*K + k`` of the write.
+    w_lane : In(unsigned(ceil(log2(mac_lanes))))
+        Lane ``l`` (channel ``g*mac_lanes + l``) of the write.
+    w_data : In(signed(8))
+        Weight ``W[k, g*mac_lanes + l]``.
+    w_we : In(1)
+        Weight write strobe (one int8 per cycle; write while idle).
+    coef_addr : In(unsigned(ceil(log2(max_channels))))
+    coef_scale : In(signed(scale_bits))
+    coef_offset : In(signed(offset_bits))
+    coef_we : In(1)
+        Per-channel requantization coefficients (as :class:`rtl.affine.AffineUnit`).
+    shift : In(range(acc_bits + scale_bits))
+        Right shift of the layer.
+    relu : In(1)
+        Apply ReLU.
+    k_terms : In(unsigned(max_k.bit_length()))
+        Configuration: K, terms per output, ``1 .. max_k``.
+    c_out : In(unsigned(max_channels.bit_length()))
+        Configuration: output channels, ``1 .. max_channels``, with
+        ``ceil(c_out / mac_lanes) * K <= weight_words``.
+    n_pixels : In(unsigned(24))
+        Configuration: output pixels of the run (1 for a linear layer), >= 1.
+    start : In(1)
+        Pulse: check and sample the configuration, then run (ignored while busy).
+    busy : Out(1)
+        A run is in progress.
+    done : Out(1)
+        Sticky: the last run emitted all its results (cleared by ``start``).
+    err_config : Out(1)
+        Sticky: the configuration at the last ``start`` was out of range; run refused.
+    err_x_last : Out(1)
+        Sticky (cleared by ``start``): an ``x_in`` beat's ``last`` disagreed with the count from K.
+
+    Latency: 5 cycles from the fetch of a group's last term to its first result
+    (``LATENCY``). Throughput: ``mac_lanes`` MACs per cycle; one result per cycle.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is not a :class:`DigitalParams`.
+    """
+
+    #: Cycles from the fetch of a channel group's last term to its first result.
+    LATENCY = 5
+
+    def __init__(self, params: DigitalParams):
+        if not isinstance(params, DigitalParams):
+            raise TypeError(f"params must be a DigitalParams, got {params!r}")
+        self.params = p = params
+        super().__init__({
+            "x_in": In(stream.Signature(x_beat_layout())),
+            "out": Out(stream.Signature(result_layout(index_shape(p.max_channels)))),
+            "w_addr": In(index_shape(p.weight_words)),
+            "w_lane": In(index_shape(p.mac_lanes)),
+            "w_data": In(signed(ACT_BITS)),
+            "w_we": In(1),
+            "coef_addr": In(index_shape(p.max_channels)),
+            "coef_scale": In(signed(p.scale_bits)),
+            "coef_offset": In(signed(p.offset_bits)),
+            "coef_we": In(1),
+            "shift": In(range(p.max_shift + 1)),
+            "relu": In(1),
+            "k_terms": In(unsigned(p.max_k.bit_length())),
+            "c_out": In(unsigned(p.max_channels.bit_length())),
+            "n_pixels": In(unsigned(PIXEL_COUNT_BITS)),
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "err_config": Out(1),
+            "err_x_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        p = self.params
+        m = Module()
+        L = p.mac_lanes
+        wlayout = data.ArrayLayout(signed(ACT_BITS), L)
+
+        m.submodules.wmem = wmem = Memory(shape=wlayout, depth=p.weight_words, init=[])
+        w_wp = wmem.write_port(granularity=1)            # one enable per int8 lane
+        w_rp = wmem.read_port()
+        m.submodules.xbuf = xbuf = Memory(shape=signed(ACT_BITS), depth=p.max_k, init=[])
+        x_wp = xbuf.write_port()
+        x_rp = xbuf.read_port()
+
+        # ---- weight loading (one lane per write)
+        for lane in range(L):
+            m.d.comb += w_wp.data[lane].eq(self.w_data)
+        m.d.comb += [
+            w_wp.addr.eq(self.w_addr),
+            w_wp.en.eq(Mux(self.w_we, 1 << self.w_lane, 0)),
+        ]
+
+        # ---- configuration check
+        k, c = self.k_terms, self.c_out
+        if L & (L - 1) == 0:
+            groups_in = (c + L - 1) >> (L.bit_length() - 1)
+        else:
+            groups_in = (c + L - 1) // L
+        cfg_ok = Signal()
+        m.d.comb += cfg_ok.eq((k != 0) & (k <= p.max_k) & (c != 0) & (c <= p.max_channels)
+                              & (self.n_pixels != 0) & (groups_in * k <= p.weight_words))
+        k_cfg = Signal.like(k)
+        c_cfg = Signal.like(c)
+        npix_cfg = Signal.like(self.n_pixels)
+
+        # ---- fetch stage (sequencer)
+        running = Signal()                       # terms left to issue
+        kk = Signal.like(k)                      # term k
+        g0 = Signal()                            # group 0 of the pixel (reads the stream)
+        wbase = Signal(range(p.weight_words + 1))
+        ch_base = Signal(range(p.max_channels + L + 1))
+        ch_left = Signal(range(p.max_channels + L + 1))   # c_out - g*L
+        pix_left = Signal.like(self.n_pixels)
+        last_group = ch_left <= L
+        k_last = kk == k_cfg - 1
+
+        # ---- MAC stage registers
+        s1_valid = Signal()
+        s1_first = Signal()
+        s1_klast = Signal()
+        s1_g0 = Signal()
+        s1_x = Signal(signed(ACT_BITS))
+        s1_base = Signal.like(ch_base)
+        s1_lanes = Signal(range(L + 1))
+        acc = [Signal(signed(p.acc_bits), name=f"acc{lane}") for lane in range(L)]
+
+        # ---- result bank (emission)
+        res = [Signal(signed(p.acc_bits), name=f"res{lane}") for lane in range(L)]
+        res_valid = Signal()
+        res_base = Signal.like(ch_base)
+        res_lanes = Signal(range(L + 1))
+        res_lane = Signal(range(L))
+        res_col = Signal.like(ch_base)
+
+        m.submodules.rq = rq = Requantizer(value_bits=p.acc_bits, scale_bits=p.scale_bits,
+                                           offset_bits=p.offset_bits, depth=p.max_channels)
+        ser_last = res_lane == res_lanes - 1
+        ser_take = res_valid & rq.i.ready
+        res_free = ~res_valid | (ser_take & ser_last)
+
+        s1_done = s1_valid & (~s1_klast | res_free)
+        adv = ~s1_valid | s1_done
+
+        issue = Signal()
+        m.d.comb += [
+            self.x_in.ready.eq(running & g0 & adv),
+            issue.eq(running & adv & (~g0 | self.x_in.valid)),
+            w_rp.addr.eq(wbase + kk), w_rp.en.eq(adv),
+            x_rp.addr.eq(kk), x_rp.en.eq(adv),
+            x_wp.addr.eq(kk), x_wp.data.eq(self.x_in.payload.data),
+            x_wp.en.eq(self.x_in.valid & self.x_in.ready),
+        ]
+
+        with m.If(adv):
+            m.d.sync += s1_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += [
+                s1_first.eq(kk == 0), s1_klast.eq(k_last), s1_g0.eq(g0),
+                s1_x.eq(self.x_in.payload.data), s1_base.eq(ch_base),
+                s1_lanes.eq(Mux(last_group, ch_left, L)),
+            ]
+            with m.If(g0 & (self.x_in.payload.last != k_last)):
+                m.d.sync += self.err_x_last.eq(1)
+            with m.If(k_last):
+                m.d.sync += kk.eq(0)
+                with m.If(last_group):                         # next pixel
+                    m.d.sync += [g0.eq(1), wbase.eq(0), ch_base.eq(0), ch_left.eq(c_cfg),
+                                 pix_left.eq(pix_left - 1)]
+                    with m.If(pix_left == 1):
+                        m.d.sync += running.eq(0)
+                with m.Else():                                 # next channel group
+                    m.d.sync += [g0.eq(0), wbase.eq(wbase + k_cfg), ch_base.eq(ch_base + L),
+                                 ch_left.eq(ch_left - L)]
+            with m.Else():
+                m.d.sync += kk.eq(kk + 1)
+
+        # ---- MAC
+        x_op = Mux(s1_g0, s1_x, x_rp.data)
+        with m.If(s1_done):
+            for lane in range(L):
+                total = Mux(s1_first, 0, acc[lane]) + w_rp.data[lane] * x_op
+                m.d.sync += acc[lane].eq(total)
+                with m.If(s1_klast):
+                    m.d.sync += res[lane].eq(total)
+            with m.If(s1_klast):
+                m.d.sync += [res_valid.eq(1), res_base.eq(s1_base), res_lanes.eq(s1_lanes), res_lane.eq(0)]
+
+        # ---- emission into the requantizer
+        m.d.comb += [
+            res_col.eq(res_base + res_lane),
+            rq.i.valid.eq(res_valid),
+            rq.i.payload.column.eq(res_col),
+            rq.i.payload.value.eq(res[0]),
+            rq.i.payload.last.eq(ser_last & (res_base + res_lanes >= c_cfg)),
+        ]
+        with m.If(ser_take & ~(s1_done & s1_klast)):
+            for lane in range(L - 1):
+                m.d.sync += res[lane].eq(res[lane + 1])
+            m.d.sync += res_lane.eq(res_lane + 1)
+            with m.If(ser_last):
+                m.d.sync += res_valid.eq(0)
+
+        wiring.connect(m, rq.o, wiring.flipped(self.out))
+        m.d.comb += [
+            rq.coef_addr.eq(self.coef_addr), rq.coef_scale.eq(self.coef_scale),
+            rq.coef_offset.eq(self.coef_offset), rq.coef_we.eq(self.coef_we),
+            rq.shift.eq(self.shift), rq.relu.eq(self.relu),
+        ]
+
+        # ---- run control
+        with m.FSM(name="ctl"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    with m.If(cfg_ok):
+                        m.d.sync += [
+                            k_cfg.eq(k), c_cfg.eq(c), npix_cfg.eq(self.n_pixels),
+                            running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(0), ch_base.eq(0),
+                            ch_left.eq(c), pix_left.eq(self.n_pixels),
+                            self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
+                        ]
+                        m.next = "RUN"
+                    with m.Else():
+                        m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~running & ~s1_valid & ~res_valid & ~rq.busy):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,281 @@
+"""RTL parameters derived from the chip description (one place, checked up front).
+
+Every width and depth the datapath blocks need (tile controller, affine unit,
+digital datapath) is derived here from a :class:`archmodel.spec.ChipSpec`, so
+that nothing is configured twice (DESIGN.md, one-spec principle). The
+dataclasses are frozen; their constructors check every constraint the RTL
+relies on and raise :class:`ValueError` naming the parameter, its value and
+what was expected.
+
+Constraints the RTL relies on (and why)
+---------------------------------------
+- ``array.rows % array.rows_per_dac_beat == 0``: the tile controller stores
+  its input vector in row-group words; a row block must start on a word
+  boundary so that one stored word is one DAC beat (all presets satisfy it).
+- ``array.cols % array.cols_per_adc_beat == 0``: column ``j`` of a layer is
+  lane ``j % cols_per_adc_beat`` of column group ``j // cols_per_adc_beat``,
+  and a column block starts on a group boundary.
+- ``periphery.accumulator_bits`` holds the exact sum of the ADC codes of the
+  ``arrays_per_tile`` row blocks a tile can hold
+  (``golden.partial_sum_acc_bits``): no saturation logic exists.
+- the affine sum ``max(acc + scale, offset) + 1`` fits 64 bits
+  (``golden.affine_requantize``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archmodel.spec import ChipSpec
+
+__all__ = ["ACT_BITS", "MAX_WEIGHT_WORDS", "DigitalParams", "TileParams"]
+
+#: Width of every activation (signed int8), input and output of every layer.
+ACT_BITS = 8
+#: Default cap on the digital datapath's weight-memory depth (words), assumed.
+MAX_WEIGHT_WORDS = 1024
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_affine(acc_bits: int, scale_bits: int, offset_bits: int, where: str) -> None:
+    sum_bits = max(acc_bits + scale_bits, offset_bits) + 1
+    if sum_bits > 64:
+        raise ValueError(
+            f"{where}: affine sum width max(acc_bits + scale_bits, offset_bits) + 1 = "
+            f"max({acc_bits} + {scale_bits}, {offset_bits}) + 1 = {sum_bits} exceeds 64 bits"
+        )
+
+
+@dataclass(frozen=True)
+class TileParams:
+    """Widths and depths of one analog tile's digital periphery.
+
+    Parameters
+    ----------
+    array_rows, array_cols : int
+        Crossbar array size (``array.rows``, ``array.cols``).
+    rows_per_dac_beat : int
+        DAC codes per array-port ``dac`` beat (``array.rows_per_dac_beat``);
+        divides ``array_rows``.
+    cols_per_adc_beat : int
+        ADC codes per array-port ``adc`` beat (``array.cols_per_adc_beat``);
+        divides ``array_cols``.
+    dac_bits : int
+        Signed DAC code width, 2..8 (``array.dac_bits``).
+    adc_bits : int
+        Signed ADC code width (``array.adc_bits``).
+    arrays_per_tile : int
+        Arrays behind one tile controller (``array.arrays_per_tile``).
+    acc_bits : int
+        Signed partial-sum accumulator width (``periphery.accumulator_bits``).
+    scale_bits, offset_bits : int
+        Signed widths of the affine scale and offset
+        (``periphery.affine_scale_bits``, ``periphery.affine_offset_bits``).
+    affine_latency_cycles : int
+        Latency the chip description assumes for the affine unit
+        (``periphery.affine_latency_cycles``); the RTL documents its own.
+
+    Raises
+    ------
+    ValueError
+        If a constraint of the module docstring does not hold.
+    """
+
+    array_rows: int
+    array_cols: int
+    rows_per_dac_beat: int
+    cols_per_adc_beat: int
+    dac_bits: int
+    adc_bits: int
+    arrays_per_tile: int
+    acc_bits: int
+    scale_bits: int
+    offset_bits: int
+    affine_latency_cycles: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("array_rows", "array_cols", "rows_per_dac_beat", "cols_per_adc_beat",
+                     "arrays_per_tile", "affine_latency_cycles"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"TileParams.{name} must be a positive integer, got {v!r}")
+        if not 2 <= self.dac_bits <= ACT_BITS:
+            raise ValueError(f"TileParams.dac_bits must be in [2, {ACT_BITS}], got {self.dac_bits}")
+        if not 2 <= self.adc_bits <= 32:
+            raise ValueError(f"TileParams.adc_bits must be in [2, 32], got {self.adc_bits}")
+        for name in ("acc_bits", "scale_bits", "offset_bits"):
+            v = getattr(self, name)
+            if not 2 <= v <= 63:
+                raise ValueError(f"TileParams.{name} must be in [2, 63], got {v}")
+        if self.array_rows % self.rows_per_dac_beat:
+            raise ValueError(
+                f"array.rows = {self.array_rows} must be a multiple of array.rows_per_dac_beat = "
+                f"{self.rows_per_dac_beat} (a row block must start on a DAC-beat boundary)"
+            )
+        if self.array_cols % self.cols_per_adc_beat:
+            raise ValueError(
+                f"array.cols = {self.array_cols} must be a multiple of array.cols_per_adc_beat = "
+                f"{self.cols_per_adc_beat} (a column block must start on an ADC-beat boundary)"
+            )
+        worst = self.arrays_per_tile << (self.adc_bits - 1)
+        if worst > (1 << (self.acc_bits - 1)) - 1:
+            need = (worst).bit_length() + 1
+            raise ValueError(
+                f"periphery.accumulator_bits = {self.acc_bits} can overflow: {self.arrays_per_tile} "
+                f"row blocks x 2**{self.adc_bits - 1} = {worst}; need accumulator_bits >= {need}"
+            )
+        _check_affine(self.acc_bits, self.scale_bits, self.offset_bits, "periphery")
+
+    @classmethod
+    def from_spec(cls, spec: ChipSpec) -> TileParams:
+        """Derive the tile parameters from a chip description.
+
+        Raises
+        ------
+        ValueError
+            If the chip description violates a constraint of the RTL (module docstring).
+        """
+        a, p = spec.array, spec.periphery
+        return cls(
+            array_rows=a.rows, array_cols=a.cols,
+            rows_per_dac_beat=a.rows_per_dac_beat, cols_per_adc_beat=a.cols_per_adc_beat,
+            dac_bits=a.dac_bits, adc_bits=a.adc_bits, arrays_per_tile=a.arrays_per_tile,
+            acc_bits=p.accumulator_bits, scale_bits=p.affine_scale_bits,
+            offset_bits=p.affine_offset_bits, affine_latency_cycles=p.affine_latency_cycles,
+        )
+
+    # ---- derived figures ---------------------------------------------------------
+    @property
+    def max_rows(self) -> int:
+        """Largest K (rows in use) one tile holds: ``array_rows * arrays_per_tile``."""
+        return self.array_rows * self.arrays_per_tile
+
+    @property
+    def max_cols(self) -> int:
+        """Largest N (columns in use) one tile holds: ``array_cols * arrays_per_tile``."""
+        return self.array_cols * self.arrays_per_tile
+
+    @property
+    def dac_beats_per_block(self) -> int:
+        """DAC beats of a full row block: ``array_rows // rows_per_dac_beat``."""
+        return self.array_rows // self.rows_per_dac_beat
+
+    @property
+    def adc_beats_per_block(self) -> int:
+        """ADC beats of a full column block: ``array_cols // cols_per_adc_beat``."""
+        return self.array_cols // self.cols_per_adc_beat
+
+    @property
+    def input_words(self) -> int:
+        """Row-group words of one stored input vector: ``max_rows // rows_per_dac_beat``."""
+        return self.max_rows // self.rows_per_dac_beat
+
+    @property
+    def column_groups(self) -> int:
+        """ADC-beat column groups of the widest layer: ``max_cols // cols_per_adc_beat``."""
+        return self.max_cols // self.cols_per_adc_beat
+
+    @property
+    def max_shift(self) -> int:
+        """Largest requantization shift: ``acc_bits + scale_bits - 1`` (golden contract)."""
+        return self.acc_bits + self.scale_bits - 1
+
+    @property
+    def max_chained_row_blocks(self) -> int:
+        """Most row blocks (over all tiles of a chain) whose ADC codes add exactly in ``acc_bits``."""
+        return ((1 << (self.acc_bits - 1)) - 1) >> (self.adc_bits - 1)
+
+
+@dataclass(frozen=True)
+class DigitalParams:
+    """Widths and depths of the digital datapath (layers kept digital).
+
+    Parameters
+    ----------
+    mac_lanes : int
+        Parallel int8 x int8 MAC lanes (``digital.mac_lanes``).
+    acc_bits : int
+        Signed MAC accumulator width (``digital.accumulator_bits``).
+    scale_bits, offset_bits : int
+        Signed widths of the requantization scale and offset (the affine
+        unit's, ``periphery.affine_scale_bits`` / ``affine_offset_bits``).
+    weight_words : int
+        Depth of the weight memory in words of ``mac_lanes`` int8 weights.
+        From the chip description: ``min(global_buffer_kib * 1024 // mac_lanes,
+        MAX_WEIGHT_WORDS)`` (assumed: the weights of a digital layer live in
+        the global buffer; the cap keeps the generated Verilog small -- the
+        digital layers of ResNet-32 need 27 and 64 words).
+    max_channels : int
+        Depth of the per-channel coefficient memory (largest C_out), default
+        1024 (assumed: a 1000-class classifier fits).
+
+    Raises
+    ------
+    ValueError
+        If a width or depth is out of range.
+    """
+
+    mac_lanes: int
+    acc_bits: int
+    scale_bits: int
+    offset_bits: int
+    weight_words: int
+    max_channels: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("mac_lanes", "weight_words", "max_channels"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"DigitalParams.{name} must be a positive integer, got {v!r}")
+        if not 16 <= self.acc_bits <= 48:
+            raise ValueError(f"DigitalParams.acc_bits must be in [16, 48], got {self.acc_bits}")
+        for name in ("scale_bits", "offset_bits"):
+            v = getattr(self, name)
+            if not 2 <= v <= 63:
+                raise ValueError(f"DigitalParams.{name} must be in [2, 63], got {v}")
+        _check_affine(self.acc_bits, self.scale_bits, self.offset_bits, "digital")
+
+    @classmethod
+    def from_spec(cls, spec: ChipSpec, *, max_channels: int = 1024,
+                  max_weight_words: int | None = None) -> DigitalParams:
+        """Derive the digital-datapath parameters from a chip description.
+
+        Parameters
+        ----------
+        spec : ChipSpec
+        max_channels : int, default 1024
+            Coefficient-memory depth (largest C_out).
+        max_weight_words : int, optional
+            Cap on the weight-memory depth, default :data:`MAX_WEIGHT_WORDS`.
+
+        Raises
+        ------
+        ValueError
+            If a derived width or depth is out of range (e.g. a global buffer
+            smaller than one weight word).
+        """
+        d, p = spec.digital, spec.periphery
+        cap = MAX_WEIGHT_WORDS if max_weight_words is None else max_weight_words
+        words = min(int(spec.buffers.global_buffer_kib * 1024) // d.mac_lanes, cap)
+        if words < 1:
+            raise ValueError(
+                f"buffers.global_buffer_kib = {spec.buffers.global_buffer_kib} holds no word of "
+                f"digital.mac_lanes = {d.mac_lanes} int8 weights"
+            )
+        return cls(mac_lanes=d.mac_lanes, acc_bits=d.accumulator_bits,
+                   scale_bits=p.affine_scale_bits, offset_bits=p.affine_offset_bits,
+                   weight_words=words, max_channels=max_channels)
+
+    @property
+    def max_k(self) -> int:
+        """Largest K (terms per output): fits the weight memory and sums exactly in ``acc_bits``."""
+        exact = ((1 << (self.acc_bits - 1)) - 1) >> (2 * (ACT_BITS - 1))
+        return min(self.weight_words, exact)
+
+    @property
+    def max_shift(self) -> int:
+        """Largest requantization shift: ``acc_bits + scale_bits - 1``."""
+        return self.acc_bits + self.scale_bits - 1

@@ -1,0 +1,216 @@
+"""Amaranth simulation of rtl/digital.py against archmodel.golden, tiny preset.
+
+Each layer (a convolution through ``golden.im2col`` or a linear layer) loads its
+weights and coefficients through the configuration ports, streams its im2col
+columns with random valid gaps while the output is taken with random ready
+gaps, and the checker compares every int8 result, in
+``golden.digital_datapath_order``, with ``golden.digital_conv2d`` /
+``golden.digital_linear`` followed by ``golden.affine_requantize``; it asserts
+how many it compared and that none differed.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from rtl_stream_harness import Harness, Sink, Source, simulate
+
+from archmodel import fixedpoint, golden
+from archmodel.spec import load_spec
+from rtl.digital import DigitalDatapath
+from rtl.params import DigitalParams
+
+SPEC = load_spec("tiny")
+P = DigitalParams.from_spec(SPEC)
+
+
+def conv_layer(rng, c_in, h, w, c_out, k, stride=1, padding=0, corner=None):
+    x = rng.integers(-128, 128, (c_in, h, w))
+    wt = rng.integers(-128, 128, (c_out, c_in, k, k))
+    if corner == "min":
+        x[:] = -128
+        wt[:] = -128
+    acc = golden.digital_conv2d(x, wt, stride=stride, padding=padding, acc_bits=P.acc_bits)
+    cols = golden.im2col(x, k, stride, padding)
+    return {"cols": cols, "wm": golden.weight_matrix(wt), "acc": acc.reshape(c_out, -1).T}
+
+
+def linear_layer(rng, n_in, n_out, corner=None):
+    x = rng.integers(-128, 128, (1, n_in))
+    wt = rng.integers(-128, 128, (n_out, n_in))
+    if corner == "max":
+        x[:] = -128
+        wt[:] = 127
+    return {"cols": x.T, "wm": wt.T, "acc": golden.digital_linear(x, wt, acc_bits=P.acc_bits)}
+
+
+def coefficients(rng, layer, corner=None):
+    c_out = layer["wm"].shape[1]
+    lo_s, hi_s = fixedpoint.signed_range(P.scale_bits)
+    lo_o, hi_o = fixedpoint.signed_range(P.offset_bits)
+    layer["scale"] = rng.integers(lo_s, hi_s + 1, c_out)
+    layer["offset"] = rng.integers(lo_o, hi_o + 1, c_out) >> int(rng.integers(0, P.offset_bits))
+    layer["shift"] = int(rng.integers(12, 30))
+    layer["relu"] = bool(rng.integers(0, 2))
+    if corner:
+        layer["scale"][::2], layer["scale"][1::2] = lo_s, hi_s
+        layer["shift"], layer["relu"] = P.max_shift if corner == "max" else 0, False
+    layer["want"] = golden.affine_requantize(layer["acc"], layer["scale"], layer["offset"], layer["shift"],
+                                             layer["relu"], acc_bits=P.acc_bits, scale_bits=P.scale_bits,
+                                             offset_bits=P.offset_bits)
+    return layer
+
+
+async def load_layer(ctx, dut, layer):
+    wm = layer["wm"]
+    k, c_out = wm.shape
+    lanes = P.mac_lanes
+    ctx.set(dut.w_we, 1)
+    for g in range(-(-c_out // lanes)):
+        for kk in range(k):
+            for lane in range(min(lanes, c_out - g * lanes)):      # idle lanes keep stale weights
+                ctx.set(dut.w_addr, g * k + kk)
+                ctx.set(dut.w_lane, lane)
+                ctx.set(dut.w_data, int(wm[kk, g * lanes + lane]))
+                await ctx.tick()
+    ctx.set(dut.w_we, 0)
+    ctx.set(dut.coef_we, 1)
+    for ch in range(c_out):
+        ctx.set(dut.coef_addr, ch)
+        ctx.set(dut.coef_scale, int(layer["scale"][ch]))
+        ctx.set(dut.coef_offset, int(layer["offset"][ch]))
+        await ctx.tick()
+    ctx.set(dut.coef_we, 0)
+    ctx.set(dut.shift, layer["shift"])
+    ctx.set(dut.relu, layer["relu"])
+    ctx.set(dut.k_terms, k)
+    ctx.set(dut.c_out, c_out)
+    ctx.set(dut.n_pixels, layer["cols"].shape[1])
+
+
+async def run_layer(ctx, h, dut, layer, reset_after=None):
+    """Start, stream, collect; returns (compared, mismatches, cycles from start to done)."""
+    cols = layer["cols"]
+    k, n_pix = cols.shape
+    for pix in range(n_pix):
+        for kk in range(k):
+            h.sources["x"].put({"data": int(cols[kk, pix]), "last": int(kk == k - 1)})
+    ctx.set(dut.start, 1)
+    await h.step(ctx)
+    ctx.set(dut.start, 0)
+    t0 = h.cycle
+    while True:
+        done, busy = await h.step(ctx, dut.done, dut.busy)
+        if reset_after is not None and len(h.sinks["out"].items) >= reset_after:
+            await h.reset(ctx, 1)
+            return None
+        if done and not busy:
+            break
+        assert h.cycle - t0 < 50 * cols.size + 500, "run did not finish"
+    items = h.sinks["out"].items
+    cycles = h.sinks["out"].cycles[-1] - t0 + 1 if items else 0      # start .. last result, inclusive
+    order = golden.digital_datapath_order(n_pix, layer["wm"].shape[1], P.mac_lanes)
+    want = [(ch, int(layer["want"][pix, ch]), int(ch == layer["wm"].shape[1] - 1)) for pix, ch in order]
+    got = [(int(it.column), int(it.data), int(it.last)) for it in items]
+    mismatches = (len(got) != len(want)) + sum(g != w for g, w in zip(got, want, strict=False))   # length counted above
+    mismatches += ctx.get(dut.err_x_last) + ctx.get(dut.err_config)
+    h.sinks["out"].reset()
+    return len(want), mismatches, cycles
+
+
+def _harness(dut, rng, rst, p_valid, p_ready):
+    return Harness({"x": Source(dut.x_in, rng, p_valid)}, {"out": Sink(dut.out, rng, p_ready)}, rst)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_digital_layers_random_with_backpressure(seed):
+    """Convolutions (stride, padding, K < lanes, partial channel groups), linear layers, corner cases."""
+    rng = np.random.default_rng(seed)
+    layers = [
+        coefficients(rng, conv_layer(rng, 3, 5, 5, 6, 3, padding=1)),               # K=27, 2 groups, 25 px
+        coefficients(rng, conv_layer(rng, 2, 4, 4, 5, 1, stride=2)),                # K=2 < 4 lanes
+        coefficients(rng, linear_layer(rng, 64, 10)),                               # the last layer
+        coefficients(rng, conv_layer(rng, 4, 3, 3, 4, 2, corner="min"), corner="max"),  # -128 x -128
+        coefficients(rng, linear_layer(rng, 40, 7, corner="max"), corner="min"),    # saturation
+    ]
+    dut = DigitalDatapath(P)
+    stats = {"compared": 0, "mismatches": 0}
+
+    async def tb(ctx, rst):
+        h = _harness(dut, rng, rst, 0.6, 0.6)
+        for layer in layers:
+            await load_layer(ctx, dut, layer)
+            compared, mismatches, _ = await run_layer(ctx, h, dut, layer)
+            stats["compared"] += compared
+            stats["mismatches"] += mismatches
+
+    simulate(dut, tb)
+    assert stats["compared"] == sum(layer["want"].size for layer in layers), f"seed {seed}"
+    assert stats["mismatches"] == 0, f"seed {seed}"
+    saturated = np.concatenate([layers[3]["want"].ravel(), layers[4]["want"].ravel()])
+    assert {-128, 127} <= set(saturated.tolist())      # the corner cases do saturate
+
+
+def test_digital_cycle_count():
+    """No gaps, K >= lanes: n_pixels * ceil(c_out / lanes) * K MAC cycles, the last result lanes + 4 later."""
+    rng = np.random.default_rng(3)
+    layer = coefficients(rng, conv_layer(rng, 1, 4, 4, 8, 3))       # K=9, 2 groups, 4 pixels
+    dut = DigitalDatapath(P)
+    res = {}
+
+    async def tb(ctx, rst):
+        h = _harness(dut, rng, rst, 1.0, 1.0)
+        await load_layer(ctx, dut, layer)
+        res["run"] = await run_layer(ctx, h, dut, layer)
+
+    simulate(dut, tb)
+    compared, mismatches, cycles = res["run"]
+    assert (compared, mismatches) == (4 * 8, 0)
+    assert cycles == 4 * 2 * 9 + P.mac_lanes + 4
+
+
+def test_digital_reset_mid_transfer_and_config_errors():
+    rng = np.random.default_rng(4)
+    layer = coefficients(rng, conv_layer(rng, 2, 4, 4, 6, 2))
+    dut = DigitalDatapath(P)
+    res = {}
+
+    async def tb(ctx, rst):
+        h = _harness(dut, rng, rst, 0.8, 0.8)
+        await load_layer(ctx, dut, layer)
+        await run_layer(ctx, h, dut, layer, reset_after=7)
+        await h.step(ctx)
+        res["idle"] = (ctx.get(dut.busy), ctx.get(dut.out.valid), ctx.get(dut.x_in.ready))
+        res["run"] = await run_layer(ctx, h, dut, layer)       # weights and coefficients survive reset
+        errs = []
+        for k, c, npix in ((0, 4, 1), (4, 0, 1), (4, 4, 0), (P.max_k + 1, 4, 1), (4, P.max_channels + 1, 1),
+                           (P.weight_words, P.mac_lanes + 1, 1)):
+            ctx.set(dut.k_terms, k)
+            ctx.set(dut.c_out, c)
+            ctx.set(dut.n_pixels, npix)
+            ctx.set(dut.start, 1)
+            await h.step(ctx)
+            ctx.set(dut.start, 0)
+            await h.step(ctx)
+            errs.append((ctx.get(dut.err_config), ctx.get(dut.busy)))
+        res["errs"] = errs
+
+    simulate(dut, tb)
+    assert res["idle"] == (0, 0, 0)
+    compared, mismatches, _ = res["run"]
+    assert compared == layer["want"].size == 9 * 6
+    assert mismatches == 0
+    assert res["errs"] == [(1, 0)] * 6
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_digital_params_and_verilog():
+    assert P.weight_words == 1024 and P.mac_lanes == 4 and P.acc_bits == 32
+    with pytest.raises(TypeError, match="DigitalParams"):
+        DigitalDatapath(SPEC)
+    gc.collect()
+    text = verilog.convert(DigitalDatapath(P), name="digital_datapath", emit_src=False)
+    assert "module digital_datapath" in text
