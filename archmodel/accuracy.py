@@ -1,0 +1,739 @@
+"""Accuracy of a trained network on PCM over time: analog inference through the integer data path.
+
+What one evaluation does (Joshi et al., Nat. Commun. 11, 2473 (2020), Fig. 4;
+DESIGN.md, "Data path of one analog layer", GDC and AdaBS):
+
+1. **Stages.** The (sequential) network is cut into stages: every matrix layer
+   (conv, linear) fused with the batch-norm and ReLU that follow it, plus the
+   int8 glue ops (maxpool, avgpool, flatten, ReLU). Activations between stages are
+   int8 with one real scale per stage (``x_real = x_int8 · scale``), calibrated on
+   training images with the FP32 network: ``scale = max|activation| / 127``
+   (the network input: ``max|x| / 127`` = 1/127 for digits).
+2. **Analog stage** (one :class:`~archmodel.tile.AnalogMatrix` per layer,
+   programmed from its weights, ``s = g_max / max|W|`` per layer):
+   int8 → ``golden.dac_codes`` → PCM arrays → ADC codes → integer partial sums
+   (``AnalogMatrix.mvm_partial_sums``) → affine unit (``golden.affine_requantize``)
+   with integer coefficients from ``golden.quantize_affine`` of
+   ``golden.analog_affine_multiplier`` (conductance scale, DAC/ADC LSBs, GDC α,
+   folded batch-norm γ/σ) and ``golden.folded_offset`` (β − μγ/σ, bias) → int8.
+   Every step after the ADC is the RTL's integer golden function; nothing is a
+   float shortcut. Conv layers run one MVM per output pixel (im2col, row order of
+   :func:`archmodel.golden.im2col`).
+3. **Digital stages** (the placement ``digital_first_last``: the chip's
+   ``digital.digital_layers``, by default the first and the last matrix layer):
+   ``int8`` -- weights quantized per layer to int8 (``w_scale = max|W|/127``),
+   exact int8 × int8 sums (a batched int64 matmul, bit-identical to
+   ``golden.digital_conv2d`` / ``golden.digital_linear``; a test checks it), then
+   the same affine unit with ``golden.digital_affine_multiplier``; or ``fp32`` --
+   the layer in float32 on the dequantized int8 input (as the paper did), its
+   output requantized to int8 (round half up, saturate) unless it is the last.
+4. **Time and compensation.** After programming (``t = 0``) every analog layer
+   stores its GDC reference (``calibration.gdc_reference``, the chip's
+   ``calibration.gdc_input`` / ``gdc_vectors``). At each ``t_inf`` the devices
+   drift (fresh read noise) and each setting is evaluated on the test set:
+   ``none`` (α = 1), ``gdc`` (one α per layer), ``gdc_per_column`` (one α per
+   column), ``adabs`` -- global GDC α *and* batch-norm running mean/variance
+   re-estimated by running ``adabs_images`` training images through the drifted
+   analog network at time t, layer after layer (each BN layer measures the
+   pre-BN values, ``p · m₀ + bias`` with ``m₀`` the affine multiplier to real
+   units, of images that went through the already re-estimated layers before
+   it); γ, β and the weights stay. (AdaBS here includes the global α so that a
+   last layer without batch norm is compensated too; assumed, documented.)
+5. **Monte Carlo.** Each draw programs every layer afresh. A draw is a pure
+   function of (spec, network, weights, options, seed, draw index): every layer
+   ``i`` programs with ``Generator(PCG64(SeedSequence([seed, draw, i, 0])))`` and
+   drifts to time index ``k`` with ``SeedSequence([seed, draw, i, 1, k])``, so
+   both placements and all compensations of one draw share the same devices
+   (paired comparisons). Results: mean, standard deviation (ddof = 1) and
+   standard error (std/√draws) of the top-1 accuracy over draws, next to the FP32
+   accuracy of the same weights and the all-digital int8 accuracy.
+
+Times (DESIGN.md): 1 s, 1 h, 1 day, 1 month (2,592,000 s), 1 year (31,536,000 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from archmodel import golden
+from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
+from archmodel.network import Layer, Network, forward
+from archmodel.spec import ChipSpec
+from archmodel.tile import AnalogMatrix, device_model_from_spec
+
+__all__ = [
+    "COMPENSATIONS",
+    "PLACEMENTS",
+    "TIMES_S",
+    "AccuracyError",
+    "AccuracyOptions",
+    "AccuracyResult",
+    "PreparedNetwork",
+    "adc_usage",
+    "evaluate_accuracy",
+    "evaluate_draw",
+    "fp32_accuracy",
+    "int8_digital_accuracy",
+    "prepare",
+    "setting_label",
+]
+
+#: Evaluation times, (label, t_inf in s): DESIGN.md / Joshi et al. 2020 Fig. 4.
+TIMES_S: tuple[tuple[str, float], ...] = (
+    ("1 s", 1.0), ("1 h", 3600.0), ("1 day", 86400.0), ("1 month", 2_592_000.0), ("1 year", 31_536_000.0))
+#: Drift compensations.
+COMPENSATIONS: tuple[str, ...] = ("none", "gdc", "gdc_per_column", "adabs")
+#: Layer placements: every matrix layer on PCM, or the chip's digital layers (first/last) digital.
+PLACEMENTS: tuple[str, ...] = ("all_analog", "digital_first_last")
+
+_ACT_MAX = 127
+#: Image index of the first AdaBS calibration image (output-noise keys; test images start at 0).
+_ADABS_IMAGE_INDEX = 2**24
+
+
+class AccuracyError(ValueError):
+    """A network or option the accuracy evaluation cannot handle (one clear line)."""
+
+
+def setting_label(placement: str, compensation: str) -> str:
+    """Key of one setting, ``"<placement>/<compensation>"``."""
+    return f"{placement}/{compensation}"
+
+
+@dataclass(frozen=True)
+class AccuracyOptions:
+    """Options of one accuracy experiment.
+
+    Members
+    -------
+    times_s : tuple of (label, seconds)
+        Evaluation times t_inf after programming.
+    compensations : tuple of str
+        Subset of :data:`COMPENSATIONS`.
+    placements : tuple of str
+        Subset of :data:`PLACEMENTS`.
+    digital_precision : str
+        ``"int8"`` (digital datapath, golden integer path) or ``"fp32"`` for the
+        digital layers of ``digital_first_last``.
+    digital_layers : tuple of str or None
+        Matrix layers kept digital by ``digital_first_last`` (``"first"``,
+        ``"last"`` or names); None = the chip's ``digital.digital_layers``
+        (``("first", "last")`` when that is empty).
+    draws : int
+        Monte-Carlo draws (>= 2 for a standard deviation).
+    adabs_images : int or None
+        Training images of AdaBS; None = the chip's ``calibration.adabs_images``.
+    scale_images : int
+        Training images used to calibrate the int8 activation scales.
+    ideal_device : bool
+        PCM without programming noise, drift or read noise (tests).
+    only_settings : tuple of (placement, compensation) or None
+        Evaluate just these settings instead of every placement × compensation.
+    """
+
+    times_s: tuple[tuple[str, float], ...] = TIMES_S
+    compensations: tuple[str, ...] = COMPENSATIONS
+    placements: tuple[str, ...] = PLACEMENTS
+    digital_precision: str = "int8"
+    digital_layers: tuple[str, ...] | None = None
+    draws: int = 10
+    adabs_images: int | None = None
+    scale_images: int = 512
+    ideal_device: bool = False
+    only_settings: tuple[tuple[str, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        for c in self.compensations:
+            if c not in COMPENSATIONS:
+                raise AccuracyError(f"unknown compensation {c!r}; expected one of {', '.join(COMPENSATIONS)}")
+        for p in self.placements:
+            if p not in PLACEMENTS:
+                raise AccuracyError(f"unknown placement {p!r}; expected one of {', '.join(PLACEMENTS)}")
+        if self.digital_precision not in ("int8", "fp32"):
+            raise AccuracyError(f"digital_precision must be 'int8' or 'fp32', got {self.digital_precision!r}")
+        if self.draws < 1:
+            raise AccuracyError(f"draws must be >= 1, got {self.draws}")
+        if not self.times_s or any(not (math.isfinite(t) and t >= 0) for _, t in self.times_s):
+            raise AccuracyError("times_s must be a non-empty list of times >= 0 s")
+        if self.adabs_images is not None and self.adabs_images < 2:
+            raise AccuracyError(f"adabs_images must be >= 2, got {self.adabs_images}")
+        if self.scale_images < 1:
+            raise AccuracyError(f"scale_images must be >= 1, got {self.scale_images}")
+
+        for p, c in self.only_settings or ():
+            if p not in PLACEMENTS or c not in COMPENSATIONS:
+                raise AccuracyError(f"unknown setting ({p!r}, {c!r})")
+
+    @property
+    def settings(self) -> list[tuple[str, str]]:
+        """(placement, compensation) pairs evaluated, in report order."""
+        if self.only_settings is not None:
+            return list(self.only_settings)
+        return [(p, c) for p in self.placements for c in self.compensations]
+
+
+# ----------------------------------------------------------------------------- stages
+@dataclass
+class _Stage:
+    kind: str                        # "matrix", "maxpool", "avgpool", "global_avgpool", "flatten", "relu", "identity"
+    layer: Layer
+    bn: Layer | None = None
+    relu: bool = False
+    out_name: str = ""               # last IR layer of the stage (its output scale)
+    matrix_index: int = -1
+
+
+def _build_stages(network: Network) -> list[_Stage]:
+    layers = network.layers
+    stages: list[_Stage] = []
+    prev = layers[0].name
+    i, m = 1, 0
+    while i < len(layers):
+        layer = layers[i]
+        if tuple(layer.inputs) != (prev,):
+            raise AccuracyError(f"layer {layer.name!r}: the accuracy evaluation needs a sequential network "
+                                f"(each layer reading the previous one)")
+        if layer.is_matrix_layer:
+            if layer.groups != 1:
+                raise AccuracyError(f"layer {layer.name!r}: grouped convolutions are not supported")
+            st = _Stage("matrix", layer, matrix_index=m)
+            m += 1
+            j = i + 1
+            if j < len(layers) and layers[j].op == "batchnorm" and layers[j].inputs == (layer.name,):
+                st.bn = layers[j]
+                j += 1
+            if (j < len(layers) and layers[j].op == "activation" and layers[j].attrs["kind"] == "relu"
+                    and layers[j].inputs == (layers[j - 1].name,)):
+                st.relu = True
+                j += 1
+            st.out_name = layers[j - 1].name
+            stages.append(st)
+            i = j
+        elif layer.op in ("maxpool", "avgpool", "global_avgpool", "flatten"):
+            stages.append(_Stage(layer.op, layer, out_name=layer.name))
+            i += 1
+        elif layer.op == "activation" and layer.attrs["kind"] in ("relu", "identity"):
+            stages.append(_Stage(layer.attrs["kind"], layer, out_name=layer.name))
+            i += 1
+        elif layer.op == "reshape" and len(layer.output_shape) == 1:
+            stages.append(_Stage("flatten", layer, out_name=layer.name))
+            i += 1
+        else:
+            what = layer.op if layer.op != "activation" else f"activation {layer.attrs['kind']}"
+            raise AccuracyError(f"layer {layer.name!r}: {what} is not supported by the int8 accuracy evaluation "
+                                f"(batch-norm must follow a conv/linear layer)")
+        prev = layers[i - 1].name
+    if m == 0:
+        raise AccuracyError(f"network {network.name!r} has no conv or linear layer")
+    return stages
+
+
+def _resolve_digital(names: Sequence[str], matrix_layers: list[Layer]) -> set[int]:
+    out: set[int] = set()
+    by_name = {l.name: k for k, l in enumerate(matrix_layers)}
+    for n in names:
+        if n == "first":
+            out.add(0)
+        elif n == "last":
+            out.add(len(matrix_layers) - 1)
+        elif n in by_name:
+            out.add(by_name[n])
+        else:
+            raise AccuracyError(f"digital layer {n!r} is not a conv/linear layer of the network "
+                                f"(expected 'first', 'last' or one of {', '.join(by_name)})")
+    return out
+
+
+# ----------------------------------------------------------------------------- preparation
+@dataclass
+class PreparedNetwork:
+    """Everything a draw needs that does not depend on the draw (deterministic).
+
+    Members
+    -------
+    spec, network, options
+    params : dict
+        Trained float32 parameters ``{layer: {param: array}}``.
+    stages : list
+        Fused stages (see module docstring).
+    scales : dict
+        Real value of one int8 step at the input (key ``network.input_name``) and
+        after every stage (key: the stage's last IR layer).
+    digital : set of int
+        Matrix-layer indices kept digital by ``digital_first_last``.
+    x_adabs : ndarray
+        Training images of AdaBS.
+    """
+
+    spec: ChipSpec
+    network: Network
+    params: dict[str, dict[str, np.ndarray]]
+    options: AccuracyOptions
+    stages: list[_Stage]
+    scales: dict[str, float]
+    digital: set[int]
+    x_adabs: np.ndarray
+    matrices: list[np.ndarray] = field(default_factory=list)   # (K, N) float64 weight matrix per matrix layer
+
+    @property
+    def matrix_layers(self) -> list[Layer]:
+        return [s.layer for s in self.stages if s.kind == "matrix"]
+
+
+def prepare(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, np.ndarray]],
+            x_train: np.ndarray, options: AccuracyOptions | None = None) -> PreparedNetwork:
+    """Fuse the stages and calibrate the int8 activation scales on training images.
+
+    Parameters
+    ----------
+    spec : ChipSpec
+    network : Network
+        Sequential network (conv/linear [+ batchnorm] [+ relu], pools, flatten).
+    params : mapping
+        Trained parameters for every conv, linear and batchnorm layer.
+    x_train : ndarray, (N, \\*input_shape)
+        Training images: the first ``scale_images`` calibrate the activation
+        scales, the first ``adabs_images`` are the AdaBS calibration set.
+    options : AccuracyOptions, optional
+
+    Raises
+    ------
+    AccuracyError
+        Unsupported network, unknown digital layer, missing parameters.
+    """
+    opts = options or AccuracyOptions()
+    stages = _build_stages(network)
+    p = {k: {kk: np.asarray(vv, dtype=np.float32) for kk, vv in v.items()} for k, v in params.items()}
+    for layer in network.layers:
+        if layer.is_matrix_layer and "weight" not in p.get(layer.name, {}):
+            raise AccuracyError(f"layer {layer.name!r} has no trained weight")
+    x_train = np.asarray(x_train, dtype=np.float32)
+    acts = forward(network, x_train[: opts.scale_images], p, return_all=True)
+    scales: dict[str, float] = {}
+    for name in [network.input_name] + [s.out_name for s in stages]:
+        m = float(np.max(np.abs(acts[name])))
+        scales[name] = m / _ACT_MAX if m > 0 else 1.0
+    matrix_layers = [s.layer for s in stages if s.kind == "matrix"]
+    names = opts.digital_layers if opts.digital_layers is not None else (spec.digital.digital_layers or ("first", "last"))
+    digital = _resolve_digital(names, matrix_layers)
+    n_adabs = opts.adabs_images if opts.adabs_images is not None else spec.calibration.adabs_images
+    mats = [np.asarray(l.weight_matrix(weight=p[l.name]["weight"]), dtype=np.float64) for l in matrix_layers]
+    return PreparedNetwork(spec, network, p, opts, stages, scales, digital, x_train[:n_adabs], mats)
+
+
+# ----------------------------------------------------------------------------- integer helpers
+def _quantize_act(x: np.ndarray, scale: float) -> np.ndarray:
+    """Real -> int8: round half up, saturate to [-128, 127]."""
+    return np.clip(np.floor(np.asarray(x, dtype=np.float64) / scale + 0.5), -128, 127).astype(np.int8)
+
+
+def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
+    kh, kw = layer.attrs["kernel"]
+    sh, sw = layer.attrs["stride"]
+    pt, pl, pb, pr = layer.attrs["padding"]
+    _, ho, wo = layer.output_shape
+    fill = -128 if kind == "maxpool" else 0
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    win = np.empty(x.shape[:2] + (kh * kw, ho, wo), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            win[:, :, i * kw + j] = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+    if kind == "maxpool":
+        return win.max(axis=2).astype(np.int8)
+    total = win.sum(axis=2)
+    if layer.attrs["count_include_pad"]:
+        count = np.full(total.shape[-2:], kh * kw, dtype=np.int64)
+    else:
+        ones = np.pad(np.ones(x.shape[2:], dtype=np.int64), ((pt, pb), (pl, pr)))
+        count = sum(ones[i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+                    for i in range(kh) for j in range(kw))
+    return ((2 * total + count) // (2 * count)).astype(np.int8)  # round half up of the mean (assumed)
+
+
+def _rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """MVM input rows (B·P, K) in im2col order, and P (output pixels per image).
+
+    Row ``b·P + oh·W_out + ow`` holds image b's window at (oh, ow); column
+    ``(c·kh + i)·kw + j`` -- the order of :func:`archmodel.golden.im2col`
+    (a test checks it), built with one copy from a strided window view.
+    """
+    if layer.op == "linear":
+        return x.reshape(x.shape[0], -1), 1
+    a = layer.attrs
+    kh, kw = a["kernel_size"]
+    sh, sw = a["stride"]
+    dh, dw = a["dilation"]
+    pt, pl, pb, pr = a["padding"]
+    _, ho, wo = layer.output_shape
+    n, c = x.shape[:2]
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
+    win = win[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, ::dh, ::dw]  # (N, C, Ho, Wo, kh, kw)
+    rows = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * ho * wo, c * kh * kw)
+    return rows, ho * wo
+
+
+def _unrows(layer: Layer, y: np.ndarray, n: int) -> np.ndarray:
+    if layer.op == "linear":
+        return y
+    c, ho, wo = layer.output_shape
+    return y.reshape(n, ho * wo, c).transpose(0, 2, 1).reshape(n, c, ho, wo)
+
+
+# ----------------------------------------------------------------------------- one network instance
+class _Instance:
+    """The network on one draw's hardware at one time, with one compensation."""
+
+    def __init__(self, prep: PreparedNetwork, modes: list[str], matrices: list[AnalogMatrix | None],
+                 alphas: list[np.ndarray | float], memo: dict | None = None) -> None:
+        self.prep, self.modes, self.matrices, self.alphas = prep, modes, matrices, alphas
+        # Accumulator values depend only on (layer, mode, input codes) while the conductances are fixed:
+        # settings evaluated at the same time share them through ``memo`` (a pure cache).
+        self.memo = memo
+        self.bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        spec = prep.spec
+        self.acc_bits_analog = spec.periphery.accumulator_bits
+        self.acc_bits_digital = spec.digital.accumulator_bits
+        self.w_int8: dict[int, tuple[np.ndarray, float]] = {}
+        for k, mode in enumerate(modes):
+            if mode == "int8":
+                wm = prep.matrices[k]
+                ws = float(np.max(np.abs(wm))) / _ACT_MAX
+                ws = ws if ws > 0 else 1.0
+                self.w_int8[k] = (np.clip(np.floor(wm / ws + 0.5), -128, 127), ws)  # int8 values held as float64
+
+    def _bn(self, st: _Stage) -> tuple[np.ndarray | None, ...]:
+        if st.bn is None:
+            return None, None, None, None, 1e-5
+        p = self.prep.params[st.bn.name]
+        mean, var = self.bn_stats.get(st.bn.name, (p["mean"], p["var"]))
+        return p["gamma"], p["beta"], mean, var, st.bn.attrs["eps"]
+
+    def _real_multiplier(self, k: int, in_scale: float) -> np.ndarray:
+        """Factor from accumulator units to real pre-BN units (out_scale = 1, no BN)."""
+        mode = self.modes[k]
+        if mode == "analog":
+            a, spec = self.prep.spec.array, self.prep.spec
+            return golden.analog_affine_multiplier(
+                in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(self.prep.matrices[k]))),
+                g_max_us=spec.device.g_max_us, v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits,
+                dac_bits=a.dac_bits, adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=self.alphas[k])
+        return np.asarray(in_scale * self.w_int8[k][1])
+
+    def _accumulate(self, k: int, st: _Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
+        if self.memo is None:
+            return self._accumulate_now(k, st, x_int, image_index)
+        key = (k, self.modes[k], image_index, x_int.shape, hashlib.blake2b(np.ascontiguousarray(x_int).data).digest())
+        if key not in self.memo:
+            self.memo[key] = self._accumulate_now(k, st, x_int, image_index)
+        return self.memo[key]
+
+    def _accumulate_now(self, k: int, st: _Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
+        rows, p = _rows(st.layer, x_int)
+        if self.modes[k] == "analog":
+            mat = self.matrices[k]
+            d = golden.dac_codes(rows, self.prep.spec.array.dac_bits)
+            # MVM of image i, output pixel q has output-noise key base + i·P + q (batch-independent)
+            return mat.mvm_partial_sums(d, image_index * p), p  # type: ignore[union-attr]
+        # int8 x int8 sums in a float64 matmul: every product and partial sum is an integer
+        # below K·2^14 < 2^53, so the result is exact whatever the summation order -- bit-identical
+        # to golden.digital_conv2d / digital_linear (tests/test_accuracy.py checks it).
+        return (rows.astype(np.float64) @ self.w_int8[k][0]).astype(np.int64), p
+
+    def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0) -> np.ndarray:
+        """Logits (int8 codes as float, or float32 for an FP32 last layer) of a batch of images.
+
+        With ``adapt_bn`` every batch-norm layer's statistics are measured on this
+        batch (after the already adapted layers) and stored in ``bn_stats`` (AdaBS).
+        """
+        prep = self.prep
+        net = prep.network
+        scale = prep.scales[net.input_name]
+        h: np.ndarray = _quantize_act(x, scale)
+        n = x.shape[0]
+        is_float = False
+        n_matrix = len(prep.matrices)
+        for st in prep.stages:
+            if st.kind == "matrix":
+                k = st.matrix_index
+                out_scale = prep.scales[st.out_name]
+                last = k == n_matrix - 1
+                layer = st.layer
+                bias = prep.params[layer.name].get("bias") if layer.attrs["bias"] else None
+                if self.modes[k] == "fp32":
+                    xr = h.astype(np.float64) * scale if not is_float else h
+                    rows, p = _rows(layer, xr)
+                    z = rows @ prep.matrices[k] + (0.0 if bias is None else bias)
+                    if adapt_bn and st.bn is not None:
+                        self.bn_stats[st.bn.name] = (z.mean(axis=0), z.var(axis=0))
+                    gamma, beta, mean, var, eps = self._bn(st)
+                    if gamma is not None:
+                        z = (z - mean) * (gamma / np.sqrt(var + eps)) + beta
+                    if st.relu:
+                        z = np.maximum(z, 0.0)
+                    y = z if last else _quantize_act(z, out_scale)
+                    is_float = last
+                    h = _unrows(layer, y, n)
+                else:
+                    acc, p = self._accumulate(k, st, h, image_index)
+                    m0 = self._real_multiplier(k, scale)
+                    if adapt_bn and st.bn is not None:
+                        z = acc * m0 + (0.0 if bias is None else bias)
+                        self.bn_stats[st.bn.name] = (z.mean(axis=0), z.var(axis=0))
+                    gamma, beta, mean, var, eps = self._bn(st)
+                    bn_factor = 1.0 if gamma is None else gamma / np.sqrt(np.asarray(var, np.float64) + eps)
+                    mult = m0 * bn_factor / out_scale
+                    off = golden.folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
+                    mult, off = np.broadcast_arrays(np.atleast_1d(mult), np.atleast_1d(off))
+                    if mult.size == 1:
+                        mult = np.full(layer.out_channels, float(mult[0]))
+                        off = np.full(layer.out_channels, float(off[0]))
+                    spec = prep.spec
+                    acc_bits = self.acc_bits_analog if self.modes[k] == "analog" else self.acc_bits_digital
+                    coeff = golden.quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
+                                                   offset_bits=spec.periphery.affine_offset_bits,
+                                                   max_shift=min(31, acc_bits + spec.periphery.affine_scale_bits - 1))
+                    y = coeff.apply(acc, acc_bits=acc_bits, scale_bits=spec.periphery.affine_scale_bits,
+                                    offset_bits=spec.periphery.affine_offset_bits).astype(np.int8)
+                    h = _unrows(layer, y, n)
+                scale = out_scale
+            elif st.kind in ("maxpool", "avgpool"):
+                h = _pool_int(h, st.layer, st.kind)
+            elif st.kind == "global_avgpool":
+                hw = h.shape[2] * h.shape[3]
+                h = ((2 * h.astype(np.int64).sum(axis=(2, 3)) + hw) // (2 * hw)).astype(np.int8)
+            elif st.kind == "flatten":
+                h = h.reshape(n, -1)
+            elif st.kind == "relu":
+                h = np.maximum(h, 0)
+        return np.asarray(h, dtype=np.float64)
+
+
+def _predict(inst: _Instance, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+    out = []
+    for b0 in range(0, len(x), batch):
+        logits = inst.run(x[b0:b0 + batch], image_index=b0)
+        out.append(logits.argmax(axis=1))
+    return np.concatenate(out)
+
+
+# ----------------------------------------------------------------------------- draws
+def _layer_seed(seed: int, draw: int, layer: int, *rest: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(draw), int(layer), *rest])))
+
+
+def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray, seed: int, draw: int) -> dict[str, list[float]]:
+    """One Monte-Carlo draw: program, then evaluate every setting at every time.
+
+    A pure function of (prepared network, test data, seed, draw).
+
+    Returns
+    -------
+    dict
+        ``{setting label: [accuracy (fraction) at each time of options.times_s]}``.
+    """
+    opts, spec = prep.options, prep.spec
+    dev = device_model_from_spec(spec, ideal=opts.ideal_device)
+    n_mat = len(prep.matrices)
+    placements = list(dict.fromkeys(p for p, _ in opts.settings))
+    used_analog = set()
+    for placement in placements:
+        used_analog |= {k for k in range(n_mat) if placement == "all_analog" or k not in prep.digital}
+    mats: list[AnalogMatrix | None] = [None] * n_mat
+    refs: dict[int, tuple[np.ndarray, float, np.ndarray]] = {}
+    for k in sorted(used_analog):
+        noise_seed = int(np.random.SeedSequence([int(seed), int(draw), k, 2]).generate_state(1)[0])
+        m = AnalogMatrix(spec, dev, noise_seed=noise_seed).program(prep.matrices[k], _layer_seed(seed, draw, k, 0))
+        cal = gdc_calibration_inputs(spec.calibration.gdc_input, spec.calibration.gdc_vectors, m.shape[0], seed)
+        refs[k] = (cal, gdc_reference(m, cal), gdc_reference(m, cal, per_column=True))
+        mats[k] = m
+    out: dict[str, list[float]] = {setting_label(p, c): [] for p, c in opts.settings}
+    y_test = np.asarray(y_test)
+    for ti, (_, t) in enumerate(opts.times_s):
+        memo: dict = {}  # accumulator values at this time (conductances fixed), shared by the settings
+        alpha_g: dict[int, float] = {}
+        alpha_c: dict[int, np.ndarray] = {}
+        for k in sorted(used_analog):
+            m = mats[k]
+            m.drift(t, _layer_seed(seed, draw, k, 1, ti))  # type: ignore[union-attr]
+            cal, ref_g, ref_c = refs[k]
+            alpha_g[k] = float(gdc_alpha(m, cal, ref_g))  # type: ignore[arg-type]
+            alpha_c[k] = np.asarray(gdc_alpha(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
+        for placement in placements:
+            modes = ["analog" if (placement == "all_analog" or k not in prep.digital) else opts.digital_precision
+                     for k in range(n_mat)]
+            for comp in [c for p, c in opts.settings if p == placement]:
+                alphas: list[np.ndarray | float] = []
+                for k in range(n_mat):
+                    if modes[k] != "analog" or comp == "none":
+                        alphas.append(1.0)
+                    elif comp == "gdc_per_column":
+                        alphas.append(alpha_c[k])
+                    else:
+                        alphas.append(alpha_g[k])
+                inst = _Instance(prep, modes, mats, alphas, memo)
+                if comp == "adabs":
+                    inst.run(prep.x_adabs, adapt_bn=True, image_index=_ADABS_IMAGE_INDEX)
+                pred = _predict(inst, x_test)
+                out[setting_label(placement, comp)].append(float(np.mean(pred == y_test)))
+    return out
+
+
+def fp32_accuracy(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of the float32 reference forward pass (:func:`archmodel.network.forward`)."""
+    logits = forward(network, x, params)
+    return float(np.mean(np.asarray(logits).argmax(axis=1) == np.asarray(y)))
+
+
+def int8_digital_accuracy(prep: PreparedNetwork, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy with every matrix layer on the int8 digital datapath (no PCM)."""
+    inst = _Instance(prep, ["int8"] * len(prep.matrices), [None] * len(prep.matrices), [1.0] * len(prep.matrices))
+    return float(np.mean(_predict(inst, x) == np.asarray(y)))
+
+
+def adc_usage(prep: PreparedNetwork, x: np.ndarray, seed: int = 0) -> list[dict[str, Any]]:
+    """How much of the ADC range each analog layer uses, right after programming (draw 0, all analog).
+
+    Returns
+    -------
+    list of dict
+        Per matrix layer: ``layer``, ``rows``, ``cols``, ``row_blocks``,
+        ``adc_rms_code_lsb`` (RMS of the ADC codes of every array, in LSB),
+        ``adc_saturated_pct`` (codes at either end of the range),
+        ``adc_full_scale_code`` (2^(adc_bits-1)).
+    """
+    spec = prep.spec
+    dev = device_model_from_spec(spec, ideal=prep.options.ideal_device)
+    n_mat = len(prep.matrices)
+    mats: list[AnalogMatrix | None] = []
+    for k in range(n_mat):
+        mats.append(AnalogMatrix(spec, dev).program(prep.matrices[k], _layer_seed(seed, 0, k, 0)))
+    inst = _Instance(prep, ["analog"] * n_mat, mats, [1.0] * n_mat)
+    rows_out: list[dict[str, Any]] = []
+    # Walk the network once, capturing every matrix stage's input.
+    captured: dict[int, np.ndarray] = {}
+    original = inst._accumulate
+
+    def spy(k: int, st: _Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
+        captured[k] = x_int
+        return original(k, st, x_int, image_index)
+
+    inst._accumulate = spy  # type: ignore[method-assign]
+    inst.run(x)
+    levels = 2 ** (spec.array.adc_bits - 1)
+    for k, st in enumerate([s for s in prep.stages if s.kind == "matrix"]):
+        rows, _ = _rows(st.layer, captured[k])
+        codes = mats[k].mvm_adc_codes(golden.dac_codes(rows, spec.array.dac_bits))  # type: ignore[union-attr]
+        sat = np.mean((codes >= levels - 1) | (codes <= -levels))
+        rows_out.append({"layer": st.layer.name, "rows": int(rows.shape[1]), "cols": int(codes.shape[2]),
+                         "row_blocks": int(codes.shape[0]),
+                         "adc_rms_code_lsb": float(np.sqrt(np.mean(codes.astype(np.float64) ** 2))),
+                         "adc_saturated_pct": float(100 * sat), "adc_full_scale_code": levels})
+    return rows_out
+
+
+# ----------------------------------------------------------------------------- experiment
+@dataclass
+class AccuracyResult:
+    """Outcome of :func:`evaluate_accuracy`.
+
+    Members
+    -------
+    times : list of (label, seconds)
+    draws : dict
+        ``{setting label: ndarray (draws, times)}`` accuracies (fractions).
+    fp32_accuracy : float
+        Same weights, float32 reference forward pass.
+    int8_accuracy : float
+        Every layer on the int8 digital datapath (no PCM).
+    options : AccuracyOptions
+    seed : int
+    """
+
+    times: list[tuple[str, float]]
+    draws: dict[str, np.ndarray]
+    fp32_accuracy: float
+    int8_accuracy: float
+    options: AccuracyOptions
+    seed: int
+    adc: list[dict[str, Any]] = field(default_factory=list)
+
+    def mean(self, setting: str) -> np.ndarray:
+        return self.draws[setting].mean(axis=0)
+
+    def std(self, setting: str) -> np.ndarray:
+        d = self.draws[setting]
+        return d.std(axis=0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1])
+
+    def se(self, setting: str) -> np.ndarray:
+        return self.std(setting) / math.sqrt(self.draws[setting].shape[0])
+
+    def at(self, setting: str, time_label: str) -> tuple[float, float, float]:
+        """(mean, std, SE) of a setting at a time label."""
+        i = [lbl for lbl, _ in self.times].index(time_label)
+        return float(self.mean(setting)[i]), float(self.std(setting)[i]), float(self.se(setting)[i])
+
+
+def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, np.ndarray]],
+                      x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                      options: AccuracyOptions | None = None, seed: int = 0,
+                      progress: Callable[[int], None] | None = None,
+                      with_adc_usage: bool = False, workers: int | None = None) -> AccuracyResult:
+    """The whole experiment: FP32 and int8 baselines, then ``options.draws`` Monte-Carlo draws.
+
+    Parameters
+    ----------
+    progress : callable, optional
+        Called with the draw index after every draw (progress bars).
+    with_adc_usage : bool
+        Also measure :func:`adc_usage` on 64 test images.
+    workers : int, optional
+        Processes for the draws (default: the CPU count; 1 = serial). The
+        result does not depend on it.
+
+    Returns
+    -------
+    AccuracyResult
+    """
+    opts = options or AccuracyOptions()
+    prep = prepare(spec, network, params, x_train, opts)
+    fp32 = fp32_accuracy(network, prep.params, x_test, y_test)
+    int8 = int8_digital_accuracy(prep, x_test, y_test)
+    per: dict[str, list[list[float]]] = {setting_label(p, c): [] for p, c in opts.settings}
+    n_workers = max(1, min(int(workers if workers is not None else (os.cpu_count() or 1)), opts.draws))
+    results: list[dict[str, list[float]] | None] = [None] * opts.draws
+    if n_workers == 1:
+        for d in range(opts.draws):
+            results[d] = evaluate_draw(prep, x_test, y_test, seed, d)
+            if progress is not None:
+                progress(d)
+    else:
+        # Draws are pure functions of their arguments: fan them out over processes
+        # (results are identical to the serial loop; collected in draw order).
+        ctx = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            futures = {pool.submit(evaluate_draw, prep, x_test, y_test, seed, d): d for d in range(opts.draws)}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                if progress is not None:
+                    progress(futures[fut])
+    for res in results:
+        for key, accs in res.items():  # type: ignore[union-attr]
+            per[key].append(accs)
+    adc = adc_usage(prep, x_test[:64], seed) if with_adc_usage else []
+    return AccuracyResult(list(opts.times_s), {k: np.asarray(v) for k, v in per.items()}, fp32, int8, opts, int(seed), adc)
+
+
+def with_options(options: AccuracyOptions, **changes: Any) -> AccuracyOptions:
+    """``dataclasses.replace`` for :class:`AccuracyOptions` (validated)."""
+    return replace(options, **changes)

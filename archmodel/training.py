@@ -1,0 +1,628 @@
+"""Digital training with weight-noise injection (numpy only), and weight files.
+
+Hardware-aware training after Joshi et al., Nat. Commun. 11, 2473 (2020),
+"Training with noise injection": during every forward pass of training, each
+matrix layer (conv, linear) uses ``W + σ_rel · max|W| · N(0, 1)`` -- Gaussian
+noise relative to that layer's largest weight magnitude, drawn afresh for every
+mini-batch; the gradient computed with the noisy weights updates the clean
+weights (``max|W|`` is a constant for the gradient). The paper reports that
+training starts to suffer above about 8 % (σ_rel = 0.08). Optionally the weights
+are clipped after every update to ``clip_sigma`` standard deviations of the layer
+(Joshi et al. clip weights too, which raises the typical |W| against max|W| and so
+the signal-to-noise ratio on PCM; off by default, ``--clip-sigma``).
+
+Ops with a numpy forward *and* backward pass here (sequential networks only --
+each layer reads exactly the previous one):
+
+- ``conv`` (groups = 1) via im2col (``archmodel.network.im2col``; row order
+  ``(c·kh + i)·kw + j``) and its adjoint col2im;
+- ``linear``; ``batchnorm`` in training mode (batch statistics over N, H, W;
+  running statistics with momentum 0.1 and unbiased running variance, as
+  PyTorch ``BatchNorm2d``), inference mode otherwise;
+- ``activation`` ``relu`` / ``identity``; ``maxpool``, ``avgpool``
+  (``count_include_pad`` False); ``global_avgpool``; ``flatten``.
+
+Loss: softmax cross-entropy (mean over the batch). Optimizers: Adam (default,
+β = 0.9, 0.999, ε = 1e-8) and SGD with momentum. Initialization: He-normal
+weights (``N(0, 2/fan_in)``), zero biases, BN γ = 1, β = 0, mean 0, var 1.
+
+Parameters are a dict ``{layer name: {param name: ndarray}}`` with the names of
+:class:`archmodel.network.Layer` (conv/linear ``weight`` OIHW / (out, in),
+``bias``; batchnorm ``gamma``, ``beta``, ``mean``, ``var``).
+
+Weight files
+------------
+:func:`save_npz` writes ``"<layer>/<param>"`` arrays plus a ``__meta__`` JSON
+string (network name, noise level, seed, accuracies); :func:`load_npz` reads them
+back. :func:`load_onnx_params` takes trained weights from an ONNX file's
+initializers, matched by layer name (see its docstring).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archmodel.network import Layer, Network, im2col
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingError",
+    "accuracy",
+    "backward",
+    "cross_entropy",
+    "forward_train",
+    "init_params",
+    "load_npz",
+    "load_onnx_params",
+    "predict",
+    "save_npz",
+    "save_npz_bytes",
+    "train",
+]
+
+Params = dict[str, dict[str, np.ndarray]]
+
+_TRAIN_OPS = ("input", "conv", "linear", "batchnorm", "activation", "maxpool", "avgpool", "global_avgpool", "flatten")
+_ACTIVATIONS = ("relu", "identity")
+
+
+class TrainingError(ValueError):
+    """A network, option or weight file the trainer cannot handle (one clear line)."""
+
+
+# ----------------------------------------------------------------------------- checks
+def check_trainable(network: Network) -> None:
+    """Raise :class:`TrainingError` unless every layer is supported here (see module docstring)."""
+    prev = None
+    for layer in network.layers:
+        if layer.op not in _TRAIN_OPS:
+            raise TrainingError(f"layer {layer.name!r}: op {layer.op!r} is not supported by the numpy trainer "
+                                f"(supported: {', '.join(_TRAIN_OPS)})")
+        if layer.op != "input" and tuple(layer.inputs) != (prev,):
+            raise TrainingError(f"layer {layer.name!r}: the numpy trainer needs a sequential network "
+                                f"(each layer reading the previous one)")
+        if layer.op == "conv" and (layer.attrs["groups"] != 1 or layer.attrs["dilation"] != (1, 1)):
+            raise TrainingError(f"layer {layer.name!r}: conv with groups or dilation is not supported by the trainer")
+        if layer.op == "activation" and layer.attrs["kind"] not in _ACTIVATIONS:
+            raise TrainingError(f"layer {layer.name!r}: activation {layer.attrs['kind']!r} is not supported "
+                                f"(supported: {', '.join(_ACTIVATIONS)})")
+        prev = layer.name
+
+
+def init_params(network: Network, rng: np.random.Generator, dtype: Any = np.float32) -> Params:
+    """He-normal weights, zero biases, identity batch-norm (see module docstring)."""
+    params: Params = {}
+    for layer in network.layers:
+        if layer.is_matrix_layer:
+            rows, _ = layer.matrix_shape
+            if layer.op == "conv":
+                kh, kw = layer.attrs["kernel_size"]
+                shape: tuple[int, ...] = (layer.out_channels, layer.in_channels, kh, kw)
+            else:
+                shape = (layer.out_channels, layer.in_channels)
+            p = {"weight": rng.normal(0.0, math.sqrt(2.0 / rows), shape).astype(dtype)}
+            if layer.attrs["bias"]:
+                p["bias"] = np.zeros(layer.out_channels, dtype=dtype)
+            params[layer.name] = p
+        elif layer.op == "batchnorm":
+            c = layer.input_shapes[0][0]
+            params[layer.name] = {"gamma": np.ones(c, dtype), "beta": np.zeros(c, dtype),
+                                  "mean": np.zeros(c, dtype), "var": np.ones(c, dtype)}
+    return params
+
+
+# ----------------------------------------------------------------------------- ops
+def _col2im(cols: np.ndarray, x_shape: tuple[int, ...], layer: Layer) -> np.ndarray:
+    """Adjoint of ``im2col``: (N, C·kh·kw, Ho·Wo) -> (N, C, H, W), overlapping windows added."""
+    n, c, h, w = x_shape
+    kh, kw = layer.attrs["kernel_size"]
+    sh, sw = layer.attrs["stride"]
+    pt, pl, pb, pr = layer.attrs["padding"]
+    _, ho, wo = layer.output_shape
+    xp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=cols.dtype)
+    cols = cols.reshape(n, c, kh, kw, ho, wo)
+    for i in range(kh):
+        for j in range(kw):
+            xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
+    return xp[:, :, pt:pt + h, pl:pl + w]
+
+
+def _pool_windows(x: np.ndarray, layer: Layer, fill: float) -> np.ndarray:
+    kh, kw = layer.attrs["kernel"]
+    sh, sw = layer.attrs["stride"]
+    pt, pl, pb, pr = layer.attrs["padding"]
+    _, ho, wo = layer.output_shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    out = np.empty(x.shape[:2] + (kh, kw, ho, wo), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i, j] = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+    return out
+
+
+def _pool_scatter(dwin: np.ndarray, x_shape: tuple[int, ...], layer: Layer) -> np.ndarray:
+    """Add window gradients (N, C, kh, kw, Ho, Wo) back onto the input (N, C, H, W)."""
+    n, c, h, w = x_shape
+    kh, kw = layer.attrs["kernel"]
+    sh, sw = layer.attrs["stride"]
+    pt, pl, pb, pr = layer.attrs["padding"]
+    _, ho, wo = layer.output_shape
+    dxp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=dwin.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += dwin[:, :, i, j]
+    return dxp[:, :, pt:pt + h, pl:pl + w]
+
+
+def _noisy_weight(w: np.ndarray, noise: float, rng: np.random.Generator | None) -> np.ndarray:
+    if noise <= 0 or rng is None:
+        return w
+    w_max = float(np.max(np.abs(w)))
+    return w + (noise * w_max * rng.standard_normal(w.shape)).astype(w.dtype)
+
+
+def forward_train(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray, *,
+                  training: bool = False, noise: float = 0.0, rng: np.random.Generator | None = None,
+                  momentum: float = 0.1) -> tuple[np.ndarray, list[Any]]:
+    """Forward pass keeping what the backward pass needs.
+
+    Parameters
+    ----------
+    network : Network
+        Sequential network (:func:`check_trainable`).
+    params : mapping
+        ``{layer: {param: array}}``; in training mode the batch-norm running
+        ``mean``/``var`` arrays are updated in place.
+    x : ndarray, (N, \\*input_shape)
+    training : bool
+        Batch-norm uses batch statistics (and updates the running ones).
+    noise : float
+        Relative weight noise σ_rel (``σ = σ_rel · max|W|`` per layer); needs ``rng``.
+    rng : numpy.random.Generator, optional
+        Draws the weight noise.
+    momentum : float
+        Running-statistics momentum (PyTorch convention).
+
+    Returns
+    -------
+    (logits, cache)
+        ``logits`` (N, classes); ``cache`` is opaque, for :func:`backward`.
+    """
+    h = np.asarray(x, dtype=next(iter(next(iter(params.values())).values())).dtype)
+    cache: list[Any] = []
+    for layer in network.layers[1:]:
+        op, a = layer.op, layer.attrs
+        p = params.get(layer.name, {})
+        if op == "conv":
+            w = _noisy_weight(p["weight"], noise, rng)
+            cols = im2col(h, a["kernel_size"], stride=a["stride"], padding=a["padding"])
+            w2 = w.reshape(w.shape[0], -1)
+            y = np.matmul(w2, cols)  # (N, Cout, P)
+            if a["bias"]:
+                y = y + p["bias"][:, None]
+            cache.append((cols, w2, h.shape))
+            h = y.reshape((h.shape[0],) + layer.output_shape)
+        elif op == "linear":
+            w = _noisy_weight(p["weight"], noise, rng)
+            y = h @ w.T
+            if a["bias"]:
+                y = y + p["bias"]
+            cache.append((h, w))
+            h = y
+        elif op == "batchnorm":
+            axes = (0,) + tuple(range(2, h.ndim))
+            shape = (1, -1) + (1,) * (h.ndim - 2)
+            eps = a["eps"]
+            if training:
+                mean = h.mean(axis=axes)
+                var = h.var(axis=axes)
+                m = h.size // h.shape[1]
+                p["mean"][...] = (1 - momentum) * p["mean"] + momentum * mean
+                p["var"][...] = (1 - momentum) * p["var"] + momentum * var * (m / max(m - 1, 1))
+            else:
+                mean, var = p["mean"], p["var"]
+            inv = 1.0 / np.sqrt(var + eps)
+            xhat = (h - mean.reshape(shape)) * inv.reshape(shape)
+            cache.append((xhat, inv, training, axes, shape))
+            h = xhat * p["gamma"].reshape(shape) + p["beta"].reshape(shape)
+        elif op == "activation":
+            if a["kind"] == "relu":
+                mask = h > 0
+                cache.append(mask)
+                h = h * mask
+            else:
+                cache.append(None)
+        elif op == "maxpool":
+            win = _pool_windows(h, layer, -np.inf)
+            n, c, kh, kw, ho, wo = win.shape
+            flat = win.reshape(n, c, kh * kw, ho, wo)
+            arg = flat.argmax(axis=2)
+            cache.append((arg, h.shape))
+            h = np.take_along_axis(flat, arg[:, :, None], axis=2)[:, :, 0]
+        elif op == "avgpool":
+            ones = np.ones((1, 1) + h.shape[2:], dtype=h.dtype)
+            count = _pool_windows(ones, layer, 0.0).sum(axis=(2, 3))
+            if a["count_include_pad"]:
+                count = np.full_like(count, a["kernel"][0] * a["kernel"][1])
+            cache.append((count, h.shape))
+            h = _pool_windows(h, layer, 0.0).sum(axis=(2, 3)) / count
+        elif op == "global_avgpool":
+            cache.append(h.shape)
+            h = h.mean(axis=(2, 3))
+        elif op == "flatten":
+            cache.append(h.shape)
+            h = h.reshape(h.shape[0], -1)
+        else:  # pragma: no cover - check_trainable refuses it
+            raise TrainingError(f"layer {layer.name!r}: op {op!r} not supported")
+    return h, cache
+
+
+def backward(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], cache: list[Any],
+             dout: np.ndarray) -> Params:
+    """Gradients of a scalar loss w.r.t. every weight, bias, γ and β, given ``dL/dlogits``.
+
+    Weight gradients are taken at the (noisy) weights used in the forward pass.
+
+    Returns
+    -------
+    dict
+        ``{layer: {param: gradient}}`` (no entries for running statistics).
+    """
+    grads: Params = {}
+    g = dout
+    layers = network.layers[1:]
+    for layer, c in zip(reversed(layers), reversed(cache), strict=True):
+        op, a = layer.op, layer.attrs
+        if op == "conv":
+            cols, w2, x_shape = c
+            n = x_shape[0]
+            gy = g.reshape(n, w2.shape[0], -1)
+            gw = np.einsum("nop,nkp->ok", gy, cols, optimize=True)
+            grads[layer.name] = {"weight": gw.reshape(params[layer.name]["weight"].shape)}
+            if a["bias"]:
+                grads[layer.name]["bias"] = gy.sum(axis=(0, 2))
+            g = _col2im(np.matmul(w2.T, gy), x_shape, layer)
+        elif op == "linear":
+            x, w = c
+            grads[layer.name] = {"weight": g.T @ x}
+            if a["bias"]:
+                grads[layer.name]["bias"] = g.sum(axis=0)
+            g = g @ w
+        elif op == "batchnorm":
+            xhat, inv, training, axes, shape = c
+            gamma = params[layer.name]["gamma"]
+            grads[layer.name] = {"gamma": (g * xhat).sum(axis=axes), "beta": g.sum(axis=axes)}
+            gx = g * gamma.reshape(shape)
+            if training:
+                m = g.size // g.shape[1]
+                g = (inv.reshape(shape) / m) * (m * gx - gx.sum(axis=axes).reshape(shape)
+                                                 - xhat * (gx * xhat).sum(axis=axes).reshape(shape))
+            else:
+                g = gx * inv.reshape(shape)
+        elif op == "activation":
+            if c is not None:
+                g = g * c
+        elif op == "maxpool":
+            arg, x_shape = c
+            kh, kw = a["kernel"]
+            n, ch, ho, wo = g.shape
+            dflat = np.zeros((n, ch, kh * kw, ho, wo), dtype=g.dtype)
+            np.put_along_axis(dflat, arg[:, :, None], g[:, :, None], axis=2)
+            g = _pool_scatter(dflat.reshape(n, ch, kh, kw, ho, wo), x_shape, layer)
+        elif op == "avgpool":
+            count, x_shape = c
+            kh, kw = a["kernel"]
+            gw_ = np.broadcast_to((g / count)[:, :, None, None], g.shape[:2] + (kh, kw) + g.shape[2:])
+            g = _pool_scatter(np.ascontiguousarray(gw_), x_shape, layer)
+        elif op == "global_avgpool":
+            x_shape = c
+            g = np.broadcast_to(g[:, :, None, None] / (x_shape[2] * x_shape[3]), x_shape).copy()
+        elif op == "flatten":
+            g = g.reshape(c)
+    return grads
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy and its gradient w.r.t. the logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    p = e / e.sum(axis=1, keepdims=True)
+    n = logits.shape[0]
+    loss = float(-np.mean(np.log(p[np.arange(n), labels] + 1e-12)))
+    d = p.copy()
+    d[np.arange(n), labels] -= 1.0
+    return loss, d / n
+
+
+def predict(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray,
+            batch_size: int = 1024) -> np.ndarray:
+    """Logits in inference mode (running batch-norm statistics, no noise)."""
+    out = [forward_train(network, params, x[i:i + batch_size])[0] for i in range(0, len(x), batch_size)]
+    return np.concatenate(out)
+
+
+def accuracy(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray,
+             y: np.ndarray) -> float:
+    """Top-1 accuracy (fraction) in inference mode."""
+    return float(np.mean(predict(network, params, x).argmax(axis=1) == y))
+
+
+# ----------------------------------------------------------------------------- training loop
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`train`.
+
+    Members
+    -------
+    noise : float
+        Relative weight-noise level σ_rel (fraction of each layer's max|W|), >= 0.
+    epochs : int
+        Passes over the training set.
+    batch_size : int
+        Mini-batch size.
+    lr : float
+        Initial learning rate (cosine decay to 0 over the epochs).
+    optimizer : str
+        ``"adam"`` or ``"sgd"`` (momentum 0.9).
+    weight_decay : float
+        L2 penalty on conv/linear weights (decoupled for Adam, as AdamW).
+    clip_sigma : float or None
+        Clip each matrix layer's weights to ±clip_sigma·std(W) after every update.
+    """
+
+    noise: float = 0.0
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    weight_decay: float = 1e-4
+    clip_sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise TrainingError(f"noise must be a number >= 0 (fraction of max|W|), got {self.noise}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise TrainingError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not self.lr > 0:
+            raise TrainingError(f"lr must be > 0, got {self.lr}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise TrainingError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.clip_sigma is not None and not self.clip_sigma > 0:
+            raise TrainingError(f"clip_sigma must be > 0, got {self.clip_sigma}")
+
+
+@dataclass
+class TrainResult:
+    """Trained parameters and their history.
+
+    Members
+    -------
+    params : dict
+        ``{layer: {param: float32 array}}``.
+    train_accuracy, test_accuracy : float
+        Final FP32 top-1 accuracy (fraction), inference mode, no noise.
+    loss_history : list of float
+        Mean training loss of every epoch.
+    config : TrainConfig
+    seed : int
+    """
+
+    params: Params
+    train_accuracy: float
+    test_accuracy: float
+    loss_history: list[float] = field(default_factory=list)
+    config: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+
+def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+          config: TrainConfig | None = None, seed: int = 0,
+          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``network`` with weight-noise injection; a pure function of its arguments.
+
+    Parameters
+    ----------
+    network : Network
+        Sequential network (:func:`check_trainable`); its own params are not touched.
+    x_train, y_train, x_test, y_test : ndarray
+        Images (N, \\*input_shape) and integer labels.
+    config : TrainConfig, optional
+    seed : int
+        Seeds initialization, shuffling and noise (``numpy.random.default_rng(seed)``).
+    progress : callable, optional
+        Called as ``progress(epoch, mean_loss)`` after every epoch.
+
+    Returns
+    -------
+    TrainResult
+    """
+    cfg = config or TrainConfig()
+    check_trainable(network)
+    rng = np.random.default_rng([int(seed), 0x7A1])
+    params = init_params(network, rng)
+    trainable = [(ln, pn) for ln, p in params.items() for pn in p if pn not in ("mean", "var")]
+    m1 = {k: np.zeros_like(params[k[0]][k[1]]) for k in trainable}
+    m2 = {k: np.zeros_like(params[k[0]][k[1]]) for k in trainable}
+    n = len(x_train)
+    steps_per_epoch = -(-n // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    step = 0
+    history: list[float] = []
+    x_train = np.asarray(x_train, dtype=np.float32)
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(n)
+        losses = []
+        for b0 in range(0, n, cfg.batch_size):
+            idx = order[b0:b0 + cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            logits, cache = forward_train(network, params, x_train[idx], training=True, noise=cfg.noise, rng=rng)
+            loss, dlogits = cross_entropy(logits, y_train[idx])
+            grads = backward(network, params, cache, dlogits.astype(np.float32))
+            losses.append(loss)
+            lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / total))
+            step += 1
+            for k in trainable:
+                ln, pn = k
+                p, g = params[ln][pn], grads[ln][pn]
+                decay = cfg.weight_decay if pn == "weight" else 0.0
+                if cfg.optimizer == "adam":
+                    m1[k] = 0.9 * m1[k] + 0.1 * g
+                    m2[k] = 0.999 * m2[k] + 0.001 * g * g
+                    mh = m1[k] / (1 - 0.9**step)
+                    vh = m2[k] / (1 - 0.999**step)
+                    p -= (lr * (mh / (np.sqrt(vh) + 1e-8) + decay * p)).astype(p.dtype)
+                else:
+                    m1[k] = 0.9 * m1[k] + g + decay * p
+                    p -= (lr * m1[k]).astype(p.dtype)
+            if cfg.clip_sigma is not None:
+                for ln, p in params.items():
+                    if "weight" in p and network[ln].is_matrix_layer:
+                        lim = cfg.clip_sigma * float(np.std(p["weight"]))
+                        np.clip(p["weight"], -lim, lim, out=p["weight"])
+        history.append(float(np.mean(losses)))
+        if progress is not None:
+            progress(epoch, history[-1])
+    return TrainResult(params, accuracy(network, params, x_train, y_train), accuracy(network, params, x_test, y_test),
+                       history, cfg, int(seed))
+
+
+# ----------------------------------------------------------------------------- weight files
+def save_npz_bytes(params: Mapping[str, Mapping[str, np.ndarray]], meta: Mapping[str, Any] | None = None) -> bytes:
+    """The ``.npz`` file content of :func:`save_npz` (for atomic writes)."""
+    arrays: dict[str, np.ndarray] = {}
+    for ln, p in params.items():
+        for pn, v in p.items():
+            if "/" in ln or "/" in pn:
+                raise TrainingError(f"layer or parameter name {ln!r}/{pn!r} contains '/'")
+            arrays[f"{ln}/{pn}"] = np.asarray(v, dtype=np.float32)
+    arrays["__meta__"] = np.array(json.dumps(dict(meta or {}), sort_keys=True))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def save_npz(path: str | Path, params: Mapping[str, Mapping[str, np.ndarray]],
+             meta: Mapping[str, Any] | None = None) -> Path:
+    """Write parameters as ``.npz``: arrays ``"<layer>/<param>"`` and a ``__meta__`` JSON string."""
+    path = Path(path)
+    path.write_bytes(save_npz_bytes(params, meta))
+    return path
+
+
+def load_npz(path: str | Path, network: Network | None = None) -> tuple[Params, dict[str, Any]]:
+    """Read a file of :func:`save_npz`.
+
+    Parameters
+    ----------
+    path : path
+    network : Network, optional
+        If given, every parameter is checked against it (layer names and shapes),
+        and every parameter the network needs must be present.
+
+    Returns
+    -------
+    (params, meta)
+
+    Raises
+    ------
+    TrainingError
+        Unreadable file, unknown layer, wrong shape or missing parameter.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            params: Params = {}
+            meta: dict[str, Any] = {}
+            for key in z.files:
+                if key == "__meta__":
+                    meta = json.loads(str(z[key]))
+                    continue
+                ln, _, pn = key.partition("/")
+                params.setdefault(ln, {})[pn] = np.asarray(z[key], dtype=np.float32)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"cannot read weights {path}: {exc}") from None
+    if network is not None:
+        _check_against(network, params, str(path))
+    return params, meta
+
+
+def _check_against(network: Network, params: Params, where: str) -> None:
+    reference = init_params(network, np.random.default_rng(0))
+    for ln, p in params.items():
+        if ln not in reference:
+            raise TrainingError(f"{where}: layer {ln!r} has no parameters in network {network.name!r}")
+        for pn, v in p.items():
+            if pn not in reference[ln]:
+                raise TrainingError(f"{where}: layer {ln!r} has no parameter {pn!r}")
+            if v.shape != reference[ln][pn].shape:
+                raise TrainingError(f"{where}: {ln}/{pn} has shape {v.shape}, network expects {reference[ln][pn].shape}")
+    for ln, p in reference.items():
+        for pn in p:
+            if pn not in params.get(ln, {}):
+                raise TrainingError(f"{where}: missing parameter {ln}/{pn} of network {network.name!r}")
+
+
+#: ONNX initializer suffixes tried for each IR parameter, in order (PyTorch export names first).
+ONNX_PARAM_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
+    "conv": {"weight": ("weight", "W"), "bias": ("bias", "B")},
+    "linear": {"weight": ("weight", "W"), "bias": ("bias", "B")},
+    "batchnorm": {"gamma": ("weight", "gamma", "scale"), "beta": ("bias", "beta", "B"),
+                  "mean": ("running_mean", "mean", "input_mean"), "var": ("running_var", "var", "input_var")},
+}
+
+
+def load_onnx_params(path: str | Path, network: Network) -> Params:
+    """Trained parameters from an ONNX file's initializers, matched by layer name.
+
+    For layer ``L`` and IR parameter ``p`` the initializer names tried are
+    ``L.s`` and ``L/s`` and ``L_s`` for each suffix ``s`` in
+    :data:`ONNX_PARAM_NAMES` (PyTorch export: ``conv1.weight``,
+    ``bn1.running_mean``...). A linear weight stored as ``(in, out)`` (``Gemm``
+    without transB) is transposed when that is the only shape that fits.
+
+    Raises
+    ------
+    TrainingError
+        Unreadable file, or a parameter the network needs has no initializer.
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - onnx raises several types
+        raise TrainingError(f"cannot read ONNX file {path}: {exc}") from None
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    reference = init_params(network, np.random.default_rng(0))
+    params: Params = {}
+    for ln, ref in reference.items():
+        op = network[ln].op
+        for pn, ref_arr in ref.items():
+            found = None
+            for suffix in ONNX_PARAM_NAMES[op][pn]:
+                for sep in (".", "/", "_"):
+                    if f"{ln}{sep}{suffix}" in inits:
+                        found = np.asarray(inits[f"{ln}{sep}{suffix}"], dtype=np.float32)
+                        break
+                if found is not None:
+                    break
+            if found is None:
+                raise TrainingError(f"ONNX file {path}: no initializer for {ln}/{pn} "
+                                    f"(tried {ln}.{ONNX_PARAM_NAMES[op][pn][0]} and similar)")
+            if found.shape != ref_arr.shape:
+                if op == "linear" and pn == "weight" and found.T.shape == ref_arr.shape:
+                    found = np.ascontiguousarray(found.T)
+                else:
+                    raise TrainingError(f"ONNX file {path}: {ln}/{pn} has shape {found.shape}, "
+                                        f"network expects {ref_arr.shape}")
+            params.setdefault(ln, {})[pn] = found
+    return params

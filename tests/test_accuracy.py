@@ -1,0 +1,253 @@
+"""Analog inference of trained digits networks on PCM over time (archmodel.accuracy) and the CLI.
+
+The statistical tests follow issue 6 for seeds 0..4. Each evaluates the
+noise-trained ``digits-cnn`` (σ_rel = 0.10 of max|W|, 12 epochs) and the same
+network trained without noise on the ``fig11`` preset (512-row arrays, the
+experiment's chip; faster here than ``tiny``, whose 32-row arrays split every
+layer into many row blocks), with ``DRAWS`` Monte-Carlo draws on the 540 test
+images. SE = standard error of a mean over draws (std/√draws, ddof = 1); the
+SE of a difference of two means is ``sqrt(SE_a² + SE_b²)`` (conservative: the
+draws are paired).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+
+from archmodel import accuracy as acc
+from archmodel import golden
+from archmodel.accuracy import AccuracyError, AccuracyOptions, evaluate_accuracy, evaluate_draw, prepare
+from archmodel.datasets import load_digits_split
+from archmodel.network import NetworkBuilder
+from archmodel.spec import load_spec
+from archmodel.training import TrainConfig, init_params, save_npz, train
+from archmodel.zoo_digits import digits_cnn, digits_mlp
+from mapping.cli import main
+
+SEEDS = [0, 1, 2, 3, 4]
+DRAWS = 8
+NOISE = 0.10
+EPOCHS = 12
+TIMES = (("1 s", 1.0), ("1 day", 86400.0), ("1 year", 31_536_000.0))
+DFL, AA = "digital_first_last", "all_analog"
+
+
+@cache
+def trained(seed: int, noise: float):
+    data = load_digits_split(seed)
+    res = train(digits_cnn(), data.x_train, data.y_train, data.x_test, data.y_test,
+                TrainConfig(noise=noise, epochs=EPOCHS), seed=seed)
+    return res, data
+
+
+@cache
+def experiment(seed: int, noise: float, settings, times):
+    res, data = trained(seed, noise)
+    opts = AccuracyOptions(draws=DRAWS, times_s=times, only_settings=settings)
+    return evaluate_accuracy(load_spec("fig11"), digits_cnn(), res.params, data.x_train, data.x_test, data.y_test,
+                             opts, seed=seed, workers=2)
+
+
+DAY = (("1 day", 86400.0),)
+
+
+def uncompensated(seed: int):
+    """Noise-trained network, no compensation, both placements, at 1 s, 1 day and 1 year."""
+    return experiment(seed, NOISE, ((DFL, "none"), (AA, "none")), TIMES)
+
+
+def compensated(seed: int):
+    """Noise-trained network at 1 day: GDC and AdaBS (first/last digital), GDC (all analog)."""
+    return experiment(seed, NOISE, ((DFL, "gdc"), (DFL, "adabs"), (AA, "gdc")), DAY)
+
+
+def se2(ra, a: str, rb, b: str, t: str = "1 day") -> float:
+    """SE of the difference of two means (unpaired formula)."""
+    return math.hypot(ra.at(a, t)[2], rb.at(b, t)[2])
+
+
+# ----------------------------------------------------------------------------- issue 6, seeds 0..4
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_noise_training_reduces_loss_at_1_day_with_gdc(seed):
+    """Mean loss against FP32, all layers analog, GDC, 1 day: noise-trained < trained without noise, by > 1 SE."""
+    rn = compensated(seed)
+    r0 = experiment(seed, 0.0, ((AA, "gdc"),), DAY)
+    loss_n = rn.fp32_accuracy - rn.at(f"{AA}/gdc", "1 day")[0]
+    loss_0 = r0.fp32_accuracy - r0.at(f"{AA}/gdc", "1 day")[0]
+    se = se2(rn, f"{AA}/gdc", r0, f"{AA}/gdc")
+    assert loss_n + se < loss_0, f"seed {seed}: loss noise-trained {loss_n:.4f}, noise-free {loss_0:.4f}, SE {se:.4f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement", [DFL, AA])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gdc_recovers_half_the_drift_loss_at_1_day(seed, placement):
+    """Drift loss = A_none(1 s) - A_none(1 day) (> 3 SE, so there is one); GDC gets back >= half of it."""
+    ru, rc = uncompensated(seed), compensated(seed)
+    s1, none = ru.at(f"{placement}/none", "1 s")[0], ru.at(f"{placement}/none", "1 day")[0]
+    gdc = rc.at(f"{placement}/gdc", "1 day")[0]
+    se = se2(ru, f"{placement}/none", rc, f"{placement}/gdc")
+    assert s1 - none > 3 * se, f"seed {seed}: drift loss {s1 - none:.4f} not above 3 SE ({3 * se:.4f})"
+    assert gdc - none >= 0.5 * (s1 - none), f"seed {seed}: 1 s {s1:.4f}, 1 day none {none:.4f}, GDC {gdc:.4f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_adabs_at_least_gdc_minus_2se_at_1_day(seed):
+    r = compensated(seed)
+    a, g = r.at(f"{DFL}/adabs", "1 day")[0], r.at(f"{DFL}/gdc", "1 day")[0]
+    se = se2(r, f"{DFL}/adabs", r, f"{DFL}/gdc")
+    assert a >= g - 2 * se, f"seed {seed}: AdaBS {a:.4f}, GDC {g:.4f}, SE {se:.4f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_first_last_digital_at_least_all_analog_minus_2se(seed):
+    r = compensated(seed)
+    d, a = r.at(f"{DFL}/gdc", "1 day")[0], r.at(f"{AA}/gdc", "1 day")[0]
+    se = se2(r, f"{DFL}/gdc", r, f"{AA}/gdc")
+    assert d >= a - 2 * se, f"seed {seed}: first/last digital {d:.4f}, all analog {a:.4f}, SE {se:.4f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement", [DFL, AA])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_no_compensation_1_year_below_1_s_by_3se(seed, placement):
+    r = uncompensated(seed)
+    s1, y1 = r.at(f"{placement}/none", "1 s")[0], r.at(f"{placement}/none", "1 year")[0]
+    se = math.hypot(r.at(f"{placement}/none", "1 s")[2], r.at(f"{placement}/none", "1 year")[2])
+    assert y1 < s1 - 3 * se, f"seed {seed}: 1 s {s1:.4f}, 1 year {y1:.4f}, SE {se:.4f}"
+
+
+# ----------------------------------------------------------------------------- unit tests
+def _tiny_ideal():
+    """tiny preset with a 14-bit ADC (ideal-ish periphery; 32-bit accumulator so 16 row blocks still add exactly)."""
+    return load_spec("tiny").replace(**{"array.adc_bits": 14, "periphery.accumulator_bits": 32,
+                                        "array.adc_full_scale_fraction": 0.25})
+
+
+def test_ideal_device_reproduces_fp32():
+    """Ideal PCM + 14-bit ADC, all layers analog: within 1.0 % of FP32 (only int8 activations remain)."""
+    res, data = trained(0, NOISE)
+    opts = AccuracyOptions(draws=2, times_s=(("1 day", 86400.0),), only_settings=((AA, "none"), (AA, "gdc")),
+                           ideal_device=True)
+    r = evaluate_accuracy(_tiny_ideal(), digits_cnn(), res.params, data.x_train, data.x_test, data.y_test, opts,
+                          seed=0, workers=1)
+    for key in r.draws:
+        assert np.all(np.abs(r.draws[key] - r.fp32_accuracy) <= 0.010), (key, r.draws[key], r.fp32_accuracy)
+        assert np.ptp(r.draws[key]) == 0  # nothing random left
+    assert abs(r.int8_accuracy - r.fp32_accuracy) <= 0.010
+
+
+def test_rows_follow_golden_im2col_order():
+    net = digits_cnn()
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, size=(3, 16, 4, 4)).astype(np.int8)
+    layer = net["conv2"]
+    rows, p = acc._rows(layer, x)
+    assert p == 16 and rows.shape == (3 * 16, 144)
+    for b in range(3):
+        ref = golden.im2col(x[b], 3, 1, 1)  # (K, P)
+        np.testing.assert_array_equal(rows[b * 16:(b + 1) * 16], ref.T)
+
+
+def test_digital_int8_layers_match_golden_digital_conv2d_bit_for_bit():
+    res, data = trained(0, NOISE)
+    prep = prepare(load_spec("tiny"), digits_cnn(), res.params, data.x_train, AccuracyOptions(draws=1))
+    inst = acc._Instance(prep, ["int8"] * 4, [None] * 4, [1.0] * 4)
+    rng = np.random.default_rng(1)
+    x = rng.integers(-128, 128, size=(4, 16, 4, 4)).astype(np.int8)
+    st = [s for s in prep.stages if s.kind == "matrix"][1]  # conv2
+    acc_sum, p = inst._accumulate(1, st, x, 0)
+    w_int8 = inst.w_int8[1][0].astype(np.int64)  # (K, N)
+    w_oihw = w_int8.T.reshape(32, 16, 3, 3)
+    compared = 0
+    for b in range(4):
+        ref = golden.digital_conv2d(x[b], w_oihw, padding=1)  # (C_out, H, W)
+        np.testing.assert_array_equal(acc_sum[b * p:(b + 1) * p], ref.reshape(32, -1).T)
+        compared += ref.size
+    assert compared == 4 * 32 * 16
+
+
+def test_evaluate_draw_covers_every_setting_and_time():
+    """Default options: 2 placements x 4 compensations, 5 times, accuracies in [0, 1] (tiny preset, 50 images)."""
+    res, data = trained(0, NOISE)
+    spec = load_spec("tiny")
+    prep = prepare(spec, digits_cnn(), res.params, data.x_train, AccuracyOptions(draws=1))
+    draw = evaluate_draw(prep, data.x_test[:50], data.y_test[:50], seed=3, draw=0)
+    assert set(draw) == {f"{p}/{c}" for p in acc.PLACEMENTS for c in acc.COMPENSATIONS}
+    assert all(len(v) == 5 and all(0 <= a <= 1 for a in v) for v in draw.values())
+
+
+def test_draw_is_a_pure_function_and_workers_do_not_matter():
+    res, data = trained(0, NOISE)
+    spec = load_spec("fig11")
+    opts = AccuracyOptions(draws=2, times_s=(("1 day", 86400.0),), only_settings=((DFL, "gdc"), (DFL, "adabs")))
+    x, y = data.x_test[:120], data.y_test[:120]
+    a = evaluate_accuracy(spec, digits_cnn(), res.params, data.x_train, x, y, opts, seed=7, workers=1)
+    b = evaluate_accuracy(spec, digits_cnn(), res.params, data.x_train, x, y, opts, seed=7, workers=2)
+    c = evaluate_accuracy(spec, digits_cnn(), res.params, data.x_train, x, y, opts, seed=8, workers=1)
+    for k in a.draws:
+        np.testing.assert_array_equal(a.draws[k], b.draws[k])
+    assert any(not np.array_equal(a.draws[k], c.draws[k]) for k in a.draws)
+
+
+def test_mlp_without_batchnorm_runs_every_setting():
+    data = load_digits_split(0)
+    r = train(digits_mlp(), data.x_train, data.y_train, data.x_test, data.y_test, TrainConfig(epochs=10), seed=0)
+    out = evaluate_accuracy(load_spec("fig11"), digits_mlp(), r.params, data.x_train, data.x_test[:100],
+                            data.y_test[:100], AccuracyOptions(draws=2, times_s=(("1 s", 1.0),)), seed=0, workers=1)
+    assert out.fp32_accuracy > 0.85
+    assert out.at(f"{DFL}/gdc", "1 s")[0] > 0.8
+
+
+def test_unsupported_networks_are_refused_with_one_line():
+    b = NetworkBuilder("res", (1, 8, 8))
+    c1 = b.conv("c1", b.input, 4, 3, padding=1)
+    c2 = b.conv("c2", c1, 4, 3, padding=1)
+    b.add("sum", c1, c2)
+    net = b.build()
+    params = init_params(digits_cnn(), np.random.default_rng(0))
+    with pytest.raises(AccuracyError, match="sequential network"):
+        prepare(load_spec("tiny"), net, params, np.zeros((2, 1, 8, 8)))
+    with pytest.raises(AccuracyError, match="unknown compensation"):
+        AccuracyOptions(compensations=("magic",))
+    with pytest.raises(AccuracyError, match="digital layer 'nope'"):
+        prepare(load_spec("tiny"), digits_cnn(), params, np.zeros((2, 1, 8, 8)),
+                AccuracyOptions(digital_layers=("nope",)))
+
+
+# ----------------------------------------------------------------------------- CLI
+@pytest.mark.slow
+def test_cli_train_then_accuracy(tmp_path, capsys):
+    assert main(["train", "--network", "digits-cnn", "--noise", "0.05", "--seed", "0", "--epochs", "2",
+                 "--out", str(tmp_path / "t"), "--quiet"]) == 0
+    w = tmp_path / "t" / "weights.npz"
+    assert w.is_file() and json.loads((tmp_path / "t" / "train.json").read_text())["noise"] == 0.05
+    assert main(["accuracy", "--arch", "fig11", "--network", "digits-cnn", "--weights", str(w), "--seed", "0",
+                 "--draws", "2", "--workers", "1", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    rep = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert [t["t_inf_s"] for t in rep["times"]] == [1.0, 3600.0, 86400.0, 2_592_000.0, 31_536_000.0]
+    assert len(rep["settings"]) == 8 and rep["draws"] == 2
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "FP32 baseline" in md and "first/last digital, AdaBS" in md
+    assert (tmp_path / "a" / "accuracy_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_accuracy_errors_are_one_line(tmp_path, capsys):
+    assert main(["accuracy", "--arch", "tiny", "--weights", str(tmp_path / "missing.npz"),
+                 "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such file" in err[0]
+    params = init_params(digits_mlp(), np.random.default_rng(0))
+    save_npz(tmp_path / "mlp.npz", params)
+    assert main(["accuracy", "--arch", "tiny", "--network", "digits-cnn", "--weights", str(tmp_path / "mlp.npz"),
+                 "--out", str(tmp_path / "o")]) == 1
+    assert "has no parameters" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
