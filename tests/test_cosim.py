@@ -1,0 +1,157 @@
+"""cocotb co-simulation of the exported Verilog against the archmodel golden model (issue 5, tile level).
+
+Each (simulator, design) pair is built once and all its scenarios run in one
+simulator process (:func:`tb.cosim.run_scenarios`); every parametrized test
+then checks its own scenario: the cocotb test passed (zero mismatches, no
+protocol error, no error flag), and the number of outputs it compared and --
+where the stream never stalls -- the array-port cycles equal the hand-computed
+figures below (tiny preset: 32 x 32 arrays, 8 rows per DAC beat, 8 columns per
+ADC beat, array latency ceil((40 + 20) ns * 100 MHz) = 6 cycles, so one MVM is
+``ceil(rows/8) + 6 + ceil(cols/8) + 2`` cycles).
+
+Options: ``AIMC_COSIM_SEED`` (default 1) picks the stimulus; ``AIMC_WAVES=1``
+dumps waveforms into the build folders. The ResNet-32 layer (fig11 geometry,
+1,024 MVMs) is ``slow`` and runs on Verilator only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tb.cosim import cosim_layer, run_scenarios
+
+pytestmark = pytest.mark.cosim
+
+SEED = int(os.environ.get("AIMC_COSIM_SEED", "1"))
+WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
+SIMULATORS = ("icarus", "verilator")
+A4 = {"array.arrays_per_tile": 4}
+
+#: design -> (design kind, chip-description changes, cocotb tests run in one process)
+DESIGNS = {
+    "tiny": ("tile", {}, ["test_one_mvm", "test_full_layer", "test_backpressure", "test_reset_mid_transfer",
+                          "test_invalid_config", "test_fault_detected"]),
+    "tiny-a4": ("tile", A4, ["test_blocks_2x2"]),
+    "digital": ("digital", {}, ["test_digital_first_layer"]),
+}
+
+#: scenario -> (design, cocotb test, outputs compared, array-port cycles or None when stalls are random)
+SCENARIOS = {
+    # one vector on one full 32 x 32 array: 32 outputs; 4 + 6 + 4 + 2 = 16 cycles
+    "one_mvm": ("tiny", "test_one_mvm", 32, 16),
+    # 3x3 conv 3 -> 8 on 8x8 (pad 1): 64 vectors x 8 outputs; K = 27: 4 + 6 + 1 + 2 = 13 cycles per MVM
+    "full_layer": ("tiny", "test_full_layer", 64 * 8, 64 * 13),
+    # 50 x 40 on 2 x 2 arrays, 6 vectors: MVMs of 32x32, 18x32, 32x8, 18x8 = 16 + 15 + 13 + 12 cycles
+    "blocks_2x2": ("tiny-a4", "test_blocks_2x2", 6 * 40, 6 * (16 + 15 + 13 + 12)),
+    # 29 x 27, 6 vectors, random gaps on every stream
+    "backpressure": ("tiny", "test_backpressure", 6 * 27, None),
+    # after the reset: 27 x 25, 3 vectors
+    "reset_mid_transfer": ("tiny", "test_reset_mid_transfer", 3 * 25, None),
+    # after the refused configurations: 20 x 12, 2 vectors: 3 + 6 + 2 + 2 = 13 cycles per MVM
+    "invalid_config": ("tiny", "test_invalid_config", 2 * 12, 2 * 13),
+    # digital datapath, 3x3 conv 3 -> 16 on 8x8: 64 pixels x 16 channels
+    "digital_first_layer": ("digital", "test_digital_first_layer", 64 * 16, None),
+}
+#: the checker checked: a fault injected into one MVM's ADC codes (32 x 16, 4 vectors) is reported
+FAULT = ("tiny", "test_fault_detected", 4 * 16)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Runs each (simulator, design) once, on first use; returns ``get(sim, design)``."""
+    cache: dict = {}
+
+    def get(sim: str, design: str):
+        key = (sim, design)
+        if key not in cache:
+            kind, changes, tests = DESIGNS[design]
+            build = tmp_path_factory.mktemp(f"cosim-{sim}-{design}")
+            cache[key] = run_scenarios(sim, tests, arch="tiny", changes=changes, seed=SEED, t_inf_s=0.0,
+                                       build_dir=build, design=kind, waves=WAVES)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_tile_cosim(outcomes, sim, scenario):
+    design, test, n_outputs, cycles = SCENARIOS[scenario]
+    out = outcomes(sim, design)[test]
+    assert out.passed, f"{sim} {scenario} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["seed"] == SEED
+    assert d["mismatches"] == 0, f"seed {SEED}"
+    assert d["compared"] == d["expected_outputs"] == n_outputs, f"seed {SEED}: {d}"
+    if cycles is not None:
+        assert d["array_cycles"] == d["predicted_cycles"] == cycles, f"seed {SEED}: {d}"
+    if scenario == "digital_first_layer":
+        # the mapper's ceil(MACs / mac_lanes) = 64 * 27 * 16 / 4; the RTL adds its pipeline latency
+        assert d["predicted_cycles"] == 6912
+        assert 6912 <= d["cycles"] <= 6912 * 1.02, f"seed {SEED}: {d}"
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_checker_detects_fault(outcomes, sim):
+    design, test, n_outputs = FAULT
+    out = outcomes(sim, design)[test]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    assert out.data["compared"] == n_outputs
+    assert 0 < out.data["mismatches"] <= 16       # only vector 2 (16 outputs) can differ
+
+
+def test_simulators_agree(outcomes):
+    """Icarus and Verilator give the same counts and cycles in every scenario (stalls come from one seeded generator)."""
+    for design, test, _, _ in SCENARIOS.values():
+        a, b = outcomes("icarus", design)[test].data, outcomes("verilator", design)[test].data
+        assert a and b
+        for key in ("compared", "array_cycles", "total_cycles", "cycles"):
+            assert a.get(key) == b.get(key), f"{test}: {key} icarus {a.get(key)} verilator {b.get(key)}"
+
+
+def _aimc(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mapping.cli", "cosim", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=600)
+
+
+def test_cli_cosim_layer_and_errors(tmp_path):
+    """``aimc cosim`` on a layer of a tiny variant (2 x 2 arrays per tile), and its one-line errors."""
+    tiny4 = tmp_path / "tiny4.yaml"
+    from archmodel.spec import load_spec
+
+    text = (Path(load_spec.__code__.co_filename).parent / "presets" / "tiny.yaml").read_text()
+    tiny4.write_text(text.replace("arrays_per_tile: {value: 1,", "arrays_per_tile: {value: 4,"))
+    r = _aimc("--arch", str(tiny4), "--network", "digits-mlp", "--layer", "1", "--seed", str(SEED), "--sim", "icarus")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "MATCH: 64/64 int8 outputs compared, 0 mismatches, 4 MVMs" in r.stdout
+    # fc2 (64 x 64) on 2 x 2 arrays, one vector: 4 MVMs of 4 + 6 + 4 + 2 = 16 cycles
+    assert "simulated cycles: 64 " in r.stdout and "mapper predicted cycles: 64 " in r.stdout
+    assert f"seed: {SEED} " in r.stdout
+    for args, msg in (
+        (("--arch", "tiny", "--network", "digits-mlp", "--layer", "0"), "runs on the digital datapath"),
+        (("--arch", "tiny", "--network", "digits-mlp", "--layer", "3"), "out of range"),
+        (("--arch", "tiny", "--network", "digits-mlp", "--layer", "1"), "does not fit one tile"),
+    ):
+        r = _aimc(*args)
+        assert r.returncode == 1
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and msg in lines[0] and lines[0].startswith("aimc: error:"), r.stderr
+
+
+@pytest.mark.slow
+def test_resnet32_layer_verilator(tmp_path):
+    """ResNet-32 (Joshi 2020) layer 1: 3x3 conv 16 -> 16 on 32x32, K = 144 rows of a 512-row array (fig11)."""
+    rep = cosim_layer("fig11", "resnet32-joshi2020", 1, seed=SEED, t_inf_s=3600.0, sim="verilator",
+                      waves=WAVES, build_dir=tmp_path)
+    assert rep.match, "\n".join(rep.lines())
+    assert rep.outputs_compared == rep.outputs_expected == 1024 * 16
+    assert rep.mismatches == 0 and rep.mvms == 1024
+    # 1,024 MVMs of ceil(144/64) + ceil(148 ns * 1 GHz) + ceil(16/64) + 2 = 3 + 148 + 1 + 2 = 154 cycles
+    assert rep.predicted_cycles == 1024 * 154
+    assert rep.simulated_cycles == rep.predicted_cycles
+    assert rep.gdc_alpha > 1.0              # one hour of drift: the calibration raises the scale
