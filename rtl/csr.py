@@ -1,0 +1,363 @@
+"""AXI4-Lite configuration registers generated from a list of register definitions.
+
+Micro-architecture
+------------------
+:class:`CSRBank` is an AXI4-Lite slave (AMBA AXI4-Lite, ARM IHI 0022: five
+channels AW, W, B, AR, R; 32-bit data, byte strobes) in front of a bank of
+32-bit registers described as data (:class:`Register`, :class:`Field`), so the
+same list generates the hardware, the Markdown register map and the encode
+helpers the configuration compiler uses (:mod:`rtl.regmap`).
+
+- **Write path**: AW and W are accepted independently (each has a one-entry
+  holding register; ``awready``/``wready`` depend only on that register, never
+  on ``valid``), so a manager may send them in either order or together. When
+  both are held and no response is pending, the write happens and ``bvalid``
+  rises the next cycle: 2 cycles from the last of AW/W to ``bvalid``, one write
+  every 3 cycles. ``wstrb`` masks the write byte by byte.
+- **Read path**: AR is accepted when no read data is pending; ``rdata`` and
+  ``rvalid`` are registered: 1 cycle from AR to ``rvalid``. Reads have no side
+  effects.
+- **Responses**: OKAY (``0b00``) for a mapped address, SLVERR (``0b10``) for an
+  address no register decodes; such a write changes nothing and such a read
+  returns 0. Writes to read-only fields are ignored (OKAY).
+
+Field access kinds (:class:`Access`):
+
+``RW``   read/write; the bank owns the value and drives it out (``Out``).
+``RO``   read-only; the value comes in from the design (``In``), or is a
+         constant given by ``Field.value`` (no port).
+``W1C``  sticky flag owned by the bank: set by a pulse from the design
+         (``<field>_set``, ``In``), cleared by writing 1 (set wins when both
+         happen in one cycle, so no event is lost).
+``W1P``  write 1 to pulse: the ``Out`` is high for exactly one cycle after the
+         write; reads return 0 (``start``, ``clear``, memory write strobes).
+
+Trade-off: one outstanding transaction per direction keeps the slave small
+(a few hundred flip-flops) at the cost of bandwidth, which configuration does
+not need.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ._util import reject
+
+__all__ = ["Access", "Field", "Register", "AXI4LiteSignature", "CSRBank", "RESP_OKAY", "RESP_SLVERR", "ident"]
+
+#: AXI response codes (AMBA AXI, "BRESP/RRESP encoding").
+RESP_OKAY = 0b00
+RESP_SLVERR = 0b10
+DATA_BITS = 32
+
+
+class Access(str, Enum):
+    """Access kind of a register field (see the module docstring)."""
+
+    RW = "RW"
+    RO = "RO"
+    W1C = "W1C"
+    W1P = "W1P"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a register.
+
+    Attributes
+    ----------
+    name : str
+        Field name (a Python identifier), unique in its register.
+    width : int
+        Bits, 1..32.
+    offset : int
+        Least significant bit in the 32-bit register.
+    access : Access
+    reset : int
+        Value after reset (RW, W1C), unsigned encoding.
+    meaning : str
+        One line for the register map (units included).
+    signed : bool
+        The design reads the field as two's complement (encode helpers accept
+        negative values).
+    value : int or None
+        For a constant RO field: its value (no port).
+    """
+
+    name: str
+    width: int
+    offset: int
+    access: Access
+    reset: int = 0
+    meaning: str = ""
+    signed: bool = False
+    value: int | None = None
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ValueError(f"field name {self.name!r} must be a lower-case identifier")
+        if not 1 <= self.width <= DATA_BITS or not 0 <= self.offset or self.offset + self.width > DATA_BITS:
+            raise ValueError(f"field {self.name!r}: bits [{self.offset + self.width - 1}:{self.offset}] do not fit 32 bits")
+        if not 0 <= self.reset < 2 ** self.width:
+            raise ValueError(f"field {self.name!r}: reset {self.reset} does not fit {self.width} bits")
+        if self.value is not None and (self.access != Access.RO or not 0 <= self.value < 2 ** self.width):
+            raise ValueError(f"field {self.name!r}: a constant value needs RO access and must fit {self.width} bits")
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.offset
+
+    @property
+    def bits(self) -> str:
+        """Bit range as in data sheets: ``"7:0"`` or ``"3"``."""
+        hi = self.offset + self.width - 1
+        return f"{hi}:{self.offset}" if self.width > 1 else f"{self.offset}"
+
+    def encode(self, value: int) -> int:
+        """``value`` placed at this field's bits (two's complement when signed).
+
+        Raises
+        ------
+        ValueError
+            If ``value`` does not fit the field.
+        """
+        lo, hi = (-(1 << (self.width - 1)), (1 << (self.width - 1)) - 1) if self.signed else (0, (1 << self.width) - 1)
+        if not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"field {self.name!r}: value {value!r} out of range [{lo}, {hi}]")
+        return (value & ((1 << self.width) - 1)) << self.offset
+
+    def decode(self, word: int) -> int:
+        raw = (word >> self.offset) & ((1 << self.width) - 1)
+        if self.signed and raw >> (self.width - 1):
+            raw -= 1 << self.width
+        return raw
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register: a name, a byte address (multiple of 4), fields.
+
+    Raises
+    ------
+    ValueError
+        If the address is not word-aligned, fields overlap or repeat a name.
+    """
+
+    name: str
+    address: int
+    fields: tuple[Field, ...]
+    meaning: str = ""
+
+    def __post_init__(self):
+        if self.address % 4 or self.address < 0:
+            raise ValueError(f"register {self.name!r}: address {self.address:#x} is not a multiple of 4")
+        used, names = 0, set()
+        for f in self.fields:
+            if f.mask & used:
+                raise ValueError(f"register {self.name!r}: field {f.name!r} overlaps another field")
+            if f.name in names:
+                raise ValueError(f"register {self.name!r}: field {f.name!r} appears twice")
+            used |= f.mask
+            names.add(f.name)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"register {self.name!r} has no field {name!r}; fields: {[f.name for f in self.fields]}")
+
+    @property
+    def reset_value(self) -> int:
+        return sum(f.reset << f.offset for f in self.fields if f.access in (Access.RW, Access.W1C))
+
+
+def ident(name: str) -> str:
+    """Port-safe identifier of a register name: ``tile0.tc.k_rows`` -> ``tile0_tc_k_rows``."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name)
+
+
+def AXI4LiteSignature(addr_bits: int, data_bits: int = DATA_BITS) -> wiring.Signature:  # noqa: N802
+    """AXI4-Lite signature seen from the **manager** (use ``In(...)`` on a slave).
+
+    Members (manager view): ``awaddr``, ``awprot``, ``awvalid``, ``wdata``,
+    ``wstrb``, ``wvalid``, ``bready``, ``araddr``, ``arprot``, ``arvalid``,
+    ``rready`` are ``Out``; ``awready``, ``wready``, ``bresp``, ``bvalid``,
+    ``arready``, ``rdata``, ``rresp``, ``rvalid`` are ``In``.
+    """
+    return wiring.Signature({
+        "awaddr": Out(addr_bits), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_bits), "wstrb": Out(data_bits // 8), "wvalid": Out(1), "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "araddr": Out(addr_bits), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_bits), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def _register_signature(reg: Register) -> wiring.Signature | None:
+    members = {}
+    for f in reg.fields:
+        if f.access == Access.RW:
+            members[f.name] = Out(unsigned(f.width), init=f.reset)
+        elif f.access == Access.W1P:
+            members[f.name] = Out(unsigned(f.width))
+        elif f.access == Access.W1C:
+            members[f.name] = Out(unsigned(f.width), init=f.reset)
+            members[f"{f.name}_set"] = In(unsigned(f.width))
+        elif f.value is None:
+            members[f.name] = In(unsigned(f.width))
+    return wiring.Signature(members) if members else None
+
+
+class CSRBank(wiring.Component):
+    """AXI4-Lite slave register bank generated from register definitions.
+
+    Parameters
+    ----------
+    registers : sequence of Register
+        The registers; addresses unique and below ``2**addr_bits``.
+    addr_bits : int
+        Byte-address width of the AXI4-Lite bus (default 16: 64 KiB window).
+
+    Members
+    -------
+    bus : In(AXI4LiteSignature(addr_bits))
+        AXI4-Lite slave, 32-bit data. Write response 2 cycles after the later
+        of AW and W; read data 1 cycle after AR. One transaction per direction
+        in flight (a write every 3 cycles, a read every 2).
+    <register ident> : Out(Signature)
+        One member per register with ports (``ident(register.name)``):
+        ``<field> : Out(width)`` for RW (registered), W1P (one-cycle pulse) and
+        W1C (sticky value); ``<field>_set : In(width)`` for W1C;
+        ``<field> : In(width)`` for non-constant RO fields.
+
+    Raises
+    ------
+    ValueError
+        If two registers share an address or a name, or an address does not
+        fit ``addr_bits``.
+    """
+
+    def __init__(self, registers, *, addr_bits: int = 16):
+        self.registers = tuple(registers)
+        self.addr_bits = addr_bits
+        seen_addr, seen_name = {}, set()
+        for r in self.registers:
+            if not isinstance(r, Register):
+                raise reject(self, TypeError(f"registers must be Register objects, got {r!r}"))
+            if r.address in seen_addr:
+                raise reject(self, ValueError(f"registers {seen_addr[r.address]!r} and {r.name!r} share address "
+                                              f"{r.address:#x}"))
+            if ident(r.name) in seen_name:
+                raise reject(self, ValueError(f"register name {r.name!r} appears twice"))
+            if r.address >= 2 ** addr_bits:
+                raise reject(self, ValueError(f"register {r.name!r} at {r.address:#x} does not fit addr_bits={addr_bits}"))
+            seen_addr[r.address] = r.name
+            seen_name.add(ident(r.name))
+        members = {"bus": In(AXI4LiteSignature(addr_bits))}
+        for r in self.registers:
+            sig = _register_signature(r)
+            if sig is not None:
+                members[ident(r.name)] = Out(sig)
+        super().__init__(members)
+
+    def ports_of(self, name: str):
+        """The interface object of register ``name`` (its field ports)."""
+        return getattr(self, ident(name))
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        word_bits = self.addr_bits - 2
+
+        # ---- write channel holding registers
+        aw_held, w_held = Signal(), Signal()
+        aw_word = Signal(word_bits)
+        w_data, w_strb = Signal(DATA_BITS), Signal(DATA_BITS // 8)
+        bvalid, bresp = Signal(), Signal(2)
+        m.d.comb += [bus.awready.eq(~aw_held), bus.wready.eq(~w_held), bus.bvalid.eq(bvalid), bus.bresp.eq(bresp)]
+        with m.If(bus.awvalid & ~aw_held):
+            m.d.sync += [aw_held.eq(1), aw_word.eq(bus.awaddr[2:])]
+        with m.If(bus.wvalid & ~w_held):
+            m.d.sync += [w_held.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
+        with m.If(bvalid & bus.bready):
+            m.d.sync += bvalid.eq(0)
+
+        do_write = Signal()
+        m.d.comb += do_write.eq(aw_held & w_held & ~bvalid)
+        bitmask = Signal(DATA_BITS)
+        for b in range(DATA_BITS // 8):
+            m.d.comb += bitmask[8 * b:8 * b + 8].eq(w_strb[b].replicate(8))
+        wbits = Signal(DATA_BITS)
+        m.d.comb += wbits.eq(w_data & bitmask)
+
+        hit_any = Signal()  # the write address decodes to a register (flat case, no deep OR chain)
+        with m.Switch(aw_word):
+            for r in self.registers:
+                with m.Case(r.address >> 2):
+                    m.d.comb += hit_any.eq(1)
+        for r in self.registers:
+            hit = Signal(name=f"wr_{ident(r.name)}")
+            m.d.comb += hit.eq(do_write & (aw_word == (r.address >> 2)))
+            ports = getattr(self, ident(r.name), None)
+            for f in r.fields:
+                sl = slice(f.offset, f.offset + f.width)
+                if f.access == Access.RW:
+                    port = getattr(ports, f.name)
+                    with m.If(hit):
+                        m.d.sync += port.eq((port & ~bitmask[sl]) | wbits[sl])
+                elif f.access == Access.W1P:
+                    port = getattr(ports, f.name)
+                    m.d.sync += port.eq(0)
+                    with m.If(hit):
+                        m.d.sync += port.eq(wbits[sl])
+                elif f.access == Access.W1C:
+                    port = getattr(ports, f.name)
+                    set_ = getattr(ports, f"{f.name}_set")
+                    clr = Signal(f.width, name=f"clr_{ident(r.name)}_{f.name}")
+                    with m.If(hit):
+                        m.d.comb += clr.eq(wbits[sl])
+                    m.d.sync += port.eq((port & ~clr) | set_)
+        with m.If(do_write):
+            m.d.sync += [aw_held.eq(0), w_held.eq(0), bvalid.eq(1)]
+            with m.If(~hit_any):
+                m.d.sync += bresp.eq(RESP_SLVERR)
+            with m.Else():
+                m.d.sync += bresp.eq(RESP_OKAY)
+
+        # ---- read channel
+        rvalid, rresp, rdata = Signal(), Signal(2), Signal(DATA_BITS)
+        m.d.comb += [bus.arready.eq(~rvalid), bus.rvalid.eq(rvalid), bus.rresp.eq(rresp), bus.rdata.eq(rdata)]
+        with m.If(rvalid & bus.rready):
+            m.d.sync += rvalid.eq(0)
+        with m.If(bus.arvalid & ~rvalid):
+            m.d.sync += [rvalid.eq(1), rresp.eq(RESP_SLVERR), rdata.eq(0)]
+            with m.Switch(bus.araddr[2:]):
+                for r in self.registers:
+                    with m.Case(r.address >> 2):
+                        m.d.sync += [rresp.eq(RESP_OKAY), rdata.eq(self._read_word(r))]
+                with m.Default():
+                    pass  # unmapped: SLVERR, data 0 (set above)
+        return m
+
+    def _read_word(self, r: Register):
+        ports = getattr(self, ident(r.name), None)
+        parts, pos = [], 0
+        for f in sorted(r.fields, key=lambda f: f.offset):
+            if f.offset > pos:
+                parts.append(Const(0, f.offset - pos))
+            if f.access == Access.W1P:
+                parts.append(Const(0, f.width))
+            elif f.value is not None:
+                parts.append(Const(f.value, f.width))
+            else:
+                parts.append(getattr(ports, f.name).as_unsigned()[:f.width])
+            pos = f.offset + f.width
+        if pos < DATA_BITS:
+            parts.append(Const(0, DATA_BITS - pos))
+        return Cat(*parts)

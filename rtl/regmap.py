@@ -1,0 +1,345 @@
+"""The co-processor's register map, derived from the RTL's own definitions.
+
+Every configuration and status port of the datapath blocks -- the tile
+controller (:class:`rtl.tile_controller.TileController`), the affine unit
+(:class:`rtl.affine.AffineUnit`, including its coefficient-memory write port),
+the digital datapath (:class:`rtl.digital.DigitalDatapath`) -- becomes register
+fields by introspecting the component's :class:`~amaranth.lib.wiring.Signature`
+(name, width, signedness, direction) and its docstring's ``Members`` section
+(the meaning). Nothing is typed twice: a port added to a block appears in the
+map, the generated CSR bank (:class:`rtl.csr.CSRBank`) and the Markdown table.
+
+Rules
+-----
+- An ``In`` port named in :data:`PULSE_PORTS` (``start``, ``stop``, ``clear``,
+  ``coef_we``, ``w_we``) is a **W1P** bit in the block's ``ctrl`` register.
+- Any other ``In`` port is **RW**, one register per port (name = port name);
+  a port wider than 32 bits spans ``<port>`` (bits 31:0) and ``<port>_hi``.
+- ``Out`` ports are **RO** fields packed in order into ``status``,
+  ``status1``, ... registers.
+- Stream members (the data path) are not registers.
+- Added by the top level: the network interfaces' routing destinations
+  (``dest`` registers: ``x``, ``y`` of the tile or node the block's results
+  go to), the chip identification constants, and the mesh's sticky
+  ``misrouted`` flag (W1C).
+
+Address layout (byte addresses, 32-bit registers)
+-------------------------------------------------
+``0x0000`` chip (id, geometry, status), ``0x0100`` digital datapath,
+``0x0180`` digital datapath network interface, ``0x1000 + t * 0x100`` tile
+``t`` (row-major, ``t = y * cols + x``): ``+0x00`` tile controller, ``+0x40``
+affine unit, ``+0x80`` network interface. Addresses are stable for a given
+chip description; the map's hash goes into the Markdown so a configuration
+compiled for one map is not replayed on another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from amaranth.hdl import Shape
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Flow
+
+from archmodel.spec import ChipSpec
+
+from .csr import DATA_BITS, Access, Field, Register
+from .router import grid_coord_bits
+
+__all__ = ["PULSE_PORTS", "Binding", "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
+           "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
+
+#: Input ports that are one-cycle commands rather than levels.
+PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_we"})
+CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
+TILE_BASE, TILE_STRIDE = 0x1000, 0x100
+TC_OFFSET, AFFINE_OFFSET, NI_OFFSET = 0x00, 0x40, 0x80
+ID_MAGIC = 0xA1C0
+REGMAP_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a register field goes in the design: ``block``'s port ``port``,
+    bits ``port_lsb .. port_lsb + width - 1`` of it (the CSR field's width)."""
+
+    register: str
+    field: str
+    block: str
+    port: str
+    port_lsb: int = 0
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """All registers of one co-processor, as data.
+
+    Attributes
+    ----------
+    spec_name : str
+    registers : tuple of Register
+        Sorted by address.
+    bindings : tuple of Binding
+        Field -> design port, for every field that is not a constant.
+    addr_bits : int
+        AXI4-Lite byte-address width.
+    """
+
+    spec_name: str
+    registers: tuple[Register, ...]
+    bindings: tuple[Binding, ...]
+    addr_bits: int
+
+    def register(self, name: str) -> Register:
+        """The register called ``name``; raises ``KeyError`` naming close matches."""
+        for r in self.registers:
+            if r.name == name:
+                return r
+        close = [r.name for r in self.registers if name.split(".")[-1] in r.name][:5]
+        raise KeyError(f"no register {name!r} in the map of {self.spec_name!r}; similar: {close}")
+
+    def address_of(self, name: str) -> int:
+        """Byte address of register ``name`` (e.g. ``"tile0.tc.k_rows"``)."""
+        return self.register(name).address
+
+    def field(self, register: str, field: str) -> Field:
+        return self.register(register).field(field)
+
+    def encode(self, register: str, **values: int) -> int:
+        """32-bit word that writes ``values`` (field name -> value) into ``register``.
+
+        RW fields not given keep their reset value; W1P/W1C fields not given
+        are 0 (no pulse, no clear). Raises ``ValueError`` if a value does not
+        fit its field, ``KeyError`` for an unknown field.
+        """
+        reg = self.register(register)
+        word = 0
+        for f in reg.fields:
+            if f.name in values:
+                word |= f.encode(values.pop(f.name))
+            elif f.access == Access.RW:
+                word |= f.reset << f.offset
+        if values:
+            raise KeyError(f"register {register!r} has no field(s) {sorted(values)}")
+        return word
+
+    def write(self, register: str, **values: int) -> tuple[int, int]:
+        """``(address, word)`` of one AXI4-Lite write (see :meth:`encode`)."""
+        return self.address_of(register), self.encode(register, **values)
+
+    def decode(self, register: str, word: int) -> dict[str, int]:
+        """Field values of a word read from ``register``."""
+        return {f.name: f.decode(word) for f in self.register(register).fields}
+
+    @property
+    def digest(self) -> str:
+        """Short hash of the map (addresses, fields, access, resets)."""
+        blob = repr([(r.name, r.address, [(f.name, f.offset, f.width, f.access.value, f.reset) for f in r.fields])
+                     for r in self.registers])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def markdown(self) -> str:
+        return regmap_markdown(self)
+
+
+def _member_docs(cls) -> dict[str, str]:
+    """Port name -> first sentence of its description in ``cls``'s ``Members`` docstring section."""
+    doc = cls.__doc__ or ""
+    match = re.search(r"\n\s*Members\n\s*-+\n(.*?)(\n\s*\n\s*[A-Z][a-z]+[^\n]*\n\s*-+\n|\Z)", doc, re.S)
+    if not match:
+        return {}
+    out: dict[str, str] = {}
+    pending: list[str] = []
+    current: list[str] = []
+    desc: list[str] = []
+
+    def flush():
+        if current:
+            text = " ".join(desc).strip()
+            text = re.split(r"(?<=[a-z)`]\.)\s+(?=[A-Z])", text)[0] if text else ""
+            text = re.sub(r":\w+:`([^`]*)`", r"`\1`", text).replace("``", "`")
+            for n in pending + current:
+                out[n] = text
+    for line in match.group(1).splitlines():
+        head = re.match(r"^\s{4}([A-Za-z_][\w, ]*?)\s*:\s*(In|Out)\(", line)
+        if head:
+            if current and not desc:
+                pending.extend(current)  # "a : In(..)" followed directly by "b : In(..)": share b's text
+            else:
+                flush()
+                pending = []
+            current = [n.strip() for n in head.group(1).split(",")]
+            desc = []
+        elif line.strip():
+            desc.append(line.strip())
+        elif current:
+            pass
+    flush()
+    return out
+
+
+def block_registers(component: wiring.Component, block: str, base: int, *,
+                    docs_from: type | None = None) -> tuple[list[Register], list[Binding]]:
+    """Registers of one block, derived from its signature (module docstring rules).
+
+    Parameters
+    ----------
+    component : wiring.Component
+        The block (only its signature is read; it is not elaborated).
+    block : str
+        Dotted block name, the register-name prefix (``"tile0.tc"``).
+    base : int
+        Byte address of the block's first register.
+    docs_from : type, optional
+        Class whose docstring gives the meanings (default ``type(component)``).
+    """
+    docs = _member_docs(docs_from or type(component))
+    regs: list[Register] = []
+    binds: list[Binding] = []
+    addr = base
+    pulses: list[Field] = []
+    status: list[list[Field]] = [[]]
+    status_used = 0
+    for name, member in component.signature.members.items():
+        if not member.is_port:
+            continue  # a stream: data path, not configuration
+        shape = Shape.cast(member.shape)
+        meaning = docs.get(name, "")
+        if member.flow == Flow.In and name in PULSE_PORTS:
+            pulses.append(Field(name, shape.width, sum(f.width for f in pulses), Access.W1P, meaning=meaning))
+            binds.append(Binding(f"{block}.ctrl", name, block, name))
+        elif member.flow == Flow.In:
+            for k, lsb in enumerate(range(0, shape.width, DATA_BITS)):
+                width = min(DATA_BITS, shape.width - lsb)
+                reg_name = f"{block}.{name}" + ("" if k == 0 else f"_hi{k}" if shape.width > 2 * DATA_BITS else "_hi")
+                signed = shape.signed and lsb + width == shape.width
+                text = meaning if k == 0 else f"bits {lsb + width - 1}:{lsb} of {name}"
+                regs.append(Register(reg_name, addr, (Field(name, width, 0, Access.RW, signed=signed, meaning=text),),
+                                     meaning=text))
+                binds.append(Binding(reg_name, name, block, name, lsb))
+                addr += 4
+        else:
+            if shape.width > DATA_BITS:
+                raise ValueError(f"{block}.{name}: status port of {shape.width} bits is wider than a register")
+            if status_used + shape.width > DATA_BITS:
+                status.append([])
+                status_used = 0
+            status[-1].append(Field(name, shape.width, status_used, Access.RO, signed=shape.signed, meaning=meaning))
+            status_used += shape.width
+    if pulses:
+        regs.append(Register(f"{block}.ctrl", addr, tuple(pulses), meaning="commands: write 1 to pulse"))
+        addr += 4
+    for k, fields in enumerate(status):
+        if not fields:
+            continue
+        reg_name = f"{block}.status" + (str(k) if k else "")
+        regs.append(Register(reg_name, addr, tuple(fields), meaning="status"))
+        binds.extend(Binding(reg_name, f.name, block, f.name) for f in fields)
+        addr += 4
+    return regs, binds
+
+
+def _dest_register(block: str, address: int, x_bits: int, y_bits: int, what: str) -> Register:
+    return Register(f"{block}.dest", address, (
+        Field("x", x_bits, 0, Access.RW, meaning=f"destination column of {what} (cols = host, cols+1 = digital datapath)"),
+        Field("y", y_bits, 16, Access.RW, meaning=f"destination row of {what}"),
+    ), meaning=f"routing destination of {what}")
+
+
+def build_regmap(spec: ChipSpec) -> RegisterMap:
+    """The register map of ``Coprocessor(spec)`` (module docstring for the layout).
+
+    Raises
+    ------
+    ValueError
+        If the chip description violates a constraint of the RTL blocks, or a
+        block has more registers than its address window.
+    """
+    from .affine import AffineUnit
+    from .digital import DigitalDatapath
+    from .params import DigitalParams, TileParams
+    from .tile_controller import TileController
+
+    tp, dp = TileParams.from_spec(spec), DigitalParams.from_spec(spec)
+    rows, cols = spec.tile_grid.rows, spec.tile_grid.cols
+    x_bits, y_bits = grid_coord_bits(rows, cols)
+    regs: list[Register] = []
+    binds: list[Binding] = []
+
+    # chip identification and global status
+    regs.append(Register("chip.id", CHIP_BASE + 0x0, (
+        Field("magic", 16, 0, Access.RO, value=ID_MAGIC, meaning="constant 0xA1C0 (aimc)"),
+        Field("version", 8, 16, Access.RO, value=REGMAP_VERSION, meaning="register-map version"),
+    ), meaning="identification"))
+    regs.append(Register("chip.geometry", CHIP_BASE + 0x4, (
+        Field("grid_rows", 8, 0, Access.RO, value=rows, meaning="tile rows (tile_grid.rows)"),
+        Field("grid_cols", 8, 8, Access.RO, value=cols, meaning="tile columns (tile_grid.cols)"),
+        Field("link_bits", 16, 16, Access.RO, value=spec.interconnect.link_width_bits,
+              meaning="flit payload bits (interconnect.link_width_bits)"),
+    ), meaning="geometry"))
+    regs.append(Register("chip.status", CHIP_BASE + 0x8, (
+        Field("misrouted", 1, 0, Access.W1C, meaning="sticky: the mesh dropped a flit with a bad destination"),
+    ), meaning="global status"))
+    binds.append(Binding("chip.status", "misrouted", "mesh", "misrouted"))
+
+    def add(block_regs, block_binds, base, size):
+        if block_regs and block_regs[-1].address >= base + size:
+            raise ValueError(f"block at {base:#x} needs more than {size} bytes of registers")
+        regs.extend(block_regs)
+        binds.extend(block_binds)
+
+    digital = DigitalDatapath(dp)
+    digital._MustUse__silence = True  # only its signature is read
+    add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_NI_BASE - DIGITAL_BASE)
+    regs.append(_dest_register("digital", DIGITAL_NI_BASE, x_bits, y_bits, "the digital datapath's results"))
+    binds += [Binding("digital.dest", "x", "digital.ni", "dest_x"), Binding("digital.dest", "y", "digital.ni", "dest_y")]
+
+    tc, au = TileController(tp), AffineUnit(tp)
+    tc._MustUse__silence = au._MustUse__silence = True
+    tc_regs, tc_binds = block_registers(tc, "TILE.tc", 0)
+    au_regs, au_binds = block_registers(au, "TILE.affine", 0)
+    for t in range(rows * cols):
+        base = TILE_BASE + t * TILE_STRIDE
+        for tmpl_regs, tmpl_binds, off in ((tc_regs, tc_binds, TC_OFFSET), (au_regs, au_binds, AFFINE_OFFSET)):
+            add([Register(r.name.replace("TILE", f"tile{t}"), base + off + r.address, r.fields, r.meaning)
+                 for r in tmpl_regs],
+                [Binding(b.register.replace("TILE", f"tile{t}"), b.field, b.block.replace("TILE", f"tile{t}"),
+                         b.port, b.port_lsb) for b in tmpl_binds],
+                base + off, 0x40)
+        regs.append(_dest_register(f"tile{t}.ni", base + NI_OFFSET, x_bits, y_bits,
+                                   "the tile's results (int8) or partial sums (chain_out)"))
+        binds += [Binding(f"tile{t}.ni.dest", "x", f"tile{t}.ni", "dest_x"),
+                  Binding(f"tile{t}.ni.dest", "y", f"tile{t}.ni", "dest_y")]
+
+    regs.sort(key=lambda r: r.address)
+    top = regs[-1].address + 4
+    addr_bits = max(16, (top - 1).bit_length())
+    return RegisterMap(spec.name, tuple(regs), tuple(binds), addr_bits)
+
+
+def regmap_markdown(regmap: RegisterMap | ChipSpec) -> str:
+    """The register map as a Markdown table: address, register, field, bits, access, reset, meaning."""
+    if not isinstance(regmap, RegisterMap):
+        regmap = build_regmap(regmap)
+    lines = [
+        f"# Register map — chip description '{regmap.spec_name}'",
+        "",
+        f"AXI4-Lite, 32-bit registers, {regmap.addr_bits}-bit byte addresses; "
+        f"{len(regmap.registers)} registers; map digest `{regmap.digest}`.",
+        "Access: RW read/write, RO read-only, W1C write 1 to clear, W1P write 1 to pulse (reads 0). "
+        "Unmapped addresses answer SLVERR.",
+        "",
+        "| Address | Register | Field | Bits | Access | Reset | Meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in regmap.registers:
+        for f in r.fields:
+            reset = f"{f.value:#x}" if f.value is not None else (f"{f.reset:#x}" if f.access != Access.RO else "—")
+            meaning = (f.meaning or r.meaning).replace("|", "\\|")
+            if f.signed:
+                meaning = f"(signed) {meaning}"
+            lines.append(f"| `{r.address:#06x}` | `{r.name}` | `{f.name}` | {f.bits} | {f.access.value} | {reset} "
+                         f"| {meaning} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,382 @@
+"""2-D mesh router: five ports, XY routing, wormhole switching, round-robin.
+
+Micro-architecture
+------------------
+One router sits beside every tile (DESIGN.md, "The Fig. 11 co-processor").
+It has five ports -- ``local`` (the tile), ``north``, ``east``, ``south`` and
+``west`` -- each a pair of :mod:`amaranth.lib.stream` streams of *flits*
+(:func:`flit_layout`): the destination ``x``, ``y`` (and ``chan``, the
+sub-port at the destination node), a ``payload`` of ``link_width_bits`` and
+``last`` on the final flit of a packet.
+
+Coordinates: ``x`` is the tile column and grows to the **east**; ``y`` is the
+tile row and grows to the **south** (row 0 is the north edge), as in the
+mapper's placement and in ``tile_grid``.
+
+Per input port a chain of ``latency_cycles`` two-entry FIFOs
+(:class:`amaranth.lib.fifo.SyncFIFO`, depth 2) buffers the flits. Each stage
+adds one cycle, so a flit crossing one router without contention takes exactly
+``latency_cycles`` cycles -- the chip description's ``hop_latency_ns`` in
+cycles (``spec.cycles``), the same figure the mapper charges per hop. The
+depth-2 FIFO keeps one flit per cycle per port *and* registers the ``ready``
+going upstream (``w_rdy`` depends on the FIFO level only), so no combinational
+path crosses more than one router: Fmax does not fall with the mesh size.
+
+The head flit of an input chooses its output by XY (dimension-ordered)
+routing: first along X (east if ``dest.x`` > ``x``, west if smaller), then
+along Y (south if ``dest.y`` > ``y``, north if smaller), then ``local``. The
+crossbar is built only for the turns XY routing can take (an input from the
+west goes east, north, south or local; an input from the north goes south or
+local; ...), which removes logic and every combinational loop between routers.
+
+Each output has a round-robin arbiter: among the inputs whose head flit wants
+that output it grants the first one after the last winner, so every input is
+served within four packets of the others (starvation-free). Once an output is
+granted to an input, it stays locked to it until the flit with ``last`` has
+passed (**wormhole** switching): the flits of two packets never interleave on
+an output, so a packet arrives contiguous at its destination and needs no
+re-assembly buffer. The grant is also held while ``valid`` is up and ``ready``
+is low, so an output never withdraws or changes a flit it offers (AXI4-Stream
+and ``amaranth.lib.stream`` rules).
+
+Why XY routing is deadlock-free
+-------------------------------
+A wormhole packet holds the links it has acquired while waiting for the next
+one; deadlock needs a cycle of packets, each waiting for a link held by the
+next. Under XY routing a packet takes all its X hops before any Y hop, so the
+turns it may make are only X -> Y (east/west -> north/south), never Y -> X.
+Number every link: eastward links by ``x``, westward links by ``cols - x``,
+then all Y links after all X links, southward by ``y`` and northward by
+``rows - y``. Every packet acquires links in strictly increasing order of that
+number, so a waiting chain can never close into a cycle (Dally and Seitz's
+channel-dependency argument; Dally & Towles, *Principles and Practices of
+Interconnection Networks*, 2004, sec. 14.1). The local output always drains
+(the tile consumes what arrives, or back-pressures only its own input), so
+every chain ends. Trade-off: XY is oblivious -- it cannot route around a hot
+link -- but needs no virtual channels, no routing tables and one flit of
+state per output.
+
+Destinations outside the grid
+-----------------------------
+The ``x`` field also holds ``cols`` (and ``cols + 1``), beyond the *east edge*: a flit
+addressed to ``(cols, y)`` leaves the mesh through the east port of the last
+router of row ``y``, where the co-processor attaches its I/O node (host
+gateway and digital datapath, :mod:`rtl.top`). Such a flit travels east along
+its source row to the last column, moves along Y there, then turns east:
+the routers of the last column (``edge_column``) take that one Y -> X turn.
+It keeps the network deadlock-free: the edge output is a sink outside the
+mesh, so in the link numbering above the edge links come after every Y link
+and the order stays strictly increasing. An edge port cannot address the
+east edge (that is a U-turn); the node there switches such traffic itself.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from ._util import reject
+
+__all__ = ["PORTS", "LOCAL", "NORTH", "EAST", "SOUTH", "WEST", "flit_layout", "FlitStream", "MeshRouter", "xy_route"]
+
+#: Port names, in the order of their index (also the round-robin order).
+PORTS = ("local", "north", "east", "south", "west")
+LOCAL, NORTH, EAST, SOUTH, WEST = range(5)
+
+#: Outputs an input may reach under XY routing (no U-turns, no Y -> X turns).
+_LEGAL = {
+    LOCAL: (LOCAL, NORTH, EAST, SOUTH, WEST),
+    WEST: (LOCAL, NORTH, EAST, SOUTH),   # arrived from the west: travelling east
+    EAST: (LOCAL, NORTH, SOUTH, WEST),   # travelling west
+    NORTH: (LOCAL, SOUTH),               # arrived from the north: travelling south
+    SOUTH: (LOCAL, NORTH),               # travelling north
+}
+
+
+def flit_layout(x_bits: int, y_bits: int, payload_bits: int, chan_bits: int = 1) -> data.StructLayout:
+    """Layout of one flit (a :class:`amaranth.lib.data.StructLayout`).
+
+    Fields, least significant first: ``x`` (``x_bits``, destination column),
+    ``y`` (``y_bits``, destination row), ``chan`` (``chan_bits``, sub-port at
+    the destination node, e.g. 0 = activations, 1 = partial sums), ``payload``
+    (``payload_bits``) and ``last`` (1 bit, final flit of a packet).
+
+    Raises
+    ------
+    ValueError
+        If a width is not a positive integer.
+    """
+    for name, val in (("x_bits", x_bits), ("y_bits", y_bits), ("payload_bits", payload_bits), ("chan_bits", chan_bits)):
+        if not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    return data.StructLayout({
+        "x": x_bits,
+        "y": y_bits,
+        "chan": chan_bits,
+        "payload": payload_bits,
+        "last": 1,
+    })
+
+
+def grid_coord_bits(rows: int, cols: int) -> tuple[int, int]:
+    """Widths of the ``x`` and ``y`` flit fields for a ``rows`` x ``cols`` grid.
+
+    ``x`` also holds ``cols`` and ``cols + 1`` (the co-processor's I/O router
+    and digital datapath beyond the east edge, :mod:`rtl.top`); ``y`` holds
+    ``rows - 1``.
+    """
+    if not isinstance(rows, int) or rows < 1 or not isinstance(cols, int) or cols < 1:
+        raise ValueError(f"grid must be at least 1 x 1 tiles, got rows={rows!r}, cols={cols!r}")
+    return bits_for(cols + 1), max(1, bits_for(rows - 1))
+
+
+def FlitStream(layout: data.StructLayout) -> stream.Signature:  # noqa: N802 - reads like a type
+    """``stream.Signature`` carrying flits of ``layout`` (valid/ready, no always_*)."""
+    return stream.Signature(layout)
+
+
+def xy_route(x: int, y: int, dest_x: int, dest_y: int, edge_column: bool = False) -> int:
+    """Python reference of the routing decision: the output port index.
+
+    XY (X first, then Y); in the last column (``edge_column``) a flit for the
+    east edge moves along Y first, then leaves east.
+    """
+    if edge_column and dest_x > x and dest_y != y:
+        return SOUTH if dest_y > y else NORTH
+    if dest_x > x:
+        return EAST
+    if dest_x < x:
+        return WEST
+    if dest_y > y:
+        return SOUTH
+    if dest_y < y:
+        return NORTH
+    return LOCAL
+
+
+def _legal(inp: int, edge_column: bool) -> tuple[int, ...]:
+    """Outputs input ``inp`` may use; the last column also turns Y -> east (edge-bound flits)."""
+    if edge_column and inp in (NORTH, SOUTH):
+        return _LEGAL[inp] + (EAST,)
+    return _LEGAL[inp]
+
+
+def _and(a, b):
+    return a if isinstance(b, Const) and b.value else (Const(0) if isinstance(a, Const) or isinstance(b, Const) else a & b)
+
+
+def _any(terms):
+    out = Const(0)
+    for t in terms:
+        out = out | t
+    return out
+
+
+class MeshRouter(wiring.Component):
+    """Five-port wormhole router with XY routing and round-robin arbitration.
+
+    Parameters
+    ----------
+    x, y : int
+        Position of this router in the grid (column, row); constants, so each
+        router elaborates only the comparators it needs.
+    x_bits, y_bits : int
+        Widths of the destination fields (see :func:`grid_coord_bits`).
+    payload_bits : int
+        Payload bits per flit (``interconnect.link_width_bits``).
+    chan_bits : int
+        Width of the destination sub-port field (default 1).
+    latency_cycles : int
+        Cycles a flit spends in this router without contention (>= 1): one
+        two-entry FIFO stage per cycle on every input
+        (``spec.cycles(interconnect.hop_latency_ns)``).
+    edge_column : bool
+        True for the routers of the last column: flits for the east edge
+        (``x`` beyond this column) take their Y hops here, then leave east.
+
+    Members
+    -------
+    local_i, north_i, east_i, south_i, west_i : In(FlitStream(layout))
+        Flits arriving at this router (``ready`` is registered).
+    local_o, north_o, east_o, south_o, west_o : Out(FlitStream(layout))
+        Flits leaving this router; ``valid`` and ``payload`` hold until
+        accepted.
+    misrouted : Out(1)
+        Pulse, one cycle per dropped flit: a flit asked for a turn XY routing never takes (a U-turn or a
+        Y -> X turn: its destination was wrong for where it entered) and was
+        dropped rather than left to block its input.
+
+    Latency ``latency_cycles`` cycles per hop (head flit, no contention);
+    throughput one flit per cycle per output, up to five flits per cycle in
+    total when the packets use disjoint outputs.
+
+    Raises
+    ------
+    ValueError
+        If a width or ``latency_cycles`` is not positive, or ``x``/``y`` do not
+        fit their fields.
+    """
+
+    def __init__(self, *, x: int, y: int, x_bits: int, y_bits: int, payload_bits: int,
+                 chan_bits: int = 1, latency_cycles: int = 1, edge_column: bool = False):
+        try:
+            self.layout = flit_layout(x_bits, y_bits, payload_bits, chan_bits)
+        except ValueError as exc:
+            raise reject(self, exc) from None
+        if not isinstance(latency_cycles, int) or latency_cycles < 1:
+            raise reject(self, ValueError(f"latency_cycles must be an integer >= 1, got {latency_cycles!r}"))
+        if not (isinstance(x, int) and 0 <= x < 2 ** x_bits):
+            raise reject(self, ValueError(f"router x={x!r} does not fit x_bits={x_bits}"))
+        if not (isinstance(y, int) and 0 <= y < 2 ** y_bits):
+            raise reject(self, ValueError(f"router y={y!r} does not fit y_bits={y_bits}"))
+        self.x, self.y = x, y
+        self.edge_column = bool(edge_column)
+        self.latency_cycles = latency_cycles
+        members = {}
+        for name in PORTS:
+            members[f"{name}_i"] = In(FlitStream(self.layout))
+            members[f"{name}_o"] = Out(FlitStream(self.layout))
+        members["misrouted"] = Out(1)
+        super().__init__(members)
+
+    def port_i(self, index: int) -> stream.Interface:
+        return getattr(self, f"{PORTS[index]}_i")
+
+    def port_o(self, index: int) -> stream.Interface:
+        return getattr(self, f"{PORTS[index]}_o")
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self.layout.size
+        n = len(PORTS)
+
+        # ---- input buffers: latency_cycles FIFO stages per input
+        heads = []  # (valid, ready, payload view) of the oldest flit of each input
+        for i in range(n):
+            port = self.port_i(i)
+            prev_valid, prev_ready, prev_data = port.valid, port.ready, port.payload.as_value()
+            fifo = None
+            for s in range(self.latency_cycles):
+                fifo = SyncFIFO(width=width, depth=2)
+                m.submodules[f"{PORTS[i]}_buf{s}"] = fifo
+                m.d.comb += [fifo.w_data.eq(prev_data), fifo.w_en.eq(prev_valid), prev_ready.eq(fifo.w_rdy)]
+                prev_valid, prev_ready, prev_data = fifo.r_rdy, fifo.r_en, fifo.r_data
+            head = data.View(self.layout, prev_data)
+            heads.append((prev_valid, prev_ready, head))
+
+        # ---- per input: route of the head flit (locked while a packet is in flight)
+        in_busy = [Signal(name=f"{PORTS[i]}_busy") for i in range(n)]
+        in_out = [Signal(range(n), name=f"{PORTS[i]}_bound") for i in range(n)]
+        route = [Signal(range(n), name=f"{PORTS[i]}_route") for i in range(n)]
+        xmax, ymax = 2 ** len(heads[0][2].x) - 1, 2 ** len(heads[0][2].y) - 1
+
+        def gt(sig, c, top):  # sig > c, constant-folded at the top of the range (no CMPCONST in lint)
+            return Const(0) if c >= top else sig > c
+
+        def lt(sig, c):
+            return Const(0) if c == 0 else sig < c
+
+        for i in range(n):
+            hx, hy = heads[i][2].x, heads[i][2].y
+            east, west = gt(hx, self.x, xmax), lt(hx, self.x)
+            south, north = gt(hy, self.y, ymax), lt(hy, self.y)
+            xy = Signal(range(n), name=f"{PORTS[i]}_xy")
+            if self.edge_column:
+                # last column: a flit for the east edge (x = cols) first moves
+                # along Y to its row, then leaves east (see "Destinations outside the grid")
+                rules = [(_and(east, south), SOUTH), (_and(east, north), NORTH), (east, EAST), (west, WEST),
+                         (south, SOUTH), (north, NORTH)]
+            else:
+                rules = [(east, EAST), (west, WEST), (south, SOUTH), (north, NORTH)]
+            rules = [(c, o) for c, o in rules if not isinstance(c, Const)]  # drop never-true (folded) rules
+            m.d.comb += xy.eq(LOCAL)
+            for k, (cond, port) in enumerate(rules):
+                with (m.If(cond) if k == 0 else m.Elif(cond)):
+                    m.d.comb += xy.eq(port)
+            m.d.comb += route[i].eq(xy)
+            with m.If(in_busy[i]):
+                m.d.comb += route[i].eq(in_out[i])
+
+        # request[i][o]: input i has a flit for output o (only legal turns exist)
+        request = [[Const(0) for _ in range(n)] for _ in range(n)]
+        legal = {i: _legal(i, self.edge_column) for i in range(n)}
+        for i in range(n):
+            for o in legal[i]:
+                r = Signal(name=f"req_{PORTS[i]}_{PORTS[o]}")
+                m.d.comb += r.eq(heads[i][0] & (route[i] == o))
+                request[i][o] = r
+
+        # ---- per output: round-robin grant, locked until `last`
+        take = [[Const(0) for _ in range(n)] for _ in range(n)]  # transfer from i to o this cycle
+        for o in range(n):
+            out = self.port_o(o)
+            sources = [i for i in range(n) if o in legal[i]]
+            busy = Signal(name=f"{PORTS[o]}_locked")
+            owner = Signal(range(n), name=f"{PORTS[o]}_owner")
+            last_winner = Signal(range(n), name=f"{PORTS[o]}_rr", init=n - 1)
+            grant = Signal(range(n), name=f"{PORTS[o]}_grant")
+            any_req = Signal(name=f"{PORTS[o]}_any")
+
+            with m.If(busy):
+                m.d.comb += [grant.eq(owner), any_req.eq(1)]
+            with m.Else():
+                # first requester after last_winner, in cyclic order
+                with m.Switch(last_winner):
+                    for lw in range(n):
+                        with m.Case(lw):
+                            order = [(lw + k) % n for k in range(1, n + 1)]
+                            order = [i for i in order if i in sources]
+                            for k, i in enumerate(order):
+                                cond = request[i][o]
+                                with (m.If(cond) if k == 0 else m.Elif(cond)):
+                                    m.d.comb += [grant.eq(i), any_req.eq(1)]
+                    with m.Default():
+                        pass  # last_winner < n always; no grant
+
+            valid = Signal(name=f"{PORTS[o]}_valid")
+            with m.Switch(grant):
+                for i in sources:
+                    with m.Case(i):
+                        m.d.comb += [valid.eq(any_req & request[i][o]), out.payload.eq(heads[i][2])]
+                with m.Default():
+                    pass
+            m.d.comb += out.valid.eq(valid)
+
+            for i in sources:
+                t = Signal(name=f"take_{PORTS[i]}_{PORTS[o]}")
+                m.d.comb += t.eq(valid & out.ready & (grant == i))
+                take[i][o] = t
+
+            # lock on offer (valid held until accepted), release after `last`
+            with m.If(valid):
+                with m.If(out.ready & out.payload.last):
+                    m.d.sync += busy.eq(0)
+                with m.Else():
+                    m.d.sync += [busy.eq(1), owner.eq(grant)]
+                with m.If(~busy):
+                    m.d.sync += last_winner.eq(grant)
+
+        misrouted = Const(0)
+        # ---- per input: pop the FIFO on transfer, bind to the output until `last`;
+        # a flit asking for a turn XY routing never takes (a U-turn or Y -> X,
+        # i.e. a bad destination) is dropped and flagged instead of blocking the port
+        for i in range(n):
+            popped = Signal(name=f"{PORTS[i]}_pop")
+            m.d.comb += popped.eq(0)
+            illegal = [o for o in range(n) if o not in legal[i]]
+            if illegal:
+                bad = Signal(name=f"{PORTS[i]}_bad_turn")
+                m.d.comb += bad.eq(heads[i][0] & ~in_busy[i] & _any(route[i] == o for o in illegal))
+                with m.If(bad):
+                    m.d.comb += popped.eq(1)
+                misrouted = misrouted | bad
+            for o in legal[i]:
+                with m.If(take[i][o]):
+                    m.d.comb += popped.eq(1)
+                    m.d.sync += [in_busy[i].eq(~heads[i][2].last), in_out[i].eq(o)]
+            m.d.comb += heads[i][1].eq(popped)
+        m.d.comb += self.misrouted.eq(misrouted)
+        return m

@@ -1,0 +1,310 @@
+"""The Fig. 11 co-processor: N x M PCM tiles on a mesh, a digital datapath, AXI at the edge.
+
+Micro-architecture
+------------------
+::
+
+             AXI4-Lite ──► CSRBank (rtl.regmap) ──► configuration / status of every block
+                                                              (x = cols)          (x = cols + 1)
+    tile (0,0) ─ tile (1,0) ─ ... ─ tile (cols-1,0) ─ east ─ I/O router ─ east ─ digital datapath
+        |            |                   |                    local |
+    tile (0,1) ─ tile (1,1) ─ ...        ...            AXI4-Stream in / out (host)
+        ...
+
+- **Tile** ``t = y * cols + x`` (DESIGN.md, "The Fig. 11 co-processor"): a
+  :class:`~rtl.tile_controller.TileController`, an
+  :class:`~rtl.affine.AffineUnit` and a :class:`~rtl.router.MeshRouter` (in
+  :class:`~rtl.mesh.Mesh`). Its array port (``dac[t]`` out, ``adc[t]`` in) is a
+  top-level port: the analog macro is outside (DESIGN.md, "The array port").
+- **Network interface** of a tile: flits arriving with ``chan`` 0 are
+  reassembled into ``act`` beats for the tile controller, ``chan`` 1 into
+  partial sums for the affine unit (:class:`~rtl.axis.FlitsToBeat`). The
+  affine unit's int8 results are packed into ``act`` beats
+  (:class:`~rtl.axis.ResultPacker`) -- the input format of the next tile --
+  and, like its partial sums (``chain_out``), sent as one packet per beat to
+  the tile or node in the tile's ``ni.dest`` register
+  (:class:`~rtl.axis.BeatToFlits`); the two packet sources share the local
+  port through a packet-locked arbiter (:class:`FlitMerge`).
+- **I/O router** at ``(cols, 0)``, east of the last tile of row 0: its local
+  port is the host (AXI4-Stream in: ``tdest`` = the flit's ``x``, ``y``,
+  ``chan``; AXI4-Stream out: ``tdest`` = ``chan``), its east port the
+  **digital datapath** node at ``(cols + 1, 0)``
+  (:class:`~rtl.digital.DigitalDatapath`: flits -> im2col beats, results ->
+  ``act`` beats -> flits to ``digital.dest``). Layers kept digital (first and
+  last) thus sit between the host and the tiles, and every transfer --
+  host -> digital -> tiles -> ... -> digital -> host -- is a routed packet.
+- **Configuration**: one :class:`~rtl.csr.CSRBank` generated from
+  :func:`rtl.regmap.build_regmap`; its ``bindings`` wire each field to the
+  block port it came from.
+
+Latency: one router hop costs ``spec.cycles(interconnect.hop_latency_ns)``
+cycles; the network interfaces add 1 cycle on each side; block latencies are
+in their own docstrings. Throughput: one flit per cycle per link.
+
+Trade-offs: host traffic and digital-layer traffic share one mesh entry
+point (the I/O router), which bounds the input bandwidth to one flit per
+cycle -- enough for the int8 images of the first layer; a wider chip would
+add I/O routers on more rows. The per-beat packet format wastes the unused
+part of the last flit of a beat in exchange for stateless reassembly.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from archmodel.spec import ChipSpec
+
+from ._util import reject
+from .axis import AXIStreamSignature, BeatToFlits, FlitsToBeat, ResultPacker
+from .csr import AXI4LiteSignature, CSRBank, Field, ident
+from .mesh import Mesh
+from .regmap import RegisterMap, build_regmap
+from .router import MeshRouter
+
+__all__ = ["Coprocessor", "FlitMerge", "FlitDemux"]
+
+CHAN_ACT, CHAN_PSUM = 0, 1
+
+
+class FlitMerge(wiring.Component):
+    """``n`` flit streams -> one, whole packets at a time (fixed priority, lowest index first).
+
+    Parameters
+    ----------
+    layout : data.StructLayout
+        Flit layout.
+    n : int
+        Inputs (>= 1).
+
+    Members
+    -------
+    i : In(stream.Signature(layout)).array(n)
+    o : Out(stream.Signature(layout))
+        Combinational path (0 cycles); the chosen input stays granted from its
+        first offered flit until its ``last`` flit is accepted.
+    """
+
+    def __init__(self, layout, n: int):
+        if n < 1:
+            raise reject(self, ValueError(f"n must be >= 1, got {n}"))
+        self.n = n
+        super().__init__({"i": In(stream.Signature(layout)).array(n), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        busy = Signal()
+        owner = Signal(range(self.n))
+        grant = Signal(range(self.n))
+        with m.If(busy):
+            m.d.comb += grant.eq(owner)
+        with m.Else():
+            for k in reversed(range(self.n)):
+                with m.If(self.i[k].valid):
+                    m.d.comb += grant.eq(k)
+        with m.Switch(grant):
+            for k in range(self.n):
+                with m.Case(k):
+                    m.d.comb += [self.o.valid.eq(self.i[k].valid), self.o.payload.eq(self.i[k].payload),
+                                 self.i[k].ready.eq(self.o.ready)]
+        with m.If(self.o.valid):
+            with m.If(self.o.ready & self.o.payload.last):
+                m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += [busy.eq(1), owner.eq(grant)]
+        return m
+
+
+class FlitDemux(wiring.Component):
+    """One flit stream -> ``n`` by the flit's ``chan`` field (``chan >= n``: dropped).
+
+    Members
+    -------
+    i : In(stream.Signature(layout))
+    o : Out(stream.Signature(layout)).array(n)
+        Combinational (0 cycles).
+    """
+
+    def __init__(self, layout, n: int):
+        self.n = n
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout)).array(n)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(1)  # unknown channel: drop
+        for k in range(self.n):
+            sel = self.i.payload.chan == k
+            m.d.comb += [self.o[k].payload.eq(self.i.payload), self.o[k].valid.eq(self.i.valid & sel)]
+            with m.If(sel):
+                m.d.comb += self.i.ready.eq(self.o[k].ready)
+        return m
+
+
+class Coprocessor(wiring.Component):
+    """Top level: ``tile_grid.rows x tile_grid.cols`` tiles, mesh, digital datapath, AXI.
+
+    Parameters
+    ----------
+    spec : ChipSpec
+        The chip description; every width, depth and latency comes from it.
+
+    Members
+    -------
+    s_axil : In(AXI4LiteSignature(regmap.addr_bits))
+        Configuration (32-bit AXI4-Lite slave; map: :func:`rtl.regmap.build_regmap`).
+    s_axis : In(AXIStreamSignature(link_width_bits, x_bits + y_bits + 1))
+        Host -> chip flits: ``tdata`` = payload, ``tdest`` = ``{chan, y, x}``
+        (x in the LSBs) of the destination, ``tlast`` = end of packet.
+    m_axis : Out(AXIStreamSignature(link_width_bits, 1))
+        Chip -> host flits (packets addressed to ``(cols, 0)``), ``tdest`` = ``chan``.
+    dac : Out(stream.Signature(dac_beat_layout)).array(tiles)
+        Array port of tile ``t``: DAC codes to the analog macro.
+    adc : In(stream.Signature(adc_beat_layout)).array(tiles)
+        Array port of tile ``t``: ADC codes from the analog macro.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a :class:`ChipSpec`.
+    ValueError
+        If the chip description violates a constraint of an RTL block.
+    """
+
+    def __init__(self, spec: ChipSpec):
+        if not isinstance(spec, ChipSpec):
+            raise reject(self, TypeError(f"spec must be a ChipSpec, got {type(spec).__name__}"))
+        from .affine import psum_layout
+        from .digital import x_beat_layout
+        from .params import DigitalParams, TileParams
+        from .tile_controller import act_beat_layout, adc_beat_layout, dac_beat_layout
+
+        self.spec = spec
+        try:
+            self.tp, self.dp = TileParams.from_spec(spec), DigitalParams.from_spec(spec)
+            self.regmap: RegisterMap = build_regmap(spec)
+        except ValueError as exc:
+            raise reject(self, exc) from None
+        self.rows, self.cols = spec.tile_grid.rows, spec.tile_grid.cols
+        self.tiles = self.rows * self.cols
+        self.hop_cycles = max(1, spec.cycles(spec.interconnect.hop_latency_ns))
+        probe = Mesh(self.rows, self.cols, payload_bits=spec.interconnect.link_width_bits)
+        probe._MustUse__silence = True
+        self.flit = probe.layout
+        self.x_bits, self.y_bits = probe.x_bits, probe.y_bits
+        self.layouts = SimpleNamespace(act=act_beat_layout(self.tp), psum=psum_layout(self.tp), x=x_beat_layout(),
+                                       dac=dac_beat_layout(self.tp), adc=adc_beat_layout(self.tp))
+        link = spec.interconnect.link_width_bits
+        super().__init__({
+            "s_axil": In(AXI4LiteSignature(self.regmap.addr_bits)),
+            "s_axis": In(AXIStreamSignature(link, self.x_bits + self.y_bits + 1)),
+            "m_axis": Out(AXIStreamSignature(link, 1)),
+            "dac": Out(stream.Signature(self.layouts.dac)).array(self.tiles),
+            "adc": In(stream.Signature(self.layouts.adc)).array(self.tiles),
+        })
+
+    def elaborate(self, platform):
+        from .affine import AffineUnit
+        from .digital import DigitalDatapath
+        from .tile_controller import TileController
+
+        m = Module()
+        spec, L = self.spec, self.layouts
+        link = spec.interconnect.link_width_bits
+        mesh = m.submodules.mesh = Mesh(self.rows, self.cols, payload_bits=link, latency_cycles=self.hop_cycles)
+        blocks: dict[str, object] = {}
+
+        # ---- tiles
+        for t in range(self.tiles):
+            tc = m.submodules[f"tile{t}_tc"] = TileController(self.tp)
+            au = m.submodules[f"tile{t}_affine"] = AffineUnit(self.tp)
+            wiring.connect(m, tc.dac, wiring.flipped(self.dac[t]))
+            wiring.connect(m, wiring.flipped(self.adc[t]), tc.adc)
+            wiring.connect(m, tc.col_out, au.col_in)
+            # receive: chan 0 -> activations, chan 1 -> partial sums
+            demux = m.submodules[f"tile{t}_rx"] = FlitDemux(self.flit, 2)
+            rx_act = m.submodules[f"tile{t}_rx_act"] = FlitsToBeat(L.act, self.flit)
+            rx_psum = m.submodules[f"tile{t}_rx_psum"] = FlitsToBeat(L.psum, self.flit)
+            wiring.connect(m, mesh.local_o[t], demux.i)
+            wiring.connect(m, demux.o[CHAN_ACT], rx_act.i)
+            wiring.connect(m, demux.o[CHAN_PSUM], rx_psum.i)
+            wiring.connect(m, rx_act.o, tc.act)
+            wiring.connect(m, rx_psum.o, au.psum_in)
+            # send: results (as act beats) and partial sums
+            ni = SimpleNamespace(dest_x=Signal(self.x_bits, name=f"tile{t}_dest_x"),
+                                 dest_y=Signal(self.y_bits, name=f"tile{t}_dest_y"))
+            pack = m.submodules[f"tile{t}_pack"] = ResultPacker(au.out.payload.shape(), L.act)
+            tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
+            tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
+            merge = m.submodules[f"tile{t}_tx"] = FlitMerge(self.flit, 2)
+            wiring.connect(m, au.out, pack.i)
+            wiring.connect(m, pack.o, tx_act.i)
+            wiring.connect(m, au.psum_out, tx_psum.i)
+            wiring.connect(m, tx_act.o, merge.i[0])
+            wiring.connect(m, tx_psum.o, merge.i[1])
+            wiring.connect(m, merge.o, mesh.local_i[t])
+            for tx in (tx_act, tx_psum):
+                m.d.comb += [tx.dest_x.eq(ni.dest_x), tx.dest_y.eq(ni.dest_y)]
+            blocks.update({f"tile{t}.tc": tc, f"tile{t}.affine": au, f"tile{t}.ni": ni})
+
+        # ---- I/O router (host) and the digital datapath beyond the east edge of row 0
+        io = m.submodules.io_router = MeshRouter(x=self.cols, y=0, x_bits=self.x_bits, y_bits=self.y_bits,
+                                                 payload_bits=link, latency_cycles=self.hop_cycles)
+        wiring.connect(m, mesh.edge_o[0], io.west_i)
+        wiring.connect(m, io.west_o, mesh.edge_i[0])
+        for y in range(1, self.rows):  # east edges of the other rows: no node; drop and flag
+            m.d.comb += [mesh.edge_o[y].ready.eq(1), mesh.edge_i[y].valid.eq(0)]
+        m.d.comb += [io.north_o.ready.eq(1), io.south_o.ready.eq(1), io.north_i.valid.eq(0), io.south_i.valid.eq(0)]
+        drops = [mesh.misrouted, io.misrouted, io.north_o.valid, io.south_o.valid]
+        drops += [mesh.edge_o[y].valid for y in range(1, self.rows)]
+        misrouted = Signal()
+        m.d.comb += misrouted.eq(Cat(*drops).any())
+        blocks["mesh"] = SimpleNamespace(misrouted=misrouted)
+
+        dd = m.submodules.digital = DigitalDatapath(self.dp)
+        d_rx = m.submodules.digital_rx = FlitsToBeat(L.x, self.flit)
+        d_pack = m.submodules.digital_pack = ResultPacker(dd.out.payload.shape(), L.act)
+        d_tx = m.submodules.digital_tx = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
+        wiring.connect(m, io.east_o, d_rx.i)
+        wiring.connect(m, d_rx.o, dd.x_in)
+        wiring.connect(m, dd.out, d_pack.i)
+        wiring.connect(m, d_pack.o, d_tx.i)
+        wiring.connect(m, d_tx.o, io.east_i)
+        d_ni = SimpleNamespace(dest_x=d_tx.dest_x, dest_y=d_tx.dest_y)
+        blocks.update({"digital": dd, "digital.ni": d_ni})
+
+        # ---- host AXI4-Stream <-> I/O router local port
+        xb, yb = self.x_bits, self.y_bits
+        sin, sout = self.s_axis, self.m_axis
+        m.d.comb += [
+            io.local_i.valid.eq(sin.tvalid), sin.tready.eq(io.local_i.ready),
+            io.local_i.payload.payload.eq(sin.tdata), io.local_i.payload.last.eq(sin.tlast),
+            io.local_i.payload.x.eq(sin.tdest[:xb]), io.local_i.payload.y.eq(sin.tdest[xb:xb + yb]),
+            io.local_i.payload.chan.eq(sin.tdest[xb + yb:]),
+            sout.tvalid.eq(io.local_o.valid), io.local_o.ready.eq(sout.tready),
+            sout.tdata.eq(io.local_o.payload.payload), sout.tlast.eq(io.local_o.payload.last),
+            sout.tdest.eq(io.local_o.payload.chan),
+        ]
+
+        # ---- configuration registers
+        csr = m.submodules.csr = CSRBank(self.regmap.registers, addr_bits=self.regmap.addr_bits)
+        wiring.connect(m, wiring.flipped(self.s_axil), csr.bus)
+        self._bind_csr(m, csr, blocks)
+        return m
+
+    def _bind_csr(self, m: Module, csr: CSRBank, blocks: dict) -> None:
+        from .csr import Access
+        for b in self.regmap.bindings:
+            reg = self.regmap.register(b.register)
+            f: Field = reg.field(b.field)
+            ports = getattr(csr, ident(reg.name))
+            target = getattr(blocks[b.block], b.port)
+            part = target[b.port_lsb:b.port_lsb + f.width] if (b.port_lsb or f.width < len(target)) else target
+            if f.access in (Access.RW, Access.W1P):
+                m.d.comb += part.eq(getattr(ports, f.name))
+            elif f.access == Access.RO:
+                m.d.comb += getattr(ports, f.name).eq(target)
+            elif f.access == Access.W1C:
+                m.d.comb += getattr(ports, f"{f.name}_set").eq(target)
