@@ -57,9 +57,9 @@ import hashlib
 import math
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -684,6 +684,14 @@ class AccuracyResult:
         return float(self.mean(setting)[i]), float(self.std(setting)[i]), float(self.se(setting)[i])
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _indexed_draw(job: tuple[Any, ...]) -> tuple[int, dict[str, list[float]]]:
+    return job[4], evaluate_draw(*job)
+
+
 def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, np.ndarray]],
                       x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                       options: AccuracyOptions | None = None, seed: int = 0,
@@ -720,13 +728,17 @@ def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Map
     else:
         # Draws are pure functions of their arguments: fan them out over processes
         # (results are identical to the serial loop; collected in draw order).
+        # multiprocessing.Pool rather than ProcessPoolExecutor: leaving the
+        # ``with`` block (normally, on an error or on Ctrl-C) calls terminate(),
+        # which kills the workers at once instead of letting queued draws run on.
+        # Workers ignore SIGINT so that a terminal Ctrl-C reaches only the parent.
         ctx = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-            futures = {pool.submit(evaluate_draw, prep, x_test, y_test, seed, d): d for d in range(opts.draws)}
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
+        jobs = [(prep, x_test, y_test, seed, d) for d in range(opts.draws)]
+        with ctx.Pool(n_workers, initializer=_ignore_sigint) as pool:
+            for d, res in pool.imap_unordered(_indexed_draw, jobs):
+                results[d] = res
                 if progress is not None:
-                    progress(futures[fut])
+                    progress(d)
     for res in results:
         for key, accs in res.items():  # type: ignore[union-attr]
             per[key].append(accs)

@@ -53,6 +53,7 @@ from .network import (
     _pos_pair,
     _reshape_target,
 )
+from .yaml_loader import DuplicateKeyError, safe_load_unique
 
 __all__ = ["NetworkSpec", "load_network_yaml", "network_to_yaml"]
 
@@ -457,7 +458,9 @@ def load_network_yaml(source: str | os.PathLike[str], *, origin: str | None = No
         raise NetworkError(f"load_network_yaml expects a path or YAML text, got "
                            f"{type(source).__name__}")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique(text)
+    except DuplicateKeyError as exc:
+        raise NetworkError(f"{origin}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -124,6 +124,12 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """An exception's whole message on one line (onnx's checker spreads one sentence over lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _safe_name(s: str) -> str:
     return re.sub(r"\s+", "_", s) or "node"
 
@@ -137,11 +143,11 @@ class _Importer:
         try:
             onnx.checker.check_model(model)
         except (onnx.checker.ValidationError, ValueError) as exc:
-            raise NetworkError(f"{origin}: ONNX checker: {str(exc).splitlines()[0]}") from None
+            raise NetworkError(f"{origin}: ONNX checker: {_one_line(exc)}") from None
         try:
             self.model = onnx.shape_inference.infer_shapes(model)
         except Exception as exc:  # noqa: BLE001 - inference errors vary by onnx version
-            raise NetworkError(f"{origin}: ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
+            raise NetworkError(f"{origin}: ONNX shape inference failed: {_one_line(exc)}") from None
         g = self.model.graph
         self.graph = g
         self.const: dict[str, np.ndarray] = {}

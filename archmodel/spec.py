@@ -47,6 +47,8 @@ from pydantic import (
     model_validator,
 )
 
+from .yaml_loader import DuplicateKeyError, safe_load_unique
+
 __all__ = [
     "SpecError",
     "ChipSpec",
@@ -57,6 +59,14 @@ __all__ = [
     "array_mvm_latency_ns",
     "array_mvm_cycles",
 ]
+
+#: Upper bounds on sizes (assumed: far beyond any published PCM chip, small
+#: enough that derived figures and allocations stay sane).
+MAX_ARRAY_SIZE = 65536
+MAX_ARRAYS_PER_TILE = 1024
+MAX_DEVICES_PER_WEIGHT = 64
+MAX_TILE_GRID = 1024
+
 
 class SpecError(ValueError):
     """A chip description is malformed; the message names the YAML path."""
@@ -84,7 +94,9 @@ def ns_to_cycles(t_ns: float, clock_mhz: float) -> int:
 class _Section(BaseModel):
     """Base of every section: frozen, unknown keys forbidden, source notes."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # allow_inf_nan=False: '.inf' / '.nan' are rejected for every float field
+    # (an infinite clock used to pass validation and crash the mapper).
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
     sources: dict[str, str] = Field(
         default_factory=dict,
@@ -138,10 +150,14 @@ class Device(_Section):
 class Array(_Section):
     """One PCM crossbar array with its DACs and ADCs."""
 
-    rows: PositiveInt = Field(512, description="Word lines (inputs) per array.")
-    cols: PositiveInt = Field(512, description="Bit lines (outputs) per array.")
-    arrays_per_tile: PositiveInt = Field(1, description="Arrays behind one tile controller and affine unit.")
-    devices_per_weight: PositiveInt = Field(2, description="PCM devices per weight (2 = differential pair G+ - G-).")
+    rows: PositiveInt = Field(512, le=MAX_ARRAY_SIZE, description="Word lines (inputs) per array.")
+    cols: PositiveInt = Field(512, le=MAX_ARRAY_SIZE, description="Bit lines (outputs) per array.")
+    arrays_per_tile: PositiveInt = Field(
+        1, le=MAX_ARRAYS_PER_TILE, description="Arrays behind one tile controller and affine unit."
+    )
+    devices_per_weight: PositiveInt = Field(
+        2, le=MAX_DEVICES_PER_WEIGHT, description="PCM devices per weight (2 = differential pair G+ - G-)."
+    )
     v_read_v: PositiveFloat = Field(0.2, description="Read voltage at full DAC code in V.")
     dac_bits: int = Field(8, ge=2, le=8, description="Signed DAC resolution in bits (2..8).")
     dac_scheme: Literal["pwm", "bit_serial"] = Field(
@@ -203,14 +219,14 @@ class Periphery(_Section):
     affine_scale_bits: int = Field(16, ge=4, le=32, description="Per-column scale coefficient width in bits (signed).")
     affine_offset_bits: int = Field(32, ge=4, le=48, description="Per-column offset coefficient width in bits (signed).")
     activation_bits: Literal[8] = Field(8, description="Activation width in bits (int8 in and out).")
-    affine_latency_cycles: PositiveInt = Field(3, description="Pipeline latency of the affine unit in cycles.")
+    affine_latency_cycles: PositiveInt = Field(3, le=1024, description="Pipeline latency of the affine unit in cycles.")
 
 
 class TileGrid(_Section):
     """The 2-D grid of tiles on one chip."""
 
-    rows: PositiveInt = Field(8, description="Tile rows on the chip.")
-    cols: PositiveInt = Field(8, description="Tile columns on the chip.")
+    rows: PositiveInt = Field(8, le=MAX_TILE_GRID, description="Tile rows on the chip.")
+    cols: PositiveInt = Field(8, le=MAX_TILE_GRID, description="Tile columns on the chip.")
 
     @property
     def tiles(self) -> int:
@@ -222,7 +238,7 @@ class Interconnect(_Section):
     """On-chip routing network between tiles."""
 
     topology: Literal["mesh"] = Field("mesh", description="Network topology (2-D mesh with XY routing).")
-    link_width_bits: PositiveInt = Field(64, description="Payload bits per flit / link per cycle.")
+    link_width_bits: PositiveInt = Field(64, le=4096, description="Payload bits per flit / link per cycle.")
     hop_latency_ns: PositiveFloat = Field(2.0, description="Latency of one router hop in ns.")
     energy_pj_per_bit_hop: PositiveFloat = Field(0.1, description="Energy to move one bit one hop in pJ.")
 
@@ -238,7 +254,7 @@ class ChipLink(_Section):
 class Digital(_Section):
     """Digital datapath for the layers kept digital."""
 
-    mac_lanes: PositiveInt = Field(64, description="int8 x int8 MAC lanes working in parallel.")
+    mac_lanes: PositiveInt = Field(64, le=1 << 20, description="int8 x int8 MAC lanes working in parallel.")
     precision_bits: Literal[8] = Field(8, description="Operand precision in bits.")
     accumulator_bits: int = Field(32, ge=16, le=48, description="MAC accumulator width in bits.")
     digital_layers: tuple[str, ...] = Field(
@@ -259,8 +275,8 @@ class Calibration(_Section):
 
     method: Literal["none", "gdc", "gdc_per_column", "adabs"] = Field("gdc", description="Compensation method.")
     gdc_input: Literal["random", "ones", "one_hot"] = Field("random", description="GDC calibration inputs.")
-    gdc_vectors: PositiveInt = Field(8, description="Number of GDC calibration vectors.")
-    adabs_images: PositiveInt = Field(128, description="Training images used by AdaBS.")
+    gdc_vectors: PositiveInt = Field(8, le=100_000, description="Number of GDC calibration vectors.")
+    adabs_images: PositiveInt = Field(128, le=1_000_000, description="Training images used by AdaBS.")
 
 
 class EnergyPj(_Section):
@@ -280,7 +296,14 @@ class EnergyPj(_Section):
 class AreaUm2(_Section):
     """Area of each component in µm²."""
 
-    array_um2: float = Field(100000.0, ge=0, description="One crossbar array (devices and selectors).")
+    array_per_device_um2: float = Field(
+        0.19073486328125,
+        ge=0,
+        description=(
+            "One PCM device with its selector; an array covers "
+            "rows · cols · devices_per_weight of them."
+        ),
+    )
     dac_per_row_um2: float = Field(20.0, ge=0, description="DAC / row driver per row.")
     adc_um2: float = Field(300.0, ge=0, description="One ADC.")
     integrator_per_col_um2: float = Field(10.0, ge=0, description="Column integrator per column.")
@@ -492,7 +515,9 @@ def load_spec_text(text: str, origin: str = "<string>") -> ChipSpec:
         YAML that does not parse, empty text, or any validation problem.
     """
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique(text)
+    except DuplicateKeyError as exc:
+        raise SpecError(f"{origin}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -6,11 +6,24 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import sys
 from typing import Any
 
-from mapping.cli_common import add_arch, add_network, add_out, add_seed, resolve_arch, write_files_atomic
-from mapping.cli_train import add_train_options, resolve_network, train_network
+from mapping.cli_common import (
+    add_arch,
+    add_network,
+    add_out,
+    add_seed,
+    check_int_range,
+    check_out_dir,
+    resolve_arch,
+    write_files_atomic,
+)
+from mapping.cli_train import add_train_options, given_train_flags, resolve_network, train_network, train_settings
+
+#: Largest --draws accepted.
+MAX_DRAWS = 10_000
 
 SETTING_TITLES = {
     "all_analog/none": "all analog, no compensation",
@@ -48,18 +61,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, metavar="FILE",
                    help="trained weights: .npz from 'aimc train', or an .onnx file (initializers matched by layer "
                         "name); default: the network's own ONNX weights if any, else train first")
-    p.add_argument("--draws", type=int, default=10, help="Monte-Carlo draws (default: 10)")
+    p.add_argument("--draws", type=int, default=10, help=f"Monte-Carlo draws, 2..{MAX_DRAWS} (default: 10)")
     p.add_argument("--digital-precision", choices=("int8", "fp32"), default="int8",
                    help="precision of the layers kept digital (default: int8, the digital datapath)")
     p.add_argument("--adabs-images", type=int, default=None, metavar="N",
-                   help="training images for AdaBS (default: the chip's calibration.adabs_images)")
+                   help="training images for AdaBS, at most the training split (default: the chip's "
+                        "calibration.adabs_images)")
     p.add_argument("--adc-full-scale-fraction", type=float, default=None, metavar="F",
                    help="what-if: override the chip's array.adc_full_scale_fraction")
-    p.add_argument("--workers", type=int, default=None, help="processes for the draws (default: CPU count)")
+    p.add_argument("--workers", type=int, default=None, help="processes for the draws, >= 1 (default: CPU count)")
     p.add_argument("--no-plot", action="store_true", help="skip accuracy_vs_time.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
     add_train_options(p)
     p.set_defaults(func=run)
+
+
+def _has_own_weights(network) -> bool:
+    own = {l.name: l.params for l in network.layers if l.params}
+    return bool(own) and all("weight" in own.get(l.name, {}) for l in network.layers if l.is_matrix_layer)
 
 
 def _weights(args: argparse.Namespace, network) -> tuple[dict, dict[str, Any]]:
@@ -77,12 +96,12 @@ def _weights(args: argparse.Namespace, network) -> tuple[dict, dict[str, Any]]:
             return load_onnx_params(path, network), {"source": "onnx", "sha256_16": digest}
         params, meta = load_npz(path, network)
         return params, {"source": "npz", "sha256_16": digest, **{k: meta[k] for k in ("noise", "seed", "epochs") if k in meta}}
-    own = {l.name: dict(l.params) for l in network.layers if l.params}
-    if own and all("weight" in own.get(l.name, {}) for l in network.layers if l.is_matrix_layer):
-        return own, {"source": "network file"}
-    result, _ = train_network(network, args.seed, args.noise, args.epochs, args.clip_sigma, args.quiet)
-    return result.params, {"source": "trained", "noise": args.noise, "seed": args.seed, "epochs": args.epochs,
-                           "clip_sigma": args.clip_sigma, "fp32_test_accuracy_pct": 100 * result.test_accuracy}
+    if _has_own_weights(network):
+        return {l.name: dict(l.params) for l in network.layers if l.params}, {"source": "network file"}
+    noise, epochs, clip_sigma = train_settings(args)
+    result, _ = train_network(network, args.seed, noise, epochs, clip_sigma, args.quiet)
+    return result.params, {"source": "trained", "noise": noise, "seed": args.seed, "epochs": epochs,
+                           "clip_sigma": clip_sigma, "fp32_test_accuracy_pct": 100 * result.test_accuracy}
 
 
 def result_to_json(res, spec, network_name: str, weights: dict[str, Any], elapsed: dict[str, Any] | None = None) -> dict:
@@ -191,8 +210,17 @@ def run(args: argparse.Namespace) -> int:
     from archmodel.accuracy import AccuracyOptions, evaluate_accuracy
     from archmodel.datasets import DIGITS_INPUT_SHAPE, load_digits_split
 
-    if args.draws < 2:
-        raise ValueError(f"--draws must be >= 2 (for a standard deviation), got {args.draws}")
+    # every option is checked before any work (one line naming the flag)
+    check_int_range("--seed", args.seed, 0)
+    if not 2 <= args.draws <= MAX_DRAWS:
+        raise ValueError(f"--draws must be in 2..{MAX_DRAWS} (2 for a standard deviation), got {args.draws}")
+    if args.workers is not None:
+        check_int_range("--workers", args.workers, 1)
+    if args.adabs_images is not None:
+        check_int_range("--adabs-images", args.adabs_images, 2)
+    train_settings(args)
+    if args.weights and not os.path.isfile(args.weights):
+        raise ValueError(f"--weights {args.weights}: no such file")
     spec = resolve_arch(args)
     if args.adc_full_scale_fraction is not None:
         spec = spec.replace(**{"array.adc_full_scale_fraction": args.adc_full_scale_fraction})
@@ -200,11 +228,23 @@ def run(args: argparse.Namespace) -> int:
     if tuple(network.input_shape) != DIGITS_INPUT_SHAPE or tuple(network.output_shape) != (10,):
         raise ValueError(f"network {network.name!r}: input {tuple(network.input_shape)}, output "
                          f"{tuple(network.output_shape)}; the digits experiment needs input (1, 8, 8) and output (10,)")
-    params, info = _weights(args, network)
+    if args.weights or _has_own_weights(network):
+        # nothing is trained: a training option would be silently ignored
+        given = given_train_flags(args)
+        if given:
+            why = "with --weights; it was set when training" if args.weights else (
+                f"with network {network.name!r}, which carries its own weights (no training)")
+            raise ValueError(f"{given[0]} has no effect {why}")
     data = load_digits_split(args.seed)
+    n_adabs = args.adabs_images if args.adabs_images is not None else spec.calibration.adabs_images
+    if n_adabs > len(data.x_train):
+        flag = "--adabs-images" if args.adabs_images is not None else f"chip '{spec.name}' calibration.adabs_images"
+        raise ValueError(f"{flag} = {n_adabs} exceeds the {len(data.x_train)} images of the training split")
+    check_out_dir(args.out)
+    params, info = _weights(args, network)
     opts = AccuracyOptions(draws=args.draws, digital_precision=args.digital_precision, adabs_images=args.adabs_images)
     with tqdm(total=args.draws, desc=f"accuracy {network.name} on {spec.name}", unit="draw", file=sys.stderr,
-              disable=args.quiet) as bar:
+              disable=True if args.quiet else None) as bar:  # None: off when stderr is no terminal
         res = evaluate_accuracy(spec, network, params, data.x_train, data.x_test, data.y_test, opts, seed=args.seed,
                                 progress=lambda d: bar.update(1), with_adc_usage=True, workers=args.workers)
     res.n_test = len(data.y_test)

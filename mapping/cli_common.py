@@ -19,8 +19,67 @@ def add_arch(parser: argparse.ArgumentParser, default: str = "fig11") -> None:
     )
 
 
+def _out_arg(text: str) -> Path:
+    # argparse type of --out: Path('') would silently mean the current folder
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty folder name; expected a folder path")
+    return Path(text)
+
+
 def add_out(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--out", type=Path, required=required, metavar="DIR", help="output folder (created if missing)")
+    parser.add_argument(
+        "--out", type=_out_arg, required=required, metavar="DIR", help="output folder (created if missing)"
+    )
+
+
+def check_int_range(flag: str, value: int, lo: int, hi: int | None = None) -> int:
+    """Check an integer option before any work; returns ``value``.
+
+    Raises
+    ------
+    ValueError
+        ``"--seed must be >= 0, got -1"`` (or ``"... must be in lo..hi"``), naming ``flag``.
+    """
+    if hi is None:
+        if value < lo:
+            raise ValueError(f"{flag} must be >= {lo}, got {value}")
+    elif not lo <= value <= hi:
+        raise ValueError(f"{flag} must be in {lo}..{hi}, got {value}")
+    return value
+
+
+def check_out_dir(path: str | os.PathLike[str] | None) -> Path:
+    """Make sure ``--out`` names a writable folder, before any work is done.
+
+    Creates the folder (and its parents) if missing, then creates and removes
+    a probe file in it, so that a read-only or impossible path is reported at
+    once instead of after a long run.
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is empty (an empty ``--out`` would mean the current folder).
+    OSError
+        ``"--out DIR: not a writable folder (reason)"``.
+    """
+    if path is None or not str(path).strip():
+        raise ValueError("--out: empty folder name; expected a folder path")
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise OSError(f"--out {out}: not a writable folder (exists and is not a folder)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".aimc-write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(f"--out {out}: not a writable folder ({exc.strerror or exc})") from None
+    return out
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
@@ -65,18 +124,25 @@ def write_files_atomic(out_dir: Path, files: dict[str, bytes | str]) -> list[Pat
         raise OSError(f"--out {out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
+    final = out_dir
     try:
         for name, content in files.items():
+            final = out_dir / name
             data = content.encode() if isinstance(content, str) else content
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=out_dir)
+            staged.append((Path(tmp), final))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual file mode
-            staged.append((Path(tmp), out_dir / name))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except OSError as exc:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        # name the file the user asked for, not the temporary
+        raise OSError(f"{final}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         raise
-    for tmp, final in staged:
-        os.replace(tmp, final)
     return [final for _, final in staged]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from mapping.cli_common import add_arch, add_network, add_out, resolve_arch, write_files_atomic
+from mapping.cli_common import (
+    add_arch,
+    add_network,
+    add_out,
+    check_int_range,
+    check_out_dir,
+    resolve_arch,
+    write_files_atomic,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicate", action=argparse.BooleanOptionalAction, default=True,
                    help="replicate the slowest analog layers onto spare tiles (default: on)")
     p.add_argument("--fold-batchnorm", action="store_true",
-                   help="ONNX input: fold batch-norm into the preceding conv/linear")
+                   help="ONNX input: fold batch-norm into the preceding conv/linear. Changes no PPA "
+                   "figure: a kept batch norm is merged into the affine unit's per-column scale and "
+                   "offset anyway; recorded in report.json options")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=run)
@@ -45,13 +55,17 @@ def run(args: argparse.Namespace) -> int:
     from mapping.mapper import MapOptions, MappingError, map_network
     from mapping.report import render_report, totals_lines
 
-    if args.max_chips is not None and args.max_chips < 1:
-        raise MappingError(f"--max-chips must be >= 1, got {args.max_chips}")
+    if args.max_chips is not None:
+        try:
+            check_int_range("--max-chips", args.max_chips, 1)
+        except ValueError as exc:
+            raise MappingError(str(exc)) from None
     spec = resolve_arch(args)
+    check_out_dir(args.out)
     opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
     network = load_network(args.network, **opts)
     result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips))
-    files = render_report(result, plots=not args.no_plots)
+    files = render_report(result, plots=not args.no_plots, fold_batchnorm=args.fold_batchnorm)
     write_files_atomic(args.out, files)
     if not args.quiet:
         print("\n".join(totals_lines(result)))

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
-from mapping.cli_common import add_network, add_out, add_seed, write_files_atomic
+from mapping.cli_common import add_network, add_out, add_seed, check_int_range, check_out_dir, write_files_atomic
 
 #: Default training options of the CLI (also used by ``aimc accuracy`` when it trains).
 DEFAULT_EPOCHS = 20
 DEFAULT_NOISE = 0.05
+MAX_EPOCHS = 10_000
+
+#: Training options that ``aimc accuracy`` ignores when it does not train (flag -> attribute).
+TRAIN_FLAGS = {"--noise": "noise", "--epochs": "epochs", "--clip-sigma": "clip_sigma"}
 
 
 def resolve_network(name: str):
@@ -28,12 +33,38 @@ def resolve_network(name: str):
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--noise", type=float, default=DEFAULT_NOISE,
+    # defaults are None so that a caller can tell an option given on the command
+    # line from its default (see train_settings)
+    p.add_argument("--noise", type=float, default=None,
                    help="relative weight noise injected while training, as a fraction of each layer's max|W| "
                         f"(default: {DEFAULT_NOISE}; 0 = no noise)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs (default: {DEFAULT_EPOCHS})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"training epochs, 1..{MAX_EPOCHS} (default: {DEFAULT_EPOCHS})")
     p.add_argument("--clip-sigma", type=float, default=None, metavar="K",
                    help="clip each layer's weights to +-K standard deviations after every update (default: off)")
+
+
+def given_train_flags(args: argparse.Namespace) -> list[str]:
+    """The training flags set on the command line (``--noise`` ...), in order."""
+    return [flag for flag, attr in TRAIN_FLAGS.items() if getattr(args, attr, None) is not None]
+
+
+def train_settings(args: argparse.Namespace) -> tuple[float, int, float | None]:
+    """(noise, epochs, clip_sigma) with defaults filled in, checked before any work.
+
+    Raises
+    ------
+    ValueError
+        One line naming the flag, e.g. ``--epochs must be in 1..10000, got 0``.
+    """
+    noise = DEFAULT_NOISE if args.noise is None else args.noise
+    epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"--noise must be a finite number >= 0 (fraction of max|W|), got {noise}")
+    check_int_range("--epochs", epochs, 1, MAX_EPOCHS)
+    if args.clip_sigma is not None and not (math.isfinite(args.clip_sigma) and args.clip_sigma > 0):
+        raise ValueError(f"--clip-sigma must be a finite number > 0, got {args.clip_sigma}")
+    return noise, epochs, args.clip_sigma
 
 
 def train_network(network, seed: int, noise: float, epochs: int, clip_sigma: float | None, quiet: bool = False):
@@ -49,7 +80,7 @@ def train_network(network, seed: int, noise: float, epochs: int, clip_sigma: flo
     cfg = TrainConfig(noise=noise, epochs=epochs, clip_sigma=clip_sigma)
     data = load_digits_split(seed)
     with tqdm(total=epochs, desc=f"train {network.name} (noise {noise:g})", unit="epoch", file=sys.stderr,
-              disable=quiet, leave=False) as bar:
+              disable=True if quiet else None, leave=False) as bar:  # None: off when stderr is no terminal
         def progress(epoch: int, loss: float) -> None:
             bar.set_postfix(loss=f"{loss:.3f}")
             bar.update(1)
@@ -85,16 +116,19 @@ def run(args: argparse.Namespace) -> int:
     from archmodel import __version__
     from archmodel.training import save_npz_bytes
 
+    check_int_range("--seed", args.seed, 0)
+    noise, epochs, clip_sigma = train_settings(args)
     network = resolve_network(args.network)
-    result, data = train_network(network, args.seed, args.noise, args.epochs, args.clip_sigma, args.quiet)
-    meta = {"network": network.name, "noise": args.noise, "seed": args.seed, "epochs": args.epochs,
-            "clip_sigma": args.clip_sigma, "train_accuracy_pct": 100 * result.train_accuracy,
+    check_out_dir(args.out)
+    result, data = train_network(network, args.seed, noise, epochs, clip_sigma, args.quiet)
+    meta = {"network": network.name, "noise": noise, "seed": args.seed, "epochs": epochs,
+            "clip_sigma": clip_sigma, "train_accuracy_pct": 100 * result.train_accuracy,
             "test_accuracy_pct": 100 * result.test_accuracy, "dataset": "sklearn digits, stratified 70/30 split",
             "tool_version": __version__}
     write_files_atomic(args.out, {"weights.npz": save_npz_bytes(result.params, meta),
                                   "train.json": json.dumps(meta, indent=2, sort_keys=True) + "\n"})
     if not args.quiet:
-        print(f"trained {network.name} (noise {args.noise:g}, seed {args.seed}, {args.epochs} epochs): "
+        print(f"trained {network.name} (noise {noise:g}, seed {args.seed}, {epochs} epochs): "
               f"FP32 test accuracy {100 * result.test_accuracy:.2f} % on {len(data.y_test)} images")
         print(f"  weights: {args.out}/weights.npz")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from mapping.cli_common import add_arch, add_out, resolve_arch
+from mapping.cli_common import add_arch, add_out, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from rtl.regmap import build_regmap, regmap_markdown
 
     spec = resolve_arch(args)
+    check_out_dir(args.out)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")

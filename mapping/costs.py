@@ -142,7 +142,8 @@ def chip_area_um2(spec: ChipSpec, chips: int) -> dict[str, float]:
 
     Per tile (``tile_grid.tiles`` tiles per chip), ``n = array.arrays_per_tile`` arrays:
 
-    - ``array = n · area_um2.array_um2``
+    - ``array = n · array.rows · array.cols · array.devices_per_weight ·
+      area_um2.array_per_device_um2``
     - ``dac = n · array.rows · area_um2.dac_per_row_um2``
     - ``integrator = n · array.cols · area_um2.integrator_per_col_um2``
     - ``adc = n · ceil(array.cols / array.cols_per_adc) · area_um2.adc_um2``
@@ -157,7 +158,7 @@ def chip_area_um2(spec: ChipSpec, chips: int) -> dict[str, float]:
     a, ar, b = spec.array, spec.area_um2, spec.buffers
     n, t = a.arrays_per_tile, spec.tile_grid.tiles
     per_chip = {
-        "array": t * n * ar.array_um2,
+        "array": t * n * a.rows * a.cols * a.devices_per_weight * ar.array_per_device_um2,
         "dac": t * n * a.rows * ar.dac_per_row_um2,
         "integrator": t * n * a.cols * ar.integrator_per_col_um2,
         "adc": t * n * math.ceil(a.cols / a.cols_per_adc) * ar.adc_um2,

@@ -227,7 +227,7 @@ class _Plan:
         return -(-self.pixels // self.r) * self.t_pixel
 
 
-def _resolve_digital(spec: ChipSpec, mats: Sequence[Layer]) -> set[str]:
+def _resolve_digital(spec: ChipSpec, mats: Sequence[Layer], network_name: str) -> set[str]:
     names = [m.name for m in mats]
     out: set[str] = set()
     for item in spec.digital.digital_layers:
@@ -240,7 +240,7 @@ def _resolve_digital(spec: ChipSpec, mats: Sequence[Layer]) -> set[str]:
         else:
             raise MappingError(
                 f"chip '{spec.name}': digital.digital_layers names {item!r}, which is not a conv/linear "
-                f"layer of network; expected 'first', 'last' or one of: {', '.join(names[:12])}"
+                f"layer of network {network_name!r}; expected 'first', 'last' or one of: {', '.join(names[:12])}"
                 + (", ..." if len(names) > 12 else ""))
     return out
 
@@ -301,7 +301,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     mats = network.matrix_layers()
     if not mats:
         raise MappingError(f"network {network.name!r} has no conv or linear layer to map")
-    digital = _resolve_digital(spec, mats)
+    digital = _resolve_digital(spec, mats, network.name)
 
     # ---- 1-2. flatten and tile
     plans: list[_Plan] = []

@@ -68,8 +68,14 @@ def layer_rows(result: MappingResult) -> list[dict[str, Any]]:
     return [{key: get(r) for key, _, get in _COLUMNS} for r in result.layers]
 
 
-def report_dict(result: MappingResult, seed: int | None = None) -> dict[str, Any]:
-    """The ``report.json`` content as a dict."""
+def report_dict(result: MappingResult, seed: int | None = None, *,
+                fold_batchnorm: bool = False) -> dict[str, Any]:
+    """The ``report.json`` content as a dict.
+
+    ``fold_batchnorm`` only records the import option (``aimc map --fold-batchnorm``):
+    the mapper already merges a batch norm into the affine unit's per-column
+    scale and offset, so folding it into the weights changes no PPA figure.
+    """
     t = result
     return {
         "aimc_version": __version__,
@@ -77,7 +83,7 @@ def report_dict(result: MappingResult, seed: int | None = None) -> dict[str, Any
         "spec_hash": t.spec_hash,
         "network": t.network_name,
         "seed": seed,
-        "options": {"replicate": t.replicate, "max_chips": t.max_chips},
+        "options": {"replicate": t.replicate, "max_chips": t.max_chips, "fold_batchnorm": fold_batchnorm},
         "totals": {
             "latency_per_inference_ns": t.latency_ns,
             "pipeline_interval_ns": t.interval_ns,
@@ -130,11 +136,12 @@ def totals_lines(result: MappingResult) -> list[str]:
     ]
 
 
-def _markdown(result: MappingResult, seed: int | None) -> str:
+def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = False) -> str:
     t = result
     out = [f"# aimc map: `{t.network_name}` on `{t.spec_name}`", "",
            f"aimc {__version__} · chip description hash `{t.spec_hash}` · seed {seed if seed is not None else 'none'} · "
-           f"replication {'on' if t.replicate else 'off'} · max chips {t.max_chips or 'no cap'}", "",
+           f"replication {'on' if t.replicate else 'off'} · max chips {t.max_chips or 'no cap'} · "
+           f"batch norm {'folded into the weights' if fold_batchnorm else 'kept (merged into the affine unit)'}", "",
            "## Totals", "", "| quantity | value |", "|---|---:|"]
     rows = [
         ("latency per inference (ns)", t.latency_ns), ("pipeline interval (ns)", t.interval_ns),
@@ -155,7 +162,8 @@ def _markdown(result: MappingResult, seed: int | None) -> str:
     out += ["", "## Area by component", "", "| component | area (µm²) | share (%) |", "|---|---:|---:|"]
     for k, v in t.area_um2.items():
         out.append(f"| {k} | {_fmt(v)} | {100 * v / area_total if area_total else 0:.1f} |")
-    out += ["", "## Layers", "", "Rows are the `--layer K` indices. Energies exclude leakage (a total only).", ""]
+    out += ["", "## Layers", "", "Row K is the layer index that `aimc cosim --layer K` takes. "
+            "Energies exclude leakage (a total only).", ""]
     cols = [c for c in _COLUMNS if c[0] not in ("activation_bit_hops", "partial_sum_bit_hops", "chip_link_bits")]
     out.append("| " + " | ".join(h for _, h, _ in cols) + " |")
     out.append("|" + "|".join("---" if i < 5 else "---:" for i in range(len(cols))) + "|")
@@ -217,11 +225,16 @@ def _plots(result: MappingResult) -> dict[str, bytes]:
     }
 
 
-def render_report(result: MappingResult, *, seed: int | None = None, plots: bool = True) -> dict[str, bytes | str]:
-    """File name -> content for one mapping report (see :data:`REPORT_FILES`)."""
+def render_report(result: MappingResult, *, seed: int | None = None, plots: bool = True,
+                  fold_batchnorm: bool = False) -> dict[str, bytes | str]:
+    """File name -> content for one mapping report (see :data:`REPORT_FILES`).
+
+    ``fold_batchnorm`` is recorded in the report's options (see :func:`report_dict`).
+    """
     files: dict[str, bytes | str] = {
-        "report.md": _markdown(result, seed),
-        "report.json": json.dumps(report_dict(result, seed), indent=2, ensure_ascii=False) + "\n",
+        "report.md": _markdown(result, seed, fold_batchnorm),
+        "report.json": json.dumps(report_dict(result, seed, fold_batchnorm=fold_batchnorm),
+                                  indent=2, ensure_ascii=False) + "\n",
         "layers.csv": _csv(result),
     }
     if plots:

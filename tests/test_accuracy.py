@@ -251,3 +251,92 @@ def test_cli_accuracy_errors_are_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 1
     assert "has no parameters" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["--draws", "0"], "--draws must be in 2..10000 (2 for a standard deviation), got 0"),
+        (["--draws", "10001"], "--draws must be in 2..10000 (2 for a standard deviation), got 10001"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--adabs-images", "1"], "--adabs-images must be >= 2, got 1"),
+        # 1,797 images, 30 % test (540, sklearn rounds up): 1,257 training images for seed 0
+        (["--adabs-images", "1258"], "--adabs-images = 1258 exceeds the 1257 images of the training split"),
+        (["--epochs", "0"], "--epochs must be in 1..10000, got 0"),
+        (["--noise", "-0.1"], "--noise must be a finite number >= 0 (fraction of max|W|), got -0.1"),
+        (["--noise", "nan"], "--noise must be a finite number >= 0 (fraction of max|W|), got nan"),
+        (["--clip-sigma", "0"], "--clip-sigma must be a finite number > 0, got 0.0"),
+    ],
+)
+def test_cli_accuracy_bad_options_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "o"
+    assert main(["accuracy", "--arch", "tiny", "--network", "digits-mlp", *argv, "--out", str(out), "--quiet"]) == 1
+    cap = capsys.readouterr()
+    assert cap.err.strip().splitlines() == [f"aimc: error: {message}"]
+    assert cap.out == ""
+    assert not out.exists()  # rejected before --out is even created, so before any training
+
+
+@pytest.mark.parametrize("flag", [["--noise", "0.1"], ["--epochs", "3"], ["--clip-sigma", "2.5"]])
+def test_cli_accuracy_training_flags_with_weights_rejected(tmp_path, capsys, flag):
+    w = tmp_path / "mlp.npz"
+    save_npz(w, init_params(digits_mlp(), np.random.default_rng(0)))
+    out = tmp_path / "o"
+    assert main(["accuracy", "--arch", "tiny", "--network", "digits-mlp", "--weights", str(w), *flag,
+                 "--out", str(out), "--quiet"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"aimc: error: {flag[0]} has no effect with --weights; it was set when training"]
+    assert not out.exists()
+
+
+def test_cli_train_bad_options_one_line(tmp_path, capsys):
+    for argv, message in ((["--seed", "-1"], "--seed must be >= 0, got -1"),
+                          (["--epochs", "-2"], "--epochs must be in 1..10000, got -2"),
+                          (["--noise", "inf"], "--noise must be a finite number >= 0 (fraction of max|W|), got inf")):
+        assert main(["train", "--network", "digits-mlp", *argv, "--out", str(tmp_path / "t"), "--quiet"]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [f"aimc: error: {message}"]
+        assert not (tmp_path / "t").exists()
+
+
+def test_cli_accuracy_ctrl_c_stops_promptly(tmp_path):
+    # SIGINT ~3 s into a run of many draws over 2 worker processes: the pool is
+    # terminated, the CLI exits 130 within 5 s and writes no file.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    w = tmp_path / "mlp.npz"
+    save_npz(w, init_params(digits_mlp(), np.random.default_rng(0)))
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "mapping.cli", "accuracy", "--arch", "tiny", "--network",
+                             "digits-mlp", "--weights", str(w), "--draws", "2000", "--workers", "2",
+                             "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)
+    assert proc.poll() is None, proc.communicate()  # still working when interrupted
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("aimc accuracy did not exit within 5 s of SIGINT")
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["aimc: interrupted"]
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_progress_bars_off_when_stderr_is_not_a_terminal(tmp_path):
+    # no --quiet, stderr piped: tqdm (disable=None) must print no bar, so stderr stays empty
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "mapping.cli", "train", "--network", "digits-mlp", "--epochs", "1",
+                        "--out", str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert "trained digits-mlp (noise 0.05, seed 0, 1 epochs)" in r.stdout

@@ -89,3 +89,93 @@ def test_help_mentions_options(capsys):
     text = capsys.readouterr().out
     for opt in ("--arch", "--network", "--out", "--max-chips", "--replicate", "--no-replicate"):
         assert opt in text
+
+
+def test_fold_batchnorm_recorded_and_ppa_unchanged(tmp_path):
+    # light_resnet50.onnx has 53 BatchNormalization nodes. Folding them into the
+    # convs removes the batchnorm layers, but PPA cannot change: a kept batch norm
+    # is merged into the affine unit's per-column scale and offset anyway.
+    from archmodel.onnx_import import import_onnx
+
+    onnx_path = LIGHT / "light_resnet50.onnx"
+    kept, folded = import_onnx(onnx_path), import_onnx(onnx_path, fold_batchnorm=True)
+    assert sum(lyr.op == "batchnorm" for lyr in kept.layers) == 53
+    assert sum(lyr.op == "batchnorm" for lyr in folded.layers) == 0
+    reports = {}
+    for flag in ([], ["--fold-batchnorm"]):
+        out = tmp_path / ("fold" if flag else "keep")
+        assert main(["map", "--arch", "fig11", "--network", str(onnx_path), "--out", str(out),
+                     "--no-plots", "--quiet", *flag]) == 0
+        reports[bool(flag)] = json.loads((out / "report.json").read_text())
+        md = (out / "report.md").read_text()
+        assert ("batch norm folded into the weights" in md) == bool(flag)
+    assert reports[False]["options"]["fold_batchnorm"] is False
+    assert reports[True]["options"]["fold_batchnorm"] is True
+    assert reports[True]["totals"] == reports[False]["totals"]
+
+
+def test_report_md_names_cosim_layer_index(tmp_path):
+    out = tmp_path / "r"
+    assert main(["map", "--arch", "tiny", "--network", "digits-mlp", "--out", str(out), "--no-plots", "--quiet"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Rows are the `--layer K` indices" not in md
+    assert "Row K is the layer index that `aimc cosim --layer K` takes." in md
+
+
+def test_empty_out_rejected(tmp_path, capsys, monkeypatch):
+    # Path('') is '.', so an empty --out used to write the report into the current folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["map", "--arch", "tiny", "--network", "mlp", "--out", "", "--quiet"])
+    assert exc.value.code == 2
+    assert "aimc: error: argument --out: empty folder name; expected a folder path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", ["file", "readonly"])
+def test_bad_out_found_before_mapping(tmp_path, capsys, bad):
+    import os
+
+    if bad == "file":
+        (tmp_path / "f").write_text("x")
+        out = str(tmp_path / "f" / "sub")
+        expected = f"aimc: error: --out {out}: not a writable folder (Not a directory)"
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        out = str(ro)
+        if os.geteuid() == 0:
+            pytest.skip("running as root: a read-only folder is still writable")
+        expected = f"aimc: error: --out {out}: not a writable folder (Permission denied)"
+    # --out is checked before the network is loaded: no-such-net would give another error
+    assert main(["map", "--arch", "tiny", "--network", "no-such-net", "--out", out, "--quiet"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [expected]
+
+
+def test_write_error_names_final_file(tmp_path, monkeypatch):
+    import os
+
+    from mapping import cli_common
+
+    monkeypatch.setattr(cli_common.os, "fdopen", lambda fd, mode: _Failing(fd))
+    with pytest.raises(OSError) as exc:
+        cli_common.write_files_atomic(tmp_path, {"a.md": "x", "b.json": "y"})
+    assert str(exc.value) == f"{tmp_path / 'a.md'}: cannot write (No space left on device)"
+    assert os.listdir(tmp_path) == []  # the temporary is gone too
+
+
+class _Failing:
+    def __init__(self, fd):
+        import os
+
+        os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, data):
+        raise OSError(28, "No space left on device")

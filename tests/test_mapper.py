@@ -114,8 +114,13 @@ def test_max_chips_error_names_tiles():
 
 def test_bad_digital_layer_name():
     spec = load_spec("tiny").replace(**{"digital.digital_layers": ["nope"]})
-    with pytest.raises(MappingError, match="nope"):
-        map_network(spec, one_conv())
+    net = one_conv()
+    with pytest.raises(MappingError) as exc:
+        map_network(spec, net)
+    names = ", ".join(m.name for m in net.matrix_layers())
+    assert str(exc.value) == (
+        f"chip 'tiny': digital.digital_layers names 'nope', which is not a conv/linear layer of network "
+        f"{net.name!r}; expected 'first', 'last' or one of: {names}")
 
 
 def test_pure_and_deterministic():

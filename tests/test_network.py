@@ -271,6 +271,15 @@ CONV = "  - {name: c1, op: conv, out_channels: 4, kernel_size: 3, padding: 1}\n"
                      ["input_shape", "[3, 0, 8]"], id="input-shape"),
         pytest.param(HEAD + "  - conv\n", ["layers[0]", "expected a mapping"], id="layer-not-mapping"),
         pytest.param("- 1\n", ["top level", "expected a YAML mapping"], id="top-level-list"),
+        pytest.param(HEAD + CONV + "  - {name: c2, op: conv, out_channels: 4, kernel_size: 3, out_channels: 8}\n",
+                     ["layers[1].out_channels: duplicate key at line 5 (first given at line 5)"],
+                     id="duplicate-key-in-layer"),
+        pytest.param(HEAD + CONV + "  - name: c2\n    op: conv\n    out_channels: 4\n    kernel_size: 3\n"
+                     "    kernel_size: 5\n",
+                     ["layers[1].kernel_size: duplicate key at line 9 (first given at line 8)"],
+                     id="duplicate-key-block"),
+        pytest.param(HEAD + CONV + "name: u\n", ["<yaml text>: name: duplicate key at line 5 (first given at line 1)"],
+                     id="duplicate-top-level-key"),
     ],
 )
 def test_yaml_errors_name_the_path(text, needles):
@@ -603,3 +612,26 @@ def test_forward_errors():
         net.set_params({"conv1": {"bias": np.zeros(4)}})
     with pytest.raises(NetworkError, match="has no layer 'nope'"):
         net.set_params({"nope": {}})
+
+
+def test_packaging_lists_every_package_with_data():
+    # setuptools warned "Package 'archmodel.presets.networks' is absent from the `packages`
+    # configuration": every folder of the shipped packages must be a listed package
+    # (with an __init__.py), so that its data files (example_cnn.yaml) are installed.
+    from importlib import resources
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = set(cfg["packages"])
+    found = set()
+    for top in ("archmodel", "mapping", "rtl", "tb"):
+        for d in [root / top, *(p for p in (root / top).rglob("*") if p.is_dir() and p.name != "__pycache__")]:
+            if any(f.is_file() and f.suffix in (".py", ".yaml") for f in d.iterdir()):
+                found.add(".".join(d.relative_to(root).parts))
+    assert found - packages == set()
+    assert "archmodel.presets.networks" in packages
+    assert (root / "archmodel" / "presets" / "networks" / "__init__.py").is_file()
+    assert "networks/*.yaml" in cfg["package-data"]["archmodel.presets"]
+    assert resources.files("archmodel.presets.networks").joinpath("example_cnn.yaml").is_file()

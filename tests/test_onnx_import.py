@@ -128,3 +128,26 @@ def test_unsupported_operator_names_node_and_op(tmp_path):
         load_network(str(p))
     msg = str(exc.value)
     assert "the_transpose" in msg and "Transpose" in msg and "\n" not in msg
+
+
+def test_unsorted_graph_gives_one_complete_line(tmp_path, capsys):
+    # nodes listed consumer first: the onnx checker's message spans three lines;
+    # the whole sentence must reach the user on one line.
+    from mapping.cli import main
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "W")
+    nodes = [helper.make_node("Relu", ["h"], ["y"], name="relu"), helper.make_node("MatMul", ["x", "W"], ["h"], name="mm")]
+    p = tmp_path / "unsorted.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]),
+                                opset_imports=[helper.make_opsetid("", 13)]), str(p))
+    with pytest.raises(NetworkError) as exc:
+        import_onnx(p)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{p}: ONNX checker: Nodes in a graph must be topologically sorted")
+    assert msg.endswith("input 'h' of node: name: relu OpType: Relu is not output of any previous nodes.")
+    assert main(["map", "--arch", "tiny", "--network", str(p), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"aimc: error: {msg}"]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from archmodel.spec import (
     ChipSpec,
@@ -86,7 +87,7 @@ def test_hash_stable_and_sensitive():
 
 def test_immutable():
     s = load_spec("tiny")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.array.rows = 5  # type: ignore[misc]
 
 
@@ -148,3 +149,86 @@ def test_cli_bad_file_one_line_no_traceback(tmp_path):
 def test_cli_bad_argument_exit_2():
     r = subprocess.run([sys.executable, "-m", "mapping.cli", "spec", "--nope"], capture_output=True, text=True)
     assert r.returncode == 2 and "unrecognized arguments: --nope" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("name", "per_array_um2"), [("fig11", 160000.0), ("hermes", 100000.0), ("tiny", 1000.0)])
+def test_preset_array_area_totals_kept(name, per_array_um2):
+    # The presets used to give one fixed area per array; the per-device figure
+    # must reproduce those totals exactly at the preset's own array size.
+    from mapping.costs import chip_area_um2
+
+    s = load_spec(name)
+    n_arrays = s.tile_grid.tiles * s.array.arrays_per_tile
+    assert chip_area_um2(s, 1)["array"] == n_arrays * per_array_um2
+    assert "derived from" in s.area_um2.sources["array_per_device_um2"]
+
+
+def test_array_area_scales_with_array_size():
+    from mapping.costs import chip_area_um2
+
+    s = load_spec("tiny")  # 2x2 tiles of 32x32 arrays, 2 devices per weight, 0.48828125 um^2 per device
+    big = s.replace(**{"array.rows": 64, "array.cols": 128})
+    # 4 tiles * 64 * 128 * 2 devices * 0.48828125 um^2 = 32000 um^2 (hand-computed)
+    assert chip_area_um2(big, 1)["array"] == pytest.approx(32000.0)
+    assert chip_area_um2(s, 1)["array"] == pytest.approx(4000.0)
+    four = s.replace(**{"array.devices_per_weight": 4})
+    assert chip_area_um2(four, 1)["array"] == pytest.approx(8000.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: a\ntechnology: {clock_mhz: .inf}", r"technology\.clock_mhz: bad value inf: .*finite"),
+        ("name: a\ndevice: {g_max_us: .nan}", r"device\.g_max_us: bad value nan: .*finite"),
+        ("name: a\narea_um2: {adc_um2: -.inf}", r"area_um2\.adc_um2: bad value -inf"),
+        ("name: a\nenergy_pj: {adc_per_conversion_pj: {value: .inf, source: x}}",
+         r"energy_pj\.adc_per_conversion_pj: bad value inf: .*finite"),
+        ("name: a\narray: {rows: 65537}", r"array\.rows: bad value 65537: .*less than or equal to 65536"),
+        ("name: a\narray: {cols: 100000000}", r"array\.cols: bad value 100000000: .*65536"),
+        ("name: a\ntile_grid: {rows: 1025}", r"tile_grid\.rows: bad value 1025: .*less than or equal to 1024"),
+        ("name: a\ntile_grid: {cols: 4096}", r"tile_grid\.cols: bad value 4096: .*1024"),
+        ("name: a\narray: {arrays_per_tile: 2000}", r"array\.arrays_per_tile: bad value 2000"),
+    ],
+)
+def test_non_finite_and_oversized_rejected(text, expected):
+    with pytest.raises(SpecError, match=expected):
+        load_spec_text(text, origin="t.yaml")
+
+
+def test_cli_map_infinite_clock_one_line(tmp_path):
+    bad = tmp_path / "inf.yaml"
+    bad.write_text("name: x\ntechnology: {clock_mhz: .inf}\n")
+    r = subprocess.run([sys.executable, "-m", "mapping.cli", "map", "--arch", str(bad), "--network", "resnet32",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"aimc: error: {bad}: technology.clock_mhz: bad value inf: Input should be a finite number "
+        "(Digital clock frequency in MHz.)"
+    ]
+    assert not (tmp_path / "o" / "report.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: a\narray:\n  rows: 64\n  cols: 64\n  rows: 128\n",
+         r"^t\.yaml: array\.rows: duplicate key at line 5 \(first given at line 3\); each key may appear only once$"),
+        ("name: a\nname: b\n", r"^t\.yaml: name: duplicate key at line 2 \(first given at line 1\)"),
+        ("name: a\narray: {rows: 64}\narray: {cols: 64}\n", r"^t\.yaml: array: duplicate key at line 3"),
+        ("name: a\nenergy_pj: {adc_per_conversion_pj: {value: 1, value: 2}}\n",
+         r"^t\.yaml: energy_pj\.adc_per_conversion_pj\.value: duplicate key at line 2"),
+        ("name: a\ndigital: {digital_layers: [{x: 1, x: 2}]}\n",
+         r"^t\.yaml: digital\.digital_layers\[0\]\.x: duplicate key"),
+    ],
+)
+def test_duplicate_keys_rejected(text, expected):
+    with pytest.raises(SpecError, match=expected):
+        load_spec_text(text, origin="t.yaml")
+
+
+def test_yaml_merge_keys_may_be_overridden():
+    # '<<' merges are not duplicates: a key given next to the merge overrides it (YAML 1.1).
+    from archmodel.yaml_loader import safe_load_unique
+
+    data = safe_load_unique("base: &b {rows: 64, cols: 64}\narray: {<<: *b, rows: 128}\n")
+    assert data["array"] == {"rows": 128, "cols": 64}
