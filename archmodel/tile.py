@@ -35,8 +35,12 @@ any device noise). DAC codes are integers, so every product and every partial
 sum of the MVM is an integer multiple of ``2^-24`` below ``2^53``: the float64
 matrix product is *exact*, whatever the BLAS summation order. Batched and
 one-at-a-time MVMs therefore give identical ADC codes. Per-MVM output noise is
-drawn from ``Generator(PCG64(SeedSequence([noise_seed, array_index, mvm_index])))``
-(DESIGN.md), so it also does not depend on batching.
+keyed by (noise_seed, array index, MVM index) (DESIGN.md), so it also does not
+depend on batching: MVM ``m`` of array ``a`` takes row ``m % NOISE_BLOCK_MVMS``
+of the standard normals ``Generator(PCG64(SeedSequence([noise_seed, a,
+m // NOISE_BLOCK_MVMS]))).standard_normal((NOISE_BLOCK_MVMS, C))`` (C = the
+array's columns in use). Drawing a block of MVMs per generator keeps batched
+evaluation fast; a single MVM draws its whole block and uses one row.
 
 Random draws: ``program`` and ``drift`` draw through the caller's
 ``numpy.random.Generator``, once for all devices of the layer, in the order of
@@ -55,7 +59,10 @@ from archmodel.fixedpoint import check_range
 from archmodel.pcm import PCMDeviceModel, ProgrammedDevices, get_statistics
 from archmodel.spec import ChipSpec
 
-__all__ = ["G_GRID_US", "AnalogMatrix", "device_model_from_spec"]
+__all__ = ["G_GRID_US", "NOISE_BLOCK_MVMS", "AnalogMatrix", "device_model_from_spec"]
+
+#: MVMs whose output noise one generator draws (assumed; see module docstring).
+NOISE_BLOCK_MVMS = 64
 
 #: Conductance grid in µS (assumed): keeps the float64 MVM exact (see module docstring).
 G_GRID_US = 2.0**-24
@@ -334,10 +341,7 @@ class AnalogMatrix:
         sigma = self.spec.array.output_noise_fraction * self.i_fs_ua
         if sigma > 0 and not self.ideal_periphery:
             array_index = col_block * self.n_row_blocks + row_block
-            z = np.empty_like(x)
-            for j in range(x.shape[0]):
-                seq = np.random.SeedSequence([self.noise_seed, array_index, mvm_index + j])
-                z[j] = np.random.Generator(np.random.PCG64(seq)).standard_normal(c1 - c0)
+            z = self._noise_rows(array_index, c1 - c0, mvm_index, x.shape[0])
             z *= sigma
             x += z
         x *= self.adc_levels / self.i_fs_ua
@@ -348,6 +352,19 @@ class AnalogMatrix:
         np.minimum(x, self.adc_levels - 1, out=x)
         return x.astype(np.int64)
 
+    def _noise_rows(self, array_index: int, n_cols: int, mvm_index: int, count: int) -> np.ndarray:
+        """Standard normals (count, n_cols) of MVMs ``mvm_index .. mvm_index+count-1`` of one array."""
+        out = np.empty((count, n_cols))
+        m = mvm_index
+        while m < mvm_index + count:
+            blk, row = divmod(m, NOISE_BLOCK_MVMS)
+            take = min(NOISE_BLOCK_MVMS - row, mvm_index + count - m)
+            seq = np.random.SeedSequence([self.noise_seed, array_index, blk])
+            z = np.random.Generator(np.random.PCG64(seq)).standard_normal((NOISE_BLOCK_MVMS, n_cols))
+            out[m - mvm_index:m - mvm_index + take] = z[row:row + take]
+            m += take
+        return out
+
     def _output_noise(self, shape: tuple[int, int, int], mvm_index: int) -> np.ndarray:
         """Standard normals of shape (n_rb, B, N), keyed by (seed, array index, MVM index)."""
         n_rb, b, n = shape
@@ -356,9 +373,7 @@ class AnalogMatrix:
             c0, c1 = cb * self.cols, min((cb + 1) * self.cols, n)
             for rb in range(n_rb):
                 array_index = cb * n_rb + rb  # golden.tile_schedule numbering
-                for j in range(b):
-                    seq = np.random.SeedSequence([self.noise_seed, array_index, mvm_index + j])
-                    z[rb, j, c0:c1] = np.random.Generator(np.random.PCG64(seq)).standard_normal(c1 - c0)
+                z[rb, :, c0:c1] = self._noise_rows(array_index, c1 - c0, mvm_index, b)
         return z
 
     def mvm_partial_sums(self, dac_codes: npt.ArrayLike, mvm_index: int = 0) -> np.ndarray:

@@ -387,3 +387,21 @@ def test_array_adc_codes_equal_slices_of_batched_mvm(noise):
     assert compared == 6 * 3 * 40
     with pytest.raises(ValueError, match="out of range"):
         m.array_adc_codes(3, 0, d[0, :32])
+
+
+def test_output_noise_key_scheme_independent_and_across_block_boundary():
+    # Output noise of MVM m on array a is row m % 64 of SeedSequence([seed, a, m // 64]) normals
+    # (module docstring); batches that straddle a 64-MVM block boundary must agree with single MVMs.
+    spec = load_spec("tiny").replace(**{"array.output_noise_fraction": 0.05})
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((32, 8))
+    m = AnalogMatrix(spec, noise_seed=9).program(w, rng)
+    d = rng.integers(-128, 128, size=(10, 32))
+    batched = m.mvm_adc_codes(d, mvm_index=60)[0]  # MVMs 60..69 straddle blocks 0 and 1
+    single = np.stack([m.array_adc_codes(0, 0, d[j], mvm_index=60 + j)[0] for j in range(10)])
+    np.testing.assert_array_equal(batched, single)
+    # independent reconstruction of the codes of MVM 65 (block 1, row 1)
+    z = np.random.Generator(np.random.PCG64(np.random.SeedSequence([9, 0, 1]))).standard_normal((64, 8))[1]
+    i_ua = (d[5].astype(np.float64) @ (m.g_pos_us - m.g_neg_us)) * m.v_lsb_v + 0.05 * m.i_fs_ua * z
+    expected = np.clip(np.rint(i_ua * 128 / m.i_fs_ua), -128, 127)
+    np.testing.assert_array_equal(batched[5], expected)
