@@ -25,7 +25,7 @@ Micro-architecture
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, Signal, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -155,10 +155,8 @@ class BeatToFlits(wiring.Component):
         full = Signal()
         index = Signal(range(max(2, self.n_flits)))
         dx, dy = Signal.like(self.dest_x), Signal.like(self.dest_y)
-        m.d.comb += self.i.ready.eq(~full)
-        with m.If(self.i.valid & ~full):
-            m.d.sync += [buf.eq(self.i.payload.as_value()), full.eq(1), index.eq(0),
-                         dx.eq(self.dest_x), dy.eq(self.dest_y)]
+        last_out = Signal()
+        m.d.comb += self.i.ready.eq(~full | last_out)  # refill in the cycle the final flit leaves
         chunks = [buf[k * self.payload_bits:(k + 1) * self.payload_bits] for k in range(self.n_flits)]
         with m.Switch(index):
             for k, c in enumerate(chunks):
@@ -166,11 +164,15 @@ class BeatToFlits(wiring.Component):
                     m.d.comb += self.o.payload.payload.eq(c)
         m.d.comb += [self.o.valid.eq(full), self.o.payload.x.eq(dx), self.o.payload.y.eq(dy),
                      self.o.payload.chan.eq(self.chan), self.o.payload.last.eq(index == self.n_flits - 1)]
+        m.d.comb += last_out.eq(self.o.valid & self.o.ready & (index == self.n_flits - 1))
         with m.If(self.o.valid & self.o.ready):
             with m.If(index == self.n_flits - 1):
                 m.d.sync += full.eq(0)
             with m.Else():
                 m.d.sync += index.eq(index + 1)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buf.eq(self.i.payload.as_value()), full.eq(1), index.eq(0),
+                         dx.eq(self.dest_x), dy.eq(self.dest_y)]
         return m
 
 
@@ -204,11 +206,11 @@ class FlitsToBeat(wiring.Component):
         buf = Signal(self.n_flits * P)
         index = Signal(range(max(2, self.n_flits)))
         full = Signal()
-        m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full),
+        m.d.comb += [self.i.ready.eq(~full | self.o.ready), self.o.valid.eq(full),
                      self.o.payload.as_value().eq(buf[:self.beat_bits])]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += full.eq(0)
-        with m.If(self.i.valid & ~full):
+        with m.If(self.i.valid & self.i.ready):
             with m.Switch(index):
                 for k in range(self.n_flits):
                     with m.Case(k):
@@ -250,18 +252,20 @@ class ResultPacker(wiring.Component):
         lanes = [Signal(8, name=f"lane{k}") for k in range(self.lanes)]
         count = Signal(range(self.lanes + 1))
         full, last = Signal(), Signal()
-        m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full), self.o.payload.last.eq(last)]
+        fill = Signal.like(count)  # lane of an accepted result: 0 while the full beat leaves
+        m.d.comb += [self.i.ready.eq(~full | self.o.ready), self.o.valid.eq(full), self.o.payload.last.eq(last),
+                     fill.eq(Mux(full, 0, count))]
         for k in range(self.lanes):
             m.d.comb += self.o.payload.data[k].eq(lanes[k])
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += [full.eq(0), count.eq(0)] + [lane.eq(0) for lane in lanes]
-        with m.If(self.i.valid & ~full):
-            with m.Switch(count):
+        with m.If(self.i.valid & self.i.ready):
+            with m.Switch(fill):
                 for k in range(self.lanes):
                     with m.Case(k):
                         m.d.sync += lanes[k].eq(self.i.payload.data)
-            m.d.sync += count.eq(count + 1)
-            with m.If(self.i.payload.last | (count == self.lanes - 1)):
+            m.d.sync += count.eq(fill + 1)
+            with m.If(self.i.payload.last | (fill == self.lanes - 1)):
                 m.d.sync += [full.eq(1), last.eq(self.i.payload.last)]
         return m
 

@@ -1,0 +1,337 @@
+"""Configuration compiler: a mapped analog layer -> the AXI4-Lite register writes that configure it.
+
+The co-processor (:class:`rtl.top.Coprocessor`) is configured only through
+its AXI4-Lite register bank, whose map :func:`rtl.regmap.build_regmap`
+derives from the RTL blocks' own ports (DESIGN.md, "Interfaces in the RTL").
+This module turns one mapped layer into the ordered list of 32-bit writes
+that program it on its tile, using that map as the only source of addresses
+and field encodings: no address or bit offset is typed here.
+
+What a layer needs (one tile ``t``, registers ``tile<t>.*``):
+
+1. **tile controller** (``tc``): ``k_rows`` = K, ``n_cols`` = N,
+   ``n_row_blocks`` / ``n_col_blocks`` = :func:`archmodel.golden.block_counts`
+   ``(K, N, array.rows, array.cols)``, ``mode`` (1 = continuous vectors);
+2. **affine unit** (``affine``): per column ``j`` the integer ``scale_j`` and
+   ``offset_j`` written through the coefficient-memory port (``coef_addr``,
+   ``coef_scale``, ``coef_offset``, then a ``coef_we`` pulse in ``ctrl``),
+   the layer's ``shift`` and ``relu``, and the mesh chain flags
+   (``chain_in`` / ``chain_out``);
+3. **network interface** (``ni.dest``): where the int8 results go -- the next
+   layer's tile ``(x, y)``, or the host ``(cols, 0)`` (the I/O router east of
+   row 0; ``cols + 1`` is the digital datapath).
+
+``start`` / ``stop`` are commands, not configuration: :func:`command_writes`
+makes them (every layer of a pipeline is configured before any starts).
+
+Affine coefficients (:func:`analog_layer`): the real per-column multiplier
+of :func:`archmodel.golden.analog_affine_multiplier` -- conductance scale
+``s = g_max / max|W|`` (one per layer, DESIGN.md), DAC and ADC LSBs of the
+chip description, the GDC factor ``alpha`` (:mod:`archmodel.calibration`),
+the folded batch norm -- and the offset of
+:func:`archmodel.golden.folded_offset`, quantized with
+:func:`archmodel.golden.quantize_affine` to the affine unit's widths
+(``periphery.affine_scale_bits`` / ``affine_offset_bits``, shift up to
+``acc_bits + scale_bits - 1``). The same :class:`AffineCoefficients` object is
+what the golden model applies, so compiler and reference cannot drift apart.
+
+Timing needs no register (the RTL never assumes the array latency: it waits
+for the ADC stream, DESIGN.md "The array port"); the layer's
+``archmodel.timing.mvm_cycles`` per input vector is carried for the dump.
+
+Dependencies: like the CLI's ``verilog`` subcommand, this module reads the
+RTL's register map (``rtl.regmap``), imported when a function runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from archmodel import golden, timing
+from archmodel.spec import ChipSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rtl.regmap import RegisterMap
+
+__all__ = ["MappedLayer", "RegWrite", "analog_layer", "command_writes", "compile_layer", "compile_network",
+           "dump_writes", "host_dest", "tile_coords", "tile_index"]
+
+
+class RegWrite(NamedTuple):
+    """One AXI4-Lite write: byte address, 32-bit word, register name (for dumps and checks)."""
+
+    addr: int
+    data: int
+    name: str
+
+
+@dataclass(frozen=True)
+class MappedLayer:
+    """One analog layer placed on one tile, ready to compile.
+
+    Attributes
+    ----------
+    tile : int
+        Tile index ``t = y * cols + x`` (row-major, as the mapper places).
+    k_rows, n_cols : int
+        Matrix rows K (im2col terms) and columns N (outputs).
+    coefs : golden.AffineCoefficients
+        Integer affine coefficients (``n_cols`` columns, ``shift``, ``relu``).
+    dest : tuple of int
+        ``(x, y)`` the tile's results go to: a tile, or ``(cols, 0)`` = host.
+    mode : int
+        Tile-controller mode: 1 = continuous (vectors until ``stop``), 0 = one vector per ``start``.
+    chain_in, chain_out : bool
+        Mesh partial-sum chain (row blocks on several tiles); False for a layer on one tile.
+    gdc_alpha : float
+        GDC factor folded into ``coefs`` (reported only).
+    g_scale_us : float
+        Conductance scale ``g_max / max|W|``, µS per weight unit (reported only).
+    mvm_cycles : int
+        Array-port cycles per input vector, ``sum of timing.mvm_cycles`` over the layer's arrays.
+    name : str
+        Label for dumps.
+    """
+
+    tile: int
+    k_rows: int
+    n_cols: int
+    coefs: golden.AffineCoefficients
+    dest: tuple[int, int]
+    mode: int = 1
+    chain_in: bool = False
+    chain_out: bool = False
+    gdc_alpha: float = 1.0
+    g_scale_us: float = float("nan")
+    mvm_cycles: int = 0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.coefs.n_cols != self.n_cols:
+            raise ValueError(f"layer {self.name!r}: {self.coefs.n_cols} affine coefficients for "
+                             f"n_cols = {self.n_cols} columns")
+        if self.mode not in (0, 1):
+            raise ValueError(f"layer {self.name!r}: mode must be 0 or 1, got {self.mode!r}")
+
+
+def tile_coords(spec: ChipSpec, tile: int) -> tuple[int, int]:
+    """``(x, y)`` of tile ``tile`` (row-major). Raises ValueError out of the grid."""
+    rows, cols = spec.tile_grid.rows, spec.tile_grid.cols
+    if not 0 <= tile < rows * cols:
+        raise ValueError(f"tile {tile} is outside the {rows} x {cols} grid of '{spec.name}'")
+    return tile % cols, tile // cols
+
+
+def tile_index(spec: ChipSpec, x: int, y: int) -> int:
+    """Row-major index of the tile at ``(x, y)``."""
+    cols = spec.tile_grid.cols
+    if not (0 <= x < cols and 0 <= y < spec.tile_grid.rows):
+        raise ValueError(f"({x}, {y}) is not a tile of '{spec.name}'")
+    return y * cols + x
+
+
+def host_dest(spec: ChipSpec) -> tuple[int, int]:
+    """Destination of results for the host: the I/O router at ``(cols, 0)`` (:mod:`rtl.top`)."""
+    return spec.tile_grid.cols, 0
+
+
+def layer_mvm_cycles(spec: ChipSpec, k: int, n: int) -> int:
+    """Array-port cycles of one input vector: ``timing.mvm_cycles`` summed over the layer's blocks."""
+    a = spec.array
+    n_rb, n_cb = golden.block_counts(k, n, a.rows, a.cols)
+    return sum(timing.mvm_cycles(spec, min(a.rows, k - rb * a.rows), min(a.cols, n - cb * a.cols))
+               for rb in range(n_rb) for cb in range(n_cb))
+
+
+def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tuple[int, int], in_scale: float,
+                 out_scale: float, bias: npt.ArrayLike | None = None, gdc_alpha: npt.ArrayLike = 1.0,
+                 relu: bool = True, bn_gamma: npt.ArrayLike | None = None, bn_beta: npt.ArrayLike | None = None,
+                 bn_mean: npt.ArrayLike | None = None, bn_var: npt.ArrayLike | None = None, eps: float = 1e-5,
+                 mode: int = 1, name: str = "") -> MappedLayer:
+    """Map a real K x N weight matrix with its scales onto tile ``tile``: the integer affine coefficients.
+
+    Parameters
+    ----------
+    spec : ChipSpec
+    weights : array_like (K, N)
+        Real weights (rows = inputs in im2col order); only ``max|W|`` enters
+        the coefficients (conductance scale ``s = g_max_us / max|W|``).
+    tile : int
+        Home tile of the layer.
+    dest : (x, y)
+        Where the results go (next layer's tile, or :func:`host_dest`).
+    in_scale, out_scale : float
+        Real value of one input / output int8 step.
+    bias : array_like (N,), optional
+        Bias in real output units.
+    gdc_alpha : float or array_like (N,)
+        GDC factor(s) (:func:`archmodel.calibration.gdc_alpha`).
+    relu : bool
+    bn_gamma, bn_beta, bn_mean, bn_var, eps : optional
+        Batch norm folded into scale and offset (all four or none).
+    mode : int
+        Tile-controller mode (1 = continuous).
+
+    Returns
+    -------
+    MappedLayer
+
+    Raises
+    ------
+    ValueError
+        The matrix does not fit one tile (``block_counts`` > ``arrays_per_tile``), a
+        scale is not positive, or a coefficient does not fit the affine unit.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.size == 0:
+        raise ValueError(f"weights must be a non-empty (K, N) matrix, got shape {w.shape}")
+    k, n = w.shape
+    a, per = spec.array, spec.periphery
+    n_rb, n_cb = golden.block_counts(k, n, a.rows, a.cols)
+    if n_rb * n_cb > a.arrays_per_tile:
+        raise ValueError(f"layer {name!r}: a {k} x {n} matrix needs {n_rb} x {n_cb} arrays of {a.rows} x {a.cols}; "
+                         f"one tile of '{spec.name}' has array.arrays_per_tile = {a.arrays_per_tile}")
+    tile_coords(spec, tile)
+    w_abs_max = float(np.max(np.abs(w)))
+    if w_abs_max <= 0:
+        raise ValueError(f"layer {name!r}: all weights are zero (no conductance scale)")
+    m = golden.analog_affine_multiplier(
+        in_scale=in_scale, out_scale=out_scale, w_abs_max=w_abs_max, g_max_us=spec.device.g_max_us,
+        v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
+        adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=gdc_alpha, bn_gamma=bn_gamma, bn_var=bn_var,
+        eps=eps)
+    b = golden.folded_offset(bias, bn_gamma, bn_beta, bn_mean, bn_var, eps, out_scale=out_scale)
+    m_cols, b_cols = np.broadcast_to(m, (n,)), np.broadcast_to(b, (n,))
+    scale_bits, offset_bits, acc_bits = per.affine_scale_bits, per.affine_offset_bits, per.accumulator_bits
+    coefs = golden.quantize_affine(m_cols, b_cols, relu=relu, scale_bits=scale_bits, offset_bits=offset_bits,
+                                   max_shift=min(62, acc_bits + scale_bits - 1))
+    alpha = np.asarray(gdc_alpha, dtype=np.float64)
+    return MappedLayer(tile=tile, k_rows=k, n_cols=n, coefs=coefs, dest=(int(dest[0]), int(dest[1])), mode=mode,
+                       gdc_alpha=float(alpha.mean()), g_scale_us=spec.device.g_max_us / w_abs_max,
+                       mvm_cycles=layer_mvm_cycles(spec, k, n), name=name)
+
+
+def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:
+    if regmap is not None:
+        return regmap
+    from rtl.regmap import build_regmap
+    return build_regmap(spec)
+
+
+def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | None = None) -> list[RegWrite]:
+    """The register writes that configure ``layer`` on its tile (nothing is started).
+
+    Order: tile controller (``k_rows``, ``n_cols``, ``n_row_blocks``,
+    ``n_col_blocks``, ``mode``), affine unit (``shift``, ``relu``,
+    ``chain_in``, ``chain_out``), then per column ``j`` in order
+    ``coef_addr = j``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we = 1``,
+    then ``ni.dest``. Write them in order (the ``coef_we`` pulse stores the
+    values written before it).
+
+    Raises
+    ------
+    ValueError
+        A value does not fit its register field (e.g. K larger than the tile holds,
+        a destination outside the address range), or the tile does not exist.
+    """
+    rm = _regmap(spec, regmap)
+    a = spec.array
+    tile_coords(spec, layer.tile)
+    n_rb, n_cb = golden.block_counts(layer.k_rows, layer.n_cols, a.rows, a.cols)
+    tc, af, ni = f"tile{layer.tile}.tc", f"tile{layer.tile}.affine", f"tile{layer.tile}.ni"
+    out: list[RegWrite] = []
+
+    def w(reg: str, **values: int) -> None:
+        addr, word = rm.write(reg, **values)
+        out.append(RegWrite(addr, word, reg))
+
+    w(f"{tc}.k_rows", k_rows=layer.k_rows)
+    w(f"{tc}.n_cols", n_cols=layer.n_cols)
+    w(f"{tc}.n_row_blocks", n_row_blocks=n_rb)
+    w(f"{tc}.n_col_blocks", n_col_blocks=n_cb)
+    w(f"{tc}.mode", mode=layer.mode)
+    c = layer.coefs
+    w(f"{af}.shift", shift=int(c.shift))
+    w(f"{af}.relu", relu=int(c.relu))
+    w(f"{af}.chain_in", chain_in=int(layer.chain_in))
+    w(f"{af}.chain_out", chain_out=int(layer.chain_out))
+    for j in range(layer.n_cols):
+        w(f"{af}.coef_addr", coef_addr=j)
+        w(f"{af}.coef_scale", coef_scale=int(c.scale[j]))
+        w(f"{af}.coef_offset", coef_offset=int(c.offset[j]))
+        w(f"{af}.ctrl", coef_we=1)
+    w(f"{ni}.dest", x=layer.dest[0], y=layer.dest[1])
+    return out
+
+
+def command_writes(spec: ChipSpec, tiles: Iterable[int], command: str, *,
+                   regmap: RegisterMap | None = None) -> list[RegWrite]:
+    """``ctrl`` pulses of the tile controllers of ``tiles``: ``command`` is ``"start"`` or ``"stop"``.
+
+    Start the last layer of a pipeline first (give ``tiles`` in reverse layer
+    order) so that no tile receives vectors before it runs; a tile that is not
+    started does not accept them anyway (back-pressure), so either order works.
+    """
+    if command not in ("start", "stop"):
+        raise ValueError(f"command must be 'start' or 'stop', got {command!r}")
+    rm = _regmap(spec, regmap)
+    out = []
+    for t in tiles:
+        tile_coords(spec, t)
+        addr, word = rm.write(f"tile{t}.tc.ctrl", **{command: 1})
+        out.append(RegWrite(addr, word, f"tile{t}.tc.ctrl"))
+    return out
+
+
+def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
+                    regmap: RegisterMap | None = None) -> list[RegWrite]:
+    """Writes of every layer (in order), then the ``start`` pulses, last layer first.
+
+    Raises
+    ------
+    ValueError
+        Two layers on one tile, or a layer's results not sent to the next layer's tile.
+    """
+    rm = _regmap(spec, regmap)
+    tiles = [lyr.tile for lyr in layers]
+    if len(set(tiles)) != len(tiles):
+        raise ValueError(f"two layers share a tile: tiles {tiles}")
+    for a, b in zip(layers[:-1], layers[1:], strict=True):
+        if a.dest != tile_coords(spec, b.tile):
+            raise ValueError(f"layer {a.name!r} sends its results to {a.dest}, but the next layer {b.name!r} "
+                             f"is on tile {b.tile} at {tile_coords(spec, b.tile)}")
+        if a.n_cols != b.k_rows:
+            raise ValueError(f"layer {a.name!r} has {a.n_cols} outputs, the next layer {b.name!r} "
+                             f"{b.k_rows} inputs")
+    out: list[RegWrite] = []
+    for lyr in layers:
+        out += compile_layer(spec, lyr, regmap=rm)
+    return out + command_writes(spec, reversed(tiles), "start", regmap=rm)
+
+
+def dump_writes(spec: ChipSpec, writes: Sequence[RegWrite], *, regmap: RegisterMap | None = None) -> str:
+    """A readable listing: one line per write, address, register, word and the decoded fields.
+
+    Consecutive coefficient writes are kept (one line each); the header names
+    the chip description, the map digest and the number of writes.
+    """
+    rm = _regmap(spec, regmap)
+    lines = [f"# {len(writes)} AXI4-Lite writes for chip description '{spec.name}' (register map {rm.digest})",
+             "#  address  register                        word        fields"]
+    for wr in writes:
+        fields = rm.decode(wr.name, wr.data)
+        text = " ".join(f"{k}={v}" for k, v in fields.items())
+        lines.append(f"  {wr.addr:#06x}   {wr.name:<30s}  {wr.data:#010x}  {text}")
+    return "\n".join(lines) + "\n"
+
+
+def describe_layer(layer: MappedLayer) -> str:
+    """One line: tile, shape, destination, shift, GDC alpha, cycles per vector."""
+    return (f"{layer.name or 'layer'}: tile {layer.tile}, {layer.k_rows} x {layer.n_cols}, results to "
+            f"{layer.dest}, shift {layer.coefs.shift}, relu {int(layer.coefs.relu)}, GDC alpha "
+            f"{layer.gdc_alpha:.6f}, g scale {layer.g_scale_us:.4g} uS/unit, {layer.mvm_cycles} array cycles/vector")

@@ -1,0 +1,653 @@
+"""Top-level co-simulation environment: a small network on the co-processor, over AXI.
+
+Structure (after cocotb's ``examples/matrix_multiplier``)::
+
+    NetworkJob ──prepare_network()──► PreparedNetwork: per layer an AnalogMatrix
+        (programmed, drifted), a MappedLayer (mapping.config_compiler: affine
+        coefficients, GDC alpha, tile, destination), its int8 inputs and outputs
+        (the golden run), and the AXI4-Lite writes that configure the chip
+    TopTestbench(dut, prepared)
+      ├─ config driver : cocotbext-axi AxiLiteMaster replays the compiler's writes
+      │                  (every response checked), reads back status registers
+      ├─ input driver  : cocotbext-axi AxiStreamSource -> s_axis: one packet per
+      │                  ``act`` beat of the first layer, tdest = {chan 0, y, x} of its tile
+      ├─ bridges       : tb.bridge.PCMArrayBridge on the array port of every used tile
+      │                  (same AnalogMatrix as the golden run); each also checks the
+      │                  DAC codes it receives against the golden layer input
+      │                  (so intermediate results routed over the mesh are compared too)
+      ├─ monitor       : cocotbext-axi AxiStreamSink on m_axis (random pauses =
+      │                  back-pressure into the mesh); packets -> act beats -> int8
+      └─ checker       : in-order compare of the last layer's int8 outputs with the
+                         golden run; counts compared items and mismatches
+
+Golden run (:func:`prepare_network`, the same seed): layer ``l`` programs its
+matrix with ``default_rng([seed, 1, l])`` (GDC reference, drift to ``t_inf_s``,
+GDC alpha with :mod:`archmodel.calibration`), its partial sums are
+``AnalogMatrix.mvm_partial_sums(golden.dac_codes(x_l))`` (output-noise key =
+vector index, as the bridge uses), its output scale maps the 99th percentile
+of ``|y|`` to 100 (some outputs saturate), its coefficients come from
+:func:`mapping.config_compiler.analog_layer`, and
+``x_{l+1} = coefs.apply(psums)`` (:func:`archmodel.golden.affine_requantize`).
+The next layer's input scale is this layer's output scale.
+
+The host's share of the work: it cuts each input vector into ``act`` beats
+(``rows_per_dac_beat`` int8 lanes, ``last`` on the final one) and each beat
+into ``ceil(beat bits / link_width_bits)`` flits (one AXI4-Stream packet,
+least significant chunk first, :class:`rtl.axis.BeatToFlits` order); results
+come back the same way (packed by :class:`rtl.axis.ResultPacker`, zero lanes
+beyond N), so reordering is only concatenating lanes.
+
+Randomness: weights, inputs and biases from ``default_rng([seed, 0])``;
+programming noise and drift from ``default_rng([seed, 1, l])``; the per-MVM
+output-noise seed of layer ``l`` from ``SeedSequence([seed, l])``; the stalls of
+the testbench (AXI pause generators, bridges) from ``default_rng([seed, 2])``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archmodel import calibration, golden
+from archmodel.spec import ChipSpec
+from archmodel.tile import AnalogMatrix
+from mapping.config_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
+from rtl.params import TileParams
+from rtl.regmap import RegisterMap, build_regmap
+from rtl.tile_controller import act_beat_layout
+from tb.packing import pack, unpack, width_of
+from tb.tile_env import resolve_spec
+
+__all__ = ["NetResult", "NetworkJob", "PreparedNetwork", "TopTestbench", "mlp_job", "prepare_network",
+           "run_top_scenarios", "top_verilog"]
+
+TOP_NAME = "aimc_top"
+
+
+# ======================================================================== job and golden run
+
+
+@dataclass
+class NetworkJob:
+    """A chain of analog (linear) layers, one per tile, to run through the co-processor.
+
+    Attributes
+    ----------
+    name : str
+    arch : str
+        Chip description (preset name or YAML path).
+    changes : dict
+        Dotted-path changes (``ChipSpec.replace``).
+    seed : int
+    t_inf_s : float or None
+        Drift time after programming, s (None: as programmed, no read noise).
+    weights : list of ndarray (K_l, N_l)
+        Real weights; ``N_l == K_{l+1}``.
+    biases : list of ndarray (N_l,)
+        Biases in real output units.
+    tiles : list of int
+        Tile of each layer (distinct).
+    x : ndarray (B, K_0), int64
+        int8 input vectors.
+    relu : list of bool
+    in_scale : float
+        Real value of one input int8 step of the first layer.
+    """
+
+    name: str
+    arch: str
+    changes: dict[str, Any]
+    seed: int
+    t_inf_s: float | None
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    tiles: list[int]
+    x: np.ndarray
+    relu: list[bool]
+    in_scale: float = 1.0 / 64
+
+
+def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: int, seed: int, *,
+            changes: dict[str, Any] | None = None, t_inf_s: float | None = 0.0, name: str | None = None) -> NetworkJob:
+    """An MLP ``sizes[0] -> sizes[1] -> ...`` with layer ``l`` on ``tiles[l]``; ReLU after every layer but the last.
+
+    Weights are standard normal, biases normal(0, 0.5), inputs uniform int8
+    (vector 0 alternates +127 / -128, the extremes).
+    """
+    if len(sizes) < 2 or len(tiles) != len(sizes) - 1:
+        raise ValueError(f"need len(tiles) = len(sizes) - 1 >= 1, got sizes {list(sizes)}, tiles {list(tiles)}")
+    rng = np.random.default_rng([seed, 0])
+    ws = [rng.standard_normal((k, n)) for k, n in zip(sizes[:-1], sizes[1:], strict=True)]
+    bs = [rng.normal(0.0, 0.5, n) for n in sizes[1:]]
+    x = rng.integers(-128, 128, (n_vectors, sizes[0]))
+    x[0, ::2], x[0, 1::2] = 127, -128
+    relu = [True] * (len(ws) - 1) + [False]
+    label = name or "mlp " + "-".join(str(s) for s in sizes)
+    return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs, list(tiles), x, relu)
+
+
+@dataclass
+class PreparedNetwork:
+    """The golden run of a :class:`NetworkJob` and its configuration."""
+
+    job: NetworkJob
+    spec: ChipSpec
+    params: TileParams
+    regmap: RegisterMap
+    matrices: list[AnalogMatrix]
+    layers: list[MappedLayer]
+    inputs: list[np.ndarray]     # int8 input vectors of each layer, (B, K_l)
+    expected: np.ndarray         # int8 outputs of the last layer, (B, N_last)
+    writes: list[RegWrite]       # configuration, then the start pulses
+
+    @property
+    def n_vectors(self) -> int:
+        return int(self.job.x.shape[0])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.expected.size)
+
+
+def prepare_network(job: NetworkJob) -> PreparedNetwork:
+    """Program every layer, run the golden model, compile the configuration (module docstring).
+
+    Raises
+    ------
+    ValueError
+        A layer does not fit its tile, or the chain is inconsistent.
+    """
+    spec = resolve_spec(job.arch, job.changes)
+    p = TileParams.from_spec(spec)
+    rm = build_regmap(spec)
+    a = spec.array
+    x = np.asarray(job.x, dtype=np.int64)
+    in_scale = float(job.in_scale)
+    matrices, layers, inputs = [], [], []
+    for li, (w, bias, tile) in enumerate(zip(job.weights, job.biases, job.tiles, strict=True)):
+        w = np.asarray(w, dtype=np.float64)
+        k, n = w.shape
+        if x.shape[1] != k:
+            raise ValueError(f"layer {li}: {k} inputs, but the previous layer gives {x.shape[1]}")
+        noise_seed = int(np.random.SeedSequence([job.seed, li]).generate_state(1)[0])
+        rng = np.random.default_rng([job.seed, 1, li])
+        matrix = AnalogMatrix(spec, noise_seed=noise_seed).program(w, rng)
+        alpha = 1.0
+        if job.t_inf_s is not None:
+            cal = calibration.gdc_calibration_inputs(spec.calibration.gdc_input, spec.calibration.gdc_vectors, k,
+                                                     seed=job.seed)
+            ref = calibration.gdc_reference(matrix, cal)
+            matrix.drift(float(job.t_inf_s), rng)
+            alpha = float(calibration.gdc_alpha(matrix, cal, ref))
+        psums = matrix.mvm_partial_sums(golden.dac_codes(x, a.dac_bits), 0)
+        # output scale: the 99th percentile of |y| (real, before quantization) maps to 100
+        m1 = golden.analog_affine_multiplier(
+            in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(w))), g_max_us=spec.device.g_max_us,
+            v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
+            adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=alpha)
+        y = psums * m1 + np.asarray(bias, dtype=np.float64)
+        out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
+        if not math.isfinite(out_scale) or out_scale <= 0:
+            out_scale = 1.0
+        last = li == len(job.weights) - 1
+        dest = host_dest(spec) if last else tile_coords(spec, job.tiles[li + 1])
+        layer = analog_layer(spec, w, tile=tile, dest=dest, in_scale=in_scale, out_scale=out_scale, bias=bias,
+                             gdc_alpha=alpha, relu=bool(job.relu[li]), mode=1, name=f"layer{li}")
+        matrices.append(matrix)
+        layers.append(layer)
+        inputs.append(x)
+        x = layer.coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
+        in_scale = out_scale
+    writes = compile_network(spec, layers, regmap=rm)
+    return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,
+                           inputs=inputs, expected=x, writes=writes)
+
+
+# ======================================================================== packets
+
+
+def beat_words(beat_raw: int, beat_bits: int, link_bits: int) -> list[int]:
+    """Flit payloads of one beat (least significant chunk first, :class:`rtl.axis.BeatToFlits`)."""
+    n = -(-beat_bits // link_bits)
+    mask = (1 << link_bits) - 1
+    return [(beat_raw >> (k * link_bits)) & mask for k in range(n)]
+
+
+def host_tdest(spec: ChipSpec, x: int, y: int, chan: int) -> int:
+    """``s_axis.tdest`` = ``{chan, y, x}``, x in the LSBs (:class:`rtl.top.Coprocessor`)."""
+    from rtl.router import grid_coord_bits
+
+    xb, yb = grid_coord_bits(spec.tile_grid.rows, spec.tile_grid.cols)
+    return x | (y << xb) | (chan << (xb + yb))
+
+
+# ======================================================================== testbench
+
+
+@dataclass
+class NetResult:
+    """Outcome of one network run (counts and cycles)."""
+
+    name: str
+    seed: int
+    t_inf_s: float | None
+    expected_outputs: int
+    compared: int = 0
+    mismatches: int = 0
+    extra_outputs: int = 0
+    format_errors: int = 0           # padding lanes not 0, wrong last, wrong tdest, short packets
+    dac_compared: int = 0            # DAC codes checked at the array ports (every layer's input)
+    dac_mismatches: int = 0
+    protocol_errors: int = 0
+    axil_errors: int = 0             # AXI4-Lite responses other than OKAY
+    writes: int = 0
+    readback_checked: int = 0
+    readback_mismatches: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+    mvms: list[int] = field(default_factory=list)
+    config_cycles: int = 0           # AXI4-Lite configuration (all writes)
+    cycles: int = 0                  # first input flit accepted .. last output flit accepted
+    bound_cycles: int = 0            # B x the slowest stage's cycles per vector (a lower bound)
+    interval_cycles: float = 0.0     # mean cycles between the last outputs of consecutive vectors
+    stage_cycles: list[int] = field(default_factory=list)  # per layer: slowest resource, cycles per vector
+    gdc_alpha: list[float] = field(default_factory=list)
+    in_stall_cycles: int = 0         # s_axis: tvalid and not tready (the chip back-pressures the host)
+    out_stall_cycles: int = 0        # m_axis: tvalid and not tready (the host back-pressures the chip)
+    mismatched_columns: list[int] = field(default_factory=list)
+    first_mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.mismatches == 0 and self.compared == self.expected_outputs and self.extra_outputs == 0
+                and self.format_errors == 0 and self.dac_mismatches == 0 and self.protocol_errors == 0
+                and self.axil_errors == 0 and self.readback_mismatches == 0 and not any(self.flags.values()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (f"{self.name}: seed {self.seed}, {self.compared}/{self.expected_outputs} outputs compared, "
+                f"{self.mismatches} mismatches; {self.dac_compared} DAC codes compared, {self.dac_mismatches} "
+                f"mismatches; {self.writes} AXI4-Lite writes ({self.config_cycles} cycles); {self.cycles} cycles "
+                f"from first input to last output (bound {self.bound_cycles}), {self.interval_cycles:.2f} "
+                f"per vector (stages {self.stage_cycles}); MVMs per tile {self.mvms}; stall cycles "
+                f"in {self.in_stall_cycles}, out {self.out_stall_cycles}")
+
+
+def _pauses(rng: np.random.Generator, p_go: float) -> Iterator[bool]:
+    """Pause generator for cocotbext-axi: True (pause) with probability ``1 - p_go`` per cycle."""
+    while True:
+        yield bool(rng.random() >= p_go)
+
+
+def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:
+    """Cycles per vector of one tile's slowest resource (lower bound of its interval).
+
+    The array port (``layer.mvm_cycles``), the affine unit's one result per
+    cycle (``n_cols``), and the flits in and out at one per cycle per link.
+    """
+    p = TileParams.from_spec(spec)
+    link = spec.interconnect.link_width_bits
+    flits_per_beat = -(-width_of(act_beat_layout(p)) // link)
+    beats_in = -(-layer.k_rows // p.rows_per_dac_beat)
+    beats_out = -(-layer.n_cols // p.rows_per_dac_beat)
+    return max(layer.mvm_cycles, layer.n_cols, beats_in * flits_per_beat, beats_out * flits_per_beat)
+
+
+class TopTestbench:
+    """Config driver, input driver, array bridges, monitor and checker of the co-processor top level.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The ``aimc_top`` module (:class:`rtl.top.Coprocessor`).
+    clock : tb.streams.CycleClock
+        Its clock (already started).
+    spec : ChipSpec
+    seed : int
+        Seed of the stalls.
+    p_in, p_out : float
+        Probability per cycle that the host offers an input flit / accepts an
+        output flit (1.0: never pauses).
+    p_dac_ready, p_adc_valid : float
+        Stall probabilities of the array bridges (1.0: none).
+    """
+
+    def __init__(self, dut: Any, clock: Any, spec: ChipSpec, *, seed: int = 0, p_in: float = 1.0,
+                 p_out: float = 1.0, p_dac_ready: float = 1.0, p_adc_valid: float = 1.0):
+        from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink, AxiStreamSource
+
+        self.dut, self.clock, self.spec = dut, clock, spec
+        self.params = TileParams.from_spec(spec)
+        self.regmap = build_regmap(spec)
+        self.rng = np.random.default_rng([seed, 2])
+        self.p_dac_ready, self.p_adc_valid = p_dac_ready, p_adc_valid
+        self.p_in, self.p_out = p_in, p_out
+        self.tiles = spec.tile_grid.rows * spec.tile_grid.cols
+        self.link_bits = spec.interconnect.link_width_bits
+        self.act_layout = act_beat_layout(self.params)
+        self.beat_bits = width_of(self.act_layout)
+        self.idle_array_ports()
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_"), dut.clk, dut.rst, byte_size=self.link_bits)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_"), dut.clk, dut.rst, byte_size=self.link_bits)
+        if p_in < 1.0:
+            self.source.set_pause_generator(_pauses(self.rng, p_in))
+        if p_out < 1.0:
+            self.sink.set_pause_generator(_pauses(self.rng, p_out))
+        self.tasks: list = []
+
+    def idle_array_ports(self) -> None:
+        for t in range(self.tiles):
+            getattr(self.dut, f"adc__{t}__valid").value = 0
+            getattr(self.dut, f"adc__{t}__payload").value = 0
+            getattr(self.dut, f"dac__{t}__ready").value = 0
+
+    async def reset(self, cycles: int = 4) -> None:
+        from cocotb.triggers import ClockCycles
+
+        for t in self.tasks:
+            t.cancel()
+        self.tasks = []
+        self.idle_array_ports()
+        self.dut.rst.value = 1
+        await ClockCycles(self.clock.clk, cycles)
+        self.dut.rst.value = 0
+        await self.clock.edge
+
+    # ------------------------------------------------------------------ AXI4-Lite
+    async def write(self, wr: RegWrite, res: NetResult | None = None) -> None:
+        from cocotbext.axi.constants import AxiResp
+
+        resp = await self.axil.write(wr.addr, int(wr.data).to_bytes(4, "little"))
+        if resp.resp != AxiResp.OKAY and res is not None:
+            res.axil_errors += 1
+            if len(res.first_mismatches) < 10:
+                res.first_mismatches.append(f"write {wr.name} @ {wr.addr:#x}: response {resp.resp!r}")
+
+    async def read(self, name: str, res: NetResult | None = None) -> dict[str, int]:
+        from cocotbext.axi.constants import AxiResp
+
+        resp = await self.axil.read(self.regmap.address_of(name), 4)
+        if resp.resp != AxiResp.OKAY and res is not None:
+            res.axil_errors += 1
+        return self.regmap.decode(name, int.from_bytes(resp.data, "little"))
+
+    async def configure(self, pn: PreparedNetwork, res: NetResult, *, readback: bool = False) -> None:
+        """Replay the compiler's writes (starts last); optionally read back every RW register written."""
+        from rtl.csr import Access
+
+        start = self.clock.cycle()
+        config = [w for w in pn.writes if not w.name.endswith(".tc.ctrl")]
+        starts = [w for w in pn.writes if w.name.endswith(".tc.ctrl")]
+        for wr in config:
+            await self.write(wr, res)
+        if readback:
+            last: dict[str, int] = {}
+            for wr in config:
+                if all(f.access == Access.RW for f in self.regmap.register(wr.name).fields):
+                    last[wr.name] = wr.data
+            for name, word in last.items():
+                got = await self.read(name, res)
+                res.readback_checked += 1
+                if got != self.regmap.decode(name, word):
+                    res.readback_mismatches += 1
+                    if len(res.first_mismatches) < 10:
+                        res.first_mismatches.append(f"read back {name}: {got}, wrote {self.regmap.decode(name, word)}")
+        for wr in starts:
+            await self.write(wr, res)
+        res.writes = len(pn.writes)
+        res.config_cycles = self.clock.cycle() - start
+
+    # ------------------------------------------------------------------ one run
+    async def run(self, pn: PreparedNetwork, *, timeout_cycles: int | None = None, readback: bool = False,
+                  log: Any = None) -> NetResult:
+        """Configure, feed every input vector, check every output, stop the tiles, check the status."""
+        import cocotb
+        from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
+        from cocotbext.axi import AxiStreamFrame
+
+        spec, p, L = self.spec, self.params, pn.layers
+        res = NetResult(pn.job.name, pn.job.seed, pn.job.t_inf_s, pn.n_outputs,
+                        gdc_alpha=[lyr.gdc_alpha for lyr in L])
+        res.stage_cycles = [stage_cycles(spec, lyr) for lyr in L]
+        res.bound_cycles = pn.n_vectors * max(res.stage_cycles)
+        chip_id = await self.read("chip.id", res)
+        if chip_id["magic"] != 0xA1C0:
+            res.flags["bad_chip_id"] = 1
+        await self.configure(pn, res, readback=readback)
+
+        # ---- array bridges (they also check each layer's DAC codes against the golden input)
+        bridges = []
+        for li, (lyr, matrix) in enumerate(zip(L, pn.matrices, strict=True)):
+            bridge = checking_bridge_class()(self.dut, self.clock, spec, matrix, pn.inputs[li], res, layer=li,
+                                    rng=self.rng, p_dac_ready=self.p_dac_ready, p_adc_valid=self.p_adc_valid,
+                                    dac_prefix=f"dac__{lyr.tile}", adc_prefix=f"adc__{lyr.tile}")
+            bridges.append(bridge)
+        await self.clock.edge
+        self.tasks = [cocotb.start_soon(b.run()) for b in bridges]
+
+        # ---- inputs: one packet per act beat, to the first layer's tile, chan 0
+        x0, y0 = tile_coords(spec, L[0].tile)
+        tdest = host_tdest(spec, x0, y0, 0)
+        rpb = p.rows_per_dac_beat
+        k0 = L[0].k_rows
+        frames = []
+        for xv in pn.inputs[0]:
+            nb = -(-k0 // rpb)
+            for i in range(nb):
+                lanes = [int(v) for v in xv[i * rpb:(i + 1) * rpb]]
+                lanes += [int(v) for v in self.rng.integers(-128, 128, rpb - len(lanes))]  # ignored by the RTL
+                raw = pack(self.act_layout, {"data": lanes, "last": int(i == nb - 1)})
+                frames.append(AxiStreamFrame(beat_words(raw, self.beat_bits, self.link_bits), tdest=tdest))
+
+        async def feed() -> None:
+            for f in frames:
+                await self.source.send(f)
+
+        # ---- outputs
+        n_last = L[-1].n_cols
+        beats_per_vec = -(-n_last // rpb)
+        n_frames = pn.n_vectors * beats_per_vec
+        want = pn.expected
+        last_out = [0]
+        vec_done: list[int] = []
+
+        async def collect() -> None:
+            for fi in range(n_frames):
+                frame = await self.sink.recv()
+                last_out[0] = self.clock.cycle()
+                v, b = divmod(fi, beats_per_vec)
+                words = list(frame.tdata)
+                n_words = -(-self.beat_bits // self.link_bits)
+                if len(words) != n_words or (frame.tdest not in (0, None, [0] * len(words))):
+                    res.format_errors += 1
+                raw = sum(int(wd) << (k * self.link_bits) for k, wd in enumerate(words[:n_words]))
+                beat = unpack(self.act_layout, raw & ((1 << self.beat_bits) - 1))
+                if beat["last"] != int(b == beats_per_vec - 1):
+                    res.format_errors += 1
+                if b == beats_per_vec - 1:
+                    vec_done.append(last_out[0])
+                for lane, val in enumerate(beat["data"]):
+                    col = b * rpb + lane
+                    if col >= n_last:
+                        if val != 0:
+                            res.format_errors += 1
+                        continue
+                    res.compared += 1
+                    exp = int(want[v, col])
+                    if val != exp:
+                        res.mismatches += 1
+                        if col not in res.mismatched_columns:
+                            res.mismatched_columns.append(col)
+                        if len(res.first_mismatches) < 10:
+                            res.first_mismatches.append(f"vector {v} column {col}: got {val}, expected {exp}")
+
+        async def count_stalls() -> None:
+            from cocotb.triggers import ReadOnly
+            d = self.dut
+            while True:
+                await ReadOnly()
+                res.in_stall_cycles += int(d.s_axis__tvalid.value == 1 and d.s_axis__tready.value == 0)
+                res.out_stall_cycles += int(d.m_axis__tvalid.value == 1 and d.m_axis__tready.value == 0)
+                await self.clock.edge
+
+        start_cycle = self.clock.cycle()
+        self.tasks.append(cocotb.start_soon(count_stalls()))
+        self.tasks.append(cocotb.start_soon(feed()))
+        if timeout_cycles is None:
+            timeout_cycles = 20 * res.bound_cycles + 4000
+            if min(self.p_dac_ready, self.p_adc_valid, self.p_in, self.p_out) < 1:
+                timeout_cycles *= 6
+        try:
+            await with_timeout(cocotb.start_soon(collect()), timeout_cycles * self.clock.period_ns, "ns")
+        except SimTimeoutError as exc:
+            raise AssertionError(f"seed {pn.job.seed}: timeout after {timeout_cycles} cycles: {res.compared}/"
+                                 f"{res.expected_outputs} outputs, MVMs per tile "
+                                 f"{[b.stats.mvms for b in bridges]}") from exc
+        res.cycles = last_out[0] + 1 - start_cycle
+        if len(vec_done) > 1:
+            res.interval_cycles = (vec_done[-1] - vec_done[0]) / (len(vec_done) - 1)
+
+        # ---- nothing more comes out; stop the tiles; check the status registers
+        await ClockCycles(self.clock.clk, 200)
+        while not self.sink.empty():
+            self.sink.recv_nowait()
+            res.extra_outputs += 1
+        for wr in self._commands(pn, "stop"):
+            await self.write(wr, res)
+        await ClockCycles(self.clock.clk, 20)
+        for lyr in L:
+            st = await self.read(f"tile{lyr.tile}.tc.status", res)
+            af = await self.read(f"tile{lyr.tile}.affine.status", res)
+            for flag in ("err_config", "err_act_last", "err_adc_last", "busy"):
+                res.flags[f"tile{lyr.tile}.{flag}"] = st[flag]
+            res.flags[f"tile{lyr.tile}.not_done"] = int(not st["done"])
+            res.flags[f"tile{lyr.tile}.vector_count"] = int(st["vector_count"] != pn.n_vectors)
+            res.flags[f"tile{lyr.tile}.err_chain"] = af["err_chain"]
+            res.flags[f"tile{lyr.tile}.affine_busy"] = af["busy"]
+        res.flags["misrouted"] = (await self.read("chip.status", res))["misrouted"]
+        res.mvms = [b.stats.mvms for b in bridges]
+        res.protocol_errors += sum(b.stats.protocol_errors for b in bridges)
+        for t in self.tasks:
+            t.cancel()
+        self.tasks = []
+        self.idle_array_ports()
+        if log is not None:
+            log.info("%s", res.summary())
+            for line in res.first_mismatches + [e for b in bridges for e in b.stats.errors]:
+                log.error("%s", line)
+        return res
+
+    def _commands(self, pn: PreparedNetwork, command: str) -> list[RegWrite]:
+        from mapping.config_compiler import command_writes
+        return command_writes(self.spec, [lyr.tile for lyr in pn.layers], command, regmap=self.regmap)
+
+
+def checking_bridge_class():
+    """:class:`CheckingBridge` (built on first use: :mod:`tb.bridge` needs a running simulator)."""
+    global _CHECKING_BRIDGE
+    if _CHECKING_BRIDGE is None:
+        from tb.bridge import PCMArrayBridge
+
+        class CheckingBridge(PCMArrayBridge):
+            """:class:`tb.bridge.PCMArrayBridge` that also compares each MVM's DAC codes with the golden input.
+
+            Parameters (besides those of the base class)
+            ----------
+            inputs : ndarray (B, K)
+                The layer's int8 input vectors in the golden run; vector ``v``'s DAC
+                codes are ``golden.dac_codes(inputs[v])``.
+            result : NetResult
+                Counts ``dac_compared`` / ``dac_mismatches`` there.
+            layer : int
+                Layer number (messages).
+            """
+
+            def __init__(self, dut, clock, spec, matrix, inputs, result: NetResult, *, layer: int, **kwargs):
+                super().__init__(dut, clock, spec, matrix, **kwargs)
+                self.want = golden.dac_codes(np.asarray(inputs, dtype=np.int64), spec.array.dac_bits)
+                self.result, self.layer = result, layer
+
+            def answer(self, beats: list[dict], mvm: int) -> list[dict]:
+                p = self.params
+                step = self.schedule[mvm % len(self.schedule)]
+                vector = mvm // len(self.schedule)
+                r0 = step.row_block * p.array_rows
+                rows = min(p.array_rows, self.k - r0)
+                got = [c for b in beats for c in b["codes"]][:rows]
+                res = self.result
+                if vector >= self.want.shape[0]:
+                    res.dac_mismatches += 1
+                    res.first_mismatches.append(f"layer {self.layer}: MVM {mvm} beyond the "
+                                                f"{self.want.shape[0]} vectors")
+                else:
+                    exp = [int(c) for c in self.want[vector, r0:r0 + rows]]
+                    res.dac_compared += rows
+                    bad = sum(int(g != e) for g, e in zip(got, exp, strict=False)) + abs(len(got) - len(exp))
+                    if bad:
+                        res.dac_mismatches += bad
+                        if len(res.first_mismatches) < 10:
+                            res.first_mismatches.append(f"layer {self.layer} vector {vector}: DAC codes {got} "
+                                                        f"!= {exp}")
+                return super().answer(beats, mvm)
+
+        _CHECKING_BRIDGE = CheckingBridge
+    return _CHECKING_BRIDGE
+
+
+_CHECKING_BRIDGE = None
+
+
+# ======================================================================== Verilog and runner
+
+
+def top_verilog(spec: ChipSpec, out_dir: str | os.PathLike) -> Path:
+    """Verilog of :class:`rtl.top.Coprocessor` as ``aimc_top.v`` (with the Icarus time-0 fix, tb.cosim_top)."""
+    from rtl.top import Coprocessor
+    from tb.cosim_top import write_verilog
+
+    return write_verilog(Coprocessor(spec), TOP_NAME, out_dir, spec)
+
+
+def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: dict[str, Any] | None = None,
+                      seed: int = 1, build_dir: str | os.PathLike, waves: bool = False) -> dict[str, Any]:
+    """Build the co-processor with ``sim`` once and run ``tests`` of :mod:`tb.test_top_cosim` in one process.
+
+    Returns
+    -------
+    dict of test name -> tb.cosim.ScenarioOutcome
+        A test missing from the results (the simulator died) is reported failed.
+    """
+    from tb.cosim import REPO_ROOT, ScenarioOutcome, _outcomes, verilator_pch_fix
+    from tb.runner import run_cocotb
+
+    build_dir = Path(build_dir)
+    spec = resolve_spec(arch, changes)
+    src = top_verilog(spec, build_dir / "rtl")
+    out_dir = build_dir / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for t in tests:
+        (out_dir / f"{t}.json").unlink(missing_ok=True)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "AIMC_COSIM_ARCH": str(arch),
+        "AIMC_COSIM_CHANGES": json.dumps(changes or {}),
+        "AIMC_COSIM_SEED": str(int(seed)),
+        "AIMC_COSIM_OUT": str(out_dir),
+    }
+    with verilator_pch_fix() if sim == "verilator" else contextlib.nullcontext():
+        result = run_cocotb(sim, [src], TOP_NAME, "tb.test_top_cosim", build_dir / sim, extra_env=env,
+                            testcase=tests, waves=waves)
+    outcomes = _outcomes(result.results_xml, out_dir)
+    for t in tests:
+        outcomes.setdefault(t, ScenarioOutcome(t, False, "not run (simulator failed?)"))
+    return outcomes

@@ -1,0 +1,98 @@
+"""cocotb co-simulation of the co-processor top level against the archmodel golden run (issue 5, top level).
+
+The top level (:class:`rtl.top.Coprocessor`, ``aimc_top``) is built once per
+simulator and all scenarios of :mod:`tb.test_top_cosim` run in one simulator
+process (:func:`tb.top_env.run_top_scenarios`); each parametrized test then
+checks its scenario's JSON: the cocotb test passed (zero mismatches, no
+format, protocol, AXI or status-flag error), and the number of outputs and
+DAC codes it compared.
+
+Hand-computed figures (tiny preset: 8 rows per DAC beat and 8 lanes per act
+beat, 8 columns per ADC beat, array latency 6 cycles; affine unit one result
+per cycle):
+
+- 2-layer MLP 30 -> 32 -> 10, 8 vectors: 8 x 10 outputs; DAC codes 8 x (30 + 32);
+  the slowest stage is layer 1's affine unit, 32 results per vector (its
+  MVM is 4 + 6 + 4 + 2 = 16 cycles), so with no stall the vectors leave
+  exactly 32 cycles apart;
+- 4-layer MLP 20 -> 28 -> 32 -> 17 -> 12, 12 vectors: 12 x 12 outputs; DAC
+  codes 12 x (20 + 28 + 32 + 17).
+
+Options: ``AIMC_COSIM_SEED`` (default 1), ``AIMC_WAVES=1`` (waveforms in the
+build folders). Build and run: about 10 s on Icarus, 90 s on Verilator
+(mostly its C++ build) on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tb.top_env import run_top_scenarios
+
+pytestmark = pytest.mark.cosim
+
+SEED = int(os.environ.get("AIMC_COSIM_SEED", "1"))
+WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
+SIMULATORS = ("icarus", "verilator")
+TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
+
+#: scenario -> (outputs compared, DAC codes compared, MVMs per tile)
+SCENARIOS = {
+    "test_mlp_two_tiles": (8 * 10, 8 * (30 + 32), [8, 8]),
+    "test_mesh_backpressure": (12 * 12, 12 * (20 + 28 + 32 + 17), [12] * 4),
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Builds and runs each simulator once, on first use; returns ``get(sim)``."""
+    cache: dict = {}
+
+    def get(sim: str):
+        if sim not in cache:
+            build = tmp_path_factory.mktemp(f"top-{sim}")
+            cache[sim] = run_top_scenarios(sim, TESTS, arch="tiny", seed=SEED, build_dir=build, waves=WAVES)
+        return cache[sim]
+
+    return get
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_top_cosim(outcomes, sim, scenario):
+    n_out, n_dac, mvms = SCENARIOS[scenario]
+    out = outcomes(sim)[scenario]
+    print(f"{sim} {scenario}: seed {SEED}: {out.data}")
+    assert out.passed, f"{sim} {scenario} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["seed"] == SEED
+    assert d["mismatches"] == 0 and d["dac_mismatches"] == 0, f"seed {SEED}: {d['first_mismatches']}"
+    assert d["compared"] == d["expected_outputs"] == n_out, f"seed {SEED}: {d}"
+    assert d["dac_compared"] == n_dac and d["mvms"] == mvms, f"seed {SEED}: {d}"
+    assert d["axil_errors"] == 0 and not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
+    if scenario == "test_mlp_two_tiles":
+        assert d["stage_cycles"] == [32, 14]
+        assert d["interval_cycles"] == 32.0, f"seed {SEED}: {d}"
+        assert d["readback_checked"] == 26 and d["readback_mismatches"] == 0
+    else:
+        assert d["in_stall_cycles"] > 0 and d["out_stall_cycles"] > 0, f"seed {SEED}: {d}"
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_top_checker_detects_fault(outcomes, sim):
+    out = outcomes(sim)["test_fault_detected"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == 80 and 0 < d["mismatches"] <= 8 and d["mismatched_columns"] == [3], f"seed {SEED}: {d}"
+
+
+def test_top_simulators_agree(outcomes):
+    """Icarus and Verilator give the same counts and cycles (the stalls come from one seeded generator)."""
+    for test in TESTS:
+        a, b = outcomes("icarus")[test].data, outcomes("verilator")[test].data
+        assert a and b, test
+        for key in ("compared", "mismatches", "cycles", "config_cycles", "interval_cycles", "in_stall_cycles",
+                    "out_stall_cycles"):
+            assert a[key] == b[key], f"{test}: {key} icarus {a[key]} verilator {b[key]}"
