@@ -35,14 +35,17 @@ Micro-architecture
   several tiles is a chain of tiles ending at its home tile; the sum over the
   whole chain must fit ``acc_bits`` (``TileParams.max_chained_row_blocks``),
   as in the golden model.
-- **REQUANT** (:class:`Requantizer`, 3 cycles): coefficient-memory read, then
-  multiply-add, then ReLU + round + saturate.
+- **REQUANT** (:class:`Requantizer`, 6 cycles): coefficient-memory read,
+  coefficient register, multiply, add offset, barrel shift, then round +
+  saturate + ReLU. One operation per stage, so the unit meets 100 MHz on an
+  ECP5 (``python -m rtl.fpga``); the three extra stages cost latency only.
 
-Latency: ``affine_latency_cycles`` = 3 is the REQUANT pipeline (column in ->
-int8 out). From the ``col_in`` beat of the final row block to the first
-result on ``out``: 6 cycles (ACC 1 + FIFO 2 + REQUANT 3); the following
-columns of that beat follow one per cycle. Throughput: one ``col_in`` beat
-per cycle (while the FIFO has room), one result per cycle.
+Latency: the REQUANT pipeline (column in -> int8 out) is 6 cycles (the chip
+description's ``periphery.affine_latency_cycles`` should say 6). From the
+``col_in`` beat of the final row block to the first result on ``out``: 9
+cycles (ACC 1 + FIFO 2 + REQUANT 6); the following columns of that beat
+follow one per cycle. Throughput: one ``col_in`` beat per cycle (while the
+FIFO has room), one result per cycle.
 
 Trade-off (for the mapper): results leave one column per cycle, so a column
 block of ``cols_used`` columns occupies the output for ``cols_used`` cycles.
@@ -61,7 +64,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.fixed import relu as relu_fn
-from rtl.fixed import round_shift, saturate
+from rtl.fixed import round_shift_finish, round_shift_start, saturate
 from rtl.params import ACT_BITS, TileParams
 from rtl.tile_controller import column_beat_layout, index_shape
 
@@ -122,8 +125,13 @@ class Requantizer(wiring.Component):
     busy : Out(1)
         A result is in the pipeline.
 
-    Latency 3 cycles (``i`` accepted in cycle t -> ``o.valid`` in cycle t+3);
-    throughput one result per cycle; a stalled ``o`` stalls the whole pipeline.
+    Latency 6 cycles (``i`` accepted in cycle t -> ``o.valid`` in cycle t+6):
+    (1) coefficient-memory read, (2) coefficients registered (a block RAM's
+    clock-to-out stays out of the multiplier), (3) product, (4) plus offset,
+    (5) barrel shift (:func:`~rtl.fixed.round_shift_start`), (6) round,
+    saturate and ReLU (:func:`~rtl.fixed.round_shift_finish`); ReLU last gives
+    the same int8 as ReLU first. Throughput one result per cycle; a stalled
+    ``o`` stalls the whole pipeline (one enable).
 
     Raises
     ------
@@ -131,7 +139,7 @@ class Requantizer(wiring.Component):
         If a width is out of range or the sum is wider than 64 bits.
     """
 
-    LATENCY = 3
+    LATENCY = 6
 
     def __init__(self, *, value_bits: int, scale_bits: int, offset_bits: int, depth: int):
         for name, v, lo, hi in (("value_bits", value_bits, 2, 63), ("scale_bits", scale_bits, 2, 63),
@@ -168,33 +176,57 @@ class Requantizer(wiring.Component):
             wp.en.eq(self.coef_we),
         ]
 
+        # One enable for the whole pipeline: every stage moves when the output
+        # register is free or taken (a stalled ``o`` stalls all stages).
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
 
-        # stage 1: coefficient read (memory latency), sum registered
-        v1 = Signal()
-        col1 = Signal.like(self.i.payload.column)
-        val1 = Signal(signed(self.value_bits))
-        last1 = Signal()
-        m.d.comb += [rp.addr.eq(self.i.payload.column), rp.en.eq(advance)]
-        # stage 2: y = value * scale + offset (exact)
+        n = self.LATENCY - 1                     # stages before the output register
+        valid = [Signal(name=f"v{k}") for k in range(1, n + 1)]
+        column = [Signal.like(self.i.payload.column, name=f"col{k}") for k in range(1, n + 1)]
+        last = [Signal(name=f"last{k}") for k in range(1, n + 1)]
         sum_bits = max(self.value_bits + self.scale_bits, self.offset_bits) + 1
-        v2 = Signal()
-        col2 = Signal.like(col1)
-        y2 = Signal(signed(sum_bits))
-        last2 = Signal()
+        val1 = Signal(signed(self.value_bits))
+        val2 = Signal(signed(self.value_bits))
+        scale2 = Signal(signed(self.scale_bits))
+        offset2 = Signal(signed(self.offset_bits))
+        prod3 = Signal(signed(self.value_bits + self.scale_bits))
+        offset3 = Signal(signed(self.offset_bits))
+        y4 = Signal(signed(sum_bits))
+        f5 = Signal(signed(sum_bits + 1))
+        m.d.comb += [rp.addr.eq(self.i.payload.column), rp.en.eq(advance)]
         with m.If(advance):
+            # column, last and valid travel along the stages
+            m.d.sync += [valid[0].eq(self.i.valid), column[0].eq(self.i.payload.column),
+                         last[0].eq(self.i.payload.last)]
+            for k in range(1, n):
+                m.d.sync += [valid[k].eq(valid[k - 1]), column[k].eq(column[k - 1]), last[k].eq(last[k - 1])]
             m.d.sync += [
-                v1.eq(self.i.valid), col1.eq(self.i.payload.column),
-                val1.eq(self.i.payload.value), last1.eq(self.i.payload.last),
-                v2.eq(v1), col2.eq(col1), last2.eq(last1),
-                y2.eq(val1 * rp.data.scale + rp.data.offset),
-                # stage 3: ReLU, round, saturate -> output register
-                self.o.valid.eq(v2), self.o.payload.column.eq(col2), self.o.payload.last.eq(last2),
-                self.o.payload.data.eq(saturate(round_shift(Mux(self.relu, relu_fn(y2), y2), self.shift), ACT_BITS)),
+                # 1: coefficient-memory read (the read port's register), sum registered
+                val1.eq(self.i.payload.value),
+                # 2: coefficients registered (a block RAM's clock-to-out stays out of the multiplier)
+                val2.eq(val1), scale2.eq(rp.data.scale), offset2.eq(rp.data.offset),
+                # 3: product (exact)
+                prod3.eq(val2 * scale2), offset3.eq(offset2),
+                # 4: y = value * scale + offset (exact)
+                y4.eq(prod3 + offset3),
+                # 5: barrel shift, floor(2y / 2**shift)
+                f5.eq(round_shift_start(y4, self.shift)),
+                # 6: round, saturate, ReLU -> output register. ReLU after rounding and
+                # saturation gives the same int8: round_shift and saturate are
+                # non-decreasing, map 0 to 0 and negatives to <= 0.
+                self.o.valid.eq(valid[-1]), self.o.payload.column.eq(column[-1]),
+                self.o.payload.last.eq(last[-1]),
+                self.o.payload.data.eq(self._relu_int8(saturate(round_shift_finish(f5, sum_bits), ACT_BITS))),
             ]
-        m.d.comb += self.busy.eq(v1 | v2 | self.o.valid)
+        busy = self.o.valid
+        for v in valid:
+            busy = busy | v
+        m.d.comb += self.busy.eq(busy)
         return m
+
+    def _relu_int8(self, value):
+        return Mux(self.relu, relu_fn(value), value)
 
 
 class AffineUnit(wiring.Component):
@@ -242,8 +274,9 @@ class AffineUnit(wiring.Component):
     busy : Out(1)
         Data in flight (accumulate stage, FIFO, serializer or requantizer).
 
-    Latency: 3 cycles in the requantizer (``periphery.affine_latency_cycles``);
-    6 cycles from a final-row-block ``col_in`` beat to its first ``out`` result.
+    Latency: 6 cycles in the requantizer (``Requantizer.LATENCY``, the
+    figure for ``periphery.affine_latency_cycles``); 9 cycles (``LATENCY``) from a
+    final-row-block ``col_in`` beat to its first ``out`` result.
     Throughput: one ``col_in`` beat and one result per cycle.
 
     Raises
@@ -253,7 +286,7 @@ class AffineUnit(wiring.Component):
     """
 
     #: Cycles from accepting a final-row-block ``col_in`` beat to its first ``out`` result.
-    LATENCY = 6
+    LATENCY = 3 + Requantizer.LATENCY
 
     def __init__(self, params: TileParams):
         if not isinstance(params, TileParams):

@@ -25,20 +25,23 @@ Micro-architecture
   kernel, or ``w.T`` of a linear layer; zero for ``channel >= c_out``). It is
   loaded one int8 lane at a time through ``w_addr``/``w_lane``/``w_data``/``w_we``
   (a byte-enable write port), while idle.
-- **MAC** (2 stages): fetch (issue the weight-word and buffer reads), then
-  ``acc[l] = (k == 0 ? 0 : acc[l]) + w[l] * x`` in ``mac_lanes`` parallel lanes
+- **MAC** (4 stages): fetch (issue the weight-word and buffer reads), operand
+  register, product register ``w[l] * x``, then
+  ``acc[l] = (k == 0 ? 0 : acc[l]) + product[l]`` in ``mac_lanes`` parallel lanes
   (``acc_bits``, exact: ``K * 2**14`` fits, checked at ``start``). After the
   group's last term the sums go to a result register bank.
 - **Emission**: the result bank shifts out one channel per cycle into the
-  :class:`~rtl.affine.Requantizer` (3 cycles) while the next group
+  :class:`~rtl.affine.Requantizer` (6 cycles) while the next group
   accumulates. The MAC stalls only when a group finishes before the previous
   group's channels have all left (``K < mac_lanes``).
 
 Cycle count: ``n_pixels * ceil(c_out / mac_lanes) * K`` MAC (fetch) cycles
 when ``K >= mac_lanes`` and neither stream stalls; the first result of a
-channel group leaves 5 cycles after the group's last fetch cycle (1 MAC, 1
-result bank, 3 requantize), its other channels one per cycle after it, so the
-last result of a run leaves ``mac_lanes + 4`` cycles after the last fetch.
+channel group leaves 10 cycles after the group's last fetch cycle (3 MAC, 1
+result bank, 6 requantize), its other channels one per cycle after it, so the
+last result of a run leaves ``mac_lanes + 9`` cycles after the last fetch.
+(Each stage does one thing -- memory read, multiply, add -- so that the
+block meets 100 MHz on an ECP5, ``python -m rtl.fpga``.)
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ class DigitalDatapath(wiring.Component):
     err_x_last : Out(1)
         Sticky (cleared by ``start``): an ``x_in`` beat's ``last`` disagreed with the count from K.
 
-    Latency: 5 cycles from the fetch of a group's last term to its first result
+    Latency: 10 cycles from the fetch of a group's last term to its first result
     (``LATENCY``). Throughput: ``mac_lanes`` MACs per cycle; one result per cycle.
 
     Raises
@@ -124,7 +127,7 @@ class DigitalDatapath(wiring.Component):
     """
 
     #: Cycles from the fetch of a channel group's last term to its first result.
-    LATENCY = 5
+    LATENCY = 4 + Requantizer.LATENCY
 
     def __init__(self, params: DigitalParams):
         if not isinstance(params, DigitalParams):
@@ -222,8 +225,20 @@ class DigitalDatapath(wiring.Component):
         ser_take = res_valid & rq.i.ready
         res_free = ~res_valid | (ser_take & ser_last)
 
-        s1_done = s1_valid & (~s1_klast | res_free)
-        adv = ~s1_valid | s1_done
+        # operand and product registers between the memories and the accumulators
+        # (a block RAM's clock-to-out, the multiplier and the adder in separate
+        # cycles); one enable ``adv`` for fetch .. accumulate: the accumulate stage
+        # stalls only when its group is done and the result bank is still busy
+        s2_valid, s2_first, s2_klast = Signal(), Signal(), Signal()
+        s2_base, s2_lanes = Signal.like(s1_base), Signal.like(s1_lanes)
+        s2_w = Signal(wlayout)
+        s2_x = Signal(signed(ACT_BITS))
+        s3_valid, s3_first, s3_klast = Signal(), Signal(), Signal()
+        s3_base, s3_lanes = Signal.like(s1_base), Signal.like(s1_lanes)
+        s3_prod = [Signal(signed(2 * ACT_BITS), name=f"prod{lane}") for lane in range(L)]
+
+        s3_done = s3_valid & (~s3_klast | res_free)
+        adv = ~s3_valid | s3_done
 
         issue = Signal()
         m.d.comb += [
@@ -258,16 +273,24 @@ class DigitalDatapath(wiring.Component):
             with m.Else():
                 m.d.sync += kk.eq(kk + 1)
 
-        # ---- MAC
+        # ---- MAC: operands (s2), products (s3), accumulate
         x_op = Mux(s1_g0, s1_x, x_rp.data)
-        with m.If(s1_done):
+        with m.If(adv):
+            m.d.sync += [
+                s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_klast.eq(s1_klast),
+                s2_base.eq(s1_base), s2_lanes.eq(s1_lanes), s2_w.eq(w_rp.data), s2_x.eq(x_op),
+                s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_klast.eq(s2_klast),
+                s3_base.eq(s2_base), s3_lanes.eq(s2_lanes),
+            ]
+            m.d.sync += [s3_prod[lane].eq(s2_w[lane] * s2_x) for lane in range(L)]
+        with m.If(s3_done):
             for lane in range(L):
-                total = Mux(s1_first, 0, acc[lane]) + w_rp.data[lane] * x_op
+                total = Mux(s3_first, 0, acc[lane]) + s3_prod[lane]
                 m.d.sync += acc[lane].eq(total)
-                with m.If(s1_klast):
+                with m.If(s3_klast):
                     m.d.sync += res[lane].eq(total)
-            with m.If(s1_klast):
-                m.d.sync += [res_valid.eq(1), res_base.eq(s1_base), res_lanes.eq(s1_lanes), res_lane.eq(0)]
+            with m.If(s3_klast):
+                m.d.sync += [res_valid.eq(1), res_base.eq(s3_base), res_lanes.eq(s3_lanes), res_lane.eq(0)]
 
         # ---- emission into the requantizer
         m.d.comb += [
@@ -277,7 +300,7 @@ class DigitalDatapath(wiring.Component):
             rq.i.payload.value.eq(res[0]),
             rq.i.payload.last.eq(ser_last & (res_base + res_lanes >= c_cfg)),
         ]
-        with m.If(ser_take & ~(s1_done & s1_klast)):
+        with m.If(ser_take & ~(s3_done & s3_klast)):
             for lane in range(L - 1):
                 m.d.sync += res[lane].eq(res[lane + 1])
             m.d.sync += res_lane.eq(res_lane + 1)
@@ -307,7 +330,7 @@ class DigitalDatapath(wiring.Component):
                         m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(~running & ~s1_valid & ~res_valid & ~rq.busy):
+                with m.If(~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
         return m

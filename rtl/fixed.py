@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Mux, Value, ValueLike, signed
 
-__all__ = ["relu", "round_shift", "saturate", "to_dac_code"]
+__all__ = ["relu", "round_shift", "round_shift_finish", "round_shift_start", "saturate", "to_dac_code"]
 
 
 def round_shift(value: ValueLike, shift: ValueLike | int) -> Value:
@@ -62,11 +62,53 @@ def round_shift(value: ValueLike, shift: ValueLike | int) -> Value:
         if shift == 0:
             return value
         return ((value + (1 << (shift - 1))) >> shift).as_signed()
+    return round_shift_finish(round_shift_start(value, shift), width)
+
+
+def round_shift_start(value: ValueLike, shift: ValueLike) -> Value:
+    """First half of a variable :func:`round_shift`: ``floor(2 * value / 2**shift)``.
+
+    The barrel shifter alone, so that a pipeline can register between it and
+    :func:`round_shift_finish` (``round_shift(x, s) ==
+    round_shift_finish(round_shift_start(x, s), len(x))``).
+
+    Returns
+    -------
+    signed Value, ``w + 1`` bits
+        (``w`` the width of ``value``).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not signed or ``shift`` is signed.
+    """
+    value = Value.cast(value)
+    if not value.shape().signed:
+        raise TypeError(f"round_shift needs a signed value, got {value.shape()!r}")
     shift = Value.cast(shift)
     if shift.shape().signed:
         raise TypeError(f"round_shift needs an unsigned shift amount, got {shift.shape()!r}")
     doubled = (value << 1).as_signed()                  # w + 1 bits, exact
-    floored = doubled >> shift                          # arithmetic: floor(2x / 2**shift)
+    return (doubled >> shift).as_signed()               # arithmetic: floor(2x / 2**shift)
+
+
+def round_shift_finish(floored: ValueLike, width: int) -> Value:
+    """Second half of a variable :func:`round_shift`: ``floor((floored + 1) / 2)``.
+
+    Parameters
+    ----------
+    floored : signed Value
+        The result of :func:`round_shift_start` (``width + 1`` bits).
+    width : int
+        Width of the value given to :func:`round_shift_start`.
+
+    Returns
+    -------
+    signed Value, ``width + 1`` bits
+    """
+    floored = Value.cast(floored)
+    if not floored.shape().signed:
+        raise TypeError(f"round_shift_finish needs a signed value, got {floored.shape()!r}")
     return ((floored + 1) >> 1)[:width + 1].as_signed()
 
 
@@ -102,7 +144,11 @@ def saturate(value: ValueLike, bits: int) -> Value:
         return value.as_signed()
     lo = Const(-(1 << (bits - 1)), signed(bits))
     hi = Const((1 << (bits - 1)) - 1, signed(bits))
-    clipped = Mux(value > hi, hi, Mux(value < lo, lo, value))
+    # in range <=> bits [bits-1:] are all equal (all sign): a reduction, no
+    # magnitude comparators (two carry chains); out of range, the sign picks the end
+    top = value[bits - 1:]
+    in_range = (top == 0) | (top == (1 << len(top)) - 1)
+    clipped = Mux(in_range, value[:bits], Mux(value[-1], lo, hi))
     return clipped[:bits].as_signed()
 
 

@@ -13,14 +13,18 @@ Coordinates: ``x`` is the tile column and grows to the **east**; ``y`` is the
 tile row and grows to the **south** (row 0 is the north edge), as in the
 mapper's placement and in ``tile_grid``.
 
-Per input port a chain of ``latency_cycles`` two-entry FIFOs
-(:class:`amaranth.lib.fifo.SyncFIFO`, depth 2) buffers the flits. Each stage
-adds one cycle, so a flit crossing one router without contention takes exactly
-``latency_cycles`` cycles -- the chip description's ``hop_latency_ns`` in
-cycles (``spec.cycles``), the same figure the mapper charges per hop. The
-depth-2 FIFO keeps one flit per cycle per port *and* registers the ``ready``
-going upstream (``w_rdy`` depends on the FIFO level only), so no combinational
+Per input port a chain of ``latency_cycles`` two-entry FIFO stages buffers
+the flits (cycle for cycle a :class:`amaranth.lib.fifo.SyncFIFO` of depth 2,
+built from registers with the oldest flit in a fixed register, so no read
+multiplexer sits in front of the crossbar). Each stage adds one cycle, so a
+flit crossing one router without contention takes exactly ``latency_cycles``
+cycles -- the chip description's ``hop_latency_ns`` in cycles
+(``spec.cycles``), the same figure the mapper charges per hop. The depth-2
+stage keeps one flit per cycle per port *and* registers the ``ready`` going
+upstream (``w_rdy`` depends on the stage's fill only), so no combinational
 path crosses more than one router: Fmax does not fall with the mesh size.
+The last stage also computes the XY route of a flit as it is written and
+keeps it, one-hot, beside the flit, so the arbiters start from registers.
 
 The head flit of an input chooses its output by XY (dimension-ordered)
 routing: first along X (east if ``dest.x`` > ``x``, west if smaller), then
@@ -72,9 +76,8 @@ east edge (that is a U-turn); the node there switches such traffic itself.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
@@ -175,6 +178,51 @@ def _any(terms):
     return out
 
 
+class _FlitBuffer(wiring.Component):
+    """Two-entry FIFO whose oldest entry sits in a fixed register (no read multiplexer).
+
+    Cycle for cycle the same as :class:`amaranth.lib.fifo.SyncFIFO` of depth 2
+    (``w_rdy`` = not full, ``r_rdy`` = not empty, a write is readable the next
+    cycle, a full buffer takes no write even while it is read), but ``r_data``
+    comes straight from a flip-flop, and an optional ``tag`` computed from the
+    written data (the route of a flit) is stored beside it, so the crossbar
+    logic starts from registers.
+    """
+
+    def __init__(self, width: int, tag_fn=None, tag_width: int = 0):
+        self._tag_fn = tag_fn
+        super().__init__({
+            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+            "r_tag": Out(max(1, tag_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        head_valid, tail_valid = Signal(), Signal()
+        tail = Signal.like(self.w_data)
+        tail_tag = Signal.like(self.r_tag)
+        w_tag = Signal.like(self.r_tag)
+        if self._tag_fn is not None:
+            m.d.comb += w_tag.eq(self._tag_fn(self.w_data))
+        m.d.comb += [self.w_rdy.eq(~tail_valid), self.r_rdy.eq(head_valid)]
+        do_read = head_valid & self.r_en
+        do_write = ~tail_valid & self.w_en
+        with m.If(do_read):
+            with m.If(tail_valid):
+                m.d.sync += [self.r_data.eq(tail), self.r_tag.eq(tail_tag), tail_valid.eq(0)]
+            with m.Elif(do_write):
+                m.d.sync += [self.r_data.eq(self.w_data), self.r_tag.eq(w_tag)]
+            with m.Else():
+                m.d.sync += head_valid.eq(0)
+        with m.Elif(do_write):
+            with m.If(head_valid):
+                m.d.sync += [tail.eq(self.w_data), tail_tag.eq(w_tag), tail_valid.eq(1)]
+            with m.Else():
+                m.d.sync += [self.r_data.eq(self.w_data), self.r_tag.eq(w_tag), head_valid.eq(1)]
+        return m
+
+
 class MeshRouter(wiring.Component):
     """Five-port wormhole router with XY routing and round-robin arbitration.
 
@@ -253,25 +301,10 @@ class MeshRouter(wiring.Component):
         width = self.layout.size
         n = len(PORTS)
 
-        # ---- input buffers: latency_cycles FIFO stages per input
-        heads = []  # (valid, ready, payload view) of the oldest flit of each input
-        for i in range(n):
-            port = self.port_i(i)
-            prev_valid, prev_ready, prev_data = port.valid, port.ready, port.payload.as_value()
-            fifo = None
-            for s in range(self.latency_cycles):
-                fifo = SyncFIFO(width=width, depth=2)
-                m.submodules[f"{PORTS[i]}_buf{s}"] = fifo
-                m.d.comb += [fifo.w_data.eq(prev_data), fifo.w_en.eq(prev_valid), prev_ready.eq(fifo.w_rdy)]
-                prev_valid, prev_ready, prev_data = fifo.r_rdy, fifo.r_en, fifo.r_data
-            head = data.View(self.layout, prev_data)
-            heads.append((prev_valid, prev_ready, head))
-
-        # ---- per input: route of the head flit (locked while a packet is in flight)
-        in_busy = [Signal(name=f"{PORTS[i]}_busy") for i in range(n)]
-        in_out = [Signal(range(n), name=f"{PORTS[i]}_bound") for i in range(n)]
-        route = [Signal(range(n), name=f"{PORTS[i]}_route") for i in range(n)]
-        xmax, ymax = 2 ** len(heads[0][2].x) - 1, 2 ** len(heads[0][2].y) - 1
+        # ---- XY route of a flit, one-hot over the five outputs (illegal turns included,
+        # to flag them); computed as a flit enters an input's last buffer stage, so the
+        # crossbar below starts from registers
+        xmax, ymax = 2 ** self.layout["x"].width - 1, 2 ** self.layout["y"].width - 1
 
         def gt(sig, c, top):  # sig > c, constant-folded at the top of the range (no CMPCONST in lint)
             return Const(0) if c >= top else sig > c
@@ -279,11 +312,10 @@ class MeshRouter(wiring.Component):
         def lt(sig, c):
             return Const(0) if c == 0 else sig < c
 
-        for i in range(n):
-            hx, hy = heads[i][2].x, heads[i][2].y
-            east, west = gt(hx, self.x, xmax), lt(hx, self.x)
-            south, north = gt(hy, self.y, ymax), lt(hy, self.y)
-            xy = Signal(range(n), name=f"{PORTS[i]}_xy")
+        def xy_onehot(bits):
+            flit = data.View(self.layout, bits)
+            east, west = gt(flit.x, self.x, xmax), lt(flit.x, self.x)
+            south, north = gt(flit.y, self.y, ymax), lt(flit.y, self.y)
             if self.edge_column:
                 # last column: a flit for the east edge (x = cols) first moves
                 # along Y to its row, then leaves east (see "Destinations outside the grid")
@@ -292,13 +324,30 @@ class MeshRouter(wiring.Component):
             else:
                 rules = [(east, EAST), (west, WEST), (south, SOUTH), (north, NORTH)]
             rules = [(c, o) for c, o in rules if not isinstance(c, Const)]  # drop never-true (folded) rules
-            m.d.comb += xy.eq(LOCAL)
-            for k, (cond, port) in enumerate(rules):
-                with (m.If(cond) if k == 0 else m.Elif(cond)):
-                    m.d.comb += xy.eq(port)
-            m.d.comb += route[i].eq(xy)
-            with m.If(in_busy[i]):
-                m.d.comb += route[i].eq(in_out[i])
+            onehot = Const(1 << LOCAL, n)
+            for cond, port in reversed(rules):
+                onehot = Mux(cond, Const(1 << port, n), onehot)
+            return onehot
+
+        # ---- input buffers: latency_cycles two-entry stages per input
+        heads = []  # (valid, ready, payload view, XY route one-hot) of the oldest flit of each input
+        for i in range(n):
+            port = self.port_i(i)
+            prev_valid, prev_ready, prev_data = port.valid, port.ready, port.payload.as_value()
+            for s in range(self.latency_cycles):
+                final = s == self.latency_cycles - 1
+                buf = _FlitBuffer(width, xy_onehot if final else None, n if final else 0)
+                m.submodules[f"{PORTS[i]}_buf{s}"] = buf
+                m.d.comb += [buf.w_data.eq(prev_data), buf.w_en.eq(prev_valid), prev_ready.eq(buf.w_rdy)]
+                prev_valid, prev_ready, prev_data = buf.r_rdy, buf.r_en, buf.r_data
+            heads.append((prev_valid, prev_ready, data.View(self.layout, prev_data), buf.r_tag))
+
+        # ---- per input: route of the head flit (locked while a packet is in flight)
+        in_busy = [Signal(name=f"{PORTS[i]}_busy") for i in range(n)]
+        in_out = [Signal(n, name=f"{PORTS[i]}_bound") for i in range(n)]     # one-hot
+        route = [Signal(n, name=f"{PORTS[i]}_route") for i in range(n)]      # one-hot
+        for i in range(n):
+            m.d.comb += route[i].eq(Mux(in_busy[i], in_out[i], heads[i][3]))
 
         # request[i][o]: input i has a flit for output o (only legal turns exist)
         request = [[Const(0) for _ in range(n)] for _ in range(n)]
@@ -306,48 +355,41 @@ class MeshRouter(wiring.Component):
         for i in range(n):
             for o in legal[i]:
                 r = Signal(name=f"req_{PORTS[i]}_{PORTS[o]}")
-                m.d.comb += r.eq(heads[i][0] & (route[i] == o))
+                m.d.comb += r.eq(heads[i][0] & route[i][o])
                 request[i][o] = r
 
-        # ---- per output: round-robin grant, locked until `last`
+        # ---- per output: round-robin grant, locked until `last`. One-hot state and
+        # grants: ``offer[i]`` (input i's flit is on this output) comes from the
+        # request bits in two or three LUT levels, and ``valid`` does not wait for it
         take = [[Const(0) for _ in range(n)] for _ in range(n)]  # transfer from i to o this cycle
         for o in range(n):
             out = self.port_o(o)
             sources = [i for i in range(n) if o in legal[i]]
             busy = Signal(name=f"{PORTS[o]}_locked")
-            owner = Signal(range(n), name=f"{PORTS[o]}_owner")
-            last_winner = Signal(range(n), name=f"{PORTS[o]}_rr", init=n - 1)
-            grant = Signal(range(n), name=f"{PORTS[o]}_grant")
-            any_req = Signal(name=f"{PORTS[o]}_any")
+            owner = Signal(n, name=f"{PORTS[o]}_owner")                          # one-hot
+            last_winner = Signal(n, name=f"{PORTS[o]}_rr", init=1 << (n - 1))   # one-hot
 
-            with m.If(busy):
-                m.d.comb += [grant.eq(owner), any_req.eq(1)]
-            with m.Else():
-                # first requester after last_winner, in cyclic order
-                with m.Switch(last_winner):
-                    for lw in range(n):
-                        with m.Case(lw):
-                            order = [(lw + k) % n for k in range(1, n + 1)]
-                            order = [i for i in order if i in sources]
-                            for k, i in enumerate(order):
-                                cond = request[i][o]
-                                with (m.If(cond) if k == 0 else m.Elif(cond)):
-                                    m.d.comb += [grant.eq(i), any_req.eq(1)]
-                    with m.Default():
-                        pass  # last_winner < n always; no grant
+            offer = Signal(n, name=f"{PORTS[o]}_offer")
+            for i in sources:
+                # free: the first requester after last_winner, in cyclic order
+                first = []
+                for lw in range(n):
+                    order = [j for j in ((lw + k) % n for k in range(1, n + 1)) if j in sources]
+                    ahead = order[:order.index(i)]
+                    first.append(last_winner[lw] & ~_any(request[j][o] for j in ahead))
+                m.d.comb += offer[i].eq(request[i][o] & Mux(busy, owner[i], _any(first)))
 
             valid = Signal(name=f"{PORTS[o]}_valid")
-            with m.Switch(grant):
-                for i in sources:
-                    with m.Case(i):
-                        m.d.comb += [valid.eq(any_req & request[i][o]), out.payload.eq(heads[i][2])]
-                with m.Default():
-                    pass
-            m.d.comb += out.valid.eq(valid)
+            m.d.comb += valid.eq(Mux(busy, _any(owner[i] & request[i][o] for i in sources),
+                                     _any(request[i][o] for i in sources)))
+            payload = Const(0, width)
+            for i in sources:
+                payload = payload | (heads[i][2].as_value() & offer[i].replicate(width))
+            m.d.comb += [out.valid.eq(valid), out.payload.eq(payload)]
 
             for i in sources:
                 t = Signal(name=f"take_{PORTS[i]}_{PORTS[o]}")
-                m.d.comb += t.eq(valid & out.ready & (grant == i))
+                m.d.comb += t.eq(offer[i] & out.ready)
                 take[i][o] = t
 
             # lock on offer (valid held until accepted), release after `last`
@@ -355,9 +397,9 @@ class MeshRouter(wiring.Component):
                 with m.If(out.ready & out.payload.last):
                     m.d.sync += busy.eq(0)
                 with m.Else():
-                    m.d.sync += [busy.eq(1), owner.eq(grant)]
+                    m.d.sync += [busy.eq(1), owner.eq(offer)]
                 with m.If(~busy):
-                    m.d.sync += last_winner.eq(grant)
+                    m.d.sync += last_winner.eq(offer)
 
         misrouted = Const(0)
         # ---- per input: pop the FIFO on transfer, bind to the output until `last`;
@@ -369,14 +411,14 @@ class MeshRouter(wiring.Component):
             illegal = [o for o in range(n) if o not in legal[i]]
             if illegal:
                 bad = Signal(name=f"{PORTS[i]}_bad_turn")
-                m.d.comb += bad.eq(heads[i][0] & ~in_busy[i] & _any(route[i] == o for o in illegal))
+                m.d.comb += bad.eq(heads[i][0] & ~in_busy[i] & _any(heads[i][3][o] for o in illegal))
                 with m.If(bad):
                     m.d.comb += popped.eq(1)
                 misrouted = misrouted | bad
             for o in legal[i]:
                 with m.If(take[i][o]):
                     m.d.comb += popped.eq(1)
-                    m.d.sync += [in_busy[i].eq(~heads[i][2].last), in_out[i].eq(o)]
+                    m.d.sync += [in_busy[i].eq(~heads[i][2].last), in_out[i].eq(1 << o)]
             m.d.comb += heads[i][1].eq(popped)
         m.d.comb += self.misrouted.eq(misrouted)
         return m

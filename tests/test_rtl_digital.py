@@ -155,7 +155,7 @@ def test_digital_layers_random_with_backpressure(seed):
 
 
 def test_digital_cycle_count():
-    """No gaps, K >= lanes: n_pixels * ceil(c_out / lanes) * K MAC cycles, the last result lanes + 4 later."""
+    """No gaps, K >= lanes: n_pixels * ceil(c_out / lanes) * K MAC cycles, the last result lanes + LATENCY - 1 later."""
     rng = np.random.default_rng(3)
     layer = coefficients(rng, conv_layer(rng, 1, 4, 4, 8, 3))       # K=9, 2 groups, 4 pixels
     dut = DigitalDatapath(P)
@@ -169,7 +169,8 @@ def test_digital_cycle_count():
     simulate(dut, tb)
     compared, mismatches, cycles = res["run"]
     assert (compared, mismatches) == (4 * 8, 0)
-    assert cycles == 4 * 2 * 9 + P.mac_lanes + 4
+    assert DigitalDatapath.LATENCY == 10
+    assert cycles == 4 * 2 * 9 + P.mac_lanes + DigitalDatapath.LATENCY - 1
 
 
 def test_digital_reset_mid_transfer_and_config_errors():

@@ -44,8 +44,8 @@ def test_fig11_figures():
     assert (s.array.rows, s.array.cols, s.array.devices_per_weight) == (512, 512, 2)
     assert s.tile_grid.tiles == 64
     assert s.digital.digital_layers == ("first", "last")
-    # full scale: 0.03 * 512 rows * 25 uS * 0.2 V = 76.8 uA
-    assert s.adc_full_scale_ua == pytest.approx(76.8)
+    # full scale: 0.125 * 512 rows * 25 uS * 0.2 V = 320 uA
+    assert s.adc_full_scale_ua == pytest.approx(320.0)
 
 
 def test_hermes_peak_throughput_matches_published_figure():

@@ -5,9 +5,9 @@ layer", "PCM device model") with the figures of the presets:
 
 - tiny: 32 x 32 arrays, V_read = 0.2 V, 8-bit DAC and ADC, g_max = 25 µS,
   1 device per polarity, ADC full scale I_fs = 0.25 · 32 · 1 · 25 µS · 0.2 V = 40 µA;
-- fig11: 512 x 512 arrays, I_fs = 0.03 · 512 · 1 · 25 · 0.2 = 76.8 µA;
+- fig11: 512 x 512 arrays, I_fs = 0.125 · 512 · 1 · 25 · 0.2 = 320 µA;
 - hermes: 256 x 256 arrays, 2 devices per polarity, g_max = 20.7 µS,
-  I_fs = 0.03 · 256 · 2 · 20.7 · 0.2 = 63.5904 µA.
+  I_fs = 0.125 · 256 · 2 · 20.7 · 0.2 = 264.96 µA.
 
 With 8-bit DAC, V_lsb = 0.2 V / 128 = 1.5625 mV, and an ADC code is
 ``rint(I / I_fs · 128)`` saturated to [-128, 127].
@@ -123,11 +123,11 @@ def test_adc_saturation_at_both_ends():
 def test_adc_code_hermes_hand_computed():
     m = programmed(HERMES, [[1.0]])
     # G = 2 devices · 20.7 µS = 41.4 µS; I = 127 · 1.5625 mV · 41.4 = 8.2153125 µA
-    # code = rint(8.2153125 / 63.5904 · 128) = rint(16.536458...) = 17
+    # code = rint(8.2153125 / 264.96 · 128) = rint(3.96875) = 4
     # 20.7 µS is not on the 2^-24 µS grid: each of the 2 devices is off by <= 2^-25 µS
     grid_atol_ua = 127 * (0.2 / 128) * 2 * G_GRID_US / 2
     np.testing.assert_allclose(m.column_currents_ua([127]), [[[8.2153125]]], rtol=0, atol=grid_atol_ua)
-    np.testing.assert_array_equal(m.mvm_adc_codes([127]), [[[17]]])
+    np.testing.assert_array_equal(m.mvm_adc_codes([127]), [[[4]]])
 
 
 def test_dac_bits_below_8():

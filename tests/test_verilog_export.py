@@ -65,8 +65,11 @@ def test_synthesis_no_latches_and_cell_counts(exported):
         assert s.latches == 0
         assert s.total > 0 and s.flops > 0, f"{name}: {s.cells}"
         print(f"{name}: {s.total} cells, {s.flops} flip-flops")
-    # the mesh is four routers plus wiring
-    assert stats["mesh"].flops >= 4 * stats["mesh_router"].flops * 0.9
+    # the mesh is four routers plus wiring. Most router flip-flops are its input
+    # buffers (registers); in the 2 x 2 mesh 6 of the 20 router inputs face the
+    # grid edge (west of column 0, north of row 0, south of row 1), are tied
+    # off and lose their buffers, so expect 14/20 of four routers, less 10 %
+    assert stats["mesh"].flops >= 4 * stats["mesh_router"].flops * (14 / 20) * 0.9
 
 
 @pytest.mark.slow
