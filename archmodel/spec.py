@@ -219,7 +219,9 @@ class Periphery(_Section):
     affine_scale_bits: int = Field(16, ge=4, le=32, description="Per-column scale coefficient width in bits (signed).")
     affine_offset_bits: int = Field(32, ge=4, le=48, description="Per-column offset coefficient width in bits (signed).")
     activation_bits: Literal[8] = Field(8, description="Activation width in bits (int8 in and out).")
-    affine_latency_cycles: PositiveInt = Field(3, le=1024, description="Pipeline latency of the affine unit in cycles.")
+    affine_latency_cycles: PositiveInt = Field(
+        6, le=1024, description="Pipeline latency of the affine unit in cycles (the RTL requantizer: 6)."
+    )
 
 
 class TileGrid(_Section):
@@ -481,6 +483,8 @@ def _format_error(err: dict[str, Any], origin: str) -> str:
         d = model.model_fields[loc[-1]].description
         if d:
             desc = f" ({d})"
+    if isinstance(value, dict) and typ == "value_error":  # a cross-field check: the message names the fields
+        return f"{origin}: {path}: {msg}"
     return f"{origin}: {path}: bad value {value!r}: {msg}{desc}"
 
 

@@ -17,6 +17,8 @@ out of range, a layer that does not fit one tile: one line each).
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 
 from mapping.cli_common import add_arch, add_network, add_seed
 
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Co-simulate one analog layer on one tile: the generated Verilog of the tile controller and "
         "affine unit in Icarus Verilog or Verilator, the PCM arrays as the archmodel tile model. Prints MATCH or "
         "MISMATCH, outputs compared, seed, simulated cycles and the mapper's predicted cycles; exits 1 on a "
-        "mismatch or when the cycle counts differ by more than 2 %%.",
+        "mismatch or when the cycle counts differ by more than 2 %.",
     )
     add_arch(p)
     add_network(p)
@@ -48,8 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tb.cosim import cosim_layer
 
-    if args.t_inf < 0:
-        raise ValueError(f"--t-inf must be >= 0 s, got {args.t_inf}")
+    if not math.isfinite(args.t_inf) or args.t_inf < 0:
+        raise ValueError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.build_dir is not None and Path(args.build_dir).exists() and not Path(args.build_dir).is_dir():
+        raise ValueError(f"--build-dir {args.build_dir}: exists and is not a folder")
     if args.waves and args.build_dir is None:
         raise ValueError("--waves needs --build-dir DIR to keep the waveform file")
     report = cosim_layer(args.arch, args.network, args.layer, seed=args.seed, t_inf_s=args.t_inf,

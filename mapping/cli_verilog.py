@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,13 +36,23 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    paths = export_verilog(spec, out)
+    # Stage everything in a hidden folder inside --out and move it into place at the end,
+    # so an interrupted run leaves no half-written set of files.
+    staging = Path(tempfile.mkdtemp(prefix=".aimc-verilog-", dir=out))
+    try:
+        staged = export_verilog(spec, staging)
+        (staging / "regmap.md").write_text(regmap_markdown(build_regmap(spec)))
+        paths = []
+        for src in [*staged, staging / "regmap.md"]:
+            dst = out / src.name
+            (out / f"{src.stem}.stat.txt").unlink(missing_ok=True)  # statistics of an earlier run are stale
+            os.replace(src, dst)
+            dst.chmod(0o644)
+            paths.append(dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    md = paths.pop()
     regmap = build_regmap(spec)
-    md = out / "regmap.md"
-    with tempfile.NamedTemporaryFile("w", dir=out, prefix=".regmap.", suffix=".tmp", delete=False) as fh:
-        fh.write(regmap_markdown(regmap))
-    Path(fh.name).replace(md)
-    md.chmod(0o644)
     for p in [*paths, md]:
         print(f"wrote {p} ({p.stat().st_size} bytes)")
     print(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, digest {regmap.digest}")

@@ -37,8 +37,9 @@ Micro-architecture
   as in the golden model.
 - **REQUANT** (:class:`Requantizer`, 6 cycles): coefficient-memory read,
   coefficient register, multiply, add offset, barrel shift, then round +
-  saturate + ReLU. One operation per stage, so the unit meets 100 MHz on an
-  ECP5 (``python -m rtl.fpga``); the three extra stages cost latency only.
+  saturate + ReLU. One operation per stage, so the unit reaches 128 MHz on an
+  ECP5 LFE5U-85F (``python -m rtl.fpga --arch tiny``; it was 77 MHz with 3 stages); the three extra stages
+  cost latency only.
 
 Latency: the REQUANT pipeline (column in -> int8 out) is 6 cycles (the chip
 description's ``periphery.affine_latency_cycles`` should say 6). From the

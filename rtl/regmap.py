@@ -135,8 +135,8 @@ class RegisterMap:
 
     @property
     def digest(self) -> str:
-        """Short hash of the map (addresses, fields, access, resets)."""
-        blob = repr([(r.name, r.address, [(f.name, f.offset, f.width, f.access.value, f.reset) for f in r.fields])
+        """Short hash of the map (addresses, fields, access, resets, constant values)."""
+        blob = repr([(r.name, r.address, [(f.name, f.offset, f.width, f.access.value, f.reset, f.value) for f in r.fields])
                      for r in self.registers])
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -155,3 +155,15 @@ def test_resnet32_layer_verilator(tmp_path):
     assert rep.predicted_cycles == 1024 * 154
     assert rep.simulated_cycles == rep.predicted_cycles
     assert rep.gdc_alpha > 1.0              # one hour of drift: the calibration raises the scale
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--t-inf", "nan"], "--t-inf must be finite and >= 0 s, got nan"),
+    (["--t-inf", "inf"], "--t-inf must be finite and >= 0 s, got inf"),
+    (["--seed", "-3"], "--seed must be >= 0, got -3"),
+])
+def test_cosim_cli_rejects_bad_options_up_front(args, message):
+    r = subprocess.run([sys.executable, "-m", "mapping.cli", "cosim", "--arch", "tiny", "--network", "digits-mlp",
+                        "--layer", "1", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"aimc: error: {message}"]

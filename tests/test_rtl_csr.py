@@ -197,3 +197,16 @@ def test_coprocessor_config_and_host_loopback():
     assert got["bad"] == (0, RESP_SLVERR)
     hop = spec.cycles(spec.interconnect.hop_latency_ns)
     assert got["loop"] == (hop, 0xC0FFEE, 1, 1)
+
+
+def test_regmap_digest_covers_constant_field_values():
+    # chip.geometry / link constants are RO fields with a constant value: a different chip must give a
+    # different digest even when addresses, widths and resets are the same
+    from archmodel.spec import load_spec
+    from rtl.regmap import build_regmap
+
+    a = build_regmap(load_spec("tiny"))
+    b = build_regmap(load_spec("tiny").replace(**{"interconnect.link_width_bits": 16}))
+    assert [r.address for r in a.registers] == [r.address for r in b.registers]
+    assert a.digest != b.digest
+    assert build_regmap(load_spec("tiny")).digest == a.digest

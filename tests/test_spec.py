@@ -232,3 +232,21 @@ def test_yaml_merge_keys_may_be_overridden():
 
     data = safe_load_unique("base: &b {rows: 64, cols: 64}\narray: {<<: *b, rows: 128}\n")
     assert data["array"] == {"rows": 128, "cols": 64}
+
+
+def test_cross_field_error_is_one_short_line():
+    # a model-level check must name the fields, not dump the whole section or file
+    with pytest.raises(SpecError) as exc:
+        load_spec_text("name: a\nperiphery: {accumulator_bits: 8}", origin="t.yaml")
+    msg = str(exc.value)
+    assert "{" not in msg and "accumulator_bits=8 must exceed array.adc_bits=8" in msg
+    assert len(msg) < 200
+
+
+def test_affine_latency_default_matches_rtl():
+    # rtl/affine.py Requantizer.LATENCY is 6; the default and every preset must say so
+    from rtl.affine import Requantizer
+
+    assert load_spec_text("name: a").periphery.affine_latency_cycles == Requantizer.LATENCY == 6
+    for name in list_presets():
+        assert load_spec(name).periphery.affine_latency_cycles == Requantizer.LATENCY
