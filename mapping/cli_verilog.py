@@ -14,10 +14,12 @@ from mapping.cli_common import add_arch, add_out, check_out_dir, resolve_arch
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verilog",
-        help="generate the Verilog of the digital periphery (one file per block + top) and regmap.md",
+        help="generate the Verilog of the digital periphery (one file per block + top), ports.md and regmap.md",
         description="Generate synthesizable Verilog from the chip description: one file per component "
         "(tile controller, affine unit, digital datapath, mesh router, mesh, CSR bank) and the top level "
-        "aimc_top.v, plus the register map (regmap.md). Optionally lint with Verilator and report Yosys cell counts.",
+        "aimc_top.v, plus ports.md (every port with the bit layout of packed stream payloads) and the "
+        "register map (regmap.md), written whole or not at all. Optionally lint with Verilator and report "
+        "Yosys cell counts.",
     )
     add_arch(p)
     add_out(p)
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtl.export import LintError, SynthError, export_verilog, lint, synth_stats
+    from rtl.export import LintError, SynthError, export_verilog, lint, ports_markdown, synth_stats
     from rtl.regmap import build_regmap, regmap_markdown
 
     spec = resolve_arch(args)
@@ -41,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     staging = Path(tempfile.mkdtemp(prefix=".aimc-verilog-", dir=out))
     try:
         staged = export_verilog(spec, staging)
+        (staging / "ports.md").write_text(ports_markdown(spec))
         (staging / "regmap.md").write_text(regmap_markdown(build_regmap(spec)))
         paths = []
-        for src in [*staged, staging / "regmap.md"]:
+        for src in [*staged, staging / "ports.md", staging / "regmap.md"]:
             dst = out / src.name
             (out / f"{src.stem}.stat.txt").unlink(missing_ok=True)  # statistics of an earlier run are stale
             os.replace(src, dst)
@@ -52,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     md = paths.pop()
+    ports_md = paths.pop()
     regmap = build_regmap(spec)
-    for p in [*paths, md]:
+    for p in [*paths, ports_md, md]:
         print(f"wrote {p} ({p.stat().st_size} bytes)")
     print(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, digest {regmap.digest}")
     if args.lint:

@@ -214,3 +214,79 @@ def synth_stats(path: str | os.PathLike, top: str | None = None, *, timeout_s: f
     if stats.latches:
         raise SynthError(f"{top}: yosys inferred {stats.latches} latch cell(s)")
     return stats
+
+
+def _layout_rows(layout, base: int, prefix: str) -> list[tuple[str, str, str]]:
+    """(field, bits, shape) rows of a data layout, arrays of scalars written once with their stride."""
+    from amaranth.hdl import Shape
+    from amaranth.lib import data
+
+    rows: list[tuple[str, str, str]] = []
+    if isinstance(layout, data.ArrayLayout):
+        elem = layout.elem_shape
+        w = Shape.cast(elem).width
+        if isinstance(elem, data.Layout):
+            for i in range(layout.length):
+                rows += _layout_rows(elem, base + i * w, f"{prefix}[{i}]")
+        else:
+            hi = f"{base}+{w}i+{w - 1}" if base else f"{w}i+{w - 1}"
+            lo = f"{base}+{w}i" if base else f"{w}i"
+            rows.append((f"{prefix}[i], i = 0..{layout.length - 1}", f"[{hi}:{lo}]", str(Shape.cast(elem))))
+        return rows
+    for name, field in layout:
+        w = Shape.cast(field.shape).width
+        sub = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(field.shape, data.Layout):
+            rows += _layout_rows(field.shape, base + field.offset, sub)
+        else:
+            lo = base + field.offset
+            bits = f"[{lo}]" if w == 1 else f"[{lo + w - 1}:{lo}]"
+            rows.append((sub, bits, str(Shape.cast(field.shape))))
+    return rows
+
+
+def _ports(members, prefix: str):
+    """(Verilog port name, port member) pairs, expanding arrays of ports and of interfaces as Amaranth names them."""
+    import itertools
+
+    for name, member in members.items():
+        base = f"{prefix}__{name}" if prefix else name
+        indices = itertools.product(*(range(d) for d in member.dimensions)) if member.dimensions else [()]
+        for idx in indices:
+            full = base + "".join(f"__{i}" for i in idx)
+            if member.is_port:
+                yield full, member
+            else:  # Member.signature of an In(...) member is already flipped
+                yield from _ports(member.signature.members, full)
+
+
+def ports_markdown(spec: ChipSpec) -> str:
+    """Markdown list of every exported block's Verilog ports, with the bit layout of packed payloads.
+
+    Amaranth exports a stream payload shaped by an ``amaranth.lib.data`` layout
+    as one flat port (``<stream>__payload``); this table maps its bits to the
+    fields, so an FPGA or analog-macro integrator needs no Amaranth. Clock
+    ``clk`` (rising edge) and reset ``rst`` (synchronous, active high) are
+    Amaranth's defaults for every block. Direction is seen from the block.
+    """
+    from amaranth.hdl import Shape
+    from amaranth.lib import data
+
+    lines = [f"# Verilog ports of the aimc blocks for chip description '{spec.name}' (hash {spec.spec_hash})", "",
+             "Every block also has `clk` (rising edge) and `rst` (synchronous, active high).", ""]
+    for name, comp in components(spec).items():
+        comp._MustUse__silence = True  # inspected for its signature only, never elaborated here
+        lines += [f"## `{name}`", "", "| port | direction | width (bits) | field | bits | shape |",
+                  "|---|---|---:|---|---|---|"]
+        for port, member in _ports(comp.signature.members, ""):
+            width = Shape.cast(member.shape).width
+            direction = "in" if member.flow.name == "In" else "out"
+            if isinstance(member.shape, data.Layout):
+                rows = _layout_rows(member.shape, 0, "")
+                lines.append(f"| `{port}` | {direction} | {width} | {rows[0][0]} | {rows[0][1]} | {rows[0][2]} |")
+                lines += [f"| | | | {f} | {b} | {s} |" for f, b, s in rows[1:]]
+            else:
+                shape = Shape.cast(member.shape)
+                lines.append(f"| `{port}` | {direction} | {width} | | | {shape} |")
+        lines.append("")
+    return "\n".join(lines)
