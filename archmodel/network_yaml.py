@@ -53,7 +53,7 @@ from .network import (
     _pos_pair,
     _reshape_target,
 )
-from .yaml_loader import DuplicateKeyError, safe_load_unique
+from .yaml_loader import load_yaml_or_raise
 
 __all__ = ["NetworkSpec", "load_network_yaml", "network_to_yaml"]
 
@@ -457,15 +457,7 @@ def load_network_yaml(source: str | os.PathLike[str], *, origin: str | None = No
     else:
         raise NetworkError(f"load_network_yaml expects a path or YAML text, got "
                            f"{type(source).__name__}")
-    try:
-        data = safe_load_unique(text)
-    except DuplicateKeyError as exc:
-        raise NetworkError(f"{origin}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise NetworkError(f"{origin}: YAML does not parse{where}: {problem}") from None
+    data = load_yaml_or_raise(text, origin, NetworkError)
     return _build(_validate(data, origin), origin)
 
 

@@ -47,7 +47,7 @@ from pydantic import (
     model_validator,
 )
 
-from .yaml_loader import DuplicateKeyError, safe_load_unique
+from .yaml_loader import load_yaml_or_raise
 
 __all__ = [
     "SpecError",
@@ -518,15 +518,7 @@ def load_spec_text(text: str, origin: str = "<string>") -> ChipSpec:
     SpecError
         YAML that does not parse, empty text, or any validation problem.
     """
-    try:
-        data = safe_load_unique(text)
-    except DuplicateKeyError as exc:
-        raise SpecError(f"{origin}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{origin}: YAML does not parse{where}: {problem}") from None
+    data = load_yaml_or_raise(text, origin, SpecError)
     return _validate(data, origin)
 
 

@@ -288,18 +288,7 @@ class AnalogMatrix:
             unrounded codes when ``ideal_periphery``.
         """
         x = self.column_currents_ua(dac_codes)  # a fresh array: updated in place below
-        sigma = self.spec.array.output_noise_fraction * self.i_fs_ua
-        if sigma > 0 and not self.ideal_periphery:
-            z = self._output_noise(x.shape, mvm_index)
-            z *= sigma
-            x += z
-        x *= self.adc_levels / self.i_fs_ua
-        if self.ideal_periphery:
-            return x
-        np.rint(x, out=x)
-        np.maximum(x, -self.adc_levels, out=x)
-        np.minimum(x, self.adc_levels - 1, out=x)
-        return x.astype(np.int64)
+        return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
 
     def array_adc_codes(
         self, row_block: int, col_block: int, dac_codes: npt.ArrayLike, mvm_index: int = 0
@@ -338,19 +327,29 @@ class AnalogMatrix:
             raise ValueError(f"dac_codes must have {rsl.stop - rsl.start} rows per vector, got shape {np.shape(dac_codes)}")
         x = d.astype(np.float64) @ self._g_eff[rsl, c0:c1]
         x *= self.v_lsb_v
+        array_index = col_block * self.n_row_blocks + row_block
+        return self._convert(x, lambda: self._noise_rows(array_index, c1 - c0, mvm_index, x.shape[0]))
+
+    def _convert(self, i_ua: np.ndarray, noise) -> np.ndarray:
+        """The ADC, in place on column currents ``i_ua`` (µA): add output noise, scale, round, saturate.
+
+        The one conversion both :meth:`mvm_adc_codes` and :meth:`array_adc_codes`
+        use, so they stay identical code for code. ``noise()`` returns the
+        standard normals of ``i_ua``'s shape; it is called only when output
+        noise is on.
+        """
         sigma = self.spec.array.output_noise_fraction * self.i_fs_ua
         if sigma > 0 and not self.ideal_periphery:
-            array_index = col_block * self.n_row_blocks + row_block
-            z = self._noise_rows(array_index, c1 - c0, mvm_index, x.shape[0])
+            z = noise()
             z *= sigma
-            x += z
-        x *= self.adc_levels / self.i_fs_ua
+            i_ua += z
+        i_ua *= self.adc_levels / self.i_fs_ua
         if self.ideal_periphery:
-            return x
-        np.rint(x, out=x)
-        np.maximum(x, -self.adc_levels, out=x)
-        np.minimum(x, self.adc_levels - 1, out=x)
-        return x.astype(np.int64)
+            return i_ua
+        np.rint(i_ua, out=i_ua)
+        np.maximum(i_ua, -self.adc_levels, out=i_ua)
+        np.minimum(i_ua, self.adc_levels - 1, out=i_ua)
+        return i_ua.astype(np.int64)
 
     def _noise_rows(self, array_index: int, n_cols: int, mvm_index: int, count: int) -> np.ndarray:
         """Standard normals (count, n_cols) of MVMs ``mvm_index .. mvm_index+count-1`` of one array."""

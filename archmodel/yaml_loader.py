@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DuplicateKeyError", "UniqueKeyLoader", "safe_load_unique"]
+__all__ = ["DuplicateKeyError", "UniqueKeyLoader", "load_yaml_or_raise", "safe_load_unique"]
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -89,3 +89,25 @@ def safe_load_unique(text: str) -> Any:
         The text does not parse.
     """
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_yaml_or_raise(text: str, origin: str, error: type[Exception]) -> Any:
+    """:func:`safe_load_unique`, turning every YAML problem into one line of ``error``.
+
+    The message starts with ``origin`` and names the line and column where
+    PyYAML found the problem, or the path of a duplicate key.
+
+    Raises
+    ------
+    error
+        YAML that does not parse, or a duplicate key.
+    """
+    try:
+        return safe_load_unique(text)
+    except DuplicateKeyError as exc:
+        raise error(f"{origin}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{origin}: YAML does not parse{where}: {problem}") from None

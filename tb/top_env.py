@@ -45,8 +45,6 @@ the testbench (AXI pause generators, bridges) from ``default_rng([seed, 2])``.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -627,27 +625,10 @@ def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes
     dict of test name -> tb.cosim.ScenarioOutcome
         A test missing from the results (the simulator died) is reported failed.
     """
-    from tb.cosim import REPO_ROOT, ScenarioOutcome, _outcomes, verilator_pch_fix
-    from tb.runner import run_cocotb
+    from tb.cosim import run_cocotb_tests
 
     build_dir = Path(build_dir)
     spec = resolve_spec(arch, changes)
     src = top_verilog(spec, build_dir / "rtl")
-    out_dir = build_dir / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for t in tests:
-        (out_dir / f"{t}.json").unlink(missing_ok=True)
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "AIMC_COSIM_ARCH": str(arch),
-        "AIMC_COSIM_CHANGES": json.dumps(changes or {}),
-        "AIMC_COSIM_SEED": str(int(seed)),
-        "AIMC_COSIM_OUT": str(out_dir),
-    }
-    with verilator_pch_fix() if sim == "verilator" else contextlib.nullcontext():
-        result = run_cocotb(sim, [src], TOP_NAME, "tb.test_top_cosim", build_dir / sim, extra_env=env,
-                            testcase=tests, waves=waves)
-    outcomes = _outcomes(result.results_xml, out_dir)
-    for t in tests:
-        outcomes.setdefault(t, ScenarioOutcome(t, False, "not run (simulator failed?)"))
-    return outcomes
+    return run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, tests, arch=arch, changes=changes,
+                            seed=seed, waves=waves)
