@@ -38,7 +38,7 @@ iverilog:
 	fi
 
 demo: setup
-	@$(PY) -m mapping.demo
+	@$(PY) -m mapping.cli.demo
 
 test: setup iverilog
 	$(PY) -m pytest -q -ra

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mapping.cli import main  # noqa: E402
+from mapping.cli.main import main  # noqa: E402
 
 TARGET_S = 180.0
 

@@ -18,7 +18,7 @@ import onnx
 
 from archmodel.onnx_import import import_onnx
 from archmodel.spec import load_spec
-from mapping.cli import main
+from mapping.cli.main import main
 from mapping.mapper import map_network
 
 MODEL = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"

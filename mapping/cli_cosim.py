@@ -20,7 +20,7 @@ import argparse
 import math
 from pathlib import Path
 
-from mapping.cli_common import add_arch, add_network, add_seed
+from mapping.cli.common import add_arch, add_network, add_seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:

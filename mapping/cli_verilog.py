@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mapping.cli_common import add_arch, add_out, check_out_dir, resolve_arch
+from mapping.cli.common import add_arch, add_out, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -2,7 +2,7 @@
 
 :func:`render_report` turns a :class:`~mapping.mapper.MappingResult` into file
 contents (``{file name: bytes or str}``); the caller writes them with
-:func:`mapping.cli_common.write_files_atomic` (whole or not at all). Output is
+:func:`archmodel.fileio.write_files_atomic` (whole or not at all). Output is
 byte-identical for the same inputs: no timestamps, no absolute paths, PNGs
 without a software/date tag. Every report records the chip description's
 hash, the seed (when one was used) and the aimc version. JSON keys are

@@ -27,7 +27,7 @@ from archmodel.network import NetworkBuilder
 from archmodel.spec import load_spec
 from archmodel.training import TrainConfig, init_params, save_npz, train
 from archmodel.zoo_digits import digits_cnn, digits_mlp
-from mapping.cli import main
+from mapping.cli.main import main
 
 SEEDS = [0, 1, 2, 3, 4]
 DRAWS = 8

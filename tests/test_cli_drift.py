@@ -1,4 +1,4 @@
-"""End-to-end tests of ``aimc drift`` (mapping/cli_drift.py) on the tiny preset."""
+"""End-to-end tests of ``aimc drift`` (mapping/cli/drift.py) on the tiny preset."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mapping.cli import main
+from mapping.cli.main import main
 
 TIMES = ["1 s", "1 h", "1 day", "1 month", "1 year"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from mapping.cli import main
+from mapping.cli.main import main
 from mapping.report import REPORT_FILES
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -156,11 +156,11 @@ def test_bad_out_found_before_mapping(tmp_path, capsys, bad):
 def test_write_error_names_final_file(tmp_path, monkeypatch):
     import os
 
-    from mapping import cli_common
+    from archmodel import fileio
 
-    monkeypatch.setattr(cli_common.os, "fdopen", lambda fd, mode: _Failing(fd))
+    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode: _Failing(fd))
     with pytest.raises(OSError) as exc:
-        cli_common.write_files_atomic(tmp_path, {"a.md": "x", "b.json": "y"})
+        fileio.write_files_atomic(tmp_path, {"a.md": "x", "b.json": "y"})
     assert str(exc.value) == f"{tmp_path / 'a.md'}: cannot write (No space left on device)"
     assert os.listdir(tmp_path) == []  # the temporary is gone too
 

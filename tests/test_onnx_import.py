@@ -133,7 +133,7 @@ def test_unsupported_operator_names_node_and_op(tmp_path):
 def test_unsorted_graph_gives_one_complete_line(tmp_path, capsys):
     # nodes listed consumer first: the onnx checker's message spans three lines;
     # the whole sentence must reach the user on one line.
-    from mapping.cli import main
+    from mapping.cli.main import main
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from archmodel.spec import load_spec
-from mapping.cli import main
+from mapping.cli.main import main
 from rtl.export import export_verilog, ports_markdown
 
 

@@ -18,7 +18,7 @@ from archmodel.spec import (
     load_spec_text,
     ns_to_cycles,
 )
-from mapping.cli import main
+from mapping.cli.main import main
 
 
 def test_presets_listed():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from archmodel.spec import load_spec
-from mapping.cli import main
+from mapping.cli.main import main
 from rtl.export import LINT_WAIVERS, export_verilog, lint, synth_stats
 from rtl.regmap import build_regmap
 

@@ -1,4 +1,4 @@
-"""``aimc train``: train a digits network in numpy with weight-noise injection; write its ``.npz``."""
+"""``aimc train``: parse the options, train with :mod:`archmodel.digits_experiment`, write ``weights.npz``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import math
 import sys
 
-from mapping.cli_common import add_network, add_out, add_seed, check_int_range, check_out_dir, write_files_atomic
+from archmodel.fileio import write_files_atomic
+from mapping.cli.common import OptionError, add_network, add_out, add_seed, check_int_range, check_out_dir
 
 #: Default training options of the CLI (also used by ``aimc accuracy`` when it trains).
 DEFAULT_EPOCHS = 20
@@ -15,21 +16,6 @@ MAX_EPOCHS = 10_000
 
 #: Training options that ``aimc accuracy`` ignores when it does not train (flag -> attribute).
 TRAIN_FLAGS = {"--noise": "noise", "--epochs": "epochs", "--clip-sigma": "clip_sigma"}
-
-
-def resolve_network(name: str):
-    """A network by zoo name or path: ``archmodel.zoo.load_network`` when present, else the digits zoo."""
-    try:
-        from archmodel.zoo import load_network
-    except ModuleNotFoundError as exc:
-        if exc.name != "archmodel.zoo":
-            raise
-        from archmodel.zoo_digits import DIGITS_NETWORKS
-
-        if name not in DIGITS_NETWORKS:
-            raise ValueError(f"unknown network {name!r}; expected one of {', '.join(DIGITS_NETWORKS)}") from None
-        return DIGITS_NETWORKS[name]()
-    return load_network(name)
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -54,39 +40,32 @@ def train_settings(args: argparse.Namespace) -> tuple[float, int, float | None]:
 
     Raises
     ------
-    ValueError
+    OptionError
         One line naming the flag, e.g. ``--epochs must be in 1..10000, got 0``.
     """
     noise = DEFAULT_NOISE if args.noise is None else args.noise
     epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"--noise must be a finite number >= 0 (fraction of max|W|), got {noise}")
+        raise OptionError(f"--noise must be a finite number >= 0 (fraction of max|W|), got {noise}")
     check_int_range("--epochs", epochs, 1, MAX_EPOCHS)
     if args.clip_sigma is not None and not (math.isfinite(args.clip_sigma) and args.clip_sigma > 0):
-        raise ValueError(f"--clip-sigma must be a finite number > 0, got {args.clip_sigma}")
+        raise OptionError(f"--clip-sigma must be a finite number > 0, got {args.clip_sigma}")
     return noise, epochs, args.clip_sigma
 
 
-def train_network(network, seed: int, noise: float, epochs: int, clip_sigma: float | None, quiet: bool = False):
-    """Train ``network`` on the digits split of ``seed``; returns (TrainResult, split)."""
+def train_with_progress(network, seed: int, noise: float, epochs: int, clip_sigma: float | None, quiet: bool = False):
+    """:func:`archmodel.digits_experiment.train_on_digits` with a progress bar on stderr; returns (TrainResult, split)."""
     from tqdm import tqdm
 
-    from archmodel.datasets import DIGITS_INPUT_SHAPE, load_digits_split
-    from archmodel.training import TrainConfig, train
+    from archmodel.digits_experiment import train_on_digits
 
-    if tuple(network.input_shape) != DIGITS_INPUT_SHAPE or tuple(network.output_shape) != (10,):
-        raise ValueError(f"network {network.name!r} has input {tuple(network.input_shape)} and output "
-                         f"{tuple(network.output_shape)}; training on digits needs input (1, 8, 8) and output (10,)")
-    cfg = TrainConfig(noise=noise, epochs=epochs, clip_sigma=clip_sigma)
-    data = load_digits_split(seed)
     with tqdm(total=epochs, desc=f"train {network.name} (noise {noise:g})", unit="epoch", file=sys.stderr,
               disable=True if quiet else None, leave=False) as bar:  # None: off when stderr is no terminal
         def progress(epoch: int, loss: float) -> None:
             bar.set_postfix(loss=f"{loss:.3f}")
             bar.update(1)
 
-        result = train(network, data.x_train, data.y_train, data.x_test, data.y_test, cfg, seed=seed, progress=progress)
-    return result, data
+        return train_on_digits(network, seed, noise, epochs, clip_sigma, progress=progress)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -115,12 +94,13 @@ def run(args: argparse.Namespace) -> int:
 
     from archmodel import __version__
     from archmodel.training import save_npz_bytes
+    from archmodel.zoo import load_network
 
     check_int_range("--seed", args.seed, 0)
     noise, epochs, clip_sigma = train_settings(args)
-    network = resolve_network(args.network)
+    network = load_network(args.network)
     check_out_dir(args.out)
-    result, data = train_network(network, args.seed, noise, epochs, clip_sigma, args.quiet)
+    result, data = train_with_progress(network, args.seed, noise, epochs, clip_sigma, args.quiet)
     meta = {"network": network.name, "noise": noise, "seed": args.seed, "epochs": epochs,
             "clip_sigma": clip_sigma, "train_accuracy_pct": 100 * result.train_accuracy,
             "test_accuracy_pct": 100 * result.test_accuracy, "dataset": "sklearn digits, stratified 70/30 split",

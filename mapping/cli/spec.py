@@ -6,7 +6,7 @@ import argparse
 import json
 
 from archmodel.spec import array_mvm_cycles, array_mvm_latency_ns
-from mapping.cli_common import add_arch, resolve_arch
+from mapping.cli.common import add_arch, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:

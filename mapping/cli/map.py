@@ -1,18 +1,11 @@
-"""``aimc map``: map a network onto a chip description and write its PPA report."""
+"""``aimc map``: parse the options, map the network with :mod:`mapping.mapper`, write its PPA report."""
 
 from __future__ import annotations
 
 import argparse
 
-from mapping.cli_common import (
-    add_arch,
-    add_network,
-    add_out,
-    check_int_range,
-    check_out_dir,
-    resolve_arch,
-    write_files_atomic,
-)
+from archmodel.fileio import write_files_atomic
+from mapping.cli.common import add_arch, add_network, add_out, check_int_range, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,6 +1,6 @@
 """``make demo``: the main job — map real networks on the Fig. 11 co-processor and print the totals.
 
-Runs ``aimc map`` three times and writes the reports under ``out/demo/``:
+Runs ``aimc map`` four times and writes the reports under ``out/demo/``:
 
 1. ``resnet32-joshi2020`` (the seed paper's network) on ``fig11``;
 2. the ONNX ResNet-50 shipped in the onnx wheel (``light_resnet50.onnx``) on ``fig11``;
@@ -17,7 +17,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mapping.cli import main
+from archmodel.fileio import write_files_atomic
+from mapping.cli.main import main
 
 OUT = Path("out/demo")
 
@@ -42,17 +43,15 @@ def _peak_inputs(out: Path) -> tuple[Path, Path]:
 
     from archmodel.spec import load_spec
 
-    out.mkdir(parents=True, exist_ok=True)
     chip = load_spec("hermes").model_dump(mode="json")
     chip["name"] = "hermes-all-analog"
     chip["digital"]["digital_layers"] = []
     chip["digital"]["sources"]["digital_layers"] = "peak workload: every layer on PCM"
-    arch = out / "hermes-all-analog.yaml"
-    arch.write_text(yaml.safe_dump(chip, sort_keys=False))
     layers = [{"name": f"fc{i}", "op": "linear", "out_features": 256, "bias": False} for i in range(64)]
-    net = out / "dense-256x64.yaml"
-    net.write_text(yaml.safe_dump({"name": "dense-256x64", "input_shape": [256], "layers": layers}, sort_keys=False))
-    return arch, net
+    net = {"name": "dense-256x64", "input_shape": [256], "layers": layers}
+    arch_path, net_path = write_files_atomic(out, {"hermes-all-analog.yaml": yaml.safe_dump(chip, sort_keys=False),
+                                                   "dense-256x64.yaml": yaml.safe_dump(net, sort_keys=False)})
+    return arch_path, net_path
 
 
 def run_demo(out: Path = OUT) -> int:

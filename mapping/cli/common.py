@@ -1,4 +1,4 @@
-"""Options and helpers shared by the ``aimc`` subcommands."""
+"""Options and option checks shared by the ``aimc`` sub-commands."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from archmodel.fileio import write_files_atomic  # noqa: F401  (re-exported for the CLI modules until the CLI package lands)
+from archmodel.errors import AimcError
 from archmodel.spec import ChipSpec, list_presets, load_spec
+
+
+class OptionError(AimcError, ValueError):
+    """A command-line option value that is out of range or meaningless (one line, exit status 1)."""
 
 
 def add_arch(parser: argparse.ArgumentParser, default: str = "fig11") -> None:
@@ -38,14 +42,14 @@ def check_int_range(flag: str, value: int, lo: int, hi: int | None = None) -> in
 
     Raises
     ------
-    ValueError
+    OptionError
         ``"--seed must be >= 0, got -1"`` (or ``"... must be in lo..hi"``), naming ``flag``.
     """
     if hi is None:
         if value < lo:
-            raise ValueError(f"{flag} must be >= {lo}, got {value}")
+            raise OptionError(f"{flag} must be >= {lo}, got {value}")
     elif not lo <= value <= hi:
-        raise ValueError(f"{flag} must be in {lo}..{hi}, got {value}")
+        raise OptionError(f"{flag} must be in {lo}..{hi}, got {value}")
     return value
 
 
@@ -63,13 +67,13 @@ def check_out_dir(path: str | os.PathLike[str] | None) -> Path:
 
     Raises
     ------
-    ValueError
+    OptionError
         ``path`` is empty (an empty ``--out`` would mean the current folder).
     OSError
         ``"--out DIR: not a writable folder (reason)"``.
     """
     if path is None or not str(path).strip():
-        raise ValueError("--out: empty folder name; expected a folder path")
+        raise OptionError("--out: empty folder name; expected a folder path")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise OSError(f"--out {out}: not a writable folder (exists and is not a folder)")

@@ -1,0 +1,136 @@
+"""``aimc accuracy``: parse the options, get the weights, run :func:`archmodel.accuracy.evaluate_accuracy`, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from archmodel.fileio import write_files_atomic
+from mapping.cli.common import (
+    OptionError,
+    add_arch,
+    add_network,
+    add_out,
+    add_seed,
+    check_int_range,
+    check_out_dir,
+    resolve_arch,
+)
+from mapping.cli.train import add_train_options, given_train_flags, train_settings, train_with_progress
+
+#: Largest --draws accepted.
+MAX_DRAWS = 10_000
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "accuracy",
+        help="accuracy of a trained network on PCM at 1 s .. 1 year (GDC, AdaBS, digital first/last)",
+        description=(
+            "Program every conv/linear layer of a trained digits network on the chip's PCM arrays and "
+            "evaluate its test accuracy through the integer data path (int8 activations, DAC, arrays, ADC, "
+            "affine unit) at 1 s, 1 h, 1 day, 1 month and 1 year after programming, with no compensation, "
+            "global drift calibration (GDC), per-column GDC and AdaBS, all layers analog or first/last "
+            "digital; repeated over Monte-Carlo draws. Trains the network first when --weights is not "
+            "given. Writes report.md, report.json and accuracy_vs_time.png into --out."
+        ),
+        epilog=("examples:\n"
+                "  aimc accuracy --arch fig11 --network digits-cnn --seed 0 --out out/acc\n"
+                "  aimc accuracy --arch fig11 --network digits-cnn --weights out/train/weights.npz --out out/acc"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arch(p)
+    add_network(p, default="digits-cnn")
+    add_seed(p)
+    add_out(p)
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="trained weights: .npz from 'aimc train', or an .onnx file (initializers matched by layer "
+                        "name); default: the network's own ONNX weights if any, else train first")
+    p.add_argument("--draws", type=int, default=10, help=f"Monte-Carlo draws, 2..{MAX_DRAWS} (default: 10)")
+    p.add_argument("--digital-precision", choices=("int8", "fp32"), default="int8",
+                   help="precision of the layers kept digital (default: int8, the digital datapath)")
+    p.add_argument("--adabs-images", type=int, default=None, metavar="N",
+                   help="training images for AdaBS, at most the training split (default: the chip's "
+                        "calibration.adabs_images)")
+    p.add_argument("--adc-full-scale-fraction", type=float, default=None, metavar="F",
+                   help="what-if: override the chip's array.adc_full_scale_fraction")
+    p.add_argument("--workers", type=int, default=None, help="processes for the draws, >= 1 (default: CPU count)")
+    p.add_argument("--no-plot", action="store_true", help="skip accuracy_vs_time.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
+    add_train_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from archmodel.accuracy import AccuracyOptions, evaluate_accuracy
+    from archmodel.datasets import load_digits_split
+    from archmodel.digits_experiment import (
+        DigitsExperimentError,
+        check_weights_file,
+        has_own_weights,
+        is_digits_network,
+        load_weights,
+        own_weights,
+    )
+    from archmodel.zoo import load_network
+    from mapping.accuracy_report import plot_png, result_to_json, to_markdown
+
+    # every option is checked before any work (one line naming the flag)
+    check_int_range("--seed", args.seed, 0)
+    if not 2 <= args.draws <= MAX_DRAWS:
+        raise OptionError(f"--draws must be in 2..{MAX_DRAWS} (2 for a standard deviation), got {args.draws}")
+    if args.workers is not None:
+        check_int_range("--workers", args.workers, 1)
+    if args.adabs_images is not None:
+        check_int_range("--adabs-images", args.adabs_images, 2)
+    train_settings(args)
+    if args.weights:
+        check_weights_file(args.weights)
+    spec = resolve_arch(args)
+    if args.adc_full_scale_fraction is not None:
+        spec = spec.replace(**{"array.adc_full_scale_fraction": args.adc_full_scale_fraction})
+    network = load_network(args.network)
+    if not is_digits_network(network):
+        raise DigitsExperimentError(
+            f"network {network.name!r}: input {tuple(network.input_shape)}, output "
+            f"{tuple(network.output_shape)}; the digits experiment needs input (1, 8, 8) and output (10,)")
+    if args.weights or has_own_weights(network):
+        # nothing is trained: a training option would be silently ignored
+        given = given_train_flags(args)
+        if given:
+            why = "with --weights; it was set when training" if args.weights else (
+                f"with network {network.name!r}, which carries its own weights (no training)")
+            raise OptionError(f"{given[0]} has no effect {why}")
+    data = load_digits_split(args.seed)
+    n_adabs = args.adabs_images if args.adabs_images is not None else spec.calibration.adabs_images
+    if n_adabs > len(data.x_train):
+        flag = "--adabs-images" if args.adabs_images is not None else f"chip '{spec.name}' calibration.adabs_images"
+        raise OptionError(f"{flag} = {n_adabs} exceeds the {len(data.x_train)} images of the training split")
+    check_out_dir(args.out)
+    if args.weights:
+        params, info = load_weights(args.weights, network)
+    elif has_own_weights(network):
+        params, info = own_weights(network), {"source": "network file"}
+    else:
+        noise, epochs, clip_sigma = train_settings(args)
+        trained, _ = train_with_progress(network, args.seed, noise, epochs, clip_sigma, args.quiet)
+        params, info = trained.params, {"source": "trained", "noise": noise, "seed": args.seed, "epochs": epochs,
+                                        "clip_sigma": clip_sigma, "fp32_test_accuracy_pct": 100 * trained.test_accuracy}
+    opts = AccuracyOptions(draws=args.draws, digital_precision=args.digital_precision, adabs_images=args.adabs_images)
+    with tqdm(total=args.draws, desc=f"accuracy {network.name} on {spec.name}", unit="draw", file=sys.stderr,
+              disable=True if args.quiet else None) as bar:  # None: off when stderr is no terminal
+        res = evaluate_accuracy(spec, network, params, data.x_train, data.x_test, data.y_test, opts, seed=args.seed,
+                                progress=lambda d: bar.update(1), with_adc_usage=True, workers=args.workers)
+    rep = result_to_json(res, spec, network.name, info, n_test=len(data.y_test), adabs_images=n_adabs)
+    md = to_markdown(rep)
+    files: dict[str, bytes | str] = {"report.md": md, "report.json": json.dumps(rep, indent=2) + "\n"}
+    if not args.no_plot:
+        files["accuracy_vs_time.png"] = plot_png(rep)
+    write_files_atomic(args.out, files)
+    if not args.quiet:
+        print(md, end="")
+        print(f"  report: {args.out}/report.md")
+    return 0
