@@ -67,7 +67,8 @@ import numpy as np
 
 from archmodel import golden
 from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
-from archmodel.network import Layer, Network, forward
+from archmodel.network.forward import forward
+from archmodel.network.ir import Layer, Network
 from archmodel.spec import ChipSpec
 from archmodel.tile import AnalogMatrix, device_model_from_spec
 
@@ -590,7 +591,7 @@ def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray,
 
 
 def fp32_accuracy(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of the float32 reference forward pass (:func:`archmodel.network.forward`)."""
+    """Top-1 accuracy of the float32 reference forward pass (:func:`archmodel.network.forward.forward`)."""
     logits = forward(network, x, params)
     return float(np.mean(np.asarray(logits).argmax(axis=1) == np.asarray(y)))
 

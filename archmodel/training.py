@@ -14,7 +14,7 @@ the signal-to-noise ratio on PCM; off by default, ``--clip-sigma``).
 Ops with a numpy forward *and* backward pass here (sequential networks only --
 each layer reads exactly the previous one):
 
-- ``conv`` (groups = 1) via im2col (``archmodel.network.im2col``; row order
+- ``conv`` (groups = 1) via im2col (``archmodel.network.windows.im2col``; row order
   ``(c·kh + i)·kw + j``) and its adjoint col2im;
 - ``linear``; ``batchnorm`` in training mode (batch statistics over N, H, W;
   running statistics with momentum 0.1 and unbiased running variance, as
@@ -27,7 +27,7 @@ Loss: softmax cross-entropy (mean over the batch). Optimizers: Adam (default,
 weights (``N(0, 2/fan_in)``), zero biases, BN γ = 1, β = 0, mean 0, var 1.
 
 Parameters are a dict ``{layer name: {param name: ndarray}}`` with the names of
-:class:`archmodel.network.Layer` (conv/linear ``weight`` OIHW / (out, in),
+:class:`archmodel.network.ir.Layer` (conv/linear ``weight`` OIHW / (out, in),
 ``bias``; batchnorm ``gamma``, ``beta``, ``mean``, ``var``).
 
 Weight files
@@ -50,7 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from archmodel.network import Layer, Network, im2col
+from archmodel.network.ir import Layer, Network
+from archmodel.network.windows import im2col
 
 __all__ = [
     "TrainConfig",

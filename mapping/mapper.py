@@ -9,7 +9,7 @@ co-simulation is checked against.
 Stages of the mapping
 ---------------------
 1. **Flatten.** Each conv / linear layer is a matrix (im2col order
-   ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.Layer.matrix_shape`):
+   ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.ir.Layer.matrix_shape`):
    ``K = kh·kw·C_in/groups`` rows × ``N = C_out/groups`` columns per group.
    Other layers (batch-norm, activations, pools, add, concat, reshapes) are
    fused into the affine units and the tiles' periphery and cost nothing
@@ -91,7 +91,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from archmodel.network import Layer, Network
+from archmodel.network.ir import Layer, Network
 from archmodel.spec import ChipSpec
 from mapping import costs
 

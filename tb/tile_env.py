@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from archmodel import calibration, golden, timing
-from archmodel.network import Layer
+from archmodel.network.ir import Layer
 from archmodel.spec import ChipSpec, load_spec
 from archmodel.tile import AnalogMatrix
 from rtl.affine import result_layout

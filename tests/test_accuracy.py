@@ -23,7 +23,7 @@ from archmodel import accuracy as acc
 from archmodel import golden
 from archmodel.accuracy import AccuracyError, AccuracyOptions, evaluate_accuracy, evaluate_draw, prepare
 from archmodel.datasets import load_digits_split
-from archmodel.network import NetworkBuilder
+from archmodel.network.builder import NetworkBuilder
 from archmodel.spec import load_spec
 from archmodel.training import TrainConfig, init_params, save_npz, train
 from archmodel.zoo_digits import digits_cnn, digits_mlp

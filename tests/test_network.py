@@ -1,4 +1,4 @@
-"""Tests of the network IR (archmodel.network) and its YAML layer lists (archmodel.network_yaml).
+"""Tests of the network IR (archmodel.network) and its YAML layer lists (archmodel.network.yaml_io).
 
 Counts are hand-computed literals; forward() is checked against hand-computed
 numbers for tiny inputs and against an independent nested-loop convolution.
@@ -12,17 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archmodel.network import (
-    Layer,
-    Network,
-    NetworkBuilder,
-    NetworkError,
-    conv_output_size,
-    forward,
-    im2col,
-    random_params,
-)
-from archmodel.network_yaml import load_network_yaml, network_to_yaml
+from archmodel.network.builder import NetworkBuilder
+from archmodel.network.forward import forward, random_params
+from archmodel.network.ir import Layer, Network
+from archmodel.network.schema import NetworkError
+from archmodel.network.shapes import conv_output_size
+from archmodel.network.windows import im2col
+from archmodel.network.yaml_io import load_network_yaml, network_to_yaml
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "archmodel" / "presets" / "networks" / "example_cnn.yaml"
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from archmodel.datasets import load_digits_split
-from archmodel.network import NetworkBuilder, forward
+from archmodel.network.builder import NetworkBuilder
+from archmodel.network.forward import forward
 from archmodel.training import (
     TrainConfig,
     TrainingError,
