@@ -11,20 +11,20 @@ DESIGN.md, "Data path of one analog layer", GDC and AdaBS):
    (the network input: ``max|x| / 127`` = 1/127 for digits).
 2. **Analog stage** (one :class:`~archmodel.tile.AnalogMatrix` per layer,
    programmed from its weights, ``s = g_max / max|W|`` per layer):
-   int8 → ``golden.dac_codes`` → PCM arrays → ADC codes → integer partial sums
-   (``AnalogMatrix.mvm_partial_sums``) → affine unit (``golden.affine_requantize``)
-   with integer coefficients from ``golden.quantize_affine`` of
-   ``golden.analog_affine_multiplier`` (conductance scale, DAC/ADC LSBs, GDC α,
-   folded batch-norm γ/σ) and ``golden.folded_offset`` (β − μγ/σ, bias) → int8.
+   int8 → ``golden.tile_controller.dac_codes`` → PCM arrays → ADC codes → integer partial sums
+   (``AnalogMatrix.mvm_partial_sums``) → affine unit (``golden.affine.affine_requantize``)
+   with integer coefficients from ``golden.coefficients.quantize_affine`` of
+   ``golden.coefficients.analog_affine_multiplier`` (conductance scale, DAC/ADC LSBs, GDC α,
+   folded batch-norm γ/σ) and ``golden.coefficients.folded_offset`` (β − μγ/σ, bias) → int8.
    Every step after the ADC is the RTL's integer golden function; nothing is a
    float shortcut. Conv layers run one MVM per output pixel (im2col, row order of
-   :func:`archmodel.golden.im2col`).
+   :func:`archmodel.golden.digital.im2col`).
 3. **Digital stages** (the placement ``digital_first_last``: the chip's
    ``digital.digital_layers``, by default the first and the last matrix layer):
    ``int8`` -- weights quantized per layer to int8 (``w_scale = max|W|/127``),
    exact int8 × int8 sums (a batched int64 matmul, bit-identical to
-   ``golden.digital_conv2d`` / ``golden.digital_linear``; a test checks it), then
-   the same affine unit with ``golden.digital_affine_multiplier``; or ``fp32`` --
+   ``golden.digital.digital_conv2d`` / ``golden.digital.digital_linear``; a test checks it), then
+   the same affine unit with ``golden.coefficients.digital_affine_multiplier``; or ``fp32`` --
    the layer in float32 on the dequantized int8 input (as the paper did), its
    output requantized to int8 (round half up, saturate) unless it is the last.
 4. **Time and compensation.** After programming (``t = 0``) every analog layer
@@ -65,8 +65,10 @@ from typing import Any
 
 import numpy as np
 
-from archmodel import golden
 from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
+from archmodel.fixedpoint import ACT_BITS
+from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
+from archmodel.golden.tile_controller import dac_codes
 from archmodel.network.forward import forward
 from archmodel.network.ir import Layer, Network
 from archmodel.spec import ChipSpec
@@ -97,7 +99,7 @@ COMPENSATIONS: tuple[str, ...] = ("none", "gdc", "gdc_per_column", "adabs")
 #: Layer placements: every matrix layer on PCM, or the chip's digital layers (first/last) digital.
 PLACEMENTS: tuple[str, ...] = ("all_analog", "digital_first_last")
 
-_ACT_MAX = 127
+_ACT_MAX = (1 << (ACT_BITS - 1)) - 1  # 127
 #: Image index of the first AdaBS calibration image (output-noise keys; test images start at 0).
 _ADABS_IMAGE_INDEX = 2**24
 
@@ -365,7 +367,7 @@ def _rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
     """MVM input rows (B·P, K) in im2col order, and P (output pixels per image).
 
     Row ``b·P + oh·W_out + ow`` holds image b's window at (oh, ow); column
-    ``(c·kh + i)·kw + j`` -- the order of :func:`archmodel.golden.im2col`
+    ``(c·kh + i)·kw + j`` -- the order of :func:`archmodel.golden.digital.im2col`
     (a test checks it), built with one copy from a strided window view.
     """
     if layer.op == "linear":
@@ -425,7 +427,7 @@ class _Instance:
         mode = self.modes[k]
         if mode == "analog":
             a, spec = self.prep.spec.array, self.prep.spec
-            return golden.analog_affine_multiplier(
+            return analog_affine_multiplier(
                 in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(self.prep.matrices[k]))),
                 g_max_us=spec.device.g_max_us, v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits,
                 dac_bits=a.dac_bits, adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=self.alphas[k])
@@ -443,12 +445,12 @@ class _Instance:
         rows, p = _rows(st.layer, x_int)
         if self.modes[k] == "analog":
             mat = self.matrices[k]
-            d = golden.dac_codes(rows, self.prep.spec.array.dac_bits)
+            d = dac_codes(rows, self.prep.spec.array.dac_bits)
             # MVM of image i, output pixel q has output-noise key base + i·P + q (batch-independent)
             return mat.mvm_partial_sums(d, image_index * p), p  # type: ignore[union-attr]
         # int8 x int8 sums in a float64 matmul: every product and partial sum is an integer
         # below K·2^14 < 2^53, so the result is exact whatever the summation order -- bit-identical
-        # to golden.digital_conv2d / digital_linear (tests/test_accuracy.py checks it).
+        # to golden.digital.digital_conv2d / digital_linear (tests/test_accuracy.py checks it).
         return (rows.astype(np.float64) @ self.w_int8[k][0]).astype(np.int64), p
 
     def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0) -> np.ndarray:
@@ -494,14 +496,14 @@ class _Instance:
                     gamma, beta, mean, var, eps = self._bn(st)
                     bn_factor = 1.0 if gamma is None else gamma / np.sqrt(np.asarray(var, np.float64) + eps)
                     mult = m0 * bn_factor / out_scale
-                    off = golden.folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
+                    off = folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
                     mult, off = np.broadcast_arrays(np.atleast_1d(mult), np.atleast_1d(off))
                     if mult.size == 1:
                         mult = np.full(layer.out_channels, float(mult[0]))
                         off = np.full(layer.out_channels, float(off[0]))
                     spec = prep.spec
                     acc_bits = self.acc_bits_analog if self.modes[k] == "analog" else self.acc_bits_digital
-                    coeff = golden.quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
+                    coeff = quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
                                                    offset_bits=spec.periphery.affine_offset_bits,
                                                    max_shift=min(31, acc_bits + spec.periphery.affine_scale_bits - 1))
                     y = coeff.apply(acc, acc_bits=acc_bits, scale_bits=spec.periphery.affine_scale_bits,
@@ -634,7 +636,7 @@ def adc_usage(prep: PreparedNetwork, x: np.ndarray, seed: int = 0) -> list[dict[
     levels = 2 ** (spec.array.adc_bits - 1)
     for k, st in enumerate([s for s in prep.stages if s.kind == "matrix"]):
         rows, _ = _rows(st.layer, captured[k])
-        codes = mats[k].mvm_adc_codes(golden.dac_codes(rows, spec.array.dac_bits))  # type: ignore[union-attr]
+        codes = mats[k].mvm_adc_codes(dac_codes(rows, spec.array.dac_bits))  # type: ignore[union-attr]
         sat = np.mean((codes >= levels - 1) | (codes <= -levels))
         rows_out.append({"layer": st.layer.name, "rows": int(rows.shape[1]), "cols": int(codes.shape[2]),
                          "row_blocks": int(codes.shape[0]),

@@ -353,7 +353,7 @@ class ChipSpec(BaseModel):
     def _check_cross(self) -> ChipSpec:
         a, p = self.array, self.periphery
         # Partial sums of every row block of the largest matrix that fits one
-        # chip must add exactly (golden.accumulate_partial_sums contract).
+        # chip must add exactly (golden.affine.accumulate_partial_sums contract).
         if a.adc_bits + 1 > p.accumulator_bits:
             raise ValueError(
                 f"periphery.accumulator_bits={p.accumulator_bits} must exceed array.adc_bits={a.adc_bits}"

@@ -20,7 +20,7 @@ Stages of the mapping
    × ``ceil(N/array.cols)`` column blocks, each on its own array (groups are
    not packed together). A layer's arrays are packed into tiles of
    ``array.arrays_per_tile`` arrays in the order group, column block, row block
-   (:func:`archmodel.golden.tile_schedule`); arrays of one tile run one after
+   (:func:`archmodel.golden.tile_controller.tile_schedule`); arrays of one tile run one after
    another through its tile controller; tiles run in parallel. A tile holds
    arrays of one layer only. PCM devices = weights × ``array.devices_per_weight``.
 3. **Chips.** Tiles needed (without replication) over ``tile_grid`` tiles per

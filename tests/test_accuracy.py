@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from archmodel import accuracy as acc
-from archmodel import golden
 from archmodel.accuracy import AccuracyError, AccuracyOptions, evaluate_accuracy, evaluate_draw, prepare
 from archmodel.datasets import load_digits_split
+from archmodel.golden.digital import digital_conv2d, im2col
 from archmodel.network.builder import NetworkBuilder
 from archmodel.spec import load_spec
 from archmodel.training import TrainConfig, init_params, save_npz, train
@@ -153,7 +153,7 @@ def test_rows_follow_golden_im2col_order():
     rows, p = acc._rows(layer, x)
     assert p == 16 and rows.shape == (3 * 16, 144)
     for b in range(3):
-        ref = golden.im2col(x[b], 3, 1, 1)  # (K, P)
+        ref = im2col(x[b], 3, 1, 1)  # (K, P)
         np.testing.assert_array_equal(rows[b * 16:(b + 1) * 16], ref.T)
 
 
@@ -169,7 +169,7 @@ def test_digital_int8_layers_match_golden_digital_conv2d_bit_for_bit():
     w_oihw = w_int8.T.reshape(32, 16, 3, 3)
     compared = 0
     for b in range(4):
-        ref = golden.digital_conv2d(x[b], w_oihw, padding=1)  # (C_out, H, W)
+        ref = digital_conv2d(x[b], w_oihw, padding=1)  # (C_out, H, W)
         np.testing.assert_array_equal(acc_sum[b * p:(b + 1) * p], ref.reshape(32, -1).T)
         compared += ref.size
     assert compared == 4 * 32 * 16
