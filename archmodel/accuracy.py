@@ -9,7 +9,7 @@ DESIGN.md, "Data path of one analog layer", GDC and AdaBS):
    int8 with one real scale per stage (``x_real = x_int8 · scale``), calibrated on
    training images with the FP32 network: ``scale = max|activation| / 127``
    (the network input: ``max|x| / 127`` = 1/127 for digits).
-2. **Analog stage** (one :class:`~archmodel.tile.AnalogMatrix` per layer,
+2. **Analog stage** (one :class:`~archmodel.analog_matrix.AnalogMatrix` per layer,
    programmed from its weights, ``s = g_max / max|W|`` per layer):
    int8 → ``golden.tile_controller.dac_codes`` → PCM arrays → ADC codes → integer partial sums
    (``AnalogMatrix.mvm_partial_sums``) → affine unit (``golden.affine.affine_requantize``)
@@ -65,14 +65,15 @@ from typing import Any
 
 import numpy as np
 
+from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
 from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
 from archmodel.fixedpoint import ACT_BITS
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.network.forward import forward
 from archmodel.network.ir import Layer, Network
+from archmodel.network.windows import strided_windows, window_view
 from archmodel.spec import ChipSpec
-from archmodel.tile import AnalogMatrix, device_model_from_spec
 
 __all__ = [
     "COMPENSATIONS",
@@ -347,10 +348,8 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
     _, ho, wo = layer.output_shape
     fill = -128 if kind == "maxpool" else 0
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
-    win = np.empty(x.shape[:2] + (kh * kw, ho, wo), dtype=np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            win[:, :, i * kw + j] = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+    win = strided_windows(xp, (kh, kw), (sh, sw), (1, 1), (ho, wo)).astype(np.int64)
+    win = win.reshape(x.shape[:2] + (kh * kw, ho, wo))
     if kind == "maxpool":
         return win.max(axis=2).astype(np.int8)
     total = win.sum(axis=2)
@@ -358,8 +357,7 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
         count = np.full(total.shape[-2:], kh * kw, dtype=np.int64)
     else:
         ones = np.pad(np.ones(x.shape[2:], dtype=np.int64), ((pt, pb), (pl, pr)))
-        count = sum(ones[i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                    for i in range(kh) for j in range(kw))
+        count = strided_windows(ones, (kh, kw), (sh, sw), (1, 1), (ho, wo)).sum(axis=(0, 1))
     return ((2 * total + count) // (2 * count)).astype(np.int8)  # round half up of the mean (assumed)
 
 
@@ -368,7 +366,7 @@ def _rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
 
     Row ``b·P + oh·W_out + ow`` holds image b's window at (oh, ow); column
     ``(c·kh + i)·kw + j`` -- the order of :func:`archmodel.golden.digital.im2col`
-    (a test checks it), built with one copy from a strided window view.
+    (a test checks it), built with one copy from :func:`archmodel.network.windows.window_view`.
     """
     if layer.op == "linear":
         return x.reshape(x.shape[0], -1), 1
@@ -380,8 +378,7 @@ def _rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
     _, ho, wo = layer.output_shape
     n, c = x.shape[:2]
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    win = win[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, ::dh, ::dw]  # (N, C, Ho, Wo, kh, kw)
+    win = window_view(xp, (kh, kw), (sh, sw), (dh, dw), (ho, wo))  # (N, C, Ho, Wo, kh, kw)
     rows = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * ho * wo, c * kh * kw)
     return rows, ho * wo
 

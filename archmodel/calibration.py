@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.tile_controller import dac_codes
-from archmodel.tile import AnalogMatrix
 
 __all__ = ["CALIBRATION_MVM_INDEX", "gdc_alpha", "gdc_calibration_inputs", "gdc_reference"]
 

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from archmodel.network.ir import Layer, Network
-from archmodel.network.windows import im2col
+from archmodel.network.windows import add_windows, im2col, strided_windows
 
 __all__ = [
     "TrainConfig",
@@ -126,41 +126,24 @@ def _col2im(cols: np.ndarray, x_shape: tuple[int, ...], layer: Layer) -> np.ndar
     """Adjoint of ``im2col``: (N, C·kh·kw, Ho·Wo) -> (N, C, H, W), overlapping windows added."""
     n, c, h, w = x_shape
     kh, kw = layer.attrs["kernel_size"]
-    sh, sw = layer.attrs["stride"]
     pt, pl, pb, pr = layer.attrs["padding"]
     _, ho, wo = layer.output_shape
-    xp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=cols.dtype)
-    cols = cols.reshape(n, c, kh, kw, ho, wo)
-    for i in range(kh):
-        for j in range(kw):
-            xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
+    xp = add_windows(cols.reshape(n, c, kh, kw, ho, wo), (h + pt + pb, w + pl + pr), layer.attrs["stride"])
     return xp[:, :, pt:pt + h, pl:pl + w]
 
 
 def _pool_windows(x: np.ndarray, layer: Layer, fill: float) -> np.ndarray:
-    kh, kw = layer.attrs["kernel"]
-    sh, sw = layer.attrs["stride"]
     pt, pl, pb, pr = layer.attrs["padding"]
     _, ho, wo = layer.output_shape
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
-    out = np.empty(x.shape[:2] + (kh, kw, ho, wo), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i, j] = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-    return out
+    return strided_windows(xp, layer.attrs["kernel"], layer.attrs["stride"], (1, 1), (ho, wo))
 
 
 def _pool_scatter(dwin: np.ndarray, x_shape: tuple[int, ...], layer: Layer) -> np.ndarray:
     """Add window gradients (N, C, kh, kw, Ho, Wo) back onto the input (N, C, H, W)."""
     n, c, h, w = x_shape
-    kh, kw = layer.attrs["kernel"]
-    sh, sw = layer.attrs["stride"]
     pt, pl, pb, pr = layer.attrs["padding"]
-    _, ho, wo = layer.output_shape
-    dxp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=dwin.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            dxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += dwin[:, :, i, j]
+    dxp = add_windows(dwin, (h + pt + pb, w + pl + pr), layer.attrs["stride"])
     return dxp[:, :, pt:pt + h, pl:pl + w]
 
 

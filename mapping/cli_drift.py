@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
+from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
 from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
-from archmodel.tile import AnalogMatrix, device_model_from_spec
 from mapping.cli_common import (
     add_arch,
     add_seed,

@@ -14,8 +14,8 @@ MVM it
    (:func:`archmodel.golden.tile_controller.unbeat`) and, when the tile holds several arrays,
    the beat's ``array`` field against the schedule (a mismatch counts as a
    protocol error);
-3. asks the programmed :class:`archmodel.tile.AnalogMatrix` for the ADC codes
-   of that one array, :meth:`~archmodel.tile.AnalogMatrix.array_adc_codes`
+3. asks the programmed :class:`archmodel.analog_matrix.AnalogMatrix` for the ADC codes
+   of that one array, :meth:`~archmodel.analog_matrix.AnalogMatrix.array_adc_codes`
    ``(row_block, col_block, codes, mvm_index=v)`` -- the output-noise key is
    the input-vector index, as in the batched reference;
 4. waits the array latency and returns the codes on ``adc`` in
@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 from cocotb.triggers import ClockCycles, ReadOnly
 
+from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.tile_controller import adc_beats, block_counts, tile_schedule, unbeat
 from archmodel.spec import ChipSpec, array_mvm_cycles
-from archmodel.tile import AnalogMatrix
 from rtl.params import TileParams
 from rtl.tile_controller import adc_beat_layout, dac_beat_layout
 from tb.streams import CycleClock, StreamPort

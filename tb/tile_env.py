@@ -43,13 +43,13 @@ from typing import Any
 import numpy as np
 
 from archmodel import calibration, timing
+from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.affine import AffineCoefficients
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.digital import im2col
 from archmodel.golden.tile_controller import block_counts, dac_codes
 from archmodel.network.ir import Layer
 from archmodel.spec import ChipSpec, load_spec
-from archmodel.tile import AnalogMatrix
 from rtl.affine import result_layout
 from rtl.params import TileParams
 from rtl.tile_controller import act_beat_layout, index_shape

@@ -55,10 +55,10 @@ from typing import Any
 import numpy as np
 
 from archmodel import calibration
+from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
-from archmodel.tile import AnalogMatrix
 from mapping.config_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
 from rtl.params import TileParams
 from rtl.regmap import RegisterMap, build_regmap

@@ -1,4 +1,4 @@
-"""Crossbar tile model: one layer's weight matrix on PCM arrays (DAC -> array -> ADC).
+"""Analog matrix model: one layer's weight matrix on many PCM arrays (DAC -> arrays -> ADC -> partial sums).
 
 Data path (DESIGN.md, "Data path of one analog layer")::
 
