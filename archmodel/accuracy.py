@@ -71,7 +71,8 @@ from archmodel.fixedpoint import ACT_BITS
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.network.forward import forward
-from archmodel.network.ir import Layer, Network
+from archmodel.network.ir import Layer, Network, resolve_digital_layers
+from archmodel.network.schema import NetworkError
 from archmodel.network.windows import strided_windows, window_view
 from archmodel.spec import ChipSpec
 
@@ -243,19 +244,11 @@ def _build_stages(network: Network) -> list[_Stage]:
 
 
 def _resolve_digital(names: Sequence[str], matrix_layers: list[Layer]) -> set[int]:
-    out: set[int] = set()
-    by_name = {l.name: k for k, l in enumerate(matrix_layers)}
-    for n in names:
-        if n == "first":
-            out.add(0)
-        elif n == "last":
-            out.add(len(matrix_layers) - 1)
-        elif n in by_name:
-            out.add(by_name[n])
-        else:
-            raise AccuracyError(f"digital layer {n!r} is not a conv/linear layer of the network "
-                                f"(expected 'first', 'last' or one of {', '.join(by_name)})")
-    return out
+    try:
+        return resolve_digital_layers(names, matrix_layers)
+    except NetworkError as exc:
+        raise AccuracyError(f"digital layer {exc.layer!r} is not a conv/linear layer of the network "
+                            f"(expected 'first', 'last' or one of {', '.join(l.name for l in matrix_layers)})") from None
 
 
 # ----------------------------------------------------------------------------- preparation

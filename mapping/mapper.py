@@ -91,7 +91,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from archmodel.network.ir import Layer, Network
+from archmodel.network.ir import Layer, Network, resolve_digital_layers
+from archmodel.network.schema import NetworkError
 from archmodel.spec import ChipSpec
 from mapping import costs
 
@@ -229,20 +230,13 @@ class _Plan:
 
 def _resolve_digital(spec: ChipSpec, mats: Sequence[Layer], network_name: str) -> set[str]:
     names = [m.name for m in mats]
-    out: set[str] = set()
-    for item in spec.digital.digital_layers:
-        if item == "first":
-            out.add(names[0])
-        elif item == "last":
-            out.add(names[-1])
-        elif item in names:
-            out.add(item)
-        else:
-            raise MappingError(
-                f"chip '{spec.name}': digital.digital_layers names {item!r}, which is not a conv/linear "
-                f"layer of network {network_name!r}; expected 'first', 'last' or one of: {', '.join(names[:12])}"
-                + (", ..." if len(names) > 12 else ""))
-    return out
+    try:
+        return {names[k] for k in resolve_digital_layers(spec.digital.digital_layers, mats)}
+    except NetworkError as exc:
+        raise MappingError(
+            f"chip '{spec.name}': digital.digital_layers names {exc.layer!r}, which is not a conv/linear "
+            f"layer of network {network_name!r}; expected 'first', 'last' or one of: {', '.join(names[:12])}"
+            + (", ..." if len(names) > 12 else "")) from None
 
 
 def _producers(net: Network, layer: Layer) -> list[str]:

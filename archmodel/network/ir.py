@@ -571,3 +571,36 @@ class Network:
             fmt(header), rule, *(fmt(r) for r in rows), rule, fmt(total),
         ]
         return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# digital-layer selection
+# --------------------------------------------------------------------------------------
+
+
+def resolve_digital_layers(items: Iterable[str], matrix_layers: Sequence[Layer]) -> set[int]:
+    """Positions in ``matrix_layers`` of the layers kept digital.
+
+    ``items`` holds ``"first"`` (position 0), ``"last"`` (the last position) or
+    layer names (``ChipSpec.digital.digital_layers``, ``AccuracyOptions.digital_layers``).
+
+    Raises
+    ------
+    NetworkError
+        An item that is neither "first", "last" nor the name of one of
+        ``matrix_layers``; ``layer`` is that item, ``key`` is ``"digital_layers"``.
+        Callers re-raise it with their own context.
+    """
+    by_name = {layer.name: k for k, layer in enumerate(matrix_layers)}
+    out: set[int] = set()
+    for item in items:
+        if item == "first":
+            out.add(0)
+        elif item == "last":
+            out.add(len(matrix_layers) - 1)
+        elif item in by_name:
+            out.add(by_name[item])
+        else:
+            raise NetworkError(f"digital layer {item!r} is not a conv/linear layer; expected 'first', "
+                               f"'last' or one of {', '.join(by_name)}", layer=item, key="digital_layers")
+    return out
