@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from archmodel.errors import AimcError
 from archmodel.network.ir import Layer, Network
 from archmodel.network.windows import add_windows, im2col, strided_windows
 
@@ -76,7 +77,7 @@ _TRAIN_OPS = ("input", "conv", "linear", "batchnorm", "activation", "maxpool", "
 _ACTIVATIONS = ("relu", "identity")
 
 
-class TrainingError(ValueError):
+class TrainingError(AimcError, ValueError):
     """A network, option or weight file the trainer cannot handle (one clear line)."""
 
 

@@ -207,7 +207,8 @@ def plot_png(rep: dict) -> bytes:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from archmodel.accuracy import AccuracyOptions, evaluate_accuracy
+    from archmodel.accuracy import AccuracyOptions
+    from archmodel.accuracy_experiment import evaluate_accuracy
     from archmodel.datasets import DIGITS_INPUT_SHAPE, load_digits_split
 
     # every option is checked before any work (one line naming the flag)
