@@ -85,7 +85,7 @@ def _weights(args: argparse.Namespace, network) -> tuple[dict, dict[str, Any]]:
     """(params, info) from --weights, the network's own weights, or training."""
     from pathlib import Path
 
-    from archmodel.training import load_npz, load_onnx_params
+    from archmodel.weights_io import load_npz, load_onnx_params
 
     if args.weights:
         path = Path(args.weights)

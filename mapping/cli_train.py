@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from archmodel import __version__
-    from archmodel.training import save_npz_bytes
+    from archmodel.weights_io import save_npz_bytes
 
     check_int_range("--seed", args.seed, 0)
     noise, epochs, clip_sigma = train_settings(args)

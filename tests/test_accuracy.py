@@ -26,7 +26,8 @@ from archmodel.datasets import load_digits_split
 from archmodel.golden.digital import digital_conv2d, im2col
 from archmodel.network.builder import NetworkBuilder
 from archmodel.spec import load_spec
-from archmodel.training import TrainConfig, init_params, save_npz, train
+from archmodel.training import TrainConfig, init_params, train
+from archmodel.weights_io import save_npz
 from archmodel.zoo_digits import digits_cnn, digits_mlp
 from mapping.cli import main
 

@@ -15,11 +15,9 @@ from archmodel.training import (
     cross_entropy,
     forward_train,
     init_params,
-    load_npz,
-    load_onnx_params,
-    save_npz,
     train,
 )
+from archmodel.weights_io import load_npz, load_onnx_params, save_npz
 from archmodel.zoo_digits import DIGITS_NETWORKS, digits_cnn, digits_mlp
 
 
