@@ -28,6 +28,7 @@ from archmodel.fixedpoint import (
     check_int_param,
     check_range,
 )
+from archmodel.network.shapes import conv_output_size
 from archmodel.network.windows import strided_windows
 
 __all__ = [
@@ -99,14 +100,14 @@ def conv_output_hw(h: int, w: int, kernel_hw: int | tuple[int, int],
     sh, sw = _pair(stride, "stride", 1)
     dh, dw = _pair(dilation, "dilation", 1)
     top, left, bottom, right = _pads(padding)
-    span_h = h + top + bottom - dh * (kh - 1) - 1
-    span_w = w + left + right - dw * (kw - 1) - 1
-    if span_h < 0 or span_w < 0:
+    h_out = conv_output_size(h, kh, sh, top, bottom, dh)
+    w_out = conv_output_size(w, kw, sw, left, right, dw)
+    if h_out <= 0 or w_out <= 0:
         raise ValueError(
             f"kernel {kh}x{kw} with dilation ({dh}, {dw}) does not fit the padded input "
             f"{h + top + bottom}x{w + left + right}"
         )
-    return span_h // sh + 1, span_w // sw + 1
+    return h_out, w_out
 
 
 def im2col(x: npt.ArrayLike, kernel_hw: int | tuple[int, int],

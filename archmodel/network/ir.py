@@ -484,11 +484,6 @@ class Network:
         return self.layers[0].name
 
     @property
-    def output_layer(self) -> Layer:
-        """The last layer, whose output is the network's output."""
-        return self.layers[-1]
-
-    @property
     def output_shape(self) -> Shape:
         """Shape of the network output (batch excluded)."""
         shape = self.layers[-1].output_shape
