@@ -1,4 +1,7 @@
-"""Accuracy of a trained network on PCM over time: analog inference through the integer data path.
+"""Analog inference of a trained network on PCM through the integer data path, and its options.
+
+The Monte-Carlo experiment over draws, times and settings that uses it is
+:mod:`archmodel.accuracy_experiment`.
 
 What one evaluation does (Joshi et al., Nat. Commun. 11, 2473 (2020), Fig. 4;
 DESIGN.md, "Data path of one analog layer", GDC and AdaBS):
@@ -9,22 +12,22 @@ DESIGN.md, "Data path of one analog layer", GDC and AdaBS):
    int8 with one real scale per stage (``x_real = x_int8 · scale``), calibrated on
    training images with the FP32 network: ``scale = max|activation| / 127``
    (the network input: ``max|x| / 127`` = 1/127 for digits).
-2. **Analog stage** (one :class:`~archmodel.tile.AnalogMatrix` per layer,
+2. **Analog stage** (one :class:`~archmodel.analog_matrix.AnalogMatrix` per layer,
    programmed from its weights, ``s = g_max / max|W|`` per layer):
-   int8 → ``golden.dac_codes`` → PCM arrays → ADC codes → integer partial sums
-   (``AnalogMatrix.mvm_partial_sums``) → affine unit (``golden.affine_requantize``)
-   with integer coefficients from ``golden.quantize_affine`` of
-   ``golden.analog_affine_multiplier`` (conductance scale, DAC/ADC LSBs, GDC α,
-   folded batch-norm γ/σ) and ``golden.folded_offset`` (β − μγ/σ, bias) → int8.
+   int8 → ``golden.tile_controller.dac_codes`` → PCM arrays → ADC codes → integer partial sums
+   (``AnalogMatrix.mvm_partial_sums``) → affine unit (``golden.affine.affine_requantize``)
+   with integer coefficients from ``golden.coefficients.quantize_affine`` of
+   ``golden.coefficients.analog_affine_multiplier`` (conductance scale, DAC/ADC LSBs, GDC α,
+   folded batch-norm γ/σ) and ``golden.coefficients.folded_offset`` (β − μγ/σ, bias) → int8.
    Every step after the ADC is the RTL's integer golden function; nothing is a
    float shortcut. Conv layers run one MVM per output pixel (im2col, row order of
-   :func:`archmodel.golden.im2col`).
+   :func:`archmodel.golden.digital.im2col`).
 3. **Digital stages** (the placement ``digital_first_last``: the chip's
    ``digital.digital_layers``, by default the first and the last matrix layer):
    ``int8`` -- weights quantized per layer to int8 (``w_scale = max|W|/127``),
    exact int8 × int8 sums (a batched int64 matmul, bit-identical to
-   ``golden.digital_conv2d`` / ``golden.digital_linear``; a test checks it), then
-   the same affine unit with ``golden.digital_affine_multiplier``; or ``fp32`` --
+   ``golden.digital.digital_conv2d`` / ``golden.digital.digital_linear``; a test checks it), then
+   the same affine unit with ``golden.coefficients.digital_affine_multiplier``; or ``fp32`` --
    the layer in float32 on the dequantized int8 input (as the paper did), its
    output requantized to int8 (round half up, saturate) unless it is the last.
 4. **Time and compensation.** After programming (``t = 0``) every analog layer
@@ -39,15 +42,6 @@ DESIGN.md, "Data path of one analog layer", GDC and AdaBS):
    units, of images that went through the already re-estimated layers before
    it); γ, β and the weights stay. (AdaBS here includes the global α so that a
    last layer without batch norm is compensated too; assumed, documented.)
-5. **Monte Carlo.** Each draw programs every layer afresh. A draw is a pure
-   function of (spec, network, weights, options, seed, draw index): every layer
-   ``i`` programs with ``Generator(PCG64(SeedSequence([seed, draw, i, 0])))`` and
-   drifts to time index ``k`` with ``SeedSequence([seed, draw, i, 1, k])``, so
-   both placements and all compensations of one draw share the same devices
-   (paired comparisons). Results: mean, standard deviation (ddof = 1) and
-   standard error (std/√draws) of the top-1 accuracy over draws, next to the FP32
-   accuracy of the same weights and the all-digital int8 accuracy.
-
 Times (DESIGN.md): 1 s, 1 h, 1 day, 1 month (2,592,000 s), 1 year (31,536,000 s).
 """
 
@@ -55,37 +49,38 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
-import os
-import signal
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from archmodel import golden
-from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
-from archmodel.network import Layer, Network, forward
+from archmodel.analog_matrix import AnalogMatrix
+from archmodel.errors import AimcError
+from archmodel.fixedpoint import ACT_BITS
+from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
+from archmodel.golden.tile_controller import dac_codes
+from archmodel.network.forward import forward
+from archmodel.network.ir import Layer, Network, resolve_digital_layers
+from archmodel.network.schema import NetworkError
+from archmodel.network.windows import strided_windows, window_view
 from archmodel.spec import ChipSpec
-from archmodel.tile import AnalogMatrix, device_model_from_spec
 
 __all__ = [
+    "ADABS_IMAGE_INDEX",
     "COMPENSATIONS",
     "PLACEMENTS",
     "TIMES_S",
     "AccuracyError",
     "AccuracyOptions",
-    "AccuracyResult",
+    "NetworkInstance",
     "PreparedNetwork",
-    "adc_usage",
-    "evaluate_accuracy",
-    "evaluate_draw",
-    "fp32_accuracy",
-    "int8_digital_accuracy",
+    "Stage",
+    "mvm_rows",
+    "predict_labels",
     "prepare",
     "setting_label",
+    "with_options",
 ]
 
 #: Evaluation times, (label, t_inf in s): DESIGN.md / Joshi et al. 2020 Fig. 4.
@@ -96,12 +91,12 @@ COMPENSATIONS: tuple[str, ...] = ("none", "gdc", "gdc_per_column", "adabs")
 #: Layer placements: every matrix layer on PCM, or the chip's digital layers (first/last) digital.
 PLACEMENTS: tuple[str, ...] = ("all_analog", "digital_first_last")
 
-_ACT_MAX = 127
+_ACT_MAX = (1 << (ACT_BITS - 1)) - 1  # 127
 #: Image index of the first AdaBS calibration image (output-noise keys; test images start at 0).
-_ADABS_IMAGE_INDEX = 2**24
+ADABS_IMAGE_INDEX = 2**24
 
 
-class AccuracyError(ValueError):
+class AccuracyError(AimcError, ValueError):
     """A network or option the accuracy evaluation cannot handle (one clear line)."""
 
 
@@ -184,7 +179,7 @@ class AccuracyOptions:
 
 # ----------------------------------------------------------------------------- stages
 @dataclass
-class _Stage:
+class Stage:
     kind: str                        # "matrix", "maxpool", "avgpool", "global_avgpool", "flatten", "relu", "identity"
     layer: Layer
     bn: Layer | None = None
@@ -193,9 +188,9 @@ class _Stage:
     matrix_index: int = -1
 
 
-def _build_stages(network: Network) -> list[_Stage]:
+def _build_stages(network: Network) -> list[Stage]:
     layers = network.layers
-    stages: list[_Stage] = []
+    stages: list[Stage] = []
     prev = layers[0].name
     i, m = 1, 0
     while i < len(layers):
@@ -206,7 +201,7 @@ def _build_stages(network: Network) -> list[_Stage]:
         if layer.is_matrix_layer:
             if layer.groups != 1:
                 raise AccuracyError(f"layer {layer.name!r}: grouped convolutions are not supported")
-            st = _Stage("matrix", layer, matrix_index=m)
+            st = Stage("matrix", layer, matrix_index=m)
             m += 1
             j = i + 1
             if j < len(layers) and layers[j].op == "batchnorm" and layers[j].inputs == (layer.name,):
@@ -220,13 +215,13 @@ def _build_stages(network: Network) -> list[_Stage]:
             stages.append(st)
             i = j
         elif layer.op in ("maxpool", "avgpool", "global_avgpool", "flatten"):
-            stages.append(_Stage(layer.op, layer, out_name=layer.name))
+            stages.append(Stage(layer.op, layer, out_name=layer.name))
             i += 1
         elif layer.op == "activation" and layer.attrs["kind"] in ("relu", "identity"):
-            stages.append(_Stage(layer.attrs["kind"], layer, out_name=layer.name))
+            stages.append(Stage(layer.attrs["kind"], layer, out_name=layer.name))
             i += 1
         elif layer.op == "reshape" and len(layer.output_shape) == 1:
-            stages.append(_Stage("flatten", layer, out_name=layer.name))
+            stages.append(Stage("flatten", layer, out_name=layer.name))
             i += 1
         else:
             what = layer.op if layer.op != "activation" else f"activation {layer.attrs['kind']}"
@@ -239,19 +234,11 @@ def _build_stages(network: Network) -> list[_Stage]:
 
 
 def _resolve_digital(names: Sequence[str], matrix_layers: list[Layer]) -> set[int]:
-    out: set[int] = set()
-    by_name = {l.name: k for k, l in enumerate(matrix_layers)}
-    for n in names:
-        if n == "first":
-            out.add(0)
-        elif n == "last":
-            out.add(len(matrix_layers) - 1)
-        elif n in by_name:
-            out.add(by_name[n])
-        else:
-            raise AccuracyError(f"digital layer {n!r} is not a conv/linear layer of the network "
-                                f"(expected 'first', 'last' or one of {', '.join(by_name)})")
-    return out
+    try:
+        return resolve_digital_layers(names, matrix_layers)
+    except NetworkError as exc:
+        raise AccuracyError(f"digital layer {exc.layer!r} is not a conv/linear layer of the network "
+                            f"(expected 'first', 'last' or one of {', '.join(l.name for l in matrix_layers)})") from None
 
 
 # ----------------------------------------------------------------------------- preparation
@@ -279,7 +266,7 @@ class PreparedNetwork:
     network: Network
     params: dict[str, dict[str, np.ndarray]]
     options: AccuracyOptions
-    stages: list[_Stage]
+    stages: list[Stage]
     scales: dict[str, float]
     digital: set[int]
     x_adabs: np.ndarray
@@ -344,10 +331,8 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
     _, ho, wo = layer.output_shape
     fill = -128 if kind == "maxpool" else 0
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
-    win = np.empty(x.shape[:2] + (kh * kw, ho, wo), dtype=np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            win[:, :, i * kw + j] = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+    win = strided_windows(xp, (kh, kw), (sh, sw), (1, 1), (ho, wo)).astype(np.int64)
+    win = win.reshape(x.shape[:2] + (kh * kw, ho, wo))
     if kind == "maxpool":
         return win.max(axis=2).astype(np.int8)
     total = win.sum(axis=2)
@@ -355,17 +340,16 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
         count = np.full(total.shape[-2:], kh * kw, dtype=np.int64)
     else:
         ones = np.pad(np.ones(x.shape[2:], dtype=np.int64), ((pt, pb), (pl, pr)))
-        count = sum(ones[i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                    for i in range(kh) for j in range(kw))
+        count = strided_windows(ones, (kh, kw), (sh, sw), (1, 1), (ho, wo)).sum(axis=(0, 1))
     return ((2 * total + count) // (2 * count)).astype(np.int8)  # round half up of the mean (assumed)
 
 
-def _rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
+def mvm_rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
     """MVM input rows (B·P, K) in im2col order, and P (output pixels per image).
 
     Row ``b·P + oh·W_out + ow`` holds image b's window at (oh, ow); column
-    ``(c·kh + i)·kw + j`` -- the order of :func:`archmodel.golden.im2col`
-    (a test checks it), built with one copy from a strided window view.
+    ``(c·kh + i)·kw + j`` -- the order of :func:`archmodel.golden.digital.im2col`
+    (a test checks it), built with one copy from :func:`archmodel.network.windows.window_view`.
     """
     if layer.op == "linear":
         return x.reshape(x.shape[0], -1), 1
@@ -377,13 +361,12 @@ def _rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
     _, ho, wo = layer.output_shape
     n, c = x.shape[:2]
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    win = win[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, ::dh, ::dw]  # (N, C, Ho, Wo, kh, kw)
+    win = window_view(xp, (kh, kw), (sh, sw), (dh, dw), (ho, wo))  # (N, C, Ho, Wo, kh, kw)
     rows = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * ho * wo, c * kh * kw)
     return rows, ho * wo
 
 
-def _unrows(layer: Layer, y: np.ndarray, n: int) -> np.ndarray:
+def mvm_unrows(layer: Layer, y: np.ndarray, n: int) -> np.ndarray:
     if layer.op == "linear":
         return y
     c, ho, wo = layer.output_shape
@@ -391,7 +374,7 @@ def _unrows(layer: Layer, y: np.ndarray, n: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- one network instance
-class _Instance:
+class NetworkInstance:
     """The network on one draw's hardware at one time, with one compensation."""
 
     def __init__(self, prep: PreparedNetwork, modes: list[str], matrices: list[AnalogMatrix | None],
@@ -412,7 +395,7 @@ class _Instance:
                 ws = ws if ws > 0 else 1.0
                 self.w_int8[k] = (np.clip(np.floor(wm / ws + 0.5), -128, 127), ws)  # int8 values held as float64
 
-    def _bn(self, st: _Stage) -> tuple[np.ndarray | None, ...]:
+    def _bn(self, st: Stage) -> tuple[np.ndarray | None, ...]:
         if st.bn is None:
             return None, None, None, None, 1e-5
         p = self.prep.params[st.bn.name]
@@ -424,13 +407,13 @@ class _Instance:
         mode = self.modes[k]
         if mode == "analog":
             a, spec = self.prep.spec.array, self.prep.spec
-            return golden.analog_affine_multiplier(
+            return analog_affine_multiplier(
                 in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(self.prep.matrices[k]))),
                 g_max_us=spec.device.g_max_us, v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits,
                 dac_bits=a.dac_bits, adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=self.alphas[k])
         return np.asarray(in_scale * self.w_int8[k][1])
 
-    def _accumulate(self, k: int, st: _Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
+    def _accumulate(self, k: int, st: Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
         if self.memo is None:
             return self._accumulate_now(k, st, x_int, image_index)
         key = (k, self.modes[k], image_index, x_int.shape, hashlib.blake2b(np.ascontiguousarray(x_int).data).digest())
@@ -438,16 +421,16 @@ class _Instance:
             self.memo[key] = self._accumulate_now(k, st, x_int, image_index)
         return self.memo[key]
 
-    def _accumulate_now(self, k: int, st: _Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
-        rows, p = _rows(st.layer, x_int)
+    def _accumulate_now(self, k: int, st: Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
+        rows, p = mvm_rows(st.layer, x_int)
         if self.modes[k] == "analog":
             mat = self.matrices[k]
-            d = golden.dac_codes(rows, self.prep.spec.array.dac_bits)
+            d = dac_codes(rows, self.prep.spec.array.dac_bits)
             # MVM of image i, output pixel q has output-noise key base + i·P + q (batch-independent)
             return mat.mvm_partial_sums(d, image_index * p), p  # type: ignore[union-attr]
         # int8 x int8 sums in a float64 matmul: every product and partial sum is an integer
         # below K·2^14 < 2^53, so the result is exact whatever the summation order -- bit-identical
-        # to golden.digital_conv2d / digital_linear (tests/test_accuracy.py checks it).
+        # to golden.digital.digital_conv2d / digital_linear (tests/test_accuracy.py checks it).
         return (rows.astype(np.float64) @ self.w_int8[k][0]).astype(np.int64), p
 
     def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0) -> np.ndarray:
@@ -472,7 +455,7 @@ class _Instance:
                 bias = prep.params[layer.name].get("bias") if layer.attrs["bias"] else None
                 if self.modes[k] == "fp32":
                     xr = h.astype(np.float64) * scale if not is_float else h
-                    rows, p = _rows(layer, xr)
+                    rows, p = mvm_rows(layer, xr)
                     z = rows @ prep.matrices[k] + (0.0 if bias is None else bias)
                     if adapt_bn and st.bn is not None:
                         self.bn_stats[st.bn.name] = (z.mean(axis=0), z.var(axis=0))
@@ -483,7 +466,7 @@ class _Instance:
                         z = np.maximum(z, 0.0)
                     y = z if last else _quantize_act(z, out_scale)
                     is_float = last
-                    h = _unrows(layer, y, n)
+                    h = mvm_unrows(layer, y, n)
                 else:
                     acc, p = self._accumulate(k, st, h, image_index)
                     m0 = self._real_multiplier(k, scale)
@@ -493,19 +476,19 @@ class _Instance:
                     gamma, beta, mean, var, eps = self._bn(st)
                     bn_factor = 1.0 if gamma is None else gamma / np.sqrt(np.asarray(var, np.float64) + eps)
                     mult = m0 * bn_factor / out_scale
-                    off = golden.folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
+                    off = folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
                     mult, off = np.broadcast_arrays(np.atleast_1d(mult), np.atleast_1d(off))
                     if mult.size == 1:
                         mult = np.full(layer.out_channels, float(mult[0]))
                         off = np.full(layer.out_channels, float(off[0]))
                     spec = prep.spec
                     acc_bits = self.acc_bits_analog if self.modes[k] == "analog" else self.acc_bits_digital
-                    coeff = golden.quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
+                    coeff = quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
                                                    offset_bits=spec.periphery.affine_offset_bits,
                                                    max_shift=min(31, acc_bits + spec.periphery.affine_scale_bits - 1))
                     y = coeff.apply(acc, acc_bits=acc_bits, scale_bits=spec.periphery.affine_scale_bits,
                                     offset_bits=spec.periphery.affine_offset_bits).astype(np.int8)
-                    h = _unrows(layer, y, n)
+                    h = mvm_unrows(layer, y, n)
                 scale = out_scale
             elif st.kind in ("maxpool", "avgpool"):
                 h = _pool_int(h, st.layer, st.kind)
@@ -519,231 +502,12 @@ class _Instance:
         return np.asarray(h, dtype=np.float64)
 
 
-def _predict(inst: _Instance, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+def predict_labels(inst: NetworkInstance, x: np.ndarray, batch: int = 1024) -> np.ndarray:
     out = []
     for b0 in range(0, len(x), batch):
         logits = inst.run(x[b0:b0 + batch], image_index=b0)
         out.append(logits.argmax(axis=1))
     return np.concatenate(out)
-
-
-# ----------------------------------------------------------------------------- draws
-def _layer_seed(seed: int, draw: int, layer: int, *rest: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(draw), int(layer), *rest])))
-
-
-def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray, seed: int, draw: int) -> dict[str, list[float]]:
-    """One Monte-Carlo draw: program, then evaluate every setting at every time.
-
-    A pure function of (prepared network, test data, seed, draw).
-
-    Returns
-    -------
-    dict
-        ``{setting label: [accuracy (fraction) at each time of options.times_s]}``.
-    """
-    opts, spec = prep.options, prep.spec
-    dev = device_model_from_spec(spec, ideal=opts.ideal_device)
-    n_mat = len(prep.matrices)
-    placements = list(dict.fromkeys(p for p, _ in opts.settings))
-    used_analog = set()
-    for placement in placements:
-        used_analog |= {k for k in range(n_mat) if placement == "all_analog" or k not in prep.digital}
-    mats: list[AnalogMatrix | None] = [None] * n_mat
-    refs: dict[int, tuple[np.ndarray, float, np.ndarray]] = {}
-    for k in sorted(used_analog):
-        noise_seed = int(np.random.SeedSequence([int(seed), int(draw), k, 2]).generate_state(1)[0])
-        m = AnalogMatrix(spec, dev, noise_seed=noise_seed).program(prep.matrices[k], _layer_seed(seed, draw, k, 0))
-        cal = gdc_calibration_inputs(spec.calibration.gdc_input, spec.calibration.gdc_vectors, m.shape[0], seed)
-        refs[k] = (cal, gdc_reference(m, cal), gdc_reference(m, cal, per_column=True))
-        mats[k] = m
-    out: dict[str, list[float]] = {setting_label(p, c): [] for p, c in opts.settings}
-    y_test = np.asarray(y_test)
-    for ti, (_, t) in enumerate(opts.times_s):
-        memo: dict = {}  # accumulator values at this time (conductances fixed), shared by the settings
-        alpha_g: dict[int, float] = {}
-        alpha_c: dict[int, np.ndarray] = {}
-        for k in sorted(used_analog):
-            m = mats[k]
-            m.drift(t, _layer_seed(seed, draw, k, 1, ti))  # type: ignore[union-attr]
-            cal, ref_g, ref_c = refs[k]
-            alpha_g[k] = float(gdc_alpha(m, cal, ref_g))  # type: ignore[arg-type]
-            alpha_c[k] = np.asarray(gdc_alpha(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
-        for placement in placements:
-            modes = ["analog" if (placement == "all_analog" or k not in prep.digital) else opts.digital_precision
-                     for k in range(n_mat)]
-            for comp in [c for p, c in opts.settings if p == placement]:
-                alphas: list[np.ndarray | float] = []
-                for k in range(n_mat):
-                    if modes[k] != "analog" or comp == "none":
-                        alphas.append(1.0)
-                    elif comp == "gdc_per_column":
-                        alphas.append(alpha_c[k])
-                    else:
-                        alphas.append(alpha_g[k])
-                inst = _Instance(prep, modes, mats, alphas, memo)
-                if comp == "adabs":
-                    inst.run(prep.x_adabs, adapt_bn=True, image_index=_ADABS_IMAGE_INDEX)
-                pred = _predict(inst, x_test)
-                out[setting_label(placement, comp)].append(float(np.mean(pred == y_test)))
-    return out
-
-
-def fp32_accuracy(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of the float32 reference forward pass (:func:`archmodel.network.forward`)."""
-    logits = forward(network, x, params)
-    return float(np.mean(np.asarray(logits).argmax(axis=1) == np.asarray(y)))
-
-
-def int8_digital_accuracy(prep: PreparedNetwork, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy with every matrix layer on the int8 digital datapath (no PCM)."""
-    inst = _Instance(prep, ["int8"] * len(prep.matrices), [None] * len(prep.matrices), [1.0] * len(prep.matrices))
-    return float(np.mean(_predict(inst, x) == np.asarray(y)))
-
-
-def adc_usage(prep: PreparedNetwork, x: np.ndarray, seed: int = 0) -> list[dict[str, Any]]:
-    """How much of the ADC range each analog layer uses, right after programming (draw 0, all analog).
-
-    Returns
-    -------
-    list of dict
-        Per matrix layer: ``layer``, ``rows``, ``cols``, ``row_blocks``,
-        ``adc_rms_code_lsb`` (RMS of the ADC codes of every array, in LSB),
-        ``adc_saturated_pct`` (codes at either end of the range),
-        ``adc_full_scale_code`` (2^(adc_bits-1)).
-    """
-    spec = prep.spec
-    dev = device_model_from_spec(spec, ideal=prep.options.ideal_device)
-    n_mat = len(prep.matrices)
-    mats: list[AnalogMatrix | None] = []
-    for k in range(n_mat):
-        mats.append(AnalogMatrix(spec, dev).program(prep.matrices[k], _layer_seed(seed, 0, k, 0)))
-    inst = _Instance(prep, ["analog"] * n_mat, mats, [1.0] * n_mat)
-    rows_out: list[dict[str, Any]] = []
-    # Walk the network once, capturing every matrix stage's input.
-    captured: dict[int, np.ndarray] = {}
-    original = inst._accumulate
-
-    def spy(k: int, st: _Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
-        captured[k] = x_int
-        return original(k, st, x_int, image_index)
-
-    inst._accumulate = spy  # type: ignore[method-assign]
-    inst.run(x)
-    levels = 2 ** (spec.array.adc_bits - 1)
-    for k, st in enumerate([s for s in prep.stages if s.kind == "matrix"]):
-        rows, _ = _rows(st.layer, captured[k])
-        codes = mats[k].mvm_adc_codes(golden.dac_codes(rows, spec.array.dac_bits))  # type: ignore[union-attr]
-        sat = np.mean((codes >= levels - 1) | (codes <= -levels))
-        rows_out.append({"layer": st.layer.name, "rows": int(rows.shape[1]), "cols": int(codes.shape[2]),
-                         "row_blocks": int(codes.shape[0]),
-                         "adc_rms_code_lsb": float(np.sqrt(np.mean(codes.astype(np.float64) ** 2))),
-                         "adc_saturated_pct": float(100 * sat), "adc_full_scale_code": levels})
-    return rows_out
-
-
-# ----------------------------------------------------------------------------- experiment
-@dataclass
-class AccuracyResult:
-    """Outcome of :func:`evaluate_accuracy`.
-
-    Members
-    -------
-    times : list of (label, seconds)
-    draws : dict
-        ``{setting label: ndarray (draws, times)}`` accuracies (fractions).
-    fp32_accuracy : float
-        Same weights, float32 reference forward pass.
-    int8_accuracy : float
-        Every layer on the int8 digital datapath (no PCM).
-    options : AccuracyOptions
-    seed : int
-    """
-
-    times: list[tuple[str, float]]
-    draws: dict[str, np.ndarray]
-    fp32_accuracy: float
-    int8_accuracy: float
-    options: AccuracyOptions
-    seed: int
-    adc: list[dict[str, Any]] = field(default_factory=list)
-
-    def mean(self, setting: str) -> np.ndarray:
-        return self.draws[setting].mean(axis=0)
-
-    def std(self, setting: str) -> np.ndarray:
-        d = self.draws[setting]
-        return d.std(axis=0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1])
-
-    def se(self, setting: str) -> np.ndarray:
-        return self.std(setting) / math.sqrt(self.draws[setting].shape[0])
-
-    def at(self, setting: str, time_label: str) -> tuple[float, float, float]:
-        """(mean, std, SE) of a setting at a time label."""
-        i = [lbl for lbl, _ in self.times].index(time_label)
-        return float(self.mean(setting)[i]), float(self.std(setting)[i]), float(self.se(setting)[i])
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _indexed_draw(job: tuple[Any, ...]) -> tuple[int, dict[str, list[float]]]:
-    return job[4], evaluate_draw(*job)
-
-
-def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, np.ndarray]],
-                      x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                      options: AccuracyOptions | None = None, seed: int = 0,
-                      progress: Callable[[int], None] | None = None,
-                      with_adc_usage: bool = False, workers: int | None = None) -> AccuracyResult:
-    """The whole experiment: FP32 and int8 baselines, then ``options.draws`` Monte-Carlo draws.
-
-    Parameters
-    ----------
-    progress : callable, optional
-        Called with the draw index after every draw (progress bars).
-    with_adc_usage : bool
-        Also measure :func:`adc_usage` on 64 test images.
-    workers : int, optional
-        Processes for the draws (default: the CPU count; 1 = serial). The
-        result does not depend on it.
-
-    Returns
-    -------
-    AccuracyResult
-    """
-    opts = options or AccuracyOptions()
-    prep = prepare(spec, network, params, x_train, opts)
-    fp32 = fp32_accuracy(network, prep.params, x_test, y_test)
-    int8 = int8_digital_accuracy(prep, x_test, y_test)
-    per: dict[str, list[list[float]]] = {setting_label(p, c): [] for p, c in opts.settings}
-    n_workers = max(1, min(int(workers if workers is not None else (os.cpu_count() or 1)), opts.draws))
-    results: list[dict[str, list[float]] | None] = [None] * opts.draws
-    if n_workers == 1:
-        for d in range(opts.draws):
-            results[d] = evaluate_draw(prep, x_test, y_test, seed, d)
-            if progress is not None:
-                progress(d)
-    else:
-        # Draws are pure functions of their arguments: fan them out over processes
-        # (results are identical to the serial loop; collected in draw order).
-        # multiprocessing.Pool rather than ProcessPoolExecutor: leaving the
-        # ``with`` block (normally, on an error or on Ctrl-C) calls terminate(),
-        # which kills the workers at once instead of letting queued draws run on.
-        # Workers ignore SIGINT so that a terminal Ctrl-C reaches only the parent.
-        ctx = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
-        jobs = [(prep, x_test, y_test, seed, d) for d in range(opts.draws)]
-        with ctx.Pool(n_workers, initializer=_ignore_sigint) as pool:
-            for d, res in pool.imap_unordered(_indexed_draw, jobs):
-                results[d] = res
-                if progress is not None:
-                    progress(d)
-    for res in results:
-        for key, accs in res.items():  # type: ignore[union-attr]
-            per[key].append(accs)
-    adc = adc_usage(prep, x_test[:64], seed) if with_adc_usage else []
-    return AccuracyResult(list(opts.times_s), {k: np.asarray(v) for k, v in per.items()}, fp32, int8, opts, int(seed), adc)
 
 
 def with_options(options: AccuracyOptions, **changes: Any) -> AccuracyOptions:

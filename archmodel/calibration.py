@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from archmodel import golden
-from archmodel.tile import AnalogMatrix
+from archmodel.analog_matrix import AnalogMatrix
+from archmodel.golden.tile_controller import dac_codes
 
 __all__ = ["CALIBRATION_MVM_INDEX", "gdc_alpha", "gdc_calibration_inputs", "gdc_reference"]
 
@@ -74,7 +74,7 @@ def gdc_calibration_inputs(kind: str, n_vectors: int, k: int, seed: int = 0) -> 
 
 
 def _mean_abs(matrix: AnalogMatrix, inputs: np.ndarray, per_column: bool) -> np.ndarray | float:
-    d = golden.dac_codes(inputs, matrix.spec.array.dac_bits)
+    d = dac_codes(inputs, matrix.spec.array.dac_bits)
     y = np.abs(np.asarray(matrix.mvm_partial_sums(d, CALIBRATION_MVM_INDEX), dtype=np.float64))
     return y.mean(axis=0) if per_column else float(y.mean())
 

@@ -49,10 +49,6 @@ class DigitsSplit:
     y_test: np.ndarray
     seed: int
 
-    @property
-    def n_classes(self) -> int:
-        return 10
-
 
 @lru_cache(maxsize=1)
 def _raw_digits() -> tuple[np.ndarray, np.ndarray]:

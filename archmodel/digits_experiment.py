@@ -14,8 +14,9 @@ from typing import Any
 
 from archmodel.datasets import DIGITS_INPUT_SHAPE, DigitsSplit, load_digits_split
 from archmodel.errors import AimcError
-from archmodel.network import Network
-from archmodel.training import Params, TrainConfig, TrainResult, load_npz, load_onnx_params, train
+from archmodel.network.ir import Network
+from archmodel.training import Params, TrainConfig, TrainResult, train
+from archmodel.weights_io import load_npz, load_onnx_params
 
 __all__ = ["DIGITS_OUTPUT_SHAPE", "DigitsExperimentError", "check_weights_file", "has_own_weights", "is_digits_network",
            "load_weights", "own_weights", "train_on_digits"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from archmodel.accuracy import TIMES_S
+from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
 from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
 from archmodel.errors import AimcError
 from archmodel.spec import ChipSpec
-from archmodel.tile import AnalogMatrix, device_model_from_spec
 
 __all__ = ["DESIGN_FACTOR", "MAX_DEMO_ARRAY", "MAX_VECTORS", "PROBE_DEVICES", "DriftError",
            "check_drift_array", "check_drift_options", "drift_table"]

@@ -51,10 +51,13 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "ACT_BITS",
+    "COUNT_MAX",
     "INT64_MAX",
     "INT64_MIN",
     "FixedFormat",
     "as_int_array",
+    "check_bool",
     "check_int_param",
     "check_range",
     "fixed_round",
@@ -72,6 +75,19 @@ INT64_MAX = (1 << 63) - 1
 MAX_BITS = 64
 #: Largest rounding shift / number of fractional bits supported.
 MAX_SHIFT = 63
+
+#: Width of every activation (signed int8), input and output of every layer: THE one
+#: definition (golden models, RTL parameters and testbenches import it).
+ACT_BITS = 8
+#: Upper bound for counts and lane numbers (sanity limit, not a hardware figure).
+COUNT_MAX = 1 << 31
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Validate a flag: a Python or numpy bool, returned as ``bool``; else ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
+    return bool(value)
 
 
 def check_int_param(value: object, name: str, lo: int, hi: int) -> int:

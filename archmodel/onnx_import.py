@@ -34,7 +34,7 @@ feeds nothing else: ``W' = W·γ/σ``, ``b' = (b − μ)·γ/σ + β`` with
 
 Errors
 ------
-Every problem raises one :class:`~archmodel.network.NetworkError` with one line:
+Every problem raises one :class:`~archmodel.network.schema.NetworkError` with one line:
 a file that is not ONNX, a model that fails the checker, an operator the mapper
 cannot place (naming the node and its op type), a non-constant weight.
 """
@@ -50,7 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from archmodel.network import Layer, Network, NetworkError
+from archmodel.network.ir import Layer, Network
+from archmodel.network.schema import NetworkError
 
 __all__ = ["SUPPORTED_OPS", "import_onnx", "import_onnx_model"]
 
@@ -76,7 +77,7 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({
 
 def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
                 name: str | None = None) -> Network:
-    """Read an ONNX file and convert it to a :class:`~archmodel.network.Network`.
+    """Read an ONNX file and convert it to a :class:`~archmodel.network.ir.Network`.
 
     Parameters
     ----------
@@ -212,11 +213,11 @@ class _Importer:
              suffix: str = "") -> str:
         name = self._new_name((node.name or node.output[0]) + suffix)
         layer = Layer(name, op, tuple(inputs), attrs)
-        from archmodel.network import _infer_output  # shape check as we go
+        from archmodel.network.shapes import infer_output  # shape check as we go
 
         try:
             layer.input_shapes = tuple(self.shape[i] for i in inputs)
-            out_shape = _infer_output(layer, layer.input_shapes)
+            out_shape = infer_output(layer, layer.input_shapes)
         except NetworkError as exc:
             raise self._err(node, str(exc)) from None
         entry = {"name": name, "op": op, "inputs": tuple(inputs), "attrs": attrs,

@@ -27,7 +27,6 @@ bad value and what was expected.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -36,7 +35,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -47,6 +45,8 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import AimcError
+from .validation import format_validation_error
 from .yaml_loader import load_yaml_or_raise
 
 __all__ = [
@@ -68,7 +68,7 @@ MAX_DEVICES_PER_WEIGHT = 64
 MAX_TILE_GRID = 1024
 
 
-class SpecError(ValueError):
+class SpecError(AimcError, ValueError):
     """A chip description is malformed; the message names the YAML path."""
 
 
@@ -353,7 +353,7 @@ class ChipSpec(BaseModel):
     def _check_cross(self) -> ChipSpec:
         a, p = self.array, self.periphery
         # Partial sums of every row block of the largest matrix that fits one
-        # chip must add exactly (golden.accumulate_partial_sums contract).
+        # chip must add exactly (golden.affine.accumulate_partial_sums contract).
         if a.adc_bits + 1 > p.accumulator_bits:
             raise ValueError(
                 f"periphery.accumulator_bits={p.accumulator_bits} must exceed array.adc_bits={a.adc_bits}"
@@ -385,10 +385,6 @@ class ChipSpec(BaseModel):
         """SHA-256 (first 16 hex digits) of the canonical JSON of this description."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def to_yaml(self) -> str:
-        """The resolved description (defaults filled in) as YAML, sources kept."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
     def replace(self, **changes: Any) -> ChipSpec:
         """A validated copy with dotted-path changes, e.g. ``replace(**{"array.rows": 256})``."""
@@ -433,16 +429,6 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def _loc_str(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(top level)"
-
-
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     model: type[BaseModel] | None = ChipSpec
     for item in loc[:-1]:
@@ -456,36 +442,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _format_error(err: dict[str, Any], origin: str) -> str:
     loc = tuple(x for x in err["loc"] if x not in ("function-after",))
-    path = _loc_str(loc)
-    value = err.get("input")
-    typ = err["type"]
-    if typ == "extra_forbidden":
-        key = str(loc[-1]) if loc else "?"
-        model = _model_at(loc)
-        valid = [k for k in (model.model_fields if model else {}) if k != "sources"]
-        hint = ""
-        unit_like = [k for k in valid if k.startswith(key + "_")]
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-        if unit_like:
-            hint = f"; keys carry their unit, did you mean '{unit_like[0]}'?"
-        elif close:
-            hint = f"; did you mean '{close[0]}'?"
-        return (
-            f"{origin}: {path}: unknown key (value {value!r}); expected one of: "
-            f"{', '.join(valid)}{hint}"
-        )
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    model = _model_at(loc)
-    desc = ""
-    if model is not None and loc and isinstance(loc[-1], str) and loc[-1] in model.model_fields:
-        d = model.model_fields[loc[-1]].description
-        if d:
-            desc = f" ({d})"
-    if isinstance(value, dict) and typ == "value_error":  # a cross-field check: the message names the fields
-        return f"{origin}: {path}: {msg}"
-    return f"{origin}: {path}: bad value {value!r}: {msg}{desc}"
+    return f"{origin}: " + format_validation_error(err, loc=loc, model=_model_at(loc), dialect="chip")
 
 
 def _validate(data: Any, origin: str) -> ChipSpec:

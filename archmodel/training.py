@@ -1,4 +1,4 @@
-"""Digital training with weight-noise injection (numpy only), and weight files.
+"""Digital training with weight-noise injection (numpy only).
 
 Hardware-aware training after Joshi et al., Nat. Commun. 11, 2473 (2020),
 "Training with noise injection": during every forward pass of training, each
@@ -14,7 +14,7 @@ the signal-to-noise ratio on PCM; off by default, ``--clip-sigma``).
 Ops with a numpy forward *and* backward pass here (sequential networks only --
 each layer reads exactly the previous one):
 
-- ``conv`` (groups = 1) via im2col (``archmodel.network.im2col``; row order
+- ``conv`` (groups = 1) via im2col (``archmodel.network.windows.im2col``; row order
   ``(c·kh + i)·kw + j``) and its adjoint col2im;
 - ``linear``; ``batchnorm`` in training mode (batch statistics over N, H, W;
   running statistics with momentum 0.1 and unbiased running variance, as
@@ -27,30 +27,24 @@ Loss: softmax cross-entropy (mean over the batch). Optimizers: Adam (default,
 weights (``N(0, 2/fan_in)``), zero biases, BN γ = 1, β = 0, mean 0, var 1.
 
 Parameters are a dict ``{layer name: {param name: ndarray}}`` with the names of
-:class:`archmodel.network.Layer` (conv/linear ``weight`` OIHW / (out, in),
+:class:`archmodel.network.ir.Layer` (conv/linear ``weight`` OIHW / (out, in),
 ``bias``; batchnorm ``gamma``, ``beta``, ``mean``, ``var``).
 
-Weight files
-------------
-:func:`save_npz` writes ``"<layer>/<param>"`` arrays plus a ``__meta__`` JSON
-string (network name, noise level, seed, accuracies); :func:`load_npz` reads them
-back. :func:`load_onnx_params` takes trained weights from an ONNX file's
-initializers, matched by layer name (see its docstring).
+Weight files (save and load): :mod:`archmodel.weights_io`.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from archmodel.network import Layer, Network, im2col
+from archmodel.errors import AimcError
+from archmodel.network.ir import Layer, Network
+from archmodel.network.windows import add_windows, im2col, strided_windows
 
 __all__ = [
     "TrainConfig",
@@ -61,11 +55,7 @@ __all__ = [
     "cross_entropy",
     "forward_train",
     "init_params",
-    "load_npz",
-    "load_onnx_params",
     "predict",
-    "save_npz",
-    "save_npz_bytes",
     "train",
 ]
 
@@ -75,7 +65,7 @@ _TRAIN_OPS = ("input", "conv", "linear", "batchnorm", "activation", "maxpool", "
 _ACTIVATIONS = ("relu", "identity")
 
 
-class TrainingError(ValueError):
+class TrainingError(AimcError, ValueError):
     """A network, option or weight file the trainer cannot handle (one clear line)."""
 
 
@@ -125,41 +115,24 @@ def _col2im(cols: np.ndarray, x_shape: tuple[int, ...], layer: Layer) -> np.ndar
     """Adjoint of ``im2col``: (N, C·kh·kw, Ho·Wo) -> (N, C, H, W), overlapping windows added."""
     n, c, h, w = x_shape
     kh, kw = layer.attrs["kernel_size"]
-    sh, sw = layer.attrs["stride"]
     pt, pl, pb, pr = layer.attrs["padding"]
     _, ho, wo = layer.output_shape
-    xp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=cols.dtype)
-    cols = cols.reshape(n, c, kh, kw, ho, wo)
-    for i in range(kh):
-        for j in range(kw):
-            xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
+    xp = add_windows(cols.reshape(n, c, kh, kw, ho, wo), (h + pt + pb, w + pl + pr), layer.attrs["stride"])
     return xp[:, :, pt:pt + h, pl:pl + w]
 
 
 def _pool_windows(x: np.ndarray, layer: Layer, fill: float) -> np.ndarray:
-    kh, kw = layer.attrs["kernel"]
-    sh, sw = layer.attrs["stride"]
     pt, pl, pb, pr = layer.attrs["padding"]
     _, ho, wo = layer.output_shape
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
-    out = np.empty(x.shape[:2] + (kh, kw, ho, wo), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i, j] = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-    return out
+    return strided_windows(xp, layer.attrs["kernel"], layer.attrs["stride"], (1, 1), (ho, wo))
 
 
 def _pool_scatter(dwin: np.ndarray, x_shape: tuple[int, ...], layer: Layer) -> np.ndarray:
     """Add window gradients (N, C, kh, kw, Ho, Wo) back onto the input (N, C, H, W)."""
     n, c, h, w = x_shape
-    kh, kw = layer.attrs["kernel"]
-    sh, sw = layer.attrs["stride"]
     pt, pl, pb, pr = layer.attrs["padding"]
-    _, ho, wo = layer.output_shape
-    dxp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=dwin.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            dxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += dwin[:, :, i, j]
+    dxp = add_windows(dwin, (h + pt + pb, w + pl + pr), layer.attrs["stride"])
     return dxp[:, :, pt:pt + h, pl:pl + w]
 
 
@@ -494,135 +467,3 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
             progress(epoch, history[-1])
     return TrainResult(params, accuracy(network, params, x_train, y_train), accuracy(network, params, x_test, y_test),
                        history, cfg, int(seed))
-
-
-# ----------------------------------------------------------------------------- weight files
-def save_npz_bytes(params: Mapping[str, Mapping[str, np.ndarray]], meta: Mapping[str, Any] | None = None) -> bytes:
-    """The ``.npz`` file content of :func:`save_npz` (for atomic writes)."""
-    arrays: dict[str, np.ndarray] = {}
-    for ln, p in params.items():
-        for pn, v in p.items():
-            if "/" in ln or "/" in pn:
-                raise TrainingError(f"layer or parameter name {ln!r}/{pn!r} contains '/'")
-            arrays[f"{ln}/{pn}"] = np.asarray(v, dtype=np.float32)
-    arrays["__meta__"] = np.array(json.dumps(dict(meta or {}), sort_keys=True))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def save_npz(path: str | Path, params: Mapping[str, Mapping[str, np.ndarray]],
-             meta: Mapping[str, Any] | None = None) -> Path:
-    """Write parameters as ``.npz``: arrays ``"<layer>/<param>"`` and a ``__meta__`` JSON string."""
-    path = Path(path)
-    path.write_bytes(save_npz_bytes(params, meta))
-    return path
-
-
-def load_npz(path: str | Path, network: Network | None = None) -> tuple[Params, dict[str, Any]]:
-    """Read a file of :func:`save_npz`.
-
-    Parameters
-    ----------
-    path : path
-    network : Network, optional
-        If given, every parameter is checked against it (layer names and shapes),
-        and every parameter the network needs must be present.
-
-    Returns
-    -------
-    (params, meta)
-
-    Raises
-    ------
-    TrainingError
-        Unreadable file, unknown layer, wrong shape or missing parameter.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            params: Params = {}
-            meta: dict[str, Any] = {}
-            for key in z.files:
-                if key == "__meta__":
-                    meta = json.loads(str(z[key]))
-                    continue
-                ln, _, pn = key.partition("/")
-                params.setdefault(ln, {})[pn] = np.asarray(z[key], dtype=np.float32)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise TrainingError(f"cannot read weights {path}: {exc}") from None
-    if network is not None:
-        _check_against(network, params, str(path))
-    return params, meta
-
-
-def _check_against(network: Network, params: Params, where: str) -> None:
-    reference = init_params(network, np.random.default_rng(0))
-    for ln, p in params.items():
-        if ln not in reference:
-            raise TrainingError(f"{where}: layer {ln!r} has no parameters in network {network.name!r}")
-        for pn, v in p.items():
-            if pn not in reference[ln]:
-                raise TrainingError(f"{where}: layer {ln!r} has no parameter {pn!r}")
-            if v.shape != reference[ln][pn].shape:
-                raise TrainingError(f"{where}: {ln}/{pn} has shape {v.shape}, network expects {reference[ln][pn].shape}")
-    for ln, p in reference.items():
-        for pn in p:
-            if pn not in params.get(ln, {}):
-                raise TrainingError(f"{where}: missing parameter {ln}/{pn} of network {network.name!r}")
-
-
-#: ONNX initializer suffixes tried for each IR parameter, in order (PyTorch export names first).
-ONNX_PARAM_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
-    "conv": {"weight": ("weight", "W"), "bias": ("bias", "B")},
-    "linear": {"weight": ("weight", "W"), "bias": ("bias", "B")},
-    "batchnorm": {"gamma": ("weight", "gamma", "scale"), "beta": ("bias", "beta", "B"),
-                  "mean": ("running_mean", "mean", "input_mean"), "var": ("running_var", "var", "input_var")},
-}
-
-
-def load_onnx_params(path: str | Path, network: Network) -> Params:
-    """Trained parameters from an ONNX file's initializers, matched by layer name.
-
-    For layer ``L`` and IR parameter ``p`` the initializer names tried are
-    ``L.s`` and ``L/s`` and ``L_s`` for each suffix ``s`` in
-    :data:`ONNX_PARAM_NAMES` (PyTorch export: ``conv1.weight``,
-    ``bn1.running_mean``...). A linear weight stored as ``(in, out)`` (``Gemm``
-    without transB) is transposed when that is the only shape that fits.
-
-    Raises
-    ------
-    TrainingError
-        Unreadable file, or a parameter the network needs has no initializer.
-    """
-    try:
-        import onnx
-        from onnx import numpy_helper
-
-        model = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - onnx raises several types
-        raise TrainingError(f"cannot read ONNX file {path}: {exc}") from None
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    reference = init_params(network, np.random.default_rng(0))
-    params: Params = {}
-    for ln, ref in reference.items():
-        op = network[ln].op
-        for pn, ref_arr in ref.items():
-            found = None
-            for suffix in ONNX_PARAM_NAMES[op][pn]:
-                for sep in (".", "/", "_"):
-                    if f"{ln}{sep}{suffix}" in inits:
-                        found = np.asarray(inits[f"{ln}{sep}{suffix}"], dtype=np.float32)
-                        break
-                if found is not None:
-                    break
-            if found is None:
-                raise TrainingError(f"ONNX file {path}: no initializer for {ln}/{pn} "
-                                    f"(tried {ln}.{ONNX_PARAM_NAMES[op][pn][0]} and similar)")
-            if found.shape != ref_arr.shape:
-                if op == "linear" and pn == "weight" and found.T.shape == ref_arr.shape:
-                    found = np.ascontiguousarray(found.T)
-                else:
-                    raise TrainingError(f"ONNX file {path}: {ln}/{pn} has shape {found.shape}, "
-                                        f"network expects {ref_arr.shape}")
-            params.setdefault(ln, {})[pn] = found
-    return params

@@ -57,7 +57,9 @@ import difflib
 from collections.abc import Callable
 from pathlib import Path
 
-from archmodel.network import Network, NetworkBuilder, NetworkError
+from archmodel.network.builder import NetworkBuilder
+from archmodel.network.ir import Network
+from archmodel.network.schema import NetworkError
 
 __all__ = ["ZOO", "get_network", "list_networks", "load_network"]
 
@@ -261,7 +263,7 @@ def load_network(name_or_path: str | Path, **onnx_options: object) -> Network:
             raise NetworkError(f"{s}: no such file; expected a zoo name ({', '.join(list_networks())}) "
                                "or a path to an .onnx or .yaml file")
         if suffix in (".yaml", ".yml"):
-            from archmodel.network_yaml import load_network_yaml
+            from archmodel.network.yaml_io import load_network_yaml
 
             return load_network_yaml(path)
         from archmodel.onnx_import import import_onnx

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from archmodel.network import Network, NetworkBuilder
+from archmodel.network.builder import NetworkBuilder
+from archmodel.network.ir import Network
 
 __all__ = ["DIGITS_NETWORKS", "digits_cnn", "digits_mlp"]
 

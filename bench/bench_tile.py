@@ -4,7 +4,7 @@ Chip description ``fig11`` (512 x 512 arrays, 8-bit DAC and ADC, 2 devices
 per weight). The matrix is programmed with the full Joshi 2020 device model
 (programming noise, drift, 1/f read noise: conductance noise) and read at
 1 h; each MVM goes through the whole data path of
-:meth:`archmodel.tile.AnalogMatrix.mvm_adc_codes` (range check of the DAC
+:meth:`archmodel.analog_matrix.AnalogMatrix.mvm_adc_codes` (range check of the DAC
 codes, exact float64 integration, ADC rounding and saturation). A second case
 switches on per-MVM output noise (``array.output_noise_fraction = 0.02``),
 drawn from one generator per (seed, array, MVM index).
@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from archmodel.analog_matrix import AnalogMatrix
 from archmodel.spec import load_spec
-from archmodel.tile import AnalogMatrix
 
 BATCHES = (1, 64, 1024)
 REPEATS = 7

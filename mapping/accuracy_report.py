@@ -10,7 +10,7 @@ import io
 from typing import Any
 
 from archmodel import __version__
-from archmodel.accuracy import AccuracyResult
+from archmodel.accuracy_experiment import AccuracyResult
 from archmodel.spec import ChipSpec
 
 __all__ = ["SETTING_TITLES", "plot_png", "result_to_json", "to_markdown"]

@@ -10,7 +10,7 @@ and field encodings: no address or bit offset is typed here.
 What a layer needs (one tile ``t``, registers ``tile<t>.*``):
 
 1. **tile controller** (``tc``): ``k_rows`` = K, ``n_cols`` = N,
-   ``n_row_blocks`` / ``n_col_blocks`` = :func:`archmodel.golden.block_counts`
+   ``n_row_blocks`` / ``n_col_blocks`` = :func:`archmodel.golden.tile_controller.block_counts`
    ``(K, N, array.rows, array.cols)``, ``mode`` (1 = continuous vectors);
 2. **affine unit** (``affine``): per column ``j`` the integer ``scale_j`` and
    ``offset_j`` written through the coefficient-memory port (``coef_addr``,
@@ -25,12 +25,12 @@ What a layer needs (one tile ``t``, registers ``tile<t>.*``):
 makes them (every layer of a pipeline is configured before any starts).
 
 Affine coefficients (:func:`analog_layer`): the real per-column multiplier
-of :func:`archmodel.golden.analog_affine_multiplier` -- conductance scale
+of :func:`archmodel.golden.coefficients.analog_affine_multiplier` -- conductance scale
 ``s = g_max / max|W|`` (one per layer, DESIGN.md), DAC and ADC LSBs of the
 chip description, the GDC factor ``alpha`` (:mod:`archmodel.calibration`),
 the folded batch norm -- and the offset of
-:func:`archmodel.golden.folded_offset`, quantized with
-:func:`archmodel.golden.quantize_affine` to the affine unit's widths
+:func:`archmodel.golden.coefficients.folded_offset`, quantized with
+:func:`archmodel.golden.coefficients.quantize_affine` to the affine unit's widths
 (``periphery.affine_scale_bits`` / ``affine_offset_bits``, shift up to
 ``acc_bits + scale_bits - 1``). The same :class:`AffineCoefficients` object is
 what the golden model applies, so compiler and reference cannot drift apart.
@@ -52,7 +52,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from archmodel import golden, timing
+from archmodel import timing
+from archmodel.golden.affine import AffineCoefficients
+from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
+from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +83,7 @@ class MappedLayer:
         Tile index ``t = y * cols + x`` (row-major, as the mapper places).
     k_rows, n_cols : int
         Matrix rows K (im2col terms) and columns N (outputs).
-    coefs : golden.AffineCoefficients
+    coefs : golden.affine.AffineCoefficients
         Integer affine coefficients (``n_cols`` columns, ``shift``, ``relu``).
     dest : tuple of int
         ``(x, y)`` the tile's results go to: a tile, or ``(cols, 0)`` = host.
@@ -101,7 +104,7 @@ class MappedLayer:
     tile: int
     k_rows: int
     n_cols: int
-    coefs: golden.AffineCoefficients
+    coefs: AffineCoefficients
     dest: tuple[int, int]
     mode: int = 1
     chain_in: bool = False
@@ -143,7 +146,7 @@ def host_dest(spec: ChipSpec) -> tuple[int, int]:
 def layer_mvm_cycles(spec: ChipSpec, k: int, n: int) -> int:
     """Array-port cycles of one input vector: ``timing.mvm_cycles`` summed over the layer's blocks."""
     a = spec.array
-    n_rb, n_cb = golden.block_counts(k, n, a.rows, a.cols)
+    n_rb, n_cb = block_counts(k, n, a.rows, a.cols)
     return sum(timing.mvm_cycles(spec, min(a.rows, k - rb * a.rows), min(a.cols, n - cb * a.cols))
                for rb in range(n_rb) for cb in range(n_cb))
 
@@ -192,7 +195,7 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
         raise ValueError(f"weights must be a non-empty (K, N) matrix, got shape {w.shape}")
     k, n = w.shape
     a, per = spec.array, spec.periphery
-    n_rb, n_cb = golden.block_counts(k, n, a.rows, a.cols)
+    n_rb, n_cb = block_counts(k, n, a.rows, a.cols)
     if n_rb * n_cb > a.arrays_per_tile:
         raise ValueError(f"layer {name!r}: a {k} x {n} matrix needs {n_rb} x {n_cb} arrays of {a.rows} x {a.cols}; "
                          f"one tile of '{spec.name}' has array.arrays_per_tile = {a.arrays_per_tile}")
@@ -200,15 +203,15 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
     w_abs_max = float(np.max(np.abs(w)))
     if w_abs_max <= 0:
         raise ValueError(f"layer {name!r}: all weights are zero (no conductance scale)")
-    m = golden.analog_affine_multiplier(
+    m = analog_affine_multiplier(
         in_scale=in_scale, out_scale=out_scale, w_abs_max=w_abs_max, g_max_us=spec.device.g_max_us,
         v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
         adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=gdc_alpha, bn_gamma=bn_gamma, bn_var=bn_var,
         eps=eps)
-    b = golden.folded_offset(bias, bn_gamma, bn_beta, bn_mean, bn_var, eps, out_scale=out_scale)
+    b = folded_offset(bias, bn_gamma, bn_beta, bn_mean, bn_var, eps, out_scale=out_scale)
     m_cols, b_cols = np.broadcast_to(m, (n,)), np.broadcast_to(b, (n,))
     scale_bits, offset_bits, acc_bits = per.affine_scale_bits, per.affine_offset_bits, per.accumulator_bits
-    coefs = golden.quantize_affine(m_cols, b_cols, relu=relu, scale_bits=scale_bits, offset_bits=offset_bits,
+    coefs = quantize_affine(m_cols, b_cols, relu=relu, scale_bits=scale_bits, offset_bits=offset_bits,
                                    max_shift=min(62, acc_bits + scale_bits - 1))
     alpha = np.asarray(gdc_alpha, dtype=np.float64)
     return MappedLayer(tile=tile, k_rows=k, n_cols=n, coefs=coefs, dest=(int(dest[0]), int(dest[1])), mode=mode,
@@ -242,7 +245,7 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
     rm = _regmap(spec, regmap)
     a = spec.array
     tile_coords(spec, layer.tile)
-    n_rb, n_cb = golden.block_counts(layer.k_rows, layer.n_cols, a.rows, a.cols)
+    n_rb, n_cb = block_counts(layer.k_rows, layer.n_cols, a.rows, a.cols)
     tc, af, ni = f"tile{layer.tile}.tc", f"tile{layer.tile}.affine", f"tile{layer.tile}.ni"
     out: list[RegWrite] = []
 

@@ -9,7 +9,7 @@ co-simulation is checked against.
 Stages of the mapping
 ---------------------
 1. **Flatten.** Each conv / linear layer is a matrix (im2col order
-   ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.Layer.matrix_shape`):
+   ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.ir.Layer.matrix_shape`):
    ``K = kh·kw·C_in/groups`` rows × ``N = C_out/groups`` columns per group.
    Other layers (batch-norm, activations, pools, add, concat, reshapes) are
    fused into the affine units and the tiles' periphery and cost nothing
@@ -20,7 +20,7 @@ Stages of the mapping
    × ``ceil(N/array.cols)`` column blocks, each on its own array (groups are
    not packed together). A layer's arrays are packed into tiles of
    ``array.arrays_per_tile`` arrays in the order group, column block, row block
-   (:func:`archmodel.golden.tile_schedule`); arrays of one tile run one after
+   (:func:`archmodel.golden.tile_controller.tile_schedule`); arrays of one tile run one after
    another through its tile controller; tiles run in parallel. A tile holds
    arrays of one layer only. PCM devices = weights × ``array.devices_per_weight``.
 3. **Chips.** Tiles needed (without replication) over ``tile_grid`` tiles per
@@ -91,7 +91,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from archmodel.network import Layer, Network
+from archmodel.network.ir import Layer, Network, resolve_digital_layers
+from archmodel.network.schema import NetworkError
 from archmodel.spec import ChipSpec
 from mapping import costs
 
@@ -229,20 +230,13 @@ class _Plan:
 
 def _resolve_digital(spec: ChipSpec, mats: Sequence[Layer], network_name: str) -> set[str]:
     names = [m.name for m in mats]
-    out: set[str] = set()
-    for item in spec.digital.digital_layers:
-        if item == "first":
-            out.add(names[0])
-        elif item == "last":
-            out.add(names[-1])
-        elif item in names:
-            out.add(item)
-        else:
-            raise MappingError(
-                f"chip '{spec.name}': digital.digital_layers names {item!r}, which is not a conv/linear "
-                f"layer of network {network_name!r}; expected 'first', 'last' or one of: {', '.join(names[:12])}"
-                + (", ..." if len(names) > 12 else ""))
-    return out
+    try:
+        return {names[k] for k in resolve_digital_layers(spec.digital.digital_layers, mats)}
+    except NetworkError as exc:
+        raise MappingError(
+            f"chip '{spec.name}': digital.digital_layers names {exc.layer!r}, which is not a conv/linear "
+            f"layer of network {network_name!r}; expected 'first', 'last' or one of: {', '.join(names[:12])}"
+            + (", ..." if len(names) > 12 else "")) from None
 
 
 def _producers(net: Network, layer: Layer) -> list[str]:

@@ -1,7 +1,7 @@
 """Affine / normalization unit: partial sums -> scale, offset, ReLU, requantize -> int8.
 
-Contract: :func:`archmodel.golden.accumulate_partial_sums` and
-:func:`archmodel.golden.affine_requantize` (bit for bit), per column ``j``::
+Contract: :func:`archmodel.golden.affine.accumulate_partial_sums` and
+:func:`archmodel.golden.affine.affine_requantize` (bit for bit), per column ``j``::
 
     p_j = sum over row blocks of the ADC codes          (exact, acc_bits)
     y   = p_j * scale_j + offset_j                      (exact)
@@ -95,7 +95,7 @@ class Requantizer(wiring.Component):
     """Per-column ``saturate(round_shift(relu?(value*scale + offset), shift), 8)`` pipeline.
 
     Shared by :class:`AffineUnit` and :class:`rtl.digital.DigitalDatapath`.
-    Python reference: :func:`archmodel.golden.affine_requantize`.
+    Python reference: :func:`archmodel.golden.affine.affine_requantize`.
 
     Parameters
     ----------

@@ -1,9 +1,9 @@
 """Digital datapath for the layers kept digital: int8 x int8 -> int32 MACs, then requantize.
 
-Contract: :func:`archmodel.golden.digital_conv2d` / :func:`archmodel.golden.digital_linear`
-(exact sums), :func:`archmodel.golden.affine_requantize` (requantization, the same
+Contract: :func:`archmodel.golden.digital.digital_conv2d` / :func:`archmodel.golden.digital.digital_linear`
+(exact sums), :func:`archmodel.golden.affine.affine_requantize` (requantization, the same
 unit as the analog tiles: :class:`rtl.affine.Requantizer`) and the output order of
-:func:`archmodel.golden.digital_datapath_order`::
+:func:`archmodel.golden.digital.digital_datapath_order`::
 
     for pixel in range(n_pixels):                    # im2col column
         for g in range(ceil(c_out / mac_lanes)):     # channel group
@@ -21,7 +21,7 @@ Micro-architecture
   pixel's vector once whatever ``c_out`` is.
 - **Weights**: a memory of ``weight_words`` words of ``mac_lanes`` int8 lanes;
   word ``g*K + k``, lane ``l`` holds ``W[k, g*mac_lanes + l]`` (``W`` the
-  (K, C_out) weight matrix, :func:`archmodel.golden.weight_matrix` of an OIHW
+  (K, C_out) weight matrix, :func:`archmodel.golden.digital.weight_matrix` of an OIHW
   kernel, or ``w.T`` of a linear layer; zero for ``channel >= c_out``). It is
   loaded one int8 lane at a time through ``w_addr``/``w_lane``/``w_data``/``w_we``
   (a byte-enable write port), while idle.
@@ -81,7 +81,7 @@ class DigitalDatapath(wiring.Component):
         pixel's final element. Consumed at one per cycle during channel group 0.
     out : Out(stream.Signature(result_layout(index_shape(max_channels))))
         int8 results ``(column = channel, data, last)``, pixel-major, channel-minor
-        (``golden.digital_datapath_order``); ``last`` on the final channel of each pixel.
+        (``golden.digital.digital_datapath_order``); ``last`` on the final channel of each pixel.
     w_addr : In(unsigned(ceil(log2(weight_words))))
         Weight word ``g*K + k`` of the write.
     w_lane : In(unsigned(ceil(log2(mac_lanes))))

@@ -163,7 +163,7 @@ def relu(value: ValueLike) -> Value:
 def to_dac_code(act: ValueLike, dac_bits: int, act_bits: int = 8) -> Value:
     """Map a signed ``act_bits`` activation to a signed ``dac_bits`` DAC code.
 
-    Python reference: :func:`archmodel.golden.dac_codes`: identity when
+    Python reference: :func:`archmodel.golden.tile_controller.dac_codes`: identity when
     ``dac_bits == act_bits``, else ``saturate(round_shift(x, act_bits - dac_bits), dac_bits)``.
 
     Returns

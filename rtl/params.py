@@ -17,21 +17,20 @@ Constraints the RTL relies on (and why)
   and a column block starts on a group boundary.
 - ``periphery.accumulator_bits`` holds the exact sum of the ADC codes of the
   ``arrays_per_tile`` row blocks a tile can hold
-  (``golden.partial_sum_acc_bits``): no saturation logic exists.
+  (``golden.affine.partial_sum_acc_bits``): no saturation logic exists.
 - the affine sum ``max(acc + scale, offset) + 1`` fits 64 bits
-  (``golden.affine_requantize``).
+  (``golden.affine.affine_requantize``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archmodel.fixedpoint import ACT_BITS
 from archmodel.spec import ChipSpec
 
 __all__ = ["ACT_BITS", "MAX_WEIGHT_WORDS", "DigitalParams", "TileParams"]
 
-#: Width of every activation (signed int8), input and output of every layer.
-ACT_BITS = 8
 #: Default cap on the digital datapath's weight-memory depth (words), assumed.
 MAX_WEIGHT_WORDS = 1024
 

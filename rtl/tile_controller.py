@@ -4,7 +4,7 @@ Micro-architecture
 ------------------
 The controller runs one analog layer (a K x N weight matrix cut into
 ``n_row_blocks x n_col_blocks`` blocks, one per array of the tile) on a
-sequence of input vectors, following :func:`archmodel.golden.tile_schedule`::
+sequence of input vectors, following :func:`archmodel.golden.tile_controller.tile_schedule`::
 
     for each input vector:
         for cb in range(n_col_blocks):
@@ -18,7 +18,7 @@ words, one word = the DAC codes of one row group = one ``dac`` beat):
 
 - the **loader** accepts ``act`` beats (one row group of int8 activations per
   beat), maps every lane to its DAC code exactly as
-  :func:`archmodel.golden.dac_codes` (via :func:`rtl.fixed.to_dac_code`),
+  :func:`archmodel.golden.tile_controller.dac_codes` (via :func:`rtl.fixed.to_dac_code`),
   zeroes the lanes beyond K (the contract's zero padding) and writes the word
   into the free bank; the final beat of a vector (counted from K, not taken
   from ``last``) marks the bank full. With two banks the next vector loads
@@ -55,7 +55,7 @@ Trade-offs
 - The ``act`` stream carries a whole row group per beat so that loading a
   vector takes ``ceil(K / rows_per_dac_beat)`` cycles, like sending it.
 - Block counts are configuration (computed by the mapper with
-  :func:`archmodel.golden.block_counts`), checked against K and N at ``start``
+  :func:`archmodel.golden.tile_controller.block_counts`), checked against K and N at ``start``
   (no divider in hardware).
 - Input ``last`` and ADC ``last`` are checked, not trusted: a mismatch sets a
   sticky error flag; a vector always has ``ceil(K / rows_per_dac_beat)``
@@ -182,7 +182,7 @@ class TileController(wiring.Component):
     n_cols : In(unsigned(max_cols.bit_length()))
         Configuration, columns in use N (outputs), 1 .. ``max_cols``.
     n_row_blocks, n_col_blocks : In(unsigned(arrays_per_tile.bit_length()))
-        Configuration, ``golden.block_counts(K, N, rows, cols)``; their product
+        Configuration, ``golden.tile_controller.block_counts(K, N, rows, cols)``; their product
         must not exceed ``arrays_per_tile``.
     mode : In(1)
         Configuration: 0 = one input vector per ``start``; 1 = continuous (vectors

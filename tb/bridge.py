@@ -8,18 +8,18 @@ MVM it
 1. accepts the ``dac`` beats up to the one carrying ``last`` (one row group
    of signed DAC codes per beat; optional random back-pressure);
 2. finds which array and which input vector the MVM belongs to: MVM ``m`` of
-   the run is step ``m mod S`` of :func:`archmodel.golden.tile_schedule`
+   the run is step ``m mod S`` of :func:`archmodel.golden.tile_controller.tile_schedule`
    (``S = n_row_blocks * n_col_blocks``) for input vector ``v = m div S``; it
    checks the beat count, the zero padding beyond the block's rows
-   (:func:`archmodel.golden.unbeat`) and, when the tile holds several arrays,
+   (:func:`archmodel.golden.tile_controller.unbeat`) and, when the tile holds several arrays,
    the beat's ``array`` field against the schedule (a mismatch counts as a
    protocol error);
-3. asks the programmed :class:`archmodel.tile.AnalogMatrix` for the ADC codes
-   of that one array, :meth:`~archmodel.tile.AnalogMatrix.array_adc_codes`
+3. asks the programmed :class:`archmodel.analog_matrix.AnalogMatrix` for the ADC codes
+   of that one array, :meth:`~archmodel.analog_matrix.AnalogMatrix.array_adc_codes`
    ``(row_block, col_block, codes, mvm_index=v)`` -- the output-noise key is
    the input-vector index, as in the batched reference;
 4. waits the array latency and returns the codes on ``adc`` in
-   :func:`archmodel.golden.adc_beats`, ``last`` on the final beat, honouring
+   :func:`archmodel.golden.tile_controller.adc_beats`, ``last`` on the final beat, honouring
    ``ready`` (optional random valid gaps).
 
 Latency (the figure the mapper uses, ``archmodel.timing``): the array
@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 from cocotb.triggers import ClockCycles, ReadOnly
 
-from archmodel import golden
+from archmodel.analog_matrix import AnalogMatrix
+from archmodel.golden.tile_controller import adc_beats, block_counts, tile_schedule, unbeat
 from archmodel.spec import ChipSpec, array_mvm_cycles
-from archmodel.tile import AnalogMatrix
 from rtl.params import TileParams
 from rtl.tile_controller import adc_beat_layout, dac_beat_layout
 from tb.streams import CycleClock, StreamPort
@@ -116,11 +116,11 @@ class PCMArrayBridge:
             raise ValueError(f"latency_cycles must be >= 1, got {self.latency}")
         k, n = matrix.shape
         self.k, self.n = k, n
-        self.n_rb, self.n_cb = golden.block_counts(k, n, p.array_rows, p.array_cols)
+        self.n_rb, self.n_cb = block_counts(k, n, p.array_rows, p.array_cols)
         if self.n_rb * self.n_cb > p.arrays_per_tile:
             raise ValueError(f"a {k} x {n} matrix needs {self.n_rb} x {self.n_cb} arrays; the tile has "
                              f"array.arrays_per_tile = {p.arrays_per_tile}")
-        self.schedule = golden.tile_schedule(self.n_rb, self.n_cb)
+        self.schedule = tile_schedule(self.n_rb, self.n_cb)
         self.stats = BridgeStats()
         self.fault_mvm = fault_mvm
 
@@ -137,7 +137,7 @@ class PCMArrayBridge:
             if bad:
                 self.stats.error(f"MVM {mvm}: dac.array {bad[0]} != array {step.array_index} of the schedule")
         try:
-            codes = golden.unbeat(np.array([b["codes"] for b in beats], dtype=np.int64), rows)
+            codes = unbeat(np.array([b["codes"] for b in beats], dtype=np.int64), rows)
         except ValueError as exc:
             self.stats.error(f"MVM {mvm} (row block {step.row_block}): {exc}")
             codes = np.array([c for b in beats for c in b["codes"]][:rows], dtype=np.int64)
@@ -147,7 +147,7 @@ class PCMArrayBridge:
         if mvm == self.fault_mvm:
             half = 1 << (p.adc_bits - 1)
             adc = np.clip(-adc, -half, half - 1)
-        out = golden.adc_beats(adc, p.cols_per_adc_beat)
+        out = adc_beats(adc, p.cols_per_adc_beat)
         return [{"codes": [int(c) for c in b], "last": int(i == len(out) - 1)} for i, b in enumerate(out)]
 
     # ------------------------------------------------------------------ coroutine

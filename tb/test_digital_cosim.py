@@ -3,13 +3,13 @@
 Layer: the first convolution of a CIFAR ResNet at reduced size (assumed, to
 keep the co-simulation short): 3x3, 3 -> 16 channels, 8x8 int8 input, zero
 padding 1: K = 27 terms, 64 output pixels, 1,024 int8 outputs. Stimulus: the
-im2col stream (``golden.im2col``, one int8 element per beat, ``last`` on the
+im2col stream (``golden.digital.im2col``, one int8 element per beat, ``last`` on the
 pixel's final term) of a random int8 image and random int8 weights, from the
-seed. Reference: ``golden.digital_conv2d`` (exact int32 sums) then
-``golden.affine_requantize`` with coefficients from
-``golden.digital_affine_multiplier`` / ``golden.folded_offset`` /
-``golden.quantize_affine``, in the output order of
-``golden.digital_datapath_order``. The checker compares (channel, data,
+seed. Reference: ``golden.digital.digital_conv2d`` (exact int32 sums) then
+``golden.affine.affine_requantize`` with coefficients from
+``golden.coefficients.digital_affine_multiplier`` / ``golden.coefficients.folded_offset`` /
+``golden.coefficients.quantize_affine``, in the output order of
+``golden.digital.digital_datapath_order``. The checker compares (channel, data,
 last) in order and counts.
 
 Cycles: from the ``start`` pulse to the last result against the mapper's
@@ -32,7 +32,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, ReadOnly, with_timeout
 
-from archmodel import golden
+from archmodel.golden.coefficients import digital_affine_multiplier, folded_offset, quantize_affine
+from archmodel.golden.digital import digital_conv2d, digital_datapath_order, im2col, weight_matrix
 from rtl.affine import result_layout
 from rtl.digital import x_beat_layout
 from rtl.params import DigitalParams
@@ -58,19 +59,19 @@ def first_layer(spec, seed: int, c_in: int = 3, c_out: int = 16, hw: int = 8) ->
     img = rng.integers(-128, 128, (c_in, hw, hw))
     w = rng.integers(-128, 128, (c_out, c_in, 3, 3))
     w[0] = 127                                    # extremes: largest sums of one sign
-    acc = golden.digital_conv2d(img, w, 1, 1, acc_bits=p.acc_bits)            # (C_out, H, W)
-    cols = golden.im2col(img, 3, 1, 1)                                         # (K, pixels)
-    wm = golden.weight_matrix(w)                                               # (K, C_out)
+    acc = digital_conv2d(img, w, 1, 1, acc_bits=p.acc_bits)            # (C_out, H, W)
+    cols = im2col(img, 3, 1, 1)                                         # (K, pixels)
+    wm = weight_matrix(w)                                               # (K, C_out)
     sums = acc.reshape(c_out, -1).T                                            # (pixels, C_out)
     in_scale, w_scale = 1 / 64, np.full(c_out, 1 / 128)
-    m = golden.digital_affine_multiplier(in_scale=in_scale, w_scale=w_scale, out_scale=1.0)
+    m = digital_affine_multiplier(in_scale=in_scale, w_scale=w_scale, out_scale=1.0)
     y = sums * m
     out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
     bias = rng.normal(0, 20 * out_scale, c_out)
-    coefs = golden.quantize_affine(m / out_scale, golden.folded_offset(bias, out_scale=out_scale), relu=True,
+    coefs = quantize_affine(m / out_scale, folded_offset(bias, out_scale=out_scale), relu=True,
                                    scale_bits=p.scale_bits, offset_bits=p.offset_bits, max_shift=p.max_shift)
     want = coefs.apply(sums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
-    order = golden.digital_datapath_order(sums.shape[0], c_out, p.mac_lanes)
+    order = digital_datapath_order(sums.shape[0], c_out, p.mac_lanes)
     expected = [(ch, int(want[pix, ch]), int(ch == c_out - 1)) for pix, ch in order]
     macs = cols.shape[0] * c_out * cols.shape[1]
     return {"params": p, "cols": cols, "wm": wm, "coefs": coefs, "expected": expected, "macs": macs}

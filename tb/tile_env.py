@@ -11,9 +11,9 @@ Structure (after cocotb's ``examples/matrix_multiplier``)::
       └─ checker   : in-order compare of (column, data, last) with the reference;
                      counts compared items and mismatches
 
-Reference model (the golden run, same seed): ``golden.dac_codes`` of every
+Reference model (the golden run, same seed): ``golden.tile_controller.dac_codes`` of every
 input vector -> ``AnalogMatrix.mvm_partial_sums`` (batched, MVM index = vector
-index) -> ``golden.affine_requantize`` with the integer coefficients the
+index) -> ``golden.affine.affine_requantize`` with the integer coefficients the
 driver writes into the RTL. The bridge answers each MVM with
 ``AnalogMatrix.array_adc_codes`` of the same matrix, so the co-simulation also
 checks that one-array-at-a-time and batched evaluation agree.
@@ -25,11 +25,11 @@ seed`` for per-MVM output noise, ``default_rng([seed, 2])`` for the random
 stalls of the testbench.
 
 Affine coefficients (:func:`prepare`): the real per-column multiplier from
-:func:`archmodel.golden.analog_affine_multiplier` (conductance scale, DAC/ADC
+:func:`archmodel.golden.coefficients.analog_affine_multiplier` (conductance scale, DAC/ADC
 LSBs, GDC alpha measured with :mod:`archmodel.calibration` when the matrix
-has drifted), the bias folded with :func:`archmodel.golden.folded_offset`, an
+has drifted), the bias folded with :func:`archmodel.golden.coefficients.folded_offset`, an
 output scale chosen so that the 99th percentile of ``|y|`` maps to 100 (some
-outputs saturate), quantized by :func:`archmodel.golden.quantize_affine`.
+outputs saturate), quantized by :func:`archmodel.golden.coefficients.quantize_affine`.
 """
 
 from __future__ import annotations
@@ -42,10 +42,14 @@ from typing import Any
 
 import numpy as np
 
-from archmodel import calibration, golden, timing
-from archmodel.network import Layer
+from archmodel import calibration, timing
+from archmodel.analog_matrix import AnalogMatrix
+from archmodel.golden.affine import AffineCoefficients
+from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
+from archmodel.golden.digital import im2col
+from archmodel.golden.tile_controller import block_counts, dac_codes
+from archmodel.network.ir import Layer
 from archmodel.spec import ChipSpec, load_spec
-from archmodel.tile import AnalogMatrix
 from rtl.affine import result_layout
 from rtl.params import TileParams
 from rtl.tile_controller import act_beat_layout, index_shape
@@ -129,7 +133,7 @@ class PreparedJob:
     matrix: AnalogMatrix
     n_row_blocks: int
     n_col_blocks: int
-    coefs: golden.AffineCoefficients
+    coefs: AffineCoefficients
     psums: np.ndarray       # (B, N) partial sums (reference)
     expected: np.ndarray    # (B, N) int8 outputs (reference)
     gdc_alpha: float = 1.0
@@ -179,7 +183,7 @@ def prepare(job: TileJob) -> PreparedJob:
     k, n = w.shape
     if x.ndim != 2 or x.shape[1] != k:
         raise ValueError(f"x must have shape (B, {k}), got {x.shape}")
-    n_rb, n_cb = golden.block_counts(k, n, p.array_rows, p.array_cols)
+    n_rb, n_cb = block_counts(k, n, p.array_rows, p.array_cols)
     if n_rb * n_cb > p.arrays_per_tile:
         raise ValueError(f"a {k} x {n} matrix needs {n_rb} x {n_cb} = {n_rb * n_cb} arrays of "
                          f"{p.array_rows} x {p.array_cols}; one tile of '{spec.name}' has "
@@ -193,10 +197,10 @@ def prepare(job: TileJob) -> PreparedJob:
         ref = calibration.gdc_reference(matrix, cal)
         matrix.drift(float(job.t_inf_s), rng)
         alpha = float(calibration.gdc_alpha(matrix, cal, ref))
-    d = golden.dac_codes(x, spec.array.dac_bits)
+    d = dac_codes(x, spec.array.dac_bits)
     psums = matrix.mvm_partial_sums(d, 0)
     a = spec.array
-    m = golden.analog_affine_multiplier(
+    m = analog_affine_multiplier(
         in_scale=job.in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(w))), g_max_us=spec.device.g_max_us,
         v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
         adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=alpha)
@@ -205,7 +209,7 @@ def prepare(job: TileJob) -> PreparedJob:
     out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
     if not math.isfinite(out_scale) or out_scale <= 0:
         out_scale = 1.0
-    coefs = golden.quantize_affine(np.full(n, m / out_scale), golden.folded_offset(bias, out_scale=out_scale),
+    coefs = quantize_affine(np.full(n, m / out_scale), folded_offset(bias, out_scale=out_scale),
                                    relu=bool(job.relu), scale_bits=p.scale_bits, offset_bits=p.offset_bits,
                                    max_shift=min(p.max_shift, 62))
     expected = coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
@@ -227,14 +231,14 @@ def random_job(arch: str, k: int, n: int, n_vectors: int, seed: int, *, changes:
 def conv_job(arch: str, c_in: int, c_out: int, hw: int, seed: int, *, kernel: int = 3, padding: int = 1,
              stride: int = 1, changes: dict[str, Any] | None = None, t_inf_s: float | None = 0.0,
              weights: np.ndarray | None = None, bias: np.ndarray | None = None, name: str | None = None) -> TileJob:
-    """A convolution layer: random int8 (C_in, hw, hw) image, im2col (``golden.im2col``) -> one vector per pixel.
+    """A convolution layer: random int8 (C_in, hw, hw) image, im2col (``golden.digital.im2col``) -> one vector per pixel.
 
     ``weights`` (OIHW) default to normal draws; the matrix is ``golden``'s im2col order.
     """
     rng = np.random.default_rng([seed, 0])
     w4 = rng.standard_normal((c_out, c_in, kernel, kernel)) if weights is None else np.asarray(weights, float)
     img = rng.integers(-128, 128, (c_in, hw, hw))
-    cols = golden.im2col(img, kernel, stride, padding)
+    cols = im2col(img, kernel, stride, padding)
     wm = np.ascontiguousarray(w4.reshape(c_out, -1).T)
     b = rng.normal(0.0, 0.5, c_out) if bias is None else np.asarray(bias, float)
     return TileJob(name or f"conv{kernel}x{kernel} {c_in}->{c_out} {hw}x{hw}", arch, dict(changes or {}),
@@ -246,7 +250,7 @@ def layer_job(arch: str, layer: Layer, seed: int, *, changes: dict[str, Any] | N
     """The job of one conv / linear layer of a network (weights random from ``seed`` if it has none).
 
     Inputs are random int8 from ``seed``: an input tensor of the layer's shape,
-    unfolded with ``golden.im2col`` (conv), or one vector (linear). One input
+    unfolded with ``golden.digital.im2col`` (conv), or one vector (linear). One input
     vector per output pixel, as the mapper counts MVMs.
 
     Raises
@@ -268,7 +272,7 @@ def layer_job(arch: str, layer: Layer, seed: int, *, changes: dict[str, Any] | N
         kh, kw = layer.attrs["kernel_size"]
         w4 = rng.standard_normal((n, c_in, kh, kw)) if wparam is None else np.asarray(wparam, float)
         img = rng.integers(-128, 128, (c_in, h, wd))
-        cols = golden.im2col(img, (kh, kw), layer.attrs["stride"], layer.attrs["padding"],
+        cols = im2col(img, (kh, kw), layer.attrs["stride"], layer.attrs["padding"],
                              layer.attrs["dilation"])
         wm = np.ascontiguousarray(w4.reshape(n, -1).T)
         x = cols.T.copy()

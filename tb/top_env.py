@@ -23,11 +23,11 @@ Structure (after cocotb's ``examples/matrix_multiplier``)::
 Golden run (:func:`prepare_network`, the same seed): layer ``l`` programs its
 matrix with ``default_rng([seed, 1, l])`` (GDC reference, drift to ``t_inf_s``,
 GDC alpha with :mod:`archmodel.calibration`), its partial sums are
-``AnalogMatrix.mvm_partial_sums(golden.dac_codes(x_l))`` (output-noise key =
+``AnalogMatrix.mvm_partial_sums(golden.tile_controller.dac_codes(x_l))`` (output-noise key =
 vector index, as the bridge uses), its output scale maps the 99th percentile
 of ``|y|`` to 100 (some outputs saturate), its coefficients come from
 :func:`mapping.config_compiler.analog_layer`, and
-``x_{l+1} = coefs.apply(psums)`` (:func:`archmodel.golden.affine_requantize`).
+``x_{l+1} = coefs.apply(psums)`` (:func:`archmodel.golden.affine.affine_requantize`).
 The next layer's input scale is this layer's output scale.
 
 The host's share of the work: it cuts each input vector into ``act`` beats
@@ -54,9 +54,11 @@ from typing import Any
 
 import numpy as np
 
-from archmodel import calibration, golden
+from archmodel import calibration
+from archmodel.analog_matrix import AnalogMatrix
+from archmodel.golden.coefficients import analog_affine_multiplier
+from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
-from archmodel.tile import AnalogMatrix
 from mapping.config_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
 from rtl.params import TileParams
 from rtl.regmap import RegisterMap, build_regmap
@@ -185,9 +187,9 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             ref = calibration.gdc_reference(matrix, cal)
             matrix.drift(float(job.t_inf_s), rng)
             alpha = float(calibration.gdc_alpha(matrix, cal, ref))
-        psums = matrix.mvm_partial_sums(golden.dac_codes(x, a.dac_bits), 0)
+        psums = matrix.mvm_partial_sums(dac_codes(x, a.dac_bits), 0)
         # output scale: the 99th percentile of |y| (real, before quantization) maps to 100
-        m1 = golden.analog_affine_multiplier(
+        m1 = analog_affine_multiplier(
             in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(w))), g_max_us=spec.device.g_max_us,
             v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
             adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=alpha)
@@ -563,7 +565,7 @@ def checking_bridge_class():
             ----------
             inputs : ndarray (B, K)
                 The layer's int8 input vectors in the golden run; vector ``v``'s DAC
-                codes are ``golden.dac_codes(inputs[v])``.
+                codes are ``golden.tile_controller.dac_codes(inputs[v])``.
             result : NetResult
                 Counts ``dac_compared`` / ``dac_mismatches`` there.
             layer : int
@@ -572,7 +574,7 @@ def checking_bridge_class():
 
             def __init__(self, dut, clock, spec, matrix, inputs, result: NetResult, *, layer: int, **kwargs):
                 super().__init__(dut, clock, spec, matrix, **kwargs)
-                self.want = golden.dac_codes(np.asarray(inputs, dtype=np.int64), spec.array.dac_bits)
+                self.want = dac_codes(np.asarray(inputs, dtype=np.int64), spec.array.dac_bits)
                 self.result, self.layer = result, layer
 
             def answer(self, beats: list[dict], mvm: int) -> list[dict]:

@@ -20,12 +20,14 @@ import numpy as np
 import pytest
 
 from archmodel import accuracy as acc
-from archmodel import golden
-from archmodel.accuracy import AccuracyError, AccuracyOptions, evaluate_accuracy, evaluate_draw, prepare
+from archmodel.accuracy import AccuracyError, AccuracyOptions, prepare
+from archmodel.accuracy_experiment import evaluate_accuracy, evaluate_draw
 from archmodel.datasets import load_digits_split
-from archmodel.network import NetworkBuilder
+from archmodel.golden.digital import digital_conv2d, im2col
+from archmodel.network.builder import NetworkBuilder
 from archmodel.spec import load_spec
-from archmodel.training import TrainConfig, init_params, save_npz, train
+from archmodel.training import TrainConfig, init_params, train
+from archmodel.weights_io import save_npz
 from archmodel.zoo_digits import digits_cnn, digits_mlp
 from mapping.cli.main import main
 
@@ -150,17 +152,17 @@ def test_rows_follow_golden_im2col_order():
     rng = np.random.default_rng(0)
     x = rng.integers(-128, 128, size=(3, 16, 4, 4)).astype(np.int8)
     layer = net["conv2"]
-    rows, p = acc._rows(layer, x)
+    rows, p = acc.mvm_rows(layer, x)
     assert p == 16 and rows.shape == (3 * 16, 144)
     for b in range(3):
-        ref = golden.im2col(x[b], 3, 1, 1)  # (K, P)
+        ref = im2col(x[b], 3, 1, 1)  # (K, P)
         np.testing.assert_array_equal(rows[b * 16:(b + 1) * 16], ref.T)
 
 
 def test_digital_int8_layers_match_golden_digital_conv2d_bit_for_bit():
     res, data = trained(0, NOISE)
     prep = prepare(load_spec("tiny"), digits_cnn(), res.params, data.x_train, AccuracyOptions(draws=1))
-    inst = acc._Instance(prep, ["int8"] * 4, [None] * 4, [1.0] * 4)
+    inst = acc.NetworkInstance(prep, ["int8"] * 4, [None] * 4, [1.0] * 4)
     rng = np.random.default_rng(1)
     x = rng.integers(-128, 128, size=(4, 16, 4, 4)).astype(np.int8)
     st = [s for s in prep.stages if s.kind == "matrix"][1]  # conv2
@@ -169,7 +171,7 @@ def test_digital_int8_layers_match_golden_digital_conv2d_bit_for_bit():
     w_oihw = w_int8.T.reshape(32, 16, 3, 3)
     compared = 0
     for b in range(4):
-        ref = golden.digital_conv2d(x[b], w_oihw, padding=1)  # (C_out, H, W)
+        ref = digital_conv2d(x[b], w_oihw, padding=1)  # (C_out, H, W)
         np.testing.assert_array_equal(acc_sum[b * p:(b + 1) * p], ref.reshape(32, -1).T)
         compared += ref.size
     assert compared == 4 * 32 * 16

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
 from archmodel.calibration import (
     CALIBRATION_MVM_INDEX,
     gdc_alpha,
@@ -18,7 +19,6 @@ from archmodel.calibration import (
     gdc_reference,
 )
 from archmodel.spec import load_spec
-from archmodel.tile import AnalogMatrix, device_model_from_spec
 
 TINY = load_spec("tiny")
 HERMES = load_spec("hermes")

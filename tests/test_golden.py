@@ -22,29 +22,35 @@ from archmodel.fixedpoint import (
     saturate,
     to_fixed,
 )
-from archmodel.golden import (
+from archmodel.golden.affine import (
     AffineCoefficients,
-    TileStep,
     accumulate_partial_sums,
-    adc_beats,
     affine_requantize,
+    partial_sum_acc_bits,
+)
+from archmodel.golden.coefficients import (
     analog_affine_multiplier,
-    block_counts,
-    conv_output_hw,
-    dac_beats,
-    dac_codes,
-    digital_acc_bits,
     digital_affine_multiplier,
+    folded_offset,
+    quantize_affine,
+)
+from archmodel.golden.digital import (
+    conv_output_hw,
+    digital_acc_bits,
     digital_conv2d,
     digital_datapath_order,
     digital_linear,
-    folded_offset,
     im2col,
-    partial_sum_acc_bits,
-    quantize_affine,
+    weight_matrix,
+)
+from archmodel.golden.tile_controller import (
+    TileStep,
+    adc_beats,
+    block_counts,
+    dac_beats,
+    dac_codes,
     tile_schedule,
     unbeat,
-    weight_matrix,
 )
 
 # --------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archmodel.network import NetworkBuilder
+from archmodel.network.builder import NetworkBuilder
 from archmodel.spec import load_spec
 from archmodel.zoo import get_network
 from mapping.costs import ENERGY_COMPONENTS

@@ -1,4 +1,4 @@
-"""Tests of the network IR (archmodel.network) and its YAML layer lists (archmodel.network_yaml).
+"""Tests of the network IR (archmodel.network) and its YAML layer lists (archmodel.network.yaml_io).
 
 Counts are hand-computed literals; forward() is checked against hand-computed
 numbers for tiny inputs and against an independent nested-loop convolution.
@@ -12,17 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archmodel.network import (
-    Layer,
-    Network,
-    NetworkBuilder,
-    NetworkError,
-    conv_output_size,
-    forward,
-    im2col,
-    random_params,
-)
-from archmodel.network_yaml import load_network_yaml, network_to_yaml
+from archmodel.network.builder import NetworkBuilder
+from archmodel.network.forward import forward, random_params
+from archmodel.network.ir import Layer, Network
+from archmodel.network.schema import NetworkError
+from archmodel.network.shapes import conv_output_size
+from archmodel.network.windows import im2col
+from archmodel.network.yaml_io import load_network_yaml, network_to_yaml
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "archmodel" / "presets" / "networks" / "example_cnn.yaml"
 
@@ -635,3 +631,50 @@ def test_packaging_lists_every_package_with_data():
     assert (root / "archmodel" / "presets" / "networks" / "__init__.py").is_file()
     assert "networks/*.yaml" in cfg["package-data"]["archmodel.presets"]
     assert resources.files("archmodel.presets.networks").joinpath("example_cnn.yaml").is_file()
+
+
+def _loop_windows(xp, kernel, stride, dilation, out_hw):
+    """The explicit-loop unfolding every copy used before archmodel.network.windows."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    out = np.empty(xp.shape[:-2] + (kh, kw, ho, wo), dtype=xp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            r0, c0 = i * dh, j * dw
+            out[..., i, j, :, :] = xp[..., r0:r0 + sh * (ho - 1) + 1:sh, c0:c0 + sw * (wo - 1) + 1:sw]
+    return out
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,pad", [
+    ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), ((2, 3), (2, 1), (1, 2), (0, 1, 2, 0)),
+    ((1, 1), (3, 2), (1, 1), (0, 0, 0, 0)), ((3, 2), (2, 3), (2, 1), (2, 0, 1, 1))])
+def test_windows_bit_identical_to_explicit_loops(kernel, stride, dilation, pad):
+    from archmodel.golden.digital import im2col as golden_im2col
+    from archmodel.network.windows import add_windows, strided_windows, window_view
+
+    rng = np.random.default_rng(7)
+    pt, pl, pb, pr = pad
+    for x in (rng.integers(-128, 128, (2, 3, 9, 8)).astype(np.int8),
+              rng.standard_normal((2, 3, 9, 8)).astype(np.float32)):
+        n, c, h, w = x.shape
+        ho = conv_output_size(h, kernel[0], stride[0], pt, pb, dilation[0])
+        wo = conv_output_size(w, kernel[1], stride[1], pl, pr, dilation[1])
+        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        ref = _loop_windows(xp, kernel, stride, dilation, (ho, wo))
+        got = strided_windows(xp, kernel, stride, dilation, (ho, wo))
+        assert got.dtype == ref.dtype and got.flags.c_contiguous
+        assert np.array_equal(got, ref)
+        assert np.array_equal(np.moveaxis(window_view(xp, kernel, stride, dilation, (ho, wo)), (-2, -1), (2, 3)), ref)
+        assert np.array_equal(im2col(x, kernel, stride=stride, padding=pad, dilation=dilation),
+                              ref.reshape(n, -1, ho * wo))
+        if x.dtype == np.int8:
+            g = golden_im2col(x[1], kernel, stride, pad, dilation)
+            assert g.dtype == np.int64 and np.array_equal(g, ref[1].reshape(-1, ho * wo))
+        # adjoint: the loop scatter-add, same order of additions (bit-identical in float)
+        dwin = rng.standard_normal(ref.shape).astype(x.dtype if x.dtype != np.int8 else np.float32)
+        acc = np.zeros(xp.shape, dtype=dwin.dtype)
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                r0, c0 = i * dilation[0], j * dilation[1]
+                acc[..., r0:r0 + stride[0] * (ho - 1) + 1:stride[0],
+                    c0:c0 + stride[1] * (wo - 1) + 1:stride[1]] += dwin[..., i, j, :, :]
+        assert np.array_equal(add_windows(dwin, xp.shape[-2:], stride, dilation), acc)

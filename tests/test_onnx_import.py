@@ -11,7 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from archmodel.network import NetworkError, forward
+from archmodel.network.forward import forward
+from archmodel.network.schema import NetworkError
 from archmodel.onnx_import import import_onnx, import_onnx_model
 from archmodel.zoo import load_network
 

@@ -1,7 +1,7 @@
 """Amaranth simulation of rtl/affine.py (and rtl/fixed.py) against archmodel.golden, tiny preset.
 
-The checker compares every result with ``golden.accumulate_partial_sums`` +
-``golden.affine_requantize`` and asserts how many it compared and that none
+The checker compares every result with ``golden.affine.accumulate_partial_sums`` +
+``golden.affine.affine_requantize`` and asserts how many it compared and that none
 differed. Stimulus comes from seeded generators (seed printed in the failure
 message): random ADC codes and coefficients, corner cases (all -128 codes,
 largest codes, saturating scales, offsets at the limits of their width, shift 0
@@ -18,7 +18,9 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 from rtl_stream_harness import Harness, Sink, Source, simulate
 
-from archmodel import fixedpoint, golden
+from archmodel import fixedpoint
+from archmodel.golden.affine import accumulate_partial_sums, affine_requantize
+from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import load_spec
 from rtl.affine import AffineUnit, Requantizer
 from rtl.fixed import relu, round_shift, saturate, to_dac_code
@@ -60,7 +62,7 @@ def test_fixed_helpers_exhaustive():
             got += [ctx.get(sig) for sig in sat.values()] + [ctx.get(rl)]
             want += [int(fixedpoint.saturate(v, b)) for b in sat] + [max(v, 0)]
             got += [ctx.get(sig) for sig in dac.values()]
-            want += [int(golden.dac_codes(v, b)) for b in dac]
+            want += [int(dac_codes(v, b)) for b in dac]
             counts["compared"] += len(want)
             counts["mismatches"] += sum(g != w for g, w in zip(got, want, strict=True))
 
@@ -121,7 +123,7 @@ def test_requantizer_bit_exact_and_latency():
                 h.sources["i"].put({"column": int(c), "value": int(v), "last": 0})
             while len(h.sinks["o"].items) < 64:
                 await h.step(ctx)
-            want = golden.affine_requantize(vals, scale[cols], offset[cols], shift, relu_on,
+            want = affine_requantize(vals, scale[cols], offset[cols], shift, relu_on,
                                             acc_bits=acc, scale_bits=sb, offset_bits=ob)
             got = [it.data for it in h.sinks["o"].items]
             got_cols = [it.column for it in h.sinks["o"].items]
@@ -200,12 +202,12 @@ def _layer(p, rng, n, n_rb, n_vec, *, chain_in=False, chain_out=False, corner=No
 
 def _expected(p, layer):
     codes = layer["codes"]
-    sums = np.stack([golden.accumulate_partial_sums(c, p.adc_bits, p.acc_bits) for c in codes])
+    sums = np.stack([accumulate_partial_sums(c, p.adc_bits, p.acc_bits) for c in codes])
     if layer["chain_in"]:
         sums = sums + layer["remote"]
     if layer["chain_out"]:
         return sums
-    return golden.affine_requantize(sums, layer["scale"], layer["offset"], layer["shift"], layer["relu"],
+    return affine_requantize(sums, layer["scale"], layer["offset"], layer["shift"], layer["relu"],
                                     acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
 
 

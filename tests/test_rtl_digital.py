@@ -1,11 +1,11 @@
 """Amaranth simulation of rtl/digital.py against archmodel.golden, tiny preset.
 
-Each layer (a convolution through ``golden.im2col`` or a linear layer) loads its
+Each layer (a convolution through ``golden.digital.im2col`` or a linear layer) loads its
 weights and coefficients through the configuration ports, streams its im2col
 columns with random valid gaps while the output is taken with random ready
 gaps, and the checker compares every int8 result, in
-``golden.digital_datapath_order``, with ``golden.digital_conv2d`` /
-``golden.digital_linear`` followed by ``golden.affine_requantize``; it asserts
+``golden.digital.digital_datapath_order``, with ``golden.digital.digital_conv2d`` /
+``golden.digital.digital_linear`` followed by ``golden.affine.affine_requantize``; it asserts
 how many it compared and that none differed.
 """
 
@@ -18,7 +18,9 @@ import pytest
 from amaranth.back import verilog
 from rtl_stream_harness import Harness, Sink, Source, simulate
 
-from archmodel import fixedpoint, golden
+from archmodel import fixedpoint
+from archmodel.golden.affine import affine_requantize
+from archmodel.golden.digital import digital_conv2d, digital_datapath_order, digital_linear, im2col, weight_matrix
 from archmodel.spec import load_spec
 from rtl.digital import DigitalDatapath
 from rtl.params import DigitalParams
@@ -33,9 +35,9 @@ def conv_layer(rng, c_in, h, w, c_out, k, stride=1, padding=0, corner=None):
     if corner == "min":
         x[:] = -128
         wt[:] = -128
-    acc = golden.digital_conv2d(x, wt, stride=stride, padding=padding, acc_bits=P.acc_bits)
-    cols = golden.im2col(x, k, stride, padding)
-    return {"cols": cols, "wm": golden.weight_matrix(wt), "acc": acc.reshape(c_out, -1).T}
+    acc = digital_conv2d(x, wt, stride=stride, padding=padding, acc_bits=P.acc_bits)
+    cols = im2col(x, k, stride, padding)
+    return {"cols": cols, "wm": weight_matrix(wt), "acc": acc.reshape(c_out, -1).T}
 
 
 def linear_layer(rng, n_in, n_out, corner=None):
@@ -44,7 +46,7 @@ def linear_layer(rng, n_in, n_out, corner=None):
     if corner == "max":
         x[:] = -128
         wt[:] = 127
-    return {"cols": x.T, "wm": wt.T, "acc": golden.digital_linear(x, wt, acc_bits=P.acc_bits)}
+    return {"cols": x.T, "wm": wt.T, "acc": digital_linear(x, wt, acc_bits=P.acc_bits)}
 
 
 def coefficients(rng, layer, corner=None):
@@ -58,7 +60,7 @@ def coefficients(rng, layer, corner=None):
     if corner:
         layer["scale"][::2], layer["scale"][1::2] = lo_s, hi_s
         layer["shift"], layer["relu"] = P.max_shift if corner == "max" else 0, False
-    layer["want"] = golden.affine_requantize(layer["acc"], layer["scale"], layer["offset"], layer["shift"],
+    layer["want"] = affine_requantize(layer["acc"], layer["scale"], layer["offset"], layer["shift"],
                                              layer["relu"], acc_bits=P.acc_bits, scale_bits=P.scale_bits,
                                              offset_bits=P.offset_bits)
     return layer
@@ -112,7 +114,7 @@ async def run_layer(ctx, h, dut, layer, reset_after=None):
         assert h.cycle - t0 < 50 * cols.size + 500, "run did not finish"
     items = h.sinks["out"].items
     cycles = h.sinks["out"].cycles[-1] - t0 + 1 if items else 0      # start .. last result, inclusive
-    order = golden.digital_datapath_order(n_pix, layer["wm"].shape[1], P.mac_lanes)
+    order = digital_datapath_order(n_pix, layer["wm"].shape[1], P.mac_lanes)
     want = [(ch, int(layer["want"][pix, ch]), int(ch == layer["wm"].shape[1] - 1)) for pix, ch in order]
     got = [(int(it.column), int(it.data), int(it.last)) for it in items]
     mismatches = (len(got) != len(want)) + sum(g != w for g, w in zip(got, want, strict=False))   # length counted above

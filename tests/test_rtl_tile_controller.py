@@ -1,11 +1,11 @@
 """Amaranth simulation of rtl/tile_controller.py against archmodel.golden and archmodel.timing.
 
 The testbench holds a small Python array model: it accepts the ``dac`` beats of
-an MVM (checking them against ``golden.dac_beats(golden.dac_codes(x))`` of the
-row block ``golden.tile_schedule`` says comes next, and the array index), then,
+an MVM (checking them against ``golden.tile_controller.dac_beats(golden.tile_controller.dac_codes(x))`` of the
+row block ``golden.tile_controller.tile_schedule`` says comes next, and the array index), then,
 after a latency it chooses (never known to the controller), answers with the
 ADC codes of the columns in use (random codes, extremes included: the
-controller only moves codes) in ``golden.adc_beats``. A checker compares every
+controller only moves codes) in ``golden.tile_controller.adc_beats``. A checker compares every
 beat reaching the affine side (codes, column group, valid lanes, row-block
 flags) with the expected sequence and counts. The cycle test checks one MVM
 per ``timing.mvm_cycles`` with an array whose latency is ``array_mvm_cycles``
@@ -21,7 +21,8 @@ import pytest
 from amaranth.back import verilog
 from rtl_stream_harness import Harness, Sink, Source, simulate
 
-from archmodel import golden, timing
+from archmodel import timing
+from archmodel.golden.tile_controller import adc_beats, block_counts, dac_beats, dac_codes, tile_schedule
 from archmodel.spec import array_mvm_cycles, load_spec
 from rtl.params import TileParams
 from rtl.tile_controller import TileController
@@ -43,10 +44,10 @@ class ArrayModel:
 
     def __init__(self, p: TileParams, spec, k, n, vectors, rng, latency, short_adc=False):
         self.p, self.rng, self.latency, self.short_adc = p, rng, latency, short_adc
-        self.n_rb, self.n_cb = golden.block_counts(k, n, p.array_rows, p.array_cols)
+        self.n_rb, self.n_cb = block_counts(k, n, p.array_rows, p.array_cols)
         self.k, self.n = k, n
         self.dac_bits = spec.array.dac_bits
-        self.steps = [(v, s) for v in range(len(vectors)) for s in golden.tile_schedule(self.n_rb, self.n_cb)]
+        self.steps = [(v, s) for v in range(len(vectors)) for s in tile_schedule(self.n_rb, self.n_cb)]
         self.vectors = vectors
         self.mvm = 0
         self.dac_buf: list = []
@@ -74,7 +75,7 @@ class ArrayModel:
         rows, cols = self.rows_cols(step)
         self.shapes.append((rows, cols))
         r0 = step.row_block * self.p.array_rows
-        want = golden.dac_beats(golden.dac_codes(self.vectors[v][r0:r0 + rows], self.dac_bits),
+        want = dac_beats(dac_codes(self.vectors[v][r0:r0 + rows], self.dac_bits),
                                 self.p.rows_per_dac_beat)
         got = np.array([list(b.codes) for b in self.dac_buf])
         self.compared += 1
@@ -87,7 +88,7 @@ class ArrayModel:
         codes = self.rng.integers(-128, 128, cols)
         if self.mvm == 0:
             codes[::2], codes[1::2] = -128, 127
-        beats = golden.adc_beats(codes, self.p.cols_per_adc_beat)
+        beats = adc_beats(codes, self.p.cols_per_adc_beat)
         na = len(beats)
         if self.short_adc:          # a faulty array: one beat with last, whatever N says
             beats, na_sent = beats[:1], 1
@@ -122,7 +123,7 @@ def _col_tuple(b):
 async def run_one(ctx, h, dut, p, spec, k, n, vectors, rng, *, mode=0, latency=(1, 9),
                   reset_after=None, short_adc=False, act_last_error=False, enqueue_act=True):
     """One run (start .. done) of ``vectors``; returns the ArrayModel with its counts."""
-    n_rb, n_cb = golden.block_counts(k, n, p.array_rows, p.array_cols)
+    n_rb, n_cb = block_counts(k, n, p.array_rows, p.array_cols)
     for port, value in (("k_rows", k), ("n_cols", n), ("n_row_blocks", n_rb), ("n_col_blocks", n_cb), ("mode", mode)):
         ctx.set(getattr(dut, port), value)
     model = ArrayModel(p, spec, k, n, vectors, rng, latency, short_adc)
@@ -205,7 +206,7 @@ def test_tile_controller_random_with_backpressure(spec, seed):
     simulate(dut, tb)
     n_mvm = 0
     for i, (k, n) in enumerate(shapes):
-        n_rb, n_cb = golden.block_counts(k, n, p.array_rows, p.array_cols)
+        n_rb, n_cb = block_counts(k, n, p.array_rows, p.array_cols)
         n_mvm += n_rb * n_cb * (3 if i % 2 else 1)
     assert totals["mvms"] == n_mvm, f"seed {seed}"
     assert totals["compared"] >= n_mvm * 2, f"seed {seed}"

@@ -1,4 +1,4 @@
-"""Tests of the crossbar tile model (archmodel/tile.py) and its cycle model (archmodel/timing.py).
+"""Tests of the crossbar tile model (archmodel/analog_matrix.py) and its cycle model (archmodel/timing.py).
 
 Expected values are hand-computed from DESIGN.md ("Data path of one analog
 layer", "PCM device model") with the figures of the presets:
@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from archmodel.analog_matrix import G_GRID_US, AnalogMatrix, device_model_from_spec
 from archmodel.pcm import PCMDeviceModel, get_statistics
 from archmodel.spec import load_spec
-from archmodel.tile import G_GRID_US, AnalogMatrix, device_model_from_spec
 from archmodel.timing import MVM_OVERHEAD_CYCLES, adc_beats, dac_beats, mvm_cycles
 
 TINY = load_spec("tiny")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from archmodel.datasets import load_digits_split
-from archmodel.network import NetworkBuilder, forward
+from archmodel.network.builder import NetworkBuilder
+from archmodel.network.forward import forward
 from archmodel.training import (
     TrainConfig,
     TrainingError,
@@ -14,11 +15,9 @@ from archmodel.training import (
     cross_entropy,
     forward_train,
     init_params,
-    load_npz,
-    load_onnx_params,
-    save_npz,
     train,
 )
+from archmodel.weights_io import load_npz, load_onnx_params, save_npz
 from archmodel.zoo_digits import DIGITS_NETWORKS, digits_cnn, digits_mlp
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archmodel.network import NetworkError
+from archmodel.network.schema import NetworkError
 from archmodel.zoo import ZOO, get_network, list_networks, load_network
 
 

@@ -1,4 +1,4 @@
-"""``aimc accuracy``: parse the options, get the weights, run :func:`archmodel.accuracy.evaluate_accuracy`, write the report."""
+"""``aimc accuracy``: parse the options, get the weights, run :func:`archmodel.accuracy_experiment.evaluate_accuracy`, write the report."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from archmodel.accuracy import AccuracyOptions, evaluate_accuracy
+    from archmodel.accuracy import AccuracyOptions
+    from archmodel.accuracy_experiment import evaluate_accuracy
     from archmodel.datasets import load_digits_split
     from archmodel.digits_experiment import (
         DigitsExperimentError,

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from archmodel import __version__
-    from archmodel.training import save_npz_bytes
+    from archmodel.weights_io import save_npz_bytes
     from archmodel.zoo import load_network
 
     check_int_range("--seed", args.seed, 0)

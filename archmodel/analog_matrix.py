@@ -1,13 +1,13 @@
-"""Crossbar tile model: one layer's weight matrix on PCM arrays (DAC -> array -> ADC).
+"""Analog matrix model: one layer's weight matrix on many PCM arrays (DAC -> arrays -> ADC -> partial sums).
 
 Data path (DESIGN.md, "Data path of one analog layer")::
 
-    int8 activations x ──► DAC codes d (signed, dac_bits)      golden.dac_codes
+    int8 activations x ──► DAC codes d (signed, dac_bits)      golden.tile_controller.dac_codes
       ──► V_i = d_i · V_lsb,        V_lsb = v_read_v / 2^(dac_bits-1)        [V]
       ──► I_j = Σ_i V_i · G_ij,     G = Σ_devices (g⁺ − g⁻)                   [µA]
           (+ output noise σ = output_noise_fraction · I_fs, keyed by MVM index)
       ──► ADC code a_j = sat_adc(rint(I_j / I_fs · 2^(adc_bits-1)))
-      ──► partial sums of the row blocks added as integers   golden.accumulate_partial_sums
+      ──► partial sums of the row blocks added as integers   golden.affine.accumulate_partial_sums
 
 with ``I_fs`` the ADC full scale (``ChipSpec.adc_full_scale_ua``).
 
@@ -24,7 +24,7 @@ is ``G = Σ g⁺ − Σ g⁻ ≈ n_pp · W · s`` with ``n_pp = devices_per_weig
 Splitting over arrays
 ---------------------
 A (K × N) matrix is split into ``ceil(K/rows)`` row blocks and ``ceil(N/cols)``
-column blocks (golden.tile_schedule gives the hardware order). Each row block
+column blocks (golden.tile_controller.tile_schedule gives the hardware order). Each row block
 is integrated and converted by its own array; the partial sums of the row
 blocks add as integers after the ADC.
 
@@ -54,8 +54,9 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from archmodel import golden
 from archmodel.fixedpoint import check_range
+from archmodel.golden.affine import accumulate_partial_sums
+from archmodel.golden.tile_controller import dac_codes
 from archmodel.pcm import PCMDeviceModel, ProgrammedDevices, get_statistics
 from archmodel.spec import ChipSpec
 
@@ -371,7 +372,7 @@ class AnalogMatrix:
         for cb in range(self.n_col_blocks):
             c0, c1 = cb * self.cols, min((cb + 1) * self.cols, n)
             for rb in range(n_rb):
-                array_index = cb * n_rb + rb  # golden.tile_schedule numbering
+                array_index = cb * n_rb + rb  # golden.tile_controller.tile_schedule numbering
                 z[rb, :, c0:c1] = self._noise_rows(array_index, c1 - c0, mvm_index, b)
         return z
 
@@ -386,7 +387,7 @@ class AnalogMatrix:
         codes = self.mvm_adc_codes(dac_codes, mvm_index)
         if self.ideal_periphery:
             return codes.sum(axis=0)
-        return golden.accumulate_partial_sums(
+        return accumulate_partial_sums(
             codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
         )
 
@@ -425,7 +426,7 @@ class AnalogMatrix:
             m = float(np.max(np.abs(xa)))
             in_scale = m / 127.0 if m > 0 else 1.0
         x_int8 = np.clip(np.rint(xa / in_scale), -128, 127).astype(np.int64)
-        d = golden.dac_codes(x_int8, self.spec.array.dac_bits)
+        d = dac_codes(x_int8, self.spec.array.dac_bits)
         psum = self.mvm_partial_sums(d, mvm_index)
         y = psum * (self.weight_units_per_code * in_scale)
         return y[0] if single else y

@@ -12,7 +12,7 @@ Format::
       - {name: fc, op: linear, out_features: 10}
 
 Every layer has ``name`` and ``op``; its other keys are the op's attributes
-(listed in :mod:`archmodel.network`, same names, same defaults). ``inputs``
+(listed in :mod:`archmodel.network.schema`, same names, same defaults). ``inputs``
 defaults to the previous layer (the first layer reads the network input, a
 layer named ``input``); give ``inputs: [a, b]`` for ``add`` and ``concat``. A
 list may start with ``{name: x, op: input}`` to name the input differently.
@@ -23,43 +23,40 @@ accepted as a number. Parameters (weights) are not part of the YAML.
 
 The structure is checked by pydantic models (one per op, selected by ``op``;
 unknown keys forbidden), then by the network's own shape inference. Every
-problem raises one :class:`~archmodel.network.NetworkError` whose message names
+problem raises one :class:`~archmodel.network.schema.NetworkError` whose message names
 the source, the YAML path (e.g. ``layers[3].kernel_size``), the bad value and
 what was expected.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from .network import (
-    _ATTR_SPECS,
-    _REQUIRED,
-    ACTIVATIONS,
+from archmodel.network.ir import Layer, Network
+from archmodel.network.schema import (
+    ATTR_SPECS,
+    KIND_ATTRS,
     OPS,
-    Layer,
-    Network,
+    REQUIRED,
     NetworkError,
-    _as_padding,
-    _bool,
-    _int_any,
-    _pos_int,
-    _pos_pair,
-    _reshape_target,
+    as_float,
+    pos_float,
+    pos_int,
 )
-from .yaml_loader import load_yaml_or_raise
+from archmodel.validation import format_validation_error
+from archmodel.yaml_loader import load_yaml_or_raise
 
 __all__ = ["NetworkSpec", "load_network_yaml", "network_to_yaml"]
 
 
 # --------------------------------------------------------------------------------------
-# field types (the checks are the network module's own, so messages agree)
+# field types: the schema's own normalizers (archmodel.network.schema), so messages agree
 # --------------------------------------------------------------------------------------
 
 
@@ -86,7 +83,7 @@ def _shape(value: Any) -> list[int]:
         raise ValueError(f"bad value {value!r}: expected a non-empty list of positive integers")
     for v in value:
         try:
-            _pos_int(v)
+            pos_int(v)
         except ValueError:
             raise ValueError(
                 f"bad value {value!r}: expected a non-empty list of positive integers"
@@ -94,50 +91,31 @@ def _shape(value: Any) -> list[int]:
     return value
 
 
-def _eps(value: Any) -> float:
-    # PyYAML (YAML 1.1) reads 1e-5 (no dot) as a string; accept it as a number.
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"bad value {value!r}: expected a number > 0") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"bad value {value!r}: expected a number > 0")
-    return float(value)
+def _yaml_check(key: str, default: Any, norm: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The schema normalizer of one attribute, as the YAML reads it.
 
+    PyYAML (YAML 1.1) reads ``1e-5`` (no dot) as a string: number attributes accept
+    numeric strings. ``null`` is accepted where the schema's default is ``None``
+    and for the kind-specific activation attributes (the IR then reports them).
+    """
+    allow_none = default is None or key in KIND_ATTRS
+    number = norm in (pos_float, as_float)
 
-def _number(value: Any) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"bad value {value!r}: expected a number") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"bad value {value!r}: expected a number")
-    return float(value)
+    def check(value: Any) -> Any:
+        if value is None and allow_none:
+            return None
+        if number and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        return norm(value)
 
-
-def _kind(value: Any) -> str:
-    if value not in ACTIVATIONS:
-        raise ValueError(f"bad value {value!r}: expected one of {', '.join(ACTIVATIONS)}")
-    return value
-
-
-def _approximate(value: Any) -> str:
-    if value not in ("none", "tanh"):
-        raise ValueError(f"bad value {value!r}: expected 'none' or 'tanh'")
-    return value
+    return check
 
 
 Name = Annotated[str, BeforeValidator(_name)]
 Inputs = Annotated[list[str], BeforeValidator(_inputs)]
-PosInt = Annotated[int, BeforeValidator(_pos_int)]
-Size2 = Annotated[tuple[int, int], BeforeValidator(_pos_pair)]
-Pad4 = Annotated[tuple[int, int, int, int], BeforeValidator(_as_padding)]
-Bool = Annotated[bool, BeforeValidator(_bool)]
-Eps = Annotated[float, BeforeValidator(_eps)]
-Number = Annotated[float, BeforeValidator(_number)]
-Int = Annotated[int, BeforeValidator(_int_any)]
 
 
 class _LayerSpec(BaseModel):
@@ -157,112 +135,19 @@ class InputSpec(BaseModel):
     op: Literal["input"]
 
 
-class ConvSpec(_LayerSpec):
-    """2-D convolution; weight (C_out, C_in/groups, kh, kw)."""
-
-    op: Literal["conv"]
-    out_channels: PosInt = Field(description="output channels C_out")
-    kernel_size: Size2 = Field(description="kernel size k or [kh, kw]")
-    stride: Size2 = Field(1, description="stride s or [sh, sw]")
-    padding: Pad4 = Field(0, description="zero padding p, [ph, pw] or [top, left, bottom, right]")
-    dilation: Size2 = Field(1, description="dilation d or [dh, dw]")
-    groups: PosInt = Field(1, description="groups; divides C_in and C_out")
-    bias: Bool = Field(True, description="has a bias")
-    in_channels: PosInt | None = Field(None, description="optional check of the input channels")
-
-
-class LinearSpec(_LayerSpec):
-    """Fully connected layer on a vector (F,); weight (out, in)."""
-
-    op: Literal["linear"]
-    out_features: PosInt = Field(description="output features")
-    bias: Bool = Field(True, description="has a bias")
-    in_features: PosInt | None = Field(None, description="optional check of the input features")
-
-
-class BatchNormSpec(_LayerSpec):
-    """Batch normalization in inference mode over the channel axis."""
-
-    op: Literal["batchnorm"]
-    eps: Eps = Field(1e-5, description="added to the variance")
-
-
-class ActivationSpec(_LayerSpec):
-    """Element-wise activation."""
-
-    op: Literal["activation"]
-    kind: Annotated[str, BeforeValidator(_kind)] = Field(description="activation kind")
-    alpha: Number | None = Field(None, description="negative slope (leaky_relu only; 0.01)")
-    approximate: Annotated[str, BeforeValidator(_approximate)] | None = Field(
-        None, description="'none' or 'tanh' (gelu only)"
-    )
-
-
-class MaxPoolSpec(_LayerSpec):
-    """Max pooling (ceil_mode False)."""
-
-    op: Literal["maxpool"]
-    kernel: Size2 = Field(description="window k or [kh, kw]")
-    stride: Size2 | None = Field(None, description="stride; default: the kernel")
-    padding: Pad4 = Field(0, description="padding, each side smaller than the kernel")
-
-
-class AvgPoolSpec(MaxPoolSpec):
-    """Average pooling (ceil_mode False)."""
-
-    op: Literal["avgpool"]  # type: ignore[assignment]
-    count_include_pad: Bool = Field(False, description="divide by kh·kw (true) or by real cells")
-
-
-class GlobalAvgPoolSpec(_LayerSpec):
-    """Global average pooling (C, H, W) -> (C,)."""
-
-    op: Literal["global_avgpool"]
-
-
-class AddSpec(_LayerSpec):
-    """Element-wise sum of equal-shape inputs."""
-
-    op: Literal["add"]
-
-
-class ConcatSpec(_LayerSpec):
-    """Concatenation along an axis (0 = channels)."""
-
-    op: Literal["concat"]
-    axis: Int = Field(0, description="axis, batch excluded")
-
-
-class FlattenSpec(_LayerSpec):
-    """C-order flatten to a vector."""
-
-    op: Literal["flatten"]
-
-
-class ReshapeSpec(_LayerSpec):
-    """Reshape (batch excluded)."""
-
-    op: Literal["reshape"]
-    shape: Annotated[tuple[int, ...], BeforeValidator(_reshape_target)] = Field(
-        description="target shape, at most one -1"
-    )
+def _layer_model(op: str) -> type[BaseModel]:
+    """The pydantic model of one op, generated from :data:`archmodel.network.schema.ATTR_SPECS`."""
+    fields: dict[str, Any] = {"op": (Literal[op], ...)}
+    for key, (default, norm) in ATTR_SPECS[op].items():
+        typ = Annotated[Any, BeforeValidator(_yaml_check(key, default, norm))]
+        fields[key] = (typ, ... if default is REQUIRED else None)
+    title = "".join(part.capitalize() for part in op.split("_")) + "Spec"
+    return create_model(title, __base__=_LayerSpec, **fields)
 
 
 _SPECS: dict[str, type[BaseModel]] = {
-    "input": InputSpec,
-    "conv": ConvSpec,
-    "linear": LinearSpec,
-    "batchnorm": BatchNormSpec,
-    "activation": ActivationSpec,
-    "maxpool": MaxPoolSpec,
-    "avgpool": AvgPoolSpec,
-    "global_avgpool": GlobalAvgPoolSpec,
-    "add": AddSpec,
-    "concat": ConcatSpec,
-    "flatten": FlattenSpec,
-    "reshape": ReshapeSpec,
+    op: InputSpec if op == "input" else _layer_model(op) for op in OPS
 }
-assert set(_SPECS) == set(OPS)
 
 LayerSpec = Annotated[
     Union[tuple(_SPECS.values())],  # noqa: UP007 - a runtime tuple of classes
@@ -290,53 +175,17 @@ _TOP_KEYS = ", ".join(NetworkSpec.model_fields)
 # --------------------------------------------------------------------------------------
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    # Drop the discriminator tag pydantic inserts after a list index: layers.3.conv.x.
-    parts = list(loc)
-    if len(parts) > 2 and parts[0] == "layers" and isinstance(parts[1], int):
-        del parts[2]
-    out = ""
-    for item in parts:
-        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else str(item))
-    return out or "(top level)"
-
-
-def _format(err: dict[str, Any], data: Any) -> str:
+def _format(err: dict[str, Any]) -> str:
     loc = tuple(err["loc"])
-    path = _path(loc)
-    value = err.get("input")
-    typ = err["type"]
-    ctx = err.get("ctx") or {}
-    if typ == "union_tag_invalid":
-        close = difflib.get_close_matches(str(ctx.get("tag")), OPS, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return (f"{path}.op: bad value {value.get('op')!r}: unknown op; expected one of "
-                f"{', '.join(OPS)}{hint}")
-    if typ == "union_tag_not_found":
-        return f"{path}: missing key 'op'; expected one of {', '.join(OPS)}"
-    if typ == "model_attributes_type":
-        return f"{path}: bad value {value!r}: expected a mapping such as {{name: ..., op: ...}}"
-    if typ == "extra_forbidden":
-        key = str(loc[-1])
-        model: type[BaseModel] = NetworkSpec
-        if len(loc) > 2 and loc[0] == "layers":
-            model = _SPECS.get(str(loc[2]), NetworkSpec)
-        allowed = [k for k in model.model_fields]
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        what = f" for op {loc[2]!r}" if model is not NetworkSpec else ""
-        return (f"{path}: unknown key{what} (value {value!r}); expected one of "
-                f"{', '.join(allowed)}{hint}")
-    if typ == "missing":
-        return f"{path}: missing required key"
-    if typ == "too_short" and loc == ("layers",):
-        return f"{path}: bad value {value!r}: expected a non-empty list of layers"
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        return f"{path}: {msg[len('Value error, '):]}"
-    if msg.startswith("Input should be "):
-        msg = "expected " + msg[len("Input should be "):]
-    return f"{path}: bad value {value!r}: {msg}"
+    model: type[BaseModel] = NetworkSpec
+    if err["type"] == "extra_forbidden" and len(loc) > 2 and loc[0] == "layers":
+        model = _SPECS.get(str(loc[2]), NetworkSpec)
+    note = f" for op {loc[2]!r}" if model is not NetworkSpec else ""
+    # Drop the discriminator tag pydantic inserts after a list index: layers.3.conv.x.
+    if len(loc) > 2 and loc[0] == "layers" and isinstance(loc[1], int):
+        loc = loc[:2] + loc[3:]
+    return format_validation_error(err, loc=loc, model=model, dialect="network", ops=OPS,
+                                   unknown_key_note=note)
 
 
 def _validate(data: Any, origin: str) -> NetworkSpec:
@@ -359,7 +208,7 @@ def _validate(data: Any, origin: str) -> NetworkSpec:
     except ValidationError as exc:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise NetworkError(f"{origin}: {_format(errors[0], data)}{more}") from None
+        raise NetworkError(f"{origin}: {_format(errors[0])}{more}") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -503,10 +352,10 @@ def network_to_yaml(net: Network) -> str:
         d: dict[str, Any] = {"name": layer.name, "op": layer.op}
         if layer.inputs != (prev,):
             d["inputs"] = list(layer.inputs)
-        spec = _ATTR_SPECS[layer.op]
+        spec = ATTR_SPECS[layer.op]
         for key, value in layer.attrs.items():
             default = spec[key][0]
-            if default is _REQUIRED:
+            if default is REQUIRED:
                 d[key] = _compact(key, value)
                 continue
             if default is None and key == "stride":

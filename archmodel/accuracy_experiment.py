@@ -1,0 +1,272 @@
+"""The accuracy-over-time experiment: Monte-Carlo draws of the analog network (archmodel.accuracy).
+
+**Monte Carlo.** Each draw programs every layer afresh. A draw is a pure
+   function of (spec, network, weights, options, seed, draw index): every layer
+   ``i`` programs with ``Generator(PCG64(SeedSequence([seed, draw, i, 0])))`` and
+   drifts to time index ``k`` with ``SeedSequence([seed, draw, i, 1, k])``, so
+   both placements and all compensations of one draw share the same devices
+   (paired comparisons). Results: mean, standard deviation (ddof = 1) and
+   standard error (std/√draws) of the top-1 accuracy over draws, next to the FP32
+   accuracy of the same weights and the all-digital int8 accuracy.
+
+Times, settings, stages and the integer data path: :mod:`archmodel.accuracy`.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from archmodel.accuracy import (
+    ADABS_IMAGE_INDEX,
+    AccuracyOptions,
+    NetworkInstance,
+    PreparedNetwork,
+    Stage,
+    mvm_rows,
+    predict_labels,
+    prepare,
+    setting_label,
+)
+from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
+from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
+from archmodel.golden.tile_controller import dac_codes
+from archmodel.network.forward import forward
+from archmodel.network.ir import Network
+from archmodel.spec import ChipSpec
+
+__all__ = [
+    "AccuracyResult",
+    "adc_usage",
+    "evaluate_accuracy",
+    "evaluate_draw",
+    "fp32_accuracy",
+    "int8_digital_accuracy",
+]
+
+
+# ----------------------------------------------------------------------------- draws
+def _layer_seed(seed: int, draw: int, layer: int, *rest: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(draw), int(layer), *rest])))
+
+
+def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray, seed: int, draw: int) -> dict[str, list[float]]:
+    """One Monte-Carlo draw: program, then evaluate every setting at every time.
+
+    A pure function of (prepared network, test data, seed, draw).
+
+    Returns
+    -------
+    dict
+        ``{setting label: [accuracy (fraction) at each time of options.times_s]}``.
+    """
+    opts, spec = prep.options, prep.spec
+    dev = device_model_from_spec(spec, ideal=opts.ideal_device)
+    n_mat = len(prep.matrices)
+    placements = list(dict.fromkeys(p for p, _ in opts.settings))
+    used_analog = set()
+    for placement in placements:
+        used_analog |= {k for k in range(n_mat) if placement == "all_analog" or k not in prep.digital}
+    mats: list[AnalogMatrix | None] = [None] * n_mat
+    refs: dict[int, tuple[np.ndarray, float, np.ndarray]] = {}
+    for k in sorted(used_analog):
+        noise_seed = int(np.random.SeedSequence([int(seed), int(draw), k, 2]).generate_state(1)[0])
+        m = AnalogMatrix(spec, dev, noise_seed=noise_seed).program(prep.matrices[k], _layer_seed(seed, draw, k, 0))
+        cal = gdc_calibration_inputs(spec.calibration.gdc_input, spec.calibration.gdc_vectors, m.shape[0], seed)
+        refs[k] = (cal, gdc_reference(m, cal), gdc_reference(m, cal, per_column=True))
+        mats[k] = m
+    out: dict[str, list[float]] = {setting_label(p, c): [] for p, c in opts.settings}
+    y_test = np.asarray(y_test)
+    for ti, (_, t) in enumerate(opts.times_s):
+        memo: dict = {}  # accumulator values at this time (conductances fixed), shared by the settings
+        alpha_g: dict[int, float] = {}
+        alpha_c: dict[int, np.ndarray] = {}
+        for k in sorted(used_analog):
+            m = mats[k]
+            m.drift(t, _layer_seed(seed, draw, k, 1, ti))  # type: ignore[union-attr]
+            cal, ref_g, ref_c = refs[k]
+            alpha_g[k] = float(gdc_alpha(m, cal, ref_g))  # type: ignore[arg-type]
+            alpha_c[k] = np.asarray(gdc_alpha(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
+        for placement in placements:
+            modes = ["analog" if (placement == "all_analog" or k not in prep.digital) else opts.digital_precision
+                     for k in range(n_mat)]
+            for comp in [c for p, c in opts.settings if p == placement]:
+                alphas: list[np.ndarray | float] = []
+                for k in range(n_mat):
+                    if modes[k] != "analog" or comp == "none":
+                        alphas.append(1.0)
+                    elif comp == "gdc_per_column":
+                        alphas.append(alpha_c[k])
+                    else:
+                        alphas.append(alpha_g[k])
+                inst = NetworkInstance(prep, modes, mats, alphas, memo)
+                if comp == "adabs":
+                    inst.run(prep.x_adabs, adapt_bn=True, image_index=ADABS_IMAGE_INDEX)
+                pred = predict_labels(inst, x_test)
+                out[setting_label(placement, comp)].append(float(np.mean(pred == y_test)))
+    return out
+
+
+def fp32_accuracy(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of the float32 reference forward pass (:func:`archmodel.network.forward.forward`)."""
+    logits = forward(network, x, params)
+    return float(np.mean(np.asarray(logits).argmax(axis=1) == np.asarray(y)))
+
+
+def int8_digital_accuracy(prep: PreparedNetwork, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy with every matrix layer on the int8 digital datapath (no PCM)."""
+    inst = NetworkInstance(prep, ["int8"] * len(prep.matrices), [None] * len(prep.matrices), [1.0] * len(prep.matrices))
+    return float(np.mean(predict_labels(inst, x) == np.asarray(y)))
+
+
+def adc_usage(prep: PreparedNetwork, x: np.ndarray, seed: int = 0) -> list[dict[str, Any]]:
+    """How much of the ADC range each analog layer uses, right after programming (draw 0, all analog).
+
+    Returns
+    -------
+    list of dict
+        Per matrix layer: ``layer``, ``rows``, ``cols``, ``row_blocks``,
+        ``adc_rms_code_lsb`` (RMS of the ADC codes of every array, in LSB),
+        ``adc_saturated_pct`` (codes at either end of the range),
+        ``adc_full_scale_code`` (2^(adc_bits-1)).
+    """
+    spec = prep.spec
+    dev = device_model_from_spec(spec, ideal=prep.options.ideal_device)
+    n_mat = len(prep.matrices)
+    mats: list[AnalogMatrix | None] = []
+    for k in range(n_mat):
+        mats.append(AnalogMatrix(spec, dev).program(prep.matrices[k], _layer_seed(seed, 0, k, 0)))
+    inst = NetworkInstance(prep, ["analog"] * n_mat, mats, [1.0] * n_mat)
+    rows_out: list[dict[str, Any]] = []
+    # Walk the network once, capturing every matrix stage's input.
+    captured: dict[int, np.ndarray] = {}
+    original = inst._accumulate
+
+    def spy(k: int, st: Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
+        captured[k] = x_int
+        return original(k, st, x_int, image_index)
+
+    inst._accumulate = spy  # type: ignore[method-assign]
+    inst.run(x)
+    levels = 2 ** (spec.array.adc_bits - 1)
+    for k, st in enumerate([s for s in prep.stages if s.kind == "matrix"]):
+        rows, _ = mvm_rows(st.layer, captured[k])
+        codes = mats[k].mvm_adc_codes(dac_codes(rows, spec.array.dac_bits))  # type: ignore[union-attr]
+        sat = np.mean((codes >= levels - 1) | (codes <= -levels))
+        rows_out.append({"layer": st.layer.name, "rows": int(rows.shape[1]), "cols": int(codes.shape[2]),
+                         "row_blocks": int(codes.shape[0]),
+                         "adc_rms_code_lsb": float(np.sqrt(np.mean(codes.astype(np.float64) ** 2))),
+                         "adc_saturated_pct": float(100 * sat), "adc_full_scale_code": levels})
+    return rows_out
+
+
+# ----------------------------------------------------------------------------- experiment
+@dataclass
+class AccuracyResult:
+    """Outcome of :func:`evaluate_accuracy`.
+
+    Members
+    -------
+    times : list of (label, seconds)
+    draws : dict
+        ``{setting label: ndarray (draws, times)}`` accuracies (fractions).
+    fp32_accuracy : float
+        Same weights, float32 reference forward pass.
+    int8_accuracy : float
+        Every layer on the int8 digital datapath (no PCM).
+    options : AccuracyOptions
+    seed : int
+    """
+
+    times: list[tuple[str, float]]
+    draws: dict[str, np.ndarray]
+    fp32_accuracy: float
+    int8_accuracy: float
+    options: AccuracyOptions
+    seed: int
+    adc: list[dict[str, Any]] = field(default_factory=list)
+
+    def mean(self, setting: str) -> np.ndarray:
+        return self.draws[setting].mean(axis=0)
+
+    def std(self, setting: str) -> np.ndarray:
+        d = self.draws[setting]
+        return d.std(axis=0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1])
+
+    def se(self, setting: str) -> np.ndarray:
+        return self.std(setting) / math.sqrt(self.draws[setting].shape[0])
+
+    def at(self, setting: str, time_label: str) -> tuple[float, float, float]:
+        """(mean, std, SE) of a setting at a time label."""
+        i = [lbl for lbl, _ in self.times].index(time_label)
+        return float(self.mean(setting)[i]), float(self.std(setting)[i]), float(self.se(setting)[i])
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _indexed_draw(job: tuple[Any, ...]) -> tuple[int, dict[str, list[float]]]:
+    return job[4], evaluate_draw(*job)
+
+
+def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, np.ndarray]],
+                      x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                      options: AccuracyOptions | None = None, seed: int = 0,
+                      progress: Callable[[int], None] | None = None,
+                      with_adc_usage: bool = False, workers: int | None = None) -> AccuracyResult:
+    """The whole experiment: FP32 and int8 baselines, then ``options.draws`` Monte-Carlo draws.
+
+    Parameters
+    ----------
+    progress : callable, optional
+        Called with the draw index after every draw (progress bars).
+    with_adc_usage : bool
+        Also measure :func:`adc_usage` on 64 test images.
+    workers : int, optional
+        Processes for the draws (default: the CPU count; 1 = serial). The
+        result does not depend on it.
+
+    Returns
+    -------
+    AccuracyResult
+    """
+    opts = options or AccuracyOptions()
+    prep = prepare(spec, network, params, x_train, opts)
+    fp32 = fp32_accuracy(network, prep.params, x_test, y_test)
+    int8 = int8_digital_accuracy(prep, x_test, y_test)
+    per: dict[str, list[list[float]]] = {setting_label(p, c): [] for p, c in opts.settings}
+    n_workers = max(1, min(int(workers if workers is not None else (os.cpu_count() or 1)), opts.draws))
+    results: list[dict[str, list[float]] | None] = [None] * opts.draws
+    if n_workers == 1:
+        for d in range(opts.draws):
+            results[d] = evaluate_draw(prep, x_test, y_test, seed, d)
+            if progress is not None:
+                progress(d)
+    else:
+        # Draws are pure functions of their arguments: fan them out over processes
+        # (results are identical to the serial loop; collected in draw order).
+        # multiprocessing.Pool rather than ProcessPoolExecutor: leaving the
+        # ``with`` block (normally, on an error or on Ctrl-C) calls terminate(),
+        # which kills the workers at once instead of letting queued draws run on.
+        # Workers ignore SIGINT so that a terminal Ctrl-C reaches only the parent.
+        ctx = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
+        jobs = [(prep, x_test, y_test, seed, d) for d in range(opts.draws)]
+        with ctx.Pool(n_workers, initializer=_ignore_sigint) as pool:
+            for d, res in pool.imap_unordered(_indexed_draw, jobs):
+                results[d] = res
+                if progress is not None:
+                    progress(d)
+    for res in results:
+        for key, accs in res.items():  # type: ignore[union-attr]
+            per[key].append(accs)
+    adc = adc_usage(prep, x_test[:64], seed) if with_adc_usage else []
+    return AccuracyResult(list(opts.times_s), {k: np.asarray(v) for k, v in per.items()}, fp32, int8, opts, int(seed), adc)
