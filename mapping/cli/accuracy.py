@@ -1,4 +1,4 @@
-"""``aimc accuracy``: parse the options, get the weights, run :func:`archmodel.accuracy_experiment.evaluate_accuracy`, write the report."""
+"""``aimc accuracy``: parse the options, get the weights, run the accuracy experiment, write the report."""
 
 from __future__ import annotations
 
