@@ -93,10 +93,8 @@ from typing import Any
 
 from archmodel.network import Layer, Network
 from archmodel.spec import ChipSpec
+from archmodel import timing
 from mapping import costs
-
-#: Cycles the RTL affine unit spends per output column (one result or partial sum per cycle; rtl/affine.py).
-AFFINE_CYCLES_PER_COLUMN = 1
 
 __all__ = ["MapOptions", "LayerMapping", "MappingError", "MappingResult", "map_network"]
 
@@ -223,7 +221,7 @@ class _Plan:
 
     def stage_cycles(self, spec: ChipSpec) -> int:
         if self.digital:
-            return costs.digital_layer_cycles(spec, self.layer.mac_count)
+            return timing.digital_layer_cycles(spec, self.layer.mac_count)
         return -(-self.pixels // self.r) * self.t_pixel
 
 
@@ -319,19 +317,11 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         tiles_per_copy = -(-len(arrays) // apt) if arrays else 0
         t_pixel = 0
         if is_dig:
-            t_pixel = costs.digital_layer_cycles(spec, k * n * g)
+            t_pixel = timing.digital_layer_cycles(spec, k * n * g)
         else:
-            cache: dict[tuple[int, int], int] = {}
             for t in range(tiles_per_copy):
-                s = 0
-                cols_streamed: dict[tuple[int, int], int] = {}
-                for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]:
-                    if (ru, cu) not in cache:
-                        cache[(ru, cu)] = costs.mvm_time_cycles(spec, ru, cu)
-                    s += cache[(ru, cu)]
-                    cols_streamed[(grp, cb)] = cu
-                # the tile's affine unit streams one column (result or partial sum) per cycle
-                t_pixel = max(t_pixel, s, sum(cols_streamed.values()) * AFFINE_CYCLES_PER_COLUMN)
+                t_pixel = max(t_pixel, timing.tile_vector_cycles(
+                    spec, [((grp, cb), ru, cu) for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]]))
         plans.append(_Plan(layer, idx, is_dig, k, n, g, nrb, ncb, layer.mvm_count, arrays,
                            tiles_per_copy, t_pixel))
 
@@ -392,7 +382,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     acc_bits = spec.periphery.accumulator_bits
     hop_ns = spec.interconnect.hop_latency_ns
     link_ns = spec.chip_link.latency_ns
-    affine_ns = costs.cycles_to_ns(spec, spec.periphery.affine_latency_cycles)
+    affine_ns = timing.cycles_to_ns(spec, timing.AFFINE_LATENCY_CYCLES)
 
     rows_out: list[LayerMapping] = []
     start: dict[str, float] = {network.input_name: 0.0}
@@ -478,9 +468,9 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         e["chip_link"] = costs.chip_link_energy_pj(spec, link_bits)
         # timing
         cycles = p.stage_cycles(spec)
-        t_ns = costs.cycles_to_ns(spec, cycles)
+        t_ns = timing.cycles_to_ns(spec, cycles)
         t_fill_ns = max(t_ns, costs.chip_link_time_ns(spec, link_bits))
-        tp_ns = costs.cycles_to_ns(spec, p.t_pixel)
+        tp_ns = timing.cycles_to_ns(spec, p.t_pixel)
         if layer.op == "conv":
             kh = layer.attrs["kernel_size"][0]
             dh = layer.attrs["dilation"][0]
@@ -515,7 +505,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     stages: list[tuple[float, str]] = [
         (r.latency_ns, r.name) for r in rows_out if r.kind == "analog"]
     if digital_cycles:
-        stages.append((costs.cycles_to_ns(spec, digital_cycles), "digital unit"))
+        stages.append((timing.cycles_to_ns(spec, digital_cycles), "digital unit"))
     for s, bits in enumerate(seg_bits):
         stages.append((costs.chip_link_time_ns(spec, bits), f"chip link {s}-{s + 1}"))
     interval_ns, bottleneck = max(stages, key=lambda x: x[0])

@@ -3,7 +3,7 @@
 Structure (after cocotb's ``examples/matrix_multiplier``)::
 
     NetworkJob ──prepare_network()──► PreparedNetwork: per layer an AnalogMatrix
-        (programmed, drifted), a MappedLayer (mapping.config_compiler: affine
+        (programmed, drifted), a MappedLayer (rtl.register_compiler: affine
         coefficients, GDC alpha, tile, destination), its int8 inputs and outputs
         (the golden run), and the AXI4-Lite writes that configure the chip
     TopTestbench(dut, prepared)
@@ -26,7 +26,7 @@ GDC alpha with :mod:`archmodel.calibration`), its partial sums are
 ``AnalogMatrix.mvm_partial_sums(golden.dac_codes(x_l))`` (output-noise key =
 vector index, as the bridge uses), its output scale maps the 99th percentile
 of ``|y|`` to 100 (some outputs saturate), its coefficients come from
-:func:`mapping.config_compiler.analog_layer`, and
+:func:`rtl.register_compiler.analog_layer`, and
 ``x_{l+1} = coefs.apply(psums)`` (:func:`archmodel.golden.affine_requantize`).
 The next layer's input scale is this layer's output scale.
 
@@ -57,7 +57,7 @@ import numpy as np
 from archmodel import calibration, golden
 from archmodel.spec import ChipSpec
 from archmodel.tile import AnalogMatrix
-from mapping.config_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
+from rtl.register_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
 from rtl.params import TileParams
 from rtl.regmap import RegisterMap, build_regmap
 from rtl.tile_controller import act_beat_layout
@@ -546,7 +546,7 @@ class TopTestbench:
         return res
 
     def _commands(self, pn: PreparedNetwork, command: str) -> list[RegWrite]:
-        from mapping.config_compiler import command_writes
+        from rtl.register_compiler import command_writes
         return command_writes(self.spec, [lyr.tile for lyr in pn.layers], command, regmap=self.regmap)
 
 
