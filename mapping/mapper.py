@@ -91,7 +91,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from archmodel.errors import AimcError
 from archmodel.network import Layer, Network
+from archmodel.placement import LayerPlacement, Placement
 from archmodel.spec import ChipSpec
 from archmodel import timing
 from mapping import costs
@@ -99,7 +101,7 @@ from mapping import costs
 __all__ = ["MapOptions", "LayerMapping", "MappingError", "MappingResult", "map_network"]
 
 
-class MappingError(ValueError):
+class MappingError(AimcError, ValueError):
     """The network cannot be mapped on the chip description (one clear line)."""
 
 
@@ -191,6 +193,15 @@ class MappingResult:
     tops_per_mm2: float
     chip_link_bits: float
     clock_mhz: float
+
+    def placement(self) -> Placement:
+        """The placement as plain data (:mod:`archmodel.placement`) for the testbenches and co-simulation."""
+        return Placement(self.spec_name, self.network_name, self.replicate, tuple(
+            LayerPlacement(index=r.index, name=r.name, shape=r.shape, kind=r.kind, matrix_rows=r.matrix_rows,
+                           matrix_cols=r.matrix_cols, groups=r.groups, row_blocks=r.row_blocks,
+                           col_blocks=r.col_blocks, arrays=r.arrays, first_tile=r.first_tile,
+                           vector_cycles=r.mvm_cycles, cycles=r.cycles)
+            for r in self.layers))
 
     def totals(self) -> dict[str, Any]:
         """The totals as a flat dict (snake_case keys with unit suffixes)."""

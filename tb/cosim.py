@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archmodel.errors import AimcError
+from archmodel.placement import LayerPlacement, Placement
 from tb.runner import run_cocotb
 
 __all__ = ["CosimError", "CosimReport", "ScenarioOutcome", "cosim_layer", "run_scenarios", "select_layer"]
@@ -32,7 +34,7 @@ __all__ = ["CosimError", "CosimReport", "ScenarioOutcome", "cosim_layer", "run_s
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class CosimError(ValueError):
+class CosimError(AimcError, ValueError):
     """A layer that cannot be co-simulated on one tile (one clear line)."""
 
 
@@ -187,21 +189,19 @@ class CosimReport:
         ] + ([self.message] if self.message else [])
 
 
-def select_layer(spec: Any, network: Any, layer: int) -> tuple[Any, Any]:
-    """The network's matrix layer number ``layer`` (the map report's row) and its mapper row.
+def select_layer(spec: Any, network: Any, placement: Placement, layer: int) -> tuple[Any, LayerPlacement]:
+    """The network's matrix layer number ``layer`` (the map report's row) and its placement.
 
     Raises
     ------
     CosimError
         Index out of range, a digital layer, or a layer that does not fit one tile.
     """
-    from mapping.mapper import MapOptions, map_network
-
     mats = network.matrix_layers()
     if not 0 <= layer < len(mats):
         raise CosimError(f"--layer {layer} is out of range: network '{network.name}' has {len(mats)} conv/linear "
                          f"layers (0..{len(mats) - 1})")
-    row = map_network(spec, network, MapOptions(replicate=False)).layers[layer]
+    row = placement.layer(layer)
     lyr = mats[layer]
     if row.kind != "analog":
         raise CosimError(f"layer {layer} ({lyr.name}) of '{network.name}' runs on the digital datapath on "
@@ -216,7 +216,8 @@ def select_layer(spec: Any, network: Any, layer: int) -> tuple[Any, Any]:
     return lyr, row
 
 
-def cosim_layer(arch: str, network: str, layer: int, *, seed: int = 0, t_inf_s: float | None = 0.0,
+def cosim_layer(arch: str, network: str, layer: int, *, placement: Placement, seed: int = 0,
+                t_inf_s: float | None = 0.0,
                 sim: str = "verilator", waves: bool = False,
                 build_dir: str | os.PathLike | None = None) -> CosimReport:
     """Co-simulate one analog layer of a network on one tile against the golden model.
@@ -229,6 +230,9 @@ def cosim_layer(arch: str, network: str, layer: int, *, seed: int = 0, t_inf_s: 
         Zoo name or ONNX / YAML path.
     layer : int
         0-based row of the map report's layer table (conv/linear layers in order).
+    placement : Placement
+        The mapper's placement of ``network`` on ``arch`` without replication
+        (:meth:`mapping.mapper.MappingResult.placement`): the predicted cycles.
     seed : int
         Seed of the weights (when the network has none), inputs, PCM noise.
     t_inf_s : float or None
@@ -250,7 +254,7 @@ def cosim_layer(arch: str, network: str, layer: int, *, seed: int = 0, t_inf_s: 
 
     spec = load_spec(arch)
     net = load_network(network)
-    lyr, row = select_layer(spec, net, layer)
+    lyr, row = select_layer(spec, net, placement, layer)
     arch_ref = str(Path(arch).resolve()) if Path(arch).suffix in (".yaml", ".yml") else arch
     job = layer_job(arch_ref, lyr, seed, t_inf_s=t_inf_s, name=f"{network} layer {layer} ({lyr.name})")
     t0 = time.perf_counter()

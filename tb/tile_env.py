@@ -151,19 +151,6 @@ class PreparedJob:
         return int(self.expected.size)
 
 
-def predicted_cycles(spec: ChipSpec, k: int, n: int, n_vectors: int) -> int:
-    """Array-port cycles of ``n_vectors`` vectors on one tile: ``n_vectors * sum of timing.mvm_cycles``.
-
-    The same sum the mapper takes per tile (``t_pixel``), times the MVM steps.
-    """
-    a = spec.array
-    per_vec = 0
-    for rb in range(-(-k // a.rows)):
-        for cb in range(-(-n // a.cols)):
-            per_vec += timing.mvm_cycles(spec, min(a.rows, k - rb * a.rows), min(a.cols, n - cb * a.cols))
-    return n_vectors * per_vec
-
-
 def prepare(job: TileJob) -> PreparedJob:
     """Program the matrix, drift it, derive the affine coefficients and the expected outputs.
 
@@ -410,7 +397,7 @@ class Testbench:
 
         d, clock, p = self.dut, self.clock, pj.params
         res = RunResult(pj.job.name, pj.job.seed, pj.n_outputs,
-                        predicted_cycles=predicted_cycles(pj.spec, pj.k, pj.n, pj.n_vectors))
+                        predicted_cycles=pj.n_vectors * timing.layer_mvm_cycles(pj.spec, pj.k, pj.n))
         want = pj.expected.reshape(-1)
         want_col = np.tile(np.arange(pj.n), pj.n_vectors)
         want_last = (want_col == pj.n - 1).astype(int)
