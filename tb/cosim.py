@@ -1,7 +1,9 @@
 """Run the tile-level co-simulations from Python: scenarios (pytest) and one network layer (``aimc cosim``).
 
-Each run exports the Verilog of the design for the chip description
-(:mod:`tb.cosim_top`), builds it once with the chosen simulator and runs the
+Each run exports the Verilog of the design for the chip description (the
+chip's own :class:`rtl.tile.Tile`, or :class:`rtl.digital.DigitalDatapath`,
+through :func:`rtl.export.write_verilog`, with the Icarus time-0 fix only for
+Icarus), builds it once with the chosen simulator and runs the
 requested cocotb tests of :mod:`tb.test_tile_cosim` (or
 :mod:`tb.test_digital_cosim`) in one simulator process, through
 :func:`tb.runner.run_cocotb`. Parameters reach the testbench through
@@ -77,7 +79,7 @@ def run_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: di
     tests : list of str
         cocotb test names of the module (``test_one_mvm``, ...).
     design : {"tile", "digital"}
-        :class:`tb.cosim_top.CosimTile` with :mod:`tb.test_tile_cosim`, or the
+        :class:`rtl.tile.Tile` with :mod:`tb.test_tile_cosim`, or the
         digital datapath with :mod:`tb.test_digital_cosim`.
     job : path, optional
         Job file for ``test_job`` (:class:`tb.tile_env.TileJob`).
@@ -89,17 +91,21 @@ def run_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: di
     dict of test name -> ScenarioOutcome
         A test missing from the results (the simulator died) is reported failed.
     """
-    from tb.cosim_top import digital_verilog, tile_verilog
+    from rtl.digital import DigitalDatapath
+    from rtl.export import write_verilog
+    from rtl.params import DigitalParams, TileParams
+    from rtl.tile import Tile
     from tb.tile_env import resolve_spec
 
     build_dir = Path(build_dir)
     spec = resolve_spec(arch, changes)
     if design == "tile":
-        src, top, module = tile_verilog(spec, build_dir / "rtl"), "cosim_tile", "tb.test_tile_cosim"
+        comp, top, module = Tile(TileParams.from_spec(spec)), "cosim_tile", "tb.test_tile_cosim"
     elif design == "digital":
-        src, top, module = digital_verilog(spec, build_dir / "rtl"), "cosim_digital", "tb.test_digital_cosim"
+        comp, top, module = DigitalDatapath(DigitalParams.from_spec(spec)), "cosim_digital", "tb.test_digital_cosim"
     else:
         raise ValueError(f"design must be 'tile' or 'digital', got {design!r}")
+    src = write_verilog(comp, top, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
     env = {"AIMC_COSIM_T_INF": "none" if t_inf_s is None else repr(float(t_inf_s))}
     if job is not None:
         env["AIMC_COSIM_JOB"] = str(job)

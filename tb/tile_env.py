@@ -299,12 +299,12 @@ class RunResult:
 
 
 class Testbench:
-    """Driver, bridge, monitor and checker of :class:`tb.cosim_top.CosimTile` (module docstring).
+    """Driver, bridge, monitor and checker of :class:`rtl.tile.Tile` (module docstring).
 
     Parameters
     ----------
     dut : cocotb handle
-        A ``CosimTile`` top.
+        A :class:`rtl.tile.Tile` top.
     clock : tb.streams.CycleClock
         Its clock (already started).
     seed : int
@@ -334,7 +334,9 @@ class Testbench:
         self.tasks = []
         await self.clock.edge
         d = self.dut
-        for name in ("act__valid", "adc__valid", "start", "stop", "coef_we", "aff_clear"):
+        # the mesh partial-sum chain is idle at tile level (the top-level co-simulation covers it)
+        for name in ("act__valid", "adc__valid", "start", "stop", "coef_we", "aff_clear", "chain_in", "chain_out",
+                     "psum_in__valid", "psum_out__ready"):
             getattr(d, name).value = 0
         d.out__ready.value = 0
         d.dac__ready.value = 0

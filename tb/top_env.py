@@ -65,7 +65,7 @@ from tb.packing import pack, unpack, width_of
 from tb.tile_env import resolve_spec
 
 __all__ = ["NetResult", "NetworkJob", "PreparedNetwork", "TopTestbench", "mlp_job", "prepare_network",
-           "run_top_scenarios", "top_verilog"]
+           "run_top_scenarios"]
 
 TOP_NAME = "aimc_top"
 
@@ -608,14 +608,6 @@ _CHECKING_BRIDGE = None
 # ======================================================================== Verilog and runner
 
 
-def top_verilog(spec: ChipSpec, out_dir: str | os.PathLike) -> Path:
-    """Verilog of :class:`rtl.top.Coprocessor` as ``aimc_top.v`` (with the Icarus time-0 fix, tb.cosim_top)."""
-    from rtl.top import Coprocessor
-    from tb.cosim_top import write_verilog
-
-    return write_verilog(Coprocessor(spec), TOP_NAME, out_dir, spec)
-
-
 def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: dict[str, Any] | None = None,
                       seed: int = 1, build_dir: str | os.PathLike, waves: bool = False) -> dict[str, Any]:
     """Build the co-processor with ``sim`` once and run ``tests`` of :mod:`tb.test_top_cosim` in one process.
@@ -625,10 +617,12 @@ def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes
     dict of test name -> tb.cosim.ScenarioOutcome
         A test missing from the results (the simulator died) is reported failed.
     """
+    from rtl.export import write_verilog
+    from rtl.top import Coprocessor
     from tb.cosim import run_cocotb_tests
 
     build_dir = Path(build_dir)
     spec = resolve_spec(arch, changes)
-    src = top_verilog(spec, build_dir / "rtl")
+    src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
     return run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, tests, arch=arch, changes=changes,
                             seed=seed, waves=waves)
