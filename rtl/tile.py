@@ -10,8 +10,8 @@ a :class:`~rtl.tile_controller.TileController` whose ``col_out`` feeds an
   beat), and the mesh partial-sum chain ``psum_in`` / ``psum_out``;
 - the configuration and status ports of both blocks, unchanged: every
   non-stream port of the tile controller under its own name, every one of the
-  affine unit under its own name or, where it would clash with the tile
-  controller's (``clear``, ``busy``), with the prefix ``aff_``.
+  affine unit under its own name, except ``clear`` and ``busy`` (prefix
+  ``aff_``; ``busy`` would clash with the tile controller's).
 
 :meth:`Tile.block_ports` gives those ports under the blocks' own names (how
 the register map binds them, :mod:`rtl.regmap`).
@@ -34,8 +34,9 @@ from rtl.tile_controller import TileController
 
 __all__ = ["AFFINE_PREFIX", "Tile"]
 
-#: Prefix of an affine-unit port whose name the tile controller already uses.
+#: Prefix of the affine unit's ``clear`` and ``busy`` ports (``busy`` would clash with the tile controller's).
 AFFINE_PREFIX = "aff_"
+_AFFINE_RENAMED = ("clear", "busy")
 
 _STREAMS = {"tc": ("act", "dac", "adc"), "affine": ("psum_in", "psum_out", "out")}
 
@@ -66,7 +67,9 @@ class Tile(wiring.Component):
                 if name in _STREAMS[block]:
                     members[name] = member
                 elif member.is_port:
-                    port = name if name not in members else AFFINE_PREFIX + name
+                    port = AFFINE_PREFIX + name if block == "affine" and name in _AFFINE_RENAMED else name
+                    if port in members:
+                        raise ValueError(f"Tile: port {port!r} of the {block} clashes")
                     members[port] = member
                     self._names[block][name] = port
         super().__init__(members)

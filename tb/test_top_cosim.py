@@ -47,7 +47,8 @@ from cocotb.clock import Clock
 
 from rtl.register_compiler import RegWrite
 from tb.streams import CycleClock
-from tb.top_env import NetResult, TopTestbench, mlp_job, prepare_network, resolve_spec
+from tb.top_checker import NetResult
+from tb.top_env import TopTestbench, mlp_job, prepare_network, resolve_spec
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

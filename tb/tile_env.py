@@ -50,7 +50,7 @@ from rtl.affine import result_layout
 from rtl.params import TileParams
 from rtl.tile_controller import act_beat_layout, index_shape
 
-__all__ = ["PreparedJob", "Testbench", "TileJob", "conv_job", "layer_job", "predicted_cycles", "prepare",
+__all__ = ["PreparedJob", "Testbench", "TileJob", "conv_job", "layer_job", "prepare",
            "random_job", "resolve_spec"]
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from archmodel.spec import load_spec
+from rtl.csr import Access
 from rtl.register_compiler import (
     MappedLayer,
     RegWrite,
@@ -35,7 +36,6 @@ from rtl.register_compiler import (
     host_dest,
     tile_coords,
 )
-from rtl.csr import Access
 from rtl.regmap import build_regmap
 
 SPEC = load_spec("tiny")
