@@ -21,11 +21,9 @@ Micro-architecture
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-
-from ._util import reject
 
 __all__ = ["AXIStreamSignature", "BeatToFlits", "FlitsToBeat", "ResultPacker"]
 
