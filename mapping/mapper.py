@@ -51,7 +51,7 @@ Stages of the mapping
    cols_used)`` cycles. Per output pixel a layer needs ``t_pixel`` = the
    largest, over its tiles, of the summed MVM cycles of the tile's arrays, or
    of the columns the tile's affine unit streams out per pixel (one column,
-   result or partial sum, per cycle: ``AFFINE_CYCLES_PER_COLUMN``, the RTL
+   result or partial sum, per cycle: ``timing.AFFINE_CYCLES_PER_COLUMN``, the RTL
    affine unit's throughput, rtl/affine.py) when that is longer: a wide layer
    (many columns, few rows) is limited by its affine unit, not its arrays. An
    analog layer's stage time per inference is ``T = ceil(pixels / r) ·
@@ -65,7 +65,7 @@ Latency of one inference (pipeline fill)
 An empty pipeline, one input, layers streaming through line buffers. With
 ``transfer`` = the longest path producer → destination tile → home tile, in
 hops · ``interconnect.hop_latency_ns`` + link crossings · ``chip_link.latency_ns``,
-plus ``periphery.affine_latency_cycles``; ``T`` the stage time, or the layer's
+plus ``timing.AFFINE_LATENCY_CYCLES`` (= ``periphery.affine_latency_cycles``); ``T`` the stage time, or the layer's
 chip-link serialization ``bits / chip_link.bandwidth_gbps`` when longer; and
 for a conv consumer the fraction ``f = rows_needed / H_in`` of its input rows
 its first window needs (``rows_needed = dilation·(kh − 1) + 1 − pad_top``, at

@@ -42,7 +42,7 @@ Micro-architecture
   cost latency only.
 
 Latency: the REQUANT pipeline (column in -> int8 out) is 6 cycles (the chip
-description's ``periphery.affine_latency_cycles`` should say 6). From the
+description's ``periphery.affine_latency_cycles`` must say so: archmodel.timing.AFFINE_LATENCY_CYCLES). From the
 ``col_in`` beat of the final row block to the first result on ``out``: 9
 cycles (ACC 1 + FIFO 2 + REQUANT 6); the following columns of that beat
 follow one per cycle. Throughput: one ``col_in`` beat per cycle (while the
