@@ -31,7 +31,7 @@ from collections.abc import Hashable, Iterable
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
 __all__ = ["AFFINE_CYCLES_PER_COLUMN", "AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "adc_beats",
-           "cycles_to_ns", "dac_beats", "digital_layer_cycles", "layer_mvm_cycles", "mvm_cycles",
+           "cycles_to_ns", "dac_beats", "digital_layer_cycles", "hop_cycles", "layer_mvm_cycles", "mvm_cycles",
            "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
@@ -106,6 +106,11 @@ def tile_vector_cycles(spec: ChipSpec, blocks: Iterable[tuple[Hashable, int, int
 def digital_layer_cycles(spec: ChipSpec, macs: int) -> int:
     """``ceil(macs / digital.mac_lanes)`` cycles on the digital datapath."""
     return -(-macs // spec.digital.mac_lanes)
+
+
+def hop_cycles(spec: ChipSpec) -> int:
+    """Cycles of one mesh-router hop in the RTL: ``max(1, spec.cycles(interconnect.hop_latency_ns))``."""
+    return max(1, spec.cycles(spec.interconnect.hop_latency_ns))
 
 
 def cycles_to_ns(spec: ChipSpec, cycles: float) -> float:

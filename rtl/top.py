@@ -56,6 +56,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from archmodel import timing
 from archmodel.spec import ChipSpec
 
 from ._util import reject
@@ -189,7 +190,7 @@ class Coprocessor(wiring.Component):
             raise reject(self, exc) from None
         self.rows, self.cols = spec.tile_grid.rows, spec.tile_grid.cols
         self.tiles = self.rows * self.cols
-        self.hop_cycles = max(1, spec.cycles(spec.interconnect.hop_latency_ns))
+        self.hop_cycles = timing.hop_cycles(spec)
         probe = Mesh(self.rows, self.cols, payload_bits=spec.interconnect.link_width_bits)
         probe._MustUse__silence = True
         self.flit = probe.layout
