@@ -223,6 +223,15 @@ class Periphery(_Section):
         6, le=1024, description="Pipeline latency of the affine unit in cycles (the RTL requantizer: 6)."
     )
 
+    @model_validator(mode="after")
+    def _check_affine_latency(self) -> Periphery:
+        from .timing import AFFINE_LATENCY_CYCLES  # timing imports this module
+
+        if self.affine_latency_cycles != AFFINE_LATENCY_CYCLES:
+            raise ValueError(f"affine_latency_cycles={self.affine_latency_cycles}, but the RTL affine unit's "
+                             f"pipeline is {AFFINE_LATENCY_CYCLES} cycles (archmodel.timing.AFFINE_LATENCY_CYCLES)")
+        return self
+
 
 class TileGrid(_Section):
     """The 2-D grid of tiles on one chip."""

@@ -1,4 +1,9 @@
-"""Cycle model of one array MVM through the tile controller (shared contract).
+"""The cycle model (one job): every clock-cycle figure the mapper predicts and the RTL realises.
+
+The mapper, the RTL parameters, the testbenches and the co-simulation all take
+their cycle counts from here; nothing else computes one.
+
+One array MVM through the tile controller (shared contract):
 
 The mapper predicts, and the RTL and its co-simulation realise, the same
 sequence for one MVM on one array (DESIGN.md, "The array port"):
@@ -21,13 +26,25 @@ this figure; the co-simulation checks it within 2 %.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
-__all__ = ["MVM_OVERHEAD_CYCLES", "adc_beats", "dac_beats", "mvm_cycles"]
+__all__ = ["AFFINE_CYCLES_PER_COLUMN", "AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "adc_beats",
+           "cycles_to_ns", "dac_beats", "digital_layer_cycles", "hop_cycles", "layer_mvm_cycles", "mvm_cycles",
+           "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
 MVM_OVERHEAD_CYCLES = 2
+
+#: Pipeline latency of the affine unit's requantizer in cycles (column in -> int8 out): coefficient read,
+#: coefficient register, multiply, add offset, shift, round/saturate/ReLU. ``rtl.affine.Requantizer`` is
+#: built with exactly this many stages and checks it at elaboration; a chip description must say the same
+#: (``periphery.affine_latency_cycles``, checked by :mod:`archmodel.spec`).
+AFFINE_LATENCY_CYCLES = 6
+
+#: Cycles the RTL affine unit spends per output column (one result or partial sum per cycle; rtl/affine.py).
+AFFINE_CYCLES_PER_COLUMN = 1
 
 
 def dac_beats(spec: ChipSpec, rows_used: int) -> int:
@@ -53,6 +70,52 @@ def mvm_cycles(spec: ChipSpec, rows_used: int, cols_used: int) -> int:
         If ``rows_used`` or ``cols_used`` is not in ``[1, array size]``.
     """
     return dac_beats(spec, rows_used) + array_mvm_cycles(spec) + adc_beats(spec, cols_used) + MVM_OVERHEAD_CYCLES
+
+
+def layer_mvm_cycles(spec: ChipSpec, k: int, n: int) -> int:
+    """Array-port cycles of one input vector of a ``k x n`` matrix on one tile.
+
+    :func:`mvm_cycles` summed over the matrix's ``ceil(k/rows) x ceil(n/cols)``
+    row and column blocks (the arrays of one tile run one after another).
+    """
+    a = spec.array
+    return sum(mvm_cycles(spec, min(a.rows, k - rb * a.rows), min(a.cols, n - cb * a.cols))
+               for rb in range(-(-k // a.rows)) for cb in range(-(-n // a.cols)))
+
+
+def tile_vector_cycles(spec: ChipSpec, blocks: Iterable[tuple[Hashable, int, int]]) -> int:
+    """Cycles per input vector of one tile: its slower resource, the array port or the affine unit.
+
+    ``blocks`` are the tile's arrays as ``(column key, rows_used, cols_used)``;
+    the column key names the output columns an array feeds (arrays of one
+    column block share it). ``max(sum of mvm_cycles, AFFINE_CYCLES_PER_COLUMN ·
+    columns streamed)``, where each distinct column key streams its
+    ``cols_used`` columns once.
+    """
+    array_port = 0
+    cols_streamed: dict[Hashable, int] = {}
+    cache: dict[tuple[int, int], int] = {}
+    for key, ru, cu in blocks:
+        if (ru, cu) not in cache:
+            cache[(ru, cu)] = mvm_cycles(spec, ru, cu)
+        array_port += cache[(ru, cu)]
+        cols_streamed[key] = cu
+    return max(array_port, sum(cols_streamed.values()) * AFFINE_CYCLES_PER_COLUMN)
+
+
+def digital_layer_cycles(spec: ChipSpec, macs: int) -> int:
+    """``ceil(macs / digital.mac_lanes)`` cycles on the digital datapath."""
+    return -(-macs // spec.digital.mac_lanes)
+
+
+def hop_cycles(spec: ChipSpec) -> int:
+    """Cycles of one mesh-router hop in the RTL: ``max(1, spec.cycles(interconnect.hop_latency_ns))``."""
+    return max(1, spec.cycles(spec.interconnect.hop_latency_ns))
+
+
+def cycles_to_ns(spec: ChipSpec, cycles: float) -> float:
+    """``cycles · 1000 / technology.clock_mhz`` (ns)."""
+    return cycles * 1000.0 / spec.technology.clock_mhz
 
 
 def _check(limit: int, value: int, name: str) -> None:

@@ -23,6 +23,9 @@ from __future__ import annotations
 import sys
 import tempfile
 
+from archmodel.spec import load_spec
+from archmodel.zoo import load_network
+from mapping.mapper import MapOptions, map_network
 from tb.cosim import cosim_layer
 
 ARCH, NETWORK, LAYER, SEED = "fig11", "resnet32-joshi2020", 1, 0
@@ -31,9 +34,11 @@ TARGET_S = 60.0
 
 def main() -> int:
     rows = {}
+    placement = map_network(load_spec(ARCH), load_network(NETWORK), MapOptions(replicate=False)).placement()
     for sim in ("verilator", "icarus"):
         with tempfile.TemporaryDirectory(prefix=f"aimc-bench-cosim-{sim}-") as tmp:
-            rep = cosim_layer(ARCH, NETWORK, LAYER, seed=SEED, t_inf_s=0.0, sim=sim, build_dir=tmp)
+            rep = cosim_layer(ARCH, NETWORK, LAYER, placement=placement, seed=SEED, t_inf_s=0.0, sim=sim,
+                              build_dir=tmp)
         rows[sim] = rep
         if not rep.match:
             print("\n".join(rep.lines()), file=sys.stderr)

@@ -58,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--build-dir {args.build_dir}: exists and is not a folder")
     if args.waves and args.build_dir is None:
         raise ValueError("--waves needs --build-dir DIR to keep the waveform file")
-    report = cosim_layer(args.arch, args.network, args.layer, seed=args.seed, t_inf_s=args.t_inf,
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+
+    placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
+    report = cosim_layer(args.arch, args.network, args.layer, placement=placement, seed=args.seed, t_inf_s=args.t_inf,
                          sim=args.sim, waves=args.waves, build_dir=args.build_dir)
     for line in report.lines():
         print(line)

@@ -18,21 +18,17 @@ from __future__ import annotations
 import math
 
 from archmodel.spec import ChipSpec
-from archmodel.timing import mvm_cycles
 
 __all__ = [
     "AREA_COMPONENTS",
     "ENERGY_COMPONENTS",
     "analog_mvm_energy_pj",
     "chip_area_um2",
-    "cycles_to_ns",
-    "digital_layer_cycles",
     "digital_mac_energy_pj",
     "hop_energy_pj",
     "chip_link_energy_pj",
     "chip_link_time_ns",
     "leakage_power_mw",
-    "mvm_time_cycles",
     "sram_energy_pj",
     "affine_energy_pj",
 ]
@@ -45,23 +41,6 @@ AREA_COMPONENTS: tuple[str, ...] = (
     "array", "dac", "integrator", "adc", "affine", "tile_controller",
     "router", "sram", "digital", "chip_link",
 )
-
-
-def cycles_to_ns(spec: ChipSpec, cycles: float) -> float:
-    """``cycles · 1000 / technology.clock_mhz`` (ns)."""
-    return cycles * 1000.0 / spec.technology.clock_mhz
-
-
-def mvm_time_cycles(spec: ChipSpec, rows_used: int, cols_used: int) -> int:
-    """Cycles of one array MVM: :func:`archmodel.timing.mvm_cycles` (the RTL-verified model).
-
-    ``ceil(rows_used/array.rows_per_dac_beat) + ceil((dac_passes·array.integration_time_ns
-    + array.cols_per_adc·array.adc_conversion_time_ns)·clock_mhz/1000)
-    + ceil(cols_used/array.cols_per_adc_beat) + MVM_OVERHEAD_CYCLES``. A PWM DAC
-    needs up to 2^(dac_bits-1) steps, already inside ``integration_time_ns``; a
-    bit-serial DAC needs ``dac_bits`` integration passes.
-    """
-    return mvm_cycles(spec, rows_used, cols_used)
 
 
 def analog_mvm_energy_pj(spec: ChipSpec, rows_used: int, cols_used: int) -> dict[str, float]:
@@ -100,11 +79,6 @@ def affine_energy_pj(spec: ChipSpec, outputs: int) -> float:
 def digital_mac_energy_pj(spec: ChipSpec, macs: int) -> float:
     """``energy_pj.digital_mac_pj · macs`` (int8 × int8 → int32 digital datapath)."""
     return spec.energy_pj.digital_mac_pj * macs
-
-
-def digital_layer_cycles(spec: ChipSpec, macs: int) -> int:
-    """``ceil(macs / digital.mac_lanes)`` cycles on the digital datapath."""
-    return -(-macs // spec.digital.mac_lanes)
 
 
 def sram_energy_pj(spec: ChipSpec, read_bits: float, write_bits: float) -> float:

@@ -51,7 +51,7 @@ Stages of the mapping
    cols_used)`` cycles. Per output pixel a layer needs ``t_pixel`` = the
    largest, over its tiles, of the summed MVM cycles of the tile's arrays, or
    of the columns the tile's affine unit streams out per pixel (one column,
-   result or partial sum, per cycle: ``AFFINE_CYCLES_PER_COLUMN``, the RTL
+   result or partial sum, per cycle: ``timing.AFFINE_CYCLES_PER_COLUMN``, the RTL
    affine unit's throughput, rtl/affine.py) when that is longer: a wide layer
    (many columns, few rows) is limited by its affine unit, not its arrays. An
    analog layer's stage time per inference is ``T = ceil(pixels / r) ·
@@ -65,7 +65,7 @@ Latency of one inference (pipeline fill)
 An empty pipeline, one input, layers streaming through line buffers. With
 ``transfer`` = the longest path producer → destination tile → home tile, in
 hops · ``interconnect.hop_latency_ns`` + link crossings · ``chip_link.latency_ns``,
-plus ``periphery.affine_latency_cycles``; ``T`` the stage time, or the layer's
+plus ``timing.AFFINE_LATENCY_CYCLES`` (= ``periphery.affine_latency_cycles``); ``T`` the stage time, or the layer's
 chip-link serialization ``bits / chip_link.bandwidth_gbps`` when longer; and
 for a conv consumer the fraction ``f = rows_needed / H_in`` of its input rows
 its first window needs (``rows_needed = dilation·(kh − 1) + 1 − pad_top``, at
@@ -91,18 +91,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from archmodel import timing
+from archmodel.errors import AimcError
 from archmodel.network.ir import Layer, Network, resolve_digital_layers
 from archmodel.network.schema import NetworkError
+from archmodel.placement import LayerPlacement, Placement
 from archmodel.spec import ChipSpec
 from mapping import costs
-
-#: Cycles the RTL affine unit spends per output column (one result or partial sum per cycle; rtl/affine.py).
-AFFINE_CYCLES_PER_COLUMN = 1
 
 __all__ = ["MapOptions", "LayerMapping", "MappingError", "MappingResult", "map_network"]
 
 
-class MappingError(ValueError):
+class MappingError(AimcError, ValueError):
     """The network cannot be mapped on the chip description (one clear line)."""
 
 
@@ -195,6 +195,15 @@ class MappingResult:
     chip_link_bits: float
     clock_mhz: float
 
+    def placement(self) -> Placement:
+        """The placement as plain data (:mod:`archmodel.placement`) for the testbenches and co-simulation."""
+        return Placement(self.spec_name, self.network_name, self.replicate, tuple(
+            LayerPlacement(index=r.index, name=r.name, shape=r.shape, kind=r.kind, matrix_rows=r.matrix_rows,
+                           matrix_cols=r.matrix_cols, groups=r.groups, row_blocks=r.row_blocks,
+                           col_blocks=r.col_blocks, arrays=r.arrays, first_tile=r.first_tile,
+                           vector_cycles=r.mvm_cycles, cycles=r.cycles)
+            for r in self.layers))
+
     def totals(self) -> dict[str, Any]:
         """The totals as a flat dict (snake_case keys with unit suffixes)."""
         d = asdict(self)
@@ -224,7 +233,7 @@ class _Plan:
 
     def stage_cycles(self, spec: ChipSpec) -> int:
         if self.digital:
-            return costs.digital_layer_cycles(spec, self.layer.mac_count)
+            return timing.digital_layer_cycles(spec, self.layer.mac_count)
         return -(-self.pixels // self.r) * self.t_pixel
 
 
@@ -313,19 +322,11 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         tiles_per_copy = -(-len(arrays) // apt) if arrays else 0
         t_pixel = 0
         if is_dig:
-            t_pixel = costs.digital_layer_cycles(spec, k * n * g)
+            t_pixel = timing.digital_layer_cycles(spec, k * n * g)
         else:
-            cache: dict[tuple[int, int], int] = {}
             for t in range(tiles_per_copy):
-                s = 0
-                cols_streamed: dict[tuple[int, int], int] = {}
-                for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]:
-                    if (ru, cu) not in cache:
-                        cache[(ru, cu)] = costs.mvm_time_cycles(spec, ru, cu)
-                    s += cache[(ru, cu)]
-                    cols_streamed[(grp, cb)] = cu
-                # the tile's affine unit streams one column (result or partial sum) per cycle
-                t_pixel = max(t_pixel, s, sum(cols_streamed.values()) * AFFINE_CYCLES_PER_COLUMN)
+                t_pixel = max(t_pixel, timing.tile_vector_cycles(
+                    spec, [((grp, cb), ru, cu) for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]]))
         plans.append(_Plan(layer, idx, is_dig, k, n, g, nrb, ncb, layer.mvm_count, arrays,
                            tiles_per_copy, t_pixel))
 
@@ -386,7 +387,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     acc_bits = spec.periphery.accumulator_bits
     hop_ns = spec.interconnect.hop_latency_ns
     link_ns = spec.chip_link.latency_ns
-    affine_ns = costs.cycles_to_ns(spec, spec.periphery.affine_latency_cycles)
+    affine_ns = timing.cycles_to_ns(spec, timing.AFFINE_LATENCY_CYCLES)
 
     rows_out: list[LayerMapping] = []
     start: dict[str, float] = {network.input_name: 0.0}
@@ -472,9 +473,9 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         e["chip_link"] = costs.chip_link_energy_pj(spec, link_bits)
         # timing
         cycles = p.stage_cycles(spec)
-        t_ns = costs.cycles_to_ns(spec, cycles)
+        t_ns = timing.cycles_to_ns(spec, cycles)
         t_fill_ns = max(t_ns, costs.chip_link_time_ns(spec, link_bits))
-        tp_ns = costs.cycles_to_ns(spec, p.t_pixel)
+        tp_ns = timing.cycles_to_ns(spec, p.t_pixel)
         if layer.op == "conv":
             kh = layer.attrs["kernel_size"][0]
             dh = layer.attrs["dilation"][0]
@@ -509,7 +510,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     stages: list[tuple[float, str]] = [
         (r.latency_ns, r.name) for r in rows_out if r.kind == "analog"]
     if digital_cycles:
-        stages.append((costs.cycles_to_ns(spec, digital_cycles), "digital unit"))
+        stages.append((timing.cycles_to_ns(spec, digital_cycles), "digital unit"))
     for s, bits in enumerate(seg_bits):
         stages.append((costs.chip_link_time_ns(spec, bits), f"chip link {s}-{s + 1}"))
     interval_ns, bottleneck = max(stages, key=lambda x: x[0])

@@ -42,7 +42,7 @@ Micro-architecture
   cost latency only.
 
 Latency: the REQUANT pipeline (column in -> int8 out) is 6 cycles (the chip
-description's ``periphery.affine_latency_cycles`` should say 6). From the
+description's ``periphery.affine_latency_cycles`` must say so: archmodel.timing.AFFINE_LATENCY_CYCLES). From the
 ``col_in`` beat of the final row block to the first result on ``out``: 9
 cycles (ACC 1 + FIFO 2 + REQUANT 6); the following columns of that beat
 follow one per cycle. Throughput: one ``col_in`` beat per cycle (while the
@@ -64,6 +64,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from archmodel import timing
 from rtl.fixed import relu as relu_fn
 from rtl.fixed import round_shift_finish, round_shift_start, saturate
 from rtl.params import ACT_BITS, TileParams
@@ -140,7 +141,8 @@ class Requantizer(wiring.Component):
         If a width is out of range or the sum is wider than 64 bits.
     """
 
-    LATENCY = 6
+    #: Pipeline depth (the stages written out in :meth:`elaborate`), the one figure of the cycle model.
+    LATENCY = timing.AFFINE_LATENCY_CYCLES
 
     def __init__(self, *, value_bits: int, scale_bits: int, offset_bits: int, depth: int):
         for name, v, lo, hi in (("value_bits", value_bits, 2, 63), ("scale_bits", scale_bits, 2, 63),
@@ -220,6 +222,12 @@ class Requantizer(wiring.Component):
                 self.o.payload.last.eq(last[-1]),
                 self.o.payload.data.eq(self._relu_int8(saturate(round_shift_finish(f5, sum_bits), ACT_BITS))),
             ]
+        # the data registers written out above, plus the output register, must be the pipeline the
+        # valid/column/last chain (LATENCY stages) and the cycle model assume
+        data_stages = (val1, val2, prod3, y4, f5)
+        if len(data_stages) + 1 != timing.AFFINE_LATENCY_CYCLES:
+            raise RuntimeError(f"Requantizer: {len(data_stages) + 1} pipeline stages, but "
+                               f"archmodel.timing.AFFINE_LATENCY_CYCLES = {timing.AFFINE_LATENCY_CYCLES}")
         busy = self.o.valid
         for v in valid:
             busy = busy | v

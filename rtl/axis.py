@@ -4,13 +4,9 @@ Micro-architecture
 ------------------
 - :func:`AXIStreamSignature` is the AMBA AXI4-Stream signal set (ARM IHI 0051:
   ``tdata``, ``tvalid``, ``tready``, ``tlast``, optional ``tdest``) seen from the
-  transmitter. :class:`AXIStreamToStream` and :class:`StreamToAXIStream`
-  convert it to and from an internal ``amaranth.lib.stream`` of
-  :func:`axis_beat_layout` (``data``, ``dest``, ``last``). Both are pure wiring
-  (0 cycles, full rate): the internal streams already follow the AXI
-  handshake rules (valid never waits for ready, payload held until the
-  transfer), so no register slice is needed; put one in front if a boundary
-  timing path needs it.
+  transmitter; :class:`rtl.top.Coprocessor` wires its host ports to the I/O
+  router directly (0 cycles, full rate: the internal streams already follow
+  the AXI handshake rules).
 - :class:`BeatToFlits` serializes any stream payload (a ``data`` layout) into
   ``ceil(bits / payload_bits)`` flits, least significant chunk first, ``last``
   on the final flit: one packet per beat, addressed to the ``dest_x`` /
@@ -25,14 +21,11 @@ Micro-architecture
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ._util import reject
-
-__all__ = ["AXIStreamSignature", "axis_beat_layout", "AXIStreamToStream", "StreamToAXIStream",
-           "BeatToFlits", "FlitsToBeat", "ResultPacker"]
+__all__ = ["AXIStreamSignature", "BeatToFlits", "FlitsToBeat", "ResultPacker"]
 
 
 def AXIStreamSignature(data_bits: int, dest_bits: int = 0) -> wiring.Signature:  # noqa: N802
@@ -42,78 +35,6 @@ def AXIStreamSignature(data_bits: int, dest_bits: int = 0) -> wiring.Signature: 
     if dest_bits:
         members["tdest"] = Out(dest_bits)
     return wiring.Signature(members)
-
-
-def axis_beat_layout(data_bits: int, dest_bits: int = 0) -> data.StructLayout:
-    """Internal payload of an AXI4-Stream beat: ``data``, ``dest`` (if any), ``last``."""
-    fields = {"data": unsigned(data_bits)}
-    if dest_bits:
-        fields["dest"] = unsigned(dest_bits)
-    fields["last"] = unsigned(1)
-    return data.StructLayout(fields)
-
-
-class AXIStreamToStream(wiring.Component):
-    """AXI4-Stream receiver -> internal stream.
-
-    Parameters
-    ----------
-    data_bits, dest_bits : int
-        ``tdata`` and ``tdest`` widths (``dest_bits`` = 0: no ``tdest``).
-
-    Members
-    -------
-    axis : In(AXIStreamSignature(data_bits, dest_bits))
-    o : Out(stream.Signature(axis_beat_layout(data_bits, dest_bits)))
-
-    Latency 0 cycles (wiring), one beat per cycle.
-    """
-
-    def __init__(self, data_bits: int, dest_bits: int = 0):
-        if data_bits < 1 or dest_bits < 0:
-            raise reject(self, ValueError(f"data_bits must be >= 1 and dest_bits >= 0, got {data_bits}, {dest_bits}"))
-        self.dest_bits = dest_bits
-        super().__init__({"axis": In(AXIStreamSignature(data_bits, dest_bits)),
-                          "o": Out(stream.Signature(axis_beat_layout(data_bits, dest_bits)))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += [self.o.payload.data.eq(self.axis.tdata), self.o.payload.last.eq(self.axis.tlast),
-                     self.o.valid.eq(self.axis.tvalid), self.axis.tready.eq(self.o.ready)]
-        if self.dest_bits:
-            m.d.comb += self.o.payload.dest.eq(self.axis.tdest)
-        return m
-
-
-class StreamToAXIStream(wiring.Component):
-    """Internal stream -> AXI4-Stream transmitter.
-
-    Parameters
-    ----------
-    data_bits, dest_bits : int
-
-    Members
-    -------
-    i : In(stream.Signature(axis_beat_layout(data_bits, dest_bits)))
-    axis : Out(AXIStreamSignature(data_bits, dest_bits))
-
-    Latency 0 cycles (wiring), one beat per cycle.
-    """
-
-    def __init__(self, data_bits: int, dest_bits: int = 0):
-        if data_bits < 1 or dest_bits < 0:
-            raise reject(self, ValueError(f"data_bits must be >= 1 and dest_bits >= 0, got {data_bits}, {dest_bits}"))
-        self.dest_bits = dest_bits
-        super().__init__({"i": In(stream.Signature(axis_beat_layout(data_bits, dest_bits))),
-                          "axis": Out(AXIStreamSignature(data_bits, dest_bits))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += [self.axis.tdata.eq(self.i.payload.data), self.axis.tlast.eq(self.i.payload.last),
-                     self.axis.tvalid.eq(self.i.valid), self.i.ready.eq(self.axis.tready)]
-        if self.dest_bits:
-            m.d.comb += self.axis.tdest.eq(self.i.payload.dest)
-        return m
 
 
 class BeatToFlits(wiring.Component):

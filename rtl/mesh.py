@@ -34,6 +34,8 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from archmodel import timing
+
 from ._util import reject
 from .router import FlitStream, MeshRouter, flit_layout, grid_coord_bits
 
@@ -101,7 +103,7 @@ class Mesh(wiring.Component):
         """The mesh of a chip description (tile grid, link width, hop latency)."""
         return cls(spec.tile_grid.rows, spec.tile_grid.cols,
                    payload_bits=spec.interconnect.link_width_bits,
-                   latency_cycles=max(1, spec.cycles(spec.interconnect.hop_latency_ns)))
+                   latency_cycles=timing.hop_cycles(spec))
 
     def elaborate(self, platform):
         m = Module()

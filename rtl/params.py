@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archmodel import timing
 from archmodel.fixedpoint import ACT_BITS
 from archmodel.spec import ChipSpec
 
@@ -73,9 +74,6 @@ class TileParams:
     scale_bits, offset_bits : int
         Signed widths of the affine scale and offset
         (``periphery.affine_scale_bits``, ``periphery.affine_offset_bits``).
-    affine_latency_cycles : int
-        Latency the chip description assumes for the affine unit
-        (``periphery.affine_latency_cycles``); the RTL documents its own.
 
     Raises
     ------
@@ -93,11 +91,10 @@ class TileParams:
     acc_bits: int
     scale_bits: int
     offset_bits: int
-    affine_latency_cycles: int = 3
 
     def __post_init__(self) -> None:
         for name in ("array_rows", "array_cols", "rows_per_dac_beat", "cols_per_adc_beat",
-                     "arrays_per_tile", "affine_latency_cycles"):
+                     "arrays_per_tile"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"TileParams.{name} must be a positive integer, got {v!r}")
@@ -143,10 +140,16 @@ class TileParams:
             rows_per_dac_beat=a.rows_per_dac_beat, cols_per_adc_beat=a.cols_per_adc_beat,
             dac_bits=a.dac_bits, adc_bits=a.adc_bits, arrays_per_tile=a.arrays_per_tile,
             acc_bits=p.accumulator_bits, scale_bits=p.affine_scale_bits,
-            offset_bits=p.affine_offset_bits, affine_latency_cycles=p.affine_latency_cycles,
+            offset_bits=p.affine_offset_bits,
         )
 
     # ---- derived figures ---------------------------------------------------------
+    @property
+    def affine_latency_cycles(self) -> int:
+        """Pipeline latency of the affine unit's requantizer: :data:`archmodel.timing.AFFINE_LATENCY_CYCLES`
+        (a chip description's ``periphery.affine_latency_cycles`` must equal it)."""
+        return timing.AFFINE_LATENCY_CYCLES
+
     @property
     def max_rows(self) -> int:
         """Largest K (rows in use) one tile holds: ``array_rows * arrays_per_tile``."""

@@ -12,8 +12,8 @@ Micro-architecture
         ...
 
 - **Tile** ``t = y * cols + x`` (DESIGN.md, "The Fig. 11 co-processor"): a
-  :class:`~rtl.tile_controller.TileController`, an
-  :class:`~rtl.affine.AffineUnit` and a :class:`~rtl.router.MeshRouter` (in
+  :class:`~rtl.tile.Tile` (tile controller -> affine unit, the same component
+  the tile-level co-simulation runs) and a :class:`~rtl.router.MeshRouter` (in
   :class:`~rtl.mesh.Mesh`). Its array port (``dac[t]`` out, ``adc[t]`` in) is a
   top-level port: the analog macro is outside (DESIGN.md, "The array port").
 - **Network interface** of a tile: flits arriving with ``chan`` 0 are
@@ -56,6 +56,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from archmodel import timing
 from archmodel.spec import ChipSpec
 
 from ._util import reject
@@ -189,7 +190,7 @@ class Coprocessor(wiring.Component):
             raise reject(self, exc) from None
         self.rows, self.cols = spec.tile_grid.rows, spec.tile_grid.cols
         self.tiles = self.rows * self.cols
-        self.hop_cycles = max(1, spec.cycles(spec.interconnect.hop_latency_ns))
+        self.hop_cycles = timing.hop_cycles(spec)
         probe = Mesh(self.rows, self.cols, payload_bits=spec.interconnect.link_width_bits)
         probe._MustUse__silence = True
         self.flit = probe.layout
@@ -206,9 +207,8 @@ class Coprocessor(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from .affine import AffineUnit
         from .digital import DigitalDatapath
-        from .tile_controller import TileController
+        from .tile import Tile
 
         m = Module()
         spec, L = self.spec, self.layouts
@@ -218,11 +218,9 @@ class Coprocessor(wiring.Component):
 
         # ---- tiles
         for t in range(self.tiles):
-            tc = m.submodules[f"tile{t}_tc"] = TileController(self.tp)
-            au = m.submodules[f"tile{t}_affine"] = AffineUnit(self.tp)
-            wiring.connect(m, tc.dac, wiring.flipped(self.dac[t]))
-            wiring.connect(m, wiring.flipped(self.adc[t]), tc.adc)
-            wiring.connect(m, tc.col_out, au.col_in)
+            tile = m.submodules[f"tile{t}"] = Tile(self.tp)
+            wiring.connect(m, tile.dac, wiring.flipped(self.dac[t]))
+            wiring.connect(m, wiring.flipped(self.adc[t]), tile.adc)
             # receive: chan 0 -> activations, chan 1 -> partial sums
             demux = m.submodules[f"tile{t}_rx"] = FlitDemux(self.flit, 2)
             rx_act = m.submodules[f"tile{t}_rx_act"] = FlitsToBeat(L.act, self.flit)
@@ -230,24 +228,25 @@ class Coprocessor(wiring.Component):
             wiring.connect(m, mesh.local_o[t], demux.i)
             wiring.connect(m, demux.o[CHAN_ACT], rx_act.i)
             wiring.connect(m, demux.o[CHAN_PSUM], rx_psum.i)
-            wiring.connect(m, rx_act.o, tc.act)
-            wiring.connect(m, rx_psum.o, au.psum_in)
+            wiring.connect(m, rx_act.o, tile.act)
+            wiring.connect(m, rx_psum.o, tile.psum_in)
             # send: results (as act beats) and partial sums
             ni = SimpleNamespace(dest_x=Signal(self.x_bits, name=f"tile{t}_dest_x"),
                                  dest_y=Signal(self.y_bits, name=f"tile{t}_dest_y"))
-            pack = m.submodules[f"tile{t}_pack"] = ResultPacker(au.out.payload.shape(), L.act)
+            pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
             tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
             merge = m.submodules[f"tile{t}_tx"] = FlitMerge(self.flit, 2)
-            wiring.connect(m, au.out, pack.i)
+            wiring.connect(m, tile.out, pack.i)
             wiring.connect(m, pack.o, tx_act.i)
-            wiring.connect(m, au.psum_out, tx_psum.i)
+            wiring.connect(m, tile.psum_out, tx_psum.i)
             wiring.connect(m, tx_act.o, merge.i[0])
             wiring.connect(m, tx_psum.o, merge.i[1])
             wiring.connect(m, merge.o, mesh.local_i[t])
             for tx in (tx_act, tx_psum):
                 m.d.comb += [tx.dest_x.eq(ni.dest_x), tx.dest_y.eq(ni.dest_y)]
-            blocks.update({f"tile{t}.tc": tc, f"tile{t}.affine": au, f"tile{t}.ni": ni})
+            blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
+                           f"tile{t}.ni": ni})
 
         # ---- I/O router (host) and the digital datapath beyond the east edge of row 0
         io = m.submodules.io_router = MeshRouter(x=self.cols, y=0, x_bits=self.x_bits, y_bits=self.y_bits,

@@ -1,7 +1,9 @@
 """Run the tile-level co-simulations from Python: scenarios (pytest) and one network layer (``aimc cosim``).
 
-Each run exports the Verilog of the design for the chip description
-(:mod:`tb.cosim_top`), builds it once with the chosen simulator and runs the
+Each run exports the Verilog of the design for the chip description (the
+chip's own :class:`rtl.tile.Tile`, or :class:`rtl.digital.DigitalDatapath`,
+through :func:`rtl.export.write_verilog`, with the Icarus time-0 fix only for
+Icarus), builds it once with the chosen simulator and runs the
 requested cocotb tests of :mod:`tb.test_tile_cosim` (or
 :mod:`tb.test_digital_cosim`) in one simulator process, through
 :func:`tb.runner.run_cocotb`. Parameters reach the testbench through
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archmodel.errors import AimcError
+from archmodel.placement import LayerPlacement, Placement
 from tb.runner import run_cocotb
 
 __all__ = ["CosimError", "CosimReport", "ScenarioOutcome", "cosim_layer", "run_scenarios", "select_layer"]
@@ -32,7 +36,7 @@ __all__ = ["CosimError", "CosimReport", "ScenarioOutcome", "cosim_layer", "run_s
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class CosimError(ValueError):
+class CosimError(AimcError, ValueError):
     """A layer that cannot be co-simulated on one tile (one clear line)."""
 
 
@@ -75,7 +79,7 @@ def run_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: di
     tests : list of str
         cocotb test names of the module (``test_one_mvm``, ...).
     design : {"tile", "digital"}
-        :class:`tb.cosim_top.CosimTile` with :mod:`tb.test_tile_cosim`, or the
+        :class:`rtl.tile.Tile` with :mod:`tb.test_tile_cosim`, or the
         digital datapath with :mod:`tb.test_digital_cosim`.
     job : path, optional
         Job file for ``test_job`` (:class:`tb.tile_env.TileJob`).
@@ -87,17 +91,21 @@ def run_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: di
     dict of test name -> ScenarioOutcome
         A test missing from the results (the simulator died) is reported failed.
     """
-    from tb.cosim_top import digital_verilog, tile_verilog
+    from rtl.digital import DigitalDatapath
+    from rtl.export import write_verilog
+    from rtl.params import DigitalParams, TileParams
+    from rtl.tile import Tile
     from tb.tile_env import resolve_spec
 
     build_dir = Path(build_dir)
     spec = resolve_spec(arch, changes)
     if design == "tile":
-        src, top, module = tile_verilog(spec, build_dir / "rtl"), "cosim_tile", "tb.test_tile_cosim"
+        comp, top, module = Tile(TileParams.from_spec(spec)), "cosim_tile", "tb.test_tile_cosim"
     elif design == "digital":
-        src, top, module = digital_verilog(spec, build_dir / "rtl"), "cosim_digital", "tb.test_digital_cosim"
+        comp, top, module = DigitalDatapath(DigitalParams.from_spec(spec)), "cosim_digital", "tb.test_digital_cosim"
     else:
         raise ValueError(f"design must be 'tile' or 'digital', got {design!r}")
+    src = write_verilog(comp, top, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
     env = {"AIMC_COSIM_T_INF": "none" if t_inf_s is None else repr(float(t_inf_s))}
     if job is not None:
         env["AIMC_COSIM_JOB"] = str(job)
@@ -187,21 +195,19 @@ class CosimReport:
         ] + ([self.message] if self.message else [])
 
 
-def select_layer(spec: Any, network: Any, layer: int) -> tuple[Any, Any]:
-    """The network's matrix layer number ``layer`` (the map report's row) and its mapper row.
+def select_layer(spec: Any, network: Any, placement: Placement, layer: int) -> tuple[Any, LayerPlacement]:
+    """The network's matrix layer number ``layer`` (the map report's row) and its placement.
 
     Raises
     ------
     CosimError
         Index out of range, a digital layer, or a layer that does not fit one tile.
     """
-    from mapping.mapper import MapOptions, map_network
-
     mats = network.matrix_layers()
     if not 0 <= layer < len(mats):
         raise CosimError(f"--layer {layer} is out of range: network '{network.name}' has {len(mats)} conv/linear "
                          f"layers (0..{len(mats) - 1})")
-    row = map_network(spec, network, MapOptions(replicate=False)).layers[layer]
+    row = placement.layer(layer)
     lyr = mats[layer]
     if row.kind != "analog":
         raise CosimError(f"layer {layer} ({lyr.name}) of '{network.name}' runs on the digital datapath on "
@@ -216,7 +222,8 @@ def select_layer(spec: Any, network: Any, layer: int) -> tuple[Any, Any]:
     return lyr, row
 
 
-def cosim_layer(arch: str, network: str, layer: int, *, seed: int = 0, t_inf_s: float | None = 0.0,
+def cosim_layer(arch: str, network: str, layer: int, *, placement: Placement, seed: int = 0,
+                t_inf_s: float | None = 0.0,
                 sim: str = "verilator", waves: bool = False,
                 build_dir: str | os.PathLike | None = None) -> CosimReport:
     """Co-simulate one analog layer of a network on one tile against the golden model.
@@ -229,6 +236,9 @@ def cosim_layer(arch: str, network: str, layer: int, *, seed: int = 0, t_inf_s: 
         Zoo name or ONNX / YAML path.
     layer : int
         0-based row of the map report's layer table (conv/linear layers in order).
+    placement : Placement
+        The mapper's placement of ``network`` on ``arch`` without replication
+        (:meth:`mapping.mapper.MappingResult.placement`): the predicted cycles.
     seed : int
         Seed of the weights (when the network has none), inputs, PCM noise.
     t_inf_s : float or None
@@ -250,7 +260,7 @@ def cosim_layer(arch: str, network: str, layer: int, *, seed: int = 0, t_inf_s: 
 
     spec = load_spec(arch)
     net = load_network(network)
-    lyr, row = select_layer(spec, net, layer)
+    lyr, row = select_layer(spec, net, placement, layer)
     arch_ref = str(Path(arch).resolve()) if Path(arch).suffix in (".yaml", ".yml") else arch
     job = layer_job(arch_ref, lyr, seed, t_inf_s=t_inf_s, name=f"{network} layer {layer} ({lyr.name})")
     t0 = time.perf_counter()

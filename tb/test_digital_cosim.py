@@ -14,7 +14,7 @@ last) in order and counts.
 
 Cycles: from the ``start`` pulse to the last result against the mapper's
 figure for a digital layer, ``ceil(MACs / digital.mac_lanes)``
-(``mapping.costs.digital_layer_cycles``); within 2 % (the RTL adds its
+(``archmodel.timing.digital_layer_cycles``); within 2 % (the RTL adds its
 pipeline latency).
 
 Environment: ``AIMC_COSIM_ARCH``, ``AIMC_COSIM_CHANGES``, ``AIMC_COSIM_SEED``,
@@ -156,7 +156,7 @@ async def test_digital_first_layer(dut):
     await ReadOnly()
     flags = {n: int(getattr(dut, n).value) for n in ("err_config", "err_x_last", "busy")}
     flags["not_done"] = int(not dut.done.value)
-    from mapping.costs import digital_layer_cycles
+    from archmodel.timing import digital_layer_cycles
 
     predicted = digital_layer_cycles(spec, layer["macs"])
     cycles = stats["last_cycle"] + 1 - start_cycle

@@ -1,4 +1,4 @@
-"""cocotb tests of one analog tile (tile controller + affine unit, ``tb.cosim_top.CosimTile``).
+"""cocotb tests of one analog tile (tile controller + affine unit, ``rtl.tile.Tile``, the chip's tile).
 
 The Verilog under test is the Amaranth RTL exported for the chip description
 named by the environment; the PCM arrays behind the array port are the
@@ -76,7 +76,8 @@ def _save(test: str, data: dict) -> None:
 async def _start(dut, seed: int, **stalls) -> Testbench:
     clock = CycleClock(dut.clk, PERIOD_NS)
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    for name in ("act__valid", "adc__valid", "start", "stop", "coef_we", "aff_clear", "out__ready", "dac__ready"):
+    for name in ("act__valid", "adc__valid", "start", "stop", "coef_we", "aff_clear", "out__ready", "dac__ready",
+                 "chain_in", "chain_out", "psum_in__valid", "psum_out__ready"):
         getattr(dut, name).value = 0
     tb = Testbench(dut, clock, seed=seed, **stalls)
     await tb.reset(3)

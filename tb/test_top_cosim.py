@@ -1,7 +1,7 @@
 """cocotb tests of the co-processor top level (``aimc_top``, :class:`rtl.top.Coprocessor`).
 
 A small network runs end to end: configured over AXI4-Lite from the
-configuration compiler's register writes (:mod:`mapping.config_compiler`),
+configuration compiler's register writes (:mod:`rtl.register_compiler`),
 fed and drained over AXI4-Stream (cocotbext-axi drivers), with a PCM-array
 bridge (:mod:`tb.bridge`) on the array port of every tile it uses, checked
 bit for bit against the archmodel golden run of the same network and seed
@@ -45,9 +45,10 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 
-from mapping.config_compiler import RegWrite
+from rtl.register_compiler import RegWrite
 from tb.streams import CycleClock
-from tb.top_env import NetResult, TopTestbench, mlp_job, prepare_network, resolve_spec
+from tb.top_checker import NetResult
+from tb.top_env import TopTestbench, mlp_job, prepare_network, resolve_spec
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

@@ -54,7 +54,7 @@ from rtl.affine import result_layout
 from rtl.params import TileParams
 from rtl.tile_controller import act_beat_layout, index_shape
 
-__all__ = ["PreparedJob", "Testbench", "TileJob", "conv_job", "layer_job", "predicted_cycles", "prepare",
+__all__ = ["PreparedJob", "Testbench", "TileJob", "conv_job", "layer_job", "prepare",
            "random_job", "resolve_spec"]
 
 
@@ -153,19 +153,6 @@ class PreparedJob:
     @property
     def n_outputs(self) -> int:
         return int(self.expected.size)
-
-
-def predicted_cycles(spec: ChipSpec, k: int, n: int, n_vectors: int) -> int:
-    """Array-port cycles of ``n_vectors`` vectors on one tile: ``n_vectors * sum of timing.mvm_cycles``.
-
-    The same sum the mapper takes per tile (``t_pixel``), times the MVM steps.
-    """
-    a = spec.array
-    per_vec = 0
-    for rb in range(-(-k // a.rows)):
-        for cb in range(-(-n // a.cols)):
-            per_vec += timing.mvm_cycles(spec, min(a.rows, k - rb * a.rows), min(a.cols, n - cb * a.cols))
-    return n_vectors * per_vec
 
 
 def prepare(job: TileJob) -> PreparedJob:
@@ -316,12 +303,12 @@ class RunResult:
 
 
 class Testbench:
-    """Driver, bridge, monitor and checker of :class:`tb.cosim_top.CosimTile` (module docstring).
+    """Driver, bridge, monitor and checker of :class:`rtl.tile.Tile` (module docstring).
 
     Parameters
     ----------
     dut : cocotb handle
-        A ``CosimTile`` top.
+        A :class:`rtl.tile.Tile` top.
     clock : tb.streams.CycleClock
         Its clock (already started).
     seed : int
@@ -351,7 +338,9 @@ class Testbench:
         self.tasks = []
         await self.clock.edge
         d = self.dut
-        for name in ("act__valid", "adc__valid", "start", "stop", "coef_we", "aff_clear"):
+        # the mesh partial-sum chain is idle at tile level (the top-level co-simulation covers it)
+        for name in ("act__valid", "adc__valid", "start", "stop", "coef_we", "aff_clear", "chain_in", "chain_out",
+                     "psum_in__valid", "psum_out__ready"):
             getattr(d, name).value = 0
         d.out__ready.value = 0
         d.dac__ready.value = 0
@@ -414,7 +403,7 @@ class Testbench:
 
         d, clock, p = self.dut, self.clock, pj.params
         res = RunResult(pj.job.name, pj.job.seed, pj.n_outputs,
-                        predicted_cycles=predicted_cycles(pj.spec, pj.k, pj.n, pj.n_vectors))
+                        predicted_cycles=pj.n_vectors * timing.layer_mvm_cycles(pj.spec, pj.k, pj.n))
         want = pj.expected.reshape(-1)
         want_col = np.tile(np.arange(pj.n), pj.n_vectors)
         want_last = (want_col == pj.n - 1).astype(int)

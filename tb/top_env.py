@@ -3,7 +3,7 @@
 Structure (after cocotb's ``examples/matrix_multiplier``)::
 
     NetworkJob ──prepare_network()──► PreparedNetwork: per layer an AnalogMatrix
-        (programmed, drifted), a MappedLayer (mapping.config_compiler: affine
+        (programmed, drifted), a MappedLayer (rtl.register_compiler: affine
         coefficients, GDC alpha, tile, destination), its int8 inputs and outputs
         (the golden run), and the AXI4-Lite writes that configure the chip
     TopTestbench(dut, prepared)
@@ -26,7 +26,7 @@ GDC alpha with :mod:`archmodel.calibration`), its partial sums are
 ``AnalogMatrix.mvm_partial_sums(golden.tile_controller.dac_codes(x_l))`` (output-noise key =
 vector index, as the bridge uses), its output scale maps the 99th percentile
 of ``|y|`` to 100 (some outputs saturate), its coefficients come from
-:func:`mapping.config_compiler.analog_layer`, and
+:func:`rtl.register_compiler.analog_layer`, and
 ``x_{l+1} = coefs.apply(psums)`` (:func:`archmodel.golden.affine.affine_requantize`).
 The next layer's input scale is this layer's output scale.
 
@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +59,16 @@ from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
-from mapping.config_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
 from rtl.params import TileParams
+from rtl.register_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
 from rtl.regmap import RegisterMap, build_regmap
 from rtl.tile_controller import act_beat_layout
-from tb.packing import pack, unpack, width_of
+from tb.packing import pack, width_of
 from tb.tile_env import resolve_spec
+from tb.top_bridge import checking_bridge_class
+from tb.top_checker import NetResult, OutputChecker, stage_cycles
 
-__all__ = ["NetResult", "NetworkJob", "PreparedNetwork", "TopTestbench", "mlp_job", "prepare_network",
-           "run_top_scenarios", "top_verilog"]
+__all__ = ["NetworkJob", "PreparedNetwork", "TopTestbench", "mlp_job", "prepare_network", "run_top_scenarios"]
 
 TOP_NAME = "aimc_top"
 
@@ -232,74 +233,10 @@ def host_tdest(spec: ChipSpec, x: int, y: int, chan: int) -> int:
 # ======================================================================== testbench
 
 
-@dataclass
-class NetResult:
-    """Outcome of one network run (counts and cycles)."""
-
-    name: str
-    seed: int
-    t_inf_s: float | None
-    expected_outputs: int
-    compared: int = 0
-    mismatches: int = 0
-    extra_outputs: int = 0
-    format_errors: int = 0           # padding lanes not 0, wrong last, wrong tdest, short packets
-    dac_compared: int = 0            # DAC codes checked at the array ports (every layer's input)
-    dac_mismatches: int = 0
-    protocol_errors: int = 0
-    axil_errors: int = 0             # AXI4-Lite responses other than OKAY
-    writes: int = 0
-    readback_checked: int = 0
-    readback_mismatches: int = 0
-    flags: dict[str, int] = field(default_factory=dict)
-    mvms: list[int] = field(default_factory=list)
-    config_cycles: int = 0           # AXI4-Lite configuration (all writes)
-    cycles: int = 0                  # first input flit accepted .. last output flit accepted
-    bound_cycles: int = 0            # B x the slowest stage's cycles per vector (a lower bound)
-    interval_cycles: float = 0.0     # mean cycles between the last outputs of consecutive vectors
-    stage_cycles: list[int] = field(default_factory=list)  # per layer: slowest resource, cycles per vector
-    gdc_alpha: list[float] = field(default_factory=list)
-    in_stall_cycles: int = 0         # s_axis: tvalid and not tready (the chip back-pressures the host)
-    out_stall_cycles: int = 0        # m_axis: tvalid and not tready (the host back-pressures the chip)
-    mismatched_columns: list[int] = field(default_factory=list)
-    first_mismatches: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return (self.mismatches == 0 and self.compared == self.expected_outputs and self.extra_outputs == 0
-                and self.format_errors == 0 and self.dac_mismatches == 0 and self.protocol_errors == 0
-                and self.axil_errors == 0 and self.readback_mismatches == 0 and not any(self.flags.values()))
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        return (f"{self.name}: seed {self.seed}, {self.compared}/{self.expected_outputs} outputs compared, "
-                f"{self.mismatches} mismatches; {self.dac_compared} DAC codes compared, {self.dac_mismatches} "
-                f"mismatches; {self.writes} AXI4-Lite writes ({self.config_cycles} cycles); {self.cycles} cycles "
-                f"from first input to last output (bound {self.bound_cycles}), {self.interval_cycles:.2f} "
-                f"per vector (stages {self.stage_cycles}); MVMs per tile {self.mvms}; stall cycles "
-                f"in {self.in_stall_cycles}, out {self.out_stall_cycles}")
-
-
 def _pauses(rng: np.random.Generator, p_go: float) -> Iterator[bool]:
     """Pause generator for cocotbext-axi: True (pause) with probability ``1 - p_go`` per cycle."""
     while True:
         yield bool(rng.random() >= p_go)
-
-
-def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:
-    """Cycles per vector of one tile's slowest resource (lower bound of its interval).
-
-    The array port (``layer.mvm_cycles``), the affine unit's one result per
-    cycle (``n_cols``), and the flits in and out at one per cycle per link.
-    """
-    p = TileParams.from_spec(spec)
-    link = spec.interconnect.link_width_bits
-    flits_per_beat = -(-width_of(act_beat_layout(p)) // link)
-    beats_in = -(-layer.k_rows // p.rows_per_dac_beat)
-    beats_out = -(-layer.n_cols // p.rows_per_dac_beat)
-    return max(layer.mvm_cycles, layer.n_cols, beats_in * flits_per_beat, beats_out * flits_per_beat)
 
 
 class TopTestbench:
@@ -454,42 +391,17 @@ class TopTestbench:
                 await self.source.send(f)
 
         # ---- outputs
-        n_last = L[-1].n_cols
-        beats_per_vec = -(-n_last // rpb)
-        n_frames = pn.n_vectors * beats_per_vec
-        want = pn.expected
+        checker = OutputChecker(res, pn.expected, pn.n_vectors, L[-1].n_cols, rpb, self.act_layout, self.beat_bits,
+                                self.link_bits)
         last_out = [0]
         vec_done: list[int] = []
 
         async def collect() -> None:
-            for fi in range(n_frames):
+            for fi in range(checker.n_frames):
                 frame = await self.sink.recv()
                 last_out[0] = self.clock.cycle()
-                v, b = divmod(fi, beats_per_vec)
-                words = list(frame.tdata)
-                n_words = -(-self.beat_bits // self.link_bits)
-                if len(words) != n_words or (frame.tdest not in (0, None, [0] * len(words))):
-                    res.format_errors += 1
-                raw = sum(int(wd) << (k * self.link_bits) for k, wd in enumerate(words[:n_words]))
-                beat = unpack(self.act_layout, raw & ((1 << self.beat_bits) - 1))
-                if beat["last"] != int(b == beats_per_vec - 1):
-                    res.format_errors += 1
-                if b == beats_per_vec - 1:
+                if checker.check(fi, frame):
                     vec_done.append(last_out[0])
-                for lane, val in enumerate(beat["data"]):
-                    col = b * rpb + lane
-                    if col >= n_last:
-                        if val != 0:
-                            res.format_errors += 1
-                        continue
-                    res.compared += 1
-                    exp = int(want[v, col])
-                    if val != exp:
-                        res.mismatches += 1
-                        if col not in res.mismatched_columns:
-                            res.mismatched_columns.append(col)
-                        if len(res.first_mismatches) < 10:
-                            res.first_mismatches.append(f"vector {v} column {col}: got {val}, expected {exp}")
 
         async def count_stalls() -> None:
             from cocotb.triggers import ReadOnly
@@ -548,74 +460,11 @@ class TopTestbench:
         return res
 
     def _commands(self, pn: PreparedNetwork, command: str) -> list[RegWrite]:
-        from mapping.config_compiler import command_writes
+        from rtl.register_compiler import command_writes
         return command_writes(self.spec, [lyr.tile for lyr in pn.layers], command, regmap=self.regmap)
 
 
-def checking_bridge_class():
-    """:class:`CheckingBridge` (built on first use: :mod:`tb.bridge` needs a running simulator)."""
-    global _CHECKING_BRIDGE
-    if _CHECKING_BRIDGE is None:
-        from tb.bridge import PCMArrayBridge
-
-        class CheckingBridge(PCMArrayBridge):
-            """:class:`tb.bridge.PCMArrayBridge` that also compares each MVM's DAC codes with the golden input.
-
-            Parameters (besides those of the base class)
-            ----------
-            inputs : ndarray (B, K)
-                The layer's int8 input vectors in the golden run; vector ``v``'s DAC
-                codes are ``golden.tile_controller.dac_codes(inputs[v])``.
-            result : NetResult
-                Counts ``dac_compared`` / ``dac_mismatches`` there.
-            layer : int
-                Layer number (messages).
-            """
-
-            def __init__(self, dut, clock, spec, matrix, inputs, result: NetResult, *, layer: int, **kwargs):
-                super().__init__(dut, clock, spec, matrix, **kwargs)
-                self.want = dac_codes(np.asarray(inputs, dtype=np.int64), spec.array.dac_bits)
-                self.result, self.layer = result, layer
-
-            def answer(self, beats: list[dict], mvm: int) -> list[dict]:
-                p = self.params
-                step = self.schedule[mvm % len(self.schedule)]
-                vector = mvm // len(self.schedule)
-                r0 = step.row_block * p.array_rows
-                rows = min(p.array_rows, self.k - r0)
-                got = [c for b in beats for c in b["codes"]][:rows]
-                res = self.result
-                if vector >= self.want.shape[0]:
-                    res.dac_mismatches += 1
-                    res.first_mismatches.append(f"layer {self.layer}: MVM {mvm} beyond the "
-                                                f"{self.want.shape[0]} vectors")
-                else:
-                    exp = [int(c) for c in self.want[vector, r0:r0 + rows]]
-                    res.dac_compared += rows
-                    bad = sum(int(g != e) for g, e in zip(got, exp, strict=False)) + abs(len(got) - len(exp))
-                    if bad:
-                        res.dac_mismatches += bad
-                        if len(res.first_mismatches) < 10:
-                            res.first_mismatches.append(f"layer {self.layer} vector {vector}: DAC codes {got} "
-                                                        f"!= {exp}")
-                return super().answer(beats, mvm)
-
-        _CHECKING_BRIDGE = CheckingBridge
-    return _CHECKING_BRIDGE
-
-
-_CHECKING_BRIDGE = None
-
-
 # ======================================================================== Verilog and runner
-
-
-def top_verilog(spec: ChipSpec, out_dir: str | os.PathLike) -> Path:
-    """Verilog of :class:`rtl.top.Coprocessor` as ``aimc_top.v`` (with the Icarus time-0 fix, tb.cosim_top)."""
-    from rtl.top import Coprocessor
-    from tb.cosim_top import write_verilog
-
-    return write_verilog(Coprocessor(spec), TOP_NAME, out_dir, spec)
 
 
 def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: dict[str, Any] | None = None,
@@ -627,10 +476,12 @@ def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes
     dict of test name -> tb.cosim.ScenarioOutcome
         A test missing from the results (the simulator died) is reported failed.
     """
+    from rtl.export import write_verilog
+    from rtl.top import Coprocessor
     from tb.cosim import run_cocotb_tests
 
     build_dir = Path(build_dir)
     spec = resolve_spec(arch, changes)
-    src = top_verilog(spec, build_dir / "rtl")
+    src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
     return run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, tests, arch=arch, changes=changes,
                             seed=seed, waves=waves)

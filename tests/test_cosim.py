@@ -25,6 +25,15 @@ import pytest
 
 from tb.cosim import cosim_layer, run_scenarios
 
+
+def _placement(arch: str, network: str):
+    """The mapper's placement without replication (what ``aimc cosim`` hands to :func:`cosim_layer`)."""
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+
+    return map_network(load_spec(arch), load_network(network), MapOptions(replicate=False)).placement()
+
 pytestmark = pytest.mark.cosim
 
 SEED = int(os.environ.get("AIMC_COSIM_SEED", "1"))
@@ -146,7 +155,8 @@ def test_cli_cosim_layer_and_errors(tmp_path):
 @pytest.mark.slow
 def test_resnet32_layer_verilator(tmp_path):
     """ResNet-32 (Joshi 2020) layer 1: 3x3 conv 16 -> 16 on 32x32, K = 144 rows of a 512-row array (fig11)."""
-    rep = cosim_layer("fig11", "resnet32-joshi2020", 1, seed=SEED, t_inf_s=3600.0, sim="verilator",
+    rep = cosim_layer("fig11", "resnet32-joshi2020", 1, placement=_placement("fig11", "resnet32-joshi2020"),
+                      seed=SEED, t_inf_s=3600.0, sim="verilator",
                       waves=WAVES, build_dir=tmp_path)
     assert rep.match, "\n".join(rep.lines())
     assert rep.outputs_compared == rep.outputs_expected == 1024 * 16

@@ -18,10 +18,10 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 from rtl_stream_harness import Harness, Sink, Source, simulate
 
-from archmodel import fixedpoint
+from archmodel import fixedpoint, timing
 from archmodel.golden.affine import accumulate_partial_sums, affine_requantize
 from archmodel.golden.tile_controller import dac_codes
-from archmodel.spec import load_spec
+from archmodel.spec import SpecError, load_spec, load_spec_text
 from rtl.affine import AffineUnit, Requantizer
 from rtl.fixed import relu, round_shift, saturate, to_dac_code
 from rtl.params import TileParams
@@ -143,7 +143,7 @@ def test_requantizer_bit_exact_and_latency():
     simulate(dut, tb)
     assert result["compared"] == 12 * 64, f"seed {seed}"
     assert result["mismatches"] == 0, f"seed {seed}"
-    assert result["latency"] == Requantizer.LATENCY == 6
+    assert result["latency"] == Requantizer.LATENCY == timing.AFFINE_LATENCY_CYCLES == 6
 
 
 # --------------------------------------------------------------------------- AffineUnit
@@ -360,3 +360,10 @@ def test_affine_converts_to_verilog():
     for p in (P1, P4):
         text = verilog.convert(AffineUnit(p), name="affine_unit", emit_src=False)
         assert "module affine_unit" in text
+
+
+def test_affine_latency_is_one_figure():
+    """The RTL pipeline, the RTL parameters and the chip description agree; another figure is refused."""
+    assert TileParams.from_spec(load_spec("tiny")).affine_latency_cycles == timing.AFFINE_LATENCY_CYCLES
+    with pytest.raises(SpecError, match=r"affine_latency_cycles=3, but the RTL affine unit's pipeline is 6"):
+        load_spec_text("name: a\nperiphery: {affine_latency_cycles: 3}")

@@ -195,7 +195,8 @@ def test_coprocessor_config_and_host_loopback():
     assert rm.decode("chip.geometry", got["geometry"][0]) == {"grid_rows": 2, "grid_cols": 2, "link_bits": 32}
     assert got["wr"] == RESP_OKAY and got["dest"] == (rm.encode("tile3.ni.dest", x=2, y=1), RESP_OKAY)
     assert got["bad"] == (0, RESP_SLVERR)
-    hop = spec.cycles(spec.interconnect.hop_latency_ns)
+    from archmodel import timing
+    hop = timing.hop_cycles(spec)
     assert got["loop"] == (hop, 0xC0FFEE, 1, 1)
 
 

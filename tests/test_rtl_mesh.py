@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from archmodel import timing
 from archmodel.spec import load_spec
 from rtl.mesh import Mesh
 from rtl.streamsim import drive_stream, monitor_stream
@@ -104,7 +105,7 @@ def test_mesh_delivers_every_flit_in_order(seed, ready_prob):
 def test_mesh_zero_load_latency():
     """Tile 0 (0,0) -> tile 3 (1,1): 2 hops, 3 routers, 3 x hop cycles."""
     mesh = Mesh.from_spec(SPEC)
-    hop = max(1, SPEC.cycles(SPEC.interconnect.hop_latency_ns))
+    hop = timing.hop_cycles(SPEC)
     seen = []
 
     async def bench(ctx):

