@@ -4,7 +4,7 @@ The Monte-Carlo experiment over draws, times and settings that uses it is
 :mod:`archmodel.accuracy_experiment`.
 
 What one evaluation does (Joshi et al., Nat. Commun. 11, 2473 (2020), Fig. 4;
-DESIGN.md, "Data path of one analog layer", GDC and AdaBS):
+docs/design.md, "Data path of one analog layer", GDC and AdaBS):
 
 1. **Stages.** The (sequential) network is cut into stages: every matrix layer
    (conv, linear) fused with the batch-norm and ReLU that follow it, plus the
@@ -42,7 +42,7 @@ DESIGN.md, "Data path of one analog layer", GDC and AdaBS):
    units, of images that went through the already re-estimated layers before
    it); γ, β and the weights stay. (AdaBS here includes the global α so that a
    last layer without batch norm is compensated too; assumed, documented.)
-Times (DESIGN.md): 1 s, 1 h, 1 day, 1 month (2,592,000 s), 1 year (31,536,000 s).
+Times (docs/design.md): 1 s, 1 h, 1 day, 1 month (2,592,000 s), 1 year (31,536,000 s).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ __all__ = [
     "with_options",
 ]
 
-#: Evaluation times, (label, t_inf in s): DESIGN.md / Joshi et al. 2020 Fig. 4.
+#: Evaluation times, (label, t_inf in s): docs/design.md / Joshi et al. 2020 Fig. 4.
 TIMES_S: tuple[tuple[str, float], ...] = (
     ("1 s", 1.0), ("1 h", 3600.0), ("1 day", 86400.0), ("1 month", 2_592_000.0), ("1 year", 31_536_000.0))
 #: Drift compensations.

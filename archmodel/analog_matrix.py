@@ -1,6 +1,6 @@
 """Analog matrix model: one layer's weight matrix on many PCM arrays (DAC -> arrays -> ADC -> partial sums).
 
-Data path (DESIGN.md, "Data path of one analog layer")::
+Data path (docs/design.md, "Data path of one analog layer")::
 
     int8 activations x ──► DAC codes d (signed, dac_bits)      golden.tile_controller.dac_codes
       ──► V_i = d_i · V_lsb,        V_lsb = v_read_v / 2^(dac_bits-1)        [V]
@@ -11,7 +11,7 @@ Data path (DESIGN.md, "Data path of one analog layer")::
 
 with ``I_fs`` the ADC full scale (``ChipSpec.adc_full_scale_ua``).
 
-Weights -> conductances (DESIGN.md, PCM device model)
+Weights -> conductances (docs/design.md, PCM device model)
 -----------------------------------------------------
 One conductance scale per **layer**: ``s = g_max / max|W|`` (µS per weight
 unit, max over the whole matrix). Each weight uses ``devices_per_weight``
@@ -35,7 +35,7 @@ any device noise). DAC codes are integers, so every product and every partial
 sum of the MVM is an integer multiple of ``2^-24`` below ``2^53``: the float64
 matrix product is *exact*, whatever the BLAS summation order. Batched and
 one-at-a-time MVMs therefore give identical ADC codes. Per-MVM output noise is
-keyed by (noise_seed, array index, MVM index) (DESIGN.md), so it also does not
+keyed by (noise_seed, array index, MVM index) (docs/design.md), so it also does not
 depend on batching: MVM ``m`` of array ``a`` takes row ``m % NOISE_BLOCK_MVMS``
 of the standard normals ``Generator(PCG64(SeedSequence([noise_seed, a,
 m // NOISE_BLOCK_MVMS]))).standard_normal((NOISE_BLOCK_MVMS, C))`` (C = the

@@ -1,6 +1,6 @@
 """Drift compensation: global drift calibration (GDC), global and per column.
 
-GDC (DESIGN.md; Joshi et al., Nat. Commun. 11, 2473 (2020), "global drift
+GDC (docs/design.md; Joshi et al., Nat. Commun. 11, 2473 (2020), "global drift
 compensation"; Le Gallo et al. 2023): right after programming, read every
 array with fixed calibration inputs through the full periphery (DAC, array,
 ADC, partial-sum accumulation) and store ``ref = mean|y|``. At time t, repeat

@@ -22,7 +22,7 @@ MAX_VECTORS = 100_000
 #: Largest array (rows or cols) this experiment programs as one dense matrix.
 MAX_DEMO_ARRAY = 4096
 
-#: DESIGN.md reference: E[(t/t0)^-nu] of a device at g_max (joshi2020, t0 = 20 s).
+#: docs/design.md reference: E[(t/t0)^-nu] of a device at g_max (joshi2020, t0 = 20 s).
 DESIGN_FACTOR = {"1 h": 0.77580, "1 day": 0.66501}
 
 
@@ -57,7 +57,7 @@ def drift_table(spec: ChipSpec, seed: int = 0, n_vectors: int = 64) -> dict:
     - drift probe: :data:`PROBE_DEVICES` devices programmed at ``g_max`` with the
       chip's device model (programming noise, drift and read noise as configured);
       per time, the mean and its standard error of ``g(t) / g_P``. With the
-      joshi2020 model at scale 1 its expectation is DESIGN.md's
+      joshi2020 model at scale 1 its expectation is docs/design.md's
       ``E[(t/t0)^-nu]`` = 0.77580 at 1 h and 0.66501 at 1 day (read noise has
       zero mean).
     - MVM: a Gaussian weight matrix of one array's size, programmed, drifted and

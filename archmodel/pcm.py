@@ -1,6 +1,6 @@
 """Statistical model of phase-change-memory (PCM) devices for analog inference.
 
-The model follows DESIGN.md, section "PCM device model". It is the phenomenological
+The model follows docs/design.md, section "PCM device model". It is the phenomenological
 PCM model of Joshi et al., "Accurate deep neural network inference using
 computational phase-change memory", Nat. Commun. 11, 2473 (2020) (Methods, "PCM
 model"), as implemented by IBM aihwkit ``inference/noise/pcm.py``
@@ -59,7 +59,7 @@ FloatArray = NDArray[np.float64]
 
 NU_X_MIN = 1e-7
 """Lower clip of the normalized conductance ``x`` before taking its logarithm in the
-drift-exponent fits (aihwkit ``_ZERO_CLIP``; DESIGN.md ``x = max(g_T/g_max, 1e-7)``)."""
+drift-exponent fits (aihwkit ``_ZERO_CLIP``; docs/design.md ``x = max(g_T/g_max, 1e-7)``)."""
 
 _G_TARGET_RTOL = 1e-9
 """Relative tolerance (of ``g_max``) for targets slightly outside ``[0, g_max]``
@@ -521,7 +521,7 @@ class ProgrammedDevices:
 class PCMDeviceModel:
     """Programming noise, drift and accumulated read noise of PCM devices.
 
-    Equations (DESIGN.md "PCM device model"; Joshi et al., Nat. Commun. 11, 2473
+    Equations (docs/design.md "PCM device model"; Joshi et al., Nat. Commun. 11, 2473
     (2020); aihwkit ``inference/noise/pcm.py`` and ``hermes.py``)::
 
         g_P   = max(g_T + a_p * sigma_prog(g_T) * z1, 0)

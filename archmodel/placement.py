@@ -3,7 +3,7 @@
 :func:`mapping.mapper.map_network` produces it
 (:meth:`mapping.mapper.MappingResult.placement`); the testbenches, the
 co-simulation and the register compiler read it, so none of them runs or
-imports the mapper (DESIGN.md, "Folders and the direction of dependencies").
+imports the mapper (docs/design.md, "Folders and the direction of dependencies").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One chip description drives everything: the behavioural PCM model, the
 mapper's costs, the RTL generator's parameters and the testbenches
-(DESIGN.md, "The one-spec principle").
+(docs/design.md, "The one-spec principle").
 
 Format
 ------
@@ -75,7 +75,7 @@ class SpecError(AimcError, ValueError):
 def ns_to_cycles(t_ns: float, clock_mhz: float) -> int:
     """Convert a time in ns to clock cycles: ``ceil(t_ns * clock_mhz / 1000)``.
 
-    The one helper every part of aimc uses (DESIGN.md, one-spec principle).
+    The one helper every part of aimc uses (docs/design.md, one-spec principle).
     A tiny tolerance (1e-9 cycles) absorbs float error so that, e.g., 100 ns at
     1000 MHz is exactly 100 cycles.
 
@@ -134,7 +134,7 @@ class Technology(_Section):
 
 
 class Device(_Section):
-    """PCM device model and its parameters (DESIGN.md, PCM device model)."""
+    """PCM device model and its parameters (docs/design.md, PCM device model)."""
 
     model: Literal["joshi2020", "hermes"] = Field(
         "joshi2020", description="Statistics set: 'joshi2020' (aihwkit PCMLikeNoiseModel) or 'hermes'."
@@ -282,7 +282,7 @@ class Buffers(_Section):
 
 
 class Calibration(_Section):
-    """Drift compensation used by default (DESIGN.md, GDC and AdaBS)."""
+    """Drift compensation used by default (docs/design.md, GDC and AdaBS)."""
 
     method: Literal["none", "gdc", "gdc_per_column", "adabs"] = Field("gdc", description="Compensation method.")
     gdc_input: Literal["random", "ones", "one_hot"] = Field("random", description="GDC calibration inputs.")
@@ -376,7 +376,7 @@ class ChipSpec(BaseModel):
 
         ``adc_full_scale_fraction · rows · devices_per_polarity · g_max_us · v_read_v``:
         a fraction of the largest possible column signal, so it means the same at
-        every array size (DESIGN.md, data path).
+        every array size (docs/design.md, data path).
         """
         a = self.array
         return a.adc_full_scale_fraction * a.rows * a.devices_per_polarity * self.device.g_max_us * a.v_read_v

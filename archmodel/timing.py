@@ -6,7 +6,7 @@ their cycle counts from here; nothing else computes one.
 One array MVM through the tile controller (shared contract):
 
 The mapper predicts, and the RTL and its co-simulation realise, the same
-sequence for one MVM on one array (DESIGN.md, "The array port"):
+sequence for one MVM on one array (docs/design.md, "The array port"):
 
 1. the tile controller sends the DAC codes of the ``rows_used`` rows in
    ``ceil(rows_used / rows_per_dac_beat)`` beats, one beat per cycle;

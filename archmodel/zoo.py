@@ -1,6 +1,6 @@
 """The built-in network zoo: networks by name, and one loader for every network source.
 
-``--network`` takes one namespace (DESIGN.md, "The command line"): a zoo name,
+``--network`` takes one namespace (docs/design.md, "The command line"): a zoo name,
 a path to an ONNX file (``.onnx``) or a YAML layer list (``.yaml``/``.yml``).
 :func:`load_network` resolves all three.
 

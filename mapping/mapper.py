@@ -1,7 +1,7 @@
 """The architectural mapper: flatten, tile, place, route and schedule a network on a chip.
 
 :func:`map_network` is a pure function of (chip description, network, options):
-it returns a :class:`MappingResult` and touches no global state (DESIGN.md,
+it returns a :class:`MappingResult` and touches no global state (docs/design.md,
 "Evaluations are pure tasks"). Costs come from :mod:`mapping.costs`; the MVM
 cycle count from :func:`archmodel.timing.mvm_cycles`, the figure the RTL
 co-simulation is checked against.

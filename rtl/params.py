@@ -2,7 +2,7 @@
 
 Every width and depth the datapath blocks need (tile controller, affine unit,
 digital datapath) is derived here from a :class:`archmodel.spec.ChipSpec`, so
-that nothing is configured twice (DESIGN.md, one-spec principle). The
+that nothing is configured twice (docs/design.md, one-spec principle). The
 dataclasses are frozen; their constructors check every constraint the RTL
 relies on and raise :class:`ValueError` naming the parameter, its value and
 what was expected.

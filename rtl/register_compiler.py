@@ -2,7 +2,7 @@
 
 The co-processor (:class:`rtl.top.Coprocessor`) is configured only through
 its AXI4-Lite register bank, whose map :func:`rtl.regmap.build_regmap`
-derives from the RTL blocks' own ports (DESIGN.md, "Interfaces in the RTL").
+derives from the RTL blocks' own ports (docs/design.md, "Interfaces in the RTL").
 This module turns one mapped layer into the ordered list of 32-bit writes
 that program it on its tile, using that map as the only source of addresses
 and field encodings: no address or bit offset is typed here.
@@ -26,7 +26,7 @@ makes them (every layer of a pipeline is configured before any starts).
 
 Affine coefficients (:func:`analog_layer`): the real per-column multiplier
 of :func:`archmodel.golden.coefficients.analog_affine_multiplier` -- conductance scale
-``s = g_max / max|W|`` (one per layer, DESIGN.md), DAC and ADC LSBs of the
+``s = g_max / max|W|`` (one per layer, docs/design.md), DAC and ADC LSBs of the
 chip description, the GDC factor ``alpha`` (:mod:`archmodel.calibration`),
 the folded batch norm -- and the offset of
 :func:`archmodel.golden.coefficients.folded_offset`, quantized with
@@ -36,7 +36,7 @@ the folded batch norm -- and the offset of
 what the golden model applies, so compiler and reference cannot drift apart.
 
 Timing needs no register (the RTL never assumes the array latency: it waits
-for the ADC stream, DESIGN.md "The array port"); the layer's
+for the ADC stream, docs/design.md "The array port"); the layer's
 ``archmodel.timing.mvm_cycles`` per input vector is carried for the dump.
 
 It sits next to the register map it reads (:mod:`rtl.regmap`) and imports

@@ -2,7 +2,7 @@
 
 Micro-architecture
 ------------------
-One router sits beside every tile (DESIGN.md, "The Fig. 11 co-processor").
+One router sits beside every tile (docs/design.md, "The Fig. 11 co-processor").
 It has five ports -- ``local`` (the tile), ``north``, ``east``, ``south`` and
 ``west`` -- each a pair of :mod:`amaranth.lib.stream` streams of *flits*
 (:func:`flit_layout`): the destination ``x``, ``y`` (and ``chan``, the

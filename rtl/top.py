@@ -11,11 +11,11 @@ Micro-architecture
     tile (0,1) ─ tile (1,1) ─ ...        ...            AXI4-Stream in / out (host)
         ...
 
-- **Tile** ``t = y * cols + x`` (DESIGN.md, "The Fig. 11 co-processor"): a
+- **Tile** ``t = y * cols + x`` (docs/design.md, "The Fig. 11 co-processor"): a
   :class:`~rtl.tile.Tile` (tile controller -> affine unit, the same component
   the tile-level co-simulation runs) and a :class:`~rtl.router.MeshRouter` (in
   :class:`~rtl.mesh.Mesh`). Its array port (``dac[t]`` out, ``adc[t]`` in) is a
-  top-level port: the analog macro is outside (DESIGN.md, "The array port").
+  top-level port: the analog macro is outside (docs/design.md, "The array port").
 - **Network interface** of a tile: flits arriving with ``chan`` 0 are
   reassembled into ``act`` beats for the tile controller, ``chan`` 1 into
   partial sums for the affine unit (:class:`~rtl.axis.FlitsToBeat`). The

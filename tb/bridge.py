@@ -1,6 +1,6 @@
 """The PCM-array bridge: the behavioural crossbar behind one RTL array port (co-simulation).
 
-The digital periphery ends at the array port (DESIGN.md, "The array port"):
+The digital periphery ends at the array port (docs/design.md, "The array port"):
 a ``dac`` stream out of the tile controller and an ``adc`` stream back into
 it. :class:`PCMArrayBridge` stands where the analog macro would be. For every
 MVM it

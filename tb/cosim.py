@@ -10,7 +10,7 @@ requested cocotb tests of :mod:`tb.test_tile_cosim` (or
 environment variables (``AIMC_COSIM_*``, see the test modules); each test
 writes its counts and cycles as JSON, read back here.
 
-:func:`cosim_layer` is a pure task (DESIGN.md, "Evaluations are pure tasks"):
+:func:`cosim_layer` is a pure task (docs/design.md, "Evaluations are pure tasks"):
 (chip description, network, layer, seed, drift time, simulator) -> a
 :class:`CosimReport`; the build folder is the only thing it writes.
 """

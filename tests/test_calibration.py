@@ -1,6 +1,6 @@
 """Tests of global drift compensation (archmodel/calibration.py).
 
-DESIGN.md ("GDC"): with an ideal periphery (no quantization, no noise) and one
+docs/design.md ("GDC"): with an ideal periphery (no quantization, no noise) and one
 drift exponent ν for every device, every partial sum scales by
 ``(1 + t_inf/t0)^-ν``, so ``α = (1 + t_inf/t0)^ν`` exactly (checked to 1e-9).
 The statistical test states its sample size and its margin in standard errors.

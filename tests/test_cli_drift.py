@@ -45,7 +45,7 @@ def test_drift_table(drift_run):
     # GDC alpha at 1 day > 1: the drifted conductances read low
     _, factor_1d, alpha_1d, _, _ = rows["1 day"]
     assert alpha_1d > 1.0
-    # the table's drift factor is the probe's: DESIGN.md gives E[(t/t0)^-nu] = 0.66501 at 1 day
+    # the table's drift factor is the probe's: docs/design.md gives E[(t/t0)^-nu] = 0.66501 at 1 day
     # (4 decimals printed; the tight check against the SE is in test_drift_probe_matches_design)
     assert abs(factor_1d - 0.66501) < 4 * 2.5e-4 + 5e-5
     # the no-GDC error grows with time, and GDC reduces it from 1 h on
@@ -71,7 +71,7 @@ def test_drift_out_files_whole(drift_run):
 
 
 def test_drift_probe_matches_design(drift_run):
-    # Probe: N = 65,536 devices at g_max (tiny = joshi2020, scales 1). DESIGN.md:
+    # Probe: N = 65,536 devices at g_max (tiny = joshi2020, scales 1). docs/design.md:
     # E[(t/t0)^-nu] = 0.77580 at 1 h and 0.66501 at 1 day; read noise has zero mean,
     # so the mean of g(t)/g_P must lie within 4 standard errors (SE ~ 2.4e-4, from the run).
     _, stdout, _, out = drift_run

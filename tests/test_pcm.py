@@ -1,6 +1,6 @@
-"""Tests of the PCM device model (archmodel/pcm.py) against DESIGN.md.
+"""Tests of the PCM device model (archmodel/pcm.py) against docs/design.md.
 
-Reference values are hand-computed or published in DESIGN.md ("PCM device model").
+Reference values are hand-computed or published in docs/design.md ("PCM device model").
 Statistical checks state their sample size N and accept a deviation of at most
 K_SE = 4 standard errors (false-failure probability about 6e-5 per check).
 """
@@ -96,12 +96,12 @@ def test_statistics_are_frozen() -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Joshi 2020 set: formulas and DESIGN.md reference values
+# Joshi 2020 set: formulas and docs/design.md reference values
 # --------------------------------------------------------------------------------------
 
 
 def test_joshi_prog_noise_std_reference() -> None:
-    # DESIGN.md: sigma_prog at x = 0.5 is 0.952705 µS
+    # docs/design.md: sigma_prog at x = 0.5 is 0.952705 µS
     assert float(JOSHI.prog_noise_std_us(12.5)) == pytest.approx(0.952705, abs=1e-6)
     # ends of the range: 0.26348 and 0.26348 + 1.9650 - 1.1731 = 1.05538
     np.testing.assert_allclose(JOSHI.prog_noise_std_us([0.0, 25.0]), [0.26348, 1.05538], 1e-12)
@@ -132,7 +132,7 @@ def test_joshi_drift_and_read_noise_functions() -> None:
 
 
 def test_read_noise_time_factor_reference() -> None:
-    # DESIGN.md: sqrt(ln((0 + 20 + 2.5e-7) / 5e-7)) = 4.18382
+    # docs/design.md: sqrt(ln((0 + 20 + 2.5e-7) / 5e-7)) = 4.18382
     f0 = float(read_noise_time_factor(0.0, JOSHI.t0_s, JOSHI.t_read_s))
     assert f0 == pytest.approx(4.18382, abs=1e-5)
     # 1 day: sqrt(ln((86420 + 2.5e-7) / 5e-7)) = sqrt(ln(1.7284e11)) = 5.1364
@@ -167,7 +167,7 @@ def test_programming_noise_empirical_std() -> None:
     ids=["1h", "1day"],
 )
 def test_mean_drift_factor_high_conductance(t_inf_s: float, expected: float) -> None:
-    # DESIGN.md: E[(t/t0)^-nu] of a device at g_T = g_max (mu_nu = 0.049, sigma_nu = 0.008).
+    # docs/design.md: E[(t/t0)^-nu] of a device at g_T = g_max (mu_nu = 0.049, sigma_nu = 0.008).
     # Measured through drift() with programming and read noise off, so g / g_max is the
     # drift factor. N = 200,000 devices; margin K_SE standard errors of the mean.
     model = PCMDeviceModel(JOSHI, prog_noise_scale=0.0, read_noise_scale=0.0)

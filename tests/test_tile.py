@@ -1,6 +1,6 @@
 """Tests of the crossbar tile model (archmodel/analog_matrix.py) and its cycle model (archmodel/timing.py).
 
-Expected values are hand-computed from DESIGN.md ("Data path of one analog
+Expected values are hand-computed from docs/design.md ("Data path of one analog
 layer", "PCM device model") with the figures of the presets:
 
 - tiny: 32 x 32 arrays, V_read = 0.2 V, 8-bit DAC and ADC, g_max = 25 µS,

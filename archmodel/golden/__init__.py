@@ -6,7 +6,7 @@ One module per RTL block, mirroring ``rtl/``: :mod:`~archmodel.golden.tile_contr
 This package re-exports nothing; import from the module that defines a name.
 
 Everything after the ADC and before the DAC is integer and deterministic (see
-DESIGN.md, "Data path of one analog layer"). Each digital block has one
+docs/design.md, "Data path of one analog layer"). Each digital block has one
 function here; the Amaranth RTL and its cocotb/Amaranth-simulation tests
 compare against them bit for bit. Rounding and saturation come from
 :mod:`archmodel.fixedpoint` (``round_shift``: round half toward +infinity;
@@ -84,7 +84,7 @@ Contract, in data-path order
    channels in increasing channel order. Outputs therefore leave pixel-major,
    channel-minor.
 
-Sources: the data path and the PCM conductance mapping follow DESIGN.md
+Sources: the data path and the PCM conductance mapping follow docs/design.md
 (after Joshi et al., Nat. Commun. 11, 2473, 2020, and IBM HERMES, Le Gallo et
 al., Nat. Electron. 2023); the bit-level rounding/ordering choices are the
 project's own ("assumed", decided by the team lead).

@@ -160,7 +160,7 @@ def analog_affine_multiplier(*, in_scale: float, out_scale: float, w_abs_max: fl
                              eps: float = 1e-5) -> np.ndarray:
     """Real per-column multiplier from (accumulated) ADC codes to output int8 units.
 
-    Derivation (all per layer unless noted; equation source: DESIGN.md data
+    Derivation (all per layer unless noted; equation source: docs/design.md data
     path, constants from the chip description):
 
     - activation: ``x_real = x_int8 * in_scale``; DAC code

@@ -55,7 +55,7 @@ def to_markdown(res: dict) -> str:
     refs = ", ".join(f"{v:.5f} at {k}" for k, v in DESIGN_FACTOR.items())
     lines += ["", f"Drift factor: mean of g(t)/g_P over the probe (SE ~ "
               f"{max(r['mean_drift_factor_g_max_se'] for r in res['rows']):.1e}); "
-              f"DESIGN.md gives E[(t/t0)^-nu] = {refs} for the joshi2020 model at scale 1."]
+              f"docs/design.md gives E[(t/t0)^-nu] = {refs} for the joshi2020 model at scale 1."]
     return "\n".join(lines) + "\n"
 
 

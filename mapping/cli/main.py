@@ -2,7 +2,7 @@
 
 Each sub-command lives in its own module with a ``register(subparsers)``
 function that adds its parser and sets ``func``; :data:`COMMAND_MODULES` lists
-them and :func:`build_parser` imports them by name. Conventions (DESIGN.md,
+them and :func:`build_parser` imports them by name. Conventions (docs/design.md,
 "The command line"): ``--arch NAME|PATH`` for the chip description, ``--out
 DIR`` for outputs, ``--seed`` wherever random numbers are drawn, ``--network``
 for a zoo name or an ONNX/YAML path.
@@ -32,8 +32,8 @@ COMMAND_MODULES = (
     "mapping.cli.spec",
     "mapping.cli.drift",
     "mapping.cli.map",
-    "mapping.cli_verilog",
-    "mapping.cli_cosim",
+    "mapping.cli.verilog",
+    "mapping.cli.cosim",
     "mapping.cli.train",
     "mapping.cli.accuracy",
 )
