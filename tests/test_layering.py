@@ -55,7 +55,7 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path, victim, line, contract
     path.write_text(text.replace(anchor, anchor + line, 1))
     res = _lint_imports(tmp_path)
     assert res.returncode != 0
-    assert "1 broken" in res.stdout
+    # (an import into archmodel also breaks rtl's and tb's contracts indirectly)
     assert re.search(re.escape(contract) + r"\s+BROKEN", res.stdout), res.stdout
 
 
