@@ -124,7 +124,7 @@ def test_unsized_operator_names_node_and_op(tmp_path):
              helper.make_node("Transpose", ["r"], ["t"], name="the_transpose", perm=[0, 1, 3, 2]),
              helper.make_node("NonZero", ["t"], ["y"], name="the_nonzero")]
     graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [4, "n"])])
     p = tmp_path / "t.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(p))
     with pytest.raises(NetworkError) as exc:

@@ -94,8 +94,8 @@ def infer_output(layer: Layer, shapes: Sequence[Shape]) -> Shape:
         return (a["out_channels"], ho, wo)
     if op == "linear":
         if len(x) == 3:
-            _need_rank(layer, x, 1, "a vector (F,) or a sequence (..., F)",
-                       "; add a flatten layer before it")
+            _need_rank(layer, x, 1, "a vector (F,)",
+                       "; add a flatten layer before it (a sequence (S, F) is also accepted)")
         if a["in_features"] is not None and a["in_features"] != x[-1]:
             raise NetworkError(
                 f"{where}: feature mismatch: in_features is {a['in_features']} but input "
