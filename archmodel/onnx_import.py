@@ -176,6 +176,7 @@ class _Importer:
                 self.uses[i] = self.uses.get(i, 0) + 1
         for o in g.output:
             self.uses[o.name] = self.uses.get(o.name, 0) + 1
+        self.folded_bias = 0
         self.layers: list[dict[str, Any]] = []
         self.by_name: dict[str, dict[str, Any]] = {}
         self.tensor: dict[str, str] = {}            # ONNX tensor -> IR layer name
@@ -289,7 +290,9 @@ class _Importer:
                         params={k: _f32(v) for k, v in e["params"].items()})
                   for e in self.layers]
         try:
-            return Network(name, input_shape, layers)
+            net = Network(name, input_shape, layers)
+            net.folded_bias_count = self.folded_bias
+            return net
         except NetworkError as exc:
             raise NetworkError(f"{self.origin}: {exc}", layer=exc.layer, index=exc.index,
                                key=exc.key) from None
@@ -515,6 +518,8 @@ class _Importer:
             factor = gamma / np.sqrt(var + np.float32(eps))
             w = prev["params"]["weight"].astype(np.float32)
             prev["params"]["weight"] = w * factor.reshape(-1, *([1] * (w.ndim - 1)))
+            if "bias" not in prev["params"]:
+                self.folded_bias += int(mean.size)  # a bias made by folding: not a parameter
             b0 = prev["params"].get("bias", np.zeros_like(mean))
             prev["params"]["bias"] = (b0 - mean) * factor + beta
             prev["attrs"] = {**prev["attrs"], "bias": True}

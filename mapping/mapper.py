@@ -607,7 +607,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         tops_per_w=ops / energy_total if energy_total else 0.0, area_um2=area, area_total_mm2=area_mm2,
         tops_per_mm2=tops / area_mm2 if area_mm2 else 0.0,
         chip_link_bits=sum(r.chip_link_bits for r in rows_out), clock_mhz=spec.technology.clock_mhz,
-        digital_ops=dig_rows, parameters=network.weight_count + network.bias_count,
+        digital_ops=dig_rows, parameters=network.parameter_count,
         sram_parameters=network.sram_param_count,
         analog_macs=sum(r.macs for r in rows_out if r.kind == "analog"),
         digital_macs=sum(r.macs for r in rows_out if r.kind == "digital") + attention_macs,

@@ -401,6 +401,7 @@ class Network:
         if not layers or layers[0].op != "input":
             layers.insert(0, Layer("input", "input"))
         self.layers: tuple[Layer, ...] = tuple(layers)
+        self.folded_bias_count = 0  # biases created by folding batch norms (set by importers)
         self._by_name: dict[str, Layer] = {}
         self.validate()
 
@@ -515,6 +516,12 @@ class Network:
     def bias_count(self) -> int:
         """Total bias terms of all matrix layers."""
         return sum(layer.bias_count for layer in self.layers)
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights + biases of the matrix layers; biases created by folding a batch norm into
+        the preceding layer (``folded_bias_count``) are not counted, as batch norms are not."""
+        return self.weight_count + self.bias_count - self.folded_bias_count
 
     @property
     def sram_param_count(self) -> int:
