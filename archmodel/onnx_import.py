@@ -573,7 +573,7 @@ class _Importer:
         c = scale if scale is not None else shift
         assert c is not None
         if (prev is None or prev["op"] not in ("conv", "linear", "batchnorm", "scale")
-                or not self._per_channel(self.shape[src], c)):
+                or self.uses.get(other, 0) != 1 or not self._per_channel(self.shape[src], c)):
             raise _Digital
         n = self.shape[src][0]
         vals = np.broadcast_to(np.asarray(c, dtype=np.float32).reshape(-1), (n,)).copy()
@@ -600,6 +600,8 @@ class _Importer:
         self._add(node, "add", xs, {}, out=node.output[0])
 
     def _op_Concat(self, node: Any, a: dict[str, Any]) -> None:
+        if any(i in self.const for i in node.input):
+            raise _Digital
         xs = [self._src(node, i) for i in range(len(node.input))]
         rank = len(self.shape[xs[0]]) + 1
         axis = int(a["axis"]) % rank
