@@ -11,9 +11,12 @@ Stages of the mapping
 1. **Flatten.** Each conv / linear layer is a matrix (im2col order
    ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.ir.Layer.matrix_shape`):
    ``K = kh·kw·C_in/groups`` rows × ``N = C_out/groups`` columns per group.
-   Other layers (batch-norm, activations, pools, add, concat, reshapes) are
-   fused into the affine units and the tiles' periphery and cost nothing
-   separately (assumed). Layers named in ``digital.digital_layers`` ('first' =
+   Other IR layers (batch-norm, ``scale``, activations, pools, add, concat,
+   reshapes) are fused into the affine units and the tiles' periphery and cost
+   nothing separately (assumed). ``digital`` layers (every other ONNX
+   operator) run on the global digital unit, costed by
+   :func:`mapping.costs.digital_op_counts` (docs/design.md, section 13.2) and
+   listed in ``MappingResult.digital_ops``. Layers named in ``digital.digital_layers`` ('first' =
    first matrix layer, 'last' = last matrix layer, or names) run on the
    digital datapath.
 2. **Tile.** Each group's matrix is cut into ``ceil(K/array.rows)`` row blocks
