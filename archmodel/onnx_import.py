@@ -131,6 +131,14 @@ def _one_line(exc: BaseException, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class _Digital(Exception):
+    """Raised by an op handler: this node is not an IR op; place it on the digital unit."""
+
+
+_WINDOW_ATTR = {"LRN": "size"}
+_POOL_FALLBACK = ("MaxPool", "AveragePool", "LpPool")
+
+
 def _safe_name(s: str) -> str:
     return re.sub(r"\s+", "_", s) or "node"
 
@@ -168,6 +176,7 @@ class _Importer:
                 self.uses[i] = self.uses.get(i, 0) + 1
         for o in g.output:
             self.uses[o.name] = self.uses.get(o.name, 0) + 1
+        self.folded_bias = 0
         self.layers: list[dict[str, Any]] = []
         self.by_name: dict[str, dict[str, Any]] = {}
         self.tensor: dict[str, str] = {}            # ONNX tensor -> IR layer name
@@ -281,7 +290,9 @@ class _Importer:
                         params={k: _f32(v) for k, v in e["params"].items()})
                   for e in self.layers]
         try:
-            return Network(name, input_shape, layers)
+            net = Network(name, input_shape, layers)
+            net.folded_bias_count = self.folded_bias
+            return net
         except NetworkError as exc:
             raise NetworkError(f"{self.origin}: {exc}", layer=exc.layer, index=exc.index,
                                key=exc.key) from None
@@ -356,13 +367,55 @@ class _Importer:
             self.tensor[out] = self._src(node)
             return
         handler = getattr(self, f"_op_{op}", None)
-        if op in _ACTIVATION_OPS:
-            self._activation(node, a)
-        elif handler is not None:
-            handler(node, a)
-        else:
-            raise self._err(node, f"operator {op!r} cannot be placed by the mapper; supported: "
-                            f"{', '.join(SUPPORTED_OPS)}")
+        try:
+            if op in _ACTIVATION_OPS:
+                self._activation(node, a)
+            elif handler is not None:
+                handler(node, a)
+            else:
+                raise _Digital
+        except _Digital:
+            self._digital(node, a)
+
+    def _digital(self, node: Any, a: dict[str, Any]) -> None:
+        """Place ``node`` on the digital unit as a ``digital`` IR layer (one per output).
+
+        Activation inputs become the layer's inputs; constant inputs count as
+        ``const_elems`` (SRAM parameters); output shapes come from ONNX shape
+        inference (batch axis 0 dropped). A node without a static output shape
+        or without an activation input cannot be sized (one-line NetworkError).
+        """
+        op = node.op_type
+        xs = [self.tensor[i] for i in node.input if i and i in self.tensor]
+        consts = [i for i in node.input if i and i not in self.tensor and i in self.const]
+        missing = [i for i in node.input if i and i not in self.tensor and i not in self.const]
+        if missing or not xs:
+            raise self._err(node, f"operator {op!r} cannot be sized: input {(missing or [''])[0]!r} is "
+                            "neither an activation nor a constant" if missing else
+                            f"operator {op!r} cannot be sized: it reads no activation")
+        # stored parameters: float constants with more than one element (embedding tables,
+        # normalization scales); shapes, axes, indices and scalars are not
+        const_elems = int(sum(int(self.const[i].size) for i in consts
+                              if self.const[i].dtype.kind == "f" and self.const[i].size > 1))
+        in0 = self.shape[xs[0]]
+        window = 1
+        inner = 0
+        if op in _WINDOW_ATTR:
+            window = int(a.get(_WINDOW_ATTR[op], 1))
+        elif op in _POOL_FALLBACK and "kernel_shape" in a:
+            window = int(math.prod(int(v) for v in a["kernel_shape"]))
+        elif op in ("MatMul", "Gemm", "Einsum") and len(xs) >= 1:
+            inner = int(in0[-1]) if in0 else 1
+        for k, o in enumerate(out for out in node.output if out):
+            vs = self.vi_shapes.get(o)
+            if not vs or any(d is None or d <= 0 for d in vs) or vs[0] != 1:
+                raise self._err(node, f"operator {op!r} cannot be sized: output {o!r} has no static "
+                                f"shape with batch axis 1 from ONNX shape inference (got {vs})")
+            shape = tuple(int(d) for d in vs[1:]) or (1,)
+            self._add(node, "digital", xs, {"kind": op, "shape": shape, "window": window,
+                                            "const_elems": const_elems if k == 0 else 0,
+                                            "inner": inner},
+                      out=o, suffix="" if k == 0 else f"/{k}")
 
     # ---- ops -----------------------------------------------------------------------------
 
@@ -380,13 +433,11 @@ class _Importer:
         elif op == "HardSigmoid":
             if not (math.isclose(a.get("alpha", 0.2), 1 / 6, rel_tol=1e-4)
                     and math.isclose(a.get("beta", 0.5), 0.5, rel_tol=1e-4)):
-                raise self._err(node, f"HardSigmoid with alpha={a.get('alpha', 0.2)}, "
-                                f"beta={a.get('beta', 0.5)} has no IR equivalent (needs 1/6, 1/2)")
+                raise _Digital
         elif op == "Softmax":
             axis = int(a.get("axis", -1 if _opset(self.model) >= 13 else 1))
             if axis % rank != 1 or math.prod(self.shape[x][1:]) != 1:
-                raise self._err(node, f"softmax over axis {axis} of (N, {self.shape[x]}); only the "
-                                "channel axis of (N, C) or (N, C, 1, 1) is supported")
+                raise _Digital
         elif op == "Clip":
             lo = a.get("min", None)
             hi = a.get("max", None)
@@ -396,8 +447,7 @@ class _Importer:
             if lo == 0 and hi == 6:
                 attrs["kind"] = "relu6"
             elif not (lo == 0 and math.isinf(hi)):
-                raise self._err(node, f"Clip to [{lo}, {hi}] has no IR equivalent (supported: "
-                                "[0, inf] = ReLU, [0, 6] = ReLU6)")
+                raise _Digital
         self._add(node, "activation", [x], attrs, out=node.output[0])
 
     def _op_Conv(self, node: Any, a: dict[str, Any]) -> None:
@@ -430,8 +480,8 @@ class _Importer:
         return x
 
     def _op_Gemm(self, node: Any, a: dict[str, Any]) -> None:
-        if int(a.get("transA", 0)):
-            raise self._err(node, "transA=1 is not supported (the activation must be (N, F))")
+        if int(a.get("transA", 0)) or node.input[1] not in self.const:
+            raise _Digital
         x = self._vector_input(node, self._src(node))
         bm = _f32(self._const(node, 1, "weight B"))
         w = bm if int(a.get("transB", 0)) else bm.T
@@ -446,7 +496,11 @@ class _Importer:
                   params, out=node.output[0])
 
     def _op_MatMul(self, node: Any, a: dict[str, Any]) -> None:
-        x = self._vector_input(node, self._src(node))
+        if node.input[1] not in self.const:
+            raise _Digital  # a product of two activations (attention): not weight-stationary
+        x = self._src(node)
+        if len(self.shape[x]) > 2:
+            x = self._vector_input(node, x)
         bm = self._const(node, 1, "weight B")
         if bm.ndim != 2:
             raise self._err(node, f"only (F, out) constant right operands are supported, got {bm.shape}")
@@ -464,6 +518,8 @@ class _Importer:
             factor = gamma / np.sqrt(var + np.float32(eps))
             w = prev["params"]["weight"].astype(np.float32)
             prev["params"]["weight"] = w * factor.reshape(-1, *([1] * (w.ndim - 1)))
+            if "bias" not in prev["params"]:
+                self.folded_bias += int(mean.size)  # a bias made by folding: not a parameter
             b0 = prev["params"].get("bias", np.zeros_like(mean))
             prev["params"]["bias"] = (b0 - mean) * factor + beta
             prev["attrs"] = {**prev["attrs"], "bias": True}
@@ -478,44 +534,86 @@ class _Importer:
             self._op_Sum(node, a)
             return
         if len(node.input) != 2 or len(consts) != 1:
-            raise self._err(node, "Add of two constants or of a constant and several inputs")
+            raise _Digital
         other = node.input[0] if node.input[1] in self.const else node.input[1]
         src = self.tensor.get(other)
         prev = self.by_name.get(src) if src else None
         c = self.const[consts[0]].astype(np.float32)
         if (prev is None or prev["op"] not in ("conv", "linear") or prev["attrs"]["bias"]
                 or self.uses.get(other, 0) != 1):
-            raise self._err(node, "adding a constant is supported only as the bias of a bias-free "
-                            "Conv/Gemm/MatMul that feeds nothing else")
+            self._scale(node, other, shift=c)
+            return
         n_out = prev["attrs"].get("out_channels", prev["attrs"].get("out_features"))
         if c.size != n_out:
-            raise self._err(node, f"constant of shape {c.shape} is not a per-channel bias of {n_out}")
+            self._scale(node, other, shift=c)
+            return
         prev["params"]["bias"] = c.reshape(-1)
         prev["attrs"] = {**prev["attrs"], "bias": True}
         self.tensor[node.output[0]] = src  # type: ignore[assignment]
 
+    def _per_channel(self, shape: tuple[int, ...], c: np.ndarray) -> bool:
+        """True when constant ``c`` broadcasts along axis 0 only of an activation ``(C, ...)``
+        (ONNX shape ``(C, 1, ..)`` or ``(1, C, 1, ..)``, or a scalar)."""
+        if c.size == 1:
+            return True
+        rank = len(shape) + 1
+        cs = c.shape
+        if len(cs) == rank - 1:
+            cs = (1, *cs)
+        if len(cs) != rank or cs[0] != 1:
+            return False
+        return cs[1] == shape[0] and all(d == 1 for d in cs[2:])
+
+    def _scale(self, node: Any, other: str, *, scale: np.ndarray | None = None,
+               shift: np.ndarray | None = None) -> None:
+        """Fold a per-channel constant Mul/Add that follows an analog layer (directly or via a
+        batch-norm or another such scale) into a ``scale`` layer (affine unit), else go digital."""
+        src = self.tensor.get(other)
+        prev = self.by_name.get(src) if src else None
+        c = scale if scale is not None else shift
+        assert c is not None
+        if (prev is None or prev["op"] not in ("conv", "linear", "batchnorm", "scale")
+                or self.uses.get(other, 0) != 1 or not self._per_channel(self.shape[src], c)):
+            raise _Digital
+        n = self.shape[src][0]
+        vals = np.broadcast_to(np.asarray(c, dtype=np.float32).reshape(-1), (n,)).copy()
+        params = {"scale": vals if scale is not None else np.ones(n, np.float32),
+                  "shift": vals if shift is not None else np.zeros(n, np.float32)}
+        self._add(node, "scale", [src], {}, params, out=node.output[0])
+
+    def _op_Mul(self, node: Any, a: dict[str, Any]) -> None:
+        consts = [i for i in node.input if i in self.const]
+        if len(node.input) != 2 or len(consts) != 1:
+            raise _Digital
+        other = node.input[0] if node.input[1] in self.const else node.input[1]
+        self._scale(node, other, scale=self.const[consts[0]])
+
     def _op_Sum(self, node: Any, a: dict[str, Any]) -> None:
+        if any(i in self.const for i in node.input):
+            raise _Digital
         xs = [self._src(node, i) for i in range(len(node.input))]
+        if len({self.shape[x] for x in xs}) > 1:
+            raise _Digital  # broadcasting
         if len(xs) == 1:
             self.tensor[node.output[0]] = xs[0]
             return
         self._add(node, "add", xs, {}, out=node.output[0])
 
     def _op_Concat(self, node: Any, a: dict[str, Any]) -> None:
+        if any(i in self.const for i in node.input):
+            raise _Digital
         xs = [self._src(node, i) for i in range(len(node.input))]
         rank = len(self.shape[xs[0]]) + 1
         axis = int(a["axis"]) % rank
-        if axis == 0:
-            raise self._err(node, "concatenation along the batch axis is not supported")
+        if axis == 0 or any(i in self.const for i in node.input):
+            raise _Digital
         self._add(node, "concat", xs, {"axis": axis - 1}, out=node.output[0])
 
     def _pool(self, node: Any, a: dict[str, Any], op: str) -> None:
         x = self._src(node)
         k = tuple(int(v) for v in a["kernel_shape"])
-        if len(k) != 2:
-            raise self._err(node, f"only 2-D pooling is supported, kernel_shape {k}")
-        if any(int(v) != 1 for v in a.get("dilations", (1, 1))):
-            raise self._err(node, "pooling with dilations is not supported")
+        if len(k) != 2 or any(int(v) != 1 for v in a.get("dilations", (1, 1))):
+            raise _Digital
         s = tuple(int(v) for v in a.get("strides", (1, 1)))
         in_shape = self.shape[x]
         if len(in_shape) != 3:
@@ -526,7 +624,7 @@ class _Importer:
             for ax, (p0, p1) in enumerate(((pads[0], pads[2]), (pads[1], pads[3]))):
                 span = in_shape[1 + ax] + p0 + p1 - k[ax]
                 if span % s[ax]:
-                    raise self._err(node, "ceil_mode=1 changes the output size here; not supported")
+                    raise _Digital
         attrs: dict[str, Any] = {"kernel": k, "stride": s, "padding": pads}
         if op == "avgpool":
             attrs["count_include_pad"] = bool(int(a.get("count_include_pad", 0)))
@@ -534,7 +632,7 @@ class _Importer:
 
     def _op_MaxPool(self, node: Any, a: dict[str, Any]) -> None:
         if len(node.output) > 1 and node.output[1]:
-            raise self._err(node, "the Indices output is not supported")
+            raise _Digital
         self._pool(node, a, "maxpool")
 
     def _op_AveragePool(self, node: Any, a: dict[str, Any]) -> None:
@@ -551,7 +649,7 @@ class _Importer:
     def _op_Flatten(self, node: Any, a: dict[str, Any]) -> None:
         x = self._src(node)
         if int(a.get("axis", 1)) != 1:
-            raise self._err(node, f"Flatten axis {a.get('axis')} is not supported (only 1)")
+            raise _Digital
         if len(self.shape[x]) == 1:
             self.tensor[node.output[0]] = x
             return
@@ -575,7 +673,7 @@ class _Importer:
                 raise self._err(node, "target shape is neither constant nor known from shape inference")
             out = (1, *[int(d) for d in vs[1:]])
         if not out or out[0] != 1 or math.prod(out) != math.prod(in_shape):
-            raise self._err(node, f"reshape of (N, {in_shape}) to {out} mixes the batch axis; not supported")
+            raise _Digital
         rest = tuple(out[1:])
         if rest == in_shape:
             self.tensor[node.output[0]] = x

@@ -47,6 +47,28 @@ Zoo networks (structure only; no trained weights; batch excluded from shapes)
     concat): the matrix products and their MVM counts are exact, the data are
     not. The head reads the final step (a stand-in pool over T) into FC H→10.
 
+``vit-tiny``
+    ViT-Ti/16 (DeiT-Tiny: Touvron et al., ICML 2021, Table 1; Steiner et al.,
+    "How to train your ViT", 2021): 224×224 image, 16×16 patches (196 + class
+    token = 197 tokens), D = 192, 12 pre-LN blocks of 3 heads, MLP 768, 1000
+    classes. 5,647,872 matrix weights (patch conv, Q/K/V/out, MLP, head),
+    21,928 biases and 47,616 digital SRAM parameters (class token, position
+    embedding, LayerNorms): 5.72 M, the published 5.7 M. ``seq_len`` (default
+    197) = patches + 1 must be a square + 1.
+``bert-tiny``
+    BERT-Tiny (Turc et al., "Well-Read Students Learn Better", 2019; the
+    ``google/bert_uncased_L-2_H-128_A-2`` checkpoint): L = 2 post-LN layers,
+    H = 128, 2 heads, FFN 512, WordPiece vocabulary 30,522, sequence 128 by
+    default. 393,216 matrix weights + 2,304 biases on tiles; the word embedding
+    table (3,906,816), the position embedding rows used (S·128) and the
+    LayerNorms (1,280) are digital SRAM parameters. The published 4.4 M also
+    counts all 512 position rows, the token-type table and the pooler (not
+    built here: no pooler, one segment).
+
+Transformers are built as ONNX graphs (:mod:`archmodel.zoo_transformers`) and
+imported, so their non-matrix operators land on the digital unit as a user's
+export would.
+
 Digits networks (``digits-mlp``, ``digits-cnn``) come from
 :mod:`archmodel.zoo_digits` when that module is present.
 """
@@ -61,7 +83,7 @@ from archmodel.network.builder import NetworkBuilder
 from archmodel.network.ir import Network
 from archmodel.network.schema import NetworkError
 
-__all__ = ["ZOO", "get_network", "list_networks", "load_network"]
+__all__ = ["SEQUENCE_NETWORKS", "ZOO", "bert_tiny", "get_network", "vit_tiny", "list_networks", "load_network"]
 
 
 # --------------------------------------------------------------------------------------
@@ -189,6 +211,33 @@ def lstm() -> Network:
     return b.build()
 
 
+def vit_tiny(seq_len: int | None = None) -> Network:
+    """ViT-Ti/16 (see the module docstring); ``seq_len`` tokens (default 197)."""
+    from archmodel.onnx_import import import_onnx_model
+    from archmodel.zoo_transformers import vit_onnx
+
+    try:
+        model = vit_onnx(seq_len=seq_len or 197, name="vit-tiny")
+    except ValueError as exc:
+        raise NetworkError(f"vit-tiny: {exc}", key="seq_len") from None
+    return import_onnx_model(model, name="vit-tiny", origin="vit-tiny")
+
+
+def bert_tiny(seq_len: int | None = None) -> Network:
+    """BERT-Tiny (see the module docstring); ``seq_len`` tokens (default 128)."""
+    from archmodel.onnx_import import import_onnx_model
+    from archmodel.zoo_transformers import bert_onnx
+
+    try:
+        model = bert_onnx(seq_len=seq_len or 128, name="bert-tiny")
+    except ValueError as exc:
+        raise NetworkError(f"bert-tiny: {exc}", key="seq_len") from None
+    return import_onnx_model(model, name="bert-tiny", origin="bert-tiny")
+
+
+SEQUENCE_NETWORKS: dict[str, Callable[..., Network]] = {"vit-tiny": vit_tiny, "bert-tiny": bert_tiny}
+"""Zoo networks that take ``seq_len``."""
+
 ZOO: dict[str, Callable[[], Network]] = {
     "resnet32": resnet32,
     "resnet32-joshi2020": resnet32_joshi2020,
@@ -197,6 +246,8 @@ ZOO: dict[str, Callable[[], Network]] = {
     "vgg16": vgg16,
     "mlp": mlp,
     "lstm": lstm,
+    "vit-tiny": vit_tiny,
+    "bert-tiny": bert_tiny,
 }
 """Built-in networks: name -> builder (no arguments) returning a fresh :class:`Network`."""
 
@@ -220,13 +271,15 @@ def list_networks() -> list[str]:
     return sorted(_registry())
 
 
-def get_network(name: str) -> Network:
-    """A fresh instance of zoo network ``name``.
+def get_network(name: str, seq_len: int | None = None) -> Network:
+    """A fresh instance of zoo network ``name``; ``seq_len`` for a transformer
+    (:data:`SEQUENCE_NETWORKS`), None = its default.
 
     Raises
     ------
     NetworkError
-        Unknown name; the message lists the zoo names (and a close match).
+        Unknown name (the message lists the zoo names and a close match);
+        ``seq_len`` given for a network without a sequence, or invalid for it.
     """
     reg = _registry()
     if name not in reg:
@@ -235,16 +288,23 @@ def get_network(name: str) -> Network:
         raise NetworkError(
             f"unknown network {name!r}{hint}: expected a zoo name ({', '.join(sorted(reg))}) "
             "or a path to an .onnx or .yaml file")
+    if name in SEQUENCE_NETWORKS:
+        return SEQUENCE_NETWORKS[name](seq_len)
+    if seq_len is not None:
+        raise NetworkError(f"network {name!r} has no sequence length; --seq-len applies to "
+                           f"{', '.join(SEQUENCE_NETWORKS)}", key="seq_len")
     return reg[name]()
 
 
-def load_network(name_or_path: str | Path, **onnx_options: object) -> Network:
+def load_network(name_or_path: str | Path, seq_len: int | None = None, **onnx_options: object) -> Network:
     """Load a network from a zoo name, an ONNX file or a YAML layer list.
 
     Parameters
     ----------
     name_or_path : str or Path
         A zoo name (:func:`list_networks`), a ``.onnx`` path or a ``.yaml``/``.yml`` path.
+    seq_len : int, optional
+        Sequence length of a zoo transformer (:func:`get_network`); an error for files.
     **onnx_options
         Passed to :func:`archmodel.onnx_import.import_onnx` for ONNX files
         (e.g. ``fold_batchnorm=True``).
@@ -259,6 +319,9 @@ def load_network(name_or_path: str | Path, **onnx_options: object) -> Network:
     path = Path(s)
     suffix = path.suffix.lower()
     if isinstance(name_or_path, Path) or suffix in (".onnx", ".yaml", ".yml") or "/" in s:
+        if seq_len is not None:
+            raise NetworkError(f"{s}: --seq-len applies to the zoo transformers "
+                               f"({', '.join(SEQUENCE_NETWORKS)}), not to files", key="seq_len")
         if not path.is_file():
             raise NetworkError(f"{s}: no such file; expected a zoo name ({', '.join(list_networks())}) "
                                "or a path to an .onnx or .yaml file")
@@ -269,4 +332,4 @@ def load_network(name_or_path: str | Path, **onnx_options: object) -> Network:
         from archmodel.onnx_import import import_onnx
 
         return import_onnx(path, **onnx_options)  # type: ignore[arg-type]
-    return get_network(s)
+    return get_network(s, seq_len)

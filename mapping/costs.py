@@ -31,6 +31,9 @@ __all__ = [
     "leakage_power_mw",
     "sram_energy_pj",
     "affine_energy_pj",
+    "DIGITAL_OP_TABLE",
+    "digital_op_counts",
+    "digital_op_energy_pj",
 ]
 
 ENERGY_COMPONENTS: tuple[str, ...] = (
@@ -144,3 +147,109 @@ def chip_area_um2(spec: ChipSpec, chips: int) -> dict[str, float]:
         "chip_link": ar.chip_link_um2 if chips > 1 else 0.0,
     }
     return {k: v * chips for k, v in per_chip.items()}
+
+
+# --------------------------------------------------------------------------------------
+# digital-unit operators: one cost table
+# --------------------------------------------------------------------------------------
+
+# class -> (ops per unit, what the unit is); the classes and their per-element costs are
+# assumptions of this model (docs/design.md, "Digital unit cost table"): one lane op is one
+# int8 MAC, compare, add or copy in one lane of ``digital.mac_lanes`` per cycle; a
+# transcendental (exp, erf, tanh, sqrt, pow) is a 4-op piecewise polynomial.
+_CLASSES: dict[str, tuple[str, ...]] = {
+    "elementwise": ("Add", "Sub", "Mul", "Div", "Max", "Min", "Mean", "Sum", "Where", "Equal",
+                    "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Neg",
+                    "Abs", "Relu", "LeakyRelu", "PRelu", "Clip", "Floor", "Ceil", "Round", "Sign",
+                    "Reciprocal", "Cast", "ThresholdedRelu"),
+    "transcendental": ("Sqrt", "Pow", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Softplus",
+                       "Softsign", "Sin", "Cos", "Elu", "Selu", "Celu"),
+    "hardsigmoid": ("HardSigmoid",),
+    "hardswish": ("HardSwish",),
+    "gelu": ("Gelu", "Mish"),
+    "softmax": ("Softmax", "LogSoftmax"),
+    "norm": ("LayerNormalization", "InstanceNormalization", "GroupNormalization",
+             "MeanVarianceNormalization"),
+    "batchnorm": ("BatchNormalization",),
+    "lrn": ("LRN",),
+    "reduce": ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2",
+               "ReduceSumSquare", "ReduceProd", "ReduceLogSumExp", "GlobalAveragePool",
+               "GlobalMaxPool", "GlobalLpPool", "ArgMax", "ArgMin", "TopK", "CumSum"),
+    "window": ("MaxPool", "AveragePool", "LpPool"),
+    "matmul": ("MatMul", "Gemm", "Einsum", "MatMulInteger"),
+    "move": ("Transpose", "Slice", "Gather", "GatherElements", "GatherND", "Split", "Pad",
+             "Concat", "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "ScatterND",
+             "ScatterElements", "ReverseSequence"),
+    "resize": ("Resize", "Upsample"),
+    "view": ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"),
+}
+_OPS_PER_OUTPUT = {"elementwise": 1, "transcendental": 4, "hardsigmoid": 2, "hardswish": 3,
+                   "gelu": 8, "softmax": 8, "norm": 8, "batchnorm": 2, "move": 1, "resize": 4,
+                   "view": 0}
+DIGITAL_OP_TABLE: dict[str, str] = {op: cls for cls, ops in _CLASSES.items() for op in ops}
+"""ONNX op type -> cost class; any other op type counts as ``elementwise`` (assumed)."""
+
+
+def digital_op_counts(kind: str, in_elems: list[int], out_elems: int, *, window: int = 1,
+                      inner: int = 0, const_elems: int = 0) -> tuple[int, int, int]:
+    """(lane ops, elements read, elements written) of one digital-unit operator.
+
+    ``in_elems`` are the element counts of its activation inputs, ``out_elems`` of
+    its output (batch excluded). With ``N = out_elems``, ``N_in = sum(in_elems)``:
+
+    ============== ============================== =====================================
+    class          lane ops                       examples
+    ============== ============================== =====================================
+    elementwise    ``N``                          Add, Mul, Div, Sub, Clip, Relu
+    transcendental ``4·N``                        Exp, Erf, Tanh, Sigmoid, Sqrt, Pow
+    hardsigmoid    ``2·N``; hardswish ``3·N``     HardSigmoid, HardSwish
+    gelu           ``8·N``                        Gelu (tanh form: 3 mul, 2 add, tanh)
+    softmax        ``8·N``                        max, sub, exp (4), sum, div
+    norm           ``8·N``                        LayerNorm, InstanceNorm (mean, var, scale)
+    batchnorm      ``2·N``                        an unfoldable BatchNormalization
+    lrn            ``(size + 6)·N``               ``size`` MACs, pow (4), mul, div
+    reduce         ``N_in``                       ReduceMean, GlobalAveragePool
+    window         ``window·N``                   MaxPool, AveragePool (kernel kh·kw)
+    matmul         ``inner·N`` (MACs)             MatMul of two activations (attention)
+    move           ``N``                          Transpose, Slice, Gather, Concat, Pad
+    resize         ``4·N``                        Resize (bilinear: 4 taps)
+    view           ``0`` (no bytes moved)         Reshape, Flatten, Squeeze, Unsqueeze
+    ============== ============================== =====================================
+
+    Elements read = ``N_in + const_elems`` (constant operands, e.g. an embedding
+    table row per output for Gather, are read from the digital unit's SRAM; the
+    whole table is charged as an upper bound), written = ``N``; 0 and 0 for a view.
+    Sources: assumed counts (docs/design.md, "Digital unit cost table").
+    """
+    cls = DIGITAL_OP_TABLE.get(kind, "elementwise")
+    n = int(out_elems)
+    n_in = int(sum(in_elems))
+    if cls == "view":
+        return 0, 0, 0
+    if cls == "lrn":
+        ops = (window + 6) * n
+    elif cls == "reduce":
+        ops = n_in
+    elif cls == "window":
+        ops = window * n
+    elif cls == "matmul":
+        ops = max(inner, 1) * n
+    else:
+        ops = _OPS_PER_OUTPUT[cls] * n
+    if kind == "Gather" and const_elems:
+        reads = n_in + n  # indices, then one table entry per output element
+    else:
+        reads = n_in + const_elems
+    return ops, reads, n
+
+
+def digital_op_energy_pj(spec: ChipSpec, ops: int, read_elems: int, write_elems: int) -> dict[str, float]:
+    """Energy of one digital-unit operator (pJ), by component:
+
+    - ``digital = energy_pj.digital_mac_pj · ops`` (one lane op costs one int8 MAC, assumed);
+    - ``sram = sram_energy_pj(spec, read_elems · b, write_elems · b)`` with ``b =
+      periphery.activation_bits`` (operands read from and results written to the global buffer).
+    """
+    b = spec.periphery.activation_bits
+    return {"digital": spec.energy_pj.digital_mac_pj * ops,
+            "sram": sram_energy_pj(spec, read_elems * b, write_elems * b)}

@@ -11,9 +11,12 @@ Stages of the mapping
 1. **Flatten.** Each conv / linear layer is a matrix (im2col order
    ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.ir.Layer.matrix_shape`):
    ``K = kh·kw·C_in/groups`` rows × ``N = C_out/groups`` columns per group.
-   Other layers (batch-norm, activations, pools, add, concat, reshapes) are
-   fused into the affine units and the tiles' periphery and cost nothing
-   separately (assumed). Layers named in ``digital.digital_layers`` ('first' =
+   Other IR layers (batch-norm, ``scale``, activations, pools, add, concat,
+   reshapes) are fused into the affine units and the tiles' periphery and cost
+   nothing separately (assumed). ``digital`` layers (every other ONNX
+   operator) run on the global digital unit, costed by
+   :func:`mapping.costs.digital_op_counts` (docs/design.md, section 13.2) and
+   listed in ``MappingResult.digital_ops``. Layers named in ``digital.digital_layers`` ('first' =
    first matrix layer, 'last' = last matrix layer, or names) run on the
    digital datapath.
 2. **Tile.** Each group's matrix is cut into ``ceil(K/array.rows)`` row blocks
@@ -99,7 +102,7 @@ from archmodel.placement import LayerPlacement, Placement
 from archmodel.spec import ChipSpec
 from mapping import costs
 
-__all__ = ["MapOptions", "LayerMapping", "MappingError", "MappingResult", "map_network"]
+__all__ = ["DigitalOpMapping", "MapOptions", "LayerMapping", "MappingError", "MappingResult", "map_network"]
 
 
 class MappingError(AimcError, ValueError):
@@ -164,6 +167,27 @@ class LayerMapping:
 
 
 @dataclass
+class DigitalOpMapping:
+    """One operator of the global digital unit (an IR ``digital`` layer). Units in the names."""
+
+    name: str
+    kind: str  # the operator (ONNX op type)
+    shape: str
+    ops: int  # lane ops (mapping.costs.digital_op_counts)
+    macs: int  # of a MatMul between two activations, else 0
+    read_elems: int
+    write_elems: int
+    sram_params: int  # constant elements held in the digital unit's SRAM
+    cycles: int
+    latency_ns: float
+    energy_pj: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def energy_total_pj(self) -> float:
+        return sum(self.energy_pj.values())
+
+
+@dataclass
 class MappingResult:
     """Result of :func:`map_network`: per-layer table and totals (units in the names)."""
 
@@ -194,6 +218,16 @@ class MappingResult:
     tops_per_mm2: float
     chip_link_bits: float
     clock_mhz: float
+    digital_ops: list[DigitalOpMapping] = field(default_factory=list)
+    parameters: int = 0  # weights + biases of the matrix layers (folded BN not counted)
+    sram_parameters: int = 0  # constants of digital-unit ops (embedding tables, norm scales)
+    analog_macs: int = 0
+    digital_macs: int = 0  # digital matrix layers + MatMuls between activations
+    digital_op_count: int = 0  # lane ops of the digital-unit operators
+    digital_time_ns: float = 0.0  # digital unit busy time per inference
+    digital_time_share: float = 0.0  # of the summed stage times (analog layers + digital unit)
+    digital_energy_pj: float = 0.0  # digital matrix layers + digital-unit operators
+    digital_energy_share: float = 0.0  # of the energy per inference
 
     def placement(self) -> Placement:
         """The placement as plain data (:mod:`archmodel.placement`) for the testbenches and co-simulation."""
@@ -208,6 +242,7 @@ class MappingResult:
         """The totals as a flat dict (snake_case keys with unit suffixes)."""
         d = asdict(self)
         d.pop("layers")
+        d.pop("digital_ops")
         return d
 
 
@@ -330,6 +365,32 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         plans.append(_Plan(layer, idx, is_dig, k, n, g, nrb, ncb, layer.mvm_count, arrays,
                            tiles_per_copy, t_pixel))
 
+    # ---- 1b. digital-unit operators (mapping.costs.digital_op_counts)
+    dig_rows: list[DigitalOpMapping] = []
+    dig_ns: dict[str, float] = {}  # digital time on the path since the nearest matrix layer
+    for layer in network.layers:
+        if layer.op != "digital":
+            if not layer.is_matrix_layer:
+                dig_ns[layer.name] = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
+            continue
+        a_ = layer.attrs
+        out_n = math.prod(layer.output_shape or ())
+        in_n = [math.prod(s_) for s_ in layer.input_shapes]
+        ops, rd, wr = costs.digital_op_counts(a_["kind"], in_n, out_n, window=a_["window"],
+                                              inner=a_["inner"], const_elems=a_["const_elems"])
+        cyc = timing.digital_layer_cycles(spec, ops)
+        t_ns = timing.cycles_to_ns(spec, cyc)
+        dig_ns[layer.name] = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0) + t_ns
+        is_mm = costs.DIGITAL_OP_TABLE.get(a_["kind"]) == "matmul"
+        shape = ",".join("x".join(str(v) for v in s_) for s_ in layer.input_shapes)
+        dig_rows.append(DigitalOpMapping(
+            name=layer.name, kind=a_["kind"],
+            shape=f"{shape}->{'x'.join(str(v) for v in layer.output_shape or ())}",
+            ops=ops, macs=ops if is_mm else 0, read_elems=rd, write_elems=wr,
+            sram_params=a_["const_elems"], cycles=cyc, latency_ns=t_ns,
+            energy_pj=costs.digital_op_energy_pj(spec, ops, rd, wr)))
+    dig_op_cycles = sum(r.cycles for r in dig_rows)
+
     # ---- 3. chips
     tiles_needed = sum(p.tiles_per_copy for p in plans)
     chips = max(1, -(-tiles_needed // tpc))
@@ -340,7 +401,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
             f"{opts.max_chips * tpc} tiles on chip '{spec.name}'; it needs {chips} chips")
 
     # ---- 4. replicate
-    digital_cycles = sum(p.stage_cycles(spec) for p in plans if p.digital)
+    digital_cycles = sum(p.stage_cycles(spec) for p in plans if p.digital) + dig_op_cycles
     if opts.replicate:
         spare = chips * tpc - tiles_needed
         analog = [p for p in plans if not p.digital]
@@ -430,6 +491,8 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
                 back_hops, back_cross, _, _ = route(dst, dst_home)
                 transfer_ns = max(transfer_ns, (hops + back_hops) * hop_ns + (cross + back_cross) * link_ns)
         transfer_ns += affine_ns
+        # digital-unit operators between the producers and this layer run first (no streaming)
+        transfer_ns += max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
         # partial sums to the home tile of each copy
         ps_hops = 0.0
         if not p.digital:
@@ -507,6 +570,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     last = plans[-1]
     h_out, c_out, _, _ = route(home(last), DIGITAL_POS)
     latency_ns = end[last.layer.name] + h_out * hop_ns + c_out * link_ns
+    latency_ns += dig_ns.get(network.layers[-1].name, 0.0)  # digital operators after the last matrix layer
     stages: list[tuple[float, str]] = [
         (r.latency_ns, r.name) for r in rows_out if r.kind == "analog"]
     if digital_cycles:
@@ -519,10 +583,18 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     for r in rows_out:
         for comp, val in r.energy_pj.items():
             energy[comp] += val
+    for dr in dig_rows:
+        for comp, val in dr.energy_pj.items():
+            energy[comp] += val
     energy["leakage"] = costs.leakage_power_mw(spec, chips) * interval_ns  # mW · ns = pJ
     energy_total = sum(energy.values())
     macs = sum(r.macs for r in rows_out)
-    ops = 2 * macs
+    attention_macs = sum(dr.macs for dr in dig_rows)
+    ops = 2 * (macs + attention_macs)
+    dig_time = timing.cycles_to_ns(spec, digital_cycles)
+    busy = dig_time + sum(r.latency_ns for r in rows_out if r.kind == "analog")
+    dig_energy = (sum(r.energy_total_pj for r in rows_out if r.kind == "digital")
+                  + sum(dr.energy_total_pj for dr in dig_rows))
     inf_s = 1e9 / interval_ns
     tops = ops * inf_s / 1e12
     area = costs.chip_area_um2(spec, chips)
@@ -537,4 +609,11 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         inferences_per_s=inf_s, tops=tops, energy_pj=energy, energy_total_pj=energy_total,
         tops_per_w=ops / energy_total if energy_total else 0.0, area_um2=area, area_total_mm2=area_mm2,
         tops_per_mm2=tops / area_mm2 if area_mm2 else 0.0,
-        chip_link_bits=sum(r.chip_link_bits for r in rows_out), clock_mhz=spec.technology.clock_mhz)
+        chip_link_bits=sum(r.chip_link_bits for r in rows_out), clock_mhz=spec.technology.clock_mhz,
+        digital_ops=dig_rows, parameters=network.parameter_count,
+        sram_parameters=network.sram_param_count,
+        analog_macs=sum(r.macs for r in rows_out if r.kind == "analog"),
+        digital_macs=sum(r.macs for r in rows_out if r.kind == "digital") + attention_macs,
+        digital_op_count=sum(dr.ops for dr in dig_rows), digital_time_ns=dig_time,
+        digital_time_share=dig_time / busy if busy else 0.0, digital_energy_pj=dig_energy,
+        digital_energy_share=dig_energy / energy_total if energy_total else 0.0)

@@ -21,7 +21,7 @@ from archmodel import __version__
 from mapping.costs import ENERGY_COMPONENTS
 from mapping.mapper import LayerMapping, MappingResult
 
-__all__ = ["REPORT_FILES", "layer_rows", "render_report", "report_dict", "totals_lines"]
+__all__ = ["REPORT_FILES", "digital_op_rows", "layer_rows", "render_report", "report_dict", "totals_lines"]
 
 REPORT_FILES = ("report.md", "report.json", "layers.csv", "energy_breakdown.png",
                 "area_breakdown.png", "layer_latency.png")
@@ -105,10 +105,41 @@ def report_dict(result: MappingResult, seed: int | None = None, *,
             "macs_per_inference": t.macs,
             "ops_per_inference": t.ops,
             "chip_link_bits_per_inference": t.chip_link_bits,
+            "parameters": t.parameters,
+            "sram_parameters": t.sram_parameters,
+            "analog_macs_per_inference": t.analog_macs,
+            "digital_macs_per_inference": t.digital_macs,
+            "digital_ops_per_inference": t.digital_op_count,
+            "digital_unit_time_ns": t.digital_time_ns,
+            "digital_unit_time_share": t.digital_time_share,
+            "digital_unit_energy_pj": t.digital_energy_pj,
+            "digital_unit_energy_share": t.digital_energy_share,
             "clock_mhz": t.clock_mhz,
         },
+        "digital_ops": digital_op_rows(result),
         "layers": layer_rows(result),
     }
+
+
+_DIGITAL_COLUMNS: list[tuple[str, str, Any]] = [
+    ("name", "name", lambda r: r.name),
+    ("op", "operator", lambda r: r.kind),
+    ("shape", "shape (in->out)", lambda r: r.shape),
+    ("ops", "lane ops", lambda r: r.ops),
+    ("read_elems", "elements read", lambda r: r.read_elems),
+    ("write_elems", "elements written", lambda r: r.write_elems),
+    ("sram_params", "SRAM parameters", lambda r: r.sram_params),
+    ("cycles", "cycles", lambda r: r.cycles),
+    ("latency_ns", "latency (ns)", lambda r: r.latency_ns),
+    ("energy_digital_pj", "digital (pJ)", lambda r: r.energy_pj["digital"]),
+    ("energy_sram_pj", "sram (pJ)", lambda r: r.energy_pj["sram"]),
+    ("energy_total_pj", "energy (pJ)", lambda r: r.energy_total_pj),
+]
+
+
+def digital_op_rows(result: MappingResult) -> list[dict[str, Any]]:
+    """The digital unit's operators as dicts (snake_case keys with units)."""
+    return [{key: get(r) for key, _, get in _DIGITAL_COLUMNS} for r in result.digital_ops]
 
 
 def _fmt(v: Any) -> str:
@@ -152,6 +183,11 @@ def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = Fa
         ("tiles available", t.chips * t.tiles_per_chip), ("arrays used", t.arrays_used),
         ("PCM devices used", t.devices_used), ("weights", t.weights), ("MACs per inference", t.macs),
         ("chip-link bits per inference", t.chip_link_bits),
+        ("parameters (weights + biases)", t.parameters), ("digital SRAM parameters", t.sram_parameters),
+        ("analog MACs per inference", t.analog_macs), ("digital MACs per inference", t.digital_macs),
+        ("digital-unit operations per inference", t.digital_op_count),
+        ("digital-unit share of time (%)", 100 * t.digital_time_share),
+        ("digital-unit share of energy (%)", 100 * t.digital_energy_share),
     ]
     out += [f"| {k} | {_fmt(v)} |" for k, v in rows]
     out += ["", "## Energy per inference by component", "", "| component | energy (pJ) | share (%) |",
@@ -169,6 +205,13 @@ def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = Fa
     out.append("|" + "|".join("---" if i < 5 else "---:" for i in range(len(cols))) + "|")
     for r in t.layers:
         out.append("| " + " | ".join(_fmt(get(r)) for _, _, get in cols) + " |")
+    if t.digital_ops:
+        out += ["", "## Digital-unit operators", "",
+                "Costs from the table of `mapping.costs.digital_op_counts` (docs/design.md).", "",
+                "| " + " | ".join(h for _, h, _ in _DIGITAL_COLUMNS) + " |",
+                "|" + "|".join("---" if i < 3 else "---:" for i in range(len(_DIGITAL_COLUMNS))) + "|"]
+        for r in t.digital_ops:
+            out.append("| " + " | ".join(_fmt(get(r)) for _, _, get in _DIGITAL_COLUMNS) + " |")
     out += ["", "Plots: `energy_breakdown.png`, `area_breakdown.png`, `layer_latency.png`.", ""]
     return "\n".join(out)
 

@@ -118,17 +118,19 @@ def test_not_onnx_file(tmp_path):
     assert "not an ONNX model" in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_unsupported_operator_names_node_and_op(tmp_path):
+def test_unsized_operator_names_node_and_op(tmp_path):
+    # Transpose goes to the digital unit; NonZero's output shape depends on the data
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="first"),
-             helper.make_node("Transpose", ["r"], ["y"], name="the_transpose", perm=[0, 1, 3, 2])]
+             helper.make_node("Transpose", ["r"], ["t"], name="the_transpose", perm=[0, 1, 3, 2]),
+             helper.make_node("NonZero", ["t"], ["y"], name="the_nonzero")]
     graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 3])])
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [4, "n"])])
     p = tmp_path / "t.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(p))
     with pytest.raises(NetworkError) as exc:
         load_network(str(p))
     msg = str(exc.value)
-    assert "the_transpose" in msg and "Transpose" in msg and "\n" not in msg
+    assert "the_nonzero" in msg and "NonZero" in msg and "cannot be sized" in msg and "\n" not in msg
 
 
 def test_unsorted_graph_gives_one_complete_line(tmp_path, capsys):

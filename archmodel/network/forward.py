@@ -83,6 +83,14 @@ def _eval_layer(layer: Layer, xs: list[np.ndarray], p: Mapping[str, Any]) -> np.
         if a["bias"]:
             y = y + _param(layer, p, "bias")
         return y
+    if op == "scale":
+        tail = (1,) * (x.ndim - 2)
+        return (x * _param(layer, p, "scale").reshape(-1, *tail)
+                + _param(layer, p, "shift").reshape(-1, *tail))
+    if op == "digital":
+        raise NetworkError(f"layer {layer.name!r} (digital {a['kind']}): no float forward for "
+                           "digital-unit operators (the mapper costs them; accuracy needs the "
+                           "IR ops)", layer=layer.name)
     if op == "batchnorm":
         tail = (1,) * (x.ndim - 2)
         gamma, beta, mean, var = (_param(layer, p, k).reshape(-1, *tail)

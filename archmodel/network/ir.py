@@ -141,9 +141,9 @@ class Layer:
 
     @property
     def in_channels(self) -> int:
-        """Channels (conv) or features (linear) of the input; inferred."""
+        """Channels (conv: axis 0) or features (linear: last axis) of the input; inferred."""
         self._need_shapes()
-        return int(self.input_shapes[0][0])
+        return int(self.input_shapes[0][-1 if self.op == "linear" else 0])
 
     @property
     def out_channels(self) -> int:
@@ -192,11 +192,15 @@ class Layer:
 
     @property
     def output_pixels(self) -> int:
-        """H_out·W_out for conv, 1 for linear, 0 otherwise."""
+        """H_out·W_out for conv; for linear the vectors of the leading axes (1 for a
+        vector input, ``S`` for a sequence ``(S, F)``); 0 otherwise."""
         if self.op == "conv":
             shape = self._need_shapes()
             return int(shape[1] * shape[2])
-        return 1 if self.op == "linear" else 0
+        if self.op == "linear":
+            shape = self._need_shapes()
+            return int(np.prod(shape[:-1], dtype=np.int64))
+        return 0
 
     @property
     def mvm_count(self) -> int:
@@ -208,7 +212,8 @@ class Layer:
 
     @property
     def mac_count(self) -> int:
-        """Multiply-accumulates per sample: conv ``weight_count·H_out·W_out``, linear ``in·out``."""
+        """Multiply-accumulates per sample: conv ``weight_count·H_out·W_out``, linear
+        ``in·out`` per input vector."""
         if not self.is_matrix_layer:
             return 0
         return self.weight_count * self.output_pixels
@@ -271,13 +276,13 @@ def expected_param_shapes(layer: Layer) -> dict[str, Shape]:
             shapes["bias"] = (c_out,)
         return shapes
     if layer.op == "linear":
-        shapes = {"weight": (a["out_features"], layer.input_shapes[0][0])}
+        shapes = {"weight": (a["out_features"], layer.input_shapes[0][-1])}
         if a["bias"]:
             shapes["bias"] = (a["out_features"],)
         return shapes
-    if layer.op == "batchnorm":
+    if layer.op in ("batchnorm", "scale"):
         c = layer.input_shapes[0][0]
-        return {k: (c,) for k in PARAM_NAMES["batchnorm"]}
+        return {k: (c,) for k in PARAM_NAMES[layer.op]}
     return {}
 
 
@@ -396,6 +401,7 @@ class Network:
         if not layers or layers[0].op != "input":
             layers.insert(0, Layer("input", "input"))
         self.layers: tuple[Layer, ...] = tuple(layers)
+        self.folded_bias_count = 0  # biases created by folding batch norms (set by importers)
         self._by_name: dict[str, Layer] = {}
         self.validate()
 
@@ -510,6 +516,18 @@ class Network:
     def bias_count(self) -> int:
         """Total bias terms of all matrix layers."""
         return sum(layer.bias_count for layer in self.layers)
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights + biases of the matrix layers; biases created by folding a batch norm into
+        the preceding layer (``folded_bias_count``) are not counted, as batch norms are not."""
+        return self.weight_count + self.bias_count - self.folded_bias_count
+
+    @property
+    def sram_param_count(self) -> int:
+        """Constant elements held by digital-unit ops (``digital`` ``const_elems``: embedding
+        tables, normalization scales), stored in the digital unit's SRAM, not on PCM."""
+        return sum(layer.attrs["const_elems"] for layer in self.layers if layer.op == "digital")
 
     @property
     def mac_count(self) -> int:

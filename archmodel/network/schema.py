@@ -17,7 +17,9 @@ Ops and their attributes (canonical form after normalization)
     default), ``in_channels`` = None (optional; checked against the input).
 ``linear``
     ``out_features`` (int), ``bias`` = True, ``in_features`` = None (optional,
-    checked). The input must be a vector ``(F,)``; insert a ``flatten`` first.
+    checked). Acts on the last axis: ``(..., F) -> (..., out)``, one MVM per
+    vector of the leading axes (a token sequence ``(S, F)`` takes ``S`` MVMs).
+    A feature map ``(C, H, W)`` needs a ``flatten`` first.
 ``batchnorm``
     ``eps`` = 1e-5. Inference mode over axis 0 (channels) of ``(C, ...)``.
 ``activation``
@@ -40,6 +42,18 @@ Ops and their attributes (canonical form after normalization)
     none; C-order, ``(C, H, W) -> (C·H·W,)``.
 ``reshape``
     ``shape`` (a tuple of positive ints, at most one -1).
+``scale``
+    none; a per-channel constant affine ``y = x·scale + shift`` over axis 0
+    (params ``scale`` and ``shift``, shape ``(C,)``): the Unsqueeze/Mul/Add
+    scales ONNX exporters emit after a batch-norm. Folded into the affine unit.
+``digital``
+    ``kind`` (the operator, e.g. the ONNX op type ``"LRN"``), ``shape`` (the
+    output shape, batch excluded), ``window`` = 1 (input elements read per
+    output element: pool kernel ``kh·kw``, LRN ``size``), ``const_elems`` = 0
+    (elements of constant operands held in the digital unit's SRAM, e.g. an
+    embedding table), ``inner`` = 0 (the contracted length of a MatMul between
+    two activations). An operator of the digital unit, costed by
+    :func:`mapping.costs.digital_op_counts`; no float forward.
 
 Output size of conv and pools (ceil_mode False, as PyTorch and ONNX)::
 
@@ -78,6 +92,8 @@ OPS: tuple[str, ...] = (
     "concat",
     "flatten",
     "reshape",
+    "scale",
+    "digital",
 )
 """The op names a :class:`Layer` may have."""
 
@@ -231,6 +247,23 @@ def gelu_approximate(value: Any) -> str:
     return str(value)
 
 
+def nonneg_int(value: Any) -> int:
+    return _int(value, 0)
+
+
+def op_kind(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"bad value {value!r}: expected a non-empty operator name")
+    return value
+
+
+def shape_tuple(value: Any) -> tuple[int, ...]:
+    if (not isinstance(value, (list, tuple))
+            or not all(is_int(v) and v > 0 for v in value)):
+        raise ValueError(f"bad value {value!r}: expected a list of positive integers")
+    return tuple(int(v) for v in value)
+
+
 def reshape_target(value: Any) -> tuple[int, ...]:
     expected = "expected a list of positive integers with at most one -1"
     if not isinstance(value, (list, tuple)) or not value:
@@ -284,6 +317,14 @@ ATTR_SPECS: dict[str, dict[str, tuple[Any, Callable[[Any], Any]]]] = {
     "concat": {"axis": (0, any_int)},
     "flatten": {},
     "reshape": {"shape": (REQUIRED, reshape_target)},
+    "scale": {},
+    "digital": {
+        "kind": (REQUIRED, op_kind),
+        "shape": (REQUIRED, shape_tuple),
+        "window": (1, pos_int),
+        "const_elems": (0, nonneg_int),
+        "inner": (0, nonneg_int),
+    },
 }
 
 # Activation attributes that apply to only one kind.
@@ -293,6 +334,7 @@ PARAM_NAMES = {
     "conv": ("weight", "bias"),
     "linear": ("weight", "bias"),
     "batchnorm": ("gamma", "beta", "mean", "var"),
+    "scale": ("scale", "shift"),
 }
 
 

@@ -67,7 +67,7 @@ def infer_output(layer: Layer, shapes: Sequence[Shape]) -> Shape:
         if n < 2:
             raise NetworkError(f"{where}: expects 2 or more inputs, got {n}",
                                layer=name, key="inputs")
-    elif op == "concat":
+    elif op in ("concat", "digital"):
         if n < 1:
             raise NetworkError(f"{where}: expects 1 or more inputs, got 0",
                                layer=name, key="inputs")
@@ -93,14 +93,18 @@ def infer_output(layer: Layer, shapes: Sequence[Shape]) -> Shape:
         ho, wo = _window_out(layer, x, a["kernel_size"], a["dilation"], "kernel_size")
         return (a["out_channels"], ho, wo)
     if op == "linear":
-        _need_rank(layer, x, 1, "a vector (F,)", "; add a flatten layer before it")
-        if a["in_features"] is not None and a["in_features"] != x[0]:
+        if len(x) == 3:
+            _need_rank(layer, x, 1, "a vector (F,)",
+                       "; add a flatten layer before it (a sequence (S, F) is also accepted)")
+        if a["in_features"] is not None and a["in_features"] != x[-1]:
             raise NetworkError(
                 f"{where}: feature mismatch: in_features is {a['in_features']} but input "
-                f"{layer.inputs[0]!r} has {x[0]} features",
+                f"{layer.inputs[0]!r} has {x[-1]} features",
                 layer=name, key="in_features")
-        return (a["out_features"],)
-    if op in ("batchnorm", "activation"):
+        return (*x[:-1], a["out_features"])
+    if op == "digital":
+        return tuple(a["shape"])
+    if op in ("batchnorm", "activation", "scale"):
         return x
     if op in ("maxpool", "avgpool"):
         _need_rank(layer, x, 3, "a (C, H, W)")

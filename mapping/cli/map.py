@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ONNX input: fold batch-norm into the preceding conv/linear. Changes no PPA "
                    "figure: a kept batch norm is merged into the affine unit's per-column scale and "
                    "offset anyway; recorded in report.json options")
+    p.add_argument("--seq-len", type=int, default=None, metavar="S",
+                   help="sequence length of a zoo transformer (default: 197 for vit-tiny, "
+                   "128 for bert-tiny)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=run)
@@ -56,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_arch(args)
     check_out_dir(args.out)
     opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
-    network = load_network(args.network, **opts)
+    if args.seq_len is not None:
+        try:
+            check_int_range("--seq-len", args.seq_len, 1)
+        except ValueError as exc:
+            raise MappingError(str(exc)) from None
+    network = load_network(args.network, seq_len=args.seq_len, **opts)
     result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips))
     files = render_report(result, plots=not args.no_plots, fold_batchnorm=args.fold_batchnorm)
     write_files_atomic(args.out, files)
