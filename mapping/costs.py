@@ -15,8 +15,6 @@ Area components: ``array``, ``dac``, ``integrator``, ``adc``, ``affine``,
 
 from __future__ import annotations
 
-import math
-
 from archmodel.spec import ChipSpec
 
 __all__ = [
