@@ -267,7 +267,9 @@ def run_sweep(sweep: SweepFile, base: ChipSpec, out: Path, *, workers: int = 1, 
     front = [feas[j] for j in pareto_front(vals, goals)]
     best: dict[str, int] = {}
     for o in sweep.objectives:
-        cands = [i for i in feas if not math.isnan(float(rows[i].get(o.metric, math.nan)))]
+        # among the front first (ties on this objective go to the point better in the others), then all feasible
+        cands = [i for i in front if not math.isnan(float(rows[i].get(o.metric, math.nan)))] or \
+            [i for i in feas if not math.isnan(float(rows[i].get(o.metric, math.nan)))]
         if cands:
             sgn = 1.0 if o.goal == "min" else -1.0
             best[o.metric] = min(cands, key=lambda i, m=o.metric, s=sgn: (s * rows[i][m], i))  # ties: first point
