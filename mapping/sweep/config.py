@@ -218,8 +218,16 @@ def ppa_metric_names(networks: list[str]) -> list[str]:
 
 
 def _error(exc: ValidationError, origin: str) -> SweepError:
-    err = exc.errors()[0]
-    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x.startswith("function"))))
+    errors = exc.errors()
+
+    def wrong_branch(e: Any) -> bool:  # a parameter is "list | Range": report the branch the value was written for
+        loc = [str(x) for x in e["loc"]]
+        return ("Range" in loc and isinstance(e.get("input"), list)) or (
+            any(x.startswith("list[") for x in loc) and isinstance(e.get("input"), dict))
+
+    err = next((e for e in errors if not wrong_branch(e)), errors[0])
+    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x.startswith("function")
+                                                                      or x == "Range")))
     path = loc_path(loc)
     if err["type"] == "extra_forbidden":
         return SweepError(f"{origin}: {path}: unknown key (value {err.get('input')!r})")

@@ -4,9 +4,10 @@
 or none (:func:`archmodel.fileio.write_files_atomic`). The HTML report is one
 self-contained file: plots are PNGs embedded as base64 ``data:`` URIs, no
 stylesheet, script or font is fetched (no ``http(s)`` URL anywhere). It
-records the number of points of the Pareto scatter in
-``<meta name="aimc-front-points" content="N">`` and the front table has N rows,
-so a test can check that every front point is plotted and tabulated.
+records the number of front points drawn on the Pareto scatter in
+``<meta name="aimc-front-points" content="N">`` (counted where they are
+drawn), next to the front table, so a test can check that every tabulated
+front point is plotted.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _plots(res: SweepResult) -> list[tuple[str, bytes]]:
+def _plots(res: SweepResult) -> tuple[list[tuple[str, bytes]], int]:
+    """(the PNGs [(name, bytes)], number of front points drawn on the Pareto scatter)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,7 +143,7 @@ def _plots(res: SweepResult) -> list[tuple[str, bytes]]:
     fig.suptitle("Effect of each parameter (mean over the other parameters, feasible points)", fontsize=9)
     fig.tight_layout()
     out.append(("effects", _png(fig)))
-    return out
+    return out, len(fr)
 
 
 def _fmt(v: Any, metric: str = "") -> str:
@@ -195,7 +197,7 @@ def _markdown(res: SweepResult, best_files: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _html(res: SweepResult, plots: list[tuple[str, bytes]], md_best: list[str]) -> str:
+def _html(res: SweepResult, plots: list[tuple[str, bytes]], plotted: int, md_best: list[str]) -> str:
     head, body = _front_table(res)
     e = html.escape
     imgs = "\n".join(f'<h2>{e(t)}</h2><img alt="{e(t)}" src="data:image/png;base64,{base64.b64encode(b).decode()}">'
@@ -205,7 +207,7 @@ def _html(res: SweepResult, plots: list[tuple[str, bytes]], md_best: list[str]) 
     s = res.sweep
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>aimc sweep {e(s.name)}</title>
-<meta name="aimc-front-points" content="{len(body)}">
+<meta name="aimc-front-points" content="{plotted}">
 <style>body{{font-family:sans-serif;margin:1em;background:#fff}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #888;padding:2px 6px;font-size:12px}} img{{max-width:100%}}</style></head>
 <body><h1>Sweep {e(s.name)}</h1>
@@ -238,5 +240,6 @@ def render_outputs(res: SweepResult, plots: bool = True) -> dict[str, bytes | st
         best_lines.append(f"{metric_label(m)}: point {i} = {_fmt(res.rows[i][m], m)} → {name}")
     md = _markdown(res, best_files)
     files["report.md"] = md
-    files["report.html"] = _html(res, _plots(res) if plots else [], best_lines)
+    pngs, plotted = _plots(res) if plots else ([], 0)
+    files["report.html"] = _html(res, pngs, plotted, best_lines)
     return files
