@@ -19,8 +19,9 @@ Format (``examples/sweep_resnet32.yaml`` is a complete example)::
       - {metric: area_mm2, max: 1000}
     accuracy: {draws: 3, epochs: 10, noise: 0.05}
 
-Metrics are the keys of ``report.json`` ``totals`` of ``aimc map`` (numbers
-only; per-component dictionaries as ``energy_per_inference_by_component_pj.adc_pj``),
+Metrics (objectives and constraints) are the numeric keys of ``report.json``
+``totals`` of ``aimc map`` (:data:`TOTAL_KEYS`; the per-component dictionaries
+are in the table as ``energy_per_inference_by_component_pj.adc_pj`` ...),
 ``power_w`` (energy per inference ÷ pipeline interval), and
 ``accuracy.<time>.<placement>/<compensation>.<network>`` with ``<time>`` one of
 the labels of :data:`archmodel.accuracy.TIMES_S` written with ``_`` for spaces
@@ -35,6 +36,7 @@ stepped range is sampled by index, a continuous range by value.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 from pathlib import Path
@@ -294,7 +296,9 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, ChipSpec]:
                     raise SweepError(f"{origin}: {kind}[{i}].metric: accuracy needs a digits network (1x8x8 -> 10), "
                                      f"got {am.network!r}")
             elif m not in columns:
-                raise SweepError(f"{origin}: {kind}[{i}].metric: {m!r} is no metric; expected a report total "
+                close = difflib.get_close_matches(m, sorted(columns), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise SweepError(f"{origin}: {kind}[{i}].metric: {m!r} is no metric; {hint}expected a report total "
                                  f"({', '.join(sorted(columns)[:6])}, ...) or accuracy.<time>.<setting>.<network>")
     return sweep, base
 
