@@ -202,3 +202,19 @@ def test_html_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert plot.std() > 0.05  # not blank
     red = (plot[..., 0] > 0.8) & (plot[..., 1] < 0.3) & (plot[..., 2] < 0.3)
     assert red.sum() > 50  # the red front markers are drawn
+
+
+# --------------------------------------------------------------------------- random / LHS points
+def test_lhs_and_random_points(tmp_path: Path) -> None:
+    from mapping.sweep.config import SweepFile, sweep_points
+
+    data = {"base": "tiny", "networks": ["digits-mlp"], "strategy": "lhs", "samples": 8, "seed": 3,
+            "parameters": {"device.drift_scale": {"low": 0.0, "high": 2.0}, "array.adc_bits": [4, 5, 6, 7, 8, 9, 10, 11]},
+            "objectives": [{"metric": "tops", "goal": "max"}]}
+    pts = sweep_points(SweepFile.model_validate(data))
+    # Latin hypercube: each of the 8 strata of every parameter holds exactly one point
+    assert sorted(int(p["device.drift_scale"] // 0.25) for p in pts) == list(range(8))
+    assert sorted(p["array.adc_bits"] for p in pts) == list(range(4, 12))
+    assert sweep_points(SweepFile.model_validate(data)) == pts  # seeded
+    rnd = sweep_points(SweepFile.model_validate({**data, "strategy": "random"}))
+    assert len(rnd) == 8 and all(0 <= p["device.drift_scale"] <= 2 for p in rnd) and rnd != pts

@@ -103,17 +103,24 @@ def _plots(res: SweepResult) -> tuple[list[tuple[str, bytes]], int]:
         return 100 * v if m.startswith("accuracy.") else v
 
     pts = [i for i in feas if not math.isnan(val(i, x_m)) and not math.isnan(val(i, y_m))]
-    xs, ys = [val(i, x_m) for i in pts], [val(i, y_m) for i in pts]
+    # points at the same (x, y) (e.g. parameters PPA does not see) are drawn as concentric discs, largest first
+    at: dict[tuple[float, float], list[int]] = {}
+    for i in pts:
+        at.setdefault((val(i, x_m), val(i, y_m)), []).append(i)
+    size = {i: 70.0 * (len(g) - k) ** 1.6 for g in at.values() for k, i in enumerate(g)}
+    order = sorted(pts, key=lambda i: -size[i])
+    xs, ys, ss = [val(i, x_m) for i in order], [val(i, y_m) for i in order], [size[i] for i in order]
     if c_m:
-        sc = ax.scatter(xs, ys, c=[val(i, c_m) for i in pts], cmap="viridis", s=60, edgecolors="k", zorder=2)
+        cs = [val(i, c_m) for i in order]
+        sc = ax.scatter(xs, ys, c=cs, s=ss, cmap="viridis", edgecolors="k", zorder=2)
         fig.colorbar(sc, ax=ax, label=metric_label(c_m))
     else:
-        ax.scatter(xs, ys, s=60, edgecolors="k", zorder=2)
+        ax.scatter(xs, ys, s=ss, edgecolors="k", zorder=2)
     fr = [i for i in pts if i in front]
-    ax.scatter([val(i, x_m) for i in fr], [val(i, y_m) for i in fr], s=180, facecolors="none", edgecolors="red",
-               linewidths=2, label="Pareto front", zorder=3)
-    for i in pts:
-        ax.annotate(str(res.rows[i]["point"]), (val(i, x_m), val(i, y_m)), textcoords="offset points", xytext=(6, 4),
+    ax.scatter([val(i, x_m) for i in fr], [val(i, y_m) for i in fr], s=[size[i] + 120 for i in fr], facecolors="none",
+               edgecolors="red", linewidths=2, label="Pareto front", zorder=3)
+    for (x, y), g in at.items():
+        ax.annotate(",".join(str(res.rows[i]["point"]) for i in g), (x, y), textcoords="offset points", xytext=(8, 6),
                     fontsize=8)
     ax.set_xlabel(metric_label(x_m))
     ax.set_ylabel(metric_label(y_m))
