@@ -74,6 +74,10 @@ def test_grid_totals_equal_separate_map_runs(tmp_path: Path) -> None:
     for best in sorted((tmp_path / "s").glob("best_*.yaml")):
         assert main(["map", "--arch", str(best), "--network", "digits-mlp", "--out", str(tmp_path / best.stem),
                      "--quiet", "--no-plots"]) == 0
+    # ... and by aimc accuracy
+    best = tmp_path / "s" / "best_energy_per_inference_pj.yaml"
+    assert main(["accuracy", "--arch", str(best), "--network", "digits-mlp", "--draws", "2", "--epochs", "1",
+                 "--workers", "1", "--quiet", "--no-plot", "--out", str(tmp_path / "acc")]) == 0
     # the 200 MHz points are faster: latency min is a clock_mhz=200 point
     assert load_spec(str(tmp_path / "s" / "best_latency_per_inference_ns.yaml")).technology.clock_mhz == 200
 

@@ -194,7 +194,21 @@ def _markdown(res: SweepResult, best_files: dict[str, str]) -> str:
     head, body = _front_table(res)
     lines += [f"## Pareto front ({len(body)} points)", "", "| " + " | ".join(head) + " |",
               "|" + "---|" * len(head)] + ["| " + " | ".join(b) + " |" for b in body] + [""]
-    lines += ["## Best point per objective", ""]
+    lines += ["## Effect of each parameter", "", "Mean of each objective over the feasible points with that value.", ""]
+    objs = [o.metric for o in s.objectives]
+    lines += ["| parameter | value | " + " | ".join(metric_label(m) for m in objs) + " |", "|" + "---|" * (2 + len(objs))]
+    for p in s.parameters:
+        groups: dict[Any, list[dict[str, Any]]] = {}
+        for r in res.rows:
+            if r["feasible"]:
+                groups.setdefault(r[p], []).append(r)
+        for v in sorted(groups, key=lambda k: (isinstance(k, str), k)):
+            means = []
+            for m in objs:
+                xs = [float(r[m]) for r in groups[v] if not math.isnan(float(r.get(m, math.nan)))]
+                means.append(_fmt(sum(xs) / len(xs), m) if xs else "")
+            lines.append(f"| {p} | {v} | " + " | ".join(means) + " |")
+    lines += ["", "## Best point per objective", ""]
     for m, i in res.best.items():
         lines.append(f"- {metric_label(m)}: point {i} = {_fmt(res.rows[i][m], m)} → `{best_files[m]}`")
     bad = [r for r in res.rows if not r["feasible"]]
