@@ -226,6 +226,9 @@ def _html(res: SweepResult, plots: list[tuple[str, bytes]], plotted: int, md_bes
     table = ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" +
              "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in body) + "</table>")
     s = res.sweep
+    infeasible = [r for r in res.rows if not r["feasible"]]
+    bad = ("<h2>Infeasible points</h2><ul>" + "".join(f"<li>point {r['point']}: {e(r['reason'])}</li>"
+                                                     for r in infeasible) + "</ul>") if infeasible else ""
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>aimc sweep {e(s.name)}</title>
 <meta name="aimc-front-points" content="{plotted}">
@@ -239,6 +242,7 @@ td,th{{border:1px solid #888;padding:2px 6px;font-size:12px}} img{{max-width:100
 <h2>Pareto front ({len(body)} points)</h2>
 {table}
 <h2>Best point per objective</h2><ul>{''.join(f'<li>{e(x)}</li>' for x in md_best)}</ul>
+{bad}
 </body></html>
 """
 
