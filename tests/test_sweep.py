@@ -222,3 +222,21 @@ def test_lhs_and_random_points(tmp_path: Path) -> None:
     assert sweep_points(SweepFile.model_validate(data)) == pts  # seeded
     rnd = sweep_points(SweepFile.model_validate({**data, "strategy": "random"}))
     assert len(rnd) == 8 and all(0 <= p["device.drift_scale"] <= 2 for p in rnd) and rnd != pts
+
+
+def test_infeasible_points_are_rows_with_reasons(tmp_path: Path) -> None:
+    # tiny: 2x2 tiles; digits-cnn with 64-row arrays needs 3 + 5 arrays for conv2, conv3 (first/last digital):
+    # with max_chips 1 it fits a 8x2 grid (16 tiles), not the 2x2 grid.
+    # array.rows 4 < rows_per_dac_beat 8 is a combination the chip description refuses.
+    f = _write(tmp_path, "inf.yaml", {
+        "base": "tiny", "networks": ["digits-cnn"], "parameters": {"array.rows": [64, 4], "tile_grid.rows": [2, 8]},
+        "objectives": [{"metric": "tops", "goal": "max"}], "map": {"max_chips": 1}})
+    sweep, base = load_sweep(f)
+    res = run_sweep(sweep, base, tmp_path / "o")
+    by = {(r["array.rows"], r["tile_grid.rows"]): r for r in res.rows}
+    assert not by[(64, 2)]["feasible"] and "digits-cnn:" in by[(64, 2)]["reason"] and "chip" in by[(64, 2)]["reason"]
+    assert by[(64, 8)]["feasible"] and by[(64, 8)]["chips"] == 1.0
+    for g in (2, 8):
+        assert not by[(4, g)]["feasible"] and by[(4, g)]["reason"].startswith("invalid chip:")
+        assert "rows_per_dac_beat" in by[(4, g)]["reason"]
+    assert res.front == [by[(64, 8)]["point"]]
