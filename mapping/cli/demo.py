@@ -9,7 +9,10 @@ Runs ``aimc map`` four times and writes the reports under ``out/demo/``:
    core, every array fully used) on ``hermes`` with every layer analog (a YAML
    chip description derived from the preset), next to the published HERMES
    figures (Le Gallo et al., Nat. Electron. 2023: 63.1 TOPS at 9.76 TOPS/W,
-   1-phase read).
+   1-phase read);
+5. the example design-space sweep ``examples/sweep_resnet32.yaml`` (``aimc sweep``:
+   ADC bits x ADC sharing x array rows for ``resnet32-joshi2020`` on ``fig11``, with
+   the 1-day accuracy of ``digits-cnn`` as an objective); prints its Pareto front.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from archmodel.fileio import write_files_atomic
 from mapping.cli.main import main
 
 OUT = Path("out/demo")
+#: The example sweep file (in the repository, next to the packages).
+EXAMPLE_SWEEP = Path(__file__).resolve().parents[2] / "examples" / "sweep_resnet32.yaml"
 
 
 def resnet50_onnx() -> Path:
@@ -65,7 +70,8 @@ def run_demo(out: Path = OUT) -> int:
             return status
     print("== published HERMES (Le Gallo et al. 2023): 63.1 TOPS at 9.76 TOPS/W (1-phase read), "
           "16.1 TOPS at 2.48 TOPS/W (4-phase)")
-    return 0
+    print(f"== aimc sweep {EXAMPLE_SWEEP.relative_to(EXAMPLE_SWEEP.parents[1])} --out {out / 'sweep'} --workers 2")
+    return main(["sweep", str(EXAMPLE_SWEEP), "--out", str(out / "sweep"), "--workers", "2"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""``aimc sweep``: load a sweep file, evaluate its points (locally or on Dask), write the table, front and report."""
+
+from __future__ import annotations
+
+import argparse
+
+from archmodel.fileio import write_files_atomic
+from mapping.cli.common import add_out, check_int_range, check_out_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="design-space exploration: vary chip parameters, PPA x accuracy, Pareto front, HTML report",
+        description=(
+            "Evaluate every point of a sweep file (a base chip, networks, dotted chip parameters with lists or "
+            "ranges, objectives and constraints on report totals, power_w and accuracy.<time>.<setting>.<network>; "
+            "strategy grid, random or lhs). Writes results.csv, results.parquet, front.csv, best_<objective>.yaml "
+            "(chip descriptions that aimc map/accuracy/verilog take as is), report.md and a self-contained "
+            "report.html into --out, all or none. Finished tasks are kept under --out/.cache: a rerun resumes."
+        ),
+        epilog=("examples:\n"
+                "  aimc sweep examples/sweep_resnet32.yaml --out out/sweep\n"
+                "  aimc sweep examples/sweep_resnet32.yaml --out out/sweep --workers 2\n"
+                "  aimc sweep examples/sweep_resnet32.yaml --out out/sweep --scheduler tcp://10.0.0.5:8786"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="sweep file (see examples/sweep_resnet32.yaml)")
+    add_out(p)
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default: 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the tasks on this Dask distributed scheduler (e.g. tcp://host:8786) instead")
+    p.add_argument("--no-plots", action="store_true", help="report.html without plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no front on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mapping.sweep.config import load_sweep
+    from mapping.sweep.report import render_outputs
+    from mapping.sweep.runner import run_sweep
+
+    check_int_range("--workers", args.workers, 1)
+    sweep, base = load_sweep(args.sweep_file)
+    check_out_dir(args.out)
+    res = run_sweep(sweep, base, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    files = render_outputs(res, plots=not args.no_plots)
+    write_files_atomic(args.out, files)
+    if not args.quiet:
+        md = files["report.md"]
+        print(md.split("## Infeasible points")[0].rstrip() if isinstance(md, str) else md)
+        print(f"  ({res.ran} tasks run, {res.cached} from the cache)")
+        print(f"  report: {args.out}/report.html")
+    return 0
