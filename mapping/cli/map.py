@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from archmodel.fileio import write_files_atomic
+from archmodel.fileio import staged_output, write_files_atomic
 from mapping.cli.common import add_arch, add_network, add_out, check_int_range, check_out_dir, resolve_arch
 
 
@@ -54,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise MappingError(str(exc)) from None
     spec = resolve_arch(args)
-    check_out_dir(args.out)
+    check_out_dir(args.out, args.force)
     opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
     network = load_network(args.network, **opts)
     result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips))
     files = render_report(result, plots=not args.no_plots, fold_batchnorm=args.fold_batchnorm)
-    write_files_atomic(args.out, files)
+    with staged_output(args.out, force=args.force) as stage:
+        write_files_atomic(stage, files)
     if not args.quiet:
         print("\n".join(totals_lines(result)))
         print(f"  report: {args.out}/report.md")
