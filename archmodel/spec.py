@@ -46,8 +46,8 @@ from pydantic import (
 )
 
 from .errors import AimcError
-from .validation import format_validation_error
-from .yaml_loader import load_yaml_or_raise
+from .validation import excerpt, format_validation_error
+from .yaml_loader import load_yaml_or_raise, read_yaml_file
 
 __all__ = [
     "SpecError",
@@ -459,7 +459,7 @@ def _validate(data: Any, origin: str) -> ChipSpec:
         raise SpecError(f"{origin}: empty chip description; expected a YAML mapping with at least 'name'")
     if not isinstance(data, dict):
         raise SpecError(
-            f"{origin}: (top level): bad value {data!r}: expected a YAML mapping of sections"
+            f"{origin}: (top level): bad value {excerpt(data)}: expected a YAML mapping of sections"
         )
     try:
         return ChipSpec.model_validate(data)
@@ -512,8 +512,4 @@ def load_spec(name_or_path: str | Path) -> ChipSpec:
         return load_spec_text(text, origin=f"preset '{s}'")
     if not path.is_file():
         raise SpecError(f"{s}: no such file; expected a chip-description YAML file or a preset name")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{s}: cannot read file: {exc}") from None
-    return load_spec_text(text, origin=s)
+    return load_spec_text(read_yaml_file(path, s, SpecError), origin=s)

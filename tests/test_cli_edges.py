@@ -86,3 +86,168 @@ def test_drift_out_staged(tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["drift.json", "drift.md"]
     assert main(["drift", "--arch", "tiny", "--vectors", "1", "--out", str(out)]) == 1
     assert "folder is not empty" in _err_lines(capsys)[-1]
+
+
+# --------------------------------------------------------------------------- 2. hostile YAML
+
+_BOMB = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+         + "".join(f'{chr(98 + i)}: &{chr(98 + i)} [{",".join(["*" + chr(97 + i)] * 9)}]\n' for i in range(8))
+         + "name: x\n")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (_BOMB, "more than 100,000 values once aliases are expanded (an alias bomb?) under line 6"),
+    ("name: " + "[" * 5000 + "]" * 5000 + "\n", "nesting deeper than 32 levels at line 1"),
+    ("name: x\narray: &a {rows: *a}\n", "recursive alias at line 2; a value may not contain itself"),
+    ("description: " + "x" * 2000 + "\n", "name: missing required key"),
+    ("name: x\narray: {rows: '" + "9" * 5000 + "'}\n",
+     "array.rows: bad value '" + "9" * 27 + "..." + "9" * 28 + "' (5,000 chars)"),
+])
+@pytest.mark.parametrize("command", ["spec", "map"])
+def test_hostile_chip_yaml_one_short_line(tmp_path, capsys, text, expected, command):
+    import time
+
+    chip = tmp_path / "c.yaml"
+    chip.write_text(text)
+    t = time.perf_counter()
+    argv = ["spec", "--arch", str(chip)] if command == "spec" else [*MAP[:1], "--arch", str(chip), *MAP[3:],
+                                                                     "--out", str(tmp_path / "o")]
+    assert main(argv) == 1
+    assert time.perf_counter() - t < 5
+    (line,) = _err_lines(capsys)
+    assert line.startswith(f"aimc: error: {chip}: {expected}")
+    assert len(line) < 300 and not (tmp_path / "o").exists()
+
+
+def test_hostile_layer_list(tmp_path, capsys):
+    net = tmp_path / "n.yaml"
+    net.write_text(_BOMB.replace("name: x", "name: n\ninput_shape: [4]\nlayers: *h"))
+    assert main([*MAP[:3], "--network", str(net), "--out", str(tmp_path / "o")]) == 1
+    (line,) = _err_lines(capsys)
+    assert "alias bomb" in line and len(line) < 300
+    net.write_text("name: n\ninput_shape: [4]\nlayers:\n- {name: '" + "x" * 10_000 + "', op: linear, out_features: 2}\n")
+    assert main([*MAP[:3], "--network", str(net), "--out", str(tmp_path / "o")]) == 1
+    (line,) = _err_lines(capsys)
+    assert "expected a name of at most 128 characters" in line and len(line) < 300
+
+
+def test_merge_keys_still_allowed():
+    from archmodel.yaml_loader import safe_load_unique
+
+    assert safe_load_unique("b: &b {rows: 64}\narray: {<<: *b, cols: 8}\n")["array"] == {"rows": 64, "cols": 8}
+
+
+def test_huge_yaml_file_refused_before_reading(tmp_path, capsys):
+    from archmodel.yaml_loader import MAX_YAML_CHARS
+
+    chip = tmp_path / "big.yaml"
+    with open(chip, "wb") as fh:
+        fh.truncate(MAX_YAML_CHARS + 1)  # sparse: costs no disk
+    assert main(["spec", "--arch", str(chip)]) == 1
+    assert _err_lines(capsys) == [f"aimc: error: {chip}: {MAX_YAML_CHARS + 1:,} bytes; a YAML input may have "
+                                  f"at most {MAX_YAML_CHARS:,}"]
+
+
+# --------------------------------------------------------------------------- 3. error policy
+
+
+def _onnx_external(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "W")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    p = tmp_path / "ext.onnx"
+    onnx.save_model(helper.make_model(g), str(p), save_as_external_data=True, location="ext.data",
+                    size_threshold=0)
+    (tmp_path / "ext.data").unlink()
+    return p
+
+
+def _onnx_if(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def branch(name):
+        return helper.make_graph([helper.make_node("Identity", ["x"], [name])], name, [],
+                                 [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 4])])
+
+    g = helper.make_graph(
+        [helper.make_node("If", ["c"], ["z"], then_branch=branch("a"), else_branch=branch("b"), name="if0"),
+         helper.make_node("MatMul", ["z", "W"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(np.array(True), "c"), numpy_helper.from_array(np.ones((4, 3), np.float32), "W")])
+    p = tmp_path / "if.onnx"
+    onnx.save_model(helper.make_model(g), str(p))
+    return p
+
+
+def test_bad_onnx_one_line(tmp_path, capsys):
+    p = _onnx_external(tmp_path)
+    assert main([*MAP[:3], "--network", str(p), "--out", str(tmp_path / "o")]) == 1
+    assert _err_lines(capsys) == [f"aimc: error: {p}: initializer 'W' keeps its data in the external file "
+                                  "'ext.data', which is missing; copy it beside the model"]
+    p = _onnx_if(tmp_path)
+    assert main([*MAP[:3], "--network", str(p), "--out", str(tmp_path / "o")]) == 1
+    assert _err_lines(capsys) == [f"aimc: error: {p}: node 'if0' (op If): control flow with sub-graphs (If, Loop, "
+                                  "Scan) is not supported; export the model with the branch resolved"]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 8, b"PK\x03\x04garbage"])
+def test_bad_npz_one_line_no_pickle_advice(tmp_path, capsys, content):
+    w = tmp_path / "w.npz"
+    w.write_bytes(content)
+    assert main(["accuracy", "--arch", "tiny", "--network", "digits-mlp", "--weights", str(w),
+                 "--out", str(tmp_path / "o")]) == 1
+    (line,) = _err_lines(capsys)
+    assert line == (f"aimc: error: cannot read weights {w}: not an .npz file (a zip archive of arrays, "
+                    "as 'aimc train' writes)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_object_npz_no_pickle_advice(tmp_path, capsys):
+    import numpy as np
+
+    w = tmp_path / "w.npz"
+    np.savez(w, a=np.array([{"x": 1}], dtype=object))
+    assert main(["accuracy", "--arch", "tiny", "--network", "digits-mlp", "--weights", str(w),
+                 "--out", str(tmp_path / "o")]) == 1
+    (line,) = _err_lines(capsys)
+    assert "allow_pickle" not in line and "unsafe" not in line and "Python objects" in line
+
+
+def test_numeric_warning_becomes_one_line_error(monkeypatch, capsys):
+    import numpy as np
+
+    import mapping.cli.spec as spec_cmd
+
+    def overflow(args):
+        return int(np.float64(1e308) * np.float64(10) > 0)  # RuntimeWarning: overflow
+
+    register = spec_cmd.register
+    monkeypatch.setattr(spec_cmd, "register", lambda sub: (register(sub), sub.choices["spec"].set_defaults(
+        func=overflow)))
+    assert main(["spec", "--arch", "tiny"]) == 1
+    assert _err_lines(capsys) == [
+        "aimc: error: numeric error (overflow encountered in scalar multiply) while evaluating chip description "
+        "'tiny': a value is outside the model's range; check the chip keys against 'aimc spec --arch ...' and "
+        "docs/design.md"]
+
+
+def test_value_error_is_a_bug_now(monkeypatch, capsys):
+    import mapping.cli.spec as spec_cmd
+
+    def boom(args):
+        raise ValueError("x")
+
+    register = spec_cmd.register
+    monkeypatch.setattr(spec_cmd, "register", lambda sub: (register(sub), sub.choices["spec"].set_defaults(
+        func=boom)))
+    assert main(["spec"]) == 1
+    assert _err_lines(capsys) == ["aimc: internal error: ValueError: x (set AIMC_DEBUG=1 for the traceback)"]

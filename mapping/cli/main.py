@@ -9,10 +9,14 @@ for a zoo name or an ONNX/YAML path.
 
 Error policy (here and nowhere else): bad arguments print the usage and one
 line ``aimc: error: ...`` and exit with status 2; a user-facing error
-(:class:`archmodel.errors.AimcError`, and, until every such error derives
-from it, ``ValueError``; an ``OSError`` is the file system's answer) prints one
-line ``aimc: error: ...`` and exits with status 1; any other exception is a
-bug and prints one line saying so (status 1). ``AIMC_DEBUG=1`` shows the
+(:class:`archmodel.errors.AimcError`; an ``OSError`` is the file system's
+answer) prints one line ``aimc: error: ...`` (at most :data:`MAX_MESSAGE_CHARS`
+characters) and exits with status 1; any other exception, ``ValueError``
+included, is a bug and prints one line saying so (status 1). A numeric
+warning (overflow, division by zero, invalid value) is turned into an error
+(:class:`NumericError`, one line naming the chip description) instead of
+leaking to the terminal; an ``OverflowError`` is reported the same way. Ctrl-C
+prints ``aimc: interrupted`` and exits 130. ``AIMC_DEBUG=1`` shows the
 traceback instead.
 """
 
@@ -22,6 +26,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from archmodel import __version__
@@ -38,9 +43,15 @@ COMMAND_MODULES = (
     "mapping.cli.accuracy",
 )
 
-#: Errors shown to the user as one line (exit status 1). ``ValueError`` stays
-#: until every user-facing error derives from ``AimcError`` (issue 21).
-USER_ERRORS: tuple[type[BaseException], ...] = (AimcError, ValueError, OSError)
+#: Errors shown to the user as one line (exit status 1): bad input, and the file system's answers.
+USER_ERRORS: tuple[type[BaseException], ...] = (AimcError, OSError)
+
+#: Longest error line printed (a hostile input once produced a 312 MB line).
+MAX_MESSAGE_CHARS = 400
+
+
+class NumericError(AimcError, ArithmeticError):
+    """A computation overflowed or produced NaN: some input value is outside the model's range."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _numeric_error(args: argparse.Namespace, exc: BaseException) -> NumericError:
+    what = []
+    if getattr(args, "arch", None) is not None:
+        what.append(f"chip description '{args.arch}'")
+    if getattr(args, "network", None) is not None:
+        what.append(f"network '{args.network}'")
+    inputs = " and ".join(what) or "the inputs"
+    return NumericError(f"numeric error ({_first_line(exc)}) while evaluating {inputs}: a value is outside "
+                        "the model's range; check the chip keys against 'aimc spec --arch ...' and docs/design.md")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = bool(os.environ.get("AIMC_DEBUG"))
     try:
-        return int(args.func(args) or 0)
+        try:
+            with warnings.catch_warnings():
+                # numpy's overflow / invalid-value warnings become errors instead of leaking to the terminal
+                warnings.simplefilter("error", RuntimeWarning)
+                return int(args.func(args) or 0)
+        except (RuntimeWarning, FloatingPointError, OverflowError) as exc:
+            raise _numeric_error(args, exc) from exc
     except BrokenPipeError:  # output piped into e.g. `head`
         try:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
