@@ -151,6 +151,15 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_document(node)
 
 
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads `1e-9` and `1e308` (no dot) as strings, which the strict
+# chip schema would refuse; a user writes them as numbers.
+UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def safe_load_unique(text: str) -> Any:
     """``yaml.safe_load`` that rejects duplicate keys.
 

@@ -251,3 +251,73 @@ def test_value_error_is_a_bug_now(monkeypatch, capsys):
         func=boom)))
     assert main(["spec"]) == 1
     assert _err_lines(capsys) == ["aimc: internal error: ValueError: x (set AIMC_DEBUG=1 for the traceback)"]
+
+
+# --------------------------------------------------------------------------- 4. bounds, strict types, round trip
+
+
+@pytest.mark.parametrize(("yaml_text", "expected"), [
+    ("technology: {clock_mhz: 1e308}", "technology.clock_mhz: bad value 1e+308: Input should be less than or equal "
+                                       "to 10000"),
+    ("technology: {clock_mhz: 1e-300}", "technology.clock_mhz: bad value 1e-300: Input should be greater than or "
+                                        "equal to 1"),
+    ("device: {prog_noise_scale: 1e300}", "device.prog_noise_scale: bad value 1e+300: Input should be less than or "
+                                          "equal to 100"),
+    ("energy_pj: {dac_per_row_pj: 0}", "energy_pj.dac_per_row_pj: bad value 0: Input should be greater than 0"),
+    ("area_um2: {adc_um2: 0}", "area_um2.adc_um2: bad value 0: Input should be greater than 0"),
+    ("array: {rows: 65536, cols: 65536}", "array.rows: bad value 65536: Input should be less than or equal to 4096"),
+    ("tile_grid: {rows: true}", "tile_grid.rows: bad value True: Input should be a valid integer"),
+    ("array: {rows: '512'}", "array.rows: bad value '512': Input should be a valid integer"),
+])
+def test_absurd_chip_values_refused(tmp_path, capsys, yaml_text, expected):
+    chip = tmp_path / "c.yaml"
+    chip.write_text(f"name: x\n{yaml_text}\n")
+    assert main([*MAP[:1], "--arch", str(chip), *MAP[3:], "--out", str(tmp_path / "o")]) == 1
+    (line,) = _err_lines(capsys)
+    assert line.startswith(f"aimc: error: {chip}: {expected}")
+    assert os.listdir(tmp_path) == ["c.yaml"]
+
+
+@pytest.mark.parametrize("name", ["''", "'   '", "'" + "n" * 129 + "'"])
+def test_bad_chip_name_refused(tmp_path, capsys, name):
+    chip = tmp_path / "c.yaml"
+    chip.write_text(f"name: {name}\n")
+    assert main(["spec", "--arch", str(chip)]) == 1
+    assert _err_lines(capsys)[0].startswith(f"aimc: error: {chip}: name: bad value")
+
+
+def test_exponent_floats_without_dot_are_numbers():
+    from archmodel.spec import load_spec_text
+
+    spec = load_spec_text("name: x\ndevice: {t_read_s: 5e-7}\ntechnology: {clock_mhz: 1e3}\n")
+    assert spec.device.t_read_s == 5e-7 and spec.technology.clock_mhz == 1000.0
+
+
+@pytest.mark.parametrize("preset", ["fig11", "hermes", "tiny"])
+def test_spec_output_loads_back_with_same_hash(tmp_path, capsys, preset):
+    from archmodel.spec import load_spec
+
+    assert main(["spec", "--arch", preset]) == 0
+    text = capsys.readouterr().out
+    mine = tmp_path / "my.yaml"
+    mine.write_text(text)
+    assert load_spec(mine) == load_spec(preset)
+    assert main(["spec", "--arch", str(mine)]) == 0
+    assert capsys.readouterr().out == text  # the same description, hash and derived figures
+
+
+def test_result_sanity_names_the_keys(monkeypatch, capsys, tmp_path):
+    import mapping.mapper as mapper
+
+    real = mapper.map_network
+
+    def zero_energy(*a, **k):
+        import dataclasses
+
+        return dataclasses.replace(real(*a, **k), tops_per_w=float("inf"))
+
+    monkeypatch.setattr(mapper, "map_network", zero_energy)
+    assert main([*MAP, "--out", str(tmp_path / "o")]) == 1
+    assert _err_lines(capsys) == ["aimc: error: chip description 'tiny': total tops_per_w = inf (expected a finite "
+                                  "number > 0); check the energy_pj.* keys"]
+    assert os.listdir(tmp_path) == []

@@ -43,6 +43,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: Totals that must be finite and > 0, and the chip keys that drive them (named in the error).
+SANE_TOTALS = {
+    "latency_ns": "technology.clock_mhz, array.integration_time_ns, array.adc_conversion_time_ns",
+    "energy_total_pj": "the energy_pj.* keys",
+    "area_total_mm2": "the area_um2.* keys",
+    "tops": "technology.clock_mhz and the array timing keys",
+    "tops_per_w": "the energy_pj.* keys",
+    "tops_per_mm2": "the area_um2.* keys",
+}
+
+
+def check_totals(result, arch: str) -> None:
+    """Refuse a mapping whose totals overflowed or rounded to zero (one line naming the total and its keys).
+
+    Raises
+    ------
+    MappingError
+        A total of :data:`SANE_TOTALS` is inf, NaN or <= 0.
+    """
+    import math
+
+    from mapping.mapper import MappingError
+
+    for total, keys in SANE_TOTALS.items():
+        v = float(getattr(result, total))
+        if not (math.isfinite(v) and v > 0):
+            raise MappingError(f"chip description '{arch}': total {total} = {v!r} (expected a finite number > 0); "
+                               f"check {keys}")
+
+
 def run(args: argparse.Namespace) -> int:
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, MappingError, map_network
@@ -58,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
     network = load_network(args.network, **opts)
     result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips))
+    check_totals(result, args.arch)
     files = render_report(result, plots=not args.no_plots, fold_batchnorm=args.fold_batchnorm)
     with staged_output(args.out, force=args.force) as stage:
         write_files_atomic(stage, files)
