@@ -321,3 +321,34 @@ def test_result_sanity_names_the_keys(monkeypatch, capsys, tmp_path):
     assert _err_lines(capsys) == ["aimc: error: chip description 'tiny': total tops_per_w = inf (expected a finite "
                                   "number > 0); check the energy_pj.* keys"]
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- 5. flags
+
+
+def test_contradictory_flags_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*MAP, "--out", str(tmp_path / "o"), "--replicate", "--no-replicate"])
+    assert exc.value.code == 2
+    assert _err_lines(capsys)[-1] == "aimc: error: --replicate and --no-replicate contradict each other; give one"
+    assert main([*MAP, "--out", str(tmp_path / "o"), "--no-replicate", "--no-replicate", "--no-plots"]) == 0
+
+
+def test_option_without_effect_refused(tmp_path, capsys):
+    assert main([*MAP, "--out", str(tmp_path / "o"), "--fold-batchnorm"]) == 1
+    assert _err_lines(capsys) == ["aimc: error: --fold-batchnorm has no effect for network 'mlp': it applies to "
+                                  "ONNX files only (zoo and YAML networks keep batch norm as written)"]
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["spec", "drift", "map", "train", "accuracy", "verilog", "cosim"])
+def test_help_gives_defaults(capsys, command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert max(len(line) for line in text.splitlines()) <= 100  # wrapped
+    joined = " ".join(text.split())
+    assert "--arch NAME|PATH chip description" not in joined or "(default: fig11)" in joined
+    if command in ("drift", "accuracy", "train", "cosim"):
+        assert "--seed SEED seed of every random draw (default: 0)" in joined

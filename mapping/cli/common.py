@@ -15,6 +15,20 @@ class OptionError(AimcError, ValueError):
     """A command-line option value that is out of range or meaningless (one line, exit status 1)."""
 
 
+class OnceBooleanAction(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag`` that refuses both on one command line (exit 2): ``--replicate --no-replicate``
+    used to pass silently, the last one winning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse's signature
+        seen = getattr(namespace, "_once_seen", None) or {}
+        value = not option_string.startswith("--no-")
+        if seen.get(self.dest, value) != value:
+            parser.error(f"{self.option_strings[0]} and {self.option_strings[1]} contradict each other; give one")
+        seen[self.dest] = value
+        namespace._once_seen = seen
+        setattr(namespace, self.dest, value)
+
+
 def add_arch(parser: argparse.ArgumentParser, default: str = "fig11") -> None:
     parser.add_argument(
         "--arch",

@@ -54,7 +54,34 @@ class NumericError(AimcError, ArithmeticError):
     """A computation overflowed or produced NaN: some input value is outside the model's range."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every ``--help``: prose wrapped to the terminal, indented example lines kept as written, and
+    ``(default: X)`` added to each option whose help does not state its default already."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out = []
+        for line in text.splitlines():
+            if line.startswith(" ") or not line.strip():
+                out.append(indent + line)
+            else:
+                out.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent))
+        return "\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings or isinstance(action, argparse._HelpAction | argparse._VersionAction)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["formatter_class"] = HelpFormatter  # one look for every command's --help
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2, like argparse but with our prefix
         self.print_usage(sys.stderr)
         print(f"aimc: error: {message}", file=sys.stderr)

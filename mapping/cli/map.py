@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from archmodel.fileio import staged_output, write_files_atomic
-from mapping.cli.common import add_arch, add_network, add_out, check_int_range, check_out_dir, resolve_arch
+from mapping.cli.common import OnceBooleanAction, OptionError, add_arch, add_network, add_out, check_int_range, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out(p)
     p.add_argument("--max-chips", type=int, default=None, metavar="N",
                    help="at most N chips; a network needing more tiles is an error (default: no cap)")
-    p.add_argument("--replicate", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--replicate", action=OnceBooleanAction, default=True,
                    help="replicate the slowest analog layers onto spare tiles (default: on)")
     p.add_argument("--fold-batchnorm", action="store_true",
-                   help="ONNX input: fold batch-norm into the preceding conv/linear. Changes no PPA "
+                   help="ONNX input only (refused for a zoo or YAML network): fold batch-norm into the preceding conv/linear. Changes no PPA "
                    "figure: a kept batch norm is merged into the affine unit's per-column scale and "
                    "offset anyway; recorded in report.json options")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
             raise MappingError(str(exc)) from None
     spec = resolve_arch(args)
     check_out_dir(args.out, args.force)
+    if args.fold_batchnorm and not str(args.network).lower().endswith(".onnx"):
+        raise OptionError(f"--fold-batchnorm has no effect for network '{args.network}': it applies to ONNX "
+                          "files only (zoo and YAML networks keep batch norm as written)")
     opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
     network = load_network(args.network, **opts)
     result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips))
