@@ -352,3 +352,41 @@ def test_help_gives_defaults(capsys, command, monkeypatch):
     assert "--arch NAME|PATH chip description" not in joined or "(default: fig11)" in joined
     if command in ("drift", "accuracy", "train", "cosim"):
         assert "--seed SEED seed of every random draw (default: 0)" in joined
+
+
+# --------------------------------------------------------------------------- 6. Ctrl-C
+
+
+def test_ctrl_c_inside_staging_removes_it(tmp_path):
+    from archmodel.fileio import staged_output
+
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt), staged_output(out) as stage:
+        (stage / "half.md").write_text("x")
+        raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_train_exits_130_within_a_second(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "t"
+    proc = subprocess.Popen([sys.executable, "-m", "mapping.cli", "train", "--network", "digits-mlp",
+                             "--epochs", "10000", "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)
+    assert proc.poll() is None, proc.communicate()  # still training when interrupted
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("aimc train did not exit within 5 s of SIGINT")
+    assert time.monotonic() - t0 < 1.0
+    assert proc.returncode == 130 and stderr.strip().splitlines() == ["aimc: interrupted"]
+    assert os.listdir(tmp_path) == []
