@@ -160,9 +160,17 @@ LAYER = st.fixed_dictionaries(
 )
 
 
+#: Mostly valid dense stacks, so that the property also sees accepted layer lists (and their reports).
+VALID_DENSE = st.lists(st.one_of(
+    st.builds(lambda n: {"op": "linear", "out_features": n}, st.integers(1, 80)),
+    st.sampled_from([{"op": "activation", "kind": "relu"}, {"op": "activation", "kind": "tanh"},
+                     {"op": "batchnorm"}])), min_size=1, max_size=5)
+
+
 @_settings(EXAMPLES["layers"])
-@given(input_shape=st.one_of(st.lists(st.integers(1, 16), min_size=1, max_size=3), SMALL),
-       layers=st.one_of(st.lists(LAYER, max_size=6), SMALL))
+@given(input_shape=st.one_of(st.lists(st.integers(1, 64), min_size=1, max_size=1),
+                             st.lists(st.integers(1, 16), min_size=1, max_size=3), SMALL),
+       layers=st.one_of(VALID_DENSE, st.lists(LAYER, max_size=6), SMALL))
 def test_layer_lists(input_shape, layers):
     net = {"name": "n", "input_shape": input_shape, "layers": layers}
     if isinstance(layers, list):
@@ -208,11 +216,13 @@ def test_argument_combinations(command, data):
         argv.append(o)
         if o in TAKES_VALUE:
             argv.append(data.draw(VALUE))
+    if command == "map" and "--network" not in argv and data.draw(st.booleans()):
+        argv += ["--network", "mlp", "--no-plots"]  # the required option, so that runs get past argparse
     if command == "drift" and "--vectors" not in argv:
         argv += ["--vectors", "2"]  # keep a valid run short
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "o"
-        with_out = command != "spec" and data.draw(st.booleans())
+        with_out = command == "map" or (command == "drift" and data.draw(st.booleans()))
         if with_out:
             argv += ["--out", str(out)]
         status, lines = run_cli(argv, out if with_out else None)
