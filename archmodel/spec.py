@@ -316,7 +316,8 @@ class EnergyPj(_Section):
     array_per_device_pj: float = Field(0.02, gt=0, le=1e6, description="Read energy of one PCM device in one MVM pass.")
     integrator_per_col_pj: float = Field(0.2, gt=0, le=1e6, description="Column integration of one MVM pass.")
     adc_per_conversion_pj: float = Field(2.0, gt=0, le=1e6, description="One ADC conversion.")
-    affine_per_output_pj: float = Field(1.0, gt=0, le=1e6, description="Affine unit: one output column (accumulate, scale, requantize).")
+    affine_per_output_pj: float = Field(
+        1.0, gt=0, le=1e6, description="Affine unit: one output column (accumulate, scale, requantize).")
     digital_mac_pj: float = Field(0.2, gt=0, le=1e6, description="One int8 MAC in the digital datapath.")
     sram_read_pj_per_bit: float = Field(0.05, gt=0, le=1e6, description="SRAM read per bit.")
     sram_write_pj_per_bit: float = Field(0.06, gt=0, le=1e6, description="SRAM write per bit.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+
 from archmodel.fileio import check_out_dir, staged_output
 from mapping.cli.common import OptionError, add_arch, add_network, add_seed, check_int_range
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 
 from archmodel.fileio import staged_output, write_files_atomic
-from mapping.cli.common import OnceBooleanAction, OptionError, add_arch, add_network, add_out, check_int_range, check_out_dir, resolve_arch
+from mapping.cli.common import (
+    OnceBooleanAction,
+    OptionError,
+    add_arch,
+    add_network,
+    add_out,
+    check_int_range,
+    check_out_dir,
+    resolve_arch,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicate", action=OnceBooleanAction, default=True,
                    help="replicate the slowest analog layers onto spare tiles (default: on)")
     p.add_argument("--fold-batchnorm", action="store_true",
-                   help="ONNX input only (refused for a zoo or YAML network): fold batch-norm into the preceding conv/linear. Changes no PPA "
+                   help="ONNX input only (refused for a zoo or YAML network): fold batch-norm into the "
+                   "preceding conv/linear. Changes no PPA "
                    "figure: a kept batch norm is merged into the affine unit's per-column scale and "
                    "offset anyway; recorded in report.json options")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
