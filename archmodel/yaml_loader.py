@@ -21,6 +21,7 @@ the largest zoo layer list a few thousand.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -155,7 +156,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
 # chip schema would refuse; a user writes them as numbers.
 UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    __import__("re").compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
 

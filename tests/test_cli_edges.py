@@ -390,3 +390,28 @@ def test_ctrl_c_train_exits_130_within_a_second(tmp_path):
     assert time.monotonic() - t0 < 1.0
     assert proc.returncode == 130 and stderr.strip().splitlines() == ["aimc: interrupted"]
     assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_verilog_one_line_nothing_left(tmp_path):
+    # Ctrl-C during the Verilog export of fig11 (minutes long): exit 130 within a second, one line (the
+    # Amaranth "created but never used" warnings at exit used to follow it), no --out and no staging folder
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "mapping.cli", "verilog", "--arch", "fig11", "--out",
+                             str(tmp_path / "v")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6.0)
+    assert proc.poll() is None, proc.communicate()
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("aimc verilog did not exit within 10 s of SIGINT")
+    assert time.monotonic() - t0 < 1.0
+    assert proc.returncode == 130 and stderr.strip().splitlines() == ["aimc: interrupted"]
+    assert os.listdir(tmp_path) == []

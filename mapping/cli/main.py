@@ -121,6 +121,12 @@ def _numeric_error(args: argparse.Namespace, exc: BaseException) -> NumericError
                         "the model's range; check the chip keys against 'aimc spec --arch ...' and docs/design.md")
 
 
+def _quiet_after_abort() -> None:
+    # an aborted RTL export leaves Amaranth elaboratables unused; their warnings, printed when they are
+    # garbage-collected at exit, would follow the one error line (six lines after a Ctrl-C of aimc verilog)
+    warnings.filterwarnings("ignore", message=r".*created but never used")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aimc`` console script; returns the exit status."""
     parser = build_parser()
@@ -144,16 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 0
     except KeyboardInterrupt:
+        _quiet_after_abort()
         print("aimc: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as exc:
         if debug:
             raise
+        _quiet_after_abort()
         print(f"aimc: error: {_first_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only with AIMC_DEBUG=1
         if debug:
             raise
+        _quiet_after_abort()
         print(f"aimc: internal error: {type(exc).__name__}: {_first_line(exc)} "
               "(set AIMC_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
