@@ -100,14 +100,41 @@ def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
     if not p.is_file():
         raise NetworkError(f"{p}: no such file; expected an ONNX model (.onnx)")
     try:
-        model = onnx.load(str(p))
+        model = onnx.load(str(p), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError, OSError, TypeError) as exc:
         raise NetworkError(f"{p}: not an ONNX model (protobuf parse failed: "
-                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+                           f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+    _load_external_data(model, p)
     if not model.graph.node or model.ir_version <= 0:
         raise NetworkError(f"{p}: not an ONNX model (no graph nodes or no IR version found)")
     return import_onnx_model(model, fold_batchnorm=fold_batchnorm,
                              name=name or model.graph.name or p.stem, origin=str(p))
+
+
+def _load_external_data(model: Any, path: Path) -> None:
+    """Load the tensors an ONNX file keeps in external files; one line naming the tensor and file if one is missing.
+
+    Raises
+    ------
+    NetworkError
+        A tensor's external data file is missing, outside the model's folder, or unreadable.
+    """
+    import onnx
+    from onnx import external_data_helper as ext
+
+    tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
+    if not tensors:
+        return
+    for t in tensors:
+        info = ext.ExternalDataInfo(t)
+        data = path.parent / info.location
+        if not data.is_file():
+            raise NetworkError(f"{path}: initializer {t.name[:60]!r} keeps its data in the external file "
+                               f"{info.location[:120]!r}, which is missing; copy it beside the model")
+    try:
+        ext.load_external_data_for_model(model, str(path.parent))
+    except (onnx.checker.ValidationError, OSError, ValueError) as exc:
+        raise NetworkError(f"{path}: cannot load external tensor data: {_one_line(exc)[:160]}") from None
 
 
 def import_onnx_model(model: Any, *, fold_batchnorm: bool = False, name: str | None = None,
@@ -308,6 +335,9 @@ class _Importer:
     def _fold_constant(self, node: Any) -> bool:
         """Evaluate nodes whose inputs are all constants; True when folded."""
         op = node.op_type
+        if any(attr.g.node or attr.graphs for attr in node.attribute):  # If, Loop, Scan: never evaluated
+            raise self._err(node, "control flow with sub-graphs (If, Loop, Scan) is not supported; "
+                                  "export the model with the branch resolved")
         if op == "Constant":
             from onnx import numpy_helper
 

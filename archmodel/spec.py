@@ -39,15 +39,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveFloat,
     PositiveInt,
     ValidationError,
     model_validator,
 )
 
 from .errors import AimcError
-from .validation import format_validation_error
-from .yaml_loader import load_yaml_or_raise
+from .validation import excerpt, format_validation_error
+from .yaml_loader import load_yaml_or_raise, read_yaml_file
 
 __all__ = [
     "SpecError",
@@ -61,8 +60,12 @@ __all__ = [
 ]
 
 #: Upper bounds on sizes (assumed: far beyond any published PCM chip, small
-#: enough that derived figures and allocations stay sane).
-MAX_ARRAY_SIZE = 65536
+#: enough that derived figures and allocations stay sane). Arrays: the largest
+#: published PCM crossbars are 1024 x 1024 (HERMES: 256 x 256; Fig. 11: 512 x
+#: 512); 4096 x 4096 keeps line resistance and IR drop, which the model ignores,
+#: at least plausible. Every bound of every key, with its reason, is listed in
+#: docs/design.md ("Bounds of the chip keys").
+MAX_ARRAY_SIZE = 4096
 MAX_ARRAYS_PER_TILE = 1024
 MAX_DEVICES_PER_WEIGHT = 64
 MAX_TILE_GRID = 1024
@@ -96,7 +99,10 @@ class _Section(BaseModel):
 
     # allow_inf_nan=False: '.inf' / '.nan' are rejected for every float field
     # (an infinite clock used to pass validation and crash the mapper).
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
+    # strict=True: no silent coercion (a boolean is not an integer: `rows: true` used to mean 1; a
+    # quoted "512" is not a number); floats still accept integers.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False,
+                              strict=True)
 
     sources: dict[str, str] = Field(
         default_factory=dict,
@@ -128,9 +134,9 @@ class _Section(BaseModel):
 class Technology(_Section):
     """CMOS technology of the periphery."""
 
-    node_nm: PositiveFloat = Field(14, description="CMOS node in nm.")
-    clock_mhz: PositiveFloat = Field(1000, description="Digital clock frequency in MHz.")
-    supply_v: PositiveFloat = Field(0.8, description="Digital supply voltage in V.")
+    node_nm: float = Field(14, ge=1, le=1000, description="CMOS node in nm (1 .. 1000).")
+    clock_mhz: float = Field(1000, ge=1, le=10_000, description="Digital clock frequency in MHz (1 MHz .. 10 GHz).")
+    supply_v: float = Field(0.8, ge=0.1, le=5, description="Digital supply voltage in V (0.1 .. 5).")
 
 
 class Device(_Section):
@@ -139,12 +145,14 @@ class Device(_Section):
     model: Literal["joshi2020", "hermes"] = Field(
         "joshi2020", description="Statistics set: 'joshi2020' (aihwkit PCMLikeNoiseModel) or 'hermes'."
     )
-    g_max_us: PositiveFloat = Field(25.0, description="Largest programmed conductance in µS.")
-    t0_s: PositiveFloat = Field(20.0, description="Drift reference time t0 in s.")
-    t_read_s: PositiveFloat = Field(250e-9, description="Duration of one read in s (1/f noise).")
-    prog_noise_scale: float = Field(1.0, ge=0, description="Multiplier on programming-noise std (1 = as published).")
-    drift_scale: float = Field(1.0, ge=0, description="Multiplier on drift-exponent mean and std.")
-    read_noise_scale: float = Field(1.0, ge=0, description="Multiplier on the 1/f read-noise Q_s.")
+    g_max_us: float = Field(25.0, ge=0.01, le=1000, description="Largest programmed conductance in µS (0.01 .. 1000).")
+    t0_s: float = Field(20.0, ge=1e-6, le=1e6, description="Drift reference time t0 in s (1 µs .. 1e6 s).")
+    t_read_s: float = Field(250e-9, ge=1e-12, le=1,
+                            description="Duration of one read in s (1/f noise; 1 ps .. 1 s).")
+    prog_noise_scale: float = Field(1.0, ge=0, le=100,
+                                    description="Multiplier on programming-noise std (1 = as published; 0 .. 100).")
+    drift_scale: float = Field(1.0, ge=0, le=10, description="Multiplier on drift-exponent mean and std (0 .. 10).")
+    read_noise_scale: float = Field(1.0, ge=0, le=100, description="Multiplier on the 1/f read-noise Q_s (0 .. 100).")
 
 
 class Array(_Section):
@@ -158,24 +166,28 @@ class Array(_Section):
     devices_per_weight: PositiveInt = Field(
         2, le=MAX_DEVICES_PER_WEIGHT, description="PCM devices per weight (2 = differential pair G+ - G-)."
     )
-    v_read_v: PositiveFloat = Field(0.2, description="Read voltage at full DAC code in V.")
+    v_read_v: float = Field(0.2, ge=0.001, le=5, description="Read voltage at full DAC code in V (1 mV .. 5 V).")
     dac_bits: int = Field(8, ge=2, le=8, description="Signed DAC resolution in bits (2..8).")
     dac_scheme: Literal["pwm", "bit_serial"] = Field(
         "pwm", description="'pwm': one pulse of 2^(bits-1)-1 steps; 'bit_serial': one pass per bit."
     )
-    rows_per_dac_beat: PositiveInt = Field(32, description="Rows whose DAC codes travel in one array-port beat.")
+    rows_per_dac_beat: PositiveInt = Field(32, le=MAX_ARRAY_SIZE,
+                                           description="Rows whose DAC codes travel in one array-port beat.")
     adc_bits: int = Field(8, ge=2, le=16, description="Signed ADC resolution in bits.")
     adc_full_scale_fraction: float = Field(
         0.25, gt=0, le=1, description="ADC full scale as a fraction of rows * g_max * V_read."
     )
-    cols_per_adc: PositiveInt = Field(1, description="Columns multiplexed onto one ADC.")
-    cols_per_adc_beat: PositiveInt = Field(32, description="Columns whose ADC codes travel in one array-port beat.")
-    integration_time_ns: PositiveFloat = Field(
-        100.0, description="Column integration time of one MVM (PWM window or one bit pass) in ns."
+    cols_per_adc: PositiveInt = Field(1, le=MAX_ARRAY_SIZE, description="Columns multiplexed onto one ADC.")
+    cols_per_adc_beat: PositiveInt = Field(32, le=MAX_ARRAY_SIZE,
+                                           description="Columns whose ADC codes travel in one array-port beat.")
+    integration_time_ns: float = Field(
+        100.0, ge=0.01, le=1e6,
+        description="Column integration time of one MVM (PWM window or one bit pass) in ns (0.01 .. 1e6).",
     )
-    adc_conversion_time_ns: PositiveFloat = Field(30.0, description="One ADC conversion in ns.")
+    adc_conversion_time_ns: float = Field(30.0, ge=0.01, le=1e6, description="One ADC conversion in ns (0.01 .. 1e6).")
     output_noise_fraction: float = Field(
-        0.0, ge=0, description="Std of additive per-MVM output noise as a fraction of the ADC full scale."
+        0.0, ge=0, le=1,
+        description="Std of additive per-MVM output noise as a fraction of the ADC full scale (0 .. 1).",
     )
 
     @model_validator(mode="after")
@@ -250,16 +262,17 @@ class Interconnect(_Section):
 
     topology: Literal["mesh"] = Field("mesh", description="Network topology (2-D mesh with XY routing).")
     link_width_bits: PositiveInt = Field(64, le=4096, description="Payload bits per flit / link per cycle.")
-    hop_latency_ns: PositiveFloat = Field(2.0, description="Latency of one router hop in ns.")
-    energy_pj_per_bit_hop: PositiveFloat = Field(0.1, description="Energy to move one bit one hop in pJ.")
+    hop_latency_ns: float = Field(2.0, gt=0, le=1e6, description="Latency of one router hop in ns (> 0 .. 1e6).")
+    energy_pj_per_bit_hop: float = Field(0.1, gt=0, le=1e6,
+                                         description="Energy to move one bit one hop in pJ (> 0 .. 1e6).")
 
 
 class ChipLink(_Section):
     """Chip-to-chip link used when a network spreads over several chips."""
 
-    bandwidth_gbps: PositiveFloat = Field(100.0, description="Link bandwidth in Gbit/s.")
-    latency_ns: PositiveFloat = Field(20.0, description="Link latency in ns.")
-    energy_pj_per_bit: PositiveFloat = Field(5.0, description="Energy per bit crossing the link in pJ.")
+    bandwidth_gbps: float = Field(100.0, ge=1e-3, le=1e5, description="Link bandwidth in Gbit/s (1 Mbit/s .. 100 Tbit/s).")
+    latency_ns: float = Field(20.0, gt=0, le=1e9, description="Link latency in ns (> 0 .. 1 s).")
+    energy_pj_per_bit: float = Field(5.0, gt=0, le=1e6, description="Energy per bit crossing the link in pJ (> 0 .. 1e6).")
 
 
 class Digital(_Section):
@@ -269,7 +282,8 @@ class Digital(_Section):
     precision_bits: Literal[8] = Field(8, description="Operand precision in bits.")
     accumulator_bits: int = Field(32, ge=16, le=48, description="MAC accumulator width in bits.")
     digital_layers: tuple[str, ...] = Field(
-        ("first", "last"),
+        strict=False,  # a YAML list becomes the tuple
+        default=("first", "last"),
         description="Matrix layers kept digital: 'first', 'last', or layer names. Empty = all analog.",
     )
 
@@ -277,8 +291,8 @@ class Digital(_Section):
 class Buffers(_Section):
     """On-chip SRAM buffers."""
 
-    sram_kib_per_tile: PositiveFloat = Field(64.0, description="Activation SRAM per tile in KiB.")
-    global_buffer_kib: PositiveFloat = Field(1024.0, description="Global (digital unit) SRAM in KiB.")
+    sram_kib_per_tile: float = Field(64.0, gt=0, le=1 << 20, description="Activation SRAM per tile in KiB (> 0 .. 1 GiB).")
+    global_buffer_kib: float = Field(1024.0, gt=0, le=1 << 24, description="Global (digital unit) SRAM in KiB (> 0 .. 16 GiB).")
 
 
 class Calibration(_Section):
@@ -291,46 +305,57 @@ class Calibration(_Section):
 
 
 class EnergyPj(_Section):
-    """Per-event energies of each component in pJ."""
+    """Per-event energies of each component in pJ.
 
-    dac_per_row_pj: float = Field(0.5, ge=0, description="One DAC row driver for one MVM (per integration pass).")
-    array_per_device_pj: float = Field(0.02, ge=0, description="Read energy of one PCM device in one MVM pass.")
-    integrator_per_col_pj: float = Field(0.2, ge=0, description="Column integration of one MVM pass.")
-    adc_per_conversion_pj: float = Field(2.0, ge=0, description="One ADC conversion.")
-    affine_per_output_pj: float = Field(1.0, ge=0, description="Affine unit: one output column (accumulate, scale, requantize).")
-    digital_mac_pj: float = Field(0.2, ge=0, description="One int8 MAC in the digital datapath.")
-    sram_read_pj_per_bit: float = Field(0.05, ge=0, description="SRAM read per bit.")
-    sram_write_pj_per_bit: float = Field(0.06, ge=0, description="SRAM write per bit.")
-    tile_controller_per_mvm_pj: float = Field(2.0, ge=0, description="Tile controller sequencing of one MVM.")
+    Every energy is > 0 (a zero makes TOPS/W divide by zero: all energies 0
+    once printed a 300-digit TOPS/W) and at most 1e6 pJ (1 µJ per event,
+    orders of magnitude above any published figure).
+    """
+
+    dac_per_row_pj: float = Field(0.5, gt=0, le=1e6, description="One DAC row driver for one MVM (per integration pass).")
+    array_per_device_pj: float = Field(0.02, gt=0, le=1e6, description="Read energy of one PCM device in one MVM pass.")
+    integrator_per_col_pj: float = Field(0.2, gt=0, le=1e6, description="Column integration of one MVM pass.")
+    adc_per_conversion_pj: float = Field(2.0, gt=0, le=1e6, description="One ADC conversion.")
+    affine_per_output_pj: float = Field(
+        1.0, gt=0, le=1e6, description="Affine unit: one output column (accumulate, scale, requantize).")
+    digital_mac_pj: float = Field(0.2, gt=0, le=1e6, description="One int8 MAC in the digital datapath.")
+    sram_read_pj_per_bit: float = Field(0.05, gt=0, le=1e6, description="SRAM read per bit.")
+    sram_write_pj_per_bit: float = Field(0.06, gt=0, le=1e6, description="SRAM write per bit.")
+    tile_controller_per_mvm_pj: float = Field(2.0, gt=0, le=1e6, description="Tile controller sequencing of one MVM.")
 
 
 class AreaUm2(_Section):
-    """Area of each component in µm²."""
+    """Area of each component in µm².
+
+    Every area is > 0 (a zero makes TOPS/mm² divide by zero) and at most 1e9
+    µm² (1,000 mm², a full reticle is ~858 mm²).
+    """
 
     array_per_device_um2: float = Field(
         0.19073486328125,
-        ge=0,
+        gt=0,
+        le=1e9,
         description=(
             "One PCM device with its selector; an array covers "
             "rows · cols · devices_per_weight of them."
         ),
     )
-    dac_per_row_um2: float = Field(20.0, ge=0, description="DAC / row driver per row.")
-    adc_um2: float = Field(300.0, ge=0, description="One ADC.")
-    integrator_per_col_um2: float = Field(10.0, ge=0, description="Column integrator per column.")
-    affine_unit_um2: float = Field(20000.0, ge=0, description="One affine unit (per tile).")
-    tile_controller_um2: float = Field(10000.0, ge=0, description="One tile controller.")
-    router_um2: float = Field(15000.0, ge=0, description="One mesh router (per tile).")
-    sram_um2_per_kib: float = Field(1500.0, ge=0, description="SRAM per KiB.")
-    digital_per_mac_lane_um2: float = Field(500.0, ge=0, description="Digital datapath per MAC lane.")
-    chip_link_um2: float = Field(500000.0, ge=0, description="Chip-to-chip link PHY (per chip).")
+    dac_per_row_um2: float = Field(20.0, gt=0, le=1e9, description="DAC / row driver per row.")
+    adc_um2: float = Field(300.0, gt=0, le=1e9, description="One ADC.")
+    integrator_per_col_um2: float = Field(10.0, gt=0, le=1e9, description="Column integrator per column.")
+    affine_unit_um2: float = Field(20000.0, gt=0, le=1e9, description="One affine unit (per tile).")
+    tile_controller_um2: float = Field(10000.0, gt=0, le=1e9, description="One tile controller.")
+    router_um2: float = Field(15000.0, gt=0, le=1e9, description="One mesh router (per tile).")
+    sram_um2_per_kib: float = Field(1500.0, gt=0, le=1e9, description="SRAM per KiB.")
+    digital_per_mac_lane_um2: float = Field(500.0, gt=0, le=1e9, description="Digital datapath per MAC lane.")
+    chip_link_um2: float = Field(500000.0, gt=0, le=1e9, description="Chip-to-chip link PHY (per chip).")
 
 
 class Leakage(_Section):
     """Static power."""
 
-    tile_leakage_mw: float = Field(0.5, ge=0, description="Leakage of one tile's periphery in mW.")
-    digital_leakage_mw: float = Field(5.0, ge=0, description="Leakage of the digital unit and global buffer in mW.")
+    tile_leakage_mw: float = Field(0.5, ge=0, le=1e6, description="Leakage of one tile's periphery in mW.")
+    digital_leakage_mw: float = Field(5.0, ge=0, le=1e6, description="Leakage of the digital unit and global buffer in mW.")
 
 
 class ChipSpec(BaseModel):
@@ -340,10 +365,11 @@ class ChipSpec(BaseModel):
     every field carries its unit in its name.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    name: str = Field(description="Short name of the chip description.")
-    description: str = Field("", description="Free text.")
+    name: str = Field(min_length=1, max_length=128, pattern=r"\S",
+                      description="Short name of the chip description (1 .. 128 characters, not blank).")
+    description: str = Field("", max_length=10_000, description="Free text (at most 10,000 characters).")
     technology: Technology = Field(default_factory=Technology)
     device: Device = Field(default_factory=Device)
     array: Array = Field(default_factory=Array)
@@ -459,7 +485,7 @@ def _validate(data: Any, origin: str) -> ChipSpec:
         raise SpecError(f"{origin}: empty chip description; expected a YAML mapping with at least 'name'")
     if not isinstance(data, dict):
         raise SpecError(
-            f"{origin}: (top level): bad value {data!r}: expected a YAML mapping of sections"
+            f"{origin}: (top level): bad value {excerpt(data)}: expected a YAML mapping of sections"
         )
     try:
         return ChipSpec.model_validate(data)
@@ -512,8 +538,4 @@ def load_spec(name_or_path: str | Path) -> ChipSpec:
         return load_spec_text(text, origin=f"preset '{s}'")
     if not path.is_file():
         raise SpecError(f"{s}: no such file; expected a chip-description YAML file or a preset name")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{s}: cannot read file: {exc}") from None
-    return load_spec_text(text, origin=s)
+    return load_spec_text(read_yaml_file(path, s, SpecError), origin=s)

@@ -19,7 +19,31 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-__all__ = ["format_validation_error", "loc_path"]
+__all__ = ["excerpt", "format_validation_error", "loc_path"]
+
+#: Longest quote of a bad value in an error message, in characters (a hostile
+#: file once produced a 312 MB error line).
+EXCERPT_CHARS = 60
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters (``'xxx…' (2,003 chars)``).
+
+    Containers are cut while they are rendered (``reprlib``), so a huge value costs
+    no more than its excerpt.
+    """
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 6
+    r.maxlevel = 3
+    text = r.repr(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if isinstance(value, str) and len(value) > limit:
+        text += f" ({len(value):,} chars)"
+    return text
 
 
 def loc_path(loc: Sequence[Any]) -> str:
@@ -65,12 +89,12 @@ def format_validation_error(err: Mapping[str, Any], *, loc: Sequence[Any], model
     if network and typ == "union_tag_invalid":
         close = difflib.get_close_matches(str(ctx.get("tag")), ops, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return (f"{path}.op: bad value {value.get('op')!r}: unknown op; expected one of "
+        return (f"{path}.op: bad value {excerpt(value.get('op'))}: unknown op; expected one of "
                 f"{', '.join(ops)}{hint}")
     if network and typ == "union_tag_not_found":
         return f"{path}: missing key 'op'; expected one of {', '.join(ops)}"
     if network and typ == "model_attributes_type":
-        return f"{path}: bad value {value!r}: expected a mapping such as {{name: ..., op: ...}}"
+        return f"{path}: bad value {excerpt(value)}: expected a mapping such as {{name: ..., op: ...}}"
     if typ == "extra_forbidden":
         fields = model.model_fields if model is not None else {}
         if network:
@@ -78,7 +102,7 @@ def format_validation_error(err: Mapping[str, Any], *, loc: Sequence[Any], model
             allowed = list(fields)
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            return (f"{path}: unknown key{unknown_key_note} (value {value!r}); expected one of "
+            return (f"{path}: unknown key{unknown_key_note} (value {excerpt(value)}); expected one of "
                     f"{', '.join(allowed)}{hint}")
         key = str(loc[-1]) if loc else "?"
         valid = [k for k in fields if k != "sources"]
@@ -89,11 +113,11 @@ def format_validation_error(err: Mapping[str, Any], *, loc: Sequence[Any], model
             hint = f"; keys carry their unit, did you mean '{unit_like[0]}'?"
         elif close:
             hint = f"; did you mean '{close[0]}'?"
-        return f"{path}: unknown key (value {value!r}); expected one of: {', '.join(valid)}{hint}"
-    if network and typ == "missing":
+        return f"{path}: unknown key (value {excerpt(value)}); expected one of: {', '.join(valid)}{hint}"
+    if typ == "missing":  # never echo the enclosing mapping (once: the whole file on one line)
         return f"{path}: missing required key"
     if network and typ == "too_short" and loc == ("layers",):
-        return f"{path}: bad value {value!r}: expected a non-empty list of layers"
+        return f"{path}: bad value {excerpt(value)}: expected a non-empty list of layers"
     msg = err["msg"]
     stripped = _strip(msg, "Value error, ")
     if network:
@@ -102,7 +126,7 @@ def format_validation_error(err: Mapping[str, Any], *, loc: Sequence[Any], model
         expected = _strip(msg, "Input should be ")
         if expected is not None:
             msg = "expected " + expected
-        return f"{path}: bad value {value!r}: {msg}"
+        return f"{path}: bad value {excerpt(value)}: {msg}"
     if stripped is not None:
         msg = stripped
     desc = ""
@@ -112,4 +136,4 @@ def format_validation_error(err: Mapping[str, Any], *, loc: Sequence[Any], model
             desc = f" ({d})"
     if isinstance(value, dict) and typ == "value_error":  # a cross-field check: the message names the fields
         return f"{path}: {msg}"
-    return f"{path}: bad value {value!r}: {msg}{desc}"
+    return f"{path}: bad value {excerpt(value)}: {msg}{desc}"

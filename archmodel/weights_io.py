@@ -63,6 +63,11 @@ def load_npz(path: str | Path, network: Network | None = None) -> tuple[Params, 
     TrainingError
         Unreadable file, unknown layer, wrong shape or missing parameter.
     """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # np.load would try a pickle and advise loading it "unsafely"
+        raise TrainingError(f"cannot read weights {path}: not an .npz file (a zip archive of arrays, as "
+                            "'aimc train' writes)")
     try:
         with np.load(path, allow_pickle=False) as z:
             params: Params = {}
@@ -73,8 +78,14 @@ def load_npz(path: str | Path, network: Network | None = None) -> tuple[Params, 
                     continue
                 ln, _, pn = key.partition("/")
                 params.setdefault(ln, {})[pn] = np.asarray(z[key], dtype=np.float32)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise TrainingError(f"cannot read weights {path}: {exc}") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays; never suggest allow_pickle for an untrusted file
+            raise TrainingError(f"cannot read weights {path}: it holds Python objects, not numeric arrays "
+                                "('aimc train' writes numeric arrays only)") from None
+        raise TrainingError(f"cannot read weights {path}: {str(exc)[:120]}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise TrainingError(f"cannot read weights {path}: corrupt .npz ({type(exc).__name__}: "
+                            f"{str(exc)[:100]})") from None
     if network is not None:
         _check_against(network, params, str(path))
     return params, meta

@@ -167,7 +167,7 @@ def totals_lines(result: MappingResult) -> list[str]:
     ]
 
 
-def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = False) -> str:
+def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = False, plots: bool = True) -> str:
     t = result
     out = [f"# aimc map: `{t.network_name}` on `{t.spec_name}`", "",
            f"aimc {__version__} · chip description hash `{t.spec_hash}` · seed {seed if seed is not None else 'none'} · "
@@ -212,7 +212,9 @@ def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = Fa
                 "|" + "|".join("---" if i < 3 else "---:" for i in range(len(_DIGITAL_COLUMNS))) + "|"]
         for r in t.digital_ops:
             out.append("| " + " | ".join(_fmt(get(r)) for _, _, get in _DIGITAL_COLUMNS) + " |")
-    out += ["", "Plots: `energy_breakdown.png`, `area_breakdown.png`, `layer_latency.png`.", ""]
+    if plots:  # name only the files that are written (--no-plots writes none)
+        out += ["", "Plots: `energy_breakdown.png`, `area_breakdown.png`, `layer_latency.png`."]
+    out.append("")
     return "\n".join(out)
 
 
@@ -275,7 +277,7 @@ def render_report(result: MappingResult, *, seed: int | None = None, plots: bool
     ``fold_batchnorm`` is recorded in the report's options (see :func:`report_dict`).
     """
     files: dict[str, bytes | str] = {
-        "report.md": _markdown(result, seed, fold_batchnorm),
+        "report.md": _markdown(result, seed, fold_batchnorm, plots),
         "report.json": json.dumps(report_dict(result, seed, fold_batchnorm=fold_batchnorm),
                                   indent=2, ensure_ascii=False) + "\n",
         "layers.csv": _csv(result),

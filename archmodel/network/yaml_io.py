@@ -49,8 +49,8 @@ from archmodel.network.schema import (
     pos_float,
     pos_int,
 )
-from archmodel.validation import format_validation_error
-from archmodel.yaml_loader import load_yaml_or_raise
+from archmodel.validation import excerpt, format_validation_error
+from archmodel.yaml_loader import load_yaml_or_raise, read_yaml_file
 
 __all__ = ["NetworkSpec", "load_network_yaml", "network_to_yaml"]
 
@@ -60,9 +60,15 @@ __all__ = ["NetworkSpec", "load_network_yaml", "network_to_yaml"]
 # --------------------------------------------------------------------------------------
 
 
+#: Longest layer or network name (assumed; names are quoted in every message about the layer).
+MAX_NAME_CHARS = 128
+
+
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"bad value {value!r}: expected a non-empty string")
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"bad value {excerpt(value)}: expected a non-empty string")
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"bad value {excerpt(value)}: expected a name of at most {MAX_NAME_CHARS} characters")
     return value
 
 
@@ -73,20 +79,20 @@ def _inputs(value: Any) -> list[str]:
         isinstance(v, str) and v for v in value
     ):
         raise ValueError(
-            f"bad value {value!r}: expected a layer name or a non-empty list of layer names"
+            f"bad value {excerpt(value)}: expected a layer name or a non-empty list of layer names"
         )
     return value
 
 
 def _shape(value: Any) -> list[int]:
     if not isinstance(value, list) or not value:
-        raise ValueError(f"bad value {value!r}: expected a non-empty list of positive integers")
+        raise ValueError(f"bad value {excerpt(value)}: expected a non-empty list of positive integers")
     for v in value:
         try:
             pos_int(v)
         except ValueError:
             raise ValueError(
-                f"bad value {value!r}: expected a non-empty list of positive integers"
+                f"bad value {excerpt(value)}: expected a non-empty list of positive integers"
             ) from None
     return value
 
@@ -180,7 +186,7 @@ def _format(err: dict[str, Any]) -> str:
     model: type[BaseModel] = NetworkSpec
     if err["type"] == "extra_forbidden" and len(loc) > 2 and loc[0] == "layers":
         model = _SPECS.get(str(loc[2]), NetworkSpec)
-    note = f" for op {loc[2]!r}" if model is not NetworkSpec else ""
+    note = f" for op {excerpt(loc[2])}" if model is not NetworkSpec else ""
     # Drop the discriminator tag pydantic inserts after a list index: layers.3.conv.x.
     if len(loc) > 2 and loc[0] == "layers" and isinstance(loc[1], int):
         loc = loc[:2] + loc[3:]
@@ -195,7 +201,7 @@ def _validate(data: Any, origin: str) -> NetworkSpec:
         )
     if isinstance(data, str) and "\n" not in data.strip():
         raise NetworkError(
-            f"{origin}: (top level): bad value {data!r}: expected a YAML mapping with keys "
+            f"{origin}: (top level): bad value {excerpt(data)}: expected a YAML mapping with keys "
             f"{_TOP_KEYS} (if this is a file path, no such file exists)"
         )
     if not isinstance(data, dict):
@@ -259,7 +265,7 @@ def _build(spec: NetworkSpec, origin: str) -> Network:
         note = ""
         if key == "inputs" and implicit[i]:
             prev = layers[exc.index - 1].name
-            note = f" (inputs not given: they default to the previous layer {prev!r})"
+            note = f" (inputs not given: they default to the previous layer {excerpt(prev)})"
         raise NetworkError(f"{origin}: layers[{i}].{key}: {exc}{note}", layer=exc.layer,
                            index=i, key=key) from None
 
@@ -296,10 +302,7 @@ def load_network_yaml(source: str | os.PathLike[str], *, origin: str | None = No
         origin = origin or str(path)
         if not path.is_file():
             raise NetworkError(f"{origin}: no such file; expected a network YAML file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise NetworkError(f"{origin}: cannot read file: {exc}") from None
+        text = read_yaml_file(path, origin, NetworkError)
     elif isinstance(source, str):
         text = source
         origin = origin or "<yaml text>"

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from archmodel.fileio import write_files_atomic
+from archmodel.fileio import staged_output, write_files_atomic
 from mapping.cli.common import (
     OptionError,
     add_arch,
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if n_adabs > len(data.x_train):
         flag = "--adabs-images" if args.adabs_images is not None else f"chip '{spec.name}' calibration.adabs_images"
         raise OptionError(f"{flag} = {n_adabs} exceeds the {len(data.x_train)} images of the training split")
-    check_out_dir(args.out)
+    check_out_dir(args.out, args.force)
     if args.weights:
         params, info = load_weights(args.weights, network)
     elif has_own_weights(network):
@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     files: dict[str, bytes | str] = {"report.md": md, "report.json": json.dumps(rep, indent=2) + "\n"}
     if not args.no_plot:
         files["accuracy_vs_time.png"] = plot_png(rep)
-    write_files_atomic(args.out, files)
+    with staged_output(args.out, force=args.force) as stage:
+        write_files_atomic(stage, files)
     if not args.quiet:
         print(md, end="")
         print(f"  report: {args.out}/report.md")

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
+from archmodel import fileio
 from archmodel.errors import AimcError
 from archmodel.spec import ChipSpec, list_presets, load_spec
 
 
 class OptionError(AimcError, ValueError):
     """A command-line option value that is out of range or meaningless (one line, exit status 1)."""
+
+
+class OnceBooleanAction(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag`` that refuses both on one command line (exit 2): ``--replicate --no-replicate``
+    used to pass silently, the last one winning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse's signature
+        seen = getattr(namespace, "_once_seen", None) or {}
+        value = not option_string.startswith("--no-")
+        if seen.get(self.dest, value) != value:
+            parser.error(f"{self.option_strings[0]} and {self.option_strings[1]} contradict each other; give one")
+        seen[self.dest] = value
+        namespace._once_seen = seen
+        setattr(namespace, self.dest, value)
 
 
 def add_arch(parser: argparse.ArgumentParser, default: str = "fig11") -> None:
@@ -31,10 +45,16 @@ def _out_arg(text: str) -> Path:
     return Path(text)
 
 
-def add_out(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--out", type=_out_arg, required=required, metavar="DIR", help="output folder (created if missing)"
-    )
+#: What --out promises, in every command's --help (docs/design.md, "The command line").
+OUT_HELP = ("output folder, written all or nothing: the files are staged beside it and moved into place "
+            "only when the command succeeds; an existing non-empty folder is refused unless --force")
+
+
+def add_out(parser: argparse.ArgumentParser, required: bool = True, help: str = OUT_HELP) -> None:
+    parser.add_argument("--out", type=_out_arg, required=required, default=None, metavar="DIR", help=help)
+    parser.add_argument("--force", action="store_true",
+                        help="accept a non-empty --out and replace it whole when the command succeeds "
+                             "(no file of an earlier run remains); on failure it is left untouched")
 
 
 def check_int_range(flag: str, value: int, lo: int, hi: int | None = None) -> int:
@@ -53,38 +73,15 @@ def check_int_range(flag: str, value: int, lo: int, hi: int | None = None) -> in
     return value
 
 
-def check_out_dir(path: str | os.PathLike[str] | None) -> Path:
-    """Make sure ``--out`` names a writable folder, before any work is done.
-
-    Creates the folder (and its parents) if missing, then creates and removes
-    a probe file in it, so that a read-only or impossible path is reported at
-    once instead of after a long run.
-
-    Returns
-    -------
-    Path
-        The folder.
+def check_out_dir(path: str | os.PathLike[str] | None, force: bool = False) -> Path:
+    """Check ``--out`` before any work (:func:`archmodel.fileio.check_out_dir`; creates nothing).
 
     Raises
     ------
-    OptionError
-        ``path`` is empty (an empty ``--out`` would mean the current folder).
-    OSError
-        ``"--out DIR: not a writable folder (reason)"``.
+    OutputError
+        ``"--out DIR: not a writable folder (reason)"``, or a non-empty folder without ``--force``.
     """
-    if path is None or not str(path).strip():
-        raise OptionError("--out: empty folder name; expected a folder path")
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise OSError(f"--out {out}: not a writable folder (exists and is not a folder)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".aimc-write-test.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OSError(f"--out {out}: not a writable folder ({exc.strerror or exc})") from None
-    return out
+    return fileio.check_out_dir(path, force=force)
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:

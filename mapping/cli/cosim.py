@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
-from mapping.cli.common import add_arch, add_network, add_seed
+from archmodel.fileio import check_out_dir, staged_output
+from mapping.cli.common import OptionError, add_arch, add_network, add_seed, check_int_range
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="simulator (default: verilator)")
     p.add_argument("--waves", action="store_true", help="dump waveforms (kept in --build-dir)")
     p.add_argument("--build-dir", default=None, metavar="DIR",
-                   help="build folder to keep (default: a temporary folder, removed afterwards)")
+                   help="build folder to keep, written all or nothing like --out: staged beside it and moved into "
+                        "place when the co-simulation ran (match or mismatch); a non-empty folder is refused "
+                        "unless --force (default: a temporary folder, removed afterwards)")
+    p.add_argument("--force", action="store_true",
+                   help="accept a non-empty --build-dir and replace it whole when the run completes")
     p.set_defaults(func=run)
 
 
@@ -51,20 +55,25 @@ def run(args: argparse.Namespace) -> int:
     from tb.cosim import cosim_layer
 
     if not math.isfinite(args.t_inf) or args.t_inf < 0:
-        raise ValueError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    if args.build_dir is not None and Path(args.build_dir).exists() and not Path(args.build_dir).is_dir():
-        raise ValueError(f"--build-dir {args.build_dir}: exists and is not a folder")
+        raise OptionError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
+    check_int_range("--seed", args.seed, 0)
     if args.waves and args.build_dir is None:
-        raise ValueError("--waves needs --build-dir DIR to keep the waveform file")
+        raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
+    if args.force and args.build_dir is None:
+        raise OptionError("--force has no effect without --build-dir")
+    if args.build_dir is not None:
+        check_out_dir(args.build_dir, args.force, flag="--build-dir")
     from archmodel.spec import load_spec
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, map_network
 
     placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
-    report = cosim_layer(args.arch, args.network, args.layer, placement=placement, seed=args.seed, t_inf_s=args.t_inf,
-                         sim=args.sim, waves=args.waves, build_dir=args.build_dir)
+    kwargs = dict(placement=placement, seed=args.seed, t_inf_s=args.t_inf, sim=args.sim, waves=args.waves)
+    if args.build_dir is None:
+        report = cosim_layer(args.arch, args.network, args.layer, build_dir=None, **kwargs)
+    else:
+        with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
+            report = cosim_layer(args.arch, args.network, args.layer, build_dir=stage, **kwargs)
     for line in report.lines():
         print(line)
     return 0 if report.match and report.cycles_agree else 1

@@ -14,8 +14,8 @@ from archmodel.drift import (
     check_drift_options,
     drift_table,
 )
-from archmodel.fileio import write_files_atomic
-from mapping.cli.common import add_arch, add_seed, check_out_dir, resolve_arch
+from archmodel.fileio import staged_output, write_files_atomic
+from mapping.cli.common import add_arch, add_out, add_seed, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_seed(p)
     p.add_argument("--vectors", type=int, default=64,
                    help=f"random int8 input vectors per time, 1..{MAX_VECTORS} (default: 64)")
-    p.add_argument("--out", default=None, help="also write drift.md and drift.json into this folder")
+    add_out(p, required=False, help="also write drift.md and drift.json into this folder, all or nothing "
+            "(staged beside it, moved into place at the end; a non-empty folder is refused unless --force)")
     p.set_defaults(func=run)
 
 
@@ -64,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_arch(args)
     check_drift_array(spec)
     if args.out is not None:
-        check_out_dir(args.out)
+        check_out_dir(args.out, args.force)
     res = drift_table(spec, args.seed, args.vectors)
     md = to_markdown(res)
     print(md, end="")
-    if args.out:
-        write_files_atomic(args.out, {"drift.md": md, "drift.json": json.dumps(res, indent=2) + "\n"})
+    if args.out is not None:
+        with staged_output(args.out, force=args.force) as stage:
+            write_files_atomic(stage, {"drift.md": md, "drift.json": json.dumps(res, indent=2) + "\n"})
     return 0

@@ -9,10 +9,14 @@ for a zoo name or an ONNX/YAML path.
 
 Error policy (here and nowhere else): bad arguments print the usage and one
 line ``aimc: error: ...`` and exit with status 2; a user-facing error
-(:class:`archmodel.errors.AimcError`, and, until every such error derives
-from it, ``ValueError``; an ``OSError`` is the file system's answer) prints one
-line ``aimc: error: ...`` and exits with status 1; any other exception is a
-bug and prints one line saying so (status 1). ``AIMC_DEBUG=1`` shows the
+(:class:`archmodel.errors.AimcError`; an ``OSError`` is the file system's
+answer) prints one line ``aimc: error: ...`` (at most :data:`MAX_MESSAGE_CHARS`
+characters) and exits with status 1; any other exception, ``ValueError``
+included, is a bug and prints one line saying so (status 1). A numeric
+warning (overflow, division by zero, invalid value) is turned into an error
+(:class:`NumericError`, one line naming the chip description) instead of
+leaking to the terminal; an ``OverflowError`` is reported the same way. Ctrl-C
+prints ``aimc: interrupted`` and exits 130. ``AIMC_DEBUG=1`` shows the
 traceback instead.
 """
 
@@ -22,6 +26,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from archmodel import __version__
@@ -39,12 +44,45 @@ COMMAND_MODULES = (
     "mapping.cli.sweep",
 )
 
-#: Errors shown to the user as one line (exit status 1). ``ValueError`` stays
-#: until every user-facing error derives from ``AimcError`` (issue 21).
-USER_ERRORS: tuple[type[BaseException], ...] = (AimcError, ValueError, OSError)
+#: Errors shown to the user as one line (exit status 1): bad input, and the file system's answers.
+USER_ERRORS: tuple[type[BaseException], ...] = (AimcError, OSError)
+
+#: Longest error line printed (a hostile input once produced a 312 MB line).
+MAX_MESSAGE_CHARS = 400
+
+
+class NumericError(AimcError, ArithmeticError):
+    """A computation overflowed or produced NaN: some input value is outside the model's range."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every ``--help``: prose wrapped to the terminal, indented example lines kept as written, and
+    ``(default: X)`` added to each option whose help does not state its default already."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out = []
+        for line in text.splitlines():
+            if line.startswith(" ") or not line.strip():
+                out.append(indent + line)
+            else:
+                out.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent))
+        return "\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings or isinstance(action, argparse._HelpAction | argparse._VersionAction)):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["formatter_class"] = HelpFormatter  # one look for every command's --help
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2, like argparse but with our prefix
         self.print_usage(sys.stderr)
         print(f"aimc: error: {message}", file=sys.stderr)
@@ -69,7 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _numeric_error(args: argparse.Namespace, exc: BaseException) -> NumericError:
+    what = []
+    if getattr(args, "arch", None) is not None:
+        what.append(f"chip description '{args.arch}'")
+    if getattr(args, "network", None) is not None:
+        what.append(f"network '{args.network}'")
+    inputs = " and ".join(what) or "the inputs"
+    return NumericError(f"numeric error ({_first_line(exc)}) while evaluating {inputs}: a value is outside "
+                        "the model's range; check the chip keys against 'aimc spec --arch ...' and docs/design.md")
+
+
+def _quiet_after_abort() -> None:
+    # an aborted RTL export leaves Amaranth elaboratables unused; their warnings, printed when they are
+    # garbage-collected at exit, would follow the one error line (six lines after a Ctrl-C of aimc verilog)
+    warnings.filterwarnings("ignore", message=r".*created but never used")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = bool(os.environ.get("AIMC_DEBUG"))
     try:
-        return int(args.func(args) or 0)
+        try:
+            with warnings.catch_warnings():
+                # numpy's overflow / invalid-value warnings become errors instead of leaking to the terminal
+                warnings.simplefilter("error", RuntimeWarning)
+                return int(args.func(args) or 0)
+        except (RuntimeWarning, FloatingPointError, OverflowError) as exc:
+            raise _numeric_error(args, exc) from exc
     except BrokenPipeError:  # output piped into e.g. `head`
         try:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
@@ -89,16 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 0
     except KeyboardInterrupt:
+        _quiet_after_abort()
         print("aimc: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as exc:
         if debug:
             raise
+        _quiet_after_abort()
         print(f"aimc: error: {_first_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only with AIMC_DEBUG=1
         if debug:
             raise
+        _quiet_after_abort()
         print(f"aimc: internal error: {type(exc).__name__}: {_first_line(exc)} "
               "(set AIMC_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from archmodel.fileio import write_files_atomic
-from mapping.cli.common import add_arch, add_network, add_out, check_int_range, check_out_dir, resolve_arch
+from archmodel.fileio import staged_output, write_files_atomic
+from mapping.cli.common import (
+    OnceBooleanAction,
+    OptionError,
+    add_arch,
+    add_network,
+    add_out,
+    check_int_range,
+    check_out_dir,
+    resolve_arch,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,10 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out(p)
     p.add_argument("--max-chips", type=int, default=None, metavar="N",
                    help="at most N chips; a network needing more tiles is an error (default: no cap)")
-    p.add_argument("--replicate", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--replicate", action=OnceBooleanAction, default=True,
                    help="replicate the slowest analog layers onto spare tiles (default: on)")
     p.add_argument("--fold-batchnorm", action="store_true",
-                   help="ONNX input: fold batch-norm into the preceding conv/linear. Changes no PPA "
+                   help="ONNX input only (refused for a zoo or YAML network): fold batch-norm into the "
+                   "preceding conv/linear. Changes no PPA "
                    "figure: a kept batch norm is merged into the affine unit's per-column scale and "
                    "offset anyway; recorded in report.json options")
     p.add_argument("--seq-len", type=int, default=None, metavar="S",
@@ -44,6 +54,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=run)
+
+
+#: Totals that must be finite and > 0, and the chip keys that drive them (named in the error).
+SANE_TOTALS = {
+    "latency_ns": "technology.clock_mhz, array.integration_time_ns, array.adc_conversion_time_ns",
+    "energy_total_pj": "the energy_pj.* keys",
+    "area_total_mm2": "the area_um2.* keys",
+    "tops": "technology.clock_mhz and the array timing keys",
+    "tops_per_w": "the energy_pj.* keys",
+    "tops_per_mm2": "the area_um2.* keys",
+}
+
+
+def check_totals(result, arch: str) -> None:
+    """Refuse a mapping whose totals overflowed or rounded to zero (one line naming the total and its keys).
+
+    Raises
+    ------
+    MappingError
+        A total of :data:`SANE_TOTALS` is inf, NaN or <= 0.
+    """
+    import math
+
+    from mapping.mapper import MappingError
+
+    for total, keys in SANE_TOTALS.items():
+        v = float(getattr(result, total))
+        if not (math.isfinite(v) and v > 0):
+            raise MappingError(f"chip description '{arch}': total {total} = {v!r} (expected a finite number > 0); "
+                               f"check {keys}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise MappingError(str(exc)) from None
     spec = resolve_arch(args)
-    check_out_dir(args.out)
+    check_out_dir(args.out, args.force)
+    if args.fold_batchnorm and not str(args.network).lower().endswith(".onnx"):
+        raise OptionError(f"--fold-batchnorm has no effect for network '{args.network}': it applies to ONNX "
+                          "files only (zoo and YAML networks keep batch norm as written)")
     opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
     if args.seq_len is not None:
         try:
@@ -66,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
             raise MappingError(str(exc)) from None
     network = load_network(args.network, seq_len=args.seq_len, **opts)
     result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips))
+    check_totals(result, args.arch)
     files = render_report(result, plots=not args.no_plots, fold_batchnorm=args.fold_batchnorm)
-    write_files_atomic(args.out, files)
+    with staged_output(args.out, force=args.force) as stage:
+        write_files_atomic(stage, files)
     if not args.quiet:
         print("\n".join(totals_lines(result)))
         print(f"  report: {args.out}/report.md")

@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "spec",
         help="print the resolved chip description (defaults filled in, validated)",
         description="Load a chip description (preset or YAML), validate it and print it resolved, "
-        "with its hash and a few derived figures.",
+        "with its hash and a few derived figures (as YAML comments, so that the output is itself a chip "
+        "description: 'aimc spec --arch fig11 > my.yaml; aimc spec --arch my.yaml' prints the same hash; "
+        "--no-sources drops the source notes, which are part of the hash).",
     )
     add_arch(p)
     p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default: yaml)")
@@ -43,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         import yaml
 
+        # the derived figures are comments: the printed text is itself a chip description that
+        # loads back as the same description with the same hash (without --no-sources)
         print(f"# chip description '{spec.name}' (hash {spec.spec_hash}), resolved")
         print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
-        print("# derived")
-        print(yaml.safe_dump(derived, sort_keys=False).rstrip())
+        print("# derived (not part of the description)")
+        for line in yaml.safe_dump(derived, sort_keys=False).rstrip().splitlines():
+            print(f"# {line}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from archmodel.fileio import write_files_atomic
+from archmodel.fileio import staged_output, write_files_atomic
 from mapping.cli.common import OptionError, add_network, add_out, add_seed, check_int_range, check_out_dir
 
 #: Default training options of the CLI (also used by ``aimc accuracy`` when it trains).
@@ -99,14 +99,15 @@ def run(args: argparse.Namespace) -> int:
     check_int_range("--seed", args.seed, 0)
     noise, epochs, clip_sigma = train_settings(args)
     network = load_network(args.network)
-    check_out_dir(args.out)
+    check_out_dir(args.out, args.force)
     result, data = train_with_progress(network, args.seed, noise, epochs, clip_sigma, args.quiet)
     meta = {"network": network.name, "noise": noise, "seed": args.seed, "epochs": epochs,
             "clip_sigma": clip_sigma, "train_accuracy_pct": 100 * result.train_accuracy,
             "test_accuracy_pct": 100 * result.test_accuracy, "dataset": "sklearn digits, stratified 70/30 split",
             "tool_version": __version__}
-    write_files_atomic(args.out, {"weights.npz": save_npz_bytes(result.params, meta),
-                                  "train.json": json.dumps(meta, indent=2, sort_keys=True) + "\n"})
+    with staged_output(args.out, force=args.force) as stage:
+        write_files_atomic(stage, {"weights.npz": save_npz_bytes(result.params, meta),
+                                   "train.json": json.dumps(meta, indent=2, sort_keys=True) + "\n"})
     if not args.quiet:
         print(f"trained {network.name} (noise {noise:g}, seed {args.seed}, {epochs} epochs): "
               f"FP32 test accuracy {100 * result.test_accuracy:.2f} % on {len(data.y_test)} images")

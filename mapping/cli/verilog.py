@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from archmodel.fileio import staged_output
 from mapping.cli.common import add_arch, add_out, check_out_dir, resolve_arch
 
 
@@ -28,52 +26,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _one_line(exc: BaseException) -> str:
+    """A tool's failure as one line: its first line, plus the last line of a multi-line report
+    (a Yosys traceback under ``ulimit -v`` becomes ``... failed: MemoryError``)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+    head = lines[0]
+    if len(lines) > 1:
+        head = head.split(": ", 1)[0] + ": " + lines[-1]
+    return head[:300]
+
+
 def run(args: argparse.Namespace) -> int:
+    from archmodel.errors import AimcError
     from rtl.export import LintError, SynthError, export_verilog, lint, ports_markdown, synth_stats
     from rtl.regmap import build_regmap, regmap_markdown
 
     spec = resolve_arch(args)
-    check_out_dir(args.out)
+    check_out_dir(args.out, args.force)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    # Stage everything in a hidden folder inside --out and move it into place at the end,
-    # so an interrupted run leaves no half-written set of files.
-    staging = Path(tempfile.mkdtemp(prefix=".aimc-verilog-", dir=out))
-    try:
-        staged = export_verilog(spec, staging)
-        (staging / "ports.md").write_text(ports_markdown(spec))
-        (staging / "regmap.md").write_text(regmap_markdown(build_regmap(spec)))
-        paths = []
-        for src in [*staged, staging / "ports.md", staging / "regmap.md"]:
-            dst = out / src.name
-            (out / f"{src.stem}.stat.txt").unlink(missing_ok=True)  # statistics of an earlier run are stale
-            os.replace(src, dst)
-            dst.chmod(0o644)
-            paths.append(dst)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    md = paths.pop()
-    ports_md = paths.pop()
     regmap = build_regmap(spec)
-    for p in [*paths, ports_md, md]:
-        print(f"wrote {p} ({p.stat().st_size} bytes)")
-    print(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, digest {regmap.digest}")
-    if args.lint:
-        try:
-            lint(paths)
-        except (LintError, FileNotFoundError) as exc:
-            raise ValueError(str(exc).splitlines()[0]) from None
-        print(f"verilator --lint-only -Wall: {len(paths)} files clean")
-    if args.synth:
-        print("| block | cells | flip-flops |")
-        print("|---|---:|---:|")
-        for p in paths:
+    # everything, lint and synthesis included, happens in the staging folder; --out appears only on success
+    with staged_output(out, force=args.force) as stage:
+        staged = export_verilog(spec, stage)
+        (stage / "ports.md").write_text(ports_markdown(spec))
+        (stage / "regmap.md").write_text(regmap_markdown(regmap))
+        for p in stage.iterdir():
+            p.chmod(0o644)
+        lines = [f"wrote {out / p.name} ({p.stat().st_size} bytes)"
+                 for p in [*staged, stage / "ports.md", stage / "regmap.md"]]
+        lines.append(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, "
+                     f"digest {regmap.digest}")
+        if args.lint:
             try:
-                s = synth_stats(p)
-            except (SynthError, FileNotFoundError) as exc:
-                raise ValueError(str(exc).splitlines()[0]) from None
-            print(f"| {p.stem} | {s.total} | {s.flops} |")
-        print("yosys: no latches")
+                lint(staged)
+            except (LintError, FileNotFoundError) as exc:
+                raise AimcError(_one_line(exc)) from None
+            lines.append(f"verilator --lint-only -Wall: {len(staged)} files clean")
+        if args.synth:
+            lines += ["| block | cells | flip-flops |", "|---|---:|---:|"]
+            for p in staged:
+                try:
+                    s = synth_stats(p)
+                except (SynthError, FileNotFoundError) as exc:
+                    raise AimcError(_one_line(exc)) from None
+                lines.append(f"| {p.stem} | {s.total} | {s.flops} |")
+            lines.append("yosys: no latches")
+    print("\n".join(lines))
     return 0
