@@ -23,19 +23,24 @@ Micro-architecture
   write back: its sums go to the FIFO.
 - **FIFO** (:class:`~amaranth.lib.fifo.SyncFIFOBuffered`, one column block of
   column groups): decouples the wide accumulation (one ADC beat per cycle,
-  so the tile controller meets ``mvm_cycles``) from the one-column-per-cycle
+  so the tile controller meets ``mvm_cycles``) from the ``L``-columns-per-cycle
   requantization; the next column block's MVMs overlap the emission of this one.
-- **SER**: emits the FIFO's column groups one column per cycle, in column order.
+- **SER**: emits the FIFO's column groups ``L = periphery.affine_lanes`` columns
+  per cycle, in column order: slot ``s`` of a group carries its columns
+  ``s*L .. s*L + L - 1`` (``L`` is a power of two dividing ``cols_per_adc_beat``,
+  rtl/params.py), so only a group's final slot can be partial (``count < L``).
 - **Chain** (partial sums of row blocks held by other tiles): with
-  ``chain_in`` set, every column waits for one ``psum_in`` beat and adds its
-  value (the upstream tile sends its columns in the same order, so the join is
-  a plain stream join; a column-index mismatch sets ``err_chain``). With
+  ``chain_in`` set, every slot waits for one ``psum_in`` beat (``L`` sums) and
+  adds its values (the upstream tile has the same lanes and sends its slots in
+  the same order, so the join is a plain stream join; a first-column mismatch
+  sets ``err_chain``). With
   ``chain_out`` set, the sums leave on ``psum_out`` instead of being
   requantized (a non-home tile of a layer). A layer whose row blocks span
   several tiles is a chain of tiles ending at its home tile; the sum over the
   whole chain must fit ``acc_bits`` (``TileParams.max_chained_row_blocks``),
   as in the golden model.
-- **REQUANT** (:class:`Requantizer`, 6 cycles): coefficient-memory read,
+- **REQUANT** (:class:`Requantizer`, 6 cycles, ``L`` lanes with a multiplier
+  each and the coefficient memory in ``L`` banks): coefficient-memory read,
   coefficient register, multiply, add offset, barrel shift, then round +
   saturate + ReLU. One operation per stage, so the unit reaches 128 MHz on an
   ECP5 LFE5U-85F (``python -m rtl.fpga --arch tiny``; it was 77 MHz with 3 stages); the three extra stages
@@ -44,16 +49,24 @@ Micro-architecture
 Latency: the REQUANT pipeline (column in -> int8 out) is 6 cycles (the chip
 description's ``periphery.affine_latency_cycles`` must say so: archmodel.timing.AFFINE_LATENCY_CYCLES). From the
 ``col_in`` beat of the final row block to the first result on ``out``: 9
-cycles (ACC 1 + FIFO 2 + REQUANT 6); the following columns of that beat
+cycles (ACC 1 + FIFO 2 + REQUANT 6); the following slots of that beat
 follow one per cycle. Throughput: one ``col_in`` beat per cycle (while the
-FIFO has room), one result per cycle.
+FIFO has room), one result beat of ``L`` columns per cycle.
 
-Trade-off (for the mapper): results leave one column per cycle, so a column
-block of ``cols_used`` columns occupies the output for ``cols_used`` cycles.
+Result and partial-sum beats carry ``L`` columns (:func:`result_layout`,
+:func:`psum_layout`: ``column`` = the first, ``count`` = valid lanes; with
+``L = 1`` the one-column layouts of before). They are not serialized back to
+one column per cycle: :class:`rtl.axis.ResultPacker` packs whole beats into
+the next tile's ``act`` beats (``L`` divides ``rows_per_dac_beat``).
+
+Trade-off (for the mapper): a column block of ``cols_used`` columns occupies
+the output for ``ceil(cols_used / L)`` cycles (:func:`archmodel.timing.affine_cycles`).
 The FIFO holds one column block, so this overlaps the next column block's
 MVMs; the tile stalls (back-pressure on ``adc``) only when
-``cols_used > n_row_blocks * mvm_cycles`` in steady state (e.g. one row block
-of 32 columns on the tiny preset: 32 > 16 cycles).
+``ceil(cols_used / L) > n_row_blocks * mvm_cycles`` in steady state (e.g. one
+row block of 32 columns on the tiny preset with ``L = 1``: 32 > 16 cycles;
+with ``L = 4``: 8 < 16). Each lane costs a multiplier (DSP) and its share of
+the pipeline registers.
 """
 
 from __future__ import annotations
@@ -311,14 +324,15 @@ class AffineUnit(wiring.Component):
         From the tile controller: ``cols_per_adc_beat`` ADC codes per beat with their
         column group, valid lanes and row-block flags. One beat per cycle.
     psum_in : In(stream.Signature(psum_layout(params)))
-        Partial sums from the upstream tile of a chain (``column``, ``value`` signed
-        ``acc_bits``, ``last``); consumed one per emitted column when ``chain_in``.
+        Partial sums from the upstream tile of a chain (:func:`psum_layout`: ``affine_lanes``
+        columns a beat); consumed one beat per emitted slot when ``chain_in``.
     psum_out : Out(stream.Signature(psum_layout(params)))
-        This tile's (plus upstream) partial sums, one column per beat in column order,
-        when ``chain_out``; ``last`` on the final column of the vector.
-    out : Out(stream.Signature(result_layout))
-        int8 results (``column``, ``data``, ``last`` on the vector's final column), one
-        per beat in column order, when not ``chain_out``.
+        This tile's (plus upstream) partial sums, ``affine_lanes`` columns per beat in
+        column order, when ``chain_out``; ``last`` on the vector's final beat.
+    out : Out(stream.Signature(result_layout(..., affine_lanes)))
+        int8 results (``column`` of the first lane, ``data``, ``count`` when
+        ``affine_lanes > 1``, ``last`` on the vector's final beat), ``affine_lanes``
+        columns per beat in column order, when not ``chain_out``.
     coef_addr : In(unsigned(ceil(log2(max_cols))))
         Column of the coefficient write.
     coef_scale : In(signed(scale_bits))
@@ -345,7 +359,8 @@ class AffineUnit(wiring.Component):
     Latency: 6 cycles in the requantizer (``Requantizer.LATENCY``, the
     figure for ``periphery.affine_latency_cycles``); 9 cycles (``LATENCY``) from a
     final-row-block ``col_in`` beat to its first ``out`` result.
-    Throughput: one ``col_in`` beat and one result per cycle.
+    Throughput: one ``col_in`` beat and one ``out`` / ``psum_out`` beat of
+    ``params.affine_lanes`` columns per cycle.
 
     Raises
     ------
