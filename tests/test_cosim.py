@@ -225,6 +225,14 @@ def test_cycle_check_hermes_peak_layer(tmp_path, lanes, predicted):
     assert rep.vectors == 4 and rep.outputs_compared == rep.outputs_expected == 4 * 256 and rep.mvms == 4
     assert rep.predicted_cycles == predicted
     assert rep.simulated_cycles == predicted and rep.cycles_agree
+    # the mapper's peak: 64 layers x 2 x 256 x 256 ops every `predicted` cycles at 1 GHz (all 64 cores busy)
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+
+    res = map_network(load_spec(arch), load_network(net), MapOptions())
+    assert res.interval_ns == pytest.approx(predicted)
+    assert res.tops == pytest.approx(64 * 2 * 256 * 256 / predicted / 1e3)   # 55.554 TOPS at 2 lanes, 32.768 at 1
 
 
 @pytest.mark.parametrize(("args", "message"), [
