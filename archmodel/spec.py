@@ -234,6 +234,13 @@ class Periphery(_Section):
     affine_latency_cycles: PositiveInt = Field(
         6, le=1024, description="Pipeline latency of the affine unit in cycles (the RTL requantizer: 6)."
     )
+    affine_lanes: PositiveInt = Field(
+        1, le=64,
+        description="Columns the affine unit accumulates, requantizes and emits per cycle (rtl/affine.py): a power "
+                    "of two dividing array.cols_per_adc_beat and array.rows_per_dac_beat (checked by ChipSpec). "
+                    "The affine-bound time of a column block is ceil(cols_used / affine_lanes) cycles "
+                    "(archmodel.timing.affine_cycles).",
+    )
 
     @model_validator(mode="after")
     def _check_affine_latency(self) -> Periphery:
@@ -393,6 +400,18 @@ class ChipSpec(BaseModel):
             raise ValueError(
                 f"periphery.accumulator_bits={p.accumulator_bits} must exceed array.adc_bits={a.adc_bits}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_affine_lanes(self) -> ChipSpec:
+        # rtl/params.py: the affine unit emits whole L-column slots of an ADC beat, and its result
+        # beats fill the next tile's act beats (rows_per_dac_beat int8) exactly
+        lanes, a = self.periphery.affine_lanes, self.array
+        if lanes & (lanes - 1):
+            raise ValueError(f"periphery.affine_lanes={lanes} must be a power of two (1, 2, 4, ...)")
+        for name in ("cols_per_adc_beat", "rows_per_dac_beat"):
+            if getattr(a, name) % lanes:
+                raise ValueError(f"periphery.affine_lanes={lanes} must divide array.{name}={getattr(a, name)}")
         return self
 
     # ---- derived figures (one place, used by model, mapper, RTL, testbench)

@@ -21,6 +21,21 @@ sequence for one MVM on one array (docs/design.md, "The array port"):
 (assumed 2 cycles: one to start the array after ``last``, one to hand the
 last ADC beat to the affine unit). The RTL tile controller is built to meet
 this figure; the co-simulation checks it within 2 %.
+
+The affine unit (rtl/affine.py) emits ``periphery.affine_lanes`` (``L``)
+columns -- int8 results, or partial sums of a mesh chain -- per cycle, in
+slots of ``L`` columns of an ADC beat's column group (``L`` divides
+``cols_per_adc_beat``, so only the final group of a column block has a partial
+slot): a column block of ``cols_used`` columns occupies it for
+``ceil(cols_used / L)`` cycles (:func:`affine_cycles`). Its result beats carry
+``L`` int8 each; the tile's network interface (rtl/axis.py ``ResultPacker``)
+packs whole beats into the next tile's ``act`` beats, ``L`` results per cycle,
+so nothing downstream serializes them back to one column per cycle.
+
+Stage time per input vector of a tile (:func:`tile_vector_cycles`): the
+slower of its array port and its affine unit. In the co-simulation
+(tb/cosim.py) it is the steady-state spacing of successive vectors' last
+outputs with no stall, which is what this function predicts.
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ from collections.abc import Hashable, Iterable
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
-__all__ = ["AFFINE_CYCLES_PER_COLUMN", "AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "adc_beats",
+__all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "adc_beats", "affine_cycles",
            "cycles_to_ns", "dac_beats", "digital_layer_cycles", "hop_cycles", "layer_mvm_cycles", "mvm_cycles",
            "tile_vector_cycles"]
 
@@ -43,8 +58,17 @@ MVM_OVERHEAD_CYCLES = 2
 #: (``periphery.affine_latency_cycles``, checked by :mod:`archmodel.spec`).
 AFFINE_LATENCY_CYCLES = 6
 
-#: Cycles the RTL affine unit spends per output column (one result or partial sum per cycle; rtl/affine.py).
-AFFINE_CYCLES_PER_COLUMN = 1
+
+
+def affine_cycles(spec: ChipSpec, cols_used: int) -> int:
+    """Cycles the RTL affine unit spends on one column block of one vector: ``ceil(cols_used / affine_lanes)``.
+
+    ``periphery.affine_lanes`` columns (results or partial sums) leave per cycle
+    (rtl/affine.py; module docstring). Raises ValueError if ``cols_used`` is not in
+    ``[1, array.cols]``.
+    """
+    _check(spec.array.cols, cols_used, "cols_used")
+    return -(-cols_used // spec.periphery.affine_lanes)
 
 
 def dac_beats(spec: ChipSpec, rows_used: int) -> int:
@@ -88,9 +112,9 @@ def tile_vector_cycles(spec: ChipSpec, blocks: Iterable[tuple[Hashable, int, int
 
     ``blocks`` are the tile's arrays as ``(column key, rows_used, cols_used)``;
     the column key names the output columns an array feeds (arrays of one
-    column block share it). ``max(sum of mvm_cycles, AFFINE_CYCLES_PER_COLUMN ·
-    columns streamed)``, where each distinct column key streams its
-    ``cols_used`` columns once.
+    column block share it). ``max(sum of mvm_cycles, sum of affine_cycles)``,
+    where each distinct column key streams its ``cols_used`` columns once,
+    ``affine_lanes`` per cycle.
     """
     array_port = 0
     cols_streamed: dict[Hashable, int] = {}
@@ -100,7 +124,7 @@ def tile_vector_cycles(spec: ChipSpec, blocks: Iterable[tuple[Hashable, int, int
             cache[(ru, cu)] = mvm_cycles(spec, ru, cu)
         array_port += cache[(ru, cu)]
         cols_streamed[key] = cu
-    return max(array_port, sum(cols_streamed.values()) * AFFINE_CYCLES_PER_COLUMN)
+    return max(array_port, sum(affine_cycles(spec, cu) for cu in cols_streamed.values()))
 
 
 def digital_layer_cycles(spec: ChipSpec, macs: int) -> int:

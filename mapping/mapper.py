@@ -53,9 +53,9 @@ Stages of the mapping
 7. **Schedule.** One array MVM takes ``mvm_cycles(spec, rows_used,
    cols_used)`` cycles. Per output pixel a layer needs ``t_pixel`` = the
    largest, over its tiles, of the summed MVM cycles of the tile's arrays, or
-   of the columns the tile's affine unit streams out per pixel (one column,
-   result or partial sum, per cycle: ``timing.AFFINE_CYCLES_PER_COLUMN``, the RTL
-   affine unit's throughput, rtl/affine.py) when that is longer: a wide layer
+   of the cycles the tile's affine unit streams its columns out per pixel
+   (``periphery.affine_lanes`` columns, results or partial sums, per cycle:
+   ``timing.affine_cycles``, the RTL affine unit's throughput, rtl/affine.py) when that is longer: a wide layer
    (many columns, few rows) is limited by its affine unit, not its arrays. An
    analog layer's stage time per inference is ``T = ceil(pixels / r) ·
    t_pixel``; a digital layer's is ``ceil(MACs / digital.mac_lanes)`` and all

@@ -23,19 +23,24 @@ Micro-architecture
   write back: its sums go to the FIFO.
 - **FIFO** (:class:`~amaranth.lib.fifo.SyncFIFOBuffered`, one column block of
   column groups): decouples the wide accumulation (one ADC beat per cycle,
-  so the tile controller meets ``mvm_cycles``) from the one-column-per-cycle
+  so the tile controller meets ``mvm_cycles``) from the ``L``-columns-per-cycle
   requantization; the next column block's MVMs overlap the emission of this one.
-- **SER**: emits the FIFO's column groups one column per cycle, in column order.
+- **SER**: emits the FIFO's column groups ``L = periphery.affine_lanes`` columns
+  per cycle, in column order: slot ``s`` of a group carries its columns
+  ``s*L .. s*L + L - 1`` (``L`` is a power of two dividing ``cols_per_adc_beat``,
+  rtl/params.py), so only a group's final slot can be partial (``count < L``).
 - **Chain** (partial sums of row blocks held by other tiles): with
-  ``chain_in`` set, every column waits for one ``psum_in`` beat and adds its
-  value (the upstream tile sends its columns in the same order, so the join is
-  a plain stream join; a column-index mismatch sets ``err_chain``). With
+  ``chain_in`` set, every slot waits for one ``psum_in`` beat (``L`` sums) and
+  adds its values (the upstream tile has the same lanes and sends its slots in
+  the same order, so the join is a plain stream join; a first-column mismatch
+  sets ``err_chain``). With
   ``chain_out`` set, the sums leave on ``psum_out`` instead of being
   requantized (a non-home tile of a layer). A layer whose row blocks span
   several tiles is a chain of tiles ending at its home tile; the sum over the
   whole chain must fit ``acc_bits`` (``TileParams.max_chained_row_blocks``),
   as in the golden model.
-- **REQUANT** (:class:`Requantizer`, 6 cycles): coefficient-memory read,
+- **REQUANT** (:class:`Requantizer`, 6 cycles, ``L`` lanes with a multiplier
+  each and the coefficient memory in ``L`` banks): coefficient-memory read,
   coefficient register, multiply, add offset, barrel shift, then round +
   saturate + ReLU. One operation per stage, so the unit reaches 128 MHz on an
   ECP5 LFE5U-85F (``python -m rtl.fpga --arch tiny``; it was 77 MHz with 3 stages); the three extra stages
@@ -44,16 +49,24 @@ Micro-architecture
 Latency: the REQUANT pipeline (column in -> int8 out) is 6 cycles (the chip
 description's ``periphery.affine_latency_cycles`` must say so: archmodel.timing.AFFINE_LATENCY_CYCLES). From the
 ``col_in`` beat of the final row block to the first result on ``out``: 9
-cycles (ACC 1 + FIFO 2 + REQUANT 6); the following columns of that beat
+cycles (ACC 1 + FIFO 2 + REQUANT 6); the following slots of that beat
 follow one per cycle. Throughput: one ``col_in`` beat per cycle (while the
-FIFO has room), one result per cycle.
+FIFO has room), one result beat of ``L`` columns per cycle.
 
-Trade-off (for the mapper): results leave one column per cycle, so a column
-block of ``cols_used`` columns occupies the output for ``cols_used`` cycles.
+Result and partial-sum beats carry ``L`` columns (:func:`result_layout`,
+:func:`psum_layout`: ``column`` = the first, ``count`` = valid lanes; with
+``L = 1`` the one-column layouts of before). They are not serialized back to
+one column per cycle: :class:`rtl.axis.ResultPacker` packs whole beats into
+the next tile's ``act`` beats (``L`` divides ``rows_per_dac_beat``).
+
+Trade-off (for the mapper): a column block of ``cols_used`` columns occupies
+the output for ``ceil(cols_used / L)`` cycles (:func:`archmodel.timing.affine_cycles`).
 The FIFO holds one column block, so this overlaps the next column block's
 MVMs; the tile stalls (back-pressure on ``adc``) only when
-``cols_used > n_row_blocks * mvm_cycles`` in steady state (e.g. one row block
-of 32 columns on the tiny preset: 32 > 16 cycles).
+``ceil(cols_used / L) > n_row_blocks * mvm_cycles`` in steady state (e.g. one
+row block of 32 columns on the tiny preset with ``L = 1``: 32 > 16 cycles;
+with ``L = 4``: 8 < 16). Each lane costs a multiplier (DSP) and its share of
+the pipeline registers.
 """
 
 from __future__ import annotations
@@ -70,30 +83,52 @@ from rtl.fixed import round_shift_finish, round_shift_start, saturate
 from rtl.params import ACT_BITS, TileParams
 from rtl.tile_controller import column_beat_layout, index_shape
 
-__all__ = ["AffineUnit", "Requantizer", "psum_layout", "result_layout"]
+__all__ = ["AffineUnit", "Requantizer", "lane_count_shape", "psum_layout", "result_layout"]
+
+
+def lane_count_shape(lanes: int) -> unsigned:
+    """Shape of a beat's ``count`` field (valid lanes, ``1 .. lanes``)."""
+    return unsigned(lanes.bit_length())
 
 
 def psum_layout(p: TileParams) -> data.StructLayout:
-    """Partial-sum beat (mesh chain): ``column``, ``value`` (signed ``acc_bits``), ``last``
-    (final column of the vector)."""
+    """Partial-sum beat (mesh chain), ``p.affine_lanes`` columns per beat.
+
+    One lane: ``column``, ``value`` (signed ``acc_bits``), ``last`` (final column of the
+    vector). ``L > 1`` lanes: ``column`` (the first, a multiple of ``L``), ``value`` (array of
+    ``L`` signed ``acc_bits``), ``count`` (valid lanes, ``1 .. L``; fewer only on a column
+    group's final beat), ``last``.
+    """
+    lanes = p.affine_lanes
+    if lanes == 1:
+        return data.StructLayout({"column": index_shape(p.max_cols), "value": signed(p.acc_bits), "last": unsigned(1)})
     return data.StructLayout({
         "column": index_shape(p.max_cols),
-        "value": signed(p.acc_bits),
+        "value": data.ArrayLayout(signed(p.acc_bits), lanes),
+        "count": lane_count_shape(lanes),
         "last": unsigned(1),
     })
 
 
-def result_layout(index_shape_: unsigned) -> data.StructLayout:
-    """Result beat: ``column`` (or channel), ``data`` (int8), ``last`` (final of the vector)."""
+def result_layout(index_shape_: unsigned, lanes: int = 1) -> data.StructLayout:
+    """Result beat of ``lanes`` int8 results.
+
+    One lane: ``column`` (or channel), ``data`` (int8), ``last`` (final of the vector).
+    ``lanes > 1``: ``column`` (the first, a multiple of ``lanes``), ``data`` (array of
+    ``lanes`` int8), ``count`` (valid lanes, ``1 .. lanes``), ``last``.
+    """
+    if lanes == 1:
+        return data.StructLayout({"column": index_shape_, "data": signed(ACT_BITS), "last": unsigned(1)})
     return data.StructLayout({
         "column": index_shape_,
-        "data": signed(ACT_BITS),
+        "data": data.ArrayLayout(signed(ACT_BITS), lanes),
+        "count": lane_count_shape(lanes),
         "last": unsigned(1),
     })
 
 
 class Requantizer(wiring.Component):
-    """Per-column ``saturate(round_shift(relu?(value*scale + offset), shift), 8)`` pipeline.
+    """Per-column ``saturate(round_shift(relu?(value*scale + offset), shift), 8)`` pipeline, ``lanes`` columns a beat.
 
     Shared by :class:`AffineUnit` and :class:`rtl.digital.DigitalDatapath`.
     Python reference: :func:`archmodel.golden.affine.affine_requantize`.
@@ -106,20 +141,27 @@ class Requantizer(wiring.Component):
         Signed widths of the coefficients.
     depth : int
         Coefficient-memory entries (columns / channels).
+    lanes : int
+        Columns per beat (``periphery.affine_lanes``), a power of two, 1..64; the
+        coefficient memory is split into ``lanes`` banks (column ``c`` in bank
+        ``c % lanes`` at ``c // lanes``), so a beat reads ``lanes`` coefficients at once.
 
     Members
     -------
-    i : In(stream.Signature({column: unsigned(ceil(log2(depth))), value: signed(value_bits), last: 1}))
-        One sum per beat; ``column`` addresses the coefficients.
-    o : Out(stream.Signature(result_layout))
-        One int8 result per beat, ``column`` and ``last`` passed through.
+    i : In(stream.Signature({column: unsigned(ceil(log2(depth))), value, [count,] last: 1}))
+        One lane: one sum per beat, ``value`` signed ``value_bits``. ``lanes > 1``:
+        ``value`` is an array of ``lanes`` sums of columns ``column .. column + lanes - 1``
+        (``column`` a multiple of ``lanes``), ``count`` the valid lanes (passed through;
+        lanes at or beyond it are computed and ignored).
+    o : Out(stream.Signature(result_layout(..., lanes)))
+        int8 results, ``column``, ``count`` and ``last`` passed through.
     coef_addr : In(unsigned(ceil(log2(depth))))
     coef_scale : In(signed(scale_bits))
         Scale with ``shift`` fractional bits.
     coef_offset : In(signed(offset_bits))
         Offset in output LSBs with ``shift`` fractional bits.
     coef_we : In(1)
-        Write ``(coef_scale, coef_offset)`` at ``coef_addr`` (one cycle; do it while idle).
+        Write ``(coef_scale, coef_offset)`` of column ``coef_addr`` (one cycle; do it while idle).
     shift : In(range(value_bits + scale_bits))
         Right shift of the layer, ``0 .. value_bits + scale_bits - 1``.
     relu : In(1)
@@ -132,31 +174,40 @@ class Requantizer(wiring.Component):
     clock-to-out stays out of the multiplier), (3) product, (4) plus offset,
     (5) barrel shift (:func:`~rtl.fixed.round_shift_start`), (6) round,
     saturate and ReLU (:func:`~rtl.fixed.round_shift_finish`); ReLU last gives
-    the same int8 as ReLU first. Throughput one result per cycle; a stalled
-    ``o`` stalls the whole pipeline (one enable).
+    the same int8 as ReLU first. Throughput one beat (``lanes`` results) per
+    cycle; a stalled ``o`` stalls the whole pipeline (one enable). Each lane has
+    its own multiplier.
 
     Raises
     ------
     ValueError
-        If a width is out of range or the sum is wider than 64 bits.
+        If a width is out of range, the sum is wider than 64 bits, or ``lanes``
+        is not a power of two in 1..64.
     """
 
     #: Pipeline depth (the stages written out in :meth:`elaborate`), the one figure of the cycle model.
     LATENCY = timing.AFFINE_LATENCY_CYCLES
 
-    def __init__(self, *, value_bits: int, scale_bits: int, offset_bits: int, depth: int):
+    def __init__(self, *, value_bits: int, scale_bits: int, offset_bits: int, depth: int, lanes: int = 1):
         for name, v, lo, hi in (("value_bits", value_bits, 2, 63), ("scale_bits", scale_bits, 2, 63),
                                 ("offset_bits", offset_bits, 2, 63), ("depth", depth, 1, 1 << 24)):
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"Requantizer: {name} must be an integer in [{lo}, {hi}], got {v!r}")
         if max(value_bits + scale_bits, offset_bits) + 1 > 64:
             raise ValueError("Requantizer: max(value_bits + scale_bits, offset_bits) + 1 exceeds 64 bits")
+        if not isinstance(lanes, int) or not 1 <= lanes <= 64 or lanes & (lanes - 1):
+            raise ValueError(f"Requantizer: lanes must be a power of two in [1, 64], got {lanes!r}")
         self.value_bits, self.scale_bits, self.offset_bits, self.depth = value_bits, scale_bits, offset_bits, depth
+        self.lanes = lanes
         idx = index_shape(depth)
+        fields = {"column": idx,
+                  "value": signed(value_bits) if lanes == 1 else data.ArrayLayout(signed(value_bits), lanes)}
+        if lanes > 1:
+            fields["count"] = lane_count_shape(lanes)
+        fields["last"] = unsigned(1)
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "column": idx, "value": signed(value_bits), "last": unsigned(1)}))),
-            "o": Out(stream.Signature(result_layout(idx))),
+            "i": In(stream.Signature(data.StructLayout(fields))),
+            "o": Out(stream.Signature(result_layout(idx, lanes))),
             "coef_addr": In(idx),
             "coef_scale": In(signed(scale_bits)),
             "coef_offset": In(signed(offset_bits)),
@@ -168,63 +219,84 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        L = self.lanes
+        lb = L.bit_length() - 1                  # log2(lanes)
         coef_layout = data.StructLayout({"scale": signed(self.scale_bits), "offset": signed(self.offset_bits)})
-        m.submodules.coef = coef = Memory(shape=coef_layout, depth=self.depth, init=[])
-        wp = coef.write_port()
-        rp = coef.read_port()
-        m.d.comb += [
-            wp.addr.eq(self.coef_addr),
-            wp.data.scale.eq(self.coef_scale),
-            wp.data.offset.eq(self.coef_offset),
-            wp.en.eq(self.coef_we),
-        ]
+        bank_depth = -(-self.depth // L)
+        rps = []
+        for k in range(L):
+            mem = Memory(shape=coef_layout, depth=bank_depth, init=[])
+            m.submodules["coef" if L == 1 else f"coef{k}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            bank_hit = 1 if L == 1 else (self.coef_addr[:lb] == k)
+            m.d.comb += [
+                wp.addr.eq(self.coef_addr >> lb),
+                wp.data.scale.eq(self.coef_scale),
+                wp.data.offset.eq(self.coef_offset),
+                wp.en.eq(self.coef_we & bank_hit),
+            ]
+            rps.append(rp)
 
         # One enable for the whole pipeline: every stage moves when the output
         # register is free or taken (a stalled ``o`` stalls all stages).
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
 
+        def lane_of(view, name, k):
+            return getattr(view, name) if L == 1 else getattr(view, name)[k]
+
         n = self.LATENCY - 1                     # stages before the output register
         valid = [Signal(name=f"v{k}") for k in range(1, n + 1)]
         column = [Signal.like(self.i.payload.column, name=f"col{k}") for k in range(1, n + 1)]
         last = [Signal(name=f"last{k}") for k in range(1, n + 1)]
+        count = [Signal(lane_count_shape(L), name=f"count{k}") for k in range(1, n + 1)] if L > 1 else []
         sum_bits = max(self.value_bits + self.scale_bits, self.offset_bits) + 1
-        val1 = Signal(signed(self.value_bits))
-        val2 = Signal(signed(self.value_bits))
-        scale2 = Signal(signed(self.scale_bits))
-        offset2 = Signal(signed(self.offset_bits))
-        prod3 = Signal(signed(self.value_bits + self.scale_bits))
-        offset3 = Signal(signed(self.offset_bits))
-        y4 = Signal(signed(sum_bits))
-        f5 = Signal(signed(sum_bits + 1))
-        m.d.comb += [rp.addr.eq(self.i.payload.column), rp.en.eq(advance)]
+        for rp in rps:
+            m.d.comb += [rp.addr.eq(self.i.payload.column >> lb), rp.en.eq(advance)]
+        data_stages = ()
         with m.If(advance):
-            # column, last and valid travel along the stages
+            # column, count, last and valid travel along the stages
             m.d.sync += [valid[0].eq(self.i.valid), column[0].eq(self.i.payload.column),
                          last[0].eq(self.i.payload.last)]
             for k in range(1, n):
                 m.d.sync += [valid[k].eq(valid[k - 1]), column[k].eq(column[k - 1]), last[k].eq(last[k - 1])]
-            m.d.sync += [
-                # 1: coefficient-memory read (the read port's register), sum registered
-                val1.eq(self.i.payload.value),
-                # 2: coefficients registered (a block RAM's clock-to-out stays out of the multiplier)
-                val2.eq(val1), scale2.eq(rp.data.scale), offset2.eq(rp.data.offset),
-                # 3: product (exact)
-                prod3.eq(val2 * scale2), offset3.eq(offset2),
-                # 4: y = value * scale + offset (exact)
-                y4.eq(prod3 + offset3),
-                # 5: barrel shift, floor(2y / 2**shift)
-                f5.eq(round_shift_start(y4, self.shift)),
-                # 6: round, saturate, ReLU -> output register. ReLU after rounding and
-                # saturation gives the same int8: round_shift and saturate are
-                # non-decreasing, map 0 to 0 and negatives to <= 0.
-                self.o.valid.eq(valid[-1]), self.o.payload.column.eq(column[-1]),
-                self.o.payload.last.eq(last[-1]),
-                self.o.payload.data.eq(self._relu_int8(saturate(round_shift_finish(f5, sum_bits), ACT_BITS))),
-            ]
+            m.d.sync += [self.o.valid.eq(valid[-1]), self.o.payload.column.eq(column[-1]),
+                         self.o.payload.last.eq(last[-1])]
+            if L > 1:
+                m.d.sync += count[0].eq(self.i.payload.count)
+                for k in range(1, n):
+                    m.d.sync += count[k].eq(count[k - 1])
+                m.d.sync += self.o.payload.count.eq(count[-1])
+            for k, rp in enumerate(rps):
+                sfx = "" if L == 1 else f"_{k}"
+                val1 = Signal(signed(self.value_bits), name=f"val1{sfx}")
+                val2 = Signal(signed(self.value_bits), name=f"val2{sfx}")
+                scale2 = Signal(signed(self.scale_bits), name=f"scale2{sfx}")
+                offset2 = Signal(signed(self.offset_bits), name=f"offset2{sfx}")
+                prod3 = Signal(signed(self.value_bits + self.scale_bits), name=f"prod3{sfx}")
+                offset3 = Signal(signed(self.offset_bits), name=f"offset3{sfx}")
+                y4 = Signal(signed(sum_bits), name=f"y4{sfx}")
+                f5 = Signal(signed(sum_bits + 1), name=f"f5{sfx}")
+                m.d.sync += [
+                    # 1: coefficient-memory read (the read port's register), sum registered
+                    val1.eq(lane_of(self.i.payload, "value", k)),
+                    # 2: coefficients registered (a block RAM's clock-to-out stays out of the multiplier)
+                    val2.eq(val1), scale2.eq(rp.data.scale), offset2.eq(rp.data.offset),
+                    # 3: product (exact)
+                    prod3.eq(val2 * scale2), offset3.eq(offset2),
+                    # 4: y = value * scale + offset (exact)
+                    y4.eq(prod3 + offset3),
+                    # 5: barrel shift, floor(2y / 2**shift)
+                    f5.eq(round_shift_start(y4, self.shift)),
+                    # 6: round, saturate, ReLU -> output register. ReLU after rounding and
+                    # saturation gives the same int8: round_shift and saturate are
+                    # non-decreasing, map 0 to 0 and negatives to <= 0.
+                    lane_of(self.o.payload, "data", k).eq(
+                        self._relu_int8(saturate(round_shift_finish(f5, sum_bits), ACT_BITS))),
+                ]
+                data_stages = (val1, val2, prod3, y4, f5)
         # the data registers written out above, plus the output register, must be the pipeline the
         # valid/column/last chain (LATENCY stages) and the cycle model assume
-        data_stages = (val1, val2, prod3, y4, f5)
         if len(data_stages) + 1 != timing.AFFINE_LATENCY_CYCLES:
             raise RuntimeError(f"Requantizer: {len(data_stages) + 1} pipeline stages, but "
                                f"archmodel.timing.AFFINE_LATENCY_CYCLES = {timing.AFFINE_LATENCY_CYCLES}")
@@ -252,14 +324,15 @@ class AffineUnit(wiring.Component):
         From the tile controller: ``cols_per_adc_beat`` ADC codes per beat with their
         column group, valid lanes and row-block flags. One beat per cycle.
     psum_in : In(stream.Signature(psum_layout(params)))
-        Partial sums from the upstream tile of a chain (``column``, ``value`` signed
-        ``acc_bits``, ``last``); consumed one per emitted column when ``chain_in``.
+        Partial sums from the upstream tile of a chain (:func:`psum_layout`: ``affine_lanes``
+        columns a beat); consumed one beat per emitted slot when ``chain_in``.
     psum_out : Out(stream.Signature(psum_layout(params)))
-        This tile's (plus upstream) partial sums, one column per beat in column order,
-        when ``chain_out``; ``last`` on the final column of the vector.
-    out : Out(stream.Signature(result_layout))
-        int8 results (``column``, ``data``, ``last`` on the vector's final column), one
-        per beat in column order, when not ``chain_out``.
+        This tile's (plus upstream) partial sums, ``affine_lanes`` columns per beat in
+        column order, when ``chain_out``; ``last`` on the vector's final beat.
+    out : Out(stream.Signature(result_layout(..., affine_lanes)))
+        int8 results (``column`` of the first lane, ``data``, ``count`` when
+        ``affine_lanes > 1``, ``last`` on the vector's final beat), ``affine_lanes``
+        columns per beat in column order, when not ``chain_out``.
     coef_addr : In(unsigned(ceil(log2(max_cols))))
         Column of the coefficient write.
     coef_scale : In(signed(scale_bits))
@@ -286,7 +359,8 @@ class AffineUnit(wiring.Component):
     Latency: 6 cycles in the requantizer (``Requantizer.LATENCY``, the
     figure for ``periphery.affine_latency_cycles``); 9 cycles (``LATENCY``) from a
     final-row-block ``col_in`` beat to its first ``out`` result.
-    Throughput: one ``col_in`` beat and one result per cycle.
+    Throughput: one ``col_in`` beat and one ``out`` / ``psum_out`` beat of
+    ``params.affine_lanes`` columns per cycle.
 
     Raises
     ------
@@ -305,7 +379,7 @@ class AffineUnit(wiring.Component):
             "col_in": In(stream.Signature(column_beat_layout(p))),
             "psum_in": In(stream.Signature(psum_layout(p))),
             "psum_out": Out(stream.Signature(psum_layout(p))),
-            "out": Out(stream.Signature(result_layout(index_shape(p.max_cols)))),
+            "out": Out(stream.Signature(result_layout(index_shape(p.max_cols), p.affine_lanes))),
             "coef_addr": In(index_shape(p.max_cols)),
             "coef_scale": In(signed(p.scale_bits)),
             "coef_offset": In(signed(p.offset_bits)),
@@ -360,42 +434,56 @@ class AffineUnit(wiring.Component):
             wp.en.eq(s1_valid & ~s1.last_rb),
         ]
 
-        # ---- SER: one column per cycle
+        # ---- SER: ``L = affine_lanes`` columns per cycle (L divides cols_per_adc_beat: slot s of a
+        # group holds its columns s*L .. s*L + L - 1; only a group's final slot may be partial)
+        L = p.affine_lanes
+        slots = CPB // L
         r_group = data.View(group_layout, fifo.r_data)
-        lane = Signal(range(CPB))
+        r_slots = data.View(data.ArrayLayout(data.ArrayLayout(signed(p.acc_bits), L), slots),
+                            r_group.sums.as_value())
+        slot = Signal(range(slots))
         ser_valid = fifo.r_rdy
-        ser_last_lane = lane == r_group.lanes - 1
+        ser_last_lane = (slot + 1) * L >= r_group.lanes          # the group's final slot
         ser_col = Signal(index_shape(p.max_cols))
-        ser_val = Signal(signed(p.acc_bits))
+        ser_count = Signal(lane_count_shape(L))
+        ser_val = r_slots[slot]
         m.d.comb += [
-            ser_col.eq(r_group.group * CPB + lane),
-            ser_val.eq(r_group.sums[lane]),
+            ser_col.eq(r_group.group * CPB + slot * L),
+            ser_count.eq(Mux(ser_last_lane, r_group.lanes - slot * L, L)),
         ]
 
         # ---- chain join and routing
+        def lane(view, name, k):
+            return getattr(view, name) if L == 1 else getattr(view, name)[k]
+
         joined_valid = ser_valid & (~self.chain_in | self.psum_in.valid)
-        joined_val = Signal(signed(p.acc_bits))
-        m.d.comb += joined_val.eq(Mux(self.chain_in, ser_val + self.psum_in.payload.value, ser_val))
+        joined_val = [Signal(signed(p.acc_bits), name=f"joined_val{k}") for k in range(L)]
+        for k in range(L):
+            m.d.comb += joined_val[k].eq(Mux(self.chain_in, ser_val[k] + lane(self.psum_in.payload, "value", k),
+                                             ser_val[k]))
         joined_last = r_group.last_vec & ser_last_lane
 
         m.submodules.rq = rq = Requantizer(value_bits=p.acc_bits, scale_bits=p.scale_bits,
-                                           offset_bits=p.offset_bits, depth=p.max_cols)
+                                           offset_bits=p.offset_bits, depth=p.max_cols, lanes=L)
         down_ready = Mux(self.chain_out, self.psum_out.ready, rq.i.ready)
         take = joined_valid & down_ready
         m.d.comb += [
             self.psum_out.valid.eq(joined_valid & self.chain_out),
             self.psum_out.payload.column.eq(ser_col),
-            self.psum_out.payload.value.eq(joined_val),
             self.psum_out.payload.last.eq(joined_last),
             rq.i.valid.eq(joined_valid & ~self.chain_out),
             rq.i.payload.column.eq(ser_col),
-            rq.i.payload.value.eq(joined_val),
             rq.i.payload.last.eq(joined_last),
             self.psum_in.ready.eq(ser_valid & self.chain_in & down_ready),
             fifo.r_en.eq(take & ser_last_lane),
         ]
+        for k in range(L):
+            m.d.comb += [lane(self.psum_out.payload, "value", k).eq(joined_val[k]),
+                         lane(rq.i.payload, "value", k).eq(joined_val[k])]
+        if L > 1:
+            m.d.comb += [self.psum_out.payload.count.eq(ser_count), rq.i.payload.count.eq(ser_count)]
         with m.If(take):
-            m.d.sync += lane.eq(Mux(ser_last_lane, 0, lane + 1))
+            m.d.sync += slot.eq(Mux(ser_last_lane, 0, slot + 1))
             with m.If(self.chain_in & (self.psum_in.payload.column != ser_col)):
                 m.d.sync += self.err_chain.eq(1)
         with m.If(self.clear):

@@ -144,36 +144,49 @@ class FlitsToBeat(wiring.Component):
 
 
 class ResultPacker(wiring.Component):
-    """int8 results (``column``, ``data``, ``last``) -> ``act`` beats of ``lanes`` int8.
+    """int8 result beats (``column``, ``data``, [``count``,] ``last``) -> ``act`` beats of ``lanes`` int8.
 
     Parameters
     ----------
     result : data.StructLayout
-        Layout with ``data`` (signed 8) and ``last`` fields (``rtl.affine.result_layout``).
+        Layout with ``data`` (signed 8, or an array of ``R`` signed 8 with a
+        ``count`` of valid lanes) and ``last`` fields (``rtl.affine.result_layout``).
     act : data.StructLayout
         Layout with ``data`` (array of ``lanes`` signed 8) and ``last``
-        (``rtl.tile_controller.act_beat_layout``).
+        (``rtl.tile_controller.act_beat_layout``); ``R`` must divide ``lanes``.
 
     Members
     -------
     i : In(stream.Signature(result))
     o : Out(stream.Signature(act))
-        A beat per ``lanes`` results, or fewer (zero-padded) ending on ``last``.
+        A beat per ``lanes / R`` result beats, or fewer (zero-padded, also the
+        lanes at or beyond a beat's ``count``) ending on ``last``. Only a
+        beat carrying ``last`` may have ``count < R``.
 
-    Latency 1 cycle after a beat's final result; throughput one result per cycle.
+    Latency 1 cycle after a beat's final result; throughput one result beat (``R`` results) per cycle.
+
+    Raises
+    ------
+    ValueError
+        If ``R`` does not divide ``lanes``.
     """
 
     def __init__(self, result: data.StructLayout, act: data.StructLayout):
         self.lanes = act["data"].shape.length
+        rshape = result["data"].shape
+        self.r = rshape.length if isinstance(rshape, data.ArrayLayout) else 1
+        if self.lanes % self.r:
+            raise ValueError(f"ResultPacker: {self.r} results per beat do not divide {self.lanes} act lanes")
         self.act = act
         super().__init__({"i": In(stream.Signature(result)), "o": Out(stream.Signature(act))})
 
     def elaborate(self, platform):
         m = Module()
+        R, slots = self.r, self.lanes // self.r
         lanes = [Signal(8, name=f"lane{k}") for k in range(self.lanes)]
-        count = Signal(range(self.lanes + 1))
+        count = Signal(range(slots + 1))
         full, last = Signal(), Signal()
-        fill = Signal.like(count)  # lane of an accepted result: 0 while the full beat leaves
+        fill = Signal.like(count)  # slot of an accepted result beat: 0 while the full beat leaves
         m.d.comb += [self.i.ready.eq(~full | self.o.ready), self.o.valid.eq(full), self.o.payload.last.eq(last),
                      fill.eq(Mux(full, 0, count))]
         for k in range(self.lanes):
@@ -182,11 +195,15 @@ class ResultPacker(wiring.Component):
             m.d.sync += [full.eq(0), count.eq(0)] + [lane.eq(0) for lane in lanes]
         with m.If(self.i.valid & self.i.ready):
             with m.Switch(fill):
-                for k in range(self.lanes):
-                    with m.Case(k):
-                        m.d.sync += lanes[k].eq(self.i.payload.data)
+                for s in range(slots):
+                    with m.Case(s):
+                        if R == 1:
+                            m.d.sync += lanes[s].eq(self.i.payload.data)
+                        else:
+                            for k in range(R):
+                                m.d.sync += lanes[s * R + k].eq(
+                                    Mux(k < self.i.payload.count, self.i.payload.data[k], 0))
             m.d.sync += count.eq(fill + 1)
-            with m.If(self.i.payload.last | (fill == self.lanes - 1)):
+            with m.If(self.i.payload.last | (fill == slots - 1)):
                 m.d.sync += [full.eq(1), last.eq(self.i.payload.last)]
         return m
-

@@ -18,6 +18,12 @@ Constraints the RTL relies on (and why)
 - ``periphery.accumulator_bits`` holds the exact sum of the ADC codes of the
   ``arrays_per_tile`` row blocks a tile can hold
   (``golden.affine.partial_sum_acc_bits``): no saturation logic exists.
+- ``periphery.affine_lanes`` (``L``) is a power of two that divides
+  ``array.cols_per_adc_beat`` and ``array.rows_per_dac_beat``: the affine
+  unit emits slot ``s`` of a column group (its columns ``s*L .. s*L + L - 1``)
+  per cycle, so only a group's final slot is partial, and
+  :class:`rtl.axis.ResultPacker` fills an ``act`` beat of ``rows_per_dac_beat``
+  int8 with whole ``L``-lane result beats.
 - the affine sum ``max(acc + scale, offset) + 1`` fits 64 bits
   (``golden.affine.affine_requantize``).
 """
@@ -74,6 +80,10 @@ class TileParams:
     scale_bits, offset_bits : int
         Signed widths of the affine scale and offset
         (``periphery.affine_scale_bits``, ``periphery.affine_offset_bits``).
+    affine_lanes : int
+        Columns the affine unit accumulates, requantizes and emits per cycle
+        (``periphery.affine_lanes``); a power of two dividing ``cols_per_adc_beat``
+        and ``rows_per_dac_beat``. Default 1.
 
     Raises
     ------
@@ -91,6 +101,7 @@ class TileParams:
     acc_bits: int
     scale_bits: int
     offset_bits: int
+    affine_lanes: int = 1
 
     def __post_init__(self) -> None:
         for name in ("array_rows", "array_cols", "rows_per_dac_beat", "cols_per_adc_beat",
@@ -116,6 +127,13 @@ class TileParams:
                 f"array.cols = {self.array_cols} must be a multiple of array.cols_per_adc_beat = "
                 f"{self.cols_per_adc_beat} (a column block must start on an ADC-beat boundary)"
             )
+        lanes = self.affine_lanes
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1 or lanes & (lanes - 1):
+            raise ValueError(f"periphery.affine_lanes must be a power of two >= 1, got {lanes!r}")
+        for name in ("cols_per_adc_beat", "rows_per_dac_beat"):
+            if getattr(self, name) % lanes:
+                raise ValueError(f"periphery.affine_lanes = {lanes} must divide array.{name} = "
+                                 f"{getattr(self, name)} (rtl/params.py: whole lanes per beat)")
         worst = self.arrays_per_tile << (self.adc_bits - 1)
         if worst > (1 << (self.acc_bits - 1)) - 1:
             need = (worst).bit_length() + 1
@@ -140,7 +158,7 @@ class TileParams:
             rows_per_dac_beat=a.rows_per_dac_beat, cols_per_adc_beat=a.cols_per_adc_beat,
             dac_bits=a.dac_bits, adc_bits=a.adc_bits, arrays_per_tile=a.arrays_per_tile,
             acc_bits=p.accumulator_bits, scale_bits=p.affine_scale_bits,
-            offset_bits=p.affine_offset_bits,
+            offset_bits=p.affine_offset_bits, affine_lanes=p.affine_lanes,
         )
 
     # ---- derived figures ---------------------------------------------------------

@@ -6,8 +6,9 @@ a :class:`~rtl.tile_controller.TileController` whose ``col_out`` feeds an
 :class:`~rtl.affine.AffineUnit`'s ``col_in``. Its ports:
 
 - streams: ``act`` (int8 row groups in), the array port (``dac`` out, ``adc``
-  in; the analog macro is outside), ``out`` (int8 results, one column per
-  beat), and the mesh partial-sum chain ``psum_in`` / ``psum_out``;
+  in; the analog macro is outside), ``out`` (int8 results,
+  ``periphery.affine_lanes`` columns per beat, :func:`rtl.affine.result_layout`),
+  and the mesh partial-sum chain ``psum_in`` / ``psum_out`` (as many columns per beat);
 - the configuration and status ports of both blocks, unchanged: every
   non-stream port of the tile controller under its own name, every one of the
   affine unit under its own name, except ``clear`` and ``busy`` (prefix
@@ -18,7 +19,8 @@ the register map binds them, :mod:`rtl.regmap`).
 
 Latency and throughput: those of the two blocks in series (one MVM per
 ``archmodel.timing.mvm_cycles`` while the affine unit keeps up; see
-:mod:`rtl.affine` for when it does not).
+:mod:`rtl.affine` for when it does not): per vector the slower of the two,
+``archmodel.timing.tile_vector_cycles``.
 """
 
 from __future__ import annotations

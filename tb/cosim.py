@@ -10,6 +10,14 @@ requested cocotb tests of :mod:`tb.test_tile_cosim` (or
 environment variables (``AIMC_COSIM_*``, see the test modules); each test
 writes its counts and cycles as JSON, read back here.
 
+The cycle check of :func:`cosim_layer` compares like with like: the
+simulated **stage time per vector at steady state** -- the spacing of
+successive vectors' last int8 outputs, averaged from the first vector's to
+the last one's, with no stall -- against the mapper's ``vector_cycles``
+(:func:`archmodel.timing.tile_vector_cycles`: the slower of the array port and
+the affine unit). A layer with a single input vector (linear) is run on
+``TIMING_VECTORS`` copies of it, so that a steady state exists.
+
 :func:`cosim_layer` is a pure task (docs/design.md, "Evaluations are pure tasks"):
 (chip description, network, layer, seed, drift time, simulator) -> a
 :class:`CosimReport`; the build folder is the only thing it writes.
@@ -17,6 +25,7 @@ writes its counts and cycles as JSON, read back here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -27,11 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from archmodel.errors import AimcError
 from archmodel.placement import LayerPlacement, Placement
 from tb.runner import run_cocotb
 
-__all__ = ["CosimError", "CosimReport", "ScenarioOutcome", "cosim_layer", "run_scenarios", "select_layer"]
+__all__ = ["TIMING_VECTORS", "CosimError", "CosimReport", "ScenarioOutcome", "cosim_layer", "run_scenarios",
+           "select_layer"]
+
+#: Copies of a single-vector layer's input run by :func:`cosim_layer` (a steady state needs >= 2 vectors).
+TIMING_VECTORS = 4
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,12 +177,14 @@ class CosimReport:
     outputs_expected: int
     mismatches: int
     mvms: int
-    simulated_cycles: int          # array-port busy cycles: first DAC beat .. a next MVM could start
+    simulated_cycles: float        # stage time per vector at steady state: spacing of successive vectors' last outputs
     total_cycles: int              # start pulse .. last int8 output (includes pipeline fill and drain)
-    predicted_cycles: int          # the mapper's stage time of the layer (cycles per inference)
+    predicted_cycles: int          # the mapper's stage time per vector (placement vector_cycles)
     gdc_alpha: float
     wall_s: float                  # whole task: Verilog export, build, simulation
     sim_wall_s: float = 0.0        # the simulation alone (cocotb test time)
+    vectors: int = 0               # input vectors run (a linear layer's one vector: TIMING_VECTORS copies)
+    array_cycles: int = 0          # array-port busy cycles, first DAC beat .. a next MVM could start (information)
     message: str = ""
 
     @property
@@ -186,10 +203,10 @@ class CosimReport:
             f"{self.sim}",
             f"seed: {self.seed}    drift time: {t}    GDC alpha: {self.gdc_alpha:.6f}",
             f"result: {'MATCH' if self.match else 'MISMATCH'}: {self.outputs_compared}/{self.outputs_expected} "
-            f"int8 outputs compared, {self.mismatches} mismatches, {self.mvms} MVMs",
-            f"simulated cycles: {self.simulated_cycles} (array port busy; {self.total_cycles} from start to the "
-            f"last output)",
-            f"mapper predicted cycles: {self.predicted_cycles}    ratio simulated/predicted: "
+            f"int8 outputs compared, {self.mismatches} mismatches, {self.mvms} MVMs, {self.vectors} vectors",
+            f"simulated cycles: {self.simulated_cycles:g} per vector (steady state: spacing of successive vectors' "
+            f"last outputs; array port busy {self.array_cycles}, {self.total_cycles} from start to the last output)",
+            f"mapper predicted cycles: {self.predicted_cycles} per vector    ratio simulated/predicted: "
             f"{self.cycle_ratio:.4f} ({'within' if self.cycles_agree else 'OUTSIDE'} 2 %)",
             f"wall time: {self.wall_s:.1f} s ({self.sim_wall_s:.1f} s simulating)",
         ] + ([self.message] if self.message else [])
@@ -263,6 +280,8 @@ def cosim_layer(arch: str, network: str, layer: int, *, placement: Placement, se
     lyr, row = select_layer(spec, net, placement, layer)
     arch_ref = str(Path(arch).resolve()) if Path(arch).suffix in (".yaml", ".yml") else arch
     job = layer_job(arch_ref, lyr, seed, t_inf_s=t_inf_s, name=f"{network} layer {layer} ({lyr.name})")
+    if len(job.x) < 2:      # a steady state needs successive vectors
+        job = dataclasses.replace(job, x=np.tile(job.x, (TIMING_VECTORS, 1)))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
         bdir = Path(build_dir) if build_dir is not None else Path(tmp)
@@ -279,6 +298,7 @@ def cosim_layer(arch: str, network: str, layer: int, *, placement: Placement, se
         arch=spec.name, network=net.name, layer_index=layer, layer_name=lyr.name, shape=row.shape, seed=seed,
         t_inf_s=t_inf_s, sim=sim, match=match, outputs_compared=d["compared"],
         outputs_expected=d["expected_outputs"], mismatches=d["mismatches"], mvms=d["mvms"],
-        simulated_cycles=d["array_cycles"], total_cycles=d["total_cycles"], predicted_cycles=row.cycles,
-        gdc_alpha=float(d.get("gdc_alpha", 1.0)), wall_s=wall, sim_wall_s=out.wall_s,
+        simulated_cycles=d["vector_cycles"], total_cycles=d["total_cycles"], predicted_cycles=row.vector_cycles,
+        gdc_alpha=float(d.get("gdc_alpha", 1.0)), wall_s=wall, sim_wall_s=out.wall_s, vectors=len(job.x),
+        array_cycles=d["array_cycles"],
         message="" if out.passed else out.message)

@@ -272,6 +272,14 @@ def layer_job(arch: str, layer: Layer, seed: int, *, changes: dict[str, Any] | N
     return TileJob(name or layer.name, arch, dict(changes or {}), int(seed), t_inf_s, wm, x, b, True)
 
 
+def layer_vector_cycles(spec: ChipSpec, k: int, n: int) -> int:
+    """The mapper's stage time per vector of a ``k x n`` matrix on one tile: ``timing.tile_vector_cycles``
+    over its ``ceil(k/rows) x ceil(n/cols)`` arrays (column key = column block)."""
+    a = spec.array
+    return timing.tile_vector_cycles(spec, [(cb, min(a.rows, k - rb * a.rows), min(a.cols, n - cb * a.cols))
+                                            for cb in range(-(-n // a.cols)) for rb in range(-(-k // a.rows))])
+
+
 # ======================================================================== testbench
 
 
@@ -291,6 +299,10 @@ class RunResult:
     array_cycles: int = 0          # first DAC beat .. the cycle a next MVM could start
     predicted_cycles: int = 0      # n_vectors * sum of timing.mvm_cycles (the mapper's t_pixel sum)
     total_cycles: int = 0          # start pulse .. last output, inclusive
+    # steady-state stage time per vector: spacing of successive vectors' last outputs, averaged from the
+    # first vector's to the last one's (0.0 with fewer than 2 vectors); what timing.tile_vector_cycles predicts
+    vector_cycles: float = 0.0
+    predicted_vector_cycles: int = 0   # timing.tile_vector_cycles of the layer on this tile
     first_mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -410,8 +422,25 @@ class Testbench:
         enough = Event()
         target = pj.n_outputs if abort_after_outputs is None else abort_after_outputs
         last_out_cycle = [0]
+        vector_end_cycles: list[int] = []
+        lanes = p.affine_lanes
+
+        def check_beat(beat: dict, cycle: int) -> None:
+            # a beat of ``affine_lanes`` results (rtl.affine.result_layout): one check per column
+            if lanes == 1:
+                check(beat, cycle)
+                return
+            cnt = int(beat["count"])
+            if not 1 <= cnt <= lanes:
+                res.protocol_errors += 1
+                return
+            for k in range(cnt):
+                check({"column": beat["column"] + k, "data": beat["data"][k],
+                       "last": beat["last"] if k == cnt - 1 else 0}, cycle)
 
         def check(beat: dict, cycle: int) -> None:
+            if beat["last"]:
+                vector_end_cycles.append(cycle)
             i = res.compared
             if i >= pj.n_outputs:
                 res.extra_outputs += 1
@@ -431,8 +460,8 @@ class Testbench:
         await self.configure(pj, mode=1 if pj.n_vectors > 1 else 0)
         bridge = PCMArrayBridge(d, clock, pj.spec, pj.matrix, rng=self.rng,
                                 p_dac_ready=self.p["dac"], p_adc_valid=self.p["adc"], fault_mvm=self.fault_mvm)
-        out_port = StreamPort(d, "out", result_layout(index_shape(p.max_cols)))
-        sink = StreamSink(out_port, clock, self.rng, self.p["out"], on_beat=check)
+        out_port = StreamPort(d, "out", result_layout(index_shape(p.max_cols), p.affine_lanes))
+        sink = StreamSink(out_port, clock, self.rng, self.p["out"], on_beat=check_beat)
         act = StreamSource(StreamPort(d, "act", act_beat_layout(p)), clock, self.rng, self.p["act"])
         for beat in self.act_beats(pj):
             act.put(beat)
@@ -475,6 +504,9 @@ class Testbench:
         if st.first_dac_cycle is not None and st.last_adc_cycle is not None:
             res.array_cycles = st.last_adc_cycle + 3 - st.first_dac_cycle
         res.total_cycles = last_out_cycle[0] + 1 - start_cycle
+        if len(vector_end_cycles) >= 2:
+            res.vector_cycles = (vector_end_cycles[-1] - vector_end_cycles[0]) / (len(vector_end_cycles) - 1)
+        res.predicted_vector_cycles = layer_vector_cycles(pj.spec, pj.k, pj.n)
         await clock.edge
         for t in self.tasks:
             t.cancel()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from archmodel import timing
 from archmodel.spec import ChipSpec
 from rtl.params import TileParams
 from rtl.register_compiler import MappedLayer
@@ -130,12 +131,15 @@ class OutputChecker:
 def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:
     """Cycles per vector of one tile's slowest resource (lower bound of its interval).
 
-    The array port (``layer.mvm_cycles``), the affine unit's one result per
-    cycle (``n_cols``), and the flits in and out at one per cycle per link.
+    The array port (``layer.mvm_cycles``), the affine unit's
+    ``periphery.affine_lanes`` results per cycle (``timing.affine_cycles`` per column
+    block), and the flits in and out at one per cycle per link.
     """
     p = TileParams.from_spec(spec)
+    cols = spec.array.cols
+    affine = sum(timing.affine_cycles(spec, min(cols, layer.n_cols - c)) for c in range(0, layer.n_cols, cols))
     link = spec.interconnect.link_width_bits
     flits_per_beat = -(-width_of(act_beat_layout(p)) // link)
     beats_in = -(-layer.k_rows // p.rows_per_dac_beat)
     beats_out = -(-layer.n_cols // p.rows_per_dac_beat)
-    return max(layer.mvm_cycles, layer.n_cols, beats_in * flits_per_beat, beats_out * flits_per_beat)
+    return max(layer.mvm_cycles, affine, beats_in * flits_per_beat, beats_out * flits_per_beat)

@@ -137,9 +137,11 @@ def test_cli_cosim_layer_and_errors(tmp_path):
     tiny4.write_text(text.replace("arrays_per_tile: {value: 1,", "arrays_per_tile: {value: 4,"))
     r = _aimc("--arch", str(tiny4), "--network", "digits-mlp", "--layer", "1", "--seed", str(SEED), "--sim", "icarus")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "MATCH: 64/64 int8 outputs compared, 0 mismatches, 4 MVMs" in r.stdout
-    # fc2 (64 x 64) on 2 x 2 arrays, one vector: 4 MVMs of 4 + 6 + 4 + 2 = 16 cycles
-    assert "simulated cycles: 64 " in r.stdout and "mapper predicted cycles: 64 " in r.stdout
+    # fc2 (64 x 64) on 2 x 2 arrays; its one input vector run TIMING_VECTORS = 4 times (a steady state)
+    assert "MATCH: 256/256 int8 outputs compared, 0 mismatches, 16 MVMs, 4 vectors" in r.stdout
+    # per vector 4 MVMs of 4 + 6 + 4 + 2 = 16 cycles = 64; the affine unit's 2 x 32 columns also take 64
+    assert "simulated cycles: 64 per vector" in r.stdout and "mapper predicted cycles: 64 per vector" in r.stdout
+    assert "ratio simulated/predicted: 1.0000 (within 2 %)" in r.stdout
     assert f"seed: {SEED} " in r.stdout
     for args, msg in (
         (("--arch", "tiny", "--network", "digits-mlp", "--layer", "0"), "runs on the digital datapath"),
@@ -162,9 +164,75 @@ def test_resnet32_layer_verilator(tmp_path):
     assert rep.outputs_compared == rep.outputs_expected == 1024 * 16
     assert rep.mismatches == 0 and rep.mvms == 1024
     # 1,024 MVMs of ceil(144/64) + ceil(148 ns * 1 GHz) + ceil(16/64) + 2 = 3 + 148 + 1 + 2 = 154 cycles
-    assert rep.predicted_cycles == 1024 * 154
+    assert rep.predicted_cycles == 154 and rep.array_cycles == 1024 * 154
     assert rep.simulated_cycles == rep.predicted_cycles
     assert rep.gdc_alpha > 1.0              # one hour of drift: the calibration raises the scale
+
+
+def _write_yaml(path: Path, doc: dict) -> str:
+    import yaml
+
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+def _arch_with_lanes(tmp_path: Path, preset: str, lanes: int, *, all_analog: bool = False) -> str:
+    from archmodel.spec import load_spec
+
+    chip = load_spec(preset).model_dump(mode="json")
+    chip["name"] = f"{preset}-lanes{lanes}"
+    chip["periphery"]["affine_lanes"] = lanes
+    if all_analog:
+        chip["digital"]["digital_layers"] = []
+    return _write_yaml(tmp_path / f"{preset}-lanes{lanes}.yaml", chip)
+
+
+@pytest.mark.parametrize(("lanes", "predicted"), [
+    (1, 32),    # affine-bound: 32 columns at one a cycle > one MVM of 4 + 6 + 4 + 2 = 16 cycles
+    (4, 16),    # array-bound: ceil(32 / 4) = 8 < 16
+])
+def test_cycle_check_tiny_32_columns(tmp_path, lanes, predicted):
+    """``aimc cosim``'s cycle check on tiny's 32 x 32 layer: simulated stage time per vector = the mapper's."""
+    arch = _arch_with_lanes(tmp_path, "tiny", lanes)
+    net = _write_yaml(tmp_path / "mlp32.yaml", {"name": "mlp-32x3", "input_shape": [32], "layers": [
+        {"name": f"fc{i}", "op": "linear", "out_features": 32, "bias": False} for i in range(3)]})
+    rep = cosim_layer(arch, net, 1, placement=_placement(arch, net), seed=SEED, sim="icarus", build_dir=tmp_path / "b")
+    print("\n".join(rep.lines()))
+    assert rep.match and rep.mismatches == 0
+    assert rep.vectors == 4 and rep.outputs_compared == rep.outputs_expected == 4 * 32 and rep.mvms == 4
+    assert rep.predicted_cycles == predicted
+    assert rep.simulated_cycles == predicted and rep.cycles_agree     # ratio 1.0000
+
+
+@pytest.mark.parametrize(("lanes", "predicted"), [
+    (2, 151),   # the hermes preset: one MVM of 256/32 + ceil(133 ns * 1 GHz) + 256/32 + 2 = 151 > 256/2
+    (1, 256),   # one lane: affine-bound, 256 columns at one a cycle
+])
+def test_cycle_check_hermes_peak_layer(tmp_path, lanes, predicted):
+    """The HERMES peak workload (64 dense 256 x 256 layers, ``aimc demo``) co-simulated on 4 MVMs of one layer.
+
+    The cycles per vector the mapper uses for the peak TOPS (its placement's
+    ``vector_cycles``) are the ones the RTL tile takes at steady state.
+    """
+    from mapping.cli.demo import _peak_inputs
+
+    arch, net = (str(p) for p in _peak_inputs(tmp_path))
+    if lanes != 2:
+        arch = _arch_with_lanes(tmp_path, "hermes", lanes, all_analog=True)
+    rep = cosim_layer(arch, net, 5, placement=_placement(arch, net), seed=SEED, sim="icarus", build_dir=tmp_path / "b")
+    print("\n".join(rep.lines()))
+    assert rep.match and rep.mismatches == 0
+    assert rep.vectors == 4 and rep.outputs_compared == rep.outputs_expected == 4 * 256 and rep.mvms == 4
+    assert rep.predicted_cycles == predicted
+    assert rep.simulated_cycles == predicted and rep.cycles_agree
+    # the mapper's peak: 64 layers x 2 x 256 x 256 ops every `predicted` cycles at 1 GHz (all 64 cores busy)
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+
+    res = map_network(load_spec(arch), load_network(net), MapOptions())
+    assert res.interval_ns == pytest.approx(predicted)
+    assert res.tops == pytest.approx(64 * 2 * 256 * 256 / predicted / 1e3)   # 55.554 TOPS at 2 lanes, 32.768 at 1
 
 
 @pytest.mark.parametrize(("args", "message"), [

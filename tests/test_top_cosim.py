@@ -18,6 +18,13 @@ per cycle):
 - 4-layer MLP 20 -> 28 -> 32 -> 17 -> 12, 12 vectors: 12 x 12 outputs; DAC
   codes 12 x (20 + 28 + 32 + 17).
 
+Affine lanes: Icarus runs the scenarios with ``periphery.affine_lanes`` 1
+(the tiny preset) and 4; Verilator runs them with 4 only (one Verilator
+build of the top level: its C++ build is the slowest step of the suite). With
+4 lanes layer 1's affine unit needs ceil(32 / 4) = 8 cycles per vector, so its
+MVM sets the interval: vectors leave exactly 16 cycles apart; layer 2's stage
+is its MVM, ceil(32/8) + 6 + ceil(10/8) + 2 = 14 cycles.
+
 Options: ``AIMC_COSIM_SEED`` (default 1), ``AIMC_WAVES=1`` (waveforms in the
 build folders). Build and run: about 10 s on Icarus, 90 s on Verilator
 (mostly its C++ build) on 2 cores.
@@ -35,8 +42,11 @@ pytestmark = pytest.mark.cosim
 
 SEED = int(os.environ.get("AIMC_COSIM_SEED", "1"))
 WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
-SIMULATORS = ("icarus", "verilator")
 TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
+#: (simulator, periphery.affine_lanes) builds of the top level
+BUILDS = [("icarus", 1), ("icarus", 4), ("verilator", 4)]
+#: affine lanes -> (stage cycles per vector of the two layers of test_mlp_two_tiles, interval between vectors)
+MLP_CYCLES = {1: ([32, 14], 32.0), 4: ([16, 14], 16.0)}
 
 #: scenario -> (outputs compared, DAC codes compared, MVMs per tile)
 SCENARIOS = {
@@ -50,21 +60,22 @@ def outcomes(tmp_path_factory):
     """Builds and runs each simulator once, on first use; returns ``get(sim)``."""
     cache: dict = {}
 
-    def get(sim: str):
-        if sim not in cache:
-            build = tmp_path_factory.mktemp(f"top-{sim}")
-            cache[sim] = run_top_scenarios(sim, TESTS, arch="tiny", seed=SEED, build_dir=build, waves=WAVES)
-        return cache[sim]
+    def get(sim: str, lanes: int):
+        if (sim, lanes) not in cache:
+            build = tmp_path_factory.mktemp(f"top-{sim}-lanes{lanes}")
+            cache[sim, lanes] = run_top_scenarios(sim, TESTS, arch="tiny", changes={"periphery.affine_lanes": lanes},
+                                                  seed=SEED, build_dir=build, waves=WAVES)
+        return cache[sim, lanes]
 
     return get
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-@pytest.mark.parametrize("sim", SIMULATORS)
-def test_top_cosim(outcomes, sim, scenario):
+@pytest.mark.parametrize(("sim", "lanes"), BUILDS)
+def test_top_cosim(outcomes, sim, lanes, scenario):
     n_out, n_dac, mvms = SCENARIOS[scenario]
-    out = outcomes(sim)[scenario]
-    print(f"{sim} {scenario}: seed {SEED}: {out.data}")
+    out = outcomes(sim, lanes)[scenario]
+    print(f"{sim} {scenario} (affine_lanes {lanes}): seed {SEED}: {out.data}")
     assert out.passed, f"{sim} {scenario} seed {SEED}: {out.message}"
     d = out.data
     assert d["seed"] == SEED
@@ -73,16 +84,15 @@ def test_top_cosim(outcomes, sim, scenario):
     assert d["dac_compared"] == n_dac and d["mvms"] == mvms, f"seed {SEED}: {d}"
     assert d["axil_errors"] == 0 and not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
     if scenario == "test_mlp_two_tiles":
-        assert d["stage_cycles"] == [32, 14]
-        assert d["interval_cycles"] == 32.0, f"seed {SEED}: {d}"
+        assert (d["stage_cycles"], d["interval_cycles"]) == MLP_CYCLES[lanes], f"seed {SEED}: {d}"
         assert d["readback_checked"] == 26 and d["readback_mismatches"] == 0
     else:
         assert d["in_stall_cycles"] > 0 and d["out_stall_cycles"] > 0, f"seed {SEED}: {d}"
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
-def test_top_checker_detects_fault(outcomes, sim):
-    out = outcomes(sim)["test_fault_detected"]
+@pytest.mark.parametrize(("sim", "lanes"), BUILDS)
+def test_top_checker_detects_fault(outcomes, sim, lanes):
+    out = outcomes(sim, lanes)["test_fault_detected"]
     assert out.passed, f"{sim} seed {SEED}: {out.message}"
     d = out.data
     assert d["compared"] == 80 and 0 < d["mismatches"] <= 8 and d["mismatched_columns"] == [3], f"seed {SEED}: {d}"
@@ -91,7 +101,7 @@ def test_top_checker_detects_fault(outcomes, sim):
 def test_top_simulators_agree(outcomes):
     """Icarus and Verilator give the same counts and cycles (the stalls come from one seeded generator)."""
     for test in TESTS:
-        a, b = outcomes("icarus")[test].data, outcomes("verilator")[test].data
+        a, b = outcomes("icarus", 4)[test].data, outcomes("verilator", 4)[test].data
         assert a and b, test
         for key in ("compared", "mismatches", "cycles", "config_cycles", "interval_cycles", "in_stall_cycles",
                     "out_stall_cycles"):
