@@ -23,6 +23,29 @@ away:
 
 Calibration MVMs use output-noise keys from ``CALIBRATION_MVM_INDEX`` on, so
 they never share noise with inference MVMs.
+
+The accuracy experiment (:mod:`archmodel.accuracy_experiment`) uses the int8
+activations of real calibration images at each layer's input as GDC vectors
+(every output pixel of a conv layer is one vector; at least
+:data:`MIN_GDC_VECTORS` per layer); the random/ones/one_hot kinds remain for
+networks without images (structure-only co-simulation).
+
+**Exact reference** (``reference="exact"``): instead of reading the array at
+t = 0, ``ref`` is computed from the target weights: ``mean|d · W · s · n_pp ·
+V_lsb| / LSB_I`` in ADC-code units (no programming noise, no ADC rounding, no
+output noise). The measured reference includes output noise, and
+``E|y + n| > E|y|`` grows relatively as drift shrinks ``y``, so the measured
+α is biased low; the report gives that bias (``α_measured / α_exact − 1``).
+
+**ADC range** (``calibration.adc_range: per_layer``, :func:`adc_range_from_currents`):
+right after programming, the column currents of every row block of a layer are
+read for the calibration vectors and the layer's ADC full scale is set to
+``ADC_RANGE_SIGMAS · σ`` with ``σ`` the RMS of those currents over every row block,
+vector and column (the same full scale for every row block, so partial sums still
+add as integers), capped at the largest current an array carries. It is folded
+into the affine scale and fixed over time. Assumed: 5σ of a near-Gaussian column
+current saturates ~6e-7 of the codes at t = 0 and leaves 2^(adc_bits-1)/5 LSB per σ
+(25.6 LSB RMS at 8 bits).
 """
 
 from __future__ import annotations
@@ -32,10 +55,60 @@ import numpy as np
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.tile_controller import dac_codes
 
-__all__ = ["CALIBRATION_MVM_INDEX", "gdc_alpha", "gdc_calibration_inputs", "gdc_reference"]
+__all__ = ["ADC_RANGE_SIGMAS", "CALIBRATION_MVM_INDEX", "MIN_GDC_VECTORS", "adc_range_from_currents",
+           "gdc_alpha", "gdc_calibration_inputs", "gdc_exact_reference", "gdc_reference"]
 
 #: First output-noise key of calibration MVMs (assumed; far above any inference index).
 CALIBRATION_MVM_INDEX = 2**40
+#: ADC full scale of ``adc_range: per_layer`` in standard deviations of the column currents (issue 11; assumed).
+ADC_RANGE_SIGMAS = 5.0
+#: Fewest GDC vectors per layer in the accuracy experiment (per-column α needs many; issue 11).
+MIN_GDC_VECTORS = 128
+
+
+def adc_range_from_currents(matrix: AnalogMatrix, inputs: np.ndarray, sigmas: float = ADC_RANGE_SIGMAS) -> float:
+    """Per-layer ADC full scale in µA: ``sigmas ·`` RMS of the column currents of the calibration inputs.
+
+    Call right after programming (module docstring, "ADC range"). The currents are
+    those of :meth:`AnalogMatrix.column_currents_ua` (exact, before the ADC) at
+    ``CALIBRATION_MVM_INDEX``.
+
+    Parameters
+    ----------
+    matrix : AnalogMatrix
+        Programmed.
+    inputs : ndarray of int, (B, K)
+        int8 calibration activations (DAC codes are derived here).
+    sigmas : float
+        Full scale in RMS units (> 0).
+
+    Returns
+    -------
+    float
+        ``I_fs`` in µA, in (0, rows · devices_per_polarity · g_max · V_read]; the
+        largest value if every current is 0.
+    """
+    a = matrix.spec.array
+    i_max = a.rows * a.devices_per_polarity * matrix.spec.device.g_max_us * a.v_read_v
+    cur = matrix.column_currents_ua(dac_codes(np.asarray(inputs), a.dac_bits), CALIBRATION_MVM_INDEX)
+    rms = float(np.sqrt(np.mean(cur * cur)))
+    return i_max if rms == 0 else min(i_max, float(sigmas) * rms)
+
+
+def gdc_exact_reference(matrix: AnalogMatrix, inputs: np.ndarray, per_column: bool = False) -> np.ndarray | float:
+    """Noise-free GDC reference ``mean|y|`` from the target weights, in ADC-code units (module docstring).
+
+    ``y = Σ_row-blocks d · W · s · n_pp · V_lsb / LSB_I`` with ``LSB_I = I_fs / 2^(adc_bits-1)``
+    (the data path of :mod:`archmodel.analog_matrix`, without noise and rounding).
+
+    Returns
+    -------
+    float, or ndarray (N,) when ``per_column``
+    """
+    d = dac_codes(np.asarray(inputs), matrix.spec.array.dac_bits).astype(np.float64)
+    w = np.asarray(matrix.weights) * (matrix.g_scale_us * matrix.n_pp)
+    y = np.abs(d @ w) * (matrix.v_lsb_v * matrix.adc_levels / matrix.i_fs_ua)
+    return y.mean(axis=0) if per_column else float(y.mean())
 
 
 def gdc_calibration_inputs(kind: str, n_vectors: int, k: int, seed: int = 0) -> np.ndarray:

@@ -288,6 +288,11 @@ class Calibration(_Section):
     gdc_input: Literal["random", "ones", "one_hot"] = Field("random", description="GDC calibration inputs.")
     gdc_vectors: PositiveInt = Field(8, le=100_000, description="Number of GDC calibration vectors.")
     adabs_images: PositiveInt = Field(128, le=1_000_000, description="Training images used by AdaBS.")
+    adc_range: Literal["per_layer", "fixed"] = Field(
+        "per_layer",
+        description=("ADC full scale: 'per_layer' = 5 sigma of the layer's column currents on calibration images "
+                     "right after programming (archmodel.calibration); 'fixed' = array.adc_full_scale_fraction."),
+    )
 
 
 class EnergyPj(_Section):
