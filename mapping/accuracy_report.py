@@ -88,7 +88,10 @@ def result_to_json(res: AccuracyResult, spec: ChipSpec, network_name: str, weigh
     }
     return {
         "tool_version": __version__, "chip": spec.name, "spec_hash": spec.spec_hash, "seed": res.seed,
-        "network": network_name, "weights": weights, "dataset": "sklearn digits (1,797 8x8 images), stratified 70/30 split",
+        "network": network_name, "weights": weights, "dataset": "sklearn digits (1,797 8x8 images), " + (
+            f"stratified {split['folds']}-fold evaluation" if split and split.get("kind") == "kfold" else
+            f"stratified hold-out split ({round(100 * split['test_fraction'])} % test)" if split else
+            "stratified 70/30 split"),
         "test_images": int(n_test),
         "draws": int(next(iter(res.draws.values())).shape[0]),
         "digital_precision": o.digital_precision, "adabs_images": adabs_images,
