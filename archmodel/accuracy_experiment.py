@@ -49,7 +49,8 @@ from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
 from archmodel.calibration import (
     adc_range_from_currents,
     gdc_alpha,
-    gdc_exact_reference,
+    gdc_alpha_exact,
+    gdc_exact_outputs,
     gdc_reference,
 )
 from archmodel.golden.tile_controller import dac_codes
@@ -120,8 +121,11 @@ def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray,
     for k in sorted(used_analog):
         m = program_layer(prep, k, seed, draw)
         cal = gdc_vectors(prep.cal_rows[k])
-        ref_fn = gdc_exact_reference if opts.gdc_reference == "exact" else gdc_reference
-        refs[k] = (cal, ref_fn(m, cal), ref_fn(m, cal, per_column=True))
+        if opts.gdc_reference == "exact":
+            y_e = gdc_exact_outputs(m, cal)
+            refs[k] = (cal, y_e, y_e)
+        else:
+            refs[k] = (cal, gdc_reference(m, cal), gdc_reference(m, cal, per_column=True))
         mats[k] = m
     out: dict[str, list[float]] = {setting_label(p, c): [] for p, c in opts.settings}
     y_test = np.asarray(y_test)
@@ -133,8 +137,9 @@ def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray,
             m = mats[k]
             m.drift(t, read_noise_key=_read_key(seed, draw, k, ti))  # type: ignore[union-attr]
             cal, ref_g, ref_c = refs[k]
-            alpha_g[k] = float(gdc_alpha(m, cal, ref_g))  # type: ignore[arg-type]
-            alpha_c[k] = np.asarray(gdc_alpha(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
+            alpha_fn = gdc_alpha_exact if opts.gdc_reference == "exact" else gdc_alpha
+            alpha_g[k] = float(alpha_fn(m, cal, ref_g))  # type: ignore[arg-type]
+            alpha_c[k] = np.asarray(alpha_fn(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
         for placement in placements:
             modes = ["analog" if (placement == "all_analog" or k not in prep.digital) else opts.digital_precision
                      for k in range(n_mat)]
@@ -211,11 +216,11 @@ def gdc_bias(prep: PreparedNetwork, seed: int = 0) -> list[dict[str, Any]]:
     for k, layer in enumerate(prep.matrix_layers):
         m = program_layer(prep, k, seed, 0)
         cal = gdc_vectors(prep.cal_rows[k])
-        ref_m, ref_e = gdc_reference(m, cal), gdc_exact_reference(m, cal)
+        ref_m, y_e = gdc_reference(m, cal), gdc_exact_outputs(m, cal)
         bias = []
         for ti, (_, t) in enumerate(prep.options.times_s):
             m.drift(t, read_noise_key=_read_key(seed, 0, k, ti))
-            bias.append(100 * (float(gdc_alpha(m, cal, ref_m)) / float(gdc_alpha(m, cal, ref_e)) - 1))
+            bias.append(100 * (float(gdc_alpha(m, cal, ref_m)) / float(gdc_alpha_exact(m, cal, y_e)) - 1))
         out.append({"layer": layer.name, "alpha_bias_pct": bias})
     return out
 
