@@ -190,7 +190,8 @@ def test_exact_reference_gdc_is_unbiased_where_measured_reference_is_not():
     assert gdc_alpha_exact(m, x, y_e) == pytest.approx(true, rel=0.01)
     assert gdc_alpha(m, x, ref) < 0.95 * true
     per_col = gdc_alpha_exact(m, x, y_e, per_column=True)
-    assert per_col.shape == (64,) and np.all(np.abs(per_col / true - 1) < 0.06)
+    # per column: each α has ~3.4 % noise (noise/signal ≈ 0.76 over 512 vectors), their mean none of the bias
+    assert per_col.shape == (64,) and abs(per_col.mean() / true - 1) < 0.02
 
 
 def test_adc_range_is_five_sigma_of_column_currents():
