@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     result, data = train_with_progress(network, args.seed, noise, epochs, clip_sigma, args.quiet)
     meta = {"network": network.name, "noise": noise, "seed": args.seed, "epochs": epochs,
             "clip_sigma": clip_sigma, "train_accuracy_pct": 100 * result.train_accuracy,
-            "test_accuracy_pct": 100 * result.test_accuracy, "dataset": "sklearn digits, stratified 70/30 split", "split": data.meta,
+            "test_accuracy_pct": 100 * result.test_accuracy, "dataset": "sklearn digits, stratified 70/30 split",
+            "split": data.meta,
             "tool_version": __version__}
     write_files_atomic(args.out, {"weights.npz": save_npz_bytes(result.params, meta),
                                   "train.json": json.dumps(meta, indent=2, sort_keys=True) + "\n"})
