@@ -56,6 +56,19 @@ gives the same codes as one MVM at a time (each block's conductances are exact o
 the grid). Assumed: 1/f noise is correlated over nearby reads, so one sample per
 block of 1,024 MVMs (~0.25 ms of reads) is a coarse but unbiased stand-in.
 
+Drift bookkeeping
+-----------------
+``device.drift_bookkeeping: per_device`` (default): every programmed device
+drifts from its own programmed conductance with its own ν and reads its own
+noise. ``net_weight_resplit`` follows aihwkit's inference tile
+(``InferenceTileWithPeriphery``/``BaseNoiseModel``: programming noise on the pair,
+``convert_back_to_weights``, then the programmed net weight re-split onto
+conductances before ``apply_drift_noise_to_conductance``): the programmed net
+``Σ g⁺ − Σ g⁻`` is put on device 0 of its sign (the other devices at 0 µS), which
+keeps its ν (drawn from its target at programming), and drift and read noise
+apply to that. Exact for one device per polarity; with more, the net sits on
+one device (may exceed g_max; assumed).
+
 ADC full scale
 --------------
 ``I_fs`` is ``ChipSpec.adc_full_scale_ua`` (``calibration.adc_range: fixed``)
@@ -243,6 +256,14 @@ class AnalogMatrix:
         g_t[0] = np.clip(w * self.g_scale_us, 0.0, g_max)
         g_t[1] = np.clip(-w * self.g_scale_us, 0.0, g_max)
         self.devices = self.device_model.program(g_t, rng)
+        self._drift_devices = self.devices
+        if self.spec.device.drift_bookkeeping == "net_weight_resplit":
+            g = self.devices.g_prog_us
+            net = g[0].sum(axis=0) - g[1].sum(axis=0)
+            resplit = np.zeros_like(g)
+            resplit[0, 0] = np.maximum(net, 0.0)
+            resplit[1, 0] = np.maximum(-net, 0.0)
+            self._drift_devices = ProgrammedDevices(self.devices.g_target_us, resplit, self.devices.nu)
         self._read_key, self._read_parts, self._read_cache = None, None, {}
         self._set_conductances(self.devices.g_prog_us)
         self.t_inf_s = None
@@ -274,12 +295,12 @@ class AnalogMatrix:
         self._read_cache = {}
         if read_noise_key is not None:
             self._read_key = tuple(int(v) for v in read_noise_key)
-            self._read_parts = self.device_model.drift_mean(self.devices, t_inf_s)  # type: ignore[arg-type]
+            self._read_parts = self.device_model.drift_mean(self._drift_devices, t_inf_s)
         else:
             if rng is None:
                 raise ValueError("drift needs rng or read_noise_key")
             self._read_key, self._read_parts = None, None
-            self._set_conductances(self.device_model.drift(self.devices, t_inf_s, rng))  # type: ignore[arg-type]
+            self._set_conductances(self.device_model.drift(self._drift_devices, t_inf_s, rng))
         self.t_inf_s = float(t_inf_s)
         return self
 

@@ -145,6 +145,12 @@ class Device(_Section):
     prog_noise_scale: float = Field(1.0, ge=0, description="Multiplier on programming-noise std (1 = as published).")
     drift_scale: float = Field(1.0, ge=0, description="Multiplier on drift-exponent mean and std.")
     read_noise_scale: float = Field(1.0, ge=0, description="Multiplier on the 1/f read-noise Q_s.")
+    drift_bookkeeping: Literal["per_device", "net_weight_resplit"] = Field(
+        "per_device",
+        description=("'per_device': every programmed device drifts and reads its own noise (G+ and G- separately); "
+                     "'net_weight_resplit': aihwkit's inference tile -- the programmed net weight is re-split onto "
+                     "one device of its sign before drift and read noise (archmodel.analog_matrix)."),
+    )
 
 
 class Array(_Section):
