@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training images for AdaBS, at most the training split (default: the chip's "
                         "calibration.adabs_images)")
     p.add_argument("--adc-full-scale-fraction", type=float, default=None, metavar="F",
-                   help="what-if: override the chip's array.adc_full_scale_fraction")
+                   help="what-if: override the chip's array.adc_full_scale_fraction (implies --adc-range fixed)")
     p.add_argument("--folds", type=int, default=5, metavar="K",
                    help="when training: k-fold evaluation over all 1,797 images, one network per fold, K >= 2; "
                         "1 = the 70/30 hold-out split of --seed (default: 5)")
@@ -106,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         check_weights_file(args.weights)
     spec = resolve_arch(args)
     if args.adc_full_scale_fraction is not None:
+        if args.adc_range == "per_layer":
+            raise OptionError("--adc-full-scale-fraction sets the fixed ADC range; it has no effect with "
+                              "--adc-range per_layer")
+        args.adc_range = "fixed"  # the fraction is the fixed range's value
         spec = spec.replace(**{"array.adc_full_scale_fraction": args.adc_full_scale_fraction})
     network = load_network(args.network)
     if not is_digits_network(network):
