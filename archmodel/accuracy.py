@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from archmodel.analog_matrix import AnalogMatrix
+from archmodel.calibration import MIN_GDC_VECTORS
 from archmodel.errors import AimcError
 from archmodel.fixedpoint import ACT_BITS
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
@@ -68,6 +69,7 @@ from archmodel.spec import ChipSpec
 
 __all__ = [
     "ADABS_IMAGE_INDEX",
+    "layer_inputs",
     "COMPENSATIONS",
     "PLACEMENTS",
     "TIMES_S",
@@ -134,6 +136,15 @@ class AccuracyOptions:
         PCM without programming noise, drift or read noise (tests).
     only_settings : tuple of (placement, compensation) or None
         Evaluate just these settings instead of every placement × compensation.
+    adc_range : str or None
+        ``"per_layer"`` or ``"fixed"`` (``archmodel.calibration``, "ADC range");
+        None = the chip's ``calibration.adc_range``.
+    gdc_reference : str
+        ``"measured"`` (read the array at t = 0, the chip's procedure) or ``"exact"``
+        (noise-free reference from the target weights; ``archmodel.calibration``).
+    calibration_images : int
+        Training images whose int8 activations range the ADCs and drive GDC
+        (every output pixel of a conv layer is one GDC vector).
     """
 
     times_s: tuple[tuple[str, float], ...] = TIMES_S
@@ -146,8 +157,18 @@ class AccuracyOptions:
     scale_images: int = 512
     ideal_device: bool = False
     only_settings: tuple[tuple[str, str], ...] | None = None
+    adc_range: str | None = None
+    gdc_reference: str = "measured"
+    calibration_images: int = 128
 
     def __post_init__(self) -> None:
+        if self.adc_range not in (None, "per_layer", "fixed"):
+            raise AccuracyError(f"adc_range must be 'per_layer' or 'fixed', got {self.adc_range!r}")
+        if self.gdc_reference not in ("measured", "exact"):
+            raise AccuracyError(f"gdc_reference must be 'measured' or 'exact', got {self.gdc_reference!r}")
+        if self.calibration_images < MIN_GDC_VECTORS:
+            raise AccuracyError(f"calibration_images must be >= {MIN_GDC_VECTORS} (GDC vectors per layer), "
+                                f"got {self.calibration_images}")
         for c in self.compensations:
             if c not in COMPENSATIONS:
                 raise AccuracyError(f"unknown compensation {c!r}; expected one of {', '.join(COMPENSATIONS)}")
@@ -260,6 +281,18 @@ class PreparedNetwork:
         Matrix-layer indices kept digital by ``digital_first_last``.
     x_adabs : ndarray
         Training images of AdaBS.
+    matrices : list of ndarray
+        (K, N) float64 weight matrix per matrix layer.
+    cal_rows : list of ndarray
+        Per matrix layer: int8 MVM input rows (B, K) of the calibration images on
+        the all-int8 digital network (ADC ranging and GDC vectors; assumed as the
+        chip's calibration activations -- the analog layers before it would add
+        their noise).
+    adc_range : str
+        ``"per_layer"`` or ``"fixed"`` in effect.
+    calibration_index, adabs_index : ndarray of int
+        Indices (into ``train_index`` of :func:`prepare`, i.e. the data set) of the
+        calibration and AdaBS images.
     """
 
     spec: ChipSpec
@@ -271,6 +304,10 @@ class PreparedNetwork:
     digital: set[int]
     x_adabs: np.ndarray
     matrices: list[np.ndarray] = field(default_factory=list)   # (K, N) float64 weight matrix per matrix layer
+    cal_rows: list[np.ndarray] = field(default_factory=list)
+    adc_range: str = "fixed"
+    calibration_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    adabs_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def matrix_layers(self) -> list[Layer]:
@@ -278,7 +315,8 @@ class PreparedNetwork:
 
 
 def prepare(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, np.ndarray]],
-            x_train: np.ndarray, options: AccuracyOptions | None = None) -> PreparedNetwork:
+            x_train: np.ndarray, options: AccuracyOptions | None = None,
+            train_index: np.ndarray | None = None) -> PreparedNetwork:
     """Fuse the stages and calibrate the int8 activation scales on training images.
 
     Parameters
@@ -292,6 +330,9 @@ def prepare(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, 
         Training images: the first ``scale_images`` calibrate the activation
         scales, the first ``adabs_images`` are the AdaBS calibration set.
     options : AccuracyOptions, optional
+    train_index : ndarray of int, (N,), optional
+        Data-set index of every training image (for the report; default 0..N-1).
+        The first ``calibration_images`` are the calibration images.
 
     Raises
     ------
@@ -315,7 +356,30 @@ def prepare(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, 
     digital = _resolve_digital(names, matrix_layers)
     n_adabs = opts.adabs_images if opts.adabs_images is not None else spec.calibration.adabs_images
     mats = [np.asarray(l.weight_matrix(weight=p[l.name]["weight"]), dtype=np.float64) for l in matrix_layers]
-    return PreparedNetwork(spec, network, p, opts, stages, scales, digital, x_train[:n_adabs], mats)
+    idx = np.arange(len(x_train)) if train_index is None else np.asarray(train_index, dtype=np.int64)
+    n_cal = min(opts.calibration_images, len(x_train))
+    prep = PreparedNetwork(spec, network, p, opts, stages, scales, digital, x_train[:n_adabs], mats,
+                           adc_range=opts.adc_range or spec.calibration.adc_range,
+                           calibration_index=idx[:n_cal].copy(), adabs_index=idx[:n_adabs].copy())
+    prep.cal_rows = layer_inputs(prep, x_train[:n_cal], ["int8"] * len(mats), [None] * len(mats))
+    return prep
+
+
+def layer_inputs(prep: PreparedNetwork, x: np.ndarray, modes: list[str],
+                 matrices: list[AnalogMatrix | None]) -> list[np.ndarray]:
+    """int8 MVM input rows (B·P, K) of every matrix layer when ``x`` runs through the network in ``modes``."""
+    n = len(prep.matrices)
+    inst = NetworkInstance(prep, modes, matrices, [1.0] * n)
+    captured: dict[int, np.ndarray] = {}
+    original = inst._accumulate
+
+    def spy(k: int, st: Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
+        captured[k] = mvm_rows(st.layer, x_int)[0]
+        return original(k, st, x_int, image_index)
+
+    inst._accumulate = spy  # type: ignore[method-assign]
+    inst.run(x)
+    return [captured[k] for k in range(n)]
 
 
 # ----------------------------------------------------------------------------- integer helpers
@@ -410,7 +474,8 @@ class NetworkInstance:
             return analog_affine_multiplier(
                 in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(self.prep.matrices[k]))),
                 g_max_us=spec.device.g_max_us, v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits,
-                dac_bits=a.dac_bits, adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=self.alphas[k])
+                dac_bits=a.dac_bits, adc_full_scale_fraction=self.matrices[k].adc_full_scale_fraction,  # type: ignore[union-attr]
+                gdc_alpha=self.alphas[k])
         return np.asarray(in_scale * self.w_int8[k][1])
 
     def _accumulate(self, k: int, st: Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:

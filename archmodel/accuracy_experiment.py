@@ -2,10 +2,20 @@
 
 **Monte Carlo.** Each draw programs every layer afresh. A draw is a pure
    function of (spec, network, weights, options, seed, draw index): every layer
-   ``i`` programs with ``Generator(PCG64(SeedSequence([seed, draw, i, 0])))`` and
-   drifts to time index ``k`` with ``SeedSequence([seed, draw, i, 1, k])``, so
-   both placements and all compensations of one draw share the same devices
-   (paired comparisons). Results: mean, standard deviation (ddof = 1) and
+   ``i`` programs with ``Generator(PCG64(SeedSequence([seed, draw, i, 0])))``;
+   at time index ``k`` its read noise is redrawn per block of MVMs from
+   ``SeedSequence([seed, draw, i, 3, k, MVM block])`` (``archmodel.analog_matrix``,
+   "Read noise per block of MVMs"), so test images, AdaBS images (image indices
+   from ``ADABS_IMAGE_INDEX``) and calibration vectors (``CALIBRATION_MVM_INDEX``)
+   see independent read and output noise. Both placements and all compensations
+   of one draw share the same devices (paired comparisons).
+
+**Calibration right after programming** (``archmodel.calibration``): with
+   ``adc_range: per_layer`` every analog layer's ADC full scale is set to 5σ of
+   its column currents on the calibration images' int8 activations
+   (``PreparedNetwork.cal_rows``); the same activations (at most
+   ``MAX_GDC_VECTORS`` rows, evenly spaced) are the GDC vectors, with a measured
+   or exact reference (``AccuracyOptions.gdc_reference``). Results: mean, standard deviation (ddof = 1) and
    standard error (std/√draws) of the top-1 accuracy over draws, next to the FP32
    accuracy of the same weights and the all-digital int8 accuracy.
 
@@ -30,14 +40,19 @@ from archmodel.accuracy import (
     AccuracyOptions,
     NetworkInstance,
     PreparedNetwork,
-    Stage,
-    mvm_rows,
+    layer_inputs,
     predict_labels,
     prepare,
     setting_label,
 )
 from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
-from archmodel.calibration import gdc_alpha, gdc_calibration_inputs, gdc_reference
+from archmodel.calibration import (
+    adc_range_from_currents,
+    gdc_alpha,
+    gdc_alpha_exact,
+    gdc_exact_outputs,
+    gdc_reference,
+)
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.network.forward import forward
 from archmodel.network.ir import Network
@@ -49,13 +64,40 @@ __all__ = [
     "evaluate_accuracy",
     "evaluate_draw",
     "fp32_accuracy",
+    "gdc_bias",
     "int8_digital_accuracy",
+    "program_layer",
 ]
+
+#: Most GDC vectors per layer (evenly spaced rows of the calibration activations; bounds the cost).
+MAX_GDC_VECTORS = 2048
 
 
 # ----------------------------------------------------------------------------- draws
 def _layer_seed(seed: int, draw: int, layer: int, *rest: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(draw), int(layer), *rest])))
+
+
+def gdc_vectors(rows: np.ndarray) -> np.ndarray:
+    """The GDC vectors of a layer: its calibration rows, at most MAX_GDC_VECTORS of them, evenly spaced."""
+    if len(rows) <= MAX_GDC_VECTORS:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, MAX_GDC_VECTORS).round().astype(np.int64)]
+
+
+def program_layer(prep: PreparedNetwork, k: int, seed: int, draw: int) -> AnalogMatrix:
+    """Program matrix layer ``k`` for one draw and range its ADC (``adc_range: per_layer``)."""
+    spec = prep.spec
+    dev = device_model_from_spec(spec, ideal=prep.options.ideal_device)
+    noise_seed = int(np.random.SeedSequence([int(seed), int(draw), k, 2]).generate_state(1)[0])
+    m = AnalogMatrix(spec, dev, noise_seed=noise_seed).program(prep.matrices[k], _layer_seed(seed, draw, k, 0))
+    if prep.adc_range == "per_layer":
+        m.set_adc_full_scale(adc_range_from_currents(m, prep.cal_rows[k]))
+    return m
+
+
+def _read_key(seed: int, draw: int, k: int, ti: int) -> tuple[int, ...]:
+    return (int(seed), int(draw), int(k), 3, int(ti))
 
 
 def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray, seed: int, draw: int) -> dict[str, list[float]]:
@@ -68,8 +110,7 @@ def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray,
     dict
         ``{setting label: [accuracy (fraction) at each time of options.times_s]}``.
     """
-    opts, spec = prep.options, prep.spec
-    dev = device_model_from_spec(spec, ideal=opts.ideal_device)
+    opts = prep.options
     n_mat = len(prep.matrices)
     placements = list(dict.fromkeys(p for p, _ in opts.settings))
     used_analog = set()
@@ -78,10 +119,13 @@ def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray,
     mats: list[AnalogMatrix | None] = [None] * n_mat
     refs: dict[int, tuple[np.ndarray, float, np.ndarray]] = {}
     for k in sorted(used_analog):
-        noise_seed = int(np.random.SeedSequence([int(seed), int(draw), k, 2]).generate_state(1)[0])
-        m = AnalogMatrix(spec, dev, noise_seed=noise_seed).program(prep.matrices[k], _layer_seed(seed, draw, k, 0))
-        cal = gdc_calibration_inputs(spec.calibration.gdc_input, spec.calibration.gdc_vectors, m.shape[0], seed)
-        refs[k] = (cal, gdc_reference(m, cal), gdc_reference(m, cal, per_column=True))
+        m = program_layer(prep, k, seed, draw)
+        cal = gdc_vectors(prep.cal_rows[k])
+        if opts.gdc_reference == "exact":
+            y_e = gdc_exact_outputs(m, cal)
+            refs[k] = (cal, y_e, y_e)
+        else:
+            refs[k] = (cal, gdc_reference(m, cal), gdc_reference(m, cal, per_column=True))
         mats[k] = m
     out: dict[str, list[float]] = {setting_label(p, c): [] for p, c in opts.settings}
     y_test = np.asarray(y_test)
@@ -91,10 +135,11 @@ def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray,
         alpha_c: dict[int, np.ndarray] = {}
         for k in sorted(used_analog):
             m = mats[k]
-            m.drift(t, _layer_seed(seed, draw, k, 1, ti))  # type: ignore[union-attr]
+            m.drift(t, read_noise_key=_read_key(seed, draw, k, ti))  # type: ignore[union-attr]
             cal, ref_g, ref_c = refs[k]
-            alpha_g[k] = float(gdc_alpha(m, cal, ref_g))  # type: ignore[arg-type]
-            alpha_c[k] = np.asarray(gdc_alpha(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
+            alpha_fn = gdc_alpha_exact if opts.gdc_reference == "exact" else gdc_alpha
+            alpha_g[k] = float(alpha_fn(m, cal, ref_g))  # type: ignore[arg-type]
+            alpha_c[k] = np.asarray(alpha_fn(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
         for placement in placements:
             modes = ["analog" if (placement == "all_analog" or k not in prep.digital) else opts.digital_precision
                      for k in range(n_mat)]
@@ -136,36 +181,48 @@ def adc_usage(prep: PreparedNetwork, x: np.ndarray, seed: int = 0) -> list[dict[
         Per matrix layer: ``layer``, ``rows``, ``cols``, ``row_blocks``,
         ``adc_rms_code_lsb`` (RMS of the ADC codes of every array, in LSB),
         ``adc_saturated_pct`` (codes at either end of the range),
-        ``adc_full_scale_code`` (2^(adc_bits-1)).
+        ``adc_full_scale_code`` (2^(adc_bits-1)), ``adc_full_scale_fraction`` (the
+        layer's full scale over rows · n_pp · g_max · V_read), ``gdc_vectors``.
     """
     spec = prep.spec
-    dev = device_model_from_spec(spec, ideal=prep.options.ideal_device)
     n_mat = len(prep.matrices)
-    mats: list[AnalogMatrix | None] = []
-    for k in range(n_mat):
-        mats.append(AnalogMatrix(spec, dev).program(prep.matrices[k], _layer_seed(seed, 0, k, 0)))
-    inst = NetworkInstance(prep, ["analog"] * n_mat, mats, [1.0] * n_mat)
+    mats: list[AnalogMatrix | None] = [program_layer(prep, k, seed, 0) for k in range(n_mat)]
+    captured = layer_inputs(prep, x, ["analog"] * n_mat, mats)
     rows_out: list[dict[str, Any]] = []
-    # Walk the network once, capturing every matrix stage's input.
-    captured: dict[int, np.ndarray] = {}
-    original = inst._accumulate
-
-    def spy(k: int, st: Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
-        captured[k] = x_int
-        return original(k, st, x_int, image_index)
-
-    inst._accumulate = spy  # type: ignore[method-assign]
-    inst.run(x)
     levels = 2 ** (spec.array.adc_bits - 1)
     for k, st in enumerate([s for s in prep.stages if s.kind == "matrix"]):
-        rows, _ = mvm_rows(st.layer, captured[k])
+        rows = captured[k]
         codes = mats[k].mvm_adc_codes(dac_codes(rows, spec.array.dac_bits))  # type: ignore[union-attr]
         sat = np.mean((codes >= levels - 1) | (codes <= -levels))
         rows_out.append({"layer": st.layer.name, "rows": int(rows.shape[1]), "cols": int(codes.shape[2]),
                          "row_blocks": int(codes.shape[0]),
                          "adc_rms_code_lsb": float(np.sqrt(np.mean(codes.astype(np.float64) ** 2))),
-                         "adc_saturated_pct": float(100 * sat), "adc_full_scale_code": levels})
+                         "adc_saturated_pct": float(100 * sat), "adc_full_scale_code": levels,
+                         "adc_full_scale_fraction": float(mats[k].adc_full_scale_fraction),  # type: ignore[union-attr]
+                         "gdc_vectors": int(len(gdc_vectors(prep.cal_rows[k])))})
     return rows_out
+
+
+def gdc_bias(prep: PreparedNetwork, seed: int = 0) -> list[dict[str, Any]]:
+    """Bias of the measured-reference global GDC α against the exact reference, draw 0, every analog layer.
+
+    Returns
+    -------
+    list of dict
+        Per matrix layer: ``layer`` and ``alpha_bias_pct`` (one per time of
+        ``options.times_s``): ``100 · (α_measured / α_exact − 1)``.
+    """
+    out = []
+    for k, layer in enumerate(prep.matrix_layers):
+        m = program_layer(prep, k, seed, 0)
+        cal = gdc_vectors(prep.cal_rows[k])
+        ref_m, y_e = gdc_reference(m, cal), gdc_exact_outputs(m, cal)
+        bias = []
+        for ti, (_, t) in enumerate(prep.options.times_s):
+            m.drift(t, read_noise_key=_read_key(seed, 0, k, ti))
+            bias.append(100 * (float(gdc_alpha(m, cal, ref_m)) / float(gdc_alpha_exact(m, cal, y_e)) - 1))
+        out.append({"layer": layer.name, "alpha_bias_pct": bias})
+    return out
 
 
 # ----------------------------------------------------------------------------- experiment
@@ -193,6 +250,10 @@ class AccuracyResult:
     options: AccuracyOptions
     seed: int
     adc: list[dict[str, Any]] = field(default_factory=list)
+    adc_range: str = "fixed"
+    calibration_index: list[int] = field(default_factory=list)
+    adabs_index: list[int] = field(default_factory=list)
+    gdc_bias: list[dict[str, Any]] = field(default_factory=list)
 
     def mean(self, setting: str) -> np.ndarray:
         return self.draws[setting].mean(axis=0)
@@ -222,7 +283,8 @@ def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Map
                       x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                       options: AccuracyOptions | None = None, seed: int = 0,
                       progress: Callable[[int], None] | None = None,
-                      with_adc_usage: bool = False, workers: int | None = None) -> AccuracyResult:
+                      with_adc_usage: bool = False, workers: int | None = None,
+                      train_index: np.ndarray | None = None) -> AccuracyResult:
     """The whole experiment: FP32 and int8 baselines, then ``options.draws`` Monte-Carlo draws.
 
     Parameters
@@ -230,7 +292,9 @@ def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Map
     progress : callable, optional
         Called with the draw index after every draw (progress bars).
     with_adc_usage : bool
-        Also measure :func:`adc_usage` on 64 test images.
+        Also measure :func:`adc_usage` on 64 test images and :func:`gdc_bias`.
+    train_index : ndarray of int, optional
+        Data-set index of every training image (see :func:`archmodel.accuracy.prepare`).
     workers : int, optional
         Processes for the draws (default: the CPU count; 1 = serial). The
         result does not depend on it.
@@ -240,7 +304,7 @@ def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Map
     AccuracyResult
     """
     opts = options or AccuracyOptions()
-    prep = prepare(spec, network, params, x_train, opts)
+    prep = prepare(spec, network, params, x_train, opts, train_index=train_index)
     fp32 = fp32_accuracy(network, prep.params, x_test, y_test)
     int8 = int8_digital_accuracy(prep, x_test, y_test)
     per: dict[str, list[list[float]]] = {setting_label(p, c): [] for p, c in opts.settings}
@@ -269,4 +333,7 @@ def evaluate_accuracy(spec: ChipSpec, network: Network, params: Mapping[str, Map
         for key, accs in res.items():  # type: ignore[union-attr]
             per[key].append(accs)
     adc = adc_usage(prep, x_test[:64], seed) if with_adc_usage else []
-    return AccuracyResult(list(opts.times_s), {k: np.asarray(v) for k, v in per.items()}, fp32, int8, opts, int(seed), adc)
+    bias = gdc_bias(prep, seed) if with_adc_usage and opts.gdc_reference == "measured" else []
+    return AccuracyResult(list(opts.times_s), {k: np.asarray(v) for k, v in per.items()}, fp32, int8, opts, int(seed),
+                          adc, prep.adc_range, [int(i) for i in prep.calibration_index],
+                          [int(i) for i in prep.adabs_index], bias)

@@ -42,6 +42,41 @@ m // NOISE_BLOCK_MVMS]))).standard_normal((NOISE_BLOCK_MVMS, C))`` (C = the
 array's columns in use). Drawing a block of MVMs per generator keeps batched
 evaluation fast; a single MVM draws its whole block and uses one row.
 
+Read noise per block of MVMs
+----------------------------
+``drift(t, rng)`` draws one read-noise sample for every device and keeps it for
+every later MVM (the wave-1 behaviour). ``drift(t, read_noise_key=key)`` instead
+redraws it for every block of :data:`READ_NOISE_BLOCK_MVMS` MVMs: MVM ``m`` reads
+the conductances ``max(g_d + σ·z, 0)`` with ``z = Generator(PCG64(SeedSequence([*key,
+m // READ_NOISE_BLOCK_MVMS]))).standard_normal((2, n_pp, K, N))`` (``g_d`` and
+``σ``: :meth:`archmodel.pcm.PCMDeviceModel.drift_mean`). The key carries (seed,
+draw, layer, time index), so MVMs with different indices -- test images,
+AdaBS images, calibration vectors -- see independent read noise, and a batch
+gives the same codes as one MVM at a time (each block's conductances are exact on
+the grid). Assumed: 1/f noise is correlated over nearby reads, so one sample per
+block of 1,024 MVMs (~0.25 ms of reads) is a coarse but unbiased stand-in.
+
+Drift bookkeeping
+-----------------
+``device.drift_bookkeeping: per_device`` (default): every programmed device
+drifts from its own programmed conductance with its own ν and reads its own
+noise. ``net_weight_resplit`` follows aihwkit's inference tile
+(``InferenceTileWithPeriphery``/``BaseNoiseModel``: programming noise on the pair,
+``convert_back_to_weights``, then the programmed net weight re-split onto
+conductances before ``apply_drift_noise_to_conductance``): the programmed net
+``Σ g⁺ − Σ g⁻`` is put on device 0 of its sign (the other devices at 0 µS), which
+keeps its ν (drawn from its target at programming), and drift and read noise
+apply to that. Exact for one device per polarity; with more, the net sits on
+one device (may exceed g_max; assumed).
+
+ADC full scale
+--------------
+``I_fs`` is ``ChipSpec.adc_full_scale_ua`` (``calibration.adc_range: fixed``)
+unless :meth:`AnalogMatrix.set_adc_full_scale` sets a per-layer value
+(``per_layer``: ``archmodel.calibration.adc_range_from_currents``), the same for
+every row block; :attr:`AnalogMatrix.adc_full_scale_fraction` is the matching
+fraction for the affine coefficients (``golden.coefficients.analog_affine_multiplier``).
+
 Random draws: ``program`` and ``drift`` draw through the caller's
 ``numpy.random.Generator``, once for all devices of the layer, in the order of
 :mod:`archmodel.pcm` on an array of shape ``(2, n_pp, K, N)`` (index 0 = G⁺).
@@ -60,10 +95,12 @@ from archmodel.golden.tile_controller import dac_codes
 from archmodel.pcm import PCMDeviceModel, ProgrammedDevices, get_statistics
 from archmodel.spec import ChipSpec
 
-__all__ = ["G_GRID_US", "NOISE_BLOCK_MVMS", "AnalogMatrix", "device_model_from_spec"]
+__all__ = ["G_GRID_US", "NOISE_BLOCK_MVMS", "READ_NOISE_BLOCK_MVMS", "AnalogMatrix", "device_model_from_spec"]
 
 #: MVMs whose output noise one generator draws (assumed; see module docstring).
 NOISE_BLOCK_MVMS = 64
+#: MVMs that share one draw of the read noise when it is keyed (assumed; see module docstring).
+READ_NOISE_BLOCK_MVMS = 1024
 
 #: Conductance grid in µS (assumed): keeps the float64 MVM exact (see module docstring).
 G_GRID_US = 2.0**-24
@@ -149,6 +186,9 @@ class AnalogMatrix:
         self.g_pos_us: np.ndarray | None = None
         self.g_neg_us: np.ndarray | None = None
         self.t_inf_s: float | None = None
+        self._read_key: tuple[int, ...] | None = None  # keyed read noise: see module docstring
+        self._read_parts: tuple[np.ndarray, np.ndarray] | None = None
+        self._read_cache: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -216,15 +256,35 @@ class AnalogMatrix:
         g_t[0] = np.clip(w * self.g_scale_us, 0.0, g_max)
         g_t[1] = np.clip(-w * self.g_scale_us, 0.0, g_max)
         self.devices = self.device_model.program(g_t, rng)
+        self._drift_devices = self.devices
+        if self.spec.device.drift_bookkeeping == "net_weight_resplit":
+            g = self.devices.g_prog_us
+            net = g[0].sum(axis=0) - g[1].sum(axis=0)
+            resplit = np.zeros_like(g)
+            resplit[0, 0] = np.maximum(net, 0.0)
+            resplit[1, 0] = np.maximum(-net, 0.0)
+            self._drift_devices = ProgrammedDevices(self.devices.g_target_us, resplit, self.devices.nu)
+        self._read_key, self._read_parts, self._read_cache = None, None, {}
         self._set_conductances(self.devices.g_prog_us)
         self.t_inf_s = None
         return self
 
-    def drift(self, t_inf_s: float, rng: np.random.Generator) -> AnalogMatrix:
+    def drift(self, t_inf_s: float, rng: np.random.Generator | None = None, *,
+              read_noise_key: tuple[int, ...] | None = None) -> AnalogMatrix:
         """Move the conductances to time ``t_inf_s`` after programming (drift + 1/f read noise).
 
-        ``t_inf_s = 0`` is allowed (no drift, read noise only). Each call draws
-        fresh read noise from ``rng`` starting from the programmed state.
+        ``t_inf_s = 0`` is allowed (no drift, read noise only). Each call starts
+        from the programmed state.
+
+        Parameters
+        ----------
+        t_inf_s : float
+            Time after programming in s (>= 0).
+        rng : numpy.random.Generator, optional
+            One read-noise draw for every later MVM (needed unless ``read_noise_key``).
+        read_noise_key : tuple of int, optional
+            Redraw the read noise per block of MVMs, keyed by (key, MVM block)
+            (module docstring, "Read noise per block of MVMs"); ``rng`` is not used.
 
         Returns
         -------
@@ -232,10 +292,72 @@ class AnalogMatrix:
             ``self``.
         """
         self._check_programmed()
-        g = self.device_model.drift(self.devices, t_inf_s, rng)  # type: ignore[arg-type]
-        self._set_conductances(g)
+        self._read_cache = {}
+        if read_noise_key is not None:
+            self._read_key = tuple(int(v) for v in read_noise_key)
+            self._read_parts = self.device_model.drift_mean(self._drift_devices, t_inf_s)
+        else:
+            if rng is None:
+                raise ValueError("drift needs rng or read_noise_key")
+            self._read_key, self._read_parts = None, None
+            self._set_conductances(self.device_model.drift(self._drift_devices, t_inf_s, rng))
         self.t_inf_s = float(t_inf_s)
         return self
+
+    def _block_g_eff(self, block: int) -> np.ndarray:
+        """Effective conductances (K, N) read by the MVMs of read-noise block ``block``."""
+        if self._read_key is None:
+            return self._g_eff
+        g = self._read_cache.get(block)
+        if g is None:
+            g_d, sigma = self._read_parts  # type: ignore[misc]
+            seq = np.random.SeedSequence([*self._read_key, int(block)])
+            z = np.random.Generator(np.random.PCG64(seq)).standard_normal(g_d.shape)
+            full = np.maximum(g_d + sigma * z, 0.0)
+            if not self.ideal_periphery:
+                full = np.round(full / G_GRID_US) * G_GRID_US
+            g = full[0].sum(axis=0) - full[1].sum(axis=0)
+            if len(self._read_cache) >= 4:
+                self._read_cache.pop(next(iter(self._read_cache)))
+            self._read_cache[block] = g
+        return g
+
+    def _chunks(self, mvm_index: int, count: int) -> list[tuple[int, int, np.ndarray]]:
+        """(start, stop, conductances) of the MVMs ``mvm_index .. +count``, split at read-noise blocks."""
+        if self._read_key is None:
+            return [(0, count, self._g_eff)]
+        out = []
+        m = 0
+        while m < count:
+            blk, row = divmod(mvm_index + m, READ_NOISE_BLOCK_MVMS)
+            take = min(READ_NOISE_BLOCK_MVMS - row, count - m)
+            out.append((m, m + take, self._block_g_eff(blk)))
+            m += take
+        return out
+
+    # ------------------------------------------------------------- ADC range
+    def set_adc_full_scale(self, i_fs_ua: float) -> AnalogMatrix:
+        """Set this layer's ADC full scale ``I_fs`` in µA (every row block; ``calibration.adc_range: per_layer``).
+
+        Raises
+        ------
+        ValueError
+            ``i_fs_ua`` not finite and > 0, or above ``rows · devices_per_polarity ·
+            g_max · V_read`` (the largest current an array can carry; fraction 1).
+        """
+        a = self.spec.array
+        i_max = a.rows * a.devices_per_polarity * self.spec.device.g_max_us * a.v_read_v
+        if not (math.isfinite(i_fs_ua) and 0 < i_fs_ua <= i_max * (1 + 1e-12)):
+            raise ValueError(f"ADC full scale must be in (0, {i_max:g}] µA, got {i_fs_ua}")
+        self.i_fs_ua = float(i_fs_ua)
+        return self
+
+    @property
+    def adc_full_scale_fraction(self) -> float:
+        """``I_fs / (rows · devices_per_polarity · g_max · V_read)``, the ``adc_full_scale_fraction`` of the
+        affine coefficients (``golden.coefficients.analog_affine_multiplier``) for this layer's full scale."""
+        a = self.spec.array
+        return min(1.0, self.i_fs_ua / (a.rows * a.devices_per_polarity * self.spec.device.g_max_us * a.v_read_v))
 
     def _set_conductances(self, g: np.ndarray) -> None:
         if not self.ideal_periphery:  # ideal periphery: no quantization at all (GDC exactness)
@@ -245,13 +367,15 @@ class AnalogMatrix:
         self._g_eff = self.g_pos_us - self.g_neg_us  # exact on the grid (none when ideal_periphery)
 
     # --------------------------------------------------------------------- MVM
-    def column_currents_ua(self, dac_codes: npt.ArrayLike) -> np.ndarray:
+    def column_currents_ua(self, dac_codes: npt.ArrayLike, mvm_index: int = 0) -> np.ndarray:
         """Column currents of every row block's array, in µA, before the ADC.
 
         Parameters
         ----------
         dac_codes : array_like of int, (K,) or (B, K)
             Signed DAC codes (``dac_bits``).
+        mvm_index : int
+            Index of the first MVM (selects the read-noise block when it is keyed).
 
         Returns
         -------
@@ -266,8 +390,9 @@ class AnalogMatrix:
             raise ValueError(f"dac_codes must have shape (B, {k}) or ({k},), got {np.shape(dac_codes)}")
         v = d.astype(np.float64)  # codes; V_lsb applied after the exact sum
         out = np.empty((self.n_row_blocks, d.shape[0], self.shape[1]))
-        for r, sl in enumerate(self.row_block_slices()):
-            np.matmul(v[:, sl], self._g_eff[sl], out=out[r])  # exact (module docstring)
+        for b0, b1, g in self._chunks(mvm_index, d.shape[0]):
+            for r, sl in enumerate(self.row_block_slices()):
+                np.matmul(v[b0:b1, sl], g[sl], out=out[r, b0:b1])  # exact (module docstring)
         out *= self.v_lsb_v
         return out
 
@@ -288,7 +413,7 @@ class AnalogMatrix:
             int64 codes in ``[-2^(adc_bits-1), 2^(adc_bits-1) - 1]``; float64
             unrounded codes when ``ideal_periphery``.
         """
-        x = self.column_currents_ua(dac_codes)  # a fresh array: updated in place below
+        x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
         return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
 
     def array_adc_codes(
@@ -326,7 +451,9 @@ class AnalogMatrix:
         d = np.atleast_2d(check_range(dac_codes, self.spec.array.dac_bits, "dac_codes"))
         if d.ndim != 2 or d.shape[1] != rsl.stop - rsl.start:
             raise ValueError(f"dac_codes must have {rsl.stop - rsl.start} rows per vector, got shape {np.shape(dac_codes)}")
-        x = d.astype(np.float64) @ self._g_eff[rsl, c0:c1]
+        x = np.empty((d.shape[0], c1 - c0))
+        for b0, b1, g in self._chunks(mvm_index, d.shape[0]):
+            x[b0:b1] = d[b0:b1].astype(np.float64) @ g[rsl, c0:c1]
         x *= self.v_lsb_v
         array_index = col_block * self.n_row_blocks + row_block
         return self._convert(x, lambda: self._noise_rows(array_index, c1 - c0, mvm_index, x.shape[0]))

@@ -23,6 +23,33 @@ away:
 
 Calibration MVMs use output-noise keys from ``CALIBRATION_MVM_INDEX`` on, so
 they never share noise with inference MVMs.
+
+The accuracy experiment (:mod:`archmodel.accuracy_experiment`) uses the int8
+activations of real calibration images at each layer's input as GDC vectors
+(every output pixel of a conv layer is one vector; at least
+:data:`MIN_GDC_VECTORS` per layer); the random/ones/one_hot kinds remain for
+networks without images (structure-only co-simulation).
+
+**Exact reference** (``reference="exact"``, :func:`gdc_exact_outputs`,
+:func:`gdc_alpha_exact`): the chip knows its weights and calibration inputs, so
+it can compute the expected outputs ``y_e = d · W · s · n_pp · V_lsb / LSB_I``
+(ADC-code units; no programming noise, rounding or output noise) and estimate
+``α = Σ y_e² / Σ y_e · y_t`` (regression of the read outputs on the expected
+ones; per column: sums over vectors). Zero-mean noise in ``y_t`` drops out of
+``Σ y_e · y_t``, so this α is consistent, whereas ``mean|y_t + n| > mean|y_t|``
+biases the measured-reference α low (the more, the more drift shrinks ``y_t``
+against the noise). The accuracy report gives that bias, ``α_measured /
+α_exact − 1``. (Measured at t = 0, the ratio also absorbs programming noise.)
+
+**ADC range** (``calibration.adc_range: per_layer``, :func:`adc_range_from_currents`):
+right after programming, the column currents of every row block of a layer are
+read for the calibration vectors and the layer's ADC full scale is set to
+``ADC_RANGE_SIGMAS · σ`` with ``σ`` the RMS of those currents over every row block,
+vector and column (the same full scale for every row block, so partial sums still
+add as integers), capped at the largest current an array carries. It is folded
+into the affine scale and fixed over time. Assumed: 5σ of a near-Gaussian column
+current saturates ~6e-7 of the codes at t = 0 and leaves 2^(adc_bits-1)/5 LSB per σ
+(25.6 LSB RMS at 8 bits).
 """
 
 from __future__ import annotations
@@ -32,10 +59,78 @@ import numpy as np
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.tile_controller import dac_codes
 
-__all__ = ["CALIBRATION_MVM_INDEX", "gdc_alpha", "gdc_calibration_inputs", "gdc_reference"]
+__all__ = ["ADC_RANGE_SIGMAS", "CALIBRATION_MVM_INDEX", "MIN_GDC_VECTORS", "adc_range_from_currents",
+           "gdc_alpha", "gdc_alpha_exact", "gdc_calibration_inputs", "gdc_exact_outputs", "gdc_reference"]
 
 #: First output-noise key of calibration MVMs (assumed; far above any inference index).
 CALIBRATION_MVM_INDEX = 2**40
+#: ADC full scale of ``adc_range: per_layer`` in standard deviations of the column currents (issue 11; assumed).
+ADC_RANGE_SIGMAS = 5.0
+#: Fewest GDC vectors per layer in the accuracy experiment (per-column α needs many; issue 11).
+MIN_GDC_VECTORS = 128
+
+
+def adc_range_from_currents(matrix: AnalogMatrix, inputs: np.ndarray, sigmas: float = ADC_RANGE_SIGMAS) -> float:
+    """Per-layer ADC full scale in µA: ``sigmas ·`` RMS of the column currents of the calibration inputs.
+
+    Call right after programming (module docstring, "ADC range"). The currents are
+    those of :meth:`AnalogMatrix.column_currents_ua` (exact, before the ADC) at
+    ``CALIBRATION_MVM_INDEX``.
+
+    Parameters
+    ----------
+    matrix : AnalogMatrix
+        Programmed.
+    inputs : ndarray of int, (B, K)
+        int8 calibration activations (DAC codes are derived here).
+    sigmas : float
+        Full scale in RMS units (> 0).
+
+    Returns
+    -------
+    float
+        ``I_fs`` in µA, in (0, rows · devices_per_polarity · g_max · V_read]; the
+        largest value if every current is 0.
+    """
+    a = matrix.spec.array
+    i_max = a.rows * a.devices_per_polarity * matrix.spec.device.g_max_us * a.v_read_v
+    cur = matrix.column_currents_ua(dac_codes(np.asarray(inputs), a.dac_bits), CALIBRATION_MVM_INDEX)
+    rms = float(np.sqrt(np.mean(cur * cur)))
+    return i_max if rms == 0 else min(i_max, float(sigmas) * rms)
+
+
+def gdc_exact_outputs(matrix: AnalogMatrix, inputs: np.ndarray) -> np.ndarray:
+    """Expected partial sums of the calibration inputs from the target weights, in ADC-code units.
+
+    ``y_e = Σ_row-blocks d · W · s · n_pp · V_lsb / LSB_I`` with ``LSB_I = I_fs / 2^(adc_bits-1)``
+    (the data path of :mod:`archmodel.analog_matrix` without noise and rounding).
+
+    Returns
+    -------
+    ndarray, float64, (B, N)
+    """
+    d = dac_codes(np.asarray(inputs), matrix.spec.array.dac_bits).astype(np.float64)
+    w = np.asarray(matrix.weights) * (matrix.g_scale_us * matrix.n_pp)
+    return (d @ w) * (matrix.v_lsb_v * matrix.adc_levels / matrix.i_fs_ua)
+
+
+def gdc_alpha_exact(matrix: AnalogMatrix, inputs: np.ndarray, y_exact: np.ndarray,
+                    per_column: bool = False) -> np.ndarray | float:
+    """``α = Σ y_e² / Σ y_e · y_t`` at the matrix's current time (module docstring, "Exact reference").
+
+    Where ``Σ y_e · y_t <= 0`` (a column that reads nothing useful), α is 1.
+
+    Returns
+    -------
+    float, or ndarray (N,) when ``per_column``
+    """
+    d = dac_codes(inputs, matrix.spec.array.dac_bits)
+    y = np.asarray(matrix.mvm_partial_sums(d, CALIBRATION_MVM_INDEX), dtype=np.float64)
+    ye = np.asarray(y_exact, dtype=np.float64)
+    num, den = (ye * ye).sum(axis=0), (ye * y).sum(axis=0)
+    if per_column:
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    return float(num.sum() / den.sum()) if den.sum() > 0 else 1.0
 
 
 def gdc_calibration_inputs(kind: str, n_vectors: int, k: int, seed: int = 0) -> np.ndarray:

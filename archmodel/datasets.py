@@ -12,6 +12,14 @@ levels keeps a distinct code.
 Split: stratified (every class keeps its share in both parts) train/test split
 fixed by the seed, through :func:`sklearn.model_selection.train_test_split`
 (``random_state=seed``); default 30 % test (540 test and 1,257 training images).
+
+k-fold (:func:`load_digits_fold`): :class:`sklearn.model_selection.StratifiedKFold`
+with ``shuffle=True, random_state=seed``; fold ``i`` is the test part, the other
+folds the training part, so the k test folds cover all 1,797 images once.
+
+Every split records the data-set indices of its images (``train_index``,
+``test_index``) and a JSON-ready description (``DigitsSplit.meta``) that weights
+files carry (:mod:`archmodel.weights_io`); :func:`split_from_meta` rebuilds it.
 """
 
 from __future__ import annotations
@@ -21,7 +29,11 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["DIGITS_INPUT_SHAPE", "DIGITS_PIXEL_MAX", "DigitsSplit", "load_digits_split"]
+__all__ = ["DIGITS_IMAGES", "DIGITS_INPUT_SHAPE", "DIGITS_PIXEL_MAX", "DigitsSplit", "load_digits_fold",
+           "load_digits_split", "split_from_meta"]
+
+#: Images in scikit-learn's digits set.
+DIGITS_IMAGES = 1797
 
 #: Input shape of one digits image, (C, H, W).
 DIGITS_INPUT_SHAPE = (1, 8, 8)
@@ -41,6 +53,11 @@ class DigitsSplit:
         Labels 0..9.
     seed : int
         Seed of the split.
+    train_index, test_index : ndarray of int64
+        Data-set indices (0..1796) of the training and test images, in order.
+    meta : dict
+        ``{"dataset": "sklearn-digits", "kind": "holdout", "test_fraction": f, "seed": s}``
+        or ``{"dataset": "sklearn-digits", "kind": "kfold", "folds": k, "fold": i, "seed": s}``.
     """
 
     x_train: np.ndarray
@@ -48,6 +65,9 @@ class DigitsSplit:
     x_test: np.ndarray
     y_test: np.ndarray
     seed: int
+    train_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
+    meta: dict | None = None
 
 
 @lru_cache(maxsize=1)
@@ -88,8 +108,52 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.3) -> DigitsSplit:
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     x, y = _raw_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=float(test_fraction), stratify=y, random_state=int(seed)
+    i_tr, i_te = train_test_split(
+        np.arange(len(y)), test_size=float(test_fraction), stratify=y, random_state=int(seed)
     )
-    return DigitsSplit(np.ascontiguousarray(x_tr), np.ascontiguousarray(y_tr),
-                       np.ascontiguousarray(x_te), np.ascontiguousarray(y_te), int(seed))
+    meta = {"dataset": "sklearn-digits", "kind": "holdout", "test_fraction": float(test_fraction), "seed": int(seed)}
+    return _split(x, y, i_tr, i_te, int(seed), meta)
+
+
+def _split(x: np.ndarray, y: np.ndarray, i_tr: np.ndarray, i_te: np.ndarray, seed: int, meta: dict) -> DigitsSplit:
+    i_tr, i_te = np.asarray(i_tr, np.int64), np.asarray(i_te, np.int64)
+    return DigitsSplit(np.ascontiguousarray(x[i_tr]), np.ascontiguousarray(y[i_tr]),
+                       np.ascontiguousarray(x[i_te]), np.ascontiguousarray(y[i_te]), seed, i_tr, i_te, meta)
+
+
+def load_digits_fold(seed: int, folds: int, fold: int) -> DigitsSplit:
+    """Fold ``fold`` of a stratified ``folds``-fold split of all 1,797 images (module docstring).
+
+    Raises
+    ------
+    ValueError
+        ``folds`` < 2, ``fold`` outside 0..folds-1, or a negative seed.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    if int(folds) < 2 or not 0 <= int(fold) < int(folds):
+        raise ValueError(f"need folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    x, y = _raw_digits()
+    skf = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=int(seed))
+    i_tr, i_te = list(skf.split(np.zeros(len(y)), y))[int(fold)]
+    meta = {"dataset": "sklearn-digits", "kind": "kfold", "folds": int(folds), "fold": int(fold), "seed": int(seed)}
+    return _split(x, y, i_tr, i_te, int(seed), meta)
+
+
+def split_from_meta(meta: dict) -> DigitsSplit:
+    """The split a weights file's ``split`` description names (:attr:`DigitsSplit.meta`).
+
+    Raises
+    ------
+    ValueError
+        Not a description of a digits split.
+    """
+    if not isinstance(meta, dict) or meta.get("dataset") != "sklearn-digits":
+        raise ValueError(f"not a digits split description: {meta!r}")
+    if meta.get("kind") == "holdout":
+        return load_digits_split(int(meta["seed"]), float(meta["test_fraction"]))
+    if meta.get("kind") == "kfold":
+        return load_digits_fold(int(meta["seed"]), int(meta["folds"]), int(meta["fold"]))
+    raise ValueError(f"unknown split kind {meta.get('kind')!r}")

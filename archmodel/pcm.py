@@ -706,6 +706,29 @@ class PCMDeviceModel:
             If ``devices`` is not a ``ProgrammedDevices`` or ``rng`` not a Generator.
         """
         self._check_rng(rng)
+        g_d, sigma_us = self.drift_mean(devices, t_inf_s)
+        z_read = rng.standard_normal(devices.shape)
+        return np.maximum(g_d + sigma_us * z_read, 0.0)
+
+    def drift_mean(self, devices: ProgrammedDevices, t_inf_s: float) -> tuple[FloatArray, FloatArray]:
+        """The two parts of :meth:`drift`: drifted conductances and the read-noise standard deviation.
+
+        ``g(t) = max(g_d + sigma · z, 0)`` with ``z`` standard normal (what :meth:`drift`
+        draws), ``g_d = g_P · (t/t0)^-ν`` and ``sigma = |g_d| · Q_s(g_P/g_max) ·
+        read_noise_time_factor(t)`` (Joshi et al. 2020, Methods; aihwkit
+        ``PCMLikeNoiseModel.apply_drift_noise_to_conductance``). Lets a caller redraw
+        the read noise per block of MVMs (``archmodel.analog_matrix``) from ``g_d`` and
+        ``sigma`` without drawing the drift again.
+
+        Returns
+        -------
+        (g_d, sigma) : two float64 arrays in µS, shape ``devices.shape``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            As :meth:`drift`.
+        """
         if not isinstance(devices, ProgrammedDevices):
             raise TypeError(f"devices must be ProgrammedDevices, got {type(devices).__name__}")
         if np.ndim(t_inf_s) != 0:
@@ -714,9 +737,5 @@ class PCMDeviceModel:
         time_factor = read_noise_time_factor(t_inf_s, stats.t0_s, stats.t_read_s)
         g_p = devices.g_prog_us
         g_d = g_p * drift_factor(devices.nu, t_inf_s, stats.t0_s)
-
-        z_read = rng.standard_normal(devices.shape)
-
         q_s = self.read_noise_scale * stats.read_noise_qs(g_p / stats.g_max_us)
-        sigma_read = q_s * time_factor
-        return np.maximum(g_d + np.abs(g_d) * sigma_read * z_read, 0.0)
+        return g_d, np.abs(g_d) * (q_s * time_factor)

@@ -153,6 +153,12 @@ class Device(_Section):
                                     description="Multiplier on programming-noise std (1 = as published; 0 .. 100).")
     drift_scale: float = Field(1.0, ge=0, le=10, description="Multiplier on drift-exponent mean and std (0 .. 10).")
     read_noise_scale: float = Field(1.0, ge=0, le=100, description="Multiplier on the 1/f read-noise Q_s (0 .. 100).")
+    drift_bookkeeping: Literal["per_device", "net_weight_resplit"] = Field(
+        "per_device",
+        description=("'per_device': every programmed device drifts and reads its own noise (G+ and G- separately); "
+                     "'net_weight_resplit': aihwkit's inference tile -- the programmed net weight is re-split onto "
+                     "one device of its sign before drift and read noise (archmodel.analog_matrix)."),
+    )
 
 
 class Array(_Section):
@@ -309,6 +315,11 @@ class Calibration(_Section):
     gdc_input: Literal["random", "ones", "one_hot"] = Field("random", description="GDC calibration inputs.")
     gdc_vectors: PositiveInt = Field(8, le=100_000, description="Number of GDC calibration vectors.")
     adabs_images: PositiveInt = Field(128, le=1_000_000, description="Training images used by AdaBS.")
+    adc_range: Literal["per_layer", "fixed"] = Field(
+        "per_layer",
+        description=("ADC full scale: 'per_layer' = 5 sigma of the layer's column currents on calibration images "
+                     "right after programming (archmodel.calibration); 'fixed' = array.adc_full_scale_fraction."),
+    )
 
 
 class EnergyPj(_Section):

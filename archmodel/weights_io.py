@@ -1,7 +1,8 @@
 """Weight files: trained parameters to and from ``.npz`` files, and from ONNX initializers.
 
 :func:`save_npz` writes ``"<layer>/<param>"`` arrays plus a ``__meta__`` JSON
-string (network name, noise level, seed, accuracies); :func:`load_npz` reads them
+string (network name, noise level, seed, the split it was trained on -- ``split``, an
+:attr:`archmodel.datasets.DigitsSplit.meta` -- and accuracies); :func:`load_npz` reads them
 back. :func:`load_onnx_params` takes trained weights from an ONNX file's
 initializers, matched by layer name (see its docstring).
 """

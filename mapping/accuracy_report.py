@@ -28,12 +28,29 @@ SETTING_TITLES = {
 }
 
 
+def _ranges(idx: Any) -> str:
+    """Sorted indices as compact ranges, ``"0-3, 7, 9-12"``."""
+    v = sorted(int(i) for i in idx)
+    out, i = [], 0
+    while i < len(v):
+        j = i
+        while j + 1 < len(v) and v[j + 1] == v[j] + 1:
+            j += 1
+        out.append(str(v[i]) if i == j else f"{v[i]}-{v[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
 def result_to_json(res: AccuracyResult, spec: ChipSpec, network_name: str, weights: dict[str, Any],
-                   n_test: int, adabs_images: int) -> dict:
+                   n_test: int, adabs_images: int, split: dict | None = None, test_index: Any = None,
+                   folds: list[dict] | None = None) -> dict:
     """JSON-ready report (snake_case keys, units in names, no timestamps or paths).
 
     ``weights`` says where the weights came from; ``n_test`` is the number of
-    test images and ``adabs_images`` the AdaBS calibration images used.
+    test images and ``adabs_images`` the AdaBS calibration images used; ``split``
+    describes the data split (``archmodel.datasets.DigitsSplit.meta``),
+    ``test_index`` its test images' data-set indices; ``folds`` the per-fold
+    records of ``archmodel.digits_experiment.kfold_accuracy``.
     """
     settings = []
     for key, arr in res.draws.items():
@@ -46,9 +63,35 @@ def result_to_json(res: AccuracyResult, spec: ChipSpec, network_name: str, weigh
             "accuracy_draws_pct": [[round(100 * v, 4) for v in row] for row in arr],
         })
     o = res.options
+    if folds:
+        cal_sets = [(f["calibration_index"], f["adabs_index"], f["test_index"]) for f in folds]
+    else:
+        cal_sets = [(res.calibration_index, res.adabs_index, [] if test_index is None else list(test_index))]
+    disjoint = all(not (set(c) | set(a)) & set(t) for c, a, t in cal_sets)
+    calib = {
+        "adc_range": res.adc_range,
+        "adc_range_rule": ("5 sigma (RMS) of the column currents of every row block on the calibration images' int8 "
+                           "activations, right after programming; fixed over time"
+                           if res.adc_range == "per_layer" else
+                           f"fixed: {spec.array.adc_full_scale_fraction} x rows x devices_per_polarity x g_max x V_read"),
+        "gdc_vectors": "int8 activations of the calibration images at each layer's input (every conv output pixel "
+                       "is one vector; at most 2048, evenly spaced)",
+        "gdc_reference": o.gdc_reference,
+        "gdc_alpha_bias_vs_exact": res.gdc_bias,
+        "read_noise": "redrawn per block of 1,024 MVMs, keyed by (seed, draw, layer, time, MVM block)",
+        "adabs": "batch-norm statistics on the AdaBS images through the drifted network, with read and output "
+                 "noise independent of the test images' draws",
+        "calibration_images": len(res.calibration_index),
+        "per_fold" if folds else "index": [
+            {"calibration_index": _ranges(c), "adabs_index": _ranges(a)} for c, a, _ in cal_sets],
+        "calibration_disjoint_from_test": bool(disjoint),
+    }
     return {
         "tool_version": __version__, "chip": spec.name, "spec_hash": spec.spec_hash, "seed": res.seed,
-        "network": network_name, "weights": weights, "dataset": "sklearn digits (1,797 8x8 images), stratified 70/30 split",
+        "network": network_name, "weights": weights, "dataset": "sklearn digits (1,797 8x8 images), " + (
+            f"stratified {split['folds']}-fold evaluation" if split and split.get("kind") == "kfold" else
+            f"stratified hold-out split ({round(100 * split['test_fraction'])} % test)" if split else
+            "stratified 70/30 split"),
         "test_images": int(n_test),
         "draws": int(next(iter(res.draws.values())).shape[0]),
         "digital_precision": o.digital_precision, "adabs_images": adabs_images,
@@ -56,7 +99,9 @@ def result_to_json(res: AccuracyResult, spec: ChipSpec, network_name: str, weigh
         "times": [{"label": lbl, "t_inf_s": t} for lbl, t in res.times],
         "fp32_accuracy_pct": round(100 * res.fp32_accuracy, 4),
         "int8_digital_accuracy_pct": round(100 * res.int8_accuracy, 4),
-        "settings": settings, "adc_usage": res.adc,
+        "settings": settings, "adc_usage": res.adc, "calibration": calib, "split": split,
+        "folds": [{k: v for k, v in f.items() if k not in ("calibration_index", "adabs_index", "test_index")}
+                  for f in folds] if folds else None,
     }
 
 
@@ -78,24 +123,51 @@ def to_markdown(rep: dict) -> str:
         f"datapath (no PCM): {rep['int8_digital_accuracy_pct']:.2f} %. Digital layers of the first/last placement: "
         f"{rep['digital_precision']}. AdaBS calibration images: {rep['adabs_images']}.",
         "",
-        "Top-1 test accuracy in %, mean ± standard deviation over draws (standard error = std/√draws "
-        "in report.json):",
+        "Top-1 test accuracy in %, mean ± standard deviation over draws [standard error = std/√draws]:",
         "",
         "| setting | " + " | ".join(times) + " |",
         "|---|" + "---:|" * len(times),
     ]
     for s in rep["settings"]:
-        cells = [f"{m:.2f} ± {sd:.2f}" for m, sd in zip(s["accuracy_mean_pct"], s["accuracy_std_pct"], strict=True)]
+        cells = [f"{m:.2f} ± {sd:.2f} [{se:.2f}]" for m, sd, se in
+                 zip(s["accuracy_mean_pct"], s["accuracy_std_pct"], s["accuracy_se_pct"], strict=True)]
         lines.append(f"| {SETTING_TITLES.get(s['setting'], s['setting'])} | " + " | ".join(cells) + " |")
     lines.append("| FP32 baseline | " + " | ".join(f"{rep['fp32_accuracy_pct']:.2f}" for _ in times) + " |")
+    cal = rep.get("calibration")
+    if cal:
+        lines += ["", f"Calibration: ADC range {cal['adc_range']} ({cal['adc_range_rule']}); GDC vectors: "
+                  f"{cal['gdc_vectors']}; GDC reference {cal['gdc_reference']}; read noise {cal['read_noise']}; "
+                  f"AdaBS: {cal['adabs']}. Calibration images (ADC ranging and GDC): {cal['calibration_images']}, "
+                  f"disjoint from the test images: {'yes' if cal['calibration_disjoint_from_test'] else 'NO'}."]
+    if rep.get("split"):
+        lines += ["", "Split: " + ", ".join(f"{k} {v}" for k, v in rep["split"].items())
+                  + (" (one network trained per fold; the test folds cover every image once)"
+                     if rep["split"].get("kind") == "kfold" else "") + "."]
+    if rep.get("folds"):
+        lines += ["", "| fold | test images | FP32 (%) |", "|---:|---:|---:|"]
+        lines += [f"| {f['fold']} | {f['test_images']} | {f['fp32_accuracy_pct']:.2f} |" for f in rep["folds"]]
     if rep["adc_usage"]:
-        lines += ["", "ADC range use right after programming (all layers analog, 64 test images; full scale = "
-                  f"{rep['adc_full_scale_fraction']} × rows × g_max × V_read):", "",
-                  "| layer | rows | cols | row blocks | RMS ADC code (LSB) | saturated codes (%) |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += ["", "ADC range use right after programming (draw 0, all layers analog, 64 test images"
+                  + (", fold 0" if rep.get("folds") else "") + "; full scale as a fraction of rows × "
+                  "devices per polarity × g_max × V_read):", "",
+                  "| layer | rows | cols | row blocks | full scale | RMS ADC code (LSB) | saturated codes (%) | GDC vectors |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for a in rep["adc_usage"]:
             lines.append(f"| {a['layer']} | {a['rows']} | {a['cols']} | {a['row_blocks']} | "
-                         f"{a['adc_rms_code_lsb']:.2f} of {a['adc_full_scale_code']} | {a['adc_saturated_pct']:.3f} |")
+                         f"{a.get('adc_full_scale_fraction', rep['adc_full_scale_fraction']):.4g} | "
+                         f"{a['adc_rms_code_lsb']:.2f} of {a['adc_full_scale_code']} | {a['adc_saturated_pct']:.3f} | "
+                         f"{a.get('gdc_vectors', '')} |")
+    if cal and cal["gdc_alpha_bias_vs_exact"]:
+        lines += ["", "Bias of the measured-reference GDC α against the exact reference (draw 0, %, "
+                  "α_measured/α_exact − 1):", "", "| layer | " + " | ".join(times) + " |",
+                  "|---|" + "---:|" * len(times)]
+        for b in cal["gdc_alpha_bias_vs_exact"]:
+            lines.append(f"| {b['layer']} | " + " | ".join(f"{v:+.2f}" for v in b["alpha_bias_pct"]) + " |")
+    if cal:
+        for i, ix in enumerate(cal.get("per_fold") or cal.get("index") or []):
+            where = f"fold {i}" if cal.get("per_fold") else "data-set"
+            lines += ["", f"Image indices ({where}) for ADC ranging and GDC: {ix['calibration_index']}; "
+                      f"AdaBS: {ix['adabs_index']}."]
     lines += ["", "Times are after programming (t_inf); 1 month = 2,592,000 s, 1 year = 31,536,000 s. "
               "GDC: global drift calibration (one α per layer, or per column); AdaBS: batch-norm statistics "
               "re-estimated on training images through the drifted analog network (with global GDC).", ""]

@@ -475,3 +475,32 @@ def test_bad_arguments_rejected() -> None:
         PCMDeviceModel(JOSHI).program([1.0], 42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Generator"):
         PCMDeviceModel(JOSHI).program([1.0], np.random.RandomState(0))  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- issue 11: drift bookkeeping
+def test_net_weight_resplit_drifts_the_programmed_net_weight_on_one_device():
+    """device.drift_bookkeeping net_weight_resplit (aihwkit's inference tile): the programmed net g+ - g- is put on
+    the device of its sign before drift and read noise; recomputed here from drift_mean's equations."""
+    from archmodel.analog_matrix import G_GRID_US, AnalogMatrix
+    from archmodel.pcm import drift_factor, read_noise_time_factor
+    from archmodel.spec import load_spec
+
+    spec = load_spec("fig11").replace(**{"device.drift_bookkeeping": "net_weight_resplit"})
+    w = np.random.default_rng(0).standard_normal((30, 7))
+    m = AnalogMatrix(spec).program(w, np.random.default_rng(1))
+    dev = m.devices
+    net = dev.g_prog_us[0, 0] - dev.g_prog_us[1, 0]
+    m.drift(86400.0, np.random.default_rng(2))
+    z = np.random.default_rng(2).standard_normal(dev.shape)
+    st = m.device_model.statistics
+    tf = read_noise_time_factor(86400.0, st.t0_s, st.t_read_s)
+    out = []
+    for side, g in ((0, np.maximum(net, 0.0)), (1, np.maximum(-net, 0.0))):
+        g_d = g * drift_factor(dev.nu[side, 0], 86400.0, st.t0_s)
+        out.append(np.maximum(g_d + np.abs(g_d) * st.read_noise_qs(g / st.g_max_us) * tf * z[side, 0], 0.0))
+    expected = np.round(out[0] / G_GRID_US) * G_GRID_US - np.round(out[1] / G_GRID_US) * G_GRID_US
+    np.testing.assert_array_equal(m.g_pos_us - m.g_neg_us, expected)
+    # per_device (the default) differs: both programmed devices drift and read noise separately
+    d = AnalogMatrix(load_spec("fig11")).program(w, np.random.default_rng(1)).drift(86400.0, np.random.default_rng(2))
+    assert load_spec("fig11").device.drift_bookkeeping == "per_device"
+    assert not np.array_equal(d.g_pos_us - d.g_neg_us, expected)

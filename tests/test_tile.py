@@ -405,3 +405,60 @@ def test_output_noise_key_scheme_independent_and_across_block_boundary():
     i_ua = (d[5].astype(np.float64) @ (m.g_pos_us - m.g_neg_us)) * m.v_lsb_v + 0.05 * m.i_fs_ua * z
     expected = np.clip(np.rint(i_ua * 128 / m.i_fs_ua), -128, 127)
     np.testing.assert_array_equal(batched[5], expected)
+
+
+# ----------------------------------------------------------------------------- issue 11: keyed read noise, ADC range
+
+
+def test_keyed_read_noise_batched_equals_single_across_block_boundary():
+    # Read noise keyed by (key, MVM // 1024): a batch straddling MVM 1024 equals one MVM at a time,
+    # through mvm_adc_codes and array_adc_codes, and the two blocks see different read noise.
+    from archmodel.analog_matrix import READ_NOISE_BLOCK_MVMS
+
+    assert READ_NOISE_BLOCK_MVMS == 1024
+    spec = TINY.replace(**{"array.output_noise_fraction": 0.02})
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((50, 40))
+    m = AnalogMatrix(spec, noise_seed=3).program(w, np.random.default_rng(1))
+    m.drift(86400.0, read_noise_key=(7, 0, 1, 3, 2))
+    d = rng.integers(-128, 128, size=(8, 50))
+    first = 1020  # MVMs 1020..1027: blocks 0 and 1
+    batched = _batched_vs_single(m, d, first=first)
+    for rb, sl in enumerate(m.row_block_slices()):
+        for j in range(8):
+            np.testing.assert_array_equal(m.array_adc_codes(rb, 1, d[j, sl], mvm_index=first + j)[0],
+                                          batched[rb, j, 32:40])
+    # the same input in two blocks reads different conductances (fresh read noise), same in one block
+    i_a = m.column_currents_ua(d[0], mvm_index=1022)
+    i_b = m.column_currents_ua(d[0], mvm_index=1023)
+    i_c = m.column_currents_ua(d[0], mvm_index=1024)
+    np.testing.assert_array_equal(i_a, i_b)
+    assert not np.array_equal(i_a, i_c)
+    # independent reconstruction of block 1's conductances from drift_mean and the documented key
+    g_d, sigma = m.device_model.drift_mean(m.devices, 86400.0)
+    z = np.random.Generator(np.random.PCG64(np.random.SeedSequence([7, 0, 1, 3, 2, 1]))).standard_normal(g_d.shape)
+    g = np.round(np.maximum(g_d + sigma * z, 0.0) / G_GRID_US) * G_GRID_US
+    g_eff = g[0].sum(axis=0) - g[1].sum(axis=0)
+    np.testing.assert_array_equal(i_c[0, 0], (d[0, :32].astype(np.float64) @ g_eff[:32]) * m.v_lsb_v)
+
+
+def test_drift_with_rng_unchanged_by_drift_mean_split():
+    # PCMDeviceModel.drift = max(g_d + sigma z, 0) with drift_mean's parts and one rng draw (wave-1 values).
+    m = AnalogMatrix(FIG11).program(np.random.default_rng(0).standard_normal((20, 6)), np.random.default_rng(1))
+    g = m.device_model.drift(m.devices, 3600.0, np.random.default_rng(5))
+    g_d, sigma = m.device_model.drift_mean(m.devices, 3600.0)
+    z = np.random.default_rng(5).standard_normal(g_d.shape)
+    np.testing.assert_array_equal(g, np.maximum(g_d + sigma * z, 0.0))
+
+
+def test_set_adc_full_scale_hand_computed():
+    # fig11: rows·n_pp·g_max·V_read = 512·1·25·0.2 = 2560 µA; I_fs = 64 µA -> fraction 0.025.
+    # One row, weight 1 (G = 25 µS), DAC code 127: I = 127 · 1.5625 mV · 25 µS = 4.9609375 µA
+    # -> code rint(4.9609375 / 64 · 128) = rint(9.921875) = 10 (at the fixed 320 µA: rint(1.984) = 2).
+    m = programmed(FIG11, np.array([[1.0]]))
+    assert m.mvm_adc_codes(np.array([127]))[0, 0, 0] == 2
+    m.set_adc_full_scale(64.0)
+    assert m.adc_full_scale_fraction == pytest.approx(0.025)
+    assert m.mvm_adc_codes(np.array([127]))[0, 0, 0] == 10
+    with pytest.raises(ValueError, match="ADC full scale"):
+        m.set_adc_full_scale(2561.0)

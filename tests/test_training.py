@@ -220,3 +220,21 @@ def test_onnx_initializers_load_by_layer_name(tmp_path):
             np.testing.assert_array_equal(back[ln][pn], params[ln][pn])
     with pytest.raises(TrainingError, match="no initializer for"):
         load_onnx_params(path, digits_mlp())
+
+
+def test_kfold_partitions_all_images_stratified_and_meta_round_trips():
+    from archmodel.datasets import load_digits_fold, split_from_meta
+
+    folds = [load_digits_fold(4, 5, f) for f in range(5)]
+    test = np.concatenate([f.test_index for f in folds])
+    assert sorted(test.tolist()) == list(range(1797))  # every image is a test image exactly once
+    for f in folds:
+        assert not set(f.train_index.tolist()) & set(f.test_index.tolist())
+        assert len(f.train_index) + len(f.test_index) == 1797
+        counts = np.bincount(f.y_test, minlength=10)
+        assert np.all(np.abs(counts - (counts + np.bincount(f.y_train, minlength=10)) / 5) <= 1)  # stratified
+        again = split_from_meta(f.meta)
+        np.testing.assert_array_equal(again.test_index, f.test_index)
+    h = load_digits_split(3)
+    np.testing.assert_array_equal(split_from_meta(h.meta).x_test, h.x_test)
+    assert h.meta == {"dataset": "sklearn-digits", "kind": "holdout", "test_fraction": 0.3, "seed": 3}

@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arch(p)
     add_network(p, default="digits-cnn")
     add_seed(p)
+    p.set_defaults(seed=None)  # None: the weights file's training seed, else 0
     add_out(p)
     p.add_argument("--weights", default=None, metavar="FILE",
                    help="trained weights: .npz from 'aimc train', or an .onnx file (initializers matched by layer "
@@ -54,7 +55,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training images for AdaBS, at most the training split (default: the chip's "
                         "calibration.adabs_images)")
     p.add_argument("--adc-full-scale-fraction", type=float, default=None, metavar="F",
-                   help="what-if: override the chip's array.adc_full_scale_fraction")
+                   help="what-if: override the chip's array.adc_full_scale_fraction (implies --adc-range fixed)")
+    p.add_argument("--folds", type=int, default=5, metavar="K",
+                   help="when training: k-fold evaluation over all 1,797 images, one network per fold, K >= 2; "
+                        "1 = the 70/30 hold-out split of --seed (default: 5)")
+    p.add_argument("--adc-range", choices=("per_layer", "fixed"), default=None,
+                   help="ADC full scale: 5 sigma of each layer's column currents on calibration images, or the "
+                        "chip's fixed array.adc_full_scale_fraction (default: the chip's calibration.adc_range)")
+    p.add_argument("--gdc-reference", choices=("measured", "exact"), default="measured",
+                   help="GDC reference read at t = 0 (includes noise; the chip's procedure) or exact from the "
+                        "target weights (default: measured; its bias is in the report)")
     p.add_argument("--workers", type=int, default=None, help="processes for the draws, >= 1 (default: CPU count)")
     p.add_argument("--no-plot", action="store_true", help="skip accuracy_vs_time.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
@@ -73,14 +83,18 @@ def run(args: argparse.Namespace) -> int:
         check_weights_file,
         has_own_weights,
         is_digits_network,
+        kfold_accuracy,
         load_weights,
         own_weights,
+        weights_split,
     )
     from archmodel.zoo import load_network
     from mapping.accuracy_report import plot_png, result_to_json, to_markdown
 
     # every option is checked before any work (one line naming the flag)
-    check_int_range("--seed", args.seed, 0)
+    if args.seed is not None:
+        check_int_range("--seed", args.seed, 0)
+    check_int_range("--folds", args.folds, 1)
     if not 2 <= args.draws <= MAX_DRAWS:
         raise OptionError(f"--draws must be in 2..{MAX_DRAWS} (2 for a standard deviation), got {args.draws}")
     if args.workers is not None:
@@ -92,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         check_weights_file(args.weights)
     spec = resolve_arch(args)
     if args.adc_full_scale_fraction is not None:
+        if args.adc_range == "per_layer":
+            raise OptionError("--adc-full-scale-fraction sets the fixed ADC range; it has no effect with "
+                              "--adc-range per_layer")
+        args.adc_range = "fixed"  # the fraction is the fixed range's value
         spec = spec.replace(**{"array.adc_full_scale_fraction": args.adc_full_scale_fraction})
     network = load_network(args.network)
     if not is_digits_network(network):
@@ -105,27 +123,52 @@ def run(args: argparse.Namespace) -> int:
             why = "with --weights; it was set when training" if args.weights else (
                 f"with network {network.name!r}, which carries its own weights (no training)")
             raise OptionError(f"{given[0]} has no effect {why}")
-    data = load_digits_split(args.seed)
+    params = info = None
+    folds = 1
+    if args.weights:
+        params, info = load_weights(args.weights, network)
+        seed, data = weights_split(info, args.seed, args.weights)  # a mismatched --seed stops here (one line)
+    else:
+        seed = 0 if args.seed is None else args.seed
+        data = load_digits_split(seed)
+        folds = 1 if has_own_weights(network) else args.folds
     n_adabs = args.adabs_images if args.adabs_images is not None else spec.calibration.adabs_images
     if n_adabs > len(data.x_train):
         flag = "--adabs-images" if args.adabs_images is not None else f"chip '{spec.name}' calibration.adabs_images"
         raise OptionError(f"{flag} = {n_adabs} exceeds the {len(data.x_train)} images of the training split")
     check_out_dir(args.out, args.force)
-    if args.weights:
-        params, info = load_weights(args.weights, network)
-    elif has_own_weights(network):
-        params, info = own_weights(network), {"source": "network file"}
-    else:
+    opts = AccuracyOptions(draws=args.draws, digital_precision=args.digital_precision, adabs_images=args.adabs_images,
+                           adc_range=args.adc_range, gdc_reference=args.gdc_reference)
+    fold_info = None
+    if folds > 1:
         noise, epochs, clip_sigma = train_settings(args)
-        trained, _ = train_with_progress(network, args.seed, noise, epochs, clip_sigma, args.quiet)
-        params, info = trained.params, {"source": "trained", "noise": noise, "seed": args.seed, "epochs": epochs,
-                                        "clip_sigma": clip_sigma, "fp32_test_accuracy_pct": 100 * trained.test_accuracy}
-    opts = AccuracyOptions(draws=args.draws, digital_precision=args.digital_precision, adabs_images=args.adabs_images)
-    with tqdm(total=args.draws, desc=f"accuracy {network.name} on {spec.name}", unit="draw", file=sys.stderr,
-              disable=True if args.quiet else None) as bar:  # None: off when stderr is no terminal
-        res = evaluate_accuracy(spec, network, params, data.x_train, data.x_test, data.y_test, opts, seed=args.seed,
-                                progress=lambda d: bar.update(1), with_adc_usage=True, workers=args.workers)
-    rep = result_to_json(res, spec, network.name, info, n_test=len(data.y_test), adabs_images=n_adabs)
+        with tqdm(total=folds * (epochs + args.draws), desc=f"{folds}-fold accuracy {network.name} on {spec.name}",
+                  unit="step", file=sys.stderr, disable=True if args.quiet else None) as bar:
+            res, fold_info = kfold_accuracy(spec, network, seed, folds, noise, epochs, clip_sigma, opts,
+                                            train_progress=lambda f, e, loss: bar.update(1),
+                                            draw_progress=lambda d: bar.update(1), workers=args.workers)
+        info = {"source": "trained per fold", "noise": noise, "seed": seed, "epochs": epochs,
+                "clip_sigma": clip_sigma}
+        n_test = sum(f["test_images"] for f in fold_info)
+    else:
+        if params is None and has_own_weights(network):
+            params, info = own_weights(network), {"source": "network file"}
+        elif params is None:
+            noise, epochs, clip_sigma = train_settings(args)
+            trained, _ = train_with_progress(network, seed, noise, epochs, clip_sigma, args.quiet)
+            params, info = trained.params, {"source": "trained", "noise": noise, "seed": seed, "epochs": epochs,
+                                            "clip_sigma": clip_sigma,
+                                            "fp32_test_accuracy_pct": 100 * trained.test_accuracy}
+        with tqdm(total=args.draws, desc=f"accuracy {network.name} on {spec.name}", unit="draw", file=sys.stderr,
+                  disable=True if args.quiet else None) as bar:  # None: off when stderr is no terminal
+            res = evaluate_accuracy(spec, network, params, data.x_train, data.x_test, data.y_test, opts, seed=seed,
+                                    progress=lambda d: bar.update(1), with_adc_usage=True, workers=args.workers,
+                                    train_index=data.train_index)
+        n_test = len(data.y_test)
+    rep = result_to_json(res, spec, network.name, info, n_test=n_test, adabs_images=n_adabs,
+                         split=data.meta if folds == 1 else {"dataset": "sklearn-digits", "kind": "kfold",
+                                                              "folds": folds, "seed": seed},
+                         test_index=data.test_index if folds == 1 else None, folds=fold_info)
     md = to_markdown(rep)
     files: dict[str, bytes | str] = {"report.md": md, "report.json": json.dumps(rep, indent=2) + "\n"}
     if not args.no_plot:

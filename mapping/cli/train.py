@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"network": network.name, "noise": noise, "seed": args.seed, "epochs": epochs,
             "clip_sigma": clip_sigma, "train_accuracy_pct": 100 * result.train_accuracy,
             "test_accuracy_pct": 100 * result.test_accuracy, "dataset": "sklearn digits, stratified 70/30 split",
+            "split": data.meta,
             "tool_version": __version__}
     with staged_output(args.out, force=args.force) as stage:
         write_files_atomic(stage, {"weights.npz": save_npz_bytes(result.params, meta),
