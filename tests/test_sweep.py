@@ -107,7 +107,7 @@ def test_accuracy_key_hits_and_misses() -> None:
     hits = {"tile_grid.rows": 4, "technology.clock_mhz": 200.0, "energy_pj.adc_per_conversion_pj": 9.0,
             "area_um2.adc_um2": 1.0, "array.cols_per_adc": 2, "array.integration_time_ns": 80.0}
     misses = {"array.adc_bits": 6, "device.drift_scale": 0.5, "device.prog_noise_scale": 2.0, "array.rows": 64,
-              "array.adc_full_scale_fraction": 0.5, "calibration.gdc_vectors": 8, "periphery.accumulator_bits": 20}
+              "array.adc_full_scale_fraction": 0.5, "calibration.adc_range": "fixed", "periphery.accumulator_bits": 20}
     for k, v in hits.items():
         assert accuracy_key(base.replace(**{k: v}), *args)[0] == k0, k
     for k, v in misses.items():
