@@ -497,7 +497,7 @@ def compare_fronts(sweep: SweepFile, optimizer_rows: list[dict[str, Any]],
     -------
     dict
         ``{"optimizer": {...}, "exhaustive": {...}, "hv_ratio"}``, each side with ``evaluated`` (points
-        asked), ``unique`` (distinct points), ``front`` (front size), ``hv``.
+        asked), ``unique`` (distinct points), ``front`` (distinct front points), ``hv``.
     """
     goals = [o.goal for o in sweep.objectives]
     out: dict[str, Any] = {}
@@ -506,7 +506,8 @@ def compare_fronts(sweep: SweepFile, optimizer_rows: list[dict[str, Any]],
         front, _ = _front_best(sweep, rows)
         sets.append([[float(rows[i][o.metric]) for o in sweep.objectives] for i in front])
         uniq = {tuple(r[k] for k in sweep.parameters) for r in rows}
-        out[side] = {"evaluated": len(rows), "unique": len(uniq), "front": len(front)}
+        front_pts = {tuple(rows[i][k] for k in sweep.parameters) for i in front}
+        out[side] = {"evaluated": len(rows), "unique": len(uniq), "front": len(front_pts)}
     hv_ex, hv_opt = normalised_hypervolumes(sets, goals, scale_from=0)
     out["exhaustive"]["hv"], out["optimizer"]["hv"] = hv_ex, hv_opt
     out["hv_ratio"] = hv_opt / hv_ex if hv_ex > 0 else math.nan
