@@ -7,7 +7,7 @@ Execution (docs/design.md, "Design-space exploration"):
    the reason).
 2. Tasks, each keyed by what it depends on (:mod:`mapping.sweep.tasks`): one
    *train* task per accuracy network; one *PPA* task per (chip description,
-   network) keyed by ``spec_hash``; one *accuracy* task per distinct accuracy
+   network) keyed by the base description's ``spec_hash`` and the point; one *accuracy* task per distinct accuracy
    sub-description (:func:`mapping.sweep.tasks.accuracy_key`), so points that
    differ only in fields accuracy does not read share one evaluation.
 3. Every finished task is stored at once, atomically, under ``OUT/.cache/``
@@ -81,7 +81,7 @@ class SweepResult:
     best : dict
         Objective metric -> row index of its best feasible point.
     specs : dict
-        Row index -> ChipSpec of the point (valid descriptions only).
+        Row index -> ChipSpec of the point, for the front and the best points.
     pids : set of int
         Process ids that ran tasks in this run (not the cached ones).
     ran, cached : int
@@ -186,6 +186,7 @@ class _Evaluator:
         self.timings = {"prep": 0.0, "import": 0.0, "map": 0.0, "cache": 0.0, "accuracy": 0.0, "tasks": 0.0}
         self.pids: set[int] = set()
         self.specs: dict[int, ChipSpec] = {}
+        self.points: dict[int, dict[str, Any]] = {}
         self.key_memo: dict[tuple[str, str], str] = {}
         self.train_names: dict[str, str] = {}
         self._batches: dict[str, Any] = {}  # evaluation key -> result, from ppab-*.pkl files
@@ -243,7 +244,7 @@ class _Evaluator:
                 self._finished(1)
 
     def run_ppa(self, items: list[tuple[str, dict[str, Any]]], network: str) -> None:
-        """PPA evaluations ``[(key, chip JSON)]`` of one network, batched (see the module docstring)."""
+        """PPA evaluations ``[(key, point)]`` of one network, batched (see the module docstring)."""
         todo = []
         for name, sj in dict(items).items():
             if name in self.results:
@@ -258,7 +259,8 @@ class _Evaluator:
             return
         size = self.sweep.batch or max(1, min(MAX_BATCH, math.ceil(len(todo) / (TASKS_PER_WORKER * self.ex.n_workers))))
         m = self.sweep.map
-        jobs = [(k, ppa_batch_task, (todo[k:k + size], network, m.replicate, m.max_chips))
+        base_json = self.base.model_dump(mode="json")
+        jobs = [(k, ppa_batch_task, (base_json, todo[k:k + size], network, m.replicate, m.max_chips))
                 for k in range(0, len(todo), size)]
         from tqdm import tqdm
 
@@ -286,24 +288,18 @@ class _Evaluator:
         """Stage 1: rows ``start, start+1, ...`` with PPA metrics and the PPA constraints applied."""
         sweep = self.sweep
         t = time.perf_counter()
-        reasons: dict[int, str] = {}
         names: dict[tuple[int, str], str] = {}
         items: dict[str, list[tuple[str, dict[str, Any]]]] = {n: [] for n in sweep.networks}
+        base_hash = self.base.spec_hash
         for j, p in enumerate(points):
             i = start + j
-            try:
-                spec = self.base.replace(**p)
-            except (AimcError, ValueError) as exc:
-                reasons[i] = "invalid chip: " + str(exc).splitlines()[0]
-                continue
-            self.specs[i] = spec
-            sj = None
+            self.points[i] = p
             for n in sweep.networks:
-                name = f"ppa-{_key(spec.spec_hash, n, sweep.map.replicate, sweep.map.max_chips)}"
+                # key: the base description's hash and the point (the chip is built by the worker)
+                name = f"ppa-{_key(base_hash, sorted(p.items()), n, sweep.map.replicate, sweep.map.max_chips)}"
                 names[(i, n)] = name
                 if name not in self.results:
-                    sj = sj or spec.model_dump(mode="json")
-                    items[n].append((name, sj))
+                    items[n].append((name, p))
         self.timings["prep"] += time.perf_counter() - t
         for n in sweep.networks:
             self.run_ppa(items[n], n)
@@ -311,15 +307,17 @@ class _Evaluator:
         rows = []
         for j, p in enumerate(points):
             i = start + j
-            row: dict[str, Any] = {"point": i, **p, "feasible": i in self.specs, "reason": reasons.get(i, "")}
-            if i in self.specs:
-                for n in sweep.networks:
-                    res = self.results[names[(i, n)]]
-                    if not res["ok"]:
-                        row["feasible"], row["reason"] = False, f"{n}: {res['reason']}"
-                        continue
-                    for k, v in res["totals"].items():
-                        row[k if single else f"{k}.{n}"] = v
+            row: dict[str, Any] = {"point": i, **p, "feasible": True, "reason": ""}
+            for n in sweep.networks:
+                res = self.results[names[(i, n)]]
+                if res.get("invalid"):
+                    row["feasible"], row["reason"] = False, res["reason"]
+                    break
+                if not res["ok"]:
+                    row["feasible"], row["reason"] = False, f"{n}: {res['reason']}"
+                    continue
+                for k, v in res["totals"].items():
+                    row[k if single else f"{k}.{n}"] = v
             _constrain(row, [c for c in sweep.constraints if not c.metric.startswith("accuracy.")])
             rows.append(row)
         return rows
@@ -334,9 +332,9 @@ class _Evaluator:
         jobs = []
         for r in which:
             i = rows[r]["point"]
-            if not rows[r]["feasible"] or i not in self.specs:
+            if not rows[r]["feasible"]:
                 continue
-            spec = self.specs[i]
+            spec = self.spec(i)
             sj = None
             for n in self.acc_nets:
                 tr = self.results[self.train_names[n]]
@@ -368,6 +366,12 @@ class _Evaluator:
                 row[metric], row[metric + ".se"] = mean, se
             _constrain(row, [c for c in sweep.constraints if c.metric.startswith("accuracy.")])
         self.timings["accuracy"] += time.perf_counter() - t0
+
+    def spec(self, i: int) -> ChipSpec:
+        """The chip description of point ``i`` (built on demand: the PPA workers build their own)."""
+        if i not in self.specs:
+            self.specs[i] = self.base.replace(**self.points[i])
+        return self.specs[i]
 
     def accuracy_parameters(self) -> list[str]:
         """The swept parameters the accuracy evaluation reads on the base chip (its recorded sub-description)."""
@@ -590,7 +594,7 @@ def run_sweep(sweep: SweepFile, base: ChipSpec, out: Path, *, workers: int = 1, 
             screened = ev.screen_and_finish(rows)
     front, best = _front_best(sweep, rows)
     ev.timings["wall"] = time.perf_counter() - t0
-    specs = {r["point"]: ev.specs[r["point"]] for r in rows if r["point"] in ev.specs}
+    specs = {i: ev.spec(i) for i in sorted(set(front) | set(best.values()))}
     return SweepResult(sweep, rows, front, best, specs, ev.pids, ev.stats["ran"], ev.stats["cached"], ev.timings,
                        screened, comparison)
 

@@ -81,19 +81,27 @@ def ppa_task(spec_json: dict[str, Any], network_name: str, replicate: bool, max_
 _NETWORKS: dict[str, Any] = {}
 
 
-def ppa_batch_task(items: list[tuple[str, dict[str, Any]]], network_name: str, replicate: bool,
-                   max_chips: int | None) -> dict[str, Any]:
-    """PPA of many chip descriptions for one network, in one task (process and Dask overheads paid once).
+def ppa_batch_task(base_json: dict[str, Any], items: list[tuple[str, dict[str, Any]]], network_name: str,
+                   replicate: bool, max_chips: int | None) -> dict[str, Any]:
+    """PPA of many points for one network, in one task (process and Dask overheads paid once).
+
+    Each point's chip description is built here (``base.replace(**point)``), so the
+    parent only hashes the point and the worker does the validation.
 
     Parameters
     ----------
-    items : list of (key, chip description JSON dict)
+    base_json : dict
+        The base chip description (JSON dict).
+    items : list of (key, point)
+        ``point``: ``{dotted chip path: value}``.
 
     Returns
     -------
     dict
-        ``{"results": {key: ppa_task result without pid}, "pid", "t_import_s", "t_map_s"}``: the time spent
-        loading the network (0 when this process had it already) and mapping + totals (wall-clock seconds).
+        ``{"results": {key: {"ok", "totals" | "reason", "invalid"}}, "pid", "t_import_s", "t_map_s"}``:
+        ``invalid`` is True when the chip description refuses the point (reason ``invalid chip: ...``);
+        the time spent loading the network (0 when this process had it already) and building the chip,
+        mapping and totals (wall-clock seconds).
     """
     from archmodel.zoo import load_network
 
@@ -106,13 +114,18 @@ def ppa_batch_task(items: list[tuple[str, dict[str, Any]]], network_name: str, r
         except (AimcError, ValueError, OSError) as exc:
             load_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     t1 = time.perf_counter()
+    base = ChipSpec.model_validate(base_json)
     out: dict[str, Any] = {}
-    for key, sj in items:
+    for key, point in items:
+        try:
+            spec = base.replace(**point)
+        except (AimcError, ValueError) as exc:
+            out[key] = {"ok": False, "invalid": True, "reason": "invalid chip: " + str(exc).splitlines()[0]}
+            continue
         if load_error is not None:
             out[key] = {"ok": False, "reason": load_error}
             continue
         try:
-            spec = ChipSpec.model_validate(sj)
             out[key] = {"ok": True, "totals": _ppa_totals(spec, net, replicate, max_chips)}
         except (AimcError, ValueError) as exc:
             r = _failure(exc)
