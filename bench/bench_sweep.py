@@ -12,7 +12,11 @@ hits). Where the time goes: mapping and network import (summed over the
 workers' batches), chip descriptions and keys (parent), storing results in
 the cache, writing the outputs, and the rest of the wall time (process
 start-up, pickling, scheduling: "overhead" = wall − prep − cache − write −
-(map + import) / workers).
+(map + import) / workers). ``cpu`` is the CPU time of the PPA tasks
+(``time.process_time``) and ``pts/cpu-min`` the points per CPU-minute: on a
+machine shared with other jobs the wall-clock rate falls with the load, the
+CPU rate does not (2 idle cores would give about twice it, less the parent's
+share).
 
 Accuracy points per minute: ``digits-cnn``, a few points of distinct accuracy
 sub-descriptions (``array.adc_bits``), 3 draws, the training excluded.
@@ -70,7 +74,8 @@ def _run(label: str, sweep_file: Path, out: Path, workers: int = 1, scheduler: s
     overhead = (t1 - t0) - t["prep"] - t["cache"] - (t["map"] + t["import"]) / n_workers
     print(f"{label:<22} {rows:>6} {feasible:>6} {wall:>7.1f} {60 * rows / wall:>11,.0f} "
           f"{100 * res.cached / max(1, done):>6.1f} {int(t['tasks']):>5} {t['map']:>7.1f} {t['import']:>6.2f} "
-          f"{t['prep']:>6.1f} {t['cache']:>6.2f} {write:>6.1f} {overhead:>8.1f}")
+          f"{t['prep']:>6.1f} {t['cache']:>6.2f} {write:>6.1f} {overhead:>8.1f} {t['cpu']:>6.1f} "
+          f"{60 * res.ran / t['cpu'] if t['cpu'] else float('nan'):>12,.0f}")
 
 
 def _accuracy(tmp: Path, n: int) -> None:
@@ -102,7 +107,7 @@ def main() -> int:
         print("PPA of resnet32-joshi2020 on fig11, grid of array.rows x array.cols x tile_grid (distinct placements); "
               "times in s, map/import summed over workers")
         print(f"{'run':<22} {'rows':>6} {'feas.':>6} {'wall':>7} {'points/min':>11} {'hit %':>6} {'tasks':>5} "
-              f"{'map':>7} {'import':>6} {'prep':>6} {'cache':>6} {'write':>6} {'overhead':>8}")
+              f"{'map':>7} {'import':>6} {'prep':>6} {'cache':>6} {'write':>6} {'overhead':>8} {'cpu':>6} {'pts/cpu-min':>12}")
         _run("1 worker", f, tmp / "w1", workers=1)
         _run("2 workers (pool)", f, tmp / "w2", workers=2)
         if not args.no_dask:

@@ -89,7 +89,8 @@ class SweepResult:
     timings : dict
         Seconds: ``prep`` (chip descriptions and keys, parent), ``import`` and ``map`` (summed over the
         workers' PPA batches), ``cache`` (storing results, parent), ``accuracy`` (wall-clock of the accuracy
-        phases), ``wall`` (all of :func:`run_sweep`); ``tasks``: PPA tasks run.
+        phases), ``wall`` (all of :func:`run_sweep`), ``cpu`` (CPU time of the PPA tasks, summed); ``tasks``: PPA
+        tasks run.
     screened : int
         Feasible points whose accuracy was not evaluated (two-stage screening).
     comparison : dict or None
@@ -183,7 +184,8 @@ class _Evaluator:
         self.settings = {n: sorted({m.setting for m in self.acc_metrics if m.network == n}) for n in self.acc_nets}
         self.results: dict[str, Any] = {}
         self.stats = {"ran": 0, "cached": 0}
-        self.timings = {"prep": 0.0, "import": 0.0, "map": 0.0, "cache": 0.0, "accuracy": 0.0, "tasks": 0.0}
+        self.timings = {"prep": 0.0, "import": 0.0, "map": 0.0, "cache": 0.0, "accuracy": 0.0, "tasks": 0.0,
+                        "cpu": 0.0}
         self.pids: set[int] = set()
         self.specs: dict[int, ChipSpec] = {}
         self.points: dict[int, dict[str, Any]] = {}
@@ -270,6 +272,7 @@ class _Evaluator:
                 self.pids.add(res["pid"])
                 self.timings["import"] += res["t_import_s"]
                 self.timings["map"] += res["t_map_s"]
+                self.timings["cpu"] += res["cpu_s"]
                 self.timings["tasks"] += 1
                 batch = res["results"]
                 self.results.update(batch)
@@ -466,7 +469,10 @@ def screen(sweep: SweepFile, rows: list[dict[str, Any]], accuracy_params: list[s
         for r in members:
             if r in kept:
                 continue
-            v = np.array([float(rows[r][o.metric]) for o in ppa_objs]) * sign
+            v = np.array([float(rows[r].get(o.metric, math.nan)) for o in ppa_objs]) * sign
+            if np.isnan(v).any():
+                why[r] = f"a PPA objective ({label}) is missing"
+                continue
             dom = np.nonzero(np.all(fv <= v, axis=1) & np.any(fv < v, axis=1))[0]
             by = rows[front_of[g][int(dom[0])]]["point"] if dom.size else "?"
             where = " of the same accuracy class (" + ", ".join(f"{k}={rows[r][k]}" for k in group_params) + ")" \

@@ -98,14 +98,15 @@ def ppa_batch_task(base_json: dict[str, Any], items: list[tuple[str, dict[str, A
     Returns
     -------
     dict
-        ``{"results": {key: {"ok", "totals" | "reason", "invalid"}}, "pid", "t_import_s", "t_map_s"}``:
+        ``{"results": {key: {"ok", "totals" | "reason", "invalid"}}, "pid", "t_import_s", "t_map_s", "cpu_s"}``:
         ``invalid`` is True when the chip description refuses the point (reason ``invalid chip: ...``);
         the time spent loading the network (0 when this process had it already) and building the chip,
-        mapping and totals (wall-clock seconds).
+        mapping and totals (wall-clock seconds); ``cpu_s``: CPU time of the task (``time.process_time``,
+        unaffected by other processes on a shared machine).
     """
     from archmodel.zoo import load_network
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     net = _NETWORKS.get(network_name)
     load_error: str | None = None
     if net is None:
@@ -132,7 +133,8 @@ def ppa_batch_task(base_json: dict[str, Any], items: list[tuple[str, dict[str, A
             r.pop("pid")
             out[key] = r
     t2 = time.perf_counter()
-    return {"results": out, "pid": os.getpid(), "t_import_s": t1 - t0, "t_map_s": t2 - t1}
+    return {"results": out, "pid": os.getpid(), "t_import_s": t1 - t0, "t_map_s": t2 - t1,
+            "cpu_s": time.process_time() - c0}
 
 
 def train_task(network_name: str, seed: int, noise: float, epochs: int) -> dict[str, Any]:
