@@ -206,3 +206,28 @@ def test_two_stage_finds_the_same_front_as_every_point(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert f"## Screened out ({len(screened)} points" in md
     assert "screened_out" in (out / "results.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.slow
+def test_nsga2_with_screening_and_accuracy(tmp_path: Path) -> None:
+    """NSGA-II told the PPA objectives, then accuracy on the screened-in trials only (CLI, report)."""
+    data = {"name": "ns", "base": "tiny", "networks": ["digits-mlp"],
+            "parameters": {"array.adc_bits": [6, 8], "tile_grid.rows": [2, 4], "array.cols_per_adc": [1, 2],
+                           "technology.clock_mhz": [100, 200, 400]},
+            "strategy": "nsga2", "population": 6, "generations": 3, "seed": 0,
+            "screening": {"by": "ppa_front", "neighbourhood": 0},
+            "objectives": [{"metric": "latency_per_inference_ns", "goal": "min"},
+                           {"metric": "power_w", "goal": "min"}, {"metric": ACC, "goal": "max"}],
+            "accuracy": {"draws": 2, "epochs": 2, "noise": 0.05}}
+    f = _write(tmp_path, "ns.yaml", data)
+    out = tmp_path / "o"
+    assert main(["sweep", str(f), "--out", str(out), "--quiet", "--no-plots"]) == 0
+    sweep, base = load_sweep(f)
+    res = run_sweep(sweep, base, out)
+    assert res.ran == 0 and len(res.rows) == 18
+    kept = [r for r in res.rows if r["feasible"] and not r["screened_out"]]
+    ppa_front = pareto_front([[r["latency_per_inference_ns"], r["power_w"]] for r in res.rows], ["min", "min"])
+    assert sorted(r["point"] for r in kept) == ppa_front  # by: ppa_front keeps exactly the PPA front
+    assert all(ACC in r for r in kept) and all(ACC not in r for r in res.rows if r["screened_out"])
+    assert res.screened == 18 - len(kept) > 0
+    assert f"## Screened out ({res.screened} points" in (out / "report.md").read_text()
