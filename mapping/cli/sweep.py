@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Evaluate every point of a sweep file (a base chip, networks, dotted chip parameters with lists or "
             "ranges, objectives and constraints on report totals, power_w and accuracy.<time>.<setting>.<network>; "
-            "strategy grid, random or lhs). Writes results.csv, results.parquet, front.csv, best_<objective>.yaml "
+            "strategy grid, random, lhs or nsga2 (Optuna NSGA-II, by whole generations); optional two-stage "
+            "screening (accuracy only where PPA can still put a point on the front). "
+            "Writes results.csv, results.parquet, front.csv, best_<objective>.yaml "
             "(chip descriptions that aimc map/accuracy/verilog take as is), report.md and a self-contained "
             "report.html into --out, all or none. Finished tasks are kept under --out/.cache: a rerun resumes."
         ),
@@ -48,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     write_files_atomic(args.out, files)
     if not args.quiet:
         md = files["report.md"]
-        print(md.split("## Infeasible points")[0].rstrip() if isinstance(md, str) else md)
-        print(f"  ({res.ran} tasks run, {res.cached} from the cache)")
+        assert isinstance(md, str)
+        print(md.split("## Infeasible points")[0].split("## Screened out")[0].rstrip())
+        done = res.ran + res.cached
+        print(f"  ({res.ran} evaluations run, {res.cached} from the cache: cache-hit rate "
+              f"{100 * res.cached / max(1, done):.1f} %; {len(res.rows)} rows"
+              + (f"; {res.screened} points screened out before accuracy" if res.sweep.screening else "") + ")")
         print(f"  report: {args.out}/report.html")
     return 0

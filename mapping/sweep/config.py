@@ -9,8 +9,13 @@ Format (``examples/sweep_resnet32.yaml`` is a complete example)::
       array.adc_bits: [6, 8]                     # a list
       array.rows: {low: 256, high: 512, step: 256}   # an inclusive range
       device.drift_scale: {low: 0.5, high: 1.5}  # continuous (random / lhs only)
-    strategy: grid               # grid | random | lhs
+    strategy: grid               # grid | random | lhs | nsga2
     samples: 8                   # points drawn by random / lhs
+    population: 16               # nsga2: trials per generation
+    generations: 8               # nsga2: number of generations
+    compare_exhaustive: false    # nsga2: also evaluate the whole grid, compare fronts
+    screening: {by: accuracy_class, neighbourhood: 0}   # two-stage: accuracy only where it can matter
+    batch: 256                   # PPA evaluations per task (default: automatic)
     seed: 0
     objectives:                  # minimised or maximised
       - {metric: energy_per_inference_pj, goal: min}
@@ -31,7 +36,18 @@ the labels of :data:`archmodel.accuracy.TIMES_S` written with ``_`` for spaces
 Points: ``grid`` is the Cartesian product (parameters in file order, the last
 one varying fastest); ``random`` draws each parameter uniformly; ``lhs`` is a
 Latin hypercube (:class:`scipy.stats.qmc.LatinHypercube`, seeded). A list or a
-stepped range is sampled by index, a continuous range by value.
+stepped range is sampled by index, a continuous range by value. ``nsga2`` is
+Optuna's NSGA-II sampler (:class:`optuna.samplers.NSGAIISampler`, seeded by
+``seed``) run by whole generations (:mod:`mapping.sweep.runner`); a list or
+stepped range is searched by index (an ordered integer), a continuous range by
+value.
+
+Screening (two-stage): PPA for every point, accuracy only on the points whose
+PPA can still put them on the front: ``by: accuracy_class`` (exact) keeps the
+PPA-Pareto points within each class of points that the accuracy evaluation
+cannot tell apart (same values of the swept parameters it reads);
+``by: ppa_front`` keeps only the PPA-Pareto set. ``neighbourhood: k`` adds the
+points within k index steps (in every list / stepped parameter) of a kept one.
 """
 
 from __future__ import annotations
@@ -52,7 +68,7 @@ from archmodel.validation import loc_path
 from archmodel.yaml_loader import load_yaml_or_raise
 
 __all__ = ["SweepError", "SweepFile", "Objective", "Constraint", "AccuracyMetric", "load_sweep", "sweep_points",
-           "TOTAL_KEYS", "time_key", "parse_accuracy_metric", "ppa_metric_names"]
+           "TOTAL_KEYS", "time_key", "grid_points", "parameter_values", "Screening", "parse_accuracy_metric", "ppa_metric_names"]
 
 #: Numeric keys of ``report.json`` totals (mapping/report.py ``report_dict``) plus ``power_w``.
 TOTAL_KEYS: tuple[str, ...] = (
@@ -65,6 +81,10 @@ TOTAL_KEYS: tuple[str, ...] = (
 UNITS = {"latency_per_inference_ns": "ns", "pipeline_interval_ns": "ns", "inferences_per_s": "1/s", "tops": "TOPS",
          "tops_per_w": "TOPS/W", "tops_per_mm2": "TOPS/mm²", "energy_per_inference_pj": "pJ", "area_mm2": "mm²",
          "power_w": "W", "clock_mhz": "MHz", "chip_link_bits_per_inference": "bit"}
+
+
+#: Largest grid ``compare_exhaustive`` enumerates.
+MAX_EXHAUSTIVE = 1_000_000
 
 
 class SweepError(AimcError, ValueError):
@@ -163,6 +183,14 @@ class AccuracySettings(_Strict):
     noise: float = Field(0.05, ge=0, description="training weight-noise level (aimc train --noise)")
 
 
+class Screening(_Strict):
+    """Two-stage screening: which points get an accuracy evaluation (see the module docstring)."""
+
+    by: Literal["accuracy_class", "ppa_front"] = Field(
+        "accuracy_class", description="PPA front within each accuracy class (exact) or the global PPA front")
+    neighbourhood: int = Field(0, ge=0, le=100, description="also keep points within this many index steps of a kept one")
+
+
 class MapSettings(_Strict):
     replicate: bool = True
     max_chips: int | None = Field(None, ge=1)
@@ -175,8 +203,13 @@ class SweepFile(_Strict):
     base: str = Field(description="chip preset name or chip-description YAML path")
     networks: list[str] = Field(min_length=1, description="networks mapped at every point")
     parameters: dict[str, list[Any] | Range] = Field(min_length=1)
-    strategy: Literal["grid", "random", "lhs"] = "grid"
-    samples: int | None = Field(None, ge=1, le=100_000)
+    strategy: Literal["grid", "random", "lhs", "nsga2"] = "grid"
+    samples: int | None = Field(None, ge=1, le=1_000_000)
+    population: int | None = Field(None, ge=2, le=100_000, description="nsga2: trials per generation")
+    generations: int | None = Field(None, ge=1, le=100_000, description="nsga2: number of generations")
+    compare_exhaustive: bool = Field(False, description="nsga2: also evaluate the whole grid and compare the fronts")
+    screening: Screening | None = Field(None, description="two-stage: accuracy only on the screened-in points")
+    batch: int | None = Field(None, ge=1, le=100_000, description="PPA evaluations per task (default: automatic)")
     seed: int = Field(0, ge=0)
     objectives: list[Objective] = Field(min_length=1)
     constraints: list[Constraint] = Field(default_factory=list)
@@ -199,8 +232,23 @@ class SweepFile(_Strict):
             for k, v in self.parameters.items():
                 if isinstance(v, Range) and v.step is None:
                     raise ValueError(f"parameter {k!r}: a grid needs a list or a range with a step")
+        elif self.strategy == "nsga2":
+            if self.samples is not None:
+                raise ValueError("samples is for strategy random or lhs; nsga2 takes population and generations")
+            if self.population is None or self.generations is None:
+                raise ValueError("strategy nsga2 needs population and generations")
         elif self.samples is None:
             raise ValueError(f"strategy {self.strategy} needs samples (number of points)")
+        if self.strategy != "nsga2" and (self.population is not None or self.generations is not None
+                                         or self.compare_exhaustive):
+            raise ValueError("population, generations and compare_exhaustive are for strategy nsga2")
+        if self.compare_exhaustive:
+            for k, v in self.parameters.items():
+                if isinstance(v, Range) and v.step is None:
+                    raise ValueError(f"parameter {k!r}: compare_exhaustive needs a list or a range with a step")
+            if math.prod(len(v) if isinstance(v, list) else len(v.values() or []) for v in self.parameters.values()) \
+                    > MAX_EXHAUSTIVE:
+                raise ValueError(f"compare_exhaustive: the grid has more than {MAX_EXHAUSTIVE} points")
         return self
 
     def metric_columns(self) -> list[str]:
@@ -303,13 +351,29 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, ChipSpec]:
     return sweep, base
 
 
+def grid_points(sweep: SweepFile) -> list[dict[str, Any]]:
+    """The Cartesian product of the (list or stepped) parameters, last one fastest."""
+    names = list(sweep.parameters)
+    lists = [v if isinstance(v, list) else v.values() for v in sweep.parameters.values()]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*lists)]
+
+
+def parameter_values(sweep: SweepFile) -> dict[str, list[Any] | None]:
+    """Each parameter's discrete values (list or stepped range), None for a continuous range."""
+    return {k: (v if isinstance(v, list) else v.values()) for k, v in sweep.parameters.items()}
+
+
 def sweep_points(sweep: SweepFile) -> list[dict[str, Any]]:
-    """The points of the sweep, in order: ``[{dotted path: value}]`` (see the module docstring)."""
+    """The points of the sweep, in order: ``[{dotted path: value}]`` (see the module docstring).
+
+    Raises ValueError for ``nsga2``: its points come from the optimizer (:mod:`mapping.sweep.runner`).
+    """
     names = list(sweep.parameters)
     specs = [sweep.parameters[n] for n in names]
     if sweep.strategy == "grid":
-        lists = [v if isinstance(v, list) else v.values() for v in specs]
-        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*lists)]
+        return grid_points(sweep)
+    if sweep.strategy == "nsga2":
+        raise ValueError("nsga2 points are asked from the optimizer, generation by generation")
     n = int(sweep.samples or 1)
     if sweep.strategy == "lhs":
         from scipy.stats import qmc

@@ -24,7 +24,28 @@ import yaml
 from mapping.sweep.config import UNITS
 from mapping.sweep.runner import SweepResult, accuracy_label
 
-__all__ = ["render_outputs", "table_columns", "metric_label"]
+__all__ = ["render_outputs", "table_columns", "metric_label", "MAX_LISTED", "MAX_ANNOTATED"]
+
+#: Screened-out / infeasible points listed by name in the report (the rest are in results.csv).
+MAX_LISTED = 200
+#: Above this many points the Pareto scatter labels only the front points.
+MAX_ANNOTATED = 200
+
+
+def _comparison_lines(res: SweepResult) -> list[str]:
+    c = res.comparison or {}
+    lines = ["## Optimizer front vs exhaustive front", "",
+             "Hypervolume on the exhaustive set's normalised scale (each objective mapped to [0, 1] from its best "
+             "to its worst value over the grid, reference point 1.1; `mapping/sweep/pareto.py`).", "",
+             "| search | points evaluated | distinct points | front points | hypervolume |", "|---|---|---|---|---|"]
+    for side in ("exhaustive", "optimizer"):
+        d = c[side]
+        name = "exhaustive grid" if side == "exhaustive" else \
+            f"nsga2 ({res.sweep.population} × {res.sweep.generations}, seed {res.sweep.seed})"
+        lines.append(f"| {name} | {d['evaluated']} | {d['unique']} | {d['front']} | {d['hv']:.6g} |")
+    lines += ["", f"The optimizer's front reaches {100 * c['hv_ratio']:.2f} % of the exhaustive hypervolume with "
+              f"{100 * c['optimizer']['evaluated'] / max(1, c['exhaustive']['evaluated']):.1f} % of the evaluations."]
+    return lines
 
 
 def metric_label(metric: str) -> str:
@@ -37,7 +58,8 @@ def metric_label(metric: str) -> str:
 
 def table_columns(res: SweepResult) -> list[str]:
     """Columns of results.csv in order: point, varied keys, feasible, reason, then every metric (sorted)."""
-    fixed = ["point", *res.sweep.parameters, "feasible", "reason"]
+    fixed = ["point", *res.sweep.parameters, "feasible", "reason"] + \
+        (["screened_out"] if res.sweep.screening is not None else [])
     rest = sorted({k for r in res.rows for k in r} - set(fixed))
     return fixed + rest
 
@@ -120,6 +142,8 @@ def _plots(res: SweepResult) -> tuple[list[tuple[str, bytes]], int]:
     ax.scatter([val(i, x_m) for i in fr], [val(i, y_m) for i in fr], s=[size[i] + 120 for i in fr], facecolors="none",
                edgecolors="red", linewidths=2, label="Pareto front", zorder=3)
     for (x, y), g in at.items():
+        if len(pts) > MAX_ANNOTATED and not front.intersection(g):
+            continue
         ax.annotate(",".join(str(res.rows[i]["point"]) for i in g), (x, y), textcoords="offset points", xytext=(8, 6),
                     fontsize=8)
     ax.set_xlabel(metric_label(x_m))
@@ -211,9 +235,22 @@ def _markdown(res: SweepResult, best_files: dict[str, str]) -> str:
     lines += ["", "## Best point per objective", ""]
     for m, i in res.best.items():
         lines.append(f"- {metric_label(m)}: point {i} = {_fmt(res.rows[i][m], m)} → `{best_files[m]}`")
+    if res.comparison:
+        lines += ["", *_comparison_lines(res), ""]
+    if s.screening is not None:
+        out = [r for r in res.rows if r.get("screened_out")]
+        lines += ["", f"## Screened out ({len(out)} points: PPA only, accuracy not evaluated)", "",
+                  f"Screening by {s.screening.by}, neighbourhood {s.screening.neighbourhood}: accuracy was evaluated "
+                  f"on {sum(r['feasible'] and not r.get('screened_out') for r in res.rows)} of "
+                  f"{sum(r['feasible'] or bool(r.get('screened_out')) for r in res.rows)} PPA-feasible points.", ""]
+        lines += [f"- point {r['point']}: {r['screened_out']}" for r in out[:MAX_LISTED]]
+        if len(out) > MAX_LISTED:
+            lines.append(f"- ... {len(out) - MAX_LISTED} more: column `screened_out` of `results.csv`")
     bad = [r for r in res.rows if not r["feasible"]]
     if bad:
-        lines += ["", "## Infeasible points", ""] + [f"- point {r['point']}: {r['reason']}" for r in bad]
+        lines += ["", "## Infeasible points", ""] + [f"- point {r['point']}: {r['reason']}" for r in bad[:MAX_LISTED]]
+        if len(bad) > MAX_LISTED:
+            lines.append(f"- ... {len(bad) - MAX_LISTED} more: column `reason` of `results.csv`")
     lines += ["", "All points: `results.csv` / `results.parquet`; plots: `report.html`.", ""]
     return "\n".join(lines)
 
@@ -228,7 +265,21 @@ def _html(res: SweepResult, plots: list[tuple[str, bytes]], plotted: int, md_bes
     s = res.sweep
     infeasible = [r for r in res.rows if not r["feasible"]]
     bad = ("<h2>Infeasible points</h2><ul>" + "".join(f"<li>point {r['point']}: {e(r['reason'])}</li>"
-                                                     for r in infeasible) + "</ul>") if infeasible else ""
+                                                     for r in infeasible[:MAX_LISTED]) + "</ul>") if infeasible else ""
+    if len(infeasible) > MAX_LISTED:
+        bad += f"<p>... {len(infeasible) - MAX_LISTED} more: column reason of results.csv</p>"
+    screened = [r for r in res.rows if r.get("screened_out")]
+    if s.screening is not None:
+        bad = (f"<h2>Screened out ({len(screened)} points: PPA only, accuracy not evaluated)</h2><ul>"
+               + "".join(f"<li>point {r['point']}: {e(r['screened_out'])}</li>" for r in screened[:MAX_LISTED])
+               + "</ul>" + (f"<p>... {len(screened) - MAX_LISTED} more: column screened_out of results.csv</p>"
+                            if len(screened) > MAX_LISTED else "")) + bad
+    if res.comparison:
+        cmp_lines = _comparison_lines(res)
+        bad = "<h2>Optimizer front vs exhaustive front</h2>" + "".join(
+            f"<p>{e(x)}</p>" for x in cmp_lines[2:3] + cmp_lines[-1:]) + "<table>" + "".join(
+            "<tr>" + "".join(f"<td>{e(c.strip())}</td>" for c in x.strip("|").split("|")) + "</tr>"
+            for x in cmp_lines[4:5] + cmp_lines[6:8]) + "</table>" + bad
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>aimc sweep {e(s.name)}</title>
 <meta name="aimc-front-points" content="{plotted}">
