@@ -136,8 +136,9 @@ class Technology(_Section):
 class Device(_Section):
     """PCM device model and its parameters (docs/design.md, PCM device model)."""
 
-    model: Literal["joshi2020", "hermes"] = Field(
-        "joshi2020", description="Statistics set: 'joshi2020' (aihwkit PCMLikeNoiseModel) or 'hermes'."
+    model: Literal["joshi2020", "hermes", "none"] = Field(
+        "joshi2020", description="Statistics set: 'joshi2020' (aihwkit PCMLikeNoiseModel), 'hermes', or 'none' "
+        "(no PCM device model applies, e.g. ReRAM ISAAC: PPA only, accuracy refused)."
     )
     g_max_us: PositiveFloat = Field(25.0, description="Largest programmed conductance in µS.")
     t0_s: PositiveFloat = Field(20.0, description="Drift reference time t0 in s.")
@@ -159,7 +160,7 @@ class Array(_Section):
         2, le=MAX_DEVICES_PER_WEIGHT, description="PCM devices per weight (2 = differential pair G+ - G-)."
     )
     v_read_v: PositiveFloat = Field(0.2, description="Read voltage at full DAC code in V.")
-    dac_bits: int = Field(8, ge=2, le=8, description="Signed DAC resolution in bits (2..8).")
+    dac_bits: int = Field(8, ge=2, le=16, description="Signed DAC resolution in bits (2..8 PWM, 2..16 bit-serial).")
     dac_scheme: Literal["pwm", "bit_serial"] = Field(
         "pwm", description="'pwm': one pulse of 2^(bits-1)-1 steps; 'bit_serial': one pass per bit."
     )
@@ -176,6 +177,14 @@ class Array(_Section):
     adc_conversion_time_ns: PositiveFloat = Field(30.0, description="One ADC conversion in ns.")
     output_noise_fraction: float = Field(
         0.0, ge=0, description="Std of additive per-MVM output noise as a fraction of the ADC full scale."
+    )
+    read_phases: PositiveInt = Field(
+        1, le=16, description="Integration phases per MVM (HERMES: 1-phase or 4-phase read, Le Gallo et al. "
+        "2023); each phase repeats the input window, the ADC converts once."
+    )
+    weight_slices: PositiveInt = Field(
+        1, le=16, description="Device columns one weight is sliced over, recombined by shift-and-add after "
+        "the ADC (ISAAC: 16-bit weights over 8 two-bit cells); every slice is converted."
     )
 
     @model_validator(mode="after")
@@ -194,6 +203,8 @@ class Array(_Section):
             )
         if self.cols_per_adc > self.cols:
             raise ValueError(f"cols_per_adc={self.cols_per_adc} exceeds cols={self.cols}; expected <= cols")
+        if self.dac_scheme == "pwm" and self.dac_bits > 8:
+            raise ValueError(f"dac_bits={self.dac_bits} with dac_scheme 'pwm'; expected <= 8 (bit_serial allows 16)")
         return self
 
     @property
@@ -294,7 +305,8 @@ class EnergyPj(_Section):
     """Per-event energies of each component in pJ."""
 
     dac_per_row_pj: float = Field(0.5, ge=0, description="One DAC row driver for one MVM (per integration pass).")
-    array_per_device_pj: float = Field(0.02, ge=0, description="Read energy of one PCM device in one MVM pass.")
+    array_per_device_pj: float | None = Field(
+        0.02, ge=0, description="Read energy of one PCM device in one MVM pass; None = V_read^2 * g * t model.")
     integrator_per_col_pj: float = Field(0.2, ge=0, description="Column integration of one MVM pass.")
     adc_per_conversion_pj: float = Field(2.0, ge=0, description="One ADC conversion.")
     affine_per_output_pj: float = Field(1.0, ge=0, description="Affine unit: one output column (accumulate, scale, requantize).")
@@ -302,6 +314,25 @@ class EnergyPj(_Section):
     sram_read_pj_per_bit: float = Field(0.05, ge=0, description="SRAM read per bit.")
     sram_write_pj_per_bit: float = Field(0.06, ge=0, description="SRAM write per bit.")
     tile_controller_per_mvm_pj: float = Field(2.0, ge=0, description="Tile controller sequencing of one MVM.")
+    # ---- component models (mapping/costs.py; docs/design.md, "Cost model"); None = the per-event figure above
+    reference_node_nm: PositiveFloat | None = Field(
+        None, description="CMOS node at which the CMOS energies of this section are given (None = technology.node_nm); "
+        "technology.node_nm and supply_v rescale them by Stillmaker & Baas 2017.")
+    reference_supply_v: PositiveFloat | None = Field(
+        None, description="Supply at which the CMOS energies are given (None = technology.supply_v).")
+    dac_per_row_step_pj: float | None = Field(
+        None, ge=0, description="Row driver energy per PWM time step (per bit pass for bit-serial); when set it "
+        "replaces dac_per_row_pj: DAC energy scales with the input duration.")
+    input_duty: float = Field(
+        0.5, gt=0, le=1, description="Mean input magnitude as a fraction of full scale (PWM pulse length, or "
+        "fraction of 1-bits for bit-serial) when no calibration inputs are given.")
+    g_mean_fraction: float = Field(
+        0.25, gt=0, le=1, description="Mean read conductance of a device as a fraction of device.g_max_us "
+        "(array read energy V_read^2 * g * t when array_per_device_pj is not set).")
+    adc_fom_fj_per_step: float | None = Field(
+        None, ge=0, description="ADC Walden figure of merit in fJ per conversion step; when set, one conversion "
+        "costs fom * 2^adc_bits and replaces adc_per_conversion_pj.")
+    shift_add_pj: float = Field(0.0, ge=0, description="Shift-and-add of one ADC output into its weight's sum.")
 
 
 class AreaUm2(_Section):
@@ -324,6 +355,11 @@ class AreaUm2(_Section):
     sram_um2_per_kib: float = Field(1500.0, ge=0, description="SRAM per KiB.")
     digital_per_mac_lane_um2: float = Field(500.0, ge=0, description="Digital datapath per MAC lane.")
     chip_link_um2: float = Field(500000.0, ge=0, description="Chip-to-chip link PHY (per chip).")
+    reference_node_nm: PositiveFloat | None = Field(
+        None, description="CMOS node at which the CMOS areas of this section are given (None = technology.node_nm).")
+    programming_per_array_um2: float = Field(
+        0.0, ge=0, description="PCM programming circuitry (write drivers, verify) per array.")
+    io_um2: float = Field(0.0, ge=0, description="Pads and I/O ring per chip.")
 
 
 class Leakage(_Section):
@@ -414,14 +450,15 @@ class ChipSpec(BaseModel):
 def array_mvm_latency_ns(spec: ChipSpec) -> float:
     """Latency of one array MVM (integration + conversion) in ns.
 
-    ``dac_passes · integration_time_ns + cols_per_adc · adc_conversion_time_ns``
-    where ``dac_passes`` is 1 for PWM and ``dac_bits`` for bit-serial, and one
+    ``read_phases · dac_passes · integration_time_ns + cols_per_adc · adc_conversion_time_ns``
+    where ``dac_passes`` is 1 for PWM and ``dac_bits`` for bit-serial, ``read_phases``
+    repeats the integration window (HERMES 4-phase read), and one
     ADC converts its ``cols_per_adc`` columns one after another (assumed: the
     ADC conversions of successive columns are not overlapped with integration).
     The co-simulation bridge and the mapper both use this figure.
     """
     a = spec.array
-    return a.dac_passes * a.integration_time_ns + a.cols_per_adc * a.adc_conversion_time_ns
+    return a.read_phases * a.dac_passes * a.integration_time_ns + a.cols_per_adc * a.adc_conversion_time_ns
 
 
 def array_mvm_cycles(spec: ChipSpec) -> int:
