@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "mapping.cli.cosim",
     "mapping.cli.train",
     "mapping.cli.accuracy",
+    "mapping.cli.validate",
 )
 
 #: Errors shown to the user as one line (exit status 1). ``ValueError`` stays
