@@ -38,7 +38,9 @@ __all__ = [
     "energy_scale",
     "mesh_serialization_ns",
     "tile_area_um2",
+    "PPA_CONSTANT_KEYS",
     "chip_area_um2",
+    "constant_sources",
     "digital_mac_energy_pj",
     "hop_energy_pj",
     "chip_link_energy_pj",
@@ -306,6 +308,41 @@ def chip_area_um2(spec: ChipSpec, chips: int) -> dict[str, float]:
     per_chip["io"] = ar.io_um2 * f
     per_chip["chip_link"] = ar.chip_link_um2 if chips > 1 else 0.0
     return {k: per_chip[k] * chips for k in AREA_COMPONENTS}
+
+
+#: The chip-description keys the cost model reads (section, key or None = every key of the section).
+PPA_CONSTANT_KEYS: tuple[tuple[str, str | None], ...] = (
+    ("technology", None), ("array", "v_read_v"), ("array", "integration_time_ns"), ("array", "read_phases"),
+    ("array", "weight_slices"), ("device", "g_max_us"), ("energy_pj", None), ("area_um2", None),
+    ("leakage", None), ("interconnect", "link_width_bits"), ("interconnect", "hop_latency_ns"),
+    ("interconnect", "energy_pj_per_bit_hop"), ("chip_link", None), ("buffers", None),
+)
+
+
+def constant_sources(spec: ChipSpec) -> list[dict[str, object]]:
+    """Every constant the cost model reads, with its value and source note (the reports' sources table).
+
+    The first row says which array read-energy model is in force: the per-device figure
+    ``energy_pj.array_per_device_pj`` or ``V_read² · g · t`` with the documented default conductance
+    (``g_mean_fraction · g_max``) and duty (``input_duty``); a network's own conductances and inputs
+    are not used.
+    """
+    e = spec.energy_pj
+    if e.array_per_device_pj is None:
+        note = (f"V_read^2 * g * t with default g = g_mean_fraction * g_max = {e.g_mean_fraction:g} * "
+                f"{spec.device.g_max_us:g} uS and t = input_duty * integration_time = {e.input_duty:g} * "
+                f"{spec.array.integration_time_ns:g} ns")
+    else:
+        note = "energy_pj.array_per_device_pj (per-device figure)"
+    rows: list[dict[str, object]] = [{"constant": "array read energy model", "value": device_read_energy_pj(spec),
+                                      "unit_note": "pJ per device per pass", "source": note}]
+    for section, key in PPA_CONSTANT_KEYS:
+        sec = getattr(spec, section)
+        keys = [key] if key else [k for k in type(sec).model_fields if k != "sources"]
+        for k in keys:
+            rows.append({"constant": f"{section}.{k}", "value": getattr(sec, k), "unit_note": "",
+                         "source": sec.sources.get(k, "(no source given)")})
+    return rows
 
 
 # --------------------------------------------------------------------------------------

@@ -235,6 +235,7 @@ class MappingResult:
     digital_time_share: float = 0.0  # of the summed stage times (analog layers + digital unit)
     digital_energy_pj: float = 0.0  # digital matrix layers + digital-unit operators
     digital_energy_share: float = 0.0  # of the energy per inference
+    sources: list[dict[str, Any]] = field(default_factory=list)  # mapping.costs.constant_sources
 
     def placement(self) -> Placement:
         """The placement as plain data (:mod:`archmodel.placement`) for the testbenches and co-simulation."""
@@ -250,6 +251,7 @@ class MappingResult:
         d = asdict(self)
         d.pop("layers")
         d.pop("digital_ops")
+        d.pop("sources")
         return d
 
 
@@ -671,4 +673,5 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         digital_macs=sum(r.macs for r in rows_out if r.kind == "digital") + attention_macs,
         digital_op_count=sum(dr.ops for dr in dig_rows), digital_time_ns=dig_time,
         digital_time_share=dig_time / busy if busy else 0.0, digital_energy_pj=dig_energy,
-        digital_energy_share=dig_energy / energy_total if energy_total else 0.0)
+        digital_energy_share=dig_energy / energy_total if energy_total else 0.0,
+        sources=costs.constant_sources(spec))
