@@ -368,6 +368,9 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         if is_dig:
             t_pixel = timing.digital_layer_cycles(spec, k * n * g)
         else:
+            # ISSUE-14 MERGE POINT (affine throughput): timing.tile_vector_cycles streams one output column per
+            # cycle (AFFINE_CYCLES_PER_COLUMN, i.e. periphery.affine_lanes = 1 today); with affine lanes the
+            # columns-per-cycle figure comes from the chip description here and nowhere else in the mapper.
             for t in range(tiles_per_copy):
                 t_pixel = max(t_pixel, timing.tile_vector_cycles(
                     spec, [((grp, cb), ru, cu) for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]]))
