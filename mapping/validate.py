@@ -114,8 +114,11 @@ def validation_rows() -> list[Row]:
         r = hermes_peak(phases)
         tops, tpw, tpmm = HERMES_PUBLISHED[phases]
         tag = f"{phases}-phase"
+        affine_bound = r.layers[0].mvm_cycles == r.layers[0].matrix_cols  # one column per cycle (timing.py)
         rows.append(Row("hermes", f"peak TOPS ({tag})", "TOPS", tops, r.tops,
-                        f"bottleneck {r.bottleneck}; affine unit 1 column/cycle until issue 14"))
+                        f"{r.layers[0].mvm_cycles} cycles per MVM: " + (
+                            "affine unit, 1 column/cycle until issue 14 (affine lanes)" if affine_bound
+                            else "array-port bound")))
         rows.append(Row("hermes", f"TOPS/W ({tag})", "TOPS/W", tpw, r.tops_per_w, _dominant(r.energy_pj)))
         rows.append(Row("hermes", f"TOPS/mm2 ({tag})", "TOPS/mm2", tpmm, r.tops_per_mm2,
                         f"{r.area_total_mm2:.1f} mm2; {_dominant(r.area_um2)}"))
