@@ -93,7 +93,7 @@ from archmodel.fixedpoint import check_range
 from archmodel.golden.affine import accumulate_partial_sums
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.pcm import PCMDeviceModel, ProgrammedDevices, get_statistics
-from archmodel.spec import ChipSpec
+from archmodel.spec import ChipSpec, SpecError
 
 __all__ = ["G_GRID_US", "NOISE_BLOCK_MVMS", "READ_NOISE_BLOCK_MVMS", "AnalogMatrix", "device_model_from_spec"]
 
@@ -117,8 +117,16 @@ def device_model_from_spec(spec: ChipSpec, *, fixed_nu: float | None = None, ide
         Give every device exactly this drift exponent (GDC tests).
     ideal : bool
         No programming noise, no drift, no read noise.
+
+    Raises
+    ------
+    SpecError
+        ``device.model`` is ``none`` (no PCM device model applies, e.g. ReRAM ISAAC).
     """
     d = spec.device
+    if d.model == "none":
+        raise SpecError(f"chip '{spec.name}': device.model is 'none' (no PCM device model applies to this "
+                        "chip); accuracy and drift need a PCM device model ('joshi2020' or 'hermes')")
     stats = get_statistics(d.model, g_max_us=d.g_max_us, t0_s=d.t0_s, t_read_s=d.t_read_s)
     if ideal:
         return PCMDeviceModel.ideal(stats)

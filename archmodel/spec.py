@@ -142,8 +142,9 @@ class Technology(_Section):
 class Device(_Section):
     """PCM device model and its parameters (docs/design.md, PCM device model)."""
 
-    model: Literal["joshi2020", "hermes"] = Field(
-        "joshi2020", description="Statistics set: 'joshi2020' (aihwkit PCMLikeNoiseModel) or 'hermes'."
+    model: Literal["joshi2020", "hermes", "none"] = Field(
+        "joshi2020", description="Statistics set: 'joshi2020' (aihwkit PCMLikeNoiseModel), 'hermes', or 'none' "
+        "(no PCM device model applies, e.g. ReRAM ISAAC: PPA only, accuracy refused)."
     )
     g_max_us: float = Field(25.0, ge=0.01, le=1000, description="Largest programmed conductance in µS (0.01 .. 1000).")
     t0_s: float = Field(20.0, ge=1e-6, le=1e6, description="Drift reference time t0 in s (1 µs .. 1e6 s).")
@@ -173,7 +174,7 @@ class Array(_Section):
         2, le=MAX_DEVICES_PER_WEIGHT, description="PCM devices per weight (2 = differential pair G+ - G-)."
     )
     v_read_v: float = Field(0.2, ge=0.001, le=5, description="Read voltage at full DAC code in V (1 mV .. 5 V).")
-    dac_bits: int = Field(8, ge=2, le=8, description="Signed DAC resolution in bits (2..8).")
+    dac_bits: int = Field(8, ge=2, le=16, description="Signed DAC resolution in bits (2..8 PWM, 2..16 bit-serial).")
     dac_scheme: Literal["pwm", "bit_serial"] = Field(
         "pwm", description="'pwm': one pulse of 2^(bits-1)-1 steps; 'bit_serial': one pass per bit."
     )
@@ -195,6 +196,14 @@ class Array(_Section):
         0.0, ge=0, le=1,
         description="Std of additive per-MVM output noise as a fraction of the ADC full scale (0 .. 1).",
     )
+    read_phases: PositiveInt = Field(
+        1, le=16, description="Integration phases per MVM (HERMES: 1-phase or 4-phase read, Le Gallo et al. "
+        "2023); each phase repeats the input window, the ADC converts once."
+    )
+    weight_slices: PositiveInt = Field(
+        1, le=16, description="Device columns one weight is sliced over, recombined by shift-and-add after "
+        "the ADC (ISAAC: 16-bit weights over 8 two-bit cells); every slice is converted."
+    )
 
     @model_validator(mode="after")
     def _check_beats(self) -> Array:
@@ -212,6 +221,8 @@ class Array(_Section):
             )
         if self.cols_per_adc > self.cols:
             raise ValueError(f"cols_per_adc={self.cols_per_adc} exceeds cols={self.cols}; expected <= cols")
+        if self.dac_scheme == "pwm" and self.dac_bits > 8:
+            raise ValueError(f"dac_bits={self.dac_bits} with dac_scheme 'pwm'; expected <= 8 (bit_serial allows 16)")
         return self
 
     @property
@@ -325,48 +336,79 @@ class Calibration(_Section):
 class EnergyPj(_Section):
     """Per-event energies of each component in pJ.
 
-    Every energy is > 0 (a zero makes TOPS/W divide by zero: all energies 0
-    once printed a 300-digit TOPS/W) and at most 1e6 pJ (1 µJ per event,
-    orders of magnitude above any published figure).
+    Every energy is >= 0 (0 = the component is absent or replaced by a
+    component model, e.g. HERMES' CCO-ADC is its own integrator) and at most
+    1e6 pJ (1 µJ per event, orders of magnitude above any published figure).
+    A chip whose energies sum to zero is refused by the result check of
+    ``aimc map`` (a zero total once printed a 300-digit TOPS/W).
     """
 
-    dac_per_row_pj: float = Field(0.5, gt=0, le=1e6, description="One DAC row driver for one MVM (per integration pass).")
-    array_per_device_pj: float = Field(0.02, gt=0, le=1e6, description="Read energy of one PCM device in one MVM pass.")
-    integrator_per_col_pj: float = Field(0.2, gt=0, le=1e6, description="Column integration of one MVM pass.")
-    adc_per_conversion_pj: float = Field(2.0, gt=0, le=1e6, description="One ADC conversion.")
+    dac_per_row_pj: float = Field(0.5, ge=0, le=1e6, description="One DAC row driver for one MVM (per integration pass).")
+    array_per_device_pj: float | None = Field(
+        0.02, ge=0, le=1e6, description="Read energy of one PCM device in one MVM pass; None = V_read^2 * g * t model.")
+    integrator_per_col_pj: float = Field(0.2, ge=0, le=1e6, description="Column integration of one MVM pass.")
+    adc_per_conversion_pj: float = Field(2.0, ge=0, le=1e6, description="One ADC conversion.")
     affine_per_output_pj: float = Field(
-        1.0, gt=0, le=1e6, description="Affine unit: one output column (accumulate, scale, requantize).")
-    digital_mac_pj: float = Field(0.2, gt=0, le=1e6, description="One int8 MAC in the digital datapath.")
-    sram_read_pj_per_bit: float = Field(0.05, gt=0, le=1e6, description="SRAM read per bit.")
-    sram_write_pj_per_bit: float = Field(0.06, gt=0, le=1e6, description="SRAM write per bit.")
-    tile_controller_per_mvm_pj: float = Field(2.0, gt=0, le=1e6, description="Tile controller sequencing of one MVM.")
+        1.0, ge=0, le=1e6, description="Affine unit: one output column (accumulate, scale, requantize).")
+    digital_mac_pj: float = Field(0.2, ge=0, le=1e6, description="One int8 MAC in the digital datapath.")
+    sram_read_pj_per_bit: float = Field(0.05, ge=0, le=1e6, description="SRAM read per bit.")
+    sram_write_pj_per_bit: float = Field(0.06, ge=0, le=1e6, description="SRAM write per bit.")
+    tile_controller_per_mvm_pj: float = Field(2.0, ge=0, le=1e6, description="Tile controller sequencing of one MVM.")
+    # ---- component models (mapping/costs.py; docs/design.md, "Cost model"); None = the per-event figure above
+    reference_node_nm: float | None = Field(
+        None, gt=0, le=1000,
+        description="CMOS node at which the CMOS energies of this section are given (None = technology.node_nm); "
+        "technology.node_nm and supply_v rescale them by Stillmaker & Baas 2017.")
+    reference_supply_v: float | None = Field(
+        None, gt=0, le=10, description="Supply at which the CMOS energies are given (None = technology.supply_v).")
+    dac_per_row_step_pj: float | None = Field(
+        None, ge=0, description="Row driver energy per PWM time step (per bit pass for bit-serial); when set it "
+        "replaces dac_per_row_pj: DAC energy scales with the input duration.")
+    input_duty: float = Field(
+        0.5, gt=0, le=1, description="Mean input magnitude as a fraction of full scale (PWM pulse length, or "
+        "fraction of 1-bits for bit-serial) when no calibration inputs are given.")
+    g_mean_fraction: float = Field(
+        0.25, gt=0, le=1, description="Mean read conductance of a device as a fraction of device.g_max_us "
+        "(array read energy V_read^2 * g * t when array_per_device_pj is not set).")
+    adc_fom_fj_per_step: float | None = Field(
+        None, ge=0, description="ADC Walden figure of merit in fJ per conversion step; when set, one conversion "
+        "costs fom * 2^adc_bits and replaces adc_per_conversion_pj.")
+    shift_add_pj: float = Field(0.0, ge=0, description="Shift-and-add of one ADC output into its weight's sum.")
 
 
 class AreaUm2(_Section):
     """Area of each component in µm².
 
-    Every area is > 0 (a zero makes TOPS/mm² divide by zero) and at most 1e9
-    µm² (1,000 mm², a full reticle is ~858 mm²).
+    Every area is >= 0 (0 = the component is absent, e.g. no separate
+    integrator beside a CCO-ADC) and at most 1e9 µm² (1,000 mm², a full
+    reticle is ~858 mm²); a zero total is refused by the result check of
+    ``aimc map``.
     """
 
     array_per_device_um2: float = Field(
         0.19073486328125,
-        gt=0,
+        ge=0,
         le=1e9,
         description=(
             "One PCM device with its selector; an array covers "
             "rows · cols · devices_per_weight of them."
         ),
     )
-    dac_per_row_um2: float = Field(20.0, gt=0, le=1e9, description="DAC / row driver per row.")
-    adc_um2: float = Field(300.0, gt=0, le=1e9, description="One ADC.")
-    integrator_per_col_um2: float = Field(10.0, gt=0, le=1e9, description="Column integrator per column.")
-    affine_unit_um2: float = Field(20000.0, gt=0, le=1e9, description="One affine unit (per tile).")
-    tile_controller_um2: float = Field(10000.0, gt=0, le=1e9, description="One tile controller.")
-    router_um2: float = Field(15000.0, gt=0, le=1e9, description="One mesh router (per tile).")
-    sram_um2_per_kib: float = Field(1500.0, gt=0, le=1e9, description="SRAM per KiB.")
-    digital_per_mac_lane_um2: float = Field(500.0, gt=0, le=1e9, description="Digital datapath per MAC lane.")
-    chip_link_um2: float = Field(500000.0, gt=0, le=1e9, description="Chip-to-chip link PHY (per chip).")
+    dac_per_row_um2: float = Field(20.0, ge=0, le=1e9, description="DAC / row driver per row.")
+    adc_um2: float = Field(300.0, ge=0, le=1e9, description="One ADC.")
+    integrator_per_col_um2: float = Field(10.0, ge=0, le=1e9, description="Column integrator per column.")
+    affine_unit_um2: float = Field(20000.0, ge=0, le=1e9, description="One affine unit (per tile).")
+    tile_controller_um2: float = Field(10000.0, ge=0, le=1e9, description="One tile controller.")
+    router_um2: float = Field(15000.0, ge=0, le=1e9, description="One mesh router (per tile).")
+    sram_um2_per_kib: float = Field(1500.0, ge=0, le=1e9, description="SRAM per KiB.")
+    digital_per_mac_lane_um2: float = Field(500.0, ge=0, le=1e9, description="Digital datapath per MAC lane.")
+    chip_link_um2: float = Field(500000.0, ge=0, le=1e9, description="Chip-to-chip link PHY (per chip).")
+    reference_node_nm: float | None = Field(
+        None, gt=0, le=1000,
+        description="CMOS node at which the CMOS areas of this section are given (None = technology.node_nm).")
+    programming_per_array_um2: float = Field(
+        0.0, ge=0, description="PCM programming circuitry (write drivers, verify) per array.")
+    io_um2: float = Field(0.0, ge=0, description="Pads and I/O ring per chip.")
 
 
 class Leakage(_Section):
@@ -470,14 +512,15 @@ class ChipSpec(BaseModel):
 def array_mvm_latency_ns(spec: ChipSpec) -> float:
     """Latency of one array MVM (integration + conversion) in ns.
 
-    ``dac_passes · integration_time_ns + cols_per_adc · adc_conversion_time_ns``
-    where ``dac_passes`` is 1 for PWM and ``dac_bits`` for bit-serial, and one
+    ``read_phases · dac_passes · integration_time_ns + cols_per_adc · adc_conversion_time_ns``
+    where ``dac_passes`` is 1 for PWM and ``dac_bits`` for bit-serial, ``read_phases``
+    repeats the integration window (HERMES 4-phase read), and one
     ADC converts its ``cols_per_adc`` columns one after another (assumed: the
     ADC conversions of successive columns are not overlapped with integration).
     The co-simulation bridge and the mapper both use this figure.
     """
     a = spec.array
-    return a.dac_passes * a.integration_time_ns + a.cols_per_adc * a.adc_conversion_time_ns
+    return a.read_phases * a.dac_passes * a.integration_time_ns + a.cols_per_adc * a.adc_conversion_time_ns
 
 
 def array_mvm_cycles(spec: ChipSpec) -> int:

@@ -9,19 +9,38 @@ Energy components (keys of every energy breakdown, in this order):
 ``dac``, ``array``, ``integrator``, ``adc``, ``tile_controller``, ``affine``,
 ``digital``, ``sram``, ``interconnect``, ``chip_link``, ``leakage``.
 
-Area components: ``array``, ``dac``, ``integrator``, ``adc``, ``affine``,
-``tile_controller``, ``router``, ``sram``, ``digital``, ``chip_link``.
+Area components: ``array``, ``programming``, ``dac``, ``integrator``, ``adc``, ``affine``,
+``tile_controller``, ``router``, ``sram``, ``digital``, ``io``, ``chip_link``.
+
+CMOS energies and areas are given at ``energy_pj.reference_node_nm`` / ``reference_supply_v``
+(``area_um2.reference_node_nm``) and rescaled to ``technology.node_nm`` / ``supply_v`` by the
+Stillmaker & Baas 2017 equations (:func:`cmos_energy_factor`, :func:`cmos_area_factor`). Every
+constant's source is a key of ``docs/references.md`` plus a locator (the presets' ``source:`` notes).
 """
 
 from __future__ import annotations
+
+import math
 
 from archmodel.spec import ChipSpec
 
 __all__ = [
     "AREA_COMPONENTS",
     "ENERGY_COMPONENTS",
+    "adc_conversion_energy_pj",
+    "adc_conversions",
     "analog_mvm_energy_pj",
+    "area_scale",
+    "cmos_area_factor",
+    "cmos_energy_factor",
+    "dac_steps",
+    "device_read_energy_pj",
+    "energy_scale",
+    "mesh_serialization_ns",
+    "tile_area_um2",
+    "PPA_CONSTANT_KEYS",
     "chip_area_um2",
+    "constant_sources",
     "digital_mac_energy_pj",
     "hop_energy_pj",
     "chip_link_energy_pj",
@@ -39,61 +58,187 @@ ENERGY_COMPONENTS: tuple[str, ...] = (
     "digital", "sram", "interconnect", "chip_link", "leakage",
 )
 AREA_COMPONENTS: tuple[str, ...] = (
-    "array", "dac", "integrator", "adc", "affine", "tile_controller",
-    "router", "sram", "digital", "chip_link",
+    "array", "programming", "dac", "integrator", "adc", "affine", "tile_controller",
+    "router", "sram", "digital", "io", "chip_link",
 )
+
+
+# --------------------------------------------------------------------------------------
+# technology scaling: Stillmaker & Baas 2017 (docs/references.md [stillmaker2017])
+# --------------------------------------------------------------------------------------
+
+#: Nodes (nm) of the Stillmaker & Baas 2017 fits, largest first.
+_SB_NODES: tuple[float, ...] = (130.0, 90.0, 65.0, 45.0, 32.0, 20.0, 16.0, 14.0, 10.0, 7.0)
+#: Energy per operation vs supply, ``a·V² + b·V + c`` per node (Stillmaker & Baas 2017, Table 5; the
+#: corrigendum's worked example uses its 65 nm row 3.755, −4.398, 1.975).
+_SB_ENERGY: tuple[tuple[float, float, float], ...] = (
+    (7.171, -6.709, 2.904), (4.762, -4.781, 2.092), (3.755, -4.398, 1.975), (1.103, -0.362, 0.2767),
+    (0.9559, -0.7823, 0.471), (0.373, -0.1582, 0.04104), (0.2958, -0.1241, 0.03024),
+    (0.2363, -0.09675, 0.02239), (0.2068, -0.09311, 0.02375), (0.1776, -0.09097, 0.02447))
+#: Area scaling factors from the 130 nm row (Stillmaker & Baas 2017, area scaling table): area(node)/area(130 nm).
+_SB_AREA: tuple[float, ...] = (1.0, 0.44, 0.23, 0.16, 0.072, 0.033, 0.03, 0.027, 0.016, 0.0092)
+
+
+def _sb_interp(node_nm: float, values: tuple[float, ...] | list[float]) -> float:
+    from archmodel.spec import SpecError
+
+    if not (_SB_NODES[-1] <= node_nm <= _SB_NODES[0]):
+        raise SpecError(f"technology.node_nm={node_nm:g}: outside the 7..130 nm range of the Stillmaker & Baas "
+                        "2017 scaling equations; expected a node in 7..130 nm")
+    for i in range(len(_SB_NODES) - 1):
+        hi, lo = _SB_NODES[i], _SB_NODES[i + 1]
+        if lo <= node_nm <= hi:
+            f = (node_nm - lo) / (hi - lo)
+            return values[i + 1] + f * (values[i] - values[i + 1])
+    return values[-1]  # pragma: no cover
+
+
+def energy_scale(to_node_nm: float, to_v: float, from_node_nm: float, from_v: float) -> float:
+    """Factor on a CMOS energy moved from (``from_node_nm``, ``from_v``) to (``to_node_nm``, ``to_v``).
+
+    ``E(node, V) = a·V² + b·V + c`` with the node's coefficients (Stillmaker & Baas 2017,
+    Table 5), linearly interpolated between the tabulated nodes; the factor is the ratio.
+
+    Raises
+    ------
+    SpecError
+        A node outside 7..130 nm.
+    """
+    def e(node: float, v: float) -> float:
+        return sum(_sb_interp(node, [c[k] for c in _SB_ENERGY]) * v ** (2 - k) for k in range(3))
+    return e(to_node_nm, to_v) / e(from_node_nm, from_v)
+
+
+def area_scale(to_node_nm: float, from_node_nm: float) -> float:
+    """Factor on a CMOS area moved between nodes (Stillmaker & Baas 2017 area scaling table, interpolated)."""
+    return _sb_interp(to_node_nm, _SB_AREA) / _sb_interp(from_node_nm, _SB_AREA)
+
+
+def cmos_energy_factor(spec: ChipSpec) -> float:
+    """Factor on every CMOS energy of ``energy_pj`` (and leakage): from the section's reference node and
+    supply to ``technology.node_nm`` / ``supply_v``; 1 when no reference is given."""
+    e, t = spec.energy_pj, spec.technology
+    ref_n = e.reference_node_nm if e.reference_node_nm is not None else t.node_nm
+    ref_v = e.reference_supply_v if e.reference_supply_v is not None else t.supply_v
+    if ref_n == t.node_nm and ref_v == t.supply_v:
+        return 1.0
+    return energy_scale(t.node_nm, t.supply_v, ref_n, ref_v)
+
+
+def cmos_area_factor(spec: ChipSpec) -> float:
+    """Factor on every CMOS area of ``area_um2``: from ``area_um2.reference_node_nm`` to ``technology.node_nm``."""
+    ref = spec.area_um2.reference_node_nm
+    if ref is None or ref == spec.technology.node_nm:
+        return 1.0
+    return area_scale(spec.technology.node_nm, ref)
+
+
+# --------------------------------------------------------------------------------------
+# component models
+# --------------------------------------------------------------------------------------
+
+
+def dac_steps(spec: ChipSpec) -> float:
+    """Row-driver steps of one MVM per row: PWM ``input_duty · (2^(dac_bits−1) − 1)`` (the pulse lasts
+    as many clock steps as the input's magnitude), bit-serial ``dac_bits`` (one pass per bit); times
+    ``array.read_phases``."""
+    a = spec.array
+    steps = (spec.energy_pj.input_duty * (2 ** (a.dac_bits - 1) - 1)) if a.dac_scheme == "pwm" else a.dac_bits
+    return steps * a.read_phases
+
+
+def device_read_energy_pj(spec: ChipSpec) -> float:
+    """Read energy of one device in one pass (pJ).
+
+    ``energy_pj.array_per_device_pj`` when given, otherwise Joule heating of the cell
+    ``V_read² · g · t`` with ``g = g_mean_fraction · g_max`` and ``t = input_duty ·
+    integration_time`` (Ohm's law; the mean input sets the PWM pulse length, or the share of
+    1-bits of a bit-serial pass). µS·V²·ns = 1e-15 J = 1e-3 pJ.
+    """
+    e, a = spec.energy_pj, spec.array
+    if e.array_per_device_pj is not None:
+        return e.array_per_device_pj
+    g_us = e.g_mean_fraction * spec.device.g_max_us
+    return a.v_read_v ** 2 * g_us * e.input_duty * a.integration_time_ns * 1e-3
+
+
+def adc_conversion_energy_pj(spec: ChipSpec) -> float:
+    """One ADC conversion (pJ): Walden ``FoM · 2^adc_bits`` (Walden 1999, Eq. 2, ENOB taken as the
+    nominal bits) when ``adc_fom_fj_per_step`` is given, else ``adc_per_conversion_pj``; CMOS-scaled.
+    ADC power at a conversion rate ``f`` is this times ``f`` (the FoM is per conversion)."""
+    e = spec.energy_pj
+    base = e.adc_fom_fj_per_step * 1e-3 * 2 ** spec.array.adc_bits if e.adc_fom_fj_per_step is not None \
+        else e.adc_per_conversion_pj
+    return base * cmos_energy_factor(spec)
+
+
+def adc_conversions(spec: ChipSpec, cols_used: int) -> int:
+    """Conversions of one MVM: ``cols_used · weight_slices`` per conversion pass; bit-serial converts
+    after every pass (``dac_bits`` passes, Shafiee et al. 2016 Sec. 4), PWM once; a multi-phase read
+    converts once (the CCO counts across phases, Le Gallo et al. 2023)."""
+    a = spec.array
+    return cols_used * a.weight_slices * (a.dac_bits if a.dac_scheme == "bit_serial" else 1)
 
 
 def analog_mvm_energy_pj(spec: ChipSpec, rows_used: int, cols_used: int) -> dict[str, float]:
     """Energy of one MVM on one array, by component (pJ).
 
-    With ``p = array.dac_passes`` (1 for PWM, ``dac_bits`` for bit-serial):
+    With ``p = array.dac_passes · array.read_phases`` and ``s`` = :func:`cmos_energy_factor`:
 
-    - ``dac = energy_pj.dac_per_row_pj · rows_used · p`` (a PWM pulse is one
-      driver event; bit-serial drives every row once per pass);
-    - ``array = energy_pj.array_per_device_pj · rows_used · cols_used ·
-      array.devices_per_weight · p`` (every device of the used block is read
-      in every pass);
-    - ``integrator = energy_pj.integrator_per_col_pj · cols_used · p``;
-    - ``adc = energy_pj.adc_per_conversion_pj · cols_used`` (one conversion per
-      used column per MVM; a shared ADC converts its ``array.cols_per_adc``
-      columns one after another, which costs time, not extra energy);
-    - ``tile_controller = energy_pj.tile_controller_per_mvm_pj``.
+    - ``dac = energy_pj.dac_per_row_step_pj · rows_used · dac_steps · s`` (PWM: the driver works for
+      the pulse's duration; bit-serial: one event per pass), or, without a step energy, the per-event
+      ``dac_per_row_pj · rows_used · p · s``;
+    - ``array = device_read_energy_pj · rows_used · cols_used · devices_per_weight · p`` (physics, not
+      scaled with the CMOS node);
+    - ``integrator = integrator_per_col_pj · cols_used · weight_slices · p · s``;
+    - ``adc = adc_conversion_energy_pj · adc_conversions`` (one conversion per used device column per
+      conversion pass; a shared ADC converts its columns one after another, which costs time, not energy);
+    - ``affine += shift_add_pj · adc_conversions · s`` (shift-and-add of sliced weights / bit-serial passes);
+    - ``tile_controller = tile_controller_per_mvm_pj · s``.
     """
     e, a = spec.energy_pj, spec.array
-    p = a.dac_passes
+    s = cmos_energy_factor(spec)
+    p = a.dac_passes * a.read_phases
+    if e.dac_per_row_step_pj is not None:
+        dac = e.dac_per_row_step_pj * rows_used * dac_steps(spec) * s
+    else:
+        dac = e.dac_per_row_pj * rows_used * p * s
+    conv = adc_conversions(spec, cols_used)
     return {
-        "dac": e.dac_per_row_pj * rows_used * p,
-        "array": e.array_per_device_pj * rows_used * cols_used * a.devices_per_weight * p,
-        "integrator": e.integrator_per_col_pj * cols_used * p,
-        "adc": e.adc_per_conversion_pj * cols_used,
-        "tile_controller": e.tile_controller_per_mvm_pj,
+        "dac": dac,
+        "array": device_read_energy_pj(spec) * rows_used * cols_used * a.devices_per_weight * p,
+        "integrator": e.integrator_per_col_pj * cols_used * a.weight_slices * p * s,
+        "adc": adc_conversion_energy_pj(spec) * conv,
+        "tile_controller": e.tile_controller_per_mvm_pj * s,
+        "affine": e.shift_add_pj * conv * s,
     }
 
 
 def affine_energy_pj(spec: ChipSpec, outputs: int) -> float:
-    """``energy_pj.affine_per_output_pj · outputs``: accumulate row blocks, scale, offset,
+    """``energy_pj.affine_per_output_pj · outputs · s``: accumulate row blocks, scale, offset,
     ReLU and requantize one output element (batch-norm and bias are folded in)."""
-    return spec.energy_pj.affine_per_output_pj * outputs
+    return spec.energy_pj.affine_per_output_pj * outputs * cmos_energy_factor(spec)
 
 
 def digital_mac_energy_pj(spec: ChipSpec, macs: int) -> float:
-    """``energy_pj.digital_mac_pj · macs`` (int8 × int8 → int32 digital datapath)."""
-    return spec.energy_pj.digital_mac_pj * macs
+    """``energy_pj.digital_mac_pj · macs · s`` (int8 × int8 → int32 digital datapath)."""
+    return spec.energy_pj.digital_mac_pj * macs * cmos_energy_factor(spec)
 
 
 def sram_energy_pj(spec: ChipSpec, read_bits: float, write_bits: float) -> float:
-    """``energy_pj.sram_read_pj_per_bit · read_bits + energy_pj.sram_write_pj_per_bit · write_bits``."""
-    return spec.energy_pj.sram_read_pj_per_bit * read_bits + spec.energy_pj.sram_write_pj_per_bit * write_bits
+    """``(sram_read_pj_per_bit · read_bits + sram_write_pj_per_bit · write_bits) · s``."""
+    e = spec.energy_pj
+    return (e.sram_read_pj_per_bit * read_bits + e.sram_write_pj_per_bit * write_bits) * cmos_energy_factor(spec)
 
 
 def hop_energy_pj(spec: ChipSpec, bit_hops: float) -> float:
-    """``interconnect.energy_pj_per_bit_hop · bits · hops`` (mesh routers and links)."""
-    return spec.interconnect.energy_pj_per_bit_hop * bit_hops
+    """``interconnect.energy_pj_per_bit_hop · bits · hops · s`` (mesh routers and links)."""
+    return spec.interconnect.energy_pj_per_bit_hop * bit_hops * cmos_energy_factor(spec)
 
 
 def chip_link_energy_pj(spec: ChipSpec, bits: float) -> float:
-    """``chip_link.energy_pj_per_bit · bits`` for bits crossing a chip-to-chip link."""
+    """``chip_link.energy_pj_per_bit · bits`` for bits crossing a chip-to-chip link (a SerDes/PHY figure:
+    not rescaled with the logic node)."""
     return spec.chip_link.energy_pj_per_bit * bits
 
 
@@ -102,49 +247,102 @@ def chip_link_time_ns(spec: ChipSpec, bits: float) -> float:
     return bits / spec.chip_link.bandwidth_gbps
 
 
-def leakage_power_mw(spec: ChipSpec, chips: int) -> float:
-    """``chips · (tile_grid.tiles · leakage.tile_leakage_mw + leakage.digital_leakage_mw)``.
+def mesh_serialization_ns(spec: ChipSpec, bits: float) -> float:
+    """Time to push ``bits`` through one mesh link: ``ceil(bits / interconnect.link_width_bits)`` flits,
+    one per clock cycle (ns)."""
+    flits = -(-int(math.ceil(bits)) // spec.interconnect.link_width_bits)
+    return flits * 1000.0 / spec.technology.clock_mhz
 
-    Every tile of every chip leaks (assumed: no power gating of unused tiles).
+
+def leakage_power_mw(spec: ChipSpec, chips: int) -> float:
+    """``chips · (tile_grid.tiles · leakage.tile_leakage_mw + leakage.digital_leakage_mw) · s``.
+
+    Every tile of every chip leaks (assumed: no power gating of unused tiles); ``s`` =
+    :func:`cmos_energy_factor` (Stillmaker & Baas 2017 fit leakage with the same polynomial form).
     Leakage energy over a time ``t`` is ``P[mW] · t[ns]`` pJ.
     """
     lk = spec.leakage
-    return chips * (spec.tile_grid.tiles * lk.tile_leakage_mw + lk.digital_leakage_mw)
+    return chips * (spec.tile_grid.tiles * lk.tile_leakage_mw + lk.digital_leakage_mw) * cmos_energy_factor(spec)
+
+
+def tile_area_um2(spec: ChipSpec) -> dict[str, float]:
+    """Area of one tile by component (µm²), CMOS parts scaled by :func:`cmos_area_factor`.
+
+    ``n = array.arrays_per_tile`` arrays:
+
+    - ``array = n · rows · cols · devices_per_weight · array_per_device_um2`` (not scaled: device pitch)
+    - ``programming = n · programming_per_array_um2``
+    - ``dac = n · rows · dac_per_row_um2``
+    - ``integrator = n · cols · weight_slices · integrator_per_col_um2``
+    - ``adc = n · ceil(cols / cols_per_adc) · adc_um2``
+    - ``affine``, ``tile_controller``, ``router``: one each
+    - ``sram = buffers.sram_kib_per_tile · sram_um2_per_kib``
+    """
+    a, ar, b = spec.array, spec.area_um2, spec.buffers
+    n, f = a.arrays_per_tile, cmos_area_factor(spec)
+    return {
+        "array": n * a.rows * a.cols * a.devices_per_weight * ar.array_per_device_um2,
+        "programming": n * ar.programming_per_array_um2 * f,
+        "dac": n * a.rows * ar.dac_per_row_um2 * f,
+        "integrator": n * a.cols * a.weight_slices * ar.integrator_per_col_um2 * f,
+        "adc": n * a.adc_count * ar.adc_um2 * f,
+        "affine": ar.affine_unit_um2 * f,
+        "tile_controller": ar.tile_controller_um2 * f,
+        "router": ar.router_um2 * f,
+        "sram": b.sram_kib_per_tile * ar.sram_um2_per_kib * f,
+    }
 
 
 def chip_area_um2(spec: ChipSpec, chips: int) -> dict[str, float]:
     """Area of ``chips`` identical chips by component (µm²).
 
-    Per tile (``tile_grid.tiles`` tiles per chip), ``n = array.arrays_per_tile`` arrays:
-
-    - ``array = n · array.rows · array.cols · array.devices_per_weight ·
-      area_um2.array_per_device_um2``
-    - ``dac = n · array.rows · area_um2.dac_per_row_um2``
-    - ``integrator = n · array.cols · area_um2.integrator_per_col_um2``
-    - ``adc = n · ceil(array.cols / array.cols_per_adc) · area_um2.adc_um2``
-    - ``affine = area_um2.affine_unit_um2``, ``tile_controller = area_um2.tile_controller_um2``,
-      ``router = area_um2.router_um2``
-    - ``sram = buffers.sram_kib_per_tile · area_um2.sram_um2_per_kib``
-
-    Per chip: ``digital = digital.mac_lanes · area_um2.digital_per_mac_lane_um2``,
-    ``sram += buffers.global_buffer_kib · area_um2.sram_um2_per_kib``, and
-    ``chip_link = area_um2.chip_link_um2`` only when ``chips > 1``.
+    ``tile_grid.tiles ·`` :func:`tile_area_um2` per chip, plus ``sram += global_buffer_kib ·
+    sram_um2_per_kib``, ``digital = digital.mac_lanes · digital_per_mac_lane_um2``, ``io = io_um2``
+    and ``chip_link = chip_link_um2`` only when ``chips > 1`` (CMOS parts scaled by
+    :func:`cmos_area_factor`; the link PHY is not).
     """
-    a, ar, b = spec.array, spec.area_um2, spec.buffers
-    n, t = a.arrays_per_tile, spec.tile_grid.tiles
-    per_chip = {
-        "array": t * n * a.rows * a.cols * a.devices_per_weight * ar.array_per_device_um2,
-        "dac": t * n * a.rows * ar.dac_per_row_um2,
-        "integrator": t * n * a.cols * ar.integrator_per_col_um2,
-        "adc": t * n * a.adc_count * ar.adc_um2,
-        "affine": t * ar.affine_unit_um2,
-        "tile_controller": t * ar.tile_controller_um2,
-        "router": t * ar.router_um2,
-        "sram": (t * b.sram_kib_per_tile + b.global_buffer_kib) * ar.sram_um2_per_kib,
-        "digital": spec.digital.mac_lanes * ar.digital_per_mac_lane_um2,
-        "chip_link": ar.chip_link_um2 if chips > 1 else 0.0,
-    }
-    return {k: v * chips for k, v in per_chip.items()}
+    ar, t, f = spec.area_um2, spec.tile_grid.tiles, cmos_area_factor(spec)
+    per_chip = {k: v * t for k, v in tile_area_um2(spec).items()}
+    per_chip["sram"] += spec.buffers.global_buffer_kib * ar.sram_um2_per_kib * f
+    per_chip["digital"] = spec.digital.mac_lanes * ar.digital_per_mac_lane_um2 * f
+    per_chip["io"] = ar.io_um2 * f
+    per_chip["chip_link"] = ar.chip_link_um2 if chips > 1 else 0.0
+    return {k: per_chip[k] * chips for k in AREA_COMPONENTS}
+
+
+#: The chip-description keys the cost model reads (section, key or None = every key of the section).
+PPA_CONSTANT_KEYS: tuple[tuple[str, str | None], ...] = (
+    ("technology", None), ("array", "v_read_v"), ("array", "integration_time_ns"), ("array", "read_phases"),
+    ("array", "weight_slices"), ("device", "g_max_us"), ("energy_pj", None), ("area_um2", None),
+    ("leakage", None), ("interconnect", "link_width_bits"), ("interconnect", "hop_latency_ns"),
+    ("interconnect", "energy_pj_per_bit_hop"), ("chip_link", None), ("buffers", None),
+)
+
+
+def constant_sources(spec: ChipSpec) -> list[dict[str, object]]:
+    """Every constant the cost model reads, with its value and source note (the reports' sources table).
+
+    The first row says which array read-energy model is in force: the per-device figure
+    ``energy_pj.array_per_device_pj`` or ``V_read² · g · t`` with the documented default conductance
+    (``g_mean_fraction · g_max``) and duty (``input_duty``); a network's own conductances and inputs
+    are not used.
+    """
+    e = spec.energy_pj
+    if e.array_per_device_pj is None:
+        note = (f"V_read^2 * g * t with default g = g_mean_fraction * g_max = {e.g_mean_fraction:g} * "
+                f"{spec.device.g_max_us:g} uS and t = input_duty * integration_time = {e.input_duty:g} * "
+                f"{spec.array.integration_time_ns:g} ns")
+    else:
+        note = "energy_pj.array_per_device_pj (per-device figure)"
+    rows: list[dict[str, object]] = [{"constant": "array read energy model", "value": device_read_energy_pj(spec),
+                                      "unit_note": "pJ per device per pass", "source": note}]
+    for section, key in PPA_CONSTANT_KEYS:
+        sec = getattr(spec, section)
+        keys = [key] if key else [k for k in type(sec).model_fields if k != "sources"]
+        for k in keys:
+            rows.append({"constant": f"{section}.{k}", "value": getattr(sec, k), "unit_note": "",
+                         "source": sec.sources.get(k, "(no source given)")})
+    return rows
 
 
 # --------------------------------------------------------------------------------------
@@ -249,5 +447,5 @@ def digital_op_energy_pj(spec: ChipSpec, ops: int, read_elems: int, write_elems:
       periphery.activation_bits`` (operands read from and results written to the global buffer).
     """
     b = spec.periphery.activation_bits
-    return {"digital": spec.energy_pj.digital_mac_pj * ops,
+    return {"digital": digital_mac_energy_pj(spec, ops),
             "sram": sram_energy_pj(spec, read_elems * b, write_elems * b)}

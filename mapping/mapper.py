@@ -109,6 +109,10 @@ class MappingError(AimcError, ValueError):
     """The network cannot be mapped on the chip description (one clear line)."""
 
 
+#: Largest off-chip memory (bytes) digital-layer weights may spill to (assumed: 1 TiB).
+MAX_SPILL_BYTES = 2 ** 40
+
+
 @dataclass(frozen=True)
 class MapOptions:
     """Options of :func:`map_network`.
@@ -152,7 +156,7 @@ class LayerMapping:
     mvms: int  # array MVMs per inference
     mvm_cycles: int  # cycles per output pixel (t_pixel)
     cycles: int  # stage time per inference
-    latency_ns: float
+    latency_ns: float  # compute time per inference (cycles in ns)
     devices: int
     activation_bit_hops: float
     partial_sum_bit_hops: float
@@ -160,6 +164,9 @@ class LayerMapping:
     first_tile: int  # global tile index of the first copy's home tile (-1: digital unit)
     chips_spanned: tuple[int, ...]
     energy_pj: dict[str, float] = field(default_factory=dict)
+    stage_time_ns: float = 0.0  # busy time per inference: compute, mesh/chip-link serialization, weight spill
+    done_ns: float = 0.0  # when the first inference's last output of this layer is ready (pipeline fill)
+    spill_bits: float = 0.0  # digital weights streamed from off-chip memory per inference (global buffer full)
 
     @property
     def energy_total_pj(self) -> float:
@@ -228,6 +235,7 @@ class MappingResult:
     digital_time_share: float = 0.0  # of the summed stage times (analog layers + digital unit)
     digital_energy_pj: float = 0.0  # digital matrix layers + digital-unit operators
     digital_energy_share: float = 0.0  # of the energy per inference
+    sources: list[dict[str, Any]] = field(default_factory=list)  # mapping.costs.constant_sources
 
     def placement(self) -> Placement:
         """The placement as plain data (:mod:`archmodel.placement`) for the testbenches and co-simulation."""
@@ -243,6 +251,7 @@ class MappingResult:
         d = asdict(self)
         d.pop("layers")
         d.pop("digital_ops")
+        d.pop("sources")
         return d
 
 
@@ -359,6 +368,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         if is_dig:
             t_pixel = timing.digital_layer_cycles(spec, k * n * g)
         else:
+            # affine throughput: timing.tile_vector_cycles streams periphery.affine_lanes columns per cycle
             for t in range(tiles_per_copy):
                 t_pixel = max(t_pixel, timing.tile_vector_cycles(
                     spec, [((grp, cb), ru, cu) for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]]))
@@ -390,6 +400,31 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
             sram_params=a_["const_elems"], cycles=cyc, latency_ns=t_ns,
             energy_pj=costs.digital_op_energy_pj(spec, ops, rd, wr)))
     dig_op_cycles = sum(r.cycles for r in dig_rows)
+
+    # ---- 2b. buffers: the global buffer holds the network input and output, the digital-unit constants and
+    # the digital layers' weights; weights that do not fit are streamed from off-chip memory over the chip
+    # link every inference (spill); beyond MAX_SPILL_BYTES the mapper refuses.
+    act_b = spec.periphery.activation_bits
+    gb_bits = spec.buffers.global_buffer_kib * 8192
+    io_bits = (math.prod(network.input_shape) + math.prod(network.output_shape or ())) * act_b
+    const_bits = network.sram_param_count * act_b
+    if io_bits + const_bits > gb_bits:
+        raise MappingError(
+            f"network {network.name!r}: its input and output ({io_bits / 8192:,.1f} KiB) and digital-unit constants "
+            f"({const_bits / 8192:,.1f} KiB) do not fit the global buffer (buffers.global_buffer_kib = "
+            f"{spec.buffers.global_buffer_kib:g} KiB of chip '{spec.name}')")
+    room = gb_bits - io_bits - const_bits
+    spill: dict[str, float] = {}
+    for p in plans:
+        if p.digital:
+            w_bits = p.layer.weight_count * spec.digital.precision_bits
+            spill[p.layer.name] = max(0.0, w_bits - room)
+            room = max(0.0, room - w_bits)
+            if spill[p.layer.name] > MAX_SPILL_BYTES * 8:
+                raise MappingError(
+                    f"digital layer {p.layer.name!r} ({p.k}x{p.n}): {w_bits / 8e9:,.3g} GB of weights exceed the "
+                    f"global buffer ({spec.buffers.global_buffer_kib:g} KiB) and the {MAX_SPILL_BYTES / 2**40:g} TiB "
+                    f"off-chip memory the mapper assumes; map it on PCM or split it")
 
     # ---- 3. chips
     tiles_needed = sum(p.tiles_per_copy for p in plans)
@@ -475,6 +510,22 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
                     frac = sum(ru for (_, _, ru) in held) / (p.k * p.g) / p.r
                     dests.append((pos(tile), frac))
         in_bits = in_elems * act_bits
+        # tile SRAM: each destination tile holds the input rows its first window needs (a conv's line
+        # buffer: dilation·(kh−1)+1 rows of the input) of its share of the input channels
+        if not p.digital:
+            if layer.op == "conv":
+                kh_, dh_ = layer.attrs["kernel_size"][0], layer.attrs["dilation"][0]
+                h_in_ = layer.input_shapes[0][1]
+                line_bits = in_bits * min(h_in_, dh_ * (kh_ - 1) + 1) / h_in_
+            else:
+                line_bits = in_bits
+            need = max(frac for _, frac in dests) * p.r * line_bits
+            if need > spec.buffers.sram_kib_per_tile * 8192:
+                raise MappingError(
+                    f"layer {layer.name!r}: a tile's input line buffer needs {need / 8192:,.3g} KiB but "
+                    f"buffers.sram_kib_per_tile = {spec.buffers.sram_kib_per_tile:g} KiB on chip '{spec.name}'")
+        # mesh: the busiest destination's input crosses one link of interconnect.link_width_bits per cycle
+        mesh_ns = max(costs.mesh_serialization_ns(spec, in_bits * frac) for _, frac in dests) * len(prods)
         delivered = 0.0
         dst_home = home(p)
         for prod_name in prods:
@@ -491,6 +542,8 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
                 back_hops, back_cross, _, _ = route(dst, dst_home)
                 transfer_ns = max(transfer_ns, (hops + back_hops) * hop_ns + (cross + back_cross) * link_ns)
         transfer_ns += affine_ns
+        # serialization of the first input vector (one row block) over a mesh link
+        transfer_ns += costs.mesh_serialization_ns(spec, min(p.k, R) * act_bits)
         # digital-unit operators between the producers and this layer run first (no streaming)
         transfer_ns += max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
         # partial sums to the home tile of each copy
@@ -530,14 +583,16 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
                 e[comp] += val * p.pixels
             reads = sum(ru for (_, _, _, ru, _) in p.arrays) * p.pixels * act_bits
             mvms = len(p.arrays) * p.pixels
-        e["affine"] = costs.affine_energy_pj(spec, out_elems)
+        e["affine"] += costs.affine_energy_pj(spec, out_elems)
         e["sram"] = costs.sram_energy_pj(spec, reads, delivered)
         e["interconnect"] = costs.hop_energy_pj(spec, act_hops + ps_hops)
-        e["chip_link"] = costs.chip_link_energy_pj(spec, link_bits)
+        spill_bits = spill.get(layer.name, 0.0)
+        e["chip_link"] = costs.chip_link_energy_pj(spec, link_bits + spill_bits)
         # timing
         cycles = p.stage_cycles(spec)
         t_ns = timing.cycles_to_ns(spec, cycles)
-        t_fill_ns = max(t_ns, costs.chip_link_time_ns(spec, link_bits))
+        t_fill_ns = max(t_ns, costs.chip_link_time_ns(spec, link_bits), mesh_ns,
+                        costs.chip_link_time_ns(spec, spill_bits))
         tp_ns = timing.cycles_to_ns(spec, p.t_pixel)
         if layer.op == "conv":
             kh = layer.attrs["kernel_size"][0]
@@ -564,7 +619,8 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
             mvms=mvms, mvm_cycles=p.t_pixel, cycles=cycles, latency_ns=t_ns,
             devices=0 if p.digital else layer.weight_count * a.devices_per_weight * p.r,
             activation_bit_hops=act_hops, partial_sum_bit_hops=ps_hops, chip_link_bits=link_bits,
-            first_tile=p.tiles[0][0] if p.tiles else -1, chips_spanned=chips_spanned, energy_pj=e))
+            first_tile=p.tiles[0][0] if p.tiles else -1, chips_spanned=chips_spanned, energy_pj=e,
+            stage_time_ns=t_fill_ns, done_ns=end_l, spill_bits=spill_bits))
 
     # ---- totals
     last = plans[-1]
@@ -572,7 +628,9 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     latency_ns = end[last.layer.name] + h_out * hop_ns + c_out * link_ns
     latency_ns += dig_ns.get(network.layers[-1].name, 0.0)  # digital operators after the last matrix layer
     stages: list[tuple[float, str]] = [
-        (r.latency_ns, r.name) for r in rows_out if r.kind == "analog"]
+        (r.stage_time_ns, r.name) for r in rows_out if r.kind == "analog"]
+    stages += [(costs.chip_link_time_ns(spec, r.spill_bits), f"weight spill of {r.name}")
+               for r in rows_out if r.spill_bits]
     if digital_cycles:
         stages.append((timing.cycles_to_ns(spec, digital_cycles), "digital unit"))
     for s, bits in enumerate(seg_bits):
@@ -616,4 +674,5 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         digital_macs=sum(r.macs for r in rows_out if r.kind == "digital") + attention_macs,
         digital_op_count=sum(dr.ops for dr in dig_rows), digital_time_ns=dig_time,
         digital_time_share=dig_time / busy if busy else 0.0, digital_energy_pj=dig_energy,
-        digital_energy_share=dig_energy / energy_total if energy_total else 0.0)
+        digital_energy_share=dig_energy / energy_total if energy_total else 0.0,
+        sources=costs.constant_sources(spec))

@@ -53,7 +53,10 @@ _COLUMNS: list[tuple[str, str, Any]] = [
     ("array_utilization_pct", "array utilization (%)", lambda r: 100.0 * r.array_utilization),
     ("mvms", "array MVMs", lambda r: r.mvms),
     ("cycles_per_pixel", "cycles per pixel", lambda r: r.mvm_cycles),
-    ("latency_ns", "latency (ns)", lambda r: r.latency_ns),
+    ("latency_ns", "compute time (ns)", lambda r: r.latency_ns),
+    ("stage_time_ns", "stage time per inference (ns)", lambda r: r.stage_time_ns),
+    ("done_ns", "first inference done at (ns)", lambda r: r.done_ns),
+    ("spill_bits", "weight spill (bits)", lambda r: r.spill_bits),
     ("pcm_devices", "PCM devices", lambda r: r.devices),
     ("activation_bit_hops", "activation bit-hops", lambda r: r.activation_bit_hops),
     ("partial_sum_bit_hops", "partial-sum bit-hops", lambda r: r.partial_sum_bit_hops),
@@ -118,6 +121,7 @@ def report_dict(result: MappingResult, seed: int | None = None, *,
         },
         "digital_ops": digital_op_rows(result),
         "layers": layer_rows(result),
+        "sources": [dict(r) for r in result.sources],
     }
 
 
@@ -212,6 +216,13 @@ def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = Fa
                 "|" + "|".join("---" if i < 3 else "---:" for i in range(len(_DIGITAL_COLUMNS))) + "|"]
         for r in t.digital_ops:
             out.append("| " + " | ".join(_fmt(get(r)) for _, _, get in _DIGITAL_COLUMNS) + " |")
+    if t.sources:
+        out += ["", "## Sources of the constants", "",
+                "Keys of `docs/references.md` plus a locator; `assumed` where no publication gives the figure.", "",
+                "| constant | value | source |", "|---|---:|---|"]
+        for r in t.sources:
+            src = str(r["source"]).replace("|", "/")
+            out.append(f"| {r['constant']} | {_fmt(r['value'])} | {src} |")
     if plots:  # name only the files that are written (--no-plots writes none)
         out += ["", "Plots: `energy_breakdown.png`, `area_breakdown.png`, `layer_latency.png`."]
     out.append("")

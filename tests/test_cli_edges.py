@@ -263,8 +263,9 @@ def test_value_error_is_a_bug_now(monkeypatch, capsys):
                                         "equal to 1"),
     ("device: {prog_noise_scale: 1e300}", "device.prog_noise_scale: bad value 1e+300: Input should be less than or "
                                           "equal to 100"),
-    ("energy_pj: {dac_per_row_pj: 0}", "energy_pj.dac_per_row_pj: bad value 0: Input should be greater than 0"),
-    ("area_um2: {adc_um2: 0}", "area_um2.adc_um2: bad value 0: Input should be greater than 0"),
+    ("energy_pj: {dac_per_row_pj: -1}", "energy_pj.dac_per_row_pj: bad value -1: Input should be greater than or "
+                                        "equal to 0"),
+    ("area_um2: {adc_um2: -1}", "area_um2.adc_um2: bad value -1: Input should be greater than or equal to 0"),
     ("array: {rows: 65536, cols: 65536}", "array.rows: bad value 65536: Input should be less than or equal to 4096"),
     ("tile_grid: {rows: true}", "tile_grid.rows: bad value True: Input should be a valid integer"),
     ("array: {rows: '512'}", "array.rows: bad value '512': Input should be a valid integer"),

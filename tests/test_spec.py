@@ -22,10 +22,10 @@ from mapping.cli.main import main
 
 
 def test_presets_listed():
-    assert list_presets() == ["fig11", "hermes", "tiny"]
+    assert list_presets() == ["fig11", "hermes", "isaac", "tiny"]
 
 
-@pytest.mark.parametrize("name", ["fig11", "hermes", "tiny"])
+@pytest.mark.parametrize("name", ["fig11", "hermes", "isaac", "tiny"])
 def test_every_preset_constant_has_a_source(name):
     spec = load_spec(name)
     missing = []
@@ -101,7 +101,8 @@ def test_immutable():
         ("name: a\narray: {rows: 0}", r"array\.rows: bad value 0"),
         ("name: a\narray: {cols: abc}", r"array\.cols: bad value 'abc': .*integer"),
         ("name: a\narray: {dac_scheme: analog}", r"array\.dac_scheme: bad value 'analog': .*'pwm' or 'bit_serial'"),
-        ("name: a\narray: {dac_bits: 12}", r"array\.dac_bits: bad value 12: .*less than or equal to 8"),
+        ("name: a\narray: {dac_bits: 17}", r"array\.dac_bits: bad value 17: .*less than or equal to 16"),
+        ("name: a\narray: {dac_bits: 12}", r"dac_bits=12 with dac_scheme 'pwm'; expected <= 8"),
         ("name: a\narray: {rows: 16}", r"rows_per_dac_beat=32 exceeds rows=16"),
         ("name: a\narray: 5", r"array: bad value 5"),
         ("name: [a", r"YAML does not parse at line 1"),
@@ -122,7 +123,7 @@ def test_error_names_origin():
 
 
 def test_unknown_preset_and_missing_file(tmp_path):
-    with pytest.raises(SpecError, match="unknown chip description 'nope'.*fig11, hermes, tiny"):
+    with pytest.raises(SpecError, match="unknown chip description 'nope'.*fig11, hermes, isaac, tiny"):
         load_spec("nope")
     with pytest.raises(SpecError, match="no such file"):
         load_spec(tmp_path / "missing.yaml")

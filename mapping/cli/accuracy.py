@@ -105,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if args.weights:
         check_weights_file(args.weights)
     spec = resolve_arch(args)
+    if spec.device.model == "none":  # e.g. ReRAM ISAAC: PPA only
+        from archmodel.analog_matrix import device_model_from_spec
+
+        device_model_from_spec(spec)  # raises the one-line SpecError
     if args.adc_full_scale_fraction is not None:
         if args.adc_range == "per_layer":
             raise OptionError("--adc-full-scale-fraction sets the fixed ADC range; it has no effect with "

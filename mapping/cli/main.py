@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "mapping.cli.train",
     "mapping.cli.accuracy",
     "mapping.cli.sweep",
+    "mapping.cli.validate",
 )
 
 #: Errors shown to the user as one line (exit status 1): bad input, and the file system's answers.
