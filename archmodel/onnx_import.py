@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,8 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({
 
 
 def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
-                name: str | None = None) -> Network:
+                name: str | None = None,
+                input_shapes: Mapping[str, Sequence[int]] | None = None) -> Network:
     """Read an ONNX file and convert it to a :class:`~archmodel.network.ir.Network`.
 
     Parameters
@@ -87,11 +88,18 @@ def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
         Fold each BatchNormalization into the conv/linear before it (see module docstring).
     name : str, optional
         Network name (default: the graph name, else the file stem).
+    input_shapes : mapping of str to sequence of int, optional
+        Shapes of graph inputs by ONNX input name, batch axis first (e.g.
+        ``{"data": (1, 3, 224, 224)}``), replacing symbolic or fixed dims before
+        shape inference (``aimc map --input-shape``). The batch dim must be 1 (the
+        mapper models one inference).
 
     Raises
     ------
     NetworkError
-        Missing file, not an ONNX model, unsupported operator (node and op named), ...
+        Missing file, not an ONNX model, unsupported operator (node and op named),
+        an ``input_shapes`` name that is not a graph input, a rank that differs from
+        the declared one, an input whose shape stays unknown (named), ...
     """
     import onnx
     from google.protobuf.message import DecodeError
@@ -108,7 +116,8 @@ def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
     if not model.graph.node or model.ir_version <= 0:
         raise NetworkError(f"{p}: not an ONNX model (no graph nodes or no IR version found)")
     return import_onnx_model(model, fold_batchnorm=fold_batchnorm,
-                             name=name or model.graph.name or p.stem, origin=str(p))
+                             name=name or model.graph.name or p.stem, origin=str(p),
+                             input_shapes=input_shapes)
 
 
 def _load_external_data(model: Any, path: Path) -> None:
@@ -138,9 +147,61 @@ def _load_external_data(model: Any, path: Path) -> None:
 
 
 def import_onnx_model(model: Any, *, fold_batchnorm: bool = False, name: str | None = None,
-                      origin: str = "<onnx model>") -> Network:
-    """Convert an in-memory ``onnx.ModelProto`` (see :func:`import_onnx`)."""
+                      origin: str = "<onnx model>",
+                      input_shapes: Mapping[str, Sequence[int]] | None = None) -> Network:
+    """Convert an in-memory ``onnx.ModelProto`` (see :func:`import_onnx`; ``model`` is not modified)."""
+    if input_shapes:
+        model = _override_input_shapes(model, input_shapes, origin)
     return _Importer(model, fold_batchnorm, origin).run(name or model.graph.name or "onnx")
+
+
+def _override_input_shapes(model: Any, input_shapes: Mapping[str, Sequence[int]], origin: str) -> Any:
+    """A copy of ``model`` whose graph inputs named in ``input_shapes`` have those static dims.
+
+    The copy's ``value_info`` and output shapes are cleared so that shape
+    inference recomputes them from the new input shapes (stale exporter shapes
+    would otherwise conflict).
+
+    Raises
+    ------
+    NetworkError
+        A name that is not a non-constant graph input (the inputs are listed), a
+        rank that differs from the declared one, a dim < 1, or a batch dim != 1.
+    """
+    import onnx
+
+    inits = {i.name for i in model.graph.initializer}
+    inputs = {i.name: i for i in model.graph.input if i.name not in inits}
+    for nm, dims in input_shapes.items():
+        if nm not in inputs:
+            raise NetworkError(f"{origin}: --input-shape names {nm!r}, which is not a graph input "
+                               f"(inputs: {', '.join(repr(k) for k in inputs) or 'none'})", key="input_shape")
+        dims = tuple(int(d) for d in dims)
+        if not dims or any(d < 1 for d in dims):
+            raise NetworkError(f"{origin}: --input-shape {nm}: dims must be integers >= 1, got {dims}",
+                               key="input_shape")
+        if dims[0] != 1:
+            raise NetworkError(f"{origin}: --input-shape {nm}: batch dim (first) must be 1, got {dims[0]} "
+                               "(the mapper models one inference)", key="input_shape")
+        t = inputs[nm].type.tensor_type
+        if t.HasField("shape") and len(t.shape.dim) != len(dims):
+            declared = "x".join(d.dim_param or str(d.dim_value) if (d.dim_param or d.dim_value) else "?"
+                                for d in t.shape.dim)
+            raise NetworkError(f"{origin}: --input-shape {nm}: rank {len(dims)} differs from the declared "
+                               f"shape {declared} (rank {len(t.shape.dim)})", key="input_shape")
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    for vi in g.input:
+        if vi.name in input_shapes:
+            vi.type.tensor_type.ClearField("shape")
+            for d in input_shapes[vi.name]:
+                vi.type.tensor_type.shape.dim.add().dim_value = int(d)
+    del g.value_info[:]
+    for o in g.output:  # keep the rank (the checker wants a shape), forget the dims
+        for d in o.type.tensor_type.shape.dim:
+            d.Clear()
+    return m
 
 
 # --------------------------------------------------------------------------------------
@@ -295,8 +356,10 @@ class _Importer:
         inp = data_inputs[0]
         shape = self.vi_shapes.get(inp.name)
         if not shape or len(shape) < 2 or any(d is None or d <= 0 for d in shape[1:]):
-            raise NetworkError(f"{self.origin}: input {inp.name!r} needs a static shape "
-                               f"(N, C, H, W) or (N, F); got {shape}")
+            got = "unknown" if not shape else "x".join("?" if d is None else str(d) for d in shape)
+            raise NetworkError(f"{self.origin}: input {inp.name!r} has shape {got}, not static; "
+                               f"give it with --input-shape {inp.name}=1x3x224x224 (N, C, H, W) "
+                               "or =1xF (N, F)", key="input_shape")
         in_name = _safe_name(inp.name)
         input_shape = tuple(int(d) for d in shape[1:])
         self.layers.append({"name": in_name, "op": "input", "inputs": (), "attrs": {}, "params": {}})

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=int, default=None, metavar="S",
                    help="sequence length of a zoo transformer (default: 197 for vit-tiny, "
                    "128 for bert-tiny)")
+    p.add_argument("--input-shape", action="append", default=None, metavar="NAME=1x3x224x224",
+                   help="ONNX input only: static shape of graph input NAME, batch first (batch must be 1); "
+                   "replaces symbolic dims before shape inference. Repeatable, one per input")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=run)
@@ -86,6 +89,27 @@ def check_totals(result, arch: str) -> None:
                                f"check {keys}")
 
 
+def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """``["data=1x3x224x224", ...]`` -> ``{"data": (1, 3, 224, 224)}`` (the ``--input-shape`` values).
+
+    Raises
+    ------
+    OptionError
+        A value that is not ``NAME=D1xD2...`` with integer dims >= 1, or a name given twice.
+    """
+    out: dict[str, tuple[int, ...]] = {}
+    for v in values or ():
+        name, sep, dims = v.rpartition("=")
+        parts = dims.lower().split("x")
+        if not sep or not name or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+            raise OptionError(f"--input-shape {v!r}: expected NAME=D1xD2x... with integer dims >= 1, "
+                              "e.g. --input-shape data=1x3x224x224")
+        if name in out:
+            raise OptionError(f"--input-shape names input {name!r} twice")
+        out[name] = tuple(int(p) for p in parts)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, MappingError, map_network
@@ -101,7 +125,13 @@ def run(args: argparse.Namespace) -> int:
     if args.fold_batchnorm and not str(args.network).lower().endswith(".onnx"):
         raise OptionError(f"--fold-batchnorm has no effect for network '{args.network}': it applies to ONNX "
                           "files only (zoo and YAML networks keep batch norm as written)")
-    opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
+    opts: dict[str, object] = {"fold_batchnorm": True} if args.fold_batchnorm else {}
+    input_shapes = parse_input_shapes(args.input_shape)
+    if input_shapes:
+        if not str(args.network).lower().endswith(".onnx"):
+            raise OptionError(f"--input-shape has no effect for network '{args.network}': it applies to "
+                              "ONNX files only")
+        opts["input_shapes"] = input_shapes
     if args.seq_len is not None:
         try:
             check_int_range("--seq-len", args.seq_len, 1)
