@@ -44,6 +44,9 @@ class LayerPlacement:
         Predicted cycles per input vector (output pixel), ``archmodel.timing``.
     cycles : int
         Predicted stage time per inference, cycles.
+    groups_per_array : int
+        Groups of a grouped convolution packed block-diagonally on one array
+        (:func:`mapping.mapper.groups_per_array`; 1 = not packed).
     """
 
     index: int
@@ -59,6 +62,7 @@ class LayerPlacement:
     first_tile: int
     vector_cycles: int
     cycles: int
+    groups_per_array: int = 1
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ Stages of the mapping
    first matrix layer, 'last' = last matrix layer, or names) run on the
    digital datapath.
 2. **Tile.** Each group's matrix is cut into ``ceil(K/array.rows)`` row blocks
-   × ``ceil(N/array.cols)`` column blocks, each on its own array (groups are
-   not packed together). A layer's arrays are packed into tiles of
+   × ``ceil(N/array.cols)`` column blocks, each on its own array; groups that
+   fit one array are packed block-diagonally, :func:`groups_per_array` per
+   array (``ceil(groups / m)`` arrays, ``m·K`` rows × ``m·N`` columns used). A layer's arrays are packed into tiles of
    ``array.arrays_per_tile`` arrays in the order group, column block, row block
    (:func:`archmodel.golden.tile_controller.tile_schedule`); arrays of one tile run one after
    another through its tile controller; tiles run in parallel. A tile holds
@@ -145,6 +146,7 @@ class LayerMapping:
     matrix_rows: int
     matrix_cols: int
     groups: int
+    groups_per_array: int
     weights: int
     macs: int
     row_blocks: int
@@ -241,7 +243,8 @@ class MappingResult:
         """The placement as plain data (:mod:`archmodel.placement`) for the testbenches and co-simulation."""
         return Placement(self.spec_name, self.network_name, self.replicate, tuple(
             LayerPlacement(index=r.index, name=r.name, shape=r.shape, kind=r.kind, matrix_rows=r.matrix_rows,
-                           matrix_cols=r.matrix_cols, groups=r.groups, row_blocks=r.row_blocks,
+                           matrix_cols=r.matrix_cols, groups=r.groups, groups_per_array=r.groups_per_array,
+                           row_blocks=r.row_blocks,
                            col_blocks=r.col_blocks, arrays=r.arrays, first_tile=r.first_tile,
                            vector_cycles=r.mvm_cycles, cycles=r.cycles)
             for r in self.layers))
@@ -272,6 +275,7 @@ class _Plan:
     arrays: list[tuple[int, int, int, int, int]]  # (group, cb, rb, rows_used, cols_used)
     tiles_per_copy: int
     t_pixel: int
+    gpa: int = 1  # groups per array (block-diagonal packing, groups_per_array)
     r: int = 1
     tiles: list[list[int]] = field(default_factory=list)  # per copy: global tile indices
 
@@ -279,6 +283,28 @@ class _Plan:
         if self.digital:
             return timing.digital_layer_cycles(spec, self.layer.mac_count)
         return -(-self.pixels // self.r) * self.t_pixel
+
+
+def groups_per_array(k: int, n: int, groups: int, rows: int, cols: int) -> int:
+    """Groups of a grouped convolution packed on one array (block-diagonal packing).
+
+    A group's matrix is ``k`` rows × ``n`` columns (``k = kh·kw·C_in/groups``,
+    ``n = C_out/groups``). When it fits one ``rows`` × ``cols`` array, the array
+    holds ``m = min(floor(rows/k), floor(cols/n), groups)`` groups on its diagonal:
+    group ``i`` of the array drives rows ``i·k .. i·k+k-1`` and is read on columns
+    ``i·n .. i·n+n-1``; the off-diagonal devices stay RESET (no weight), so every
+    group's outputs see only its own inputs (exact). A group that needs more than
+    one array (``k > rows`` or ``n > cols``) is not packed (1). Rule chosen here
+    (docs/design.md section 12), not taken from a paper.
+
+    Returns
+    -------
+    int
+        Groups per array, >= 1; 1 for ``groups == 1``.
+    """
+    if groups <= 1 or k > rows or n > cols:
+        return 1
+    return max(1, min(rows // k, cols // n, groups))
 
 
 def _resolve_digital(spec: ChipSpec, mats: Sequence[Layer], network_name: str) -> set[str]:
@@ -358,7 +384,13 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         nrb, ncb = -(-k // R), -(-n // C)
         is_dig = layer.name in digital
         arrays = []
-        if not is_dig:
+        gpa = groups_per_array(k, n, g, R, C)
+        if not is_dig and gpa > 1:
+            # block-diagonal packing: groups j*gpa .. j*gpa+m-1 on array j (m = gpa, fewer on the last)
+            for first in range(0, g, gpa):
+                m = min(gpa, g - first)
+                arrays.append((first, 0, 0, m * k, m * n))
+        elif not is_dig:
             for grp in range(g):
                 for cb in range(ncb):
                     for rb in range(nrb):
@@ -373,7 +405,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
                 t_pixel = max(t_pixel, timing.tile_vector_cycles(
                     spec, [((grp, cb), ru, cu) for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]]))
         plans.append(_Plan(layer, idx, is_dig, k, n, g, nrb, ncb, layer.mvm_count, arrays,
-                           tiles_per_copy, t_pixel))
+                           tiles_per_copy, t_pixel, gpa=gpa if not is_dig else 1))
 
     # ---- 1b. digital-unit operators (mapping.costs.digital_op_counts)
     dig_rows: list[DigitalOpMapping] = []
@@ -543,7 +575,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
                 transfer_ns = max(transfer_ns, (hops + back_hops) * hop_ns + (cross + back_cross) * link_ns)
         transfer_ns += affine_ns
         # serialization of the first input vector (one row block) over a mesh link
-        transfer_ns += costs.mesh_serialization_ns(spec, min(p.k, R) * act_bits)
+        transfer_ns += costs.mesh_serialization_ns(spec, min(p.k * p.gpa, R) * act_bits)
         # digital-unit operators between the producers and this layer run first (no streaming)
         transfer_ns += max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
         # partial sums to the home tile of each copy
@@ -612,7 +644,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         n_arrays = len(p.arrays)
         rows_out.append(LayerMapping(
             index=p.index, name=layer.name, op=layer.op, kind="digital" if p.digital else "analog",
-            shape=_shape_str(layer), matrix_rows=p.k, matrix_cols=p.n, groups=p.g,
+            shape=_shape_str(layer), matrix_rows=p.k, matrix_cols=p.n, groups=p.g, groups_per_array=p.gpa,
             weights=layer.weight_count, macs=layer.mac_count, row_blocks=p.nrb, col_blocks=p.ncb,
             arrays=n_arrays, replication=p.r if not p.digital else 0, tiles=p.tiles_per_copy * len(p.tiles),
             array_utilization=(layer.weight_count / (n_arrays * R * C)) if n_arrays else 0.0,

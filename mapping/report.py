@@ -45,6 +45,7 @@ _COLUMNS: list[tuple[str, str, Any]] = [
     ("matrix_rows", "matrix rows", lambda r: r.matrix_rows),
     ("matrix_cols", "matrix cols", lambda r: r.matrix_cols),
     ("groups", "groups", lambda r: r.groups),
+    ("groups_per_array", "groups per array", lambda r: r.groups_per_array),
     ("weights", "weights", lambda r: r.weights),
     ("macs", "MACs", lambda r: r.macs),
     ("arrays", "arrays per copy", lambda r: r.arrays),

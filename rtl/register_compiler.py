@@ -138,7 +138,7 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
                  out_scale: float, bias: npt.ArrayLike | None = None, gdc_alpha: npt.ArrayLike = 1.0,
                  relu: bool = True, bn_gamma: npt.ArrayLike | None = None, bn_beta: npt.ArrayLike | None = None,
                  bn_mean: npt.ArrayLike | None = None, bn_var: npt.ArrayLike | None = None, eps: float = 1e-5,
-                 mode: int = 1, name: str = "") -> MappedLayer:
+                 mode: int = 1, name: str = "", groups_per_array: int = 1) -> MappedLayer:
     """Map a real K x N weight matrix with its scales onto tile ``tile``: the integer affine coefficients.
 
     Parameters
@@ -162,6 +162,10 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
         Batch norm folded into scale and offset (all four or none).
     mode : int
         Tile-controller mode (1 = continuous).
+    groups_per_array : int
+        Groups of a grouped convolution packed block-diagonally on one array
+        (``archmodel.placement.LayerPlacement.groups_per_array``); only 1 is
+        supported until the RTL tile controller routes packed groups.
 
     Returns
     -------
@@ -170,9 +174,14 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
     Raises
     ------
     ValueError
-        The matrix does not fit one tile (``block_counts`` > ``arrays_per_tile``), a
+        ``groups_per_array`` != 1 (packed groups), the matrix does not fit one tile
+        (``block_counts`` > ``arrays_per_tile``), a
         scale is not positive, or a coefficient does not fit the affine unit.
     """
+    if groups_per_array != 1:
+        raise ValueError(f"layer {name!r}: {groups_per_array} convolution groups packed on one array "
+                         "(block-diagonal) are not supported by the RTL tile controller yet; "
+                         "only groups_per_array = 1")
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2 or w.size == 0:
         raise ValueError(f"weights must be a non-empty (K, N) matrix, got shape {w.shape}")

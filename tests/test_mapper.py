@@ -127,3 +127,44 @@ def test_bad_digital_layer_name():
 def test_pure_and_deterministic():
     spec, net = load_spec("hermes"), get_network("resnet32")
     assert map_network(spec, net) == map_network(spec, net)
+
+
+def test_depthwise_groups_packed_block_diagonally():
+    # tiny: 32x32 arrays, 1 array per tile. Depthwise 3x3 on 16 channels: each group is K = 9 rows x N = 1 col;
+    # m = min(floor(32/9), floor(32/1), 16) = 3 groups per array -> ceil(16/3) = 6 arrays (5 with 27 x 3 used,
+    # the last with 9 x 1) instead of 16. Grouped 1x1 (4 groups of 4 -> 4): K = 4, N = 4, m = min(8, 8, 4) = 4 ->
+    # one 16 x 16 block-diagonal array. Grouped 3x3 (4 groups, 16 -> 16): K = 36 > 32 rows: not packed,
+    # 4 groups x 2 row blocks = 8 arrays.
+    from mapping import costs
+    from mapping.mapper import groups_per_array
+
+    b = NetworkBuilder("dw", (16, 8, 8))
+    x = b.conv("stem", b.input, 16, 1, bias=False)  # tiny runs its first and last layers digitally
+    x = b.conv("dw", x, 16, 3, padding=1, groups=16, bias=False)
+    x = b.conv("pw", x, 16, 1, groups=4, bias=False)
+    x = b.conv("g3", x, 16, 3, padding=1, groups=4, bias=False)
+    b.conv("head", x, 16, 1, bias=False)  # ... and the last
+    spec = load_spec("tiny")
+    res = map_network(spec, b.build(), MapOptions(replicate=False))
+    dw, pw, g3 = res.layers[1:4]
+    assert (dw.groups_per_array, dw.arrays, dw.tiles) == (3, 6, 6)
+    assert (pw.groups_per_array, pw.arrays) == (4, 1)
+    assert (g3.groups_per_array, g3.arrays) == (1, 8)
+    assert dw.array_utilization == pytest.approx(144 / (6 * 32 * 32))
+    assert dw.mvms == 6 * 64
+    # array energy: 5 arrays driven on 27 rows x 3 cols and one on 9 x 1, for each of the 64 output pixels
+    e = 64 * (5 * costs.analog_mvm_energy_pj(spec, 27, 3)["array"] + costs.analog_mvm_energy_pj(spec, 9, 1)["array"])
+    assert dw.energy_pj["array"] == pytest.approx(e)
+    assert res.placement().layer(1).groups_per_array == 3
+    assert groups_per_array(9, 1, 1, 32, 32) == 1 and groups_per_array(9, 1, 2, 32, 32) == 2
+
+
+def test_register_compiler_refuses_packed_groups():
+    import numpy as np
+
+    from rtl.register_compiler import analog_layer
+
+    with pytest.raises(ValueError, match=r"layer 'dw': 3 convolution groups packed on one array") as e:
+        analog_layer(load_spec("tiny"), np.ones((27, 3)), tile=0, dest=(0, 0), in_scale=1.0, out_scale=1.0,
+                     name="dw", groups_per_array=3)
+    assert "\n" not in str(e.value)
