@@ -7,7 +7,8 @@ description's own ``source:`` notes (presets: ``archmodel/presets/*.yaml``).
 
 Energy components (keys of every energy breakdown, in this order):
 ``dac``, ``array``, ``integrator``, ``adc``, ``tile_controller``, ``affine``,
-``digital``, ``sram``, ``interconnect``, ``chip_link``, ``leakage``.
+``digital``, ``sram``, ``interconnect``, ``chip_link``, ``programming`` (PCM weight
+reprogramming, ``--schedule reprogram`` only), ``leakage``.
 
 Area components: ``array``, ``programming``, ``dac``, ``integrator``, ``adc``, ``affine``,
 ``tile_controller``, ``router``, ``sram``, ``digital``, ``io``, ``chip_link``.
@@ -51,11 +52,17 @@ __all__ = [
     "DIGITAL_OP_TABLE",
     "digital_op_counts",
     "digital_op_energy_pj",
+    "PROGRAM_ITERATIONS",
+    "PROGRAM_PULSE_NS",
+    "PROGRAM_PULSE_PJ",
+    "PROGRAM_ROWS_PARALLEL",
+    "array_program_time_ns",
+    "array_program_energy_pj",
 ]
 
 ENERGY_COMPONENTS: tuple[str, ...] = (
     "dac", "array", "integrator", "adc", "tile_controller", "affine",
-    "digital", "sram", "interconnect", "chip_link", "leakage",
+    "digital", "sram", "interconnect", "chip_link", "programming", "leakage",
 )
 AREA_COMPONENTS: tuple[str, ...] = (
     "array", "programming", "dac", "integrator", "adc", "affine", "tile_controller",
@@ -449,3 +456,47 @@ def digital_op_energy_pj(spec: ChipSpec, ops: int, read_elems: int, write_elems:
     b = spec.periphery.activation_bits
     return {"digital": digital_mac_energy_pj(spec, ops),
             "sram": sram_energy_pj(spec, read_elems * b, write_elems * b)}
+
+
+# ---- PCM weight (re)programming (``aimc map --schedule reprogram``) ----------------------------
+
+#: Program-and-verify iterations per device (assumed: no published per-device iteration count was
+#: located for the HERMES/fig11 devices; ``legallo2023`` Extended Data Fig. 5 describes the iterative
+#: procedure without a count).
+PROGRAM_ITERATIONS = 10
+#: Duration of one programming pulse, ns: the longest SET ramp-down sequence of ``ambrogio2018``
+#: Extended Data Fig. 7 (8 steps, 13.6 ns .. 4.4 µs in total).
+PROGRAM_PULSE_NS = 4400.0
+#: Energy of one programming pulse on one device, pJ (assumed).
+PROGRAM_PULSE_PJ = 10.0
+#: Word lines of one array programmed at the same time (assumed: one row at a time, all its columns
+#: in parallel through the per-column write drivers of ``area_um2.programming_per_array_um2``).
+PROGRAM_ROWS_PARALLEL = 1
+
+
+def array_program_time_ns(spec: ChipSpec, rows_used: int, cols_used: int) -> float:
+    """Time to program one array's ``rows_used`` × ``cols_used`` block, ns.
+
+    ``ceil(rows_used / PROGRAM_ROWS_PARALLEL) · PROGRAM_ITERATIONS · (PROGRAM_PULSE_NS + t_verify)``,
+    ``t_verify`` = one read of the row (:func:`archmodel.timing.mvm_cycles` with 1 row, ``cols_used``
+    columns). Arrays have their own programming circuits (``programming_per_array_um2``) and are
+    programmed in parallel. Constants: see :data:`PROGRAM_ITERATIONS` and neighbours.
+    """
+    from archmodel import timing
+
+    verify_ns = timing.cycles_to_ns(spec, timing.mvm_cycles(spec, 1, cols_used))
+    rows = -(-rows_used // PROGRAM_ROWS_PARALLEL)
+    return rows * PROGRAM_ITERATIONS * (PROGRAM_PULSE_NS + verify_ns)
+
+
+def array_program_energy_pj(spec: ChipSpec, rows_used: int, cols_used: int) -> float:
+    """Energy to program one array's ``rows_used`` × ``cols_used`` block, pJ.
+
+    ``PROGRAM_ITERATIONS · (devices · PROGRAM_PULSE_PJ + rows_used · E_verify)`` with
+    ``devices = rows_used · cols_used · array.devices_per_weight`` and ``E_verify`` the energy of one
+    1-row read (:func:`analog_mvm_energy_pj`, all components). The pulse energy is a device figure
+    (not CMOS-scaled).
+    """
+    devices = rows_used * cols_used * spec.array.devices_per_weight
+    verify = sum(analog_mvm_energy_pj(spec, 1, cols_used).values())
+    return PROGRAM_ITERATIONS * (devices * PROGRAM_PULSE_PJ + rows_used * verify)

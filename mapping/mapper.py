@@ -30,6 +30,11 @@ Stages of the mapping
 3. **Chips.** Tiles needed (without replication) over ``tile_grid`` tiles per
    chip gives the number of identical chips, joined in a daisy chain by the
    chip-to-chip link; ``max_chips`` caps it (:class:`MappingError` otherwise).
+   With ``schedule="reprogram"`` the layers instead run in rounds on
+   ``max_chips`` chips (default 1), the PCM arrays reprogrammed between rounds
+   every inference (:func:`_program_rounds`, ``costs.array_program_time_ns``,
+   docs/design.md section 12 step 4); ``"auto"`` spreads when the network fits
+   ``max_chips`` chips, else reprograms.
 4. **Replicate** (optional, default on). While spare tiles remain on those
    chips, the slowest analog layer gets one more copy of its arrays (each copy
    takes ``ceil(pixels / r)`` of the output pixels); it stops when the
@@ -91,6 +96,7 @@ pipeline interval.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -114,6 +120,10 @@ class MappingError(AimcError, ValueError):
 MAX_SPILL_BYTES = 2 ** 40
 
 
+#: ``MapOptions.schedule`` values (``aimc map --schedule``).
+SCHEDULES = ("spread", "reprogram", "auto")
+
+
 @dataclass(frozen=True)
 class MapOptions:
     """Options of :func:`map_network`.
@@ -124,14 +134,23 @@ class MapOptions:
         Replicate the slowest analog layers onto spare tiles (default True).
     max_chips : int or None
         Cap on the number of chips; None = no cap.
+    schedule : str
+        ``"spread"`` (default): every layer resident, on as many chips as needed (an error beyond
+        ``max_chips``). ``"reprogram"``: ``max_chips`` chips (default 1) hold the layers in rounds,
+        reprogramming the PCM arrays between rounds, every inference (see the module docstring).
+        ``"auto"``: spread when the network fits ``max_chips`` chips (or there is no cap), else
+        reprogram on ``max_chips`` chips.
     """
 
     replicate: bool = True
     max_chips: int | None = None
+    schedule: str = "spread"
 
     def __post_init__(self) -> None:
         if self.max_chips is not None and (not isinstance(self.max_chips, int) or self.max_chips < 1):
             raise MappingError(f"max_chips must be a positive integer, got {self.max_chips!r}")
+        if self.schedule not in SCHEDULES:
+            raise MappingError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
 
 @dataclass
@@ -169,6 +188,7 @@ class LayerMapping:
     stage_time_ns: float = 0.0  # busy time per inference: compute, mesh/chip-link serialization, weight spill
     done_ns: float = 0.0  # when the first inference's last output of this layer is ready (pipeline fill)
     spill_bits: float = 0.0  # digital weights streamed from off-chip memory per inference (global buffer full)
+    program_ns: float = 0.0  # --schedule reprogram: time to program this layer's arrays (its rounds), per inference
 
     @property
     def energy_total_pj(self) -> float:
@@ -238,6 +258,9 @@ class MappingResult:
     digital_energy_pj: float = 0.0  # digital matrix layers + digital-unit operators
     digital_energy_share: float = 0.0  # of the energy per inference
     sources: list[dict[str, Any]] = field(default_factory=list)  # mapping.costs.constant_sources
+    schedule: str = "spread"  # "spread" or "reprogram" (MapOptions.schedule after "auto" is resolved)
+    program_rounds: int = 0  # reprogram: rounds of array programming per inference
+    program_time_ns: float = 0.0  # reprogram: programming time per inference (sum over rounds)
 
     def placement(self) -> Placement:
         """The placement as plain data (:mod:`archmodel.placement`) for the testbenches and co-simulation."""
@@ -283,6 +306,33 @@ class _Plan:
         if self.digital:
             return timing.digital_layer_cycles(spec, self.layer.mac_count)
         return -(-self.pixels // self.r) * self.t_pixel
+
+
+def _program_rounds(plans: Sequence[_Plan], tiles: int, apt: int
+                    ) -> list[list[tuple[_Plan, list[tuple[int, int, int, int, int]]]]]:
+    """Split the analog layers' arrays, in layer order, into rounds that fit ``tiles`` tiles.
+
+    A tile holds arrays of one layer (``apt`` per tile); a layer larger than what is left of a round
+    continues in the next one (its partial sums wait in the tiles' SRAM, not costed).
+    """
+    rounds: list[list[tuple[_Plan, list[tuple[int, int, int, int, int]]]]] = []
+    cur: list[tuple[_Plan, list[tuple[int, int, int, int, int]]]] = []
+    free = tiles
+    for p in plans:
+        if p.digital:
+            continue
+        i = 0
+        while i < len(p.arrays):
+            if free == 0:
+                rounds.append(cur)
+                cur, free = [], tiles
+            take = min(len(p.arrays) - i, free * apt)
+            cur.append((p, p.arrays[i:i + take]))
+            free -= -(-take // apt)
+            i += take
+    if cur:
+        rounds.append(cur)
+    return rounds
 
 
 def groups_per_array(k: int, n: int, groups: int, rows: int, cols: int) -> int:
@@ -461,15 +511,24 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     # ---- 3. chips
     tiles_needed = sum(p.tiles_per_copy for p in plans)
     chips = max(1, -(-tiles_needed // tpc))
-    if opts.max_chips is not None and chips > opts.max_chips:
+    schedule = opts.schedule
+    if schedule == "auto":
+        schedule = "reprogram" if opts.max_chips is not None and chips > opts.max_chips else "spread"
+    if schedule == "spread" and opts.max_chips is not None and chips > opts.max_chips:
         raise MappingError(
             f"network {network.name!r} needs {tiles_needed} tiles ({sum(len(p.arrays) for p in plans)} arrays of "
             f"{R}x{C}) but --max-chips {opts.max_chips} gives {opts.max_chips} x {tpc} = "
-            f"{opts.max_chips * tpc} tiles on chip '{spec.name}'; it needs {chips} chips")
+            f"{opts.max_chips * tpc} tiles on chip '{spec.name}'; it needs {chips} chips "
+            "(or use --schedule reprogram)")
+    reprogram = schedule == "reprogram"
+    rounds: list[list[tuple[_Plan, list[tuple[int, int, int, int, int]]]]] = []
+    if reprogram:
+        chips = min(chips, opts.max_chips or 1)
+        rounds = _program_rounds(plans, chips * tpc, apt)
 
     # ---- 4. replicate
     digital_cycles = sum(p.stage_cycles(spec) for p in plans if p.digital) + dig_op_cycles
-    if opts.replicate:
+    if opts.replicate and not reprogram:
         spare = chips * tpc - tiles_needed
         analog = [p for p in plans if not p.digital]
         while analog and spare > 0:
@@ -484,6 +543,8 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     gcols = spec.tile_grid.cols
 
     def pos(tile: int) -> tuple[int, int, int]:
+        if reprogram:  # rounds reuse the physical tiles
+            tile %= chips * tpc
         chip, local = divmod(tile, tpc)
         row, col = divmod(local, gcols)
         return chip, row, (col if row % 2 == 0 else gcols - 1 - col)
@@ -494,7 +555,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         for _ in range(p.r if not p.digital else 0):
             p.tiles.append(list(range(nxt, nxt + p.tiles_per_copy)))
             nxt += p.tiles_per_copy
-    tiles_used = nxt
+    tiles_used = min(nxt, chips * tpc) if reprogram else nxt
 
     seg_bits = [0.0] * max(0, chips - 1)
 
@@ -615,6 +676,10 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
                 e[comp] += val * p.pixels
             reads = sum(ru for (_, _, _, ru, _) in p.arrays) * p.pixels * act_bits
             mvms = len(p.arrays) * p.pixels
+            if reprogram:
+                blocks = Counter((ru, cu) for (_, _, _, ru, cu) in p.arrays)
+                e["programming"] = sum(n_ * costs.array_program_energy_pj(spec, ru, cu)
+                                       for (ru, cu), n_ in blocks.items())
         e["affine"] += costs.affine_energy_pj(spec, out_elems)
         e["sram"] = costs.sram_energy_pj(spec, reads, delivered)
         e["interconnect"] = costs.hop_energy_pj(spec, act_hops + ps_hops)
@@ -669,6 +734,33 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         stages.append((costs.chip_link_time_ns(spec, bits), f"chip link {s}-{s + 1}"))
     interval_ns, bottleneck = max(stages, key=lambda x: x[0])
     interval_ns = max(interval_ns, 1e-9)
+    program_ns = 0.0
+    if reprogram:
+        # rounds run one after the other, every inference: program the round's arrays (in parallel), then
+        # run its layers; no pipelining across rounds or inferences (batch 1)
+        by_plan: dict[str, float] = {}
+        memo: dict[tuple[int, int], float] = {}
+
+        def prog_ns(ru: int, cu: int) -> float:
+            if (ru, cu) not in memo:
+                memo[ru, cu] = costs.array_program_time_ns(spec, ru, cu)
+            return memo[ru, cu]
+
+        for rnd in rounds:
+            t_round = 0.0
+            for p, chunk in rnd:
+                t = max(prog_ns(ru, cu) for (ru, cu) in {(ru, cu) for (_, _, _, ru, cu) in chunk})
+                by_plan[p.layer.name] = by_plan.get(p.layer.name, 0.0) + t
+                t_round = max(t_round, t)
+            program_ns += t_round
+        compute_ns = sum(r.stage_time_ns for r in rows_out if r.kind == "analog") \
+            + timing.cycles_to_ns(spec, digital_cycles)
+        for r in rows_out:
+            r.program_ns = by_plan.get(r.name, 0.0)
+        latency_ns = max(latency_ns, compute_ns) + program_ns
+        interval_ns = latency_ns
+        bottleneck = (f"PCM reprogramming ({len(rounds)} rounds)" if program_ns >= compute_ns
+                      else f"compute between {len(rounds)} reprogramming rounds")
     energy = dict.fromkeys(costs.ENERGY_COMPONENTS, 0.0)
     for r in rows_out:
         for comp, val in r.energy_pj.items():
@@ -690,6 +782,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     area = costs.chip_area_um2(spec, chips)
     area_mm2 = sum(area.values()) / 1e6
     return MappingResult(
+        schedule=schedule, program_rounds=len(rounds), program_time_ns=program_ns,
         spec_name=spec.name, spec_hash=spec.spec_hash, network_name=network.name,
         replicate=opts.replicate, max_chips=opts.max_chips, layers=rows_out, chips=chips,
         tiles_per_chip=tpc, tiles_used=tiles_used,

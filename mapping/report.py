@@ -58,6 +58,7 @@ _COLUMNS: list[tuple[str, str, Any]] = [
     ("stage_time_ns", "stage time per inference (ns)", lambda r: r.stage_time_ns),
     ("done_ns", "first inference done at (ns)", lambda r: r.done_ns),
     ("spill_bits", "weight spill (bits)", lambda r: r.spill_bits),
+    ("program_ns", "programming time (ns)", lambda r: r.program_ns),
     ("pcm_devices", "PCM devices", lambda r: r.devices),
     ("activation_bit_hops", "activation bit-hops", lambda r: r.activation_bit_hops),
     ("partial_sum_bit_hops", "partial-sum bit-hops", lambda r: r.partial_sum_bit_hops),
@@ -87,7 +88,8 @@ def report_dict(result: MappingResult, seed: int | None = None, *,
         "spec_hash": t.spec_hash,
         "network": t.network_name,
         "seed": seed,
-        "options": {"replicate": t.replicate, "max_chips": t.max_chips, "fold_batchnorm": fold_batchnorm},
+        "options": {"replicate": t.replicate, "max_chips": t.max_chips, "fold_batchnorm": fold_batchnorm,
+                    "schedule": t.schedule},
         "totals": {
             "latency_per_inference_ns": t.latency_ns,
             "pipeline_interval_ns": t.interval_ns,
@@ -169,7 +171,8 @@ def totals_lines(result: MappingResult) -> list[str]:
         f"(bottleneck: {t.bottleneck})",
         f"  {t.tops:.3f} TOPS, {t.tops_per_w:.3f} TOPS/W, {t.tops_per_mm2:.4f} TOPS/mm2, "
         f"{t.energy_total_pj / 1e6:.3f} uJ/inference, area {t.area_total_mm2:.2f} mm2",
-    ]
+    ] + ([f"  reprogram: {t.program_rounds} rounds, programming {t.program_time_ns / 1000:.2f} us and "
+          f"{t.energy_pj.get('programming', 0.0) / 1e6:.3f} uJ per inference"] if t.schedule == "reprogram" else [])
 
 
 def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = False, plots: bool = True) -> str:
@@ -188,6 +191,8 @@ def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = Fa
         ("tiles available", t.chips * t.tiles_per_chip), ("arrays used", t.arrays_used),
         ("PCM devices used", t.devices_used), ("weights", t.weights), ("MACs per inference", t.macs),
         ("chip-link bits per inference", t.chip_link_bits),
+        ("schedule", t.schedule), ("reprogramming rounds per inference", t.program_rounds),
+        ("PCM programming time per inference (ns)", t.program_time_ns),
         ("parameters (weights + biases)", t.parameters), ("digital SRAM parameters", t.sram_parameters),
         ("analog MACs per inference", t.analog_macs), ("digital MACs per inference", t.digital_macs),
         ("digital-unit operations per inference", t.digital_op_count),

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  aimc map --arch fig11 --network resnet32-joshi2020 --out out/r32\n"
             "  aimc map --arch hermes --network model.onnx --out out/onnx --max-chips 4\n"
-            "  aimc map --arch my_chip.yaml --network layers.yaml --out out/mine --no-replicate"
+            "  aimc map --arch my_chip.yaml --network layers.yaml --out out/mine --no-replicate\n"
+            "  aimc map --arch tiny --network vgg16 --out out/vgg --schedule reprogram --max-chips 1"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -41,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out(p)
     p.add_argument("--max-chips", type=int, default=None, metavar="N",
                    help="at most N chips; a network needing more tiles is an error (default: no cap)")
+    p.add_argument("--schedule", choices=("spread", "reprogram", "auto"), default="spread",
+                   help="spread: every layer resident, on as many chips as needed (default); reprogram: "
+                   "--max-chips chips (default 1) run the layers in rounds, reprogramming the PCM arrays "
+                   "between rounds every inference (programming time and energy reported); auto: spread if "
+                   "the network fits --max-chips chips, else reprogram")
     p.add_argument("--replicate", action=OnceBooleanAction, default=True,
                    help="replicate the slowest analog layers onto spare tiles (default: on)")
     p.add_argument("--fold-batchnorm", action="store_true",
@@ -138,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise MappingError(str(exc)) from None
     network = load_network(args.network, seq_len=args.seq_len, **opts)
-    result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips))
+    result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips,
+                                                          schedule=args.schedule))
     check_totals(result, args.arch)
     files = render_report(result, plots=not args.no_plots, fold_batchnorm=args.fold_batchnorm)
     with staged_output(args.out, force=args.force) as stage:
