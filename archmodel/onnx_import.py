@@ -76,7 +76,7 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({
 
 
 def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
-                name: str | None = None) -> Network:
+                name: str | None = None, shapes_only: bool = False) -> Network:
     """Read an ONNX file and convert it to a :class:`~archmodel.network.ir.Network`.
 
     Parameters
@@ -87,6 +87,10 @@ def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
         Fold each BatchNormalization into the conv/linear before it (see module docstring).
     name : str, optional
         Network name (default: the graph name, else the file stem).
+    shapes_only : bool
+        For a reader of shapes only (the mapper): float initializers kept in external data files are not
+        read (the files need not exist); their ``Layer.params`` are read-only zero arrays of the right shape
+        and dtype (``numpy.broadcast_to``, no memory). Everything else is imported as without it.
 
     Raises
     ------
@@ -104,11 +108,38 @@ def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
     except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError, OSError, TypeError) as exc:
         raise NetworkError(f"{p}: not an ONNX model (protobuf parse failed: "
                            f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+    placeholders = _external_weights_as_inputs(model) if shapes_only else {}
     _load_external_data(model, p)
     if not model.graph.node or model.ir_version <= 0:
         raise NetworkError(f"{p}: not an ONNX model (no graph nodes or no IR version found)")
-    return import_onnx_model(model, fold_batchnorm=fold_batchnorm,
-                             name=name or model.graph.name or p.stem, origin=str(p))
+    return _Importer(model, fold_batchnorm, str(p), placeholders).run(name or model.graph.name or p.stem)
+
+
+def _external_weights_as_inputs(model: Any) -> dict[str, np.ndarray]:
+    """Turn each float initializer kept in an external file into a typed graph input (shapes only).
+
+    The checker then no longer looks for the file and shape inference still sees the tensor's shape; returns
+    name -> read-only zero array of the initializer's shape and dtype (the importer's constant for it).
+    """
+    from onnx import TensorProto, helper
+    from onnx import external_data_helper as ext
+
+    g = model.graph
+    inputs = {i.name for i in g.input}
+    keep, out = [], {}
+    for t in g.initializer:
+        if ext.uses_external_data(t) and t.data_location == TensorProto.EXTERNAL:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+            if dtype.kind == "f":
+                out[t.name] = np.broadcast_to(np.zeros((), dtype), tuple(int(d) for d in t.dims))
+                if t.name not in inputs:
+                    g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+                continue
+        keep.append(t)
+    if out:
+        del g.initializer[:]
+        g.initializer.extend(keep)
+    return out
 
 
 def _load_external_data(model: Any, path: Path) -> None:
@@ -171,7 +202,8 @@ def _safe_name(s: str) -> str:
 
 
 class _Importer:
-    def __init__(self, model: Any, fold_batchnorm: bool, origin: str) -> None:
+    def __init__(self, model: Any, fold_batchnorm: bool, origin: str,
+                 placeholders: dict[str, np.ndarray] | None = None) -> None:
         import onnx
 
         self.origin = origin
@@ -191,6 +223,7 @@ class _Importer:
 
         for init in g.initializer:
             self.const[init.name] = numpy_helper.to_array(init)
+        self.const.update(placeholders or {})  # external weights not read (import_onnx shapes_only)
         self.vi_shapes: dict[str, tuple[int | None, ...]] = {}
         for vi in [*g.value_info, *g.input, *g.output]:
             t = vi.type.tensor_type

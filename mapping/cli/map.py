@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if args.fold_batchnorm and not str(args.network).lower().endswith(".onnx"):
         raise OptionError(f"--fold-batchnorm has no effect for network '{args.network}': it applies to ONNX "
                           "files only (zoo and YAML networks keep batch norm as written)")
-    opts = {"fold_batchnorm": True} if args.fold_batchnorm else {}
+    # the mapper reads shapes only: an ONNX file's external weight files are not read (nor required)
+    opts = {"shapes_only": True, **({"fold_batchnorm": True} if args.fold_batchnorm else {})}
     if args.seq_len is not None:
         try:
             check_int_range("--seq-len", args.seq_len, 1)
