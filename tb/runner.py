@@ -189,10 +189,11 @@ def build_key(sim: str, sources: Sequence[Path], toplevel: str, build_args: Sequ
 
     Covers each source file's name and bytes (not its folder: a re-export into another folder hits), the top
     module, the simulator executable (path, size, modification time: an upgrade misses), the build arguments,
-    the timescale, the cocotb version (its VPI library is linked in) and ``MAKEFLAGS`` (the Verilator
-    precompiled-header fix). Raises OSError when a source cannot be read.
+    the timescale, the cocotb version and library folder (its VPI library is linked in, by absolute path) and
+    ``MAKEFLAGS`` (the Verilator precompiled-header fix). Raises OSError when a source cannot be read.
     """
     import cocotb
+    import cocotb_tools.config
 
     h = hashlib.sha256()
 
@@ -204,6 +205,7 @@ def build_key(sim: str, sources: Sequence[Path], toplevel: str, build_args: Sequ
     exe = find_tool("verilator") if sim == "verilator" else shutil.which("iverilog")
     st = os.stat(exe) if exe else None
     put("aimc-sim-build-1", sim, toplevel, exe, st and st.st_size, st and st.st_mtime_ns, cocotb.__version__,
+        cocotb_tools.config.libs_dir,  # the Verilator model's rpath: one entry per installation
         "1ns/1ps", os.environ.get("MAKEFLAGS", "") if sim == "verilator" else "", *build_args)
     for src in sources:
         put(Path(src).name, Path(src).read_bytes())
