@@ -77,7 +77,8 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({
 
 def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
                 name: str | None = None,
-                input_shapes: Mapping[str, Sequence[int]] | None = None) -> Network:
+                input_shapes: Mapping[str, Sequence[int]] | None = None,
+                shapes_only: bool = False) -> Network:
     """Read an ONNX file and convert it to a :class:`~archmodel.network.ir.Network`.
 
     Parameters
@@ -93,6 +94,10 @@ def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
         ``{"data": (1, 3, 224, 224)}``), replacing symbolic or fixed dims before
         shape inference (``aimc map --input-shape``). The batch dim must be 1 (the
         mapper models one inference).
+    shapes_only : bool
+        For a reader of shapes only (the mapper): float initializers kept in external data files are not
+        read (the files need not exist); their ``Layer.params`` are read-only zero arrays of the right shape
+        and dtype (``numpy.broadcast_to``, no memory). Everything else is imported as without it.
 
     Raises
     ------
@@ -112,12 +117,40 @@ def import_onnx(path: str | os.PathLike[str], *, fold_batchnorm: bool = False,
     except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError, OSError, TypeError) as exc:
         raise NetworkError(f"{p}: not an ONNX model (protobuf parse failed: "
                            f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+    placeholders = _external_weights_as_inputs(model) if shapes_only else {}
     _load_external_data(model, p)
     if not model.graph.node or model.ir_version <= 0:
         raise NetworkError(f"{p}: not an ONNX model (no graph nodes or no IR version found)")
     return import_onnx_model(model, fold_batchnorm=fold_batchnorm,
                              name=name or model.graph.name or p.stem, origin=str(p),
-                             input_shapes=input_shapes)
+                             input_shapes=input_shapes, placeholders=placeholders)
+
+
+def _external_weights_as_inputs(model: Any) -> dict[str, np.ndarray]:
+    """Turn each float initializer kept in an external file into a typed graph input (shapes only).
+
+    The checker then no longer looks for the file and shape inference still sees the tensor's shape; returns
+    name -> read-only zero array of the initializer's shape and dtype (the importer's constant for it).
+    """
+    from onnx import TensorProto, helper
+    from onnx import external_data_helper as ext
+
+    g = model.graph
+    inputs = {i.name for i in g.input}
+    keep, out = [], {}
+    for t in g.initializer:
+        if ext.uses_external_data(t) and t.data_location == TensorProto.EXTERNAL:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+            if dtype.kind == "f":
+                out[t.name] = np.broadcast_to(np.zeros((), dtype), tuple(int(d) for d in t.dims))
+                if t.name not in inputs:
+                    g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+                continue
+        keep.append(t)
+    if out:
+        del g.initializer[:]
+        g.initializer.extend(keep)
+    return out
 
 
 def _load_external_data(model: Any, path: Path) -> None:
@@ -148,11 +181,16 @@ def _load_external_data(model: Any, path: Path) -> None:
 
 def import_onnx_model(model: Any, *, fold_batchnorm: bool = False, name: str | None = None,
                       origin: str = "<onnx model>",
-                      input_shapes: Mapping[str, Sequence[int]] | None = None) -> Network:
-    """Convert an in-memory ``onnx.ModelProto`` (see :func:`import_onnx`; ``model`` is not modified)."""
+                      input_shapes: Mapping[str, Sequence[int]] | None = None,
+                      placeholders: Mapping[str, np.ndarray] | None = None) -> Network:
+    """Convert an in-memory ``onnx.ModelProto`` (see :func:`import_onnx`; ``model`` is not modified).
+
+    ``placeholders``: name -> zero array of float initializers turned into graph inputs by a shapes-only
+    load (see ``shapes_only`` of :func:`import_onnx`).
+    """
     if input_shapes:
         model = _override_input_shapes(model, input_shapes, origin)
-    return _Importer(model, fold_batchnorm, origin).run(name or model.graph.name or "onnx")
+    return _Importer(model, fold_batchnorm, origin, dict(placeholders or {})).run(name or model.graph.name or "onnx")
 
 
 def _override_input_shapes(model: Any, input_shapes: Mapping[str, Sequence[int]], origin: str) -> Any:
@@ -232,7 +270,8 @@ def _safe_name(s: str) -> str:
 
 
 class _Importer:
-    def __init__(self, model: Any, fold_batchnorm: bool, origin: str) -> None:
+    def __init__(self, model: Any, fold_batchnorm: bool, origin: str,
+                 placeholders: dict[str, np.ndarray] | None = None) -> None:
         import onnx
 
         self.origin = origin
@@ -252,6 +291,7 @@ class _Importer:
 
         for init in g.initializer:
             self.const[init.name] = numpy_helper.to_array(init)
+        self.const.update(placeholders or {})  # external weights not read (import_onnx shapes_only)
         self.vi_shapes: dict[str, tuple[int | None, ...]] = {}
         for vi in [*g.value_info, *g.input, *g.output]:
             t = vi.type.tensor_type

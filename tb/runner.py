@@ -11,13 +11,37 @@ Amaranth emits no ``timescale``, so every build passes
 ``timescale=("1ns", "1ps")``. Verilator gets the waivers of
 :data:`rtl.export.LINT_WAIVERS` (the one list, each with its reason);
 tools are found by :mod:`rtl.toolchain`.
+
+Build cache
+-----------
+A simulator build depends only on the Verilog, the simulator and its
+options, so :func:`run_cocotb` keeps one build per key
+(:func:`build_key`: SHA-256 of the sources' bytes and names, the top module,
+the simulator's executable (path, size, mtime), the build arguments, the
+timescale, the cocotb version and the Verilator make flags) in
+``$AIMC_CACHE/sim/<key>`` (default ``~/.cache/aimc``; :func:`cache_dir`).
+A miss builds into a fresh temporary folder inside the cache and renames it
+into place (``os.rename`` of a folder is atomic on one file system; the
+loser of a race discards its copy), so concurrent runs, tests included,
+never see a half-built model; a hit runs the cached executable with the
+caller's ``build_dir`` as the working folder (logs, results). A waveform
+build (``waves=True``) writes the dump path into the model and is never
+cached. The cache may be deleted at any time; ``AIMC_CACHE=off`` disables it.
+
+The testbench process imports its module without pytest's assertion
+rewriting (``COCOTB_REWRITE_ASSERTION_FILES`` empty): cocotb 2 otherwise
+rewrites every module the testbench imports, about 3 s per launch; the
+testbenches report their checks through their own results (mismatch counts),
+not through rewritten ``assert`` messages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +49,14 @@ from pathlib import Path
 from rtl.export import LINT_WAIVERS
 from rtl.toolchain import find_tool, verilator_bin_dir
 
-__all__ = ["SIMULATORS", "CocotbResult", "ensure_simulator", "run_cocotb", "verilator_pch_fix"]
+__all__ = ["SIMULATORS", "CocotbResult", "build_key", "cache_dir", "ensure_simulator", "run_cocotb",
+           "verilator_pch_fix"]
 
 SIMULATORS = ("icarus", "verilator")
+
+#: Environment variable naming the cache folder (``off`` disables the build cache).
+CACHE_ENV = "AIMC_CACHE"
+
 
 def ensure_simulator(sim: str) -> None:
     """Make ``sim`` callable (PATH) or raise RuntimeError with what to install."""
@@ -104,23 +133,35 @@ def run_cocotb(
     pch = verilator_pch_fix() if sim == "verilator" else contextlib.nullcontext()
     build_args = [f"-Wno-{w}" for w in LINT_WAIVERS] if sim == "verilator" else []
     log = build_dir / "build.log" if quiet else None
-    with pch:
-        runner.build(
-            sources=[Path(s) for s in sources],
-            hdl_toplevel=toplevel,
-            build_dir=build_dir,
-            build_args=build_args,
-            timescale=("1ns", "1ps"),
-            waves=waves,
-            always=True,
-            log_file=log,
-        )
-    env = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    sources = [Path(s) for s in sources]
+    root = None if waves else cache_dir()
+
+    def build(into: Path) -> None:
+        with pch:
+            runner.build(
+                sources=sources,
+                hdl_toplevel=toplevel,
+                build_dir=into,
+                build_args=build_args,
+                timescale=("1ns", "1ps"),
+                waves=waves,
+                always=True,
+                log_file=log,
+            )
+
+    if root is None:
+        sim_dir = build_dir
+        build(build_dir)
+    else:
+        sim_dir = _cached_build(root, build_key(sim, sources, toplevel, build_args), build, log)
+    # no pytest assertion rewriting of the testbench's imports (module docstring)
+    env = {"PYTHONWARNINGS": "ignore::DeprecationWarning", "COCOTB_REWRITE_ASSERTION_FILES": ""}
     env.update(extra_env or {})
     results = runner.test(
         test_module=test_module,
         hdl_toplevel=toplevel,
-        build_dir=build_dir,
+        hdl_toplevel_lang="verilog",  # runner.build() is skipped on a cache hit and would have set it
+        build_dir=sim_dir,
         test_dir=build_dir,
         extra_env=env,
         testcase=testcase,
@@ -131,6 +172,68 @@ def run_cocotb(
     )
     tests, failed = get_results(results)
     return CocotbResult(tests=tests, failed=failed, results_xml=Path(results))
+
+
+def cache_dir() -> Path | None:
+    """Root of the simulator build cache: ``$AIMC_CACHE/sim`` (default ``~/.cache/aimc/sim``), or None
+    when ``AIMC_CACHE`` is ``off`` (module docstring, "Build cache")."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env.lower() == "off":
+        return None
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "aimc"
+    return base / "sim"
+
+
+def build_key(sim: str, sources: Sequence[Path], toplevel: str, build_args: Sequence[str]) -> str:
+    """Cache key of one simulator build: hex SHA-256 (first 32 digits) of everything the build depends on.
+
+    Covers each source file's name and bytes (not its folder: a re-export into another folder hits), the top
+    module, the simulator executable (path, size, modification time: an upgrade misses), the build arguments,
+    the timescale, the cocotb version and library folder (its VPI library is linked in, by absolute path) and
+    ``MAKEFLAGS`` (the Verilator precompiled-header fix). Raises OSError when a source cannot be read.
+    """
+    import cocotb
+    import cocotb_tools.config
+
+    h = hashlib.sha256()
+
+    def put(*parts: object) -> None:
+        for p in parts:
+            b = p if isinstance(p, bytes) else str(p).encode()
+            h.update(len(b).to_bytes(8, "little") + b)
+
+    exe = find_tool("verilator") if sim == "verilator" else shutil.which("iverilog")
+    st = os.stat(exe) if exe else None
+    put("aimc-sim-build-1", sim, toplevel, exe, st and st.st_size, st and st.st_mtime_ns, cocotb.__version__,
+        cocotb_tools.config.libs_dir,  # the Verilator model's rpath: one entry per installation
+        "1ns/1ps", os.environ.get("MAKEFLAGS", "") if sim == "verilator" else "", *build_args)
+    for src in sources:
+        put(Path(src).name, Path(src).read_bytes())
+    return h.hexdigest()[:32]
+
+
+def _cached_build(root: Path, key: str, build, log: Path | None) -> Path:  # noqa: ANN001 - build(Path) -> None
+    """The cached build folder of ``key``; on a miss, ``build(tmp)`` then an atomic rename into place."""
+    final = root / key
+    if final.is_dir():
+        if log is not None:
+            log.write_text(f"aimc: reused the cached simulator build {final}\n")
+        with contextlib.suppress(OSError):
+            os.utime(final)  # last use, for whoever prunes the cache
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".build-{key[:8]}-", dir=root))
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another run finished the same build first: use theirs
+            if not final.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 @contextlib.contextmanager

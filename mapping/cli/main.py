@@ -1,8 +1,11 @@
 """The ``aimc`` entry point: the argument parser, sub-command dispatch and the one error policy.
 
 Each sub-command lives in its own module with a ``register(subparsers)``
-function that adds its parser and sets ``func``; :data:`COMMAND_MODULES` lists
-them and :func:`build_parser` imports them by name. Conventions (docs/design.md,
+function that adds its parser and sets ``func``; :data:`COMMANDS` lists them
+with their one-line help, and :func:`build_parser` imports only the module of
+the command on the command line (the others get a stub parser carrying the
+same help line, so ``aimc --help`` is unchanged; importing every command's
+dependencies cost ~1 s per run, issue 22). Conventions (docs/design.md,
 "The command line"): ``--arch NAME|PATH`` for the chip description, ``--out
 DIR`` for outputs, ``--seed`` wherever random numbers are drawn, ``--network``
 for a zoo name or an ONNX/YAML path.
@@ -32,18 +35,26 @@ from collections.abc import Sequence
 from archmodel import __version__
 from archmodel.errors import AimcError
 
+#: Sub-commands in the order ``aimc --help`` lists them: name -> (module, the help line its ``register`` gives;
+#: tests/test_cli_main.py checks the two agree).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "spec": ("mapping.cli.spec", "print the resolved chip description (defaults filled in, validated)"),
+    "drift": ("mapping.cli.drift", "table of PCM weight drift over time (one array, with and without GDC)"),
+    "map": ("mapping.cli.map", "map a network onto the chip and report latency, energy and area (PPA)"),
+    "verilog": ("mapping.cli.verilog", "generate the Verilog of the digital periphery (one file per block + top), "
+                "ports.md and regmap.md"),
+    "cosim": ("mapping.cli.cosim", "co-simulate one analog layer's RTL tile (cocotb) against the golden model"),
+    "train": ("mapping.cli.train", "train a digits network (numpy) with weight-noise injection and write "
+              "weights.npz"),
+    "accuracy": ("mapping.cli.accuracy", "accuracy of a trained network on PCM at 1 s .. 1 year (GDC, AdaBS, "
+                 "digital first/last)"),
+    "sweep": ("mapping.cli.sweep", "design-space exploration: vary chip parameters, PPA x accuracy, Pareto "
+              "front, HTML report"),
+    "validate": ("mapping.cli.validate", "reproduce published chips (HERMES, ISAAC) through the cost model and print "
+                 "the ratios"),
+}
 #: Sub-command modules, in the order ``aimc --help`` lists them.
-COMMAND_MODULES = (
-    "mapping.cli.spec",
-    "mapping.cli.drift",
-    "mapping.cli.map",
-    "mapping.cli.verilog",
-    "mapping.cli.cosim",
-    "mapping.cli.train",
-    "mapping.cli.accuracy",
-    "mapping.cli.sweep",
-    "mapping.cli.validate",
-)
+COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 
 #: Errors shown to the user as one line (exit status 1): bad input, and the file system's answers.
 USER_ERRORS: tuple[type[BaseException], ...] = (AimcError, OSError)
@@ -90,7 +101,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command named on ``argv`` (the first word not starting with ``-``: the top-level parser has no
+    option taking a value), or None."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``aimc`` parser: with ``argv`` (the arguments after the program name), the full parser of the command
+    named there only and a stub with the help line for the others (module docstring); without, every command's."""
+    wanted = None if argv is None else _command_in(argv)
     parser = _Parser(
         prog="aimc",
         description=(
@@ -101,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aimc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for name, (module, help_line) in COMMANDS.items():
+        if argv is None or name == wanted:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_line)
     return parser
 
 
@@ -131,7 +157,8 @@ def _quiet_after_abort() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aimc`` console script; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

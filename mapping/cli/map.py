@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     if args.fold_batchnorm and not str(args.network).lower().endswith(".onnx"):
         raise OptionError(f"--fold-batchnorm has no effect for network '{args.network}': it applies to ONNX "
                           "files only (zoo and YAML networks keep batch norm as written)")
-    opts: dict[str, object] = {"fold_batchnorm": True} if args.fold_batchnorm else {}
+    # the mapper reads shapes only: an ONNX file's external weight files are not read (nor required)
+    opts: dict[str, object] = {"shapes_only": True, **({"fold_batchnorm": True} if args.fold_batchnorm else {})}
     input_shapes = parse_input_shapes(args.input_shape)
     if input_shapes:
         if not str(args.network).lower().endswith(".onnx"):
