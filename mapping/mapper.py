@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -398,7 +398,8 @@ def _shape_str(layer: Layer) -> str:
     return f"{in_s}->{out_s}"
 
 
-def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = None) -> MappingResult:
+def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = None, *,
+                progress: Callable[[int, int], None] | None = None) -> MappingResult:
     """Map ``network`` onto chips described by ``spec``; see the module docstring.
 
     Parameters
@@ -406,6 +407,9 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     spec : ChipSpec
     network : Network
     options : MapOptions, optional
+    progress : callable (layers costed, layers in all), optional
+        Called after each layer's routing and costing (the long step of a
+        network spread over thousands of chips); the result does not depend on it.
 
     Returns
     -------
@@ -583,7 +587,9 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     end: dict[str, float] = {network.input_name: 0.0}
     stage_ns: dict[str, float] = {network.input_name: 0.0}
     tpix_ns: dict[str, float] = {network.input_name: 0.0}
-    for p in plans:
+    for n_done, p in enumerate(plans, start=1):
+        if progress is not None and n_done > 1:
+            progress(n_done - 1, len(plans))
         layer = p.layer
         e = dict.fromkeys(costs.ENERGY_COMPONENTS, 0.0)
         in_elems = math.prod(layer.input_shapes[0])
@@ -718,6 +724,8 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
             activation_bit_hops=act_hops, partial_sum_bit_hops=ps_hops, chip_link_bits=link_bits,
             first_tile=p.tiles[0][0] if p.tiles else -1, chips_spanned=chips_spanned, energy_pj=e,
             stage_time_ns=t_fill_ns, done_ns=end_l, spill_bits=spill_bits))
+    if progress is not None:
+        progress(len(plans), len(plans))
 
     # ---- totals
     last = plans[-1]

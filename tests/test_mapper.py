@@ -168,3 +168,12 @@ def test_register_compiler_refuses_packed_groups():
         analog_layer(load_spec("tiny"), np.ones((27, 3)), tile=0, dest=(0, 0), in_scale=1.0, out_scale=1.0,
                      name="dw", groups_per_array=3)
     assert "\n" not in str(e.value)
+
+
+def test_progress_callback_counts_layers_and_changes_nothing():
+    spec, net = load_spec("tiny"), get_network("mlp")
+    calls: list[tuple[int, int]] = []
+    with_bar = map_network(spec, net, progress=lambda done, total: calls.append((done, total)))
+    n = len(calls)  # once per layer costed, the last with (n, n)
+    assert calls == [(k, n) for k in range(1, n + 1)] and n >= 2
+    assert with_bar == map_network(spec, net)

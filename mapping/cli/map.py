@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from archmodel.fileio import staged_output, write_files_atomic
 from mapping.cli.common import (
@@ -145,8 +146,17 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise MappingError(str(exc)) from None
     network = load_network(args.network, seq_len=args.seq_len, **opts)
-    result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips,
-                                                          schedule=args.schedule))
+    from tqdm import tqdm
+
+    # a bar only on a terminal, and only for runs over 2 s (a network spread over thousands of chips)
+    with tqdm(desc=f"mapping {network.name}", unit="layer", file=sys.stderr, delay=2.0,
+              disable=True if args.quiet else None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips,
+                                                              schedule=args.schedule), progress=progress)
     check_totals(result, args.arch)
     files = render_report(result, plots=not args.no_plots, fold_batchnorm=args.fold_batchnorm)
     with staged_output(args.out, force=args.force) as stage:
