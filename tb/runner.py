@@ -137,7 +137,7 @@ def run_cocotb(
     root = None if waves else cache_dir()
 
     def build(into: Path) -> None:
-        with pch:
+        with pch, _build_progress(f"building the {sim} model of {toplevel}"):
             runner.build(
                 sources=sources,
                 hdl_toplevel=toplevel,
@@ -210,6 +210,32 @@ def build_key(sim: str, sources: Sequence[Path], toplevel: str, build_args: Sequ
     for src in sources:
         put(Path(src).name, Path(src).read_bytes())
     return h.hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _build_progress(desc: str):
+    """An elapsed-time line on the terminal while a simulator build runs (a Verilator build takes a minute).
+
+    Nothing is shown when stderr is not a terminal (tqdm's ``disable=None``) or for builds under 2 s.
+    """
+    import sys
+    import threading
+
+    from tqdm import tqdm
+
+    stop = threading.Event()
+    with tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr, delay=2.0, disable=None) as bar:
+        def tick() -> None:
+            while not stop.wait(0.5):
+                bar.refresh()
+
+        t = threading.Thread(target=tick, daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join()
 
 
 def _cached_build(root: Path, key: str, build, log: Path | None) -> Path:  # noqa: ANN001 - build(Path) -> None
