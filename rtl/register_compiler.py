@@ -138,7 +138,7 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
                  out_scale: float, bias: npt.ArrayLike | None = None, gdc_alpha: npt.ArrayLike = 1.0,
                  relu: bool = True, bn_gamma: npt.ArrayLike | None = None, bn_beta: npt.ArrayLike | None = None,
                  bn_mean: npt.ArrayLike | None = None, bn_var: npt.ArrayLike | None = None, eps: float = 1e-5,
-                 mode: int = 1, name: str = "") -> MappedLayer:
+                 mode: int = 1, name: str = "", adc_full_scale_fraction: float | None = None) -> MappedLayer:
     """Map a real K x N weight matrix with its scales onto tile ``tile``: the integer affine coefficients.
 
     Parameters
@@ -162,6 +162,11 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
         Batch norm folded into scale and offset (all four or none).
     mode : int
         Tile-controller mode (1 = continuous).
+    adc_full_scale_fraction : float, optional
+        The layer's ADC full scale as a fraction of ``rows · devices_per_polarity · g_max · V_read``
+        (``calibration.adc_range: per_layer``: ``AnalogMatrix.adc_full_scale_fraction`` after
+        ``archmodel.calibration.adc_range_from_currents``); default the chip's fixed
+        ``array.adc_full_scale_fraction``.
 
     Returns
     -------
@@ -189,8 +194,8 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
     m = analog_affine_multiplier(
         in_scale=in_scale, out_scale=out_scale, w_abs_max=w_abs_max, g_max_us=spec.device.g_max_us,
         v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
-        adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=gdc_alpha, bn_gamma=bn_gamma, bn_var=bn_var,
-        eps=eps)
+        adc_full_scale_fraction=a.adc_full_scale_fraction if adc_full_scale_fraction is None
+        else adc_full_scale_fraction, gdc_alpha=gdc_alpha, bn_gamma=bn_gamma, bn_var=bn_var, eps=eps)
     b = folded_offset(bias, bn_gamma, bn_beta, bn_mean, bn_var, eps, out_scale=out_scale)
     m_cols, b_cols = np.broadcast_to(m, (n,)), np.broadcast_to(b, (n,))
     scale_bits, offset_bits, acc_bits = per.affine_scale_bits, per.affine_offset_bits, per.accumulator_bits

@@ -462,3 +462,29 @@ def test_set_adc_full_scale_hand_computed():
     assert m.mvm_adc_codes(np.array([127]))[0, 0, 0] == 10
     with pytest.raises(ValueError, match="ADC full scale"):
         m.set_adc_full_scale(2561.0)
+
+
+def test_cosim_prepare_adc_range_per_layer_and_fixed():
+    """tb.tile_env.prepare honours calibration.adc_range: per_layer = 5 sigma (RMS over row blocks, vectors and
+    columns) of the column currents of the job's own seeded inputs right after programming, recomputed here by hand
+    from the programmed conductances; fixed = tiny's 0.25 x 32 rows x 25 uS x 0.2 V = 40 uA exactly, and the coefficients
+    and expected outputs are wave 1's (recorded from main before this change)."""
+    import hashlib
+
+    from archmodel.golden.tile_controller import dac_codes
+    from tb.tile_env import conv_job, prepare
+
+    fixed = prepare(conv_job("tiny", 3, 16, 8, 1, changes={"calibration.adc_range": "fixed"}, t_inf_s=None))
+    assert fixed.adc_range == "fixed" and fixed.matrix.i_fs_ua == 40.0 and fixed.adc_full_scale_fraction == 0.25
+    # unchanged from wave 1 (main before the per_layer co-simulation, seed 1): scale 23972 >> 13, same outputs
+    assert fixed.coefs.shift == 13 and np.all(fixed.coefs.scale == 23972)
+    assert int(fixed.expected.astype(np.int64).sum()) == 14786
+    assert hashlib.sha256(fixed.expected.astype(np.int64).tobytes()).hexdigest()[:16] == "27f98f4398edf7c2"
+    pj = prepare(conv_job("tiny", 3, 16, 8, 1, t_inf_s=None))       # tiny's default: per_layer
+    assert pj.adc_range == "per_layer"
+    g = pj.matrix.g_pos_us - pj.matrix.g_neg_us                        # as programmed (no drift, no read noise)
+    cur = dac_codes(pj.job.x, 8).astype(float) @ g * (0.2 / 128)       # K = 27 < 32 rows: one row block
+    assert pj.matrix.i_fs_ua == pytest.approx(5 * np.sqrt(np.mean(cur**2)), rel=1e-12)
+    assert pj.adc_full_scale_fraction == pytest.approx(pj.matrix.i_fs_ua / 40.0 * 0.25, rel=1e-12)
+    # the psums the reference uses are ADC codes at that full scale: RMS ~ 128 / 5 = 25.6 LSB
+    assert 20 < np.sqrt(np.mean(pj.psums.astype(float) ** 2)) < 30
