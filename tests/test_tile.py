@@ -6,8 +6,8 @@ layer", "PCM device model") with the figures of the presets:
 - tiny: 32 x 32 arrays, V_read = 0.2 V, 8-bit DAC and ADC, g_max = 25 µS,
   1 device per polarity, ADC full scale I_fs = 0.25 · 32 · 1 · 25 µS · 0.2 V = 40 µA;
 - fig11: 512 x 512 arrays, I_fs = 0.125 · 512 · 1 · 25 · 0.2 = 320 µA;
-- hermes: 256 x 256 arrays, 2 devices per polarity, g_max = 20.7 µS,
-  I_fs = 0.125 · 256 · 2 · 20.7 · 0.2 = 264.96 µA.
+- hermes: 256 x 256 arrays, 2 devices per polarity, g_max = 10.35 µS per device (20.7 µS per polarity,
+  aihwkit HermesNoiseModel), I_fs = 0.125 · 256 · 2 · 10.35 · 0.2 = 132.48 µA.
 
 With 8-bit DAC, V_lsb = 0.2 V / 128 = 1.5625 mV, and an ADC code is
 ``rint(I / I_fs · 128)`` saturated to [-128, 127].
@@ -57,10 +57,10 @@ def test_program_targets_tiny_hand_computed():
 
 def test_program_targets_hermes_two_devices_per_polarity():
     m = programmed(HERMES, W2)
-    # s = 20.7 / 4 = 5.175; each side is the sum of its 2 devices: 2 · clip(W s, 0, 20.7)
-    assert m.g_scale_us == pytest.approx(5.175, rel=1e-15)
-    np.testing.assert_allclose(m.g_pos_us, [[10.35, 0.0], [5.175, 41.4]], rtol=0, atol=2 * G_GRID_US)
-    np.testing.assert_allclose(m.g_neg_us, [[0.0, 20.7], [0.0, 0.0]], rtol=0, atol=2 * G_GRID_US)
+    # s = 10.35 / 4 = 2.5875; each side is the sum of its 2 devices: 2 · clip(W s, 0, 10.35)
+    assert m.g_scale_us == pytest.approx(2.5875, rel=1e-15)
+    np.testing.assert_allclose(m.g_pos_us, [[5.175, 0.0], [2.5875, 20.7]], rtol=0, atol=2 * G_GRID_US)
+    np.testing.assert_allclose(m.g_neg_us, [[0.0, 10.35], [0.0, 0.0]], rtol=0, atol=2 * G_GRID_US)
     # device array: (polarity, device, K, N), both devices of a side share the target
     assert m.devices.shape == (2, 2, 2, 2)
     np.testing.assert_array_equal(m.devices.g_target_us[0, 0], m.devices.g_target_us[0, 1])
@@ -122,11 +122,11 @@ def test_adc_saturation_at_both_ends():
 
 def test_adc_code_hermes_hand_computed():
     m = programmed(HERMES, [[1.0]])
-    # G = 2 devices · 20.7 µS = 41.4 µS; I = 127 · 1.5625 mV · 41.4 = 8.2153125 µA
-    # code = rint(8.2153125 / 264.96 · 128) = rint(3.96875) = 4
-    # 20.7 µS is not on the 2^-24 µS grid: each of the 2 devices is off by <= 2^-25 µS
+    # G = 2 devices · 10.35 µS = 20.7 µS; I = 127 · 1.5625 mV · 20.7 = 4.10765625 µA
+    # code = rint(4.10765625 / 132.48 · 128) = rint(3.96875) = 4
+    # 10.35 µS is not on the 2^-24 µS grid: each of the 2 devices is off by <= 2^-25 µS
     grid_atol_ua = 127 * (0.2 / 128) * 2 * G_GRID_US / 2
-    np.testing.assert_allclose(m.column_currents_ua([127]), [[[8.2153125]]], rtol=0, atol=grid_atol_ua)
+    np.testing.assert_allclose(m.column_currents_ua([127]), [[[4.10765625]]], rtol=0, atol=grid_atol_ua)
     np.testing.assert_array_equal(m.mvm_adc_codes([127]), [[[4]]])
 
 
@@ -345,7 +345,7 @@ def test_device_model_from_spec():
     assert dm.statistics == get_statistics("joshi2020")
     assert (dm.prog_noise_scale, dm.fixed_nu) == (0.5, 0.06)
     h = device_model_from_spec(HERMES, ideal=True)
-    assert h.statistics.name == "hermes" and h.g_max_us == 20.7
+    assert h.statistics.name == "hermes" and h.g_max_us == 10.35
     assert (h.prog_noise_scale, h.drift_scale, h.read_noise_scale, h.fixed_nu) == (0.0, 0.0, 0.0, 0.0)
 
 
