@@ -54,7 +54,7 @@ import numpy.typing as npt
 
 from archmodel import timing
 from archmodel.golden.affine import AffineCoefficients
-from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
+from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine, weight_abs_max
 from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
 from rtl.params import TileParams
@@ -93,7 +93,8 @@ class MappedLayer:
     gdc_alpha : float
         GDC factor folded into ``coefs`` (reported only).
     g_scale_us : float
-        Conductance scale ``g_max / max|W|``, µS per weight unit (reported only).
+        Conductance scale ``g_max / max|W|``, µS per weight unit (reported only; max over the layer also with
+        ``mapping.weight_scaling: per_column``, whose per-column scales are in ``coefs``).
     mvm_cycles : int
         Array-port cycles per input vector, ``sum of timing.mvm_cycles`` over the layer's arrays.
     name : str
@@ -188,9 +189,9 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
         raise ValueError(f"layer {name!r}: a {k} x {n} matrix needs {n_rb} x {n_cb} arrays of {a.rows} x {a.cols}; "
                          f"one tile of '{spec.name}' has array.arrays_per_tile = {a.arrays_per_tile}")
     tile_coords(spec, tile)
-    w_abs_max = float(np.max(np.abs(w)))
-    if w_abs_max <= 0:
+    if not np.any(w):
         raise ValueError(f"layer {name!r}: all weights are zero (no conductance scale)")
+    w_abs_max = weight_abs_max(w, spec.mapping.weight_scaling)  # float, or (N,) per column
     m = analog_affine_multiplier(
         in_scale=in_scale, out_scale=out_scale, w_abs_max=w_abs_max, g_max_us=spec.device.g_max_us,
         v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
@@ -203,7 +204,7 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
                                    max_shift=min(62, acc_bits + scale_bits - 1))
     alpha = np.asarray(gdc_alpha, dtype=np.float64)
     return MappedLayer(tile=tile, k_rows=k, n_cols=n, coefs=coefs, dest=(int(dest[0]), int(dest[1])), mode=mode,
-                       gdc_alpha=float(alpha.mean()), g_scale_us=spec.device.g_max_us / w_abs_max,
+                       gdc_alpha=float(alpha.mean()), g_scale_us=spec.device.g_max_us / float(np.max(w_abs_max)),
                        mvm_cycles=timing.layer_mvm_cycles(spec, k, n), name=name)
 
 

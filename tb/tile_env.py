@@ -204,7 +204,7 @@ def prepare(job: TileJob) -> PreparedJob:
     psums = matrix.mvm_partial_sums(d, 0)
     a = spec.array
     m = analog_affine_multiplier(
-        in_scale=job.in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(w))), g_max_us=spec.device.g_max_us,
+        in_scale=job.in_scale, out_scale=1.0, w_abs_max=matrix.w_abs_max, g_max_us=spec.device.g_max_us,
         v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
         adc_full_scale_fraction=frac, gdc_alpha=alpha)
     bias = np.asarray(job.bias, dtype=np.float64)
@@ -212,7 +212,7 @@ def prepare(job: TileJob) -> PreparedJob:
     out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
     if not math.isfinite(out_scale) or out_scale <= 0:
         out_scale = 1.0
-    coefs = quantize_affine(np.full(n, m / out_scale), folded_offset(bias, out_scale=out_scale),
+    coefs = quantize_affine(np.broadcast_to(m / out_scale, (n,)), folded_offset(bias, out_scale=out_scale),
                                    relu=bool(job.relu), scale_bits=p.scale_bits, offset_bits=p.offset_bits,
                                    max_shift=min(p.max_shift, 62))
     expected = coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)

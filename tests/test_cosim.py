@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tb.cosim import cosim_layer, run_scenarios
@@ -171,15 +172,20 @@ def test_resnet32_layer_verilator(tmp_path):
     assert rep.gdc_alpha > 1.0              # one hour of drift: the calibration raises the scale
 
 
-@pytest.mark.parametrize("adc_range", ["per_layer", "fixed"])
-def test_adc_range_cosim_icarus(tmp_path, adc_range):
+@pytest.mark.parametrize(("adc_range", "scaling"),
+                         [("per_layer", "per_layer"), ("fixed", "per_layer"), ("per_layer", "per_column")])
+def test_adc_range_cosim_icarus(tmp_path, adc_range, scaling):
     """``calibration.adc_range`` in the tile co-simulation: 3x3 conv 3 -> 16 on 8x8 (64 vectors x 16 = 1,024 outputs)
     after one day of drift (GDC), 0 mismatches; per_layer sets the matrix's full scale on the seeded stimulus
-    (the bridge answers with it) and the affine coefficients use its fraction, fixed keeps tiny's 0.25."""
+    (the bridge answers with it) and the affine coefficients use its fraction, fixed keeps tiny's 0.25.
+    ``mapping.weight_scaling: per_column``: one conductance scale and affine multiplier per column, still exact."""
     from tb.tile_env import conv_job, prepare
 
-    job = conv_job("tiny", 3, 16, 8, SEED, changes={"calibration.adc_range": adc_range}, t_inf_s=86400.0)
+    changes = {"calibration.adc_range": adc_range, "mapping.weight_scaling": scaling}
+    job = conv_job("tiny", 3, 16, 8, SEED, changes=changes, t_inf_s=86400.0)
     pj = prepare(job)
+    if scaling == "per_column":     # 16 different column scales reach the coefficients
+        assert len(np.unique(pj.matrix.g_scale_us)) == 16 and len(np.unique(pj.coefs.scale)) > 8
     out = run_scenarios("icarus", ["test_job"], arch="tiny", changes=job.changes, seed=SEED, t_inf_s=86400.0,
                         build_dir=tmp_path, job=job.save(tmp_path / "job.npz"))["test_job"]
     assert out.passed, out.message

@@ -488,3 +488,61 @@ def test_cosim_prepare_adc_range_per_layer_and_fixed():
     assert pj.adc_full_scale_fraction == pytest.approx(pj.matrix.i_fs_ua / 40.0 * 0.25, rel=1e-12)
     # the psums the reference uses are ADC codes at that full scale: RMS ~ 128 / 5 = 25.6 LSB
     assert 20 < np.sqrt(np.mean(pj.psums.astype(float) ** 2)) < 30
+
+
+# ----------------------------------------------------------------------------- mapping.weight_scaling
+
+
+def test_weight_scaling_per_column_hand_computed_and_lower_error():
+    """per_column: s_j = g_max / max_i |W_ij| (aihwkit's per-column scaling). On two columns 100x apart the small
+    column uses the whole conductance range instead of 1 % of it, so its programmed weight error drops; the large
+    column (the layer max) is programmed identically (same scale, same draws)."""
+    pc = TINY.replace(**{"mapping.weight_scaling": "per_column"})
+    w = np.array([[1.0, 0.01], [-0.5, -0.005]])
+    m = programmed(pc, w)
+    np.testing.assert_allclose(m.g_scale_us, [25.0, 2500.0], rtol=1e-15)      # 25 / 1, 25 / 0.01
+    np.testing.assert_allclose(m.w_abs_max, [1.0, 0.01], rtol=0)
+    np.testing.assert_allclose(m.g_pos_us, [[25.0, 25.0], [0.0, 0.0]], atol=G_GRID_US)
+    np.testing.assert_allclose(m.g_neg_us, [[0.0, 0.0], [12.5, 12.5]], atol=G_GRID_US)
+    assert programmed(TINY, w).g_scale_us == 25.0                                # per_layer: one scale
+    # ADC-code-to-weight factor per column: I_fs / 128 / (V_lsb s_j) = 40 / 128 / (0.0015625 s_j) = [8, 0.08]
+    np.testing.assert_allclose(m.weight_units_per_code, [8.0, 0.08], rtol=1e-12)
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((32, 32))
+    w /= np.max(np.abs(w), axis=0)                                              # every column's max|W| = 1
+    w[:, 16:] *= 0.01                                                           # columns 100x apart
+    err = {}
+    for scaling in ("per_layer", "per_column"):
+        mm = AnalogMatrix(TINY.replace(**{"mapping.weight_scaling": scaling})).program(w, np.random.default_rng(6))
+        w_hat = (mm.g_pos_us - mm.g_neg_us) / (mm.g_scale_us * mm.n_pp)         # programmed weights
+        err[scaling] = np.sqrt(np.mean((w_hat - w) ** 2, axis=0) / np.mean(w**2, axis=0))  # per column
+        err[scaling + "_g"] = mm.g_pos_us[:, :16]
+    np.testing.assert_array_equal(err["per_layer_g"], err["per_column_g"])      # large columns: identical
+    np.testing.assert_allclose(err["per_layer"][:16], err["per_column"][:16], rtol=1e-12)
+    # small columns: per_layer maps them to <= 1 % of g_max, where programming noise (~0.3-1 uS) dominates
+    assert np.mean(err["per_column"][16:]) < np.mean(err["per_layer"][16:]) / 10
+    assert np.mean(err["per_layer"][16:]) > 1.0 > 0.2 > np.mean(err["per_column"][16:])
+
+
+def test_weight_scaling_per_column_batched_equals_one_at_a_time():
+    """Per-column scales keep the conductances on the 2^-24 uS grid: batched == one MVM at a time, bit for bit,
+    with keyed read noise and output noise (2 x 2 arrays)."""
+    spec = TINY.replace(**{"array.output_noise_fraction": 0.02, "mapping.weight_scaling": "per_column"})
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((50, 40)) * np.logspace(0, 2, 40)
+    m = AnalogMatrix(spec, noise_seed=9).program(w, np.random.default_rng(1))
+    m.drift(3600.0, read_noise_key=(1, 2, 3))
+    d = rng.integers(-128, 128, size=(12, 50))
+    batched = _batched_vs_single(m, d, first=1018)
+    assert len(np.unique(batched)) > 20
+    # the float API: x @ W of the 10 smallest columns (100x below the largest) is lost under per_layer scaling
+    x = rng.standard_normal((64, 50))
+    corr = {}
+    for scaling in ("per_layer", "per_column"):
+        mm = AnalogMatrix(spec.replace(**{"mapping.weight_scaling": scaling}), noise_seed=9).program(
+            w, np.random.default_rng(1)).drift(3600.0, read_noise_key=(1, 2, 3))
+        y, ref = mm.matmul(x), x @ w
+        corr[scaling] = np.mean([np.corrcoef(y[:, j], ref[:, j])[0, 1] for j in range(10)])
+    print(corr)
+    assert corr["per_column"] > 0.8 > corr["per_layer"]
