@@ -142,12 +142,14 @@ def _tiny_ideal():
                                         "array.adc_full_scale_fraction": 0.25})
 
 
-def test_ideal_device_reproduces_fp32():
-    """Ideal PCM + 14-bit ADC, all layers analog: within 1.0 % of FP32 (only int8 activations remain)."""
+@pytest.mark.parametrize("scaling", ["per_layer", "per_column"])
+def test_ideal_device_reproduces_fp32(scaling):
+    """Ideal PCM + 14-bit ADC, all layers analog: within 1.0 % of FP32 (only int8 activations remain); also with
+    mapping.weight_scaling per_column (per-column conductance scales and affine multipliers in the accuracy path)."""
     res, data = trained(0, NOISE)
     opts = AccuracyOptions(draws=2, times_s=(("1 day", 86400.0),), only_settings=((AA, "none"), (AA, "gdc")),
                            ideal_device=True)
-    r = evaluate_accuracy(_tiny_ideal(), digits_cnn(), res.params, data.x_train, data.x_test, data.y_test, opts,
+    r = evaluate_accuracy(_tiny_ideal().replace(**{"mapping.weight_scaling": scaling}), digits_cnn(), res.params, data.x_train, data.x_test, data.y_test, opts,
                           seed=0, workers=1)
     for key in r.draws:
         assert np.all(np.abs(r.draws[key] - r.fp32_accuracy) <= 0.010), (key, r.draws[key], r.fp32_accuracy)
