@@ -149,7 +149,8 @@ def test_ideal_device_reproduces_fp32(scaling):
     res, data = trained(0, NOISE)
     opts = AccuracyOptions(draws=2, times_s=(("1 day", 86400.0),), only_settings=((AA, "none"), (AA, "gdc")),
                            ideal_device=True)
-    r = evaluate_accuracy(_tiny_ideal().replace(**{"mapping.weight_scaling": scaling}), digits_cnn(), res.params, data.x_train, data.x_test, data.y_test, opts,
+    spec = _tiny_ideal().replace(**{"mapping.weight_scaling": scaling})
+    r = evaluate_accuracy(spec, digits_cnn(), res.params, data.x_train, data.x_test, data.y_test, opts,
                           seed=0, workers=1)
     for key in r.draws:
         assert np.all(np.abs(r.draws[key] - r.fp32_accuracy) <= 0.010), (key, r.draws[key], r.fp32_accuracy)
