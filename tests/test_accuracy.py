@@ -74,9 +74,14 @@ def se2(ra, a: str, rb, b: str, t: str = "1 day") -> float:
 
 
 # ----------------------------------------------------------------------------- issue 6, seeds 0..4
-#: Measured with issue 11's per-layer ADC range (8 draws): seed 2 loses 1.34 points noise-trained and 0.90 points
-#: trained without noise (SE of the difference 0.22). The wave-1 margin came largely from ADC rounding at the
-#: fixed range (1-5 LSB RMS), which noise training absorbs; strict xfail records the violation until revisited.
+#: Measured with issue 11's per-layer ADC range (fig11, 8 draws, 540 test images; loss against each network's own
+#: FP32, all analog, GDC, 1 day, points; SE of the difference):
+#:   seed 0: noise-trained 0.49, noise-free 1.23 (SE 0.24)    seed 1: 0.83, 1.76 (0.22)    seed 2: 1.34, 0.90 (0.22)
+#:   seed 3: 0.05, 0.60 (0.26)    seed 4: 0.35, 0.88 (0.20)    mean over seeds 0-4: 0.61, 1.07 (SE 0.10)
+#: Seed 2 violates the per-seed inequality by 2 SE the other way (its noise-trained network has the higher FP32,
+#: 98.89 vs 98.33 %). The wave-1 margin came largely from ADC rounding at the fixed range (1-5 LSB RMS), which
+#: noise training absorbs; the per-seed test keeps seed 2 as a strict xfail (the recorded violation), and
+#: test_noise_training_reduces_mean_loss_over_seeds_at_1_day_with_gdc tests the benefit where it is resolved.
 NOISE_TRAINING_VIOLATIONS = {2}
 
 
@@ -92,6 +97,22 @@ def test_noise_training_reduces_loss_at_1_day_with_gdc(seed):
     loss_0 = r0.fp32_accuracy - r0.at(f"{AA}/gdc", "1 day")[0]
     se = se2(rn, f"{AA}/gdc", r0, f"{AA}/gdc")
     assert loss_n + se < loss_0, f"seed {seed}: loss noise-trained {loss_n:.4f}, noise-free {loss_0:.4f}, SE {se:.4f}"
+
+
+@pytest.mark.slow
+def test_noise_training_reduces_mean_loss_over_seeds_at_1_day_with_gdc():
+    """Issue 11's form of the inequality under per-layer ADC ranging: mean over seeds 0-4 of the loss against FP32
+    (all analog, GDC, 1 day), noise-trained < trained without noise by > 2 SE of the difference of the means
+    (measured 0.61 vs 1.07 points, SE 0.10). Reuses the per-seed test's cached experiments."""
+    ln, l0, var = [], [], 0.0
+    for seed in SEEDS:
+        rn, r0 = compensated(seed), experiment(seed, 0.0, ((AA, "gdc"),), DAY)
+        ln.append(rn.fp32_accuracy - rn.at(f"{AA}/gdc", "1 day")[0])
+        l0.append(r0.fp32_accuracy - r0.at(f"{AA}/gdc", "1 day")[0])
+        var += se2(rn, f"{AA}/gdc", r0, f"{AA}/gdc") ** 2
+    se = math.sqrt(var) / len(SEEDS)
+    assert np.mean(ln) + 2 * se < np.mean(l0), (f"mean loss noise-trained {100 * np.mean(ln):.2f}, noise-free "
+                                                f"{100 * np.mean(l0):.2f} points, SE {100 * se:.2f}")
 
 
 @pytest.mark.slow
