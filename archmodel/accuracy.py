@@ -472,7 +472,7 @@ class NetworkInstance:
         if mode == "analog":
             a, spec = self.prep.spec.array, self.prep.spec
             return analog_affine_multiplier(
-                in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(self.prep.matrices[k]))),
+                in_scale=in_scale, out_scale=1.0, w_abs_max=self.matrices[k].w_abs_max,  # type: ignore[union-attr]
                 g_max_us=spec.device.g_max_us, v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits,
                 dac_bits=a.dac_bits, adc_full_scale_fraction=self.matrices[k].adc_full_scale_fraction,  # type: ignore[union-attr]
                 gdc_alpha=self.alphas[k])

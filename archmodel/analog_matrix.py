@@ -14,7 +14,10 @@ with ``I_fs`` the ADC full scale (``ChipSpec.adc_full_scale_ua``).
 Weights -> conductances (docs/design.md, PCM device model)
 -----------------------------------------------------
 One conductance scale per **layer**: ``s = g_max / max|W|`` (µS per weight
-unit, max over the whole matrix). Each weight uses ``devices_per_weight``
+unit, max over the whole matrix); with ``mapping.weight_scaling: per_column``
+one per column, ``s_j = g_max / max_i |W_ij|`` (aihwkit's per-column weight
+scaling; ``golden.coefficients.weight_abs_max``), folded into the per-column
+affine multiplier. Each weight uses ``devices_per_weight``
 devices, half on each side; every device of a side gets the same target
 ``g⁺_T = clip(W·s, 0, g_max)``, ``g⁻_T = clip(−W·s, 0, g_max)``; the devices of
 the other sign are programmed to 0 (they still get programming noise). The
@@ -91,6 +94,7 @@ import numpy.typing as npt
 
 from archmodel.fixedpoint import check_range
 from archmodel.golden.affine import accumulate_partial_sums
+from archmodel.golden.coefficients import weight_abs_max
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.pcm import PCMDeviceModel, ProgrammedDevices, get_statistics
 from archmodel.spec import ChipSpec, SpecError
@@ -163,8 +167,12 @@ class AnalogMatrix:
     -------
     weights : ndarray (K, N), float64
         The programmed weight matrix (rows = inputs in im2col order, columns = outputs).
-    g_scale_us : float
-        Conductance scale ``s = g_max / max|W|`` in µS per weight unit.
+    g_scale_us : float or ndarray (N,)
+        Conductance scale ``s = g_max / max|W|`` in µS per weight unit; one per
+        column with ``mapping.weight_scaling: per_column``.
+    w_abs_max : float or ndarray (N,)
+        The ``max|W|`` behind it (``golden.coefficients.weight_abs_max``): the
+        affine coefficients' ``w_abs_max``.
     g_pos_us, g_neg_us : ndarray (K, N), float64
         Current effective conductances ``Σ g⁺`` and ``Σ g⁻`` in µS (on the 2^-24 µS
         grid unless ``ideal_periphery``).
@@ -189,7 +197,8 @@ class AnalogMatrix:
         self.i_fs_ua = spec.adc_full_scale_ua
         self.adc_levels = 2 ** (a.adc_bits - 1)
         self.weights: np.ndarray | None = None
-        self.g_scale_us: float = float("nan")
+        self.g_scale_us: float | np.ndarray = float("nan")
+        self.w_abs_max: float | np.ndarray = float("nan")
         self.devices: ProgrammedDevices | None = None
         self.g_pos_us: np.ndarray | None = None
         self.g_neg_us: np.ndarray | None = None
@@ -253,13 +262,12 @@ class AnalogMatrix:
             raise ValueError(f"weights must be a non-empty 2-D (K, N) matrix, got shape {w.shape}")
         if not np.all(np.isfinite(w)):
             raise ValueError("weights contain NaN or inf")
-        w_max = float(np.max(np.abs(w)))
-        if w_max == 0.0:
-            raise ValueError("weights are all zero: the conductance scale g_max / max|W| is undefined")
+        w_abs = weight_abs_max(w, self.spec.mapping.weight_scaling)  # raises on all-zero weights
         g_max = self.device_model.g_max_us
         self.weights = w.copy()
         self.weights.setflags(write=False)
-        self.g_scale_us = g_max / w_max
+        self.w_abs_max = w_abs
+        self.g_scale_us = g_max / w_abs
         g_t = np.empty((2, self.n_pp, *w.shape))
         g_t[0] = np.clip(w * self.g_scale_us, 0.0, g_max)
         g_t[1] = np.clip(-w * self.g_scale_us, 0.0, g_max)
@@ -528,8 +536,8 @@ class AnalogMatrix:
 
     # ------------------------------------------------------------ float API
     @property
-    def weight_units_per_code(self) -> float:
-        """Real factor from a partial-sum code to ``x_int8 @ W`` units.
+    def weight_units_per_code(self) -> float | np.ndarray:
+        """Real factor from a partial-sum code to ``x_int8 @ W`` units (per column (N,) with per-column scaling).
 
         ``x_int8 @ W ≈ psum · I_fs / 2^(adc_bits-1) / (V_lsb · s · n_pp) · 2^(8 - dac_bits)``
         (ideal DAC rounding; derived from the data path above).

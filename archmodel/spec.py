@@ -333,6 +333,16 @@ class Calibration(_Section):
     )
 
 
+class Mapping(_Section):
+    """How a layer's weights map onto conductances (docs/design.md 4.2)."""
+
+    weight_scaling: Literal["per_layer", "per_column"] = Field(
+        "per_layer",
+        description=("Conductance scale g_max / max|W|: 'per_layer' = one max over the layer's matrix; 'per_column' "
+                     "= one per output column (as aihwkit's weight scaling per column), folded into the affine scale."),
+    )
+
+
 class EnergyPj(_Section):
     """Per-event energies of each component in pJ.
 
@@ -440,6 +450,7 @@ class ChipSpec(BaseModel):
     digital: Digital = Field(default_factory=Digital)
     buffers: Buffers = Field(default_factory=Buffers)
     calibration: Calibration = Field(default_factory=Calibration)
+    mapping: Mapping = Field(default_factory=Mapping)
     energy_pj: EnergyPj = Field(default_factory=EnergyPj)
     area_um2: AreaUm2 = Field(default_factory=AreaUm2)
     leakage: Leakage = Field(default_factory=Leakage)

@@ -54,7 +54,7 @@ import numpy.typing as npt
 
 from archmodel import timing
 from archmodel.golden.affine import AffineCoefficients
-from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
+from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine, weight_abs_max
 from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
 from rtl.params import TileParams
@@ -93,7 +93,8 @@ class MappedLayer:
     gdc_alpha : float
         GDC factor folded into ``coefs`` (reported only).
     g_scale_us : float
-        Conductance scale ``g_max / max|W|``, µS per weight unit (reported only).
+        Conductance scale ``g_max / max|W|``, µS per weight unit (reported only; max over the layer also with
+        ``mapping.weight_scaling: per_column``, whose per-column scales are in ``coefs``).
     mvm_cycles : int
         Array-port cycles per input vector, ``sum of timing.mvm_cycles`` over the layer's arrays.
     name : str
@@ -138,7 +139,8 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
                  out_scale: float, bias: npt.ArrayLike | None = None, gdc_alpha: npt.ArrayLike = 1.0,
                  relu: bool = True, bn_gamma: npt.ArrayLike | None = None, bn_beta: npt.ArrayLike | None = None,
                  bn_mean: npt.ArrayLike | None = None, bn_var: npt.ArrayLike | None = None, eps: float = 1e-5,
-                 mode: int = 1, name: str = "", groups_per_array: int = 1) -> MappedLayer:
+                 mode: int = 1, name: str = "", groups_per_array: int = 1,
+                 adc_full_scale_fraction: float | None = None) -> MappedLayer:
     """Map a real K x N weight matrix with its scales onto tile ``tile``: the integer affine coefficients.
 
     Parameters
@@ -166,6 +168,11 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
         Groups of a grouped convolution packed block-diagonally on one array
         (``archmodel.placement.LayerPlacement.groups_per_array``); only 1 is
         supported until the RTL tile controller routes packed groups.
+    adc_full_scale_fraction : float, optional
+        The layer's ADC full scale as a fraction of ``rows · devices_per_polarity · g_max · V_read``
+        (``calibration.adc_range: per_layer``: ``AnalogMatrix.adc_full_scale_fraction`` after
+        ``archmodel.calibration.adc_range_from_currents``); default the chip's fixed
+        ``array.adc_full_scale_fraction``.
 
     Returns
     -------
@@ -192,14 +199,14 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
         raise ValueError(f"layer {name!r}: a {k} x {n} matrix needs {n_rb} x {n_cb} arrays of {a.rows} x {a.cols}; "
                          f"one tile of '{spec.name}' has array.arrays_per_tile = {a.arrays_per_tile}")
     tile_coords(spec, tile)
-    w_abs_max = float(np.max(np.abs(w)))
-    if w_abs_max <= 0:
+    if not np.any(w):
         raise ValueError(f"layer {name!r}: all weights are zero (no conductance scale)")
+    w_abs_max = weight_abs_max(w, spec.mapping.weight_scaling)  # float, or (N,) per column
     m = analog_affine_multiplier(
         in_scale=in_scale, out_scale=out_scale, w_abs_max=w_abs_max, g_max_us=spec.device.g_max_us,
         v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
-        adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=gdc_alpha, bn_gamma=bn_gamma, bn_var=bn_var,
-        eps=eps)
+        adc_full_scale_fraction=a.adc_full_scale_fraction if adc_full_scale_fraction is None
+        else adc_full_scale_fraction, gdc_alpha=gdc_alpha, bn_gamma=bn_gamma, bn_var=bn_var, eps=eps)
     b = folded_offset(bias, bn_gamma, bn_beta, bn_mean, bn_var, eps, out_scale=out_scale)
     m_cols, b_cols = np.broadcast_to(m, (n,)), np.broadcast_to(b, (n,))
     scale_bits, offset_bits, acc_bits = per.affine_scale_bits, per.affine_offset_bits, per.accumulator_bits
@@ -207,7 +214,7 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
                                    max_shift=min(62, acc_bits + scale_bits - 1))
     alpha = np.asarray(gdc_alpha, dtype=np.float64)
     return MappedLayer(tile=tile, k_rows=k, n_cols=n, coefs=coefs, dest=(int(dest[0]), int(dest[1])), mode=mode,
-                       gdc_alpha=float(alpha.mean()), g_scale_us=spec.device.g_max_us / w_abs_max,
+                       gdc_alpha=float(alpha.mean()), g_scale_us=spec.device.g_max_us / float(np.max(w_abs_max)),
                        mvm_cycles=timing.layer_mvm_cycles(spec, k, n), name=name)
 
 

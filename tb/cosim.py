@@ -185,6 +185,9 @@ class CosimReport:
     sim_wall_s: float = 0.0        # the simulation alone (cocotb test time)
     vectors: int = 0               # input vectors run (a linear layer's one vector: TIMING_VECTORS copies)
     array_cycles: int = 0          # array-port busy cycles, first DAC beat .. a next MVM could start (information)
+    adc_range: str = ""            # the chip's calibration.adc_range
+    adc_full_scale_ua: float = 0.0     # the layer's ADC full scale I_fs, µA
+    adc_full_scale_fraction: float = 0.0  # I_fs / (rows · devices_per_polarity · g_max · V_read)
     message: str = ""
 
     @property
@@ -195,6 +198,16 @@ class CosimReport:
     def cycles_agree(self) -> bool:
         return abs(self.cycle_ratio - 1.0) <= 0.02
 
+    def adc_line(self) -> str:
+        """How the layer's ADC full scale was set (``calibration.adc_range``)."""
+        if self.adc_range == "per_layer":
+            how = ("per_layer, measured on the seeded stimulus (no calibration images): 5 sigma of the column "
+                   "currents right after programming, every row block")
+        else:
+            how = f"{self.adc_range or 'fixed'}: array.adc_full_scale_fraction"
+        return (f"ADC range: {how}; full scale {self.adc_full_scale_ua:.6g} uA "
+                f"(fraction {self.adc_full_scale_fraction:.6g})")
+
     def lines(self) -> list[str]:
         """The human-readable report (what ``aimc cosim`` prints)."""
         t = "none (as programmed)" if self.t_inf_s is None else f"{self.t_inf_s:g} s"
@@ -202,6 +215,7 @@ class CosimReport:
             f"cosim: {self.network} layer {self.layer_index} ({self.layer_name}, {self.shape}) on '{self.arch}', "
             f"{self.sim}",
             f"seed: {self.seed}    drift time: {t}    GDC alpha: {self.gdc_alpha:.6f}",
+            self.adc_line(),
             f"result: {'MATCH' if self.match else 'MISMATCH'}: {self.outputs_compared}/{self.outputs_expected} "
             f"int8 outputs compared, {self.mismatches} mismatches, {self.mvms} MVMs, {self.vectors} vectors",
             f"simulated cycles: {self.simulated_cycles:g} per vector (steady state: spacing of successive vectors' "
@@ -300,5 +314,7 @@ def cosim_layer(arch: str, network: str, layer: int, *, placement: Placement, se
         outputs_expected=d["expected_outputs"], mismatches=d["mismatches"], mvms=d["mvms"],
         simulated_cycles=d["vector_cycles"], total_cycles=d["total_cycles"], predicted_cycles=row.vector_cycles,
         gdc_alpha=float(d.get("gdc_alpha", 1.0)), wall_s=wall, sim_wall_s=out.wall_s, vectors=len(job.x),
-        array_cycles=d["array_cycles"],
+        array_cycles=d["array_cycles"], adc_range=str(d.get("adc_range", "")),
+        adc_full_scale_ua=float(d.get("adc_full_scale_ua", 0.0)),
+        adc_full_scale_fraction=float(d.get("adc_full_scale_fraction", 0.0)),
         message="" if out.passed else out.message)

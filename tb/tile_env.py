@@ -24,9 +24,18 @@ Randomness: everything is drawn from the job's ``seed``:
 seed`` for per-MVM output noise, ``default_rng([seed, 2])`` for the random
 stalls of the testbench.
 
+ADC range (:func:`prepare`): with the chip's ``calibration.adc_range: per_layer``
+(the presets' default) the layer's ADC full scale is measured on the job's own
+seeded input vectors right after programming, before drift -- a structure-only
+job has no calibration images -- with the accuracy path's contract,
+:func:`archmodel.calibration.adc_range_from_currents` (5 sigma of the column
+currents, the same full scale for every row block), and set on the
+:class:`~archmodel.analog_matrix.AnalogMatrix` the bridge answers from
+(``set_adc_full_scale``); ``fixed`` keeps ``array.adc_full_scale_fraction``.
+
 Affine coefficients (:func:`prepare`): the real per-column multiplier from
 :func:`archmodel.golden.coefficients.analog_affine_multiplier` (conductance scale, DAC/ADC
-LSBs, GDC alpha measured with :mod:`archmodel.calibration` when the matrix
+LSBs, the matrix's ADC full-scale fraction, GDC alpha measured with :mod:`archmodel.calibration` when the matrix
 has drifted), the bias folded with :func:`archmodel.golden.coefficients.folded_offset`, an
 output scale chosen so that the 99th percentile of ``|y|`` maps to 100 (some
 outputs saturate), quantized by :func:`archmodel.golden.coefficients.quantize_affine`.
@@ -137,6 +146,9 @@ class PreparedJob:
     psums: np.ndarray       # (B, N) partial sums (reference)
     expected: np.ndarray    # (B, N) int8 outputs (reference)
     gdc_alpha: float = 1.0
+    adc_range: str = "fixed"           # the chip's calibration.adc_range
+    adc_full_scale_ua: float = 0.0     # the layer's ADC full scale I_fs, µA (matrix.i_fs_ua)
+    adc_full_scale_fraction: float = 0.0  # I_fs / (rows · devices_per_polarity · g_max · V_read)
 
     @property
     def k(self) -> int:
@@ -177,6 +189,10 @@ def prepare(job: TileJob) -> PreparedJob:
                          f"array.arrays_per_tile = {p.arrays_per_tile}")
     rng = np.random.default_rng([job.seed, 1])
     matrix = AnalogMatrix(spec, noise_seed=job.seed).program(w, rng)
+    frac = spec.array.adc_full_scale_fraction  # adc_range: fixed (exactly the chip's value)
+    if spec.calibration.adc_range == "per_layer":  # on the seeded stimulus, right after programming
+        matrix.set_adc_full_scale(calibration.adc_range_from_currents(matrix, x))
+        frac = matrix.adc_full_scale_fraction
     alpha = 1.0
     if job.t_inf_s is not None:
         cal = calibration.gdc_calibration_inputs(spec.calibration.gdc_input, spec.calibration.gdc_vectors, k,
@@ -188,20 +204,22 @@ def prepare(job: TileJob) -> PreparedJob:
     psums = matrix.mvm_partial_sums(d, 0)
     a = spec.array
     m = analog_affine_multiplier(
-        in_scale=job.in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(w))), g_max_us=spec.device.g_max_us,
+        in_scale=job.in_scale, out_scale=1.0, w_abs_max=matrix.w_abs_max, g_max_us=spec.device.g_max_us,
         v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
-        adc_full_scale_fraction=a.adc_full_scale_fraction, gdc_alpha=alpha)
+        adc_full_scale_fraction=frac, gdc_alpha=alpha)
     bias = np.asarray(job.bias, dtype=np.float64)
     y = psums * m + bias
     out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
     if not math.isfinite(out_scale) or out_scale <= 0:
         out_scale = 1.0
-    coefs = quantize_affine(np.full(n, m / out_scale), folded_offset(bias, out_scale=out_scale),
+    coefs = quantize_affine(np.broadcast_to(m / out_scale, (n,)), folded_offset(bias, out_scale=out_scale),
                                    relu=bool(job.relu), scale_bits=p.scale_bits, offset_bits=p.offset_bits,
                                    max_shift=min(p.max_shift, 62))
     expected = coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
     return PreparedJob(job=job, spec=spec, params=p, matrix=matrix, n_row_blocks=n_rb, n_col_blocks=n_cb,
-                       coefs=coefs, psums=psums, expected=expected, gdc_alpha=alpha)
+                       coefs=coefs, psums=psums, expected=expected, gdc_alpha=alpha,
+                       adc_range=spec.calibration.adc_range, adc_full_scale_ua=float(matrix.i_fs_ua),
+                       adc_full_scale_fraction=float(frac))
 
 
 def random_job(arch: str, k: int, n: int, n_vectors: int, seed: int, *, changes: dict[str, Any] | None = None,
@@ -303,6 +321,9 @@ class RunResult:
     # first vector's to the last one's (0.0 with fewer than 2 vectors); what timing.tile_vector_cycles predicts
     vector_cycles: float = 0.0
     predicted_vector_cycles: int = 0   # timing.tile_vector_cycles of the layer on this tile
+    adc_range: str = ""                # the chip's calibration.adc_range (PreparedJob)
+    adc_full_scale_ua: float = 0.0     # the layer's ADC full scale, µA
+    adc_full_scale_fraction: float = 0.0
     first_mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -415,7 +436,9 @@ class Testbench:
 
         d, clock, p = self.dut, self.clock, pj.params
         res = RunResult(pj.job.name, pj.job.seed, pj.n_outputs,
-                        predicted_cycles=pj.n_vectors * timing.layer_mvm_cycles(pj.spec, pj.k, pj.n))
+                        predicted_cycles=pj.n_vectors * timing.layer_mvm_cycles(pj.spec, pj.k, pj.n),
+                        adc_range=pj.adc_range, adc_full_scale_ua=pj.adc_full_scale_ua,
+                        adc_full_scale_fraction=pj.adc_full_scale_fraction)
         want = pj.expected.reshape(-1)
         want_col = np.tile(np.arange(pj.n), pj.n_vectors)
         want_last = (want_col == pj.n - 1).astype(int)

@@ -74,9 +74,14 @@ def se2(ra, a: str, rb, b: str, t: str = "1 day") -> float:
 
 
 # ----------------------------------------------------------------------------- issue 6, seeds 0..4
-#: Measured with issue 11's per-layer ADC range (8 draws): seed 2 loses 1.34 points noise-trained and 0.90 points
-#: trained without noise (SE of the difference 0.22). The wave-1 margin came largely from ADC rounding at the
-#: fixed range (1-5 LSB RMS), which noise training absorbs; strict xfail records the violation until revisited.
+#: Measured with issue 11's per-layer ADC range (fig11, 8 draws, 540 test images; loss against each network's own
+#: FP32, all analog, GDC, 1 day, points; SE of the difference):
+#:   seed 0: noise-trained 0.49, noise-free 1.23 (SE 0.24)    seed 1: 0.83, 1.76 (0.22)    seed 2: 1.34, 0.90 (0.22)
+#:   seed 3: 0.05, 0.60 (0.26)    seed 4: 0.35, 0.88 (0.20)    mean over seeds 0-4: 0.61, 1.07 (SE 0.10)
+#: Seed 2 violates the per-seed inequality by 2 SE the other way (its noise-trained network has the higher FP32,
+#: 98.89 vs 98.33 %). The wave-1 margin came largely from ADC rounding at the fixed range (1-5 LSB RMS), which
+#: noise training absorbs; the per-seed test keeps seed 2 as a strict xfail (the recorded violation), and
+#: test_noise_training_reduces_mean_loss_over_seeds_at_1_day_with_gdc tests the benefit where it is resolved.
 NOISE_TRAINING_VIOLATIONS = {2}
 
 
@@ -92,6 +97,22 @@ def test_noise_training_reduces_loss_at_1_day_with_gdc(seed):
     loss_0 = r0.fp32_accuracy - r0.at(f"{AA}/gdc", "1 day")[0]
     se = se2(rn, f"{AA}/gdc", r0, f"{AA}/gdc")
     assert loss_n + se < loss_0, f"seed {seed}: loss noise-trained {loss_n:.4f}, noise-free {loss_0:.4f}, SE {se:.4f}"
+
+
+@pytest.mark.slow
+def test_noise_training_reduces_mean_loss_over_seeds_at_1_day_with_gdc():
+    """Issue 11's form of the inequality under per-layer ADC ranging: mean over seeds 0-4 of the loss against FP32
+    (all analog, GDC, 1 day), noise-trained < trained without noise by > 2 SE of the difference of the means
+    (measured 0.61 vs 1.07 points, SE 0.10). Reuses the per-seed test's cached experiments."""
+    ln, l0, var = [], [], 0.0
+    for seed in SEEDS:
+        rn, r0 = compensated(seed), experiment(seed, 0.0, ((AA, "gdc"),), DAY)
+        ln.append(rn.fp32_accuracy - rn.at(f"{AA}/gdc", "1 day")[0])
+        l0.append(r0.fp32_accuracy - r0.at(f"{AA}/gdc", "1 day")[0])
+        var += se2(rn, f"{AA}/gdc", r0, f"{AA}/gdc") ** 2
+    se = math.sqrt(var) / len(SEEDS)
+    assert np.mean(ln) + 2 * se < np.mean(l0), (f"mean loss noise-trained {100 * np.mean(ln):.2f}, noise-free "
+                                                f"{100 * np.mean(l0):.2f} points, SE {100 * se:.2f}")
 
 
 @pytest.mark.slow
@@ -142,12 +163,15 @@ def _tiny_ideal():
                                         "array.adc_full_scale_fraction": 0.25})
 
 
-def test_ideal_device_reproduces_fp32():
-    """Ideal PCM + 14-bit ADC, all layers analog: within 1.0 % of FP32 (only int8 activations remain)."""
+@pytest.mark.parametrize("scaling", ["per_layer", "per_column"])
+def test_ideal_device_reproduces_fp32(scaling):
+    """Ideal PCM + 14-bit ADC, all layers analog: within 1.0 % of FP32 (only int8 activations remain); also with
+    mapping.weight_scaling per_column (per-column conductance scales and affine multipliers in the accuracy path)."""
     res, data = trained(0, NOISE)
     opts = AccuracyOptions(draws=2, times_s=(("1 day", 86400.0),), only_settings=((AA, "none"), (AA, "gdc")),
                            ideal_device=True)
-    r = evaluate_accuracy(_tiny_ideal(), digits_cnn(), res.params, data.x_train, data.x_test, data.y_test, opts,
+    spec = _tiny_ideal().replace(**{"mapping.weight_scaling": scaling})
+    r = evaluate_accuracy(spec, digits_cnn(), res.params, data.x_train, data.x_test, data.y_test, opts,
                           seed=0, workers=1)
     for key in r.draws:
         assert np.all(np.abs(r.draws[key] - r.fp32_accuracy) <= 0.010), (key, r.draws[key], r.fp32_accuracy)

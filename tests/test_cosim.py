@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tb.cosim import cosim_layer, run_scenarios
@@ -143,6 +144,8 @@ def test_cli_cosim_layer_and_errors(tmp_path):
     assert "simulated cycles: 64 per vector" in r.stdout and "mapper predicted cycles: 64 per vector" in r.stdout
     assert "ratio simulated/predicted: 1.0000 (within 2 %)" in r.stdout
     assert f"seed: {SEED} " in r.stdout
+    # tiny's calibration.adc_range is per_layer: a structure-only network ranges on the seeded stimulus
+    assert "ADC range: per_layer, measured on the seeded stimulus (no calibration images)" in r.stdout
     for args, msg in (
         (("--arch", "tiny", "--network", "digits-mlp", "--layer", "0"), "runs on the digital datapath"),
         (("--arch", "tiny", "--network", "digits-mlp", "--layer", "3"), "out of range"),
@@ -167,6 +170,33 @@ def test_resnet32_layer_verilator(tmp_path):
     assert rep.predicted_cycles == 154 and rep.array_cycles == 1024 * 154
     assert rep.simulated_cycles == rep.predicted_cycles
     assert rep.gdc_alpha > 1.0              # one hour of drift: the calibration raises the scale
+
+
+@pytest.mark.parametrize(("adc_range", "scaling"),
+                         [("per_layer", "per_layer"), ("fixed", "per_layer"), ("per_layer", "per_column")])
+def test_adc_range_cosim_icarus(tmp_path, adc_range, scaling):
+    """``calibration.adc_range`` in the tile co-simulation: 3x3 conv 3 -> 16 on 8x8 (64 vectors x 16 = 1,024 outputs)
+    after one day of drift (GDC), 0 mismatches; per_layer sets the matrix's full scale on the seeded stimulus
+    (the bridge answers with it) and the affine coefficients use its fraction, fixed keeps tiny's 0.25.
+    ``mapping.weight_scaling: per_column``: one conductance scale and affine multiplier per column, still exact."""
+    from tb.tile_env import conv_job, prepare
+
+    changes = {"calibration.adc_range": adc_range, "mapping.weight_scaling": scaling}
+    job = conv_job("tiny", 3, 16, 8, SEED, changes=changes, t_inf_s=86400.0)
+    pj = prepare(job)
+    if scaling == "per_column":     # 16 different column scales reach the coefficients
+        assert len(np.unique(pj.matrix.g_scale_us)) == 16 and len(np.unique(pj.coefs.scale)) > 8
+    out = run_scenarios("icarus", ["test_job"], arch="tiny", changes=job.changes, seed=SEED, t_inf_s=86400.0,
+                        build_dir=tmp_path, job=job.save(tmp_path / "job.npz"))["test_job"]
+    assert out.passed, out.message
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 1024 and d["mismatches"] == 0, d
+    assert d["adc_range"] == adc_range
+    assert d["adc_full_scale_fraction"] == pytest.approx(pj.adc_full_scale_fraction, rel=1e-12)
+    if adc_range == "fixed":
+        assert d["adc_full_scale_fraction"] == 0.25 and d["adc_full_scale_ua"] == pytest.approx(40.0)
+    else:   # 5 sigma of this stimulus's currents: about half of the fixed full scale (19.40 uA at seed 1)
+        assert 0.05 < d["adc_full_scale_fraction"] < 0.25
 
 
 def _write_yaml(path: Path, doc: dict) -> str:

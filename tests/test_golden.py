@@ -416,6 +416,26 @@ def test_analog_affine_multiplier_literal():
     assert m.tolist() == pytest.approx([24.0, 32.0], rel=1e-12)
 
 
+def test_weight_abs_max_and_per_column_multiplier_literal():
+    from archmodel.golden.coefficients import weight_abs_max
+
+    w = np.array([[1.0, 0.01, 0.0], [-0.5, -0.02, 0.0]])
+    assert weight_abs_max(w) == 1.0 and weight_abs_max(w, "per_layer") == 1.0
+    # per column; the all-zero column takes the layer max
+    assert weight_abs_max(w, "per_column").tolist() == [1.0, 0.02, 1.0]
+    for bad, msg in ((np.zeros((2, 2)), "all zero"), (np.ones(3), "2-D")):
+        with pytest.raises(ValueError, match=msg):
+            weight_abs_max(bad, "per_column")
+    with pytest.raises(ValueError, match="per_layer' or 'per_column"):
+        weight_abs_max(w, "per_row")
+    # test_analog_affine_multiplier_literal's 16 at max|W| = 0.5; m is proportional to max|W| (1/s): 0.05 -> 1.6
+    m = analog_affine_multiplier(in_scale=0.1, out_scale=0.2, w_abs_max=[0.5, 0.05], adc_bits=8, dac_bits=8,
+                                 gdc_alpha=[1.0, 2.0], **_PHYS)
+    assert m.tolist() == pytest.approx([16.0, 3.2], rel=1e-12)
+    with pytest.raises(ValueError, match="w_abs_max must be > 0"):
+        analog_affine_multiplier(in_scale=0.1, out_scale=0.2, w_abs_max=[0.5, 0.0], adc_bits=8, dac_bits=8, **_PHYS)
+
+
 @pytest.mark.parametrize("dac_bits", [8, 6, 4])
 def test_analog_affine_multiplier_against_float_crossbar(dac_bits):
     rng = np.random.default_rng(100 + dac_bits)

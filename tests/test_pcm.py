@@ -504,3 +504,52 @@ def test_net_weight_resplit_drifts_the_programmed_net_weight_on_one_device():
     d = AnalogMatrix(load_spec("fig11")).program(w, np.random.default_rng(1)).drift(86400.0, np.random.default_rng(2))
     assert load_spec("fig11").device.drift_bookkeeping == "per_device"
     assert not np.array_equal(d.g_pos_us - d.g_neg_us, expected)
+
+
+# --------------------------------------------------------------------------------------
+# hermes preset against aihwkit's HermesNoiseModel (issue 11)
+# --------------------------------------------------------------------------------------
+
+# Literals copied from aihwkit, file src/aihwkit/inference/noise/hermes.py, class HermesNoiseModel:
+# __init__ with num_devices = 2 (the default): g_max = 20.7 uS (the pair of devices of one polarity, fitted
+# as one device) and prog_coeff = [0.16603222, 4.71806468, -8.48101252, 4.68961419] with
+# prog_coeff_g_max_reference = 20.7; apply_programming_noise_to_conductance: sigma_prog = sum_i c_i (g_t/g_max)^i
+# * g_max / reference; apply_drift_noise_to_conductance: read noise |g_drift| * Q_s(|g_prog| / g_max) * sqrt(ln(...)).
+AIHWKIT_HERMES_G_MAX_US = 20.7
+AIHWKIT_HERMES_PROG_COEFF = (0.16603222, 4.71806468, -8.48101252, 4.68961419)
+
+
+def _aihwkit_hermes_sigma_prog_us(g_target_us: np.ndarray) -> np.ndarray:
+    """aihwkit ``HermesNoiseModel.apply_programming_noise_to_conductance``'s sigma (num_devices = 2, g_max 20.7)."""
+    x = np.asarray(g_target_us, float) / AIHWKIT_HERMES_G_MAX_US
+    return sum(c * x**i for i, c in enumerate(AIHWKIT_HERMES_PROG_COEFF))
+
+
+def test_hermes_preset_matches_aihwkit_hermes_noise_model() -> None:
+    """The hermes preset's polarity (2 devices) has aihwkit's conductance range, programming noise and read noise."""
+    from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
+    from archmodel.spec import load_spec
+
+    spec = load_spec("hermes")
+    n_pp, g_dev = spec.array.devices_per_polarity, spec.device.g_max_us
+    assert n_pp == 2                                           # the chip's 4-device unit cell stays
+    assert n_pp * g_dev == pytest.approx(AIHWKIT_HERMES_G_MAX_US, rel=1e-15)   # 20.7 uS per polarity, not 41.4
+    dm = device_model_from_spec(spec)
+    x = np.linspace(0.0, 1.0, 11)
+    # programming noise of a polarity: n_pp independent devices at x * g_dev add in quadrature
+    sig_pol = math.sqrt(n_pp) * dm.prog_noise_scale * dm.statistics.prog_noise_std_us(x * g_dev)
+    np.testing.assert_allclose(sig_pol, _aihwkit_hermes_sigma_prog_us(x * AIHWKIT_HERMES_G_MAX_US), rtol=1e-12)
+    # read noise: per device |g| Q_s(x) at g = x * g_dev, in quadrature, = aihwkit's |g| Q_s(x) at g = x * 20.7
+    q = dm.statistics.read_noise_qs(x)
+    np.testing.assert_allclose(math.sqrt(n_pp) * dm.read_noise_scale * q * x * g_dev,
+                               q * x * AIHWKIT_HERMES_G_MAX_US, rtol=1e-12)
+    # drift exponent: the same x = g_T / g_max per device as aihwkit's pair, so the same mean nu
+    assert dm.drift_scale == 1.0
+    # Monte Carlo through the tile model: weights at x = 0.5 of the polarity range; sigma(G+) = aihwkit's
+    # sigma_prog(10.35 uS) = 0.99101320375 uS (test_hermes_prog_noise_std), 65,535 samples: SE 0.3 %
+    w = np.full((256, 256), 0.5)
+    w[0, 0] = 1.0
+    m = AnalogMatrix(spec, dm).program(w, rng(11))
+    g_pos = m.g_pos_us.ravel()[1:]
+    assert float(np.mean(g_pos)) == pytest.approx(0.5 * AIHWKIT_HERMES_G_MAX_US, rel=0.002)
+    assert float(np.std(g_pos)) == pytest.approx(0.99101320375, rel=K_SE * 0.003)

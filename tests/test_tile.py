@@ -6,8 +6,8 @@ layer", "PCM device model") with the figures of the presets:
 - tiny: 32 x 32 arrays, V_read = 0.2 V, 8-bit DAC and ADC, g_max = 25 µS,
   1 device per polarity, ADC full scale I_fs = 0.25 · 32 · 1 · 25 µS · 0.2 V = 40 µA;
 - fig11: 512 x 512 arrays, I_fs = 0.125 · 512 · 1 · 25 · 0.2 = 320 µA;
-- hermes: 256 x 256 arrays, 2 devices per polarity, g_max = 20.7 µS,
-  I_fs = 0.125 · 256 · 2 · 20.7 · 0.2 = 264.96 µA.
+- hermes: 256 x 256 arrays, 2 devices per polarity, g_max = 10.35 µS per device (20.7 µS per polarity,
+  aihwkit HermesNoiseModel), I_fs = 0.125 · 256 · 2 · 10.35 · 0.2 = 132.48 µA.
 
 With 8-bit DAC, V_lsb = 0.2 V / 128 = 1.5625 mV, and an ADC code is
 ``rint(I / I_fs · 128)`` saturated to [-128, 127].
@@ -57,10 +57,10 @@ def test_program_targets_tiny_hand_computed():
 
 def test_program_targets_hermes_two_devices_per_polarity():
     m = programmed(HERMES, W2)
-    # s = 20.7 / 4 = 5.175; each side is the sum of its 2 devices: 2 · clip(W s, 0, 20.7)
-    assert m.g_scale_us == pytest.approx(5.175, rel=1e-15)
-    np.testing.assert_allclose(m.g_pos_us, [[10.35, 0.0], [5.175, 41.4]], rtol=0, atol=2 * G_GRID_US)
-    np.testing.assert_allclose(m.g_neg_us, [[0.0, 20.7], [0.0, 0.0]], rtol=0, atol=2 * G_GRID_US)
+    # s = 10.35 / 4 = 2.5875; each side is the sum of its 2 devices: 2 · clip(W s, 0, 10.35)
+    assert m.g_scale_us == pytest.approx(2.5875, rel=1e-15)
+    np.testing.assert_allclose(m.g_pos_us, [[5.175, 0.0], [2.5875, 20.7]], rtol=0, atol=2 * G_GRID_US)
+    np.testing.assert_allclose(m.g_neg_us, [[0.0, 10.35], [0.0, 0.0]], rtol=0, atol=2 * G_GRID_US)
     # device array: (polarity, device, K, N), both devices of a side share the target
     assert m.devices.shape == (2, 2, 2, 2)
     np.testing.assert_array_equal(m.devices.g_target_us[0, 0], m.devices.g_target_us[0, 1])
@@ -122,11 +122,11 @@ def test_adc_saturation_at_both_ends():
 
 def test_adc_code_hermes_hand_computed():
     m = programmed(HERMES, [[1.0]])
-    # G = 2 devices · 20.7 µS = 41.4 µS; I = 127 · 1.5625 mV · 41.4 = 8.2153125 µA
-    # code = rint(8.2153125 / 264.96 · 128) = rint(3.96875) = 4
-    # 20.7 µS is not on the 2^-24 µS grid: each of the 2 devices is off by <= 2^-25 µS
+    # G = 2 devices · 10.35 µS = 20.7 µS; I = 127 · 1.5625 mV · 20.7 = 4.10765625 µA
+    # code = rint(4.10765625 / 132.48 · 128) = rint(3.96875) = 4
+    # 10.35 µS is not on the 2^-24 µS grid: each of the 2 devices is off by <= 2^-25 µS
     grid_atol_ua = 127 * (0.2 / 128) * 2 * G_GRID_US / 2
-    np.testing.assert_allclose(m.column_currents_ua([127]), [[[8.2153125]]], rtol=0, atol=grid_atol_ua)
+    np.testing.assert_allclose(m.column_currents_ua([127]), [[[4.10765625]]], rtol=0, atol=grid_atol_ua)
     np.testing.assert_array_equal(m.mvm_adc_codes([127]), [[[4]]])
 
 
@@ -345,7 +345,7 @@ def test_device_model_from_spec():
     assert dm.statistics == get_statistics("joshi2020")
     assert (dm.prog_noise_scale, dm.fixed_nu) == (0.5, 0.06)
     h = device_model_from_spec(HERMES, ideal=True)
-    assert h.statistics.name == "hermes" and h.g_max_us == 20.7
+    assert h.statistics.name == "hermes" and h.g_max_us == 10.35
     assert (h.prog_noise_scale, h.drift_scale, h.read_noise_scale, h.fixed_nu) == (0.0, 0.0, 0.0, 0.0)
 
 
@@ -462,3 +462,87 @@ def test_set_adc_full_scale_hand_computed():
     assert m.mvm_adc_codes(np.array([127]))[0, 0, 0] == 10
     with pytest.raises(ValueError, match="ADC full scale"):
         m.set_adc_full_scale(2561.0)
+
+
+def test_cosim_prepare_adc_range_per_layer_and_fixed():
+    """tb.tile_env.prepare honours calibration.adc_range: per_layer = 5 sigma (RMS over row blocks, vectors and
+    columns) of the column currents of the job's own seeded inputs right after programming, recomputed here by hand
+    from the programmed conductances; fixed = tiny's 0.25 x 32 rows x 25 uS x 0.2 V = 40 uA exactly, and the coefficients
+    and expected outputs are wave 1's (recorded from main before this change)."""
+    import hashlib
+
+    from archmodel.golden.tile_controller import dac_codes
+    from tb.tile_env import conv_job, prepare
+
+    fixed = prepare(conv_job("tiny", 3, 16, 8, 1, changes={"calibration.adc_range": "fixed"}, t_inf_s=None))
+    assert fixed.adc_range == "fixed" and fixed.matrix.i_fs_ua == 40.0 and fixed.adc_full_scale_fraction == 0.25
+    # unchanged from wave 1 (main before the per_layer co-simulation, seed 1): scale 23972 >> 13, same outputs
+    assert fixed.coefs.shift == 13 and np.all(fixed.coefs.scale == 23972)
+    assert int(fixed.expected.astype(np.int64).sum()) == 14786
+    assert hashlib.sha256(fixed.expected.astype(np.int64).tobytes()).hexdigest()[:16] == "27f98f4398edf7c2"
+    pj = prepare(conv_job("tiny", 3, 16, 8, 1, t_inf_s=None))       # tiny's default: per_layer
+    assert pj.adc_range == "per_layer"
+    g = pj.matrix.g_pos_us - pj.matrix.g_neg_us                        # as programmed (no drift, no read noise)
+    cur = dac_codes(pj.job.x, 8).astype(float) @ g * (0.2 / 128)       # K = 27 < 32 rows: one row block
+    assert pj.matrix.i_fs_ua == pytest.approx(5 * np.sqrt(np.mean(cur**2)), rel=1e-12)
+    assert pj.adc_full_scale_fraction == pytest.approx(pj.matrix.i_fs_ua / 40.0 * 0.25, rel=1e-12)
+    # the psums the reference uses are ADC codes at that full scale: RMS ~ 128 / 5 = 25.6 LSB
+    assert 20 < np.sqrt(np.mean(pj.psums.astype(float) ** 2)) < 30
+
+
+# ----------------------------------------------------------------------------- mapping.weight_scaling
+
+
+def test_weight_scaling_per_column_hand_computed_and_lower_error():
+    """per_column: s_j = g_max / max_i |W_ij| (aihwkit's per-column scaling). On two columns 100x apart the small
+    column uses the whole conductance range instead of 1 % of it, so its programmed weight error drops; the large
+    column (the layer max) is programmed identically (same scale, same draws)."""
+    pc = TINY.replace(**{"mapping.weight_scaling": "per_column"})
+    w = np.array([[1.0, 0.01], [-0.5, -0.005]])
+    m = programmed(pc, w)
+    np.testing.assert_allclose(m.g_scale_us, [25.0, 2500.0], rtol=1e-15)      # 25 / 1, 25 / 0.01
+    np.testing.assert_allclose(m.w_abs_max, [1.0, 0.01], rtol=0)
+    np.testing.assert_allclose(m.g_pos_us, [[25.0, 25.0], [0.0, 0.0]], atol=G_GRID_US)
+    np.testing.assert_allclose(m.g_neg_us, [[0.0, 0.0], [12.5, 12.5]], atol=G_GRID_US)
+    assert programmed(TINY, w).g_scale_us == 25.0                                # per_layer: one scale
+    # ADC-code-to-weight factor per column: I_fs / 128 / (V_lsb s_j) = 40 / 128 / (0.0015625 s_j) = [8, 0.08]
+    np.testing.assert_allclose(m.weight_units_per_code, [8.0, 0.08], rtol=1e-12)
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((32, 32))
+    w /= np.max(np.abs(w), axis=0)                                              # every column's max|W| = 1
+    w[:, 16:] *= 0.01                                                           # columns 100x apart
+    err = {}
+    for scaling in ("per_layer", "per_column"):
+        mm = AnalogMatrix(TINY.replace(**{"mapping.weight_scaling": scaling})).program(w, np.random.default_rng(6))
+        w_hat = (mm.g_pos_us - mm.g_neg_us) / (mm.g_scale_us * mm.n_pp)         # programmed weights
+        err[scaling] = np.sqrt(np.mean((w_hat - w) ** 2, axis=0) / np.mean(w**2, axis=0))  # per column
+        err[scaling + "_g"] = mm.g_pos_us[:, :16]
+    np.testing.assert_array_equal(err["per_layer_g"], err["per_column_g"])      # large columns: identical
+    np.testing.assert_allclose(err["per_layer"][:16], err["per_column"][:16], rtol=1e-12)
+    # small columns: per_layer maps them to <= 1 % of g_max, where programming noise (~0.3-1 uS) dominates
+    assert np.mean(err["per_column"][16:]) < np.mean(err["per_layer"][16:]) / 10
+    assert np.mean(err["per_layer"][16:]) > 1.0 > 0.2 > np.mean(err["per_column"][16:])
+
+
+def test_weight_scaling_per_column_batched_equals_one_at_a_time():
+    """Per-column scales keep the conductances on the 2^-24 uS grid: batched == one MVM at a time, bit for bit,
+    with keyed read noise and output noise (2 x 2 arrays)."""
+    spec = TINY.replace(**{"array.output_noise_fraction": 0.02, "mapping.weight_scaling": "per_column"})
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((50, 40)) * np.logspace(0, 2, 40)
+    m = AnalogMatrix(spec, noise_seed=9).program(w, np.random.default_rng(1))
+    m.drift(3600.0, read_noise_key=(1, 2, 3))
+    d = rng.integers(-128, 128, size=(12, 50))
+    batched = _batched_vs_single(m, d, first=1018)
+    assert len(np.unique(batched)) > 20
+    # the float API: x @ W of the 10 smallest columns (100x below the largest) is lost under per_layer scaling
+    x = rng.standard_normal((64, 50))
+    corr = {}
+    for scaling in ("per_layer", "per_column"):
+        mm = AnalogMatrix(spec.replace(**{"mapping.weight_scaling": scaling}), noise_seed=9).program(
+            w, np.random.default_rng(1)).drift(3600.0, read_noise_key=(1, 2, 3))
+        y, ref = mm.matmul(x), x @ w
+        corr[scaling] = np.mean([np.corrcoef(y[:, j], ref[:, j])[0, 1] for j in range(10)])
+    print(corr)
+    assert corr["per_column"] > 0.8 > corr["per_layer"]

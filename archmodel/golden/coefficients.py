@@ -30,6 +30,7 @@ __all__ = [
     "digital_affine_multiplier",
     "folded_offset",
     "quantize_affine",
+    "weight_abs_max",
 ]
 
 
@@ -134,6 +135,46 @@ def _positive(value: float, name: str) -> float:
     return v
 
 
+def weight_abs_max(weights: npt.ArrayLike, weight_scaling: str = "per_layer") -> float | np.ndarray:
+    """``max|W|`` that sets the conductance scale ``s = g_max / max|W|`` (``mapping.weight_scaling``).
+
+    ``per_layer``: one maximum over the whole (K, N) matrix (Joshi et al. 2020).
+    ``per_column``: one per output column (aihwkit's per-column weight scaling,
+    ``weight_scaling_columnwise``); an all-zero column takes the layer's maximum
+    (it programs 0 µS at any scale). The scale folds into the affine multiplier
+    (:func:`analog_affine_multiplier`), so a column's partial sums keep their own
+    LSB. One contract for the tile model (``AnalogMatrix.program``), the accuracy
+    path, the register compiler and the co-simulation.
+
+    Parameters
+    ----------
+    weights : array_like (K, N)
+        Real, finite, not all zero.
+    weight_scaling : {"per_layer", "per_column"}
+
+    Returns
+    -------
+    float (per_layer) or ndarray (N,) of float64 > 0 (per_column)
+
+    Raises
+    ------
+    ValueError
+        Not 2-D, not finite, all zero, or an unknown ``weight_scaling``.
+    """
+    w = _real_array(weights, "weights")
+    if w.ndim != 2 or w.size == 0:
+        raise ValueError(f"weights must be a non-empty 2-D (K, N) matrix, got shape {w.shape}")
+    layer = float(np.max(np.abs(w)))
+    if layer == 0.0:
+        raise ValueError("weights are all zero: the conductance scale g_max / max|W| is undefined")
+    if weight_scaling == "per_layer":
+        return layer
+    if weight_scaling == "per_column":
+        col = np.max(np.abs(w), axis=0)
+        return np.where(col > 0, col, layer)
+    raise ValueError(f"weight_scaling must be 'per_layer' or 'per_column', got {weight_scaling!r}")
+
+
 def _bn_factor(bn_gamma: npt.ArrayLike | None, bn_var: npt.ArrayLike | None,
                eps: float) -> np.ndarray:
     """``gamma / sqrt(var + eps)``, or 1 when batch norm is absent."""
@@ -151,7 +192,7 @@ def _bn_factor(bn_gamma: npt.ArrayLike | None, bn_var: npt.ArrayLike | None,
     return gamma / np.sqrt(var + eps)
 
 
-def analog_affine_multiplier(*, in_scale: float, out_scale: float, w_abs_max: float,
+def analog_affine_multiplier(*, in_scale: float, out_scale: float, w_abs_max: npt.ArrayLike,
                              g_max_us: float, v_read_v: float, array_rows: int,
                              adc_bits: int, dac_bits: int, adc_full_scale_fraction: float,
                              gdc_alpha: npt.ArrayLike = 1.0,
@@ -169,7 +210,8 @@ def analog_affine_multiplier(*, in_scale: float, out_scale: float, w_abs_max: fl
       so ``x_int8 ~ V / LSB_V_eff`` with
       ``LSB_V_eff = LSB_V / c = v_read_v / 2**7`` [V per int8 step];
     - conductances ``G+ - G- = s * W`` with ``s = g_max_us / max|W|``
-      [µS per weight unit]; after drift the array reads ``~ s * W / alpha_j``;
+      [µS per weight unit] (``s_j`` per column with ``mapping.weight_scaling:
+      per_column``, :func:`weight_abs_max`); after drift the array reads ``~ s * W / alpha_j``;
     - column current ``I_j = sum_i V_i (G+ - G-)_ij`` [µA];
     - ADC: ``I_fs = adc_full_scale_fraction * array_rows * g_max_us * v_read_v``
       [µA], ``LSB_I = I_fs / 2**(adc_bits-1)``, ``I ~ code * LSB_I``;
@@ -181,7 +223,7 @@ def analog_affine_multiplier(*, in_scale: float, out_scale: float, w_abs_max: fl
     output scale (``y_int8 = y_real / out_scale``)::
 
         m_j = alpha_j * gamma_j / sqrt(var_j + eps) * LSB_I * c * in_scale
-              / (LSB_V * s * out_scale)
+              / (LSB_V * s_j * out_scale)
 
     The bias and the batch-norm shift go into :func:`folded_offset`.
 
@@ -191,8 +233,10 @@ def analog_affine_multiplier(*, in_scale: float, out_scale: float, w_abs_max: fl
         Real value of one input int8 step (> 0).
     out_scale : float
         Real value of one output int8 step (> 0).
-    w_abs_max : float
-        ``max|W|`` over the layer's whole weight matrix (> 0), weight units.
+    w_abs_max : float or array_like (n_cols,)
+        ``max|W|`` that set the conductance scale (> 0), weight units: over the
+        layer's whole matrix, or per column (:func:`weight_abs_max`,
+        ``mapping.weight_scaling: per_column``; the multiplier is then per column).
     g_max_us : float
         Maximum device conductance, µS (> 0).
     v_read_v : float
@@ -215,7 +259,7 @@ def analog_affine_multiplier(*, in_scale: float, out_scale: float, w_abs_max: fl
     Returns
     -------
     numpy.ndarray of float64
-        Broadcast shape of ``gdc_alpha``, ``bn_gamma``, ``bn_var`` (0-d if all
+        Broadcast shape of ``gdc_alpha``, ``w_abs_max``, ``bn_gamma``, ``bn_var`` (0-d if all
         scalar), output int8 units per accumulator unit.
 
     Raises
@@ -226,7 +270,9 @@ def analog_affine_multiplier(*, in_scale: float, out_scale: float, w_abs_max: fl
     """
     in_scale = _positive(in_scale, "in_scale")
     out_scale = _positive(out_scale, "out_scale")
-    w_abs_max = _positive(w_abs_max, "w_abs_max")
+    w_abs_max = _real_array(w_abs_max, "w_abs_max")
+    if np.any(w_abs_max <= 0):
+        raise ValueError(f"w_abs_max must be > 0, got min {float(np.min(w_abs_max))}")
     g_max_us = _positive(g_max_us, "g_max_us")
     v_read_v = _positive(v_read_v, "v_read_v")
     array_rows = check_int_param(array_rows, "array_rows", 1, COUNT_MAX)

@@ -6,8 +6,11 @@ behavioural PCM array behind the array port (weights programmed, drifted to
 ``--t-inf``, noise keyed by seed and MVM index), feeds the layer's im2col
 vectors (random int8 from the seed) and compares every int8 output with the
 archmodel golden run of the same seed. Prints MATCH / MISMATCH, the outputs
-compared, the seed, the simulated cycles and the mapper's prediction for the
-layer with their ratio.
+compared, the seed, how the ADC range was set (the chip's
+``calibration.adc_range``; ``per_layer`` on a structure-only network is measured
+on the seeded stimulus: 5 sigma of the column currents right after programming,
+``archmodel.calibration.adc_range_from_currents``) with the layer's full scale,
+the simulated cycles and the mapper's prediction for the layer with their ratio.
 
 Exit status: 0 on a match within 2 % of the mapper's cycles; 1 on a mismatch,
 a cycle count more than 2 % away, or an error (a digital layer, a layer index
@@ -29,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="co-simulate one analog layer's RTL tile (cocotb) against the golden model",
         description="Co-simulate one analog layer on one tile: the generated Verilog of the tile controller and "
         "affine unit in Icarus Verilog or Verilator, the PCM arrays as the archmodel tile model. Prints MATCH or "
-        "MISMATCH, outputs compared, seed, simulated cycles and the mapper's predicted cycles; exits 1 on a "
+        "MISMATCH, outputs compared, seed, the ADC range (calibration.adc_range: per_layer is measured on the seeded "
+        "stimulus), simulated cycles and the mapper's predicted cycles; exits 1 on a "
         "mismatch or when the cycle counts differ by more than 2 %.",
     )
     add_arch(p)
