@@ -216,7 +216,7 @@ def build_key(sim: str, sources: Sequence[Path], toplevel: str, build_args: Sequ
 def _build_progress(desc: str):
     """An elapsed-time line on the terminal while a simulator build runs (a Verilator build takes a minute).
 
-    Nothing is shown when stderr is not a terminal (tqdm's ``disable=None``) or for builds under 2 s.
+    Nothing is shown when stderr is not a terminal (tqdm's ``disable=None``); the line appears after 2 s.
     """
     import sys
     import threading
@@ -224,18 +224,21 @@ def _build_progress(desc: str):
     from tqdm import tqdm
 
     stop = threading.Event()
-    with tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr, delay=2.0, disable=None) as bar:
-        def tick() -> None:
+
+    def tick() -> None:
+        if stop.wait(2.0):
+            return
+        with tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr, disable=None, leave=False) as bar:
             while not stop.wait(0.5):
                 bar.refresh()
 
-        t = threading.Thread(target=tick, daemon=True)
-        t.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            t.join()
+    t = threading.Thread(target=tick, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
 
 
 def _cached_build(root: Path, key: str, build, log: Path | None) -> Path:  # noqa: ANN001 - build(Path) -> None
