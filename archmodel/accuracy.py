@@ -270,8 +270,8 @@ def _build_stages(network: Network) -> list[Stage]:
         elif layer.op == "activation" and layer.attrs["kind"] in ("relu", "identity"):
             stages.append(Stage(layer.attrs["kind"], layer, out_name=layer.name))
             i += 1
-        elif layer.op == "reshape" and len(layer.output_shape) == 1:
-            stages.append(Stage("flatten", layer, out_name=layer.name))
+        elif layer.op == "reshape":  # int8 codes keep their order (C-order reshape of each image)
+            stages.append(Stage("reshape", layer, out_name=layer.name))
             i += 1
         else:
             what = layer.op if layer.op != "activation" else f"activation {layer.attrs['kind']}"
@@ -635,6 +635,8 @@ class NetworkInstance:
                 h = ((2 * h.astype(np.int64).sum(axis=(2, 3)) + hw) // (2 * hw)).astype(np.int8)
             elif st.kind == "flatten":
                 h = h.reshape(n, -1)
+            elif st.kind == "reshape":
+                h = h.reshape((n,) + tuple(st.layer.output_shape))
             elif st.kind == "relu":
                 h = np.maximum(h, 0)
             vals[st.out_name] = h

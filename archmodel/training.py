@@ -22,7 +22,7 @@ their gradients, and the logits are the last layer's output:
   running statistics with momentum 0.1 and unbiased running variance, as
   PyTorch ``BatchNorm2d``), inference mode otherwise;
 - ``activation`` ``relu`` / ``identity``; ``maxpool``, ``avgpool``
-  (``count_include_pad`` False); ``global_avgpool``; ``flatten``;
+  (``count_include_pad`` False); ``global_avgpool``; ``flatten``; ``reshape``;
 - ``add`` (element-wise sum of equal shapes; the gradient goes to every addend
   unchanged) and ``concat`` (along a channel/feature axis; the gradient is split
   back into the inputs' slices).
@@ -67,7 +67,7 @@ __all__ = [
 Params = dict[str, dict[str, np.ndarray]]
 
 _TRAIN_OPS = ("input", "conv", "linear", "batchnorm", "activation", "maxpool", "avgpool", "global_avgpool", "flatten",
-              "add", "concat")
+              "reshape", "add", "concat")
 _ACTIVATIONS = ("relu", "identity")
 
 
@@ -247,6 +247,9 @@ def forward_train(network: Network, params: Mapping[str, Mapping[str, np.ndarray
         elif op == "flatten":
             cache.append(h.shape)
             h = h.reshape(h.shape[0], -1)
+        elif op == "reshape":
+            cache.append(h.shape)
+            h = h.reshape((h.shape[0],) + tuple(layer.output_shape))
         else:  # pragma: no cover - check_trainable refuses it
             raise TrainingError(f"layer {layer.name!r}: op {op!r} not supported")
         vals[layer.name] = h
@@ -325,7 +328,7 @@ def backward(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], c
         elif op == "global_avgpool":
             x_shape = c
             g = np.broadcast_to(g[:, :, None, None] / (x_shape[2] * x_shape[3]), x_shape).copy()
-        elif op == "flatten":
+        elif op in ("flatten", "reshape"):
             g = g.reshape(c)
         _add_grad(gsum, layer.inputs[0], g)
     return grads
