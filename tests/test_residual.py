@@ -136,13 +136,32 @@ def test_integer_path_of_a_tiny_residual_net_equals_an_independent_computation()
     np.testing.assert_array_equal(got, np.array(ref, dtype=np.float64))
 
 
-def test_digits_resnet_trains_and_its_int8_path_tracks_fp32():
-    data = load_digits_split(0)
-    res = train(digits_resnet(), data.x_train, data.y_train, data.x_test, data.y_test,
-                TrainConfig(noise=0.0, epochs=3), seed=0)
-    assert res.test_accuracy > 0.9
-    opts = AccuracyOptions(draws=2, times_s=(("1 s", 1.0),), ideal_device=True,
-                           only_settings=(("digital_first_last", "none"),))
-    r = evaluate_accuracy(load_spec("fig11"), digits_resnet(), res.params, data.x_train, data.x_test, data.y_test,
-                          opts, seed=0, workers=1)
-    assert r.int8_accuracy >= r.fp32_accuracy - 0.02
+RESNET_EPOCHS, RESNET_LR, RESNET_DRAWS, RESNET_NOISE = 5, 0.01, 2, 0.10
+
+
+@pytest.mark.slow
+def test_digits_resnet_one_day_accuracy_with_per_layer_adc_ranging_is_within_one_point_of_fp32():
+    """Issue 16: mean over seeds 0-4 of the 1-day accuracy (first/last digital, GDC and AdaBS) >= FP32 - 1.0 point.
+
+    Few epochs and draws to fit the test budget (noise-injection training σ_rel = 0.10,
+    5 epochs at lr 0.01; 2 draws on the 540 test images of each seed's 70/30 split).
+    """
+    spec = load_spec("fig11")
+    opts = AccuracyOptions(draws=RESNET_DRAWS, times_s=(("1 day", 86400.0),), adc_range="per_layer",
+                           only_settings=(("digital_first_last", "gdc"), ("digital_first_last", "adabs")))
+    fp32, gdc, adabs = [], [], []
+    for seed in range(5):
+        data = load_digits_split(seed)
+        res = train(digits_resnet(), data.x_train, data.y_train, data.x_test, data.y_test,
+                    TrainConfig(noise=RESNET_NOISE, epochs=RESNET_EPOCHS, lr=RESNET_LR), seed=seed)
+        r = evaluate_accuracy(spec, digits_resnet(), res.params, data.x_train, data.x_test, data.y_test, opts,
+                              seed=seed, workers=1)
+        assert r.adc_range == "per_layer"
+        fp32.append(r.fp32_accuracy)
+        gdc.append(float(r.mean("digital_first_last/gdc")[0]))
+        adabs.append(float(r.mean("digital_first_last/adabs")[0]))
+    print(f"digits-resnet 1 day: FP32 {100 * np.mean(fp32):.2f} %, GDC {100 * np.mean(gdc):.2f} %, "
+          f"AdaBS {100 * np.mean(adabs):.2f} %")
+    assert np.mean(fp32) > 0.95
+    assert np.mean(adabs) >= np.mean(fp32) - 0.010
+    assert np.mean(gdc) >= np.mean(fp32) - 0.010
