@@ -434,7 +434,8 @@ class TrainResult:
 
 def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
           config: TrainConfig | None = None, seed: int = 0,
-          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+          progress: Callable[[int, float], None] | None = None,
+          init: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> TrainResult:
     """Train ``network`` with weight-noise injection; a pure function of its arguments.
 
     Parameters
@@ -448,6 +449,9 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
         Seeds initialization, shuffling and noise (``numpy.random.default_rng(seed)``).
     progress : callable, optional
         Called as ``progress(epoch, mean_loss)`` after every epoch.
+    init : mapping, optional
+        Starting parameters (fine-tuning, e.g. of an imported ONNX model), copied as
+        float32; default He-normal initialization (:func:`init_params`).
 
     Returns
     -------
@@ -457,6 +461,12 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     check_trainable(network)
     rng = np.random.default_rng([int(seed), 0x7A1])
     params = init_params(network, rng)
+    if init is not None:
+        for ln, p in params.items():
+            for pn in p:
+                if pn not in init.get(ln, {}):
+                    raise TrainingError(f"initial parameters: missing {ln}/{pn}")
+                p[pn] = np.array(init[ln][pn], dtype=p[pn].dtype).reshape(p[pn].shape)
     trainable = [(ln, pn) for ln, p in params.items() for pn in p if pn not in ("mean", "var")]
     m1 = {k: np.zeros_like(params[k[0]][k[1]]) for k in trainable}
     m2 = {k: np.zeros_like(params[k[0]][k[1]]) for k in trainable}

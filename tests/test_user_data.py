@@ -108,3 +108,27 @@ def test_cli_onnx_and_npz_end_to_end(tmp_path):
     assert rep["fp32_accuracy_pct"] == pytest.approx(100 * fp32, abs=1e-3)
     assert rep["calibration"]["calibration_disjoint_from_test"] is True
     assert "test.npz" in rep["dataset"] and "FP32" in (out / "report.md").read_text()
+
+
+def test_cli_train_fine_tunes_an_onnx_model_and_writes_onnx_back(tmp_path):
+    data = load_digits_split(0)
+    res = train(digits_mlp(), data.x_train, data.y_train, data.x_test, data.y_test, TrainConfig(epochs=3), seed=0)
+    onnx_path = tmp_path / "mlp.onnx"
+    onnx_path.write_bytes(network_to_onnx_bytes(digits_mlp(), res.params))
+    f = _write_npz(tmp_path / "train.npz", x=data.x_train, y=data.y_train)
+    out = tmp_path / "ft"
+    assert main(["train", "--network", str(onnx_path), "--data", f, "--epochs", "1", "--noise", "0.05",
+                 "--out", str(out), "--quiet"]) == 0
+    meta = json.loads((out / "train.json").read_text())
+    assert meta["start"].startswith("network's own weights") and meta["test_accuracy_pct"] > 85
+    from archmodel.weights_io import load_npz
+    tuned = load_network(out / "model.onnx")
+    npz, _ = load_npz(out / "weights.npz", tuned)
+    for layer in tuned.layers:
+        for pn, v in layer.params.items():
+            np.testing.assert_array_equal(v, npz[layer.name][pn])
+    assert not np.array_equal(npz["fc1"]["weight"], res.params["fc1"]["weight"])  # it was trained
+    # a bad file: one line, nothing written
+    bad = _write_npz(tmp_path / "bad.npz", x=data.x_train[:, 0], y=data.y_train)
+    assert main(["train", "--network", str(onnx_path), "--data", bad, "--out", str(tmp_path / "no"), "--quiet"]) == 1
+    assert not (tmp_path / "no").exists()
