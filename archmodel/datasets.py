@@ -32,15 +32,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-
 from pathlib import Path
 
 import numpy as np
 
 from archmodel.errors import AimcError
 
-__all__ = ["DataError", "UserData", "hold_apart", "load_user_data", "DIGITS_IMAGES", "DIGITS_INPUT_SHAPE", "DIGITS_PIXEL_MAX", "DigitsSplit", "load_digits_fold",
-           "load_digits_split", "split_from_meta"]
+__all__ = [
+    "DIGITS_IMAGES",
+    "DIGITS_INPUT_SHAPE",
+    "DIGITS_PIXEL_MAX",
+    "DataError",
+    "DigitsSplit",
+    "UserData",
+    "hold_apart",
+    "load_digits_fold",
+    "load_digits_split",
+    "load_user_data",
+    "split_from_meta",
+]
 
 #: Images in scikit-learn's digits set.
 DIGITS_IMAGES = 1797
