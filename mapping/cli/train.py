@@ -79,8 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "weights.npz and train.json into --out."
         ),
         epilog=("examples:\n  aimc train --network digits-cnn --noise 0.05 --seed 0 --out out/train\n"
-                "  aimc train --network model.onnx --data train.npz --noise 0.05 --out out/ft   "
-                "(fine-tunes the model's own weights; writes model.onnx too)"),
+                "  aimc train --network model.onnx --data train.npz --out out/ft   (fine-tunes; writes model.onnx)"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_network(p, default="digits-cnn")
