@@ -40,6 +40,7 @@ def _onnx(tmp_path):
     return p
 
 
+@pytest.mark.slow
 def test_exported_onnx_scores_per_draw_like_the_native_run(tmp_path):
     res, data = _trained()
     net = load_network(_onnx(tmp_path))
@@ -132,3 +133,10 @@ def test_cli_train_fine_tunes_an_onnx_model_and_writes_onnx_back(tmp_path):
     bad = _write_npz(tmp_path / "bad.npz", x=data.x_train[:, 0], y=data.y_train)
     assert main(["train", "--network", str(onnx_path), "--data", bad, "--out", str(tmp_path / "no"), "--quiet"]) == 1
     assert not (tmp_path / "no").exists()
+
+
+def test_calib_data_needs_data(tmp_path, capsys):
+    assert main(["accuracy", "--network", "digits-mlp", "--calib-data", "c.npz", "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 1
+    assert capsys.readouterr().err.strip() == "aimc: error: --calib-data needs --data (the digits experiment " \
+                                              "calibrates on its training split)"
