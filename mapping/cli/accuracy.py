@@ -204,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_user_data(args: argparse.Namespace, spec, network) -> int:  # type: ignore[no-untyped-def]
     """``--data``: a network with trained weights on the user's images (one hold-out evaluation)."""
+    import numpy as np
     from tqdm import tqdm
 
     from archmodel.accuracy import AccuracyOptions
@@ -255,8 +256,10 @@ def _run_user_data(args: argparse.Namespace, spec, network) -> int:  # type: ign
                          test_index=test_index)
     rep["split"] = split
     rep["dataset"] = (f"{args.data} ({len(data.x)} images, sha256 {data.sha256_16}); calibration: {cal_desc}")
-    if args.calib_data:  # another file: index sets do not refer to the same images
-        rep["calibration"]["calibration_disjoint_from_test"] = None
+    if args.calib_data:  # another file: indices mean nothing there; disjoint = no test image repeated byte for byte
+        test_rows = {r.tobytes() for r in np.ascontiguousarray(x_test).reshape(len(x_test), -1)}
+        rep["calibration"]["calibration_disjoint_from_test"] = not any(
+            r.tobytes() in test_rows for r in np.ascontiguousarray(x_cal).reshape(len(x_cal), -1))
     md = to_markdown(rep)
     files: dict[str, bytes | str] = {"report.md": md, "report.json": json.dumps(rep, indent=2) + "\n"}
     if not args.no_plot:
