@@ -58,7 +58,7 @@ import numpy as np
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.calibration import MIN_GDC_VECTORS
 from archmodel.errors import AimcError
-from archmodel.fixedpoint import ACT_BITS
+from archmodel.fixedpoint import ACT_BITS, round_shift, saturate
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.network.forward import forward
@@ -80,6 +80,7 @@ __all__ = [
     "Stage",
     "mvm_rows",
     "predict_labels",
+    "requantize_sum",
     "prepare",
     "setting_label",
     "with_options",
@@ -201,35 +202,63 @@ class AccuracyOptions:
 # ----------------------------------------------------------------------------- stages
 @dataclass
 class Stage:
-    kind: str                        # "matrix", "maxpool", "avgpool", "global_avgpool", "flatten", "relu", "identity"
+    kind: str   # "matrix", "add", "concat", "maxpool", "avgpool", "global_avgpool", "flatten", "relu", "identity"
     layer: Layer
     bn: Layer | None = None
     relu: bool = False
     out_name: str = ""               # last IR layer of the stage (its output scale)
     matrix_index: int = -1
+    inputs: tuple[str, ...] = ()     # IR layers the stage reads (default: ``layer.inputs``)
+
+    def __post_init__(self) -> None:
+        self.inputs = self.inputs or tuple(self.layer.inputs)
+
+
+#: Stages whose int8 output has its own calibrated scale; every other stage passes its input's scale on.
+_RESCALING = ("matrix", "add", "concat")
 
 
 def _build_stages(network: Network) -> list[Stage]:
+    """Fuse the layers into stages, in layer (topological) order; branches and merges allowed.
+
+    A batch-norm (and then a ReLU) is fused into the stage before it only when it
+    is the one reader of that stage's output; a ReLU is fused into an add/concat
+    the same way.
+    """
     layers = network.layers
+    readers: dict[str, int] = {}
+    for layer in layers:
+        for name in layer.inputs:
+            readers[name] = readers.get(name, 0) + 1
+
+    def fusable(j: int, op: str) -> bool:
+        prev = layers[j - 1].name
+        return (j < len(layers) and layers[j].op == op and layers[j].inputs == (prev,) and readers.get(prev) == 1
+                and (op != "activation" or layers[j].attrs["kind"] == "relu"))
+
     stages: list[Stage] = []
-    prev = layers[0].name
     i, m = 1, 0
     while i < len(layers):
         layer = layers[i]
-        if tuple(layer.inputs) != (prev,):
-            raise AccuracyError(f"layer {layer.name!r}: the accuracy evaluation needs a sequential network "
-                                f"(each layer reading the previous one)")
         if layer.is_matrix_layer:
             if layer.groups != 1:
                 raise AccuracyError(f"layer {layer.name!r}: grouped convolutions are not supported")
             st = Stage("matrix", layer, matrix_index=m)
             m += 1
             j = i + 1
-            if j < len(layers) and layers[j].op == "batchnorm" and layers[j].inputs == (layer.name,):
+            if fusable(j, "batchnorm"):
                 st.bn = layers[j]
                 j += 1
-            if (j < len(layers) and layers[j].op == "activation" and layers[j].attrs["kind"] == "relu"
-                    and layers[j].inputs == (layers[j - 1].name,)):
+            if fusable(j, "activation"):
+                st.relu = True
+                j += 1
+            st.out_name = layers[j - 1].name
+            stages.append(st)
+            i = j
+        elif layer.op in ("add", "concat"):
+            st = Stage(layer.op, layer)
+            j = i + 1
+            if fusable(j, "activation"):
                 st.relu = True
                 j += 1
             st.out_name = layers[j - 1].name
@@ -241,14 +270,13 @@ def _build_stages(network: Network) -> list[Stage]:
         elif layer.op == "activation" and layer.attrs["kind"] in ("relu", "identity"):
             stages.append(Stage(layer.attrs["kind"], layer, out_name=layer.name))
             i += 1
-        elif layer.op == "reshape" and len(layer.output_shape) == 1:
-            stages.append(Stage("flatten", layer, out_name=layer.name))
+        elif layer.op == "reshape":  # int8 codes keep their order (C-order reshape of each image)
+            stages.append(Stage("reshape", layer, out_name=layer.name))
             i += 1
         else:
             what = layer.op if layer.op != "activation" else f"activation {layer.attrs['kind']}"
             raise AccuracyError(f"layer {layer.name!r}: {what} is not supported by the int8 accuracy evaluation "
                                 f"(batch-norm must follow a conv/linear layer)")
-        prev = layers[i - 1].name
     if m == 0:
         raise AccuracyError(f"network {network.name!r} has no conv or linear layer")
     return stages
@@ -348,9 +376,12 @@ def prepare(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, 
     x_train = np.asarray(x_train, dtype=np.float32)
     acts = forward(network, x_train[: opts.scale_images], p, return_all=True)
     scales: dict[str, float] = {}
-    for name in [network.input_name] + [s.out_name for s in stages]:
+    for name in [network.input_name] + [s.out_name for s in stages if s.kind in _RESCALING]:
         m = float(np.max(np.abs(acts[name])))
         scales[name] = m / _ACT_MAX if m > 0 else 1.0
+    for st in stages:  # pools, flatten, ReLU: int8 codes unchanged in meaning, the input's scale
+        if st.kind not in _RESCALING:
+            scales[st.out_name] = scales[st.inputs[0]]
     matrix_layers = [s.layer for s in stages if s.kind == "matrix"]
     names = opts.digital_layers if opts.digital_layers is not None else (spec.digital.digital_layers or ("first", "last"))
     digital = _resolve_digital(names, matrix_layers)
@@ -406,6 +437,46 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
         ones = np.pad(np.ones(x.shape[2:], dtype=np.int64), ((pt, pb), (pl, pr)))
         count = strided_windows(ones, (kh, kw), (sh, sw), (1, 1), (ho, wo)).sum(axis=(0, 1))
     return ((2 * total + count) // (2 * count)).astype(np.int8)  # round half up of the mean (assumed)
+
+
+def requantize_sum(xs: Sequence[np.ndarray], in_scales: Sequence[float], out_scale: float, *, relu: bool,
+                   scale_bits: int, max_shift: int) -> np.ndarray:
+    """Residual add (or one concat piece) of int8 tensors with different scales, as the affine unit does it.
+
+    The rule (docs/design.md, "Residual adds and concat"): the real factors
+    ``m_i = in_scale_i / out_scale`` are quantized together by
+    :func:`archmodel.golden.coefficients.quantize_affine` (one shift, one
+    ``scale_bits`` integer ``q_i`` per input, no offset); then, exactly in integers,
+    ``acc = Σ_i q_i · x_i``, ``acc = max(acc, 0)`` if ``relu``, and
+    ``out = saturate(round_shift(acc, shift), 8)`` (round half up,
+    :func:`archmodel.fixedpoint.round_shift`) -- the affine unit's
+    multiply / add / shift / round / saturate / ReLU sequence
+    (:func:`archmodel.golden.affine.affine_requantize`) with the second addend in
+    place of the offset.
+
+    Parameters
+    ----------
+    xs : sequence of int8 ndarray, equal shapes
+    in_scales : sequence of float
+        Real value of one int8 step of every input.
+    out_scale : float
+        Real value of one int8 step of the output.
+    relu : bool
+    scale_bits, max_shift : int
+        Affine-unit scale width and largest shift.
+
+    Returns
+    -------
+    ndarray of int8, the shape of ``xs[0]``
+    """
+    coeff = quantize_affine(np.asarray(in_scales, np.float64) / out_scale, 0.0, scale_bits=scale_bits,
+                            max_shift=max_shift)
+    acc = np.zeros(np.shape(xs[0]), dtype=np.int64)
+    for q, x in zip(coeff.scale, xs, strict=True):
+        acc = acc + int(q) * np.asarray(x, dtype=np.int64)
+    if relu:
+        acc = np.maximum(acc, 0)
+    return saturate(round_shift(acc, coeff.shift), ACT_BITS).astype(np.int8)
 
 
 def mvm_rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -506,13 +577,16 @@ class NetworkInstance:
         """
         prep = self.prep
         net = prep.network
-        scale = prep.scales[net.input_name]
-        h: np.ndarray = _quantize_act(x, scale)
+        h: np.ndarray = _quantize_act(x, prep.scales[net.input_name])
+        vals = {net.input_name: h}  # int8 codes (float logits after an FP32 last layer) of every stage output
         n = x.shape[0]
         is_float = False
         n_matrix = len(prep.matrices)
         for st in prep.stages:
-            if st.kind == "matrix":
+            h, scale = vals[st.inputs[0]], prep.scales[st.inputs[0]]
+            if st.kind in ("add", "concat"):
+                h = self._merge(st, [vals[i] for i in st.inputs])
+            elif st.kind == "matrix":
                 k = st.matrix_index
                 out_scale = prep.scales[st.out_name]
                 last = k == n_matrix - 1
@@ -554,7 +628,6 @@ class NetworkInstance:
                     y = coeff.apply(acc, acc_bits=acc_bits, scale_bits=spec.periphery.affine_scale_bits,
                                     offset_bits=spec.periphery.affine_offset_bits).astype(np.int8)
                     h = mvm_unrows(layer, y, n)
-                scale = out_scale
             elif st.kind in ("maxpool", "avgpool"):
                 h = _pool_int(h, st.layer, st.kind)
             elif st.kind == "global_avgpool":
@@ -562,9 +635,25 @@ class NetworkInstance:
                 h = ((2 * h.astype(np.int64).sum(axis=(2, 3)) + hw) // (2 * hw)).astype(np.int8)
             elif st.kind == "flatten":
                 h = h.reshape(n, -1)
+            elif st.kind == "reshape":
+                h = h.reshape((n,) + tuple(st.layer.output_shape))
             elif st.kind == "relu":
                 h = np.maximum(h, 0)
+            vals[st.out_name] = h
         return np.asarray(h, dtype=np.float64)
+
+    def _merge(self, st: Stage, xs: list[np.ndarray]) -> np.ndarray:
+        """Add or concat stage on int8 codes (:func:`requantize_sum`)."""
+        spec = self.prep.spec
+        kw = {"out_scale": self.prep.scales[st.out_name], "relu": st.relu,
+              "scale_bits": spec.periphery.affine_scale_bits,
+              "max_shift": min(31, self.acc_bits_digital + spec.periphery.affine_scale_bits - 1)}
+        in_scales = [self.prep.scales[i] for i in st.inputs]
+        if st.kind == "add":
+            return requantize_sum(xs, in_scales, **kw)
+        axis = st.layer.attrs["axis"] % (xs[0].ndim - 1) + 1
+        return np.concatenate([requantize_sum([x], [s], **kw) for x, s in zip(xs, in_scales, strict=True)],
+                              axis=axis)
 
 
 def predict_labels(inst: NetworkInstance, x: np.ndarray, batch: int = 1024) -> np.ndarray:

@@ -20,17 +20,37 @@ folds the training part, so the k test folds cover all 1,797 images once.
 Every split records the data-set indices of its images (``train_index``,
 ``test_index``) and a JSON-ready description (``DigitsSplit.meta``) that weights
 files carry (:mod:`archmodel.weights_io`); :func:`split_from_meta` rebuilds it.
+
+User data (issue 16, :func:`load_user_data`): an ``.npz`` with arrays ``x``
+(N, \\*input_shape), real numbers, no NaN/inf -- fed to the network as they are
+(no rescaling) -- and ``y`` (N,) integer labels in ``0 .. classes-1``; every
+mismatch is one :class:`DataError` line. :func:`hold_apart` splits it into the
+calibration images and the test images (disjoint).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DIGITS_IMAGES", "DIGITS_INPUT_SHAPE", "DIGITS_PIXEL_MAX", "DigitsSplit", "load_digits_fold",
-           "load_digits_split", "split_from_meta"]
+from archmodel.errors import AimcError
+
+__all__ = [
+    "DIGITS_IMAGES",
+    "DIGITS_INPUT_SHAPE",
+    "DIGITS_PIXEL_MAX",
+    "DataError",
+    "DigitsSplit",
+    "UserData",
+    "hold_apart",
+    "load_digits_fold",
+    "load_digits_split",
+    "load_user_data",
+    "split_from_meta",
+]
 
 #: Images in scikit-learn's digits set.
 DIGITS_IMAGES = 1797
@@ -157,3 +177,115 @@ def split_from_meta(meta: dict) -> DigitsSplit:
     if meta.get("kind") == "kfold":
         return load_digits_fold(int(meta["seed"]), int(meta["folds"]), int(meta["fold"]))
     raise ValueError(f"unknown split kind {meta.get('kind')!r}")
+
+
+# ----------------------------------------------------------------------------- user data (issue 16)
+class DataError(AimcError, ValueError):
+    """A user data file that cannot be used (one clear line naming the flag and the problem)."""
+
+
+@dataclass(frozen=True)
+class UserData:
+    """Images and labels of a user ``.npz`` (:func:`load_user_data`).
+
+    Members
+    -------
+    x : ndarray, float32, (N, \\*input_shape)
+    y : ndarray, int64, (N,) or None (calibration files may omit labels)
+    path : str
+    sha256_16 : str
+        First 16 hex digits of the file's SHA-256.
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    path: str
+    sha256_16: str
+
+
+def load_user_data(path: str | Path, input_shape: tuple[int, ...], classes: int, *, flag: str = "--data",
+                   need_labels: bool = True) -> UserData:
+    """Load and check a user ``.npz`` with arrays ``x`` and ``y`` (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+    input_shape : tuple of int
+        The network's input shape (C, H, W) or (features,), without the batch axis.
+    classes : int
+        Number of classes (the network's output size); labels must be in ``0 .. classes-1``.
+    flag : str
+        Option name used in error messages.
+    need_labels : bool
+        Whether ``y`` is required (``--calib-data`` needs images only).
+
+    Raises
+    ------
+    DataError
+        No such file, not an ``.npz``, a missing array, a wrong shape or dtype,
+        NaN/inf in ``x``, a label out of range, or no images (one line each).
+    """
+    import hashlib
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{flag} {path}: no such file")
+    raw = path.read_bytes()
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{flag} {path}: not a readable .npz file ({type(exc).__name__})") from None
+    if "x" not in arrays:
+        raise DataError(f"{flag} {path}: no array 'x' (found: {', '.join(sorted(arrays)) or 'none'}); "
+                        f"expected x (N, {', '.join(map(str, input_shape))}) and y (N,)")
+    x = arrays["x"]
+    want = ("N",) + tuple(input_shape)
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise DataError(f"{flag} {path}: x has shape {tuple(x.shape)}, the network needs "
+                        f"({', '.join(map(str, want))})")
+    if x.shape[0] < 1:
+        raise DataError(f"{flag} {path}: x holds no images")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise DataError(f"{flag} {path}: x has dtype {x.dtype}; expected real numbers (float or int)")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise DataError(f"{flag} {path}: x holds {int(bad.sum())} NaN or infinite values "
+                        f"(first in image {int(np.argwhere(bad)[0][0])})")
+    y = arrays.get("y")
+    if y is None:
+        if need_labels:
+            raise DataError(f"{flag} {path}: no array 'y' (labels, shape ({x.shape[0]},))")
+    else:
+        if y.shape != (x.shape[0],):
+            raise DataError(f"{flag} {path}: y has shape {tuple(y.shape)}, expected ({x.shape[0]},) "
+                            f"(one label per image of x)")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{flag} {path}: y has dtype {y.dtype}; expected integer class labels")
+        out = (y < 0) | (y >= classes)
+        if out.any():
+            i = int(np.argmax(out))
+            raise DataError(f"{flag} {path}: label {int(y[i])} of image {i} is outside 0..{classes - 1} "
+                            f"(the network has {classes} outputs)")
+        y = y.astype(np.int64)
+    return UserData(x, y, str(path), hashlib.sha256(raw).hexdigest()[:16])
+
+
+def hold_apart(n: int, n_calibration: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration_index, test_index): a seeded random ``n_calibration`` of ``range(n)`` and the rest, sorted.
+
+    At most half the images are held apart (at least one stays a test image).
+
+    Raises
+    ------
+    DataError
+        Fewer than 2 images.
+    """
+    if n < 2:
+        raise DataError(f"--data holds {n} image(s); holding calibration images apart needs at least 2 "
+                        "(or give --calib-data)")
+    k = max(1, min(int(n_calibration), n // 2))
+    perm = np.random.default_rng([int(seed), 0xCA1]).permutation(n)
+    return np.sort(perm[:k]), np.sort(perm[k:])

@@ -11,8 +11,10 @@ are clipped after every update to ``clip_sigma`` standard deviations of the laye
 (Joshi et al. clip weights too, which raises the typical |W| against max|W| and so
 the signal-to-noise ratio on PCM; off by default, ``--clip-sigma``).
 
-Ops with a numpy forward *and* backward pass here (sequential networks only --
-each layer reads exactly the previous one):
+Ops with a numpy forward *and* backward pass here; the network may branch and
+merge (residual and Inception-style graphs): every layer reads the outputs of
+earlier layers, the gradient of a layer read by several others is the sum of
+their gradients, and the logits are the last layer's output:
 
 - ``conv`` (groups = 1) via im2col (``archmodel.network.windows.im2col``; row order
   ``(c·kh + i)·kw + j``) and its adjoint col2im;
@@ -20,7 +22,10 @@ each layer reads exactly the previous one):
   running statistics with momentum 0.1 and unbiased running variance, as
   PyTorch ``BatchNorm2d``), inference mode otherwise;
 - ``activation`` ``relu`` / ``identity``; ``maxpool``, ``avgpool``
-  (``count_include_pad`` False); ``global_avgpool``; ``flatten``.
+  (``count_include_pad`` False); ``global_avgpool``; ``flatten``; ``reshape``;
+- ``add`` (element-wise sum of equal shapes; the gradient goes to every addend
+  unchanged) and ``concat`` (along a channel/feature axis; the gradient is split
+  back into the inputs' slices).
 
 Loss: softmax cross-entropy (mean over the batch). Optimizers: Adam (default,
 β = 0.9, 0.999, ε = 1e-8) and SGD with momentum. Initialization: He-normal
@@ -61,7 +66,8 @@ __all__ = [
 
 Params = dict[str, dict[str, np.ndarray]]
 
-_TRAIN_OPS = ("input", "conv", "linear", "batchnorm", "activation", "maxpool", "avgpool", "global_avgpool", "flatten")
+_TRAIN_OPS = ("input", "conv", "linear", "batchnorm", "activation", "maxpool", "avgpool", "global_avgpool", "flatten",
+              "reshape", "add", "concat")
 _ACTIVATIONS = ("relu", "identity")
 
 
@@ -72,20 +78,15 @@ class TrainingError(AimcError, ValueError):
 # ----------------------------------------------------------------------------- checks
 def check_trainable(network: Network) -> None:
     """Raise :class:`TrainingError` unless every layer is supported here (see module docstring)."""
-    prev = None
     for layer in network.layers:
         if layer.op not in _TRAIN_OPS:
             raise TrainingError(f"layer {layer.name!r}: op {layer.op!r} is not supported by the numpy trainer "
                                 f"(supported: {', '.join(_TRAIN_OPS)})")
-        if layer.op != "input" and tuple(layer.inputs) != (prev,):
-            raise TrainingError(f"layer {layer.name!r}: the numpy trainer needs a sequential network "
-                                f"(each layer reading the previous one)")
         if layer.op == "conv" and (layer.attrs["groups"] != 1 or layer.attrs["dilation"] != (1, 1)):
             raise TrainingError(f"layer {layer.name!r}: conv with groups or dilation is not supported by the trainer")
         if layer.op == "activation" and layer.attrs["kind"] not in _ACTIVATIONS:
             raise TrainingError(f"layer {layer.name!r}: activation {layer.attrs['kind']!r} is not supported "
                                 f"(supported: {', '.join(_ACTIVATIONS)})")
-        prev = layer.name
 
 
 def init_params(network: Network, rng: np.random.Generator, dtype: Any = np.float32) -> Params:
@@ -151,7 +152,7 @@ def forward_train(network: Network, params: Mapping[str, Mapping[str, np.ndarray
     Parameters
     ----------
     network : Network
-        Sequential network (:func:`check_trainable`).
+        Network of supported ops (:func:`check_trainable`).
     params : mapping
         ``{layer: {param: array}}``; in training mode the batch-norm running
         ``mean``/``var`` arrays are updated in place.
@@ -170,12 +171,24 @@ def forward_train(network: Network, params: Mapping[str, Mapping[str, np.ndarray
     (logits, cache)
         ``logits`` (N, classes); ``cache`` is opaque, for :func:`backward`.
     """
-    h = np.asarray(x, dtype=next(iter(next(iter(params.values())).values())).dtype)
+    vals: dict[str, np.ndarray] = {
+        network.input_name: np.asarray(x, dtype=next(iter(next(iter(params.values())).values())).dtype)}
     cache: list[Any] = []
     for layer in network.layers[1:]:
         op, a = layer.op, layer.attrs
         p = params.get(layer.name, {})
-        if op == "conv":
+        h = vals[layer.inputs[0]]
+        if op == "add":
+            h = vals[layer.inputs[0]]
+            for other in layer.inputs[1:]:
+                h = h + vals[other]
+            cache.append(None)
+        elif op == "concat":
+            xs = [vals[i] for i in layer.inputs]
+            axis = a["axis"] % (xs[0].ndim - 1) + 1
+            cache.append((axis, [v.shape[axis] for v in xs]))
+            h = np.concatenate(xs, axis=axis)
+        elif op == "conv":
             w = _noisy_weight(p["weight"], noise, rng)
             cols = im2col(h, a["kernel_size"], stride=a["stride"], padding=a["padding"])
             w2 = w.reshape(w.shape[0], -1)
@@ -234,9 +247,13 @@ def forward_train(network: Network, params: Mapping[str, Mapping[str, np.ndarray
         elif op == "flatten":
             cache.append(h.shape)
             h = h.reshape(h.shape[0], -1)
+        elif op == "reshape":
+            cache.append(h.shape)
+            h = h.reshape((h.shape[0],) + tuple(layer.output_shape))
         else:  # pragma: no cover - check_trainable refuses it
             raise TrainingError(f"layer {layer.name!r}: op {op!r} not supported")
-    return h, cache
+        vals[layer.name] = h
+    return vals[network.layers[-1].name], cache
 
 
 def backward(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], cache: list[Any],
@@ -251,10 +268,22 @@ def backward(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], c
         ``{layer: {param: gradient}}`` (no entries for running statistics).
     """
     grads: Params = {}
-    g = dout
     layers = network.layers[1:]
+    gsum: dict[str, np.ndarray] = {network.layers[-1].name: dout}
     for layer, c in zip(reversed(layers), reversed(cache), strict=True):
         op, a = layer.op, layer.attrs
+        if layer.name not in gsum:  # output not used by the logits
+            continue
+        g = gsum.pop(layer.name)
+        if op == "add":
+            for i in layer.inputs:
+                _add_grad(gsum, i, g)
+            continue
+        if op == "concat":
+            axis, sizes = c
+            for i, part in zip(layer.inputs, np.split(g, np.cumsum(sizes)[:-1], axis=axis), strict=True):
+                _add_grad(gsum, i, part)
+            continue
         if op == "conv":
             cols, w2, x_shape = c
             n = x_shape[0]
@@ -299,9 +328,15 @@ def backward(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], c
         elif op == "global_avgpool":
             x_shape = c
             g = np.broadcast_to(g[:, :, None, None] / (x_shape[2] * x_shape[3]), x_shape).copy()
-        elif op == "flatten":
+        elif op in ("flatten", "reshape"):
             g = g.reshape(c)
+        _add_grad(gsum, layer.inputs[0], g)
     return grads
+
+
+def _add_grad(gsum: dict[str, np.ndarray], name: str, g: np.ndarray) -> None:
+    """Accumulate the gradient ``g`` of the layer ``name`` (read by several layers: the sum)."""
+    gsum[name] = gsum[name] + g if name in gsum else g
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
@@ -399,13 +434,14 @@ class TrainResult:
 
 def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
           config: TrainConfig | None = None, seed: int = 0,
-          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+          progress: Callable[[int, float], None] | None = None,
+          init: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> TrainResult:
     """Train ``network`` with weight-noise injection; a pure function of its arguments.
 
     Parameters
     ----------
     network : Network
-        Sequential network (:func:`check_trainable`); its own params are not touched.
+        Network of supported ops (:func:`check_trainable`); its own params are not touched.
     x_train, y_train, x_test, y_test : ndarray
         Images (N, \\*input_shape) and integer labels.
     config : TrainConfig, optional
@@ -413,6 +449,9 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
         Seeds initialization, shuffling and noise (``numpy.random.default_rng(seed)``).
     progress : callable, optional
         Called as ``progress(epoch, mean_loss)`` after every epoch.
+    init : mapping, optional
+        Starting parameters (fine-tuning, e.g. of an imported ONNX model), copied as
+        float32; default He-normal initialization (:func:`init_params`).
 
     Returns
     -------
@@ -422,6 +461,12 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     check_trainable(network)
     rng = np.random.default_rng([int(seed), 0x7A1])
     params = init_params(network, rng)
+    if init is not None:
+        for ln, p in params.items():
+            for pn in p:
+                if pn not in init.get(ln, {}):
+                    raise TrainingError(f"initial parameters: missing {ln}/{pn}")
+                p[pn] = np.array(init[ln][pn], dtype=p[pn].dtype).reshape(p[pn].shape)
     trainable = [(ln, pn) for ln, p in params.items() for pn in p if pn not in ("mean", "var")]
     m1 = {k: np.zeros_like(params[k[0]][k[1]]) for k in trainable}
     m2 = {k: np.zeros_like(params[k[0]][k[1]]) for k in trainable}

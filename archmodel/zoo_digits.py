@@ -14,6 +14,16 @@ Joshi et al. 2020 where every ResNet-32 layer fits 512 rows.
     Matrix shapes (rows × cols): conv1 9×16, conv2 144×32, conv3 288×32,
     fc 512×10; MVMs per image: 64 + 16 + 16 + 1. With the first and last layers
     kept digital, conv2 and conv3 run on PCM.
+``digits-resnet``
+    A ResNet in miniature (He et al., CVPR 2016, "basic block"): stem conv 1→16
+    3×3 → BN → ReLU (8×8); block 1: conv 16→16 3×3 → BN → ReLU → conv 16→16 3×3
+    → BN, added to the block input (identity shortcut) → ReLU; block 2: conv
+    16→32 3×3 stride 2 → BN → ReLU → conv 32→32 3×3 → BN, added to the
+    projection shortcut conv 16→32 1×1 stride 2 → BN → ReLU (4×4); global
+    average pool → fc 32→10. Convs have no bias. Matrix shapes (rows × cols):
+    stem 9×16, b1_conv1/b1_conv2 144×16, b2_conv1 144×32, b2_conv2 288×32,
+    b2_proj 16×32, fc 32×10; with the first (stem) and last (fc) layers digital
+    the five block convs run on PCM.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from collections.abc import Callable
 from archmodel.network.builder import NetworkBuilder
 from archmodel.network.ir import Network
 
-__all__ = ["DIGITS_NETWORKS", "digits_cnn", "digits_mlp"]
+__all__ = ["DIGITS_NETWORKS", "digits_cnn", "digits_mlp", "digits_resnet"]
 
 
 def digits_mlp() -> Network:
@@ -56,8 +66,31 @@ def digits_cnn() -> Network:
     return b.build()
 
 
+def digits_resnet() -> Network:
+    """Residual network with two basic blocks for 1×8×8 digits (see module docstring)."""
+    b = NetworkBuilder("digits-resnet", (1, 8, 8))
+
+    def conv_bn(name: str, x: str, out: int, k: int, stride: int, relu: bool) -> str:
+        x = b.conv(f"{name}", x, out, k, stride=stride, padding=k // 2, bias=False)
+        x = b.batchnorm(f"{name}_bn", x)
+        return b.relu(f"{name}_relu", x) if relu else x
+
+    x = conv_bn("stem", b.input, 16, 3, 1, True)
+    y = conv_bn("b1_conv1", x, 16, 3, 1, True)
+    y = conv_bn("b1_conv2", y, 16, 3, 1, False)
+    x = b.relu("b1_relu", b.add("b1_add", y, x))
+    y = conv_bn("b2_conv1", x, 32, 3, 2, True)
+    y = conv_bn("b2_conv2", y, 32, 3, 1, False)
+    s = conv_bn("b2_proj", x, 32, 1, 2, False)
+    x = b.relu("b2_relu", b.add("b2_add", y, s))
+    x = b.global_avgpool("pool", x)
+    b.linear("fc", x, 10)
+    return b.build()
+
+
 #: Zoo entries of this module: name -> constructor (networks without parameters).
 DIGITS_NETWORKS: dict[str, Callable[[], Network]] = {
     "digits-mlp": digits_mlp,
     "digits-cnn": digits_cnn,
+    "digits-resnet": digits_resnet,
 }
