@@ -46,7 +46,7 @@ only ``rtl`` and ``archmodel``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -60,7 +60,7 @@ from archmodel.spec import ChipSpec
 from rtl.params import TileParams
 from rtl.regmap import RegisterMap, build_regmap
 
-__all__ = ["MappedLayer", "RegWrite", "analog_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
+__all__ = ["MappedLayer", "RegWrite", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
 
 
@@ -202,6 +202,58 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
                        mvm_cycles=timing.layer_mvm_cycles(spec, k, n), name=name)
 
 
+def chained_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tiles: Sequence[int], rows: Sequence[int],
+                  dest: tuple[int, int], name: str = "", **kwargs) -> list[MappedLayer]:
+    """Map a K x N matrix too tall for one tile onto a partial-sum chain of tiles.
+
+    Tile ``tiles[i]`` holds rows ``sum(rows[:i]) .. sum(rows[:i+1]) - 1``; every
+    tile but the last sends its partial sums (``chain_out``) to the next one
+    over the partial-sum mesh (:mod:`rtl.top`), the last (the *home* tile)
+    adds them (``chain_in``), requantizes with the layer's coefficients and
+    sends the int8 results to ``dest``. A middle tile sets both flags. The
+    coefficients are those of the whole matrix (one conductance scale
+    ``g_max / max|W|`` for all its tiles, docs/design.md); ``kwargs`` are those
+    of :func:`analog_layer` (scales, bias, GDC alpha, ReLU, batch norm, mode).
+
+    Returns
+    -------
+    list of MappedLayer
+        One per tile, upstream first, home last (``compile_network`` order).
+
+    Raises
+    ------
+    ValueError
+        ``rows`` does not add up to K, fewer than two tiles, a tile repeated, a
+        slice does not fit its tile, or a coefficient does not fit.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    tiles, rows = [int(t) for t in tiles], [int(r) for r in rows]
+    if w.ndim != 2 or w.size == 0:
+        raise ValueError(f"weights must be a non-empty (K, N) matrix, got shape {w.shape}")
+    if len(tiles) < 2 or len(tiles) != len(rows) or len(set(tiles)) != len(tiles):
+        raise ValueError(f"layer {name!r}: a chain needs >= 2 distinct tiles and one row count each, got tiles "
+                         f"{tiles}, rows {rows}")
+    if sum(rows) != w.shape[0] or min(rows) < 1:
+        raise ValueError(f"layer {name!r}: row counts {rows} do not add up to K = {w.shape[0]}")
+    n = w.shape[1]
+    amax = float(np.max(np.abs(w)))
+    out = []
+    r0 = 0
+    for i, (t, k) in enumerate(zip(tiles, rows, strict=True)):
+        part = w[r0:r0 + k]
+        r0 += k
+        # analog_layer's coefficients depend on max|W| only: give it the slice with the layer's max|W| in it
+        probe = part.copy()
+        if float(np.max(np.abs(probe))) < amax:
+            probe.flat[0] = amax
+        home_tile = i == len(tiles) - 1
+        lyr = analog_layer(spec, probe, tile=t, dest=dest if home_tile else tile_coords(spec, tiles[i + 1]),
+                           name=f"{name}[{i}]" if name else f"chain[{i}]", **kwargs)
+        out.append(replace(lyr, chain_in=i > 0, chain_out=not home_tile,
+                           mvm_cycles=timing.layer_mvm_cycles(spec, k, n)))
+    return out
+
+
 def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:
     return regmap if regmap is not None else build_regmap(spec)
 
@@ -316,6 +368,13 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
         if a.dest != tile_coords(spec, b.tile):
             raise ValueError(f"layer {a.name!r} sends its results to {a.dest}, but the next layer {b.name!r} "
                              f"is on tile {b.tile} at {tile_coords(spec, b.tile)}")
+        if a.chain_out != b.chain_in:
+            raise ValueError(f"layer {a.name!r} has chain_out={a.chain_out}, the next layer {b.name!r} "
+                             f"chain_in={b.chain_in}: a partial-sum chain must be consecutive")
+        if a.chain_out:
+            if a.n_cols != b.n_cols:
+                raise ValueError(f"chain {a.name!r} -> {b.name!r}: {a.n_cols} != {b.n_cols} columns")
+            continue
         if a.n_cols != b.k_rows:
             raise ValueError(f"layer {a.name!r} has {a.n_cols} outputs, the next layer {b.name!r} "
                              f"{b.k_rows} inputs")

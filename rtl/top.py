@@ -214,6 +214,11 @@ class Coprocessor(wiring.Component):
         spec, L = self.spec, self.layouts
         link = spec.interconnect.link_width_bits
         mesh = m.submodules.mesh = Mesh(self.rows, self.cols, payload_bits=link, latency_cycles=self.hop_cycles)
+        # partial-sum mesh: tile -> tile only (chains); its east edge has no node (drop and flag)
+        pmesh = m.submodules.psum_mesh = Mesh(self.rows, self.cols, payload_bits=link,
+                                              latency_cycles=self.hop_cycles)
+        for y in range(self.rows):
+            m.d.comb += [pmesh.edge_o[y].ready.eq(1), pmesh.edge_i[y].valid.eq(0)]
         blocks: dict[str, object] = {}
 
         # ---- tiles
@@ -221,28 +226,26 @@ class Coprocessor(wiring.Component):
             tile = m.submodules[f"tile{t}"] = Tile(self.tp)
             wiring.connect(m, tile.dac, wiring.flipped(self.dac[t]))
             wiring.connect(m, wiring.flipped(self.adc[t]), tile.adc)
-            # receive: chan 0 -> activations, chan 1 -> partial sums
-            demux = m.submodules[f"tile{t}_rx"] = FlitDemux(self.flit, 2)
+            # receive: activations over the activation mesh, partial sums over the partial-sum mesh
+            # (two physical networks: neither message class can block the other, docs/design.md
+            # "Deadlock-free transport")
             rx_act = m.submodules[f"tile{t}_rx_act"] = FlitsToBeat(L.act, self.flit)
             rx_psum = m.submodules[f"tile{t}_rx_psum"] = FlitsToBeat(L.psum, self.flit)
-            wiring.connect(m, mesh.local_o[t], demux.i)
-            wiring.connect(m, demux.o[CHAN_ACT], rx_act.i)
-            wiring.connect(m, demux.o[CHAN_PSUM], rx_psum.i)
+            wiring.connect(m, mesh.local_o[t], rx_act.i)
+            wiring.connect(m, pmesh.local_o[t], rx_psum.i)
             wiring.connect(m, rx_act.o, tile.act)
             wiring.connect(m, rx_psum.o, tile.psum_in)
-            # send: results (as act beats) and partial sums
+            # send: results (as act beats) on the activation mesh, partial sums on the partial-sum mesh
             ni = SimpleNamespace(dest_x=Signal(self.x_bits, name=f"tile{t}_dest_x"),
                                  dest_y=Signal(self.y_bits, name=f"tile{t}_dest_y"))
             pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
             tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
-            merge = m.submodules[f"tile{t}_tx"] = FlitMerge(self.flit, 2)
             wiring.connect(m, tile.out, pack.i)
             wiring.connect(m, pack.o, tx_act.i)
             wiring.connect(m, tile.psum_out, tx_psum.i)
-            wiring.connect(m, tx_act.o, merge.i[0])
-            wiring.connect(m, tx_psum.o, merge.i[1])
-            wiring.connect(m, merge.o, mesh.local_i[t])
+            wiring.connect(m, tx_act.o, mesh.local_i[t])
+            wiring.connect(m, tx_psum.o, pmesh.local_i[t])
             for tx in (tx_act, tx_psum):
                 m.d.comb += [tx.dest_x.eq(ni.dest_x), tx.dest_y.eq(ni.dest_y)]
             blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
@@ -256,8 +259,9 @@ class Coprocessor(wiring.Component):
         for y in range(1, self.rows):  # east edges of the other rows: no node; drop and flag
             m.d.comb += [mesh.edge_o[y].ready.eq(1), mesh.edge_i[y].valid.eq(0)]
         m.d.comb += [io.north_o.ready.eq(1), io.south_o.ready.eq(1), io.north_i.valid.eq(0), io.south_i.valid.eq(0)]
-        drops = [mesh.misrouted, io.misrouted, io.north_o.valid, io.south_o.valid]
+        drops = [mesh.misrouted, pmesh.misrouted, io.misrouted, io.north_o.valid, io.south_o.valid]
         drops += [mesh.edge_o[y].valid for y in range(1, self.rows)]
+        drops += [pmesh.edge_o[y].valid for y in range(self.rows)]
         misrouted = Signal()
         m.d.comb += misrouted.eq(Cat(*drops).any())
         blocks["mesh"] = SimpleNamespace(misrouted=misrouted)

@@ -149,3 +149,71 @@ async def test_fault_detected(dut):
     assert res.compared == res.expected_outputs == 8 * 10, msg
     assert res.mismatches > 0 and res.mismatched_columns == [col], msg + f", columns {res.mismatched_columns}"
     assert res.dac_mismatches == 0 and res.format_errors == 0 and res.extra_outputs == 0, msg
+
+
+# ---------------------------------------------------------------- partial-sum chains (issue 15)
+
+CHAIN_K, CHAIN_N, CHAIN_B = 52, 24, 8  # K = 32 + 20 rows on two tiles of tiny, N = 24 columns, 8 vectors
+
+
+def _chain_job(env: dict, tiles: list[int], seed: int, name: str):
+    return mlp_job(env["arch"], [CHAIN_K, CHAIN_N], [tiles], CHAIN_B, seed, changes=env["changes"], t_inf_s=0.0,
+                   name=name)
+
+
+def _chain_check(res: NetResult, test: str) -> None:
+    _check(res, test)
+    assert res.compared == CHAIN_B * CHAIN_N, res.summary()
+    assert res.dac_compared == CHAIN_B * CHAIN_K, res.summary()
+
+
+@cocotb.test(timeout_time=3, timeout_unit="ms")
+async def test_chain_home_first(dut):
+    """The issue's case: tiles 0 -> 1, K = 32 + 20, N = 24, 8 vectors, home half of each vector first, no window
+
+    (hung after 40 of 192 outputs when activations and partial sums shared the mesh)."""
+    env = _env()
+    tb = await _start(dut, env)
+    order = os.environ.get("AIMC_CHAIN_ORDER", "home_first")  # exploration: another send order, window
+    window = int(os.environ["AIMC_CHAIN_WINDOW"]) if os.environ.get("AIMC_CHAIN_WINDOW") else None
+    pn = prepare_network(_chain_job(env, [0, 1], env["seed"], f"chain 0->1, 52x24, {order} order"))
+    res = await tb.run(pn, log=dut._log, order=order, window=window)
+    _chain_check(res, "test_chain_home_first")
+    assert res.mvms == [CHAIN_B, CHAIN_B]
+
+
+@cocotb.test(timeout_time=3, timeout_unit="ms")
+async def test_chain_upstream_first(dut):
+    """All upstream halves enqueued first; the host DMA keeps the skew within one vector (window 1)."""
+    env = _env()
+    tb = await _start(dut, env)
+    pn = prepare_network(_chain_job(env, [0, 1], env["seed"], "chain 0->1, all upstream halves first"))
+    res = await tb.run(pn, log=dut._log, order="tiles", window=1)
+    _chain_check(res, "test_chain_upstream_first")
+
+
+@cocotb.test(timeout_time=40, timeout_unit="ms")
+async def test_chain_random(dut):
+    """Random chains over ordered tile pairs and host orders, ready low on >= 25 % of cycles everywhere."""
+    import numpy as np
+
+    env = _env()
+    rng = np.random.default_rng([env["seed"], 15])
+    pairs = [(a, b) for a in range(4) for b in range(4) if a != b]
+    runs = []
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    for r in range(int(os.environ.get("AIMC_CHAIN_RUNS", "8"))):
+        a, b = pairs[int(rng.integers(len(pairs)))]
+        order = ["vector", "home_first", "tiles", "random"][r % 4]
+        window = None if order in ("vector", "home_first") else 1
+        if r:
+            await tb.reset(4)
+        pn = prepare_network(_chain_job(env, [a, b], env["seed"] * 100 + r, f"chain {a}->{b}, {order}"))
+        res = await tb.run(pn, log=dut._log, order=order, window=window)
+        _chain_check(res, f"test_chain_random_{r}")
+        runs.append({"tiles": [a, b], "order": order, "window": window, "compared": res.compared,
+                     "mismatches": res.mismatches, "cycles": res.cycles, "in_stall_cycles": res.in_stall_cycles,
+                     "out_stall_cycles": res.out_stall_cycles})
+    assert sum(x["out_stall_cycles"] for x in runs) > 0, runs  # the host refused output flits
+    _save("test_chain_random", {"runs": runs, "compared": sum(x["compared"] for x in runs),
+                                "mismatches": sum(x["mismatches"] for x in runs), "seed": env["seed"]})

@@ -60,7 +60,8 @@ from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
 from rtl.params import TileParams
-from rtl.register_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
+from rtl.register_compiler import (MappedLayer, RegWrite, analog_layer, chained_layer, compile_network, host_dest,
+                                   tile_coords)
 from rtl.regmap import RegisterMap, build_regmap
 from rtl.tile_controller import act_beat_layout
 from tb.packing import pack, width_of
@@ -68,7 +69,8 @@ from tb.tile_env import resolve_spec
 from tb.top_bridge import checking_bridge_class
 from tb.top_checker import NetResult, OutputChecker, stage_cycles
 
-__all__ = ["NetworkJob", "PreparedNetwork", "TopTestbench", "mlp_job", "prepare_network", "run_top_scenarios"]
+__all__ = ["ORDERS", "NetworkJob", "PreparedNetwork", "TopTestbench", "host_order", "mlp_job", "prepare_network",
+           "run_top_scenarios"]
 
 TOP_NAME = "aimc_top"
 
@@ -94,8 +96,12 @@ class NetworkJob:
         Real weights; ``N_l == K_{l+1}``.
     biases : list of ndarray (N_l,)
         Biases in real output units.
-    tiles : list of int
-        Tile of each layer (distinct).
+    tiles : list of int or list of int
+        Tile of each layer (all distinct); a list = a partial-sum chain (upstream
+        tiles first, home tile last, :func:`rtl.register_compiler.chained_layer`).
+        Only the first layer may be chained (a tile's results go to one tile).
+    chain_rows : dict of int -> list of int
+        Rows of each tile of a chained layer (default: full tiles, the rest on the home tile).
     x : ndarray (B, K_0), int64
         int8 input vectors.
     relu : list of bool
@@ -114,6 +120,7 @@ class NetworkJob:
     x: np.ndarray
     relu: list[bool]
     in_scale: float = 1.0 / 64
+    chain_rows: dict[int, list[int]] | None = None
 
 
 def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: int, seed: int, *,
@@ -132,7 +139,8 @@ def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: in
     x[0, ::2], x[0, 1::2] = 127, -128
     relu = [True] * (len(ws) - 1) + [False]
     label = name or "mlp " + "-".join(str(s) for s in sizes)
-    return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs, list(tiles), x, relu)
+    return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs,
+                      [list(t) if isinstance(t, (list, tuple)) else int(t) for t in tiles], x, relu)
 
 
 @dataclass
@@ -143,11 +151,13 @@ class PreparedNetwork:
     spec: ChipSpec
     params: TileParams
     regmap: RegisterMap
-    matrices: list[AnalogMatrix]
-    layers: list[MappedLayer]
-    inputs: list[np.ndarray]     # int8 input vectors of each layer, (B, K_l)
+    matrices: list[AnalogMatrix]  # per mapped layer (one per tile; a chain's tiles hold row slices)
+    layers: list[MappedLayer]     # per tile, in compile order (a chain: upstream tiles, then home)
+    inputs: list[np.ndarray]     # int8 input vectors of each mapped layer's rows, (B, K_t)
     expected: np.ndarray         # int8 outputs of the last layer, (B, N_last)
     writes: list[RegWrite]       # configuration, then the start pulses
+    entry: list[int] = None      # mapped layers the host feeds (the first layer's tiles)  # type: ignore[assignment]
+    layer_outputs: list[np.ndarray] = None  # int8 outputs of every network layer  # type: ignore[assignment]
 
     @property
     def n_vectors(self) -> int:
@@ -173,11 +183,16 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
     x = np.asarray(job.x, dtype=np.int64)
     in_scale = float(job.in_scale)
     matrices, layers, inputs = [], [], []
+    entry: list[int] = []
+    outs: list[np.ndarray] = []
     for li, (w, bias, tile) in enumerate(zip(job.weights, job.biases, job.tiles, strict=True)):
         w = np.asarray(w, dtype=np.float64)
         k, n = w.shape
         if x.shape[1] != k:
             raise ValueError(f"layer {li}: {k} inputs, but the previous layer gives {x.shape[1]}")
+        chain = list(tile) if isinstance(tile, list) else [int(tile)]
+        if len(chain) > 1 and li > 0:
+            raise ValueError(f"layer {li}: only the first layer may be chained (a tile's results go to one tile)")
         noise_seed = int(np.random.SeedSequence([job.seed, li]).generate_state(1)[0])
         rng = np.random.default_rng([job.seed, 1, li])
         matrix = AnalogMatrix(spec, noise_seed=noise_seed).program(w, rng)
@@ -188,7 +203,18 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             ref = calibration.gdc_reference(matrix, cal)
             matrix.drift(float(job.t_inf_s), rng)
             alpha = float(calibration.gdc_alpha(matrix, cal, ref))
-        psums = matrix.mvm_partial_sums(dac_codes(x, a.dac_bits), 0)
+        if len(chain) > 1:
+            per_tile = a.rows * a.arrays_per_tile
+            rows = list((job.chain_rows or {}).get(li) or
+                        [per_tile] * (len(chain) - 1) + [k - per_tile * (len(chain) - 1)])
+            parts, r0 = [], 0
+            for ci, r in enumerate(rows):
+                parts.append((slice(r0, r0 + r), _row_slice(matrix, r0, r0 + r, noise_seed + 1 + ci)))
+                r0 += r
+            psums = sum(mt.mvm_partial_sums(dac_codes(x[:, sl], a.dac_bits), 0) for sl, mt in parts)
+        else:
+            parts = [(slice(0, k), matrix)]
+            psums = matrix.mvm_partial_sums(dac_codes(x, a.dac_bits), 0)
         # output scale: the 99th percentile of |y| (real, before quantization) maps to 100
         m1 = analog_affine_multiplier(
             in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(w))), g_max_us=spec.device.g_max_us,
@@ -199,17 +225,44 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
         if not math.isfinite(out_scale) or out_scale <= 0:
             out_scale = 1.0
         last = li == len(job.weights) - 1
+        if not last and isinstance(job.tiles[li + 1], list):
+            raise ValueError(f"layer {li + 1}: only the first layer may be chained")
         dest = host_dest(spec) if last else tile_coords(spec, job.tiles[li + 1])
-        layer = analog_layer(spec, w, tile=tile, dest=dest, in_scale=in_scale, out_scale=out_scale, bias=bias,
-                             gdc_alpha=alpha, relu=bool(job.relu[li]), mode=1, name=f"layer{li}")
-        matrices.append(matrix)
-        layers.append(layer)
-        inputs.append(x)
-        x = layer.coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
+        common = dict(in_scale=in_scale, out_scale=out_scale, bias=bias, gdc_alpha=alpha, relu=bool(job.relu[li]),
+                      mode=1)
+        if len(chain) > 1:
+            mapped = chained_layer(spec, w, tiles=chain, rows=[sl.stop - sl.start for sl, _ in parts], dest=dest,
+                                   name=f"layer{li}", **common)
+        else:
+            mapped = [analog_layer(spec, w, tile=chain[0], dest=dest, name=f"layer{li}", **common)]
+        for lyr, (sl, mt) in zip(mapped, parts, strict=True):
+            if li == 0:
+                entry.append(len(layers))
+            matrices.append(mt)
+            layers.append(lyr)
+            inputs.append(x[:, sl])
+        x = mapped[-1].coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
+        outs.append(x)
         in_scale = out_scale
     writes = compile_network(spec, layers, regmap=rm)
     return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,
-                           inputs=inputs, expected=x, writes=writes)
+                           inputs=inputs, expected=x, writes=writes, entry=entry, layer_outputs=outs)
+
+
+def _row_slice(matrix: AnalogMatrix, r0: int, r1: int, noise_seed: int) -> AnalogMatrix:
+    """Rows ``r0 .. r1-1`` of a programmed (and drifted) matrix, same conductances and scale, own noise key.
+
+    The array of one tile of a partial-sum chain: the whole layer is programmed
+    at once (one conductance scale ``g_max / max|W|``), each tile holds its rows.
+    """
+    import copy
+
+    part = copy.copy(matrix)
+    part.noise_seed = int(noise_seed)
+    part.weights = matrix.weights[r0:r1]
+    part.g_pos_us, part.g_neg_us = matrix.g_pos_us[r0:r1], matrix.g_neg_us[r0:r1]
+    part._g_eff = matrix._g_eff[r0:r1]
+    return part
 
 
 # ======================================================================== packets
@@ -228,6 +281,58 @@ def host_tdest(spec: ChipSpec, x: int, y: int, chan: int) -> int:
 
     xb, yb = grid_coord_bits(spec.tile_grid.rows, spec.tile_grid.cols)
     return x | (y << xb) | (chan << (xb + yb))
+
+
+# ======================================================================== host send order
+
+
+#: Send orders of :func:`host_order`.
+ORDERS = ("vector", "home_first", "tiles", "random")
+
+
+def host_order(queue: list[tuple[int, int, list]], n_tiles: int, order: str, rng: np.random.Generator, *,
+               window: int | None = None) -> list:
+    """The host's frames in wire order.
+
+    ``queue`` holds ``(tile, vector, frames)`` per tile of the first layer and
+    input vector. ``order`` is the order the host *enqueues* them: ``vector``
+    (vector by vector, upstream tile first), ``home_first`` (vector by vector,
+    home tile first), ``tiles`` (all vectors of the first tile, then the next:
+    "all upstream halves first"), ``random`` (a seeded shuffle that keeps each
+    tile's vectors in order). With ``window`` = W the host is a DMA engine with
+    one queue per destination tile that sends vector ``v`` of a tile only after
+    every tile of the chain has been sent vectors ``0 .. v - W`` (end-to-end
+    skew bound, docs/design.md "Deadlock-free transport"): it takes the first
+    enqueued frame group allowed. ``window`` None sends in enqueue order.
+    """
+    if order == "vector":
+        items = sorted(queue, key=lambda q: (q[1], q[0]))
+    elif order == "home_first":
+        items = sorted(queue, key=lambda q: (q[1], -q[0]))
+    elif order == "tiles":
+        items = sorted(queue, key=lambda q: (q[0], q[1]))
+    elif order == "random":
+        per = [sorted([q for q in queue if q[0] == t], key=lambda q: q[1]) for t in range(n_tiles)]
+        items = []
+        while any(per):
+            t = int(rng.choice([i for i in range(n_tiles) if per[i]]))
+            items.append(per[t].pop(0))
+    else:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if window is None:
+        return [f for _, _, fr in items for f in fr]
+    sent = [0] * n_tiles  # vectors sent per tile
+    out = []
+    while items:
+        for i, (t, v, fr) in enumerate(items):
+            if v - window < min(sent):
+                out += fr
+                sent[t] += 1
+                del items[i]
+                break
+        else:  # pragma: no cover - the tile with fewest sends always has an allowed head
+            raise RuntimeError("host_order: no frame allowed")
+    return out
 
 
 # ======================================================================== testbench
@@ -346,8 +451,12 @@ class TopTestbench:
 
     # ------------------------------------------------------------------ one run
     async def run(self, pn: PreparedNetwork, *, timeout_cycles: int | None = None, readback: bool = False,
-                  log: Any = None) -> NetResult:
-        """Configure, feed every input vector, check every output, stop the tiles, check the status."""
+                  log: Any = None, order: str = "vector", window: int | None = None) -> NetResult:
+        """Configure, feed every input vector, check every output, stop the tiles, check the status.
+
+        ``order`` and ``window``: the host's send order over the first layer's
+        tiles (:func:`host_order`).
+        """
         import cocotb
         from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
         from cocotbext.axi import AxiStreamFrame
@@ -372,19 +481,22 @@ class TopTestbench:
         await self.clock.edge
         self.tasks = [cocotb.start_soon(b.run()) for b in bridges]
 
-        # ---- inputs: one packet per act beat, to the first layer's tile, chan 0
-        x0, y0 = tile_coords(spec, L[0].tile)
-        tdest = host_tdest(spec, x0, y0, 0)
+        # ---- inputs: one packet per act beat, to each tile of the first layer (chan 0), in the host's order
         rpb = p.rows_per_dac_beat
-        k0 = L[0].k_rows
-        frames = []
-        for xv in pn.inputs[0]:
-            nb = -(-k0 // rpb)
-            for i in range(nb):
-                lanes = [int(v) for v in xv[i * rpb:(i + 1) * rpb]]
-                lanes += [int(v) for v in self.rng.integers(-128, 128, rpb - len(lanes))]  # ignored by the RTL
-                raw = pack(self.act_layout, {"data": lanes, "last": int(i == nb - 1)})
-                frames.append(AxiStreamFrame(beat_words(raw, self.beat_bits, self.link_bits), tdest=tdest))
+        queue: list[tuple[int, int, list]] = []  # (entry index, vector, frames of that vector's rows)
+        for ei, li in enumerate(pn.entry):
+            xt, yt = tile_coords(spec, L[li].tile)
+            tdest = host_tdest(spec, xt, yt, 0)
+            nb = -(-L[li].k_rows // rpb)
+            for v, xv in enumerate(pn.inputs[li]):
+                fr = []
+                for i in range(nb):
+                    lanes = [int(c) for c in xv[i * rpb:(i + 1) * rpb]]
+                    lanes += [int(c) for c in self.rng.integers(-128, 128, rpb - len(lanes))]  # ignored by the RTL
+                    raw = pack(self.act_layout, {"data": lanes, "last": int(i == nb - 1)})
+                    fr.append(AxiStreamFrame(beat_words(raw, self.beat_bits, self.link_bits), tdest=tdest))
+                queue.append((ei, v, fr))
+        frames = host_order(queue, len(pn.entry), order, self.rng, window=window)
 
         async def feed() -> None:
             for f in frames:
