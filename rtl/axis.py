@@ -17,6 +17,10 @@ Micro-architecture
   into ``act`` beats of ``lanes`` activations, the input format of the next
   tile's controller; a beat leaves when full or on the result's ``last``
   (zero-padded). Latency 1 cycle after the beat's final result.
+- :class:`BeatUnpacker` is its inverse for the digital datapath: ``act`` beats
+  -> one int8 element per beat, vectors reassembled by a K count (``last`` on
+  element ``K - 1``; the lanes of a vector's final beat beyond K are padding
+  and dropped). 0 cycles (combinational), one element per cycle.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXIStreamSignature", "BeatToFlits", "FlitsToBeat", "ResultPacker"]
+__all__ = ["AXIStreamSignature", "BeatToFlits", "BeatUnpacker", "FlitsToBeat", "ResultPacker"]
 
 
 def AXIStreamSignature(data_bits: int, dest_bits: int = 0) -> wiring.Signature:  # noqa: N802
@@ -206,4 +210,53 @@ class ResultPacker(wiring.Component):
             m.d.sync += count.eq(fill + 1)
             with m.If(self.i.payload.last | (fill == slots - 1)):
                 m.d.sync += [full.eq(1), last.eq(self.i.payload.last)]
+        return m
+
+
+class BeatUnpacker(wiring.Component):
+    """``act`` beats of ``lanes`` int8 -> one int8 element per beat, vectors of ``k_terms`` elements.
+
+    Parameters
+    ----------
+    act : data.StructLayout
+        Layout with ``data`` (array of ``lanes`` signed 8) and ``last``
+        (``rtl.tile_controller.act_beat_layout``).
+    elem : data.StructLayout
+        Layout with ``data`` (signed 8) and ``last`` (``rtl.digital.x_beat_layout``).
+    k_bits : int
+        Width of ``k_terms``.
+
+    Members
+    -------
+    i : In(stream.Signature(act))
+        A vector is ``ceil(K / lanes)`` beats; lane ``l`` of beat ``b`` is element
+        ``b * lanes + l``; lanes at or beyond K are ignored. The beat's ``last`` is
+        not used (the count decides).
+    o : Out(stream.Signature(elem))
+        Elements in order, ``last`` on element ``K - 1`` of every vector.
+    k_terms : In(k_bits)
+        Configuration: K, elements per vector (>= 1).
+
+    Combinational (0 cycles latency); throughput one element per cycle.
+    """
+
+    def __init__(self, act: data.StructLayout, elem: data.StructLayout, k_bits: int):
+        self.lanes = act["data"].shape.length
+        super().__init__({"i": In(stream.Signature(act)), "o": Out(stream.Signature(elem)), "k_terms": In(k_bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        lane = Signal(range(max(2, self.lanes)))
+        k = Signal.like(self.k_terms)
+        k_last = Signal()
+        beat_end = Signal()
+        m.d.comb += [k_last.eq(k + 1 >= self.k_terms), beat_end.eq(k_last | (lane == self.lanes - 1))]
+        with m.Switch(lane):
+            for j in range(self.lanes):
+                with m.Case(j):
+                    m.d.comb += self.o.payload.data.eq(self.i.payload.data[j])
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.last.eq(k_last),
+                     self.i.ready.eq(self.o.ready & beat_end)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [k.eq(Mux(k_last, 0, k + 1)), lane.eq(Mux(beat_end, 0, lane + 1))]
         return m

@@ -60,7 +60,7 @@ from archmodel import timing
 from archmodel.spec import ChipSpec
 
 from ._util import reject
-from .axis import AXIStreamSignature, BeatToFlits, FlitsToBeat, ResultPacker
+from .axis import AXIStreamSignature, BeatToFlits, BeatUnpacker, FlitsToBeat, ResultPacker
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
 from .regmap import RegisterMap, build_regmap
@@ -267,11 +267,14 @@ class Coprocessor(wiring.Component):
         blocks["mesh"] = SimpleNamespace(misrouted=misrouted)
 
         dd = m.submodules.digital = DigitalDatapath(self.dp)
-        d_rx = m.submodules.digital_rx = FlitsToBeat(L.x, self.flit)
+        d_rx = m.submodules.digital_rx = FlitsToBeat(L.act, self.flit)
+        d_unpack = m.submodules.digital_unpack = BeatUnpacker(L.act, L.x, len(dd.k_terms))
         d_pack = m.submodules.digital_pack = ResultPacker(dd.out.payload.shape(), L.act)
         d_tx = m.submodules.digital_tx = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
         wiring.connect(m, io.east_o, d_rx.i)
-        wiring.connect(m, d_rx.o, dd.x_in)
+        wiring.connect(m, d_rx.o, d_unpack.i)
+        wiring.connect(m, d_unpack.o, dd.x_in)
+        m.d.comb += d_unpack.k_terms.eq(dd.k_terms)
         wiring.connect(m, dd.out, d_pack.i)
         wiring.connect(m, d_pack.o, d_tx.i)
         wiring.connect(m, d_tx.o, io.east_i)

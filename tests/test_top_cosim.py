@@ -43,6 +43,9 @@ pytestmark = pytest.mark.cosim
 SEED = int(os.environ.get("AIMC_COSIM_SEED", "1"))
 WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
 TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
+#: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
+CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random"]
+CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: (simulator, periphery.affine_lanes) builds of the top level
 BUILDS = [("icarus", 1), ("icarus", 4), ("verilator", 4)]
 #: affine lanes -> (stage cycles per vector of the two layers of test_mlp_two_tiles, interval between vectors)
@@ -63,7 +66,8 @@ def outcomes(tmp_path_factory):
     def get(sim: str, lanes: int):
         if (sim, lanes) not in cache:
             build = tmp_path_factory.mktemp(f"top-{sim}-lanes{lanes}")
-            cache[sim, lanes] = run_top_scenarios(sim, TESTS, arch="tiny", changes={"periphery.affine_lanes": lanes},
+            tests = TESTS + (CHAIN_TESTS if (sim, lanes) in CHAIN_BUILDS else [])
+            cache[sim, lanes] = run_top_scenarios(sim, tests, arch="tiny", changes={"periphery.affine_lanes": lanes},
                                                   seed=SEED, build_dir=build, waves=WAVES)
         return cache[sim, lanes]
 
@@ -106,3 +110,29 @@ def test_top_simulators_agree(outcomes):
         for key in ("compared", "mismatches", "cycles", "config_cycles", "interval_cycles", "in_stall_cycles",
                     "out_stall_cycles"):
             assert a[key] == b[key], f"{test}: {key} icarus {a[key]} verilator {b[key]}"
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_chains(outcomes, sim, lanes):
+    """Partial-sum chains K = 32 + 20, N = 24, 8 vectors: 192 outputs each, 0 mismatches.
+
+    ``test_chain_home_first`` is the issue's case (hung after 40 of 192 outputs
+    when activations and partial sums shared one mesh); ``test_chain_upstream_first``
+    enqueues all upstream halves first (hung at 0 outputs); ``test_chain_random``
+    runs 8 chains over random ordered tile pairs, the four host orders, ready
+    low on 30 % of cycles at the AXI4-Stream ports and array ports: 8 x 192 outputs.
+    """
+    got = outcomes(sim, lanes)
+    for test in CHAIN_TESTS[:2]:
+        out = got[test]
+        assert out.passed, f"{sim} {test} seed {SEED}: {out.message}"
+        d = out.data
+        assert d["compared"] == d["expected_outputs"] == 192 and d["mismatches"] == 0, d
+        assert d["dac_compared"] == 8 * 52 and d["dac_mismatches"] == 0 and d["mvms"] == [8, 8], d
+        assert not any(d["flags"].values()), d["flags"]
+    out = got["test_chain_random"]
+    assert out.passed, f"{sim} test_chain_random seed {SEED}: {out.message}"
+    runs = out.data["runs"]
+    assert len(runs) == 8 and {r["order"] for r in runs} == {"vector", "home_first", "tiles", "random"}
+    assert out.data["compared"] == 8 * 192 and out.data["mismatches"] == 0, runs
+    assert all(r["compared"] == 192 for r in runs) and sum(r["out_stall_cycles"] for r in runs) > 0, runs
