@@ -60,7 +60,8 @@ from archmodel.spec import ChipSpec
 from rtl.params import TileParams
 from rtl.regmap import RegisterMap, build_regmap
 
-__all__ = ["MappedLayer", "RegWrite", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
+__all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "compile_digital_layer", "digital_dest", "digital_layer",
+           "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
 
 
@@ -119,6 +120,149 @@ class MappedLayer:
                              f"n_cols = {self.n_cols} columns")
         if self.mode not in (0, 1):
             raise ValueError(f"layer {self.name!r}: mode must be 0 or 1, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class DigitalLayer:
+    """One linear layer on the digital datapath (:class:`rtl.digital.DigitalDatapath`), ready to compile.
+
+    Attributes
+    ----------
+    w_int8 : ndarray (C_out, K), int64
+        int8 weights (``golden.digital.digital_linear`` layout).
+    coefs : golden.affine.AffineCoefficients
+        Requantization of the exact int32 sums (``C_out`` columns).
+    dest : tuple of int
+        ``(x, y)`` the results go to (a tile, or the host).
+    n_pixels : int
+        Vectors per ``start`` (one linear layer: the images of the run).
+    w_scale : float
+        Real value of one weight step (reported only).
+    name : str
+    """
+
+    w_int8: np.ndarray
+    coefs: AffineCoefficients
+    dest: tuple[int, int]
+    n_pixels: int = 1
+    w_scale: float = 1.0
+    name: str = ""
+
+    @property
+    def k_rows(self) -> int:
+        return int(self.w_int8.shape[1])
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.w_int8.shape[0])
+
+    tile = None  # not on a tile: the digital datapath at digital_dest()
+    gdc_alpha = 1.0  # no drift in a digital layer
+    chain_in = chain_out = False
+
+    def sums(self, x_int8: npt.ArrayLike, acc_bits: int) -> np.ndarray:
+        """Exact int32 sums ``x @ w.T`` (``golden.digital.digital_linear``), shape (B, C_out)."""
+        from archmodel.golden.digital import digital_linear
+        return digital_linear(x_int8, self.w_int8, acc_bits=acc_bits)
+
+
+def digital_dest(spec: ChipSpec) -> tuple[int, int]:
+    """Address of the digital datapath: ``(cols + 1, 0)``, east of the I/O router (:mod:`rtl.top`)."""
+    return spec.tile_grid.cols + 1, 0
+
+
+def digital_layer(spec: ChipSpec, weights: npt.ArrayLike, *, dest: tuple[int, int], in_scale: float,
+                  out_scale: float, bias: npt.ArrayLike | None = None, relu: bool = True, n_pixels: int = 1,
+                  name: str = "") -> DigitalLayer:
+    """Quantize a real K x N weight matrix for the digital datapath (per-layer symmetric int8).
+
+    ``w_scale = max|W| / 127``, ``w_int8 = round(W / w_scale)`` (transposed to
+    (N, K)); the requantization multiplier is
+    :func:`archmodel.golden.coefficients.digital_affine_multiplier` and the
+    offset :func:`archmodel.golden.coefficients.folded_offset`, quantized with
+    :func:`archmodel.golden.coefficients.quantize_affine` to the datapath's
+    widths (``DigitalParams``).
+
+    Raises
+    ------
+    ValueError
+        Empty or all-zero weights, K or N beyond the datapath, or a coefficient that does not fit.
+    """
+    from archmodel.golden.coefficients import digital_affine_multiplier
+    from rtl.params import DigitalParams
+
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.size == 0 or not np.any(w):
+        raise ValueError(f"layer {name!r}: weights must be a non-empty, non-zero (K, N) matrix, got {w.shape}")
+    dp = DigitalParams.from_spec(spec)
+    k, n = w.shape
+    if k > dp.max_k or n > dp.max_channels or -(-n // dp.mac_lanes) * k > dp.weight_words:
+        raise ValueError(f"layer {name!r}: a {k} x {n} layer does not fit the digital datapath of '{spec.name}' "
+                         f"(max_k {dp.max_k}, max_channels {dp.max_channels}, weight_words {dp.weight_words})")
+    w_scale = float(np.max(np.abs(w))) / 127.0
+    w_int8 = np.clip(np.rint(w / w_scale), -127, 127).astype(np.int64).T.copy()
+    m = digital_affine_multiplier(in_scale=in_scale, w_scale=w_scale, out_scale=out_scale)
+    b = folded_offset(bias, None, None, None, None, 1e-5, out_scale=out_scale)
+    coefs = quantize_affine(np.broadcast_to(m, (n,)), np.broadcast_to(b, (n,)), relu=relu,
+                            scale_bits=dp.scale_bits, offset_bits=dp.offset_bits, max_shift=dp.max_shift)
+    return DigitalLayer(w_int8=w_int8, coefs=coefs, dest=(int(dest[0]), int(dest[1])), n_pixels=int(n_pixels),
+                        w_scale=w_scale, name=name)
+
+
+def compile_digital_layer(spec: ChipSpec, layer: DigitalLayer, *, regmap: RegisterMap | None = None,
+                          weights: bool = True) -> list[RegWrite]:
+    """The register writes that configure ``layer`` on the digital datapath (nothing is started).
+
+    Order: ``k_terms``, ``c_out``, ``n_pixels``, ``shift``, ``relu``; per channel
+    ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; then (when
+    ``weights``) the weights word by word: ``w_addr = g*K + k`` once per word,
+    then per lane ``w_lane``, ``w_data``, ``ctrl.w_we`` (word layout of
+    :mod:`rtl.digital`); then ``digital.dest``. ``start`` is a command
+    (:func:`digital_start`).
+
+    Raises
+    ------
+    ValueError
+        A value does not fit its field.
+    """
+    from rtl.params import DigitalParams
+
+    rm = _regmap(spec, regmap)
+    lanes = DigitalParams.from_spec(spec).mac_lanes
+    out: list[RegWrite] = []
+
+    def w(reg: str, **values: int) -> None:
+        addr, word = rm.write(reg, **values)
+        out.append(RegWrite(addr, word, reg))
+
+    k, n = layer.k_rows, layer.n_cols
+    w("digital.k_terms", k_terms=k)
+    w("digital.c_out", c_out=n)
+    w("digital.n_pixels", n_pixels=layer.n_pixels)
+    c = layer.coefs
+    w("digital.shift", shift=int(c.shift))
+    w("digital.relu", relu=int(c.relu))
+    for j in range(n):
+        w("digital.coef_addr", coef_addr=j)
+        w("digital.coef_scale", coef_scale=int(c.scale[j]))
+        w("digital.coef_offset", coef_offset=int(c.offset[j]))
+        w("digital.ctrl", coef_we=1)
+    if weights:
+        for g in range(-(-n // lanes)):
+            for kk in range(k):
+                w("digital.w_addr", w_addr=g * k + kk)
+                for lane in range(min(lanes, n - g * lanes)):
+                    w("digital.w_lane", w_lane=lane)
+                    w("digital.w_data", w_data=int(layer.w_int8[g * lanes + lane, kk]))
+                    w("digital.ctrl", w_we=1)
+    w("digital.dest", x=layer.dest[0], y=layer.dest[1])
+    return out
+
+
+def digital_start(spec: ChipSpec, *, regmap: RegisterMap | None = None) -> RegWrite:
+    """The ``digital.ctrl.start`` pulse."""
+    addr, word = _regmap(spec, regmap).write("digital.ctrl", start=1)
+    return RegWrite(addr, word, "digital.ctrl")
 
 
 def tile_coords(spec: ChipSpec, tile: int) -> tuple[int, int]:
@@ -353,21 +497,33 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
                     regmap: RegisterMap | None = None) -> list[RegWrite]:
     """Writes of every layer (in order), then the ``start`` pulses, last layer first.
 
+    ``layers`` may hold one :class:`DigitalLayer` (first or last layer, or
+    between tiles); its ``start`` comes after the tiles' (one run of
+    ``n_pixels`` vectors).
+
     Raises
     ------
     ValueError
-        Two layers on one tile, a layer's results not sent to the next layer's tile, or a
-        partial-sum chain longer than the accumulator allows (:func:`check_chains`).
+        Two layers on one tile, a layer's results not sent to the next layer's tile or node, more than
+        one digital layer, or a partial-sum chain longer than the accumulator allows (:func:`check_chains`).
     """
     rm = _regmap(spec, regmap)
-    check_chains(spec, layers)
-    tiles = [lyr.tile for lyr in layers]
+    analog = [lyr for lyr in layers if not isinstance(lyr, DigitalLayer)]
+    digital = [lyr for lyr in layers if isinstance(lyr, DigitalLayer)]
+    if len(digital) > 1:
+        raise ValueError(f"{len(digital)} digital layers: the digital datapath holds one layer per run")
+    check_chains(spec, analog)
+    tiles = [lyr.tile for lyr in analog]
     if len(set(tiles)) != len(tiles):
         raise ValueError(f"two layers share a tile: tiles {tiles}")
+
+    def where(lyr) -> tuple[int, int]:
+        return digital_dest(spec) if isinstance(lyr, DigitalLayer) else tile_coords(spec, lyr.tile)
+
     for a, b in zip(layers[:-1], layers[1:], strict=True):
-        if a.dest != tile_coords(spec, b.tile):
+        if a.dest != where(b):
             raise ValueError(f"layer {a.name!r} sends its results to {a.dest}, but the next layer {b.name!r} "
-                             f"is on tile {b.tile} at {tile_coords(spec, b.tile)}")
+                             f"is at {where(b)}")
         if a.chain_out != b.chain_in:
             raise ValueError(f"layer {a.name!r} has chain_out={a.chain_out}, the next layer {b.name!r} "
                              f"chain_in={b.chain_in}: a partial-sum chain must be consecutive")
@@ -380,8 +536,12 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
                              f"{b.k_rows} inputs")
     out: list[RegWrite] = []
     for lyr in layers:
-        out += compile_layer(spec, lyr, regmap=rm)
-    return out + command_writes(spec, reversed(tiles), "start", regmap=rm)
+        out += (compile_digital_layer(spec, lyr, regmap=rm) if isinstance(lyr, DigitalLayer)
+                else compile_layer(spec, lyr, regmap=rm))
+    out += command_writes(spec, reversed(tiles), "start", regmap=rm)
+    if digital:
+        out.append(digital_start(spec, regmap=rm))
+    return out
 
 
 def dump_writes(spec: ChipSpec, writes: Sequence[RegWrite], *, regmap: RegisterMap | None = None) -> str:

@@ -217,3 +217,34 @@ async def test_chain_random(dut):
     assert sum(x["out_stall_cycles"] for x in runs) > 0, runs  # the host refused output flits
     _save("test_chain_random", {"runs": runs, "compared": sum(x["compared"] for x in runs),
                                 "mismatches": sum(x["mismatches"] for x in runs), "seed": env["seed"]})
+
+
+# ---------------------------------------------------------------- digital first / last layer (issue 15)
+
+
+def _digital_job(env: dict, sizes: list[int], tiles: list[int], digital: list[bool], name: str, n: int = 6):
+    job = mlp_job(env["arch"], sizes, tiles, n, env["seed"], changes=env["changes"], t_inf_s=0.0, name=name)
+    job.digital = list(digital)
+    return job
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def test_tile_to_digital(dut):
+    """Analog 30 -> 20 on tile 0, then the digital datapath 20 -> 10 (last layer), results to the host."""
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    pn = prepare_network(_digital_job(env, [30, 20, 10], [0, 0], [False, True], "tile 0 -> digital"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_tile_to_digital")
+    assert res.compared == 6 * 10 and res.dac_compared == 6 * 30 and res.mvms == [6], res.summary()
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def test_digital_to_tile(dut):
+    """The digital datapath 24 -> 16 (first layer, packed int8 from the host), then analog 16 -> 10 on tile 1."""
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    pn = prepare_network(_digital_job(env, [24, 16, 10], [0, 1], [True, False], "digital -> tile 1"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_digital_to_tile")
+    assert res.compared == 6 * 10 and res.dac_compared == 6 * 16 and res.mvms == [6], res.summary()

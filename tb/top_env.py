@@ -60,8 +60,9 @@ from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
 from rtl.params import TileParams
-from rtl.register_compiler import (MappedLayer, RegWrite, analog_layer, chained_layer, compile_network, host_dest,
-                                   tile_coords)
+from rtl.params import DigitalParams
+from rtl.register_compiler import (MappedLayer, RegWrite, analog_layer, chained_layer, compile_network, digital_dest,
+                                   digital_layer, host_dest, tile_coords)
 from rtl.regmap import RegisterMap, build_regmap
 from rtl.tile_controller import act_beat_layout
 from tb.packing import pack, width_of
@@ -121,6 +122,7 @@ class NetworkJob:
     relu: list[bool]
     in_scale: float = 1.0 / 64
     chain_rows: dict[int, list[int]] | None = None
+    digital: list[bool] | None = None  # layer l on the digital datapath (tiles[l] ignored)
 
 
 def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: int, seed: int, *,
@@ -151,7 +153,7 @@ class PreparedNetwork:
     spec: ChipSpec
     params: TileParams
     regmap: RegisterMap
-    matrices: list[AnalogMatrix]  # per mapped layer (one per tile; a chain's tiles hold row slices)
+    matrices: list[AnalogMatrix | None]  # per mapped layer (None: a digital layer) (one per tile; a chain's tiles hold row slices)
     layers: list[MappedLayer]     # per tile, in compile order (a chain: upstream tiles, then home)
     inputs: list[np.ndarray]     # int8 input vectors of each mapped layer's rows, (B, K_t)
     expected: np.ndarray         # int8 outputs of the last layer, (B, N_last)
@@ -180,6 +182,7 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
     p = TileParams.from_spec(spec)
     rm = build_regmap(spec)
     a = spec.array
+    dp = DigitalParams.from_spec(spec)
     x = np.asarray(job.x, dtype=np.int64)
     in_scale = float(job.in_scale)
     matrices, layers, inputs = [], [], []
@@ -190,9 +193,30 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
         k, n = w.shape
         if x.shape[1] != k:
             raise ValueError(f"layer {li}: {k} inputs, but the previous layer gives {x.shape[1]}")
+        is_digital = bool(job.digital and job.digital[li])
         chain = list(tile) if isinstance(tile, list) else [int(tile)]
         if len(chain) > 1 and li > 0:
             raise ValueError(f"layer {li}: only the first layer may be chained (a tile's results go to one tile)")
+        last = li == len(job.weights) - 1
+        if is_digital:
+            dest = host_dest(spec) if last else _layer_coords(spec, job, li + 1)
+            probe = digital_layer(spec, w, dest=dest, in_scale=in_scale, out_scale=1.0, relu=bool(job.relu[li]))
+            sums = probe.sums(x, dp.acc_bits)
+            y = sums * (in_scale * probe.w_scale) + np.asarray(bias, dtype=np.float64)
+            out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
+            if not math.isfinite(out_scale) or out_scale <= 0:
+                out_scale = 1.0
+            dl = digital_layer(spec, w, dest=dest, in_scale=in_scale, out_scale=out_scale, bias=bias,
+                               relu=bool(job.relu[li]), n_pixels=x.shape[0], name=f"layer{li}")
+            if li == 0:
+                entry.append(len(layers))
+            matrices.append(None)
+            layers.append(dl)
+            inputs.append(x)
+            x = dl.coefs.apply(sums, acc_bits=dp.acc_bits, scale_bits=dp.scale_bits, offset_bits=dp.offset_bits)
+            outs.append(x)
+            in_scale = out_scale
+            continue
         noise_seed = int(np.random.SeedSequence([job.seed, li]).generate_state(1)[0])
         rng = np.random.default_rng([job.seed, 1, li])
         matrix = AnalogMatrix(spec, noise_seed=noise_seed).program(w, rng)
@@ -224,10 +248,9 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
         out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
         if not math.isfinite(out_scale) or out_scale <= 0:
             out_scale = 1.0
-        last = li == len(job.weights) - 1
         if not last and isinstance(job.tiles[li + 1], list):
             raise ValueError(f"layer {li + 1}: only the first layer may be chained")
-        dest = host_dest(spec) if last else tile_coords(spec, job.tiles[li + 1])
+        dest = host_dest(spec) if last else _layer_coords(spec, job, li + 1)
         common = dict(in_scale=in_scale, out_scale=out_scale, bias=bias, gdc_alpha=alpha, relu=bool(job.relu[li]),
                       mode=1)
         if len(chain) > 1:
@@ -247,6 +270,19 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
     writes = compile_network(spec, layers, regmap=rm)
     return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,
                            inputs=inputs, expected=x, writes=writes, entry=entry, layer_outputs=outs)
+
+
+def _layer_coords(spec: ChipSpec, job: NetworkJob, li: int) -> tuple[int, int]:
+    """Where layer ``li``'s inputs go: its (first) tile, or the digital datapath."""
+    if job.digital and job.digital[li]:
+        return digital_dest(spec)
+    t = job.tiles[li]
+    return tile_coords(spec, t[0] if isinstance(t, list) else t)
+
+
+def node_coords(spec: ChipSpec, layer) -> tuple[int, int]:
+    """Mesh address of a mapped layer: its tile, or the digital datapath (``layer.tile`` None)."""
+    return digital_dest(spec) if layer.tile is None else tile_coords(spec, layer.tile)
 
 
 def _row_slice(matrix: AnalogMatrix, r0: int, r1: int, noise_seed: int) -> AnalogMatrix:
@@ -428,8 +464,11 @@ class TopTestbench:
         from rtl.csr import Access
 
         start = self.clock.cycle()
-        config = [w for w in pn.writes if not w.name.endswith(".tc.ctrl")]
-        starts = [w for w in pn.writes if w.name.endswith(".tc.ctrl")]
+        def is_start(w: RegWrite) -> bool:
+            return w.name.endswith(".tc.ctrl") or (w.name == "digital.ctrl" and
+                                                   self.regmap.decode(w.name, w.data)["start"] == 1)
+        config = [w for w in pn.writes if not is_start(w)]
+        starts = [w for w in pn.writes if is_start(w)]
         for wr in config:
             await self.write(wr, res)
         if readback:
@@ -474,6 +513,8 @@ class TopTestbench:
         # ---- array bridges (they also check each layer's DAC codes against the golden input)
         bridges = []
         for li, (lyr, matrix) in enumerate(zip(L, pn.matrices, strict=True)):
+            if matrix is None:  # digital layer: no array port
+                continue
             bridge = checking_bridge_class()(self.dut, self.clock, spec, matrix, pn.inputs[li], res, layer=li,
                                     rng=self.rng, p_dac_ready=self.p_dac_ready, p_adc_valid=self.p_adc_valid,
                                     dac_prefix=f"dac__{lyr.tile}", adc_prefix=f"adc__{lyr.tile}")
@@ -485,7 +526,7 @@ class TopTestbench:
         rpb = p.rows_per_dac_beat
         queue: list[tuple[int, int, list]] = []  # (entry index, vector, frames of that vector's rows)
         for ei, li in enumerate(pn.entry):
-            xt, yt = tile_coords(spec, L[li].tile)
+            xt, yt = node_coords(spec, L[li])
             tdest = host_tdest(spec, xt, yt, 0)
             nb = -(-L[li].k_rows // rpb)
             for v, xv in enumerate(pn.inputs[li]):
@@ -549,7 +590,14 @@ class TopTestbench:
         for wr in self._commands(pn, "stop"):
             await self.write(wr, res)
         await ClockCycles(self.clock.clk, 20)
+        if any(lyr.tile is None for lyr in L):
+            st = await self.read("digital.status", res)
+            for flag in ("err_config", "err_x_last", "busy"):
+                res.flags[f"digital.{flag}"] = st[flag]
+            res.flags["digital.not_done"] = int(not st["done"])
         for lyr in L:
+            if lyr.tile is None:
+                continue
             st = await self.read(f"tile{lyr.tile}.tc.status", res)
             af = await self.read(f"tile{lyr.tile}.affine.status", res)
             for flag in ("err_config", "err_act_last", "err_adc_last", "busy"):
@@ -573,7 +621,8 @@ class TopTestbench:
 
     def _commands(self, pn: PreparedNetwork, command: str) -> list[RegWrite]:
         from rtl.register_compiler import command_writes
-        return command_writes(self.spec, [lyr.tile for lyr in pn.layers], command, regmap=self.regmap)
+        return command_writes(self.spec, [lyr.tile for lyr in pn.layers if lyr.tile is not None], command,
+                              regmap=self.regmap)
 
 
 # ======================================================================== Verilog and runner

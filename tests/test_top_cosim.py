@@ -44,7 +44,8 @@ SEED = int(os.environ.get("AIMC_COSIM_SEED", "1"))
 WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
 TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 #: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
-CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random"]
+CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
+               "test_digital_to_tile"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: (simulator, periphery.affine_lanes) builds of the top level
 BUILDS = [("icarus", 1), ("icarus", 4), ("verilator", 4)]
@@ -136,3 +137,17 @@ def test_top_chains(outcomes, sim, lanes):
     assert len(runs) == 8 and {r["order"] for r in runs} == {"vector", "home_first", "tiles", "random"}
     assert out.data["compared"] == 8 * 192 and out.data["mismatches"] == 0, runs
     assert all(r["compared"] == 192 for r in runs) and sum(r["out_stall_cycles"] for r in runs) > 0, runs
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+@pytest.mark.parametrize("test", ["test_tile_to_digital", "test_digital_to_tile"])
+def test_top_digital_layer(outcomes, sim, lanes, test):
+    """Tile -> digital (30 -> 20 analog, 20 -> 10 digital) and digital -> tile (24 -> 16 digital, 16 -> 10
+    analog), 6 vectors, ready low on 30 % of cycles: 60 outputs, 0 mismatches, the DAC codes of the analog layer
+    (6 x 30, 6 x 16) all compared, no digital-datapath error flag (err_x_last)."""
+    out = outcomes(sim, lanes)[test]
+    assert out.passed, f"{sim} {test} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 60 and d["mismatches"] == 0, d
+    assert d["dac_compared"] == 6 * (30 if test == "test_tile_to_digital" else 16) and d["dac_mismatches"] == 0, d
+    assert "digital.err_x_last" in d["flags"] and not any(d["flags"].values()), d["flags"]
