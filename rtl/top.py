@@ -16,21 +16,23 @@ Micro-architecture
   the tile-level co-simulation runs) and a :class:`~rtl.router.MeshRouter` (in
   :class:`~rtl.mesh.Mesh`). Its array port (``dac[t]`` out, ``adc[t]`` in) is a
   top-level port: the analog macro is outside (docs/design.md, "The array port").
-- **Network interface** of a tile: flits arriving with ``chan`` 0 are
-  reassembled into ``act`` beats for the tile controller, ``chan`` 1 into
-  partial sums for the affine unit (:class:`~rtl.axis.FlitsToBeat`). The
-  affine unit's int8 results are packed into ``act`` beats
-  (:class:`~rtl.axis.ResultPacker`) -- the input format of the next tile --
-  and, like its partial sums (``chain_out``), sent as one packet per beat to
-  the tile or node in the tile's ``ni.dest`` register
-  (:class:`~rtl.axis.BeatToFlits`); the two packet sources share the local
-  port through a packet-locked arbiter (:class:`FlitMerge`).
+- **Network interface** of a tile: activations travel on the activation
+  mesh, partial sums on a second, identical **partial-sum mesh** (a dedicated
+  network per message class, so neither can block the other: docs/design.md
+  "Deadlock-free transport"). Arriving flits are reassembled into ``act``
+  beats for the tile controller and into partial sums for the affine unit
+  (:class:`~rtl.axis.FlitsToBeat`). The affine unit's int8 results are packed
+  into ``act`` beats (:class:`~rtl.axis.ResultPacker`) -- the input format of
+  the next tile -- and sent as one packet per beat on the activation mesh, its
+  partial sums (``chain_out``) on the partial-sum mesh, both to the tile or
+  node in the tile's ``ni.dest`` register (:class:`~rtl.axis.BeatToFlits`).
 - **I/O router** at ``(cols, 0)``, east of the last tile of row 0: its local
   port is the host (AXI4-Stream in: ``tdest`` = the flit's ``x``, ``y``,
   ``chan``; AXI4-Stream out: ``tdest`` = ``chan``), its east port the
   **digital datapath** node at ``(cols + 1, 0)``
-  (:class:`~rtl.digital.DigitalDatapath`: flits -> im2col beats, results ->
-  ``act`` beats -> flits to ``digital.dest``). Layers kept digital (first and
+  (:class:`~rtl.digital.DigitalDatapath`: flits -> ``act`` beats -> one
+  element per beat, vectors cut by the K count (:class:`~rtl.axis.BeatUnpacker`),
+  results -> ``act`` beats -> flits to ``digital.dest``). Layers kept digital (first and
   last) thus sit between the host and the tiles, and every transfer --
   host -> digital -> tiles -> ... -> digital -> host -- is a routed packet.
 - **Configuration**: one :class:`~rtl.csr.CSRBank` generated from
@@ -66,82 +68,9 @@ from .mesh import Mesh
 from .regmap import RegisterMap, build_regmap
 from .router import MeshRouter
 
-__all__ = ["Coprocessor", "FlitMerge", "FlitDemux"]
+__all__ = ["Coprocessor"]
 
 CHAN_ACT, CHAN_PSUM = 0, 1
-
-
-class FlitMerge(wiring.Component):
-    """``n`` flit streams -> one, whole packets at a time (fixed priority, lowest index first).
-
-    Parameters
-    ----------
-    layout : data.StructLayout
-        Flit layout.
-    n : int
-        Inputs (>= 1).
-
-    Members
-    -------
-    i : In(stream.Signature(layout)).array(n)
-    o : Out(stream.Signature(layout))
-        Combinational path (0 cycles); the chosen input stays granted from its
-        first offered flit until its ``last`` flit is accepted.
-    """
-
-    def __init__(self, layout, n: int):
-        if n < 1:
-            raise reject(self, ValueError(f"n must be >= 1, got {n}"))
-        self.n = n
-        super().__init__({"i": In(stream.Signature(layout)).array(n), "o": Out(stream.Signature(layout))})
-
-    def elaborate(self, platform):
-        m = Module()
-        busy = Signal()
-        owner = Signal(range(self.n))
-        grant = Signal(range(self.n))
-        with m.If(busy):
-            m.d.comb += grant.eq(owner)
-        with m.Else():
-            for k in reversed(range(self.n)):
-                with m.If(self.i[k].valid):
-                    m.d.comb += grant.eq(k)
-        with m.Switch(grant):
-            for k in range(self.n):
-                with m.Case(k):
-                    m.d.comb += [self.o.valid.eq(self.i[k].valid), self.o.payload.eq(self.i[k].payload),
-                                 self.i[k].ready.eq(self.o.ready)]
-        with m.If(self.o.valid):
-            with m.If(self.o.ready & self.o.payload.last):
-                m.d.sync += busy.eq(0)
-            with m.Else():
-                m.d.sync += [busy.eq(1), owner.eq(grant)]
-        return m
-
-
-class FlitDemux(wiring.Component):
-    """One flit stream -> ``n`` by the flit's ``chan`` field (``chan >= n``: dropped).
-
-    Members
-    -------
-    i : In(stream.Signature(layout))
-    o : Out(stream.Signature(layout)).array(n)
-        Combinational (0 cycles).
-    """
-
-    def __init__(self, layout, n: int):
-        self.n = n
-        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout)).array(n)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.i.ready.eq(1)  # unknown channel: drop
-        for k in range(self.n):
-            sel = self.i.payload.chan == k
-            m.d.comb += [self.o[k].payload.eq(self.i.payload), self.o[k].valid.eq(self.i.valid & sel)]
-            with m.If(sel):
-                m.d.comb += self.i.ready.eq(self.o[k].ready)
-        return m
 
 
 class Coprocessor(wiring.Component):

@@ -59,10 +59,18 @@ from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
-from rtl.params import TileParams
-from rtl.params import DigitalParams
-from rtl.register_compiler import (MappedLayer, RegWrite, analog_layer, chained_layer, compile_network, digital_dest,
-                                   digital_layer, host_dest, tile_coords)
+from rtl.params import DigitalParams, TileParams
+from rtl.register_compiler import (
+    MappedLayer,
+    RegWrite,
+    analog_layer,
+    chained_layer,
+    compile_network,
+    digital_dest,
+    digital_layer,
+    host_dest,
+    tile_coords,
+)
 from rtl.regmap import RegisterMap, build_regmap
 from rtl.tile_controller import act_beat_layout
 from tb.packing import pack, width_of
@@ -153,7 +161,7 @@ class PreparedNetwork:
     spec: ChipSpec
     params: TileParams
     regmap: RegisterMap
-    matrices: list[AnalogMatrix | None]  # per mapped layer (None: a digital layer) (one per tile; a chain's tiles hold row slices)
+    matrices: list[AnalogMatrix | None]  # per mapped layer (None: digital; a chain's tiles hold row slices)
     layers: list[MappedLayer]     # per tile, in compile order (a chain: upstream tiles, then home)
     inputs: list[np.ndarray]     # int8 input vectors of each mapped layer's rows, (B, K_t)
     expected: np.ndarray         # int8 outputs of the last layer, (B, N_last)
