@@ -58,7 +58,7 @@ from archmodel.golden.coefficients import analog_affine_multiplier, folded_offse
 from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
 from rtl.params import TileParams
-from rtl.regmap import RegisterMap, build_regmap
+from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "compile_digital_layer", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
@@ -99,6 +99,12 @@ class MappedLayer:
         Array-port cycles per input vector, ``sum of timing.mvm_cycles`` over the layer's arrays.
     name : str
         Label for dumps.
+    dests : tuple of (x, y, lo, hi, chan)
+        Destination entries of the results when they go to more than one place
+        (a split over a chain's tiles, a multicast to column blocks): beat ``b``
+        of a vector goes to every entry with ``lo <= b`` and (``hi == 0`` or
+        ``b < hi``); empty: ``dest`` gets every beat. Entry 0 is also where
+        partial sums go (``chain_out``), so it must equal ``dest`` then.
     """
 
     tile: int
@@ -113,6 +119,7 @@ class MappedLayer:
     g_scale_us: float = float("nan")
     mvm_cycles: int = 0
     name: str = ""
+    dests: tuple[tuple[int, int, int, int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.coefs.n_cols != self.n_cols:
@@ -136,6 +143,8 @@ class DigitalLayer:
         ``(x, y)`` the results go to (a tile, or the host).
     n_pixels : int
         Vectors per ``start`` (one linear layer: the images of the run).
+    dests : tuple of (x, y, lo, hi, chan)
+        Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``).
     w_scale : float
         Real value of one weight step (reported only).
     name : str
@@ -147,6 +156,7 @@ class DigitalLayer:
     n_pixels: int = 1
     w_scale: float = 1.0
     name: str = ""
+    dests: tuple[tuple[int, int, int, int, int], ...] = ()
 
     @property
     def k_rows(self) -> int:
@@ -255,7 +265,7 @@ def compile_digital_layer(spec: ChipSpec, layer: DigitalLayer, *, regmap: Regist
                     w("digital.w_lane", w_lane=lane)
                     w("digital.w_data", w_data=int(layer.w_int8[g * lanes + lane, kk]))
                     w("digital.ctrl", w_we=1)
-    w("digital.dest", x=layer.dest[0], y=layer.dest[1])
+    _dest_writes(w, "digital", layer, DIGITAL_DESTS)
     return out
 
 
@@ -444,8 +454,20 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
         w(f"{af}.coef_scale", coef_scale=int(c.scale[j]))
         w(f"{af}.coef_offset", coef_offset=int(c.offset[j]))
         w(f"{af}.ctrl", coef_we=1)
-    w(f"{ni}.dest", x=layer.dest[0], y=layer.dest[1])
+    _dest_writes(w, ni, layer, TILE_DESTS)
     return out
+
+
+def _dest_writes(w, ni: str, layer, entries: int) -> None:
+    """``{ni}.dest`` .. ``{ni}.dest<e>``: the layer's destination entries (one when ``layer.dests`` is empty)."""
+    dests = layer.dests or ((layer.dest[0], layer.dest[1], 0, 0, 0),)
+    if len(dests) > entries:
+        raise ValueError(f"layer {layer.name!r}: {len(dests)} destinations, the network interface has {entries}")
+    if tuple(dests[0][:2]) != tuple(layer.dest):
+        raise ValueError(f"layer {layer.name!r}: destination entry 0 {dests[0][:2]} is not dest {layer.dest}")
+    for e, (x, y, lo, hi, chan) in enumerate(dests):
+        extra = {"en": 1} if e else {}
+        w(f"{ni}.dest" + (str(e) if e else ""), x=x, y=y, lo=lo, hi=hi, chan=chan, **extra)
 
 
 def command_writes(spec: ChipSpec, tiles: Iterable[int], command: str, *,
@@ -520,7 +542,7 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
     def where(lyr) -> tuple[int, int]:
         return digital_dest(spec) if isinstance(lyr, DigitalLayer) else tile_coords(spec, lyr.tile)
 
-    for a, b in zip(layers[:-1], layers[1:], strict=True):
+    for i, (a, b) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
         if a.dest != where(b):
             raise ValueError(f"layer {a.name!r} sends its results to {a.dest}, but the next layer {b.name!r} "
                              f"is at {where(b)}")
@@ -531,9 +553,14 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
             if a.n_cols != b.n_cols:
                 raise ValueError(f"chain {a.name!r} -> {b.name!r}: {a.n_cols} != {b.n_cols} columns")
             continue
-        if a.n_cols != b.k_rows:
+        k_in = b.k_rows
+        j = i + 1
+        while layers[j].chain_out and j + 1 < len(layers):  # b starts a chain: its tiles share the inputs
+            j += 1
+            k_in += layers[j].k_rows
+        if a.n_cols != k_in:
             raise ValueError(f"layer {a.name!r} has {a.n_cols} outputs, the next layer {b.name!r} "
-                             f"{b.k_rows} inputs")
+                             f"{k_in} inputs")
     out: list[RegWrite] = []
     for lyr in layers:
         out += (compile_digital_layer(spec, lyr, regmap=rm) if isinstance(lyr, DigitalLayer)

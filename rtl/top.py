@@ -62,10 +62,10 @@ from archmodel import timing
 from archmodel.spec import ChipSpec
 
 from ._util import reject
-from .axis import AXIStreamSignature, BeatToFlits, BeatUnpacker, FlitsToBeat, ResultPacker
+from .axis import AXIStreamSignature, BeatToFlits, BeatUnpacker, DestFanout, FlitsToBeat, ResultPacker
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
-from .regmap import RegisterMap, build_regmap
+from .regmap import DEST_BEAT_BITS, DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 from .router import MeshRouter
 
 __all__ = ["Coprocessor"]
@@ -165,18 +165,20 @@ class Coprocessor(wiring.Component):
             wiring.connect(m, rx_act.o, tile.act)
             wiring.connect(m, rx_psum.o, tile.psum_in)
             # send: results (as act beats) on the activation mesh, partial sums on the partial-sum mesh
-            ni = SimpleNamespace(dest_x=Signal(self.x_bits, name=f"tile{t}_dest_x"),
-                                 dest_y=Signal(self.y_bits, name=f"tile{t}_dest_y"))
             pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
-            tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
+            fan = m.submodules[f"tile{t}_fan"] = self._fanout(TILE_DESTS)
+            tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.act, self.flit, chan=None)
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
             wiring.connect(m, tile.out, pack.i)
-            wiring.connect(m, pack.o, tx_act.i)
+            wiring.connect(m, pack.o, fan.i)
+            wiring.connect(m, fan.o, tx_act.i)
+            m.d.comb += [tx_act.dest_x.eq(fan.dest_x), tx_act.dest_y.eq(fan.dest_y), tx_act.dest_chan.eq(fan.dest_chan),
+                         tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
             wiring.connect(m, tile.psum_out, tx_psum.i)
             wiring.connect(m, tx_act.o, mesh.local_i[t])
             wiring.connect(m, tx_psum.o, pmesh.local_i[t])
-            for tx in (tx_act, tx_psum):
-                m.d.comb += [tx.dest_x.eq(ni.dest_x), tx.dest_y.eq(ni.dest_y)]
+            ni = self._fan_ports(fan)
+            m.d.comb += fan.en[0].eq(1)  # entry 0 always on (also the partial sums' destination)
             blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
                            f"tile{t}.ni": ni})
 
@@ -199,15 +201,19 @@ class Coprocessor(wiring.Component):
         d_rx = m.submodules.digital_rx = FlitsToBeat(L.act, self.flit)
         d_unpack = m.submodules.digital_unpack = BeatUnpacker(L.act, L.x, len(dd.k_terms))
         d_pack = m.submodules.digital_pack = ResultPacker(dd.out.payload.shape(), L.act)
-        d_tx = m.submodules.digital_tx = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
+        d_fan = m.submodules.digital_fan = self._fanout(DIGITAL_DESTS)
+        d_tx = m.submodules.digital_tx = BeatToFlits(L.act, self.flit, chan=None)
         wiring.connect(m, io.east_o, d_rx.i)
         wiring.connect(m, d_rx.o, d_unpack.i)
         wiring.connect(m, d_unpack.o, dd.x_in)
         m.d.comb += d_unpack.k_terms.eq(dd.k_terms)
         wiring.connect(m, dd.out, d_pack.i)
-        wiring.connect(m, d_pack.o, d_tx.i)
+        wiring.connect(m, d_pack.o, d_fan.i)
+        wiring.connect(m, d_fan.o, d_tx.i)
+        m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
         wiring.connect(m, d_tx.o, io.east_i)
-        d_ni = SimpleNamespace(dest_x=d_tx.dest_x, dest_y=d_tx.dest_y)
+        d_ni = self._fan_ports(d_fan)
+        m.d.comb += d_fan.en[0].eq(1)
         blocks.update({"digital": dd, "digital.ni": d_ni})
 
         # ---- host AXI4-Stream <-> I/O router local port
@@ -228,6 +234,18 @@ class Coprocessor(wiring.Component):
         wiring.connect(m, wiring.flipped(self.s_axil), csr.bus)
         self._bind_csr(m, csr, blocks)
         return m
+
+    def _fanout(self, entries: int) -> DestFanout:
+        return DestFanout(self.layouts.act, self.x_bits, self.y_bits, entries, DEST_BEAT_BITS)
+
+    @staticmethod
+    def _fan_ports(fan: DestFanout) -> SimpleNamespace:
+        """CSR targets of a network interface's destination entries (``x0``, ``lo1``, ... ``en1``)."""
+        ports = {}
+        for e in range(fan.entries):
+            for f in ("x", "y", "chan", "lo", "hi", "en"):
+                ports[f"{f}{e}"] = getattr(fan, f)[e]
+        return SimpleNamespace(**ports)
 
     def _bind_csr(self, m: Module, csr: CSRBank, blocks: dict) -> None:
         from .csr import Access

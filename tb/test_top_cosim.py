@@ -248,3 +248,15 @@ async def test_digital_to_tile(dut):
     res = await tb.run(pn, log=dut._log)
     _check(res, "test_digital_to_tile")
     assert res.compared == 6 * 10 and res.dac_compared == 6 * 16 and res.mvms == [6], res.summary()
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def test_digital_to_chain(dut):
+    """The digital datapath 24 -> 52 splits each result vector over a chain (rows 0..31 to tile 2, 32..51 to
+    tile 3: destination entries by beat range), chained 52 -> 24 on tiles 2 -> 3, results to the host."""
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    pn = prepare_network(_digital_job(env, [24, 52, 24], [0, [2, 3]], [True, False], "digital -> chain 2->3"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_digital_to_chain")
+    assert res.compared == 6 * 24 and res.dac_compared == 6 * 52 and res.mvms == [6, 6], res.summary()

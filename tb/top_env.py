@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +203,6 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             raise ValueError(f"layer {li}: {k} inputs, but the previous layer gives {x.shape[1]}")
         is_digital = bool(job.digital and job.digital[li])
         chain = list(tile) if isinstance(tile, list) else [int(tile)]
-        if len(chain) > 1 and li > 0:
-            raise ValueError(f"layer {li}: only the first layer may be chained (a tile's results go to one tile)")
         last = li == len(job.weights) - 1
         if is_digital:
             dest = host_dest(spec) if last else _layer_coords(spec, job, li + 1)
@@ -216,6 +214,8 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
                 out_scale = 1.0
             dl = digital_layer(spec, w, dest=dest, in_scale=in_scale, out_scale=out_scale, bias=bias,
                                relu=bool(job.relu[li]), n_pixels=x.shape[0], name=f"layer{li}")
+            if not last:
+                dl = replace(dl, dests=_split_dests(spec, job, li + 1))
             if li == 0:
                 entry.append(len(layers))
             matrices.append(None)
@@ -236,9 +236,7 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             matrix.drift(float(job.t_inf_s), rng)
             alpha = float(calibration.gdc_alpha(matrix, cal, ref))
         if len(chain) > 1:
-            per_tile = a.rows * a.arrays_per_tile
-            rows = list((job.chain_rows or {}).get(li) or
-                        [per_tile] * (len(chain) - 1) + [k - per_tile * (len(chain) - 1)])
+            rows = _chain_rows(spec, job, li)
             parts, r0 = [], 0
             for ci, r in enumerate(rows):
                 parts.append((slice(r0, r0 + r), _row_slice(matrix, r0, r0 + r, noise_seed + 1 + ci)))
@@ -256,8 +254,6 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
         out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
         if not math.isfinite(out_scale) or out_scale <= 0:
             out_scale = 1.0
-        if not last and isinstance(job.tiles[li + 1], list):
-            raise ValueError(f"layer {li + 1}: only the first layer may be chained")
         dest = host_dest(spec) if last else _layer_coords(spec, job, li + 1)
         common = dict(in_scale=in_scale, out_scale=out_scale, bias=bias, gdc_alpha=alpha, relu=bool(job.relu[li]),
                       mode=1)
@@ -266,6 +262,8 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
                                    name=f"layer{li}", **common)
         else:
             mapped = [analog_layer(spec, w, tile=chain[0], dest=dest, name=f"layer{li}", **common)]
+        if not last:
+            mapped[-1] = replace(mapped[-1], dests=_split_dests(spec, job, li + 1))
         for lyr, (sl, mt) in zip(mapped, parts, strict=True):
             if li == 0:
                 entry.append(len(layers))
@@ -278,6 +276,36 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
     writes = compile_network(spec, layers, regmap=rm)
     return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,
                            inputs=inputs, expected=x, writes=writes, entry=entry, layer_outputs=outs)
+
+
+def _chain_rows(spec: ChipSpec, job: NetworkJob, li: int) -> list[int]:
+    """Rows of each tile of layer ``li``'s chain (module docstring of :class:`NetworkJob`)."""
+    chain = job.tiles[li] if isinstance(job.tiles[li], list) else [job.tiles[li]]
+    k = np.asarray(job.weights[li]).shape[0]
+    per_tile = spec.array.rows * spec.array.arrays_per_tile
+    if len(chain) == 1:
+        return [k]
+    return list((job.chain_rows or {}).get(li) or [per_tile] * (len(chain) - 1) + [k - per_tile * (len(chain) - 1)])
+
+
+def _split_dests(spec: ChipSpec, job: NetworkJob, li: int) -> tuple[tuple[int, int, int, int, int], ...]:
+    """Destination entries of the layer feeding layer ``li``: one per tile of its chain, by beat range.
+
+    Empty (a single destination) unless layer ``li`` is chained. Raises ValueError when a tile's
+    rows do not start on an ``act`` beat boundary (``rows_per_dac_beat``).
+    """
+    if not isinstance(job.tiles[li], list) or (job.digital and job.digital[li]):
+        return ()
+    rpb = TileParams.from_spec(spec).rows_per_dac_beat
+    rows = _chain_rows(spec, job, li)
+    out, r0 = [], 0
+    for i, (t, r) in enumerate(zip(job.tiles[li], rows, strict=True)):
+        if r0 % rpb:
+            raise ValueError(f"layer {li}: tile {t} starts at row {r0}, not a multiple of {rpb} rows per beat")
+        x, y = tile_coords(spec, t)
+        out.append((x, y, r0 // rpb, 0 if i == len(rows) - 1 else (r0 + r) // rpb, 0))
+        r0 += r
+    return tuple(out)
 
 
 def _layer_coords(spec: ChipSpec, job: NetworkJob, li: int) -> tuple[int, int]:

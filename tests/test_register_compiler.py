@@ -100,7 +100,7 @@ def test_writes_decode_back_through_the_register_map():
     fields = {w.name: RM.decode(w.name, w.data) for w in writes}
     assert fields["tile3.tc.k_rows"] == {"k_rows": K} and fields["tile3.tc.n_cols"] == {"n_cols": N}
     assert fields["tile3.affine.relu"] == {"relu": 0} and fields["tile3.affine.shift"] == {"shift": 14}
-    assert fields["tile3.ni.dest"] == {"x": 0, "y": 1}
+    assert fields["tile3.ni.dest"] == {"x": 0, "chan": 0, "lo": 0, "y": 1, "hi": 0}
     assert [w.data for w in writes if w.name == "tile3.ni.dest"] == [1 << 16]   # y at bit 16
     assert sum(w.name.endswith("affine.ctrl") for w in writes) == N
 

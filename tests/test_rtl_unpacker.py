@@ -48,3 +48,45 @@ def test_beat_unpacker(k, p):
     assert [int(e.last) for e in snk.items] == ([0] * (k - 1) + [1]) * n_vec
     if p == 1.0:
         assert snk.cycles == list(range(snk.cycles[0], snk.cycles[0] + n_vec * k))
+
+
+@pytest.mark.parametrize("p", [1.0, 0.6])
+def test_dest_fanout_split_and_multicast(p):
+    """Vectors of 7 beats; entry 0 beats 0..3 to (0, 0), entry 1 beats 4.. to (1, 0), entry 2 beats 2..4 to (1, 1)
+    (chan 1), entry 3 disabled: per vector 4 + 3 + 3 = 10 beats, in beat order with entries in order per beat,
+    ``last`` on beat 3 (entry 0), beat 6 (entry 1, the input's last) and beat 4 (entry 2)."""
+    from rtl.axis import DestFanout
+
+    rng = np.random.default_rng(5)
+    dut = DestFanout(ACT, 2, 1, 4)
+    src, snk = Source(dut.i, rng, p), Sink(dut.o, rng, p)
+    n_vec = 3
+    for v in range(n_vec):
+        for b in range(7):
+            src.put({"data": [v * 16 + b] + [0] * 7, "last": int(b == 6)})
+    conf = [(0, 0, 0, 0, 4, 1), (1, 0, 0, 4, 0, 1), (1, 1, 1, 2, 5, 1), (0, 0, 0, 0, 0, 0)]  # x y chan lo hi en
+    dests: list[tuple[int, int, int]] = []
+
+    async def tb(ctx, rst):
+        for e, (x, y, chan, lo, hi, en) in enumerate(conf):
+            for name, val in (("x", x), ("y", y), ("chan", chan), ("lo", lo), ("hi", hi), ("en", en)):
+                ctx.set(getattr(dut, name)[e], val)
+        h = Harness({"i": src}, {"o": snk}, rst)
+        while len(snk.items) < 10 * n_vec and h.cycle < 600:
+            d = (ctx.get(dut.dest_x), ctx.get(dut.dest_y), ctx.get(dut.dest_chan))
+            n = len(snk.items)
+            await h.step(ctx)
+            if len(snk.items) > n:
+                dests.append(d)
+    simulate(dut, tb)
+    want = []
+    for v in range(n_vec):
+        for b in range(7):
+            if b < 4:
+                want.append((v * 16 + b, int(b == 3), (0, 0, 0)))
+            if b >= 4:
+                want.append((v * 16 + b, int(b == 6), (1, 0, 0)))
+            if 2 <= b < 5:
+                want.append((v * 16 + b, int(b == 4), (1, 1, 1)))
+    got = [(int(it.data[0]), int(it.last), d) for it, d in zip(snk.items, dests, strict=True)]
+    assert got == want

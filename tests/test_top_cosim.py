@@ -45,7 +45,7 @@ WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
 TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 #: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
 CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
-               "test_digital_to_tile"]
+               "test_digital_to_tile", "test_digital_to_chain"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: (simulator, periphery.affine_lanes) builds of the top level
 BUILDS = [("icarus", 1), ("icarus", 4), ("verilator", 4)]
@@ -151,3 +151,15 @@ def test_top_digital_layer(outcomes, sim, lanes, test):
     assert d["compared"] == d["expected_outputs"] == 60 and d["mismatches"] == 0, d
     assert d["dac_compared"] == 6 * (30 if test == "test_tile_to_digital" else 16) and d["dac_mismatches"] == 0, d
     assert "digital.err_x_last" in d["flags"] and not any(d["flags"].values()), d["flags"]
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_digital_to_chain(outcomes, sim, lanes):
+    """Digital 24 -> 52 split by destination entries over the chain 52 = 32 + 20 -> 24 on tiles 2 -> 3, 6 vectors,
+    ready low on 30 % of cycles: 144 outputs and 6 x 52 DAC codes, 0 mismatches, 6 MVMs per tile, no flag."""
+    out = outcomes(sim, lanes)["test_digital_to_chain"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 144 and d["mismatches"] == 0, d
+    assert d["dac_compared"] == 6 * 52 and d["dac_mismatches"] == 0 and d["mvms"] == [6, 6], d
+    assert not any(d["flags"].values()), d["flags"]
