@@ -260,3 +260,29 @@ async def test_digital_to_chain(dut):
     res = await tb.run(pn, log=dut._log)
     _check(res, "test_digital_to_chain")
     assert res.compared == 6 * 24 and res.dac_compared == 6 * 52 and res.mvms == [6, 6], res.summary()
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def test_digital_weight_fault(dut):
+    """RTL-side fault: one digital weight word loaded over AXI4-Lite is negated (W[ch 5, k 3]); the golden run is
+    untouched. The chain tile that receives channel 5 (tile 2, rows 0..31) must report wrong DAC codes in row 5
+    only -- the fault is located at the digital layer's output -- and the final outputs mismatch."""
+    env = _env()
+    tb = await _start(dut, env)
+    pn = prepare_network(_digital_job(env, [24, 52, 24], [0, [2, 3]], [True, False], "digital weight fault"))
+    ch, k, lanes, K = 5, 3, pn.spec.digital.mac_lanes, 24
+    rm = pn.regmap
+    g, lane = divmod(ch, lanes)
+    at = pn.writes.index(RegWrite(*rm.write("digital.w_addr", w_addr=g * K + k), "digital.w_addr"))
+    at = pn.writes.index(RegWrite(*rm.write("digital.w_lane", w_lane=lane), "digital.w_lane"), at)
+    wr = pn.writes[at + 1]
+    assert wr.name == "digital.w_data"
+    val = rm.decode(wr.name, wr.data)["w_data"]
+    val = val - 256 if val >= 128 else val
+    assert val == pn.layers[0].w_int8[ch, k] and val != 0
+    pn.writes[at + 1] = RegWrite(wr.addr, rm.encode(wr.name, w_data=(-val) & 0xFF), wr.name)
+    res = await tb.run(pn, log=None)
+    _save("test_digital_weight_fault", res.as_dict() | {"test": "test_digital_weight_fault", "weight": [ch, k, val]})
+    assert res.compared == res.expected_outputs == 6 * 24, res.summary()
+    assert res.dac_mismatches > 0 and {tuple(x) for x in res.dac_mismatch_at} == {(1, ch)}, res.dac_mismatch_at
+    assert res.mismatches > 0, res.summary()

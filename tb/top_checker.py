@@ -55,6 +55,7 @@ class NetResult:
     in_stall_cycles: int = 0         # s_axis: tvalid and not tready (the chip back-pressures the host)
     out_stall_cycles: int = 0        # m_axis: tvalid and not tready (the host back-pressures the chip)
     mismatched_columns: list[int] = field(default_factory=list)
+    dac_mismatch_at: list[list[int]] = field(default_factory=list)  # [mapped layer, row] of each wrong DAC code
     first_mismatches: list[str] = field(default_factory=list)
 
     @property

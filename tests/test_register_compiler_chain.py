@@ -19,8 +19,7 @@ import pytest
 
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.spec import load_spec
-from rtl.register_compiler import (chained_layer, compile_digital_layer, compile_network, digital_dest,
-                                   digital_layer, host_dest)
+from rtl.register_compiler import chained_layer, compile_digital_layer, compile_network, digital_dest, digital_layer, host_dest
 from rtl.regmap import build_regmap
 
 SPEC = load_spec("tiny")

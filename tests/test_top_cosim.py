@@ -45,7 +45,7 @@ WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
 TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 #: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
 CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
-               "test_digital_to_tile", "test_digital_to_chain"]
+               "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: (simulator, periphery.affine_lanes) builds of the top level
 BUILDS = [("icarus", 1), ("icarus", 4), ("verilator", 4)]
@@ -163,3 +163,13 @@ def test_top_digital_to_chain(outcomes, sim, lanes):
     assert d["compared"] == d["expected_outputs"] == 144 and d["mismatches"] == 0, d
     assert d["dac_compared"] == 6 * 52 and d["dac_mismatches"] == 0 and d["mvms"] == [6, 6], d
     assert not any(d["flags"].values()), d["flags"]
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_fault_located(outcomes, sim, lanes):
+    """One digital weight (channel 5, term 3) negated on the RTL side only: wrong DAC codes at mapped layer 1
+    (the chain tile fed by channels 0..31) in row 5 and nowhere else; the outputs mismatch; 144 compared."""
+    out = outcomes(sim, lanes)["test_digital_weight_fault"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == 144 and d["mismatches"] > 0 and d["dac_mismatch_at"] == [[1, 5]], d
