@@ -148,7 +148,7 @@ def test_dump_is_readable():
     lines = text.splitlines()
     assert len(lines) == len(writes) + 2 and RM.digest in lines[0]
     assert "0x1148   tile1.affine.coef_offset        0xffff8000  coef_offset=-32768" in text
-    assert "0x1180   tile1.ni.dest                   0x00000002  x=2 y=0" in text
+    assert "0x1180   tile1.ni.dest                   0x00000002  x=2 chan=0 lo=0 y=0 hi=0" in text
 
 
 def test_partial_sum_chain_longer_than_the_accumulator_is_refused():
