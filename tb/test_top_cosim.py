@@ -33,6 +33,15 @@ AIMC_COSIM_ARCH : chip description (preset or YAML path), default ``tiny``
 AIMC_COSIM_CHANGES : JSON dict of dotted-path changes, default ``{}``
 AIMC_COSIM_SEED : seed, default 1
 AIMC_COSIM_OUT : folder for the per-test JSON results (optional)
+AIMC_CHAIN_ORDER, AIMC_CHAIN_WINDOW : host send order and skew window of ``test_chain_home_first``
+    (exploration; defaults ``home_first``, no window; ``tb.top_env.host_order``)
+AIMC_CHAIN_RUNS : runs of ``test_chain_random`` (default 8)
+
+Issue-15 scenarios (partial-sum chains, digital first/last layers, several
+destinations, fault location): ``test_chain_home_first``,
+``test_chain_upstream_first``, ``test_chain_random``, ``test_tile_to_digital``,
+``test_digital_to_tile``, ``test_digital_to_chain``, ``test_digital_weight_fault``
+(each docstring says what it asserts).
 """
 
 from __future__ import annotations
