@@ -17,15 +17,23 @@ Micro-architecture
   into ``act`` beats of ``lanes`` activations, the input format of the next
   tile's controller; a beat leaves when full or on the result's ``last``
   (zero-padded). Latency 1 cycle after the beat's final result.
+- :class:`DestFanout` sends each beat of a vector to every destination entry
+  whose beat range holds it (a split: rows 0..31 to one tile, 32.. to the
+  next; a multicast: the same beats to two tiles), ``last`` rewritten to end
+  each destination's range. 0 cycles; one output beat per cycle.
+- :class:`BeatUnpacker` is its inverse for the digital datapath: ``act`` beats
+  -> one int8 element per beat, vectors reassembled by a K count (``last`` on
+  element ``K - 1``; the lanes of a vector's final beat beyond K are padding
+  and dropped). 0 cycles (combinational), one element per cycle.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXIStreamSignature", "BeatToFlits", "FlitsToBeat", "ResultPacker"]
+__all__ = ["AXIStreamSignature", "BeatToFlits", "BeatUnpacker", "DestFanout", "FlitsToBeat", "ResultPacker"]
 
 
 def AXIStreamSignature(data_bits: int, dest_bits: int = 0) -> wiring.Signature:  # noqa: N802
@@ -46,8 +54,9 @@ class BeatToFlits(wiring.Component):
         Payload shape of the input stream (e.g. an ``act`` beat layout).
     flit : data.StructLayout
         Flit layout (:func:`rtl.router.flit_layout`).
-    chan : int
-        Destination sub-port written into every flit.
+    chan : int or None
+        Destination sub-port written into every flit; None: the ``dest_chan``
+        input, sampled with each beat.
 
     Members
     -------
@@ -61,14 +70,17 @@ class BeatToFlits(wiring.Component):
     Latency 1 cycle (the beat is registered); throughput one flit per cycle.
     """
 
-    def __init__(self, beat, flit: data.StructLayout, chan: int = 0):
+    def __init__(self, beat, flit: data.StructLayout, chan: int | None = 0):
         self.beat_bits = Shape.cast(beat).width
         self.flit = flit
         self.payload_bits = Shape.cast(flit["payload"].shape).width
         self.n_flits = -(-self.beat_bits // self.payload_bits)
         self.chan = chan
-        super().__init__({"i": In(stream.Signature(beat)), "o": Out(stream.Signature(flit)),
-                          "dest_x": In(Shape.cast(flit["x"].shape)), "dest_y": In(Shape.cast(flit["y"].shape))})
+        members = {"i": In(stream.Signature(beat)), "o": Out(stream.Signature(flit)),
+                   "dest_x": In(Shape.cast(flit["x"].shape)), "dest_y": In(Shape.cast(flit["y"].shape))}
+        if chan is None:  # the sub-port comes with each beat, like the destination
+            members["dest_chan"] = In(Shape.cast(flit["chan"].shape))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -76,6 +88,7 @@ class BeatToFlits(wiring.Component):
         full = Signal()
         index = Signal(range(max(2, self.n_flits)))
         dx, dy = Signal.like(self.dest_x), Signal.like(self.dest_y)
+        dc = Signal(self.flit["chan"].shape)
         last_out = Signal()
         m.d.comb += self.i.ready.eq(~full | last_out)  # refill in the cycle the final flit leaves
         chunks = [buf[k * self.payload_bits:(k + 1) * self.payload_bits] for k in range(self.n_flits)]
@@ -84,7 +97,8 @@ class BeatToFlits(wiring.Component):
                 with m.Case(k):
                     m.d.comb += self.o.payload.payload.eq(c)
         m.d.comb += [self.o.valid.eq(full), self.o.payload.x.eq(dx), self.o.payload.y.eq(dy),
-                     self.o.payload.chan.eq(self.chan), self.o.payload.last.eq(index == self.n_flits - 1)]
+                     self.o.payload.chan.eq(dc if self.chan is None else self.chan),
+                     self.o.payload.last.eq(index == self.n_flits - 1)]
         m.d.comb += last_out.eq(self.o.valid & self.o.ready & (index == self.n_flits - 1))
         with m.If(self.o.valid & self.o.ready):
             with m.If(index == self.n_flits - 1):
@@ -94,6 +108,8 @@ class BeatToFlits(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [buf.eq(self.i.payload.as_value()), full.eq(1), index.eq(0),
                          dx.eq(self.dest_x), dy.eq(self.dest_y)]
+            if self.chan is None:
+                m.d.sync += dc.eq(self.dest_chan)
         return m
 
 
@@ -206,4 +222,128 @@ class ResultPacker(wiring.Component):
             m.d.sync += count.eq(fill + 1)
             with m.If(self.i.payload.last | (fill == slots - 1)):
                 m.d.sync += [full.eq(1), last.eq(self.i.payload.last)]
+        return m
+
+
+class BeatUnpacker(wiring.Component):
+    """``act`` beats of ``lanes`` int8 -> one int8 element per beat, vectors of ``k_terms`` elements.
+
+    Parameters
+    ----------
+    act : data.StructLayout
+        Layout with ``data`` (array of ``lanes`` signed 8) and ``last``
+        (``rtl.tile_controller.act_beat_layout``).
+    elem : data.StructLayout
+        Layout with ``data`` (signed 8) and ``last`` (``rtl.digital.x_beat_layout``).
+    k_bits : int
+        Width of ``k_terms``.
+
+    Members
+    -------
+    i : In(stream.Signature(act))
+        A vector is ``ceil(K / lanes)`` beats; lane ``l`` of beat ``b`` is element
+        ``b * lanes + l``; lanes at or beyond K are ignored. The beat's ``last`` is
+        not used (the count decides).
+    o : Out(stream.Signature(elem))
+        Elements in order, ``last`` on element ``K - 1`` of every vector.
+    k_terms : In(k_bits)
+        Configuration: K, elements per vector (>= 1).
+
+    Combinational (0 cycles latency); throughput one element per cycle.
+    """
+
+    def __init__(self, act: data.StructLayout, elem: data.StructLayout, k_bits: int):
+        self.lanes = act["data"].shape.length
+        super().__init__({"i": In(stream.Signature(act)), "o": Out(stream.Signature(elem)), "k_terms": In(k_bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        lane = Signal(range(max(2, self.lanes)))
+        k = Signal.like(self.k_terms)
+        k_last = Signal()
+        beat_end = Signal()
+        m.d.comb += [k_last.eq(k + 1 >= self.k_terms), beat_end.eq(k_last | (lane == self.lanes - 1))]
+        with m.Switch(lane):
+            for j in range(self.lanes):
+                with m.Case(j):
+                    m.d.comb += self.o.payload.data.eq(self.i.payload.data[j])
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.last.eq(k_last),
+                     self.i.ready.eq(self.o.ready & beat_end)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [k.eq(Mux(k_last, 0, k + 1)), lane.eq(Mux(beat_end, 0, lane + 1))]
+        return m
+
+
+class DestFanout(wiring.Component):
+    """Beats of a vector -> (beat, destination) pairs, by per-destination beat ranges.
+
+    Parameters
+    ----------
+    beat : data.StructLayout
+        Beat layout with a ``last`` field (end of vector).
+    x_bits, y_bits : int
+        Destination field widths.
+    entries : int
+        Destination entries ``E`` (>= 1).
+    beat_bits : int
+        Width of the beat-range fields.
+
+    Members
+    -------
+    i : In(stream.Signature(beat))
+    o : Out(stream.Signature(beat))
+        Beat ``b`` of a vector (counted from the input's ``last``) leaves once for
+        every entry ``e`` with ``en[e]`` and ``lo[e] <= b`` and (``hi[e] == 0`` or
+        ``b < hi[e]``), entries in order, with ``dest_x``/``dest_y``/``chan`` of that
+        entry; its ``last`` is ``b == hi[e] - 1`` (``hi[e] == 0``: the input's ``last``).
+        A beat no entry wants is dropped.
+    dest_x, dest_y, dest_chan : Out
+        Destination of the beat on ``o`` (valid with it).
+    x, y, chan, lo, hi, en : In, arrays of ``E``
+        Configuration (``en[0]`` is tied on by :mod:`rtl.top`).
+
+    Combinational (0 cycles); throughput one output beat per cycle.
+    """
+
+    def __init__(self, beat: data.StructLayout, x_bits: int, y_bits: int, entries: int, beat_bits: int = 8):
+        self.entries = entries
+        members = {"i": In(stream.Signature(beat)), "o": Out(stream.Signature(beat)),
+                   "dest_x": Out(x_bits), "dest_y": Out(y_bits), "dest_chan": Out(1)}
+        for name, w in (("x", x_bits), ("y", y_bits), ("chan", 1), ("lo", beat_bits), ("hi", beat_bits), ("en", 1)):
+            members[name] = In(w).array(entries)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        E = self.entries
+        b = Signal.like(self.lo[0])
+        phase = Signal(range(max(2, E)))
+        want = [Signal(name=f"want{e}") for e in range(E)]
+        for e in range(E):
+            m.d.comb += want[e].eq(self.en[e] & (b >= self.lo[e]) & ((self.hi[e] == 0) | (b < self.hi[e])))
+        # the current entry: the first wanted entry at or after `phase`
+        cur = Signal(range(max(2, E)))
+        found = Signal()
+        for e in reversed(range(E)):  # (constant comparisons folded here: no CMPCONST in lint)
+            at_or_after = (phase == 0) if e == 0 else (Const(1) if e == E - 1 else phase <= e)
+            with m.If(at_or_after & want[e]):
+                m.d.comb += [cur.eq(e), found.eq(1)]
+        more = Signal()  # a wanted entry after `cur`
+        for e in range(1, E):
+            with m.If((cur < e) & want[e]):
+                m.d.comb += more.eq(1)
+        m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid & found)]
+        with m.Switch(cur):
+            for e in range(E):
+                with m.Case(e):
+                    m.d.comb += [self.dest_x.eq(self.x[e]), self.dest_y.eq(self.y[e]), self.dest_chan.eq(self.chan[e]),
+                                 self.o.payload.last.eq(Mux(self.hi[e] == 0, self.i.payload.last,
+                                                            b == self.hi[e] - 1))]
+        done = Signal()  # the input beat leaves this cycle (last copy accepted, or dropped)
+        m.d.comb += [done.eq(Mux(found, self.o.ready & ~more, 1)), self.i.ready.eq(done)]
+        with m.If(self.i.valid):
+            with m.If(done):
+                m.d.sync += [phase.eq(0), b.eq(Mux(self.i.payload.last, 0, b + 1))]
+            with m.Elif(self.o.ready):
+                m.d.sync += phase.eq(cur + 1)
         return m

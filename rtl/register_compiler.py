@@ -46,7 +46,7 @@ only ``rtl`` and ``archmodel``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -58,9 +58,10 @@ from archmodel.golden.coefficients import analog_affine_multiplier, folded_offse
 from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
 from rtl.params import TileParams
-from rtl.regmap import RegisterMap, build_regmap
+from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
-__all__ = ["MappedLayer", "RegWrite", "analog_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
+__all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "compile_digital_layer", "digital_dest", "digital_layer",
+           "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
 
 
@@ -99,6 +100,12 @@ class MappedLayer:
         Array-port cycles per input vector, ``sum of timing.mvm_cycles`` over the layer's arrays.
     name : str
         Label for dumps.
+    dests : tuple of (x, y, lo, hi, chan)
+        Destination entries of the results when they go to more than one place
+        (a split over a chain's tiles, a multicast to column blocks): beat ``b``
+        of a vector goes to every entry with ``lo <= b`` and (``hi == 0`` or
+        ``b < hi``); empty: ``dest`` gets every beat. Entry 0 is also where
+        partial sums go (``chain_out``), so it must equal ``dest`` then.
     """
 
     tile: int
@@ -113,6 +120,7 @@ class MappedLayer:
     g_scale_us: float = float("nan")
     mvm_cycles: int = 0
     name: str = ""
+    dests: tuple[tuple[int, int, int, int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.coefs.n_cols != self.n_cols:
@@ -120,6 +128,152 @@ class MappedLayer:
                              f"n_cols = {self.n_cols} columns")
         if self.mode not in (0, 1):
             raise ValueError(f"layer {self.name!r}: mode must be 0 or 1, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class DigitalLayer:
+    """One linear layer on the digital datapath (:class:`rtl.digital.DigitalDatapath`), ready to compile.
+
+    Attributes
+    ----------
+    w_int8 : ndarray (C_out, K), int64
+        int8 weights (``golden.digital.digital_linear`` layout).
+    coefs : golden.affine.AffineCoefficients
+        Requantization of the exact int32 sums (``C_out`` columns).
+    dest : tuple of int
+        ``(x, y)`` the results go to (a tile, or the host).
+    n_pixels : int
+        Vectors per ``start`` (one linear layer: the images of the run).
+    dests : tuple of (x, y, lo, hi, chan)
+        Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``).
+    w_scale : float
+        Real value of one weight step (reported only).
+    name : str
+    """
+
+    w_int8: np.ndarray
+    coefs: AffineCoefficients
+    dest: tuple[int, int]
+    n_pixels: int = 1
+    w_scale: float = 1.0
+    name: str = ""
+    dests: tuple[tuple[int, int, int, int, int], ...] = ()
+
+    @property
+    def k_rows(self) -> int:
+        return int(self.w_int8.shape[1])
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.w_int8.shape[0])
+
+    tile = None  # not on a tile: the digital datapath at digital_dest()
+    gdc_alpha = 1.0  # no drift in a digital layer
+    chain_in = chain_out = False
+
+    def sums(self, x_int8: npt.ArrayLike, acc_bits: int) -> np.ndarray:
+        """Exact int32 sums ``x @ w.T`` (``golden.digital.digital_linear``), shape (B, C_out)."""
+        from archmodel.golden.digital import digital_linear
+        return digital_linear(x_int8, self.w_int8, acc_bits=acc_bits)
+
+
+def digital_dest(spec: ChipSpec) -> tuple[int, int]:
+    """Address of the digital datapath: ``(cols + 1, 0)``, east of the I/O router (:mod:`rtl.top`)."""
+    return spec.tile_grid.cols + 1, 0
+
+
+def digital_layer(spec: ChipSpec, weights: npt.ArrayLike, *, dest: tuple[int, int], in_scale: float,
+                  out_scale: float, bias: npt.ArrayLike | None = None, relu: bool = True, n_pixels: int = 1,
+                  name: str = "") -> DigitalLayer:
+    """Quantize a real K x N weight matrix for the digital datapath (per-layer symmetric int8).
+
+    ``w_scale = max|W| / 127``, ``w_int8 = round(W / w_scale)`` (transposed to
+    (N, K)); the requantization multiplier is
+    :func:`archmodel.golden.coefficients.digital_affine_multiplier` and the
+    offset :func:`archmodel.golden.coefficients.folded_offset`, quantized with
+    :func:`archmodel.golden.coefficients.quantize_affine` to the datapath's
+    widths (``DigitalParams``).
+
+    Raises
+    ------
+    ValueError
+        Empty or all-zero weights, K or N beyond the datapath, or a coefficient that does not fit.
+    """
+    from archmodel.golden.coefficients import digital_affine_multiplier
+    from rtl.params import DigitalParams
+
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.size == 0 or not np.any(w):
+        raise ValueError(f"layer {name!r}: weights must be a non-empty, non-zero (K, N) matrix, got {w.shape}")
+    dp = DigitalParams.from_spec(spec)
+    k, n = w.shape
+    if k > dp.max_k or n > dp.max_channels or -(-n // dp.mac_lanes) * k > dp.weight_words:
+        raise ValueError(f"layer {name!r}: a {k} x {n} layer does not fit the digital datapath of '{spec.name}' "
+                         f"(max_k {dp.max_k}, max_channels {dp.max_channels}, weight_words {dp.weight_words})")
+    w_scale = float(np.max(np.abs(w))) / 127.0
+    w_int8 = np.clip(np.rint(w / w_scale), -127, 127).astype(np.int64).T.copy()
+    m = digital_affine_multiplier(in_scale=in_scale, w_scale=w_scale, out_scale=out_scale)
+    b = folded_offset(bias, None, None, None, None, 1e-5, out_scale=out_scale)
+    coefs = quantize_affine(np.broadcast_to(m, (n,)), np.broadcast_to(b, (n,)), relu=relu,
+                            scale_bits=dp.scale_bits, offset_bits=dp.offset_bits, max_shift=dp.max_shift)
+    return DigitalLayer(w_int8=w_int8, coefs=coefs, dest=(int(dest[0]), int(dest[1])), n_pixels=int(n_pixels),
+                        w_scale=w_scale, name=name)
+
+
+def compile_digital_layer(spec: ChipSpec, layer: DigitalLayer, *, regmap: RegisterMap | None = None,
+                          weights: bool = True) -> list[RegWrite]:
+    """The register writes that configure ``layer`` on the digital datapath (nothing is started).
+
+    Order: ``k_terms``, ``c_out``, ``n_pixels``, ``shift``, ``relu``; per channel
+    ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; then (when
+    ``weights``) the weights word by word: ``w_addr = g*K + k`` once per word,
+    then per lane ``w_lane``, ``w_data``, ``ctrl.w_we`` (word layout of
+    :mod:`rtl.digital`); then ``digital.dest``. ``start`` is a command
+    (:func:`digital_start`).
+
+    Raises
+    ------
+    ValueError
+        A value does not fit its field.
+    """
+    from rtl.params import DigitalParams
+
+    rm = _regmap(spec, regmap)
+    lanes = DigitalParams.from_spec(spec).mac_lanes
+    out: list[RegWrite] = []
+
+    def w(reg: str, **values: int) -> None:
+        addr, word = rm.write(reg, **values)
+        out.append(RegWrite(addr, word, reg))
+
+    k, n = layer.k_rows, layer.n_cols
+    w("digital.k_terms", k_terms=k)
+    w("digital.c_out", c_out=n)
+    w("digital.n_pixels", n_pixels=layer.n_pixels)
+    c = layer.coefs
+    w("digital.shift", shift=int(c.shift))
+    w("digital.relu", relu=int(c.relu))
+    for j in range(n):
+        w("digital.coef_addr", coef_addr=j)
+        w("digital.coef_scale", coef_scale=int(c.scale[j]))
+        w("digital.coef_offset", coef_offset=int(c.offset[j]))
+        w("digital.ctrl", coef_we=1)
+    if weights:
+        for g in range(-(-n // lanes)):
+            for kk in range(k):
+                w("digital.w_addr", w_addr=g * k + kk)
+                for lane in range(min(lanes, n - g * lanes)):
+                    w("digital.w_lane", w_lane=lane)
+                    w("digital.w_data", w_data=int(layer.w_int8[g * lanes + lane, kk]))
+                    w("digital.ctrl", w_we=1)
+    _dest_writes(w, "digital", layer, DIGITAL_DESTS)
+    return out
+
+
+def digital_start(spec: ChipSpec, *, regmap: RegisterMap | None = None) -> RegWrite:
+    """The ``digital.ctrl.start`` pulse."""
+    addr, word = _regmap(spec, regmap).write("digital.ctrl", start=1)
+    return RegWrite(addr, word, "digital.ctrl")
 
 
 def tile_coords(spec: ChipSpec, tile: int) -> tuple[int, int]:
@@ -218,6 +372,58 @@ def analog_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tile: int, dest: tup
                        mvm_cycles=timing.layer_mvm_cycles(spec, k, n), name=name)
 
 
+def chained_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tiles: Sequence[int], rows: Sequence[int],
+                  dest: tuple[int, int], name: str = "", **kwargs) -> list[MappedLayer]:
+    """Map a K x N matrix too tall for one tile onto a partial-sum chain of tiles.
+
+    Tile ``tiles[i]`` holds rows ``sum(rows[:i]) .. sum(rows[:i+1]) - 1``; every
+    tile but the last sends its partial sums (``chain_out``) to the next one
+    over the partial-sum mesh (:mod:`rtl.top`), the last (the *home* tile)
+    adds them (``chain_in``), requantizes with the layer's coefficients and
+    sends the int8 results to ``dest``. A middle tile sets both flags. The
+    coefficients are those of the whole matrix (one conductance scale
+    ``g_max / max|W|`` for all its tiles, docs/design.md); ``kwargs`` are those
+    of :func:`analog_layer` (scales, bias, GDC alpha, ReLU, batch norm, mode).
+
+    Returns
+    -------
+    list of MappedLayer
+        One per tile, upstream first, home last (``compile_network`` order).
+
+    Raises
+    ------
+    ValueError
+        ``rows`` does not add up to K, fewer than two tiles, a tile repeated, a
+        slice does not fit its tile, or a coefficient does not fit.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    tiles, rows = [int(t) for t in tiles], [int(r) for r in rows]
+    if w.ndim != 2 or w.size == 0:
+        raise ValueError(f"weights must be a non-empty (K, N) matrix, got shape {w.shape}")
+    if len(tiles) < 2 or len(tiles) != len(rows) or len(set(tiles)) != len(tiles):
+        raise ValueError(f"layer {name!r}: a chain needs >= 2 distinct tiles and one row count each, got tiles "
+                         f"{tiles}, rows {rows}")
+    if sum(rows) != w.shape[0] or min(rows) < 1:
+        raise ValueError(f"layer {name!r}: row counts {rows} do not add up to K = {w.shape[0]}")
+    n = w.shape[1]
+    amax = float(np.max(np.abs(w)))
+    out = []
+    r0 = 0
+    for i, (t, k) in enumerate(zip(tiles, rows, strict=True)):
+        part = w[r0:r0 + k]
+        r0 += k
+        # analog_layer's coefficients depend on max|W| only: give it the slice with the layer's max|W| in it
+        probe = part.copy()
+        if float(np.max(np.abs(probe))) < amax:
+            probe.flat[0] = amax
+        home_tile = i == len(tiles) - 1
+        lyr = analog_layer(spec, probe, tile=t, dest=dest if home_tile else tile_coords(spec, tiles[i + 1]),
+                           name=f"{name}[{i}]" if name else f"chain[{i}]", **kwargs)
+        out.append(replace(lyr, chain_in=i > 0, chain_out=not home_tile,
+                           mvm_cycles=timing.layer_mvm_cycles(spec, k, n)))
+    return out
+
+
 def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:
     return regmap if regmap is not None else build_regmap(spec)
 
@@ -264,8 +470,20 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
         w(f"{af}.coef_scale", coef_scale=int(c.scale[j]))
         w(f"{af}.coef_offset", coef_offset=int(c.offset[j]))
         w(f"{af}.ctrl", coef_we=1)
-    w(f"{ni}.dest", x=layer.dest[0], y=layer.dest[1])
+    _dest_writes(w, ni, layer, TILE_DESTS)
     return out
+
+
+def _dest_writes(w, ni: str, layer, entries: int) -> None:
+    """``{ni}.dest`` .. ``{ni}.dest<e>``: the layer's destination entries (one when ``layer.dests`` is empty)."""
+    dests = layer.dests or ((layer.dest[0], layer.dest[1], 0, 0, 0),)
+    if len(dests) > entries:
+        raise ValueError(f"layer {layer.name!r}: {len(dests)} destinations, the network interface has {entries}")
+    if tuple(dests[0][:2]) != tuple(layer.dest):
+        raise ValueError(f"layer {layer.name!r}: destination entry 0 {dests[0][:2]} is not dest {layer.dest}")
+    for e, (x, y, lo, hi, chan) in enumerate(dests):
+        extra = {"en": 1} if e else {}
+        w(f"{ni}.dest" + (str(e) if e else ""), x=x, y=y, lo=lo, hi=hi, chan=chan, **extra)
 
 
 def command_writes(spec: ChipSpec, tiles: Iterable[int], command: str, *,
@@ -317,28 +535,56 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
                     regmap: RegisterMap | None = None) -> list[RegWrite]:
     """Writes of every layer (in order), then the ``start`` pulses, last layer first.
 
+    ``layers`` may hold one :class:`DigitalLayer` (first or last layer, or
+    between tiles); its ``start`` comes after the tiles' (one run of
+    ``n_pixels`` vectors).
+
     Raises
     ------
     ValueError
-        Two layers on one tile, a layer's results not sent to the next layer's tile, or a
-        partial-sum chain longer than the accumulator allows (:func:`check_chains`).
+        Two layers on one tile, a layer's results not sent to the next layer's tile or node, more than
+        one digital layer, or a partial-sum chain longer than the accumulator allows (:func:`check_chains`).
     """
     rm = _regmap(spec, regmap)
-    check_chains(spec, layers)
-    tiles = [lyr.tile for lyr in layers]
+    analog = [lyr for lyr in layers if not isinstance(lyr, DigitalLayer)]
+    digital = [lyr for lyr in layers if isinstance(lyr, DigitalLayer)]
+    if len(digital) > 1:
+        raise ValueError(f"{len(digital)} digital layers: the digital datapath holds one layer per run")
+    check_chains(spec, analog)
+    tiles = [lyr.tile for lyr in analog]
     if len(set(tiles)) != len(tiles):
         raise ValueError(f"two layers share a tile: tiles {tiles}")
-    for a, b in zip(layers[:-1], layers[1:], strict=True):
-        if a.dest != tile_coords(spec, b.tile):
+
+    def where(lyr) -> tuple[int, int]:
+        return digital_dest(spec) if isinstance(lyr, DigitalLayer) else tile_coords(spec, lyr.tile)
+
+    for i, (a, b) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
+        if a.dest != where(b):
             raise ValueError(f"layer {a.name!r} sends its results to {a.dest}, but the next layer {b.name!r} "
-                             f"is on tile {b.tile} at {tile_coords(spec, b.tile)}")
-        if a.n_cols != b.k_rows:
+                             f"is at {where(b)}")
+        if a.chain_out != b.chain_in:
+            raise ValueError(f"layer {a.name!r} has chain_out={a.chain_out}, the next layer {b.name!r} "
+                             f"chain_in={b.chain_in}: a partial-sum chain must be consecutive")
+        if a.chain_out:
+            if a.n_cols != b.n_cols:
+                raise ValueError(f"chain {a.name!r} -> {b.name!r}: {a.n_cols} != {b.n_cols} columns")
+            continue
+        k_in = b.k_rows
+        j = i + 1
+        while layers[j].chain_out and j + 1 < len(layers):  # b starts a chain: its tiles share the inputs
+            j += 1
+            k_in += layers[j].k_rows
+        if a.n_cols != k_in:
             raise ValueError(f"layer {a.name!r} has {a.n_cols} outputs, the next layer {b.name!r} "
-                             f"{b.k_rows} inputs")
+                             f"{k_in} inputs")
     out: list[RegWrite] = []
     for lyr in layers:
-        out += compile_layer(spec, lyr, regmap=rm)
-    return out + command_writes(spec, reversed(tiles), "start", regmap=rm)
+        out += (compile_digital_layer(spec, lyr, regmap=rm) if isinstance(lyr, DigitalLayer)
+                else compile_layer(spec, lyr, regmap=rm))
+    out += command_writes(spec, reversed(tiles), "start", regmap=rm)
+    if digital:
+        out.append(digital_start(spec, regmap=rm))
+    return out
 
 
 def dump_writes(spec: ChipSpec, writes: Sequence[RegWrite], *, regmap: RegisterMap | None = None) -> str:

@@ -48,7 +48,8 @@ from archmodel.spec import ChipSpec
 from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
-__all__ = ["PULSE_PORTS", "Binding", "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
+__all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "TILE_DESTS", "PULSE_PORTS", "Binding", "RegisterMap", "build_regmap",
+           "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
 
 #: Input ports that are one-cycle commands rather than levels.
@@ -57,7 +58,7 @@ CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
 TC_OFFSET, AFFINE_OFFSET, NI_OFFSET = 0x00, 0x40, 0x80
 ID_MAGIC = 0xA1C0
-REGMAP_VERSION = 1
+REGMAP_VERSION = 2  # 2: destination entries (lo, hi, chan, en; dest1..)
 
 
 @dataclass(frozen=True)
@@ -241,11 +242,36 @@ def block_registers(component: wiring.Component, block: str, base: int, *,
     return regs, binds
 
 
-def _dest_register(block: str, address: int, x_bits: int, y_bits: int, what: str) -> Register:
-    return Register(f"{block}.dest", address, (
-        Field("x", x_bits, 0, Access.RW, meaning=f"destination column of {what} (cols = host, cols+1 = digital datapath)"),
-        Field("y", y_bits, 16, Access.RW, meaning=f"destination row of {what}"),
-    ), meaning=f"routing destination of {what}")
+#: Destination entries of a tile's and of the digital datapath's network interface (rtl.axis.DestFanout).
+TILE_DESTS, DIGITAL_DESTS = 2, 4
+#: Width of the beat-range fields ``lo`` / ``hi`` of a destination entry (up to 255 beats a vector).
+DEST_BEAT_BITS = 8
+
+
+def _dest_registers(block: str, address: int, x_bits: int, y_bits: int, what: str, entries: int,
+                    ni: str) -> tuple[list[Register], list[Binding]]:
+    """``{block}.dest`` (entry 0, always on) and ``{block}.dest1`` .. (entries 1.., with ``en``).
+
+    Fields: ``x`` [x_bits at 0], ``chan`` [1 at 6], ``en`` [1 at 7, entries >= 1],
+    ``lo`` [8 at 8], ``y`` [y_bits at 16], ``hi`` [8 at 24]: beat ``b`` of a vector
+    goes to every enabled entry with ``lo <= b`` and (``hi == 0`` or ``b < hi``).
+    """
+    if x_bits > 6 or y_bits > 8:
+        raise ValueError(f"a destination register holds x up to 6 bits and y up to 8 bits, got {x_bits}, {y_bits}")
+    regs, binds = [], []
+    for e in range(entries):
+        name = f"{block}.dest" + (str(e) if e else "")
+        fields = [Field("x", x_bits, 0, Access.RW,
+                        meaning=f"destination column of {what} (cols = host, cols+1 = digital datapath)"),
+                  Field("chan", 1, 6, Access.RW, meaning="sub-port (reported to the host in m_axis.tdest)")]
+        if e:
+            fields.append(Field("en", 1, 7, Access.RW, meaning="entry enabled"))
+        fields += [Field("lo", DEST_BEAT_BITS, 8, Access.RW, meaning="first beat of a vector sent here"),
+                   Field("y", y_bits, 16, Access.RW, meaning=f"destination row of {what}"),
+                   Field("hi", DEST_BEAT_BITS, 24, Access.RW, meaning="beat after the last one sent here (0: to the end)")]
+        regs.append(Register(name, address + 4 * e, tuple(fields), meaning=f"routing destination {e} of {what}"))
+        binds += [Binding(name, f.name, ni, f"{f.name}{e}") for f in fields]
+    return regs, binds
 
 
 def build_regmap(spec: ChipSpec) -> RegisterMap:
@@ -293,8 +319,8 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
     digital = DigitalDatapath(dp)
     digital._MustUse__silence = True  # only its signature is read
     add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_NI_BASE - DIGITAL_BASE)
-    regs.append(_dest_register("digital", DIGITAL_NI_BASE, x_bits, y_bits, "the digital datapath's results"))
-    binds += [Binding("digital.dest", "x", "digital.ni", "dest_x"), Binding("digital.dest", "y", "digital.ni", "dest_y")]
+    add(*_dest_registers("digital", DIGITAL_NI_BASE, x_bits, y_bits, "the digital datapath's results", DIGITAL_DESTS,
+                         "digital.ni"), DIGITAL_NI_BASE, 0x40)
 
     tc, au = TileController(tp), AffineUnit(tp)
     tc._MustUse__silence = au._MustUse__silence = True
@@ -308,10 +334,9 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
                 [Binding(b.register.replace("TILE", f"tile{t}"), b.field, b.block.replace("TILE", f"tile{t}"),
                          b.port, b.port_lsb) for b in tmpl_binds],
                 base + off, 0x40)
-        regs.append(_dest_register(f"tile{t}.ni", base + NI_OFFSET, x_bits, y_bits,
-                                   "the tile's results (int8) or partial sums (chain_out)"))
-        binds += [Binding(f"tile{t}.ni.dest", "x", f"tile{t}.ni", "dest_x"),
-                  Binding(f"tile{t}.ni.dest", "y", f"tile{t}.ni", "dest_y")]
+        add(*_dest_registers(f"tile{t}.ni", base + NI_OFFSET, x_bits, y_bits,
+                             "the tile's results (int8; entry 0 also its partial sums, chain_out)", TILE_DESTS,
+                             f"tile{t}.ni"), base + NI_OFFSET, 0x40)
 
     regs.sort(key=lambda r: r.address)
     top = regs[-1].address + 4

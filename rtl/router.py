@@ -54,9 +54,12 @@ then all Y links after all X links, southward by ``y`` and northward by
 ``rows - y``. Every packet acquires links in strictly increasing order of that
 number, so a waiting chain can never close into a cycle (Dally and Seitz's
 channel-dependency argument; Dally & Towles, *Principles and Practices of
-Interconnection Networks*, 2004, sec. 14.1). The local output always drains
-(the tile consumes what arrives, or back-pressures only its own input), so
-every chain ends. Trade-off: XY is oblivious -- it cannot route around a hot
+Interconnection Networks*, 2004, sec. 14.1). The argument needs the local
+output to drain: the consumer behind it must not wait for another packet that
+can only arrive through this same network behind the blocked one. The
+co-processor guarantees it by giving each message class its own mesh
+(activations, partial sums: :mod:`rtl.top`, docs/design.md "Deadlock-free
+transport"), so every chain ends. Trade-off: XY is oblivious -- it cannot route around a hot
 link -- but needs no virtual channels, no routing tables and one flit of
 state per output.
 

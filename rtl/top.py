@@ -16,21 +16,23 @@ Micro-architecture
   the tile-level co-simulation runs) and a :class:`~rtl.router.MeshRouter` (in
   :class:`~rtl.mesh.Mesh`). Its array port (``dac[t]`` out, ``adc[t]`` in) is a
   top-level port: the analog macro is outside (docs/design.md, "The array port").
-- **Network interface** of a tile: flits arriving with ``chan`` 0 are
-  reassembled into ``act`` beats for the tile controller, ``chan`` 1 into
-  partial sums for the affine unit (:class:`~rtl.axis.FlitsToBeat`). The
-  affine unit's int8 results are packed into ``act`` beats
-  (:class:`~rtl.axis.ResultPacker`) -- the input format of the next tile --
-  and, like its partial sums (``chain_out``), sent as one packet per beat to
-  the tile or node in the tile's ``ni.dest`` register
-  (:class:`~rtl.axis.BeatToFlits`); the two packet sources share the local
-  port through a packet-locked arbiter (:class:`FlitMerge`).
+- **Network interface** of a tile: activations travel on the activation
+  mesh, partial sums on a second, identical **partial-sum mesh** (a dedicated
+  network per message class, so neither can block the other: docs/design.md
+  "Deadlock-free transport"). Arriving flits are reassembled into ``act``
+  beats for the tile controller and into partial sums for the affine unit
+  (:class:`~rtl.axis.FlitsToBeat`). The affine unit's int8 results are packed
+  into ``act`` beats (:class:`~rtl.axis.ResultPacker`) -- the input format of
+  the next tile -- and sent as one packet per beat on the activation mesh, its
+  partial sums (``chain_out``) on the partial-sum mesh, both to the tile or
+  node in the tile's ``ni.dest`` register (:class:`~rtl.axis.BeatToFlits`).
 - **I/O router** at ``(cols, 0)``, east of the last tile of row 0: its local
   port is the host (AXI4-Stream in: ``tdest`` = the flit's ``x``, ``y``,
   ``chan``; AXI4-Stream out: ``tdest`` = ``chan``), its east port the
   **digital datapath** node at ``(cols + 1, 0)``
-  (:class:`~rtl.digital.DigitalDatapath`: flits -> im2col beats, results ->
-  ``act`` beats -> flits to ``digital.dest``). Layers kept digital (first and
+  (:class:`~rtl.digital.DigitalDatapath`: flits -> ``act`` beats -> one
+  element per beat, vectors cut by the K count (:class:`~rtl.axis.BeatUnpacker`),
+  results -> ``act`` beats -> flits to ``digital.dest``). Layers kept digital (first and
   last) thus sit between the host and the tiles, and every transfer --
   host -> digital -> tiles -> ... -> digital -> host -- is a routed packet.
 - **Configuration**: one :class:`~rtl.csr.CSRBank` generated from
@@ -60,88 +62,15 @@ from archmodel import timing
 from archmodel.spec import ChipSpec
 
 from ._util import reject
-from .axis import AXIStreamSignature, BeatToFlits, FlitsToBeat, ResultPacker
+from .axis import AXIStreamSignature, BeatToFlits, BeatUnpacker, DestFanout, FlitsToBeat, ResultPacker
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
-from .regmap import RegisterMap, build_regmap
+from .regmap import DEST_BEAT_BITS, DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 from .router import MeshRouter
 
-__all__ = ["Coprocessor", "FlitMerge", "FlitDemux"]
+__all__ = ["Coprocessor"]
 
 CHAN_ACT, CHAN_PSUM = 0, 1
-
-
-class FlitMerge(wiring.Component):
-    """``n`` flit streams -> one, whole packets at a time (fixed priority, lowest index first).
-
-    Parameters
-    ----------
-    layout : data.StructLayout
-        Flit layout.
-    n : int
-        Inputs (>= 1).
-
-    Members
-    -------
-    i : In(stream.Signature(layout)).array(n)
-    o : Out(stream.Signature(layout))
-        Combinational path (0 cycles); the chosen input stays granted from its
-        first offered flit until its ``last`` flit is accepted.
-    """
-
-    def __init__(self, layout, n: int):
-        if n < 1:
-            raise reject(self, ValueError(f"n must be >= 1, got {n}"))
-        self.n = n
-        super().__init__({"i": In(stream.Signature(layout)).array(n), "o": Out(stream.Signature(layout))})
-
-    def elaborate(self, platform):
-        m = Module()
-        busy = Signal()
-        owner = Signal(range(self.n))
-        grant = Signal(range(self.n))
-        with m.If(busy):
-            m.d.comb += grant.eq(owner)
-        with m.Else():
-            for k in reversed(range(self.n)):
-                with m.If(self.i[k].valid):
-                    m.d.comb += grant.eq(k)
-        with m.Switch(grant):
-            for k in range(self.n):
-                with m.Case(k):
-                    m.d.comb += [self.o.valid.eq(self.i[k].valid), self.o.payload.eq(self.i[k].payload),
-                                 self.i[k].ready.eq(self.o.ready)]
-        with m.If(self.o.valid):
-            with m.If(self.o.ready & self.o.payload.last):
-                m.d.sync += busy.eq(0)
-            with m.Else():
-                m.d.sync += [busy.eq(1), owner.eq(grant)]
-        return m
-
-
-class FlitDemux(wiring.Component):
-    """One flit stream -> ``n`` by the flit's ``chan`` field (``chan >= n``: dropped).
-
-    Members
-    -------
-    i : In(stream.Signature(layout))
-    o : Out(stream.Signature(layout)).array(n)
-        Combinational (0 cycles).
-    """
-
-    def __init__(self, layout, n: int):
-        self.n = n
-        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout)).array(n)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.i.ready.eq(1)  # unknown channel: drop
-        for k in range(self.n):
-            sel = self.i.payload.chan == k
-            m.d.comb += [self.o[k].payload.eq(self.i.payload), self.o[k].valid.eq(self.i.valid & sel)]
-            with m.If(sel):
-                m.d.comb += self.i.ready.eq(self.o[k].ready)
-        return m
 
 
 class Coprocessor(wiring.Component):
@@ -214,6 +143,11 @@ class Coprocessor(wiring.Component):
         spec, L = self.spec, self.layouts
         link = spec.interconnect.link_width_bits
         mesh = m.submodules.mesh = Mesh(self.rows, self.cols, payload_bits=link, latency_cycles=self.hop_cycles)
+        # partial-sum mesh: tile -> tile only (chains); its east edge has no node (drop and flag)
+        pmesh = m.submodules.psum_mesh = Mesh(self.rows, self.cols, payload_bits=link,
+                                              latency_cycles=self.hop_cycles)
+        for y in range(self.rows):
+            m.d.comb += [pmesh.edge_o[y].ready.eq(1), pmesh.edge_i[y].valid.eq(0)]
         blocks: dict[str, object] = {}
 
         # ---- tiles
@@ -221,30 +155,30 @@ class Coprocessor(wiring.Component):
             tile = m.submodules[f"tile{t}"] = Tile(self.tp)
             wiring.connect(m, tile.dac, wiring.flipped(self.dac[t]))
             wiring.connect(m, wiring.flipped(self.adc[t]), tile.adc)
-            # receive: chan 0 -> activations, chan 1 -> partial sums
-            demux = m.submodules[f"tile{t}_rx"] = FlitDemux(self.flit, 2)
+            # receive: activations over the activation mesh, partial sums over the partial-sum mesh
+            # (two physical networks: neither message class can block the other, docs/design.md
+            # "Deadlock-free transport")
             rx_act = m.submodules[f"tile{t}_rx_act"] = FlitsToBeat(L.act, self.flit)
             rx_psum = m.submodules[f"tile{t}_rx_psum"] = FlitsToBeat(L.psum, self.flit)
-            wiring.connect(m, mesh.local_o[t], demux.i)
-            wiring.connect(m, demux.o[CHAN_ACT], rx_act.i)
-            wiring.connect(m, demux.o[CHAN_PSUM], rx_psum.i)
+            wiring.connect(m, mesh.local_o[t], rx_act.i)
+            wiring.connect(m, pmesh.local_o[t], rx_psum.i)
             wiring.connect(m, rx_act.o, tile.act)
             wiring.connect(m, rx_psum.o, tile.psum_in)
-            # send: results (as act beats) and partial sums
-            ni = SimpleNamespace(dest_x=Signal(self.x_bits, name=f"tile{t}_dest_x"),
-                                 dest_y=Signal(self.y_bits, name=f"tile{t}_dest_y"))
+            # send: results (as act beats) on the activation mesh, partial sums on the partial-sum mesh
             pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
-            tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
+            fan = m.submodules[f"tile{t}_fan"] = self._fanout(TILE_DESTS)
+            tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.act, self.flit, chan=None)
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
-            merge = m.submodules[f"tile{t}_tx"] = FlitMerge(self.flit, 2)
             wiring.connect(m, tile.out, pack.i)
-            wiring.connect(m, pack.o, tx_act.i)
+            wiring.connect(m, pack.o, fan.i)
+            wiring.connect(m, fan.o, tx_act.i)
+            m.d.comb += [tx_act.dest_x.eq(fan.dest_x), tx_act.dest_y.eq(fan.dest_y), tx_act.dest_chan.eq(fan.dest_chan),
+                         tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
             wiring.connect(m, tile.psum_out, tx_psum.i)
-            wiring.connect(m, tx_act.o, merge.i[0])
-            wiring.connect(m, tx_psum.o, merge.i[1])
-            wiring.connect(m, merge.o, mesh.local_i[t])
-            for tx in (tx_act, tx_psum):
-                m.d.comb += [tx.dest_x.eq(ni.dest_x), tx.dest_y.eq(ni.dest_y)]
+            wiring.connect(m, tx_act.o, mesh.local_i[t])
+            wiring.connect(m, tx_psum.o, pmesh.local_i[t])
+            ni = self._fan_ports(fan)
+            m.d.comb += fan.en[0].eq(1)  # entry 0 always on (also the partial sums' destination)
             blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
                            f"tile{t}.ni": ni})
 
@@ -256,22 +190,30 @@ class Coprocessor(wiring.Component):
         for y in range(1, self.rows):  # east edges of the other rows: no node; drop and flag
             m.d.comb += [mesh.edge_o[y].ready.eq(1), mesh.edge_i[y].valid.eq(0)]
         m.d.comb += [io.north_o.ready.eq(1), io.south_o.ready.eq(1), io.north_i.valid.eq(0), io.south_i.valid.eq(0)]
-        drops = [mesh.misrouted, io.misrouted, io.north_o.valid, io.south_o.valid]
+        drops = [mesh.misrouted, pmesh.misrouted, io.misrouted, io.north_o.valid, io.south_o.valid]
         drops += [mesh.edge_o[y].valid for y in range(1, self.rows)]
+        drops += [pmesh.edge_o[y].valid for y in range(self.rows)]
         misrouted = Signal()
         m.d.comb += misrouted.eq(Cat(*drops).any())
         blocks["mesh"] = SimpleNamespace(misrouted=misrouted)
 
         dd = m.submodules.digital = DigitalDatapath(self.dp)
-        d_rx = m.submodules.digital_rx = FlitsToBeat(L.x, self.flit)
+        d_rx = m.submodules.digital_rx = FlitsToBeat(L.act, self.flit)
+        d_unpack = m.submodules.digital_unpack = BeatUnpacker(L.act, L.x, len(dd.k_terms))
         d_pack = m.submodules.digital_pack = ResultPacker(dd.out.payload.shape(), L.act)
-        d_tx = m.submodules.digital_tx = BeatToFlits(L.act, self.flit, chan=CHAN_ACT)
+        d_fan = m.submodules.digital_fan = self._fanout(DIGITAL_DESTS)
+        d_tx = m.submodules.digital_tx = BeatToFlits(L.act, self.flit, chan=None)
         wiring.connect(m, io.east_o, d_rx.i)
-        wiring.connect(m, d_rx.o, dd.x_in)
+        wiring.connect(m, d_rx.o, d_unpack.i)
+        wiring.connect(m, d_unpack.o, dd.x_in)
+        m.d.comb += d_unpack.k_terms.eq(dd.k_terms)
         wiring.connect(m, dd.out, d_pack.i)
-        wiring.connect(m, d_pack.o, d_tx.i)
+        wiring.connect(m, d_pack.o, d_fan.i)
+        wiring.connect(m, d_fan.o, d_tx.i)
+        m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
         wiring.connect(m, d_tx.o, io.east_i)
-        d_ni = SimpleNamespace(dest_x=d_tx.dest_x, dest_y=d_tx.dest_y)
+        d_ni = self._fan_ports(d_fan)
+        m.d.comb += d_fan.en[0].eq(1)
         blocks.update({"digital": dd, "digital.ni": d_ni})
 
         # ---- host AXI4-Stream <-> I/O router local port
@@ -292,6 +234,18 @@ class Coprocessor(wiring.Component):
         wiring.connect(m, wiring.flipped(self.s_axil), csr.bus)
         self._bind_csr(m, csr, blocks)
         return m
+
+    def _fanout(self, entries: int) -> DestFanout:
+        return DestFanout(self.layouts.act, self.x_bits, self.y_bits, entries, DEST_BEAT_BITS)
+
+    @staticmethod
+    def _fan_ports(fan: DestFanout) -> SimpleNamespace:
+        """CSR targets of a network interface's destination entries (``x0``, ``lo1``, ... ``en1``)."""
+        ports = {}
+        for e in range(fan.entries):
+            for f in ("x", "y", "chan", "lo", "hi", "en"):
+                ports[f"{f}{e}"] = getattr(fan, f)[e]
+        return SimpleNamespace(**ports)
 
     def _bind_csr(self, m: Module, csr: CSRBank, blocks: dict) -> None:
         from .csr import Access

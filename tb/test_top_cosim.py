@@ -33,6 +33,15 @@ AIMC_COSIM_ARCH : chip description (preset or YAML path), default ``tiny``
 AIMC_COSIM_CHANGES : JSON dict of dotted-path changes, default ``{}``
 AIMC_COSIM_SEED : seed, default 1
 AIMC_COSIM_OUT : folder for the per-test JSON results (optional)
+AIMC_CHAIN_ORDER, AIMC_CHAIN_WINDOW : host send order and skew window of ``test_chain_home_first``
+    (exploration; defaults ``home_first``, no window; ``tb.top_env.host_order``)
+AIMC_CHAIN_RUNS : runs of ``test_chain_random`` (default 8)
+
+Issue-15 scenarios (partial-sum chains, digital first/last layers, several
+destinations, fault location): ``test_chain_home_first``,
+``test_chain_upstream_first``, ``test_chain_random``, ``test_tile_to_digital``,
+``test_digital_to_tile``, ``test_digital_to_chain``, ``test_digital_weight_fault``
+(each docstring says what it asserts).
 """
 
 from __future__ import annotations
@@ -149,3 +158,140 @@ async def test_fault_detected(dut):
     assert res.compared == res.expected_outputs == 8 * 10, msg
     assert res.mismatches > 0 and res.mismatched_columns == [col], msg + f", columns {res.mismatched_columns}"
     assert res.dac_mismatches == 0 and res.format_errors == 0 and res.extra_outputs == 0, msg
+
+
+# ---------------------------------------------------------------- partial-sum chains (issue 15)
+
+CHAIN_K, CHAIN_N, CHAIN_B = 52, 24, 8  # K = 32 + 20 rows on two tiles of tiny, N = 24 columns, 8 vectors
+
+
+def _chain_job(env: dict, tiles: list[int], seed: int, name: str):
+    return mlp_job(env["arch"], [CHAIN_K, CHAIN_N], [tiles], CHAIN_B, seed, changes=env["changes"], t_inf_s=0.0,
+                   name=name)
+
+
+def _chain_check(res: NetResult, test: str) -> None:
+    _check(res, test)
+    assert res.compared == CHAIN_B * CHAIN_N, res.summary()
+    assert res.dac_compared == CHAIN_B * CHAIN_K, res.summary()
+
+
+@cocotb.test(timeout_time=3, timeout_unit="ms")
+async def test_chain_home_first(dut):
+    """The issue's case: tiles 0 -> 1, K = 32 + 20, N = 24, 8 vectors, home half of each vector first, no window
+
+    (hung after 40 of 192 outputs when activations and partial sums shared the mesh)."""
+    env = _env()
+    tb = await _start(dut, env)
+    order = os.environ.get("AIMC_CHAIN_ORDER", "home_first")  # exploration: another send order, window
+    window = int(os.environ["AIMC_CHAIN_WINDOW"]) if os.environ.get("AIMC_CHAIN_WINDOW") else None
+    pn = prepare_network(_chain_job(env, [0, 1], env["seed"], f"chain 0->1, 52x24, {order} order"))
+    res = await tb.run(pn, log=dut._log, order=order, window=window)
+    _chain_check(res, "test_chain_home_first")
+    assert res.mvms == [CHAIN_B, CHAIN_B]
+
+
+@cocotb.test(timeout_time=3, timeout_unit="ms")
+async def test_chain_upstream_first(dut):
+    """All upstream halves enqueued first; the host DMA keeps the skew within one vector (window 1)."""
+    env = _env()
+    tb = await _start(dut, env)
+    pn = prepare_network(_chain_job(env, [0, 1], env["seed"], "chain 0->1, all upstream halves first"))
+    res = await tb.run(pn, log=dut._log, order="tiles", window=1)
+    _chain_check(res, "test_chain_upstream_first")
+
+
+@cocotb.test(timeout_time=40, timeout_unit="ms")
+async def test_chain_random(dut):
+    """Random chains over ordered tile pairs and host orders, ready low on >= 25 % of cycles everywhere."""
+    import numpy as np
+
+    env = _env()
+    rng = np.random.default_rng([env["seed"], 15])
+    pairs = [(a, b) for a in range(4) for b in range(4) if a != b]
+    runs = []
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    for r in range(int(os.environ.get("AIMC_CHAIN_RUNS", "8"))):
+        a, b = pairs[int(rng.integers(len(pairs)))]
+        order = ["vector", "home_first", "tiles", "random"][r % 4]
+        window = None if order in ("vector", "home_first") else 1
+        if r:
+            await tb.reset(4)
+        pn = prepare_network(_chain_job(env, [a, b], env["seed"] * 100 + r, f"chain {a}->{b}, {order}"))
+        res = await tb.run(pn, log=dut._log, order=order, window=window)
+        _chain_check(res, f"test_chain_random_{r}")
+        runs.append({"tiles": [a, b], "order": order, "window": window, "compared": res.compared,
+                     "mismatches": res.mismatches, "cycles": res.cycles, "in_stall_cycles": res.in_stall_cycles,
+                     "out_stall_cycles": res.out_stall_cycles})
+    assert sum(x["out_stall_cycles"] for x in runs) > 0, runs  # the host refused output flits
+    _save("test_chain_random", {"runs": runs, "compared": sum(x["compared"] for x in runs),
+                                "mismatches": sum(x["mismatches"] for x in runs), "seed": env["seed"]})
+
+
+# ---------------------------------------------------------------- digital first / last layer (issue 15)
+
+
+def _digital_job(env: dict, sizes: list[int], tiles: list[int], digital: list[bool], name: str, n: int = 6):
+    job = mlp_job(env["arch"], sizes, tiles, n, env["seed"], changes=env["changes"], t_inf_s=0.0, name=name)
+    job.digital = list(digital)
+    return job
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def test_tile_to_digital(dut):
+    """Analog 30 -> 20 on tile 0, then the digital datapath 20 -> 10 (last layer), results to the host."""
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    pn = prepare_network(_digital_job(env, [30, 20, 10], [0, 0], [False, True], "tile 0 -> digital"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_tile_to_digital")
+    assert res.compared == 6 * 10 and res.dac_compared == 6 * 30 and res.mvms == [6], res.summary()
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def test_digital_to_tile(dut):
+    """The digital datapath 24 -> 16 (first layer, packed int8 from the host), then analog 16 -> 10 on tile 1."""
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    pn = prepare_network(_digital_job(env, [24, 16, 10], [0, 1], [True, False], "digital -> tile 1"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_digital_to_tile")
+    assert res.compared == 6 * 10 and res.dac_compared == 6 * 16 and res.mvms == [6], res.summary()
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def test_digital_to_chain(dut):
+    """The digital datapath 24 -> 52 splits each result vector over a chain (rows 0..31 to tile 2, 32..51 to
+    tile 3: destination entries by beat range), chained 52 -> 24 on tiles 2 -> 3, results to the host."""
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    pn = prepare_network(_digital_job(env, [24, 52, 24], [0, [2, 3]], [True, False], "digital -> chain 2->3"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_digital_to_chain")
+    assert res.compared == 6 * 24 and res.dac_compared == 6 * 52 and res.mvms == [6, 6], res.summary()
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def test_digital_weight_fault(dut):
+    """RTL-side fault: one digital weight word loaded over AXI4-Lite is negated (W[ch 5, k 3]); the golden run is
+    untouched. The chain tile that receives channel 5 (tile 2, rows 0..31) must report wrong DAC codes in row 5
+    only -- the fault is located at the digital layer's output -- and the final outputs mismatch."""
+    env = _env()
+    tb = await _start(dut, env)
+    pn = prepare_network(_digital_job(env, [24, 52, 24], [0, [2, 3]], [True, False], "digital weight fault"))
+    ch, k, lanes, K = 5, 3, pn.spec.digital.mac_lanes, 24
+    rm = pn.regmap
+    g, lane = divmod(ch, lanes)
+    at = pn.writes.index(RegWrite(*rm.write("digital.w_addr", w_addr=g * K + k), "digital.w_addr"))
+    at = pn.writes.index(RegWrite(*rm.write("digital.w_lane", w_lane=lane), "digital.w_lane"), at)
+    wr = pn.writes[at + 1]
+    assert wr.name == "digital.w_data"
+    val = rm.decode(wr.name, wr.data)["w_data"]
+    val = val - 256 if val >= 128 else val
+    assert val == pn.layers[0].w_int8[ch, k] and val != 0
+    pn.writes[at + 1] = RegWrite(wr.addr, rm.encode(wr.name, w_data=(-val) & 0xFF), wr.name)
+    res = await tb.run(pn, log=None)
+    _save("test_digital_weight_fault", res.as_dict() | {"test": "test_digital_weight_fault", "weight": [ch, k, val]})
+    assert res.compared == res.expected_outputs == 6 * 24, res.summary()
+    assert res.dac_mismatches > 0 and {tuple(x) for x in res.dac_mismatch_at} == {(1, ch)}, res.dac_mismatch_at
+    assert res.mismatches > 0, res.summary()

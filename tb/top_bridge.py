@@ -58,6 +58,9 @@ def checking_bridge_class():
                     exp = [int(c) for c in self.want[vector, r0:r0 + rows]]
                     res.dac_compared += rows
                     bad = sum(int(g != e) for g, e in zip(got, exp, strict=False)) + abs(len(got) - len(exp))
+                    for r, (g, e) in enumerate(zip(got, exp, strict=False)):
+                        if g != e and [self.layer, r0 + r] not in res.dac_mismatch_at:
+                            res.dac_mismatch_at.append([self.layer, r0 + r])
                     if bad:
                         res.dac_mismatches += bad
                         if len(res.first_mismatches) < 10:

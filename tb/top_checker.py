@@ -55,6 +55,7 @@ class NetResult:
     in_stall_cycles: int = 0         # s_axis: tvalid and not tready (the chip back-pressures the host)
     out_stall_cycles: int = 0        # m_axis: tvalid and not tready (the host back-pressures the chip)
     mismatched_columns: list[int] = field(default_factory=list)
+    dac_mismatch_at: list[list[int]] = field(default_factory=list)  # [mapped layer, row] of each wrong DAC code
     first_mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -136,6 +137,9 @@ def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:
     block), and the flits in and out at one per cycle per link.
     """
     p = TileParams.from_spec(spec)
+    if getattr(layer, "tile", 0) is None:  # a DigitalLayer: the MAC array, K x C_out / mac_lanes per vector
+        return timing.digital_layer_cycles(spec, layer.k_rows * -(-layer.n_cols // spec.digital.mac_lanes)
+                                           * spec.digital.mac_lanes)
     cols = spec.array.cols
     affine = sum(timing.affine_cycles(spec, min(cols, layer.n_cols - c)) for c in range(0, layer.n_cols, cols))
     link = spec.interconnect.link_width_bits

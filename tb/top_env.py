@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,18 @@ from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
-from rtl.params import TileParams
-from rtl.register_compiler import MappedLayer, RegWrite, analog_layer, compile_network, host_dest, tile_coords
+from rtl.params import DigitalParams, TileParams
+from rtl.register_compiler import (
+    MappedLayer,
+    RegWrite,
+    analog_layer,
+    chained_layer,
+    compile_network,
+    digital_dest,
+    digital_layer,
+    host_dest,
+    tile_coords,
+)
 from rtl.regmap import RegisterMap, build_regmap
 from rtl.tile_controller import act_beat_layout
 from tb.packing import pack, width_of
@@ -68,7 +78,8 @@ from tb.tile_env import resolve_spec
 from tb.top_bridge import checking_bridge_class
 from tb.top_checker import NetResult, OutputChecker, stage_cycles
 
-__all__ = ["NetworkJob", "PreparedNetwork", "TopTestbench", "mlp_job", "prepare_network", "run_top_scenarios"]
+__all__ = ["ORDERS", "NetworkJob", "PreparedNetwork", "TopTestbench", "host_order", "mlp_job", "prepare_network",
+           "run_top_scenarios"]
 
 TOP_NAME = "aimc_top"
 
@@ -94,8 +105,12 @@ class NetworkJob:
         Real weights; ``N_l == K_{l+1}``.
     biases : list of ndarray (N_l,)
         Biases in real output units.
-    tiles : list of int
-        Tile of each layer (distinct).
+    tiles : list of int or list of int
+        Tile of each layer (all distinct); a list = a partial-sum chain (upstream
+        tiles first, home tile last, :func:`rtl.register_compiler.chained_layer`).
+        Only the first layer may be chained (a tile's results go to one tile).
+    chain_rows : dict of int -> list of int
+        Rows of each tile of a chained layer (default: full tiles, the rest on the home tile).
     x : ndarray (B, K_0), int64
         int8 input vectors.
     relu : list of bool
@@ -114,6 +129,8 @@ class NetworkJob:
     x: np.ndarray
     relu: list[bool]
     in_scale: float = 1.0 / 64
+    chain_rows: dict[int, list[int]] | None = None
+    digital: list[bool] | None = None  # layer l on the digital datapath (tiles[l] ignored)
 
 
 def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: int, seed: int, *,
@@ -132,7 +149,8 @@ def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: in
     x[0, ::2], x[0, 1::2] = 127, -128
     relu = [True] * (len(ws) - 1) + [False]
     label = name or "mlp " + "-".join(str(s) for s in sizes)
-    return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs, list(tiles), x, relu)
+    return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs,
+                      [list(t) if isinstance(t, (list, tuple)) else int(t) for t in tiles], x, relu)
 
 
 @dataclass
@@ -143,11 +161,13 @@ class PreparedNetwork:
     spec: ChipSpec
     params: TileParams
     regmap: RegisterMap
-    matrices: list[AnalogMatrix]
-    layers: list[MappedLayer]
-    inputs: list[np.ndarray]     # int8 input vectors of each layer, (B, K_l)
+    matrices: list[AnalogMatrix | None]  # per mapped layer (None: digital; a chain's tiles hold row slices)
+    layers: list[MappedLayer]     # per tile, in compile order (a chain: upstream tiles, then home)
+    inputs: list[np.ndarray]     # int8 input vectors of each mapped layer's rows, (B, K_t)
     expected: np.ndarray         # int8 outputs of the last layer, (B, N_last)
     writes: list[RegWrite]       # configuration, then the start pulses
+    entry: list[int] = None      # mapped layers the host feeds (the first layer's tiles)  # type: ignore[assignment]
+    layer_outputs: list[np.ndarray] = None  # int8 outputs of every network layer  # type: ignore[assignment]
 
     @property
     def n_vectors(self) -> int:
@@ -170,14 +190,41 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
     p = TileParams.from_spec(spec)
     rm = build_regmap(spec)
     a = spec.array
+    dp = DigitalParams.from_spec(spec)
     x = np.asarray(job.x, dtype=np.int64)
     in_scale = float(job.in_scale)
     matrices, layers, inputs = [], [], []
+    entry: list[int] = []
+    outs: list[np.ndarray] = []
     for li, (w, bias, tile) in enumerate(zip(job.weights, job.biases, job.tiles, strict=True)):
         w = np.asarray(w, dtype=np.float64)
         k, n = w.shape
         if x.shape[1] != k:
             raise ValueError(f"layer {li}: {k} inputs, but the previous layer gives {x.shape[1]}")
+        is_digital = bool(job.digital and job.digital[li])
+        chain = list(tile) if isinstance(tile, list) else [int(tile)]
+        last = li == len(job.weights) - 1
+        if is_digital:
+            dest = host_dest(spec) if last else _layer_coords(spec, job, li + 1)
+            probe = digital_layer(spec, w, dest=dest, in_scale=in_scale, out_scale=1.0, relu=bool(job.relu[li]))
+            sums = probe.sums(x, dp.acc_bits)
+            y = sums * (in_scale * probe.w_scale) + np.asarray(bias, dtype=np.float64)
+            out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
+            if not math.isfinite(out_scale) or out_scale <= 0:
+                out_scale = 1.0
+            dl = digital_layer(spec, w, dest=dest, in_scale=in_scale, out_scale=out_scale, bias=bias,
+                               relu=bool(job.relu[li]), n_pixels=x.shape[0], name=f"layer{li}")
+            if not last:
+                dl = replace(dl, dests=_split_dests(spec, job, li + 1))
+            if li == 0:
+                entry.append(len(layers))
+            matrices.append(None)
+            layers.append(dl)
+            inputs.append(x)
+            x = dl.coefs.apply(sums, acc_bits=dp.acc_bits, scale_bits=dp.scale_bits, offset_bits=dp.offset_bits)
+            outs.append(x)
+            in_scale = out_scale
+            continue
         noise_seed = int(np.random.SeedSequence([job.seed, li]).generate_state(1)[0])
         rng = np.random.default_rng([job.seed, 1, li])
         matrix = AnalogMatrix(spec, noise_seed=noise_seed).program(w, rng)
@@ -188,7 +235,16 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             ref = calibration.gdc_reference(matrix, cal)
             matrix.drift(float(job.t_inf_s), rng)
             alpha = float(calibration.gdc_alpha(matrix, cal, ref))
-        psums = matrix.mvm_partial_sums(dac_codes(x, a.dac_bits), 0)
+        if len(chain) > 1:
+            rows = _chain_rows(spec, job, li)
+            parts, r0 = [], 0
+            for ci, r in enumerate(rows):
+                parts.append((slice(r0, r0 + r), _row_slice(matrix, r0, r0 + r, noise_seed + 1 + ci)))
+                r0 += r
+            psums = sum(mt.mvm_partial_sums(dac_codes(x[:, sl], a.dac_bits), 0) for sl, mt in parts)
+        else:
+            parts = [(slice(0, k), matrix)]
+            psums = matrix.mvm_partial_sums(dac_codes(x, a.dac_bits), 0)
         # output scale: the 99th percentile of |y| (real, before quantization) maps to 100
         m1 = analog_affine_multiplier(
             in_scale=in_scale, out_scale=1.0, w_abs_max=float(np.max(np.abs(w))), g_max_us=spec.device.g_max_us,
@@ -198,18 +254,87 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
         out_scale = float(np.percentile(np.abs(y), 99)) / 100.0
         if not math.isfinite(out_scale) or out_scale <= 0:
             out_scale = 1.0
-        last = li == len(job.weights) - 1
-        dest = host_dest(spec) if last else tile_coords(spec, job.tiles[li + 1])
-        layer = analog_layer(spec, w, tile=tile, dest=dest, in_scale=in_scale, out_scale=out_scale, bias=bias,
-                             gdc_alpha=alpha, relu=bool(job.relu[li]), mode=1, name=f"layer{li}")
-        matrices.append(matrix)
-        layers.append(layer)
-        inputs.append(x)
-        x = layer.coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
+        dest = host_dest(spec) if last else _layer_coords(spec, job, li + 1)
+        common = dict(in_scale=in_scale, out_scale=out_scale, bias=bias, gdc_alpha=alpha, relu=bool(job.relu[li]),
+                      mode=1)
+        if len(chain) > 1:
+            mapped = chained_layer(spec, w, tiles=chain, rows=[sl.stop - sl.start for sl, _ in parts], dest=dest,
+                                   name=f"layer{li}", **common)
+        else:
+            mapped = [analog_layer(spec, w, tile=chain[0], dest=dest, name=f"layer{li}", **common)]
+        if not last:
+            mapped[-1] = replace(mapped[-1], dests=_split_dests(spec, job, li + 1))
+        for lyr, (sl, mt) in zip(mapped, parts, strict=True):
+            if li == 0:
+                entry.append(len(layers))
+            matrices.append(mt)
+            layers.append(lyr)
+            inputs.append(x[:, sl])
+        x = mapped[-1].coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
+        outs.append(x)
         in_scale = out_scale
     writes = compile_network(spec, layers, regmap=rm)
     return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,
-                           inputs=inputs, expected=x, writes=writes)
+                           inputs=inputs, expected=x, writes=writes, entry=entry, layer_outputs=outs)
+
+
+def _chain_rows(spec: ChipSpec, job: NetworkJob, li: int) -> list[int]:
+    """Rows of each tile of layer ``li``'s chain (module docstring of :class:`NetworkJob`)."""
+    chain = job.tiles[li] if isinstance(job.tiles[li], list) else [job.tiles[li]]
+    k = np.asarray(job.weights[li]).shape[0]
+    per_tile = spec.array.rows * spec.array.arrays_per_tile
+    if len(chain) == 1:
+        return [k]
+    return list((job.chain_rows or {}).get(li) or [per_tile] * (len(chain) - 1) + [k - per_tile * (len(chain) - 1)])
+
+
+def _split_dests(spec: ChipSpec, job: NetworkJob, li: int) -> tuple[tuple[int, int, int, int, int], ...]:
+    """Destination entries of the layer feeding layer ``li``: one per tile of its chain, by beat range.
+
+    Empty (a single destination) unless layer ``li`` is chained. Raises ValueError when a tile's
+    rows do not start on an ``act`` beat boundary (``rows_per_dac_beat``).
+    """
+    if not isinstance(job.tiles[li], list) or (job.digital and job.digital[li]):
+        return ()
+    rpb = TileParams.from_spec(spec).rows_per_dac_beat
+    rows = _chain_rows(spec, job, li)
+    out, r0 = [], 0
+    for i, (t, r) in enumerate(zip(job.tiles[li], rows, strict=True)):
+        if r0 % rpb:
+            raise ValueError(f"layer {li}: tile {t} starts at row {r0}, not a multiple of {rpb} rows per beat")
+        x, y = tile_coords(spec, t)
+        out.append((x, y, r0 // rpb, 0 if i == len(rows) - 1 else (r0 + r) // rpb, 0))
+        r0 += r
+    return tuple(out)
+
+
+def _layer_coords(spec: ChipSpec, job: NetworkJob, li: int) -> tuple[int, int]:
+    """Where layer ``li``'s inputs go: its (first) tile, or the digital datapath."""
+    if job.digital and job.digital[li]:
+        return digital_dest(spec)
+    t = job.tiles[li]
+    return tile_coords(spec, t[0] if isinstance(t, list) else t)
+
+
+def node_coords(spec: ChipSpec, layer) -> tuple[int, int]:
+    """Mesh address of a mapped layer: its tile, or the digital datapath (``layer.tile`` None)."""
+    return digital_dest(spec) if layer.tile is None else tile_coords(spec, layer.tile)
+
+
+def _row_slice(matrix: AnalogMatrix, r0: int, r1: int, noise_seed: int) -> AnalogMatrix:
+    """Rows ``r0 .. r1-1`` of a programmed (and drifted) matrix, same conductances and scale, own noise key.
+
+    The array of one tile of a partial-sum chain: the whole layer is programmed
+    at once (one conductance scale ``g_max / max|W|``), each tile holds its rows.
+    """
+    import copy
+
+    part = copy.copy(matrix)
+    part.noise_seed = int(noise_seed)
+    part.weights = matrix.weights[r0:r1]
+    part.g_pos_us, part.g_neg_us = matrix.g_pos_us[r0:r1], matrix.g_neg_us[r0:r1]
+    part._g_eff = matrix._g_eff[r0:r1]
+    return part
 
 
 # ======================================================================== packets
@@ -228,6 +353,58 @@ def host_tdest(spec: ChipSpec, x: int, y: int, chan: int) -> int:
 
     xb, yb = grid_coord_bits(spec.tile_grid.rows, spec.tile_grid.cols)
     return x | (y << xb) | (chan << (xb + yb))
+
+
+# ======================================================================== host send order
+
+
+#: Send orders of :func:`host_order`.
+ORDERS = ("vector", "home_first", "tiles", "random")
+
+
+def host_order(queue: list[tuple[int, int, list]], n_tiles: int, order: str, rng: np.random.Generator, *,
+               window: int | None = None) -> list:
+    """The host's frames in wire order.
+
+    ``queue`` holds ``(tile, vector, frames)`` per tile of the first layer and
+    input vector. ``order`` is the order the host *enqueues* them: ``vector``
+    (vector by vector, upstream tile first), ``home_first`` (vector by vector,
+    home tile first), ``tiles`` (all vectors of the first tile, then the next:
+    "all upstream halves first"), ``random`` (a seeded shuffle that keeps each
+    tile's vectors in order). With ``window`` = W the host is a DMA engine with
+    one queue per destination tile that sends vector ``v`` of a tile only after
+    every tile of the chain has been sent vectors ``0 .. v - W`` (end-to-end
+    skew bound, docs/design.md "Deadlock-free transport"): it takes the first
+    enqueued frame group allowed. ``window`` None sends in enqueue order.
+    """
+    if order == "vector":
+        items = sorted(queue, key=lambda q: (q[1], q[0]))
+    elif order == "home_first":
+        items = sorted(queue, key=lambda q: (q[1], -q[0]))
+    elif order == "tiles":
+        items = sorted(queue, key=lambda q: (q[0], q[1]))
+    elif order == "random":
+        per = [sorted([q for q in queue if q[0] == t], key=lambda q: q[1]) for t in range(n_tiles)]
+        items = []
+        while any(per):
+            t = int(rng.choice([i for i in range(n_tiles) if per[i]]))
+            items.append(per[t].pop(0))
+    else:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if window is None:
+        return [f for _, _, fr in items for f in fr]
+    sent = [0] * n_tiles  # vectors sent per tile
+    out = []
+    while items:
+        for i, (t, v, fr) in enumerate(items):
+            if v - window < min(sent):
+                out += fr
+                sent[t] += 1
+                del items[i]
+                break
+        else:  # pragma: no cover - the tile with fewest sends always has an allowed head
+            raise RuntimeError("host_order: no frame allowed")
+    return out
 
 
 # ======================================================================== testbench
@@ -323,8 +500,11 @@ class TopTestbench:
         from rtl.csr import Access
 
         start = self.clock.cycle()
-        config = [w for w in pn.writes if not w.name.endswith(".tc.ctrl")]
-        starts = [w for w in pn.writes if w.name.endswith(".tc.ctrl")]
+        def is_start(w: RegWrite) -> bool:
+            return w.name.endswith(".tc.ctrl") or (w.name == "digital.ctrl" and
+                                                   self.regmap.decode(w.name, w.data)["start"] == 1)
+        config = [w for w in pn.writes if not is_start(w)]
+        starts = [w for w in pn.writes if is_start(w)]
         for wr in config:
             await self.write(wr, res)
         if readback:
@@ -346,8 +526,12 @@ class TopTestbench:
 
     # ------------------------------------------------------------------ one run
     async def run(self, pn: PreparedNetwork, *, timeout_cycles: int | None = None, readback: bool = False,
-                  log: Any = None) -> NetResult:
-        """Configure, feed every input vector, check every output, stop the tiles, check the status."""
+                  log: Any = None, order: str = "vector", window: int | None = None) -> NetResult:
+        """Configure, feed every input vector, check every output, stop the tiles, check the status.
+
+        ``order`` and ``window``: the host's send order over the first layer's
+        tiles (:func:`host_order`).
+        """
         import cocotb
         from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
         from cocotbext.axi import AxiStreamFrame
@@ -365,6 +549,8 @@ class TopTestbench:
         # ---- array bridges (they also check each layer's DAC codes against the golden input)
         bridges = []
         for li, (lyr, matrix) in enumerate(zip(L, pn.matrices, strict=True)):
+            if matrix is None:  # digital layer: no array port
+                continue
             bridge = checking_bridge_class()(self.dut, self.clock, spec, matrix, pn.inputs[li], res, layer=li,
                                     rng=self.rng, p_dac_ready=self.p_dac_ready, p_adc_valid=self.p_adc_valid,
                                     dac_prefix=f"dac__{lyr.tile}", adc_prefix=f"adc__{lyr.tile}")
@@ -372,19 +558,22 @@ class TopTestbench:
         await self.clock.edge
         self.tasks = [cocotb.start_soon(b.run()) for b in bridges]
 
-        # ---- inputs: one packet per act beat, to the first layer's tile, chan 0
-        x0, y0 = tile_coords(spec, L[0].tile)
-        tdest = host_tdest(spec, x0, y0, 0)
+        # ---- inputs: one packet per act beat, to each tile of the first layer (chan 0), in the host's order
         rpb = p.rows_per_dac_beat
-        k0 = L[0].k_rows
-        frames = []
-        for xv in pn.inputs[0]:
-            nb = -(-k0 // rpb)
-            for i in range(nb):
-                lanes = [int(v) for v in xv[i * rpb:(i + 1) * rpb]]
-                lanes += [int(v) for v in self.rng.integers(-128, 128, rpb - len(lanes))]  # ignored by the RTL
-                raw = pack(self.act_layout, {"data": lanes, "last": int(i == nb - 1)})
-                frames.append(AxiStreamFrame(beat_words(raw, self.beat_bits, self.link_bits), tdest=tdest))
+        queue: list[tuple[int, int, list]] = []  # (entry index, vector, frames of that vector's rows)
+        for ei, li in enumerate(pn.entry):
+            xt, yt = node_coords(spec, L[li])
+            tdest = host_tdest(spec, xt, yt, 0)
+            nb = -(-L[li].k_rows // rpb)
+            for v, xv in enumerate(pn.inputs[li]):
+                fr = []
+                for i in range(nb):
+                    lanes = [int(c) for c in xv[i * rpb:(i + 1) * rpb]]
+                    lanes += [int(c) for c in self.rng.integers(-128, 128, rpb - len(lanes))]  # ignored by the RTL
+                    raw = pack(self.act_layout, {"data": lanes, "last": int(i == nb - 1)})
+                    fr.append(AxiStreamFrame(beat_words(raw, self.beat_bits, self.link_bits), tdest=tdest))
+                queue.append((ei, v, fr))
+        frames = host_order(queue, len(pn.entry), order, self.rng, window=window)
 
         async def feed() -> None:
             for f in frames:
@@ -437,7 +626,14 @@ class TopTestbench:
         for wr in self._commands(pn, "stop"):
             await self.write(wr, res)
         await ClockCycles(self.clock.clk, 20)
+        if any(lyr.tile is None for lyr in L):
+            st = await self.read("digital.status", res)
+            for flag in ("err_config", "err_x_last", "busy"):
+                res.flags[f"digital.{flag}"] = st[flag]
+            res.flags["digital.not_done"] = int(not st["done"])
         for lyr in L:
+            if lyr.tile is None:
+                continue
             st = await self.read(f"tile{lyr.tile}.tc.status", res)
             af = await self.read(f"tile{lyr.tile}.affine.status", res)
             for flag in ("err_config", "err_act_last", "err_adc_last", "busy"):
@@ -461,7 +657,8 @@ class TopTestbench:
 
     def _commands(self, pn: PreparedNetwork, command: str) -> list[RegWrite]:
         from rtl.register_compiler import command_writes
-        return command_writes(self.spec, [lyr.tile for lyr in pn.layers], command, regmap=self.regmap)
+        return command_writes(self.spec, [lyr.tile for lyr in pn.layers if lyr.tile is not None], command,
+                              regmap=self.regmap)
 
 
 # ======================================================================== Verilog and runner

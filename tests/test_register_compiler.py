@@ -100,7 +100,7 @@ def test_writes_decode_back_through_the_register_map():
     fields = {w.name: RM.decode(w.name, w.data) for w in writes}
     assert fields["tile3.tc.k_rows"] == {"k_rows": K} and fields["tile3.tc.n_cols"] == {"n_cols": N}
     assert fields["tile3.affine.relu"] == {"relu": 0} and fields["tile3.affine.shift"] == {"shift": 14}
-    assert fields["tile3.ni.dest"] == {"x": 0, "y": 1}
+    assert fields["tile3.ni.dest"] == {"x": 0, "chan": 0, "lo": 0, "y": 1, "hi": 0}
     assert [w.data for w in writes if w.name == "tile3.ni.dest"] == [1 << 16]   # y at bit 16
     assert sum(w.name.endswith("affine.ctrl") for w in writes) == N
 
@@ -148,7 +148,7 @@ def test_dump_is_readable():
     lines = text.splitlines()
     assert len(lines) == len(writes) + 2 and RM.digest in lines[0]
     assert "0x1148   tile1.affine.coef_offset        0xffff8000  coef_offset=-32768" in text
-    assert "0x1180   tile1.ni.dest                   0x00000002  x=2 y=0" in text
+    assert "0x1180   tile1.ni.dest                   0x00000002  x=2 chan=0 lo=0 y=0 hi=0" in text
 
 
 def test_partial_sum_chain_longer_than_the_accumulator_is_refused():

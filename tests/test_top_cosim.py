@@ -43,6 +43,10 @@ pytestmark = pytest.mark.cosim
 SEED = int(os.environ.get("AIMC_COSIM_SEED", "1"))
 WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
 TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
+#: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
+CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
+               "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault"]
+CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: (simulator, periphery.affine_lanes) builds of the top level
 BUILDS = [("icarus", 1), ("icarus", 4), ("verilator", 4)]
 #: affine lanes -> (stage cycles per vector of the two layers of test_mlp_two_tiles, interval between vectors)
@@ -63,7 +67,8 @@ def outcomes(tmp_path_factory):
     def get(sim: str, lanes: int):
         if (sim, lanes) not in cache:
             build = tmp_path_factory.mktemp(f"top-{sim}-lanes{lanes}")
-            cache[sim, lanes] = run_top_scenarios(sim, TESTS, arch="tiny", changes={"periphery.affine_lanes": lanes},
+            tests = TESTS + (CHAIN_TESTS if (sim, lanes) in CHAIN_BUILDS else [])
+            cache[sim, lanes] = run_top_scenarios(sim, tests, arch="tiny", changes={"periphery.affine_lanes": lanes},
                                                   seed=SEED, build_dir=build, waves=WAVES)
         return cache[sim, lanes]
 
@@ -106,3 +111,65 @@ def test_top_simulators_agree(outcomes):
         for key in ("compared", "mismatches", "cycles", "config_cycles", "interval_cycles", "in_stall_cycles",
                     "out_stall_cycles"):
             assert a[key] == b[key], f"{test}: {key} icarus {a[key]} verilator {b[key]}"
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_chains(outcomes, sim, lanes):
+    """Partial-sum chains K = 32 + 20, N = 24, 8 vectors: 192 outputs each, 0 mismatches.
+
+    ``test_chain_home_first`` is the issue's case (hung after 40 of 192 outputs
+    when activations and partial sums shared one mesh); ``test_chain_upstream_first``
+    enqueues all upstream halves first (hung at 0 outputs); ``test_chain_random``
+    runs 8 chains over random ordered tile pairs, the four host orders, ready
+    low on 30 % of cycles at the AXI4-Stream ports and array ports: 8 x 192 outputs.
+    """
+    got = outcomes(sim, lanes)
+    for test in CHAIN_TESTS[:2]:
+        out = got[test]
+        assert out.passed, f"{sim} {test} seed {SEED}: {out.message}"
+        d = out.data
+        assert d["compared"] == d["expected_outputs"] == 192 and d["mismatches"] == 0, d
+        assert d["dac_compared"] == 8 * 52 and d["dac_mismatches"] == 0 and d["mvms"] == [8, 8], d
+        assert not any(d["flags"].values()), d["flags"]
+    out = got["test_chain_random"]
+    assert out.passed, f"{sim} test_chain_random seed {SEED}: {out.message}"
+    runs = out.data["runs"]
+    assert len(runs) == 8 and {r["order"] for r in runs} == {"vector", "home_first", "tiles", "random"}
+    assert out.data["compared"] == 8 * 192 and out.data["mismatches"] == 0, runs
+    assert all(r["compared"] == 192 for r in runs) and sum(r["out_stall_cycles"] for r in runs) > 0, runs
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+@pytest.mark.parametrize("test", ["test_tile_to_digital", "test_digital_to_tile"])
+def test_top_digital_layer(outcomes, sim, lanes, test):
+    """Tile -> digital (30 -> 20 analog, 20 -> 10 digital) and digital -> tile (24 -> 16 digital, 16 -> 10
+    analog), 6 vectors, ready low on 30 % of cycles: 60 outputs, 0 mismatches, the DAC codes of the analog layer
+    (6 x 30, 6 x 16) all compared, no digital-datapath error flag (err_x_last)."""
+    out = outcomes(sim, lanes)[test]
+    assert out.passed, f"{sim} {test} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 60 and d["mismatches"] == 0, d
+    assert d["dac_compared"] == 6 * (30 if test == "test_tile_to_digital" else 16) and d["dac_mismatches"] == 0, d
+    assert "digital.err_x_last" in d["flags"] and not any(d["flags"].values()), d["flags"]
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_digital_to_chain(outcomes, sim, lanes):
+    """Digital 24 -> 52 split by destination entries over the chain 52 = 32 + 20 -> 24 on tiles 2 -> 3, 6 vectors,
+    ready low on 30 % of cycles: 144 outputs and 6 x 52 DAC codes, 0 mismatches, 6 MVMs per tile, no flag."""
+    out = outcomes(sim, lanes)["test_digital_to_chain"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 144 and d["mismatches"] == 0, d
+    assert d["dac_compared"] == 6 * 52 and d["dac_mismatches"] == 0 and d["mvms"] == [6, 6], d
+    assert not any(d["flags"].values()), d["flags"]
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_fault_located(outcomes, sim, lanes):
+    """One digital weight (channel 5, term 3) negated on the RTL side only: wrong DAC codes at mapped layer 1
+    (the chain tile fed by channels 0..31) in row 5 and nowhere else; the outputs mismatch; 144 compared."""
+    out = outcomes(sim, lanes)["test_digital_weight_fault"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == 144 and d["mismatches"] > 0 and d["dac_mismatch_at"] == [[1, 5]], d

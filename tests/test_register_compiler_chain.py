@@ -1,0 +1,89 @@
+"""Register compiler: partial-sum chains and digital layers (issue 15).
+
+- ``chained_layer``: K = 52 on tiny (32-row tiles) splits 32 + 20; the
+  upstream tile gets ``chain_out`` and the home tile's address as destination,
+  the home tile ``chain_in`` and the layer's destination; both carry the
+  coefficients of the *whole* matrix (one conductance scale, max|W| of all 52
+  rows, recomputed here from ``analog_affine_multiplier`` / ``quantize_affine``).
+- ``compile_network`` writes those flags (decoded back from the words) and
+  refuses a broken chain.
+- ``compile_digital_layer``: the weight writes, decoded and replayed into a
+  (words x lanes) memory as ``rtl.digital`` lays it out, give back ``w_int8``
+  exactly; ``w_int8 * w_scale`` is within half a step of the real weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
+from archmodel.spec import load_spec
+from rtl.register_compiler import chained_layer, compile_digital_layer, compile_network, digital_dest, digital_layer, host_dest
+from rtl.regmap import build_regmap
+
+SPEC = load_spec("tiny")
+
+
+def _chain(rng):
+    w = rng.standard_normal((52, 24))
+    w[40, 3] = 9.0  # max|W| on the home tile's rows
+    return w, chained_layer(SPEC, w, tiles=[0, 1], rows=[32, 20], dest=host_dest(SPEC), in_scale=1 / 64,
+                            out_scale=0.5, bias=np.zeros(24), relu=False, name="fc")
+
+
+def test_chained_layer_flags_and_coefficients():
+    w, (up, home) = _chain(np.random.default_rng(0))
+    assert (up.tile, up.k_rows, up.chain_in, up.chain_out, up.dest) == (0, 32, False, True, (1, 0))
+    assert (home.tile, home.k_rows, home.chain_in, home.chain_out, home.dest) == (1, 20, True, False, (2, 0))
+    a = SPEC.array
+    m = analog_affine_multiplier(in_scale=1 / 64, out_scale=0.5, w_abs_max=9.0, g_max_us=SPEC.device.g_max_us,
+                                 v_read_v=a.v_read_v, array_rows=a.rows, adc_bits=a.adc_bits, dac_bits=a.dac_bits,
+                                 adc_full_scale_fraction=a.adc_full_scale_fraction)
+    p = SPEC.periphery
+    want = quantize_affine(np.full(24, m), np.broadcast_to(folded_offset(np.zeros(24), out_scale=0.5), (24,)),
+                           relu=False, scale_bits=p.affine_scale_bits, offset_bits=p.affine_offset_bits,
+                           max_shift=min(62, p.accumulator_bits + p.affine_scale_bits - 1))
+    for lyr in (up, home):
+        assert np.array_equal(lyr.coefs.scale, want.scale) and lyr.coefs.shift == want.shift
+        assert lyr.g_scale_us == pytest.approx(SPEC.device.g_max_us / 9.0)
+
+
+def test_compile_network_writes_chain_flags():
+    _, chain = _chain(np.random.default_rng(1))
+    rm = build_regmap(SPEC)
+    writes = compile_network(SPEC, chain, regmap=rm)
+    got = {(wr.name, k): v for wr in writes for k, v in rm.decode(wr.name, wr.data).items()
+           if wr.name.endswith(("chain_in", "chain_out", "k_rows"))}
+    assert got[("tile0.affine.chain_out", "chain_out")] == 1 and got[("tile0.affine.chain_in", "chain_in")] == 0
+    assert got[("tile1.affine.chain_in", "chain_in")] == 1 and got[("tile1.affine.chain_out", "chain_out")] == 0
+    assert got[("tile0.tc.k_rows", "k_rows")] == 32 and got[("tile1.tc.k_rows", "k_rows")] == 20
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="partial-sum chain must be consecutive"):
+        compile_network(SPEC, [chain[0], replace(chain[1], chain_in=False)], regmap=rm)
+
+
+def test_digital_layer_weights_roundtrip():
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((20, 10))
+    dl = digital_layer(SPEC, w, dest=host_dest(SPEC), in_scale=1 / 64, out_scale=0.25, n_pixels=6)
+    assert dl.w_int8.shape == (10, 20) and np.max(np.abs(dl.w_int8)) == 127
+    assert np.all(np.abs(dl.w_int8.T * dl.w_scale - w) <= dl.w_scale / 2 + 1e-12)
+    rm = build_regmap(SPEC)
+    lanes = SPEC.digital.mac_lanes
+    mem = np.zeros((3 * 20, lanes), dtype=np.int64)
+    addr = lane = data = None
+    n_we = 0
+    for wr in compile_digital_layer(SPEC, dl, regmap=rm):
+        f = rm.decode(wr.name, wr.data)
+        addr = f["w_addr"] if wr.name == "digital.w_addr" else addr
+        lane = f["w_lane"] if wr.name == "digital.w_lane" else lane
+        data = f["w_data"] if wr.name == "digital.w_data" else data
+        if wr.name == "digital.ctrl" and f["w_we"]:
+            mem[addr, lane] = data - 256 if data >= 128 else data
+            n_we += 1
+    assert n_we == 200
+    for ch in range(10):
+        g, l_ = divmod(ch, lanes)
+        assert [int(mem[g * 20 + k, l_]) for k in range(20)] == [int(v) for v in dl.w_int8[ch]]
+    assert digital_dest(SPEC) == (3, 0)
