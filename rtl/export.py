@@ -25,10 +25,14 @@ import hashlib
 import os
 import re
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
+from amaranth.back.verilog import _convert_rtlil_text  # verilog.convert's Yosys step, on our RTLIL
+from amaranth.hdl import Elaboratable, Fragment, Module
+from amaranth.hdl._ir import PortDirection
 
 from archmodel.errors import AimcError
 from archmodel.spec import ChipSpec
@@ -134,26 +138,206 @@ def icarus_time0_fix(text: str) -> str:
     return _DUMP_REG.sub(repl, text)
 
 
-def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool = False) -> str:
-    """Verilog of ``component`` as module ``name``: header comment, `` `timescale``, Amaranth's output.
+#: Blocks emitted once per distinct parameter set as a module of their own and instantiated wherever a
+#: design uses them (class name -> (module name stem, attributes that, with the signature, fix the logic)).
+#: Every other block is inlined as Amaranth emits it. (:class:`rtl.router.MeshRouter` elaborates its grid
+#: position as constants, so each position is a distinct module.)
+SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Tile": ("tile", ("params",)),
+    "MeshRouter": ("mesh_router", ("x", "y", "edge_column", "latency_cycles")),
+    "ResultPacker": ("result_packer", ()),
+    "FlitsToBeat": ("flits_to_beat", ()),
+    "BeatToFlits": ("beat_to_flits", ("chan",)),
+    "FlitMerge": ("flit_merge", ()),
+    "FlitDemux": ("flit_demux", ()),
+}
 
-    ``icarus`` applies :func:`icarus_time0_fix` (for Icarus Verilog co-simulation only).
+
+def _shared_classes() -> dict[type, tuple[str, tuple[str, ...]]]:
+    from .axis import BeatToFlits, FlitsToBeat, ResultPacker
+    from .router import MeshRouter
+    from .tile import Tile
+    from .top import FlitDemux, FlitMerge
+    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, FlitMerge, FlitDemux)
+    return {c: SHARED_BLOCKS[c.__name__] for c in classes}
+
+
+def _silence(obj, seen=None) -> None:
+    """Mark ``obj`` and the elaboratables it holds as deliberately never elaborated (no UnusedElaboratable)."""
+    from amaranth.hdl import Elaboratable
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    obj._MustUse__silence = True
+    for v in vars(obj).values():
+        if isinstance(v, Elaboratable):
+            _silence(v, seen)
+
+
+def _port_values(comp) -> dict[str, tuple[object, str]]:
+    """Verilog port name -> (Amaranth value, "i"/"o") of a component, named as ``verilog.convert`` names them."""
+    from amaranth.hdl import Value, ValueCastable
+    from amaranth.lib import wiring
+    ports = {}
+    for path, member, value in comp.signature.flatten(comp):
+        if isinstance(value, ValueCastable):
+            value = value.as_value()
+        if isinstance(value, Value):
+            ports["__".join(map(str, path))] = (value, "i" if member.flow == wiring.In else "o")
+    return ports
+
+
+class _Library:
+    """The shared modules of one conversion: key -> (module name, template component), first use first."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.classes = _shared_classes()
+        self.modules: dict[tuple, tuple[str, object]] = {}
+        self.instances: list[tuple[str, object]] = []  # (module name, Instance) to fix up clk/rst later
+
+    def instance(self, comp):
+        """An ``Instance`` of ``comp``'s shared module, or None if ``comp`` is not a shared block."""
+        from amaranth.hdl import ClockSignal, Instance, ResetSignal
+        kind = self.classes.get(type(comp))
+        if kind is None:
+            return None
+        stem, attrs = kind
+        key = (type(comp), repr(comp.signature), tuple(repr(getattr(comp, a)) for a in attrs))
+        if key not in self.modules:
+            if type(comp).__name__ == "MeshRouter":
+                name = f"{self.prefix}__{stem}_x{comp.x}_y{comp.y}"
+            else:
+                n = sum(1 for k in self.modules if k[0] is type(comp))
+                name = f"{self.prefix}__{stem}" + (f"_{n}" if n else "")
+            self.modules[key] = (name, comp)
+        else:
+            _silence(comp)
+        name = self.modules[key][0]
+        args = [("i", "clk", ClockSignal()), ("i", "rst", ResetSignal())]
+        args += [(d, port, v) for port, (v, d) in _port_values(comp).items()]
+        inst = Instance(name, *args)
+        self.instances.append((name, inst))
+        return inst
+
+
+class _Compacting(Elaboratable):
+    """Elaborates ``obj`` like Amaranth does, but puts an ``Instance`` of a shared module in place of every
+    shared block below it (:data:`SHARED_BLOCKS`); ``obj`` itself is always elaborated."""
+
+    def __init__(self, obj, lib: _Library, root: bool = False):
+        self.obj, self.lib, self.root = obj, lib, root
+
+    def elaborate(self, platform):
+        obj = self.obj
+        if not self.root:
+            inst = self.lib.instance(obj)
+            if inst is not None:
+                return inst
+        obj._MustUse__used = True
+        res = obj.elaborate(platform)
+        if isinstance(res, Module):
+            # Module's own submodule tables (Amaranth 0.5): wrap each before the module is elaborated
+            res._named_submodules = {n: (_Compacting(sub, self.lib), loc)
+                                     for n, (sub, loc) in res._named_submodules.items()}
+            res._anon_submodules = [(_Compacting(sub, self.lib), loc) for sub, loc in res._anon_submodules]
+            return res
+        if isinstance(res, Elaboratable) and not isinstance(res, Fragment):
+            return _Compacting(res, self.lib, self.root)
+        return res
+
+
+@contextmanager
+def _debug_fields(enabled: bool):
+    """Whether Amaranth's RTLIL back end emits a named wire for every field of a ``data`` layout signal.
+
+    Amaranth 0.5 has no option for this (``verilog.convert`` has only ``emit_src`` and
+    ``strip_internal_attrs``; the wires come from ``ModuleEmitter.emit_signal_fields`` of
+    ``amaranth.back.rtlil``, called for every module), so it is switched off for the duration of one
+    conversion. These wires only name slices of other wires (waveform viewing); no logic changes.
     """
-    text = verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+    if enabled:
+        yield
+        return
+    saved = rtlil.ModuleEmitter.emit_signal_fields
+    rtlil.ModuleEmitter.emit_signal_fields = lambda self: None
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.emit_signal_fields = saved
+
+
+def _module_ports(rtlil_text: str, name: str) -> set[str]:
+    """Port names of module ``name`` in RTLIL text."""
+    start = rtlil_text.index(f"module \\{name}\n")
+    body = rtlil_text[start:rtlil_text.index("\nend\n", start)]
+    return set(re.findall(r"^\s*wire .*?\b(?:input|output|inout) \d+\s+(?:signed\s+)?\\(\S+)$", body, re.M))
+
+
+def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool = False, debug: bool = True,
+                 progress: bool = False) -> str:
+    """Verilog of ``component`` as module ``name``: header comment, `` `timescale``, the modules.
+
+    Every shared block (:data:`SHARED_BLOCKS`) below ``component`` is emitted once per distinct
+    parameter set as its own module, named ``<name>__<stem>[_<n>]`` (routers
+    ``<name>__mesh_router_x<x>_y<y>``), and instantiated (``amaranth.hdl.Instance``) where it is
+    used; the text holds ``name``, its inlined submodules and the shared modules, converted by one
+    Yosys run (``verilog.convert``'s, with ``emit_src=False``, ``strip_internal_attrs=True``).
+
+    ``debug`` keeps Amaranth's named wire for every field of every ``data`` layout signal
+    (waveforms; :func:`_debug_fields`); ``icarus`` applies :func:`icarus_time0_fix` (Icarus
+    Verilog co-simulation only); ``progress`` shows a tqdm bar on stderr while the modules convert.
+    """
+    from tqdm import tqdm
+
+    lib = _Library(name)
+    roots = [(name, component)]
+    fragments = {name: Fragment.get(_Compacting(component, lib, root=True), None)}
+    with tqdm(desc=f"{name}", unit="module", total=1, disable=not progress, leave=False) as bar:
+        # elaborate every shared module (one may use further ones: the loop sees them as they appear)
+        while len(roots) < len(lib.modules) + 1:
+            mod_name, comp = list(lib.modules.values())[len(roots) - 1]
+            roots.append((mod_name, comp))
+            fragments[mod_name] = Fragment.get(_Compacting(comp, lib, root=True), None)
+            bar.total = len(lib.modules) + 1
+            bar.update(1)
+        # convert the deepest first, so that every instance knows its module's ports (a block without
+        # sequential logic has no clk/rst)
+        texts = []
+        with _debug_fields(debug):
+            for mod_name, comp in reversed(roots):
+                ports = {n: (v, PortDirection.Input if d == "i" else PortDirection.Output)
+                         for n, (v, d) in _port_values(comp).items()}
+                text, _ = rtlil.convert_fragment(fragments.pop(mod_name), ports, mod_name, emit_src=False)
+                texts.append(text)
+                have = _module_ports(text, mod_name)
+                for inst_module, inst in lib.instances:
+                    if inst_module == mod_name:
+                        for p in ("clk", "rst"):
+                            if p not in have:
+                                inst.ports.pop(p, None)
+                        if set(inst.ports) != have:  # the instance's ports are the signature's: a bug if not
+                            raise RuntimeError(f"{mod_name}: instance ports {sorted(set(inst.ports) ^ have)} "
+                                               "do not match the module")
+        bar.set_postfix_str("yosys write_verilog")
+        text = _convert_rtlil_text("\n".join(reversed(texts)), strip_internal_attrs=True)
+        bar.update(1)
     header = (f"// {name}: generated by aimc (rtl.export) from chip description '{spec.name}' "
               f"(hash {spec.spec_hash}); do not edit.\n`timescale 1ns/1ps\n")
     return header + (icarus_time0_fix(text) if icarus else text)
 
 
 def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec: ChipSpec, *,
-                  icarus: bool = False) -> Path:
+                  icarus: bool = False, debug: bool = True, progress: bool = False) -> Path:
     """Write :func:`verilog_text` to ``<out_dir>/<name>.v``; returns the path.
 
     The file is written whole or not at all (temporary name, then rename), and
     only when its text changes (so simulator builds that depend on it are not
-    invalidated for nothing).
+    invalidated for nothing). ``debug`` defaults to on (co-simulation waveforms);
+    :func:`export_verilog` turns it off.
     """
-    text = verilog_text(component, name, spec, icarus=icarus)
+    text = verilog_text(component, name, spec, icarus=icarus, debug=debug, progress=progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.v"
