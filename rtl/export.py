@@ -106,12 +106,23 @@ def components(spec: ChipSpec) -> dict[str, object]:
     return out
 
 
-def export_verilog(spec: ChipSpec, out_dir: str | os.PathLike) -> list[Path]:
+def export_verilog(spec: ChipSpec, out_dir: str | os.PathLike, *, debug: bool = False,
+                   progress: bool = False) -> list[Path]:
     """Write ``<name>.v`` for every component of :func:`components` into ``out_dir`` (:func:`write_verilog`).
 
+    ``debug`` (off: the files are for synthesis) keeps the named field wires of
+    ``data`` layout signals; ``progress`` shows tqdm bars on stderr.
     Returns the paths written, in order (the top level last).
     """
-    return [write_verilog(comp, name, out_dir, spec) for name, comp in components(spec).items()]
+    from tqdm import tqdm
+
+    comps = components(spec)
+    paths, cache = [], {}
+    with tqdm(comps.items(), desc="export", unit="file", disable=not progress) as bar:
+        for name, comp in bar:
+            bar.set_postfix_str(name)
+            paths.append(write_verilog(comp, name, out_dir, spec, debug=debug, progress=progress, cache=cache))
+    return paths
 
 
 _DUMP_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
@@ -150,15 +161,20 @@ SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "BeatToFlits": ("beat_to_flits", ("chan",)),
     "FlitMerge": ("flit_merge", ()),
     "FlitDemux": ("flit_demux", ()),
+    "DigitalDatapath": ("digital_datapath", ("params",)),
+    "CSRBank": ("csr_bank", ("registers", "addr_bits")),
 }
 
 
 def _shared_classes() -> dict[type, tuple[str, tuple[str, ...]]]:
     from .axis import BeatToFlits, FlitsToBeat, ResultPacker
+    from .csr import CSRBank
+    from .digital import DigitalDatapath
     from .router import MeshRouter
     from .tile import Tile
     from .top import FlitDemux, FlitMerge
-    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, FlitMerge, FlitDemux)
+    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, FlitMerge, FlitDemux, DigitalDatapath,
+               CSRBank)
     return {c: SHARED_BLOCKS[c.__name__] for c in classes}
 
 
@@ -197,19 +213,25 @@ class _Library:
         self.modules: dict[tuple, tuple[str, object]] = {}
         self.instances: list[tuple[str, object]] = []  # (module name, Instance) to fix up clk/rst later
 
-    def instance(self, comp):
-        """An ``Instance`` of ``comp``'s shared module, or None if ``comp`` is not a shared block."""
-        from amaranth.hdl import ClockSignal, Instance, ResetSignal
+    def key(self, comp) -> tuple | None:
+        """What fixes the logic of ``comp`` if it is a shared block (class, signature, attributes), else None."""
         kind = self.classes.get(type(comp))
         if kind is None:
             return None
-        stem, attrs = kind
-        key = (type(comp), repr(comp.signature), tuple(repr(getattr(comp, a)) for a in attrs))
+        return (type(comp).__name__, repr(comp.signature), tuple(repr(getattr(comp, a)) for a in kind[1]))
+
+    def instance(self, comp):
+        """An ``Instance`` of ``comp``'s shared module, or None if ``comp`` is not a shared block."""
+        from amaranth.hdl import ClockSignal, Instance, ResetSignal
+        key = self.key(comp)
+        if key is None:
+            return None
         if key not in self.modules:
+            stem = self.classes[type(comp)][0]
             if type(comp).__name__ == "MeshRouter":
                 name = f"{self.prefix}__{stem}_x{comp.x}_y{comp.y}"
             else:
-                n = sum(1 for k in self.modules if k[0] is type(comp))
+                n = sum(1 for k in self.modules if k[0] == key[0])
                 name = f"{self.prefix}__{stem}" + (f"_{n}" if n else "")
             self.modules[key] = (name, comp)
         else:
@@ -275,8 +297,12 @@ def _module_ports(rtlil_text: str, name: str) -> set[str]:
     return set(re.findall(r"^\s*wire .*?\b(?:input|output|inout) \d+\s+(?:signed\s+)?\\(\S+)$", body, re.M))
 
 
+#: Module name the RTLIL of a shared module is generated under, then replaced by its name in a file
+_PLACEHOLDER = "aimc_shared_module_placeholder"
+
+
 def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool = False, debug: bool = True,
-                 progress: bool = False) -> str:
+                 progress: bool = False, cache: dict | None = None) -> str:
     """Verilog of ``component`` as module ``name``: header comment, `` `timescale``, the modules.
 
     Every shared block (:data:`SHARED_BLOCKS`) below ``component`` is emitted once per distinct
@@ -288,28 +314,48 @@ def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool =
     ``debug`` keeps Amaranth's named wire for every field of every ``data`` layout signal
     (waveforms; :func:`_debug_fields`); ``icarus`` applies :func:`icarus_time0_fix` (Icarus
     Verilog co-simulation only); ``progress`` shows a tqdm bar on stderr while the modules convert.
+    ``cache`` (a dict the caller keeps, e.g. across the files of :func:`export_verilog`) holds the
+    RTLIL of shared modules already converted with the same ``debug``, so each is converted once.
     """
     from tqdm import tqdm
 
+    cache = {} if cache is None else cache
     lib = _Library(name)
-    roots = [(name, component)]
-    fragments = {name: Fragment.get(_Compacting(component, lib, root=True), None)}
-    with tqdm(desc=f"{name}", unit="module", total=1, disable=not progress, leave=False) as bar:
-        # elaborate every shared module (one may use further ones: the loop sees them as they appear)
-        while len(roots) < len(lib.modules) + 1:
-            mod_name, comp = list(lib.modules.values())[len(roots) - 1]
-            roots.append((mod_name, comp))
-            fragments[mod_name] = Fragment.get(_Compacting(comp, lib, root=True), None)
-            bar.total = len(lib.modules) + 1
+    todo = [(name, component)]          # modules of this file, in the order they were found
+    fragments: dict[str, object] = {}   # module name -> elaborated fragment (not cached)
+    nested: set[str] = set()            # modules that instantiate shared modules (their RTLIL names this file)
+    with tqdm(desc=name, unit="module", total=1, disable=not progress, leave=False) as bar:
+        # elaborate every module not cached yet (one may use further shared modules: they join `todo`)
+        k = 0
+        while k < len(todo):
+            mod_name, comp = todo[k]
+            key = lib.key(comp)
+            if key is not None and (key, debug) in cache:
+                _silence(comp)
+            else:
+                before = len(lib.instances)
+                fragments[mod_name] = Fragment.get(_Compacting(comp, lib, root=True), None)
+                if len(lib.instances) > before:
+                    nested.add(mod_name)
+            todo += list(lib.modules.values())[len(todo) - 1:]
+            k += 1
+            bar.total = len(todo) + 1
             bar.update(1)
         # convert the deepest first, so that every instance knows its module's ports (a block without
         # sequential logic has no clk/rst)
         texts = []
         with _debug_fields(debug):
-            for mod_name, comp in reversed(roots):
-                ports = {n: (v, PortDirection.Input if d == "i" else PortDirection.Output)
-                         for n, (v, d) in _port_values(comp).items()}
-                text, _ = rtlil.convert_fragment(fragments.pop(mod_name), ports, mod_name, emit_src=False)
+            for mod_name, comp in reversed(todo):
+                key = lib.key(comp)
+                if mod_name in fragments:
+                    ports = {n: (v, PortDirection.Input if d == "i" else PortDirection.Output)
+                             for n, (v, d) in _port_values(comp).items()}
+                    text, _ = rtlil.convert_fragment(fragments.pop(mod_name), ports, _PLACEHOLDER, emit_src=False)
+                    if key is not None and mod_name not in nested:
+                        cache[key, debug] = text
+                else:
+                    text = cache[key, debug]
+                text = text.replace("\\" + _PLACEHOLDER, "\\" + mod_name)
                 texts.append(text)
                 have = _module_ports(text, mod_name)
                 for inst_module, inst in lib.instances:
@@ -329,7 +375,8 @@ def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool =
 
 
 def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec: ChipSpec, *,
-                  icarus: bool = False, debug: bool = True, progress: bool = False) -> Path:
+                  icarus: bool = False, debug: bool = True, progress: bool = False,
+                  cache: dict | None = None) -> Path:
     """Write :func:`verilog_text` to ``<out_dir>/<name>.v``; returns the path.
 
     The file is written whole or not at all (temporary name, then rename), and
@@ -337,7 +384,7 @@ def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec
     invalidated for nothing). ``debug`` defaults to on (co-simulation waveforms);
     :func:`export_verilog` turns it off.
     """
-    text = verilog_text(component, name, spec, icarus=icarus, debug=debug, progress=progress)
+    text = verilog_text(component, name, spec, icarus=icarus, debug=debug, progress=progress, cache=cache)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.v"
