@@ -2,11 +2,18 @@
 
 - :func:`export_verilog` writes one Verilog file per component and one for the
   top level (:class:`rtl.top.Coprocessor`), generated from one chip
-  description with ``verilog.convert(..., emit_src=False)``: no source paths,
+  description with Amaranth's RTLIL back end and ``verilog.convert``'s Yosys
+  step (no source attributes, internal attributes stripped): no source paths,
   no timestamps, so the same description gives byte-identical files. Each file
   starts with a `` `timescale 1ns/1ps`` line (Amaranth emits none; simulators
   that mix files need one) and a comment naming the chip description and its
   hash.
+- Each file is self-contained but compact (:func:`verilog_text`): every shared
+  block (:data:`SHARED_BLOCKS`) is emitted once per distinct parameter set as
+  a module of its own and instantiated with ``amaranth.hdl.Instance`` wherever
+  the design uses it (Amaranth alone emits one copy per instance: the 8 x 8
+  chips' tops were 37.7 MB). Named wires for the fields of packed payloads
+  (``debug``) are for co-simulation waveforms only.
 - :func:`lint` runs ``verilator --lint-only -Wall`` on every file, with the
   waivers of :data:`LINT_WAIVERS` -- each one a class of warning that
   Amaranth's code generator produces by construction, explained next to it.
@@ -26,7 +33,8 @@ import os
 import re
 import subprocess
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
@@ -451,7 +459,7 @@ class SynthStats:
 
     top: str
     cells: dict[str, int]
-    modules: dict[str, dict[str, int]] = field(default_factory=dict)
+    modules: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     peak_rss_mb: float = 0.0
     wall_s: float = 0.0
 
