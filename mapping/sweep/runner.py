@@ -233,7 +233,7 @@ class _Evaluator:
         failed = 0
         t0 = time.monotonic()
         with tqdm(total=len(todo), desc=desc, unit="task", file=sys.stderr,
-                  disable=not self.progress or not todo) as bar:
+                  disable=True if (not self.progress or not todo) else None) as bar:  # None: off when stderr is no terminal
             for name, res in self.ex.run(todo):
                 pid = res.pop("pid", None)
                 if pid is not None:
@@ -267,7 +267,7 @@ class _Evaluator:
         from tqdm import tqdm
 
         with tqdm(total=len(todo), desc=f"PPA {network}", unit="point", file=sys.stderr,
-                  disable=not self.progress) as bar:
+                  disable=True if not self.progress else None) as bar:  # None: off when stderr is no terminal
             for _, res in self.ex.run(jobs):
                 self.pids.add(res["pid"])
                 self.timings["import"] += res["t_import_s"]
