@@ -167,22 +167,19 @@ SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ResultPacker": ("result_packer", ()),
     "FlitsToBeat": ("flits_to_beat", ()),
     "BeatToFlits": ("beat_to_flits", ("chan",)),
-    "FlitMerge": ("flit_merge", ()),
-    "FlitDemux": ("flit_demux", ()),
+    "DestFanout": ("dest_fanout", ("entries",)),
     "DigitalDatapath": ("digital_datapath", ("params",)),
     "CSRBank": ("csr_bank", ("registers", "addr_bits")),
 }
 
 
 def _shared_classes() -> dict[type, tuple[str, tuple[str, ...]]]:
-    from .axis import BeatToFlits, FlitsToBeat, ResultPacker
+    from .axis import BeatToFlits, DestFanout, FlitsToBeat, ResultPacker
     from .csr import CSRBank
     from .digital import DigitalDatapath
     from .router import MeshRouter
     from .tile import Tile
-    from .top import FlitDemux, FlitMerge
-    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, FlitMerge, FlitDemux, DigitalDatapath,
-               CSRBank)
+    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, DestFanout, DigitalDatapath, CSRBank)
     return {c: SHARED_BLOCKS[c.__name__] for c in classes}
 
 
