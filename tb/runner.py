@@ -229,7 +229,8 @@ def _build_progress(desc: str):
         if stop.wait(2.0):
             return
         with tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr, disable=None, leave=False) as bar:
-            bar.start_t -= 2.0  # count from the start of the build
+            if not bar.disable:
+                bar.start_t -= 2.0  # count from the start of the build
             while not stop.wait(0.5):
                 bar.refresh()
 

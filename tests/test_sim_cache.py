@@ -132,3 +132,19 @@ def test_concurrent_builders_keep_one_complete_entry(tmp_path):
     assert sorted(os.listdir(root)) == ["k"]  # a failed build leaves nothing behind
 
 
+
+
+def test_build_progress_off_a_terminal_is_silent_and_raises_nothing(capsys, monkeypatch):
+    # the elapsed-time line starts after 2 s from a thread; off a terminal it must print nothing and the
+    # thread must not fail (a disabled tqdm has no start time)
+    import threading
+    import time
+
+    from tb.runner import _build_progress
+
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    with _build_progress("building the verilator model of tile"):
+        time.sleep(2.6)
+    assert errors == []
+    assert capsys.readouterr().err == ""
