@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         weights_split,
     )
     from archmodel.zoo import load_network
-    from mapping.accuracy_report import plot_png, result_to_json, to_markdown
+    from mapping.accuracy_report import result_to_json
 
     # every option is checked before any work (one line naming the flag)
     if args.seed is not None:
@@ -194,16 +194,7 @@ def run(args: argparse.Namespace) -> int:
                          split=data.meta if folds == 1 else {"dataset": "sklearn-digits", "kind": "kfold",
                                                               "folds": folds, "seed": seed},
                          test_index=data.test_index if folds == 1 else None, folds=fold_info)
-    md = to_markdown(rep)
-    files: dict[str, bytes | str] = {"report.md": md, "report.json": json.dumps(rep, indent=2) + "\n"}
-    if not args.no_plot:
-        files["accuracy_vs_time.png"] = plot_png(rep)
-    with staged_output(args.out, force=args.force) as stage:
-        write_files_atomic(stage, files)
-    if not args.quiet:
-        print(md, end="")
-        print(f"  report: {args.out}/report.md")
-    return 0
+    return _write_report(args, rep)
 
 
 def _run_user_data(args: argparse.Namespace, spec, network) -> int:  # type: ignore[no-untyped-def]
@@ -215,7 +206,7 @@ def _run_user_data(args: argparse.Namespace, spec, network) -> int:  # type: ign
     from archmodel.accuracy_experiment import evaluate_accuracy
     from archmodel.datasets import hold_apart, load_user_data
     from archmodel.digits_experiment import has_own_weights, load_weights, own_weights
-    from mapping.accuracy_report import plot_png, result_to_json, to_markdown
+    from mapping.accuracy_report import result_to_json
 
     given = given_train_flags(args)
     if given:
@@ -264,6 +255,13 @@ def _run_user_data(args: argparse.Namespace, spec, network) -> int:  # type: ign
         test_rows = {r.tobytes() for r in np.ascontiguousarray(x_test).reshape(len(x_test), -1)}
         rep["calibration"]["calibration_disjoint_from_test"] = not any(
             r.tobytes() in test_rows for r in np.ascontiguousarray(x_cal).reshape(len(x_cal), -1))
+    return _write_report(args, rep)
+
+
+def _write_report(args: argparse.Namespace, rep: dict) -> int:
+    """Write report.md, report.json and (unless --no-plot) the plot into --out, whole or not at all; print it."""
+    from mapping.accuracy_report import plot_png, to_markdown
+
     md = to_markdown(rep)
     files: dict[str, bytes | str] = {"report.md": md, "report.json": json.dumps(rep, indent=2) + "\n"}
     if not args.no_plot:
