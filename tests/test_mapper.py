@@ -177,3 +177,11 @@ def test_progress_callback_counts_layers_and_changes_nothing():
     n = len(calls)  # once per layer costed, the last with (n, n)
     assert calls == [(k, n) for k in range(1, n + 1)] and n >= 2
     assert with_bar == map_network(spec, net)
+
+
+@pytest.mark.parametrize("arch", ["fig11", "hermes", "tiny", "isaac"])
+def test_every_preset_maps_a_zoo_network(arch):
+    # each preset the README lists must map a real network end to end (isaac once refused every network:
+    # its global buffer was 0.001 KiB); finite, positive totals
+    r = map_network(load_spec(arch), get_network("resnet32-joshi2020"))
+    assert r.latency_ns > 0 and r.energy_total_pj > 0 and r.area_total_mm2 > 0
