@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_lazy_top_level_help_is_the_eager_one():
-    """The stub help lines of :data:`COMMANDS` are the ones each module's ``register`` gives (one place to drift)."""
+    """The lazy parser (stubs from :data:`COMMANDS`) prints the same top-level help as the eager one."""
     assert build_parser([]).format_help() == build_parser(None).format_help()
     eager = build_parser(None)._subparsers._group_actions[0]  # the sub-parsers action
     helps = {a.dest: a.help for a in eager._choices_actions}

@@ -8,6 +8,7 @@ import sys
 
 from archmodel.fileio import staged_output, write_files_atomic
 from mapping.cli.common import (
+    COMMANDS,
     OptionError,
     add_arch,
     add_network,
@@ -26,7 +27,7 @@ MAX_DRAWS = 10_000
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "accuracy",
-        help="accuracy of a trained network on PCM at 1 s .. 1 year (GDC, AdaBS, digital first/last)",
+        help=COMMANDS["accuracy"][1],
         description=(
             "Program every conv/linear layer of a trained digits network on the chip's PCM arrays and "
             "evaluate its test accuracy through the integer data path (int8 activations, DAC, arrays, ADC, "

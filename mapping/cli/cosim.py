@@ -23,13 +23,13 @@ import argparse
 import math
 
 from archmodel.fileio import check_out_dir, staged_output
-from mapping.cli.common import OptionError, add_arch, add_network, add_seed, check_int_range
+from mapping.cli.common import COMMANDS, OptionError, add_arch, add_network, add_seed, check_int_range
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cosim",
-        help="co-simulate one analog layer's RTL tile (cocotb) against the golden model",
+        help=COMMANDS["cosim"][1],
         description="Co-simulate one analog layer on one tile: the generated Verilog of the tile controller and "
         "affine unit in Icarus Verilog or Verilator, the PCM arrays as the archmodel tile model. Prints MATCH or "
         "MISMATCH, outputs compared, seed, the ADC range (calibration.adc_range: per_layer is measured on the seeded "

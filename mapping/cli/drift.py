@@ -15,13 +15,13 @@ from archmodel.drift import (
     drift_table,
 )
 from archmodel.fileio import staged_output, write_files_atomic
-from mapping.cli.common import add_arch, add_out, add_seed, check_out_dir, resolve_arch
+from mapping.cli.common import COMMANDS, add_arch, add_out, add_seed, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "drift",
-        help="table of PCM weight drift over time (one array, with and without GDC)",
+        help=COMMANDS["drift"][1],
         description="Program a random Gaussian weight matrix of one array's size on the chip's PCM model "
         "and report, at 1 s, 1 h, 1 day, 1 month and 1 year after programming: the mean drift "
         f"factor g(t)/g_P of a probe of {PROBE_DEVICES:,} devices programmed at g_max, the GDC factor "

@@ -34,25 +34,8 @@ from collections.abc import Sequence
 
 from archmodel import __version__
 from archmodel.errors import AimcError
+from mapping.cli.common import COMMANDS
 
-#: Sub-commands in the order ``aimc --help`` lists them: name -> (module, the help line its ``register`` gives;
-#: tests/test_cli_main.py checks the two agree).
-COMMANDS: dict[str, tuple[str, str]] = {
-    "spec": ("mapping.cli.spec", "print the resolved chip description (defaults filled in, validated)"),
-    "drift": ("mapping.cli.drift", "table of PCM weight drift over time (one array, with and without GDC)"),
-    "map": ("mapping.cli.map", "map a network onto the chip and report latency, energy and area (PPA)"),
-    "verilog": ("mapping.cli.verilog", "generate the Verilog of the digital periphery (one file per block + top), "
-                "ports.md and regmap.md"),
-    "cosim": ("mapping.cli.cosim", "co-simulate one analog layer's RTL tile (cocotb) against the golden model"),
-    "train": ("mapping.cli.train", "train a digits network (numpy) with weight-noise injection and write "
-              "weights.npz"),
-    "accuracy": ("mapping.cli.accuracy", "accuracy of a trained network on PCM at 1 s .. 1 year (GDC, AdaBS, "
-                 "digital first/last)"),
-    "sweep": ("mapping.cli.sweep", "design-space exploration: vary chip parameters, PPA x accuracy, Pareto "
-              "front, HTML report"),
-    "validate": ("mapping.cli.validate", "reproduce published chips (HERMES, ISAAC) through the cost model and print "
-                 "the ratios"),
-}
 #: Sub-command modules, in the order ``aimc --help`` lists them.
 COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 

@@ -7,6 +7,7 @@ import sys
 
 from archmodel.fileio import staged_output, write_files_atomic
 from mapping.cli.common import (
+    COMMANDS,
     OnceBooleanAction,
     OptionError,
     add_arch,
@@ -21,7 +22,7 @@ from mapping.cli.common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "map",
-        help="map a network onto the chip and report latency, energy and area (PPA)",
+        help=COMMANDS["map"][1],
         description=(
             "Flatten every conv/linear layer to a matrix (im2col), split it over crossbar arrays, "
             "replicate the slowest layers onto spare tiles, place tiles on the mesh, route activations "

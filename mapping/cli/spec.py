@@ -6,13 +6,13 @@ import argparse
 import json
 
 from archmodel.spec import array_mvm_cycles, array_mvm_latency_ns
-from mapping.cli.common import add_arch, resolve_arch
+from mapping.cli.common import COMMANDS, add_arch, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "spec",
-        help="print the resolved chip description (defaults filled in, validated)",
+        help=COMMANDS["spec"][1],
         description="Load a chip description (preset or YAML), validate it and print it resolved, "
         "with its hash and a few derived figures (as YAML comments, so that the output is itself a chip "
         "description: 'aimc spec --arch fig11 > my.yaml; aimc spec --arch my.yaml' prints the same hash; "

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 from archmodel.fileio import write_files_atomic
-from mapping.cli.common import add_out, check_int_range, check_out_dir
+from mapping.cli.common import COMMANDS, add_out, check_int_range, check_out_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
-        help="design-space exploration: vary chip parameters, PPA x accuracy, Pareto front, HTML report",
+        help=COMMANDS["sweep"][1],
         description=(
             "Evaluate every point of a sweep file (a base chip, networks, dotted chip parameters with lists or "
             "ranges, objectives and constraints on report totals, power_w and accuracy.<time>.<setting>.<network>; "

@@ -7,7 +7,7 @@ import math
 import sys
 
 from archmodel.fileio import staged_output, write_files_atomic
-from mapping.cli.common import OptionError, add_network, add_out, add_seed, check_int_range, check_out_dir
+from mapping.cli.common import COMMANDS, OptionError, add_network, add_out, add_seed, check_int_range, check_out_dir
 
 #: Default training options of the CLI (also used by ``aimc accuracy`` when it trains).
 DEFAULT_EPOCHS = 20
@@ -71,7 +71,7 @@ def train_with_progress(network, seed: int, noise: float, epochs: int, clip_sigm
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train a digits network (numpy) with weight-noise injection and write weights.npz",
+        help=COMMANDS["train"][1],
         description=(
             "Train a network on scikit-learn's handwritten digits (1,797 real 8x8 images, stratified "
             "train/test split fixed by --seed) in numpy, with Gaussian weight noise relative to each "

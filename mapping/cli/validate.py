@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from mapping.cli.common import COMMANDS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
-        help="reproduce published chips (HERMES, ISAAC) through the cost model and print the ratios",
+        help=COMMANDS["validate"][1],
         description=(
             "Map the HERMES peak workload (64 dense 256x256 layers) on the 'hermes' preset with 1- and 4-phase "
             "reads, and roll up one ISAAC tile and chip from the 'isaac' preset's per-event energies and areas "

@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 
 from archmodel.fileio import staged_output
-from mapping.cli.common import add_arch, add_out, check_out_dir, resolve_arch
+from mapping.cli.common import COMMANDS, add_arch, add_out, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verilog",
-        help="generate the Verilog of the digital periphery (one file per block + top), ports.md and regmap.md",
+        help=COMMANDS["verilog"][1],
         description="Generate synthesizable Verilog from the chip description: one file per component "
         "(tile controller, affine unit, digital datapath, mesh router, mesh, CSR bank) and the top level "
         "aimc_top.v, plus ports.md (every port with the bit layout of packed stream payloads) and the "
