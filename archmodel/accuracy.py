@@ -202,6 +202,8 @@ class AccuracyOptions:
 # ----------------------------------------------------------------------------- stages
 @dataclass
 class Stage:
+    """One step of the integer inference: a matrix layer (with its folded BN / fused ReLU), a pool, add, concat or reshape."""
+
     kind: str   # "matrix", "add", "concat", "maxpool", "avgpool", "global_avgpool", "flatten", "relu", "identity"
     layer: Layer
     bn: Layer | None = None
@@ -502,6 +504,7 @@ def mvm_rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def mvm_unrows(layer: Layer, y: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of :func:`mvm_rows`: MVM outputs (n·H·W, C) back to (n, C, H, W) for a conv, unchanged for linear."""
     if layer.op == "linear":
         return y
     c, ho, wo = layer.output_shape
@@ -657,6 +660,7 @@ class NetworkInstance:
 
 
 def predict_labels(inst: NetworkInstance, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Top-1 labels (N,) of images ``x`` (N, C, H, W) through ``inst``, in batches (image indices key the noise)."""
     out = []
     for b0 in range(0, len(x), batch):
         logits = inst.run(x[b0:b0 + batch], image_index=b0)

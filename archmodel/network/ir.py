@@ -267,6 +267,7 @@ class Layer:
 
 
 def expected_param_shapes(layer: Layer) -> dict[str, Shape]:
+    """Parameter name -> expected array shape for ``layer`` (conv weight OIHW, linear (out, in), BN per channel)."""
     a = layer.attrs
     if layer.op == "conv":
         kh, kw = a["kernel_size"]
@@ -287,6 +288,7 @@ def expected_param_shapes(layer: Layer) -> dict[str, Shape]:
 
 
 def check_params(layer: Layer, params: Mapping[str, Any]) -> None:
+    """Check ``params`` against :func:`expected_param_shapes`; NetworkError naming the layer, key and shapes."""
     where = f"layer {layer.name!r} ({layer.op})"
     expected = expected_param_shapes(layer)
     for key, value in params.items():
@@ -311,6 +313,7 @@ def check_params(layer: Layer, params: Mapping[str, Any]) -> None:
 
 
 def as_shape(value: Any, what: str) -> Shape:
+    """``value`` as a non-empty tuple of positive ints; NetworkError naming ``what`` otherwise."""
     if (not isinstance(value, (list, tuple)) or not value
             or not all(is_int(v) and v > 0 for v in value)):
         raise NetworkError(f"{what} must be a non-empty list of positive integers, got {value!r}",
@@ -348,6 +351,10 @@ def _find_cycle(layers: Sequence[Layer]) -> list[str] | None:
 
 
 def unknown_input_error(layer: Layer, index: int, missing: str, layers: Sequence[Layer]) -> NetworkError:
+    """The NetworkError for input ``index`` of ``layer`` naming ``missing``.
+
+    Says whether ``missing`` is part of a cycle, a later layer, or a typo (with suggestions).
+    """
     where = f"layer {layer.name!r} ({layer.op})"
     all_names = [lyr.name for lyr in layers]
     if missing in all_names:

@@ -153,6 +153,7 @@ class NetworkError(AimcError, ValueError):
 
 
 def is_int(value: Any) -> bool:
+    """True for a Python or numpy integer that is not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -164,10 +165,12 @@ def _int(value: Any, minimum: int) -> int:
 
 
 def pos_int(value: Any) -> int:
+    """``value`` as an int >= 1; ValueError ("bad value …: expected …") otherwise."""
     return _int(value, 1)
 
 
 def opt_pos_int(value: Any) -> int | None:
+    """None, or ``value`` as an int >= 1; ValueError otherwise."""
     return None if value is None else _int(value, 1)
 
 
@@ -187,6 +190,7 @@ def _as_pair(value: Any, minimum: int = 1) -> tuple[int, int]:
 
 
 def pos_pair(value: Any) -> tuple[int, int]:
+    """An int or a pair of ints >= 1 as ``(h, w)``; ValueError otherwise."""
     return _as_pair(value, 1)
 
 
@@ -210,12 +214,14 @@ def as_padding(value: Any) -> tuple[int, int, int, int]:
 
 
 def as_bool(value: Any) -> bool:
+    """``value`` if it is a bool (no int coercion); ValueError otherwise."""
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"bad value {value!r}: expected true or false")
     return bool(value)
 
 
 def pos_float(value: Any) -> float:
+    """``value`` as a finite float > 0 (bools refused); ValueError otherwise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         raise ValueError(f"bad value {value!r}: expected a number > 0")
     if not (math.isfinite(value) and value > 0):
@@ -224,40 +230,47 @@ def pos_float(value: Any) -> float:
 
 
 def as_float(value: Any) -> float:
+    """``value`` as a float (bools refused); ValueError otherwise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         raise ValueError(f"bad value {value!r}: expected a number")
     return float(value)
 
 
 def any_int(value: Any) -> int:
+    """``value`` as an int (bools refused); ValueError otherwise."""
     if not is_int(value):
         raise ValueError(f"bad value {value!r}: expected an integer")
     return int(value)
 
 
 def activation_kind(value: Any) -> str:
+    """One of :data:`ACTIVATIONS`; ValueError otherwise."""
     if value not in ACTIVATIONS:
         raise ValueError(f"bad value {value!r}: expected one of {', '.join(ACTIVATIONS)}")
     return str(value)
 
 
 def gelu_approximate(value: Any) -> str:
+    """GELU approximation, ``'none'`` or ``'tanh'`` (ONNX Gelu ``approximate``); ValueError otherwise."""
     if value not in ("none", "tanh"):
         raise ValueError(f"bad value {value!r}: expected 'none' or 'tanh'")
     return str(value)
 
 
 def nonneg_int(value: Any) -> int:
+    """``value`` as an int >= 0; ValueError otherwise."""
     return _int(value, 0)
 
 
 def op_kind(value: Any) -> str:
+    """A non-empty operator name (the ONNX op type of a ``digital`` layer); ValueError otherwise."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"bad value {value!r}: expected a non-empty operator name")
     return value
 
 
 def shape_tuple(value: Any) -> tuple[int, ...]:
+    """A list of positive ints as a shape tuple (no batch axis); ValueError otherwise."""
     if (not isinstance(value, (list, tuple))
             or not all(is_int(v) and v > 0 for v in value)):
         raise ValueError(f"bad value {value!r}: expected a list of positive integers")
@@ -265,6 +278,7 @@ def shape_tuple(value: Any) -> tuple[int, ...]:
 
 
 def reshape_target(value: Any) -> tuple[int, ...]:
+    """A reshape target: positive ints with at most one -1 (inferred); ValueError otherwise."""
     expected = "expected a list of positive integers with at most one -1"
     if not isinstance(value, (list, tuple)) or not value:
         raise ValueError(f"bad value {value!r}: {expected}")
@@ -339,6 +353,19 @@ PARAM_NAMES = {
 
 
 def normalize_attrs(name: str, op: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Check and normalize the attributes of one layer against :data:`ATTR_SPECS` (defaults filled in).
+
+    Returns
+    -------
+    dict
+        Attribute name -> normalized value (pairs as tuples, padding as 4-tuples).
+
+    Raises
+    ------
+    NetworkError
+        An unknown or missing attribute, or a bad value, named with the layer and op
+        (``layer 'c1' (conv): kernel_size: bad value …: expected …``).
+    """
     spec = ATTR_SPECS[op]
     where = f"layer {name!r} ({op})"
     for key in attrs:

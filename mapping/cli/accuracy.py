@@ -25,6 +25,7 @@ MAX_DRAWS = 10_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``accuracy`` sub-command (its options, ``func`` = :func:`run`) to ``sub``."""
     p = sub.add_parser(
         "accuracy",
         help=COMMANDS["accuracy"][1],
@@ -91,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``aimc accuracy`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     from tqdm import tqdm
 
     from archmodel.accuracy import AccuracyOptions

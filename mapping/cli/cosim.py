@@ -27,6 +27,7 @@ from mapping.cli.common import COMMANDS, OptionError, add_arch, add_network, add
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``cosim`` sub-command (its options, ``func`` = :func:`run`) to ``sub``."""
     p = sub.add_parser(
         "cosim",
         help=COMMANDS["cosim"][1],
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``aimc cosim`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     from tb.cosim import cosim_layer
 
     if not math.isfinite(args.t_inf) or args.t_inf < 0:

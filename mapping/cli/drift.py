@@ -19,6 +19,7 @@ from mapping.cli.common import COMMANDS, add_arch, add_out, add_seed, check_out_
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``drift`` sub-command (its options, ``func`` = :func:`run`) to ``sub``."""
     p = sub.add_parser(
         "drift",
         help=COMMANDS["drift"][1],
@@ -61,6 +62,7 @@ def to_markdown(res: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``aimc drift`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     check_drift_options(args.seed, args.vectors)
     spec = resolve_arch(args)
     check_drift_array(spec)

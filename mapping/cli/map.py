@@ -20,6 +20,7 @@ from mapping.cli.common import (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``map`` sub-command (its options, ``func`` = :func:`run`) to ``sub``."""
     p = sub.add_parser(
         "map",
         help=COMMANDS["map"][1],
@@ -119,6 +120,7 @@ def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``aimc map`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, MappingError, map_network
     from mapping.report import render_report, totals_lines

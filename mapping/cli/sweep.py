@@ -9,6 +9,7 @@ from mapping.cli.common import COMMANDS, add_out, check_int_range, check_out_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``sweep`` sub-command (its options, ``func`` = :func:`run`) to ``sub``."""
     p = sub.add_parser(
         "sweep",
         help=COMMANDS["sweep"][1],
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``aimc sweep`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     from mapping.sweep.config import load_sweep
     from mapping.sweep.report import render_outputs
     from mapping.sweep.runner import run_sweep

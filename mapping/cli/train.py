@@ -69,6 +69,7 @@ def train_with_progress(network, seed: int, noise: float, epochs: int, clip_sigm
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-command (its options, ``func`` = :func:`run`) to ``sub``."""
     p = sub.add_parser(
         "train",
         help=COMMANDS["train"][1],
@@ -96,6 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``aimc train`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     import json
 
     from archmodel import __version__

@@ -8,6 +8,7 @@ from mapping.cli.common import COMMANDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``validate`` sub-command (its options, ``func`` = :func:`run`) to ``sub``."""
     p = sub.add_parser(
         "validate",
         help=COMMANDS["validate"][1],
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``aimc validate`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     import json
 
     from mapping.validate import format_table, validation_rows

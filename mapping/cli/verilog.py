@@ -10,6 +10,7 @@ from mapping.cli.common import COMMANDS, add_arch, add_out, check_out_dir, resol
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``verilog`` sub-command (its options, ``func`` = :func:`run`) to ``sub``."""
     p = sub.add_parser(
         "verilog",
         help=COMMANDS["verilog"][1],
@@ -41,6 +42,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``aimc verilog`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     import sys
 
     from archmodel.errors import AimcError
