@@ -211,15 +211,11 @@ class _Evaluator:
         write_files_atomic(self.cache, {k: pickle.dumps(v) for k, v in files.items()})
         self.timings["cache"] += time.perf_counter() - t
 
-    def _finished(self, n: int) -> None:
-        self.stats["ran"] += n
-        if self.after_task is not None:
-            self.after_task(self.stats["ran"])
-
-    def run_phase(self, jobs: list[tuple[str, Callable[..., Any], tuple[Any, ...]]], desc: str) -> None:
-        """Run single-evaluation tasks (train, accuracy) not in the cache; store each as it finishes."""
+    def _not_cached(self, entries: dict[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The entries (keyed by task name, the last of duplicate names wins) whose result is neither
+        in memory nor in the cache folder; cached results are loaded into ``self.results`` and counted."""
         todo = []
-        for name, fn, args in dict((j[0], j) for j in jobs).values():
+        for name, entry in entries.items():
             if name in self.results:
                 continue
             got = self._load(name)
@@ -227,7 +223,17 @@ class _Evaluator:
                 self.results[name] = got
                 self.stats["cached"] += 1
             else:
-                todo.append((name, fn, args))
+                todo.append(entry)
+        return todo
+
+    def _finished(self, n: int) -> None:
+        self.stats["ran"] += n
+        if self.after_task is not None:
+            self.after_task(self.stats["ran"])
+
+    def run_phase(self, jobs: list[tuple[str, Callable[..., Any], tuple[Any, ...]]], desc: str) -> None:
+        """Run single-evaluation tasks (train, accuracy) not in the cache; store each as it finishes."""
+        todo = self._not_cached({j[0]: j for j in jobs})
         from tqdm import tqdm
 
         failed = 0
@@ -247,16 +253,7 @@ class _Evaluator:
 
     def run_ppa(self, items: list[tuple[str, dict[str, Any]]], network: str) -> None:
         """PPA evaluations ``[(key, point)]`` of one network, batched (see the module docstring)."""
-        todo = []
-        for name, sj in dict(items).items():
-            if name in self.results:
-                continue
-            got = self._load(name)
-            if got is not None:
-                self.results[name] = got
-                self.stats["cached"] += 1
-            else:
-                todo.append((name, sj))
+        todo = self._not_cached({k: (k, sj) for k, sj in items})
         if not todo:
             return
         size = self.sweep.batch or max(1, min(MAX_BATCH, math.ceil(len(todo) / (TASKS_PER_WORKER * self.ex.n_workers))))
