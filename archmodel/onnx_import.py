@@ -539,6 +539,8 @@ class _Importer:
             window = int(math.prod(int(v) for v in a["kernel_shape"]))
         elif op in ("MatMul", "Gemm", "Einsum") and len(xs) >= 1:
             inner = int(in0[-1]) if in0 else 1
+        elif op == "Gather":
+            window = self._gather_row(node, a)
         for k, o in enumerate(out for out in node.output if out):
             vs = self.vi_shapes.get(o)
             if not vs or any(d is None or d <= 0 for d in vs) or vs[0] != 1:
@@ -549,6 +551,15 @@ class _Importer:
                                             "const_elems": const_elems if k == 0 else 0,
                                             "inner": inner},
                       out=o, suffix="" if k == 0 else f"/{k}")
+
+    def _gather_row(self, node: Any, a: dict[str, Any]) -> int:
+        """Elements of one gathered row of a Gather (``prod(data.shape[axis+1:])``, batch axis included
+        for an activation ``data``): ``digital_op_counts`` costs one row read per index."""
+        data = node.input[0]
+        full = tuple(self.const[data].shape) if data in self.const else (1, *self.shape[self.tensor[data]])
+        axis = int(a.get("axis", 0))
+        axis = axis + len(full) if axis < 0 else axis
+        return max(1, int(math.prod(full[axis + 1:])))
 
     # ---- ops -----------------------------------------------------------------------------
 

@@ -52,6 +52,9 @@ __all__ = [
     "DIGITAL_OP_TABLE",
     "digital_op_counts",
     "digital_op_energy_pj",
+    "IR_OP_PLACE",
+    "ir_op_place",
+    "affine_op_energy_pj",
     "PROGRAM_ITERATIONS",
     "PROGRAM_PULSE_NS",
     "PROGRAM_PULSE_PJ",
@@ -414,14 +417,18 @@ def digital_op_counts(kind: str, in_elems: list[int], out_elems: int, *, window:
     reduce         ``N_in``                       ReduceMean, GlobalAveragePool
     window         ``window·N``                   MaxPool, AveragePool (kernel kh·kw)
     matmul         ``inner·N`` (MACs)             MatMul of two activations (attention)
-    move           ``N``                          Transpose, Slice, Gather, Concat, Pad
+    move           ``N``                          Transpose, Slice, Concat, Pad
+    gather         ``rows = N / window``          Gather (``window`` = elements of one
+                                                  gathered row, e.g. embedding_dim)
     resize         ``4·N``                        Resize (bilinear: 4 taps)
     view           ``0`` (no bytes moved)         Reshape, Flatten, Squeeze, Unsqueeze
     ============== ============================== =====================================
 
-    Elements read = ``N_in + const_elems`` (constant operands, e.g. an embedding
-    table row per output for Gather, are read from the digital unit's SRAM; the
-    whole table is charged as an upper bound), written = ``N``; 0 and 0 for a view.
+    Elements read = ``N_in + const_elems`` (constant operands are read from the
+    digital unit's SRAM), written = ``N``; 0 and 0 for a view. A Gather reads its
+    ``rows`` indices and ``rows`` table rows of ``window`` elements (``rows + N``),
+    whether the table is a constant (an embedding) or an activation (a class
+    token picked from the sequence), never the whole table.
     Sources: assumed counts (docs/design.md, "Digital unit cost table").
     """
     cls = DIGITAL_OP_TABLE.get(kind, "elementwise")
@@ -439,10 +446,12 @@ def digital_op_counts(kind: str, in_elems: list[int], out_elems: int, *, window:
         ops = max(inner, 1) * n
     else:
         ops = _OPS_PER_OUTPUT[cls] * n
-    if kind == "Gather" and const_elems:
-        reads = n_in + n  # indices, then one table entry per output element
-    else:
-        reads = n_in + const_elems
+    if kind == "Gather":
+        # one table-row read of ``window`` elements per index: rows = N / window lane ops (one row
+        # access each), read the indices and the gathered rows, write the output
+        rows = -(-n // max(window, 1))
+        return rows, rows + n, n
+    reads = n_in + const_elems
     return ops, reads, n
 
 
@@ -456,6 +465,63 @@ def digital_op_energy_pj(spec: ChipSpec, ops: int, read_elems: int, write_elems:
     b = spec.periphery.activation_bits
     return {"digital": digital_mac_energy_pj(spec, ops),
             "sram": sram_energy_pj(spec, read_elems * b, write_elems * b)}
+
+
+# ---- IR operators other than matrix layers and ``digital`` (docs/design.md section 13.1) --------
+
+#: IR op (or ``activation:<kind>``) -> (unit, ONNX op type whose DIGITAL_OP_TABLE formula counts its ops).
+#: ``affine``: the affine unit of the tiles (one requantizer pass per output element: folded batch norm and
+#: per-channel scale as its multiply-add, ReLU/ReLU6/LeakyReLU as its clamp, residual add and concat as
+#: ``accuracy.requantize_sum``, docs/design.md section 10); ``digital``: the global digital unit (functions
+#: the requantizer cannot evaluate, pools and reductions); ``None``: a view (no computation, no cost).
+IR_OP_PLACE: dict[str, tuple[str, str] | None] = {
+    "batchnorm": ("affine", "Mul"),
+    "scale": ("affine", "Mul"),
+    "add": ("affine", "Add"),
+    "concat": ("affine", "Concat"),
+    "activation:relu": ("affine", "Relu"),
+    "activation:relu6": ("affine", "Clip"),
+    "activation:leaky_relu": ("affine", "LeakyRelu"),
+    "activation:identity": None,
+    "activation:sigmoid": ("digital", "Sigmoid"),
+    "activation:tanh": ("digital", "Tanh"),
+    "activation:silu": ("digital", "Sigmoid"),
+    "activation:gelu": ("digital", "Gelu"),
+    "activation:hardsigmoid": ("digital", "HardSigmoid"),
+    "activation:hardswish": ("digital", "HardSwish"),
+    "activation:softmax": ("digital", "Softmax"),
+    "maxpool": ("digital", "MaxPool"),
+    "avgpool": ("digital", "AveragePool"),
+    "global_avgpool": ("digital", "GlobalAveragePool"),
+    "flatten": None,
+    "reshape": None,
+}
+
+
+def ir_op_place(op: str, kind: str | None = None) -> tuple[str, str] | None:
+    """(unit, ONNX op type) of an IR operator that is neither a matrix layer nor ``digital``.
+
+    ``op`` is the IR op, ``kind`` the activation kind (``attrs["kind"]``) of an ``activation``.
+    Returns None for a view (flatten, reshape, identity). The op count is
+    :func:`digital_op_counts` of the returned op type (one table), the unit from
+    :data:`IR_OP_PLACE` (docs/design.md section 13.1).
+
+    Raises
+    ------
+    KeyError
+        An IR op this table does not place (a new IR op must be added here).
+    """
+    return IR_OP_PLACE[f"activation:{kind}" if op == "activation" else op]
+
+
+def affine_op_energy_pj(spec: ChipSpec, ops: int) -> dict[str, float]:
+    """Energy of an operator run by the tiles' affine unit (pJ): ``{"affine": affine_per_output_pj · ops · s}``.
+
+    One op is one requantizer pass of one element (multiply, add, shift, round, saturate, clamp;
+    the figure of :func:`affine_energy_pj`, e.g. fig11 ``horowitz2014`` 32-bit multiply + add).
+    Operands stream through the affine unit from the producing tile: no SRAM traffic.
+    """
+    return {"affine": affine_energy_pj(spec, ops)}
 
 
 # ---- PCM weight (re)programming (``aimc map --schedule reprogram``) ----------------------------

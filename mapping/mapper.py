@@ -210,6 +210,8 @@ class DigitalOpMapping:
     cycles: int
     latency_ns: float
     energy_pj: dict[str, float] = field(default_factory=dict)
+    unit: str = "digital"  # "digital" (the global digital unit) or "affine" (the tiles' affine units)
+    ir_op: str = "digital"  # the IR op it comes from ("digital" = an ONNX operator the IR has no op for)
 
     @property
     def energy_total_pj(self) -> float:
@@ -253,6 +255,8 @@ class MappingResult:
     analog_macs: int = 0
     digital_macs: int = 0  # digital matrix layers + MatMuls between activations
     digital_op_count: int = 0  # lane ops of the digital-unit operators
+    affine_op_count: int = 0  # requantizer passes of the operators run by the tiles' affine units
+    affine_op_time_ns: float = 0.0  # their summed affine-unit time (pipelined with their producers)
     digital_time_ns: float = 0.0  # digital unit busy time per inference
     digital_time_share: float = 0.0  # of the summed stage times (analog layers + digital unit)
     digital_energy_pj: float = 0.0  # digital matrix layers + digital-unit operators
@@ -386,6 +390,67 @@ def _producers(net: Network, layer: Layer) -> list[str]:
     return sorted(set(out), key=net.index)
 
 
+def _affine_pass_cycles(spec: ChipSpec, shape: tuple[int, ...]) -> int:
+    """Affine-unit cycles to pass a tensor once: per pixel (token), its channels in column blocks of
+    ``array.cols``, ``timing.affine_cycles`` each. A ``(C, H, W)`` map has ``H·W`` pixels of ``C``
+    channels; any other shape ``(..., F)`` has ``prod(...)`` vectors of ``F``."""
+    if len(shape) == 3:
+        ch, pixels = shape[0], shape[1] * shape[2]
+    else:
+        ch, pixels = shape[-1], math.prod(shape[:-1])
+    full, rest = divmod(ch, spec.array.cols)
+    per = full * timing.affine_cycles(spec, spec.array.cols) + (timing.affine_cycles(spec, rest) if rest else 0)
+    return pixels * per
+
+
+def _op_cost(spec: ChipSpec, layer: Layer) -> DigitalOpMapping | None:
+    """Cost of one IR operator that is not a matrix layer (docs/design.md section 13.1); None for a view.
+
+    Ops, reads and writes: :func:`mapping.costs.digital_op_counts` of the operator's ONNX op type (an IR
+    ``digital`` layer's own, or :func:`mapping.costs.ir_op_place` of an IR op). On the digital unit:
+    ``timing.digital_layer_cycles`` and :func:`mapping.costs.digital_op_energy_pj`. On the affine unit
+    (one requantizer pass per output element): :func:`_affine_pass_cycles` of the output and
+    :func:`mapping.costs.affine_op_energy_pj`.
+    """
+    a_ = layer.attrs
+    if layer.op == "digital":
+        unit, kind = "digital", a_["kind"]
+        window, inner, const = a_["window"], a_["inner"], a_["const_elems"]
+    else:
+        place = costs.ir_op_place(layer.op, a_.get("kind"))
+        if place is None:
+            return None
+        unit, kind = place
+        window, inner, const = 1, 0, 0
+        if layer.op in ("maxpool", "avgpool"):
+            window = math.prod(a_["kernel"])
+    out_shape = tuple(layer.output_shape or ())
+    out_n = math.prod(out_shape)
+    in_n = [math.prod(s_) for s_ in layer.input_shapes]
+    ops, rd, wr = costs.digital_op_counts(kind, in_n, out_n, window=window, inner=inner, const_elems=const)
+    if unit == "digital":
+        if ops == 0 and rd == 0 and layer.op != "digital":
+            return None
+        cyc = timing.digital_layer_cycles(spec, ops)
+        energy = costs.digital_op_energy_pj(spec, ops, rd, wr)
+    else:
+        cyc = _affine_pass_cycles(spec, out_shape)
+        energy = costs.affine_op_energy_pj(spec, ops)
+        rd = wr = 0  # streamed through the requantizer: no SRAM access
+    is_mm = costs.DIGITAL_OP_TABLE.get(kind) == "matmul"
+    return _row(layer, kind, unit, ops, ops if is_mm else 0, rd, wr, const, cyc,
+                timing.cycles_to_ns(spec, cyc), energy)
+
+
+def _row(layer: Layer, kind: str, unit: str, ops: int, macs: int, rd: int, wr: int, const: int, cyc: int,
+         t_ns: float, energy: dict[str, float]) -> DigitalOpMapping:
+    shape = ",".join("x".join(str(v) for v in s_) for s_ in layer.input_shapes)
+    return DigitalOpMapping(
+        name=layer.name, kind=kind, shape=f"{shape}->{'x'.join(str(v) for v in layer.output_shape or ())}",
+        ops=ops, macs=macs, read_elems=rd, write_elems=wr, sram_params=const, cycles=cyc, latency_ns=t_ns,
+        energy_pj=energy, unit=unit, ir_op=layer.op)
+
+
 def _shape_str(layer: Layer) -> str:
     a = layer.attrs
     in_s = "x".join(str(v) for v in layer.input_shapes[0])
@@ -465,27 +530,17 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     dig_rows: list[DigitalOpMapping] = []
     dig_ns: dict[str, float] = {}  # digital time on the path since the nearest matrix layer
     for layer in network.layers:
-        if layer.op != "digital":
-            if not layer.is_matrix_layer:
-                dig_ns[layer.name] = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
+        if layer.is_matrix_layer or layer.op == "input":
             continue
-        a_ = layer.attrs
-        out_n = math.prod(layer.output_shape or ())
-        in_n = [math.prod(s_) for s_ in layer.input_shapes]
-        ops, rd, wr = costs.digital_op_counts(a_["kind"], in_n, out_n, window=a_["window"],
-                                              inner=a_["inner"], const_elems=a_["const_elems"])
-        cyc = timing.digital_layer_cycles(spec, ops)
-        t_ns = timing.cycles_to_ns(spec, cyc)
-        dig_ns[layer.name] = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0) + t_ns
-        is_mm = costs.DIGITAL_OP_TABLE.get(a_["kind"]) == "matmul"
-        shape = ",".join("x".join(str(v) for v in s_) for s_ in layer.input_shapes)
-        dig_rows.append(DigitalOpMapping(
-            name=layer.name, kind=a_["kind"],
-            shape=f"{shape}->{'x'.join(str(v) for v in layer.output_shape or ())}",
-            ops=ops, macs=ops if is_mm else 0, read_elems=rd, write_elems=wr,
-            sram_params=a_["const_elems"], cycles=cyc, latency_ns=t_ns,
-            energy_pj=costs.digital_op_energy_pj(spec, ops, rd, wr)))
-    dig_op_cycles = sum(r.cycles for r in dig_rows)
+        upstream = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
+        dig_ns[layer.name] = upstream
+        row = _op_cost(spec, layer)
+        if row is None:  # a view (flatten, reshape, identity)
+            continue
+        if row.unit == "digital":  # the shared digital unit delays its consumers (no streaming)
+            dig_ns[layer.name] = upstream + row.latency_ns
+        dig_rows.append(row)
+    dig_op_cycles = sum(r.cycles for r in dig_rows if r.unit == "digital")
 
     # ---- 2b. buffers: the global buffer holds the network input and output, the digital-unit constants and
     # the digital layers' weights; weights that do not fit are streamed from off-chip memory over the chip
@@ -784,7 +839,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     dig_time = timing.cycles_to_ns(spec, digital_cycles)
     busy = dig_time + sum(r.latency_ns for r in rows_out if r.kind == "analog")
     dig_energy = (sum(r.energy_total_pj for r in rows_out if r.kind == "digital")
-                  + sum(dr.energy_total_pj for dr in dig_rows))
+                  + sum(dr.energy_total_pj for dr in dig_rows if dr.unit == "digital"))
     inf_s = 1e9 / interval_ns
     tops = ops * inf_s / 1e12
     area = costs.chip_area_um2(spec, chips)
@@ -805,7 +860,9 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         sram_parameters=network.sram_param_count,
         analog_macs=sum(r.macs for r in rows_out if r.kind == "analog"),
         digital_macs=sum(r.macs for r in rows_out if r.kind == "digital") + attention_macs,
-        digital_op_count=sum(dr.ops for dr in dig_rows), digital_time_ns=dig_time,
+        digital_op_count=sum(dr.ops for dr in dig_rows if dr.unit == "digital"), digital_time_ns=dig_time,
+        affine_op_count=sum(dr.ops for dr in dig_rows if dr.unit == "affine"),
+        affine_op_time_ns=sum(dr.latency_ns for dr in dig_rows if dr.unit == "affine"),
         digital_time_share=dig_time / busy if busy else 0.0, digital_energy_pj=dig_energy,
         digital_energy_share=dig_energy / energy_total if energy_total else 0.0,
         sources=costs.constant_sources(spec))
