@@ -55,10 +55,6 @@ __all__ = [
     "IR_OP_PLACE",
     "ir_op_place",
     "affine_op_energy_pj",
-    "PROGRAM_ITERATIONS",
-    "PROGRAM_PULSE_NS",
-    "PROGRAM_PULSE_PJ",
-    "PROGRAM_ROWS_PARALLEL",
     "array_program_time_ns",
     "array_program_energy_pj",
 ]
@@ -325,7 +321,7 @@ PPA_CONSTANT_KEYS: tuple[tuple[str, str | None], ...] = (
     ("technology", None), ("array", "v_read_v"), ("array", "integration_time_ns"), ("array", "read_phases"),
     ("array", "weight_slices"), ("device", "g_max_us"), ("energy_pj", None), ("area_um2", None),
     ("leakage", None), ("interconnect", "link_width_bits"), ("interconnect", "hop_latency_ns"),
-    ("interconnect", "energy_pj_per_bit_hop"), ("chip_link", None), ("buffers", None),
+    ("interconnect", "energy_pj_per_bit_hop"), ("chip_link", None), ("buffers", None), ("programming", None),
 )
 
 
@@ -526,43 +522,32 @@ def affine_op_energy_pj(spec: ChipSpec, ops: int) -> dict[str, float]:
 
 # ---- PCM weight (re)programming (``aimc map --schedule reprogram``) ----------------------------
 
-#: Program-and-verify iterations per device (assumed: no published per-device iteration count was
-#: located for the HERMES/fig11 devices; ``legallo2023`` Extended Data Fig. 5 describes the iterative
-#: procedure without a count).
-PROGRAM_ITERATIONS = 10
-#: Duration of one programming pulse, ns: the longest SET ramp-down sequence of ``ambrogio2018``
-#: Extended Data Fig. 7 (8 steps, 13.6 ns .. 4.4 µs in total).
-PROGRAM_PULSE_NS = 4400.0
-#: Energy of one programming pulse on one device, pJ (assumed).
-PROGRAM_PULSE_PJ = 10.0
-#: Word lines of one array programmed at the same time (assumed: one row at a time, all its columns
-#: in parallel through the per-column write drivers of ``area_um2.programming_per_array_um2``).
-PROGRAM_ROWS_PARALLEL = 1
-
-
 def array_program_time_ns(spec: ChipSpec, rows_used: int, cols_used: int) -> float:
     """Time to program one array's ``rows_used`` × ``cols_used`` block, ns.
 
-    ``ceil(rows_used / PROGRAM_ROWS_PARALLEL) · PROGRAM_ITERATIONS · (PROGRAM_PULSE_NS + t_verify)``,
-    ``t_verify`` = one read of the row (:func:`archmodel.timing.mvm_cycles` with 1 row, ``cols_used``
-    columns). Arrays have their own programming circuits (``programming_per_array_um2``) and are
-    programmed in parallel. Constants: see :data:`PROGRAM_ITERATIONS` and neighbours.
+    ``ceil(rows_used / programming.rows_parallel) · programming.iterations · (programming.pulse_ns +
+    t_verify)``, ``t_verify`` = one read of the row (:func:`archmodel.timing.mvm_cycles` with 1 row,
+    ``cols_used`` columns). Arrays have their own programming circuits (``programming_per_array_um2``)
+    and are programmed in parallel. Constants and their sources: the chip description's
+    ``programming`` section (pulse: ``ambrogio2018`` Ext. Data Fig. 7).
     """
     from archmodel import timing
 
     verify_ns = timing.cycles_to_ns(spec, timing.mvm_cycles(spec, 1, cols_used))
-    rows = -(-rows_used // PROGRAM_ROWS_PARALLEL)
-    return rows * PROGRAM_ITERATIONS * (PROGRAM_PULSE_NS + verify_ns)
+    pr = spec.programming
+    rows = -(-rows_used // pr.rows_parallel)
+    return rows * pr.iterations * (pr.pulse_ns + verify_ns)
 
 
 def array_program_energy_pj(spec: ChipSpec, rows_used: int, cols_used: int) -> float:
     """Energy to program one array's ``rows_used`` × ``cols_used`` block, pJ.
 
-    ``PROGRAM_ITERATIONS · (devices · PROGRAM_PULSE_PJ + rows_used · E_verify)`` with
+    ``programming.iterations · (devices · programming.pulse_energy_pj + rows_used · E_verify)`` with
     ``devices = rows_used · cols_used · array.devices_per_weight`` and ``E_verify`` the energy of one
     1-row read (:func:`analog_mvm_energy_pj`, all components). The pulse energy is a device figure
     (not CMOS-scaled).
     """
     devices = rows_used * cols_used * spec.array.devices_per_weight
     verify = sum(analog_mvm_energy_pj(spec, 1, cols_used).values())
-    return PROGRAM_ITERATIONS * (devices * PROGRAM_PULSE_PJ + rows_used * verify)
+    pr = spec.programming
+    return pr.iterations * (devices * pr.pulse_energy_pj + rows_used * verify)
