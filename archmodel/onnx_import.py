@@ -390,22 +390,27 @@ class _Importer:
     def run(self, name: str) -> Network:
         g = self.graph
         data_inputs = [i for i in g.input if i.name not in self.const]
-        if len(data_inputs) != 1:
-            raise NetworkError(f"{self.origin}: expected exactly one non-constant graph input, "
-                               f"got {len(data_inputs)} ({', '.join(i.name for i in data_inputs)})")
+        if not data_inputs:
+            raise NetworkError(f"{self.origin}: the graph has no non-constant input")
+        shapes = [self._input_shape(i.name) for i in data_inputs]
         inp = data_inputs[0]
-        shape = self.vi_shapes.get(inp.name)
-        if not shape or len(shape) < 2 or any(d is None or d <= 0 for d in shape[1:]):
-            got = "unknown" if not shape else "x".join("?" if d is None else str(d) for d in shape)
-            raise NetworkError(f"{self.origin}: input {inp.name!r} has shape {got}, not static; "
-                               f"give it with --input-shape {inp.name}=1x3x224x224 (N, C, H, W) "
-                               "or =1xF (N, F)", key="input_shape")
         in_name = _safe_name(inp.name)
-        input_shape = tuple(int(d) for d in shape[1:])
+        input_shape = shapes[0]
         self.layers.append({"name": in_name, "op": "input", "inputs": (), "attrs": {}, "params": {}})
         self.by_name[in_name] = self.layers[0]
         self.shape[in_name] = input_shape
         self.tensor[inp.name] = in_name
+        # further data inputs (a BERT export's attention_mask, token_type_ids): read from the global buffer
+        # by their consumers, which count those reads; in the IR a zero-cost `digital` layer of kind
+        # GraphInput hanging off the first input (the IR has one input layer)
+        for other, shp in zip(data_inputs[1:], shapes[1:], strict=True):
+            layer = self._new_name(other.name)
+            entry = {"name": layer, "op": "digital", "inputs": (in_name,), "params": {}, "onnx_out": other.name,
+                     "attrs": {"kind": "GraphInput", "shape": shp, "window": 1, "const_elems": 0, "inner": 0}}
+            self.layers.append(entry)
+            self.by_name[layer] = entry
+            self.shape[layer] = shp
+            self.tensor[other.name] = layer
         for node in g.node:
             self._node(node)
         outs = [o.name for o in g.output]
@@ -426,6 +431,16 @@ class _Importer:
         except NetworkError as exc:
             raise NetworkError(f"{self.origin}: {exc}", layer=exc.layer, index=exc.index,
                                key=exc.key) from None
+
+    def _input_shape(self, name: str) -> tuple[int, ...]:
+        """Static shape of graph input ``name``, batch axis dropped; NetworkError naming it otherwise."""
+        shape = self.vi_shapes.get(name)
+        if not shape or len(shape) < 2 or any(d is None or d <= 0 for d in shape[1:]):
+            got = "unknown" if not shape else "x".join("?" if d is None else str(d) for d in shape)
+            raise NetworkError(f"{self.origin}: input {name!r} has shape {got}, not static; "
+                               f"give it with --input-shape {name}=1x3x224x224 (N, C, H, W) "
+                               "or =1xF (N, F)", key="input_shape")
+        return tuple(int(d) for d in shape[1:])
 
     def _prune(self, last: str) -> None:
         need = {last}

@@ -383,7 +383,7 @@ _CLASSES: dict[str, tuple[str, ...]] = {
              "Concat", "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "ScatterND",
              "ScatterElements", "ReverseSequence"),
     "resize": ("Resize", "Upsample"),
-    "view": ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"),
+    "view": ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "GraphInput"),
 }
 _OPS_PER_OUTPUT = {"elementwise": 1, "transcendental": 4, "hardsigmoid": 2, "hardswish": 3,
                    "gelu": 8, "softmax": 8, "norm": 8, "batchnorm": 2, "move": 1, "resize": 4,

@@ -547,7 +547,9 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     # link every inference (spill); beyond MAX_SPILL_BYTES the mapper refuses.
     act_b = spec.periphery.activation_bits
     gb_bits = spec.buffers.global_buffer_kib * 8192
-    io_bits = (math.prod(network.input_shape) + math.prod(network.output_shape or ())) * act_b
+    extra_inputs = sum(math.prod(lyr.output_shape or ()) for lyr in network.layers
+                       if lyr.op == "digital" and lyr.attrs["kind"] == "GraphInput")  # further graph inputs
+    io_bits = (math.prod(network.input_shape) + extra_inputs + math.prod(network.output_shape or ())) * act_b
     const_bits = network.sram_param_count * act_b
     if io_bits + const_bits > gb_bits:
         raise MappingError(
