@@ -360,6 +360,9 @@ class EnergyPj(_Section):
     adc_per_conversion_pj: float = Field(2.0, ge=0, le=1e6, description="One ADC conversion.")
     affine_per_output_pj: float = Field(
         1.0, ge=0, le=1e6, description="Affine unit: one output column (accumulate, scale, requantize).")
+    affine_op_pj: float = Field(
+        0.1, ge=0, le=1e6, description="One element-wise operation of an operator run by the affine unit (a ReLU "
+        "clamp, a folded scale, a residual-add or concat requantization: one 32-bit add/compare per element).")
     digital_mac_pj: float = Field(0.2, ge=0, le=1e6, description="One int8 MAC in the digital datapath.")
     sram_read_pj_per_bit: float = Field(0.05, ge=0, le=1e6, description="SRAM read per bit.")
     sram_write_pj_per_bit: float = Field(0.06, ge=0, le=1e6, description="SRAM write per bit.")

@@ -511,13 +511,13 @@ def ir_op_place(op: str, kind: str | None = None) -> tuple[str, str] | None:
 
 
 def affine_op_energy_pj(spec: ChipSpec, ops: int) -> dict[str, float]:
-    """Energy of an operator run by the tiles' affine unit (pJ): ``{"affine": affine_per_output_pj · ops · s}``.
+    """Energy of an operator run by the tiles' affine unit (pJ): ``{"affine": energy_pj.affine_op_pj · ops · s}``.
 
-    One op is one requantizer pass of one element (multiply, add, shift, round, saturate, clamp;
-    the figure of :func:`affine_energy_pj`, e.g. fig11 ``horowitz2014`` 32-bit multiply + add).
-    Operands stream through the affine unit from the producing tile: no SRAM traffic.
+    One op is one element-wise operation (a ReLU clamp, a folded scale, the requantization of one
+    addend of a residual add or concat; e.g. fig11: one ``horowitz2014`` Fig. 1.1.9 32-bit add scaled
+    to 14 nm). Operands stream through the affine unit: no SRAM traffic.
     """
-    return {"affine": affine_energy_pj(spec, ops)}
+    return {"affine": spec.energy_pj.affine_op_pj * ops * cmos_energy_factor(spec)}
 
 
 # ---- PCM weight (re)programming (``aimc map --schedule reprogram``) ----------------------------

@@ -16,7 +16,7 @@ from archmodel.onnx_import import import_onnx, import_onnx_model
 from archmodel.spec import load_spec
 from archmodel.zoo import get_network, load_network
 from archmodel.zoo_transformers import bert_onnx, vit_onnx
-from mapping.costs import DIGITAL_OP_TABLE
+from mapping.costs import DIGITAL_OP_TABLE, ir_op_place
 from mapping.mapper import map_network
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -64,12 +64,27 @@ def _onnx_counts(path: Path) -> tuple[int, int]:
     return weights, macs
 
 
-def _check_digital_costs(result) -> None:
+def _check_digital_costs(result, net=None) -> None:
+    """Every operator row that computes has a nonzero time and energy on its unit; with ``net``, every
+    computing IR layer (not a matrix layer, input or view) has such a row (issue 10)."""
     for d in result.digital_ops:
         if DIGITAL_OP_TABLE.get(d.kind) == "view":
             continue
         assert d.ops > 0 and d.cycles > 0 and d.latency_ns > 0, d
-        assert d.energy_pj["digital"] > 0 and d.energy_pj["sram"] > 0, d
+        if d.unit == "digital":
+            assert d.energy_pj["digital"] > 0 and d.energy_pj["sram"] > 0, d
+        else:
+            assert d.unit == "affine" and d.energy_pj["affine"] > 0 and d.read_elems == 0, d
+    if net is not None:
+        costed = {d.name for d in result.digital_ops if d.ops > 0}
+        for lyr in net.layers:
+            if lyr.is_matrix_layer or lyr.op == "input":
+                continue
+            if lyr.op == "digital":
+                computes = DIGITAL_OP_TABLE.get(lyr.attrs["kind"]) != "view"
+            else:
+                computes = ir_op_place(lyr.op, lyr.attrs.get("kind")) is not None
+            assert (lyr.name in costed) == computes, (lyr.name, lyr.op)
 
 
 @pytest.mark.parametrize("name", NINE)
@@ -85,8 +100,8 @@ def test_light_networks_map_with_onnx_counts(name, fig11):
     assert r.analog_macs == sum(lyr.mac_count for lyr in mats[1:-1])
     for x in r.layers:
         assert x.energy_total_pj > 0 and x.cycles > 0, x.name
-    _check_digital_costs(r)
-    kinds = {d.kind for d in r.digital_ops}
+    _check_digital_costs(r, net)
+    kinds = {d.kind for d in r.digital_ops if d.ir_op == "digital"}  # ONNX operators the IR has no op for
     if name in ("bvlc_alexnet", "zfnet512", "inception_v1"):
         assert kinds == {"LRN"} and r.digital_op_count > 0 and 0 < r.digital_time_share < 1
     if name == "shufflenet":
@@ -143,7 +158,7 @@ def test_vit_encoder_counts_and_attention_digital(fig11):
     digital_layers = sum(x.macs for x in r.layers if x.kind == "digital")
     assert r.analog_macs + digital_layers == analog
     assert {"Softmax", "LayerNormalization", "Erf", "Transpose"} <= {x.kind for x in r.digital_ops}
-    _check_digital_costs(r)
+    _check_digital_costs(r, net)
     assert 0 < r.digital_time_share < 1 and 0 < r.digital_energy_share < 1
 
 
@@ -160,7 +175,7 @@ def test_bert_encoder_counts_and_attention_digital(fig11):
     mm = [x for x in r.digital_ops if x.kind == "MatMul"]
     assert len(mm) == 2 * depth and all(x.macs == heads * s * s * (d // heads) for x in mm)
     assert r.analog_macs + sum(x.macs for x in r.layers if x.kind == "digital") == s * w_blocks
-    _check_digital_costs(r)
+    _check_digital_costs(r, net)
 
 
 def test_zoo_transformers_default_and_seq_len(fig11):
