@@ -11,12 +11,13 @@ Stages of the mapping
 1. **Flatten.** Each conv / linear layer is a matrix (im2col order
    ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.ir.Layer.matrix_shape`):
    ``K = kh·kw·C_in/groups`` rows × ``N = C_out/groups`` columns per group.
-   Other IR layers (batch-norm, ``scale``, activations, pools, add, concat,
-   reshapes) are fused into the affine units and the tiles' periphery and cost
-   nothing separately (assumed). ``digital`` layers (every other ONNX
-   operator) run on the global digital unit, costed by
-   :func:`mapping.costs.digital_op_counts` (docs/design.md, section 13.2) and
-   listed in ``MappingResult.digital_ops``. Layers named in ``digital.digital_layers`` ('first' =
+   Every other IR layer is costed on the unit :func:`mapping.costs.ir_op_place`
+   names (docs/design.md section 13.1; :func:`_op_cost`): batch-norm, ``scale``,
+   ReLU-like activations, add and concat on the tiles' affine units (energy,
+   time reported, pipelined with the producer); pools, Softmax and the other
+   activations, and ``digital`` layers (every other ONNX operator), on the
+   global digital unit; ops and bytes from :func:`mapping.costs.digital_op_counts`
+   (section 13.2). They are listed in ``MappingResult.digital_ops``. Layers named in ``digital.digital_layers`` ('first' =
    first matrix layer, 'last' = last matrix layer, or names) run on the
    digital datapath.
 2. **Tile.** Each group's matrix is cut into ``ceil(K/array.rows)`` row blocks
