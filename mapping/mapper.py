@@ -404,6 +404,16 @@ def _affine_pass_cycles(spec: ChipSpec, shape: tuple[int, ...]) -> int:
     return pixels * per
 
 
+def _merged_into_affine(net: Network, layer: Layer) -> bool:
+    """True for a ``batchnorm`` or ``scale`` whose input is a matrix layer (through other batch-norms/scales):
+    its per-channel multiply-add is merged into that layer's affine coefficients (section 4.6), so it adds
+    no operation to the requantizer pass the layer already pays (``affine_per_output_pj``); ``aimc map
+    --fold-batchnorm`` gives the same PPA. Any other batch-norm or scale is an affine-unit operator."""
+    while layer.op in ("batchnorm", "scale"):
+        layer = net[layer.inputs[0]]
+    return layer.is_matrix_layer
+
+
 def _op_cost(spec: ChipSpec, layer: Layer) -> DigitalOpMapping | None:
     """Cost of one IR operator that is not a matrix layer (docs/design.md section 13.1); None for a view.
 
@@ -535,6 +545,8 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
             continue
         upstream = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
         dig_ns[layer.name] = upstream
+        if _merged_into_affine(network, layer):
+            continue  # its multiply-add is the producer's requantizer pass (affine_per_output_pj)
         row = _op_cost(spec, layer)
         if row is None:  # a view (flatten, reshape, identity)
             continue

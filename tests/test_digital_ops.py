@@ -84,6 +84,10 @@ def _check_digital_costs(result, net=None) -> None:
                 computes = DIGITAL_OP_TABLE.get(lyr.attrs["kind"]) != "view"
             else:
                 computes = ir_op_place(lyr.op, lyr.attrs.get("kind")) is not None
+                src = lyr
+                while src.op in ("batchnorm", "scale"):  # merged into a matrix layer's affine coefficients
+                    src = net[src.inputs[0]]
+                computes = computes and not src.is_matrix_layer
             assert (lyr.name in costed) == computes, (lyr.name, lyr.op)
 
 
