@@ -566,7 +566,6 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         digital_macs=sum(r.macs for r in rows_out if r.kind == "digital") + attention_macs,
         digital_op_count=sum(dr.ops for dr in dig_rows if dr.unit == "digital"), digital_time_ns=dig_time,
         affine_op_count=sum(dr.ops for dr in dig_rows if dr.unit == "affine"),
-        affine_op_time_ns=sum(dr.latency_ns for dr in dig_rows if dr.unit == "affine"),
         digital_time_share=dig_time / busy if busy else 0.0, digital_energy_pj=dig_energy,
         digital_energy_share=dig_energy / energy_total if energy_total else 0.0,
         sources=costs.constant_sources(spec))

@@ -162,7 +162,6 @@ class MappingResult:
     digital_macs: int = 0  # digital matrix layers + MatMuls between activations
     digital_op_count: int = 0  # lane ops of the digital-unit operators
     affine_op_count: int = 0  # requantizer passes of the operators run by the tiles' affine units
-    affine_op_time_ns: float = 0.0  # their summed affine-unit time (pipelined with their producers)
     digital_time_ns: float = 0.0  # digital unit busy time per inference
     digital_time_share: float = 0.0  # of the summed stage times (analog layers + digital unit)
     digital_energy_pj: float = 0.0  # digital matrix layers + digital-unit operators
