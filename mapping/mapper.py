@@ -12,8 +12,10 @@ Stages of the mapping
    ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.ir.Layer.matrix_shape`):
    ``K = kh·kw·C_in/groups`` rows × ``N = C_out/groups`` columns per group.
    Every other IR layer is costed on the unit :func:`mapping.costs.ir_op_place`
-   names (docs/design.md section 13.1; :func:`mapping.operators.op_cost`): batch-norm, ``scale``,
-   ReLU-like activations, add and concat on the tiles' affine units (energy,
+   names (docs/design.md section 13.1; :func:`mapping.operators.op_cost`): batch-norm and ``scale``
+   not merged into a matrix layer's affine coefficients
+   (:func:`mapping.operators.merged_into_affine`), ReLU-like activations, add
+   and concat on the tiles' affine units (energy,
    time reported, pipelined with the producer); pools, Softmax and the other
    activations, and ``digital`` layers (every other ONNX operator), on the
    global digital unit; ops and bytes from :func:`mapping.costs.digital_op_counts`
