@@ -360,6 +360,9 @@ class EnergyPj(_Section):
     adc_per_conversion_pj: float = Field(2.0, ge=0, le=1e6, description="One ADC conversion.")
     affine_per_output_pj: float = Field(
         1.0, ge=0, le=1e6, description="Affine unit: one output column (accumulate, scale, requantize).")
+    affine_op_pj: float = Field(
+        0.1, ge=0, le=1e6, description="One element-wise operation of an operator run by the affine unit (a ReLU "
+        "clamp, a folded scale, a residual-add or concat requantization: one 32-bit add/compare per element).")
     digital_mac_pj: float = Field(0.2, ge=0, le=1e6, description="One int8 MAC in the digital datapath.")
     sram_read_pj_per_bit: float = Field(0.05, ge=0, le=1e6, description="SRAM read per bit.")
     sram_write_pj_per_bit: float = Field(0.06, ge=0, le=1e6, description="SRAM write per bit.")
@@ -428,6 +431,23 @@ class Leakage(_Section):
     digital_leakage_mw: float = Field(5.0, ge=0, le=1e6, description="Leakage of the digital unit and global buffer in mW.")
 
 
+class Programming(_Section):
+    """PCM weight (re)programming: program-and-verify of the arrays (``aimc map --schedule reprogram``).
+
+    One array's ``r × c`` block takes ``ceil(r / rows_parallel) · iterations · (pulse_ns + t_verify)``
+    and ``iterations · (r·c·devices_per_weight · pulse_energy_pj + r · E(1-row read))``
+    (:func:`mapping.costs.array_program_time_ns`, docs/design.md section 12 step 4).
+    """
+
+    pulse_ns: float = Field(4400.0, gt=0, le=1e9, description="Duration of one programming pulse in ns (> 0 .. 1 s).")
+    iterations: PositiveInt = Field(10, le=10_000, description="Program-and-verify iterations per device (1 .. 10,000).")
+    pulse_energy_pj: float = Field(
+        10.0, ge=0, le=1e6, description="Energy of one programming pulse on one device in pJ (0 .. 1e6; a device "
+        "figure, not CMOS-scaled).")
+    rows_parallel: PositiveInt = Field(
+        1, le=4096, description="Word lines of one array programmed at the same time (1 .. array.rows).")
+
+
 class ChipSpec(BaseModel):
     """A complete, validated chip description (immutable).
 
@@ -454,6 +474,7 @@ class ChipSpec(BaseModel):
     energy_pj: EnergyPj = Field(default_factory=EnergyPj)
     area_um2: AreaUm2 = Field(default_factory=AreaUm2)
     leakage: Leakage = Field(default_factory=Leakage)
+    programming: Programming = Field(default_factory=Programming)
 
     @model_validator(mode="after")
     def _check_cross(self) -> ChipSpec:
@@ -464,6 +485,13 @@ class ChipSpec(BaseModel):
             raise ValueError(
                 f"periphery.accumulator_bits={p.accumulator_bits} must exceed array.adc_bits={a.adc_bits}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_programming(self) -> ChipSpec:
+        if self.programming.rows_parallel > self.array.rows:
+            raise ValueError(f"programming.rows_parallel={self.programming.rows_parallel} must be at most "
+                             f"array.rows={self.array.rows}")
         return self
 
     @model_validator(mode="after")

@@ -83,7 +83,7 @@ class _G:
         h = self.node("Mul", [self.node("Add", [e, self.scalar(1.0)], "gelu_add"), self.scalar(0.5)], "gelu_half")
         return self.node("Mul", [x, h], "gelu")
 
-    def attention(self, x: str, s: int, d: int, heads: int, base: str) -> str:
+    def attention(self, x: str, s: int, d: int, heads: int, base: str, mask: str | None = None) -> str:
         dh = d // heads
 
         def split(t: str, perm: list[int]) -> str:
@@ -95,6 +95,8 @@ class _G:
         v = split(self.linear(x, d, d, base + "_v"), [0, 2, 1, 3])
         scores = self.node("Div", [self.node("MatMul", [q, k], base + "_qk"), self.scalar(math.sqrt(dh))],
                            base + "_scale")
+        if mask is not None:  # the extended attention mask (1, 1, 1, S), broadcast over heads and queries
+            scores = self.node("Add", [scores, mask], base + "_mask")
         probs = self.node("Softmax", [scores], base + "_softmax", axis=-1)
         ctx = self.node("Transpose", [self.node("MatMul", [probs, v], base + "_av")], base + "_merge",
                         perm=[0, 2, 1, 3])
@@ -107,7 +109,8 @@ class _G:
     def model(self, name: str, inp: Any, out: str, out_shape: list[int], dtype: int) -> Any:
         from onnx import helper
 
-        graph = helper.make_graph(self.nodes, name, [inp], [helper.make_tensor_value_info(out, dtype, out_shape)],
+        inputs = list(inp) if isinstance(inp, (list, tuple)) else [inp]
+        graph = helper.make_graph(self.nodes, name, inputs, [helper.make_tensor_value_info(out, dtype, out_shape)],
                                   initializer=self.inits)
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
@@ -152,8 +155,14 @@ def vit_onnx(*, seq_len: int = 197, dim: int = 192, depth: int = 12, heads: int 
 
 
 def bert_onnx(*, seq_len: int = 128, dim: int = 128, depth: int = 2, heads: int = 2, mlp: int = 512,
-              vocab: int = 30522, name: str = "bert") -> Any:
+              vocab: int = 30522, name: str = "bert", three_inputs: bool = False, type_vocab: int = 2) -> Any:
     """A BERT encoder as an ``onnx.ModelProto`` (see the module docstring).
+
+    ``three_inputs=True`` gives the graph inputs of a Hugging Face BERT export: ``input_ids``,
+    ``attention_mask`` and ``token_type_ids`` (each int64 ``(1, seq_len)``). The token types
+    Gather rows of a ``(type_vocab, dim)`` table added to the embeddings; the mask becomes the
+    extended mask ``(1 − Cast(Unsqueeze(mask, [1, 2]))) · −10000`` of shape ``(1, 1, 1, S)``,
+    added to every layer's attention scores before the Softmax.
 
     Raises
     ------
@@ -167,10 +176,21 @@ def bert_onnx(*, seq_len: int = 128, dim: int = 128, depth: int = 2, heads: int 
     b = _G()
     x = b.node("Gather", [b.weight([vocab, dim], "word_embeddings"), "input_ids"], "word_embed", axis=0)
     x = b.node("Add", [x, b.weight([1, seq_len, dim], "position_embeddings")], "pos_add")
+    mask = None
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq_len])]
+    if three_inputs:
+        types = b.node("Gather", [b.weight([type_vocab, dim], "token_type_embeddings"), "token_type_ids"],
+                       "type_embed", axis=0)
+        x = b.node("Add", [x, types], "type_add")
+        m = b.node("Unsqueeze", ["attention_mask", b.ints([1, 2], "mask_axes")], "mask_unsqueeze")
+        m = b.node("Cast", [m], "mask_cast", to=TensorProto.FLOAT)
+        m = b.node("Sub", [b.scalar(1.0), m], "mask_invert")
+        mask = b.node("Mul", [m, b.scalar(-10000.0)], "mask_extended")
+        inputs += [helper.make_tensor_value_info(n, TensorProto.INT64, [1, seq_len])
+                   for n in ("attention_mask", "token_type_ids")]
     x = b.layernorm(x, dim, "emb_ln")
     for i in range(depth):
-        x = b.layernorm(b.node("Add", [x, b.attention(x, seq_len, dim, heads, f"l{i}_attn")], f"l{i}_res1"),
+        x = b.layernorm(b.node("Add", [x, b.attention(x, seq_len, dim, heads, f"l{i}_attn", mask)], f"l{i}_res1"),
                         dim, f"l{i}_ln1")
         x = b.layernorm(b.node("Add", [x, b.mlp(x, dim, mlp, f"l{i}_ffn")], f"l{i}_res2"), dim, f"l{i}_ln2")
-    inp = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq_len])
-    return b.model(name, inp, x, [1, seq_len, dim], TensorProto.FLOAT)
+    return b.model(name, inputs, x, [1, seq_len, dim], TensorProto.FLOAT)

@@ -52,10 +52,9 @@ __all__ = [
     "DIGITAL_OP_TABLE",
     "digital_op_counts",
     "digital_op_energy_pj",
-    "PROGRAM_ITERATIONS",
-    "PROGRAM_PULSE_NS",
-    "PROGRAM_PULSE_PJ",
-    "PROGRAM_ROWS_PARALLEL",
+    "IR_OP_PLACE",
+    "ir_op_place",
+    "affine_op_energy_pj",
     "array_program_time_ns",
     "array_program_energy_pj",
 ]
@@ -322,7 +321,7 @@ PPA_CONSTANT_KEYS: tuple[tuple[str, str | None], ...] = (
     ("technology", None), ("array", "v_read_v"), ("array", "integration_time_ns"), ("array", "read_phases"),
     ("array", "weight_slices"), ("device", "g_max_us"), ("energy_pj", None), ("area_um2", None),
     ("leakage", None), ("interconnect", "link_width_bits"), ("interconnect", "hop_latency_ns"),
-    ("interconnect", "energy_pj_per_bit_hop"), ("chip_link", None), ("buffers", None),
+    ("interconnect", "energy_pj_per_bit_hop"), ("chip_link", None), ("buffers", None), ("programming", None),
 )
 
 
@@ -384,7 +383,7 @@ _CLASSES: dict[str, tuple[str, ...]] = {
              "Concat", "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "ScatterND",
              "ScatterElements", "ReverseSequence"),
     "resize": ("Resize", "Upsample"),
-    "view": ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"),
+    "view": ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "GraphInput"),
 }
 _OPS_PER_OUTPUT = {"elementwise": 1, "transcendental": 4, "hardsigmoid": 2, "hardswish": 3,
                    "gelu": 8, "softmax": 8, "norm": 8, "batchnorm": 2, "move": 1, "resize": 4,
@@ -414,14 +413,18 @@ def digital_op_counts(kind: str, in_elems: list[int], out_elems: int, *, window:
     reduce         ``N_in``                       ReduceMean, GlobalAveragePool
     window         ``window·N``                   MaxPool, AveragePool (kernel kh·kw)
     matmul         ``inner·N`` (MACs)             MatMul of two activations (attention)
-    move           ``N``                          Transpose, Slice, Gather, Concat, Pad
+    move           ``N``                          Transpose, Slice, Concat, Pad
+    gather         ``rows = N / window``          Gather (``window`` = elements of one
+                                                  gathered row, e.g. embedding_dim)
     resize         ``4·N``                        Resize (bilinear: 4 taps)
     view           ``0`` (no bytes moved)         Reshape, Flatten, Squeeze, Unsqueeze
     ============== ============================== =====================================
 
-    Elements read = ``N_in + const_elems`` (constant operands, e.g. an embedding
-    table row per output for Gather, are read from the digital unit's SRAM; the
-    whole table is charged as an upper bound), written = ``N``; 0 and 0 for a view.
+    Elements read = ``N_in + const_elems`` (constant operands are read from the
+    digital unit's SRAM), written = ``N``; 0 and 0 for a view. A Gather reads its
+    ``rows`` indices and ``rows`` table rows of ``window`` elements (``rows + N``),
+    whether the table is a constant (an embedding) or an activation (a class
+    token picked from the sequence), never the whole table.
     Sources: assumed counts (docs/design.md, "Digital unit cost table").
     """
     cls = DIGITAL_OP_TABLE.get(kind, "elementwise")
@@ -439,10 +442,12 @@ def digital_op_counts(kind: str, in_elems: list[int], out_elems: int, *, window:
         ops = max(inner, 1) * n
     else:
         ops = _OPS_PER_OUTPUT[cls] * n
-    if kind == "Gather" and const_elems:
-        reads = n_in + n  # indices, then one table entry per output element
-    else:
-        reads = n_in + const_elems
+    if kind == "Gather":
+        # one table-row read of ``window`` elements per index: rows = N / window lane ops (one row
+        # access each), read the indices and the gathered rows, write the output
+        rows = -(-n // max(window, 1))
+        return rows, rows + n, n
+    reads = n_in + const_elems
     return ops, reads, n
 
 
@@ -458,45 +463,91 @@ def digital_op_energy_pj(spec: ChipSpec, ops: int, read_elems: int, write_elems:
             "sram": sram_energy_pj(spec, read_elems * b, write_elems * b)}
 
 
+# ---- IR operators other than matrix layers and ``digital`` (docs/design.md section 13.1) --------
+
+#: IR op (or ``activation:<kind>``) -> (unit, ONNX op type whose DIGITAL_OP_TABLE formula counts its ops).
+#: ``affine``: the affine unit of the tiles (one requantizer pass per output element: folded batch norm and
+#: per-channel scale as its multiply-add, ReLU/ReLU6/LeakyReLU as its clamp, residual add and concat as
+#: ``accuracy.requantize_sum``, docs/design.md section 10); ``digital``: the global digital unit (functions
+#: the requantizer cannot evaluate, pools and reductions); ``None``: a view (no computation, no cost).
+IR_OP_PLACE: dict[str, tuple[str, str] | None] = {
+    "batchnorm": ("affine", "Mul"),
+    "scale": ("affine", "Mul"),
+    "add": ("affine", "Add"),
+    "concat": ("affine", "Concat"),
+    "activation:relu": ("affine", "Relu"),
+    "activation:relu6": ("affine", "Clip"),
+    "activation:leaky_relu": ("affine", "LeakyRelu"),
+    "activation:identity": None,
+    "activation:sigmoid": ("digital", "Sigmoid"),
+    "activation:tanh": ("digital", "Tanh"),
+    "activation:silu": ("digital", "Sigmoid"),
+    "activation:gelu": ("digital", "Gelu"),
+    "activation:hardsigmoid": ("digital", "HardSigmoid"),
+    "activation:hardswish": ("digital", "HardSwish"),
+    "activation:softmax": ("digital", "Softmax"),
+    "maxpool": ("digital", "MaxPool"),
+    "avgpool": ("digital", "AveragePool"),
+    "global_avgpool": ("digital", "GlobalAveragePool"),
+    "flatten": None,
+    "reshape": None,
+}
+
+
+def ir_op_place(op: str, kind: str | None = None) -> tuple[str, str] | None:
+    """(unit, ONNX op type) of an IR operator that is neither a matrix layer nor ``digital``.
+
+    ``op`` is the IR op, ``kind`` the activation kind (``attrs["kind"]``) of an ``activation``.
+    Returns None for a view (flatten, reshape, identity). The op count is
+    :func:`digital_op_counts` of the returned op type (one table), the unit from
+    :data:`IR_OP_PLACE` (docs/design.md section 13.1).
+
+    Raises
+    ------
+    KeyError
+        An IR op this table does not place (a new IR op must be added here).
+    """
+    return IR_OP_PLACE[f"activation:{kind}" if op == "activation" else op]
+
+
+def affine_op_energy_pj(spec: ChipSpec, ops: int) -> dict[str, float]:
+    """Energy of an operator run by the tiles' affine unit (pJ): ``{"affine": energy_pj.affine_op_pj · ops · s}``.
+
+    One op is one element-wise operation (a ReLU clamp, a folded scale, the requantization of one
+    addend of a residual add or concat; e.g. fig11: one ``horowitz2014`` Fig. 1.1.9 32-bit add scaled
+    to 14 nm). Operands stream through the affine unit: no SRAM traffic.
+    """
+    return {"affine": spec.energy_pj.affine_op_pj * ops * cmos_energy_factor(spec)}
+
+
 # ---- PCM weight (re)programming (``aimc map --schedule reprogram``) ----------------------------
-
-#: Program-and-verify iterations per device (assumed: no published per-device iteration count was
-#: located for the HERMES/fig11 devices; ``legallo2023`` Extended Data Fig. 5 describes the iterative
-#: procedure without a count).
-PROGRAM_ITERATIONS = 10
-#: Duration of one programming pulse, ns: the longest SET ramp-down sequence of ``ambrogio2018``
-#: Extended Data Fig. 7 (8 steps, 13.6 ns .. 4.4 µs in total).
-PROGRAM_PULSE_NS = 4400.0
-#: Energy of one programming pulse on one device, pJ (assumed).
-PROGRAM_PULSE_PJ = 10.0
-#: Word lines of one array programmed at the same time (assumed: one row at a time, all its columns
-#: in parallel through the per-column write drivers of ``area_um2.programming_per_array_um2``).
-PROGRAM_ROWS_PARALLEL = 1
-
 
 def array_program_time_ns(spec: ChipSpec, rows_used: int, cols_used: int) -> float:
     """Time to program one array's ``rows_used`` × ``cols_used`` block, ns.
 
-    ``ceil(rows_used / PROGRAM_ROWS_PARALLEL) · PROGRAM_ITERATIONS · (PROGRAM_PULSE_NS + t_verify)``,
-    ``t_verify`` = one read of the row (:func:`archmodel.timing.mvm_cycles` with 1 row, ``cols_used``
-    columns). Arrays have their own programming circuits (``programming_per_array_um2``) and are
-    programmed in parallel. Constants: see :data:`PROGRAM_ITERATIONS` and neighbours.
+    ``ceil(rows_used / programming.rows_parallel) · programming.iterations · (programming.pulse_ns +
+    t_verify)``, ``t_verify`` = one read of the row (:func:`archmodel.timing.mvm_cycles` with 1 row,
+    ``cols_used`` columns). Arrays have their own programming circuits (``programming_per_array_um2``)
+    and are programmed in parallel. Constants and their sources: the chip description's
+    ``programming`` section (pulse: ``ambrogio2018`` Ext. Data Fig. 7).
     """
     from archmodel import timing
 
     verify_ns = timing.cycles_to_ns(spec, timing.mvm_cycles(spec, 1, cols_used))
-    rows = -(-rows_used // PROGRAM_ROWS_PARALLEL)
-    return rows * PROGRAM_ITERATIONS * (PROGRAM_PULSE_NS + verify_ns)
+    pr = spec.programming
+    rows = -(-rows_used // pr.rows_parallel)
+    return rows * pr.iterations * (pr.pulse_ns + verify_ns)
 
 
 def array_program_energy_pj(spec: ChipSpec, rows_used: int, cols_used: int) -> float:
     """Energy to program one array's ``rows_used`` × ``cols_used`` block, pJ.
 
-    ``PROGRAM_ITERATIONS · (devices · PROGRAM_PULSE_PJ + rows_used · E_verify)`` with
+    ``programming.iterations · (devices · programming.pulse_energy_pj + rows_used · E_verify)`` with
     ``devices = rows_used · cols_used · array.devices_per_weight`` and ``E_verify`` the energy of one
     1-row read (:func:`analog_mvm_energy_pj`, all components). The pulse energy is a device figure
     (not CMOS-scaled).
     """
     devices = rows_used * cols_used * spec.array.devices_per_weight
     verify = sum(analog_mvm_energy_pj(spec, 1, cols_used).values())
-    return PROGRAM_ITERATIONS * (devices * PROGRAM_PULSE_PJ + rows_used * verify)
+    pr = spec.programming
+    return pr.iterations * (devices * pr.pulse_energy_pj + rows_used * verify)

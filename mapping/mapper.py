@@ -11,12 +11,15 @@ Stages of the mapping
 1. **Flatten.** Each conv / linear layer is a matrix (im2col order
    ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.ir.Layer.matrix_shape`):
    ``K = kh·kw·C_in/groups`` rows × ``N = C_out/groups`` columns per group.
-   Other IR layers (batch-norm, ``scale``, activations, pools, add, concat,
-   reshapes) are fused into the affine units and the tiles' periphery and cost
-   nothing separately (assumed). ``digital`` layers (every other ONNX
-   operator) run on the global digital unit, costed by
-   :func:`mapping.costs.digital_op_counts` (docs/design.md, section 13.2) and
-   listed in ``MappingResult.digital_ops``. Layers named in ``digital.digital_layers`` ('first' =
+   Every other IR layer is costed on the unit :func:`mapping.costs.ir_op_place`
+   names (docs/design.md section 13.1; :func:`mapping.operators.op_cost`): batch-norm and ``scale``
+   not merged into a matrix layer's affine coefficients
+   (:func:`mapping.operators.merged_into_affine`), ReLU-like activations, add
+   and concat on the tiles' affine units (energy,
+   time reported, pipelined with the producer); pools, Softmax and the other
+   activations, and ``digital`` layers (every other ONNX operator), on the
+   global digital unit; ops and bytes from :func:`mapping.costs.digital_op_counts`
+   (section 13.2). They are listed in ``MappingResult.digital_ops``. Layers named in ``digital.digital_layers`` ('first' =
    first matrix layer, 'last' = last matrix layer, or names) run on the
    digital datapath.
 2. **Tile.** Each group's matrix is cut into ``ceil(K/array.rows)`` row blocks
@@ -32,7 +35,7 @@ Stages of the mapping
    chip-to-chip link; ``max_chips`` caps it (:class:`MappingError` otherwise).
    With ``schedule="reprogram"`` the layers instead run in rounds on
    ``max_chips`` chips (default 1), the PCM arrays reprogrammed between rounds
-   every inference (:func:`_program_rounds`, ``costs.array_program_time_ns``,
+   every inference (:func:`mapping.tiling.program_rounds`, ``costs.array_program_time_ns``,
    docs/design.md section 12 step 4); ``"auto"`` spreads when the network fits
    ``max_chips`` chips, else reprograms.
 4. **Replicate** (optional, default on). While spare tiles remain on those
@@ -93,268 +96,32 @@ Energy per inference is the sum over layers of the component energies
 pipeline interval.
 """
 
+
 from __future__ import annotations
 
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from archmodel import timing
-from archmodel.errors import AimcError
 from archmodel.network.ir import Layer, Network, resolve_digital_layers
 from archmodel.network.schema import NetworkError
-from archmodel.placement import LayerPlacement, Placement
 from archmodel.spec import ChipSpec
 from mapping import costs
+from mapping.operators import merged_into_affine, op_cost
+from mapping.result import (
+    MAX_SPILL_BYTES,
+    SCHEDULES,
+    DigitalOpMapping,
+    LayerMapping,
+    MapOptions,
+    MappingError,
+    MappingResult,
+)
+from mapping.tiling import Plan, groups_per_array, program_rounds
 
-__all__ = ["DigitalOpMapping", "MapOptions", "LayerMapping", "MappingError", "MappingResult", "map_network"]
-
-
-class MappingError(AimcError, ValueError):
-    """The network cannot be mapped on the chip description (one clear line)."""
-
-
-#: Largest off-chip memory (bytes) digital-layer weights may spill to (assumed: 1 TiB).
-MAX_SPILL_BYTES = 2 ** 40
-
-
-#: ``MapOptions.schedule`` values (``aimc map --schedule``).
-SCHEDULES = ("spread", "reprogram", "auto")
-
-
-@dataclass(frozen=True)
-class MapOptions:
-    """Options of :func:`map_network`.
-
-    Attributes
-    ----------
-    replicate : bool
-        Replicate the slowest analog layers onto spare tiles (default True).
-    max_chips : int or None
-        Cap on the number of chips; None = no cap.
-    schedule : str
-        ``"spread"`` (default): every layer resident, on as many chips as needed (an error beyond
-        ``max_chips``). ``"reprogram"``: ``max_chips`` chips (default 1) hold the layers in rounds,
-        reprogramming the PCM arrays between rounds, every inference (see the module docstring).
-        ``"auto"``: spread when the network fits ``max_chips`` chips (or there is no cap), else
-        reprogram on ``max_chips`` chips.
-    """
-
-    replicate: bool = True
-    max_chips: int | None = None
-    schedule: str = "spread"
-
-    def __post_init__(self) -> None:
-        if self.max_chips is not None and (not isinstance(self.max_chips, int) or self.max_chips < 1):
-            raise MappingError(f"max_chips must be a positive integer, got {self.max_chips!r}")
-        if self.schedule not in SCHEDULES:
-            raise MappingError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-
-
-@dataclass
-class LayerMapping:
-    """One row of the per-layer table (a conv or linear layer). Units in the names."""
-
-    index: int
-    name: str
-    op: str
-    kind: str  # "analog" or "digital"
-    shape: str
-    matrix_rows: int
-    matrix_cols: int
-    groups: int
-    groups_per_array: int
-    weights: int
-    macs: int
-    row_blocks: int
-    col_blocks: int
-    arrays: int  # per copy
-    replication: int
-    tiles: int  # all copies
-    array_utilization: float
-    mvms: int  # array MVMs per inference
-    mvm_cycles: int  # cycles per output pixel (t_pixel)
-    cycles: int  # stage time per inference
-    latency_ns: float  # compute time per inference (cycles in ns)
-    devices: int
-    activation_bit_hops: float
-    partial_sum_bit_hops: float
-    chip_link_bits: float
-    first_tile: int  # global tile index of the first copy's home tile (-1: digital unit)
-    chips_spanned: tuple[int, ...]
-    energy_pj: dict[str, float] = field(default_factory=dict)
-    stage_time_ns: float = 0.0  # busy time per inference: compute, mesh/chip-link serialization, weight spill
-    done_ns: float = 0.0  # when the first inference's last output of this layer is ready (pipeline fill)
-    spill_bits: float = 0.0  # digital weights streamed from off-chip memory per inference (global buffer full)
-    program_ns: float = 0.0  # --schedule reprogram: time to program this layer's arrays (its rounds), per inference
-
-    @property
-    def energy_total_pj(self) -> float:
-        return sum(self.energy_pj.values())
-
-
-@dataclass
-class DigitalOpMapping:
-    """One operator of the global digital unit (an IR ``digital`` layer). Units in the names."""
-
-    name: str
-    kind: str  # the operator (ONNX op type)
-    shape: str
-    ops: int  # lane ops (mapping.costs.digital_op_counts)
-    macs: int  # of a MatMul between two activations, else 0
-    read_elems: int
-    write_elems: int
-    sram_params: int  # constant elements held in the digital unit's SRAM
-    cycles: int
-    latency_ns: float
-    energy_pj: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def energy_total_pj(self) -> float:
-        return sum(self.energy_pj.values())
-
-
-@dataclass
-class MappingResult:
-    """Result of :func:`map_network`: per-layer table and totals (units in the names)."""
-
-    spec_name: str
-    spec_hash: str
-    network_name: str
-    replicate: bool
-    max_chips: int | None
-    layers: list[LayerMapping]
-    chips: int
-    tiles_per_chip: int
-    tiles_used: int
-    arrays_used: int
-    devices_used: int
-    weights: int
-    macs: int
-    ops: int
-    interval_ns: float
-    bottleneck: str
-    latency_ns: float
-    inferences_per_s: float
-    tops: float
-    energy_pj: dict[str, float]
-    energy_total_pj: float
-    tops_per_w: float
-    area_um2: dict[str, float]
-    area_total_mm2: float
-    tops_per_mm2: float
-    chip_link_bits: float
-    clock_mhz: float
-    digital_ops: list[DigitalOpMapping] = field(default_factory=list)
-    parameters: int = 0  # weights + biases of the matrix layers (folded BN not counted)
-    sram_parameters: int = 0  # constants of digital-unit ops (embedding tables, norm scales)
-    analog_macs: int = 0
-    digital_macs: int = 0  # digital matrix layers + MatMuls between activations
-    digital_op_count: int = 0  # lane ops of the digital-unit operators
-    digital_time_ns: float = 0.0  # digital unit busy time per inference
-    digital_time_share: float = 0.0  # of the summed stage times (analog layers + digital unit)
-    digital_energy_pj: float = 0.0  # digital matrix layers + digital-unit operators
-    digital_energy_share: float = 0.0  # of the energy per inference
-    sources: list[dict[str, Any]] = field(default_factory=list)  # mapping.costs.constant_sources
-    schedule: str = "spread"  # "spread" or "reprogram" (MapOptions.schedule after "auto" is resolved)
-    program_rounds: int = 0  # reprogram: rounds of array programming per inference
-    program_time_ns: float = 0.0  # reprogram: programming time per inference (sum over rounds)
-
-    def placement(self) -> Placement:
-        """The placement as plain data (:mod:`archmodel.placement`) for the testbenches and co-simulation."""
-        return Placement(self.spec_name, self.network_name, self.replicate, tuple(
-            LayerPlacement(index=r.index, name=r.name, shape=r.shape, kind=r.kind, matrix_rows=r.matrix_rows,
-                           matrix_cols=r.matrix_cols, groups=r.groups, groups_per_array=r.groups_per_array,
-                           row_blocks=r.row_blocks,
-                           col_blocks=r.col_blocks, arrays=r.arrays, first_tile=r.first_tile,
-                           vector_cycles=r.mvm_cycles, cycles=r.cycles)
-            for r in self.layers))
-
-    def totals(self) -> dict[str, Any]:
-        """The totals as a flat dict (snake_case keys with unit suffixes)."""
-        d = asdict(self)
-        d.pop("layers")
-        d.pop("digital_ops")
-        d.pop("sources")
-        return d
-
-
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Plan:
-    layer: Layer
-    index: int
-    digital: bool
-    k: int
-    n: int
-    g: int
-    nrb: int
-    ncb: int
-    pixels: int
-    arrays: list[tuple[int, int, int, int, int]]  # (group, cb, rb, rows_used, cols_used)
-    tiles_per_copy: int
-    t_pixel: int
-    gpa: int = 1  # groups per array (block-diagonal packing, groups_per_array)
-    r: int = 1
-    tiles: list[list[int]] = field(default_factory=list)  # per copy: global tile indices
-
-    def stage_cycles(self, spec: ChipSpec) -> int:
-        if self.digital:
-            return timing.digital_layer_cycles(spec, self.layer.mac_count)
-        return -(-self.pixels // self.r) * self.t_pixel
-
-
-def _program_rounds(plans: Sequence[_Plan], tiles: int, apt: int
-                    ) -> list[list[tuple[_Plan, list[tuple[int, int, int, int, int]]]]]:
-    """Split the analog layers' arrays, in layer order, into rounds that fit ``tiles`` tiles.
-
-    A tile holds arrays of one layer (``apt`` per tile); a layer larger than what is left of a round
-    continues in the next one (its partial sums wait in the tiles' SRAM, not costed).
-    """
-    rounds: list[list[tuple[_Plan, list[tuple[int, int, int, int, int]]]]] = []
-    cur: list[tuple[_Plan, list[tuple[int, int, int, int, int]]]] = []
-    free = tiles
-    for p in plans:
-        if p.digital:
-            continue
-        i = 0
-        while i < len(p.arrays):
-            if free == 0:
-                rounds.append(cur)
-                cur, free = [], tiles
-            take = min(len(p.arrays) - i, free * apt)
-            cur.append((p, p.arrays[i:i + take]))
-            free -= -(-take // apt)
-            i += take
-    if cur:
-        rounds.append(cur)
-    return rounds
-
-
-def groups_per_array(k: int, n: int, groups: int, rows: int, cols: int) -> int:
-    """Groups of a grouped convolution packed on one array (block-diagonal packing).
-
-    A group's matrix is ``k`` rows × ``n`` columns (``k = kh·kw·C_in/groups``,
-    ``n = C_out/groups``). When it fits one ``rows`` × ``cols`` array, the array
-    holds ``m = min(floor(rows/k), floor(cols/n), groups)`` groups on its diagonal:
-    group ``i`` of the array drives rows ``i·k .. i·k+k-1`` and is read on columns
-    ``i·n .. i·n+n-1``; the off-diagonal devices stay RESET (no weight), so every
-    group's outputs see only its own inputs (exact). A group that needs more than
-    one array (``k > rows`` or ``n > cols``) is not packed (1). Rule chosen here
-    (docs/design.md section 12), not taken from a paper.
-
-    Returns
-    -------
-    int
-        Groups per array, >= 1; 1 for ``groups == 1``.
-    """
-    if groups <= 1 or k > rows or n > cols:
-        return 1
-    return max(1, min(rows // k, cols // n, groups))
+__all__ = ["MAX_SPILL_BYTES", "SCHEDULES", "DigitalOpMapping", "LayerMapping", "MapOptions", "MappingError",
+           "MappingResult", "groups_per_array", "map_network"]
 
 
 def _resolve_digital(spec: ChipSpec, mats: Sequence[Layer], network_name: str) -> set[str]:
@@ -431,7 +198,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     digital = _resolve_digital(spec, mats, network.name)
 
     # ---- 1-2. flatten and tile
-    plans: list[_Plan] = []
+    plans: list[Plan] = []
     for idx, layer in enumerate(mats):
         k, n = layer.matrix_shape
         g = layer.groups
@@ -458,41 +225,35 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
             for t in range(tiles_per_copy):
                 t_pixel = max(t_pixel, timing.tile_vector_cycles(
                     spec, [((grp, cb), ru, cu) for (grp, cb, _, ru, cu) in arrays[t * apt:(t + 1) * apt]]))
-        plans.append(_Plan(layer, idx, is_dig, k, n, g, nrb, ncb, layer.mvm_count, arrays,
+        plans.append(Plan(layer, idx, is_dig, k, n, g, nrb, ncb, layer.mvm_count, arrays,
                            tiles_per_copy, t_pixel, gpa=gpa if not is_dig else 1))
 
     # ---- 1b. digital-unit operators (mapping.costs.digital_op_counts)
     dig_rows: list[DigitalOpMapping] = []
     dig_ns: dict[str, float] = {}  # digital time on the path since the nearest matrix layer
     for layer in network.layers:
-        if layer.op != "digital":
-            if not layer.is_matrix_layer:
-                dig_ns[layer.name] = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
+        if layer.is_matrix_layer or layer.op == "input":
             continue
-        a_ = layer.attrs
-        out_n = math.prod(layer.output_shape or ())
-        in_n = [math.prod(s_) for s_ in layer.input_shapes]
-        ops, rd, wr = costs.digital_op_counts(a_["kind"], in_n, out_n, window=a_["window"],
-                                              inner=a_["inner"], const_elems=a_["const_elems"])
-        cyc = timing.digital_layer_cycles(spec, ops)
-        t_ns = timing.cycles_to_ns(spec, cyc)
-        dig_ns[layer.name] = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0) + t_ns
-        is_mm = costs.DIGITAL_OP_TABLE.get(a_["kind"]) == "matmul"
-        shape = ",".join("x".join(str(v) for v in s_) for s_ in layer.input_shapes)
-        dig_rows.append(DigitalOpMapping(
-            name=layer.name, kind=a_["kind"],
-            shape=f"{shape}->{'x'.join(str(v) for v in layer.output_shape or ())}",
-            ops=ops, macs=ops if is_mm else 0, read_elems=rd, write_elems=wr,
-            sram_params=a_["const_elems"], cycles=cyc, latency_ns=t_ns,
-            energy_pj=costs.digital_op_energy_pj(spec, ops, rd, wr)))
-    dig_op_cycles = sum(r.cycles for r in dig_rows)
+        upstream = max((dig_ns.get(i, 0.0) for i in layer.inputs), default=0.0)
+        dig_ns[layer.name] = upstream
+        if merged_into_affine(network, layer):
+            continue  # its multiply-add is the producer's requantizer pass (affine_per_output_pj)
+        row = op_cost(spec, layer)
+        if row is None:  # a view (flatten, reshape, identity)
+            continue
+        if row.unit == "digital":  # the shared digital unit delays its consumers (no streaming)
+            dig_ns[layer.name] = upstream + row.latency_ns
+        dig_rows.append(row)
+    dig_op_cycles = sum(r.cycles for r in dig_rows if r.unit == "digital")
 
     # ---- 2b. buffers: the global buffer holds the network input and output, the digital-unit constants and
     # the digital layers' weights; weights that do not fit are streamed from off-chip memory over the chip
     # link every inference (spill); beyond MAX_SPILL_BYTES the mapper refuses.
     act_b = spec.periphery.activation_bits
     gb_bits = spec.buffers.global_buffer_kib * 8192
-    io_bits = (math.prod(network.input_shape) + math.prod(network.output_shape or ())) * act_b
+    extra_inputs = sum(math.prod(lyr.output_shape or ()) for lyr in network.layers
+                       if lyr.op == "digital" and lyr.attrs["kind"] == "GraphInput")  # further graph inputs
+    io_bits = (math.prod(network.input_shape) + extra_inputs + math.prod(network.output_shape or ())) * act_b
     const_bits = network.sram_param_count * act_b
     if io_bits + const_bits > gb_bits:
         raise MappingError(
@@ -525,10 +286,10 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
             f"{opts.max_chips * tpc} tiles on chip '{spec.name}'; it needs {chips} chips "
             "(or use --schedule reprogram)")
     reprogram = schedule == "reprogram"
-    rounds: list[list[tuple[_Plan, list[tuple[int, int, int, int, int]]]]] = []
+    rounds: list[list[tuple[Plan, list[tuple[int, int, int, int, int]]]]] = []
     if reprogram:
         chips = min(chips, opts.max_chips or 1)
-        rounds = _program_rounds(plans, chips * tpc, apt)
+        rounds = program_rounds(plans, chips * tpc, apt)
 
     # ---- 4. replicate
     digital_cycles = sum(p.stage_cycles(spec) for p in plans if p.digital) + dig_op_cycles
@@ -570,7 +331,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         lo, hi = sorted((src[0], dst[0]))
         return src[1] + src[2] + dst[1] + dst[2], hi - lo, lo, hi
 
-    def home(p: _Plan | None) -> tuple[int, int, int]:
+    def home(p: Plan | None) -> tuple[int, int, int]:
         if p is None or p.digital:
             return DIGITAL_POS
         return pos(p.tiles[0][0])
@@ -784,7 +545,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
     dig_time = timing.cycles_to_ns(spec, digital_cycles)
     busy = dig_time + sum(r.latency_ns for r in rows_out if r.kind == "analog")
     dig_energy = (sum(r.energy_total_pj for r in rows_out if r.kind == "digital")
-                  + sum(dr.energy_total_pj for dr in dig_rows))
+                  + sum(dr.energy_total_pj for dr in dig_rows if dr.unit == "digital"))
     inf_s = 1e9 / interval_ns
     tops = ops * inf_s / 1e12
     area = costs.chip_area_um2(spec, chips)
@@ -805,7 +566,8 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         sram_parameters=network.sram_param_count,
         analog_macs=sum(r.macs for r in rows_out if r.kind == "analog"),
         digital_macs=sum(r.macs for r in rows_out if r.kind == "digital") + attention_macs,
-        digital_op_count=sum(dr.ops for dr in dig_rows), digital_time_ns=dig_time,
+        digital_op_count=sum(dr.ops for dr in dig_rows if dr.unit == "digital"), digital_time_ns=dig_time,
+        affine_op_count=sum(dr.ops for dr in dig_rows if dr.unit == "affine"),
         digital_time_share=dig_time / busy if busy else 0.0, digital_energy_pj=dig_energy,
         digital_energy_share=dig_energy / energy_total if energy_total else 0.0,
         sources=costs.constant_sources(spec))

@@ -116,6 +116,7 @@ def report_dict(result: MappingResult, seed: int | None = None, *,
             "analog_macs_per_inference": t.analog_macs,
             "digital_macs_per_inference": t.digital_macs,
             "digital_ops_per_inference": t.digital_op_count,
+            "affine_unit_ops_per_inference": t.affine_op_count,
             "digital_unit_time_ns": t.digital_time_ns,
             "digital_unit_time_share": t.digital_time_share,
             "digital_unit_energy_pj": t.digital_energy_pj,
@@ -131,6 +132,7 @@ def report_dict(result: MappingResult, seed: int | None = None, *,
 _DIGITAL_COLUMNS: list[tuple[str, str, Any]] = [
     ("name", "name", lambda r: r.name),
     ("op", "operator", lambda r: r.kind),
+    ("unit", "unit", lambda r: r.unit),
     ("shape", "shape (in->out)", lambda r: r.shape),
     ("ops", "lane ops", lambda r: r.ops),
     ("read_elems", "elements read", lambda r: r.read_elems),
@@ -138,8 +140,9 @@ _DIGITAL_COLUMNS: list[tuple[str, str, Any]] = [
     ("sram_params", "SRAM parameters", lambda r: r.sram_params),
     ("cycles", "cycles", lambda r: r.cycles),
     ("latency_ns", "latency (ns)", lambda r: r.latency_ns),
-    ("energy_digital_pj", "digital (pJ)", lambda r: r.energy_pj["digital"]),
-    ("energy_sram_pj", "sram (pJ)", lambda r: r.energy_pj["sram"]),
+    ("energy_digital_pj", "digital (pJ)", lambda r: r.energy_pj.get("digital", 0.0)),
+    ("energy_sram_pj", "sram (pJ)", lambda r: r.energy_pj.get("sram", 0.0)),
+    ("energy_affine_pj", "affine (pJ)", lambda r: r.energy_pj.get("affine", 0.0)),
     ("energy_total_pj", "energy (pJ)", lambda r: r.energy_total_pj),
 ]
 
@@ -196,6 +199,7 @@ def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = Fa
         ("parameters (weights + biases)", t.parameters), ("digital SRAM parameters", t.sram_parameters),
         ("analog MACs per inference", t.analog_macs), ("digital MACs per inference", t.digital_macs),
         ("digital-unit operations per inference", t.digital_op_count),
+        ("affine-unit operator passes per inference", t.affine_op_count),
         ("digital-unit share of time (%)", 100 * t.digital_time_share),
         ("digital-unit share of energy (%)", 100 * t.digital_energy_share),
     ]
@@ -216,10 +220,11 @@ def _markdown(result: MappingResult, seed: int | None, fold_batchnorm: bool = Fa
     for r in t.layers:
         out.append("| " + " | ".join(_fmt(get(r)) for _, _, get in cols) + " |")
     if t.digital_ops:
-        out += ["", "## Digital-unit operators", "",
-                "Costs from the table of `mapping.costs.digital_op_counts` (docs/design.md).", "",
+        out += ["", "## Operators outside the matrix layers", "",
+                "Ops from the table of `mapping.costs.digital_op_counts`, on the unit of docs/design.md "
+                "section 13.1 (the digital unit or the tiles' affine units).", "",
                 "| " + " | ".join(h for _, h, _ in _DIGITAL_COLUMNS) + " |",
-                "|" + "|".join("---" if i < 3 else "---:" for i in range(len(_DIGITAL_COLUMNS))) + "|"]
+                "|" + "|".join("---" if i < 4 else "---:" for i in range(len(_DIGITAL_COLUMNS))) + "|"]
         for r in t.digital_ops:
             out.append("| " + " | ".join(_fmt(get(r)) for _, _, get in _DIGITAL_COLUMNS) + " |")
     if t.sources:

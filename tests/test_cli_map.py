@@ -30,7 +30,9 @@ def test_map_writes_report_byte_identical(tmp_path, capsys):
                 "energy_per_inference_pj", "area_mm2", "pcm_devices_used", "chips"):
         assert key in t
     assert data["spec_hash"] and data["aimc_version"]
-    assert sum(row["energy_total_pj"] for row in data["layers"]) + t["energy_per_inference_by_component_pj"][
+    # matrix layers + the operators outside them (issue 10: ReLUs on the affine unit) + leakage
+    assert sum(row["energy_total_pj"] for row in data["layers"]) + sum(
+        row["energy_total_pj"] for row in data["digital_ops"]) + t["energy_per_inference_by_component_pj"][
         "leakage_pj"] == pytest.approx(t["energy_per_inference_pj"])
     text = (outs[0] / "report.md").read_text()
     assert str(tmp_path) not in text and "TOPS/W" in text

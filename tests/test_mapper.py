@@ -81,7 +81,9 @@ def test_totals_are_sums_of_layers(arch, net):
     r = map_network(load_spec(arch), get_network(net))
     for comp in ENERGY_COMPONENTS:
         if comp != "leakage":
-            assert r.energy_pj[comp] == pytest.approx(sum(lay.energy_pj[comp] for lay in r.layers))
+            # matrix layers + the operators outside them (issue 10: affine-unit and digital-unit operators)
+            assert r.energy_pj[comp] == pytest.approx(sum(lay.energy_pj[comp] for lay in r.layers)
+                                                      + sum(d.energy_pj.get(comp, 0.0) for d in r.digital_ops))
     assert r.energy_total_pj == pytest.approx(sum(r.energy_pj.values()))
     assert r.macs == sum(lay.macs for lay in r.layers)
     assert r.weights == sum(lay.weights for lay in r.layers)
@@ -89,7 +91,8 @@ def test_totals_are_sums_of_layers(arch, net):
     assert r.tiles_used == sum(lay.tiles for lay in r.layers)
     assert r.interval_ns == pytest.approx(max(
         [lay.latency_ns for lay in r.layers if lay.kind == "analog"]
-        + [sum(lay.latency_ns for lay in r.layers if lay.kind == "digital")]) if r.chips == 1 else r.interval_ns)
+        + [sum(lay.latency_ns for lay in r.layers if lay.kind == "digital")
+           + sum(d.latency_ns for d in r.digital_ops if d.unit == "digital")]) if r.chips == 1 else r.interval_ns)
     assert r.tops_per_w == pytest.approx(r.ops / r.energy_total_pj)
     assert r.tops == pytest.approx(r.ops * r.inferences_per_s / 1e12)
 

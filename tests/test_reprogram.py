@@ -58,3 +58,22 @@ def test_auto_picks_by_max_chips():
         map_network(spec, net, MapOptions(max_chips=2))
     with pytest.raises(MappingError, match="schedule must be one of"):
         MapOptions(schedule="sometimes")
+
+
+def test_programming_constants_come_from_the_chip_description():
+    # the constants live in the chip description's programming section (issue 10), validated and sourced:
+    # tiny, 32 rows, 8 rows at a time x 3 iterations x (1000 ns pulse + 130 ns verify) = 4 x 3 x 1130 = 13,560 ns;
+    # energy 3 x (32*32*2 devices x 2 pJ + 32 rows x 162.64 pJ verify read) = 3 x (4096 + 5204.48) = 27,901.44 pJ
+    spec = load_spec("tiny").replace(**{"programming.rows_parallel": 8, "programming.iterations": 3,
+                                        "programming.pulse_ns": 1000.0, "programming.pulse_energy_pj": 2.0})
+    assert costs.array_program_time_ns(spec, 32, 32) == pytest.approx(13_560.0)
+    assert costs.array_program_energy_pj(spec, 32, 32) == pytest.approx(27_901.44)
+    default = load_spec("fig11").programming
+    assert (default.pulse_ns, default.iterations, default.pulse_energy_pj, default.rows_parallel) == (4400.0, 10, 10.0, 1)
+    assert "ambrogio2018" in default.sources["pulse_ns"]
+    assert any(r["constant"] == "programming.pulse_ns" for r in costs.constant_sources(load_spec("fig11")))
+    from archmodel.spec import SpecError
+    for key, bad in (("programming.rows_parallel", 33), ("programming.iterations", 0),
+                     ("programming.pulse_ns", 0.0), ("programming.pulse_energy_pj", -1.0)):
+        with pytest.raises(SpecError, match=key.split(".")[1]):
+            load_spec("tiny").replace(**{key: bad})

@@ -49,7 +49,8 @@ Ops and their attributes (canonical form after normalization)
 ``digital``
     ``kind`` (the operator, e.g. the ONNX op type ``"LRN"``), ``shape`` (the
     output shape, batch excluded), ``window`` = 1 (input elements read per
-    output element: pool kernel ``kh·kw``, LRN ``size``), ``const_elems`` = 0
+    output element: pool kernel ``kh·kw``, LRN ``size``; for a Gather the
+    elements of one gathered row), ``const_elems`` = 0
     (elements of constant operands held in the digital unit's SRAM, e.g. an
     embedding table), ``inner`` = 0 (the contracted length of a MatMul between
     two activations). An operator of the digital unit, costed by
