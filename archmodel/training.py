@@ -61,6 +61,7 @@ __all__ = [
     "forward_train",
     "init_params",
     "predict",
+    "recalibrate_bn",
     "train",
 ]
 
@@ -339,6 +340,21 @@ def _add_grad(gsum: dict[str, np.ndarray], name: str, g: np.ndarray) -> None:
     gsum[name] = gsum[name] + g if name in gsum else g
 
 
+#: Most training images :func:`recalibrate_bn` measures (one batch; bounds the memory).
+RECALIBRATION_IMAGES = 4096
+
+
+def recalibrate_bn(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray) -> None:
+    """Set every batch-norm's running mean and variance to those of ``x[:RECALIBRATION_IMAGES]``, clean weights.
+
+    One training-mode forward pass without weight noise and with momentum 1
+    (layer after layer, each BN measured on the output of the re-estimated ones
+    before it); the variance is the unbiased one, as the running statistics of
+    training (PyTorch ``BatchNorm2d``). ``params`` is updated in place.
+    """
+    forward_train(network, params, np.asarray(x[:RECALIBRATION_IMAGES]), training=True, momentum=1.0)
+
+
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and its gradient w.r.t. the logits."""
     z = logits - logits.max(axis=1, keepdims=True)
@@ -385,6 +401,13 @@ class TrainConfig:
         L2 penalty on conv/linear weights (decoupled for Adam, as AdamW).
     clip_sigma : float or None
         Clip each matrix layer's weights to ±clip_sigma·std(W) after every update.
+    frozen_bn_epochs : int
+        The last ``frozen_bn_epochs`` epochs run batch norm in inference mode: its
+        running statistics are first re-estimated on the training images with the
+        clean weights (:func:`recalibrate_bn`) and then held, so the weight noise's
+        per-channel offsets reach the loss (in training mode the batch mean removes
+        them; docs/design.md, "digits-resnet: drift and noise"). The statistics are
+        re-estimated once more at the end. 0 = off.
     """
 
     noise: float = 0.0
@@ -394,16 +417,19 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 1e-4
     clip_sigma: float | None = None
+    frozen_bn_epochs: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise TrainingError(f"noise must be a number >= 0 (fraction of max|W|), got {self.noise}")
         if self.epochs < 1 or self.batch_size < 1:
             raise TrainingError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not self.lr > 0:
-            raise TrainingError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise TrainingError(f"lr must be a finite number > 0, got {self.lr}")
         if self.optimizer not in ("adam", "sgd"):
             raise TrainingError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if not 0 <= self.frozen_bn_epochs <= self.epochs:
+            raise TrainingError(f"frozen_bn_epochs must be in 0..epochs ({self.epochs}), got {self.frozen_bn_epochs}")
         if self.clip_sigma is not None and not self.clip_sigma > 0:
             raise TrainingError(f"clip_sigma must be > 0, got {self.clip_sigma}")
 
@@ -476,14 +502,18 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     step = 0
     history: list[float] = []
     x_train = np.asarray(x_train, dtype=np.float32)
+    first_frozen = cfg.epochs - cfg.frozen_bn_epochs
     for epoch in range(cfg.epochs):
+        if epoch == first_frozen:
+            recalibrate_bn(network, params, x_train)
         order = rng.permutation(n)
         losses = []
         for b0 in range(0, n, cfg.batch_size):
             idx = order[b0:b0 + cfg.batch_size]
             if len(idx) < 2:
                 continue
-            logits, cache = forward_train(network, params, x_train[idx], training=True, noise=cfg.noise, rng=rng)
+            logits, cache = forward_train(network, params, x_train[idx], training=epoch < first_frozen,
+                                          noise=cfg.noise, rng=rng)
             loss, dlogits = cross_entropy(logits, y_train[idx])
             grads = backward(network, params, cache, dlogits.astype(np.float32))
             losses.append(loss)
@@ -510,5 +540,7 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
         history.append(float(np.mean(losses)))
         if progress is not None:
             progress(epoch, history[-1])
+    if cfg.frozen_bn_epochs:
+        recalibrate_bn(network, params, x_train)
     return TrainResult(params, accuracy(network, params, x_train, y_train), accuracy(network, params, x_test, y_test),
                        history, cfg, int(seed))
