@@ -82,7 +82,20 @@ OP_CASES = {
                     ("flatten", {}), ("linear", dict(out_features=4))],
     "global_avgpool": [("conv", dict(out_channels=3, kernel_size=3)), ("global_avgpool", {}),
                        ("linear", dict(out_features=4, bias=False))],
+    # issue 16: grouped (2 groups; then depthwise 4 groups of 1 channel) and dilated convolutions
+    "conv_groups": [("conv", dict(out_channels=4, kernel_size=3, padding=1, groups=2)),
+                    ("conv", dict(out_channels=4, kernel_size=3, stride=2, groups=4, bias=False)),
+                    ("flatten", {}), ("linear", dict(out_features=4))],
+    "conv_dilation": [("conv", dict(out_channels=3, kernel_size=3, padding=2, dilation=2)),
+                      ("conv", dict(out_channels=4, kernel_size=(2, 3), dilation=(2, 1), stride=2, groups=1)),
+                      ("flatten", {}), ("linear", dict(out_features=4))],
 }
+# issue 16: every element-wise activation kind of the IR between a conv and the classifier
+for _kind, _kw in [("relu6", {}), ("leaky_relu", {"alpha": 0.1}), ("sigmoid", {}), ("hardsigmoid", {}),
+                   ("tanh", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"}), ("silu", {}), ("hardswish", {})]:
+    OP_CASES[f"act_{_kind}{'_' + _kw['approximate'] if 'approximate' in _kw else ''}"] = [
+        ("conv", dict(out_channels=3, kernel_size=3, padding=1)), ("activation", dict(kind=_kind, **_kw)),
+        ("flatten", {}), ("linear", dict(out_features=4))]
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["bn-train", "bn-eval"])
@@ -93,6 +106,24 @@ def test_backward_matches_finite_differences(case, training):
     x = rng.normal(size=(5, 2, 6, 6))
     y = rng.integers(0, 4, size=5)
     assert _gradcheck(net, x, y, training=training) >= 10
+
+
+@pytest.mark.parametrize("kind,attrs", [("relu6", {}), ("leaky_relu", {"alpha": 0.1}), ("sigmoid", {}),
+                                        ("hardsigmoid", {}), ("tanh", {}), ("gelu", {"approximate": "none"}),
+                                        ("gelu", {"approximate": "tanh"}), ("silu", {}), ("hardswish", {})])
+def test_activation_derivative_matches_finite_differences(kind, attrs):
+    """activation_grad against central differences of the reference forward, float64, away from the kinks."""
+    from archmodel.network.forward import activation
+    from archmodel.training import activation_grad
+
+    x = np.linspace(-7.93, 7.87, 317)  # step 0.05: every point >= 0.02 from a kink (0, ±3, 6)
+    a = {"kind": kind, **attrs}
+    h = 1e-6
+    num = (activation(x + h, a) - activation(x - h, a)) / (2 * h)
+    # the erf of GELU 'none' is an approximation with |error| <= 1.5e-7 (its slope error is larger)
+    tol = 2e-4 if attrs.get("approximate") == "none" else 1e-6
+    np.testing.assert_allclose(activation_grad(x, a), num, rtol=0, atol=tol)
+    assert np.ptp(num) > 0.09  # not a constant: the kind really is nonlinear here
 
 
 @pytest.mark.parametrize("name", sorted(DIGITS_NETWORKS))
