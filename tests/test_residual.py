@@ -16,6 +16,7 @@ import pytest
 from archmodel.accuracy import AccuracyOptions, NetworkInstance, prepare, requantize_sum
 from archmodel.accuracy_experiment import evaluate_accuracy
 from archmodel.datasets import load_digits_split
+from archmodel.errors import AimcError
 from archmodel.golden.affine import affine_requantize
 from archmodel.golden.coefficients import digital_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.digital import digital_conv2d, digital_linear
@@ -165,3 +166,74 @@ def test_digits_resnet_one_day_accuracy_with_per_layer_adc_ranging_is_within_one
     assert np.mean(fp32) > 0.95
     assert np.mean(adabs) >= np.mean(fp32) - 0.010
     assert np.mean(gdc) >= np.mean(fp32) - 0.010
+
+
+def _grouped_dilated_net(kind):
+    """input (4,6,6) → c1 conv 3×3 groups 2 dilation 2 → activation ``kind`` → c2 depthwise 3×3 → flatten → fc 10."""
+    b = NetworkBuilder(f"grouped-{kind}", (4, 6, 6))
+    x = b.conv("c1", b.input, 4, 3, padding=2, dilation=2, groups=2)
+    x = b.activation("act", x, kind)
+    x = b.conv("c2", x, 4, 3, padding=1, groups=4, bias=False)
+    b.linear("fc", b.flatten("flat", x), 10)
+    return b.build()
+
+
+_FLOAT_ACT = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh,
+              "hardswish": lambda v: v * min(max(v + 3, 0), 6) / 6}
+
+
+@pytest.mark.parametrize("kind", sorted(_FLOAT_ACT))
+def test_integer_path_of_grouped_dilated_conv_and_activation_table_equals_an_independent_computation(kind):
+    """Issue 16: grouped/dilated convs (block-diagonal matrix) and an activation as a 256-entry table.
+
+    Independent: ``golden.digital.digital_conv2d`` with ``groups``/``dilation`` on the
+    OIHW weights, the golden affine unit, and the activation in Python floats per element
+    (``round_half_up(f(c·s_in)/s_out)``, saturated).
+    """
+    net = _grouped_dilated_net(kind)
+    rng = np.random.default_rng(11)
+    params = init_params(net, rng)
+    params["c1"]["bias"][...] = rng.normal(0, 0.3, 4).astype(np.float32)
+    x = rng.normal(size=(5, 4, 6, 6)).astype(np.float32)
+    spec = load_spec("fig11")
+    prep = prepare(spec, net, params, x, AccuracyOptions(digital_layers=("c1", "c2", "fc")))
+    assert [st.kind for st in prep.stages] == ["matrix", "lut", "matrix", "flatten", "matrix"]
+    got = NetworkInstance(prep, ["int8"] * 3, [None] * 3, [1.0] * 3).run(x)
+    sc = prep.scales
+    f = np.vectorize(_FLOAT_ACT[kind])
+
+    def w8(name):
+        w = params[name]["weight"].astype(np.float64)
+        ws = float(np.max(np.abs(w))) / 127
+        return np.clip(np.floor(w / ws + 0.5), -128, 127).astype(np.int64), ws
+
+    ref = []
+    for img in x:
+        xi = np.clip(np.floor(img.astype(np.float64) / sc["input"] + 0.5), -128, 127).astype(np.int64)
+        w1, ws1 = w8("c1")
+        a1 = digital_conv2d(xi, w1, padding=2, dilation=2, groups=2).transpose(1, 2, 0)
+        m1 = digital_affine_multiplier(in_scale=sc["input"], w_scale=ws1, out_scale=sc["c1"])
+        y1 = _affine(a1, m1, folded_offset(params["c1"]["bias"], out_scale=sc["c1"]), False, spec).transpose(2, 0, 1)
+        z = np.clip(np.floor(f(y1 * sc["c1"]) / sc["act"] + 0.5), -128, 127).astype(np.int64)
+        w2, ws2 = w8("c2")
+        a2 = digital_conv2d(z, w2, padding=1, groups=4).transpose(1, 2, 0)
+        m2 = digital_affine_multiplier(in_scale=sc["act"], w_scale=ws2, out_scale=sc["c2"])
+        y2 = _affine(a2, m2, np.zeros(4), False, spec).transpose(2, 0, 1)
+        w3, ws3 = w8("fc")
+        a3 = digital_linear(y2.reshape(-1), w3)
+        m3 = digital_affine_multiplier(in_scale=sc["c2"], w_scale=ws3, out_scale=sc["fc"])
+        ref.append(_affine(a3, m3, folded_offset(params["fc"]["bias"], out_scale=sc["fc"]), False, spec))
+    assert len(np.unique(got)) > 10
+    np.testing.assert_array_equal(got, np.array(ref, dtype=np.float64))
+
+
+def test_an_op_the_evaluator_cannot_run_gets_one_line_naming_node_and_op():
+    b = NetworkBuilder("sm", (1, 4, 4))
+    x = b.conv("c1", b.input, 3, 3, padding=1)
+    x = b.activation("probs", x, "softmax")
+    b.linear("fc", b.flatten("flat", x), 10)
+    net = b.build()
+    params = init_params(net, np.random.default_rng(0))
+    with pytest.raises(AimcError) as e:
+        prepare(load_spec("fig11"), net, params, np.zeros((2, 1, 4, 4), np.float32))
+    assert str(e.value) == "layer 'probs': activation softmax is not supported by the int8 accuracy evaluation"
