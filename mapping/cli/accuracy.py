@@ -176,8 +176,9 @@ def run(args: argparse.Namespace) -> int:
             res, fold_info = kfold_accuracy(spec, network, seed, folds, noise, epochs, clip_sigma, opts,
                                             train_progress=lambda f, e, loss: bar.update(1),
                                             draw_progress=lambda d: bar.update(1), workers=args.workers,
-                                            lr=cfg.lr)
+                                            lr=cfg.lr, frozen_bn_epochs=cfg.frozen_bn_epochs)
         info = {"source": "trained per fold", "noise": noise, "seed": seed, "epochs": epochs, "lr": cfg.lr,
+                "frozen_bn_epochs": cfg.frozen_bn_epochs,
                 "clip_sigma": clip_sigma}
         n_test = sum(f["test_images"] for f in fold_info)
     else:
@@ -187,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
             cfg = train_settings(args, network.name)
             trained, _ = train_with_progress(network, seed, cfg, args.quiet)
             params, info = trained.params, {"source": "trained", "noise": cfg.noise, "seed": seed,
-                                            "epochs": cfg.epochs, "lr": cfg.lr, "clip_sigma": cfg.clip_sigma,
+                                            "epochs": cfg.epochs, "lr": cfg.lr,
+                                            "frozen_bn_epochs": cfg.frozen_bn_epochs, "clip_sigma": cfg.clip_sigma,
                                             "fp32_test_accuracy_pct": 100 * trained.test_accuracy}
         with tqdm(total=args.draws, desc=f"accuracy {network.name} on {spec.name}", unit="draw", file=sys.stderr,
                   disable=True if args.quiet else None) as bar:  # None: off when stderr is no terminal

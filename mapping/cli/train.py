@@ -23,7 +23,9 @@ TRAIN_FLAGS = {"--noise": "noise", "--epochs": "epochs", "--clip-sigma": "clip_s
 def _recipes_help() -> str:
     from archmodel.zoo_digits import DEFAULT_RECIPE, TRAIN_RECIPES
 
-    own = "; ".join(f"{name}: noise {r.noise:g}, {r.epochs} epochs, lr {r.lr:g}" for name, r in TRAIN_RECIPES.items())
+    own = "; ".join(f"{name}: noise {r.noise:g}, {r.epochs} epochs, lr {r.lr:g}"
+                    + (f", the last {100 * r.frozen_bn_fraction:g} %% of the epochs with frozen batch norm"
+                       if r.frozen_bn_fraction else "") for name, r in TRAIN_RECIPES.items())
     return (f"defaults per network: noise {DEFAULT_RECIPE.noise:g}, {DEFAULT_RECIPE.epochs} epochs, "
             f"lr {DEFAULT_RECIPE.lr:g}" + (f" ({own})" if own else ""))
 
@@ -73,7 +75,8 @@ def train_settings(args: argparse.Namespace, network_name: str = "") -> TrainCon
         raise OptionError(f"--lr must be a finite number > 0, got {lr}")
     if args.clip_sigma is not None and not (math.isfinite(args.clip_sigma) and args.clip_sigma > 0):
         raise OptionError(f"--clip-sigma must be a finite number > 0, got {args.clip_sigma}")
-    return TrainConfig(noise=noise, epochs=epochs, lr=lr, clip_sigma=args.clip_sigma)
+    return TrainConfig(noise=noise, epochs=epochs, lr=lr, clip_sigma=args.clip_sigma,
+                       frozen_bn_epochs=recipe.frozen_bn_epochs(epochs))
 
 
 def train_with_progress(network, seed: int, cfg: TrainConfig, quiet: bool = False):
@@ -88,7 +91,8 @@ def train_with_progress(network, seed: int, cfg: TrainConfig, quiet: bool = Fals
             bar.set_postfix(loss=f"{loss:.3f}")
             bar.update(1)
 
-        return train_on_digits(network, seed, cfg.noise, cfg.epochs, cfg.clip_sigma, progress=progress, lr=cfg.lr)
+        return train_on_digits(network, seed, cfg.noise, cfg.epochs, cfg.clip_sigma, progress=progress, lr=cfg.lr,
+                               frozen_bn_epochs=cfg.frozen_bn_epochs)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     result, data = train_with_progress(network, args.seed, cfg, args.quiet)
     noise, epochs = cfg.noise, cfg.epochs
     meta = {"network": network.name, "noise": noise, "seed": args.seed, "epochs": epochs, "lr": cfg.lr,
-            "clip_sigma": cfg.clip_sigma, "train_accuracy_pct": 100 * result.train_accuracy,
+            "frozen_bn_epochs": cfg.frozen_bn_epochs, "clip_sigma": cfg.clip_sigma,
+            "train_accuracy_pct": 100 * result.train_accuracy,
             "test_accuracy_pct": 100 * result.test_accuracy, "dataset": "sklearn digits, stratified 70/30 split",
             "split": data.meta,
             "tool_version": __version__}
@@ -180,7 +185,7 @@ def _run_user_data(args: argparse.Namespace, network, cfg: TrainConfig) -> int: 
         result = train(network, data.x[train_i], y[train_i], data.x[test_i], y[test_i], cfg, seed=args.seed,
                        progress=lambda e, loss: bar.update(1), init=init)
     meta = {"network": network.name, "noise": noise, "seed": args.seed, "epochs": epochs, "lr": cfg.lr,
-            "clip_sigma": cfg.clip_sigma,
+            "frozen_bn_epochs": cfg.frozen_bn_epochs, "clip_sigma": cfg.clip_sigma,
             "start": "network's own weights (fine-tuning)" if init else "He-normal initialization",
             "train_accuracy_pct": 100 * result.train_accuracy, "test_accuracy_pct": 100 * result.test_accuracy,
             "dataset": f"{args.data} (sha256 {data.sha256_16}), {len(test_i)} images held apart for the test accuracy",
