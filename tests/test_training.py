@@ -269,3 +269,27 @@ def test_kfold_partitions_all_images_stratified_and_meta_round_trips():
     h = load_digits_split(3)
     np.testing.assert_array_equal(split_from_meta(h.meta).x_test, h.x_test)
     assert h.meta == {"dataset": "sklearn-digits", "kind": "holdout", "test_fraction": 0.3, "seed": 3}
+
+
+def test_frozen_bn_epochs_end_with_the_clean_weights_statistics():
+    """Issue 16: after training with frozen batch norm, every BN's running mean/variance are those of the
+    training images through the clean weights (checked with the reference forward pass, unbiased variance)."""
+    net = digits_cnn()
+    data = load_digits_split(0)
+    x, y = data.x_train[:128], data.y_train[:128]
+    res = train(net, x, y, x[:10], y[:10], TrainConfig(noise=0.1, epochs=2, frozen_bn_epochs=1), seed=0)
+    acts = forward(net, x, res.params, return_all=True)
+    checked = 0
+    for layer in net.layers:
+        if layer.op == "batchnorm":
+            pre = acts[layer.inputs[0]].astype(np.float64)
+            m = pre.size // pre.shape[1]
+            np.testing.assert_allclose(res.params[layer.name]["mean"], pre.mean(axis=(0, 2, 3)), rtol=2e-3, atol=1e-4)
+            np.testing.assert_allclose(res.params[layer.name]["var"], pre.var(axis=(0, 2, 3)) * m / (m - 1),
+                                       rtol=2e-3)
+            checked += 1
+    assert checked == 3
+    with pytest.raises(TrainingError, match="frozen_bn_epochs must be in 0..epochs"):
+        TrainConfig(epochs=2, frozen_bn_epochs=3)
+    with pytest.raises(TrainingError, match="lr must be a finite number > 0, got inf"):
+        TrainConfig(lr=float("inf"))
