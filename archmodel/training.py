@@ -463,7 +463,7 @@ class TrainConfig:
         running statistics are first re-estimated on the training images with the
         clean weights (:func:`recalibrate_bn`) and then held, so the weight noise's
         per-channel offsets reach the loss (in training mode the batch mean removes
-        them; docs/design.md, "digits-resnet: drift and noise"). The statistics are
+        them; docs/design.md, "digits-resnet: the GDC gap"). The statistics are
         re-estimated once more at the end. 0 = off.
     """
 

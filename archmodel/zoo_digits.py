@@ -130,7 +130,7 @@ DEFAULT_RECIPE = TrainRecipe(noise=0.05, epochs=20, lr=3e-3)
 
 #: Per-network recipes. ``digits-resnet``: the last quarter of the epochs with frozen batch norm, so
 #: that the network learns the per-channel offsets the weight noise causes (batch statistics remove
-#: them in training mode; measured, docs/design.md "digits-resnet: the GDC gap").
+#: them in training mode; measured, docs/design.md "digits-resnet: the GDC gap and the training recipe").
 TRAIN_RECIPES: dict[str, TrainRecipe] = {
     "digits-resnet": TrainRecipe(noise=0.05, epochs=20, lr=3e-3, frozen_bn_fraction=0.25),
 }
