@@ -16,12 +16,15 @@ merge (residual and Inception-style graphs): every layer reads the outputs of
 earlier layers, the gradient of a layer read by several others is the sum of
 their gradients, and the logits are the last layer's output:
 
-- ``conv`` (groups = 1) via im2col (``archmodel.network.windows.im2col``; row order
-  ``(c·kh + i)·kw + j``) and its adjoint col2im;
+- ``conv`` (any groups, stride, padding, dilation) via im2col
+  (``archmodel.network.windows.im2col``; row order ``(c·kh + i)·kw + j``, group
+  ``g`` reading its own rows) and its adjoint col2im;
 - ``linear``; ``batchnorm`` in training mode (batch statistics over N, H, W;
   running statistics with momentum 0.1 and unbiased running variance, as
   PyTorch ``BatchNorm2d``), inference mode otherwise;
-- ``activation`` ``relu`` / ``identity``; ``maxpool``, ``avgpool``
+- ``activation``: every element-wise kind of the IR (relu, relu6, leaky_relu,
+  sigmoid, hardsigmoid, tanh, gelu, silu, hardswish, identity; :func:`activation_grad`),
+  not the channel softmax; ``maxpool``, ``avgpool``
   (``count_include_pad`` False); ``global_avgpool``; ``flatten``; ``reshape``;
 - ``add`` (element-wise sum of equal shapes; the gradient goes to every addend
   unchanged) and ``concat`` (along a channel/feature axis; the gradient is split
