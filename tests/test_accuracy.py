@@ -242,12 +242,12 @@ def test_mlp_without_batchnorm_runs_every_setting():
 
 
 def test_unsupported_networks_are_refused_with_one_line():
-    b = NetworkBuilder("sig", (1, 8, 8))  # residual adds are supported since issue 16; sigmoid is not
+    b = NetworkBuilder("sm", (1, 8, 8))  # residual adds and element-wise activations are supported (issue 16)
     c1 = b.conv("c1", b.input, 4, 3, padding=1)
-    b.sigmoid("sig", c1)
+    b.activation("sm", c1, "softmax")  # over channels: not element-wise
     net = b.build()
     params = init_params(digits_cnn(), np.random.default_rng(0))
-    with pytest.raises(AccuracyError, match="layer 'sig': activation sigmoid is not supported"):
+    with pytest.raises(AccuracyError, match="layer 'sm': activation softmax is not supported"):
         prepare(load_spec("tiny"), net, params, np.zeros((2, 1, 8, 8)))
     with pytest.raises(AccuracyError, match="unknown compensation"):
         AccuracyOptions(compensations=("magic",))
@@ -397,7 +397,7 @@ def test_progress_bars_off_when_stderr_is_not_a_terminal(tmp_path):
                         "--out", str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
-    assert "trained digits-mlp (noise 0.05, seed 0, 1 epochs)" in r.stdout
+    assert "trained digits-mlp (noise 0.05, seed 0, 1 epochs, lr 0.003)" in r.stdout
 
 
 # ----------------------------------------------------------------------------- issue 11
