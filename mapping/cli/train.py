@@ -160,13 +160,14 @@ def _run_user_data(args: argparse.Namespace, network, cfg: TrainConfig) -> int: 
     """``--data``: noise fine-tuning (or training) on the user's images; weights.npz, model.onnx, train.json."""
     import json
 
+    import numpy as np
     from tqdm import tqdm
 
     from archmodel import __version__
     from archmodel.datasets import hold_apart, load_user_data
     from archmodel.digits_experiment import has_own_weights, own_weights
     from archmodel.onnx_export import network_to_onnx_bytes
-    from archmodel.training import check_trainable, train
+    from archmodel.training import check_trainable, init_params, train
     from archmodel.weights_io import save_npz_bytes
 
     if len(network.output_shape) != 1:
@@ -177,6 +178,8 @@ def _run_user_data(args: argparse.Namespace, network, cfg: TrainConfig) -> int: 
     test_i, train_i = hold_apart(len(data.x), len(data.x) // 5, args.seed)
     check_out_dir(args.out, args.force)
     init = own_weights(network) if has_own_weights(network) else None
+    # model.onnx is written after training: an op without ONNX export is refused now, in one line
+    network_to_onnx_bytes(network, init if init is not None else init_params(network, np.random.default_rng(0)))
     y = data.y
     assert y is not None
     noise, epochs = cfg.noise, cfg.epochs
