@@ -440,7 +440,7 @@ def activation_table(layer: Layer, in_scale: float, out_scale: float) -> np.ndar
 
     ``table[c + 128] = saturate(round_half_up(f(c · in_scale) / out_scale))`` with
     ``f`` the float reference (:func:`archmodel.network.forward.activation`), in
-    float64 (docs/design.md, "Activations other than ReLU": a lookup table in the
+    float64 (docs/design.md, "Grouped and dilated convolutions, other activations": a lookup table in the
     digital periphery; assumed).
     """
     codes = np.arange(-128, 128, dtype=np.float64)
