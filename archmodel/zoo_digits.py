@@ -1,7 +1,8 @@
 """Built-in networks for the scikit-learn digits set (1×8×8 inputs, 10 classes).
 
-Both are sequential chains of IR layers (:mod:`archmodel.network`) without
-parameters; :mod:`archmodel.training` trains them. Every flattened weight matrix
+They are IR networks (:mod:`archmodel.network`) without parameters;
+:mod:`archmodel.training` trains them with the options of :func:`train_recipe`
+(the CLI's defaults). Every flattened weight matrix
 fits one 512-row array of the ``fig11`` preset (the largest has 512 rows), as in
 Joshi et al. 2020 where every ResNet-32 layer fits 512 rows.
 
