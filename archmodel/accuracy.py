@@ -8,7 +8,8 @@ docs/design.md, "Data path of one analog layer", GDC and AdaBS):
 
 1. **Stages.** The (sequential) network is cut into stages: every matrix layer
    (conv, linear) fused with the batch-norm and ReLU that follow it, plus the
-   int8 glue ops (maxpool, avgpool, flatten, ReLU). Activations between stages are
+   int8 glue ops (maxpool, avgpool, flatten, ReLU), residual add / concat and
+   element-wise activations as 256-entry lookup tables (:func:`activation_table`). Activations between stages are
    int8 with one real scale per stage (``x_real = x_int8 · scale``), calibrated on
    training images with the FP32 network: ``scale = max|activation| / 127``
    (the network input: ``max|x| / 127`` = 1/127 for digits).
@@ -61,7 +62,7 @@ from archmodel.errors import AimcError
 from archmodel.fixedpoint import ACT_BITS, round_shift, saturate
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.tile_controller import dac_codes
-from archmodel.network.forward import forward
+from archmodel.network.forward import activation, forward
 from archmodel.network.ir import Layer, Network, resolve_digital_layers
 from archmodel.network.schema import NetworkError
 from archmodel.network.windows import strided_windows, window_view
@@ -69,6 +70,7 @@ from archmodel.spec import ChipSpec
 
 __all__ = [
     "ADABS_IMAGE_INDEX",
+    "activation_table",
     "layer_inputs",
     "COMPENSATIONS",
     "PLACEMENTS",
@@ -204,7 +206,7 @@ class AccuracyOptions:
 class Stage:
     """One step of the integer inference: a matrix layer (with its folded BN / fused ReLU), a pool, add, concat or reshape."""
 
-    kind: str   # "matrix", "add", "concat", "maxpool", "avgpool", "global_avgpool", "flatten", "relu", "identity"
+    kind: str   # "matrix", "add", "concat", "lut", "maxpool", "avgpool", "global_avgpool", "flatten", "relu", "identity"
     layer: Layer
     bn: Layer | None = None
     relu: bool = False
@@ -217,7 +219,7 @@ class Stage:
 
 
 #: Stages whose int8 output has its own calibrated scale; every other stage passes its input's scale on.
-_RESCALING = ("matrix", "add", "concat")
+_RESCALING = ("matrix", "add", "concat", "lut")
 
 
 def _build_stages(network: Network) -> list[Stage]:
@@ -243,8 +245,6 @@ def _build_stages(network: Network) -> list[Stage]:
     while i < len(layers):
         layer = layers[i]
         if layer.is_matrix_layer:
-            if layer.groups != 1:
-                raise AccuracyError(f"layer {layer.name!r}: grouped convolutions are not supported")
             st = Stage("matrix", layer, matrix_index=m)
             m += 1
             j = i + 1
@@ -272,13 +272,17 @@ def _build_stages(network: Network) -> list[Stage]:
         elif layer.op == "activation" and layer.attrs["kind"] in ("relu", "identity"):
             stages.append(Stage(layer.attrs["kind"], layer, out_name=layer.name))
             i += 1
+        elif layer.op == "activation" and layer.attrs["kind"] != "softmax":  # element-wise: a 256-entry table
+            stages.append(Stage("lut", layer, out_name=layer.name))
+            i += 1
         elif layer.op == "reshape":  # int8 codes keep their order (C-order reshape of each image)
             stages.append(Stage("reshape", layer, out_name=layer.name))
             i += 1
         else:
             what = layer.op if layer.op != "activation" else f"activation {layer.attrs['kind']}"
-            raise AccuracyError(f"layer {layer.name!r}: {what} is not supported by the int8 accuracy evaluation "
-                                f"(batch-norm must follow a conv/linear layer)")
+            hint = " (batch-norm must follow a conv/linear layer)" if layer.op == "batchnorm" else ""
+            raise AccuracyError(f"layer {layer.name!r}: {what} is not supported by the int8 accuracy evaluation"
+                                + hint)
     if m == 0:
         raise AccuracyError(f"network {network.name!r} has no conv or linear layer")
     return stages
@@ -388,7 +392,7 @@ def prepare(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, 
     names = opts.digital_layers if opts.digital_layers is not None else (spec.digital.digital_layers or ("first", "last"))
     digital = _resolve_digital(names, matrix_layers)
     n_adabs = opts.adabs_images if opts.adabs_images is not None else spec.calibration.adabs_images
-    mats = [np.asarray(l.weight_matrix(weight=p[l.name]["weight"]), dtype=np.float64) for l in matrix_layers]
+    mats = [_full_matrix(l, p[l.name]["weight"]) for l in matrix_layers]
     idx = np.arange(len(x_train)) if train_index is None else np.asarray(train_index, dtype=np.int64)
     n_cal = min(opts.calibration_images, len(x_train))
     prep = PreparedNetwork(spec, network, p, opts, stages, scales, digital, x_train[:n_adabs], mats,
@@ -413,6 +417,34 @@ def layer_inputs(prep: PreparedNetwork, x: np.ndarray, modes: list[str],
     inst._accumulate = spy  # type: ignore[method-assign]
     inst.run(x)
     return [captured[k] for k in range(n)]
+
+
+def _full_matrix(layer: Layer, weight: np.ndarray) -> np.ndarray:
+    """(K, N) float64 matrix of a layer on the :func:`mvm_rows` rows; a grouped conv is block-diagonal.
+
+    Group ``g`` reads rows ``g·K_g .. (g+1)·K_g`` (im2col order) and writes
+    columns ``g·N_g .. (g+1)·N_g``; the other entries are 0 (one array per layer,
+    programmed with zero conductance there; assumed, docs/design.md).
+    """
+    if layer.groups == 1:
+        return np.asarray(layer.weight_matrix(weight=weight), dtype=np.float64)
+    kg, ng = layer.matrix_shape
+    out = np.zeros((kg * layer.groups, ng * layer.groups))
+    for g in range(layer.groups):
+        out[g * kg:(g + 1) * kg, g * ng:(g + 1) * ng] = layer.weight_matrix(group=g, weight=weight)
+    return out
+
+
+def activation_table(layer: Layer, in_scale: float, out_scale: float) -> np.ndarray:
+    """The 256-entry int8 → int8 table of an element-wise activation (index ``code + 128``).
+
+    ``table[c + 128] = saturate(round_half_up(f(c · in_scale) / out_scale))`` with
+    ``f`` the float reference (:func:`archmodel.network.forward.activation`), in
+    float64 (docs/design.md, "Grouped and dilated convolutions, other activations": a lookup table in the
+    digital periphery; assumed).
+    """
+    codes = np.arange(-128, 128, dtype=np.float64)
+    return _quantize_act(activation(codes * in_scale, layer.attrs), out_scale)
 
 
 # ----------------------------------------------------------------------------- integer helpers
@@ -631,6 +663,11 @@ class NetworkInstance:
                     y = coeff.apply(acc, acc_bits=acc_bits, scale_bits=spec.periphery.affine_scale_bits,
                                     offset_bits=spec.periphery.affine_offset_bits).astype(np.int8)
                     h = mvm_unrows(layer, y, n)
+            elif st.kind == "lut":
+                if is_float:  # after an FP32 last layer: the float function
+                    h = activation(h, st.layer.attrs)
+                else:
+                    h = activation_table(st.layer, scale, prep.scales[st.out_name])[h.astype(np.int64) + 128]
             elif st.kind in ("maxpool", "avgpool"):
                 h = _pool_int(h, st.layer, st.kind)
             elif st.kind == "global_avgpool":

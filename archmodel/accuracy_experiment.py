@@ -61,6 +61,7 @@ from archmodel.spec import ChipSpec
 __all__ = [
     "AccuracyResult",
     "adc_usage",
+    "drifted_float_params",
     "evaluate_accuracy",
     "evaluate_draw",
     "fp32_accuracy",
@@ -164,6 +165,45 @@ def fp32_accuracy(network: Network, params: Mapping[str, Mapping[str, np.ndarray
     """Top-1 accuracy of the float32 reference forward pass (:func:`archmodel.network.forward.forward`)."""
     logits = forward(network, x, params)
     return float(np.mean(np.asarray(logits).argmax(axis=1) == np.asarray(y)))
+
+
+def drifted_float_params(spec: ChipSpec, network: Network, params: Mapping[str, Mapping[str, np.ndarray]],
+                         layers: list[str], t_inf_s: float, *, gdc: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """The FP-drift-only experiment: float weights scaled by their devices' mean drift at ``t_inf_s``.
+
+    Each weight ``w`` of the named matrix layers becomes ``w · E[(t/t0)^−ν]`` with
+    ``t = t_inf + t0``, ``ν ~ N(a_d·μ_ν(x), (a_d·σ_ν(x))²)`` at ``x = |w| / max|W|``
+    (docs/design.md section 8; the log-normal mean ``exp(−μL + σ²L²/2)``,
+    ``L = ln(t/t0)``; the fold ``|ν|`` is ignored: ``μ_ν ≥ 6σ_ν`` for joshi2020).
+    No programming or read noise, no quantization, batch-norm statistics unchanged:
+    what drift alone does to the float network (docs/design.md, "Why digits-resnet
+    collapses without compensation"). With ``gdc`` every layer is then multiplied
+    by its exact global drift compensation ``α = Σ w² / Σ w·w_t``.
+
+    Returns
+    -------
+    dict
+        A copy of ``params`` with the drifted weights (float32).
+    """
+    model = device_model_from_spec(spec)
+    stats = model.statistics
+    log_t = math.log((float(t_inf_s) + stats.t0_s) / stats.t0_s)
+    out = {k: dict(v) for k, v in params.items()}
+    for name in layers:
+        w = np.asarray(params[name]["weight"], np.float64)
+        w_max = float(np.max(np.abs(w)))
+        x = np.maximum(np.abs(w) / (w_max if w_max > 0 else 1.0), 1e-7)
+        if model.fixed_nu is not None:
+            f = np.full(w.shape, math.exp(-model.fixed_nu * log_t))
+        else:
+            mu = model.drift_scale * np.asarray(stats.drift_nu_mean(x))
+            sd = model.drift_scale * np.asarray(stats.drift_nu_std(x))
+            f = np.exp(-mu * log_t + 0.5 * (sd * log_t) ** 2)
+        wt = w * f
+        if gdc and np.any(wt):
+            wt = wt * (np.sum(w * w) / np.sum(w * wt))
+        out[name]["weight"] = wt.astype(np.float32)
+    return out
 
 
 def int8_digital_accuracy(prep: PreparedNetwork, x: np.ndarray, y: np.ndarray) -> float:

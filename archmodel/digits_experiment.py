@@ -22,6 +22,7 @@ from archmodel.network.ir import Network
 from archmodel.spec import ChipSpec
 from archmodel.training import Params, TrainConfig, TrainResult, train
 from archmodel.weights_io import load_npz, load_onnx_params
+from archmodel.zoo_digits import train_recipe
 
 __all__ = ["DIGITS_OUTPUT_SHAPE", "DigitsExperimentError", "check_weights_file", "has_own_weights", "is_digits_network",
            "kfold_accuracy", "load_weights", "own_weights", "train_on_digits", "weights_split"]
@@ -105,10 +106,13 @@ def weights_split(info: dict[str, Any], seed: int | None, path: str | Path = "")
 
 def train_on_digits(network: Network, seed: int, noise: float, epochs: int, clip_sigma: float | None,
                     progress: Callable[[int, float], None] | None = None,
-                    split: DigitsSplit | None = None) -> tuple[TrainResult, DigitsSplit]:
+                    split: DigitsSplit | None = None, lr: float | None = None,
+                    frozen_bn_epochs: int | None = None) -> tuple[TrainResult, DigitsSplit]:
     """Train ``network`` on a digits split with weight-noise injection; returns (result, split).
 
-    ``split`` defaults to the 70/30 hold-out split of ``seed``.
+    ``split`` defaults to the 70/30 hold-out split of ``seed``; ``lr`` (initial
+    Adam learning rate) and ``frozen_bn_epochs`` (:class:`archmodel.training.TrainConfig`)
+    to the network's recipe (:func:`archmodel.zoo_digits.train_recipe`).
 
     Raises
     ------
@@ -119,7 +123,9 @@ def train_on_digits(network: Network, seed: int, noise: float, epochs: int, clip
         raise DigitsExperimentError(
             f"network {network.name!r} has input {tuple(network.input_shape)} and output "
             f"{tuple(network.output_shape)}; training on digits needs input (1, 8, 8) and output (10,)")
-    cfg = TrainConfig(noise=noise, epochs=epochs, clip_sigma=clip_sigma)
+    recipe = train_recipe(network.name)
+    cfg = TrainConfig(noise=noise, epochs=epochs, clip_sigma=clip_sigma, lr=recipe.lr if lr is None else lr,
+                      frozen_bn_epochs=recipe.frozen_bn_epochs(epochs) if frozen_bn_epochs is None else frozen_bn_epochs)
     data = split if split is not None else load_digits_split(seed)
     result = train(network, data.x_train, data.y_train, data.x_test, data.y_test, cfg, seed=seed, progress=progress)
     return result, data
@@ -129,7 +135,8 @@ def kfold_accuracy(spec: ChipSpec, network: Network, seed: int, folds: int, nois
                    clip_sigma: float | None, options: AccuracyOptions, *,
                    train_progress: Callable[[int, int, float], None] | None = None,
                    draw_progress: Callable[[int], None] | None = None,
-                   workers: int | None = None) -> tuple[AccuracyResult, list[dict[str, Any]]]:
+                   workers: int | None = None, lr: float | None = None,
+                   frozen_bn_epochs: int | None = None) -> tuple[AccuracyResult, list[dict[str, Any]]]:
     """k-fold accuracy over all 1,797 digits images: train on k−1 folds, evaluate on the held-out fold.
 
     Fold ``f`` (:func:`archmodel.datasets.load_digits_fold`) trains its own network
@@ -143,6 +150,8 @@ def kfold_accuracy(spec: ChipSpec, network: Network, seed: int, folds: int, nois
     ----------
     train_progress : callable, optional
         ``(fold, epoch, loss)`` after every epoch.
+    lr, frozen_bn_epochs : optional
+        Training options (default: the network's recipe, :func:`train_on_digits`).
     draw_progress : callable, optional
         Called with the draw index after every draw of every fold.
 
@@ -157,7 +166,8 @@ def kfold_accuracy(spec: ChipSpec, network: Network, seed: int, folds: int, nois
     for f in range(int(folds)):
         data = load_digits_fold(seed, folds, f)
         tp = None if train_progress is None else (lambda e, loss, f=f: train_progress(f, e, loss))
-        trained, _ = train_on_digits(network, seed, noise, epochs, clip_sigma, progress=tp, split=data)
+        trained, _ = train_on_digits(network, seed, noise, epochs, clip_sigma, progress=tp, split=data, lr=lr,
+                                      frozen_bn_epochs=frozen_bn_epochs)
         r = evaluate_accuracy(spec, network, trained.params, data.x_train, data.x_test, data.y_test, options,
                               seed=seed, progress=draw_progress, with_adc_usage=(f == 0), workers=workers,
                               train_index=data.train_index)

@@ -16,12 +16,15 @@ merge (residual and Inception-style graphs): every layer reads the outputs of
 earlier layers, the gradient of a layer read by several others is the sum of
 their gradients, and the logits are the last layer's output:
 
-- ``conv`` (groups = 1) via im2col (``archmodel.network.windows.im2col``; row order
-  ``(c·kh + i)·kw + j``) and its adjoint col2im;
+- ``conv`` (any groups, stride, padding, dilation) via im2col
+  (``archmodel.network.windows.im2col``; row order ``(c·kh + i)·kw + j``, group
+  ``g`` reading its own rows) and its adjoint col2im;
 - ``linear``; ``batchnorm`` in training mode (batch statistics over N, H, W;
   running statistics with momentum 0.1 and unbiased running variance, as
   PyTorch ``BatchNorm2d``), inference mode otherwise;
-- ``activation`` ``relu`` / ``identity``; ``maxpool``, ``avgpool``
+- ``activation``: every element-wise kind of the IR (relu, relu6, leaky_relu,
+  sigmoid, hardsigmoid, tanh, gelu, silu, hardswish, identity; :func:`activation_grad`),
+  not the channel softmax; ``maxpool``, ``avgpool``
   (``count_include_pad`` False); ``global_avgpool``; ``flatten``; ``reshape``;
 - ``add`` (element-wise sum of equal shapes; the gradient goes to every addend
   unchanged) and ``concat`` (along a channel/feature axis; the gradient is split
@@ -48,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from archmodel.errors import AimcError
+from archmodel.network.forward import activation
 from archmodel.network.ir import Layer, Network
 from archmodel.network.windows import add_windows, im2col, strided_windows
 
@@ -61,6 +65,7 @@ __all__ = [
     "forward_train",
     "init_params",
     "predict",
+    "recalibrate_bn",
     "train",
 ]
 
@@ -68,7 +73,9 @@ Params = dict[str, dict[str, np.ndarray]]
 
 _TRAIN_OPS = ("input", "conv", "linear", "batchnorm", "activation", "maxpool", "avgpool", "global_avgpool", "flatten",
               "reshape", "add", "concat")
-_ACTIVATIONS = ("relu", "identity")
+#: Element-wise activations with a backward pass here (softmax over channels has none).
+_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "hardsigmoid", "tanh", "gelu", "silu", "hardswish",
+                "identity")
 
 
 class TrainingError(AimcError, ValueError):
@@ -82,8 +89,6 @@ def check_trainable(network: Network) -> None:
         if layer.op not in _TRAIN_OPS:
             raise TrainingError(f"layer {layer.name!r}: op {layer.op!r} is not supported by the numpy trainer "
                                 f"(supported: {', '.join(_TRAIN_OPS)})")
-        if layer.op == "conv" and (layer.attrs["groups"] != 1 or layer.attrs["dilation"] != (1, 1)):
-            raise TrainingError(f"layer {layer.name!r}: conv with groups or dilation is not supported by the trainer")
         if layer.op == "activation" and layer.attrs["kind"] not in _ACTIVATIONS:
             raise TrainingError(f"layer {layer.name!r}: activation {layer.attrs['kind']!r} is not supported "
                                 f"(supported: {', '.join(_ACTIVATIONS)})")
@@ -97,7 +102,7 @@ def init_params(network: Network, rng: np.random.Generator, dtype: Any = np.floa
             rows, _ = layer.matrix_shape
             if layer.op == "conv":
                 kh, kw = layer.attrs["kernel_size"]
-                shape: tuple[int, ...] = (layer.out_channels, layer.in_channels, kh, kw)
+                shape: tuple[int, ...] = (layer.out_channels, layer.in_channels // layer.groups, kh, kw)
             else:
                 shape = (layer.out_channels, layer.in_channels)
             p = {"weight": rng.normal(0.0, math.sqrt(2.0 / rows), shape).astype(dtype)}
@@ -112,13 +117,58 @@ def init_params(network: Network, rng: np.random.Generator, dtype: Any = np.floa
 
 
 # ----------------------------------------------------------------------------- ops
+def activation_grad(x: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
+    """Derivative of the element-wise activation ``attrs['kind']`` at ``x`` (same shape).
+
+    The forward functions are :func:`archmodel.network.forward.activation` (PyTorch
+    definitions); derivatives by hand: sigmoid ``σ(1−σ)``, tanh ``1−tanh²``,
+    SiLU ``σ(1 + x(1−σ))``, GELU (erf) ``Φ(x) + x·φ(x)``, GELU (tanh)
+    ``0.5(1+T) + 0.5x(1−T²)·c(1 + 3·0.044715x²)``, ``T = tanh(c(x + 0.044715x³))``,
+    ``c = √(2/π)``; hard kinds piecewise (derivative 0 at the kinks' outer side).
+    A finite-difference test checks every kind (``tests/test_training.py``).
+    """
+    kind = attrs["kind"]
+    x = np.asarray(x)
+    one = np.ones_like(x)
+    if kind == "relu":
+        return (x > 0).astype(x.dtype)
+    if kind == "relu6":
+        return ((x > 0) & (x < 6)).astype(x.dtype)
+    if kind == "leaky_relu":
+        return np.where(x >= 0, one, np.float32(attrs["alpha"]) * one)
+    if kind == "sigmoid":
+        sg = 0.5 * (1 + np.tanh(0.5 * x))
+        return sg * (1 - sg)
+    if kind == "hardsigmoid":
+        return ((x > -3) & (x < 3)).astype(x.dtype) / 6
+    if kind == "tanh":
+        return 1 - np.tanh(x) ** 2
+    if kind == "silu":
+        sg = 0.5 * (1 + np.tanh(0.5 * x))
+        return sg * (1 + x * (1 - sg))
+    if kind == "hardswish":
+        return np.where(x <= -3, 0 * one, np.where(x >= 3, one, (2 * x + 3) / 6))
+    if kind == "gelu":
+        if attrs["approximate"] == "tanh":
+            c = math.sqrt(2 / math.pi)
+            t = np.tanh(c * (x + 0.044715 * x ** 3))
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
+        cdf = activation(x, {"kind": "gelu", "approximate": "none"}) / np.where(x == 0, 1, x)
+        cdf = np.where(x == 0, 0.5, cdf)
+        return cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    if kind == "identity":
+        return one
+    raise TrainingError(f"activation {kind!r} has no backward pass")  # check_trainable refuses it first
+
+
 def _col2im(cols: np.ndarray, x_shape: tuple[int, ...], layer: Layer) -> np.ndarray:
     """Adjoint of ``im2col``: (N, C·kh·kw, Ho·Wo) -> (N, C, H, W), overlapping windows added."""
     n, c, h, w = x_shape
     kh, kw = layer.attrs["kernel_size"]
     pt, pl, pb, pr = layer.attrs["padding"]
     _, ho, wo = layer.output_shape
-    xp = add_windows(cols.reshape(n, c, kh, kw, ho, wo), (h + pt + pb, w + pl + pr), layer.attrs["stride"])
+    xp = add_windows(cols.reshape(n, c, kh, kw, ho, wo), (h + pt + pb, w + pl + pr), layer.attrs["stride"],
+                     layer.attrs["dilation"])
     return xp[:, :, pt:pt + h, pl:pl + w]
 
 
@@ -190,9 +240,14 @@ def forward_train(network: Network, params: Mapping[str, Mapping[str, np.ndarray
             h = np.concatenate(xs, axis=axis)
         elif op == "conv":
             w = _noisy_weight(p["weight"], noise, rng)
-            cols = im2col(h, a["kernel_size"], stride=a["stride"], padding=a["padding"])
-            w2 = w.reshape(w.shape[0], -1)
-            y = np.matmul(w2, cols)  # (N, Cout, P)
+            cols = im2col(h, a["kernel_size"], stride=a["stride"], padding=a["padding"], dilation=a["dilation"])
+            g_ = a["groups"]
+            w2 = w.reshape(g_, w.shape[0] // g_, -1)  # (groups, Cout/groups, Cin/groups·kh·kw)
+            if g_ == 1:
+                y = np.matmul(w2[0], cols)  # (N, Cout, P)
+            else:  # group g: output channels g·Cout/G.., input rows g·(Cin/G)·kh·kw.. (im2col order)
+                y = np.einsum("gok,ngkp->ngop", w2, cols.reshape(len(cols), g_, w2.shape[2], -1),
+                              optimize=True).reshape(len(cols), w.shape[0], -1)
             if a["bias"]:
                 y = y + p["bias"][:, None]
             cache.append((cols, w2, h.shape))
@@ -225,8 +280,11 @@ def forward_train(network: Network, params: Mapping[str, Mapping[str, np.ndarray
                 mask = h > 0
                 cache.append(mask)
                 h = h * mask
-            else:
+            elif a["kind"] == "identity":
                 cache.append(None)
+            else:
+                cache.append(activation_grad(h, a))
+                h = activation(h, a).astype(h.dtype)
         elif op == "maxpool":
             win = _pool_windows(h, layer, -np.inf)
             n, c, kh, kw, ho, wo = win.shape
@@ -287,12 +345,15 @@ def backward(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], c
         if op == "conv":
             cols, w2, x_shape = c
             n = x_shape[0]
-            gy = g.reshape(n, w2.shape[0], -1)
-            gw = np.einsum("nop,nkp->ok", gy, cols, optimize=True)
+            ng, og, kg = w2.shape
+            gy = g.reshape(n, ng, og, -1)
+            colg = cols.reshape(n, ng, kg, -1)
+            gw = np.einsum("ngop,ngkp->gok", gy, colg, optimize=True)
             grads[layer.name] = {"weight": gw.reshape(params[layer.name]["weight"].shape)}
             if a["bias"]:
-                grads[layer.name]["bias"] = gy.sum(axis=(0, 2))
-            g = _col2im(np.matmul(w2.T, gy), x_shape, layer)
+                grads[layer.name]["bias"] = gy.sum(axis=(0, 3)).reshape(-1)
+            gcols = np.einsum("gok,ngop->ngkp", w2, gy, optimize=True).reshape(cols.shape)
+            g = _col2im(gcols, x_shape, layer)
         elif op == "linear":
             x, w = c
             grads[layer.name] = {"weight": g.T @ x}
@@ -312,7 +373,7 @@ def backward(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], c
                 g = gx * inv.reshape(shape)
         elif op == "activation":
             if c is not None:
-                g = g * c
+                g = g * c  # ReLU mask or the activation's derivative at its input
         elif op == "maxpool":
             arg, x_shape = c
             kh, kw = a["kernel"]
@@ -337,6 +398,21 @@ def backward(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], c
 def _add_grad(gsum: dict[str, np.ndarray], name: str, g: np.ndarray) -> None:
     """Accumulate the gradient ``g`` of the layer ``name`` (read by several layers: the sum)."""
     gsum[name] = gsum[name] + g if name in gsum else g
+
+
+#: Most training images :func:`recalibrate_bn` measures (one batch; bounds the memory).
+RECALIBRATION_IMAGES = 4096
+
+
+def recalibrate_bn(network: Network, params: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray) -> None:
+    """Set every batch-norm's running mean and variance to those of ``x[:RECALIBRATION_IMAGES]``, clean weights.
+
+    One training-mode forward pass without weight noise and with momentum 1
+    (layer after layer, each BN measured on the output of the re-estimated ones
+    before it); the variance is the unbiased one, as the running statistics of
+    training (PyTorch ``BatchNorm2d``). ``params`` is updated in place.
+    """
+    forward_train(network, params, np.asarray(x[:RECALIBRATION_IMAGES]), training=True, momentum=1.0)
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
@@ -385,6 +461,13 @@ class TrainConfig:
         L2 penalty on conv/linear weights (decoupled for Adam, as AdamW).
     clip_sigma : float or None
         Clip each matrix layer's weights to ±clip_sigma·std(W) after every update.
+    frozen_bn_epochs : int
+        The last ``frozen_bn_epochs`` epochs run batch norm in inference mode: its
+        running statistics are first re-estimated on the training images with the
+        clean weights (:func:`recalibrate_bn`) and then held, so the weight noise's
+        per-channel offsets reach the loss (in training mode the batch mean removes
+        them; docs/design.md, "digits-resnet: the GDC gap"). The statistics are
+        re-estimated once more at the end. 0 = off.
     """
 
     noise: float = 0.0
@@ -394,16 +477,19 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 1e-4
     clip_sigma: float | None = None
+    frozen_bn_epochs: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise TrainingError(f"noise must be a number >= 0 (fraction of max|W|), got {self.noise}")
         if self.epochs < 1 or self.batch_size < 1:
             raise TrainingError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not self.lr > 0:
-            raise TrainingError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise TrainingError(f"lr must be a finite number > 0, got {self.lr}")
         if self.optimizer not in ("adam", "sgd"):
             raise TrainingError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if not 0 <= self.frozen_bn_epochs <= self.epochs:
+            raise TrainingError(f"frozen_bn_epochs must be in 0..epochs ({self.epochs}), got {self.frozen_bn_epochs}")
         if self.clip_sigma is not None and not self.clip_sigma > 0:
             raise TrainingError(f"clip_sigma must be > 0, got {self.clip_sigma}")
 
@@ -476,14 +562,18 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     step = 0
     history: list[float] = []
     x_train = np.asarray(x_train, dtype=np.float32)
+    first_frozen = cfg.epochs - cfg.frozen_bn_epochs
     for epoch in range(cfg.epochs):
+        if epoch == first_frozen:
+            recalibrate_bn(network, params, x_train)
         order = rng.permutation(n)
         losses = []
         for b0 in range(0, n, cfg.batch_size):
             idx = order[b0:b0 + cfg.batch_size]
             if len(idx) < 2:
                 continue
-            logits, cache = forward_train(network, params, x_train[idx], training=True, noise=cfg.noise, rng=rng)
+            logits, cache = forward_train(network, params, x_train[idx], training=epoch < first_frozen,
+                                          noise=cfg.noise, rng=rng)
             loss, dlogits = cross_entropy(logits, y_train[idx])
             grads = backward(network, params, cache, dlogits.astype(np.float32))
             losses.append(loss)
@@ -510,5 +600,7 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
         history.append(float(np.mean(losses)))
         if progress is not None:
             progress(epoch, history[-1])
+    if cfg.frozen_bn_epochs:
+        recalibrate_bn(network, params, x_train)
     return TrainResult(params, accuracy(network, params, x_train, y_train), accuracy(network, params, x_test, y_test),
                        history, cfg, int(seed))

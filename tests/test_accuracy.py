@@ -242,12 +242,12 @@ def test_mlp_without_batchnorm_runs_every_setting():
 
 
 def test_unsupported_networks_are_refused_with_one_line():
-    b = NetworkBuilder("sig", (1, 8, 8))  # residual adds are supported since issue 16; sigmoid is not
+    b = NetworkBuilder("sm", (1, 8, 8))  # residual adds and element-wise activations are supported (issue 16)
     c1 = b.conv("c1", b.input, 4, 3, padding=1)
-    b.sigmoid("sig", c1)
+    b.activation("sm", c1, "softmax")  # over channels: not element-wise
     net = b.build()
     params = init_params(digits_cnn(), np.random.default_rng(0))
-    with pytest.raises(AccuracyError, match="layer 'sig': activation sigmoid is not supported"):
+    with pytest.raises(AccuracyError, match="layer 'sm': activation softmax is not supported"):
         prepare(load_spec("tiny"), net, params, np.zeros((2, 1, 8, 8)))
     with pytest.raises(AccuracyError, match="unknown compensation"):
         AccuracyOptions(compensations=("magic",))
@@ -300,6 +300,8 @@ def test_cli_accuracy_errors_are_one_line(tmp_path, capsys):
         (["--noise", "-0.1"], "--noise must be a finite number >= 0 (fraction of max|W|), got -0.1"),
         (["--noise", "nan"], "--noise must be a finite number >= 0 (fraction of max|W|), got nan"),
         (["--clip-sigma", "0"], "--clip-sigma must be a finite number > 0, got 0.0"),
+        (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
+        (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
     ],
 )
 def test_cli_accuracy_bad_options_before_any_work(tmp_path, capsys, argv, message):
@@ -311,7 +313,7 @@ def test_cli_accuracy_bad_options_before_any_work(tmp_path, capsys, argv, messag
     assert not out.exists()  # rejected before --out is even created, so before any training
 
 
-@pytest.mark.parametrize("flag", [["--noise", "0.1"], ["--epochs", "3"], ["--clip-sigma", "2.5"]])
+@pytest.mark.parametrize("flag", [["--noise", "0.1"], ["--epochs", "3"], ["--clip-sigma", "2.5"], ["--lr", "0.01"]])
 def test_cli_accuracy_training_flags_with_weights_rejected(tmp_path, capsys, flag):
     w = tmp_path / "mlp.npz"
     save_npz(w, init_params(digits_mlp(), np.random.default_rng(0)))
@@ -326,10 +328,33 @@ def test_cli_accuracy_training_flags_with_weights_rejected(tmp_path, capsys, fla
 def test_cli_train_bad_options_one_line(tmp_path, capsys):
     for argv, message in ((["--seed", "-1"], "--seed must be >= 0, got -1"),
                           (["--epochs", "-2"], "--epochs must be in 1..10000, got -2"),
-                          (["--noise", "inf"], "--noise must be a finite number >= 0 (fraction of max|W|), got inf")):
+                          (["--noise", "inf"], "--noise must be a finite number >= 0 (fraction of max|W|), got inf"),
+                          (["--lr", "-0.001"], "--lr must be a finite number > 0, got -0.001"),
+                          (["--lr", "nan"], "--lr must be a finite number > 0, got nan")):
         assert main(["train", "--network", "digits-mlp", *argv, "--out", str(tmp_path / "t"), "--quiet"]) == 1
         assert capsys.readouterr().err.strip().splitlines() == [f"aimc: error: {message}"]
         assert not (tmp_path / "t").exists()
+
+
+def test_cli_train_lr_reaches_the_trainer(tmp_path, capsys):
+    """``--lr`` is in the help, recorded in train.json and trains exactly as TrainConfig(lr=...) does."""
+    from archmodel.weights_io import load_npz
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--lr LR" in capsys.readouterr().out
+    out = tmp_path / "t"
+    assert main(["train", "--network", "digits-mlp", "--epochs", "1", "--lr", "0.02", "--out", str(out), "--quiet"]) == 0
+    meta = json.loads((out / "train.json").read_text())
+    assert (meta["lr"], meta["noise"], meta["frozen_bn_epochs"]) == (0.02, 0.05, 0)
+    got, _ = load_npz(out / "weights.npz", digits_mlp())
+    data = load_digits_split(0)
+    ref = train(digits_mlp(), data.x_train, data.y_train, data.x_test, data.y_test,
+                TrainConfig(noise=0.05, epochs=1, lr=0.02), seed=0).params
+    default = train(digits_mlp(), data.x_train, data.y_train, data.x_test, data.y_test,
+                    TrainConfig(noise=0.05, epochs=1), seed=0).params
+    np.testing.assert_array_equal(got["fc1"]["weight"], ref["fc1"]["weight"])
+    assert not np.array_equal(got["fc1"]["weight"], default["fc1"]["weight"])
 
 
 def test_cli_accuracy_ctrl_c_stops_promptly(tmp_path):
@@ -372,7 +397,7 @@ def test_progress_bars_off_when_stderr_is_not_a_terminal(tmp_path):
                         "--out", str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
-    assert "trained digits-mlp (noise 0.05, seed 0, 1 epochs)" in r.stdout
+    assert "trained digits-mlp (noise 0.05, seed 0, 1 epochs, lr 0.003)" in r.stdout
 
 
 # ----------------------------------------------------------------------------- issue 11

@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 
 from archmodel.accuracy import AccuracyOptions, NetworkInstance, prepare, requantize_sum
-from archmodel.accuracy_experiment import evaluate_accuracy
+from archmodel.accuracy_experiment import drifted_float_params, evaluate_accuracy, fp32_accuracy
 from archmodel.datasets import load_digits_split
+from archmodel.errors import AimcError
 from archmodel.golden.affine import affine_requantize
 from archmodel.golden.coefficients import digital_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.digital import digital_conv2d, digital_linear
 from archmodel.network.builder import NetworkBuilder
 from archmodel.spec import load_spec
 from archmodel.training import TrainConfig, backward, cross_entropy, forward_train, init_params, train
-from archmodel.zoo_digits import digits_resnet
+from archmodel.zoo_digits import digits_resnet, train_recipe
 
 
 def _tiny_residual():
@@ -136,32 +137,121 @@ def test_integer_path_of_a_tiny_residual_net_equals_an_independent_computation()
     np.testing.assert_array_equal(got, np.array(ref, dtype=np.float64))
 
 
-RESNET_EPOCHS, RESNET_LR, RESNET_DRAWS, RESNET_NOISE = 5, 0.01, 2, 0.10
+#: The digits-resnet recipe (zoo_digits.train_recipe: noise, frozen batch norm for the last quarter of the
+#: epochs), shortened to fit the test budget: 6 epochs at lr 0.01 instead of 20 at 0.003; 2 draws.
+RESNET_EPOCHS, RESNET_LR, RESNET_DRAWS = 6, 0.01, 2
+RESNET_ANALOG = ["b1_conv1", "b1_conv2", "b2_conv1", "b2_conv2", "b2_proj"]  # first (stem) / last (fc) digital
 
 
 @pytest.mark.slow
 def test_digits_resnet_one_day_accuracy_with_per_layer_adc_ranging_is_within_one_point_of_fp32():
     """Issue 16: mean over seeds 0-4 of the 1-day accuracy (first/last digital, GDC and AdaBS) >= FP32 - 1.0 point.
 
-    Few epochs and draws to fit the test budget (noise-injection training σ_rel = 0.10,
-    5 epochs at lr 0.01; 2 draws on the 540 test images of each seed's 70/30 split).
+    Trained with the network's recipe shortened (see RESNET_EPOCHS); 2 draws on the 540 test
+    images of each seed's 70/30 split. Also, seed 0: drift alone collapses the float network
+    (every analog layer's weights times its devices' mean drift at 1 day, BN unchanged: < 30 %),
+    and one exact GDC α per layer restores it to within 1 point of FP32 -- the collapse without
+    compensation is physics, not the integer path (docs/design.md, "Why digits-resnet collapses").
     """
     spec = load_spec("fig11")
+    recipe = train_recipe("digits-resnet")
+    cfg = TrainConfig(noise=recipe.noise, epochs=RESNET_EPOCHS, lr=RESNET_LR,
+                      frozen_bn_epochs=recipe.frozen_bn_epochs(RESNET_EPOCHS))
+    assert cfg.frozen_bn_epochs == 2
     opts = AccuracyOptions(draws=RESNET_DRAWS, times_s=(("1 day", 86400.0),), adc_range="per_layer",
                            only_settings=(("digital_first_last", "gdc"), ("digital_first_last", "adabs")))
     fp32, gdc, adabs = [], [], []
     for seed in range(5):
         data = load_digits_split(seed)
-        res = train(digits_resnet(), data.x_train, data.y_train, data.x_test, data.y_test,
-                    TrainConfig(noise=RESNET_NOISE, epochs=RESNET_EPOCHS, lr=RESNET_LR), seed=seed)
+        res = train(digits_resnet(), data.x_train, data.y_train, data.x_test, data.y_test, cfg, seed=seed)
         r = evaluate_accuracy(spec, digits_resnet(), res.params, data.x_train, data.x_test, data.y_test, opts,
                               seed=seed, workers=1)
         assert r.adc_range == "per_layer"
         fp32.append(r.fp32_accuracy)
         gdc.append(float(r.mean("digital_first_last/gdc")[0]))
         adabs.append(float(r.mean("digital_first_last/adabs")[0]))
+        if seed == 0:
+            net = digits_resnet()
+            drifted = fp32_accuracy(net, drifted_float_params(spec, net, res.params, RESNET_ANALOG, 86400.0),
+                                    data.x_test, data.y_test)
+            compensated = fp32_accuracy(net, drifted_float_params(spec, net, res.params, RESNET_ANALOG, 86400.0,
+                                                                  gdc=True), data.x_test, data.y_test)
+            print(f"seed 0, float, drift only at 1 day: {100 * drifted:.1f} %, with GDC {100 * compensated:.1f} %")
+            assert drifted < 0.30
+            assert compensated >= r.fp32_accuracy - 0.010
     print(f"digits-resnet 1 day: FP32 {100 * np.mean(fp32):.2f} %, GDC {100 * np.mean(gdc):.2f} %, "
           f"AdaBS {100 * np.mean(adabs):.2f} %")
     assert np.mean(fp32) > 0.95
     assert np.mean(adabs) >= np.mean(fp32) - 0.010
     assert np.mean(gdc) >= np.mean(fp32) - 0.010
+
+
+def _grouped_dilated_net(kind):
+    """input (4,6,6) → c1 conv 3×3 groups 2 dilation 2 → activation ``kind`` → c2 depthwise 3×3 → flatten → fc 10."""
+    b = NetworkBuilder(f"grouped-{kind}", (4, 6, 6))
+    x = b.conv("c1", b.input, 4, 3, padding=2, dilation=2, groups=2)
+    x = b.activation("act", x, kind)
+    x = b.conv("c2", x, 4, 3, padding=1, groups=4, bias=False)
+    b.linear("fc", b.flatten("flat", x), 10)
+    return b.build()
+
+
+_FLOAT_ACT = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh,
+              "hardswish": lambda v: v * min(max(v + 3, 0), 6) / 6}
+
+
+@pytest.mark.parametrize("kind", sorted(_FLOAT_ACT))
+def test_integer_path_of_grouped_dilated_conv_and_activation_table_equals_an_independent_computation(kind):
+    """Issue 16: grouped/dilated convs (block-diagonal matrix) and an activation as a 256-entry table.
+
+    Independent: ``golden.digital.digital_conv2d`` with ``groups``/``dilation`` on the
+    OIHW weights, the golden affine unit, and the activation in Python floats per element
+    (``round_half_up(f(c·s_in)/s_out)``, saturated).
+    """
+    net = _grouped_dilated_net(kind)
+    rng = np.random.default_rng(11)
+    params = init_params(net, rng)
+    params["c1"]["bias"][...] = rng.normal(0, 0.3, 4).astype(np.float32)
+    x = rng.normal(size=(5, 4, 6, 6)).astype(np.float32)
+    spec = load_spec("fig11")
+    prep = prepare(spec, net, params, x, AccuracyOptions(digital_layers=("c1", "c2", "fc")))
+    assert [st.kind for st in prep.stages] == ["matrix", "lut", "matrix", "flatten", "matrix"]
+    got = NetworkInstance(prep, ["int8"] * 3, [None] * 3, [1.0] * 3).run(x)
+    sc = prep.scales
+    f = np.vectorize(_FLOAT_ACT[kind])
+
+    def w8(name):
+        w = params[name]["weight"].astype(np.float64)
+        ws = float(np.max(np.abs(w))) / 127
+        return np.clip(np.floor(w / ws + 0.5), -128, 127).astype(np.int64), ws
+
+    ref = []
+    for img in x:
+        xi = np.clip(np.floor(img.astype(np.float64) / sc["input"] + 0.5), -128, 127).astype(np.int64)
+        w1, ws1 = w8("c1")
+        a1 = digital_conv2d(xi, w1, padding=2, dilation=2, groups=2).transpose(1, 2, 0)
+        m1 = digital_affine_multiplier(in_scale=sc["input"], w_scale=ws1, out_scale=sc["c1"])
+        y1 = _affine(a1, m1, folded_offset(params["c1"]["bias"], out_scale=sc["c1"]), False, spec).transpose(2, 0, 1)
+        z = np.clip(np.floor(f(y1 * sc["c1"]) / sc["act"] + 0.5), -128, 127).astype(np.int64)
+        w2, ws2 = w8("c2")
+        a2 = digital_conv2d(z, w2, padding=1, groups=4).transpose(1, 2, 0)
+        m2 = digital_affine_multiplier(in_scale=sc["act"], w_scale=ws2, out_scale=sc["c2"])
+        y2 = _affine(a2, m2, np.zeros(4), False, spec).transpose(2, 0, 1)
+        w3, ws3 = w8("fc")
+        a3 = digital_linear(y2.reshape(-1), w3)
+        m3 = digital_affine_multiplier(in_scale=sc["c2"], w_scale=ws3, out_scale=sc["fc"])
+        ref.append(_affine(a3, m3, folded_offset(params["fc"]["bias"], out_scale=sc["fc"]), False, spec))
+    assert len(np.unique(got)) > 10
+    np.testing.assert_array_equal(got, np.array(ref, dtype=np.float64))
+
+
+def test_an_op_the_evaluator_cannot_run_gets_one_line_naming_node_and_op():
+    b = NetworkBuilder("sm", (1, 4, 4))
+    x = b.conv("c1", b.input, 3, 3, padding=1)
+    x = b.activation("probs", x, "softmax")
+    b.linear("fc", b.flatten("flat", x), 10)
+    net = b.build()
+    params = init_params(net, np.random.default_rng(0))
+    with pytest.raises(AimcError) as e:
+        prepare(load_spec("fig11"), net, params, np.zeros((2, 1, 4, 4), np.float32))
+    assert str(e.value) == "layer 'probs': activation softmax is not supported by the int8 accuracy evaluation"

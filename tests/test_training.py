@@ -82,7 +82,20 @@ OP_CASES = {
                     ("flatten", {}), ("linear", dict(out_features=4))],
     "global_avgpool": [("conv", dict(out_channels=3, kernel_size=3)), ("global_avgpool", {}),
                        ("linear", dict(out_features=4, bias=False))],
+    # issue 16: grouped (2 groups; then depthwise 4 groups of 1 channel) and dilated convolutions
+    "conv_groups": [("conv", dict(out_channels=4, kernel_size=3, padding=1, groups=2)),
+                    ("conv", dict(out_channels=4, kernel_size=3, stride=2, groups=4, bias=False)),
+                    ("flatten", {}), ("linear", dict(out_features=4))],
+    "conv_dilation": [("conv", dict(out_channels=3, kernel_size=3, padding=2, dilation=2)),
+                      ("conv", dict(out_channels=4, kernel_size=(2, 3), dilation=(2, 1), stride=2, groups=1)),
+                      ("flatten", {}), ("linear", dict(out_features=4))],
 }
+# issue 16: every element-wise activation kind of the IR between a conv and the classifier
+for _kind, _kw in [("relu6", {}), ("leaky_relu", {"alpha": 0.1}), ("sigmoid", {}), ("hardsigmoid", {}),
+                   ("tanh", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"}), ("silu", {}), ("hardswish", {})]:
+    OP_CASES[f"act_{_kind}{'_' + _kw['approximate'] if 'approximate' in _kw else ''}"] = [
+        ("conv", dict(out_channels=3, kernel_size=3, padding=1)), ("activation", dict(kind=_kind, **_kw)),
+        ("flatten", {}), ("linear", dict(out_features=4))]
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["bn-train", "bn-eval"])
@@ -93,6 +106,24 @@ def test_backward_matches_finite_differences(case, training):
     x = rng.normal(size=(5, 2, 6, 6))
     y = rng.integers(0, 4, size=5)
     assert _gradcheck(net, x, y, training=training) >= 10
+
+
+@pytest.mark.parametrize("kind,attrs", [("relu6", {}), ("leaky_relu", {"alpha": 0.1}), ("sigmoid", {}),
+                                        ("hardsigmoid", {}), ("tanh", {}), ("gelu", {"approximate": "none"}),
+                                        ("gelu", {"approximate": "tanh"}), ("silu", {}), ("hardswish", {})])
+def test_activation_derivative_matches_finite_differences(kind, attrs):
+    """activation_grad against central differences of the reference forward, float64, away from the kinks."""
+    from archmodel.network.forward import activation
+    from archmodel.training import activation_grad
+
+    x = np.linspace(-7.93, 7.87, 317)  # step 0.05: every point >= 0.02 from a kink (0, ±3, 6)
+    a = {"kind": kind, **attrs}
+    h = 1e-6
+    num = (activation(x + h, a) - activation(x - h, a)) / (2 * h)
+    # the erf of GELU 'none' is an approximation with |error| <= 1.5e-7 (its slope error is larger)
+    tol = 2e-4 if attrs.get("approximate") == "none" else 1e-6
+    np.testing.assert_allclose(activation_grad(x, a), num, rtol=0, atol=tol)
+    assert np.ptp(num) > 0.09  # not a constant: the kind really is nonlinear here
 
 
 @pytest.mark.parametrize("name", sorted(DIGITS_NETWORKS))
@@ -238,3 +269,27 @@ def test_kfold_partitions_all_images_stratified_and_meta_round_trips():
     h = load_digits_split(3)
     np.testing.assert_array_equal(split_from_meta(h.meta).x_test, h.x_test)
     assert h.meta == {"dataset": "sklearn-digits", "kind": "holdout", "test_fraction": 0.3, "seed": 3}
+
+
+def test_frozen_bn_epochs_end_with_the_clean_weights_statistics():
+    """Issue 16: after training with frozen batch norm, every BN's running mean/variance are those of the
+    training images through the clean weights (checked with the reference forward pass, unbiased variance)."""
+    net = digits_cnn()
+    data = load_digits_split(0)
+    x, y = data.x_train[:128], data.y_train[:128]
+    res = train(net, x, y, x[:10], y[:10], TrainConfig(noise=0.1, epochs=2, frozen_bn_epochs=1), seed=0)
+    acts = forward(net, x, res.params, return_all=True)
+    checked = 0
+    for layer in net.layers:
+        if layer.op == "batchnorm":
+            pre = acts[layer.inputs[0]].astype(np.float64)
+            m = pre.size // pre.shape[1]
+            np.testing.assert_allclose(res.params[layer.name]["mean"], pre.mean(axis=(0, 2, 3)), rtol=2e-3, atol=1e-4)
+            np.testing.assert_allclose(res.params[layer.name]["var"], pre.var(axis=(0, 2, 3)) * m / (m - 1),
+                                       rtol=2e-3)
+            checked += 1
+    assert checked == 3
+    with pytest.raises(TrainingError, match="frozen_bn_epochs must be in 0..epochs"):
+        TrainConfig(epochs=2, frozen_bn_epochs=3)
+    with pytest.raises(TrainingError, match="lr must be a finite number > 0, got inf"):
+        TrainConfig(lr=float("inf"))

@@ -140,3 +140,23 @@ def test_calib_data_needs_data(tmp_path, capsys):
                  "--quiet"]) == 1
     assert capsys.readouterr().err.strip() == "aimc: error: --calib-data needs --data (the digits experiment " \
                                               "calibrates on its training split)"
+
+
+def test_train_data_refuses_an_op_without_onnx_export_before_training(tmp_path):
+    """model.onnx is written after training: a sigmoid (trainable, no ONNX export) is refused first, no --out."""
+    import argparse
+
+    from archmodel.network.builder import NetworkBuilder
+    from archmodel.onnx_export import OnnxExportError
+    from mapping.cli import train as cli_train
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", x=rng.normal(size=(20, 1, 8, 8)).astype(np.float32), y=rng.integers(0, 10, 20))
+    b = NetworkBuilder("sg", (1, 8, 8))
+    b.linear("fc", b.flatten("f", b.sigmoid("s", b.conv("c", b.input, 2, 3, padding=1))), 10)
+    net = b.build()
+    args = argparse.Namespace(data=str(tmp_path / "t.npz"), seed=0, out=str(tmp_path / "o"), force=False, quiet=True,
+                              noise=None, epochs=1, lr=None, clip_sigma=None)
+    with pytest.raises(OnnxExportError, match="layer 's': op activation sigmoid has no ONNX export"):
+        cli_train._run_user_data(args, net, cli_train.train_settings(args, net.name))
+    assert not (tmp_path / "o").exists()

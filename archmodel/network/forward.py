@@ -52,6 +52,11 @@ def _activation(x: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
     raise AssertionError(kind)  # pragma: no cover
 
 
+def activation(x: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
+    """The element-wise (or channel-softmax) activation ``attrs['kind']`` of an IR ``activation`` layer, float."""
+    return _activation(x, attrs)
+
+
 def _param(layer: Layer, merged: Mapping[str, Any], key: str) -> np.ndarray:
     if key not in merged:
         raise NetworkError(

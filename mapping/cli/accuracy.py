@@ -169,23 +169,27 @@ def run(args: argparse.Namespace) -> int:
                            adc_range=args.adc_range, gdc_reference=args.gdc_reference)
     fold_info = None
     if folds > 1:
-        noise, epochs, clip_sigma = train_settings(args)
+        cfg = train_settings(args, network.name)
+        noise, epochs, clip_sigma = cfg.noise, cfg.epochs, cfg.clip_sigma
         with tqdm(total=folds * (epochs + args.draws), desc=f"{folds}-fold accuracy {network.name} on {spec.name}",
                   unit="step", file=sys.stderr, disable=True if args.quiet else None) as bar:
             res, fold_info = kfold_accuracy(spec, network, seed, folds, noise, epochs, clip_sigma, opts,
                                             train_progress=lambda f, e, loss: bar.update(1),
-                                            draw_progress=lambda d: bar.update(1), workers=args.workers)
-        info = {"source": "trained per fold", "noise": noise, "seed": seed, "epochs": epochs,
+                                            draw_progress=lambda d: bar.update(1), workers=args.workers,
+                                            lr=cfg.lr, frozen_bn_epochs=cfg.frozen_bn_epochs)
+        info = {"source": "trained per fold", "noise": noise, "seed": seed, "epochs": epochs, "lr": cfg.lr,
+                "frozen_bn_epochs": cfg.frozen_bn_epochs,
                 "clip_sigma": clip_sigma}
         n_test = sum(f["test_images"] for f in fold_info)
     else:
         if params is None and has_own_weights(network):
             params, info = own_weights(network), {"source": "network file"}
         elif params is None:
-            noise, epochs, clip_sigma = train_settings(args)
-            trained, _ = train_with_progress(network, seed, noise, epochs, clip_sigma, args.quiet)
-            params, info = trained.params, {"source": "trained", "noise": noise, "seed": seed, "epochs": epochs,
-                                            "clip_sigma": clip_sigma,
+            cfg = train_settings(args, network.name)
+            trained, _ = train_with_progress(network, seed, cfg, args.quiet)
+            params, info = trained.params, {"source": "trained", "noise": cfg.noise, "seed": seed,
+                                            "epochs": cfg.epochs, "lr": cfg.lr,
+                                            "frozen_bn_epochs": cfg.frozen_bn_epochs, "clip_sigma": cfg.clip_sigma,
                                             "fp32_test_accuracy_pct": 100 * trained.test_accuracy}
         with tqdm(total=args.draws, desc=f"accuracy {network.name} on {spec.name}", unit="draw", file=sys.stderr,
                   disable=True if args.quiet else None) as bar:  # None: off when stderr is no terminal
