@@ -106,6 +106,9 @@ NOISE_BLOCK_MVMS = 64
 #: MVMs that share one draw of the read noise when it is keyed (assumed; see module docstring).
 READ_NOISE_BLOCK_MVMS = 1024
 
+#: Memory budget of the cached read-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
+_READ_CACHE_BYTES = 64 << 20
+
 #: Conductance grid in µS (assumed): keeps the float64 MVM exact (see module docstring).
 G_GRID_US = 2.0**-24
 
@@ -333,7 +336,8 @@ class AnalogMatrix:
             if not self.ideal_periphery:
                 full = np.round(full / G_GRID_US) * G_GRID_US
             g = full[0].sum(axis=0) - full[1].sum(axis=0)
-            if len(self._read_cache) >= 4:
+            # every block of this time is reused by each setting: keep them all within a memory budget
+            if len(self._read_cache) >= max(4, _READ_CACHE_BYTES // max(1, g.nbytes)):
                 self._read_cache.pop(next(iter(self._read_cache)))
             self._read_cache[block] = g
         return g
@@ -404,10 +408,18 @@ class AnalogMatrix:
         k = self.shape[0]
         if d.ndim != 2 or d.shape[1] != k:
             raise ValueError(f"dac_codes must have shape (B, {k}) or ({k},), got {np.shape(dac_codes)}")
-        v = d.astype(np.float64)  # codes; V_lsb applied after the exact sum
-        out = np.empty((self.n_row_blocks, d.shape[0], self.shape[1]))
-        for b0, b1, g in self._chunks(mvm_index, d.shape[0]):
-            for r, sl in enumerate(self.row_block_slices()):
+        return self._currents(d.astype(np.float64), mvm_index)  # codes; V_lsb applied after the exact sum
+
+    def _currents(self, v: np.ndarray, mvm_index: int) -> np.ndarray:
+        """Column currents (n_row_blocks, B, N) in µA of float64 DAC codes ``v`` (B, K); no checks."""
+        n_rb = self.n_row_blocks
+        out = np.empty((n_rb, v.shape[0], self.shape[1]))
+        slices = self.row_block_slices()
+        for b0, b1, g in self._chunks(mvm_index, v.shape[0]):
+            if n_rb == 1:
+                np.matmul(v[b0:b1], g, out=out[0, b0:b1])  # exact (module docstring)
+                continue
+            for r, sl in enumerate(slices):
                 np.matmul(v[b0:b1, sl], g[sl], out=out[r, b0:b1])  # exact (module docstring)
         out *= self.v_lsb_v
         return out
@@ -530,6 +542,38 @@ class AnalogMatrix:
         codes = self.mvm_adc_codes(dac_codes, mvm_index)
         if self.ideal_periphery:
             return codes.sum(axis=0)
+        return accumulate_partial_sums(
+            codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
+        )
+
+    def mvm_partial_sums_trusted(self, dac_codes_f64: np.ndarray, mvm_index: int = 0) -> np.ndarray:
+        """:meth:`mvm_partial_sums` of DAC codes the caller guarantees are in range, without re-checking them.
+
+        The same currents, ADC conversion, noise keys and integer sum of the row
+        blocks as :meth:`mvm_partial_sums` (bit-identical; tests/test_accuracy_golden.py),
+        for the accuracy evaluator, whose codes come from
+        ``golden.tile_controller.dac_codes`` of range-checked int8 activations (range
+        checks at the boundaries, not at every internal step).
+
+        Parameters
+        ----------
+        dac_codes_f64 : ndarray of float64, (B, K)
+            Integer DAC codes within the signed ``dac_bits`` range, as float64.
+        mvm_index : int
+            Index of the first MVM (noise keys).
+
+        Returns
+        -------
+        ndarray, (B, N)
+            int64 partial sums (float64 when ``ideal_periphery``).
+        """
+        self._check_programmed()
+        x = self._currents(dac_codes_f64, mvm_index)
+        codes = self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
+        if self.ideal_periphery:
+            return codes.sum(axis=0)
+        if codes.shape[0] == 1 and self.spec.periphery.accumulator_bits >= self.spec.array.adc_bits + 1:
+            return codes[0]  # one row block: the sum is the codes themselves (no overflow possible)
         return accumulate_partial_sums(
             codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
         )
