@@ -410,14 +410,18 @@ class AnalogMatrix:
             raise ValueError(f"dac_codes must have shape (B, {k}) or ({k},), got {np.shape(dac_codes)}")
         return self._currents(d.astype(np.float64), mvm_index)  # codes; V_lsb applied after the exact sum
 
-    def _currents(self, v: np.ndarray, mvm_index: int) -> np.ndarray:
-        """Column currents (n_row_blocks, B, N) in µA of float64 DAC codes ``v`` (B, K); no checks."""
+    def _currents(self, v: np.ndarray, mvm_index: int, row_order: np.ndarray | None = None) -> np.ndarray:
+        """Column currents (n_row_blocks, B, N) in µA of float64 DAC codes ``v`` (B, K); no checks.
+
+        ``row_order`` (one row block only): ``v``'s columns are the matrix rows in this
+        order (the same exact sums, module docstring).
+        """
         n_rb = self.n_row_blocks
         out = np.empty((n_rb, v.shape[0], self.shape[1]))
         slices = self.row_block_slices()
         for b0, b1, g in self._chunks(mvm_index, v.shape[0]):
             if n_rb == 1:
-                np.matmul(v[b0:b1], g, out=out[0, b0:b1])  # exact (module docstring)
+                np.matmul(v[b0:b1], g if row_order is None else g[row_order], out=out[0, b0:b1])  # exact
                 continue
             for r, sl in enumerate(slices):
                 np.matmul(v[b0:b1, sl], g[sl], out=out[r, b0:b1])  # exact (module docstring)
@@ -546,7 +550,8 @@ class AnalogMatrix:
             codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
         )
 
-    def mvm_partial_sums_trusted(self, dac_codes_f64: np.ndarray, mvm_index: int = 0) -> np.ndarray:
+    def mvm_partial_sums_trusted(self, dac_codes_f64: np.ndarray, mvm_index: int = 0,
+                                 row_order: np.ndarray | None = None) -> np.ndarray:
         """:meth:`mvm_partial_sums` of DAC codes the caller guarantees are in range, without re-checking them.
 
         The same currents, ADC conversion, noise keys and integer sum of the row
@@ -561,14 +566,25 @@ class AnalogMatrix:
             Integer DAC codes within the signed ``dac_bits`` range, as float64.
         mvm_index : int
             Index of the first MVM (noise keys).
+        row_order : ndarray of int, (K,), optional
+            The columns of ``dac_codes_f64`` are the matrix rows in this order (a
+            permutation). Allowed with one row block and the grid conductances only:
+            every partial sum is then exact, so any order gives the same currents.
 
         Returns
         -------
         ndarray, (B, N)
             int64 partial sums (float64 when ``ideal_periphery``).
+
+        Raises
+        ------
+        ValueError
+            ``row_order`` with several row blocks or ``ideal_periphery``.
         """
         self._check_programmed()
-        x = self._currents(dac_codes_f64, mvm_index)
+        if row_order is not None and (self.n_row_blocks != 1 or self.ideal_periphery):
+            raise ValueError("row_order needs one row block and the conductance grid (exact sums)")
+        x = self._currents(dac_codes_f64, mvm_index, row_order)
         codes = self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
         if self.ideal_periphery:
             return codes.sum(axis=0)
