@@ -108,6 +108,8 @@ READ_NOISE_BLOCK_MVMS = 1024
 
 #: Memory budget of the cached read-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
 _READ_CACHE_BYTES = 64 << 20
+#: Memory budget of the cached output-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
+_NOISE_CACHE_BYTES = 16 << 20
 
 #: Conductance grid in µS (assumed): keeps the float64 MVM exact (see module docstring).
 G_GRID_US = 2.0**-24
@@ -199,6 +201,8 @@ class AnalogMatrix:
         self.v_lsb_v = a.v_read_v / 2 ** (a.dac_bits - 1)
         self.i_fs_ua = spec.adc_full_scale_ua
         self.adc_levels = 2 ** (a.adc_bits - 1)
+        self._dac_lo = -(1 << (a.dac_bits - 1))
+        self._noise_fraction = float(a.output_noise_fraction)
         self.weights: np.ndarray | None = None
         self.g_scale_us: float | np.ndarray = float("nan")
         self.w_abs_max: float | np.ndarray = float("nan")
@@ -209,6 +213,8 @@ class AnalogMatrix:
         self._read_key: tuple[int, ...] | None = None  # keyed read noise: see module docstring
         self._read_parts: tuple[np.ndarray, np.ndarray] | None = None
         self._read_cache: dict[int, np.ndarray] = {}
+        self._noise_cache: dict[tuple[int, int, int], np.ndarray] = {}  # output-noise blocks (_noise_block)
+        self._n_rb = 0
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -284,6 +290,7 @@ class AnalogMatrix:
             resplit[1, 0] = np.maximum(-net, 0.0)
             self._drift_devices = ProgrammedDevices(self.devices.g_target_us, resplit, self.devices.nu)
         self._read_key, self._read_parts, self._read_cache = None, None, {}
+        self._n_rb = math.ceil(w.shape[0] / self.rows)
         self._set_conductances(self.devices.g_prog_us)
         self.t_inf_s = None
         return self
@@ -402,13 +409,26 @@ class AnalogMatrix:
         ndarray, float64, (n_row_blocks, B, N)
             Exact (see module docstring). A 1-D input gives B = 1.
         """
-        self._check_programmed()
-        d = check_range(dac_codes, self.spec.array.dac_bits, "dac_codes")
-        d = np.atleast_2d(d)
-        k = self.shape[0]
+        d = self._checked_codes(dac_codes)
+        k = self.weights.shape[0]  # type: ignore[union-attr]
         if d.ndim != 2 or d.shape[1] != k:
             raise ValueError(f"dac_codes must have shape (B, {k}) or ({k},), got {np.shape(dac_codes)}")
         return self._currents(d.astype(np.float64), mvm_index)  # codes; V_lsb applied after the exact sum
+
+    def _checked_codes(self, dac_codes: npt.ArrayLike) -> np.ndarray:
+        """DAC codes as a 2-D integer array, range-checked (the model's input boundary).
+
+        An integer ndarray is checked with one min/max pass (the per-call cost of a
+        one-vector MVM); anything else, or a code out of range, goes through
+        :func:`archmodel.fixedpoint.check_range` (its conversion and its error message).
+        """
+        self._check_programmed()
+        d = dac_codes
+        if type(d) is np.ndarray and d.dtype.kind == "i" and d.size:
+            lo = self._dac_lo
+            if lo <= np.minimum.reduce(d, axis=None) and np.maximum.reduce(d, axis=None) < -lo:
+                return d if d.ndim == 2 else np.atleast_2d(d)
+        return np.atleast_2d(check_range(d, self.spec.array.dac_bits, "dac_codes"))
 
     def _currents(self, v: np.ndarray, mvm_index: int, row_order: np.ndarray | None = None) -> np.ndarray:
         """Column currents (n_row_blocks, B, N) in µA of float64 DAC codes ``v`` (B, K); no checks.
@@ -416,8 +436,12 @@ class AnalogMatrix:
         ``row_order`` (one row block only): ``v``'s columns are the matrix rows in this
         order (the same exact sums, module docstring).
         """
-        n_rb = self.n_row_blocks
-        out = np.empty((n_rb, v.shape[0], self.shape[1]))
+        n_rb = self._n_rb
+        out = np.empty((n_rb, v.shape[0], self.weights.shape[1]))  # type: ignore[union-attr]
+        if n_rb == 1 and self._read_key is None:  # one array per column block, fixed conductances
+            np.matmul(v, self._g_eff if row_order is None else self._g_eff[row_order], out=out[0])  # exact
+            out *= self.v_lsb_v
+            return out
         slices = self.row_block_slices()
         for b0, b1, g in self._chunks(mvm_index, v.shape[0]):
             if n_rb == 1:
@@ -445,6 +469,20 @@ class AnalogMatrix:
             int64 codes in ``[-2^(adc_bits-1), 2^(adc_bits-1) - 1]``; float64
             unrounded codes when ``ideal_periphery``.
         """
+        if (self._n_rb == 1 and self._read_key is None and not self.ideal_periphery and type(dac_codes) is np.ndarray
+                and dac_codes.ndim == 2 and dac_codes.dtype.kind == "i" and self._noise_fraction == 0.0):
+            # One row block, fixed conductances, no output noise (the one-vector use of the tile): the same
+            # operations as column_currents_ua + _convert below, without their per-call dispatch.
+            lo = self._dac_lo
+            if (dac_codes.shape[1] == self._g_eff.shape[0] and dac_codes.size
+                    and lo <= np.minimum.reduce(dac_codes, axis=None) and np.maximum.reduce(dac_codes, axis=None) < -lo):
+                x = np.matmul(dac_codes.astype(np.float64), self._g_eff)[None]  # exact (module docstring)
+                x *= self.v_lsb_v
+                x *= self.adc_levels / self.i_fs_ua
+                np.rint(x, out=x)
+                np.maximum(x, -self.adc_levels, out=x)
+                np.minimum(x, self.adc_levels - 1, out=x)
+                return x.astype(np.int64)
         x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
         return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
 
@@ -498,7 +536,7 @@ class AnalogMatrix:
         standard normals of ``i_ua``'s shape; it is called only when output
         noise is on.
         """
-        sigma = self.spec.array.output_noise_fraction * self.i_fs_ua
+        sigma = self._noise_fraction * self.i_fs_ua
         if sigma > 0 and not self.ideal_periphery:
             z = noise()
             z *= sigma
@@ -518,11 +556,29 @@ class AnalogMatrix:
         while m < mvm_index + count:
             blk, row = divmod(m, NOISE_BLOCK_MVMS)
             take = min(NOISE_BLOCK_MVMS - row, mvm_index + count - m)
-            seq = np.random.SeedSequence([self.noise_seed, array_index, blk])
-            z = np.random.Generator(np.random.PCG64(seq)).standard_normal((NOISE_BLOCK_MVMS, n_cols))
+            z = self._noise_block(array_index, n_cols, blk)
             out[m - mvm_index:m - mvm_index + take] = z[row:row + take]
             m += take
         return out
+
+    def _noise_block(self, array_index: int, n_cols: int, blk: int) -> np.ndarray:
+        """The standard normals (NOISE_BLOCK_MVMS, n_cols) of output-noise block ``blk`` of one array.
+
+        ``Generator(PCG64(SeedSequence([noise_seed, array_index, blk])))`` draws the
+        block once; it is kept (bounded, oldest dropped first) so the next MVMs of
+        the block -- one-vector calls above all -- reuse it instead of building a
+        generator per call. A pure cache: the values are the keyed draws.
+        """
+        key = (array_index, n_cols, blk)
+        z = self._noise_cache.get(key)
+        if z is None:
+            seq = np.random.SeedSequence([self.noise_seed, array_index, blk])
+            z = np.random.Generator(np.random.PCG64(seq)).standard_normal((NOISE_BLOCK_MVMS, n_cols))
+            z.setflags(write=False)
+            if len(self._noise_cache) >= max(4, _NOISE_CACHE_BYTES // z.nbytes):
+                self._noise_cache.pop(next(iter(self._noise_cache)))
+            self._noise_cache[key] = z
+        return z
 
     def _output_noise(self, shape: tuple[int, int, int], mvm_index: int) -> np.ndarray:
         """Standard normals of shape (n_rb, B, N), keyed by (seed, array index, MVM index)."""
