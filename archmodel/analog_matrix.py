@@ -43,7 +43,8 @@ depend on batching: MVM ``m`` of array ``a`` takes row ``m % NOISE_BLOCK_MVMS``
 of the standard normals ``Generator(PCG64(SeedSequence([noise_seed, a,
 m // NOISE_BLOCK_MVMS]))).standard_normal((NOISE_BLOCK_MVMS, C))`` (C = the
 array's columns in use). Drawing a block of MVMs per generator keeps batched
-evaluation fast; a single MVM draws its whole block and uses one row.
+evaluation fast; a drawn block is kept (bounded cache, :meth:`AnalogMatrix._noise_block`),
+so one-vector calls reuse it rather than building a generator per MVM.
 
 Read noise per block of MVMs
 ----------------------------
