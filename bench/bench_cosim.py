@@ -174,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     print("floor: the simulator process alone on a warm cache (children CPU of the warm run)")
     warm = [r for s, st, r in rows if s == "verilator" and st == "warm"]
     if warm:
-        raw = raw_verilator(a.repo.resolve(), warm[0]["simulated_cycles"])
+        cycles = int(warm[0].get("total_cycles") or warm[0]["mvms"] * warm[0]["simulated_cycles"])
+        raw = raw_verilator(a.repo.resolve(), cycles)
         if raw is None:
             print("raw Verilator floor: Verilator not installed")
         else:
             b, r = raw
-            print(f"raw Verilator floor (same tile Verilated without cocotb, C++ main, {warm[0]['simulated_cycles']} "
+            print(f"raw Verilator floor (same tile Verilated without cocotb, C++ main, {cycles} "
                   f"cycles, free-running stimulus): run {r:.2f} s CPU (build {b:.1f} s, not counted); "
                   f"warm co-simulation CPU / raw run = {warm[0]['cpu_s'] / max(r, 1e-9):.1f}x, "
                   f"its simulator process / raw run = {warm[0]['children_cpu_s'] / max(r, 1e-9):.1f}x")
