@@ -5,10 +5,9 @@ CrossSim (``simulator``, Sandia's analog MVM simulator: against the tile model),
 IBM aihwkit (``aihwkit``, its torch PCM inference tile: against the accuracy draw).
 They are not dependencies of aimc and are never installed by ``make bench``
 (aihwkit and CrossSim pull in torch); each one found is reported with its
-version, each one missing as "not installed". The per-peer side-by-side timing
-(same network/shape/dtype as our figures) runs only where the peer is installed;
-this environment has none, so no peer ratio is printed (the ratios quoted in
-issue 22 were measured in a separate environment). Exit 0.
+version, each one missing as "not installed". No side-by-side timing is
+implemented yet: an installed peer is reported, not timed (the ratios quoted in
+issue 22 were measured by hand in a separate environment). Exit 0.
 
 Run: ``.venv/bin/python bench/bench_peers.py`` (or ``make bench``).
 """
