@@ -59,7 +59,8 @@ import numpy as np
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.calibration import MIN_GDC_VECTORS
 from archmodel.errors import AimcError
-from archmodel.fixedpoint import ACT_BITS, round_shift, saturate
+from archmodel.fixedpoint import ACT_BITS, check_range, round_shift, saturate
+from archmodel.golden.affine import affine_requantize_trusted
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.network.forward import activation, forward
@@ -81,6 +82,7 @@ __all__ = [
     "PreparedNetwork",
     "Stage",
     "mvm_rows",
+    "tap_major_order",
     "predict_labels",
     "requantize_sum",
     "prepare",
@@ -327,6 +329,9 @@ class PreparedNetwork:
     calibration_index, adabs_index : ndarray of int
         Indices (into ``train_index`` of :func:`prepare`, i.e. the data set) of the
         calibration and AdaBS images.
+    w_int8 : dict
+        Cache: matrix-layer index -> (int8 weights as float64 (K, N), weight scale) of
+        the int8 digital layers (filled on first use).
     """
 
     spec: ChipSpec
@@ -342,6 +347,7 @@ class PreparedNetwork:
     adc_range: str = "fixed"
     calibration_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     adabs_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    w_int8: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict, repr=False)
 
     @property
     def matrix_layers(self) -> list[Layer]:
@@ -513,14 +519,36 @@ def requantize_sum(xs: Sequence[np.ndarray], in_scales: Sequence[float], out_sca
     return saturate(round_shift(acc, coeff.shift), ACT_BITS).astype(np.int8)
 
 
-def mvm_rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
+def tap_major_order(layer: Layer) -> np.ndarray | None:
+    """Row permutation that turns the im2col order into the tap-major order of ``mvm_rows(..., tap_major=True)``.
+
+    Column ``(i·kw + j)·C + c`` of the tap-major rows is column ``perm[(i·kw + j)·C + c] =
+    (c·kh + i)·kw + j`` of the im2col rows, so ``rows_tap @ W[perm] == rows @ W``
+    exactly whenever every partial sum is exact (integer codes times grid
+    conductances or int8 weights below 2^53: any summation order gives the same
+    float64). None for a linear layer (no windows).
+    """
+    if layer.op == "linear":
+        return None
+    kh, kw = layer.attrs["kernel_size"]
+    c = layer.matrix_shape[0] // (kh * kw)
+    return np.arange(c * kh * kw).reshape(c, kh * kw).T.reshape(-1)
+
+
+def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool = False) -> tuple[np.ndarray, int]:
     """MVM input rows (B·P, K) in im2col order, and P (output pixels per image).
 
     Row ``b·P + oh·W_out + ow`` holds image b's window at (oh, ow); column
     ``(c·kh + i)·kw + j`` -- the order of :func:`archmodel.golden.digital.im2col`
     (a test checks it), built with one copy from :func:`archmodel.network.windows.window_view`.
+    ``dtype`` (default: ``x``'s): the rows' dtype; the (small) input is cast before
+    the windows are copied, so the rows are written once, already in the dtype the
+    matmul needs (a pure gather: exact for integer codes). ``tap_major``: columns in
+    the order ``(i·kw + j)·C + c`` instead (channels innermost: a ~4x faster copy
+    from a channels-last input); pair with the weight rows :func:`tap_major_order`.
     """
     if layer.op == "linear":
+        x = x if dtype is None else x.astype(dtype, copy=False)
         return x.reshape(x.shape[0], -1), 1
     a = layer.attrs
     kh, kw = a["kernel_size"]
@@ -528,8 +556,15 @@ def mvm_rows(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, int]:
     dh, dw = a["dilation"]
     pt, pl, pb, pr = a["padding"]
     _, ho, wo = layer.output_shape
-    n, c = x.shape[:2]
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    n, c, h, w = x.shape
+    if tap_major:
+        xt = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=x.dtype if dtype is None else dtype)
+        xt[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)
+        win = window_view(np.moveaxis(xt, 3, 1), (kh, kw), (sh, sw), (dh, dw), (ho, wo))  # (N, C, Ho, Wo, kh, kw)
+        rows = np.ascontiguousarray(win.transpose(0, 2, 3, 4, 5, 1)).reshape(n * ho * wo, c * kh * kw)
+        return rows, ho * wo
+    xp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype if dtype is None else dtype)
+    xp[:, :, pt:pt + h, pl:pl + w] = x  # zero padding and the dtype cast in one pass
     win = window_view(xp, (kh, kw), (sh, sw), (dh, dw), (ho, wo))  # (N, C, Ho, Wo, kh, kw)
     rows = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * ho * wo, c * kh * kw)
     return rows, ho * wo
@@ -560,10 +595,12 @@ class NetworkInstance:
         self.w_int8: dict[int, tuple[np.ndarray, float]] = {}
         for k, mode in enumerate(modes):
             if mode == "int8":
-                wm = prep.matrices[k]
-                ws = float(np.max(np.abs(wm))) / _ACT_MAX
-                ws = ws if ws > 0 else 1.0
-                self.w_int8[k] = (np.clip(np.floor(wm / ws + 0.5), -128, 127), ws)  # int8 values held as float64
+                if k not in prep.w_int8:  # a pure function of the weights: computed once per prepared network
+                    wm = prep.matrices[k]
+                    ws = float(np.max(np.abs(wm))) / _ACT_MAX
+                    ws = ws if ws > 0 else 1.0
+                    prep.w_int8[k] = (np.clip(np.floor(wm / ws + 0.5), -128, 127), ws)  # int8 values as float64
+                self.w_int8[k] = prep.w_int8[k]
 
     def _bn(self, st: Stage) -> tuple[np.ndarray | None, ...]:
         if st.bn is None:
@@ -593,16 +630,25 @@ class NetworkInstance:
         return self.memo[key]
 
     def _accumulate_now(self, k: int, st: Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
-        rows, p = mvm_rows(st.layer, x_int)
         if self.modes[k] == "analog":
             mat = self.matrices[k]
-            d = dac_codes(rows, self.prep.spec.array.dac_bits)
+            # DAC codes of the (int8, range-checked) feature map, then the windows: the DAC map is
+            # elementwise and maps the zero padding to 0, so this equals dac_codes of the im2col rows.
+            dac_bits = self.prep.spec.array.dac_bits
+            d = x_int if dac_bits == ACT_BITS else dac_codes(x_int, dac_bits)  # 8-bit DAC: code = x (dac_codes)
+            # one row block and exact sums: rows in tap-major order against the permuted conductance rows
+            order = tap_major_order(st.layer) if mat.n_row_blocks == 1 and not mat.ideal_periphery else None  # type: ignore[union-attr]
+            rows, p = mvm_rows(st.layer, d, np.float64, tap_major=order is not None)
             # MVM of image i, output pixel q has output-noise key base + i·P + q (batch-independent)
-            return mat.mvm_partial_sums(d, image_index * p), p  # type: ignore[union-attr]
+            return mat.mvm_partial_sums_trusted(rows, image_index * p, row_order=order), p  # type: ignore[union-attr]
         # int8 x int8 sums in a float64 matmul: every product and partial sum is an integer
         # below K·2^14 < 2^53, so the result is exact whatever the summation order -- bit-identical
-        # to golden.digital.digital_conv2d / digital_linear (tests/test_accuracy.py checks it).
-        return (rows.astype(np.float64) @ self.w_int8[k][0]).astype(np.int64), p
+        # to golden.digital.digital_conv2d / digital_linear (tests/test_accuracy.py checks it);
+        # so the rows are built tap-major against the permuted weight rows (the same sums).
+        order = tap_major_order(st.layer)
+        rows, p = mvm_rows(st.layer, x_int, np.float64, tap_major=order is not None)
+        w = self.w_int8[k][0] if order is None else self.w_int8[k][0][order]
+        return (rows @ w).astype(np.int64), p
 
     def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0) -> np.ndarray:
         """Logits (int8 codes as float, or float32 for an FP32 last layer) of a batch of images.
@@ -660,8 +706,13 @@ class NetworkInstance:
                     coeff = quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
                                                    offset_bits=spec.periphery.affine_offset_bits,
                                                    max_shift=min(31, acc_bits + spec.periphery.affine_scale_bits - 1))
-                    y = coeff.apply(acc, acc_bits=acc_bits, scale_bits=spec.periphery.affine_scale_bits,
-                                    offset_bits=spec.periphery.affine_offset_bits).astype(np.int8)
+                    # operands in range by construction (ADC model, quantize_affine): the affine unit's
+                    # arithmetic without re-checking them (golden.affine.affine_requantize_trusted); only a
+                    # digital accumulator that int8 x int8 sums could overflow is checked (boundary).
+                    if self.modes[k] != "analog" and layer.matrix_shape[0] << 14 > (1 << (acc_bits - 1)) - 1:
+                        check_range(acc, acc_bits, "p")
+                    y = affine_requantize_trusted(acc, coeff.scale, coeff.offset, coeff.shift,
+                                                  coeff.relu).astype(np.int8)
                     h = mvm_unrows(layer, y, n)
             elif st.kind == "lut":
                 if is_float:  # after an FP32 last layer: the float function

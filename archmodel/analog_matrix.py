@@ -43,7 +43,8 @@ depend on batching: MVM ``m`` of array ``a`` takes row ``m % NOISE_BLOCK_MVMS``
 of the standard normals ``Generator(PCG64(SeedSequence([noise_seed, a,
 m // NOISE_BLOCK_MVMS]))).standard_normal((NOISE_BLOCK_MVMS, C))`` (C = the
 array's columns in use). Drawing a block of MVMs per generator keeps batched
-evaluation fast; a single MVM draws its whole block and uses one row.
+evaluation fast; a drawn block is kept (bounded cache, :meth:`AnalogMatrix._noise_block`),
+so one-vector calls reuse it rather than building a generator per MVM.
 
 Read noise per block of MVMs
 ----------------------------
@@ -105,6 +106,11 @@ __all__ = ["G_GRID_US", "NOISE_BLOCK_MVMS", "READ_NOISE_BLOCK_MVMS", "AnalogMatr
 NOISE_BLOCK_MVMS = 64
 #: MVMs that share one draw of the read noise when it is keyed (assumed; see module docstring).
 READ_NOISE_BLOCK_MVMS = 1024
+
+#: Memory budget of the cached read-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
+_READ_CACHE_BYTES = 64 << 20
+#: Memory budget of the cached output-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
+_NOISE_CACHE_BYTES = 16 << 20
 
 #: Conductance grid in µS (assumed): keeps the float64 MVM exact (see module docstring).
 G_GRID_US = 2.0**-24
@@ -196,6 +202,8 @@ class AnalogMatrix:
         self.v_lsb_v = a.v_read_v / 2 ** (a.dac_bits - 1)
         self.i_fs_ua = spec.adc_full_scale_ua
         self.adc_levels = 2 ** (a.adc_bits - 1)
+        self._dac_lo = -(1 << (a.dac_bits - 1))
+        self._noise_fraction = float(a.output_noise_fraction)
         self.weights: np.ndarray | None = None
         self.g_scale_us: float | np.ndarray = float("nan")
         self.w_abs_max: float | np.ndarray = float("nan")
@@ -206,6 +214,8 @@ class AnalogMatrix:
         self._read_key: tuple[int, ...] | None = None  # keyed read noise: see module docstring
         self._read_parts: tuple[np.ndarray, np.ndarray] | None = None
         self._read_cache: dict[int, np.ndarray] = {}
+        self._noise_cache: dict[tuple[int, int, int], np.ndarray] = {}  # output-noise blocks (_noise_block)
+        self._n_rb = 0
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -281,6 +291,7 @@ class AnalogMatrix:
             resplit[1, 0] = np.maximum(-net, 0.0)
             self._drift_devices = ProgrammedDevices(self.devices.g_target_us, resplit, self.devices.nu)
         self._read_key, self._read_parts, self._read_cache = None, None, {}
+        self._n_rb = math.ceil(w.shape[0] / self.rows)
         self._set_conductances(self.devices.g_prog_us)
         self.t_inf_s = None
         return self
@@ -333,7 +344,8 @@ class AnalogMatrix:
             if not self.ideal_periphery:
                 full = np.round(full / G_GRID_US) * G_GRID_US
             g = full[0].sum(axis=0) - full[1].sum(axis=0)
-            if len(self._read_cache) >= 4:
+            # every block of this time is reused by each setting: keep them all within a memory budget
+            if len(self._read_cache) >= max(4, _READ_CACHE_BYTES // max(1, g.nbytes)):
                 self._read_cache.pop(next(iter(self._read_cache)))
             self._read_cache[block] = g
         return g
@@ -398,16 +410,45 @@ class AnalogMatrix:
         ndarray, float64, (n_row_blocks, B, N)
             Exact (see module docstring). A 1-D input gives B = 1.
         """
-        self._check_programmed()
-        d = check_range(dac_codes, self.spec.array.dac_bits, "dac_codes")
-        d = np.atleast_2d(d)
-        k = self.shape[0]
+        d = self._checked_codes(dac_codes)
+        k = self.weights.shape[0]  # type: ignore[union-attr]
         if d.ndim != 2 or d.shape[1] != k:
             raise ValueError(f"dac_codes must have shape (B, {k}) or ({k},), got {np.shape(dac_codes)}")
-        v = d.astype(np.float64)  # codes; V_lsb applied after the exact sum
-        out = np.empty((self.n_row_blocks, d.shape[0], self.shape[1]))
-        for b0, b1, g in self._chunks(mvm_index, d.shape[0]):
-            for r, sl in enumerate(self.row_block_slices()):
+        return self._currents(d.astype(np.float64), mvm_index)  # codes; V_lsb applied after the exact sum
+
+    def _checked_codes(self, dac_codes: npt.ArrayLike) -> np.ndarray:
+        """DAC codes as a 2-D integer array, range-checked (the model's input boundary).
+
+        An integer ndarray is checked with one min/max pass (the per-call cost of a
+        one-vector MVM); anything else, or a code out of range, goes through
+        :func:`archmodel.fixedpoint.check_range` (its conversion and its error message).
+        """
+        self._check_programmed()
+        d = dac_codes
+        if type(d) is np.ndarray and d.dtype.kind == "i" and d.size:
+            lo = self._dac_lo
+            if lo <= np.minimum.reduce(d, axis=None) and np.maximum.reduce(d, axis=None) < -lo:
+                return d if d.ndim == 2 else np.atleast_2d(d)
+        return np.atleast_2d(check_range(d, self.spec.array.dac_bits, "dac_codes"))
+
+    def _currents(self, v: np.ndarray, mvm_index: int, row_order: np.ndarray | None = None) -> np.ndarray:
+        """Column currents (n_row_blocks, B, N) in µA of float64 DAC codes ``v`` (B, K); no checks.
+
+        ``row_order`` (one row block only): ``v``'s columns are the matrix rows in this
+        order (the same exact sums, module docstring).
+        """
+        n_rb = self._n_rb
+        out = np.empty((n_rb, v.shape[0], self.weights.shape[1]))  # type: ignore[union-attr]
+        if n_rb == 1 and self._read_key is None:  # one array per column block, fixed conductances
+            np.matmul(v, self._g_eff if row_order is None else self._g_eff[row_order], out=out[0])  # exact
+            out *= self.v_lsb_v
+            return out
+        slices = self.row_block_slices()
+        for b0, b1, g in self._chunks(mvm_index, v.shape[0]):
+            if n_rb == 1:
+                np.matmul(v[b0:b1], g if row_order is None else g[row_order], out=out[0, b0:b1])  # exact
+                continue
+            for r, sl in enumerate(slices):
                 np.matmul(v[b0:b1, sl], g[sl], out=out[r, b0:b1])  # exact (module docstring)
         out *= self.v_lsb_v
         return out
@@ -429,6 +470,20 @@ class AnalogMatrix:
             int64 codes in ``[-2^(adc_bits-1), 2^(adc_bits-1) - 1]``; float64
             unrounded codes when ``ideal_periphery``.
         """
+        if (self._n_rb == 1 and self._read_key is None and not self.ideal_periphery and type(dac_codes) is np.ndarray
+                and dac_codes.ndim == 2 and dac_codes.dtype.kind == "i" and self._noise_fraction == 0.0):
+            # One row block, fixed conductances, no output noise (the one-vector use of the tile): the same
+            # operations as column_currents_ua + _convert below, without their per-call dispatch.
+            lo = self._dac_lo
+            if (dac_codes.shape[1] == self._g_eff.shape[0] and dac_codes.size
+                    and lo <= np.minimum.reduce(dac_codes, axis=None) and np.maximum.reduce(dac_codes, axis=None) < -lo):
+                x = np.matmul(dac_codes.astype(np.float64), self._g_eff)[None]  # exact (module docstring)
+                x *= self.v_lsb_v
+                x *= self.adc_levels / self.i_fs_ua
+                np.rint(x, out=x)
+                np.maximum(x, -self.adc_levels, out=x)
+                np.minimum(x, self.adc_levels - 1, out=x)
+                return x.astype(np.int64)
         x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
         return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
 
@@ -482,7 +537,7 @@ class AnalogMatrix:
         standard normals of ``i_ua``'s shape; it is called only when output
         noise is on.
         """
-        sigma = self.spec.array.output_noise_fraction * self.i_fs_ua
+        sigma = self._noise_fraction * self.i_fs_ua
         if sigma > 0 and not self.ideal_periphery:
             z = noise()
             z *= sigma
@@ -502,11 +557,29 @@ class AnalogMatrix:
         while m < mvm_index + count:
             blk, row = divmod(m, NOISE_BLOCK_MVMS)
             take = min(NOISE_BLOCK_MVMS - row, mvm_index + count - m)
-            seq = np.random.SeedSequence([self.noise_seed, array_index, blk])
-            z = np.random.Generator(np.random.PCG64(seq)).standard_normal((NOISE_BLOCK_MVMS, n_cols))
+            z = self._noise_block(array_index, n_cols, blk)
             out[m - mvm_index:m - mvm_index + take] = z[row:row + take]
             m += take
         return out
+
+    def _noise_block(self, array_index: int, n_cols: int, blk: int) -> np.ndarray:
+        """The standard normals (NOISE_BLOCK_MVMS, n_cols) of output-noise block ``blk`` of one array.
+
+        ``Generator(PCG64(SeedSequence([noise_seed, array_index, blk])))`` draws the
+        block once; it is kept (bounded, oldest dropped first) so the next MVMs of
+        the block -- one-vector calls above all -- reuse it instead of building a
+        generator per call. A pure cache: the values are the keyed draws.
+        """
+        key = (array_index, n_cols, blk)
+        z = self._noise_cache.get(key)
+        if z is None:
+            seq = np.random.SeedSequence([self.noise_seed, array_index, blk])
+            z = np.random.Generator(np.random.PCG64(seq)).standard_normal((NOISE_BLOCK_MVMS, n_cols))
+            z.setflags(write=False)
+            if len(self._noise_cache) >= max(4, _NOISE_CACHE_BYTES // z.nbytes):
+                self._noise_cache.pop(next(iter(self._noise_cache)))
+            self._noise_cache[key] = z
+        return z
 
     def _output_noise(self, shape: tuple[int, int, int], mvm_index: int) -> np.ndarray:
         """Standard normals of shape (n_rb, B, N), keyed by (seed, array index, MVM index)."""
@@ -530,6 +603,50 @@ class AnalogMatrix:
         codes = self.mvm_adc_codes(dac_codes, mvm_index)
         if self.ideal_periphery:
             return codes.sum(axis=0)
+        return accumulate_partial_sums(
+            codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
+        )
+
+    def mvm_partial_sums_trusted(self, dac_codes_f64: np.ndarray, mvm_index: int = 0,
+                                 row_order: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`mvm_partial_sums` of DAC codes the caller guarantees are in range, without re-checking them.
+
+        The same currents, ADC conversion, noise keys and integer sum of the row
+        blocks as :meth:`mvm_partial_sums` (bit-identical; tests/test_accuracy_golden.py),
+        for the accuracy evaluator, whose codes come from
+        ``golden.tile_controller.dac_codes`` of range-checked int8 activations (range
+        checks at the boundaries, not at every internal step).
+
+        Parameters
+        ----------
+        dac_codes_f64 : ndarray of float64, (B, K)
+            Integer DAC codes within the signed ``dac_bits`` range, as float64.
+        mvm_index : int
+            Index of the first MVM (noise keys).
+        row_order : ndarray of int, (K,), optional
+            The columns of ``dac_codes_f64`` are the matrix rows in this order (a
+            permutation). Allowed with one row block and the grid conductances only:
+            every partial sum is then exact, so any order gives the same currents.
+
+        Returns
+        -------
+        ndarray, (B, N)
+            int64 partial sums (float64 when ``ideal_periphery``).
+
+        Raises
+        ------
+        ValueError
+            ``row_order`` with several row blocks or ``ideal_periphery``.
+        """
+        self._check_programmed()
+        if row_order is not None and (self.n_row_blocks != 1 or self.ideal_periphery):
+            raise ValueError("row_order needs one row block and the conductance grid (exact sums)")
+        x = self._currents(dac_codes_f64, mvm_index, row_order)
+        codes = self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
+        if self.ideal_periphery:
+            return codes.sum(axis=0)
+        if codes.shape[0] == 1 and self.spec.periphery.accumulator_bits >= self.spec.array.adc_bits + 1:
+            return codes[0]  # one row block: the sum is the codes themselves (no overflow possible)
         return accumulate_partial_sums(
             codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
         )

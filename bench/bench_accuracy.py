@@ -14,7 +14,15 @@ pass (:func:`archmodel.network.forward.forward`) of the same 1,797 images in the
 same process, and their ratio; and where the time goes: one fold's training
 (timed separately, times 5) against the rest (draws: 5 folds x 10 draws x 5 times
 x 8 settings of the integer data path, each a full pass over the fold's test
-images, plus AdaBS passes). Writes the report into ``build/bench_accuracy/``. Exit 0.
+images, plus AdaBS passes). Writes the report into ``build/bench_accuracy/``.
+
+One draw against its BLAS bound (issue 22), in the same process: draw 1 of fold 0
+(:func:`archmodel.accuracy_experiment.evaluate_draw`, every setting and time, CPU
+time, best of 3) against the bare float64 matmuls of the same shapes as every
+matmul that draw executes (analog MVMs of every layer incl. GDC and AdaBS, int8
+digital layers; recorded from draw 0, timed on random data, best of 3) -- and the
+float32 figure of the same shapes. Target: the draw within 3x of the float64
+bound. BLAS single-threaded (``OPENBLAS_NUM_THREADS=1``) so the CPU times compare. Exit 0.
 
 Run: ``.venv/bin/python bench/bench_accuracy.py`` (or ``make bench``).
 """
@@ -26,7 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # single-threaded BLAS, before numpy loads it
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,6 +48,53 @@ from archmodel.zoo import load_network  # noqa: E402
 from mapping.cli.main import main  # noqa: E402
 
 FOLDS = 5
+DRAW_TARGET = 3.0
+
+
+def draw_vs_blas_bound(prep, x_test, y_test) -> tuple[float, float, float, float]:
+    """(draw CPU s, float64 bound s, float32 bound s, MACs) of one draw (module docstring)."""
+    from archmodel import accuracy as acc
+    from archmodel.accuracy_experiment import evaluate_draw
+    from archmodel.analog_matrix import AnalogMatrix
+
+    shapes: list[tuple[int, int, int]] = []
+    currents, accumulate = AnalogMatrix._currents, acc.NetworkInstance._accumulate_now
+
+    def spy_currents(self, v, *a, **kw):
+        shapes.append((v.shape[0], v.shape[1], self.shape[1]))
+        return currents(self, v, *a, **kw)
+
+    def spy_accumulate(self, k, st, x, index):
+        out, p = accumulate(self, k, st, x, index)
+        if self.modes[k] != "analog":
+            shapes.append((out.shape[0], st.layer.matrix_shape[0], out.shape[1]))
+        return out, p
+
+    AnalogMatrix._currents, acc.NetworkInstance._accumulate_now = spy_currents, spy_accumulate
+    try:
+        evaluate_draw(prep, x_test, y_test, 0, 0)
+    finally:
+        AnalogMatrix._currents, acc.NetworkInstance._accumulate_now = currents, accumulate
+    draw = []
+    for _ in range(3):
+        t = time.process_time()
+        evaluate_draw(prep, x_test, y_test, 0, 1)
+        draw.append(time.process_time() - t)
+    rng = np.random.default_rng(0)
+    ops = {s: (rng.standard_normal(s[:2]), rng.standard_normal(s[1:])) for s in set(shapes)}
+
+    def bound(dtype) -> float:
+        mats = {s: (a.astype(dtype), b.astype(dtype)) for s, (a, b) in ops.items()}
+        best = []
+        for _ in range(3):
+            t = time.process_time()
+            for s in shapes:
+                a, b = mats[s]
+                a @ b
+            best.append(time.process_time() - t)
+        return min(best)
+
+    return min(draw), bound(np.float64), bound(np.float32), float(sum(b * k * n for b, k, n in shapes))
 
 
 def run() -> int:
@@ -60,6 +117,16 @@ def run() -> int:
     print(f"where the time goes: training ~{FOLDS} x {train_s:.1f} s = {FOLDS * train_s:.1f} s "
           f"({100 * FOLDS * train_s / wall:.0f} %), analog draws and reports ~{wall - FOLDS * train_s:.1f} s")
     print(f"  report: {out / 'report.md'}")
+    from archmodel.accuracy import AccuracyOptions, prepare
+    from archmodel.spec import load_spec
+
+    prep = prepare(load_spec("fig11"), net, trained.params, data.x_train, AccuracyOptions(),
+                   train_index=data.train_index)
+    draw, b64, b32, macs = draw_vs_blas_bound(prep, data.x_test, data.y_test)
+    print(f"one draw (fold 0, {len(data.y_test)} test images, 8 settings x 5 times): {draw:.3f} s CPU; BLAS bound of "
+          f"its {macs / 1e9:.2f} G MACs (same matmul shapes): float64 {b64:.3f} s -> {draw / b64:.2f}x, "
+          f"float32 {b32:.3f} s -> {draw / b32:.2f}x; target <= {DRAW_TARGET}x of float64: "
+          f"{'met' if draw / b64 <= DRAW_TARGET else 'NOT met'}")
     return 0
 
 

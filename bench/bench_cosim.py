@@ -17,7 +17,14 @@ of the task, cocotb and the testbench included), and wall times (cocotb's own
 test time is the simulation's wall time); ratios to the floor. ``cold`` uses an empty build cache
 (``AIMC_CACHE``, :mod:`tb.runner`), ``warm`` the cache the cold run filled.
 Target (issue 22): the layer on Verilator <= 10 s CPU on a warm cache.
-Not measured: raw Verilator without cocotb (needs a C++ driver of the tile).
+Raw Verilator floor (issue 22): the same tile Verilog (``rtl.export.write_verilog``,
+``cosim_tile``) Verilated with the same lint waivers into a plain C++ executable
+(``verilator --cc --exe --build -O3``) whose ``main`` clocks it for the cycles the
+co-simulation simulated, with every handshake held ready/valid, start pulsed each
+cycle and random 513-bit payloads redrawn every cycle: the Verilated model's own
+evaluation cost for that many cycles, without cocotb, the VPI, the testbench or
+the golden model (an approximation of the real stimulus: the job configuration
+and the beat protocol are not replayed). Its build CPU is printed separately.
 
 Run: ``.venv/bin/python bench/bench_cosim.py`` (or ``make bench``). Exit 0
 (the target is reported, not enforced; a mismatch exits 1).
@@ -74,6 +81,67 @@ def run_one(repo: Path, sim: str, cache: str) -> dict:
     return rep
 
 
+RAW_MAIN = r"""
+#include "Vcosim_tile.h"
+#include "verilated.h"
+#include <cstdio>
+#include <cstdlib>
+#include <cstdint>
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    long cycles = std::atol(argv[1]);
+    Vcosim_tile* t = new Vcosim_tile;
+    uint64_t x = 88172645463325252ull, acc = 0;
+    t->k_rows = 144; t->n_cols = 16; t->n_row_blocks = 1; t->n_col_blocks = 1;
+    t->dac___05Fready = 1; t->psum_out___05Fready = 1; t->out___05Fready = 1;
+    t->rst = 1; t->clk = 0; t->eval(); t->clk = 1; t->eval(); t->rst = 0;
+    for (long c = 0; c < cycles; ++c) {
+        for (int w = 0; w < 17; ++w) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            t->act___05Fpayload[w] = (uint32_t)x; t->adc___05Fpayload[w] = (uint32_t)(x >> 32);
+        }
+        t->act___05Fvalid = 1; t->adc___05Fvalid = 1; t->start = (c % 200) == 0;
+        t->clk = 0; t->eval(); t->clk = 1; t->eval();
+        acc += t->out___05Fvalid + t->busy;
+    }
+    std::printf("%llu\n", (unsigned long long)acc);
+    t->final(); delete t; return 0;
+}
+"""
+
+
+def raw_verilator(repo: Path, cycles: int) -> tuple[float, float] | None:
+    """(build CPU s, run CPU s) of the raw Verilated tile clocked ``cycles`` times; None without Verilator."""
+    code = ("import sys; from archmodel.spec import load_spec; from rtl.export import write_verilog; "
+            "from rtl.params import TileParams; from rtl.tile import Tile; s = load_spec(sys.argv[1]); "
+            "print(write_verilog(Tile(TileParams.from_spec(s)), 'cosim_tile', sys.argv[2], s))")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    try:
+        from rtl.export import LINT_WAIVERS
+        from rtl.toolchain import verilator_bin_dir
+        vbin = verilator_bin_dir()
+    except ImportError:
+        return None
+    if not vbin:
+        return None
+    env["PATH"] = f"{vbin}{os.pathsep}{env.get('PATH', '')}"
+    with tempfile.TemporaryDirectory(prefix="aimc-bench-rawv-") as tmp:
+        src = subprocess.run([sys.executable, "-c", code, ARCH, tmp], cwd=repo, env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        (Path(tmp) / "main.cpp").write_text(RAW_MAIN)
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        built = subprocess.run(["verilator", "--cc", "--exe", "--build", "-O3", "-j", "2", "--top-module", "cosim_tile",
+                        "-Wno-fatal", *[f"-Wno-{w}" for w in LINT_WAIVERS], "--Mdir", f"{tmp}/obj", src,
+                        f"{tmp}/main.cpp"], cwd=tmp, env=env, capture_output=True, text=True)
+        if built.returncode:
+            raise SystemExit(f"raw Verilator build failed:\n{built.stdout[-1500:]}\n{built.stderr[-1500:]}")
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([f"{tmp}/obj/Vcosim_tile", str(int(cycles))], cwd=tmp, check=True, capture_output=True)
+        r2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = lambda a, b: (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)  # noqa: E731
+    return cpu(r0, r1), cpu(r1, r2)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, default=REPO, help="checkout to time (default: this one)")
@@ -106,6 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     print("floor: the simulator process alone on a warm cache (children CPU of the warm run)")
     warm = [r for s, st, r in rows if s == "verilator" and st == "warm"]
     if warm:
+        cycles = int(warm[0].get("total_cycles") or warm[0]["mvms"] * warm[0]["simulated_cycles"])
+        raw = raw_verilator(a.repo.resolve(), cycles)
+        if raw is None:
+            print("raw Verilator floor: Verilator not installed")
+        else:
+            b, r = raw
+            print(f"raw Verilator floor (same tile Verilated without cocotb, C++ main, {cycles} "
+                  f"cycles, free-running stimulus): run {r:.2f} s CPU (build {b:.1f} s, not counted); "
+                  f"warm co-simulation CPU / raw run = {warm[0]['cpu_s'] / max(r, 1e-9):.1f}x, "
+                  f"its simulator process / raw run = {warm[0]['children_cpu_s'] / max(r, 1e-9):.1f}x")
         c = warm[0]["cpu_s"]
         print(f"\ntarget: the layer on Verilator <= {TARGET_CPU_S:.0f} s CPU on a warm cache: {c:.1f} s, "
               f"{'met' if c <= TARGET_CPU_S else 'NOT met'}")

@@ -1,4 +1,4 @@
-"""PPA reports of a mapping: ``report.md``, ``report.json``, ``layers.csv`` and PNG plots.
+"""PPA reports of a mapping: ``report.md``, ``report.json``, ``layers.csv`` and, opt-in, PNG plots.
 
 :func:`render_report` turns a :class:`~mapping.mapper.MappingResult` into file
 contents (``{file name: bytes or str}``); the caller writes them with
@@ -25,7 +25,7 @@ __all__ = ["REPORT_FILES", "digital_op_rows", "layer_rows", "render_report", "re
 
 REPORT_FILES = ("report.md", "report.json", "layers.csv", "energy_breakdown.png",
                 "area_breakdown.png", "layer_latency.png")
-"""The files one report consists of."""
+"""The files one report consists of (the three PNGs only when plots are asked for: ``aimc map --plots``)."""
 
 _LAYER_ENERGY = tuple(c for c in ENERGY_COMPONENTS if c != "leakage")
 
@@ -292,11 +292,13 @@ def _plots(result: MappingResult) -> dict[str, bytes]:
     }
 
 
-def render_report(result: MappingResult, *, seed: int | None = None, plots: bool = True,
+def render_report(result: MappingResult, *, seed: int | None = None, plots: bool = False,
                   fold_batchnorm: bool = False) -> dict[str, bytes | str]:
     """File name -> content for one mapping report (see :data:`REPORT_FILES`).
 
     ``fold_batchnorm`` is recorded in the report's options (see :func:`report_dict`).
+    ``plots`` (opt-in, ``aimc map --plots``): also the three PNGs, listed in
+    report.md; without it neither the PNGs nor their mention (matplotlib is not imported).
     """
     files: dict[str, bytes | str] = {
         "report.md": _markdown(result, seed, fold_batchnorm, plots),

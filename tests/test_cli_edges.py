@@ -56,9 +56,10 @@ def test_non_empty_out_refused_without_force(tmp_path, capsys):
 
 def test_force_replaces_whole_and_no_plots_lists_no_plots(tmp_path):
     out = tmp_path / "o"
-    assert main([*MAP, "--out", str(out)]) == 0
+    assert main([*MAP, "--out", str(out), "--plots"]) == 0
     assert "Plots: `energy_breakdown.png`" in (out / "report.md").read_text()
-    assert main([*MAP, "--out", str(out), "--no-plots", "--force"]) == 0
+    assert sum(name.endswith(".png") for name in os.listdir(out)) == 3
+    assert main([*MAP, "--out", str(out), "--force"]) == 0  # plots are opt-in: the default draws none
     # no PNG of the earlier run remains beside a report that does not list plots
     assert sorted(os.listdir(out)) == ["layers.csv", "report.json", "report.md"]
     assert "png" not in (out / "report.md").read_text()

@@ -18,7 +18,7 @@ def test_map_writes_report_byte_identical(tmp_path, capsys):
     outs = []
     for k in range(2):
         out = tmp_path / f"r{k}"
-        assert main(["map", "--arch", "tiny", "--network", "mlp", "--out", str(out)]) == 0
+        assert main(["map", "--arch", "tiny", "--network", "mlp", "--out", str(out), "--plots"]) == 0
         outs.append(out)
     for name in REPORT_FILES:
         a, b = (outs[0] / name).read_bytes(), (outs[1] / name).read_bytes()

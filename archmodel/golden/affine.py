@@ -34,14 +34,13 @@ from archmodel.fixedpoint import (
     check_bool,
     check_int_param,
     check_range,
-    round_shift,
-    saturate,
 )
 
 __all__ = [
     "AffineCoefficients",
     "accumulate_partial_sums",
     "affine_requantize",
+    "affine_requantize_trusted",
     "partial_sum_acc_bits",
 ]
 
@@ -202,10 +201,45 @@ def affine_requantize(p: npt.ArrayLike, scale: npt.ArrayLike, offset: npt.ArrayL
             f"scale {scale_arr.shape} and offset {offset_arr.shape} must broadcast to "
             f"the shape of p {p_arr.shape} (per-column coefficients on the last axis)"
         )
-    y = p_arr * scale_arr + offset_arr
+    return affine_requantize_trusted(p_arr, scale_arr, offset_arr, shift, relu, out_bits)
+
+
+def affine_requantize_trusted(p: np.ndarray, scale: np.ndarray, offset: np.ndarray, shift: int, relu: bool,
+                              out_bits: int = ACT_BITS) -> np.ndarray:
+    """The arithmetic of :func:`affine_requantize` without its argument and range checks.
+
+    For callers whose operands are in range by construction (the accuracy
+    evaluator: partial sums from the ADC model, coefficients from
+    ``golden.coefficients.quantize_affine``); the range checks stay at the
+    boundaries (user inputs, values handed to the RTL). Same integer operations
+    in the same order: ``y = p * scale + offset``, ReLU, ``round_shift``
+    (``(y + 2**(shift-1)) >> shift``), saturate to ``out_bits``.
+
+    Parameters
+    ----------
+    p : ndarray of int64, (..., n_cols)
+    scale, offset : ndarray of int64, (n_cols,)
+    shift : int, 0..63
+    relu : bool
+    out_bits : int
+
+    Returns
+    -------
+    numpy.ndarray of int64, the shape of ``p``
+        Bit-identical to :func:`affine_requantize` for in-range operands whose
+        rounding addition does not overflow int64 (guaranteed by the widths
+        :func:`affine_requantize` checks).
+    """
+    y = p * scale
+    y += offset
     if relu:
-        y = np.maximum(y, 0)
-    return saturate(round_shift(y, shift), out_bits)
+        np.maximum(y, 0, out=y)
+    if shift > 0:
+        y += 1 << (shift - 1)
+        y >>= shift
+    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    np.clip(y, lo, hi, out=y)
+    return y
 
 
 @dataclass(frozen=True, eq=False)

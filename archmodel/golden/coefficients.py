@@ -49,6 +49,23 @@ def _fits(q: np.ndarray, bits: int) -> bool:
     return bool(np.all((q >= lo) & (q <= hi)))
 
 
+def _shift_upper_bound(m: np.ndarray, b: np.ndarray, scale_bits: int, offset_bits: int, max_shift: int) -> int:
+    """A shift at or above the largest one at which ``m`` and ``b`` fit (where :func:`quantize_affine` starts).
+
+    A value ``v`` cannot fit a signed ``bits``-bit integer at shift ``s`` once
+    ``|v|·2**s > 2**(bits-1) + 1`` (its rounding is then at least ``2**(bits-1) + 1``
+    in magnitude), i.e. for ``s > log2((2**(bits-1) + 1) / |v|)``; one more shift
+    covers the rounding of ``log2``. Starting the downward search here instead of
+    at ``max_shift`` skips only shifts that cannot fit, so the result is the same.
+    """
+    start = max_shift
+    for v, bits in ((m, scale_bits), (b, offset_bits)):
+        vmax = float(np.max(np.abs(v))) if v.size else 0.0
+        if vmax > 0.0:
+            start = min(start, max(0, math.floor(math.log2(((1 << (bits - 1)) + 1) / vmax)) + 1))
+    return start
+
+
 def quantize_affine(multiplier: npt.ArrayLike, offset_real: npt.ArrayLike, *,
                     relu: bool = False, scale_bits: int = 16, offset_bits: int = 32,
                     max_shift: int = 31) -> AffineCoefficients:
@@ -111,7 +128,7 @@ def quantize_affine(multiplier: npt.ArrayLike, offset_real: npt.ArrayLike, *,
         ) from None
     if m.ndim != 1:
         raise ValueError(f"multiplier and offset_real must be 1-D (n_cols,), got {m.shape}")
-    for shift in range(max_shift, -1, -1):
+    for shift in range(_shift_upper_bound(m, b, scale_bits, offset_bits, max_shift), -1, -1):
         q_scale = fixed_round(m, shift)
         q_offset = fixed_round(b, shift)
         if _fits(q_scale, scale_bits) and _fits(q_offset, offset_bits):

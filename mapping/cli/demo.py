@@ -65,7 +65,7 @@ def run_demo(out: Path = OUT) -> int:
     for arch, network, folder in runs:
         net = network or str(resnet50_onnx())
         print(f"== aimc map --arch {arch} --network {network or 'light_resnet50.onnx'} --out {out / folder}")
-        status = main(["map", "--arch", arch, "--network", net, "--out", str(out / folder), "--force"])
+        status = main(["map", "--arch", arch, "--network", net, "--out", str(out / folder), "--force", "--plots"])
         if status:
             return status
     print("== published HERMES (Le Gallo et al. 2023): 63.1 TOPS at 9.76 TOPS/W (1-phase read), "

@@ -1,0 +1,95 @@
+"""The integer accuracy path is bit-identical to the implementation before the speed work (issue 22).
+
+Golden digests computed on the unchanged tree (commit 036fcbc, before the
+accuracy fast path): SHA-256 over every logits array that
+:meth:`archmodel.accuracy.NetworkInstance.run` returns during one
+:func:`archmodel.accuracy_experiment.evaluate_draw` (every setting, every time,
+AdaBS passes included), in call order. A digest changes if any int8 code of any
+layer of any run changes, so this pins the whole data path: im2col windows, DAC,
+keyed read noise, output noise, ADC, partial sums, affine coefficients, pools,
+residual adds. Cases cover multi-block arrays (tiny preset: 32x32 arrays), a
+6-bit DAC, output noise, the fixed ADC range, FP32 digital layers, per-column
+weight scaling and a residual net. Seeded random weights and batch-norm
+statistics (no training), 48 digits images: ~1-2 s in all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from archmodel import accuracy as acc
+from archmodel.accuracy import AccuracyOptions, prepare
+from archmodel.accuracy_experiment import evaluate_draw
+from archmodel.datasets import load_digits_split
+from archmodel.spec import load_spec
+from archmodel.training import init_params
+from archmodel.zoo_digits import digits_cnn, digits_resnet
+
+TIMES = (("1 s", 1.0), ("1 day", 86400.0))
+N_TEST = 48
+
+
+def _params(net, seed: int):
+    rng = np.random.default_rng(seed)
+    params = init_params(net, rng)
+    for layer in net.layers:
+        if layer.op == "batchnorm":  # non-trivial statistics so the folded affine map is exercised
+            p = params[layer.name]
+            n = p["gamma"].shape[0]
+            p["gamma"] = rng.uniform(0.5, 1.5, n).astype(np.float32)
+            p["beta"] = rng.normal(0, 0.2, n).astype(np.float32)
+            p["mean"] = rng.normal(0, 0.2, n).astype(np.float32)
+            p["var"] = rng.uniform(0.5, 2.0, n).astype(np.float32)
+    return params
+
+
+def draw_digest(case: str) -> str:
+    data = load_digits_split(0)
+    if case == "fig11-cnn":
+        spec, net, opts = load_spec("fig11"), digits_cnn(), AccuracyOptions(draws=1, times_s=TIMES)
+    elif case == "tiny-dac6-noise-fixed-fp32":
+        spec = load_spec("tiny").replace(**{"array.dac_bits": 6, "array.output_noise_fraction": 0.02})
+        net = digits_cnn()
+        opts = AccuracyOptions(draws=1, times_s=TIMES, adc_range="fixed", digital_precision="fp32")
+    elif case == "fig11-resnet-per-column":
+        spec = load_spec("fig11").replace(**{"mapping.weight_scaling": "per_column"})
+        net = digits_resnet()
+        opts = AccuracyOptions(draws=1, times_s=TIMES[1:])
+    else:
+        raise KeyError(case)
+    prep = prepare(spec, net, _params(net, 5), data.x_train[:256], opts)
+    h = hashlib.sha256()
+    original = acc.NetworkInstance.run
+
+    def spy(self, x, **kw):
+        out = original(self, x, **kw)
+        h.update(np.ascontiguousarray(out, dtype=np.float64).tobytes())
+        return out
+
+    acc.NetworkInstance.run = spy  # type: ignore[method-assign]
+    try:
+        res = evaluate_draw(prep, data.x_test[:N_TEST], data.y_test[:N_TEST], seed=3, draw=1)
+    finally:
+        acc.NetworkInstance.run = original  # type: ignore[method-assign]
+    h.update(repr(sorted(res.items())).encode())
+    return h.hexdigest()
+
+
+GOLDEN = {
+    "fig11-cnn": "e3ac5eea92c295332d8491343513d7d8cc3dc8ded508f4845b81fbf32c46f6bc",
+    "tiny-dac6-noise-fixed-fp32": "0488ebb0fca21ef96fbcab7d136550e57173572c72cb7441f45d67599da879f4",
+    "fig11-resnet-per-column": "8aa5003893ec02e51168463e6e6919181cbae9a1bc9b83607cf10cc3ecc1c3b9",
+}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN))
+def test_draw_bit_identical_to_before_the_fast_path(case):
+    assert draw_digest(case) == GOLDEN[case]
+
+
+if __name__ == "__main__":
+    for c in ("fig11-cnn", "tiny-dac6-noise-fixed-fp32", "fig11-resnet-per-column"):
+        print(f'    "{c}": "{draw_digest(c)}",')

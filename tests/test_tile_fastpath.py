@@ -1,0 +1,86 @@
+"""Tile model one-vector path (issue 22, item 4): cached keyed output noise and the batch-1 fast path.
+
+The keyed output noise is compared with the implementation before the change,
+kept here as an independent reference (a fresh ``Generator(PCG64(SeedSequence(
+[noise_seed, array, MVM // 64])))`` per block, row ``MVM % 64``); the one-vector
+fast path of ``mvm_adc_codes`` with the batched path and with the ADC formula
+written out here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archmodel.analog_matrix import NOISE_BLOCK_MVMS, AnalogMatrix
+from archmodel.spec import load_spec
+
+
+def old_noise_rows(noise_seed: int, array_index: int, n_cols: int, mvm_index: int, count: int) -> np.ndarray:
+    """The keyed draws as implemented before issue 22 (one generator per block per call)."""
+    out = np.empty((count, n_cols))
+    m = mvm_index
+    while m < mvm_index + count:
+        blk, row = divmod(m, NOISE_BLOCK_MVMS)
+        take = min(NOISE_BLOCK_MVMS - row, mvm_index + count - m)
+        seq = np.random.SeedSequence([noise_seed, array_index, blk])
+        z = np.random.Generator(np.random.PCG64(seq)).standard_normal((NOISE_BLOCK_MVMS, n_cols))
+        out[m - mvm_index:m - mvm_index + take] = z[row:row + take]
+        m += take
+    return out
+
+
+def _tiny_noisy(k: int = 70, n: int = 40) -> AnalogMatrix:
+    spec = load_spec("tiny").replace(**{"array.output_noise_fraction": 0.05})  # 32 x 32 arrays: 3 x 2 blocks
+    w = np.random.default_rng(0).standard_normal((k, n))
+    m = AnalogMatrix(spec, noise_seed=1234).program(w, np.random.default_rng(1))
+    return m.drift(3600.0, np.random.default_rng(2))
+
+
+def test_cached_output_noise_equals_the_old_keyed_draws():
+    m = _tiny_noisy()
+    compared = 0
+    # one-vector calls across block boundaries, a batch, then revisits after other blocks (cache hits and misses)
+    calls = [(i, 1) for i in range(60, 70)] + [(0, 150), (5, 1), (2**24 + 3, 70), (63, 2), (64, 1)]
+    for array_index, n_cols in ((0, 32), (5, 8)):
+        for mvm, count in calls:
+            np.testing.assert_array_equal(m._noise_rows(array_index, n_cols, mvm, count),
+                                          old_noise_rows(1234, array_index, n_cols, mvm, count))
+            compared += count * n_cols
+    assert compared == 2 * (10 + 150 + 1 + 70 + 2 + 1) * 20  # 20 = mean of 32 and 8 columns
+
+
+def test_one_vector_codes_equal_batched_codes_and_the_adc_formula_with_noise():
+    m = _tiny_noisy()
+    d = np.random.default_rng(3).integers(-128, 128, size=(130, 70))
+    batch = m.mvm_adc_codes(d, 40)
+    single = np.stack([m.mvm_adc_codes(d[b], 40 + b)[:, 0] for b in range(130)], axis=1)
+    np.testing.assert_array_equal(single, batch)
+    # reference: exact currents per row block + old keyed noise, then the ADC written out
+    sigma = 0.05 * m.i_fs_ua
+    ref = np.empty_like(batch)
+    for rb, sl in enumerate(m.row_block_slices()):
+        for cb in range(2):
+            c0, c1 = cb * 32, min(cb * 32 + 32, 40)
+            i_ua = d[:, sl].astype(np.float64) @ m._g_eff[sl, c0:c1] * m.v_lsb_v
+            i_ua = i_ua + sigma * old_noise_rows(1234, cb * 3 + rb, c1 - c0, 40, 130)
+            ref[rb, :, c0:c1] = np.clip(np.rint(i_ua * (128 / m.i_fs_ua)), -128, 127)
+    np.testing.assert_array_equal(batch, ref)
+    assert batch.size == 3 * 130 * 40
+
+
+def test_fig11_batch_1_fast_path_equals_the_batched_path_and_checks_its_input():
+    spec = load_spec("fig11")
+    w = np.random.default_rng(0).standard_normal((512, 512))
+    m = AnalogMatrix(spec, noise_seed=0).program(w, np.random.default_rng(0))
+    m.drift(86400.0, np.random.default_rng(1))
+    d = np.random.default_rng(2).integers(-128, 128, size=(8, 512))
+    batch = m.mvm_adc_codes(d.astype(np.int32).tolist())  # list input: the general (checked, converted) path
+    for b in range(8):
+        np.testing.assert_array_equal(m.mvm_adc_codes(d[b:b + 1], b), batch[:, b:b + 1])
+    ref = np.clip(np.rint(d.astype(np.float64) @ m._g_eff * m.v_lsb_v * (128 / m.i_fs_ua)), -128, 127)
+    np.testing.assert_array_equal(batch[0], ref)
+    bad = d[:1].copy()
+    bad[0, 7] = 128
+    with pytest.raises(ValueError, match=r"dac_codes: value 128 at index \(0, 7\)"):
+        m.mvm_adc_codes(bad)
