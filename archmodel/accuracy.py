@@ -531,7 +531,7 @@ def tap_major_order(layer: Layer) -> np.ndarray | None:
     if layer.op == "linear":
         return None
     kh, kw = layer.attrs["kernel_size"]
-    c = layer.matrix_shape[0] // (kh * kw)
+    c = layer.in_channels  # all input channels: a grouped conv's rows span every group (_full_matrix)
     return np.arange(c * kh * kw).reshape(c, kh * kw).T.reshape(-1)
 
 
