@@ -137,8 +137,8 @@ class DigitalDatapath(wiring.Component):
             "x_in": In(stream.Signature(x_beat_layout())),
             "out": Out(stream.Signature(result_layout(index_shape(p.max_channels)))),
             "w_addr": In(index_shape(p.weight_words)),
-            "w_lane": In(index_shape(p.mac_lanes)),
-            "w_data": In(signed(ACT_BITS)),
+            "w_data": In(unsigned(p.mac_lanes * ACT_BITS)),
+            "w_load": In(1),
             "w_we": In(1),
             "coef_addr": In(index_shape(p.max_channels)),
             "coef_scale": In(signed(p.scale_bits)),
@@ -149,11 +149,21 @@ class DigitalDatapath(wiring.Component):
             "k_terms": In(unsigned(p.max_k.bit_length())),
             "c_out": In(unsigned(p.max_channels.bit_length())),
             "n_pixels": In(unsigned(PIXEL_COUNT_BITS)),
+            "two_layers": In(1),
+            "k_terms1": In(unsigned(p.max_k.bit_length())),
+            "c_out1": In(unsigned(p.max_channels.bit_length())),
+            "shift1": In(range(p.max_shift + 1)),
+            "relu1": In(1),
+            "w_base1": In(unsigned(p.weight_words.bit_length())),
+            "coef_base1": In(unsigned(p.max_channels.bit_length())),
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
             "err_config": Out(1),
             "err_x_last": Out(1),
+            "slot": Out(1),
+            "cycles0": Out(32),
+            "cycles1": Out(32),
         })
 
     def elaborate(self, platform):
@@ -163,36 +173,47 @@ class DigitalDatapath(wiring.Component):
         wlayout = data.ArrayLayout(signed(ACT_BITS), L)
 
         m.submodules.wmem = wmem = Memory(shape=wlayout, depth=p.weight_words, init=[])
-        w_wp = wmem.write_port(granularity=1)            # one enable per int8 lane
+        w_wp = wmem.write_port()
         w_rp = wmem.read_port()
         m.submodules.xbuf = xbuf = Memory(shape=signed(ACT_BITS), depth=p.max_k, init=[])
         x_wp = xbuf.write_port()
         x_rp = xbuf.read_port()
 
-        # ---- weight loading (one lane per write)
-        for lane in range(L):
-            m.d.comb += w_wp.data[lane].eq(self.w_data)
-        m.d.comb += [
-            w_wp.addr.eq(self.w_addr),
-            w_wp.en.eq(Mux(self.w_we, 1 << self.w_lane, 0)),
-        ]
+        # ---- weight loading: one packed word of mac_lanes weights per w_we, auto-incrementing address
+        w_ptr = Signal(range(p.weight_words + 1))
+        with m.If(self.w_load):
+            m.d.sync += w_ptr.eq(self.w_addr)
+        with m.Elif(self.w_we):
+            m.d.sync += w_ptr.eq(w_ptr + 1)
+        m.d.comb += [w_wp.addr.eq(w_ptr), w_wp.data.eq(self.w_data), w_wp.en.eq(self.w_we & (w_ptr < p.weight_words))]
 
-        # ---- configuration check
-        k, c = self.k_terms, self.c_out
-        if L & (L - 1) == 0:
-            groups_in = (c + L - 1) >> (L.bit_length() - 1)
-        else:
-            groups_in = (c + L - 1) // L
+        # ---- configuration of the two layer slots and its check
+        slot = self.slot                      # layer slot of the current run (register)
+        two = Signal()                        # sampled two_layers
+
+        def groups_of(c):
+            if L & (L - 1) == 0:
+                return (c + L - 1) >> (L.bit_length() - 1)
+            return (c + L - 1) // L
+
+        def slot_ok(k, c, wb, cb):
+            return ((k != 0) & (k <= p.max_k) & (c != 0) & (c + cb <= p.max_channels)
+                    & (groups_of(c) * k + wb <= p.weight_words))
+        ok0 = Signal()
+        ok1 = Signal()
         cfg_ok = Signal()
-        m.d.comb += cfg_ok.eq((k != 0) & (k <= p.max_k) & (c != 0) & (c <= p.max_channels)
-                              & (self.n_pixels != 0) & (groups_in * k <= p.weight_words))
-        k_cfg = Signal.like(k)
-        c_cfg = Signal.like(c)
-        npix_cfg = Signal.like(self.n_pixels)
+        m.d.comb += [ok0.eq(slot_ok(self.k_terms, self.c_out, 0, 0)),
+                     ok1.eq(slot_ok(self.k_terms1, self.c_out1, self.w_base1, self.coef_base1)),
+                     cfg_ok.eq(ok0 & (self.n_pixels != 0) & (~self.two_layers | ok1))]
+        k_cfg = Signal.like(self.k_terms)
+        c_cfg = Signal.like(self.c_out)
+        wb_cfg = Signal(range(p.weight_words + 1))
+        cb_cfg = Signal(range(p.max_channels + 1))
+        seq_left = Signal.like(self.n_pixels)
 
         # ---- fetch stage (sequencer)
         running = Signal()                       # terms left to issue
-        kk = Signal.like(k)                      # term k
+        kk = Signal.like(k_cfg)                  # term k
         g0 = Signal()                            # group 0 of the pixel (reads the stream)
         wbase = Signal(range(p.weight_words + 1))
         ch_base = Signal(range(p.max_channels + L + 1))
@@ -263,7 +284,7 @@ class DigitalDatapath(wiring.Component):
             with m.If(k_last):
                 m.d.sync += kk.eq(0)
                 with m.If(last_group):                         # next pixel
-                    m.d.sync += [g0.eq(1), wbase.eq(0), ch_base.eq(0), ch_left.eq(c_cfg),
+                    m.d.sync += [g0.eq(1), wbase.eq(wb_cfg), ch_base.eq(0), ch_left.eq(c_cfg),
                                  pix_left.eq(pix_left - 1)]
                     with m.If(pix_left == 1):
                         m.d.sync += running.eq(0)
@@ -296,7 +317,7 @@ class DigitalDatapath(wiring.Component):
         m.d.comb += [
             res_col.eq(res_base + res_lane),
             rq.i.valid.eq(res_valid),
-            rq.i.payload.column.eq(res_col),
+            rq.i.payload.column.eq(res_col + cb_cfg),
             rq.i.payload.value.eq(res[0]),
             rq.i.payload.last.eq(ser_last & (res_base + res_lanes >= c_cfg)),
         ]
@@ -311,26 +332,44 @@ class DigitalDatapath(wiring.Component):
         m.d.comb += [
             rq.coef_addr.eq(self.coef_addr), rq.coef_scale.eq(self.coef_scale),
             rq.coef_offset.eq(self.coef_offset), rq.coef_we.eq(self.coef_we),
-            rq.shift.eq(self.shift), rq.relu.eq(self.relu),
+            rq.shift.eq(Mux(slot, self.shift1, self.shift)), rq.relu.eq(Mux(slot, self.relu1, self.relu)),
         ]
 
-        # ---- run control
+        # ---- run control: one run of n_pixels vectors; with two_layers, per vector a run of slot 0
+        # then a run of slot 1 (each drains before the next: the requantizer's shift/relu follow the slot)
+        def launch(sl: int):
+            kq = self.k_terms1 if sl else self.k_terms
+            cq = self.c_out1 if sl else self.c_out
+            wq = self.w_base1 if sl else 0
+            return [k_cfg.eq(kq), c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
+                    slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq)]
+
+        drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 with m.If(self.start):
                     with m.If(cfg_ok):
-                        m.d.sync += [
-                            k_cfg.eq(k), c_cfg.eq(c), npix_cfg.eq(self.n_pixels),
-                            running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(0), ch_base.eq(0),
-                            ch_left.eq(c), pix_left.eq(self.n_pixels),
+                        m.d.sync += launch(0) + [
+                            two.eq(self.two_layers), seq_left.eq(self.n_pixels),
+                            pix_left.eq(Mux(self.two_layers, 1, self.n_pixels)),
                             self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
+                            self.cycles0.eq(0), self.cycles1.eq(0),
                         ]
                         m.next = "RUN"
                     with m.Else():
                         m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy):
-                    m.d.sync += self.done.eq(1)
-                    m.next = "IDLE"
+                with m.If(slot):
+                    m.d.sync += self.cycles1.eq(self.cycles1 + 1)
+                with m.Else():
+                    m.d.sync += self.cycles0.eq(self.cycles0 + 1)
+                with m.If(drained):
+                    with m.If(two & ~slot):
+                        m.d.sync += launch(1) + [pix_left.eq(1)]
+                    with m.Elif(two & (seq_left != 1)):
+                        m.d.sync += launch(0) + [pix_left.eq(1), seq_left.eq(seq_left - 1)]
+                    with m.Else():
+                        m.d.sync += [self.done.eq(1), slot.eq(0)]
+                        m.next = "IDLE"
         return m
