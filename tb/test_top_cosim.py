@@ -282,14 +282,16 @@ async def test_digital_weight_fault(dut):
     ch, k, lanes, K = 5, 3, pn.spec.digital.mac_lanes, 24
     rm = pn.regmap
     g, lane = divmod(ch, lanes)
-    at = pn.writes.index(RegWrite(*rm.write("digital.w_addr", w_addr=g * K + k), "digital.w_addr"))
-    at = pn.writes.index(RegWrite(*rm.write("digital.w_lane", w_lane=lane), "digital.w_lane"), at)
-    wr = pn.writes[at + 1]
-    assert wr.name == "digital.w_data"
-    val = rm.decode(wr.name, wr.data)["w_data"]
+    # packed words after the w_load pulse, address g*K + k
+    data_at = [i for i, w in enumerate(pn.writes) if w.name == "digital.w_data"]
+    at = data_at[g * K + k]
+    wr = pn.writes[at]
+    word = rm.decode(wr.name, wr.data)["w_data"]
+    val = (word >> (8 * lane)) & 0xFF
     val = val - 256 if val >= 128 else val
     assert val == pn.layers[0].w_int8[ch, k] and val != 0
-    pn.writes[at + 1] = RegWrite(wr.addr, rm.encode(wr.name, w_data=(-val) & 0xFF), wr.name)
+    word = (word & ~(0xFF << (8 * lane))) | (((-val) & 0xFF) << (8 * lane))
+    pn.writes[at] = RegWrite(wr.addr, rm.encode(wr.name, w_data=word), wr.name)
     res = await tb.run(pn, log=None)
     _save("test_digital_weight_fault", res.as_dict() | {"test": "test_digital_weight_fault", "weight": [ch, k, val]})
     assert res.compared == res.expected_outputs == 6 * 24, res.summary()

@@ -71,7 +71,8 @@ from rtl.register_compiler import (
     host_dest,
     tile_coords,
 )
-from rtl.regmap import RegisterMap, build_regmap
+from rtl.axis import tagged_layout
+from rtl.regmap import RegisterMap, build_regmap, source_bits, source_tag
 from rtl.tile_controller import act_beat_layout
 from tb.packing import pack, width_of
 from tb.tile_env import resolve_spec
@@ -216,6 +217,8 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
                                relu=bool(job.relu[li]), n_pixels=x.shape[0], name=f"layer{li}")
             if not last:
                 dl = replace(dl, dests=_split_dests(spec, job, li + 1))
+            if li > 0:  # the previous layer's home tile gives the whole vector
+                dl = replace(dl, sources=((source_tag(spec, layers[-1].tile), k),))
             if li == 0:
                 entry.append(len(layers))
             matrices.append(None)
@@ -449,6 +452,9 @@ class TopTestbench:
         self.link_bits = spec.interconnect.link_width_bits
         self.act_layout = act_beat_layout(self.params)
         self.beat_bits = width_of(self.act_layout)
+        self.tag_layout = tagged_layout(self.act_layout, source_bits(spec))
+        self.tag_bits = width_of(self.tag_layout)
+        self.host_tag = source_tag(spec, "host")
         self.idle_array_ports()
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_"), dut.clk, dut.rst, byte_size=self.link_bits)
@@ -570,8 +576,8 @@ class TopTestbench:
                 for i in range(nb):
                     lanes = [int(c) for c in xv[i * rpb:(i + 1) * rpb]]
                     lanes += [int(c) for c in self.rng.integers(-128, 128, rpb - len(lanes))]  # ignored by the RTL
-                    raw = pack(self.act_layout, {"data": lanes, "last": int(i == nb - 1)})
-                    fr.append(AxiStreamFrame(beat_words(raw, self.beat_bits, self.link_bits), tdest=tdest))
+                    raw = pack(self.tag_layout, {"data": lanes, "last": int(i == nb - 1), "src": self.host_tag})
+                    fr.append(AxiStreamFrame(beat_words(raw, self.tag_bits, self.link_bits), tdest=tdest))
                 queue.append((ei, v, fr))
         frames = host_order(queue, len(pn.entry), order, self.rng, window=window)
 

@@ -72,17 +72,24 @@ def test_digital_layer_weights_roundtrip():
     rm = build_regmap(SPEC)
     lanes = SPEC.digital.mac_lanes
     mem = np.zeros((3 * 20, lanes), dtype=np.int64)
-    addr = lane = data = None
-    n_we = 0
+    addr = ptr = data = None
+    n_we = n_writes = 0
     for wr in compile_digital_layer(SPEC, dl, regmap=rm):
         f = rm.decode(wr.name, wr.data)
         addr = f["w_addr"] if wr.name == "digital.w_addr" else addr
-        lane = f["w_lane"] if wr.name == "digital.w_lane" else lane
         data = f["w_data"] if wr.name == "digital.w_data" else data
-        if wr.name == "digital.ctrl" and f["w_we"]:
-            mem[addr, lane] = data - 256 if data >= 128 else data
+        n_writes += wr.name in ("digital.w_addr", "digital.w_data") or (wr.name == "digital.ctrl" and
+                                                                       (f["w_we"] or f["w_load"]))
+        if wr.name == "digital.ctrl" and f["w_load"]:
+            ptr = addr
+        if wr.name == "digital.ctrl" and f["w_we"]:  # a packed word of 4 lanes, the address increments itself
+            for lane in range(lanes):
+                v = (data >> (8 * lane)) & 0xFF
+                mem[ptr, lane] = v - 256 if v >= 128 else v
+            ptr += 1
             n_we += 1
-    assert n_we == 200
+    assert n_we == 3 * 20  # ceil(10 / 4) groups x K = 20 words
+    assert n_writes == 2 * 60 + 2  # w_data + w_we per word, w_addr + w_load once: 122 writes for 200 weights
     for ch in range(10):
         g, l_ = divmod(ch, lanes)
         assert [int(mem[g * 20 + k, l_]) for k in range(20)] == [int(v) for v in dl.w_int8[ch]]
