@@ -90,8 +90,8 @@ async def _start(dut, env: dict, **stalls) -> TopTestbench:
     return tb
 
 
-def _check(res: NetResult, test: str) -> None:
-    _save(test, res.as_dict() | {"test": test})
+def _check(res: NetResult, test: str, extra: dict | None = None) -> None:
+    _save(test, res.as_dict() | {"test": test} | (extra or {}))
     msg = f"seed {res.seed}: {res.summary()}"
     assert res.mismatches == 0, msg + "; first: " + "; ".join(res.first_mismatches[:3])
     assert res.compared == res.expected_outputs, msg
@@ -297,3 +297,73 @@ async def test_digital_weight_fault(dut):
     assert res.compared == res.expected_outputs == 6 * 24, res.summary()
     assert res.dac_mismatches > 0 and {tuple(x) for x in res.dac_mismatch_at} == {(1, ch)}, res.dac_mismatch_at
     assert res.mismatches > 0, res.summary()
+
+
+@cocotb.test(timeout_time=200, timeout_unit="ms")
+async def test_digits_network(dut):
+    """A whole network from the mapper's placement (``AIMC_PLACEMENT``: JSON file of
+    ``archmodel.placement.Placement``; ``tb.network_env.prepare_placed``): images in over AXI4-Stream,
+    class scores out, ready low on ~30 % of cycles (seeded) at both AXI4-Stream ports and every array
+    port, host credit of 2 images in flight. Asserts 0 mismatches with every score compared, every DAC
+    code of the analog layer compared (= the digital first layer's outputs), no status flag. With
+    ``AIMC_FAULT=conductance`` one conductance code of tile ``AIMC_FAULT_TILE`` (row 3, column 5) is
+    changed behind the bridge only and the test asserts that the mismatches appear (reported in the JSON).
+
+    Environment: ``AIMC_DIGITS_IMAGES`` (default 4), ``AIMC_DIGITS_WEIGHTS`` (``trained`` default, or ``seeded``).
+    """
+    import numpy as np
+
+    from archmodel.placement import LayerPlacement, Placement
+    from archmodel.zoo import load_network
+    from tb.network_env import digits_images, prepare_placed
+
+    env = _env()
+    data = json.loads(Path(os.environ["AIMC_PLACEMENT"]).read_text())
+    placement = Placement(data["spec_name"], data["network_name"], data["replicate"],
+                          tuple(LayerPlacement(**lp) for lp in data["layers"]))
+    n = int(os.environ.get("AIMC_DIGITS_IMAGES", "4"))
+    fault = os.environ.get("AIMC_FAULT", "none")
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    network = load_network(placement.network_name)
+    x, labels, split = digits_images(n, env["seed"])
+    params, source = None, "seeded random (standard normal / sqrt(K), seed %d)" % env["seed"]
+    if os.environ.get("AIMC_DIGITS_WEIGHTS", "trained") == "trained":
+        from archmodel.digits_experiment import train_on_digits
+        result, _ = train_on_digits(network, env["seed"], 0.0, 30, None, split=split)
+        params = result.params
+        source = (f"trained on the digits split of seed {env['seed']} (30 epochs, no weight noise; "
+                  f"FP32 test accuracy {result.test_accuracy:.4f})")
+    placed = prepare_placed(tb.spec, placement, network, x, seed=env["seed"], params=params, labels=labels,
+                            weights_source=source)
+    pn = placed.pn
+    fault_at = None
+    if fault == "conductance":
+        li = int(os.environ.get("AIMC_FAULT_TILE", "1"))
+        mt = pn.matrices[li]
+        mt._g_eff = mt._g_eff.copy()
+        mt._g_eff[3, 5] += 0.5 * float(np.max(np.abs(mt._g_eff)))  # behind the bridge only
+        fault_at = [li, 3, 5]
+    res = await tb.run(pn, credit=2, log=dut._log)
+    st1 = await tb.read("digital.status1")
+    st2 = await tb.read("digital.status2")
+    got = tb.checker.got
+    top1_rtl = np.argmax(got, axis=1)
+    top1_model = np.argmax(pn.expected, axis=1)
+    out = res.as_dict() | {
+        "test": "test_digits_network", "images": n, "weights": source, "fault": fault, "fault_at": fault_at,
+        "labels": labels.tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": top1_model.tolist(),
+        "accuracy_rtl": float(np.mean(top1_rtl == labels)), "accuracy_model": float(np.mean(top1_model == labels)),
+        "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds,
+        "predicted_cycles": placed.predicted_cycles,
+        "digital_cycles": [int(st1["cycles0"]), int(st2["cycles1"])],
+        "mvm_starts": [], "layer_outputs": [int(o.size) for o in pn.layer_outputs],
+    }
+    _save("test_digits_network", out)
+    msg = f"seed {res.seed}: {res.summary()}"
+    if fault == "none":
+        _check(res, "test_digits_network", out)
+        assert res.compared == n * 10 and res.dac_compared == n * 64 * 2, msg
+        assert (top1_rtl == top1_model).all(), msg
+    else:
+        assert res.compared == n * 10, msg
+        assert res.mismatches > 0 or res.dac_mismatches > 0, msg

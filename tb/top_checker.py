@@ -98,6 +98,7 @@ class OutputChecker:
         self.act_layout, self.beat_bits, self.link_bits = act_layout, beat_bits, link_bits
         self.beats_per_vec = -(-n_cols // rows_per_beat)
         self.n_frames = n_vectors * self.beats_per_vec
+        self.got = np.zeros_like(np.asarray(expected))  # int8 outputs as received (for top-1 from the RTL's scores)
 
     def check(self, fi: int, frame: Any) -> bool:
         """Compare output packet number ``fi``; True when it ends a vector."""
@@ -119,6 +120,7 @@ class OutputChecker:
                     res.format_errors += 1
                 continue
             res.compared += 1
+            self.got[v, col] = val
             exp = int(want[v, col])
             if val != exp:
                 res.mismatches += 1

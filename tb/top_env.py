@@ -532,14 +532,18 @@ class TopTestbench:
 
     # ------------------------------------------------------------------ one run
     async def run(self, pn: PreparedNetwork, *, timeout_cycles: int | None = None, readback: bool = False,
-                  log: Any = None, order: str = "vector", window: int | None = None) -> NetResult:
+                  log: Any = None, order: str = "vector", window: int | None = None,
+                  credit: int | None = None) -> NetResult:
         """Configure, feed every input vector, check every output, stop the tiles, check the status.
 
         ``order`` and ``window``: the host's send order over the first layer's
-        tiles (:func:`host_order`).
+        tiles (:func:`host_order`). ``credit`` = W: the host enqueues input
+        vector ``v`` only once the outputs of vector ``v - W`` are back (at most
+        W vectors in flight: the end-to-end credit the digital datapath's source
+        queues need, docs/design.md "Deadlock-free transport").
         """
         import cocotb
-        from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
+        from cocotb.triggers import ClockCycles, Event, SimTimeoutError, with_timeout
         from cocotbext.axi import AxiStreamFrame
 
         spec, p, L = self.spec, self.params, pn.layers
@@ -581,13 +585,19 @@ class TopTestbench:
                 queue.append((ei, v, fr))
         frames = host_order(queue, len(pn.entry), order, self.rng, window=window)
 
+        got_vector = Event()
+        per_vector = max(1, len(frames) // max(1, pn.n_vectors))
+
         async def feed() -> None:
-            for f in frames:
+            for i, f in enumerate(frames):
+                while credit is not None and i // per_vector - credit >= len(vec_done):
+                    got_vector.clear()
+                    await got_vector.wait()
                 await self.source.send(f)
 
         # ---- outputs
-        checker = OutputChecker(res, pn.expected, pn.n_vectors, L[-1].n_cols, rpb, self.act_layout, self.beat_bits,
-                                self.link_bits)
+        checker = self.checker = OutputChecker(res, pn.expected, pn.n_vectors, L[-1].n_cols, rpb, self.act_layout,
+                                               self.beat_bits, self.link_bits)
         last_out = [0]
         vec_done: list[int] = []
 
@@ -597,6 +607,7 @@ class TopTestbench:
                 last_out[0] = self.clock.cycle()
                 if checker.check(fi, frame):
                     vec_done.append(last_out[0])
+                    got_vector.set()
 
         async def count_stalls() -> None:
             from cocotb.triggers import ReadOnly
