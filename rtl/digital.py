@@ -19,12 +19,18 @@ Micro-architecture
   and also writes it into an activation buffer (:class:`~amaranth.lib.memory.Memory`,
   ``max_k`` x int8); groups 1.. replay the buffer, so the source sends each
   pixel's vector once whatever ``c_out`` is.
+- **Layer slots**: with ``two_layers`` the datapath holds two layers (the
+  network's first and last, docs/design.md) and runs, per vector, slot 0 then
+  slot 1, each run draining before the next (the requantizer's ``shift`` /
+  ``relu`` follow the slot); the input of each comes from
+  :class:`rtl.axis.SourceMerge` (it reads ``slot``). ``cycles0`` / ``cycles1``
+  count each slot's busy cycles.
 - **Weights**: a memory of ``weight_words`` words of ``mac_lanes`` int8 lanes;
   word ``g*K + k``, lane ``l`` holds ``W[k, g*mac_lanes + l]`` (``W`` the
   (K, C_out) weight matrix, :func:`archmodel.golden.digital.weight_matrix` of an OIHW
   kernel, or ``w.T`` of a linear layer; zero for ``channel >= c_out``). It is
-  loaded one int8 lane at a time through ``w_addr``/``w_lane``/``w_data``/``w_we``
-  (a byte-enable write port), while idle.
+  loaded one packed word per ``w_we`` pulse at an auto-incrementing pointer
+  (``w_load`` sets it to ``w_addr``), while idle.
 - **MAC** (4 stages): fetch (issue the weight-word and buffer reads), operand
   register, product register ``w[l] * x``, then
   ``acc[l] = (k == 0 ? 0 : acc[l]) + product[l]`` in ``mac_lanes`` parallel lanes
@@ -83,13 +89,13 @@ class DigitalDatapath(wiring.Component):
         int8 results ``(column = channel, data, last)``, pixel-major, channel-minor
         (``golden.digital.digital_datapath_order``); ``last`` on the final channel of each pixel.
     w_addr : In(unsigned(ceil(log2(weight_words))))
-        Weight word ``g*K + k`` of the write.
-    w_lane : In(unsigned(ceil(log2(mac_lanes))))
-        Lane ``l`` (channel ``g*mac_lanes + l``) of the write.
-    w_data : In(signed(8))
-        Weight ``W[k, g*mac_lanes + l]``.
+        First weight word of a load: ``w_load`` copies it into the write pointer.
+    w_data : In(unsigned(8 * mac_lanes))
+        One packed weight word: lane ``l`` (bits ``8l+7 .. 8l``) holds ``W[k, g*mac_lanes + l]`` of word ``g*K + k``.
+    w_load : In(1)
+        Pulse: write pointer := ``w_addr``.
     w_we : In(1)
-        Weight write strobe (one int8 per cycle; write while idle).
+        Pulse: write ``w_data`` at the write pointer, then increment it (one word per cycle; write while idle).
     coef_addr : In(unsigned(ceil(log2(max_channels))))
     coef_scale : In(signed(scale_bits))
     coef_offset : In(signed(offset_bits))
@@ -105,7 +111,16 @@ class DigitalDatapath(wiring.Component):
         Configuration: output channels, ``1 .. max_channels``, with
         ``ceil(c_out / mac_lanes) * K <= weight_words``.
     n_pixels : In(unsigned(24))
-        Configuration: output pixels of the run (1 for a linear layer), >= 1.
+        Configuration: output pixels of the run (1 for a linear layer), >= 1; with ``two_layers``, vectors.
+    two_layers : In(1)
+        Configuration: per vector run layer slot 0 (``k_terms``, ``c_out``, ``shift``, ``relu``, weights
+        from word 0, coefficients from 0), then layer slot 1 (below); each drains before the next.
+    k_terms1, c_out1, shift1, relu1 : In
+        Configuration of layer slot 1 (as ``k_terms``, ``c_out``, ``shift``, ``relu``).
+    w_base1 : In(unsigned)
+        First weight word of layer slot 1.
+    coef_base1 : In(unsigned)
+        First coefficient entry of layer slot 1 (its channel ``j`` uses entry ``coef_base1 + j``).
     start : In(1)
         Pulse: check and sample the configuration, then run (ignored while busy).
     busy : Out(1)
@@ -116,6 +131,11 @@ class DigitalDatapath(wiring.Component):
         Sticky: the configuration at the last ``start`` was out of range; run refused.
     err_x_last : Out(1)
         Sticky (cleared by ``start``): an ``x_in`` beat's ``last`` disagreed with the count from K.
+    slot : Out(1)
+        Layer slot of the current run (0, or 1 during a slot-1 run with ``two_layers``).
+    cycles0, cycles1 : Out(32)
+        Cycles the datapath was busy with layer slot 0 / 1 since ``start``, not counting cycles it waited
+        for its input vector (performance counters: per-layer cycles against ``archmodel.timing``).
 
     Latency: 10 cycles from the fetch of a group's last term to its first result
     (``LATENCY``). Throughput: ``mac_lanes`` MACs per cycle; one result per cycle.
@@ -360,10 +380,11 @@ class DigitalDatapath(wiring.Component):
                         m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(slot):
-                    m.d.sync += self.cycles1.eq(self.cycles1 + 1)
-                with m.Else():
-                    m.d.sync += self.cycles0.eq(self.cycles0 + 1)
+                with m.If(~(running & g0 & ~self.x_in.valid)):  # not counted: waiting for the input vector
+                    with m.If(slot):
+                        m.d.sync += self.cycles1.eq(self.cycles1 + 1)
+                    with m.Else():
+                        m.d.sync += self.cycles0.eq(self.cycles0 + 1)
                 with m.If(drained):
                     with m.If(two & ~slot):
                         m.d.sync += launch(1) + [pix_left.eq(1)]
