@@ -19,6 +19,12 @@ tile, ``rtl.axis.DestFanout``); the digital last layer merges the home tiles'
 results in column order (one source queue per home tile,
 ``rtl.axis.SourceMerge``).
 
+Every layer's int8 outputs are compared: the first layer's as the DAC codes
+at the analog tiles' array ports (the checking bridges), the analog layer's as
+the copy each home tile mirrors to the host (``tap``: destination entry 1,
+``m_axis.tdest`` chan 1, packets tagged with the tile), the last layer's as the
+class scores on ``m_axis`` (chan 0).
+
 Golden integer forward (the same functions the RTL's contract names):
 digital layers ``golden.digital.digital_linear`` + ``AffineCoefficients.apply``
 (:func:`rtl.register_compiler.digital_layer`); the analog layer
@@ -95,7 +101,7 @@ def _out_scale(y: np.ndarray) -> float:
 
 def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray, *, seed: int,
                    params: dict | None = None, t_inf_s: float = 0.0, labels: np.ndarray | None = None,
-                   weights_source: str = "seeded random") -> PlacedNetwork:
+                   weights_source: str = "seeded random", tap: bool = True) -> PlacedNetwork:
     """Golden run and configuration of ``placement`` on ``spec`` for the int8 images ``x`` (module docstring).
 
     Raises
@@ -195,6 +201,8 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
                               gdc_alpha=alphas[c], relu=True, mode=1) if rb > 1 else None
         if chain is None:
             raise CosimNetworkError(f"layer {fc2.name}: one row block per column block is not wired here")
+        if tap:  # the home tile also mirrors its int8 results to the host (destination entry 1, chan 1)
+            chain[-1] = replace(chain[-1], dests=((*digital_dest(spec), 0, 0, 0), (*host_dest(spec), 0, 0, 1)))
         for lyr, (sl, mt) in zip(chain, programmed[c], strict=True):
             mapped.append(lyr)
             matrices.append(mt)
@@ -222,7 +230,8 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
     job = NetworkJob(f"{placement.network_name} on {spec.name}", spec.name, {}, int(seed), t_inf_s, ws, bs,
                      [], x, [True, True, False])
     pn = PreparedNetwork(job=job, spec=spec, params=tp, regmap=rm, matrices=[None, *matrices, None], layers=layers,
-                         inputs=[x, *inputs, x2], expected=x3, writes=writes, entry=[0], layer_outputs=[x1, x2, x3])
+                         inputs=[x, *inputs, x2], expected=x3, writes=writes, entry=[0], layer_outputs=[x1, x2, x3],
+                         taps={source_tag(spec, tiles[c][-1]): outs2[c] for c in range(cb)} if tap else None)
     return PlacedNetwork(pn=pn, labels=np.zeros(x.shape[0], np.int64) if labels is None else labels,
                          weights_source=weights_source, layer_names=[lp.name for lp in placement.layers],
                          layer_kinds=kinds, predicted_cycles=[lp.vector_cycles for lp in placement.layers],

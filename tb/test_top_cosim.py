@@ -102,6 +102,7 @@ def _check(res: NetResult, test: str, extra: dict | None = None) -> None:
     assert res.protocol_errors == 0, msg + f", {res.protocol_errors} array-port protocol errors"
     assert res.axil_errors == 0, msg + f", {res.axil_errors} AXI4-Lite error responses"
     assert res.readback_mismatches == 0, msg + "; " + "; ".join(res.first_mismatches[:3])
+    assert res.tap_mismatches == 0, msg + f", {res.tap_mismatches} mirrored intermediate outputs wrong"
     assert not any(res.flags.values()), msg + f", flags {[k for k, v in res.flags.items() if v]}"
 
 
@@ -301,6 +302,17 @@ async def test_digital_weight_fault(dut):
 
 @cocotb.test(timeout_time=200, timeout_unit="ms")
 async def test_digits_network(dut):
+    """The whole network from the placement, checked bit for bit (:func:`_digits`)."""
+    await _digits(dut, os.environ.get("AIMC_FAULT", "none"), "test_digits_network")
+
+
+@cocotb.test(timeout_time=200, timeout_unit="ms")
+async def test_digits_fault(dut):
+    """The whole network with one conductance code of tile 1 changed behind the bridge only (:func:`_digits`)."""
+    await _digits(dut, "conductance", "test_digits_fault")
+
+
+async def _digits(dut, fault: str, test: str):
     """A whole network from the mapper's placement (``AIMC_PLACEMENT``: JSON file of
     ``archmodel.placement.Placement``; ``tb.network_env.prepare_placed``): images in over AXI4-Stream,
     class scores out, ready low on ~30 % of cycles (seeded) at both AXI4-Stream ports and every array
@@ -322,7 +334,6 @@ async def test_digits_network(dut):
     placement = Placement(data["spec_name"], data["network_name"], data["replicate"],
                           tuple(LayerPlacement(**lp) for lp in data["layers"]))
     n = int(os.environ.get("AIMC_DIGITS_IMAGES", "4"))
-    fault = os.environ.get("AIMC_FAULT", "none")
     tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
     network = load_network(placement.network_name)
     x, labels, split = digits_images(n, env["seed"])
@@ -350,7 +361,7 @@ async def test_digits_network(dut):
     top1_rtl = np.argmax(got, axis=1)
     top1_model = np.argmax(pn.expected, axis=1)
     out = res.as_dict() | {
-        "test": "test_digits_network", "images": n, "weights": source, "fault": fault, "fault_at": fault_at,
+        "test": test, "images": n, "weights": source, "fault": fault, "fault_at": fault_at,
         "labels": labels.tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": top1_model.tolist(),
         "accuracy_rtl": float(np.mean(top1_rtl == labels)), "accuracy_model": float(np.mean(top1_model == labels)),
         "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds,
@@ -358,11 +369,12 @@ async def test_digits_network(dut):
         "digital_cycles": [int(st1["cycles0"]), int(st2["cycles1"])],
         "mvm_starts": [], "layer_outputs": [int(o.size) for o in pn.layer_outputs],
     }
-    _save("test_digits_network", out)
+    _save(test, out)
     msg = f"seed {res.seed}: {res.summary()}"
     if fault == "none":
-        _check(res, "test_digits_network", out)
-        assert res.compared == n * 10 and res.dac_compared == n * 64 * 2, msg
+        _check(res, test, out)
+        assert res.compared == n * 10 and res.dac_compared == n * 64 * 2 and res.tap_compared == n * 64, msg
+        assert res.tap_mismatches == 0, msg
         assert (top1_rtl == top1_model).all(), msg
     else:
         assert res.compared == n * 10, msg

@@ -57,10 +57,13 @@ class NetResult:
     mismatched_columns: list[int] = field(default_factory=list)
     dac_mismatch_at: list[list[int]] = field(default_factory=list)  # [mapped layer, row] of each wrong DAC code
     first_mismatches: list[str] = field(default_factory=list)
+    tap_compared: int = 0            # int8 outputs of intermediate layers mirrored to the host (m_axis chan 1)
+    tap_mismatches: int = 0
+    tap_mismatch_at: list[list[int]] = field(default_factory=list)  # [source tag, column] of each wrong tap value
 
     @property
     def ok(self) -> bool:
-        return (self.mismatches == 0 and self.compared == self.expected_outputs and self.extra_outputs == 0
+        return (self.mismatches == 0 and self.tap_mismatches == 0 and self.compared == self.expected_outputs and self.extra_outputs == 0
                 and self.format_errors == 0 and self.dac_mismatches == 0 and self.protocol_errors == 0
                 and self.axil_errors == 0 and self.readback_mismatches == 0 and not any(self.flags.values()))
 
@@ -129,6 +132,53 @@ class OutputChecker:
                 if len(res.first_mismatches) < 10:
                     res.first_mismatches.append(f"vector {v} column {col}: got {val}, expected {exp}")
         return b == beats_per_vec - 1
+
+
+class TapChecker:
+    """In-order compare of the packets an intermediate layer's home tiles mirror to the host (``chan`` 1).
+
+    Parameters
+    ----------
+    result : NetResult
+        Counts ``tap_compared`` / ``tap_mismatches`` there.
+    taps : dict of source tag -> ndarray (B, N_t)
+        Expected int8 outputs of each mirroring tile, in vector order.
+    rows_per_beat, tag_layout, tag_bits, link_bits
+        int8 lanes per beat, the tagged beat layout (``rtl.axis.tagged_layout``) and width, flit payload width.
+    """
+
+    def __init__(self, result: NetResult, taps: dict, rows_per_beat: int, tag_layout: Any, tag_bits: int,
+                 link_bits: int):
+        self.res, self.taps, self.rpb = result, taps, rows_per_beat
+        self.layout, self.bits, self.link_bits = tag_layout, tag_bits, link_bits
+        self.beat = {t: 0 for t in taps}
+        self.expected = sum(int(np.asarray(v).size) for v in taps.values())
+
+    def check(self, frame: Any) -> None:
+        res = self.res
+        raw = sum(int(wd) << (k * self.link_bits) for k, wd in enumerate(frame.tdata))
+        beat = unpack(self.layout, raw & ((1 << self.bits) - 1))
+        src = int(beat["src"])
+        if src not in self.taps:
+            res.format_errors += 1
+            return
+        want = self.taps[src]
+        n = want.shape[1]
+        per_vec = -(-n // self.rpb)
+        v, b = divmod(self.beat[src], per_vec)
+        self.beat[src] += 1
+        if v >= want.shape[0]:
+            res.extra_outputs += 1
+            return
+        for lane, val in enumerate(beat["data"]):
+            col = b * self.rpb + lane
+            if col >= n:
+                continue
+            res.tap_compared += 1
+            if val != int(want[v, col]):
+                res.tap_mismatches += 1
+                if [src, col] not in res.tap_mismatch_at:
+                    res.tap_mismatch_at.append([src, col])
 
 
 def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:
