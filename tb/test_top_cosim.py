@@ -318,8 +318,9 @@ async def _digits(dut, fault: str, test: str):
     class scores out, ready low on ~30 % of cycles (seeded) at both AXI4-Stream ports and every array
     port, host credit of 2 images in flight. Asserts 0 mismatches with every score compared, every DAC
     code of the analog layer compared (= the digital first layer's outputs), no status flag. With
-    ``AIMC_FAULT=conductance`` one conductance code of tile ``AIMC_FAULT_TILE`` (row 3, column 5) is
-    changed behind the bridge only and the test asserts that the mismatches appear (reported in the JSON).
+    ``AIMC_FAULT=conductance`` one conductance code of mapped layer ``AIMC_FAULT_TILE`` (the row with the
+    largest mean input, a column that is neither 0 nor clipped) is raised by max |G| behind the bridge only and the test
+    asserts that mismatches appear (located in the JSON: ``tap_mismatch_at``, ``dac_mismatch_at``).
 
     Environment: ``AIMC_DIGITS_IMAGES`` (default 4), ``AIMC_DIGITS_WEIGHTS`` (``trained`` default, or ``seeded``).
     """
@@ -327,6 +328,7 @@ async def _digits(dut, fault: str, test: str):
 
     from archmodel.placement import LayerPlacement, Placement
     from archmodel.zoo import load_network
+    from rtl.regmap import source_tag
     from tb.network_env import digits_images, prepare_placed
 
     env = _env()
@@ -351,9 +353,15 @@ async def _digits(dut, fault: str, test: str):
     if fault == "conductance":
         li = int(os.environ.get("AIMC_FAULT_TILE", "1"))
         mt = pn.matrices[li]
+        # the row with the largest mean input (so the fault shows); the column whose smallest output over the
+        # images is largest while its largest stays below 100 (ReLU does not hide a raise, +127 does not clip it)
+        row = int(np.argmax(pn.inputs[li].mean(axis=0)))
+        home = li + 1 if pn.layers[li].chain_out else li
+        cb_out = pn.taps[source_tag(tb.spec, pn.layers[home].tile)]
+        col = int(np.argmax(np.where(cb_out.max(axis=0) < 100, cb_out.min(axis=0), -1)))
         mt._g_eff = mt._g_eff.copy()
-        mt._g_eff[3, 5] += 0.5 * float(np.max(np.abs(mt._g_eff)))  # behind the bridge only
-        fault_at = [li, 3, 5]
+        mt._g_eff[row, col] += float(np.max(np.abs(mt._g_eff)))  # behind the bridge only; the golden run is done
+        fault_at = [li, row, col, source_tag(tb.spec, pn.layers[home].tile)]
     res = await tb.run(pn, credit=2, log=dut._log)
     st1 = await tb.read("digital.status1")
     st2 = await tb.read("digital.status2")
@@ -367,7 +375,10 @@ async def _digits(dut, fault: str, test: str):
         "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds,
         "predicted_cycles": placed.predicted_cycles,
         "digital_cycles": [int(st1["cycles0"]), int(st2["cycles1"])],
-        "mvm_starts": [], "layer_outputs": [int(o.size) for o in pn.layer_outputs],
+        "layer_outputs": [int(o.size) for o in pn.layer_outputs],
+        "layer_shapes": [[lp.matrix_rows, lp.matrix_cols] for lp in placement.layers],
+        "mac_lanes": tb.spec.digital.mac_lanes,
+        "analog_span_cycles": _analog_span(res, n),
     }
     _save(test, out)
     msg = f"seed {res.seed}: {res.summary()}"
@@ -379,3 +390,17 @@ async def _digits(dut, fault: str, test: str):
     else:
         assert res.compared == n * 10, msg
         assert res.mismatches > 0 or res.dac_mismatches > 0, msg
+
+
+def _analog_span(res: NetResult, n: int) -> float | None:
+    """Mean cycles per image from the analog layer's first DAC beat (any of its tiles) to the last of its
+    outputs mirrored to the host (the layer's latency through its chains, affine units and the mesh)."""
+    if not res.tap_done_cycles or not res.mvm_start_cycles:
+        return None
+    spans = []
+    for v in range(n):
+        starts = [s[v] for s in res.mvm_start_cycles if len(s) > v]
+        ends = [e[v] for e in res.tap_done_cycles.values() if len(e) > v]
+        if starts and ends:
+            spans.append(max(ends) - min(starts) + 1)
+    return sum(spans) / len(spans) if spans else None

@@ -60,6 +60,8 @@ class NetResult:
     tap_compared: int = 0            # int8 outputs of intermediate layers mirrored to the host (m_axis chan 1)
     tap_mismatches: int = 0
     tap_mismatch_at: list[list[int]] = field(default_factory=list)  # [source tag, column] of each wrong tap value
+    tap_done_cycles: dict[int, list[int]] = field(default_factory=dict)  # source tag -> cycle each vector's tap ended
+    mvm_start_cycles: list[list[int]] = field(default_factory=list)      # per bridge: cycle of each MVM's first DAC beat
 
     @property
     def ok(self) -> bool:
@@ -148,8 +150,8 @@ class TapChecker:
     """
 
     def __init__(self, result: NetResult, taps: dict, rows_per_beat: int, tag_layout: Any, tag_bits: int,
-                 link_bits: int):
-        self.res, self.taps, self.rpb = result, taps, rows_per_beat
+                 link_bits: int, cycle: Any = None):
+        self.res, self.taps, self.rpb, self.cycle = result, taps, rows_per_beat, cycle
         self.layout, self.bits, self.link_bits = tag_layout, tag_bits, link_bits
         self.beat = {t: 0 for t in taps}
         self.expected = sum(int(np.asarray(v).size) for v in taps.values())
@@ -170,6 +172,8 @@ class TapChecker:
         if v >= want.shape[0]:
             res.extra_outputs += 1
             return
+        if b == per_vec - 1 and self.cycle is not None:
+            res.tap_done_cycles.setdefault(src, []).append(int(self.cycle()))
         for lane, val in enumerate(beat["data"]):
             col = b * self.rpb + lane
             if col >= n:

@@ -601,7 +601,8 @@ class TopTestbench:
                                                self.beat_bits, self.link_bits)
         last_out = [0]
         vec_done: list[int] = []
-        tap = TapChecker(res, pn.taps, rpb, self.tag_layout, self.tag_bits, self.link_bits) if pn.taps else None
+        tap = (TapChecker(res, pn.taps, rpb, self.tag_layout, self.tag_bits, self.link_bits, self.clock.cycle)
+               if pn.taps else None)
 
         def is_tap(frame) -> bool:
             chan = frame.tdest[0] if isinstance(frame.tdest, list) else frame.tdest
@@ -677,6 +678,7 @@ class TopTestbench:
             res.flags[f"tile{lyr.tile}.affine_busy"] = af["busy"]
         res.flags["misrouted"] = (await self.read("chip.status", res))["misrouted"]
         res.mvms = [b.stats.mvms for b in bridges]
+        res.mvm_start_cycles = [list(b.stats.mvm_start_cycles) for b in bridges]
         res.protocol_errors += sum(b.stats.protocol_errors for b in bridges)
         for t in self.tasks:
             t.cancel()
@@ -698,7 +700,8 @@ class TopTestbench:
 
 
 def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: dict[str, Any] | None = None,
-                      seed: int = 1, build_dir: str | os.PathLike, waves: bool = False) -> dict[str, Any]:
+                      seed: int = 1, build_dir: str | os.PathLike, waves: bool = False,
+                      extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Build the co-processor with ``sim`` once and run ``tests`` of :mod:`tb.test_top_cosim` in one process.
 
     Returns
@@ -714,4 +717,4 @@ def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes
     spec = resolve_spec(arch, changes)
     src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
     return run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, tests, arch=arch, changes=changes,
-                            seed=seed, waves=waves)
+                            seed=seed, waves=waves, extra_env=extra_env)
