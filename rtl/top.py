@@ -65,8 +65,17 @@ from ._util import reject
 from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
-from .regmap import (DEST_BEAT_BITS, DIGITAL_DESTS, DIGITAL_QUEUE_BEATS, DIGITAL_QUEUES, TILE_DESTS, RegisterMap,
-                     build_regmap, source_bits, source_tag)
+from .regmap import (
+    DEST_BEAT_BITS,
+    DIGITAL_DESTS,
+    DIGITAL_QUEUE_BEATS,
+    DIGITAL_QUEUES,
+    TILE_DESTS,
+    RegisterMap,
+    build_regmap,
+    source_bits,
+    source_tag,
+)
 from .router import MeshRouter
 
 __all__ = ["Coprocessor"]

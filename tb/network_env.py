@@ -281,7 +281,7 @@ def report_lines(d: dict) -> list[str]:
         f"{d['mismatches']} mismatches; first-layer outputs (DAC codes of the analog tiles) "
         f"{d['dac_compared']} compared, {d['dac_mismatches']} mismatches",
         f"top-1 accuracy: RTL {d['accuracy_rtl']:.4f} (from the scores read off m_axis), model "
-        f"{d['accuracy_model']:.4f}; top-1 equal on {sum(a == b for a, b in zip(d['top1_rtl'], d['top1_model']))}"
+        f"{d['accuracy_model']:.4f}; top-1 equal on {sum(a == b for a, b in zip(d['top1_rtl'], d['top1_model'], strict=True))}"
         f"/{n} images",
         "cycles per image (simulated vs mapper-predicted):",
     ]

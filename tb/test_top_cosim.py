@@ -339,7 +339,7 @@ async def _digits(dut, fault: str, test: str):
     tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
     network = load_network(placement.network_name)
     x, labels, split = digits_images(n, env["seed"])
-    params, source = None, "seeded random (standard normal / sqrt(K), seed %d)" % env["seed"]
+    params, source = None, f"seeded random (standard normal / sqrt(K), seed {env['seed']})"
     if os.environ.get("AIMC_DIGITS_WEIGHTS", "trained") == "trained":
         from archmodel.digits_experiment import train_on_digits
         result, _ = train_on_digits(network, env["seed"], 0.0, 30, None, split=split)

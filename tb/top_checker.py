@@ -65,7 +65,8 @@ class NetResult:
 
     @property
     def ok(self) -> bool:
-        return (self.mismatches == 0 and self.tap_mismatches == 0 and self.compared == self.expected_outputs and self.extra_outputs == 0
+        return (self.mismatches == 0 and self.tap_mismatches == 0
+                and self.compared == self.expected_outputs and self.extra_outputs == 0
                 and self.format_errors == 0 and self.dac_mismatches == 0 and self.protocol_errors == 0
                 and self.axil_errors == 0 and self.readback_mismatches == 0 and not any(self.flags.values()))
 

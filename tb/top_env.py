@@ -59,6 +59,7 @@ from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
+from rtl.axis import tagged_layout
 from rtl.params import DigitalParams, TileParams
 from rtl.register_compiler import (
     MappedLayer,
@@ -71,7 +72,6 @@ from rtl.register_compiler import (
     host_dest,
     tile_coords,
 )
-from rtl.axis import tagged_layout
 from rtl.regmap import RegisterMap, build_regmap, source_bits, source_tag
 from rtl.tile_controller import act_beat_layout
 from tb.packing import pack, width_of
