@@ -240,11 +240,12 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
 
 def cosim_network(arch: str, placement: Placement, *, images: int, seed: int = 1, sim: str = "verilator",
                   build_dir, weights: str = "trained", fault: str = "none", fault_tile: int = 1,
-                  waves: bool = False) -> dict:
+                  waves: bool = False, profile=None) -> dict:
     """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_digits_network`` on ``placement``.
 
     Returns the test's JSON (counts, flags, top-1, per-layer cycles) plus ``passed``, ``message`` and
-    ``wall_s``. Raises :class:`CosimNetworkError` when the simulator produced no result.
+    ``wall_s``; ``profile``: a path for the cProfile statistics of the run. Raises
+    :class:`CosimNetworkError` when the simulator produced no result.
     """
     import dataclasses
     import json
@@ -264,6 +265,8 @@ def cosim_network(arch: str, placement: Placement, *, images: int, seed: int = 1
     src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
     env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
            "AIMC_FAULT": fault, "AIMC_FAULT_TILE": str(int(fault_tile))}
+    if profile is not None:  # cProfile of the run inside the simulator process (bench/bench_network_cosim.py)
+        env["AIMC_PROFILE"] = str(profile)
     out = run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, ["test_digits_network"], arch=arch,
                            changes={}, seed=seed, waves=waves, extra_env=env)["test_digits_network"]
     if not out.data:

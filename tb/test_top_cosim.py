@@ -362,7 +362,15 @@ async def _digits(dut, fault: str, test: str):
         mt._g_eff = mt._g_eff.copy()
         mt._g_eff[row, col] += float(np.max(np.abs(mt._g_eff)))  # behind the bridge only; the golden run is done
         fault_at = [li, row, col, source_tag(tb.spec, pn.layers[home].tile)]
+    prof = None
+    if os.environ.get("AIMC_PROFILE"):
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
     res = await tb.run(pn, credit=2, log=dut._log)
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(os.environ["AIMC_PROFILE"])
     st1 = await tb.read("digital.status1")
     st2 = await tb.read("digital.status2")
     got = tb.checker.got

@@ -60,6 +60,8 @@ class NetResult:
     tap_compared: int = 0            # int8 outputs of intermediate layers mirrored to the host (m_axis chan 1)
     tap_mismatches: int = 0
     tap_mismatch_at: list[list[int]] = field(default_factory=list)  # [source tag, column] of each wrong tap value
+    config_wall_s: float = 0.0       # wall time of the configuration (AXI4-Lite writes), s
+    run_wall_s: float = 0.0          # wall time of the whole run (configuration included), s
     tap_done_cycles: dict[int, list[int]] = field(default_factory=dict)  # source tag -> cycle each vector's tap ended
     mvm_start_cycles: list[list[int]] = field(default_factory=list)      # per bridge: cycle of each MVM's first DAC beat
 

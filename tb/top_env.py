@@ -543,10 +543,13 @@ class TopTestbench:
         W vectors in flight: the end-to-end credit the digital datapath's source
         queues need, docs/design.md "Deadlock-free transport").
         """
+        import time
+
         import cocotb
         from cocotb.triggers import ClockCycles, Event, SimTimeoutError, with_timeout
         from cocotbext.axi import AxiStreamFrame
 
+        wall0 = time.perf_counter()
         spec, p, L = self.spec, self.params, pn.layers
         res = NetResult(pn.job.name, pn.job.seed, pn.job.t_inf_s, pn.n_outputs,
                         gdc_alpha=[lyr.gdc_alpha for lyr in L])
@@ -556,6 +559,7 @@ class TopTestbench:
         if chip_id["magic"] != 0xA1C0:
             res.flags["bad_chip_id"] = 1
         await self.configure(pn, res, readback=readback)
+        res.config_wall_s = time.perf_counter() - wall0
 
         # ---- array bridges (they also check each layer's DAC codes against the golden input)
         bridges = []
@@ -646,6 +650,7 @@ class TopTestbench:
                                  f"{res.expected_outputs} outputs, MVMs per tile "
                                  f"{[b.stats.mvms for b in bridges]}") from exc
         res.cycles = last_out[0] + 1 - start_cycle
+        res.run_wall_s = time.perf_counter() - wall0
         if len(vec_done) > 1:
             res.interval_cycles = (vec_done[-1] - vec_done[0]) / (len(vec_done) - 1)
 
