@@ -282,7 +282,8 @@ def report_lines(d: dict) -> list[str]:
         f"{d['name']}: {n} images, seed {d['seed']}, weights {d['weights']}",
         f"{'MATCH' if ok else 'MISMATCH'}: class scores {d['compared']}/{d['expected_outputs']} compared, "
         f"{d['mismatches']} mismatches; first-layer outputs (DAC codes of the analog tiles) "
-        f"{d['dac_compared']} compared, {d['dac_mismatches']} mismatches",
+        f"{d['dac_compared']} compared, {d['dac_mismatches']} mismatches; analog-layer outputs (mirrored to the "
+        f"host) {d['tap_compared']} compared, {d['tap_mismatches']} mismatches",
         f"top-1 accuracy: RTL {d['accuracy_rtl']:.4f} (from the scores read off m_axis), model "
         f"{d['accuracy_model']:.4f}; top-1 equal on {sum(a == b for a, b in zip(d['top1_rtl'], d['top1_model'], strict=True))}"
         f"/{n} images",
@@ -307,13 +308,14 @@ def report_lines(d: dict) -> list[str]:
             lines.append(f"  {name:6s} analog   {'n/a':>8s} vs {pred:6d}  (the mapper's figure is its stage time per "
                          "vector, which this pipeline never exercises back to back; measured instead: "
                          + (f"{span:.1f} cycles latency per image" if span else "no latency") +
-                         " from its first DAC beat to its last output mirrored to the host: chain MVMs, "
-                         "partial sums, 32 affine results, mesh hops)")
+                         " from the last of its tiles' MVM start to its last output mirrored to the host: "
+                         "array, partial sums over the chain, 32 affine results, mesh hops)")
     lines.append(f"total: {d['cycles']} cycles from the first input to the last score ({d['cycles'] / n:.1f} per "
                  f"image; the digital datapath, the bottleneck, runs fc1 and fc3 back to back); configuration "
                  f"{d['writes']} AXI4-Lite writes, {d['config_cycles']} cycles")
     lines.append(f"back-pressure: input refused {d['in_stall_cycles']} cycles, output refused {d['out_stall_cycles']} "
-                 f"cycles (ready low on ~30 % of cycles at m_axis and every array port, seeded); wall {d['wall_s']:.1f} s")
+                 f"cycles (ready low on ~30 % of cycles, seeded, at m_axis, the AXI4-Lite response channels and every "
+                 f"array port); wall {d['wall_s']:.1f} s")
     if not d["passed"]:
         lines.append(f"FAILED: {d['message']}")
     return lines

@@ -40,7 +40,10 @@ AIMC_CHAIN_RUNS : runs of ``test_chain_random`` (default 8)
 Issue-15 scenarios (partial-sum chains, digital first/last layers, several
 destinations, fault location): ``test_chain_home_first``,
 ``test_chain_upstream_first``, ``test_chain_random``, ``test_tile_to_digital``,
-``test_digital_to_tile``, ``test_digital_to_chain``, ``test_digital_weight_fault``
+``test_digital_to_tile``, ``test_digital_to_chain``, ``test_digital_weight_fault``;
+the whole network from the mapper's placement: ``test_digits_network`` and
+``test_digits_fault`` (``AIMC_PLACEMENT``, ``AIMC_DIGITS_IMAGES``,
+``AIMC_DIGITS_WEIGHTS``, ``AIMC_FAULT``, ``AIMC_PROFILE``; :mod:`tb.network_env`)
 (each docstring says what it asserts).
 """
 
@@ -315,8 +318,9 @@ async def test_digits_fault(dut):
 async def _digits(dut, fault: str, test: str):
     """A whole network from the mapper's placement (``AIMC_PLACEMENT``: JSON file of
     ``archmodel.placement.Placement``; ``tb.network_env.prepare_placed``): images in over AXI4-Stream,
-    class scores out, ready low on ~30 % of cycles (seeded) at both AXI4-Stream ports and every array
-    port, host credit of 2 images in flight. Asserts 0 mismatches with every score compared, every DAC
+    class scores out, ready low on ~30 % of cycles (seeded) at ``m_axis``, the AXI4-Lite response
+    channels (``bready``, ``rready``) and every array port (``dac.ready``; gaps on ``adc.valid`` and on
+    ``s_axis.tvalid``), host credit of 2 images in flight. Asserts 0 mismatches with every score compared, every DAC
     code of the analog layer compared (= the digital first layer's outputs), no status flag. With
     ``AIMC_FAULT=conductance`` one conductance code of mapped layer ``AIMC_FAULT_TILE`` (the row with the
     largest mean input, a column that is neither 0 nor clipped) is raised by max |G| behind the bridge only and the test
@@ -336,7 +340,7 @@ async def _digits(dut, fault: str, test: str):
     placement = Placement(data["spec_name"], data["network_name"], data["replicate"],
                           tuple(LayerPlacement(**lp) for lp in data["layers"]))
     n = int(os.environ.get("AIMC_DIGITS_IMAGES", "4"))
-    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7, p_axil=0.7)
     network = load_network(placement.network_name)
     x, labels, split = digits_images(n, env["seed"])
     params, source = None, f"seeded random (standard normal / sqrt(K), seed {env['seed']})"
@@ -401,8 +405,9 @@ async def _digits(dut, fault: str, test: str):
 
 
 def _analog_span(res: NetResult, n: int) -> float | None:
-    """Mean cycles per image from the analog layer's first DAC beat (any of its tiles) to the last of its
-    outputs mirrored to the host (the layer's latency through its chains, affine units and the mesh)."""
+    """Mean cycles per image from the last of the analog layer's tiles to start its MVM (first DAC beat of
+    it) to the last of its outputs mirrored to the host: the layer's latency through the arrays, the chain's
+    partial sums, the affine units and the mesh, once its input has arrived."""
     if not res.tap_done_cycles or not res.mvm_start_cycles:
         return None
     spans = []
@@ -410,5 +415,5 @@ def _analog_span(res: NetResult, n: int) -> float | None:
         starts = [s[v] for s in res.mvm_start_cycles if len(s) > v]
         ends = [e[v] for e in res.tap_done_cycles.values() if len(e) > v]
         if starts and ends:
-            spans.append(max(ends) - min(starts) + 1)
+            spans.append(max(ends) - max(starts) + 1)
     return sum(spans) / len(spans) if spans else None

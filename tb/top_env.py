@@ -437,10 +437,13 @@ class TopTestbench:
         output flit (1.0: never pauses).
     p_dac_ready, p_adc_valid : float
         Stall probabilities of the array bridges (1.0: none).
+    p_axil : float
+        Probability per cycle that the AXI4-Lite master accepts a write / read response
+        (``bready`` / ``rready``; cocotbext-axi's B and R channel sinks' pause generators).
     """
 
     def __init__(self, dut: Any, clock: Any, spec: ChipSpec, *, seed: int = 0, p_in: float = 1.0,
-                 p_out: float = 1.0, p_dac_ready: float = 1.0, p_adc_valid: float = 1.0):
+                 p_out: float = 1.0, p_dac_ready: float = 1.0, p_adc_valid: float = 1.0, p_axil: float = 1.0):
         from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink, AxiStreamSource
 
         self.dut, self.clock, self.spec = dut, clock, spec
@@ -464,6 +467,9 @@ class TopTestbench:
             self.source.set_pause_generator(_pauses(self.rng, p_in))
         if p_out < 1.0:
             self.sink.set_pause_generator(_pauses(self.rng, p_out))
+        if p_axil < 1.0:  # ready low on the response channels: the CSR bank must hold its response
+            self.axil.write_if.b_channel.set_pause_generator(_pauses(self.rng, p_axil))
+            self.axil.read_if.r_channel.set_pause_generator(_pauses(self.rng, p_axil))
         self.tasks: list = []
 
     def idle_array_ports(self) -> None:

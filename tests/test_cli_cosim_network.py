@@ -15,11 +15,9 @@ from archmodel.zoo import load_network
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ([], "give one of --layer K (one layer on one tile) or --images N (the whole network)"),
     (["--layer", "1", "--images", "2"], "give one of --layer K (one layer on one tile) or --images N "
                                         "(the whole network)"),
     (["--images", "0"], "--images must be in 1..512, got 0"),
-    (["--images", "2", "--waves"], "--waves needs --build-dir DIR to keep the waveform file"),
 ])
 def test_cosim_images_options(args, message):
     r = subprocess.run([sys.executable, "-m", "mapping.cli", "cosim", "--arch", "tiny", "--network", "digits-mlp",
