@@ -64,13 +64,16 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix=f"aimc-bench-{sim}-") as tmp:
             prof = Path(tmp) / "profile.pstats"
             t0 = time.perf_counter()
-            d = cosim_network("tiny", placement, images=args.images, seed=1, sim=sim, build_dir=Path(tmp) / "b",
-                              profile=prof)
+            d = cosim_network("tiny", placement, images=args.images, seed=1, sim=sim, build_dir=Path(tmp) / "b")
             total = time.perf_counter() - t0
             if not d["passed"] or d["mismatches"]:
                 print(f"{sim}: co-simulation failed: {d['message']}")
                 return 1
+            # a second, profiled run for the shares (cProfile slows the Python side: not timed)
+            dp = cosim_network("tiny", placement, images=args.images, seed=1, sim=sim, build_dir=Path(tmp) / "p",
+                               profile=prof)
             shares = profile_shares(prof) if prof.exists() else {}
+            d["profiled_wall_s"] = dp["run_wall_s"]
         rows.append((sim, d, total, shares))
     n = args.images
     print(f"digits-mlp on tiny, {n} images, seed 1 (warm build cache; times in s)")
@@ -84,7 +87,7 @@ def main() -> int:
     for sim, d, _, shares in rows:
         tot = sum(shares.values()) or 1.0
         parts = ", ".join(f"{g} {v:.1f} ({v / tot:.0%})" for g, v in sorted(shares.items(), key=lambda kv: -kv[1]))
-        print(f"  {sim}: profiled {tot:.1f} of {d['run_wall_s']:.1f} s wall: {parts}")
+        print(f"  {sim}: {tot:.1f} s of Python in {d['profiled_wall_s']:.1f} s wall (profiled run): {parts}")
     v, i = rows[0][1], rows[1][1]
     rv = v["run_wall_s"] - v["config_wall_s"]
     ri = i["run_wall_s"] - i["config_wall_s"]
