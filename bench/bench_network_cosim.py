@@ -10,8 +10,9 @@ on ~30 % of cycles at ``m_axis`` and every array port (the test
 Figures per simulator: wall time of the co-simulation run (configuration +
 images, from :meth:`tb.top_env.TopTestbench.run`), split into the
 AXI4-Lite configuration and the images; images per second and simulated
-cycles per second of the image phase; and where the Python time of that
-run goes (cProfile inside the simulator process, ``AIMC_PROFILE``): own time
+cycles per second of the image phase; and, from a second run with cProfile
+on inside the simulator process (``AIMC_PROFILE``; not the timed run), where
+the Python time goes: own time
 of functions in cocotbext-axi, cocotb, the testbench (``tb/``), numpy and
 archmodel, the rest; the simulator's own (C / C++) time is what cProfile
 does not see: wall minus profiled Python.
