@@ -25,6 +25,11 @@ build of the top level: its C++ build is the slowest step of the suite). With
 MVM sets the interval: vectors leave exactly 16 cycles apart; layer 2's stage
 is its MVM, ceil(32/8) + 6 + ceil(10/8) + 2 = 14 cycles.
 
+Whole network (issue 15, Verilator build only): ``digits-mlp`` from the
+mapper's placement on 4 digits images (``test_top_digits_network``) and with
+one conductance fault behind a bridge (``test_top_digits_fault_located``):
+about 10 s each inside the Verilator process.
+
 Options: ``AIMC_COSIM_SEED`` (default 1), ``AIMC_WAVES=1`` (waveforms in the
 build folders). Build and run: about 10 s on Icarus, 90 s on Verilator
 (mostly its C++ build) on 2 cores.
