@@ -29,8 +29,9 @@ Micro-architecture
   word ``g*K + k``, lane ``l`` holds ``W[k, g*mac_lanes + l]`` (``W`` the
   (K, C_out) weight matrix, :func:`archmodel.golden.digital.weight_matrix` of an OIHW
   kernel, or ``w.T`` of a linear layer; zero for ``channel >= c_out``). It is
-  loaded one packed word per ``w_we`` pulse at an auto-incrementing pointer
-  (``w_load`` sets it to ``w_addr``), while idle.
+  loaded four int8 lanes per ``w_we`` pulse (one 32-bit ``w_data`` register,
+  so the register map does not grow with ``mac_lanes``) at an auto-incrementing
+  (word, chunk) pointer (``w_load`` sets it to word ``w_addr``), while idle.
 - **MAC** (4 stages): fetch (issue the weight-word and buffer reads), operand
   register, product register ``w[l] * x``, then
   ``acc[l] = (k == 0 ? 0 : acc[l]) + product[l]`` in ``mac_lanes`` parallel lanes
@@ -65,6 +66,9 @@ __all__ = ["DigitalDatapath", "x_beat_layout"]
 
 #: Width of the ``n_pixels`` configuration port (up to 16 M output pixels per layer).
 PIXEL_COUNT_BITS = 24
+#: int8 weights per ``w_data`` write (one 32-bit register): a weight word of ``mac_lanes`` lanes is
+#: ``ceil(mac_lanes / 4)`` chunks.
+W_CHUNK_LANES = 4
 
 
 def x_beat_layout() -> data.StructLayout:
@@ -90,12 +94,14 @@ class DigitalDatapath(wiring.Component):
         (``golden.digital.digital_datapath_order``); ``last`` on the final channel of each pixel.
     w_addr : In(unsigned(ceil(log2(weight_words))))
         First weight word of a load: ``w_load`` copies it into the write pointer.
-    w_data : In(unsigned(8 * mac_lanes))
-        One packed weight word: lane ``l`` (bits ``8l+7 .. 8l``) holds ``W[k, g*mac_lanes + l]`` of word ``g*K + k``.
+    w_data : In(unsigned(32))
+        One chunk of 4 packed weights: byte ``b`` holds lane ``4c + b`` (``W[k, g*mac_lanes + 4c + b]``) of
+        chunk ``c`` of word ``g*K + k``.
     w_load : In(1)
-        Pulse: write pointer := ``w_addr``.
+        Pulse: write pointer := (word ``w_addr``, chunk 0).
     w_we : In(1)
-        Pulse: write ``w_data`` at the write pointer, then increment it (one word per cycle; write while idle).
+        Pulse: write ``w_data`` into the pointer's chunk, then advance (chunk, then word; one per cycle;
+        write while idle): ``ceil(mac_lanes / 4)`` pulses per word.
     coef_addr : In(unsigned(ceil(log2(max_channels))))
     coef_scale : In(signed(scale_bits))
     coef_offset : In(signed(offset_bits))
@@ -157,7 +163,7 @@ class DigitalDatapath(wiring.Component):
             "x_in": In(stream.Signature(x_beat_layout())),
             "out": Out(stream.Signature(result_layout(index_shape(p.max_channels)))),
             "w_addr": In(index_shape(p.weight_words)),
-            "w_data": In(unsigned(p.mac_lanes * ACT_BITS)),
+            "w_data": In(unsigned(W_CHUNK_LANES * ACT_BITS)),
             "w_load": In(1),
             "w_we": In(1),
             "coef_addr": In(index_shape(p.max_channels)),
@@ -193,19 +199,29 @@ class DigitalDatapath(wiring.Component):
         wlayout = data.ArrayLayout(signed(ACT_BITS), L)
 
         m.submodules.wmem = wmem = Memory(shape=wlayout, depth=p.weight_words, init=[])
-        w_wp = wmem.write_port()
+        w_wp = wmem.write_port(granularity=1)             # one enable per int8 lane (array element)
         w_rp = wmem.read_port()
         m.submodules.xbuf = xbuf = Memory(shape=signed(ACT_BITS), depth=p.max_k, init=[])
         x_wp = xbuf.write_port()
         x_rp = xbuf.read_port()
 
         # ---- weight loading: one packed word of mac_lanes weights per w_we, auto-incrementing address
+        # (a chunk of W_CHUNK_LANES lanes per w_we; the word address increments after its last chunk)
+        chunks = -(-L // W_CHUNK_LANES)
         w_ptr = Signal(range(p.weight_words + 1))
+        w_chunk = Signal(range(max(2, chunks)))
         with m.If(self.w_load):
-            m.d.sync += w_ptr.eq(self.w_addr)
+            m.d.sync += [w_ptr.eq(self.w_addr), w_chunk.eq(0)]
         with m.Elif(self.w_we):
-            m.d.sync += w_ptr.eq(w_ptr + 1)
-        m.d.comb += [w_wp.addr.eq(w_ptr), w_wp.data.eq(self.w_data), w_wp.en.eq(self.w_we & (w_ptr < p.weight_words))]
+            with m.If(w_chunk == chunks - 1):
+                m.d.sync += [w_ptr.eq(w_ptr + 1), w_chunk.eq(0)]
+            with m.Else():
+                m.d.sync += w_chunk.eq(w_chunk + 1)
+        lane_en = Signal(L)
+        for lane in range(L):
+            m.d.comb += [w_wp.data[lane].eq(self.w_data.word_select(lane % W_CHUNK_LANES, ACT_BITS)),
+                         lane_en[lane].eq(w_chunk == lane // W_CHUNK_LANES)]
+        m.d.comb += [w_wp.addr.eq(w_ptr), w_wp.en.eq(Mux(self.w_we & (w_ptr < p.weight_words), lane_en, 0))]
 
         # ---- configuration of the two layer slots and its check
         slot = self.slot                      # layer slot of the current run (register)

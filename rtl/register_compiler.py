@@ -247,7 +247,7 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     configuration (``k_terms``, ``c_out``, ``shift``, ``relu`` [, ``w_base1``, ``coef_base1``]); per
     channel ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; the weights as packed
     words (``w_addr`` = base, ``ctrl.w_load``, then per word of ``mac_lanes`` int8 lanes ``w_data``
-    [``w_data_hi``] and ``ctrl.w_we``, the address incrementing itself); the source queues
+    per chunk of 4 and ``ctrl.w_we``, the address incrementing itself); the source queues
     (``digital.src<q>``, one per source, slot order); ``n_pixels`` and ``two_layers``; the destinations
     (slot 0: ``digital.dest``..; slot 1: ``digital.out1``). ``start`` is a command (:func:`digital_start`).
 
@@ -278,8 +278,7 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         addr, word = rm.write(reg, **values)
         out.append(RegWrite(addr, word, reg))
 
-    data_regs = sorted((b for b in rm.bindings if b.block == "digital" and b.port == "w_data"),
-                       key=lambda b: b.port_lsb)
+    from rtl.digital import W_CHUNK_LANES
     queue = 0
     w_base = c_base = 0
     for s, lyr in enumerate(layers):
@@ -303,15 +302,14 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
             w("digital.ctrl", w_load=1)
             for g in range(-(-n // lanes)):
                 for kk in range(k):
-                    word = 0
-                    for lane in range(lanes):
-                        ch = g * lanes + lane
-                        if ch < n:
-                            word |= (int(lyr.w_int8[ch, kk]) & 0xFF) << (8 * lane)
-                    for b in data_regs:
-                        f = rm.field(b.register, b.field)
-                        w(b.register, **{b.field: (word >> b.port_lsb) & ((1 << f.width) - 1)})
-                    w("digital.ctrl", w_we=1)
+                    for c0 in range(0, lanes, W_CHUNK_LANES):  # chunks of 4 lanes, the pointer advances
+                        chunk = 0
+                        for b in range(W_CHUNK_LANES):
+                            ch = g * lanes + c0 + b
+                            if c0 + b < lanes and ch < n:
+                                chunk |= (int(lyr.w_int8[ch, kk]) & 0xFF) << (8 * b)
+                        w("digital.w_data", w_data=chunk)
+                        w("digital.ctrl", w_we=1)
         srcs = lyr.sources or ((source_tag(spec, "host"), k),)
         if sum(e for _, e in srcs) != k:
             raise ValueError(f"layer {lyr.name!r}: its sources give {sum(e for _, e in srcs)} elements, K = {k}")
