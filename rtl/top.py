@@ -30,11 +30,16 @@ Micro-architecture
   port is the host (AXI4-Stream in: ``tdest`` = the flit's ``x``, ``y``,
   ``chan``; AXI4-Stream out: ``tdest`` = ``chan``), its east port the
   **digital datapath** node at ``(cols + 1, 0)``
-  (:class:`~rtl.digital.DigitalDatapath`: flits -> ``act`` beats -> one
-  element per beat, vectors cut by the K count (:class:`~rtl.axis.BeatUnpacker`),
-  results -> ``act`` beats -> flits to ``digital.dest``). Layers kept digital (first and
-  last) thus sit between the host and the tiles, and every transfer --
-  host -> digital -> tiles -> ... -> digital -> host -- is a routed packet.
+  (:class:`~rtl.digital.DigitalDatapath`: flits -> source-tagged ``act`` beats
+  -> per-source queues -> one element per beat, each layer slot's vector read
+  in queue order (:class:`~rtl.axis.SourceMerge`), results -> ``act`` beats ->
+  flits to ``digital.dest`` .. ``dest3`` (slot 0) or ``digital.out1`` (slot 1,
+  with ``two_layers``)). Layers kept digital (first and last) thus sit between
+  the host and the tiles, and every transfer -- host -> digital -> tiles -> ...
+  -> digital -> host -- is a routed packet.
+- **Source tags**: every activation packet carries its sender
+  (:func:`rtl.regmap.source_tag`) in the spare bits of its last flit
+  (:func:`rtl.axis.tagged_layout`; the flit format is unchanged).
 - **Configuration**: one :class:`~rtl.csr.CSRBank` generated from
   :func:`rtl.regmap.build_regmap`; its ``bindings`` wire each field to the
   block port it came from.

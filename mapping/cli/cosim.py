@@ -1,4 +1,7 @@
-"""``aimc cosim``: co-simulate one analog layer's RTL tile against the golden model.
+"""``aimc cosim``: co-simulate one analog layer's RTL tile (``--layer K``) or the whole network
+on the co-processor top level (``--images N``: :mod:`tb.network_env`, the report of
+:func:`tb.network_env.report_lines`; exit 1 unless every score matches and the RTL's top-1
+equals the model's) against the golden model.
 
 Exports the tile's Verilog (tile controller + affine unit) for the chip
 description, runs it in Icarus Verilog or Verilator under cocotb with the
