@@ -31,11 +31,12 @@ Micro-architecture
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXIStreamSignature", "BeatToFlits", "BeatUnpacker", "DestFanout", "FlitsToBeat", "ResultPacker"]
+__all__ = ["AXIStreamSignature", "BeatToFlits", "BeatUnpacker", "DestFanout", "FlitsToBeat", "ResultPacker",
+           "SourceMerge", "tagged_layout"]
 
 
 def AXIStreamSignature(data_bits: int, dest_bits: int = 0) -> wiring.Signature:  # noqa: N802
@@ -354,4 +355,128 @@ class DestFanout(wiring.Component):
                 m.d.sync += [phase.eq(0), b.eq(Mux(self.i.payload.last, 0, b + 1))]
             with m.Elif(self.o.ready):
                 m.d.sync += phase.eq(cur + 1)
+        return m
+
+
+def tagged_layout(act: data.StructLayout, src_bits: int) -> data.StructLayout:
+    """An ``act`` beat with a source tag: ``data``, ``last`` (same bit offsets as ``act``), ``src``.
+
+    The packet payload on the activation mesh (:mod:`rtl.top`): a receiver that
+    wants only the ``act`` beat reads the low ``act`` bits; ``src`` sits in the
+    otherwise unused bits of the packet's last flit when there are enough of them.
+    """
+    return data.StructLayout({"data": act["data"].shape, "last": act["last"].shape, "src": unsigned(src_bits)})
+
+
+class SourceMerge(wiring.Component):
+    """Per-source queues and an in-order merge: tagged ``act`` beats -> one int8 element per beat.
+
+    Parameters
+    ----------
+    tagged : data.StructLayout
+        :func:`tagged_layout` of the ``act`` beat.
+    elem : data.StructLayout
+        Layout with ``data`` (signed 8) and ``last`` (``rtl.digital.x_beat_layout``).
+    queues : int
+        Queues ``Q`` (>= 1), one per source of a vector.
+    depth : int
+        Beats each queue holds.
+    elem_bits : int
+        Width of the ``elems`` configuration.
+
+    Members
+    -------
+    i : In(stream.Signature(tagged))
+        Beats from any source; a beat goes to the first enabled queue whose ``src``
+        matches its tag (a beat no queue takes is dropped and flags ``err_src``).
+        Accepted whenever that queue has room.
+    o : Out(stream.Signature(elem))
+        The vector of layer slot ``slot``: the ``elems[q]`` first elements of each
+        enabled queue ``q`` with ``slot[q] == slot``, queues in index order (a queue's
+        vector starts on a fresh beat; lanes beyond ``elems[q]`` in its last beat are
+        padding and dropped); ``last`` on the vector's final element.
+    slot : In(1)
+        The consumer's current layer slot.
+    q_src, q_slot, q_elems, q_en : In, arrays of ``Q``
+        Configuration per queue: source tag, layer slot, elements per vector, enabled.
+    err_src : Out(1)
+        A beat matched no queue (level while such a beat is dropped).
+
+    Latency: 1 cycle through a queue (``amaranth.lib.fifo.SyncFIFOBuffered``); the
+    merge is combinational; throughput one element per cycle.
+    """
+
+    def __init__(self, tagged: data.StructLayout, elem: data.StructLayout, queues: int, depth: int, elem_bits: int):
+        self.lanes = tagged["data"].shape.length
+        self.queues, self.depth = queues, depth
+        self.act_bits = Shape.cast(tagged).width - Shape.cast(tagged["src"].shape).width
+        src_bits = Shape.cast(tagged["src"].shape).width
+        super().__init__({"i": In(stream.Signature(tagged)), "o": Out(stream.Signature(elem)), "slot": In(1),
+                          "q_src": In(src_bits).array(queues), "q_slot": In(1).array(queues),
+                          "q_elems": In(elem_bits).array(queues), "q_en": In(1).array(queues),
+                          "err_src": Out(1)})
+
+    def elaborate(self, platform):
+        from amaranth.lib.fifo import SyncFIFOBuffered
+
+        m = Module()
+        Q, lanes = self.queues, self.lanes
+        fifos = []
+        for q in range(Q):
+            f = m.submodules[f"q{q}"] = SyncFIFOBuffered(width=self.act_bits, depth=self.depth)
+            fifos.append(f)
+        # ---- demultiplex by source tag
+        match = [Signal(name=f"match{q}") for q in range(Q)]
+        for q in range(Q):
+            m.d.comb += match[q].eq(self.q_en[q] & (self.i.payload.src == self.q_src[q]))
+        taken = Signal()
+        for q in reversed(range(Q)):
+            earlier = Cat(*match[:q]).any() if q else Const(0)
+            m.d.comb += [fifos[q].w_data.eq(self.i.payload.as_value()[:self.act_bits]),
+                         fifos[q].w_en.eq(self.i.valid & match[q] & ~earlier)]
+            with m.If(match[q] & ~earlier):
+                m.d.comb += [self.i.ready.eq(fifos[q].w_rdy), taken.eq(1)]
+        with m.If(~Cat(*match).any()):
+            m.d.comb += self.i.ready.eq(1)
+        m.d.comb += self.err_src.eq(self.i.valid & ~Cat(*match).any())
+        # ---- in-order merge for the consumer's slot
+        qi = Signal(range(max(2, Q)))            # queue being read (the first wanted at or after it)
+        e = Signal.like(self.q_elems[0])         # element within the queue's vector
+        lane = Signal(range(max(2, lanes)))
+        want = [Signal(name=f"want{q}") for q in range(Q)]
+        for q in range(Q):
+            m.d.comb += want[q].eq(self.q_en[q] & (self.q_slot[q] == self.slot))
+        cur = Signal(range(max(2, Q)))
+        found = Signal()
+        for q in reversed(range(Q)):
+            at_or_after = (qi == 0) if q == 0 else (Const(1) if q == Q - 1 else qi <= q)
+            with m.If(at_or_after & want[q]):
+                m.d.comb += [cur.eq(q), found.eq(1)]
+        more = Signal()
+        for q in range(1, Q):
+            with m.If((cur < q) & want[q]):
+                m.d.comb += more.eq(1)
+        seg_last = Signal()
+        beat_end = Signal()
+        r_valid = Signal()
+        r_data = Signal(self.act_bits)
+        elems = Signal.like(self.q_elems[0])
+        with m.Switch(cur):
+            for q in range(Q):
+                with m.Case(q):
+                    m.d.comb += [r_valid.eq(fifos[q].r_rdy), r_data.eq(fifos[q].r_data), elems.eq(self.q_elems[q])]
+        m.d.comb += [seg_last.eq(e + 1 >= elems), beat_end.eq(seg_last | (lane == lanes - 1))]
+        with m.Switch(lane):
+            for j in range(lanes):
+                with m.Case(j):
+                    m.d.comb += self.o.payload.data.eq(r_data[8 * j:8 * j + 8])
+        m.d.comb += [self.o.valid.eq(found & r_valid), self.o.payload.last.eq(seg_last & ~more)]
+        fire = self.o.valid & self.o.ready
+        for q in range(Q):
+            m.d.comb += fifos[q].r_en.eq(fire & beat_end & (cur == q))
+        with m.If(fire):
+            with m.If(seg_last):
+                m.d.sync += [e.eq(0), lane.eq(0), qi.eq(Mux(more, cur + 1, 0))]
+            with m.Else():
+                m.d.sync += [e.eq(e + 1), lane.eq(Mux(beat_end, 0, lane + 1))]
         return m

@@ -19,12 +19,19 @@ Micro-architecture
   and also writes it into an activation buffer (:class:`~amaranth.lib.memory.Memory`,
   ``max_k`` x int8); groups 1.. replay the buffer, so the source sends each
   pixel's vector once whatever ``c_out`` is.
+- **Layer slots**: with ``two_layers`` the datapath holds two layers (the
+  network's first and last, docs/design.md) and runs, per vector, slot 0 then
+  slot 1, each run draining before the next (the requantizer's ``shift`` /
+  ``relu`` follow the slot); the input of each comes from
+  :class:`rtl.axis.SourceMerge` (it reads ``slot``). ``cycles0`` / ``cycles1``
+  count each slot's busy cycles.
 - **Weights**: a memory of ``weight_words`` words of ``mac_lanes`` int8 lanes;
   word ``g*K + k``, lane ``l`` holds ``W[k, g*mac_lanes + l]`` (``W`` the
   (K, C_out) weight matrix, :func:`archmodel.golden.digital.weight_matrix` of an OIHW
   kernel, or ``w.T`` of a linear layer; zero for ``channel >= c_out``). It is
-  loaded one int8 lane at a time through ``w_addr``/``w_lane``/``w_data``/``w_we``
-  (a byte-enable write port), while idle.
+  loaded four int8 lanes per ``w_we`` pulse (one 32-bit ``w_data`` register,
+  so the register map does not grow with ``mac_lanes``) at an auto-incrementing
+  (word, chunk) pointer (``w_load`` sets it to word ``w_addr``), while idle.
 - **MAC** (4 stages): fetch (issue the weight-word and buffer reads), operand
   register, product register ``w[l] * x``, then
   ``acc[l] = (k == 0 ? 0 : acc[l]) + product[l]`` in ``mac_lanes`` parallel lanes
@@ -59,6 +66,9 @@ __all__ = ["DigitalDatapath", "x_beat_layout"]
 
 #: Width of the ``n_pixels`` configuration port (up to 16 M output pixels per layer).
 PIXEL_COUNT_BITS = 24
+#: int8 weights per ``w_data`` write (one 32-bit register): a weight word of ``mac_lanes`` lanes is
+#: ``ceil(mac_lanes / 4)`` chunks.
+W_CHUNK_LANES = 4
 
 
 def x_beat_layout() -> data.StructLayout:
@@ -83,13 +93,15 @@ class DigitalDatapath(wiring.Component):
         int8 results ``(column = channel, data, last)``, pixel-major, channel-minor
         (``golden.digital.digital_datapath_order``); ``last`` on the final channel of each pixel.
     w_addr : In(unsigned(ceil(log2(weight_words))))
-        Weight word ``g*K + k`` of the write.
-    w_lane : In(unsigned(ceil(log2(mac_lanes))))
-        Lane ``l`` (channel ``g*mac_lanes + l``) of the write.
-    w_data : In(signed(8))
-        Weight ``W[k, g*mac_lanes + l]``.
+        First weight word of a load: ``w_load`` copies it into the write pointer.
+    w_data : In(unsigned(32))
+        One chunk of 4 packed weights: byte ``b`` holds lane ``4c + b`` (``W[k, g*mac_lanes + 4c + b]``) of
+        chunk ``c`` of word ``g*K + k``.
+    w_load : In(1)
+        Pulse: write pointer := (word ``w_addr``, chunk 0).
     w_we : In(1)
-        Weight write strobe (one int8 per cycle; write while idle).
+        Pulse: write ``w_data`` into the pointer's chunk, then advance (chunk, then word; one per cycle;
+        write while idle): ``ceil(mac_lanes / 4)`` pulses per word.
     coef_addr : In(unsigned(ceil(log2(max_channels))))
     coef_scale : In(signed(scale_bits))
     coef_offset : In(signed(offset_bits))
@@ -105,7 +117,16 @@ class DigitalDatapath(wiring.Component):
         Configuration: output channels, ``1 .. max_channels``, with
         ``ceil(c_out / mac_lanes) * K <= weight_words``.
     n_pixels : In(unsigned(24))
-        Configuration: output pixels of the run (1 for a linear layer), >= 1.
+        Configuration: output pixels of the run (1 for a linear layer), >= 1; with ``two_layers``, vectors.
+    two_layers : In(1)
+        Configuration: per vector run layer slot 0 (``k_terms``, ``c_out``, ``shift``, ``relu``, weights
+        from word 0, coefficients from 0), then layer slot 1 (below); each drains before the next.
+    k_terms1, c_out1, shift1, relu1 : In
+        Configuration of layer slot 1 (as ``k_terms``, ``c_out``, ``shift``, ``relu``).
+    w_base1 : In(unsigned)
+        First weight word of layer slot 1.
+    coef_base1 : In(unsigned)
+        First coefficient entry of layer slot 1 (its channel ``j`` uses entry ``coef_base1 + j``).
     start : In(1)
         Pulse: check and sample the configuration, then run (ignored while busy).
     busy : Out(1)
@@ -116,6 +137,11 @@ class DigitalDatapath(wiring.Component):
         Sticky: the configuration at the last ``start`` was out of range; run refused.
     err_x_last : Out(1)
         Sticky (cleared by ``start``): an ``x_in`` beat's ``last`` disagreed with the count from K.
+    slot : Out(1)
+        Layer slot of the current run (0, or 1 during a slot-1 run with ``two_layers``).
+    cycles0, cycles1 : Out(32)
+        Cycles the datapath was busy with layer slot 0 / 1 since ``start``, not counting cycles it waited
+        for its input vector (performance counters: per-layer cycles against ``archmodel.timing``).
 
     Latency: 10 cycles from the fetch of a group's last term to its first result
     (``LATENCY``). Throughput: ``mac_lanes`` MACs per cycle; one result per cycle.
@@ -137,8 +163,8 @@ class DigitalDatapath(wiring.Component):
             "x_in": In(stream.Signature(x_beat_layout())),
             "out": Out(stream.Signature(result_layout(index_shape(p.max_channels)))),
             "w_addr": In(index_shape(p.weight_words)),
-            "w_lane": In(index_shape(p.mac_lanes)),
-            "w_data": In(signed(ACT_BITS)),
+            "w_data": In(unsigned(W_CHUNK_LANES * ACT_BITS)),
+            "w_load": In(1),
             "w_we": In(1),
             "coef_addr": In(index_shape(p.max_channels)),
             "coef_scale": In(signed(p.scale_bits)),
@@ -149,11 +175,21 @@ class DigitalDatapath(wiring.Component):
             "k_terms": In(unsigned(p.max_k.bit_length())),
             "c_out": In(unsigned(p.max_channels.bit_length())),
             "n_pixels": In(unsigned(PIXEL_COUNT_BITS)),
+            "two_layers": In(1),
+            "k_terms1": In(unsigned(p.max_k.bit_length())),
+            "c_out1": In(unsigned(p.max_channels.bit_length())),
+            "shift1": In(range(p.max_shift + 1)),
+            "relu1": In(1),
+            "w_base1": In(unsigned(p.weight_words.bit_length())),
+            "coef_base1": In(unsigned(p.max_channels.bit_length())),
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
             "err_config": Out(1),
             "err_x_last": Out(1),
+            "slot": Out(1),
+            "cycles0": Out(32),
+            "cycles1": Out(32),
         })
 
     def elaborate(self, platform):
@@ -163,36 +199,57 @@ class DigitalDatapath(wiring.Component):
         wlayout = data.ArrayLayout(signed(ACT_BITS), L)
 
         m.submodules.wmem = wmem = Memory(shape=wlayout, depth=p.weight_words, init=[])
-        w_wp = wmem.write_port(granularity=1)            # one enable per int8 lane
+        w_wp = wmem.write_port(granularity=1)             # one enable per int8 lane (array element)
         w_rp = wmem.read_port()
         m.submodules.xbuf = xbuf = Memory(shape=signed(ACT_BITS), depth=p.max_k, init=[])
         x_wp = xbuf.write_port()
         x_rp = xbuf.read_port()
 
-        # ---- weight loading (one lane per write)
+        # ---- weight loading: one packed word of mac_lanes weights per w_we, auto-incrementing address
+        # (a chunk of W_CHUNK_LANES lanes per w_we; the word address increments after its last chunk)
+        chunks = -(-L // W_CHUNK_LANES)
+        w_ptr = Signal(range(p.weight_words + 1))
+        w_chunk = Signal(range(max(2, chunks)))
+        with m.If(self.w_load):
+            m.d.sync += [w_ptr.eq(self.w_addr), w_chunk.eq(0)]
+        with m.Elif(self.w_we):
+            with m.If(w_chunk == chunks - 1):
+                m.d.sync += [w_ptr.eq(w_ptr + 1), w_chunk.eq(0)]
+            with m.Else():
+                m.d.sync += w_chunk.eq(w_chunk + 1)
+        lane_en = Signal(L)
         for lane in range(L):
-            m.d.comb += w_wp.data[lane].eq(self.w_data)
-        m.d.comb += [
-            w_wp.addr.eq(self.w_addr),
-            w_wp.en.eq(Mux(self.w_we, 1 << self.w_lane, 0)),
-        ]
+            m.d.comb += [w_wp.data[lane].eq(self.w_data.word_select(lane % W_CHUNK_LANES, ACT_BITS)),
+                         lane_en[lane].eq(w_chunk == lane // W_CHUNK_LANES)]
+        m.d.comb += [w_wp.addr.eq(w_ptr), w_wp.en.eq(Mux(self.w_we & (w_ptr < p.weight_words), lane_en, 0))]
 
-        # ---- configuration check
-        k, c = self.k_terms, self.c_out
-        if L & (L - 1) == 0:
-            groups_in = (c + L - 1) >> (L.bit_length() - 1)
-        else:
-            groups_in = (c + L - 1) // L
+        # ---- configuration of the two layer slots and its check
+        slot = self.slot                      # layer slot of the current run (register)
+        two = Signal()                        # sampled two_layers
+
+        def groups_of(c):
+            if L & (L - 1) == 0:
+                return (c + L - 1) >> (L.bit_length() - 1)
+            return (c + L - 1) // L
+
+        def slot_ok(k, c, wb, cb):
+            return ((k != 0) & (k <= p.max_k) & (c != 0) & (c + cb <= p.max_channels)
+                    & (groups_of(c) * k + wb <= p.weight_words))
+        ok0 = Signal()
+        ok1 = Signal()
         cfg_ok = Signal()
-        m.d.comb += cfg_ok.eq((k != 0) & (k <= p.max_k) & (c != 0) & (c <= p.max_channels)
-                              & (self.n_pixels != 0) & (groups_in * k <= p.weight_words))
-        k_cfg = Signal.like(k)
-        c_cfg = Signal.like(c)
-        npix_cfg = Signal.like(self.n_pixels)
+        m.d.comb += [ok0.eq(slot_ok(self.k_terms, self.c_out, 0, 0)),
+                     ok1.eq(slot_ok(self.k_terms1, self.c_out1, self.w_base1, self.coef_base1)),
+                     cfg_ok.eq(ok0 & (self.n_pixels != 0) & (~self.two_layers | ok1))]
+        k_cfg = Signal.like(self.k_terms)
+        c_cfg = Signal.like(self.c_out)
+        wb_cfg = Signal(range(p.weight_words + 1))
+        cb_cfg = Signal(range(p.max_channels + 1))
+        seq_left = Signal.like(self.n_pixels)
 
         # ---- fetch stage (sequencer)
         running = Signal()                       # terms left to issue
-        kk = Signal.like(k)                      # term k
+        kk = Signal.like(k_cfg)                  # term k
         g0 = Signal()                            # group 0 of the pixel (reads the stream)
         wbase = Signal(range(p.weight_words + 1))
         ch_base = Signal(range(p.max_channels + L + 1))
@@ -263,7 +320,7 @@ class DigitalDatapath(wiring.Component):
             with m.If(k_last):
                 m.d.sync += kk.eq(0)
                 with m.If(last_group):                         # next pixel
-                    m.d.sync += [g0.eq(1), wbase.eq(0), ch_base.eq(0), ch_left.eq(c_cfg),
+                    m.d.sync += [g0.eq(1), wbase.eq(wb_cfg), ch_base.eq(0), ch_left.eq(c_cfg),
                                  pix_left.eq(pix_left - 1)]
                     with m.If(pix_left == 1):
                         m.d.sync += running.eq(0)
@@ -296,7 +353,7 @@ class DigitalDatapath(wiring.Component):
         m.d.comb += [
             res_col.eq(res_base + res_lane),
             rq.i.valid.eq(res_valid),
-            rq.i.payload.column.eq(res_col),
+            rq.i.payload.column.eq(res_col + cb_cfg),
             rq.i.payload.value.eq(res[0]),
             rq.i.payload.last.eq(ser_last & (res_base + res_lanes >= c_cfg)),
         ]
@@ -311,26 +368,45 @@ class DigitalDatapath(wiring.Component):
         m.d.comb += [
             rq.coef_addr.eq(self.coef_addr), rq.coef_scale.eq(self.coef_scale),
             rq.coef_offset.eq(self.coef_offset), rq.coef_we.eq(self.coef_we),
-            rq.shift.eq(self.shift), rq.relu.eq(self.relu),
+            rq.shift.eq(Mux(slot, self.shift1, self.shift)), rq.relu.eq(Mux(slot, self.relu1, self.relu)),
         ]
 
-        # ---- run control
+        # ---- run control: one run of n_pixels vectors; with two_layers, per vector a run of slot 0
+        # then a run of slot 1 (each drains before the next: the requantizer's shift/relu follow the slot)
+        def launch(sl: int):
+            kq = self.k_terms1 if sl else self.k_terms
+            cq = self.c_out1 if sl else self.c_out
+            wq = self.w_base1 if sl else 0
+            return [k_cfg.eq(kq), c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
+                    slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq)]
+
+        drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 with m.If(self.start):
                     with m.If(cfg_ok):
-                        m.d.sync += [
-                            k_cfg.eq(k), c_cfg.eq(c), npix_cfg.eq(self.n_pixels),
-                            running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(0), ch_base.eq(0),
-                            ch_left.eq(c), pix_left.eq(self.n_pixels),
+                        m.d.sync += launch(0) + [
+                            two.eq(self.two_layers), seq_left.eq(self.n_pixels),
+                            pix_left.eq(Mux(self.two_layers, 1, self.n_pixels)),
                             self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
+                            self.cycles0.eq(0), self.cycles1.eq(0),
                         ]
                         m.next = "RUN"
                     with m.Else():
                         m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy):
-                    m.d.sync += self.done.eq(1)
-                    m.next = "IDLE"
+                with m.If(~(running & g0 & ~self.x_in.valid)):  # not counted: waiting for the input vector
+                    with m.If(slot):
+                        m.d.sync += self.cycles1.eq(self.cycles1 + 1)
+                    with m.Else():
+                        m.d.sync += self.cycles0.eq(self.cycles0 + 1)
+                with m.If(drained):
+                    with m.If(two & ~slot):
+                        m.d.sync += launch(1) + [pix_left.eq(1)]
+                    with m.Elif(two & (seq_left != 1)):
+                        m.d.sync += launch(0) + [pix_left.eq(1), seq_left.eq(seq_left - 1)]
+                    with m.Else():
+                        m.d.sync += [self.done.eq(1), slot.eq(0)]
+                        m.next = "IDLE"
         return m

@@ -39,7 +39,7 @@ from archmodel.spec import ChipSpec
 __all__ = ["ACT_BITS", "MAX_WEIGHT_WORDS", "DigitalParams", "TileParams"]
 
 #: Default cap on the digital datapath's weight-memory depth (words), assumed.
-MAX_WEIGHT_WORDS = 1024
+MAX_WEIGHT_WORDS = 4096
 
 
 def _ceil_div(a: int, b: int) -> int:

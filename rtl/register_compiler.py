@@ -60,7 +60,8 @@ from archmodel.spec import ChipSpec
 from rtl.params import TileParams
 from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
-__all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "compile_digital_layer", "digital_dest", "digital_layer",
+__all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "compile_digital_layer", "compile_digital_layers",
+           "compile_mapped_network", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
 
@@ -145,7 +146,11 @@ class DigitalLayer:
     n_pixels : int
         Vectors per ``start`` (one linear layer: the images of the run).
     dests : tuple of (x, y, lo, hi, chan)
-        Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``).
+        Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``); layer slot 0 only
+        (slot 1's results go to ``dest``, register ``digital.out1``).
+    sources : tuple of (tag, elements)
+        Where the input vector comes from, in order (``rtl.regmap.source_tag``: a tile, or the host), and
+        how many of its elements each source gives (they add up to K); empty: the host gives all K.
     w_scale : float
         Real value of one weight step (reported only).
     name : str
@@ -158,6 +163,7 @@ class DigitalLayer:
     w_scale: float = 1.0
     name: str = ""
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
+    sources: tuple[tuple[int, int], ...] = ()
 
     @property
     def k_rows(self) -> int:
@@ -222,51 +228,105 @@ def digital_layer(spec: ChipSpec, weights: npt.ArrayLike, *, dest: tuple[int, in
 
 def compile_digital_layer(spec: ChipSpec, layer: DigitalLayer, *, regmap: RegisterMap | None = None,
                           weights: bool = True) -> list[RegWrite]:
-    """The register writes that configure ``layer`` on the digital datapath (nothing is started).
+    """The register writes that configure ``layer`` alone on the digital datapath (:func:`compile_digital_layers`)."""
+    return compile_digital_layers(spec, [layer], regmap=regmap, weights=weights)
 
-    Order: ``k_terms``, ``c_out``, ``n_pixels``, ``shift``, ``relu``; per channel
-    ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; then (when
-    ``weights``) the weights word by word: ``w_addr = g*K + k`` once per word,
-    then per lane ``w_lane``, ``w_data``, ``ctrl.w_we`` (word layout of
-    :mod:`rtl.digital`); then ``digital.dest``. ``start`` is a command
-    (:func:`digital_start`).
+
+def digital_weight_words(spec: ChipSpec, layer: DigitalLayer) -> int:
+    """Weight-memory words of ``layer``: ``ceil(C_out / mac_lanes) * K`` (word layout of :mod:`rtl.digital`)."""
+    return -(-layer.n_cols // spec.digital.mac_lanes) * layer.k_rows
+
+
+def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, regmap: RegisterMap | None = None,
+                           weights: bool = True) -> list[RegWrite]:
+    """The register writes that configure one or two layers on the digital datapath (nothing is started).
+
+    Layer ``s`` goes to layer slot ``s`` (slot 1 and ``two_layers`` when there are two: per vector the
+    datapath runs slot 0, then slot 1, :mod:`rtl.digital`); its weights at word ``w_base`` = the words of
+    the layers before it, its coefficients at ``coef_base`` = their channels. Order: slot
+    configuration (``k_terms``, ``c_out``, ``shift``, ``relu`` [, ``w_base1``, ``coef_base1``]); per
+    channel ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; the weights as packed
+    words (``w_addr`` = base, ``ctrl.w_load``, then per word of ``mac_lanes`` int8 lanes ``w_data``
+    per chunk of 4 and ``ctrl.w_we``, the address incrementing itself); the source queues
+    (``digital.src<q>``, one per source, slot order); ``n_pixels`` and ``two_layers``; the destinations
+    (slot 0: ``digital.dest``..; slot 1: ``digital.out1``). ``start`` is a command (:func:`digital_start`).
 
     Raises
     ------
     ValueError
-        A value does not fit its field.
+        More than two layers, the layers' weights do not fit the weight memory (one line naming the
+        words needed and held), more sources than queues, sources that do not add up to K, or a value
+        that does not fit its field.
     """
     from rtl.params import DigitalParams
+    from rtl.regmap import DIGITAL_QUEUES, source_tag
 
     rm = _regmap(spec, regmap)
-    lanes = DigitalParams.from_spec(spec).mac_lanes
+    dp = DigitalParams.from_spec(spec)
+    lanes = dp.mac_lanes
+    if not 1 <= len(layers) <= 2:
+        raise ValueError(f"{len(layers)} digital layers: the digital datapath holds one or two (layer slots 0, 1)")
+    words = [digital_weight_words(spec, lyr) for lyr in layers]
+    if sum(words) > dp.weight_words:
+        names = ", ".join(lyr.name or "?" for lyr in layers)
+        raise ValueError(f"digital layers {names} need {sum(words):,} weight words of {lanes} int8; the digital "
+                         f"datapath of '{spec.name}' holds {dp.weight_words:,} (buffers.global_buffer_kib = "
+                         f"{spec.buffers.global_buffer_kib:g}, rtl.params.MAX_WEIGHT_WORDS)")
     out: list[RegWrite] = []
 
     def w(reg: str, **values: int) -> None:
         addr, word = rm.write(reg, **values)
         out.append(RegWrite(addr, word, reg))
 
-    k, n = layer.k_rows, layer.n_cols
-    w("digital.k_terms", k_terms=k)
-    w("digital.c_out", c_out=n)
-    w("digital.n_pixels", n_pixels=layer.n_pixels)
-    c = layer.coefs
-    w("digital.shift", shift=int(c.shift))
-    w("digital.relu", relu=int(c.relu))
-    for j in range(n):
-        w("digital.coef_addr", coef_addr=j)
-        w("digital.coef_scale", coef_scale=int(c.scale[j]))
-        w("digital.coef_offset", coef_offset=int(c.offset[j]))
-        w("digital.ctrl", coef_we=1)
-    if weights:
-        for g in range(-(-n // lanes)):
-            for kk in range(k):
-                w("digital.w_addr", w_addr=g * k + kk)
-                for lane in range(min(lanes, n - g * lanes)):
-                    w("digital.w_lane", w_lane=lane)
-                    w("digital.w_data", w_data=int(layer.w_int8[g * lanes + lane, kk]))
-                    w("digital.ctrl", w_we=1)
-    _dest_writes(w, "digital", layer, DIGITAL_DESTS)
+    from rtl.digital import W_CHUNK_LANES
+    queue = 0
+    w_base = c_base = 0
+    for s, lyr in enumerate(layers):
+        k, n = lyr.k_rows, lyr.n_cols
+        sfx = "1" if s else ""
+        c = lyr.coefs
+        w(f"digital.k_terms{sfx}", **{f"k_terms{sfx}": k})
+        w(f"digital.c_out{sfx}", **{f"c_out{sfx}": n})
+        w(f"digital.shift{sfx}", **{f"shift{sfx}": int(c.shift)})
+        w(f"digital.relu{sfx}", **{f"relu{sfx}": int(c.relu)})
+        if s:
+            w("digital.w_base1", w_base1=w_base)
+            w("digital.coef_base1", coef_base1=c_base)
+        for j in range(n):
+            w("digital.coef_addr", coef_addr=c_base + j)
+            w("digital.coef_scale", coef_scale=int(c.scale[j]))
+            w("digital.coef_offset", coef_offset=int(c.offset[j]))
+            w("digital.ctrl", coef_we=1)
+        if weights:
+            w("digital.w_addr", w_addr=w_base)
+            w("digital.ctrl", w_load=1)
+            for g in range(-(-n // lanes)):
+                for kk in range(k):
+                    for c0 in range(0, lanes, W_CHUNK_LANES):  # chunks of 4 lanes, the pointer advances
+                        chunk = 0
+                        for b in range(W_CHUNK_LANES):
+                            ch = g * lanes + c0 + b
+                            if c0 + b < lanes and ch < n:
+                                chunk |= (int(lyr.w_int8[ch, kk]) & 0xFF) << (8 * b)
+                        w("digital.w_data", w_data=chunk)
+                        w("digital.ctrl", w_we=1)
+        srcs = lyr.sources or ((source_tag(spec, "host"), k),)
+        if sum(e for _, e in srcs) != k:
+            raise ValueError(f"layer {lyr.name!r}: its sources give {sum(e for _, e in srcs)} elements, K = {k}")
+        for tag, elems in srcs:
+            if queue >= DIGITAL_QUEUES:
+                raise ValueError(f"digital layers need more than the {DIGITAL_QUEUES} source queues")
+            w(f"digital.src{queue}", src=tag, en=1, slot=s, elems=elems)
+            queue += 1
+        w_base += words[s]
+        c_base += n
+    for q in range(queue, DIGITAL_QUEUES):
+        w(f"digital.src{q}", src=0, en=0, slot=0, elems=0)
+    w("digital.n_pixels", n_pixels=layers[0].n_pixels)
+    w("digital.two_layers", two_layers=int(len(layers) == 2))
+    _dest_writes(w, "digital", layers[0], DIGITAL_DESTS)
+    if len(layers) == 2:
+        w("digital.out1", x=layers[1].dest[0], y=layers[1].dest[1], chan=0)
     return out
 
 
@@ -548,8 +608,8 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
     rm = _regmap(spec, regmap)
     analog = [lyr for lyr in layers if not isinstance(lyr, DigitalLayer)]
     digital = [lyr for lyr in layers if isinstance(lyr, DigitalLayer)]
-    if len(digital) > 1:
-        raise ValueError(f"{len(digital)} digital layers: the digital datapath holds one layer per run")
+    if len(digital) > 2:
+        raise ValueError(f"{len(digital)} digital layers: the digital datapath holds two (layer slots 0, 1)")
     check_chains(spec, analog)
     tiles = [lyr.tile for lyr in analog]
     if len(set(tiles)) != len(tiles):
@@ -577,14 +637,47 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
         if a.n_cols != k_in:
             raise ValueError(f"layer {a.name!r} has {a.n_cols} outputs, the next layer {b.name!r} "
                              f"{k_in} inputs")
+    return _network_writes(spec, layers, rm)
+
+
+def _network_writes(spec: ChipSpec, layers: Sequence, rm: RegisterMap) -> list[RegWrite]:
+    analog = [lyr for lyr in layers if not isinstance(lyr, DigitalLayer)]
+    digital = [lyr for lyr in layers if isinstance(lyr, DigitalLayer)]
     out: list[RegWrite] = []
-    for lyr in layers:
-        out += (compile_digital_layer(spec, lyr, regmap=rm) if isinstance(lyr, DigitalLayer)
-                else compile_layer(spec, lyr, regmap=rm))
-    out += command_writes(spec, reversed(tiles), "start", regmap=rm)
+    for lyr in analog:
+        out += compile_layer(spec, lyr, regmap=rm)
+    if digital:
+        out += compile_digital_layers(spec, digital, regmap=rm)
+    out += command_writes(spec, reversed([lyr.tile for lyr in analog]), "start", regmap=rm)
     if digital:
         out.append(digital_start(spec, regmap=rm))
     return out
+
+
+def compile_mapped_network(spec: ChipSpec, layers: Sequence, *, regmap: RegisterMap | None = None) -> list[RegWrite]:
+    """Writes of a network whose layers split by columns as well as rows (e.g. a layer on 2 x 2 tiles).
+
+    ``layers``: analog :class:`MappedLayer` (chains consecutive, upstream first) and up to two
+    :class:`DigitalLayer` (slot 0 first). Unlike :func:`compile_network` the destinations are not
+    checked layer against next layer (a column split sends one layer's results to several tiles and
+    merges several home tiles at the digital datapath: the ``dests`` / ``sources`` entries say where);
+    the chains are (:func:`check_chains`), and no tile is used twice.
+
+    Raises
+    ------
+    ValueError
+        Two layers on one tile, more than two digital layers, a chain too long, or what
+        :func:`compile_layer` / :func:`compile_digital_layers` raise.
+    """
+    rm = _regmap(spec, regmap)
+    analog = [lyr for lyr in layers if not isinstance(lyr, DigitalLayer)]
+    if len(layers) - len(analog) > 2:
+        raise ValueError(f"{len(layers) - len(analog)} digital layers: the digital datapath holds two")
+    check_chains(spec, analog)
+    tiles = [lyr.tile for lyr in analog]
+    if len(set(tiles)) != len(tiles):
+        raise ValueError(f"two layers share a tile: tiles {tiles}")
+    return _network_writes(spec, layers, rm)
 
 
 def dump_writes(spec: ChipSpec, writes: Sequence[RegWrite], *, regmap: RegisterMap | None = None) -> str:

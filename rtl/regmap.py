@@ -48,17 +48,18 @@ from archmodel.spec import ChipSpec
 from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
-__all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "TILE_DESTS", "PULSE_PORTS", "Binding", "RegisterMap", "build_regmap",
+__all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
+            "TILE_DESTS", "PULSE_PORTS", "Binding", "RegisterMap", "build_regmap",
            "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
 
 #: Input ports that are one-cycle commands rather than levels.
-PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_we"})
+PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_we", "w_load"})
 CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
 TC_OFFSET, AFFINE_OFFSET, NI_OFFSET = 0x00, 0x40, 0x80
 ID_MAGIC = 0xA1C0
-REGMAP_VERSION = 2  # 2: destination entries (lo, hi, chan, en; dest1..)
+REGMAP_VERSION = 3  # 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,56 @@ def block_registers(component: wiring.Component, block: str, base: int, *,
 TILE_DESTS, DIGITAL_DESTS = 2, 4
 #: Width of the beat-range fields ``lo`` / ``hi`` of a destination entry (up to 255 beats a vector).
 DEST_BEAT_BITS = 8
+#: Source queues of the digital datapath's input (rtl.axis.SourceMerge) and their depth in ``act`` beats.
+DIGITAL_QUEUES, DIGITAL_QUEUE_BEATS = 4, 16
+
+
+def source_tag(spec: ChipSpec, node: int | str) -> int:
+    """Source tag a packet carries (``rtl.axis.tagged_layout``): tile ``t`` -> ``t``, ``"host"`` -> tiles,
+    ``"digital"`` -> tiles + 1."""
+    tiles = spec.tile_grid.rows * spec.tile_grid.cols
+    if node == "host":
+        return tiles
+    if node == "digital":
+        return tiles + 1
+    if not isinstance(node, int) or not 0 <= node < tiles:
+        raise ValueError(f"no source {node!r} on a chip of {tiles} tiles")
+    return node
+
+
+def source_bits(spec: ChipSpec) -> int:
+    """Width of the source tag: tiles + 2 sources (the host and the digital datapath)."""
+    return (spec.tile_grid.rows * spec.tile_grid.cols + 1).bit_length()
+
+
+def _digital_ni_registers(spec: ChipSpec, address: int, x_bits: int, y_bits: int,
+                          elem_bits: int) -> tuple[list[Register], list[Binding]]:
+    """``digital.out1`` (where layer slot 1's results go) and ``digital.src<q>`` (the source queues).
+
+    ``out1``: ``x`` [x_bits at 0], ``chan`` [1 at 6], ``y`` [y_bits at 16] (with ``two_layers``, the
+    results of slot 1 go there; slot 0's follow the ``dest`` entries). ``src<q>``: ``src`` [tag at 0],
+    ``en`` [1 at 16], ``slot`` [1 at 17], ``elems`` [elem_bits at 18]: queue ``q`` takes the packets
+    tagged ``src`` and gives ``elems`` elements of every vector of layer slot ``slot``
+    (:class:`rtl.axis.SourceMerge`).
+    """
+    sb = source_bits(spec)
+    if sb > 16 or elem_bits > 14:
+        raise ValueError(f"a source-queue register holds a 16-bit tag and 14-bit count, got {sb}, {elem_bits}")
+    regs = [Register("digital.out1", address, (
+        Field("x", x_bits, 0, Access.RW, meaning="destination column of layer slot 1's results"),
+        Field("chan", 1, 6, Access.RW, meaning="sub-port of layer slot 1's results"),
+        Field("y", y_bits, 16, Access.RW, meaning="destination row of layer slot 1's results")),
+        meaning="routing destination of layer slot 1 (two_layers)")]
+    binds = [Binding("digital.out1", f, "digital.ni", f"out1_{f}") for f in ("x", "chan", "y")]
+    for q in range(DIGITAL_QUEUES):
+        name = f"digital.src{q}"
+        fields = (Field("src", sb, 0, Access.RW, meaning="source tag taken by the queue (tile t: t; host: tiles)"),
+                  Field("en", 1, 16, Access.RW, meaning="queue enabled"),
+                  Field("slot", 1, 17, Access.RW, meaning="layer slot the queue feeds"),
+                  Field("elems", elem_bits, 18, Access.RW, meaning="elements of a vector from this source"))
+        regs.append(Register(name, address + 4 * (q + 1), fields, meaning=f"source queue {q} of the digital datapath"))
+        binds += [Binding(name, f.name, "digital.merge", f"q_{f.name}{q}") for f in fields]
+    return regs, binds
 
 
 def _dest_registers(block: str, address: int, x_bits: int, y_bits: int, what: str, entries: int,
@@ -321,6 +372,8 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
     add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_NI_BASE - DIGITAL_BASE)
     add(*_dest_registers("digital", DIGITAL_NI_BASE, x_bits, y_bits, "the digital datapath's results", DIGITAL_DESTS,
                          "digital.ni"), DIGITAL_NI_BASE, 0x40)
+    add(*_digital_ni_registers(spec, DIGITAL_NI_BASE + 4 * DIGITAL_DESTS, x_bits, y_bits, dp.max_k.bit_length()),
+        DIGITAL_NI_BASE, 0x40)
 
     tc, au = TileController(tp), AffineUnit(tp)
     tc._MustUse__silence = au._MustUse__silence = True

@@ -30,11 +30,16 @@ Micro-architecture
   port is the host (AXI4-Stream in: ``tdest`` = the flit's ``x``, ``y``,
   ``chan``; AXI4-Stream out: ``tdest`` = ``chan``), its east port the
   **digital datapath** node at ``(cols + 1, 0)``
-  (:class:`~rtl.digital.DigitalDatapath`: flits -> ``act`` beats -> one
-  element per beat, vectors cut by the K count (:class:`~rtl.axis.BeatUnpacker`),
-  results -> ``act`` beats -> flits to ``digital.dest``). Layers kept digital (first and
-  last) thus sit between the host and the tiles, and every transfer --
-  host -> digital -> tiles -> ... -> digital -> host -- is a routed packet.
+  (:class:`~rtl.digital.DigitalDatapath`: flits -> source-tagged ``act`` beats
+  -> per-source queues -> one element per beat, each layer slot's vector read
+  in queue order (:class:`~rtl.axis.SourceMerge`), results -> ``act`` beats ->
+  flits to ``digital.dest`` .. ``dest3`` (slot 0) or ``digital.out1`` (slot 1,
+  with ``two_layers``)). Layers kept digital (first and last) thus sit between
+  the host and the tiles, and every transfer -- host -> digital -> tiles -> ...
+  -> digital -> host -- is a routed packet.
+- **Source tags**: every activation packet carries its sender
+  (:func:`rtl.regmap.source_tag`) in the spare bits of its last flit
+  (:func:`rtl.axis.tagged_layout`; the flit format is unchanged).
 - **Configuration**: one :class:`~rtl.csr.CSRBank` generated from
   :func:`rtl.regmap.build_regmap`; its ``bindings`` wire each field to the
   block port it came from.
@@ -54,7 +59,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,10 +67,20 @@ from archmodel import timing
 from archmodel.spec import ChipSpec
 
 from ._util import reject
-from .axis import AXIStreamSignature, BeatToFlits, BeatUnpacker, DestFanout, FlitsToBeat, ResultPacker
+from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
-from .regmap import DEST_BEAT_BITS, DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
+from .regmap import (
+    DEST_BEAT_BITS,
+    DIGITAL_DESTS,
+    DIGITAL_QUEUE_BEATS,
+    DIGITAL_QUEUES,
+    TILE_DESTS,
+    RegisterMap,
+    build_regmap,
+    source_bits,
+    source_tag,
+)
 from .router import MeshRouter
 
 __all__ = ["Coprocessor"]
@@ -124,8 +139,10 @@ class Coprocessor(wiring.Component):
         probe._MustUse__silence = True
         self.flit = probe.layout
         self.x_bits, self.y_bits = probe.x_bits, probe.y_bits
-        self.layouts = SimpleNamespace(act=act_beat_layout(self.tp), psum=psum_layout(self.tp), x=x_beat_layout(),
-                                       dac=dac_beat_layout(self.tp), adc=adc_beat_layout(self.tp))
+        act = act_beat_layout(self.tp)
+        self.layouts = SimpleNamespace(act=act, psum=psum_layout(self.tp), x=x_beat_layout(),
+                                       dac=dac_beat_layout(self.tp), adc=adc_beat_layout(self.tp),
+                                       tag=tagged_layout(act, source_bits(spec)))
         link = spec.interconnect.link_width_bits
         super().__init__({
             "s_axil": In(AXI4LiteSignature(self.regmap.addr_bits)),
@@ -167,11 +184,11 @@ class Coprocessor(wiring.Component):
             # send: results (as act beats) on the activation mesh, partial sums on the partial-sum mesh
             pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
             fan = m.submodules[f"tile{t}_fan"] = self._fanout(TILE_DESTS)
-            tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.act, self.flit, chan=None)
+            tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.tag, self.flit, chan=None)
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
             wiring.connect(m, tile.out, pack.i)
             wiring.connect(m, pack.o, fan.i)
-            wiring.connect(m, fan.o, tx_act.i)
+            self._tag(m, fan.o, tx_act.i, source_tag(spec, t))
             m.d.comb += [tx_act.dest_x.eq(fan.dest_x), tx_act.dest_y.eq(fan.dest_y), tx_act.dest_chan.eq(fan.dest_chan),
                          tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
             wiring.connect(m, tile.psum_out, tx_psum.i)
@@ -194,27 +211,57 @@ class Coprocessor(wiring.Component):
         drops += [mesh.edge_o[y].valid for y in range(1, self.rows)]
         drops += [pmesh.edge_o[y].valid for y in range(self.rows)]
         misrouted = Signal()
-        m.d.comb += misrouted.eq(Cat(*drops).any())
         blocks["mesh"] = SimpleNamespace(misrouted=misrouted)
 
         dd = m.submodules.digital = DigitalDatapath(self.dp)
-        d_rx = m.submodules.digital_rx = FlitsToBeat(L.act, self.flit)
-        d_unpack = m.submodules.digital_unpack = BeatUnpacker(L.act, L.x, len(dd.k_terms))
+        d_rx = m.submodules.digital_rx = FlitsToBeat(L.tag, self.flit)
+        merge = m.submodules.digital_merge = SourceMerge(L.tag, L.x, DIGITAL_QUEUES, DIGITAL_QUEUE_BEATS,
+                                                         self.dp.max_k.bit_length())
         d_pack = m.submodules.digital_pack = ResultPacker(dd.out.payload.shape(), L.act)
         d_fan = m.submodules.digital_fan = self._fanout(DIGITAL_DESTS)
-        d_tx = m.submodules.digital_tx = BeatToFlits(L.act, self.flit, chan=None)
+        d_tx = m.submodules.digital_tx = BeatToFlits(L.tag, self.flit, chan=None)
         wiring.connect(m, io.east_o, d_rx.i)
-        wiring.connect(m, d_rx.o, d_unpack.i)
-        wiring.connect(m, d_unpack.o, dd.x_in)
-        m.d.comb += d_unpack.k_terms.eq(dd.k_terms)
+        wiring.connect(m, d_rx.o, merge.i)
+        wiring.connect(m, merge.o, dd.x_in)
+        m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)
         wiring.connect(m, d_pack.o, d_fan.i)
-        wiring.connect(m, d_fan.o, d_tx.i)
+        self._tag(m, d_fan.o, d_tx.i, source_tag(spec, "digital"))
         m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
         wiring.connect(m, d_tx.o, io.east_i)
-        d_ni = self._fan_ports(d_fan)
-        m.d.comb += d_fan.en[0].eq(1)
-        blocks.update({"digital": dd, "digital.ni": d_ni})
+        # destination registers -> fanout: with two_layers, the output vectors alternate slot 0, slot 1
+        # (oslot counts them); slot 1's go to out1 only
+        oslot = Signal()
+        with m.If(d_fan.i.valid & d_fan.i.ready & d_fan.i.payload.last & dd.two_layers):
+            m.d.sync += oslot.eq(~oslot)
+        with m.If(~dd.busy & ~dd.two_layers):
+            m.d.sync += oslot.eq(0)
+        ports = {}
+        for e in range(DIGITAL_DESTS):
+            for f in ("x", "y", "chan", "lo", "hi", "en"):
+                reg = ports[f"{f}{e}"] = Signal.like(getattr(d_fan, f)[e], name=f"dni_{f}{e}")
+                if e == 0:
+                    one = {"x": None, "y": None, "chan": None, "lo": 0, "hi": 0, "en": None}[f]
+                    if f in ("x", "y", "chan"):
+                        alt = ports.setdefault(f"out1_{f}", Signal.like(reg, name=f"dni_out1_{f}"))
+                        m.d.comb += getattr(d_fan, f)[e].eq(Mux(oslot, alt, reg))
+                    elif f == "en":
+                        m.d.comb += d_fan.en[0].eq(1)
+                    else:
+                        m.d.comb += getattr(d_fan, f)[e].eq(Mux(oslot, one, reg))
+                elif f == "en":
+                    m.d.comb += d_fan.en[e].eq(reg & ~oslot)
+                else:
+                    m.d.comb += getattr(d_fan, f)[e].eq(reg)
+        d_ni = SimpleNamespace(**ports)
+        mports = {}
+        for q in range(DIGITAL_QUEUES):
+            for f in ("src", "slot", "elems", "en"):
+                mports[f"q_{f}{q}"] = getattr(merge, f"q_{f}")[q]
+        blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports)})
+        merge_err = merge.err_src
+
+        m.d.comb += misrouted.eq(Cat(*drops, merge_err).any())  # (a packet no source queue takes: dropped)
 
         # ---- host AXI4-Stream <-> I/O router local port
         xb, yb = self.x_bits, self.y_bits
@@ -234,6 +281,12 @@ class Coprocessor(wiring.Component):
         wiring.connect(m, wiring.flipped(self.s_axil), csr.bus)
         self._bind_csr(m, csr, blocks)
         return m
+
+    @staticmethod
+    def _tag(m: Module, src, dst, tag: int) -> None:
+        """Connect an ``act`` beat stream to a tagged one (``rtl.axis.tagged_layout``), source ``tag``."""
+        m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready), dst.payload.data.eq(src.payload.data),
+                     dst.payload.last.eq(src.payload.last), dst.payload.src.eq(tag)]
 
     def _fanout(self, entries: int) -> DestFanout:
         return DestFanout(self.layouts.act, self.x_bits, self.y_bits, entries, DEST_BEAT_BITS)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from cocotb.triggers import ClockCycles, ReadOnly
+from cocotb.triggers import ReadOnly, Timer
 
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.tile_controller import adc_beats, block_counts, tile_schedule, unbeat
@@ -187,7 +187,10 @@ class PCMArrayBridge:
             answer = self.answer(beats, st.mvms)
             st.mvms += 1
             # ---- 4. latency, then the ADC beats
-            await ClockCycles(clock.clk, self.latency)
+            # one Timer for the array latency (not a wake-up per clock): to mid-cycle before edge
+            # c + latency, then that edge: the ADC beat is written after it, as with ClockCycles(latency)
+            await Timer(self.latency * clock.period_ns - clock.period_ns / 2, "ns")
+            await clock.edge
             if not steady:
                 dac.ready.value = 0
             for payload in answer:

@@ -87,7 +87,7 @@ async def test_digital_first_layer(dut):
     p: DigitalParams = layer["params"]
     clock = CycleClock(dut.clk, PERIOD_NS)
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    for name in ("x_in__valid", "out__ready", "start", "w_we", "coef_we"):
+    for name in ("x_in__valid", "out__ready", "start", "w_we", "w_load", "coef_we", "two_layers"):
         getattr(dut, name).value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 3)
@@ -97,14 +97,16 @@ async def test_digital_first_layer(dut):
     wm, coefs = layer["wm"], layer["coefs"]
     k, c_out = wm.shape
     lanes = p.mac_lanes
+    dut.w_addr.value = 0
+    dut.w_load.value = 1
+    await clock.edge
+    dut.w_load.value = 0
     dut.w_we.value = 1
     for g in range(-(-c_out // lanes)):
-        for kk in range(k):
-            for lane in range(min(lanes, c_out - g * lanes)):
-                dut.w_addr.value = g * k + kk
-                dut.w_lane.value = lane
-                dut.w_data.value = int(wm[kk, g * lanes + lane])
-                await clock.edge
+        for kk in range(k):  # one packed word per cycle, the address increments itself
+            dut.w_data.value = sum((int(wm[kk, g * lanes + lane]) & 0xFF) << (8 * lane)
+                                   for lane in range(min(lanes, c_out - g * lanes)))
+            await clock.edge
     dut.w_we.value = 0
     dut.coef_we.value = 1
     for ch in range(c_out):

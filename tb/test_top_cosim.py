@@ -40,7 +40,10 @@ AIMC_CHAIN_RUNS : runs of ``test_chain_random`` (default 8)
 Issue-15 scenarios (partial-sum chains, digital first/last layers, several
 destinations, fault location): ``test_chain_home_first``,
 ``test_chain_upstream_first``, ``test_chain_random``, ``test_tile_to_digital``,
-``test_digital_to_tile``, ``test_digital_to_chain``, ``test_digital_weight_fault``
+``test_digital_to_tile``, ``test_digital_to_chain``, ``test_digital_weight_fault``;
+the whole network from the mapper's placement: ``test_digits_network`` and
+``test_digits_fault`` (``AIMC_PLACEMENT``, ``AIMC_DIGITS_IMAGES``,
+``AIMC_DIGITS_WEIGHTS``, ``AIMC_FAULT``, ``AIMC_PROFILE``; :mod:`tb.network_env`)
 (each docstring says what it asserts).
 """
 
@@ -90,8 +93,8 @@ async def _start(dut, env: dict, **stalls) -> TopTestbench:
     return tb
 
 
-def _check(res: NetResult, test: str) -> None:
-    _save(test, res.as_dict() | {"test": test})
+def _check(res: NetResult, test: str, extra: dict | None = None) -> None:
+    _save(test, res.as_dict() | {"test": test} | (extra or {}))
     msg = f"seed {res.seed}: {res.summary()}"
     assert res.mismatches == 0, msg + "; first: " + "; ".join(res.first_mismatches[:3])
     assert res.compared == res.expected_outputs, msg
@@ -102,6 +105,7 @@ def _check(res: NetResult, test: str) -> None:
     assert res.protocol_errors == 0, msg + f", {res.protocol_errors} array-port protocol errors"
     assert res.axil_errors == 0, msg + f", {res.axil_errors} AXI4-Lite error responses"
     assert res.readback_mismatches == 0, msg + "; " + "; ".join(res.first_mismatches[:3])
+    assert res.tap_mismatches == 0, msg + f", {res.tap_mismatches} mirrored intermediate outputs wrong"
     assert not any(res.flags.values()), msg + f", flags {[k for k, v in res.flags.items() if v]}"
 
 
@@ -282,16 +286,134 @@ async def test_digital_weight_fault(dut):
     ch, k, lanes, K = 5, 3, pn.spec.digital.mac_lanes, 24
     rm = pn.regmap
     g, lane = divmod(ch, lanes)
-    at = pn.writes.index(RegWrite(*rm.write("digital.w_addr", w_addr=g * K + k), "digital.w_addr"))
-    at = pn.writes.index(RegWrite(*rm.write("digital.w_lane", w_lane=lane), "digital.w_lane"), at)
-    wr = pn.writes[at + 1]
-    assert wr.name == "digital.w_data"
-    val = rm.decode(wr.name, wr.data)["w_data"]
+    # packed words after the w_load pulse, address g*K + k
+    data_at = [i for i, w in enumerate(pn.writes) if w.name == "digital.w_data"]
+    at = data_at[g * K + k]
+    wr = pn.writes[at]
+    word = rm.decode(wr.name, wr.data)["w_data"]
+    val = (word >> (8 * lane)) & 0xFF
     val = val - 256 if val >= 128 else val
     assert val == pn.layers[0].w_int8[ch, k] and val != 0
-    pn.writes[at + 1] = RegWrite(wr.addr, rm.encode(wr.name, w_data=(-val) & 0xFF), wr.name)
+    word = (word & ~(0xFF << (8 * lane))) | (((-val) & 0xFF) << (8 * lane))
+    pn.writes[at] = RegWrite(wr.addr, rm.encode(wr.name, w_data=word), wr.name)
     res = await tb.run(pn, log=None)
     _save("test_digital_weight_fault", res.as_dict() | {"test": "test_digital_weight_fault", "weight": [ch, k, val]})
     assert res.compared == res.expected_outputs == 6 * 24, res.summary()
     assert res.dac_mismatches > 0 and {tuple(x) for x in res.dac_mismatch_at} == {(1, ch)}, res.dac_mismatch_at
     assert res.mismatches > 0, res.summary()
+
+
+@cocotb.test(timeout_time=200, timeout_unit="ms")
+async def test_digits_network(dut):
+    """The whole network from the placement, checked bit for bit (:func:`_digits`)."""
+    await _digits(dut, os.environ.get("AIMC_FAULT", "none"), "test_digits_network")
+
+
+@cocotb.test(timeout_time=200, timeout_unit="ms")
+async def test_digits_fault(dut):
+    """The whole network with one conductance code of tile 1 changed behind the bridge only (:func:`_digits`)."""
+    await _digits(dut, "conductance", "test_digits_fault")
+
+
+async def _digits(dut, fault: str, test: str):
+    """A whole network from the mapper's placement (``AIMC_PLACEMENT``: JSON file of
+    ``archmodel.placement.Placement``; ``tb.network_env.prepare_placed``): images in over AXI4-Stream,
+    class scores out, ready low on ~30 % of cycles (seeded) at ``m_axis``, the AXI4-Lite response
+    channels (``bready``, ``rready``) and every array port (``dac.ready``; gaps on ``adc.valid`` and on
+    ``s_axis.tvalid``), host credit of 2 images in flight. Asserts 0 mismatches with every score compared, every DAC
+    code of the analog layer compared (= the digital first layer's outputs), no status flag. With
+    ``AIMC_FAULT=conductance`` one conductance code of mapped layer ``AIMC_FAULT_TILE`` (the row with the
+    largest mean input, a column that is neither 0 nor clipped) is raised by max |G| behind the bridge only and the test
+    asserts that mismatches appear (located in the JSON: ``tap_mismatch_at``, ``dac_mismatch_at``).
+
+    Environment: ``AIMC_DIGITS_IMAGES`` (default 4), ``AIMC_DIGITS_WEIGHTS`` (``trained`` default, or ``seeded``).
+    """
+    import numpy as np
+
+    from archmodel.placement import LayerPlacement, Placement
+    from archmodel.zoo import load_network
+    from rtl.regmap import source_tag
+    from tb.network_env import digits_images, prepare_placed
+
+    env = _env()
+    data = json.loads(Path(os.environ["AIMC_PLACEMENT"]).read_text())
+    placement = Placement(data["spec_name"], data["network_name"], data["replicate"],
+                          tuple(LayerPlacement(**lp) for lp in data["layers"]))
+    n = int(os.environ.get("AIMC_DIGITS_IMAGES", "4"))
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7, p_axil=0.7)
+    network = load_network(placement.network_name)
+    x, labels, split = digits_images(n, env["seed"])
+    params, source = None, f"seeded random (standard normal / sqrt(K), seed {env['seed']})"
+    if os.environ.get("AIMC_DIGITS_WEIGHTS", "trained") == "trained":
+        from archmodel.digits_experiment import train_on_digits
+        result, _ = train_on_digits(network, env["seed"], 0.0, 30, None, split=split)
+        params = result.params
+        source = (f"trained on the digits split of seed {env['seed']} (30 epochs, no weight noise; "
+                  f"FP32 test accuracy {result.test_accuracy:.4f})")
+    placed = prepare_placed(tb.spec, placement, network, x, seed=env["seed"], params=params, labels=labels,
+                            weights_source=source)
+    pn = placed.pn
+    fault_at = None
+    if fault == "conductance":
+        li = int(os.environ.get("AIMC_FAULT_TILE", "1"))
+        mt = pn.matrices[li]
+        # the row with the largest mean input (so the fault shows); the column whose smallest output over the
+        # images is largest while its largest stays below 100 (ReLU does not hide a raise, +127 does not clip it)
+        row = int(np.argmax(pn.inputs[li].mean(axis=0)))
+        home = li + 1 if pn.layers[li].chain_out else li
+        cb_out = pn.taps[source_tag(tb.spec, pn.layers[home].tile)]
+        col = int(np.argmax(np.where(cb_out.max(axis=0) < 100, cb_out.min(axis=0), -1)))
+        mt._g_eff = mt._g_eff.copy()
+        mt._g_eff[row, col] += float(np.max(np.abs(mt._g_eff)))  # behind the bridge only; the golden run is done
+        fault_at = [li, row, col, source_tag(tb.spec, pn.layers[home].tile)]
+    prof = None
+    if os.environ.get("AIMC_PROFILE"):
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+    res = await tb.run(pn, credit=2, log=dut._log)
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(os.environ["AIMC_PROFILE"])
+    st1 = await tb.read("digital.status1")
+    st2 = await tb.read("digital.status2")
+    got = tb.checker.got
+    top1_rtl = np.argmax(got, axis=1)
+    top1_model = np.argmax(pn.expected, axis=1)
+    out = res.as_dict() | {
+        "test": test, "images": n, "weights": source, "fault": fault, "fault_at": fault_at,
+        "labels": labels.tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": top1_model.tolist(),
+        "accuracy_rtl": float(np.mean(top1_rtl == labels)), "accuracy_model": float(np.mean(top1_model == labels)),
+        "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds,
+        "predicted_cycles": placed.predicted_cycles,
+        "digital_cycles": [int(st1["cycles0"]), int(st2["cycles1"])],
+        "layer_outputs": [int(o.size) for o in pn.layer_outputs],
+        "layer_shapes": [[lp.matrix_rows, lp.matrix_cols] for lp in placement.layers],
+        "mac_lanes": tb.spec.digital.mac_lanes,
+        "analog_span_cycles": _analog_span(res, n),
+    }
+    _save(test, out)
+    msg = f"seed {res.seed}: {res.summary()}"
+    if fault == "none":
+        _check(res, test, out)
+        assert res.compared == n * 10 and res.dac_compared == n * 64 * 2 and res.tap_compared == n * 64, msg
+        assert res.tap_mismatches == 0, msg
+        assert (top1_rtl == top1_model).all(), msg
+    else:
+        assert res.compared == n * 10, msg
+        assert res.mismatches > 0 or res.dac_mismatches > 0, msg
+
+
+def _analog_span(res: NetResult, n: int) -> float | None:
+    """Mean cycles per image from the last of the analog layer's tiles to start its MVM (first DAC beat of
+    it) to the last of its outputs mirrored to the host: the layer's latency through the arrays, the chain's
+    partial sums, the affine units and the mesh, once its input has arrived."""
+    if not res.tap_done_cycles or not res.mvm_start_cycles:
+        return None
+    spans = []
+    for v in range(n):
+        starts = [s[v] for s in res.mvm_start_cycles if len(s) > v]
+        ends = [e[v] for e in res.tap_done_cycles.values() if len(e) > v]
+        if starts and ends:
+            spans.append(max(ends) - max(starts) + 1)
+    return sum(spans) / len(spans) if spans else None

@@ -57,10 +57,18 @@ class NetResult:
     mismatched_columns: list[int] = field(default_factory=list)
     dac_mismatch_at: list[list[int]] = field(default_factory=list)  # [mapped layer, row] of each wrong DAC code
     first_mismatches: list[str] = field(default_factory=list)
+    tap_compared: int = 0            # int8 outputs of intermediate layers mirrored to the host (m_axis chan 1)
+    tap_mismatches: int = 0
+    tap_mismatch_at: list[list[int]] = field(default_factory=list)  # [source tag, column] of each wrong tap value
+    config_wall_s: float = 0.0       # wall time of the configuration (AXI4-Lite writes), s
+    run_wall_s: float = 0.0          # wall time of the whole run (configuration included), s
+    tap_done_cycles: dict[int, list[int]] = field(default_factory=dict)  # source tag -> cycle each vector's tap ended
+    mvm_start_cycles: list[list[int]] = field(default_factory=list)      # per bridge: cycle of each MVM's first DAC beat
 
     @property
     def ok(self) -> bool:
-        return (self.mismatches == 0 and self.compared == self.expected_outputs and self.extra_outputs == 0
+        return (self.mismatches == 0 and self.tap_mismatches == 0
+                and self.compared == self.expected_outputs and self.extra_outputs == 0
                 and self.format_errors == 0 and self.dac_mismatches == 0 and self.protocol_errors == 0
                 and self.axil_errors == 0 and self.readback_mismatches == 0 and not any(self.flags.values()))
 
@@ -98,6 +106,7 @@ class OutputChecker:
         self.act_layout, self.beat_bits, self.link_bits = act_layout, beat_bits, link_bits
         self.beats_per_vec = -(-n_cols // rows_per_beat)
         self.n_frames = n_vectors * self.beats_per_vec
+        self.got = np.zeros_like(np.asarray(expected))  # int8 outputs as received (for top-1 from the RTL's scores)
 
     def check(self, fi: int, frame: Any) -> bool:
         """Compare output packet number ``fi``; True when it ends a vector."""
@@ -119,6 +128,7 @@ class OutputChecker:
                     res.format_errors += 1
                 continue
             res.compared += 1
+            self.got[v, col] = val
             exp = int(want[v, col])
             if val != exp:
                 res.mismatches += 1
@@ -127,6 +137,55 @@ class OutputChecker:
                 if len(res.first_mismatches) < 10:
                     res.first_mismatches.append(f"vector {v} column {col}: got {val}, expected {exp}")
         return b == beats_per_vec - 1
+
+
+class TapChecker:
+    """In-order compare of the packets an intermediate layer's home tiles mirror to the host (``chan`` 1).
+
+    Parameters
+    ----------
+    result : NetResult
+        Counts ``tap_compared`` / ``tap_mismatches`` there.
+    taps : dict of source tag -> ndarray (B, N_t)
+        Expected int8 outputs of each mirroring tile, in vector order.
+    rows_per_beat, tag_layout, tag_bits, link_bits
+        int8 lanes per beat, the tagged beat layout (``rtl.axis.tagged_layout``) and width, flit payload width.
+    """
+
+    def __init__(self, result: NetResult, taps: dict, rows_per_beat: int, tag_layout: Any, tag_bits: int,
+                 link_bits: int, cycle: Any = None):
+        self.res, self.taps, self.rpb, self.cycle = result, taps, rows_per_beat, cycle
+        self.layout, self.bits, self.link_bits = tag_layout, tag_bits, link_bits
+        self.beat = {t: 0 for t in taps}
+        self.expected = sum(int(np.asarray(v).size) for v in taps.values())
+
+    def check(self, frame: Any) -> None:
+        res = self.res
+        raw = sum(int(wd) << (k * self.link_bits) for k, wd in enumerate(frame.tdata))
+        beat = unpack(self.layout, raw & ((1 << self.bits) - 1))
+        src = int(beat["src"])
+        if src not in self.taps:
+            res.format_errors += 1
+            return
+        want = self.taps[src]
+        n = want.shape[1]
+        per_vec = -(-n // self.rpb)
+        v, b = divmod(self.beat[src], per_vec)
+        self.beat[src] += 1
+        if v >= want.shape[0]:
+            res.extra_outputs += 1
+            return
+        if b == per_vec - 1 and self.cycle is not None:
+            res.tap_done_cycles.setdefault(src, []).append(int(self.cycle()))
+        for lane, val in enumerate(beat["data"]):
+            col = b * self.rpb + lane
+            if col >= n:
+                continue
+            res.tap_compared += 1
+            if val != int(want[v, col]):
+                res.tap_mismatches += 1
+                if [src, col] not in res.tap_mismatch_at:
+                    res.tap_mismatch_at.append([src, col])
 
 
 def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:

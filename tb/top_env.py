@@ -59,6 +59,7 @@ from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
+from rtl.axis import tagged_layout
 from rtl.params import DigitalParams, TileParams
 from rtl.register_compiler import (
     MappedLayer,
@@ -71,12 +72,12 @@ from rtl.register_compiler import (
     host_dest,
     tile_coords,
 )
-from rtl.regmap import RegisterMap, build_regmap
+from rtl.regmap import RegisterMap, build_regmap, source_bits, source_tag
 from rtl.tile_controller import act_beat_layout
 from tb.packing import pack, width_of
 from tb.tile_env import resolve_spec
 from tb.top_bridge import checking_bridge_class
-from tb.top_checker import NetResult, OutputChecker, stage_cycles
+from tb.top_checker import NetResult, OutputChecker, TapChecker, stage_cycles
 
 __all__ = ["ORDERS", "NetworkJob", "PreparedNetwork", "TopTestbench", "host_order", "mlp_job", "prepare_network",
            "run_top_scenarios"]
@@ -168,6 +169,7 @@ class PreparedNetwork:
     writes: list[RegWrite]       # configuration, then the start pulses
     entry: list[int] = None      # mapped layers the host feeds (the first layer's tiles)  # type: ignore[assignment]
     layer_outputs: list[np.ndarray] = None  # int8 outputs of every network layer  # type: ignore[assignment]
+    taps: dict | None = None     # source tag -> expected int8 outputs a tile mirrors to the host (chan 1)
 
     @property
     def n_vectors(self) -> int:
@@ -216,6 +218,8 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
                                relu=bool(job.relu[li]), n_pixels=x.shape[0], name=f"layer{li}")
             if not last:
                 dl = replace(dl, dests=_split_dests(spec, job, li + 1))
+            if li > 0:  # the previous layer's home tile gives the whole vector
+                dl = replace(dl, sources=((source_tag(spec, layers[-1].tile), k),))
             if li == 0:
                 entry.append(len(layers))
             matrices.append(None)
@@ -433,10 +437,13 @@ class TopTestbench:
         output flit (1.0: never pauses).
     p_dac_ready, p_adc_valid : float
         Stall probabilities of the array bridges (1.0: none).
+    p_axil : float
+        Probability per cycle that the AXI4-Lite master accepts a write / read response
+        (``bready`` / ``rready``; cocotbext-axi's B and R channel sinks' pause generators).
     """
 
     def __init__(self, dut: Any, clock: Any, spec: ChipSpec, *, seed: int = 0, p_in: float = 1.0,
-                 p_out: float = 1.0, p_dac_ready: float = 1.0, p_adc_valid: float = 1.0):
+                 p_out: float = 1.0, p_dac_ready: float = 1.0, p_adc_valid: float = 1.0, p_axil: float = 1.0):
         from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink, AxiStreamSource
 
         self.dut, self.clock, self.spec = dut, clock, spec
@@ -449,6 +456,9 @@ class TopTestbench:
         self.link_bits = spec.interconnect.link_width_bits
         self.act_layout = act_beat_layout(self.params)
         self.beat_bits = width_of(self.act_layout)
+        self.tag_layout = tagged_layout(self.act_layout, source_bits(spec))
+        self.tag_bits = width_of(self.tag_layout)
+        self.host_tag = source_tag(spec, "host")
         self.idle_array_ports()
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_"), dut.clk, dut.rst, byte_size=self.link_bits)
@@ -457,6 +467,9 @@ class TopTestbench:
             self.source.set_pause_generator(_pauses(self.rng, p_in))
         if p_out < 1.0:
             self.sink.set_pause_generator(_pauses(self.rng, p_out))
+        if p_axil < 1.0:  # ready low on the response channels: the CSR bank must hold its response
+            self.axil.write_if.b_channel.set_pause_generator(_pauses(self.rng, p_axil))
+            self.axil.read_if.r_channel.set_pause_generator(_pauses(self.rng, p_axil))
         self.tasks: list = []
 
     def idle_array_ports(self) -> None:
@@ -526,16 +539,23 @@ class TopTestbench:
 
     # ------------------------------------------------------------------ one run
     async def run(self, pn: PreparedNetwork, *, timeout_cycles: int | None = None, readback: bool = False,
-                  log: Any = None, order: str = "vector", window: int | None = None) -> NetResult:
+                  log: Any = None, order: str = "vector", window: int | None = None,
+                  credit: int | None = None) -> NetResult:
         """Configure, feed every input vector, check every output, stop the tiles, check the status.
 
         ``order`` and ``window``: the host's send order over the first layer's
-        tiles (:func:`host_order`).
+        tiles (:func:`host_order`). ``credit`` = W: the host enqueues input
+        vector ``v`` only once the outputs of vector ``v - W`` are back (at most
+        W vectors in flight: the end-to-end credit the digital datapath's source
+        queues need, docs/design.md "Deadlock-free transport").
         """
+        import time
+
         import cocotb
-        from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
+        from cocotb.triggers import ClockCycles, Event, SimTimeoutError, with_timeout
         from cocotbext.axi import AxiStreamFrame
 
+        wall0 = time.perf_counter()
         spec, p, L = self.spec, self.params, pn.layers
         res = NetResult(pn.job.name, pn.job.seed, pn.job.t_inf_s, pn.n_outputs,
                         gdc_alpha=[lyr.gdc_alpha for lyr in L])
@@ -545,6 +565,7 @@ class TopTestbench:
         if chip_id["magic"] != 0xA1C0:
             res.flags["bad_chip_id"] = 1
         await self.configure(pn, res, readback=readback)
+        res.config_wall_s = time.perf_counter() - wall0
 
         # ---- array bridges (they also check each layer's DAC codes against the golden input)
         bridges = []
@@ -570,27 +591,47 @@ class TopTestbench:
                 for i in range(nb):
                     lanes = [int(c) for c in xv[i * rpb:(i + 1) * rpb]]
                     lanes += [int(c) for c in self.rng.integers(-128, 128, rpb - len(lanes))]  # ignored by the RTL
-                    raw = pack(self.act_layout, {"data": lanes, "last": int(i == nb - 1)})
-                    fr.append(AxiStreamFrame(beat_words(raw, self.beat_bits, self.link_bits), tdest=tdest))
+                    raw = pack(self.tag_layout, {"data": lanes, "last": int(i == nb - 1), "src": self.host_tag})
+                    fr.append(AxiStreamFrame(beat_words(raw, self.tag_bits, self.link_bits), tdest=tdest))
                 queue.append((ei, v, fr))
         frames = host_order(queue, len(pn.entry), order, self.rng, window=window)
 
+        got_vector = Event()
+        per_vector = max(1, len(frames) // max(1, pn.n_vectors))
+
         async def feed() -> None:
-            for f in frames:
+            for i, f in enumerate(frames):
+                while credit is not None and i // per_vector - credit >= len(vec_done):
+                    got_vector.clear()
+                    await got_vector.wait()
                 await self.source.send(f)
 
         # ---- outputs
-        checker = OutputChecker(res, pn.expected, pn.n_vectors, L[-1].n_cols, rpb, self.act_layout, self.beat_bits,
-                                self.link_bits)
+        checker = self.checker = OutputChecker(res, pn.expected, pn.n_vectors, L[-1].n_cols, rpb, self.act_layout,
+                                               self.beat_bits, self.link_bits)
         last_out = [0]
         vec_done: list[int] = []
+        tap = (TapChecker(res, pn.taps, rpb, self.tag_layout, self.tag_bits, self.link_bits, self.clock.cycle)
+               if pn.taps else None)
+
+        def is_tap(frame) -> bool:
+            chan = frame.tdest[0] if isinstance(frame.tdest, list) else frame.tdest
+            return tap is not None and chan == 1
+
+        self._is_tap, self._tap = is_tap, tap
 
         async def collect() -> None:
-            for fi in range(checker.n_frames):
+            fi = 0
+            while fi < checker.n_frames:
                 frame = await self.sink.recv()
+                if is_tap(frame):
+                    tap.check(frame)
+                    continue
                 last_out[0] = self.clock.cycle()
-                if checker.check(fi, frame):
+                fi += 1
+                if checker.check(fi - 1, frame):
                     vec_done.append(last_out[0])
+                    got_vector.set()
 
         async def count_stalls() -> None:
             from cocotb.triggers import ReadOnly
@@ -615,14 +656,18 @@ class TopTestbench:
                                  f"{res.expected_outputs} outputs, MVMs per tile "
                                  f"{[b.stats.mvms for b in bridges]}") from exc
         res.cycles = last_out[0] + 1 - start_cycle
+        res.run_wall_s = time.perf_counter() - wall0
         if len(vec_done) > 1:
             res.interval_cycles = (vec_done[-1] - vec_done[0]) / (len(vec_done) - 1)
 
         # ---- nothing more comes out; stop the tiles; check the status registers
         await ClockCycles(self.clock.clk, 200)
         while not self.sink.empty():
-            self.sink.recv_nowait()
-            res.extra_outputs += 1
+            frame = self.sink.recv_nowait()
+            if is_tap(frame):
+                tap.check(frame)
+            else:
+                res.extra_outputs += 1
         for wr in self._commands(pn, "stop"):
             await self.write(wr, res)
         await ClockCycles(self.clock.clk, 20)
@@ -644,6 +689,7 @@ class TopTestbench:
             res.flags[f"tile{lyr.tile}.affine_busy"] = af["busy"]
         res.flags["misrouted"] = (await self.read("chip.status", res))["misrouted"]
         res.mvms = [b.stats.mvms for b in bridges]
+        res.mvm_start_cycles = [list(b.stats.mvm_start_cycles) for b in bridges]
         res.protocol_errors += sum(b.stats.protocol_errors for b in bridges)
         for t in self.tasks:
             t.cancel()
@@ -665,7 +711,8 @@ class TopTestbench:
 
 
 def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: dict[str, Any] | None = None,
-                      seed: int = 1, build_dir: str | os.PathLike, waves: bool = False) -> dict[str, Any]:
+                      seed: int = 1, build_dir: str | os.PathLike, waves: bool = False,
+                      extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Build the co-processor with ``sim`` once and run ``tests`` of :mod:`tb.test_top_cosim` in one process.
 
     Returns
@@ -681,4 +728,4 @@ def run_top_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes
     spec = resolve_spec(arch, changes)
     src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
     return run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, tests, arch=arch, changes=changes,
-                            seed=seed, waves=waves)
+                            seed=seed, waves=waves, extra_env=extra_env)

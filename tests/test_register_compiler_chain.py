@@ -72,18 +72,61 @@ def test_digital_layer_weights_roundtrip():
     rm = build_regmap(SPEC)
     lanes = SPEC.digital.mac_lanes
     mem = np.zeros((3 * 20, lanes), dtype=np.int64)
-    addr = lane = data = None
-    n_we = 0
+    addr = ptr = data = None
+    n_we = n_writes = 0
     for wr in compile_digital_layer(SPEC, dl, regmap=rm):
         f = rm.decode(wr.name, wr.data)
         addr = f["w_addr"] if wr.name == "digital.w_addr" else addr
-        lane = f["w_lane"] if wr.name == "digital.w_lane" else lane
         data = f["w_data"] if wr.name == "digital.w_data" else data
-        if wr.name == "digital.ctrl" and f["w_we"]:
-            mem[addr, lane] = data - 256 if data >= 128 else data
+        n_writes += wr.name in ("digital.w_addr", "digital.w_data") or (wr.name == "digital.ctrl" and
+                                                                       (f["w_we"] or f["w_load"]))
+        if wr.name == "digital.ctrl" and f["w_load"]:
+            ptr = addr
+        if wr.name == "digital.ctrl" and f["w_we"]:  # a packed word of 4 lanes, the address increments itself
+            for lane in range(lanes):
+                v = (data >> (8 * lane)) & 0xFF
+                mem[ptr, lane] = v - 256 if v >= 128 else v
+            ptr += 1
             n_we += 1
-    assert n_we == 200
+    assert n_we == 3 * 20  # ceil(10 / 4) groups x K = 20 words
+    assert n_writes == 2 * 60 + 2  # w_data + w_we per word, w_addr + w_load once: 122 writes for 200 weights
     for ch in range(10):
         g, l_ = divmod(ch, lanes)
         assert [int(mem[g * 20 + k, l_]) for k in range(20)] == [int(v) for v in dl.w_int8[ch]]
     assert digital_dest(SPEC) == (3, 0)
+
+
+def test_two_digital_layers_and_weight_memory_limit():
+    """digits-mlp's fc1 (64 -> 64) and fc3 (64 -> 10) in the two layer slots: fc3's weights from word
+    64 x ceil(64 / 4) = 1024 and its coefficients from entry 64; 1,024 + 192 = 1,216 words, 2 writes per packed
+    word + w_addr/w_load per layer = 2,436 weight writes for 4,736 weights (0.51 per weight); the source queues
+    (host 64 elements for slot 0; tiles 1 and 3, 32 each, for slot 1). With a 4 KiB global buffer (1,024 words)
+    the pair is refused in one line naming both numbers."""
+    from dataclasses import replace
+
+    from rtl.register_compiler import compile_digital_layers
+    from rtl.regmap import source_tag
+
+    rng = np.random.default_rng(3)
+    d1 = digital_layer(SPEC, rng.standard_normal((64, 64)), dest=(0, 0), in_scale=1 / 127, out_scale=0.1,
+                       n_pixels=5, name="fc1")
+    d3 = digital_layer(SPEC, rng.standard_normal((64, 10)), dest=host_dest(SPEC), in_scale=0.1, out_scale=0.2,
+                       relu=False, n_pixels=5, name="fc3")
+    d3 = replace(d3, sources=((source_tag(SPEC, 1), 32), (source_tag(SPEC, 3), 32)))
+    rm = build_regmap(SPEC)
+    writes = compile_digital_layers(SPEC, [d1, d3], regmap=rm)
+    got = {w.name: rm.decode(w.name, w.data) for w in writes}
+    assert got["digital.w_base1"]["w_base1"] == 1024 and got["digital.coef_base1"]["coef_base1"] == 64
+    assert got["digital.two_layers"]["two_layers"] == 1 and got["digital.k_terms1"]["k_terms1"] == 64
+    assert got["digital.out1"]["x"] == 2 and got["digital.out1"]["y"] == 0
+    srcs = [got[f"digital.src{q}"] for q in range(4)]
+    assert [(s["src"], s["slot"], s["elems"], s["en"]) for s in srcs] == [(4, 0, 64, 1), (1, 1, 32, 1),
+                                                                         (3, 1, 32, 1), (0, 0, 0, 0)]
+    n_weight_writes = sum(w.name in ("digital.w_data", "digital.w_addr") for w in writes) + sum(
+        1 for w in writes if w.name == "digital.ctrl" and (rm.decode(w.name, w.data)["w_we"]
+                                                           or rm.decode(w.name, w.data)["w_load"]))
+    assert n_weight_writes == 2 * 1216 + 2 * 2
+    small = SPEC.replace(**{"buffers.global_buffer_kib": 4.0})
+    with pytest.raises(ValueError, match=r"digital layers fc1, fc3 need 1,216 weight words of 4 int8; the digital "
+                                         r"datapath of 'tiny' holds 1,024"):
+        compile_digital_layers(small, [d1, d3])

@@ -70,14 +70,16 @@ async def load_layer(ctx, dut, layer):
     wm = layer["wm"]
     k, c_out = wm.shape
     lanes = P.mac_lanes
+    ctx.set(dut.w_addr, 0)
+    ctx.set(dut.w_load, 1)
+    await ctx.tick()
+    ctx.set(dut.w_load, 0)
     ctx.set(dut.w_we, 1)
     for g in range(-(-c_out // lanes)):
-        for kk in range(k):
-            for lane in range(min(lanes, c_out - g * lanes)):      # idle lanes keep stale weights
-                ctx.set(dut.w_addr, g * k + kk)
-                ctx.set(dut.w_lane, lane)
-                ctx.set(dut.w_data, int(wm[kk, g * lanes + lane]))
-                await ctx.tick()
+        for kk in range(k):                                        # one packed word per cycle, address auto-increments
+            ctx.set(dut.w_data, sum((int(wm[kk, g * lanes + lane]) & 0xFF) << (8 * lane)
+                                    for lane in range(min(lanes, c_out - g * lanes))))
+            await ctx.tick()
     ctx.set(dut.w_we, 0)
     ctx.set(dut.coef_we, 1)
     for ch in range(c_out):
@@ -211,7 +213,7 @@ def test_digital_reset_mid_transfer_and_config_errors():
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_digital_params_and_verilog():
-    assert P.weight_words == 1024 and P.mac_lanes == 4 and P.acc_bits == 32
+    assert P.weight_words == 4096 and P.mac_lanes == 4 and P.acc_bits == 32  # tiny: 16 KiB global buffer / 4 lanes
     with pytest.raises(TypeError, match="DigitalParams"):
         DigitalDatapath(SPEC)
     gc.collect()

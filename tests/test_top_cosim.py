@@ -25,6 +25,11 @@ build of the top level: its C++ build is the slowest step of the suite). With
 MVM sets the interval: vectors leave exactly 16 cycles apart; layer 2's stage
 is its MVM, ceil(32/8) + 6 + ceil(10/8) + 2 = 14 cycles.
 
+Whole network (issue 15, Verilator build only): ``digits-mlp`` from the
+mapper's placement on 4 digits images (``test_top_digits_network``) and with
+one conductance fault behind a bridge (``test_top_digits_fault_located``):
+about 10 s each inside the Verilator process.
+
 Options: ``AIMC_COSIM_SEED`` (default 1), ``AIMC_WAVES=1`` (waveforms in the
 build folders). Build and run: about 10 s on Icarus, 90 s on Verilator
 (mostly its C++ build) on 2 cores.
@@ -47,6 +52,10 @@ TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
                "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
+#: the whole digits-mlp network from the mapper's placement (issue 15): on the Verilator build only
+DIGITS_TESTS = ["test_digits_network", "test_digits_fault"]
+DIGITS_BUILDS = [("verilator", 4)]
+DIGITS_IMAGES = 4
 #: (simulator, periphery.affine_lanes) builds of the top level
 BUILDS = [("icarus", 1), ("icarus", 4), ("verilator", 4)]
 #: affine lanes -> (stage cycles per vector of the two layers of test_mlp_two_tiles, interval between vectors)
@@ -68,8 +77,14 @@ def outcomes(tmp_path_factory):
         if (sim, lanes) not in cache:
             build = tmp_path_factory.mktemp(f"top-{sim}-lanes{lanes}")
             tests = TESTS + (CHAIN_TESTS if (sim, lanes) in CHAIN_BUILDS else [])
+            env = None
+            if (sim, lanes) in DIGITS_BUILDS:
+                tests += DIGITS_TESTS
+                env = {"AIMC_PLACEMENT": str(_placement_file(build, {"periphery.affine_lanes": lanes})),
+                       "AIMC_DIGITS_IMAGES": str(DIGITS_IMAGES), "AIMC_DIGITS_WEIGHTS": "trained",
+                       "AIMC_FAULT": "none", "AIMC_FAULT_TILE": "1"}
             cache[sim, lanes] = run_top_scenarios(sim, tests, arch="tiny", changes={"periphery.affine_lanes": lanes},
-                                                  seed=SEED, build_dir=build, waves=WAVES)
+                                                  seed=SEED, build_dir=build, waves=WAVES, extra_env=env)
         return cache[sim, lanes]
 
     return get
@@ -173,3 +188,56 @@ def test_top_fault_located(outcomes, sim, lanes):
     assert out.passed, f"{sim} seed {SEED}: {out.message}"
     d = out.data
     assert d["compared"] == 144 and d["mismatches"] > 0 and d["dac_mismatch_at"] == [[1, 5]], d
+
+
+def _placement_file(build, changes: dict):
+    """The mapper's placement of digits-mlp on tiny with ``changes``, as JSON for the testbench."""
+    import dataclasses
+    import json
+
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+    from tb.tile_env import resolve_spec
+
+    placement = map_network(resolve_spec("tiny", changes), load_network("digits-mlp"),
+                            MapOptions(replicate=False)).placement()
+    path = build / "placement.json"
+    path.write_text(json.dumps(dataclasses.asdict(placement)))
+    return path
+
+
+@pytest.mark.parametrize(("sim", "lanes"), DIGITS_BUILDS)
+def test_top_digits_network(outcomes, sim, lanes):
+    """digits-mlp from the mapper's placement on tiny: fc1 digital (slot 0) multicast to the 2 x 2 tiles of fc2
+    (two chains of 32 + 32 rows), their home tiles merged in order at the digital datapath for fc3 (slot 1), 4
+    digits test images, trained weights, ready low on ~30 % of cycles at m_axis and every array port: 4 x 10 scores
+    and 4 x 64 mirrored fc2 outputs compared, 0 mismatches, every DAC code of the 4 tiles (4 x 32 each = fc1's
+    outputs) compared, top-1 from the RTL's scores = the model's, per-layer digital cycles = K x ceil(C / 4) MAC
+    cycles + the drain (hand-computed: fc1 64 x 16 = 1024, fc3 64 x 3 = 192), no status flag."""
+    out = outcomes(sim, lanes)["test_digits_network"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    n = DIGITS_IMAGES
+    assert d["compared"] == d["expected_outputs"] == n * 10 and d["mismatches"] == 0, d
+    assert d["tap_compared"] == n * 64 and d["tap_mismatches"] == 0, d
+    assert d["dac_compared"] == n * 4 * 32 and d["dac_mismatches"] == 0 and d["mvms"] == [n] * 4, d
+    assert d["top1_rtl"] == d["top1_model"] and len(d["top1_rtl"]) == n
+    assert not any(d["flags"].values()), d["flags"]
+    fc1, fc3 = (c / n for c in d["digital_cycles"])
+    assert 1024 < fc1 <= 1024 + 20 and 192 < fc3 <= 192 + 20, d["digital_cycles"]  # drain <= mac_lanes + 16
+    assert d["out_stall_cycles"] > 0
+
+
+@pytest.mark.parametrize(("sim", "lanes"), DIGITS_BUILDS)
+def test_top_digits_fault_located(outcomes, sim, lanes):
+    """One conductance code of fc2's tile 0 (column block 0, rows 0..31; the row with the largest mean input, a
+    column c whose outputs are neither 0 nor clipped) raised by the largest conductance behind the array bridge only
+    (golden untouched): fc1's outputs (DAC codes) all match, fc2's mirrored outputs mismatch in column c of home
+    tile 1 and nowhere else, so the fault is located at layer fc2, column c."""
+    out = outcomes(sim, lanes)["test_digits_fault"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["dac_mismatches"] == 0 and d["dac_compared"] == DIGITS_IMAGES * 128, d
+    li, row, col, home_tag = d["fault_at"]
+    assert li == 1 and home_tag == 1  # mapped layer 1 = tile 0, its chain's home tile 1
+    assert d["tap_mismatches"] > 0 and d["tap_mismatch_at"] == [[home_tag, col]], d

@@ -1,4 +1,7 @@
-"""``aimc cosim``: co-simulate one analog layer's RTL tile against the golden model.
+"""``aimc cosim``: co-simulate one analog layer's RTL tile (``--layer K``) or the whole network
+on the co-processor top level (``--images N``: :mod:`tb.network_env`, the report of
+:func:`tb.network_env.report_lines`; exit 1 unless every score matches and the RTL's top-1
+equals the model's) against the golden model.
 
 Exports the tile's Verilog (tile controller + affine unit) for the chip
 description, runs it in Icarus Verilog or Verilator under cocotb with the
@@ -39,8 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_arch(p)
     add_network(p)
-    p.add_argument("--layer", type=int, required=True, metavar="K",
-                   help="0-based row of the map report's layer table (conv/linear layers in order)")
+    p.add_argument("--layer", type=int, default=None, metavar="K",
+                   help="0-based row of the map report's layer table (conv/linear layers in order): co-simulate "
+                        "that layer alone (one of --layer / --images)")
+    p.add_argument("--images", type=int, default=None, metavar="N",
+                   help="co-simulate the whole network on the top level (digits images in over AXI4-Stream, "
+                        "class scores out, digital first/last layers, the analog layer on its tiles)")
+    p.add_argument("--weights", choices=("trained", "seeded"), default="trained",
+                   help="with --images: weights trained on the digits split (default) or seeded random")
     add_seed(p)
     p.add_argument("--t-inf", type=float, default=0.0, metavar="SECONDS",
                    help="drift time after programming in s (GDC alpha folded into the affine scale; default: 0)")
@@ -60,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     """``aimc cosim`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     from tb.cosim import cosim_layer
 
+    if (args.layer is None) == (args.images is None):
+        raise OptionError("give one of --layer K (one layer on one tile) or --images N (the whole network)")
+    if args.images is not None:
+        return _run_network(args)
     if not math.isfinite(args.t_inf) or args.t_inf < 0:
         raise OptionError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
     check_int_range("--seed", args.seed, 0)
@@ -83,3 +96,31 @@ def run(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     return 0 if report.match and report.cycles_agree else 1
+
+
+def _run_network(args: argparse.Namespace) -> int:
+    """``aimc cosim --images N``: the whole network on the co-processor (tb.network_env)."""
+    import tempfile
+
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+    from tb.network_env import cosim_network, report_lines
+
+    check_int_range("--images", args.images, 1, 512)
+    check_int_range("--seed", args.seed, 0)
+    if args.waves and args.build_dir is None:
+        raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
+    placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves)
+    if args.build_dir is None:
+        with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
+            d = cosim_network(args.arch, placement, build_dir=tmp, **kwargs)
+    else:
+        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
+            d = cosim_network(args.arch, placement, build_dir=stage, **kwargs)
+    for line in report_lines(d):
+        print(line)
+    ok = d["passed"] and d["mismatches"] == 0 and d["compared"] == d["expected_outputs"]
+    return 0 if ok and d["top1_rtl"] == d["top1_model"] else 1
