@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archmodel import timing
+from archmodel.errors import AimcError
 from archmodel.fixedpoint import ACT_BITS
 from archmodel.spec import ChipSpec
 
@@ -40,6 +41,16 @@ __all__ = ["ACT_BITS", "MAX_WEIGHT_WORDS", "DigitalParams", "TileParams"]
 
 #: Default cap on the digital datapath's weight-memory depth (words), assumed.
 MAX_WEIGHT_WORDS = 4096
+
+
+class RtlParamsError(AimcError, ValueError):
+    """A chip description outside what the RTL implements (e.g. isaac's 16-bit DAC: the RTL streams int8
+    activations, so a DAC of more than 8 bits has nothing to convert); raised by the ``from_spec`` constructors."""
+
+
+def _outside_rtl(spec: ChipSpec, exc: ValueError) -> RtlParamsError:
+    return RtlParamsError(f"chip '{spec.name}' cannot be built as RTL: {exc} (the mapper's PPA model still "
+                          "takes it: aimc map)")
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -149,17 +160,22 @@ class TileParams:
 
         Raises
         ------
-        ValueError
-            If the chip description violates a constraint of the RTL (module docstring).
+        RtlParamsError
+            (a ValueError) If the chip description violates a constraint of the RTL (module docstring).
         """
         a, p = spec.array, spec.periphery
-        return cls(
-            array_rows=a.rows, array_cols=a.cols,
-            rows_per_dac_beat=a.rows_per_dac_beat, cols_per_adc_beat=a.cols_per_adc_beat,
-            dac_bits=a.dac_bits, adc_bits=a.adc_bits, arrays_per_tile=a.arrays_per_tile,
-            acc_bits=p.accumulator_bits, scale_bits=p.affine_scale_bits,
-            offset_bits=p.affine_offset_bits, affine_lanes=p.affine_lanes,
-        )
+        try:
+            return cls(
+                array_rows=a.rows, array_cols=a.cols,
+                rows_per_dac_beat=a.rows_per_dac_beat, cols_per_adc_beat=a.cols_per_adc_beat,
+                dac_bits=a.dac_bits, adc_bits=a.adc_bits, arrays_per_tile=a.arrays_per_tile,
+                acc_bits=p.accumulator_bits, scale_bits=p.affine_scale_bits,
+                offset_bits=p.affine_offset_bits, affine_lanes=p.affine_lanes,
+            )
+        except RtlParamsError:
+            raise
+        except ValueError as exc:
+            raise _outside_rtl(spec, exc) from None
 
     # ---- derived figures ---------------------------------------------------------
     @property
@@ -273,21 +289,24 @@ class DigitalParams:
 
         Raises
         ------
-        ValueError
-            If a derived width or depth is out of range (e.g. a global buffer
-            smaller than one weight word).
+        RtlParamsError
+            (a ValueError) If a derived width or depth is out of range (e.g. a global
+            buffer smaller than one weight word).
         """
         d, p = spec.digital, spec.periphery
         cap = MAX_WEIGHT_WORDS if max_weight_words is None else max_weight_words
         words = min(int(spec.buffers.global_buffer_kib * 1024) // d.mac_lanes, cap)
         if words < 1:
-            raise ValueError(
+            raise _outside_rtl(spec, ValueError(
                 f"buffers.global_buffer_kib = {spec.buffers.global_buffer_kib} holds no word of "
                 f"digital.mac_lanes = {d.mac_lanes} int8 weights"
-            )
-        return cls(mac_lanes=d.mac_lanes, acc_bits=d.accumulator_bits,
-                   scale_bits=p.affine_scale_bits, offset_bits=p.affine_offset_bits,
-                   weight_words=words, max_channels=max_channels)
+            ))
+        try:
+            return cls(mac_lanes=d.mac_lanes, acc_bits=d.accumulator_bits,
+                       scale_bits=p.affine_scale_bits, offset_bits=p.affine_offset_bits,
+                       weight_words=words, max_channels=max_channels)
+        except ValueError as exc:
+            raise _outside_rtl(spec, exc) from None
 
     @property
     def max_k(self) -> int:

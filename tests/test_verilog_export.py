@@ -155,3 +155,15 @@ def test_cli_verilog(tmp_path, capsys):
     assert (tmp_path / "regmap.md").read_text().startswith("# Register map")
     assert main(["verilog", "--arch", "no_such_chip", "--out", str(tmp_path)]) == 1
     assert "aimc: error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["verilog", "cosim"])
+def test_chip_outside_the_rtl_is_one_line(command, tmp_path, capsys):
+    """isaac's 16-bit DAC has no RTL (int8 activations): one line naming the chip, the key and the bound, no --out."""
+    args = [command, "--arch", "isaac"] + (["--out", str(tmp_path / "v")] if command == "verilog"
+                                           else ["--network", "digits-mlp", "--images", "1"])
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "chip 'isaac' cannot be built as RTL" in err[0] and "dac_bits must be in [2, 8], got 16" in err[0]
+    assert not (tmp_path / "v").exists()
