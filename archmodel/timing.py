@@ -46,7 +46,8 @@ from collections.abc import Hashable, Iterable
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
 __all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "adc_beats", "affine_cycles",
-           "cycles_to_ns", "dac_beats", "digital_layer_cycles", "hop_cycles", "layer_mvm_cycles", "mvm_cycles",
+           "cycles_to_ns", "dac_beats", "digital_layer_cycles", "digital_matrix_cycles", "hop_cycles",
+           "layer_mvm_cycles", "mvm_cycles",
            "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
@@ -128,8 +129,19 @@ def tile_vector_cycles(spec: ChipSpec, blocks: Iterable[tuple[Hashable, int, int
 
 
 def digital_layer_cycles(spec: ChipSpec, macs: int) -> int:
-    """``ceil(macs / digital.mac_lanes)`` cycles on the digital datapath."""
+    """``ceil(macs / digital.mac_lanes)`` cycles on the digital datapath (an operator's element work)."""
     return -(-macs // spec.digital.mac_lanes)
+
+
+def digital_matrix_cycles(spec: ChipSpec, k: int, n: int, vectors: int = 1, groups: int = 1) -> int:
+    """Cycles of a matrix layer (K terms, N outputs per group) on the digital datapath.
+
+    ``vectors · groups · K · ceil(N / digital.mac_lanes)``: the RTL (rtl/digital.py) computes
+    ``mac_lanes`` output channels at a time, one term per cycle, so a last partial channel group
+    costs a whole group (N = 10 on 4 lanes: 3 groups, not 2.5). The pipeline drain after each run
+    (MAC and requantizer stages, ~12-14 cycles) is not counted.
+    """
+    return vectors * groups * k * -(-n // spec.digital.mac_lanes)
 
 
 def hop_cycles(spec: ChipSpec) -> int:

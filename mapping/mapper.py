@@ -219,7 +219,7 @@ def map_network(spec: ChipSpec, network: Network, options: MapOptions | None = N
         tiles_per_copy = -(-len(arrays) // apt) if arrays else 0
         t_pixel = 0
         if is_dig:
-            t_pixel = timing.digital_layer_cycles(spec, k * n * g)
+            t_pixel = timing.digital_matrix_cycles(spec, k, n, groups=g)
         else:
             # affine throughput: timing.tile_vector_cycles streams periphery.affine_lanes columns per cycle
             for t in range(tiles_per_copy):

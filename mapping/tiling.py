@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from archmodel import timing
 from archmodel.network.ir import Layer
 from archmodel.spec import ChipSpec
 
@@ -34,7 +33,7 @@ class Plan:
 
     def stage_cycles(self, spec: ChipSpec) -> int:
         if self.digital:
-            return timing.digital_layer_cycles(spec, self.layer.mac_count)
+            return self.pixels * self.t_pixel  # timing.digital_matrix_cycles per output pixel
         return -(-self.pixels // self.r) * self.t_pixel
 
 

@@ -298,7 +298,7 @@ def report_lines(d: dict) -> list[str]:
             diff = (sim_c - pred) / pred
             mac = k * -(-c // lanes)
             why = (f"{mac} MAC cycles = K {k} x ceil({c} / {lanes} lanes) groups" +
-                   (f" (the mapper counts K x C_out / lanes = {k * c / lanes:g})" if mac != k * c / lanes else "") +
+                   (f" (the mapper predicts {pred})" if mac != pred else "") +
                    f", + {sim_c - mac:g} cycles pipeline drain per run (4 MAC + 6 requantize stages + results out; "
                    "the slots alternate per image, each run drains)")
             note = ("within 5 %; " if abs(diff) <= 0.05 else "differs by more than 5 %: ") + why

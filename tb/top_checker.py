@@ -196,9 +196,8 @@ def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:
     block), and the flits in and out at one per cycle per link.
     """
     p = TileParams.from_spec(spec)
-    if getattr(layer, "tile", 0) is None:  # a DigitalLayer: the MAC array, K x C_out / mac_lanes per vector
-        return timing.digital_layer_cycles(spec, layer.k_rows * -(-layer.n_cols // spec.digital.mac_lanes)
-                                           * spec.digital.mac_lanes)
+    if getattr(layer, "tile", 0) is None:  # a DigitalLayer: K x ceil(C_out / mac_lanes) per vector
+        return timing.digital_matrix_cycles(spec, layer.k_rows, layer.n_cols)
     cols = spec.array.cols
     affine = sum(timing.affine_cycles(spec, min(cols, layer.n_cols - c)) for c in range(0, layer.n_cols, cols))
     link = spec.interconnect.link_width_bits

@@ -240,3 +240,25 @@ def test_infeasible_points_are_rows_with_reasons(tmp_path: Path) -> None:
         assert not by[(4, g)]["feasible"] and by[(4, g)]["reason"].startswith("invalid chip:")
         assert "rows_per_dac_beat" in by[(4, g)]["reason"]
     assert res.front == [by[(64, 8)]["point"]]
+
+
+def test_cli_rerun_resumes_and_force_replaces(tmp_path: Path, capsys) -> None:
+    """A second `aimc sweep` into the same --out resumes from its cache (no --force); --force on a foreign folder
+    replaces its files; a foreign non-empty folder without --force is refused with one line and left untouched."""
+    f = _ppa_sweep(tmp_path)
+    out = tmp_path / "s"
+    assert main(["sweep", str(f), "--out", str(out)]) == 0
+    first = (out / "results.csv").read_bytes()
+    capsys.readouterr()
+    (out / "stale.txt").write_text("from an earlier run")
+    assert main(["sweep", str(f), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "0 evaluations run" in text and "cache-hit rate 100.0 %" in text, text
+    assert (out / "results.csv").read_bytes() == first and not (out / "stale.txt").exists()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    assert main(["sweep", str(f), "--out", str(foreign), "--quiet"]) == 1
+    assert "folder is not empty" in capsys.readouterr().err and (foreign / "notes.txt").read_text() == "keep"
+    assert main(["sweep", str(f), "--out", str(foreign), "--quiet", "--force"]) == 0
+    assert (foreign / "results.csv").read_bytes() == first and not (foreign / "notes.txt").exists()

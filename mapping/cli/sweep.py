@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from archmodel.fileio import write_files_atomic
 from mapping.cli.common import COMMANDS, add_out, check_int_range, check_out_dir
@@ -20,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "screening (accuracy only where PPA can still put a point on the front). "
             "Writes results.csv, results.parquet, front.csv, best_<objective>.yaml "
             "(chip descriptions that aimc map/accuracy/verilog take as is), report.md and a self-contained "
-            "report.html into --out, all or none. Finished tasks are kept under --out/.cache: a rerun resumes."
+            "report.html into --out, all or none. Finished tasks are kept under --out/.cache: "
+            "a rerun with the same --out resumes (no --force needed) and "
+            "leaves only its own outputs there."
         ),
         epilog=("examples:\n"
                 "  aimc sweep examples/sweep_resnet32.yaml --out out/sweep\n"
@@ -46,10 +49,17 @@ def run(args: argparse.Namespace) -> int:
 
     check_int_range("--workers", args.workers, 1)
     sweep, base = load_sweep(args.sweep_file)
-    check_out_dir(args.out)
-    res = run_sweep(sweep, base, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    out = Path(args.out)
+    resume = (out / ".cache").is_dir()  # an earlier run's folder: its finished tasks are reused
+    check_out_dir(out, force=args.force or resume)
+    res = run_sweep(sweep, base, out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     files = render_outputs(res, plots=not args.no_plots)
-    write_files_atomic(args.out, files)
+    write_files_atomic(out, files)
+    if out.is_dir() and (args.force or resume):
+        # the folder now holds this run's outputs only (and the cache): no file of an earlier run remains
+        for old in out.iterdir():
+            if old.name not in files and not old.name.startswith(".") and (old.is_file() or old.is_symlink()):
+                old.unlink()
     if not args.quiet:
         md = files["report.md"]
         assert isinstance(md, str)
