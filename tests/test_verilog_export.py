@@ -48,16 +48,19 @@ def test_top_level_ports(exported):
 
 
 def test_top_level_instantiates_each_shared_module_once(exported):
-    # tiny: 2 x 2 tiles, one Tile module for all four; one router module per grid position (the routers
-    # elaborate their coordinates as constants) plus the I/O router at (2, 0); each defined exactly once
+    # tiny: 2 x 2 tiles, one Tile module for all four; the routers take their position on ports: one
+    # module for column 0 and the I/O router at (2, 0), one for the last column; each defined exactly once
     _, paths = exported
     top = paths[-1].read_text()
     defined = re.findall(r"^module (\S+?)\s*\(", top, flags=re.M)
     assert len(defined) == len(set(defined))
     assert defined.count("aimc_top__tile") == 1
     assert len(re.findall(r"^\s*aimc_top__tile tile\d ", top, flags=re.M)) == 4
-    routers = sorted(n for n in defined if n.startswith("aimc_top__mesh_router_"))
-    assert routers == [f"aimc_top__mesh_router_x{x}_y{y}" for x, y in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0))]
+    routers = sorted(n for n in defined if n.startswith("aimc_top__mesh_router"))
+    assert routers == ["aimc_top__mesh_router", "aimc_top__mesh_router_edge"]
+    # two meshes (activations, partial sums) of 2 x 2 routers, plus the I/O router
+    assert len(re.findall(r"^\s*aimc_top__mesh_router ", top, flags=re.M)) == 2 * 2 + 1
+    assert len(re.findall(r"^\s*aimc_top__mesh_router_edge ", top, flags=re.M)) == 2 * 2
     # the per-tile network interface: one module per kind, four instances of the tile's result packer
     assert len(re.findall(r"^\s*aimc_top__result_packer tile\d_pack ", top, flags=re.M)) == 4
     assert not any(re.match(r"\\?aimc_top\.tile\d", n) for n in defined)  # no per-instance copies
@@ -73,7 +76,7 @@ def test_debug_field_wires_optional():
     mesh._MustUse__silence = True
 
     def router():
-        return MeshRouter(x=0, y=0, x_bits=mesh.x_bits, y_bits=mesh.y_bits, payload_bits=mesh.payload_bits)
+        return MeshRouter(x_bits=mesh.x_bits, y_bits=mesh.y_bits, payload_bits=mesh.payload_bits)
     with_debug = verilog_text(router(), "r", SPEC, debug=True)
     without = verilog_text(router(), "r", SPEC, debug=False)
     assert re.search(r"\\local_i__payload\.last ", with_debug)
@@ -82,7 +85,7 @@ def test_debug_field_wires_optional():
     # same ports either way
     bodies = [re.search(r"^module r\(.*?^endmodule", t, flags=re.M | re.S).group(0) for t in (with_debug, without)]
     ports = [re.findall(r"^\s*(input|output) .*?(\w+);$", b, flags=re.M) for b in bodies]
-    assert ports[0] == ports[1] and len(ports[0]) == 2 + 5 * 3 * 2 + 1
+    assert ports[0] == ports[1] and len(ports[0]) == 2 + 2 + 5 * 3 * 2 + 1  # clk, rst, x, y, 5 x 2 streams, misrouted
 
 
 def test_lint_every_file(exported):
