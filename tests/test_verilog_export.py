@@ -13,7 +13,7 @@ import pytest
 
 from archmodel.spec import load_spec
 from mapping.cli.main import main
-from rtl.export import LINT_WAIVERS, export_verilog, lint, synth_stats, verilog_text
+from rtl.export import LINT_WAIVERS, export_verilog, lint, split_units, synth_stats, synth_units, verilog_text
 from rtl.regmap import build_regmap
 from rtl.toolchain import find_tool
 
@@ -115,6 +115,34 @@ def test_synthesis_no_latches_and_cell_counts(exported):
     assert h.latches == 0 and len(h.modules) == 1 + 5 * 2  # the router + 2 buffer stages on each of 5 inputs
     assert sum(h.module_flops(n) for n in h.modules) == h.flops == stats["mesh_router"].flops
     assert h.peak_rss_mb > 0 and h.wall_s > 0
+    # one yosys run per unit of the mesh file: the mesh's own wiring, the router of column 0 (2 instances)
+    # and the router of the last column (2); the instance-weighted flip-flops equal yosys' own count for
+    # the whole hierarchy in one run, and the column-0 router is the stand-alone router file's logic
+    mesh_path = paths[BLOCKS.index("mesh")]
+    u = synth_units(mesh_path)
+    assert u.instances == {"mesh": 1, "mesh__mesh_router": 2, "mesh__mesh_router_edge": 2}
+    assert list(u.units)[0] == "mesh" and set(u.units) == set(u.instances)  # parents first
+    whole = synth_stats(mesh_path, hierarchical=True)
+    assert u.flops == whole.flops and u.total == whole.total
+    assert u.units["mesh__mesh_router"].flops == stats["mesh_router"].flops
+    assert u.units["mesh"].flops == 0  # wiring and the OR of the drop pulses only
+    assert u.peak_rss_mb == max(s.peak_rss_mb for s in u.units.values()) > 0
+    assert u.cpu_s > 0 and u.wall_s > 0
+
+
+def test_split_units(exported):
+    # every module of the top file belongs to exactly one unit: the top, or a shared module with the
+    # submodules Amaranth inlined into it (named \\<unit>.<path>)
+    _, paths = exported
+    text = paths[-1].read_text()
+    units = split_units(text)
+    assert list(units)[0] == "aimc_top"
+    assert {"aimc_top__tile", "aimc_top__mesh_router", "aimc_top__mesh_router_edge", "aimc_top__csr_bank",
+            "aimc_top__digital_datapath"} <= set(units)
+    assert sum(t.count("\nendmodule") + t.startswith("endmodule") for t in units.values()) \
+        == len(re.findall(r"^endmodule", text, flags=re.M))
+    assert "module \\aimc_top__tile.tc " in units["aimc_top__tile"]
+    assert all("." not in u for u in units)
 
 
 @pytest.mark.slow
