@@ -24,7 +24,7 @@ BLOCKS = ["tile_controller", "affine_unit", "digital_datapath", "mesh_router", "
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("verilog")
-    return out, export_verilog(SPEC, out)
+    return out, export_verilog(SPEC, out, top_rtlil=True)
 
 
 def test_files_written_and_reproducible(exported, tmp_path):
@@ -128,6 +128,12 @@ def test_synthesis_no_latches_and_cell_counts(exported):
     assert u.units["mesh"].flops == 0  # wiring and the OR of the drop pulses only
     assert u.peak_rss_mb == max(s.peak_rss_mb for s in u.units.values()) > 0
     assert u.cpu_s > 0 and u.wall_s > 0
+    # the top level's RTLIL (what `aimc verilog --synth` reads): the same units, counted from the top down
+    # (2 meshes x 2 column-0 routers + the I/O router), the router the same logic as the stand-alone file
+    r = synth_units(paths[-1].with_suffix(".il"), only={"aimc_top__mesh_router"})
+    assert r.instances["aimc_top__mesh_router"] == 5 and r.instances["aimc_top__tile"] == 4
+    assert list(r.units) == ["aimc_top__mesh_router"]
+    assert r.units["aimc_top__mesh_router"].flops == stats["mesh_router"].flops
 
 
 def test_split_units(exported):
@@ -143,6 +149,8 @@ def test_split_units(exported):
         == len(re.findall(r"^endmodule", text, flags=re.M))
     assert "module \\aimc_top__tile.tc " in units["aimc_top__tile"]
     assert all("." not in u for u in units)
+    # the RTLIL of the same design splits into the same units
+    assert set(split_units(paths[-1].with_suffix(".il").read_text(), rtlil=True)) == set(units)
 
 
 @pytest.mark.slow
