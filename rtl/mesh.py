@@ -2,7 +2,9 @@
 
 Micro-architecture
 ------------------
-Router ``(x, y)`` (column ``x``, row ``y``; ``y`` grows to the south) links its
+Router ``(x, y)`` (column ``x``, row ``y``; ``y`` grows to the south) gets
+its position as constants on its ``x`` / ``y`` ports (so all routers but
+those of the last column are one and the same module) and links its
 ``east`` port to the ``west`` port of router ``(x + 1, y)`` and its ``south``
 port to the ``north`` port of ``(x, y + 1)``. Each tile gets one local port
 pair (``local_i[t]`` into the mesh, ``local_o[t]`` out of it, tile index
@@ -111,10 +113,11 @@ class Mesh(wiring.Component):
         routers = {}
         for y in range(R):
             for x in range(C):
-                r = MeshRouter(x=x, y=y, x_bits=self.x_bits, y_bits=self.y_bits, payload_bits=self.payload_bits,
+                r = MeshRouter(x_bits=self.x_bits, y_bits=self.y_bits, payload_bits=self.payload_bits,
                                chan_bits=self.chan_bits, latency_cycles=self.latency_cycles,
                                edge_column=(x == C - 1))
                 routers[x, y] = m.submodules[f"router_{x}_{y}"] = r
+                m.d.comb += [r.x.eq(x), r.y.eq(y)]  # its position: constants on ports (one router module)
                 t = y * C + x
                 wiring.connect(m, wiring.flipped(self.local_i[t]), r.local_i)
                 wiring.connect(m, r.local_o, wiring.flipped(self.local_o[t]))

@@ -26,6 +26,13 @@ path crosses more than one router: Fmax does not fall with the mesh size.
 The last stage also computes the XY route of a flit as it is written and
 keeps it, one-hot, beside the flit, so the arbiters start from registers.
 
+The router's own position arrives on two input ports, ``x`` and ``y``, which
+the mesh ties to constants: every router of a grid is then the same logic
+(one Verilog module, synthesized once, whatever the grid size), at the cost of
+two magnitude comparators per coordinate on each input instead of comparisons
+with constants; a flat synthesis folds the constants back in. Only the routers
+of the last column (``edge_column``, below) differ.
+
 The head flit of an input chooses its output by XY (dimension-ordered)
 routing: first along X (east if ``dest.x`` > ``x``, west if smaller), then
 along Y (south if ``dest.y`` > ``y``, north if smaller), then ``local``. The
@@ -170,10 +177,6 @@ def _legal(inp: int, edge_column: bool) -> tuple[int, ...]:
     return _LEGAL[inp]
 
 
-def _and(a, b):
-    return a if isinstance(b, Const) and b.value else (Const(0) if isinstance(a, Const) or isinstance(b, Const) else a & b)
-
-
 def _any(terms):
     out = Const(0)
     for t in terms:
@@ -231,9 +234,6 @@ class MeshRouter(wiring.Component):
 
     Parameters
     ----------
-    x, y : int
-        Position of this router in the grid (column, row); constants, so each
-        router elaborates only the comparators it needs.
     x_bits, y_bits : int
         Widths of the destination fields (see :func:`grid_coord_bits`).
     payload_bits : int
@@ -250,6 +250,10 @@ class MeshRouter(wiring.Component):
 
     Members
     -------
+    x : In(x_bits)
+        Column of this router in the grid; ``y : In(y_bits)``, its row. Ports, held constant by the
+        mesh (:class:`rtl.mesh.Mesh`), so that every router of a mesh is the same module (one Verilog
+        module, synthesized once); a flat synthesis folds them back into constants.
     local_i, north_i, east_i, south_i, west_i : In(FlitStream(layout))
         Flits arriving at this router (``ready`` is registered).
     local_o, north_o, east_o, south_o, west_o : Out(FlitStream(layout))
@@ -267,11 +271,10 @@ class MeshRouter(wiring.Component):
     Raises
     ------
     ValueError
-        If a width or ``latency_cycles`` is not positive, or ``x``/``y`` do not
-        fit their fields.
+        If a width or ``latency_cycles`` is not positive.
     """
 
-    def __init__(self, *, x: int, y: int, x_bits: int, y_bits: int, payload_bits: int,
+    def __init__(self, *, x_bits: int, y_bits: int, payload_bits: int,
                  chan_bits: int = 1, latency_cycles: int = 1, edge_column: bool = False):
         try:
             self.layout = flit_layout(x_bits, y_bits, payload_bits, chan_bits)
@@ -279,14 +282,9 @@ class MeshRouter(wiring.Component):
             raise reject(self, exc) from None
         if not isinstance(latency_cycles, int) or latency_cycles < 1:
             raise reject(self, ValueError(f"latency_cycles must be an integer >= 1, got {latency_cycles!r}"))
-        if not (isinstance(x, int) and 0 <= x < 2 ** x_bits):
-            raise reject(self, ValueError(f"router x={x!r} does not fit x_bits={x_bits}"))
-        if not (isinstance(y, int) and 0 <= y < 2 ** y_bits):
-            raise reject(self, ValueError(f"router y={y!r} does not fit y_bits={y_bits}"))
-        self.x, self.y = x, y
         self.edge_column = bool(edge_column)
         self.latency_cycles = latency_cycles
-        members = {}
+        members = {"x": In(x_bits), "y": In(y_bits)}
         for name in PORTS:
             members[f"{name}_i"] = In(FlitStream(self.layout))
             members[f"{name}_o"] = Out(FlitStream(self.layout))
@@ -307,26 +305,17 @@ class MeshRouter(wiring.Component):
         # ---- XY route of a flit, one-hot over the five outputs (illegal turns included,
         # to flag them); computed as a flit enters an input's last buffer stage, so the
         # crossbar below starts from registers
-        xmax, ymax = 2 ** self.layout["x"].width - 1, 2 ** self.layout["y"].width - 1
-
-        def gt(sig, c, top):  # sig > c, constant-folded at the top of the range (no CMPCONST in lint)
-            return Const(0) if c >= top else sig > c
-
-        def lt(sig, c):
-            return Const(0) if c == 0 else sig < c
-
         def xy_onehot(bits):
             flit = data.View(self.layout, bits)
-            east, west = gt(flit.x, self.x, xmax), lt(flit.x, self.x)
-            south, north = gt(flit.y, self.y, ymax), lt(flit.y, self.y)
+            east, west = flit.x > self.x, flit.x < self.x
+            south, north = flit.y > self.y, flit.y < self.y
             if self.edge_column:
                 # last column: a flit for the east edge (x = cols) first moves
                 # along Y to its row, then leaves east (see "Destinations outside the grid")
-                rules = [(_and(east, south), SOUTH), (_and(east, north), NORTH), (east, EAST), (west, WEST),
+                rules = [(east & south, SOUTH), (east & north, NORTH), (east, EAST), (west, WEST),
                          (south, SOUTH), (north, NORTH)]
             else:
                 rules = [(east, EAST), (west, WEST), (south, SOUTH), (north, NORTH)]
-            rules = [(c, o) for c, o in rules if not isinstance(c, Const)]  # drop never-true (folded) rules
             onehot = Const(1 << LOCAL, n)
             for cond, port in reversed(rules):
                 onehot = Mux(cond, Const(1 << port, n), onehot)

@@ -200,8 +200,9 @@ class Coprocessor(wiring.Component):
                            f"tile{t}.ni": ni})
 
         # ---- I/O router (host) and the digital datapath beyond the east edge of row 0
-        io = m.submodules.io_router = MeshRouter(x=self.cols, y=0, x_bits=self.x_bits, y_bits=self.y_bits,
+        io = m.submodules.io_router = MeshRouter(x_bits=self.x_bits, y_bits=self.y_bits,
                                                  payload_bits=link, latency_cycles=self.hop_cycles)
+        m.d.comb += [io.x.eq(self.cols), io.y.eq(0)]
         wiring.connect(m, mesh.edge_o[0], io.west_i)
         wiring.connect(m, io.west_o, mesh.edge_i[0])
         for y in range(1, self.rows):  # east edges of the other rows: no node; drop and flag

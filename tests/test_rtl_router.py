@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module
 from amaranth.sim import Simulator
 
 from archmodel import timing
@@ -24,6 +25,17 @@ PAYLOAD_BITS = SPEC.interconnect.link_width_bits
 LATENCY = timing.hop_cycles(SPEC)
 # A router in the middle of a 3 x 3 coordinate space so that every output is reachable.
 RX, RY, XB, YB = 1, 1, 2, 2
+
+
+def _placed(dut: MeshRouter, x: int = RX, y: int = RY) -> Elaboratable:
+    """``dut`` with its position ports tied to ``(x, y)``, as the mesh ties them."""
+    class Placed(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.router = dut
+            m.d.comb += [dut.x.eq(x), dut.y.eq(y)]
+            return m
+    return Placed()
 
 
 def _legal_dests(inp: int) -> list[tuple[int, int]]:
@@ -60,13 +72,13 @@ def _make_packets(rng, src: int, n_packets: int):
 
 def _run(seed: int, n_packets: int, ready_prob: float, idle_prob: float):
     rng = np.random.default_rng(seed)
-    dut = MeshRouter(x=RX, y=RY, x_bits=XB, y_bits=YB, payload_bits=PAYLOAD_BITS, latency_cycles=LATENCY)
+    dut = MeshRouter(x_bits=XB, y_bits=YB, payload_bits=PAYLOAD_BITS, latency_cycles=LATENCY)
     layout = flit_layout(XB, YB, PAYLOAD_BITS)
     sent = {i: _make_packets(rng, i, n_packets) for i in range(5)}
     received = {o: [] for o in range(5)}
     done = []
 
-    sim = Simulator(dut)
+    sim = Simulator(_placed(dut))
     sim.add_clock(1e-8)
     for i in range(5):
         async def driver(ctx, i=i, key=(seed, i)):
@@ -123,7 +135,7 @@ def test_router_delivers_in_order_with_backpressure(seed, ready_prob, idle_prob)
 
 def test_router_zero_load_latency_and_full_throughput():
     """One packet west -> east: head after LATENCY cycles, then one flit per cycle."""
-    dut = MeshRouter(x=RX, y=RY, x_bits=XB, y_bits=YB, payload_bits=PAYLOAD_BITS, latency_cycles=LATENCY)
+    dut = MeshRouter(x_bits=XB, y_bits=YB, payload_bits=PAYLOAD_BITS, latency_cycles=LATENCY)
     layout = flit_layout(XB, YB, PAYLOAD_BITS)
     n = 8
     arrivals = []
@@ -146,7 +158,7 @@ def test_router_zero_load_latency_and_full_throughput():
             if ctx.get(dut.east_o.valid):
                 arrivals.append((cycle, ctx.get(dut.east_o.payload).payload))
 
-    sim = Simulator(dut)
+    sim = Simulator(_placed(dut))
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
@@ -157,11 +169,11 @@ def test_router_zero_load_latency_and_full_throughput():
 
 def test_router_rejects_bad_parameters():
     with pytest.raises(ValueError, match="latency_cycles"):
-        MeshRouter(x=0, y=0, x_bits=1, y_bits=1, payload_bits=8, latency_cycles=0)
+        MeshRouter(x_bits=1, y_bits=1, payload_bits=8, latency_cycles=0)
     with pytest.raises(ValueError, match="x_bits"):
-        MeshRouter(x=4, y=0, x_bits=2, y_bits=1, payload_bits=8)
+        MeshRouter(x_bits=0, y_bits=1, payload_bits=8)
     with pytest.raises(ValueError, match="payload_bits"):
-        MeshRouter(x=0, y=0, x_bits=1, y_bits=1, payload_bits=0)
+        MeshRouter(x_bits=1, y_bits=1, payload_bits=0)
 
 
 def test_xy_reference():
@@ -170,3 +182,40 @@ def test_xy_reference():
     assert xy_route(1, 1, 1, 2) == SOUTH
     assert xy_route(1, 1, 1, 0) == NORTH
     assert xy_route(1, 1, 1, 1) == LOCAL
+
+
+def test_router_position_is_a_port():
+    """One router module, any position: a local flit leaves on the port ``xy_route`` names for every
+    position and destination of a 3 x 3 grid (positions set on the ``x``/``y`` ports, no re-elaboration)."""
+    dut = MeshRouter(x_bits=XB, y_bits=YB, payload_bits=PAYLOAD_BITS, latency_cycles=LATENCY)
+    layout = flit_layout(XB, YB, PAYLOAD_BITS)
+    seen = []
+
+    async def bench(ctx):
+        for o in range(5):
+            ctx.set(dut.port_o(o).ready, 1)
+        for px in range(3):
+            for py in range(3):
+                ctx.set(dut.x, px)
+                ctx.set(dut.y, py)
+                for dx in range(3):
+                    for dy in range(3):
+                        ctx.set(dut.local_i.payload, layout.const({"x": dx, "y": dy, "payload": 7, "last": 1}))
+                        ctx.set(dut.local_i.valid, 1)
+                        await ctx.tick()
+                        ctx.set(dut.local_i.valid, 0)
+                        outs = []
+                        for _ in range(LATENCY + 1):
+                            outs += [o for o in range(5) if ctx.get(dut.port_o(o).valid)]
+                            await ctx.tick()
+                        seen.append(((px, py, dx, dy), outs))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == 81
+    for (px, py, dx, dy), outs in seen:
+        assert outs == [xy_route(px, py, dx, dy)], f"router at ({px},{py}), flit to ({dx},{dy}): left on {outs}"
+    # all five outputs are used somewhere (the comparisons are not constant)
+    assert {o for _, outs in seen for o in outs} == {LOCAL, NORTH, EAST, SOUTH, WEST}

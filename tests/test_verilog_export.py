@@ -13,7 +13,7 @@ import pytest
 
 from archmodel.spec import load_spec
 from mapping.cli.main import main
-from rtl.export import LINT_WAIVERS, export_verilog, lint, synth_stats, verilog_text
+from rtl.export import LINT_WAIVERS, export_verilog, lint, split_units, synth_stats, synth_units, verilog_text
 from rtl.regmap import build_regmap
 from rtl.toolchain import find_tool
 
@@ -24,7 +24,7 @@ BLOCKS = ["tile_controller", "affine_unit", "digital_datapath", "mesh_router", "
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("verilog")
-    return out, export_verilog(SPEC, out)
+    return out, export_verilog(SPEC, out, top_rtlil=True)
 
 
 def test_files_written_and_reproducible(exported, tmp_path):
@@ -48,16 +48,19 @@ def test_top_level_ports(exported):
 
 
 def test_top_level_instantiates_each_shared_module_once(exported):
-    # tiny: 2 x 2 tiles, one Tile module for all four; one router module per grid position (the routers
-    # elaborate their coordinates as constants) plus the I/O router at (2, 0); each defined exactly once
+    # tiny: 2 x 2 tiles, one Tile module for all four; the routers take their position on ports: one
+    # module for column 0 and the I/O router at (2, 0), one for the last column; each defined exactly once
     _, paths = exported
     top = paths[-1].read_text()
     defined = re.findall(r"^module (\S+?)\s*\(", top, flags=re.M)
     assert len(defined) == len(set(defined))
     assert defined.count("aimc_top__tile") == 1
     assert len(re.findall(r"^\s*aimc_top__tile tile\d ", top, flags=re.M)) == 4
-    routers = sorted(n for n in defined if n.startswith("aimc_top__mesh_router_"))
-    assert routers == [f"aimc_top__mesh_router_x{x}_y{y}" for x, y in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0))]
+    routers = sorted(n for n in defined if n.startswith("aimc_top__mesh_router"))
+    assert routers == ["aimc_top__mesh_router", "aimc_top__mesh_router_edge"]
+    # two meshes (activations, partial sums) of 2 x 2 routers, plus the I/O router
+    assert len(re.findall(r"^\s*aimc_top__mesh_router ", top, flags=re.M)) == 2 * 2 + 1
+    assert len(re.findall(r"^\s*aimc_top__mesh_router_edge ", top, flags=re.M)) == 2 * 2
     # the per-tile network interface: one module per kind, four instances of the tile's result packer
     assert len(re.findall(r"^\s*aimc_top__result_packer tile\d_pack ", top, flags=re.M)) == 4
     assert not any(re.match(r"\\?aimc_top\.tile\d", n) for n in defined)  # no per-instance copies
@@ -73,7 +76,7 @@ def test_debug_field_wires_optional():
     mesh._MustUse__silence = True
 
     def router():
-        return MeshRouter(x=0, y=0, x_bits=mesh.x_bits, y_bits=mesh.y_bits, payload_bits=mesh.payload_bits)
+        return MeshRouter(x_bits=mesh.x_bits, y_bits=mesh.y_bits, payload_bits=mesh.payload_bits)
     with_debug = verilog_text(router(), "r", SPEC, debug=True)
     without = verilog_text(router(), "r", SPEC, debug=False)
     assert re.search(r"\\local_i__payload\.last ", with_debug)
@@ -82,7 +85,7 @@ def test_debug_field_wires_optional():
     # same ports either way
     bodies = [re.search(r"^module r\(.*?^endmodule", t, flags=re.M | re.S).group(0) for t in (with_debug, without)]
     ports = [re.findall(r"^\s*(input|output) .*?(\w+);$", b, flags=re.M) for b in bodies]
-    assert ports[0] == ports[1] and len(ports[0]) == 2 + 5 * 3 * 2 + 1
+    assert ports[0] == ports[1] and len(ports[0]) == 2 + 2 + 5 * 3 * 2 + 1  # clk, rst, x, y, 5 x 2 streams, misrouted
 
 
 def test_lint_every_file(exported):
@@ -112,6 +115,42 @@ def test_synthesis_no_latches_and_cell_counts(exported):
     assert h.latches == 0 and len(h.modules) == 1 + 5 * 2  # the router + 2 buffer stages on each of 5 inputs
     assert sum(h.module_flops(n) for n in h.modules) == h.flops == stats["mesh_router"].flops
     assert h.peak_rss_mb > 0 and h.wall_s > 0
+    # one yosys run per unit of the mesh file: the mesh's own wiring, the router of column 0 (2 instances)
+    # and the router of the last column (2); the instance-weighted flip-flops equal yosys' own count for
+    # the whole hierarchy in one run, and the column-0 router is the stand-alone router file's logic
+    mesh_path = paths[BLOCKS.index("mesh")]
+    u = synth_units(mesh_path)
+    assert u.instances == {"mesh": 1, "mesh__mesh_router": 2, "mesh__mesh_router_edge": 2}
+    assert list(u.units)[0] == "mesh" and set(u.units) == set(u.instances)  # parents first
+    whole = synth_stats(mesh_path, hierarchical=True)
+    assert u.flops == whole.flops and u.total == whole.total
+    assert u.units["mesh__mesh_router"].flops == stats["mesh_router"].flops
+    assert u.units["mesh"].flops == 0  # wiring and the OR of the drop pulses only
+    assert u.peak_rss_mb == max(s.peak_rss_mb for s in u.units.values()) > 0
+    assert u.cpu_s > 0 and u.wall_s > 0
+    # the top level's RTLIL (what `aimc verilog --synth` reads): the same units, counted from the top down
+    # (2 meshes x 2 column-0 routers + the I/O router), the router the same logic as the stand-alone file
+    r = synth_units(paths[-1].with_suffix(".il"), only={"aimc_top__mesh_router"})
+    assert r.instances["aimc_top__mesh_router"] == 5 and r.instances["aimc_top__tile"] == 4
+    assert list(r.units) == ["aimc_top__mesh_router"]
+    assert r.units["aimc_top__mesh_router"].flops == stats["mesh_router"].flops
+
+
+def test_split_units(exported):
+    # every module of the top file belongs to exactly one unit: the top, or a shared module with the
+    # submodules Amaranth inlined into it (named \\<unit>.<path>)
+    _, paths = exported
+    text = paths[-1].read_text()
+    units = split_units(text)
+    assert list(units)[0] == "aimc_top"
+    assert {"aimc_top__tile", "aimc_top__mesh_router", "aimc_top__mesh_router_edge", "aimc_top__csr_bank",
+            "aimc_top__digital_datapath"} <= set(units)
+    assert sum(t.count("\nendmodule") + t.startswith("endmodule") for t in units.values()) \
+        == len(re.findall(r"^endmodule", text, flags=re.M))
+    assert "module \\aimc_top__tile.tc " in units["aimc_top__tile"]
+    assert all("." not in u for u in units)
+    # the RTLIL of the same design splits into the same units
+    assert set(split_units(paths[-1].with_suffix(".il").read_text(), rtlil=True)) == set(units)
 
 
 @pytest.mark.slow
