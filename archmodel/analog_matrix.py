@@ -215,6 +215,7 @@ class AnalogMatrix:
         self._read_parts: tuple[np.ndarray, np.ndarray] | None = None
         self._read_cache: dict[int, np.ndarray] = {}
         self._noise_cache: dict[tuple[int, int, int], np.ndarray] = {}  # output-noise blocks (_noise_block)
+        self._read_rows: tuple[int, int] | None = None  # a row_slice: rows of the parent's keyed read-noise draws
         self._n_rb = 0
 
     # ------------------------------------------------------------------ shapes
@@ -223,6 +224,43 @@ class AnalogMatrix:
         """(K, N) of the programmed matrix."""
         self._check_programmed()
         return self.weights.shape  # type: ignore[union-attr,return-value]
+
+    def row_slice(self, r0: int, r1: int, noise_seed: int) -> AnalogMatrix:
+        """Rows ``r0 .. r1-1`` of this programmed (and possibly drifted) matrix as a matrix of their own.
+
+        The array of one tile of a partial-sum chain: the whole layer is programmed at once (one
+        conductance scale ``g_max / max|W|``), each tile holds its rows. Same conductances, devices,
+        scale and time; its own output-noise key ``noise_seed``; no cache is shared. Keyed read noise
+        (``drift(read_noise_key=)``) stays the parent's draws on these rows until the slice is drifted again.
+
+        Raises
+        ------
+        ValueError
+            If nothing is programmed or ``0 <= r0 < r1 <= K`` does not hold.
+        """
+        import copy
+
+        self._check_programmed()
+        k = self.weights.shape[0]  # type: ignore[union-attr]
+        if not 0 <= r0 < r1 <= k:
+            raise ValueError(f"row_slice: rows {r0}..{r1 - 1} outside the matrix's {k} rows")
+        part = copy.copy(self)
+        part.noise_seed = int(noise_seed)
+        part.weights = self.weights[r0:r1]  # type: ignore[index]
+        part.g_pos_us, part.g_neg_us = self.g_pos_us[r0:r1], self.g_neg_us[r0:r1]  # type: ignore[index]
+        part._g_eff = self._g_eff[r0:r1]
+
+        def rows(d: ProgrammedDevices) -> ProgrammedDevices:
+            return ProgrammedDevices(d.g_target_us[..., r0:r1, :], d.g_prog_us[..., r0:r1, :], d.nu[..., r0:r1, :])
+
+        part.devices = rows(self.devices)  # type: ignore[arg-type]
+        part._drift_devices = part.devices if self._drift_devices is self.devices else rows(self._drift_devices)
+        # keyed read noise: the parent's draws (of its whole shape) restricted to these rows
+        p0 = self._read_rows[0] if self._read_rows is not None else 0
+        part._read_rows = (p0 + r0, p0 + r1)
+        part._read_cache, part._noise_cache = {}, {}
+        part._n_rb = math.ceil((r1 - r0) / self.rows)
+        return part
 
     @property
     def n_row_blocks(self) -> int:
@@ -290,7 +328,7 @@ class AnalogMatrix:
             resplit[0, 0] = np.maximum(net, 0.0)
             resplit[1, 0] = np.maximum(-net, 0.0)
             self._drift_devices = ProgrammedDevices(self.devices.g_target_us, resplit, self.devices.nu)
-        self._read_key, self._read_parts, self._read_cache = None, None, {}
+        self._read_key, self._read_parts, self._read_cache, self._read_rows = None, None, {}, None
         self._n_rb = math.ceil(w.shape[0] / self.rows)
         self._set_conductances(self.devices.g_prog_us)
         self.t_inf_s = None
@@ -323,6 +361,7 @@ class AnalogMatrix:
         if read_noise_key is not None:
             self._read_key = tuple(int(v) for v in read_noise_key)
             self._read_parts = self.device_model.drift_mean(self._drift_devices, t_inf_s)
+            self._read_rows = None
         else:
             if rng is None:
                 raise ValueError("drift needs rng or read_noise_key")
@@ -344,6 +383,8 @@ class AnalogMatrix:
             if not self.ideal_periphery:
                 full = np.round(full / G_GRID_US) * G_GRID_US
             g = full[0].sum(axis=0) - full[1].sum(axis=0)
+            if self._read_rows is not None:
+                g = g[self._read_rows[0]:self._read_rows[1]]
             # every block of this time is reused by each setting: keep them all within a memory budget
             if len(self._read_cache) >= max(4, _READ_CACHE_BYTES // max(1, g.nbytes)):
                 self._read_cache.pop(next(iter(self._read_cache)))

@@ -61,7 +61,7 @@ from rtl.register_compiler import (
     tile_coords,
 )
 from rtl.regmap import build_regmap, source_tag
-from tb.top_env import NetworkJob, PreparedNetwork, _row_slice
+from tb.top_env import NetworkJob, PreparedNetwork
 
 __all__ = ["CosimNetworkError", "PlacedNetwork", "digits_images", "prepare_placed"]
 
@@ -177,7 +177,7 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
         alpha = float(calibration.gdc_alpha(matrix, cal, ref))
         parts, r0 = [], 0
         for r, nr in enumerate(rows):
-            parts.append((slice(r0, r0 + nr), _row_slice(matrix, r0, r0 + nr, noise_seed + 1 + r)))
+            parts.append((slice(r0, r0 + nr), matrix.row_slice(r0, r0 + nr, noise_seed + 1 + r)))
             r0 += nr
         p = sum(mt.mvm_partial_sums(dac_codes(x1[:, sl], a.dac_bits), 0) for sl, mt in parts)
         programmed.append(parts)

@@ -243,7 +243,7 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             rows = _chain_rows(spec, job, li)
             parts, r0 = [], 0
             for ci, r in enumerate(rows):
-                parts.append((slice(r0, r0 + r), _row_slice(matrix, r0, r0 + r, noise_seed + 1 + ci)))
+                parts.append((slice(r0, r0 + r), matrix.row_slice(r0, r0 + r, noise_seed + 1 + ci)))
                 r0 += r
             psums = sum(mt.mvm_partial_sums(dac_codes(x[:, sl], a.dac_bits), 0) for sl, mt in parts)
         else:
@@ -323,22 +323,6 @@ def _layer_coords(spec: ChipSpec, job: NetworkJob, li: int) -> tuple[int, int]:
 def node_coords(spec: ChipSpec, layer) -> tuple[int, int]:
     """Mesh address of a mapped layer: its tile, or the digital datapath (``layer.tile`` None)."""
     return digital_dest(spec) if layer.tile is None else tile_coords(spec, layer.tile)
-
-
-def _row_slice(matrix: AnalogMatrix, r0: int, r1: int, noise_seed: int) -> AnalogMatrix:
-    """Rows ``r0 .. r1-1`` of a programmed (and drifted) matrix, same conductances and scale, own noise key.
-
-    The array of one tile of a partial-sum chain: the whole layer is programmed
-    at once (one conductance scale ``g_max / max|W|``), each tile holds its rows.
-    """
-    import copy
-
-    part = copy.copy(matrix)
-    part.noise_seed = int(noise_seed)
-    part.weights = matrix.weights[r0:r1]
-    part.g_pos_us, part.g_neg_us = matrix.g_pos_us[r0:r1], matrix.g_neg_us[r0:r1]
-    part._g_eff = matrix._g_eff[r0:r1]
-    return part
 
 
 # ======================================================================== packets

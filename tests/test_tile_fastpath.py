@@ -84,3 +84,27 @@ def test_fig11_batch_1_fast_path_equals_the_batched_path_and_checks_its_input():
     bad[0, 7] = 128
     with pytest.raises(ValueError, match=r"dac_codes: value 128 at index \(0, 7\)"):
         m.mvm_adc_codes(bad)
+
+
+@pytest.mark.parametrize("keyed_read_noise", [False, True])
+def test_row_slice_is_the_parents_row_blocks(keyed_read_noise: bool) -> None:
+    """A chain tile's rows (AnalogMatrix.row_slice, at a row-block boundary) give the parent's ADC codes of those
+    row blocks exactly, on fixed or keyed-read-noise conductances; the slice shares no cache with the parent and
+    a slice outside the matrix is refused. (The copy that reached into the parent's privates missed the row-block
+    count, and a 2-block slice read uninitialised memory: int64-min codes.)"""
+    spec = load_spec("tiny")  # 32 x 32 arrays, no output noise
+    w = np.random.default_rng(0).standard_normal((96, 24))
+    m = AnalogMatrix(spec, noise_seed=7).program(w, np.random.default_rng(1))
+    if keyed_read_noise:
+        m.drift(86400.0, read_noise_key=(3, 1))
+    else:
+        m.drift(86400.0, np.random.default_rng(2))
+    x = np.random.default_rng(3).integers(-128, 128, (5, 96))
+    full = m.mvm_adc_codes(x, 0)  # (3 row blocks, 5, 24)
+    part = m.row_slice(32, 96, noise_seed=99)
+    assert part.n_row_blocks == 2 and part.shape == (64, 24)
+    np.testing.assert_array_equal(part.mvm_adc_codes(x[:, 32:], 0), full[1:])
+    np.testing.assert_array_equal(part.mvm_partial_sums(x[:, 32:], 0), full[1:].sum(axis=0))
+    assert part._noise_cache is not m._noise_cache and part._read_cache is not m._read_cache
+    with pytest.raises(ValueError, match="outside the matrix's 96 rows"):
+        m.row_slice(64, 128, noise_seed=1)
