@@ -1,0 +1,344 @@
+"""PCM array emulator: a synthesizable stand-in for the analog macro behind one array port (FPGA prototype).
+
+Same array port as the tile (docs/design.md, "The array port"): ``dac`` in (one row group of
+signed DAC codes per beat, ``array`` index when ``arrays_per_tile > 1``, ``last``) and ``adc``
+out (``cols_per_adc_beat`` signed ADC codes per beat, ``last`` on the final beat). The
+arithmetic is :mod:`archmodel.golden.emulator` (the bit-exact model; equations and the
+noise model with its variance are there).
+
+Micro-architecture
+------------------
+- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, block RAM or LUT RAM as the
+  synthesizer decides): one word per (array, row) holding the ``array_cols`` signed
+  ``g_bits`` codes of that row; written one code per bus write (``wr_*``, granularity
+  ``g_bits``), optionally initialized from a programmed PCM model
+  (:func:`archmodel.golden.emulator.conductance_codes`).
+- **LOAD**: ``dac.ready`` = 1; each beat is stored in a DAC buffer (registers); ``last``
+  starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
+  beats are dropped).
+- **MAC**: one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
+  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5), a registered
+  product, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
+- **ADC**: a 3-stage pipeline with one enable (``adc.valid`` low or ``adc.ready`` high):
+  E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
+  generators (sum of 4 bytes), E1 rounds half to even after the ``shift`` and scales the
+  noise, E2 adds and saturates into the ``adc`` output register. One beat per cycle
+  without back-pressure.
+
+Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
+presented ``max(min_latency, rows_received + 6)`` cycles after the cycle in which ``last``
+was accepted; ``min_latency`` defaults to the modelled array's
+``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster than the modelled
+array. Throughput: one MVM at a time (no overlap, as the modelled array).
+
+Register window (``wr_addr``, word addresses; :func:`address_map`): bit ``cell_bits`` = 0:
+cell ``(array << (rb + cb)) | (row << cb) | col`` (``rb``, ``cb`` = bits of rows, cols), data =
+the signed code; bit ``cell_bits`` = 1: control register ``k``: 0 ``SHIFT`` (5 bits), 1
+``SIGMA`` (8 bits), 2 ``SEED`` (32 bits; a write restarts the generators), 3 ``CLEAR``
+(clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats per MVM of array ``a``; reset: all columns).
+Writes are meant between MVMs.
+
+Trade-offs: one row per cycle keeps the multiplier count at ``array_cols`` per emulator
+(32 on tiny, 128 for its 4 tiles of the 156 MULT18X18D of an LFE5U-85F) at the price of
+``rows`` cycles per MVM (tiny: 38-cycle latency against the modelled 7). The ADC is a
+power-of-two shift (no multiplier): the conductance code's LSB absorbs the ADC gain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from archmodel.golden.emulator import NOISE_BYTES, NOISE_SHIFT, PIPELINE_CYCLES, SIGMA_BITS, lane_seed
+from rtl.params import TileParams
+from rtl.tile_controller import adc_beat_layout, dac_beat_layout
+
+__all__ = ["ArrayEmulator", "EmulatorAddressMap", "address_map", "REG_SHIFT", "REG_SIGMA", "REG_SEED",
+           "REG_CLEAR", "REG_ADC_BEATS"]
+
+REG_SHIFT, REG_SIGMA, REG_SEED, REG_CLEAR, REG_ADC_BEATS = 0, 1, 2, 3, 4
+DATA_BITS = 32
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class EmulatorAddressMap:
+    """Word-address layout of the emulator's write port (module docstring)."""
+
+    array_bits: int
+    row_bits: int
+    col_bits: int
+
+    @property
+    def cell_bits(self) -> int:
+        return self.array_bits + self.row_bits + self.col_bits
+
+    @property
+    def addr_bits(self) -> int:
+        return self.cell_bits + 1
+
+    def cell(self, array: int, row: int, col: int) -> int:
+        """Word address of one conductance cell."""
+        return (array << (self.row_bits + self.col_bits)) | (row << self.col_bits) | col
+
+    def reg(self, k: int) -> int:
+        """Word address of control register ``k``."""
+        return (1 << self.cell_bits) | k
+
+
+def address_map(p: TileParams) -> EmulatorAddressMap:
+    """The write-port address map of an emulator for tile parameters ``p``."""
+    am = EmulatorAddressMap(_bits(p.arrays_per_tile) if p.arrays_per_tile > 1 else 0,
+                            _bits(p.array_rows), _bits(p.array_cols))
+    if REG_ADC_BEATS + p.arrays_per_tile > (1 << am.cell_bits):
+        raise ValueError("emulator: too few address bits for the control registers")
+    return am
+
+
+def _xorshift32(x):
+    x = x ^ (x << 13)[:32]
+    x = x ^ (x >> 17)
+    return x ^ (x << 5)[:32]
+
+
+class ArrayEmulator(wiring.Component):
+    """The emulated PCM arrays of one tile (see the module docstring).
+
+    Parameters
+    ----------
+    params : TileParams
+        Array size, beat sizes, DAC/ADC widths, arrays per tile.
+    g_bits : int
+        Signed conductance-code width, 2..18 (default 8).
+    seed : int
+        Reset seed of the noise generators (32 bits).
+    min_latency : int
+        Fewest cycles from accepting ``last`` to presenting the first ADC beat (>= 1).
+    init : array_like of int, (arrays_per_tile, rows, cols), optional
+        Initial conductance codes (default 0).
+    shift, sigma : int
+        Reset values of the ``SHIFT`` and ``SIGMA`` registers.
+
+    Members
+    -------
+    dac : In(stream.Signature(dac_beat_layout(params)))
+        Array port, from the tile controller. Ready only between MVMs.
+    adc : Out(stream.Signature(adc_beat_layout(params)))
+        Array port, to the tile controller; ``ADC_BEATS[array]`` beats per MVM.
+    wr_en, wr_addr, wr_data : In(1), In(address_map(params).addr_bits), In(32)
+        Register window (module docstring), one write per cycle.
+    err : Out(1)
+        Sticky: a DAC burst longer than the array (cleared by ``CLEAR``).
+
+    Raises
+    ------
+    TypeError
+        ``params`` is not a :class:`TileParams`.
+    ValueError
+        ``g_bits``, ``min_latency``, ``shift``, ``sigma`` or ``init`` out of range.
+    """
+
+    def __init__(self, params: TileParams, *, g_bits: int = 8, seed: int = 1, min_latency: int = 1,
+                 init=None, shift: int = 0, sigma: int = 0):
+        if not isinstance(params, TileParams):
+            raise TypeError(f"params must be a TileParams, got {params!r}")
+        if not 2 <= g_bits <= 18:
+            raise ValueError(f"g_bits must be in [2, 18], got {g_bits}")
+        if min_latency < 1:
+            raise ValueError(f"min_latency must be >= 1, got {min_latency}")
+        if not 0 <= shift <= 31 or not 0 <= sigma < (1 << SIGMA_BITS):
+            raise ValueError(f"shift must be in [0, 31] and sigma in [0, {(1 << SIGMA_BITS) - 1}]")
+        p = self.params = params
+        self.g_bits, self.seed, self.min_latency = g_bits, int(seed) & 0xFFFFFFFF, int(min_latency)
+        self.shift0, self.sigma0 = shift, sigma
+        shape = (p.arrays_per_tile, p.array_rows, p.array_cols)
+        codes = np.zeros(shape, dtype=np.int64) if init is None else np.asarray(init, dtype=np.int64)
+        lim = 1 << (g_bits - 1)
+        if codes.shape != shape or (codes.size and (codes.min() < -lim or codes.max() >= lim)):
+            raise ValueError(f"init must be {shape} codes in signed {g_bits} bits")
+        self.init = codes
+        self.amap = address_map(p)
+        super().__init__({
+            "dac": In(stream.Signature(dac_beat_layout(p))),
+            "adc": Out(stream.Signature(adc_beat_layout(p))),
+            "wr_en": In(1),
+            "wr_addr": In(self.amap.addr_bits),
+            "wr_data": In(DATA_BITS),
+            "err": Out(1),
+        })
+
+    def _words(self) -> list[int]:
+        p, gb = self.params, self.g_bits
+        mask = (1 << gb) - 1
+        words = []
+        for a in range(p.arrays_per_tile):
+            for r in range(p.array_rows):
+                words.append(sum((int(c) & mask) << (gb * j) for j, c in enumerate(self.init[a, r])))
+        return words
+
+    def elaborate(self, platform):
+        p, gb, am = self.params, self.g_bits, self.amap
+        m = Module()
+        rows, cols, rpb, cpb = p.array_rows, p.array_cols, p.rows_per_dac_beat, p.cols_per_adc_beat
+        n_dac_words = rows // rpb
+        acc_w = p.dac_bits + gb + _bits(rows) + 1
+
+        # ---------------------------------------------------------------- memory and registers
+        m.submodules.mem = mem = Memory(shape=unsigned(gb * cols), depth=p.arrays_per_tile * rows,
+                                        init=self._words())
+        wp = mem.write_port(granularity=gb)
+        rp = mem.read_port()
+        shift = Signal(5, init=self.shift0)
+        sigma = Signal(SIGMA_BITS, init=self.sigma0)
+        full_beats = p.array_cols // cpb
+        beats_w = full_beats.bit_length()
+        adc_beats = Array(Signal(beats_w, init=full_beats, name=f"adc_beats{a}") for a in range(p.arrays_per_tile))
+        lanes = [Signal(32, init=lane_seed(self.seed, lane), name=f"rng{lane}") for lane in range(cpb)]
+
+        is_reg = self.wr_addr[am.cell_bits]
+        cell_row = self.wr_addr[am.col_bits:am.cell_bits]
+        cell_col = self.wr_addr[:am.col_bits]
+        m.d.comb += [wp.addr.eq(cell_row), wp.data.eq(Cat(*[self.wr_data[:gb]] * cols))]
+        for j in range(cols):
+            m.d.comb += wp.en[j].eq(self.wr_en & ~is_reg & (cell_col == j))
+        reg_k = self.wr_addr[:am.cell_bits]
+        seed_write = Signal()
+        clear = Signal()
+        with m.If(self.wr_en & is_reg):
+            with m.Switch(reg_k):
+                with m.Case(REG_SHIFT):
+                    m.d.sync += shift.eq(self.wr_data[:5])
+                with m.Case(REG_SIGMA):
+                    m.d.sync += sigma.eq(self.wr_data[:SIGMA_BITS])
+                with m.Case(REG_SEED):
+                    m.d.comb += seed_write.eq(1)
+                with m.Case(REG_CLEAR):
+                    m.d.comb += clear.eq(1)
+                for a in range(p.arrays_per_tile):
+                    with m.Case(REG_ADC_BEATS + a):
+                        m.d.sync += adc_beats[a].eq(self.wr_data[:beats_w])
+
+        # ---------------------------------------------------------------- LOAD: DAC buffer
+        dbuf = Array(Signal(p.dac_bits * rpb, name=f"dbuf{w}") for w in range(n_dac_words))
+        n_words = Signal(range(n_dac_words + 1))
+        sel = Signal(range(max(2, p.arrays_per_tile)))
+        n_rows = Signal(range(rows + 1))
+        lat = Signal(range(self.min_latency + 1))
+        lat_ok = Signal()
+        m.d.comb += lat_ok.eq(lat + 4 >= self.min_latency)
+        with m.If(~lat_ok):
+            m.d.sync += lat.eq(lat + 1)
+
+        # MAC pipeline
+        r = Signal(range(rows + 1))
+        v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
+        d1 = Signal(signed(p.dac_bits))
+        prods = [Signal(signed(p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
+        accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
+        acc_clear = Signal()
+        mac_done = Signal()
+
+        # ADC pipeline
+        g = Signal(range(full_beats + 1))
+        adv = Signal()
+        m.d.comb += adv.eq(~self.adc.valid | self.adc.ready)
+        issue = Signal()
+        e0v, e0last, e1v, e1last = Signal(), Signal(), Signal(), Signal()
+        sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
+        s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
+        q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
+        n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
+
+        m.d.sync += v1.eq(0)
+        with m.FSM():
+            with m.State("LOAD"):
+                m.d.comb += self.dac.ready.eq(1)
+                with m.If(self.dac.valid):
+                    with m.If(n_words < n_dac_words):
+                        m.d.sync += [dbuf[n_words].eq(self.dac.payload.codes.as_value()), n_words.eq(n_words + 1)]
+                    with m.Else():
+                        m.d.sync += self.err.eq(1)
+                    with m.If(self.dac.payload.last):
+                        nw = Mux(n_words < n_dac_words, n_words + 1, n_words)
+                        m.d.sync += [n_rows.eq(nw * rpb), r.eq(0), lat.eq(0), n_words.eq(0)]
+                        if p.arrays_per_tile > 1:
+                            m.d.sync += sel.eq(self.dac.payload.array)
+                        m.d.comb += acc_clear.eq(1)
+                        m.next = "MAC"
+            with m.State("MAC"):
+                m.d.comb += [rp.addr.eq(sel * rows + r)]
+                flat = Cat(*[dbuf[w] for w in range(n_dac_words)])
+                row_codes = Array(flat[i * p.dac_bits:(i + 1) * p.dac_bits].as_signed() for i in range(rows))
+                m.d.sync += [d1.eq(row_codes[r]), r.eq(r + 1)]
+                m.d.sync += [v1.eq(1), last1.eq(r + 1 == n_rows)]
+                with m.If(r + 1 == n_rows):
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(mac_done):
+                    m.d.sync += g.eq(0)
+                    m.next = "ADC"
+            with m.State("ADC"):
+                arr_beats = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
+                with m.If(adv & lat_ok & (g < arr_beats)):
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += g.eq(g + 1)
+                with m.If(self.adc.valid & self.adc.ready & self.adc.payload.last):
+                    m.next = "LOAD"
+
+        # MAC pipeline registers (run every cycle): read -> product -> accumulate
+        m.d.sync += [v2.eq(v1), last2.eq(last1 & v1)]
+        m.d.comb += mac_done.eq(v2 & last2)  # the final accumulate happens at the end of this cycle
+        for j in range(cols):
+            c = rp.data[j * gb:(j + 1) * gb].as_signed()
+            m.d.sync += prods[j].eq(d1 * c)
+            with m.If(acc_clear):
+                m.d.sync += accs[j].eq(0)
+            with m.Elif(v2):
+                m.d.sync += accs[j].eq(accs[j] + prods[j])
+
+        # ADC pipeline
+        last_beat = Signal()
+        arr_beats2 = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
+        m.d.comb += last_beat.eq(g + 1 == arr_beats2)
+        acc_groups = Array(Cat(*accs[b * cpb:(b + 1) * cpb]) for b in range(full_beats))
+        lim = 1 << (p.adc_bits - 1)
+        with m.If(seed_write):
+            for lane, x in enumerate(lanes):
+                m.d.sync += x.eq((self.wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
+        with m.If(adv):
+            m.d.sync += [e0v.eq(issue), e0last.eq(issue & last_beat), e1v.eq(e0v), e1last.eq(e0last),
+                         self.adc.valid.eq(e1v), self.adc.payload.last.eq(e1last)]
+            grp = acc_groups[g]
+            for lane in range(cpb):
+                nxt = _xorshift32(lanes[lane])
+                with m.If(issue & ~seed_write):
+                    m.d.sync += lanes[lane].eq(nxt)
+                byte_sum = sum(nxt[8 * b:8 * b + 8] for b in range(NOISE_BYTES))
+                m.d.sync += [sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
+                             s_r[lane].eq(byte_sum.as_signed() - 510)]
+                # E1: round half to even after the shift; noise scale
+                a = sel_r[lane]
+                fl = Signal(signed(acc_w), name=f"floor{lane}")
+                m.d.comb += fl.eq(a >> shift)
+                rem = (a.as_unsigned() & ((Const(1, 33) << shift) - 1)[:acc_w])
+                half = (Const(1, 33) << shift)[1:]
+                up = (shift != 0) & ((rem > half) | ((rem == half) & fl[0]))
+                m.d.sync += q_r[lane].eq(fl + up)
+                m.d.sync += n_r[lane].eq((s_r[lane] * sigma + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT)
+                # E2: add, saturate
+                tot = q_r[lane] + n_r[lane]
+                m.d.sync += self.adc.payload.codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
+        with m.If(clear):
+            m.d.sync += self.err.eq(0)
+        return m
+
+
+assert PIPELINE_CYCLES == 6  # 3 MAC stages (read, product, accumulate) + 3 ADC stages (E0, E1, E2)
