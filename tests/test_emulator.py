@@ -1,0 +1,148 @@
+"""PCM array emulator: golden model vs the analog model, noise statistics, RTL co-simulation, prototype ports."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from archmodel.golden.emulator import (
+    EmulatorModel,
+    conductance_codes,
+    lane_seed,
+    noise_variance,
+    round_half_even_shift,
+    xorshift32,
+)
+from archmodel.spec import load_spec
+
+SPEC = load_spec("tiny")
+
+
+def test_round_half_even_shift_hand_values():
+    got = round_half_even_shift([5, 6, 7, -6, -5, -7, 12, 10, 2], 2)
+    # 1.25, 1.5, 1.75, -1.5, -1.25, -1.75, 3, 2.5, 0.5
+    assert got.tolist() == [1, 2, 2, -2, -1, -2, 3, 2, 0]
+    assert round_half_even_shift([-3, 3], 0).tolist() == [-3, 3]
+
+
+def test_xorshift32_known_sequence():
+    # Marsaglia (2003) xorshift32 (13, 17, 5) from state 1: 270369, 67634689, 2647435461
+    x, seq = 1, []
+    for _ in range(3):
+        x = xorshift32(x)
+        seq.append(x)
+    assert seq == [270369, 67634689, 2647435461]
+    assert all(lane_seed(0, lane) & 1 for lane in range(8))
+
+
+def test_noise_variance_irwin_hall():
+    # Var(sum of 4 bytes) = 4 (256^2 - 1) / 12 = 21845; n = s * sigma / 1024 rounded: + ~1/12
+    for sigma in (64, 100, 255):
+        approx = (sigma / 1024) ** 2 * 21845 + 1 / 12
+        assert noise_variance(sigma) == pytest.approx(approx, rel=0.01)
+    assert noise_variance(0) == 0.0
+    # the model's draws have that variance (and zero mean)
+    m = EmulatorModel(np.zeros((1, 32, 32), dtype=int), adc_bits=16, dac_bits=8, cols_per_adc_beat=8,
+                      sigma=100, seed=3)
+    draws = np.concatenate([m.mvm(0, np.zeros(32, dtype=int)) for _ in range(2000)])
+    assert draws.var() == pytest.approx(noise_variance(100), rel=0.05)
+    assert abs(draws.mean()) < 0.5
+
+
+def _analog_ideal(codes: np.ndarray, shift: int):
+    """An ideal-device AnalogMatrix holding conductances code * g_max / 127, with I_fs making 1 code = 2^-shift LSB."""
+    from archmodel.analog_matrix import AnalogMatrix, device_model_from_spec
+
+    a = SPEC.array
+    mat = AnalogMatrix(SPEC, device_model_from_spec(SPEC, ideal=True))
+    mat.program(codes.astype(float), np.random.default_rng(0))
+    v_lsb = a.v_read_v / 2 ** (a.dac_bits - 1)
+    mat.set_adc_full_scale(v_lsb * (SPEC.device.g_max_us / 127) * 2 ** (a.adc_bits - 1) * 2**shift)
+    return mat
+
+
+def test_golden_equals_analog_model_with_ideal_device():
+    rng = np.random.default_rng(7)
+    shift = 10
+    codes = rng.integers(-127, 128, (32, 32))
+    codes[0, 0] = 127  # max|W| = 127: G = code * g_max / 127 exactly
+    mat = _analog_ideal(codes, shift)
+    got_codes, got_shift = conductance_codes(mat, shift=shift)
+    assert got_shift == shift and np.array_equal(got_codes[0], codes)
+    model = EmulatorModel(codes[None], adc_bits=8, dac_bits=8, cols_per_adc_beat=8, shift=shift)
+    d = rng.integers(-128, 128, (300, 32))
+    analog = mat.array_adc_codes(0, 0, d)
+    emu = np.stack([model.mvm(0, row) for row in d])
+    acc = d @ codes
+    ties = (acc % (1 << shift)) == (1 << (shift - 1))
+    # equal everywhere except at exact ties, where the float model may fall either side
+    assert np.array_equal(emu[~ties], analog[~ties])
+    assert np.all(np.abs(emu[ties] - analog[ties]) <= 1)
+    assert (~ties).sum() > 9000 and np.abs(emu).max() > 20  # a real range of codes was compared
+
+
+def test_conductance_codes_default_shift_fills_range():
+    from archmodel.analog_matrix import AnalogMatrix
+
+    rng = np.random.default_rng(1)
+    mat = AnalogMatrix(SPEC).program(rng.normal(size=(40, 20)), rng)
+    codes, shift = conductance_codes(mat)
+    # tiny: per_us = (0.2/128) * 128 / 40 = 0.005 codes/µS/DAC-LSB; 127 / (25 * 0.005) = 1016 -> shift 9
+    assert shift == 9
+    assert codes.shape == (2, 32, 32) and np.abs(codes).max() <= 127
+    assert np.abs(codes).max() >= 60  # 25 µS * 0.005 * 512 = 64
+    assert np.all(codes[0, :, 20:] == 0) and np.all(codes[1, 8:, :] == 0)
+
+
+# ------------------------------------------------------------------------- RTL co-simulation
+@pytest.fixture(scope="module")
+def emulator_verilog(tmp_path_factory):
+    from rtl.emulator import ArrayEmulator
+    from rtl.export import write_verilog
+    from rtl.params import TileParams
+
+    out = tmp_path_factory.mktemp("emu")
+    emu = ArrayEmulator(TileParams.from_spec(SPEC), min_latency=7)
+    return write_verilog(emu, "aimc_array_emulator", out, SPEC, icarus=True, debug=False), out
+
+
+def _cosim(emulator_verilog, tmp_path, **env):
+    from tb.runner import run_cocotb
+
+    src, _ = emulator_verilog
+    full = {"AIMC_EMU_OUT": str(tmp_path / "out"), **{f"AIMC_EMU_{k.upper()}": str(v) for k, v in env.items()}}
+    res = run_cocotb("icarus", [src], "aimc_array_emulator", "tb.test_emulator_cosim", tmp_path / "build",
+                     extra_env=full)
+    assert res.ok
+    return json.loads((tmp_path / "out" / "emulator.json").read_text())
+
+
+@pytest.mark.parametrize("sigma, prob", [(0, 1.0), (90, 1.0), (90, 0.6)])
+def test_emulator_cosim_bit_exact(emulator_verilog, tmp_path, sigma, prob):
+    s = _cosim(emulator_verilog, tmp_path, seed=5, sigma=sigma, p=prob, mvms=40)
+    print(sigma, prob, s)
+    assert s["mvms"] == 40 and s["compared"] >= 40 * 8
+    assert s["mismatches"] == 0, s["first"]
+    assert s["latency_errors"] == 0 and s["err"] == 0
+
+
+def test_emulator_fault_in_one_weight_is_caught(emulator_verilog, tmp_path):
+    s = _cosim(emulator_verilog, tmp_path, seed=5, sigma=0, p=1.0, mvms=20, fault="0,3")
+    assert s["mismatches"] > 0
+
+
+# ------------------------------------------------------------------------- prototype top
+def test_prototype_ports_only_axi_clock_reset_irq():
+    from rtl.prototype import Prototype
+
+    proto = Prototype(SPEC)
+    proto._MustUse__silence = proto.co._MustUse__silence = True
+    names = set(proto.signature.members)
+    assert "irq" in names
+    assert all(re.fullmatch(r"(s_axil|s_axis|m_axis)_[a-z]+", n) for n in names - {"irq"}), sorted(names)
+    for n in ("s_axil_awaddr", "s_axil_wdata", "s_axil_rdata", "s_axis_tdata", "s_axis_tready", "m_axis_tdata"):
+        assert n in names
+    assert proto.addr_bits > proto.co.regmap.addr_bits  # the emulator window is above the register map
