@@ -202,3 +202,26 @@ def test_prototype_axi_split_window_and_forwarding():
     assert seen["id"] & 0xFFFF == ID_MAGIC
     assert seen["enable"] == 0b11
     assert seen["irq_before"] == 0 and seen["status"] == 0
+
+
+@pytest.mark.slow
+def test_cli_verilog_emulate_arrays_writes_prototype(tmp_path, capsys, monkeypatch):
+    """``aimc verilog --emulate-arrays``: aimc_prototype.v whose module ports are only AXI, clk, rst and irq
+    (single-underscore names), and the example LPF with pins for clk and rst only. (The per-block
+    files are tests/test_verilog_export.py's; skipped here to keep this test short.)"""
+    import rtl.export
+    from mapping.cli.main import main
+
+    monkeypatch.setattr(rtl.export, "export_verilog", lambda spec, out, **kw: [])
+
+    assert main(["verilog", "--arch", "tiny", "--emulate-arrays", "--out", str(tmp_path / "v")]) == 0
+    text = (tmp_path / "v" / "aimc_prototype.v").read_text()
+    header = re.search(r"^module aimc_prototype\(([^;]*)\);", text, re.M | re.S).group(1)
+    ports = {p.strip() for p in header.split(",")}
+    assert {"clk", "rst", "irq", "s_axil_awaddr", "s_axis_tdata", "m_axis_tdata"} <= ports
+    others = {p for p in ports if not re.fullmatch(r"(s_axil|s_axis|m_axis)_[a-z]+", p)}
+    assert others == {"clk", "rst", "irq"}, others
+    assert not any("__" in p for p in ports)
+    lpf = (tmp_path / "v" / "aimc_prototype.lpf").read_text()
+    assert set(re.findall(r'LOCATE COMP "(\w+)"', lpf)) == {"clk", "rst"}
+    assert "aimc_prototype.lpf" in capsys.readouterr().out
