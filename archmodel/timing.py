@@ -45,9 +45,9 @@ from collections.abc import Hashable, Iterable
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
-__all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "START_CHECK_CYCLES", "start_latency_cycles", "adc_beats", "affine_cycles",
+__all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "START_CHECK_CYCLES", "adc_beats", "affine_cycles",
            "cycles_to_ns", "dac_beats", "digital_layer_cycles", "hop_cycles", "layer_mvm_cycles", "mvm_cycles",
-           "tile_vector_cycles"]
+           "start_latency_cycles", "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
 MVM_OVERHEAD_CYCLES = 2

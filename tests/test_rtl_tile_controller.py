@@ -380,11 +380,11 @@ def test_tile_controller_registered_config_check_start_latency():
     async def tb(ctx, rst):
         h = _harness(dut, rng, rst, 1.0, 1.0, 1.0, 1.0)
         for label, cfg in (("good", (32, 32, 1, 1)), ("bad", (40, 32, 1, 1))):
-            for port, value in zip(("k_rows", "n_cols", "n_row_blocks", "n_col_blocks"), cfg):
+            for port, value in zip(("k_rows", "n_cols", "n_row_blocks", "n_col_blocks"), cfg, strict=True):
                 ctx.set(getattr(dut, port), value)
             ctx.set(dut.start, 1)
             trace = []
-            for cyc in range(4):
+            for _ in range(4):
                 trace.append((ctx.get(dut.busy), ctx.get(dut.act.ready), ctx.get(dut.err_config)))
                 await h.step(ctx)
                 ctx.set(dut.start, 0)
