@@ -276,3 +276,13 @@ def test_emulator_init_codes_amaranth_sim():
     assert len(res) == 5 and all(len(g) == 24 for g, _ in res)
     assert all(g == e for g, e in res)
     assert any(abs(v) > 30 for g, _ in res for v in g)
+
+
+def test_fpga_log_parsing():
+    """rtl.fpga reads Fmax from nextpnr's log (the final report wins) when timing fails and no JSON report exists."""
+    from rtl.fpga import _fmax_from_log
+
+    log = ("Info: Max frequency for clock '$glbnet$clk': 91.20 MHz (FAIL at 100.00 MHz)\n"
+           "Info: Max frequency for clock                   '$glbnet$clk': 87.65 MHz (FAIL at 100.00 MHz)\n")
+    assert _fmax_from_log(log) == 87.65
+    assert _fmax_from_log("Info: nothing here\n") is None
