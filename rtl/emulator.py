@@ -19,14 +19,15 @@ Micro-architecture
 - **MAC**: one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
   ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5), a registered
   product, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
-- **ADC**: a 3-stage pipeline with one enable (``adc.valid`` low or ``adc.ready`` high):
+- **ADC**: a 5-stage pipeline with one enable (``adc.valid`` low or ``adc.ready`` high):
   E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
-  generators (sum of 4 bytes), E1 rounds half to even after the ``shift`` and scales the
-  noise, E2 adds and saturates into the ``adc`` output register. One beat per cycle
-  without back-pressure.
+  generators, E1 adds the round-half-even bias ``2**(shift-1) - 1 + acc[shift]`` and sums the
+  state's 4 bytes, E2 shifts and multiplies the noise by ``sigma``, E3 rounds the noise, E4 adds
+  and saturates into the ``adc`` output register (one adder or shifter per stage, for Fmax).
+  One beat per cycle without back-pressure.
 
 Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
-presented ``max(min_latency, rows_received + 6)`` cycles after the cycle in which ``last``
+presented ``max(min_latency, rows_received + 8)`` cycles after the cycle in which ``last``
 was accepted; ``min_latency`` defaults to the modelled array's
 ``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster than the modelled
 array. Throughput: one MVM at a time (no overlap, as the modelled array).
@@ -40,7 +41,7 @@ Writes are meant between MVMs.
 
 Trade-offs: one row per cycle keeps the multiplier count at ``array_cols`` per emulator
 (32 on tiny, 128 for its 4 tiles of the 156 MULT18X18D of an LFE5U-85F) at the price of
-``rows`` cycles per MVM (tiny: 38-cycle latency against the modelled 7). The ADC is a
+``rows`` cycles per MVM (tiny: 40-cycle latency against the modelled 7). The ADC is a
 power-of-two shift (no multiplier): the conductance code's LSB absorbs the ADC gain.
 """
 
@@ -196,7 +197,7 @@ class ArrayEmulator(wiring.Component):
                                         init=self._words())
         wp = mem.write_port(granularity=gb)
         rp = mem.read_port()
-        shift = Signal(5, init=self.shift0)
+        shift = Signal(5, init=min(self.shift0, acc_w))
         sigma = Signal(SIGMA_BITS, init=self.sigma0)
         full_beats = p.array_cols // cpb
         beats_w = full_beats.bit_length()
@@ -214,8 +215,8 @@ class ArrayEmulator(wiring.Component):
         clear = Signal()
         with m.If(self.wr_en & is_reg):
             with m.Switch(reg_k):
-                with m.Case(REG_SHIFT):
-                    m.d.sync += shift.eq(self.wr_data[:5])
+                with m.Case(REG_SHIFT):  # shifts >= acc_w all give 0 (|acc| < 2**(acc_w-2)): clamp
+                    m.d.sync += shift.eq(Mux(self.wr_data[:5] > acc_w, acc_w, self.wr_data[:5]))
                 with m.Case(REG_SIGMA):
                     m.d.sync += sigma.eq(self.wr_data[:SIGMA_BITS])
                 with m.Case(REG_SEED):
@@ -233,7 +234,7 @@ class ArrayEmulator(wiring.Component):
         n_rows = Signal(range(rows + 1))
         lat = Signal(range(self.min_latency + 1))
         lat_ok = Signal()
-        m.d.comb += lat_ok.eq(lat + 4 >= self.min_latency)
+        m.d.comb += lat_ok.eq(lat + 6 >= self.min_latency)
         with m.If(~lat_ok):
             m.d.sync += lat.eq(lat + 1)
 
@@ -251,10 +252,15 @@ class ArrayEmulator(wiring.Component):
         adv = Signal()
         m.d.comb += adv.eq(~self.adc.valid | self.adc.ready)
         issue = Signal()
-        e0v, e0last, e1v, e1last = Signal(), Signal(), Signal(), Signal()
+        vld = [Signal(name=f"e{i}v") for i in range(4)]
+        lst = [Signal(name=f"e{i}last") for i in range(4)]
         sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
+        x_r = [Signal(32, name=f"x{lane}") for lane in range(cpb)]
+        t_r = [Signal(signed(acc_w + 1), name=f"t{lane}") for lane in range(cpb)]
         s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
         q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
+        p_r = [Signal(signed(11 + SIGMA_BITS), name=f"p{lane}") for lane in range(cpb)]
+        q2_r = [Signal(signed(acc_w), name=f"qq{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
 
         m.d.sync += v1.eq(0)
@@ -304,41 +310,50 @@ class ArrayEmulator(wiring.Component):
             with m.Elif(v2):
                 m.d.sync += accs[j].eq(accs[j] + prods[j])
 
-        # ADC pipeline
+        # ADC pipeline (one enable, adv): E0 select + step the generators, E1 bias for round-half-even and
+        # the byte sum, E2 shift and noise product, E3 noise rounding, E4 add + saturate (the adc register)
         last_beat = Signal()
         arr_beats2 = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
         m.d.comb += last_beat.eq(g + 1 == arr_beats2)
         acc_groups = Array(Cat(*accs[b * cpb:(b + 1) * cpb]) for b in range(full_beats))
+        # round half to even of a / 2**S = (a + 2**(S-1) - 1 + a[S]) >> S  (S >= 1; S = 0: a)
+        bias_lut = Array(Const(((1 << (k - 1)) - 1) if k else 0, acc_w) for k in range(acc_w + 1))
         lim = 1 << (p.adc_bits - 1)
         with m.If(seed_write):
             for lane, x in enumerate(lanes):
                 m.d.sync += x.eq((self.wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
         with m.If(adv):
-            m.d.sync += [e0v.eq(issue), e0last.eq(issue & last_beat), e1v.eq(e0v), e1last.eq(e0last),
-                         self.adc.valid.eq(e1v), self.adc.payload.last.eq(e1last)]
+            m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
+            m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(3)] + [lst[i + 1].eq(lst[i]) for i in range(3)]
+            m.d.sync += [self.adc.valid.eq(vld[3]), self.adc.payload.last.eq(lst[3])]
             grp = acc_groups[g]
             for lane in range(cpb):
                 nxt = _xorshift32(lanes[lane])
                 with m.If(issue & ~seed_write):
                     m.d.sync += lanes[lane].eq(nxt)
-                byte_sum = sum(nxt[8 * b:8 * b + 8] for b in range(NOISE_BYTES))
-                m.d.sync += [sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
-                             s_r[lane].eq(byte_sum.as_signed() - 510)]
-                # E1: round half to even after the shift; noise scale
                 a = sel_r[lane]
-                fl = Signal(signed(acc_w), name=f"floor{lane}")
-                m.d.comb += fl.eq(a >> shift)
-                rem = (a.as_unsigned() & ((Const(1, 33) << shift) - 1)[:acc_w])
-                half = (Const(1, 33) << shift)[1:]
-                up = (shift != 0) & ((rem > half) | ((rem == half) & fl[0]))
-                m.d.sync += q_r[lane].eq(fl + up)
-                m.d.sync += n_r[lane].eq((s_r[lane] * sigma + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT)
-                # E2: add, saturate
-                tot = q_r[lane] + n_r[lane]
-                m.d.sync += self.adc.payload.codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
+                odd = Mux(shift == 0, 0, a.bit_select(shift, 1))
+                byte_sum = sum(x_r[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
+                tot = q2_r[lane] + n_r[lane]
+                m.d.sync += [
+                    # E0
+                    sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
+                    x_r[lane].eq(nxt),
+                    # E1
+                    t_r[lane].eq(a + bias_lut[shift] + odd),
+                    s_r[lane].eq(byte_sum.as_signed() - 510),
+                    # E2
+                    q_r[lane].eq(t_r[lane] >> shift),
+                    p_r[lane].eq(s_r[lane] * sigma),
+                    # E3
+                    q2_r[lane].eq(q_r[lane]),
+                    n_r[lane].eq((p_r[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
+                    # E4
+                    self.adc.payload.codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot))),
+                ]
         with m.If(clear):
             m.d.sync += self.err.eq(0)
         return m
 
 
-assert PIPELINE_CYCLES == 6  # 3 MAC stages (read, product, accumulate) + 3 ADC stages (E0, E1, E2)
+assert PIPELINE_CYCLES == 8  # 3 MAC stages (read, product, accumulate) + 5 ADC stages (E0 .. E4)
