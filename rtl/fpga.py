@@ -83,6 +83,15 @@ def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA3
     return FpgaResult(top, used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD"), used("MULT18X18D"), fmax)
 
 
+#: Pins of :class:`rtl.prototype.PnrHarness`'s serial ports (ULX3S GPIO gp0 / gn0), added to the example LPF.
+HARNESS_LPF = """\
+LOCATE COMP "tdi" SITE "B11";
+IOBUF PORT "tdi" IO_TYPE=LVCMOS33;
+LOCATE COMP "tdo" SITE "C11";
+IOBUF PORT "tdo" IO_TYPE=LVCMOS33;
+"""
+
+
 def _fmax_from_log(text: str) -> float | None:
     """The lowest "Max frequency for clock ...: X MHz" of nextpnr's final timing report (None if absent)."""
     import re
@@ -118,7 +127,8 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
     work.mkdir(parents=True, exist_ok=True)
     top = "aimc_prototype_pnr"
     write_verilog(PnrHarness(spec), top, work, spec, debug=False)
-    (work / "aimc_prototype.lpf").write_text(EXAMPLE_LPF.replace('"clk"', '"clk"'))
+    # the example LPF plus the harness's two pins (ULX3S GPIO gp0 / gn0)
+    (work / "aimc_prototype.lpf").write_text(EXAMPLE_LPF + HARNESS_LPF)
     proc = subprocess.run([yosys, "-q", "-l", f"{top}.yosys.log", "-p", f"read_verilog -sv {top}.v; "
                            f"synth_ecp5 -top {top} -json {top}.ecp5.json"], cwd=work, capture_output=True,
                           text=True, timeout=timeout_s)
