@@ -32,9 +32,9 @@ was accepted; ``min_latency`` defaults to the modelled array's
 ``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster than the modelled
 array. Throughput: one MVM at a time (no overlap, as the modelled array).
 
-Register window (``wr_addr``, word addresses; :func:`address_map`): bit ``cell_bits`` = 0:
+Register window (``wr_addr``, word addresses; :func:`address_map`): bit ``sel_bit`` (``max(cell bits, control bits)``) = 0:
 cell ``(array << (rb + cb)) | (row << cb) | col`` (``rb``, ``cb`` = bits of rows, cols), data =
-the signed code; bit ``cell_bits`` = 1: control register ``k``: 0 ``SHIFT`` (5 bits), 1
+the signed code; bit ``sel_bit`` = 1: control register ``k``: 0 ``SHIFT`` (5 bits), 1
 ``SIGMA`` (8 bits), 2 ``SEED`` (32 bits; a write restarts the generators), 3 ``CLEAR``
 (clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats per MVM of array ``a``; reset: all columns).
 Writes are meant between MVMs.
@@ -77,14 +77,20 @@ class EmulatorAddressMap:
     array_bits: int
     row_bits: int
     col_bits: int
+    ctrl_bits: int
 
     @property
     def cell_bits(self) -> int:
         return self.array_bits + self.row_bits + self.col_bits
 
     @property
+    def sel_bit(self) -> int:
+        """Address bit selecting the control registers (1) or the cells (0)."""
+        return max(self.cell_bits, self.ctrl_bits)
+
+    @property
     def addr_bits(self) -> int:
-        return self.cell_bits + 1
+        return self.sel_bit + 1
 
     def cell(self, array: int, row: int, col: int) -> int:
         """Word address of one conductance cell."""
@@ -92,16 +98,13 @@ class EmulatorAddressMap:
 
     def reg(self, k: int) -> int:
         """Word address of control register ``k``."""
-        return (1 << self.cell_bits) | k
+        return (1 << self.sel_bit) | k
 
 
 def address_map(p: TileParams) -> EmulatorAddressMap:
     """The write-port address map of an emulator for tile parameters ``p``."""
-    am = EmulatorAddressMap(_bits(p.arrays_per_tile) if p.arrays_per_tile > 1 else 0,
-                            _bits(p.array_rows), _bits(p.array_cols))
-    if REG_ADC_BEATS + p.arrays_per_tile > (1 << am.cell_bits):
-        raise ValueError("emulator: too few address bits for the control registers")
-    return am
+    return EmulatorAddressMap(_bits(p.arrays_per_tile) if p.arrays_per_tile > 1 else 0,
+                              _bits(p.array_rows), _bits(p.array_cols), _bits(REG_ADC_BEATS + p.arrays_per_tile))
 
 
 def _xorshift32(x):
@@ -204,13 +207,13 @@ class ArrayEmulator(wiring.Component):
         adc_beats = Array(Signal(beats_w, init=full_beats, name=f"adc_beats{a}") for a in range(p.arrays_per_tile))
         lanes = [Signal(32, init=lane_seed(self.seed, lane), name=f"rng{lane}") for lane in range(cpb)]
 
-        is_reg = self.wr_addr[am.cell_bits]
+        is_reg = self.wr_addr[am.sel_bit]
         cell_row = self.wr_addr[am.col_bits:am.cell_bits]
         cell_col = self.wr_addr[:am.col_bits]
         m.d.comb += [wp.addr.eq(cell_row), wp.data.eq(Cat(*[self.wr_data[:gb]] * cols))]
         for j in range(cols):
             m.d.comb += wp.en[j].eq(self.wr_en & ~is_reg & (cell_col == j))
-        reg_k = self.wr_addr[:am.cell_bits]
+        reg_k = self.wr_addr[:am.sel_bit]
         seed_write = Signal()
         clear = Signal()
         with m.If(self.wr_en & is_reg):
