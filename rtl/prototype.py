@@ -111,6 +111,33 @@ class Prototype(wiring.Component):
         """Byte address of word ``word`` of emulator ``tile``'s window (``tile = tiles``: IRQ registers)."""
         return (1 << (self.addr_bits - 1)) | (((tile << self.emu_map.addr_bits) | word) << 2)
 
+    def emulator_writes(self, tile: int, codes, *, shift: int, sigma: int = 0, seed: int | None = None,
+                        adc_beats: list[int] | None = None) -> list[tuple[int, int]]:
+        """AXI4-Lite writes ``(byte address, data)`` that program emulator ``tile``.
+
+        Parameters
+        ----------
+        codes : array_like of int, (arrays_per_tile, rows, cols)
+            Conductance codes (e.g. :func:`archmodel.golden.emulator.conductance_codes`).
+        shift, sigma, seed : int
+            ``SHIFT``, ``SIGMA`` and (when given) ``SEED``.
+        adc_beats : list of int, optional
+            ``ADC_BEATS`` per array (beats per MVM: ``ceil(cols_used / cols_per_adc_beat)``).
+        """
+        from rtl.emulator import REG_ADC_BEATS, REG_SEED, REG_SHIFT, REG_SIGMA
+
+        am, out = self.emu_map, []
+        for a, plane in enumerate(codes):
+            for r, row in enumerate(plane):
+                out += [(self.window_address(tile, am.cell(a, r, c)), int(v) & 0xFFFFFFFF) for c, v in enumerate(row)]
+        out += [(self.window_address(tile, am.reg(REG_SHIFT)), shift),
+                (self.window_address(tile, am.reg(REG_SIGMA)), sigma)]
+        if seed is not None:
+            out.append((self.window_address(tile, am.reg(REG_SEED)), seed & 0xFFFFFFFF))
+        for a, beats in enumerate(adc_beats or []):
+            out.append((self.window_address(tile, am.reg(REG_ADC_BEATS + a)), beats))
+        return out
+
     def elaborate(self, platform):
         m = Module()
         co = m.submodules.co = self.co

@@ -146,6 +146,12 @@ def test_prototype_ports_only_axi_clock_reset_irq():
     for n in ("s_axil_awaddr", "s_axil_wdata", "s_axil_rdata", "s_axis_tdata", "s_axis_tready", "m_axis_tdata"):
         assert n in names
     assert proto.addr_bits > proto.co.regmap.addr_bits  # the emulator window is above the register map
+    # tiny: register map 16 bits -> 17-bit addresses; emulator window E = 11 word bits (10 cell + select)
+    assert proto.addr_bits == 17 and proto.emu_map.addr_bits == 11
+    writes = proto.emulator_writes(1, np.arange(1024).reshape(1, 32, 32) % 7 - 3, shift=9, sigma=5, adc_beats=[2])
+    assert len(writes) == 1024 + 3
+    assert writes[2 * 32 + 3] == ((1 << 16) | (((1 << 11) | (2 << 5) | 3) << 2), (2 * 32 + 3) % 7 - 3 & 0xFFFFFFFF)
+    assert writes[-1] == ((1 << 16) | (((1 << 11) | (1 << 10) | 4) << 2), 2)  # ADC_BEATS[0] of tile 1
 
 
 def test_prototype_axi_split_window_and_forwarding():
