@@ -198,6 +198,7 @@ class ArrayEmulator(wiring.Component):
         # ---------------------------------------------------------------- memory and registers
         m.submodules.mem = mem = Memory(shape=unsigned(gb * cols), depth=p.arrays_per_tile * rows,
                                         init=self._words())
+        self.memory = mem  # the conductance memory (simulation tests read it)
         wp = mem.write_port(granularity=gb)
         rp = mem.read_port()
         shift = Signal(5, init=min(self.shift0, acc_w))

@@ -150,6 +150,7 @@ class Prototype(wiring.Component):
             wiring.connect(m, co.dac[t], emu.dac)
             wiring.connect(m, emu.adc, co.adc[t])
             emus.append(emu)
+        self.emulators = emus
 
         # ---- AXI4-Stream pass-through
         for port in ("s_axis", "m_axis"):

@@ -156,8 +156,8 @@ def test_prototype_ports_only_axi_clock_reset_irq():
 
 def test_prototype_axi_split_window_and_forwarding():
     """Amaranth simulation: a read forwarded to the co-processor returns the chip id; the IRQ_ENABLE
-    register in the window reads back what was written; a window write completes (bvalid) and raises
-    no interrupt. (Whether the cell reached emulator 2's memory is not observed here.)"""
+    register in the window reads back what was written; a window write of cell (row 5, column 7) of
+    emulator 2 lands in that emulator's memory word 5, lane 7, and in no other emulator; no interrupt."""
     from amaranth.sim import Simulator
 
     from rtl.emulator import address_map
@@ -198,6 +198,7 @@ def test_prototype_axi_split_window_and_forwarding():
         seen["enable"] = await read(ctx, dut.window_address(dut.tiles, IRQ_ENABLE))
         await write(ctx, dut.window_address(2, am.cell(0, 5, 7)), (-42) & 0xFFFFFFFF)
         await ctx.tick()
+        seen["cells"] = [ctx.get(e.memory.data[5]) for e in dut.emulators]
         seen["irq_before"] = ctx.get(dut.irq)
         seen["status"] = await read(ctx, dut.window_address(dut.tiles, IRQ_STATUS))
 
@@ -208,6 +209,8 @@ def test_prototype_axi_split_window_and_forwarding():
     assert seen["id"] & 0xFFFF == ID_MAGIC
     assert seen["enable"] == 0b11
     assert seen["irq_before"] == 0 and seen["status"] == 0
+    assert [(w >> (7 * 8)) & 0xFF for w in seen["cells"]] == [0, 0, (-42) & 0xFF, 0]
+    assert [w & ~(0xFF << 56) for w in seen["cells"]] == [0, 0, 0, 0]
 
 
 @pytest.mark.slow
