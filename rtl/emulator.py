@@ -24,6 +24,8 @@ Micro-architecture
   generators, E1 adds the round-half-even bias ``2**(shift-1) - 1 + acc[shift]`` and sums the
   state's 4 bytes, E2 shifts and multiplies the noise by ``sigma``, E3 rounds the noise, E4 adds
   and saturates into the ``adc`` output register (one adder or shifter per stage, for Fmax).
+  The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
+  emulator needs ``array_cols`` multipliers in all.
   One beat per cycle without back-pressure.
 
 Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
@@ -246,7 +248,10 @@ class ArrayEmulator(wiring.Component):
         r = Signal(range(rows + 1))
         v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
         d1 = Signal(signed(p.dac_bits))
-        prods = [Signal(signed(p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
+        # the first cols_per_adc_beat multipliers also scale the noise in the ADC phase (shared DSPs)
+        prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
+        prods = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
+        adc_mode = Signal()
         accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
         acc_clear = Signal()
         mac_done = Signal()
@@ -263,7 +268,6 @@ class ArrayEmulator(wiring.Component):
         t_r = [Signal(signed(acc_w + 1), name=f"t{lane}") for lane in range(cpb)]
         s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
         q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
-        p_r = [Signal(signed(11 + SIGMA_BITS), name=f"p{lane}") for lane in range(cpb)]
         q2_r = [Signal(signed(acc_w), name=f"qq{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
 
@@ -296,6 +300,7 @@ class ArrayEmulator(wiring.Component):
                     m.d.sync += g.eq(0)
                     m.next = "ADC"
             with m.State("ADC"):
+                m.d.comb += adc_mode.eq(1)
                 arr_beats = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
                 with m.If(adv & lat_ok & (g < arr_beats)):
                     m.d.comb += issue.eq(1)
@@ -308,7 +313,13 @@ class ArrayEmulator(wiring.Component):
         m.d.comb += mac_done.eq(v2 & last2)  # the final accumulate happens at the end of this cycle
         for j in range(cols):
             c = rp.data[j * gb:(j + 1) * gb].as_signed()
-            m.d.sync += prods[j].eq(d1 * c)
+            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (stage E2)
+                a_op = Mux(adc_mode, s_r[j], d1)
+                b_op = Mux(adc_mode, Cat(sigma, 0).as_signed(), c)
+                with m.If(~adc_mode | adv):
+                    m.d.sync += prods[j].eq(a_op * b_op)
+            else:
+                m.d.sync += prods[j].eq(d1 * c)
             with m.If(acc_clear):
                 m.d.sync += accs[j].eq(0)
             with m.Elif(v2):
@@ -348,10 +359,9 @@ class ArrayEmulator(wiring.Component):
                     s_r[lane].eq(byte_sum.as_signed() - 510),
                     # E2
                     q_r[lane].eq(t_r[lane] >> shift),
-                    p_r[lane].eq(s_r[lane] * sigma),
                     # E3
                     q2_r[lane].eq(q_r[lane]),
-                    n_r[lane].eq((p_r[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
+                    n_r[lane].eq((prods[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
                     # E4
                     self.adc.payload.codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot))),
                 ]
