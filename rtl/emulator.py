@@ -1,0 +1,373 @@
+"""PCM array emulator: a synthesizable stand-in for the analog macro behind one array port (FPGA prototype).
+
+Same array port as the tile (docs/design.md, "The array port"): ``dac`` in (one row group of
+signed DAC codes per beat, ``array`` index when ``arrays_per_tile > 1``, ``last``) and ``adc``
+out (``cols_per_adc_beat`` signed ADC codes per beat, ``last`` on the final beat). The
+arithmetic is :mod:`archmodel.golden.emulator` (the bit-exact model; equations and the
+noise model with its variance are there).
+
+Micro-architecture
+------------------
+- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, block RAM or LUT RAM as the
+  synthesizer decides): one word per (array, row) holding the ``array_cols`` signed
+  ``g_bits`` codes of that row; written one code per bus write (``wr_*``, granularity
+  ``g_bits``), optionally initialized from a programmed PCM model
+  (:func:`archmodel.golden.emulator.conductance_codes`).
+- **LOAD**: ``dac.ready`` = 1; each beat is stored in a DAC buffer (registers); ``last``
+  starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
+  beats are dropped).
+- **MAC**: one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
+  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5), a registered
+  product, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
+- **ADC**: a 5-stage pipeline with one enable (``adc.valid`` low or ``adc.ready`` high):
+  E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
+  generators, E1 adds the round-half-even bias ``2**(shift-1) - 1 + acc[shift]`` and sums the
+  state's 4 bytes, E2 shifts and multiplies the noise by ``sigma``, E3 rounds the noise, E4 adds
+  and saturates into the ``adc`` output register (one adder or shifter per stage, for Fmax).
+  The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
+  emulator needs ``array_cols`` multipliers in all.
+  One beat per cycle without back-pressure.
+
+Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
+presented ``max(min_latency, rows_received + 8)`` cycles after the cycle in which ``last``
+was accepted; ``min_latency`` defaults to the modelled array's
+``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster than the modelled
+array. Throughput: one MVM at a time (no overlap, as the modelled array).
+
+Register window (``wr_addr``, word addresses; :func:`address_map`): bit ``sel_bit`` (``max(cell bits, control bits)``) = 0:
+cell ``(array << (rb + cb)) | (row << cb) | col`` (``rb``, ``cb`` = bits of rows, cols), data =
+the signed code; bit ``sel_bit`` = 1: control register ``k``: 0 ``SHIFT`` (5 bits), 1
+``SIGMA`` (8 bits), 2 ``SEED`` (32 bits; a write restarts the generators), 3 ``CLEAR``
+(clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats per MVM of array ``a``; reset: all columns).
+Writes are meant between MVMs.
+
+Trade-offs: one row per cycle keeps the multiplier count at ``array_cols`` per emulator
+(32 on tiny, 128 for its 4 tiles of the 156 MULT18X18D of an LFE5U-85F) at the price of
+``rows`` cycles per MVM (tiny: 40-cycle latency against the modelled 7). The ADC is a
+power-of-two shift (no multiplier): the conductance code's LSB absorbs the ADC gain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from archmodel.golden.emulator import NOISE_BYTES, NOISE_SHIFT, PIPELINE_CYCLES, SIGMA_BITS, lane_seed
+from rtl.params import TileParams
+from rtl.tile_controller import adc_beat_layout, dac_beat_layout
+
+__all__ = ["ArrayEmulator", "EmulatorAddressMap", "address_map", "REG_SHIFT", "REG_SIGMA", "REG_SEED",
+           "REG_CLEAR", "REG_ADC_BEATS"]
+
+REG_SHIFT, REG_SIGMA, REG_SEED, REG_CLEAR, REG_ADC_BEATS = 0, 1, 2, 3, 4
+DATA_BITS = 32
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class EmulatorAddressMap:
+    """Word-address layout of the emulator's write port (module docstring)."""
+
+    array_bits: int
+    row_bits: int
+    col_bits: int
+    ctrl_bits: int
+
+    @property
+    def cell_bits(self) -> int:
+        return self.array_bits + self.row_bits + self.col_bits
+
+    @property
+    def sel_bit(self) -> int:
+        """Address bit selecting the control registers (1) or the cells (0)."""
+        return max(self.cell_bits, self.ctrl_bits)
+
+    @property
+    def addr_bits(self) -> int:
+        return self.sel_bit + 1
+
+    def cell(self, array: int, row: int, col: int) -> int:
+        """Word address of one conductance cell."""
+        return (array << (self.row_bits + self.col_bits)) | (row << self.col_bits) | col
+
+    def reg(self, k: int) -> int:
+        """Word address of control register ``k``."""
+        return (1 << self.sel_bit) | k
+
+
+def address_map(p: TileParams) -> EmulatorAddressMap:
+    """The write-port address map of an emulator for tile parameters ``p``."""
+    return EmulatorAddressMap(_bits(p.arrays_per_tile) if p.arrays_per_tile > 1 else 0,
+                              _bits(p.array_rows), _bits(p.array_cols), _bits(REG_ADC_BEATS + p.arrays_per_tile))
+
+
+def _xorshift32(x):
+    x = x ^ (x << 13)[:32]
+    x = x ^ (x >> 17)
+    return x ^ (x << 5)[:32]
+
+
+class ArrayEmulator(wiring.Component):
+    """The emulated PCM arrays of one tile (see the module docstring).
+
+    Parameters
+    ----------
+    params : TileParams
+        Array size, beat sizes, DAC/ADC widths, arrays per tile.
+    g_bits : int
+        Signed conductance-code width, 2..18 (default 8).
+    seed : int
+        Reset seed of the noise generators (32 bits).
+    min_latency : int
+        Fewest cycles from accepting ``last`` to presenting the first ADC beat (>= 1).
+    init : array_like of int, (arrays_per_tile, rows, cols), optional
+        Initial conductance codes (default 0).
+    shift, sigma : int
+        Reset values of the ``SHIFT`` and ``SIGMA`` registers.
+
+    Members
+    -------
+    dac : In(stream.Signature(dac_beat_layout(params)))
+        Array port, from the tile controller. Ready only between MVMs.
+    adc : Out(stream.Signature(adc_beat_layout(params)))
+        Array port, to the tile controller; ``ADC_BEATS[array]`` beats per MVM.
+    wr_en, wr_addr, wr_data : In(1), In(address_map(params).addr_bits), In(32)
+        Register window (module docstring), one write per cycle.
+    err : Out(1)
+        Sticky: a DAC burst longer than the array (cleared by ``CLEAR``).
+
+    Raises
+    ------
+    TypeError
+        ``params`` is not a :class:`TileParams`.
+    ValueError
+        ``g_bits``, ``min_latency``, ``shift``, ``sigma`` or ``init`` out of range.
+    """
+
+    def __init__(self, params: TileParams, *, g_bits: int = 8, seed: int = 1, min_latency: int = 1,
+                 init=None, shift: int = 0, sigma: int = 0):
+        if not isinstance(params, TileParams):
+            raise TypeError(f"params must be a TileParams, got {params!r}")
+        if not 2 <= g_bits <= 18:
+            raise ValueError(f"g_bits must be in [2, 18], got {g_bits}")
+        if min_latency < 1:
+            raise ValueError(f"min_latency must be >= 1, got {min_latency}")
+        if not 0 <= shift <= 31 or not 0 <= sigma < (1 << SIGMA_BITS):
+            raise ValueError(f"shift must be in [0, 31] and sigma in [0, {(1 << SIGMA_BITS) - 1}]")
+        p = self.params = params
+        self.g_bits, self.seed, self.min_latency = g_bits, int(seed) & 0xFFFFFFFF, int(min_latency)
+        self.shift0, self.sigma0 = shift, sigma
+        shape = (p.arrays_per_tile, p.array_rows, p.array_cols)
+        codes = np.zeros(shape, dtype=np.int64) if init is None else np.asarray(init, dtype=np.int64)
+        lim = 1 << (g_bits - 1)
+        if codes.shape != shape or (codes.size and (codes.min() < -lim or codes.max() >= lim)):
+            raise ValueError(f"init must be {shape} codes in signed {g_bits} bits")
+        self.init = codes
+        self.amap = address_map(p)
+        super().__init__({
+            "dac": In(stream.Signature(dac_beat_layout(p))),
+            "adc": Out(stream.Signature(adc_beat_layout(p))),
+            "wr_en": In(1),
+            "wr_addr": In(self.amap.addr_bits),
+            "wr_data": In(DATA_BITS),
+            "err": Out(1),
+        })
+
+    def _words(self) -> list[int]:
+        p, gb = self.params, self.g_bits
+        mask = (1 << gb) - 1
+        words = []
+        for a in range(p.arrays_per_tile):
+            for r in range(p.array_rows):
+                words.append(sum((int(c) & mask) << (gb * j) for j, c in enumerate(self.init[a, r])))
+        return words
+
+    def elaborate(self, platform):
+        p, gb, am = self.params, self.g_bits, self.amap
+        m = Module()
+        rows, cols, rpb, cpb = p.array_rows, p.array_cols, p.rows_per_dac_beat, p.cols_per_adc_beat
+        n_dac_words = rows // rpb
+        acc_w = p.dac_bits + gb + _bits(rows) + 1
+
+        # ---------------------------------------------------------------- memory and registers
+        m.submodules.mem = mem = Memory(shape=unsigned(gb * cols), depth=p.arrays_per_tile * rows,
+                                        init=self._words())
+        self.memory = mem  # the conductance memory (simulation tests read it)
+        wp = mem.write_port(granularity=gb)
+        rp = mem.read_port()
+        shift = Signal(5, init=min(self.shift0, acc_w))
+        sigma = Signal(SIGMA_BITS, init=self.sigma0)
+        full_beats = p.array_cols // cpb
+        beats_w = full_beats.bit_length()
+        adc_beats = Array(Signal(beats_w, init=full_beats, name=f"adc_beats{a}") for a in range(p.arrays_per_tile))
+        lanes = [Signal(32, init=lane_seed(self.seed, lane), name=f"rng{lane}") for lane in range(cpb)]
+
+        is_reg = self.wr_addr[am.sel_bit]
+        cell_row = self.wr_addr[am.col_bits:am.cell_bits]
+        cell_col = self.wr_addr[:am.col_bits]
+        m.d.comb += [wp.addr.eq(cell_row), wp.data.eq(Cat(*[self.wr_data[:gb]] * cols))]
+        for j in range(cols):
+            m.d.comb += wp.en[j].eq(self.wr_en & ~is_reg & (cell_col == j))
+        reg_k = self.wr_addr[:am.sel_bit]
+        seed_write = Signal()
+        clear = Signal()
+        with m.If(self.wr_en & is_reg):
+            with m.Switch(reg_k):
+                with m.Case(REG_SHIFT):  # shifts >= acc_w all give 0 (|acc| < 2**(acc_w-2)): clamp
+                    m.d.sync += shift.eq(Mux(self.wr_data[:5] > acc_w, acc_w, self.wr_data[:5]))
+                with m.Case(REG_SIGMA):
+                    m.d.sync += sigma.eq(self.wr_data[:SIGMA_BITS])
+                with m.Case(REG_SEED):
+                    m.d.comb += seed_write.eq(1)
+                with m.Case(REG_CLEAR):
+                    m.d.comb += clear.eq(1)
+                for a in range(p.arrays_per_tile):
+                    with m.Case(REG_ADC_BEATS + a):
+                        m.d.sync += adc_beats[a].eq(self.wr_data[:beats_w])
+
+        # ---------------------------------------------------------------- LOAD: DAC buffer
+        dbuf = Array(Signal(p.dac_bits * rpb, name=f"dbuf{w}") for w in range(n_dac_words))
+        n_words = Signal(range(n_dac_words + 1))
+        sel = Signal(range(max(2, p.arrays_per_tile)))
+        n_rows = Signal(range(rows + 1))
+        lat = Signal(range(self.min_latency + 1))
+        lat_ok = Signal()
+        m.d.comb += lat_ok.eq(lat + 6 >= self.min_latency)
+        with m.If(~lat_ok):
+            m.d.sync += lat.eq(lat + 1)
+
+        # MAC pipeline
+        r = Signal(range(rows + 1))
+        v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
+        d1 = Signal(signed(p.dac_bits))
+        # the first cols_per_adc_beat multipliers also scale the noise in the ADC phase (shared DSPs)
+        prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
+        prods = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
+        adc_mode = Signal()
+        accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
+        acc_clear = Signal()
+        mac_done = Signal()
+
+        # ADC pipeline
+        g = Signal(range(full_beats + 1))
+        adv = Signal()
+        m.d.comb += adv.eq(~self.adc.valid | self.adc.ready)
+        issue = Signal()
+        vld = [Signal(name=f"e{i}v") for i in range(4)]
+        lst = [Signal(name=f"e{i}last") for i in range(4)]
+        sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
+        x_r = [Signal(32, name=f"x{lane}") for lane in range(cpb)]
+        t_r = [Signal(signed(acc_w + 1), name=f"t{lane}") for lane in range(cpb)]
+        s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
+        q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
+        q2_r = [Signal(signed(acc_w), name=f"qq{lane}") for lane in range(cpb)]
+        n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
+
+        m.d.sync += v1.eq(0)
+        with m.FSM():
+            with m.State("LOAD"):
+                m.d.comb += self.dac.ready.eq(1)
+                with m.If(self.dac.valid):
+                    with m.If(n_words < n_dac_words):
+                        m.d.sync += [dbuf[n_words].eq(self.dac.payload.codes.as_value()), n_words.eq(n_words + 1)]
+                    with m.Else():
+                        m.d.sync += self.err.eq(1)
+                    with m.If(self.dac.payload.last):
+                        nw = Mux(n_words < n_dac_words, n_words + 1, n_words)
+                        m.d.sync += [n_rows.eq(nw * rpb), r.eq(0), lat.eq(0), n_words.eq(0)]
+                        if p.arrays_per_tile > 1:
+                            m.d.sync += sel.eq(self.dac.payload.array)
+                        m.d.comb += acc_clear.eq(1)
+                        m.next = "MAC"
+            with m.State("MAC"):
+                m.d.comb += [rp.addr.eq(sel * rows + r)]
+                flat = Cat(*[dbuf[w] for w in range(n_dac_words)])
+                row_codes = Array(flat[i * p.dac_bits:(i + 1) * p.dac_bits].as_signed() for i in range(rows))
+                m.d.sync += [d1.eq(row_codes[r]), r.eq(r + 1)]
+                m.d.sync += [v1.eq(1), last1.eq(r + 1 == n_rows)]
+                with m.If(r + 1 == n_rows):
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(mac_done):
+                    m.d.sync += g.eq(0)
+                    m.next = "ADC"
+            with m.State("ADC"):
+                m.d.comb += adc_mode.eq(1)
+                arr_beats = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
+                with m.If(adv & lat_ok & (g < arr_beats)):
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += g.eq(g + 1)
+                with m.If(self.adc.valid & self.adc.ready & self.adc.payload.last):
+                    m.next = "LOAD"
+
+        # MAC pipeline registers (run every cycle): read -> product -> accumulate
+        m.d.sync += [v2.eq(v1), last2.eq(last1 & v1)]
+        m.d.comb += mac_done.eq(v2 & last2)  # the final accumulate happens at the end of this cycle
+        for j in range(cols):
+            c = rp.data[j * gb:(j + 1) * gb].as_signed()
+            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (stage E2)
+                a_op = Mux(adc_mode, s_r[j], d1)
+                b_op = Mux(adc_mode, Cat(sigma, 0).as_signed(), c)
+                with m.If(~adc_mode | adv):
+                    m.d.sync += prods[j].eq(a_op * b_op)
+            else:
+                m.d.sync += prods[j].eq(d1 * c)
+            with m.If(acc_clear):
+                m.d.sync += accs[j].eq(0)
+            with m.Elif(v2):
+                m.d.sync += accs[j].eq(accs[j] + prods[j])
+
+        # ADC pipeline (one enable, adv): E0 select + step the generators, E1 bias for round-half-even and
+        # the byte sum, E2 shift and noise product, E3 noise rounding, E4 add + saturate (the adc register)
+        last_beat = Signal()
+        arr_beats2 = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
+        m.d.comb += last_beat.eq(g + 1 == arr_beats2)
+        acc_groups = Array(Cat(*accs[b * cpb:(b + 1) * cpb]) for b in range(full_beats))
+        # round half to even of a / 2**S = (a + 2**(S-1) - 1 + a[S]) >> S  (S >= 1; S = 0: a)
+        bias_lut = Array(Const(((1 << (k - 1)) - 1) if k else 0, acc_w) for k in range(acc_w + 1))
+        lim = 1 << (p.adc_bits - 1)
+        with m.If(seed_write):
+            for lane, x in enumerate(lanes):
+                m.d.sync += x.eq((self.wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
+        with m.If(adv):
+            m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
+            m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(3)] + [lst[i + 1].eq(lst[i]) for i in range(3)]
+            m.d.sync += [self.adc.valid.eq(vld[3]), self.adc.payload.last.eq(lst[3])]
+            grp = acc_groups[g]
+            for lane in range(cpb):
+                nxt = _xorshift32(lanes[lane])
+                with m.If(issue & ~seed_write):
+                    m.d.sync += lanes[lane].eq(nxt)
+                a = sel_r[lane]
+                odd = Mux(shift == 0, 0, a.bit_select(shift, 1))
+                byte_sum = sum(x_r[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
+                tot = q2_r[lane] + n_r[lane]
+                m.d.sync += [
+                    # E0
+                    sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
+                    x_r[lane].eq(nxt),
+                    # E1
+                    t_r[lane].eq(a + bias_lut[shift] + odd),
+                    s_r[lane].eq(byte_sum.as_signed() - 510),
+                    # E2
+                    q_r[lane].eq(t_r[lane] >> shift),
+                    # E3
+                    q2_r[lane].eq(q_r[lane]),
+                    n_r[lane].eq((prods[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
+                    # E4
+                    self.adc.payload.codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot))),
+                ]
+        with m.If(clear):
+            m.d.sync += self.err.eq(0)
+        return m
+
+
+assert PIPELINE_CYCLES == 8  # 3 MAC stages (read, product, accumulate) + 5 ADC stages (E0 .. E4)
