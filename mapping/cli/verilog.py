@@ -86,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
     # everything, lint and synthesis included, happens in the staging folder; --out appears only on success
     with staged_output(out, force=args.force) as stage:
         staged = export_verilog(spec, stage, debug=args.debug_wires, progress=progress, top_rtlil=args.synth)
-        top = staged[-1]  # aimc_top.v (the prototype, if asked for, is appended after it)
         if args.emulate_arrays:
             from rtl.export import write_verilog
             from rtl.prototype import EXAMPLE_LPF, Prototype
@@ -111,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"verilator --lint-only -Wall: {len(staged)} files clean")
         if args.synth:
             # the top's RTLIL (same design): Yosys' Verilog front end is slow on wide byte-lane memories
-            lines += synth_table(top.with_suffix(".il"), progress)
+            lines += synth_table(stage / "aimc_top.il", progress)  # not the prototype's (--emulate-arrays)
             lines.append("yosys: no latches")
     print("\n".join(lines))
     return 0
