@@ -59,7 +59,7 @@ CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
 TC_OFFSET, AFFINE_OFFSET, NI_OFFSET = 0x00, 0x40, 0x80
 ID_MAGIC = 0xA1C0
-REGMAP_VERSION = 3  # 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues
+REGMAP_VERSION = 4  # 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues; 4: digital weights over AXI4-Stream (w_data / w_we gone)
 
 
 @dataclass(frozen=True)
