@@ -8,7 +8,9 @@ Structure (after cocotb's ``examples/matrix_multiplier``)::
         (the golden run), and the AXI4-Lite writes that configure the chip
     TopTestbench(dut, prepared)
       ├─ config driver : cocotbext-axi AxiLiteMaster replays the compiler's writes
-      │                  (every response checked), reads back status registers
+      │                  (every response checked), reads back status registers; between
+      │                  the configuration and the starts, the digital layers' weights as
+      │                  one packet on s_axis, tdest = {chan 1, 0, cols + 1} (send_weights)
       ├─ input driver  : cocotbext-axi AxiStreamSource -> s_axis: one packet per
       │                  ``act`` beat of the first layer, tdest = {chan 0, y, x} of its tile
       ├─ bridges       : tb.bridge.PCMArrayBridge on the array port of every used tile
