@@ -1,7 +1,7 @@
 """Benchmark: the whole-network co-simulation (digits-mlp on tiny) on Verilator vs Icarus.
 
 What runs: :func:`tb.network_env.cosim_network` -- the mapper's placement of
-``digits-mlp`` on ``tiny`` compiled to AXI4-Lite writes, ``N`` digits images in
+``digits-mlp`` on ``tiny`` compiled to AXI4-Lite writes (and its digital weights to an AXI4-Stream packet), ``N`` digits images in
 over AXI4-Stream, class scores out, every layer compared bit for bit, ready low
 on ~30 % of cycles at ``m_axis`` and every array port (the test
 ``test_digits_network``). Each simulator runs once on a warm build cache

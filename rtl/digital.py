@@ -29,9 +29,12 @@ Micro-architecture
   word ``g*K + k``, lane ``l`` holds ``W[k, g*mac_lanes + l]`` (``W`` the
   (K, C_out) weight matrix, :func:`archmodel.golden.digital.weight_matrix` of an OIHW
   kernel, or ``w.T`` of a linear layer; zero for ``channel >= c_out``). It is
-  loaded four int8 lanes per ``w_we`` pulse (one 32-bit ``w_data`` register,
-  so the register map does not grow with ``mac_lanes``) at an auto-incrementing
-  (word, chunk) pointer (``w_load`` sets it to word ``w_addr``), while idle.
+  loaded at stream rate from the ``w_in`` stream (at the top level: host flits
+  on channel 1 to the digital node, :class:`rtl.top.Coprocessor`): one beat of
+  ``w_chunk_lanes`` int8 lanes per cycle (always ready) into an
+  auto-incrementing (word, chunk) pointer (``w_load`` sets it to word
+  ``w_addr``); ``ceil(mac_lanes / w_chunk_lanes)`` beats per word. Weights
+  written during a run change that run's results (the host loads them first).
 - **MAC** (4 stages): fetch (issue the weight-word and buffer reads), operand
   register, product register ``w[l] * x``, then
   ``acc[l] = (k == 0 ? 0 : acc[l]) + product[l]`` in ``mac_lanes`` parallel lanes
@@ -66,8 +69,8 @@ __all__ = ["DigitalDatapath", "x_beat_layout"]
 
 #: Width of the ``n_pixels`` configuration port (up to 16 M output pixels per layer).
 PIXEL_COUNT_BITS = 24
-#: int8 weights per ``w_data`` write (one 32-bit register): a weight word of ``mac_lanes`` lanes is
-#: ``ceil(mac_lanes / 4)`` chunks.
+#: Default int8 weights per ``w_in`` beat (a 32-bit link flit): a weight word of ``mac_lanes`` lanes is
+#: ``ceil(mac_lanes / w_chunk_lanes)`` beats.
 W_CHUNK_LANES = 4
 
 
@@ -83,6 +86,8 @@ class DigitalDatapath(wiring.Component):
     ----------
     params : DigitalParams
         From the chip description (:meth:`DigitalParams.from_spec`).
+    w_chunk_lanes : int
+        int8 weights per ``w_in`` beat (the top level: ``link_width_bits // 8``), >= 1.
 
     Members
     -------
@@ -94,14 +99,13 @@ class DigitalDatapath(wiring.Component):
         (``golden.digital.digital_datapath_order``); ``last`` on the final channel of each pixel.
     w_addr : In(unsigned(ceil(log2(weight_words))))
         First weight word of a load: ``w_load`` copies it into the write pointer.
-    w_data : In(unsigned(32))
-        One chunk of 4 packed weights: byte ``b`` holds lane ``4c + b`` (``W[k, g*mac_lanes + 4c + b]``) of
-        chunk ``c`` of word ``g*K + k``.
+    w_in : In(stream.Signature(unsigned(8 * w_chunk_lanes)))
+        Weight stream, always ready (one beat per cycle): a beat is one chunk of ``w_chunk_lanes`` packed
+        weights, byte ``b`` = lane ``c * w_chunk_lanes + b`` (``W[k, g*mac_lanes + c*w_chunk_lanes + b]``) of
+        chunk ``c`` of word ``g*K + k``; written at the pointer, which then advances (chunk, then word):
+        ``ceil(mac_lanes / w_chunk_lanes)`` beats per word. Beats past the last word are dropped.
     w_load : In(1)
         Pulse: write pointer := (word ``w_addr``, chunk 0).
-    w_we : In(1)
-        Pulse: write ``w_data`` into the pointer's chunk, then advance (chunk, then word; one per cycle;
-        write while idle): ``ceil(mac_lanes / 4)`` pulses per word.
     coef_addr : In(unsigned(ceil(log2(max_channels))))
     coef_scale : In(signed(scale_bits))
     coef_offset : In(signed(offset_bits))
@@ -150,22 +154,26 @@ class DigitalDatapath(wiring.Component):
     ------
     TypeError
         If ``params`` is not a :class:`DigitalParams`.
+    ValueError
+        If ``w_chunk_lanes`` < 1.
     """
 
     #: Cycles from the fetch of a channel group's last term to its first result.
     LATENCY = 4 + Requantizer.LATENCY
 
-    def __init__(self, params: DigitalParams):
+    def __init__(self, params: DigitalParams, w_chunk_lanes: int = W_CHUNK_LANES):
         if not isinstance(params, DigitalParams):
             raise TypeError(f"params must be a DigitalParams, got {params!r}")
+        if int(w_chunk_lanes) < 1:
+            raise ValueError(f"w_chunk_lanes must be >= 1, got {w_chunk_lanes}")
         self.params = p = params
+        self.w_chunk_lanes = int(w_chunk_lanes)
         super().__init__({
             "x_in": In(stream.Signature(x_beat_layout())),
             "out": Out(stream.Signature(result_layout(index_shape(p.max_channels)))),
             "w_addr": In(index_shape(p.weight_words)),
-            "w_data": In(unsigned(W_CHUNK_LANES * ACT_BITS)),
+            "w_in": In(stream.Signature(unsigned(self.w_chunk_lanes * ACT_BITS))),
             "w_load": In(1),
-            "w_we": In(1),
             "coef_addr": In(index_shape(p.max_channels)),
             "coef_scale": In(signed(p.scale_bits)),
             "coef_offset": In(signed(p.offset_bits)),
@@ -205,23 +213,26 @@ class DigitalDatapath(wiring.Component):
         x_wp = xbuf.write_port()
         x_rp = xbuf.read_port()
 
-        # ---- weight loading: one packed word of mac_lanes weights per w_we, auto-incrementing address
-        # (a chunk of W_CHUNK_LANES lanes per w_we; the word address increments after its last chunk)
-        chunks = -(-L // W_CHUNK_LANES)
+        # ---- weight loading at stream rate: one w_in beat (a chunk of w_chunk_lanes lanes) per cycle at an
+        # auto-incrementing (word, chunk) pointer; the word address increments after its last chunk
+        C = self.w_chunk_lanes
+        chunks = -(-L // C)
         w_ptr = Signal(range(p.weight_words + 1))
         w_chunk = Signal(range(max(2, chunks)))
+        w_we = Signal()
+        m.d.comb += [self.w_in.ready.eq(1), w_we.eq(self.w_in.valid)]
         with m.If(self.w_load):
             m.d.sync += [w_ptr.eq(self.w_addr), w_chunk.eq(0)]
-        with m.Elif(self.w_we):
+        with m.Elif(w_we):
             with m.If(w_chunk == chunks - 1):
                 m.d.sync += [w_ptr.eq(w_ptr + 1), w_chunk.eq(0)]
             with m.Else():
                 m.d.sync += w_chunk.eq(w_chunk + 1)
         lane_en = Signal(L)
         for lane in range(L):
-            m.d.comb += [w_wp.data[lane].eq(self.w_data.word_select(lane % W_CHUNK_LANES, ACT_BITS)),
-                         lane_en[lane].eq(w_chunk == lane // W_CHUNK_LANES)]
-        m.d.comb += [w_wp.addr.eq(w_ptr), w_wp.en.eq(Mux(self.w_we & (w_ptr < p.weight_words), lane_en, 0))]
+            m.d.comb += [w_wp.data[lane].eq(self.w_in.payload.word_select(lane % C, ACT_BITS)),
+                         lane_en[lane].eq(w_chunk == lane // C)]
+        m.d.comb += [w_wp.addr.eq(w_ptr), w_wp.en.eq(Mux(w_we & (w_ptr < p.weight_words), lane_en, 0))]
 
         # ---- configuration of the two layer slots and its check
         slot = self.slot                      # layer slot of the current run (register)

@@ -60,7 +60,8 @@ from archmodel.spec import ChipSpec
 from rtl.params import TileParams
 from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
-__all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "compile_digital_layer", "compile_digital_layers",
+__all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
+           "compile_digital_weights",
            "compile_mapped_network", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
@@ -245,10 +246,10 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     datapath runs slot 0, then slot 1, :mod:`rtl.digital`); its weights at word ``w_base`` = the words of
     the layers before it, its coefficients at ``coef_base`` = their channels. Order: slot
     configuration (``k_terms``, ``c_out``, ``shift``, ``relu`` [, ``w_base1``, ``coef_base1``]); per
-    channel ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; the weights as packed
-    words (``w_addr`` = base, ``ctrl.w_load``, then per word of ``mac_lanes`` int8 lanes ``w_data``
-    per chunk of 4 and ``ctrl.w_we``, the address incrementing itself); the source queues
-    (``digital.src<q>``, one per source, slot order); ``n_pixels`` and ``two_layers``; the destinations
+    channel ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; the source queues
+    (``digital.src<q>``, one per source, slot order); with ``weights`` the weight pointer
+    (``w_addr`` = 0, ``ctrl.w_load``: the words themselves go over AXI4-Stream,
+    :func:`compile_digital_weights`, after these writes); ``n_pixels`` and ``two_layers``; the destinations
     (slot 0: ``digital.dest``..; slot 1: ``digital.out1``). ``start`` is a command (:func:`digital_start`).
 
     Raises
@@ -278,7 +279,6 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         addr, word = rm.write(reg, **values)
         out.append(RegWrite(addr, word, reg))
 
-    from rtl.digital import W_CHUNK_LANES
     queue = 0
     w_base = c_base = 0
     for s, lyr in enumerate(layers):
@@ -297,19 +297,6 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
             w("digital.coef_scale", coef_scale=int(c.scale[j]))
             w("digital.coef_offset", coef_offset=int(c.offset[j]))
             w("digital.ctrl", coef_we=1)
-        if weights:
-            w("digital.w_addr", w_addr=w_base)
-            w("digital.ctrl", w_load=1)
-            for g in range(-(-n // lanes)):
-                for kk in range(k):
-                    for c0 in range(0, lanes, W_CHUNK_LANES):  # chunks of 4 lanes, the pointer advances
-                        chunk = 0
-                        for b in range(W_CHUNK_LANES):
-                            ch = g * lanes + c0 + b
-                            if c0 + b < lanes and ch < n:
-                                chunk |= (int(lyr.w_int8[ch, kk]) & 0xFF) << (8 * b)
-                        w("digital.w_data", w_data=chunk)
-                        w("digital.ctrl", w_we=1)
         srcs = lyr.sources or ((source_tag(spec, "host"), k),)
         if sum(e for _, e in srcs) != k:
             raise ValueError(f"layer {lyr.name!r}: its sources give {sum(e for _, e in srcs)} elements, K = {k}")
@@ -322,12 +309,59 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         c_base += n
     for q in range(queue, DIGITAL_QUEUES):
         w(f"digital.src{q}", src=0, en=0, slot=0, elems=0)
+    if weights:  # the weight pointer; the words follow over AXI4-Stream (compile_digital_weights)
+        w("digital.w_addr", w_addr=0)
+        w("digital.ctrl", w_load=1)
     w("digital.n_pixels", n_pixels=layers[0].n_pixels)
     w("digital.two_layers", two_layers=int(len(layers) == 2))
     _dest_writes(w, "digital", layers[0], DIGITAL_DESTS)
     if len(layers) == 2:
         w("digital.out1", x=layers[1].dest[0], y=layers[1].dest[1], chan=0)
     return out
+
+
+class WeightStream(NamedTuple):
+    """The digital datapath's weights as host AXI4-Stream flits (:func:`compile_digital_weights`).
+
+    ``x``, ``y``, ``chan``: the destination (``s_axis.tdest`` = ``{chan, y, x}``: the digital node, the
+    weight channel :data:`rtl.top.CHAN_WEIGHT`); ``flits``: ``link_width_bits`` payloads, in order (one
+    packet, ``tlast`` on the last flit).
+    """
+
+    x: int
+    y: int
+    chan: int
+    flits: list[int]
+
+
+def compile_digital_weights(spec: ChipSpec, layers: Sequence) -> WeightStream:
+    """The weights of a network's digital layers as one stream of flits to the digital node.
+
+    Sent after the configuration writes of :func:`compile_digital_layers` (which set the weight pointer
+    to word 0 with ``w_load``): the layers' words back to back (layer slot ``s`` at ``w_base`` = the
+    words before it), word ``g*K + k`` of a layer as ``ceil(mac_lanes / lanes)`` flits of
+    ``lanes = link_width_bits // 8`` int8 (byte ``b`` of flit ``c`` = ``W[k, g*mac_lanes + c*lanes + b]``,
+    0 past ``c_out`` or ``mac_lanes``); the datapath writes one flit per cycle (:mod:`rtl.digital`).
+    ``layers``: any mix; the :class:`DigitalLayer` ones are taken, in order.
+    """
+    from rtl.top import CHAN_WEIGHT
+
+    lanes = spec.digital.mac_lanes
+    chunk = spec.interconnect.link_width_bits // 8
+    flits: list[int] = []
+    for lyr in (lyr for lyr in layers if isinstance(lyr, DigitalLayer)):
+        k, n = lyr.k_rows, lyr.n_cols
+        w = np.zeros((k, -(-n // lanes) * lanes), np.int64)
+        w[:, :n] = lyr.w_int8.T
+        for g in range(-(-n // lanes)):
+            for kk in range(k):
+                for c0 in range(0, lanes, chunk):
+                    word = 0
+                    for b in range(min(chunk, lanes - c0)):
+                        word |= (int(w[kk, g * lanes + c0 + b]) & 0xFF) << (8 * b)
+                    flits.append(word)
+    x, y = digital_dest(spec)
+    return WeightStream(x, y, CHAN_WEIGHT, flits)
 
 
 def digital_start(spec: ChipSpec, *, regmap: RegisterMap | None = None) -> RegWrite:

@@ -12,7 +12,7 @@ map, the generated CSR bank (:class:`rtl.csr.CSRBank`) and the Markdown table.
 Rules
 -----
 - An ``In`` port named in :data:`PULSE_PORTS` (``start``, ``stop``, ``clear``,
-  ``coef_we``, ``w_we``) is a **W1P** bit in the block's ``ctrl`` register.
+  ``coef_we``, ``w_load``) is a **W1P** bit in the block's ``ctrl`` register.
 - Any other ``In`` port is **RW**, one register per port (name = port name);
   a port wider than 32 bits spans ``<port>`` (bits 31:0) and ``<port>_hi``.
 - ``Out`` ports are **RO** fields packed in order into ``status``,
@@ -54,12 +54,14 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_B
            "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
 
 #: Input ports that are one-cycle commands rather than levels.
-PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_we", "w_load"})
+PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
 CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
 TC_OFFSET, AFFINE_OFFSET, NI_OFFSET = 0x00, 0x40, 0x80
 ID_MAGIC = 0xA1C0
-REGMAP_VERSION = 3  # 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues
+#: 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues;
+#: 4: digital weights over AXI4-Stream (w_data / w_we gone)
+REGMAP_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ Micro-architecture
   node in the tile's ``ni.dest`` register (:class:`~rtl.axis.BeatToFlits`).
 - **I/O router** at ``(cols, 0)``, east of the last tile of row 0: its local
   port is the host (AXI4-Stream in: ``tdest`` = the flit's ``x``, ``y``,
-  ``chan``; AXI4-Stream out: ``tdest`` = ``chan``), its east port the
+  ``chan``; AXI4-Stream out: ``tdest`` = ``chan``; flits to the digital node
+  on ``chan`` 1 are weights, written into its weight memory at one flit per
+  cycle, :attr:`DigitalDatapath.w_in`), its east port the
   **digital datapath** node at ``(cols + 1, 0)``
   (:class:`~rtl.digital.DigitalDatapath`: flits -> source-tagged ``act`` beats
   -> per-source queues -> one element per beat, each layer slot's vector read
@@ -86,6 +88,8 @@ from .router import MeshRouter
 __all__ = ["Coprocessor"]
 
 CHAN_ACT, CHAN_PSUM = 0, 1
+#: Channel of a flit to the digital node that carries weights (docs/design.md, "Weight loading").
+CHAN_WEIGHT = 1
 
 
 class Coprocessor(wiring.Component):
@@ -144,6 +148,9 @@ class Coprocessor(wiring.Component):
                                        dac=dac_beat_layout(self.tp), adc=adc_beat_layout(self.tp),
                                        tag=tagged_layout(act, source_bits(spec)))
         link = spec.interconnect.link_width_bits
+        if link % 8:
+            raise reject(self, ValueError(f"interconnect.link_width_bits = {link}: the weight stream packs int8 "
+                                          "lanes into flits, a multiple of 8 bits is needed"))
         super().__init__({
             "s_axil": In(AXI4LiteSignature(self.regmap.addr_bits)),
             "s_axis": In(AXIStreamSignature(link, self.x_bits + self.y_bits + 1)),
@@ -214,14 +221,19 @@ class Coprocessor(wiring.Component):
         misrouted = Signal()
         blocks["mesh"] = SimpleNamespace(misrouted=misrouted)
 
-        dd = m.submodules.digital = DigitalDatapath(self.dp)
+        dd = m.submodules.digital = DigitalDatapath(self.dp, w_chunk_lanes=link // 8)
         d_rx = m.submodules.digital_rx = FlitsToBeat(L.tag, self.flit)
         merge = m.submodules.digital_merge = SourceMerge(L.tag, L.x, DIGITAL_QUEUES, DIGITAL_QUEUE_BEATS,
                                                          self.dp.max_k.bit_length())
         d_pack = m.submodules.digital_pack = ResultPacker(dd.out.payload.shape(), L.act)
         d_fan = m.submodules.digital_fan = self._fanout(DIGITAL_DESTS)
         d_tx = m.submodules.digital_tx = BeatToFlits(L.tag, self.flit, chan=None)
-        wiring.connect(m, io.east_o, d_rx.i)
+        # flits to the digital node: channel 0 = activations (-> source queues), channel 1 = weights (-> the
+        # weight memory at stream rate, one flit = link_width_bits // 8 int8 lanes per cycle; always ready)
+        east, wchan = io.east_o, io.east_o.payload.chan == CHAN_WEIGHT
+        m.d.comb += [d_rx.i.valid.eq(east.valid & ~wchan), d_rx.i.payload.eq(east.payload),
+                     dd.w_in.valid.eq(east.valid & wchan), dd.w_in.payload.eq(east.payload.payload),
+                     east.ready.eq(Mux(wchan, dd.w_in.ready, d_rx.i.ready))]
         wiring.connect(m, d_rx.o, merge.i)
         wiring.connect(m, merge.o, dd.x_in)
         m.d.comb += merge.slot.eq(dd.slot)

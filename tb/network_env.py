@@ -312,7 +312,8 @@ def report_lines(d: dict) -> list[str]:
                          "array, partial sums over the chain, 32 affine results, mesh hops)")
     lines.append(f"total: {d['cycles']} cycles from the first input to the last score ({d['cycles'] / n:.1f} per "
                  f"image; the digital datapath, the bottleneck, runs fc1 and fc3 back to back); configuration "
-                 f"{d['writes']} AXI4-Lite writes, {d['config_cycles']} cycles")
+                 f"{d['writes']} AXI4-Lite writes + {d.get('weight_flits', 0)} weight flits over AXI4-Stream "
+                 f"({d.get('weight_cycles', 0)} cycles), {d['config_cycles']} cycles")
     lines.append(f"back-pressure: input refused {d['in_stall_cycles']} cycles, output refused {d['out_stall_cycles']} "
                  f"cycles (ready low on ~30 % of cycles, seeded, at m_axis, the AXI4-Lite response channels and every "
                  f"array port); wall {d['wall_s']:.1f} s")

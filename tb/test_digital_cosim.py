@@ -87,13 +87,13 @@ async def test_digital_first_layer(dut):
     p: DigitalParams = layer["params"]
     clock = CycleClock(dut.clk, PERIOD_NS)
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    for name in ("x_in__valid", "out__ready", "start", "w_we", "w_load", "coef_we", "two_layers"):
+    for name in ("x_in__valid", "out__ready", "start", "w_in__valid", "w_load", "coef_we", "two_layers"):
         getattr(dut, name).value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     await clock.edge
-    # ---- driver: weights (one int8 lane per cycle), coefficients, configuration
+    # ---- driver: weights (one w_in beat per cycle), coefficients, configuration
     wm, coefs = layer["wm"], layer["coefs"]
     k, c_out = wm.shape
     lanes = p.mac_lanes
@@ -101,13 +101,13 @@ async def test_digital_first_layer(dut):
     dut.w_load.value = 1
     await clock.edge
     dut.w_load.value = 0
-    dut.w_we.value = 1
+    dut.w_in__valid.value = 1
     for g in range(-(-c_out // lanes)):
         for kk in range(k):  # one packed word per cycle, the address increments itself
-            dut.w_data.value = sum((int(wm[kk, g * lanes + lane]) & 0xFF) << (8 * lane)
+            dut.w_in__payload.value = sum((int(wm[kk, g * lanes + lane]) & 0xFF) << (8 * lane)
                                    for lane in range(min(lanes, c_out - g * lanes)))
             await clock.edge
-    dut.w_we.value = 0
+    dut.w_in__valid.value = 0
     dut.coef_we.value = 1
     for ch in range(c_out):
         dut.coef_addr.value = ch

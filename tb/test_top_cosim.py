@@ -57,7 +57,7 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 
-from rtl.register_compiler import RegWrite
+from rtl.register_compiler import RegWrite, compile_digital_weights
 from tb.streams import CycleClock
 from tb.top_checker import NetResult
 from tb.top_env import TopTestbench, mlp_job, prepare_network, resolve_spec
@@ -277,25 +277,25 @@ async def test_digital_to_chain(dut):
 
 @cocotb.test(timeout_time=5, timeout_unit="ms")
 async def test_digital_weight_fault(dut):
-    """RTL-side fault: one digital weight word loaded over AXI4-Lite is negated (W[ch 5, k 3]); the golden run is
-    untouched. The chain tile that receives channel 5 (tile 2, rows 0..31) must report wrong DAC codes in row 5
-    only -- the fault is located at the digital layer's output -- and the final outputs mismatch."""
+    """RTL-side fault: one digital weight streamed over AXI4-Stream is negated (W[ch 5, k 3] in its flit); the
+    golden run is untouched. The chain tile that receives channel 5 (tile 2, rows 0..31) must report wrong DAC
+    codes in row 5 only -- the fault is located at the digital layer's output -- and the final outputs mismatch."""
     env = _env()
-    tb = await _start(dut, env)
+    tb = await _start(dut, env, p_in=0.7)
     pn = prepare_network(_digital_job(env, [24, 52, 24], [0, [2, 3]], [True, False], "digital weight fault"))
     ch, k, lanes, K = 5, 3, pn.spec.digital.mac_lanes, 24
-    rm = pn.regmap
+    chunk = pn.spec.interconnect.link_width_bits // 8
     g, lane = divmod(ch, lanes)
-    # packed words after the w_load pulse, address g*K + k
-    data_at = [i for i, w in enumerate(pn.writes) if w.name == "digital.w_data"]
-    at = data_at[g * K + k]
-    wr = pn.writes[at]
-    word = rm.decode(wr.name, wr.data)["w_data"]
-    val = (word >> (8 * lane)) & 0xFF
+    ws = compile_digital_weights(pn.spec, pn.layers)
+    at = (g * K + k) * -(-lanes // chunk) + lane // chunk  # flit of word g*K + k holding the lane
+    sh = 8 * (lane % chunk)
+    word = ws.flits[at]
+    val = (word >> sh) & 0xFF
     val = val - 256 if val >= 128 else val
     assert val == pn.layers[0].w_int8[ch, k] and val != 0
-    word = (word & ~(0xFF << (8 * lane))) | (((-val) & 0xFF) << (8 * lane))
-    pn.writes[at] = RegWrite(wr.addr, rm.encode(wr.name, w_data=word), wr.name)
+    flits = list(ws.flits)
+    flits[at] = (word & ~(0xFF << sh)) | (((-val) & 0xFF) << sh)
+    pn.weights = ws._replace(flits=flits)
     res = await tb.run(pn, log=None)
     _save("test_digital_weight_fault", res.as_dict() | {"test": "test_digital_weight_fault", "weight": [ch, k, val]})
     assert res.compared == res.expected_outputs == 6 * 24, res.summary()

@@ -46,7 +46,9 @@ class NetResult:
     readback_mismatches: int = 0
     flags: dict[str, int] = field(default_factory=dict)
     mvms: list[int] = field(default_factory=list)
-    config_cycles: int = 0           # AXI4-Lite configuration (all writes)
+    config_cycles: int = 0           # configuration: all AXI4-Lite writes and the weight stream
+    weight_flits: int = 0            # digital weights streamed over s_axis (chan 1 to the digital node)
+    weight_cycles: int = 0           # first weight flit offered .. the last accepted (seeded valid gaps)
     cycles: int = 0                  # first input flit accepted .. last output flit accepted
     bound_cycles: int = 0            # B x the slowest stage's cycles per vector (a lower bound)
     interval_cycles: float = 0.0     # mean cycles between the last outputs of consecutive vectors

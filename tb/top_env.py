@@ -8,7 +8,9 @@ Structure (after cocotb's ``examples/matrix_multiplier``)::
         (the golden run), and the AXI4-Lite writes that configure the chip
     TopTestbench(dut, prepared)
       ├─ config driver : cocotbext-axi AxiLiteMaster replays the compiler's writes
-      │                  (every response checked), reads back status registers
+      │                  (every response checked), reads back status registers; between
+      │                  the configuration and the starts, the digital layers' weights as
+      │                  one packet on s_axis, tdest = {chan 1, 0, cols + 1} (send_weights)
       ├─ input driver  : cocotbext-axi AxiStreamSource -> s_axis: one packet per
       │                  ``act`` beat of the first layer, tdest = {chan 0, y, x} of its tile
       ├─ bridges       : tb.bridge.PCMArrayBridge on the array port of every used tile
@@ -62,10 +64,13 @@ from archmodel.spec import ChipSpec
 from rtl.axis import tagged_layout
 from rtl.params import DigitalParams, TileParams
 from rtl.register_compiler import (
+    DigitalLayer,
     MappedLayer,
     RegWrite,
+    WeightStream,
     analog_layer,
     chained_layer,
+    compile_digital_weights,
     compile_network,
     digital_dest,
     digital_layer,
@@ -170,6 +175,7 @@ class PreparedNetwork:
     entry: list[int] = None      # mapped layers the host feeds (the first layer's tiles)  # type: ignore[assignment]
     layer_outputs: list[np.ndarray] = None  # int8 outputs of every network layer  # type: ignore[assignment]
     taps: dict | None = None     # source tag -> expected int8 outputs a tile mirrors to the host (chan 1)
+    weights: WeightStream | None = None  # digital weights over s_axis (None: compile_digital_weights(layers))
 
     @property
     def n_vectors(self) -> int:
@@ -516,10 +522,27 @@ class TopTestbench:
                     res.readback_mismatches += 1
                     if len(res.first_mismatches) < 10:
                         res.first_mismatches.append(f"read back {name}: {got}, wrote {self.regmap.decode(name, word)}")
+        await self.send_weights(pn, res)
         for wr in starts:
             await self.write(wr, res)
         res.writes = len(pn.writes)
         res.config_cycles = self.clock.cycle() - start
+
+    async def send_weights(self, pn: PreparedNetwork, res: NetResult) -> None:
+        """Stream the digital layers' weights over s_axis (one packet to the digital node, chan 1), after the
+        writes that set the weight pointer and before the starts; images sent later reach the node after them
+        (one path, in order). The source's seeded pause generator gaps ``tvalid`` as for the images."""
+        from cocotbext.axi import AxiStreamFrame
+
+        if not any(isinstance(lyr, DigitalLayer) for lyr in pn.layers):
+            return
+        ws = pn.weights if pn.weights is not None else compile_digital_weights(self.spec, pn.layers)
+        if not ws.flits:
+            return
+        t0 = self.clock.cycle()
+        await self.source.send(AxiStreamFrame(list(ws.flits), tdest=host_tdest(self.spec, ws.x, ws.y, ws.chan)))
+        await self.source.wait()
+        res.weight_flits, res.weight_cycles = len(ws.flits), self.clock.cycle() - t0
 
     # ------------------------------------------------------------------ one run
     async def run(self, pn: PreparedNetwork, *, timeout_cycles: int | None = None, readback: bool = False,

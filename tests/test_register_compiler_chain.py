@@ -19,7 +19,15 @@ import pytest
 
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.spec import load_spec
-from rtl.register_compiler import chained_layer, compile_digital_layer, compile_network, digital_dest, digital_layer, host_dest
+from rtl.register_compiler import (
+    chained_layer,
+    compile_digital_layer,
+    compile_digital_weights,
+    compile_network,
+    digital_dest,
+    digital_layer,
+    host_dest,
+)
 from rtl.regmap import build_regmap
 
 SPEC = load_spec("tiny")
@@ -71,35 +79,35 @@ def test_digital_layer_weights_roundtrip():
     assert np.all(np.abs(dl.w_int8.T * dl.w_scale - w) <= dl.w_scale / 2 + 1e-12)
     rm = build_regmap(SPEC)
     lanes = SPEC.digital.mac_lanes
+    weight_writes = [(wr.name, rm.decode(wr.name, wr.data)) for wr in compile_digital_layer(SPEC, dl, regmap=rm)
+                     if wr.name == "digital.w_addr" or (wr.name == "digital.ctrl" and
+                                                        rm.decode(wr.name, wr.data)["w_load"])]
+    assert [n for n, _ in weight_writes] == ["digital.w_addr", "digital.ctrl"]  # the pointer := word 0, 2 writes
+    assert weight_writes[0][1]["w_addr"] == 0
+    ws = compile_digital_weights(SPEC, [dl])
+    assert (ws.x, ws.y, ws.chan) == (3, 0, 1)  # the digital node, the weight channel
+    assert len(ws.flits) == 3 * 20  # ceil(10 / 4) groups x K = 20 words, one 32-bit flit of 4 lanes each
     mem = np.zeros((3 * 20, lanes), dtype=np.int64)
-    addr = ptr = data = None
-    n_we = n_writes = 0
-    for wr in compile_digital_layer(SPEC, dl, regmap=rm):
-        f = rm.decode(wr.name, wr.data)
-        addr = f["w_addr"] if wr.name == "digital.w_addr" else addr
-        data = f["w_data"] if wr.name == "digital.w_data" else data
-        n_writes += wr.name in ("digital.w_addr", "digital.w_data") or (wr.name == "digital.ctrl" and
-                                                                       (f["w_we"] or f["w_load"]))
-        if wr.name == "digital.ctrl" and f["w_load"]:
-            ptr = addr
-        if wr.name == "digital.ctrl" and f["w_we"]:  # a packed word of 4 lanes, the address increments itself
-            for lane in range(lanes):
-                v = (data >> (8 * lane)) & 0xFF
-                mem[ptr, lane] = v - 256 if v >= 128 else v
-            ptr += 1
-            n_we += 1
-    assert n_we == 3 * 20  # ceil(10 / 4) groups x K = 20 words
-    assert n_writes == 2 * 60 + 2  # w_data + w_we per word, w_addr + w_load once: 122 writes for 200 weights
+    for ptr, flit in enumerate(ws.flits):  # the datapath writes word ptr, the pointer increments itself
+        for lane in range(lanes):
+            v = (flit >> (8 * lane)) & 0xFF
+            mem[ptr, lane] = v - 256 if v >= 128 else v
     for ch in range(10):
         g, l_ = divmod(ch, lanes)
         assert [int(mem[g * 20 + k, l_]) for k in range(20)] == [int(v) for v in dl.w_int8[ch]]
+    assert not mem[40:, 2:].any()  # channels 10, 11 of group 2: zero
+    wide = SPEC.replace(**{"interconnect.link_width_bits": 16})  # 2 lanes per flit: 2 flits per word
+    flits2 = compile_digital_weights(wide, [dl]).flits
+    assert len(flits2) == 2 * 60 and all(flits2[2 * i] | (flits2[2 * i + 1] << 16) == f
+                                         for i, f in enumerate(ws.flits))
     assert digital_dest(SPEC) == (3, 0)
 
 
 def test_two_digital_layers_and_weight_memory_limit():
     """digits-mlp's fc1 (64 -> 64) and fc3 (64 -> 10) in the two layer slots: fc3's weights from word
-    64 x ceil(64 / 4) = 1024 and its coefficients from entry 64; 1,024 + 192 = 1,216 words, 2 writes per packed
-    word + w_addr/w_load per layer = 2,436 weight writes for 4,736 weights (0.51 per weight); the source queues
+    64 x ceil(64 / 4) = 1024 and its coefficients from entry 64; 1,024 + 192 = 1,216 words = 1,216 32-bit flits
+    streamed back to back (fc3's first at flit 1,024) after 2 writes (w_addr = 0, w_load): 2 AXI4-Lite writes for
+    4,736 weights (were 2,436 before the stream); the source queues
     (host 64 elements for slot 0; tiles 1 and 3, 32 each, for slot 1). With a 4 KiB global buffer (1,024 words)
     the pair is refused in one line naming both numbers."""
     from dataclasses import replace
@@ -122,10 +130,13 @@ def test_two_digital_layers_and_weight_memory_limit():
     srcs = [got[f"digital.src{q}"] for q in range(4)]
     assert [(s["src"], s["slot"], s["elems"], s["en"]) for s in srcs] == [(4, 0, 64, 1), (1, 1, 32, 1),
                                                                          (3, 1, 32, 1), (0, 0, 0, 0)]
-    n_weight_writes = sum(w.name in ("digital.w_data", "digital.w_addr") for w in writes) + sum(
-        1 for w in writes if w.name == "digital.ctrl" and (rm.decode(w.name, w.data)["w_we"]
-                                                           or rm.decode(w.name, w.data)["w_load"]))
-    assert n_weight_writes == 2 * 1216 + 2 * 2
+    n_weight_writes = sum(w.name == "digital.w_addr" for w in writes) + sum(
+        1 for w in writes if w.name == "digital.ctrl" and rm.decode(w.name, w.data)["w_load"])
+    assert n_weight_writes == 2 and not any(n.startswith(("digital.w_data", "digital.w_we")) for n in got)
+    flits = compile_digital_weights(SPEC, [d1, d3]).flits
+    assert len(flits) == 1216
+    w3 = [int(v) for v in d3.w_int8[:4, 0]]  # fc3 word 0 = W[k 0, ch 0..3]
+    assert flits[1024] == sum((v & 0xFF) << (8 * b) for b, v in enumerate(w3))
     small = SPEC.replace(**{"buffers.global_buffer_kib": 4.0})
     with pytest.raises(ValueError, match=r"digital layers fc1, fc3 need 1,216 weight words of 4 int8; the digital "
                                          r"datapath of 'tiny' holds 1,024"):

@@ -66,21 +66,46 @@ def coefficients(rng, layer, corner=None):
     return layer
 
 
-async def load_layer(ctx, dut, layer):
-    wm = layer["wm"]
+def weight_beats(wm, lanes, chunk):
+    """The w_in beats of a (K, C_out) weight matrix: word g*K + k, chunk c -> lanes c*chunk .. (independent of
+    rtl.register_compiler.compile_digital_weights: from the matrix, lane by lane)."""
     k, c_out = wm.shape
-    lanes = P.mac_lanes
-    ctx.set(dut.w_addr, 0)
+    beats = []
+    for g in range(-(-c_out // lanes)):
+        for kk in range(k):
+            for c0 in range(0, lanes, chunk):
+                beats.append(sum((int(wm[kk, g * lanes + c0 + b]) & 0xFF) << (8 * b)
+                                 for b in range(chunk) if c0 + b < lanes and g * lanes + c0 + b < c_out))
+    return beats
+
+
+async def stream_weights(ctx, dut, beats, rng=None, p_valid=1.0, w_addr=0):
+    """w_load at ``w_addr``, then the beats on w_in with random valid gaps; returns the cycles ready was low."""
+    ctx.set(dut.w_addr, w_addr)
     ctx.set(dut.w_load, 1)
     await ctx.tick()
     ctx.set(dut.w_load, 0)
-    ctx.set(dut.w_we, 1)
-    for g in range(-(-c_out // lanes)):
-        for kk in range(k):                                        # one packed word per cycle, address auto-increments
-            ctx.set(dut.w_data, sum((int(wm[kk, g * lanes + lane]) & 0xFF) << (8 * lane)
-                                    for lane in range(min(lanes, c_out - g * lanes))))
+    not_ready = 0
+    for beat in beats:
+        while rng is not None and rng.random() > p_valid:
+            ctx.set(dut.w_in.valid, 0)
             await ctx.tick()
-    ctx.set(dut.w_we, 0)
+        ctx.set(dut.w_in.valid, 1)
+        ctx.set(dut.w_in.payload, beat)
+        not_ready += 1 - ctx.get(dut.w_in.ready)
+        await ctx.tick()
+    ctx.set(dut.w_in.valid, 0)
+    return not_ready
+
+
+async def load_layer(ctx, dut, layer, rng=None, p_valid=1.0):
+    wm = layer["wm"]
+    await stream_weights(ctx, dut, weight_beats(wm, P.mac_lanes, dut.w_chunk_lanes), rng, p_valid)
+    await load_layer_config(ctx, dut, layer)
+
+
+async def load_layer_config(ctx, dut, layer):
+    k, c_out = layer["wm"].shape
     ctx.set(dut.coef_we, 1)
     for ch in range(c_out):
         ctx.set(dut.coef_addr, ch)
@@ -146,7 +171,7 @@ def test_digital_layers_random_with_backpressure(seed):
     async def tb(ctx, rst):
         h = _harness(dut, rng, rst, 0.6, 0.6)
         for layer in layers:
-            await load_layer(ctx, dut, layer)
+            await load_layer(ctx, dut, layer, rng, 0.6)    # weight stream with valid gaps
             compared, mismatches, _ = await run_layer(ctx, h, dut, layer)
             stats["compared"] += compared
             stats["mismatches"] += mismatches
@@ -156,6 +181,35 @@ def test_digital_layers_random_with_backpressure(seed):
     assert stats["mismatches"] == 0, f"seed {seed}"
     saturated = np.concatenate([layers[3]["want"].ravel(), layers[4]["want"].ravel()])
     assert {-128, 127} <= set(saturated.tolist())      # the corner cases do saturate
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 8])
+def test_digital_weight_stream_lands_at_words(chunk):
+    """Weights streamed on w_in with random valid gaps land at their words: first a random burst of random length
+    (leaves the pointer mid-word when chunk < lanes), then w_load 0 and the layer's weights, ceil(4 / chunk) beats
+    per word (chunk 8: one beat per word, the upper lanes dropped); the layer then runs bit-exact, so every word
+    g*K + k holds W[k, g*4 .. g*4 + 3]; ready never low."""
+    rng = np.random.default_rng(10 + chunk)
+    layer = coefficients(rng, linear_layer(rng, 23, 10))              # K = 23, 3 channel groups, 69 words
+    dut = DigitalDatapath(P, w_chunk_lanes=chunk)
+    res = {}
+
+    async def tb(ctx, rst):
+        h = _harness(dut, rng, rst, 0.7, 0.7)
+        junk = [int.from_bytes(bytes(row.tolist()), "little")
+                for row in rng.integers(0, 256, (69 * -(-4 // chunk) + 5, chunk))]
+        res["stalls"] = await stream_weights(ctx, dut, junk, rng, 0.6)
+        beats = weight_beats(layer["wm"], P.mac_lanes, chunk)
+        res["beats"] = len(beats)
+        res["stalls"] += await stream_weights(ctx, dut, beats, rng, 0.6)
+        await load_layer_config(ctx, dut, layer)
+        res["run"] = await run_layer(ctx, h, dut, layer)
+
+    simulate(dut, tb)
+    assert res["beats"] == 69 * -(-4 // chunk)
+    assert res["stalls"] == 0
+    compared, mismatches, _ = res["run"]
+    assert (compared, mismatches) == (10, 0)
 
 
 def test_digital_cycle_count():

@@ -182,12 +182,14 @@ def test_top_digital_to_chain(outcomes, sim, lanes):
 
 @pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
 def test_top_fault_located(outcomes, sim, lanes):
-    """One digital weight (channel 5, term 3) negated on the RTL side only: wrong DAC codes at mapped layer 1
+    """One digital weight (channel 5, term 3) negated in its streamed flit on the RTL side only (312 flits: 13 channel
+    groups of the 52 channels x K 24; the golden run untouched): wrong DAC codes at mapped layer 1
     (the chain tile fed by channels 0..31) in row 5 and nowhere else; the outputs mismatch; 144 compared."""
     out = outcomes(sim, lanes)["test_digital_weight_fault"]
     assert out.passed, f"{sim} seed {SEED}: {out.message}"
     d = out.data
     assert d["compared"] == 144 and d["mismatches"] > 0 and d["dac_mismatch_at"] == [[1, 5]], d
+    assert d["weight_flits"] == 13 * 24 and d["weight_cycles"] > 13 * 24, d  # ceil(52 / 4) x K; valid gaps
 
 
 def _placement_file(build, changes: dict):
@@ -223,6 +225,9 @@ def test_top_digits_network(outcomes, sim, lanes):
     assert d["dac_compared"] == n * 4 * 32 and d["dac_mismatches"] == 0 and d["mvms"] == [n] * 4, d
     assert d["top1_rtl"] == d["top1_model"] and len(d["top1_rtl"]) == n
     assert not any(d["flags"].values()), d["flags"]
+    # weights over s_axis at stream rate: fc1 64 x 16 + fc3 64 x 3 = 1,216 words = 1,216 flits, one per cycle
+    # but for the host's seeded valid gaps (~30 %); the configuration keeps 2 writes for them (w_addr, w_load)
+    assert d["weight_flits"] == 1216 and 1216 < d["weight_cycles"] < 1216 / 0.6, d["weight_cycles"]
     fc1, fc3 = (c / n for c in d["digital_cycles"])
     assert 1024 < fc1 <= 1024 + 20 and 192 < fc3 <= 192 + 20, d["digital_cycles"]  # drain <= mac_lanes + 16
     assert d["out_stall_cycles"] > 0
