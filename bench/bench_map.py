@@ -63,12 +63,13 @@ def _child(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
 
 
-def fresh_process_figures(repo: Path, runs: int) -> dict[str, tuple[float, float]]:
-    """Median (CPU s, wall s) of the floor and of ``aimc map`` with and without plots, fresh processes."""
+def fresh_process_figures(repo: Path, runs: int, before: Path | None = None) -> dict[str, tuple[float, float]]:
+    """Median (CPU s, wall s) of the floor and of ``aimc map`` with and without plots, fresh processes;
+    ``before``: also the default ``aimc map`` of that checkout, interleaved with the others (key "before")."""
     floor = [sys.executable, "-c", "import sys, onnx; onnx.shape_inference.infer_shapes(onnx.load(sys.argv[1]))",
              str(MODEL)]
     samples: dict[str, list[tuple[float, float]]] = {"floor": [], "map": [], "map --no-plots": [], "python": [],
-                                                     "map --plots": []}
+                                                     "map --plots": [], "before": []}
     has_plots_flag = "--plots" in subprocess.run(
         [sys.executable, "-m", "mapping.cli", "map", "--help"], cwd=repo, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(repo)}).stdout
@@ -78,6 +79,8 @@ def fresh_process_figures(repo: Path, runs: int) -> dict[str, tuple[float, float
             samples["python"].append(_child([sys.executable, "-c", "pass"], repo))
             samples["floor"].append(_child(floor, repo))
             samples["map"].append(_child([*base, "--out", f"{tmp}/p{i}"], repo))
+            if before is not None:
+                samples["before"].append(_child([*base, "--out", f"{tmp}/b{i}"], before))
             samples["map --no-plots"].append(_child([*base, "--out", f"{tmp}/n{i}", "--no-plots"], repo))
             if has_plots_flag:
                 samples["map --plots"].append(_child([*base, "--out", f"{tmp}/g{i}", "--plots"], repo))
@@ -89,16 +92,20 @@ def run(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, default=REPO, help="checkout whose 'aimc map' is timed (default: this one)")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--before", type=Path, default=None,
+                    help="another checkout whose default 'aimc map' is timed in the same runs (before -> after)")
     ap.add_argument("--fresh-only", action="store_true", help="only the fresh-process figures")
     a = ap.parse_args(argv)
-    fig = fresh_process_figures(a.repo.resolve(), a.runs)
+    fig = fresh_process_figures(a.repo.resolve(), a.runs, a.before.resolve() if a.before else None)
     fc, fw = fig["floor"]
     print(f"aimc map of {MODEL.name} on fig11, fresh processes, median of {a.runs} (checkout {a.repo}):")
     print(f"  {'':36s} {'CPU s':>7s} {'ratio':>6s}   {'wall s':>7s} {'ratio':>6s}")
     names = {"python": "python -c pass (interpreter start)", "floor": "floor: import onnx + load + infer",
              "map": "aimc map (default)", "map --no-plots": "aimc map --no-plots",
              "map --plots": "aimc map --plots (3 PNGs)"}
-    for k in ("python", "floor", "map", "map --no-plots", "map --plots"):
+    if a.before:
+        names["before"] = "aimc map (default), --before"
+    for k in ("python", "floor", *(("before",) if a.before else ()), "map", "map --no-plots", "map --plots"):
         if k not in fig:
             print(f"  {names[k]:36s} (option not in this checkout; its default draws the plots)")
             continue
