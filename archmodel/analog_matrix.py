@@ -528,7 +528,8 @@ class AnalogMatrix:
                 x *= self.adc_levels / self.i_fs_ua  # same two products, same order, as _convert
                 # Saturate, then round: rint is monotone and fixes the integer bounds, so
                 # rint(clip(x)) == clip(rint(x)) for every float (the order _convert uses).
-                _CLIP(x, -self.adc_levels, self.adc_levels - 1, out=x)
+                top = float(self.adc_levels)  # float bounds: the same comparisons, a cheaper ufunc dispatch
+                _CLIP(x, -top, top - 1.0, out=x)
                 np.rint(x, out=x)
                 return x.astype(np.int64)[None]
         x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
