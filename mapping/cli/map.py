@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     options = MapOptions(replicate=args.replicate, max_chips=args.max_chips, schedule=args.schedule)
     # a bar only on a terminal, and only for runs over 2 s (a network spread over thousands of chips);
     # tqdm (~10 ms to import) only when a bar can show: its disable=None is this same isatty test
-    if args.quiet or not sys.stderr.isatty():
+    isatty = getattr(sys.stderr, "isatty", None)
+    if args.quiet or (isatty is not None and not isatty()):
         result = map_network(spec, network, options)
     else:
         from tqdm import tqdm
