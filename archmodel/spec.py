@@ -647,7 +647,8 @@ def load_spec(name_or_path: str | Path) -> ChipSpec:
                 "or a path to a YAML file"
             )
         text = resources.files("archmodel.presets").joinpath(f"{s}.yaml").read_text()
-        return load_spec_text(text, origin=f"preset '{s}'")
+        origin = f"preset '{s}'"  # packaged text: libyaml parses it (same values as load_spec_text)
+        return _validate(load_yaml_or_raise(text, origin, SpecError, trusted=True), origin)
     if not path.is_file():
         raise SpecError(f"{s}: no such file; expected a chip-description YAML file or a preset name")
     return load_spec_text(read_yaml_file(path, s, SpecError), origin=s)

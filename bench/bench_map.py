@@ -7,8 +7,8 @@ same way: a fresh ``python -m mapping.cli map`` process (interpreter start,
 imports, ONNX import, mapping, report): the default (no plots since issue 22:
 plots are opt-in), ``--no-plots`` and ``--plots`` (the three PNGs; skipped for a
 checkout that predates the option, whose default drew them). Figures: median over
-runs (the processes alternate, so a load burst on this shared machine hits both)
-of CPU time (user + system of the child) and of wall time; ratios to the floor.
+runs (the processes alternate, so a load burst on this shared machine hits both;
+one untimed warm-up round first) of CPU time (user + system of the child) and of wall time; ratios to the floor.
 Target: the default command within 1.3x of the floor.
 
 In-process figures (issue 3 / issue 10): ``map_network`` alone on the imported
@@ -16,7 +16,14 @@ ResNet-50 (target < 100 ms) and import + map of the largest onnx light network,
 each as a ratio to ``onnx.load`` + shape inference of the same file in the same
 process.
 
-``--repo DIR`` times the command of another checkout (e.g. a ``git worktree``
+Bytecode: by default every child (floor included) reads compiled bytecode from a
+temporary ``PYTHONPYCACHEPREFIX`` cache filled by the warm-up round, as an installed
+package does; ``--inherit-bytecode`` keeps the environment's setting instead (with
+``PYTHONDONTWRITEBYTECODE=1`` the checkout's ~40 modules are then compiled from source
+in every run, ~50-70 ms, while onnx's bytecode comes from site-packages).
+
+``--before DIR`` also times the default command of another checkout in the same
+runs (before -> after against one floor). ``--repo DIR`` times the command of another checkout (e.g. a ``git worktree``
 of the base commit, for before -> after figures) against the same floor.
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,9 +60,16 @@ def _median(fn, runs: int) -> float:
     return statistics.median(times)
 
 
+#: Folder of the children's bytecode caches (``PYTHONPYCACHEPREFIX``), or None to inherit the environment.
+_PYCACHE: str | None = None
+
+
 def _child(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """(CPU s, wall s) of one fresh process."""
     env = {**os.environ, "PYTHONPATH": str(cwd), "MPLBACKEND": "Agg"}
+    if _PYCACHE is not None:  # every process reads compiled bytecode, as an installed package (and onnx) does
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = _PYCACHE
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -63,21 +78,26 @@ def _child(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
 
 
-def fresh_process_figures(repo: Path, runs: int) -> dict[str, tuple[float, float]]:
-    """Median (CPU s, wall s) of the floor and of ``aimc map`` with and without plots, fresh processes."""
+def fresh_process_figures(repo: Path, runs: int, before: Path | None = None) -> dict[str, tuple[float, float]]:
+    """Median (CPU s, wall s) of the floor and of ``aimc map`` with and without plots, fresh processes;
+    ``before``: also the default ``aimc map`` of that checkout, interleaved with the others (key "before")."""
     floor = [sys.executable, "-c", "import sys, onnx; onnx.shape_inference.infer_shapes(onnx.load(sys.argv[1]))",
              str(MODEL)]
     samples: dict[str, list[tuple[float, float]]] = {"floor": [], "map": [], "map --no-plots": [], "python": [],
-                                                     "map --plots": []}
+                                                     "map --plots": [], "before": []}
     has_plots_flag = "--plots" in subprocess.run(
         [sys.executable, "-m", "mapping.cli", "map", "--help"], cwd=repo, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(repo)}).stdout
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(runs):
+        for i in range(-1, runs):  # i = -1: untimed warm-up (file cache; bytecode cache when on)
+            if i == 0:
+                samples = {k: [] for k in samples}
             base = [sys.executable, "-m", "mapping.cli", "map", "--arch", "fig11", "--network", str(MODEL), "--quiet"]
             samples["python"].append(_child([sys.executable, "-c", "pass"], repo))
             samples["floor"].append(_child(floor, repo))
             samples["map"].append(_child([*base, "--out", f"{tmp}/p{i}"], repo))
+            if before is not None:
+                samples["before"].append(_child([*base, "--out", f"{tmp}/b{i}"], before))
             samples["map --no-plots"].append(_child([*base, "--out", f"{tmp}/n{i}", "--no-plots"], repo))
             if has_plots_flag:
                 samples["map --plots"].append(_child([*base, "--out", f"{tmp}/g{i}", "--plots"], repo))
@@ -89,16 +109,32 @@ def run(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, default=REPO, help="checkout whose 'aimc map' is timed (default: this one)")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--before", type=Path, default=None,
+                    help="another checkout whose default 'aimc map' is timed in the same runs (before -> after)")
     ap.add_argument("--fresh-only", action="store_true", help="only the fresh-process figures")
+    ap.add_argument("--inherit-bytecode", action="store_true",
+                    help="children inherit PYTHONDONTWRITEBYTECODE from the environment (then the checkout's "
+                         "modules are compiled from source in every run while onnx's come from site-packages' "
+                         "bytecode); default: every child reads bytecode from a shared temporary cache")
     a = ap.parse_args(argv)
-    fig = fresh_process_figures(a.repo.resolve(), a.runs)
+    global _PYCACHE
+    if not a.inherit_bytecode:
+        _PYCACHE = tempfile.mkdtemp(prefix="bench_map_pycache_")
+    try:
+        fig = fresh_process_figures(a.repo.resolve(), a.runs, a.before.resolve() if a.before else None)
+    finally:
+        if _PYCACHE is not None:
+            shutil.rmtree(_PYCACHE, ignore_errors=True)
     fc, fw = fig["floor"]
-    print(f"aimc map of {MODEL.name} on fig11, fresh processes, median of {a.runs} (checkout {a.repo}):")
+    print(f"aimc map of {MODEL.name} on fig11, fresh processes, median of {a.runs} (checkout {a.repo}; "
+          f"{'bytecode as the environment says' if a.inherit_bytecode else 'bytecode cached for every process'}):")
     print(f"  {'':36s} {'CPU s':>7s} {'ratio':>6s}   {'wall s':>7s} {'ratio':>6s}")
     names = {"python": "python -c pass (interpreter start)", "floor": "floor: import onnx + load + infer",
              "map": "aimc map (default)", "map --no-plots": "aimc map --no-plots",
              "map --plots": "aimc map --plots (3 PNGs)"}
-    for k in ("python", "floor", "map", "map --no-plots", "map --plots"):
+    if a.before:
+        names["before"] = "aimc map (default), --before"
+    for k in ("python", "floor", *(("before",) if a.before else ()), "map", "map --no-plots", "map --plots"):
         if k not in fig:
             print(f"  {names[k]:36s} (option not in this checkout; its default draws the plots)")
             continue

@@ -154,17 +154,21 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise MappingError(str(exc)) from None
     network = load_network(args.network, seq_len=args.seq_len, **opts)
-    from tqdm import tqdm
+    options = MapOptions(replicate=args.replicate, max_chips=args.max_chips, schedule=args.schedule)
+    # a bar only on a terminal, and only for runs over 2 s (a network spread over thousands of chips);
+    # tqdm (~10 ms to import) only when a bar can show: its disable=None is this same isatty test
+    isatty = getattr(sys.stderr, "isatty", None)
+    if args.quiet or (isatty is not None and not isatty()):
+        result = map_network(spec, network, options)
+    else:
+        from tqdm import tqdm
 
-    # a bar only on a terminal, and only for runs over 2 s (a network spread over thousands of chips)
-    with tqdm(desc=f"mapping {network.name}", unit="layer", file=sys.stderr, delay=2.0,
-              disable=True if args.quiet else None) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+        with tqdm(desc=f"mapping {network.name}", unit="layer", file=sys.stderr, delay=2.0) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-        result = map_network(spec, network, MapOptions(replicate=args.replicate, max_chips=args.max_chips,
-                                                              schedule=args.schedule), progress=progress)
+            result = map_network(spec, network, options, progress=progress)
     check_totals(result, args.arch)
     files = render_report(result, plots=args.plots, fold_batchnorm=args.fold_batchnorm)
     with staged_output(args.out, force=args.force) as stage:
