@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(co-processor + PCM array emulators) in context with the example LPF, no timing waivers; "
         "packs a bitstream with ecppack when routing meets timing. Slow (tens of minutes).",
     )
-    add_arch(p)
+    add_arch(p, default="tiny")  # the prototype fits an LFE5U-85F only for small chips
     p.add_argument("--out", default=None, help="keep the work files and write fpga.md in this folder")
     p.add_argument("--blocks", nargs="*", default=None, help="blocks placed out of context (default: all)")
     p.add_argument("--no-prototype", action="store_true", help="skip the whole-prototype run")
