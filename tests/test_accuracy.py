@@ -39,6 +39,14 @@ TIMES = (("1 s", 1.0), ("1 day", 86400.0), ("1 year", 31_536_000.0))
 DFL, AA = "digital_first_last", "all_analog"
 
 
+def _sigint_default() -> None:
+    """Child side of the Ctrl-C tests: the default SIGINT disposition, whatever the test runner inherited
+    (a background job of a non-interactive shell starts with SIGINT ignored, and children inherit that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @cache
 def trained(seed: int, noise: float):
     data = load_digits_split(seed)
@@ -371,7 +379,8 @@ def test_cli_accuracy_ctrl_c_stops_promptly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mapping.cli", "accuracy", "--arch", "tiny", "--network",
                              "digits-mlp", "--weights", str(w), "--draws", "2000", "--workers", "2",
                              "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
     time.sleep(3.0)
     assert proc.poll() is None, proc.communicate()  # still working when interrupted
     t0 = time.monotonic()

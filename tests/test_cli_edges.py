@@ -12,6 +12,13 @@ from mapping.cli.main import main
 MAP = ["map", "--arch", "tiny", "--network", "mlp", "--quiet"]
 
 
+def _sigint_default() -> None:
+    """Child side of the Ctrl-C tests: the default SIGINT disposition, whatever the test runner inherited
+    (a background job of a non-interactive shell starts with SIGINT ignored, and children inherit that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def _err_lines(capsys) -> list[str]:
     return capsys.readouterr().err.strip().splitlines()
 
@@ -383,7 +390,8 @@ def test_ctrl_c_train_exits_130_within_a_second(tmp_path):
     out = tmp_path / "t"
     proc = subprocess.Popen([sys.executable, "-m", "mapping.cli", "train", "--network", "digits-mlp",
                              "--epochs", "10000", "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
     time.sleep(3.0)
     assert proc.poll() is None, proc.communicate()  # still training when interrupted
     t0 = time.monotonic()
@@ -408,7 +416,8 @@ def test_ctrl_c_verilog_one_line_nothing_left(tmp_path):
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "mapping.cli", "verilog", "--arch", "fig11", "--out",
-                             str(tmp_path / "v")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(tmp_path / "v")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
     time.sleep(6.0)
     assert proc.poll() is None, proc.communicate()
     t0 = time.monotonic()
