@@ -37,6 +37,13 @@ def _tiny_residual():
     return b.build()
 
 
+
+def _int8_weights(weight: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-layer int8 weights and their scale, written out independently of archmodel (docs/design.md 4.7)."""
+    w = weight.astype(np.float64)
+    ws = float(np.max(np.abs(w))) / 127
+    return np.clip(np.floor(w / ws + 0.5), -128, 127).astype(np.int64), ws
+
 def test_training_gradients_of_a_branching_network_match_finite_differences():
     net = _tiny_residual()
     rng = np.random.default_rng(3)
@@ -111,9 +118,7 @@ def test_integer_path_of_a_tiny_residual_net_equals_an_independent_computation()
                      ("flatten", False, "flat"), ("matrix", False, "fc")]  # the ReLU is fused into the add
 
     def w8(name):
-        w = params[name]["weight"].astype(np.float64)
-        ws = float(np.max(np.abs(w))) / 127
-        return np.clip(np.floor(w / ws + 0.5), -128, 127).astype(np.int64), ws
+        return _int8_weights(params[name]["weight"])
 
     ref = []
     for img in x:
@@ -221,9 +226,7 @@ def test_integer_path_of_grouped_dilated_conv_and_activation_table_equals_an_ind
     f = np.vectorize(_FLOAT_ACT[kind])
 
     def w8(name):
-        w = params[name]["weight"].astype(np.float64)
-        ws = float(np.max(np.abs(w))) / 127
-        return np.clip(np.floor(w / ws + 0.5), -128, 127).astype(np.int64), ws
+        return _int8_weights(params[name]["weight"])
 
     ref = []
     for img in x:
