@@ -71,8 +71,8 @@ class Prototype(wiring.Component):
         Noise seed of emulator ``t``: ``seed + t``.
     init : list of array_like, optional
         Initial conductance codes per tile, ``(arrays_per_tile, rows, cols)`` each.
-    shift : int
-        Reset value of every emulator's ADC shift.
+    shift : int or sequence of int
+        Reset value of the emulators' ADC shift (one for all, or one per tile).
 
     Members
     -------
@@ -89,7 +89,7 @@ class Prototype(wiring.Component):
         The chip description violates a constraint of an RTL block.
     """
 
-    def __init__(self, spec: ChipSpec, *, g_bits: int = 8, seed: int = 1, init=None, shift: int = 0):
+    def __init__(self, spec: ChipSpec, *, g_bits: int = 8, seed: int = 1, init=None, shift: int | list[int] = 0):
         if not isinstance(spec, ChipSpec):
             raise TypeError(f"spec must be a ChipSpec, got {type(spec).__name__}")
         self.spec, self.g_bits, self.seed, self.shift = spec, g_bits, seed, shift
@@ -148,8 +148,9 @@ class Prototype(wiring.Component):
         emus = []
         for t in range(self.tiles):
             init = None if self.init is None else self.init[t]
+            shift = self.shift if isinstance(self.shift, int) else int(self.shift[t])
             emu = m.submodules[f"emu{t}"] = ArrayEmulator(self.tp, g_bits=self.g_bits, seed=self.seed + t,
-                                                          min_latency=lat, init=init, shift=self.shift)
+                                                          min_latency=lat, init=init, shift=shift)
             wiring.connect(m, co.dac[t], emu.dac)
             wiring.connect(m, emu.adc, co.adc[t])
             emus.append(emu)

@@ -5,7 +5,7 @@ The Verilog is the one ``aimc verilog --arch tiny --emulate-arrays`` writes (co-
 array port; ports only AXI, clock, reset and ``irq``). The testbench is the top-level one
 (:class:`tb.top_env.TopTestbench` with the prototype's single-underscore bus names and no array ports): the
 emulators are programmed over the AXI4-Lite bus (the prototype's emulator window) with the conductance codes
-of each tile's programmed matrix (:func:`archmodel.golden.emulator.conductance_codes`, at ``--t-inf`` = 0 s),
+of each tile's programmed matrix (:func:`archmodel.golden.emulator.conductance_codes`, at ``AIMC_T_INF``),
 and the golden run takes the analog layer's ADC codes from :class:`archmodel.golden.emulator.EmulatorModel`
 for the same codes (:class:`tb.network_env.EmulatedArrays`).
 
@@ -20,7 +20,8 @@ for the same codes (:class:`tb.network_env.EmulatedArrays`).
 
 Environment: ``AIMC_PLACEMENT``, ``AIMC_DIGITS_IMAGES``, ``AIMC_DIGITS_WEIGHTS`` (as :mod:`tb.test_top_cosim`),
 ``AIMC_EMU_SIGMA`` (noise scale of the second run, 0 = none), ``AIMC_EMU_SEED`` (noise seed, default 1),
-``AIMC_EMU_FAULT`` (``1``: run the fault phase), ``AIMC_COSIM_OUT`` (JSON results).
+``AIMC_EMU_FAULT`` (``1``: run the fault phase), ``AIMC_T_INF`` (drift time of the programmed matrices whose
+codes the emulators get, s; default 0), ``AIMC_COSIM_OUT`` (JSON results).
 """
 
 from __future__ import annotations
@@ -122,11 +123,15 @@ def _placed(tb: TopTestbench, env: dict, n: int, sigma: int, emu_seed: int):
     def prep(s: int):
         emu = EmulatedArrays(sigma=s, seed=emu_seed)
         return prepare_placed(tb.spec, placement, network, x, seed=env["seed"], params=params, labels=labels,
-                              weights_source=source, emulate=emu), emu
+                              weights_source=source, emulate=emu, t_inf_s=t_inf), emu
+
+    t_inf = float(os.environ.get("AIMC_T_INF", "0"))
 
     off = prep(0)
     on = prep(sigma) if sigma > 0 else None
-    return placement, labels, source, off, on
+    analog = prepare_placed(tb.spec, placement, network, x, seed=env["seed"], params=params, labels=labels,
+                            weights_source=source, t_inf_s=t_inf)  # the same network with the Python arrays (information)
+    return placement, labels, source, off, on, analog
 
 
 def _summary(res, pn, labels, tb) -> dict:
@@ -152,12 +157,14 @@ async def test_proto_network(dut):
     sigma = int(os.environ.get("AIMC_EMU_SIGMA", "0"))
     emu_seed = int(os.environ.get("AIMC_EMU_SEED", "1"))
     tb, proto = await _start(dut, env, p_in=0.7, p_out=0.7, p_axil=0.7)
-    placement, labels, source, (placed, emu), on = _placed(tb, env, n, sigma, emu_seed)
+    placement, labels, source, (placed, emu), on, analog = _placed(tb, env, n, sigma, emu_seed)
     pn = placed.pn
-    out: dict = {"test": "test_proto_network", "images": n, "seed": env["seed"], "weights": source,
+    out: dict = {"test": "test_proto_network", "images": n, "t_inf_s": float(os.environ.get("AIMC_T_INF", "0")), "seed": env["seed"], "weights": source,
                  "name": pn.job.name, "labels": labels.tolist(), "sigma": sigma, "emu_seed": emu_seed,
                  "shifts": {str(t): s for t, s in emu.shifts.items()},
-                 "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds}
+                 "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds,
+                 "analog_model_scores": analog.pn.expected.tolist(),
+                 "top1_analog_model": np.argmax(analog.pn.expected, axis=1).tolist()}
 
     # ---- (1) noise off, with the done interrupt
     t0 = tb.clock.cycle()
