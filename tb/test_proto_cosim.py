@@ -130,7 +130,7 @@ def _placed(tb: TopTestbench, env: dict, n: int, sigma: int, emu_seed: int):
     off = prep(0)
     on = prep(sigma) if sigma > 0 else None
     analog = prepare_placed(tb.spec, placement, network, x, seed=env["seed"], params=params, labels=labels,
-                            weights_source=source, t_inf_s=t_inf)  # the same network with the Python arrays (information)
+                            weights_source=source, t_inf_s=t_inf)  # with the Python arrays (information)
     return placement, labels, source, off, on, analog
 
 
@@ -159,7 +159,8 @@ async def test_proto_network(dut):
     tb, proto = await _start(dut, env, p_in=0.7, p_out=0.7, p_axil=0.7)
     placement, labels, source, (placed, emu), on, analog = _placed(tb, env, n, sigma, emu_seed)
     pn = placed.pn
-    out: dict = {"test": "test_proto_network", "images": n, "t_inf_s": float(os.environ.get("AIMC_T_INF", "0")), "seed": env["seed"], "weights": source,
+    out: dict = {"test": "test_proto_network", "images": n, "t_inf_s": float(os.environ.get("AIMC_T_INF", "0")),
+                 "seed": env["seed"], "weights": source,
                  "name": pn.job.name, "labels": labels.tolist(), "sigma": sigma, "emu_seed": emu_seed,
                  "shifts": {str(t): s for t, s in emu.shifts.items()},
                  "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds,
