@@ -7,7 +7,8 @@ test images (weights trained on the digits split of seed 1), every class score a
 compared with the golden run whose analog layer takes its ADC codes from the emulator model -- once with the
 emulators' read noise off and, for each ``sigma``, with it on (same seed in RTL and model, so also bit-exact).
 Reports per sigma: outputs compared and mismatches, top-1 accuracy noise off / on and the difference, images
-whose top-1 changed, cycles per image and the wall time.
+whose top-1 changed, the top-1 of the same network with the Python arrays (``AnalogMatrix``, information),
+cycles per image and the wall time.
 
 Run: ``.venv/bin/python bench/bench_proto_cosim.py [--images N] [--sigma S ...]`` (or ``make bench``).
 """
@@ -43,8 +44,9 @@ def main() -> int:
     n = args.images
     print(f"digits-mlp on the tiny FPGA prototype ({args.sim}), {n} images, seed 1, emulator noise seed 1 + tile")
     print("| sigma | noise std (ADC LSB) | scores compared / mismatches (off; on) | fc2 outputs compared / mismatches "
-          "(off; on) | top-1 off | top-1 on | difference | top-1 changed | cycles per image (off) | wall s |")
-    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
+          "(off; on) | top-1 off | top-1 on | difference | top-1 changed | top-1 Python arrays | cycles per image (off) "
+          "| wall s |")
+    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     ok = True
     for sigma in args.sigma:
         with tempfile.TemporaryDirectory(prefix="aimc-bench-proto-") as tmp:
@@ -60,12 +62,13 @@ def main() -> int:
         a_off = float(np.mean(np.asarray(off["top1_rtl"]) == labels))
         a_on = float(np.mean(np.asarray(on["top1_rtl"]) == labels))
         changed = int((np.asarray(off["top1_rtl"]) != np.asarray(on["top1_rtl"])).sum())
+        a_py = float(np.mean(np.asarray(r["top1_analog_model"]) == labels))  # the model with the Python arrays
         ok &= r["passed"] and off["mismatches"] == 0 and on["mismatches"] == 0 and off["tap_mismatches"] == 0 \
             and on["tap_mismatches"] == 0 and off["compared"] == on["compared"] == n * 10
         print(f"| {sigma} | {math.sqrt(noise_variance(sigma)):.2f} | {off['compared']} / {off['mismatches']}; "
               f"{on['compared']} / {on['mismatches']} | {off['tap_compared']} / {off['tap_mismatches']}; "
               f"{on['tap_compared']} / {on['tap_mismatches']} | {a_off:.4f} | {a_on:.4f} | {a_on - a_off:+.4f} | "
-              f"{changed}/{n} | {off['cycles'] / n:.1f} | {wall:.0f} |")
+              f"{changed}/{n} | {a_py:.4f} | {off['cycles'] / n:.1f} | {wall:.0f} |")
     return 0 if ok else 1
 
 
