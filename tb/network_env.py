@@ -352,7 +352,9 @@ def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int =
     pl_file = build_dir / "placement.json"
     pl_file.write_text(json.dumps(dataclasses.asdict(placement)))
     spec = resolve_spec(arch, {})
-    src = write_verilog(Prototype(spec), PROTO_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
+    # debug=False: on Verilator the very file `aimc verilog --emulate-arrays` writes (Icarus adds its time-0 fix)
+    src = write_verilog(Prototype(spec), PROTO_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"),
+                        debug=False)
     env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
            "AIMC_EMU_SIGMA": str(int(sigma)), "AIMC_EMU_SEED": str(int(emu_seed)), "AIMC_EMU_FAULT": str(int(fault)),
            "AIMC_T_INF": repr(float(t_inf_s))}
