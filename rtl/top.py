@@ -121,9 +121,10 @@ class Coprocessor(wiring.Component):
         whose last layer is on a tile (no digital datapath run) never raises it
         (docs/design.md 17.1, "Interrupt").
     error : Out(1)
-        Any block's sticky error flag (registered, level): chip ``misrouted``, a tile controller's
-        ``err_config`` / ``err_act_last`` / ``err_adc_last``, an affine unit's ``err_chain``, the
-        digital datapath's ``err_config`` / ``err_x_last`` (each as in its status register).
+        Any block's error flag (registered): a tile controller's ``err_config`` / ``err_act_last`` /
+        ``err_adc_last``, an affine unit's ``err_chain``, the digital datapath's ``err_config`` /
+        ``err_x_last`` (sticky, as in their status registers: a level), or a flit dropped as misrouted
+        (a pulse per drop; ``chip.status.misrouted`` keeps it).
 
     Raises
     ------

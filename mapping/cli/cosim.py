@@ -1,7 +1,11 @@
 """``aimc cosim``: co-simulate one analog layer's RTL tile (``--layer K``) or the whole network
 on the co-processor top level (``--images N``: :mod:`tb.network_env`, the report of
 :func:`tb.network_env.report_lines`; exit 1 unless every score matches and the RTL's top-1
-equals the model's) against the golden model.
+equals the model's) against the golden model; with ``--emulate-arrays`` the whole network runs on
+the FPGA prototype's Verilog (the PCM array emulators in place of the Python arrays:
+:func:`tb.network_env.cosim_prototype`, report :func:`tb.network_env.prototype_report_lines`; exit 1
+unless the noise-off (and ``--emulator-sigma``) runs are bit-exact against the emulator golden, the
+done and error interrupts are seen and the one-code fault is located at the analog layer).
 
 Exports the tile's Verilog (tile controller + affine unit) for the chip
 description, runs it in Icarus Verilog or Verilator under cocotb with the
