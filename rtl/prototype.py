@@ -23,15 +23,16 @@ window write, forwarding adds the co-processor's own. Address bit ``A - 1`` (``A
 **Emulator window** (byte address ``2**(A-1) + 4 * w``): word ``w = (t << E) | e`` is word
 ``e`` of emulator ``t``'s register window (``E`` = :func:`rtl.emulator.address_map` ``.addr_bits``:
 conductance cells and control registers); ``t = tiles`` selects the prototype registers:
-``e = 0`` ``IRQ_STATUS`` (bit 0: a packet left ``m_axis`` (``tlast`` accepted); bit 1: an
-emulator's ``err``; write 1 to clear), ``e = 1`` ``IRQ_ENABLE`` (same bits). Window cells read
-as 0 (write-only).
+``e = 0`` ``IRQ_STATUS`` (bit 0 ``DONE``: the co-processor's ``done`` rose (a run completed,
+:class:`rtl.top.Coprocessor`); bit 1 ``ERROR``: the co-processor's ``error`` or an emulator's protocol
+``err`` is high; write 1 to clear, a still-high error sets its bit again), ``e = 1`` ``IRQ_ENABLE``
+(same bits). Window cells read as 0 (write-only).
 
-**Interrupt.** ``irq`` is registered (one cycle after the event). The co-processor exposes no
-done/error status outside its CSR bank (``rtl/top.py`` has no status port), so the "done"
-source is the end of an output packet on ``m_axis`` and the "error" source the emulators'
-protocol error; a run-complete / error interrupt from the CSR status needs a ``done`` /
-``error`` output of :class:`rtl.top.Coprocessor` (not added here).
+**Interrupt.** ``irq = |(IRQ_STATUS & IRQ_ENABLE)``, i.e. ``(done-event & enable[0]) | (error &
+enable[1])``, registered: ``irq`` rises 2 cycles after the co-processor's ``done`` / ``error``
+(itself registered one cycle after the event), and stays high until the host clears the status bit
+(or disables it). ``done`` means: the digital datapath finished its run and the host has taken the
+last beat of ``n_pixels`` output vectors from ``m_axis`` (docs/design.md 17.1).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ from rtl.emulator import ArrayEmulator, address_map
 from rtl.params import TileParams
 from rtl.top import Coprocessor
 
-__all__ = ["IRQ_ENABLE", "IRQ_STATUS", "Prototype"]
+__all__ = ["IRQ_DONE", "IRQ_ENABLE", "IRQ_ERROR", "IRQ_STATUS", "Prototype"]
 
 IRQ_STATUS, IRQ_ENABLE = 0, 1
+#: Bits of IRQ_STATUS / IRQ_ENABLE.
+IRQ_DONE, IRQ_ERROR = 1, 2
 _DATA = 32
 
 
@@ -68,8 +71,8 @@ class Prototype(wiring.Component):
         Noise seed of emulator ``t``: ``seed + t``.
     init : list of array_like, optional
         Initial conductance codes per tile, ``(arrays_per_tile, rows, cols)`` each.
-    shift : int
-        Reset value of every emulator's ADC shift.
+    shift : int or sequence of int
+        Reset value of the emulators' ADC shift (one for all, or one per tile).
 
     Members
     -------
@@ -86,7 +89,7 @@ class Prototype(wiring.Component):
         The chip description violates a constraint of an RTL block.
     """
 
-    def __init__(self, spec: ChipSpec, *, g_bits: int = 8, seed: int = 1, init=None, shift: int = 0):
+    def __init__(self, spec: ChipSpec, *, g_bits: int = 8, seed: int = 1, init=None, shift: int | list[int] = 0):
         if not isinstance(spec, ChipSpec):
             raise TypeError(f"spec must be a ChipSpec, got {type(spec).__name__}")
         self.spec, self.g_bits, self.seed, self.shift = spec, g_bits, seed, shift
@@ -145,8 +148,9 @@ class Prototype(wiring.Component):
         emus = []
         for t in range(self.tiles):
             init = None if self.init is None else self.init[t]
+            shift = self.shift if isinstance(self.shift, int) else int(self.shift[t])
             emu = m.submodules[f"emu{t}"] = ArrayEmulator(self.tp, g_bits=self.g_bits, seed=self.seed + t,
-                                                          min_latency=lat, init=init, shift=self.shift)
+                                                          min_latency=lat, init=init, shift=shift)
             wiring.connect(m, co.dac[t], emu.dac)
             wiring.connect(m, emu.adc, co.adc[t])
             emus.append(emu)
@@ -176,8 +180,9 @@ class Prototype(wiring.Component):
         for t, emu in enumerate(emus):
             m.d.comb += [emu.wr_en.eq(wr_en & (tile_sel == t)), emu.wr_addr.eq(word[:E]), emu.wr_data.eq(wr_data)]
         set_bits = Signal(2)
-        m.d.comb += set_bits.eq((co.m_axis.tvalid & co.m_axis.tready & co.m_axis.tlast) |
-                                 (sum(e.err for e in emus) != 0) << 1)
+        done_q = Signal()  # the co-processor's done, one cycle late: its rising edge sets DONE
+        m.d.sync += done_q.eq(co.done)
+        m.d.comb += set_bits.eq((co.done & ~done_q) | ((co.error | (sum(e.err for e in emus) != 0)) << 1))
         clr = Signal(2)
         with m.If(wr_en & (tile_sel == self.tiles)):
             with m.If(word[:E] == IRQ_STATUS):

@@ -113,6 +113,18 @@ class Coprocessor(wiring.Component):
         Array port of tile ``t``: DAC codes to the analog macro.
     adc : In(stream.Signature(adc_beat_layout)).array(tiles)
         Array port of tile ``t``: ADC codes from the analog macro.
+    done : Out(1)
+        Run complete (registered, level): the digital datapath's run is done (its sticky ``done``:
+        ``n_pixels`` vectors through every layer slot) **and** the host has taken (``m_axis``
+        handshake, ``tdest`` chan 0) the final beat (act ``last`` = 1) of ``n_pixels`` output
+        vectors since the datapath's ``start`` (which clears the count, so ``done`` falls). A run
+        whose last layer is on a tile (no digital datapath run) never raises it
+        (docs/design.md 17.1, "Interrupt").
+    error : Out(1)
+        Any block's error flag (registered): a tile controller's ``err_config`` / ``err_act_last`` /
+        ``err_adc_last``, an affine unit's ``err_chain``, the digital datapath's ``err_config`` /
+        ``err_x_last`` (sticky, as in their status registers: a level), or a flit dropped as misrouted
+        (a pulse per drop; ``chip.status.misrouted`` keeps it).
 
     Raises
     ------
@@ -157,6 +169,8 @@ class Coprocessor(wiring.Component):
             "m_axis": Out(AXIStreamSignature(link, 1)),
             "dac": Out(stream.Signature(self.layouts.dac)).array(self.tiles),
             "adc": In(stream.Signature(self.layouts.adc)).array(self.tiles),
+            "done": Out(1),
+            "error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -288,6 +302,23 @@ class Coprocessor(wiring.Component):
             sout.tdata.eq(io.local_o.payload.payload), sout.tlast.eq(io.local_o.payload.last),
             sout.tdest.eq(io.local_o.payload.chan),
         ]
+
+        # ---- run-complete and error outputs (interrupt sources; docs/design.md 17.1)
+        last_off = L.tag["last"].offset  # the act beat's `last` bit: flit last_off // link, bit last_off % link
+        flit_i = Signal(range(max(2, -(-L.tag.size // link))), name="out_flit")
+        out_vectors = Signal.like(dd.n_pixels, name="out_vectors")
+        with m.If(sout.tvalid & sout.tready):
+            m.d.sync += flit_i.eq(Mux(sout.tlast, 0, flit_i + 1))
+            with m.If((sout.tdest == CHAN_ACT) & (flit_i == last_off // link) & sout.tdata[last_off % link]):
+                m.d.sync += out_vectors.eq(out_vectors + 1)
+        with m.If(dd.start):
+            m.d.sync += out_vectors.eq(0)
+        m.d.sync += self.done.eq(dd.done & (out_vectors == dd.n_pixels))
+        errs = [misrouted, dd.err_config, dd.err_x_last]
+        for t in range(self.tiles):
+            tc, af = blocks[f"tile{t}.tc"], blocks[f"tile{t}.affine"]
+            errs += [tc.err_config, tc.err_act_last, tc.err_adc_last, af.err_chain]
+        m.d.sync += self.error.eq(Cat(*errs).any())
 
         # ---- configuration registers
         csr = m.submodules.csr = CSRBank(self.regmap.registers, addr_bits=self.regmap.addr_bits)

@@ -63,11 +63,30 @@ from rtl.register_compiler import (
 from rtl.regmap import build_regmap, source_tag
 from tb.top_env import NetworkJob, PreparedNetwork
 
-__all__ = ["CosimNetworkError", "PlacedNetwork", "digits_images", "prepare_placed"]
+__all__ = ["CosimNetworkError", "EmulatedArrays", "PlacedNetwork", "digits_images", "prepare_placed"]
 
 
 class CosimNetworkError(AimcError, ValueError):
     """A placement this co-simulation cannot play (one line)."""
+
+
+@dataclass
+class EmulatedArrays:
+    """The PCM array emulators of the FPGA prototype (``rtl/prototype.py``) in place of the Python arrays.
+
+    Each analog tile's emulator holds :func:`archmodel.golden.emulator.conductance_codes` of its
+    tile's programmed (drifted) matrix; the golden analog layer then takes each tile's ADC codes
+    from :class:`archmodel.golden.emulator.EmulatorModel` for the same codes, shift, ``sigma`` and
+    seed (``seed + tile``), MVMs in vector order (the noise generators step per emitted beat).
+    The configuration (affine coefficients, output scales) stays the analog model's, so only the
+    arrays differ from the Python-bridge run.
+    """
+
+    sigma: int = 0               # read-noise scale (0..255; 0 = off)
+    seed: int = 1                # noise seed of tile t's emulator: seed + t
+    g_bits: int = 8
+    codes: dict = None           # type: ignore[assignment]  # tile -> codes (arrays, rows, cols), filled in
+    shifts: dict = None          # type: ignore[assignment]  # tile -> ADC shift, filled in
 
 
 @dataclass
@@ -101,7 +120,8 @@ def _out_scale(y: np.ndarray) -> float:
 
 def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray, *, seed: int,
                    params: dict | None = None, t_inf_s: float = 0.0, labels: np.ndarray | None = None,
-                   weights_source: str = "seeded random", tap: bool = True) -> PlacedNetwork:
+                   weights_source: str = "seeded random", tap: bool = True,
+                   emulate: EmulatedArrays | None = None) -> PlacedNetwork:
     """Golden run and configuration of ``placement`` on ``spec`` for the int8 images ``x`` (module docstring).
 
     Raises
@@ -109,6 +129,10 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
     CosimNetworkError
         The placement is not digital -> analog -> digital linear layers, a tile holds more than one
         array, or the digital layers do not fit the datapath (one line each).
+
+    With ``emulate`` (:class:`EmulatedArrays`, filled in with each tile's codes and shift) the
+    analog layer's golden ADC codes come from the emulator model (class docstring); the
+    configuration is the same as without.
     """
     from archmodel import calibration
 
@@ -163,7 +187,9 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
     x1 = d1.coefs.apply(s1, acc_bits=dp.acc_bits, scale_bits=dp.scale_bits, offset_bits=dp.offset_bits)
 
     # ---- fc2 (analog): one matrix per column block, its rows on a chain of tiles
-    programmed, psums, alphas = [], [], []
+    programmed, psums, alphas, emu_psums = [], [], [], []
+    if emulate is not None:
+        emulate.codes, emulate.shifts = {}, {}
     c0 = 0
     for c, nc in enumerate(cols):
         w = ws[1][:, c0:c0 + nc]
@@ -182,6 +208,9 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
         p = sum(mt.mvm_partial_sums(dac_codes(x1[:, sl], a.dac_bits), 0) for sl, mt in parts)
         programmed.append(parts)
         psums.append(p)
+        if emulate is not None:
+            emu_psums.append(sum(_emulated_adc(spec, tp, emulate, tiles[c][r], mt, dac_codes(x1[:, sl], a.dac_bits))
+                                 for r, (sl, mt) in enumerate(parts)))
         alphas.append(alpha)
         c0 += nc
     ys, c0 = [], 0
@@ -215,7 +244,12 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
     # ---- fc3 (digital, slot 1): merge the home tiles in column order
     probe = digital_layer(spec, ws[2], dest=host_dest(spec), in_scale=os2, out_scale=1.0, relu=False)
     s3 = probe.sums(x2, dp.acc_bits)
-    os3 = _out_scale(s3 * (os2 * probe.w_scale) + bs[2])
+    os3 = _out_scale(s3 * (os2 * probe.w_scale) + bs[2])  # the scales: the analog model's (same configuration)
+    if emulate is not None:  # the emulators' ADC codes through the same affine coefficients
+        outs2 = [mapped[(c + 1) * rb - 1].coefs.apply(emu_psums[c], acc_bits=tp.acc_bits, scale_bits=tp.scale_bits,
+                                                      offset_bits=tp.offset_bits) for c in range(cb)]
+        x2 = np.concatenate(outs2, axis=1)
+        s3 = probe.sums(x2, dp.acc_bits)
     d3 = digital_layer(spec, ws[2], dest=host_dest(spec), in_scale=os2, out_scale=os3, bias=bs[2], relu=False,
                        n_pixels=x.shape[0], name=fc3.name)
     d3 = replace(d3, sources=tuple((source_tag(spec, tiles[c][-1]), nc) for c, nc in enumerate(cols)))
@@ -236,6 +270,21 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
                          weights_source=weights_source, layer_names=[lp.name for lp in placement.layers],
                          layer_kinds=kinds, predicted_cycles=[lp.vector_cycles for lp in placement.layers],
                          analog_tiles=list(range(1, 1 + len(mapped))))
+
+
+def _emulated_adc(spec: ChipSpec, tp: TileParams, emu: EmulatedArrays, tile: int, matrix: AnalogMatrix,
+                  dac: np.ndarray) -> np.ndarray:
+    """ADC codes ``(B, N)`` of tile ``tile``'s emulator for the DAC codes ``dac`` ``(B, rows)``, vector by vector
+    (:class:`archmodel.golden.emulator.EmulatorModel`); records the tile's codes and shift in ``emu``."""
+    from archmodel.golden.emulator import EmulatorModel, conductance_codes
+
+    codes, shift = conductance_codes(matrix, g_bits=emu.g_bits)
+    emu.codes[tile], emu.shifts[tile] = codes, shift
+    n = matrix.weights.shape[1]
+    model = EmulatorModel(codes, adc_bits=spec.array.adc_bits, dac_bits=spec.array.dac_bits,
+                          cols_per_adc_beat=tp.cols_per_adc_beat, g_bits=emu.g_bits, shift=shift, sigma=emu.sigma,
+                          seed=emu.seed + tile)
+    return np.stack([model.mvm(0, d)[:n] for d in np.asarray(dac, dtype=np.int64)])
 
 
 def cosim_network(arch: str, placement: Placement, *, images: int, seed: int = 1, sim: str = "verilator",
@@ -272,6 +321,126 @@ def cosim_network(arch: str, placement: Placement, *, images: int, seed: int = 1
     if not out.data:
         raise CosimNetworkError(f"co-simulation of '{placement.network_name}' gave no result: {out.message}")
     return dict(out.data) | {"passed": out.passed, "message": out.message, "wall_s": out.wall_s}
+
+
+PROTO_NAME = "aimc_prototype"
+
+
+def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int = 1, sim: str = "verilator",
+                    build_dir, weights: str = "trained", sigma: int = 0, emu_seed: int = 1, fault: bool = False,
+                    irq_error: bool = False, t_inf_s: float = 0.0, waves: bool = False) -> dict:
+    """The whole network on the FPGA prototype (:class:`rtl.prototype.Prototype`: the Verilog of ``aimc verilog
+    --emulate-arrays``, emulators in place of the Python arrays): ``tb.test_proto_cosim.test_proto_network``
+    (noise off; with ``sigma`` > 0 also noise on; with ``fault`` the one-code fault) and, with ``irq_error``,
+    ``test_proto_irq_error``, in one simulator process. ``t_inf_s``: drift time of the programmed matrices
+    whose conductance codes the emulators get (and of the golden run).
+
+    Returns ``{test: JSON of the test + passed, message, wall_s}``. Raises :class:`CosimNetworkError` when
+    the simulator produced no result for the network test.
+    """
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from rtl.export import write_verilog
+    from rtl.prototype import Prototype
+    from tb.cosim import run_cocotb_tests
+    from tb.tile_env import resolve_spec
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    pl_file = build_dir / "placement.json"
+    pl_file.write_text(json.dumps(dataclasses.asdict(placement)))
+    spec = resolve_spec(arch, {})
+    # debug=False: on Verilator the very file `aimc verilog --emulate-arrays` writes (Icarus adds its time-0 fix)
+    src = write_verilog(Prototype(spec), PROTO_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"),
+                        debug=False)
+    env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
+           "AIMC_EMU_SIGMA": str(int(sigma)), "AIMC_EMU_SEED": str(int(emu_seed)), "AIMC_EMU_FAULT": str(int(fault)),
+           "AIMC_T_INF": repr(float(t_inf_s))}
+    tests = ["test_proto_network"] + (["test_proto_irq_error"] if irq_error else [])
+    outs = run_cocotb_tests(sim, src, PROTO_NAME, "tb.test_proto_cosim", build_dir, tests, arch=arch, changes={},
+                            seed=seed, waves=waves, extra_env=env)
+    if not outs["test_proto_network"].data:
+        raise CosimNetworkError(f"co-simulation of '{placement.network_name}' on the prototype gave no result: "
+                                f"{outs['test_proto_network'].message}")
+    return {t: dict(o.data) | {"passed": o.passed, "message": o.message, "wall_s": o.wall_s} for t, o in outs.items()}
+
+
+def _phase_ok(o: dict) -> bool:
+    return (o["mismatches"] == 0 and o["compared"] == o["expected_outputs"] and o["tap_mismatches"] == 0
+            and o["tap_compared"] > 0 and o["extra_outputs"] == 0 and o["format_errors"] == 0 and o["axil_errors"] == 0
+            and not any(o["flags"].values()))
+
+
+def prototype_report_lines(outs: dict) -> tuple[bool, list[str]]:
+    """``(ok, lines)``: the ``aimc cosim --images N --emulate-arrays`` report of one :func:`cosim_prototype` result.
+
+    ``ok``: every phase passed its test, the noise-off run (and the noise-on run) bit-exact against the
+    emulator golden with every score and mirrored fc2 output compared, the done interrupt seen, the fault
+    located at fc2 (the home tile of the faulted tile's chain, the faulted column only), the error interrupt seen.
+    """
+    from archmodel.golden.emulator import noise_variance
+
+    d = outs["test_proto_network"]
+    n, off = d["images"], d.get("off")
+    if off is None:
+        return False, [f"FAILED: {d['message']}"]
+    labels = np.asarray(d["labels"])
+    top1 = {k: np.asarray(d[k]["top1_rtl"]) for k in ("off", "on") if k in d}
+    acc = {k: float(np.mean(v == labels)) for k, v in top1.items()}
+    analog_top1 = np.asarray(d["top1_analog_model"])
+    same_scores = int(np.all(np.asarray(off["scores"]) == np.asarray(d["analog_model_scores"]), axis=1).sum())
+    ok = d["passed"] and _phase_ok(off) and off["irq_rise_after_last_score"] is not None
+    lines = [
+        f"{d['name']}, FPGA prototype (aimc_prototype: the co-processor + one PCM array emulator per array port): "
+        f"{n} images, seed {d['seed']}, weights {d['weights']}",
+        f"emulators: conductance codes of each tile's programmed matrix at t = {d['t_inf_s']:g} s (8-bit codes, ADC "
+        f"shift {sorted(set(d['shifts'].values()))} on tiles {sorted(int(t) for t in d['shifts'])}), written over "
+        f"AXI4-Lite: {d['emulator_writes']} writes, {d['emulator_program_cycles']} cycles",
+        f"noise off: {'MATCH' if _phase_ok(off) else 'MISMATCH'} against the golden run with the emulator model's ADC "
+        f"codes: class scores {off['compared']}/{off['expected_outputs']} compared, {off['mismatches']} mismatches; fc2 "
+        f"outputs (mirrored to the host) {off['tap_compared']} compared, {off['tap_mismatches']} mismatches",
+    ]
+    if "on" in d:
+        on = d["on"]
+        ok = ok and _phase_ok(on)
+        lines.append(f"noise on (sigma {d['sigma']}, std {math.sqrt(noise_variance(d['sigma'])):.2f} ADC LSB, seed "
+                     f"{d['emu_seed']} + tile): {'MATCH' if _phase_ok(on) else 'MISMATCH'} against the emulator model "
+                     f"with the same seed: class scores {on['compared']}/{on['expected_outputs']} compared, "
+                     f"{on['mismatches']} mismatches; fc2 outputs {on['tap_compared']} compared, "
+                     f"{on['tap_mismatches']} mismatches")
+    lines.append("top-1 accuracy (from the scores read off m_axis): noise off {:.4f}".format(acc["off"]) +
+                 (f", noise on {acc['on']:.4f} (difference {acc['on'] - acc['off']:+.4f}; top-1 equal on "
+                  f"{int((top1['on'] == top1['off']).sum())}/{n} images)" if "on" in acc else "") +
+                 f"; the model with the Python arrays {float(np.mean(analog_top1 == labels)):.4f} (its scores equal "
+                 f"the noise-off emulator's on {same_scores}/{n} images, top-1 on "
+                 f"{int((analog_top1 == top1['off']).sum())}/{n})")
+    lines.append(f"cycles: {off['cycles']} from the first input to the last score ({off['cycles'] / n:.1f} per image); "
+                 f"configuration {off['writes']} AXI4-Lite writes + the weight stream, {off['config_cycles']} cycles")
+    lines.append(f"interrupt: irq rose {off['irq_rise_after_last_score']} cycles after the last score was taken "
+                 f"(IRQ_STATUS {off['irq_status']:#x} = DONE), low again after the W1C clear "
+                 f"({off['irq_after_clear']})")
+    if "fault" in d:
+        f = d["fault"]
+        located = f["tap_mismatch_at"] == [[f["home_tag"], f["col"]]]
+        ok = ok and located and f["mismatches"] + f["tap_mismatches"] > 0
+        lines.append(f"fault: code ({f['row']}, {f['col']}) of tile {f['tile']}'s emulator changed over the bus "
+                     f"{f['code'][0]} -> {f['code'][1]} after programming (golden untouched): fc2 outputs "
+                     f"{f['tap_mismatches']} mismatches, at (home tile tag, column) {f['tap_mismatch_at']}; class scores "
+                     f"{f['mismatches']} mismatches -> " + ("located at fc2, column " + str(f["col"]) if located
+                                                           else "NOT located"))
+    e = outs.get("test_proto_irq_error")
+    if e is not None:
+        e_ok = e["passed"] and e.get("irq_level") == 1
+        ok = ok and e_ok
+        lines.append(f"error interrupt: tile 0 started with K = 0 -> err_config {e.get('tc_status', {}).get('err_config')}, "
+                     f"irq rose {e.get('irq_rise_after_start_write')} cycles after the start write's response, "
+                     f"IRQ_STATUS {e.get('status', 0):#x} = ERROR" + ("" if e_ok else f"; FAILED: {e['message']}"))
+    if not d["passed"]:
+        lines.append(f"FAILED: {d['message']}")
+    lines.append(f"wall {d['wall_s']:.1f} s (simulation of all phases)")
+    return ok, lines
 
 
 def report_lines(d: dict) -> list[str]:

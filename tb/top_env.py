@@ -430,10 +430,14 @@ class TopTestbench:
     p_axil : float
         Probability per cycle that the AXI4-Lite master accepts a write / read response
         (``bready`` / ``rready``; cocotbext-axi's B and R channel sinks' pause generators).
+    sep : str
+        Separator of the bus port names: ``"__"`` for ``aimc_top`` (``s_axil__awaddr``), ``"_"`` for the
+        FPGA prototype ``aimc_prototype`` (``s_axil_awaddr``; no array ports: :mod:`tb.proto_env`).
     """
 
     def __init__(self, dut: Any, clock: Any, spec: ChipSpec, *, seed: int = 0, p_in: float = 1.0,
-                 p_out: float = 1.0, p_dac_ready: float = 1.0, p_adc_valid: float = 1.0, p_axil: float = 1.0):
+                 p_out: float = 1.0, p_dac_ready: float = 1.0, p_adc_valid: float = 1.0, p_axil: float = 1.0,
+                 sep: str = "__"):
         from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink, AxiStreamSource
 
         self.dut, self.clock, self.spec = dut, clock, spec
@@ -449,10 +453,15 @@ class TopTestbench:
         self.tag_layout = tagged_layout(self.act_layout, source_bits(spec))
         self.tag_bits = width_of(self.tag_layout)
         self.host_tag = source_tag(spec, "host")
+        self.sep = sep
+        self.array_ports = sep == "__"
         self.idle_array_ports()
-        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
-        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_"), dut.clk, dut.rst, byte_size=self.link_bits)
-        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_"), dut.clk, dut.rst, byte_size=self.link_bits)
+        pre = sep[:-1]  # cocotbext-axi joins prefix and signal name with "_"
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil" + pre), dut.clk, dut.rst)
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis" + pre), dut.clk, dut.rst,
+                                      byte_size=self.link_bits)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis" + pre), dut.clk, dut.rst,
+                                  byte_size=self.link_bits)
         if p_in < 1.0:
             self.source.set_pause_generator(_pauses(self.rng, p_in))
         if p_out < 1.0:
@@ -463,6 +472,8 @@ class TopTestbench:
         self.tasks: list = []
 
     def idle_array_ports(self) -> None:
+        if not self.array_ports:
+            return
         for t in range(self.tiles):
             getattr(self.dut, f"adc__{t}__valid").value = 0
             getattr(self.dut, f"adc__{t}__payload").value = 0
@@ -577,7 +588,7 @@ class TopTestbench:
         # ---- array bridges (they also check each layer's DAC codes against the golden input)
         bridges = []
         for li, (lyr, matrix) in enumerate(zip(L, pn.matrices, strict=True)):
-            if matrix is None:  # digital layer: no array port
+            if matrix is None or not self.array_ports:  # digital layer, or emulated arrays (no array port)
                 continue
             bridge = checking_bridge_class()(self.dut, self.clock, spec, matrix, pn.inputs[li], res, layer=li,
                                     rng=self.rng, p_dac_ready=self.p_dac_ready, p_adc_valid=self.p_adc_valid,
@@ -642,11 +653,13 @@ class TopTestbench:
 
         async def count_stalls() -> None:
             from cocotb.triggers import ReadOnly
-            d = self.dut
+            d, sep = self.dut, self.sep
+            iv, ir = getattr(d, f"s_axis{sep}tvalid"), getattr(d, f"s_axis{sep}tready")
+            ov, orr = getattr(d, f"m_axis{sep}tvalid"), getattr(d, f"m_axis{sep}tready")
             while True:
                 await ReadOnly()
-                res.in_stall_cycles += int(d.s_axis__tvalid.value == 1 and d.s_axis__tready.value == 0)
-                res.out_stall_cycles += int(d.m_axis__tvalid.value == 1 and d.m_axis__tready.value == 0)
+                res.in_stall_cycles += int(iv.value == 1 and ir.value == 0)
+                res.out_stall_cycles += int(ov.value == 1 and orr.value == 0)
                 await self.clock.edge
 
         start_cycle = self.clock.cycle()
@@ -663,6 +676,7 @@ class TopTestbench:
                                  f"{res.expected_outputs} outputs, MVMs per tile "
                                  f"{[b.stats.mvms for b in bridges]}") from exc
         res.cycles = last_out[0] + 1 - start_cycle
+        self.last_out_cycle = last_out[0]
         res.run_wall_s = time.perf_counter() - wall0
         if len(vec_done) > 1:
             res.interval_cycles = (vec_done[-1] - vec_done[0]) / (len(vec_done) - 1)

@@ -1,7 +1,11 @@
 """``aimc cosim``: co-simulate one analog layer's RTL tile (``--layer K``) or the whole network
 on the co-processor top level (``--images N``: :mod:`tb.network_env`, the report of
 :func:`tb.network_env.report_lines`; exit 1 unless every score matches and the RTL's top-1
-equals the model's) against the golden model.
+equals the model's) against the golden model; with ``--emulate-arrays`` the whole network runs on
+the FPGA prototype's Verilog (the PCM array emulators in place of the Python arrays:
+:func:`tb.network_env.cosim_prototype`, report :func:`tb.network_env.prototype_report_lines`; exit 1
+unless the noise-off (and ``--emulator-sigma``) runs are bit-exact against the emulator golden, the
+done and error interrupts are seen and the one-code fault is located at the analog layer).
 
 Exports the tile's Verilog (tile controller + affine unit) for the chip
 description, runs it in Icarus Verilog or Verilator under cocotb with the
@@ -50,6 +54,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "class scores out, digital first/last layers, the analog layer on its tiles)")
     p.add_argument("--weights", choices=("trained", "seeded"), default="trained",
                    help="with --images: weights trained on the digits split (default) or seeded random")
+    p.add_argument("--emulate-arrays", action="store_true",
+                   help="with --images: run the FPGA prototype's Verilog (aimc verilog --emulate-arrays: the "
+                        "co-processor + one PCM array emulator per array port) with the emulators programmed over "
+                        "AXI4-Lite from each tile's conductance codes; checks the scores bit for bit against the "
+                        "emulator's golden model, the done interrupt and a one-code fault")
+    p.add_argument("--emulator-sigma", type=int, default=None, metavar="S",
+                   help="with --emulate-arrays: also run with the emulators' read noise at scale S (1..255; "
+                        "std ≈ 0.144·S ADC LSB) and report the top-1 difference against the noise-off run")
+    p.add_argument("--emulator-seed", type=int, default=1, metavar="SEED",
+                   help="with --emulator-sigma: noise seed (emulator t gets SEED + t; default 1)")
     add_seed(p)
     p.add_argument("--t-inf", type=float, default=0.0, metavar="SECONDS",
                    help="drift time after programming in s (GDC alpha folded into the affine scale; default: 0)")
@@ -71,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.layer is None) == (args.images is None):
         raise OptionError("give one of --layer K (one layer on one tile) or --images N (the whole network)")
+    if args.emulate_arrays and args.images is None:
+        raise OptionError("--emulate-arrays runs the whole network on the prototype: it needs --images N")
+    if args.emulator_sigma is not None and not args.emulate_arrays:
+        raise OptionError("--emulator-sigma needs --emulate-arrays")
+    if args.emulator_seed != 1 and args.emulator_sigma is None:
+        raise OptionError("--emulator-seed needs --emulator-sigma S (the noise-off run uses no seed)")
     if args.images is not None:
         return _run_network(args)
     if not math.isfinite(args.t_inf) or args.t_inf < 0:
@@ -111,6 +131,8 @@ def _run_network(args: argparse.Namespace) -> int:
     check_int_range("--seed", args.seed, 0)
     if args.waves and args.build_dir is None:
         raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
+    if args.emulate_arrays:
+        return _run_prototype(args)
     placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves)
     if args.build_dir is None:
@@ -124,3 +146,38 @@ def _run_network(args: argparse.Namespace) -> int:
         print(line)
     ok = d["passed"] and d["mismatches"] == 0 and d["compared"] == d["expected_outputs"]
     return 0 if ok and d["top1_rtl"] == d["top1_model"] else 1
+
+
+def _run_prototype(args: argparse.Namespace) -> int:
+    """``aimc cosim --images N --emulate-arrays``: the whole network on the FPGA prototype (tb.network_env)."""
+    import tempfile
+
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+    from tb.network_env import CosimNetworkError, cosim_prototype, prototype_report_lines
+
+    sigma = 0 if args.emulator_sigma is None else args.emulator_sigma
+    if args.emulator_sigma is not None:
+        check_int_range("--emulator-sigma", sigma, 1, 255)
+    check_int_range("--emulator-seed", args.emulator_seed, 0, 2**32 - 1)
+    if not math.isfinite(args.t_inf) or args.t_inf < 0:
+        raise OptionError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
+    spec = load_spec(args.arch)
+    if spec.array.arrays_per_tile != 1:
+        raise CosimNetworkError(f"--emulate-arrays: '{spec.name}' has {spec.array.arrays_per_tile} arrays per tile; "
+                                "the whole-network co-simulation maps one array per tile")
+    placement = map_network(spec, load_network(args.network), MapOptions(replicate=False)).placement()
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
+                  sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=args.t_inf)
+    if args.build_dir is None:
+        with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
+            d = cosim_prototype(args.arch, placement, build_dir=tmp, **kwargs)
+    else:
+        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
+            d = cosim_prototype(args.arch, placement, build_dir=stage, **kwargs)
+    ok, lines = prototype_report_lines(d)
+    for line in lines:
+        print(line)
+    return 0 if ok else 1

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from archmodel.fileio import staged_output
-from mapping.cli.common import COMMANDS, add_arch, add_out, check_out_dir, resolve_arch
+from mapping.cli.common import COMMANDS, OptionError, add_arch, add_out, add_seed, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write the FPGA prototype aimc_prototype.v (co-processor + one PCM array emulator per "
                         "array port; only AXI, clock, reset and irq at the boundary) and an example LPF for the "
                         "LFE5U-85F CABGA381 (aimc_prototype.lpf)")
+    p.add_argument("--network", default=None, metavar="NAME",
+                   help="with --emulate-arrays: bake the conductance codes of this network's mapped analog layer into "
+                        "the emulators' memories (init values in aimc_prototype.v; also written to emulator_codes.npz): "
+                        "the programmed (and drifted, --t-inf) matrix of each tile, as the whole-network co-simulation "
+                        "programs it (digital -> analog -> digital linear layers, e.g. digits-mlp on tiny)")
+    p.add_argument("--weights", default=None, metavar="W.npz",
+                   help="with --network: trained weights (.npz of 'aimc train' or .onnx; default: trained on the digits "
+                        "split of --seed, 30 epochs, as 'aimc cosim --images')")
+    p.add_argument("--t-inf", type=float, default=0.0, metavar="SECONDS",
+                   help="with --network: drift time of the programmed matrices whose codes are baked in (default: 0)")
+    add_seed(p)
     p.add_argument("--debug-wires", action="store_true",
                    help="keep a named wire for every field of a packed payload (waveform viewing; larger files)")
     p.set_defaults(func=run)
@@ -70,6 +81,63 @@ def synth_table(top_path: Path, progress: bool = False) -> list[str]:
     return lines
 
 
+def emulator_init(spec, args: argparse.Namespace) -> dict:
+    """Initial conductance codes of the prototype's emulators for ``--network`` (``aimc verilog --emulate-arrays``).
+
+    The mapper's placement of the network on ``spec``, its weights (``--weights`` or trained on the digits split
+    of ``--seed``), each analog tile's programmed matrix drifted to ``--t-inf``, quantized by
+    :func:`archmodel.golden.emulator.conductance_codes` -- exactly as the whole-network co-simulation programs the
+    emulators (:func:`tb.network_env.prepare_placed` with :class:`tb.network_env.EmulatedArrays`; same seeds).
+
+    Returns ``{"codes": per tile (arrays, rows, cols), "shifts": per tile, "npz": bytes, "summary": str}``;
+    tiles the network does not use hold zeros (shift 0). Raises AimcError (one line) for a network that does not
+    fit or cannot be played this way, a missing or mismatched weights file, or a bad ``--t-inf``.
+    """
+    import io
+    import math
+
+    import numpy as np
+
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+    from tb.network_env import EmulatedArrays, digits_images, prepare_placed
+
+    if not math.isfinite(args.t_inf) or args.t_inf < 0:
+        raise OptionError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
+    network = load_network(args.network)
+    placement = map_network(spec, network, MapOptions(replicate=False)).placement()
+    kinds = [lp.kind for lp in placement.layers]
+    if kinds != ["digital", "analog", "digital"]:  # before any training: one line
+        raise OptionError(f"--network {args.network}: the emulators' codes come from a digital -> analog -> digital "
+                          f"placement of linear layers; on '{spec.name}' it is {kinds}")
+    x, labels, split = digits_images(4, args.seed)
+    if args.weights is not None:
+        from archmodel.digits_experiment import load_weights
+
+        params, info = load_weights(args.weights, network)
+        source = f"{args.weights} (sha256 {info['sha256_16']})"
+    else:
+        from archmodel.digits_experiment import train_on_digits
+
+        result, _ = train_on_digits(network, args.seed, 0.0, 30, None, split=split)
+        params, source = result.params, f"trained on the digits split of seed {args.seed} (30 epochs)"
+    emu = EmulatedArrays()
+    prepare_placed(spec, placement, network, x, seed=args.seed, params=params, labels=labels, t_inf_s=args.t_inf,
+                   emulate=emu)
+    tiles = spec.tile_grid.rows * spec.tile_grid.cols
+    a = spec.array
+    zero = np.zeros((a.arrays_per_tile, a.rows, a.cols), dtype=np.int64)
+    codes = [emu.codes.get(t, zero) for t in range(tiles)]
+    shifts = [int(emu.shifts.get(t, 0)) for t in range(tiles)]
+    buf = io.BytesIO()
+    np.savez(buf, codes=np.stack(codes), shifts=np.asarray(shifts), t_inf_s=np.float64(args.t_inf),
+             seed=np.int64(args.seed))
+    summary = (f"{args.network} weights {source}, tiles {sorted(emu.codes)} programmed at t = {args.t_inf:g} s, "
+               f"ADC shift {sorted(set(emu.shifts.values()))}, codes in [{int(np.min(codes))}, {int(np.max(codes))}] "
+               "(baked into aimc_prototype.v)")
+    return {"codes": codes, "shifts": shifts, "npz": buf.getvalue(), "summary": summary}
+
+
 def run(args: argparse.Namespace) -> int:
     """``aimc verilog`` with parsed ``args``: 0 on success; bad input raises an AimcError (one line, exit 1)."""
     import sys
@@ -79,7 +147,14 @@ def run(args: argparse.Namespace) -> int:
     from rtl.regmap import build_regmap, regmap_markdown
 
     spec = resolve_arch(args)
+    if args.network is None:
+        for flag, given in (("--weights", args.weights is not None), ("--t-inf", args.t_inf != 0.0)):
+            if given:
+                raise OptionError(f"{flag} needs --emulate-arrays --network NAME")
+    elif not args.emulate_arrays:
+        raise OptionError("--network needs --emulate-arrays (it sets the emulators' initial conductance codes)")
     check_out_dir(args.out, args.force)
+    init = emulator_init(spec, args) if args.network is not None else None
     out = Path(args.out)
     regmap = build_regmap(spec)
     progress = sys.stderr.isatty()  # tqdm bars only on a terminal
@@ -90,8 +165,11 @@ def run(args: argparse.Namespace) -> int:
             from rtl.export import write_verilog
             from rtl.prototype import EXAMPLE_LPF, Prototype
 
-            staged.append(write_verilog(Prototype(spec), "aimc_prototype", stage, spec, debug=False))
+            proto = Prototype(spec) if init is None else Prototype(spec, init=init["codes"], shift=init["shifts"])
+            staged.append(write_verilog(proto, "aimc_prototype", stage, spec, debug=False))
             (stage / "aimc_prototype.lpf").write_text(EXAMPLE_LPF)
+            if init is not None:
+                (stage / "emulator_codes.npz").write_bytes(init["npz"])
         (stage / "ports.md").write_text(ports_markdown(spec))
         (stage / "regmap.md").write_text(regmap_markdown(regmap))
         for p in stage.iterdir():
@@ -100,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
                  for p in [*staged, stage / "ports.md", stage / "regmap.md"] + sorted(stage.glob("*.il"))]
         if args.emulate_arrays:
             lines.append(f"wrote {out / 'aimc_prototype.lpf'} (example LFE5U-85F CABGA381 pins: clock and reset only)")
+        if init is not None:
+            lines.append(f"wrote {out / 'emulator_codes.npz'}; emulator init: {init['summary']}")
         lines.append(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, "
                      f"digest {regmap.digest}")
         if args.lint:
