@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 from archmodel.errors import AimcError
 from rtl.params import ACT_BITS, PatchParams
 
-__all__ = ["CONFIG_FIELDS", "PatchBuffer", "PatchConfig", "PatchConfigError", "beat_layout", "patch_config"]
+__all__ = ["CONFIG_FIELDS", "FIELD_DOCS", "PatchBuffer", "PatchConfig", "PatchConfigError", "beat_layout", "patch_config"]
 
 #: Configuration ports of :class:`PatchBuffer`, in register order (``dims`` = ``dim_bits`` wide, ``geo`` =
 #: ``geo_bits``, ``words`` = a word count or index).
@@ -56,6 +56,20 @@ CONFIG_FIELDS: dict[str, str] = {
     "kh": "geo", "kw": "geo", "sh": "geo", "sw": "geo", "dh": "geo", "dw": "geo",
     "pad_t": "geo", "pad_l": "geo", "i0": "geo", "j0": "geo",
     "c_beats": "words", "cb0": "words", "n_beats": "words", "ring_rows": "dims", "row_words": "words",
+}
+
+
+#: Meaning of every configuration port (and the tile's ``en``), for the register map.
+FIELD_DOCS: dict[str, str] = {
+    "en": "1: act carries pixel vectors through the patch buffer (conv layer); 0: bypass (linear layer)",
+    "in_h": "input map height (pixels)", "in_w": "input map width (pixels)",
+    "out_h": "output map height", "out_w": "output map width",
+    "kh": "kernel height", "kw": "kernel width", "sh": "vertical stride", "sw": "horizontal stride",
+    "dh": "vertical dilation", "dw": "horizontal dilation", "pad_t": "top padding", "pad_l": "left padding",
+    "i0": "kernel row of the tile's first beat", "j0": "kernel column of the tile's first beat",
+    "c_beats": "act beats per pixel, C / rows_per_dac_beat", "cb0": "channel beat of the tile's first beat",
+    "n_beats": "beats per output pixel sent to the tile controller, ceil(r1 / L) - r0 / L",
+    "ring_rows": "input rows the ring holds", "row_words": "words of one input row, in_w * c_beats",
 }
 
 

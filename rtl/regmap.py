@@ -28,7 +28,8 @@ Address layout (byte addresses, 32-bit registers)
 ``0x0000`` chip (id, geometry, status), ``0x0100`` digital datapath,
 ``0x0180`` digital datapath network interface, ``0x1000 + t * 0x100`` tile
 ``t`` (row-major, ``t = y * cols + x``): ``+0x00`` tile controller, ``+0x40``
-affine unit, ``+0x80`` network interface. Addresses are stable for a given
+affine unit, ``+0x80`` network interface, ``+0xC0`` patch buffer (``lb``: line
+buffer of a conv layer, :func:`_patch_registers`; version 5). Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """
@@ -57,11 +58,12 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_B
 PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
 CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
-TC_OFFSET, AFFINE_OFFSET, NI_OFFSET = 0x00, 0x40, 0x80
+TC_OFFSET, AFFINE_OFFSET, NI_OFFSET, LB_OFFSET = 0x00, 0x40, 0x80, 0xC0
 ID_MAGIC = 0xA1C0
 #: 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues;
-#: 4: digital weights over AXI4-Stream (w_data / w_we gone)
-REGMAP_VERSION = 4
+#: 4: digital weights over AXI4-Stream (w_data / w_we gone); 5: the tiles' patch buffers (``tile<t>.lb.*`` at
+#: +0xC0; every other register unchanged)
+REGMAP_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,46 @@ def _dest_registers(block: str, address: int, x_bits: int, y_bits: int, what: st
     return regs, binds
 
 
+#: Patch-buffer registers of a tile: register -> ((field, config port, bit offset), ...); widths from the ports.
+PATCH_REGISTERS = {
+    "en": (("en", "en", 0),),
+    "in": (("in_h", "in_h", 0), ("in_w", "in_w", 16)),
+    "out": (("out_h", "out_h", 0), ("out_w", "out_w", 16)),
+    "kernel": (("kh", "kh", 0), ("kw", "kw", 4), ("sh", "sh", 8), ("sw", "sw", 12), ("dh", "dh", 16),
+               ("dw", "dw", 20), ("pad_t", "pad_t", 24), ("pad_l", "pad_l", 28)),
+    "tap": (("i0", "i0", 0), ("j0", "j0", 4), ("cb0", "cb0", 16)),
+    "beats": (("c_beats", "c_beats", 0), ("n_beats", "n_beats", 16)),
+    "ring": (("ring_rows", "ring_rows", 0), ("row_words", "row_words", 16)),
+}
+
+
+def _patch_registers(block: str, address: int, patch) -> tuple[list[Register], list[Binding]]:
+    """``{block}.en`` .. ``{block}.ring``: a tile's patch buffer (:class:`rtl.patchbuf.PatchBuffer`), fields packed
+    by :data:`PATCH_REGISTERS`, meanings from :data:`rtl.patchbuf.FIELD_DOCS`.
+
+    Raises
+    ------
+    ValueError
+        If a field does not fit its place (a port wider than the gap to the next field).
+    """
+    from .patchbuf import CONFIG_FIELDS, FIELD_DOCS
+
+    widths = {"dims": patch.dim_bits, "geo": patch.geo_bits, "words": patch.words.bit_length()}
+    regs, binds = [], []
+    for k, (reg, fields) in enumerate(PATCH_REGISTERS.items()):
+        name = f"{block}.{reg}"
+        out = []
+        for i, (fname, port, lsb) in enumerate(fields):
+            width = 1 if port == "en" else widths[CONFIG_FIELDS[port]]
+            end = fields[i + 1][2] if i + 1 < len(fields) else DATA_BITS
+            if lsb + width > end:
+                raise ValueError(f"{name}.{fname}: {width} bits at {lsb} overlap the next field at {end}")
+            out.append(Field(fname, width, lsb, Access.RW, meaning=FIELD_DOCS[port]))
+            binds.append(Binding(name, fname, block, port))
+        regs.append(Register(name, address + 4 * k, tuple(out), meaning="patch buffer (line buffer) of a conv layer"))
+    return regs, binds
+
+
 def build_regmap(spec: ChipSpec) -> RegisterMap:
     """The register map of ``Coprocessor(spec)`` (module docstring for the layout).
 
@@ -338,10 +380,10 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
     """
     from .affine import AffineUnit
     from .digital import DigitalDatapath
-    from .params import DigitalParams, TileParams
+    from .params import DigitalParams, PatchParams, TileParams
     from .tile_controller import TileController
 
-    tp, dp = TileParams.from_spec(spec), DigitalParams.from_spec(spec)
+    tp, dp, pp = TileParams.from_spec(spec), DigitalParams.from_spec(spec), PatchParams.from_spec(spec)
     rows, cols = spec.tile_grid.rows, spec.tile_grid.cols
     x_bits, y_bits = grid_coord_bits(rows, cols)
     regs: list[Register] = []
@@ -392,6 +434,7 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
         add(*_dest_registers(f"tile{t}.ni", base + NI_OFFSET, x_bits, y_bits,
                              "the tile's results (int8; entry 0 also its partial sums, chain_out)", TILE_DESTS,
                              f"tile{t}.ni"), base + NI_OFFSET, 0x40)
+        add(*_patch_registers(f"tile{t}.lb", base + LB_OFFSET, pp), base + LB_OFFSET, 0x40)
 
     regs.sort(key=lambda r: r.address)
     top = regs[-1].address + 4

@@ -127,12 +127,13 @@ class Coprocessor(wiring.Component):
             raise reject(self, TypeError(f"spec must be a ChipSpec, got {type(spec).__name__}"))
         from .affine import psum_layout
         from .digital import x_beat_layout
-        from .params import DigitalParams, TileParams
+        from .params import DigitalParams, PatchParams, TileParams
         from .tile_controller import act_beat_layout, adc_beat_layout, dac_beat_layout
 
         self.spec = spec
         try:
             self.tp, self.dp = TileParams.from_spec(spec), DigitalParams.from_spec(spec)
+            self.pp = PatchParams.from_spec(spec)
             self.regmap: RegisterMap = build_regmap(spec)
         except ValueError as exc:
             raise reject(self, exc) from None
@@ -176,7 +177,7 @@ class Coprocessor(wiring.Component):
 
         # ---- tiles
         for t in range(self.tiles):
-            tile = m.submodules[f"tile{t}"] = Tile(self.tp)
+            tile = m.submodules[f"tile{t}"] = Tile(self.tp, self.pp)  # with a patch buffer (issue 18)
             wiring.connect(m, tile.dac, wiring.flipped(self.dac[t]))
             wiring.connect(m, wiring.flipped(self.adc[t]), tile.adc)
             # receive: activations over the activation mesh, partial sums over the partial-sum mesh
@@ -204,7 +205,7 @@ class Coprocessor(wiring.Component):
             ni = self._fan_ports(fan)
             m.d.comb += fan.en[0].eq(1)  # entry 0 always on (also the partial sums' destination)
             blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
-                           f"tile{t}.ni": ni})
+                           f"tile{t}.ni": ni, f"tile{t}.lb": tile.block_ports("lb")})
 
         # ---- I/O router (host) and the digital datapath beyond the east edge of row 0
         io = m.submodules.io_router = MeshRouter(x_bits=self.x_bits, y_bits=self.y_bits,
