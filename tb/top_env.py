@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from archmodel import calibration
+from archmodel.accuracy import mvm_rows, tap_major_order
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
@@ -72,6 +73,7 @@ from rtl.register_compiler import (
     chained_layer,
     compile_digital_weights,
     compile_network,
+    conv_layer,
     digital_dest,
     digital_layer,
     host_dest,
@@ -84,7 +86,7 @@ from tb.tile_env import resolve_spec
 from tb.top_bridge import checking_bridge_class
 from tb.top_checker import NetResult, OutputChecker, TapChecker, stage_cycles
 
-__all__ = ["ORDERS", "NetworkJob", "PreparedNetwork", "TopTestbench", "host_order", "mlp_job", "prepare_network",
+__all__ = ["ORDERS", "NetworkJob", "PreparedNetwork", "TopTestbench", "conv_job", "host_order", "mlp_job", "prepare_network",
            "run_top_scenarios"]
 
 TOP_NAME = "aimc_top"
@@ -137,6 +139,7 @@ class NetworkJob:
     in_scale: float = 1.0 / 64
     chain_rows: dict[int, list[int]] | None = None
     digital: list[bool] | None = None  # layer l on the digital datapath (tiles[l] ignored)
+    convs: list | None = None  # layer l: an archmodel conv Layer (weights[l] in tap-major row order), or None
 
 
 def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: int, seed: int, *,
@@ -159,6 +162,39 @@ def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: in
                       [list(t) if isinstance(t, (list, tuple)) else int(t) for t in tiles], x, relu)
 
 
+def conv_job(arch: str, input_shape: Sequence[int], convs: Sequence[dict], tiles: Sequence, n_images: int, seed: int,
+             *, changes: dict[str, Any] | None = None, t_inf_s: float | None = 0.0, name: str | None = None,
+             chain_rows: dict[int, list[int]] | None = None) -> NetworkJob:
+    """A chain of conv layers (issue 18): ``convs[l]`` = ``NetworkBuilder.conv`` keywords (``out_channels``,
+    ``kernel_size``, ``stride``, ``padding``, ``dilation``) of layer ``l``, on ``tiles[l]`` (a list: a
+    partial-sum chain whose tiles all receive the producer's pixels). ReLU after every layer but the last.
+
+    Weights standard normal, drawn in im2col row order ``(c·kh + i)·kw + j`` and permuted to the chip's
+    tap-major order (:func:`archmodel.accuracy.tap_major_order`); biases normal(0, 0.5); images uniform int8
+    ``(n_images, C, H, W)``.
+    """
+    from archmodel.network.builder import NetworkBuilder
+
+    b = NetworkBuilder("convs", tuple(input_shape))
+    prev = b.input
+    for i, kw in enumerate(convs):
+        prev = b.conv(f"conv{i + 1}", prev, **kw)
+    net = b.build()
+    layers = [net.layer(f"conv{i + 1}") for i in range(len(convs))]
+    rng = np.random.default_rng([seed, 0])
+    ws, bs = [], []
+    for lyr in layers:
+        k, n = lyr.matrix_shape
+        ws.append(rng.standard_normal((k, n))[tap_major_order(lyr)])
+        bs.append(rng.normal(0.0, 0.5, n))
+    x = rng.integers(-128, 128, (n_images, *input_shape))
+    relu = [True] * (len(ws) - 1) + [False]
+    label = name or "convs " + " -> ".join(f"{lyr.name} {lyr.matrix_shape}" for lyr in layers)
+    return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs,
+                      [list(t) if isinstance(t, (list, tuple)) else int(t) for t in tiles], x, relu,
+                      chain_rows=chain_rows, convs=layers)
+
+
 @dataclass
 class PreparedNetwork:
     """The golden run of a :class:`NetworkJob` and its configuration."""
@@ -169,17 +205,19 @@ class PreparedNetwork:
     regmap: RegisterMap
     matrices: list[AnalogMatrix | None]  # per mapped layer (None: digital; a chain's tiles hold row slices)
     layers: list[MappedLayer]     # per tile, in compile order (a chain: upstream tiles, then home)
-    inputs: list[np.ndarray]     # int8 input vectors of each mapped layer's rows, (B, K_t)
+    inputs: list[np.ndarray]     # int8 input vectors of each mapped layer's rows, (B, K_t) (a conv: B·P patch rows)
     expected: np.ndarray         # int8 outputs of the last layer, (B, N_last)
     writes: list[RegWrite]       # configuration, then the start pulses
     entry: list[int] = None      # mapped layers the host feeds (the first layer's tiles)  # type: ignore[assignment]
     layer_outputs: list[np.ndarray] = None  # int8 outputs of every network layer  # type: ignore[assignment]
     taps: dict | None = None     # source tag -> expected int8 outputs a tile mirrors to the host (chan 1)
     weights: WeightStream | None = None  # digital weights over s_axis (None: compile_digital_weights(layers))
+    feeds: dict | None = None    # mapped layer -> what the host sends it when not inputs[l] (a conv: pixel vectors)
 
     @property
     def n_vectors(self) -> int:
-        return int(self.job.x.shape[0])
+        """Output vectors of the last layer (images; B·P for a conv)."""
+        return int(self.expected.shape[0])
 
     @property
     def n_outputs(self) -> int:
@@ -204,9 +242,15 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
     matrices, layers, inputs = [], [], []
     entry: list[int] = []
     outs: list[np.ndarray] = []
+    feeds: dict[int, np.ndarray] = {}
     for li, (w, bias, tile) in enumerate(zip(job.weights, job.biases, job.tiles, strict=True)):
         w = np.asarray(w, dtype=np.float64)
         k, n = w.shape
+        conv = job.convs[li] if job.convs else None
+        pixels = None
+        if conv is not None:  # x is the (B, C, H, W) map: the MVM rows are its tap-major patches (contract s. 1)
+            pixels = x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])  # what the producer sends: pixel vectors
+            x = mvm_rows(conv, x, tap_major=True)[0].astype(np.int64)
         if x.shape[1] != k:
             raise ValueError(f"layer {li}: {k} inputs, but the previous layer gives {x.shape[1]}")
         is_digital = bool(job.digital and job.digital[li])
@@ -274,18 +318,27 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             mapped = [analog_layer(spec, w, tile=chain[0], dest=dest, name=f"layer{li}", **common)]
         if not last:
             mapped[-1] = replace(mapped[-1], dests=_split_dests(spec, job, li + 1))
+        if conv is not None:
+            mapped = conv_layer(spec, conv, mapped)
         for lyr, (sl, mt) in zip(mapped, parts, strict=True):
             if li == 0:
                 entry.append(len(layers))
+                if pixels is not None:
+                    feeds[len(layers)] = pixels
             matrices.append(mt)
             layers.append(lyr)
             inputs.append(x[:, sl])
         x = mapped[-1].coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
         outs.append(x)
+        nxt = job.convs[li + 1] if job.convs and not last else None
+        if nxt is not None:  # the next conv's input map (B, N, H_out, W_out); the stream is these pixels
+            _, ho, wo = conv.output_shape
+            x = x.reshape(-1, ho, wo, n).transpose(0, 3, 1, 2)
         in_scale = out_scale
     writes = compile_network(spec, layers, regmap=rm)
     return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,
-                           inputs=inputs, expected=x, writes=writes, entry=entry, layer_outputs=outs)
+                           inputs=inputs, expected=outs[-1], writes=writes, entry=entry, layer_outputs=outs,
+                           feeds=feeds or None)
 
 
 def _chain_rows(spec: ChipSpec, job: NetworkJob, li: int) -> list[int]:
@@ -306,6 +359,8 @@ def _split_dests(spec: ChipSpec, job: NetworkJob, li: int) -> tuple[tuple[int, i
     """
     if not isinstance(job.tiles[li], list) or (job.digital and job.digital[li]):
         return ()
+    if job.convs and job.convs[li] is not None:  # a conv chain: every tile gets every pixel (multicast)
+        return tuple((*tile_coords(spec, t), 0, 0, 0) for t in job.tiles[li])
     rpb = TileParams.from_spec(spec).rows_per_dac_beat
     rows = _chain_rows(spec, job, li)
     out, r0 = [], 0
@@ -567,7 +622,7 @@ class TopTestbench:
         res = NetResult(pn.job.name, pn.job.seed, pn.job.t_inf_s, pn.n_outputs,
                         gdc_alpha=[lyr.gdc_alpha for lyr in L])
         res.stage_cycles = [stage_cycles(spec, lyr) for lyr in L]
-        res.bound_cycles = pn.n_vectors * max(res.stage_cycles)
+        res.bound_cycles = max(len(pn.inputs[li]) * c for li, c in enumerate(res.stage_cycles))
         chip_id = await self.read("chip.id", res)
         if chip_id["magic"] != 0xA1C0:
             res.flags["bad_chip_id"] = 1
@@ -592,8 +647,9 @@ class TopTestbench:
         for ei, li in enumerate(pn.entry):
             xt, yt = node_coords(spec, L[li])
             tdest = host_tdest(spec, xt, yt, 0)
-            nb = -(-L[li].k_rows // rpb)
-            for v, xv in enumerate(pn.inputs[li]):
+            src = (pn.feeds or {}).get(li, pn.inputs[li])  # a conv's tiles get pixel vectors (patch buffer)
+            nb = -(-src.shape[1] // rpb)
+            for v, xv in enumerate(src):
                 fr = []
                 for i in range(nb):
                     lanes = [int(c) for c in xv[i * rpb:(i + 1) * rpb]]
@@ -683,7 +739,7 @@ class TopTestbench:
             for flag in ("err_config", "err_x_last", "busy"):
                 res.flags[f"digital.{flag}"] = st[flag]
             res.flags["digital.not_done"] = int(not st["done"])
-        for lyr in L:
+        for li, lyr in enumerate(L):
             if lyr.tile is None:
                 continue
             st = await self.read(f"tile{lyr.tile}.tc.status", res)
@@ -691,7 +747,7 @@ class TopTestbench:
             for flag in ("err_config", "err_act_last", "err_adc_last", "busy"):
                 res.flags[f"tile{lyr.tile}.{flag}"] = st[flag]
             res.flags[f"tile{lyr.tile}.not_done"] = int(not st["done"])
-            res.flags[f"tile{lyr.tile}.vector_count"] = int(st["vector_count"] != pn.n_vectors)
+            res.flags[f"tile{lyr.tile}.vector_count"] = int(st["vector_count"] != len(pn.inputs[li]) % 65536)
             res.flags[f"tile{lyr.tile}.err_chain"] = af["err_chain"]
             res.flags[f"tile{lyr.tile}.affine_busy"] = af["busy"]
         res.flags["misrouted"] = (await self.read("chip.status", res))["misrouted"]
