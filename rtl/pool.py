@@ -1,0 +1,238 @@
+"""Pooling and the residual add on the feature-map stream (issue 18; docs/design.md section 11.2).
+
+Both blocks take and give the stream of the contract (one vector per pixel, raster order, images back to back,
+``c_beats`` ``act`` beats of ``L`` int8 lanes per pixel, ``last`` on a pixel's final beat), so either can sit
+anywhere on it. The arithmetic is :mod:`archmodel.accuracy`'s integer forward exactly:
+
+- :class:`Pool`: max or average over non-overlapping ``kh x kw`` windows (kernel = stride, no padding,
+  floor mode: rows/columns past ``out_h·kh`` / ``out_w·kw`` are dropped), which covers ``maxpool 2`` /
+  ``avgpool 2`` and the global average pool (kernel = the whole map). Max: ``max`` of the window
+  (``_pool_int``); average: ``(2·sum + count) // (2·count)`` (round half up of the mean, ``count = kh·kw``;
+  ``_pool_int`` and the global average pool of ``archmodel.accuracy``), by a restoring divider.
+- :class:`ResidualAdd`: ``saturate(round_shift(max?(q0·a + q1·b, 0), shift), 8)`` lane by lane
+  (:func:`archmodel.accuracy.requantize_sum`: ``q0``, ``q1``, ``shift`` from
+  :func:`archmodel.golden.coefficients.quantize_affine` of the two scale ratios).
+
+Micro-architecture of :class:`Pool`: one accumulator word (``L`` lanes of ``acc_bits``) per output column and
+channel beat (``out_w · c_beats`` words of a :class:`amaranth.lib.memory.Memory`); an input beat is read-modify-
+written in two cycles (READ: the word's read is issued; UPDATE: first tap of the window = the beat, else
+max / sum with it; written back, or, on the window's last tap, sent out). Throughput: one input beat per 2
+cycles, 3 on a window's last tap (max) or ``3 + div_bits`` (average: the divider) -- a pool follows a tile
+that produces one pixel per MVM (tens of cycles), so it never limits the pipeline it sits in.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl.fixed import round_shift, saturate
+from rtl.params import ACT_BITS
+from rtl.patchbuf import beat_layout
+
+__all__ = ["Pool", "ResidualAdd"]
+
+
+class Pool(wiring.Component):
+    """Max / average pooling over non-overlapping windows (module docstring).
+
+    Parameters
+    ----------
+    lanes : int
+        int8 lanes per beat (``rows_per_dac_beat``).
+    words : int
+        Accumulator words: the largest ``out_w · c_beats``.
+    dim_bits : int, default 10
+        Width of map sizes and kernel sizes (a global pool's kernel is the map).
+
+    Members
+    -------
+    i : In(stream.Signature(beat_layout(lanes)))
+        Input pixel beats.
+    o : Out(stream.Signature(beat_layout(lanes)))
+        Pooled pixel beats (``c_beats`` per output pixel, ``last`` on the final one).
+    clear : In(1)
+        Pulse: restart at pixel 0 of an image.
+    avg : In(1)
+        Configuration: 0 = max, 1 = average.
+    in_h, in_w, kh, kw, out_h, out_w : In(dim_bits)
+        Configuration: map, window (= stride) and output sizes (``out = floor(in / k)``).
+    c_beats : In(range(words + 1))
+        Configuration: beats per pixel.
+    count : In(2 * dim_bits)
+        Configuration: ``kh · kw`` (the average's divisor).
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive integer.
+    """
+
+    def __init__(self, lanes: int, words: int, dim_bits: int = 10):
+        for name, v in (("lanes", lanes), ("words", words), ("dim_bits", dim_bits)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"Pool.{name} must be a positive integer, got {v!r}")
+        self.lanes, self.words, self.dim_bits = lanes, words, dim_bits
+        self.acc_bits = ACT_BITS + 2 * dim_bits + 1
+        super().__init__({
+            "i": In(stream.Signature(beat_layout(lanes))),
+            "o": Out(stream.Signature(beat_layout(lanes))),
+            "clear": In(1), "avg": In(1),
+            "in_h": In(dim_bits), "in_w": In(dim_bits), "kh": In(dim_bits), "kw": In(dim_bits),
+            "out_h": In(dim_bits), "out_w": In(dim_bits),
+            "c_beats": In(unsigned(words.bit_length())), "count": In(2 * dim_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, db = self.lanes, self.dim_bits
+        acc_t = signed(self.acc_bits)
+        m.submodules.mem = mem = Memory(shape=data.ArrayLayout(acc_t, lanes), depth=self.words, init=[])
+        wp, rp = mem.write_port(), mem.read_port(domain="sync")
+
+        x, y, wx, wy, ox, oy = (Signal(db, name=n) for n in ("x", "y", "wx", "wy", "ox", "oy"))
+        cb = Signal(self.c_beats.shape())
+        beat = Signal(data.ArrayLayout(signed(ACT_BITS), lanes))
+        addr = Signal(max(1, (self.words - 1).bit_length()))
+        m.d.comb += addr.eq(ox * self.c_beats + cb)
+
+        # divider: floor((2·sum + count) / (2·count)) per lane, restoring, on magnitudes
+        nbits = self.acc_bits + 2
+        div_n = [Signal(nbits, name=f"div_n{k}") for k in range(lanes)]   # numerator magnitude -> quotient
+        div_r = [Signal(nbits + 1, name=f"div_r{k}") for k in range(lanes)]
+        div_neg = [Signal(name=f"div_neg{k}") for k in range(lanes)]
+        div_d = Signal(2 * db + 1)
+        div_i = Signal(range(nbits + 1))
+
+        out_data = Signal(data.ArrayLayout(signed(ACT_BITS), lanes))
+        out_last = Signal()
+        m.d.comb += [self.o.payload.data.eq(out_data), self.o.payload.last.eq(out_last)]
+
+        first = (wx == 0) & (wy == 0)
+        complete = (wx == self.kw - 1) & (wy == self.kh - 1)
+        inside = (ox < self.out_w) & (oy < self.out_h)
+        new = [Signal(acc_t, name=f"new{k}") for k in range(lanes)]
+        for k in range(lanes):
+            a, v = rp.data[k], beat[k]
+            m.d.comb += new[k].eq(Mux(first, v, Mux(self.avg, a + v, Mux(v > a, v, a))))
+        m.d.comb += [wp.addr.eq(addr), rp.addr.eq(addr)]
+        for k in range(lanes):
+            m.d.comb += wp.data[k].eq(new[k])
+
+        def advance():
+            """Step the input counters past the beat just used."""
+            m.d.sync += cb.eq(cb + 1)
+            with m.If(cb == self.c_beats - 1):
+                m.d.sync += [cb.eq(0), x.eq(x + 1), wx.eq(wx + 1)]
+                with m.If(wx == self.kw - 1):
+                    m.d.sync += [wx.eq(0), ox.eq(ox + 1)]
+                with m.If(x == self.in_w - 1):
+                    m.d.sync += [x.eq(0), wx.eq(0), ox.eq(0), y.eq(y + 1), wy.eq(wy + 1)]
+                    with m.If(wy == self.kh - 1):
+                        m.d.sync += [wy.eq(0), oy.eq(oy + 1)]
+                    with m.If(y == self.in_h - 1):
+                        m.d.sync += [y.eq(0), wy.eq(0), oy.eq(0)]
+
+        with m.FSM():
+            with m.State("READ"):
+                m.d.comb += [self.i.ready.eq(1), rp.en.eq(1)]
+                with m.If(self.i.valid):
+                    m.d.sync += beat.eq(self.i.payload.data)
+                    m.next = "UPDATE"
+            with m.State("UPDATE"):
+                advance()
+                m.d.sync += out_last.eq(cb == self.c_beats - 1)
+                with m.If(inside & complete):
+                    with m.If(self.avg):
+                        m.d.sync += [div_d.eq(self.count << 1), div_i.eq(0)]
+                        for k in range(lanes):
+                            two = Signal(signed(nbits + 1), name=f"two{k}")
+                            m.d.comb += two.eq((new[k] << 1) + self.count)
+                            m.d.sync += [div_neg[k].eq(two < 0), div_r[k].eq(0),
+                                         # floor for a negative numerator: -ceil(|n| / d) = -((|n| + d - 1) // d)
+                                         div_n[k].eq(Mux(two < 0, -two + (self.count << 1) - 1, two))]
+                        m.next = "DIVIDE"
+                    with m.Else():
+                        for k in range(lanes):
+                            m.d.sync += out_data[k].eq(new[k])
+                        m.next = "OUT"
+                with m.Else():
+                    m.d.comb += wp.en.eq(inside)
+                    m.next = "READ"
+            with m.State("DIVIDE"):  # one quotient bit per cycle, MSB first
+                for k in range(lanes):
+                    r2 = (div_r[k] << 1) | div_n[k][nbits - 1]
+                    fits = r2 >= div_d
+                    m.d.sync += [div_r[k].eq(Mux(fits, r2 - div_d, r2)),
+                                 div_n[k].eq((div_n[k] << 1) | fits)]
+                m.d.sync += div_i.eq(div_i + 1)
+                with m.If(div_i == nbits - 1):
+                    m.next = "SIGN"
+            with m.State("SIGN"):
+                for k in range(lanes):
+                    q = Signal(signed(nbits + 1), name=f"q{k}")
+                    m.d.comb += q.eq(Mux(div_neg[k], -div_n[k], div_n[k]))
+                    m.d.sync += out_data[k].eq(q)
+                m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += self.o.valid.eq(1)
+                with m.If(self.o.ready):
+                    m.next = "READ"
+        with m.If(self.clear):
+            m.d.sync += [x.eq(0), y.eq(0), wx.eq(0), wy.eq(0), ox.eq(0), oy.eq(0), cb.eq(0)]
+        return m
+
+
+class ResidualAdd(wiring.Component):
+    """Residual add of two pixel streams, requantized as :func:`archmodel.accuracy.requantize_sum`.
+
+    Parameters
+    ----------
+    lanes : int
+        int8 lanes per beat.
+    scale_bits : int
+        Signed width of ``q0``, ``q1`` (``periphery.affine_scale_bits``).
+    max_shift : int
+        Largest ``shift`` (``acc`` width: ``ACT_BITS + scale_bits + 1``).
+
+    Members
+    -------
+    a, b : In(stream.Signature(beat_layout(lanes)))
+        The two addends, beat for beat (the same pixel order); ``last`` taken from ``a``.
+    o : Out(stream.Signature(beat_layout(lanes)))
+        ``saturate(round_shift(relu?(q0·a + q1·b), shift), 8)`` per lane, one beat per cycle (registered).
+    q0, q1 : In(signed(scale_bits))
+        Configuration: the integer scales of ``a`` and ``b``.
+    shift : In(range(max_shift + 1))
+        Configuration: the common shift.
+    relu : In(1)
+        Configuration: ReLU before the shift.
+    """
+
+    def __init__(self, lanes: int, scale_bits: int, max_shift: int):
+        self.lanes, self.scale_bits = lanes, scale_bits
+        super().__init__({
+            "a": In(stream.Signature(beat_layout(lanes))),
+            "b": In(stream.Signature(beat_layout(lanes))),
+            "o": Out(stream.Signature(beat_layout(lanes))),
+            "q0": In(signed(scale_bits)), "q1": In(signed(scale_bits)),
+            "shift": In(range(max_shift + 1)), "relu": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        take = ~self.o.valid | self.o.ready
+        both = self.a.valid & self.b.valid
+        m.d.comb += [self.a.ready.eq(take & both), self.b.ready.eq(take & both)]
+        with m.If(take):
+            m.d.sync += self.o.valid.eq(both)
+        with m.If(take & both):
+            m.d.sync += self.o.payload.last.eq(self.a.payload.last)
+            for k in range(self.lanes):
+                acc = Signal(signed(ACT_BITS + self.scale_bits + 1), name=f"acc{k}")
+                m.d.comb += acc.eq(self.q0 * self.a.payload.data[k] + self.q1 * self.b.payload.data[k])
+                r = Mux(self.relu & (acc < 0), 0, acc)
+                m.d.sync += self.o.payload.data[k].eq(saturate(round_shift(r.as_signed(), self.shift), ACT_BITS))
+        return m
