@@ -23,16 +23,79 @@ that produces one pixel per MVM (tens of cycles), so it never limits the pipelin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from archmodel.errors import AimcError
 from rtl.fixed import round_shift, saturate
 from rtl.params import ACT_BITS
 from rtl.patchbuf import beat_layout
 
-__all__ = ["Pool", "ResidualAdd"]
+__all__ = ["POOL_DIM_BITS", "POOL_WORDS", "Pool", "PoolConfig", "PoolConfigError", "ResidualAdd", "pool_config"]
+
+#: Accumulator words of a tile's pool unit (largest ``out_w · c_beats``), assumed: digits-cnn's pool needs 4 · 2 = 8.
+POOL_WORDS = 64
+#: Width of the pool unit's map and kernel sizes.
+POOL_DIM_BITS = 10
+
+
+class PoolConfigError(AimcError, ValueError):
+    """A pooling layer the pool unit cannot run; the message is one line naming why."""
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Register values of a tile's pool unit (:class:`Pool`'s configuration ports); see :func:`pool_config`."""
+
+    avg: int
+    in_h: int
+    in_w: int
+    kh: int
+    kw: int
+    out_h: int
+    out_w: int
+    c_beats: int
+    count: int
+
+    def fields(self) -> dict[str, int]:
+        """The configuration port values by name."""
+        return dict(self.__dict__)
+
+
+def pool_config(layer, lanes: int, *, words: int = POOL_WORDS, dim_bits: int = POOL_DIM_BITS) -> PoolConfig:
+    """Pool-unit configuration of a ``maxpool`` / ``avgpool`` / ``global_avgpool`` layer (inferred shapes).
+
+    Raises
+    ------
+    PoolConfigError
+        One line: another op; a window that overlaps or pads (stride != kernel, padding); ``C % lanes != 0``;
+        ``out_w · C / lanes`` above ``words``; a size beyond ``dim_bits``.
+    """
+    c, h, w = layer.input_shapes[0]
+    if layer.op == "global_avgpool":
+        kh, kw, avg = h, w, 1
+    elif layer.op in ("maxpool", "avgpool"):
+        kh, kw = layer.attrs["kernel"]
+        if tuple(layer.attrs["stride"]) != (kh, kw) or any(layer.attrs["padding"]):
+            raise PoolConfigError(f"layer {layer.name!r}: the pool unit runs non-overlapping windows without padding "
+                                  f"(stride = kernel), got kernel {(kh, kw)}, stride {tuple(layer.attrs['stride'])}, "
+                                  f"padding {tuple(layer.attrs['padding'])}")
+        avg = int(layer.op == "avgpool")
+    else:
+        raise PoolConfigError(f"layer {layer.name!r} ({layer.op}) is not a pooling layer")
+    if c % lanes:
+        raise PoolConfigError(f"layer {layer.name!r}: {c} channels is not a multiple of rows_per_dac_beat = {lanes}")
+    oh, ow = h // kh, w // kw
+    if ow * (c // lanes) > words:
+        raise PoolConfigError(f"layer {layer.name!r} does not fit the pool unit: {ow * (c // lanes)} accumulator "
+                              f"words needed, {words} held")
+    if max(h, w) >= 1 << dim_bits:
+        raise PoolConfigError(f"layer {layer.name!r}: a {h}x{w} map exceeds the pool unit's {(1 << dim_bits) - 1}")
+    return PoolConfig(avg=avg, in_h=h, in_w=w, kh=kh, kw=kw, out_h=oh, out_w=ow, c_beats=c // lanes, count=kh * kw)
 
 
 class Pool(wiring.Component):
@@ -70,7 +133,7 @@ class Pool(wiring.Component):
         If a size is not a positive integer.
     """
 
-    def __init__(self, lanes: int, words: int, dim_bits: int = 10):
+    def __init__(self, lanes: int, words: int = POOL_WORDS, dim_bits: int = POOL_DIM_BITS):
         for name, v in (("lanes", lanes), ("words", words), ("dim_bits", dim_bits)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"Pool.{name} must be a positive integer, got {v!r}")

@@ -59,11 +59,12 @@ from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
 from rtl.params import PatchParams, TileParams
 from rtl.patchbuf import PatchConfig, PatchConfigError, patch_config
+from rtl.pool import PoolConfig, pool_config
 from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
            "compile_digital_weights",
-           "compile_mapped_network", "conv_layer", "digital_weight_words", "digital_dest", "digital_layer",
+           "compile_mapped_network", "conv_layer", "with_pool", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
 
@@ -112,6 +113,8 @@ class MappedLayer:
     patch : rtl.patchbuf.PatchConfig, optional
         A conv layer's row block: the tile's patch buffer configuration (:func:`conv_layer`); its input is then
         the producer's pixel vectors (C channels each), not its ``k_rows``-long rows. None: bypass.
+    pool : rtl.pool.PoolConfig, optional
+        A pooling layer applied to this (home) tile's results before they leave (:func:`with_pool`); None: bypass.
     """
 
     tile: int
@@ -128,6 +131,7 @@ class MappedLayer:
     name: str = ""
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
     patch: PatchConfig | None = None
+    pool: PoolConfig | None = None
 
     def __post_init__(self) -> None:
         if self.coefs.n_cols != self.n_cols:
@@ -551,6 +555,19 @@ def conv_layer(spec: ChipSpec, conv, layers: Sequence[MappedLayer]) -> list[Mapp
     return out
 
 
+def with_pool(spec: ChipSpec, pool, layer: MappedLayer) -> MappedLayer:
+    """``layer`` (a home tile) with pooling layer ``pool`` on its output stream (:func:`rtl.pool.pool_config`).
+
+    Raises
+    ------
+    rtl.pool.PoolConfigError
+        One line: overlapping or padded windows, ``C % rows_per_dac_beat``, or too wide for the pool unit.
+    """
+    if layer.chain_out:
+        raise ValueError(f"layer {layer.name!r}: only a home tile's results can be pooled (this one sends partial sums)")
+    return replace(layer, pool=pool_config(pool, spec.array.rows_per_dac_beat))
+
+
 def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:
     return regmap if regmap is not None else build_regmap(spec)
 
@@ -600,7 +617,20 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
     _dest_writes(w, ni, layer, TILE_DESTS)
     if layer.patch is not None:
         _patch_writes(w, f"tile{layer.tile}.lb", layer.patch)
+    if layer.pool is not None:
+        _pool_writes(w, f"tile{layer.tile}.pool", layer.pool)
     return out
+
+
+def _pool_writes(w, block: str, pool: PoolConfig) -> None:
+    """``{block}.in`` .. ``{block}.beats`` from ``pool`` (:data:`rtl.regmap.POOL_REGISTERS`), then ``en`` = 1."""
+    from rtl.regmap import POOL_REGISTERS
+
+    values = pool.fields()
+    for reg, fields in POOL_REGISTERS.items():
+        if reg != "en":
+            w(f"{block}.{reg}", **{f: values[f] for f, _ in fields})
+    w(f"{block}.en", en=1, avg=values["avg"])
 
 
 def _patch_writes(w, lb: str, patch: PatchConfig) -> None:

@@ -29,7 +29,8 @@ Address layout (byte addresses, 32-bit registers)
 ``0x0180`` digital datapath network interface, ``0x1000 + t * 0x100`` tile
 ``t`` (row-major, ``t = y * cols + x``): ``+0x00`` tile controller, ``+0x40``
 affine unit, ``+0x80`` network interface, ``+0xC0`` patch buffer (``lb``: line
-buffer of a conv layer, :func:`_patch_registers`; version 5). Addresses are stable for a given
+buffer of a conv layer, :func:`_patch_registers`), ``+0xE0`` pool unit on the
+tile's output stream (``pool``, :func:`_pool_registers`); version 5. Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """
@@ -50,7 +51,7 @@ from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
 __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
-            "TILE_DESTS", "PULSE_PORTS", "Binding", "RegisterMap", "build_regmap",
+            "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "POOL_PORTS", "POOL_REGISTERS", "Binding", "RegisterMap", "build_regmap",
            "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
 
@@ -58,7 +59,7 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_B
 PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
 CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
-TC_OFFSET, AFFINE_OFFSET, NI_OFFSET, LB_OFFSET = 0x00, 0x40, 0x80, 0xC0
+TC_OFFSET, AFFINE_OFFSET, NI_OFFSET, LB_OFFSET, POOL_OFFSET = 0x00, 0x40, 0x80, 0xC0, 0xE0
 ID_MAGIC = 0xA1C0
 #: 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues;
 #: 4: digital weights over AXI4-Stream (w_data / w_we gone); 5: the tiles' patch buffers (``tile<t>.lb.*`` at
@@ -369,6 +370,47 @@ def _patch_registers(block: str, address: int, patch) -> tuple[list[Register], l
     return regs, binds
 
 
+#: Pool-unit registers of a tile: register -> ((field, bit offset), ...); widths from rtl.pool.Pool's ports.
+POOL_REGISTERS = {
+    "en": (("en", 0), ("avg", 1)),
+    "in": (("in_h", 0), ("in_w", 16)),
+    "kernel": (("kh", 0), ("kw", 16)),
+    "out": (("out_h", 0), ("out_w", 16)),
+    "beats": (("c_beats", 0), ("count", 12)),
+}
+#: The pool unit's configuration ports (all but ``en``, which is the top level's bypass select).
+POOL_PORTS = ("avg", "in_h", "in_w", "kh", "kw", "out_h", "out_w", "c_beats", "count")
+
+_POOL_DOCS = {
+    "en": "1: the tile's results pass through the pool unit; 0: bypass", "avg": "0: max, 1: average",
+    "in_h": "height of the map pooled", "in_w": "width of the map pooled", "kh": "window (= stride) height",
+    "kw": "window (= stride) width", "out_h": "output height, floor(in_h / kh)", "out_w": "output width",
+    "c_beats": "act beats per pixel", "count": "kh * kw (the average's divisor)",
+}
+
+
+def _pool_registers(block: str, address: int) -> tuple[list[Register], list[Binding]]:
+    """``{block}.en`` .. ``{block}.beats``: a tile's pool unit (:class:`rtl.pool.Pool`), packed by
+    :data:`POOL_REGISTERS`."""
+    from .pool import Pool
+
+    probe = Pool(1)
+    probe._MustUse__silence = True
+    regs, binds = [], []
+    for k, (reg, fields) in enumerate(POOL_REGISTERS.items()):
+        name = f"{block}.{reg}"
+        out = []
+        for i, (fname, lsb) in enumerate(fields):
+            width = 1 if fname == "en" else Shape.cast(probe.signature.members[fname].shape).width
+            end = fields[i + 1][1] if i + 1 < len(fields) else DATA_BITS
+            if lsb + width > end:
+                raise ValueError(f"{name}.{fname}: {width} bits at {lsb} overlap the next field at {end}")
+            out.append(Field(fname, width, lsb, Access.RW, meaning=_POOL_DOCS[fname]))
+            binds.append(Binding(name, fname, block, fname))
+        regs.append(Register(name, address + 4 * k, tuple(out), meaning="pool unit on the tile's results"))
+    return regs, binds
+
+
 def build_regmap(spec: ChipSpec) -> RegisterMap:
     """The register map of ``Coprocessor(spec)`` (module docstring for the layout).
 
@@ -434,7 +476,8 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
         add(*_dest_registers(f"tile{t}.ni", base + NI_OFFSET, x_bits, y_bits,
                              "the tile's results (int8; entry 0 also its partial sums, chain_out)", TILE_DESTS,
                              f"tile{t}.ni"), base + NI_OFFSET, 0x40)
-        add(*_patch_registers(f"tile{t}.lb", base + LB_OFFSET, pp), base + LB_OFFSET, 0x40)
+        add(*_patch_registers(f"tile{t}.lb", base + LB_OFFSET, pp), base + LB_OFFSET, POOL_OFFSET - LB_OFFSET)
+        add(*_pool_registers(f"tile{t}.pool", base + POOL_OFFSET), base + POOL_OFFSET, TILE_STRIDE - POOL_OFFSET)
 
     regs.sort(key=lambda r: r.address)
     top = regs[-1].address + 4

@@ -72,11 +72,13 @@ from ._util import reject
 from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
+from .pool import Pool
 from .regmap import (
     DEST_BEAT_BITS,
     DIGITAL_DESTS,
     DIGITAL_QUEUE_BEATS,
     DIGITAL_QUEUES,
+    POOL_PORTS,
     TILE_DESTS,
     RegisterMap,
     build_regmap,
@@ -195,7 +197,14 @@ class Coprocessor(wiring.Component):
             tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.tag, self.flit, chan=None)
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
             wiring.connect(m, tile.out, pack.i)
-            wiring.connect(m, pack.o, fan.i)
+            # pool unit between the packer and the destinations (issue 18): pool_en = 0 is a wire
+            pool = m.submodules[f"tile{t}_pool"] = Pool(self.tp.rows_per_dac_beat)
+            pool_en = Signal(name=f"tile{t}_pool_en")
+            m.d.comb += [pool.i.payload.eq(pack.o.payload), pool.i.valid.eq(pool_en & pack.o.valid),
+                         fan.i.payload.eq(Mux(pool_en, pool.o.payload.as_value(), pack.o.payload.as_value())),
+                         fan.i.valid.eq(Mux(pool_en, pool.o.valid, pack.o.valid)),
+                         pack.o.ready.eq(Mux(pool_en, pool.i.ready, fan.i.ready)),
+                         pool.o.ready.eq(pool_en & fan.i.ready), pool.clear.eq(tile.start)]
             self._tag(m, fan.o, tx_act.i, source_tag(spec, t))
             m.d.comb += [tx_act.dest_x.eq(fan.dest_x), tx_act.dest_y.eq(fan.dest_y), tx_act.dest_chan.eq(fan.dest_chan),
                          tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
@@ -205,7 +214,8 @@ class Coprocessor(wiring.Component):
             ni = self._fan_ports(fan)
             m.d.comb += fan.en[0].eq(1)  # entry 0 always on (also the partial sums' destination)
             blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
-                           f"tile{t}.ni": ni, f"tile{t}.lb": tile.block_ports("lb")})
+                           f"tile{t}.ni": ni, f"tile{t}.lb": tile.block_ports("lb"),
+                           f"tile{t}.pool": SimpleNamespace(en=pool_en, **{f: getattr(pool, f) for f in POOL_PORTS})})
 
         # ---- I/O router (host) and the digital datapath beyond the east edge of row 0
         io = m.submodules.io_router = MeshRouter(x_bits=self.x_bits, y_bits=self.y_bits,

@@ -264,6 +264,33 @@ async def test_conv_chain(dut):
     assert res.out_stall_cycles > 0, res.summary()  # the host refused output flits
 
 
+#: conv1 8 -> 8, 2 x 2, stride 2, pad 1 on 6 x 6 (tile 0) -> max pool 2 (tile 0's output stream) -> 2 x 2 ->
+#: conv2 8 -> 16, 2 x 2, pad 1 (out 3 x 3, tile 1) -> global average pool (tile 1's output stream; divisor 9); 3 images
+CONV_POOL = dict(input_shape=(8, 6, 6), tiles=[0, 1], n_images=3, pools=[("maxpool", 2), ("global_avgpool",)],
+                 convs=[dict(out_channels=8, kernel_size=2, stride=2, padding=1),
+                        dict(out_channels=16, kernel_size=2, padding=1)])
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_conv_pool(dut):
+    """conv -> max pool -> conv -> global average pool, the pools on the producing tiles' output streams, ready low
+    ~30 % at every port. Asserts 0 mismatches over 3 x 16 outputs, the DAC codes of conv2 (its patches of the
+    max-pooled map: 3 x 9 x 32) and of conv1 (3 x 16 x 32), MVMs [48, 27]."""
+    from tb.top_env import conv_job
+
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    c = CONV_POOL
+    pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], c["n_images"], env["seed"],
+                                  changes=env["changes"], pools=c["pools"],
+                                  name="conv 8x6x6 -2x2/2p1-> maxpool 2 -> 2x2p1 -> global avg pool"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_conv_pool")
+    assert res.compared == 3 * 16, res.summary()
+    assert res.dac_compared == 3 * 16 * 32 + 3 * 9 * 32, res.summary()
+    assert res.mvms == [48, 27], res.summary()
+
+
 # ---------------------------------------------------------------- digital first / last layer (issue 15)
 
 

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from archmodel import calibration
-from archmodel.accuracy import mvm_rows, tap_major_order
+from archmodel.accuracy import _pool_int, mvm_rows, tap_major_order
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
@@ -75,6 +75,7 @@ from rtl.register_compiler import (
     compile_network,
     conv_layer,
     digital_dest,
+    with_pool,
     digital_layer,
     host_dest,
     tile_coords,
@@ -140,6 +141,7 @@ class NetworkJob:
     chain_rows: dict[int, list[int]] | None = None
     digital: list[bool] | None = None  # layer l on the digital datapath (tiles[l] ignored)
     convs: list | None = None  # layer l: an archmodel conv Layer (weights[l] in tap-major row order), or None
+    pools: list | None = None  # layer l's results pooled on its home tile: a pooling Layer, or None
 
 
 def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: int, seed: int, *,
@@ -164,10 +166,12 @@ def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: in
 
 def conv_job(arch: str, input_shape: Sequence[int], convs: Sequence[dict], tiles: Sequence, n_images: int, seed: int,
              *, changes: dict[str, Any] | None = None, t_inf_s: float | None = 0.0, name: str | None = None,
-             chain_rows: dict[int, list[int]] | None = None) -> NetworkJob:
+             chain_rows: dict[int, list[int]] | None = None, pools: Sequence | None = None) -> NetworkJob:
     """A chain of conv layers (issue 18): ``convs[l]`` = ``NetworkBuilder.conv`` keywords (``out_channels``,
     ``kernel_size``, ``stride``, ``padding``, ``dilation``) of layer ``l``, on ``tiles[l]`` (a list: a
     partial-sum chain whose tiles all receive the producer's pixels). ReLU after every layer but the last.
+    ``pools[l]``: None, ``("maxpool", k)``, ``("avgpool", k)`` or ``("global_avgpool",)`` after layer ``l``
+    (on its home tile's output stream).
 
     Weights standard normal, drawn in im2col row order ``(c·kh + i)·kw + j`` and permuted to the chip's
     tap-major order (:func:`archmodel.accuracy.tap_major_order`); biases normal(0, 0.5); images uniform int8
@@ -177,10 +181,14 @@ def conv_job(arch: str, input_shape: Sequence[int], convs: Sequence[dict], tiles
 
     b = NetworkBuilder("convs", tuple(input_shape))
     prev = b.input
+    pools = list(pools or [None] * len(convs))
     for i, kw in enumerate(convs):
         prev = b.conv(f"conv{i + 1}", prev, **kw)
+        if pools[i] is not None:
+            prev = getattr(b, pools[i][0])(f"pool{i + 1}", prev, *pools[i][1:])
     net = b.build()
     layers = [net.layer(f"conv{i + 1}") for i in range(len(convs))]
+    pool_layers = [net.layer(f"pool{i + 1}") if pools[i] is not None else None for i in range(len(convs))]
     rng = np.random.default_rng([seed, 0])
     ws, bs = [], []
     for lyr in layers:
@@ -192,7 +200,7 @@ def conv_job(arch: str, input_shape: Sequence[int], convs: Sequence[dict], tiles
     label = name or "convs " + " -> ".join(f"{lyr.name} {lyr.matrix_shape}" for lyr in layers)
     return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs,
                       [list(t) if isinstance(t, (list, tuple)) else int(t) for t in tiles], x, relu,
-                      chain_rows=chain_rows, convs=layers)
+                      chain_rows=chain_rows, convs=layers, pools=pool_layers if any(pools) else None)
 
 
 @dataclass
@@ -329,11 +337,24 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             layers.append(lyr)
             inputs.append(x[:, sl])
         x = mapped[-1].coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
+        pool = job.pools[li] if job.pools else None
+        fmap = None
+        if conv is not None:  # the output map (B, N, H_out, W_out); the stream is its pixels
+            _, ho, wo = conv.output_shape
+            fmap = x.reshape(-1, ho, wo, n).transpose(0, 3, 1, 2)
+        if pool is not None:  # pooled on the home tile's output stream (archmodel.accuracy's integer forward)
+            mapped[-1] = with_pool(spec, pool, mapped[-1])
+            layers[-1] = mapped[-1]
+            if pool.op == "global_avgpool":
+                hw = fmap.shape[2] * fmap.shape[3]
+                fmap = ((2 * fmap.sum(axis=(2, 3)) + hw) // (2 * hw))[:, :, None, None]
+            else:
+                fmap = _pool_int(fmap, pool, pool.op).astype(np.int64)
+            x = fmap.transpose(0, 2, 3, 1).reshape(-1, n)
         outs.append(x)
         nxt = job.convs[li + 1] if job.convs and not last else None
-        if nxt is not None:  # the next conv's input map (B, N, H_out, W_out); the stream is these pixels
-            _, ho, wo = conv.output_shape
-            x = x.reshape(-1, ho, wo, n).transpose(0, 3, 1, 2)
+        if nxt is not None:
+            x = fmap
         in_scale = out_scale
     writes = compile_network(spec, layers, regmap=rm)
     return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,

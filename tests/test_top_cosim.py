@@ -50,7 +50,8 @@ WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
 TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 #: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
 CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
-               "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault", "test_conv_chain"]
+               "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault", "test_conv_chain",
+               "test_conv_pool"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: the whole digits-mlp network from the mapper's placement (issue 15): on the Verilator build only
 DIGITS_TESTS = ["test_digits_network", "test_digits_fault"]
@@ -141,6 +142,20 @@ def test_top_conv_chain(outcomes, sim, lanes):
     assert d["compared"] == d["expected_outputs"] == 400 and d["mismatches"] == 0, f"seed {SEED}: {d}"
     assert d["dac_compared"] == 2944 and d["dac_mismatches"] == 0 and d["mvms"] == [32, 40, 40], f"seed {SEED}: {d}"
     assert d["out_stall_cycles"] > 0 and not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_conv_pool(outcomes, sim, lanes):
+    """conv -> max pool 2 -> conv -> global average pool (issue 18, tb.test_top_cosim.test_conv_pool), the pools on
+    the tiles' output streams, 3 images, ready low ~30 %. Hand-counted: 3 x 16 outputs (one pixel of 16 channels
+    per image); DAC codes 3 x 16 x 32 (conv1: 4 x 4 pixels, K = 32) + 3 x 9 x 32 (conv2 on the pooled 2 x 2 map,
+    padding 1: 3 x 3 pixels) = 2,400; MVMs [48, 27]."""
+    out = outcomes(sim, lanes)["test_conv_pool"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 48 and d["mismatches"] == 0, f"seed {SEED}: {d}"
+    assert d["dac_compared"] == 2400 and d["dac_mismatches"] == 0 and d["mvms"] == [48, 27], f"seed {SEED}: {d}"
+    assert not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
 
 
 @pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
