@@ -75,10 +75,10 @@ from rtl.register_compiler import (
     compile_network,
     conv_layer,
     digital_dest,
-    with_pool,
     digital_layer,
     host_dest,
     tile_coords,
+    with_pool,
 )
 from rtl.regmap import RegisterMap, build_regmap, source_bits, source_tag
 from rtl.tile_controller import act_beat_layout

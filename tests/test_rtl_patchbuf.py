@@ -76,7 +76,7 @@ def _run(layer, x, r0, r1, *, words=512, p_valid=1.0, p_ready=1.0, seed=0):
     simulate(dut, tb)
     got = [([int(v) for v in it.data], int(it.last)) for it in snk.items]
     assert len(got) == len(want), (len(got), len(want))
-    for n, (g, w) in enumerate(zip(got, want)):
+    for n, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g == w, (n, g, w)
     return cfg, stats["cycles"], len(want), src.sent
 
