@@ -17,7 +17,7 @@ Micro-architecture of :class:`Pool`: one accumulator word (``L`` lanes of ``acc_
 channel beat (``out_w · c_beats`` words of a :class:`amaranth.lib.memory.Memory`); an input beat is read-modify-
 written in two cycles (READ: the word's read is issued; UPDATE: first tap of the window = the beat, else
 max / sum with it; written back, or, on the window's last tap, sent out). Throughput: one input beat per 2
-cycles, 3 on a window's last tap (max) or ``3 + div_bits`` (average: the divider) -- a pool follows a tile
+cycles, 3 on a window's last tap (max) or ``4 + acc_bits + 2`` (average: the divider and its sign step) -- a pool follows a tile
 that produces one pixel per MVM (tens of cycles), so it never limits the pipeline it sits in.
 """
 

@@ -36,6 +36,7 @@ AIMC_COSIM_OUT : folder for the per-test JSON results (optional)
 AIMC_CHAIN_ORDER, AIMC_CHAIN_WINDOW : host send order and skew window of ``test_chain_home_first``
     (exploration; defaults ``home_first``, no window; ``tb.top_env.host_order``)
 AIMC_CHAIN_RUNS : runs of ``test_chain_random`` (default 8)
+AIMC_CONV_READY : ready/valid probability of ``test_conv_chain``'s ports (default 0.7; 1.0: no stall)
 
 Issue-15 scenarios (partial-sum chains, digital first/last layers, several
 destinations, fault location): ``test_chain_home_first``,
@@ -251,7 +252,8 @@ async def test_conv_chain(dut):
     from tb.top_env import conv_job
 
     env = _env()
-    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    p = float(os.environ.get("AIMC_CONV_READY", "0.7"))  # exploration: 1.0 = no stall (cycles vs the model)
+    tb = await _start(dut, env, p_in=p, p_out=p, p_dac_ready=p, p_adc_valid=p)
     c = CONV_CHAIN
     pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], c["n_images"], env["seed"],
                                   changes=env["changes"], name="conv 8x6x6 -2x2/2p1-> 8x4x4 -2x3p1-> 10x5x4"))
@@ -261,7 +263,7 @@ async def test_conv_chain(dut):
     assert res.compared == 2 * 20 * 10, res.summary()
     assert res.dac_compared == 2 * 16 * 32 + 2 * 20 * (32 + 16), res.summary()
     assert res.mvms == [32, 40, 40], res.summary()
-    assert res.out_stall_cycles > 0, res.summary()  # the host refused output flits
+    assert res.out_stall_cycles > 0 or p == 1.0, res.summary()  # the host refused output flits
 
 
 #: conv1 8 -> 8, 2 x 2, stride 2, pad 1 on 6 x 6 (tile 0) -> max pool 2 (tile 0's output stream) -> 2 x 2 ->
