@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +36,8 @@ from rtl.fixed import round_shift, saturate
 from rtl.params import ACT_BITS
 from rtl.patchbuf import beat_layout
 
-__all__ = ["POOL_DIM_BITS", "POOL_WORDS", "Pool", "PoolConfig", "PoolConfigError", "ResidualAdd", "pool_config"]
+__all__ = ["POOL_DIM_BITS", "POOL_WORDS", "Pool", "PoolConfig", "PoolConfigError", "ResidualAdd", "ResidualJoin",
+           "pool_config"]
 
 #: Accumulator words of a tile's pool unit (largest ``out_w · c_beats``), assumed: digits-cnn's pool needs 4 · 2 = 8.
 POOL_WORDS = 64
@@ -298,4 +300,70 @@ class ResidualAdd(wiring.Component):
                 m.d.comb += acc.eq(self.q0 * self.a.payload.data[k] + self.q1 * self.b.payload.data[k])
                 r = Mux(self.relu & (acc < 0), 0, acc)
                 m.d.sync += self.o.payload.data[k].eq(saturate(round_shift(r.as_signed(), self.shift), ACT_BITS))
+        return m
+
+
+class ResidualJoin(wiring.Component):
+    """Merge of two producers by source tag into a :class:`ResidualAdd` (a consuming tile's receive path).
+
+    Source-tagged beats (``rtl.axis.tagged_layout``: ``data``, ``last``, ``src``) arrive interleaved in any
+    order on one link; a beat tagged ``src_a`` goes to queue A, ``src_b`` to queue B (``depth`` beats each),
+    any other tag is dropped and sets ``err_src``; the queues' heads are added beat for beat. Deadlock-free
+    as long as neither queue fills while the other waits for a beat behind it on the link: the queue must
+    hold the skew between the producers (the shortcut's beats that arrive before the matching beats of the
+    residual branch), which the compiler has to bound (``depth``); a head-of-line block otherwise.
+
+    Parameters
+    ----------
+    lanes, scale_bits, max_shift : int
+        As :class:`ResidualAdd`.
+    src_bits : int
+        Width of the source tag.
+    depth : int
+        Beats per queue.
+
+    Members
+    -------
+    i : In(stream.Signature(tagged beat))
+    o : Out(stream.Signature(beat_layout(lanes)))
+    src_a, src_b : In(src_bits)
+        Configuration: the tags of the two addends.
+    q0, q1, shift, relu : In
+        Configuration of the add (:class:`ResidualAdd`).
+    err_src : Out(1)
+        Sticky: a beat with another tag was dropped.
+    """
+
+    def __init__(self, lanes: int, scale_bits: int, max_shift: int, src_bits: int, depth: int = 16):
+        self.lanes, self.scale_bits, self.max_shift, self.depth = lanes, scale_bits, max_shift, depth
+        self.tagged = data.StructLayout({"data": data.ArrayLayout(signed(ACT_BITS), lanes), "last": unsigned(1),
+                                         "src": unsigned(src_bits)})
+        super().__init__({
+            "i": In(stream.Signature(self.tagged)),
+            "o": Out(stream.Signature(beat_layout(lanes))),
+            "src_a": In(src_bits), "src_b": In(src_bits),
+            "q0": In(signed(scale_bits)), "q1": In(signed(scale_bits)),
+            "shift": In(range(max_shift + 1)), "relu": In(1),
+            "err_src": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beat = beat_layout(self.lanes)
+        m.submodules.qa = qa = SyncFIFOBuffered(width=beat.size, depth=self.depth)
+        m.submodules.qb = qb = SyncFIFOBuffered(width=beat.size, depth=self.depth)
+        m.submodules.add = add = ResidualAdd(self.lanes, self.scale_bits, self.max_shift)
+        src = self.i.payload.src
+        to_a, to_b = src == self.src_a, src == self.src_b
+        word = Signal(beat)
+        m.d.comb += [word.data.eq(self.i.payload.data), word.last.eq(self.i.payload.last),
+                     qa.w_data.eq(word.as_value()), qb.w_data.eq(word.as_value()),
+                     qa.w_en.eq(self.i.valid & to_a), qb.w_en.eq(self.i.valid & to_b & ~to_a),
+                     self.i.ready.eq(Mux(to_a, qa.w_rdy, Mux(to_b, qb.w_rdy, 1)))]
+        with m.If(self.i.valid & ~to_a & ~to_b):
+            m.d.sync += self.err_src.eq(1)
+        for q, s in ((qa, add.a), (qb, add.b)):
+            m.d.comb += [s.valid.eq(q.r_rdy), s.payload.eq(q.r_data), q.r_en.eq(s.ready)]
+        m.d.comb += [add.q0.eq(self.q0), add.q1.eq(self.q1), add.shift.eq(self.shift), add.relu.eq(self.relu)]
+        wiring.connect(m, add.o, wiring.flipped(self.o))
         return m

@@ -13,7 +13,7 @@ import pytest
 from archmodel.accuracy import _pool_int, requantize_sum
 from archmodel.golden.coefficients import quantize_affine
 from archmodel.network.builder import NetworkBuilder
-from rtl.pool import Pool, ResidualAdd
+from rtl.pool import Pool, ResidualAdd, ResidualJoin
 from tests.rtl_stream_harness import Harness, Sink, Source, simulate
 
 L = 8
@@ -117,3 +117,45 @@ def test_residual_add_vs_requantize_sum(relu):
     np.testing.assert_array_equal(got, want)
     assert [int(it.last) for it in snk.items] == [k % 2 for k in range(n)]
     assert got[0].tolist() == [127] * L  # 0.05/0.04·127 + 0.02/0.04·127 = 222 saturates
+
+
+def test_residual_join_interleaved_sources():
+    """Two producers' beats (tags 5 and 2) interleaved at random on one link, a third tag dropped and flagged;
+    the sum of each pair equals requantize_sum (scales 0.03 and 0.05 into 0.06, ReLU), in order."""
+    rng = np.random.default_rng(8)
+    n, scale_bits, max_shift = 24, 16, 31
+    a = rng.integers(-128, 128, (n, L))
+    b = rng.integers(-128, 128, (n, L))
+    coef = quantize_affine(np.array([0.03, 0.05]) / 0.06, 0.0, scale_bits=scale_bits, max_shift=max_shift)
+    want = requantize_sum([a, b], [0.03, 0.05], 0.06, relu=True, scale_bits=scale_bits, max_shift=max_shift)
+    order = rng.permutation(np.r_[np.zeros(n, int), np.ones(n, int)])  # 0: next a beat, 1: next b beat
+    dut = ResidualJoin(L, scale_bits, max_shift, src_bits=4, depth=8)
+    src = Source(dut.i, rng, 0.8)
+    snk = Sink(dut.o, rng, 0.7)
+    ia = ib = 0
+    for k, which in enumerate(order):
+        if k == n:
+            src.put({"data": [1] * L, "last": 0, "src": 9})  # no queue takes tag 9
+        if which == 0:
+            src.put({"data": [int(v) for v in a[ia]], "last": int(ia % 3 == 2), "src": 5})
+            ia += 1
+        else:
+            src.put({"data": [int(v) for v in b[ib]], "last": 0, "src": 2})
+            ib += 1
+    flags = {}
+
+    async def tb(ctx, rst):
+        for k, v in dict(src_a=5, src_b=2, q0=int(coef.scale[0]), q1=int(coef.scale[1]), shift=int(coef.shift),
+                         relu=1).items():
+            ctx.set(getattr(dut, k), v)
+        hs = Harness({"i": src}, {"o": snk}, rst)
+        while len(snk.items) < n and hs.cycle < 3000:
+            await hs.step(ctx)
+        flags["err"] = ctx.get(dut.err_src)
+
+    simulate(dut, tb)
+    got = np.array([[int(v) for v in it.data] for it in snk.items])
+    assert got.shape == (n, L)
+    np.testing.assert_array_equal(got, want)
+    assert [int(it.last) for it in snk.items] == [int(k % 3 == 2) for k in range(n)]
+    assert flags["err"] == 1
