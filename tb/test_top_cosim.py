@@ -243,6 +243,29 @@ CONV_CHAIN = dict(input_shape=(8, 6, 6), tiles=[0, [3, 1]], n_images=2,
 
 
 @cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_conv_chain_rate(dut):
+    """test_conv_chain's network with no stall: every tile's MVMs start exactly its stage cycles apart
+    (``archmodel.timing.mvm_cycles``: conv1 4 + 6 + 1 + 2 = 13; conv2's upstream tile 4 + 6 + 2 + 2 = 14), the
+    home tile at the upstream tile's pace (its own MVM is 12 cycles), 0 mismatches."""
+    import numpy as np
+
+    from tb.top_env import conv_job
+
+    env = _env()
+    tb = await _start(dut, env)
+    c = CONV_CHAIN
+    pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], c["n_images"], env["seed"],
+                                  changes=env["changes"], name="conv chain, no stall"))
+    res = await tb.run(pn, log=dut._log)
+    gaps = [np.diff(s).tolist() for s in res.mvm_start_cycles]
+    _check(res, "test_conv_chain_rate", {"mvm_gaps": gaps})
+    assert res.compared == 400, res.summary()
+    assert res.stage_cycles == [13, 14, 12], res.summary()
+    assert set(gaps[0]) == {13} and set(gaps[1]) == {14}, gaps
+    assert set(gaps[2][-20:]) == {14}, gaps  # the home tile waits for the upstream partial sums
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
 async def test_conv_chain(dut):
     """conv -> conv with stride and padding: the host sends the int8 map pixel by pixel to tile 0; tile 0's output
     pixels are multicast (two destination entries, every beat) to both tiles of conv2's partial-sum chain, whose

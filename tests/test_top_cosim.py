@@ -51,7 +51,7 @@ TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 #: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
 CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
                "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault", "test_conv_chain",
-               "test_conv_pool"]
+               "test_conv_chain_rate", "test_conv_pool"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: the whole digits-mlp network from the mapper's placement (issue 15): on the Verilator build only
 DIGITS_TESTS = ["test_digits_network", "test_digits_fault"]
@@ -142,6 +142,9 @@ def test_top_conv_chain(outcomes, sim, lanes):
     assert d["compared"] == d["expected_outputs"] == 400 and d["mismatches"] == 0, f"seed {SEED}: {d}"
     assert d["dac_compared"] == 2944 and d["dac_mismatches"] == 0 and d["mvms"] == [32, 40, 40], f"seed {SEED}: {d}"
     assert d["out_stall_cycles"] > 0 and not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
+    rate = outcomes(sim, lanes)["test_conv_chain_rate"]  # no stall: MVMs exactly archmodel.timing.mvm_cycles apart
+    assert rate.passed, f"{sim} seed {SEED}: {rate.message}"
+    assert rate.data["stage_cycles"] == [13, 14, 12] and set(rate.data["mvm_gaps"][0]) == {13}, rate.data
 
 
 @pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
