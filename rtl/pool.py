@@ -36,13 +36,21 @@ from rtl.fixed import round_shift, saturate
 from rtl.params import ACT_BITS
 from rtl.patchbuf import beat_layout
 
-__all__ = ["POOL_DIM_BITS", "POOL_WORDS", "Pool", "PoolConfig", "PoolConfigError", "ResidualAdd", "ResidualJoin",
+__all__ = ["JOIN_DEPTH", "JOIN_MAX_SHIFT", "POOL_DIM_BITS", "POOL_WORDS", "Pool", "PoolConfig", "PoolConfigError", "ResidualAdd", "ResidualJoin",
            "pool_config"]
 
 #: Accumulator words of a tile's pool unit (largest ``out_w · c_beats``), assumed: digits-cnn's pool needs 4 · 2 = 8.
 POOL_WORDS = 64
 #: Width of the pool unit's map and kernel sizes.
 POOL_DIM_BITS = 10
+#: Beats per queue of a tile's residual join (assumed; must hold the skew between the two producers).
+JOIN_DEPTH = 32
+
+
+def JOIN_MAX_SHIFT(tp) -> int:  # noqa: N802 - a derived constant
+    """Largest shift of a tile's residual add: ``ACT_BITS + periphery.affine_scale_bits - 1`` (the add's
+    ``q·x`` sums need ``ACT_BITS + scale_bits + 1`` bits)."""
+    return ACT_BITS + tp.scale_bits - 1
 
 
 class PoolConfigError(AimcError, ValueError):

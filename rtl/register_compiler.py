@@ -64,9 +64,21 @@ from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
            "compile_digital_weights",
-           "compile_mapped_network", "conv_layer", "with_pool", "digital_weight_words", "digital_dest", "digital_layer",
+           "compile_mapped_network", "conv_layer", "residual_join", "with_pool", "JoinConfig", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
+
+
+class JoinConfig(NamedTuple):
+    """A tile's residual join (:class:`rtl.pool.ResidualJoin`): the source tags of the two addends and the add's
+    integer coefficients (:func:`archmodel.accuracy.requantize_sum`)."""
+
+    src_a: int
+    src_b: int
+    q0: int
+    q1: int
+    shift: int
+    relu: bool
 
 
 class RegWrite(NamedTuple):
@@ -115,6 +127,8 @@ class MappedLayer:
         the producer's pixel vectors (C channels each), not its ``k_rows``-long rows. None: bypass.
     pool : rtl.pool.PoolConfig, optional
         A pooling layer applied to this (home) tile's results before they leave (:func:`with_pool`); None: bypass.
+    join : JoinConfig, optional
+        The tile's input is the residual add of two producers' streams (:func:`residual_join`); None: bypass.
     """
 
     tile: int
@@ -132,6 +146,7 @@ class MappedLayer:
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
     patch: PatchConfig | None = None
     pool: PoolConfig | None = None
+    join: JoinConfig | None = None
 
     def __post_init__(self) -> None:
         if self.coefs.n_cols != self.n_cols:
@@ -568,6 +583,24 @@ def with_pool(spec: ChipSpec, pool, layer: MappedLayer) -> MappedLayer:
     return replace(layer, pool=pool_config(pool, spec.array.rows_per_dac_beat))
 
 
+def residual_join(spec: ChipSpec, layer: MappedLayer, *, src_a: int, src_b: int, scale_a: float, scale_b: float,
+                  out_scale: float, relu: bool) -> MappedLayer:
+    """``layer``'s input becomes ``requantize_sum([a, b], [scale_a, scale_b], out_scale, relu)`` of the streams
+    tagged ``src_a`` and ``src_b`` (``rtl.regmap.source_tag``), added by the tile's residual join.
+
+    The coefficients are :func:`archmodel.golden.coefficients.quantize_affine` of the two ratios with the
+    tile's ``affine_scale_bits`` and :func:`rtl.pool.JOIN_MAX_SHIFT`, exactly as
+    :func:`archmodel.accuracy.requantize_sum` computes them.
+    """
+    from rtl.pool import JOIN_MAX_SHIFT
+
+    tp = TileParams.from_spec(spec)
+    c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
+                        max_shift=JOIN_MAX_SHIFT(tp))
+    return replace(layer, join=JoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift),
+                                          bool(relu)))
+
+
 def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:
     return regmap if regmap is not None else build_regmap(spec)
 
@@ -619,6 +652,12 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
         _patch_writes(w, f"tile{layer.tile}.lb", layer.patch)
     if layer.pool is not None:
         _pool_writes(w, f"tile{layer.tile}.pool", layer.pool)
+    if layer.join is not None:
+        j, add = layer.join, f"tile{layer.tile}.add"
+        w(f"{add}.q0", q0=j.q0)
+        w(f"{add}.q1", q1=j.q1)
+        w(f"{add}.shift", shift=j.shift)
+        w(f"{add}.en", en=1, relu=int(j.relu), src_a=j.src_a, src_b=j.src_b)
     return out
 
 

@@ -30,7 +30,8 @@ Address layout (byte addresses, 32-bit registers)
 ``t`` (row-major, ``t = y * cols + x``): ``+0x00`` tile controller, ``+0x40``
 affine unit, ``+0x80`` network interface, ``+0xC0`` patch buffer (``lb``: line
 buffer of a conv layer, :func:`_patch_registers`), ``+0xE0`` pool unit on the
-tile's output stream (``pool``, :func:`_pool_registers`); version 5. Addresses are stable for a given
+tile's output stream (``pool``, :func:`_pool_registers`), ``+0xA0`` residual join before the tile
+(``add``, :func:`_join_registers`); version 5. Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """
@@ -51,7 +52,7 @@ from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
 __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
-            "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "POOL_PORTS", "POOL_REGISTERS", "Binding", "RegisterMap",
+            "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding", "RegisterMap",
            "build_regmap", "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
 
@@ -378,6 +379,36 @@ POOL_REGISTERS = {
     "out": (("out_h", 0), ("out_w", 16)),
     "beats": (("c_beats", 0), ("count", 12)),
 }
+#: The residual join's configuration ports (rtl.pool.ResidualJoin; ``en`` is the top level's bypass select).
+JOIN_PORTS = ("src_a", "src_b", "q0", "q1", "shift", "relu")
+#: Offset of a tile's residual-join registers in its network-interface window.
+JOIN_OFFSET = 0x20
+
+
+def _join_registers(block: str, address: int, spec: ChipSpec) -> tuple[list[Register], list[Binding]]:
+    """``{block}.en`` (``en`` [0], ``relu`` [1], ``src_a`` [8..], ``src_b`` [16..]), ``{block}.q0``, ``.q1``
+    (signed), ``.shift``: a tile's residual join (:class:`rtl.pool.ResidualJoin`), before its patch buffer."""
+    from .params import TileParams
+    from .pool import JOIN_MAX_SHIFT
+
+    tp, sb = TileParams.from_spec(spec), source_bits(spec)
+    if sb > 8:
+        raise ValueError(f"a residual-join register holds 8-bit source tags, got {sb}")
+    regs = [Register(f"{block}.en", address, (
+        Field("en", 1, 0, Access.RW, meaning="1: the tile's input is the residual add of two producers; 0: bypass"),
+        Field("relu", 1, 1, Access.RW, meaning="ReLU before the add's shift"),
+        Field("src_a", sb, 8, Access.RW, meaning="source tag of the first addend (q0)"),
+        Field("src_b", sb, 16, Access.RW, meaning="source tag of the second addend (q1)")), meaning="residual join")]
+    regs += [Register(f"{block}.{q}", address + 4 * (k + 1),
+                      (Field(q, tp.scale_bits, 0, Access.RW, signed=True, meaning=f"integer scale of addend {k}"),),
+                      meaning="residual join") for k, q in enumerate(("q0", "q1"))]
+    regs.append(Register(f"{block}.shift", address + 12, (
+        Field("shift", (JOIN_MAX_SHIFT(tp)).bit_length(), 0, Access.RW, meaning="shift of the residual add"),),
+        meaning="residual join"))
+    binds = [Binding(r.name, f.name, block, f.name) for r in regs for f in r.fields]
+    return regs, binds
+
+
 #: The pool unit's configuration ports (all but ``en``, which is the top level's bypass select).
 POOL_PORTS = ("avg", "in_h", "in_w", "kh", "kw", "out_h", "out_w", "c_beats", "count")
 
@@ -475,7 +506,9 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
                 base + off, 0x40)
         add(*_dest_registers(f"tile{t}.ni", base + NI_OFFSET, x_bits, y_bits,
                              "the tile's results (int8; entry 0 also its partial sums, chain_out)", TILE_DESTS,
-                             f"tile{t}.ni"), base + NI_OFFSET, 0x40)
+                             f"tile{t}.ni"), base + NI_OFFSET, JOIN_OFFSET)
+        add(*_join_registers(f"tile{t}.add", base + NI_OFFSET + JOIN_OFFSET, spec), base + NI_OFFSET + JOIN_OFFSET,
+            LB_OFFSET - NI_OFFSET - JOIN_OFFSET)
         add(*_patch_registers(f"tile{t}.lb", base + LB_OFFSET, pp), base + LB_OFFSET, POOL_OFFSET - LB_OFFSET)
         add(*_pool_registers(f"tile{t}.pool", base + POOL_OFFSET), base + POOL_OFFSET, TILE_STRIDE - POOL_OFFSET)
 

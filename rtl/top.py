@@ -72,12 +72,13 @@ from ._util import reject
 from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
-from .pool import Pool
+from .pool import JOIN_DEPTH, JOIN_MAX_SHIFT, Pool, ResidualJoin
 from .regmap import (
     DEST_BEAT_BITS,
     DIGITAL_DESTS,
     DIGITAL_QUEUE_BEATS,
     DIGITAL_QUEUES,
+    JOIN_PORTS,
     POOL_PORTS,
     TILE_DESTS,
     RegisterMap,
@@ -185,11 +186,21 @@ class Coprocessor(wiring.Component):
             # receive: activations over the activation mesh, partial sums over the partial-sum mesh
             # (two physical networks: neither message class can block the other, docs/design.md
             # "Deadlock-free transport")
-            rx_act = m.submodules[f"tile{t}_rx_act"] = FlitsToBeat(L.act, self.flit)
+            rx_act = m.submodules[f"tile{t}_rx_act"] = FlitsToBeat(L.tag, self.flit)
             rx_psum = m.submodules[f"tile{t}_rx_psum"] = FlitsToBeat(L.psum, self.flit)
             wiring.connect(m, mesh.local_o[t], rx_act.i)
             wiring.connect(m, pmesh.local_o[t], rx_psum.i)
-            wiring.connect(m, rx_act.o, tile.act)
+            # residual add of two producers before the tile (issue 18): join_en = 0 is a wire
+            join = m.submodules[f"tile{t}_join"] = ResidualJoin(self.tp.rows_per_dac_beat, self.tp.scale_bits,
+                                                                JOIN_MAX_SHIFT(self.tp), source_bits(spec), JOIN_DEPTH)
+            join_en = Signal(name=f"tile{t}_join_en")
+            m.d.comb += [join.i.payload.eq(rx_act.o.payload), join.i.valid.eq(join_en & rx_act.o.valid),
+                         tile.act.payload.data.eq(Mux(join_en, join.o.payload.data.as_value(),
+                                                      rx_act.o.payload.data.as_value())),
+                         tile.act.payload.last.eq(Mux(join_en, join.o.payload.last, rx_act.o.payload.last)),
+                         tile.act.valid.eq(Mux(join_en, join.o.valid, rx_act.o.valid)),
+                         rx_act.o.ready.eq(Mux(join_en, join.i.ready, tile.act.ready)),
+                         join.o.ready.eq(join_en & tile.act.ready)]
             wiring.connect(m, rx_psum.o, tile.psum_in)
             # send: results (as act beats) on the activation mesh, partial sums on the partial-sum mesh
             pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
@@ -215,7 +226,8 @@ class Coprocessor(wiring.Component):
             m.d.comb += fan.en[0].eq(1)  # entry 0 always on (also the partial sums' destination)
             blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
                            f"tile{t}.ni": ni, f"tile{t}.lb": tile.block_ports("lb"),
-                           f"tile{t}.pool": SimpleNamespace(en=pool_en, **{f: getattr(pool, f) for f in POOL_PORTS})})
+                           f"tile{t}.pool": SimpleNamespace(en=pool_en, **{f: getattr(pool, f) for f in POOL_PORTS}),
+                           f"tile{t}.add": SimpleNamespace(en=join_en, **{f: getattr(join, f) for f in JOIN_PORTS})})
 
         # ---- I/O router (host) and the digital datapath beyond the east edge of row 0
         io = m.submodules.io_router = MeshRouter(x_bits=self.x_bits, y_bits=self.y_bits,

@@ -316,6 +316,35 @@ async def test_conv_pool(dut):
     assert res.mvms == [48, 27], res.summary()
 
 
+#: conv0 8 -> 8, 1 x 3, pad (0, 1) on 4 x 4 (tile 0) -> conv1 8 -> 8, 3 x 1, pad (1, 0) (tile 3); the residual
+#: ReLU(conv1 + conv0) added by tile 1's join -> conv2 8 -> 10, 2 x 2, stride 2 (tile 1) -> host; 3 images
+CONV_RESIDUAL = dict(input_shape=(8, 4, 4), tiles=[0, 3, 1], n_images=3, residual=(2, 0),
+                     convs=[dict(out_channels=8, kernel_size=(1, 3), padding=(0, 1)),
+                            dict(out_channels=8, kernel_size=(3, 1), padding=(1, 0)),
+                            dict(out_channels=10, kernel_size=2, stride=2)])
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_conv_residual(dut):
+    """A residual block: tile 0's pixels multicast to conv1 (tile 3) and to tile 1's residual join, which merges
+    them by source tag with conv1's and adds them (requantize_sum, ReLU) before tile 1's patch buffer; ready low
+    ~30 % at every port. Asserts 0 mismatches over 3 x 4 x 10 outputs and every DAC code (conv2's are the
+    patches of the added map): 3 x 16 x 24 x 2 + 3 x 4 x 32; MVMs [48, 48, 12]."""
+    from tb.top_env import conv_job
+
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    c = CONV_RESIDUAL
+    pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], c["n_images"], env["seed"],
+                                  changes=env["changes"], residual=c["residual"],
+                                  name="residual: conv0 -> conv1, + conv0 -> conv2"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_conv_residual")
+    assert res.compared == 3 * 4 * 10, res.summary()
+    assert res.dac_compared == 2 * 3 * 16 * 24 + 3 * 4 * 32, res.summary()
+    assert res.mvms == [48, 48, 12], res.summary()
+
+
 # ---------------------------------------------------------------- digital first / last layer (issue 15)
 
 

@@ -57,13 +57,14 @@ from typing import Any
 import numpy as np
 
 from archmodel import calibration
-from archmodel.accuracy import _pool_int, mvm_rows, tap_major_order
+from archmodel.accuracy import _pool_int, mvm_rows, requantize_sum, tap_major_order
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
 from rtl.axis import tagged_layout
 from rtl.params import DigitalParams, TileParams
+from rtl.pool import JOIN_MAX_SHIFT
 from rtl.register_compiler import (
     DigitalLayer,
     MappedLayer,
@@ -77,6 +78,7 @@ from rtl.register_compiler import (
     digital_dest,
     digital_layer,
     host_dest,
+    residual_join,
     tile_coords,
     with_pool,
 )
@@ -142,6 +144,7 @@ class NetworkJob:
     digital: list[bool] | None = None  # layer l on the digital datapath (tiles[l] ignored)
     convs: list | None = None  # layer l: an archmodel conv Layer (weights[l] in tap-major row order), or None
     pools: list | None = None  # layer l's results pooled on its home tile: a pooling Layer, or None
+    residual: tuple[int, int] | None = None  # (l, j): layer l's input = ReLU(layer l-1's map + layer j's map)
 
 
 def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: int, seed: int, *,
@@ -166,12 +169,14 @@ def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: in
 
 def conv_job(arch: str, input_shape: Sequence[int], convs: Sequence[dict], tiles: Sequence, n_images: int, seed: int,
              *, changes: dict[str, Any] | None = None, t_inf_s: float | None = 0.0, name: str | None = None,
-             chain_rows: dict[int, list[int]] | None = None, pools: Sequence | None = None) -> NetworkJob:
+             chain_rows: dict[int, list[int]] | None = None, pools: Sequence | None = None,
+             residual: tuple[int, int] | None = None) -> NetworkJob:
     """A chain of conv layers (issue 18): ``convs[l]`` = ``NetworkBuilder.conv`` keywords (``out_channels``,
     ``kernel_size``, ``stride``, ``padding``, ``dilation``) of layer ``l``, on ``tiles[l]`` (a list: a
     partial-sum chain whose tiles all receive the producer's pixels). ReLU after every layer but the last.
     ``pools[l]``: None, ``("maxpool", k)``, ``("avgpool", k)`` or ``("global_avgpool",)`` after layer ``l``
-    (on its home tile's output stream).
+    (on its home tile's output stream). ``residual = (l, j)``: layer ``l``'s input is
+    ``requantize_sum([map_{l-1}, map_j], relu=True)``, added by the residual join of layer ``l``'s tile.
 
     Weights standard normal, drawn in im2col row order ``(c·kh + i)·kw + j`` and permuted to the chip's
     tap-major order (:func:`archmodel.accuracy.tap_major_order`); biases normal(0, 0.5); images uniform int8
@@ -200,7 +205,8 @@ def conv_job(arch: str, input_shape: Sequence[int], convs: Sequence[dict], tiles
     label = name or "convs " + " -> ".join(f"{lyr.name} {lyr.matrix_shape}" for lyr in layers)
     return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs,
                       [list(t) if isinstance(t, (list, tuple)) else int(t) for t in tiles], x, relu,
-                      chain_rows=chain_rows, convs=layers, pools=pool_layers if any(pools) else None)
+                      chain_rows=chain_rows, convs=layers, pools=pool_layers if any(pools) else None,
+                      residual=residual)
 
 
 @dataclass
@@ -251,11 +257,24 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
     entry: list[int] = []
     outs: list[np.ndarray] = []
     feeds: dict[int, np.ndarray] = {}
+    maps: list = []     # each layer's output map (conv) for a residual join
+    scales: list = []   # each layer's output scale
+    homes: list = []    # each layer's home tile
+    join: dict = {}
     for li, (w, bias, tile) in enumerate(zip(job.weights, job.biases, job.tiles, strict=True)):
         w = np.asarray(w, dtype=np.float64)
         k, n = w.shape
         conv = job.convs[li] if job.convs else None
         pixels = None
+        if job.residual and li == job.residual[0]:  # the residual join at this layer's tile (rtl.pool.ResidualJoin)
+            j = job.residual[1]
+            real = np.maximum(x * in_scale + maps[j] * scales[j], 0.0)
+            s_z = float(np.percentile(np.abs(real), 99)) / 100.0 or 1.0
+            x = requantize_sum([x, maps[j]], [in_scale, scales[j]], s_z, relu=True, scale_bits=p.scale_bits,
+                               max_shift=JOIN_MAX_SHIFT(p)).astype(np.int64)
+            join = dict(src_a=source_tag(spec, homes[li - 1]), src_b=source_tag(spec, homes[j]), scale_a=in_scale,
+                        scale_b=scales[j], out_scale=s_z, relu=True)
+            in_scale = s_z
         if conv is not None:  # x is the (B, C, H, W) map: the MVM rows are its tap-major patches (contract s. 1)
             pixels = x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])  # what the producer sends: pixel vectors
             x = mvm_rows(conv, x, tap_major=True)[0].astype(np.int64)
@@ -285,6 +304,9 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             inputs.append(x)
             x = dl.coefs.apply(sums, acc_bits=dp.acc_bits, scale_bits=dp.scale_bits, offset_bits=dp.offset_bits)
             outs.append(x)
+            maps.append(None)
+            scales.append(out_scale)
+            homes.append(None)
             in_scale = out_scale
             continue
         noise_seed = int(np.random.SeedSequence([job.seed, li]).generate_state(1)[0])
@@ -328,6 +350,10 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             mapped[-1] = replace(mapped[-1], dests=_split_dests(spec, job, li + 1))
         if conv is not None:
             mapped = conv_layer(spec, conv, mapped)
+        if job.residual and li == job.residual[0]:
+            if len(mapped) != 1:
+                raise ValueError(f"layer {li}: a residual join needs the layer on one tile")
+            mapped = [residual_join(spec, mapped[0], **join)]
         for lyr, (sl, mt) in zip(mapped, parts, strict=True):
             if li == 0:
                 entry.append(len(layers))
@@ -352,10 +378,19 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
                 fmap = _pool_int(fmap, pool, pool.op).astype(np.int64)
             x = fmap.transpose(0, 2, 3, 1).reshape(-1, n)
         outs.append(x)
+        maps.append(fmap)
+        scales.append(out_scale)
+        homes.append(mapped[-1].tile)
         nxt = job.convs[li + 1] if job.convs and not last else None
         if nxt is not None:
             x = fmap
         in_scale = out_scale
+    if job.residual:  # the skip source also sends its pixels to the join's tile (a second destination entry)
+        li, j = job.residual
+        k = next(i for i, lyr in enumerate(layers) if lyr.tile == homes[j])
+        src = layers[k]
+        entries = src.dests or ((src.dest[0], src.dest[1], 0, 0, 0),)
+        layers[k] = replace(src, dests=(*entries, (*tile_coords(spec, homes[li]), 0, 0, 0)))
     writes = compile_network(spec, layers, regmap=rm)
     return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,
                            inputs=inputs, expected=outs[-1], writes=writes, entry=entry, layer_outputs=outs,

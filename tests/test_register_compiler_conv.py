@@ -34,6 +34,12 @@ def test_regmap_patch_registers():
     # tiny: 4 KiB / 8 lanes = 512 words -> 10-bit word counts; 10-bit map sides; 4-bit kernel fields
     assert rm.field("tile0.lb.ring", "row_words").width == 10 and rm.field("tile0.lb.in", "in_w").width == 10
     assert rm.field("tile0.lb.kernel", "pad_l").offset == 28 and rm.field("tile0.lb.kernel", "pad_l").width == 4
+    # pool unit at +0xE0, residual join at +0xA0 (the network interface's window, after its destinations)
+    assert [rm.address_of(f"tile2.pool.{n}") - TILE_BASE - 2 * TILE_STRIDE for n in ("en", "in", "kernel", "out",
+                                                                                     "beats")] == [0xE0 + 4 * i for i in range(5)]
+    assert [rm.address_of(f"tile2.add.{n}") - TILE_BASE - 2 * TILE_STRIDE for n in ("en", "q0", "q1", "shift")] == \
+        [0xA0, 0xA4, 0xA8, 0xAC]
+    assert rm.field("tile0.add.q0", "q0").signed and rm.field("tile0.add.shift", "shift").width == 5  # shift <= 23
 
 
 def test_conv_chain_patch_writes():

@@ -51,7 +51,7 @@ TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 #: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
 CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
                "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault", "test_conv_chain",
-               "test_conv_chain_rate", "test_conv_pool"]
+               "test_conv_chain_rate", "test_conv_pool", "test_conv_residual"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: the whole digits-mlp network from the mapper's placement (issue 15): on the Verilator build only
 DIGITS_TESTS = ["test_digits_network", "test_digits_fault"]
@@ -158,6 +158,21 @@ def test_top_conv_pool(outcomes, sim, lanes):
     d = out.data
     assert d["compared"] == d["expected_outputs"] == 48 and d["mismatches"] == 0, f"seed {SEED}: {d}"
     assert d["dac_compared"] == 2400 and d["dac_mismatches"] == 0 and d["mvms"] == [48, 27], f"seed {SEED}: {d}"
+    assert not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_conv_residual(outcomes, sim, lanes):
+    """A residual block (issue 18, tb.test_top_cosim.test_conv_residual): conv0 (tile 0) multicast to conv1 (tile 3)
+    and to tile 1's residual join, which merges the two producers by source tag and adds them (requantize_sum,
+    ReLU) before conv2's patch buffer; 3 images, ready low ~30 %. Hand-counted: 3 x (2 x 2) x 10 = 120 outputs;
+    DAC codes 3 x 16 x 24 (conv0, 1 x 3 on 8 channels) + 3 x 16 x 24 (conv1) + 3 x 4 x 32 (conv2) = 2,688;
+    MVMs [48, 48, 12]."""
+    out = outcomes(sim, lanes)["test_conv_residual"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 120 and d["mismatches"] == 0, f"seed {SEED}: {d}"
+    assert d["dac_compared"] == 2688 and d["dac_mismatches"] == 0 and d["mvms"] == [48, 48, 12], f"seed {SEED}: {d}"
     assert not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
 
 
