@@ -36,8 +36,8 @@ from rtl.fixed import round_shift, saturate
 from rtl.params import ACT_BITS
 from rtl.patchbuf import beat_layout
 
-__all__ = ["JOIN_DEPTH", "JOIN_MAX_SHIFT", "POOL_DIM_BITS", "POOL_WORDS", "Pool", "PoolConfig", "PoolConfigError", "ResidualAdd", "ResidualJoin",
-           "pool_config"]
+__all__ = ["JOIN_DEPTH", "JOIN_MAX_SHIFT", "POOL_DIM_BITS", "POOL_WORDS", "Pool", "PoolConfig", "PoolConfigError",
+           "ResidualAdd", "ResidualJoin", "pool_config"]
 
 #: Accumulator words of a tile's pool unit (largest ``out_w · c_beats``), assumed: digits-cnn's pool needs 4 · 2 = 8.
 POOL_WORDS = 64

@@ -64,7 +64,8 @@ from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
            "compile_digital_weights",
-           "compile_mapped_network", "conv_layer", "residual_join", "with_pool", "JoinConfig", "digital_weight_words", "digital_dest", "digital_layer",
+           "compile_mapped_network", "conv_layer", "residual_join", "with_pool",
+           "JoinConfig", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
 

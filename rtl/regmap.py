@@ -52,8 +52,8 @@ from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
 __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
-            "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding", "RegisterMap",
-           "build_regmap", "regmap_markdown", "block_registers",
+            "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding",
+           "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
 
 #: Input ports that are one-cycle commands rather than levels.
