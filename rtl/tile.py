@@ -80,6 +80,7 @@ class Tile(wiring.Component):
             raise ValueError(f"patch.lanes = {patch.lanes} != rows_per_dac_beat = {params.rows_per_dac_beat}")
         self.params = params
         self.tc, self.affine = TileController(params), AffineUnit(params)
+        self.patch = patch
         self.pb = PatchBuffer(patch) if patch is not None else None
         self._names: dict[str, dict[str, str]] = {"tc": {}, "affine": {}, "lb": {}}
         members: dict[str, wiring.Member] = {}
