@@ -59,7 +59,7 @@ from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
 from rtl.params import PatchParams, TileParams
 from rtl.patchbuf import PatchConfig, PatchConfigError, patch_config
-from rtl.pool import PoolConfig, pool_config
+from rtl.pool import PoolConfig, PoolConfigError, pool_config
 from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
@@ -577,10 +577,12 @@ def with_pool(spec: ChipSpec, pool, layer: MappedLayer) -> MappedLayer:
     Raises
     ------
     rtl.pool.PoolConfigError
-        One line: overlapping or padded windows, ``C % rows_per_dac_beat``, or too wide for the pool unit.
+        One line: overlapping or padded windows, ``C % rows_per_dac_beat``, too wide for the pool unit, or
+        ``layer`` is not a home tile.
     """
     if layer.chain_out:
-        raise ValueError(f"layer {layer.name!r}: only a home tile's results can be pooled (this one sends partial sums)")
+        raise PoolConfigError(f"layer {layer.name!r}: only a home tile's results can be pooled (this one sends "
+                              "partial sums)")
     return replace(layer, pool=pool_config(pool, spec.array.rows_per_dac_beat))
 
 
