@@ -80,3 +80,26 @@ def test_conv_refusals_one_line(conv, rows, msg):
     with pytest.raises(PatchConfigError) as exc:
         conv_layer(TINY, layer, mapped)
     assert msg in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_pool_refusals_one_line():
+    """The pool unit runs non-overlapping, unpadded windows on a home tile's results; anything else is one line."""
+    from rtl.pool import PoolConfigError, pool_config
+    from rtl.register_compiler import with_pool
+
+    b = NetworkBuilder("p", (16, 8, 8))
+    b.maxpool("over", b.input, 3, stride=2)
+    b.avgpool("ok", b.input, 2)
+    b.global_avgpool("gap", b.input)
+    net = b.build()
+    with pytest.raises(PoolConfigError, match="non-overlapping windows without padding") as exc:
+        pool_config(net.layer("over"), 8)
+    assert "\n" not in str(exc.value)
+    ok = pool_config(net.layer("ok"), 8)
+    assert (ok.avg, ok.kh, ok.out_h, ok.out_w, ok.count) == (1, 2, 4, 4, 4)
+    cfg = pool_config(net.layer("gap"), 8)
+    assert (cfg.avg, cfg.kh, cfg.kw, cfg.out_h, cfg.out_w, cfg.c_beats, cfg.count) == (1, 8, 8, 1, 1, 2, 64)
+    w = np.random.default_rng(2).standard_normal((64, 16))
+    up, _ = chained_layer(TINY, w, tiles=[0, 1], rows=[32, 32], dest=(2, 0), in_scale=1 / 64, out_scale=0.1)
+    with pytest.raises(PoolConfigError, match="only a home tile's results can be pooled"):
+        with_pool(TINY, net.layer("ok"), up)
