@@ -166,7 +166,7 @@ def icarus_time0_fix(text: str) -> str:
 #: Every other block is inlined as Amaranth emits it. (:class:`rtl.router.MeshRouter` takes its grid
 #: position on ports: one module for the routers of a mesh, one for those of its last column.)
 SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "Tile": ("tile", ("params",)),
+    "Tile": ("tile", ("params", "patch")),
     "MeshRouter": ("mesh_router", ("edge_column", "latency_cycles")),
     "ResultPacker": ("result_packer", ()),
     "FlitsToBeat": ("flits_to_beat", ()),
@@ -174,6 +174,8 @@ SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "DestFanout": ("dest_fanout", ("entries",)),
     "DigitalDatapath": ("digital_datapath", ("params",)),
     "CSRBank": ("csr_bank", ("registers", "addr_bits")),
+    "Pool": ("pool", ("words",)),
+    "ResidualJoin": ("residual_join", ("depth",)),
 }
 
 
@@ -181,9 +183,11 @@ def _shared_classes() -> dict[type, tuple[str, tuple[str, ...]]]:
     from .axis import BeatToFlits, DestFanout, FlitsToBeat, ResultPacker
     from .csr import CSRBank
     from .digital import DigitalDatapath
+    from .pool import Pool, ResidualJoin
     from .router import MeshRouter
     from .tile import Tile
-    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, DestFanout, DigitalDatapath, CSRBank)
+    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, DestFanout, DigitalDatapath, CSRBank, Pool,
+               ResidualJoin)
     return {c: SHARED_BLOCKS[c.__name__] for c in classes}
 
 

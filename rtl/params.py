@@ -37,7 +37,7 @@ from archmodel.errors import AimcError
 from archmodel.fixedpoint import ACT_BITS
 from archmodel.spec import ChipSpec
 
-__all__ = ["ACT_BITS", "MAX_WEIGHT_WORDS", "DigitalParams", "TileParams"]
+__all__ = ["ACT_BITS", "MAX_WEIGHT_WORDS", "DigitalParams", "PatchParams", "TileParams"]
 
 #: Default cap on the digital datapath's weight-memory depth (words), assumed.
 MAX_WEIGHT_WORDS = 4096
@@ -318,3 +318,53 @@ class DigitalParams:
     def max_shift(self) -> int:
         """Largest requantization shift: ``acc_bits + scale_bits - 1``."""
         return self.acc_bits + self.scale_bits - 1
+
+
+@dataclass(frozen=True)
+class PatchParams:
+    """Sizes of one tile's patch buffer (line buffer, :mod:`rtl.patchbuf`; docs/design.md section 11.2).
+
+    Parameters
+    ----------
+    lanes : int
+        int8 channels per word = per ``act`` beat (``array.rows_per_dac_beat``).
+    words : int
+        Depth of the line-buffer memory in words: ``floor(buffers.sram_kib_per_tile * 1024 / lanes)``
+        (assumed: the tile's activation SRAM holds the line buffer; one word = ``lanes`` bytes).
+    dim_bits : int, default 10
+        Width of a feature-map height/width/coordinate (maps up to 1,023 x 1,023).
+    geo_bits : int, default 4
+        Width of a kernel size, stride, dilation, padding or first tap (up to 15).
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive integer.
+    """
+
+    lanes: int
+    words: int
+    dim_bits: int = 10
+    geo_bits: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("lanes", "words", "dim_bits", "geo_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"PatchParams.{name} must be a positive integer, got {v!r}")
+
+    @classmethod
+    def from_spec(cls, spec: ChipSpec) -> PatchParams:
+        """Derive the patch-buffer sizes from a chip description (``tiny``: 4 KiB / 8 lanes = 512 words).
+
+        Raises
+        ------
+        RtlParamsError
+            (a ValueError) If the activation SRAM holds no word.
+        """
+        lanes = spec.array.rows_per_dac_beat
+        words = int(spec.buffers.sram_kib_per_tile * 1024) // lanes
+        if words < 1:
+            raise _outside_rtl(spec, ValueError(
+                f"buffers.sram_kib_per_tile = {spec.buffers.sram_kib_per_tile} holds no word of {lanes} int8"))
+        return cls(lanes=lanes, words=words)

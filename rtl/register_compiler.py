@@ -57,14 +57,29 @@ from archmodel.golden.affine import AffineCoefficients
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine, weight_abs_max
 from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
-from rtl.params import TileParams
+from rtl.params import PatchParams, TileParams
+from rtl.patchbuf import PatchConfig, PatchConfigError, patch_config
+from rtl.pool import PoolConfig, PoolConfigError, pool_config
 from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
            "compile_digital_weights",
-           "compile_mapped_network", "digital_weight_words", "digital_dest", "digital_layer",
+           "compile_mapped_network", "conv_layer", "residual_join", "with_pool",
+           "JoinConfig", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
            "dump_writes", "host_dest", "tile_coords"]
+
+
+class JoinConfig(NamedTuple):
+    """A tile's residual join (:class:`rtl.pool.ResidualJoin`): the source tags of the two addends and the add's
+    integer coefficients (:func:`archmodel.accuracy.requantize_sum`)."""
+
+    src_a: int
+    src_b: int
+    q0: int
+    q1: int
+    shift: int
+    relu: bool
 
 
 class RegWrite(NamedTuple):
@@ -108,6 +123,13 @@ class MappedLayer:
         of a vector goes to every entry with ``lo <= b`` and (``hi == 0`` or
         ``b < hi``); empty: ``dest`` gets every beat. Entry 0 is also where
         partial sums go (``chain_out``), so it must equal ``dest`` then.
+    patch : rtl.patchbuf.PatchConfig, optional
+        A conv layer's row block: the tile's patch buffer configuration (:func:`conv_layer`); its input is then
+        the producer's pixel vectors (C channels each), not its ``k_rows``-long rows. None: bypass.
+    pool : rtl.pool.PoolConfig, optional
+        A pooling layer applied to this (home) tile's results before they leave (:func:`with_pool`); None: bypass.
+    join : JoinConfig, optional
+        The tile's input is the residual add of two producers' streams (:func:`residual_join`); None: bypass.
     """
 
     tile: int
@@ -123,6 +145,9 @@ class MappedLayer:
     mvm_cycles: int = 0
     name: str = ""
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
+    patch: PatchConfig | None = None
+    pool: PoolConfig | None = None
+    join: JoinConfig | None = None
 
     def __post_init__(self) -> None:
         if self.coefs.n_cols != self.n_cols:
@@ -518,6 +543,67 @@ def chained_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tiles: Sequence[int
     return out
 
 
+def conv_layer(spec: ChipSpec, conv, layers: Sequence[MappedLayer]) -> list[MappedLayer]:
+    """Attach conv layer ``conv``'s patch-buffer configuration to the tiles that hold its matrix.
+
+    ``layers``: what :func:`analog_layer` (one tile) or :func:`chained_layer` (a partial-sum chain, upstream
+    first) made of the layer's tap-major matrix (rows ``(i·kw + j)·C + c``, docs/design.md section 4.8); tile
+    ``i`` holds rows ``[r0, r0 + k_rows)`` after the tiles before it, and its patch buffer gives its tile
+    controller exactly those beats of every output pixel's patch (:func:`rtl.patchbuf.patch_config`).
+    Every tile of the layer receives the producer's whole pixel vectors (a multicast: the producer's
+    destination entries each take every beat, ``lo = hi = 0``).
+
+    Raises
+    ------
+    PatchConfigError
+        One line: ``C % rows_per_dac_beat != 0``, a row block not on a beat, the rows not adding up to
+        ``kh·kw·C``, a size beyond the registers, or the ring not fitting ``buffers.sram_kib_per_tile``.
+    """
+    pp = PatchParams.from_spec(spec)
+    kh, kw = conv.attrs["kernel_size"] if conv.op == "conv" else (1, 1)
+    k = kh * kw * conv.in_channels  # all input channels (a grouped conv: one block-diagonal matrix)
+    out, r0 = [], 0
+    for lyr in layers:
+        out.append(replace(lyr, patch=patch_config(conv, r0, r0 + lyr.k_rows, pp)))
+        r0 += lyr.k_rows
+    if r0 != k:
+        raise PatchConfigError(f"layer {conv.name!r}: its tiles hold {r0} rows, the matrix has K = {k}")
+    return out
+
+
+def with_pool(spec: ChipSpec, pool, layer: MappedLayer) -> MappedLayer:
+    """``layer`` (a home tile) with pooling layer ``pool`` on its output stream (:func:`rtl.pool.pool_config`).
+
+    Raises
+    ------
+    rtl.pool.PoolConfigError
+        One line: overlapping or padded windows, ``C % rows_per_dac_beat``, too wide for the pool unit, or
+        ``layer`` is not a home tile.
+    """
+    if layer.chain_out:
+        raise PoolConfigError(f"layer {layer.name!r}: only a home tile's results can be pooled (this one sends "
+                              "partial sums)")
+    return replace(layer, pool=pool_config(pool, spec.array.rows_per_dac_beat))
+
+
+def residual_join(spec: ChipSpec, layer: MappedLayer, *, src_a: int, src_b: int, scale_a: float, scale_b: float,
+                  out_scale: float, relu: bool) -> MappedLayer:
+    """``layer``'s input becomes ``requantize_sum([a, b], [scale_a, scale_b], out_scale, relu)`` of the streams
+    tagged ``src_a`` and ``src_b`` (``rtl.regmap.source_tag``), added by the tile's residual join.
+
+    The coefficients are :func:`archmodel.golden.coefficients.quantize_affine` of the two ratios with the
+    tile's ``affine_scale_bits`` and :func:`rtl.pool.JOIN_MAX_SHIFT`, exactly as
+    :func:`archmodel.accuracy.requantize_sum` computes them.
+    """
+    from rtl.pool import JOIN_MAX_SHIFT
+
+    tp = TileParams.from_spec(spec)
+    c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
+                        max_shift=JOIN_MAX_SHIFT(tp))
+    return replace(layer, join=JoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift),
+                                          bool(relu)))
+
+
 def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:
     return regmap if regmap is not None else build_regmap(spec)
 
@@ -565,7 +651,39 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
         w(f"{af}.coef_offset", coef_offset=int(c.offset[j]))
         w(f"{af}.ctrl", coef_we=1)
     _dest_writes(w, ni, layer, TILE_DESTS)
+    if layer.patch is not None:
+        _patch_writes(w, f"tile{layer.tile}.lb", layer.patch)
+    if layer.pool is not None:
+        _pool_writes(w, f"tile{layer.tile}.pool", layer.pool)
+    if layer.join is not None:
+        j, add = layer.join, f"tile{layer.tile}.add"
+        w(f"{add}.q0", q0=j.q0)
+        w(f"{add}.q1", q1=j.q1)
+        w(f"{add}.shift", shift=j.shift)
+        w(f"{add}.en", en=1, relu=int(j.relu), src_a=j.src_a, src_b=j.src_b)
     return out
+
+
+def _pool_writes(w, block: str, pool: PoolConfig) -> None:
+    """``{block}.in`` .. ``{block}.beats`` from ``pool`` (:data:`rtl.regmap.POOL_REGISTERS`), then ``en`` = 1."""
+    from rtl.regmap import POOL_REGISTERS
+
+    values = pool.fields()
+    for reg, fields in POOL_REGISTERS.items():
+        if reg != "en":
+            w(f"{block}.{reg}", **{f: values[f] for f, _ in fields})
+    w(f"{block}.en", en=1, avg=values["avg"])
+
+
+def _patch_writes(w, lb: str, patch: PatchConfig) -> None:
+    """``{lb}.in`` .. ``{lb}.ring`` from ``patch`` (packing: :data:`rtl.regmap.PATCH_REGISTERS`), then ``en`` = 1."""
+    from rtl.regmap import PATCH_REGISTERS
+
+    values = patch.fields()
+    for reg, fields in PATCH_REGISTERS.items():
+        if reg != "en":
+            w(f"{lb}.{reg}", **{f: values[port] for f, port, _ in fields})
+    w(f"{lb}.en", en=1)
 
 
 def _dest_writes(w, ni: str, layer, entries: int) -> None:
@@ -668,6 +786,8 @@ def compile_network(spec: ChipSpec, layers: Sequence[MappedLayer], *,
         while layers[j].chain_out and j + 1 < len(layers):  # b starts a chain: its tiles share the inputs
             j += 1
             k_in += layers[j].k_rows
+        if getattr(b, "patch", None) is not None:  # a conv: every tile gets the producer's pixel vectors
+            k_in = b.patch.c_beats * spec.array.rows_per_dac_beat
         if a.n_cols != k_in:
             raise ValueError(f"layer {a.name!r} has {a.n_cols} outputs, the next layer {b.name!r} "
                              f"{k_in} inputs")

@@ -28,7 +28,10 @@ Address layout (byte addresses, 32-bit registers)
 ``0x0000`` chip (id, geometry, status), ``0x0100`` digital datapath,
 ``0x0180`` digital datapath network interface, ``0x1000 + t * 0x100`` tile
 ``t`` (row-major, ``t = y * cols + x``): ``+0x00`` tile controller, ``+0x40``
-affine unit, ``+0x80`` network interface. Addresses are stable for a given
+affine unit, ``+0x80`` network interface, ``+0xC0`` patch buffer (``lb``: line
+buffer of a conv layer, :func:`_patch_registers`), ``+0xE0`` pool unit on the
+tile's output stream (``pool``, :func:`_pool_registers`), ``+0xA0`` residual join before the tile
+(``add``, :func:`_join_registers`); version 5. Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """
@@ -49,19 +52,20 @@ from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
 __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
-            "TILE_DESTS", "PULSE_PORTS", "Binding", "RegisterMap", "build_regmap",
-           "regmap_markdown", "block_registers",
+            "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding",
+           "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
 
 #: Input ports that are one-cycle commands rather than levels.
 PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
 CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
-TC_OFFSET, AFFINE_OFFSET, NI_OFFSET = 0x00, 0x40, 0x80
+TC_OFFSET, AFFINE_OFFSET, NI_OFFSET, LB_OFFSET, POOL_OFFSET = 0x00, 0x40, 0x80, 0xC0, 0xE0
 ID_MAGIC = 0xA1C0
 #: 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues;
-#: 4: digital weights over AXI4-Stream (w_data / w_we gone)
-REGMAP_VERSION = 4
+#: 4: digital weights over AXI4-Stream (w_data / w_we gone); 5: the tiles' patch buffers (``tile<t>.lb.*`` at
+#: +0xC0; every other register unchanged)
+REGMAP_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -327,6 +331,117 @@ def _dest_registers(block: str, address: int, x_bits: int, y_bits: int, what: st
     return regs, binds
 
 
+#: Patch-buffer registers of a tile: register -> ((field, config port, bit offset), ...); widths from the ports.
+PATCH_REGISTERS = {
+    "en": (("en", "en", 0),),
+    "in": (("in_h", "in_h", 0), ("in_w", "in_w", 16)),
+    "out": (("out_h", "out_h", 0), ("out_w", "out_w", 16)),
+    "kernel": (("kh", "kh", 0), ("kw", "kw", 4), ("sh", "sh", 8), ("sw", "sw", 12), ("dh", "dh", 16),
+               ("dw", "dw", 20), ("pad_t", "pad_t", 24), ("pad_l", "pad_l", 28)),
+    "tap": (("i0", "i0", 0), ("j0", "j0", 4), ("cb0", "cb0", 16)),
+    "beats": (("c_beats", "c_beats", 0), ("n_beats", "n_beats", 16)),
+    "ring": (("ring_rows", "ring_rows", 0), ("row_words", "row_words", 16)),
+}
+
+
+def _patch_registers(block: str, address: int, patch) -> tuple[list[Register], list[Binding]]:
+    """``{block}.en`` .. ``{block}.ring``: a tile's patch buffer (:class:`rtl.patchbuf.PatchBuffer`), fields packed
+    by :data:`PATCH_REGISTERS`, meanings from :data:`rtl.patchbuf.FIELD_DOCS`.
+
+    Raises
+    ------
+    ValueError
+        If a field does not fit its place (a port wider than the gap to the next field).
+    """
+    from .patchbuf import CONFIG_FIELDS, FIELD_DOCS
+
+    widths = {"dims": patch.dim_bits, "geo": patch.geo_bits, "words": patch.words.bit_length()}
+    regs, binds = [], []
+    for k, (reg, fields) in enumerate(PATCH_REGISTERS.items()):
+        name = f"{block}.{reg}"
+        out = []
+        for i, (fname, port, lsb) in enumerate(fields):
+            width = 1 if port == "en" else widths[CONFIG_FIELDS[port]]
+            end = fields[i + 1][2] if i + 1 < len(fields) else DATA_BITS
+            if lsb + width > end:
+                raise ValueError(f"{name}.{fname}: {width} bits at {lsb} overlap the next field at {end}")
+            out.append(Field(fname, width, lsb, Access.RW, meaning=FIELD_DOCS[port]))
+            binds.append(Binding(name, fname, block, port))
+        regs.append(Register(name, address + 4 * k, tuple(out), meaning="patch buffer (line buffer) of a conv layer"))
+    return regs, binds
+
+
+#: Pool-unit registers of a tile: register -> ((field, bit offset), ...); widths from rtl.pool.Pool's ports.
+POOL_REGISTERS = {
+    "en": (("en", 0), ("avg", 1)),
+    "in": (("in_h", 0), ("in_w", 16)),
+    "kernel": (("kh", 0), ("kw", 16)),
+    "out": (("out_h", 0), ("out_w", 16)),
+    "beats": (("c_beats", 0), ("count", 12)),
+}
+#: The residual join's configuration ports (rtl.pool.ResidualJoin; ``en`` is the top level's bypass select).
+JOIN_PORTS = ("src_a", "src_b", "q0", "q1", "shift", "relu")
+#: Offset of a tile's residual-join registers in its network-interface window.
+JOIN_OFFSET = 0x20
+
+
+def _join_registers(block: str, address: int, spec: ChipSpec) -> tuple[list[Register], list[Binding]]:
+    """``{block}.en`` (``en`` [0], ``relu`` [1], ``src_a`` [8..], ``src_b`` [16..]), ``{block}.q0``, ``.q1``
+    (signed), ``.shift``: a tile's residual join (:class:`rtl.pool.ResidualJoin`), before its patch buffer."""
+    from .params import TileParams
+    from .pool import JOIN_MAX_SHIFT
+
+    tp, sb = TileParams.from_spec(spec), source_bits(spec)
+    if sb > 8:
+        raise ValueError(f"a residual-join register holds 8-bit source tags, got {sb}")
+    regs = [Register(f"{block}.en", address, (
+        Field("en", 1, 0, Access.RW, meaning="1: the tile's input is the residual add of two producers; 0: bypass"),
+        Field("relu", 1, 1, Access.RW, meaning="ReLU before the add's shift"),
+        Field("src_a", sb, 8, Access.RW, meaning="source tag of the first addend (q0)"),
+        Field("src_b", sb, 16, Access.RW, meaning="source tag of the second addend (q1)")), meaning="residual join")]
+    regs += [Register(f"{block}.{q}", address + 4 * (k + 1),
+                      (Field(q, tp.scale_bits, 0, Access.RW, signed=True, meaning=f"integer scale of addend {k}"),),
+                      meaning="residual join") for k, q in enumerate(("q0", "q1"))]
+    regs.append(Register(f"{block}.shift", address + 12, (
+        Field("shift", (JOIN_MAX_SHIFT(tp)).bit_length(), 0, Access.RW, meaning="shift of the residual add"),),
+        meaning="residual join"))
+    binds = [Binding(r.name, f.name, block, f.name) for r in regs for f in r.fields]
+    return regs, binds
+
+
+#: The pool unit's configuration ports (all but ``en``, which is the top level's bypass select).
+POOL_PORTS = ("avg", "in_h", "in_w", "kh", "kw", "out_h", "out_w", "c_beats", "count")
+
+_POOL_DOCS = {
+    "en": "1: the tile's results pass through the pool unit; 0: bypass", "avg": "0: max, 1: average",
+    "in_h": "height of the map pooled", "in_w": "width of the map pooled", "kh": "window (= stride) height",
+    "kw": "window (= stride) width", "out_h": "output height, floor(in_h / kh)", "out_w": "output width",
+    "c_beats": "act beats per pixel", "count": "kh * kw (the average's divisor)",
+}
+
+
+def _pool_registers(block: str, address: int) -> tuple[list[Register], list[Binding]]:
+    """``{block}.en`` .. ``{block}.beats``: a tile's pool unit (:class:`rtl.pool.Pool`), packed by
+    :data:`POOL_REGISTERS`."""
+    from .pool import Pool
+
+    probe = Pool(1)
+    probe._MustUse__silence = True
+    regs, binds = [], []
+    for k, (reg, fields) in enumerate(POOL_REGISTERS.items()):
+        name = f"{block}.{reg}"
+        out = []
+        for i, (fname, lsb) in enumerate(fields):
+            width = 1 if fname == "en" else Shape.cast(probe.signature.members[fname].shape).width
+            end = fields[i + 1][1] if i + 1 < len(fields) else DATA_BITS
+            if lsb + width > end:
+                raise ValueError(f"{name}.{fname}: {width} bits at {lsb} overlap the next field at {end}")
+            out.append(Field(fname, width, lsb, Access.RW, meaning=_POOL_DOCS[fname]))
+            binds.append(Binding(name, fname, block, fname))
+        regs.append(Register(name, address + 4 * k, tuple(out), meaning="pool unit on the tile's results"))
+    return regs, binds
+
+
 def build_regmap(spec: ChipSpec) -> RegisterMap:
     """The register map of ``Coprocessor(spec)`` (module docstring for the layout).
 
@@ -338,10 +453,10 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
     """
     from .affine import AffineUnit
     from .digital import DigitalDatapath
-    from .params import DigitalParams, TileParams
+    from .params import DigitalParams, PatchParams, TileParams
     from .tile_controller import TileController
 
-    tp, dp = TileParams.from_spec(spec), DigitalParams.from_spec(spec)
+    tp, dp, pp = TileParams.from_spec(spec), DigitalParams.from_spec(spec), PatchParams.from_spec(spec)
     rows, cols = spec.tile_grid.rows, spec.tile_grid.cols
     x_bits, y_bits = grid_coord_bits(rows, cols)
     regs: list[Register] = []
@@ -391,7 +506,11 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
                 base + off, 0x40)
         add(*_dest_registers(f"tile{t}.ni", base + NI_OFFSET, x_bits, y_bits,
                              "the tile's results (int8; entry 0 also its partial sums, chain_out)", TILE_DESTS,
-                             f"tile{t}.ni"), base + NI_OFFSET, 0x40)
+                             f"tile{t}.ni"), base + NI_OFFSET, JOIN_OFFSET)
+        add(*_join_registers(f"tile{t}.add", base + NI_OFFSET + JOIN_OFFSET, spec), base + NI_OFFSET + JOIN_OFFSET,
+            LB_OFFSET - NI_OFFSET - JOIN_OFFSET)
+        add(*_patch_registers(f"tile{t}.lb", base + LB_OFFSET, pp), base + LB_OFFSET, POOL_OFFSET - LB_OFFSET)
+        add(*_pool_registers(f"tile{t}.pool", base + POOL_OFFSET), base + POOL_OFFSET, TILE_STRIDE - POOL_OFFSET)
 
     regs.sort(key=lambda r: r.address)
     top = regs[-1].address + 4

@@ -72,11 +72,14 @@ from ._util import reject
 from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
+from .pool import JOIN_DEPTH, JOIN_MAX_SHIFT, Pool, ResidualJoin
 from .regmap import (
     DEST_BEAT_BITS,
     DIGITAL_DESTS,
     DIGITAL_QUEUE_BEATS,
     DIGITAL_QUEUES,
+    JOIN_PORTS,
+    POOL_PORTS,
     TILE_DESTS,
     RegisterMap,
     build_regmap,
@@ -139,12 +142,13 @@ class Coprocessor(wiring.Component):
             raise reject(self, TypeError(f"spec must be a ChipSpec, got {type(spec).__name__}"))
         from .affine import psum_layout
         from .digital import x_beat_layout
-        from .params import DigitalParams, TileParams
+        from .params import DigitalParams, PatchParams, TileParams
         from .tile_controller import act_beat_layout, adc_beat_layout, dac_beat_layout
 
         self.spec = spec
         try:
             self.tp, self.dp = TileParams.from_spec(spec), DigitalParams.from_spec(spec)
+            self.pp = PatchParams.from_spec(spec)
             self.regmap: RegisterMap = build_regmap(spec)
         except ValueError as exc:
             raise reject(self, exc) from None
@@ -190,17 +194,27 @@ class Coprocessor(wiring.Component):
 
         # ---- tiles
         for t in range(self.tiles):
-            tile = m.submodules[f"tile{t}"] = Tile(self.tp)
+            tile = m.submodules[f"tile{t}"] = Tile(self.tp, self.pp)  # with a patch buffer (issue 18)
             wiring.connect(m, tile.dac, wiring.flipped(self.dac[t]))
             wiring.connect(m, wiring.flipped(self.adc[t]), tile.adc)
             # receive: activations over the activation mesh, partial sums over the partial-sum mesh
             # (two physical networks: neither message class can block the other, docs/design.md
             # "Deadlock-free transport")
-            rx_act = m.submodules[f"tile{t}_rx_act"] = FlitsToBeat(L.act, self.flit)
+            rx_act = m.submodules[f"tile{t}_rx_act"] = FlitsToBeat(L.tag, self.flit)
             rx_psum = m.submodules[f"tile{t}_rx_psum"] = FlitsToBeat(L.psum, self.flit)
             wiring.connect(m, mesh.local_o[t], rx_act.i)
             wiring.connect(m, pmesh.local_o[t], rx_psum.i)
-            wiring.connect(m, rx_act.o, tile.act)
+            # residual add of two producers before the tile (issue 18): join_en = 0 is a wire
+            join = m.submodules[f"tile{t}_join"] = ResidualJoin(self.tp.rows_per_dac_beat, self.tp.scale_bits,
+                                                                JOIN_MAX_SHIFT(self.tp), source_bits(spec), JOIN_DEPTH)
+            join_en = Signal(name=f"tile{t}_join_en")
+            m.d.comb += [join.i.payload.eq(rx_act.o.payload), join.i.valid.eq(join_en & rx_act.o.valid),
+                         tile.act.payload.data.eq(Mux(join_en, join.o.payload.data.as_value(),
+                                                      rx_act.o.payload.data.as_value())),
+                         tile.act.payload.last.eq(Mux(join_en, join.o.payload.last, rx_act.o.payload.last)),
+                         tile.act.valid.eq(Mux(join_en, join.o.valid, rx_act.o.valid)),
+                         rx_act.o.ready.eq(Mux(join_en, join.i.ready, tile.act.ready)),
+                         join.o.ready.eq(join_en & tile.act.ready)]
             wiring.connect(m, rx_psum.o, tile.psum_in)
             # send: results (as act beats) on the activation mesh, partial sums on the partial-sum mesh
             pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
@@ -208,7 +222,14 @@ class Coprocessor(wiring.Component):
             tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.tag, self.flit, chan=None)
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
             wiring.connect(m, tile.out, pack.i)
-            wiring.connect(m, pack.o, fan.i)
+            # pool unit between the packer and the destinations (issue 18): pool_en = 0 is a wire
+            pool = m.submodules[f"tile{t}_pool"] = Pool(self.tp.rows_per_dac_beat)
+            pool_en = Signal(name=f"tile{t}_pool_en")
+            m.d.comb += [pool.i.payload.eq(pack.o.payload), pool.i.valid.eq(pool_en & pack.o.valid),
+                         fan.i.payload.eq(Mux(pool_en, pool.o.payload.as_value(), pack.o.payload.as_value())),
+                         fan.i.valid.eq(Mux(pool_en, pool.o.valid, pack.o.valid)),
+                         pack.o.ready.eq(Mux(pool_en, pool.i.ready, fan.i.ready)),
+                         pool.o.ready.eq(pool_en & fan.i.ready), pool.clear.eq(tile.start)]
             self._tag(m, fan.o, tx_act.i, source_tag(spec, t))
             m.d.comb += [tx_act.dest_x.eq(fan.dest_x), tx_act.dest_y.eq(fan.dest_y), tx_act.dest_chan.eq(fan.dest_chan),
                          tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
@@ -218,7 +239,9 @@ class Coprocessor(wiring.Component):
             ni = self._fan_ports(fan)
             m.d.comb += fan.en[0].eq(1)  # entry 0 always on (also the partial sums' destination)
             blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
-                           f"tile{t}.ni": ni})
+                           f"tile{t}.ni": ni, f"tile{t}.lb": tile.block_ports("lb"),
+                           f"tile{t}.pool": SimpleNamespace(en=pool_en, **{f: getattr(pool, f) for f in POOL_PORTS}),
+                           f"tile{t}.add": SimpleNamespace(en=join_en, **{f: getattr(join, f) for f in JOIN_PORTS})})
 
         # ---- I/O router (host) and the digital datapath beyond the east edge of row 0
         io = m.submodules.io_router = MeshRouter(x_bits=self.x_bits, y_bits=self.y_bits,

@@ -36,6 +36,7 @@ AIMC_COSIM_OUT : folder for the per-test JSON results (optional)
 AIMC_CHAIN_ORDER, AIMC_CHAIN_WINDOW : host send order and skew window of ``test_chain_home_first``
     (exploration; defaults ``home_first``, no window; ``tb.top_env.host_order``)
 AIMC_CHAIN_RUNS : runs of ``test_chain_random`` (default 8)
+AIMC_CONV_READY : ready/valid probability of ``test_conv_chain``'s ports (default 0.7; 1.0: no stall)
 
 Issue-15 scenarios (partial-sum chains, digital first/last layers, several
 destinations, fault location): ``test_chain_home_first``,
@@ -230,6 +231,118 @@ async def test_chain_random(dut):
     assert sum(x["out_stall_cycles"] for x in runs) > 0, runs  # the host refused output flits
     _save("test_chain_random", {"runs": runs, "compared": sum(x["compared"] for x in runs),
                                 "mismatches": sum(x["mismatches"] for x in runs), "seed": env["seed"]})
+
+
+# ---------------------------------------------------------------- conv layers through patch buffers (issue 18)
+
+#: conv1 8 -> 8, 2 x 2, stride 2, pad 1 on 6 x 6 (out 4 x 4, K = 32, tile 0); conv2 8 -> 10, 2 x 3, pad 1
+#: (out 5 x 4, K = 48 = 32 + 16 on the chain 3 -> 1: tile 1's rows start mid-patch at tap (1, 1)); 2 images
+CONV_CHAIN = dict(input_shape=(8, 6, 6), tiles=[0, [3, 1]], n_images=2,
+                  convs=[dict(out_channels=8, kernel_size=2, stride=2, padding=1),
+                         dict(out_channels=10, kernel_size=(2, 3), padding=1)])
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_conv_chain_rate(dut):
+    """test_conv_chain's network with no stall: every tile's MVMs start exactly its stage cycles apart
+    (``archmodel.timing.mvm_cycles``: conv1 4 + 6 + 1 + 2 = 13; conv2's upstream tile 4 + 6 + 2 + 2 = 14), the
+    home tile at the upstream tile's pace (its own MVM is 12 cycles), 0 mismatches."""
+    import numpy as np
+
+    from tb.top_env import conv_job
+
+    env = _env()
+    tb = await _start(dut, env)
+    c = CONV_CHAIN
+    pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], c["n_images"], env["seed"],
+                                  changes=env["changes"], name="conv chain, no stall"))
+    res = await tb.run(pn, log=dut._log)
+    gaps = [np.diff(s).tolist() for s in res.mvm_start_cycles]
+    _check(res, "test_conv_chain_rate", {"mvm_gaps": gaps})
+    assert res.compared == 400, res.summary()
+    assert res.stage_cycles == [13, 14, 12], res.summary()
+    assert set(gaps[0]) == {13} and set(gaps[1]) == {14}, gaps
+    assert set(gaps[2][-20:]) == {14}, gaps  # the home tile waits for the upstream partial sums
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_conv_chain(dut):
+    """conv -> conv with stride and padding: the host sends the int8 map pixel by pixel to tile 0; tile 0's output
+    pixels are multicast (two destination entries, every beat) to both tiles of conv2's partial-sum chain, whose
+    patch buffers cut their own beat ranges; ready low on ~30 % of cycles at s_axis, m_axis and every array port.
+    Asserts 0 mismatches over 2 x 20 x 10 outputs, every DAC code of every MVM (2 x 16 x 32 + 2 x 20 x (32 + 16))
+    equal to the golden tap-major patch rows, MVMs per tile [32, 40, 40], status flags clear."""
+    from tb.top_env import conv_job
+
+    env = _env()
+    p = float(os.environ.get("AIMC_CONV_READY", "0.7"))  # exploration: 1.0 = no stall (cycles vs the model)
+    tb = await _start(dut, env, p_in=p, p_out=p, p_dac_ready=p, p_adc_valid=p)
+    c = CONV_CHAIN
+    pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], c["n_images"], env["seed"],
+                                  changes=env["changes"], name="conv 8x6x6 -2x2/2p1-> 8x4x4 -2x3p1-> 10x5x4"))
+    res = await tb.run(pn, log=dut._log)
+    spans = {li: (s[-1] - s[0]) / (len(s) - 1) if len(s) > 1 else None for li, s in enumerate(res.mvm_start_cycles)}
+    _check(res, "test_conv_chain", {"mvm_interval_cycles": spans})
+    assert res.compared == 2 * 20 * 10, res.summary()
+    assert res.dac_compared == 2 * 16 * 32 + 2 * 20 * (32 + 16), res.summary()
+    assert res.mvms == [32, 40, 40], res.summary()
+    assert res.out_stall_cycles > 0 or p == 1.0, res.summary()  # the host refused output flits
+
+
+#: conv1 8 -> 8, 2 x 2, stride 2, pad 1 on 6 x 6 (tile 0) -> max pool 2 (tile 0's output stream) -> 2 x 2 ->
+#: conv2 8 -> 16, 2 x 2, pad 1 (out 3 x 3, tile 1) -> global average pool (tile 1's output stream; divisor 9); 3 images
+CONV_POOL = dict(input_shape=(8, 6, 6), tiles=[0, 1], n_images=3, pools=[("maxpool", 2), ("global_avgpool",)],
+                 convs=[dict(out_channels=8, kernel_size=2, stride=2, padding=1),
+                        dict(out_channels=16, kernel_size=2, padding=1)])
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_conv_pool(dut):
+    """conv -> max pool -> conv -> global average pool, the pools on the producing tiles' output streams, ready low
+    ~30 % at every port. Asserts 0 mismatches over 3 x 16 outputs, the DAC codes of conv2 (its patches of the
+    max-pooled map: 3 x 9 x 32) and of conv1 (3 x 16 x 32), MVMs [48, 27]."""
+    from tb.top_env import conv_job
+
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    c = CONV_POOL
+    pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], c["n_images"], env["seed"],
+                                  changes=env["changes"], pools=c["pools"],
+                                  name="conv 8x6x6 -2x2/2p1-> maxpool 2 -> 2x2p1 -> global avg pool"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_conv_pool")
+    assert res.compared == 3 * 16, res.summary()
+    assert res.dac_compared == 3 * 16 * 32 + 3 * 9 * 32, res.summary()
+    assert res.mvms == [48, 27], res.summary()
+
+
+#: conv0 8 -> 8, 1 x 3, pad (0, 1) on 4 x 4 (tile 0) -> conv1 8 -> 8, 3 x 1, pad (1, 0) (tile 3); the residual
+#: ReLU(conv1 + conv0) added by tile 1's join -> conv2 8 -> 10, 2 x 2, stride 2 (tile 1) -> host; 3 images
+CONV_RESIDUAL = dict(input_shape=(8, 4, 4), tiles=[0, 3, 1], n_images=3, residual=(2, 0),
+                     convs=[dict(out_channels=8, kernel_size=(1, 3), padding=(0, 1)),
+                            dict(out_channels=8, kernel_size=(3, 1), padding=(1, 0)),
+                            dict(out_channels=10, kernel_size=2, stride=2)])
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_conv_residual(dut):
+    """A residual block: tile 0's pixels multicast to conv1 (tile 3) and to tile 1's residual join, which merges
+    them by source tag with conv1's and adds them (requantize_sum, ReLU) before tile 1's patch buffer; ready low
+    ~30 % at every port. Asserts 0 mismatches over 3 x 4 x 10 outputs and every DAC code (conv2's are the
+    patches of the added map): 3 x 16 x 24 x 2 + 3 x 4 x 32; MVMs [48, 48, 12]."""
+    from tb.top_env import conv_job
+
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    c = CONV_RESIDUAL
+    pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], c["n_images"], env["seed"],
+                                  changes=env["changes"], residual=c["residual"],
+                                  name="residual: conv0 -> conv1, + conv0 -> conv2"))
+    res = await tb.run(pn, log=dut._log)
+    _check(res, "test_conv_residual")
+    assert res.compared == 3 * 4 * 10, res.summary()
+    assert res.dac_compared == 2 * 3 * 16 * 24 + 3 * 4 * 32, res.summary()
+    assert res.mvms == [48, 48, 12], res.summary()
 
 
 # ---------------------------------------------------------------- digital first / last layer (issue 15)

@@ -195,7 +195,8 @@ def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:
 
     The array port (``layer.mvm_cycles``), the affine unit's
     ``periphery.affine_lanes`` results per cycle (``timing.affine_cycles`` per column
-    block), and the flits in and out at one per cycle per link.
+    block), and the flits in and out at one per cycle per link (a conv tile behind its patch buffer: the
+    input pixels' beats per output pixel, rounded up).
     """
     p = TileParams.from_spec(spec)
     if getattr(layer, "tile", 0) is None:  # a DigitalLayer: K x ceil(C_out / mac_lanes) per vector
@@ -205,5 +206,8 @@ def stage_cycles(spec: ChipSpec, layer: MappedLayer) -> int:
     link = spec.interconnect.link_width_bits
     flits_per_beat = -(-width_of(act_beat_layout(p)) // link)
     beats_in = -(-layer.k_rows // p.rows_per_dac_beat)
+    patch = getattr(layer, "patch", None)
+    if patch is not None:  # a conv tile takes the producer's pixels: in_h·in_w·c_beats beats per out_h·out_w vectors
+        beats_in = -(-patch.in_h * patch.in_w * patch.c_beats // (patch.out_h * patch.out_w))
     beats_out = -(-layer.n_cols // p.rows_per_dac_beat)
     return max(layer.mvm_cycles, affine, beats_in * flits_per_beat, beats_out * flits_per_beat)

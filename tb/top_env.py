@@ -57,12 +57,14 @@ from typing import Any
 import numpy as np
 
 from archmodel import calibration
+from archmodel.accuracy import _pool_int, mvm_rows, requantize_sum, tap_major_order
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.coefficients import analog_affine_multiplier
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import ChipSpec
 from rtl.axis import tagged_layout
 from rtl.params import DigitalParams, TileParams
+from rtl.pool import JOIN_MAX_SHIFT
 from rtl.register_compiler import (
     DigitalLayer,
     MappedLayer,
@@ -72,10 +74,13 @@ from rtl.register_compiler import (
     chained_layer,
     compile_digital_weights,
     compile_network,
+    conv_layer,
     digital_dest,
     digital_layer,
     host_dest,
+    residual_join,
     tile_coords,
+    with_pool,
 )
 from rtl.regmap import RegisterMap, build_regmap, source_bits, source_tag
 from rtl.tile_controller import act_beat_layout
@@ -84,7 +89,7 @@ from tb.tile_env import resolve_spec
 from tb.top_bridge import checking_bridge_class
 from tb.top_checker import NetResult, OutputChecker, TapChecker, stage_cycles
 
-__all__ = ["ORDERS", "NetworkJob", "PreparedNetwork", "TopTestbench", "host_order", "mlp_job", "prepare_network",
+__all__ = ["ORDERS", "NetworkJob", "PreparedNetwork", "TopTestbench", "conv_job", "host_order", "mlp_job", "prepare_network",
            "run_top_scenarios"]
 
 TOP_NAME = "aimc_top"
@@ -137,6 +142,9 @@ class NetworkJob:
     in_scale: float = 1.0 / 64
     chain_rows: dict[int, list[int]] | None = None
     digital: list[bool] | None = None  # layer l on the digital datapath (tiles[l] ignored)
+    convs: list | None = None  # layer l: an archmodel conv Layer (weights[l] in tap-major row order), or None
+    pools: list | None = None  # layer l's results pooled on its home tile: a pooling Layer, or None
+    residual: tuple[int, int] | None = None  # (l, j): layer l's input = ReLU(layer l-1's map + layer j's map)
 
 
 def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: int, seed: int, *,
@@ -159,6 +167,48 @@ def mlp_job(arch: str, sizes: Sequence[int], tiles: Sequence[int], n_vectors: in
                       [list(t) if isinstance(t, (list, tuple)) else int(t) for t in tiles], x, relu)
 
 
+def conv_job(arch: str, input_shape: Sequence[int], convs: Sequence[dict], tiles: Sequence, n_images: int, seed: int,
+             *, changes: dict[str, Any] | None = None, t_inf_s: float | None = 0.0, name: str | None = None,
+             chain_rows: dict[int, list[int]] | None = None, pools: Sequence | None = None,
+             residual: tuple[int, int] | None = None) -> NetworkJob:
+    """A chain of conv layers (issue 18): ``convs[l]`` = ``NetworkBuilder.conv`` keywords (``out_channels``,
+    ``kernel_size``, ``stride``, ``padding``, ``dilation``) of layer ``l``, on ``tiles[l]`` (a list: a
+    partial-sum chain whose tiles all receive the producer's pixels). ReLU after every layer but the last.
+    ``pools[l]``: None, ``("maxpool", k)``, ``("avgpool", k)`` or ``("global_avgpool",)`` after layer ``l``
+    (on its home tile's output stream). ``residual = (l, j)``: layer ``l``'s input is
+    ``requantize_sum([map_{l-1}, map_j], relu=True)``, added by the residual join of layer ``l``'s tile.
+
+    Weights standard normal, drawn in im2col row order ``(c·kh + i)·kw + j`` and permuted to the chip's
+    tap-major order (:func:`archmodel.accuracy.tap_major_order`); biases normal(0, 0.5); images uniform int8
+    ``(n_images, C, H, W)``.
+    """
+    from archmodel.network.builder import NetworkBuilder
+
+    b = NetworkBuilder("convs", tuple(input_shape))
+    prev = b.input
+    pools = list(pools or [None] * len(convs))
+    for i, kw in enumerate(convs):
+        prev = b.conv(f"conv{i + 1}", prev, **kw)
+        if pools[i] is not None:
+            prev = getattr(b, pools[i][0])(f"pool{i + 1}", prev, *pools[i][1:])
+    net = b.build()
+    layers = [net.layer(f"conv{i + 1}") for i in range(len(convs))]
+    pool_layers = [net.layer(f"pool{i + 1}") if pools[i] is not None else None for i in range(len(convs))]
+    rng = np.random.default_rng([seed, 0])
+    ws, bs = [], []
+    for lyr in layers:
+        k, n = lyr.matrix_shape
+        ws.append(rng.standard_normal((k, n))[tap_major_order(lyr)])
+        bs.append(rng.normal(0.0, 0.5, n))
+    x = rng.integers(-128, 128, (n_images, *input_shape))
+    relu = [True] * (len(ws) - 1) + [False]
+    label = name or "convs " + " -> ".join(f"{lyr.name} {lyr.matrix_shape}" for lyr in layers)
+    return NetworkJob(label, arch, dict(changes or {}), int(seed), t_inf_s, ws, bs,
+                      [list(t) if isinstance(t, (list, tuple)) else int(t) for t in tiles], x, relu,
+                      chain_rows=chain_rows, convs=layers, pools=pool_layers if any(pools) else None,
+                      residual=residual)
+
+
 @dataclass
 class PreparedNetwork:
     """The golden run of a :class:`NetworkJob` and its configuration."""
@@ -169,17 +219,19 @@ class PreparedNetwork:
     regmap: RegisterMap
     matrices: list[AnalogMatrix | None]  # per mapped layer (None: digital; a chain's tiles hold row slices)
     layers: list[MappedLayer]     # per tile, in compile order (a chain: upstream tiles, then home)
-    inputs: list[np.ndarray]     # int8 input vectors of each mapped layer's rows, (B, K_t)
+    inputs: list[np.ndarray]     # int8 input vectors of each mapped layer's rows, (B, K_t) (a conv: B·P patch rows)
     expected: np.ndarray         # int8 outputs of the last layer, (B, N_last)
     writes: list[RegWrite]       # configuration, then the start pulses
     entry: list[int] = None      # mapped layers the host feeds (the first layer's tiles)  # type: ignore[assignment]
     layer_outputs: list[np.ndarray] = None  # int8 outputs of every network layer  # type: ignore[assignment]
     taps: dict | None = None     # source tag -> expected int8 outputs a tile mirrors to the host (chan 1)
     weights: WeightStream | None = None  # digital weights over s_axis (None: compile_digital_weights(layers))
+    feeds: dict | None = None    # mapped layer -> what the host sends it when not inputs[l] (a conv: pixel vectors)
 
     @property
     def n_vectors(self) -> int:
-        return int(self.job.x.shape[0])
+        """Output vectors of the last layer (images; B·P for a conv)."""
+        return int(self.expected.shape[0])
 
     @property
     def n_outputs(self) -> int:
@@ -204,9 +256,28 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
     matrices, layers, inputs = [], [], []
     entry: list[int] = []
     outs: list[np.ndarray] = []
+    feeds: dict[int, np.ndarray] = {}
+    maps: list = []     # each layer's output map (conv) for a residual join
+    scales: list = []   # each layer's output scale
+    homes: list = []    # each layer's home tile
+    join: dict = {}
     for li, (w, bias, tile) in enumerate(zip(job.weights, job.biases, job.tiles, strict=True)):
         w = np.asarray(w, dtype=np.float64)
         k, n = w.shape
+        conv = job.convs[li] if job.convs else None
+        pixels = None
+        if job.residual and li == job.residual[0]:  # the residual join at this layer's tile (rtl.pool.ResidualJoin)
+            j = job.residual[1]
+            real = np.maximum(x * in_scale + maps[j] * scales[j], 0.0)
+            s_z = float(np.percentile(np.abs(real), 99)) / 100.0 or 1.0
+            x = requantize_sum([x, maps[j]], [in_scale, scales[j]], s_z, relu=True, scale_bits=p.scale_bits,
+                               max_shift=JOIN_MAX_SHIFT(p)).astype(np.int64)
+            join = dict(src_a=source_tag(spec, homes[li - 1]), src_b=source_tag(spec, homes[j]), scale_a=in_scale,
+                        scale_b=scales[j], out_scale=s_z, relu=True)
+            in_scale = s_z
+        if conv is not None:  # x is the (B, C, H, W) map: the MVM rows are its tap-major patches (contract s. 1)
+            pixels = x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])  # what the producer sends: pixel vectors
+            x = mvm_rows(conv, x, tap_major=True)[0].astype(np.int64)
         if x.shape[1] != k:
             raise ValueError(f"layer {li}: {k} inputs, but the previous layer gives {x.shape[1]}")
         is_digital = bool(job.digital and job.digital[li])
@@ -233,6 +304,9 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             inputs.append(x)
             x = dl.coefs.apply(sums, acc_bits=dp.acc_bits, scale_bits=dp.scale_bits, offset_bits=dp.offset_bits)
             outs.append(x)
+            maps.append(None)
+            scales.append(out_scale)
+            homes.append(None)
             in_scale = out_scale
             continue
         noise_seed = int(np.random.SeedSequence([job.seed, li]).generate_state(1)[0])
@@ -274,18 +348,53 @@ def prepare_network(job: NetworkJob) -> PreparedNetwork:
             mapped = [analog_layer(spec, w, tile=chain[0], dest=dest, name=f"layer{li}", **common)]
         if not last:
             mapped[-1] = replace(mapped[-1], dests=_split_dests(spec, job, li + 1))
+        if conv is not None:
+            mapped = conv_layer(spec, conv, mapped)
+        if job.residual and li == job.residual[0]:
+            if len(mapped) != 1:
+                raise ValueError(f"layer {li}: a residual join needs the layer on one tile")
+            mapped = [residual_join(spec, mapped[0], **join)]
         for lyr, (sl, mt) in zip(mapped, parts, strict=True):
             if li == 0:
                 entry.append(len(layers))
+                if pixels is not None:
+                    feeds[len(layers)] = pixels
             matrices.append(mt)
             layers.append(lyr)
             inputs.append(x[:, sl])
         x = mapped[-1].coefs.apply(psums, acc_bits=p.acc_bits, scale_bits=p.scale_bits, offset_bits=p.offset_bits)
+        pool = job.pools[li] if job.pools else None
+        fmap = None
+        if conv is not None:  # the output map (B, N, H_out, W_out); the stream is its pixels
+            _, ho, wo = conv.output_shape
+            fmap = x.reshape(-1, ho, wo, n).transpose(0, 3, 1, 2)
+        if pool is not None:  # pooled on the home tile's output stream (archmodel.accuracy's integer forward)
+            mapped[-1] = with_pool(spec, pool, mapped[-1])
+            layers[-1] = mapped[-1]
+            if pool.op == "global_avgpool":
+                hw = fmap.shape[2] * fmap.shape[3]
+                fmap = ((2 * fmap.sum(axis=(2, 3)) + hw) // (2 * hw))[:, :, None, None]
+            else:
+                fmap = _pool_int(fmap, pool, pool.op).astype(np.int64)
+            x = fmap.transpose(0, 2, 3, 1).reshape(-1, n)
         outs.append(x)
+        maps.append(fmap)
+        scales.append(out_scale)
+        homes.append(mapped[-1].tile)
+        nxt = job.convs[li + 1] if job.convs and not last else None
+        if nxt is not None:
+            x = fmap
         in_scale = out_scale
+    if job.residual:  # the skip source also sends its pixels to the join's tile (a second destination entry)
+        li, j = job.residual
+        k = next(i for i, lyr in enumerate(layers) if lyr.tile == homes[j])
+        src = layers[k]
+        entries = src.dests or ((src.dest[0], src.dest[1], 0, 0, 0),)
+        layers[k] = replace(src, dests=(*entries, (*tile_coords(spec, homes[li]), 0, 0, 0)))
     writes = compile_network(spec, layers, regmap=rm)
     return PreparedNetwork(job=job, spec=spec, params=p, regmap=rm, matrices=matrices, layers=layers,
-                           inputs=inputs, expected=x, writes=writes, entry=entry, layer_outputs=outs)
+                           inputs=inputs, expected=outs[-1], writes=writes, entry=entry, layer_outputs=outs,
+                           feeds=feeds or None)
 
 
 def _chain_rows(spec: ChipSpec, job: NetworkJob, li: int) -> list[int]:
@@ -306,6 +415,8 @@ def _split_dests(spec: ChipSpec, job: NetworkJob, li: int) -> tuple[tuple[int, i
     """
     if not isinstance(job.tiles[li], list) or (job.digital and job.digital[li]):
         return ()
+    if job.convs and job.convs[li] is not None:  # a conv chain: every tile gets every pixel (multicast)
+        return tuple((*tile_coords(spec, t), 0, 0, 0) for t in job.tiles[li])
     rpb = TileParams.from_spec(spec).rows_per_dac_beat
     rows = _chain_rows(spec, job, li)
     out, r0 = [], 0
@@ -578,7 +689,7 @@ class TopTestbench:
         res = NetResult(pn.job.name, pn.job.seed, pn.job.t_inf_s, pn.n_outputs,
                         gdc_alpha=[lyr.gdc_alpha for lyr in L])
         res.stage_cycles = [stage_cycles(spec, lyr) for lyr in L]
-        res.bound_cycles = pn.n_vectors * max(res.stage_cycles)
+        res.bound_cycles = max(len(pn.inputs[li]) * c for li, c in enumerate(res.stage_cycles))
         chip_id = await self.read("chip.id", res)
         if chip_id["magic"] != 0xA1C0:
             res.flags["bad_chip_id"] = 1
@@ -603,8 +714,9 @@ class TopTestbench:
         for ei, li in enumerate(pn.entry):
             xt, yt = node_coords(spec, L[li])
             tdest = host_tdest(spec, xt, yt, 0)
-            nb = -(-L[li].k_rows // rpb)
-            for v, xv in enumerate(pn.inputs[li]):
+            src = (pn.feeds or {}).get(li, pn.inputs[li])  # a conv's tiles get pixel vectors (patch buffer)
+            nb = -(-src.shape[1] // rpb)
+            for v, xv in enumerate(src):
                 fr = []
                 for i in range(nb):
                     lanes = [int(c) for c in xv[i * rpb:(i + 1) * rpb]]
@@ -697,7 +809,7 @@ class TopTestbench:
             for flag in ("err_config", "err_x_last", "busy"):
                 res.flags[f"digital.{flag}"] = st[flag]
             res.flags["digital.not_done"] = int(not st["done"])
-        for lyr in L:
+        for li, lyr in enumerate(L):
             if lyr.tile is None:
                 continue
             st = await self.read(f"tile{lyr.tile}.tc.status", res)
@@ -705,7 +817,7 @@ class TopTestbench:
             for flag in ("err_config", "err_act_last", "err_adc_last", "busy"):
                 res.flags[f"tile{lyr.tile}.{flag}"] = st[flag]
             res.flags[f"tile{lyr.tile}.not_done"] = int(not st["done"])
-            res.flags[f"tile{lyr.tile}.vector_count"] = int(st["vector_count"] != pn.n_vectors)
+            res.flags[f"tile{lyr.tile}.vector_count"] = int(st["vector_count"] != len(pn.inputs[li]) % 65536)
             res.flags[f"tile{lyr.tile}.err_chain"] = af["err_chain"]
             res.flags[f"tile{lyr.tile}.affine_busy"] = af["busy"]
         res.flags["misrouted"] = (await self.read("chip.status", res))["misrouted"]

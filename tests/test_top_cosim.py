@@ -50,7 +50,8 @@ WAVES = os.environ.get("AIMC_WAVES", "") not in ("", "0")
 TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 #: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
 CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
-               "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault"]
+               "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault", "test_conv_chain",
+               "test_conv_chain_rate", "test_conv_pool", "test_conv_residual"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: the whole digits-mlp network from the mapper's placement (issue 15): on the Verilator build only
 DIGITS_TESTS = ["test_digits_network", "test_digits_fault"]
@@ -126,6 +127,53 @@ def test_top_simulators_agree(outcomes):
         for key in ("compared", "mismatches", "cycles", "config_cycles", "interval_cycles", "in_stall_cycles",
                     "out_stall_cycles"):
             assert a[key] == b[key], f"{test}: {key} icarus {a[key]} verilator {b[key]}"
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_conv_chain(outcomes, sim, lanes):
+    """conv -> conv through the tiles' patch buffers (issue 18, tb.test_top_cosim.test_conv_chain): conv1 8 -> 8,
+    2 x 2, stride 2, pad 1 on a 6 x 6 map (tile 0), conv2 8 -> 10, 2 x 3, pad 1 on the chain 3 -> 1 (K = 32 + 16,
+    tile 1's rows from tap (1, 1)), tile 0's pixels multicast to both; 2 images, ready low ~30 % at every
+    AXI4-Stream and array port. Hand-counted: 2 x 5 x 4 x 10 = 400 outputs; DAC codes 2 x 16 x 32 (conv1:
+    16 output pixels, K = 32) + 2 x 20 x (32 + 16) = 2,944; MVMs [32, 40, 40]."""
+    out = outcomes(sim, lanes)["test_conv_chain"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 400 and d["mismatches"] == 0, f"seed {SEED}: {d}"
+    assert d["dac_compared"] == 2944 and d["dac_mismatches"] == 0 and d["mvms"] == [32, 40, 40], f"seed {SEED}: {d}"
+    assert d["out_stall_cycles"] > 0 and not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
+    rate = outcomes(sim, lanes)["test_conv_chain_rate"]  # no stall: MVMs exactly archmodel.timing.mvm_cycles apart
+    assert rate.passed, f"{sim} seed {SEED}: {rate.message}"
+    assert rate.data["stage_cycles"] == [13, 14, 12] and set(rate.data["mvm_gaps"][0]) == {13}, rate.data
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_conv_pool(outcomes, sim, lanes):
+    """conv -> max pool 2 -> conv -> global average pool (issue 18, tb.test_top_cosim.test_conv_pool), the pools on
+    the tiles' output streams, 3 images, ready low ~30 %. Hand-counted: 3 x 16 outputs (one pixel of 16 channels
+    per image); DAC codes 3 x 16 x 32 (conv1: 4 x 4 pixels, K = 32) + 3 x 9 x 32 (conv2 on the pooled 2 x 2 map,
+    padding 1: 3 x 3 pixels) = 2,400; MVMs [48, 27]."""
+    out = outcomes(sim, lanes)["test_conv_pool"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 48 and d["mismatches"] == 0, f"seed {SEED}: {d}"
+    assert d["dac_compared"] == 2400 and d["dac_mismatches"] == 0 and d["mvms"] == [48, 27], f"seed {SEED}: {d}"
+    assert not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_conv_residual(outcomes, sim, lanes):
+    """A residual block (issue 18, tb.test_top_cosim.test_conv_residual): conv0 (tile 0) multicast to conv1 (tile 3)
+    and to tile 1's residual join, which merges the two producers by source tag and adds them (requantize_sum,
+    ReLU) before conv2's patch buffer; 3 images, ready low ~30 %. Hand-counted: 3 x (2 x 2) x 10 = 120 outputs;
+    DAC codes 3 x 16 x 24 (conv0, 1 x 3 on 8 channels) + 3 x 16 x 24 (conv1) + 3 x 4 x 32 (conv2) = 2,688;
+    MVMs [48, 48, 12]."""
+    out = outcomes(sim, lanes)["test_conv_residual"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 120 and d["mismatches"] == 0, f"seed {SEED}: {d}"
+    assert d["dac_compared"] == 2688 and d["dac_mismatches"] == 0 and d["mvms"] == [48, 48, 12], f"seed {SEED}: {d}"
+    assert not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
 
 
 @pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
