@@ -646,11 +646,17 @@ class NetworkInstance:
         rows, p = mvm_rows(st.layer, x_int, np.float64)
         return (rows @ self.w_int8[k][0]).astype(np.int64), p
 
-    def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0) -> np.ndarray:
+    def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0,
+            trace: dict | None = None) -> np.ndarray:
         """Logits (int8 codes as float, or float32 for an FP32 last layer) of a batch of images.
 
         With ``adapt_bn`` every batch-norm layer's statistics are measured on this
         batch (after the already adapted layers) and stored in ``bn_stats`` (AdaBS).
+        ``trace`` (a dict, filled in place; read-only use, e.g. the whole-network RTL
+        golden ``tb.cnn_golden``): every stage's output under its ``out_name`` (int8
+        codes; the input codes under ``network.input_name``), and per int8/analog
+        matrix layer ``("acc", name)`` its accumulator values (B·P, N) and
+        ``("affine", name)`` its :class:`~archmodel.golden.coefficients.AffineCoefficients`.
         """
         prep = self.prep
         net = prep.network
@@ -709,6 +715,8 @@ class NetworkInstance:
                         check_range(acc, acc_bits, "p")
                     y = affine_requantize_trusted(acc, coeff.scale, coeff.offset, coeff.shift,
                                                   coeff.relu).astype(np.int8)
+                    if trace is not None:
+                        trace[("acc", layer.name)], trace[("affine", layer.name)] = acc, coeff
                     h = mvm_unrows(layer, y, n)
             elif st.kind == "lut":
                 if is_float:  # after an FP32 last layer: the float function
@@ -727,6 +735,8 @@ class NetworkInstance:
             elif st.kind == "relu":
                 h = np.maximum(h, 0)
             vals[st.out_name] = h
+        if trace is not None:
+            trace.update(vals)
         return np.asarray(h, dtype=np.float64)
 
     def _merge(self, st: Stage, xs: list[np.ndarray]) -> np.ndarray:
