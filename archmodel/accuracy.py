@@ -83,6 +83,7 @@ __all__ = [
     "PreparedNetwork",
     "Stage",
     "mvm_rows",
+    "tap_major_order",
     "predict_labels",
     "requantize_sum",
     "prepare",
@@ -524,6 +525,25 @@ def requantize_sum(xs: Sequence[np.ndarray], in_scales: Sequence[float], out_sca
     if relu:
         acc = np.maximum(acc, 0)
     return saturate(round_shift(acc, coeff.shift), ACT_BITS).astype(np.int8)
+
+
+def tap_major_order(layer: Layer) -> np.ndarray | None:
+    """Row permutation from the float reference's channel-major rows to the chip's tap-major rows.
+
+    Row ``(i·kw + j)·C + c`` of the tap-major matrix (:func:`_full_matrix`,
+    :func:`archmodel.golden.digital.kernel_matrix`) is row ``perm[(i·kw + j)·C + c]
+    = (c·kh + i)·kw + j`` of the channel-major one
+    (:meth:`archmodel.network.ir.Layer.weight_matrix`, ``windows.im2col``), so
+    ``W_tap = W_channel_major[perm]`` and ``mvm_rows(..., tap_major=False)[:, perm]
+    == mvm_rows(...)``. None for a linear layer (no windows). The accuracy path no
+    longer needs it (its matrices are tap-major); for testbenches that build a
+    matrix in the channel-major order.
+    """
+    if layer.op == "linear":
+        return None
+    kh, kw = layer.attrs["kernel_size"]
+    c = layer.in_channels  # all input channels: a grouped conv's rows span every group (_full_matrix)
+    return np.arange(c * kh * kw).reshape(c, kh * kw).T.reshape(-1)
 
 
 def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool = True) -> tuple[np.ndarray, int]:

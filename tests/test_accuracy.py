@@ -217,6 +217,10 @@ def test_tap_major_matrix_times_rows_is_the_integer_conv(groups, stride, pad, di
         np.testing.assert_array_equal(got[n], digital_conv2d(x[n], w, stride, pad, dilation, groups))
     if groups == 2:  # row (i, j, c) = (0, 1, 3) of output 5 (group 1): w[5, 3 - 2, 0, 1]; output 0 (group 0): 0
         assert mat[(0 * 2 + 1) * 4 + 3, 5] == w[5, 1, 0, 1] and mat[(0 * 2 + 1) * 4 + 3, 0] == 0
+    perm = acc.tap_major_order(layer)  # channel-major (float reference) -> tap-major
+    np.testing.assert_array_equal(acc.mvm_rows(layer, x, tap_major=False)[0][:, perm], acc.mvm_rows(layer, x)[0])
+    if groups == 1:
+        np.testing.assert_array_equal(layer.weight_matrix(weight=w)[perm], mat)
 
 
 def test_digital_int8_layers_match_golden_digital_conv2d_bit_for_bit():
