@@ -56,9 +56,8 @@ from archmodel.network.ir import Network
 from archmodel.placement import LayerPlacement, Placement
 from archmodel.spec import ChipSpec
 
-__all__ = ["CnnGolden", "CnnGoldenError", "LayerGolden", "TileFeed", "cnn_golden", "model_top1", "pixel_vectors",
-           "seeded_params",
-           "tile_beats"]
+__all__ = ["CnnGolden", "CnnGoldenError", "LayerGolden", "Route", "TileFeed", "cnn_golden", "dataflow_plan",
+           "model_top1", "pixel_vectors", "plan_lines", "seeded_params", "stream_order", "tile_beats"]
 
 
 class CnnGoldenError(AimcError, ValueError):
@@ -125,6 +124,11 @@ class LayerGolden:
     placement : LayerPlacement or None
     tiles : list of TileFeed
         Analog layers: one per tile.
+    stream_order : ndarray of int64 or None
+        A linear layer fed by a flattened map ``(C, H, W)``: the stream carries the map pixel by pixel
+        (contract §2), i.e. the flatten in ``(H, W, C)`` order, while the IR flattens ``(C, H, W)``; the
+        stream's element ``(y·W + x)·C + c`` is row ``stream_order[...] = c·H·W + y·W + x`` of ``rows`` and of
+        the weight matrix (:func:`stream_order`). None otherwise (conv layers; vectors from a global pool).
     """
 
     name: str
@@ -140,6 +144,7 @@ class LayerGolden:
     gdc_alpha: float = 1.0
     placement: LayerPlacement | None = None
     tiles: list[TileFeed] = field(default_factory=list)
+    stream_order: np.ndarray | None = None
 
     @property
     def pixels(self) -> np.ndarray:
@@ -195,6 +200,12 @@ def pixel_vectors(x: np.ndarray) -> np.ndarray:
     if x.ndim == 2:
         return x
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1, x.shape[1])
+
+
+def stream_order(c: int, h: int, w: int) -> np.ndarray:
+    """Permutation ``perm`` with ``perm[(y·W + x)·C + c] = c·H·W + y·W + x``: a ``(C, H, W)`` map flattened in
+    stream (pixel-major, channels contiguous) order is ``flat_chw[perm]``."""
+    return np.arange(c * h * w).reshape(c, h * w).T.reshape(-1)
 
 
 def tile_beats(rows: np.ndarray, r0: int, r1: int, dac_bits: int, lanes: int) -> np.ndarray:
@@ -325,6 +336,11 @@ def _layers(prep: PreparedNetwork, placement: Placement, inst: NetworkInstance, 
         lg = LayerGolden(layer.name, lp.kind, st.inputs, st.out_name, np.asarray(trace[st.out_name]), rows=rows,
                          acc=np.asarray(trace[("acc", layer.name)]), affine=trace[("affine", layer.name)],
                          placement=lp)
+        src = prep.network[st.inputs[0]]
+        if layer.op == "linear" and src.op in ("flatten", "reshape"):
+            shape = prep.network[src.inputs[0]].output_shape
+            if shape is not None and len(shape) == 3:
+                lg.stream_order = stream_order(*shape)
         if lp.kind == "digital":
             lg.weights_int8 = inst.w_int8[k][0].astype(np.int64)
         else:
@@ -350,3 +366,131 @@ def _layers(prep: PreparedNetwork, placement: Placement, inst: NetworkInstance, 
 def model_top1(golden: CnnGolden, images: np.ndarray) -> np.ndarray:
     """archmodel's :func:`archmodel.accuracy.predict_labels` of ``images`` on the golden's network instance."""
     return predict_labels(golden.instance, np.asarray(images, dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------- the register-level dataflow plan
+@dataclass(frozen=True)
+class Route:
+    """One stream of the whole network: a producer's int8 outputs, the ops on the way, every consumer.
+
+    Members
+    -------
+    value : str
+        Trace key of what the producer emits (its stage's ``out_name``; the network input's name for the host).
+    producer : str
+        ``"host"``, ``"digital"`` (the digital datapath) or ``"tile <t>"`` (an analog layer's home tile: the
+        last row block of its column block; ``"tiles <t>, <u>"`` when a layer has several column blocks, merged
+        in column order).
+    ops : tuple of str
+        Stages between the producer and the consumers, in order (``"maxpool pool"``, ``"add b1_add"``, ...).
+    consumers : tuple of str
+        Every unit that must receive the stream: ``"tile <t>"`` for each tile of an analog consumer (each takes
+        the whole pixel stream, destination ``lo = hi = 0``; its patch buffer cuts its rows, contract §3),
+        ``"digital"``, or ``"host"`` (the class scores).
+    consumer_layers : tuple of str
+        The matrix layers (or ``"output"``) the stream feeds.
+    needs : tuple of str
+        What the RTL of issue 18 must provide for this route beyond the MLP's (empty = nothing new): more
+        destination entries than ``rtl.regmap.TILE_DESTS`` / ``DIGITAL_DESTS``, a pool after the digital
+        datapath, a residual add whose consumer is the digital datapath, a flatten in stream order.
+    """
+
+    value: str
+    producer: str
+    ops: tuple[str, ...]
+    consumers: tuple[str, ...]
+    consumer_layers: tuple[str, ...]
+    needs: tuple[str, ...]
+
+
+def _units(golden: CnnGolden) -> dict[str, tuple[str, list[str]]]:
+    """out_name of every matrix stage (and the input) -> (producer label, the units that consume it as input)."""
+    units: dict[str, tuple[str, list[str]]] = {golden.network.input_name: ("host", [])}
+    for lg in golden.layers:
+        if lg.kind == "analog":
+            homes = sorted({t.tile for t in lg.tiles if t.row_block == lg.matrix.n_row_blocks - 1})  # type: ignore[union-attr]
+            label = f"tile {homes[0]}" if len(homes) == 1 else "tiles " + ", ".join(map(str, homes))
+            units[lg.out_name] = (label, [f"tile {t.tile}" for t in sorted(lg.tiles, key=lambda t: t.tile)])
+        elif lg.kind == "digital":
+            units[lg.out_name] = ("digital", ["digital"])
+    return units
+
+
+def dataflow_plan(golden: CnnGolden) -> list[Route]:
+    """Which producer sends to which tiles, and what runs on the way (the plan the register compiler needs).
+
+    Follows every producer's output (the host's images, each matrix layer's int8 results) through the
+    non-matrix stages (pools, flatten, residual adds, ReLU) to the matrix layers that read it. Placement of
+    the other stages follows docs/design.md §11.2 (issue 18's RTL): a pool runs on the producer's home tile
+    (its pool unit), a residual add at the consumer's input (its join of two source-tagged streams), a flatten
+    is the stream order (:attr:`LayerGolden.stream_order`). ``needs`` names what that RTL does not offer
+    for the route (checked against ``rtl.regmap.TILE_DESTS`` = 2 and ``DIGITAL_DESTS`` = 4 entries; a chain's
+    upstream tiles use entry 0 for their partial sums, so a home tile has 2 entries for results).
+
+    Returns
+    -------
+    list of Route, in producer (execution) order
+    """
+    from rtl.regmap import DIGITAL_DESTS, TILE_DESTS
+
+    units = _units(golden)
+    stages = golden.prep.stages
+    readers: dict[str, list] = {}
+    for st in stages:
+        for name in st.inputs:
+            readers.setdefault(name, []).append(st)
+    routes = []
+    for value, (producer, _) in units.items():
+        ops: list[str] = []
+        consumers: list[str] = []
+        layers: list[str] = []
+        needs: list[str] = []
+        frontier, seen = [value], set()
+        while frontier:
+            name = frontier.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            nxt = readers.get(name, [])
+            if name == stages[-1].out_name:  # the network's output: the class scores to the host
+                consumers.append("host")
+                layers.append("output")
+            for st in nxt:
+                if st.kind == "matrix":
+                    consumers.extend(units[st.out_name][1])
+                    layers.append(st.layer.name)
+                else:
+                    op = f"{st.kind} {st.layer.name}"
+                    if op not in ops:
+                        ops.append(op)
+                    frontier.append(st.out_name)
+        pools = [o for o in ops if o.split()[0] in ("maxpool", "avgpool", "global_avgpool")]
+        adds = [o for o in ops if o.split()[0] == "add"]
+        if pools and producer in ("digital", "host"):
+            needs.append(f"{', '.join(pools)} after the {producer}: the pool units are on the tiles' outputs")
+        if adds and pools and ops.index(pools[-1]) > ops.index(adds[0]):
+            needs.append(f"{pools[-1]} after {adds[0]}: the pool units are on the tiles' outputs, the joins at "
+                         "their inputs")
+        if adds and "digital" in consumers:
+            needs.append(f"{', '.join(adds)} feeding the digital datapath: the joins are at the tiles' inputs")
+        limit = DIGITAL_DESTS if producer == "digital" else (10**9 if producer == "host" else TILE_DESTS)
+        dests = len(dict.fromkeys(consumers))
+        if dests > limit:
+            needs.append(f"{dests} destinations > {limit} entries of the {producer} (multicast)")
+        if any(lg.stream_order is not None for lg in golden.layers if lg.name in layers):
+            needs.append("flatten in stream order: the consumer's weight rows permuted (LayerGolden.stream_order)")
+        routes.append(Route(value, producer, tuple(ops), tuple(dict.fromkeys(consumers)),
+                            tuple(dict.fromkeys(layers)), tuple(needs)))
+    return routes
+
+
+def plan_lines(golden: CnnGolden) -> list[str]:
+    """:func:`dataflow_plan` as text, one route per line (``needs`` after ``!``)."""
+    out = []
+    for r in dataflow_plan(golden):
+        via = f" via {', '.join(r.ops)}" if r.ops else ""
+        cons = ", ".join(r.consumers) if len(r.consumers) <= 3 else f"{r.consumers[0]} .. {r.consumers[-1]} " \
+            f"({len(r.consumers)} units)"
+        line = f"{r.value} from {r.producer}{via} -> {cons} [{', '.join(r.consumer_layers)}]"
+        out.append(line + "".join(f"\n    ! {n}" for n in r.needs))
+    return out

@@ -28,7 +28,7 @@ from archmodel.network.builder import NetworkBuilder
 from archmodel.spec import load_spec
 from archmodel.zoo import get_network
 from mapping.mapper import MapOptions, map_network
-from tb.cnn_golden import cnn_golden, model_top1, pixel_vectors, seeded_params, tile_beats
+from tb.cnn_golden import cnn_golden, dataflow_plan, model_top1, pixel_vectors, seeded_params, tile_beats
 
 N_IMAGES = 6
 #: Weight seeds whose float predictions differ between images (so the top-1 comparison means something).
@@ -126,3 +126,30 @@ def test_tile_beats_by_hand():
     assert beats[5].tolist() == [px(1, 2), zero, zero, zero]
     # a partial last block: rows [64, 72) = tap 8 = (2,2), one beat
     assert tile_beats(rows, 64, 72, 8, 8)[0].tolist() == [px(1, 1)]
+
+
+def test_fc_after_flatten_in_stream_order_and_the_dataflow_plan_of_digits_cnn():
+    """digits-cnn on proto, by hand: the fc reads relu3 (32, 4, 4) pixel by pixel, so stream element
+    (y·4 + x)·32 + c is IR row c·16 + y·4 + x; with rows and weights permuted alike the sums are the same.
+    Routes: host -> digital (conv1); digital -> maxpool -> conv2's tiles 0..4 (a pool after the digital datapath
+    and 5 destinations > 4 entries: what the RTL lacks); conv2's home tile 4 -> conv3's tiles 5..13; conv3's
+    home tile 13 -> flatten -> digital (fc); digital -> host."""
+    g, _ = golden("digits-cnn")
+    fc = g.layer("fc")
+    assert fc.stream_order[(1 * 4 + 2) * 32 + 5] == 5 * 16 + 1 * 4 + 2
+    np.testing.assert_array_equal(fc.rows[:, fc.stream_order].reshape(-1, 16, 32),
+                                  pixel_vectors(g.trace["relu3"]).reshape(-1, 16, 32))
+    np.testing.assert_array_equal(fc.rows[:, fc.stream_order] @ fc.weights_int8[fc.stream_order], fc.acc)
+    plan = {r.value: r for r in dataflow_plan(g)}
+    assert list(plan) == ["input", "relu1", "relu2", "relu3", "fc"]
+    assert (plan["input"].producer, plan["input"].consumers) == ("host", ("digital",))
+    r = plan["relu1"]
+    assert (r.producer, r.ops, r.consumers, r.consumer_layers) == (
+        "digital", ("maxpool pool",), tuple(f"tile {t}" for t in range(5)), ("conv2",))
+    assert len(r.needs) == 2
+    r = plan["relu2"]
+    assert (r.producer, r.consumers) == ("tile 4", tuple(f"tile {t}" for t in range(5, 14)))
+    assert r.needs == ("9 destinations > 2 entries of the tile 4 (multicast)",)
+    r = plan["relu3"]
+    assert (r.producer, r.ops, r.consumers, len(r.needs)) == ("tile 13", ("flatten flatten",), ("digital",), 1)
+    assert (plan["fc"].producer, plan["fc"].consumers, plan["fc"].needs) == ("digital", ("host",), ())
