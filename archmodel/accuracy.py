@@ -62,6 +62,7 @@ from archmodel.errors import AimcError
 from archmodel.fixedpoint import ACT_BITS, check_range, round_shift, saturate
 from archmodel.golden.affine import affine_requantize_trusted
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
+from archmodel.golden.digital import kernel_matrix
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.network.forward import activation, forward
 from archmodel.network.ir import Layer, Network, resolve_digital_layers
@@ -426,19 +427,26 @@ def layer_inputs(prep: PreparedNetwork, x: np.ndarray, modes: list[str],
 
 
 def _full_matrix(layer: Layer, weight: np.ndarray) -> np.ndarray:
-    """(K, N) float64 matrix of a layer on the :func:`mvm_rows` rows; a grouped conv is block-diagonal.
+    """(K, N) float64 matrix of a layer on the :func:`mvm_rows` rows (tap-major); a grouped conv is block-diagonal.
 
-    Group ``g`` reads rows ``g·K_g .. (g+1)·K_g`` (im2col order) and writes
-    columns ``g·N_g .. (g+1)·N_g``; the other entries are 0 (one array per layer,
-    programmed with zero conductance there; assumed, docs/design.md).
+    conv: ``W[(i·kw + j)·C + c, o] = w[o, c - g·C_g, i, j]`` when input channel
+    ``c`` and output ``o`` are in the same group ``g`` (``C_g = C/groups``), else 0
+    (one matrix per layer, programmed with zero conductance there; assumed,
+    docs/design.md); with one group it is
+    :func:`archmodel.golden.digital.kernel_matrix`. linear: ``weight.T``.
     """
-    if layer.groups == 1:
+    if layer.op == "linear":
         return np.asarray(layer.weight_matrix(weight=weight), dtype=np.float64)
-    kg, ng = layer.matrix_shape
-    out = np.zeros((kg * layer.groups, ng * layer.groups))
-    for g in range(layer.groups):
-        out[g * kg:(g + 1) * kg, g * ng:(g + 1) * ng] = layer.weight_matrix(group=g, weight=weight)
-    return out
+    w = np.asarray(weight, dtype=np.float64)
+    if layer.groups == 1:
+        return kernel_matrix(w)
+    kh, kw = layer.attrs["kernel_size"]
+    c, n, g_count = layer.in_channels, layer.out_channels, layer.groups
+    cg, ng = c // g_count, n // g_count
+    out = np.zeros((kh, kw, c, n))
+    for g in range(g_count):
+        out[:, :, g * cg:(g + 1) * cg, g * ng:(g + 1) * ng] = w[g * ng:(g + 1) * ng].transpose(2, 3, 1, 0)
+    return out.reshape(kh * kw * c, n)
 
 
 def activation_table(layer: Layer, in_scale: float, out_scale: float) -> np.ndarray:
@@ -520,13 +528,16 @@ def requantize_sum(xs: Sequence[np.ndarray], in_scales: Sequence[float], out_sca
 
 
 def tap_major_order(layer: Layer) -> np.ndarray | None:
-    """Row permutation that turns the im2col order into the tap-major order of ``mvm_rows(..., tap_major=True)``.
+    """Row permutation from the float reference's channel-major rows to the chip's tap-major rows.
 
-    Column ``(i·kw + j)·C + c`` of the tap-major rows is column ``perm[(i·kw + j)·C + c] =
-    (c·kh + i)·kw + j`` of the im2col rows, so ``rows_tap @ W[perm] == rows @ W``
-    exactly whenever every partial sum is exact (integer codes times grid
-    conductances or int8 weights below 2^53: any summation order gives the same
-    float64). None for a linear layer (no windows).
+    Row ``(i·kw + j)·C + c`` of the tap-major matrix (:func:`_full_matrix`,
+    :func:`archmodel.golden.digital.kernel_matrix`) is row ``perm[(i·kw + j)·C + c]
+    = (c·kh + i)·kw + j`` of the channel-major one
+    (:meth:`archmodel.network.ir.Layer.weight_matrix`, ``windows.im2col``), so
+    ``W_tap = W_channel_major[perm]`` and ``mvm_rows(..., tap_major=False)[:, perm]
+    == mvm_rows(...)``. None for a linear layer (no windows). The accuracy path no
+    longer needs it (its matrices are tap-major); for testbenches that build a
+    matrix in the channel-major order.
     """
     if layer.op == "linear":
         return None
@@ -535,17 +546,27 @@ def tap_major_order(layer: Layer) -> np.ndarray | None:
     return np.arange(c * kh * kw).reshape(c, kh * kw).T.reshape(-1)
 
 
-def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool = False) -> tuple[np.ndarray, int]:
-    """MVM input rows (B·P, K) in im2col order, and P (output pixels per image).
+def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool = True) -> tuple[np.ndarray, int]:
+    """MVM input rows (B·P, K) in the chip's tap-major im2col order, and P (output pixels per image).
 
     Row ``b·P + oh·W_out + ow`` holds image b's window at (oh, ow); column
-    ``(c·kh + i)·kw + j`` -- the order of :func:`archmodel.golden.digital.im2col`
-    (a test checks it), built with one copy from :func:`archmodel.network.windows.window_view`.
-    ``dtype`` (default: ``x``'s): the rows' dtype; the (small) input is cast before
-    the windows are copied, so the rows are written once, already in the dtype the
-    matmul needs (a pure gather: exact for integer codes). ``tap_major``: columns in
-    the order ``(i·kw + j)·C + c`` instead (channels innermost: a ~4x faster copy
-    from a channels-last input); pair with the weight rows :func:`tap_major_order`.
+    ``(i·kw + j)·C + c`` (kernel tap outermost, input channel innermost; ``C =
+    layer.in_channels``, all groups: a grouped conv is one block-diagonal matrix,
+    :func:`_full_matrix`) -- the order of :func:`archmodel.golden.digital.im2col`
+    (a test checks it) and of the rows of every conv matrix on the chip
+    (docs/design.md §4.8, "im2col order"), built with one copy from
+    :func:`archmodel.network.windows.window_view`. ``dtype`` (default: ``x``'s):
+    the rows' dtype; the (small) input is cast before the windows are copied, so
+    the rows are written once, already in the dtype the matmul needs (a pure
+    gather: exact for integer codes). ``tap_major=False``: the channel-major
+    columns ``(c·kh + i)·kw + j`` of the float reference
+    (:func:`archmodel.network.windows.im2col`), for comparisons only.
+
+    Returns
+    -------
+    rows : ndarray, (B·P, K)
+    p : int
+        Output pixels per image (1 for a linear layer).
     """
     if layer.op == "linear":
         x = x if dtype is None else x.astype(dtype, copy=False)
@@ -559,7 +580,7 @@ def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool 
     n, c, h, w = x.shape
     if tap_major:
         xt = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=x.dtype if dtype is None else dtype)
-        xt[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)
+        xt[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)  # channels-last: the copy below is ~4x faster
         win = window_view(np.moveaxis(xt, 3, 1), (kh, kw), (sh, sw), (dh, dw), (ho, wo))  # (N, C, Ho, Wo, kh, kw)
         rows = np.ascontiguousarray(win.transpose(0, 2, 3, 4, 5, 1)).reshape(n * ho * wo, c * kh * kw)
         return rows, ho * wo
@@ -636,25 +657,26 @@ class NetworkInstance:
             # elementwise and maps the zero padding to 0, so this equals dac_codes of the im2col rows.
             dac_bits = self.prep.spec.array.dac_bits
             d = x_int if dac_bits == ACT_BITS else dac_codes(x_int, dac_bits)  # 8-bit DAC: code = x (dac_codes)
-            # one row block and exact sums: rows in tap-major order against the permuted conductance rows
-            order = tap_major_order(st.layer) if mat.n_row_blocks == 1 and not mat.ideal_periphery else None  # type: ignore[union-attr]
-            rows, p = mvm_rows(st.layer, d, np.float64, tap_major=order is not None)
+            rows, p = mvm_rows(st.layer, d, np.float64)  # tap-major: the matrix's own row order
             # MVM of image i, output pixel q has output-noise key base + i·P + q (batch-independent)
-            return mat.mvm_partial_sums_trusted(rows, image_index * p, row_order=order), p  # type: ignore[union-attr]
+            return mat.mvm_partial_sums_trusted(rows, image_index * p), p  # type: ignore[union-attr]
         # int8 x int8 sums in a float64 matmul: every product and partial sum is an integer
         # below K·2^14 < 2^53, so the result is exact whatever the summation order -- bit-identical
-        # to golden.digital.digital_conv2d / digital_linear (tests/test_accuracy.py checks it);
-        # so the rows are built tap-major against the permuted weight rows (the same sums).
-        order = tap_major_order(st.layer)
-        rows, p = mvm_rows(st.layer, x_int, np.float64, tap_major=order is not None)
-        w = self.w_int8[k][0] if order is None else self.w_int8[k][0][order]
-        return (rows @ w).astype(np.int64), p
+        # to golden.digital.digital_conv2d / digital_linear (tests/test_accuracy.py checks it).
+        rows, p = mvm_rows(st.layer, x_int, np.float64)
+        return (rows @ self.w_int8[k][0]).astype(np.int64), p
 
-    def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0) -> np.ndarray:
+    def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0,
+            trace: dict | None = None) -> np.ndarray:
         """Logits (int8 codes as float, or float32 for an FP32 last layer) of a batch of images.
 
         With ``adapt_bn`` every batch-norm layer's statistics are measured on this
         batch (after the already adapted layers) and stored in ``bn_stats`` (AdaBS).
+        ``trace`` (a dict, filled in place; read-only use, e.g. the whole-network RTL
+        golden ``tb.cnn_golden``): every stage's output under its ``out_name`` (int8
+        codes; the input codes under ``network.input_name``), and per int8/analog
+        matrix layer ``("acc", name)`` its accumulator values (B·P, N) and
+        ``("affine", name)`` its :class:`~archmodel.golden.coefficients.AffineCoefficients`.
         """
         prep = self.prep
         net = prep.network
@@ -713,6 +735,8 @@ class NetworkInstance:
                         check_range(acc, acc_bits, "p")
                     y = affine_requantize_trusted(acc, coeff.scale, coeff.offset, coeff.shift,
                                                   coeff.relu).astype(np.int8)
+                    if trace is not None:
+                        trace[("acc", layer.name)], trace[("affine", layer.name)] = acc, coeff
                     h = mvm_unrows(layer, y, n)
             elif st.kind == "lut":
                 if is_float:  # after an FP32 last layer: the float function
@@ -731,6 +755,8 @@ class NetworkInstance:
             elif st.kind == "relu":
                 h = np.maximum(h, 0)
             vals[st.out_name] = h
+        if trace is not None:
+            trace.update(vals)
         return np.asarray(h, dtype=np.float64)
 
     def _merge(self, st: Stage, xs: list[np.ndarray]) -> np.ndarray:

@@ -18,7 +18,9 @@ their gradients, and the logits are the last layer's output:
 
 - ``conv`` (any groups, stride, padding, dilation) via im2col
   (``archmodel.network.windows.im2col``; row order ``(c·kh + i)·kw + j``, group
-  ``g`` reading its own rows) and its adjoint col2im;
+  ``g`` reading its own rows -- a float matmul operand only: the chip's matrices
+  are tap-major, docs/design.md §4.8; weight noise is drawn on the OIHW kernel,
+  so no order enters the training) and its adjoint col2im;
 - ``linear``; ``batchnorm`` in training mode (batch statistics over N, H, W;
   running statistics with momentum 0.1 and unbiased running variance, as
   PyTorch ``BatchNorm2d``), inference mode otherwise;

@@ -8,8 +8,8 @@ co-simulation is checked against.
 
 Stages of the mapping
 ---------------------
-1. **Flatten.** Each conv / linear layer is a matrix (im2col order
-   ``r = (c·kh + i)·kw + j``, :attr:`archmodel.network.ir.Layer.matrix_shape`):
+1. **Flatten.** Each conv / linear layer is a matrix (the chip's tap-major im2col order
+   ``r = (i·kw + j)·C + c``, docs/design.md §4.8; shape :attr:`archmodel.network.ir.Layer.matrix_shape`):
    ``K = kh·kw·C_in/groups`` rows × ``N = C_out/groups`` columns per group.
    Every other IR layer is costed on the unit :func:`mapping.costs.ir_op_place`
    names (docs/design.md section 13.1; :func:`mapping.operators.op_cost`): batch-norm and ``scale``

@@ -55,7 +55,7 @@ from archmodel import calibration, timing
 from archmodel.analog_matrix import AnalogMatrix
 from archmodel.golden.affine import AffineCoefficients
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
-from archmodel.golden.digital import im2col
+from archmodel.golden.digital import im2col, kernel_matrix
 from archmodel.golden.tile_controller import block_counts, dac_codes
 from archmodel.network.ir import Layer
 from archmodel.spec import ChipSpec, load_spec
@@ -238,13 +238,14 @@ def conv_job(arch: str, c_in: int, c_out: int, hw: int, seed: int, *, kernel: in
              weights: np.ndarray | None = None, bias: np.ndarray | None = None, name: str | None = None) -> TileJob:
     """A convolution layer: random int8 (C_in, hw, hw) image, im2col (``golden.digital.im2col``) -> one vector per pixel.
 
-    ``weights`` (OIHW) default to normal draws; the matrix is ``golden``'s im2col order.
+    ``weights`` (OIHW) default to normal draws; the matrix is ``golden``'s tap-major im2col order
+    (``golden.digital.kernel_matrix``).
     """
     rng = np.random.default_rng([seed, 0])
     w4 = rng.standard_normal((c_out, c_in, kernel, kernel)) if weights is None else np.asarray(weights, float)
     img = rng.integers(-128, 128, (c_in, hw, hw))
     cols = im2col(img, kernel, stride, padding)
-    wm = np.ascontiguousarray(w4.reshape(c_out, -1).T)
+    wm = kernel_matrix(w4)
     b = rng.normal(0.0, 0.5, c_out) if bias is None else np.asarray(bias, float)
     return TileJob(name or f"conv{kernel}x{kernel} {c_in}->{c_out} {hw}x{hw}", arch, dict(changes or {}),
                    int(seed), t_inf_s, wm, cols.T.copy(), b, True)
@@ -279,7 +280,7 @@ def layer_job(arch: str, layer: Layer, seed: int, *, changes: dict[str, Any] | N
         img = rng.integers(-128, 128, (c_in, h, wd))
         cols = im2col(img, (kh, kw), layer.attrs["stride"], layer.attrs["padding"],
                              layer.attrs["dilation"])
-        wm = np.ascontiguousarray(w4.reshape(n, -1).T)
+        wm = kernel_matrix(w4)
         x = cols.T.copy()
     else:
         wm = rng.standard_normal((k, n)) if wparam is None else np.asarray(wparam, float).T

@@ -199,6 +199,30 @@ def test_rows_follow_golden_im2col_order():
         np.testing.assert_array_equal(rows[b * 16:(b + 1) * 16], ref.T)
 
 
+@pytest.mark.parametrize("groups,stride,pad,dilation", [(1, (2, 1), (1, 0, 2, 1), (2, 1)), (2, (1, 1), (1, 1, 1, 1), (1, 1)),
+                                                     (4, (1, 2), (0, 0, 0, 0), (1, 2))])
+def test_tap_major_matrix_times_rows_is_the_integer_conv(groups, stride, pad, dilation):
+    """mvm_rows (tap-major) @ _full_matrix (block-diagonal over groups) == golden digital_conv2d, exactly."""
+    rng = np.random.default_rng(7)
+    b = NetworkBuilder("t", (4, 7, 6))
+    b.conv("c", b.input, 8, (3, 2), stride=stride, padding=pad, dilation=dilation, groups=groups, bias=False)
+    layer = b.build()["c"]
+    x = rng.integers(-128, 128, size=(2, 4, 7, 6)).astype(np.int8)
+    w = rng.integers(-128, 128, size=(8, 4 // groups, 3, 2))
+    rows, p = acc.mvm_rows(layer, x, np.float64)
+    mat = acc._full_matrix(layer, w)
+    assert mat.shape == (3 * 2 * 4, 8) and rows.shape == (2 * p, 24)
+    got = acc.mvm_unrows(layer, rows @ mat, 2)
+    for n in range(2):
+        np.testing.assert_array_equal(got[n], digital_conv2d(x[n], w, stride, pad, dilation, groups))
+    if groups == 2:  # row (i, j, c) = (0, 1, 3) of output 5 (group 1): w[5, 3 - 2, 0, 1]; output 0 (group 0): 0
+        assert mat[(0 * 2 + 1) * 4 + 3, 5] == w[5, 1, 0, 1] and mat[(0 * 2 + 1) * 4 + 3, 0] == 0
+    perm = acc.tap_major_order(layer)  # channel-major (float reference) -> tap-major
+    np.testing.assert_array_equal(acc.mvm_rows(layer, x, tap_major=False)[0][:, perm], acc.mvm_rows(layer, x)[0])
+    if groups == 1:
+        np.testing.assert_array_equal(layer.weight_matrix(weight=w)[perm], mat)
+
+
 def test_digital_int8_layers_match_golden_digital_conv2d_bit_for_bit():
     res, data = trained(0, NOISE)
     prep = prepare(load_spec("tiny"), digits_cnn(), res.params, data.x_train, AccuracyOptions(draws=1))
@@ -208,7 +232,7 @@ def test_digital_int8_layers_match_golden_digital_conv2d_bit_for_bit():
     st = [s for s in prep.stages if s.kind == "matrix"][1]  # conv2
     acc_sum, p = inst._accumulate(1, st, x, 0)
     w_int8 = inst.w_int8[1][0].astype(np.int64)  # (K, N)
-    w_oihw = w_int8.T.reshape(32, 16, 3, 3)
+    w_oihw = w_int8.reshape(3, 3, 16, 32).transpose(3, 2, 0, 1)  # tap-major rows (i, j, c) -> OIHW
     compared = 0
     for b in range(4):
         ref = digital_conv2d(x[b], w_oihw, padding=1)  # (C_out, H, W)

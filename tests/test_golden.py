@@ -563,18 +563,24 @@ def test_im2col_padding_stride_dilation_by_hand():
 
 
 def test_im2col_row_order_multi_channel():
+    # tap-major: row (i*kw + j)*C + c, channels innermost (docs/design.md §4.8, "im2col order")
     x = np.stack([_X33[0], 10 * _X33[0]])  # (2, 3, 3)
     cols = im2col(x, 2)
     assert cols.shape == (8, 4)
-    assert cols[4].tolist() == [10, 20, 40, 50]  # row (c=1, i=0, j=0)
-    assert cols[7].tolist() == [50, 60, 80, 90]  # row (c=1, i=1, j=1)
+    assert cols[0].tolist() == [1, 2, 4, 5]      # row (i=0, j=0, c=0)
+    assert cols[1].tolist() == [10, 20, 40, 50]  # row (i=0, j=0, c=1)
+    assert cols[6].tolist() == [5, 6, 8, 9]      # row (i=1, j=1, c=0)
+    assert cols[7].tolist() == [50, 60, 80, 90]  # row (i=1, j=1, c=1)
+    # one output pixel's column is its window, pixel by pixel, each pixel's channels contiguous
+    assert cols[:, 0].tolist() == [1, 10, 2, 20, 4, 40, 5, 50]
 
 
-def test_weight_matrix_matches_reshape():
-    w = np.arange(2 * 3 * 2 * 2).reshape(2, 3, 2, 2)
+def test_weight_matrix_is_tap_major():
+    w = np.arange(2 * 3 * 2 * 2).reshape(2, 3, 2, 2)  # (O, C, kh, kw)
     wm = weight_matrix(w)
     assert wm.shape == (12, 2)
-    assert wm[(2 * 2 + 1) * 2 + 0, 1] == w[1, 2, 1, 0]
+    assert wm[(1 * 2 + 0) * 3 + 2, 1] == w[1, 2, 1, 0] == 22  # row (i=1, j=0, c=2), column 1
+    assert wm[:3, 0].tolist() == [0, 4, 8]  # tap (0, 0) of channels 0, 1, 2 of output 0
 
 
 def test_conv_output_hw():

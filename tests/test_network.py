@@ -668,7 +668,8 @@ def test_windows_bit_identical_to_explicit_loops(kernel, stride, dilation, pad):
                               ref.reshape(n, -1, ho * wo))
         if x.dtype == np.int8:
             g = golden_im2col(x[1], kernel, stride, pad, dilation)
-            assert g.dtype == np.int64 and np.array_equal(g, ref[1].reshape(-1, ho * wo))
+            tap_major = ref[1].transpose(1, 2, 0, 3, 4).reshape(-1, ho * wo)  # rows (i, j, c): docs/design.md §4.8
+            assert g.dtype == np.int64 and np.array_equal(g, tap_major)
         # adjoint: the loop scatter-add, same order of additions (bit-identical in float)
         dwin = rng.standard_normal(ref.shape).astype(x.dtype if x.dtype != np.int8 else np.float32)
         acc = np.zeros(xp.shape, dtype=dwin.dtype)

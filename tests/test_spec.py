@@ -22,10 +22,10 @@ from mapping.cli.main import main
 
 
 def test_presets_listed():
-    assert list_presets() == ["fig11", "hermes", "isaac", "tiny"]
+    assert list_presets() == ["fig11", "hermes", "isaac", "proto", "tiny"]
 
 
-@pytest.mark.parametrize("name", ["fig11", "hermes", "isaac", "tiny"])
+@pytest.mark.parametrize("name", ["fig11", "hermes", "isaac", "proto", "tiny"])
 def test_every_preset_constant_has_a_source(name):
     spec = load_spec(name)
     missing = []
@@ -123,7 +123,7 @@ def test_error_names_origin():
 
 
 def test_unknown_preset_and_missing_file(tmp_path):
-    with pytest.raises(SpecError, match="unknown chip description 'nope'.*fig11, hermes, isaac, tiny"):
+    with pytest.raises(SpecError, match="unknown chip description 'nope'.*fig11, hermes, isaac, proto, tiny"):
         load_spec("nope")
     with pytest.raises(SpecError, match="no such file"):
         load_spec(tmp_path / "missing.yaml")

@@ -476,10 +476,11 @@ def test_cosim_prepare_adc_range_per_layer_and_fixed():
 
     fixed = prepare(conv_job("tiny", 3, 16, 8, 1, changes={"calibration.adc_range": "fixed"}, t_inf_s=None))
     assert fixed.adc_range == "fixed" and fixed.matrix.i_fs_ua == 40.0 and fixed.adc_full_scale_fraction == 0.25
-    # unchanged from wave 1 (main before the per_layer co-simulation, seed 1): scale 23972 >> 13, same outputs
-    assert fixed.coefs.shift == 13 and np.all(fixed.coefs.scale == 23972)
-    assert int(fixed.expected.astype(np.int64).sum()) == 14786
-    assert hashlib.sha256(fixed.expected.astype(np.int64).tobytes()).hexdigest()[:16] == "27f98f4398edf7c2"
+    # pinned (seed 1): scale 24196 >> 13. Re-pinned by issue 18's tap-major rows (docs/design.md §4.8): the
+    # programming noise is drawn in matrix order, so the weights meet other draws (wave 1: 23972, sum 14786)
+    assert fixed.coefs.shift == 13 and np.all(fixed.coefs.scale == 24196)
+    assert int(fixed.expected.astype(np.int64).sum()) == 15022
+    assert hashlib.sha256(fixed.expected.astype(np.int64).tobytes()).hexdigest()[:16] == "a8c347285d65305c"
     pj = prepare(conv_job("tiny", 3, 16, 8, 1, t_inf_s=None))       # tiny's default: per_layer
     assert pj.adc_range == "per_layer"
     g = pj.matrix.g_pos_us - pj.matrix.g_neg_us                        # as programmed (no drift, no read noise)

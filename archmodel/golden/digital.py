@@ -4,9 +4,13 @@ Contract sections 6-7 of the golden models (see :mod:`archmodel.golden`):
 
 6. **Digital datapath** (layers kept digital): int8 x int8 -> exact int
    products and sums (:func:`digital_conv2d`, :func:`digital_linear`), then the
-   affine unit. The im2col order (:func:`im2col`) is
-   ``row = (c*kh + i)*kw + j`` and ``column = oh*W_out + ow``, i.e. the weight
-   matrix is ``w.reshape(C_out, -1).T`` of the OIHW (PyTorch/ONNX) kernel.
+   affine unit. The im2col order (:func:`im2col`) is tap-major,
+   ``row = (i*kw + j)*C + c`` and ``column = oh*W_out + ow``, i.e. the weight
+   matrix is ``w.transpose(2, 3, 1, 0).reshape(-1, C_out)`` of the OIHW
+   (PyTorch/ONNX) kernel (:func:`kernel_matrix`): the chip's row order of every
+   conv matrix, analog or digital (docs/design.md §4.8, "im2col order": a
+   feature map streams pixel by pixel with its channels contiguous, so a run of
+   rows is a run of one pixel's channels).
 
 7. **MAC schedule** (:func:`digital_datapath_order`): the MAC array holds
    ``mac_lanes`` output channels in parallel; for each output pixel (im2col
@@ -38,6 +42,7 @@ __all__ = [
     "digital_datapath_order",
     "digital_linear",
     "im2col",
+    "kernel_matrix",
     "weight_matrix",
 ]
 
@@ -113,13 +118,14 @@ def conv_output_hw(h: int, w: int, kernel_hw: int | tuple[int, int],
 def im2col(x: npt.ArrayLike, kernel_hw: int | tuple[int, int],
            stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0,
            dilation: int | tuple[int, int] = 1) -> np.ndarray:
-    """Unfold a (C, H, W) integer tensor into the im2col matrix (zero padding).
+    """Unfold a (C, H, W) integer tensor into the im2col matrix (zero padding), tap-major rows.
 
-    ``cols[(c*kh + i)*kw + j, oh*W_out + ow] =
+    ``cols[(i*kw + j)*C + c, oh*W_out + ow] =
     x_pad[c, oh*stride_h + i*dilation_h, ow*stride_w + j*dilation_w]``, where
     ``x_pad`` is ``x`` with zeros added (``pad_top`` rows above, ``pad_left``
-    columns to the left). The row index matches ``w.reshape(C_out, -1)`` of an
-    OIHW kernel (PyTorch/ONNX), see :func:`weight_matrix`.
+    columns to the left): kernel tap ``(i, j)`` outermost, the input channel
+    innermost (docs/design.md §4.8, "im2col order"). The row index matches
+    :func:`weight_matrix` / :func:`kernel_matrix` of an OIHW kernel (PyTorch/ONNX).
 
     Parameters
     ----------
@@ -149,14 +155,37 @@ def im2col(x: npt.ArrayLike, kernel_hw: int | tuple[int, int],
     dh, dw = _pair(dilation, "dilation", 1)
     top, left, bottom, right = _pads(padding)
     xp = np.pad(arr, ((0, 0), (top, bottom), (left, right)))
-    cols = strided_windows(xp, (kh, kw), (sh, sw), (dh, dw), (h_out, w_out))
-    return cols.astype(np.int64, copy=False).reshape(c * kh * kw, h_out * w_out)
+    cols = strided_windows(xp, (kh, kw), (sh, sw), (dh, dw), (h_out, w_out))  # (C, kh, kw, H_out, W_out)
+    cols = np.ascontiguousarray(cols.transpose(1, 2, 0, 3, 4))                # (kh, kw, C, H_out, W_out)
+    return cols.astype(np.int64, copy=False).reshape(kh * kw * c, h_out * w_out)
+
+
+def kernel_matrix(w: np.ndarray) -> np.ndarray:
+    """An OIHW kernel (any dtype) as its (K, C_out) matrix in the tap-major row order of :func:`im2col`.
+
+    ``W[(i*kw + j)*C_g + c, o] = w[o, c, i, j]`` with ``C_g = w.shape[1]``
+    (``C_in/groups``), i.e. ``w.transpose(2, 3, 1, 0).reshape(-1, C_out)``; no
+    range check (float weights of the analog layers use it too;
+    :func:`weight_matrix` is the int8-checked form).
+
+    Parameters
+    ----------
+    w : ndarray, shape (C_out, C_in/groups, kh, kw)
+
+    Returns
+    -------
+    ndarray, shape (kh*kw*C_in/groups, C_out), dtype of ``w``
+    """
+    w = np.asarray(w)
+    if w.ndim != 4 or 0 in w.shape:
+        raise ValueError(f"w must be a non-empty 4-D array (O, I, H, W), got shape {w.shape}")
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]))
 
 
 def weight_matrix(w: npt.ArrayLike) -> np.ndarray:
-    """Flatten an OIHW convolution kernel to the (K, C_out) weight matrix.
+    """Flatten an OIHW integer convolution kernel to the (K, C_out) weight matrix (tap-major).
 
-    ``W[(c*kh + i)*kw + j, o] = w[o, c, i, j]``, i.e. ``w.reshape(C_out, -1).T``;
+    ``W[(i*kw + j)*C_g + c, o] = w[o, c, i, j]`` (:func:`kernel_matrix`);
     K = ``C_in/groups * kh * kw`` rows (matching :func:`im2col`), ``C_out`` columns.
 
     Parameters
@@ -175,7 +204,7 @@ def weight_matrix(w: npt.ArrayLike) -> np.ndarray:
     arr = as_int_array(w, "w")
     if arr.ndim != 4 or 0 in arr.shape:
         raise ValueError(f"w must be a non-empty 4-D array (O, I, H, W), got shape {arr.shape}")
-    return np.ascontiguousarray(arr.reshape(arr.shape[0], -1).T)
+    return kernel_matrix(arr)
 
 
 def digital_acc_bits(k_terms: int) -> int:

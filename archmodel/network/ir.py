@@ -20,7 +20,10 @@ A conv weight ``(C_out, C_in/groups, kh, kw)`` (OIHW) is one matrix per group:
 row ``i`` and kernel column ``j``. :func:`im2col` produces its input in the same
 order, so group ``g`` reads rows ``g·rows:(g+1)·rows`` of the im2col matrix. One
 MVM per output pixel per group. A linear weight ``(out, in)`` is the matrix
-``W.T``: ``in`` rows by ``out`` columns, one MVM per input vector.
+``W.T``: ``in`` rows by ``out`` columns, one MVM per input vector. This
+channel-major row order is the float reference's (forward, training); the
+chip's conv matrices are tap-major, ``r = (i·kw + j)·C + c`` (docs/design.md
+§4.8, :func:`archmodel.golden.digital.kernel_matrix`); the shapes are the same.
 """
 
 from __future__ import annotations
