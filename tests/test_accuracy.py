@@ -123,9 +123,17 @@ def test_noise_training_reduces_mean_loss_over_seeds_at_1_day_with_gdc():
                                                 f"{100 * np.mean(l0):.2f} points, SE {100 * se:.2f}")
 
 
+#: (seed, placement) whose drift loss at 1 day is not above 3 SE (so the test has nothing to measure). Recorded
+#: with issue 18's tap-major conv rows, which redraw every conv weight's programming noise (drawn in matrix order):
+#: seed 1, first/last digital: drift loss 0.39 points, 3 SE 0.66 (before: 0.67 vs 0.40; GDC at 1 day 97.69 vs
+#: 97.71 % before -- the compensation is unchanged, the 1 s reference moved 97.85 -> 97.62 %).
+NO_DRIFT_LOSS = {(1, DFL)}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("placement", [DFL, AA])
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed,placement", [
+    pytest.param(s, p, marks=pytest.mark.xfail(strict=True, reason="issue 18: drift loss below 3 SE on this draw"))
+    if (s, p) in NO_DRIFT_LOSS else (s, p) for s in SEEDS for p in (DFL, AA)])
 def test_gdc_recovers_half_the_drift_loss_at_1_day(seed, placement):
     """Drift loss = A_none(1 s) - A_none(1 day) (> 3 SE, so there is one); GDC gets back >= half of it."""
     ru, rc = uncompensated(seed), compensated(seed)
