@@ -18,7 +18,7 @@ import pytest
 from amaranth.back import verilog
 from rtl_stream_harness import Harness, Sink, Source, simulate
 
-from archmodel import fixedpoint
+from archmodel import fixedpoint, timing
 from archmodel.golden.affine import affine_requantize
 from archmodel.golden.digital import digital_conv2d, digital_datapath_order, digital_linear, im2col, weight_matrix
 from archmodel.spec import load_spec
@@ -213,7 +213,8 @@ def test_digital_weight_stream_lands_at_words(chunk):
 
 
 def test_digital_cycle_count():
-    """No gaps, K >= lanes: n_pixels * ceil(c_out / lanes) * K MAC cycles, the last result lanes + LATENCY - 1 later."""
+    """No gaps, K >= lanes: n_pixels * ceil(c_out / lanes) * K MAC cycles after the registered configuration check
+    (timing.START_CHECK_CYCLES = 1), the last result lanes + LATENCY - 1 later."""
     rng = np.random.default_rng(3)
     layer = coefficients(rng, conv_layer(rng, 1, 4, 4, 8, 3))       # K=9, 2 groups, 4 pixels
     dut = DigitalDatapath(P)
@@ -228,7 +229,8 @@ def test_digital_cycle_count():
     compared, mismatches, cycles = res["run"]
     assert (compared, mismatches) == (4 * 8, 0)
     assert DigitalDatapath.LATENCY == 10
-    assert cycles == 4 * 2 * 9 + P.mac_lanes + DigitalDatapath.LATENCY - 1
+    assert timing.START_CHECK_CYCLES == 1
+    assert cycles == 1 + 4 * 2 * 9 + P.mac_lanes + DigitalDatapath.LATENCY - 1
 
 
 def test_digital_reset_mid_transfer_and_config_errors():
