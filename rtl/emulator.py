@@ -19,11 +19,13 @@ Micro-architecture
 - **MAC**: one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
   ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5), a registered
   product, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
-- **ADC**: a 5-stage pipeline with one enable (``adc.valid`` low or ``adc.ready`` high):
+- **ADC**: a 5-stage pipeline with one enable (the output FIFO's second entry is free; the enable
+  never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
   E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
   generators, E1 adds the round-half-even bias ``2**(shift-1) - 1 + acc[shift]`` and sums the
   state's 4 bytes, E2 shifts and multiplies the noise by ``sigma``, E3 rounds the noise, E4 adds
-  and saturates into the ``adc`` output register (one adder or shifter per stage, for Fmax).
+  and saturates into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter
+  per stage, for Fmax).
   The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
   emulator needs ``array_cols`` multipliers in all.
   One beat per cycle without back-pressure.
@@ -259,7 +261,10 @@ class ArrayEmulator(wiring.Component):
         # ADC pipeline
         g = Signal(range(full_beats + 1))
         adv = Signal()
-        m.d.comb += adv.eq(~self.adc.valid | self.adc.ready)
+        # adv depends on the output FIFO's fill only (a register), never on adc.ready: the pipeline's enable,
+        # which drives every ADC-stage flip-flop and the shared multipliers, starts at a flip-flop in context
+        tail_valid = Signal()
+        m.d.comb += adv.eq(~tail_valid)
         issue = Signal()
         vld = [Signal(name=f"e{i}v") for i in range(4)]
         lst = [Signal(name=f"e{i}last") for i in range(4)]
@@ -337,10 +342,10 @@ class ArrayEmulator(wiring.Component):
         with m.If(seed_write):
             for lane, x in enumerate(lanes):
                 m.d.sync += x.eq((self.wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
+        w_codes = [Signal(signed(p.adc_bits), name=f"w_code{lane}") for lane in range(cpb)]
         with m.If(adv):
             m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
             m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(3)] + [lst[i + 1].eq(lst[i]) for i in range(3)]
-            m.d.sync += [self.adc.valid.eq(vld[3]), self.adc.payload.last.eq(lst[3])]
             grp = acc_groups[g]
             for lane in range(cpb):
                 nxt = _xorshift32(lanes[lane])
@@ -349,7 +354,6 @@ class ArrayEmulator(wiring.Component):
                 a = sel_r[lane]
                 odd = Mux(shift == 0, 0, a.bit_select(shift, 1))
                 byte_sum = sum(x_r[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
-                tot = q2_r[lane] + n_r[lane]
                 m.d.sync += [
                     # E0
                     sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
@@ -362,9 +366,33 @@ class ArrayEmulator(wiring.Component):
                     # E3
                     q2_r[lane].eq(q_r[lane]),
                     n_r[lane].eq((prods[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
-                    # E4
-                    self.adc.payload.codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot))),
                 ]
+        for lane in range(cpb):  # E4: add the noise and saturate, into the output FIFO below
+            tot = q2_r[lane] + n_r[lane]
+            m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
+        # output FIFO of two beats (as rtl.router's _FlitBuffer): head = the adc register; a beat leaving E4
+        # goes to the head when it is free (same cycle timing as a plain output register), else to the tail,
+        # which stops the pipeline (adv) until the head is taken
+        tail_codes = [Signal(signed(p.adc_bits), name=f"tail_code{lane}") for lane in range(cpb)]
+        tail_last = Signal()
+        w_en = vld[3] & adv
+        head = [self.adc.payload.codes[lane] for lane in range(cpb)]
+        with m.If(self.adc.valid & self.adc.ready):
+            with m.If(tail_valid):
+                m.d.sync += [tail_valid.eq(0), self.adc.payload.last.eq(tail_last)]
+                m.d.sync += [h.eq(t) for h, t in zip(head, tail_codes, strict=True)]
+            with m.Elif(w_en):
+                m.d.sync += self.adc.payload.last.eq(lst[3])
+                m.d.sync += [h.eq(w) for h, w in zip(head, w_codes, strict=True)]
+            with m.Else():
+                m.d.sync += self.adc.valid.eq(0)
+        with m.Elif(w_en):
+            with m.If(self.adc.valid):
+                m.d.sync += [tail_valid.eq(1), tail_last.eq(lst[3])]
+                m.d.sync += [t.eq(w) for t, w in zip(tail_codes, w_codes, strict=True)]
+            with m.Else():
+                m.d.sync += [self.adc.valid.eq(1), self.adc.payload.last.eq(lst[3])]
+                m.d.sync += [h.eq(w) for h, w in zip(head, w_codes, strict=True)]
         with m.If(clear):
             m.d.sync += self.err.eq(0)
         return m
