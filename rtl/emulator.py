@@ -204,7 +204,9 @@ class ArrayEmulator(wiring.Component):
                                         init=self._words())
         self.memory = mem  # the conductance memory (simulation tests read it)
         wp = mem.write_port(granularity=gb)
-        rp = mem.read_port()
+        # asynchronous read (LUT RAM) into the operand registers c_r below, which also select sigma for the
+        # shared multipliers: every multiplier input comes straight from a flip-flop (a MULT18X18D is 3.9 ns)
+        rp = mem.read_port(domain="comb")
         shift = Signal(5, init=min(self.shift0, acc_w))
         sigma = Signal(SIGMA_BITS, init=self.sigma0)
         full_beats = p.array_cols // cpb
@@ -254,6 +256,8 @@ class ArrayEmulator(wiring.Component):
         prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
         prods = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
         adc_mode = Signal()
+        load_row = Signal()   # MAC state: the operand registers take the row's DAC code
+        c_r = [Signal(signed(max(gb, SIGMA_BITS + 1) if j < cpb else gb), name=f"c{j}") for j in range(cols)]
         accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
         acc_clear = Signal()
         mac_done = Signal()
@@ -276,6 +280,8 @@ class ArrayEmulator(wiring.Component):
         q2_r = [Signal(signed(acc_w), name=f"qq{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
 
+        flat = Cat(*[dbuf[w] for w in range(n_dac_words)])
+        row_codes = Array(flat[i * p.dac_bits:(i + 1) * p.dac_bits].as_signed() for i in range(rows))
         m.d.sync += v1.eq(0)
         with m.FSM():
             with m.State("LOAD"):
@@ -293,9 +299,7 @@ class ArrayEmulator(wiring.Component):
                         m.d.comb += acc_clear.eq(1)
                         m.next = "MAC"
             with m.State("MAC"):
-                m.d.comb += [rp.addr.eq(sel * rows + r)]
-                flat = Cat(*[dbuf[w] for w in range(n_dac_words)])
-                row_codes = Array(flat[i * p.dac_bits:(i + 1) * p.dac_bits].as_signed() for i in range(rows))
+                m.d.comb += [rp.addr.eq(sel * rows + r), load_row.eq(1)]
                 m.d.sync += [d1.eq(row_codes[r]), r.eq(r + 1)]
                 m.d.sync += [v1.eq(1), last1.eq(r + 1 == n_rows)]
                 with m.If(r + 1 == n_rows):
@@ -318,13 +322,14 @@ class ArrayEmulator(wiring.Component):
         m.d.comb += mac_done.eq(v2 & last2)  # the final accumulate happens at the end of this cycle
         for j in range(cols):
             c = rp.data[j * gb:(j + 1) * gb].as_signed()
-            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (stage E2)
-                a_op = Mux(adc_mode, s_r[j], d1)
-                b_op = Mux(adc_mode, Cat(sigma, 0).as_signed(), c)
+            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (stage E2);
+                # operands from registers only: s_r[j] holds the row's DAC code in the MAC phase (load_row,
+                # below), the noise sum in the ADC phase; c_r[j] the conductance code, or sigma in the ADC phase
+                m.d.sync += c_r[j].eq(Mux(adc_mode, Cat(sigma, 0).as_signed(), c))
                 with m.If(~adc_mode | adv):
-                    m.d.sync += prods[j].eq(a_op * b_op)
+                    m.d.sync += prods[j].eq(s_r[j] * c_r[j])
             else:
-                m.d.sync += prods[j].eq(d1 * c)
+                m.d.sync += [c_r[j].eq(c), prods[j].eq(d1 * c_r[j])]
             with m.If(acc_clear):
                 m.d.sync += accs[j].eq(0)
             with m.Elif(v2):
@@ -367,6 +372,8 @@ class ArrayEmulator(wiring.Component):
                     q2_r[lane].eq(q_r[lane]),
                     n_r[lane].eq((prods[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
                 ]
+        with m.If(load_row):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
+            m.d.sync += [s_r[lane].eq(row_codes[r]) for lane in range(cpb)]
         for lane in range(cpb):  # E4: add the noise and saturate, into the output FIFO below
             tot = q2_r[lane] + n_r[lane]
             m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
