@@ -8,8 +8,9 @@ noise model with its variance are there).
 
 Micro-architecture
 ------------------
-- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, block RAM or LUT RAM as the
-  synthesizer decides): one word per (array, row) holding the ``array_cols`` signed
+- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, read asynchronously into operand
+  registers, so LUT RAM on an FPGA: a block RAM's clock-to-out in front of a MULT18X18D would not fit
+  a 10 ns cycle): one word per (array, row) holding the ``array_cols`` signed
   ``g_bits`` codes of that row; written one code per bus write (``wr_*``, granularity
   ``g_bits``), optionally initialized from a programmed PCM model
   (:func:`archmodel.golden.emulator.conductance_codes`).
@@ -17,8 +18,10 @@ Micro-architecture
   starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
   beats are dropped).
 - **MAC**: one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
-  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5), a registered
-  product, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
+  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5) whose operands come
+  straight from flip-flops (the row's DAC code; the conductance codes, registered from the
+  memory's read), a registered product, ``array_cols`` accumulators of
+  ``dac_bits + g_bits + log2(rows) + 1`` bits.
 - **ADC**: a 5-stage pipeline with one enable (the output FIFO's second entry is free; the enable
   never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
   E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
@@ -27,7 +30,9 @@ Micro-architecture
   and saturates into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter
   per stage, for Fmax).
   The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
-  emulator needs ``array_cols`` multipliers in all.
+  emulator needs ``array_cols`` multipliers in all; the sharing is done in the operand
+  registers (in the ADC phase they hold the noise sum and ``sigma``), not by a multiplexer in
+  front of the multiplier.
   One beat per cycle without back-pressure.
 
 Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
