@@ -28,8 +28,8 @@ from pathlib import Path
 
 from rtl.toolchain import find_tool
 
-__all__ = ["DEFAULT_BLOCKS", "KNOWN_BLOCKS", "MISSING_TOOL", "FpgaResult", "FpgaToolMissing", "fpga_table", "main", "run_all", "run_block",
-           "run_prototype"]
+__all__ = ["DEFAULT_BLOCKS", "KNOWN_BLOCKS", "MISSING_TOOL", "FpgaResult", "FpgaToolMissing", "fpga_table", "main",
+           "run_all", "run_block", "run_prototype"]
 
 #: Blocks placed by default (the top level of a full preset does not fit one ECP5).
 DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh",
