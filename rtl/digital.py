@@ -275,7 +275,8 @@ class DigitalDatapath(wiring.Component):
         ch_left = Signal(range(p.max_channels + L + 1))   # c_out - g*L
         pix_left = Signal.like(self.n_pixels)
         last_group = ch_left <= L
-        k_last = kk == k_cfg - 1
+        km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch: k_last is one compare, no subtract
+        k_last = kk == km1_cfg
 
         # ---- MAC stage registers
         s1_valid = Signal()
@@ -396,7 +397,7 @@ class DigitalDatapath(wiring.Component):
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
             wq = self.w_base1 if sl else 0
-            return [k_cfg.eq(kq), c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
+            return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
                     slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq)]
 
         drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
