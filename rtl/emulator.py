@@ -285,8 +285,12 @@ class ArrayEmulator(wiring.Component):
         q2_r = [Signal(signed(acc_w), name=f"qq{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
 
+        # the DAC buffer shifts down one row per MAC cycle, so the current row's code is always its lowest
+        # dac_bits (no 32-to-1 multiplexer between the row counter and the operand registers)
         flat = Cat(*[dbuf[w] for w in range(n_dac_words)])
-        row_codes = Array(flat[i * p.dac_bits:(i + 1) * p.dac_bits].as_signed() for i in range(rows))
+        row_code = flat[:p.dac_bits].as_signed()
+        shifted = Cat(flat[p.dac_bits:], Const(0, p.dac_bits))
+        dw = p.dac_bits * rpb
         m.d.sync += v1.eq(0)
         with m.FSM():
             with m.State("LOAD"):
@@ -305,7 +309,8 @@ class ArrayEmulator(wiring.Component):
                         m.next = "MAC"
             with m.State("MAC"):
                 m.d.comb += [rp.addr.eq(sel * rows + r), load_row.eq(1)]
-                m.d.sync += [d1.eq(row_codes[r]), r.eq(r + 1)]
+                m.d.sync += [d1.eq(row_code), r.eq(r + 1)]
+                m.d.sync += [dbuf[w].eq(shifted[w * dw:(w + 1) * dw]) for w in range(n_dac_words)]
                 m.d.sync += [v1.eq(1), last1.eq(r + 1 == n_rows)]
                 with m.If(r + 1 == n_rows):
                     m.next = "WAIT"
@@ -378,7 +383,7 @@ class ArrayEmulator(wiring.Component):
                     n_r[lane].eq((prods[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
                 ]
         with m.If(load_row):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
-            m.d.sync += [s_r[lane].eq(row_codes[r]) for lane in range(cpb)]
+            m.d.sync += [s_r[lane].eq(row_code) for lane in range(cpb)]
         for lane in range(cpb):  # E4: add the noise and saturate, into the output FIFO below
             tot = q2_r[lane] + n_r[lane]
             m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
