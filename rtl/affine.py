@@ -127,6 +127,11 @@ def result_layout(index_shape_: unsigned, lanes: int = 1) -> data.StructLayout:
     })
 
 
+#: Value bits per partial product of the requantizer's multiply when the value is wider than one 18 x 18 DSP
+#: multiplier takes (an ECP5 MULT18X18D): the low 16 bits (unsigned, 17 signed) and the rest.
+SPLIT_BITS = 16
+
+
 class Requantizer(wiring.Component):
     """Per-column ``saturate(round_shift(relu?(value*scale + offset), shift), 8)`` pipeline, ``lanes`` columns a beat.
 
@@ -278,6 +283,18 @@ class Requantizer(wiring.Component):
                 scale2 = Signal(signed(self.scale_bits), name=f"scale2{sfx}")
                 offset2 = Signal(signed(self.offset_bits), name=f"offset2{sfx}")
                 prod3 = Signal(signed(self.value_bits + self.scale_bits), name=f"prod3{sfx}")
+                if self.value_bits > SPLIT_BITS + 1 and self.scale_bits <= SPLIT_BITS + 2:
+                    # wider than one 18 x 18 DSP multiplier: two registered partial products (low SPLIT_BITS
+                    # bits of the value, unsigned, and the rest, signed), summed with the offset in stage 4, so
+                    # no fabric adder follows a multiplier inside stage 3 (same exact product)
+                    lo3 = Signal(signed(SPLIT_BITS + 1 + self.scale_bits), name=f"prodlo3{sfx}")
+                    hi3 = Signal(signed(self.value_bits - SPLIT_BITS + self.scale_bits), name=f"prodhi3{sfx}")
+                    m.d.sync += [lo3.eq(val2[:SPLIT_BITS].as_unsigned() * scale2),
+                                 hi3.eq(val2[SPLIT_BITS:].as_signed() * scale2)]
+                    prod_sum, stage3 = (hi3 << SPLIT_BITS) + lo3, hi3
+                else:
+                    m.d.sync += prod3.eq(val2 * scale2)
+                    prod_sum, stage3 = prod3, prod3
                 offset3 = Signal(signed(self.offset_bits), name=f"offset3{sfx}")
                 y4 = Signal(signed(sum_bits), name=f"y4{sfx}")
                 f5 = Signal(signed(sum_bits + 1), name=f"f5{sfx}")
@@ -287,14 +304,14 @@ class Requantizer(wiring.Component):
                     # 2: coefficients registered (a block RAM's clock-to-out stays out of the multiplier)
                     val2.eq(val1), scale2.eq(rp.data.scale), offset2.eq(rp.data.offset),
                     # 3: product (exact)
-                    prod3.eq(val2 * scale2), offset3.eq(offset2),
+                    offset3.eq(offset2),
                     # 4: y = value * scale + offset (exact)
-                    y4.eq(prod3 + offset3),
+                    y4.eq(prod_sum + offset3),
                     # 5: barrel shift, floor(2y / 2**shift)
                     f5.eq(round_shift_start(y4, self.shift)),
                 ]
                 f5s.append(f5)
-                data_stages = (val1, val2, prod3, y4, f5)
+                data_stages = (val1, val2, stage3, y4, f5)
         # 6: round, saturate, ReLU -> the output FIFO (its head is the output register). ReLU after rounding
         # and saturation gives the same int8: round_shift and saturate are non-decreasing, map 0 to 0 and
         # negatives to <= 0.

@@ -87,11 +87,14 @@ def test_fixed_helpers_reject_bad_operands():
 # --------------------------------------------------------------------------- Requantizer
 
 
-def test_requantizer_bit_exact_and_latency():
-    """Random and extreme (value, scale, offset, shift, relu) through the 6-cycle pipeline."""
+@pytest.mark.parametrize("wide", [False, True])
+def test_requantizer_bit_exact_and_latency(wide):
+    """Random and extreme (value, scale, offset, shift, relu) through the 6-cycle pipeline; ``wide``: 32-bit values
+    (the digital datapath's sums), whose product is two registered partial products (rtl.affine.SPLIT_BITS)."""
     seed = 11
     rng = np.random.default_rng(seed)
-    acc, sb, ob, depth = P1.acc_bits, P1.scale_bits, P1.offset_bits, 16
+    acc, sb, ob, depth = (32 if wide else P1.acc_bits), P1.scale_bits, P1.offset_bits, 16
+    assert wide == (acc > 17)
     dut = Requantizer(value_bits=acc, scale_bits=sb, offset_bits=ob, depth=depth)
     lo_a, hi_a = fixedpoint.signed_range(acc)
     lo_s, hi_s = fixedpoint.signed_range(sb)
