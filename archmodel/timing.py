@@ -52,10 +52,11 @@ __all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "START_CHECK_CYCLES",
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
 MVM_OVERHEAD_CYCLES = 2
 
-#: Cycles the tile controller's registered configuration check adds between a ``start`` pulse and the
-#: run (issue 19): the check (a multiply and compares on the configuration registers) is computed into a
-#: flip-flop every cycle and the start logic uses it one cycle later (state CHECK), so the critical path
-#: no longer runs from a configuration register through the check into the start logic (rtl/tile_controller.py).
+#: Cycles the registered configuration check adds between a ``start`` pulse and the run (issue 19), in the
+#: tile controller (rtl/tile_controller.py) and the digital datapath (rtl/digital.py): the check (multiplies
+#: and compares on the configuration registers) is computed into a flip-flop every cycle and the start logic
+#: uses it one cycle later (state CHECK), so the critical path no longer runs from a configuration register
+#: through the check into the start logic.
 START_CHECK_CYCLES = 1
 
 #: Pipeline latency of the affine unit's requantizer in cycles (column in -> int8 out): coefficient read,
@@ -165,7 +166,10 @@ def _check(limit: int, value: int, name: str) -> None:
 
 
 def start_latency_cycles() -> int:
-    """Cycles from the tile controller's ``start`` pulse to its first ``act.ready``: ``1 + START_CHECK_CYCLES``
-    (the CHECK cycle, then WAIT with ``accepting`` set; rtl/tile_controller.py). A one-off cost per run,
-    not part of the per-vector stage time (:func:`tile_vector_cycles`)."""
+    """Cycles from a ``start`` pulse to the first input ready: ``1 + START_CHECK_CYCLES``.
+
+    The tile controller's ``act.ready`` (the CHECK cycle, then WAIT with ``accepting`` set;
+    rtl/tile_controller.py) and the digital datapath's ``x_in.ready`` (CHECK, then RUN; rtl/digital.py).
+    A one-off cost per run, not part of the per-vector stage time (:func:`tile_vector_cycles`) nor of
+    :func:`digital_matrix_cycles` (the datapath's busy-cycle counters start after the check)."""
     return 1 + START_CHECK_CYCLES

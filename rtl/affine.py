@@ -127,6 +127,11 @@ def result_layout(index_shape_: unsigned, lanes: int = 1) -> data.StructLayout:
     })
 
 
+#: Value bits per partial product of the requantizer's multiply when the value is wider than one 18 x 18 DSP
+#: multiplier takes (an ECP5 MULT18X18D): the low 16 bits (unsigned, 17 signed) and the rest.
+SPLIT_BITS = 16
+
+
 class Requantizer(wiring.Component):
     """Per-column ``saturate(round_shift(relu?(value*scale + offset), shift), 8)`` pipeline, ``lanes`` columns a beat.
 
@@ -175,8 +180,10 @@ class Requantizer(wiring.Component):
     (5) barrel shift (:func:`~rtl.fixed.round_shift_start`), (6) round,
     saturate and ReLU (:func:`~rtl.fixed.round_shift_finish`); ReLU last gives
     the same int8 as ReLU first. Throughput one beat (``lanes`` results) per
-    cycle; a stalled ``o`` stalls the whole pipeline (one enable). Each lane has
-    its own multiplier.
+    cycle; a stalled ``o`` stalls the whole pipeline (one enable) once a second
+    result waits in the two-beat output FIFO (head = the ``o`` register), so the
+    enable comes from a flip-flop, not from ``o.ready`` (in context the ready path
+    from downstream ends here). Each lane has its own multiplier.
 
     Raises
     ------
@@ -239,8 +246,12 @@ class Requantizer(wiring.Component):
 
         # One enable for the whole pipeline: every stage moves when the output
         # register is free or taken (a stalled ``o`` stalls all stages).
+        # ``advance`` is a register's output (the output FIFO's second entry is free), never ``o.ready``:
+        # in context the ready path from downstream ends at the FIFO (see the output FIFO below)
         advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        tail_valid = Signal()
+        m.d.comb += [advance.eq(~tail_valid), self.i.ready.eq(advance)]
+        w_out = Signal(self.o.payload.shape())     # stage 6 result, into the output FIFO
 
         def lane_of(view, name, k):
             return getattr(view, name) if L == 1 else getattr(view, name)[k]
@@ -254,19 +265,17 @@ class Requantizer(wiring.Component):
         for rp in rps:
             m.d.comb += [rp.addr.eq(self.i.payload.column >> lb), rp.en.eq(advance)]
         data_stages = ()
+        f5s = []
         with m.If(advance):
             # column, count, last and valid travel along the stages
             m.d.sync += [valid[0].eq(self.i.valid), column[0].eq(self.i.payload.column),
                          last[0].eq(self.i.payload.last)]
             for k in range(1, n):
                 m.d.sync += [valid[k].eq(valid[k - 1]), column[k].eq(column[k - 1]), last[k].eq(last[k - 1])]
-            m.d.sync += [self.o.valid.eq(valid[-1]), self.o.payload.column.eq(column[-1]),
-                         self.o.payload.last.eq(last[-1])]
             if L > 1:
                 m.d.sync += count[0].eq(self.i.payload.count)
                 for k in range(1, n):
                     m.d.sync += count[k].eq(count[k - 1])
-                m.d.sync += self.o.payload.count.eq(count[-1])
             for k, rp in enumerate(rps):
                 sfx = "" if L == 1 else f"_{k}"
                 val1 = Signal(signed(self.value_bits), name=f"val1{sfx}")
@@ -274,6 +283,18 @@ class Requantizer(wiring.Component):
                 scale2 = Signal(signed(self.scale_bits), name=f"scale2{sfx}")
                 offset2 = Signal(signed(self.offset_bits), name=f"offset2{sfx}")
                 prod3 = Signal(signed(self.value_bits + self.scale_bits), name=f"prod3{sfx}")
+                if self.value_bits > SPLIT_BITS + 1 and self.scale_bits <= SPLIT_BITS + 2:
+                    # wider than one 18 x 18 DSP multiplier: two registered partial products (low SPLIT_BITS
+                    # bits of the value, unsigned, and the rest, signed), summed with the offset in stage 4, so
+                    # no fabric adder follows a multiplier inside stage 3 (same exact product)
+                    lo3 = Signal(signed(SPLIT_BITS + 1 + self.scale_bits), name=f"prodlo3{sfx}")
+                    hi3 = Signal(signed(self.value_bits - SPLIT_BITS + self.scale_bits), name=f"prodhi3{sfx}")
+                    m.d.sync += [lo3.eq(val2[:SPLIT_BITS].as_unsigned() * scale2),
+                                 hi3.eq(val2[SPLIT_BITS:].as_signed() * scale2)]
+                    prod_sum, stage3 = (hi3 << SPLIT_BITS) + lo3, hi3
+                else:
+                    m.d.sync += prod3.eq(val2 * scale2)
+                    prod_sum, stage3 = prod3, prod3
                 offset3 = Signal(signed(self.offset_bits), name=f"offset3{sfx}")
                 y4 = Signal(signed(sum_bits), name=f"y4{sfx}")
                 f5 = Signal(signed(sum_bits + 1), name=f"f5{sfx}")
@@ -283,24 +304,46 @@ class Requantizer(wiring.Component):
                     # 2: coefficients registered (a block RAM's clock-to-out stays out of the multiplier)
                     val2.eq(val1), scale2.eq(rp.data.scale), offset2.eq(rp.data.offset),
                     # 3: product (exact)
-                    prod3.eq(val2 * scale2), offset3.eq(offset2),
+                    offset3.eq(offset2),
                     # 4: y = value * scale + offset (exact)
-                    y4.eq(prod3 + offset3),
+                    y4.eq(prod_sum + offset3),
                     # 5: barrel shift, floor(2y / 2**shift)
                     f5.eq(round_shift_start(y4, self.shift)),
-                    # 6: round, saturate, ReLU -> output register. ReLU after rounding and
-                    # saturation gives the same int8: round_shift and saturate are
-                    # non-decreasing, map 0 to 0 and negatives to <= 0.
-                    lane_of(self.o.payload, "data", k).eq(
-                        self._relu_int8(saturate(round_shift_finish(f5, sum_bits), ACT_BITS))),
                 ]
-                data_stages = (val1, val2, prod3, y4, f5)
+                f5s.append(f5)
+                data_stages = (val1, val2, stage3, y4, f5)
+        # 6: round, saturate, ReLU -> the output FIFO (its head is the output register). ReLU after rounding
+        # and saturation gives the same int8: round_shift and saturate are non-decreasing, map 0 to 0 and
+        # negatives to <= 0.
+        m.d.comb += [w_out.column.eq(column[-1]), w_out.last.eq(last[-1])]
+        if L > 1:
+            m.d.comb += w_out.count.eq(count[-1])
+        for k, f5 in enumerate(f5s):
+            m.d.comb += lane_of(w_out, "data", k).eq(self._relu_int8(saturate(round_shift_finish(f5, sum_bits),
+                                                                              ACT_BITS)))
+        # output FIFO of two beats (as rtl.router's _FlitBuffer): a result leaving stage 6 goes to the head
+        # (the ``o`` register) when it is free -- the same cycle as a plain output register, so the latency
+        # stays LATENCY -- else to the tail, which stops the pipeline until the head is taken
+        tail = Signal(self.o.payload.shape())
+        w_en = valid[-1] & advance
+        with m.If(self.o.valid & self.o.ready):
+            with m.If(tail_valid):
+                m.d.sync += [self.o.payload.eq(tail), tail_valid.eq(0)]
+            with m.Elif(w_en):
+                m.d.sync += self.o.payload.eq(w_out)
+            with m.Else():
+                m.d.sync += self.o.valid.eq(0)
+        with m.Elif(w_en):
+            with m.If(self.o.valid):
+                m.d.sync += [tail.eq(w_out), tail_valid.eq(1)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(w_out), self.o.valid.eq(1)]
         # the data registers written out above, plus the output register, must be the pipeline the
         # valid/column/last chain (LATENCY stages) and the cycle model assume
         if len(data_stages) + 1 != timing.AFFINE_LATENCY_CYCLES:
             raise RuntimeError(f"Requantizer: {len(data_stages) + 1} pipeline stages, but "
                                f"archmodel.timing.AFFINE_LATENCY_CYCLES = {timing.AFFINE_LATENCY_CYCLES}")
-        busy = self.o.valid
+        busy = self.o.valid | tail_valid
         for v in valid:
             busy = busy | v
         m.d.comb += self.busy.eq(busy)

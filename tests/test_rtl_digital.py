@@ -18,7 +18,7 @@ import pytest
 from amaranth.back import verilog
 from rtl_stream_harness import Harness, Sink, Source, simulate
 
-from archmodel import fixedpoint
+from archmodel import fixedpoint, timing
 from archmodel.golden.affine import affine_requantize
 from archmodel.golden.digital import digital_conv2d, digital_datapath_order, digital_linear, im2col, weight_matrix
 from archmodel.spec import load_spec
@@ -213,7 +213,8 @@ def test_digital_weight_stream_lands_at_words(chunk):
 
 
 def test_digital_cycle_count():
-    """No gaps, K >= lanes: n_pixels * ceil(c_out / lanes) * K MAC cycles, the last result lanes + LATENCY - 1 later."""
+    """No gaps, K >= lanes: n_pixels * ceil(c_out / lanes) * K MAC cycles after the registered configuration check
+    (timing.START_CHECK_CYCLES = 1), the last result lanes + LATENCY - 1 later."""
     rng = np.random.default_rng(3)
     layer = coefficients(rng, conv_layer(rng, 1, 4, 4, 8, 3))       # K=9, 2 groups, 4 pixels
     dut = DigitalDatapath(P)
@@ -228,7 +229,8 @@ def test_digital_cycle_count():
     compared, mismatches, cycles = res["run"]
     assert (compared, mismatches) == (4 * 8, 0)
     assert DigitalDatapath.LATENCY == 10
-    assert cycles == 4 * 2 * 9 + P.mac_lanes + DigitalDatapath.LATENCY - 1
+    assert timing.START_CHECK_CYCLES == 1
+    assert cycles == 1 + 4 * 2 * 9 + P.mac_lanes + DigitalDatapath.LATENCY - 1
 
 
 def test_digital_reset_mid_transfer_and_config_errors():
@@ -273,3 +275,39 @@ def test_digital_params_and_verilog():
     gc.collect()
     text = verilog.convert(DigitalDatapath(P), name="digital_datapath", emit_src=False)
     assert "module digital_datapath" in text
+
+
+def test_digital_registered_config_check_start_latency():
+    """Issue 19: the datapath's configuration check is registered, as the tile controller's. x_in.ready rises
+    exactly timing.start_latency_cycles() = 2 cycles after the start pulse (CHECK, then RUN), busy is 1 from the
+    cycle after start; a bad configuration (K = 0) sets err_config at the CHECK cycle's edge and never raises
+    x_in.ready. The x source always offers a beat, so ready is the datapath's own."""
+    rng = np.random.default_rng(5)
+    layer = coefficients(rng, linear_layer(rng, 8, 4))
+    dut = DigitalDatapath(P)
+    seen = {}
+
+    async def tb(ctx, rst):
+        h = _harness(dut, rng, rst, 1.0, 1.0)
+        await load_layer(ctx, dut, layer)
+        for label, k in (("good", 8), ("bad", 0)):
+            h.sources["x"].reset()
+            for kk in range(8):
+                h.sources["x"].put({"data": 1, "last": int(kk == 7)})
+            ctx.set(dut.k_terms, k)
+            ctx.set(dut.start, 1)
+            trace = []
+            for _ in range(4):
+                trace.append((ctx.get(dut.busy), ctx.get(dut.x_in.ready), ctx.get(dut.err_config)))
+                await h.step(ctx)
+                ctx.set(dut.start, 0)
+            seen[label] = trace
+            for _ in range(40):
+                await h.step(ctx)
+            h.sinks["out"].reset()
+
+    simulate(dut, tb)
+    assert timing.start_latency_cycles() == 2
+    # cycle of start, CHECK, RUN (x_in ready), RUN
+    assert seen["good"] == [(0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 0)]
+    assert seen["bad"] == [(0, 0, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1)]

