@@ -63,7 +63,7 @@ def test_stratified_kfold_equals_scikit_learn_fold_for_fold():
                     np.testing.assert_array_equal(np.flatnonzero(folds != i), ref_tr)
                     np.testing.assert_array_equal(np.flatnonzero(folds == i), ref_te)
                     compared += 1
-    assert compared == 8 * (2 + 3 + 5 + 10) + 3 * 8 * (2 + 3)
+    assert compared == 2 * 8 * (2 + 3 + 5 + 10) + 2 * 8 * (2 + 3)  # two label vectors above 100 samples
     with pytest.raises(ValueError, match="cannot be greater than the number of members"):
         stratified_kfold_test_folds(np.array([0, 0, 1, 1]), 3, 0)
 
