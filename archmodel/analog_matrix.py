@@ -558,8 +558,7 @@ class AnalogMatrix:
                 x = _MATMUL(dac_codes, g)
                 x *= v_lsb
                 x *= to_code  # same two products, same order, as _convert
-                # Saturate, then round: rint is monotone and fixes the integer bounds, so
-                # rint(clip(x)) == clip(rint(x)) for every float (the order _convert uses).
+                # saturate, then round (the order _convert uses)
                 _CLIP(x, -top, top - 1.0, x)  # float bounds, positional out: the cheapest ufunc dispatch
                 _RINT(x, x)
                 return x.astype(np.int64)[None]
@@ -624,9 +623,11 @@ class AnalogMatrix:
         i_ua *= self.adc_levels / self.i_fs_ua
         if self.ideal_periphery:
             return i_ua
-        np.rint(i_ua, out=i_ua)
-        np.maximum(i_ua, -self.adc_levels, out=i_ua)
-        np.minimum(i_ua, self.adc_levels - 1, out=i_ua)
+        # saturate, then round: rint is monotone and fixes the integer bounds, so rint(clip(x)) ==
+        # clip(rint(x)) for every float -- one pass fewer than maximum + minimum after rint, same bits
+        top = float(self.adc_levels)
+        _CLIP(i_ua, -top, top - 1.0, i_ua)
+        _RINT(i_ua, i_ua)
         return i_ua.astype(np.int64)
 
     def _noise_rows(self, array_index: int, n_cols: int, mvm_index: int, count: int) -> np.ndarray:
