@@ -93,6 +93,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from archmodel.fixedpoint import CLIP_UFUNC as _CLIP
 from archmodel.fixedpoint import check_range
 from archmodel.golden.affine import accumulate_partial_sums
 from archmodel.golden.coefficients import weight_abs_max
@@ -111,10 +112,6 @@ READ_NOISE_BLOCK_MVMS = 1024
 _READ_CACHE_BYTES = 64 << 20
 #: Memory budget of the cached output-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
 _NOISE_CACHE_BYTES = 16 << 20
-#: ``clip`` as a ufunc (``np.clip``'s Python wrapper costs ~1.5 µs per call); ``minimum(maximum())`` if absent.
-_CLIP = getattr(getattr(getattr(np, "_core", None), "umath", None), "clip", None) or (
-    lambda x, lo, hi, out: np.minimum(np.maximum(x, lo, out=out), hi, out=out))
-
 _MATMUL, _RINT = np.matmul, np.rint
 
 #: Attributes whose assignment keeps :meth:`AnalogMatrix._fast_constants`'s cache (every other assignment clears it).

@@ -27,10 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-#: ``clip`` as a ufunc (``np.clip``'s Python wrapper costs ~1.5 µs per call); ``minimum(maximum())`` if absent.
-_CLIP = getattr(getattr(getattr(np, "_core", None), "umath", None), "clip", None) or (
-    lambda x, lo, hi, out: np.minimum(np.maximum(x, lo, out=out), hi, out=out))
-
 from archmodel.fixedpoint import (
     ACT_BITS,
     COUNT_MAX,
@@ -38,6 +34,9 @@ from archmodel.fixedpoint import (
     check_bool,
     check_int_param,
     check_range,
+)
+from archmodel.fixedpoint import (
+    CLIP_UFUNC as _CLIP,
 )
 
 __all__ = [
