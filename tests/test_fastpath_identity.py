@@ -125,3 +125,26 @@ def test_integer_pooling_by_strided_taps_equals_the_window_reduction() -> None:
                 count = kh * kw if layer.attrs["count_include_pad"] else len(vals)
                 ref = (2 * sum(vals) + count) // (2 * count)
             assert got[n, c, i, j] == ref, (layer.name, n, c, i, j)
+
+
+def test_gdc_from_one_mvm_equals_the_two_separate_measurements() -> None:
+    """The accuracy draw measures the global and per-column GDC references and factors from one MVM of the
+    calibration codes (calibration.gdc_mean_abs_both + gdc_alpha_from, issue 22); they must equal
+    gdc_reference / gdc_alpha with per_column False and True, bit for bit."""
+    from archmodel.calibration import gdc_alpha, gdc_alpha_from, gdc_mean_abs_both, gdc_reference
+    from archmodel.golden.tile_controller import dac_codes
+
+    spec = load_spec("tiny")
+    w = np.random.default_rng(0).standard_normal((40, 12))
+    m = AnalogMatrix(spec, noise_seed=4).program(w, np.random.default_rng(1))
+    cal = np.random.default_rng(2).integers(-128, 128, size=(64, 40), dtype=np.int8)
+    codes = dac_codes(cal, spec.array.dac_bits)
+    ref_g, ref_c = gdc_mean_abs_both(m, codes)
+    assert ref_g == gdc_reference(m, cal) and type(ref_g) is float
+    np.testing.assert_array_equal(ref_c, gdc_reference(m, cal, per_column=True))
+    m.drift(86400.0, read_noise_key=(1, 2))
+    now_g, now_c = gdc_mean_abs_both(m, codes)
+    assert gdc_alpha_from(now_g, ref_g) == gdc_alpha(m, cal, ref_g) != 1.0
+    alpha_c = gdc_alpha_from(now_c, ref_c, per_column=True)
+    np.testing.assert_array_equal(alpha_c, gdc_alpha(m, cal, ref_c, per_column=True))
+    assert alpha_c.shape == (12,) and np.all(alpha_c > 1.0)  # a day of drift: every column reads less
