@@ -44,14 +44,18 @@ def zigzag(onnx_path: str, lpf_limit: int) -> dict:
 
     logging.disable(logging.CRITICAL)
     t0 = time.process_time()
+    import onnx
     import zigzag as zz
     from zigzag.api import get_hardware_performance_zigzag
 
     t1 = time.process_time()
     base = os.path.join(os.path.dirname(zz.__file__), "inputs")
     with tempfile.TemporaryDirectory() as dump:
+        # ZigZag needs the value types of every tensor: a shape-inferred copy (onnx's light models have none)
+        inferred = os.path.join(dump, "inferred.onnx")
+        onnx.save(onnx.shape_inference.infer_shapes(onnx.load(onnx_path, load_external_data=False)), inferred)
         energy, latency, *_ = get_hardware_performance_zigzag(
-            workload=onnx_path, accelerator=os.path.join(base, "hardware", "aimc.yaml"),
+            workload=inferred, accelerator=os.path.join(base, "hardware", "aimc.yaml"),
             mapping=os.path.join(base, "mapping", "default_imc.yaml"), opt="EDP", dump_folder=dump,
             in_memory_compute=True, loma_show_progress_bar=False, lpf_limit=lpf_limit)
     t2 = time.process_time()
