@@ -20,6 +20,8 @@ in this one, all in the same run):
   ``light_resnet50.onnx`` with ``--resnet50``). Different outputs (ZigZag: energy
   and latency of its searched mappings; aimc: placement, cycles and energy of its
   analytical mapping): the ratio is of the time to an answer for the same network.
+  (ZigZag 3.9's parser refuses ``light_resnet50.onnx``: "No more than 2 layer
+  predecessors expected"; that row then reads "failed".)
 * tile MVM, 512 x 512, 8-bit DAC/ADC, PCM noise (programming, drift, read noise at
   1 h): aimc ``AnalogMatrix.mvm_adc_codes`` (fig11) against CrossSim
   ``AnalogCore.matvec``/``matmat`` (8-bit quantizer DAC/ADC, read noise) and
