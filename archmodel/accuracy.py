@@ -474,11 +474,17 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
     _, ho, wo = layer.output_shape
     fill = -128 if kind == "maxpool" else 0
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
-    win = strided_windows(xp, (kh, kw), (sh, sw), (1, 1), (ho, wo)).astype(np.int64)
-    win = win.reshape(x.shape[:2] + (kh * kw, ho, wo))
+    # the kh·kw taps as strided views of the padded map (no window copy): max of int8 exactly in int8,
+    # sums in int64 -- the same integers as the max / sum over the windows
+    taps = [xp[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] for i in range(kh) for j in range(kw)]
     if kind == "maxpool":
-        return win.max(axis=2).astype(np.int8)
-    total = win.sum(axis=2)
+        out = np.array(taps[0], dtype=np.int8)
+        for t in taps[1:]:
+            np.maximum(out, t, out=out)
+        return out
+    total = taps[0].astype(np.int64)
+    for t in taps[1:]:
+        total += t
     if layer.attrs["count_include_pad"]:
         count = np.full(total.shape[-2:], kh * kw, dtype=np.int64)
     else:

@@ -50,7 +50,9 @@ from archmodel.calibration import (
     adc_range_from_currents,
     gdc_alpha,
     gdc_alpha_exact,
+    gdc_alpha_from,
     gdc_exact_outputs,
+    gdc_mean_abs_both,
     gdc_reference,
 )
 from archmodel.golden.tile_controller import dac_codes
@@ -126,7 +128,10 @@ def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray,
             y_e = gdc_exact_outputs(m, cal)
             refs[k] = (cal, y_e, y_e)
         else:
-            refs[k] = (cal, gdc_reference(m, cal), gdc_reference(m, cal, per_column=True))
+            # gdc_reference(m, cal) and gdc_reference(m, cal, per_column=True) from one MVM; the DAC codes
+            # of the calibration vectors once per layer (they are the same at every time)
+            cal = dac_codes(cal, prep.spec.array.dac_bits)
+            refs[k] = (cal, *gdc_mean_abs_both(m, cal))
         mats[k] = m
     out: dict[str, list[float]] = {setting_label(p, c): [] for p, c in opts.settings}
     y_test = np.asarray(y_test)
@@ -138,9 +143,13 @@ def evaluate_draw(prep: PreparedNetwork, x_test: np.ndarray, y_test: np.ndarray,
             m = mats[k]
             m.drift(t, read_noise_key=_read_key(seed, draw, k, ti))  # type: ignore[union-attr]
             cal, ref_g, ref_c = refs[k]
-            alpha_fn = gdc_alpha_exact if opts.gdc_reference == "exact" else gdc_alpha
-            alpha_g[k] = float(alpha_fn(m, cal, ref_g))  # type: ignore[arg-type]
-            alpha_c[k] = np.asarray(alpha_fn(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
+            if opts.gdc_reference == "exact":
+                alpha_g[k] = float(gdc_alpha_exact(m, cal, ref_g))  # type: ignore[arg-type]
+                alpha_c[k] = np.asarray(gdc_alpha_exact(m, cal, ref_c, per_column=True))  # type: ignore[arg-type]
+            else:  # gdc_alpha(m, cal, ref_g) and gdc_alpha(m, cal, ref_c, per_column=True) from one MVM
+                now_g, now_c = gdc_mean_abs_both(m, cal)  # cal: the DAC codes (above)
+                alpha_g[k] = float(gdc_alpha_from(now_g, ref_g))
+                alpha_c[k] = np.asarray(gdc_alpha_from(now_c, ref_c, per_column=True))
         for placement in placements:
             modes = ["analog" if (placement == "all_analog" or k not in prep.digital) else opts.digital_precision
                      for k in range(n_mat)]

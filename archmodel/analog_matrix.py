@@ -93,6 +93,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from archmodel.fixedpoint import CLIP_UFUNC as _CLIP
 from archmodel.fixedpoint import check_range
 from archmodel.golden.affine import accumulate_partial_sums
 from archmodel.golden.coefficients import weight_abs_max
@@ -111,9 +112,10 @@ READ_NOISE_BLOCK_MVMS = 1024
 _READ_CACHE_BYTES = 64 << 20
 #: Memory budget of the cached output-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
 _NOISE_CACHE_BYTES = 16 << 20
-#: ``clip`` as a ufunc (``np.clip``'s Python wrapper costs ~1.5 µs per call); ``minimum(maximum())`` if absent.
-_CLIP = getattr(getattr(getattr(np, "_core", None), "umath", None), "clip", None) or (
-    lambda x, lo, hi, out: np.minimum(np.maximum(x, lo, out=out), hi, out=out))
+_MATMUL, _RINT = np.matmul, np.rint
+
+#: Attributes whose assignment keeps :meth:`AnalogMatrix._fast_constants`'s cache (every other assignment clears it).
+_FAST_KEEPS = frozenset({"_fast", "_read_cache", "_noise_cache"})
 
 #: Conductance grid in µS (assumed): keeps the float64 MVM exact (see module docstring).
 G_GRID_US = 2.0**-24
@@ -497,6 +499,30 @@ class AnalogMatrix:
         out *= self.v_lsb_v
         return out
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # Explicit invalidation of the batch-1 fast path's cached eligibility and constants
+        # (_fast_constants): any assignment (program, drift, row_slice, set_adc_full_scale,
+        # ideal_periphery, a test replacing _g_eff, ...) clears it; it is rebuilt on the next MVM.
+        # In-place changes of the arrays it holds are seen through the shared reference.
+        if name not in _FAST_KEEPS:
+            object.__setattr__(self, "_fast", None)
+        object.__setattr__(self, name, value)
+
+    def _fast_constants(self) -> tuple | bool:
+        """Eligibility and constants of the fast path of :meth:`mvm_adc_codes`, cached in ``self._fast``.
+
+        ``False`` unless one row block, fixed conductances (no keyed read noise), quantizing
+        periphery, no output noise and DAC codes of at most 16 bits (their float64 conversion exact);
+        else ``(G_eff (K, N) µS, lowest DAC code, V_lsb in V, 2^(adc_bits-1) / I_fs in 1/µA,
+        2^(adc_bits-1) as float)``. Cleared by every attribute assignment (``__setattr__``).
+        """
+        ok = (self.weights is not None and self._n_rb == 1 and self._read_key is None and not self.ideal_periphery
+              and self._noise_fraction == 0.0 and self._dac_lo >= -(1 << 15))
+        fast = (self._g_eff, self._dac_lo, self.v_lsb_v, self.adc_levels / self.i_fs_ua,
+                float(self.adc_levels)) if ok else False
+        object.__setattr__(self, "_fast", fast)
+        return fast
+
     def mvm_adc_codes(self, dac_codes: npt.ArrayLike, mvm_index: int = 0) -> np.ndarray:
         """ADC codes of every row block for a batch of MVMs.
 
@@ -514,23 +540,24 @@ class AnalogMatrix:
             int64 codes in ``[-2^(adc_bits-1), 2^(adc_bits-1) - 1]``; float64
             unrounded codes when ``ideal_periphery``.
         """
-        if (self._n_rb == 1 and self._read_key is None and not self.ideal_periphery and type(dac_codes) is np.ndarray
-                and dac_codes.ndim == 2 and dac_codes.dtype.kind == "i" and self._noise_fraction == 0.0):
+        fast = self._fast
+        if fast is None:
+            fast = self._fast_constants()
+        if fast and type(dac_codes) is np.ndarray and dac_codes.ndim == 2 and dac_codes.dtype.kind == "i":
             # One row block, fixed conductances, no output noise (the one-vector use of the tile): the same
             # float operations as column_currents_ua + _convert below, in as few numpy calls as possible (after
             # the matmul has streamed the (K, N) conductances through the cache, each call costs ~1 µs).
-            lo = self._dac_lo
+            g, lo, v_lsb, to_code, top = fast
             f = dac_codes.ravel()  # range check by argmin/argmax: ~2 µs less than min/max reductions here
-            if (dac_codes.shape[1] == self._g_eff.shape[0] and f.size
-                    and lo <= f[f.argmin()] and f[f.argmax()] < -lo):
-                x = np.matmul(dac_codes.astype(np.float64), self._g_eff)  # exact (module docstring)
-                x *= self.v_lsb_v
-                x *= self.adc_levels / self.i_fs_ua  # same two products, same order, as _convert
-                # Saturate, then round: rint is monotone and fixes the integer bounds, so
-                # rint(clip(x)) == clip(rint(x)) for every float (the order _convert uses).
-                top = float(self.adc_levels)  # float bounds: the same comparisons, a cheaper ufunc dispatch
-                _CLIP(x, -top, top - 1.0, out=x)
-                np.rint(x, out=x)
+            if dac_codes.shape[1] == g.shape[0] and f.size and lo <= f[f.argmin()] and f[f.argmax()] < -lo:
+                # integer codes straight into the matmul: numpy converts them to float64 (exact: |d| <= 2^15)
+                # inside the call, one numpy call fewer than astype + matmul; the sum is exact (module docstring)
+                x = _MATMUL(dac_codes, g)
+                x *= v_lsb
+                x *= to_code  # same two products, same order, as _convert
+                # saturate, then round (the order _convert uses)
+                _CLIP(x, -top, top - 1.0, x)  # float bounds, positional out: the cheapest ufunc dispatch
+                _RINT(x, x)
                 return x.astype(np.int64)[None]
         x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
         return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
@@ -593,9 +620,11 @@ class AnalogMatrix:
         i_ua *= self.adc_levels / self.i_fs_ua
         if self.ideal_periphery:
             return i_ua
-        np.rint(i_ua, out=i_ua)
-        np.maximum(i_ua, -self.adc_levels, out=i_ua)
-        np.minimum(i_ua, self.adc_levels - 1, out=i_ua)
+        # saturate, then round: rint is monotone and fixes the integer bounds, so rint(clip(x)) ==
+        # clip(rint(x)) for every float -- one pass fewer than maximum + minimum after rint, same bits
+        top = float(self.adc_levels)
+        _CLIP(i_ua, -top, top - 1.0, i_ua)
+        _RINT(i_ua, i_ua)
         return i_ua.astype(np.int64)
 
     def _noise_rows(self, array_index: int, n_cols: int, mvm_index: int, count: int) -> np.ndarray:

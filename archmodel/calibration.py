@@ -168,10 +168,33 @@ def gdc_calibration_inputs(kind: str, n_vectors: int, k: int, seed: int = 0) -> 
     raise ValueError(f"unknown GDC calibration input '{kind}'; expected 'random', 'ones' or 'one_hot'")
 
 
+def _abs_sums(matrix: AnalogMatrix, codes: np.ndarray) -> np.ndarray:
+    return np.abs(np.asarray(matrix.mvm_partial_sums(codes, CALIBRATION_MVM_INDEX), dtype=np.float64))
+
+
 def _mean_abs(matrix: AnalogMatrix, inputs: np.ndarray, per_column: bool) -> np.ndarray | float:
-    d = dac_codes(inputs, matrix.spec.array.dac_bits)
-    y = np.abs(np.asarray(matrix.mvm_partial_sums(d, CALIBRATION_MVM_INDEX), dtype=np.float64))
+    y = _abs_sums(matrix, dac_codes(inputs, matrix.spec.array.dac_bits))
     return y.mean(axis=0) if per_column else float(y.mean())
+
+
+def gdc_mean_abs_both(matrix: AnalogMatrix, codes: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(mean|y|, per-column mean|y| (N,))`` of ONE MVM of the calibration DAC codes ``codes`` (B, K).
+
+    What :func:`gdc_reference` / :func:`gdc_alpha` measure with ``per_column`` False and True (the same
+    partial sums: same inputs, same MVM index ``CALIBRATION_MVM_INDEX``, same conductances), from one MVM
+    instead of two; ``codes = golden.tile_controller.dac_codes(inputs, dac_bits)``, computed once by the
+    caller. Pass the results to :func:`gdc_alpha_from`. Identical values (issue 22).
+    """
+    y = _abs_sums(matrix, codes)
+    return float(y.mean()), y.mean(axis=0)
+
+
+def gdc_alpha_from(now: np.ndarray | float, ref: np.ndarray | float, per_column: bool = False) -> np.ndarray | float:
+    """``α = ref / now`` (1 where ``now`` is 0): :func:`gdc_alpha` from a measured ``now = mean|y_t|``."""
+    if per_column:
+        now_a, ref_a = np.asarray(now), np.asarray(ref, dtype=np.float64)
+        return np.where(now_a > 0, ref_a / np.where(now_a > 0, now_a, 1.0), 1.0)
+    return float(ref) / now if now > 0 else 1.0
 
 
 def gdc_reference(matrix: AnalogMatrix, inputs: np.ndarray, per_column: bool = False) -> np.ndarray | float:
@@ -196,8 +219,4 @@ def gdc_alpha(
     -------
     float, or ndarray (N,) when ``per_column``
     """
-    now = _mean_abs(matrix, inputs, per_column)
-    if per_column:
-        now_a, ref_a = np.asarray(now), np.asarray(ref, dtype=np.float64)
-        return np.where(now_a > 0, ref_a / np.where(now_a > 0, now_a, 1.0), 1.0)
-    return float(ref) / now if now > 0 else 1.0
+    return gdc_alpha_from(_mean_abs(matrix, inputs, per_column), ref, per_column)

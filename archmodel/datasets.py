@@ -10,12 +10,23 @@ analog/int8 evaluation quantizes them with ``in_scale = 1/127`` (one int8 step =
 levels keeps a distinct code.
 
 Split: stratified (every class keeps its share in both parts) train/test split
-fixed by the seed, through :func:`sklearn.model_selection.train_test_split`
-(``random_state=seed``); default 30 % test (540 test and 1,257 training images).
+fixed by the seed: the split of :func:`sklearn.model_selection.train_test_split`
+(``test_size=f, stratify=y, random_state=seed``); default 30 % test (540 test and
+1,257 training images).
 
-k-fold (:func:`load_digits_fold`): :class:`sklearn.model_selection.StratifiedKFold`
-with ``shuffle=True, random_state=seed``; fold ``i`` is the test part, the other
-folds the training part, so the k test folds cover all 1,797 images once.
+k-fold (:func:`load_digits_fold`): the split of
+:class:`sklearn.model_selection.StratifiedKFold` with ``shuffle=True,
+random_state=seed``; fold ``i`` is the test part, the other folds the training
+part, so the k test folds cover all 1,797 images once.
+
+Both splits are re-implemented here, step for step and draw for draw on the same
+``numpy.random.RandomState(seed)`` (scikit-learn 1.3–1.9's ``StratifiedShuffleSplit.
+_iter_indices``, ``utils.extmath._approximate_mode`` and ``StratifiedKFold.
+_make_test_folds``), and the images are read from scikit-learn's own
+``datasets/data/digits.csv.gz`` as its ``load_digits`` reads them (``np.loadtxt``),
+so reading the digits imports no scikit-learn module (≈ 1 s of CPU per command,
+issue 22). tests/test_digits_splits.py compares both splits index for index with
+scikit-learn's over many seeds, fractions and fold counts.
 
 Every split records the data-set indices of its images (``train_index``,
 ``test_index``) and a JSON-ready description (``DigitsSplit.meta``) that weights
@@ -30,6 +41,7 @@ calibration images and the test images (disjoint).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -90,13 +102,27 @@ class DigitsSplit:
     meta: dict | None = None
 
 
+def _digits_csv() -> Path:
+    """scikit-learn's ``datasets/data/digits.csv.gz``, found without importing scikit-learn (find_spec of the
+    top-level package locates it and runs none of its code). Raises ImportError when scikit-learn is absent."""
+    import importlib.util
+
+    found = importlib.util.find_spec("sklearn")
+    if found is None or not found.submodule_search_locations:
+        raise ImportError("scikit-learn is not installed (its package data holds the digits set)")
+    return Path(next(iter(found.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+
+
 @lru_cache(maxsize=1)
 def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    import gzip
 
-    d = load_digits()
-    x = (np.asarray(d.images, dtype=np.float32) / np.float32(DIGITS_PIXEL_MAX)).reshape(-1, *DIGITS_INPUT_SHAPE)
-    y = np.asarray(d.target, dtype=np.int64)
+    # as sklearn.datasets.load_digits: np.loadtxt of the gzip CSV (64 pixels then the label per line)
+    with gzip.open(_digits_csv(), mode="rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    x = (data[:, :-1].reshape(-1, 8, 8).astype(np.float32) / np.float32(DIGITS_PIXEL_MAX)).reshape(
+        -1, *DIGITS_INPUT_SHAPE)
+    y = np.asarray(data[:, -1].astype(int), dtype=np.int64)
     x.setflags(write=False)
     y.setflags(write=False)
     return x, y
@@ -121,16 +147,12 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.3) -> DigitsSplit:
     ValueError
         ``test_fraction`` outside (0, 1) or a negative seed.
     """
-    from sklearn.model_selection import train_test_split
-
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     x, y = _raw_digits()
-    i_tr, i_te = train_test_split(
-        np.arange(len(y)), test_size=float(test_fraction), stratify=y, random_state=int(seed)
-    )
+    i_tr, i_te = stratified_train_test_split(y, float(test_fraction), int(seed))
     meta = {"dataset": "sklearn-digits", "kind": "holdout", "test_fraction": float(test_fraction), "seed": int(seed)}
     return _split(x, y, i_tr, i_te, int(seed), meta)
 
@@ -149,17 +171,112 @@ def load_digits_fold(seed: int, folds: int, fold: int) -> DigitsSplit:
     ValueError
         ``folds`` < 2, ``fold`` outside 0..folds-1, or a negative seed.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     if int(folds) < 2 or not 0 <= int(fold) < int(folds):
         raise ValueError(f"need folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     x, y = _raw_digits()
-    skf = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=int(seed))
-    i_tr, i_te = list(skf.split(np.zeros(len(y)), y))[int(fold)]
+    test_folds = stratified_kfold_test_folds(y, int(folds), int(seed))
+    indices = np.arange(len(y))
+    i_tr, i_te = indices[test_folds != int(fold)], indices[test_folds == int(fold)]
     meta = {"dataset": "sklearn-digits", "kind": "kfold", "folds": int(folds), "fold": int(fold), "seed": int(seed)}
     return _split(x, y, i_tr, i_te, int(seed), meta)
+
+
+# ----------------------------------------------------------------------------- scikit-learn's splits, re-implemented
+def _approximate_mode(class_counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """scikit-learn's ``utils.extmath._approximate_mode`` (1.3–1.9), draw for draw: per-class counts (C,) int of
+    ``n_draws`` draws, floors of the proportional shares topped up by largest remainder, ties broken by
+    ``rng.choice``."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            inds = rng.choice(inds, size=add_now, replace=False)
+            floored[inds] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
+
+
+def stratified_train_test_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test indices (int64) of ``train_test_split(np.arange(len(y)), test_size=test_fraction,
+    stratify=y, random_state=seed)`` (scikit-learn 1.3–1.9), computed without scikit-learn.
+
+    ``n_test = ceil(test_fraction · n)``, ``n_train = n − n_test``; one ``StratifiedShuffleSplit`` draw on
+    ``numpy.random.RandomState(seed)``: per-class train and test counts by :func:`_approximate_mode`, each
+    class's indices (stable order) permuted, then both parts permuted.
+
+    Raises
+    ------
+    ValueError
+        ``test_fraction`` outside (0, 1), a class with fewer than 2 members, or a part smaller than the
+        number of classes (scikit-learn's conditions).
+    """
+    y = np.asarray(y)
+    n = len(y)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = math.ceil(test_fraction * n)
+    n_train = n - n_test
+    classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    if np.min(class_counts) < 2:
+        raise ValueError("a class has only 1 member: too few for a stratified split")
+    if n_train < len(classes) or n_test < len(classes):
+        raise ValueError(f"a part of {min(n_train, n_test)} images is smaller than the {len(classes)} classes")
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    rng = np.random.RandomState(seed)
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train: list = []
+    test: list = []
+    for i in range(len(classes)):
+        perm = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.extend(perm[: n_i[i]])
+        test.extend(perm[n_i[i]: n_i[i] + t_i[i]])
+    return rng.permutation(train), rng.permutation(test)
+
+
+def stratified_kfold_test_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Test fold (int32, (N,)) of every sample under ``StratifiedKFold(n_splits=folds, shuffle=True,
+    random_state=seed)`` (scikit-learn 1.3–1.9's ``_make_test_folds``), computed without scikit-learn.
+
+    Classes numbered by first appearance; each fold takes its share of every class by round robin over
+    the sorted labels; each class's fold labels shuffled by ``numpy.random.RandomState(seed)``, class by class.
+    Fold ``i``'s test part is ``np.flatnonzero(test_folds == i)``, its training part the rest (in index order).
+
+    Raises
+    ------
+    ValueError
+        ``folds`` above every class's count (scikit-learn's condition; it warns when above the smallest only).
+    """
+    y = np.asarray(y)
+    rng = np.random.RandomState(seed)
+    _, y_idx, y_inv = np.unique(y, return_index=True, return_inverse=True)
+    _, class_perm = np.unique(y_idx, return_inverse=True)
+    y_encoded = class_perm[y_inv]
+    n_classes = len(y_idx)
+    y_counts = np.bincount(y_encoded)
+    if np.all(folds > y_counts):
+        raise ValueError(f"n_splits={folds} cannot be greater than the number of members in each class.")
+    if folds > np.min(y_counts):
+        import warnings
+
+        warnings.warn(f"The least populated class in y has only {np.min(y_counts)} members, which is less "
+                      f"than n_splits={folds}.", UserWarning, stacklevel=2)
+    y_order = np.sort(y_encoded)
+    allocation = np.asarray([np.bincount(y_order[i::folds], minlength=n_classes) for i in range(folds)])
+    test_folds = np.empty(len(y), dtype="i")
+    for k in range(n_classes):
+        folds_for_class = np.arange(folds).repeat(allocation[:, k])
+        rng.shuffle(folds_for_class)
+        test_folds[y_encoded == k] = folds_for_class
+    return test_folds
 
 
 def split_from_meta(meta: dict) -> DigitsSplit:

@@ -60,3 +60,91 @@ def test_trusted_parse_errors_are_the_pure_loaders(text: str):
         messages.append(str(exc.value))
     assert messages[0] == messages[1]
     assert messages[0].startswith("x.yaml: ")
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_affine_requantize_trusted_equals_the_written_out_integer_formula(relu: bool) -> None:
+    """golden.affine.affine_requantize_trusted folds the rounding term into the offset and, after a ReLU, skips
+    the lower bound (issue 22); the reference here is the formula step by step with Python integers:
+    y = p·scale + offset, ReLU, (y + 2^(shift-1)) >> shift, saturate -- every shift, both saturation ends,
+    the most negative and positive operands of the widths the accuracy path uses (acc 20, scale 16, offset 32)."""
+    from archmodel.golden.affine import affine_requantize, affine_requantize_trusted
+
+    rng = np.random.default_rng(7)
+    p = rng.integers(-(1 << 19), 1 << 19, size=(40, 6))
+    p[0], p[1], p[2] = -(1 << 19), (1 << 19) - 1, 0
+    scale = np.array([-(1 << 15), (1 << 15) - 1, 1, -1, 12345, -777])
+    offset = np.array([-(1 << 31), (1 << 31) - 1, 0, 5, -3, 1 << 20])
+    ends = set()
+    for shift in range(0, 35 + 1):
+        got = affine_requantize_trusted(p, scale, offset, shift, relu)
+        ref = np.empty_like(p)
+        for (i, j), v in np.ndenumerate(p):
+            y = int(v) * int(scale[j]) + int(offset[j])
+            y = max(y, 0) if relu else y
+            y = (y + (1 << (shift - 1))) >> shift if shift else y
+            ref[i, j] = min(max(y, -128), 127)
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(affine_requantize(p, scale, offset, shift, relu, acc_bits=20), ref)
+        assert got.dtype == np.int64
+        ends |= set(np.intersect1d(ref, [-128, 127]).tolist())
+    assert ends == ({127} if relu else {-128, 127})  # both saturation ends exercised (only the top after a ReLU)
+
+
+def test_integer_pooling_by_strided_taps_equals_the_window_reduction() -> None:
+    """archmodel.accuracy._pool_int reduces the kh·kw taps as strided views (issue 22); the reference is the
+    reduction written out over every window with Python integers (max; round-half-up mean with and without the
+    pads in the divisor), on int8 maps with padding, unequal strides and kernels, and both int8 ends."""
+    from archmodel.accuracy import _pool_int
+    from archmodel.network.builder import NetworkBuilder
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, size=(2, 3, 7, 6)).astype(np.int8)
+    x[0, 0, 0, :2] = [-128, 127]
+    b = NetworkBuilder("pools", (3, 7, 6))
+    b.maxpool("mp", b.input, (2, 3), stride=(1, 2), padding=(1, 0, 0, 1))
+    b.avgpool("ap", b.input, 3, stride=2, padding=1, count_include_pad=False)
+    b.avgpool("api", b.input, 3, stride=(1, 2), padding=1, count_include_pad=True)
+    net = b.build()
+    for layer in net.layers:
+        if layer.op not in ("maxpool", "avgpool"):
+            continue
+        kh, kw = layer.attrs["kernel"]
+        sh, sw = layer.attrs["stride"]
+        pt, pl, pb, pr = layer.attrs["padding"]
+        _, ho, wo = layer.output_shape
+        got = _pool_int(x, layer, layer.op)
+        assert got.dtype == np.int8 and got.shape == (2, 3, ho, wo)
+        for n, c, i, j in np.ndindex(2, 3, ho, wo):
+            vals = [int(x[n, c, r, q]) for r in range(i * sh - pt, i * sh - pt + kh)
+                    for q in range(j * sw - pl, j * sw - pl + kw) if 0 <= r < 7 and 0 <= q < 6]
+            if layer.op == "maxpool":
+                pads = kh * kw - len(vals)
+                ref = max(vals + [-128] * pads)
+            else:
+                count = kh * kw if layer.attrs["count_include_pad"] else len(vals)
+                ref = (2 * sum(vals) + count) // (2 * count)
+            assert got[n, c, i, j] == ref, (layer.name, n, c, i, j)
+
+
+def test_gdc_from_one_mvm_equals_the_two_separate_measurements() -> None:
+    """The accuracy draw measures the global and per-column GDC references and factors from one MVM of the
+    calibration codes (calibration.gdc_mean_abs_both + gdc_alpha_from, issue 22); they must equal
+    gdc_reference / gdc_alpha with per_column False and True, bit for bit."""
+    from archmodel.calibration import gdc_alpha, gdc_alpha_from, gdc_mean_abs_both, gdc_reference
+    from archmodel.golden.tile_controller import dac_codes
+
+    spec = load_spec("tiny")
+    w = np.random.default_rng(0).standard_normal((40, 12))
+    m = AnalogMatrix(spec, noise_seed=4).program(w, np.random.default_rng(1))
+    cal = np.random.default_rng(2).integers(-128, 128, size=(64, 40), dtype=np.int8)
+    codes = dac_codes(cal, spec.array.dac_bits)
+    ref_g, ref_c = gdc_mean_abs_both(m, codes)
+    assert ref_g == gdc_reference(m, cal) and type(ref_g) is float
+    np.testing.assert_array_equal(ref_c, gdc_reference(m, cal, per_column=True))
+    m.drift(86400.0, read_noise_key=(1, 2))
+    now_g, now_c = gdc_mean_abs_both(m, codes)
+    assert gdc_alpha_from(now_g, ref_g) == gdc_alpha(m, cal, ref_g) != 1.0
+    alpha_c = gdc_alpha_from(now_c, ref_c, per_column=True)
+    np.testing.assert_array_equal(alpha_c, gdc_alpha(m, cal, ref_c, per_column=True))
+    assert alpha_c.shape == (12,) and np.all(alpha_c > 1.0)  # a day of drift: every column reads less

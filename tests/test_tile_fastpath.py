@@ -108,3 +108,42 @@ def test_row_slice_is_the_parents_row_blocks(keyed_read_noise: bool) -> None:
     assert part._noise_cache is not m._noise_cache and part._read_cache is not m._read_cache
     with pytest.raises(ValueError, match="outside the matrix's 96 rows"):
         m.row_slice(64, 128, noise_seed=1)
+
+
+def test_fast_path_cache_is_invalidated_by_every_change_of_its_inputs() -> None:
+    """The batch-1 fast path caches its eligibility and constants (AnalogMatrix._fast_constants); each change of an
+    input -- full scale, ideal periphery, keyed read noise, redrift, reprogramming, a test swapping _g_eff -- must
+    give the general path's codes (list input) and the ADC formula written out here, never stale constants."""
+    spec = load_spec("tiny")  # 32 x 32 arrays: a (32, 20) matrix is one row block
+    rng = np.random.default_rng(11)
+    m = AnalogMatrix(spec, noise_seed=3).program(rng.standard_normal((32, 20)), np.random.default_rng(1))
+    m.drift(3600.0, np.random.default_rng(2))
+    d = rng.integers(-128, 128, size=(3, 32))
+
+    def check() -> np.ndarray:
+        fast = np.concatenate([m.mvm_adc_codes(d[b:b + 1].astype(dt), b) for b, dt in
+                               enumerate((np.int64, np.int32, np.int8))], axis=1)
+        np.testing.assert_array_equal(fast, m.mvm_adc_codes(d.tolist(), 0))  # the general path
+        return fast
+
+    before = check()
+    ref = np.clip(np.rint(d.astype(np.float64) @ m._g_eff * m.v_lsb_v * (128 / m.i_fs_ua)), -128, 127)
+    np.testing.assert_array_equal(before[0], ref)
+    assert m._fast  # eligible and cached
+    m.set_adc_full_scale(m.i_fs_ua / 8)
+    smaller = check()
+    assert np.abs(smaller).sum() > np.abs(before).sum()  # the new full scale is used
+    m.ideal_periphery = True
+    assert m.mvm_adc_codes(d[:1]).dtype == np.float64  # unrounded codes: the fast path is off
+    m.ideal_periphery = False
+    m.drift(86400.0, read_noise_key=(5, 1))
+    keyed = check()
+    assert not m._fast
+    m.drift(60.0, np.random.default_rng(4))
+    assert not np.array_equal(check(), keyed)
+    m._g_eff = m._g_eff * 0.5  # replaced from outside (tb/test_top_cosim.py does this)
+    halved = check()
+    np.testing.assert_array_equal(halved[0], np.clip(np.rint(
+        d.astype(np.float64) @ m._g_eff * m.v_lsb_v * (128 / m.i_fs_ua)), -128, 127))
+    m.program(rng.standard_normal((32, 20)), np.random.default_rng(5))
+    check()

@@ -35,6 +35,9 @@ from archmodel.fixedpoint import (
     check_int_param,
     check_range,
 )
+from archmodel.fixedpoint import (
+    CLIP_UFUNC as _CLIP,
+)
 
 __all__ = [
     "AffineCoefficients",
@@ -230,15 +233,22 @@ def affine_requantize_trusted(p: np.ndarray, scale: np.ndarray, offset: np.ndarr
         rounding addition does not overflow int64 (guaranteed by the widths
         :func:`affine_requantize` checks).
     """
+    # Same integers, fewer passes over the (B, n_cols) array: the rounding term r = 2^(shift-1) is folded
+    # into the (n_cols,) offset, and max(y, 0) + r == max(y + r, r) (integers, no overflow within the
+    # widths above); after a ReLU and the shift y >= 0, so only the upper saturation bound can bind.
+    r = 1 << (shift - 1) if shift > 0 else 0
+    hi = (1 << (out_bits - 1)) - 1
     y = p * scale
-    y += offset
+    y += offset + r
     if relu:
-        np.maximum(y, 0, out=y)
+        np.maximum(y, r, out=y)
+        if shift > 0:
+            y >>= shift
+        np.minimum(y, hi, out=y)
+        return y
     if shift > 0:
-        y += 1 << (shift - 1)
         y >>= shift
-    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
-    np.clip(y, lo, hi, out=y)
+    _CLIP(y, -hi - 1, hi, out=y)
     return y
 
 
