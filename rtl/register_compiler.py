@@ -60,7 +60,7 @@ from archmodel.spec import ChipSpec
 from rtl.params import PatchParams, TileParams
 from rtl.patchbuf import PatchConfig, PatchConfigError, patch_config
 from rtl.pool import PoolConfig, PoolConfigError, pool_config
-from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
+from rtl.regmap import RegisterMap, build_regmap, dest_entries
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
            "compile_digital_weights",
@@ -339,7 +339,7 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         w("digital.ctrl", w_load=1)
     w("digital.n_pixels", n_pixels=layers[0].n_pixels)
     w("digital.two_layers", two_layers=int(len(layers) == 2))
-    _dest_writes(w, "digital", layers[0], DIGITAL_DESTS)
+    _dest_writes(w, "digital", layers[0], dest_entries(spec)[1])
     if len(layers) == 2:
         w("digital.out1", x=layers[1].dest[0], y=layers[1].dest[1], chan=0)
     return out
@@ -650,7 +650,7 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
         w(f"{af}.coef_scale", coef_scale=int(c.scale[j]))
         w(f"{af}.coef_offset", coef_offset=int(c.offset[j]))
         w(f"{af}.ctrl", coef_we=1)
-    _dest_writes(w, ni, layer, TILE_DESTS)
+    _dest_writes(w, ni, layer, dest_entries(spec)[0])
     if layer.patch is not None:
         _patch_writes(w, f"tile{layer.tile}.lb", layer.patch)
     if layer.pool is not None:

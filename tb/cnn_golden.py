@@ -431,7 +431,7 @@ def dataflow_plan(golden: CnnGolden) -> list[Route]:
     -------
     list of Route, in producer (execution) order
     """
-    from rtl.regmap import DIGITAL_DESTS, TILE_DESTS
+    from rtl.regmap import dest_entries
 
     units = _units(golden)
     stages = golden.prep.stages
@@ -473,6 +473,7 @@ def dataflow_plan(golden: CnnGolden) -> list[Route]:
                          "their inputs")
         if adds and "digital" in consumers:
             needs.append(f"{', '.join(adds)} feeding the digital datapath: the joins are at the tiles' inputs")
+        TILE_DESTS, DIGITAL_DESTS = dest_entries(golden.spec)  # noqa: N806
         limit = DIGITAL_DESTS if producer == "digital" else (10**9 if producer == "host" else TILE_DESTS)
         dests = len(dict.fromkeys(consumers))
         if dests > limit:
