@@ -174,6 +174,9 @@ class DigitalLayer:
     dests : tuple of (x, y, lo, hi, chan)
         Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``); layer slot 0 only
         (slot 1's results go to ``dest``, register ``digital.out1``).
+    pool : rtl.pool.PoolConfig, optional
+        Pooling of layer slot 0's results on the digital node's pool unit (``digital.pool.*``, issue 18:
+        a digital conv followed by a pool); :func:`with_pool` sets it.
     sources : tuple of (tag, elements)
         Where the input vector comes from, in order (``rtl.regmap.source_tag``: a tile, or the host), and
         how many of its elements each source gives (they add up to K); empty: the host gives all K.
@@ -190,6 +193,7 @@ class DigitalLayer:
     name: str = ""
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
     sources: tuple[tuple[int, int], ...] = ()
+    pool: PoolConfig | None = None
 
     @property
     def k_rows(self) -> int:
@@ -340,6 +344,11 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     w("digital.n_pixels", n_pixels=layers[0].n_pixels)
     w("digital.two_layers", two_layers=int(len(layers) == 2))
     _dest_writes(w, "digital", layers[0], dest_entries(spec)[1])
+    if layers[0].pool is not None:
+        if len(layers) == 2:
+            raise ValueError(f"layer {layers[0].name!r}: the digital pool unit pools every result; not with two "
+                             "layer slots")
+        _pool_writes(w, "digital.pool", layers[0].pool)
     if len(layers) == 2:
         w("digital.out1", x=layers[1].dest[0], y=layers[1].dest[1], chan=0)
     return out
@@ -571,8 +580,9 @@ def conv_layer(spec: ChipSpec, conv, layers: Sequence[MappedLayer]) -> list[Mapp
     return out
 
 
-def with_pool(spec: ChipSpec, pool, layer: MappedLayer) -> MappedLayer:
-    """``layer`` (a home tile) with pooling layer ``pool`` on its output stream (:func:`rtl.pool.pool_config`).
+def with_pool(spec: ChipSpec, pool, layer: MappedLayer | DigitalLayer) -> MappedLayer | DigitalLayer:
+    """``layer`` (a home tile, or a digital layer: the digital node's pool unit) with pooling layer ``pool`` on
+    its output stream (:func:`rtl.pool.pool_config`).
 
     Raises
     ------
@@ -580,6 +590,8 @@ def with_pool(spec: ChipSpec, pool, layer: MappedLayer) -> MappedLayer:
         One line: overlapping or padded windows, ``C % rows_per_dac_beat``, too wide for the pool unit, or
         ``layer`` is not a home tile.
     """
+    if isinstance(layer, DigitalLayer):  # the digital node's pool unit (digital.pool.*)
+        return replace(layer, pool=pool_config(pool, spec.array.rows_per_dac_beat))
     if layer.chain_out:
         raise PoolConfigError(f"layer {layer.name!r}: only a home tile's results can be pooled (this one sends "
                               "partial sums)")

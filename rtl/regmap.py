@@ -59,6 +59,8 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "dest_entries", "DIGITAL_QUEUES", 
 #: Input ports that are one-cycle commands rather than levels.
 PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
 CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
+#: The digital datapath's pool unit (issue 18), in the digital block's spare space before its NI.
+DIGITAL_POOL_BASE = 0x0160
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
 TC_OFFSET, AFFINE_OFFSET, NI_OFFSET, LB_OFFSET, POOL_OFFSET = 0x00, 0x40, 0x80, 0xC0, 0xE0
 ID_MAGIC = 0xA1C0
@@ -439,7 +441,7 @@ _POOL_DOCS = {
 }
 
 
-def _pool_registers(block: str, address: int) -> tuple[list[Register], list[Binding]]:
+def _pool_registers(block: str, address: int, what: str = "the tile's results") -> tuple[list[Register], list[Binding]]:
     """``{block}.en`` .. ``{block}.beats``: a tile's pool unit (:class:`rtl.pool.Pool`), packed by
     :data:`POOL_REGISTERS`."""
     from .pool import Pool
@@ -457,7 +459,7 @@ def _pool_registers(block: str, address: int) -> tuple[list[Register], list[Bind
                 raise ValueError(f"{name}.{fname}: {width} bits at {lsb} overlap the next field at {end}")
             out.append(Field(fname, width, lsb, Access.RW, meaning=_POOL_DOCS[fname]))
             binds.append(Binding(name, fname, block, fname))
-        regs.append(Register(name, address + 4 * k, tuple(out), meaning="pool unit on the tile's results"))
+        regs.append(Register(name, address + 4 * k, tuple(out), meaning=f"pool unit on {what}"))
     return regs, binds
 
 
@@ -505,7 +507,9 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
 
     digital = DigitalDatapath(dp)
     digital._MustUse__silence = True  # only its signature is read
-    add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_NI_BASE - DIGITAL_BASE)
+    add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_POOL_BASE - DIGITAL_BASE)
+    add(*_pool_registers("digital.pool", DIGITAL_POOL_BASE, "the digital datapath's results"), DIGITAL_POOL_BASE,
+        DIGITAL_NI_BASE - DIGITAL_POOL_BASE)
     tile_dests, digital_dests = dest_entries(spec)
     add(*_dest_registers("digital", DIGITAL_NI_BASE, x_bits, y_bits, "the digital datapath's results", digital_dests,
                          "digital.ni"), DIGITAL_NI_BASE, 0x40)

@@ -275,7 +275,15 @@ class Coprocessor(wiring.Component):
         wiring.connect(m, merge.o, dd.x_in)
         m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)
-        wiring.connect(m, d_pack.o, d_fan.i)
+        # pool unit between the result packer and the destinations (issue 18: digits-cnn's digital conv1 ->
+        # maxpool): digital.pool.en = 0 is a wire
+        d_pool = m.submodules.digital_pool = Pool(self.tp.rows_per_dac_beat)
+        d_pool_en = Signal(name="digital_pool_en")
+        m.d.comb += [d_pool.i.payload.eq(d_pack.o.payload), d_pool.i.valid.eq(d_pool_en & d_pack.o.valid),
+                     d_fan.i.payload.eq(Mux(d_pool_en, d_pool.o.payload.as_value(), d_pack.o.payload.as_value())),
+                     d_fan.i.valid.eq(Mux(d_pool_en, d_pool.o.valid, d_pack.o.valid)),
+                     d_pack.o.ready.eq(Mux(d_pool_en, d_pool.i.ready, d_fan.i.ready)),
+                     d_pool.o.ready.eq(d_pool_en & d_fan.i.ready), d_pool.clear.eq(dd.start)]
         self._tag(m, d_fan.o, d_tx.i, source_tag(spec, "digital"))
         m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
         wiring.connect(m, d_tx.o, io.east_i)
@@ -308,7 +316,8 @@ class Coprocessor(wiring.Component):
         for q in range(DIGITAL_QUEUES):
             for f in ("src", "slot", "elems", "en"):
                 mports[f"q_{f}{q}"] = getattr(merge, f"q_{f}")[q]
-        blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports)})
+        blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports),
+                       "digital.pool": SimpleNamespace(en=d_pool_en, **{f: getattr(d_pool, f) for f in POOL_PORTS})})
         merge_err = merge.err_src
 
         m.d.comb += misrouted.eq(Cat(*drops, merge_err).any())  # (a packet no source queue takes: dropped)
