@@ -133,6 +133,8 @@ def _run_network(args: argparse.Namespace) -> int:
         raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
     if args.emulate_arrays:
         return _run_prototype(args)
+    if any(layer.op == "conv" for layer in load_network(args.network).layers):
+        return _run_cnn(args)
     placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves)
     if args.build_dir is None:
@@ -146,6 +148,29 @@ def _run_network(args: argparse.Namespace) -> int:
         print(line)
     ok = d["passed"] and d["mismatches"] == 0 and d["compared"] == d["expected_outputs"]
     return 0 if ok and d["top1_rtl"] == d["top1_model"] else 1
+
+
+def _run_cnn(args: argparse.Namespace) -> int:
+    """``aimc cosim --images N`` of a CNN (tb.cnn_env: the golden of tb.cnn_golden, seeded weights)."""
+    import tempfile
+
+    from tb.cnn_env import cnn_report_lines, cosim_cnn
+
+    if args.weights != "seeded":
+        print("note: a CNN co-simulation uses seeded weights (tb.cnn_golden.seeded_params); --weights trained "
+              "is not wired for CNNs")
+    kwargs = dict(network=args.network, images=args.images, seed=args.seed, sim=args.sim, waves=args.waves)
+    if args.build_dir is None:
+        with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
+            d = cosim_cnn(args.arch, build_dir=tmp, **kwargs)
+    else:
+        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
+            d = cosim_cnn(args.arch, build_dir=stage, **kwargs)
+    ok, lines = cnn_report_lines(d)
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
 
 
 def _run_prototype(args: argparse.Namespace) -> int:
