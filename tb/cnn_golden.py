@@ -391,8 +391,7 @@ class Route:
         The matrix layers (or ``"output"``) the stream feeds.
     needs : tuple of str
         What the RTL of issue 18 must provide for this route beyond the MLP's (empty = nothing new): more
-        destination entries than ``rtl.regmap.TILE_DESTS`` / ``DIGITAL_DESTS``, a pool after the digital
-        datapath, a residual add whose consumer is the digital datapath, a flatten in stream order.
+        destination entries than the chip's (``rtl.regmap.dest_entries``), a pool after the host, a residual add whose consumer is the digital datapath, a flatten in stream order.
     """
 
     value: str
@@ -424,7 +423,7 @@ def dataflow_plan(golden: CnnGolden) -> list[Route]:
     the other stages follows docs/design.md §11.2 (issue 18's RTL): a pool runs on the producer's home tile
     (its pool unit), a residual add at the consumer's input (its join of two source-tagged streams), a flatten
     is the stream order (:attr:`LayerGolden.stream_order`). ``needs`` names what that RTL does not offer
-    for the route (checked against ``rtl.regmap.TILE_DESTS`` = 2 and ``DIGITAL_DESTS`` = 4 entries; a chain's
+    for the route (checked against the chip's ``rtl.regmap.dest_entries``: a tile's and the digital node's; a chain's
     upstream tiles use entry 0 for their partial sums, so a home tile has 2 entries for results).
 
     Returns
@@ -466,8 +465,9 @@ def dataflow_plan(golden: CnnGolden) -> list[Route]:
                     frontier.append(st.out_name)
         pools = [o for o in ops if o.split()[0] in ("maxpool", "avgpool", "global_avgpool")]
         adds = [o for o in ops if o.split()[0] == "add"]
-        if pools and producer in ("digital", "host"):
-            needs.append(f"{', '.join(pools)} after the {producer}: the pool units are on the tiles' outputs")
+        if pools and producer == "host":
+            needs.append(f"{', '.join(pools)} after the {producer}: the pool units are on the tiles' and the "
+                         "digital node's outputs")
         if adds and pools and ops.index(pools[-1]) > ops.index(adds[0]):
             needs.append(f"{pools[-1]} after {adds[0]}: the pool units are on the tiles' outputs, the joins at "
                          "their inputs")
