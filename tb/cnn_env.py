@@ -185,13 +185,16 @@ def rm_write(rm, reg: str, **values: int):
 
 
 
-def cosim_cnn(arch: str, *, network: str = "digits-cnn", images: int, seed: int = 1, sim: str = "verilator",
-              build_dir, fault: str = "none", waves: bool = False) -> dict:
-    """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_cnn_network``.
+def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "verilator", build_dir,
+              fault: str = "none", waves: bool = False) -> dict:
+    """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_cnn_network`` on ``placement``
+    (the mapper's, without replication: :class:`archmodel.placement.Placement`).
 
     Returns the test's JSON plus ``passed``, ``message`` and ``wall_s``. Raises :class:`CnnCosimError` when the
     simulator produced no result.
     """
+    import dataclasses
+    import json
     from pathlib import Path
 
     from rtl.export import write_verilog
@@ -202,9 +205,12 @@ def cosim_cnn(arch: str, *, network: str = "digits-cnn", images: int, seed: int 
 
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
+    pl_file = build_dir / "placement.json"
+    pl_file.write_text(json.dumps(dataclasses.asdict(placement)))
+    network = placement.network_name
     spec = resolve_spec(arch, {})
     src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
-    env = {"AIMC_CNN_NETWORK": network, "AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault}
+    env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault}
     out = run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, ["test_cnn_network"], arch=arch,
                            changes={}, seed=seed, waves=waves, extra_env=env)["test_cnn_network"]
     if not out.data:

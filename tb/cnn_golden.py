@@ -391,7 +391,8 @@ class Route:
         The matrix layers (or ``"output"``) the stream feeds.
     needs : tuple of str
         What the RTL of issue 18 must provide for this route beyond the MLP's (empty = nothing new): more
-        destination entries than the chip's (``rtl.regmap.dest_entries``), a pool after the host, a residual add whose consumer is the digital datapath, a flatten in stream order.
+        destination entries than the chip's (``rtl.regmap.dest_entries``), a pool after the host, a residual
+        add whose consumer is the digital datapath, a flatten in stream order.
     """
 
     value: str

@@ -534,7 +534,7 @@ def _analog_span(res: NetResult, n: int) -> float | None:
 
 @cocotb.test(timeout_time=2000, timeout_unit="ms")
 async def test_cnn_network(dut):
-    """A whole CNN (``AIMC_CNN_NETWORK``, default digits-cnn) on the chip, checked bit for bit against
+    """A whole CNN (the network of ``AIMC_PLACEMENT``) on the chip, checked bit for bit against
     :mod:`tb.cnn_golden` (archmodel's integer forward), in the two phases of :mod:`tb.cnn_env`: conv1 ->
     maxpool (digital node) -> conv2 -> conv3 -> relu3 to the host, then fc on relu3's stream as the RTL
     produced it. Ready low on ~30 % of cycles (seeded) at m_axis, the AXI4-Lite responses and every array
@@ -543,14 +543,15 @@ async def test_cnn_network(dut):
     ``AIMC_FAULT=weight``: one of conv1's weight flits negated on its way to the chip (golden untouched):
     asserts the DAC mismatches appear at conv2's tiles (the first layer reading conv1's results).
 
-    Environment: ``AIMC_CNN_IMAGES`` (default 2), ``AIMC_CNN_WEIGHT_SEED`` (default 1: tb.cnn_golden's seeded
+    Environment: ``AIMC_PLACEMENT`` (JSON of the mapper's placement, no replication), ``AIMC_CNN_IMAGES``
+    (default 2), ``AIMC_CNN_WEIGHT_SEED`` (default 1: tb.cnn_golden's seeded
     parameters), ``AIMC_CNN_T_INF`` (default 3600 s).
     """
     import numpy as np
 
     from archmodel.datasets import load_digits_split
+    from archmodel.placement import LayerPlacement, Placement
     from archmodel.zoo import get_network
-    from mapping.mapper import MapOptions, map_network
     from rtl.register_compiler import compile_digital_weights
     from tb.cnn_env import prepare_cnn
     from tb.cnn_golden import cnn_golden, seeded_params
@@ -559,9 +560,11 @@ async def test_cnn_network(dut):
     n = int(os.environ.get("AIMC_CNN_IMAGES", "2"))
     fault = os.environ.get("AIMC_FAULT", "none")
     tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7, p_axil=0.7)
-    net = get_network(os.environ.get("AIMC_CNN_NETWORK", "digits-cnn"))
+    pl = json.loads(Path(os.environ["AIMC_PLACEMENT"]).read_text())
+    placement = Placement(pl["spec_name"], pl["network_name"], pl["replicate"],
+                          tuple(LayerPlacement(**lp) for lp in pl["layers"]))
+    net = get_network(placement.network_name)
     data = load_digits_split(0)
-    placement = map_network(tb.spec, net, MapOptions(replicate=False)).placement()
     g = cnn_golden(tb.spec, net, placement, seeded_params(net, int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "1"))),
                    data.x_test[:n], data.x_train[:256], seed=env["seed"],
                    t_inf_s=float(os.environ.get("AIMC_CNN_T_INF", "3600")))

@@ -43,8 +43,8 @@ def test_dest_entries_bounds():
 
 @pytest.fixture(scope="module")
 def phases():
-    from tests.test_cnn_golden import golden
     from tb.cnn_env import prepare_cnn
+    from tests.test_cnn_golden import golden
 
     g, _ = golden("digits-cnn")
     return prepare_cnn(g), g
@@ -117,9 +117,12 @@ def test_digits_cnn_on_verilator(tmp_path):
     and the 10 scores compared, 0 mismatches; every DAC code of the 14 analog tiles compared (16 MVMs each; conv2's
     tiles hold 144 rows in all, conv3's 288: 16 x 432 codes), 0 mismatches; RTL top-1 = the model's; no status
     flag (asserted inside the test)."""
+    from archmodel.zoo import get_network
+    from mapping.mapper import MapOptions, map_network
     from tb.cnn_env import cnn_report_lines, cosim_cnn
 
-    d = cosim_cnn("proto", images=1, build_dir=tmp_path)
+    placement = map_network(load_spec("proto"), get_network("digits-cnn"), MapOptions(replicate=False)).placement()
+    d = cosim_cnn("proto", placement, images=1, build_dir=tmp_path)
     ok, lines = cnn_report_lines(d)
     print("\n".join(lines))
     assert d["passed"], d["message"]

@@ -159,14 +159,19 @@ def _run_cnn(args: argparse.Namespace) -> int:
     if args.weights != "seeded":
         print("note: a CNN co-simulation uses seeded weights (tb.cnn_golden.seeded_params); --weights trained "
               "is not wired for CNNs")
-    kwargs = dict(network=args.network, images=args.images, seed=args.seed, sim=args.sim, waves=args.waves)
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+
+    placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves)
     if args.build_dir is None:
         with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
-            d = cosim_cnn(args.arch, build_dir=tmp, **kwargs)
+            d = cosim_cnn(args.arch, placement, build_dir=tmp, **kwargs)
     else:
         check_out_dir(args.build_dir, args.force, flag="--build-dir")
         with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
-            d = cosim_cnn(args.arch, build_dir=stage, **kwargs)
+            d = cosim_cnn(args.arch, placement, build_dir=stage, **kwargs)
     ok, lines = cnn_report_lines(d)
     for line in lines:
         print(line)
