@@ -186,9 +186,10 @@ def rm_write(rm, reg: str, **values: int):
 
 
 def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "verilator", build_dir,
-              fault: str = "none", waves: bool = False) -> dict:
+              fault: str = "none", fault_test: bool = False, waves: bool = False) -> dict:
     """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_cnn_network`` on ``placement``
-    (the mapper's, without replication: :class:`archmodel.placement.Placement`).
+    (the mapper's, without replication: :class:`archmodel.placement.Placement`); with ``fault_test`` also
+    ``test_cnn_fault`` in the same simulator process (its JSON under ``fault_test``).
 
     Returns the test's JSON plus ``passed``, ``message`` and ``wall_s``. Raises :class:`CnnCosimError` when the
     simulator produced no result.
@@ -211,11 +212,17 @@ def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "v
     spec = resolve_spec(arch, {})
     src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
     env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault}
-    out = run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, ["test_cnn_network"], arch=arch,
-                           changes={}, seed=seed, waves=waves, extra_env=env)["test_cnn_network"]
+    tests = ["test_cnn_network"] + (["test_cnn_fault"] if fault_test else [])
+    outs = run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, tests, arch=arch,
+                            changes={}, seed=seed, waves=waves, extra_env=env)
+    out = outs["test_cnn_network"]
     if not out.data:
         raise CnnCosimError(f"co-simulation of '{network}' gave no result: {out.message}")
-    return dict(out.data) | {"passed": out.passed, "message": out.message, "wall_s": out.wall_s}
+    d = dict(out.data) | {"passed": out.passed, "message": out.message, "wall_s": out.wall_s}
+    if fault_test:
+        fo = outs["test_cnn_fault"]
+        d["fault_test"] = dict(fo.data or {}) | {"passed": fo.passed, "message": fo.message, "wall_s": fo.wall_s}
+    return d
 
 
 def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
@@ -275,8 +282,14 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                  f"{d.get('wall_s', 0.0):.1f} s")
     lines.append("limitations: conv1's patches are the host's im2col rows; fc runs as a second run fed by the host "
                  "with relu3 as the RTL produced it (tb/cnn_env.py)")
-    if d.get("fault", "none") != "none":
-        lines.append(f"fault {d['fault']} {d['fault_at']}: DAC mismatches first at {d.get('dac_mismatch_layers')}")
+    ft = d.get("fault_test")
+    if ft:
+        fok = ft.get("passed") and ft.get("dac_mismatch_layers", [None])[0] == "conv2"
+        ok = ok and bool(fok)
+        lines.append(f"fault: conv1's weight flit {ft.get('fault_at', {}).get('flit')} negated on its way to the "
+                     f"chip (golden untouched): DAC mismatches {ft.get('features', {}).get('dac_mismatches')} at "
+                     f"layers {ft.get('dac_mismatch_layers')} -> " + ("located at conv2's input = conv1's output"
+                                                                       if fok else f"NOT located: {ft.get('message')}"))
     if not d["passed"]:
         lines.append(f"FAILED: {d['message']}")
     return ok, lines

@@ -534,6 +534,17 @@ def _analog_span(res: NetResult, n: int) -> float | None:
 
 @cocotb.test(timeout_time=2000, timeout_unit="ms")
 async def test_cnn_network(dut):
+    """A whole CNN on the chip, checked bit for bit (:func:`_cnn`; ``AIMC_FAULT`` as there)."""
+    await _cnn(dut, os.environ.get("AIMC_FAULT", "none"), "test_cnn_network")
+
+
+@cocotb.test(timeout_time=2000, timeout_unit="ms")
+async def test_cnn_fault(dut):
+    """The whole CNN with one of conv1's weight flits negated on its way to the chip (:func:`_cnn`)."""
+    await _cnn(dut, "weight", "test_cnn_fault")
+
+
+async def _cnn(dut, fault: str, test: str):
     """A whole CNN (the network of ``AIMC_PLACEMENT``) on the chip, checked bit for bit against
     :mod:`tb.cnn_golden` (archmodel's integer forward), in the two phases of :mod:`tb.cnn_env`: conv1 ->
     maxpool (digital node) -> conv2 -> conv3 -> relu3 to the host, then fc on relu3's stream as the RTL
@@ -558,7 +569,6 @@ async def test_cnn_network(dut):
 
     env = _env()
     n = int(os.environ.get("AIMC_CNN_IMAGES", "2"))
-    fault = os.environ.get("AIMC_FAULT", "none")
     tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7, p_axil=0.7)
     pl = json.loads(Path(os.environ["AIMC_PLACEMENT"]).read_text())
     placement = Placement(pl["spec_name"], pl["network_name"], pl["replicate"],
@@ -591,9 +601,10 @@ async def test_cnn_network(dut):
     scores = np.asarray(tb.checker.got)
     top1_rtl = np.argmax(scores, axis=1)
     # which layers' tiles saw wrong DAC codes (where a fault shows)
-    dac_layers = sorted({f.layers[li].name.split("[")[0] for li, _ in res1.dac_mismatch_at})
+    dac_layers = list(dict.fromkeys(f.layers[li].name.split("[")[0]
+                                    for li in sorted({li for li, _ in res1.dac_mismatch_at})))  # in layer order
     out = {
-        "test": "test_cnn_network", "images": n, "seed": env["seed"], "network": net.name, "fault": fault,
+        "test": test, "images": n, "seed": env["seed"], "network": net.name, "fault": fault,
         "fault_at": fault_at, "features": res1.as_dict(), "classifier": res2.as_dict(),
         "labels": data.y_test[:n].tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": g.top1.tolist(),
         "layer_names": ph.layer_names, "layer_kinds": ph.layer_kinds, "predicted_cycles": ph.predicted_cycles,
@@ -602,9 +613,9 @@ async def test_cnn_network(dut):
         "tile_layers": [lyr.name.split("[")[0] for lyr in f.layers],
         "first_mismatches": res1.first_mismatches[:6] + res2.first_mismatches[:3], "dac_mismatch_layers": dac_layers,
     }
-    _save("test_cnn_network", out)
+    _save(test, out)
     if fault == "none":
-        _check(res1, "test_cnn_network", out)
+        _check(res1, test, out)
         _check_digital_only(res2)
         assert res1.compared == n * 16 * 32 and res2.compared == n * 10, res1.summary() + res2.summary()
         assert (top1_rtl == g.top1).all(), f"top-1 RTL {top1_rtl} != model {g.top1}"

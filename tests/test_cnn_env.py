@@ -116,13 +116,14 @@ def test_digits_cnn_on_verilator(tmp_path):
     """The whole digits-cnn on proto, 1 image, Verilator (tb.test_top_cosim.test_cnn_network): relu3 (16 x 32)
     and the 10 scores compared, 0 mismatches; every DAC code of the 14 analog tiles compared (16 MVMs each; conv2's
     tiles hold 144 rows in all, conv3's 288: 16 x 432 codes), 0 mismatches; RTL top-1 = the model's; no status
-    flag (asserted inside the test)."""
+    flag (asserted inside the test). Then (same build, same process) conv1's weight flit 1 negated on its way to the
+    chip: DAC mismatches appear, first (in layer order) at conv2's tiles."""
     from archmodel.zoo import get_network
     from mapping.mapper import MapOptions, map_network
     from tb.cnn_env import cnn_report_lines, cosim_cnn
 
     placement = map_network(load_spec("proto"), get_network("digits-cnn"), MapOptions(replicate=False)).placement()
-    d = cosim_cnn("proto", placement, images=1, build_dir=tmp_path)
+    d = cosim_cnn("proto", placement, images=1, build_dir=tmp_path, fault_test=True)
     ok, lines = cnn_report_lines(d)
     print("\n".join(lines))
     assert d["passed"], d["message"]
@@ -131,3 +132,6 @@ def test_digits_cnn_on_verilator(tmp_path):
     assert f["dac_compared"] == 16 * (144 + 288) and f["dac_mismatches"] == 0
     assert c["compared"] == 10 and c["mismatches"] == 0
     assert d["top1_rtl"] == d["top1_model"] and ok
+    ft = d["fault_test"]  # conv1's weight flit 1 negated: the first wrong DAC codes are conv2's (reads conv1)
+    assert ft["passed"], ft["message"]
+    assert ft["features"]["dac_mismatches"] > 0 and ft["dac_mismatch_layers"][0] == "conv2", ft
