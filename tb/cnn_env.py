@@ -265,13 +265,16 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
             # the layer's tiles' MVM start cycles: the steady interval between MVMs of its home tile
             idx = [i for i, t in enumerate(tiles) if t is not None]
             mine = [starts[k] for k, i in enumerate(idx) if d["tile_layers"][i] == name] if "tile_layers" in d else []
-            iv = [float(np.median(np.diff(s))) for s in mine if len(s) > 1]
+            iv = [(s[-1] - s[0]) / (len(s) - 1) for s in mine if len(s) > 1]
             if iv:
-                sim_c = max(iv)
+                sim_c = max(iv)  # mean interval between MVM starts of the layer's slowest tile
+                pix = d["pixels"]
+                pace = d["conv1_cycles"] / (n * pix[0]) * pix[0] / pix[1]
                 note = ("within 5 %" if abs(sim_c - pred) <= 0.05 * pred else
-                        "differs: the median interval between a tile's MVM starts is set by its producer's rate "
-                        "(the pipeline's bottleneck, digital conv1, paces every layer), not by the tile's own "
-                        "stage time the mapper predicts")
+                        f"differs: mean interval between a tile's MVM starts, set by the producer, not the tile's "
+                        f"stage time the mapper predicts: digital conv1 paces the pipeline, "
+                        f"{d['conv1_cycles'] / (n * pix[0]):.1f} cycles per conv1 pixel x {pix[0] // pix[1]} "
+                        f"(the 2 x 2 pool window) = {pace:.0f} cycles per {name} output pixel on average")
                 lines.append(f"  {name:6s} analog  {sim_c:9.2f} vs {pred:5d}  ({(sim_c - pred) / pred:+.1%}; {note})")
             else:
                 lines.append(f"  {name:6s} analog  {'n/a':>9s} vs {pred:5d}")
