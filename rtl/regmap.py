@@ -67,8 +67,10 @@ TC_OFFSET, AFFINE_OFFSET, NI_OFFSET, LB_OFFSET, POOL_OFFSET = 0x00, 0x40, 0x80, 
 ID_MAGIC = 0xA1C0
 #: 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues;
 #: 4: digital weights over AXI4-Stream (w_data / w_we gone); 5: the tiles' patch buffers (``tile<t>.lb.*`` at
-#: +0xC0; every other register unchanged)
-REGMAP_VERSION = 5
+#: +0xC0; every other register unchanged); 6: the digital node's pool unit (``digital.pool.*`` at 0x160) and
+#: destination entries per chip (``interconnect.tile_dest_entries`` / ``digital_dest_entries``; entries 8.. of a
+#: tile at +0x20; every other register unchanged)
+REGMAP_VERSION = 6
 
 
 @dataclass(frozen=True)
