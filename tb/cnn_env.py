@@ -186,10 +186,11 @@ def rm_write(rm, reg: str, **values: int):
 
 
 def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "verilator", build_dir,
-              fault: str = "none", fault_test: bool = False, waves: bool = False) -> dict:
+              fault: str = "none", fault_test: bool = False, weights: str = "seeded", waves: bool = False) -> dict:
     """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_cnn_network`` on ``placement``
     (the mapper's, without replication: :class:`archmodel.placement.Placement`); with ``fault_test`` also
-    ``test_cnn_fault`` in the same simulator process (its JSON under ``fault_test``).
+    ``test_cnn_fault`` in the same simulator process (its JSON under ``fault_test``). ``weights``: ``seeded``
+    (:func:`tb.cnn_golden.seeded_params`) or ``trained`` (30 epochs on the digits split of ``seed``).
 
     Returns the test's JSON plus ``passed``, ``message`` and ``wall_s``. Raises :class:`CnnCosimError` when the
     simulator produced no result.
@@ -211,7 +212,8 @@ def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "v
     network = placement.network_name
     spec = resolve_spec(arch, {})
     src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
-    env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault}
+    env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault,
+           "AIMC_CNN_WEIGHTS": weights}
     tests = ["test_cnn_network"] + (["test_cnn_fault"] if fault_test else [])
     outs = run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, tests, arch=arch,
                             changes={}, seed=seed, waves=waves, extra_env=env)
@@ -240,7 +242,7 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
           and f["dac_compared"] > 0 and c["mismatches"] == 0 and c["compared"] == c["expected_outputs"]
           and bool((t_rtl == t_model).all()))
     lines = [
-        f"{d['network']}: {n} images, seed {d['seed']}, weights seeded (tb.cnn_golden.seeded_params), golden = "
+        f"{d['network']}: {n} images, seed {d['seed']}, weights {d.get('weights', 'seeded')}, golden = "
         "archmodel's integer network forward (tb.cnn_golden)",
         f"{'MATCH' if ok else 'MISMATCH'}: conv1 -> maxpool (digital node) outputs = conv2's DAC codes and relu2 = "
         f"conv3's DAC codes: {f['dac_compared']} compared, {f['dac_mismatches']} mismatches; relu3 (conv3's home "

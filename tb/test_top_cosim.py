@@ -555,7 +555,8 @@ async def _cnn(dut, fault: str, test: str):
     asserts the DAC mismatches appear at conv2's tiles (the first layer reading conv1's results).
 
     Environment: ``AIMC_PLACEMENT`` (JSON of the mapper's placement, no replication), ``AIMC_CNN_IMAGES``
-    (default 2), ``AIMC_CNN_WEIGHT_SEED`` (default 1: tb.cnn_golden's seeded
+    (default 2), ``AIMC_CNN_WEIGHTS`` (``seeded`` default, or ``trained``: 30 epochs on the digits split of the
+    seed), ``AIMC_CNN_WEIGHT_SEED`` (default 1: tb.cnn_golden's seeded
     parameters), ``AIMC_CNN_T_INF`` (default 3600 s).
     """
     import numpy as np
@@ -574,9 +575,17 @@ async def _cnn(dut, fault: str, test: str):
     placement = Placement(pl["spec_name"], pl["network_name"], pl["replicate"],
                           tuple(LayerPlacement(**lp) for lp in pl["layers"]))
     net = get_network(placement.network_name)
-    data = load_digits_split(0)
-    g = cnn_golden(tb.spec, net, placement, seeded_params(net, int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "1"))),
-                   data.x_test[:n], data.x_train[:256], seed=env["seed"],
+    if os.environ.get("AIMC_CNN_WEIGHTS", "seeded") == "trained":
+        from archmodel.digits_experiment import train_on_digits
+        result, data = train_on_digits(net, env["seed"], 0.0, 30, None)
+        params = result.params
+        source = (f"trained on the digits split of seed {env['seed']} (30 epochs, no weight noise; FP32 test "
+                  f"accuracy {result.test_accuracy:.4f})")
+    else:
+        wseed = int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "1"))
+        data = load_digits_split(env["seed"])
+        params, source = seeded_params(net, wseed), f"seeded (tb.cnn_golden.seeded_params, seed {wseed})"
+    g = cnn_golden(tb.spec, net, placement, params, data.x_test[:n], data.x_train[:256], seed=env["seed"],
                    t_inf_s=float(os.environ.get("AIMC_CNN_T_INF", "3600")))
     ph = prepare_cnn(g)
     f = ph.features
@@ -604,7 +613,7 @@ async def _cnn(dut, fault: str, test: str):
     dac_layers = list(dict.fromkeys(f.layers[li].name.split("[")[0]
                                     for li in sorted({li for li, _ in res1.dac_mismatch_at})))  # in layer order
     out = {
-        "test": test, "images": n, "seed": env["seed"], "network": net.name, "fault": fault,
+        "test": test, "images": n, "weights": source, "seed": env["seed"], "network": net.name, "fault": fault,
         "fault_at": fault_at, "features": res1.as_dict(), "classifier": res2.as_dict(),
         "labels": data.y_test[:n].tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": g.top1.tolist(),
         "layer_names": ph.layer_names, "layer_kinds": ph.layer_kinds, "predicted_cycles": ph.predicted_cycles,

@@ -13,7 +13,8 @@ from rtl.regmap import build_regmap, dest_entries
 
 
 def test_dest_entries_from_the_chip_and_tiny_unchanged():
-    """tiny keeps 2 / 4 entries at the addresses of register map v5 (hand values; v6 only adds registers); proto has 9 tile entries
+    """tiny keeps 2 / 4 entries at the addresses of register map v5 (hand values; v6 only adds registers); proto has
+    9 tile entries
     (8 at the NI offset 0x80, the 9th at the tile controller's spare 0x20) and 5 digital ones (out1, src<q>
     follow them)."""
     tiny, proto = load_spec("tiny"), load_spec("proto")

@@ -151,20 +151,16 @@ def _run_network(args: argparse.Namespace) -> int:
 
 
 def _run_cnn(args: argparse.Namespace) -> int:
-    """``aimc cosim --images N`` of a CNN (tb.cnn_env: the golden of tb.cnn_golden, seeded weights)."""
+    """``aimc cosim --images N`` of a CNN (tb.cnn_env: the golden of tb.cnn_golden; ``--weights``)."""
     import tempfile
 
-    from tb.cnn_env import cnn_report_lines, cosim_cnn
-
-    if args.weights != "seeded":
-        print("note: a CNN co-simulation uses seeded weights (tb.cnn_golden.seeded_params); --weights trained "
-              "is not wired for CNNs")
     from archmodel.spec import load_spec
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, map_network
+    from tb.cnn_env import cnn_report_lines, cosim_cnn
 
     placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
-    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves)
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
     if args.build_dir is None:
         with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
             d = cosim_cnn(args.arch, placement, build_dir=tmp, **kwargs)
