@@ -162,7 +162,10 @@ def prepare_cnn(golden: CnnGolden) -> CnnPhases:
     x_fc = relu3.reshape(n_img, -1)  # the stream: pixel-major, channels contiguous = flatten(CHW)[perm]
     np.testing.assert_array_equal(x_fc, golden.trace[fc.inputs[0]][:, perm])
     try:
-        writes2 = [rm_write(rm, "digital.pool.en", en=0, avg=0),
+        # phase 1 left the pool unit and the multicast entries 1.. (conv2's tiles) on: switch them off, or the
+        # scores would also go to the (stopped) conv2 tiles and block the digital node's fanout
+        stale = [rm_write(rm, f"digital.dest{e}", x=0, y=0, lo=0, hi=0, chan=0, en=0) for e in range(1, len(d1.dests))]
+        writes2 = [rm_write(rm, "digital.pool.en", en=0, avg=0), *stale,
                    *compile_mapped_network(spec, [d2], regmap=rm)]
     except ValueError as exc:
         raise CnnCosimError(str(exc)) from None

@@ -81,7 +81,8 @@ def test_cnn_phases_against_independent_golden(phases):
     np.testing.assert_array_equal(s, ref)
     np.testing.assert_array_equal(d2.coefs.apply(s, acc_bits=dp.acc_bits, scale_bits=dp.scale_bits,
                                                  offset_bits=dp.offset_bits), g.scores)
-    assert ph.classifier.writes[0].name == "digital.pool.en"
+    assert [w.name for w in ph.classifier.writes[:5]] == ["digital.pool.en"] + [f"digital.dest{e}" for e in (1, 2, 3, 4)]
+    assert all(w.data == 0 for w in ph.classifier.writes[:5])  # pool and the multicast entries 1..4 off
     assert any(w.name == "digital.pool.en" for w in ph.features.writes)
     assert ph.layer_names == ["conv1", "conv2", "conv3", "fc"] and ph.pixels == [64, 16, 16, 1]
 
