@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.force and args.build_dir is None:
         raise OptionError("--force has no effect without --build-dir")
     if args.build_dir is not None:
-        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
     from archmodel.spec import load_spec
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, map_network
@@ -141,7 +141,7 @@ def _run_network(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
             d = cosim_network(args.arch, placement, build_dir=tmp, **kwargs)
     else:
-        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
         with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
             d = cosim_network(args.arch, placement, build_dir=stage, **kwargs)
     for line in report_lines(d):
@@ -165,7 +165,7 @@ def _run_cnn(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
             d = cosim_cnn(args.arch, placement, build_dir=tmp, **kwargs)
     else:
-        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
         with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
             d = cosim_cnn(args.arch, placement, build_dir=stage, **kwargs)
     ok, lines = cnn_report_lines(d)
@@ -200,7 +200,7 @@ def _run_prototype(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
             d = cosim_prototype(args.arch, placement, build_dir=tmp, **kwargs)
     else:
-        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
         with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
             d = cosim_prototype(args.arch, placement, build_dir=stage, **kwargs)
     ok, lines = prototype_report_lines(d)
