@@ -289,6 +289,11 @@ class Interconnect(_Section):
     hop_latency_ns: float = Field(2.0, gt=0, le=1e6, description="Latency of one router hop in ns (> 0 .. 1e6).")
     energy_pj_per_bit_hop: float = Field(0.1, gt=0, le=1e6,
                                          description="Energy to move one bit one hop in pJ (> 0 .. 1e6).")
+    tile_dest_entries: int = Field(2, ge=1, le=16, description=(
+        "Destination entries of a tile's network interface (multicast of its results; 1 .. 16; rtl.regmap: "
+        "entries 0..7 at the tile's NI offset, 8..15 in the tile's spare register space)."))
+    digital_dest_entries: int = Field(4, ge=1, le=11, description=(
+        "Destination entries of the digital datapath's network interface (multicast of its results; 1 .. 11)."))
 
 
 class ChipLink(_Section):

@@ -60,7 +60,7 @@ from archmodel.spec import ChipSpec
 from rtl.params import PatchParams, TileParams
 from rtl.patchbuf import PatchConfig, PatchConfigError, patch_config
 from rtl.pool import PoolConfig, PoolConfigError, pool_config
-from rtl.regmap import DIGITAL_DESTS, TILE_DESTS, RegisterMap, build_regmap
+from rtl.regmap import RegisterMap, build_regmap, dest_entries
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
            "compile_digital_weights",
@@ -174,6 +174,9 @@ class DigitalLayer:
     dests : tuple of (x, y, lo, hi, chan)
         Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``); layer slot 0 only
         (slot 1's results go to ``dest``, register ``digital.out1``).
+    pool : rtl.pool.PoolConfig, optional
+        Pooling of layer slot 0's results on the digital node's pool unit (``digital.pool.*``, issue 18:
+        a digital conv followed by a pool); :func:`with_pool` sets it.
     sources : tuple of (tag, elements)
         Where the input vector comes from, in order (``rtl.regmap.source_tag``: a tile, or the host), and
         how many of its elements each source gives (they add up to K); empty: the host gives all K.
@@ -190,6 +193,7 @@ class DigitalLayer:
     name: str = ""
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
     sources: tuple[tuple[int, int], ...] = ()
+    pool: PoolConfig | None = None
 
     @property
     def k_rows(self) -> int:
@@ -339,7 +343,12 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         w("digital.ctrl", w_load=1)
     w("digital.n_pixels", n_pixels=layers[0].n_pixels)
     w("digital.two_layers", two_layers=int(len(layers) == 2))
-    _dest_writes(w, "digital", layers[0], DIGITAL_DESTS)
+    _dest_writes(w, "digital", layers[0], dest_entries(spec)[1])
+    if layers[0].pool is not None:
+        if len(layers) == 2:
+            raise ValueError(f"layer {layers[0].name!r}: the digital pool unit pools every result; not with two "
+                             "layer slots")
+        _pool_writes(w, "digital.pool", layers[0].pool)
     if len(layers) == 2:
         w("digital.out1", x=layers[1].dest[0], y=layers[1].dest[1], chan=0)
     return out
@@ -571,8 +580,9 @@ def conv_layer(spec: ChipSpec, conv, layers: Sequence[MappedLayer]) -> list[Mapp
     return out
 
 
-def with_pool(spec: ChipSpec, pool, layer: MappedLayer) -> MappedLayer:
-    """``layer`` (a home tile) with pooling layer ``pool`` on its output stream (:func:`rtl.pool.pool_config`).
+def with_pool(spec: ChipSpec, pool, layer: MappedLayer | DigitalLayer) -> MappedLayer | DigitalLayer:
+    """``layer`` (a home tile, or a digital layer: the digital node's pool unit) with pooling layer ``pool`` on
+    its output stream (:func:`rtl.pool.pool_config`).
 
     Raises
     ------
@@ -580,6 +590,8 @@ def with_pool(spec: ChipSpec, pool, layer: MappedLayer) -> MappedLayer:
         One line: overlapping or padded windows, ``C % rows_per_dac_beat``, too wide for the pool unit, or
         ``layer`` is not a home tile.
     """
+    if isinstance(layer, DigitalLayer):  # the digital node's pool unit (digital.pool.*)
+        return replace(layer, pool=pool_config(pool, spec.array.rows_per_dac_beat))
     if layer.chain_out:
         raise PoolConfigError(f"layer {layer.name!r}: only a home tile's results can be pooled (this one sends "
                               "partial sums)")
@@ -650,7 +662,7 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
         w(f"{af}.coef_scale", coef_scale=int(c.scale[j]))
         w(f"{af}.coef_offset", coef_offset=int(c.offset[j]))
         w(f"{af}.ctrl", coef_we=1)
-    _dest_writes(w, ni, layer, TILE_DESTS)
+    _dest_writes(w, ni, layer, dest_entries(spec)[0])
     if layer.patch is not None:
         _patch_writes(w, f"tile{layer.tile}.lb", layer.patch)
     if layer.pool is not None:

@@ -51,7 +51,8 @@ from archmodel.spec import ChipSpec
 from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
-__all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
+__all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_POOL_BASE", "dest_entries",
+           "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
             "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding",
            "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
@@ -59,13 +60,17 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_QUEUES", "DIGITAL_QUEUE_B
 #: Input ports that are one-cycle commands rather than levels.
 PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
 CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
+#: The digital datapath's pool unit (issue 18), in the digital block's spare space before its NI.
+DIGITAL_POOL_BASE = 0x0160
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
 TC_OFFSET, AFFINE_OFFSET, NI_OFFSET, LB_OFFSET, POOL_OFFSET = 0x00, 0x40, 0x80, 0xC0, 0xE0
 ID_MAGIC = 0xA1C0
 #: 2: destination entries (lo, hi, chan, en; dest1..); 3: two digital layer slots, source queues;
 #: 4: digital weights over AXI4-Stream (w_data / w_we gone); 5: the tiles' patch buffers (``tile<t>.lb.*`` at
-#: +0xC0; every other register unchanged)
-REGMAP_VERSION = 5
+#: +0xC0; every other register unchanged); 6: the digital node's pool unit (``digital.pool.*`` at 0x160) and
+#: destination entries per chip (``interconnect.tile_dest_entries`` / ``digital_dest_entries``; entries 8.. of a
+#: tile at +0x20; every other register unchanged)
+REGMAP_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -249,8 +254,25 @@ def block_registers(component: wiring.Component, block: str, base: int, *,
     return regs, binds
 
 
-#: Destination entries of a tile's and of the digital datapath's network interface (rtl.axis.DestFanout).
+#: Destination entries of a tile's and of the digital datapath's network interface (rtl.axis.DestFanout)
+#: on chips that keep the defaults of ``interconnect.tile_dest_entries`` / ``digital_dest_entries``
+#: (the chip's own numbers: :func:`dest_entries`).
 TILE_DESTS, DIGITAL_DESTS = 2, 4
+#: A tile's destination entries 0..7 sit at its NI offset (0x80, up to the join at 0xA0); entries 8..15 in the
+#: tile controller's unused register space from this offset (0x20 .. 0x3C).
+TILE_DEST_EXT_OFFSET, TILE_DEST_BLOCK = 0x20, 8
+
+
+def dest_entries(spec: ChipSpec) -> tuple[int, int]:
+    """``(tile, digital)``: destination entries of a tile's and of the digital datapath's network interface.
+
+    From the chip description (``interconnect.tile_dest_entries``, default 2, and
+    ``interconnect.digital_dest_entries``, default 4; bounds 1..16 and 1..11 from the register space:
+    16 tile entries = 8 at the NI offset + 8 in the tile controller's spare space, 11 digital entries + the
+    ``out1`` and 4 source-queue registers fill the digital NI's 64 bytes).
+    """
+    ic = spec.interconnect
+    return int(getattr(ic, "tile_dest_entries", TILE_DESTS)), int(getattr(ic, "digital_dest_entries", DIGITAL_DESTS))
 #: Width of the beat-range fields ``lo`` / ``hi`` of a destination entry (up to 255 beats a vector).
 DEST_BEAT_BITS = 8
 #: Source queues of the digital datapath's input (rtl.axis.SourceMerge) and their depth in ``act`` beats.
@@ -306,12 +328,13 @@ def _digital_ni_registers(spec: ChipSpec, address: int, x_bits: int, y_bits: int
 
 
 def _dest_registers(block: str, address: int, x_bits: int, y_bits: int, what: str, entries: int,
-                    ni: str) -> tuple[list[Register], list[Binding]]:
+                    ni: str, ext: int | None = None) -> tuple[list[Register], list[Binding]]:
     """``{block}.dest`` (entry 0, always on) and ``{block}.dest1`` .. (entries 1.., with ``en``).
 
     Fields: ``x`` [x_bits at 0], ``chan`` [1 at 6], ``en`` [1 at 7, entries >= 1],
     ``lo`` [8 at 8], ``y`` [y_bits at 16], ``hi`` [8 at 24]: beat ``b`` of a vector
-    goes to every enabled entry with ``lo <= b`` and (``hi == 0`` or ``b < hi``).
+    goes to every enabled entry with ``lo <= b`` and (``hi == 0`` or ``b < hi``). With ``ext``, entries
+    ``TILE_DEST_BLOCK`` .. at ``ext`` (a tile's spare register space).
     """
     if x_bits > 6 or y_bits > 8:
         raise ValueError(f"a destination register holds x up to 6 bits and y up to 8 bits, got {x_bits}, {y_bits}")
@@ -326,7 +349,8 @@ def _dest_registers(block: str, address: int, x_bits: int, y_bits: int, what: st
         fields += [Field("lo", DEST_BEAT_BITS, 8, Access.RW, meaning="first beat of a vector sent here"),
                    Field("y", y_bits, 16, Access.RW, meaning=f"destination row of {what}"),
                    Field("hi", DEST_BEAT_BITS, 24, Access.RW, meaning="beat after the last one sent here (0: to the end)")]
-        regs.append(Register(name, address + 4 * e, tuple(fields), meaning=f"routing destination {e} of {what}"))
+        at = address + 4 * e if ext is None or e < TILE_DEST_BLOCK else ext + 4 * (e - TILE_DEST_BLOCK)
+        regs.append(Register(name, at, tuple(fields), meaning=f"routing destination {e} of {what}"))
         binds += [Binding(name, f.name, ni, f"{f.name}{e}") for f in fields]
     return regs, binds
 
@@ -420,7 +444,7 @@ _POOL_DOCS = {
 }
 
 
-def _pool_registers(block: str, address: int) -> tuple[list[Register], list[Binding]]:
+def _pool_registers(block: str, address: int, what: str = "the tile's results") -> tuple[list[Register], list[Binding]]:
     """``{block}.en`` .. ``{block}.beats``: a tile's pool unit (:class:`rtl.pool.Pool`), packed by
     :data:`POOL_REGISTERS`."""
     from .pool import Pool
@@ -438,7 +462,7 @@ def _pool_registers(block: str, address: int) -> tuple[list[Register], list[Bind
                 raise ValueError(f"{name}.{fname}: {width} bits at {lsb} overlap the next field at {end}")
             out.append(Field(fname, width, lsb, Access.RW, meaning=_POOL_DOCS[fname]))
             binds.append(Binding(name, fname, block, fname))
-        regs.append(Register(name, address + 4 * k, tuple(out), meaning="pool unit on the tile's results"))
+        regs.append(Register(name, address + 4 * k, tuple(out), meaning=f"pool unit on {what}"))
     return regs, binds
 
 
@@ -486,15 +510,21 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
 
     digital = DigitalDatapath(dp)
     digital._MustUse__silence = True  # only its signature is read
-    add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_NI_BASE - DIGITAL_BASE)
-    add(*_dest_registers("digital", DIGITAL_NI_BASE, x_bits, y_bits, "the digital datapath's results", DIGITAL_DESTS,
+    add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_POOL_BASE - DIGITAL_BASE)
+    add(*_pool_registers("digital.pool", DIGITAL_POOL_BASE, "the digital datapath's results"), DIGITAL_POOL_BASE,
+        DIGITAL_NI_BASE - DIGITAL_POOL_BASE)
+    tile_dests, digital_dests = dest_entries(spec)
+    add(*_dest_registers("digital", DIGITAL_NI_BASE, x_bits, y_bits, "the digital datapath's results", digital_dests,
                          "digital.ni"), DIGITAL_NI_BASE, 0x40)
-    add(*_digital_ni_registers(spec, DIGITAL_NI_BASE + 4 * DIGITAL_DESTS, x_bits, y_bits, dp.max_k.bit_length()),
+    add(*_digital_ni_registers(spec, DIGITAL_NI_BASE + 4 * digital_dests, x_bits, y_bits, dp.max_k.bit_length()),
         DIGITAL_NI_BASE, 0x40)
 
     tc, au = TileController(tp), AffineUnit(tp)
     tc._MustUse__silence = au._MustUse__silence = True
     tc_regs, tc_binds = block_registers(tc, "TILE.tc", 0)
+    if tile_dests > TILE_DEST_BLOCK and tc_regs[-1].address >= TILE_DEST_EXT_OFFSET:
+        raise ValueError(f"{tile_dests} tile destination entries: the tile controller's registers reach "
+                         f"{tc_regs[-1].address:#x}, entries {TILE_DEST_BLOCK}.. need {TILE_DEST_EXT_OFFSET:#x} ..")
     au_regs, au_binds = block_registers(au, "TILE.affine", 0)
     for t in range(rows * cols):
         base = TILE_BASE + t * TILE_STRIDE
@@ -505,8 +535,9 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
                          b.port, b.port_lsb) for b in tmpl_binds],
                 base + off, 0x40)
         add(*_dest_registers(f"tile{t}.ni", base + NI_OFFSET, x_bits, y_bits,
-                             "the tile's results (int8; entry 0 also its partial sums, chain_out)", TILE_DESTS,
-                             f"tile{t}.ni"), base + NI_OFFSET, JOIN_OFFSET)
+                             "the tile's results (int8; entry 0 also its partial sums, chain_out)", tile_dests,
+                             f"tile{t}.ni", ext=base + TC_OFFSET + TILE_DEST_EXT_OFFSET),
+            base + NI_OFFSET, JOIN_OFFSET)
         add(*_join_registers(f"tile{t}.add", base + NI_OFFSET + JOIN_OFFSET, spec), base + NI_OFFSET + JOIN_OFFSET,
             LB_OFFSET - NI_OFFSET - JOIN_OFFSET)
         add(*_patch_registers(f"tile{t}.lb", base + LB_OFFSET, pp), base + LB_OFFSET, POOL_OFFSET - LB_OFFSET)

@@ -75,14 +75,13 @@ from .mesh import Mesh
 from .pool import JOIN_DEPTH, JOIN_MAX_SHIFT, Pool, ResidualJoin
 from .regmap import (
     DEST_BEAT_BITS,
-    DIGITAL_DESTS,
     DIGITAL_QUEUE_BEATS,
     DIGITAL_QUEUES,
     JOIN_PORTS,
     POOL_PORTS,
-    TILE_DESTS,
     RegisterMap,
     build_regmap,
+    dest_entries,
     source_bits,
     source_tag,
 )
@@ -150,6 +149,7 @@ class Coprocessor(wiring.Component):
             self.tp, self.dp = TileParams.from_spec(spec), DigitalParams.from_spec(spec)
             self.pp = PatchParams.from_spec(spec)
             self.regmap: RegisterMap = build_regmap(spec)
+            self.tile_dests, self.digital_dests = dest_entries(spec)
         except ValueError as exc:
             raise reject(self, exc) from None
         self.rows, self.cols = spec.tile_grid.rows, spec.tile_grid.cols
@@ -218,7 +218,7 @@ class Coprocessor(wiring.Component):
             wiring.connect(m, rx_psum.o, tile.psum_in)
             # send: results (as act beats) on the activation mesh, partial sums on the partial-sum mesh
             pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
-            fan = m.submodules[f"tile{t}_fan"] = self._fanout(TILE_DESTS)
+            fan = m.submodules[f"tile{t}_fan"] = self._fanout(self.tile_dests)
             tx_act = m.submodules[f"tile{t}_tx_act"] = BeatToFlits(L.tag, self.flit, chan=None)
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
             wiring.connect(m, tile.out, pack.i)
@@ -263,7 +263,7 @@ class Coprocessor(wiring.Component):
         merge = m.submodules.digital_merge = SourceMerge(L.tag, L.x, DIGITAL_QUEUES, DIGITAL_QUEUE_BEATS,
                                                          self.dp.max_k.bit_length())
         d_pack = m.submodules.digital_pack = ResultPacker(dd.out.payload.shape(), L.act)
-        d_fan = m.submodules.digital_fan = self._fanout(DIGITAL_DESTS)
+        d_fan = m.submodules.digital_fan = self._fanout(self.digital_dests)
         d_tx = m.submodules.digital_tx = BeatToFlits(L.tag, self.flit, chan=None)
         # flits to the digital node: channel 0 = activations (-> source queues), channel 1 = weights (-> the
         # weight memory at stream rate, one flit = link_width_bits // 8 int8 lanes per cycle; always ready)
@@ -275,7 +275,15 @@ class Coprocessor(wiring.Component):
         wiring.connect(m, merge.o, dd.x_in)
         m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)
-        wiring.connect(m, d_pack.o, d_fan.i)
+        # pool unit between the result packer and the destinations (issue 18: digits-cnn's digital conv1 ->
+        # maxpool): digital.pool.en = 0 is a wire
+        d_pool = m.submodules.digital_pool = Pool(self.tp.rows_per_dac_beat)
+        d_pool_en = Signal(name="digital_pool_en")
+        m.d.comb += [d_pool.i.payload.eq(d_pack.o.payload), d_pool.i.valid.eq(d_pool_en & d_pack.o.valid),
+                     d_fan.i.payload.eq(Mux(d_pool_en, d_pool.o.payload.as_value(), d_pack.o.payload.as_value())),
+                     d_fan.i.valid.eq(Mux(d_pool_en, d_pool.o.valid, d_pack.o.valid)),
+                     d_pack.o.ready.eq(Mux(d_pool_en, d_pool.i.ready, d_fan.i.ready)),
+                     d_pool.o.ready.eq(d_pool_en & d_fan.i.ready), d_pool.clear.eq(dd.start)]
         self._tag(m, d_fan.o, d_tx.i, source_tag(spec, "digital"))
         m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
         wiring.connect(m, d_tx.o, io.east_i)
@@ -287,7 +295,7 @@ class Coprocessor(wiring.Component):
         with m.If(~dd.busy & ~dd.two_layers):
             m.d.sync += oslot.eq(0)
         ports = {}
-        for e in range(DIGITAL_DESTS):
+        for e in range(self.digital_dests):
             for f in ("x", "y", "chan", "lo", "hi", "en"):
                 reg = ports[f"{f}{e}"] = Signal.like(getattr(d_fan, f)[e], name=f"dni_{f}{e}")
                 if e == 0:
@@ -308,7 +316,8 @@ class Coprocessor(wiring.Component):
         for q in range(DIGITAL_QUEUES):
             for f in ("src", "slot", "elems", "en"):
                 mports[f"q_{f}{q}"] = getattr(merge, f"q_{f}")[q]
-        blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports)})
+        blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports),
+                       "digital.pool": SimpleNamespace(en=d_pool_en, **{f: getattr(d_pool, f) for f in POOL_PORTS})})
         merge_err = merge.err_src
 
         m.d.comb += misrouted.eq(Cat(*drops, merge_err).any())  # (a packet no source queue takes: dropped)

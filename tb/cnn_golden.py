@@ -391,8 +391,8 @@ class Route:
         The matrix layers (or ``"output"``) the stream feeds.
     needs : tuple of str
         What the RTL of issue 18 must provide for this route beyond the MLP's (empty = nothing new): more
-        destination entries than ``rtl.regmap.TILE_DESTS`` / ``DIGITAL_DESTS``, a pool after the digital
-        datapath, a residual add whose consumer is the digital datapath, a flatten in stream order.
+        destination entries than the chip's (``rtl.regmap.dest_entries``), a pool after the host, a residual
+        add whose consumer is the digital datapath, a flatten in stream order.
     """
 
     value: str
@@ -424,14 +424,14 @@ def dataflow_plan(golden: CnnGolden) -> list[Route]:
     the other stages follows docs/design.md §11.2 (issue 18's RTL): a pool runs on the producer's home tile
     (its pool unit), a residual add at the consumer's input (its join of two source-tagged streams), a flatten
     is the stream order (:attr:`LayerGolden.stream_order`). ``needs`` names what that RTL does not offer
-    for the route (checked against ``rtl.regmap.TILE_DESTS`` = 2 and ``DIGITAL_DESTS`` = 4 entries; a chain's
+    for the route (checked against the chip's ``rtl.regmap.dest_entries``: a tile's and the digital node's; a chain's
     upstream tiles use entry 0 for their partial sums, so a home tile has 2 entries for results).
 
     Returns
     -------
     list of Route, in producer (execution) order
     """
-    from rtl.regmap import DIGITAL_DESTS, TILE_DESTS
+    from rtl.regmap import dest_entries
 
     units = _units(golden)
     stages = golden.prep.stages
@@ -466,13 +466,15 @@ def dataflow_plan(golden: CnnGolden) -> list[Route]:
                     frontier.append(st.out_name)
         pools = [o for o in ops if o.split()[0] in ("maxpool", "avgpool", "global_avgpool")]
         adds = [o for o in ops if o.split()[0] == "add"]
-        if pools and producer in ("digital", "host"):
-            needs.append(f"{', '.join(pools)} after the {producer}: the pool units are on the tiles' outputs")
+        if pools and producer == "host":
+            needs.append(f"{', '.join(pools)} after the {producer}: the pool units are on the tiles' and the "
+                         "digital node's outputs")
         if adds and pools and ops.index(pools[-1]) > ops.index(adds[0]):
             needs.append(f"{pools[-1]} after {adds[0]}: the pool units are on the tiles' outputs, the joins at "
                          "their inputs")
         if adds and "digital" in consumers:
             needs.append(f"{', '.join(adds)} feeding the digital datapath: the joins are at the tiles' inputs")
+        TILE_DESTS, DIGITAL_DESTS = dest_entries(golden.spec)  # noqa: N806
         limit = DIGITAL_DESTS if producer == "digital" else (10**9 if producer == "host" else TILE_DESTS)
         dests = len(dict.fromkeys(consumers))
         if dests > limit:

@@ -530,3 +530,110 @@ def _analog_span(res: NetResult, n: int) -> float | None:
         if starts and ends:
             spans.append(max(ends) - max(starts) + 1)
     return sum(spans) / len(spans) if spans else None
+
+
+@cocotb.test(timeout_time=2000, timeout_unit="ms")
+async def test_cnn_network(dut):
+    """A whole CNN on the chip, checked bit for bit (:func:`_cnn`; ``AIMC_FAULT`` as there)."""
+    await _cnn(dut, os.environ.get("AIMC_FAULT", "none"), "test_cnn_network")
+
+
+@cocotb.test(timeout_time=2000, timeout_unit="ms")
+async def test_cnn_fault(dut):
+    """The whole CNN with one of conv1's weight flits negated on its way to the chip (:func:`_cnn`)."""
+    await _cnn(dut, "weight", "test_cnn_fault")
+
+
+async def _cnn(dut, fault: str, test: str):
+    """A whole CNN (the network of ``AIMC_PLACEMENT``) on the chip, checked bit for bit against
+    :mod:`tb.cnn_golden` (archmodel's integer forward), in the two phases of :mod:`tb.cnn_env`: conv1 ->
+    maxpool (digital node) -> conv2 -> conv3 -> relu3 to the host, then fc on relu3's stream as the RTL
+    produced it. Ready low on ~30 % of cycles (seeded) at m_axis, the AXI4-Lite responses and every array
+    port. Asserts (no fault): every relu3 value and class score compared, 0 mismatches, every analog tile's
+    DAC beats compared (= the pooled conv1 output and relu2), no status flag, RTL top-1 = the model's.
+    ``AIMC_FAULT=weight``: one of conv1's weight flits negated on its way to the chip (golden untouched):
+    asserts the DAC mismatches appear at conv2's tiles (the first layer reading conv1's results).
+
+    Environment: ``AIMC_PLACEMENT`` (JSON of the mapper's placement, no replication), ``AIMC_CNN_IMAGES``
+    (default 2), ``AIMC_CNN_WEIGHTS`` (``seeded`` default, or ``trained``: 30 epochs on the digits split of the
+    seed), ``AIMC_CNN_WEIGHT_SEED`` (default 1: tb.cnn_golden's seeded
+    parameters), ``AIMC_CNN_T_INF`` (default 3600 s).
+    """
+    import numpy as np
+
+    from archmodel.datasets import load_digits_split
+    from archmodel.placement import LayerPlacement, Placement
+    from archmodel.zoo import get_network
+    from rtl.register_compiler import compile_digital_weights
+    from tb.cnn_env import prepare_cnn
+    from tb.cnn_golden import cnn_golden, seeded_params
+
+    env = _env()
+    n = int(os.environ.get("AIMC_CNN_IMAGES", "2"))
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7, p_axil=0.7)
+    pl = json.loads(Path(os.environ["AIMC_PLACEMENT"]).read_text())
+    placement = Placement(pl["spec_name"], pl["network_name"], pl["replicate"],
+                          tuple(LayerPlacement(**lp) for lp in pl["layers"]))
+    net = get_network(placement.network_name)
+    if os.environ.get("AIMC_CNN_WEIGHTS", "seeded") == "trained":
+        from archmodel.digits_experiment import train_on_digits
+        result, data = train_on_digits(net, env["seed"], 0.0, 30, None)
+        params = result.params
+        source = (f"trained on the digits split of seed {env['seed']} (30 epochs, no weight noise; FP32 test "
+                  f"accuracy {result.test_accuracy:.4f})")
+    else:
+        wseed = int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "1"))
+        data = load_digits_split(env["seed"])
+        params, source = seeded_params(net, wseed), f"seeded (tb.cnn_golden.seeded_params, seed {wseed})"
+    g = cnn_golden(tb.spec, net, placement, params, data.x_test[:n], data.x_train[:256], seed=env["seed"],
+                   t_inf_s=float(os.environ.get("AIMC_CNN_T_INF", "3600")))
+    ph = prepare_cnn(g)
+    f = ph.features
+    fault_at = None
+    if fault == "weight":
+        ws = compile_digital_weights(tb.spec, f.layers)
+        link = tb.spec.interconnect.link_width_bits
+        k = 1  # flit 1: weight word 0's lanes 4.. (conv1 is 9 x 16: every word is used)
+        flits = list(ws.flits)
+        lanes = [((flits[k] >> (8 * i)) & 0xFF) for i in range(link // 8)]
+        flits[k] = sum((((-((v ^ 0x80) - 0x80)) & 0xFF) << (8 * i)) for i, v in enumerate(lanes))
+        f.weights = ws._replace(flits=flits)
+        fault_at = {"flit": k, "layer": "conv1"}
+    res1 = await tb.run(f, log=dut._log)
+    got3 = np.asarray(tb.checker.got)
+    st1 = await tb.read("digital.status1")
+    x_fc = got3.reshape(n, -1) if got3.shape == f.expected.shape else ph.classifier.inputs[0]
+    c = ph.classifier
+    c.inputs[0] = x_fc
+    res2 = await tb.run(c, log=dut._log)
+    st2 = await tb.read("digital.status1")
+    scores = np.asarray(tb.checker.got)
+    top1_rtl = np.argmax(scores, axis=1)
+    # which layers' tiles saw wrong DAC codes (where a fault shows)
+    dac_layers = list(dict.fromkeys(f.layers[li].name.split("[")[0]
+                                    for li in sorted({li for li, _ in res1.dac_mismatch_at})))  # in layer order
+    out = {
+        "test": test, "images": n, "weights": source, "seed": env["seed"], "network": net.name, "fault": fault,
+        "fault_at": fault_at, "features": res1.as_dict(), "classifier": res2.as_dict(),
+        "labels": data.y_test[:n].tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": g.top1.tolist(),
+        "layer_names": ph.layer_names, "layer_kinds": ph.layer_kinds, "predicted_cycles": ph.predicted_cycles,
+        "pixels": ph.pixels, "conv1_cycles": int(st1["cycles0"]), "fc_cycles": int(st2["cycles0"]),
+        "mvm_start_cycles": res1.mvm_start_cycles, "tiles": [lyr.tile for lyr in f.layers],
+        "tile_layers": [lyr.name.split("[")[0] for lyr in f.layers],
+        "first_mismatches": res1.first_mismatches[:6] + res2.first_mismatches[:3], "dac_mismatch_layers": dac_layers,
+    }
+    _save(test, out)
+    if fault == "none":
+        _check(res1, test, out)
+        _check_digital_only(res2)
+        assert res1.compared == n * 16 * 32 and res2.compared == n * 10, res1.summary() + res2.summary()
+        assert (top1_rtl == g.top1).all(), f"top-1 RTL {top1_rtl} != model {g.top1}"
+    else:
+        assert res1.dac_mismatches > 0 and dac_layers[0] == "conv2", res1.summary() + f" at {dac_layers}"
+
+
+def _check_digital_only(res: NetResult) -> None:
+    msg = f"seed {res.seed}: {res.summary()}"
+    assert res.mismatches == 0 and res.compared == res.expected_outputs, msg
+    assert res.extra_outputs == 0 and res.format_errors == 0 and res.axil_errors == 0, msg
+    assert not any(res.flags.values()), msg + f", flags {[k for k, v in res.flags.items() if v]}"

@@ -131,8 +131,9 @@ def test_tile_beats_by_hand():
 def test_fc_after_flatten_in_stream_order_and_the_dataflow_plan_of_digits_cnn():
     """digits-cnn on proto, by hand: the fc reads relu3 (32, 4, 4) pixel by pixel, so stream element
     (y·4 + x)·32 + c is IR row c·16 + y·4 + x; with rows and weights permuted alike the sums are the same.
-    Routes: host -> digital (conv1); digital -> maxpool -> conv2's tiles 0..4 (a pool after the digital datapath
-    and 5 destinations > 4 entries: what the RTL lacks); conv2's home tile 4 -> conv3's tiles 5..13; conv3's
+    Routes: host -> digital (conv1); digital -> maxpool -> conv2's tiles 0..4 (the digital node's pool unit and
+    proto's 5 digital destination entries: nothing lacking); conv2's home tile 4 -> conv3's tiles 5..13 (9 tile
+    entries); conv3's
     home tile 13 -> flatten -> digital (fc); digital -> host."""
     g, _ = golden("digits-cnn")
     fc = g.layer("fc")
@@ -146,10 +147,10 @@ def test_fc_after_flatten_in_stream_order_and_the_dataflow_plan_of_digits_cnn():
     r = plan["relu1"]
     assert (r.producer, r.ops, r.consumers, r.consumer_layers) == (
         "digital", ("maxpool pool",), tuple(f"tile {t}" for t in range(5)), ("conv2",))
-    assert len(r.needs) == 2
+    assert r.needs == ()  # proto: 5 digital destination entries, the digital node's pool unit
     r = plan["relu2"]
     assert (r.producer, r.consumers) == ("tile 4", tuple(f"tile {t}" for t in range(5, 14)))
-    assert r.needs == ("9 destinations > 2 entries of the tile 4 (multicast)",)
+    assert r.needs == ()  # proto: 9 tile destination entries
     r = plan["relu3"]
     assert (r.producer, r.ops, r.consumers, len(r.needs)) == ("tile 13", ("flatten flatten",), ("digital",), 1)
     assert (plan["fc"].producer, plan["fc"].consumers, plan["fc"].needs) == ("digital", ("host",), ())

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.force and args.build_dir is None:
         raise OptionError("--force has no effect without --build-dir")
     if args.build_dir is not None:
-        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
     from archmodel.spec import load_spec
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, map_network
@@ -133,19 +133,45 @@ def _run_network(args: argparse.Namespace) -> int:
         raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
     if args.emulate_arrays:
         return _run_prototype(args)
+    if any(layer.op == "conv" for layer in load_network(args.network).layers):
+        return _run_cnn(args)
     placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves)
     if args.build_dir is None:
         with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
             d = cosim_network(args.arch, placement, build_dir=tmp, **kwargs)
     else:
-        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
         with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
             d = cosim_network(args.arch, placement, build_dir=stage, **kwargs)
     for line in report_lines(d):
         print(line)
     ok = d["passed"] and d["mismatches"] == 0 and d["compared"] == d["expected_outputs"]
     return 0 if ok and d["top1_rtl"] == d["top1_model"] else 1
+
+
+def _run_cnn(args: argparse.Namespace) -> int:
+    """``aimc cosim --images N`` of a CNN (tb.cnn_env: the golden of tb.cnn_golden; ``--weights``)."""
+    import tempfile
+
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+    from tb.cnn_env import cnn_report_lines, cosim_cnn
+
+    placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
+    if args.build_dir is None:
+        with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
+            d = cosim_cnn(args.arch, placement, build_dir=tmp, **kwargs)
+    else:
+        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
+        with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
+            d = cosim_cnn(args.arch, placement, build_dir=stage, **kwargs)
+    ok, lines = cnn_report_lines(d)
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
 
 
 def _run_prototype(args: argparse.Namespace) -> int:
@@ -174,7 +200,7 @@ def _run_prototype(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
             d = cosim_prototype(args.arch, placement, build_dir=tmp, **kwargs)
     else:
-        check_out_dir(args.build_dir, args.force, flag="--build-dir")
+        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
         with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
             d = cosim_prototype(args.arch, placement, build_dir=stage, **kwargs)
     ok, lines = prototype_report_lines(d)

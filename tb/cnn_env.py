@@ -1,0 +1,303 @@
+"""A whole CNN (``digits-cnn`` on ``proto``) on the co-processor, from :mod:`tb.cnn_golden` (issue 18).
+
+:func:`prepare_cnn` turns a :class:`tb.cnn_golden.CnnGolden` (archmodel's integer network forward, per
+layer and tile, for the mapper's placement) into two :class:`tb.top_env.PreparedNetwork` phases that
+:meth:`tb.top_env.TopTestbench.run` plays one after the other on the same simulated chip:
+
+Phase 1 (``features``): the digital first layer conv1 (C = 1) on the digital datapath, its results pooled
+on the digital node's pool unit (``digital.pool``, maxpool 2 x 2) and multicast to every tile of conv2
+(one destination entry per tile: ``interconnect.digital_dest_entries``); conv2 on a partial-sum chain of
+tiles with patch buffers, its home tile multicasting relu2's pixels to every tile of conv3 (one entry per
+tile: ``interconnect.tile_dest_entries``); conv3's chain, its home tile sending relu3's pixel vectors to the
+host (the phase's output, compared with the golden). Every analog tile's DAC beats are compared with the
+golden patch rows (:class:`tb.top_bridge` checking bridges): that checks the pooled conv1 output (conv2's
+tiles) and relu2 (conv3's tiles) code for code.
+
+Phase 2 (``classifier``): fc on the digital datapath, fed by the host with relu3's pixel stream exactly as
+the RTL produced it in phase 1 (stream order: fc's weight rows permuted by
+:func:`tb.cnn_golden.stream_order`), class scores out.
+
+Limitations (named in the report): conv1's input patches are the host's im2col rows (a digital FIRST layer
+with C = 1: no patch buffer in front of the digital datapath); fc is fed by the host in a second run (the
+digital datapath's two layer slots alternate per vector, conv1 needs 64 vectors per image: a per-slot vector
+count in rtl/digital.py is not built), so the relu3 -> fc hop is not on the chip's mesh.
+
+The configuration uses the golden's own coefficients (``LayerGolden.affine``: archmodel's quantized affine
+map) and int8 weights (``LayerGolden.weights_int8``); the arrays are the golden's one
+:class:`~archmodel.analog_matrix.AnalogMatrix` per analog layer, each tile answering with
+``array_adc_codes`` of its row block (:class:`TileArray`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from archmodel.errors import AimcError
+from archmodel.spec import ChipSpec
+from rtl.params import TileParams
+from rtl.register_compiler import (
+    DigitalLayer,
+    chained_layer,
+    compile_mapped_network,
+    conv_layer,
+    host_dest,
+    tile_coords,
+    with_pool,
+)
+from rtl.regmap import build_regmap
+from tb.cnn_golden import CnnGolden, LayerGolden, stream_order
+from tb.top_env import NetworkJob, PreparedNetwork
+
+__all__ = ["CnnCosimError", "CnnPhases", "TileArray", "prepare_cnn"]
+
+
+class CnnCosimError(AimcError, ValueError):
+    """A network this co-simulation cannot play (one line)."""
+
+
+class TileArray:
+    """One tile's array for the checking bridge: row block ``r``, column block ``c`` of the layer's matrix.
+
+    ``shape`` is the tile's block; ``array_adc_codes(0, 0, dac, mvm_index)`` is the parent matrix's
+    ``array_adc_codes(r, c, dac, mvm_index)`` (the same object the golden read).
+    """
+
+    def __init__(self, matrix, r: int, c: int, rows: int, cols: int):
+        self.matrix, self.r, self.c, self.shape = matrix, r, c, (rows, cols)
+
+    def array_adc_codes(self, row_block: int, col_block: int, dac_codes, mvm_index: int = 0) -> np.ndarray:
+        if (row_block, col_block) != (0, 0):
+            raise ValueError(f"a tile's array is block (0, 0), got ({row_block}, {col_block})")
+        return self.matrix.array_adc_codes(self.r, self.c, dac_codes, mvm_index)
+
+
+@dataclass
+class CnnPhases:
+    """The two phases (module docstring) and what the report needs."""
+
+    features: PreparedNetwork
+    classifier: PreparedNetwork
+    golden: CnnGolden
+    layer_names: list[str]       # matrix layers, in order
+    layer_kinds: list[str]
+    predicted_cycles: list[int]  # mapper's vector_cycles per matrix layer (per output pixel)
+    pixels: list[int]            # output pixels per image of each matrix layer
+
+
+def _digital(spec: ChipSpec, lg: LayerGolden, *, dest, n_pixels: int, perm=None) -> DigitalLayer:
+    w = np.asarray(lg.weights_int8, dtype=np.int64)  # (K, N), tap-major rows
+    if perm is not None:
+        w = w[perm]
+    return DigitalLayer(w_int8=w.T.copy(), coefs=lg.affine, dest=dest, n_pixels=int(n_pixels), name=lg.name)
+
+
+def _analog(spec: ChipSpec, golden: CnnGolden, lg: LayerGolden, *, dests) -> tuple[list, list, list]:
+    """The chain of ``lg``'s tiles (one column block): MappedLayers with the golden's coefficients, the tiles'
+    arrays, the tiles' golden DAC inputs (patch rows)."""
+    lp = lg.placement
+    if lp.col_blocks != 1:
+        raise CnnCosimError(f"layer {lg.name}: {lp.col_blocks} column blocks; the CNN co-simulation plays one")
+    feeds = sorted(lg.tiles, key=lambda t: t.row_block)
+    tiles = [f.tile for f in feeds]
+    rows = [f.rows[1] - f.rows[0] for f in feeds]
+    m = lg.matrix
+    conv = golden.network[lg.name]
+    chain = chained_layer(spec, m.weights, tiles=tiles, rows=rows, dest=dests[0][:2], name=lg.name, in_scale=1.0,
+                          out_scale=1.0, gdc_alpha=lg.gdc_alpha, relu=True, mode=1)
+    chain[-1] = replace(chain[-1], coefs=lg.affine, dests=tuple(dests))
+    if conv.op == "conv":
+        chain = conv_layer(spec, conv, chain)
+    arrays = [TileArray(m, f.row_block, 0, rows[i], f.cols[1] - f.cols[0]) for i, f in enumerate(feeds)]
+    inputs = [lg.rows[:, f.rows[0]:f.rows[1]] for f in feeds]
+    return chain, arrays, inputs
+
+
+def prepare_cnn(golden: CnnGolden) -> CnnPhases:
+    """The two phases of ``golden``'s network (module docstring).
+
+    Raises
+    ------
+    CnnCosimError
+        The network is not digital conv -> pool -> analog conv -> analog conv -> flatten -> digital linear
+        (``digits-cnn``'s shape), or the register compiler refuses a layer (one line).
+    """
+    spec = golden.spec
+    kinds = [(lg.name, lg.kind) for lg in golden.layers]
+    mats = [lg for lg in golden.layers if lg.kind in ("digital", "analog")]
+    shape = [lg.kind for lg in golden.layers]
+    if shape != ["digital", "maxpool", "analog", "analog", "flatten", "digital"]:
+        raise CnnCosimError(f"network '{golden.network.name}': the CNN co-simulation plays digital conv -> maxpool "
+                            f"-> analog conv -> analog conv -> flatten -> digital linear; this one is {kinds}")
+    conv1, pool, conv2, conv3, _, fc = golden.layers
+    n_img = golden.x_int8.shape[0]
+    rm = build_regmap(spec)
+    tp = TileParams.from_spec(spec)
+
+    # ---- phase 1: conv1 (digital, host im2col) -> maxpool (digital node) -> conv2 -> conv3 -> host
+    c2_tiles = sorted(t.tile for t in conv2.tiles)
+    c3_tiles = sorted(t.tile for t in conv3.tiles)
+    d1 = _digital(spec, conv1, dest=tile_coords(spec, c2_tiles[0]), n_pixels=conv1.rows.shape[0])
+    d1 = replace(d1, dests=tuple((*tile_coords(spec, t), 0, 0, 0) for t in c2_tiles))
+    d1 = with_pool(spec, golden.network[pool.name], d1)
+    chain2, arr2, in2 = _analog(spec, golden, conv2, dests=[(*tile_coords(spec, t), 0, 0, 0) for t in c3_tiles])
+    chain3, arr3, in3 = _analog(spec, golden, conv3, dests=[(*host_dest(spec), 0, 0, 0)])
+    layers = [d1, *chain2, *chain3]
+    try:
+        writes = compile_mapped_network(spec, layers, regmap=rm)
+    except ValueError as exc:
+        raise CnnCosimError(str(exc)) from None
+    relu3 = conv3.pixels
+    job = NetworkJob(f"{golden.network.name} on {spec.name} (features)", spec.name, {}, 0, None, [], [], [],
+                     conv1.rows, [True] * 3)
+    feats = PreparedNetwork(job=job, spec=spec, params=tp, regmap=rm, matrices=[None, *arr2, *arr3],
+                            layers=layers, inputs=[conv1.rows, *in2, *in3], expected=relu3, writes=writes, entry=[0],
+                            layer_outputs=[conv1.pixels, pool.pixels, conv2.pixels, relu3])
+
+    # ---- phase 2: fc (digital) on relu3's pixel stream (stream order), scores to the host
+    _, c, h, w = conv3.output.shape
+    perm = stream_order(c, h, w)
+    d2 = _digital(spec, fc, dest=host_dest(spec), n_pixels=n_img, perm=perm)
+    x_fc = relu3.reshape(n_img, -1)  # the stream: pixel-major, channels contiguous = flatten(CHW)[perm]
+    np.testing.assert_array_equal(x_fc, golden.trace[fc.inputs[0]][:, perm])
+    try:
+        # phase 1 left the pool unit and the multicast entries 1.. (conv2's tiles) on: switch them off, or the
+        # scores would also go to the (stopped) conv2 tiles and block the digital node's fanout
+        stale = [rm_write(rm, f"digital.dest{e}", x=0, y=0, lo=0, hi=0, chan=0, en=0) for e in range(1, len(d1.dests))]
+        writes2 = [rm_write(rm, "digital.pool.en", en=0, avg=0), *stale,
+                   *compile_mapped_network(spec, [d2], regmap=rm)]
+    except ValueError as exc:
+        raise CnnCosimError(str(exc)) from None
+    job2 = NetworkJob(f"{golden.network.name} on {spec.name} (classifier)", spec.name, {}, 0, None, [], [], [],
+                      x_fc, [False])
+    cls = PreparedNetwork(job=job2, spec=spec, params=tp, regmap=rm, matrices=[None], layers=[d2], inputs=[x_fc],
+                          expected=golden.scores, writes=writes2, entry=[0], layer_outputs=[golden.scores])
+    lps = [lg.placement for lg in mats]
+    return CnnPhases(features=feats, classifier=cls, golden=golden, layer_names=[lg.name for lg in mats],
+                     layer_kinds=[lg.kind for lg in mats], predicted_cycles=[lp.vector_cycles for lp in lps],
+                     pixels=[lg.pixels.shape[0] // n_img for lg in mats])
+
+
+def rm_write(rm, reg: str, **values: int):
+    """One :class:`rtl.register_compiler.RegWrite` of ``values`` to register ``reg``."""
+    from rtl.register_compiler import RegWrite
+
+    addr, word = rm.write(reg, **values)
+    return RegWrite(addr, word, reg)
+
+
+
+def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "verilator", build_dir,
+              fault: str = "none", fault_test: bool = False, weights: str = "seeded", waves: bool = False) -> dict:
+    """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_cnn_network`` on ``placement``
+    (the mapper's, without replication: :class:`archmodel.placement.Placement`); with ``fault_test`` also
+    ``test_cnn_fault`` in the same simulator process (its JSON under ``fault_test``). ``weights``: ``seeded``
+    (:func:`tb.cnn_golden.seeded_params`) or ``trained`` (30 epochs on the digits split of ``seed``).
+
+    Returns the test's JSON plus ``passed``, ``message`` and ``wall_s``. Raises :class:`CnnCosimError` when the
+    simulator produced no result.
+    """
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from rtl.export import write_verilog
+    from rtl.top import Coprocessor
+    from tb.cosim import run_cocotb_tests
+    from tb.tile_env import resolve_spec
+    from tb.top_env import TOP_NAME
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    pl_file = build_dir / "placement.json"
+    pl_file.write_text(json.dumps(dataclasses.asdict(placement)))
+    network = placement.network_name
+    spec = resolve_spec(arch, {})
+    src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
+    env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault,
+           "AIMC_CNN_WEIGHTS": weights}
+    tests = ["test_cnn_network"] + (["test_cnn_fault"] if fault_test else [])
+    outs = run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, tests, arch=arch,
+                            changes={}, seed=seed, waves=waves, extra_env=env)
+    out = outs["test_cnn_network"]
+    if not out.data:
+        raise CnnCosimError(f"co-simulation of '{network}' gave no result: {out.message}")
+    d = dict(out.data) | {"passed": out.passed, "message": out.message, "wall_s": out.wall_s}
+    if fault_test:
+        fo = outs["test_cnn_fault"]
+        d["fault_test"] = dict(fo.data or {}) | {"passed": fo.passed, "message": fo.message, "wall_s": fo.wall_s}
+    return d
+
+
+def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
+    """``(ok, lines)``: the ``aimc cosim --images N`` report of one :func:`cosim_cnn` result.
+
+    ``ok``: the test passed, every relu3 value and class score compared with 0 mismatches, every analog tile's
+    DAC beats compared with 0 mismatches, the RTL's top-1 equal to the model's.
+    """
+    if "features" not in d:
+        return False, [f"FAILED: {d.get('message', '')}"]
+    f, c, n = d["features"], d["classifier"], d["images"]
+    labels = np.asarray(d["labels"])
+    t_rtl, t_model = np.asarray(d["top1_rtl"]), np.asarray(d["top1_model"])
+    ok = (d["passed"] and f["mismatches"] == 0 and f["compared"] == f["expected_outputs"] and f["dac_mismatches"] == 0
+          and f["dac_compared"] > 0 and c["mismatches"] == 0 and c["compared"] == c["expected_outputs"]
+          and bool((t_rtl == t_model).all()))
+    lines = [
+        f"{d['network']}: {n} images, seed {d['seed']}, weights {d.get('weights', 'seeded')}, golden = "
+        "archmodel's integer network forward (tb.cnn_golden)",
+        f"{'MATCH' if ok else 'MISMATCH'}: conv1 -> maxpool (digital node) outputs = conv2's DAC codes and relu2 = "
+        f"conv3's DAC codes: {f['dac_compared']} compared, {f['dac_mismatches']} mismatches; relu3 (conv3's home "
+        f"tile -> host) {f['compared']}/{f['expected_outputs']} compared, {f['mismatches']} mismatches; class scores "
+        f"{c['compared']}/{c['expected_outputs']} compared, {c['mismatches']} mismatches",
+        f"top-1: RTL {t_rtl.tolist()} model {t_model.tolist()} (equal on {int((t_rtl == t_model).sum())}/{n}); "
+        f"accuracy RTL {float(np.mean(t_rtl == labels)):.4f}, model {float(np.mean(t_model == labels)):.4f}",
+        "cycles per output pixel (simulated vs mapper's vector_cycles):",
+    ]
+    starts = d.get("mvm_start_cycles") or []
+    tiles = d.get("tiles") or []
+    for name, kind, pred, pix in zip(d["layer_names"], d["layer_kinds"], d["predicted_cycles"], d["pixels"],
+                                     strict=True):
+        if kind == "digital":
+            cyc = d["conv1_cycles"] if name == d["layer_names"][0] else d["fc_cycles"]
+            sim_c = cyc / (n * pix)
+            why = ("within 5 %" if abs(sim_c - pred) <= 0.05 * pred else
+                   f"differs: {pred} MAC cycles per pixel + the run's pipeline drain ({cyc - n * pix * pred} cycles "
+                   f"over {n * pix} pixels; one run, drained once)")
+            lines.append(f"  {name:6s} digital {sim_c:9.2f} vs {pred:5d}  ({(sim_c - pred) / pred:+.1%}; {why})")
+        else:
+            # the layer's tiles' MVM start cycles: the steady interval between MVMs of its home tile
+            idx = [i for i, t in enumerate(tiles) if t is not None]
+            mine = [starts[k] for k, i in enumerate(idx) if d["tile_layers"][i] == name] if "tile_layers" in d else []
+            iv = [(s[-1] - s[0]) / (len(s) - 1) for s in mine if len(s) > 1]
+            if iv:
+                sim_c = max(iv)  # mean interval between MVM starts of the layer's slowest tile
+                pix = d["pixels"]
+                pace = d["conv1_cycles"] / (n * pix[0]) * pix[0] / pix[1]
+                note = ("within 5 %" if abs(sim_c - pred) <= 0.05 * pred else
+                        f"differs: mean interval between a tile's MVM starts, set by the producer, not the tile's "
+                        f"stage time the mapper predicts: digital conv1 paces the pipeline, "
+                        f"{d['conv1_cycles'] / (n * pix[0]):.1f} cycles per conv1 pixel x {pix[0] // pix[1]} "
+                        f"(the 2 x 2 pool window) = {pace:.0f} cycles per {name} output pixel on average")
+                lines.append(f"  {name:6s} analog  {sim_c:9.2f} vs {pred:5d}  ({(sim_c - pred) / pred:+.1%}; {note})")
+            else:
+                lines.append(f"  {name:6s} analog  {'n/a':>9s} vs {pred:5d}")
+    lines.append(f"total: features {f['cycles']} cycles, classifier {c['cycles']} cycles ({n} images); back-pressure: "
+                 f"input refused {f['in_stall_cycles'] + c['in_stall_cycles']} cycles, output refused "
+                 f"{f['out_stall_cycles'] + c['out_stall_cycles']} cycles (ready low ~30 % of cycles, seeded, at "
+                 "m_axis, the AXI4-Lite responses and every array port); wall "
+                 f"{d.get('wall_s', 0.0):.1f} s")
+    lines.append("limitations: conv1's patches are the host's im2col rows; fc runs as a second run fed by the host "
+                 "with relu3 as the RTL produced it (tb/cnn_env.py)")
+    ft = d.get("fault_test")
+    if ft:
+        fok = ft.get("passed") and ft.get("dac_mismatch_layers", [None])[0] == "conv2"
+        ok = ok and bool(fok)
+        lines.append(f"fault: conv1's weight flit {ft.get('fault_at', {}).get('flit')} negated on its way to the "
+                     f"chip (golden untouched): DAC mismatches {ft.get('features', {}).get('dac_mismatches')} at "
+                     f"layers {ft.get('dac_mismatch_layers')} -> " + ("located at conv2's input = conv1's output"
+                                                                       if fok else f"NOT located: {ft.get('message')}"))
+    if not d["passed"]:
+        lines.append(f"FAILED: {d['message']}")
+    return ok, lines

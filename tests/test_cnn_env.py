@@ -1,0 +1,139 @@
+"""tb.cnn_env and what it needs from the RTL side: destination entries from the chip, the digital pool unit,
+the two phases of digits-cnn on proto (Python level), and the whole CNN on Verilator (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archmodel.golden.digital import digital_linear
+from archmodel.spec import load_spec
+from rtl.register_compiler import compile_digital_layers
+from rtl.regmap import build_regmap, dest_entries
+
+
+def test_dest_entries_from_the_chip_and_tiny_unchanged():
+    """tiny keeps 2 / 4 entries at the addresses of register map v5 (hand values; v6 only adds registers); proto has
+    9 tile entries
+    (8 at the NI offset 0x80, the 9th at the tile controller's spare 0x20) and 5 digital ones (out1, src<q>
+    follow them)."""
+    tiny, proto = load_spec("tiny"), load_spec("proto")
+    assert dest_entries(tiny) == (2, 4) and dest_entries(proto) == (9, 5)
+    rm = build_regmap(tiny)
+    assert [rm.address_of(f"tile1.ni.dest{e or ''}") for e in range(2)] == [0x1180, 0x1184]
+    assert [rm.address_of(f"digital.dest{e or ''}") for e in range(4)] == [0x180, 0x184, 0x188, 0x18C]
+    assert rm.address_of("digital.out1") == 0x190 and rm.address_of("digital.src0") == 0x194
+    rp = build_regmap(proto)
+    assert [rp.address_of(f"tile1.ni.dest{e or ''}") for e in range(9)] == [0x1180 + 4 * e for e in range(8)] + [0x1120]
+    assert rp.address_of("digital.dest4") == 0x190 and rp.address_of("digital.out1") == 0x194
+    assert rp.address_of("digital.src3") == 0x1A4 < 0x1C0
+    assert rp.address_of("digital.pool.en") == 0x160 and rp.address_of("digital.pool.beats") == 0x170
+    names = [r.address for r in rp.registers]
+    assert len(names) == len(set(names))  # no two registers share an address
+
+
+def test_dest_entries_bounds():
+    from archmodel.spec import ChipSpec
+
+    base = load_spec("proto").model_dump()
+    for key, bad in (("tile_dest_entries", 17), ("digital_dest_entries", 12), ("tile_dest_entries", 0)):
+        d = {**base, "interconnect": {**base["interconnect"], key: bad}}
+        with pytest.raises(Exception, match=key):
+            ChipSpec.model_validate(d)
+
+
+@pytest.fixture(scope="module")
+def phases():
+    from tb.cnn_env import prepare_cnn
+    from tests.test_cnn_golden import golden
+
+    g, _ = golden("digits-cnn")
+    return prepare_cnn(g), g
+
+
+def test_cnn_phases_against_independent_golden(phases):
+    """conv1 on the digital datapath (host im2col rows x the golden's int8 weights, its coefficients) = the
+    golden's relu1; its 2 x 2 max pool by hand = the pool's output; fc with rows permuted to stream order on
+    relu3's pixel stream = digital_linear of the CHW-flattened relu3 with the unpermuted weights; the
+    multicasts: 5 entries from the digital node (conv2's tiles 0..4), 9 from conv2's home tile 4 (conv3's
+    tiles 5..13); the pool unit configured on the digital node only in phase 1."""
+    ph, g = phases
+    spec = g.spec
+    from rtl.params import DigitalParams
+
+    dp = DigitalParams.from_spec(spec)
+    d1 = ph.features.layers[0]
+    y1 = d1.coefs.apply(d1.sums(ph.features.inputs[0], dp.acc_bits), acc_bits=dp.acc_bits,
+                        scale_bits=dp.scale_bits, offset_bits=dp.offset_bits)
+    np.testing.assert_array_equal(y1, g.layer("conv1").pixels)
+    b = g.x_int8.shape[0]
+    m = y1.reshape(b, 8, 8, 16)
+    pooled = np.maximum.reduce([m[:, i::2, j::2] for i in (0, 1) for j in (0, 1)]).reshape(-1, 16)
+    np.testing.assert_array_equal(pooled, g.layer("pool").pixels)
+    assert [d[:2] for d in d1.dests] == [(x, y) for y in range(1) for x in range(5)]
+    home2 = ph.features.layers[5]
+    assert home2.tile == 4 and len(home2.dests) == 9
+    assert d1.pool is not None and ph.classifier.layers[0].pool is None
+    d2 = ph.classifier.layers[0]
+    s = d2.sums(ph.classifier.inputs[0], dp.acc_bits)
+    flat = g.trace["flatten"] if "flatten" in g.trace else g.trace[g.layer("fc").inputs[0]]
+    ref = digital_linear(flat, np.asarray(g.layer("fc").weights_int8).T, acc_bits=dp.acc_bits)
+    np.testing.assert_array_equal(s, ref)
+    np.testing.assert_array_equal(d2.coefs.apply(s, acc_bits=dp.acc_bits, scale_bits=dp.scale_bits,
+                                                 offset_bits=dp.offset_bits), g.scores)
+    assert [w.name for w in ph.classifier.writes[:5]] == ["digital.pool.en"] + [f"digital.dest{e}" for e in (1, 2, 3, 4)]
+    assert all(w.data == 0 for w in ph.classifier.writes[:5])  # pool and the multicast entries 1..4 off
+    assert any(w.name == "digital.pool.en" for w in ph.features.writes)
+    assert ph.layer_names == ["conv1", "conv2", "conv3", "fc"] and ph.pixels == [64, 16, 16, 1]
+
+
+def test_too_many_destinations_refused_one_line():
+    from rtl.register_compiler import digital_layer
+
+    spec = load_spec("proto")
+    d = digital_layer(spec, np.ones((9, 16)), dest=(0, 0), in_scale=1.0, out_scale=1.0)
+    from dataclasses import replace
+
+    d = replace(d, dests=tuple((x, 0, 0, 0, 0) for x in range(5)) + ((0, 1, 0, 0, 0),))
+    with pytest.raises(ValueError, match="6 destinations, the network interface has 5"):
+        compile_digital_layers(spec, [d])
+
+
+def test_digital_pool_refused_with_two_slots():
+    from dataclasses import replace
+
+    from archmodel.zoo import get_network
+    from rtl.register_compiler import digital_layer, with_pool
+
+    spec = load_spec("proto")
+    pool = get_network("digits-cnn")["pool"]
+    d = with_pool(spec, pool, digital_layer(spec, np.ones((9, 16)), dest=(0, 0), in_scale=1.0, out_scale=1.0))
+    assert d.pool is not None
+    with pytest.raises(ValueError, match="two layer slots"):
+        compile_digital_layers(spec, [d, replace(d, pool=None)])
+
+
+@pytest.mark.slow
+def test_digits_cnn_on_verilator(tmp_path):
+    """The whole digits-cnn on proto, 1 image, Verilator (tb.test_top_cosim.test_cnn_network): relu3 (16 x 32)
+    and the 10 scores compared, 0 mismatches; every DAC code of the 14 analog tiles compared (16 MVMs each; conv2's
+    tiles hold 144 rows in all, conv3's 288: 16 x 432 codes), 0 mismatches; RTL top-1 = the model's; no status
+    flag (asserted inside the test). Then (same build, same process) conv1's weight flit 1 negated on its way to the
+    chip: DAC mismatches appear, first (in layer order) at conv2's tiles."""
+    from archmodel.zoo import get_network
+    from mapping.mapper import MapOptions, map_network
+    from tb.cnn_env import cnn_report_lines, cosim_cnn
+
+    placement = map_network(load_spec("proto"), get_network("digits-cnn"), MapOptions(replicate=False)).placement()
+    d = cosim_cnn("proto", placement, images=1, build_dir=tmp_path, fault_test=True)
+    ok, lines = cnn_report_lines(d)
+    print("\n".join(lines))
+    assert d["passed"], d["message"]
+    f, c = d["features"], d["classifier"]
+    assert f["compared"] == 16 * 32 and f["mismatches"] == 0
+    assert f["dac_compared"] == 16 * (144 + 288) and f["dac_mismatches"] == 0
+    assert c["compared"] == 10 and c["mismatches"] == 0
+    assert d["top1_rtl"] == d["top1_model"] and ok
+    ft = d["fault_test"]  # conv1's weight flit 1 negated: the first wrong DAC codes are conv2's (reads conv1)
+    assert ft["passed"], ft["message"]
+    assert ft["features"]["dac_mismatches"] > 0 and ft["dac_mismatch_layers"][0] == "conv2", ft
