@@ -1,5 +1,5 @@
 """tb.cnn_env and what it needs from the RTL side: destination entries from the chip, the digital pool unit,
-the two phases of digits-cnn on proto (Python level), and the whole CNN on Verilator (slow)."""
+the two phases of digits-cnn on proto (Python level), and the whole CNN on Icarus (slow)."""
 
 from __future__ import annotations
 
@@ -114,8 +114,9 @@ def test_digital_pool_refused_with_two_slots():
 
 
 @pytest.mark.slow
-def test_digits_cnn_on_verilator(tmp_path):
-    """The whole digits-cnn on proto, 1 image, Verilator (tb.test_top_cosim.test_cnn_network): relu3 (16 x 32)
+def test_digits_cnn_on_icarus(tmp_path):
+    """The whole digits-cnn on proto, 1 image, Icarus (tb.test_top_cosim.test_cnn_network; Icarus because a fresh
+    Verilator build of the 25-tile proto top takes several minutes, Icarus ≈ 3 min for build and run together): relu3 (16 x 32)
     and the 10 scores compared, 0 mismatches; every DAC code of the 14 analog tiles compared (16 MVMs each; conv2's
     tiles hold 144 rows in all, conv3's 288: 16 x 432 codes), 0 mismatches; RTL top-1 = the model's; no status
     flag (asserted inside the test). Then (same build, same process) conv1's weight flit 1 negated on its way to the
@@ -125,7 +126,7 @@ def test_digits_cnn_on_verilator(tmp_path):
     from tb.cnn_env import cnn_report_lines, cosim_cnn
 
     placement = map_network(load_spec("proto"), get_network("digits-cnn"), MapOptions(replicate=False)).placement()
-    d = cosim_cnn("proto", placement, images=1, build_dir=tmp_path, fault_test=True)
+    d = cosim_cnn("proto", placement, images=1, sim="icarus", build_dir=tmp_path, fault_test=True)
     ok, lines = cnn_report_lines(d)
     print("\n".join(lines))
     assert d["passed"], d["message"]
