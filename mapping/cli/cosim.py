@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError("--emulator-sigma needs --emulate-arrays")
     if args.emulator_seed != 1 and args.emulator_sigma is None:
         raise OptionError("--emulator-seed needs --emulator-sigma S (the noise-off run uses no seed)")
+    if args.force and args.build_dir is None:
+        raise OptionError("--force has no effect without --build-dir")
     if args.images is not None:
         return _run_network(args)
     if not math.isfinite(args.t_inf) or args.t_inf < 0:
@@ -98,15 +100,9 @@ def run(args: argparse.Namespace) -> int:
     check_int_range("--seed", args.seed, 0)
     if args.waves and args.build_dir is None:
         raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
-    if args.force and args.build_dir is None:
-        raise OptionError("--force has no effect without --build-dir")
     if args.build_dir is not None:
         check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
-    from archmodel.spec import load_spec
-    from archmodel.zoo import load_network
-    from mapping.mapper import MapOptions, map_network
-
-    placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
+    placement = _placement(args)
     kwargs = dict(placement=placement, seed=args.seed, t_inf_s=args.t_inf, sim=args.sim, waves=args.waves)
     if args.build_dir is None:
         report = cosim_layer(args.arch, args.network, args.layer, build_dir=None, **kwargs)
@@ -118,13 +114,32 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.match and report.cycles_agree else 1
 
 
-def _run_network(args: argparse.Namespace) -> int:
-    """``aimc cosim --images N``: the whole network on the co-processor (tb.network_env)."""
-    import tempfile
 
+def _placement(args: argparse.Namespace, spec=None):
+    """The mapper's placement of ``args.network`` on ``args.arch`` (no replication), as every cosim path uses it."""
     from archmodel.spec import load_spec
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, map_network
+
+    spec = load_spec(args.arch) if spec is None else spec
+    return map_network(spec, load_network(args.network), MapOptions(replicate=False)).placement()
+
+
+def _in_build_dir(args: argparse.Namespace, run_in):
+    """``run_in(folder)`` in a temporary folder, or (``--build-dir``) in a staged one that replaces it only on success."""
+    import tempfile
+
+    if args.build_dir is None:
+        with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
+            return run_in(tmp)
+    check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
+    with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
+        return run_in(stage)
+
+def _run_network(args: argparse.Namespace) -> int:
+    """``aimc cosim --images N``: the whole network on the co-processor (tb.network_env)."""
+
+    from archmodel.zoo import load_network
     from tb.network_env import cosim_network, report_lines
 
     check_int_range("--images", args.images, 1, 512)
@@ -135,15 +150,9 @@ def _run_network(args: argparse.Namespace) -> int:
         return _run_prototype(args)
     if any(layer.op == "conv" for layer in load_network(args.network).layers):
         return _run_cnn(args)
-    placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
+    placement = _placement(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves)
-    if args.build_dir is None:
-        with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
-            d = cosim_network(args.arch, placement, build_dir=tmp, **kwargs)
-    else:
-        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
-        with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
-            d = cosim_network(args.arch, placement, build_dir=stage, **kwargs)
+    d = _in_build_dir(args, lambda folder: cosim_network(args.arch, placement, build_dir=folder, **kwargs))
     for line in report_lines(d):
         print(line)
     ok = d["passed"] and d["mismatches"] == 0 and d["compared"] == d["expected_outputs"]
@@ -152,22 +161,12 @@ def _run_network(args: argparse.Namespace) -> int:
 
 def _run_cnn(args: argparse.Namespace) -> int:
     """``aimc cosim --images N`` of a CNN (tb.cnn_env: the golden of tb.cnn_golden; ``--weights``)."""
-    import tempfile
 
-    from archmodel.spec import load_spec
-    from archmodel.zoo import load_network
-    from mapping.mapper import MapOptions, map_network
     from tb.cnn_env import cnn_report_lines, cosim_cnn
 
-    placement = map_network(load_spec(args.arch), load_network(args.network), MapOptions(replicate=False)).placement()
+    placement = _placement(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
-    if args.build_dir is None:
-        with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
-            d = cosim_cnn(args.arch, placement, build_dir=tmp, **kwargs)
-    else:
-        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
-        with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
-            d = cosim_cnn(args.arch, placement, build_dir=stage, **kwargs)
+    d = _in_build_dir(args, lambda folder: cosim_cnn(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = cnn_report_lines(d)
     for line in lines:
         print(line)
@@ -176,11 +175,8 @@ def _run_cnn(args: argparse.Namespace) -> int:
 
 def _run_prototype(args: argparse.Namespace) -> int:
     """``aimc cosim --images N --emulate-arrays``: the whole network on the FPGA prototype (tb.network_env)."""
-    import tempfile
 
     from archmodel.spec import load_spec
-    from archmodel.zoo import load_network
-    from mapping.mapper import MapOptions, map_network
     from tb.network_env import CosimNetworkError, cosim_prototype, prototype_report_lines
 
     sigma = 0 if args.emulator_sigma is None else args.emulator_sigma
@@ -193,16 +189,10 @@ def _run_prototype(args: argparse.Namespace) -> int:
     if spec.array.arrays_per_tile != 1:
         raise CosimNetworkError(f"--emulate-arrays: '{spec.name}' has {spec.array.arrays_per_tile} arrays per tile; "
                                 "the whole-network co-simulation maps one array per tile")
-    placement = map_network(spec, load_network(args.network), MapOptions(replicate=False)).placement()
+    placement = _placement(args, spec)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
                   sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=args.t_inf)
-    if args.build_dir is None:
-        with tempfile.TemporaryDirectory(prefix="aimc-cosim-") as tmp:
-            d = cosim_prototype(args.arch, placement, build_dir=tmp, **kwargs)
-    else:
-        check_out_dir(args.build_dir, force=args.force, flag="--build-dir")
-        with staged_output(args.build_dir, force=args.force, flag="--build-dir") as stage:
-            d = cosim_prototype(args.arch, placement, build_dir=stage, **kwargs)
+    d = _in_build_dir(args, lambda folder: cosim_prototype(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = prototype_report_lines(d)
     for line in lines:
         print(line)
