@@ -39,12 +39,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # single-threaded BLAS, before numpy loads it
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_worker import _per_call  # noqa: E402  (one timing rule for aimc and the peers)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "bench" / "peer_worker.py"
@@ -69,22 +71,6 @@ def run_peer(py: str, *args: str, timeout: float = 3600.0) -> dict:
     if not lines:
         return {"error": f"exit {p.returncode}: {(p.stderr.strip().splitlines() or ['no output'])[-1]}"}
     return json.loads(lines[-1])
-
-
-def _per_call(fn, min_s: float = 0.3) -> float:
-    """Best of 3 repeats of CPU seconds per call (as bench/peer_worker.py measures the peers)."""
-    fn()
-    t = time.process_time()
-    fn()
-    one = max(time.process_time() - t, 1e-6)
-    n = max(1, int(min_s / one))
-    best = float("inf")
-    for _ in range(3):
-        t = time.process_time()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.process_time() - t) / n)
-    return best
 
 
 def ours_tile() -> dict:

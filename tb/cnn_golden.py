@@ -223,7 +223,7 @@ def seeded_params(network: Network, seed: int) -> dict[str, dict[str, np.ndarray
     """He-normal weights (:func:`archmodel.training.init_params`) and non-trivial batch-norm statistics from ``seed``.
 
     γ ~ U(0.5, 1.5), β ~ N(0, 0.2²), mean ~ N(0, 0.2²), var ~ U(0.5, 2) (assumed, so the folded affine map is
-    exercised; the same recipe as tests/test_accuracy_golden.py).
+    exercised; tests/test_accuracy_golden.py pins its digests on these parameters).
     """
     from archmodel.training import init_params
 
