@@ -65,7 +65,7 @@ lint: setup
 	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports --no-cache
 
 fpga: setup
-	$(PY) -m rtl.fpga --arch tiny --prototype --out build/fpga
+	$(PY) -m rtl.fpga --arch tiny-fpga --prototype --out build/fpga
 
 clean:
 	rm -rf build out sim_build .pytest_cache

@@ -294,6 +294,15 @@ class Interconnect(_Section):
         "entries 0..7 at the tile's NI offset, 8..15 in the tile's spare register space)."))
     digital_dest_entries: int = Field(4, ge=1, le=11, description=(
         "Destination entries of the digital datapath's network interface (multicast of its results; 1 .. 11)."))
+    line_buffers: bool = Field(True, description=(
+        "Each tile has a line buffer (rtl.patchbuf.PatchBuffer: conv patches from a pixel stream, tile.lb.*); "
+        "false: no line buffers, no conv layer on an analog tile (the chip's Verilog and register map omit them)."))
+    pool_units: bool = Field(True, description=(
+        "Each tile and the digital node have a pool unit on their results (rtl.pool.Pool, tile.pool.* / "
+        "digital.pool.*); false: none (pooling layers cannot be placed on the chip)."))
+    residual_joins: bool = Field(True, description=(
+        "Each tile has a residual join at its input (rtl.pool.ResidualJoin, tile.add.*); false: none (residual "
+        "adds cannot be placed on the chip)."))
 
 
 class ChipLink(_Section):

@@ -1,6 +1,6 @@
 """Benchmark: digits-mlp on the FPGA prototype with emulated PCM arrays, noise off vs on (issue 19, item 4).
 
-What runs: :func:`tb.network_env.cosim_prototype` -- the Verilog of ``aimc verilog --arch tiny
+What runs: :func:`tb.network_env.cosim_prototype` -- the Verilog of ``aimc verilog --arch tiny-fpga
 --emulate-arrays`` (the co-processor + one ``ArrayEmulator`` per array port) in Verilator, the emulators
 programmed over AXI4-Lite with the conductance codes of each tile's programmed matrix (t = 0 s), ``N`` digits
 test images (weights trained on the digits split of seed 1), every class score and every mirrored fc2 output
@@ -40,9 +40,9 @@ def main() -> int:
     from mapping.mapper import MapOptions, map_network
     from tb.network_env import cosim_prototype
 
-    placement = map_network(load_spec("tiny"), load_network("digits-mlp"), MapOptions(replicate=False)).placement()
+    placement = map_network(load_spec("tiny-fpga"), load_network("digits-mlp"), MapOptions(replicate=False)).placement()
     n = args.images
-    print(f"digits-mlp on the tiny FPGA prototype ({args.sim}), {n} images, seed 1, emulator noise seed 1 + tile")
+    print(f"digits-mlp on the tiny-fpga prototype ({args.sim}), {n} images, seed 1, emulator noise seed 1 + tile")
     print("| sigma | noise std (ADC LSB) | scores compared / mismatches (off; on) | fc2 outputs compared / mismatches "
           "(off; on) | top-1 off | top-1 on | difference | top-1 changed | top-1 Python arrays | cycles per image (off) "
           "| wall s |")
@@ -51,7 +51,7 @@ def main() -> int:
     for sigma in args.sigma:
         with tempfile.TemporaryDirectory(prefix="aimc-bench-proto-") as tmp:
             t0 = time.perf_counter()
-            d = cosim_prototype("tiny", placement, images=n, seed=1, sim=args.sim, build_dir=Path(tmp), sigma=sigma)
+            d = cosim_prototype("tiny-fpga", placement, images=n, seed=1, sim=args.sim, build_dir=Path(tmp), sigma=sigma)
             wall = time.perf_counter() - t0
         r = d["test_proto_network"]
         if "off" not in r or "on" not in r:

@@ -60,14 +60,15 @@ from archmodel.spec import ChipSpec
 from rtl.params import PatchParams, TileParams
 from rtl.patchbuf import PatchConfig, PatchConfigError, patch_config
 from rtl.pool import PoolConfig, PoolConfigError, pool_config
-from rtl.regmap import RegisterMap, build_regmap, dest_entries
+from archmodel.errors import AimcError
+from rtl.regmap import UNIT_KEYS, RegisterMap, build_regmap, dataflow_units, dest_entries
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
            "compile_digital_weights",
            "compile_mapped_network", "conv_layer", "residual_join", "with_pool",
            "JoinConfig", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
-           "dump_writes", "host_dest", "tile_coords"]
+           "dump_writes", "host_dest", "tile_coords", "MissingUnitError", "require_unit"]
 
 
 class JoinConfig(NamedTuple):
@@ -552,6 +553,28 @@ def chained_layer(spec: ChipSpec, weights: npt.ArrayLike, *, tiles: Sequence[int
     return out
 
 
+class MissingUnitError(AimcError, ValueError):
+    """The chip description has no unit of the kind a layer needs (``interconnect.line_buffers``,
+    ``pool_units``, ``residual_joins`` false): one line naming the layer, the unit and the key."""
+
+
+_UNIT_NAMES = {"lb": "line buffer", "pool": "pool unit", "add": "residual join"}
+
+
+def require_unit(spec: ChipSpec, block: str, layer: str) -> None:
+    """Refuse ``layer`` on ``spec`` when the chip has no ``block`` unit (``"lb"``, ``"pool"``, ``"add"``:
+    :func:`rtl.regmap.dataflow_units`).
+
+    Raises
+    ------
+    MissingUnitError
+        One line: the layer, the unit and the chip-description key that is false.
+    """
+    if not dataflow_units(spec)[block]:
+        raise MissingUnitError(f"layer {layer!r} needs a {_UNIT_NAMES[block]}; chip {spec.name!r} has none "
+                               f"(interconnect.{UNIT_KEYS[block]}: false)")
+
+
 def conv_layer(spec: ChipSpec, conv, layers: Sequence[MappedLayer]) -> list[MappedLayer]:
     """Attach conv layer ``conv``'s patch-buffer configuration to the tiles that hold its matrix.
 
@@ -564,10 +587,13 @@ def conv_layer(spec: ChipSpec, conv, layers: Sequence[MappedLayer]) -> list[Mapp
 
     Raises
     ------
+    MissingUnitError
+        The chip has no line buffers (``interconnect.line_buffers: false``).
     PatchConfigError
         One line: ``C % rows_per_dac_beat != 0``, a row block not on a beat, the rows not adding up to
         ``kh·kw·C``, a size beyond the registers, or the ring not fitting ``buffers.sram_kib_per_tile``.
     """
+    require_unit(spec, "lb", conv.name)
     pp = PatchParams.from_spec(spec)
     kh, kw = conv.attrs["kernel_size"] if conv.op == "conv" else (1, 1)
     k = kh * kw * conv.in_channels  # all input channels (a grouped conv: one block-diagonal matrix)
@@ -590,6 +616,7 @@ def with_pool(spec: ChipSpec, pool, layer: MappedLayer | DigitalLayer) -> Mapped
         One line: overlapping or padded windows, ``C % rows_per_dac_beat``, too wide for the pool unit, or
         ``layer`` is not a home tile.
     """
+    require_unit(spec, "pool", layer.name)
     if isinstance(layer, DigitalLayer):  # the digital node's pool unit (digital.pool.*)
         return replace(layer, pool=pool_config(pool, spec.array.rows_per_dac_beat))
     if layer.chain_out:
@@ -609,6 +636,7 @@ def residual_join(spec: ChipSpec, layer: MappedLayer, *, src_a: int, src_b: int,
     """
     from rtl.pool import JOIN_MAX_SHIFT
 
+    require_unit(spec, "add", layer.name)
     tp = TileParams.from_spec(spec)
     c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
                         max_shift=JOIN_MAX_SHIFT(tp))
@@ -663,6 +691,9 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
         w(f"{af}.coef_offset", coef_offset=int(c.offset[j]))
         w(f"{af}.ctrl", coef_we=1)
     _dest_writes(w, ni, layer, dest_entries(spec)[0])
+    for block, cfg in (("lb", layer.patch), ("pool", layer.pool), ("add", layer.join)):
+        if cfg is not None:
+            require_unit(spec, block, layer.name)
     if layer.patch is not None:
         _patch_writes(w, f"tile{layer.tile}.lb", layer.patch)
     if layer.pool is not None:

@@ -51,7 +51,7 @@ from archmodel.spec import ChipSpec
 from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
-__all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_POOL_BASE", "dest_entries",
+__all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_POOL_BASE", "UNIT_KEYS", "dataflow_units", "dest_entries",
            "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
             "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding",
            "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
@@ -261,6 +261,19 @@ TILE_DESTS, DIGITAL_DESTS = 2, 4
 #: A tile's destination entries 0..7 sit at its NI offset (0x80, up to the join at 0xA0); entries 8..15 in the
 #: tile controller's unused register space from this offset (0x20 .. 0x3C).
 TILE_DEST_EXT_OFFSET, TILE_DEST_BLOCK = 0x20, 8
+
+
+#: The chip description's dataflow units (issue 18) by register block: ``lb`` line buffers, ``pool`` pool units
+#: (tiles and digital node), ``add`` residual joins.
+UNIT_KEYS = {"lb": "line_buffers", "pool": "pool_units", "add": "residual_joins"}
+
+
+def dataflow_units(spec: ChipSpec) -> dict[str, bool]:
+    """Which dataflow units the chip has: ``{"lb": .., "pool": .., "add": ..}`` from ``interconnect.line_buffers``,
+    ``pool_units``, ``residual_joins`` (all default true). A chip without a unit has neither its hardware
+    (:class:`rtl.top.Coprocessor`) nor its registers; the register compiler refuses a layer that needs it."""
+    ic = spec.interconnect
+    return {block: bool(getattr(ic, key, True)) for block, key in UNIT_KEYS.items()}
 
 
 def dest_entries(spec: ChipSpec) -> tuple[int, int]:
@@ -511,8 +524,10 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
     digital = DigitalDatapath(dp)
     digital._MustUse__silence = True  # only its signature is read
     add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_POOL_BASE - DIGITAL_BASE)
-    add(*_pool_registers("digital.pool", DIGITAL_POOL_BASE, "the digital datapath's results"), DIGITAL_POOL_BASE,
-        DIGITAL_NI_BASE - DIGITAL_POOL_BASE)
+    units = dataflow_units(spec)
+    if units["pool"]:
+        add(*_pool_registers("digital.pool", DIGITAL_POOL_BASE, "the digital datapath's results"), DIGITAL_POOL_BASE,
+            DIGITAL_NI_BASE - DIGITAL_POOL_BASE)
     tile_dests, digital_dests = dest_entries(spec)
     add(*_dest_registers("digital", DIGITAL_NI_BASE, x_bits, y_bits, "the digital datapath's results", digital_dests,
                          "digital.ni"), DIGITAL_NI_BASE, 0x40)
@@ -538,10 +553,14 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
                              "the tile's results (int8; entry 0 also its partial sums, chain_out)", tile_dests,
                              f"tile{t}.ni", ext=base + TC_OFFSET + TILE_DEST_EXT_OFFSET),
             base + NI_OFFSET, JOIN_OFFSET)
-        add(*_join_registers(f"tile{t}.add", base + NI_OFFSET + JOIN_OFFSET, spec), base + NI_OFFSET + JOIN_OFFSET,
-            LB_OFFSET - NI_OFFSET - JOIN_OFFSET)
-        add(*_patch_registers(f"tile{t}.lb", base + LB_OFFSET, pp), base + LB_OFFSET, POOL_OFFSET - LB_OFFSET)
-        add(*_pool_registers(f"tile{t}.pool", base + POOL_OFFSET), base + POOL_OFFSET, TILE_STRIDE - POOL_OFFSET)
+        if units["add"]:
+            add(*_join_registers(f"tile{t}.add", base + NI_OFFSET + JOIN_OFFSET, spec),
+                base + NI_OFFSET + JOIN_OFFSET, LB_OFFSET - NI_OFFSET - JOIN_OFFSET)
+        if units["lb"]:
+            add(*_patch_registers(f"tile{t}.lb", base + LB_OFFSET, pp), base + LB_OFFSET, POOL_OFFSET - LB_OFFSET)
+        if units["pool"]:
+            add(*_pool_registers(f"tile{t}.pool", base + POOL_OFFSET), base + POOL_OFFSET,
+                TILE_STRIDE - POOL_OFFSET)
 
     regs.sort(key=lambda r: r.address)
     top = regs[-1].address + 4

@@ -81,6 +81,7 @@ from .regmap import (
     POOL_PORTS,
     RegisterMap,
     build_regmap,
+    dataflow_units,
     dest_entries,
     source_bits,
     source_tag,
@@ -150,6 +151,7 @@ class Coprocessor(wiring.Component):
             self.pp = PatchParams.from_spec(spec)
             self.regmap: RegisterMap = build_regmap(spec)
             self.tile_dests, self.digital_dests = dest_entries(spec)
+            self.units = dataflow_units(spec)  # line buffers, pool units, residual joins (issue 18; optional)
         except ValueError as exc:
             raise reject(self, exc) from None
         self.rows, self.cols = spec.tile_grid.rows, spec.tile_grid.cols
@@ -194,7 +196,8 @@ class Coprocessor(wiring.Component):
 
         # ---- tiles
         for t in range(self.tiles):
-            tile = m.submodules[f"tile{t}"] = Tile(self.tp, self.pp)  # with a patch buffer (issue 18)
+            # with a patch buffer (issue 18) unless the chip has no line buffers
+            tile = m.submodules[f"tile{t}"] = Tile(self.tp, self.pp if self.units["lb"] else None)
             wiring.connect(m, tile.dac, wiring.flipped(self.dac[t]))
             wiring.connect(m, wiring.flipped(self.adc[t]), tile.adc)
             # receive: activations over the activation mesh, partial sums over the partial-sum mesh
@@ -205,16 +208,23 @@ class Coprocessor(wiring.Component):
             wiring.connect(m, mesh.local_o[t], rx_act.i)
             wiring.connect(m, pmesh.local_o[t], rx_psum.i)
             # residual add of two producers before the tile (issue 18): join_en = 0 is a wire
-            join = m.submodules[f"tile{t}_join"] = ResidualJoin(self.tp.rows_per_dac_beat, self.tp.scale_bits,
-                                                                JOIN_MAX_SHIFT(self.tp), source_bits(spec), JOIN_DEPTH)
-            join_en = Signal(name=f"tile{t}_join_en")
-            m.d.comb += [join.i.payload.eq(rx_act.o.payload), join.i.valid.eq(join_en & rx_act.o.valid),
-                         tile.act.payload.data.eq(Mux(join_en, join.o.payload.data.as_value(),
-                                                      rx_act.o.payload.data.as_value())),
-                         tile.act.payload.last.eq(Mux(join_en, join.o.payload.last, rx_act.o.payload.last)),
-                         tile.act.valid.eq(Mux(join_en, join.o.valid, rx_act.o.valid)),
-                         rx_act.o.ready.eq(Mux(join_en, join.i.ready, tile.act.ready)),
-                         join.o.ready.eq(join_en & tile.act.ready)]
+            if self.units["add"]:
+                join = m.submodules[f"tile{t}_join"] = ResidualJoin(
+                    self.tp.rows_per_dac_beat, self.tp.scale_bits, JOIN_MAX_SHIFT(self.tp), source_bits(spec),
+                    JOIN_DEPTH)
+                join_en = Signal(name=f"tile{t}_join_en")
+                m.d.comb += [join.i.payload.eq(rx_act.o.payload), join.i.valid.eq(join_en & rx_act.o.valid),
+                             tile.act.payload.data.eq(Mux(join_en, join.o.payload.data.as_value(),
+                                                          rx_act.o.payload.data.as_value())),
+                             tile.act.payload.last.eq(Mux(join_en, join.o.payload.last, rx_act.o.payload.last)),
+                             tile.act.valid.eq(Mux(join_en, join.o.valid, rx_act.o.valid)),
+                             rx_act.o.ready.eq(Mux(join_en, join.i.ready, tile.act.ready)),
+                             join.o.ready.eq(join_en & tile.act.ready)]
+                blocks[f"tile{t}.add"] = SimpleNamespace(en=join_en, **{f: getattr(join, f) for f in JOIN_PORTS})
+            else:
+                m.d.comb += [tile.act.payload.data.eq(rx_act.o.payload.data.as_value()),
+                             tile.act.payload.last.eq(rx_act.o.payload.last),
+                             tile.act.valid.eq(rx_act.o.valid), rx_act.o.ready.eq(tile.act.ready)]
             wiring.connect(m, rx_psum.o, tile.psum_in)
             # send: results (as act beats) on the activation mesh, partial sums on the partial-sum mesh
             pack = m.submodules[f"tile{t}_pack"] = ResultPacker(tile.out.payload.shape(), L.act)
@@ -223,13 +233,17 @@ class Coprocessor(wiring.Component):
             tx_psum = m.submodules[f"tile{t}_tx_psum"] = BeatToFlits(L.psum, self.flit, chan=CHAN_PSUM)
             wiring.connect(m, tile.out, pack.i)
             # pool unit between the packer and the destinations (issue 18): pool_en = 0 is a wire
-            pool = m.submodules[f"tile{t}_pool"] = Pool(self.tp.rows_per_dac_beat)
-            pool_en = Signal(name=f"tile{t}_pool_en")
-            m.d.comb += [pool.i.payload.eq(pack.o.payload), pool.i.valid.eq(pool_en & pack.o.valid),
-                         fan.i.payload.eq(Mux(pool_en, pool.o.payload.as_value(), pack.o.payload.as_value())),
-                         fan.i.valid.eq(Mux(pool_en, pool.o.valid, pack.o.valid)),
-                         pack.o.ready.eq(Mux(pool_en, pool.i.ready, fan.i.ready)),
-                         pool.o.ready.eq(pool_en & fan.i.ready), pool.clear.eq(tile.start)]
+            if self.units["pool"]:
+                pool = m.submodules[f"tile{t}_pool"] = Pool(self.tp.rows_per_dac_beat)
+                pool_en = Signal(name=f"tile{t}_pool_en")
+                m.d.comb += [pool.i.payload.eq(pack.o.payload), pool.i.valid.eq(pool_en & pack.o.valid),
+                             fan.i.payload.eq(Mux(pool_en, pool.o.payload.as_value(), pack.o.payload.as_value())),
+                             fan.i.valid.eq(Mux(pool_en, pool.o.valid, pack.o.valid)),
+                             pack.o.ready.eq(Mux(pool_en, pool.i.ready, fan.i.ready)),
+                             pool.o.ready.eq(pool_en & fan.i.ready), pool.clear.eq(tile.start)]
+                blocks[f"tile{t}.pool"] = SimpleNamespace(en=pool_en, **{f: getattr(pool, f) for f in POOL_PORTS})
+            else:
+                wiring.connect(m, pack.o, fan.i)
             self._tag(m, fan.o, tx_act.i, source_tag(spec, t))
             m.d.comb += [tx_act.dest_x.eq(fan.dest_x), tx_act.dest_y.eq(fan.dest_y), tx_act.dest_chan.eq(fan.dest_chan),
                          tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
@@ -239,9 +253,9 @@ class Coprocessor(wiring.Component):
             ni = self._fan_ports(fan)
             m.d.comb += fan.en[0].eq(1)  # entry 0 always on (also the partial sums' destination)
             blocks.update({f"tile{t}.tc": tile.block_ports("tc"), f"tile{t}.affine": tile.block_ports("affine"),
-                           f"tile{t}.ni": ni, f"tile{t}.lb": tile.block_ports("lb"),
-                           f"tile{t}.pool": SimpleNamespace(en=pool_en, **{f: getattr(pool, f) for f in POOL_PORTS}),
-                           f"tile{t}.add": SimpleNamespace(en=join_en, **{f: getattr(join, f) for f in JOIN_PORTS})})
+                           f"tile{t}.ni": ni})
+            if self.units["lb"]:
+                blocks[f"tile{t}.lb"] = tile.block_ports("lb")
 
         # ---- I/O router (host) and the digital datapath beyond the east edge of row 0
         io = m.submodules.io_router = MeshRouter(x_bits=self.x_bits, y_bits=self.y_bits,
@@ -277,13 +291,17 @@ class Coprocessor(wiring.Component):
         wiring.connect(m, dd.out, d_pack.i)
         # pool unit between the result packer and the destinations (issue 18: digits-cnn's digital conv1 ->
         # maxpool): digital.pool.en = 0 is a wire
-        d_pool = m.submodules.digital_pool = Pool(self.tp.rows_per_dac_beat)
-        d_pool_en = Signal(name="digital_pool_en")
-        m.d.comb += [d_pool.i.payload.eq(d_pack.o.payload), d_pool.i.valid.eq(d_pool_en & d_pack.o.valid),
-                     d_fan.i.payload.eq(Mux(d_pool_en, d_pool.o.payload.as_value(), d_pack.o.payload.as_value())),
-                     d_fan.i.valid.eq(Mux(d_pool_en, d_pool.o.valid, d_pack.o.valid)),
-                     d_pack.o.ready.eq(Mux(d_pool_en, d_pool.i.ready, d_fan.i.ready)),
-                     d_pool.o.ready.eq(d_pool_en & d_fan.i.ready), d_pool.clear.eq(dd.start)]
+        if self.units["pool"]:
+            d_pool = m.submodules.digital_pool = Pool(self.tp.rows_per_dac_beat)
+            d_pool_en = Signal(name="digital_pool_en")
+            m.d.comb += [d_pool.i.payload.eq(d_pack.o.payload), d_pool.i.valid.eq(d_pool_en & d_pack.o.valid),
+                         d_fan.i.payload.eq(Mux(d_pool_en, d_pool.o.payload.as_value(), d_pack.o.payload.as_value())),
+                         d_fan.i.valid.eq(Mux(d_pool_en, d_pool.o.valid, d_pack.o.valid)),
+                         d_pack.o.ready.eq(Mux(d_pool_en, d_pool.i.ready, d_fan.i.ready)),
+                         d_pool.o.ready.eq(d_pool_en & d_fan.i.ready), d_pool.clear.eq(dd.start)]
+            blocks["digital.pool"] = SimpleNamespace(en=d_pool_en, **{f: getattr(d_pool, f) for f in POOL_PORTS})
+        else:
+            wiring.connect(m, d_pack.o, d_fan.i)
         self._tag(m, d_fan.o, d_tx.i, source_tag(spec, "digital"))
         m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
         wiring.connect(m, d_tx.o, io.east_i)
@@ -316,8 +334,7 @@ class Coprocessor(wiring.Component):
         for q in range(DIGITAL_QUEUES):
             for f in ("src", "slot", "elems", "en"):
                 mports[f"q_{f}{q}"] = getattr(merge, f"q_{f}")[q]
-        blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports),
-                       "digital.pool": SimpleNamespace(en=d_pool_en, **{f: getattr(d_pool, f) for f in POOL_PORTS})})
+        blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports)})
         merge_err = merge.err_src
 
         m.d.comb += misrouted.eq(Cat(*drops, merge_err).any())  # (a packet no source queue takes: dropped)

@@ -1,7 +1,7 @@
 """cocotb tests of the FPGA prototype (``aimc_prototype``, :class:`rtl.prototype.Prototype`): the whole network
 on the co-processor with the PCM array emulators (``rtl/emulator.py``) in place of the Python array bridges.
 
-The Verilog is the one ``aimc verilog --arch tiny --emulate-arrays`` writes (co-processor + one emulator per
+The Verilog is the one ``aimc verilog --arch tiny-fpga --emulate-arrays`` writes (co-processor + one emulator per
 array port; ports only AXI, clock, reset and ``irq``). The testbench is the top-level one
 (:class:`tb.top_env.TopTestbench` with the prototype's single-underscore bus names and no array ports): the
 emulators are programmed over the AXI4-Lite bus (the prototype's emulator window) with the conductance codes
@@ -46,7 +46,7 @@ PERIOD_NS = 10
 
 
 def _env() -> dict:
-    return {"arch": os.environ.get("AIMC_COSIM_ARCH", "tiny"),
+    return {"arch": os.environ.get("AIMC_COSIM_ARCH", "tiny-fpga"),
             "changes": json.loads(os.environ.get("AIMC_COSIM_CHANGES", "{}") or "{}"),
             "seed": int(os.environ.get("AIMC_COSIM_SEED", "1"))}
 

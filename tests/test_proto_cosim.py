@@ -28,8 +28,8 @@ def proto_run(tmp_path_factory):
     from mapping.mapper import MapOptions, map_network
     from tb.network_env import cosim_prototype
 
-    placement = map_network(load_spec("tiny"), load_network("digits-mlp"), MapOptions(replicate=False)).placement()
-    return cosim_prototype("tiny", placement, images=IMAGES, seed=SEED, sim="icarus",
+    placement = map_network(load_spec("tiny-fpga"), load_network("digits-mlp"), MapOptions(replicate=False)).placement()
+    return cosim_prototype("tiny-fpga", placement, images=IMAGES, seed=SEED, sim="icarus",
                            build_dir=tmp_path_factory.mktemp("proto"), sigma=0, fault=True, irq_error=True)
 
 

@@ -22,10 +22,10 @@ from mapping.cli.main import main
 
 
 def test_presets_listed():
-    assert list_presets() == ["fig11", "hermes", "isaac", "proto", "tiny"]
+    assert list_presets() == ["fig11", "hermes", "isaac", "proto", "tiny", "tiny-fpga"]
 
 
-@pytest.mark.parametrize("name", ["fig11", "hermes", "isaac", "proto", "tiny"])
+@pytest.mark.parametrize("name", ["fig11", "hermes", "isaac", "proto", "tiny", "tiny-fpga"])
 def test_every_preset_constant_has_a_source(name):
     spec = load_spec(name)
     missing = []

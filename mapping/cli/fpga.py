@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(co-processor + PCM array emulators) in context with the example LPF, no timing waivers; "
         "packs a bitstream with ecppack when routing meets timing. Slow (tens of minutes).",
     )
-    add_arch(p, default="tiny")  # the prototype fits an LFE5U-85F only for small chips
+    add_arch(p, default="tiny-fpga")  # the prototype fits an LFE5U-85F only for small chips without CNN units
     add_out(p, required=False, help="keep the work files and write fpga.md in this folder, all or nothing: staged "
             "beside it and moved into place only when the command succeeds; an existing non-empty folder is "
             "refused unless --force (default: a temporary folder, removed)")

@@ -1,0 +1,61 @@
+"""Chips without issue 18's dataflow units (``interconnect.line_buffers`` / ``pool_units`` / ``residual_joins``
+false; the FPGA prototype's ``tiny-fpga``): no registers, no hardware, one-line refusals in the compiler."""
+
+from __future__ import annotations
+
+import pytest
+
+from archmodel.network.builder import NetworkBuilder
+from archmodel.spec import load_spec
+from rtl.regmap import build_regmap, dataflow_units
+from rtl.register_compiler import MissingUnitError, analog_layer, conv_layer, residual_join, with_pool
+
+
+def test_tiny_fpga_register_map_is_tinys_without_the_units():
+    tiny, fpga = build_regmap(load_spec("tiny")), build_regmap(load_spec("tiny-fpga"))
+    a = {r.name: (r.address, r.fields) for r in tiny.registers}
+    b = {r.name: (r.address, r.fields) for r in fpga.registers}
+    gone = set(a) - set(b)
+    assert set(b) <= set(a) and all(a[n] == b[n] for n in b)  # every register kept at its address, same fields
+    # per tile: 4 join + 7 line-buffer + 5 pool registers; the digital node's 5 pool registers
+    assert len(gone) == 4 * (4 + 7 + 5) + 5
+    assert {n.split(".")[1] for n in gone} == {"add", "lb", "pool"}
+    assert dataflow_units(load_spec("tiny-fpga")) == {"lb": False, "pool": False, "add": False}
+    assert dataflow_units(load_spec("proto")) == {"lb": True, "pool": True, "add": True}
+
+
+def test_compiler_refuses_units_the_chip_lacks_in_one_line():
+    import numpy as np
+
+    spec = load_spec("tiny-fpga")
+    b = NetworkBuilder("u", (8, 4, 4))
+    b.conv("c1", b.input, 8, 3, padding=1)
+    b.maxpool("p", b.input, 2)
+    net = b.build()
+    w = np.random.default_rng(1).standard_normal((72, 8))
+    layer = analog_layer(spec, w[:32], tile=0, dest=(1, 0), in_scale=1 / 64, out_scale=0.1, name="c1")
+    with pytest.raises(MissingUnitError) as e:
+        conv_layer(spec, net.layer("c1"), [layer])
+    assert str(e.value) == ("layer 'c1' needs a line buffer; chip 'tiny-fpga' has none "
+                            "(interconnect.line_buffers: false)")
+    with pytest.raises(MissingUnitError, match=r"'c1' needs a pool unit; .*interconnect.pool_units: false"):
+        with_pool(spec, net.layer("p"), layer)
+    with pytest.raises(MissingUnitError, match=r"needs a residual join; .*interconnect.residual_joins: false"):
+        residual_join(spec, layer, src_a=1, src_b=2, scale_a=1.0, scale_b=1.0, out_scale=1.0, relu=True)
+    # the same calls on tiny pass the unit check (tiny keeps every unit)
+    with_pool(load_spec("tiny"), net.layer("p"), analog_layer(load_spec("tiny"), w[:32], tile=0, dest=(1, 0),
+                                                               in_scale=1 / 64, out_scale=0.1, name="c1"))
+
+
+def test_coprocessor_without_units_has_no_pool_join_or_line_buffer():
+    """The elaborated top of tiny-fpga instantiates no Pool / ResidualJoin / PatchBuffer; tiny's does."""
+    from rtl.top import Coprocessor
+
+    def kinds(name):
+        subs = Coprocessor(load_spec(name)).elaborate(None)._named_submodules
+        subs = {k: (v[0] if isinstance(v, tuple) else v) for k, v in subs.items()}
+        seen = {type(sub).__name__ for sub in subs.values()}
+        return seen | ({"PatchBuffer"} if subs["tile0"].pb is not None else set())
+    units = {"Pool", "ResidualJoin", "PatchBuffer"}
+    assert units <= kinds("tiny")
+    assert not units & kinds("tiny-fpga")
