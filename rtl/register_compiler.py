@@ -53,6 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from archmodel import timing
+from archmodel.errors import AimcError
 from archmodel.golden.affine import AffineCoefficients
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine, weight_abs_max
 from archmodel.golden.tile_controller import block_counts
@@ -60,7 +61,6 @@ from archmodel.spec import ChipSpec
 from rtl.params import PatchParams, TileParams
 from rtl.patchbuf import PatchConfig, PatchConfigError, patch_config
 from rtl.pool import PoolConfig, PoolConfigError, pool_config
-from archmodel.errors import AimcError
 from rtl.regmap import UNIT_KEYS, RegisterMap, build_regmap, dataflow_units, dest_entries
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",

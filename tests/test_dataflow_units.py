@@ -7,8 +7,8 @@ import pytest
 
 from archmodel.network.builder import NetworkBuilder
 from archmodel.spec import load_spec
-from rtl.regmap import build_regmap, dataflow_units
 from rtl.register_compiler import MissingUnitError, analog_layer, conv_layer, residual_join, with_pool
+from rtl.regmap import build_regmap, dataflow_units
 
 
 def test_tiny_fpga_register_map_is_tinys_without_the_units():
