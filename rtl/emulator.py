@@ -248,10 +248,11 @@ class ArrayEmulator(wiring.Component):
         sel = Signal(range(max(2, p.arrays_per_tile)))
         n_rows = Signal(range(rows + 1))
         lat = Signal(range(self.min_latency + 1))
-        lat_ok = Signal()
-        m.d.comb += lat_ok.eq(lat + 6 >= self.min_latency)
+        # lat_ok == (lat + 6 >= min_latency) at every cycle, held in a flip-flop (set beside lat's update)
+        # so that the ADC issue condition is an AND of flip-flops (no adder or compare in front of its fan-out)
+        lat_ok = Signal(init=int(6 >= self.min_latency))
         with m.If(~lat_ok):
-            m.d.sync += lat.eq(lat + 1)
+            m.d.sync += [lat.eq(lat + 1), lat_ok.eq(lat + 7 >= self.min_latency)]
 
         # MAC pipeline
         r = Signal(range(rows + 1))
@@ -275,6 +276,8 @@ class ArrayEmulator(wiring.Component):
         tail_valid = Signal()
         m.d.comb += adv.eq(~tail_valid)
         issue = Signal()
+        in_adc = Signal()    # the FSM is in ADC (a flip-flop of its own: the issue condition's input)
+        more = Signal()      # g < ADC_BEATS[sel], registered: g's next value against ADC_BEATS[sel]
         vld = [Signal(name=f"e{i}v") for i in range(4)]
         lst = [Signal(name=f"e{i}last") for i in range(4)]
         sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
@@ -302,7 +305,8 @@ class ArrayEmulator(wiring.Component):
                         m.d.sync += self.err.eq(1)
                     with m.If(self.dac.payload.last):
                         nw = Mux(n_words < n_dac_words, n_words + 1, n_words)
-                        m.d.sync += [n_rows.eq(nw * rpb), r.eq(0), lat.eq(0), n_words.eq(0)]
+                        m.d.sync += [n_rows.eq(nw * rpb), r.eq(0), lat.eq(0), n_words.eq(0),
+                                     lat_ok.eq(int(6 >= self.min_latency))]
                         if p.arrays_per_tile > 1:
                             m.d.sync += sel.eq(self.dac.payload.array)
                         m.d.comb += acc_clear.eq(1)
@@ -316,16 +320,19 @@ class ArrayEmulator(wiring.Component):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(mac_done):
-                    m.d.sync += g.eq(0)
+                    m.d.sync += [g.eq(0), in_adc.eq(1)]
                     m.next = "ADC"
             with m.State("ADC"):
                 m.d.comb += adc_mode.eq(1)
-                arr_beats = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
-                with m.If(adv & lat_ok & (g < arr_beats)):
-                    m.d.comb += issue.eq(1)
-                    m.d.sync += g.eq(g + 1)
                 with m.If(self.adc.valid & self.adc.ready & self.adc.payload.last):
+                    m.d.sync += in_adc.eq(0)
                     m.next = "LOAD"
+
+        # every input of issue is a flip-flop (in_adc, adv = ~tail_valid, lat_ok, more): one LUT4 in front
+        # of the enables of the cols_per_adc_beat x 32 generator flip-flops (no FSM decode, adder or compare)
+        m.d.comb += issue.eq(in_adc & adv & lat_ok & more)
+        with m.If(issue):
+            m.d.sync += g.eq(g + 1)
 
         # MAC pipeline registers (run every cycle): read -> product -> accumulate
         m.d.sync += [v2.eq(v1), last2.eq(last1 & v1)]
@@ -350,6 +357,11 @@ class ArrayEmulator(wiring.Component):
         last_beat = Signal()
         arr_beats2 = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
         m.d.comb += last_beat.eq(g + 1 == arr_beats2)
+        # more == (g < ADC_BEATS[sel]) from the cycle after g changes (g's next value, the current
+        # ADC_BEATS[sel]); a write of ADC_BEATS reaches it a cycle late (writes are meant between MVMs)
+        g_next = Signal.like(g)
+        m.d.comb += g_next.eq(Mux(in_adc, Mux(issue, g + 1, g), 0))
+        m.d.sync += more.eq(g_next < arr_beats2)
         acc_groups = Array(Cat(*accs[b * cpb:(b + 1) * cpb]) for b in range(full_beats))
         # round half to even of a / 2**S = (a + 2**(S-1) - 1 + a[S]) >> S  (S >= 1; S = 0: a)
         bias_lut = Array(Const(((1 << (k - 1)) - 1) if k else 0, acc_w) for k in range(acc_w + 1))
