@@ -14,9 +14,15 @@ helpers the configuration compiler uses (:mod:`rtl.regmap`).
   both are held and no response is pending, the write happens and ``bvalid``
   rises the next cycle: 2 cycles from the last of AW/W to ``bvalid``, one write
   every 3 cycles. ``wstrb`` masks the write byte by byte.
-- **Read path**: AR is accepted when no read data is pending; ``rdata`` and
-  ``rvalid`` are registered: 1 cycle from AR to ``rvalid``. Reads have no side
-  effects.
+- **Read path**: AR is accepted when no read is in flight or pending; a
+  3-stage pipeline (:data:`READ_LATENCY`): the word address is registered, then
+  each group of :data:`READ_GROUP` registers (address order) selects its word
+  into a register, then the groups' OR gives the registered ``rdata``/``rresp``
+  and ``rvalid``: 3 cycles from AR to ``rvalid``. No stage has more than an
+  address decode and an 8-way select, or a ``ceil(registers / 8)``-way OR (a
+  one-stage multiplexer of every register, 173 on tiny, was a deep path from
+  flip-flops all over the design; AXI4-Lite allows any read latency). Reads
+  have no side effects.
 - **Responses**: OKAY (``0b00``) for a mapped address, SLVERR (``0b10``) for an
   address no register decodes; such a write changes nothing and such a read
   returns 0. Writes to read-only fields are ignored (OKAY).
@@ -43,18 +49,31 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ._util import reject
 
-__all__ = ["Access", "Field", "Register", "AXI4LiteSignature", "CSRBank", "RESP_OKAY", "RESP_SLVERR", "ident"]
+__all__ = ["Access", "Field", "Register", "AXI4LiteSignature", "CSRBank", "READ_GROUP", "READ_LATENCY", "RESP_OKAY",
+           "RESP_SLVERR", "ident"]
 
 #: AXI response codes (AMBA AXI, "BRESP/RRESP encoding").
 RESP_OKAY = 0b00
 RESP_SLVERR = 0b10
 DATA_BITS = 32
+#: Registers per group of the read pipeline's first multiplexer stage (:class:`CSRBank`, read path).
+READ_GROUP = 8
+#: Cycles from an accepted AR to ``rvalid`` (:class:`CSRBank`, read path).
+READ_LATENCY = 3
+
+
+def _or_all(words):
+    """Bitwise OR of a list of equal-width values (0 for an empty list)."""
+    out = Const(0, DATA_BITS)
+    for w in words:
+        out = out | w
+    return out
 
 
 class Access(str, Enum):
@@ -228,8 +247,8 @@ class CSRBank(wiring.Component):
     -------
     bus : In(AXI4LiteSignature(addr_bits))
         AXI4-Lite slave, 32-bit data. Write response 2 cycles after the later
-        of AW and W; read data 1 cycle after AR. One transaction per direction
-        in flight (a write every 3 cycles, a read every 2).
+        of AW and W; read data 3 cycles after AR (:data:`READ_LATENCY`). One transaction per
+        direction in flight (a write every 3 cycles, a read every 4).
     <register ident> : Out(Signature)
         One member per register with ports (``ident(register.name)``):
         ``<field> : Out(width)`` for RW (registered), W1P (one-cycle pulse) and
@@ -330,19 +349,36 @@ class CSRBank(wiring.Component):
             with m.Else():
                 m.d.sync += bresp.eq(RESP_OKAY)
 
-        # ---- read channel
+        # ---- read channel: a 3-stage pipeline (a multiplexer of every register would be one deep stage:
+        # the address decode and a wide OR tree after flip-flops spread over the whole design, in context)
+        #   R0: AR accepted -> the word address registered
+        #   R1: per group of READ_GROUP registers (address order), the selected word (or 0) and a hit flag
+        #   R2: OR of the groups -> rdata, rresp, rvalid
         rvalid, rresp, rdata = Signal(), Signal(2), Signal(DATA_BITS)
-        m.d.comb += [bus.arready.eq(~rvalid), bus.rvalid.eq(rvalid), bus.rresp.eq(rresp), bus.rdata.eq(rdata)]
+        ar_word = Signal(word_bits)
+        r0_valid, r1_valid = Signal(), Signal()
+        m.d.comb += [bus.arready.eq(~rvalid & ~r0_valid & ~r1_valid), bus.rvalid.eq(rvalid),
+                     bus.rresp.eq(rresp), bus.rdata.eq(rdata)]
         with m.If(rvalid & bus.rready):
             m.d.sync += rvalid.eq(0)
-        with m.If(bus.arvalid & ~rvalid):
-            m.d.sync += [rvalid.eq(1), rresp.eq(RESP_SLVERR), rdata.eq(0)]
-            with m.Switch(bus.araddr[2:]):
-                for r in self.registers:
-                    with m.Case(r.address >> 2):
-                        m.d.sync += [rresp.eq(RESP_OKAY), rdata.eq(self._read_word(r))]
-                with m.Default():
-                    pass  # unmapped: SLVERR, data 0 (set above)
+        m.d.sync += [r0_valid.eq(bus.arvalid & bus.arready), r1_valid.eq(r0_valid)]
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += ar_word.eq(bus.araddr[2:])
+        ordered = sorted(self.registers, key=lambda r: r.address)
+        groups = [ordered[i:i + READ_GROUP] for i in range(0, len(ordered), READ_GROUP)]
+        g_data = [Signal(DATA_BITS, name=f"rd_group{k}") for k in range(len(groups))]
+        g_hit = [Signal(name=f"rd_hit{k}") for k in range(len(groups))]
+        for grp, gd, gh in zip(groups, g_data, g_hit, strict=True):
+            with m.If(r0_valid):
+                m.d.sync += [gd.eq(0), gh.eq(0)]
+                with m.Switch(ar_word):
+                    for r in grp:
+                        with m.Case(r.address >> 2):
+                            m.d.sync += [gd.eq(self._read_word(r)), gh.eq(1)]
+        with m.If(r1_valid):
+            hit = Cat(*g_hit).any() if g_hit else Const(0, 1)
+            m.d.sync += [rvalid.eq(1), rdata.eq(_or_all(g_data)),
+                         rresp.eq(Mux(hit, RESP_OKAY, RESP_SLVERR))]
         return m
 
     def _read_word(self, r: Register):
