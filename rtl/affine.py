@@ -213,9 +213,10 @@ class Requantizer(wiring.Component):
     coef_we : In(1)
         Write ``(coef_scale, coef_offset)`` of column ``coef_addr`` (one cycle; do it while idle).
     shift : In(range(value_bits + scale_bits))
-        Right shift of the layer, ``0 .. value_bits + scale_bits - 1``.
+        Right shift of the layer, ``0 .. value_bits + scale_bits - 1``; registered on entry (set it at
+        least one cycle before the layer's first sum, as every configuration).
     relu : In(1)
-        Apply ReLU.
+        Apply ReLU; registered on entry, as ``shift``.
     busy : Out(1)
         A result is in the pipeline.
 
@@ -289,6 +290,13 @@ class Requantizer(wiring.Component):
             ]
             rps.append(rp)
 
+        # shift and relu registered here (sampled every cycle): in context they come from configuration
+        # flip-flops across the chip, and shift steers a barrel shifter as wide as the sum (a layer's
+        # configuration is written while the pipeline is idle, so a cycle's delay changes no result)
+        shift_r = Signal.like(self.shift, name="shift_r")
+        self._relu_r = Signal(name="relu_r")
+        m.d.sync += [shift_r.eq(self.shift), self._relu_r.eq(self.relu)]
+
         # One enable for the whole pipeline: every stage moves when the output
         # register is free or taken (a stalled ``o`` stalls all stages).
         # ``advance`` is a register's output (the output FIFO's second entry is free), never ``o.ready``:
@@ -353,7 +361,7 @@ class Requantizer(wiring.Component):
                     # 4: y = value * scale + offset (exact)
                     y4.eq(prod_sum + offset3),
                     # 5: barrel shift, floor(2y / 2**shift)
-                    f5.eq(round_shift_start(y4, self.shift)),
+                    f5.eq(round_shift_start(y4, shift_r)),
                 ]
                 f5s.append(f5)
                 data_stages = (val1, val2, stage3, y4, f5)
@@ -394,7 +402,7 @@ class Requantizer(wiring.Component):
         return m
 
     def _relu_int8(self, value):
-        return Mux(self.relu, relu_fn(value), value)
+        return Mux(self._relu_r, relu_fn(value), value)
 
 
 class AffineUnit(wiring.Component):
