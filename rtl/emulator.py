@@ -147,7 +147,8 @@ class ArrayEmulator(wiring.Component):
     adc : Out(stream.Signature(adc_beat_layout(params)))
         Array port, to the tile controller; ``ADC_BEATS[array]`` beats per MVM.
     wr_en, wr_addr, wr_data : In(1), In(address_map(params).addr_bits), In(32)
-        Register window (module docstring), one write per cycle.
+        Register window (module docstring), one write per cycle; registered on entry, so a write
+        takes effect one cycle after it is presented.
     err : Out(1)
         Sticky: a DAC burst longer than the array (cleared by ``CLEAR``).
 
@@ -219,28 +220,34 @@ class ArrayEmulator(wiring.Component):
         adc_beats = Array(Signal(beats_w, init=full_beats, name=f"adc_beats{a}") for a in range(p.arrays_per_tile))
         lanes = [Signal(32, init=lane_seed(self.seed, lane), name=f"rng{lane}") for lane in range(cpb)]
 
-        is_reg = self.wr_addr[am.sel_bit]
-        cell_row = self.wr_addr[am.col_bits:am.cell_bits]
-        cell_col = self.wr_addr[:am.col_bits]
-        m.d.comb += [wp.addr.eq(cell_row), wp.data.eq(Cat(*[self.wr_data[:gb]] * cols))]
+        # the register window's inputs registered on entry (a write lands one cycle later): in context they
+        # come from the prototype's AXI splitter, shared by every emulator across the chip, and a SEED write
+        # steers the cols_per_adc_beat x 32 generator flip-flops
+        wr_en, wr_addr, wr_data = Signal(name="wr_en_r"), Signal.like(self.wr_addr, name="wr_addr_r"), \
+            Signal.like(self.wr_data, name="wr_data_r")
+        m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
+        is_reg = wr_addr[am.sel_bit]
+        cell_row = wr_addr[am.col_bits:am.cell_bits]
+        cell_col = wr_addr[:am.col_bits]
+        m.d.comb += [wp.addr.eq(cell_row), wp.data.eq(Cat(*[wr_data[:gb]] * cols))]
         for j in range(cols):
-            m.d.comb += wp.en[j].eq(self.wr_en & ~is_reg & (cell_col == j))
-        reg_k = self.wr_addr[:am.sel_bit]
+            m.d.comb += wp.en[j].eq(wr_en & ~is_reg & (cell_col == j))
+        reg_k = wr_addr[:am.sel_bit]
         seed_write = Signal()
         clear = Signal()
-        with m.If(self.wr_en & is_reg):
+        with m.If(wr_en & is_reg):
             with m.Switch(reg_k):
                 with m.Case(REG_SHIFT):  # shifts >= acc_w all give 0 (|acc| < 2**(acc_w-2)): clamp
-                    m.d.sync += shift.eq(Mux(self.wr_data[:5] > acc_w, acc_w, self.wr_data[:5]))
+                    m.d.sync += shift.eq(Mux(wr_data[:5] > acc_w, acc_w, wr_data[:5]))
                 with m.Case(REG_SIGMA):
-                    m.d.sync += sigma.eq(self.wr_data[:SIGMA_BITS])
+                    m.d.sync += sigma.eq(wr_data[:SIGMA_BITS])
                 with m.Case(REG_SEED):
                     m.d.comb += seed_write.eq(1)
                 with m.Case(REG_CLEAR):
                     m.d.comb += clear.eq(1)
                 for a in range(p.arrays_per_tile):
                     with m.Case(REG_ADC_BEATS + a):
-                        m.d.sync += adc_beats[a].eq(self.wr_data[:beats_w])
+                        m.d.sync += adc_beats[a].eq(wr_data[:beats_w])
 
         # ---------------------------------------------------------------- LOAD: DAC buffer
         dbuf = Array(Signal(p.dac_bits * rpb, name=f"dbuf{w}") for w in range(n_dac_words))
@@ -368,7 +375,7 @@ class ArrayEmulator(wiring.Component):
         lim = 1 << (p.adc_bits - 1)
         with m.If(seed_write):
             for lane, x in enumerate(lanes):
-                m.d.sync += x.eq((self.wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
+                m.d.sync += x.eq((wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
         w_codes = [Signal(signed(p.adc_bits), name=f"w_code{lane}") for lane in range(cpb)]
         with m.If(adv):
             m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
