@@ -15,11 +15,12 @@ helpers the configuration compiler uses (:mod:`rtl.regmap`).
   rises the next cycle: 2 cycles from the last of AW/W to ``bvalid``, one write
   every 3 cycles. ``wstrb`` masks the write byte by byte.
 - **Read path**: AR is accepted when no read is in flight or pending; a
-  3-stage pipeline (:data:`READ_LATENCY`): the word address is registered, then
-  each group of :data:`READ_GROUP` registers (address order) selects its word
-  into a register, then the groups' OR gives the registered ``rdata``/``rresp``
-  and ``rvalid``: 3 cycles from AR to ``rvalid``. No stage has more than an
-  address decode and an 8-way select, or a ``ceil(registers / 8)``-way OR (a
+  3-stage pipeline (:data:`READ_LATENCY`): the address is decoded into one hit
+  flip-flop per register, then each group of :data:`READ_GROUP` registers
+  (address order) ANDs and ORs its hits and words into a register, then the
+  groups' OR gives the registered ``rdata``/``rresp`` and ``rvalid``: 3 cycles
+  from AR to ``rvalid``. No stage has more than an address decode, an 8-way
+  AND-OR, or a ``ceil(registers / 8)``-way OR (a
   one-stage multiplexer of every register, 173 on tiny, was a deep path from
   flip-flops all over the design; AXI4-Lite allows any read latency). Reads
   have no side effects.
@@ -351,34 +352,35 @@ class CSRBank(wiring.Component):
 
         # ---- read channel: a 3-stage pipeline (a multiplexer of every register would be one deep stage:
         # the address decode and a wide OR tree after flip-flops spread over the whole design, in context)
-        #   R0: AR accepted -> the word address registered
-        #   R1: per group of READ_GROUP registers (address order), the selected word (or 0) and a hit flag
-        #   R2: OR of the groups -> rdata, rresp, rvalid
+        #   R0: AR accepted -> one hit flip-flop per register (the address decode, one-hot)
+        #   R1: per group of READ_GROUP registers (address order), the AND-OR of hits and words
+        #   R2: OR of the groups -> rdata, rresp (SLVERR when no register hit), rvalid
         rvalid, rresp, rdata = Signal(), Signal(2), Signal(DATA_BITS)
-        ar_word = Signal(word_bits)
-        r0_valid, r1_valid = Signal(), Signal()
+        r0_valid, r1_valid, r0_any, r1_any = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [bus.arready.eq(~rvalid & ~r0_valid & ~r1_valid), bus.rvalid.eq(rvalid),
                      bus.rresp.eq(rresp), bus.rdata.eq(rdata)]
         with m.If(rvalid & bus.rready):
             m.d.sync += rvalid.eq(0)
-        m.d.sync += [r0_valid.eq(bus.arvalid & bus.arready), r1_valid.eq(r0_valid)]
-        with m.If(bus.arvalid & bus.arready):
-            m.d.sync += ar_word.eq(bus.araddr[2:])
+        ar_take = bus.arvalid & bus.arready
+        m.d.sync += [r0_valid.eq(ar_take), r1_valid.eq(r0_valid), r1_any.eq(r0_any)]
         ordered = sorted(self.registers, key=lambda r: r.address)
+        rd_hit = {}
+        for r in ordered:
+            rd_hit[r.name] = h = Signal(name=f"rd_hit_{ident(r.name)}")
+            m.d.sync += h.eq(ar_take & (bus.araddr[2:] == (r.address >> 2)))
+        hit_any_rd = Signal()
+        with m.Switch(bus.araddr[2:]):
+            for r in ordered:
+                with m.Case(r.address >> 2):
+                    m.d.comb += hit_any_rd.eq(1)
+        m.d.sync += r0_any.eq(hit_any_rd)
         groups = [ordered[i:i + READ_GROUP] for i in range(0, len(ordered), READ_GROUP)]
         g_data = [Signal(DATA_BITS, name=f"rd_group{k}") for k in range(len(groups))]
-        g_hit = [Signal(name=f"rd_hit{k}") for k in range(len(groups))]
-        for grp, gd, gh in zip(groups, g_data, g_hit, strict=True):
-            with m.If(r0_valid):
-                m.d.sync += [gd.eq(0), gh.eq(0)]
-                with m.Switch(ar_word):
-                    for r in grp:
-                        with m.Case(r.address >> 2):
-                            m.d.sync += [gd.eq(self._read_word(r)), gh.eq(1)]
+        for grp, gd in zip(groups, g_data, strict=True):
+            m.d.sync += gd.eq(_or_all([Mux(rd_hit[r.name], self._read_word(r), 0) for r in grp]))
         with m.If(r1_valid):
-            hit = Cat(*g_hit).any() if g_hit else Const(0, 1)
             m.d.sync += [rvalid.eq(1), rdata.eq(_or_all(g_data)),
-                         rresp.eq(Mux(hit, RESP_OKAY, RESP_SLVERR))]
+                         rresp.eq(Mux(r1_any, RESP_OKAY, RESP_SLVERR))]
         return m
 
     def _read_word(self, r: Register):
