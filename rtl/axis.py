@@ -460,12 +460,15 @@ class SourceMerge(wiring.Component):
         beat_end = Signal()
         r_valid = Signal()
         r_data = Signal(self.act_bits)
-        elems = Signal.like(self.q_elems[0])
+        # "the element ends queue q's vector" for every queue at once, beside the priority logic that picks
+        # cur (a multiplexer of the flags after it, not a compare after a multiplexer of the counts)
+        ends = [Signal(name=f"ends{q}") for q in range(Q)]
+        m.d.comb += [ends[q].eq(e + 1 >= self.q_elems[q]) for q in range(Q)]
         with m.Switch(cur):
             for q in range(Q):
                 with m.Case(q):
-                    m.d.comb += [r_valid.eq(fifos[q].r_rdy), r_data.eq(fifos[q].r_data), elems.eq(self.q_elems[q])]
-        m.d.comb += [seg_last.eq(e + 1 >= elems), beat_end.eq(seg_last | (lane == lanes - 1))]
+                    m.d.comb += [r_valid.eq(fifos[q].r_rdy), r_data.eq(fifos[q].r_data), seg_last.eq(ends[q])]
+        m.d.comb += beat_end.eq(seg_last | (lane == lanes - 1))
         with m.Switch(lane):
             for j in range(lanes):
                 with m.Case(j):
