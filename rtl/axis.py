@@ -333,14 +333,17 @@ class DestFanout(wiring.Component):
         # the current entry: the first wanted entry at or after `phase`
         cur = Signal(range(max(2, E)))
         found = Signal()
-        for e in reversed(range(E)):  # (constant comparisons folded here: no CMPCONST in lint)
+        cand = [Signal(name=f"cand{e}") for e in range(E)]   # wanted, at or after `phase`
+        for e in range(E):  # (constant comparisons folded here: no CMPCONST in lint)
             at_or_after = (phase == 0) if e == 0 else (Const(1) if e == E - 1 else phase <= e)
-            with m.If(at_or_after & want[e]):
+            m.d.comb += cand[e].eq(at_or_after & want[e])
+        for e in reversed(range(E)):
+            with m.If(cand[e]):
                 m.d.comb += [cur.eq(e), found.eq(1)]
-        more = Signal()  # a wanted entry after `cur`
-        for e in range(1, E):
-            with m.If((cur < e) & want[e]):
-                m.d.comb += more.eq(1)
+        # a wanted entry after `cur` (the first candidate) <=> two candidates or more: from the candidates
+        # directly, beside the priority logic (not a compare with `cur` after it)
+        more = Signal()
+        m.d.comb += more.eq(_any([cand[a] & cand[b] for a in range(E) for b in range(a + 1, E)]))
         m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid & found)]
         with m.Switch(cur):
             for e in range(E):
@@ -356,6 +359,14 @@ class DestFanout(wiring.Component):
             with m.Elif(self.o.ready):
                 m.d.sync += phase.eq(cur + 1)
         return m
+
+
+def _any(terms):
+    """OR of a list of 1-bit values (0 when empty)."""
+    out = Const(0, 1)
+    for t in terms:
+        out = out | t
+    return out
 
 
 def tagged_layout(act: data.StructLayout, src_bits: int) -> data.StructLayout:
