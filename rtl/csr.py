@@ -316,11 +316,15 @@ class CSRBank(wiring.Component):
         wbits = Signal(DATA_BITS)
         m.d.comb += wbits.eq(w_data & bitmask)
 
-        hit_any = Signal()  # the write address decodes to a register (flat case, no deep OR chain)
-        with m.Switch(aw_word):
+        # the write address decodes to a register: decided from awaddr when AW is taken and held beside
+        # aw_word (a flip-flop), so the response does not wait for a decode of every address
+        hit_any, aw_decodes = Signal(), Signal()
+        with m.Switch(bus.awaddr[2:]):
             for r in self.registers:
                 with m.Case(r.address >> 2):
-                    m.d.comb += hit_any.eq(1)
+                    m.d.comb += aw_decodes.eq(1)
+        with m.If(bus.awvalid & ~aw_held):
+            m.d.sync += hit_any.eq(aw_decodes)
         for r in self.registers:
             hit = Signal(name=f"wr_{ident(r.name)}")
             m.d.comb += hit.eq(do_write & (aw_word == (r.address >> 2)))
