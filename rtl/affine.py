@@ -71,7 +71,7 @@ the pipeline registers.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -79,11 +79,11 @@ from amaranth.lib.wiring import In, Out
 
 from archmodel import timing
 from rtl.fixed import relu as relu_fn
-from rtl.fixed import round_shift_finish, round_shift_start, saturate
+from rtl.fixed import round_shift_start
 from rtl.params import ACT_BITS, TileParams
 from rtl.tile_controller import column_beat_layout, index_shape
 
-__all__ = ["AffineUnit", "Requantizer", "lane_count_shape", "psum_layout", "result_layout"]
+__all__ = ["AffineUnit", "Requantizer", "lane_count_shape", "psum_layout", "result_layout", "round_saturate"]
 
 
 def lane_count_shape(lanes: int) -> unsigned:
@@ -127,6 +127,51 @@ def result_layout(index_shape_: unsigned, lanes: int = 1) -> data.StructLayout:
     })
 
 
+def round_saturate(floored, bits: int):
+    """``saturate(round_shift_finish(floored, w), bits)`` (:mod:`rtl.fixed`) with a narrow adder.
+
+    ``round_shift_finish`` is ``floor((floored + 1) / 2)``; it lies in the signed ``bits``-bit range
+    exactly when ``-2**bits - 1 <= floored <= 2**bits - 2`` (``-257 .. 254`` for int8): then only
+    ``floored``'s low ``bits + 2`` bits matter, and the ``+ 1`` is a ``bits + 3``-bit add. The range
+    is decided beside it by a reduction of ``floored``'s high bits (all equal: it fits ``bits + 2``
+    bits) and two ``bits + 2``-bit constant compares; out of range, the sign picks the end. Same
+    result for every ``floored`` as the full-width add followed by saturate (``tests/test_rtl_affine.py``
+    checks every value around both ends), but no carry chain as wide as the sum (49 bits on the
+    digital datapath) in front of the saturation (stage 6 of :class:`Requantizer`, for Fmax).
+
+    Parameters
+    ----------
+    floored : signed Value
+        :func:`rtl.fixed.round_shift_start`'s result.
+    bits : int
+        Output width, >= 2.
+
+    Returns
+    -------
+    signed Value, ``bits`` bits
+
+    Raises
+    ------
+    TypeError
+        ``floored`` is not signed.
+    """
+    floored = Value.cast(floored)
+    if not floored.shape().signed:
+        raise TypeError(f"round_saturate needs a signed value, got {floored.shape()!r}")
+    nb = bits + 2
+    if len(floored) <= nb:
+        fits, x = Const(1, 1), floored
+    else:
+        top = floored[nb - 1:]
+        fits = (top == 0) | (top == (1 << len(top)) - 1)
+        x = floored[:nb].as_signed()
+    in_range = fits & (x >= -(1 << bits) - 1) & (x <= (1 << bits) - 2)
+    rounded = ((x + 1) >> 1)[:bits].as_signed()
+    lo = Const(-(1 << (bits - 1)), signed(bits))
+    hi = Const((1 << (bits - 1)) - 1, signed(bits))
+    return Mux(in_range, rounded, Mux(floored[-1], lo, hi)).as_signed()[:bits].as_signed()
+
+
 #: Value bits per partial product of the requantizer's multiply when the value is wider than one 18 x 18 DSP
 #: multiplier takes (an ECP5 MULT18X18D): the low 16 bits (unsigned, 17 signed) and the rest.
 SPLIT_BITS = 16
@@ -168,9 +213,10 @@ class Requantizer(wiring.Component):
     coef_we : In(1)
         Write ``(coef_scale, coef_offset)`` of column ``coef_addr`` (one cycle; do it while idle).
     shift : In(range(value_bits + scale_bits))
-        Right shift of the layer, ``0 .. value_bits + scale_bits - 1``.
+        Right shift of the layer, ``0 .. value_bits + scale_bits - 1``; registered on entry (set it at
+        least one cycle before the layer's first sum, as every configuration).
     relu : In(1)
-        Apply ReLU.
+        Apply ReLU; registered on entry, as ``shift``.
     busy : Out(1)
         A result is in the pipeline.
 
@@ -178,7 +224,7 @@ class Requantizer(wiring.Component):
     (1) coefficient-memory read, (2) coefficients registered (a block RAM's
     clock-to-out stays out of the multiplier), (3) product, (4) plus offset,
     (5) barrel shift (:func:`~rtl.fixed.round_shift_start`), (6) round,
-    saturate and ReLU (:func:`~rtl.fixed.round_shift_finish`); ReLU last gives
+    saturate and ReLU (:func:`round_saturate`: a narrow round beside a range check); ReLU last gives
     the same int8 as ReLU first. Throughput one beat (``lanes`` results) per
     cycle; a stalled ``o`` stalls the whole pipeline (one enable) once a second
     result waits in the two-beat output FIFO (head = the ``o`` register), so the
@@ -244,6 +290,13 @@ class Requantizer(wiring.Component):
             ]
             rps.append(rp)
 
+        # shift and relu registered here (sampled every cycle): in context they come from configuration
+        # flip-flops across the chip, and shift steers a barrel shifter as wide as the sum (a layer's
+        # configuration is written while the pipeline is idle, so a cycle's delay changes no result)
+        shift_r = Signal.like(self.shift, name="shift_r")
+        self._relu_r = Signal(name="relu_r")
+        m.d.sync += [shift_r.eq(self.shift), self._relu_r.eq(self.relu)]
+
         # One enable for the whole pipeline: every stage moves when the output
         # register is free or taken (a stalled ``o`` stalls all stages).
         # ``advance`` is a register's output (the output FIFO's second entry is free), never ``o.ready``:
@@ -308,7 +361,7 @@ class Requantizer(wiring.Component):
                     # 4: y = value * scale + offset (exact)
                     y4.eq(prod_sum + offset3),
                     # 5: barrel shift, floor(2y / 2**shift)
-                    f5.eq(round_shift_start(y4, self.shift)),
+                    f5.eq(round_shift_start(y4, shift_r)),
                 ]
                 f5s.append(f5)
                 data_stages = (val1, val2, stage3, y4, f5)
@@ -319,8 +372,7 @@ class Requantizer(wiring.Component):
         if L > 1:
             m.d.comb += w_out.count.eq(count[-1])
         for k, f5 in enumerate(f5s):
-            m.d.comb += lane_of(w_out, "data", k).eq(self._relu_int8(saturate(round_shift_finish(f5, sum_bits),
-                                                                              ACT_BITS)))
+            m.d.comb += lane_of(w_out, "data", k).eq(self._relu_int8(round_saturate(f5, ACT_BITS)))
         # output FIFO of two beats (as rtl.router's _FlitBuffer): a result leaving stage 6 goes to the head
         # (the ``o`` register) when it is free -- the same cycle as a plain output register, so the latency
         # stays LATENCY -- else to the tail, which stops the pipeline until the head is taken
@@ -350,7 +402,7 @@ class Requantizer(wiring.Component):
         return m
 
     def _relu_int8(self, value):
-        return Mux(self.relu, relu_fn(value), value)
+        return Mux(self._relu_r, relu_fn(value), value)
 
 
 class AffineUnit(wiring.Component):

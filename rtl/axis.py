@@ -333,14 +333,17 @@ class DestFanout(wiring.Component):
         # the current entry: the first wanted entry at or after `phase`
         cur = Signal(range(max(2, E)))
         found = Signal()
-        for e in reversed(range(E)):  # (constant comparisons folded here: no CMPCONST in lint)
+        cand = [Signal(name=f"cand{e}") for e in range(E)]   # wanted, at or after `phase`
+        for e in range(E):  # (constant comparisons folded here: no CMPCONST in lint)
             at_or_after = (phase == 0) if e == 0 else (Const(1) if e == E - 1 else phase <= e)
-            with m.If(at_or_after & want[e]):
+            m.d.comb += cand[e].eq(at_or_after & want[e])
+        for e in reversed(range(E)):
+            with m.If(cand[e]):
                 m.d.comb += [cur.eq(e), found.eq(1)]
-        more = Signal()  # a wanted entry after `cur`
-        for e in range(1, E):
-            with m.If((cur < e) & want[e]):
-                m.d.comb += more.eq(1)
+        # a wanted entry after `cur` (the first candidate) <=> two candidates or more: from the candidates
+        # directly, beside the priority logic (not a compare with `cur` after it)
+        more = Signal()
+        m.d.comb += more.eq(_any([cand[a] & cand[b] for a in range(E) for b in range(a + 1, E)]))
         m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid & found)]
         with m.Switch(cur):
             for e in range(E):
@@ -356,6 +359,14 @@ class DestFanout(wiring.Component):
             with m.Elif(self.o.ready):
                 m.d.sync += phase.eq(cur + 1)
         return m
+
+
+def _any(terms):
+    """OR of a list of 1-bit values (0 when empty)."""
+    out = Const(0, 1)
+    for t in terms:
+        out = out | t
+    return out
 
 
 def tagged_layout(act: data.StructLayout, src_bits: int) -> data.StructLayout:
@@ -460,12 +471,15 @@ class SourceMerge(wiring.Component):
         beat_end = Signal()
         r_valid = Signal()
         r_data = Signal(self.act_bits)
-        elems = Signal.like(self.q_elems[0])
+        # "the element ends queue q's vector" for every queue at once, beside the priority logic that picks
+        # cur (a multiplexer of the flags after it, not a compare after a multiplexer of the counts)
+        ends = [Signal(name=f"ends{q}") for q in range(Q)]
+        m.d.comb += [ends[q].eq(e + 1 >= self.q_elems[q]) for q in range(Q)]
         with m.Switch(cur):
             for q in range(Q):
                 with m.Case(q):
-                    m.d.comb += [r_valid.eq(fifos[q].r_rdy), r_data.eq(fifos[q].r_data), elems.eq(self.q_elems[q])]
-        m.d.comb += [seg_last.eq(e + 1 >= elems), beat_end.eq(seg_last | (lane == lanes - 1))]
+                    m.d.comb += [r_valid.eq(fifos[q].r_rdy), r_data.eq(fifos[q].r_data), seg_last.eq(ends[q])]
+        m.d.comb += beat_end.eq(seg_last | (lane == lanes - 1))
         with m.Switch(lane):
             for j in range(lanes):
                 with m.Case(j):

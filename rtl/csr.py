@@ -14,9 +14,16 @@ helpers the configuration compiler uses (:mod:`rtl.regmap`).
   both are held and no response is pending, the write happens and ``bvalid``
   rises the next cycle: 2 cycles from the last of AW/W to ``bvalid``, one write
   every 3 cycles. ``wstrb`` masks the write byte by byte.
-- **Read path**: AR is accepted when no read data is pending; ``rdata`` and
-  ``rvalid`` are registered: 1 cycle from AR to ``rvalid``. Reads have no side
-  effects.
+- **Read path**: AR is accepted when no read is in flight or pending; a
+  3-stage pipeline (:data:`READ_LATENCY`): the address is decoded into one hit
+  flip-flop per register, then each group of :data:`READ_GROUP` registers
+  (address order) ANDs and ORs its hits and words into a register, then the
+  groups' OR gives the registered ``rdata``/``rresp`` and ``rvalid``: 3 cycles
+  from AR to ``rvalid``. No stage has more than an address decode, an 8-way
+  AND-OR, or a ``ceil(registers / 8)``-way OR (a
+  one-stage multiplexer of every register, 173 on tiny, was a deep path from
+  flip-flops all over the design; AXI4-Lite allows any read latency). Reads
+  have no side effects.
 - **Responses**: OKAY (``0b00``) for a mapped address, SLVERR (``0b10``) for an
   address no register decodes; such a write changes nothing and such a read
   returns 0. Writes to read-only fields are ignored (OKAY).
@@ -43,18 +50,31 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ._util import reject
 
-__all__ = ["Access", "Field", "Register", "AXI4LiteSignature", "CSRBank", "RESP_OKAY", "RESP_SLVERR", "ident"]
+__all__ = ["Access", "Field", "Register", "AXI4LiteSignature", "CSRBank", "READ_GROUP", "READ_LATENCY", "RESP_OKAY",
+           "RESP_SLVERR", "ident"]
 
 #: AXI response codes (AMBA AXI, "BRESP/RRESP encoding").
 RESP_OKAY = 0b00
 RESP_SLVERR = 0b10
 DATA_BITS = 32
+#: Registers per group of the read pipeline's first multiplexer stage (:class:`CSRBank`, read path).
+READ_GROUP = 8
+#: Cycles from an accepted AR to ``rvalid`` (:class:`CSRBank`, read path).
+READ_LATENCY = 3
+
+
+def _or_all(words):
+    """Bitwise OR of a list of equal-width values (0 for an empty list)."""
+    out = Const(0, DATA_BITS)
+    for w in words:
+        out = out | w
+    return out
 
 
 class Access(str, Enum):
@@ -228,8 +248,8 @@ class CSRBank(wiring.Component):
     -------
     bus : In(AXI4LiteSignature(addr_bits))
         AXI4-Lite slave, 32-bit data. Write response 2 cycles after the later
-        of AW and W; read data 1 cycle after AR. One transaction per direction
-        in flight (a write every 3 cycles, a read every 2).
+        of AW and W; read data 3 cycles after AR (:data:`READ_LATENCY`). One transaction per
+        direction in flight (a write every 3 cycles, a read every 4).
     <register ident> : Out(Signature)
         One member per register with ports (``ident(register.name)``):
         ``<field> : Out(width)`` for RW (registered), W1P (one-cycle pulse) and
@@ -296,11 +316,15 @@ class CSRBank(wiring.Component):
         wbits = Signal(DATA_BITS)
         m.d.comb += wbits.eq(w_data & bitmask)
 
-        hit_any = Signal()  # the write address decodes to a register (flat case, no deep OR chain)
-        with m.Switch(aw_word):
+        # the write address decodes to a register: decided from awaddr when AW is taken and held beside
+        # aw_word (a flip-flop), so the response does not wait for a decode of every address
+        hit_any, aw_decodes = Signal(), Signal()
+        with m.Switch(bus.awaddr[2:]):
             for r in self.registers:
                 with m.Case(r.address >> 2):
-                    m.d.comb += hit_any.eq(1)
+                    m.d.comb += aw_decodes.eq(1)
+        with m.If(bus.awvalid & ~aw_held):
+            m.d.sync += hit_any.eq(aw_decodes)
         for r in self.registers:
             hit = Signal(name=f"wr_{ident(r.name)}")
             m.d.comb += hit.eq(do_write & (aw_word == (r.address >> 2)))
@@ -330,19 +354,37 @@ class CSRBank(wiring.Component):
             with m.Else():
                 m.d.sync += bresp.eq(RESP_OKAY)
 
-        # ---- read channel
+        # ---- read channel: a 3-stage pipeline (a multiplexer of every register would be one deep stage:
+        # the address decode and a wide OR tree after flip-flops spread over the whole design, in context)
+        #   R0: AR accepted -> one hit flip-flop per register (the address decode, one-hot)
+        #   R1: per group of READ_GROUP registers (address order), the AND-OR of hits and words
+        #   R2: OR of the groups -> rdata, rresp (SLVERR when no register hit), rvalid
         rvalid, rresp, rdata = Signal(), Signal(2), Signal(DATA_BITS)
-        m.d.comb += [bus.arready.eq(~rvalid), bus.rvalid.eq(rvalid), bus.rresp.eq(rresp), bus.rdata.eq(rdata)]
+        r0_valid, r1_valid, r0_any, r1_any = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [bus.arready.eq(~rvalid & ~r0_valid & ~r1_valid), bus.rvalid.eq(rvalid),
+                     bus.rresp.eq(rresp), bus.rdata.eq(rdata)]
         with m.If(rvalid & bus.rready):
             m.d.sync += rvalid.eq(0)
-        with m.If(bus.arvalid & ~rvalid):
-            m.d.sync += [rvalid.eq(1), rresp.eq(RESP_SLVERR), rdata.eq(0)]
-            with m.Switch(bus.araddr[2:]):
-                for r in self.registers:
-                    with m.Case(r.address >> 2):
-                        m.d.sync += [rresp.eq(RESP_OKAY), rdata.eq(self._read_word(r))]
-                with m.Default():
-                    pass  # unmapped: SLVERR, data 0 (set above)
+        ar_take = bus.arvalid & bus.arready
+        m.d.sync += [r0_valid.eq(ar_take), r1_valid.eq(r0_valid), r1_any.eq(r0_any)]
+        ordered = sorted(self.registers, key=lambda r: r.address)
+        rd_hit = {}
+        for r in ordered:
+            rd_hit[r.name] = h = Signal(name=f"rd_hit_{ident(r.name)}")
+            m.d.sync += h.eq(ar_take & (bus.araddr[2:] == (r.address >> 2)))
+        hit_any_rd = Signal()
+        with m.Switch(bus.araddr[2:]):
+            for r in ordered:
+                with m.Case(r.address >> 2):
+                    m.d.comb += hit_any_rd.eq(1)
+        m.d.sync += r0_any.eq(hit_any_rd)
+        groups = [ordered[i:i + READ_GROUP] for i in range(0, len(ordered), READ_GROUP)]
+        g_data = [Signal(DATA_BITS, name=f"rd_group{k}") for k in range(len(groups))]
+        for grp, gd in zip(groups, g_data, strict=True):
+            m.d.sync += gd.eq(_or_all([Mux(rd_hit[r.name], self._read_word(r), 0) for r in grp]))
+        with m.If(r1_valid):
+            m.d.sync += [rvalid.eq(1), rdata.eq(_or_all(g_data)),
+                         rresp.eq(Mux(r1_any, RESP_OKAY, RESP_SLVERR))]
         return m
 
     def _read_word(self, r: Register):

@@ -147,7 +147,8 @@ class ArrayEmulator(wiring.Component):
     adc : Out(stream.Signature(adc_beat_layout(params)))
         Array port, to the tile controller; ``ADC_BEATS[array]`` beats per MVM.
     wr_en, wr_addr, wr_data : In(1), In(address_map(params).addr_bits), In(32)
-        Register window (module docstring), one write per cycle.
+        Register window (module docstring), one write per cycle; registered on entry, so a write
+        takes effect one cycle after it is presented.
     err : Out(1)
         Sticky: a DAC burst longer than the array (cleared by ``CLEAR``).
 
@@ -219,28 +220,34 @@ class ArrayEmulator(wiring.Component):
         adc_beats = Array(Signal(beats_w, init=full_beats, name=f"adc_beats{a}") for a in range(p.arrays_per_tile))
         lanes = [Signal(32, init=lane_seed(self.seed, lane), name=f"rng{lane}") for lane in range(cpb)]
 
-        is_reg = self.wr_addr[am.sel_bit]
-        cell_row = self.wr_addr[am.col_bits:am.cell_bits]
-        cell_col = self.wr_addr[:am.col_bits]
-        m.d.comb += [wp.addr.eq(cell_row), wp.data.eq(Cat(*[self.wr_data[:gb]] * cols))]
+        # the register window's inputs registered on entry (a write lands one cycle later): in context they
+        # come from the prototype's AXI splitter, shared by every emulator across the chip, and a SEED write
+        # steers the cols_per_adc_beat x 32 generator flip-flops
+        wr_en, wr_addr, wr_data = Signal(name="wr_en_r"), Signal.like(self.wr_addr, name="wr_addr_r"), \
+            Signal.like(self.wr_data, name="wr_data_r")
+        m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
+        is_reg = wr_addr[am.sel_bit]
+        cell_row = wr_addr[am.col_bits:am.cell_bits]
+        cell_col = wr_addr[:am.col_bits]
+        m.d.comb += [wp.addr.eq(cell_row), wp.data.eq(Cat(*[wr_data[:gb]] * cols))]
         for j in range(cols):
-            m.d.comb += wp.en[j].eq(self.wr_en & ~is_reg & (cell_col == j))
-        reg_k = self.wr_addr[:am.sel_bit]
+            m.d.comb += wp.en[j].eq(wr_en & ~is_reg & (cell_col == j))
+        reg_k = wr_addr[:am.sel_bit]
         seed_write = Signal()
         clear = Signal()
-        with m.If(self.wr_en & is_reg):
+        with m.If(wr_en & is_reg):
             with m.Switch(reg_k):
                 with m.Case(REG_SHIFT):  # shifts >= acc_w all give 0 (|acc| < 2**(acc_w-2)): clamp
-                    m.d.sync += shift.eq(Mux(self.wr_data[:5] > acc_w, acc_w, self.wr_data[:5]))
+                    m.d.sync += shift.eq(Mux(wr_data[:5] > acc_w, acc_w, wr_data[:5]))
                 with m.Case(REG_SIGMA):
-                    m.d.sync += sigma.eq(self.wr_data[:SIGMA_BITS])
+                    m.d.sync += sigma.eq(wr_data[:SIGMA_BITS])
                 with m.Case(REG_SEED):
                     m.d.comb += seed_write.eq(1)
                 with m.Case(REG_CLEAR):
                     m.d.comb += clear.eq(1)
                 for a in range(p.arrays_per_tile):
                     with m.Case(REG_ADC_BEATS + a):
-                        m.d.sync += adc_beats[a].eq(self.wr_data[:beats_w])
+                        m.d.sync += adc_beats[a].eq(wr_data[:beats_w])
 
         # ---------------------------------------------------------------- LOAD: DAC buffer
         dbuf = Array(Signal(p.dac_bits * rpb, name=f"dbuf{w}") for w in range(n_dac_words))
@@ -248,10 +255,11 @@ class ArrayEmulator(wiring.Component):
         sel = Signal(range(max(2, p.arrays_per_tile)))
         n_rows = Signal(range(rows + 1))
         lat = Signal(range(self.min_latency + 1))
-        lat_ok = Signal()
-        m.d.comb += lat_ok.eq(lat + 6 >= self.min_latency)
+        # lat_ok == (lat + 6 >= min_latency) at every cycle, held in a flip-flop (set beside lat's update)
+        # so that the ADC issue condition is an AND of flip-flops (no adder or compare in front of its fan-out)
+        lat_ok = Signal(init=int(6 >= self.min_latency))
         with m.If(~lat_ok):
-            m.d.sync += lat.eq(lat + 1)
+            m.d.sync += [lat.eq(lat + 1), lat_ok.eq(lat + 7 >= self.min_latency)]
 
         # MAC pipeline
         r = Signal(range(rows + 1))
@@ -275,6 +283,8 @@ class ArrayEmulator(wiring.Component):
         tail_valid = Signal()
         m.d.comb += adv.eq(~tail_valid)
         issue = Signal()
+        in_adc = Signal()    # the FSM is in ADC (a flip-flop of its own: the issue condition's input)
+        more = Signal()      # g < ADC_BEATS[sel], registered: g's next value against ADC_BEATS[sel]
         vld = [Signal(name=f"e{i}v") for i in range(4)]
         lst = [Signal(name=f"e{i}last") for i in range(4)]
         sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
@@ -302,7 +312,8 @@ class ArrayEmulator(wiring.Component):
                         m.d.sync += self.err.eq(1)
                     with m.If(self.dac.payload.last):
                         nw = Mux(n_words < n_dac_words, n_words + 1, n_words)
-                        m.d.sync += [n_rows.eq(nw * rpb), r.eq(0), lat.eq(0), n_words.eq(0)]
+                        m.d.sync += [n_rows.eq(nw * rpb), r.eq(0), lat.eq(0), n_words.eq(0),
+                                     lat_ok.eq(int(6 >= self.min_latency))]
                         if p.arrays_per_tile > 1:
                             m.d.sync += sel.eq(self.dac.payload.array)
                         m.d.comb += acc_clear.eq(1)
@@ -316,16 +327,19 @@ class ArrayEmulator(wiring.Component):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(mac_done):
-                    m.d.sync += g.eq(0)
+                    m.d.sync += [g.eq(0), in_adc.eq(1)]
                     m.next = "ADC"
             with m.State("ADC"):
                 m.d.comb += adc_mode.eq(1)
-                arr_beats = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
-                with m.If(adv & lat_ok & (g < arr_beats)):
-                    m.d.comb += issue.eq(1)
-                    m.d.sync += g.eq(g + 1)
                 with m.If(self.adc.valid & self.adc.ready & self.adc.payload.last):
+                    m.d.sync += in_adc.eq(0)
                     m.next = "LOAD"
+
+        # every input of issue is a flip-flop (in_adc, adv = ~tail_valid, lat_ok, more): one LUT4 in front
+        # of the enables of the cols_per_adc_beat x 32 generator flip-flops (no FSM decode, adder or compare)
+        m.d.comb += issue.eq(in_adc & adv & lat_ok & more)
+        with m.If(issue):
+            m.d.sync += g.eq(g + 1)
 
         # MAC pipeline registers (run every cycle): read -> product -> accumulate
         m.d.sync += [v2.eq(v1), last2.eq(last1 & v1)]
@@ -350,13 +364,18 @@ class ArrayEmulator(wiring.Component):
         last_beat = Signal()
         arr_beats2 = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
         m.d.comb += last_beat.eq(g + 1 == arr_beats2)
+        # more == (g < ADC_BEATS[sel]) from the cycle after g changes (g's next value, the current
+        # ADC_BEATS[sel]); a write of ADC_BEATS reaches it a cycle late (writes are meant between MVMs)
+        g_next = Signal.like(g)
+        m.d.comb += g_next.eq(Mux(in_adc, Mux(issue, g + 1, g), 0))
+        m.d.sync += more.eq(g_next < arr_beats2)
         acc_groups = Array(Cat(*accs[b * cpb:(b + 1) * cpb]) for b in range(full_beats))
         # round half to even of a / 2**S = (a + 2**(S-1) - 1 + a[S]) >> S  (S >= 1; S = 0: a)
         bias_lut = Array(Const(((1 << (k - 1)) - 1) if k else 0, acc_w) for k in range(acc_w + 1))
         lim = 1 << (p.adc_bits - 1)
         with m.If(seed_write):
             for lane, x in enumerate(lanes):
-                m.d.sync += x.eq((self.wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
+                m.d.sync += x.eq((wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
         w_codes = [Signal(signed(p.adc_bits), name=f"w_code{lane}") for lane in range(cpb)]
         with m.If(adv):
             m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]

@@ -22,7 +22,7 @@ from archmodel import fixedpoint, timing
 from archmodel.golden.affine import accumulate_partial_sums, affine_requantize
 from archmodel.golden.tile_controller import dac_codes
 from archmodel.spec import SpecError, load_spec, load_spec_text
-from rtl.affine import AffineUnit, Requantizer
+from rtl.affine import AffineUnit, Requantizer, round_saturate
 from rtl.fixed import relu, round_shift, saturate, to_dac_code
 from rtl.params import TileParams
 
@@ -70,6 +70,43 @@ def test_fixed_helpers_exhaustive():
     sim.add_testbench(tb)
     sim.run()
     assert counts["compared"] == 256 * (22 + 3 + 1 + 7)
+    assert counts["mismatches"] == 0
+
+
+def test_round_saturate_matches_full_width_round_then_saturate():
+    """rtl.affine.round_saturate (narrow add, range from the high bits) equals the full-width
+    ``floor((f + 1) / 2)`` then saturate to int8 (archmodel.fixedpoint.saturate) for every f around both
+    saturation ends (-257/-258, 254/255), across the 10-bit window's edges (+-512) and at the extremes of a
+    49-bit value (the digital datapath's f5), and for a value narrower than the window (9 bits)."""
+    f49, f9 = Signal(signed(49)), Signal(signed(9))
+    o49, o9 = Signal(signed(8)), Signal(signed(8))
+    m = Module()
+    m.d.comb += [o49.eq(round_saturate(f49, 8)), o9.eq(round_saturate(f9, 8))]
+    lo49, hi49 = fixedpoint.signed_range(49)
+    vals = sorted({*range(-1100, 1100), *(lo49 + k for k in range(4)), *(hi49 - k for k in range(4)),
+                   *(sgn * ((1 << b) + d) for b in range(9, 48) for d in (-1, 0, 1) for sgn in (1, -1))})
+    counts = {"compared": 0, "mismatches": 0, "saturated": 0}
+
+    def want(v):
+        return int(fixedpoint.saturate((v + 1) >> 1, 8))
+
+    async def tb(ctx):
+        for v in vals:
+            ctx.set(f49, v)
+            counts["compared"] += 1
+            counts["mismatches"] += ctx.get(o49) != want(v)
+            counts["saturated"] += want(v) in (-128, 127) and v not in (-256, -255, 253, 254)
+        for v in range(-256, 256):
+            ctx.set(f9, v)
+            counts["compared"] += 1
+            counts["mismatches"] += ctx.get(o9) != want(v)
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert want(254) == 127 and want(255) == 127 and want(253) == 127 and want(252) == 126
+    assert want(-257) == -128 and want(-258) == -128 and want(-256) == -128 and want(-255) == -127
+    assert counts["compared"] == len(vals) + 512 and counts["saturated"] > 100
     assert counts["mismatches"] == 0
 
 

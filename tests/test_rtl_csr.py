@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from amaranth.sim import Simulator
 
-from rtl.csr import RESP_OKAY, RESP_SLVERR, Access, CSRBank, Field, Register
+from rtl.csr import READ_GROUP, READ_LATENCY, RESP_OKAY, RESP_SLVERR, Access, CSRBank, Field, Register
 
 REGS = [
     Register("blk.cfg", 0x00, (Field("a", 8, 0, Access.RW, reset=0x5A, meaning="a"),
@@ -139,6 +139,43 @@ def test_csr_read_write_unmapped():
     _sim(dut, bench)
     assert len(checks) == 17
     assert all(checks), checks
+
+
+def test_csr_read_pipeline_many_registers():
+    """30 registers at scattered addresses (4 read groups of READ_GROUP = 8): every register reads back the value
+    written (its own), in the groups' every position, an unmapped address between them is SLVERR with data 0, and
+    rvalid rises exactly READ_LATENCY = 3 cycles after the AR handshake (a read every 4 cycles)."""
+    addrs = [4 * (3 * k + (k % 2)) for k in range(30)]          # not contiguous: gaps inside the groups
+    regs = [Register(f"r.x{k}", a, (Field("v", 32, 0, Access.RW, reset=k),)) for k, a in enumerate(addrs)]
+    dut = CSRBank(regs, addr_bits=10)
+    bus = dut.bus
+    checks, lat = [], []
+
+    async def bench(ctx):
+        for k, a in enumerate(addrs):
+            assert await axi_write(ctx, bus, a, (0x5A5A0000 ^ (a << 8)) + k) == RESP_OKAY
+        for k, a in enumerate(addrs):
+            checks.append((await axi_read(ctx, bus, a)) == ((0x5A5A0000 ^ (a << 8)) + k, RESP_OKAY))
+        checks.append((await axi_read(ctx, bus, 4 * 2)) == (0, RESP_SLVERR))     # between x0 (0) and x1 (16)
+        checks.append((await axi_read(ctx, bus, 1020)) == (0, RESP_SLVERR))
+        # latency: AR handshake in cycle t -> rvalid in cycle t + 3
+        ctx.set(bus.araddr, addrs[9])
+        ctx.set(bus.arvalid, 1)
+        ctx.set(bus.rready, 1)
+        t, t_ar = 0, None
+        while True:
+            _, _, arr, rv = await ctx.tick().sample(bus.arready, bus.rvalid)
+            t += 1
+            if t_ar is None and arr:
+                t_ar = t
+                ctx.set(bus.arvalid, 0)
+            elif rv:
+                lat.append(t - t_ar)
+                break
+
+    _sim(dut, bench)
+    assert len(checks) == 32 and all(checks), checks
+    assert lat == [READ_LATENCY] and READ_LATENCY == 3 and READ_GROUP == 8
 
 
 def test_csr_field_encode_and_checks():
