@@ -131,7 +131,7 @@ async def test_mlp_two_tiles(dut):
 async def test_mesh_backpressure(dut):
     env = _env()
     dut._log.info("test_mesh_backpressure: seed %d", env["seed"])
-    tb = await _start(dut, env, p_in=0.6, p_out=0.3, p_dac_ready=0.7, p_adc_valid=0.7)
+    tb = await _start(dut, env, p_in=0.9, p_out=0.3, p_dac_ready=0.7, p_adc_valid=0.7)
     pn = prepare_network(mlp_job(env["arch"], [20, 28, 32, 17, 12], [0, 1, 3, 2], 12, env["seed"],
                                  changes=env["changes"], t_inf_s=86400.0,
                                  name="mlp 20-28-32-17-12 on tiles 0, 1, 3, 2"))
