@@ -631,6 +631,9 @@ def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool 
     gather: exact for integer codes). ``tap_major=False``: the channel-major
     columns ``(c·kh + i)·kw + j`` of the float reference
     (:func:`archmodel.network.windows.im2col`), for comparisons only.
+    ``_scratch_rows`` (private, the evaluator's ``_accumulate_now``): tap-major rows
+    written into reused buffers (module-level, bounded) -- the result is overwritten
+    by the next such call, so only a caller that consumes it at once may ask.
 
     Returns
     -------
