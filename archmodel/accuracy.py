@@ -724,6 +724,23 @@ class NetworkInstance:
                 gdc_alpha=self.alphas[k])
         return np.asarray(in_scale * self.w_int8[k][1])
 
+    def _coefficients(self, st: Stage, m0: np.ndarray, bn: tuple, bias: np.ndarray | None, out_scale: float,
+                      acc_bits: int) -> AffineCoefficients:
+        """The affine unit's coefficients of matrix stage ``st``: multiplier ``m0`` (accumulator units to real
+        pre-BN units), the batch norm ``bn`` (:meth:`_bn`) and bias folded, quantized (``quantize_affine``)."""
+        gamma, beta, mean, var, eps = bn
+        spec = self.prep.spec
+        bn_factor = 1.0 if gamma is None else gamma / np.sqrt(np.asarray(var, np.float64) + eps)
+        mult = m0 * bn_factor / out_scale
+        off = folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
+        mult, off = np.broadcast_arrays(np.atleast_1d(mult), np.atleast_1d(off))
+        if mult.size == 1:
+            mult = np.full(st.layer.out_channels, float(mult[0]))
+            off = np.full(st.layer.out_channels, float(off[0]))
+        return quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
+                               offset_bits=spec.periphery.affine_offset_bits,
+                               max_shift=min(31, acc_bits + spec.periphery.affine_scale_bits - 1))
+
     def _matrix_key(self, k: int) -> tuple:
         """What of layer ``k``'s analog matrix its multiplier depends on (empty for a digital layer)."""
         m = self.matrices[k]
@@ -731,15 +748,15 @@ class NetworkInstance:
             return ()
         return (m.adc_full_scale_fraction, _key(m.w_abs_max))
 
-    def _cached(self, key: tuple, compute: Any) -> Any:
-        """``compute()`` through the prepared network's ``coeff_cache`` (a pure cache: ``key`` holds every
+    def _cached(self, key: tuple, compute: Any, *args: Any) -> Any:
+        """``compute(*args)`` through the prepared network's ``coeff_cache`` (a pure cache: ``key`` holds every
         input of ``compute`` that is not fixed per prepared network and layer)."""
         cache = self.prep.coeff_cache
         value = cache.get(key)
         if value is None:
             if len(cache) >= 4096:
                 cache.clear()
-            value = cache[key] = compute()
+            value = cache[key] = compute(*args)
         return value
 
     def _adc_code_sums(self, k: int) -> bool:
@@ -818,36 +835,22 @@ class NetworkInstance:
                 else:
                     acc, p = self._accumulate(k, st, h, image_index)
                     m0 = self._cached(("m0", k, self.modes[k], float(scale), _key(self.alphas[k]),
-                                       *self._matrix_key(k)), lambda: self._real_multiplier(k, scale))
+                                       *self._matrix_key(k)), self._real_multiplier, k, scale)
                     if adapt_bn and st.bn is not None:
                         z = acc * m0 + (0.0 if bias is None else bias)
                         self.bn_stats[st.bn.name] = (z.mean(axis=0), z.var(axis=0))
-                    gamma, beta, mean, var, eps = self._bn(st)
-                    spec = prep.spec
+                    bn = self._bn(st)
                     acc_bits = self.acc_bits_analog if self.modes[k] == "analog" else self.acc_bits_digital
-
-                    def coefficients() -> AffineCoefficients:
-                        bn_factor = 1.0 if gamma is None else gamma / np.sqrt(np.asarray(var, np.float64) + eps)
-                        mult = m0 * bn_factor / out_scale
-                        off = folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
-                        mult, off = np.broadcast_arrays(np.atleast_1d(mult), np.atleast_1d(off))
-                        if mult.size == 1:
-                            mult = np.full(layer.out_channels, float(mult[0]))
-                            off = np.full(layer.out_channels, float(off[0]))
-                        return quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
-                                               offset_bits=spec.periphery.affine_offset_bits,
-                                               max_shift=min(31, acc_bits + spec.periphery.affine_scale_bits - 1))
-
-                    # gamma, beta, bias, eps, out_scale, relu: fixed per (prepared network, layer k)
-                    coeff = self._cached(("coeff", k, self.modes[k], _key(m0), _key(mean), _key(var), acc_bits),
-                                         coefficients)
+                    # gamma, beta, eps, bias, out_scale, relu: fixed per (prepared network, layer k)
+                    coeff = self._cached(("coeff", k, self.modes[k], _key(m0), _key(bn[2]), _key(bn[3]), acc_bits),
+                                         self._coefficients, st, m0, bn, bias, out_scale, acc_bits)
                     # operands in range by construction (ADC model, quantize_affine): the affine unit's
                     # arithmetic without re-checking them (golden.affine.affine_requantize_trusted); only a
                     # digital accumulator that int8 x int8 sums could overflow is checked (boundary).
                     if self.modes[k] != "analog" and layer.matrix_shape[0] << 14 > (1 << (acc_bits - 1)) - 1:
                         check_range(acc, acc_bits, "p")
                     if self.modes[k] == "analog" and self._adc_code_sums(k):
-                        y = _affine_by_table(acc, coeff, 1 << (spec.array.adc_bits - 1))
+                        y = _affine_by_table(acc, coeff, 1 << (prep.spec.array.adc_bits - 1))
                     else:
                         y = affine_requantize_trusted(acc, coeff.scale, coeff.offset, coeff.shift,
                                                       coeff.relu).astype(np.int8)
