@@ -598,10 +598,12 @@ def tap_major_order(layer: Layer) -> np.ndarray | None:
     return np.arange(c * kh * kw).reshape(c, kh * kw).T.reshape(-1)
 
 
-#: Reused buffers of :func:`mvm_rows` with ``_scratch=True`` (key: shape, dtype; a pure cache of
-#: allocations: fresh multi-MB arrays cost page faults on every call; at most _SCRATCH_MAX kept).
+#: Reused buffers of :func:`mvm_rows` with ``_scratch_rows=True`` (key: shape, dtype; a pure cache of
+#: allocations: fresh multi-MB arrays cost page faults on every call; at most _SCRATCH_MAX kept, none above
+#: _SCRATCH_BYTES). One evaluation per process at a time (the accuracy workers are processes, not threads).
 _ROWS_SCRATCH: dict[tuple, np.ndarray] = {}
 _SCRATCH_MAX = 16
+_SCRATCH_BYTES = 64 << 20
 
 
 def _scratch(shape: tuple[int, ...], dtype: Any, zero: bool) -> np.ndarray:
@@ -609,6 +611,8 @@ def _scratch(shape: tuple[int, ...], dtype: Any, zero: bool) -> np.ndarray:
     key = (shape, np.dtype(dtype).str, zero)
     buf = _ROWS_SCRATCH.get(key)
     if buf is None:
+        if math.prod(shape) * np.dtype(dtype).itemsize > _SCRATCH_BYTES:
+            return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
         if len(_ROWS_SCRATCH) >= _SCRATCH_MAX:
             _ROWS_SCRATCH.pop(next(iter(_ROWS_SCRATCH)))
         buf = _ROWS_SCRATCH[key] = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
