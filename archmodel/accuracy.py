@@ -479,7 +479,7 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
     pt, pl, pb, pr = layer.attrs["padding"]
     _, ho, wo = layer.output_shape
     fill = -128 if kind == "maxpool" else 0
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill) if pt or pb or pl or pr else x
     # the kh·kw taps as strided views of the padded map (no window copy): max of int8 exactly in int8,
     # sums in int64 -- the same integers as the max / sum over the windows
     taps = [xp[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] for i in range(kh) for j in range(kw)]
@@ -845,8 +845,8 @@ class NetworkInstance:
                         self.bn_stats[st.bn.name] = (z.mean(axis=0), z.var(axis=0))
                     bn = self._bn(st)
                     acc_bits = self.acc_bits_analog if self.modes[k] == "analog" else self.acc_bits_digital
-                    # gamma, beta, eps, bias, out_scale, relu: fixed per (prepared network, layer k)
-                    coeff = self._cached(("coeff", k, self.modes[k], _key(m0), _key(bn[2]), _key(bn[3]), acc_bits),
+                    coeff = self._cached(("coeff", k, self.modes[k], _key(m0), *(_key(v) for v in bn), _key(bias),
+                                          float(out_scale), st.relu, acc_bits),
                                          self._coefficients, st, m0, bn, bias, out_scale, acc_bits)
                     # operands in range by construction (ADC model, quantize_affine): the affine unit's
                     # arithmetic without re-checking them (golden.affine.affine_requantize_trusted); only a
