@@ -169,6 +169,8 @@ def test_batch_1_range_check_by_take_accepts_exactly_the_dac_range(dtype) -> Non
             one = m.mvm_adc_codes(d[b:b + 1].astype(dtype), b)
             np.testing.assert_array_equal(one, m.mvm_adc_codes(d[b:b + 1].tolist(), b))
             assert one.dtype == np.int64 and one.shape == (1, 1, 9)
+        # a batch takes the argmin/argmax check (same codes as the general path)
+        np.testing.assert_array_equal(m.mvm_adc_codes(d.astype(dtype)), m.mvm_adc_codes(d.tolist()))
         for bad_value, col in ((lo - 1, 0), (hi + 1, 31)):
             if not np.iinfo(dtype).min <= bad_value <= np.iinfo(dtype).max:
                 continue  # not representable (int8 with an 8-bit DAC): the dtype itself is the range
@@ -176,6 +178,8 @@ def test_batch_1_range_check_by_take_accepts_exactly_the_dac_range(dtype) -> Non
             bad[0, col] = bad_value
             with pytest.raises(ValueError, match=rf"dac_codes: value {bad_value} at index \(0, {col}\)"):
                 m.mvm_adc_codes(bad.astype(dtype))
+            with pytest.raises(ValueError, match=rf"dac_codes: value {bad_value} at index \(1, {col}\)"):
+                m.mvm_adc_codes(np.concatenate([d[:1], bad]).astype(dtype))  # in a batch
         assert m._fast  # the fast path was eligible throughout (not silently skipped)
 
 
