@@ -60,7 +60,7 @@ from archmodel.analog_matrix import AnalogMatrix
 from archmodel.calibration import MIN_GDC_VECTORS
 from archmodel.errors import AimcError
 from archmodel.fixedpoint import ACT_BITS, check_range, round_shift, saturate
-from archmodel.golden.affine import affine_requantize_trusted
+from archmodel.golden.affine import AffineCoefficients, affine_requantize_trusted
 from archmodel.golden.coefficients import analog_affine_multiplier, folded_offset, quantize_affine
 from archmodel.golden.digital import kernel_matrix
 from archmodel.golden.tile_controller import dac_codes
@@ -333,6 +333,11 @@ class PreparedNetwork:
     w_int8 : dict
         Cache: matrix-layer index -> (int8 weights as float64 (K, N), weight scale) of
         the int8 digital layers (filled on first use).
+    coeff_cache : dict
+        Cache of :meth:`NetworkInstance.run`'s per-layer multipliers and affine
+        coefficients, keyed by every input they are computed from (a pure cache: the
+        same settings at several times, digital layers, repeated draws' ``none``
+        setting meet the same inputs; cleared beyond 4,096 entries).
     """
 
     spec: ChipSpec
@@ -349,6 +354,7 @@ class PreparedNetwork:
     calibration_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     adabs_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     w_int8: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict, repr=False)
+    coeff_cache: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def matrix_layers(self) -> list[Layer]:
@@ -473,7 +479,7 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
     pt, pl, pb, pr = layer.attrs["padding"]
     _, ho, wo = layer.output_shape
     fill = -128 if kind == "maxpool" else 0
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill) if pt or pb or pl or pr else x
     # the kh·kw taps as strided views of the padded map (no window copy): max of int8 exactly in int8,
     # sums in int64 -- the same integers as the max / sum over the windows
     taps = [xp[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] for i in range(kh) for j in range(kw)]
@@ -491,6 +497,46 @@ def _pool_int(x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
         ones = np.pad(np.ones(x.shape[2:], dtype=np.int64), ((pt, pb), (pl, pr)))
         count = strided_windows(ones, (kh, kw), (sh, sw), (1, 1), (ho, wo)).sum(axis=(0, 1))
     return ((2 * total + count) // (2 * count)).astype(np.int8)  # round half up of the mean (assumed)
+
+
+def _key(value: Any) -> tuple:
+    """A hashable key of a float or an ndarray's exact value (dtype, shape, bytes); None stays None."""
+    if value is None:
+        return (None,)
+    a = np.asarray(value)
+    return (a.dtype.str, a.shape, a.tobytes())
+
+
+def _affine_by_table(acc: np.ndarray, coeff: Any, levels: int) -> np.ndarray:
+    """``affine_requantize_trusted(acc, coeff...).astype(int8)`` for accumulators in ``[-levels, levels)``, by lookup.
+
+    The affine unit's output depends only on (accumulator value, column); with
+    ``acc`` one array's ADC codes there are ``2·levels`` values per column, so the
+    table ``T[col, a + levels]`` is the same arithmetic
+    (:func:`archmodel.golden.affine.affine_requantize_trusted`) applied to every
+    possible value, and the layer's output is one gather from it: the same
+    integers (bit-identical by construction) for 2 passes over the (B, N)
+    accumulators instead of 6. The caller guarantees the range (ADC saturation).
+
+    Parameters
+    ----------
+    acc : ndarray of int64, (B, N)
+        ADC codes in ``[-levels, levels)``.
+    coeff : AffineCoefficients
+        Per-column ``scale``, ``offset`` (N,), ``shift``, ``relu``.
+    levels : int
+        ``2^(adc_bits-1)``.
+
+    Returns
+    -------
+    ndarray of int8, (B, N)
+    """
+    n = acc.shape[-1]
+    codes = np.broadcast_to(np.arange(-levels, levels, dtype=np.int64)[:, None], (2 * levels, n))
+    table = affine_requantize_trusted(codes, coeff.scale, coeff.offset, coeff.shift, coeff.relu).astype(np.int8)
+    # flat index of (a, col) in table.T: col · 2·levels + a + levels
+    base = np.arange(levels, levels + 2 * levels * n, 2 * levels, dtype=np.int64)
+    return table.T.ravel().take(acc + base)
 
 
 def requantize_sum(xs: Sequence[np.ndarray], in_scales: Sequence[float], out_scale: float, *, relu: bool,
@@ -552,7 +598,29 @@ def tap_major_order(layer: Layer) -> np.ndarray | None:
     return np.arange(c * kh * kw).reshape(c, kh * kw).T.reshape(-1)
 
 
-def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool = True) -> tuple[np.ndarray, int]:
+#: Reused buffers of :func:`mvm_rows` with ``_scratch_rows=True`` (key: shape, dtype; a pure cache of
+#: allocations: fresh multi-MB arrays cost page faults on every call; at most _SCRATCH_MAX kept, none above
+#: _SCRATCH_BYTES). One evaluation per process at a time (the accuracy workers are processes, not threads).
+_ROWS_SCRATCH: dict[tuple, np.ndarray] = {}
+_SCRATCH_MAX = 16
+_SCRATCH_BYTES = 64 << 20
+
+
+def _scratch(shape: tuple[int, ...], dtype: Any, zero: bool) -> np.ndarray:
+    """A reused buffer of ``shape``/``dtype`` (zero-filled when first made if ``zero``)."""
+    key = (shape, np.dtype(dtype).str, zero)
+    buf = _ROWS_SCRATCH.get(key)
+    if buf is None:
+        if math.prod(shape) * np.dtype(dtype).itemsize > _SCRATCH_BYTES:
+            return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+        if len(_ROWS_SCRATCH) >= _SCRATCH_MAX:
+            _ROWS_SCRATCH.pop(next(iter(_ROWS_SCRATCH)))
+        buf = _ROWS_SCRATCH[key] = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    return buf
+
+
+def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool = True,
+             _scratch_rows: bool = False) -> tuple[np.ndarray, int]:
     """MVM input rows (B·P, K) in the chip's tap-major im2col order, and P (output pixels per image).
 
     Row ``b·P + oh·W_out + ow`` holds image b's window at (oh, ow); column
@@ -567,6 +635,9 @@ def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool 
     gather: exact for integer codes). ``tap_major=False``: the channel-major
     columns ``(c·kh + i)·kw + j`` of the float reference
     (:func:`archmodel.network.windows.im2col`), for comparisons only.
+    ``_scratch_rows`` (private, the evaluator's ``_accumulate_now``): tap-major rows
+    written into reused buffers (module-level, bounded) -- the result is overwritten
+    by the next such call, so only a caller that consumes it at once may ask.
 
     Returns
     -------
@@ -585,11 +656,20 @@ def mvm_rows(layer: Layer, x: np.ndarray, dtype: Any = None, *, tap_major: bool 
     _, ho, wo = layer.output_shape
     n, c, h, w = x.shape
     if tap_major:
-        xt = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=x.dtype if dtype is None else dtype)
+        dt = x.dtype if dtype is None else dtype
+        xt_shape = (n, h + pt + pb, w + pl + pr, c)
+        # _scratch_rows (the accuracy evaluator, which consumes the rows at once): both arrays reused across
+        # calls; the padded map's border is never written, so it stays zero
+        xt = _scratch(xt_shape, dt, True) if _scratch_rows else np.zeros(xt_shape, dtype=dt)
         xt[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)  # channels-last: the copy below is ~4x faster
         win = window_view(np.moveaxis(xt, 3, 1), (kh, kw), (sh, sw), (dh, dw), (ho, wo))  # (N, C, Ho, Wo, kh, kw)
-        rows = np.ascontiguousarray(win.transpose(0, 2, 3, 4, 5, 1)).reshape(n * ho * wo, c * kh * kw)
-        return rows, ho * wo
+        win = win.transpose(0, 2, 3, 4, 5, 1)
+        if _scratch_rows:
+            rows = _scratch(win.shape, dt, False)
+            np.copyto(rows, win)
+        else:
+            rows = np.ascontiguousarray(win)
+        return rows.reshape(n * ho * wo, c * kh * kw), ho * wo
     xp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype if dtype is None else dtype)
     xp[:, :, pt:pt + h, pl:pl + w] = x  # zero padding and the dtype cast in one pass
     win = window_view(xp, (kh, kw), (sh, sw), (dh, dw), (ho, wo))  # (N, C, Ho, Wo, kh, kw)
@@ -648,6 +728,47 @@ class NetworkInstance:
                 gdc_alpha=self.alphas[k])
         return np.asarray(in_scale * self.w_int8[k][1])
 
+    def _coefficients(self, st: Stage, m0: np.ndarray, bn: tuple, bias: np.ndarray | None, out_scale: float,
+                      acc_bits: int) -> AffineCoefficients:
+        """The affine unit's coefficients of matrix stage ``st``: multiplier ``m0`` (accumulator units to real
+        pre-BN units), the batch norm ``bn`` (:meth:`_bn`) and bias folded, quantized (``quantize_affine``)."""
+        gamma, beta, mean, var, eps = bn
+        spec = self.prep.spec
+        bn_factor = 1.0 if gamma is None else gamma / np.sqrt(np.asarray(var, np.float64) + eps)
+        mult = m0 * bn_factor / out_scale
+        off = folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
+        mult, off = np.broadcast_arrays(np.atleast_1d(mult), np.atleast_1d(off))
+        if mult.size == 1:
+            mult = np.full(st.layer.out_channels, float(mult[0]))
+            off = np.full(st.layer.out_channels, float(off[0]))
+        return quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
+                               offset_bits=spec.periphery.affine_offset_bits,
+                               max_shift=min(31, acc_bits + spec.periphery.affine_scale_bits - 1))
+
+    def _matrix_key(self, k: int) -> tuple:
+        """What of layer ``k``'s analog matrix its multiplier depends on (empty for a digital layer)."""
+        m = self.matrices[k]
+        if self.modes[k] != "analog" or m is None:
+            return ()
+        return (m.adc_full_scale_fraction, _key(m.w_abs_max))
+
+    def _cached(self, key: tuple, compute: Any, *args: Any) -> Any:
+        """``compute(*args)`` through the prepared network's ``coeff_cache`` (a pure cache: ``key`` holds every
+        input of ``compute`` that is not fixed per prepared network and layer)."""
+        cache = self.prep.coeff_cache
+        value = cache.get(key)
+        if value is None:
+            if len(cache) >= 4096:
+                cache.clear()
+            value = cache[key] = compute(*args)
+        return value
+
+    def _adc_code_sums(self, k: int) -> bool:
+        """True when layer ``k``'s accumulator values are one array's ADC codes (one row block, quantizing
+        periphery): every value is then in ``[-2^(adc_bits-1), 2^(adc_bits-1))`` (the ADC saturates)."""
+        m = self.matrices[k]
+        return m is not None and m.n_row_blocks == 1 and not m.ideal_periphery
+
     def _accumulate(self, k: int, st: Stage, x_int: np.ndarray, image_index: int) -> tuple[np.ndarray, int]:
         if self.memo is None:
             return self._accumulate_now(k, st, x_int, image_index)
@@ -663,13 +784,13 @@ class NetworkInstance:
             # elementwise and maps the zero padding to 0, so this equals dac_codes of the im2col rows.
             dac_bits = self.prep.spec.array.dac_bits
             d = x_int if dac_bits == ACT_BITS else dac_codes(x_int, dac_bits)  # 8-bit DAC: code = x (dac_codes)
-            rows, p = mvm_rows(st.layer, d, np.float64)  # tap-major: the matrix's own row order
+            rows, p = mvm_rows(st.layer, d, np.float64, _scratch_rows=True)  # tap-major: the matrix's row order
             # MVM of image i, output pixel q has output-noise key base + i·P + q (batch-independent)
             return mat.mvm_partial_sums_trusted(rows, image_index * p), p  # type: ignore[union-attr]
         # int8 x int8 sums in a float64 matmul: every product and partial sum is an integer
         # below K·2^14 < 2^53, so the result is exact whatever the summation order -- bit-identical
         # to golden.digital.digital_conv2d / digital_linear (tests/test_accuracy.py checks it).
-        rows, p = mvm_rows(st.layer, x_int, np.float64)
+        rows, p = mvm_rows(st.layer, x_int, np.float64, _scratch_rows=True)
         return (rows @ self.w_int8[k][0]).astype(np.int64), p
 
     def run(self, x: np.ndarray, *, adapt_bn: bool = False, image_index: int = 0,
@@ -717,30 +838,26 @@ class NetworkInstance:
                     h = mvm_unrows(layer, y, n)
                 else:
                     acc, p = self._accumulate(k, st, h, image_index)
-                    m0 = self._real_multiplier(k, scale)
+                    m0 = self._cached(("m0", k, self.modes[k], float(scale), _key(self.alphas[k]),
+                                       *self._matrix_key(k)), self._real_multiplier, k, scale)
                     if adapt_bn and st.bn is not None:
                         z = acc * m0 + (0.0 if bias is None else bias)
                         self.bn_stats[st.bn.name] = (z.mean(axis=0), z.var(axis=0))
-                    gamma, beta, mean, var, eps = self._bn(st)
-                    bn_factor = 1.0 if gamma is None else gamma / np.sqrt(np.asarray(var, np.float64) + eps)
-                    mult = m0 * bn_factor / out_scale
-                    off = folded_offset(bias, gamma, beta, mean, var, eps, out_scale=out_scale)
-                    mult, off = np.broadcast_arrays(np.atleast_1d(mult), np.atleast_1d(off))
-                    if mult.size == 1:
-                        mult = np.full(layer.out_channels, float(mult[0]))
-                        off = np.full(layer.out_channels, float(off[0]))
-                    spec = prep.spec
+                    bn = self._bn(st)
                     acc_bits = self.acc_bits_analog if self.modes[k] == "analog" else self.acc_bits_digital
-                    coeff = quantize_affine(mult, off, relu=st.relu, scale_bits=spec.periphery.affine_scale_bits,
-                                                   offset_bits=spec.periphery.affine_offset_bits,
-                                                   max_shift=min(31, acc_bits + spec.periphery.affine_scale_bits - 1))
+                    coeff = self._cached(("coeff", k, self.modes[k], _key(m0), *(_key(v) for v in bn), _key(bias),
+                                          float(out_scale), st.relu, acc_bits),
+                                         self._coefficients, st, m0, bn, bias, out_scale, acc_bits)
                     # operands in range by construction (ADC model, quantize_affine): the affine unit's
                     # arithmetic without re-checking them (golden.affine.affine_requantize_trusted); only a
                     # digital accumulator that int8 x int8 sums could overflow is checked (boundary).
                     if self.modes[k] != "analog" and layer.matrix_shape[0] << 14 > (1 << (acc_bits - 1)) - 1:
                         check_range(acc, acc_bits, "p")
-                    y = affine_requantize_trusted(acc, coeff.scale, coeff.offset, coeff.shift,
-                                                  coeff.relu).astype(np.int8)
+                    if self.modes[k] == "analog" and self._adc_code_sums(k):
+                        y = _affine_by_table(acc, coeff, 1 << (prep.spec.array.adc_bits - 1))
+                    else:
+                        y = affine_requantize_trusted(acc, coeff.scale, coeff.offset, coeff.shift,
+                                                      coeff.relu).astype(np.int8)
                     if trace is not None:
                         trace[("acc", layer.name)], trace[("affine", layer.name)] = acc, coeff
                     h = mvm_unrows(layer, y, n)

@@ -112,7 +112,7 @@ READ_NOISE_BLOCK_MVMS = 1024
 _READ_CACHE_BYTES = 64 << 20
 #: Memory budget of the cached output-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
 _NOISE_CACHE_BYTES = 16 << 20
-_MATMUL, _RINT = np.matmul, np.rint
+_NDARRAY, _DOT, _MATMUL, _RINT, _MULTIPLY, _INT64 = np.ndarray, np.dot, np.matmul, np.rint, np.multiply, np.dtype(np.int64)
 
 #: Attributes whose assignment keeps :meth:`AnalogMatrix._fast_constants`'s cache (every other assignment clears it).
 _FAST_KEEPS = frozenset({"_fast", "_read_cache", "_noise_cache"})
@@ -513,13 +513,19 @@ class AnalogMatrix:
 
         ``False`` unless one row block, fixed conductances (no keyed read noise), quantizing
         periphery, no output noise and DAC codes of at most 16 bits (their float64 conversion exact);
-        else ``(G_eff (K, N) µS, lowest DAC code, V_lsb in V, 2^(adc_bits-1) / I_fs in 1/µA,
-        2^(adc_bits-1) as float)``. Cleared by every attribute assignment (``__setattr__``).
+        else ``(K, G_eff (K, N) in µS, range table, V_lsb in V, 2^(adc_bits-1) / I_fs in
+        1/µA, -2^(adc_bits-1), 2^(adc_bits-1) - 1)``, the four scalars as 0-d float64 arrays (a ufunc
+        converts a Python float on every call; the values are the same float64 numbers). The range
+        table has 2^(dac_bits-1) entries: ``table.take(codes)`` accepts exactly the indices
+        ``[-2^(dac_bits-1), 2^(dac_bits-1))`` (numpy's ``take`` wraps negative indices once and raises
+        IndexError beyond), i.e. exactly the signed DAC range -- the range check in one call.
+        Cleared by every attribute assignment (``__setattr__``).
         """
         ok = (self.weights is not None and self._n_rb == 1 and self._read_key is None and not self.ideal_periphery
               and self._noise_fraction == 0.0 and self._dac_lo >= -(1 << 15))
-        fast = (self._g_eff, self._dac_lo, self.v_lsb_v, self.adc_levels / self.i_fs_ua,
-                float(self.adc_levels)) if ok else False
+        top = float(self.adc_levels)
+        fast = (self._g_eff.shape[0], self._g_eff, np.zeros(-self._dac_lo, dtype=np.bool_), np.array(self.v_lsb_v),
+                np.array(self.adc_levels / self.i_fs_ua), np.array(-top), np.array(top - 1.0)) if ok else False
         object.__setattr__(self, "_fast", fast)
         return fast
 
@@ -539,26 +545,41 @@ class AnalogMatrix:
         ndarray, (n_row_blocks, B, N)
             int64 codes in ``[-2^(adc_bits-1), 2^(adc_bits-1) - 1]``; float64
             unrounded codes when ``ideal_periphery``.
+
+        Raises
+        ------
+        ValueError
+            A code outside the signed ``dac_bits`` range (:func:`archmodel.fixedpoint.check_range`'s
+            message), or a shape other than (K,) / (B, K).
         """
         fast = self._fast
         if fast is None:
             fast = self._fast_constants()
-        if fast and type(dac_codes) is np.ndarray and dac_codes.ndim == 2 and dac_codes.dtype.kind == "i":
-            # One row block, fixed conductances, no output noise (the one-vector use of the tile): the same
-            # float operations as column_currents_ua + _convert below, in as few numpy calls as possible (after
-            # the matmul has streamed the (K, N) conductances through the cache, each call costs ~1 µs).
-            g, lo, v_lsb, to_code, top = fast
-            f = dac_codes.ravel()  # range check by argmin/argmax: ~2 µs less than min/max reductions here
-            if dac_codes.shape[1] == g.shape[0] and f.size and lo <= f[f.argmin()] and f[f.argmax()] < -lo:
-                # integer codes straight into the matmul: numpy converts them to float64 (exact: |d| <= 2^15)
-                # inside the call, one numpy call fewer than astype + matmul; the sum is exact (module docstring)
-                x = _MATMUL(dac_codes, g)
-                x *= v_lsb
-                x *= to_code  # same two products, same order, as _convert
-                # saturate, then round (the order _convert uses)
-                _CLIP(x, -top, top - 1.0, x)  # float bounds, positional out: the cheapest ufunc dispatch
-                _RINT(x, x)
-                return x.astype(np.int64)[None]
+        # (dtype by identity first, one shape read: every attribute read after the last MVM flushed the cache counts)
+        if fast and type(dac_codes) is _NDARRAY and ((dt := dac_codes.dtype) is _INT64 or dt.kind == "i"):
+            k, g, table, v_lsb, to_code, lo, hi = fast
+            shape = dac_codes.shape
+            if len(shape) == 2 and shape[1] == k:
+                x = None
+                if shape[0] == 1:
+                    try:
+                        table.take(dac_codes)  # the range check (IndexError outside the DAC range; docstring above)
+                    except IndexError:
+                        pass  # out of range: the general path below raises check_range's message
+                    else:
+                        # np.dot converts the integer codes to float64 (exact: |d| <= 2^15) before its BLAS call,
+                        # ~5 µs cheaper than matmul's casting iterator; the sum is exact (module docstring)
+                        x = _DOT(dac_codes, g)
+                else:  # a batch: argmin/argmax (SIMD) beat take's per-element bounds check; matmul's conversion
+                    f = dac_codes.ravel()
+                    if f.size and -len(table) <= f[f.argmin()] and f[f.argmax()] < len(table):
+                        x = _MATMUL(dac_codes, g)
+                if x is not None:
+                    _MULTIPLY(x, v_lsb, x)
+                    _MULTIPLY(x, to_code, x)  # same two products, same order, as _convert
+                    _CLIP(x, lo, hi, x)  # saturate, then round (the order _convert uses)
+                    _RINT(x, x)
+                    return x.astype(_INT64)[None]
         x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
         return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
 

@@ -20,8 +20,8 @@ from archmodel.spec import SpecError, list_presets, load_spec, load_spec_text
 
 
 def test_fig11_batch_1_fast_path_is_bit_identical_when_the_adc_saturates():
-    m = AnalogMatrix(load_spec("fig11"), noise_seed=0).program(
-        np.random.default_rng(0).standard_normal((512, 512)), np.random.default_rng(0))
+    m = AnalogMatrix(load_spec("fig11"), noise_seed=0).program(  # one row block; 64 columns (8x cheaper to program)
+        np.random.default_rng(0).standard_normal((512, 64)), np.random.default_rng(0))
     m.drift(3600.0, np.random.default_rng(1))
     m.set_adc_full_scale(m.i_fs_ua / 40)  # a small full scale: many columns saturate at either end
     rng = np.random.default_rng(5)
@@ -32,7 +32,7 @@ def test_fig11_batch_1_fast_path_is_bit_identical_when_the_adc_saturates():
     np.testing.assert_array_equal(general[0], ref)
     for b in range(12):
         one = m.mvm_adc_codes(d[b:b + 1], b)
-        assert one.dtype == np.int64 and one.shape == (1, 1, 512)
+        assert one.dtype == np.int64 and one.shape == (1, 1, 64)
         np.testing.assert_array_equal(one, general[:, b:b + 1])
     assert 0.2 < np.mean(general == 127) + np.mean(general == -128) < 0.9  # both ends exercised
     assert np.any(general == 127) and np.any(general == -128)
@@ -148,3 +148,81 @@ def test_gdc_from_one_mvm_equals_the_two_separate_measurements() -> None:
     alpha_c = gdc_alpha_from(now_c, ref_c, per_column=True)
     np.testing.assert_array_equal(alpha_c, gdc_alpha(m, cal, ref_c, per_column=True))
     assert alpha_c.shape == (12,) and np.all(alpha_c > 1.0)  # a day of drift: every column reads less
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_batch_1_range_check_by_take_accepts_exactly_the_dac_range(dtype) -> None:
+    """The batch-1 fast path checks the DAC range with one ``table.take`` (issue 22): numpy accepts exactly the
+    indices [-n, n) of an n-entry table, i.e. the signed DAC range. Both ends accepted and equal to the general
+    path's codes; one step beyond either end refused with check_range's message (the general path's), wherever
+    the dtype can hold it; for an 8-bit and a 4-bit DAC on tiny's 32-row arrays."""
+    base = load_spec("tiny")  # 32 x 32 arrays, 8-bit DAC
+    for dac_bits in (8, 4):
+        spec = base.replace(**{"array.dac_bits": dac_bits}) if dac_bits != 8 else base
+        lo, hi = -(1 << (dac_bits - 1)), (1 << (dac_bits - 1)) - 1
+        m = AnalogMatrix(spec, noise_seed=0).program(np.random.default_rng(0).standard_normal((32, 9)),
+                                                     np.random.default_rng(1))
+        m.drift(60.0, np.random.default_rng(2))
+        d = np.random.default_rng(3).integers(lo, hi + 1, size=(2, 32))
+        d[0, :3], d[1, -3:] = lo, hi
+        for b in range(2):
+            one = m.mvm_adc_codes(d[b:b + 1].astype(dtype), b)
+            np.testing.assert_array_equal(one, m.mvm_adc_codes(d[b:b + 1].tolist(), b))
+            assert one.dtype == np.int64 and one.shape == (1, 1, 9)
+        # a batch takes the argmin/argmax check (same codes as the general path)
+        np.testing.assert_array_equal(m.mvm_adc_codes(d.astype(dtype)), m.mvm_adc_codes(d.tolist()))
+        for bad_value, col in ((lo - 1, 0), (hi + 1, 31)):
+            if not np.iinfo(dtype).min <= bad_value <= np.iinfo(dtype).max:
+                continue  # not representable (int8 with an 8-bit DAC): the dtype itself is the range
+            bad = d[:1].copy()
+            bad[0, col] = bad_value
+            with pytest.raises(ValueError, match=rf"dac_codes: value {bad_value} at index \(0, {col}\)"):
+                m.mvm_adc_codes(bad.astype(dtype))
+            with pytest.raises(ValueError, match=rf"dac_codes: value {bad_value} at index \(1, {col}\)"):
+                m.mvm_adc_codes(np.concatenate([d[:1], bad]).astype(dtype))  # in a batch
+        assert m._fast  # the fast path was eligible throughout (not silently skipped)
+
+
+def test_affine_by_table_equals_the_affine_unit_on_every_adc_code() -> None:
+    """accuracy._affine_by_table (issue 22) gathers the affine unit's output from a table over the 2^adc_bits
+    possible ADC codes; it must equal affine_requantize_trusted(...).astype(int8) on every code of every column,
+    with and without ReLU, shifts 0 / 9 / 20, coefficients at the widths' ends (both int8 ends reached)."""
+    from archmodel.accuracy import _affine_by_table
+    from archmodel.golden.affine import AffineCoefficients, affine_requantize_trusted
+
+    codes = np.repeat(np.arange(-128, 128, dtype=np.int64)[:, None], 5, axis=1)
+    codes = np.concatenate([codes, np.random.default_rng(0).integers(-128, 128, size=(300, 5))])
+    scale = np.array([-(1 << 15), (1 << 15) - 1, 1, -3, 700])
+    offset = np.array([-(1 << 31), (1 << 31) - 1, 0, 123456, -5000])
+    seen = set()
+    for shift in (0, 9, 20):
+        for relu in (False, True):
+            coeff = AffineCoefficients(scale, offset, shift, relu)
+            got = _affine_by_table(codes, coeff, 128)
+            ref = affine_requantize_trusted(codes, scale, offset, shift, relu).astype(np.int8)
+            assert got.dtype == np.int8 and got.shape == codes.shape
+            np.testing.assert_array_equal(got, ref)
+            seen |= set(np.intersect1d(ref, [-128, 127]).tolist())
+    assert seen == {-128, 127}
+
+
+def test_mvm_rows_scratch_buffers_equal_fresh_rows_across_calls() -> None:
+    """mvm_rows(_scratch_rows=True) reuses its padded map and rows buffers (issue 22): the rows must equal the
+    freshly allocated ones call after call (the padding border stays zero although the buffer is reused, a
+    smaller input does not see a larger one's data), and the reference is golden.digital.im2col's tap-major rows."""
+    from archmodel.accuracy import mvm_rows
+    from archmodel.golden.digital import im2col
+    from archmodel.network.builder import NetworkBuilder
+
+    b = NetworkBuilder("c", (4, 5, 5))
+    b.conv("conv", b.input, 6, 3, stride=1, padding=1)
+    layer = b.build().layer("conv")
+    rng = np.random.default_rng(1)
+    for n in (3, 3, 2, 3):
+        x = rng.integers(-128, 128, size=(n, 4, 5, 5)).astype(np.int8)
+        got, p = mvm_rows(layer, x, np.float64, _scratch_rows=True)
+        fresh, _ = mvm_rows(layer, x, np.float64)
+        np.testing.assert_array_equal(got, fresh)
+        ref = np.concatenate([im2col(x[i], (3, 3), 1, 1).T for i in range(n)])
+        np.testing.assert_array_equal(got, ref)
+        assert p == 25 and got.shape == (n * 25, 36) and got.dtype == np.float64

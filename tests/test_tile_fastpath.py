@@ -71,7 +71,7 @@ def test_one_vector_codes_equal_batched_codes_and_the_adc_formula_with_noise():
 
 def test_fig11_batch_1_fast_path_equals_the_batched_path_and_checks_its_input():
     spec = load_spec("fig11")
-    w = np.random.default_rng(0).standard_normal((512, 512))
+    w = np.random.default_rng(0).standard_normal((512, 64))  # one row block; 64 columns suffice (8x cheaper to program)
     m = AnalogMatrix(spec, noise_seed=0).program(w, np.random.default_rng(0))
     m.drift(86400.0, np.random.default_rng(1))
     d = np.random.default_rng(2).integers(-128, 128, size=(8, 512))
