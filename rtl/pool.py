@@ -43,8 +43,11 @@ __all__ = ["INPUT_JOIN_PORTS", "JOIN_DEPTH", "JOIN_MAX_SHIFT", "POOL_DIM_BITS", 
 POOL_WORDS = 64
 #: Width of the pool unit's map and kernel sizes.
 POOL_DIM_BITS = 10
-#: Beats per queue of a tile's residual join (assumed; must hold the skew between the two producers).
-JOIN_DEPTH = 32
+#: Beats per queue of a tile's residual join: must hold the skew between the two producers. Derived from
+#: digits-resnet's b1_add at b2_conv1's / b2_proj's tiles: the shortcut (stem_relu) leads the residual branch by
+#: two 3 x 3 (padding 1) convs' look-ahead on an 8-wide map, 2 x (8 + 1) = 18 pixels x 2 beats = 36 beats; 64 =
+#: the next power of two (was 32, assumed, which that skew overflows).
+JOIN_DEPTH = 64
 
 
 def JOIN_MAX_SHIFT(tp) -> int:  # noqa: N802 - a derived constant
