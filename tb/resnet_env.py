@@ -266,8 +266,9 @@ def resnet_report_lines(d: dict) -> tuple[bool, list[str]]:
                 why = "within 5 %"
             elif name == d["layer_names"][0]:
                 why = (f"differs: the digital node's output link paces the stem: every stem_relu pixel goes to 11 "
-                       f"tiles, {d['stem_flits_per_pixel']} flits per pixel on one link at one flit per cycle > "
-                       f"{pred} MAC cycles")
+                       f"tiles, {d['stem_flits_per_pixel']} flits per pixel on one link at one flit per cycle "
+                       f"(>= {d['stem_flits_per_pixel']} cycles per pixel) > {pred} MAC cycles; the rest: "
+                       "back-pressure of the tiles' array ports and the host's input")
             else:
                 why = (f"differs: {pred} MAC cycles per vector + the run's pipeline (join, pool, drain: "
                        f"{cyc - n * pix * pred} cycles over {n * pix} vectors)")
@@ -281,8 +282,10 @@ def resnet_report_lines(d: dict) -> tuple[bool, list[str]]:
                 ratio = d["pixels"][0] / pix
                 note = ("within 5 %" if abs(sim_c - pred) <= 0.05 * pred else
                         f"differs: mean interval between a tile's MVM starts, set by the producer, not the tile's "
-                        f"stage time the mapper predicts: the stem paces the pipeline, {stem_pix:.1f} cycles per "
-                        f"stem pixel x {ratio:g} stem pixels per {name} pixel = {stem_pix * ratio:.0f}")
+                        f"stage time the mapper predicts: the stem paces the pipeline, one pixel per "
+                        f"{stem_pix:.1f} cycles, {ratio:g} stem pixel(s) per {name} pixel on average "
+                        f"({stem_pix * ratio:.0f}; first to last MVM of one image, so the fill and the row-pair "
+                        f"bunching of a stride-2 layer move it)")
                 lines.append(f"  {name:9s} analog  {sim_c:9.2f} vs {pred:5d}  ({(sim_c - pred) / pred:+.1%}; {note})")
             else:
                 lines.append(f"  {name:9s} analog  {'n/a':>9s} vs {pred:5d}")

@@ -125,3 +125,30 @@ def test_one_phase_refused_until_per_slot_counts():
     _, g = phases()
     with pytest.raises(CnnCosimError, match="per-slot vector counts"):
         prepare_resnet(g, one_phase=True)
+
+
+@pytest.mark.slow
+def test_digits_resnet_on_icarus(tmp_path):
+    """The whole digits-resnet on proto, 1 image, Icarus (tb.test_resnet_cosim; the proto Verilog is the one
+    test_digits_cnn_on_icarus builds, so the simulator build is shared through the runner's cache): b2_conv2_bn
+    (16 x 32, chan 0) and b2_proj_bn (16 x 32, the tap) compared, 0 mismatches; every DAC code of the 25 analog
+    tiles compared, 0 mismatches (b2_conv1's and b2_proj's are b1_add's output at their joins); the 10 scores
+    after the digital node's b2_add + global pool + fc compared, 0 mismatches; RTL top-1 = the model's; no status
+    flag (asserted inside the test). The fault run (``cosim_resnet(fault_test=True)``: the stem's weight flit 1
+    negated, DAC mismatches first at b1_conv1's tiles) is left out: it doubles the time (measured separately)."""
+    from mapping.mapper import MapOptions, map_network
+    from tb.resnet_env import cosim_resnet, resnet_report_lines
+
+    placement = map_network(PROTO, get_network("digits-resnet"), MapOptions(replicate=False)).placement()
+    d = cosim_resnet("proto", placement, images=1, sim="icarus", build_dir=tmp_path)
+    ok, lines = resnet_report_lines(d)
+    print("\n".join(lines))
+    assert d["passed"], d["message"]
+    f, c = d["features"], d["classifier"]
+    assert f["compared"] == f["expected_outputs"] == 16 * 32 and f["mismatches"] == 0
+    assert f["tap_compared"] == 16 * 32 and f["tap_mismatches"] == 0
+    # DAC codes: 64 MVMs x 144 rows (b1_conv1, b1_conv2), 16 x 144 (b2_conv1), 16 x 288 (b2_conv2), 16 x 16 (b2_proj)
+    assert f["dac_compared"] == 64 * 144 * 2 + 16 * 144 + 16 * 288 + 16 * 16 and f["dac_mismatches"] == 0
+    assert c["compared"] == 10 and c["mismatches"] == 0
+    assert d["top1_rtl"] == d["top1_model"]
+    assert ok, "\n".join(lines)
