@@ -152,3 +152,17 @@ def test_digits_resnet_on_icarus(tmp_path):
     assert c["compared"] == 10 and c["mismatches"] == 0
     assert d["top1_rtl"] == d["top1_model"]
     assert ok, "\n".join(lines)
+
+
+def test_dataflow_plan_needs_nothing_more_on_proto():
+    """With 11 digital destination entries and the digital node's input join + pool, every route of
+    digits-resnet on proto needs nothing the RTL lacks; b2's two streams go to the digital node via b2_add and
+    the global pool."""
+    from tb.cnn_golden import dataflow_plan
+
+    _, g = phases()
+    plan = {r.value: r for r in dataflow_plan(g)}
+    assert all(r.needs == () for r in plan.values()), [r.needs for r in plan.values()]
+    for v in ("b2_conv2_bn", "b2_proj_bn"):
+        assert (plan[v].ops, plan[v].consumers) == (("add b2_add", "global_avgpool pool"), ("digital",))
+    assert len(plan["stem_relu"].consumers) == 11
