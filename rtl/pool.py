@@ -36,15 +36,18 @@ from rtl.fixed import round_shift, saturate
 from rtl.params import ACT_BITS
 from rtl.patchbuf import beat_layout
 
-__all__ = ["JOIN_DEPTH", "JOIN_MAX_SHIFT", "POOL_DIM_BITS", "POOL_WORDS", "Pool", "PoolConfig", "PoolConfigError",
-           "ResidualAdd", "ResidualJoin", "pool_config"]
+__all__ = ["INPUT_JOIN_PORTS", "JOIN_DEPTH", "JOIN_MAX_SHIFT", "POOL_DIM_BITS", "POOL_WORDS", "InputJoin", "Pool",
+           "PoolConfig", "PoolConfigError", "ResidualAdd", "ResidualJoin", "pool_config"]
 
 #: Accumulator words of a tile's pool unit (largest ``out_w · c_beats``), assumed: digits-cnn's pool needs 4 · 2 = 8.
 POOL_WORDS = 64
 #: Width of the pool unit's map and kernel sizes.
 POOL_DIM_BITS = 10
-#: Beats per queue of a tile's residual join (assumed; must hold the skew between the two producers).
-JOIN_DEPTH = 32
+#: Beats per queue of a tile's residual join: must hold the skew between the two producers. Derived from
+#: digits-resnet's b1_add at b2_conv1's / b2_proj's tiles: the shortcut (stem_relu) leads the residual branch by
+#: two 3 x 3 (padding 1) convs' look-ahead on an 8-wide map, 2 x (8 + 1) = 18 pixels x 2 beats = 36 beats; 64 =
+#: the next power of two (was 32, assumed, which that skew overflows).
+JOIN_DEPTH = 64
 
 
 def JOIN_MAX_SHIFT(tp) -> int:  # noqa: N802 - a derived constant
@@ -374,4 +377,104 @@ class ResidualJoin(wiring.Component):
             m.d.comb += [s.valid.eq(q.r_rdy), s.payload.eq(q.r_data), q.r_en.eq(s.ready)]
         m.d.comb += [add.q0.eq(self.q0), add.q1.eq(self.q1), add.shift.eq(self.shift), add.relu.eq(self.relu)]
         wiring.connect(m, add.o, wiring.flipped(self.o))
+        return m
+
+
+#: Configuration ports of :class:`InputJoin` beyond its pool's (``rtl.regmap``: ``digital.add.*``).
+INPUT_JOIN_PORTS = ("en", "pool_en", "src_a", "src_b", "out_src", "q0", "q1", "shift", "relu")
+
+
+class InputJoin(wiring.Component):
+    """Source-filtered residual join and pool in front of a consumer that reads tagged beats (the digital node).
+
+    ``digits-resnet``'s ``b2_add`` (tile 23's ``b2_conv2_bn`` + tile 24's ``b2_proj_bn``, ReLU) and its global
+    average pool feed the digital datapath's ``fc`` (issue 18), while the same link also carries the host's stem
+    input. With ``en``, a beat tagged ``src_a`` or ``src_b`` goes into a :class:`ResidualJoin` (its queues
+    A / B, ``depth`` beats each; requantize_sum arithmetic), whose sums go through a :class:`Pool` when
+    ``pool_en`` (``(2·sum + count) // (2·count)`` for the global average pool) and leave tagged ``out_src``;
+    a beat with any other tag passes untouched (bypass, no buffer). ``en`` = 0: a wire (``i`` -> ``o``).
+
+    Arbitration onto ``o`` between the bypass beat (at ``i``'s head) and the join/pool output: when both are
+    valid, the offer alternates every cycle (``turn``), whatever ``o.ready`` did; so ``o`` may withdraw a
+    beat it offered (``o``'s consumer, :class:`rtl.axis.SourceMerge`, takes a beat whenever its queue has room
+    and keeps no state between offers).
+
+    Why no head-of-line deadlock: (1) a bypass beat never waits behind the join: the join's queues and pool
+    are a separate path from ``i`` to ``o``, and the bypass beat is offered at least every other cycle;
+    (2) the join/pool output never waits behind a bypass beat the consumer refuses (its queue full because
+    the consumer first needs the join's vector): it is offered every other cycle too, so whichever of the two
+    the consumer can take is taken within 2 cycles; (3) ``i`` stalls only while a beat for the join finds
+    its queue full, i.e. while the other addend's producer lags by more than ``depth`` beats -- the join's
+    own skew bound (:class:`ResidualJoin`), which the host (phase 2 of ``tb.resnet_env``: the two streams
+    interleaved pixel by pixel) and the tiles' pipeline respect. The pool never stalls the join except through
+    ``o``.
+
+    Parameters
+    ----------
+    lanes, scale_bits, max_shift, src_bits, depth : int
+        As :class:`ResidualJoin`.
+    words : int
+        The pool's accumulator words (:class:`Pool`).
+
+    Members
+    -------
+    i : In(stream.Signature(tagged beat))
+        Tagged ``act`` beats from the node's receive path (``rtl.axis.tagged_layout``).
+    o : Out(stream.Signature(tagged beat))
+        To the consumer: bypassed beats and the join's (pooled) beats tagged ``out_src``.
+    clear : In(1)
+        Pulse: the pool restarts at pixel 0 (the digital datapath's ``start``).
+    en, pool_en : In(1)
+        Configuration: join on; pool after it.
+    src_a, src_b, out_src : In(src_bits)
+        Configuration: tags of the two addends, tag of the result.
+    q0, q1, shift, relu : In
+        Configuration of the add (:class:`ResidualAdd`).
+    avg, in_h, in_w, kh, kw, out_h, out_w, c_beats, count : In
+        Configuration of the pool (:class:`Pool`).
+    """
+
+    def __init__(self, lanes: int, scale_bits: int, max_shift: int, src_bits: int, depth: int = JOIN_DEPTH,
+                 words: int = POOL_WORDS):
+        self.lanes = lanes
+        self.join = ResidualJoin(lanes, scale_bits, max_shift, src_bits, depth)
+        self.pool = Pool(lanes, words)
+        tagged = self.join.tagged
+        members = {"i": In(stream.Signature(tagged)), "o": Out(stream.Signature(tagged)), "clear": In(1),
+                   "en": In(1), "pool_en": In(1), "src_a": In(src_bits), "src_b": In(src_bits),
+                   "out_src": In(src_bits), "q0": In(signed(scale_bits)), "q1": In(signed(scale_bits)),
+                   "shift": In(range(max_shift + 1)), "relu": In(1)}
+        for f in ("avg", "in_h", "in_w", "kh", "kw", "out_h", "out_w", "c_beats", "count"):
+            members[f] = In(self.pool.signature.members[f].shape)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        join, pool = m.submodules.join, m.submodules.pool = self.join, self.pool
+        for f in ("src_a", "src_b", "q0", "q1", "shift", "relu"):
+            m.d.comb += getattr(join, f).eq(getattr(self, f))
+        for f in ("avg", "in_h", "in_w", "kh", "kw", "out_h", "out_w", "c_beats", "count", "clear"):
+            m.d.comb += getattr(pool, f).eq(getattr(self, f))
+        src = self.i.payload.src
+        to_join = self.en & ((src == self.src_a) | (src == self.src_b))
+        m.d.comb += [join.i.payload.eq(self.i.payload), join.i.valid.eq(self.i.valid & to_join)]
+        # join -> pool (pool_en) -> jo
+        jo_valid, jo_ready = Signal(), Signal()
+        jo = Signal(beat_layout(self.lanes))
+        m.d.comb += [pool.i.payload.eq(join.o.payload), pool.i.valid.eq(self.pool_en & join.o.valid),
+                     join.o.ready.eq(Mux(self.pool_en, pool.i.ready, jo_ready)),
+                     pool.o.ready.eq(self.pool_en & jo_ready),
+                     jo.eq(Mux(self.pool_en, pool.o.payload.as_value(), join.o.payload.as_value())),
+                     jo_valid.eq(Mux(self.pool_en, pool.o.valid, join.o.valid))]
+        # arbitration: alternate between the bypass beat and the join's output when both wait
+        byp_valid = self.i.valid & ~to_join
+        turn = Signal()
+        m.d.sync += turn.eq(~turn)
+        sel_j = jo_valid & (~byp_valid | turn)
+        m.d.comb += [self.o.valid.eq(Mux(sel_j, 1, byp_valid)),
+                     self.o.payload.data.eq(Mux(sel_j, jo.data.as_value(), self.i.payload.data.as_value())),
+                     self.o.payload.last.eq(Mux(sel_j, jo.last, self.i.payload.last)),
+                     self.o.payload.src.eq(Mux(sel_j, self.out_src, self.i.payload.src)),
+                     jo_ready.eq(sel_j & self.o.ready),
+                     self.i.ready.eq(Mux(to_join, join.i.ready, ~sel_j & self.o.ready))]
         return m

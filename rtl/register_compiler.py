@@ -891,3 +891,61 @@ def dump_writes(spec: ChipSpec, writes: Sequence[RegWrite], *, regmap: RegisterM
         text = " ".join(f"{k}={v}" for k, v in fields.items())
         lines.append(f"  {wr.addr:#06x}   {wr.name:<30s}  {wr.data:#010x}  {text}")
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the digital node's input join (issue 18)
+def digital_input_join(spec: ChipSpec, *, src_a: int, src_b: int, scale_a: float, scale_b: float, out_scale: float,
+                       relu: bool, out_src: int | None = None, pool=None,
+                       regmap: RegisterMap | None = None) -> list[RegWrite]:
+    """Register writes of the digital node's input join (``digital.add.*``) and the pool after it
+    (``digital.ipool.*``): beats tagged ``src_a`` / ``src_b`` (``rtl.regmap.source_tag``) become
+    ``requantize_sum([a, b], [scale_a, scale_b], out_scale, relu)`` (coefficients as :func:`residual_join`),
+    pooled by ``pool`` (a pooling layer, :func:`rtl.pool.pool_config`; None: no pool), and enter the digital
+    datapath's source queues tagged ``out_src`` (default ``src_a``: give the consuming layer
+    ``DigitalLayer.sources = ((out_src, elements),)``); beats with other tags pass (:class:`rtl.pool.InputJoin`).
+
+    Raises
+    ------
+    MissingUnitError
+        The chip has no residual joins (``interconnect.residual_joins: false``).
+    rtl.pool.PoolConfigError
+        One line: a pool the pool unit cannot run.
+    ValueError
+        A value that does not fit its field.
+    """
+    require_unit(spec, "add", "the digital node's input join")
+    rm = _regmap(spec, regmap)
+    out: list[RegWrite] = []
+
+    def w(reg: str, **values: int) -> None:
+        addr, word = rm.write(reg, **values)
+        out.append(RegWrite(addr, word, reg))
+
+    from rtl.pool import JOIN_MAX_SHIFT
+
+    tp = TileParams.from_spec(spec)
+    c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
+                        max_shift=JOIN_MAX_SHIFT(tp))
+    if pool is not None:
+        _pool_writes(w, "digital.ipool", pool_config(pool, spec.array.rows_per_dac_beat))
+    else:
+        w("digital.ipool.en", en=0, avg=0)
+    w("digital.add.q0", q0=int(c.scale[0]))
+    w("digital.add.q1", q1=int(c.scale[1]))
+    w("digital.add.shift", shift=int(c.shift))
+    w("digital.add.en", en=1, relu=int(relu), src_a=int(src_a), src_b=int(src_b),
+      out_src=int(src_a if out_src is None else out_src))
+    return out
+
+
+def digital_input_join_off(spec: ChipSpec, *, regmap: RegisterMap | None = None) -> list[RegWrite]:
+    """Register writes that turn the digital node's input join and its pool off (a wire); none on a chip
+    without residual joins (nothing to turn off)."""
+    if not dataflow_units(spec)["add"]:
+        return []
+    rm = _regmap(spec, regmap)
+    return [RegWrite(*rm.write("digital.add.en", en=0, relu=0, src_a=0, src_b=0, out_src=0), "digital.add.en"),
+            RegWrite(*rm.write("digital.ipool.en", en=0, avg=0), "digital.ipool.en")]
+
+
+__all__ += ["digital_input_join", "digital_input_join_off"]

@@ -31,7 +31,8 @@ Address layout (byte addresses, 32-bit registers)
 affine unit, ``+0x80`` network interface, ``+0xC0`` patch buffer (``lb``: line
 buffer of a conv layer, :func:`_patch_registers`), ``+0xE0`` pool unit on the
 tile's output stream (``pool``, :func:`_pool_registers`), ``+0xA0`` residual join before the tile
-(``add``, :func:`_join_registers`); version 5. Addresses are stable for a given
+(``add``, :func:`_join_registers`); ``0x01C0`` the digital node's input join (``digital.add``) and
+``0x01E0`` the pool after it (``digital.ipool``); version 7. Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """
@@ -51,7 +52,8 @@ from archmodel.spec import ChipSpec
 from .csr import DATA_BITS, Access, Field, Register
 from .router import grid_coord_bits
 
-__all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_POOL_BASE", "UNIT_KEYS", "dataflow_units", "dest_entries",
+__all__ = ["DEST_BEAT_BITS", "DIGITAL_ADD_BASE", "DIGITAL_DESTS", "DIGITAL_IPOOL_BASE", "DIGITAL_POOL_BASE",
+           "UNIT_KEYS", "dataflow_units", "dest_entries",
            "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
             "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding",
            "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
@@ -62,6 +64,9 @@ PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
 CHIP_BASE, DIGITAL_BASE, DIGITAL_NI_BASE = 0x0000, 0x0100, 0x0180
 #: The digital datapath's pool unit (issue 18), in the digital block's spare space before its NI.
 DIGITAL_POOL_BASE = 0x0160
+#: The digital node's input join (``digital.add.*``) and the pool after it (``digital.ipool.*``): free space
+#: after the digital NI's 64 bytes (issue 18, ``digits-resnet``'s b2_add -> global average pool -> fc).
+DIGITAL_ADD_BASE, DIGITAL_IPOOL_BASE = 0x01C0, 0x01E0
 TILE_BASE, TILE_STRIDE = 0x1000, 0x100
 TC_OFFSET, AFFINE_OFFSET, NI_OFFSET, LB_OFFSET, POOL_OFFSET = 0x00, 0x40, 0x80, 0xC0, 0xE0
 ID_MAGIC = 0xA1C0
@@ -69,8 +74,9 @@ ID_MAGIC = 0xA1C0
 #: 4: digital weights over AXI4-Stream (w_data / w_we gone); 5: the tiles' patch buffers (``tile<t>.lb.*`` at
 #: +0xC0; every other register unchanged); 6: the digital node's pool unit (``digital.pool.*`` at 0x160) and
 #: destination entries per chip (``interconnect.tile_dest_entries`` / ``digital_dest_entries``; entries 8.. of a
-#: tile at +0x20; every other register unchanged)
-REGMAP_VERSION = 6
+#: tile at +0x20; every other register unchanged); 7: the digital node's input join and pool (``digital.add.*`` at
+#: 0x1C0, ``digital.ipool.*`` at 0x1E0; every other register unchanged)
+REGMAP_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -270,7 +276,8 @@ UNIT_KEYS = {"lb": "line_buffers", "pool": "pool_units", "add": "residual_joins"
 
 def dataflow_units(spec: ChipSpec) -> dict[str, bool]:
     """Which dataflow units the chip has: ``{"lb": .., "pool": .., "add": ..}`` from ``interconnect.line_buffers``,
-    ``pool_units``, ``residual_joins`` (all default true). A chip without a unit has neither its hardware
+    ``pool_units``, ``residual_joins`` (all default true; ``add`` covers the tiles' joins and the digital node's
+    input join with its pool, ``pool`` the pool units on the tiles' and the digital node's results). A chip without a unit has neither its hardware
     (:class:`rtl.top.Coprocessor`) nor its registers; the register compiler refuses a layer that needs it."""
     ic = spec.interconnect
     return {block: bool(getattr(ic, key, True)) for block, key in UNIT_KEYS.items()}
@@ -446,6 +453,23 @@ def _join_registers(block: str, address: int, spec: ChipSpec) -> tuple[list[Regi
     return regs, binds
 
 
+def _digital_join_registers(address: int, spec: ChipSpec) -> tuple[list[Register], list[Binding]]:
+    """``digital.add.en`` (``en`` [0], ``relu`` [1], ``src_a`` [8..], ``src_b`` [16..], ``out_src`` [24..]),
+    ``.q0``, ``.q1`` (signed), ``.shift``: the digital node's input join (:class:`rtl.pool.InputJoin`), the
+    layout of a tile's ``add`` block (:func:`_join_registers`) plus the tag its results carry."""
+    regs, binds = _join_registers("digital.add", address, spec)
+    sb = source_bits(spec)
+    head = regs[0]
+    fields = (Field("en", 1, 0, Access.RW, meaning="1: beats tagged src_a / src_b go to the residual join (other "
+                                                   "tags pass); 0: a wire"),
+              *head.fields[1:],
+              Field("out_src", sb, 24, Access.RW, meaning="source tag of the join's (pooled) results at the source "
+                                                          "queues"))
+    regs[0] = Register(head.name, head.address, fields, meaning="residual join at the digital node's input")
+    binds.append(Binding(head.name, "out_src", "digital.add", "out_src"))
+    return regs, binds
+
+
 #: The pool unit's configuration ports (all but ``en``, which is the top level's bypass select).
 POOL_PORTS = ("avg", "in_h", "in_w", "kh", "kw", "out_h", "out_w", "c_beats", "count")
 
@@ -533,6 +557,10 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
                          "digital.ni"), DIGITAL_NI_BASE, 0x40)
     add(*_digital_ni_registers(spec, DIGITAL_NI_BASE + 4 * digital_dests, x_bits, y_bits, dp.max_k.bit_length()),
         DIGITAL_NI_BASE, 0x40)
+    if units["add"]:  # the digital node's input join and its pool (interconnect.residual_joins)
+        add(*_digital_join_registers(DIGITAL_ADD_BASE, spec), DIGITAL_ADD_BASE, DIGITAL_IPOOL_BASE - DIGITAL_ADD_BASE)
+        add(*_pool_registers("digital.ipool", DIGITAL_IPOOL_BASE, "the digital node's input join's results"),
+            DIGITAL_IPOOL_BASE, 0x20)
 
     tc, au = TileController(tp), AffineUnit(tp)
     tc._MustUse__silence = au._MustUse__silence = True

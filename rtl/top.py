@@ -33,7 +33,8 @@ Micro-architecture
   cycle, :attr:`DigitalDatapath.w_in`), its east port the
   **digital datapath** node at ``(cols + 1, 0)``
   (:class:`~rtl.digital.DigitalDatapath`: flits -> source-tagged ``act`` beats
-  -> per-source queues -> one element per beat, each layer slot's vector read
+  -> an optional residual join + pool of two tagged sources (:class:`~rtl.pool.InputJoin`, ``digital.add`` /
+  ``digital.ipool``; other sources pass) -> per-source queues -> one element per beat, each layer slot's vector read
   in queue order (:class:`~rtl.axis.SourceMerge`), results -> ``act`` beats ->
   flits to ``digital.dest`` .. ``dest3`` (slot 0) or ``digital.out1`` (slot 1,
   with ``two_layers``)). Layers kept digital (first and last) thus sit between
@@ -72,7 +73,7 @@ from ._util import reject
 from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
-from .pool import JOIN_DEPTH, JOIN_MAX_SHIFT, Pool, ResidualJoin
+from .pool import INPUT_JOIN_PORTS, JOIN_DEPTH, JOIN_MAX_SHIFT, InputJoin, Pool, ResidualJoin
 from .regmap import (
     DEST_BEAT_BITS,
     DIGITAL_QUEUE_BEATS,
@@ -285,7 +286,20 @@ class Coprocessor(wiring.Component):
         m.d.comb += [d_rx.i.valid.eq(east.valid & ~wchan), d_rx.i.payload.eq(east.payload),
                      dd.w_in.valid.eq(east.valid & wchan), dd.w_in.payload.eq(east.payload.payload),
                      east.ready.eq(Mux(wchan, dd.w_in.ready, d_rx.i.ready))]
-        wiring.connect(m, d_rx.o, merge.i)
+        # residual join + pool in front of the source queues (issue 18: digits-resnet's b2_add -> global average
+        # pool -> fc): beats tagged digital.add.src_a / src_b are joined (and pooled, digital.ipool.en) and enter
+        # the queues tagged out_src; other sources pass (rtl.pool.InputJoin; digital.add.en = 0 is a wire)
+        # (only on chips with residual joins: interconnect.residual_joins)
+        if self.units["add"]:
+            d_join = m.submodules.digital_join = InputJoin(self.tp.rows_per_dac_beat, self.tp.scale_bits,
+                                                           JOIN_MAX_SHIFT(self.tp), source_bits(spec), JOIN_DEPTH)
+            wiring.connect(m, d_rx.o, d_join.i)
+            wiring.connect(m, d_join.o, merge.i)
+            m.d.comb += d_join.clear.eq(dd.start)
+            blocks["digital.add"] = SimpleNamespace(**{f: getattr(d_join, f) for f in INPUT_JOIN_PORTS})
+            blocks["digital.ipool"] = SimpleNamespace(en=d_join.pool_en, **{f: getattr(d_join, f) for f in POOL_PORTS})
+        else:
+            wiring.connect(m, d_rx.o, merge.i)
         wiring.connect(m, merge.o, dd.x_in)
         m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)

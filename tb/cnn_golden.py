@@ -391,8 +391,9 @@ class Route:
         The matrix layers (or ``"output"``) the stream feeds.
     needs : tuple of str
         What the RTL of issue 18 must provide for this route beyond the MLP's (empty = nothing new): more
-        destination entries than the chip's (``rtl.regmap.dest_entries``), a pool after the host, a residual
-        add whose consumer is the digital datapath, a flatten in stream order.
+        destination entries than the chip's (``rtl.regmap.dest_entries``), a pool after the host, a pool after
+        a residual add that does not go to the digital node (whose input join + pool,
+        :class:`rtl.pool.InputJoin`, takes one add then one pool), a flatten in stream order.
     """
 
     value: str
@@ -469,11 +470,11 @@ def dataflow_plan(golden: CnnGolden) -> list[Route]:
         if pools and producer == "host":
             needs.append(f"{', '.join(pools)} after the {producer}: the pool units are on the tiles' and the "
                          "digital node's outputs")
-        if adds and pools and ops.index(pools[-1]) > ops.index(adds[0]):
+        # a join then a pool before the digital datapath: its input join + pool (rtl.pool.InputJoin)
+        into_digital = consumers == ["digital"] and len(adds) <= 1 and len(pools) <= 1
+        if adds and pools and ops.index(pools[-1]) > ops.index(adds[0]) and not into_digital:
             needs.append(f"{pools[-1]} after {adds[0]}: the pool units are on the tiles' outputs, the joins at "
-                         "their inputs")
-        if adds and "digital" in consumers:
-            needs.append(f"{', '.join(adds)} feeding the digital datapath: the joins are at the tiles' inputs")
+                         "their inputs (and one join + pool at the digital node's input)")
         TILE_DESTS, DIGITAL_DESTS = dest_entries(golden.spec)  # noqa: N806
         limit = DIGITAL_DESTS if producer == "digital" else (10**9 if producer == "host" else TILE_DESTS)
         dests = len(dict.fromkeys(consumers))

@@ -227,6 +227,7 @@ class PreparedNetwork:
     taps: dict | None = None     # source tag -> expected int8 outputs a tile mirrors to the host (chan 1)
     weights: WeightStream | None = None  # digital weights over s_axis (None: compile_digital_weights(layers))
     feeds: dict | None = None    # mapped layer -> what the host sends it when not inputs[l] (a conv: pixel vectors)
+    host_streams: list | None = None  # [(mapped layer, source tag, vectors)]: the host's streams instead of `entry`
 
     @property
     def n_vectors(self) -> int:
@@ -711,20 +712,21 @@ class TopTestbench:
         # ---- inputs: one packet per act beat, to each tile of the first layer (chan 0), in the host's order
         rpb = p.rows_per_dac_beat
         queue: list[tuple[int, int, list]] = []  # (entry index, vector, frames of that vector's rows)
-        for ei, li in enumerate(pn.entry):
+        streams = pn.host_streams or [(li, self.host_tag, (pn.feeds or {}).get(li, pn.inputs[li]))
+                                      for li in pn.entry]  # a conv's tiles get pixel vectors (patch buffer)
+        for ei, (li, tag, src) in enumerate(streams):
             xt, yt = node_coords(spec, L[li])
             tdest = host_tdest(spec, xt, yt, 0)
-            src = (pn.feeds or {}).get(li, pn.inputs[li])  # a conv's tiles get pixel vectors (patch buffer)
             nb = -(-src.shape[1] // rpb)
             for v, xv in enumerate(src):
                 fr = []
                 for i in range(nb):
                     lanes = [int(c) for c in xv[i * rpb:(i + 1) * rpb]]
                     lanes += [int(c) for c in self.rng.integers(-128, 128, rpb - len(lanes))]  # ignored by the RTL
-                    raw = pack(self.tag_layout, {"data": lanes, "last": int(i == nb - 1), "src": self.host_tag})
+                    raw = pack(self.tag_layout, {"data": lanes, "last": int(i == nb - 1), "src": tag})
                     fr.append(AxiStreamFrame(beat_words(raw, self.tag_bits, self.link_bits), tdest=tdest))
                 queue.append((ei, v, fr))
-        frames = host_order(queue, len(pn.entry), order, self.rng, window=window)
+        frames = host_order(queue, len(streams), order, self.rng, window=window)
 
         got_vector = Event()
         per_vector = max(1, len(frames) // max(1, pn.n_vectors))

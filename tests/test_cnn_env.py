@@ -15,18 +15,18 @@ from rtl.regmap import build_regmap, dest_entries
 def test_dest_entries_from_the_chip_and_tiny_unchanged():
     """tiny keeps 2 / 4 entries at the addresses of register map v5 (hand values; v6 only adds registers); proto has
     9 tile entries
-    (8 at the NI offset 0x80, the 9th at the tile controller's spare 0x20) and 5 digital ones (out1, src<q>
-    follow them)."""
+    (8 at the NI offset 0x80, the 9th at the tile controller's spare 0x20) and 11 digital ones (out1, src<q>
+    follow them, filling the NI's 64 bytes up to 0x1C0)."""
     tiny, proto = load_spec("tiny"), load_spec("proto")
-    assert dest_entries(tiny) == (2, 4) and dest_entries(proto) == (9, 5)
+    assert dest_entries(tiny) == (2, 4) and dest_entries(proto) == (9, 11)
     rm = build_regmap(tiny)
     assert [rm.address_of(f"tile1.ni.dest{e or ''}") for e in range(2)] == [0x1180, 0x1184]
     assert [rm.address_of(f"digital.dest{e or ''}") for e in range(4)] == [0x180, 0x184, 0x188, 0x18C]
     assert rm.address_of("digital.out1") == 0x190 and rm.address_of("digital.src0") == 0x194
     rp = build_regmap(proto)
     assert [rp.address_of(f"tile1.ni.dest{e or ''}") for e in range(9)] == [0x1180 + 4 * e for e in range(8)] + [0x1120]
-    assert rp.address_of("digital.dest4") == 0x190 and rp.address_of("digital.out1") == 0x194
-    assert rp.address_of("digital.src3") == 0x1A4 < 0x1C0
+    assert rp.address_of("digital.dest4") == 0x190 and rp.address_of("digital.dest10") == 0x1A8
+    assert rp.address_of("digital.out1") == 0x1AC and rp.address_of("digital.src3") == 0x1BC < 0x1C0
     assert rp.address_of("digital.pool.en") == 0x160 and rp.address_of("digital.pool.beats") == 0x170
     names = [r.address for r in rp.registers]
     assert len(names) == len(set(names))  # no two registers share an address
@@ -94,8 +94,8 @@ def test_too_many_destinations_refused_one_line():
     d = digital_layer(spec, np.ones((9, 16)), dest=(0, 0), in_scale=1.0, out_scale=1.0)
     from dataclasses import replace
 
-    d = replace(d, dests=tuple((x, 0, 0, 0, 0) for x in range(5)) + ((0, 1, 0, 0, 0),))
-    with pytest.raises(ValueError, match="6 destinations, the network interface has 5"):
+    d = replace(d, dests=tuple((x % 5, x // 5, 0, 0, 0) for x in range(11)) + ((0, 3, 0, 0, 0),))
+    with pytest.raises(ValueError, match="12 destinations, the network interface has 11"):
         compile_digital_layers(spec, [d])
 
 

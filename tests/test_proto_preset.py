@@ -27,7 +27,7 @@ def test_proto_is_tiny_on_a_5x5_grid():
         assert getattr(PROTO, section) == getattr(tiny, section), section
     # the interconnect differs only in the destination entries of the network interfaces (issue 18 multicast)
     a, b = (dict(ic.model_dump(), sources=None) for ic in (PROTO.interconnect, tiny.interconnect))
-    assert a == dict(b, tile_dest_entries=9, digital_dest_entries=5)
+    assert a == dict(b, tile_dest_entries=9, digital_dest_entries=11)
     assert PROTO.technology.clock_mhz == tiny.technology.clock_mhz == 100
 
 

@@ -148,6 +148,8 @@ def _run_network(args: argparse.Namespace) -> int:
         raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
     if args.emulate_arrays:
         return _run_prototype(args)
+    if any(layer.op == "add" for layer in load_network(args.network).layers):
+        return _run_resnet(args)  # residual CNN (digits-resnet): tb.resnet_env
     if any(layer.op == "conv" for layer in load_network(args.network).layers):
         return _run_cnn(args)
     placement = _placement(args)
@@ -194,6 +196,20 @@ def _run_prototype(args: argparse.Namespace) -> int:
                   sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=args.t_inf)
     d = _in_build_dir(args, lambda folder: cosim_prototype(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = prototype_report_lines(d)
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
+def _run_resnet(args: argparse.Namespace) -> int:
+    """``aimc cosim --images N`` of a residual CNN (tb.resnet_env: digits-resnet's two phases; ``--weights``)."""
+
+    from tb.resnet_env import cosim_resnet, resnet_report_lines
+
+    placement = _placement(args)
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
+    d = _in_build_dir(args, lambda folder: cosim_resnet(args.arch, placement, build_dir=folder, **kwargs))
+    ok, lines = resnet_report_lines(d)
     for line in lines:
         print(line)
     return 0 if ok else 1
