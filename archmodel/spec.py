@@ -301,7 +301,8 @@ class Interconnect(_Section):
         "Each tile and the digital node have a pool unit on their results (rtl.pool.Pool, tile.pool.* / "
         "digital.pool.*); false: none (pooling layers cannot be placed on the chip)."))
     residual_joins: bool = Field(True, description=(
-        "Each tile has a residual join at its input (rtl.pool.ResidualJoin, tile.add.*); false: none (residual "
+        "Each tile has a residual join at its input (rtl.pool.ResidualJoin, tile.add.*) and the digital node an input "
+        "join with its pool (rtl.pool.InputJoin, digital.add.* / digital.ipool.*); false: none (residual "
         "adds cannot be placed on the chip)."))
 
 

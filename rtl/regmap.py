@@ -277,8 +277,9 @@ UNIT_KEYS = {"lb": "line_buffers", "pool": "pool_units", "add": "residual_joins"
 def dataflow_units(spec: ChipSpec) -> dict[str, bool]:
     """Which dataflow units the chip has: ``{"lb": .., "pool": .., "add": ..}`` from ``interconnect.line_buffers``,
     ``pool_units``, ``residual_joins`` (all default true; ``add`` covers the tiles' joins and the digital node's
-    input join with its pool, ``pool`` the pool units on the tiles' and the digital node's results). A chip without a unit has neither its hardware
-    (:class:`rtl.top.Coprocessor`) nor its registers; the register compiler refuses a layer that needs it."""
+    input join with its pool, ``pool`` the pool units on the tiles' and the digital node's results). A chip
+    without a unit has neither its hardware (:class:`rtl.top.Coprocessor`) nor its registers; the register
+    compiler refuses a layer that needs it."""
     ic = spec.interconnect
     return {block: bool(getattr(ic, key, True)) for block, key in UNIT_KEYS.items()}
 

@@ -3,6 +3,7 @@ at the Python level against independent numpy, and the whole network on Icarus (
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 import numpy as np
@@ -128,6 +129,9 @@ def test_one_phase_refused_until_per_slot_counts():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("AIMC_LONG_COSIM") != "1",
+                    reason="17 min on Icarus at load (3,139 configuration writes on the 25-tile proto top): over "
+                           "issue 18's make-test budget; run with AIMC_LONG_COSIM=1")
 def test_digits_resnet_on_icarus(tmp_path):
     """The whole digits-resnet on proto, 1 image, Icarus (tb.test_resnet_cosim; the proto Verilog is the one
     test_digits_cnn_on_icarus builds, so the simulator build is shared through the runner's cache): b2_conv2_bn
