@@ -170,7 +170,11 @@ class DigitalLayer:
     dest : tuple of int
         ``(x, y)`` the results go to (a tile, or the host).
     n_pixels : int
-        Vectors per ``start`` (one linear layer: the images of the run).
+        Vectors per ``start`` (one linear layer: the images of the run; a digital conv: images x output pixels).
+    n_vectors : int
+        With two layer slots: this layer's vectors per round (``digital.vectors``: slot 0 runs ``n_vectors``
+        vectors, then slot 1 its ``n_vectors``, for ``n_pixels / n_vectors`` rounds, :mod:`rtl.digital`);
+        1 (default) is the one-vector alternation. digits-cnn: conv1 64 (its output pixels per image), fc 1.
     dests : tuple of (x, y, lo, hi, chan)
         Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``); layer slot 0 only
         (slot 1's results go to ``dest``, register ``digital.out1``).
@@ -189,6 +193,7 @@ class DigitalLayer:
     coefs: AffineCoefficients
     dest: tuple[int, int]
     n_pixels: int = 1
+    n_vectors: int = 1
     w_scale: float = 1.0
     name: str = ""
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
@@ -271,25 +276,30 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
                            weights: bool = True) -> list[RegWrite]:
     """The register writes that configure one or two layers on the digital datapath (nothing is started).
 
-    Layer ``s`` goes to layer slot ``s`` (slot 1 and ``two_layers`` when there are two: per vector the
-    datapath runs slot 0, then slot 1, :mod:`rtl.digital`); its weights at word ``w_base`` = the words of
+    Layer ``s`` goes to layer slot ``s`` (slot 1 and ``two_layers`` when there are two: per round the
+    datapath runs ``n_vectors`` vectors of slot 0, then ``n_vectors`` of slot 1, :mod:`rtl.digital`); its weights at word ``w_base`` = the words of
     the layers before it, its coefficients at ``coef_base`` = their channels. Order: slot
     configuration (``k_terms``, ``c_out``, ``shift``, ``relu`` [, ``w_base1``, ``coef_base1``]); per
     channel ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; the source queues
     (``digital.src<q>``, one per source, slot order); with ``weights`` the weight pointer
     (``w_addr`` = 0, ``ctrl.w_load``: the words themselves go over AXI4-Stream,
-    :func:`compile_digital_weights`, after these writes); ``n_pixels`` and ``two_layers``; the destinations
-    (slot 0: ``digital.dest``..; slot 1: ``digital.out1``). ``start`` is a command (:func:`digital_start`).
+    :func:`compile_digital_weights`, after these writes); ``n_pixels`` (rounds with two layers),
+    ``digital.vectors`` and ``two_layers``; the destinations (slot 0: ``digital.dest``..; slot 1: ``digital.out1``),
+    the entries slot 0 does not use switched off (``en`` = 0); the pool unit (slot 0's results only), or
+    ``digital.pool.en`` = 0 without one. Every register a layer leaves unused is written to its off state, so a
+    reconfigured node keeps nothing of an earlier configuration. ``start`` is a command (:func:`digital_start`).
 
     Raises
     ------
     ValueError
         More than two layers, the layers' weights do not fit the weight memory (one line naming the
-        words needed and held), more sources than queues, sources that do not add up to K, or a value
-        that does not fit its field.
+        words needed and held), more sources than queues, sources that do not add up to K, with two layers
+        vector counts that do not divide ``n_pixels`` into the same rounds or a source queue that one round's
+        input would overfill (``rtl.regmap.DIGITAL_QUEUE_BEATS``: the no-full-queue rule of :mod:`rtl.digital`),
+        or a value that does not fit its field.
     """
     from rtl.params import DigitalParams
-    from rtl.regmap import DIGITAL_QUEUES, source_tag
+    from rtl.regmap import DIGITAL_QUEUE_BEATS, DIGITAL_QUEUES, source_tag
 
     rm = _regmap(spec, regmap)
     dp = DigitalParams.from_spec(spec)
@@ -302,6 +312,18 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         raise ValueError(f"digital layers {names} need {sum(words):,} weight words of {lanes} int8; the digital "
                          f"datapath of '{spec.name}' holds {dp.weight_words:,} (buffers.global_buffer_kib = "
                          f"{spec.buffers.global_buffer_kib:g}, rtl.params.MAX_WEIGHT_WORDS)")
+    two = len(layers) == 2
+    rounds = layers[0].n_pixels
+    if two:
+        for lyr in layers:
+            if lyr.n_vectors < 1 or lyr.n_pixels % lyr.n_vectors:
+                raise ValueError(f"layer {lyr.name!r}: {lyr.n_vectors} vectors per round do not divide its "
+                                 f"{lyr.n_pixels} vectors")
+        rounds = layers[0].n_pixels // layers[0].n_vectors
+        if layers[1].n_pixels // layers[1].n_vectors != rounds:
+            raise ValueError(f"digital layers {layers[0].name!r}, {layers[1].name!r}: "
+                             f"{layers[0].n_pixels}/{layers[0].n_vectors} and {layers[1].n_pixels}/"
+                             f"{layers[1].n_vectors} are not the same number of rounds")
     out: list[RegWrite] = []
 
     def w(reg: str, **values: int) -> None:
@@ -310,6 +332,7 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
 
     queue = 0
     w_base = c_base = 0
+    beat_lanes = spec.array.rows_per_dac_beat
     for s, lyr in enumerate(layers):
         k, n = lyr.k_rows, lyr.n_cols
         sfx = "1" if s else ""
@@ -332,6 +355,11 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         for tag, elems in srcs:
             if queue >= DIGITAL_QUEUES:
                 raise ValueError(f"digital layers need more than the {DIGITAL_QUEUES} source queues")
+            beats = lyr.n_vectors * -(-elems // beat_lanes)
+            if two and beats > DIGITAL_QUEUE_BEATS:
+                raise ValueError(f"layer {lyr.name!r}: one round's input from source {tag} is {beats} beats, its "
+                                 f"queue holds {DIGITAL_QUEUE_BEATS} (rtl.regmap.DIGITAL_QUEUE_BEATS; with two layer "
+                                 "slots no queue may fill: rtl/digital.py)")
             w(f"digital.src{queue}", src=tag, en=1, slot=s, elems=elems)
             queue += 1
         w_base += words[s]
@@ -341,15 +369,15 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     if weights:  # the weight pointer; the words follow over AXI4-Stream (compile_digital_weights)
         w("digital.w_addr", w_addr=0)
         w("digital.ctrl", w_load=1)
-    w("digital.n_pixels", n_pixels=layers[0].n_pixels)
-    w("digital.two_layers", two_layers=int(len(layers) == 2))
+    w("digital.n_pixels", n_pixels=rounds)
+    w("digital.vectors", n_vectors0=layers[0].n_vectors if two else 1, n_vectors1=layers[1].n_vectors if two else 1)
+    w("digital.two_layers", two_layers=int(two))
     _dest_writes(w, "digital", layers[0], dest_entries(spec)[1])
-    if layers[0].pool is not None:
-        if len(layers) == 2:
-            raise ValueError(f"layer {layers[0].name!r}: the digital pool unit pools every result; not with two "
-                             "layer slots")
+    if layers[0].pool is not None:  # slot 0's results only (rtl/top.py: slot 1's bypass the pool)
         _pool_writes(w, "digital.pool", layers[0].pool)
-    if len(layers) == 2:
+    else:
+        _pool_off(w, "digital.pool")
+    if two:
         w("digital.out1", x=layers[1].dest[0], y=layers[1].dest[1], chan=0)
     return out
 
@@ -663,17 +691,30 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
         w(f"{af}.coef_offset", coef_offset=int(c.offset[j]))
         w(f"{af}.ctrl", coef_we=1)
     _dest_writes(w, ni, layer, dest_entries(spec)[0])
+    # what the layer does not use is switched off (a reconfigured tile keeps nothing of an earlier layer)
     if layer.patch is not None:
         _patch_writes(w, f"tile{layer.tile}.lb", layer.patch)
+    else:
+        w(f"tile{layer.tile}.lb.en", en=0)
     if layer.pool is not None:
         _pool_writes(w, f"tile{layer.tile}.pool", layer.pool)
+    else:
+        _pool_off(w, f"tile{layer.tile}.pool")
+    add = f"tile{layer.tile}.add"
     if layer.join is not None:
-        j, add = layer.join, f"tile{layer.tile}.add"
+        j = layer.join
         w(f"{add}.q0", q0=j.q0)
         w(f"{add}.q1", q1=j.q1)
         w(f"{add}.shift", shift=j.shift)
         w(f"{add}.en", en=1, relu=int(j.relu), src_a=j.src_a, src_b=j.src_b)
+    else:
+        w(f"{add}.en", en=0, relu=0, src_a=0, src_b=0)
     return out
+
+
+def _pool_off(w, block: str) -> None:
+    """``{block}.en`` = 0: the pool unit is a wire."""
+    w(f"{block}.en", en=0, avg=0)
 
 
 def _pool_writes(w, block: str, pool: PoolConfig) -> None:
@@ -699,7 +740,8 @@ def _patch_writes(w, lb: str, patch: PatchConfig) -> None:
 
 
 def _dest_writes(w, ni: str, layer, entries: int) -> None:
-    """``{ni}.dest`` .. ``{ni}.dest<e>``: the layer's destination entries (one when ``layer.dests`` is empty)."""
+    """``{ni}.dest`` .. ``{ni}.dest<e>``: the layer's destination entries (one when ``layer.dests`` is empty), then
+    every other entry of the interface with ``en`` = 0."""
     dests = layer.dests or ((layer.dest[0], layer.dest[1], 0, 0, 0),)
     if len(dests) > entries:
         raise ValueError(f"layer {layer.name!r}: {len(dests)} destinations, the network interface has {entries}")
@@ -708,6 +750,8 @@ def _dest_writes(w, ni: str, layer, entries: int) -> None:
     for e, (x, y, lo, hi, chan) in enumerate(dests):
         extra = {"en": 1} if e else {}
         w(f"{ni}.dest" + (str(e) if e else ""), x=x, y=y, lo=lo, hi=hi, chan=chan, **extra)
+    for e in range(len(dests), entries):  # entries the layer does not use: off (none stays on from before)
+        w(f"{ni}.dest{e}", x=0, y=0, lo=0, hi=0, chan=0, en=0)
 
 
 def command_writes(spec: ChipSpec, tiles: Iterable[int], command: str, *,

@@ -279,21 +279,36 @@ class Coprocessor(wiring.Component):
         # maxpool): digital.pool.en = 0 is a wire
         d_pool = m.submodules.digital_pool = Pool(self.tp.rows_per_dac_beat)
         d_pool_en = Signal(name="digital_pool_en")
-        m.d.comb += [d_pool.i.payload.eq(d_pack.o.payload), d_pool.i.valid.eq(d_pool_en & d_pack.o.valid),
-                     d_fan.i.payload.eq(Mux(d_pool_en, d_pool.o.payload.as_value(), d_pack.o.payload.as_value())),
-                     d_fan.i.valid.eq(Mux(d_pool_en, d_pool.o.valid, d_pack.o.valid)),
-                     d_pack.o.ready.eq(Mux(d_pool_en, d_pool.i.ready, d_fan.i.ready)),
-                     d_pool.o.ready.eq(d_pool_en & d_fan.i.ready), d_pool.clear.eq(dd.start)]
+        # with two_layers the packer's output vectors are n_vectors0 of slot 0, then n_vectors1 of slot 1, per
+        # round (rtl/digital.py): pslot counts them; only slot 0's go through the pool (digits-cnn: conv1 ->
+        # maxpool; fc's scores bypass it); the fanout takes whole vectors from the pool or the bypass
+        pslot = Signal(name="digital_pslot")
+        pcnt = Signal.like(dd.n_vectors0, name="digital_pcnt")
+        with m.If(d_pack.o.valid & d_pack.o.ready & d_pack.o.payload.last & dd.two_layers):
+            with m.If(pcnt + 1 >= Mux(pslot, dd.n_vectors1, dd.n_vectors0)):
+                m.d.sync += [pcnt.eq(0), pslot.eq(~pslot)]
+            with m.Else():
+                m.d.sync += pcnt.eq(pcnt + 1)
+        with m.If(dd.start | (~dd.busy & ~dd.two_layers)):
+            m.d.sync += [pcnt.eq(0), pslot.eq(0)]
+        pool_path = d_pool_en & ~pslot
+        lock, lsel = Signal(name="digital_fan_lock"), Signal(name="digital_fan_lsel")
+        sel = Signal(name="digital_fan_sel")   # 1: the packer's output (bypass), 0: the pool's
+        m.d.comb += sel.eq(Mux(lock, lsel, ~d_pool.o.valid))
+        with m.If(d_fan.i.valid & d_fan.i.ready):
+            m.d.sync += [lock.eq(~d_fan.i.payload.last), lsel.eq(sel)]
+        m.d.comb += [d_pool.i.payload.eq(d_pack.o.payload), d_pool.i.valid.eq(pool_path & d_pack.o.valid),
+                     d_fan.i.payload.eq(Mux(sel, d_pack.o.payload.as_value(), d_pool.o.payload.as_value())),
+                     d_fan.i.valid.eq(Mux(sel, ~pool_path & d_pack.o.valid, d_pool.o.valid)),
+                     d_pack.o.ready.eq(Mux(pool_path, d_pool.i.ready, sel & d_fan.i.ready)),
+                     d_pool.o.ready.eq(~sel & d_fan.i.ready), d_pool.clear.eq(dd.start)]
         self._tag(m, d_fan.o, d_tx.i, source_tag(spec, "digital"))
         m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
         wiring.connect(m, d_tx.o, io.east_i)
-        # destination registers -> fanout: with two_layers, the output vectors alternate slot 0, slot 1
-        # (oslot counts them); slot 1's go to out1 only
+        # destination registers -> fanout: slot 1's vectors (counted by pslot, they come from the bypass) go to
+        # out1 only
         oslot = Signal()
-        with m.If(d_fan.i.valid & d_fan.i.ready & d_fan.i.payload.last & dd.two_layers):
-            m.d.sync += oslot.eq(~oslot)
-        with m.If(~dd.busy & ~dd.two_layers):
-            m.d.sync += oslot.eq(0)
+        m.d.comb += oslot.eq(sel & pslot)
         ports = {}
         for e in range(self.digital_dests):
             for f in ("x", "y", "chan", "lo", "hi", "en"):
