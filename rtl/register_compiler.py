@@ -277,9 +277,9 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     """The register writes that configure one or two layers on the digital datapath (nothing is started).
 
     Layer ``s`` goes to layer slot ``s`` (slot 1 and ``two_layers`` when there are two: per round the
-    datapath runs ``n_vectors`` vectors of slot 0, then ``n_vectors`` of slot 1, :mod:`rtl.digital`); its weights at word ``w_base`` = the words of
-    the layers before it, its coefficients at ``coef_base`` = their channels. Order: slot
-    configuration (``k_terms``, ``c_out``, ``shift``, ``relu`` [, ``w_base1``, ``coef_base1``]); per
+    datapath runs ``n_vectors`` vectors of slot 0, then ``n_vectors`` of slot 1, :mod:`rtl.digital`); its
+    weights at word ``w_base`` = the words of the layers before it, its coefficients at ``coef_base`` = their
+    channels. Order: slot configuration (``k_terms``, ``c_out``, ``shift``, ``relu`` [, ``w_base1``, ``coef_base1``]); per
     channel ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; the source queues
     (``digital.src<q>``, one per source, slot order); with ``weights`` the weight pointer
     (``w_addr`` = 0, ``ctrl.w_load``: the words themselves go over AXI4-Stream,
@@ -655,7 +655,9 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
     ``n_col_blocks``, ``mode``), affine unit (``shift``, ``relu``,
     ``chain_in``, ``chain_out``), then per column ``j`` in order
     ``coef_addr = j``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we = 1``,
-    then ``ni.dest``. Write them in order (the ``coef_we`` pulse stores the
+    then ``ni.dest`` .. (the unused entries with ``en`` = 0), the patch buffer (``lb.*``, or ``lb.en`` = 0), the
+    pool (``pool.*``, or ``pool.en`` = 0), the residual join (``add.*``, or ``add.en`` = 0): nothing of an earlier
+    configuration of the tile stays on. Write them in order (the ``coef_we`` pulse stores the
     values written before it).
 
     Raises

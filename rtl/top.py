@@ -35,8 +35,10 @@ Micro-architecture
   (:class:`~rtl.digital.DigitalDatapath`: flits -> source-tagged ``act`` beats
   -> per-source queues -> one element per beat, each layer slot's vector read
   in queue order (:class:`~rtl.axis.SourceMerge`), results -> ``act`` beats ->
-  flits to ``digital.dest`` .. ``dest3`` (slot 0) or ``digital.out1`` (slot 1,
-  with ``two_layers``)). Layers kept digital (first and last) thus sit between
+  flits to ``digital.dest`` .. ``dest<e>`` (slot 0, through the pool unit when
+  ``digital.pool.en``) or ``digital.out1`` (slot 1, with ``two_layers``: the
+  packer's output vectors are counted, ``n_vectors0`` of slot 0 then
+  ``n_vectors1`` of slot 1 per round, and slot 1's bypass the pool)). Layers kept digital (first and last) thus sit between
   the host and the tiles, and every transfer -- host -> digital -> tiles -> ...
   -> digital -> host -- is a routed packet.
 - **Source tags**: every activation packet carries its sender
