@@ -67,7 +67,7 @@ __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_d
            "compile_mapped_network", "conv_layer", "residual_join", "with_pool",
            "JoinConfig", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
-           "dump_writes", "host_dest", "tile_coords"]
+           "dump_writes", "host_dest", "tile_coords", "with_digital_patch"]
 
 
 class JoinConfig(NamedTuple):
@@ -178,6 +178,10 @@ class DigitalLayer:
     dests : tuple of (x, y, lo, hi, chan)
         Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``); layer slot 0 only
         (slot 1's results go to ``dest``, register ``digital.out1``).
+    patch : rtl.patchbuf.PatchConfig, optional
+        Layer slot 0 is a conv whose patches the digital node's patch buffer builds (``digital.lb.*``,
+        :func:`with_digital_patch`) from the input map's pixels (``sources`` then give one image's
+        ``H·W·C`` elements per round, not K per vector); None: the input vectors are the patches (bypass).
     pool : rtl.pool.PoolConfig, optional
         Pooling of layer slot 0's results on the digital node's pool unit (``digital.pool.*``, issue 18:
         a digital conv followed by a pool); :func:`with_pool` sets it.
@@ -199,6 +203,7 @@ class DigitalLayer:
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
     sources: tuple[tuple[int, int], ...] = ()
     pool: PoolConfig | None = None
+    patch: PatchConfig | None = None
 
     @property
     def k_rows(self) -> int:
@@ -350,12 +355,18 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
             w("digital.coef_offset", coef_offset=int(c.offset[j]))
             w("digital.ctrl", coef_we=1)
         srcs = lyr.sources or ((source_tag(spec, "host"), k),)
-        if sum(e for _, e in srcs) != k:
-            raise ValueError(f"layer {lyr.name!r}: its sources give {sum(e for _, e in srcs)} elements, K = {k}")
+        if lyr.patch is not None and s:
+            raise ValueError(f"layer {lyr.name!r}: the digital patch buffer serves layer slot 0 only")
+        p = lyr.patch
+        want = k if p is None else p.in_h * p.in_w * p.c_beats  # with the patch buffer: one input map per round
+        per_round = lyr.n_vectors if p is None else 1
+        if sum(e for _, e in srcs) != want:
+            raise ValueError(f"layer {lyr.name!r}: its sources give {sum(e for _, e in srcs)} elements, "
+                             + (f"K = {k}" if p is None else f"the input map has {want}"))
         for tag, elems in srcs:
             if queue >= DIGITAL_QUEUES:
                 raise ValueError(f"digital layers need more than the {DIGITAL_QUEUES} source queues")
-            beats = lyr.n_vectors * -(-elems // beat_lanes)
+            beats = per_round * -(-elems // beat_lanes)
             if two and beats > DIGITAL_QUEUE_BEATS:
                 raise ValueError(f"layer {lyr.name!r}: one round's input from source {tag} is {beats} beats, its "
                                  f"queue holds {DIGITAL_QUEUE_BEATS} (rtl.regmap.DIGITAL_QUEUE_BEATS; with two layer "
@@ -373,6 +384,10 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     w("digital.vectors", n_vectors0=layers[0].n_vectors if two else 1, n_vectors1=layers[1].n_vectors if two else 1)
     w("digital.two_layers", two_layers=int(two))
     _dest_writes(w, "digital", layers[0], dest_entries(spec)[1])
+    if layers[0].patch is not None:
+        _patch_writes(w, "digital.lb", layers[0].patch)
+    else:
+        w("digital.lb.en", en=0)
     if layers[0].pool is not None:  # slot 0's results only (rtl/top.py: slot 1's bypass the pool)
         _pool_writes(w, "digital.pool", layers[0].pool)
     else:
@@ -642,6 +657,23 @@ def residual_join(spec: ChipSpec, layer: MappedLayer, *, src_a: int, src_b: int,
                         max_shift=JOIN_MAX_SHIFT(tp))
     return replace(layer, join=JoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift),
                                           bool(relu)))
+
+
+def with_digital_patch(spec: ChipSpec, conv, layer: DigitalLayer) -> DigitalLayer:
+    """``layer`` (digital conv ``conv``, layer slot 0) with its patches built on chip by the digital node's patch
+    buffer (``digital.lb``, :func:`rtl.patchbuf.digital_patch_params`: one int8 per word, so any ``C``): the host
+    sends the input map's pixels (raster order, channels contiguous), one ``H·W·C``-element vector per image.
+
+    Raises
+    ------
+    rtl.patchbuf.PatchConfigError
+        One line: not a conv, a geometry beyond the register widths, or a ring that does not fit.
+    """
+    from rtl.patchbuf import digital_patch_params
+    from rtl.regmap import source_tag
+
+    patch = patch_config(conv, 0, layer.k_rows, digital_patch_params(spec))
+    return replace(layer, patch=patch, sources=((source_tag(spec, "host"), patch.in_h * patch.in_w * patch.c_beats),))
 
 
 def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:

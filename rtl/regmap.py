@@ -32,7 +32,7 @@ affine unit, ``+0x80`` network interface, ``+0xC0`` patch buffer (``lb``: line
 buffer of a conv layer, :func:`_patch_registers`), ``+0xE0`` pool unit on the
 tile's output stream (``pool``, :func:`_pool_registers`), ``+0xA0`` residual join before the tile
 (``add``, :func:`_join_registers`), ``0x0150`` the digital datapath's per-slot vector counts
-(``digital.vectors``); version 7. Addresses are stable for a given
+(``digital.vectors``), ``0x0200`` the digital node's patch buffer (``digital.lb``); version 7. Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """
@@ -57,7 +57,7 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_POOL_BASE", "dest_entries
             "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding",
            "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE",
-           "DIGITAL_VECTORS_ADDR", "DIGITAL_VECTOR_PORTS", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC",
+           "DIGITAL_VECTORS_ADDR", "DIGITAL_VECTOR_PORTS", "DIGITAL_LB_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC",
            "REGMAP_VERSION"]
 
 #: Input ports that are one-cycle commands rather than levels.
@@ -73,9 +73,11 @@ ID_MAGIC = 0xA1C0
 #: +0xC0; every other register unchanged); 6: the digital node's pool unit (``digital.pool.*`` at 0x160) and
 #: destination entries per chip (``interconnect.tile_dest_entries`` / ``digital_dest_entries``; entries 8.. of a
 #: tile at +0x20; every other register unchanged); 7: per-slot vector counts of the digital datapath
-#: (``digital.vectors`` at 0x150: ``n_vectors0``, ``n_vectors1``, reset 1 = the v6 behaviour; every other register
-#: unchanged)
+#: (``digital.vectors`` at 0x150: ``n_vectors0``, ``n_vectors1``, reset 1 = the v6 behaviour) and the digital node's
+#: patch buffer (``digital.lb.*`` at 0x200, ``en`` = 0: bypass); every other register unchanged
 REGMAP_VERSION = 7
+#: The digital node's patch buffer (``digital.lb.*``, register map v7: conv1's patches on chip), after the NI.
+DIGITAL_LB_BASE = 0x0200
 #: The digital datapath's per-slot vector counts (register map v7), after its status registers.
 DIGITAL_VECTORS_ADDR = 0x0150
 #: Digital datapath ports that are not one register each (``digital.vectors`` packs them).
@@ -531,6 +533,8 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
               "(>= 1; reset 1: one vector of each slot per round)") for i, f in enumerate(DIGITAL_VECTOR_PORTS)),
         meaning="per-slot vector counts of the digital datapath (rounds = n_pixels)"))
     binds.extend(Binding("digital.vectors", f, "digital", f) for f in DIGITAL_VECTOR_PORTS)
+    from .patchbuf import digital_patch_params
+    add(*_patch_registers("digital.lb", DIGITAL_LB_BASE, digital_patch_params(spec)), DIGITAL_LB_BASE, 0x20)
     add(*_pool_registers("digital.pool", DIGITAL_POOL_BASE, "the digital datapath's results"), DIGITAL_POOL_BASE,
         DIGITAL_NI_BASE - DIGITAL_POOL_BASE)
     tile_dests, digital_dests = dest_entries(spec)

@@ -74,6 +74,8 @@ from ._util import reject
 from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
+from .patchbuf import CONFIG_FIELDS as PATCH_CONFIG_FIELDS
+from .patchbuf import PatchBuffer, digital_patch_params
 from .pool import JOIN_DEPTH, JOIN_MAX_SHIFT, Pool, ResidualJoin
 from .regmap import (
     DEST_BEAT_BITS,
@@ -274,7 +276,18 @@ class Coprocessor(wiring.Component):
                      dd.w_in.valid.eq(east.valid & wchan), dd.w_in.payload.eq(east.payload.payload),
                      east.ready.eq(Mux(wchan, dd.w_in.ready, d_rx.i.ready))]
         wiring.connect(m, d_rx.o, merge.i)
-        wiring.connect(m, merge.o, dd.x_in)
+        # patch buffer between the merge and the datapath, layer slot 0 only (digital.lb.en; issue 18: conv1's
+        # patches built on chip from the host's raw pixels, one element per beat; en = 0: a wire)
+        d_lb = m.submodules.digital_lb = PatchBuffer(digital_patch_params(spec))
+        d_lb_en = Signal(name="digital_lb_en")
+        use_lb = d_lb_en & ~dd.slot
+        m.d.comb += [d_lb.i.payload.data[0].eq(merge.o.payload.data), d_lb.i.payload.last.eq(1),
+                     d_lb.i.valid.eq(use_lb & merge.o.valid),
+                     merge.o.ready.eq(Mux(use_lb, d_lb.i.ready, dd.x_in.ready)),
+                     dd.x_in.valid.eq(Mux(use_lb, d_lb.o.valid, merge.o.valid)),
+                     dd.x_in.payload.data.eq(Mux(use_lb, d_lb.o.payload.data[0], merge.o.payload.data)),
+                     dd.x_in.payload.last.eq(Mux(use_lb, d_lb.o.payload.last, merge.o.payload.last)),
+                     d_lb.o.ready.eq(use_lb & dd.x_in.ready), d_lb.clear.eq(dd.start)]
         m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)
         # pool unit between the result packer and the destinations (issue 18: digits-cnn's digital conv1 ->
@@ -334,7 +347,8 @@ class Coprocessor(wiring.Component):
             for f in ("src", "slot", "elems", "en"):
                 mports[f"q_{f}{q}"] = getattr(merge, f"q_{f}")[q]
         blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports),
-                       "digital.pool": SimpleNamespace(en=d_pool_en, **{f: getattr(d_pool, f) for f in POOL_PORTS})})
+                       "digital.pool": SimpleNamespace(en=d_pool_en, **{f: getattr(d_pool, f) for f in POOL_PORTS}),
+                       "digital.lb": SimpleNamespace(en=d_lb_en, **{f: getattr(d_lb, f) for f in PATCH_CONFIG_FIELDS})})
         merge_err = merge.err_src
 
         m.d.comb += misrouted.eq(Cat(*drops, merge_err).any())  # (a packet no source queue takes: dropped)

@@ -19,11 +19,12 @@ relu3 is the tap; the scores the output.
 
 The host keeps one image in flight (``credit`` = 1 of :meth:`TopTestbench.run`: image ``i + 1``'s conv1 input is
 sent once image ``i``'s scores are back), and the digital node's source queues hold one round of either slot
-(conv1: 64 x 2 beats, relu3: 64 beats, ``rtl.regmap.DIGITAL_QUEUE_BEATS`` = 128): no packet ever finds its
+(conv1: one image's 64 pixels = 8 beats, relu3: 64 beats, ``rtl.regmap.DIGITAL_QUEUE_BEATS`` = 128): no packet ever finds its
 queue full, so the host's packets cannot block relu3's on the shared input link (the argument: rtl/digital.py).
 
-Limitation (named in the report): conv1's input patches are the host's im2col rows (a digital FIRST layer with
-C = 1: no patch buffer in front of the digital datapath).
+conv1's patches are built on chip: the host sends each image's 64 raw pixels (8 beats; C = 1), and the digital
+node's patch buffer (``digital.lb``, :class:`rtl.patchbuf.PatchBuffer` with one int8 lane per word, in front of the
+datapath for layer slot 0 only) makes the 64 tap-major 3 x 3 pad-1 patches of 9 elements.
 
 The configuration uses the golden's own coefficients (``LayerGolden.affine``: archmodel's quantized affine
 map) and int8 weights (``LayerGolden.weights_int8``); the arrays are the golden's one
@@ -48,6 +49,7 @@ from rtl.register_compiler import (
     digital_dest,
     host_dest,
     tile_coords,
+    with_digital_patch,
     with_pool,
 )
 from rtl.regmap import build_regmap, source_tag
@@ -146,6 +148,9 @@ def prepare_cnn(golden: CnnGolden) -> CnnNetwork:
     d1 = _digital(spec, conv1, dest=tile_coords(spec, c2_tiles[0]), n_pixels=conv1.rows.shape[0], n_vectors=px1)
     d1 = replace(d1, dests=tuple((*tile_coords(spec, t), 0, 0, 0) for t in c2_tiles))
     d1 = with_pool(spec, golden.network[pool.name], d1)
+    d1 = with_digital_patch(spec, golden.network[conv1.name], d1)  # conv1's patches built on chip
+    x = np.asarray(golden.x_int8)
+    x_pix = x.transpose(0, 2, 3, 1).reshape(n_img, -1)  # what the host sends: each image's pixels, raster order
     chain2, arr2, in2 = _analog(spec, golden, conv2, dests=[(*tile_coords(spec, t), 0, 0, 0) for t in c3_tiles])
     # conv3's home tile: relu3 to the digital node (fc's input) and mirrored to the host on chan 1 (the tap)
     chain3, arr3, in3 = _analog(spec, golden, conv3, dests=[(*digital_dest(spec), 0, 0, 0), (*host_dest(spec), 0, 0, 1)])
@@ -166,7 +171,7 @@ def prepare_cnn(golden: CnnGolden) -> CnnNetwork:
                      [True, True, True, False])
     net = PreparedNetwork(job=job, spec=spec, params=tp, regmap=rm, matrices=[None, *arr2, *arr3, None],
                           layers=layers, inputs=[conv1.rows, *in2, *in3, x_fc], expected=golden.scores,
-                          writes=writes, entry=[0], taps={source_tag(spec, home3): relu3},
+                          writes=writes, entry=[0], taps={source_tag(spec, home3): relu3}, feeds={0: x_pix},
                           layer_outputs=[conv1.pixels, pool.pixels, conv2.pixels, relu3, golden.scores])
     lps = [lg.placement for lg in mats]
     return CnnNetwork(network=net, golden=golden, layer_names=[lg.name for lg in mats],
@@ -275,7 +280,7 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                  f"back-pressure: input refused {r['in_stall_cycles']} cycles, output refused "
                  f"{r['out_stall_cycles']} cycles (ready low ~30 % of cycles, seeded, at m_axis, the AXI4-Lite "
                  f"responses and every array port); wall {d.get('wall_s', 0.0):.1f} s")
-    lines.append("limitation: conv1's patches are the host's im2col rows (tb/cnn_env.py)")
+    lines.append("conv1's patches built on chip (digital.lb) from the host's raw pixels; no host relay")
     ft = d.get("fault_test")
     if ft:
         fok = ft.get("passed") and ft.get("dac_mismatch_layers", [None])[0] == "conv2"

@@ -58,7 +58,8 @@ def test_cnn_one_run_against_independent_golden(cnn):
     multicasts: 5 entries from the digital node (conv2's tiles 0..4), 9 from conv2's home tile 4 (conv3's
     tiles 5..13); conv3's home tile 13 sends relu3 to the digital node (x = cols + 1 = 6) and mirrors it to the host
     (x = 5, chan 1); ONE configuration: slot 0 = conv1 with 64 vectors per round, slot 1 = fc with 1, rounds =
-    images, fc's source queue = tile 13's tag with 512 elements, the pool on."""
+    images, fc's source queue = tile 13's tag with 512 elements, the pool on; conv1's input = the raw pixels, its
+    patches from the digital node's patch buffer."""
     cn, g = cnn
     spec = g.spec
     from rtl.params import DigitalParams
@@ -90,6 +91,11 @@ def test_cnn_one_run_against_independent_golden(cnn):
     assert f["digital.src1"] == {"src": 13, "en": 1, "slot": 1, "elems": 512}
     assert f["digital.out1"] == {"x": 5, "y": 0, "chan": 0}
     assert list(net.taps) == [13] and net.taps[13].shape == (16 * b, 32)
+    # conv1's patches on chip: the host sends each image's 64 raw pixels (C = 1) to queue 0 (host tag = 25 tiles),
+    # the digital node's patch buffer makes the 3 x 3 pad-1 patches (8 x 8 map, 9 elements per patch)
+    np.testing.assert_array_equal(net.feeds[0], g.x_int8.reshape(b, 64))
+    assert f["digital.src0"] == {"src": 25, "en": 1, "slot": 0, "elems": 64} and f["digital.lb.en"] == {"en": 1}
+    assert d1.patch.in_h == d1.patch.in_w == 8 and (d1.patch.kh, d1.patch.pad_t, d1.patch.n_beats) == (3, 1, 9)
     assert cn.layer_names == ["conv1", "conv2", "conv3", "fc"] and cn.pixels == [64, 16, 16, 1]
 
 
