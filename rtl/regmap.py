@@ -57,7 +57,8 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_DESTS", "DIGITAL_POOL_BASE", "dest_entries
             "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding",
            "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
            "CHIP_BASE", "DIGITAL_BASE",
-           "DIGITAL_VECTORS_ADDR", "DIGITAL_VECTOR_PORTS", "DIGITAL_LB_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC",
+           "DIGITAL_VECTORS_ADDR", "DIGITAL_VECTOR_PORTS", "DIGITAL_LB_BASE", "DIGITAL_NI_BASE", "TILE_BASE",
+           "TILE_STRIDE", "ID_MAGIC",
            "REGMAP_VERSION"]
 
 #: Input ports that are one-cycle commands rather than levels.
