@@ -295,7 +295,8 @@ class Interconnect(_Section):
     digital_dest_entries: int = Field(4, ge=1, le=11, description=(
         "Destination entries of the digital datapath's network interface (multicast of its results; 1 .. 11)."))
     line_buffers: bool = Field(True, description=(
-        "Each tile has a line buffer (rtl.patchbuf.PatchBuffer: conv patches from a pixel stream, tile.lb.*); "
+        "Each tile and the digital node have a line buffer (rtl.patchbuf.PatchBuffer: conv patches from a pixel "
+        "stream, tile.lb.* / digital.lb.*); "
         "false: no line buffers, no conv layer on an analog tile (the chip's Verilog and register map omit them)."))
     pool_units: bool = Field(True, description=(
         "Each tile and the digital node have a pool unit on their results (rtl.pool.Pool, tile.pool.* / "

@@ -46,7 +46,8 @@ from collections.abc import Hashable, Iterable
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
 __all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "START_CHECK_CYCLES", "adc_beats", "affine_cycles",
-           "cycles_to_ns", "dac_beats", "digital_layer_cycles", "digital_matrix_cycles", "hop_cycles",
+           "cycles_to_ns", "dac_beats", "DIGITAL_LATENCY_CYCLES", "digital_layer_cycles", "digital_matrix_cycles",
+           "digital_slot_cycles", "hop_cycles",
            "layer_mvm_cycles", "mvm_cycles", "start_latency_cycles", "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
@@ -173,3 +174,18 @@ def start_latency_cycles() -> int:
     A one-off cost per run, not part of the per-vector stage time (:func:`tile_vector_cycles`) nor of
     :func:`digital_matrix_cycles` (the datapath's busy-cycle counters start after the check)."""
     return 1 + START_CHECK_CYCLES
+
+
+#: Cycles from the fetch of a channel group's last term to its first result on the digital datapath
+#: (rtl/digital.py ``DigitalDatapath.LATENCY``: fetch, operand, product, accumulate; 6 requantizer stages).
+DIGITAL_LATENCY_CYCLES = 10
+
+
+def digital_slot_cycles(spec: ChipSpec, k: int, n: int, vectors: int) -> int:
+    """Busy cycles of one run of a layer slot on the digital datapath (its ``cycles0`` / ``cycles1`` counter per run,
+    no input or output stalls): :func:`digital_matrix_cycles` ``(k, n, vectors)`` plus the drain once per run
+    (a slot's ``vectors`` of one round are one run, rtl/digital.py): ``DIGITAL_LATENCY_CYCLES`` + the last
+    channel group's channels ``(n - 1) % mac_lanes + 1`` (they leave the result bank one per cycle). Measured
+    equal in tests/test_rtl_digital.py::test_digital_two_slots_per_slot_vector_counts (K = 9, N = 6 on 4 lanes:
+    72 + 12; K = 20, N = 5: 40 + 11 per run)."""
+    return digital_matrix_cycles(spec, k, n, vectors) + DIGITAL_LATENCY_CYCLES + (n - 1) % spec.digital.mac_lanes + 1

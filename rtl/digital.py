@@ -20,11 +20,32 @@ Micro-architecture
   ``max_k`` x int8); groups 1.. replay the buffer, so the source sends each
   pixel's vector once whatever ``c_out`` is.
 - **Layer slots**: with ``two_layers`` the datapath holds two layers (the
-  network's first and last, docs/design.md) and runs, per vector, slot 0 then
-  slot 1, each run draining before the next (the requantizer's ``shift`` /
-  ``relu`` follow the slot); the input of each comes from
-  :class:`rtl.axis.SourceMerge` (it reads ``slot``). ``cycles0`` / ``cycles1``
-  count each slot's busy cycles.
+  network's first and last, docs/design.md) and runs ``n_pixels`` *rounds*, each
+  ``n_vectors0`` vectors of slot 0 (one run, no drain between its vectors) then
+  ``n_vectors1`` vectors of slot 1, each run draining before the next (the
+  requantizer's ``shift`` / ``relu`` follow the slot); the input of each comes from
+  :class:`rtl.axis.SourceMerge` (it reads ``slot``). ``n_vectors0 = n_vectors1 = 1``
+  (their reset values) is the one-vector alternation of register map v6 and
+  earlier; digits-cnn needs 64 / 1 (conv1's 8 x 8 output pixels, then fc's one
+  vector of relu3). ``cycles0`` / ``cycles1`` count each slot's busy cycles.
+
+  Why the two slots cannot deadlock at the top level (docs/design.md, "Why the
+  merge cannot deadlock"): the node's input link (I/O router east ->
+  ``digital_rx`` -> :class:`rtl.axis.SourceMerge`) carries the host's slot-0
+  vectors and a home tile's slot-1 vectors in one in-order stream, so a packet
+  whose queue is full blocks every packet behind it (head of line). The rule is
+  that no packet ever finds its queue full: (1) slot-1 inputs of round ``r``
+  exist only after slot 0 ran round ``r`` (they are computed from its results),
+  and slot 1 consumes them all before slot 0 starts round ``r + 1``, so a tile's
+  queue holds at most one round's slot-1 input, ``n_vectors1 * ceil(elems / L)``
+  beats; (2) the host keeps at most ``W`` rounds (images) in flight (it sends
+  round ``r``'s input only once round ``r - W``'s results are back: the
+  end-to-end credit of ``tb.top_env.TopTestbench.run(credit=W)``), so the host
+  queue holds at most ``W * n_vectors0 * ceil(K0 / L)`` beats. The register
+  compiler refuses a configuration whose one-round input of any queue exceeds
+  ``rtl.regmap.DIGITAL_QUEUE_BEATS`` (``W = 1`` then always fits). With no queue
+  ever full, ``digital_rx`` accepts every beat, the link drains, every tile's
+  results reach the node and no cycle of waits closes.
 - **Weights**: a memory of ``weight_words`` words of ``mac_lanes`` int8 lanes;
   word ``g*K + k``, lane ``l`` holds ``W[k, g*mac_lanes + l]`` (``W`` the
   (K, C_out) weight matrix, :func:`archmodel.golden.digital.weight_matrix` of an OIHW
@@ -69,6 +90,8 @@ __all__ = ["DigitalDatapath", "x_beat_layout"]
 
 #: Width of the ``n_pixels`` configuration port (up to 16 M output pixels per layer).
 PIXEL_COUNT_BITS = 24
+#: Width of the per-slot vector counts ``n_vectors0`` / ``n_vectors1`` (two 16-bit fields of one register).
+VECTOR_COUNT_BITS = 16
 #: Default int8 weights per ``w_in`` beat (a 32-bit link flit): a weight word of ``mac_lanes`` lanes is
 #: ``ceil(mac_lanes / w_chunk_lanes)`` beats.
 W_CHUNK_LANES = 4
@@ -121,10 +144,14 @@ class DigitalDatapath(wiring.Component):
         Configuration: output channels, ``1 .. max_channels``, with
         ``ceil(c_out / mac_lanes) * K <= weight_words``.
     n_pixels : In(unsigned(24))
-        Configuration: output pixels of the run (1 for a linear layer), >= 1; with ``two_layers``, vectors.
+        Configuration: output pixels of the run (1 for a linear layer), >= 1; with ``two_layers``, rounds.
+    n_vectors0, n_vectors1 : In(unsigned(16))
+        Configuration with ``two_layers``: vectors of layer slot 0 / slot 1 per round, >= 1 (1 / 1: the
+        one-vector alternation); ignored without ``two_layers``.
     two_layers : In(1)
-        Configuration: per vector run layer slot 0 (``k_terms``, ``c_out``, ``shift``, ``relu``, weights
-        from word 0, coefficients from 0), then layer slot 1 (below); each drains before the next.
+        Configuration: per round run ``n_vectors0`` vectors of layer slot 0 (``k_terms``, ``c_out``, ``shift``,
+        ``relu``, weights from word 0, coefficients from 0), then ``n_vectors1`` of layer slot 1 (below); each
+        run drains before the next.
     k_terms1, c_out1, shift1, relu1 : In
         Configuration of layer slot 1 (as ``k_terms``, ``c_out``, ``shift``, ``relu``).
     w_base1 : In(unsigned)
@@ -187,6 +214,8 @@ class DigitalDatapath(wiring.Component):
             "c_out": In(unsigned(p.max_channels.bit_length())),
             "n_pixels": In(unsigned(PIXEL_COUNT_BITS)),
             "two_layers": In(1),
+            "n_vectors0": In(unsigned(VECTOR_COUNT_BITS)),
+            "n_vectors1": In(unsigned(VECTOR_COUNT_BITS)),
             "k_terms1": In(unsigned(p.max_k.bit_length())),
             "c_out1": In(unsigned(p.max_channels.bit_length())),
             "shift1": In(range(p.max_shift + 1)),
@@ -254,7 +283,8 @@ class DigitalDatapath(wiring.Component):
         cfg_ok = Signal()
         m.d.comb += [ok0.eq(slot_ok(self.k_terms, self.c_out, 0, 0)),
                      ok1.eq(slot_ok(self.k_terms1, self.c_out1, self.w_base1, self.coef_base1)),
-                     cfg_ok.eq(ok0 & (self.n_pixels != 0) & (~self.two_layers | ok1))]
+                     cfg_ok.eq(ok0 & (self.n_pixels != 0) & (~self.two_layers | (ok1 & (self.n_vectors0 != 0)
+                                                                                  & (self.n_vectors1 != 0))))]
         # registered check (as rtl/tile_controller.py): computed every cycle from the configuration ports into
         # cfg_ok_r, so the multiply/compare path ends at a flip-flop; state CHECK, the cycle after start, uses
         # it (archmodel.timing.START_CHECK_CYCLES)
@@ -391,8 +421,9 @@ class DigitalDatapath(wiring.Component):
             rq.shift.eq(Mux(slot, self.shift1, self.shift)), rq.relu.eq(Mux(slot, self.relu1, self.relu)),
         ]
 
-        # ---- run control: one run of n_pixels vectors; with two_layers, per vector a run of slot 0
-        # then a run of slot 1 (each drains before the next: the requantizer's shift/relu follow the slot)
+        # ---- run control: one run of n_pixels vectors; with two_layers, per round a run of n_vectors0 vectors of
+        # slot 0 then a run of n_vectors1 of slot 1 (each drains before the next: the requantizer's shift/relu
+        # follow the slot)
         def launch(sl: int):
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
@@ -411,7 +442,7 @@ class DigitalDatapath(wiring.Component):
                 with m.If(cfg_ok_r):
                     m.d.sync += launch(0) + [
                         two.eq(self.two_layers), seq_left.eq(self.n_pixels),
-                        pix_left.eq(Mux(self.two_layers, 1, self.n_pixels)),
+                        pix_left.eq(Mux(self.two_layers, self.n_vectors0, self.n_pixels)),
                         self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
                         self.cycles0.eq(0), self.cycles1.eq(0),
                     ]
@@ -428,9 +459,9 @@ class DigitalDatapath(wiring.Component):
                         m.d.sync += self.cycles0.eq(self.cycles0 + 1)
                 with m.If(drained):
                     with m.If(two & ~slot):
-                        m.d.sync += launch(1) + [pix_left.eq(1)]
+                        m.d.sync += launch(1) + [pix_left.eq(self.n_vectors1)]
                     with m.Elif(two & (seq_left != 1)):
-                        m.d.sync += launch(0) + [pix_left.eq(1), seq_left.eq(seq_left - 1)]
+                        m.d.sync += launch(0) + [pix_left.eq(self.n_vectors0), seq_left.eq(seq_left - 1)]
                     with m.Else():
                         m.d.sync += [self.done.eq(1), slot.eq(0)]
                         m.next = "IDLE"

@@ -47,7 +47,8 @@ from amaranth.lib.wiring import In, Out
 from archmodel.errors import AimcError
 from rtl.params import ACT_BITS, PatchParams
 
-__all__ = ["CONFIG_FIELDS", "FIELD_DOCS", "PatchBuffer", "PatchConfig", "PatchConfigError", "beat_layout", "patch_config"]
+__all__ = ["CONFIG_FIELDS", "FIELD_DOCS", "PatchBuffer", "PatchConfig", "PatchConfigError", "beat_layout",
+           "digital_patch_params", "patch_config"]
 
 #: Configuration ports of :class:`PatchBuffer`, in register order (``dims`` = ``dim_bits`` wide, ``geo`` =
 #: ``geo_bits``, ``words`` = a word count or index).
@@ -174,6 +175,20 @@ def patch_config(layer, r0: int, r1: int, params: PatchParams) -> PatchConfig:
     return PatchConfig(in_h=h, in_w=w, out_h=ho, out_w=wo, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
                        pad_t=pt, pad_l=pl, i0=i0, j0=j0, c_beats=cb, cb0=cb0, n_beats=b1 - b0,
                        ring_rows=rows, row_words=row_words)
+
+
+def digital_patch_params(spec) -> PatchParams:
+    """Sizes of the digital node's patch buffer (``digital.lb``, :mod:`rtl.top`): one int8 lane per word (the
+    digital datapath reads one element per beat, so any ``C`` works: ``C % 1 == 0``), ``words`` =
+    ``buffers.sram_kib_per_tile · 1024`` (assumed: the node has a tile's activation SRAM; ``proto``: 1,024
+    words, digits-cnn's conv1 ring is 8 rows x 8 = 64).
+
+    Raises
+    ------
+    ValueError
+        If the SRAM holds no word.
+    """
+    return PatchParams(lanes=1, words=int(spec.buffers.sram_kib_per_tile * 1024))
 
 
 class PatchBuffer(wiring.Component):

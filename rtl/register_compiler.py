@@ -68,7 +68,7 @@ __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_d
            "compile_mapped_network", "conv_layer", "residual_join", "with_pool",
            "JoinConfig", "digital_weight_words", "digital_dest", "digital_layer",
            "digital_start", "analog_layer", "chained_layer", "check_chains", "command_writes", "compile_layer", "compile_network",
-           "dump_writes", "host_dest", "tile_coords", "MissingUnitError", "require_unit"]
+           "dump_writes", "host_dest", "tile_coords", "MissingUnitError", "require_unit", "with_digital_patch"]
 
 
 class JoinConfig(NamedTuple):
@@ -171,10 +171,18 @@ class DigitalLayer:
     dest : tuple of int
         ``(x, y)`` the results go to (a tile, or the host).
     n_pixels : int
-        Vectors per ``start`` (one linear layer: the images of the run).
+        Vectors per ``start`` (one linear layer: the images of the run; a digital conv: images x output pixels).
+    n_vectors : int
+        With two layer slots: this layer's vectors per round (``digital.vectors``: slot 0 runs ``n_vectors``
+        vectors, then slot 1 its ``n_vectors``, for ``n_pixels / n_vectors`` rounds, :mod:`rtl.digital`);
+        1 (default) is the one-vector alternation. digits-cnn: conv1 64 (its output pixels per image), fc 1.
     dests : tuple of (x, y, lo, hi, chan)
         Destination entries, as :class:`MappedLayer` (up to ``rtl.regmap.DIGITAL_DESTS``); layer slot 0 only
         (slot 1's results go to ``dest``, register ``digital.out1``).
+    patch : rtl.patchbuf.PatchConfig, optional
+        Layer slot 0 is a conv whose patches the digital node's patch buffer builds (``digital.lb.*``,
+        :func:`with_digital_patch`) from the input map's pixels (``sources`` then give one image's
+        ``H·W·C`` elements per round, not K per vector); None: the input vectors are the patches (bypass).
     pool : rtl.pool.PoolConfig, optional
         Pooling of layer slot 0's results on the digital node's pool unit (``digital.pool.*``, issue 18:
         a digital conv followed by a pool); :func:`with_pool` sets it.
@@ -190,11 +198,13 @@ class DigitalLayer:
     coefs: AffineCoefficients
     dest: tuple[int, int]
     n_pixels: int = 1
+    n_vectors: int = 1
     w_scale: float = 1.0
     name: str = ""
     dests: tuple[tuple[int, int, int, int, int], ...] = ()
     sources: tuple[tuple[int, int], ...] = ()
     pool: PoolConfig | None = None
+    patch: PatchConfig | None = None
 
     @property
     def k_rows(self) -> int:
@@ -272,25 +282,30 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
                            weights: bool = True) -> list[RegWrite]:
     """The register writes that configure one or two layers on the digital datapath (nothing is started).
 
-    Layer ``s`` goes to layer slot ``s`` (slot 1 and ``two_layers`` when there are two: per vector the
-    datapath runs slot 0, then slot 1, :mod:`rtl.digital`); its weights at word ``w_base`` = the words of
-    the layers before it, its coefficients at ``coef_base`` = their channels. Order: slot
-    configuration (``k_terms``, ``c_out``, ``shift``, ``relu`` [, ``w_base1``, ``coef_base1``]); per
+    Layer ``s`` goes to layer slot ``s`` (slot 1 and ``two_layers`` when there are two: per round the
+    datapath runs ``n_vectors`` vectors of slot 0, then ``n_vectors`` of slot 1, :mod:`rtl.digital`); its
+    weights at word ``w_base`` = the words of the layers before it, its coefficients at ``coef_base`` = their
+    channels. Order: slot configuration (``k_terms``, ``c_out``, ``shift``, ``relu`` [, ``w_base1``, ``coef_base1``]); per
     channel ``coef_addr``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we``; the source queues
     (``digital.src<q>``, one per source, slot order); with ``weights`` the weight pointer
     (``w_addr`` = 0, ``ctrl.w_load``: the words themselves go over AXI4-Stream,
-    :func:`compile_digital_weights`, after these writes); ``n_pixels`` and ``two_layers``; the destinations
-    (slot 0: ``digital.dest``..; slot 1: ``digital.out1``). ``start`` is a command (:func:`digital_start`).
+    :func:`compile_digital_weights`, after these writes); ``n_pixels`` (rounds with two layers),
+    ``digital.vectors`` and ``two_layers``; the destinations (slot 0: ``digital.dest``..; slot 1: ``digital.out1``),
+    the entries slot 0 does not use switched off (``en`` = 0); the pool unit (slot 0's results only), or
+    ``digital.pool.en`` = 0 without one. Every register a layer leaves unused is written to its off state, so a
+    reconfigured node keeps nothing of an earlier configuration. ``start`` is a command (:func:`digital_start`).
 
     Raises
     ------
     ValueError
         More than two layers, the layers' weights do not fit the weight memory (one line naming the
-        words needed and held), more sources than queues, sources that do not add up to K, or a value
-        that does not fit its field.
+        words needed and held), more sources than queues, sources that do not add up to K, with two layers
+        vector counts that do not divide ``n_pixels`` into the same rounds or a source queue that one round's
+        input would overfill (``rtl.regmap.DIGITAL_QUEUE_BEATS``: the no-full-queue rule of :mod:`rtl.digital`),
+        or a value that does not fit its field.
     """
     from rtl.params import DigitalParams
-    from rtl.regmap import DIGITAL_QUEUES, source_tag
+    from rtl.regmap import DIGITAL_QUEUE_BEATS, DIGITAL_QUEUES, source_tag
 
     rm = _regmap(spec, regmap)
     dp = DigitalParams.from_spec(spec)
@@ -303,6 +318,18 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         raise ValueError(f"digital layers {names} need {sum(words):,} weight words of {lanes} int8; the digital "
                          f"datapath of '{spec.name}' holds {dp.weight_words:,} (buffers.global_buffer_kib = "
                          f"{spec.buffers.global_buffer_kib:g}, rtl.params.MAX_WEIGHT_WORDS)")
+    two = len(layers) == 2
+    rounds = layers[0].n_pixels
+    if two:
+        for lyr in layers:
+            if lyr.n_vectors < 1 or lyr.n_pixels % lyr.n_vectors:
+                raise ValueError(f"layer {lyr.name!r}: {lyr.n_vectors} vectors per round do not divide its "
+                                 f"{lyr.n_pixels} vectors")
+        rounds = layers[0].n_pixels // layers[0].n_vectors
+        if layers[1].n_pixels // layers[1].n_vectors != rounds:
+            raise ValueError(f"digital layers {layers[0].name!r}, {layers[1].name!r}: "
+                             f"{layers[0].n_pixels}/{layers[0].n_vectors} and {layers[1].n_pixels}/"
+                             f"{layers[1].n_vectors} are not the same number of rounds")
     out: list[RegWrite] = []
 
     def w(reg: str, **values: int) -> None:
@@ -311,6 +338,7 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
 
     queue = 0
     w_base = c_base = 0
+    beat_lanes = spec.array.rows_per_dac_beat
     for s, lyr in enumerate(layers):
         k, n = lyr.k_rows, lyr.n_cols
         sfx = "1" if s else ""
@@ -328,11 +356,22 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
             w("digital.coef_offset", coef_offset=int(c.offset[j]))
             w("digital.ctrl", coef_we=1)
         srcs = lyr.sources or ((source_tag(spec, "host"), k),)
-        if sum(e for _, e in srcs) != k:
-            raise ValueError(f"layer {lyr.name!r}: its sources give {sum(e for _, e in srcs)} elements, K = {k}")
+        if lyr.patch is not None and s:
+            raise ValueError(f"layer {lyr.name!r}: the digital patch buffer serves layer slot 0 only")
+        p = lyr.patch
+        want = k if p is None else p.in_h * p.in_w * p.c_beats  # with the patch buffer: one input map per round
+        per_round = lyr.n_vectors if p is None else 1
+        if sum(e for _, e in srcs) != want:
+            raise ValueError(f"layer {lyr.name!r}: its sources give {sum(e for _, e in srcs)} elements, "
+                             + (f"K = {k}" if p is None else f"the input map has {want}"))
         for tag, elems in srcs:
             if queue >= DIGITAL_QUEUES:
                 raise ValueError(f"digital layers need more than the {DIGITAL_QUEUES} source queues")
+            beats = per_round * -(-elems // beat_lanes)
+            if two and beats > DIGITAL_QUEUE_BEATS:
+                raise ValueError(f"layer {lyr.name!r}: one round's input from source {tag} is {beats} beats, its "
+                                 f"queue holds {DIGITAL_QUEUE_BEATS} (rtl.regmap.DIGITAL_QUEUE_BEATS; with two layer "
+                                 "slots no queue may fill: rtl/digital.py)")
             w(f"digital.src{queue}", src=tag, en=1, slot=s, elems=elems)
             queue += 1
         w_base += words[s]
@@ -342,15 +381,22 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     if weights:  # the weight pointer; the words follow over AXI4-Stream (compile_digital_weights)
         w("digital.w_addr", w_addr=0)
         w("digital.ctrl", w_load=1)
-    w("digital.n_pixels", n_pixels=layers[0].n_pixels)
-    w("digital.two_layers", two_layers=int(len(layers) == 2))
+    w("digital.n_pixels", n_pixels=rounds)
+    w("digital.vectors", n_vectors0=layers[0].n_vectors if two else 1, n_vectors1=layers[1].n_vectors if two else 1)
+    w("digital.two_layers", two_layers=int(two))
     _dest_writes(w, "digital", layers[0], dest_entries(spec)[1])
-    if layers[0].pool is not None:
-        if len(layers) == 2:
-            raise ValueError(f"layer {layers[0].name!r}: the digital pool unit pools every result; not with two "
-                             "layer slots")
+    units = dataflow_units(spec)
+    if layers[0].patch is not None:
+        require_unit(spec, "lb", layers[0].name)
+        _patch_writes(w, "digital.lb", layers[0].patch)
+    elif units["lb"]:
+        w("digital.lb.en", en=0)
+    if layers[0].pool is not None:  # slot 0's results only (rtl/top.py: slot 1's bypass the pool)
+        require_unit(spec, "pool", layers[0].name)
         _pool_writes(w, "digital.pool", layers[0].pool)
-    if len(layers) == 2:
+    elif units["pool"]:
+        _pool_off(w, "digital.pool")
+    if two:
         w("digital.out1", x=layers[1].dest[0], y=layers[1].dest[1], chan=0)
     return out
 
@@ -644,6 +690,26 @@ def residual_join(spec: ChipSpec, layer: MappedLayer, *, src_a: int, src_b: int,
                                           bool(relu)))
 
 
+def with_digital_patch(spec: ChipSpec, conv, layer: DigitalLayer) -> DigitalLayer:
+    """``layer`` (digital conv ``conv``, layer slot 0) with its patches built on chip by the digital node's patch
+    buffer (``digital.lb``, :func:`rtl.patchbuf.digital_patch_params`: one int8 per word, so any ``C``): the host
+    sends the input map's pixels (raster order, channels contiguous), one ``H·W·C``-element vector per image.
+
+    Raises
+    ------
+    MissingUnitError
+        The chip has no line buffers (``interconnect.line_buffers: false``).
+    rtl.patchbuf.PatchConfigError
+        One line: not a conv, a geometry beyond the register widths, or a ring that does not fit.
+    """
+    from rtl.patchbuf import digital_patch_params
+    from rtl.regmap import source_tag
+
+    require_unit(spec, "lb", conv.name)
+    patch = patch_config(conv, 0, layer.k_rows, digital_patch_params(spec))
+    return replace(layer, patch=patch, sources=((source_tag(spec, "host"), patch.in_h * patch.in_w * patch.c_beats),))
+
+
 def _regmap(spec: ChipSpec, regmap: RegisterMap | None) -> RegisterMap:
     return regmap if regmap is not None else build_regmap(spec)
 
@@ -655,7 +721,9 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
     ``n_col_blocks``, ``mode``), affine unit (``shift``, ``relu``,
     ``chain_in``, ``chain_out``), then per column ``j`` in order
     ``coef_addr = j``, ``coef_scale``, ``coef_offset``, ``ctrl.coef_we = 1``,
-    then ``ni.dest``. Write them in order (the ``coef_we`` pulse stores the
+    then ``ni.dest`` .. (the unused entries with ``en`` = 0), the patch buffer (``lb.*``, or ``lb.en`` = 0), the
+    pool (``pool.*``, or ``pool.en`` = 0), the residual join (``add.*``, or ``add.en`` = 0): nothing of an earlier
+    configuration of the tile stays on. Write them in order (the ``coef_we`` pulse stores the
     values written before it).
 
     Raises
@@ -694,17 +762,32 @@ def compile_layer(spec: ChipSpec, layer: MappedLayer, *, regmap: RegisterMap | N
     for block, cfg in (("lb", layer.patch), ("pool", layer.pool), ("add", layer.join)):
         if cfg is not None:
             require_unit(spec, block, layer.name)
+    # what the layer does not use is switched off (a reconfigured tile keeps nothing of an earlier layer); a
+    # unit the chip does not have (rtl.regmap.dataflow_units) has nothing to switch off
+    units = dataflow_units(spec)
     if layer.patch is not None:
         _patch_writes(w, f"tile{layer.tile}.lb", layer.patch)
+    elif units["lb"]:
+        w(f"tile{layer.tile}.lb.en", en=0)
     if layer.pool is not None:
         _pool_writes(w, f"tile{layer.tile}.pool", layer.pool)
+    elif units["pool"]:
+        _pool_off(w, f"tile{layer.tile}.pool")
+    add = f"tile{layer.tile}.add"
     if layer.join is not None:
-        j, add = layer.join, f"tile{layer.tile}.add"
+        j = layer.join
         w(f"{add}.q0", q0=j.q0)
         w(f"{add}.q1", q1=j.q1)
         w(f"{add}.shift", shift=j.shift)
         w(f"{add}.en", en=1, relu=int(j.relu), src_a=j.src_a, src_b=j.src_b)
+    elif units["add"]:
+        w(f"{add}.en", en=0, relu=0, src_a=0, src_b=0)
     return out
+
+
+def _pool_off(w, block: str) -> None:
+    """``{block}.en`` = 0: the pool unit is a wire."""
+    w(f"{block}.en", en=0, avg=0)
 
 
 def _pool_writes(w, block: str, pool: PoolConfig) -> None:
@@ -730,7 +813,8 @@ def _patch_writes(w, lb: str, patch: PatchConfig) -> None:
 
 
 def _dest_writes(w, ni: str, layer, entries: int) -> None:
-    """``{ni}.dest`` .. ``{ni}.dest<e>``: the layer's destination entries (one when ``layer.dests`` is empty)."""
+    """``{ni}.dest`` .. ``{ni}.dest<e>``: the layer's destination entries (one when ``layer.dests`` is empty), then
+    every other entry of the interface with ``en`` = 0."""
     dests = layer.dests or ((layer.dest[0], layer.dest[1], 0, 0, 0),)
     if len(dests) > entries:
         raise ValueError(f"layer {layer.name!r}: {len(dests)} destinations, the network interface has {entries}")
@@ -739,6 +823,8 @@ def _dest_writes(w, ni: str, layer, entries: int) -> None:
     for e, (x, y, lo, hi, chan) in enumerate(dests):
         extra = {"en": 1} if e else {}
         w(f"{ni}.dest" + (str(e) if e else ""), x=x, y=y, lo=lo, hi=hi, chan=chan, **extra)
+    for e in range(len(dests), entries):  # entries the layer does not use: off (none stays on from before)
+        w(f"{ni}.dest{e}", x=0, y=0, lo=0, hi=0, chan=0, en=0)
 
 
 def command_writes(spec: ChipSpec, tiles: Iterable[int], command: str, *,

@@ -31,8 +31,10 @@ Address layout (byte addresses, 32-bit registers)
 affine unit, ``+0x80`` network interface, ``+0xC0`` patch buffer (``lb``: line
 buffer of a conv layer, :func:`_patch_registers`), ``+0xE0`` pool unit on the
 tile's output stream (``pool``, :func:`_pool_registers`), ``+0xA0`` residual join before the tile
-(``add``, :func:`_join_registers`); ``0x01C0`` the digital node's input join (``digital.add``) and
-``0x01E0`` the pool after it (``digital.ipool``); version 7. Addresses are stable for a given
+(``add``, :func:`_join_registers`); ``0x0150`` the digital datapath's per-slot vector counts
+(``digital.vectors``), ``0x01C0`` the digital node's input join (``digital.add``), ``0x01E0`` the pool
+after it (``digital.ipool``), ``0x0200`` the digital node's patch buffer (``digital.lb``); version 7 (the
+dataflow units exist only on chips that have them: :func:`dataflow_units`). Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """
@@ -57,7 +59,10 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_ADD_BASE", "DIGITAL_DESTS", "DIGITAL_IPOOL
            "DIGITAL_QUEUES", "DIGITAL_QUEUE_BEATS", "source_bits", "source_tag",
             "TILE_DESTS", "PULSE_PORTS", "PATCH_REGISTERS", "JOIN_PORTS", "POOL_PORTS", "POOL_REGISTERS", "Binding",
            "RegisterMap", "build_regmap", "regmap_markdown", "block_registers",
-           "CHIP_BASE", "DIGITAL_BASE", "DIGITAL_NI_BASE", "TILE_BASE", "TILE_STRIDE", "ID_MAGIC", "REGMAP_VERSION"]
+           "CHIP_BASE", "DIGITAL_BASE",
+           "DIGITAL_VECTORS_ADDR", "DIGITAL_VECTOR_PORTS", "DIGITAL_LB_BASE", "DIGITAL_NI_BASE", "TILE_BASE",
+           "TILE_STRIDE", "ID_MAGIC",
+           "REGMAP_VERSION"]
 
 #: Input ports that are one-cycle commands rather than levels.
 PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
@@ -74,9 +79,17 @@ ID_MAGIC = 0xA1C0
 #: 4: digital weights over AXI4-Stream (w_data / w_we gone); 5: the tiles' patch buffers (``tile<t>.lb.*`` at
 #: +0xC0; every other register unchanged); 6: the digital node's pool unit (``digital.pool.*`` at 0x160) and
 #: destination entries per chip (``interconnect.tile_dest_entries`` / ``digital_dest_entries``; entries 8.. of a
-#: tile at +0x20; every other register unchanged); 7: the digital node's input join and pool (``digital.add.*`` at
-#: 0x1C0, ``digital.ipool.*`` at 0x1E0; every other register unchanged)
+#: tile at +0x20; every other register unchanged); 7: per-slot vector counts of the digital datapath
+#: (``digital.vectors`` at 0x150: ``n_vectors0``, ``n_vectors1``, reset 1 = the v6 behaviour), the digital node's
+#: input join and pool (``digital.add.*`` at 0x1C0, ``digital.ipool.*`` at 0x1E0) and its patch buffer
+#: (``digital.lb.*`` at 0x200, ``en`` = 0: bypass); every other register unchanged
 REGMAP_VERSION = 7
+#: The digital node's patch buffer (``digital.lb.*``, register map v7: conv1's patches on chip), after the NI.
+DIGITAL_LB_BASE = 0x0200
+#: The digital datapath's per-slot vector counts (register map v7), after its status registers.
+DIGITAL_VECTORS_ADDR = 0x0150
+#: Digital datapath ports that are not one register each (``digital.vectors`` packs them).
+DIGITAL_VECTOR_PORTS = ("n_vectors0", "n_vectors1")
 
 
 @dataclass(frozen=True)
@@ -200,7 +213,7 @@ def _member_docs(cls) -> dict[str, str]:
 
 
 def block_registers(component: wiring.Component, block: str, base: int, *,
-                    docs_from: type | None = None) -> tuple[list[Register], list[Binding]]:
+                    docs_from: type | None = None, skip: tuple[str, ...] = ()) -> tuple[list[Register], list[Binding]]:
     """Registers of one block, derived from its signature (module docstring rules).
 
     Parameters
@@ -213,6 +226,8 @@ def block_registers(component: wiring.Component, block: str, base: int, *,
         Byte address of the block's first register.
     docs_from : type, optional
         Class whose docstring gives the meanings (default ``type(component)``).
+    skip : tuple of str
+        Ports mapped elsewhere (packed into a register of their own by the caller).
     """
     docs = _member_docs(docs_from or type(component))
     regs: list[Register] = []
@@ -222,8 +237,8 @@ def block_registers(component: wiring.Component, block: str, base: int, *,
     status: list[list[Field]] = [[]]
     status_used = 0
     for name, member in component.signature.members.items():
-        if not member.is_port:
-            continue  # a stream: data path, not configuration
+        if not member.is_port or name in skip:
+            continue  # a stream: data path, not configuration (or a port the caller maps)
         shape = Shape.cast(member.shape)
         meaning = docs.get(name, "")
         if member.flow == Flow.In and name in PULSE_PORTS:
@@ -296,8 +311,10 @@ def dest_entries(spec: ChipSpec) -> tuple[int, int]:
     return int(getattr(ic, "tile_dest_entries", TILE_DESTS)), int(getattr(ic, "digital_dest_entries", DIGITAL_DESTS))
 #: Width of the beat-range fields ``lo`` / ``hi`` of a destination entry (up to 255 beats a vector).
 DEST_BEAT_BITS = 8
-#: Source queues of the digital datapath's input (rtl.axis.SourceMerge) and their depth in ``act`` beats.
-DIGITAL_QUEUES, DIGITAL_QUEUE_BEATS = 4, 16
+#: Source queues of the digital datapath's input (rtl.axis.SourceMerge) and their depth in ``act`` beats: 128 holds
+#: one round of either queue of digits-cnn (conv1's 64 host vectors of 2 beats; relu3's 16 pixels of 4 beats), the
+#: no-full-queue rule of rtl/digital.py (was 16, enough for one vector per round).
+DIGITAL_QUEUES, DIGITAL_QUEUE_BEATS = 4, 128
 
 
 def source_tag(spec: ChipSpec, node: int | str) -> int:
@@ -548,8 +565,18 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
 
     digital = DigitalDatapath(dp)
     digital._MustUse__silence = True  # only its signature is read
-    add(*block_registers(digital, "digital", DIGITAL_BASE), DIGITAL_BASE, DIGITAL_POOL_BASE - DIGITAL_BASE)
+    add(*block_registers(digital, "digital", DIGITAL_BASE, skip=DIGITAL_VECTOR_PORTS), DIGITAL_BASE,
+        DIGITAL_VECTORS_ADDR - DIGITAL_BASE)
+    vbits = Shape.cast(digital.signature.members["n_vectors0"].shape).width
+    regs.append(Register("digital.vectors", DIGITAL_VECTORS_ADDR, tuple(
+        Field(f, vbits, 16 * i, Access.RW, reset=1, meaning=f"with two_layers: vectors of layer slot {i} per round "
+              "(>= 1; reset 1: one vector of each slot per round)") for i, f in enumerate(DIGITAL_VECTOR_PORTS)),
+        meaning="per-slot vector counts of the digital datapath (rounds = n_pixels)"))
+    binds.extend(Binding("digital.vectors", f, "digital", f) for f in DIGITAL_VECTOR_PORTS)
     units = dataflow_units(spec)
+    if units["lb"]:
+        from .patchbuf import digital_patch_params
+        add(*_patch_registers("digital.lb", DIGITAL_LB_BASE, digital_patch_params(spec)), DIGITAL_LB_BASE, 0x20)
     if units["pool"]:
         add(*_pool_registers("digital.pool", DIGITAL_POOL_BASE, "the digital datapath's results"), DIGITAL_POOL_BASE,
             DIGITAL_NI_BASE - DIGITAL_POOL_BASE)

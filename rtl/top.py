@@ -36,8 +36,10 @@ Micro-architecture
   -> an optional residual join + pool of two tagged sources (:class:`~rtl.pool.InputJoin`, ``digital.add`` /
   ``digital.ipool``; other sources pass) -> per-source queues -> one element per beat, each layer slot's vector read
   in queue order (:class:`~rtl.axis.SourceMerge`), results -> ``act`` beats ->
-  flits to ``digital.dest`` .. ``dest3`` (slot 0) or ``digital.out1`` (slot 1,
-  with ``two_layers``)). Layers kept digital (first and last) thus sit between
+  flits to ``digital.dest`` .. ``dest<e>`` (slot 0, through the pool unit when
+  ``digital.pool.en``) or ``digital.out1`` (slot 1, with ``two_layers``: the
+  packer's output vectors are counted, ``n_vectors0`` of slot 0 then
+  ``n_vectors1`` of slot 1 per round, and slot 1's bypass the pool)). Layers kept digital (first and last) thus sit between
   the host and the tiles, and every transfer -- host -> digital -> tiles -> ...
   -> digital -> host -- is a routed packet.
 - **Source tags**: every activation packet carries its sender
@@ -73,6 +75,8 @@ from ._util import reject
 from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
+from .patchbuf import CONFIG_FIELDS as PATCH_CONFIG_FIELDS
+from .patchbuf import PatchBuffer, digital_patch_params
 from .pool import INPUT_JOIN_PORTS, JOIN_DEPTH, JOIN_MAX_SHIFT, InputJoin, Pool, ResidualJoin
 from .regmap import (
     DEST_BEAT_BITS,
@@ -300,32 +304,63 @@ class Coprocessor(wiring.Component):
             blocks["digital.ipool"] = SimpleNamespace(en=d_join.pool_en, **{f: getattr(d_join, f) for f in POOL_PORTS})
         else:
             wiring.connect(m, d_rx.o, merge.i)
-        wiring.connect(m, merge.o, dd.x_in)
+        if self.units["lb"]:
+            # patch buffer between the merge and the datapath, layer slot 0 only (digital.lb.en; issue 18: conv1's
+            # patches built on chip from the host's raw pixels, one element per beat; en = 0: a wire)
+            d_lb = m.submodules.digital_lb = PatchBuffer(digital_patch_params(spec))
+            d_lb_en = Signal(name="digital_lb_en")
+            use_lb = d_lb_en & ~dd.slot
+            m.d.comb += [d_lb.i.payload.data[0].eq(merge.o.payload.data), d_lb.i.payload.last.eq(1),
+                         d_lb.i.valid.eq(use_lb & merge.o.valid),
+                         merge.o.ready.eq(Mux(use_lb, d_lb.i.ready, dd.x_in.ready)),
+                         dd.x_in.valid.eq(Mux(use_lb, d_lb.o.valid, merge.o.valid)),
+                         dd.x_in.payload.data.eq(Mux(use_lb, d_lb.o.payload.data[0], merge.o.payload.data)),
+                         dd.x_in.payload.last.eq(Mux(use_lb, d_lb.o.payload.last, merge.o.payload.last)),
+                         d_lb.o.ready.eq(use_lb & dd.x_in.ready), d_lb.clear.eq(dd.start)]
+            blocks["digital.lb"] = SimpleNamespace(en=d_lb_en, **{f: getattr(d_lb, f) for f in PATCH_CONFIG_FIELDS})
+        else:
+            wiring.connect(m, merge.o, dd.x_in)
         m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)
         # pool unit between the result packer and the destinations (issue 18: digits-cnn's digital conv1 ->
         # maxpool): digital.pool.en = 0 is a wire
+        # with two_layers the packer's output vectors are n_vectors0 of slot 0, then n_vectors1 of slot 1, per
+        # round (rtl/digital.py): pslot counts them; only slot 0's go through the pool (digits-cnn: conv1 ->
+        # maxpool; fc's scores bypass it); the fanout takes whole vectors from the pool or the bypass
+        pslot = Signal(name="digital_pslot")
+        pcnt = Signal.like(dd.n_vectors0, name="digital_pcnt")
+        with m.If(d_pack.o.valid & d_pack.o.ready & d_pack.o.payload.last & dd.two_layers):
+            with m.If(pcnt + 1 >= Mux(pslot, dd.n_vectors1, dd.n_vectors0)):
+                m.d.sync += [pcnt.eq(0), pslot.eq(~pslot)]
+            with m.Else():
+                m.d.sync += pcnt.eq(pcnt + 1)
+        with m.If(dd.start | (~dd.busy & ~dd.two_layers)):
+            m.d.sync += [pcnt.eq(0), pslot.eq(0)]
+        sel = Signal(name="digital_fan_sel")   # 1: the packer's output (bypass), 0: the pool's
         if self.units["pool"]:
             d_pool = m.submodules.digital_pool = Pool(self.tp.rows_per_dac_beat)
             d_pool_en = Signal(name="digital_pool_en")
-            m.d.comb += [d_pool.i.payload.eq(d_pack.o.payload), d_pool.i.valid.eq(d_pool_en & d_pack.o.valid),
-                         d_fan.i.payload.eq(Mux(d_pool_en, d_pool.o.payload.as_value(), d_pack.o.payload.as_value())),
-                         d_fan.i.valid.eq(Mux(d_pool_en, d_pool.o.valid, d_pack.o.valid)),
-                         d_pack.o.ready.eq(Mux(d_pool_en, d_pool.i.ready, d_fan.i.ready)),
-                         d_pool.o.ready.eq(d_pool_en & d_fan.i.ready), d_pool.clear.eq(dd.start)]
+            pool_path = d_pool_en & ~pslot
+            lock, lsel = Signal(name="digital_fan_lock"), Signal(name="digital_fan_lsel")
+            m.d.comb += sel.eq(Mux(lock, lsel, ~d_pool.o.valid))
+            with m.If(d_fan.i.valid & d_fan.i.ready):
+                m.d.sync += [lock.eq(~d_fan.i.payload.last), lsel.eq(sel)]
+            m.d.comb += [d_pool.i.payload.eq(d_pack.o.payload), d_pool.i.valid.eq(pool_path & d_pack.o.valid),
+                         d_fan.i.payload.eq(Mux(sel, d_pack.o.payload.as_value(), d_pool.o.payload.as_value())),
+                         d_fan.i.valid.eq(Mux(sel, ~pool_path & d_pack.o.valid, d_pool.o.valid)),
+                         d_pack.o.ready.eq(Mux(pool_path, d_pool.i.ready, sel & d_fan.i.ready)),
+                         d_pool.o.ready.eq(~sel & d_fan.i.ready), d_pool.clear.eq(dd.start)]
             blocks["digital.pool"] = SimpleNamespace(en=d_pool_en, **{f: getattr(d_pool, f) for f in POOL_PORTS})
-        else:
+        else:  # no pool unit: every vector is the bypass
             wiring.connect(m, d_pack.o, d_fan.i)
+            m.d.comb += sel.eq(1)
         self._tag(m, d_fan.o, d_tx.i, source_tag(spec, "digital"))
         m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
         wiring.connect(m, d_tx.o, io.east_i)
-        # destination registers -> fanout: with two_layers, the output vectors alternate slot 0, slot 1
-        # (oslot counts them); slot 1's go to out1 only
+        # destination registers -> fanout: slot 1's vectors (counted by pslot, they come from the bypass) go to
+        # out1 only
         oslot = Signal()
-        with m.If(d_fan.i.valid & d_fan.i.ready & d_fan.i.payload.last & dd.two_layers):
-            m.d.sync += oslot.eq(~oslot)
-        with m.If(~dd.busy & ~dd.two_layers):
-            m.d.sync += oslot.eq(0)
+        m.d.comb += oslot.eq(sel & pslot)
         ports = {}
         for e in range(self.digital_dests):
             for f in ("x", "y", "chan", "lo", "hi", "en"):

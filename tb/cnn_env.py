@@ -1,26 +1,30 @@
 """A whole CNN (``digits-cnn`` on ``proto``) on the co-processor, from :mod:`tb.cnn_golden` (issue 18).
 
 :func:`prepare_cnn` turns a :class:`tb.cnn_golden.CnnGolden` (archmodel's integer network forward, per
-layer and tile, for the mapper's placement) into two :class:`tb.top_env.PreparedNetwork` phases that
-:meth:`tb.top_env.TopTestbench.run` plays one after the other on the same simulated chip:
+layer and tile, for the mapper's placement) into ONE :class:`tb.top_env.PreparedNetwork` that
+:meth:`tb.top_env.TopTestbench.run` plays in one run of the simulated chip, the host sending conv1's input and
+receiving the class scores, nothing relayed by the host in between:
 
-Phase 1 (``features``): the digital first layer conv1 (C = 1) on the digital datapath, its results pooled
-on the digital node's pool unit (``digital.pool``, maxpool 2 x 2) and multicast to every tile of conv2
-(one destination entry per tile: ``interconnect.digital_dest_entries``); conv2 on a partial-sum chain of
-tiles with patch buffers, its home tile multicasting relu2's pixels to every tile of conv3 (one entry per
-tile: ``interconnect.tile_dest_entries``); conv3's chain, its home tile sending relu3's pixel vectors to the
-host (the phase's output, compared with the golden). Every analog tile's DAC beats are compared with the
-golden patch rows (:class:`tb.top_bridge` checking bridges): that checks the pooled conv1 output (conv2's
-tiles) and relu2 (conv3's tiles) code for code.
+conv1 (C = 1) on the digital datapath's layer slot 0 (64 vectors per image: ``digital.vectors``), its results
+pooled on the digital node's pool unit (``digital.pool``, maxpool 2 x 2; slot 0's results only) and multicast to
+every tile of conv2 (one destination entry per tile: ``interconnect.digital_dest_entries``); conv2 on a
+partial-sum chain of tiles with patch buffers, its home tile multicasting relu2's pixels to every tile of conv3
+(one entry per tile: ``interconnect.tile_dest_entries``); conv3's chain, its home tile sending relu3's pixel
+vectors over the mesh to the digital node (source queue 1, 512 elements = 16 pixels x 32 channels per image,
+layer slot 1, one vector per image) and mirroring them to the host (``chan`` 1, compared as a tap); fc on slot 1
+(its weight rows permuted to the stream order, :func:`tb.cnn_golden.stream_order`), the class scores to the host
+(``digital.out1``). Every analog tile's DAC beats are compared with the golden patch rows (:class:`tb.top_bridge`
+checking bridges): that checks the pooled conv1 output (conv2's tiles) and relu2 (conv3's tiles) code for code;
+relu3 is the tap; the scores the output.
 
-Phase 2 (``classifier``): fc on the digital datapath, fed by the host with relu3's pixel stream exactly as
-the RTL produced it in phase 1 (stream order: fc's weight rows permuted by
-:func:`tb.cnn_golden.stream_order`), class scores out.
+The host keeps one image in flight (``credit`` = 1 of :meth:`TopTestbench.run`: image ``i + 1``'s conv1 input is
+sent once image ``i``'s scores are back), and the digital node's source queues hold one round of either slot
+(conv1: one image's 64 pixels = 8 beats, relu3: 64 beats, ``rtl.regmap.DIGITAL_QUEUE_BEATS`` = 128): no packet ever finds its
+queue full, so the host's packets cannot block relu3's on the shared input link (the argument: rtl/digital.py).
 
-Limitations (named in the report): conv1's input patches are the host's im2col rows (a digital FIRST layer
-with C = 1: no patch buffer in front of the digital datapath); fc is fed by the host in a second run (the
-digital datapath's two layer slots alternate per vector, conv1 needs 64 vectors per image: a per-slot vector
-count in rtl/digital.py is not built), so the relu3 -> fc hop is not on the chip's mesh.
+conv1's patches are built on chip: the host sends each image's 64 raw pixels (8 beats; C = 1), and the digital
+node's patch buffer (``digital.lb``, :class:`rtl.patchbuf.PatchBuffer` with one int8 lane per word, in front of the
+datapath for layer slot 0 only) makes the 64 tap-major 3 x 3 pad-1 patches of 9 elements.
 
 The configuration uses the golden's own coefficients (``LayerGolden.affine``: archmodel's quantized affine
 map) and int8 weights (``LayerGolden.weights_int8``); the arrays are the golden's one
@@ -42,15 +46,17 @@ from rtl.register_compiler import (
     chained_layer,
     compile_mapped_network,
     conv_layer,
+    digital_dest,
     host_dest,
     tile_coords,
+    with_digital_patch,
     with_pool,
 )
-from rtl.regmap import build_regmap
+from rtl.regmap import build_regmap, source_tag
 from tb.cnn_golden import CnnGolden, LayerGolden, stream_order
 from tb.top_env import NetworkJob, PreparedNetwork
 
-__all__ = ["CnnCosimError", "CnnPhases", "TileArray", "prepare_cnn"]
+__all__ = ["CnnCosimError", "CnnNetwork", "TileArray", "prepare_cnn"]
 
 
 class CnnCosimError(AimcError, ValueError):
@@ -74,11 +80,10 @@ class TileArray:
 
 
 @dataclass
-class CnnPhases:
-    """The two phases (module docstring) and what the report needs."""
+class CnnNetwork:
+    """The whole network as one run (module docstring) and what the report needs."""
 
-    features: PreparedNetwork
-    classifier: PreparedNetwork
+    network: PreparedNetwork
     golden: CnnGolden
     layer_names: list[str]       # matrix layers, in order
     layer_kinds: list[str]
@@ -86,11 +91,13 @@ class CnnPhases:
     pixels: list[int]            # output pixels per image of each matrix layer
 
 
-def _digital(spec: ChipSpec, lg: LayerGolden, *, dest, n_pixels: int, perm=None) -> DigitalLayer:
+def _digital(spec: ChipSpec, lg: LayerGolden, *, dest, n_pixels: int, n_vectors: int = 1, perm=None,
+             sources=()) -> DigitalLayer:
     w = np.asarray(lg.weights_int8, dtype=np.int64)  # (K, N), tap-major rows
     if perm is not None:
         w = w[perm]
-    return DigitalLayer(w_int8=w.T.copy(), coefs=lg.affine, dest=dest, n_pixels=int(n_pixels), name=lg.name)
+    return DigitalLayer(w_int8=w.T.copy(), coefs=lg.affine, dest=dest, n_pixels=int(n_pixels),
+                        n_vectors=int(n_vectors), name=lg.name, sources=tuple(sources))
 
 
 def _analog(spec: ChipSpec, golden: CnnGolden, lg: LayerGolden, *, dests) -> tuple[list, list, list]:
@@ -114,8 +121,8 @@ def _analog(spec: ChipSpec, golden: CnnGolden, lg: LayerGolden, *, dests) -> tup
     return chain, arrays, inputs
 
 
-def prepare_cnn(golden: CnnGolden) -> CnnPhases:
-    """The two phases of ``golden``'s network (module docstring).
+def prepare_cnn(golden: CnnGolden) -> CnnNetwork:
+    """The whole network of ``golden`` as one run (module docstring).
 
     Raises
     ------
@@ -135,57 +142,41 @@ def prepare_cnn(golden: CnnGolden) -> CnnPhases:
     rm = build_regmap(spec)
     tp = TileParams.from_spec(spec)
 
-    # ---- phase 1: conv1 (digital, host im2col) -> maxpool (digital node) -> conv2 -> conv3 -> host
     c2_tiles = sorted(t.tile for t in conv2.tiles)
     c3_tiles = sorted(t.tile for t in conv3.tiles)
-    d1 = _digital(spec, conv1, dest=tile_coords(spec, c2_tiles[0]), n_pixels=conv1.rows.shape[0])
+    px1 = conv1.rows.shape[0] // n_img  # conv1's output pixels per image: slot 0's vectors per round
+    d1 = _digital(spec, conv1, dest=tile_coords(spec, c2_tiles[0]), n_pixels=conv1.rows.shape[0], n_vectors=px1)
     d1 = replace(d1, dests=tuple((*tile_coords(spec, t), 0, 0, 0) for t in c2_tiles))
     d1 = with_pool(spec, golden.network[pool.name], d1)
+    d1 = with_digital_patch(spec, golden.network[conv1.name], d1)  # conv1's patches built on chip
+    x = np.asarray(golden.x_int8)
+    x_pix = x.transpose(0, 2, 3, 1).reshape(n_img, -1)  # what the host sends: each image's pixels, raster order
     chain2, arr2, in2 = _analog(spec, golden, conv2, dests=[(*tile_coords(spec, t), 0, 0, 0) for t in c3_tiles])
-    chain3, arr3, in3 = _analog(spec, golden, conv3, dests=[(*host_dest(spec), 0, 0, 0)])
-    layers = [d1, *chain2, *chain3]
+    # conv3's home tile: relu3 to the digital node (fc's input) and mirrored to the host on chan 1 (the tap)
+    chain3, arr3, in3 = _analog(spec, golden, conv3, dests=[(*digital_dest(spec), 0, 0, 0), (*host_dest(spec), 0, 0, 1)])
+    home3 = chain3[-1].tile
+    _, c, h, w = conv3.output.shape
+    perm = stream_order(c, h, w)
+    relu3 = conv3.pixels
+    x_fc = relu3.reshape(n_img, -1)  # the stream: pixel-major, channels contiguous = flatten(CHW)[perm]
+    np.testing.assert_array_equal(x_fc, golden.trace[fc.inputs[0]][:, perm])
+    d2 = _digital(spec, fc, dest=host_dest(spec), n_pixels=n_img, perm=perm,
+                  sources=[(source_tag(spec, home3), x_fc.shape[1])])
+    layers = [d1, *chain2, *chain3, d2]
     try:
         writes = compile_mapped_network(spec, layers, regmap=rm)
     except ValueError as exc:
         raise CnnCosimError(str(exc)) from None
-    relu3 = conv3.pixels
-    job = NetworkJob(f"{golden.network.name} on {spec.name} (features)", spec.name, {}, 0, None, [], [], [],
-                     conv1.rows, [True] * 3)
-    feats = PreparedNetwork(job=job, spec=spec, params=tp, regmap=rm, matrices=[None, *arr2, *arr3],
-                            layers=layers, inputs=[conv1.rows, *in2, *in3], expected=relu3, writes=writes, entry=[0],
-                            layer_outputs=[conv1.pixels, pool.pixels, conv2.pixels, relu3])
-
-    # ---- phase 2: fc (digital) on relu3's pixel stream (stream order), scores to the host
-    _, c, h, w = conv3.output.shape
-    perm = stream_order(c, h, w)
-    d2 = _digital(spec, fc, dest=host_dest(spec), n_pixels=n_img, perm=perm)
-    x_fc = relu3.reshape(n_img, -1)  # the stream: pixel-major, channels contiguous = flatten(CHW)[perm]
-    np.testing.assert_array_equal(x_fc, golden.trace[fc.inputs[0]][:, perm])
-    try:
-        # phase 1 left the pool unit and the multicast entries 1.. (conv2's tiles) on: switch them off, or the
-        # scores would also go to the (stopped) conv2 tiles and block the digital node's fanout
-        stale = [rm_write(rm, f"digital.dest{e}", x=0, y=0, lo=0, hi=0, chan=0, en=0) for e in range(1, len(d1.dests))]
-        writes2 = [rm_write(rm, "digital.pool.en", en=0, avg=0), *stale,
-                   *compile_mapped_network(spec, [d2], regmap=rm)]
-    except ValueError as exc:
-        raise CnnCosimError(str(exc)) from None
-    job2 = NetworkJob(f"{golden.network.name} on {spec.name} (classifier)", spec.name, {}, 0, None, [], [], [],
-                      x_fc, [False])
-    cls = PreparedNetwork(job=job2, spec=spec, params=tp, regmap=rm, matrices=[None], layers=[d2], inputs=[x_fc],
-                          expected=golden.scores, writes=writes2, entry=[0], layer_outputs=[golden.scores])
+    job = NetworkJob(f"{golden.network.name} on {spec.name}", spec.name, {}, 0, None, [], [], [], conv1.rows,
+                     [True, True, True, False])
+    net = PreparedNetwork(job=job, spec=spec, params=tp, regmap=rm, matrices=[None, *arr2, *arr3, None],
+                          layers=layers, inputs=[conv1.rows, *in2, *in3, x_fc], expected=golden.scores,
+                          writes=writes, entry=[0], taps={source_tag(spec, home3): relu3}, feeds={0: x_pix},
+                          layer_outputs=[conv1.pixels, pool.pixels, conv2.pixels, relu3, golden.scores])
     lps = [lg.placement for lg in mats]
-    return CnnPhases(features=feats, classifier=cls, golden=golden, layer_names=[lg.name for lg in mats],
-                     layer_kinds=[lg.kind for lg in mats], predicted_cycles=[lp.vector_cycles for lp in lps],
-                     pixels=[lg.pixels.shape[0] // n_img for lg in mats])
-
-
-def rm_write(rm, reg: str, **values: int):
-    """One :class:`rtl.register_compiler.RegWrite` of ``values`` to register ``reg``."""
-    from rtl.register_compiler import RegWrite
-
-    addr, word = rm.write(reg, **values)
-    return RegWrite(addr, word, reg)
-
+    return CnnNetwork(network=net, golden=golden, layer_names=[lg.name for lg in mats],
+                      layer_kinds=[lg.kind for lg in mats], predicted_cycles=[lp.vector_cycles for lp in lps],
+                      pixels=[lg.pixels.shape[0] // n_img for lg in mats])
 
 
 def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "verilator", build_dir,
@@ -233,24 +224,24 @@ def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "v
 def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
     """``(ok, lines)``: the ``aimc cosim --images N`` report of one :func:`cosim_cnn` result.
 
-    ``ok``: the test passed, every relu3 value and class score compared with 0 mismatches, every analog tile's
-    DAC beats compared with 0 mismatches, the RTL's top-1 equal to the model's.
+    ``ok``: the test passed, every class score and mirrored relu3 value compared with 0 mismatches, every analog
+    tile's DAC beats compared with 0 mismatches, the RTL's top-1 equal to the model's.
     """
-    if "features" not in d:
+    if "run" not in d:
         return False, [f"FAILED: {d.get('message', '')}"]
-    f, c, n = d["features"], d["classifier"], d["images"]
+    r, n = d["run"], d["images"]
     labels = np.asarray(d["labels"])
     t_rtl, t_model = np.asarray(d["top1_rtl"]), np.asarray(d["top1_model"])
-    ok = (d["passed"] and f["mismatches"] == 0 and f["compared"] == f["expected_outputs"] and f["dac_mismatches"] == 0
-          and f["dac_compared"] > 0 and c["mismatches"] == 0 and c["compared"] == c["expected_outputs"]
+    ok = (d["passed"] and r["mismatches"] == 0 and r["compared"] == r["expected_outputs"] and r["dac_mismatches"] == 0
+          and r["dac_compared"] > 0 and r["tap_mismatches"] == 0 and r["tap_compared"] > 0
           and bool((t_rtl == t_model).all()))
     lines = [
         f"{d['network']}: {n} images, seed {d['seed']}, weights {d.get('weights', 'seeded')}, golden = "
-        "archmodel's integer network forward (tb.cnn_golden)",
+        "archmodel's integer network forward (tb.cnn_golden); one run of the chip, no host relay",
         f"{'MATCH' if ok else 'MISMATCH'}: conv1 -> maxpool (digital node) outputs = conv2's DAC codes and relu2 = "
-        f"conv3's DAC codes: {f['dac_compared']} compared, {f['dac_mismatches']} mismatches; relu3 (conv3's home "
-        f"tile -> host) {f['compared']}/{f['expected_outputs']} compared, {f['mismatches']} mismatches; class scores "
-        f"{c['compared']}/{c['expected_outputs']} compared, {c['mismatches']} mismatches",
+        f"conv3's DAC codes: {r['dac_compared']} compared, {r['dac_mismatches']} mismatches; relu3 (conv3's home "
+        f"tile -> digital node, mirrored to the host) {r['tap_compared']} compared, {r['tap_mismatches']} mismatches; "
+        f"class scores {r['compared']}/{r['expected_outputs']} compared, {r['mismatches']} mismatches",
         f"top-1: RTL {t_rtl.tolist()} model {t_model.tolist()} (equal on {int((t_rtl == t_model).sum())}/{n}); "
         f"accuracy RTL {float(np.mean(t_rtl == labels)):.4f}, model {float(np.mean(t_model == labels)):.4f}",
         "cycles per output pixel (simulated vs mapper's vector_cycles):",
@@ -267,12 +258,14 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                    f"over {n * pix} pixels; one run, drained once)")
             lines.append(f"  {name:6s} digital {sim_c:9.2f} vs {pred:5d}  ({(sim_c - pred) / pred:+.1%}; {why})")
         else:
-            # the layer's tiles' MVM start cycles: the steady interval between MVMs of its home tile
+            # the layer's tiles' MVM start cycles: the steady interval between MVMs of a tile
             idx = [i for i, t in enumerate(tiles) if t is not None]
             mine = [starts[k] for k, i in enumerate(idx) if d["tile_layers"][i] == name] if "tile_layers" in d else []
-            iv = [(s[-1] - s[0]) / (len(s) - 1) for s in mine if len(s) > 1]
+            # within each image (one image in flight: the tiles idle between images while fc runs)
+            iv = [np.mean([(s[(i + 1) * pix - 1] - s[i * pix]) / (pix - 1) for i in range(len(s) // pix)])
+                  for s in mine if pix > 1 and len(s) >= pix]
             if iv:
-                sim_c = max(iv)  # mean interval between MVM starts of the layer's slowest tile
+                sim_c = max(iv)  # mean interval between MVM starts within an image, of the layer's slowest tile
                 pix = d["pixels"]
                 pace = d["conv1_cycles"] / (n * pix[0]) * pix[0] / pix[1]
                 note = ("within 5 %" if abs(sim_c - pred) <= 0.05 * pred else
@@ -283,19 +276,17 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                 lines.append(f"  {name:6s} analog  {sim_c:9.2f} vs {pred:5d}  ({(sim_c - pred) / pred:+.1%}; {note})")
             else:
                 lines.append(f"  {name:6s} analog  {'n/a':>9s} vs {pred:5d}")
-    lines.append(f"total: features {f['cycles']} cycles, classifier {c['cycles']} cycles ({n} images); back-pressure: "
-                 f"input refused {f['in_stall_cycles'] + c['in_stall_cycles']} cycles, output refused "
-                 f"{f['out_stall_cycles'] + c['out_stall_cycles']} cycles (ready low ~30 % of cycles, seeded, at "
-                 "m_axis, the AXI4-Lite responses and every array port); wall "
-                 f"{d.get('wall_s', 0.0):.1f} s")
-    lines.append("limitations: conv1's patches are the host's im2col rows; fc runs as a second run fed by the host "
-                 "with relu3 as the RTL produced it (tb/cnn_env.py)")
+    lines.append(f"total: {r['cycles']} cycles first input to last score ({n} images, one in flight); "
+                 f"back-pressure: input refused {r['in_stall_cycles']} cycles, output refused "
+                 f"{r['out_stall_cycles']} cycles (ready low ~30 % of cycles, seeded, at m_axis, the AXI4-Lite "
+                 f"responses and every array port); wall {d.get('wall_s', 0.0):.1f} s")
+    lines.append("conv1's patches built on chip (digital.lb) from the host's raw pixels; no host relay")
     ft = d.get("fault_test")
     if ft:
         fok = ft.get("passed") and ft.get("dac_mismatch_layers", [None])[0] == "conv2"
         ok = ok and bool(fok)
         lines.append(f"fault: conv1's weight flit {ft.get('fault_at', {}).get('flit')} negated on its way to the "
-                     f"chip (golden untouched): DAC mismatches {ft.get('features', {}).get('dac_mismatches')} at "
+                     f"chip (golden untouched): DAC mismatches {ft.get('run', {}).get('dac_mismatches')} at "
                      f"layers {ft.get('dac_mismatch_layers')} -> " + ("located at conv2's input = conv1's output"
                                                                        if fok else f"NOT located: {ft.get('message')}"))
     if not d["passed"]:

@@ -43,7 +43,7 @@ def test_dest_entries_bounds():
 
 
 @pytest.fixture(scope="module")
-def phases():
+def cnn():
     from tb.cnn_env import prepare_cnn
     from tests.test_cnn_golden import golden
 
@@ -51,19 +51,23 @@ def phases():
     return prepare_cnn(g), g
 
 
-def test_cnn_phases_against_independent_golden(phases):
+def test_cnn_one_run_against_independent_golden(cnn):
     """conv1 on the digital datapath (host im2col rows x the golden's int8 weights, its coefficients) = the
     golden's relu1; its 2 x 2 max pool by hand = the pool's output; fc with rows permuted to stream order on
     relu3's pixel stream = digital_linear of the CHW-flattened relu3 with the unpermuted weights; the
     multicasts: 5 entries from the digital node (conv2's tiles 0..4), 9 from conv2's home tile 4 (conv3's
-    tiles 5..13); the pool unit configured on the digital node only in phase 1."""
-    ph, g = phases
+    tiles 5..13); conv3's home tile 13 sends relu3 to the digital node (x = cols + 1 = 6) and mirrors it to the host
+    (x = 5, chan 1); ONE configuration: slot 0 = conv1 with 64 vectors per round, slot 1 = fc with 1, rounds =
+    images, fc's source queue = tile 13's tag with 512 elements, the pool on; conv1's input = the raw pixels, its
+    patches from the digital node's patch buffer."""
+    cn, g = cnn
     spec = g.spec
     from rtl.params import DigitalParams
 
     dp = DigitalParams.from_spec(spec)
-    d1 = ph.features.layers[0]
-    y1 = d1.coefs.apply(d1.sums(ph.features.inputs[0], dp.acc_bits), acc_bits=dp.acc_bits,
+    net = cn.network
+    d1, d2 = net.layers[0], net.layers[-1]
+    y1 = d1.coefs.apply(d1.sums(net.inputs[0], dp.acc_bits), acc_bits=dp.acc_bits,
                         scale_bits=dp.scale_bits, offset_bits=dp.offset_bits)
     np.testing.assert_array_equal(y1, g.layer("conv1").pixels)
     b = g.x_int8.shape[0]
@@ -71,20 +75,56 @@ def test_cnn_phases_against_independent_golden(phases):
     pooled = np.maximum.reduce([m[:, i::2, j::2] for i in (0, 1) for j in (0, 1)]).reshape(-1, 16)
     np.testing.assert_array_equal(pooled, g.layer("pool").pixels)
     assert [d[:2] for d in d1.dests] == [(x, y) for y in range(1) for x in range(5)]
-    home2 = ph.features.layers[5]
+    home2, home3 = net.layers[5], net.layers[-2]
     assert home2.tile == 4 and len(home2.dests) == 9
-    assert d1.pool is not None and ph.classifier.layers[0].pool is None
-    d2 = ph.classifier.layers[0]
-    s = d2.sums(ph.classifier.inputs[0], dp.acc_bits)
+    assert home3.tile == 13 and home3.dests == ((6, 0, 0, 0, 0), (5, 0, 0, 0, 1))
+    assert d1.pool is not None and d2.pool is None
+    s = d2.sums(net.inputs[-1], dp.acc_bits)
     flat = g.trace["flatten"] if "flatten" in g.trace else g.trace[g.layer("fc").inputs[0]]
     ref = digital_linear(flat, np.asarray(g.layer("fc").weights_int8).T, acc_bits=dp.acc_bits)
     np.testing.assert_array_equal(s, ref)
     np.testing.assert_array_equal(d2.coefs.apply(s, acc_bits=dp.acc_bits, scale_bits=dp.scale_bits,
                                                  offset_bits=dp.offset_bits), g.scores)
-    assert [w.name for w in ph.classifier.writes[:5]] == ["digital.pool.en"] + [f"digital.dest{e}" for e in (1, 2, 3, 4)]
-    assert all(w.data == 0 for w in ph.classifier.writes[:5])  # pool and the multicast entries 1..4 off
-    assert any(w.name == "digital.pool.en" for w in ph.features.writes)
-    assert ph.layer_names == ["conv1", "conv2", "conv3", "fc"] and ph.pixels == [64, 16, 16, 1]
+    f = {w.name: net.regmap.decode(w.name, w.data) for w in net.writes}
+    assert f["digital.vectors"] == {"n_vectors0": 64, "n_vectors1": 1} and f["digital.n_pixels"] == {"n_pixels": b}
+    assert f["digital.two_layers"] == {"two_layers": 1} and f["digital.pool.en"] == {"en": 1, "avg": 0}
+    assert f["digital.src1"] == {"src": 13, "en": 1, "slot": 1, "elems": 512}
+    assert f["digital.out1"] == {"x": 5, "y": 0, "chan": 0}
+    assert list(net.taps) == [13] and net.taps[13].shape == (16 * b, 32)
+    # conv1's patches on chip: the host sends each image's 64 raw pixels (C = 1) to queue 0 (host tag = 25 tiles),
+    # the digital node's patch buffer makes the 3 x 3 pad-1 patches (8 x 8 map, 9 elements per patch)
+    np.testing.assert_array_equal(net.feeds[0], g.x_int8.reshape(b, 64))
+    assert f["digital.src0"] == {"src": 25, "en": 1, "slot": 0, "elems": 64} and f["digital.lb.en"] == {"en": 1}
+    assert d1.patch.in_h == d1.patch.in_w == 8 and (d1.patch.kh, d1.patch.pad_t, d1.patch.n_beats) == (3, 1, 9)
+    assert cn.layer_names == ["conv1", "conv2", "conv3", "fc"] and cn.pixels == [64, 16, 16, 1]
+
+
+def test_digital_two_slots_rounds_and_queue_rule():
+    """With two layer slots the compiler writes rounds = n_pixels / n_vectors and the per-slot counts (hand values),
+    the pool with slot 0 (slot 1's results bypass it in rtl/top.py), and refuses (one line) counts that give the
+    slots different rounds and a round whose input overfills a source queue (128 beats: 64 vectors of K = 9 are
+    2 beats each = 128, fits; 65 = 130 does not)."""
+    from dataclasses import replace
+
+    from archmodel.zoo import get_network
+    from rtl.register_compiler import digital_layer, with_pool
+
+    spec = load_spec("proto")
+    rm = build_regmap(spec)
+    pool = get_network("digits-cnn")["pool"]
+    d = with_pool(spec, pool, digital_layer(spec, np.ones((9, 16)), dest=(0, 0), in_scale=1.0, out_scale=1.0))
+    d = replace(d, n_pixels=3 * 64, n_vectors=64)
+    fc = replace(digital_layer(spec, np.ones((512, 10)), dest=(5, 0), in_scale=1.0, out_scale=1.0), n_pixels=3,
+                 sources=((13, 512),))
+    f = {w.name: rm.decode(w.name, w.data) for w in compile_digital_layers(spec, [d, fc], regmap=rm)}
+    assert f["digital.n_pixels"] == {"n_pixels": 3} and f["digital.vectors"] == {"n_vectors0": 64, "n_vectors1": 1}
+    assert f["digital.pool.en"]["en"] == 1 and f["digital.dest4"]["en"] == 0  # entries 1..4 unused: off
+    one = {w.name: rm.decode(w.name, w.data) for w in compile_digital_layers(spec, [replace(d, pool=None)], regmap=rm)}
+    assert one["digital.vectors"] == {"n_vectors0": 1, "n_vectors1": 1} and one["digital.pool.en"]["en"] == 0
+    with pytest.raises(ValueError, match="not the same number of rounds"):
+        compile_digital_layers(spec, [d, replace(fc, n_pixels=4)])
+    with pytest.raises(ValueError, match="130 beats, its queue holds 128"):
+        compile_digital_layers(spec, [replace(d, n_pixels=3 * 65, n_vectors=65), fc])
 
 
 def test_too_many_destinations_refused_one_line():
@@ -99,42 +139,36 @@ def test_too_many_destinations_refused_one_line():
         compile_digital_layers(spec, [d])
 
 
-def test_digital_pool_refused_with_two_slots():
-    from dataclasses import replace
-
-    from archmodel.zoo import get_network
-    from rtl.register_compiler import digital_layer, with_pool
-
-    spec = load_spec("proto")
-    pool = get_network("digits-cnn")["pool"]
-    d = with_pool(spec, pool, digital_layer(spec, np.ones((9, 16)), dest=(0, 0), in_scale=1.0, out_scale=1.0))
-    assert d.pool is not None
-    with pytest.raises(ValueError, match="two layer slots"):
-        compile_digital_layers(spec, [d, replace(d, pool=None)])
-
-
 @pytest.mark.slow
 def test_digits_cnn_on_icarus(tmp_path):
-    """The whole digits-cnn on proto, 1 image, Icarus (tb.test_top_cosim.test_cnn_network; Icarus because a fresh
-    Verilator build of the 25-tile proto top takes several minutes, Icarus ≈ 3 min for build and run together): relu3 (16 x 32)
-    and the 10 scores compared, 0 mismatches; every DAC code of the 14 analog tiles compared (16 MVMs each; conv2's
-    tiles hold 144 rows in all, conv3's 288: 16 x 432 codes), 0 mismatches; RTL top-1 = the model's; no status
-    flag (asserted inside the test). Then (same build, same process) conv1's weight flit 1 negated on its way to the
-    chip: DAC mismatches appear, first (in layer order) at conv2's tiles."""
+    """The whole digits-cnn on proto in ONE run of the chip, 1 image, Icarus (tb.test_top_cosim.test_cnn_network;
+    Icarus because a fresh Verilator build of the 25-tile proto top takes several minutes): the 10 scores compared,
+    0 mismatches; relu3 (16 x 32) mirrored from conv3's home tile to the host while it goes to the digital node,
+    compared, 0 mismatches; every DAC code of the 14 analog tiles compared (16 MVMs each; conv2's tiles hold 144
+    rows in all, conv3's 288: 16 x 432 codes), 0 mismatches; RTL top-1 = the model's; no status flag (asserted
+    inside the test); conv1's busy cycles per pixel = timing.digital_slot_cycles(9, 16, 64) / 64 and fc's =
+    timing.digital_slot_cycles(512, 10, 1) exactly (one image: one run of each slot). Then (same build, same
+    process) conv1's weight flit 1 negated on its way to the chip: DAC mismatches appear, first (in layer order)
+    at conv2's tiles."""
+    from archmodel import timing
     from archmodel.zoo import get_network
     from mapping.mapper import MapOptions, map_network
     from tb.cnn_env import cnn_report_lines, cosim_cnn
 
-    placement = map_network(load_spec("proto"), get_network("digits-cnn"), MapOptions(replicate=False)).placement()
+    spec = load_spec("proto")
+    placement = map_network(spec, get_network("digits-cnn"), MapOptions(replicate=False)).placement()
     d = cosim_cnn("proto", placement, images=1, sim="icarus", build_dir=tmp_path, fault_test=True)
     ok, lines = cnn_report_lines(d)
     print("\n".join(lines))
     assert d["passed"], d["message"]
-    f, c = d["features"], d["classifier"]
-    assert f["compared"] == 16 * 32 and f["mismatches"] == 0
-    assert f["dac_compared"] == 16 * (144 + 288) and f["dac_mismatches"] == 0
-    assert c["compared"] == 10 and c["mismatches"] == 0
+    r = d["run"]
+    assert r["compared"] == 10 and r["mismatches"] == 0
+    assert r["tap_compared"] == 16 * 32 and r["tap_mismatches"] == 0
+    assert r["dac_compared"] == 16 * (144 + 288) and r["dac_mismatches"] == 0
     assert d["top1_rtl"] == d["top1_model"] and ok
+    # 64 pixels x 4 groups (16 channels on 4 lanes) x 9 = 2304 MAC cycles + 10 + 4 drain; 512 x 3 groups = 1536 + 10 + 2
+    assert d["conv1_cycles"] == timing.digital_slot_cycles(spec, 9, 16, 64) == 2318
+    assert d["fc_cycles"] == timing.digital_slot_cycles(spec, 512, 10, 1) == 1548
     ft = d["fault_test"]  # conv1's weight flit 1 negated: the first wrong DAC codes are conv2's (reads conv1)
     assert ft["passed"], ft["message"]
-    assert ft["features"]["dac_mismatches"] > 0 and ft["dac_mismatch_layers"][0] == "conv2", ft
+    assert ft["run"]["dac_mismatches"] > 0 and ft["dac_mismatch_layers"][0] == "conv2", ft

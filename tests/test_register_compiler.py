@@ -74,6 +74,10 @@ def test_hand_written_writes_tile1():
         expected += [(0x1140, j, "tile1.affine.coef_addr"), (0x1144, 0x5000, "tile1.affine.coef_scale"),
                      (0x1148, offsets[j], "tile1.affine.coef_offset"), (0x115C, 0b01, "tile1.affine.ctrl")]
     expected.append((0x1180, 2, "tile1.ni.dest"))           # host: x = cols = 2, y = 0
+    # what the layer does not use, switched off (issue 18): tiny's second destination entry (+0x84), the patch
+    # buffer (+0xC0), the pool unit (+0xE0), the residual join (+0xA0)
+    expected += [(0x1184, 0, "tile1.ni.dest1"), (0x11C0, 0, "tile1.lb.en"), (0x11E0, 0, "tile1.pool.en"),
+                 (0x11A0, 0, "tile1.add.en")]
     assert [tuple(w) for w in writes] == expected
     assert all(isinstance(w, RegWrite) for w in writes)
 
@@ -124,7 +128,7 @@ def test_commands_and_network():
     second = analog_layer(SPEC, w2, tile=1, dest=host_dest(SPEC), in_scale=1 / 8, out_scale=1.0, name="second")
     writes = compile_network(SPEC, [first, second], regmap=RM)
     assert writes[-2:] == command_writes(SPEC, [1, 0], "start", regmap=RM)   # last layer started first
-    assert len(writes) == (9 + 4 * N + 1) + (9 + 4 * 5 + 1) + 2
+    assert len(writes) == (9 + 4 * N + 1 + 4) + (9 + 4 * 5 + 1 + 4) + 2  # + 4: dest1, lb, pool, add off
     with pytest.raises(ValueError, match="next layer"):
         compile_network(SPEC, [tiny_layer(tile=0, dest=(0, 1)), second], regmap=RM)
     with pytest.raises(ValueError, match="share a tile"):

@@ -57,9 +57,12 @@ def test_conv_chain_patch_writes():
     assert writes["tile1.lb.tap"] == {"i0": 1, "j0": 1, "cb0": 0}
     assert writes["tile1.lb.kernel"] == {"kh": 2, "kw": 3, "sh": 1, "sw": 1, "dh": 1, "dw": 1, "pad_t": 1, "pad_l": 1}
     assert writes["tile1.lb.beats"] == {"c_beats": 1, "n_beats": 2} and writes["tile1.lb.en"] == {"en": 1}
-    # a linear layer writes no patch-buffer register (bypass: the reset value of en is 0)
+    # a linear layer writes one patch-buffer register: lb.en = 0 (bypass; a reconfigured tile keeps no patch
+    # buffer of an earlier conv layer), and switches off the pool, the join and its unused entry
     lin = analog_layer(TINY, w[:32], tile=0, dest=(2, 0), in_scale=1 / 64, out_scale=0.1)
-    assert not [wr for wr in compile_layer(TINY, lin, regmap=rm) if ".lb." in wr.name]
+    off = [(wr.name, wr.data) for wr in compile_layer(TINY, lin, regmap=rm)
+           if wr.name.split(".")[1] in ("lb", "pool", "add") or wr.name.endswith("dest1")]
+    assert off == [("tile0.ni.dest1", 0), ("tile0.lb.en", 0), ("tile0.pool.en", 0), ("tile0.add.en", 0)]
 
 
 @pytest.mark.parametrize(("conv", "rows", "msg"), [

@@ -228,7 +228,7 @@ def test_digital_cycle_count():
     simulate(dut, tb)
     compared, mismatches, cycles = res["run"]
     assert (compared, mismatches) == (4 * 8, 0)
-    assert DigitalDatapath.LATENCY == 10
+    assert DigitalDatapath.LATENCY == 10 == timing.DIGITAL_LATENCY_CYCLES
     assert timing.START_CHECK_CYCLES == 1
     assert cycles == 1 + 4 * 2 * 9 + P.mac_lanes + DigitalDatapath.LATENCY - 1
 
@@ -311,3 +311,82 @@ def test_digital_registered_config_check_start_latency():
     # cycle of start, CHECK, RUN (x_in ready), RUN
     assert seen["good"] == [(0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 0)]
     assert seen["bad"] == [(0, 0, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1)]
+
+
+def _two_slot_case(rng, n0, n1, rounds):
+    """Slot 0: a conv (K = 9, 6 channels, as conv1 on a 1-channel map); slot 1: a linear layer (K = 20, 5 outputs);
+    per round n0 vectors of slot 0, then n1 of slot 1 (the reference runs each layer on its own vectors)."""
+    l0 = coefficients(rng, linear_layer(rng, 9, 6))
+    l1 = coefficients(rng, linear_layer(rng, 20, 5))
+    x0 = rng.integers(-128, 128, (rounds * n0, 9))
+    x1 = rng.integers(-128, 128, (rounds * n1, 20))
+    for lyr, x in ((l0, x0), (l1, x1)):
+        acc = digital_linear(x, lyr["wm"].T, acc_bits=P.acc_bits)
+        lyr["cols"] = x.T
+        lyr["want"] = affine_requantize(acc, lyr["scale"], lyr["offset"], lyr["shift"], lyr["relu"],
+                                        acc_bits=P.acc_bits, scale_bits=P.scale_bits, offset_bits=P.offset_bits)
+    return l0, l1
+
+
+@pytest.mark.parametrize("n0, n1, rounds, p", [(3, 2, 2, 0.6), (1, 1, 3, 0.6), (4, 1, 2, 1.0)])
+def test_digital_two_slots_per_slot_vector_counts(n0, n1, rounds, p):
+    """Two layer slots with per-slot vector counts (register map v7, ``n_vectors0`` / ``n_vectors1``): per round
+    n0 vectors of slot 0, then n1 of slot 1 (1 / 1: the old alternation). Every result compared in stream order
+    with digital_linear + affine_requantize run on each layer's own vectors (an independent reference), with
+    random valid / ready gaps (p < 1); ``slot`` is 0 / 1 while each slot's vectors are read. Without gaps the busy
+    counters equal ``timing.digital_slot_cycles`` summed over the runs."""
+    rng = np.random.default_rng(7 + n0)
+    l0, l1 = _two_slot_case(rng, n0, n1, rounds)
+    words0 = -(-6 // P.mac_lanes) * 9
+    dut = DigitalDatapath(P)
+    res = {}
+
+    async def tb(ctx, rst):
+        h = _harness(dut, rng, rst, p, p)
+        await stream_weights(ctx, dut, weight_beats(l0["wm"], P.mac_lanes, dut.w_chunk_lanes))
+        await stream_weights(ctx, dut, weight_beats(l1["wm"], P.mac_lanes, dut.w_chunk_lanes), w_addr=words0)
+        ctx.set(dut.coef_we, 1)
+        for base, lyr in ((0, l0), (6, l1)):
+            for ch in range(lyr["wm"].shape[1]):
+                ctx.set(dut.coef_addr, base + ch)
+                ctx.set(dut.coef_scale, int(lyr["scale"][ch]))
+                ctx.set(dut.coef_offset, int(lyr["offset"][ch]))
+                await ctx.tick()
+        ctx.set(dut.coef_we, 0)
+        for port, v in (("shift", l0["shift"]), ("relu", l0["relu"]), ("k_terms", 9), ("c_out", 6),
+                        ("shift1", l1["shift"]), ("relu1", l1["relu"]), ("k_terms1", 20), ("c_out1", 5),
+                        ("w_base1", words0), ("coef_base1", 6), ("n_pixels", rounds), ("two_layers", 1),
+                        ("n_vectors0", n0), ("n_vectors1", n1)):
+            ctx.set(getattr(dut, port), int(v))
+        want, slots = [], []
+        for r in range(rounds):
+            for lyr, n, s in ((l0, n0, 0), (l1, n1, 1)):
+                for v in range(r * n, (r + 1) * n):
+                    k, c = lyr["cols"].shape[0], lyr["want"].shape[1]
+                    for kk in range(k):
+                        h.sources["x"].put({"data": int(lyr["cols"][kk, v]), "last": int(kk == k - 1)})
+                        slots.append(s)
+                    want += [(int(lyr["want"][v, ch]), int(ch == c - 1)) for ch in range(c)]
+        ctx.set(dut.start, 1)
+        await h.step(ctx)
+        ctx.set(dut.start, 0)
+        seen = []
+        t0 = h.cycle
+        while True:
+            done, busy, slot, xv, xr = await h.step(ctx, dut.done, dut.busy, dut.slot, dut.x_in.valid, dut.x_in.ready)
+            if xv and xr:
+                seen.append(slot)
+            if done and not busy:
+                break
+            assert h.cycle - t0 < 20000, "run did not finish"
+        res["got"] = [(int(it.data), int(it.last)) for it in h.sinks["out"].items]
+        res.update(want=want, slots=slots, seen=seen, c0=ctx.get(dut.cycles0), c1=ctx.get(dut.cycles1),
+                   err=ctx.get(dut.err_x_last) + ctx.get(dut.err_config))
+
+    simulate(dut, tb)
+    assert len(res["got"]) == rounds * (6 * n0 + 5 * n1) == len(res["want"])
+    assert sum(g != w for g, w in zip(res["got"], res["want"], strict=True)) == 0 and res["err"] == 0
+    assert res["seen"] == res["slots"]  # slot 0 while slot 0's elements are read, then slot 1
+    if p == 1.0:
+        assert res["c0"] == rounds * timing.digital_slot_cycles(SPEC, 9, 6, n0)
+        assert res["c1"] == rounds * timing.digital_slot_cycles(SPEC, 20, 5, n1)

@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that layer alone (one of --layer / --images)")
     p.add_argument("--images", type=int, default=None, metavar="N",
                    help="co-simulate the whole network on the top level (digits images in over AXI4-Stream, "
-                        "class scores out, digital first/last layers, the analog layer on its tiles)")
+                        "class scores out, digital first/last layers, the analog layers on their tiles; a CNN in one "
+                        "run of the chip)")
     p.add_argument("--weights", choices=("trained", "seeded"), default="trained",
                    help="with --images: weights trained on the digits split (default) or seeded random")
     p.add_argument("--emulate-arrays", action="store_true",
