@@ -181,14 +181,20 @@ def digital_patch_params(spec) -> PatchParams:
     """Sizes of the digital node's patch buffer (``digital.lb``, :mod:`rtl.top`): one int8 lane per word (the
     digital datapath reads one element per beat, so any ``C`` works: ``C % 1 == 0``), ``words`` =
     ``buffers.sram_kib_per_tile · 1024`` (assumed: the node has a tile's activation SRAM; ``proto``: 1,024
-    words, digits-cnn's conv1 ring is 8 rows x 8 = 64).
+    words, digits-cnn's conv1 ring is 8 rows x 8 = 64), at most :data:`DIGITAL_PATCH_MAX_WORDS` (the
+    ``digital.lb`` registers pack two 16-bit fields; fig11's 64 KiB would need 17 bits).
 
     Raises
     ------
     ValueError
         If the SRAM holds no word.
     """
-    return PatchParams(lanes=1, words=int(spec.buffers.sram_kib_per_tile * 1024))
+    return PatchParams(lanes=1, words=min(int(spec.buffers.sram_kib_per_tile * 1024), DIGITAL_PATCH_MAX_WORDS))
+
+
+#: Largest digital-node line buffer in words (one int8 each): 2**15 keeps every ``digital.lb`` field within the
+#: 16 bits its register packing gives it.
+DIGITAL_PATCH_MAX_WORDS = 1 << 15
 
 
 class PatchBuffer(wiring.Component):
