@@ -292,3 +292,12 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
     if not d["passed"]:
         lines.append(f"FAILED: {d['message']}")
     return ok, lines
+
+
+def rm_write(rm, reg: str, **values: int):
+    """One :class:`rtl.register_compiler.RegWrite` of ``values`` to register ``reg`` (``rm``: the chip's
+    :class:`rtl.regmap.RegisterMap`)."""
+    from rtl.register_compiler import RegWrite
+
+    addr, word = rm.write(reg, **values)
+    return RegWrite(addr, word, reg)

@@ -627,3 +627,9 @@ async def _cnn(dut, fault: str, test: str):
         assert res.dac_mismatches > 0 and dac_layers[0] == "conv2", res.summary() + f" at {dac_layers}"
 
 
+def _check_digital_only(res: NetResult) -> None:
+    """A run whose only outputs are the digital datapath's: every output compared, none extra, no flag."""
+    msg = f"seed {res.seed}: {res.summary()}"
+    assert res.mismatches == 0 and res.compared == res.expected_outputs, msg
+    assert res.extra_outputs == 0 and res.format_errors == 0 and res.axil_errors == 0, msg
+    assert not any(res.flags.values()), msg + f", flags {[k for k, v in res.flags.items() if v]}"
