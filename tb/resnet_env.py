@@ -24,7 +24,8 @@ Shortcuts (named in the report): the stem's input patches are the host's im2col 
 with C = 1; digits-cnn's conv1 now has its patches built by the digital node's line buffer, not yet wired
 here); the two phases, written when the digital datapath alternated its two layer slots one vector at a time
 (the stem needs 64 vectors per image, fc 1). Per-slot vector counts now exist (``digital.vectors``, register
-map v7, used by digits-cnn's one run) but this testbench does not use them yet; one phase is: stem in slot 0 (``n_pixels`` 64 per image) and fc in slot 1 (1 per image) as one
+map v7, used by digits-cnn's one run) but this testbench does not use them yet; one phase is: stem in slot 0
+(``n_pixels`` 64 per image) and fc in slot 1 (1 per image) as one
 ``compile_mapped_network([stem, fc])``-style digital configuration, b2_conv2's home tile and b2_proj's tile
 sending to the digital node (``digital_dest``) instead of the host, :func:`rtl.register_compiler.digital_input_join`
 written with phase 1's configuration, ``fc.sources = ((out_src, 32),)`` next to the host's queue for the stem, and
