@@ -300,7 +300,8 @@ class Interconnect(_Section):
         "false: no line buffers, no conv layer on an analog tile (the chip's Verilog and register map omit them)."))
     pool_units: bool = Field(True, description=(
         "Each tile and the digital node have a pool unit on their results (rtl.pool.Pool, tile.pool.* / "
-        "digital.pool.*); false: none (pooling layers cannot be placed on the chip)."))
+        "digital.pool.*); false: none (pooling layers cannot be placed on the chip, except the global pool of the "
+        "digital node's input join, which comes with residual_joins)."))
     residual_joins: bool = Field(True, description=(
         "Each tile has a residual join at its input (rtl.pool.ResidualJoin, tile.add.*) and the digital node an input "
         "join with its pool (rtl.pool.InputJoin, digital.add.* / digital.ipool.*); false: none (residual "

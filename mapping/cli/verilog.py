@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --emulate-arrays: bake the conductance codes of this network's mapped analog layer into "
                         "the emulators' memories (init values in aimc_prototype.v; also written to emulator_codes.npz): "
                         "the programmed (and drifted, --t-inf) matrix of each tile, as the whole-network co-simulation "
-                        "programs it (digital -> analog -> digital linear layers, e.g. digits-mlp on tiny)")
+                        "programs it (digital -> analog -> digital linear layers, e.g. digits-mlp on tiny-fpga)")
     p.add_argument("--weights", default=None, metavar="W.npz",
                    help="with --network: trained weights (.npz of 'aimc train' or .onnx; default: trained on the digits "
                         "split of --seed, 30 epochs, as 'aimc cosim --images')")
