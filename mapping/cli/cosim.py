@@ -150,7 +150,7 @@ def _run_network(args: argparse.Namespace) -> int:
     if args.emulate_arrays:
         return _run_prototype(args)
     if any(layer.op == "add" for layer in load_network(args.network).layers):
-        return _run_resnet(args)  # residual CNN (digits-resnet): tb.resnet_env
+        return _run_cnn(args, residual=True)  # residual CNN (digits-resnet): tb.resnet_env
     if any(layer.op == "conv" for layer in load_network(args.network).layers):
         return _run_cnn(args)
     placement = _placement(args)
@@ -196,15 +196,20 @@ def _check_fits_rtl(args: argparse.Namespace):
     return placement
 
 
-def _run_cnn(args: argparse.Namespace) -> int:
-    """``aimc cosim --images N`` of a CNN (tb.cnn_env: the golden of tb.cnn_golden; ``--weights``)."""
-
-    from tb.cnn_env import cnn_report_lines, cosim_cnn
+def _run_cnn(args: argparse.Namespace, *, residual: bool = False) -> int:
+    """``aimc cosim --images N`` of a CNN (``--weights``): tb.cnn_env (one run; the golden of tb.cnn_golden), or
+    with ``residual`` tb.resnet_env (digits-resnet's two phases). 0 when everything matched, else 1."""
+    if residual:
+        from tb.resnet_env import cosim_resnet as cosim
+        from tb.resnet_env import resnet_report_lines as report_lines
+    else:
+        from tb.cnn_env import cnn_report_lines as report_lines
+        from tb.cnn_env import cosim_cnn as cosim
 
     placement = _check_fits_rtl(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
-    d = _in_build_dir(args, lambda folder: cosim_cnn(args.arch, placement, build_dir=folder, **kwargs))
-    ok, lines = cnn_report_lines(d)
+    d = _in_build_dir(args, lambda folder: cosim(args.arch, placement, build_dir=folder, **kwargs))
+    ok, lines = report_lines(d)
     for line in lines:
         print(line)
     return 0 if ok else 1
@@ -235,20 +240,6 @@ def _run_prototype(args: argparse.Namespace) -> int:
                   sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=args.t_inf)
     d = _in_build_dir(args, lambda folder: cosim_prototype(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = prototype_report_lines(d)
-    for line in lines:
-        print(line)
-    return 0 if ok else 1
-
-
-def _run_resnet(args: argparse.Namespace) -> int:
-    """``aimc cosim --images N`` of a residual CNN (tb.resnet_env: digits-resnet's two phases; ``--weights``)."""
-
-    from tb.resnet_env import cosim_resnet, resnet_report_lines
-
-    placement = _check_fits_rtl(args)
-    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
-    d = _in_build_dir(args, lambda folder: cosim_resnet(args.arch, placement, build_dir=folder, **kwargs))
-    ok, lines = resnet_report_lines(d)
     for line in lines:
         print(line)
     return 0 if ok else 1
