@@ -62,7 +62,7 @@ __all__ = ["DEST_BEAT_BITS", "DIGITAL_ADD_BASE", "DIGITAL_DESTS", "DIGITAL_IPOOL
            "CHIP_BASE", "DIGITAL_BASE",
            "DIGITAL_VECTORS_ADDR", "DIGITAL_VECTOR_PORTS", "DIGITAL_LB_BASE", "DIGITAL_NI_BASE", "TILE_BASE",
            "TILE_STRIDE", "ID_MAGIC",
-           "REGMAP_VERSION"]
+           "REGMAP_VERSION", "UNIT_BITS", "units_code"]
 
 #: Input ports that are one-cycle commands rather than levels.
 PULSE_PORTS = frozenset({"start", "stop", "clear", "coef_we", "w_load"})
@@ -83,7 +83,7 @@ ID_MAGIC = 0xA1C0
 #: (``digital.vectors`` at 0x150: ``n_vectors0``, ``n_vectors1``, reset 1 = the v6 behaviour), the digital node's
 #: input join and pool (``digital.add.*`` at 0x1C0, ``digital.ipool.*`` at 0x1E0) and its patch buffer
 #: (``digital.lb.*`` at 0x200, ``en`` = 0: bypass); every other register unchanged
-REGMAP_VERSION = 7
+REGMAP_VERSION = 8
 #: The digital node's patch buffer (``digital.lb.*``, register map v7: conv1's patches on chip), after the NI.
 DIGITAL_LB_BASE = 0x0200
 #: The digital datapath's per-slot vector counts (register map v7), after its status registers.
@@ -297,6 +297,16 @@ def dataflow_units(spec: ChipSpec) -> dict[str, bool]:
     compiler refuses a layer that needs it."""
     ic = spec.interconnect
     return {block: bool(getattr(ic, key, True)) for block, key in UNIT_KEYS.items()}
+
+
+#: Bit of each dataflow unit in ``chip.id.units`` (register map v8).
+UNIT_BITS = {"lb": 0, "pool": 1, "add": 2}
+
+
+def units_code(spec: ChipSpec) -> int:
+    """``chip.id.units``: bit 0 line buffers, bit 1 pool units, bit 2 residual joins (:func:`dataflow_units`), so
+    a driver tells ``tiny`` (0b111) from ``tiny-fpga`` (0b000) without probing for SLVERR."""
+    return sum(1 << UNIT_BITS[u] for u, present in dataflow_units(spec).items() if present)
 
 
 def dest_entries(spec: ChipSpec) -> tuple[int, int]:
@@ -545,6 +555,9 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
     regs.append(Register("chip.id", CHIP_BASE + 0x0, (
         Field("magic", 16, 0, Access.RO, value=ID_MAGIC, meaning="constant 0xA1C0 (aimc)"),
         Field("version", 8, 16, Access.RO, value=REGMAP_VERSION, meaning="register-map version"),
+        Field("units", 3, 24, Access.RO, value=units_code(spec),
+              meaning="dataflow units present (bit 0 line buffers, bit 1 pool units, bit 2 residual joins; "
+                      "interconnect.line_buffers / pool_units / residual_joins): an absent unit has no registers"),
     ), meaning="identification"))
     regs.append(Register("chip.geometry", CHIP_BASE + 0x4, (
         Field("grid_rows", 8, 0, Access.RO, value=rows, meaning="tile rows (tile_grid.rows)"),
@@ -624,6 +637,16 @@ def build_regmap(spec: ChipSpec) -> RegisterMap:
     return RegisterMap(spec.name, tuple(regs), tuple(binds), addr_bits)
 
 
+def _units_line(regmap: RegisterMap) -> str:
+    """One sentence naming the dataflow units the chip has and the ones it omits (from ``chip.id.units``)."""
+    code = next(f.value for f in regmap.register("chip.id").fields if f.name == "units")
+    names = {"lb": "line buffers", "pool": "pool units", "add": "residual joins"}
+    have = [names[u] for u, b in UNIT_BITS.items() if code >> b & 1]
+    lack = [f"{names[u]} (interconnect.{UNIT_KEYS[u]}: false)" for u, b in UNIT_BITS.items() if not code >> b & 1]
+    return (f"Dataflow units (`chip.id.units` = {code:#05b}): {', '.join(have) or 'none'}"
+            + (f"; absent, with no registers: {', '.join(lack)}." if lack else "."))
+
+
 def regmap_markdown(regmap: RegisterMap | ChipSpec) -> str:
     """The register map as a Markdown table: address, register, field, bits, access, reset, meaning."""
     if not isinstance(regmap, RegisterMap):
@@ -635,6 +658,7 @@ def regmap_markdown(regmap: RegisterMap | ChipSpec) -> str:
         f"{len(regmap.registers)} registers; map digest `{regmap.digest}`.",
         "Access: RW read/write, RO read-only, W1C write 1 to clear, W1P write 1 to pulse (reads 0). "
         "Unmapped addresses answer SLVERR.",
+        _units_line(regmap),
         "",
         "| Address | Register | Field | Bits | Access | Reset | Meaning |",
         "|---|---|---|---|---|---|---|",

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from archmodel.network.builder import NetworkBuilder
-from archmodel.spec import load_spec
+from archmodel.spec import ChipSpec, load_spec
 from rtl.register_compiler import MissingUnitError, analog_layer, conv_layer, residual_join, with_pool
-from rtl.regmap import build_regmap, dataflow_units
+from rtl.regmap import build_regmap, dataflow_units, regmap_markdown, units_code
 
 
 def test_tiny_fpga_register_map_is_tinys_without_the_units():
@@ -16,13 +16,34 @@ def test_tiny_fpga_register_map_is_tinys_without_the_units():
     a = {r.name: (r.address, r.fields) for r in tiny.registers}
     b = {r.name: (r.address, r.fields) for r in fpga.registers}
     gone = set(a) - set(b)
-    assert set(b) <= set(a) and all(a[n] == b[n] for n in b)  # every register kept at its address, same fields
+    # every register kept at its address with the same fields; chip.id differs only in its constant units field
+    assert set(b) <= set(a) and all(a[n] == b[n] for n in b if n != "chip.id")
+    assert a["chip.id"][0] == b["chip.id"][0] == 0x0
     # per tile: 4 join + 7 line-buffer + 5 pool registers; the digital node's 5 pool registers on its results,
     # its input join's 4 (en, q0, q1, shift), the 5 of the pool after that join, its line buffer's 7
     assert len(gone) == 4 * (4 + 7 + 5) + 5 + 4 + 5 + 7
     assert {n.split(".")[1] for n in gone} == {"add", "lb", "pool", "ipool"}
     assert dataflow_units(load_spec("tiny-fpga")) == {"lb": False, "pool": False, "add": False}
     assert dataflow_units(load_spec("proto")) == {"lb": True, "pool": True, "add": True}
+
+
+def test_chip_id_tells_which_units_the_chip_has():
+    """chip.id (map v8) = units << 24 | version << 16 | 0xA1C0, hand-packed: tiny 0x0708A1C0, tiny-fpga
+    0x0008A1C0, a chip with only line buffers 0x0108A1C0; regmap.md names the absent units."""
+    for name, units, word in (("tiny", 0b111, 0x0708A1C0), ("tiny-fpga", 0, 0x0008A1C0)):
+        rm = build_regmap(load_spec(name))
+        assert units_code(load_spec(name)) == units
+        assert sum(f.value << f.offset for f in rm.register("chip.id").fields) == word
+        assert rm.decode("chip.id", word) == {"magic": 0xA1C0, "version": 8, "units": units}
+    data = load_spec("tiny-fpga").model_dump(mode="json", exclude_defaults=False)
+    data["interconnect"]["line_buffers"] = True
+    assert units_code(ChipSpec.model_validate(data)) == 0b001
+    md = regmap_markdown(load_spec("tiny-fpga"))
+    assert ("Dataflow units (`chip.id.units` = 0b000): none; absent, with no registers: line buffers "
+            "(interconnect.line_buffers: false), pool units (interconnect.pool_units: false), residual joins "
+            "(interconnect.residual_joins: false).") in md
+    assert "Dataflow units (`chip.id.units` = 0b111): line buffers, pool units, residual joins." in \
+        regmap_markdown(load_spec("tiny"))
 
 
 def test_compiler_refuses_units_the_chip_lacks_in_one_line():
@@ -67,7 +88,7 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
     a CNN on proto without line buffers, one that needs more tiles than one chip, a CNN with --emulate-arrays."""
     import yaml
 
-    from archmodel.spec import load_spec
+    from archmodel.spec import ChipSpec, load_spec
     from mapping.cli.main import main
 
     data = load_spec("proto").model_dump(mode="json", exclude_defaults=False)

@@ -23,7 +23,7 @@ def _conv(c, h, w, cout, k, **kw):
 def test_regmap_patch_registers():
     """Version 5; tile t's patch-buffer registers at t's base + 0xC0 .. 0xD8, nothing else before 0xE0."""
     rm = build_regmap(TINY)
-    assert REGMAP_VERSION == 7 and rm.decode("chip.id", 0x7A1C0)["version"] == 7
+    assert REGMAP_VERSION == 8 and rm.decode("chip.id", 0x0708A1C0)["version"] == 8
     for t in range(4):
         base = TILE_BASE + t * TILE_STRIDE
         lb = {r.name: r.address - base for r in rm.registers if r.name.startswith(f"tile{t}.lb.")}

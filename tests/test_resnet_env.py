@@ -49,7 +49,7 @@ def test_digital_join_registers_and_old_addresses():
             [0x1E0, 0x1E4, 0x1E8, 0x1EC, 0x1F0]
         addrs = [r.address for r in rm.registers]
         assert len(addrs) == len(set(addrs))
-        assert rm.decode("chip.id", 0x7A1C0)["version"] == 7
+        assert rm.decode("chip.id", 0x0708A1C0)["version"] == 8
         f = {fl.name: (fl.offset, fl.width) for fl in rm.register("digital.add.en").fields}
         assert f["en"] == (0, 1) and f["relu"] == (1, 1) and f["src_a"][0] == 8 and f["out_src"][0] == 24
     tiny = build_regmap(load_spec("tiny"))
