@@ -130,31 +130,35 @@ def test_one_phase_refused_until_per_slot_counts():
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("AIMC_LONG_COSIM") != "1",
-                    reason="17 min on Icarus at load (3,139 configuration writes on the 25-tile proto top): over "
+                    reason="~20 min each on Icarus at load (the 25-tile proto top, ~3,400 configuration writes): over "
                            "issue 18's make-test budget; run with AIMC_LONG_COSIM=1")
 def test_digits_resnet_on_icarus(tmp_path):
-    """The whole digits-resnet on proto, 1 image, Icarus (tb.test_resnet_cosim; the proto Verilog is the one
-    test_digits_cnn_on_icarus builds, so the simulator build is shared through the runner's cache): b2_conv2_bn
-    (16 x 32, chan 0) and b2_proj_bn (16 x 32, the tap) compared, 0 mismatches; every DAC code of the 25 analog
-    tiles compared, 0 mismatches (b2_conv1's and b2_proj's are b1_add's output at their joins); the 10 scores
-    after the digital node's b2_add + global pool + fc compared, 0 mismatches; RTL top-1 = the model's; no status
-    flag (asserted inside the test). The fault run (``cosim_resnet(fault_test=True)``: the stem's weight flit 1
-    negated, DAC mismatches first at b1_conv1's tiles) is left out: it doubles the time (measured separately)."""
+    """The whole digits-resnet on proto in ONE run of the chip, 1 image, Icarus (tb.test_resnet_cosim, the driver of
+    digits-cnn): the 10 scores after the digital node's b2_add + global pool + fc compared, 0 mismatches;
+    b2_conv2_bn and b2_proj_bn (16 x 32 each) mirrored to the host while they go to the digital node, compared,
+    0 mismatches; every DAC code of the 25 analog tiles compared, 0 mismatches (b2_conv1's and b2_proj's are
+    b1_add's output at their joins); RTL top-1 = the model's; no status flag (asserted inside the test); fc's busy
+    cycles = timing.digital_slot_cycles(32, 10, 1) exactly. Then (same build, same process) the stem's weight
+    flit 1 negated on its way to the chip: DAC mismatches appear, first (in layer order) at b1_conv1's tiles."""
+    from archmodel import timing
     from mapping.mapper import MapOptions, map_network
-    from tb.resnet_env import cosim_resnet, resnet_report_lines
+    from tb.cnn_env import cnn_report_lines, cosim_cnn
 
     placement = map_network(PROTO, get_network("digits-resnet"), MapOptions(replicate=False)).placement()
-    d = cosim_resnet("proto", placement, images=1, sim="icarus", build_dir=tmp_path)
-    ok, lines = resnet_report_lines(d)
+    d = cosim_cnn("proto", placement, images=1, sim="icarus", build_dir=tmp_path, fault_test=True)
+    ok, lines = cnn_report_lines(d)
     print("\n".join(lines))
     assert d["passed"], d["message"]
-    f, c = d["features"], d["classifier"]
-    assert f["compared"] == f["expected_outputs"] == 16 * 32 and f["mismatches"] == 0
-    assert f["tap_compared"] == 16 * 32 and f["tap_mismatches"] == 0
+    r = d["run"]
+    assert r["compared"] == 10 and r["mismatches"] == 0
+    assert r["tap_compared"] == 2 * 16 * 32 and r["tap_mismatches"] == 0
     # DAC codes: 64 MVMs x 144 rows (b1_conv1, b1_conv2), 16 x 144 (b2_conv1), 16 x 288 (b2_conv2), 16 x 16 (b2_proj)
-    assert f["dac_compared"] == 64 * 144 * 2 + 16 * 144 + 16 * 288 + 16 * 16 and f["dac_mismatches"] == 0
-    assert c["compared"] == 10 and c["mismatches"] == 0
+    assert r["dac_compared"] == 64 * 144 * 2 + 16 * 144 + 16 * 288 + 16 * 16 and r["dac_mismatches"] == 0
     assert d["top1_rtl"] == d["top1_model"]
+    assert d["fc_cycles"] == timing.digital_slot_cycles(PROTO, 32, 10, 1)
+    ft = d["fault_test"]  # the stem's weight flit 1 negated: the first wrong DAC codes are b1_conv1's (reads the stem)
+    assert ft["passed"], ft["message"]
+    assert ft["run"]["dac_mismatches"] > 0 and ft["dac_mismatch_layers"][0] == "b1_conv1", ft
     assert ok, "\n".join(lines)
 
 
