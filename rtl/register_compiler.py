@@ -1130,18 +1130,26 @@ def with_input_join(spec: ChipSpec, layer: DigitalLayer, *, src_a: int, src_b: i
     rtl.pool.PoolConfigError
         One line: a pool the pool unit cannot run.
     """
+    return replace(layer, input_join=_input_join_config(
+        spec, layer.name or "the digital node's input join", src_a=src_a, src_b=src_b, scale_a=scale_a,
+        scale_b=scale_b, out_scale=out_scale, relu=relu, out_src=out_src, pool=pool, skew_beats=skew_beats))
+
+
+def _input_join_config(spec: ChipSpec, name: str, *, src_a: int, src_b: int, scale_a: float, scale_b: float,
+                       out_scale: float, relu: bool, out_src: int | None, pool, skew_beats: int | None
+                       ) -> InputJoinConfig:
+    """The :class:`InputJoinConfig` of :func:`with_input_join` (``name`` for the refusals)."""
     from rtl.pool import JOIN_MAX_SHIFT
 
-    require_unit(spec, "add", layer.name or "the digital node's input join")
+    require_unit(spec, "add", name)
     if skew_beats is not None:
-        check_join_skew(layer.name or "the digital node's input join", skew_beats)
+        check_join_skew(name, skew_beats)
     tp = TileParams.from_spec(spec)
     c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
                         max_shift=JOIN_MAX_SHIFT(tp))
     pc = None if pool is None else pool_config(pool, spec.array.rows_per_dac_beat)
-    cfg = InputJoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift), bool(relu),
-                          int(src_a if out_src is None else out_src), pc)
-    return replace(layer, input_join=cfg)
+    return InputJoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift), bool(relu),
+                           int(src_a if out_src is None else out_src), pc)
 
 
 def _input_join_writes(w, j: InputJoinConfig) -> None:
@@ -1178,11 +1186,9 @@ def digital_input_join(spec: ChipSpec, *, src_a: int, src_b: int, scale_a: float
         addr, word = rm.write(reg, **values)
         out.append(RegWrite(addr, word, reg))
 
-    probe = DigitalLayer(w_int8=np.zeros((1, 1), np.int64), coefs=None, dest=(0, 0),  # type: ignore[arg-type]
-                         name="the digital node's input join")
-    j = with_input_join(spec, probe, src_a=src_a, src_b=src_b, scale_a=scale_a, scale_b=scale_b,
-                        out_scale=out_scale, relu=relu, out_src=out_src, pool=pool, skew_beats=skew_beats).input_join
-    _input_join_writes(w, j)
+    _input_join_writes(w, _input_join_config(spec, "the digital node's input join", src_a=src_a, src_b=src_b,
+                                             scale_a=scale_a, scale_b=scale_b, out_scale=out_scale, relu=relu,
+                                             out_src=out_src, pool=pool, skew_beats=skew_beats))
     return out
 
 

@@ -196,10 +196,13 @@ def test_join_off_written_and_hand_count():
     uses it. Hand count of one 9 x 16 digital layer on proto: k_terms, c_out, shift, relu (4) + 16 x 4 coefficient
     writes (64) + src0..3 (4) + w_addr, ctrl.w_load (2) + n_pixels, vectors, two_layers (3) + 11 destination
     entries (11) + lb.en, pool.en (2) + add.en, ipool.en (2) = 92, the last two all zero; on tiny-fpga (no dataflow
-    units; 4 digital entries) 4 + 64 + 4 + 2 + 3 + 4 = 81, no join write. After digits-resnet's configuration
-    (join on, tags 23 / 24), digits-cnn's leaves digital.add.en = 0 (replayed as a register file: last write
-    wins), so beats tagged 23 / 24 would no longer be captured."""
-    from rtl.register_compiler import compile_digital_layers, digital_layer
+    units; 4 digital entries) 4 + 64 + 4 + 2 + 3 + 4 = 81, no join write. With an input join (no pool) the two
+    off-writes become its 5 writes (ipool.en = 0, q0, q1, shift, add.en) = digital_input_join's. After
+    digits-resnet's configuration (join on, tags 23 / 24), digits-cnn's leaves digital.add.en = 0 (replayed as a
+    register file: last write wins), so beats tagged 23 / 24 would no longer be captured."""
+    from dataclasses import replace
+
+    from rtl.register_compiler import compile_digital_layers, digital_input_join, digital_layer, with_input_join
     from tb.cnn_env import prepare_cnn
     from tests.test_cnn_golden import golden
 
@@ -210,6 +213,12 @@ def test_join_off_written_and_hand_count():
     assert [(x.name, rm.decode(x.name, x.data)) for x in ws[-2:]] == [
         ("digital.add.en", {"en": 0, "relu": 0, "src_a": 0, "src_b": 0, "out_src": 0}),
         ("digital.ipool.en", {"en": 0, "avg": 0})]
+    # with a join: its writes (digital_input_join's, the same alone) end the configuration, no off-write
+    kw = dict(src_a=23, src_b=24, scale_a=0.05, scale_b=0.04, out_scale=0.06, relu=True)
+    wj = compile_digital_layers(PROTO, [replace(with_input_join(PROTO, d, **kw), sources=((23, 9),))], regmap=rm)
+    alone = digital_input_join(PROTO, **kw, regmap=rm)
+    assert len(wj) == 92 - 2 + 1 + 4 and wj[-5:] == alone  # ipool.en = 0, q0, q1, shift, add.en
+    assert rm.decode("digital.add.en", wj[-1].data) == {"en": 1, "relu": 1, "src_a": 23, "src_b": 24, "out_src": 23}
     fpga = load_spec("tiny-fpga")
     wf = compile_digital_layers(fpga, [d])
     assert len(wf) == 81 and not any(x.name.startswith(("digital.add", "digital.ipool")) for x in wf)
