@@ -1,9 +1,14 @@
-"""A whole CNN (``digits-cnn`` on ``proto``) on the co-processor, from :mod:`tb.cnn_golden` (issue 18).
+"""A whole CNN (``digits-cnn``, ``digits-resnet`` on ``proto``) on the co-processor, from :mod:`tb.cnn_golden`
+(issue 18).
 
 :func:`prepare_cnn` turns a :class:`tb.cnn_golden.CnnGolden` (archmodel's integer network forward, per
 layer and tile, for the mapper's placement) into ONE :class:`tb.top_env.PreparedNetwork` that
-:meth:`tb.top_env.TopTestbench.run` plays in one run of the simulated chip, the host sending conv1's input and
-receiving the class scores, nothing relayed by the host in between:
+:meth:`tb.top_env.TopTestbench.run` plays in one run of the simulated chip, the host sending the first layer's
+raw input pixels and receiving the class scores, nothing relayed by the host in between. Both networks share
+the assembly (:func:`_one_run`: a digital first conv on layer slot 0 with its patches from the digital node's
+line buffer, analog chains, a digital last layer on slot 1), the cocotb driver (``tb.test_top_cosim._cnn``), the
+build-and-run (:func:`cosim_cnn`) and the report (:func:`cnn_report_lines`); a residual network's topology (joins,
+the digital node's input join) is :mod:`tb.resnet_env`'s. digits-cnn:
 
 conv1 (C = 1) on the digital datapath's layer slot 0 (64 vectors per image: ``digital.vectors``), its results
 pooled on the digital node's pool unit (``digital.pool``, maxpool 2 x 2; slot 0's results only) and multicast to
@@ -348,12 +353,3 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
     if not d["passed"]:
         lines.append(f"FAILED: {d['message']}")
     return ok, lines
-
-
-def rm_write(rm, reg: str, **values: int):
-    """One :class:`rtl.register_compiler.RegWrite` of ``values`` to register ``reg`` (``rm``: the chip's
-    :class:`rtl.regmap.RegisterMap`)."""
-    from rtl.register_compiler import RegWrite
-
-    addr, word = rm.write(reg, **values)
-    return RegWrite(addr, word, reg)
