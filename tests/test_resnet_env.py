@@ -277,3 +277,26 @@ def test_dataflow_plan_needs_nothing_more_on_proto():
     for v in ("b2_conv2_bn", "b2_proj_bn"):
         assert (plan[v].ops, plan[v].consumers) == (("add b2_add", "global_avgpool pool"), ("digital",))
     assert len(plan["stem_relu"].consumers) == 11
+
+
+def test_cli_refuses_a_join_skew_before_any_build(monkeypatch):
+    """`aimc cosim --images` checks every residual add's skew before building anything: a block of four 3 x 3
+    convs against its shortcut on an 8 x 8 map (74 beats, above) is refused in one line naming the add."""
+    import argparse
+
+    import archmodel.zoo
+    from archmodel.network.builder import NetworkBuilder
+    from mapping.cli.cosim import _check_fits_rtl
+    from rtl.register_compiler import JoinSkewError
+
+    nb = NetworkBuilder("deep-res", (1, 8, 8))
+    s = nb.relu("s_relu", nb.conv("s", nb.input, 16, 3, padding=1))
+    x = s
+    for i in range(4):
+        x = nb.conv(f"c{i}", x, 16, 3, padding=1)
+    y = nb.add("join", x, s)
+    nb.linear("fc", nb.global_avgpool("gap", y), 10)
+    net = nb.build()
+    monkeypatch.setattr(archmodel.zoo, "load_network", lambda name: net)
+    with pytest.raises(JoinSkewError, match=r"^residual join 'join': its producers' skew is 74 beats[^\n]*$"):
+        _check_fits_rtl(argparse.Namespace(arch="proto", network="deep-res"))

@@ -174,11 +174,14 @@ def _check_fits_rtl(args: argparse.Namespace):
         The placement's analog tiles exceed one chip (the RTL has no chip-to-chip link).
     rtl.register_compiler.MissingUnitError
         A conv / pooling / residual layer on a chip without line buffers / pool units / residual joins.
+    rtl.register_compiler.JoinSkewError
+        A residual add whose producers' skew overflows the join's queue (``join_skew_beats``).
     """
     from archmodel.spec import load_spec
     from archmodel.zoo import load_network
-    from rtl.register_compiler import require_unit
+    from rtl.register_compiler import check_join_skew, join_skew_beats, require_unit
     from tb.cnn_golden import CnnGoldenError
+    from tb.resnet_env import join_branches
 
     spec = load_spec(args.arch)
     placement = _placement(args, spec)
@@ -188,9 +191,12 @@ def _check_fits_rtl(args: argparse.Namespace):
             raise CnnGoldenError(f"layer {lp.name!r}: tiles {lp.first_tile}..{lp.first_tile + lp.arrays - 1} "
                                  f"exceed the {n_tiles} tiles of one '{spec.name}' chip (the RTL has no "
                                  "chip-to-chip link)")
-    for layer in load_network(args.network).layers:
+    net = load_network(args.network)
+    for layer in net.layers:
         if layer.op in _UNIT_OF_OP:
             require_unit(spec, _UNIT_OF_OP[layer.op], layer.name)
+        if layer.op == "add" and len(layer.inputs) == 2:  # the join's queue must hold its producers' skew
+            check_join_skew(layer.name, join_skew_beats(spec, *join_branches(net, *layer.inputs)))
     return placement
 
 
