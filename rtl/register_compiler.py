@@ -60,7 +60,7 @@ from archmodel.golden.tile_controller import block_counts
 from archmodel.spec import ChipSpec
 from rtl.params import PatchParams, TileParams
 from rtl.patchbuf import PatchConfig, PatchConfigError, patch_config
-from rtl.pool import PoolConfig, PoolConfigError, pool_config
+from rtl.pool import JOIN_DEPTH, PoolConfig, PoolConfigError, pool_config
 from rtl.regmap import UNIT_KEYS, RegisterMap, build_regmap, dataflow_units, dest_entries
 
 __all__ = ["DigitalLayer", "MappedLayer", "RegWrite", "WeightStream", "compile_digital_layer", "compile_digital_layers",
@@ -81,6 +81,21 @@ class JoinConfig(NamedTuple):
     q1: int
     shift: int
     relu: bool
+
+
+class InputJoinConfig(NamedTuple):
+    """The digital node's input join (:class:`rtl.pool.InputJoin`) in front of its source queues: beats tagged
+    ``src_a`` / ``src_b`` added (``q0``, ``q1``, ``shift``, ``relu`` as :class:`JoinConfig`), pooled by ``pool``
+    (None: no pool) and queued tagged ``out_src`` (:func:`with_input_join`)."""
+
+    src_a: int
+    src_b: int
+    q0: int
+    q1: int
+    shift: int
+    relu: bool
+    out_src: int
+    pool: PoolConfig | None
 
 
 class RegWrite(NamedTuple):
@@ -189,6 +204,9 @@ class DigitalLayer:
     sources : tuple of (tag, elements)
         Where the input vector comes from, in order (``rtl.regmap.source_tag``: a tile, or the host), and
         how many of its elements each source gives (they add up to K); empty: the host gives all K.
+    input_join : InputJoinConfig, optional
+        The layer's input (its source tagged ``out_src``) is the digital node's input join of two tiles' streams
+        (``digital.add`` / ``digital.ipool``, :func:`with_input_join`); None: the join is switched off.
     w_scale : float
         Real value of one weight step (reported only).
     name : str
@@ -205,6 +223,7 @@ class DigitalLayer:
     sources: tuple[tuple[int, int], ...] = ()
     pool: PoolConfig | None = None
     patch: PatchConfig | None = None
+    input_join: InputJoinConfig | None = None
 
     @property
     def k_rows(self) -> int:
@@ -292,10 +311,11 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
     :func:`compile_digital_weights`, after these writes); ``n_pixels`` (rounds with two layers),
     ``digital.vectors`` and ``two_layers``; the destinations (slot 0: ``digital.dest``..; slot 1: ``digital.out1``),
     the entries slot 0 does not use switched off (``en`` = 0); the pool unit (slot 0's results only), or
-    ``digital.pool.en`` = 0 without one. Every register a layer leaves unused is written to its off state, so a
-    reconfigured node keeps nothing of an earlier configuration -- except the digital node's input join
-    (``digital.add`` / ``digital.ipool``), which only :func:`digital_input_join_off` switches off (not written
-    here yet). ``start`` is a command (:func:`digital_start`).
+    ``digital.pool.en`` = 0 without one; last the digital node's input join (``digital.ipool.*``, ``digital.add.*``
+    of the layer's :attr:`DigitalLayer.input_join`), or on a chip with residual joins and no layer with one
+    :func:`digital_input_join_off` (2 writes). Every register a layer leaves unused is written to its off state,
+    so a reconfigured node keeps nothing of an earlier configuration. ``start`` is a command
+    (:func:`digital_start`).
 
     Raises
     ------
@@ -304,7 +324,8 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         words needed and held), more sources than queues, sources that do not add up to K, with two layers
         vector counts that do not divide ``n_pixels`` into the same rounds or a source queue that one round's
         input would overfill (``rtl.regmap.DIGITAL_QUEUE_BEATS``: the no-full-queue rule of :mod:`rtl.digital`),
-        or a value that does not fit its field.
+        or a value that does not fit its field; more than one layer with an input join, or an input join whose
+        ``out_src`` is none of the layers' sources.
     """
     from rtl.params import DigitalParams
     from rtl.regmap import DIGITAL_QUEUE_BEATS, DIGITAL_QUEUES, source_tag
@@ -400,6 +421,18 @@ def compile_digital_layers(spec: ChipSpec, layers: Sequence[DigitalLayer], *, re
         _pool_off(w, "digital.pool")
     if two:
         w("digital.out1", x=layers[1].dest[0], y=layers[1].dest[1], chan=0)
+    joins = [lyr for lyr in layers if lyr.input_join is not None]
+    if len(joins) > 1:
+        raise ValueError(f"layers {joins[0].name!r}, {joins[1].name!r}: the digital node has one input join")
+    if joins:
+        j = joins[0].input_join
+        if j.out_src not in [t for lyr in layers for t, _ in lyr.sources]:
+            raise ValueError(f"layer {joins[0].name!r}: its input join queues tag {j.out_src}, which no source "
+                             "entry of the digital layers takes")
+        require_unit(spec, "add", joins[0].name)
+        _input_join_writes(w, j)
+    elif units["add"]:  # nothing of an earlier network's join stays on (it would capture tags src_a / src_b)
+        out += digital_input_join_off(spec, regmap=rm)
     return out
 
 
@@ -674,17 +707,27 @@ def with_pool(spec: ChipSpec, pool, layer: MappedLayer | DigitalLayer) -> Mapped
 
 
 def residual_join(spec: ChipSpec, layer: MappedLayer, *, src_a: int, src_b: int, scale_a: float, scale_b: float,
-                  out_scale: float, relu: bool) -> MappedLayer:
+                  out_scale: float, relu: bool, skew_beats: int | None = None) -> MappedLayer:
     """``layer``'s input becomes ``requantize_sum([a, b], [scale_a, scale_b], out_scale, relu)`` of the streams
     tagged ``src_a`` and ``src_b`` (``rtl.regmap.source_tag``), added by the tile's residual join.
 
     The coefficients are :func:`archmodel.golden.coefficients.quantize_affine` of the two ratios with the
     tile's ``affine_scale_bits`` and :func:`rtl.pool.JOIN_MAX_SHIFT`, exactly as
-    :func:`archmodel.accuracy.requantize_sum` computes them.
+    :func:`archmodel.accuracy.requantize_sum` computes them. ``skew_beats``: the producers' skew
+    (:func:`join_skew_beats`), checked against the join's queue (:func:`check_join_skew`); None: not checked.
+
+    Raises
+    ------
+    MissingUnitError
+        The chip has no residual joins.
+    JoinSkewError
+        ``skew_beats`` exceeds the join's queue (one line).
     """
     from rtl.pool import JOIN_MAX_SHIFT
 
     require_unit(spec, "add", layer.name)
+    if skew_beats is not None:
+        check_join_skew(layer.name, skew_beats)
     tp = TileParams.from_spec(spec)
     c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
                         max_shift=JOIN_MAX_SHIFT(tp))
@@ -982,26 +1025,160 @@ def dump_writes(spec: ChipSpec, writes: Sequence[RegWrite], *, regmap: RegisterM
 
 
 # ----------------------------------------------------------------------------- the digital node's input join (issue 18)
-def digital_input_join(spec: ChipSpec, *, src_a: int, src_b: int, scale_a: float, scale_b: float, out_scale: float,
-                       relu: bool, out_src: int | None = None, pool=None,
-                       regmap: RegisterMap | None = None) -> list[RegWrite]:
-    """Register writes of the digital node's input join (``digital.add.*``) and the pool after it
-    (``digital.ipool.*``): beats tagged ``src_a`` / ``src_b`` (``rtl.regmap.source_tag``) become
-    ``requantize_sum([a, b], [scale_a, scale_b], out_scale, relu)`` (coefficients as :func:`residual_join`),
-    pooled by ``pool`` (a pooling layer, :func:`rtl.pool.pool_config`; None: no pool), and enter the digital
-    datapath's source queues tagged ``out_src`` (default ``src_a``: give the consuming layer
-    ``DigitalLayer.sources = ((out_src, elements),)``); beats with other tags pass (:class:`rtl.pool.InputJoin`).
+class JoinSkewError(AimcError, ValueError):
+    """A residual join whose producers' skew overflows its queue (a head-of-line deadlock): one line."""
+
+
+def check_join_skew(name: str, skew_beats: int, depth: int = JOIN_DEPTH) -> None:
+    """Refuse a join whose producers' skew (:func:`join_skew_beats`) exceeds its queues' ``depth`` beats
+    (:data:`rtl.pool.JOIN_DEPTH`, both the tiles' :class:`rtl.pool.ResidualJoin` and the digital node's
+    :class:`rtl.pool.InputJoin`): the leading producer's beats would fill its queue while the other queue
+    waits for a beat behind them on the one input link (docs/design.md section 11.2).
+
+    Raises
+    ------
+    JoinSkewError
+        One line naming the join, the skew and the depth.
+    """
+    if skew_beats > depth:
+        raise JoinSkewError(f"residual join {name!r}: its producers' skew is {skew_beats} beats, the join's queue "
+                            f"holds {depth} (rtl.pool.JOIN_DEPTH): the leading stream would block the link the other "
+                            "one needs")
+
+
+def _need(layer) -> np.ndarray:
+    """For each output pixel (raster order) of ``layer``, the raster index of the last input pixel it reads:
+    a conv's or pool's window's bottom-right tap (clipped to the map: padding past the bottom / right is zeros),
+    ``H·W − 1`` for a global pool; any other op maps pixel ``p`` to ``p``."""
+    c, h, w = (tuple(layer.input_shapes[0]) + (1, 1))[:3]
+    if layer.op == "global_avgpool":
+        return np.array([h * w - 1], np.int64)
+    if layer.op == "conv":
+        a = layer.attrs
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl) = a["kernel_size"], a["stride"], a["dilation"], a["padding"][:2]
+    elif layer.op in ("maxpool", "avgpool"):
+        a = layer.attrs
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl) = a["kernel"], a["stride"], (1, 1), tuple(a["padding"])[:2]
+    else:
+        return np.arange(h * w, dtype=np.int64)
+    _, ho, wo = layer.output_shape
+    y = np.clip(np.arange(ho) * sh - pt + (kh - 1) * dh, 0, h - 1)
+    x = np.clip(np.arange(wo) * sw - pl + (kw - 1) * dw, 0, w - 1)
+    return (y[:, None] * w + x[None, :]).reshape(-1).astype(np.int64)
+
+
+def join_skew_beats(spec: ChipSpec, branch_a: Sequence, branch_b: Sequence) -> int:
+    """The producers' skew at a residual join, in beats of one of its queues.
+
+    ``branch_a`` / ``branch_b``: the network layers (``archmodel.network.Layer`` with inferred shapes) from the
+    two branches' common producer to the join's two inputs, in order (empty: the producer's stream itself; a
+    shortcut). Model (data dependencies only, every unit infinitely fast -- what can be in a queue at most
+    while the other waits): output pixel ``p`` of a branch needs the common stream up to raster index
+    ``need(p)`` (each conv / pool: its window's last pixel, :func:`_need`, composed along the branch); when the
+    join waits for pixel ``p`` of both branches the producer has sent ``s = max(need_a(p), need_b(p))``, so
+    a branch has made ``count(s) = #{q : need(q) <= s}`` pixels, of which ``count(s) − p`` wait in its queue.
+    Skew = ``max_p max(count_a(s), count_b(s)) − p`` pixels × ``ceil(C / rows_per_dac_beat)`` beats per
+    pixel (``C``: the join's channels). digits-resnet's b1_add (two 3 x 3 pad-1 convs on an 8-wide map against
+    the shortcut): need(0) = 2·8 + 2 = 18, 19 pixels x 2 beats = 38.
+
+    Raises
+    ------
+    ValueError
+        The two branches do not end on maps of the same size, or both are empty (no join).
+    """
+    def need(branch) -> np.ndarray:
+        idx = None
+        for layer in reversed(list(branch)):
+            n = _need(layer)
+            idx = n if idx is None else n[idx]
+        return idx
+
+    if not branch_a and not branch_b:
+        raise ValueError("a join of one stream with itself: both branches are empty")
+    src = (branch_a or branch_b)[0].input_shapes[0]
+    hw = int(np.prod(src[1:])) if len(src) == 3 else 1
+    na, nb = need(branch_a), need(branch_b)
+    na = np.arange(hw, dtype=np.int64) if na is None else na
+    nb = np.arange(hw, dtype=np.int64) if nb is None else nb
+    if na.shape != nb.shape:
+        raise ValueError(f"the branches end on {na.size} and {nb.size} pixels: not a join of two maps")
+    s = np.maximum(na, nb)
+    held = np.maximum(np.searchsorted(np.sort(na), s, side="right"), np.searchsorted(np.sort(nb), s, side="right"))
+    pixels = int(np.max(held - np.arange(na.size)))
+    last = (branch_a or branch_b)[-1]
+    c = int(last.output_shape[0])
+    return pixels * -(-c // spec.array.rows_per_dac_beat)
+
+
+def with_input_join(spec: ChipSpec, layer: DigitalLayer, *, src_a: int, src_b: int, scale_a: float, scale_b: float,
+                    out_scale: float, relu: bool, out_src: int | None = None, pool=None,
+                    skew_beats: int | None = None) -> DigitalLayer:
+    """``layer`` (a digital layer) with the digital node's input join in front of its source queue: beats tagged
+    ``src_a`` / ``src_b`` (``rtl.regmap.source_tag``) become ``requantize_sum([a, b], [scale_a, scale_b],
+    out_scale, relu)`` (coefficients as :func:`residual_join`), pooled by ``pool`` (a pooling layer,
+    :func:`rtl.pool.pool_config`; None: no pool), and enter the source queues tagged ``out_src`` (default
+    ``src_a``; give ``layer.sources`` an entry ``(out_src, elements)``); beats with other tags pass
+    (:class:`rtl.pool.InputJoin`). :func:`compile_digital_layers` writes it (:func:`digital_input_join`'s
+    registers). ``skew_beats``: as :func:`residual_join`.
 
     Raises
     ------
     MissingUnitError
         The chip has no residual joins (``interconnect.residual_joins: false``).
+    JoinSkewError
+        ``skew_beats`` exceeds the join's queue (one line).
     rtl.pool.PoolConfigError
         One line: a pool the pool unit cannot run.
+    """
+    return replace(layer, input_join=_input_join_config(
+        spec, layer.name or "the digital node's input join", src_a=src_a, src_b=src_b, scale_a=scale_a,
+        scale_b=scale_b, out_scale=out_scale, relu=relu, out_src=out_src, pool=pool, skew_beats=skew_beats))
+
+
+def _input_join_config(spec: ChipSpec, name: str, *, src_a: int, src_b: int, scale_a: float, scale_b: float,
+                       out_scale: float, relu: bool, out_src: int | None, pool, skew_beats: int | None
+                       ) -> InputJoinConfig:
+    """The :class:`InputJoinConfig` of :func:`with_input_join` (``name`` for the refusals)."""
+    from rtl.pool import JOIN_MAX_SHIFT
+
+    require_unit(spec, "add", name)
+    if skew_beats is not None:
+        check_join_skew(name, skew_beats)
+    tp = TileParams.from_spec(spec)
+    c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
+                        max_shift=JOIN_MAX_SHIFT(tp))
+    pc = None if pool is None else pool_config(pool, spec.array.rows_per_dac_beat)
+    return InputJoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift), bool(relu),
+                           int(src_a if out_src is None else out_src), pc)
+
+
+def _input_join_writes(w, j: InputJoinConfig) -> None:
+    """``digital.ipool.*`` (or ``ipool.en`` = 0), ``digital.add.q0`` / ``q1`` / ``shift``, then ``digital.add.en``."""
+    if j.pool is not None:
+        _pool_writes(w, "digital.ipool", j.pool)
+    else:
+        w("digital.ipool.en", en=0, avg=0)
+    w("digital.add.q0", q0=j.q0)
+    w("digital.add.q1", q1=j.q1)
+    w("digital.add.shift", shift=j.shift)
+    w("digital.add.en", en=1, relu=int(j.relu), src_a=j.src_a, src_b=j.src_b, out_src=j.out_src)
+
+
+def digital_input_join(spec: ChipSpec, *, src_a: int, src_b: int, scale_a: float, scale_b: float, out_scale: float,
+                       relu: bool, out_src: int | None = None, pool=None, skew_beats: int | None = None,
+                       regmap: RegisterMap | None = None) -> list[RegWrite]:
+    """Register writes of the digital node's input join (``digital.add.*``) and the pool after it
+    (``digital.ipool.*``), as :func:`with_input_join` configures it (same arguments). A network compiled with
+    :func:`compile_digital_layers` gets them from its layer's :attr:`DigitalLayer.input_join` instead (written
+    after these, that function would switch the join off again).
+
+    Raises
+    ------
+    MissingUnitError, JoinSkewError, rtl.pool.PoolConfigError
+        As :func:`with_input_join`.
     ValueError
         A value that does not fit its field.
     """
-    require_unit(spec, "add", "the digital node's input join")
     rm = _regmap(spec, regmap)
     out: list[RegWrite] = []
 
@@ -1009,20 +1186,9 @@ def digital_input_join(spec: ChipSpec, *, src_a: int, src_b: int, scale_a: float
         addr, word = rm.write(reg, **values)
         out.append(RegWrite(addr, word, reg))
 
-    from rtl.pool import JOIN_MAX_SHIFT
-
-    tp = TileParams.from_spec(spec)
-    c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
-                        max_shift=JOIN_MAX_SHIFT(tp))
-    if pool is not None:
-        _pool_writes(w, "digital.ipool", pool_config(pool, spec.array.rows_per_dac_beat))
-    else:
-        w("digital.ipool.en", en=0, avg=0)
-    w("digital.add.q0", q0=int(c.scale[0]))
-    w("digital.add.q1", q1=int(c.scale[1]))
-    w("digital.add.shift", shift=int(c.shift))
-    w("digital.add.en", en=1, relu=int(relu), src_a=int(src_a), src_b=int(src_b),
-      out_src=int(src_a if out_src is None else out_src))
+    _input_join_writes(w, _input_join_config(spec, "the digital node's input join", src_a=src_a, src_b=src_b,
+                                             scale_a=scale_a, scale_b=scale_b, out_scale=out_scale, relu=relu,
+                                             out_src=out_src, pool=pool, skew_beats=skew_beats))
     return out
 
 
@@ -1036,4 +1202,5 @@ def digital_input_join_off(spec: ChipSpec, *, regmap: RegisterMap | None = None)
             RegWrite(*rm.write("digital.ipool.en", en=0, avg=0), "digital.ipool.en")]
 
 
-__all__ += ["digital_input_join", "digital_input_join_off"]
+__all__ += ["InputJoinConfig", "JoinSkewError", "check_join_skew", "digital_input_join", "digital_input_join_off",
+            "join_skew_beats", "with_input_join"]

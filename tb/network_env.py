@@ -296,6 +296,21 @@ def cosim_network(arch: str, placement: Placement, *, images: int, seed: int = 1
     ``wall_s``; ``profile``: a path for the cProfile statistics of the run. Raises
     :class:`CosimNetworkError` when the simulator produced no result.
     """
+    env = {"AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
+           "AIMC_FAULT": fault, "AIMC_FAULT_TILE": str(int(fault_tile))}
+    if profile is not None:  # cProfile of the run inside the simulator process (bench/bench_network_cosim.py)
+        env["AIMC_PROFILE"] = str(profile)
+    outs = run_top_tests(arch, placement, build_dir=build_dir, sim=sim, module="tb.test_top_cosim",
+                         tests=["test_digits_network"], seed=seed, waves=waves, env=env)
+    return outcome_json(outs["test_digits_network"], placement.network_name, CosimNetworkError)
+
+
+def run_top_tests(arch: str, placement: Placement, *, build_dir, sim: str, module: str, tests: list[str], seed: int,
+                  waves: bool, env: dict) -> dict:
+    """Build the co-processor for ``arch`` (its Verilog under ``build_dir/rtl/<sim>``) and run the cocotb
+    ``tests`` of ``module`` in one simulator process with ``placement`` (JSON in ``build_dir``, its path in
+    ``AIMC_PLACEMENT``) and the extra environment ``env``; returns ``{test: outcome}``
+    (:func:`tb.cosim.run_cocotb_tests`). The one build-and-run of every whole-network co-simulation."""
     import dataclasses
     import json
     from pathlib import Path
@@ -312,14 +327,20 @@ def cosim_network(arch: str, placement: Placement, *, images: int, seed: int = 1
     pl_file.write_text(json.dumps(dataclasses.asdict(placement)))
     spec = resolve_spec(arch, {})
     src = write_verilog(Coprocessor(spec), TOP_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"))
-    env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
-           "AIMC_FAULT": fault, "AIMC_FAULT_TILE": str(int(fault_tile))}
-    if profile is not None:  # cProfile of the run inside the simulator process (bench/bench_network_cosim.py)
-        env["AIMC_PROFILE"] = str(profile)
-    out = run_cocotb_tests(sim, src, TOP_NAME, "tb.test_top_cosim", build_dir, ["test_digits_network"], arch=arch,
-                           changes={}, seed=seed, waves=waves, extra_env=env)["test_digits_network"]
+    return run_cocotb_tests(sim, src, TOP_NAME, module, build_dir, list(tests), arch=arch, changes={}, seed=seed,
+                            waves=waves, extra_env={"AIMC_PLACEMENT": str(pl_file)} | dict(env))
+
+
+def outcome_json(out, network: str, error: type[Exception]) -> dict:
+    """A test outcome of :func:`run_top_tests` as its JSON plus ``passed``, ``message`` and ``wall_s``.
+
+    Raises
+    ------
+    error
+        The simulator produced no result (one line naming ``network`` and the message).
+    """
     if not out.data:
-        raise CosimNetworkError(f"co-simulation of '{placement.network_name}' gave no result: {out.message}")
+        raise error(f"co-simulation of '{network}' gave no result: {out.message}")
     return dict(out.data) | {"passed": out.passed, "message": out.message, "wall_s": out.wall_s}
 
 

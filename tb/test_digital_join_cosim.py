@@ -26,7 +26,7 @@ def _join_pool_job(spec, seed: int):
     from archmodel.network.builder import NetworkBuilder
     from rtl.params import DigitalParams, TileParams
     from rtl.pool import JOIN_MAX_SHIFT
-    from rtl.register_compiler import compile_mapped_network, digital_input_join, digital_layer, host_dest
+    from rtl.register_compiler import compile_mapped_network, digital_layer, host_dest, with_input_join
     from rtl.regmap import build_regmap, source_tag
     from tb.top_env import NetworkJob, PreparedNetwork
 
@@ -54,9 +54,9 @@ def _join_pool_job(spec, seed: int):
     nb = NetworkBuilder("j", (c, h, w))
     nb.global_avgpool("pool", nb.input)
     rm = build_regmap(spec)
-    writes = [*digital_input_join(spec, src_a=ta, src_b=tb_, scale_a=sa, scale_b=sb, out_scale=so, relu=True,
-                                  pool=nb.build().layer("pool"), regmap=rm),
-              *compile_mapped_network(spec, [layer], regmap=rm)]
+    layer = with_input_join(spec, layer, src_a=ta, src_b=tb_, scale_a=sa, scale_b=sb, out_scale=so, relu=True,
+                            pool=nb.build().layer("pool"))  # written by the compiler with the layer
+    writes = compile_mapped_network(spec, [layer], regmap=rm)
     pix = [m.transpose(0, 2, 3, 1).reshape(-1, c) for m in (a, bb)]
     job = NetworkJob("digital join + pool", spec.name, {}, seed, None, [], [], [], x, [False])
     pn = PreparedNetwork(job=job, spec=spec, params=tp, regmap=rm, matrices=[None], layers=[layer], inputs=[x],

@@ -546,19 +546,21 @@ async def test_cnn_fault(dut):
 
 async def _cnn(dut, fault: str, test: str):
     """A whole CNN (the network of ``AIMC_PLACEMENT``) on the chip in ONE run, checked bit for bit against
-    :mod:`tb.cnn_golden` (archmodel's integer forward), as :mod:`tb.cnn_env` configures it: conv1 (digital slot 0,
-    64 vectors per image) -> maxpool (digital node) -> conv2 -> conv3 -> relu3 over the mesh to the digital node
-    (and mirrored to the host) -> fc (digital slot 1) -> class scores to the host; the host keeps one image in
-    flight (credit 1). Ready low on ~30 % of cycles (seeded) at m_axis, the AXI4-Lite responses and every array
-    port. Asserts (no fault): every class score and mirrored relu3 value compared, 0 mismatches, every analog tile's
-    DAC beats compared (= the pooled conv1 output and relu2), no status flag, RTL top-1 = the model's.
-    ``AIMC_FAULT=weight``: one of conv1's weight flits negated on its way to the chip (golden untouched):
-    asserts the DAC mismatches appear at conv2's tiles (the first layer reading conv1's results).
+    :mod:`tb.cnn_golden` (archmodel's integer forward), as :func:`tb.cnn_env.prepare_cnn` configures it --
+    digits-cnn: conv1 (digital slot 0, 64 vectors per image) -> maxpool (digital node) -> conv2 -> conv3 -> relu3
+    over the mesh to the digital node (and mirrored to the host) -> fc (digital slot 1) -> class scores to the host;
+    digits-resnet (:mod:`tb.resnet_env`): the stem on slot 0 -> 11 tiles ... tiles 23 / 24 -> the digital node's
+    input join (b2_add + global pool) -> fc on slot 1; the host keeps one image in flight (credit 1). Ready low on
+    ~30 % of cycles (seeded) at m_axis, the AXI4-Lite responses and every array port. Asserts (no fault): every
+    class score and mirrored (tap) value compared, 0 mismatches, every analog tile's DAC beats compared, no
+    status flag, RTL top-1 = the model's. ``fault = "weight"``: the first layer's weight flit 1 negated on its way
+    to the chip (golden untouched): asserts the DAC mismatches appear first (in layer order) at the tiles of the
+    first layer reading its results (conv2; b1_conv1).
 
     Environment: ``AIMC_PLACEMENT`` (JSON of the mapper's placement, no replication), ``AIMC_CNN_IMAGES``
     (default 2), ``AIMC_CNN_WEIGHTS`` (``seeded`` default, or ``trained``: 30 epochs on the digits split of the
-    seed), ``AIMC_CNN_WEIGHT_SEED`` (default 1: tb.cnn_golden's seeded
-    parameters), ``AIMC_CNN_T_INF`` (default 3600 s).
+    seed), ``AIMC_CNN_WEIGHT_SEED`` (default 1, digits-resnet 3: tb.cnn_golden's seeded parameters),
+    ``AIMC_CNN_T_INF`` (default 3600 s).
     """
     import numpy as np
 
@@ -576,6 +578,7 @@ async def _cnn(dut, fault: str, test: str):
     placement = Placement(pl["spec_name"], pl["network_name"], pl["replicate"],
                           tuple(LayerPlacement(**lp) for lp in pl["layers"]))
     net = get_network(placement.network_name)
+    residual = any(layer.op == "add" for layer in net.layers)
     if os.environ.get("AIMC_CNN_WEIGHTS", "seeded") == "trained":
         from archmodel.digits_experiment import train_on_digits
         result, data = train_on_digits(net, env["seed"], 0.0, 30, None)
@@ -583,7 +586,7 @@ async def _cnn(dut, fault: str, test: str):
         source = (f"trained on the digits split of seed {env['seed']} (30 epochs, no weight noise; FP32 test "
                   f"accuracy {result.test_accuracy:.4f})")
     else:
-        wseed = int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "1"))
+        wseed = int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "3" if residual else "1"))
         data = load_digits_split(env["seed"])
         params, source = seeded_params(net, wseed), f"seeded (tb.cnn_golden.seeded_params, seed {wseed})"
     g = cnn_golden(tb.spec, net, placement, params, data.x_test[:n], data.x_train[:256], seed=env["seed"],
@@ -594,12 +597,12 @@ async def _cnn(dut, fault: str, test: str):
     if fault == "weight":
         ws = compile_digital_weights(tb.spec, [lyr for lyr in f.layers if lyr.tile is None])
         link = tb.spec.interconnect.link_width_bits
-        k = 1  # flit 1: weight word 0's lanes 4.. (conv1 is 9 x 16: every word is used)
+        k = 1  # flit 1: weight word 0's lanes 4.. (conv1 / the stem is 9 x 16: every word is used)
         flits = list(ws.flits)
         lanes = [((flits[k] >> (8 * i)) & 0xFF) for i in range(link // 8)]
         flits[k] = sum((((-((v ^ 0x80) - 0x80)) & 0xFF) << (8 * i)) for i, v in enumerate(lanes))
         f.weights = ws._replace(flits=flits)
-        fault_at = {"flit": k, "layer": "conv1"}
+        fault_at = {"flit": k, "layer": cn.layer_names[0]}
     res = await tb.run(f, log=dut._log, credit=1)
     st1 = await tb.read("digital.status1")
     st2 = await tb.read("digital.status2")
@@ -608,12 +611,17 @@ async def _cnn(dut, fault: str, test: str):
     # which layers' tiles saw wrong DAC codes (where a fault shows)
     dac_layers = list(dict.fromkeys(f.layers[li].name.split("[")[0]
                                     for li in sorted({li for li, _ in res.dac_mismatch_at})))  # in layer order
+    first = f.layers[0]
     out = {
         "test": test, "images": n, "weights": source, "seed": env["seed"], "network": net.name, "fault": fault,
-        "fault_at": fault_at, "run": res.as_dict(),
+        "fault_at": fault_at, "run": res.as_dict(), "residual": cn.residual, "first_reader": cn.first_reader,
         "labels": data.y_test[:n].tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": g.top1.tolist(),
         "layer_names": cn.layer_names, "layer_kinds": cn.layer_kinds, "predicted_cycles": cn.predicted_cycles,
-        "pixels": cn.pixels, "conv1_cycles": int(st1["cycles0"]), "fc_cycles": int(st2["cycles1"]),
+        "pixels": cn.pixels, "pace_notes": cn.pace_notes,
+        "conv1_cycles": int(st1["cycles0"]), "fc_cycles": int(st2["cycles1"]),
+        "first_dests": len(first.dests),  # flits per first-layer pixel on the digital node's output link
+        "first_flits_per_pixel": len(first.dests) * -(-first.n_cols // tb.params.rows_per_dac_beat)
+        * -(-tb.tag_bits // tb.link_bits),
         "mvm_start_cycles": res.mvm_start_cycles, "tiles": [lyr.tile for lyr in f.layers],
         "tile_layers": [lyr.name.split("[")[0] for lyr in f.layers],
         "first_mismatches": res.first_mismatches[:8], "dac_mismatch_layers": dac_layers,
@@ -621,10 +629,11 @@ async def _cnn(dut, fault: str, test: str):
     _save(test, out)
     if fault == "none":
         _check(res, test, out)
-        assert res.compared == n * 10 and res.tap_compared == n * 16 * 32, res.summary()
+        taps = sum(int(v.size) for v in f.taps.values())
+        assert res.compared == n * 10 and res.tap_compared == taps, res.summary()
         assert (top1_rtl == g.top1).all(), f"top-1 RTL {top1_rtl} != model {g.top1}"
     else:
-        assert res.dac_mismatches > 0 and dac_layers[0] == "conv2", res.summary() + f" at {dac_layers}"
+        assert res.dac_mismatches > 0 and dac_layers[0] == cn.first_reader, res.summary() + f" at {dac_layers}"
 
 
 def _check_digital_only(res: NetResult) -> None:

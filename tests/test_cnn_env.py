@@ -59,7 +59,8 @@ def test_cnn_one_run_against_independent_golden(cnn):
     tiles 5..13); conv3's home tile 13 sends relu3 to the digital node (x = cols + 1 = 6) and mirrors it to the host
     (x = 5, chan 1); ONE configuration: slot 0 = conv1 with 64 vectors per round, slot 1 = fc with 1, rounds =
     images, fc's source queue = tile 13's tag with 512 elements, the pool on; conv1's input = the raw pixels, its
-    patches from the digital node's patch buffer."""
+    patches from the digital node's patch buffer; the digital node's input join switched off (the two writes
+    compile_digital_layers adds after digital.out1, the only change to digits-cnn's writes this stop)."""
     cn, g = cnn
     spec = g.spec
     from rtl.params import DigitalParams
@@ -97,6 +98,12 @@ def test_cnn_one_run_against_independent_golden(cnn):
     assert f["digital.src0"] == {"src": 25, "en": 1, "slot": 0, "elems": 64} and f["digital.lb.en"] == {"en": 1}
     assert d1.patch.in_h == d1.patch.in_w == 8 and (d1.patch.kh, d1.patch.pad_t, d1.patch.n_beats) == (3, 1, 9)
     assert cn.layer_names == ["conv1", "conv2", "conv3", "fc"] and cn.pixels == [64, 16, 16, 1]
+    assert cn.first_reader == "conv2" and not cn.residual  # where a fault in conv1 shows first
+    # no input join in digits-cnn: the compiler switches the digital node's join off (2 writes, after digital.out1)
+    names = [w.name for w in net.writes]
+    assert [n for n in names if n.startswith(("digital.add", "digital.ipool"))] == ["digital.add.en", "digital.ipool.en"]
+    assert names.index("digital.add.en") == names.index("digital.out1") + 1
+    assert f["digital.add.en"]["en"] == 0 and f["digital.ipool.en"]["en"] == 0
 
 
 def test_digital_two_slots_rounds_and_queue_rule():

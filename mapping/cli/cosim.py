@@ -149,10 +149,8 @@ def _run_network(args: argparse.Namespace) -> int:
         raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
     if args.emulate_arrays:
         return _run_prototype(args)
-    if any(layer.op == "add" for layer in load_network(args.network).layers):
-        return _run_cnn(args, residual=True)  # residual CNN (digits-resnet): tb.resnet_env
     if any(layer.op == "conv" for layer in load_network(args.network).layers):
-        return _run_cnn(args)
+        return _run_cnn(args)  # a CNN in one run (digits-cnn: tb.cnn_env; digits-resnet: tb.resnet_env)
     placement = _placement(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves)
     d = _in_build_dir(args, lambda folder: cosim_network(args.arch, placement, build_dir=folder, **kwargs))
@@ -176,11 +174,14 @@ def _check_fits_rtl(args: argparse.Namespace):
         The placement's analog tiles exceed one chip (the RTL has no chip-to-chip link).
     rtl.register_compiler.MissingUnitError
         A conv / pooling / residual layer on a chip without line buffers / pool units / residual joins.
+    rtl.register_compiler.JoinSkewError
+        A residual add whose producers' skew overflows the join's queue (``join_skew_beats``).
     """
     from archmodel.spec import load_spec
     from archmodel.zoo import load_network
-    from rtl.register_compiler import require_unit
+    from rtl.register_compiler import check_join_skew, join_skew_beats, require_unit
     from tb.cnn_golden import CnnGoldenError
+    from tb.resnet_env import join_branches
 
     spec = load_spec(args.arch)
     placement = _placement(args, spec)
@@ -190,21 +191,20 @@ def _check_fits_rtl(args: argparse.Namespace):
             raise CnnGoldenError(f"layer {lp.name!r}: tiles {lp.first_tile}..{lp.first_tile + lp.arrays - 1} "
                                  f"exceed the {n_tiles} tiles of one '{spec.name}' chip (the RTL has no "
                                  "chip-to-chip link)")
-    for layer in load_network(args.network).layers:
+    net = load_network(args.network)
+    for layer in net.layers:
         if layer.op in _UNIT_OF_OP:
             require_unit(spec, _UNIT_OF_OP[layer.op], layer.name)
+        if layer.op == "add" and len(layer.inputs) == 2:  # the join's queue must hold its producers' skew
+            check_join_skew(layer.name, join_skew_beats(spec, *join_branches(net, *layer.inputs)))
     return placement
 
 
-def _run_cnn(args: argparse.Namespace, *, residual: bool = False) -> int:
-    """``aimc cosim --images N`` of a CNN (``--weights``): tb.cnn_env (one run; the golden of tb.cnn_golden), or
-    with ``residual`` tb.resnet_env (digits-resnet's two phases). 0 when everything matched, else 1."""
-    if residual:
-        from tb.resnet_env import cosim_resnet as cosim
-        from tb.resnet_env import resnet_report_lines as report_lines
-    else:
-        from tb.cnn_env import cnn_report_lines as report_lines
-        from tb.cnn_env import cosim_cnn as cosim
+def _run_cnn(args: argparse.Namespace) -> int:
+    """``aimc cosim --images N`` of a CNN (``--weights``) in one run of the chip: tb.cnn_env (the golden of
+    tb.cnn_golden; a residual network's configuration from tb.resnet_env). 0 when everything matched, else 1."""
+    from tb.cnn_env import cnn_report_lines as report_lines
+    from tb.cnn_env import cosim_cnn as cosim
 
     placement = _check_fits_rtl(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
