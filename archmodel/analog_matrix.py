@@ -722,6 +722,8 @@ class AnalogMatrix:
         codes = self.mvm_adc_codes(dac_codes, mvm_index)
         if self.ideal_periphery:
             return codes.sum(axis=0)
+        if codes.shape[0] == 1 and self.spec.periphery.accumulator_bits >= self.spec.array.adc_bits + 1:
+            return codes[0]  # one row block: the sum is the codes themselves (no overflow possible)
         return accumulate_partial_sums(
             codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
         )
@@ -800,12 +802,19 @@ class AnalogMatrix:
         """
         xa = np.asarray(x, dtype=np.float64)
         single = xa.ndim == 1
-        xa = np.atleast_2d(xa)
+        if xa.ndim != 2:
+            xa = np.atleast_2d(xa)
         if in_scale is None:
-            m = float(np.max(np.abs(xa)))
+            m = float(np.maximum.reduce(np.abs(xa), axis=None))  # = np.max (NaN propagates the same way)
             in_scale = m / 127.0 if m > 0 else 1.0
-        x_int8 = np.clip(np.rint(xa / in_scale), -128, 127).astype(np.int64)
-        d = dac_codes(x_int8, self.spec.array.dac_bits)
+        # clip(rint(x / s), -128, 127) as int64, with the ufuncs in place (the same operations, same order)
+        v = xa / in_scale
+        _RINT(v, v)
+        _CLIP(v, -128.0, 127.0, v)
+        x_int8 = v.astype(np.int64)
+        dac_bits = self.spec.array.dac_bits
+        # an 8-bit DAC maps a code to itself (golden.tile_controller.dac_codes); x_int8 is in range by the clip
+        d = x_int8 if dac_bits == 8 else dac_codes(x_int8, dac_bits)
         psum = self.mvm_partial_sums(d, mvm_index)
         y = psum * (self.weight_units_per_code * in_scale)
         return y[0] if single else y

@@ -147,3 +147,38 @@ def test_fast_path_cache_is_invalidated_by_every_change_of_its_inputs() -> None:
         d.astype(np.float64) @ m._g_eff * m.v_lsb_v * (128 / m.i_fs_ua)), -128, 127))
     m.program(rng.standard_normal((32, 20)), np.random.default_rng(5))
     check()
+
+
+@pytest.mark.parametrize("preset,dac_bits,k", [("fig11", 8, 512), ("tiny", 8, 70), ("tiny", 4, 70)])
+def test_float_matmul_equals_the_written_out_data_path(preset: str, dac_bits: int, k: int) -> None:
+    """AnalogMatrix.matmul (the float API, issue 22's batch-1 float figure) after its in-place rewrite and its
+    one-row-block shortcuts (8-bit DAC codes used as they are, mvm_partial_sums returning the one block's codes)
+    equals the data path written out with the golden functions: clip(rint(x / s), -128, 127) with
+    s = max|x| / 127 (or the given scale, saturating), golden.tile_controller.dac_codes,
+    golden.affine.accumulate_partial_sums of the ADC codes, times weight_units_per_code · s -- for one row block
+    (fig11, 512 rows), three row blocks (tiny, 70 rows on 32-row arrays) and a 4-bit DAC."""
+    from archmodel.golden.affine import accumulate_partial_sums
+    from archmodel.golden.tile_controller import dac_codes
+
+    spec = load_spec(preset).replace(**{"array.dac_bits": dac_bits})
+    rng = np.random.default_rng(21)
+    m = AnalogMatrix(spec, noise_seed=5).program(rng.standard_normal((k, 24)), np.random.default_rng(1))
+    m.drift(3600.0, np.random.default_rng(2))
+    x = rng.standard_normal((6, k)) * np.array([[0.1], [1], [3], [10], [1], [1]])
+    x[4, :5] = [0.0, -0.0, 1e-9, -50.0, 50.0]
+    checked = 0
+    for in_scale in (None, 0.01):  # 0.01: most inputs saturate at -128 / 127
+        for b in range(len(x)):
+            s = in_scale if in_scale is not None else float(np.max(np.abs(x[b]))) / 127.0
+            x8 = np.clip(np.rint(x[b:b + 1] / s), -128, 127).astype(np.int64)
+            codes = m.mvm_adc_codes(dac_codes(x8, dac_bits), 7 + b)
+            ref = accumulate_partial_sums(codes, adc_bits=spec.array.adc_bits,
+                                          acc_bits=spec.periphery.accumulator_bits) * (m.weight_units_per_code * s)
+            np.testing.assert_array_equal(m.matmul(x[b:b + 1], in_scale, 7 + b), ref)
+            np.testing.assert_array_equal(m.matmul(x[b], in_scale, 7 + b), ref[0])  # 1-D in, 1-D out
+            checked += ref.size
+    assert checked == 2 * 6 * 24
+    # a batch equals its vectors one at a time with the batch's scale
+    s_all = float(np.max(np.abs(x))) / 127.0
+    np.testing.assert_array_equal(m.matmul(x, None, 0),
+                                  np.concatenate([m.matmul(x[b:b + 1], s_all, b) for b in range(len(x))]))
