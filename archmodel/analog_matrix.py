@@ -114,6 +114,7 @@ _READ_CACHE_BYTES = 64 << 20
 #: Memory budget of the cached output-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
 _NOISE_CACHE_BYTES = 16 << 20
 _NDARRAY, _DOT, _MATMUL, _RINT, _MULTIPLY, _INT64 = np.ndarray, np.dot, np.matmul, np.rint, np.multiply, np.dtype(np.int64)
+_ADD = np.add
 
 #: Attributes whose assignment keeps :meth:`AnalogMatrix._fast_constants`'s cache (every other assignment clears it).
 _FAST_KEEPS = frozenset({"_fast", "_read_cache", "_noise_cache"})
@@ -519,10 +520,13 @@ class AnalogMatrix:
         """The fast path of :meth:`mvm_adc_codes`, built once and cached in ``self._fast``.
 
         ``False`` unless one row block, fixed conductances (no keyed read noise), quantizing
-        periphery, no output noise and DAC codes of at most 16 bits (their float64 conversion exact);
-        else a function of the DAC codes returning the codes, or ``None`` when the input is not an
-        integer ndarray of shape (B, K) with every code in range (the general path then converts,
-        checks and raises check_range's message). Its constants -- G_eff (K, N) in µS, V_lsb in V,
+        periphery, DAC codes of at most 16 bits (their float64 conversion exact) and, with output
+        noise, one column block; else a function of (DAC codes, MVM index) returning the codes, or
+        ``None`` when the input is not an integer ndarray of shape (B, K) with every code in range,
+        or is a batch with output noise (the general path then converts, checks and raises
+        check_range's message). With output noise the one vector gets row ``mvm_index % 64`` of the
+        cached keyed block (:meth:`_noise_block`, array 0), added as :meth:`_convert` adds it.
+        Its constants -- G_eff (K, N) in µS, V_lsb in V,
         2^(adc_bits-1) / I_fs in 1/µA, -2^(adc_bits-1), 2^(adc_bits-1) - 1 (0-d float64 arrays: a ufunc
         converts a Python float on every call; the values are the same float64 numbers) and the range
         table -- are bound in the closure (local reads, no tuple unpacking per call: at batch 1 every
@@ -533,7 +537,7 @@ class AnalogMatrix:
         Cleared by every attribute assignment (``__setattr__``).
         """
         ok = (self.weights is not None and self._n_rb == 1 and self._read_key is None and not self.ideal_periphery
-              and self._noise_fraction == 0.0 and self._dac_lo >= -(1 << 15))
+              and self._dac_lo >= -(1 << 15) and (self._noise_fraction == 0.0 or self.n_col_blocks == 1))
         if not ok:
             object.__setattr__(self, "_fast", False)
             return False
@@ -543,8 +547,13 @@ class AnalogMatrix:
         lo, hi = np.array(-top), np.array(top - 1.0)
         take = np.zeros(n_half, dtype=np.bool_).take
         ndarray, int64, dot, matmul, multiply, clip, rint = _NDARRAY, _INT64, _DOT, _MATMUL, _MULTIPLY, _CLIP, _RINT
+        # output noise (one array: one row block, one column block): sigma as in _convert, the row of the
+        # cached keyed block as _output_noise / _noise_rows take it (array 0, N columns)
+        noisy = self._noise_fraction > 0.0
+        sigma, n_cols = np.array(self._noise_fraction * self.i_fs_ua), g.shape[1]
+        noise_block, add = self._noise_block, _ADD
 
-        def fast(dac_codes: object) -> np.ndarray | None:
+        def fast(dac_codes: object, mvm_index: int) -> np.ndarray | None:
             # (dtype by identity first, one shape read)
             if type(dac_codes) is not ndarray or not ((dt := dac_codes.dtype) is int64 or dt.kind == "i"):
                 return None
@@ -559,6 +568,16 @@ class AnalogMatrix:
                 # np.dot converts the integer codes to float64 (exact: |d| <= 2^15) before its BLAS call,
                 # ~5 µs cheaper than matmul's casting iterator; the sum is exact (module docstring)
                 x = dot(dac_codes, g)
+                if noisy:  # _convert's order: i = x·V_lsb; i += σ·z; then the ADC below
+                    multiply(x, v_lsb, x)
+                    blk, row = divmod(mvm_index, NOISE_BLOCK_MVMS)
+                    add(x, multiply(noise_block(0, n_cols, blk)[row], sigma), x)
+                    multiply(x, to_code, x)
+                    clip(x, lo, hi, x)
+                    rint(x, x)
+                    return x.astype(int64)[None]
+            elif noisy:
+                return None  # a batch with output noise: the general path (its noise rows span blocks)
             else:  # a batch: argmin/argmax (SIMD) beat take's per-element bounds check; matmul's conversion
                 f = dac_codes.ravel()
                 if not (f.size and -n_half <= f[f.argmin()] and f[f.argmax()] < n_half):
@@ -599,7 +618,7 @@ class AnalogMatrix:
         fast = self._fast
         if fast is None:
             fast = self._fast_constants()
-        if fast and (codes := fast(dac_codes)) is not None:
+        if fast and (codes := fast(dac_codes, mvm_index)) is not None:
             return codes
         x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
         return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))

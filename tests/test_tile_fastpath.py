@@ -182,3 +182,35 @@ def test_float_matmul_equals_the_written_out_data_path(preset: str, dac_bits: in
     s_all = float(np.max(np.abs(x))) / 127.0
     np.testing.assert_array_equal(m.matmul(x, None, 0),
                                   np.concatenate([m.matmul(x[b:b + 1], s_all, b) for b in range(len(x))]))
+
+
+def test_one_array_output_noise_fast_path_equals_the_old_keyed_draws_and_the_batch() -> None:
+    """With output noise on and ONE array (one row block, one column block) the batch-1 fast path adds the row of
+    the cached keyed block itself: codes equal the batched general path and the ADC formula written out with the
+    pre-issue-22 keyed draws (old_noise_rows), at MVM indices across noise-block boundaries, in any order, for
+    int64 / int32 / int8 codes; out-of-range codes still get check_range's message; two column blocks (not
+    eligible) give the same codes as before."""
+    spec = load_spec("tiny").replace(**{"array.output_noise_fraction": 0.05})  # 32 x 32 arrays
+    rng = np.random.default_rng(31)
+    m = AnalogMatrix(spec, noise_seed=77).program(rng.standard_normal((32, 20)), np.random.default_rng(1))
+    m.drift(3600.0, np.random.default_rng(2))
+    d = rng.integers(-128, 128, size=(200, 32))
+    batch = m.mvm_adc_codes(d, 0)
+    sigma = 0.05 * m.i_fs_ua
+    i_ua = d.astype(np.float64) @ m._g_eff * m.v_lsb_v + sigma * old_noise_rows(77, 0, 20, 0, 200)
+    ref = np.clip(np.rint(i_ua * (128 / m.i_fs_ua)), -128, 127)
+    np.testing.assert_array_equal(batch[0], ref)
+    order = [63, 64, 0, 65, 127, 128, 199, 1, 64, 63]  # block edges, revisits after other blocks
+    for i, b in enumerate(order):
+        dt = (np.int64, np.int32, np.int8)[i % 3]
+        np.testing.assert_array_equal(m.mvm_adc_codes(d[b:b + 1].astype(dt), b), batch[:, b:b + 1])
+    assert m._fast  # the fast path was eligible
+    bad = d[:1].copy()
+    bad[0, 3] = -129
+    with pytest.raises(ValueError, match=r"dac_codes: value -129 at index \(0, 3\)"):
+        m.mvm_adc_codes(bad, 5)
+    wide = AnalogMatrix(spec, noise_seed=77).program(rng.standard_normal((32, 40)), np.random.default_rng(1))
+    wide.drift(3600.0, np.random.default_rng(2))  # 2 column blocks: the general path
+    assert not wide._fast_constants()
+    single = np.concatenate([wide.mvm_adc_codes(d[b:b + 1], b) for b in range(70)], axis=1)
+    np.testing.assert_array_equal(single, wide.mvm_adc_codes(d[:70], 0))
