@@ -521,7 +521,7 @@ class AnalogMatrix:
 
         ``False`` unless one row block, fixed conductances (no keyed read noise), quantizing
         periphery, DAC codes of at most 16 bits (their float64 conversion exact) and, with output
-        noise, one column block; else a function of (DAC codes, MVM index) returning the codes, or
+        noise, one column block; else a function of (this matrix, DAC codes, MVM index) returning the codes, or
         ``None`` when the input is not an integer ndarray of shape (B, K) with every code in range,
         or is a batch with output noise (the general path then converts, checks and raises
         check_range's message). With output noise the one vector gets row ``mvm_index % 64`` of the
@@ -551,9 +551,11 @@ class AnalogMatrix:
         # cached keyed block as _output_noise / _noise_rows take it (array 0, N columns)
         noisy = self._noise_fraction > 0.0
         sigma, n_cols = np.array(self._noise_fraction * self.i_fs_ua), g.shape[1]
-        noise_block, add = self._noise_block, _ADD
+        add = _ADD
 
-        def fast(dac_codes: object, mvm_index: int) -> np.ndarray | None:
+        def fast(owner: AnalogMatrix, dac_codes: object, mvm_index: int) -> np.ndarray | None:
+            # (``owner`` is this matrix, passed per call: a bound method kept in the closure would make a
+            # reference cycle self -> _fast -> self, freed only by the cyclic GC with its caches)
             # (dtype by identity first, one shape read)
             if type(dac_codes) is not ndarray or not ((dt := dac_codes.dtype) is int64 or dt.kind == "i"):
                 return None
@@ -571,7 +573,7 @@ class AnalogMatrix:
                 if noisy:  # _convert's order: i = x·V_lsb; i += σ·z; then the ADC below
                     multiply(x, v_lsb, x)
                     blk, row = divmod(mvm_index, NOISE_BLOCK_MVMS)
-                    add(x, multiply(noise_block(0, n_cols, blk)[row], sigma), x)
+                    add(x, multiply(owner._noise_block(0, n_cols, blk)[row], sigma), x)
                     multiply(x, to_code, x)
                     clip(x, lo, hi, x)
                     rint(x, x)
@@ -618,7 +620,7 @@ class AnalogMatrix:
         fast = self._fast
         if fast is None:
             fast = self._fast_constants()
-        if fast and (codes := fast(dac_codes, mvm_index)) is not None:
+        if fast and (codes := fast(self, dac_codes, mvm_index)) is not None:
             return codes
         x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
         return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))

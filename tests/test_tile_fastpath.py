@@ -214,3 +214,14 @@ def test_one_array_output_noise_fast_path_equals_the_old_keyed_draws_and_the_bat
     assert not wide._fast_constants()
     single = np.concatenate([wide.mvm_adc_codes(d[b:b + 1], b) for b in range(70)], axis=1)
     np.testing.assert_array_equal(single, wide.mvm_adc_codes(d[:70], 0))
+    # the cached fast path holds no reference to its matrix: freed at once, caches included, without the GC
+    import gc
+    import weakref
+
+    ref_m = weakref.ref(m)
+    gc.disable()
+    try:
+        del m
+        assert ref_m() is None
+    finally:
+        gc.enable()
