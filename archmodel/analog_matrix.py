@@ -516,7 +516,7 @@ class AnalogMatrix:
             object.__setattr__(self, "_fast", None)
         object.__setattr__(self, name, value)
 
-    def _fast_constants(self) -> Callable[[object], np.ndarray | None] | bool:
+    def _fast_constants(self) -> Callable[..., np.ndarray | None] | bool:
         """The fast path of :meth:`mvm_adc_codes`, built once and cached in ``self._fast``.
 
         ``False`` unless one row block, fixed conductances (no keyed read noise), quantizing
@@ -834,8 +834,15 @@ class AnalogMatrix:
         _CLIP(v, -128.0, 127.0, v)
         x_int8 = v.astype(np.int64)
         dac_bits = self.spec.array.dac_bits
-        # an 8-bit DAC maps a code to itself (golden.tile_controller.dac_codes); x_int8 is in range by the clip
-        d = x_int8 if dac_bits == 8 else dac_codes(x_int8, dac_bits)
-        psum = self.mvm_partial_sums(d, mvm_index)
+        if dac_bits == 8:
+            # an 8-bit DAC maps a code to itself (golden.tile_controller.dac_codes) and the clip bounds the codes,
+            # except where x was NaN (the cast gives garbage): then the error dac_codes has always raised
+            try:
+                psum = self.mvm_partial_sums(x_int8, mvm_index)
+            except ValueError:
+                dac_codes(x_int8, dac_bits)  # raises check_range's "x_int8: ..." for a NaN input
+                raise  # anything else (a wrong shape): the error mvm_partial_sums raised, as before
+        else:
+            psum = self.mvm_partial_sums(dac_codes(x_int8, dac_bits), mvm_index)
         y = psum * (self.weight_units_per_code * in_scale)
         return y[0] if single else y

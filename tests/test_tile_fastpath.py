@@ -225,3 +225,18 @@ def test_one_array_output_noise_fast_path_equals_the_old_keyed_draws_and_the_bat
         assert ref_m() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # NaN -> int64, both paths
+def test_float_matmul_errors_are_unchanged() -> None:
+    """The float API's 8-bit shortcut keeps the errors of the full path: a NaN input gets dac_codes' check of the
+    int8 codes ("x_int8: value ..."), a wrong length mvm_adc_codes' shape message."""
+    spec = load_spec("tiny")
+    m = AnalogMatrix(spec, noise_seed=5).program(np.random.default_rng(0).standard_normal((32, 8)),
+                                                 np.random.default_rng(1))
+    x = np.ones((1, 32))
+    x[0, 4] = np.nan
+    with pytest.raises(ValueError, match=r"^x_int8: value -9223372036854775808 at index \(0, 4\) outside"):
+        m.matmul(x)
+    with pytest.raises(ValueError, match=r"dac_codes must have shape \(B, 32\) or \(32,\), got \(1, 31\)"):
+        m.matmul(np.ones((1, 31)))
