@@ -531,12 +531,20 @@ def _affine_by_table(acc: np.ndarray, coeff: Any, levels: int) -> np.ndarray:
     -------
     ndarray of int8, (B, N)
     """
-    n = acc.shape[-1]
+    flat, base = _affine_table(coeff, levels, acc.shape[-1])
+    # every index is in range by construction (the caller's guarantee): mode "wrap" skips take's error path
+    return flat.take(acc + base, mode="wrap")
+
+
+def _affine_table(coeff: Any, levels: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The table of :func:`_affine_by_table`: ``(flat, base)`` with ``flat[col · 2·levels + a + levels]`` the
+    affine unit's int8 output for accumulator value ``a`` in column ``col`` (``flat`` int8, (2·levels·n,)),
+    ``base = col · 2·levels + levels`` (int64, (n,)). A pure function of (coeff, levels, n): the evaluator
+    caches it with the coefficients."""
     codes = np.broadcast_to(np.arange(-levels, levels, dtype=np.int64)[:, None], (2 * levels, n))
     table = affine_requantize_trusted(codes, coeff.scale, coeff.offset, coeff.shift, coeff.relu).astype(np.int8)
     # flat index of (a, col) in table.T: col · 2·levels + a + levels
-    base = np.arange(levels, levels + 2 * levels * n, 2 * levels, dtype=np.int64)
-    return table.T.ravel().take(acc + base)
+    return table.T.ravel(), np.arange(levels, levels + 2 * levels * n, 2 * levels, dtype=np.int64)
 
 
 def requantize_sum(xs: Sequence[np.ndarray], in_scales: Sequence[float], out_scale: float, *, relu: bool,
@@ -845,16 +853,19 @@ class NetworkInstance:
                         self.bn_stats[st.bn.name] = (z.mean(axis=0), z.var(axis=0))
                     bn = self._bn(st)
                     acc_bits = self.acc_bits_analog if self.modes[k] == "analog" else self.acc_bits_digital
-                    coeff = self._cached(("coeff", k, self.modes[k], _key(m0), *(_key(v) for v in bn), _key(bias),
-                                          float(out_scale), st.relu, acc_bits),
-                                         self._coefficients, st, m0, bn, bias, out_scale, acc_bits)
+                    ckey = ("coeff", k, self.modes[k], _key(m0), *(_key(v) for v in bn), _key(bias),
+                            float(out_scale), st.relu, acc_bits)
+                    coeff = self._cached(ckey, self._coefficients, st, m0, bn, bias, out_scale, acc_bits)
                     # operands in range by construction (ADC model, quantize_affine): the affine unit's
                     # arithmetic without re-checking them (golden.affine.affine_requantize_trusted); only a
                     # digital accumulator that int8 x int8 sums could overflow is checked (boundary).
                     if self.modes[k] != "analog" and layer.matrix_shape[0] << 14 > (1 << (acc_bits - 1)) - 1:
                         check_range(acc, acc_bits, "p")
                     if self.modes[k] == "analog" and self._adc_code_sums(k):
-                        y = _affine_by_table(acc, coeff, 1 << (prep.spec.array.adc_bits - 1))
+                        # _affine_by_table, its table cached with the coefficients (same key, same coeff)
+                        flat, base = self._cached(("table", *ckey[1:]), _affine_table, coeff,
+                                                  1 << (prep.spec.array.adc_bits - 1), acc.shape[-1])
+                        y = flat.take(acc + base, mode="wrap")  # in range: the ADC saturates (_adc_code_sums)
                     else:
                         y = affine_requantize_trusted(acc, coeff.scale, coeff.offset, coeff.shift,
                                                       coeff.relu).astype(np.int8)

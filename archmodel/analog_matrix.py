@@ -89,6 +89,7 @@ Random draws: ``program`` and ``drift`` draw through the caller's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -113,6 +114,7 @@ _READ_CACHE_BYTES = 64 << 20
 #: Memory budget of the cached output-noise blocks of one matrix (a pure cache; at least 4 blocks kept).
 _NOISE_CACHE_BYTES = 16 << 20
 _NDARRAY, _DOT, _MATMUL, _RINT, _MULTIPLY, _INT64 = np.ndarray, np.dot, np.matmul, np.rint, np.multiply, np.dtype(np.int64)
+_ADD = np.add
 
 #: Attributes whose assignment keeps :meth:`AnalogMatrix._fast_constants`'s cache (every other assignment clears it).
 _FAST_KEEPS = frozenset({"_fast", "_read_cache", "_noise_cache"})
@@ -383,10 +385,16 @@ class AnalogMatrix:
         if g is None:
             g_d, sigma = self._read_parts  # type: ignore[misc]
             seq = np.random.SeedSequence([*self._read_key, int(block)])
-            z = np.random.Generator(np.random.PCG64(seq)).standard_normal(g_d.shape)
-            full = np.maximum(g_d + sigma * z, 0.0)
+            full = np.random.Generator(np.random.PCG64(seq)).standard_normal(g_d.shape)
+            # max(g_d + σ·z, 0), then rint(·/grid)·grid: the same operations as written out, in place on z
+            # (IEEE + and · commute, so σ·z == z·σ and g_d + σz == σz + g_d bit for bit)
+            full *= sigma
+            full += g_d
+            np.maximum(full, 0.0, out=full)
             if not self.ideal_periphery:
-                full = np.round(full / G_GRID_US) * G_GRID_US
+                np.divide(full, G_GRID_US, out=full)
+                np.rint(full, out=full)
+                full *= G_GRID_US
             g = full[0].sum(axis=0) - full[1].sum(axis=0)
             if self._read_rows is not None:
                 g = g[self._read_rows[0]:self._read_rows[1]]
@@ -508,24 +516,81 @@ class AnalogMatrix:
             object.__setattr__(self, "_fast", None)
         object.__setattr__(self, name, value)
 
-    def _fast_constants(self) -> tuple | bool:
-        """Eligibility and constants of the fast path of :meth:`mvm_adc_codes`, cached in ``self._fast``.
+    def _fast_constants(self) -> Callable[..., np.ndarray | None] | bool:
+        """The fast path of :meth:`mvm_adc_codes`, built once and cached in ``self._fast``.
 
         ``False`` unless one row block, fixed conductances (no keyed read noise), quantizing
-        periphery, no output noise and DAC codes of at most 16 bits (their float64 conversion exact);
-        else ``(K, G_eff (K, N) in µS, range table, V_lsb in V, 2^(adc_bits-1) / I_fs in
-        1/µA, -2^(adc_bits-1), 2^(adc_bits-1) - 1)``, the four scalars as 0-d float64 arrays (a ufunc
-        converts a Python float on every call; the values are the same float64 numbers). The range
-        table has 2^(dac_bits-1) entries: ``table.take(codes)`` accepts exactly the indices
+        periphery, DAC codes of at most 16 bits (their float64 conversion exact) and, with output
+        noise, one column block; else a function of (this matrix, DAC codes, MVM index) returning the codes, or
+        ``None`` when the input is not an integer ndarray of shape (B, K) with every code in range,
+        or is a batch with output noise (the general path then converts, checks and raises
+        check_range's message). With output noise the one vector gets row ``mvm_index % 64`` of the
+        cached keyed block (:meth:`_noise_block`, array 0), added as :meth:`_convert` adds it.
+        Its constants -- G_eff (K, N) in µS, V_lsb in V,
+        2^(adc_bits-1) / I_fs in 1/µA, -2^(adc_bits-1), 2^(adc_bits-1) - 1 (0-d float64 arrays: a ufunc
+        converts a Python float on every call; the values are the same float64 numbers) and the range
+        table -- are bound in the closure (local reads, no tuple unpacking per call: at batch 1 every
+        read after the 2 MB matmul has flushed the caches counts). The range table has
+        2^(dac_bits-1) entries: ``table.take(codes)`` accepts exactly the indices
         ``[-2^(dac_bits-1), 2^(dac_bits-1))`` (numpy's ``take`` wraps negative indices once and raises
         IndexError beyond), i.e. exactly the signed DAC range -- the range check in one call.
         Cleared by every attribute assignment (``__setattr__``).
         """
         ok = (self.weights is not None and self._n_rb == 1 and self._read_key is None and not self.ideal_periphery
-              and self._noise_fraction == 0.0 and self._dac_lo >= -(1 << 15))
+              and self._dac_lo >= -(1 << 15) and (self._noise_fraction == 0.0 or self.n_col_blocks == 1))
+        if not ok:
+            object.__setattr__(self, "_fast", False)
+            return False
         top = float(self.adc_levels)
-        fast = (self._g_eff.shape[0], self._g_eff, np.zeros(-self._dac_lo, dtype=np.bool_), np.array(self.v_lsb_v),
-                np.array(self.adc_levels / self.i_fs_ua), np.array(-top), np.array(top - 1.0)) if ok else False
+        k, g, n_half = self._g_eff.shape[0], self._g_eff, -self._dac_lo
+        v_lsb, to_code = np.array(self.v_lsb_v), np.array(self.adc_levels / self.i_fs_ua)
+        lo, hi = np.array(-top), np.array(top - 1.0)
+        take = np.zeros(n_half, dtype=np.bool_).take
+        ndarray, int64, dot, matmul, multiply, clip, rint = _NDARRAY, _INT64, _DOT, _MATMUL, _MULTIPLY, _CLIP, _RINT
+        # output noise (one array: one row block, one column block): sigma as in _convert, the row of the
+        # cached keyed block as _output_noise / _noise_rows take it (array 0, N columns)
+        noisy = self._noise_fraction > 0.0
+        sigma, n_cols = np.array(self._noise_fraction * self.i_fs_ua), g.shape[1]
+        add = _ADD
+
+        def fast(owner: AnalogMatrix, dac_codes: object, mvm_index: int) -> np.ndarray | None:
+            # (``owner`` is this matrix, passed per call: a bound method kept in the closure would make a
+            # reference cycle self -> _fast -> self, freed only by the cyclic GC with its caches)
+            # (dtype by identity first, one shape read)
+            if type(dac_codes) is not ndarray or not ((dt := dac_codes.dtype) is int64 or dt.kind == "i"):
+                return None
+            shape = dac_codes.shape
+            if len(shape) != 2 or shape[1] != k:
+                return None
+            if shape[0] == 1:
+                try:
+                    take(dac_codes)  # the range check (IndexError outside the DAC range; docstring above)
+                except IndexError:
+                    return None  # out of range: the general path raises check_range's message
+                # np.dot converts the integer codes to float64 (exact: |d| <= 2^15) before its BLAS call,
+                # ~5 µs cheaper than matmul's casting iterator; the sum is exact (module docstring)
+                x = dot(dac_codes, g)
+                if noisy:  # _convert's order: i = x·V_lsb; i += σ·z; then the ADC below
+                    multiply(x, v_lsb, x)
+                    blk, row = divmod(mvm_index, NOISE_BLOCK_MVMS)
+                    add(x, multiply(owner._noise_block(0, n_cols, blk)[row], sigma), x)
+                    multiply(x, to_code, x)
+                    clip(x, lo, hi, x)
+                    rint(x, x)
+                    return x.astype(int64)[None]
+            elif noisy:
+                return None  # a batch with output noise: the general path (its noise rows span blocks)
+            else:  # a batch: argmin/argmax (SIMD) beat take's per-element bounds check; matmul's conversion
+                f = dac_codes.ravel()
+                if not (f.size and -n_half <= f[f.argmin()] and f[f.argmax()] < n_half):
+                    return None
+                x = matmul(dac_codes, g)
+            multiply(x, v_lsb, x)
+            multiply(x, to_code, x)  # same two products, same order, as _convert
+            clip(x, lo, hi, x)  # saturate, then round (the order _convert uses)
+            rint(x, x)
+            return x.astype(int64)[None]
+
         object.__setattr__(self, "_fast", fast)
         return fast
 
@@ -555,31 +620,8 @@ class AnalogMatrix:
         fast = self._fast
         if fast is None:
             fast = self._fast_constants()
-        # (dtype by identity first, one shape read: every attribute read after the last MVM flushed the cache counts)
-        if fast and type(dac_codes) is _NDARRAY and ((dt := dac_codes.dtype) is _INT64 or dt.kind == "i"):
-            k, g, table, v_lsb, to_code, lo, hi = fast
-            shape = dac_codes.shape
-            if len(shape) == 2 and shape[1] == k:
-                x = None
-                if shape[0] == 1:
-                    try:
-                        table.take(dac_codes)  # the range check (IndexError outside the DAC range; docstring above)
-                    except IndexError:
-                        pass  # out of range: the general path below raises check_range's message
-                    else:
-                        # np.dot converts the integer codes to float64 (exact: |d| <= 2^15) before its BLAS call,
-                        # ~5 µs cheaper than matmul's casting iterator; the sum is exact (module docstring)
-                        x = _DOT(dac_codes, g)
-                else:  # a batch: argmin/argmax (SIMD) beat take's per-element bounds check; matmul's conversion
-                    f = dac_codes.ravel()
-                    if f.size and -len(table) <= f[f.argmin()] and f[f.argmax()] < len(table):
-                        x = _MATMUL(dac_codes, g)
-                if x is not None:
-                    _MULTIPLY(x, v_lsb, x)
-                    _MULTIPLY(x, to_code, x)  # same two products, same order, as _convert
-                    _CLIP(x, lo, hi, x)  # saturate, then round (the order _convert uses)
-                    _RINT(x, x)
-                    return x.astype(_INT64)[None]
+        if fast and (codes := fast(self, dac_codes, mvm_index)) is not None:
+            return codes
         x = self.column_currents_ua(dac_codes, mvm_index)  # a fresh array: updated in place below
         return self._convert(x, lambda: self._output_noise(x.shape, mvm_index))
 
@@ -701,6 +743,8 @@ class AnalogMatrix:
         codes = self.mvm_adc_codes(dac_codes, mvm_index)
         if self.ideal_periphery:
             return codes.sum(axis=0)
+        if codes.shape[0] == 1 and self.spec.periphery.accumulator_bits >= self.spec.array.adc_bits + 1:
+            return codes[0]  # one row block: the sum is the codes themselves (no overflow possible)
         return accumulate_partial_sums(
             codes, adc_bits=self.spec.array.adc_bits, acc_bits=self.spec.periphery.accumulator_bits
         )
@@ -779,12 +823,26 @@ class AnalogMatrix:
         """
         xa = np.asarray(x, dtype=np.float64)
         single = xa.ndim == 1
-        xa = np.atleast_2d(xa)
+        if xa.ndim != 2:
+            xa = np.atleast_2d(xa)
         if in_scale is None:
-            m = float(np.max(np.abs(xa)))
+            m = float(np.maximum.reduce(np.abs(xa), axis=None))  # = np.max (NaN propagates the same way)
             in_scale = m / 127.0 if m > 0 else 1.0
-        x_int8 = np.clip(np.rint(xa / in_scale), -128, 127).astype(np.int64)
-        d = dac_codes(x_int8, self.spec.array.dac_bits)
-        psum = self.mvm_partial_sums(d, mvm_index)
+        # clip(rint(x / s), -128, 127) as int64, with the ufuncs in place (the same operations, same order)
+        v = xa / in_scale
+        _RINT(v, v)
+        _CLIP(v, -128.0, 127.0, v)
+        x_int8 = v.astype(np.int64)
+        dac_bits = self.spec.array.dac_bits
+        if dac_bits == 8:
+            # an 8-bit DAC maps a code to itself (golden.tile_controller.dac_codes) and the clip bounds the codes,
+            # except where x was NaN (the cast gives garbage): then the error dac_codes has always raised
+            try:
+                psum = self.mvm_partial_sums(x_int8, mvm_index)
+            except ValueError:
+                dac_codes(x_int8, dac_bits)  # raises check_range's "x_int8: ..." for a NaN input
+                raise  # anything else (a wrong shape): the error mvm_partial_sums raised, as before
+        else:
+            psum = self.mvm_partial_sums(dac_codes(x_int8, dac_bits), mvm_index)
         y = psum * (self.weight_units_per_code * in_scale)
         return y[0] if single else y

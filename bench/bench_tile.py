@@ -7,7 +7,10 @@ per weight). The matrix is programmed with the full Joshi 2020 device model
 :meth:`archmodel.analog_matrix.AnalogMatrix.mvm_adc_codes` (range check of the DAC
 codes, exact float64 integration, ADC rounding and saturation). A second case
 switches on per-MVM output noise (``array.output_noise_fraction = 0.02``),
-drawn from one generator per (seed, array, MVM index).
+drawn from one generator per (seed, array, MVM index). A third case times the
+float API :meth:`archmodel.analog_matrix.AnalogMatrix.matmul` (real inputs ->
+int8 with the per-call scale max|x|/127 -> the same data path -> real outputs)
+against the same floor.
 
 Baseline, measured in the same run on the same data: a bare numpy matmul of
 the same shape and dtype, ``(B, 512) float64 @ (512, 512) float64``. Each
@@ -88,6 +91,16 @@ def main() -> int:
             counter = iter(range(0, 1 << 62, b))
             t_model, t_base = _measure(lambda m=m, d=d, c=counter: m.mvm_adc_codes(d, next(c)), lambda a=a: a @ g)
             rows.append((label, b, b / t_model, b / t_base, t_base / t_model))
+
+    # the float API (AnalogMatrix.matmul: real inputs -> int8 -> DAC -> arrays -> ADC -> real outputs), same floor
+    m = cases[0][1]
+    for b in (1, 1024):
+        xf = rng.standard_normal((b, k))
+        a = rng.integers(-128, 128, size=(b, k)).astype(np.float64)
+        assert m.matmul(xf).shape == (b, n)
+        counter = iter(range(0, 1 << 62, b))
+        t_model, t_base = _measure(lambda xf=xf, c=counter: m.matmul(xf, None, next(c)), lambda a=a: a @ g)
+        rows.append(("float API matmul (x float64 -> y)", b, b / t_model, b / t_base, t_base / t_model))
 
     print(f"512 x 512 tile MVM on '{spec.name}' ({spec.array.dac_bits}-bit DAC -> "
           f"{spec.array.adc_bits}-bit ADC), baseline numpy (B,{k}) float64 @ ({k},{n}) float64, "

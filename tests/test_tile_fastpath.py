@@ -147,3 +147,96 @@ def test_fast_path_cache_is_invalidated_by_every_change_of_its_inputs() -> None:
         d.astype(np.float64) @ m._g_eff * m.v_lsb_v * (128 / m.i_fs_ua)), -128, 127))
     m.program(rng.standard_normal((32, 20)), np.random.default_rng(5))
     check()
+
+
+@pytest.mark.parametrize("preset,dac_bits,k", [("fig11", 8, 512), ("tiny", 8, 70), ("tiny", 4, 70)])
+def test_float_matmul_equals_the_written_out_data_path(preset: str, dac_bits: int, k: int) -> None:
+    """AnalogMatrix.matmul (the float API, issue 22's batch-1 float figure) after its in-place rewrite and its
+    one-row-block shortcuts (8-bit DAC codes used as they are, mvm_partial_sums returning the one block's codes)
+    equals the data path written out with the golden functions: clip(rint(x / s), -128, 127) with
+    s = max|x| / 127 (or the given scale, saturating), golden.tile_controller.dac_codes,
+    golden.affine.accumulate_partial_sums of the ADC codes, times weight_units_per_code · s -- for one row block
+    (fig11, 512 rows), three row blocks (tiny, 70 rows on 32-row arrays) and a 4-bit DAC."""
+    from archmodel.golden.affine import accumulate_partial_sums
+    from archmodel.golden.tile_controller import dac_codes
+
+    spec = load_spec(preset).replace(**{"array.dac_bits": dac_bits})
+    rng = np.random.default_rng(21)
+    m = AnalogMatrix(spec, noise_seed=5).program(rng.standard_normal((k, 24)), np.random.default_rng(1))
+    m.drift(3600.0, np.random.default_rng(2))
+    x = rng.standard_normal((6, k)) * np.array([[0.1], [1], [3], [10], [1], [1]])
+    x[4, :5] = [0.0, -0.0, 1e-9, -50.0, 50.0]
+    checked = 0
+    for in_scale in (None, 0.01):  # 0.01: most inputs saturate at -128 / 127
+        for b in range(len(x)):
+            s = in_scale if in_scale is not None else float(np.max(np.abs(x[b]))) / 127.0
+            x8 = np.clip(np.rint(x[b:b + 1] / s), -128, 127).astype(np.int64)
+            codes = m.mvm_adc_codes(dac_codes(x8, dac_bits), 7 + b)
+            ref = accumulate_partial_sums(codes, adc_bits=spec.array.adc_bits,
+                                          acc_bits=spec.periphery.accumulator_bits) * (m.weight_units_per_code * s)
+            np.testing.assert_array_equal(m.matmul(x[b:b + 1], in_scale, 7 + b), ref)
+            np.testing.assert_array_equal(m.matmul(x[b], in_scale, 7 + b), ref[0])  # 1-D in, 1-D out
+            checked += ref.size
+    assert checked == 2 * 6 * 24
+    # a batch equals its vectors one at a time with the batch's scale
+    s_all = float(np.max(np.abs(x))) / 127.0
+    np.testing.assert_array_equal(m.matmul(x, None, 0),
+                                  np.concatenate([m.matmul(x[b:b + 1], s_all, b) for b in range(len(x))]))
+
+
+def test_one_array_output_noise_fast_path_equals_the_old_keyed_draws_and_the_batch() -> None:
+    """With output noise on and ONE array (one row block, one column block) the batch-1 fast path adds the row of
+    the cached keyed block itself: codes equal the batched general path and the ADC formula written out with the
+    pre-issue-22 keyed draws (old_noise_rows), at MVM indices across noise-block boundaries, in any order, for
+    int64 / int32 / int8 codes; out-of-range codes still get check_range's message; two column blocks (not
+    eligible) give the same codes as before."""
+    spec = load_spec("tiny").replace(**{"array.output_noise_fraction": 0.05})  # 32 x 32 arrays
+    rng = np.random.default_rng(31)
+    m = AnalogMatrix(spec, noise_seed=77).program(rng.standard_normal((32, 20)), np.random.default_rng(1))
+    m.drift(3600.0, np.random.default_rng(2))
+    d = rng.integers(-128, 128, size=(200, 32))
+    batch = m.mvm_adc_codes(d, 0)
+    sigma = 0.05 * m.i_fs_ua
+    i_ua = d.astype(np.float64) @ m._g_eff * m.v_lsb_v + sigma * old_noise_rows(77, 0, 20, 0, 200)
+    ref = np.clip(np.rint(i_ua * (128 / m.i_fs_ua)), -128, 127)
+    np.testing.assert_array_equal(batch[0], ref)
+    order = [63, 64, 0, 65, 127, 128, 199, 1, 64, 63]  # block edges, revisits after other blocks
+    for i, b in enumerate(order):
+        dt = (np.int64, np.int32, np.int8)[i % 3]
+        np.testing.assert_array_equal(m.mvm_adc_codes(d[b:b + 1].astype(dt), b), batch[:, b:b + 1])
+    assert m._fast  # the fast path was eligible
+    bad = d[:1].copy()
+    bad[0, 3] = -129
+    with pytest.raises(ValueError, match=r"dac_codes: value -129 at index \(0, 3\)"):
+        m.mvm_adc_codes(bad, 5)
+    wide = AnalogMatrix(spec, noise_seed=77).program(rng.standard_normal((32, 40)), np.random.default_rng(1))
+    wide.drift(3600.0, np.random.default_rng(2))  # 2 column blocks: the general path
+    assert not wide._fast_constants()
+    single = np.concatenate([wide.mvm_adc_codes(d[b:b + 1], b) for b in range(70)], axis=1)
+    np.testing.assert_array_equal(single, wide.mvm_adc_codes(d[:70], 0))
+    # the cached fast path holds no reference to its matrix: freed at once, caches included, without the GC
+    import gc
+    import weakref
+
+    ref_m = weakref.ref(m)
+    gc.disable()
+    try:
+        del m
+        assert ref_m() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # NaN -> int64, both paths
+def test_float_matmul_errors_are_unchanged() -> None:
+    """The float API's 8-bit shortcut keeps the errors of the full path: a NaN input gets dac_codes' check of the
+    int8 codes ("x_int8: value ..."), a wrong length mvm_adc_codes' shape message."""
+    spec = load_spec("tiny")
+    m = AnalogMatrix(spec, noise_seed=5).program(np.random.default_rng(0).standard_normal((32, 8)),
+                                                 np.random.default_rng(1))
+    x = np.ones((1, 32))
+    x[0, 4] = np.nan
+    with pytest.raises(ValueError, match=r"^x_int8: value -9223372036854775808 at index \(0, 4\) outside"):
+        m.matmul(x)
+    with pytest.raises(ValueError, match=r"dac_codes must have shape \(B, 32\) or \(32,\), got \(1, 31\)"):
+        m.matmul(np.ones((1, 31)))
