@@ -544,7 +544,22 @@ def train(network: Network, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     Returns
     -------
     TrainResult
+
+    Notes
+    -----
+    BLAS runs single-threaded inside (``threadpoolctl.threadpool_limits(1, "blas")``): a multi-threaded
+    OpenBLAS splits a large matmul's sums differently with 1 and 2 threads, so the trained weights depended on
+    the machine's core count (found in stop 12: digits-cnn, 2 epochs, different parameters with
+    OPENBLAS_NUM_THREADS=1 and 2).
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(network, x_train, y_train, x_test, y_test, config, seed, progress, init)
+
+
+def _train(network, x_train, y_train, x_test, y_test, config, seed, progress, init) -> TrainResult:
+    """:func:`train`'s body, BLAS already limited to one thread."""
     cfg = config or TrainConfig()
     check_trainable(network)
     rng = np.random.default_rng([int(seed), 0x7A1])

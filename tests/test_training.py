@@ -188,6 +188,24 @@ def test_training_is_a_pure_function_of_the_seed():
             np.testing.assert_array_equal(a.params[ln][pn], b.params[ln][pn])
 
 
+def test_training_does_not_depend_on_the_blas_thread_count():
+    """The same weights with BLAS at 1 and at 2 threads (threadpoolctl around the call). Without train()'s own
+    one-thread limit this fails: digits-cnn at 2 epochs, seed 1, gave different parameters with
+    OPENBLAS_NUM_THREADS=1 and 2 (stop 12; a 2-thread OpenBLAS splits large matmuls' sums differently)."""
+    from threadpoolctl import threadpool_limits
+
+    data = load_digits_split(1)
+    cfg = TrainConfig(noise=0.0, epochs=2)
+    runs = []
+    for n in (1, 2):
+        with threadpool_limits(limits=n, user_api="blas"):
+            runs.append(train(digits_cnn(), data.x_train, data.y_train, data.x_test, data.y_test, cfg, seed=1))
+    a, b = runs
+    for ln in a.params:
+        for pn in a.params[ln]:
+            np.testing.assert_array_equal(a.params[ln][pn], b.params[ln][pn])
+
+
 def test_clip_sigma_bounds_weights():
     data = load_digits_split(0)
     r = train(digits_mlp(), data.x_train, data.y_train, data.x_test, data.y_test,
