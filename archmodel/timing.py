@@ -45,7 +45,8 @@ from collections.abc import Hashable, Iterable
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
-__all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "START_CHECK_CYCLES", "adc_beats", "affine_cycles",
+__all__ = ["AFFINE_LATENCY_CYCLES", "CONFIG_COPY_CYCLES", "MVM_OVERHEAD_CYCLES", "SOURCE_MERGE_CYCLES",
+           "START_CHECK_CYCLES", "adc_beats", "affine_cycles",
            "cycles_to_ns", "dac_beats", "DIGITAL_LATENCY_CYCLES", "digital_layer_cycles", "digital_matrix_cycles",
            "digital_slot_cycles", "hop_cycles",
            "layer_mvm_cycles", "mvm_cycles", "start_latency_cycles", "tile_vector_cycles"]
@@ -59,6 +60,21 @@ MVM_OVERHEAD_CYCLES = 2
 #: uses it one cycle later (state CHECK), so the critical path no longer runs from a configuration register
 #: through the check into the start logic.
 START_CHECK_CYCLES = 1
+
+#: Cycles from an AXI4-Lite register write in the co-processor's CSR bank to the block port it drives, and
+#: from a block's status port to the register the host reads, beyond the bank's own (issue 19): every
+#: configuration / status field passes one copy register between the bank and its block (rtl/top.py
+#: ``Coprocessor._bind_csr``), so no path runs from the bank's flip-flops across the device into a block's
+#: logic. The same for every field, so fields written in one order still arrive in that order (a W1P
+#: ``start`` after its configuration). Adds ``CONFIG_COPY_CYCLES`` to the start of a run after the host's
+#: ``start`` write; nothing per vector.
+CONFIG_COPY_CYCLES = 1
+
+#: Cycles an activation beat spends in a source queue of the digital node (rtl/axis.py ``SourceMerge``):
+#: the queue's block RAM (``SyncFIFOBuffered``, 1 cycle) and a register slice after it (1 cycle, issue 19:
+#: the merge multiplexers start from flip-flops, not from the RAM's slow clock-to-out). Once per vector
+#: element in flight; the throughput stays one element per cycle.
+SOURCE_MERGE_CYCLES = 2
 
 #: Pipeline latency of the affine unit's requantizer in cycles (column in -> int8 out): coefficient read,
 #: coefficient register, multiply, add offset, shift, round/saturate/ReLU. ``rtl.affine.Requantizer`` is

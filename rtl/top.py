@@ -443,6 +443,11 @@ class Coprocessor(wiring.Component):
         return SimpleNamespace(**ports)
 
     def _bind_csr(self, m: Module, csr: CSRBank, blocks: dict) -> None:
+        """Wire every register field to its block port through one copy register
+        (``archmodel.timing.CONFIG_COPY_CYCLES``): bank -> copy -> block for RW / W1P fields, block -> copy
+        -> bank for RO / W1C. The copy is a flip-flop of its own per binding, so the placer puts it between
+        the bank and the block (issue 19: in context, bank -> block logic was the critical path). Every
+        field is delayed alike: a W1P pulse still meets the RW data written with or before it."""
         from .csr import Access
         for b in self.regmap.bindings:
             reg = self.regmap.register(b.register)
@@ -450,9 +455,16 @@ class Coprocessor(wiring.Component):
             ports = getattr(csr, ident(reg.name))
             target = getattr(blocks[b.block], b.port)
             part = target[b.port_lsb:b.port_lsb + f.width] if (b.port_lsb or f.width < len(target)) else target
+            name = f"cfg_{ident(reg.name)}_{f.name}"
             if f.access in (Access.RW, Access.W1P):
-                m.d.comb += part.eq(getattr(ports, f.name))
+                copy = Signal(f.width, init=f.reset if f.access == Access.RW else 0, name=name)
+                m.d.sync += copy.eq(getattr(ports, f.name))
+                m.d.comb += part.eq(copy)
             elif f.access == Access.RO:
-                m.d.comb += getattr(ports, f.name).eq(target)
+                copy = Signal(len(target), name=name)
+                m.d.sync += copy.eq(target)
+                m.d.comb += getattr(ports, f.name).eq(copy)
             elif f.access == Access.W1C:
-                m.d.comb += getattr(ports, f"{f.name}_set").eq(target)
+                copy = Signal(len(target), name=name)
+                m.d.sync += copy.eq(target)
+                m.d.comb += getattr(ports, f"{f.name}_set").eq(copy)
