@@ -305,8 +305,13 @@ class DigitalDatapath(wiring.Component):
         ch_left = Signal(range(p.max_channels + L + 1))   # c_out - g*L
         pix_left = Signal.like(self.n_pixels)
         last_group = ch_left <= L
-        km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch: k_last is one compare, no subtract
-        k_last = kk == km1_cfg
+        km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch
+        # "term kk is the group's last" as a flip-flop (issue 19: kk == K - 1 was a compare in front of the
+        # sequencer's enables, km1_cfg -> x_in.ready -> ch_base 8.6 ns): k_left counts the terms after kk down,
+        # k_last = (k_left == 0) is set one term ahead from k_left == 1 (k_one: K == 1, sampled at launch)
+        k_left = Signal.like(k_cfg)
+        k_last = Signal()
+        k_one = Signal()
 
         # ---- MAC stage registers
         s1_valid = Signal()
@@ -368,7 +373,7 @@ class DigitalDatapath(wiring.Component):
             with m.If(g0 & (self.x_in.payload.last != k_last)):
                 m.d.sync += self.err_x_last.eq(1)
             with m.If(k_last):
-                m.d.sync += kk.eq(0)
+                m.d.sync += [kk.eq(0), k_left.eq(km1_cfg), k_last.eq(k_one)]
                 with m.If(last_group):                         # next pixel
                     m.d.sync += [g0.eq(1), wbase.eq(wb_cfg), ch_base.eq(0), ch_left.eq(c_cfg),
                                  pix_left.eq(pix_left - 1)]
@@ -378,7 +383,7 @@ class DigitalDatapath(wiring.Component):
                     m.d.sync += [g0.eq(0), wbase.eq(wbase + k_cfg), ch_base.eq(ch_base + L),
                                  ch_left.eq(ch_left - L)]
             with m.Else():
-                m.d.sync += kk.eq(kk + 1)
+                m.d.sync += [kk.eq(kk + 1), k_left.eq(k_left - 1), k_last.eq(k_left == 1)]
 
         # ---- MAC: operands (s2), products (s3), accumulate
         x_op = Mux(s1_g0, s1_x, x_rp.data)
@@ -428,7 +433,8 @@ class DigitalDatapath(wiring.Component):
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
             wq = self.w_base1 if sl else 0
-            return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
+            return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), k_left.eq(kq - 1), k_last.eq(kq == 1), k_one.eq(kq == 1),
+                    c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
                     slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq)]
 
         drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
