@@ -45,21 +45,27 @@ from collections.abc import Hashable, Iterable
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
-__all__ = ["AFFINE_LATENCY_CYCLES", "CONFIG_COPY_CYCLES", "MVM_OVERHEAD_CYCLES", "SOURCE_MERGE_CYCLES",
-           "START_CHECK_CYCLES", "adc_beats", "affine_cycles",
+__all__ = ["AFFINE_LATENCY_CYCLES", "CONFIG_COPY_CYCLES", "MVM_OVERHEAD_CYCLES", "NI_SLICE_CYCLES", "SOURCE_MERGE_CYCLES",
+           "START_CHECK_CYCLES", "DIGITAL_CHECK_CYCLES", "adc_beats", "affine_cycles",
            "cycles_to_ns", "dac_beats", "DIGITAL_LATENCY_CYCLES", "digital_layer_cycles", "digital_matrix_cycles",
            "digital_slot_cycles", "hop_cycles",
-           "layer_mvm_cycles", "mvm_cycles", "start_latency_cycles", "tile_vector_cycles"]
+           "layer_mvm_cycles", "mvm_cycles", "digital_start_latency_cycles", "start_latency_cycles", "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
 MVM_OVERHEAD_CYCLES = 2
 
 #: Cycles the registered configuration check adds between a ``start`` pulse and the run (issue 19), in the
-#: tile controller (rtl/tile_controller.py) and the digital datapath (rtl/digital.py): the check (multiplies
+#: tile controller (rtl/tile_controller.py; the digital datapath: ``DIGITAL_CHECK_CYCLES``): the check (multiplies
 #: and compares on the configuration registers) is computed into a flip-flop every cycle and the start logic
 #: uses it one cycle later (state CHECK), so the critical path no longer runs from a configuration register
 #: through the check into the start logic.
 START_CHECK_CYCLES = 1
+
+#: Cycles of the digital datapath's configuration check (rtl/digital.py, state CHECK; issue 19): a 3-stage
+#: pipeline (compares and channel groups; groups x K in a multiplier with registered operands and product;
+#: + w_base1 and the compare with the weight memory), so no stage holds more than one of them: in context the
+#: one-stage check (configuration copy -> groups -> MULT18X18D -> compare -> flip-flop) was 17.1 ns routed.
+DIGITAL_CHECK_CYCLES = 3
 
 #: Cycles from an AXI4-Lite register write in the co-processor's CSR bank to the block port it drives, and
 #: from a block's status port to the register the host reads, beyond the bank's own (issue 19): every
@@ -75,6 +81,11 @@ CONFIG_COPY_CYCLES = 1
 #: the merge multiplexers start from flip-flops, not from the RAM's slow clock-to-out). Once per vector
 #: element in flight; the throughput stays one element per cycle.
 SOURCE_MERGE_CYCLES = 2
+
+#: Cycles of the register slice between a network interface's destination fanout and its flit serializer
+#: (rtl/top.py ``Coprocessor._to_tx``, rtl/axis.py ``StreamSlice``; issue 19): every result beat of a tile or
+#: of the digital datapath enters the mesh one cycle later; the throughput stays one beat per cycle.
+NI_SLICE_CYCLES = 1
 
 #: Pipeline latency of the affine unit's requantizer in cycles (column in -> int8 out): coefficient read,
 #: coefficient register, multiply, add offset, shift, round/saturate/ReLU. ``rtl.affine.Requantizer`` is
@@ -183,13 +194,19 @@ def _check(limit: int, value: int, name: str) -> None:
 
 
 def start_latency_cycles() -> int:
-    """Cycles from a ``start`` pulse to the first input ready: ``1 + START_CHECK_CYCLES``.
+    """Cycles from a tile controller's ``start`` pulse to the first input ready: ``1 + START_CHECK_CYCLES``.
 
     The tile controller's ``act.ready`` (the CHECK cycle, then WAIT with ``accepting`` set;
-    rtl/tile_controller.py) and the digital datapath's ``x_in.ready`` (CHECK, then RUN; rtl/digital.py).
-    A one-off cost per run, not part of the per-vector stage time (:func:`tile_vector_cycles`) nor of
-    :func:`digital_matrix_cycles` (the datapath's busy-cycle counters start after the check)."""
+    rtl/tile_controller.py; the digital datapath: :func:`digital_start_latency_cycles`).
+    A one-off cost per run, not part of the per-vector stage time (:func:`tile_vector_cycles`)."""
     return 1 + START_CHECK_CYCLES
+
+
+def digital_start_latency_cycles() -> int:
+    """Cycles from the digital datapath's ``start`` pulse to its first ``x_in`` ready: ``1 + DIGITAL_CHECK_CYCLES``
+    (state CHECK for ``DIGITAL_CHECK_CYCLES`` cycles, then RUN; rtl/digital.py). A one-off cost per run, not part
+    of :func:`digital_matrix_cycles` (the busy-cycle counters start after the check)."""
+    return 1 + DIGITAL_CHECK_CYCLES
 
 
 #: Cycles from the fetch of a channel group's last term to its first result on the digital datapath

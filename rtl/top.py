@@ -65,14 +65,23 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archmodel import timing
 from archmodel.spec import ChipSpec
 
 from ._util import reject
-from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
+from .axis import (
+    AXIStreamSignature,
+    BeatToFlits,
+    DestFanout,
+    FlitsToBeat,
+    ResultPacker,
+    SourceMerge,
+    StreamSlice,
+    tagged_layout,
+)
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
 from .patchbuf import CONFIG_FIELDS as PATCH_CONFIG_FIELDS
@@ -249,9 +258,8 @@ class Coprocessor(wiring.Component):
                 blocks[f"tile{t}.pool"] = SimpleNamespace(en=pool_en, **{f: getattr(pool, f) for f in POOL_PORTS})
             else:
                 wiring.connect(m, pack.o, fan.i)
-            self._tag(m, fan.o, tx_act.i, source_tag(spec, t))
-            m.d.comb += [tx_act.dest_x.eq(fan.dest_x), tx_act.dest_y.eq(fan.dest_y), tx_act.dest_chan.eq(fan.dest_chan),
-                         tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
+            self._to_tx(m, fan, tx_act, source_tag(spec, t), f"tile{t}_tx_slice")
+            m.d.comb += [tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
             wiring.connect(m, tile.psum_out, tx_psum.i)
             wiring.connect(m, tx_act.o, mesh.local_i[t])
             wiring.connect(m, tx_psum.o, pmesh.local_i[t])
@@ -354,8 +362,7 @@ class Coprocessor(wiring.Component):
         else:  # no pool unit: every vector is the bypass
             wiring.connect(m, d_pack.o, d_fan.i)
             m.d.comb += sel.eq(1)
-        self._tag(m, d_fan.o, d_tx.i, source_tag(spec, "digital"))
-        m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
+        self._to_tx(m, d_fan, d_tx, source_tag(spec, "digital"), "digital_tx_slice")
         wiring.connect(m, d_tx.o, io.east_i)
         # destination registers -> fanout: slot 1's vectors (counted by pslot, they come from the bypass) go to
         # out1 only
@@ -424,11 +431,20 @@ class Coprocessor(wiring.Component):
         self._bind_csr(m, csr, blocks)
         return m
 
-    @staticmethod
-    def _tag(m: Module, src, dst, tag: int) -> None:
-        """Connect an ``act`` beat stream to a tagged one (``rtl.axis.tagged_layout``), source ``tag``."""
-        m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready), dst.payload.data.eq(src.payload.data),
-                     dst.payload.last.eq(src.payload.last), dst.payload.src.eq(tag)]
+    def _to_tx(self, m: Module, fan: DestFanout, tx: BeatToFlits, tag: int, name: str) -> None:
+        """A network interface's fanout -> its flit serializer through a :class:`~rtl.axis.StreamSlice` that carries
+        the beat (tagged with source ``tag``, ``rtl.axis.tagged_layout``) and its destination
+        (``archmodel.timing.NI_SLICE_CYCLES``; issue 19: the serializer's ``ready`` no longer runs through the
+        fanout's entry logic into the result packer and the vector counters, and the destination registers
+        reach the serializer through a flip-flop)."""
+        layout = data.StructLayout({"beat": self.layouts.tag, "x": self.x_bits, "y": self.y_bits, "chan": 1})
+        sl = m.submodules[name] = StreamSlice(layout)
+        m.d.comb += [sl.i.valid.eq(fan.o.valid), fan.o.ready.eq(sl.i.ready),
+                     sl.i.payload.beat.data.eq(fan.o.payload.data), sl.i.payload.beat.last.eq(fan.o.payload.last),
+                     sl.i.payload.beat.src.eq(tag), sl.i.payload.x.eq(fan.dest_x), sl.i.payload.y.eq(fan.dest_y),
+                     sl.i.payload.chan.eq(fan.dest_chan),
+                     tx.i.valid.eq(sl.o.valid), sl.o.ready.eq(tx.i.ready), tx.i.payload.eq(sl.o.payload.beat),
+                     tx.dest_x.eq(sl.o.payload.x), tx.dest_y.eq(sl.o.payload.y), tx.dest_chan.eq(sl.o.payload.chan)]
 
     def _fanout(self, entries: int) -> DestFanout:
         return DestFanout(self.layouts.act, self.x_bits, self.y_bits, entries, DEST_BEAT_BITS)
