@@ -49,7 +49,8 @@ __all__ = ["AFFINE_LATENCY_CYCLES", "CONFIG_COPY_CYCLES", "MVM_OVERHEAD_CYCLES",
            "START_CHECK_CYCLES", "DIGITAL_CHECK_CYCLES", "adc_beats", "affine_cycles",
            "cycles_to_ns", "dac_beats", "DIGITAL_LATENCY_CYCLES", "digital_layer_cycles", "digital_matrix_cycles",
            "digital_slot_cycles", "hop_cycles",
-           "layer_mvm_cycles", "mvm_cycles", "digital_start_latency_cycles", "start_latency_cycles", "tile_vector_cycles"]
+           "layer_mvm_cycles", "mvm_cycles", "digital_input_slice_cycles", "digital_start_latency_cycles",
+           "start_latency_cycles", "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
 MVM_OVERHEAD_CYCLES = 2
@@ -86,6 +87,14 @@ SOURCE_MERGE_CYCLES = 2
 #: (rtl/top.py ``Coprocessor._to_tx``, rtl/axis.py ``StreamSlice``; issue 19): every result beat of a tile or
 #: of the digital datapath enters the mesh one cycle later; the throughput stays one beat per cycle.
 NI_SLICE_CYCLES = 1
+
+def digital_input_slice_cycles(spec: ChipSpec) -> int:
+    """Cycles of the register slice between the digital node's source merge and the datapath's ``x_in``
+    (rtl/top.py; issue 19): 1 on chips without line buffers (``interconnect.line_buffers`` false, e.g.
+    tiny-fpga, the FPGA prototype's chip), 0 with them (the patch buffer sits there, combinational merge).
+    Once per vector element in flight; the throughput stays one element per cycle."""
+    return 0 if spec.interconnect.line_buffers else 1
+
 
 #: Pipeline latency of the affine unit's requantizer in cycles (column in -> int8 out): coefficient read,
 #: coefficient register, multiply, add offset, shift, round/saturate/ReLU. ``rtl.affine.Requantizer`` is

@@ -327,8 +327,29 @@ class Coprocessor(wiring.Component):
                          d_lb.o.ready.eq(use_lb & dd.x_in.ready), d_lb.clear.eq(dd.start)]
             blocks["digital.lb"] = SimpleNamespace(en=d_lb_en, **{f: getattr(d_lb, f) for f in PATCH_CONFIG_FIELDS})
         else:
-            wiring.connect(m, merge.o, dd.x_in)
-        m.d.comb += merge.slot.eq(dd.slot)
+            # no patch buffer (the FPGA prototype's chip, tiny-fpga): a register slice between the merge and the
+            # datapath (archmodel.timing.digital_input_slice_cycles; issue 19: the datapath's x_in.ready ran
+            # through the merge's queue pick into every queue head's enables, and the pick and byte select into
+            # the datapath's operand register, 15.6 ns routed in context). The slice may hold elements of the next
+            # vector while the datapath drains, so the merge follows its own slot: mslot, the datapath's slot
+            # sequence (n_vectors0 vectors of slot 0, then n_vectors1 of slot 1, per round, with two_layers)
+            # counted on the vectors the merge emits; the merge runs only while the datapath is busy, and the
+            # count restarts while the datapath is idle with nothing emitted ahead.
+            x_sl = m.submodules.digital_x_slice = StreamSlice(L.x)
+            mslot = Signal(name="digital_mslot")
+            mcnt = Signal.like(dd.n_vectors0, name="digital_mcnt")
+            m.d.comb += [x_sl.i.payload.eq(merge.o.payload), x_sl.i.valid.eq(merge.o.valid & dd.busy),
+                         merge.o.ready.eq(x_sl.i.ready & dd.busy), merge.slot.eq(mslot)]
+            wiring.connect(m, x_sl.o, dd.x_in)
+            with m.If(merge.o.valid & merge.o.ready & merge.o.payload.last & dd.two_layers):
+                with m.If(mcnt + 1 >= Mux(mslot, dd.n_vectors1, dd.n_vectors0)):
+                    m.d.sync += [mcnt.eq(0), mslot.eq(~mslot)]
+                with m.Else():
+                    m.d.sync += mcnt.eq(mcnt + 1)
+            with m.If(~dd.busy & ~x_sl.o.valid):  # idle, nothing emitted ahead: a run starts at slot 0
+                m.d.sync += [mcnt.eq(0), mslot.eq(0)]
+        if self.units["lb"]:
+            m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)
         # pool unit between the result packer and the destinations (issue 18: digits-cnn's digital conv1 ->
         # maxpool): digital.pool.en = 0 is a wire
