@@ -77,11 +77,12 @@ DIGITAL_CHECK_CYCLES = 3
 #: ``start`` write; nothing per vector.
 CONFIG_COPY_CYCLES = 1
 
-#: Cycles an activation beat spends in a source queue of the digital node (rtl/axis.py ``SourceMerge``):
-#: the queue's block RAM (``SyncFIFOBuffered``, 1 cycle) and a register slice after it (1 cycle, issue 19:
-#: the merge multiplexers start from flip-flops, not from the RAM's slow clock-to-out). Once per vector
-#: element in flight; the throughput stays one element per cycle.
-SOURCE_MERGE_CYCLES = 2
+#: Cycles from a beat accepted by a source queue of the digital node (rtl/axis.py ``SourceMerge``) to its first
+#: element on the merge's output: the queue's block-RAM FIFO (``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles,
+#: measured) and a register slice after it (1 cycle, issue 19: the merge multiplexers start from flip-flops, not
+#: from the RAM's slow clock-to-out). Measured in tests/test_rtl_source_merge.py::test_source_merge_latency. Once
+#: per vector element in flight; the throughput stays one element per cycle.
+SOURCE_MERGE_CYCLES = 3
 
 #: Cycles of the register slice between a network interface's destination fanout and its flit serializer
 #: (rtl/top.py ``Coprocessor._to_tx``, rtl/axis.py ``StreamSlice``; issue 19): every result beat of a tile or

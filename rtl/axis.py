@@ -468,9 +468,9 @@ class SourceMerge(wiring.Component):
     err_src : Out(1)
         A beat matched no queue (level while such a beat is dropped).
 
-    Latency: ``archmodel.timing.SOURCE_MERGE_CYCLES`` = 2 cycles through a queue (an
-    ``amaranth.lib.fifo.SyncFIFOBuffered``, then a :class:`StreamSlice`: the merge starts from
-    flip-flops); the merge is combinational; throughput one element per cycle. A queue holds
+    Latency: ``archmodel.timing.SOURCE_MERGE_CYCLES`` = 3 cycles from an accepted beat to its first
+    element (an ``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles, then a :class:`StreamSlice`, 1: the merge
+    starts from flip-flops); the merge is combinational; throughput one element per cycle. A queue holds
     ``depth + 2`` beats (the slice's two).
     """
 
