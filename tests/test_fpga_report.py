@@ -126,3 +126,19 @@ def test_cli_passes_place_only_and_router(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         rtl.fpga.main(["--router", "router3"])
     assert exc.value.code == 2
+
+
+def test_aimc_fpga_passes_place_only_and_router(monkeypatch, capsys):
+    """aimc fpga --place-only --router router2 hands both to rtl.fpga.run_all (tools faked)."""
+    from mapping.cli.main import main
+
+    seen = {}
+
+    def fake_run_all(spec, work, blocks, **kw):
+        seen.update(kw)
+        return [FpgaResult("prototype (in context)", 1, 2, 3, 4, 56.7, "post-placement estimate, not routed")]
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
+    monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
+    assert main(["fpga", "--blocks", "--place-only", "--router", "router2"]) == 0
+    assert (seen["place_only"], seen["router"], seen["prototype"]) == (True, "router2", True)
+    assert "post-placement estimate, not routed" in capsys.readouterr().out
