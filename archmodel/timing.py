@@ -45,20 +45,57 @@ from collections.abc import Hashable, Iterable
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
-__all__ = ["AFFINE_LATENCY_CYCLES", "MVM_OVERHEAD_CYCLES", "START_CHECK_CYCLES", "adc_beats", "affine_cycles",
+__all__ = ["AFFINE_LATENCY_CYCLES", "CONFIG_COPY_CYCLES", "MVM_OVERHEAD_CYCLES", "NI_SLICE_CYCLES", "SOURCE_MERGE_CYCLES",
+           "START_CHECK_CYCLES", "DIGITAL_CHECK_CYCLES", "adc_beats", "affine_cycles",
            "cycles_to_ns", "dac_beats", "DIGITAL_LATENCY_CYCLES", "digital_layer_cycles", "digital_matrix_cycles",
            "digital_slot_cycles", "hop_cycles",
-           "layer_mvm_cycles", "mvm_cycles", "start_latency_cycles", "tile_vector_cycles"]
+           "layer_mvm_cycles", "mvm_cycles", "digital_input_slice_cycles", "digital_start_latency_cycles",
+           "start_latency_cycles", "tile_vector_cycles"]
 
 #: Handshake turn-around cycles per MVM (assumed; see module docstring).
 MVM_OVERHEAD_CYCLES = 2
 
 #: Cycles the registered configuration check adds between a ``start`` pulse and the run (issue 19), in the
-#: tile controller (rtl/tile_controller.py) and the digital datapath (rtl/digital.py): the check (multiplies
+#: tile controller (rtl/tile_controller.py; the digital datapath: ``DIGITAL_CHECK_CYCLES``): the check (multiplies
 #: and compares on the configuration registers) is computed into a flip-flop every cycle and the start logic
 #: uses it one cycle later (state CHECK), so the critical path no longer runs from a configuration register
 #: through the check into the start logic.
 START_CHECK_CYCLES = 1
+
+#: Cycles of the digital datapath's configuration check (rtl/digital.py, state CHECK; issue 19): a 3-stage
+#: pipeline (compares and channel groups; groups x K in a multiplier with registered operands and product;
+#: + w_base1 and the compare with the weight memory), so no stage holds more than one of them: in context the
+#: one-stage check (configuration copy -> groups -> MULT18X18D -> compare -> flip-flop) was 17.1 ns routed.
+DIGITAL_CHECK_CYCLES = 3
+
+#: Cycles from an AXI4-Lite register write in the co-processor's CSR bank to the block port it drives, and
+#: from a block's status port to the register the host reads, beyond the bank's own (issue 19): every
+#: configuration / status field passes one copy register between the bank and its block (rtl/top.py
+#: ``Coprocessor._bind_csr``), so no path runs from the bank's flip-flops across the device into a block's
+#: logic. The same for every field, so fields written in one order still arrive in that order (a W1P
+#: ``start`` after its configuration). Adds ``CONFIG_COPY_CYCLES`` to the start of a run after the host's
+#: ``start`` write; nothing per vector.
+CONFIG_COPY_CYCLES = 1
+
+#: Cycles from a beat accepted by a source queue of the digital node (rtl/axis.py ``SourceMerge``) to its first
+#: element on the merge's output: the queue's block-RAM FIFO (``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles,
+#: measured) and a register slice after it (1 cycle, issue 19: the merge multiplexers start from flip-flops, not
+#: from the RAM's slow clock-to-out). Measured in tests/test_rtl_source_merge.py::test_source_merge_latency. Once
+#: per vector element in flight; the throughput stays one element per cycle.
+SOURCE_MERGE_CYCLES = 3
+
+#: Cycles of the register slice between a network interface's destination fanout and its flit serializer
+#: (rtl/top.py ``Coprocessor._to_tx``, rtl/axis.py ``StreamSlice``; issue 19): every result beat of a tile or
+#: of the digital datapath enters the mesh one cycle later; the throughput stays one beat per cycle.
+NI_SLICE_CYCLES = 1
+
+def digital_input_slice_cycles(spec: ChipSpec) -> int:
+    """Cycles of the register slice between the digital node's source merge and the datapath's ``x_in``
+    (rtl/top.py; issue 19): 1 on chips without line buffers (``interconnect.line_buffers`` false, e.g.
+    tiny-fpga, the FPGA prototype's chip), 0 with them (the patch buffer sits there, combinational merge).
+    Once per vector element in flight; the throughput stays one element per cycle."""
+    return 0 if spec.interconnect.line_buffers else 1
+
 
 #: Pipeline latency of the affine unit's requantizer in cycles (column in -> int8 out): coefficient read,
 #: coefficient register, multiply, add offset, shift, round/saturate/ReLU. ``rtl.affine.Requantizer`` is
@@ -167,13 +204,19 @@ def _check(limit: int, value: int, name: str) -> None:
 
 
 def start_latency_cycles() -> int:
-    """Cycles from a ``start`` pulse to the first input ready: ``1 + START_CHECK_CYCLES``.
+    """Cycles from a tile controller's ``start`` pulse to the first input ready: ``1 + START_CHECK_CYCLES``.
 
     The tile controller's ``act.ready`` (the CHECK cycle, then WAIT with ``accepting`` set;
-    rtl/tile_controller.py) and the digital datapath's ``x_in.ready`` (CHECK, then RUN; rtl/digital.py).
-    A one-off cost per run, not part of the per-vector stage time (:func:`tile_vector_cycles`) nor of
-    :func:`digital_matrix_cycles` (the datapath's busy-cycle counters start after the check)."""
+    rtl/tile_controller.py; the digital datapath: :func:`digital_start_latency_cycles`).
+    A one-off cost per run, not part of the per-vector stage time (:func:`tile_vector_cycles`)."""
     return 1 + START_CHECK_CYCLES
+
+
+def digital_start_latency_cycles() -> int:
+    """Cycles from the digital datapath's ``start`` pulse to its first ``x_in`` ready: ``1 + DIGITAL_CHECK_CYCLES``
+    (state CHECK for ``DIGITAL_CHECK_CYCLES`` cycles, then RUN; rtl/digital.py). A one-off cost per run, not part
+    of :func:`digital_matrix_cycles` (the busy-cycle counters start after the check)."""
+    return 1 + DIGITAL_CHECK_CYCLES
 
 
 #: Cycles from the fetch of a channel group's last term to its first result on the digital datapath

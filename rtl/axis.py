@@ -27,6 +27,10 @@ Micro-architecture
   -> one int8 element per beat, vectors reassembled by a K count (``last`` on
   element ``K - 1``; the lanes of a vector's final beat beyond K are padding
   and dropped). 0 cycles (combinational), one element per cycle.
+- :class:`StreamSlice` is a register slice (skid buffer) for any stream: ``valid``, ``payload``
+  **and** ``ready`` registered, 1 cycle, one beat per cycle. The co-processor puts one where a
+  path crosses blocks in context (issue 19: the source queues' block-RAM output -> the digital
+  datapath's input buffer, 15.7 ns on the placed-and-routed 1 x 1 prototype).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["AXIStreamSignature", "BeatToFlits", "BeatUnpacker", "DestFanout", "FlitsToBeat", "ResultPacker",
-           "SourceMerge", "tagged_layout"]
+           "SourceMerge", "StreamSlice", "tagged_layout"]
 
 
 def AXIStreamSignature(data_bits: int, dest_bits: int = 0) -> wiring.Signature:  # noqa: N802
@@ -113,6 +117,57 @@ class BeatToFlits(wiring.Component):
                          dx.eq(self.dest_x), dy.eq(self.dest_y)]
             if self.chan is None:
                 m.d.sync += dc.eq(self.dest_chan)
+        return m
+
+
+class StreamSlice(wiring.Component):
+    """Register slice (two-entry skid buffer) of a stream: every output and ``i.ready`` come from flip-flops.
+
+    Cycle for cycle an :class:`amaranth.lib.fifo.SyncFIFO` of depth 2 between ``i`` and ``o``: a beat
+    accepted at edge ``n`` is offered on ``o`` from cycle ``n + 1`` (1 cycle latency), one beat per cycle
+    while ``o.ready`` stays high, ``i.ready`` = "the second entry is free" (a register), so neither the
+    payload nor the ready crosses the slice combinationally. The oldest beat sits in a fixed register
+    (``o.payload`` has no multiplexer). AXI4-Stream rules hold on both sides (a beat offered on ``o`` is
+    held until taken; ``i.ready`` does not depend on ``i.valid``).
+
+    Parameters
+    ----------
+    shape : ShapeLike
+        Payload shape.
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+        Latency 1 cycle, throughput one beat per cycle.
+    """
+
+    LATENCY = 1
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        head_valid, tail_valid = Signal(), Signal()
+        w = Value.cast(self.i.payload)
+        head = Signal(len(w))
+        tail = Signal.like(head)
+        m.d.comb += [self.i.ready.eq(~tail_valid), self.o.valid.eq(head_valid), self.o.payload.eq(head)]
+        do_read = head_valid & self.o.ready
+        do_write = ~tail_valid & self.i.valid
+        with m.If(do_read):
+            with m.If(tail_valid):
+                m.d.sync += [head.eq(tail), tail_valid.eq(0)]
+            with m.Elif(do_write):
+                m.d.sync += head.eq(w)
+            with m.Else():
+                m.d.sync += head_valid.eq(0)
+        with m.Elif(do_write):
+            with m.If(head_valid):
+                m.d.sync += [tail.eq(w), tail_valid.eq(1)]
+            with m.Else():
+                m.d.sync += [head.eq(w), head_valid.eq(1)]
         return m
 
 
@@ -413,8 +468,10 @@ class SourceMerge(wiring.Component):
     err_src : Out(1)
         A beat matched no queue (level while such a beat is dropped).
 
-    Latency: 1 cycle through a queue (``amaranth.lib.fifo.SyncFIFOBuffered``); the
-    merge is combinational; throughput one element per cycle.
+    Latency: ``archmodel.timing.SOURCE_MERGE_CYCLES`` = 3 cycles from an accepted beat to its first
+    element (an ``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles, then a :class:`StreamSlice`, 1: the merge
+    starts from flip-flops); the merge is combinational; throughput one element per cycle. A queue holds
+    ``depth + 2`` beats (the slice's two).
     """
 
     def __init__(self, tagged: data.StructLayout, elem: data.StructLayout, queues: int, depth: int, elem_bits: int):
@@ -432,10 +489,15 @@ class SourceMerge(wiring.Component):
 
         m = Module()
         Q, lanes = self.queues, self.lanes
-        fifos = []
+        fifos, heads = [], []
         for q in range(Q):
             f = m.submodules[f"q{q}"] = SyncFIFOBuffered(width=self.act_bits, depth=self.depth)
+            # a register slice after each queue's block RAM: the merge multiplexers start from flip-flops, not
+            # from the RAM's slow clock-to-out (issue 19: RAM -> merge -> datapath input was 15.7 ns in context)
+            h = m.submodules[f"q{q}_head"] = StreamSlice(self.act_bits)
+            m.d.comb += [h.i.payload.eq(f.r_data), h.i.valid.eq(f.r_rdy), f.r_en.eq(h.i.ready)]
             fifos.append(f)
+            heads.append(h.o)
         # ---- demultiplex by source tag
         match = [Signal(name=f"match{q}") for q in range(Q)]
         for q in range(Q):
@@ -478,7 +540,7 @@ class SourceMerge(wiring.Component):
         with m.Switch(cur):
             for q in range(Q):
                 with m.Case(q):
-                    m.d.comb += [r_valid.eq(fifos[q].r_rdy), r_data.eq(fifos[q].r_data), seg_last.eq(ends[q])]
+                    m.d.comb += [r_valid.eq(heads[q].valid), r_data.eq(heads[q].payload), seg_last.eq(ends[q])]
         m.d.comb += beat_end.eq(seg_last | (lane == lanes - 1))
         with m.Switch(lane):
             for j in range(lanes):
@@ -487,7 +549,7 @@ class SourceMerge(wiring.Component):
         m.d.comb += [self.o.valid.eq(found & r_valid), self.o.payload.last.eq(seg_last & ~more)]
         fire = self.o.valid & self.o.ready
         for q in range(Q):
-            m.d.comb += fifos[q].r_en.eq(fire & beat_end & (cur == q))
+            m.d.comb += heads[q].ready.eq(fire & beat_end & (cur == q))
         with m.If(fire):
             with m.If(seg_last):
                 m.d.sync += [e.eq(0), lane.eq(0), qi.eq(Mux(more, cur + 1, 0))]

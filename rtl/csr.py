@@ -13,7 +13,12 @@ helpers the configuration compiler uses (:mod:`rtl.regmap`).
   on ``valid``), so a manager may send them in either order or together. When
   both are held and no response is pending, the write happens and ``bvalid``
   rises the next cycle: 2 cycles from the last of AW/W to ``bvalid``, one write
-  every 3 cycles. ``wstrb`` masks the write byte by byte.
+  every 3 cycles. ``wstrb`` masks the write byte by byte. The write itself is
+  pipelined: the address is decoded into one hit flip-flop per register when AW is
+  taken, the write registers a strobe per register and the masked data, and the
+  register changes on the next edge, :data:`WRITE_LATENCY` = 1 cycle after
+  ``bvalid`` rises (before any later write or read can see it: a read returns
+  ``READ_LATENCY`` cycles after its AR).
 - **Read path**: AR is accepted when no read is in flight or pending; a
   3-stage pipeline (:data:`READ_LATENCY`): the address is decoded into one hit
   flip-flop per register, then each group of :data:`READ_GROUP` registers
@@ -57,7 +62,7 @@ from amaranth.lib.wiring import In, Out
 from ._util import reject
 
 __all__ = ["Access", "Field", "Register", "AXI4LiteSignature", "CSRBank", "READ_GROUP", "READ_LATENCY", "RESP_OKAY",
-           "RESP_SLVERR", "ident"]
+           "RESP_SLVERR", "WRITE_LATENCY", "ident"]
 
 #: AXI response codes (AMBA AXI, "BRESP/RRESP encoding").
 RESP_OKAY = 0b00
@@ -67,6 +72,8 @@ DATA_BITS = 32
 READ_GROUP = 8
 #: Cycles from an accepted AR to ``rvalid`` (:class:`CSRBank`, read path).
 READ_LATENCY = 3
+#: Cycles from ``bvalid`` rising to the written value on the register's ports (:class:`CSRBank`, write path).
+WRITE_LATENCY = 1
 
 
 def _or_all(words):
@@ -293,16 +300,14 @@ class CSRBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        word_bits = self.addr_bits - 2
 
         # ---- write channel holding registers
         aw_held, w_held = Signal(), Signal()
-        aw_word = Signal(word_bits)
         w_data, w_strb = Signal(DATA_BITS), Signal(DATA_BITS // 8)
         bvalid, bresp = Signal(), Signal(2)
         m.d.comb += [bus.awready.eq(~aw_held), bus.wready.eq(~w_held), bus.bvalid.eq(bvalid), bus.bresp.eq(bresp)]
         with m.If(bus.awvalid & ~aw_held):
-            m.d.sync += [aw_held.eq(1), aw_word.eq(bus.awaddr[2:])]
+            m.d.sync += aw_held.eq(1)
         with m.If(bus.wvalid & ~w_held):
             m.d.sync += [w_held.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
         with m.If(bvalid & bus.bready):
@@ -316,8 +321,8 @@ class CSRBank(wiring.Component):
         wbits = Signal(DATA_BITS)
         m.d.comb += wbits.eq(w_data & bitmask)
 
-        # the write address decodes to a register: decided from awaddr when AW is taken and held beside
-        # aw_word (a flip-flop), so the response does not wait for a decode of every address
+        # the write address decodes to a register: decided from awaddr when AW is taken, into one hit flip-flop
+        # per register (one-hot) and hit_any, so neither the response nor the write waits for a decode
         hit_any, aw_decodes = Signal(), Signal()
         with m.Switch(bus.awaddr[2:]):
             for r in self.registers:
@@ -325,27 +330,35 @@ class CSRBank(wiring.Component):
                     m.d.comb += aw_decodes.eq(1)
         with m.If(bus.awvalid & ~aw_held):
             m.d.sync += hit_any.eq(aw_decodes)
+        # write pipeline (issue 19): do_write registers a write strobe per register and the masked data
+        # (we_<reg>, wr_data, wr_mask); the registers change on the next edge, one cycle after bvalid rises
+        # (:data:`WRITE_LATENCY`), so no path runs from the address compare through every register's enable
+        wr_data, wr_mask = Signal(DATA_BITS), Signal(DATA_BITS)
+        m.d.sync += [wr_data.eq(wbits), wr_mask.eq(bitmask)]
         for r in self.registers:
-            hit = Signal(name=f"wr_{ident(r.name)}")
-            m.d.comb += hit.eq(do_write & (aw_word == (r.address >> 2)))
+            aw_hit = Signal(name=f"aw_hit_{ident(r.name)}")
+            with m.If(bus.awvalid & ~aw_held):
+                m.d.sync += aw_hit.eq(bus.awaddr[2:] == (r.address >> 2))
+            hit = Signal(name=f"we_{ident(r.name)}")
+            m.d.sync += hit.eq(do_write & aw_hit)
             ports = getattr(self, ident(r.name), None)
             for f in r.fields:
                 sl = slice(f.offset, f.offset + f.width)
                 if f.access == Access.RW:
                     port = getattr(ports, f.name)
                     with m.If(hit):
-                        m.d.sync += port.eq((port & ~bitmask[sl]) | wbits[sl])
+                        m.d.sync += port.eq((port & ~wr_mask[sl]) | wr_data[sl])
                 elif f.access == Access.W1P:
                     port = getattr(ports, f.name)
                     m.d.sync += port.eq(0)
                     with m.If(hit):
-                        m.d.sync += port.eq(wbits[sl])
+                        m.d.sync += port.eq(wr_data[sl])
                 elif f.access == Access.W1C:
                     port = getattr(ports, f.name)
                     set_ = getattr(ports, f"{f.name}_set")
                     clr = Signal(f.width, name=f"clr_{ident(r.name)}_{f.name}")
                     with m.If(hit):
-                        m.d.comb += clr.eq(wbits[sl])
+                        m.d.comb += clr.eq(wr_data[sl])
                     m.d.sync += port.eq((port & ~clr) | set_)
         with m.If(do_write):
             m.d.sync += [aw_held.eq(0), w_held.eq(0), bvalid.eq(1)]

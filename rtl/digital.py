@@ -82,6 +82,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from archmodel.timing import DIGITAL_CHECK_CYCLES
 from rtl.affine import Requantizer, result_layout
 from rtl.params import ACT_BITS, DigitalParams
 from rtl.tile_controller import index_shape
@@ -159,10 +160,11 @@ class DigitalDatapath(wiring.Component):
     coef_base1 : In(unsigned)
         First coefficient entry of layer slot 1 (its channel ``j`` uses entry ``coef_base1 + j``).
     start : In(1)
-        Pulse: check the configuration (registered: the result is used in the next cycle, state CHECK, in
-        which ``busy`` is already 1), then sample it and run (ignored while busy). ``x_in`` is ready
-        ``archmodel.timing.start_latency_cycles()`` = ``1 + START_CHECK_CYCLES`` cycles after the pulse;
-        a bad configuration sets ``err_config`` ``START_CHECK_CYCLES`` cycles after it.
+        Pulse: check the configuration (a 3-stage pipeline: state CHECK, in which ``busy`` is already 1, lasts
+        ``archmodel.timing.DIGITAL_CHECK_CYCLES`` = 3 cycles), then sample it and run (ignored while busy). The
+        configuration must hold from the start cycle to the run. ``x_in`` is ready
+        ``archmodel.timing.digital_start_latency_cycles()`` = ``1 + DIGITAL_CHECK_CYCLES`` cycles after the
+        pulse; a bad configuration sets ``err_config`` ``DIGITAL_CHECK_CYCLES`` cycles after it.
     busy : Out(1)
         A run is in progress.
     done : Out(1)
@@ -275,21 +277,36 @@ class DigitalDatapath(wiring.Component):
                 return (c + L - 1) >> (L.bit_length() - 1)
             return (c + L - 1) // L
 
-        def slot_ok(k, c, wb, cb):
-            return ((k != 0) & (k <= p.max_k) & (c != 0) & (c + cb <= p.max_channels)
-                    & (groups_of(c) * k + wb <= p.weight_words))
-        ok0 = Signal()
-        ok1 = Signal()
-        cfg_ok = Signal()
-        m.d.comb += [ok0.eq(slot_ok(self.k_terms, self.c_out, 0, 0)),
-                     ok1.eq(slot_ok(self.k_terms1, self.c_out1, self.w_base1, self.coef_base1)),
-                     cfg_ok.eq(ok0 & (self.n_pixels != 0) & (~self.two_layers | (ok1 & (self.n_vectors0 != 0)
-                                                                                  & (self.n_vectors1 != 0))))]
-        # registered check (as rtl/tile_controller.py): computed every cycle from the configuration ports into
-        # cfg_ok_r, so the multiply/compare path ends at a flip-flop; state CHECK, the cycle after start, uses
-        # it (archmodel.timing.START_CHECK_CYCLES)
+        # configuration check, a 3-stage pipeline computed every cycle from the configuration ports
+        # (archmodel.timing.DIGITAL_CHECK_CYCLES; issue 19: in context the one-stage check, c_out1 -> groups ->
+        # MULT18X18D -> compare -> cfg_ok_r, was 17.1 ns routed):
+        #   A: the compares on the ports, the channel groups ceil(c / L), K and w_base1 registered
+        #   B: groups * K in a multiplier with registered operands and product
+        #   C: + w_base1, the compare with weight_words, AND of everything -> cfg_ok_r
+        # state CHECK lasts DIGITAL_CHECK_CYCLES cycles and decides in its last one, when cfg_ok_r holds the check
+        # of the ports sampled in the start cycle
+        simple = Signal()
+        m.d.comb += simple.eq(
+            (self.k_terms != 0) & (self.k_terms <= p.max_k) & (self.c_out != 0) & (self.c_out <= p.max_channels)
+            & (self.n_pixels != 0)
+            & (~self.two_layers | ((self.k_terms1 != 0) & (self.k_terms1 <= p.max_k) & (self.c_out1 != 0)
+                                   & (self.c_out1 + self.coef_base1 <= p.max_channels)
+                                   & (self.n_vectors0 != 0) & (self.n_vectors1 != 0))))
+        ga = [Signal.like(self.c_out, name="chk_groups0"), Signal.like(self.c_out1, name="chk_groups1")]
+        ka = [Signal.like(self.k_terms, name="chk_k0"), Signal.like(self.k_terms1, name="chk_k1")]
+        wba, wbb = Signal.like(self.w_base1, name="chk_wb_a"), Signal.like(self.w_base1, name="chk_wb_b")
+        two_a, two_b = Signal(name="chk_two_a"), Signal(name="chk_two_b")
+        simple_a, simple_b = Signal(name="chk_simple_a"), Signal(name="chk_simple_b")
+        prod = [Signal(len(ga[q]) + len(ka[q]), name=f"chk_words{q}") for q in range(2)]
+        m.d.sync += [ga[0].eq(groups_of(self.c_out)), ga[1].eq(groups_of(self.c_out1)),
+                     ka[0].eq(self.k_terms), ka[1].eq(self.k_terms1), wba.eq(self.w_base1),
+                     two_a.eq(self.two_layers), simple_a.eq(simple)]
+        m.d.sync += [prod[0].eq(ga[0] * ka[0]), prod[1].eq(ga[1] * ka[1]), wbb.eq(wba), two_b.eq(two_a),
+                     simple_b.eq(simple_a)]
         cfg_ok_r = Signal()
-        m.d.sync += cfg_ok_r.eq(cfg_ok)
+        m.d.sync += cfg_ok_r.eq(simple_b & (prod[0] <= p.weight_words)
+                                & (~two_b | (prod[1] + wbb <= p.weight_words)))
+        chk = Signal(range(max(2, DIGITAL_CHECK_CYCLES)))   # cycles spent in CHECK
         k_cfg = Signal.like(self.k_terms)
         c_cfg = Signal.like(self.c_out)
         wb_cfg = Signal(range(p.weight_words + 1))
@@ -305,8 +322,13 @@ class DigitalDatapath(wiring.Component):
         ch_left = Signal(range(p.max_channels + L + 1))   # c_out - g*L
         pix_left = Signal.like(self.n_pixels)
         last_group = ch_left <= L
-        km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch: k_last is one compare, no subtract
-        k_last = kk == km1_cfg
+        km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch
+        # "term kk is the group's last" as a flip-flop (issue 19: kk == K - 1 was a compare in front of the
+        # sequencer's enables, km1_cfg -> x_in.ready -> ch_base 8.6 ns): k_left counts the terms after kk down,
+        # k_last = (k_left == 0) is set one term ahead from k_left == 1 (k_one: K == 1, sampled at launch)
+        k_left = Signal.like(k_cfg)
+        k_last = Signal()
+        k_one = Signal()
 
         # ---- MAC stage registers
         s1_valid = Signal()
@@ -368,7 +390,7 @@ class DigitalDatapath(wiring.Component):
             with m.If(g0 & (self.x_in.payload.last != k_last)):
                 m.d.sync += self.err_x_last.eq(1)
             with m.If(k_last):
-                m.d.sync += kk.eq(0)
+                m.d.sync += [kk.eq(0), k_left.eq(km1_cfg), k_last.eq(k_one)]
                 with m.If(last_group):                         # next pixel
                     m.d.sync += [g0.eq(1), wbase.eq(wb_cfg), ch_base.eq(0), ch_left.eq(c_cfg),
                                  pix_left.eq(pix_left - 1)]
@@ -378,7 +400,7 @@ class DigitalDatapath(wiring.Component):
                     m.d.sync += [g0.eq(0), wbase.eq(wbase + k_cfg), ch_base.eq(ch_base + L),
                                  ch_left.eq(ch_left - L)]
             with m.Else():
-                m.d.sync += kk.eq(kk + 1)
+                m.d.sync += [kk.eq(kk + 1), k_left.eq(k_left - 1), k_last.eq(k_left == 1)]
 
         # ---- MAC: operands (s2), products (s3), accumulate
         x_op = Mux(s1_g0, s1_x, x_rp.data)
@@ -428,18 +450,23 @@ class DigitalDatapath(wiring.Component):
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
             wq = self.w_base1 if sl else 0
-            return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
+            return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), k_left.eq(kq - 1), k_last.eq(kq == 1), k_one.eq(kq == 1),
+                    c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
                     slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq)]
 
         drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 with m.If(self.start):
+                    m.d.sync += chk.eq(0)
                     m.next = "CHECK"
             with m.State("CHECK"):
-                # one cycle after start: cfg_ok_r holds the check of the ports sampled at start
+                # DIGITAL_CHECK_CYCLES cycles; in the last one cfg_ok_r holds the check of the ports sampled at start
                 m.d.comb += self.busy.eq(1)
-                with m.If(cfg_ok_r):
+                m.d.sync += chk.eq(chk + 1)
+                with m.If(chk != DIGITAL_CHECK_CYCLES - 1):
+                    pass
+                with m.Elif(cfg_ok_r):
                     m.d.sync += launch(0) + [
                         two.eq(self.two_layers), seq_left.eq(self.n_pixels),
                         pix_left.eq(Mux(self.two_layers, self.n_vectors0, self.n_pixels)),

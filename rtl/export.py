@@ -172,6 +172,7 @@ SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "FlitsToBeat": ("flits_to_beat", ()),
     "BeatToFlits": ("beat_to_flits", ("chan",)),
     "DestFanout": ("dest_fanout", ("entries",)),
+    "StreamSlice": ("stream_slice", ()),
     "DigitalDatapath": ("digital_datapath", ("params",)),
     "CSRBank": ("csr_bank", ("registers", "addr_bits")),
     "Pool": ("pool", ("words",)),
@@ -180,14 +181,14 @@ SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def _shared_classes() -> dict[type, tuple[str, tuple[str, ...]]]:
-    from .axis import BeatToFlits, DestFanout, FlitsToBeat, ResultPacker
+    from .axis import BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, StreamSlice
     from .csr import CSRBank
     from .digital import DigitalDatapath
     from .pool import Pool, ResidualJoin
     from .router import MeshRouter
     from .tile import Tile
-    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, DestFanout, DigitalDatapath, CSRBank, Pool,
-               ResidualJoin)
+    classes = (Tile, MeshRouter, ResultPacker, FlitsToBeat, BeatToFlits, DestFanout, StreamSlice, DigitalDatapath,
+               CSRBank, Pool, ResidualJoin)
     return {c: SHARED_BLOCKS[c.__name__] for c in classes}
 
 

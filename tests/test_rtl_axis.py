@@ -14,7 +14,7 @@ import pytest
 
 from archmodel.spec import load_spec
 from rtl.affine import result_layout
-from rtl.axis import BeatToFlits, FlitsToBeat, ResultPacker
+from rtl.axis import BeatToFlits, FlitsToBeat, ResultPacker, StreamSlice
 from rtl.params import TileParams
 from rtl.router import flit_layout
 from rtl.tile_controller import act_beat_layout, index_shape
@@ -123,3 +123,33 @@ def test_result_packer_lanes_shifted_into_place():
     got = [[int(d) for d in b.data] for b in snk.items]
     assert got == [list(vals[0, :8]), list(vals[0, 8:]) + [0] * 6, list(vals[1, :8]), list(vals[1, 8:]) + [0] * 6]
     assert [int(b.last) for b in snk.items] == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("p", [1.0, 0.6])
+def test_stream_slice(p):
+    """StreamSlice (issue 19): the beats leave whole and in order under random valid/ready gaps; at full rate
+    40 beats leave in 40 consecutive cycles, the first one cycle after it entered (LATENCY = 1); ``i.ready``
+    is a register: with ``o.ready`` held low it is 1, 1, then 0 once both entries are full."""
+    rng = np.random.default_rng(7)
+    beats = _beats(rng, 40)
+    dut = StreamSlice(ACT)
+    src, snk = Source(dut.i, rng, p), Sink(dut.o, rng, p)
+    for b in beats:
+        src.put(b)
+    _run(dut, src, snk, 40)
+    assert [_bits(ACT, x) for x in snk.items] == [_bits(ACT, b) for b in beats]
+    if p == 1.0:
+        assert snk.cycles == list(range(StreamSlice.LATENCY, StreamSlice.LATENCY + 40))
+
+    dut2 = StreamSlice(ACT)
+
+    async def tb(ctx, rst):  # o.ready low, a beat offered every cycle: i.ready 1, 1 (tail free), then 0 (full)
+        seen = []
+        ctx.set(dut2.i.payload, ACT.const(beats[0]))
+        ctx.set(dut2.i.valid, 1)
+        ctx.set(dut2.o.ready, 0)
+        for _ in range(3):
+            _, _, rdy = await ctx.tick().sample(dut2.i.ready)
+            seen.append(rdy)
+        assert seen == [1, 1, 0]
+    simulate(dut2, tb)

@@ -13,7 +13,17 @@ from __future__ import annotations
 import pytest
 from amaranth.sim import Simulator
 
-from rtl.csr import READ_GROUP, READ_LATENCY, RESP_OKAY, RESP_SLVERR, Access, CSRBank, Field, Register
+from rtl.csr import (
+    READ_GROUP,
+    READ_LATENCY,
+    RESP_OKAY,
+    RESP_SLVERR,
+    WRITE_LATENCY,
+    Access,
+    CSRBank,
+    Field,
+    Register,
+)
 
 REGS = [
     Register("blk.cfg", 0x00, (Field("a", 8, 0, Access.RW, reset=0x5A, meaning="a"),
@@ -139,6 +149,39 @@ def test_csr_read_write_unmapped():
     _sim(dut, bench)
     assert len(checks) == 17
     assert all(checks), checks
+
+
+def test_csr_write_latency():
+    """Write pipeline (issue 19): AW and W together in cycle 0 -> bvalid in cycle 2 (2 cycles from the later of
+    AW/W), the RW field and the W1P pulse on the ports WRITE_LATENCY = 1 cycle after bvalid (cycle 3), the pulse
+    one cycle long."""
+    dut = CSRBank(REGS, addr_bits=8)
+    bus, cfg, cmd = dut.bus, dut.ports_of("blk.cfg"), dut.ports_of("blk.cmd")
+    trace = []
+
+    async def bench(ctx):
+        ctx.set(bus.bready, 1)
+        for addr, data in ((0x00, 0x77), (0x08, 0b01)):
+            ctx.set(bus.awaddr, addr)
+            ctx.set(bus.wdata, data)
+            ctx.set(bus.wstrb, 0xF)
+            ctx.set(bus.awvalid, 1)
+            ctx.set(bus.wvalid, 1)
+            rows = []
+            for cycle in range(6):
+                _, _, bv, a, go = await ctx.tick().sample(bus.bvalid, cfg.a, cmd.go)
+                ctx.set(bus.awvalid, 0)
+                ctx.set(bus.wvalid, 0)
+                rows.append((cycle, bv, a, go))
+            trace.append(rows)
+
+    _sim(dut, bench)
+    cfg_rows, cmd_rows = trace
+    b_cycle = next(c for c, bv, _, _ in cfg_rows if bv)
+    a_cycle = next(c for c, _, a, _ in cfg_rows if a == 0x77)
+    assert (b_cycle, a_cycle - b_cycle) == (2, WRITE_LATENCY) and WRITE_LATENCY == 1, cfg_rows
+    b_cycle = next(c for c, bv, _, _ in cmd_rows if bv)
+    assert [c - b_cycle for c, _, _, go in cmd_rows if go] == [WRITE_LATENCY], cmd_rows
 
 
 def test_csr_read_pipeline_many_registers():

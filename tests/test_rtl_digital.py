@@ -214,7 +214,8 @@ def test_digital_weight_stream_lands_at_words(chunk):
 
 def test_digital_cycle_count():
     """No gaps, K >= lanes: n_pixels * ceil(c_out / lanes) * K MAC cycles after the registered configuration check
-    (timing.START_CHECK_CYCLES = 1), the last result lanes + LATENCY - 1 later."""
+    (timing.DIGITAL_CHECK_CYCLES = 3: a 3-stage check pipeline, issue 19), the last result lanes + LATENCY - 1
+    later."""
     rng = np.random.default_rng(3)
     layer = coefficients(rng, conv_layer(rng, 1, 4, 4, 8, 3))       # K=9, 2 groups, 4 pixels
     dut = DigitalDatapath(P)
@@ -229,8 +230,8 @@ def test_digital_cycle_count():
     compared, mismatches, cycles = res["run"]
     assert (compared, mismatches) == (4 * 8, 0)
     assert DigitalDatapath.LATENCY == 10 == timing.DIGITAL_LATENCY_CYCLES
-    assert timing.START_CHECK_CYCLES == 1
-    assert cycles == 1 + 4 * 2 * 9 + P.mac_lanes + DigitalDatapath.LATENCY - 1
+    assert timing.DIGITAL_CHECK_CYCLES == 3
+    assert cycles == 3 + 4 * 2 * 9 + P.mac_lanes + DigitalDatapath.LATENCY - 1
 
 
 def test_digital_reset_mid_transfer_and_config_errors():
@@ -255,7 +256,8 @@ def test_digital_reset_mid_transfer_and_config_errors():
             ctx.set(dut.start, 1)
             await h.step(ctx)
             ctx.set(dut.start, 0)
-            await h.step(ctx)
+            for _ in range(timing.DIGITAL_CHECK_CYCLES):  # CHECK decides in its last cycle
+                await h.step(ctx)
             errs.append((ctx.get(dut.err_config), ctx.get(dut.busy)))
         res["errs"] = errs
 
@@ -278,10 +280,11 @@ def test_digital_params_and_verilog():
 
 
 def test_digital_registered_config_check_start_latency():
-    """Issue 19: the datapath's configuration check is registered, as the tile controller's. x_in.ready rises
-    exactly timing.start_latency_cycles() = 2 cycles after the start pulse (CHECK, then RUN), busy is 1 from the
-    cycle after start; a bad configuration (K = 0) sets err_config at the CHECK cycle's edge and never raises
-    x_in.ready. The x source always offers a beat, so ready is the datapath's own."""
+    """Issue 19: the datapath's configuration check is a 3-stage pipeline (configuration set in the start cycle).
+    x_in.ready rises exactly timing.digital_start_latency_cycles() = 4 cycles after the start pulse (CHECK for
+    DIGITAL_CHECK_CYCLES = 3 cycles, then RUN), busy is 1 from the cycle after start; a bad configuration (K = 0)
+    sets err_config at the last CHECK cycle's edge and never raises x_in.ready. The x source always offers a
+    beat, so ready is the datapath's own."""
     rng = np.random.default_rng(5)
     layer = coefficients(rng, linear_layer(rng, 8, 4))
     dut = DigitalDatapath(P)
@@ -297,7 +300,7 @@ def test_digital_registered_config_check_start_latency():
             ctx.set(dut.k_terms, k)
             ctx.set(dut.start, 1)
             trace = []
-            for _ in range(4):
+            for _ in range(6):
                 trace.append((ctx.get(dut.busy), ctx.get(dut.x_in.ready), ctx.get(dut.err_config)))
                 await h.step(ctx)
                 ctx.set(dut.start, 0)
@@ -307,10 +310,10 @@ def test_digital_registered_config_check_start_latency():
             h.sinks["out"].reset()
 
     simulate(dut, tb)
-    assert timing.start_latency_cycles() == 2
-    # cycle of start, CHECK, RUN (x_in ready), RUN
-    assert seen["good"] == [(0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 0)]
-    assert seen["bad"] == [(0, 0, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1)]
+    assert timing.digital_start_latency_cycles() == 4
+    # cycle of start, CHECK x 3, RUN (x_in ready), RUN
+    assert seen["good"] == [(0, 0, 0), (1, 0, 0), (1, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 0)]
+    assert seen["bad"] == [(0, 0, 0), (1, 0, 0), (1, 0, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1)]
 
 
 def _two_slot_case(rng, n0, n1, rounds):

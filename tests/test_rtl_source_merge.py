@@ -77,3 +77,30 @@ def test_source_merge_in_order(p):
     assert [int(e.data) for e in snk.items] == want
     assert [int(e.last) for e in snk.items] == ([0] * 19 + [1]) * (2 * n)
     assert any(seen_err)
+
+
+def test_source_merge_latency():
+    """Issue 19: a beat accepted at the input edge n offers its first element on ``o`` in cycle
+    n + timing.SOURCE_MERGE_CYCLES (= 3: the queue's FIFO, 2 cycles as on main before the slice, then the register
+    slice after it), then one element per cycle (the 8 lanes of a beat in 8 consecutive cycles)."""
+    from archmodel import timing
+
+    rng = np.random.default_rng(2)
+    dut = SourceMerge(TAG, x_beat_layout(), queues=2, depth=4, elem_bits=8)
+    src, snk = Source(dut.i, rng, 1.0), Sink(dut.o, rng, 1.0)
+    vals = [int(x) for x in rng.integers(-128, 128, 8)]
+    src.put(_beats(vals, 5)[0])
+    taken = []
+
+    async def tb(ctx, rst):
+        ctx.set(dut.q_src[0], 5)
+        ctx.set(dut.q_elems[0], 8)
+        ctx.set(dut.q_en[0], 1)
+        hns = Harness({"i": src}, {"o": snk}, rst)
+        while len(snk.items) < 8 and hns.cycle < 40:
+            await hns.step(ctx)
+            if hns.fired["i"]:
+                taken.append(hns.cycle - 1)
+    simulate(dut, tb)
+    assert [int(e.data) for e in snk.items] == vals
+    assert snk.cycles == [taken[0] + timing.SOURCE_MERGE_CYCLES + k for k in range(8)] and timing.SOURCE_MERGE_CYCLES == 3

@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "refused unless --force (default: a temporary folder, removed)")
     p.add_argument("--blocks", nargs="*", default=None, help="blocks placed out of context (default: all)")
     p.add_argument("--no-prototype", action="store_true", help="skip the whole-prototype run")
+    p.add_argument("--place-only", action="store_true",
+                   help="prototype: stop after placement (nextpnr's post-placement Fmax estimate, not routed)")
+    p.add_argument("--router", choices=("router1", "router2"), default="router1",
+                   help="prototype: nextpnr router (router2 is usually faster on a congested design)")
     p.set_defaults(func=run)
 
 
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise AimcError(f"--blocks: unknown block(s) {', '.join(unknown)}; known: {', '.join(fpga.KNOWN_BLOCKS)}")
 
     def work_in(folder: Path) -> str:
-        results = fpga.run_all(spec, folder, blocks, prototype=not args.no_prototype)
+        results = fpga.run_all(spec, folder, blocks, prototype=not args.no_prototype, place_only=args.place_only,
+                               router=args.router)
         table = fpga.fpga_table(results, device="85k", arch=spec.name)
         (folder / "fpga.md").write_text(table)
         return table

