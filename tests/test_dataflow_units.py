@@ -88,7 +88,7 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
     a CNN on proto without line buffers, one that needs more tiles than one chip, a CNN with --emulate-arrays."""
     import yaml
 
-    from archmodel.spec import ChipSpec, load_spec
+    from archmodel.spec import load_spec
     from mapping.cli.main import main
 
     data = load_spec("proto").model_dump(mode="json", exclude_defaults=False)
