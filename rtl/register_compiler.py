@@ -1094,7 +1094,8 @@ def join_skew_beats(spec: ChipSpec, branch_a: Sequence, branch_b: Sequence) -> i
         return idx
 
     if not branch_a and not branch_b:
-        raise ValueError("a join of one stream with itself: both branches are empty")
+        raise JoinSkewError("a residual add of one stream with itself (both branches empty): the RTL's join "
+                            "takes two different producers")
     src = (branch_a or branch_b)[0].input_shapes[0]
     hw = int(np.prod(src[1:])) if len(src) == 3 else 1
     na, nb = need(branch_a), need(branch_b)

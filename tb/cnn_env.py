@@ -225,24 +225,28 @@ def prepare_cnn(golden: CnnGolden) -> CnnNetwork:
 
 
 def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "verilator", build_dir,
-              fault: str = "none", fault_test: bool = False, weights: str = "seeded", waves: bool = False) -> dict:
+              fault: str = "none", fault_test: bool = False, weights: str = "seeded", waves: bool = False,
+              network: str | None = None) -> dict:
     """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_cnn_network`` on ``placement``
     (the mapper's, without replication: :class:`archmodel.placement.Placement`); with ``fault_test`` also
     ``test_cnn_fault`` in the same simulator process (its JSON under ``fault_test``). A residual network
     (digits-resnet) runs ``tb.test_resnet_cosim``'s ``test_resnet_network`` / ``test_resnet_fault`` (the same
     driver). ``weights``: ``seeded`` (:func:`tb.cnn_golden.seeded_params`) or ``trained`` (30 epochs on the
-    digits split of ``seed``).
+    digits split of ``seed``). ``network``: the zoo name or ONNX / YAML path the placement was made from
+    (default ``placement.network_name``, a zoo name).
 
     Returns the test's JSON plus ``passed``, ``message`` and ``wall_s``. Raises :class:`CnnCosimError` when the
     simulator produced no result.
     """
-    from archmodel.zoo import get_network
+    from archmodel.zoo import load_network
     from tb.network_env import outcome_json, run_top_tests
 
-    residual = any(layer.op == "add" for layer in get_network(placement.network_name).layers)
+    network = str(network or placement.network_name)
+    residual = any(layer.op == "add" for layer in load_network(network).layers)
     module, names = (("tb.test_resnet_cosim", ("test_resnet_network", "test_resnet_fault")) if residual else
                      ("tb.test_top_cosim", ("test_cnn_network", "test_cnn_fault")))
-    env = {"AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault, "AIMC_CNN_WEIGHTS": weights}
+    env = {"AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault, "AIMC_CNN_WEIGHTS": weights,
+           "AIMC_NETWORK": network}
     tests = [names[0]] + ([names[1]] if fault_test else [])
     outs = run_top_tests(arch, placement, build_dir=build_dir, sim=sim, module=module, tests=tests, seed=seed,
                          waves=waves, env=env)

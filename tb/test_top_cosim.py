@@ -566,7 +566,7 @@ async def _cnn(dut, fault: str, test: str):
 
     from archmodel.datasets import load_digits_split
     from archmodel.placement import LayerPlacement, Placement
-    from archmodel.zoo import get_network
+    from archmodel.zoo import load_network
     from rtl.register_compiler import compile_digital_weights
     from tb.cnn_env import prepare_cnn
     from tb.cnn_golden import cnn_golden, seeded_params
@@ -577,7 +577,7 @@ async def _cnn(dut, fault: str, test: str):
     pl = json.loads(Path(os.environ["AIMC_PLACEMENT"]).read_text())
     placement = Placement(pl["spec_name"], pl["network_name"], pl["replicate"],
                           tuple(LayerPlacement(**lp) for lp in pl["layers"]))
-    net = get_network(placement.network_name)
+    net = load_network(os.environ.get("AIMC_NETWORK") or placement.network_name)  # a zoo name or a file
     residual = any(layer.op == "add" for layer in net.layers)
     if os.environ.get("AIMC_CNN_WEIGHTS", "seeded") == "trained":
         from archmodel.digits_experiment import train_on_digits

@@ -106,6 +106,22 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
          "aimc: error: --emulate-arrays runs a digital -> analog -> digital network of linear layers (digits-mlp); "
          "digits-cnn on 'proto' is ['digital', 'analog', 'analog', 'digital']"),
     ]
+    # stop 12 (review): refused after a dry compile of the whole configuration, still before any build
+    (tmp_path / "selfadd.yaml").write_text(
+        "name: selfadd\ninput_shape: [1, 8, 8]\nlayers:\n"
+        "  - {name: conv1, op: conv, out_channels: 8, kernel_size: 3, padding: 1, bias: false}\n"
+        "  - {name: relu1, op: activation, kind: relu}\n  - {name: add1, op: add, inputs: [relu1, relu1]}\n"
+        "  - {name: gap, op: global_avgpool}\n  - {name: fc, op: linear, out_features: 10}\n")
+    cases += [
+        (["--arch", "fig11", "--network", "digits-cnn"],
+         "aimc: error: layer 'pool': 16 channels is not a multiple of rows_per_dac_beat = 64"),
+        (["--arch", "fig11", "--network", "digits-resnet"],
+         "aimc: error: layer 'b1_conv1': a chain needs >= 2 distinct tiles and one row count each, got tiles [0], "
+         "rows [144]"),
+        (["--arch", "proto", "--network", str(tmp_path / "selfadd.yaml")],
+         "aimc: error: layer 'add1': a residual add of 'relu1' with itself; the RTL's join takes two different "
+         "producers"),
+    ]
     for args, want in cases:
         assert main(["cosim", *args, "--images", "1"]) == 1
         err = capsys.readouterr().err.strip()

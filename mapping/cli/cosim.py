@@ -179,7 +179,7 @@ def _check_fits_rtl(args: argparse.Namespace):
     """
     from archmodel.spec import load_spec
     from archmodel.zoo import load_network
-    from rtl.register_compiler import check_join_skew, join_skew_beats, require_unit
+    from rtl.register_compiler import JoinSkewError, check_join_skew, join_skew_beats, require_unit
     from tb.cnn_golden import CnnGoldenError
     from tb.resnet_env import join_branches
 
@@ -196,7 +196,19 @@ def _check_fits_rtl(args: argparse.Namespace):
         if layer.op in _UNIT_OF_OP:
             require_unit(spec, _UNIT_OF_OP[layer.op], layer.name)
         if layer.op == "add" and len(layer.inputs) == 2:  # the join's queue must hold its producers' skew
+            if layer.inputs[0] == layer.inputs[1]:
+                raise JoinSkewError(f"layer {layer.name!r}: a residual add of {layer.inputs[0]!r} with itself; the "
+                                    "RTL's join takes two different producers")
             check_join_skew(layer.name, join_skew_beats(spec, *join_branches(net, *layer.inputs)))
+    # the whole chip configuration, compiled once with seeded weights on one image (seconds): a network the RTL
+    # run cannot play (shape, chains, pools) is refused here, not after the simulator build
+    from archmodel.datasets import load_digits_split
+    from tb.cnn_env import prepare_cnn
+    from tb.cnn_golden import cnn_golden, seeded_params
+
+    data = load_digits_split(args.seed)
+    prepare_cnn(cnn_golden(spec, net, placement, seeded_params(net, 1), data.x_test[:1], data.x_train[:256],
+                           seed=args.seed))
     return placement
 
 
@@ -207,7 +219,8 @@ def _run_cnn(args: argparse.Namespace) -> int:
     from tb.cnn_env import cosim_cnn as cosim
 
     placement = _check_fits_rtl(args)
-    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights)
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights,
+                  network=str(args.network))
     d = _in_build_dir(args, lambda folder: cosim(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = report_lines(d)
     for line in lines:
