@@ -33,8 +33,8 @@ buffer of a conv layer, :func:`_patch_registers`), ``+0xE0`` pool unit on the
 tile's output stream (``pool``, :func:`_pool_registers`), ``+0xA0`` residual join before the tile
 (``add``, :func:`_join_registers`); ``0x0150`` the digital datapath's per-slot vector counts
 (``digital.vectors``), ``0x01C0`` the digital node's input join (``digital.add``), ``0x01E0`` the pool
-after it (``digital.ipool``), ``0x0200`` the digital node's patch buffer (``digital.lb``); version 7 (the
-dataflow units exist only on chips that have them: :func:`dataflow_units`). Addresses are stable for a given
+after it (``digital.ipool``), ``0x0200`` the digital node's patch buffer (``digital.lb``); version 8 (the
+dataflow units exist only on chips that have them: :func:`dataflow_units`; ``chip.id.units`` says which). Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """
@@ -82,7 +82,8 @@ ID_MAGIC = 0xA1C0
 #: tile at +0x20; every other register unchanged); 7: per-slot vector counts of the digital datapath
 #: (``digital.vectors`` at 0x150: ``n_vectors0``, ``n_vectors1``, reset 1 = the v6 behaviour), the digital node's
 #: input join and pool (``digital.add.*`` at 0x1C0, ``digital.ipool.*`` at 0x1E0) and its patch buffer
-#: (``digital.lb.*`` at 0x200, ``en`` = 0: bypass); every other register unchanged
+#: (``digital.lb.*`` at 0x200, ``en`` = 0: bypass); every other register unchanged; 8: ``chip.id.units`` (bits
+#: 24..26, :func:`units_code`), every other register unchanged
 REGMAP_VERSION = 8
 #: The digital node's patch buffer (``digital.lb.*``, register map v7: conv1's patches on chip), after the NI.
 DIGITAL_LB_BASE = 0x0200
