@@ -315,8 +315,9 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                        f"(>= {fl} cycles per pixel) > {pred} MAC cycles; the rest: back-pressure of the tiles' "
                        "array ports and joins")
             else:
-                why = (f"differs: {pred} MAC cycles per pixel + the run's pipeline drain ({cyc - n * pix * pred} "
-                       f"cycles over {n * pix} pixels; one run, drained once)")
+                why = (f"differs: {pred} MAC cycles per pixel + the pipeline drain at the end of every round of "
+                       f"the slot ({cyc - n * pix * pred} cycles over {n * pix} pixels; "
+                       "archmodel.timing.digital_slot_cycles)")
             lines.append(f"  {name:{width}s} digital {sim_c:9.2f} vs {pred:5d}  ({(sim_c - pred) / pred:+.1%}; {why})")
         else:
             # the layer's tiles' MVM start cycles: the steady interval between MVMs of a tile
