@@ -85,15 +85,10 @@ class JoinConfig(NamedTuple):
 
 class InputJoinConfig(NamedTuple):
     """The digital node's input join (:class:`rtl.pool.InputJoin`) in front of its source queues: beats tagged
-    ``src_a`` / ``src_b`` added (``q0``, ``q1``, ``shift``, ``relu`` as :class:`JoinConfig`), pooled by ``pool``
-    (None: no pool) and queued tagged ``out_src`` (:func:`with_input_join`)."""
+    ``join.src_a`` / ``join.src_b`` added as a tile's join adds them (``join``), pooled by ``pool`` (None: no
+    pool) and queued tagged ``out_src`` (:func:`with_input_join`)."""
 
-    src_a: int
-    src_b: int
-    q0: int
-    q1: int
-    shift: int
-    relu: bool
+    join: JoinConfig
     out_src: int
     pool: PoolConfig | None
 
@@ -723,16 +718,24 @@ def residual_join(spec: ChipSpec, layer: MappedLayer, *, src_a: int, src_b: int,
     JoinSkewError
         ``skew_beats`` exceeds the join's queue (one line).
     """
+    return replace(layer, join=_join_config(spec, layer.name, src_a=src_a, src_b=src_b, scale_a=scale_a,
+                                            scale_b=scale_b, out_scale=out_scale, relu=relu, skew_beats=skew_beats))
+
+
+def _join_config(spec: ChipSpec, name: str, *, src_a: int, src_b: int, scale_a: float, scale_b: float,
+                 out_scale: float, relu: bool, skew_beats: int | None) -> JoinConfig:
+    """The :class:`JoinConfig` of a tile's join (:func:`residual_join`) or the digital node's input join
+    (:func:`with_input_join`): the unit and skew checks (``name`` in the refusals), then ``quantize_affine`` of
+    the two ratios with the tile's ``affine_scale_bits`` and :func:`rtl.pool.JOIN_MAX_SHIFT`."""
     from rtl.pool import JOIN_MAX_SHIFT
 
-    require_unit(spec, "add", layer.name)
+    require_unit(spec, "add", name)
     if skew_beats is not None:
-        check_join_skew(layer.name, skew_beats)
+        check_join_skew(name, skew_beats)
     tp = TileParams.from_spec(spec)
     c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
                         max_shift=JOIN_MAX_SHIFT(tp))
-    return replace(layer, join=JoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift),
-                                          bool(relu)))
+    return JoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift), bool(relu))
 
 
 def with_digital_patch(spec: ChipSpec, conv, layer: DigitalLayer) -> DigitalLayer:
@@ -1140,17 +1143,10 @@ def _input_join_config(spec: ChipSpec, name: str, *, src_a: int, src_b: int, sca
                        out_scale: float, relu: bool, out_src: int | None, pool, skew_beats: int | None
                        ) -> InputJoinConfig:
     """The :class:`InputJoinConfig` of :func:`with_input_join` (``name`` for the refusals)."""
-    from rtl.pool import JOIN_MAX_SHIFT
-
-    require_unit(spec, "add", name)
-    if skew_beats is not None:
-        check_join_skew(name, skew_beats)
-    tp = TileParams.from_spec(spec)
-    c = quantize_affine(np.array([scale_a, scale_b], np.float64) / out_scale, 0.0, scale_bits=tp.scale_bits,
-                        max_shift=JOIN_MAX_SHIFT(tp))
+    join = _join_config(spec, name, src_a=src_a, src_b=src_b, scale_a=scale_a, scale_b=scale_b,
+                        out_scale=out_scale, relu=relu, skew_beats=skew_beats)
     pc = None if pool is None else pool_config(pool, spec.array.rows_per_dac_beat)
-    return InputJoinConfig(int(src_a), int(src_b), int(c.scale[0]), int(c.scale[1]), int(c.shift), bool(relu),
-                           int(src_a if out_src is None else out_src), pc)
+    return InputJoinConfig(join, int(src_a if out_src is None else out_src), pc)
 
 
 def _input_join_writes(w, j: InputJoinConfig) -> None:
@@ -1159,10 +1155,11 @@ def _input_join_writes(w, j: InputJoinConfig) -> None:
         _pool_writes(w, "digital.ipool", j.pool)
     else:
         w("digital.ipool.en", en=0, avg=0)
-    w("digital.add.q0", q0=j.q0)
-    w("digital.add.q1", q1=j.q1)
-    w("digital.add.shift", shift=j.shift)
-    w("digital.add.en", en=1, relu=int(j.relu), src_a=j.src_a, src_b=j.src_b, out_src=j.out_src)
+    a = j.join
+    w("digital.add.q0", q0=a.q0)
+    w("digital.add.q1", q1=a.q1)
+    w("digital.add.shift", shift=a.shift)
+    w("digital.add.en", en=1, relu=int(a.relu), src_a=a.src_a, src_b=a.src_b, out_src=j.out_src)
 
 
 def digital_input_join(spec: ChipSpec, *, src_a: int, src_b: int, scale_a: float, scale_b: float, out_scale: float,
