@@ -112,7 +112,15 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
         "  - {name: conv1, op: conv, out_channels: 8, kernel_size: 3, padding: 1, bias: false}\n"
         "  - {name: relu1, op: activation, kind: relu}\n  - {name: add1, op: add, inputs: [relu1, relu1]}\n"
         "  - {name: gap, op: global_avgpool}\n  - {name: fc, op: linear, out_features: 10}\n")
+    (tmp_path / "c3.yaml").write_text(
+        "name: c3\ninput_shape: [3, 8, 8]\nlayers:\n"
+        "  - {name: conv1, op: conv, out_channels: 8, kernel_size: 3, padding: 1, bias: false}\n"
+        "  - {name: relu1, op: activation, kind: relu}\n  - {name: gap, op: global_avgpool}\n"
+        "  - {name: fc, op: linear, out_features: 10}\n")
     cases += [
+        (["--arch", "proto", "--network", str(tmp_path / "c3.yaml")],
+         "aimc: error: network 'c3' has input (3, 8, 8) and output (10,); the whole-network co-simulation feeds "
+         "digits images: input (1, 8, 8), output (10,)"),
         (["--arch", "fig11", "--network", "digits-cnn"],
          "aimc: error: layer 'pool': 16 channels is not a multiple of rows_per_dac_beat = 64"),
         (["--arch", "fig11", "--network", "digits-resnet"],

@@ -203,7 +203,13 @@ def _check_fits_rtl(args: argparse.Namespace):
     # the whole chip configuration, compiled once with seeded weights on one image (seconds): a network the RTL
     # run cannot play (shape, chains, pools) is refused here, not after the simulator build
     from archmodel.datasets import load_digits_split
+    from archmodel.digits_experiment import DigitsExperimentError, is_digits_network
     from tb.cnn_env import prepare_cnn
+
+    if not is_digits_network(net):
+        raise DigitsExperimentError(f"network {net.name!r} has input {tuple(net.input_shape)} and output "
+                                    f"{tuple(net.output_shape)}; the whole-network co-simulation feeds digits "
+                                    "images: input (1, 8, 8), output (10,)")
     from tb.cnn_golden import cnn_golden, seeded_params
 
     data = load_digits_split(args.seed)
