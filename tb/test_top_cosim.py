@@ -46,6 +46,10 @@ the whole network from the mapper's placement: ``test_digits_network`` and
 ``test_digits_fault`` (``AIMC_PLACEMENT``, ``AIMC_DIGITS_IMAGES``,
 ``AIMC_DIGITS_WEIGHTS``, ``AIMC_FAULT``, ``AIMC_PROFILE``; :mod:`tb.network_env`)
 (each docstring says what it asserts).
+
+Issue-18 scenarios (convolutions through the patch buffers, pools, residual joins): ``test_conv_chain``,
+``test_conv_chain_rate``, ``test_conv_pool``, ``test_conv_pool_fault`` (an RTL-side fault located behind a pool),
+``test_conv_residual``; the whole CNN in one run: ``test_cnn_network`` / ``test_cnn_fault`` (:mod:`tb.cnn_env`).
 """
 
 from __future__ import annotations
@@ -314,6 +318,34 @@ async def test_conv_pool(dut):
     assert res.compared == 3 * 16, res.summary()
     assert res.dac_compared == 3 * 16 * 32 + 3 * 9 * 32, res.summary()
     assert res.mvms == [48, 27], res.summary()
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_conv_pool_fault(dut):
+    """RTL-side fault in test_conv_pool's network: the ``coef_scale`` write of output channel 5 of conv1's tile
+    (tile 0) negated on its way to the chip (the golden run untouched), 2 images, ready low ~30 % at every port.
+    conv1's channel 5 is then wrong, the max pool passes it on, and conv2's tile (mapped layer 1) must see wrong
+    DAC codes only in the rows that read channel 5 (tap-major rows: row % 8 == 5), conv1's tile (layer 0) none:
+    the fault is located at conv1's output, behind the pool."""
+    from tb.top_env import conv_job
+
+    env = _env()
+    tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7)
+    c = CONV_POOL
+    pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], 2, env["seed"],
+                                  changes=env["changes"], pools=c["pools"], name="conv pool, conv1 channel 5 fault"))
+    rm, col = pn.regmap, 5
+    at = pn.writes.index(RegWrite(*rm.write("tile0.affine.coef_addr", coef_addr=col), "tile0.affine.coef_addr"))
+    wr = pn.writes[at + 1]
+    assert wr.name == "tile0.affine.coef_scale"
+    scale = rm.decode(wr.name, wr.data)["coef_scale"]
+    pn.writes[at + 1] = RegWrite(wr.addr, rm.encode(wr.name, coef_scale=-scale), wr.name)  # negated scale
+    res = await tb.run(pn, log=None)
+    _save("test_conv_pool_fault", res.as_dict() | {"test": "test_conv_pool_fault", "channel": col})
+    assert res.compared == res.expected_outputs == 2 * 16, res.summary()
+    assert res.dac_mismatches > 0 and res.mismatches > 0, res.summary()
+    assert {li for li, _ in res.dac_mismatch_at} == {1}, res.dac_mismatch_at
+    assert {row % 8 for _, row in res.dac_mismatch_at} == {col}, res.dac_mismatch_at
 
 
 #: conv0 8 -> 8, 1 x 3, pad (0, 1) on 4 x 4 (tile 0) -> conv1 8 -> 8, 3 x 1, pad (1, 0) (tile 3); the residual

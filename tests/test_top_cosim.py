@@ -51,7 +51,7 @@ TESTS = ["test_mlp_two_tiles", "test_mesh_backpressure", "test_fault_detected"]
 #: partial-sum chains (issue 15): run on the builds in CHAIN_BUILDS only
 CHAIN_TESTS = ["test_chain_home_first", "test_chain_upstream_first", "test_chain_random", "test_tile_to_digital",
                "test_digital_to_tile", "test_digital_to_chain", "test_digital_weight_fault", "test_conv_chain",
-               "test_conv_chain_rate", "test_conv_pool", "test_conv_residual"]
+               "test_conv_chain_rate", "test_conv_pool", "test_conv_pool_fault", "test_conv_residual"]
 CHAIN_BUILDS = [("icarus", 1), ("verilator", 4)]
 #: the whole digits-mlp network from the mapper's placement (issue 15): on the Verilator build only
 DIGITS_TESTS = ["test_digits_network", "test_digits_fault"]
@@ -161,6 +161,22 @@ def test_top_conv_pool(outcomes, sim, lanes):
     assert d["compared"] == d["expected_outputs"] == 48 and d["mismatches"] == 0, f"seed {SEED}: {d}"
     assert d["dac_compared"] == 2400 and d["dac_mismatches"] == 0 and d["mvms"] == [48, 27], f"seed {SEED}: {d}"
     assert not any(d["flags"].values()), f"seed {SEED}: {d['flags']}"
+
+
+@pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
+def test_top_conv_pool_fault_located(outcomes, sim, lanes):
+    """An RTL-side fault in a CNN is reported at the expected layer (issue 18, tb.test_top_cosim.test_conv_pool_fault):
+    test_conv_pool's network with conv1's ``coef_scale`` of output channel 5 negated in its configuration write (the
+    golden run untouched), 2 images. conv1's tile (mapped layer 0) sees no wrong DAC code; conv2's tile (layer 1,
+    2 x 2 taps of the 8 max-pooled channels, tap-major rows t·8 + c) sees wrong codes exactly in rows 5, 13, 21,
+    29; the 2 x 16 outputs are all compared and some mismatch."""
+    out = outcomes(sim, lanes)["test_conv_pool_fault"]
+    assert out.passed, f"{sim} seed {SEED}: {out.message}"
+    d = out.data
+    assert d["compared"] == d["expected_outputs"] == 32 and d["mismatches"] > 0, f"seed {SEED}: {d}"
+    # with padding 1 every tap (ti, tj) of the 2 x 2 kernel reads every pooled pixel (i, j), at output pixel
+    # (i + 1 - ti, j + 1 - tj): one wrong pooled value of channel 5 shows in all four rows t·8 + 5
+    assert sorted(tuple(x) for x in d["dac_mismatch_at"]) == [(1, 5), (1, 13), (1, 21), (1, 29)], d["dac_mismatch_at"]
 
 
 @pytest.mark.parametrize(("sim", "lanes"), CHAIN_BUILDS)
