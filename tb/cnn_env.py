@@ -196,11 +196,12 @@ def prepare_cnn(golden: CnnGolden) -> CnnNetwork:
 
         return prepare_resnet(golden)
     spec = golden.spec
-    kinds = [(lg.name, lg.kind) for lg in golden.layers]
+    kinds = " -> ".join(f"{lg.name} ({lg.kind})" for lg in golden.layers)
     shape = [lg.kind for lg in golden.layers]
     if shape != ["digital", "maxpool", "analog", "analog", "flatten", "digital"]:
-        raise CnnCosimError(f"network '{golden.network.name}': the CNN co-simulation plays digital conv -> maxpool "
-                            f"-> analog conv -> analog conv -> flatten -> digital linear; this one is {kinds}")
+        raise CnnCosimError(f"network '{golden.network.name}': the CNN co-simulation plays digits-cnn's shape "
+                            f"(digital conv -> maxpool -> analog conv -> analog conv -> flatten -> digital linear) "
+                            f"or digits-resnet's; this one is {kinds}")
     conv1, pool, conv2, conv3, _, fc = golden.layers
     n_img = golden.x_int8.shape[0]
 
