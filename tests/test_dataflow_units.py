@@ -130,6 +130,26 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
          "aimc: error: layer 'add1': a residual add of 'relu1' with itself; the RTL's join takes two different "
          "producers"),
     ]
+    # stop 13: an overlapping, padded pool; a CNN of neither supported shape (named layer by layer)
+    head = ("input_shape: [1, 8, 8]\nlayers:\n"
+            "  - {name: conv1, op: conv, out_channels: 16, kernel_size: 3, padding: 1, bias: false}\n"
+            "  - {name: relu1, op: activation, kind: relu}\n")
+    tail = ("  - {name: conv2, op: conv, out_channels: 32, kernel_size: 3, padding: 1, bias: false}\n"
+            "  - {name: relu2, op: activation, kind: relu}\n")
+    end = "  - {name: flatten, op: flatten}\n  - {name: fc, op: linear, out_features: 10}\n"
+    (tmp_path / "ovl.yaml").write_text(
+        "name: ovl\n" + head + "  - {name: pool, op: maxpool, kernel: 3, stride: 2, padding: 1}\n" + tail
+        + tail.replace("conv2", "conv3").replace("relu2", "relu3") + end)
+    (tmp_path / "two.yaml").write_text("name: two\n" + head + "  - {name: pool, op: maxpool, kernel: 2}\n" + tail + end)
+    cases += [
+        (["--arch", "proto", "--network", str(tmp_path / "ovl.yaml")],
+         "aimc: error: layer 'pool': the pool unit runs non-overlapping windows without padding (stride = kernel), "
+         "got kernel (3, 3), stride (2, 2), padding (1, 1, 1, 1)"),
+        (["--arch", "proto", "--network", str(tmp_path / "two.yaml")],
+         "aimc: error: network 'two': the CNN co-simulation plays digits-cnn's shape (digital conv -> maxpool -> "
+         "analog conv -> analog conv -> flatten -> digital linear) or digits-resnet's; this one is conv1 (digital) "
+         "-> pool (maxpool) -> conv2 (analog) -> flatten (flatten) -> fc (digital)"),
+    ]
     for args, want in cases:
         assert main(["cosim", *args, "--images", "1"]) == 1
         err = capsys.readouterr().err.strip()
