@@ -240,14 +240,14 @@ def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "v
     simulator produced no result.
     """
     from archmodel.zoo import load_network
-    from tb.network_env import outcome_json, run_top_tests
+    from tb.network_env import network_ref, outcome_json, run_top_tests
 
     network = str(network or placement.network_name)
     residual = any(layer.op == "add" for layer in load_network(network).layers)
     module, names = (("tb.test_resnet_cosim", ("test_resnet_network", "test_resnet_fault")) if residual else
                      ("tb.test_top_cosim", ("test_cnn_network", "test_cnn_fault")))
     env = {"AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault, "AIMC_CNN_WEIGHTS": weights,
-           "AIMC_NETWORK": network}
+           "AIMC_NETWORK": network_ref(network)}
     tests = [names[0]] + ([names[1]] if fault_test else [])
     outs = run_top_tests(arch, placement, build_dir=build_dir, sim=sim, module=module, tests=tests, seed=seed,
                          waves=waves, env=env)

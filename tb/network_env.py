@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -100,6 +101,13 @@ class PlacedNetwork:
     layer_kinds: list[str]
     predicted_cycles: list[int]  # mapper's vector_cycles per network layer
     analog_tiles: list[int]      # mapped-layer indices of the analog layer's tiles
+
+
+def network_ref(network: str) -> str:
+    """``network`` as the simulator process gets it (``AIMC_NETWORK``): a zoo name unchanged, an ONNX / YAML file
+    as its absolute path (the simulator runs in its build folder, so a relative path would not resolve there)."""
+    path = Path(str(network))
+    return str(path.resolve()) if path.is_file() else str(network)
 
 
 def digits_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, object]:
@@ -289,15 +297,17 @@ def _emulated_adc(spec: ChipSpec, tp: TileParams, emu: EmulatedArrays, tile: int
 
 def cosim_network(arch: str, placement: Placement, *, images: int, seed: int = 1, sim: str = "verilator",
                   build_dir, weights: str = "trained", fault: str = "none", fault_tile: int = 1,
-                  waves: bool = False, profile=None) -> dict:
+                  waves: bool = False, profile=None, network: str | None = None) -> dict:
     """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_digits_network`` on ``placement``.
 
     Returns the test's JSON (counts, flags, top-1, per-layer cycles) plus ``passed``, ``message`` and
-    ``wall_s``; ``profile``: a path for the cProfile statistics of the run. Raises
+    ``wall_s``; ``profile``: a path for the cProfile statistics of the run; ``network``: the zoo name or ONNX /
+    YAML path the placement was made from (default ``placement.network_name``; :func:`network_ref`). Raises
     :class:`CosimNetworkError` when the simulator produced no result.
     """
     env = {"AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
-           "AIMC_FAULT": fault, "AIMC_FAULT_TILE": str(int(fault_tile))}
+           "AIMC_FAULT": fault, "AIMC_FAULT_TILE": str(int(fault_tile)),
+           "AIMC_NETWORK": network_ref(network or placement.network_name)}
     if profile is not None:  # cProfile of the run inside the simulator process (bench/bench_network_cosim.py)
         env["AIMC_PROFILE"] = str(profile)
     outs = run_top_tests(arch, placement, build_dir=build_dir, sim=sim, module="tb.test_top_cosim",
@@ -349,7 +359,8 @@ PROTO_NAME = "aimc_prototype"
 
 def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int = 1, sim: str = "verilator",
                     build_dir, weights: str = "trained", sigma: int = 0, emu_seed: int = 1, fault: bool = False,
-                    irq_error: bool = False, t_inf_s: float = 0.0, waves: bool = False) -> dict:
+                    irq_error: bool = False, t_inf_s: float = 0.0, waves: bool = False,
+                    network: str | None = None) -> dict:
     """The whole network on the FPGA prototype (:class:`rtl.prototype.Prototype`: the Verilog of ``aimc verilog
     --emulate-arrays``, emulators in place of the Python arrays): ``tb.test_proto_cosim.test_proto_network``
     (noise off; with ``sigma`` > 0 also noise on; with ``fault`` the one-code fault) and, with ``irq_error``,
@@ -378,7 +389,7 @@ def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int =
                         debug=False)
     env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
            "AIMC_EMU_SIGMA": str(int(sigma)), "AIMC_EMU_SEED": str(int(emu_seed)), "AIMC_EMU_FAULT": str(int(fault)),
-           "AIMC_T_INF": repr(float(t_inf_s))}
+           "AIMC_T_INF": repr(float(t_inf_s)), "AIMC_NETWORK": network_ref(network or placement.network_name)}
     tests = ["test_proto_network"] + (["test_proto_irq_error"] if irq_error else [])
     outs = run_cocotb_tests(sim, src, PROTO_NAME, "tb.test_proto_cosim", build_dir, tests, arch=arch, changes={},
                             seed=seed, waves=waves, extra_env=env)

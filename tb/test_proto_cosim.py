@@ -110,7 +110,7 @@ def _placed(tb: TopTestbench, env: dict, n: int, sigma: int, emu_seed: int):
     data = json.loads(Path(os.environ["AIMC_PLACEMENT"]).read_text())
     placement = Placement(data["spec_name"], data["network_name"], data["replicate"],
                           tuple(LayerPlacement(**lp) for lp in data["layers"]))
-    network = load_network(placement.network_name)
+    network = load_network(os.environ.get("AIMC_NETWORK") or placement.network_name)  # a zoo name or a file
     x, labels, split = digits_images(n, env["seed"])
     params, source = None, f"seeded random (standard normal / sqrt(K), seed {env['seed']})"
     if os.environ.get("AIMC_DIGITS_WEIGHTS", "trained") == "trained":

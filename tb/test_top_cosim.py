@@ -486,7 +486,7 @@ async def _digits(dut, fault: str, test: str):
                           tuple(LayerPlacement(**lp) for lp in data["layers"]))
     n = int(os.environ.get("AIMC_DIGITS_IMAGES", "4"))
     tb = await _start(dut, env, p_in=0.7, p_out=0.7, p_dac_ready=0.7, p_adc_valid=0.7, p_axil=0.7)
-    network = load_network(placement.network_name)
+    network = load_network(os.environ.get("AIMC_NETWORK") or placement.network_name)  # a zoo name or a file
     x, labels, split = digits_images(n, env["seed"])
     params, source = None, f"seeded random (standard normal / sqrt(K), seed {env['seed']})"
     if os.environ.get("AIMC_DIGITS_WEIGHTS", "trained") == "trained":
@@ -526,7 +526,7 @@ async def _digits(dut, fault: str, test: str):
     top1_rtl = np.argmax(got, axis=1)
     top1_model = np.argmax(pn.expected, axis=1)
     out = res.as_dict() | {
-        "test": test, "images": n, "weights": source, "fault": fault, "fault_at": fault_at,
+        "test": test, "images": n, "weights": source, "network": network.name, "fault": fault, "fault_at": fault_at,
         "labels": labels.tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": top1_model.tolist(),
         "accuracy_rtl": float(np.mean(top1_rtl == labels)), "accuracy_model": float(np.mean(top1_model == labels)),
         "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds,

@@ -149,8 +149,8 @@ def test_too_many_destinations_refused_one_line():
 
 
 @pytest.mark.slow
-def test_digits_cnn_on_icarus(tmp_path):
-    """The whole digits-cnn, given as a YAML file (``network=`` path, a name the zoo does not know), on proto in
+def test_digits_cnn_on_icarus(tmp_path, monkeypatch):
+    """The whole digits-cnn, given as a relative YAML path (``network=``, a name the zoo does not know), on proto in
     ONE run of the chip, 2 images, Icarus (tb.test_top_cosim.test_cnn_network; Icarus because a fresh Verilator
     build of the 25-tile proto top takes several minutes): the 2 x 10 scores compared, 0 mismatches; relu3
     (2 x 16 x 32) mirrored from conv3's home tile to the host while it goes to the digital node, compared,
@@ -173,7 +173,8 @@ def test_digits_cnn_on_icarus(tmp_path):
     yml.write_text(network_to_yaml(get_network("digits-cnn")).replace("name: digits-cnn", "name: my-cnn", 1))
     placement = map_network(spec, load_network(yml), MapOptions(replicate=False)).placement()
     assert placement.network_name == "my-cnn"
-    d = cosim_cnn("proto", placement, images=2, sim="icarus", build_dir=tmp_path, network=str(yml))
+    monkeypatch.chdir(tmp_path)  # a RELATIVE path, as a user types it: made absolute for the simulator process
+    d = cosim_cnn("proto", placement, images=2, sim="icarus", build_dir=tmp_path / "build", network="my-cnn.yaml")
     ok, lines = cnn_report_lines(d)
     print("\n".join(lines))
     assert d["passed"], d["message"]

@@ -81,7 +81,8 @@ def outcomes(tmp_path_factory):
             env = None
             if (sim, lanes) in DIGITS_BUILDS:
                 tests += DIGITS_TESTS
-                env = {"AIMC_PLACEMENT": str(_placement_file(build, {"periphery.affine_lanes": lanes})),
+                placement_file, network_file = _placement_file(build, {"periphery.affine_lanes": lanes})
+                env = {"AIMC_PLACEMENT": str(placement_file), "AIMC_NETWORK": str(network_file),
                        "AIMC_DIGITS_IMAGES": str(DIGITS_IMAGES), "AIMC_DIGITS_WEIGHTS": "trained",
                        "AIMC_FAULT": "none", "AIMC_FAULT_TILE": "1"}
             cache[sim, lanes] = run_top_scenarios(sim, tests, arch="tiny", changes={"periphery.affine_lanes": lanes},
@@ -259,19 +260,24 @@ def test_top_fault_located(outcomes, sim, lanes):
 
 
 def _placement_file(build, changes: dict):
-    """The mapper's placement of digits-mlp on tiny with ``changes``, as JSON for the testbench."""
+    """The mapper's placement of digits-mlp on tiny with ``changes``, as JSON for the testbench, and the network
+    as a YAML file under a name the zoo does not know (``my-mlp``): the simulator process must load it from its
+    path (``AIMC_NETWORK``), as ``aimc cosim --network FILE.yaml`` passes it, not look it up by name."""
     import dataclasses
     import json
 
+    from archmodel.network.yaml_io import network_to_yaml
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, map_network
     from tb.tile_env import resolve_spec
 
-    placement = map_network(resolve_spec("tiny", changes), load_network("digits-mlp"),
-                            MapOptions(replicate=False)).placement()
+    yml = build / "my-mlp.yaml"
+    yml.write_text(network_to_yaml(load_network("digits-mlp")).replace("name: digits-mlp", "name: my-mlp", 1))
+    placement = map_network(resolve_spec("tiny", changes), load_network(yml), MapOptions(replicate=False)).placement()
+    assert placement.network_name == "my-mlp"
     path = build / "placement.json"
     path.write_text(json.dumps(dataclasses.asdict(placement)))
-    return path
+    return path, yml
 
 
 @pytest.mark.parametrize(("sim", "lanes"), DIGITS_BUILDS)
@@ -285,6 +291,7 @@ def test_top_digits_network(outcomes, sim, lanes):
     out = outcomes(sim, lanes)["test_digits_network"]
     assert out.passed, f"{sim} seed {SEED}: {out.message}"
     d = out.data
+    assert d["network"] == "my-mlp"  # loaded from its YAML file (AIMC_NETWORK), not looked up by name
     n = DIGITS_IMAGES
     assert d["compared"] == d["expected_outputs"] == n * 10 and d["mismatches"] == 0, d
     assert d["tap_compared"] == n * 64 and d["tap_mismatches"] == 0, d

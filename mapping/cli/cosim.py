@@ -152,7 +152,8 @@ def _run_network(args: argparse.Namespace) -> int:
     if any(layer.op == "conv" for layer in load_network(args.network).layers):
         return _run_cnn(args)  # a CNN in one run (digits-cnn: tb.cnn_env; digits-resnet: tb.resnet_env)
     placement = _placement(args)
-    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves)
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
+                  network=str(args.network))
     d = _in_build_dir(args, lambda folder: cosim_network(args.arch, placement, build_dir=folder, **kwargs))
     for line in report_lines(d):
         print(line)
@@ -256,7 +257,8 @@ def _run_prototype(args: argparse.Namespace) -> int:
         raise CosimNetworkError(f"--emulate-arrays runs a digital -> analog -> digital network of linear layers "
                                 f"(digits-mlp); {args.network} on '{spec.name}' is {kinds}")
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
-                  sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=args.t_inf)
+                  sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=args.t_inf,
+                  network=str(args.network))
     d = _in_build_dir(args, lambda folder: cosim_prototype(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = prototype_report_lines(d)
     for line in lines:
