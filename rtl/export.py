@@ -618,8 +618,12 @@ def synth_stats(path: str | os.PathLike, top: str | None = None, *, hierarchical
     if not hierarchical:
         cells, modules = _cell_counts((path.parent / stat).read_text()), {}
     stats = SynthStats(top, cells, modules, peak, wall_s, cpu_s)
-    if stats.latches:
-        raise SynthError(f"{top}: yosys inferred {stats.latches} latch cell(s)")
+    # hierarchical: each module's own cells (a latch in a submodule is not in the top's own cells)
+    in_modules = {n: sum(k for c, k in m.items() if "DLATCH" in c.upper()) for n, m in modules.items()}
+    in_modules = {n: k for n, k in in_modules.items() if k}
+    if stats.latches or in_modules:
+        where = f" (in {', '.join(sorted(in_modules))})" if in_modules else ""
+        raise SynthError(f"{top}: yosys inferred {max(stats.latches, sum(in_modules.values()))} latch cell(s){where}")
     return stats
 
 

