@@ -118,6 +118,9 @@ def _analog(spec: ChipSpec, golden: CnnGolden, lg: LayerGolden, *, dests) -> tup
     feeds = sorted(lg.tiles, key=lambda t: t.row_block)
     tiles = [f.tile for f in feeds]
     rows = [f.rows[1] - f.rows[0] for f in feeds]
+    if len(set(tiles)) < 2:  # rtl.register_compiler.chained_layer's rule, as one user-facing line
+        raise CnnCosimError(f"layer '{lg.name}': {sum(rows)} rows fit one tile; the CNN co-simulation plays this "
+                            "layer as a partial-sum chain of >= 2 tiles (as on proto's 32-row arrays)")
     m = lg.matrix
     conv = golden.network[lg.name]
     chain = chained_layer(spec, m.weights, tiles=tiles, rows=rows, dest=dests[0][:2], name=lg.name, in_scale=1.0,

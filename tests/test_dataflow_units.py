@@ -124,8 +124,8 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
         (["--arch", "fig11", "--network", "digits-cnn"],
          "aimc: error: layer 'pool': 16 channels is not a multiple of rows_per_dac_beat = 64"),
         (["--arch", "fig11", "--network", "digits-resnet"],
-         "aimc: error: layer 'b1_conv1': a chain needs >= 2 distinct tiles and one row count each, got tiles [0], "
-         "rows [144]"),
+         "aimc: error: layer 'b1_conv1': 144 rows fit one tile; the CNN co-simulation plays this layer as a "
+         "partial-sum chain of >= 2 tiles (as on proto's 32-row arrays)"),
         (["--arch", "proto", "--network", str(tmp_path / "selfadd.yaml")],
          "aimc: error: layer 'add1': a residual add of 'relu1' with itself; the RTL's join takes two different "
          "producers"),
@@ -141,6 +141,10 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
         "name: ovl\n" + head + "  - {name: pool, op: maxpool, kernel: 3, stride: 2, padding: 1}\n" + tail
         + tail.replace("conv2", "conv3").replace("relu2", "relu3") + end)
     (tmp_path / "two.yaml").write_text("name: two\n" + head + "  - {name: pool, op: maxpool, kernel: 2}\n" + tail + end)
+    (tmp_path / "k1.yaml").write_text(  # conv2 1 x 1 on 16 channels: 16 rows, one tile of proto
+        "name: k1\n" + head + "  - {name: pool, op: maxpool, kernel: 2}\n"
+        + tail.replace("kernel_size: 3, padding: 1", "kernel_size: 1, padding: 0")
+        + tail.replace("conv2", "conv3").replace("relu2", "relu3") + end)
     cases += [
         (["--arch", "proto", "--network", str(tmp_path / "ovl.yaml")],
          "aimc: error: layer 'pool': the pool unit runs non-overlapping windows without padding (stride = kernel), "
@@ -149,6 +153,9 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
          "aimc: error: network 'two': the CNN co-simulation plays digits-cnn's shape (digital conv -> maxpool -> "
          "analog conv -> analog conv -> flatten -> digital linear) or digits-resnet's; this one is conv1 (digital) "
          "-> pool (maxpool) -> conv2 (analog) -> flatten (flatten) -> fc (digital)"),
+        (["--arch", "proto", "--network", str(tmp_path / "k1.yaml")],
+         "aimc: error: layer 'conv2': 16 rows fit one tile; the CNN co-simulation plays this layer as a partial-sum "
+         "chain of >= 2 tiles (as on proto's 32-row arrays)"),
     ]
     for args, want in cases:
         assert main(["cosim", *args, "--images", "1"]) == 1
