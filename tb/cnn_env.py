@@ -230,14 +230,15 @@ def prepare_cnn(golden: CnnGolden) -> CnnNetwork:
 
 def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "verilator", build_dir,
               fault: str = "none", fault_test: bool = False, weights: str = "seeded", waves: bool = False,
-              network: str | None = None) -> dict:
+              network: str | None = None, t_inf_s: float = 3600.0) -> dict:
     """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_cnn_network`` on ``placement``
     (the mapper's, without replication: :class:`archmodel.placement.Placement`); with ``fault_test`` also
     ``test_cnn_fault`` in the same simulator process (its JSON under ``fault_test``). A residual network
     (digits-resnet) runs ``tb.test_resnet_cosim``'s ``test_resnet_network`` / ``test_resnet_fault`` (the same
     driver). ``weights``: ``seeded`` (:func:`tb.cnn_golden.seeded_params`) or ``trained`` (30 epochs on the
     digits split of ``seed``). ``network``: the zoo name or ONNX / YAML path the placement was made from
-    (default ``placement.network_name``, a zoo name).
+    (default ``placement.network_name``, a zoo name). ``t_inf_s``: drift time after programming, s (default 1 h;
+    the golden's GDC alpha per analog layer).
 
     Returns the test's JSON plus ``passed``, ``message`` and ``wall_s``. Raises :class:`CnnCosimError` when the
     simulator produced no result.
@@ -250,7 +251,7 @@ def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "v
     module, names = (("tb.test_resnet_cosim", ("test_resnet_network", "test_resnet_fault")) if residual else
                      ("tb.test_top_cosim", ("test_cnn_network", "test_cnn_fault")))
     env = {"AIMC_CNN_IMAGES": str(int(images)), "AIMC_FAULT": fault, "AIMC_CNN_WEIGHTS": weights,
-           "AIMC_NETWORK": network_ref(network)}
+           "AIMC_NETWORK": network_ref(network), "AIMC_CNN_T_INF": repr(float(t_inf_s))}
     tests = [names[0]] + ([names[1]] if fault_test else [])
     outs = run_top_tests(arch, placement, build_dir=build_dir, sim=sim, module=module, tests=tests, seed=seed,
                          waves=waves, env=env)
@@ -292,8 +293,9 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                  f"mismatches; class scores {r['compared']}/{r['expected_outputs']} compared, {r['mismatches']} "
                  "mismatches")
     lines = [
-        f"{d['network']}: {n} images, seed {d['seed']}, weights {d.get('weights', 'seeded')}, golden = "
-        "archmodel's integer network forward (tb.cnn_golden); one run of the chip, no host relay",
+        f"{d['network']}: {n} images, seed {d['seed']}, weights {d.get('weights', 'seeded')}, drift t = "
+        f"{d.get('t_inf_s', 3600.0):g} s after programming (GDC), golden = archmodel's integer network forward "
+        "(tb.cnn_golden); one run of the chip, no host relay",
         f"{'MATCH' if ok else 'MISMATCH'}: {match}",
         f"top-1: RTL {t_rtl.tolist()} model {t_model.tolist()} (equal on {int((t_rtl == t_model).sum())}/{n}); "
         f"accuracy RTL {float(np.mean(t_rtl == labels)):.4f}, model {float(np.mean(t_model == labels)):.4f}",

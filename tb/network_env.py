@@ -297,17 +297,18 @@ def _emulated_adc(spec: ChipSpec, tp: TileParams, emu: EmulatedArrays, tile: int
 
 def cosim_network(arch: str, placement: Placement, *, images: int, seed: int = 1, sim: str = "verilator",
                   build_dir, weights: str = "trained", fault: str = "none", fault_tile: int = 1,
-                  waves: bool = False, profile=None, network: str | None = None) -> dict:
+                  waves: bool = False, profile=None, network: str | None = None, t_inf_s: float = 0.0) -> dict:
     """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_digits_network`` on ``placement``.
 
     Returns the test's JSON (counts, flags, top-1, per-layer cycles) plus ``passed``, ``message`` and
     ``wall_s``; ``profile``: a path for the cProfile statistics of the run; ``network``: the zoo name or ONNX /
-    YAML path the placement was made from (default ``placement.network_name``; :func:`network_ref`). Raises
+    YAML path the placement was made from (default ``placement.network_name``; :func:`network_ref`); ``t_inf_s``:
+    drift time of the programmed matrices after programming, s (GDC alpha folded into the affine scale). Raises
     :class:`CosimNetworkError` when the simulator produced no result.
     """
     env = {"AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
            "AIMC_FAULT": fault, "AIMC_FAULT_TILE": str(int(fault_tile)),
-           "AIMC_NETWORK": network_ref(network or placement.network_name)}
+           "AIMC_NETWORK": network_ref(network or placement.network_name), "AIMC_T_INF": repr(float(t_inf_s))}
     if profile is not None:  # cProfile of the run inside the simulator process (bench/bench_network_cosim.py)
         env["AIMC_PROFILE"] = str(profile)
     outs = run_top_tests(arch, placement, build_dir=build_dir, sim=sim, module="tb.test_top_cosim",
@@ -480,7 +481,8 @@ def report_lines(d: dict) -> list[str]:
     n = d["images"]
     ok = d["passed"] and d["mismatches"] == 0 and d["compared"] == d["expected_outputs"]
     lines = [
-        f"{d['name']}: {n} images, seed {d['seed']}, weights {d['weights']}",
+        f"{d['name']}: {n} images, seed {d['seed']}, weights {d['weights']}, drift t = {d.get('t_inf_s', 0.0):g} s "
+        "after programming",
         f"{'MATCH' if ok else 'MISMATCH'}: class scores {d['compared']}/{d['expected_outputs']} compared, "
         f"{d['mismatches']} mismatches; first-layer outputs (DAC codes of the analog tiles) "
         f"{d['dac_compared']} compared, {d['dac_mismatches']} mismatches; analog-layer outputs (mirrored to the "

@@ -495,8 +495,9 @@ async def _digits(dut, fault: str, test: str):
         params = result.params
         source = (f"trained on the digits split of seed {env['seed']} (30 epochs, no weight noise; "
                   f"FP32 test accuracy {result.test_accuracy:.4f})")
+    t_inf = float(os.environ.get("AIMC_T_INF", "0"))
     placed = prepare_placed(tb.spec, placement, network, x, seed=env["seed"], params=params, labels=labels,
-                            weights_source=source)
+                            weights_source=source, t_inf_s=t_inf)
     pn = placed.pn
     fault_at = None
     if fault == "conductance":
@@ -526,7 +527,8 @@ async def _digits(dut, fault: str, test: str):
     top1_rtl = np.argmax(got, axis=1)
     top1_model = np.argmax(pn.expected, axis=1)
     out = res.as_dict() | {
-        "test": test, "images": n, "weights": source, "network": network.name, "fault": fault, "fault_at": fault_at,
+        "test": test, "images": n, "weights": source, "network": network.name, "t_inf_s": t_inf, "fault": fault,
+        "fault_at": fault_at,
         "labels": labels.tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": top1_model.tolist(),
         "accuracy_rtl": float(np.mean(top1_rtl == labels)), "accuracy_model": float(np.mean(top1_model == labels)),
         "layer_names": placed.layer_names, "layer_kinds": placed.layer_kinds,
@@ -621,8 +623,9 @@ async def _cnn(dut, fault: str, test: str):
         wseed = int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "3" if residual else "1"))
         data = load_digits_split(env["seed"])
         params, source = seeded_params(net, wseed), f"seeded (tb.cnn_golden.seeded_params, seed {wseed})"
+    t_inf = float(os.environ.get("AIMC_CNN_T_INF", "3600"))
     g = cnn_golden(tb.spec, net, placement, params, data.x_test[:n], data.x_train[:256], seed=env["seed"],
-                   t_inf_s=float(os.environ.get("AIMC_CNN_T_INF", "3600")))
+                   t_inf_s=t_inf)
     cn = prepare_cnn(g)
     f = cn.network
     fault_at = None
@@ -649,7 +652,7 @@ async def _cnn(dut, fault: str, test: str):
         "fault_at": fault_at, "run": res.as_dict(), "residual": cn.residual, "first_reader": cn.first_reader,
         "labels": data.y_test[:n].tolist(), "top1_rtl": top1_rtl.tolist(), "top1_model": g.top1.tolist(),
         "layer_names": cn.layer_names, "layer_kinds": cn.layer_kinds, "predicted_cycles": cn.predicted_cycles,
-        "pixels": cn.pixels, "pace_notes": cn.pace_notes,
+        "pixels": cn.pixels, "pace_notes": cn.pace_notes, "t_inf_s": t_inf,
         "conv1_cycles": int(st1["cycles0"]), "fc_cycles": int(st2["cycles1"]),
         "first_dests": len(first.dests),  # flits per first-layer pixel on the digital node's output link
         "first_flits_per_pixel": len(first.dests) * -(-first.n_cols // tb.params.rows_per_dac_beat)

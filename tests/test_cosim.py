@@ -269,9 +269,14 @@ def test_cycle_check_hermes_peak_layer(tmp_path, lanes, predicted):
     (["--t-inf", "nan"], "--t-inf must be finite and >= 0 s, got nan"),
     (["--t-inf", "inf"], "--t-inf must be finite and >= 0 s, got inf"),
     (["--seed", "-3"], "--seed must be >= 0, got -3"),
+    # stop 13 (review): --t-inf reaches the whole-network paths too (it was ignored with --images)
+    (["--t-inf", "-1", "--images", "1"], "--t-inf must be finite and >= 0 s, got -1.0"),
+    (["--t-inf", "nan", "--images", "1", "--arch", "proto", "--network", "digits-cnn"],
+     "--t-inf must be finite and >= 0 s, got nan"),
 ])
 def test_cosim_cli_rejects_bad_options_up_front(args, message):
+    layer = [] if "--images" in args else ["--layer", "1"]
     r = subprocess.run([sys.executable, "-m", "mapping.cli", "cosim", "--arch", "tiny", "--network", "digits-mlp",
-                        "--layer", "1", *args], capture_output=True, text=True, timeout=60)
+                        *layer, *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [f"aimc: error: {message}"]

@@ -66,8 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emulator-seed", type=int, default=1, metavar="SEED",
                    help="with --emulator-sigma: noise seed (emulator t gets SEED + t; default 1)")
     add_seed(p)
-    p.add_argument("--t-inf", type=float, default=0.0, metavar="SECONDS",
-                   help="drift time after programming in s (GDC alpha folded into the affine scale; default: 0)")
+    p.add_argument("--t-inf", type=float, default=None, metavar="SECONDS",
+                   help="drift time after programming in s (GDC alpha folded into the affine scale; default: 0, "
+                        "but 3600 for a CNN with --images)")
     p.add_argument("--sim", choices=("icarus", "verilator"), default="verilator",
                    help="simulator (default: verilator)")
     p.add_argument("--waves", action="store_true", help="dump waveforms (kept in --build-dir)")
@@ -94,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError("--emulator-seed needs --emulator-sigma S (the noise-off run uses no seed)")
     if args.force and args.build_dir is None:
         raise OptionError("--force has no effect without --build-dir")
+    if args.t_inf is not None and (not math.isfinite(args.t_inf) or args.t_inf < 0):
+        raise OptionError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
     if args.images is not None:
         return _run_network(args)
-    if not math.isfinite(args.t_inf) or args.t_inf < 0:
-        raise OptionError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
+    args.t_inf = 0.0 if args.t_inf is None else args.t_inf
     check_int_range("--seed", args.seed, 0)
     if args.waves and args.build_dir is None:
         raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
@@ -153,7 +155,7 @@ def _run_network(args: argparse.Namespace) -> int:
         return _run_cnn(args)  # a CNN in one run (digits-cnn: tb.cnn_env; digits-resnet: tb.resnet_env)
     placement = _placement(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
-                  network=str(args.network))
+                  network=str(args.network), t_inf_s=0.0 if args.t_inf is None else args.t_inf)
     d = _in_build_dir(args, lambda folder: cosim_network(args.arch, placement, build_dir=folder, **kwargs))
     for line in report_lines(d):
         print(line)
@@ -227,7 +229,7 @@ def _run_cnn(args: argparse.Namespace) -> int:
 
     placement = _check_fits_rtl(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights,
-                  network=str(args.network))
+                  network=str(args.network), t_inf_s=3600.0 if args.t_inf is None else args.t_inf)
     d = _in_build_dir(args, lambda folder: cosim(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = report_lines(d)
     for line in lines:
@@ -245,8 +247,7 @@ def _run_prototype(args: argparse.Namespace) -> int:
     if args.emulator_sigma is not None:
         check_int_range("--emulator-sigma", sigma, 1, 255)
     check_int_range("--emulator-seed", args.emulator_seed, 0, 2**32 - 1)
-    if not math.isfinite(args.t_inf) or args.t_inf < 0:
-        raise OptionError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
+    t_inf = 0.0 if args.t_inf is None else args.t_inf
     spec = load_spec(args.arch)
     if spec.array.arrays_per_tile != 1:
         raise CosimNetworkError(f"--emulate-arrays: '{spec.name}' has {spec.array.arrays_per_tile} arrays per tile; "
@@ -257,7 +258,7 @@ def _run_prototype(args: argparse.Namespace) -> int:
         raise CosimNetworkError(f"--emulate-arrays runs a digital -> analog -> digital network of linear layers "
                                 f"(digits-mlp); {args.network} on '{spec.name}' is {kinds}")
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
-                  sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=args.t_inf,
+                  sigma=sigma, emu_seed=args.emulator_seed, fault=True, irq_error=True, t_inf_s=t_inf,
                   network=str(args.network))
     d = _in_build_dir(args, lambda folder: cosim_prototype(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = prototype_report_lines(d)
