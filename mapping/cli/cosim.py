@@ -38,11 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cosim",
         help=COMMANDS["cosim"][1],
-        description="Co-simulate one analog layer on one tile: the generated Verilog of the tile controller and "
-        "affine unit in Icarus Verilog or Verilator, the PCM arrays as the archmodel tile model. Prints MATCH or "
+        description="Co-simulate the generated RTL against the golden model, bit for bit, in Icarus Verilog or "
+        "Verilator under cocotb (the PCM arrays as the archmodel tile model, or with --emulate-arrays the prototype's "
+        "array emulators). --layer K: one analog layer on one tile (tile controller + affine unit); prints MATCH or "
         "MISMATCH, outputs compared, seed, the ADC range (calibration.adc_range: per_layer is measured on the seeded "
-        "stimulus), simulated cycles and the mapper's predicted cycles; exits 1 on a "
-        "mismatch or when the cycle counts differ by more than 2 %.",
+        "stimulus), simulated and mapper-predicted cycles; exits 1 on a mismatch or when the cycle counts differ by "
+        "more than 2 %. --images N: the whole network on the co-processor top level, digits images in over "
+        "AXI4-Stream and class scores out (networks with digits' input 1 x 8 x 8 and 10 classes: MLPs as digits-mlp "
+        "on tiny; CNNs of digits-cnn's or digits-resnet's shape on proto, in one run of the chip); every layer's "
+        "values and the scores compared, RTL vs model top-1, simulated vs mapper cycles per layer (differences over "
+        "5 % named); exits 1 on a mismatch or a different top-1. A fresh Verilator build of the 25-tile proto top "
+        "takes about 15 min on 2 cores (cached in $AIMC_CACHE/sim afterwards); --sim icarus builds in about a "
+        "minute but simulates slower.",
     )
     add_arch(p)
     add_network(p)
@@ -50,11 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="0-based row of the map report's layer table (conv/linear layers in order): co-simulate "
                         "that layer alone (one of --layer / --images)")
     p.add_argument("--images", type=int, default=None, metavar="N",
-                   help="co-simulate the whole network on the top level (digits images in over AXI4-Stream, "
-                        "class scores out, digital first/last layers, the analog layers on their tiles; a CNN in one "
-                        "run of the chip)")
+                   help="co-simulate the whole network on the top level with the first N (1..512) digits test images "
+                        "(images in over AXI4-Stream, class scores out, digital first/last layers, the analog layers "
+                        "on their tiles; a CNN in one run of the chip)")
     p.add_argument("--weights", choices=("trained", "seeded"), default="trained",
-                   help="with --images: weights trained on the digits split (default) or seeded random")
+                   help="with --images: weights trained on the digits split of --seed (default; 30 epochs, run in "
+                        "the simulator process after the build, about a minute) or seeded random")
     p.add_argument("--emulate-arrays", action="store_true",
                    help="with --images: run the FPGA prototype's Verilog (aimc verilog --emulate-arrays: the "
                         "co-processor + one PCM array emulator per array port) with the emulators programmed over "
