@@ -165,6 +165,9 @@ def patch_config(layer, r0: int, r1: int, params: PatchParams) -> PatchConfig:
     row_words = w * cb
     rows = min(h, params.words // row_words)
     need = max((kh - 1) * dh + 1, min(sh, h))
+    if h < need:  # the ring holds at most the map's rows: more SRAM would not help
+        raise PatchConfigError(f"layer {layer.name!r}: its window spans {need} rows (kernel {kh}, dilation {dh}) "
+                               f"but its input map has {h}; the patch buffer holds at most the map's rows")
     if rows < need:
         raise PatchConfigError(f"layer {layer.name!r} does not fit the patch buffer: {need} rows of "
                                f"{row_words} words needed, {params.words} words held "

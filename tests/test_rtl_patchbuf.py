@@ -124,6 +124,10 @@ def test_patch_config_refusals():
         patch_config(_conv(64, 8, 8, 4, 3), 0, 32, PatchParams(lanes=L, words=128))
     with pytest.raises(PatchConfigError, match="must start on a beat"):
         patch_config(_conv(8, 5, 5, 4, 3), 4, 36, p)
+    # a 3-row window on a 2-row map (padding 1): the map, not the SRAM, is the limit (stop 13 review)
+    with pytest.raises(PatchConfigError, match="its window spans 3 rows \\(kernel 3, dilation 1\\) but its input "
+                                                "map has 2; the patch buffer holds at most the map's rows"):
+        patch_config(_conv(8, 2, 2, 4, 3, padding=1), 0, 72, p)
     cfg = patch_config(_conv(16, 6, 7, 4, 3, stride=2, padding=1), 40, 104, p)
     # beat 5 = tap 2 (i 0, j 2), channel beat 1; beats 5..12
     assert (cfg.i0, cfg.j0, cfg.cb0, cfg.n_beats, cfg.ring_rows, cfg.row_words) == (0, 2, 1, 8, 6, 14)
