@@ -341,7 +341,9 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                         f"stage time the mapper predicts: digital {first} paces the pipeline, "
                         f"{first_pix:.1f} cycles per {first} pixel x {ratio}"
                         + (f" ({notes[li]})" if notes[li] else "")
-                        + f" = {pace:.0f} cycles per {name} output pixel on average")
+                        + f" = {pace:.0f} cycles per {name} output pixel over {first}'s whole image (an upper "
+                        "bound: the interval is measured from a tile's first MVM of an image, which waits for its "
+                        f"first window, to its last, which follows {first}'s last pixel)")
                 lines.append(f"  {name:{width}s} analog  {sim_c:9.2f} vs {pred:5d}  ({(sim_c - pred) / pred:+.1%}; "
                              f"{note})")
             else:
