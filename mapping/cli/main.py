@@ -19,7 +19,8 @@ included, is a bug and prints one line saying so (status 1). A numeric
 warning (overflow, division by zero, invalid value) is turned into an error
 (:class:`NumericError`, one line naming the chip description) instead of
 leaking to the terminal; an ``OverflowError`` is reported the same way. Ctrl-C
-prints ``aimc: interrupted`` and exits 130. ``AIMC_DEBUG=1`` shows the
+prints ``aimc: interrupted`` and exits 130; SIGTERM (``kill``, ``timeout``) prints ``aimc: terminated`` and
+exits 143, both after removing staged outputs and temporary folders. ``AIMC_DEBUG=1`` shows the
 traceback instead.
 """
 
@@ -138,14 +139,47 @@ def _quiet_after_abort() -> None:
     warnings.filterwarnings("ignore", message=r".*created but never used")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``), raised like Ctrl-C so that staged outputs and temporary folders are
+    removed on the way out (Python's default SIGTERM ends the process without running ``finally``)."""
+
+
+def _terminate_handler(pid: int):
+    """The SIGTERM handler of process ``pid``: raise :class:`Terminated` there; in a process forked from it (the
+    worker pools of ``--workers``, which ``terminate()`` ends with SIGTERM) end as by default, silently."""
+    import signal
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aimc`` console script; returns the exit status."""
+    import signal
+    import threading
+
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_handler(os.getpid())) if on_main else None
+    try:
+        return _run(args)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     debug = bool(os.environ.get("AIMC_DEBUG"))
     try:
         try:
@@ -161,8 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _quiet_after_abort()
+        if isinstance(exc, Terminated):
+            print("aimc: terminated", file=sys.stderr)
+            return 143
         print("aimc: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as exc:
