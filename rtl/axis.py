@@ -156,18 +156,24 @@ class StreamSlice(wiring.Component):
         m.d.comb += [self.i.ready.eq(~tail_valid), self.o.valid.eq(head_valid), self.o.payload.eq(head)]
         do_read = head_valid & self.o.ready
         do_write = ~tail_valid & self.i.valid
+        # payload enables that do not wait for the input's valid (issue 19: a slice's ~70 enables were the end of
+        # long valid chains): the tail captures the input whenever it is empty, the head loads whenever it is
+        # empty or read (from the tail if that is full); an entry's payload matters only while it is valid, so
+        # the flags below alone decide what the slice holds
+        with m.If(~tail_valid):
+            m.d.sync += tail.eq(w)
+        with m.If(~head_valid | self.o.ready):
+            m.d.sync += head.eq(Mux(tail_valid, tail, w))
         with m.If(do_read):
             with m.If(tail_valid):
-                m.d.sync += [head.eq(tail), tail_valid.eq(0)]
-            with m.Elif(do_write):
-                m.d.sync += head.eq(w)
-            with m.Else():
+                m.d.sync += tail_valid.eq(0)
+            with m.Elif(~do_write):
                 m.d.sync += head_valid.eq(0)
         with m.Elif(do_write):
             with m.If(head_valid):
-                m.d.sync += [tail.eq(w), tail_valid.eq(1)]
+                m.d.sync += tail_valid.eq(1)
             with m.Else():
-                m.d.sync += [head.eq(w), head_valid.eq(1)]
+                m.d.sync += head_valid.eq(1)
         return m
 
 
@@ -532,27 +538,42 @@ class SourceMerge(wiring.Component):
         seg_last = Signal()
         beat_end = Signal()
         r_valid = Signal()
-        r_data = Signal(self.act_bits)
-        # "the element ends queue q's vector" for every queue at once, beside the priority logic that picks
-        # cur (a multiplexer of the flags after it, not a compare after a multiplexer of the counts)
+        # "the element ends queue q's vector" (e + 1 >= elems[q]) for every queue and "the element is a beat's
+        # last lane" (lane == lanes - 1) are flip-flops, computed one element ahead from the counters' next
+        # values (issue 19: counter -> compare -> head pop -> 64 enables was the worst in-context path,
+        # 16.6 ns); the pop is then a multiplexer of flip-flops. The three next values of e (held, + 1, 0)
+        # are compared in parallel and picked by fire / seg_last. A changed q_elems reaches ends one cycle
+        # later (configuration is written long before the first element of a run arrives).
         ends = [Signal(name=f"ends{q}") for q in range(Q)]
-        m.d.comb += [ends[q].eq(e + 1 >= self.q_elems[q]) for q in range(Q)]
+        lane_last = Signal(name="lane_last", init=int(lanes == 1))
+        byte = [Signal(8, name=f"byte{q}") for q in range(Q)]  # lane `lane` of each queue's head
+        for q in range(Q):
+            with m.Switch(lane):
+                for j in range(lanes):
+                    with m.Case(j):
+                        m.d.comb += byte[q].eq(heads[q].payload[8 * j:8 * j + 8])
         with m.Switch(cur):
             for q in range(Q):
                 with m.Case(q):
-                    m.d.comb += [r_valid.eq(heads[q].valid), r_data.eq(heads[q].payload), seg_last.eq(ends[q])]
-        m.d.comb += beat_end.eq(seg_last | (lane == lanes - 1))
-        with m.Switch(lane):
-            for j in range(lanes):
-                with m.Case(j):
-                    m.d.comb += self.o.payload.data.eq(r_data[8 * j:8 * j + 8])
+                    m.d.comb += [r_valid.eq(heads[q].valid), self.o.payload.data.eq(byte[q]),
+                                 seg_last.eq(ends[q])]
+        m.d.comb += beat_end.eq(seg_last | lane_last)
         m.d.comb += [self.o.valid.eq(found & r_valid), self.o.payload.last.eq(seg_last & ~more)]
         fire = self.o.valid & self.o.ready
         for q in range(Q):
             m.d.comb += heads[q].ready.eq(fire & beat_end & (cur == q))
+        lane_next = Signal.like(lane)
+        m.d.comb += lane_next.eq(lane)
+        for q in range(Q):
+            m.d.sync += ends[q].eq(e + 1 >= self.q_elems[q])
         with m.If(fire):
             with m.If(seg_last):
-                m.d.sync += [e.eq(0), lane.eq(0), qi.eq(Mux(more, cur + 1, 0))]
+                m.d.comb += lane_next.eq(0)
+                m.d.sync += [e.eq(0), qi.eq(Mux(more, cur + 1, 0))]
+                m.d.sync += [ends[q].eq(1 >= self.q_elems[q]) for q in range(Q)]
             with m.Else():
-                m.d.sync += [e.eq(e + 1), lane.eq(Mux(beat_end, 0, lane + 1))]
+                m.d.comb += lane_next.eq(Mux(beat_end, 0, lane + 1))
+                m.d.sync += e.eq(e + 1)
+                m.d.sync += [ends[q].eq(e + 2 >= self.q_elems[q]) for q in range(Q)]
+        m.d.sync += [lane.eq(lane_next), lane_last.eq(lane_next == lanes - 1)]
         return m

@@ -214,18 +214,25 @@ class _FlitBuffer(wiring.Component):
         m.d.comb += [self.w_rdy.eq(~tail_valid), self.r_rdy.eq(head_valid)]
         do_read = head_valid & self.r_en
         do_write = ~tail_valid & self.w_en
+        # payload enables independent of w_en (as rtl.axis.StreamSlice; issue 19: the enables of an input's
+        # second stage were the end of the first stage's valid chain, 14.3 ns in context): the tail captures
+        # w_data whenever it is empty, the head loads whenever it is empty or read; an entry's payload
+        # matters only while its flag is set
+        with m.If(~tail_valid):
+            m.d.sync += [tail.eq(self.w_data), tail_tag.eq(w_tag)]
+        with m.If(~head_valid | self.r_en):
+            m.d.sync += [self.r_data.eq(Mux(tail_valid, tail, self.w_data)),
+                         self.r_tag.eq(Mux(tail_valid, tail_tag, w_tag))]
         with m.If(do_read):
             with m.If(tail_valid):
-                m.d.sync += [self.r_data.eq(tail), self.r_tag.eq(tail_tag), tail_valid.eq(0)]
-            with m.Elif(do_write):
-                m.d.sync += [self.r_data.eq(self.w_data), self.r_tag.eq(w_tag)]
-            with m.Else():
+                m.d.sync += tail_valid.eq(0)
+            with m.Elif(~do_write):
                 m.d.sync += head_valid.eq(0)
         with m.Elif(do_write):
             with m.If(head_valid):
-                m.d.sync += [tail.eq(self.w_data), tail_tag.eq(w_tag), tail_valid.eq(1)]
+                m.d.sync += tail_valid.eq(1)
             with m.Else():
-                m.d.sync += [self.r_data.eq(self.w_data), self.r_tag.eq(w_tag), head_valid.eq(1)]
+                m.d.sync += head_valid.eq(1)
         return m
 
 
