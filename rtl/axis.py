@@ -35,7 +35,7 @@ Micro-architecture
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -370,7 +370,8 @@ class DestFanout(wiring.Component):
     dest_x, dest_y, dest_chan : Out
         Destination of the beat on ``o`` (valid with it).
     x, y, chan, lo, hi, en : In, arrays of ``E``
-        Configuration (``en[0]`` is tied on by :mod:`rtl.top`).
+        Configuration (``en[0]`` is tied on by :mod:`rtl.top`); ``lo`` / ``hi`` stable from one cycle before a
+        vector's first beat (the range flags are flip-flops).
 
     Combinational (0 cycles); throughput one output beat per cycle.
     """
@@ -388,9 +389,31 @@ class DestFanout(wiring.Component):
         E = self.entries
         b = Signal.like(self.lo[0])
         phase = Signal(range(max(2, E)))
+        # per entry "beat b is in range" and "beat b ends the range" (b == hi - 1) as flip-flops, computed from
+        # b's next value (issue 19: b -> range compares -> entry pick -> destination multiplexer -> slice was the
+        # worst in-context path, 15.7 ns); the candidates (held, + 1, 0) are compared in parallel. Not reset:
+        # during reset they take b = 0, so they are right from the first cycle after it; a changed lo / hi
+        # reaches them one cycle later (configuration is written long before a run's first beat).
+        b_inc = Signal.like(b)
+        m.d.comb += b_inc.eq(b + 1)
+        in_range = [Signal(name=f"in_range{e}", reset_less=True) for e in range(E)]
+        at_end = [Signal(name=f"at_end{e}", reset_less=True) for e in range(E)]
+
+        def flags(v, e):
+            return [in_range[e].eq((v >= self.lo[e]) & ((self.hi[e] == 0) | (v < self.hi[e]))),
+                    at_end[e].eq(v + 1 == self.hi[e])]
+
+        step = Signal()   # the input beat leaves this cycle (below)
+        for e in range(E):
+            with m.If(ResetSignal() | (step & self.i.payload.last)):
+                m.d.sync += flags(Const(0, len(b)), e)
+            with m.Elif(step):
+                m.d.sync += flags(b_inc, e)
+            with m.Else():
+                m.d.sync += flags(b, e)
         want = [Signal(name=f"want{e}") for e in range(E)]
         for e in range(E):
-            m.d.comb += want[e].eq(self.en[e] & (b >= self.lo[e]) & ((self.hi[e] == 0) | (b < self.hi[e])))
+            m.d.comb += want[e].eq(self.en[e] & in_range[e])
         # the current entry: the first wanted entry at or after `phase`
         cur = Signal(range(max(2, E)))
         found = Signal()
@@ -410,13 +433,13 @@ class DestFanout(wiring.Component):
             for e in range(E):
                 with m.Case(e):
                     m.d.comb += [self.dest_x.eq(self.x[e]), self.dest_y.eq(self.y[e]), self.dest_chan.eq(self.chan[e]),
-                                 self.o.payload.last.eq(Mux(self.hi[e] == 0, self.i.payload.last,
-                                                            b == self.hi[e] - 1))]
+                                 self.o.payload.last.eq(Mux(self.hi[e] == 0, self.i.payload.last, at_end[e]))]
         done = Signal()  # the input beat leaves this cycle (last copy accepted, or dropped)
-        m.d.comb += [done.eq(Mux(found, self.o.ready & ~more, 1)), self.i.ready.eq(done)]
+        m.d.comb += [done.eq(Mux(found, self.o.ready & ~more, 1)), self.i.ready.eq(done),
+                     step.eq(self.i.valid & done)]
         with m.If(self.i.valid):
             with m.If(done):
-                m.d.sync += [phase.eq(0), b.eq(Mux(self.i.payload.last, 0, b + 1))]
+                m.d.sync += [phase.eq(0), b.eq(Mux(self.i.payload.last, 0, b_inc))]
             with m.Elif(self.o.ready):
                 m.d.sync += phase.eq(cur + 1)
         return m
