@@ -213,6 +213,9 @@ class ArrayEmulator(wiring.Component):
         # asynchronous read (LUT RAM) into the operand registers c_r below, which also select sigma for the
         # shared multipliers: every multiplier input comes straight from a flip-flop (a MULT18X18D is 3.9 ns)
         rp = mem.read_port(domain="comb")
+        # (the read address is the row counter in every state, not only in MAC: issue 19, the FSM's state decode
+        # in front of the LUT RAM's ~250 address inputs was the worst in-context path, 13.3 ns; rows read
+        # outside MAC are never accumulated)
         shift = Signal(5, init=min(self.shift0, acc_w))
         sigma = Signal(SIGMA_BITS, init=self.sigma0)
         full_beats = p.array_cols // cpb
@@ -263,6 +266,7 @@ class ArrayEmulator(wiring.Component):
 
         # MAC pipeline
         r = Signal(range(rows + 1))
+        m.d.comb += rp.addr.eq(sel * rows + r)
         v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
         d1 = Signal(signed(p.dac_bits))
         # the first cols_per_adc_beat multipliers also scale the noise in the ADC phase (shared DSPs)
@@ -319,7 +323,7 @@ class ArrayEmulator(wiring.Component):
                         m.d.comb += acc_clear.eq(1)
                         m.next = "MAC"
             with m.State("MAC"):
-                m.d.comb += [rp.addr.eq(sel * rows + r), load_row.eq(1)]
+                m.d.comb += load_row.eq(1)
                 m.d.sync += [d1.eq(row_code), r.eq(r + 1)]
                 m.d.sync += [dbuf[w].eq(shifted[w * dw:(w + 1) * dw]) for w in range(n_dac_words)]
                 m.d.sync += [v1.eq(1), last1.eq(r + 1 == n_rows)]

@@ -288,6 +288,15 @@ class PnrHarness(wiring.Component):
     nets are internal, registered nets (as with an on-chip CPU), while the package sees
     only ``clk``, ``rst``, ``tdi`` and ``tdo``. Used by :func:`rtl.fpga.run_prototype` only.
 
+    **Reset** (issue 19): the ``rst`` pin is asynchronous to ``clk`` (a button); as a system's
+    reset block does for an AXI core, the harness synchronizes it (:data:`RESET_SYNC_STAGES`
+    flip-flops, not reset themselves) and distributes the result on a global network (an ECP5
+    ``DCCA`` buffer: one of the device's primary clock lines, built for high fan-out) to the
+    prototype, whose own reset (``rst``: synchronous, active high) is then a timed path from one
+    flip-flop instead of the pin's unconstrained route into every flip-flop. The prototype is
+    held in reset from ``RESET_SYNC_STAGES`` cycles after the pin rises until
+    ``RESET_SYNC_STAGES`` cycles after it falls. The shift registers need no reset.
+
     Members
     -------
     tdi : In(1)
@@ -299,19 +308,31 @@ class PnrHarness(wiring.Component):
         super().__init__({"tdi": In(1), "tdo": Out(1)})
 
     def elaborate(self, platform):
-        from amaranth.hdl import Cat
+        from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance, ResetSignal
 
         m = Module()
-        p = m.submodules.proto = self.proto
+        # reset synchronizer -> global buffer -> the prototype's domain (same clock)
+        stages = [Signal(init=1, reset_less=True, name=f"rst_sync{k}") for k in range(RESET_SYNC_STAGES)]
+        m.d.sync += [stages[0].eq(ResetSignal())] + [stages[k].eq(stages[k - 1]) for k in range(1, len(stages))]
+        m.domains.core = core = ClockDomain("core")
+        m.d.comb += core.clk.eq(ClockSignal())
+        m.submodules.rst_global = Instance("DCCA", i_CLKI=stages[-1], i_CE=Const(1), o_CLKO=core.rst)
+        p = m.submodules.proto = DomainRenamer("core")(self.proto)
         ins = [getattr(p, n) for n, mem in p.signature.members.items() if mem.flow == In]
         outs = [getattr(p, n) for n, mem in p.signature.members.items() if mem.flow == Out]
-        chain = Signal(sum(len(s) for s in ins))
+        chain = Signal(sum(len(s) for s in ins), reset_less=True)
         m.d.sync += chain.eq(Cat(self.tdi, chain[:-1]))
         pos = 0
         for sig in ins:
             m.d.comb += sig.eq(chain[pos:pos + len(sig)])
             pos += len(sig)
-        cap = Signal(sum(len(s) for s in outs))
+        cap = Signal(sum(len(s) for s in outs), reset_less=True)
         m.d.sync += cap.eq(Cat(*outs) ^ Cat(cap[1:], 0))
-        m.d.sync += self.tdo.eq(cap[0])
+        tdo = Signal(reset_less=True)
+        m.d.sync += tdo.eq(cap[0])
+        m.d.comb += self.tdo.eq(tdo)
         return m
+
+
+#: Flip-flops of :class:`PnrHarness`'s reset synchronizer (two: the usual metastability margin).
+RESET_SYNC_STAGES = 2
