@@ -77,12 +77,14 @@ DIGITAL_CHECK_CYCLES = 3
 #: ``start`` write; nothing per vector.
 CONFIG_COPY_CYCLES = 1
 
-#: Cycles from a beat accepted by a source queue of the digital node (rtl/axis.py ``SourceMerge``) to its first
-#: element on the merge's output: the queue's block-RAM FIFO (``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles,
-#: measured) and a register slice after it (1 cycle, issue 19: the merge multiplexers start from flip-flops, not
-#: from the RAM's slow clock-to-out). Measured in tests/test_rtl_source_merge.py::test_source_merge_latency. Once
-#: per vector element in flight; the throughput stays one element per cycle.
-SOURCE_MERGE_CYCLES = 3
+#: Cycles from a beat accepted by the digital node's source merge (rtl/axis.py ``SourceMerge``) to its first
+#: element on the merge's output: a register slice at the input (1 cycle, issue 19, fifth stop: the link's
+#: ``ready`` is a flip-flop, not the tag compare and queue pick; was 12.6 ns into the I/O router in context),
+#: the queue's block-RAM FIFO (``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles, measured) and a register slice
+#: after it (1 cycle, issue 19: the merge multiplexers start from flip-flops, not from the RAM's slow
+#: clock-to-out). Measured in tests/test_rtl_source_merge.py::test_source_merge_latency. Once per vector element
+#: in flight; the throughput stays one element per cycle.
+SOURCE_MERGE_CYCLES = 4
 
 #: Cycles of the register slice between a network interface's destination fanout and its flit serializer
 #: (rtl/top.py ``Coprocessor._to_tx``, rtl/axis.py ``StreamSlice``; issue 19): every result beat of a tile or

@@ -497,10 +497,12 @@ class SourceMerge(wiring.Component):
     err_src : Out(1)
         A beat matched no queue (level while such a beat is dropped).
 
-    Latency: ``archmodel.timing.SOURCE_MERGE_CYCLES`` = 3 cycles from an accepted beat to its first
-    element (an ``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles, then a :class:`StreamSlice`, 1: the merge
-    starts from flip-flops); the merge is combinational; throughput one element per cycle. A queue holds
-    ``depth + 2`` beats (the slice's two).
+    Latency: ``archmodel.timing.SOURCE_MERGE_CYCLES`` = 4 cycles from an accepted beat to its first
+    element (an input :class:`StreamSlice`, 1 cycle: ``i.ready`` is a flip-flop; the queue, an
+    ``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles; a :class:`StreamSlice` after it, 1: the merge starts
+    from flip-flops); the merge is combinational; throughput one element per cycle. A queue holds
+    ``depth + 2`` beats (its head slice's two), the input slice two more beats of any queue (a beat whose
+    queue is full waits there and holds the link, as it held it at the queue before).
     """
 
     def __init__(self, tagged: data.StructLayout, elem: data.StructLayout, queues: int, depth: int, elem_bits: int):
@@ -527,20 +529,26 @@ class SourceMerge(wiring.Component):
             m.d.comb += [h.i.payload.eq(f.r_data), h.i.valid.eq(f.r_rdy), f.r_en.eq(h.i.ready)]
             fifos.append(f)
             heads.append(h.o)
-        # ---- demultiplex by source tag
+        # ---- input slice, then demultiplex by source tag (issue 19: the queue pick by the beat's tag, into the
+        # picked queue's room, was the end of the I/O router's ready chain -- merge configuration -> tag compare
+        # -> ready -> the router's arbiter -> its input buffer's enables, 12.6 ns in context; the link's ready is
+        # now the slice's flip-flop)
+        isl = m.submodules.in_slice = StreamSlice(self.i.payload.shape())
+        wiring.connect(m, wiring.flipped(self.i), isl.i)
+        beat = isl.o
         match = [Signal(name=f"match{q}") for q in range(Q)]
         for q in range(Q):
-            m.d.comb += match[q].eq(self.q_en[q] & (self.i.payload.src == self.q_src[q]))
+            m.d.comb += match[q].eq(self.q_en[q] & (beat.payload.src == self.q_src[q]))
         taken = Signal()
         for q in reversed(range(Q)):
             earlier = Cat(*match[:q]).any() if q else Const(0)
-            m.d.comb += [fifos[q].w_data.eq(self.i.payload.as_value()[:self.act_bits]),
-                         fifos[q].w_en.eq(self.i.valid & match[q] & ~earlier)]
+            m.d.comb += [fifos[q].w_data.eq(beat.payload.as_value()[:self.act_bits]),
+                         fifos[q].w_en.eq(beat.valid & match[q] & ~earlier)]
             with m.If(match[q] & ~earlier):
-                m.d.comb += [self.i.ready.eq(fifos[q].w_rdy), taken.eq(1)]
+                m.d.comb += [beat.ready.eq(fifos[q].w_rdy), taken.eq(1)]
         with m.If(~Cat(*match).any()):
-            m.d.comb += self.i.ready.eq(1)
-        m.d.comb += self.err_src.eq(self.i.valid & ~Cat(*match).any())
+            m.d.comb += beat.ready.eq(1)
+        m.d.comb += self.err_src.eq(beat.valid & ~Cat(*match).any())
         # ---- in-order merge for the consumer's slot
         qi = Signal(range(max(2, Q)))            # queue being read (the first wanted at or after it)
         e = Signal.like(self.q_elems[0])         # element within the queue's vector

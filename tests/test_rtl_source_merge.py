@@ -81,8 +81,9 @@ def test_source_merge_in_order(p):
 
 def test_source_merge_latency():
     """Issue 19: a beat accepted at the input edge n offers its first element on ``o`` in cycle
-    n + timing.SOURCE_MERGE_CYCLES (= 3: the queue's FIFO, 2 cycles as on main before the slice, then the register
-    slice after it), then one element per cycle (the 8 lanes of a beat in 8 consecutive cycles)."""
+    n + timing.SOURCE_MERGE_CYCLES (= 4: the input register slice, 1; the queue's FIFO, 2 cycles as on main before
+    the slices; the register slice after it, 1), then one element per cycle (the 8 lanes of a beat in 8
+    consecutive cycles)."""
     from archmodel import timing
 
     rng = np.random.default_rng(2)
@@ -103,7 +104,7 @@ def test_source_merge_latency():
                 taken.append(hns.cycle - 1)
     simulate(dut, tb)
     assert [int(e.data) for e in snk.items] == vals
-    assert snk.cycles == [taken[0] + timing.SOURCE_MERGE_CYCLES + k for k in range(8)] and timing.SOURCE_MERGE_CYCLES == 3
+    assert snk.cycles == [taken[0] + timing.SOURCE_MERGE_CYCLES + k for k in range(8)] and timing.SOURCE_MERGE_CYCLES == 4
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
