@@ -47,7 +47,7 @@ from rtl.emulator import ArrayEmulator, address_map
 from rtl.params import TileParams
 from rtl.top import Coprocessor
 
-__all__ = ["IRQ_DONE", "IRQ_ENABLE", "IRQ_ERROR", "IRQ_STATUS", "Prototype"]
+__all__ = ["IRQ_DONE", "IRQ_ENABLE", "IRQ_ERROR", "IRQ_STATUS", "PnrHarness", "Prototype", "ResetSync"]
 
 IRQ_STATUS, IRQ_ENABLE = 0, 1
 #: Bits of IRQ_STATUS / IRQ_ENABLE.
@@ -312,11 +312,11 @@ class PnrHarness(wiring.Component):
 
         m = Module()
         # reset synchronizer -> global buffer -> the prototype's domain (same clock)
-        stages = [Signal(init=1, reset_less=True, name=f"rst_sync{k}") for k in range(RESET_SYNC_STAGES)]
-        m.d.sync += [stages[0].eq(ResetSignal())] + [stages[k].eq(stages[k - 1]) for k in range(1, len(stages))]
+        rs = m.submodules.rst_sync = ResetSync()
+        m.d.comb += rs.i.eq(ResetSignal())
         m.domains.core = core = ClockDomain("core")
         m.d.comb += core.clk.eq(ClockSignal())
-        m.submodules.rst_global = Instance("DCCA", i_CLKI=stages[-1], i_CE=Const(1), o_CLKO=core.rst)
+        m.submodules.rst_global = Instance("DCCA", i_CLKI=rs.o, i_CE=Const(1), o_CLKO=core.rst)
         p = m.submodules.proto = DomainRenamer("core")(self.proto)
         ins = [getattr(p, n) for n, mem in p.signature.members.items() if mem.flow == In]
         outs = [getattr(p, n) for n, mem in p.signature.members.items() if mem.flow == Out]
@@ -336,3 +336,29 @@ class PnrHarness(wiring.Component):
 
 #: Flip-flops of :class:`PnrHarness`'s reset synchronizer (two: the usual metastability margin).
 RESET_SYNC_STAGES = 2
+
+
+class ResetSync(wiring.Component):
+    """Reset synchronizer: ``o`` is ``i`` delayed by :data:`RESET_SYNC_STAGES` flip-flops of the ``sync`` domain.
+
+    The flip-flops are not reset (their input is the reset) and start at 1, so a design comes up held in reset.
+    Assertion and release both take ``RESET_SYNC_STAGES`` cycles; a pulse on ``i`` shorter than a cycle may be
+    missed (a button's is not).
+
+    Members
+    -------
+    i : In(1)
+        The asynchronous reset (a pin).
+    o : Out(1)
+        The synchronized reset, a flip-flop.
+    """
+
+    def __init__(self):
+        super().__init__({"i": In(1), "o": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        stages = [Signal(init=1, reset_less=True, name=f"rst_sync{k}") for k in range(RESET_SYNC_STAGES)]
+        m.d.sync += [stages[0].eq(self.i)] + [stages[k].eq(stages[k - 1]) for k in range(1, len(stages))]
+        m.d.comb += self.o.eq(stages[-1])
+        return m

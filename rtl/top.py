@@ -446,9 +446,16 @@ class Coprocessor(wiring.Component):
             io.local_i.payload.payload.eq(sin.tdata), io.local_i.payload.last.eq(sin.tlast),
             io.local_i.payload.x.eq(sin.tdest[:xb]), io.local_i.payload.y.eq(sin.tdest[xb:xb + yb]),
             io.local_i.payload.chan.eq(sin.tdest[xb + yb:]),
-            sout.tvalid.eq(io.local_o.valid), io.local_o.ready.eq(sout.tready),
-            sout.tdata.eq(io.local_o.payload.payload), sout.tlast.eq(io.local_o.payload.last),
-            sout.tdest.eq(io.local_o.payload.chan),
+        ]
+        # a register slice between the I/O router and m_axis (archmodel.timing.HOST_OUT_SLICE_CYCLES; issue 19: the
+        # host's tready ran into the router's arbiter and the router's arbitration into the output vector count,
+        # 11.8 ns in context): every m_axis output and the router's local ready are flip-flops
+        hsl = m.submodules.host_out_slice = StreamSlice(io.local_o.payload.shape())
+        wiring.connect(m, io.local_o, hsl.i)
+        m.d.comb += [
+            sout.tvalid.eq(hsl.o.valid), hsl.o.ready.eq(sout.tready),
+            sout.tdata.eq(hsl.o.payload.payload), sout.tlast.eq(hsl.o.payload.last),
+            sout.tdest.eq(hsl.o.payload.chan),
         ]
 
         # ---- run-complete and error outputs (interrupt sources; docs/design.md 17.1)
