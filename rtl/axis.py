@@ -134,6 +134,10 @@ class StreamSlice(wiring.Component):
     ----------
     shape : ShapeLike
         Payload shape.
+    ping_pong : bool
+        Hold the two beats in two registers used in turn instead (issue 19): a read toggles a pointer and
+        moves no beat, so ``o.ready`` drives four flip-flops, not the enables of a whole beat; ``o.payload``
+        is then a 2-to-1 multiplexer of the two registers. Same cycles, same flags.
 
     Members
     -------
@@ -144,18 +148,31 @@ class StreamSlice(wiring.Component):
 
     LATENCY = 1
 
-    def __init__(self, shape):
+    def __init__(self, shape, ping_pong: bool = False):
+        self.ping_pong = bool(ping_pong)
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
         m = Module()
         head_valid, tail_valid = Signal(), Signal()
         w = Value.cast(self.i.payload)
+        if self.ping_pong:
+            ent = [Signal(len(w), name=f"ent{k}") for k in range(2)]
+            wp, rp = Signal(), Signal()       # entry written next / read next
+            m.d.comb += [self.i.ready.eq(~tail_valid), self.o.valid.eq(head_valid),
+                         self.o.payload.eq(Mux(rp, ent[1], ent[0]))]
+            for k in range(2):  # entry wp is free whenever the slice is not full
+                with m.If(~tail_valid & (wp == k)):
+                    m.d.sync += ent[k].eq(w)
+            with m.If(~tail_valid & self.i.valid):
+                m.d.sync += wp.eq(~wp)
+            with m.If(head_valid & self.o.ready):
+                m.d.sync += rp.eq(~rp)
+            self._flags(m, head_valid, tail_valid)
+            return m
         head = Signal(len(w))
         tail = Signal.like(head)
         m.d.comb += [self.i.ready.eq(~tail_valid), self.o.valid.eq(head_valid), self.o.payload.eq(head)]
-        do_read = head_valid & self.o.ready
-        do_write = ~tail_valid & self.i.valid
         # payload enables that do not wait for the input's valid (issue 19: a slice's ~70 enables were the end of
         # long valid chains): the tail captures the input whenever it is empty, the head loads whenever it is
         # empty or read (from the tail if that is full); an entry's payload matters only while it is valid, so
@@ -164,6 +181,13 @@ class StreamSlice(wiring.Component):
             m.d.sync += tail.eq(w)
         with m.If(~head_valid | self.o.ready):
             m.d.sync += head.eq(Mux(tail_valid, tail, w))
+        self._flags(m, head_valid, tail_valid)
+        return m
+
+    def _flags(self, m: Module, head_valid: Signal, tail_valid: Signal) -> None:
+        """The fill flags of a two-entry FIFO: one entry or more (``head_valid``), two (``tail_valid``)."""
+        do_read = head_valid & self.o.ready
+        do_write = ~tail_valid & self.i.valid
         with m.If(do_read):
             with m.If(tail_valid):
                 m.d.sync += tail_valid.eq(0)
@@ -174,7 +198,6 @@ class StreamSlice(wiring.Component):
                 m.d.sync += tail_valid.eq(1)
             with m.Else():
                 m.d.sync += head_valid.eq(1)
-        return m
 
 
 class FlitsToBeat(wiring.Component):
@@ -525,7 +548,9 @@ class SourceMerge(wiring.Component):
             f = m.submodules[f"q{q}"] = SyncFIFOBuffered(width=self.act_bits, depth=self.depth)
             # a register slice after each queue's block RAM: the merge multiplexers start from flip-flops, not
             # from the RAM's slow clock-to-out (issue 19: RAM -> merge -> datapath input was 15.7 ns in context)
-            h = m.submodules[f"q{q}_head"] = StreamSlice(self.act_bits)
+            # (ping-pong: the merge's pop drives a pointer, not the enables of 64 payload bits; issue 19, the pop
+            # into the head enables stayed the worst in-context path after the fifth stop's other changes)
+            h = m.submodules[f"q{q}_head"] = StreamSlice(self.act_bits, ping_pong=True)
             m.d.comb += [h.i.payload.eq(f.r_data), h.i.valid.eq(f.r_rdy), f.r_en.eq(h.i.ready)]
             fifos.append(f)
             heads.append(h.o)
