@@ -45,7 +45,8 @@ from collections.abc import Hashable, Iterable
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
 
-__all__ = ["AFFINE_LATENCY_CYCLES", "CONFIG_COPY_CYCLES", "MVM_OVERHEAD_CYCLES", "NI_SLICE_CYCLES", "SOURCE_MERGE_CYCLES",
+__all__ = ["AFFINE_LATENCY_CYCLES", "CONFIG_COPY_CYCLES", "MVM_OVERHEAD_CYCLES", "HOST_OUT_SLICE_CYCLES",
+           "NI_SLICE_CYCLES", "SOURCE_MERGE_CYCLES",
            "START_CHECK_CYCLES", "DIGITAL_CHECK_CYCLES", "adc_beats", "affine_cycles",
            "cycles_to_ns", "dac_beats", "DIGITAL_LATENCY_CYCLES", "digital_layer_cycles", "digital_matrix_cycles",
            "digital_slot_cycles", "hop_cycles",
@@ -77,17 +78,26 @@ DIGITAL_CHECK_CYCLES = 3
 #: ``start`` write; nothing per vector.
 CONFIG_COPY_CYCLES = 1
 
-#: Cycles from a beat accepted by a source queue of the digital node (rtl/axis.py ``SourceMerge``) to its first
-#: element on the merge's output: the queue's block-RAM FIFO (``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles,
-#: measured) and a register slice after it (1 cycle, issue 19: the merge multiplexers start from flip-flops, not
-#: from the RAM's slow clock-to-out). Measured in tests/test_rtl_source_merge.py::test_source_merge_latency. Once
-#: per vector element in flight; the throughput stays one element per cycle.
-SOURCE_MERGE_CYCLES = 3
+#: Cycles from a beat accepted by the digital node's source merge (rtl/axis.py ``SourceMerge``) to its first
+#: element on the merge's output: a register slice at the input (1 cycle, issue 19, fifth stop: the link's
+#: ``ready`` is a flip-flop, not the tag compare and queue pick; was 12.6 ns into the I/O router in context),
+#: the queue's block-RAM FIFO (``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles, measured) and a register slice
+#: after it (1 cycle, issue 19: the merge multiplexers start from flip-flops, not from the RAM's slow
+#: clock-to-out). Measured in tests/test_rtl_source_merge.py::test_source_merge_latency. Once per vector element
+#: in flight; the throughput stays one element per cycle.
+SOURCE_MERGE_CYCLES = 4
 
 #: Cycles of the register slice between a network interface's destination fanout and its flit serializer
 #: (rtl/top.py ``Coprocessor._to_tx``, rtl/axis.py ``StreamSlice``; issue 19): every result beat of a tile or
 #: of the digital datapath enters the mesh one cycle later; the throughput stays one beat per cycle.
 NI_SLICE_CYCLES = 1
+
+#: Cycles of the register slice between the I/O router's local output and the co-processor's ``m_axis`` (rtl/top.py;
+#: issue 19, fifth stop: the host's ``tready`` no longer runs into the router's arbiter, nor the arbitration into
+#: the output vector count): every beat reaches the host one cycle later; the throughput stays one flit per cycle;
+#: ``done`` still rises 2 cycles after the host takes the last score (the count is taken at ``m_axis``).
+HOST_OUT_SLICE_CYCLES = 1
+
 
 def digital_input_slice_cycles(spec: ChipSpec) -> int:
     """Cycles of the register slice between the digital node's source merge and the datapath's ``x_in``

@@ -35,7 +35,7 @@ Micro-architecture
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -134,6 +134,10 @@ class StreamSlice(wiring.Component):
     ----------
     shape : ShapeLike
         Payload shape.
+    ping_pong : bool
+        Hold the two beats in two registers used in turn instead (issue 19): a read toggles a pointer and
+        moves no beat, so ``o.ready`` drives four flip-flops, not the enables of a whole beat; ``o.payload``
+        is then a 2-to-1 multiplexer of the two registers. Same cycles, same flags.
 
     Members
     -------
@@ -144,31 +148,56 @@ class StreamSlice(wiring.Component):
 
     LATENCY = 1
 
-    def __init__(self, shape):
+    def __init__(self, shape, ping_pong: bool = False):
+        self.ping_pong = bool(ping_pong)
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
         m = Module()
         head_valid, tail_valid = Signal(), Signal()
         w = Value.cast(self.i.payload)
+        if self.ping_pong:
+            ent = [Signal(len(w), name=f"ent{k}") for k in range(2)]
+            wp, rp = Signal(), Signal()       # entry written next / read next
+            m.d.comb += [self.i.ready.eq(~tail_valid), self.o.valid.eq(head_valid),
+                         self.o.payload.eq(Mux(rp, ent[1], ent[0]))]
+            for k in range(2):  # entry wp is free whenever the slice is not full
+                with m.If(~tail_valid & (wp == k)):
+                    m.d.sync += ent[k].eq(w)
+            with m.If(~tail_valid & self.i.valid):
+                m.d.sync += wp.eq(~wp)
+            with m.If(head_valid & self.o.ready):
+                m.d.sync += rp.eq(~rp)
+            self._flags(m, head_valid, tail_valid)
+            return m
         head = Signal(len(w))
         tail = Signal.like(head)
         m.d.comb += [self.i.ready.eq(~tail_valid), self.o.valid.eq(head_valid), self.o.payload.eq(head)]
+        # payload enables that do not wait for the input's valid (issue 19: a slice's ~70 enables were the end of
+        # long valid chains): the tail captures the input whenever it is empty, the head loads whenever it is
+        # empty or read (from the tail if that is full); an entry's payload matters only while it is valid, so
+        # the flags below alone decide what the slice holds
+        with m.If(~tail_valid):
+            m.d.sync += tail.eq(w)
+        with m.If(~head_valid | self.o.ready):
+            m.d.sync += head.eq(Mux(tail_valid, tail, w))
+        self._flags(m, head_valid, tail_valid)
+        return m
+
+    def _flags(self, m: Module, head_valid: Signal, tail_valid: Signal) -> None:
+        """The fill flags of a two-entry FIFO: one entry or more (``head_valid``), two (``tail_valid``)."""
         do_read = head_valid & self.o.ready
         do_write = ~tail_valid & self.i.valid
         with m.If(do_read):
             with m.If(tail_valid):
-                m.d.sync += [head.eq(tail), tail_valid.eq(0)]
-            with m.Elif(do_write):
-                m.d.sync += head.eq(w)
-            with m.Else():
+                m.d.sync += tail_valid.eq(0)
+            with m.Elif(~do_write):
                 m.d.sync += head_valid.eq(0)
         with m.Elif(do_write):
             with m.If(head_valid):
-                m.d.sync += [tail.eq(w), tail_valid.eq(1)]
+                m.d.sync += tail_valid.eq(1)
             with m.Else():
-                m.d.sync += [head.eq(w), head_valid.eq(1)]
-        return m
+                m.d.sync += head_valid.eq(1)
 
 
 class FlitsToBeat(wiring.Component):
@@ -364,7 +393,8 @@ class DestFanout(wiring.Component):
     dest_x, dest_y, dest_chan : Out
         Destination of the beat on ``o`` (valid with it).
     x, y, chan, lo, hi, en : In, arrays of ``E``
-        Configuration (``en[0]`` is tied on by :mod:`rtl.top`).
+        Configuration (``en[0]`` is tied on by :mod:`rtl.top`); ``lo`` / ``hi`` stable from one cycle before a
+        vector's first beat (the range flags are flip-flops).
 
     Combinational (0 cycles); throughput one output beat per cycle.
     """
@@ -382,9 +412,31 @@ class DestFanout(wiring.Component):
         E = self.entries
         b = Signal.like(self.lo[0])
         phase = Signal(range(max(2, E)))
+        # per entry "beat b is in range" and "beat b ends the range" (b == hi - 1) as flip-flops, computed from
+        # b's next value (issue 19: b -> range compares -> entry pick -> destination multiplexer -> slice was the
+        # worst in-context path, 15.7 ns); the candidates (held, + 1, 0) are compared in parallel. Not reset:
+        # during reset they take b = 0, so they are right from the first cycle after it; a changed lo / hi
+        # reaches them one cycle later (configuration is written long before a run's first beat).
+        b_inc = Signal.like(b)
+        m.d.comb += b_inc.eq(b + 1)
+        in_range = [Signal(name=f"in_range{e}", reset_less=True) for e in range(E)]
+        at_end = [Signal(name=f"at_end{e}", reset_less=True) for e in range(E)]
+
+        def flags(v, e):
+            return [in_range[e].eq((v >= self.lo[e]) & ((self.hi[e] == 0) | (v < self.hi[e]))),
+                    at_end[e].eq(v + 1 == self.hi[e])]
+
+        step = Signal()   # the input beat leaves this cycle (below)
+        for e in range(E):
+            with m.If(ResetSignal() | (step & self.i.payload.last)):
+                m.d.sync += flags(Const(0, len(b)), e)
+            with m.Elif(step):
+                m.d.sync += flags(b_inc, e)
+            with m.Else():
+                m.d.sync += flags(b, e)
         want = [Signal(name=f"want{e}") for e in range(E)]
         for e in range(E):
-            m.d.comb += want[e].eq(self.en[e] & (b >= self.lo[e]) & ((self.hi[e] == 0) | (b < self.hi[e])))
+            m.d.comb += want[e].eq(self.en[e] & in_range[e])
         # the current entry: the first wanted entry at or after `phase`
         cur = Signal(range(max(2, E)))
         found = Signal()
@@ -404,13 +456,13 @@ class DestFanout(wiring.Component):
             for e in range(E):
                 with m.Case(e):
                     m.d.comb += [self.dest_x.eq(self.x[e]), self.dest_y.eq(self.y[e]), self.dest_chan.eq(self.chan[e]),
-                                 self.o.payload.last.eq(Mux(self.hi[e] == 0, self.i.payload.last,
-                                                            b == self.hi[e] - 1))]
+                                 self.o.payload.last.eq(Mux(self.hi[e] == 0, self.i.payload.last, at_end[e]))]
         done = Signal()  # the input beat leaves this cycle (last copy accepted, or dropped)
-        m.d.comb += [done.eq(Mux(found, self.o.ready & ~more, 1)), self.i.ready.eq(done)]
+        m.d.comb += [done.eq(Mux(found, self.o.ready & ~more, 1)), self.i.ready.eq(done),
+                     step.eq(self.i.valid & done)]
         with m.If(self.i.valid):
             with m.If(done):
-                m.d.sync += [phase.eq(0), b.eq(Mux(self.i.payload.last, 0, b + 1))]
+                m.d.sync += [phase.eq(0), b.eq(Mux(self.i.payload.last, 0, b_inc))]
             with m.Elif(self.o.ready):
                 m.d.sync += phase.eq(cur + 1)
         return m
@@ -468,10 +520,12 @@ class SourceMerge(wiring.Component):
     err_src : Out(1)
         A beat matched no queue (level while such a beat is dropped).
 
-    Latency: ``archmodel.timing.SOURCE_MERGE_CYCLES`` = 3 cycles from an accepted beat to its first
-    element (an ``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles, then a :class:`StreamSlice`, 1: the merge
-    starts from flip-flops); the merge is combinational; throughput one element per cycle. A queue holds
-    ``depth + 2`` beats (the slice's two).
+    Latency: ``archmodel.timing.SOURCE_MERGE_CYCLES`` = 4 cycles from an accepted beat to its first
+    element (an input :class:`StreamSlice`, 1 cycle: ``i.ready`` is a flip-flop; the queue, an
+    ``amaranth.lib.fifo.SyncFIFOBuffered``, 2 cycles; a :class:`StreamSlice` after it, 1: the merge starts
+    from flip-flops); the merge is combinational; throughput one element per cycle. A queue holds
+    ``depth + 2`` beats (its head slice's two), the input slice two more beats of any queue (a beat whose
+    queue is full waits there and holds the link, as it held it at the queue before).
     """
 
     def __init__(self, tagged: data.StructLayout, elem: data.StructLayout, queues: int, depth: int, elem_bits: int):
@@ -494,24 +548,32 @@ class SourceMerge(wiring.Component):
             f = m.submodules[f"q{q}"] = SyncFIFOBuffered(width=self.act_bits, depth=self.depth)
             # a register slice after each queue's block RAM: the merge multiplexers start from flip-flops, not
             # from the RAM's slow clock-to-out (issue 19: RAM -> merge -> datapath input was 15.7 ns in context)
-            h = m.submodules[f"q{q}_head"] = StreamSlice(self.act_bits)
+            # (ping-pong: the merge's pop drives a pointer, not the enables of 64 payload bits; issue 19, the pop
+            # into the head enables stayed the worst in-context path after the fifth stop's other changes)
+            h = m.submodules[f"q{q}_head"] = StreamSlice(self.act_bits, ping_pong=True)
             m.d.comb += [h.i.payload.eq(f.r_data), h.i.valid.eq(f.r_rdy), f.r_en.eq(h.i.ready)]
             fifos.append(f)
             heads.append(h.o)
-        # ---- demultiplex by source tag
+        # ---- input slice, then demultiplex by source tag (issue 19: the queue pick by the beat's tag, into the
+        # picked queue's room, was the end of the I/O router's ready chain -- merge configuration -> tag compare
+        # -> ready -> the router's arbiter -> its input buffer's enables, 12.6 ns in context; the link's ready is
+        # now the slice's flip-flop)
+        isl = m.submodules.in_slice = StreamSlice(self.i.payload.shape())
+        wiring.connect(m, wiring.flipped(self.i), isl.i)
+        beat = isl.o
         match = [Signal(name=f"match{q}") for q in range(Q)]
         for q in range(Q):
-            m.d.comb += match[q].eq(self.q_en[q] & (self.i.payload.src == self.q_src[q]))
+            m.d.comb += match[q].eq(self.q_en[q] & (beat.payload.src == self.q_src[q]))
         taken = Signal()
         for q in reversed(range(Q)):
             earlier = Cat(*match[:q]).any() if q else Const(0)
-            m.d.comb += [fifos[q].w_data.eq(self.i.payload.as_value()[:self.act_bits]),
-                         fifos[q].w_en.eq(self.i.valid & match[q] & ~earlier)]
+            m.d.comb += [fifos[q].w_data.eq(beat.payload.as_value()[:self.act_bits]),
+                         fifos[q].w_en.eq(beat.valid & match[q] & ~earlier)]
             with m.If(match[q] & ~earlier):
-                m.d.comb += [self.i.ready.eq(fifos[q].w_rdy), taken.eq(1)]
+                m.d.comb += [beat.ready.eq(fifos[q].w_rdy), taken.eq(1)]
         with m.If(~Cat(*match).any()):
-            m.d.comb += self.i.ready.eq(1)
-        m.d.comb += self.err_src.eq(self.i.valid & ~Cat(*match).any())
+            m.d.comb += beat.ready.eq(1)
+        m.d.comb += self.err_src.eq(beat.valid & ~Cat(*match).any())
         # ---- in-order merge for the consumer's slot
         qi = Signal(range(max(2, Q)))            # queue being read (the first wanted at or after it)
         e = Signal.like(self.q_elems[0])         # element within the queue's vector
@@ -532,27 +594,42 @@ class SourceMerge(wiring.Component):
         seg_last = Signal()
         beat_end = Signal()
         r_valid = Signal()
-        r_data = Signal(self.act_bits)
-        # "the element ends queue q's vector" for every queue at once, beside the priority logic that picks
-        # cur (a multiplexer of the flags after it, not a compare after a multiplexer of the counts)
+        # "the element ends queue q's vector" (e + 1 >= elems[q]) for every queue and "the element is a beat's
+        # last lane" (lane == lanes - 1) are flip-flops, computed one element ahead from the counters' next
+        # values (issue 19: counter -> compare -> head pop -> 64 enables was the worst in-context path,
+        # 16.6 ns); the pop is then a multiplexer of flip-flops. The three next values of e (held, + 1, 0)
+        # are compared in parallel and picked by fire / seg_last. A changed q_elems reaches ends one cycle
+        # later (configuration is written long before the first element of a run arrives).
         ends = [Signal(name=f"ends{q}") for q in range(Q)]
-        m.d.comb += [ends[q].eq(e + 1 >= self.q_elems[q]) for q in range(Q)]
+        lane_last = Signal(name="lane_last", init=int(lanes == 1))
+        byte = [Signal(8, name=f"byte{q}") for q in range(Q)]  # lane `lane` of each queue's head
+        for q in range(Q):
+            with m.Switch(lane):
+                for j in range(lanes):
+                    with m.Case(j):
+                        m.d.comb += byte[q].eq(heads[q].payload[8 * j:8 * j + 8])
         with m.Switch(cur):
             for q in range(Q):
                 with m.Case(q):
-                    m.d.comb += [r_valid.eq(heads[q].valid), r_data.eq(heads[q].payload), seg_last.eq(ends[q])]
-        m.d.comb += beat_end.eq(seg_last | (lane == lanes - 1))
-        with m.Switch(lane):
-            for j in range(lanes):
-                with m.Case(j):
-                    m.d.comb += self.o.payload.data.eq(r_data[8 * j:8 * j + 8])
+                    m.d.comb += [r_valid.eq(heads[q].valid), self.o.payload.data.eq(byte[q]),
+                                 seg_last.eq(ends[q])]
+        m.d.comb += beat_end.eq(seg_last | lane_last)
         m.d.comb += [self.o.valid.eq(found & r_valid), self.o.payload.last.eq(seg_last & ~more)]
         fire = self.o.valid & self.o.ready
         for q in range(Q):
             m.d.comb += heads[q].ready.eq(fire & beat_end & (cur == q))
+        lane_next = Signal.like(lane)
+        m.d.comb += lane_next.eq(lane)
+        for q in range(Q):
+            m.d.sync += ends[q].eq(e + 1 >= self.q_elems[q])
         with m.If(fire):
             with m.If(seg_last):
-                m.d.sync += [e.eq(0), lane.eq(0), qi.eq(Mux(more, cur + 1, 0))]
+                m.d.comb += lane_next.eq(0)
+                m.d.sync += [e.eq(0), qi.eq(Mux(more, cur + 1, 0))]
+                m.d.sync += [ends[q].eq(1 >= self.q_elems[q]) for q in range(Q)]
             with m.Else():
-                m.d.sync += [e.eq(e + 1), lane.eq(Mux(beat_end, 0, lane + 1))]
+                m.d.comb += lane_next.eq(Mux(beat_end, 0, lane + 1))
+                m.d.sync += e.eq(e + 1)
+                m.d.sync += [ends[q].eq(e + 2 >= self.q_elems[q]) for q in range(Q)]
+        m.d.sync += [lane.eq(lane_next), lane_last.eq(lane_next == lanes - 1)]
         return m

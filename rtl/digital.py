@@ -321,7 +321,11 @@ class DigitalDatapath(wiring.Component):
         ch_base = Signal(range(p.max_channels + L + 1))
         ch_left = Signal(range(p.max_channels + L + 1))   # c_out - g*L
         pix_left = Signal.like(self.n_pixels)
-        last_group = ch_left <= L
+        # "the group is the pixel's last" (ch_left <= L) as a flip-flop, set wherever ch_left is (issue 19: a compare
+        # in front of the sequencer's next-state logic)
+        last_group = Signal(name="last_group")
+        pix_one = Signal(name="pix_one")   # pix_left == 1, likewise
+        seq_one = Signal(name="seq_one")   # seq_left == 1, likewise
         km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch
         # "term kk is the group's last" as a flip-flop (issue 19: kk == K - 1 was a compare in front of the
         # sequencer's enables, km1_cfg -> x_in.ready -> ch_base 8.6 ns): k_left counts the terms after kk down,
@@ -350,7 +354,10 @@ class DigitalDatapath(wiring.Component):
 
         m.submodules.rq = rq = Requantizer(value_bits=p.acc_bits, scale_bits=p.scale_bits,
                                            offset_bits=p.offset_bits, depth=p.max_channels)
-        ser_last = res_lane == res_lanes - 1
+        # "res_lane is the bank's last lane" (res_lane == res_lanes - 1) as a flip-flop, set as res_lane and
+        # res_lanes change (issue 19: res_lane -> compare -> res_free -> adv -> x_in.ready was the datapath's
+        # worst path out of context, 9.3 ns; adv also enables the whole fetch .. accumulate pipeline)
+        ser_last = Signal(name="ser_last")
         ser_take = res_valid & rq.i.ready
         res_free = ~res_valid | (ser_take & ser_last)
 
@@ -393,12 +400,12 @@ class DigitalDatapath(wiring.Component):
                 m.d.sync += [kk.eq(0), k_left.eq(km1_cfg), k_last.eq(k_one)]
                 with m.If(last_group):                         # next pixel
                     m.d.sync += [g0.eq(1), wbase.eq(wb_cfg), ch_base.eq(0), ch_left.eq(c_cfg),
-                                 pix_left.eq(pix_left - 1)]
-                    with m.If(pix_left == 1):
+                                 last_group.eq(c_cfg <= L), pix_left.eq(pix_left - 1), pix_one.eq(pix_left == 2)]
+                    with m.If(pix_one):
                         m.d.sync += running.eq(0)
                 with m.Else():                                 # next channel group
                     m.d.sync += [g0.eq(0), wbase.eq(wbase + k_cfg), ch_base.eq(ch_base + L),
-                                 ch_left.eq(ch_left - L)]
+                                 ch_left.eq(ch_left - L), last_group.eq(ch_left <= 2 * L)]
             with m.Else():
                 m.d.sync += [kk.eq(kk + 1), k_left.eq(k_left - 1), k_last.eq(k_left == 1)]
 
@@ -419,7 +426,8 @@ class DigitalDatapath(wiring.Component):
                 with m.If(s3_klast):
                     m.d.sync += res[lane].eq(total)
             with m.If(s3_klast):
-                m.d.sync += [res_valid.eq(1), res_base.eq(s3_base), res_lanes.eq(s3_lanes), res_lane.eq(0)]
+                m.d.sync += [res_valid.eq(1), res_base.eq(s3_base), res_lanes.eq(s3_lanes), res_lane.eq(0),
+                             ser_last.eq(s3_lanes == 1)]
 
         # ---- emission into the requantizer
         m.d.comb += [
@@ -432,7 +440,7 @@ class DigitalDatapath(wiring.Component):
         with m.If(ser_take & ~(s3_done & s3_klast)):
             for lane in range(L - 1):
                 m.d.sync += res[lane].eq(res[lane + 1])
-            m.d.sync += res_lane.eq(res_lane + 1)
+            m.d.sync += [res_lane.eq(res_lane + 1), ser_last.eq(res_lane + 2 == res_lanes)]
             with m.If(ser_last):
                 m.d.sync += res_valid.eq(0)
 
@@ -452,7 +460,8 @@ class DigitalDatapath(wiring.Component):
             wq = self.w_base1 if sl else 0
             return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), k_left.eq(kq - 1), k_last.eq(kq == 1), k_one.eq(kq == 1),
                     c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
-                    slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq)]
+                    slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq),
+                    last_group.eq(cq <= L)]
 
         drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
         with m.FSM(name="ctl"):
@@ -468,8 +477,9 @@ class DigitalDatapath(wiring.Component):
                     pass
                 with m.Elif(cfg_ok_r):
                     m.d.sync += launch(0) + [
-                        two.eq(self.two_layers), seq_left.eq(self.n_pixels),
+                        two.eq(self.two_layers), seq_left.eq(self.n_pixels), seq_one.eq(self.n_pixels == 1),
                         pix_left.eq(Mux(self.two_layers, self.n_vectors0, self.n_pixels)),
+                        pix_one.eq(Mux(self.two_layers, self.n_vectors0 == 1, self.n_pixels == 1)),
                         self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
                         self.cycles0.eq(0), self.cycles1.eq(0),
                     ]
@@ -486,9 +496,10 @@ class DigitalDatapath(wiring.Component):
                         m.d.sync += self.cycles0.eq(self.cycles0 + 1)
                 with m.If(drained):
                     with m.If(two & ~slot):
-                        m.d.sync += launch(1) + [pix_left.eq(self.n_vectors1)]
-                    with m.Elif(two & (seq_left != 1)):
-                        m.d.sync += launch(0) + [pix_left.eq(self.n_vectors0), seq_left.eq(seq_left - 1)]
+                        m.d.sync += launch(1) + [pix_left.eq(self.n_vectors1), pix_one.eq(self.n_vectors1 == 1)]
+                    with m.Elif(two & ~seq_one):
+                        m.d.sync += launch(0) + [pix_left.eq(self.n_vectors0), pix_one.eq(self.n_vectors0 == 1),
+                                                 seq_left.eq(seq_left - 1), seq_one.eq(seq_left == 2)]
                     with m.Else():
                         m.d.sync += [self.done.eq(1), slot.eq(0)]
                         m.next = "IDLE"

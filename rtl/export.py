@@ -172,7 +172,7 @@ SHARED_BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "FlitsToBeat": ("flits_to_beat", ()),
     "BeatToFlits": ("beat_to_flits", ("chan",)),
     "DestFanout": ("dest_fanout", ("entries",)),
-    "StreamSlice": ("stream_slice", ()),
+    "StreamSlice": ("stream_slice", ("ping_pong",)),
     "DigitalDatapath": ("digital_datapath", ("params",)),
     "CSRBank": ("csr_bank", ("registers", "addr_bits")),
     "Pool": ("pool", ("words",)),

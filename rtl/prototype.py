@@ -47,7 +47,7 @@ from rtl.emulator import ArrayEmulator, address_map
 from rtl.params import TileParams
 from rtl.top import Coprocessor
 
-__all__ = ["IRQ_DONE", "IRQ_ENABLE", "IRQ_ERROR", "IRQ_STATUS", "Prototype"]
+__all__ = ["IRQ_DONE", "IRQ_ENABLE", "IRQ_ERROR", "IRQ_STATUS", "PnrHarness", "Prototype", "ResetSync"]
 
 IRQ_STATUS, IRQ_ENABLE = 0, 1
 #: Bits of IRQ_STATUS / IRQ_ENABLE.
@@ -288,6 +288,15 @@ class PnrHarness(wiring.Component):
     nets are internal, registered nets (as with an on-chip CPU), while the package sees
     only ``clk``, ``rst``, ``tdi`` and ``tdo``. Used by :func:`rtl.fpga.run_prototype` only.
 
+    **Reset** (issue 19): the ``rst`` pin is asynchronous to ``clk`` (a button); as a system's
+    reset block does for an AXI core, the harness synchronizes it (:data:`RESET_SYNC_STAGES`
+    flip-flops, not reset themselves) and distributes the result on a global network (an ECP5
+    ``DCCA`` buffer: one of the device's primary clock lines, built for high fan-out) to the
+    prototype, whose own reset (``rst``: synchronous, active high) is then a timed path from one
+    flip-flop instead of the pin's unconstrained route into every flip-flop. The prototype is
+    held in reset from ``RESET_SYNC_STAGES`` cycles after the pin rises until
+    ``RESET_SYNC_STAGES`` cycles after it falls. The shift registers need no reset.
+
     Members
     -------
     tdi : In(1)
@@ -299,19 +308,57 @@ class PnrHarness(wiring.Component):
         super().__init__({"tdi": In(1), "tdo": Out(1)})
 
     def elaborate(self, platform):
-        from amaranth.hdl import Cat
+        from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance, ResetSignal
 
         m = Module()
-        p = m.submodules.proto = self.proto
+        # reset synchronizer -> global buffer -> the prototype's domain (same clock)
+        rs = m.submodules.rst_sync = ResetSync()
+        m.d.comb += rs.i.eq(ResetSignal())
+        m.domains.core = core = ClockDomain("core")
+        m.d.comb += core.clk.eq(ClockSignal())
+        m.submodules.rst_global = Instance("DCCA", i_CLKI=rs.o, i_CE=Const(1), o_CLKO=core.rst)
+        p = m.submodules.proto = DomainRenamer("core")(self.proto)
         ins = [getattr(p, n) for n, mem in p.signature.members.items() if mem.flow == In]
         outs = [getattr(p, n) for n, mem in p.signature.members.items() if mem.flow == Out]
-        chain = Signal(sum(len(s) for s in ins))
+        chain = Signal(sum(len(s) for s in ins), reset_less=True)
         m.d.sync += chain.eq(Cat(self.tdi, chain[:-1]))
         pos = 0
         for sig in ins:
             m.d.comb += sig.eq(chain[pos:pos + len(sig)])
             pos += len(sig)
-        cap = Signal(sum(len(s) for s in outs))
+        cap = Signal(sum(len(s) for s in outs), reset_less=True)
         m.d.sync += cap.eq(Cat(*outs) ^ Cat(cap[1:], 0))
-        m.d.sync += self.tdo.eq(cap[0])
+        tdo = Signal(reset_less=True)
+        m.d.sync += tdo.eq(cap[0])
+        m.d.comb += self.tdo.eq(tdo)
+        return m
+
+
+#: Flip-flops of :class:`PnrHarness`'s reset synchronizer (two: the usual metastability margin).
+RESET_SYNC_STAGES = 2
+
+
+class ResetSync(wiring.Component):
+    """Reset synchronizer: ``o`` is ``i`` delayed by :data:`RESET_SYNC_STAGES` flip-flops of the ``sync`` domain.
+
+    The flip-flops are not reset (their input is the reset) and start at 1, so a design comes up held in reset.
+    Assertion and release both take ``RESET_SYNC_STAGES`` cycles; a pulse on ``i`` shorter than a cycle may be
+    missed (a button's is not).
+
+    Members
+    -------
+    i : In(1)
+        The asynchronous reset (a pin).
+    o : Out(1)
+        The synchronized reset, a flip-flop.
+    """
+
+    def __init__(self):
+        super().__init__({"i": In(1), "o": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        stages = [Signal(init=1, reset_less=True, name=f"rst_sync{k}") for k in range(RESET_SYNC_STAGES)]
+        m.d.sync += [stages[0].eq(self.i)] + [stages[k].eq(stages[k - 1]) for k in range(1, len(stages))]
+        m.d.comb += self.o.eq(stages[-1])
         return m

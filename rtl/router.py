@@ -15,8 +15,10 @@ mapper's placement and in ``tile_grid``.
 
 Per input port a chain of ``latency_cycles`` two-entry FIFO stages buffers
 the flits (cycle for cycle a :class:`amaranth.lib.fifo.SyncFIFO` of depth 2,
-built from registers with the oldest flit in a fixed register, so no read
-multiplexer sits in front of the crossbar). Each stage adds one cycle, so a
+built from two registers used in turn: a read toggles a pointer and moves no
+flit, so the crossbar's transfer decision drives a few flip-flops, not the
+enables of a whole flit; a 2-to-1 multiplexer sits in front of the crossbar).
+Each stage adds one cycle, so a
 flit crossing one router without contention takes exactly ``latency_cycles``
 cycles -- the chip description's ``hop_latency_ns`` in cycles
 (``spec.cycles``), the same figure the mapper charges per hop. The depth-2
@@ -185,14 +187,20 @@ def _any(terms):
 
 
 class _FlitBuffer(wiring.Component):
-    """Two-entry FIFO whose oldest entry sits in a fixed register (no read multiplexer).
+    """Two-entry FIFO of two fixed registers used in turn (a ping-pong buffer).
 
     Cycle for cycle the same as :class:`amaranth.lib.fifo.SyncFIFO` of depth 2
     (``w_rdy`` = not full, ``r_rdy`` = not empty, a write is readable the next
-    cycle, a full buffer takes no write even while it is read), but ``r_data``
-    comes straight from a flip-flop, and an optional ``tag`` computed from the
-    written data (the route of a flit) is stored beside it, so the crossbar
-    logic starts from registers.
+    cycle, a full buffer takes no write even while it is read; ``w_rdy`` and ``r_rdy``
+    are flip-flops), and an optional ``tag`` computed from the written data (the route of
+    a flit) is stored beside each entry, so the crossbar logic starts from registers.
+
+    Issue 19: a read only toggles the read pointer and the fill flags; no entry moves, so the
+    crossbar's transfer (``r_en``, the end of the output's ready chain) drives four flip-flops
+    instead of the enables of a whole flit (~40 in context: 11-12.6 ns routed). The entry being
+    written captures ``w_data`` whenever the buffer is not full (the enables depend on the
+    buffer's own flip-flops only, not on ``w_en``); ``r_data`` / ``r_tag`` are a 2-to-1
+    multiplexer of the two entries by the read pointer.
     """
 
     def __init__(self, width: int, tag_fn=None, tag_width: int = 0):
@@ -205,27 +213,34 @@ class _FlitBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        head_valid, tail_valid = Signal(), Signal()
-        tail = Signal.like(self.w_data)
-        tail_tag = Signal.like(self.r_tag)
+        head_valid, tail_valid = Signal(), Signal()   # one entry or more / two entries
+        ent = [Signal.like(self.w_data, name=f"ent{k}") for k in range(2)]
+        tag = [Signal.like(self.r_tag, name=f"tag{k}") for k in range(2)]
+        wp, rp = Signal(), Signal()                    # entry written next / read next
         w_tag = Signal.like(self.r_tag)
         if self._tag_fn is not None:
             m.d.comb += w_tag.eq(self._tag_fn(self.w_data))
-        m.d.comb += [self.w_rdy.eq(~tail_valid), self.r_rdy.eq(head_valid)]
+        m.d.comb += [self.w_rdy.eq(~tail_valid), self.r_rdy.eq(head_valid),
+                     self.r_data.eq(Mux(rp, ent[1], ent[0])), self.r_tag.eq(Mux(rp, tag[1], tag[0]))]
         do_read = head_valid & self.r_en
         do_write = ~tail_valid & self.w_en
+        for k in range(2):  # entry wp is free whenever the buffer is not full
+            with m.If(~tail_valid & (wp == k)):
+                m.d.sync += [ent[k].eq(self.w_data), tag[k].eq(w_tag)]
+        with m.If(do_write):
+            m.d.sync += wp.eq(~wp)
+        with m.If(do_read):
+            m.d.sync += rp.eq(~rp)
         with m.If(do_read):
             with m.If(tail_valid):
-                m.d.sync += [self.r_data.eq(tail), self.r_tag.eq(tail_tag), tail_valid.eq(0)]
-            with m.Elif(do_write):
-                m.d.sync += [self.r_data.eq(self.w_data), self.r_tag.eq(w_tag)]
-            with m.Else():
+                m.d.sync += tail_valid.eq(0)
+            with m.Elif(~do_write):
                 m.d.sync += head_valid.eq(0)
         with m.Elif(do_write):
             with m.If(head_valid):
-                m.d.sync += [tail.eq(self.w_data), tail_tag.eq(w_tag), tail_valid.eq(1)]
+                m.d.sync += tail_valid.eq(1)
             with m.Else():
-                m.d.sync += [self.r_data.eq(self.w_data), self.r_tag.eq(w_tag), head_valid.eq(1)]
+                m.d.sync += head_valid.eq(1)
         return m
 
 

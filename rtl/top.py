@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -107,6 +107,40 @@ __all__ = ["Coprocessor"]
 CHAN_ACT, CHAN_PSUM = 0, 1
 #: Channel of a flit to the digital node that carries weights (docs/design.md, "Weight loading").
 CHAN_WEIGHT = 1
+
+
+def _slot_counter(m: Module, dd, name: str, vector_end, clear) -> Signal:
+    """The digital datapath's layer-slot sequence counted on a stream's vectors: ``n_vectors0`` vectors of slot 0,
+    then ``n_vectors1`` of slot 1, per round (``rtl.digital``, ``two_layers``); returns the slot of the next
+    vector. ``vector_end``: a vector's last beat is taken this cycle; ``clear`` (priority): back to slot 0.
+
+    "This vector ends the slot's run" (``count + 1 >= n_vectors[slot]``) is a flip-flop computed from the
+    counter's next value (issue 19: a 16-bit compare in front of the counter's enables); not reset, so it is
+    right from the first cycle after reset; a changed ``n_vectors0`` / ``n_vectors1`` reaches it one cycle later.
+    """
+    slot = Signal(name=f"{name}slot")
+    cnt = Signal.like(dd.n_vectors0, name=f"{name}cnt")
+    wrap = Signal(name=f"{name}wrap", reset_less=True)
+
+    def ends(c, s):
+        return wrap.eq(c + 1 >= Mux(s, dd.n_vectors1, dd.n_vectors0))
+
+    with m.If(vector_end):
+        with m.If(wrap):
+            m.d.sync += [cnt.eq(0), slot.eq(~slot)]
+        with m.Else():
+            m.d.sync += cnt.eq(cnt + 1)
+    with m.If(clear):
+        m.d.sync += [cnt.eq(0), slot.eq(0)]
+    with m.If(ResetSignal() | clear):
+        m.d.sync += ends(Const(0, len(cnt)), Const(0))
+    with m.Elif(vector_end & wrap):
+        m.d.sync += ends(Const(0, len(cnt)), ~slot)
+    with m.Elif(vector_end):
+        m.d.sync += ends(cnt + 1, slot)
+    with m.Else():
+        m.d.sync += ends(cnt, slot)
+    return slot
 
 
 class Coprocessor(wiring.Component):
@@ -336,18 +370,12 @@ class Coprocessor(wiring.Component):
             # counted on the vectors the merge emits; the merge runs only while the datapath is busy, and the
             # count restarts while the datapath is idle with nothing emitted ahead.
             x_sl = m.submodules.digital_x_slice = StreamSlice(L.x)
-            mslot = Signal(name="digital_mslot")
-            mcnt = Signal.like(dd.n_vectors0, name="digital_mcnt")
+            mslot = _slot_counter(m, dd, "digital_m",
+                                  merge.o.valid & merge.o.ready & merge.o.payload.last & dd.two_layers,
+                                  ~dd.busy & ~x_sl.o.valid)  # idle, nothing emitted ahead: a run starts at slot 0
             m.d.comb += [x_sl.i.payload.eq(merge.o.payload), x_sl.i.valid.eq(merge.o.valid & dd.busy),
                          merge.o.ready.eq(x_sl.i.ready & dd.busy), merge.slot.eq(mslot)]
             wiring.connect(m, x_sl.o, dd.x_in)
-            with m.If(merge.o.valid & merge.o.ready & merge.o.payload.last & dd.two_layers):
-                with m.If(mcnt + 1 >= Mux(mslot, dd.n_vectors1, dd.n_vectors0)):
-                    m.d.sync += [mcnt.eq(0), mslot.eq(~mslot)]
-                with m.Else():
-                    m.d.sync += mcnt.eq(mcnt + 1)
-            with m.If(~dd.busy & ~x_sl.o.valid):  # idle, nothing emitted ahead: a run starts at slot 0
-                m.d.sync += [mcnt.eq(0), mslot.eq(0)]
         if self.units["lb"]:
             m.d.comb += merge.slot.eq(dd.slot)
         wiring.connect(m, dd.out, d_pack.i)
@@ -356,15 +384,9 @@ class Coprocessor(wiring.Component):
         # with two_layers the packer's output vectors are n_vectors0 of slot 0, then n_vectors1 of slot 1, per
         # round (rtl/digital.py): pslot counts them; only slot 0's go through the pool (digits-cnn: conv1 ->
         # maxpool; fc's scores bypass it); the fanout takes whole vectors from the pool or the bypass
-        pslot = Signal(name="digital_pslot")
-        pcnt = Signal.like(dd.n_vectors0, name="digital_pcnt")
-        with m.If(d_pack.o.valid & d_pack.o.ready & d_pack.o.payload.last & dd.two_layers):
-            with m.If(pcnt + 1 >= Mux(pslot, dd.n_vectors1, dd.n_vectors0)):
-                m.d.sync += [pcnt.eq(0), pslot.eq(~pslot)]
-            with m.Else():
-                m.d.sync += pcnt.eq(pcnt + 1)
-        with m.If(dd.start | (~dd.busy & ~dd.two_layers)):
-            m.d.sync += [pcnt.eq(0), pslot.eq(0)]
+        pslot = _slot_counter(m, dd, "digital_p",
+                              d_pack.o.valid & d_pack.o.ready & d_pack.o.payload.last & dd.two_layers,
+                              dd.start | (~dd.busy & ~dd.two_layers))
         sel = Signal(name="digital_fan_sel")   # 1: the packer's output (bypass), 0: the pool's
         if self.units["pool"]:
             d_pool = m.submodules.digital_pool = Pool(self.tp.rows_per_dac_beat)
@@ -424,9 +446,16 @@ class Coprocessor(wiring.Component):
             io.local_i.payload.payload.eq(sin.tdata), io.local_i.payload.last.eq(sin.tlast),
             io.local_i.payload.x.eq(sin.tdest[:xb]), io.local_i.payload.y.eq(sin.tdest[xb:xb + yb]),
             io.local_i.payload.chan.eq(sin.tdest[xb + yb:]),
-            sout.tvalid.eq(io.local_o.valid), io.local_o.ready.eq(sout.tready),
-            sout.tdata.eq(io.local_o.payload.payload), sout.tlast.eq(io.local_o.payload.last),
-            sout.tdest.eq(io.local_o.payload.chan),
+        ]
+        # a register slice between the I/O router and m_axis (archmodel.timing.HOST_OUT_SLICE_CYCLES; issue 19: the
+        # host's tready ran into the router's arbiter and the router's arbitration into the output vector count,
+        # 11.8 ns in context): every m_axis output and the router's local ready are flip-flops
+        hsl = m.submodules.host_out_slice = StreamSlice(io.local_o.payload.shape())
+        wiring.connect(m, io.local_o, hsl.i)
+        m.d.comb += [
+            sout.tvalid.eq(hsl.o.valid), hsl.o.ready.eq(sout.tready),
+            sout.tdata.eq(hsl.o.payload.payload), sout.tlast.eq(hsl.o.payload.last),
+            sout.tdest.eq(hsl.o.payload.chan),
         ]
 
         # ---- run-complete and error outputs (interrupt sources; docs/design.md 17.1)

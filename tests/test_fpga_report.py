@@ -160,3 +160,52 @@ def test_cli_refuses_prototype_options_without_the_prototype(flags, capsys):
     assert main(["fpga", "--no-prototype", *flags, "--blocks", "csr_bank"]) == 1
     assert capsys.readouterr().err.strip() == ("aimc: error: --place-only and --router apply to the whole "
                                                "prototype; --no-prototype skips it")
+
+
+def test_reset_sync_releases_two_cycles_after_the_pin():
+    """rtl.prototype.ResetSync (issue 19, the place-and-route harness's reset): ``o`` starts high (a design comes up
+    in reset) and follows ``i`` RESET_SYNC_STAGES = 2 cycles late, both edges; hand-written expected trace."""
+    from amaranth.sim import Simulator
+
+    from rtl.prototype import RESET_SYNC_STAGES, ResetSync
+
+    dut = ResetSync()
+    pin = [1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    seen = []
+
+    async def tb(ctx):
+        for v in pin:
+            ctx.set(dut.i, v)
+            seen.append(ctx.get(dut.o))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert RESET_SYNC_STAGES == 2
+    assert seen == [1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0]
+
+
+def test_harness_reset_goes_through_synchronizer_and_global_buffer():
+    """The harness's Verilog (1 x 1 tiny-fpga, as the fast in-context loop): the ``rst`` pin reaches only the
+    synchronizer's first flip-flop; a DCCA (ECP5 global buffer) drives the prototype's reset from its last."""
+    import re
+
+    from amaranth.back import rtlil
+
+    from archmodel.spec import load_spec
+    from rtl.prototype import PnrHarness
+
+    spec = load_spec("tiny-fpga").replace(**{"tile_grid.rows": 1, "tile_grid.cols": 1})
+    text = rtlil.convert(PnrHarness(spec), name="h", emit_src=False)
+    top = text[text.index("module \\h\n"):]
+    top = top[:top.index("\nend\n")]
+    cells = {name: body for _, name, body in re.findall(r"  cell (\S+) (\S+)\n(.*?)\n  end", top, re.S)}
+    dcca, sync = cells["\\rst_global"], cells["\\rst_sync"]
+    out = re.search(r"connect \\rst_sync1 (.+)", sync).group(1)   # the synchronizer's last flip-flop
+    assert re.search(r"connect \\CLKI (.+)", dcca).group(1) == out
+    assert "connect \\CLKO \\core_rst" in dcca
+    pin_users = sorted(n for n, b in cells.items() if re.search(r"connect \\\S+ \\rst \[0\]", b))
+    assert pin_users == ["\\rst_sync"], pin_users
+    assert any("core_rst" in b for n, b in cells.items() if "proto" in n)

@@ -81,8 +81,9 @@ def test_source_merge_in_order(p):
 
 def test_source_merge_latency():
     """Issue 19: a beat accepted at the input edge n offers its first element on ``o`` in cycle
-    n + timing.SOURCE_MERGE_CYCLES (= 3: the queue's FIFO, 2 cycles as on main before the slice, then the register
-    slice after it), then one element per cycle (the 8 lanes of a beat in 8 consecutive cycles)."""
+    n + timing.SOURCE_MERGE_CYCLES (= 4: the input register slice, 1; the queue's FIFO, 2 cycles as on main before
+    the slices; the register slice after it, 1), then one element per cycle (the 8 lanes of a beat in 8
+    consecutive cycles)."""
     from archmodel import timing
 
     rng = np.random.default_rng(2)
@@ -103,4 +104,57 @@ def test_source_merge_latency():
                 taken.append(hns.cycle - 1)
     simulate(dut, tb)
     assert [int(e.data) for e in snk.items] == vals
-    assert snk.cycles == [taken[0] + timing.SOURCE_MERGE_CYCLES + k for k in range(8)] and timing.SOURCE_MERGE_CYCLES == 3
+    assert snk.cycles == [taken[0] + timing.SOURCE_MERGE_CYCLES + k for k in range(8)] and timing.SOURCE_MERGE_CYCLES == 4
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_source_merge_random_configs(seed):
+    """Issue 19 (the end-of-vector and last-lane flags are flip-flops set one element ahead): random queue
+    configurations -- 1 to 24 elements per vector (1, 8 and 16 included: vectors that end on a beat's first or
+    last lane), queues on or off, either slot -- and random valid / ready gaps on both sides (probabilities
+    0.3 to 1). Per round the consumer reads slot 0's vector (the enabled slot-0 queues in index order) then
+    slot 1's; the model is that concatenation, ``last`` on each vector's final element only."""
+    rng = np.random.default_rng(seed)
+    rounds = 6
+    while True:
+        en = rng.integers(0, 2, 4)
+        slot = rng.integers(0, 2, 4)
+        if any(en[q] and slot[q] == 0 for q in range(4)) and any(en[q] and slot[q] == 1 for q in range(4)):
+            break
+    elems = [int(rng.choice([1, 8, 16, int(rng.integers(1, 25))])) for _ in range(4)]
+    tags = [int(t) for t in rng.permutation(8)[:4]]
+    dut = SourceMerge(TAG, x_beat_layout(), queues=4, depth=4, elem_bits=8)
+    src = Source(dut.i, rng, float(rng.uniform(0.3, 1.0)))
+    snk = Sink(dut.o, rng, float(rng.uniform(0.3, 1.0)))
+    want, want_last = [], []
+    for _ in range(rounds):
+        vals = {q: [int(x) for x in rng.integers(-128, 128, elems[q])] for q in range(4) if en[q]}
+        for s in (0, 1):
+            vec = [x for q in range(4) if en[q] and slot[q] == s for x in vals[q]]
+            want += vec
+            want_last += [0] * (len(vec) - 1) + [1]
+        beats = [(q, b) for q in vals for b in _beats(vals[q], tags[q])]
+        order = rng.permutation(len(beats))
+        per_q = {q: [b for qq, b in beats if qq == q] for q in vals}  # keep each queue's beats in order
+        for k in order:
+            q = beats[k][0]
+            src.put(per_q[q].pop(0))
+
+    async def tb(ctx, rst):
+        for q in range(4):
+            ctx.set(dut.q_src[q], tags[q])
+            ctx.set(dut.q_slot[q], int(slot[q]))
+            ctx.set(dut.q_elems[q], elems[q])
+            ctx.set(dut.q_en[q], int(en[q]))
+        hns = Harness({"i": src}, {"o": snk}, rst)
+        cur = 0
+        while len(snk.items) < len(want) and hns.cycle < 20 * len(want) + 200:
+            ctx.set(dut.slot, cur)
+            count = len(snk.items)
+            await hns.step(ctx)
+            if len(snk.items) > count and snk.items[-1].last:
+                cur ^= 1
+    simulate(dut, tb)
+    assert len(want) > 0 and len(snk.items) == len(want), (seed, elems, en, slot)
+    assert [int(e.data) for e in snk.items] == want
+    assert [int(e.last) for e in snk.items] == want_last

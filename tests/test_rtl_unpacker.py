@@ -71,6 +71,7 @@ def test_dest_fanout_split_and_multicast(p):
         for e, (x, y, chan, lo, hi, en) in enumerate(conf):
             for name, val in (("x", x), ("y", y), ("chan", chan), ("lo", lo), ("hi", hi), ("en", en)):
                 ctx.set(getattr(dut, name)[e], val)
+        await ctx.tick()  # the entries' range flags are flip-flops: configuration one cycle before the first beat
         h = Harness({"i": src}, {"o": snk}, rst)
         while len(snk.items) < 10 * n_vec and h.cycle < 600:
             d = (ctx.get(dut.dest_x), ctx.get(dut.dest_y), ctx.get(dut.dest_chan))
