@@ -148,6 +148,18 @@ async def test_mesh_backpressure(dut):
     assert res.in_stall_cycles > 0 and res.out_stall_cycles > 0, res.summary()
 
 
+def _negate_coef_scale(pn, tile: int, col: int) -> None:
+    """RTL-side fault: the ``coef_scale`` write of output column ``col`` of ``tile``'s affine unit negated in
+    ``pn.writes`` (the configuration on its way to the chip; the golden run untouched)."""
+    rm = pn.regmap
+    at = pn.writes.index(RegWrite(*rm.write(f"tile{tile}.affine.coef_addr", coef_addr=col),
+                                  f"tile{tile}.affine.coef_addr"))
+    wr = pn.writes[at + 1]
+    assert wr.name == f"tile{tile}.affine.coef_scale"
+    scale = rm.decode(wr.name, wr.data)["coef_scale"]
+    pn.writes[at + 1] = RegWrite(wr.addr, rm.encode(wr.name, coef_scale=-scale), wr.name)
+
+
 @cocotb.test(timeout_time=3, timeout_unit="ms")
 async def test_fault_detected(dut):
     env = _env()
@@ -155,12 +167,8 @@ async def test_fault_detected(dut):
     tb = await _start(dut, env)
     pn = prepare_network(mlp_job(env["arch"], [30, 32, 10], [0, 1], 8, env["seed"], changes=env["changes"],
                                  t_inf_s=0.0, name="mlp 30-32-10, column 3 of layer 2 corrupted"))
-    rm, col = pn.regmap, 3
-    at = pn.writes.index(RegWrite(*rm.write("tile1.affine.coef_addr", coef_addr=col), "tile1.affine.coef_addr"))
-    wr = pn.writes[at + 1]
-    assert wr.name == "tile1.affine.coef_scale"
-    scale = rm.decode(wr.name, wr.data)["coef_scale"]
-    pn.writes[at + 1] = RegWrite(wr.addr, rm.encode(wr.name, coef_scale=-scale), wr.name)  # negated scale
+    col = 3
+    _negate_coef_scale(pn, 1, col)
     res = await tb.run(pn, log=None)
     _save("test_fault_detected", res.as_dict() | {"test": "test_fault_detected"})
     msg = f"seed {res.seed}: {res.summary()}"
@@ -334,12 +342,8 @@ async def test_conv_pool_fault(dut):
     c = CONV_POOL
     pn = prepare_network(conv_job(env["arch"], c["input_shape"], c["convs"], c["tiles"], 2, env["seed"],
                                   changes=env["changes"], pools=c["pools"], name="conv pool, conv1 channel 5 fault"))
-    rm, col = pn.regmap, 5
-    at = pn.writes.index(RegWrite(*rm.write("tile0.affine.coef_addr", coef_addr=col), "tile0.affine.coef_addr"))
-    wr = pn.writes[at + 1]
-    assert wr.name == "tile0.affine.coef_scale"
-    scale = rm.decode(wr.name, wr.data)["coef_scale"]
-    pn.writes[at + 1] = RegWrite(wr.addr, rm.encode(wr.name, coef_scale=-scale), wr.name)  # negated scale
+    col = 5
+    _negate_coef_scale(pn, 0, col)
     res = await tb.run(pn, log=None)
     _save("test_conv_pool_fault", res.as_dict() | {"test": "test_conv_pool_fault", "channel": col})
     assert res.compared == res.expected_outputs == 2 * 16, res.summary()
