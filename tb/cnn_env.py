@@ -228,9 +228,14 @@ def prepare_cnn(golden: CnnGolden) -> CnnNetwork:
                     first_reader=conv2.name, pace_notes=["", "the 2 x 2 pool window", "the 2 x 2 pool window", ""])
 
 
+#: Default drift time of the CNN co-simulation after programming, s (1 h; the golden's GDC alpha per analog
+#: layer): every documented CNN run used it (docs/design.md §17). Assumed, not from a paper.
+CNN_T_INF_S = 3600.0
+
+
 def cosim_cnn(arch: str, placement, *, images: int, seed: int = 1, sim: str = "verilator", build_dir,
               fault: str = "none", fault_test: bool = False, weights: str = "seeded", waves: bool = False,
-              network: str | None = None, t_inf_s: float = 3600.0) -> dict:
+              network: str | None = None, t_inf_s: float = CNN_T_INF_S) -> dict:
     """Build the co-processor for ``arch`` and run ``tb.test_top_cosim.test_cnn_network`` on ``placement``
     (the mapper's, without replication: :class:`archmodel.placement.Placement`); with ``fault_test`` also
     ``test_cnn_fault`` in the same simulator process (its JSON under ``fault_test``). A residual network
@@ -294,7 +299,7 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                  "mismatches")
     lines = [
         f"{d['network']}: {n} images, seed {d['seed']}, weights {d.get('weights', 'seeded')}, drift t = "
-        f"{d.get('t_inf_s', 3600.0):g} s after programming (GDC), golden = archmodel's integer network forward "
+        f"{d.get('t_inf_s', CNN_T_INF_S):g} s after programming (GDC), golden = archmodel's integer network forward "
         "(tb.cnn_golden); one run of the chip, no host relay",
         f"{'MATCH' if ok else 'MISMATCH'}: {match}",
         f"top-1: RTL {t_rtl.tolist()} model {t_model.tolist()} (equal on {int((t_rtl == t_model).sum())}/{n}); "

@@ -606,7 +606,7 @@ async def _cnn(dut, fault: str, test: str):
     from archmodel.placement import LayerPlacement, Placement
     from archmodel.zoo import load_network
     from rtl.register_compiler import compile_digital_weights
-    from tb.cnn_env import prepare_cnn
+    from tb.cnn_env import CNN_T_INF_S, prepare_cnn
     from tb.cnn_golden import cnn_golden, seeded_params
 
     env = _env()
@@ -627,7 +627,7 @@ async def _cnn(dut, fault: str, test: str):
         wseed = int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "3" if residual else "1"))
         data = load_digits_split(env["seed"])
         params, source = seeded_params(net, wseed), f"seeded (tb.cnn_golden.seeded_params, seed {wseed})"
-    t_inf = float(os.environ.get("AIMC_CNN_T_INF", "3600"))
+    t_inf = float(os.environ.get("AIMC_CNN_T_INF", repr(CNN_T_INF_S)))
     g = cnn_golden(tb.spec, net, placement, params, data.x_test[:n], data.x_train[:256], seed=env["seed"],
                    t_inf_s=t_inf)
     cn = prepare_cnn(g)

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(f"--t-inf must be finite and >= 0 s, got {args.t_inf}")
     if args.images is not None:
         return _run_network(args)
-    args.t_inf = 0.0 if args.t_inf is None else args.t_inf
+    args.t_inf = _t_inf(args)
     check_int_range("--seed", args.seed, 0)
     if args.waves and args.build_dir is None:
         raise OptionError("--waves needs --build-dir DIR to keep the waveform file")
@@ -134,6 +134,17 @@ def _placement(args: argparse.Namespace, spec=None):
 
     spec = load_spec(args.arch) if spec is None else spec
     return map_network(spec, load_network(args.network), MapOptions(replicate=False)).placement()
+
+
+def _t_inf(args: argparse.Namespace, *, cnn: bool = False) -> float:
+    """``--t-inf`` in s, or its default when not given: 0 s, and for a CNN with ``--images``
+    :data:`tb.cnn_env.CNN_T_INF_S` (1 h). Validated in :func:`run`."""
+    if args.t_inf is not None:
+        return float(args.t_inf)
+    if cnn:
+        from tb.cnn_env import CNN_T_INF_S
+        return CNN_T_INF_S
+    return 0.0
 
 
 def _in_build_dir(args: argparse.Namespace, run_in):
@@ -163,7 +174,7 @@ def _run_network(args: argparse.Namespace) -> int:
         return _run_cnn(args)  # a CNN in one run (digits-cnn: tb.cnn_env; digits-resnet: tb.resnet_env)
     placement = _placement(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
-                  network=str(args.network), t_inf_s=0.0 if args.t_inf is None else args.t_inf)
+                  network=str(args.network), t_inf_s=_t_inf(args))
     d = _in_build_dir(args, lambda folder: cosim_network(args.arch, placement, build_dir=folder, **kwargs))
     for line in report_lines(d):
         print(line)
@@ -237,7 +248,7 @@ def _run_cnn(args: argparse.Namespace) -> int:
 
     placement = _check_fits_rtl(args)
     kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, waves=args.waves, weights=args.weights,
-                  network=str(args.network), t_inf_s=3600.0 if args.t_inf is None else args.t_inf)
+                  network=str(args.network), t_inf_s=_t_inf(args, cnn=True))
     d = _in_build_dir(args, lambda folder: cosim(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = report_lines(d)
     for line in lines:
@@ -255,7 +266,7 @@ def _run_prototype(args: argparse.Namespace) -> int:
     if args.emulator_sigma is not None:
         check_int_range("--emulator-sigma", sigma, 1, 255)
     check_int_range("--emulator-seed", args.emulator_seed, 0, 2**32 - 1)
-    t_inf = 0.0 if args.t_inf is None else args.t_inf
+    t_inf = _t_inf(args)
     spec = load_spec(args.arch)
     if spec.array.arrays_per_tile != 1:
         raise CosimNetworkError(f"--emulate-arrays: '{spec.name}' has {spec.array.arrays_per_tile} arrays per tile; "
