@@ -19,16 +19,16 @@ Micro-architecture
   beats are dropped).
 - **MAC**: one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
   ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5) whose operands come
-  straight from flip-flops (the row's DAC code; the conductance codes, registered from the
-  memory's read), a registered product, ``array_cols`` accumulators of
+  straight from flip-flops (the row's DAC code, one copy per multiplier; the conductance codes,
+  registered from the memory's read), a registered product, ``array_cols`` accumulators of
   ``dac_bits + g_bits + log2(rows) + 1`` bits.
 - **ADC**: a 5-stage pipeline with one enable (the output FIFO's second entry is free; the enable
   never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
   E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
-  generators, E1 adds the round-half-even bias ``2**(shift-1) - 1 + acc[shift]`` and sums the
-  state's 4 bytes, E2 shifts and multiplies the noise by ``sigma``, E3 rounds the noise, E4 adds
-  and saturates into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter
-  per stage, for Fmax).
+  generators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]`` (two registered
+  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend and multiplies
+  the noise by ``sigma``, E3 shifts and rounds the noise, E4 adds and saturates into a two-beat output
+  FIFO whose head is the ``adc`` register (one adder or shifter per stage, for Fmax).
   The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
   emulator needs ``array_cols`` multipliers in all; the sharing is done in the operand
   registers (in the ADC phase they hold the noise sum and ``sigma``), not by a multiplexer in
@@ -148,7 +148,8 @@ class ArrayEmulator(wiring.Component):
         Array port, to the tile controller; ``ADC_BEATS[array]`` beats per MVM.
     wr_en, wr_addr, wr_data : In(1), In(address_map(params).addr_bits), In(32)
         Register window (module docstring), one write per cycle; registered on entry, so a write
-        takes effect one cycle after it is presented.
+        takes effect one cycle after it is presented (``SEED``: two cycles; ``SHIFT``'s rounding
+        constants: two cycles).
     err : Out(1)
         Sticky: a DAC burst longer than the array (cleared by ``CLEAR``).
 
@@ -236,8 +237,14 @@ class ArrayEmulator(wiring.Component):
         for j in range(cols):
             m.d.comb += wp.en[j].eq(wr_en & ~is_reg & (cell_col == j))
         reg_k = wr_addr[:am.sel_bit]
-        seed_write = Signal()
+        seed_hit = Signal()
         clear = Signal()
+        # a SEED write decoded into a flip-flop (with its data) before it steers the cols_per_adc_beat x 32
+        # generator flip-flops: it restarts them two cycles after it is presented (issue 19: the decode in
+        # front of that fan-out was a 10.3-11.7 ns path in context)
+        seed_write = Signal()
+        seed_data = Signal(DATA_BITS)
+        m.d.sync += [seed_write.eq(seed_hit), seed_data.eq(wr_data)]
         with m.If(wr_en & is_reg):
             with m.Switch(reg_k):
                 with m.Case(REG_SHIFT):  # shifts >= acc_w all give 0 (|acc| < 2**(acc_w-2)): clamp
@@ -245,7 +252,7 @@ class ArrayEmulator(wiring.Component):
                 with m.Case(REG_SIGMA):
                     m.d.sync += sigma.eq(wr_data[:SIGMA_BITS])
                 with m.Case(REG_SEED):
-                    m.d.comb += seed_write.eq(1)
+                    m.d.comb += seed_hit.eq(1)
                 with m.Case(REG_CLEAR):
                     m.d.comb += clear.eq(1)
                 for a in range(p.arrays_per_tile):
@@ -268,7 +275,11 @@ class ArrayEmulator(wiring.Component):
         r = Signal(range(rows + 1))
         m.d.comb += rp.addr.eq(sel * rows + r)
         v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
-        d1 = Signal(signed(p.dac_bits))
+        # the row's DAC code, one copy per multiplier that does not take it from s_r (issue 19: one register
+        # fanning out to 24-28 MULT18X18D spread over the die's DSP rows was a 10-13 ns path in context). Outside
+        # MAC a copy takes its own multiplier's conductance operand instead: a value never accumulated (v1 is
+        # low), it keeps the copies different functions, so synthesis cannot merge them back into one register
+        d1 = {j: Signal(signed(p.dac_bits), name=f"d{j}") for j in range(cpb, cols)}
         # the first cols_per_adc_beat multipliers also scale the noise in the ADC phase (shared DSPs)
         prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
         prods = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
@@ -293,10 +304,11 @@ class ArrayEmulator(wiring.Component):
         lst = [Signal(name=f"e{i}last") for i in range(4)]
         sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
         x_r = [Signal(32, name=f"x{lane}") for lane in range(cpb)]
+        a_r = [Signal(signed(acc_w), name=f"a{lane}") for lane in range(cpb)]
+        b_r = [Signal(acc_w, name=f"b{lane}") for lane in range(cpb)]
         t_r = [Signal(signed(acc_w + 1), name=f"t{lane}") for lane in range(cpb)]
         s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
         q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
-        q2_r = [Signal(signed(acc_w), name=f"qq{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
 
         # the DAC buffer shifts down one row per MAC cycle, so the current row's code is always its lowest
@@ -324,7 +336,7 @@ class ArrayEmulator(wiring.Component):
                         m.next = "MAC"
             with m.State("MAC"):
                 m.d.comb += load_row.eq(1)
-                m.d.sync += [d1.eq(row_code), r.eq(r + 1)]
+                m.d.sync += r.eq(r + 1)
                 m.d.sync += [dbuf[w].eq(shifted[w * dw:(w + 1) * dw]) for w in range(n_dac_words)]
                 m.d.sync += [v1.eq(1), last1.eq(r + 1 == n_rows)]
                 with m.If(r + 1 == n_rows):
@@ -359,7 +371,8 @@ class ArrayEmulator(wiring.Component):
                 with m.If(~adc_mode | adv):
                     m.d.sync += prods[j].eq(s_r[j] * c_r[j])
             else:
-                m.d.sync += [c_r[j].eq(c), prods[j].eq(d1 * c_r[j])]
+                m.d.sync += [c_r[j].eq(c), prods[j].eq(d1[j] * c_r[j]),
+                             d1[j].eq(Mux(load_row, row_code, c_r[j].as_unsigned()[:p.dac_bits]))]
             with m.If(acc_clear):
                 m.d.sync += accs[j].eq(0)
             with m.Elif(v2):
@@ -376,12 +389,22 @@ class ArrayEmulator(wiring.Component):
         m.d.comb += g_next.eq(Mux(in_adc, Mux(issue, g + 1, g), 0))
         m.d.sync += more.eq(g_next < arr_beats2)
         acc_groups = Array(Cat(*accs[b * cpb:(b + 1) * cpb]) for b in range(full_beats))
-        # round half to even of a / 2**S = (a + 2**(S-1) - 1 + a[S]) >> S  (S >= 1; S = 0: a)
+        # round half to even of a / 2**S = (a + 2**(S-1) - 1 + a[S]) >> S  (S >= 1; S = 0: a). The bias and
+        # bias + 1 and the one-hot of S are registers of the static SHIFT (a write reaches them a cycle later),
+        # so E1 picks the addend with an AND-OR of a's bits and E2 is one two-operand carry chain (issue 19:
+        # the three-operand add after a 22-to-1 bit select by S was an 11.6 ns path in context)
         bias_lut = Array(Const(((1 << (k - 1)) - 1) if k else 0, acc_w) for k in range(acc_w + 1))
+        s0 = min(self.shift0, acc_w)
+        b0 = ((1 << (s0 - 1)) - 1) if s0 else 0
+        bias0, bias1 = Signal(acc_w, name="bias0", init=b0), Signal(acc_w, name="bias1", init=b0 + 1)
+        # bit k set iff S == k >= 1 (S = 0: no parity bit; S = acc_w: the parity does not change the result)
+        shift_1h = Signal(acc_w, name="shift_1h", init=(1 << s0) if 1 <= s0 < acc_w else 0)
+        m.d.sync += [bias0.eq(bias_lut[shift]), bias1.eq(bias_lut[shift] + 1)]
+        m.d.sync += [shift_1h[k].eq(shift == k) for k in range(1, acc_w)]
         lim = 1 << (p.adc_bits - 1)
         with m.If(seed_write):
             for lane, x in enumerate(lanes):
-                m.d.sync += x.eq((wr_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
+                m.d.sync += x.eq((seed_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
         w_codes = [Signal(signed(p.adc_bits), name=f"w_code{lane}") for lane in range(cpb)]
         with m.If(adv):
             m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
@@ -392,25 +415,26 @@ class ArrayEmulator(wiring.Component):
                 with m.If(issue & ~seed_write):
                     m.d.sync += lanes[lane].eq(nxt)
                 a = sel_r[lane]
-                odd = Mux(shift == 0, 0, a.bit_select(shift, 1))
+                odd = (a.as_unsigned() & shift_1h).any()  # a[S] for S >= 1, else 0
                 byte_sum = sum(x_r[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
                 m.d.sync += [
                     # E0
                     sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
                     x_r[lane].eq(nxt),
                     # E1
-                    t_r[lane].eq(a + bias_lut[shift] + odd),
+                    a_r[lane].eq(a),
+                    b_r[lane].eq(Mux(odd, bias1, bias0)),
                     s_r[lane].eq(byte_sum.as_signed() - 510),
                     # E2
-                    q_r[lane].eq(t_r[lane] >> shift),
+                    t_r[lane].eq(a_r[lane] + b_r[lane]),
                     # E3
-                    q2_r[lane].eq(q_r[lane]),
+                    q_r[lane].eq(t_r[lane] >> shift),
                     n_r[lane].eq((prods[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
                 ]
         with m.If(load_row):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
             m.d.sync += [s_r[lane].eq(row_code) for lane in range(cpb)]
         for lane in range(cpb):  # E4: add the noise and saturate, into the output FIFO below
-            tot = q2_r[lane] + n_r[lane]
+            tot = q_r[lane] + n_r[lane]
             m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
         # output FIFO of two beats (as rtl.router's _FlitBuffer): head = the adc register; a beat leaving E4
         # goes to the head when it is free (same cycle timing as a plain output register), else to the tail,
