@@ -288,6 +288,86 @@ def test_emulator_init_codes_amaranth_sim():
     assert any(abs(v) > 30 for g, _ in res for v in g)
 
 
+def _tie_codes(targets: np.ndarray) -> np.ndarray:
+    """Conductance codes (8 rows, 32 columns) whose MVM with :data:`_TIE_DAC` gives exactly ``targets``."""
+    codes = np.zeros((8, targets.size), dtype=np.int64)
+    for j, t in enumerate(targets.tolist()):
+        k = int(round(t / 127))  # 127 * (c2 + .. + c7), spread over the six rows
+        parts = [min(127, max(0, k - 127 * i)) if k >= 0 else max(-127, min(0, k + 127 * i)) for i in range(6)]
+        rest = t - 127 * sum(parts)
+        c1 = int(round(rest / 64))
+        codes[:, j] = [rest - 64 * c1, c1, *parts]
+    assert (np.abs(codes) <= 127).all() and (_TIE_DAC @ codes == targets).all()
+    return codes
+
+
+_TIE_DAC = np.array([1, 64, 127, 127, 127, 127, 127, 127])
+
+
+def test_emulator_rounds_half_even_at_every_shift_amaranth_sim():
+    """Amaranth simulation, noise off: for SHIFT S in 0, 1, 2, 3, 7, 10, 13, 16 (written over the bus, then
+    the 256 codes of rows 0..7), the 32 accumulators are exact ties ``m * 2**(S-1)`` (m odd, both signs) and
+    their neighbours ``+-1``; the ADC codes equal the golden round half to even (hand check: a tie rounds to
+    the even neighbour, e.g. S = 2: 6 -> 2 (1.5), 10 -> 2 (2.5), -6 -> -2), saturated to 8 bits."""
+    from amaranth.sim import Simulator
+
+    from rtl.emulator import REG_SHIFT, ArrayEmulator, address_map
+    from rtl.params import TileParams
+
+    p = TileParams.from_spec(SPEC)
+    dut = ArrayEmulator(p, shift=0, min_latency=7)
+    am = address_map(p)
+    shifts = (0, 1, 2, 3, 7, 10, 13, 16)
+    plan = []
+    for s in shifts:
+        h = 1 << max(s - 1, 0)
+        m = np.array([1, -1, 3, -3, 5, -5, 7, -7, 1, -1, 3, -3, 1, -1, 3, -3,
+                      1, -1, 3, -3, 1, -1, 3, -3, 2, -2, 4, -4, 1, -1, 9, -9])
+        delta = np.array([0] * 8 + [1] * 4 + [-1] * 4 + [0] * 16)
+        m = np.where(np.abs(m) * h > 90_000, np.sign(m), m)  # |acc| <= 6 * 127 * 127 + 64 + 32 with these codes
+        targets = m * h + delta
+        plan.append((s, _tie_codes(targets), targets))
+    res = []
+
+    async def tb(ctx):
+        ctx.set(dut.adc.ready, 1)
+        for s, codes, _ in plan:
+            writes = [(am.reg(REG_SHIFT), s)] + [(am.cell(0, r, c), int(codes[r, c]))
+                                                 for r in range(8) for c in range(32)]
+            for addr, val in writes:
+                ctx.set(dut.wr_en, 1)
+                ctx.set(dut.wr_addr, addr)
+                ctx.set(dut.wr_data, val & 0xFFFFFFFF)
+                await ctx.tick()
+            ctx.set(dut.wr_en, 0)
+            await ctx.tick().repeat(3)
+            ctx.set(dut.dac.payload, {"codes": [int(x) for x in _TIE_DAC], "last": 1})
+            ctx.set(dut.dac.valid, 1)
+            await ctx.tick().until(dut.dac.ready)
+            ctx.set(dut.dac.valid, 0)
+            got = []
+            while True:
+                await ctx.tick()
+                if ctx.get(dut.adc.valid):
+                    got += list(ctx.get(dut.adc.payload.codes))
+                    if ctx.get(dut.adc.payload.last):
+                        break
+            res.append(got)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    for (s, codes, targets), got in zip(plan, res, strict=True):
+        full = np.zeros((1, 32, 32), dtype=np.int64)
+        full[0, :8] = codes
+        want = EmulatorModel(full, adc_bits=8, dac_bits=8, cols_per_adc_beat=8, shift=s).mvm(0, _TIE_DAC)
+        assert got == want.tolist(), f"SHIFT {s}"
+        assert want.tolist() == np.clip(round_half_even_shift(targets, s), -128, 127).tolist()
+    s2 = res[shifts.index(2)]  # S = 2, h = 2: targets 2, -2, 6, -6, 10, -10, 14, -14 -> 0 (0.5), 0, 2 (1.5), -2, ...
+    assert s2[:8] == [0, 0, 2, -2, 2, -2, 4, -4]
+
+
 def test_fpga_log_parsing():
     """rtl.fpga reads Fmax from nextpnr's log (the final report wins) when timing fails and no JSON report exists."""
     from rtl.fpga import _fmax_from_log
