@@ -17,18 +17,21 @@ Micro-architecture
 - **LOAD**: ``dac.ready`` = 1; each beat is stored in a DAC buffer (registers); ``last``
   starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
   beats are dropped).
-- **MAC**: one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
+- **MAC** (5 stages: read, operands, product, product, accumulate; every multiplier between two
+  registers on each side, so a DSP far from the emulator's fabric logic costs no cycle time):
+  one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
   ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5) whose operands come
   straight from flip-flops (the row's DAC code, one copy per multiplier; the conductance codes,
   registered from the memory's read), a registered product, ``array_cols`` accumulators of
   ``dac_bits + g_bits + log2(rows) + 1`` bits.
-- **ADC**: a 5-stage pipeline with one enable (the output FIFO's second entry is free; the enable
+- **ADC**: a 7-stage pipeline with one enable (the output FIFO's second entry is free; the enable
   never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
   E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
   generators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]`` (two registered
-  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend and multiplies
-  the noise by ``sigma``, E3 shifts and rounds the noise, E4 adds and saturates into a two-beat output
-  FIFO whose head is the ``adc`` register (one adder or shifter per stage, for Fmax).
+  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and registers
+  the noise product's operands), E3 shifts (and multiplies the noise by ``sigma``), E4 (the product's
+  second register), E5 rounds the noise, E6 adds and saturates into a two-beat output FIFO whose head
+  is the ``adc`` register (one adder or shifter per stage, for Fmax).
   The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
   emulator needs ``array_cols`` multipliers in all; the sharing is done in the operand
   registers (in the ADC phase they hold the noise sum and ``sigma``), not by a multiplexer in
@@ -36,7 +39,7 @@ Micro-architecture
   One beat per cycle without back-pressure.
 
 Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
-presented ``max(min_latency, rows_received + 8)`` cycles after the cycle in which ``last``
+presented ``max(min_latency, rows_received + 12)`` cycles after the cycle in which ``last``
 was accepted; ``min_latency`` defaults to the modelled array's
 ``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster than the modelled
 array. Throughput: one MVM at a time (no overlap, as the modelled array).
@@ -72,6 +75,11 @@ __all__ = ["ArrayEmulator", "EmulatorAddressMap", "address_map", "REG_SHIFT", "R
            "REG_CLEAR", "REG_ADC_BEATS"]
 
 REG_SHIFT, REG_SIGMA, REG_SEED, REG_CLEAR, REG_ADC_BEATS = 0, 1, 2, 3, 4
+#: MAC pipeline stages after the row counter: read (c_r, d0), operand (c2, d), product, product (prod2),
+#: accumulate.
+MAC_STAGES = 5
+#: ADC pipeline stages E0 .. E6 (the last one the output FIFO's head).
+ADC_STAGES = 7
 DATA_BITS = 32
 
 
@@ -265,27 +273,39 @@ class ArrayEmulator(wiring.Component):
         sel = Signal(range(max(2, p.arrays_per_tile)))
         n_rows = Signal(range(rows + 1))
         lat = Signal(range(self.min_latency + 1))
-        # lat_ok == (lat + 6 >= min_latency) at every cycle, held in a flip-flop (set beside lat's update)
-        # so that the ADC issue condition is an AND of flip-flops (no adder or compare in front of its fan-out)
-        lat_ok = Signal(init=int(6 >= self.min_latency))
+        # a beat issued when lat = x is presented x + ADC_STAGES + 1 cycles after `last` was accepted:
+        # lat_ok == (lat + ADC_STAGES + 1 >= min_latency) at every cycle, held in a flip-flop (set beside lat's
+        # update) so that the ADC issue condition is an AND of flip-flops (no adder or compare in front of its fan-out)
+        lat0 = ADC_STAGES + 1
+        lat_ok = Signal(init=int(lat0 >= self.min_latency))
         with m.If(~lat_ok):
-            m.d.sync += [lat.eq(lat + 1), lat_ok.eq(lat + 7 >= self.min_latency)]
+            m.d.sync += [lat.eq(lat + 1), lat_ok.eq(lat + lat0 + 1 >= self.min_latency)]
 
         # MAC pipeline
         r = Signal(range(rows + 1))
         m.d.comb += rp.addr.eq(sel * rows + r)
         v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
+        v1b, last1b, v3, last3 = Signal(), Signal(), Signal(), Signal()
         # the row's DAC code, one copy per multiplier that does not take it from s_r (issue 19: one register
         # fanning out to 24-28 MULT18X18D spread over the die's DSP rows was a 10-13 ns path in context). Outside
         # MAC a copy takes its own multiplier's conductance operand instead: a value never accumulated (v1 is
         # low), it keeps the copies different functions, so synthesis cannot merge them back into one register
         d1 = {j: Signal(signed(p.dac_bits), name=f"d{j}") for j in range(cpb, cols)}
+        d0 = Signal(signed(p.dac_bits))   # the row's DAC code, a cycle later (beside c_r), before the copies
+        load_row_d = Signal()
         # the first cols_per_adc_beat multipliers also scale the noise in the ADC phase (shared DSPs)
         prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
         prods = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
+        # every MULT18X18D between two registers on each side (issue 19: in the whole prototype the 128
+        # emulator multipliers spread over the die's DSP rows, 60 columns from the emulator's fabric logic;
+        # one register each side left two such routes and the multiplier in one cycle, 15.2 ns): operand
+        # registers c2 / s2 / d (near the DSP) after c_r / s_r / d0, and prod2 after the product register
+        prod2 = [Signal.like(prods[j], name=f"pp{j}") for j in range(cols)]
         adc_mode = Signal()
         load_row = Signal()   # MAC state: the operand registers take the row's DAC code
         c_r = [Signal(signed(max(gb, SIGMA_BITS + 1) if j < cpb else gb), name=f"c{j}") for j in range(cols)]
+        c2 = [Signal.like(c_r[j], name=f"cc{j}") for j in range(cols)]
+        s2 = [Signal(signed(11), name=f"ss{lane}") for lane in range(cpb)]
         accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
         acc_clear = Signal()
         mac_done = Signal()
@@ -300,8 +320,8 @@ class ArrayEmulator(wiring.Component):
         issue = Signal()
         in_adc = Signal()    # the FSM is in ADC (a flip-flop of its own: the issue condition's input)
         more = Signal()      # g < ADC_BEATS[sel], registered: g's next value against ADC_BEATS[sel]
-        vld = [Signal(name=f"e{i}v") for i in range(4)]
-        lst = [Signal(name=f"e{i}last") for i in range(4)]
+        vld = [Signal(name=f"e{i}v") for i in range(ADC_STAGES - 1)]
+        lst = [Signal(name=f"e{i}last") for i in range(ADC_STAGES - 1)]
         sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
         x_r = [Signal(32, name=f"x{lane}") for lane in range(cpb)]
         a_r = [Signal(signed(acc_w), name=f"a{lane}") for lane in range(cpb)]
@@ -309,6 +329,8 @@ class ArrayEmulator(wiring.Component):
         t_r = [Signal(signed(acc_w + 1), name=f"t{lane}") for lane in range(cpb)]
         s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
         q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
+        q4_r = [Signal(signed(acc_w), name=f"qd{lane}") for lane in range(cpb)]
+        q5_r = [Signal(signed(acc_w), name=f"qe{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
 
         # the DAC buffer shifts down one row per MAC cycle, so the current row's code is always its lowest
@@ -329,7 +351,7 @@ class ArrayEmulator(wiring.Component):
                     with m.If(self.dac.payload.last):
                         nw = Mux(n_words < n_dac_words, n_words + 1, n_words)
                         m.d.sync += [n_rows.eq(nw * rpb), r.eq(0), lat.eq(0), n_words.eq(0),
-                                     lat_ok.eq(int(6 >= self.min_latency))]
+                                     lat_ok.eq(int(lat0 >= self.min_latency))]
                         if p.arrays_per_tile > 1:
                             m.d.sync += sel.eq(self.dac.payload.array)
                         m.d.comb += acc_clear.eq(1)
@@ -360,8 +382,9 @@ class ArrayEmulator(wiring.Component):
             m.d.sync += g.eq(g + 1)
 
         # MAC pipeline registers (run every cycle): read -> product -> accumulate
-        m.d.sync += [v2.eq(v1), last2.eq(last1 & v1)]
-        m.d.comb += mac_done.eq(v2 & last2)  # the final accumulate happens at the end of this cycle
+        m.d.sync += [v1b.eq(v1), last1b.eq(last1 & v1), v2.eq(v1b), last2.eq(last1b), v3.eq(v2), last3.eq(last2)]
+        m.d.sync += [d0.eq(row_code), load_row_d.eq(load_row)]
+        m.d.comb += mac_done.eq(v3 & last3)  # the final accumulate happens at the end of this cycle
         for j in range(cols):
             c = rp.data[j * gb:(j + 1) * gb].as_signed()
             if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (stage E2);
@@ -369,14 +392,15 @@ class ArrayEmulator(wiring.Component):
                 # below), the noise sum in the ADC phase; c_r[j] the conductance code, or sigma in the ADC phase
                 m.d.sync += c_r[j].eq(Mux(adc_mode, Cat(sigma, 0).as_signed(), c))
                 with m.If(~adc_mode | adv):
-                    m.d.sync += prods[j].eq(s_r[j] * c_r[j])
+                    m.d.sync += [s2[j].eq(s_r[j]), c2[j].eq(c_r[j]), prods[j].eq(s2[j] * c2[j]),
+                                 prod2[j].eq(prods[j])]
             else:
-                m.d.sync += [c_r[j].eq(c), prods[j].eq(d1[j] * c_r[j]),
-                             d1[j].eq(Mux(load_row, row_code, c_r[j].as_unsigned()[:p.dac_bits]))]
+                m.d.sync += [c_r[j].eq(c), c2[j].eq(c_r[j]), prods[j].eq(d1[j] * c2[j]), prod2[j].eq(prods[j]),
+                             d1[j].eq(Mux(load_row_d, d0, c_r[j].as_unsigned()[:p.dac_bits]))]
             with m.If(acc_clear):
                 m.d.sync += accs[j].eq(0)
-            with m.Elif(v2):
-                m.d.sync += accs[j].eq(accs[j] + prods[j])
+            with m.Elif(v3):
+                m.d.sync += accs[j].eq(accs[j] + prod2[j])
 
         # ADC pipeline (one enable, adv): E0 select + step the generators, E1 bias for round-half-even and
         # the byte sum, E2 shift and noise product, E3 noise rounding, E4 add + saturate (the adc register)
@@ -408,7 +432,8 @@ class ArrayEmulator(wiring.Component):
         w_codes = [Signal(signed(p.adc_bits), name=f"w_code{lane}") for lane in range(cpb)]
         with m.If(adv):
             m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
-            m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(3)] + [lst[i + 1].eq(lst[i]) for i in range(3)]
+            m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(ADC_STAGES - 2)]
+            m.d.sync += [lst[i + 1].eq(lst[i]) for i in range(ADC_STAGES - 2)]
             grp = acc_groups[g]
             for lane in range(cpb):
                 nxt = _xorshift32(lanes[lane])
@@ -427,41 +452,44 @@ class ArrayEmulator(wiring.Component):
                     s_r[lane].eq(byte_sum.as_signed() - 510),
                     # E2
                     t_r[lane].eq(a_r[lane] + b_r[lane]),
-                    # E3
+                    # E3 (E3 .. E4: the noise product's operand and product registers)
                     q_r[lane].eq(t_r[lane] >> shift),
-                    n_r[lane].eq((prods[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
+                    # E4, E5
+                    q4_r[lane].eq(q_r[lane]),
+                    q5_r[lane].eq(q4_r[lane]),
+                    n_r[lane].eq((prod2[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
                 ]
         with m.If(load_row):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
             m.d.sync += [s_r[lane].eq(row_code) for lane in range(cpb)]
         for lane in range(cpb):  # E4: add the noise and saturate, into the output FIFO below
-            tot = q_r[lane] + n_r[lane]
+            tot = q5_r[lane] + n_r[lane]
             m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
         # output FIFO of two beats (as rtl.router's _FlitBuffer): head = the adc register; a beat leaving E4
         # goes to the head when it is free (same cycle timing as a plain output register), else to the tail,
         # which stops the pipeline (adv) until the head is taken
         tail_codes = [Signal(signed(p.adc_bits), name=f"tail_code{lane}") for lane in range(cpb)]
         tail_last = Signal()
-        w_en = vld[3] & adv
+        w_en = vld[-1] & adv
         head = [self.adc.payload.codes[lane] for lane in range(cpb)]
         with m.If(self.adc.valid & self.adc.ready):
             with m.If(tail_valid):
                 m.d.sync += [tail_valid.eq(0), self.adc.payload.last.eq(tail_last)]
                 m.d.sync += [h.eq(t) for h, t in zip(head, tail_codes, strict=True)]
             with m.Elif(w_en):
-                m.d.sync += self.adc.payload.last.eq(lst[3])
+                m.d.sync += self.adc.payload.last.eq(lst[-1])
                 m.d.sync += [h.eq(w) for h, w in zip(head, w_codes, strict=True)]
             with m.Else():
                 m.d.sync += self.adc.valid.eq(0)
         with m.Elif(w_en):
             with m.If(self.adc.valid):
-                m.d.sync += [tail_valid.eq(1), tail_last.eq(lst[3])]
+                m.d.sync += [tail_valid.eq(1), tail_last.eq(lst[-1])]
                 m.d.sync += [t.eq(w) for t, w in zip(tail_codes, w_codes, strict=True)]
             with m.Else():
-                m.d.sync += [self.adc.valid.eq(1), self.adc.payload.last.eq(lst[3])]
+                m.d.sync += [self.adc.valid.eq(1), self.adc.payload.last.eq(lst[-1])]
                 m.d.sync += [h.eq(w) for h, w in zip(head, w_codes, strict=True)]
         with m.If(clear):
             m.d.sync += self.err.eq(0)
         return m
 
 
-assert PIPELINE_CYCLES == 8  # 3 MAC stages (read, product, accumulate) + 5 ADC stages (E0 .. E4)
+assert PIPELINE_CYCLES == MAC_STAGES + ADC_STAGES

@@ -288,6 +288,47 @@ def test_emulator_init_codes_amaranth_sim():
     assert any(abs(v) > 30 for g, _ in res for v in g)
 
 
+@pytest.mark.parametrize("min_latency", [7, 60])
+def test_emulator_latency_amaranth_sim(min_latency):
+    """Amaranth simulation: cycles from the accepted ``last`` DAC beat to the first ``adc.valid`` for 1 and 4
+    DAC beats (8 and 32 rows) equal ``max(min_latency, rows + 12)`` (5 MAC + 7 ADC stages): 20 and 44 cycles
+    at min_latency 7, 60 and 60 at 60 (the issue held back by ``lat_ok``)."""
+    from amaranth.sim import Simulator
+
+    from archmodel.golden.emulator import emulator_latency_cycles
+    from rtl.emulator import ArrayEmulator
+    from rtl.params import TileParams
+
+    dut = ArrayEmulator(TileParams.from_spec(SPEC), min_latency=min_latency)
+    got = []
+
+    async def tb(ctx):
+        ctx.set(dut.adc.ready, 1)
+        for nb in (1, 4, 1):
+            for b in range(nb):
+                ctx.set(dut.dac.payload, {"codes": [1] * 8, "last": int(b == nb - 1)})
+                ctx.set(dut.dac.valid, 1)
+                await ctx.tick().until(dut.dac.ready)
+            ctx.set(dut.dac.valid, 0)
+            n = 1  # the tick that returned ended the cycle in which `last` was accepted: this is cycle 1 after it
+            while True:
+                await ctx.tick()
+                n += 1
+                if ctx.get(dut.adc.valid):
+                    break
+            got.append(n)
+            while not ctx.get(dut.adc.payload.last):
+                await ctx.tick()
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    want = {7: [20, 44, 20], 60: [60, 60, 60]}[min_latency]
+    assert got == want == [emulator_latency_cycles(8 * nb, min_latency) for nb in (1, 4, 1)]
+
+
 def _tie_codes(targets: np.ndarray) -> np.ndarray:
     """Conductance codes (8 rows, 32 columns) whose MVM with :data:`_TIE_DAC` gives exactly ``targets``."""
     codes = np.zeros((8, targets.size), dtype=np.int64)

@@ -56,7 +56,7 @@ NOISE_SHIFT = 10
 #: Width of the unsigned noise scale ``sigma`` (0 = no noise), assumed.
 SIGMA_BITS = 8
 #: Cycles from the first ADC-stage issue to ``adc.valid`` plus the MAC pipeline (rtl/emulator.py).
-PIPELINE_CYCLES = 8
+PIPELINE_CYCLES = 12
 _MASK32 = (1 << 32) - 1
 _GOLDEN = 0x9E3779B9  # 2**32 / golden ratio (Knuth's multiplicative hash), assumed lane spreading constant
 
@@ -160,8 +160,8 @@ def emulator_latency_cycles(rows_received: int, min_latency: int) -> int:
     """Cycles from accepting the ``last`` DAC beat to presenting the first ADC beat.
 
     ``max(min_latency, rows_received + PIPELINE_CYCLES)``: one conductance row per cycle
-    (``rows_received`` = DAC beats × ``rows_per_dac_beat``), then 3 MAC pipeline stages and
-    5 ADC stages (rtl/emulator.py); never earlier than ``min_latency`` (the modelled array,
+    (``rows_received`` = DAC beats × ``rows_per_dac_beat``), then 5 MAC pipeline stages and
+    7 ADC stages (rtl/emulator.py ``MAC_STAGES``, ``ADC_STAGES``); never earlier than ``min_latency`` (the modelled array,
     ``array_mvm_cycles + 1``).
     """
     return max(int(min_latency), int(rows_received) + PIPELINE_CYCLES)
