@@ -172,7 +172,8 @@ class Coprocessor(wiring.Component):
         whose last layer is on a tile (no digital datapath run) never raises it
         (docs/design.md 17.1, "Interrupt").
     error : Out(1)
-        Any block's error flag (registered): a tile controller's ``err_config`` / ``err_act_last`` /
+        Any block's error flag (registered; a tile's flags and the drops are registered once more
+        first, so ``error`` follows them by 2 cycles): a tile controller's ``err_config`` / ``err_act_last`` /
         ``err_adc_last``, an affine unit's ``err_chain``, the digital datapath's ``err_config`` /
         ``err_x_last`` (sticky, as in their status registers: a level), or a flit dropped as misrouted
         (a pulse per drop; ``chip.status.misrouted`` keeps it).
@@ -436,7 +437,9 @@ class Coprocessor(wiring.Component):
         blocks.update({"digital": dd, "digital.ni": d_ni, "digital.merge": SimpleNamespace(**mports)})
         merge_err = merge.err_src
 
-        m.d.comb += misrouted.eq(Cat(*drops, merge_err).any())  # (a packet no source queue takes: dropped)
+        # (a packet no source queue takes: dropped). Registered: the drops are combinational router outputs from
+        # across the chip (issue 19: into `error` and the status flag, 11.5-12.1 ns in the whole prototype)
+        m.d.sync += misrouted.eq(Cat(*drops, merge_err).any())
 
         # ---- host AXI4-Stream <-> I/O router local port
         xb, yb = self.x_bits, self.y_bits
@@ -469,10 +472,14 @@ class Coprocessor(wiring.Component):
         with m.If(dd.start):
             m.d.sync += out_vectors.eq(0)
         m.d.sync += self.done.eq(dd.done & (out_vectors == dd.n_pixels))
+        # each tile's flags ORed into a flip-flop of its own first (the flags are levels across the whole chip:
+        # one OR of all of them was a 12.1 ns path in the whole prototype), so `error` is 2 cycles after a flag
         errs = [misrouted, dd.err_config, dd.err_x_last]
         for t in range(self.tiles):
             tc, af = blocks[f"tile{t}.tc"], blocks[f"tile{t}.affine"]
-            errs += [tc.err_config, tc.err_act_last, tc.err_adc_last, af.err_chain]
+            tile_err = Signal(name=f"tile{t}_error")
+            m.d.sync += tile_err.eq(Cat(tc.err_config, tc.err_act_last, tc.err_adc_last, af.err_chain).any())
+            errs.append(tile_err)
         m.d.sync += self.error.eq(Cat(*errs).any())
 
         # ---- configuration registers
