@@ -53,7 +53,7 @@ Writes are meant between MVMs.
 
 Trade-offs: one row per cycle keeps the multiplier count at ``array_cols`` per emulator
 (32 on tiny, 128 for its 4 tiles of the 156 MULT18X18D of an LFE5U-85F) at the price of
-``rows`` cycles per MVM (tiny: 40-cycle latency against the modelled 7). The ADC is a
+``rows`` cycles per MVM (tiny: 44-cycle latency against the modelled 7). The ADC is a
 power-of-two shift (no multiplier): the conductance code's LSB absorbs the ADC gain.
 """
 
