@@ -6,10 +6,12 @@
                         └──────────(addr MSB = 1)──► emulator window: emulator t's register window
                                                      (rtl.emulator), prototype IRQ registers
     s_axis_* ──► Coprocessor.s_axis        Coprocessor.m_axis ──► m_axis_*
-    Coprocessor.dac[t] ──► ArrayEmulator t ──► Coprocessor.adc[t]
+    Coprocessor.dac[t] ──► slice ──► ArrayEmulator t ──► slice ──► Coprocessor.adc[t]
     irq ◄── (IRQ_STATUS & IRQ_ENABLE) != 0
 
-Only AXI, clock (``clk``), reset (``rst``, synchronous, active high) and ``irq`` are ports,
+The two register slices (:class:`rtl.axis.StreamSlice`, ping-pong) add a cycle each way to an MVM as the
+tile sees it (the tile never assumes the array's latency). Only AXI, clock (``clk``), reset (``rst``,
+synchronous, active high) and ``irq`` are ports,
 all with vendor-style single-underscore names (``s_axil_awaddr``, ``s_axis_tdata``,
 ``m_axis_tready``, ...), so Vivado / Radiant / Quartus infer the interfaces.
 
@@ -42,9 +44,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from archmodel.spec import ChipSpec, array_mvm_cycles
+from rtl.axis import StreamSlice
 from rtl.csr import AXI4LiteSignature
 from rtl.emulator import ArrayEmulator, address_map
 from rtl.params import TileParams
+from rtl.tile_controller import adc_beat_layout, dac_beat_layout
 from rtl.top import Coprocessor
 
 __all__ = ["IRQ_DONE", "IRQ_ENABLE", "IRQ_ERROR", "IRQ_STATUS", "PnrHarness", "Prototype", "ResetSync"]
@@ -151,8 +155,16 @@ class Prototype(wiring.Component):
             shift = self.shift if isinstance(self.shift, int) else int(self.shift[t])
             emu = m.submodules[f"emu{t}"] = ArrayEmulator(self.tp, g_bits=self.g_bits, seed=self.seed + t,
                                                           min_latency=lat, init=init, shift=shift)
-            wiring.connect(m, co.dac[t], emu.dac)
-            wiring.connect(m, emu.adc, co.adc[t])
+            # a register slice each way (issue 19): in the whole prototype an emulator's logic sits beside its
+            # 32 multipliers, which fill the die's DSP rows far from its tile, and the tile's adc.ready (a
+            # combinational ready chain through the affine unit) reached the emulator's output FIFO over that
+            # distance (11.2 ns). Ping-pong slices: the far side's ready drives a pointer and flags only
+            dsl = m.submodules[f"dac_slice{t}"] = StreamSlice(dac_beat_layout(self.tp), ping_pong=True)
+            asl = m.submodules[f"adc_slice{t}"] = StreamSlice(adc_beat_layout(self.tp), ping_pong=True)
+            wiring.connect(m, co.dac[t], dsl.i)
+            wiring.connect(m, dsl.o, emu.dac)
+            wiring.connect(m, emu.adc, asl.i)
+            wiring.connect(m, asl.o, co.adc[t])
             emus.append(emu)
         self.emulators = emus
 
