@@ -83,7 +83,7 @@ from rtl.fixed import round_shift_start
 from rtl.params import ACT_BITS, TileParams
 from rtl.tile_controller import column_beat_layout, index_shape
 
-__all__ = ["AffineUnit", "Requantizer", "lane_count_shape", "psum_layout", "result_layout", "round_saturate"]
+__all__ = ["NO_RW_CHECK", "AffineUnit", "Requantizer", "lane_count_shape", "psum_layout", "result_layout", "round_saturate"]
 
 
 def lane_count_shape(lanes: int) -> unsigned:
@@ -172,6 +172,12 @@ def round_saturate(floored, bits: int):
     return Mux(in_range, rounded, Mux(floored[-1], lo, hi)).as_signed()[:bits].as_signed()
 
 
+#: Memory attribute for yosys: no read-during-write emulation between a memory's ports (``no_rw_check``), for memories
+#: whose users never read a word in the cycle it is written, or ignore what such a read returns (issue 19, sixth stop:
+#: the emulation compares the read and write addresses into a flip-flop and bypasses the write data, in fabric behind
+#: every block RAM). Simulation is unchanged (Amaranth keeps its read-before-write order).
+NO_RW_CHECK = {"no_rw_check": 1}
+
 #: Value bits per partial product of the requantizer's multiply when the value is wider than one 18 x 18 DSP
 #: multiplier takes (an ECP5 MULT18X18D): the low 16 bits (unsigned, 17 signed) and the rest.
 SPLIT_BITS = 16
@@ -219,6 +225,10 @@ class Requantizer(wiring.Component):
         Apply ReLU; registered on entry, as ``shift``.
     busy : Out(1)
         A result is in the pipeline.
+    ready_next : Out(1)
+        The value ``i.ready`` takes in the next cycle (a function of this cycle's flip-flops and ``o.ready``), so a
+        producer can hold its own stall decision in a flip-flop (:class:`rtl.digital.DigitalDatapath`'s ``adv``;
+        issue 19, sixth stop).
 
     Latency 6 cycles (``i`` accepted in cycle t -> ``o.valid`` in cycle t+6):
     (1) coefficient-memory read, (2) coefficients registered (a block RAM's
@@ -268,6 +278,7 @@ class Requantizer(wiring.Component):
             "shift": In(range(value_bits + scale_bits)),
             "relu": In(1),
             "busy": Out(1),
+            "ready_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -278,7 +289,10 @@ class Requantizer(wiring.Component):
         bank_depth = -(-self.depth // L)
         rps = []
         for k in range(L):
-            mem = Memory(shape=coef_layout, depth=bank_depth, init=[])
+            # no_rw_check (yosys): coefficients are written while the unit is idle, so a read never meets a write of
+            # its word; without it yosys emulates the read-before-write order of the two block-RAM ports in fabric
+            # (an address compare of the read and write ports into a flip-flop: 11.5 ns in context, issue 19)
+            mem = Memory(shape=coef_layout, depth=bank_depth, init=[], attrs=NO_RW_CHECK)
             m.submodules["coef" if L == 1 else f"coef{k}"] = mem
             wp, rp = mem.write_port(), mem.read_port()
             bank_hit = 1 if L == 1 else (self.coef_addr[:lb] == k)
@@ -395,6 +409,9 @@ class Requantizer(wiring.Component):
         if len(data_stages) + 1 != timing.AFFINE_LATENCY_CYCLES:
             raise RuntimeError(f"Requantizer: {len(data_stages) + 1} pipeline stages, but "
                                f"archmodel.timing.AFFINE_LATENCY_CYCLES = {timing.AFFINE_LATENCY_CYCLES}")
+        # the tail's next value, as written out above: cleared when the head is taken, set when a result arrives
+        # while the head is full and not taken
+        m.d.comb += self.ready_next.eq(~(~(self.o.valid & self.o.ready) & (tail_valid | (valid[-1] & self.o.valid))))
         busy = self.o.valid | tail_valid
         for v in valid:
             busy = busy | v

@@ -83,7 +83,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from archmodel.timing import DIGITAL_CHECK_CYCLES
-from rtl.affine import Requantizer, result_layout
+from rtl.affine import NO_RW_CHECK, Requantizer, result_layout
 from rtl.params import ACT_BITS, DigitalParams
 from rtl.tile_controller import index_shape
 
@@ -240,10 +240,12 @@ class DigitalDatapath(wiring.Component):
         L = p.mac_lanes
         wlayout = data.ArrayLayout(signed(ACT_BITS), L)
 
-        m.submodules.wmem = wmem = Memory(shape=wlayout, depth=p.weight_words, init=[])
+        # no_rw_check (rtl.affine.NO_RW_CHECK): weights are loaded before a run; the activation buffer is written
+        # (group 0, at kk) in the cycles whose read of kk the operand multiplexer ignores (it takes the stream)
+        m.submodules.wmem = wmem = Memory(shape=wlayout, depth=p.weight_words, init=[], attrs=NO_RW_CHECK)
         w_wp = wmem.write_port(granularity=1)             # one enable per int8 lane (array element)
         w_rp = wmem.read_port()
-        m.submodules.xbuf = xbuf = Memory(shape=signed(ACT_BITS), depth=p.max_k, init=[])
+        m.submodules.xbuf = xbuf = Memory(shape=signed(ACT_BITS), depth=p.max_k, init=[], attrs=NO_RW_CHECK)
         x_wp = xbuf.write_port()
         x_rp = xbuf.read_port()
 
@@ -326,11 +328,12 @@ class DigitalDatapath(wiring.Component):
         last_group = Signal(name="last_group")
         pix_one = Signal(name="pix_one")   # pix_left == 1, likewise
         seq_one = Signal(name="seq_one")   # seq_left == 1, likewise
-        km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch
         # "term kk is the group's last" as a flip-flop (issue 19: kk == K - 1 was a compare in front of the
-        # sequencer's enables, km1_cfg -> x_in.ready -> ch_base 8.6 ns): k_left counts the terms after kk down,
-        # k_last = (k_left == 0) is set one term ahead from k_left == 1 (k_one: K == 1, sampled at launch)
-        k_left = Signal.like(k_cfg)
+        # sequencer's enables, km1_cfg -> x_in.ready -> ch_base 8.6 ns), set one term ahead: k_last' = (kk == K - 2)
+        # on a step, k_one (K == 1) on a group's first term. Sixth stop: no down-counter k_left (its K - 1 at launch
+        # and k_left - 1 were merged by yosys into one subtractor behind a multiplexer, which put ``issue`` in front
+        # of the carry chain, 12.1 ns in context); K - 2 is sampled at launch (never matched when K == 1)
+        km2_cfg = Signal.like(k_cfg)
         k_last = Signal()
         k_one = Signal()
 
@@ -359,7 +362,6 @@ class DigitalDatapath(wiring.Component):
         # worst path out of context, 9.3 ns; adv also enables the whole fetch .. accumulate pipeline)
         ser_last = Signal(name="ser_last")
         ser_take = res_valid & rq.i.ready
-        res_free = ~res_valid | (ser_take & ser_last)
 
         # operand and product registers between the memories and the accumulators
         # (a block RAM's clock-to-out, the multiplier and the adder in separate
@@ -373,8 +375,18 @@ class DigitalDatapath(wiring.Component):
         s3_base, s3_lanes = Signal.like(s1_base), Signal.like(s1_lanes)
         s3_prod = [Signal(signed(2 * ACT_BITS), name=f"prod{lane}") for lane in range(L)]
 
-        s3_done = s3_valid & (~s3_klast | res_free)
-        adv = ~s3_valid | s3_done
+        # ``adv`` (was ~s3_valid | s3_done with s3_done = s3_valid & (~s3_klast | res_free)) is a flip-flop computed
+        # one cycle ahead from the next values of its inputs (issue 19, sixth stop: the requantizer's input flag ->
+        # res_free -> adv -> issue -> the sequencer's counters was 12.1 ns in context, two nets of ~100-250 loads in
+        # series); same value every cycle, so the same cycles at every port
+        adv = Signal(init=1, name="adv")
+        s3_done = s3_valid & adv
+        bank_load = s3_done & s3_klast
+        s3_valid_n = Mux(adv, s2_valid, s3_valid)
+        s3_klast_n = Mux(adv, s2_klast, s3_klast)
+        res_valid_n = bank_load | (res_valid & ~(ser_take & ser_last))
+        ser_last_n = Mux(bank_load, s3_lanes == 1, Mux(ser_take, res_lane + 2 == res_lanes, ser_last))
+        m.d.sync += adv.eq(~s3_valid_n | ~s3_klast_n | ~res_valid_n | (rq.ready_next & ser_last_n))
 
         issue = Signal()
         m.d.comb += [
@@ -397,7 +409,7 @@ class DigitalDatapath(wiring.Component):
             with m.If(g0 & (self.x_in.payload.last != k_last)):
                 m.d.sync += self.err_x_last.eq(1)
             with m.If(k_last):
-                m.d.sync += [kk.eq(0), k_left.eq(km1_cfg), k_last.eq(k_one)]
+                m.d.sync += [kk.eq(0), k_last.eq(k_one)]
                 with m.If(last_group):                         # next pixel
                     m.d.sync += [g0.eq(1), wbase.eq(wb_cfg), ch_base.eq(0), ch_left.eq(c_cfg),
                                  last_group.eq(c_cfg <= L), pix_left.eq(pix_left - 1), pix_one.eq(pix_left == 2)]
@@ -407,7 +419,7 @@ class DigitalDatapath(wiring.Component):
                     m.d.sync += [g0.eq(0), wbase.eq(wbase + k_cfg), ch_base.eq(ch_base + L),
                                  ch_left.eq(ch_left - L), last_group.eq(ch_left <= 2 * L)]
             with m.Else():
-                m.d.sync += [kk.eq(kk + 1), k_left.eq(k_left - 1), k_last.eq(k_left == 1)]
+                m.d.sync += [kk.eq(kk + 1), k_last.eq(kk == km2_cfg)]
 
         # ---- MAC: operands (s2), products (s3), accumulate
         x_op = Mux(s1_g0, s1_x, x_rp.data)
@@ -458,7 +470,7 @@ class DigitalDatapath(wiring.Component):
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
             wq = self.w_base1 if sl else 0
-            return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), k_left.eq(kq - 1), k_last.eq(kq == 1), k_one.eq(kq == 1),
+            return [k_cfg.eq(kq), km2_cfg.eq(kq - 2), k_last.eq(kq == 1), k_one.eq(kq == 1),
                     c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
                     slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq),
                     last_group.eq(cq <= L)]
