@@ -78,6 +78,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from archmodel import timing
+from rtl.axis import StreamSlice
 from rtl.fixed import relu as relu_fn
 from rtl.fixed import round_shift_start
 from rtl.params import ACT_BITS, TileParams
@@ -316,8 +317,7 @@ class Requantizer(wiring.Component):
         # ``advance`` is a register's output (the output FIFO's second entry is free), never ``o.ready``:
         # in context the ready path from downstream ends at the FIFO (see the output FIFO below)
         advance = Signal()
-        tail_valid = Signal()
-        m.d.comb += [advance.eq(~tail_valid), self.i.ready.eq(advance)]
+        m.d.comb += self.i.ready.eq(advance)
         w_out = Signal(self.o.payload.shape())     # stage 6 result, into the output FIFO
 
         def lane_of(view, name, k):
@@ -387,32 +387,24 @@ class Requantizer(wiring.Component):
             m.d.comb += w_out.count.eq(count[-1])
         for k, f5 in enumerate(f5s):
             m.d.comb += lane_of(w_out, "data", k).eq(self._relu_int8(round_saturate(f5, ACT_BITS)))
-        # output FIFO of two beats (as rtl.router's _FlitBuffer): a result leaving stage 6 goes to the head
-        # (the ``o`` register) when it is free -- the same cycle as a plain output register, so the latency
-        # stays LATENCY -- else to the tail, which stops the pipeline until the head is taken
-        tail = Signal(self.o.payload.shape())
-        w_en = valid[-1] & advance
-        with m.If(self.o.valid & self.o.ready):
-            with m.If(tail_valid):
-                m.d.sync += [self.o.payload.eq(tail), tail_valid.eq(0)]
-            with m.Elif(w_en):
-                m.d.sync += self.o.payload.eq(w_out)
-            with m.Else():
-                m.d.sync += self.o.valid.eq(0)
-        with m.Elif(w_en):
-            with m.If(self.o.valid):
-                m.d.sync += [tail.eq(w_out), tail_valid.eq(1)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(w_out), self.o.valid.eq(1)]
+        # output FIFO of two beats, two registers used in turn (rtl.axis.StreamSlice(ping_pong=True), cycle for cycle
+        # the FIFO of before: a result leaving stage 6 is on ``o`` the next cycle when the FIFO was empty, so the
+        # latency stays LATENCY; a full FIFO stops the pipeline until a result is taken). Issue 19, sixth stop: a read
+        # toggles a pointer, so ``o.ready`` (a ready chain through the result packer and the fanout in context)
+        # drives four flip-flops instead of choosing every output bit between the tail and stage 6 (10.7 ns)
+        m.submodules.ofifo = ofifo = StreamSlice(self.o.payload.shape(), ping_pong=True)
+        m.d.comb += [ofifo.i.valid.eq(valid[-1]), ofifo.i.payload.eq(w_out), advance.eq(ofifo.i.ready)]
+        wiring.connect(m, ofifo.o, wiring.flipped(self.o))
         # the data registers written out above, plus the output register, must be the pipeline the
         # valid/column/last chain (LATENCY stages) and the cycle model assume
         if len(data_stages) + 1 != timing.AFFINE_LATENCY_CYCLES:
             raise RuntimeError(f"Requantizer: {len(data_stages) + 1} pipeline stages, but "
                                f"archmodel.timing.AFFINE_LATENCY_CYCLES = {timing.AFFINE_LATENCY_CYCLES}")
-        # the tail's next value, as written out above: cleared when the head is taken, set when a result arrives
-        # while the head is full and not taken
-        m.d.comb += self.ready_next.eq(~(~(self.o.valid & self.o.ready) & (tail_valid | (valid[-1] & self.o.valid))))
-        busy = self.o.valid | tail_valid
+        # the FIFO's "full" next cycle: cleared when a result is taken, set when one arrives while a result waits and
+        # is not taken (rtl.axis.StreamSlice's flags)
+        full = ~ofifo.i.ready
+        m.d.comb += self.ready_next.eq(~(~(self.o.valid & self.o.ready) & (full | (valid[-1] & self.o.valid))))
+        busy = self.o.valid | full
         for v in valid:
             busy = busy | v
         m.d.comb += self.busy.eq(busy)
