@@ -410,11 +410,31 @@ class DigitalDatapath(wiring.Component):
         with m.If(issue):
             with m.If(g0 & (self.x_in.payload.last != k_last)):
                 m.d.sync += self.err_x_last.eq(1)
-            with m.If(k_last):
+        # the sequencer's registers have one enable, ``issue | go`` (a step, or a launch by the run control below:
+        # never in the same cycle, a launch needs ~running), and their next values depend on flip-flops only, not
+        # on ``issue`` (issue 19, sixth stop: adv -> issue -> a compare's multiplexer -> ch_left was 13.1 ns in
+        # context, ~10 ns of it routing); the compares of the launch values are flip-flops (``*_is1``, ``*_le``)
+        go = Signal()                                   # launch a run of slot go_sl this cycle (run control)
+        go_sl = Signal()
+        go_pix = Signal.like(pix_left)                  # its vector count, and "the count is 1"
+        go_pix_one = Signal()
+        k_is1 = [Signal(name="k0_is1"), Signal(name="k1_is1")]       # k_terms == 1, k_terms1 == 1
+        c_le = [Signal(name="c0_le_lanes"), Signal(name="c1_le_lanes")]  # c_out <= L, c_out1 <= L
+        c_cfg_le = Signal(name="c_cfg_le_lanes")        # c_cfg <= L, sampled at launch
+        m.d.sync += [k_is1[0].eq(self.k_terms == 1), k_is1[1].eq(self.k_terms1 == 1),
+                     c_le[0].eq(self.c_out <= L), c_le[1].eq(self.c_out1 <= L)]
+        with m.If(issue | go):
+            with m.If(go):
+                m.d.sync += [k_last.eq(Mux(go_sl, k_is1[1], k_is1[0])), running.eq(1), kk.eq(0), g0.eq(1),
+                             wbase.eq(Mux(go_sl, self.w_base1, 0)), ch_base.eq(0),
+                             ch_left.eq(Mux(go_sl, self.c_out1, self.c_out)),
+                             last_group.eq(Mux(go_sl, c_le[1], c_le[0])), pix_left.eq(go_pix),
+                             pix_one.eq(go_pix_one)]
+            with m.Elif(k_last):
                 m.d.sync += [kk.eq(0), k_last.eq(k_one)]
                 with m.If(last_group):                         # next pixel
                     m.d.sync += [g0.eq(1), wbase.eq(wb_cfg), ch_base.eq(0), ch_left.eq(c_cfg),
-                                 last_group.eq(c_cfg <= L), pix_left.eq(pix_left - 1), pix_one.eq(pix_left == 2)]
+                                 last_group.eq(c_cfg_le), pix_left.eq(pix_left - 1), pix_one.eq(pix_left == 2)]
                     with m.If(pix_one):
                         m.d.sync += running.eq(0)
                 with m.Else():                                 # next channel group
@@ -468,15 +488,23 @@ class DigitalDatapath(wiring.Component):
         # ---- run control: one run of n_pixels vectors; with two_layers, per round a run of n_vectors0 vectors of
         # slot 0 then a run of n_vectors1 of slot 1 (each drains before the next: the requantizer's shift/relu
         # follow the slot)
-        def launch(sl: int):
+        def launch(sl: int, pix, pix_one_):
+            """A run of slot ``sl`` with ``pix`` vectors: the configuration sampled here, the sequencer's registers
+            loaded above (``go``)."""
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
             wq = self.w_base1 if sl else 0
-            return [k_cfg.eq(kq), km2_cfg.eq(kq - 2), k_last.eq(kq == 1), k_one.eq(kq == 1),
-                    c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
-                    slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq),
-                    last_group.eq(cq <= L)]
+            m.d.comb += [go.eq(1), go_sl.eq(sl), go_pix.eq(pix), go_pix_one.eq(pix_one_)]
+            return [k_cfg.eq(kq), km2_cfg.eq(kq - 2), k_one.eq(k_is1[sl]),
+                    c_cfg.eq(cq), c_cfg_le.eq(c_le[sl]), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
+                    slot.eq(sl)]
 
+        # n_vectors0 == 1, n_vectors1 == 1, n_pixels == 1 as flip-flops (the configuration holds from the start
+        # cycle on; the first launch is DIGITAL_CHECK_CYCLES cycles later)
+        nv_is1 = [Signal(name="nv0_is1"), Signal(name="nv1_is1")]
+        np_is1 = Signal(name="np_is1")
+        m.d.sync += [nv_is1[0].eq(self.n_vectors0 == 1), nv_is1[1].eq(self.n_vectors1 == 1),
+                     np_is1.eq(self.n_pixels == 1)]
         drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
@@ -490,10 +518,9 @@ class DigitalDatapath(wiring.Component):
                 with m.If(chk != DIGITAL_CHECK_CYCLES - 1):
                     pass
                 with m.Elif(cfg_ok_r):
-                    m.d.sync += launch(0) + [
-                        two.eq(self.two_layers), seq_left.eq(self.n_pixels), seq_one.eq(self.n_pixels == 1),
-                        pix_left.eq(Mux(self.two_layers, self.n_vectors0, self.n_pixels)),
-                        pix_one.eq(Mux(self.two_layers, self.n_vectors0 == 1, self.n_pixels == 1)),
+                    m.d.sync += launch(0, Mux(self.two_layers, self.n_vectors0, self.n_pixels),
+                                       Mux(self.two_layers, nv_is1[0], np_is1)) + [
+                        two.eq(self.two_layers), seq_left.eq(self.n_pixels), seq_one.eq(np_is1),
                         self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
                         self.cycles0.eq(0), self.cycles1.eq(0),
                     ]
@@ -510,10 +537,10 @@ class DigitalDatapath(wiring.Component):
                         m.d.sync += self.cycles0.eq(self.cycles0 + 1)
                 with m.If(drained):
                     with m.If(two & ~slot):
-                        m.d.sync += launch(1) + [pix_left.eq(self.n_vectors1), pix_one.eq(self.n_vectors1 == 1)]
+                        m.d.sync += launch(1, self.n_vectors1, nv_is1[1])
                     with m.Elif(two & ~seq_one):
-                        m.d.sync += launch(0) + [pix_left.eq(self.n_vectors0), pix_one.eq(self.n_vectors0 == 1),
-                                                 seq_left.eq(seq_left - 1), seq_one.eq(seq_left == 2)]
+                        m.d.sync += launch(0, self.n_vectors0, nv_is1[0]) + [seq_left.eq(seq_left - 1),
+                                                                             seq_one.eq(seq_left == 2)]
                     with m.Else():
                         m.d.sync += [self.done.eq(1), slot.eq(0)]
                         m.next = "IDLE"
