@@ -219,6 +219,7 @@ class _FlitBuffer(wiring.Component):
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
             "r_tag": Out(max(1, tag_width)),
+            "r_tag_next": Out(max(1, tag_width)),
         })
 
     def elaborate(self, platform):
@@ -237,6 +238,9 @@ class _FlitBuffer(wiring.Component):
         for k in range(2):  # entry wp is free whenever the buffer is not full
             with m.If(~tail_valid & (wp == k)):
                 m.d.sync += [ent[k].eq(self.w_data), tag[k].eq(w_tag)]
+        # r_tag of the next cycle (the entries' tags and the read pointer as written here)
+        tag_n = [Mux(~tail_valid & (wp == k), w_tag, tag[k]) for k in range(2)]
+        m.d.comb += self.r_tag_next.eq(Mux(rp ^ do_read, tag_n[1], tag_n[0]))
         with m.If(do_write):
             m.d.sync += wp.eq(~wp)
         with m.If(do_read):
@@ -352,6 +356,7 @@ class MeshRouter(wiring.Component):
         # (an output register) when latency_cycles >= 2
         in_stages = self.latency_cycles - (1 if self.out_reg else 0)
         heads = []  # (valid, ready, payload view, XY route one-hot) of the oldest flit of each input
+        bufs = []   # the last stage of each input
         for i in range(n):
             port = self.port_i(i)
             prev_valid, prev_ready, prev_data = port.valid, port.ready, port.payload.as_value()
@@ -362,13 +367,20 @@ class MeshRouter(wiring.Component):
                 m.d.comb += [buf.w_data.eq(prev_data), buf.w_en.eq(prev_valid), prev_ready.eq(buf.w_rdy)]
                 prev_valid, prev_ready, prev_data = buf.r_rdy, buf.r_en, buf.r_data
             heads.append((prev_valid, prev_ready, data.View(self.layout, prev_data), buf.r_tag))
+            bufs.append(buf)
 
-        # ---- per input: route of the head flit (locked while a packet is in flight)
+        # ---- per input: route of the head flit (locked while a packet is in flight), a flip-flop computed from
+        # the next values of the lock and of the head's tag (issue 19, sixth stop: the arbiters start one or two
+        # LUT levels earlier; same value every cycle)
         in_busy = [Signal(name=f"{PORTS[i]}_busy") for i in range(n)]
         in_out = [Signal(n, name=f"{PORTS[i]}_bound") for i in range(n)]     # one-hot
         route = [Signal(n, name=f"{PORTS[i]}_route") for i in range(n)]      # one-hot
+        in_busy_n = [Signal(name=f"{PORTS[i]}_busy_next") for i in range(n)]
+        in_out_n = [Signal(n, name=f"{PORTS[i]}_bound_next") for i in range(n)]
         for i in range(n):
-            m.d.comb += route[i].eq(Mux(in_busy[i], in_out[i], heads[i][3]))
+            m.d.comb += [in_busy_n[i].eq(in_busy[i]), in_out_n[i].eq(in_out[i])]
+            m.d.sync += [in_busy[i].eq(in_busy_n[i]), in_out[i].eq(in_out_n[i]),
+                         route[i].eq(Mux(in_busy_n[i], in_out_n[i], bufs[i].r_tag_next))]
 
         # request[i][o]: input i has a flit for output o (only legal turns exist)
         request = [[Const(0) for _ in range(n)] for _ in range(n)]
@@ -447,8 +459,7 @@ class MeshRouter(wiring.Component):
                 misrouted = misrouted | bad
             for o in legal[i]:
                 with m.If(take[i][o]):
-                    m.d.comb += popped.eq(1)
-                    m.d.sync += [in_busy[i].eq(~heads[i][2].last), in_out[i].eq(1 << o)]
+                    m.d.comb += [popped.eq(1), in_busy_n[i].eq(~heads[i][2].last), in_out_n[i].eq(1 << o)]
             m.d.comb += heads[i][1].eq(popped)
         m.d.comb += self.misrouted.eq(misrouted)
         return m
