@@ -230,6 +230,9 @@ class Requantizer(wiring.Component):
         The value ``i.ready`` takes in the next cycle (a function of this cycle's flip-flops and ``o.ready``), so a
         producer can hold its own stall decision in a flip-flop (:class:`rtl.digital.DigitalDatapath`'s ``adv``;
         issue 19, sixth stop).
+    busy_next : Out(1)
+        The value ``busy`` takes in the next cycle (this cycle's flip-flops, ``i.valid`` and ``o.ready``), likewise
+        (the digital datapath's "drained").
 
     Latency 6 cycles (``i`` accepted in cycle t -> ``o.valid`` in cycle t+6):
     (1) coefficient-memory read, (2) coefficients registered (a block RAM's
@@ -280,6 +283,7 @@ class Requantizer(wiring.Component):
             "relu": In(1),
             "busy": Out(1),
             "ready_next": Out(1),
+            "busy_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -408,6 +412,11 @@ class Requantizer(wiring.Component):
         for v in valid:
             busy = busy | v
         m.d.comb += self.busy.eq(busy)
+        # next cycle: the stage flags as they move (one enable), the FIFO's "one entry or more" as the slice sets it
+        busy_n = (valid[-1] & ~full) | full | (self.o.valid & ~self.o.ready)
+        for k, v in enumerate(valid):
+            busy_n = busy_n | Mux(advance, self.i.valid if k == 0 else valid[k - 1], v)
+        m.d.comb += self.busy_next.eq(busy_n)
         return m
 
     def _relu_int8(self, value):
