@@ -241,7 +241,7 @@ class Requantizer(wiring.Component):
     saturate and ReLU (:func:`round_saturate`: a narrow round beside a range check); ReLU last gives
     the same int8 as ReLU first. Throughput one beat (``lanes`` results) per
     cycle; a stalled ``o`` stalls the whole pipeline (one enable) once a second
-    result waits in the two-beat output FIFO (head = the ``o`` register), so the
+    result waits in the two-beat output FIFO (two registers used in turn, ``o`` the one read next), so the
     enable comes from a flip-flop, not from ``o.ready`` (in context the ready path
     from downstream ends here). Each lane has its own multiplier.
 
@@ -383,7 +383,7 @@ class Requantizer(wiring.Component):
                 ]
                 f5s.append(f5)
                 data_stages = (val1, val2, stage3, y4, f5)
-        # 6: round, saturate, ReLU -> the output FIFO (its head is the output register). ReLU after rounding
+        # 6: round, saturate, ReLU -> the output FIFO (its registers are the output). ReLU after rounding
         # and saturation gives the same int8: round_shift and saturate are non-decreasing, map 0 to 0 and
         # negatives to <= 0.
         m.d.comb += [w_out.column.eq(column[-1]), w_out.last.eq(last[-1])]
