@@ -78,12 +78,13 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from archmodel import timing
+from rtl.axis import StreamSlice
 from rtl.fixed import relu as relu_fn
 from rtl.fixed import round_shift_start
 from rtl.params import ACT_BITS, TileParams
 from rtl.tile_controller import column_beat_layout, index_shape
 
-__all__ = ["AffineUnit", "Requantizer", "lane_count_shape", "psum_layout", "result_layout", "round_saturate"]
+__all__ = ["NO_RW_CHECK", "AffineUnit", "Requantizer", "lane_count_shape", "psum_layout", "result_layout", "round_saturate"]
 
 
 def lane_count_shape(lanes: int) -> unsigned:
@@ -172,6 +173,12 @@ def round_saturate(floored, bits: int):
     return Mux(in_range, rounded, Mux(floored[-1], lo, hi)).as_signed()[:bits].as_signed()
 
 
+#: Memory attribute for yosys: no read-during-write emulation between a memory's ports (``no_rw_check``), for memories
+#: whose users never read a word in the cycle it is written, or ignore what such a read returns (issue 19, sixth stop:
+#: the emulation compares the read and write addresses into a flip-flop and bypasses the write data, in fabric behind
+#: every block RAM). Simulation is unchanged (Amaranth keeps its read-before-write order).
+NO_RW_CHECK = {"no_rw_check": 1}
+
 #: Value bits per partial product of the requantizer's multiply when the value is wider than one 18 x 18 DSP
 #: multiplier takes (an ECP5 MULT18X18D): the low 16 bits (unsigned, 17 signed) and the rest.
 SPLIT_BITS = 16
@@ -219,6 +226,13 @@ class Requantizer(wiring.Component):
         Apply ReLU; registered on entry, as ``shift``.
     busy : Out(1)
         A result is in the pipeline.
+    ready_next : Out(1)
+        The value ``i.ready`` takes in the next cycle (a function of this cycle's flip-flops and ``o.ready``), so a
+        producer can hold its own stall decision in a flip-flop (:class:`rtl.digital.DigitalDatapath`'s ``adv``;
+        issue 19, sixth stop).
+    busy_next : Out(1)
+        The value ``busy`` takes in the next cycle (this cycle's flip-flops, ``i.valid`` and ``o.ready``), likewise
+        (the digital datapath's "drained").
 
     Latency 6 cycles (``i`` accepted in cycle t -> ``o.valid`` in cycle t+6):
     (1) coefficient-memory read, (2) coefficients registered (a block RAM's
@@ -227,7 +241,7 @@ class Requantizer(wiring.Component):
     saturate and ReLU (:func:`round_saturate`: a narrow round beside a range check); ReLU last gives
     the same int8 as ReLU first. Throughput one beat (``lanes`` results) per
     cycle; a stalled ``o`` stalls the whole pipeline (one enable) once a second
-    result waits in the two-beat output FIFO (head = the ``o`` register), so the
+    result waits in the two-beat output FIFO (two registers used in turn, ``o`` the one read next), so the
     enable comes from a flip-flop, not from ``o.ready`` (in context the ready path
     from downstream ends here). Each lane has its own multiplier.
 
@@ -268,6 +282,8 @@ class Requantizer(wiring.Component):
             "shift": In(range(value_bits + scale_bits)),
             "relu": In(1),
             "busy": Out(1),
+            "ready_next": Out(1),
+            "busy_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -278,7 +294,10 @@ class Requantizer(wiring.Component):
         bank_depth = -(-self.depth // L)
         rps = []
         for k in range(L):
-            mem = Memory(shape=coef_layout, depth=bank_depth, init=[])
+            # no_rw_check (yosys): coefficients are written while the unit is idle, so a read never meets a write of
+            # its word; without it yosys emulates the read-before-write order of the two block-RAM ports in fabric
+            # (an address compare of the read and write ports into a flip-flop: 11.5 ns in context, issue 19)
+            mem = Memory(shape=coef_layout, depth=bank_depth, init=[], attrs=NO_RW_CHECK)
             m.submodules["coef" if L == 1 else f"coef{k}"] = mem
             wp, rp = mem.write_port(), mem.read_port()
             bank_hit = 1 if L == 1 else (self.coef_addr[:lb] == k)
@@ -302,8 +321,7 @@ class Requantizer(wiring.Component):
         # ``advance`` is a register's output (the output FIFO's second entry is free), never ``o.ready``:
         # in context the ready path from downstream ends at the FIFO (see the output FIFO below)
         advance = Signal()
-        tail_valid = Signal()
-        m.d.comb += [advance.eq(~tail_valid), self.i.ready.eq(advance)]
+        m.d.comb += self.i.ready.eq(advance)
         w_out = Signal(self.o.payload.shape())     # stage 6 result, into the output FIFO
 
         def lane_of(view, name, k):
@@ -365,7 +383,7 @@ class Requantizer(wiring.Component):
                 ]
                 f5s.append(f5)
                 data_stages = (val1, val2, stage3, y4, f5)
-        # 6: round, saturate, ReLU -> the output FIFO (its head is the output register). ReLU after rounding
+        # 6: round, saturate, ReLU -> the output FIFO (its registers are the output). ReLU after rounding
         # and saturation gives the same int8: round_shift and saturate are non-decreasing, map 0 to 0 and
         # negatives to <= 0.
         m.d.comb += [w_out.column.eq(column[-1]), w_out.last.eq(last[-1])]
@@ -373,32 +391,32 @@ class Requantizer(wiring.Component):
             m.d.comb += w_out.count.eq(count[-1])
         for k, f5 in enumerate(f5s):
             m.d.comb += lane_of(w_out, "data", k).eq(self._relu_int8(round_saturate(f5, ACT_BITS)))
-        # output FIFO of two beats (as rtl.router's _FlitBuffer): a result leaving stage 6 goes to the head
-        # (the ``o`` register) when it is free -- the same cycle as a plain output register, so the latency
-        # stays LATENCY -- else to the tail, which stops the pipeline until the head is taken
-        tail = Signal(self.o.payload.shape())
-        w_en = valid[-1] & advance
-        with m.If(self.o.valid & self.o.ready):
-            with m.If(tail_valid):
-                m.d.sync += [self.o.payload.eq(tail), tail_valid.eq(0)]
-            with m.Elif(w_en):
-                m.d.sync += self.o.payload.eq(w_out)
-            with m.Else():
-                m.d.sync += self.o.valid.eq(0)
-        with m.Elif(w_en):
-            with m.If(self.o.valid):
-                m.d.sync += [tail.eq(w_out), tail_valid.eq(1)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(w_out), self.o.valid.eq(1)]
+        # output FIFO of two beats, two registers used in turn (rtl.axis.StreamSlice(ping_pong=True), cycle for cycle
+        # the FIFO of before: a result leaving stage 6 is on ``o`` the next cycle when the FIFO was empty, so the
+        # latency stays LATENCY; a full FIFO stops the pipeline until a result is taken). Issue 19, sixth stop: a read
+        # toggles a pointer, so ``o.ready`` (a ready chain through the result packer and the fanout in context)
+        # drives four flip-flops instead of choosing every output bit between the tail and stage 6 (10.7 ns)
+        m.submodules.ofifo = ofifo = StreamSlice(self.o.payload.shape(), ping_pong=True)
+        m.d.comb += [ofifo.i.valid.eq(valid[-1]), ofifo.i.payload.eq(w_out), advance.eq(ofifo.i.ready)]
+        wiring.connect(m, ofifo.o, wiring.flipped(self.o))
         # the data registers written out above, plus the output register, must be the pipeline the
         # valid/column/last chain (LATENCY stages) and the cycle model assume
         if len(data_stages) + 1 != timing.AFFINE_LATENCY_CYCLES:
             raise RuntimeError(f"Requantizer: {len(data_stages) + 1} pipeline stages, but "
                                f"archmodel.timing.AFFINE_LATENCY_CYCLES = {timing.AFFINE_LATENCY_CYCLES}")
-        busy = self.o.valid | tail_valid
+        # the FIFO's "full" next cycle: cleared when a result is taken, set when one arrives while a result waits and
+        # is not taken (rtl.axis.StreamSlice's flags)
+        full = ~ofifo.i.ready
+        m.d.comb += self.ready_next.eq(~(~(self.o.valid & self.o.ready) & (full | (valid[-1] & self.o.valid))))
+        busy = self.o.valid | full
         for v in valid:
             busy = busy | v
         m.d.comb += self.busy.eq(busy)
+        # next cycle: the stage flags as they move (one enable), the FIFO's "one entry or more" as the slice sets it
+        busy_n = (valid[-1] & ~full) | full | (self.o.valid & ~self.o.ready)
+        for k, v in enumerate(valid):
+            busy_n = busy_n | Mux(advance, self.i.valid if k == 0 else valid[k - 1], v)
+        m.d.comb += self.busy_next.eq(busy_n)
         return m
 
     def _relu_int8(self, value):

@@ -420,23 +420,32 @@ class DestFanout(wiring.Component):
         # worst in-context path, 15.7 ns); the candidates (held, + 1, 0) are compared in parallel. Not reset:
         # during reset they take b = 0, so they are right from the first cycle after it; a changed lo / hi
         # reaches them one cycle later (configuration is written long before a run's first beat).
+        # b + 1 and (b + 1 mod 2**w) + 1 are flip-flops kept beside b (issue 19, sixth stop: no adder in front of
+        # the compares; same values)
+        b1 = Signal(len(b) + 1, init=1, name="b_plus1")
+        b2 = Signal(len(b) + 1, init=2, name="b_plus2")
         b_inc = Signal.like(b)
-        m.d.comb += b_inc.eq(b + 1)
+        m.d.comb += b_inc.eq(b1[:len(b)])
         in_range = [Signal(name=f"in_range{e}", reset_less=True) for e in range(E)]
         at_end = [Signal(name=f"at_end{e}", reset_less=True) for e in range(E)]
 
-        def flags(v, e):
+        def flags(v, v1, e):     # v1 = v + 1
             return [in_range[e].eq((v >= self.lo[e]) & ((self.hi[e] == 0) | (v < self.hi[e]))),
-                    at_end[e].eq(v + 1 == self.hi[e])]
+                    at_end[e].eq(v1 == self.hi[e])]
 
         step = Signal()   # the input beat leaves this cycle (below)
         for e in range(E):
             with m.If(ResetSignal() | (step & self.i.payload.last)):
-                m.d.sync += flags(Const(0, len(b)), e)
+                m.d.sync += flags(Const(0, len(b)), Const(1, len(b1)), e)
             with m.Elif(step):
-                m.d.sync += flags(b_inc, e)
+                m.d.sync += flags(b_inc, b2, e)
             with m.Else():
-                m.d.sync += flags(b, e)
+                m.d.sync += flags(b, b1, e)
+        with m.If(step):
+            with m.If(self.i.payload.last):
+                m.d.sync += [b1.eq(1), b2.eq(2)]
+            with m.Else():
+                m.d.sync += [b1.eq(b2), b2.eq(b2[:len(b)] + 1)]
         want = [Signal(name=f"want{e}") for e in range(E)]
         for e in range(E):
             m.d.comb += want[e].eq(self.en[e] & in_range[e])

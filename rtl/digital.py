@@ -83,7 +83,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from archmodel.timing import DIGITAL_CHECK_CYCLES
-from rtl.affine import Requantizer, result_layout
+from rtl.affine import NO_RW_CHECK, Requantizer, result_layout
 from rtl.params import ACT_BITS, DigitalParams
 from rtl.tile_controller import index_shape
 
@@ -240,10 +240,12 @@ class DigitalDatapath(wiring.Component):
         L = p.mac_lanes
         wlayout = data.ArrayLayout(signed(ACT_BITS), L)
 
-        m.submodules.wmem = wmem = Memory(shape=wlayout, depth=p.weight_words, init=[])
+        # no_rw_check (rtl.affine.NO_RW_CHECK): weights are loaded before a run; the activation buffer is written
+        # (group 0, at kk) in the cycles whose read of kk the operand multiplexer ignores (it takes the stream)
+        m.submodules.wmem = wmem = Memory(shape=wlayout, depth=p.weight_words, init=[], attrs=NO_RW_CHECK)
         w_wp = wmem.write_port(granularity=1)             # one enable per int8 lane (array element)
         w_rp = wmem.read_port()
-        m.submodules.xbuf = xbuf = Memory(shape=signed(ACT_BITS), depth=p.max_k, init=[])
+        m.submodules.xbuf = xbuf = Memory(shape=signed(ACT_BITS), depth=p.max_k, init=[], attrs=NO_RW_CHECK)
         x_wp = xbuf.write_port()
         x_rp = xbuf.read_port()
 
@@ -326,11 +328,12 @@ class DigitalDatapath(wiring.Component):
         last_group = Signal(name="last_group")
         pix_one = Signal(name="pix_one")   # pix_left == 1, likewise
         seq_one = Signal(name="seq_one")   # seq_left == 1, likewise
-        km1_cfg = Signal.like(k_cfg)             # K - 1, sampled at launch
         # "term kk is the group's last" as a flip-flop (issue 19: kk == K - 1 was a compare in front of the
-        # sequencer's enables, km1_cfg -> x_in.ready -> ch_base 8.6 ns): k_left counts the terms after kk down,
-        # k_last = (k_left == 0) is set one term ahead from k_left == 1 (k_one: K == 1, sampled at launch)
-        k_left = Signal.like(k_cfg)
+        # sequencer's enables, km1_cfg -> x_in.ready -> ch_base 8.6 ns), set one term ahead: k_last' = (kk == K - 2)
+        # on a step, k_one (K == 1) on a group's first term. Sixth stop: no down-counter k_left (its K - 1 at launch
+        # and k_left - 1 were merged by yosys into one subtractor behind a multiplexer, which put ``issue`` in front
+        # of the carry chain, 12.1 ns in context); K - 2 is sampled at launch (never matched when K == 1)
+        km2_cfg = Signal.like(k_cfg)
         k_last = Signal()
         k_one = Signal()
 
@@ -359,7 +362,6 @@ class DigitalDatapath(wiring.Component):
         # worst path out of context, 9.3 ns; adv also enables the whole fetch .. accumulate pipeline)
         ser_last = Signal(name="ser_last")
         ser_take = res_valid & rq.i.ready
-        res_free = ~res_valid | (ser_take & ser_last)
 
         # operand and product registers between the memories and the accumulators
         # (a block RAM's clock-to-out, the multiplier and the adder in separate
@@ -373,8 +375,18 @@ class DigitalDatapath(wiring.Component):
         s3_base, s3_lanes = Signal.like(s1_base), Signal.like(s1_lanes)
         s3_prod = [Signal(signed(2 * ACT_BITS), name=f"prod{lane}") for lane in range(L)]
 
-        s3_done = s3_valid & (~s3_klast | res_free)
-        adv = ~s3_valid | s3_done
+        # ``adv`` (was ~s3_valid | s3_done with s3_done = s3_valid & (~s3_klast | res_free)) is a flip-flop computed
+        # one cycle ahead from the next values of its inputs (issue 19, sixth stop: the requantizer's input flag ->
+        # res_free -> adv -> issue -> the sequencer's counters was 12.1 ns in context, two nets of ~100-250 loads in
+        # series); same value every cycle, so the same cycles at every port
+        adv = Signal(init=1, name="adv")
+        s3_done = s3_valid & adv
+        bank_load = s3_done & s3_klast
+        s3_valid_n = Mux(adv, s2_valid, s3_valid)
+        s3_klast_n = Mux(adv, s2_klast, s3_klast)
+        res_valid_n = bank_load | (res_valid & ~(ser_take & ser_last))
+        ser_last_n = Mux(bank_load, s3_lanes == 1, Mux(ser_take, res_lane + 2 == res_lanes, ser_last))
+        m.d.sync += adv.eq(~s3_valid_n | ~s3_klast_n | ~res_valid_n | (rq.ready_next & ser_last_n))
 
         issue = Signal()
         m.d.comb += [
@@ -386,28 +398,50 @@ class DigitalDatapath(wiring.Component):
             x_wp.en.eq(self.x_in.valid & self.x_in.ready),
         ]
 
+        # the fetch stage's registers load with the pipeline (adv), not on ``issue``: when adv & ~issue, s1_valid
+        # drops and their contents are never used (issue 19, sixth stop: ~35 fewer loads on ``issue``)
         with m.If(adv):
-            m.d.sync += s1_valid.eq(issue)
-        with m.If(issue):
             m.d.sync += [
+                s1_valid.eq(issue),
                 s1_first.eq(kk == 0), s1_klast.eq(k_last), s1_g0.eq(g0),
                 s1_x.eq(self.x_in.payload.data), s1_base.eq(ch_base),
                 s1_lanes.eq(Mux(last_group, ch_left, L)),
             ]
+        with m.If(issue):
             with m.If(g0 & (self.x_in.payload.last != k_last)):
                 m.d.sync += self.err_x_last.eq(1)
-            with m.If(k_last):
-                m.d.sync += [kk.eq(0), k_left.eq(km1_cfg), k_last.eq(k_one)]
+        # the sequencer's registers have one enable, ``issue | go`` (a step, or a launch by the run control below:
+        # never in the same cycle, a launch needs ~running), and their next values depend on flip-flops only, not
+        # on ``issue`` (issue 19, sixth stop: adv -> issue -> a compare's multiplexer -> ch_left was 13.1 ns in
+        # context, ~10 ns of it routing); the compares of the launch values are flip-flops (``*_is1``, ``*_le``)
+        go = Signal()                                   # launch a run of slot go_sl this cycle (run control)
+        go_sl = Signal()
+        go_pix = Signal.like(pix_left)                  # its vector count, and "the count is 1"
+        go_pix_one = Signal()
+        k_is1 = [Signal(name="k0_is1"), Signal(name="k1_is1")]       # k_terms == 1, k_terms1 == 1
+        c_le = [Signal(name="c0_le_lanes"), Signal(name="c1_le_lanes")]  # c_out <= L, c_out1 <= L
+        c_cfg_le = Signal(name="c_cfg_le_lanes")        # c_cfg <= L, sampled at launch
+        m.d.sync += [k_is1[0].eq(self.k_terms == 1), k_is1[1].eq(self.k_terms1 == 1),
+                     c_le[0].eq(self.c_out <= L), c_le[1].eq(self.c_out1 <= L)]
+        with m.If(issue | go):
+            with m.If(go):
+                m.d.sync += [k_last.eq(Mux(go_sl, k_is1[1], k_is1[0])), running.eq(1), kk.eq(0), g0.eq(1),
+                             wbase.eq(Mux(go_sl, self.w_base1, 0)), ch_base.eq(0),
+                             ch_left.eq(Mux(go_sl, self.c_out1, self.c_out)),
+                             last_group.eq(Mux(go_sl, c_le[1], c_le[0])), pix_left.eq(go_pix),
+                             pix_one.eq(go_pix_one)]
+            with m.Elif(k_last):
+                m.d.sync += [kk.eq(0), k_last.eq(k_one)]
                 with m.If(last_group):                         # next pixel
                     m.d.sync += [g0.eq(1), wbase.eq(wb_cfg), ch_base.eq(0), ch_left.eq(c_cfg),
-                                 last_group.eq(c_cfg <= L), pix_left.eq(pix_left - 1), pix_one.eq(pix_left == 2)]
+                                 last_group.eq(c_cfg_le), pix_left.eq(pix_left - 1), pix_one.eq(pix_left == 2)]
                     with m.If(pix_one):
                         m.d.sync += running.eq(0)
                 with m.Else():                                 # next channel group
                     m.d.sync += [g0.eq(0), wbase.eq(wbase + k_cfg), ch_base.eq(ch_base + L),
                                  ch_left.eq(ch_left - L), last_group.eq(ch_left <= 2 * L)]
             with m.Else():
-                m.d.sync += [kk.eq(kk + 1), k_left.eq(k_left - 1), k_last.eq(k_left == 1)]
+                m.d.sync += [kk.eq(kk + 1), k_last.eq(kk == km2_cfg)]
 
         # ---- MAC: operands (s2), products (s3), accumulate
         x_op = Mux(s1_g0, s1_x, x_rp.data)
@@ -454,16 +488,31 @@ class DigitalDatapath(wiring.Component):
         # ---- run control: one run of n_pixels vectors; with two_layers, per round a run of n_vectors0 vectors of
         # slot 0 then a run of n_vectors1 of slot 1 (each drains before the next: the requantizer's shift/relu
         # follow the slot)
-        def launch(sl: int):
+        def launch(sl: int, pix, pix_one_):
+            """A run of slot ``sl`` with ``pix`` vectors: the configuration sampled here, the sequencer's registers
+            loaded above (``go``)."""
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
             wq = self.w_base1 if sl else 0
-            return [k_cfg.eq(kq), km1_cfg.eq(kq - 1), k_left.eq(kq - 1), k_last.eq(kq == 1), k_one.eq(kq == 1),
-                    c_cfg.eq(cq), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
-                    slot.eq(sl), running.eq(1), kk.eq(0), g0.eq(1), wbase.eq(wq), ch_base.eq(0), ch_left.eq(cq),
-                    last_group.eq(cq <= L)]
+            m.d.comb += [go.eq(1), go_sl.eq(sl), go_pix.eq(pix), go_pix_one.eq(pix_one_)]
+            return [k_cfg.eq(kq), km2_cfg.eq(kq - 2), k_one.eq(k_is1[sl]),
+                    c_cfg.eq(cq), c_cfg_le.eq(c_le[sl]), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
+                    slot.eq(sl)]
 
-        drained = ~running & ~s1_valid & ~s2_valid & ~s3_valid & ~res_valid & ~rq.busy
+        # n_vectors0 == 1, n_vectors1 == 1, n_pixels == 1 as flip-flops (the configuration holds from the start
+        # cycle on; the first launch is DIGITAL_CHECK_CYCLES cycles later)
+        nv_is1 = [Signal(name="nv0_is1"), Signal(name="nv1_is1")]
+        np_is1 = Signal(name="np_is1")
+        m.d.sync += [nv_is1[0].eq(self.n_vectors0 == 1), nv_is1[1].eq(self.n_vectors1 == 1),
+                     np_is1.eq(self.n_pixels == 1)]
+        # "the pipeline is empty" as a flip-flop computed from the next values of its terms (issue 19, sixth stop: it
+        # gated the launch of the next slot's run, ``go``, which is in front of the sequencer's enables and next
+        # values: requantizer output flag -> busy -> drained -> go -> pix_left was 11.5 ns in context); same value
+        # every cycle
+        drained = Signal(init=1, name="drained")
+        running_n = Mux(go, 1, Mux(issue & k_last & last_group & pix_one, 0, running))
+        m.d.sync += drained.eq(~running_n & ~Mux(adv, issue, s1_valid) & ~Mux(adv, s1_valid, s2_valid)
+                               & ~s3_valid_n & ~res_valid_n & ~rq.busy_next)
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -476,10 +525,9 @@ class DigitalDatapath(wiring.Component):
                 with m.If(chk != DIGITAL_CHECK_CYCLES - 1):
                     pass
                 with m.Elif(cfg_ok_r):
-                    m.d.sync += launch(0) + [
-                        two.eq(self.two_layers), seq_left.eq(self.n_pixels), seq_one.eq(self.n_pixels == 1),
-                        pix_left.eq(Mux(self.two_layers, self.n_vectors0, self.n_pixels)),
-                        pix_one.eq(Mux(self.two_layers, self.n_vectors0 == 1, self.n_pixels == 1)),
+                    m.d.sync += launch(0, Mux(self.two_layers, self.n_vectors0, self.n_pixels),
+                                       Mux(self.two_layers, nv_is1[0], np_is1)) + [
+                        two.eq(self.two_layers), seq_left.eq(self.n_pixels), seq_one.eq(np_is1),
                         self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
                         self.cycles0.eq(0), self.cycles1.eq(0),
                     ]
@@ -496,10 +544,10 @@ class DigitalDatapath(wiring.Component):
                         m.d.sync += self.cycles0.eq(self.cycles0 + 1)
                 with m.If(drained):
                     with m.If(two & ~slot):
-                        m.d.sync += launch(1) + [pix_left.eq(self.n_vectors1), pix_one.eq(self.n_vectors1 == 1)]
+                        m.d.sync += launch(1, self.n_vectors1, nv_is1[1])
                     with m.Elif(two & ~seq_one):
-                        m.d.sync += launch(0) + [pix_left.eq(self.n_vectors0), pix_one.eq(self.n_vectors0 == 1),
-                                                 seq_left.eq(seq_left - 1), seq_one.eq(seq_left == 2)]
+                        m.d.sync += launch(0, self.n_vectors0, nv_is1[0]) + [seq_left.eq(seq_left - 1),
+                                                                             seq_one.eq(seq_left == 2)]
                     with m.Else():
                         m.d.sync += [self.done.eq(1), slot.eq(0)]
                         m.next = "IDLE"

@@ -27,6 +27,14 @@ upstream (``w_rdy`` depends on the stage's fill only), so no combinational
 path crosses more than one router: Fmax does not fall with the mesh size.
 The last stage also computes the XY route of a flit as it is written and
 keeps it, one-hot, beside the flit, so the arbiters start from registers.
+With ``latency_cycles >= 2`` (tiny's and tiny-fpga's hop is 2 cycles) the
+last of those stages sits behind the crossbar instead, one per *output*
+(issue 19, sixth stop): the arbiter writes the granted flit into it, so a
+port's ``valid`` and ``payload`` come from flip-flops and the arbitration
+ends at a register instead of running into the next block; a flit still
+takes ``latency_cycles`` cycles per hop without contention, and the
+throughput stays one flit per cycle per port. Under contention the flits
+wait in the input stages (one fewer per input) and in the output stage.
 
 The router's own position arrives on two input ports, ``x`` and ``y``, which
 the mesh ties to constants: every router of a grid is then the same logic
@@ -87,6 +95,8 @@ east edge (that is a U-turn); the node there switches such traffic itself.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -209,6 +219,7 @@ class _FlitBuffer(wiring.Component):
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
             "r_tag": Out(max(1, tag_width)),
+            "r_tag_next": Out(max(1, tag_width)),
         })
 
     def elaborate(self, platform):
@@ -227,6 +238,9 @@ class _FlitBuffer(wiring.Component):
         for k in range(2):  # entry wp is free whenever the buffer is not full
             with m.If(~tail_valid & (wp == k)):
                 m.d.sync += [ent[k].eq(self.w_data), tag[k].eq(w_tag)]
+        # r_tag of the next cycle (the entries' tags and the read pointer as written here)
+        tag_n = [Mux(~tail_valid & (wp == k), w_tag, tag[k]) for k in range(2)]
+        m.d.comb += self.r_tag_next.eq(Mux(rp ^ do_read, tag_n[1], tag_n[0]))
         with m.If(do_write):
             m.d.sync += wp.eq(~wp)
         with m.If(do_read):
@@ -299,6 +313,8 @@ class MeshRouter(wiring.Component):
             raise reject(self, ValueError(f"latency_cycles must be an integer >= 1, got {latency_cycles!r}"))
         self.edge_column = bool(edge_column)
         self.latency_cycles = latency_cycles
+        #: With two or more cycles per hop, one of the two-entry stages sits behind the crossbar (issue 19, sixth stop).
+        self.out_reg = latency_cycles >= 2
         members = {"x": In(x_bits), "y": In(y_bits)}
         for name in PORTS:
             members[f"{name}_i"] = In(FlitStream(self.layout))
@@ -336,25 +352,35 @@ class MeshRouter(wiring.Component):
                 onehot = Mux(cond, Const(1 << port, n), onehot)
             return onehot
 
-        # ---- input buffers: latency_cycles two-entry stages per input
+        # ---- input buffers: latency_cycles two-entry stages per input, one of them moved behind the crossbar
+        # (an output register) when latency_cycles >= 2
+        in_stages = self.latency_cycles - (1 if self.out_reg else 0)
         heads = []  # (valid, ready, payload view, XY route one-hot) of the oldest flit of each input
+        bufs = []   # the last stage of each input
         for i in range(n):
             port = self.port_i(i)
             prev_valid, prev_ready, prev_data = port.valid, port.ready, port.payload.as_value()
-            for s in range(self.latency_cycles):
-                final = s == self.latency_cycles - 1
+            for s in range(in_stages):
+                final = s == in_stages - 1
                 buf = _FlitBuffer(width, xy_onehot if final else None, n if final else 0)
                 m.submodules[f"{PORTS[i]}_buf{s}"] = buf
                 m.d.comb += [buf.w_data.eq(prev_data), buf.w_en.eq(prev_valid), prev_ready.eq(buf.w_rdy)]
                 prev_valid, prev_ready, prev_data = buf.r_rdy, buf.r_en, buf.r_data
             heads.append((prev_valid, prev_ready, data.View(self.layout, prev_data), buf.r_tag))
+            bufs.append(buf)
 
-        # ---- per input: route of the head flit (locked while a packet is in flight)
+        # ---- per input: route of the head flit (locked while a packet is in flight), a flip-flop computed from
+        # the next values of the lock and of the head's tag (issue 19, sixth stop: the arbiters start one or two
+        # LUT levels earlier; same value every cycle)
         in_busy = [Signal(name=f"{PORTS[i]}_busy") for i in range(n)]
         in_out = [Signal(n, name=f"{PORTS[i]}_bound") for i in range(n)]     # one-hot
         route = [Signal(n, name=f"{PORTS[i]}_route") for i in range(n)]      # one-hot
+        in_busy_n = [Signal(name=f"{PORTS[i]}_busy_next") for i in range(n)]
+        in_out_n = [Signal(n, name=f"{PORTS[i]}_bound_next") for i in range(n)]
         for i in range(n):
-            m.d.comb += route[i].eq(Mux(in_busy[i], in_out[i], heads[i][3]))
+            m.d.comb += [in_busy_n[i].eq(in_busy[i]), in_out_n[i].eq(in_out[i])]
+            m.d.sync += [in_busy[i].eq(in_busy_n[i]), in_out[i].eq(in_out_n[i]),
+                         route[i].eq(Mux(in_busy_n[i], in_out_n[i], bufs[i].r_tag_next))]
 
         # request[i][o]: input i has a flit for output o (only legal turns exist)
         request = [[Const(0) for _ in range(n)] for _ in range(n)]
@@ -371,6 +397,15 @@ class MeshRouter(wiring.Component):
         take = [[Const(0) for _ in range(n)] for _ in range(n)]  # transfer from i to o this cycle
         for o in range(n):
             out = self.port_o(o)
+            if self.out_reg:
+                # output register: a two-entry stage (the same _FlitBuffer as the inputs) between the crossbar and
+                # the port, so the port's valid / payload and the arbiter's ready are flip-flops (plus the 2-to-1
+                # read multiplexer); the arbiter below writes into it as it wrote into the port
+                obuf = _FlitBuffer(width)
+                m.submodules[f"{PORTS[o]}_obuf"] = obuf
+                m.d.comb += [out.valid.eq(obuf.r_rdy), out.payload.eq(obuf.r_data), obuf.r_en.eq(out.ready)]
+                out = SimpleNamespace(valid=obuf.w_en, ready=obuf.w_rdy,
+                                      payload=data.View(self.layout, obuf.w_data))
             sources = [i for i in range(n) if o in legal[i]]
             busy = Signal(name=f"{PORTS[o]}_locked")
             owner = Signal(n, name=f"{PORTS[o]}_owner")                          # one-hot
@@ -424,8 +459,7 @@ class MeshRouter(wiring.Component):
                 misrouted = misrouted | bad
             for o in legal[i]:
                 with m.If(take[i][o]):
-                    m.d.comb += popped.eq(1)
-                    m.d.sync += [in_busy[i].eq(~heads[i][2].last), in_out[i].eq(1 << o)]
+                    m.d.comb += [popped.eq(1), in_busy_n[i].eq(~heads[i][2].last), in_out_n[i].eq(1 << o)]
             m.d.comb += heads[i][1].eq(popped)
         m.d.comb += self.misrouted.eq(misrouted)
         return m

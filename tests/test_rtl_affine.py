@@ -231,6 +231,34 @@ def test_requantizer_ready_is_a_register():
     assert res["out"] == list(range(1, 8))
 
 
+def test_requantizer_ready_next_predicts_ready():
+    """Issue 19, sixth stop: ``ready_next`` and ``busy_next`` (the digital datapath registers its stall and its
+    "drained" from them) equal the next cycle's ``i.ready`` and ``busy`` in every cycle, under random valid / ready
+    gaps that fill the output FIFO (ready low in a quarter or more of the cycles) and an idle tail (busy low)."""
+    rng = np.random.default_rng(19)
+    dut = Requantizer(value_bits=32, scale_bits=16, offset_bits=32, depth=4)
+    res = {"pairs": [], "low": 0}
+
+    async def tb(ctx, rst):
+        h = Harness({"i": Source(dut.i, rng, 0.9)}, {"o": Sink(dut.o, rng, 0.35)}, rst)
+        for k in range(120):   # about 350 cycles at the sink's rate, then idle
+            h.sources["i"].put({"column": k % 4, "value": k, "last": 0})
+        prev = None
+        for _ in range(500):
+            nxt, rdy, bnxt, busy = await h.step(ctx, dut.ready_next, dut.i.ready, dut.busy_next, dut.busy)
+            if prev is not None:
+                res["pairs"].append((prev, (rdy, busy)))
+            res["low"] += 1 - rdy
+            res["idle"] += 1 - busy
+            prev = (nxt, bnxt)
+
+    res["idle"] = 0
+    simulate(dut, tb)
+    assert len(res["pairs"]) == 499
+    assert all(a == b for a, b in res["pairs"])
+    assert res["low"] >= 100 and res["idle"] >= 100
+
+
 # --------------------------------------------------------------------------- AffineUnit
 
 
