@@ -378,6 +378,7 @@ async def test_proto_cnn_network(dut):
     if os.environ.get("AIMC_EMU_FAULT", "0") == "1":
         k = int(os.environ.get("AIMC_EMU_FAULT_IMAGES", "1"))
         g_f, emu_f = golden(0, k)
+        assert all(np.array_equal(emu_f.codes[t], c) for t, c in emu.codes.items())  # the cells programmed above
         cn_f = prepare_cnn(g_f)
         last = [lg for lg in g_f.layers if lg.kind == "analog"][-1]
         feed = min(last.tiles, key=lambda t: t.tile)
