@@ -2,7 +2,8 @@
 
 The golden (:func:`tb.cnn_golden.cnn_golden` with ``emulate``, :class:`tb.cnn_golden.EmulatedLayer`) is checked
 here against independent per-tile integer arithmetic; the RTL run (``aimc cosim --arch proto --network digits-cnn
---images N --emulate-arrays``: a Verilator build of the 25-tile prototype, ~20 min) is gated behind
+--images N --emulate-arrays``: a Verilator build of the 25-tile prototype, 36 min on the loaded 2-core machine,
+cached afterwards) is gated behind
 ``AIMC_LONG_COSIM=1`` (``make test-long``).
 """
 
@@ -117,8 +118,8 @@ def test_cosim_emulate_arrays_cnn_refusals(args, message, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("AIMC_LONG_COSIM") != "1",
-                    reason="a Verilator build of the 25-tile prototype (~20 min) and its run: over issue 19's "
-                           "make-test budget; run with AIMC_LONG_COSIM=1")
+                    reason="a Verilator build of the 25-tile prototype (36 min loaded, cached) and its run (~7 min): "
+                           "over issue 19's make-test budget; run with AIMC_LONG_COSIM=1")
 def test_digits_cnn_on_prototype(tmp_path):
     """digits-cnn on proto's prototype, 2 images, seeded weights, Verilator: noise off and on (sigma 20) bit-exact
     against the emulator golden (every score and relu3 value compared), the done interrupt, and one conv3 code
