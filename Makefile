@@ -15,7 +15,7 @@ help:
 	@echo "make demo      - the main job: map networks on the fig11 chip and print the totals"
 	@echo "make test      - all tests (installs .venv and Icarus Verilog when missing)"
 	@echo "make test-fast - tests not marked slow"
-	@echo "make test-long - the gated whole-CNN runs on Icarus (digits-resnet, the digits-cnn fault run; ~30 min)"
+	@echo "make test-long - the gated whole-CNN runs (Icarus: digits-resnet, the digits-cnn fault run; Verilator: digits-cnn on the prototype; ~50 min)"
 	@echo "make bench     - benchmarks (speed ratios measured in one run)"
 	@echo "make setup     - create .venv and install aimc into it (editable)"
 	@echo "make fpga      - ECP5 resource/Fmax table of every block and the whole prototype (slow)"
@@ -61,7 +61,7 @@ test-fast: setup
 # Whole-CNN co-simulations kept out of `make test` for its time budget (AIMC_LONG_COSIM gates them).
 test-long: setup iverilog
 	AIMC_LONG_COSIM=1 $(PY) -m pytest -q -ra tests/test_resnet_env.py::test_digits_resnet_on_icarus \
-	    tests/test_cnn_env.py::test_digits_cnn_fault_on_icarus
+	    tests/test_cnn_env.py::test_digits_cnn_fault_on_icarus tests/test_proto_cnn.py::test_digits_cnn_on_prototype
 
 bench: setup
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

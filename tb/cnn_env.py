@@ -39,6 +39,7 @@ map) and int8 weights (``LayerGolden.weights_int8``); the arrays are the golden'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -61,7 +62,8 @@ from rtl.regmap import build_regmap, source_tag
 from tb.cnn_golden import CnnGolden, LayerGolden, stream_order
 from tb.top_env import NetworkJob, PreparedNetwork
 
-__all__ = ["CnnCosimError", "CnnNetwork", "TileArray", "cnn_report_lines", "cosim_cnn", "prepare_cnn"]
+__all__ = ["CnnCosimError", "CnnNetwork", "TileArray", "cnn_report_lines", "cosim_cnn", "prepare_cnn",
+           "proto_cnn_report_lines"]
 
 
 class CnnCosimError(AimcError, ValueError):
@@ -370,4 +372,88 @@ def cnn_report_lines(d: dict) -> tuple[bool, list[str]]:
                                                                        f"NOT located: {ft.get('message')}"))
     if not d["passed"]:
         lines.append(f"FAILED: {d['message']}")
+    return ok, lines
+
+
+def _proto_phase_ok(o: dict) -> bool:
+    r = o["run"]
+    return (r["mismatches"] == 0 and r["compared"] == r["expected_outputs"] and r["tap_mismatches"] == 0
+            and r["tap_compared"] == o["taps"] > 0 and r["extra_outputs"] == 0 and r["format_errors"] == 0
+            and r["axil_errors"] == 0 and not any(r["flags"].values()) and o["top1_rtl"] == o["top1_model"])
+
+
+def proto_cnn_report_lines(outs: dict) -> tuple[bool, list[str]]:
+    """``(ok, lines)``: the ``aimc cosim --images N --emulate-arrays`` report of a CNN on the FPGA prototype
+    (:func:`tb.network_env.cosim_prototype` with ``cnn``; ``tb.test_proto_cosim.test_proto_cnn_network``).
+
+    ``ok``: the test passed; the noise-off run (and the noise-on run) bit-exact against the golden with the
+    emulator model's ADC codes (every class score and every mirrored value compared, RTL top-1 = the golden's);
+    the done interrupt seen; with the fault phase, the tap mismatching in the faulted column only.
+    """
+    from archmodel.golden.emulator import noise_variance
+
+    d = outs["test_proto_cnn_network"]
+    n, off = d["images"], d.get("off")
+    if off is None:
+        return False, [f"FAILED: {d['message']}"]
+    labels = np.asarray(d["labels"])
+    top1 = {k: np.asarray(d[k]["top1_rtl"]) for k in ("off", "on") if k in d}
+    acc = {k: float(np.mean(v == labels)) for k, v in top1.items()}
+    analog_top1 = np.asarray(d["top1_analog_model"])
+    same_scores = int(np.all(np.asarray(off["scores"]) == np.asarray(d["analog_model_scores"]), axis=1).sum())
+    ok = bool(d["passed"]) and _proto_phase_ok(off) and off["irq_rise_after_last_score"] is not None
+    tiles = d["analog_tiles"]
+    last = d["layer_names"][-2]
+    lines = [
+        f"{d['network']}, FPGA prototype (aimc_prototype: the co-processor + one PCM array emulator per array port) "
+        f"in one run of the chip: {n} images, seed {d['seed']}, weights {d['weights']}",
+        "emulators: conductance codes of each analog layer's programmed matrix at t = "
+        f"{d['t_inf_s']:g} s (8-bit codes; " + "; ".join(
+            f"{name} on tiles {ts[0]}..{ts[-1]}, ADC shift {d['shifts'][str(ts[0])]}" for name, ts in tiles.items())
+        + f"), written over AXI4-Lite: {d['emulator_writes']} writes, {d['emulator_program_cycles']} cycles "
+        f"({d['emulator_program_wall_s']:.1f} s wall)",
+    ]
+
+    def phase(o: dict) -> str:
+        r = o["run"]
+        return (f"{'MATCH' if _proto_phase_ok(o) else 'MISMATCH'} against the golden (archmodel's integer forward, "
+                f"the emulator model's ADC codes): class scores {r['compared']}/{r['expected_outputs']} compared, "
+                f"{r['mismatches']} mismatches; {last}'s outputs (mirrored to the host) {r['tap_compared']} "
+                f"compared, {r['tap_mismatches']} mismatches; top-1 RTL = golden on "
+                f"{int((np.asarray(o['top1_rtl']) == np.asarray(o['top1_model'])).sum())}/{len(o['top1_rtl'])}")
+
+    lines.append(f"noise off: {phase(off)}")
+    if "on" in d:
+        ok = ok and _proto_phase_ok(d["on"])
+        lines.append(f"noise on (sigma {d['sigma']}, std {math.sqrt(noise_variance(d['sigma'])):.2f} ADC LSB, seed "
+                     f"{d['emu_seed']} + tile): {phase(d['on'])}")
+    lines.append("top-1 accuracy (from the scores read off m_axis): noise off {:.4f}".format(acc["off"]) +
+                 (f", noise on {acc['on']:.4f} (difference {acc['on'] - acc['off']:+.4f}; top-1 equal on "
+                  f"{int((top1['on'] == top1['off']).sum())}/{n} images)" if "on" in acc else "") +
+                 f"; the model with the Python arrays {float(np.mean(analog_top1 == labels)):.4f} (its scores equal "
+                 f"the noise-off emulator's on {same_scores}/{n} images, top-1 on "
+                 f"{int((analog_top1 == top1['off']).sum())}/{n})")
+    names, pix = d["layer_names"], d["pixels"]
+    lines.append(f"cycles: {off['run']['cycles']} from the first input to the last score ({off['run']['cycles'] / n:.1f} "
+                 f"per image, one image in flight); {names[0]} {off['conv1_cycles'] / (n * pix[0]):.2f} per pixel vs "
+                 f"{d['predicted_cycles'][0]}, {names[-1]} {off['fc_cycles'] / n:.2f} per image vs "
+                 f"{d['predicted_cycles'][-1]}; configuration {off['run']['writes']} AXI4-Lite writes + the weight "
+                 f"stream, {off['run']['config_cycles']} cycles")
+    lines.append(f"interrupt: irq rose {off['irq_rise_after_last_score']} cycles after the last score was taken "
+                 f"(IRQ_STATUS {off['irq_status']:#x})")
+    lines.append("not compared on the prototype: the analog tiles' DAC codes (no array port at its boundary; the "
+                 "Python-array run of aimc cosim --images compares them)")
+    if "fault" in d:
+        f = d["fault"]
+        r = f["run"]
+        located = f["tap_mismatch_at"] == [[f["tap_tag"], f["col"]]]
+        ok = ok and located
+        lines.append(f"fault: code ({f['row']}, {f['col']}) of tile {f['tile']}'s emulator ({f['layer']}, row block 0) "
+                     f"changed over the bus {f['code'][0]} -> {f['code'][1]} after programming (golden untouched), "
+                     f"{f['images']} image(s): {f['layer']}'s outputs {r['tap_mismatches']} mismatches at (tile tag, "
+                     f"column) {f['tap_mismatch_at']}; class scores {r['mismatches']} mismatches -> "
+                     + (f"located at {f['layer']}, column {f['col']}" if located else "NOT located"))
+    if not d["passed"]:
+        lines.append(f"FAILED: {d['message']}")
+    lines.append(f"wall {d['wall_s']:.1f} s (simulation of all phases, with the golden runs and training)")
     return ok, lines

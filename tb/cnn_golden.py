@@ -41,6 +41,7 @@ Feature maps travel as one int8 vector per pixel, raster order (contract §2):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,7 +57,8 @@ from archmodel.network.ir import Network
 from archmodel.placement import LayerPlacement, Placement
 from archmodel.spec import ChipSpec
 
-__all__ = ["CnnGolden", "CnnGoldenError", "LayerGolden", "Route", "TileFeed", "cnn_golden", "dataflow_plan",
+__all__ = ["CnnGolden", "CnnGoldenError", "EmulatedLayer", "LayerGolden", "Route", "TileFeed", "cnn_golden",
+           "dataflow_plan",
            "model_top1", "pixel_vectors", "plan_lines", "seeded_params", "stream_order", "tile_beats"]
 
 
@@ -240,6 +242,98 @@ def seeded_params(network: Network, seed: int) -> dict[str, dict[str, np.ndarray
     return params
 
 
+class EmulatedLayer:
+    """An analog layer's programmed, drifted :class:`AnalogMatrix` with every tile's array replaced by the FPGA
+    prototype's PCM array emulator (``rtl/emulator.py``; issue 19).
+
+    The conductances of the whole matrix are quantized ONCE by
+    :func:`archmodel.golden.emulator.conductance_codes` (one ADC shift for the layer: its full scale is per
+    layer); tile ``first_tile + c·rb + r`` holds array ``c·rb + r`` of those codes, and its answers come from
+    :meth:`tb.network_env.EmulatedArrays.model` (the same codes, shift, ``sigma``, seed ``seed + tile``), its
+    MVMs in the tile's vector order: MVM ``m`` of a call with ``mvm_index = i`` is the tile's MVM ``i + m`` since
+    its ``SEED`` write (image ``b``, output pixel ``q``: ``b·P + q``, as the RTL tile sends them). Stateless: every
+    call starts a fresh model and steps it over the ``mvm_index`` earlier MVMs, so the forward
+    (:meth:`mvm_partial_sums_trusted`) and the per-tile feeds (:meth:`array_adc_codes`) agree code for code.
+
+    Everything else (``w_abs_max``, the ADC full scale, blocks, weights: what the affine coefficients are made
+    of) is the analog matrix's: only the arrays differ from the Python-bridge golden (the MLP's rule,
+    :class:`tb.network_env.EmulatedArrays`).
+
+    Parameters
+    ----------
+    matrix : AnalogMatrix
+        Programmed and drifted (``t_inf``) layer matrix, ``(K, N)``.
+    emulate : tb.network_env.EmulatedArrays
+        Noise scale and seed; filled in with each tile's codes, shift and ADC beats.
+    first_tile : int
+        The layer's first tile (placement).
+    codes_of : AnalogMatrix, optional
+        The matrix whose conductances (``g_pos_us − g_neg_us``) the emulators hold (default ``matrix``): the same
+        programmed matrix drifted to ``t_inf`` with one read-noise draw (:func:`cnn_golden`), since a keyed drift
+        (``read_noise_key``) leaves ``matrix``'s conductances at the programmed state.
+    """
+
+    def __init__(self, matrix: AnalogMatrix, emulate, first_tile: int, codes_of: AnalogMatrix | None = None):
+        from archmodel.golden.emulator import conductance_codes
+
+        self.matrix, self.emulate, self.first_tile = matrix, emulate, int(first_tile)
+        self.codes, self.shift = conductance_codes(matrix if codes_of is None else codes_of, g_bits=emulate.g_bits)
+        spec = matrix.spec
+        n_rb, n_cb = matrix.n_row_blocks, matrix.n_col_blocks
+        self._cols = [min(spec.array.cols, matrix.shape[1] - c * spec.array.cols) for c in range(n_cb)]
+        for c in range(n_cb):
+            for r in range(n_rb):
+                self.model(r, c)  # records every tile's codes, shift and ADC beats in ``emulate``
+
+    def __getattr__(self, name: str):
+        if name == "matrix":  # not yet set (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.matrix, name)
+
+    def tile(self, row_block: int, col_block: int) -> int:
+        """Global tile index of block ``(row_block, col_block)``."""
+        return self.first_tile + col_block * self.matrix.n_row_blocks + row_block
+
+    def model(self, row_block: int, col_block: int):
+        """A fresh :class:`archmodel.golden.emulator.EmulatorModel` of block ``(row_block, col_block)``'s tile."""
+        a = col_block * self.matrix.n_row_blocks + row_block
+        return self.emulate.model(self.matrix.spec, self.tile(row_block, col_block), self.codes[a:a + 1],
+                                  self.shift, cols=self._cols[col_block])
+
+    def array_adc_codes(self, row_block: int, col_block: int, dac_codes, mvm_index: int = 0) -> np.ndarray:
+        """The emulator's ADC codes ``(B, C)`` of block ``(row_block, col_block)`` for the block's DAC codes
+        ``(B, R)`` (or ``(R,)``), MVMs ``mvm_index ..`` of its tile (class docstring)."""
+        d = np.atleast_2d(np.asarray(dac_codes)).astype(np.int64)
+        model = self.model(row_block, col_block)
+        zero = np.zeros(1, np.int64)
+        for _ in range(int(mvm_index)):  # the generators step per emitted beat: replay the earlier MVMs' beats
+            model.mvm(0, zero)
+        n = self._cols[col_block]
+        return np.stack([model.mvm(0, v)[:n] for v in d]) if len(d) else np.zeros((0, n), np.int64)
+
+    def mvm_partial_sums(self, dac_codes, mvm_index: int = 0) -> np.ndarray:
+        """Every column block's emulator ADC codes summed over its row blocks (``accumulate_partial_sums``, the
+        chain's integer sum), ``(B, N)`` int64, for DAC codes ``(B, K)``."""
+        from archmodel.golden.affine import accumulate_partial_sums
+
+        m, spec = self.matrix, self.matrix.spec
+        d = np.atleast_2d(np.asarray(dac_codes)).astype(np.int64)
+        out = []
+        for c in range(m.n_col_blocks):
+            codes = np.stack([self.array_adc_codes(r, c, d[:, sl], mvm_index)
+                              for r, sl in enumerate(m.row_block_slices())])
+            out.append(accumulate_partial_sums(codes, adc_bits=spec.array.adc_bits,
+                                               acc_bits=spec.periphery.accumulator_bits))
+        return np.concatenate(out, axis=1)
+
+    def mvm_partial_sums_trusted(self, dac_codes_f64: np.ndarray, mvm_index: int = 0,
+                                 row_order: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`mvm_partial_sums` (the accuracy forward's entry point; ``row_order`` is not supported)."""
+        if row_order is not None:
+            raise ValueError("EmulatedLayer: row_order is not supported")
+        return self.mvm_partial_sums(dac_codes_f64, mvm_index)
+
+
 def _check_placement(spec: ChipSpec, placement: Placement, prep: PreparedNetwork) -> None:
     mats = prep.matrix_layers
     if [lp.name for lp in placement.layers] != [l.name for l in mats]:
@@ -263,7 +357,7 @@ def _check_placement(spec: ChipSpec, placement: Placement, prep: PreparedNetwork
 
 def cnn_golden(spec: ChipSpec, network: Network, placement: Placement, params: dict, images: np.ndarray,
                x_train: np.ndarray, *, seed: int = 0, draw: int = 0, t_inf_s: float = 0.0,
-               compensation: str = "gdc", options: AccuracyOptions | None = None) -> CnnGolden:
+               compensation: str = "gdc", options: AccuracyOptions | None = None, emulate=None) -> CnnGolden:
     """The golden of ``network`` placed by ``placement`` on ``spec`` for float ``images`` (module docstring).
 
     Parameters
@@ -286,6 +380,11 @@ def cnn_golden(spec: ChipSpec, network: Network, placement: Placement, params: d
         Global GDC alpha per analog layer, or none.
     options : AccuracyOptions, optional
         Passed to :func:`prepare` (default: one draw, the chip's ADC range).
+    emulate : tb.network_env.EmulatedArrays, optional
+        The FPGA prototype: every analog layer's arrays are its tiles' PCM array emulators
+        (:class:`EmulatedLayer`: the forward, the tiles' ADC codes and everything downstream take the
+        emulator model's codes; the configuration stays the analog model's); filled in with each tile's
+        conductance codes, ADC shift and ADC beats.
 
     Raises
     ------
@@ -297,6 +396,8 @@ def cnn_golden(spec: ChipSpec, network: Network, placement: Placement, params: d
         raise CnnGoldenError(f"compensation must be 'gdc' or 'none', got {compensation!r}")
     prep = prepare(spec, network, params, x_train, options or AccuracyOptions(draws=1))
     _check_placement(spec, placement, prep)
+    if emulate is not None:
+        emulate.codes, emulate.shifts, emulate.adc_beats = {}, {}, {}
     n_mat = len(prep.matrices)
     modes = ["int8" if k in prep.digital else "analog" for k in range(n_mat)]
     mats: list[AnalogMatrix | None] = [None] * n_mat
@@ -310,6 +411,11 @@ def cnn_golden(spec: ChipSpec, network: Network, placement: Placement, params: d
         m.drift(float(t_inf_s), read_noise_key=(int(seed), int(draw), k, 3, 0))
         if compensation == "gdc":
             alphas[k] = float(calibration.gdc_alpha(m, cal, ref))  # type: ignore[arg-type]
+        if emulate is not None:
+            # the emulators hold the conductances at t_inf: a copy drifted with one read-noise draw from the layer's
+            # key (a keyed drift leaves g_pos_us / g_neg_us at the programmed state and redraws per MVM block)
+            at_t = copy.deepcopy(m).drift(float(t_inf_s), np.random.default_rng([int(seed), int(draw), k, 3, 0]))
+            m = EmulatedLayer(m, emulate, placement.layers[k].first_tile, codes_of=at_t)  # type: ignore[assignment]
         mats[k] = m
     inst = NetworkInstance(prep, modes, mats, alphas)
     trace: dict = {}

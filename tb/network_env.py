@@ -88,6 +88,28 @@ class EmulatedArrays:
     g_bits: int = 8
     codes: dict = None           # type: ignore[assignment]  # tile -> codes (arrays, rows, cols), filled in
     shifts: dict = None          # type: ignore[assignment]  # tile -> ADC shift, filled in
+    adc_beats: dict = None       # type: ignore[assignment]  # tile -> ADC beats per MVM, filled in
+
+    def model(self, spec: ChipSpec, tile: int, codes: np.ndarray, shift: int, cols: int | None = None):
+        """A fresh :class:`archmodel.golden.emulator.EmulatorModel` of tile ``tile``'s emulator (its state right
+        after ``SEED`` is written: MVM 0 of the tile's vector order next), recording ``codes``
+        ``(arrays, rows, cols)``, ``shift`` and the ADC beats per MVM (``ceil(cols / cols_per_adc_beat)``, the
+        ``ADC_BEATS`` the testbench writes; ``cols`` default: all the array's columns) in this object.
+
+        The one place of the contract "tile ``t``'s emulator = these codes, shift, ``sigma``, seed ``seed + t``"
+        (the MLP golden :func:`prepare_placed` and the CNN golden :class:`tb.cnn_golden.EmulatedLayer`).
+        """
+        from archmodel.golden.emulator import EmulatorModel
+
+        tp = TileParams.from_spec(spec)
+        beats = -(-int(spec.array.cols if cols is None else cols) // tp.cols_per_adc_beat)
+        for name in ("codes", "shifts", "adc_beats"):
+            if getattr(self, name) is None:
+                setattr(self, name, {})
+        self.codes[tile], self.shifts[tile], self.adc_beats[tile] = codes, int(shift), beats
+        return EmulatorModel(codes, adc_bits=spec.array.adc_bits, dac_bits=spec.array.dac_bits,
+                             cols_per_adc_beat=tp.cols_per_adc_beat, g_bits=self.g_bits, shift=int(shift),
+                             sigma=self.sigma, seed=self.seed + tile, adc_beats=[beats] * codes.shape[0])
 
 
 @dataclass
@@ -197,7 +219,7 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
     # ---- fc2 (analog): one matrix per column block, its rows on a chain of tiles
     programmed, psums, alphas, emu_psums = [], [], [], []
     if emulate is not None:
-        emulate.codes, emulate.shifts = {}, {}
+        emulate.codes, emulate.shifts, emulate.adc_beats = {}, {}, {}
     c0 = 0
     for c, nc in enumerate(cols):
         w = ws[1][:, c0:c0 + nc]
@@ -283,15 +305,12 @@ def prepare_placed(spec: ChipSpec, placement: Placement, network, x: np.ndarray,
 def _emulated_adc(spec: ChipSpec, tp: TileParams, emu: EmulatedArrays, tile: int, matrix: AnalogMatrix,
                   dac: np.ndarray) -> np.ndarray:
     """ADC codes ``(B, N)`` of tile ``tile``'s emulator for the DAC codes ``dac`` ``(B, rows)``, vector by vector
-    (:class:`archmodel.golden.emulator.EmulatorModel`); records the tile's codes and shift in ``emu``."""
-    from archmodel.golden.emulator import EmulatorModel, conductance_codes
+    (:meth:`EmulatedArrays.model`); records the tile's codes and shift in ``emu``."""
+    from archmodel.golden.emulator import conductance_codes
 
     codes, shift = conductance_codes(matrix, g_bits=emu.g_bits)
-    emu.codes[tile], emu.shifts[tile] = codes, shift
+    model = emu.model(spec, tile, codes, shift)
     n = matrix.weights.shape[1]
-    model = EmulatorModel(codes, adc_bits=spec.array.adc_bits, dac_bits=spec.array.dac_bits,
-                          cols_per_adc_beat=tp.cols_per_adc_beat, g_bits=emu.g_bits, shift=shift, sigma=emu.sigma,
-                          seed=emu.seed + tile)
     return np.stack([model.mvm(0, d)[:n] for d in np.asarray(dac, dtype=np.int64)])
 
 
@@ -361,12 +380,15 @@ PROTO_NAME = "aimc_prototype"
 def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int = 1, sim: str = "verilator",
                     build_dir, weights: str = "trained", sigma: int = 0, emu_seed: int = 1, fault: bool = False,
                     irq_error: bool = False, t_inf_s: float = 0.0, waves: bool = False,
-                    network: str | None = None) -> dict:
+                    network: str | None = None, cnn: bool = False, fault_images: int = 1) -> dict:
     """The whole network on the FPGA prototype (:class:`rtl.prototype.Prototype`: the Verilog of ``aimc verilog
     --emulate-arrays``, emulators in place of the Python arrays): ``tb.test_proto_cosim.test_proto_network``
     (noise off; with ``sigma`` > 0 also noise on; with ``fault`` the one-code fault) and, with ``irq_error``,
     ``test_proto_irq_error``, in one simulator process. ``t_inf_s``: drift time of the programmed matrices
-    whose conductance codes the emulators get (and of the golden run).
+    whose conductance codes the emulators get (and of the golden run). With ``cnn`` a CNN (``digits-cnn`` on
+    ``proto``): ``test_proto_cnn_network`` instead (its golden :func:`tb.cnn_golden.cnn_golden` with
+    ``emulate``; ``weights`` ``trained`` or ``seeded`` as :func:`tb.cnn_env.cosim_cnn`; the fault phase on
+    ``fault_images`` images); ``irq_error`` is then ignored.
 
     Returns ``{test: JSON of the test + passed, message, wall_s}``. Raises :class:`CosimNetworkError` when
     the simulator produced no result for the network test.
@@ -392,11 +414,15 @@ def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int =
            "AIMC_EMU_SIGMA": str(int(sigma)), "AIMC_EMU_SEED": str(int(emu_seed)), "AIMC_EMU_FAULT": str(int(fault)),
            "AIMC_T_INF": repr(float(t_inf_s)), "AIMC_NETWORK": network_ref(network or placement.network_name)}
     tests = ["test_proto_network"] + (["test_proto_irq_error"] if irq_error else [])
+    if cnn:  # the CNN test reads tb.test_top_cosim._cnn's variables
+        env |= {"AIMC_CNN_IMAGES": str(int(images)), "AIMC_CNN_WEIGHTS": weights, "AIMC_CNN_T_INF": repr(float(t_inf_s)),
+                "AIMC_EMU_FAULT_IMAGES": str(int(fault_images))}
+        tests = ["test_proto_cnn_network"]
     outs = run_cocotb_tests(sim, src, PROTO_NAME, "tb.test_proto_cosim", build_dir, tests, arch=arch, changes={},
                             seed=seed, waves=waves, extra_env=env)
-    if not outs["test_proto_network"].data:
+    if not outs[tests[0]].data:
         raise CosimNetworkError(f"co-simulation of '{placement.network_name}' on the prototype gave no result: "
-                                f"{outs['test_proto_network'].message}")
+                                f"{outs[tests[0]].message}")
     return {t: dict(o.data) | {"passed": o.passed, "message": o.message, "wall_s": o.wall_s} for t, o in outs.items()}
 
 

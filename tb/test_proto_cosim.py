@@ -15,6 +15,15 @@ for the same codes (:class:`tb.network_env.EmulatedArrays`).
   against the golden emulator model with the same seed, top-1 reported against the noise-off run;
   (3) with ``AIMC_EMU_FAULT`` = 1: reset, one conductance code of tile 0 changed over the bus (golden run
   untouched): fc2's mirrored outputs must mismatch in one column of home tile 1 only.
+- ``test_proto_cnn_network``: a CNN (``digits-cnn`` on ``proto``) in one run of the chip as
+  :func:`tb.cnn_env.prepare_cnn` configures it, its golden :func:`tb.cnn_golden.cnn_golden` with
+  ``emulate`` (:class:`tb.cnn_golden.EmulatedLayer`: every analog tile's ADC codes from its emulator model):
+  (1) noise off: every class score and every mirrored value (relu3) equal (counts asserted), the done
+  interrupt; (2) noise on (``AIMC_EMU_SIGMA``): reset, SHIFT / SIGMA / SEED rewritten, bit-exact again;
+  (3) with ``AIMC_EMU_FAULT`` = 1: one conductance code of the last analog layer's first tile changed over
+  the bus, on ``AIMC_EMU_FAULT_IMAGES`` images (default 1): the tap must mismatch in that column only.
+  Environment as :func:`tb.test_top_cosim._cnn` (``AIMC_CNN_IMAGES``, ``AIMC_CNN_WEIGHTS``,
+  ``AIMC_CNN_T_INF``) plus the ``AIMC_EMU_*`` above.
 - ``test_proto_irq_error``: a tile started with K = 0 (a configuration error): ``irq`` (IRQ_ENABLE = ERROR)
   rises, IRQ_STATUS reads ERROR; writing 1 clears it only once the error is cleared (by a good start).
 
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -83,12 +93,16 @@ async def _rd(tb: TopTestbench, addr: int) -> int:
 
 
 async def _program(tb: TopTestbench, proto: Prototype, emu, *, cells: bool = True) -> int:
-    """Write every emulator's codes (``cells``) and SHIFT, SIGMA, SEED; returns the number of writes."""
+    """Write every emulator's codes (``cells``) and SHIFT, SIGMA, SEED (and ADC_BEATS where a tile uses fewer
+    than all its columns: the register's reset value is all of them); returns the number of writes."""
     n = 0
+    full = tb.spec.array.cols // tb.params.cols_per_adc_beat
     for tile, codes in sorted(emu.codes.items()):
-        writes = proto.emulator_writes(tile, codes, shift=emu.shifts[tile], sigma=emu.sigma, seed=emu.seed + tile)
+        beats = (emu.adc_beats or {}).get(tile, full)
+        writes = proto.emulator_writes(tile, codes, shift=emu.shifts[tile], sigma=emu.sigma, seed=emu.seed + tile,
+                                       adc_beats=None if beats == full else [beats] * codes.shape[0])
         if not cells:
-            writes = writes[-3:]
+            writes = writes[np.asarray(codes).size:]
         for addr, data in writes:
             await _wr(tb, addr, data)
         n += len(writes)
@@ -263,3 +277,125 @@ async def test_proto_irq_error(dut):
     _save("test_proto_irq_error", out)
     assert out["irq_before"] == 0 and out["irq_level"] == 1 and out["status"] == IRQ_ERROR, out
     assert out["irq_after_clear_with_flag"] == 1 and out["irq_after_good_start_and_clear"] == 0, out
+
+
+def _cnn_params(env: dict, net, n: int):
+    """Parameters, their description and the digits split of :func:`tb.test_top_cosim._cnn` (same rule)."""
+    from archmodel.datasets import load_digits_split
+    from tb.cnn_golden import seeded_params
+
+    residual = any(layer.op == "add" for layer in net.layers)
+    if os.environ.get("AIMC_CNN_WEIGHTS", "seeded") == "trained":
+        from archmodel.digits_experiment import train_on_digits
+        result, data = train_on_digits(net, env["seed"], 0.0, 30, None)
+        return result.params, (f"trained on the digits split of seed {env['seed']} (30 epochs, no weight noise; "
+                               f"FP32 test accuracy {result.test_accuracy:.4f})"), data
+    wseed = int(os.environ.get("AIMC_CNN_WEIGHT_SEED", "3" if residual else "1"))
+    return seeded_params(net, wseed), f"seeded (tb.cnn_golden.seeded_params, seed {wseed})", load_digits_split(
+        env["seed"])
+
+
+async def _cnn_phase(tb: TopTestbench, cn, labels) -> dict:
+    """One run of the chip for the prepared CNN ``cn`` (credit 1, as :func:`tb.test_top_cosim._cnn`): counts,
+    scores, top-1 and the digital slots' busy cycles."""
+    res = await tb.run(cn.network, credit=1)
+    st1 = await tb.read("digital.status1")
+    st2 = await tb.read("digital.status2")
+    got = np.asarray(tb.checker.got)
+    g = cn.golden
+    top1 = np.argmax(got, axis=1) if got.shape == g.scores.shape else np.full(len(labels), -1)
+    return {"run": res.as_dict(), "scores": got.tolist(), "top1_rtl": top1.tolist(), "top1_model": g.top1.tolist(),
+            "accuracy_rtl": float(np.mean(top1 == labels)), "conv1_cycles": int(st1["cycles0"]),
+            "fc_cycles": int(st2["cycles1"]), "tap_mismatch_at": res.tap_mismatch_at,
+            "taps": int(sum(int(v.size) for v in cn.network.taps.values()))}
+
+
+@cocotb.test(timeout_time=4000, timeout_unit="ms")
+async def test_proto_cnn_network(dut):
+    """A whole CNN on the prototype with emulated arrays (module docstring); the report's assertions are in
+    ``aimc cosim --emulate-arrays`` (:func:`tb.cnn_env.proto_cnn_report_lines`) from the JSON, the basic ones here."""
+    from archmodel.placement import LayerPlacement, Placement
+    from archmodel.zoo import load_network
+    from tb.cnn_env import CNN_T_INF_S, prepare_cnn
+    from tb.cnn_golden import cnn_golden
+    from tb.network_env import EmulatedArrays
+
+    env = _env()
+    n = int(os.environ.get("AIMC_CNN_IMAGES", "2"))
+    sigma = int(os.environ.get("AIMC_EMU_SIGMA", "0"))
+    emu_seed = int(os.environ.get("AIMC_EMU_SEED", "1"))
+    t_inf = float(os.environ.get("AIMC_CNN_T_INF", repr(CNN_T_INF_S)))
+    tb, proto = await _start(dut, env, p_in=0.7, p_out=0.7, p_axil=0.7)
+    pl = json.loads(Path(os.environ["AIMC_PLACEMENT"]).read_text())
+    placement = Placement(pl["spec_name"], pl["network_name"], pl["replicate"],
+                          tuple(LayerPlacement(**lp) for lp in pl["layers"]))
+    net = load_network(os.environ.get("AIMC_NETWORK") or placement.network_name)  # a zoo name or a file
+    params, source, data = _cnn_params(env, net, n)
+    labels = np.asarray(data.y_test[:n], dtype=np.int64)
+
+    def golden(s: int | None, k: int = n):
+        emu = None if s is None else EmulatedArrays(sigma=s, seed=emu_seed)
+        g = cnn_golden(tb.spec, net, placement, params, data.x_test[:k], data.x_train[:256], seed=env["seed"],
+                       t_inf_s=t_inf, emulate=emu)
+        return g, emu
+
+    g_off, emu = golden(0)
+    cn = prepare_cnn(g_off)
+    g_an, _ = golden(None)  # the same network with the Python arrays (information)
+    out: dict = {"test": "test_proto_cnn_network", "images": n, "t_inf_s": t_inf, "seed": env["seed"],
+                 "weights": source, "network": net.name, "labels": labels.tolist(), "sigma": sigma,
+                 "emu_seed": emu_seed, "shifts": {str(t): s for t, s in emu.shifts.items()},
+                 "layer_names": cn.layer_names, "layer_kinds": cn.layer_kinds, "pixels": cn.pixels,
+                 "predicted_cycles": cn.predicted_cycles,
+                 "analog_model_scores": g_an.scores.tolist(), "top1_analog_model": g_an.top1.tolist(),
+                 "analog_tiles": {lg.name: sorted(t.tile for t in lg.tiles) for lg in g_off.layers
+                                  if lg.kind == "analog"}}
+
+    # ---- (1) noise off, with the done interrupt
+    t0, w0 = tb.clock.cycle(), time.perf_counter()
+    out["emulator_writes"] = await _program(tb, proto, emu)
+    out["emulator_program_cycles"] = tb.clock.cycle() - t0
+    out["emulator_program_wall_s"] = time.perf_counter() - w0
+    irq_addr, st_addr = proto.window_address(proto.tiles, IRQ_ENABLE), proto.window_address(proto.tiles, IRQ_STATUS)
+    await _wr(tb, irq_addr, IRQ_DONE | IRQ_ERROR)
+    irq_at: list = []
+    watch = _irq_watch(dut, tb, irq_at)
+    out["off"] = await _cnn_phase(tb, cn, labels)
+    watch.cancel()
+    out["off"]["irq_rise_after_last_score"] = (irq_at[0] - tb.last_out_cycle) if irq_at else None
+    out["off"]["irq_status"] = await _rd(tb, st_addr)
+    _save("test_proto_cnn_network", out)
+
+    # ---- (2) noise on, same codes and images (cells survive the reset; SHIFT / SIGMA / SEED rewritten)
+    if sigma > 0:
+        g_on, emu_on = golden(sigma)
+        await tb.reset(4)
+        await _program(tb, proto, emu_on, cells=False)
+        out["on"] = await _cnn_phase(tb, prepare_cnn(g_on), labels)
+        _save("test_proto_cnn_network", out)
+
+    # ---- (3) one code of the last analog layer's first tile changed over the bus; the golden untouched
+    if os.environ.get("AIMC_EMU_FAULT", "0") == "1":
+        k = int(os.environ.get("AIMC_EMU_FAULT_IMAGES", "1"))
+        g_f, emu_f = golden(0, k)
+        assert all(np.array_equal(emu_f.codes[t], c) for t, c in emu.codes.items())  # the cells programmed above
+        cn_f = prepare_cnn(g_f)
+        last = [lg for lg in g_f.layers if lg.kind == "analog"][-1]
+        feed = min(last.tiles, key=lambda t: t.tile)
+        (tag, want), = cn_f.network.taps.items()
+        row = int(np.argmax(last.rows[:, feed.rows[0]:feed.rows[1]].mean(axis=0)))  # largest mean input
+        col = int(np.argmax(np.where(want.max(axis=0) < 127, want.mean(axis=0), -1)))  # active, not clipped
+        old = int(emu_f.codes[feed.tile][0, row, col])
+        new = int(np.clip(old + 64, -127, 127))
+        await tb.reset(4)
+        await _program(tb, proto, emu_f, cells=False)
+        await _wr(tb, proto.window_address(feed.tile, proto.emu_map.cell(0, row, col)), new)
+        out["fault"] = await _cnn_phase(tb, cn_f, labels[:k]) | {
+            "layer": last.name, "tile": feed.tile, "row": row, "col": col, "code": [old, new], "tap_tag": tag,
+            "images": k}
+        await _wr(tb, proto.window_address(feed.tile, proto.emu_map.cell(0, row, col)), old)
+        _save("test_proto_cnn_network", out)
+
+    r = out["off"]["run"]
+    assert r["compared"] == r["expected_outputs"] == n * 10 and r["mismatches"] == 0, r
+    assert r["tap_compared"] == out["off"]["taps"] and r["tap_mismatches"] == 0, r

@@ -85,7 +85,7 @@ def test_coprocessor_without_units_has_no_pool_join_or_line_buffer():
 
 def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp_path, capsys):
     """``aimc cosim --images`` checks the chip before building a simulator or training (each one line, exit 1):
-    a CNN on proto without line buffers, one that needs more tiles than one chip, a CNN with --emulate-arrays."""
+    a CNN on proto without line buffers, one that needs more tiles than one chip, a residual CNN with --emulate-arrays."""
     import yaml
 
     from archmodel.spec import load_spec
@@ -102,9 +102,9 @@ def test_cosim_cli_refuses_missing_units_and_oversized_cnns_before_any_build(tmp
         (["--arch", "tiny", "--network", "digits-resnet"],
          "aimc: error: layer 'b1_conv1': tiles 0..4 exceed the 4 tiles of one 'tiny' chip (the RTL has no "
          "chip-to-chip link)"),
-        (["--arch", "proto", "--network", "digits-cnn", "--emulate-arrays"],
-         "aimc: error: --emulate-arrays runs a digital -> analog -> digital network of linear layers (digits-mlp); "
-         "digits-cnn on 'proto' is ['digital', 'analog', 'analog', 'digital']"),
+        (["--arch", "proto", "--network", "digits-resnet", "--emulate-arrays"],  # digits-cnn plays (issue 19)
+         "aimc: error: --emulate-arrays plays digits-cnn's shape on the prototype; digits-resnet has a residual add "
+         "(digits-resnet: run it with the Python arrays, without --emulate-arrays)"),
     ]
     # stop 12 (review): refused after a dry compile of the whole configuration, still before any build
     (tmp_path / "selfadd.yaml").write_text(

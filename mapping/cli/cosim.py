@@ -66,8 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emulate-arrays", action="store_true",
                    help="with --images: run the FPGA prototype's Verilog (aimc verilog --emulate-arrays: the "
                         "co-processor + one PCM array emulator per array port) with the emulators programmed over "
-                        "AXI4-Lite from each tile's conductance codes; checks the scores bit for bit against the "
-                        "emulator's golden model, the done interrupt and a one-code fault")
+                        "AXI4-Lite from each tile's conductance codes; checks the scores (and the mirrored analog "
+                        "outputs) bit for bit against the golden with the emulator's model in place of the arrays, "
+                        "the done interrupt and a one-code fault (digits-mlp on tiny-fpga; digits-cnn on proto in "
+                        "one run of the chip, not digits-resnet)")
     p.add_argument("--emulator-sigma", type=int, default=None, metavar="S",
                    help="with --emulate-arrays: also run with the emulators' read noise at scale S (1..255; "
                         "std ≈ 0.144·S ADC LSB) and report the top-1 difference against the noise-off run")
@@ -260,6 +262,7 @@ def _run_prototype(args: argparse.Namespace) -> int:
     """``aimc cosim --images N --emulate-arrays``: the whole network on the FPGA prototype (tb.network_env)."""
 
     from archmodel.spec import load_spec
+    from archmodel.zoo import load_network
     from tb.network_env import CosimNetworkError, cosim_prototype, prototype_report_lines
 
     sigma = 0 if args.emulator_sigma is None else args.emulator_sigma
@@ -271,6 +274,9 @@ def _run_prototype(args: argparse.Namespace) -> int:
     if spec.array.arrays_per_tile != 1:
         raise CosimNetworkError(f"--emulate-arrays: '{spec.name}' has {spec.array.arrays_per_tile} arrays per tile; "
                                 "the whole-network co-simulation maps one array per tile")
+    net = load_network(args.network)
+    if any(layer.op == "conv" for layer in net.layers):
+        return _run_prototype_cnn(args, net, sigma)
     placement = _placement(args, spec)
     kinds = [lp.kind for lp in placement.layers]
     if kinds != ["digital", "analog", "digital"]:  # before any build or training: one line
@@ -281,6 +287,27 @@ def _run_prototype(args: argparse.Namespace) -> int:
                   network=str(args.network))
     d = _in_build_dir(args, lambda folder: cosim_prototype(args.arch, placement, build_dir=folder, **kwargs))
     ok, lines = prototype_report_lines(d)
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
+def _run_prototype_cnn(args: argparse.Namespace, net, sigma: int) -> int:
+    """``aimc cosim --images N --emulate-arrays`` of a CNN (digits-cnn on proto): the whole network on the FPGA
+    prototype in one run of the chip (tb.network_env.cosim_prototype with ``cnn``; report
+    tb.cnn_env.proto_cnn_report_lines). Refusals before any build or training, one line each."""
+    from tb.cnn_env import proto_cnn_report_lines
+    from tb.network_env import CosimNetworkError, cosim_prototype
+
+    if any(layer.op == "add" for layer in net.layers):
+        raise CosimNetworkError(f"--emulate-arrays plays digits-cnn's shape on the prototype; {args.network} has a "
+                                "residual add (digits-resnet: run it with the Python arrays, without --emulate-arrays)")
+    placement = _check_fits_rtl(args)  # one chip, the dataflow units, the whole configuration compiled
+    kwargs = dict(images=args.images, seed=args.seed, sim=args.sim, weights=args.weights, waves=args.waves,
+                  sigma=sigma, emu_seed=args.emulator_seed, fault=True, t_inf_s=_t_inf(args, cnn=True),
+                  network=str(args.network), cnn=True)
+    d = _in_build_dir(args, lambda folder: cosim_prototype(args.arch, placement, build_dir=folder, **kwargs))
+    ok, lines = proto_cnn_report_lines(d)
     for line in lines:
         print(line)
     return 0 if ok else 1
