@@ -22,7 +22,7 @@ Micro-architecture
   one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
   ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5) whose operands come
   straight from flip-flops (the row's DAC code, one copy per multiplier; the conductance codes,
-  registered from the memory's read), a registered product, ``array_cols`` accumulators of
+  registered from the memory's read), two product registers, ``array_cols`` accumulators of
   ``dac_bits + g_bits + log2(rows) + 1`` bits.
 - **ADC**: a 7-stage pipeline with one enable (the output FIFO's second entry is free; the enable
   never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
@@ -381,13 +381,13 @@ class ArrayEmulator(wiring.Component):
         with m.If(issue):
             m.d.sync += g.eq(g + 1)
 
-        # MAC pipeline registers (run every cycle): read -> product -> accumulate
+        # MAC pipeline registers (run every cycle): read -> operands -> product -> product -> accumulate
         m.d.sync += [v1b.eq(v1), last1b.eq(last1 & v1), v2.eq(v1b), last2.eq(last1b), v3.eq(v2), last3.eq(last2)]
         m.d.sync += [d0.eq(row_code), load_row_d.eq(load_row)]
         m.d.comb += mac_done.eq(v3 & last3)  # the final accumulate happens at the end of this cycle
         for j in range(cols):
             c = rp.data[j * gb:(j + 1) * gb].as_signed()
-            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (stage E2);
+            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (E2 operands, E3, E4);
                 # operands from registers only: s_r[j] holds the row's DAC code in the MAC phase (load_row,
                 # below), the noise sum in the ADC phase; c_r[j] the conductance code, or sigma in the ADC phase
                 m.d.sync += c_r[j].eq(Mux(adc_mode, Cat(sigma, 0).as_signed(), c))
@@ -402,8 +402,9 @@ class ArrayEmulator(wiring.Component):
             with m.Elif(v3):
                 m.d.sync += accs[j].eq(accs[j] + prod2[j])
 
-        # ADC pipeline (one enable, adv): E0 select + step the generators, E1 bias for round-half-even and
-        # the byte sum, E2 shift and noise product, E3 noise rounding, E4 add + saturate (the adc register)
+        # ADC pipeline (one enable, adv): E0 select + step the generators, E1 the round-half-even addend and
+        # the byte sum, E2 add (+ the noise product's operands), E3 shift (+ noise product), E4 (product's second
+        # register), E5 noise rounding, E6 add + saturate (the adc register)
         last_beat = Signal()
         arr_beats2 = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
         m.d.comb += last_beat.eq(g + 1 == arr_beats2)
@@ -461,10 +462,10 @@ class ArrayEmulator(wiring.Component):
                 ]
         with m.If(load_row):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
             m.d.sync += [s_r[lane].eq(row_code) for lane in range(cpb)]
-        for lane in range(cpb):  # E4: add the noise and saturate, into the output FIFO below
+        for lane in range(cpb):  # E6: add the noise and saturate, into the output FIFO below
             tot = q5_r[lane] + n_r[lane]
             m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
-        # output FIFO of two beats (as rtl.router's _FlitBuffer): head = the adc register; a beat leaving E4
+        # output FIFO of two beats (as rtl.router's _FlitBuffer): head = the adc register; a beat leaving E6
         # goes to the head when it is free (same cycle timing as a plain output register), else to the tail,
         # which stops the pipeline (adv) until the head is taken
         tail_codes = [Signal(signed(p.adc_bits), name=f"tail_code{lane}") for lane in range(cpb)]

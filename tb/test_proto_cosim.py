@@ -224,7 +224,7 @@ async def test_proto_network(dut):
         row = int(np.argmax(pn.inputs[li].mean(axis=0)))  # the row with the largest mean input
         col = int(np.argmax(np.where(want.max(axis=0) < 100, want.min(axis=0), -1)))  # neither 0 nor clipped
         old = int(emu.codes[tile][0, row, col])
-        new = int(np.clip(old + 64, -127, 127))
+        new = old + 64 if old < 0 else old - 64  # always a change of 64 codes (a clip could make it none)
         await _wr(tb, proto.window_address(tile, proto.emu_map.cell(0, row, col)), new)
         res_f = await tb.run(pn, credit=2, log=dut._log)
         out["fault"] = _summary(res_f, pn, labels, tb) | {
@@ -386,7 +386,7 @@ async def test_proto_cnn_network(dut):
         row = int(np.argmax(last.rows[:, feed.rows[0]:feed.rows[1]].mean(axis=0)))  # largest mean input
         col = int(np.argmax(np.where(want.max(axis=0) < 127, want.mean(axis=0), -1)))  # active, not clipped
         old = int(emu_f.codes[feed.tile][0, row, col])
-        new = int(np.clip(old + 64, -127, 127))
+        new = old + 64 if old < 0 else old - 64  # always a change of 64 codes (a clip could make it none)
         await tb.reset(4)
         await _program(tb, proto, emu_f, cells=False)
         await _wr(tb, proto.window_address(feed.tile, proto.emu_map.cell(0, row, col)), new)

@@ -3,9 +3,10 @@ on the co-processor top level (``--images N``: :mod:`tb.network_env`, the report
 :func:`tb.network_env.report_lines`; exit 1 unless every score matches and the RTL's top-1
 equals the model's) against the golden model; with ``--emulate-arrays`` the whole network runs on
 the FPGA prototype's Verilog (the PCM array emulators in place of the Python arrays:
-:func:`tb.network_env.cosim_prototype`, report :func:`tb.network_env.prototype_report_lines`; exit 1
-unless the noise-off (and ``--emulator-sigma``) runs are bit-exact against the emulator golden, the
-done and error interrupts are seen and the one-code fault is located at the analog layer).
+:func:`tb.network_env.cosim_prototype`, report :func:`tb.network_env.prototype_report_lines`, or for a
+CNN on proto :func:`tb.cnn_env.proto_cnn_report_lines`; exit 1 unless the noise-off (and
+``--emulator-sigma``) runs are bit-exact against the emulator golden, the done interrupt (and, for the
+MLP, the error interrupt) is seen and the one-code fault is located at the analog layer).
 
 Exports the tile's Verilog (tile controller + affine unit) for the chip
 description, runs it in Icarus Verilog or Verilator under cocotb with the
