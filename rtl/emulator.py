@@ -17,21 +17,21 @@ Micro-architecture
 - **LOAD**: ``dac.ready`` = 1; each beat is stored in a DAC buffer (registers); ``last``
   starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
   beats are dropped).
-- **MAC** (5 stages: read, operands, product, product, accumulate; every multiplier between two
-  registers on each side, so a DSP far from the emulator's fabric logic costs no cycle time):
+- **MAC** (5 stages: read, multiplier input register, multiplier output register, product, accumulate):
   one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
-  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5) whose operands come
-  straight from flip-flops (the row's DAC code, one copy per multiplier; the conductance codes,
-  registered from the memory's read), two product registers, ``array_cols`` accumulators of
-  ``dac_bits + g_bits + log2(rows) + 1`` bits.
+  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5; with ``primitive="ecp5"`` its
+  own input and output registers are the pipeline's, so a DSP far from the emulator's fabric logic
+  costs one route per cycle, :mod:`rtl.ecp5`) whose operands come straight from flip-flops (the row's
+  DAC code, one copy per multiplier; the conductance codes, registered from the memory's read), a
+  fabric product register, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
 - **ADC**: a 7-stage pipeline with one enable (the output FIFO's second entry is free; the enable
   never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
   E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
   generators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]`` (two registered
-  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and registers
-  the noise product's operands), E3 shifts (and multiplies the noise by ``sigma``), E4 (the product's
-  second register), E5 rounds the noise, E6 adds and saturates into a two-beat output FIFO whose head
-  is the ``adc`` register (one adder or shifter per stage, for Fmax).
+  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and the multiplier's
+  input register takes the noise product's operands), E3 shifts (the multiplier's output register: the
+  noise times ``sigma``), E4 (the fabric product register), E5 rounds the noise, E6 adds and saturates
+  into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter per stage, for Fmax).
   The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
   emulator needs ``array_cols`` multipliers in all; the sharing is done in the operand
   registers (in the ADC phase they hold the noise sum and ``sigma``), not by a multiplexer in
@@ -68,6 +68,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from archmodel.golden.emulator import NOISE_BYTES, NOISE_SHIFT, PIPELINE_CYCLES, SIGMA_BITS, lane_seed
+from rtl.ecp5 import PRIMITIVES, registered_multiplier
 from rtl.params import TileParams
 from rtl.tile_controller import adc_beat_layout, dac_beat_layout
 
@@ -75,8 +76,8 @@ __all__ = ["ArrayEmulator", "EmulatorAddressMap", "address_map", "REG_SHIFT", "R
            "REG_CLEAR", "REG_ADC_BEATS"]
 
 REG_SHIFT, REG_SIGMA, REG_SEED, REG_CLEAR, REG_ADC_BEATS = 0, 1, 2, 3, 4
-#: MAC pipeline stages after the row counter: read (c_r, d0), operand (c2, d), product, product (prod2),
-#: accumulate.
+#: MAC pipeline stages after the row counter: read (c_r, s_r, d), the multiplier's input register, its output
+#: register (rtl.ecp5.registered_multiplier), prod2, accumulate.
 MAC_STAGES = 5
 #: ADC pipeline stages E0 .. E6 (the last one the output FIFO's head).
 ADC_STAGES = 7
@@ -147,6 +148,10 @@ class ArrayEmulator(wiring.Component):
         Initial conductance codes (default 0).
     shift, sigma : int
         Reset values of the ``SHIFT`` and ``SIGMA`` registers.
+    primitive : {"behavioral", "ecp5"}
+        The multipliers (:func:`rtl.ecp5.registered_multiplier`): Amaranth registers around ``*``
+        (default; Amaranth's simulator), or ECP5 MULT18X18D instances with their internal input and output
+        registers (the FPGA prototype; simulators need :data:`rtl.ecp5.SIM_MODEL`). Same cycles, same values.
 
     Members
     -------
@@ -166,11 +171,11 @@ class ArrayEmulator(wiring.Component):
     TypeError
         ``params`` is not a :class:`TileParams`.
     ValueError
-        ``g_bits``, ``min_latency``, ``shift``, ``sigma`` or ``init`` out of range.
+        ``g_bits``, ``min_latency``, ``shift``, ``sigma``, ``init`` or ``primitive`` out of range.
     """
 
     def __init__(self, params: TileParams, *, g_bits: int = 8, seed: int = 1, min_latency: int = 1,
-                 init=None, shift: int = 0, sigma: int = 0):
+                 init=None, shift: int = 0, sigma: int = 0, primitive: str = "behavioral"):
         if not isinstance(params, TileParams):
             raise TypeError(f"params must be a TileParams, got {params!r}")
         if not 2 <= g_bits <= 18:
@@ -179,6 +184,9 @@ class ArrayEmulator(wiring.Component):
             raise ValueError(f"min_latency must be >= 1, got {min_latency}")
         if not 0 <= shift <= 31 or not 0 <= sigma < (1 << SIGMA_BITS):
             raise ValueError(f"shift must be in [0, 31] and sigma in [0, {(1 << SIGMA_BITS) - 1}]")
+        if primitive not in PRIMITIVES:
+            raise ValueError(f"primitive must be one of {PRIMITIVES}, got {primitive!r}")
+        self.primitive = primitive
         p = self.params = params
         self.g_bits, self.seed, self.min_latency = g_bits, int(seed) & 0xFFFFFFFF, int(min_latency)
         self.shift0, self.sigma0 = shift, sigma
@@ -286,26 +294,24 @@ class ArrayEmulator(wiring.Component):
         m.d.comb += rp.addr.eq(sel * rows + r)
         v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
         v1b, last1b, v3, last3 = Signal(), Signal(), Signal(), Signal()
-        # the row's DAC code, one copy per multiplier that does not take it from s_r (issue 19: one register
-        # fanning out to 24-28 MULT18X18D spread over the die's DSP rows was a 10-13 ns path in context). Outside
-        # MAC a copy takes its own multiplier's conductance operand instead: a value never accumulated (v1 is
-        # low), it keeps the copies different functions, so synthesis cannot merge them back into one register
+        # the row's DAC code (beside c_r), one copy per multiplier that does not take it from s_r (issue 19: one
+        # register fanning out to 24-28 MULT18X18D spread over the die's DSP rows was a 10-13 ns path in context).
+        # Outside MAC a copy takes bits of its own multiplier's conductance code instead: a value never
+        # accumulated (v1 is low), it keeps the copies different functions, so synthesis cannot merge them back
+        # into one register
         d1 = {j: Signal(signed(p.dac_bits), name=f"d{j}") for j in range(cpb, cols)}
-        d0 = Signal(signed(p.dac_bits))   # the row's DAC code, a cycle later (beside c_r), before the copies
-        load_row_d = Signal()
         # the first cols_per_adc_beat multipliers also scale the noise in the ADC phase (shared DSPs)
         prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
-        prods = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"prod{j}") for j in range(cols)]
-        # every MULT18X18D between two registers on each side (issue 19: in the whole prototype the 128
-        # emulator multipliers spread over the die's DSP rows, 60 columns from the emulator's fabric logic;
-        # one register each side left two such routes and the multiplier in one cycle, 15.2 ns): operand
-        # registers c2 / s2 / d (near the DSP) after c_r / s_r / d0, and prod2 after the product register
-        prod2 = [Signal.like(prods[j], name=f"pp{j}") for j in range(cols)]
+        # every multiplier between the operand registers c_r / s_r / d (fabric), its own input and output
+        # registers (rtl.ecp5.registered_multiplier: on ECP5 the MULT18X18D's, inside the DSP) and prod2 (fabric):
+        # issue 19, in the whole prototype the 128 emulator multipliers spread over the die's DSP rows, 60
+        # columns from the emulator's fabric logic, and a multiplier between fabric registers paid two such
+        # routes and the multiplier in one cycle (15.2 ns routed; Yosys packs no register into a MULT18X18D)
+        prods: list = [None] * cols
+        prod2 = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"pp{j}") for j in range(cols)]
         adc_mode = Signal()
         load_row = Signal()   # MAC state: the operand registers take the row's DAC code
         c_r = [Signal(signed(max(gb, SIGMA_BITS + 1) if j < cpb else gb), name=f"c{j}") for j in range(cols)]
-        c2 = [Signal.like(c_r[j], name=f"cc{j}") for j in range(cols)]
-        s2 = [Signal(signed(11), name=f"ss{lane}") for lane in range(cpb)]
         accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
         acc_clear = Signal()
         mac_done = Signal()
@@ -381,22 +387,28 @@ class ArrayEmulator(wiring.Component):
         with m.If(issue):
             m.d.sync += g.eq(g + 1)
 
-        # MAC pipeline registers (run every cycle): read -> operands -> product -> product -> accumulate
+        # MAC pipeline registers (run every cycle): read (c_r, s_r, d) -> multiplier input -> multiplier output
+        # -> prod2 -> accumulate
         m.d.sync += [v1b.eq(v1), last1b.eq(last1 & v1), v2.eq(v1b), last2.eq(last1b), v3.eq(v2), last3.eq(last2)]
-        m.d.sync += [d0.eq(row_code), load_row_d.eq(load_row)]
         m.d.comb += mac_done.eq(v3 & last3)  # the final accumulate happens at the end of this cycle
         for j in range(cols):
             c = rp.data[j * gb:(j + 1) * gb].as_signed()
-            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (E2 operands, E3, E4);
-                # operands from registers only: s_r[j] holds the row's DAC code in the MAC phase (load_row,
-                # below), the noise sum in the ADC phase; c_r[j] the conductance code, or sigma in the ADC phase
+            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (E2 the multiplier's
+                # input register, E3 its output register, E4 prod2); operands from registers only: s_r[j] holds
+                # the row's DAC code in the MAC phase (load_row, below), the noise sum in the ADC phase; c_r[j] the
+                # conductance code, or sigma in the ADC phase
                 m.d.sync += c_r[j].eq(Mux(adc_mode, Cat(sigma, 0).as_signed(), c))
-                with m.If(~adc_mode | adv):
-                    m.d.sync += [s2[j].eq(s_r[j]), c2[j].eq(c_r[j]), prods[j].eq(s2[j] * c2[j]),
-                                 prod2[j].eq(prods[j])]
+                ce = Signal(name=f"mul{j}_ce")
+                m.d.comb += ce.eq(~adc_mode | adv)
+                prods[j] = registered_multiplier(m, f"mul{j}", c_r[j], s_r[j], ce=ce, width=len(prod2[j]),
+                                                 primitive=self.primitive)
+                with m.If(ce):
+                    m.d.sync += prod2[j].eq(prods[j])
             else:
-                m.d.sync += [c_r[j].eq(c), c2[j].eq(c_r[j]), prods[j].eq(d1[j] * c2[j]), prod2[j].eq(prods[j]),
-                             d1[j].eq(Mux(load_row_d, d0, c_r[j].as_unsigned()[:p.dac_bits]))]
+                m.d.sync += [c_r[j].eq(c), d1[j].eq(Mux(load_row, row_code, c.as_unsigned()[:p.dac_bits]))]
+                prods[j] = registered_multiplier(m, f"mul{j}", c_r[j], d1[j], ce=Const(1, 1), width=len(prod2[j]),
+                                                 primitive=self.primitive)
+                m.d.sync += prod2[j].eq(prods[j])
             with m.If(acc_clear):
                 m.d.sync += accs[j].eq(0)
             with m.Elif(v3):

@@ -427,8 +427,10 @@ def write_verilog(component: object, name: str, out_dir: str | os.PathLike, spec
 
 
 def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600,
-         progress: bool = False) -> dict[str, list[str]]:
-    """``verilator --lint-only -Wall`` on each file (top module = file stem); ``progress``: a tqdm bar on stderr.
+         progress: bool = False, libs=()) -> dict[str, list[str]]:
+    """``verilator --lint-only -Wall`` on each file (top module = file stem); ``progress``: a tqdm bar on stderr;
+    ``libs``: Verilog files given to Verilator as libraries (``-v``) with every file (simulation models of
+    vendor primitives, :func:`rtl.ecp5.write_sim_model`).
 
     Returns ``{file name: []}`` when clean; raises :class:`LintError` with the
     first lines of the report otherwise, and :class:`FileNotFoundError` if
@@ -443,7 +445,8 @@ def lint(paths, *, waivers: dict[str, str] | None = None, timeout_s: float = 600
     bar = tqdm(list(map(Path, paths)), desc="verilator lint", unit="file", disable=not progress, leave=False)
     for p in bar:
         bar.set_postfix_str(p.name)
-        proc = subprocess.run([exe, "--lint-only", "-Wall", *flags, "--top-module", p.stem, p.name],
+        lib_args = [a for lib in libs for a in ("-v", str(Path(lib).resolve()))]
+        proc = subprocess.run([exe, "--lint-only", "-Wall", *flags, *lib_args, "--top-module", p.stem, p.name],
                               cwd=p.parent, capture_output=True, text=True, timeout=timeout_s)
         msgs = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("%")]
         if proc.returncode != 0 or msgs:

@@ -299,7 +299,7 @@ def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOC
         from rtl.export import write_verilog
         from rtl.params import TileParams
 
-        emu = ArrayEmulator(TileParams.from_spec(spec), min_latency=array_mvm_cycles(spec) + 1)
+        emu = ArrayEmulator(TileParams.from_spec(spec), min_latency=array_mvm_cycles(spec) + 1, primitive="ecp5")
         paths["array_emulator"] = write_verilog(emu, "array_emulator", work, spec, debug=False)
     unknown = [b for b in blocks if b not in paths]
     if unknown:

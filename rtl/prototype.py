@@ -77,6 +77,11 @@ class Prototype(wiring.Component):
         Initial conductance codes per tile, ``(arrays_per_tile, rows, cols)`` each.
     shift : int or sequence of int
         Reset value of the emulators' ADC shift (one for all, or one per tile).
+    primitive : {"ecp5", "behavioral"}
+        The emulators' multipliers (:mod:`rtl.ecp5`): ECP5 MULT18X18D instances with their internal
+        registers (default: the LFE5U-85F prototype; a simulator of the Verilog needs
+        :func:`rtl.ecp5.write_sim_model`'s file), or Amaranth registers (Amaranth's simulator; any FPGA).
+        Same cycles and values either way.
 
     Members
     -------
@@ -93,10 +98,11 @@ class Prototype(wiring.Component):
         The chip description violates a constraint of an RTL block.
     """
 
-    def __init__(self, spec: ChipSpec, *, g_bits: int = 8, seed: int = 1, init=None, shift: int | list[int] = 0):
+    def __init__(self, spec: ChipSpec, *, g_bits: int = 8, seed: int = 1, init=None, shift: int | list[int] = 0,
+                 primitive: str = "ecp5"):
         if not isinstance(spec, ChipSpec):
             raise TypeError(f"spec must be a ChipSpec, got {type(spec).__name__}")
-        self.spec, self.g_bits, self.seed, self.shift = spec, g_bits, seed, shift
+        self.spec, self.g_bits, self.seed, self.shift, self.primitive = spec, g_bits, seed, shift, primitive
         self.co = Coprocessor(spec)
         self.tp = TileParams.from_spec(spec)
         self.tiles = self.co.tiles
@@ -154,7 +160,8 @@ class Prototype(wiring.Component):
             init = None if self.init is None else self.init[t]
             shift = self.shift if isinstance(self.shift, int) else int(self.shift[t])
             emu = m.submodules[f"emu{t}"] = ArrayEmulator(self.tp, g_bits=self.g_bits, seed=self.seed + t,
-                                                          min_latency=lat, init=init, shift=shift)
+                                                          min_latency=lat, init=init, shift=shift,
+                                                          primitive=self.primitive)
             # a register slice each way (issue 19): in the whole prototype an emulator's logic sits beside its
             # 32 multipliers, which fill the die's DSP rows far from its tile, and the tile's adc.ready (a
             # combinational ready chain through the affine unit) reached the emulator's output FIFO over that

@@ -130,13 +130,15 @@ def run_scenarios(sim: str, tests: list[str], *, arch: str = "tiny", changes: di
 
 def run_cocotb_tests(sim: str, src: Path, top: str, module: str, build_dir: Path, tests: Sequence[str], *,
                      arch: str, changes: dict | None, seed: int, waves: bool = False,
-                     extra_env: dict[str, str] | None = None) -> dict[str, ScenarioOutcome]:
+                     extra_env: dict[str, str] | None = None,
+                     libs: Sequence[Path] = ()) -> dict[str, ScenarioOutcome]:
     """Run cocotb tests of ``module`` on ``top`` and collect one :class:`ScenarioOutcome` per test.
 
     The testbench gets its parameters through ``AIMC_COSIM_*`` environment
     variables (chip description, changes as JSON, seed, results folder) and
     writes ``<test>.json`` into ``build_dir/results``; stale results are removed
-    first. A test that did not run is reported as failed ("not run").
+    first. A test that did not run is reported as failed ("not run"). ``libs``: more Verilog sources
+    (simulation models of vendor primitives, :func:`rtl.ecp5.write_sim_model`).
     """
     out_dir = build_dir / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +152,7 @@ def run_cocotb_tests(sim: str, src: Path, top: str, module: str, build_dir: Path
         "AIMC_COSIM_OUT": str(out_dir),
         **(extra_env or {}),
     }
-    result = run_cocotb(sim, [src], top, module, build_dir / sim, extra_env=env, testcase=list(tests), waves=waves)
+    result = run_cocotb(sim, [src, *libs], top, module, build_dir / sim, extra_env=env, testcase=list(tests), waves=waves)
     outcomes = _outcomes(result.results_xml, out_dir)
     for t in tests:
         outcomes.setdefault(t, ScenarioOutcome(t, False, "not run (simulator failed?)"))

@@ -397,6 +397,7 @@ def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int =
     import json
     from pathlib import Path
 
+    from rtl.ecp5 import write_sim_model
     from rtl.export import write_verilog
     from rtl.prototype import Prototype
     from tb.cosim import run_cocotb_tests
@@ -410,6 +411,7 @@ def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int =
     # debug=False: on Verilator the very file `aimc verilog --emulate-arrays` writes (Icarus adds its time-0 fix)
     src = write_verilog(Prototype(spec), PROTO_NAME, build_dir / "rtl" / sim, spec, icarus=(sim == "icarus"),
                         debug=False)
+    sim_model = write_sim_model(build_dir / "rtl" / sim)  # the emulators' MULT18X18D instances (rtl/ecp5.py)
     env = {"AIMC_PLACEMENT": str(pl_file), "AIMC_DIGITS_IMAGES": str(int(images)), "AIMC_DIGITS_WEIGHTS": weights,
            "AIMC_EMU_SIGMA": str(int(sigma)), "AIMC_EMU_SEED": str(int(emu_seed)), "AIMC_EMU_FAULT": str(int(fault)),
            "AIMC_T_INF": repr(float(t_inf_s)), "AIMC_NETWORK": network_ref(network or placement.network_name)}
@@ -419,7 +421,7 @@ def cosim_prototype(arch: str, placement: Placement, *, images: int, seed: int =
                 "AIMC_EMU_FAULT_IMAGES": str(int(fault_images))}
         tests = ["test_proto_cnn_network"]
     outs = run_cocotb_tests(sim, src, PROTO_NAME, "tb.test_proto_cosim", build_dir, tests, arch=arch, changes={},
-                            seed=seed, waves=waves, extra_env=env)
+                            seed=seed, waves=waves, extra_env=env, libs=[sim_model])
     if not outs[tests[0]].data:
         raise CosimNetworkError(f"co-simulation of '{placement.network_name}' on the prototype gave no result: "
                                 f"{outs[tests[0]].message}")

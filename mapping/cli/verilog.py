@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "peak memory and time per module and the instance-weighted total")
     p.add_argument("--emulate-arrays", action="store_true",
                    help="also write the FPGA prototype aimc_prototype.v (co-processor + one PCM array emulator per "
-                        "array port; only AXI, clock, reset and irq at the boundary) and an example LPF for the "
-                        "LFE5U-85F CABGA381 (aimc_prototype.lpf)")
+                        "array port; only AXI, clock, reset and irq at the boundary), an example LPF for the "
+                        "LFE5U-85F CABGA381 (aimc_prototype.lpf) and a simulation model of the ECP5 MULT18X18D "
+                        "it instantiates (ecp5_mult18x18d_sim.v)")
     p.add_argument("--network", default=None, metavar="NAME",
                    help="with --emulate-arrays: bake the conductance codes of this network's mapped analog layer into "
                         "the emulators' memories (init values in aimc_prototype.v; also written to emulator_codes.npz): "
@@ -161,12 +162,15 @@ def run(args: argparse.Namespace) -> int:
     # everything, lint and synthesis included, happens in the staging folder; --out appears only on success
     with staged_output(out, force=args.force) as stage:
         staged = export_verilog(spec, stage, debug=args.debug_wires, progress=progress, top_rtlil=args.synth)
+        sim_models: list[Path] = []
         if args.emulate_arrays:
+            from rtl.ecp5 import write_sim_model
             from rtl.export import write_verilog
             from rtl.prototype import EXAMPLE_LPF, Prototype
 
             proto = Prototype(spec) if init is None else Prototype(spec, init=init["codes"], shift=init["shifts"])
             staged.append(write_verilog(proto, "aimc_prototype", stage, spec, debug=False))
+            sim_models.append(write_sim_model(stage))  # its MULT18X18D instances, for simulators (rtl/ecp5.py)
             (stage / "aimc_prototype.lpf").write_text(EXAMPLE_LPF)
             if init is not None:
                 (stage / "emulator_codes.npz").write_bytes(init["npz"])
@@ -178,13 +182,16 @@ def run(args: argparse.Namespace) -> int:
                  for p in [*staged, stage / "ports.md", stage / "regmap.md"] + sorted(stage.glob("*.il"))]
         if args.emulate_arrays:
             lines.append(f"wrote {out / 'aimc_prototype.lpf'} (example LFE5U-85F CABGA381 pins: clock and reset only)")
+            lines.append(f"wrote {out / sim_models[0].name} (simulation model of the ECP5 MULT18X18D that "
+                         f"aimc_prototype.v instantiates: add it to a simulator's sources; vendor tools have the "
+                         f"primitive)")
         if init is not None:
             lines.append(f"wrote {out / 'emulator_codes.npz'}; emulator init: {init['summary']}")
         lines.append(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, "
                      f"digest {regmap.digest}")
         if args.lint:
             try:
-                lint(staged, progress=progress)
+                lint(staged, progress=progress, libs=sim_models)
             except (LintError, FileNotFoundError) as exc:
                 raise AimcError(_one_line(exc)) from None
             lines.append(f"verilator --lint-only -Wall: {len(staged)} files clean")
