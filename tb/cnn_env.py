@@ -393,14 +393,11 @@ def proto_cnn_report_lines(outs: dict) -> tuple[bool, list[str]]:
     from archmodel.golden.emulator import noise_variance
 
     d = outs["test_proto_cnn_network"]
+    from tb.network_env import proto_accuracy_line
+
     n, off = d["images"], d.get("off")
     if off is None:
         return False, [f"FAILED: {d['message']}"]
-    labels = np.asarray(d["labels"])
-    top1 = {k: np.asarray(d[k]["top1_rtl"]) for k in ("off", "on") if k in d}
-    acc = {k: float(np.mean(v == labels)) for k, v in top1.items()}
-    analog_top1 = np.asarray(d["top1_analog_model"])
-    same_scores = int(np.all(np.asarray(off["scores"]) == np.asarray(d["analog_model_scores"]), axis=1).sum())
     ok = bool(d["passed"]) and _proto_phase_ok(off) and off["irq_rise_after_last_score"] is not None
     tiles = d["analog_tiles"]
     last = d["layer_names"][-2]
@@ -427,12 +424,7 @@ def proto_cnn_report_lines(outs: dict) -> tuple[bool, list[str]]:
         ok = ok and _proto_phase_ok(d["on"])
         lines.append(f"noise on (sigma {d['sigma']}, std {math.sqrt(noise_variance(d['sigma'])):.2f} ADC LSB, seed "
                      f"{d['emu_seed']} + tile): {phase(d['on'])}")
-    lines.append("top-1 accuracy (from the scores read off m_axis): noise off {:.4f}".format(acc["off"]) +
-                 (f", noise on {acc['on']:.4f} (difference {acc['on'] - acc['off']:+.4f}; top-1 equal on "
-                  f"{int((top1['on'] == top1['off']).sum())}/{n} images)" if "on" in acc else "") +
-                 f"; the model with the Python arrays {float(np.mean(analog_top1 == labels)):.4f} (its scores equal "
-                 f"the noise-off emulator's on {same_scores}/{n} images, top-1 on "
-                 f"{int((analog_top1 == top1['off']).sum())}/{n})")
+    lines.append(proto_accuracy_line(d))
     names, pix = d["layer_names"], d["pixels"]
     lines.append(f"cycles: {off['run']['cycles']} from the first input to the last score ({off['run']['cycles'] / n:.1f} "
                  f"per image, one image in flight); {names[0]} {off['conv1_cycles'] / (n * pix[0]):.2f} per pixel vs "

@@ -434,6 +434,24 @@ def _phase_ok(o: dict) -> bool:
             and not any(o["flags"].values()))
 
 
+def proto_accuracy_line(d: dict) -> str:
+    """The "top-1 accuracy" line of a prototype report (:func:`prototype_report_lines`,
+    :func:`tb.cnn_env.proto_cnn_report_lines`): noise off, noise on and the model with the Python arrays, from one
+    test's result ``d`` (``labels``, ``off``/``on`` with ``top1_rtl`` and ``scores``, ``top1_analog_model``,
+    ``analog_model_scores``)."""
+    n, labels = d["images"], np.asarray(d["labels"])
+    top1 = {k: np.asarray(d[k]["top1_rtl"]) for k in ("off", "on") if k in d}
+    acc = {k: float(np.mean(v == labels)) for k, v in top1.items()}
+    analog_top1 = np.asarray(d["top1_analog_model"])
+    same_scores = int(np.all(np.asarray(d["off"]["scores"]) == np.asarray(d["analog_model_scores"]), axis=1).sum())
+    return ("top-1 accuracy (from the scores read off m_axis): noise off {:.4f}".format(acc["off"]) +
+            (f", noise on {acc['on']:.4f} (difference {acc['on'] - acc['off']:+.4f}; top-1 equal on "
+             f"{int((top1['on'] == top1['off']).sum())}/{n} images)" if "on" in acc else "") +
+            f"; the model with the Python arrays {float(np.mean(analog_top1 == labels)):.4f} (its scores equal "
+            f"the noise-off emulator's on {same_scores}/{n} images, top-1 on "
+            f"{int((analog_top1 == top1['off']).sum())}/{n})")
+
+
 def prototype_report_lines(outs: dict) -> tuple[bool, list[str]]:
     """``(ok, lines)``: the ``aimc cosim --images N --emulate-arrays`` report of one :func:`cosim_prototype` result.
 
@@ -447,11 +465,6 @@ def prototype_report_lines(outs: dict) -> tuple[bool, list[str]]:
     n, off = d["images"], d.get("off")
     if off is None:
         return False, [f"FAILED: {d['message']}"]
-    labels = np.asarray(d["labels"])
-    top1 = {k: np.asarray(d[k]["top1_rtl"]) for k in ("off", "on") if k in d}
-    acc = {k: float(np.mean(v == labels)) for k, v in top1.items()}
-    analog_top1 = np.asarray(d["top1_analog_model"])
-    same_scores = int(np.all(np.asarray(off["scores"]) == np.asarray(d["analog_model_scores"]), axis=1).sum())
     ok = d["passed"] and _phase_ok(off) and off["irq_rise_after_last_score"] is not None
     lines = [
         f"{d['name']}, FPGA prototype (aimc_prototype: the co-processor + one PCM array emulator per array port): "
@@ -471,12 +484,7 @@ def prototype_report_lines(outs: dict) -> tuple[bool, list[str]]:
                      f"with the same seed: class scores {on['compared']}/{on['expected_outputs']} compared, "
                      f"{on['mismatches']} mismatches; fc2 outputs {on['tap_compared']} compared, "
                      f"{on['tap_mismatches']} mismatches")
-    lines.append("top-1 accuracy (from the scores read off m_axis): noise off {:.4f}".format(acc["off"]) +
-                 (f", noise on {acc['on']:.4f} (difference {acc['on'] - acc['off']:+.4f}; top-1 equal on "
-                  f"{int((top1['on'] == top1['off']).sum())}/{n} images)" if "on" in acc else "") +
-                 f"; the model with the Python arrays {float(np.mean(analog_top1 == labels)):.4f} (its scores equal "
-                 f"the noise-off emulator's on {same_scores}/{n} images, top-1 on "
-                 f"{int((analog_top1 == top1['off']).sum())}/{n})")
+    lines.append(proto_accuracy_line(d))
     lines.append(f"cycles: {off['cycles']} from the first input to the last score ({off['cycles'] / n:.1f} per image); "
                  f"configuration {off['writes']} AXI4-Lite writes + the weight stream, {off['config_cycles']} cycles")
     lines.append(f"interrupt: irq rose {off['irq_rise_after_last_score']} cycles after the last score was taken "

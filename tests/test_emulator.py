@@ -237,6 +237,24 @@ def test_cli_verilog_emulate_arrays_writes_prototype(tmp_path, capsys, monkeypat
     assert "aimc_prototype.lpf" in capsys.readouterr().out
 
 
+async def _mvm_amaranth(ctx, dut, d) -> list[int]:
+    """Amaranth testbench step: send DAC codes ``d`` (8 per beat, ``last`` on the final one) and collect the ADC
+    codes of every beat up to ``last`` (``adc.ready`` is the caller's)."""
+    nb = len(d) // 8
+    for b in range(nb):
+        ctx.set(dut.dac.payload, {"codes": [int(x) for x in d[b * 8:b * 8 + 8]], "last": int(b == nb - 1)})
+        ctx.set(dut.dac.valid, 1)
+        await ctx.tick().until(dut.dac.ready)
+    ctx.set(dut.dac.valid, 0)
+    got = []
+    while True:
+        await ctx.tick()
+        if ctx.get(dut.adc.valid):
+            got += list(ctx.get(dut.adc.payload.codes))
+            if ctx.get(dut.adc.payload.last):
+                return got
+
+
 def test_emulator_init_codes_amaranth_sim():
     """Amaranth simulation: conductances from ``init`` (as the export bakes them) plus one cell and
     ADC_BEATS = 3 and SIGMA = 100 written over the bus; 5 MVMs of 1..4 DAC beats equal the golden model."""
@@ -265,19 +283,7 @@ def test_emulator_init_codes_amaranth_sim():
         ctx.set(dut.adc.ready, 1)
         for nb in (4, 2, 3, 1, 4):
             d = rng.integers(-128, 128, nb * 8)
-            for b in range(nb):
-                ctx.set(dut.dac.payload, {"codes": [int(x) for x in d[b * 8:b * 8 + 8]], "last": int(b == nb - 1)})
-                ctx.set(dut.dac.valid, 1)
-                await ctx.tick().until(dut.dac.ready)
-            ctx.set(dut.dac.valid, 0)
-            got = []
-            while True:
-                await ctx.tick()
-                if ctx.get(dut.adc.valid):
-                    got += list(ctx.get(dut.adc.payload.codes))
-                    if ctx.get(dut.adc.payload.last):
-                        break
-            res.append((got, model.mvm(0, d).tolist()))
+            res.append((await _mvm_amaranth(ctx, dut, d), model.mvm(0, d).tolist()))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -382,18 +388,7 @@ def test_emulator_rounds_half_even_at_every_shift_amaranth_sim():
                 await ctx.tick()
             ctx.set(dut.wr_en, 0)
             await ctx.tick().repeat(3)
-            ctx.set(dut.dac.payload, {"codes": [int(x) for x in _TIE_DAC], "last": 1})
-            ctx.set(dut.dac.valid, 1)
-            await ctx.tick().until(dut.dac.ready)
-            ctx.set(dut.dac.valid, 0)
-            got = []
-            while True:
-                await ctx.tick()
-                if ctx.get(dut.adc.valid):
-                    got += list(ctx.get(dut.adc.payload.codes))
-                    if ctx.get(dut.adc.payload.last):
-                        break
-            res.append(got)
+            res.append(await _mvm_amaranth(ctx, dut, _TIE_DAC))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

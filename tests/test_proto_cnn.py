@@ -139,3 +139,21 @@ def test_digits_cnn_on_prototype(tmp_path):
     assert d["off"]["run"]["compared"] == 20 and d["off"]["run"]["tap_compared"] == 2 * 512
     assert d["emulator_writes"] == 14 * (32 * 32 + 3)
     assert d["fault"]["tap_mismatch_at"] == [[d["fault"]["tap_tag"], d["fault"]["col"]]]
+
+
+def test_proto_accuracy_line_hand_values():
+    """The accuracy line shared by the MLP and CNN prototype reports, on a hand-made result: labels 0..3, noise
+    off top-1 [0, 1, 2, 0] (0.75), on [0, 1, 0, 0] (0.50, equal to off on 3/4), the Python-array model [0, 1, 2, 3]
+    (1.0) whose scores equal the noise-off ones on images 0 and 1 only (2/4) and whose top-1 equals off on 3/4."""
+    from tb.network_env import proto_accuracy_line
+
+    off_scores = [[5, 1], [1, 5], [3, 3], [0, 0]]
+    d = {"images": 4, "labels": [0, 1, 2, 3], "top1_analog_model": [0, 1, 2, 3],
+         "analog_model_scores": [[5, 1], [1, 5], [3, 4], [1, 0]],
+         "off": {"top1_rtl": [0, 1, 2, 0], "scores": off_scores}, "on": {"top1_rtl": [0, 1, 0, 0]}}
+    assert proto_accuracy_line(d) == (
+        "top-1 accuracy (from the scores read off m_axis): noise off 0.7500, noise on 0.5000 (difference -0.2500; "
+        "top-1 equal on 3/4 images); the model with the Python arrays 1.0000 (its scores equal the noise-off "
+        "emulator's on 2/4 images, top-1 on 3/4)")
+    del d["on"]
+    assert proto_accuracy_line(d).startswith("top-1 accuracy (from the scores read off m_axis): noise off 0.7500; the")
