@@ -121,6 +121,27 @@ def test_emulated_golden_equals_hand_mac():
     assert np.mean(np.abs(analog.layer_outputs[1] - pn.layer_outputs[1])) < 4  # int8 fc2 outputs, ~100 full scale
 
 
+def test_emulated_codes_drift_with_t_inf():
+    """prepare_placed(emulate=..., t_inf_s=3600): each tile's emulator codes come from its matrix drifted to 1 h
+    (the MLP path drifts with an rng, which moves the stored conductances): the mean |code| over the 4 tiles falls
+    to 0.70..0.85 of the t = 0 codes (E[(t/t0)^-nu] = 0.7758 at 1 h, docs/design.md; the shift is the same)."""
+    from archmodel.zoo import load_network
+    from mapping.mapper import MapOptions, map_network
+    from tb.network_env import EmulatedArrays, digits_images, prepare_placed
+
+    spec = load_spec("tiny")
+    net = load_network("digits-mlp")
+    placement = map_network(spec, net, MapOptions(replicate=False)).placement()
+    x, labels, _ = digits_images(2, SEED)
+    mean = {}
+    for t in (0.0, 3600.0):
+        emu = EmulatedArrays()
+        prepare_placed(spec, placement, net, x, seed=SEED, labels=labels, emulate=emu, t_inf_s=t)
+        assert set(emu.shifts.values()) == {9}
+        mean[t] = np.mean([np.abs(emu.codes[k]).mean() for k in sorted(emu.codes)])
+    assert 0.70 < mean[3600.0] / mean[0.0] < 0.85, mean
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--layer", "1", "--emulate-arrays"], "--emulate-arrays runs the whole network on the prototype: it needs "
                                            "--images N"),
