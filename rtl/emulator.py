@@ -30,8 +30,9 @@ Micro-architecture
   generators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]`` (two registered
   constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and the multiplier's
   input register takes the noise product's operands), E3 shifts (the multiplier's output register: the
-  noise times ``sigma``), E4 (the fabric product register), E5 rounds the noise, E6 adds and saturates
-  into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter per stage, for Fmax).
+  noise times ``sigma``), E4 (the fabric product register), E5 rounds the noise (and clamps the sum
+  to the ADC range widened by the noise's: same result, a short E6 add), E6 adds and saturates into a two-beat
+  output FIFO whose head is the ``adc`` register (one adder or shifter per stage, for Fmax).
   The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
   emulator needs ``array_cols`` multipliers in all; the sharing is done in the operand
   registers (in the ADC phase they hold the noise sum and ``sigma``), not by a multiplexer in
@@ -336,8 +337,14 @@ class ArrayEmulator(wiring.Component):
         s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
         q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
         q4_r = [Signal(signed(acc_w), name=f"qd{lane}") for lane in range(cpb)]
-        q5_r = [Signal(signed(acc_w), name=f"qe{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
+        # E5 clamps the quantized sum to [-lim - N, lim - 1 + N] (N = 2**(len(n) - 1) bounds the noise): the result
+        # of E6's add and saturate is unchanged (a sum beyond the clamp saturates whatever the noise), and E6 is
+        # an add of len(n) + 1 bits instead of acc_w (issue 19: add + saturate + output FIFO select, 10.5 ns)
+        n_lim = 1 << (len(n_r[0]) - 1)
+        q_hi, q_lo = (1 << (p.adc_bits - 1)) - 1 + n_lim, -(1 << (p.adc_bits - 1)) - n_lim
+        q5_r = [Signal(signed(max(q_hi.bit_length(), (-q_lo - 1).bit_length()) + 1), name=f"qe{lane}")
+                for lane in range(cpb)]
 
         # the DAC buffer shifts down one row per MAC cycle, so the current row's code is always its lowest
         # dac_bits (no 32-to-1 multiplexer between the row counter and the operand registers)
@@ -469,7 +476,7 @@ class ArrayEmulator(wiring.Component):
                     q_r[lane].eq(t_r[lane] >> shift),
                     # E4, E5
                     q4_r[lane].eq(q_r[lane]),
-                    q5_r[lane].eq(q4_r[lane]),
+                    q5_r[lane].eq(Mux(q4_r[lane] > q_hi, q_hi, Mux(q4_r[lane] < q_lo, q_lo, q4_r[lane]))),
                     n_r[lane].eq((prod2[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
                 ]
         with m.If(load_row):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand

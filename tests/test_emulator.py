@@ -294,6 +294,40 @@ def test_emulator_init_codes_amaranth_sim():
     assert any(abs(v) > 30 for g, _ in res for v in g)
 
 
+def test_emulator_saturates_with_noise_amaranth_sim():
+    """Amaranth simulation, SHIFT 4 and SIGMA 255 (noise std 36.8 LSB): quantized sums far beyond the 8-bit range
+    (the E5 clamp at +-640 and E6's saturation both act) and near it; 6 MVMs equal the golden model with the same
+    seed, many outputs saturated at -128 and 127 and many inside the range."""
+    from amaranth.sim import Simulator
+
+    from rtl.emulator import ArrayEmulator
+    from rtl.params import TileParams
+
+    p = TileParams.from_spec(SPEC)
+    rng = np.random.default_rng(4)
+    codes = rng.integers(-127, 128, (1, 32, 32))
+    dut = ArrayEmulator(p, init=codes, shift=4, sigma=255, min_latency=7, seed=11)
+    model = EmulatorModel(codes, adc_bits=8, dac_bits=8, cols_per_adc_beat=8, shift=4, sigma=255, seed=11)
+    # inputs from large to small: |sum| / 16 from ~2,000 (clamped) down to ~20 (inside the range)
+    dacs = [np.round(rng.integers(-127, 128, 32) * f).astype(np.int64) for f in (1.0, 0.5, 0.2, 0.1, 0.05, 0.02)]
+    res = []
+
+    async def tb(ctx):
+        ctx.set(dut.adc.ready, 1)
+        for d in dacs:
+            res.append((await _mvm_amaranth(ctx, dut, d), model.mvm(0, d).tolist()))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert all(g == e for g, e in res)
+    flat = np.concatenate([g for g, _ in res])
+    assert (flat == 127).sum() > 10 and (flat == -128).sum() > 10 and (np.abs(flat) < 100).sum() > 30
+    acc = codes[0].T @ dacs[0]
+    assert np.abs(acc).max() // 16 > 640 + 128  # the clamp acts on the first MVM
+
+
 @pytest.mark.parametrize("min_latency", [7, 60])
 def test_emulator_latency_amaranth_sim(min_latency):
     """Amaranth simulation: cycles from the accepted ``last`` DAC beat to the first ``adc.valid`` for 1 and 4
