@@ -17,12 +17,13 @@ Micro-architecture
 - **LOAD**: ``dac.ready`` = 1; each beat is stored in a DAC buffer (registers); ``last``
   starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
   beats are dropped).
-- **MAC** (5 stages: read, multiplier input register, multiplier output register, product, accumulate):
+- **MAC** (6 stages: read, operands, multiplier input register, multiplier output register, product,
+  accumulate):
   one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
   ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5; with ``primitive="ecp5"`` its
   own input and output registers are the pipeline's, so a DSP far from the emulator's fabric logic
   costs one route per cycle, :mod:`rtl.ecp5`) whose operands come straight from flip-flops (the row's
-  DAC code, one copy per multiplier; the conductance codes, registered from the memory's read), a
+  DAC code, one copy per multiplier; the conductance codes, registered twice after the memory's read), a
   fabric product register, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
 - **ADC**: a 7-stage pipeline with one enable (the output FIFO's second entry is free; the enable
   never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
@@ -54,7 +55,7 @@ Writes are meant between MVMs.
 
 Trade-offs: one row per cycle keeps the multiplier count at ``array_cols`` per emulator
 (32 on tiny, 128 for its 4 tiles of the 156 MULT18X18D of an LFE5U-85F) at the price of
-``rows`` cycles per MVM (tiny: 44-cycle latency against the modelled 7). The ADC is a
+``rows`` cycles per MVM (tiny: 45-cycle latency against the modelled 7). The ADC is a
 power-of-two shift (no multiplier): the conductance code's LSB absorbs the ADC gain.
 """
 
@@ -77,9 +78,9 @@ __all__ = ["ArrayEmulator", "EmulatorAddressMap", "address_map", "REG_SHIFT", "R
            "REG_CLEAR", "REG_ADC_BEATS"]
 
 REG_SHIFT, REG_SIGMA, REG_SEED, REG_CLEAR, REG_ADC_BEATS = 0, 1, 2, 3, 4
-#: MAC pipeline stages after the row counter: read (c_r, s_r, d), the multiplier's input register, its output
-#: register (rtl.ecp5.registered_multiplier), prod2, accumulate.
-MAC_STAGES = 5
+#: MAC pipeline stages after the row counter: read (c_r, d0), operand (c2, s_r, d), the multiplier's input
+#: register, its output register (rtl.ecp5.registered_multiplier), prod2, accumulate.
+MAC_STAGES = 6
 #: ADC pipeline stages E0 .. E6 (the last one the output FIFO's head).
 ADC_STAGES = 7
 DATA_BITS = 32
@@ -295,24 +296,30 @@ class ArrayEmulator(wiring.Component):
         m.d.comb += rp.addr.eq(sel * rows + r)
         v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
         v1b, last1b, v3, last3 = Signal(), Signal(), Signal(), Signal()
-        # the row's DAC code (beside c_r), one copy per multiplier that does not take it from s_r (issue 19: one
+        v1c, last1c = Signal(), Signal()
+        # the row's DAC code (beside c2), one copy per multiplier that does not take it from s_r (issue 19: one
         # register fanning out to 24-28 MULT18X18D spread over the die's DSP rows was a 10-13 ns path in context).
         # Outside MAC a copy takes bits of its own multiplier's conductance code instead: a value never
         # accumulated (v1 is low), it keeps the copies different functions, so synthesis cannot merge them back
         # into one register
         d1 = {j: Signal(signed(p.dac_bits), name=f"d{j}") for j in range(cpb, cols)}
+        d0 = Signal(signed(p.dac_bits))   # the row's DAC code, a cycle later (beside c_r), before the copies
+        load_row_d = Signal()
         # the first cols_per_adc_beat multipliers also scale the noise in the ADC phase (shared DSPs)
         prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
-        # every multiplier between the operand registers c_r / s_r / d (fabric), its own input and output
-        # registers (rtl.ecp5.registered_multiplier: on ECP5 the MULT18X18D's, inside the DSP) and prod2 (fabric):
-        # issue 19, in the whole prototype the 128 emulator multipliers spread over the die's DSP rows, 60
-        # columns from the emulator's fabric logic, and a multiplier between fabric registers paid two such
-        # routes and the multiplier in one cycle (15.2 ns routed; Yosys packs no register into a MULT18X18D)
+        # every multiplier between the operand registers c2 / s_r / d (fabric, after c_r, the memory's read), its
+        # own input and output registers (rtl.ecp5.registered_multiplier: on ECP5 the MULT18X18D's, inside the
+        # DSP) and prod2 (fabric): issue 19, in the whole prototype the 128 emulator multipliers spread over the
+        # die's DSP rows, 60 columns from the emulator's fabric logic, and a multiplier between fabric registers
+        # paid two such routes and the multiplier in one cycle (15.2 ns routed; Yosys packs no register into a
+        # MULT18X18D); c2 keeps the LUT RAM's read (behind the row counter's ~250-input fan-out) off that route
+        # (10.5-12.1 ns on the 1 x 1 top without it)
         prods: list = [None] * cols
         prod2 = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"pp{j}") for j in range(cols)]
         adc_mode = Signal()
         load_row = Signal()   # MAC state: the operand registers take the row's DAC code
         c_r = [Signal(signed(max(gb, SIGMA_BITS + 1) if j < cpb else gb), name=f"c{j}") for j in range(cols)]
+        c2 = [Signal.like(c_r[j], name=f"cc{j}") for j in range(cols)]
         accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
         acc_clear = Signal()
         mac_done = Signal()
@@ -330,7 +337,6 @@ class ArrayEmulator(wiring.Component):
         vld = [Signal(name=f"e{i}v") for i in range(ADC_STAGES - 1)]
         lst = [Signal(name=f"e{i}last") for i in range(ADC_STAGES - 1)]
         sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
-        x_r = [Signal(32, name=f"x{lane}") for lane in range(cpb)]
         a_r = [Signal(signed(acc_w), name=f"a{lane}") for lane in range(cpb)]
         b_r = [Signal(acc_w, name=f"b{lane}") for lane in range(cpb)]
         t_r = [Signal(signed(acc_w + 1), name=f"t{lane}") for lane in range(cpb)]
@@ -394,26 +400,30 @@ class ArrayEmulator(wiring.Component):
         with m.If(issue):
             m.d.sync += g.eq(g + 1)
 
-        # MAC pipeline registers (run every cycle): read (c_r, s_r, d) -> multiplier input -> multiplier output
-        # -> prod2 -> accumulate
-        m.d.sync += [v1b.eq(v1), last1b.eq(last1 & v1), v2.eq(v1b), last2.eq(last1b), v3.eq(v2), last3.eq(last2)]
+        # MAC pipeline registers (run every cycle): read (c_r, d0) -> operands (c2, s_r, d) -> multiplier input
+        # -> multiplier output -> prod2 -> accumulate
+        m.d.sync += [v1b.eq(v1), last1b.eq(last1 & v1), v1c.eq(v1b), last1c.eq(last1b),
+                     v2.eq(v1c), last2.eq(last1c), v3.eq(v2), last3.eq(last2)]
+        m.d.sync += [d0.eq(row_code), load_row_d.eq(load_row)]
         m.d.comb += mac_done.eq(v3 & last3)  # the final accumulate happens at the end of this cycle
         for j in range(cols):
             c = rp.data[j * gb:(j + 1) * gb].as_signed()
+            m.d.sync += c2[j].eq(c_r[j])
             if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (E2 the multiplier's
                 # input register, E3 its output register, E4 prod2); operands from registers only: s_r[j] holds
-                # the row's DAC code in the MAC phase (load_row, below), the noise sum in the ADC phase; c_r[j] the
-                # conductance code, or sigma in the ADC phase
+                # the row's DAC code in the MAC phase (load_row_d, below), the noise sum in the ADC phase; c2[j]
+                # the conductance code, or sigma in the ADC phase (c_r takes sigma from the first ADC cycle on, c2
+                # a cycle later: the first noise operands reach the multiplier three cycles after the first issue)
                 m.d.sync += c_r[j].eq(Mux(adc_mode, Cat(sigma, 0).as_signed(), c))
                 ce = Signal(name=f"mul{j}_ce")
                 m.d.comb += ce.eq(~adc_mode | adv)
-                prods[j] = registered_multiplier(m, f"mul{j}", c_r[j], s_r[j], ce=ce, width=len(prod2[j]),
+                prods[j] = registered_multiplier(m, f"mul{j}", c2[j], s_r[j], ce=ce, width=len(prod2[j]),
                                                  primitive=self.primitive)
                 with m.If(ce):
                     m.d.sync += prod2[j].eq(prods[j])
             else:
-                m.d.sync += [c_r[j].eq(c), d1[j].eq(Mux(load_row, row_code, c.as_unsigned()[:p.dac_bits]))]
-                prods[j] = registered_multiplier(m, f"mul{j}", c_r[j], d1[j], ce=Const(1, 1), width=len(prod2[j]),
+                m.d.sync += [c_r[j].eq(c), d1[j].eq(Mux(load_row_d, d0, c_r[j].as_unsigned()[:p.dac_bits]))]
+                prods[j] = registered_multiplier(m, f"mul{j}", c2[j], d1[j], ce=Const(1, 1), width=len(prod2[j]),
                                                  primitive=self.primitive)
                 m.d.sync += prod2[j].eq(prods[j])
             with m.If(acc_clear):
@@ -461,11 +471,13 @@ class ArrayEmulator(wiring.Component):
                     m.d.sync += lanes[lane].eq(nxt)
                 a = sel_r[lane]
                 odd = (a.as_unsigned() & shift_1h).any()  # a[S] for S >= 1, else 0
-                byte_sum = sum(x_r[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
+                # E1 reads the generator itself: it holds the beat's state until the next issue, which cannot come
+                # before E1 advances (an issue needs adv); no E0 copy of the 8 x 32 states (issue 19: their enables
+                # doubled the issue net's fan-out, 10.9 ns on the 1 x 1 top)
+                byte_sum = sum(lanes[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
                 m.d.sync += [
                     # E0
                     sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
-                    x_r[lane].eq(nxt),
                     # E1
                     a_r[lane].eq(a),
                     b_r[lane].eq(Mux(odd, bias1, bias0)),
@@ -479,8 +491,8 @@ class ArrayEmulator(wiring.Component):
                     q5_r[lane].eq(Mux(q4_r[lane] > q_hi, q_hi, Mux(q4_r[lane] < q_lo, q_lo, q4_r[lane]))),
                     n_r[lane].eq((prod2[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
                 ]
-        with m.If(load_row):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
-            m.d.sync += [s_r[lane].eq(row_code) for lane in range(cpb)]
+        with m.If(load_row_d):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
+            m.d.sync += [s_r[lane].eq(d0) for lane in range(cpb)]
         for lane in range(cpb):  # E6: add the noise and saturate, into the output FIFO below
             tot = q5_r[lane] + n_r[lane]
             m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))

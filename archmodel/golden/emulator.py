@@ -56,7 +56,7 @@ NOISE_SHIFT = 10
 #: Width of the unsigned noise scale ``sigma`` (0 = no noise), assumed.
 SIGMA_BITS = 8
 #: Cycles from the first ADC-stage issue to ``adc.valid`` plus the MAC pipeline (rtl/emulator.py).
-PIPELINE_CYCLES = 12
+PIPELINE_CYCLES = 13
 _MASK32 = (1 << 32) - 1
 _GOLDEN = 0x9E3779B9  # 2**32 / golden ratio (Knuth's multiplicative hash), assumed lane spreading constant
 
