@@ -160,7 +160,7 @@ def emulator_latency_cycles(rows_received: int, min_latency: int) -> int:
     """Cycles from accepting the ``last`` DAC beat to presenting the first ADC beat.
 
     ``max(min_latency, rows_received + PIPELINE_CYCLES)``: one conductance row per cycle
-    (``rows_received`` = DAC beats × ``rows_per_dac_beat``), then 5 MAC pipeline stages and
+    (``rows_received`` = DAC beats × ``rows_per_dac_beat``), then 6 MAC pipeline stages and
     7 ADC stages (rtl/emulator.py ``MAC_STAGES``, ``ADC_STAGES``); never earlier than ``min_latency`` (the modelled array,
     ``array_mvm_cycles + 1``).
     """
