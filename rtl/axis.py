@@ -590,19 +590,41 @@ class SourceMerge(wiring.Component):
         qi = Signal(range(max(2, Q)))            # queue being read (the first wanted at or after it)
         e = Signal.like(self.q_elems[0])         # element within the queue's vector
         lane = Signal(range(max(2, lanes)))
-        want = [Signal(name=f"want{q}") for q in range(Q)]
-        for q in range(Q):
-            m.d.comb += want[q].eq(self.q_en[q] & (self.q_slot[q] == self.slot))
+        # the queue pick (``cur``: the first queue at or after ``qi`` that the slot wants; ``found``; ``more``: a
+        # wanted queue after it) as flip-flops, one set per value of ``slot``, computed from ``qi``'s next value
+        # (issue 19, seventh stop: slot -> want -> priority pick -> byte / valid multiplexers was the front of
+        # the merge's 10.4-10.6 ns paths into the datapath's input slice and into its own state); ``slot``
+        # then picks between two registered sets. The two next values of ``qi`` (held, or the segment end's
+        # ``more ? cur + 1 : 0``) are evaluated in parallel and picked by ``fire & seg_last``; a changed
+        # ``q_en`` / ``q_slot`` reaches the pick one cycle later (configuration is written before a run).
         cur = Signal(range(max(2, Q)))
         found = Signal()
-        for q in reversed(range(Q)):
-            at_or_after = (qi == 0) if q == 0 else (Const(1) if q == Q - 1 else qi <= q)
-            with m.If(at_or_after & want[q]):
-                m.d.comb += [cur.eq(q), found.eq(1)]
         more = Signal()
-        for q in range(1, Q):
-            with m.If((cur < q) & want[q]):
-                m.d.comb += more.eq(1)
+        qi_seg = Signal.like(qi)                  # qi after a segment end
+        seg_end = Signal()                        # a queue's segment ends this cycle (fire & seg_last)
+
+        def pick(qv, s):
+            """(cur, found, more) for queue index ``qv`` and slot value ``s`` (a Python int)."""
+            want = [self.q_en[q] & (self.q_slot[q] == s) for q in range(Q)]
+            c, f, mo = Signal.like(cur), Signal(), Signal()
+            for q in reversed(range(Q)):
+                at_or_after = (qv == 0) if q == 0 else (Const(1) if q == Q - 1 else qv <= q)
+                with m.If(at_or_after & want[q]):
+                    m.d.comb += [c.eq(q), f.eq(1)]
+            for q in range(1, Q):
+                with m.If((c < q) & want[q]):
+                    m.d.comb += mo.eq(1)
+            return c, f, mo
+
+        regs = []
+        for s in (0, 1):
+            r = (Signal.like(cur, name=f"cur_s{s}"), Signal(name=f"found_s{s}"), Signal(name=f"more_s{s}"))
+            regs.append(r)
+            held, seg = pick(qi, s), pick(qi_seg, s)
+            for k in range(3):
+                m.d.sync += r[k].eq(Mux(seg_end, seg[k], held[k]))
+        m.d.comb += [cur.eq(Mux(self.slot, regs[1][0], regs[0][0])), found.eq(Mux(self.slot, regs[1][1], regs[0][1])),
+                     more.eq(Mux(self.slot, regs[1][2], regs[0][2]))]
         seg_last = Signal()
         beat_end = Signal()
         r_valid = Signal()
@@ -628,6 +650,7 @@ class SourceMerge(wiring.Component):
         m.d.comb += beat_end.eq(seg_last | lane_last)
         m.d.comb += [self.o.valid.eq(found & r_valid), self.o.payload.last.eq(seg_last & ~more)]
         fire = self.o.valid & self.o.ready
+        m.d.comb += [seg_end.eq(fire & seg_last), qi_seg.eq(Mux(more, cur + 1, 0))]
         for q in range(Q):
             m.d.comb += heads[q].ready.eq(fire & beat_end & (cur == q))
         lane_next = Signal.like(lane)
@@ -637,7 +660,7 @@ class SourceMerge(wiring.Component):
         with m.If(fire):
             with m.If(seg_last):
                 m.d.comb += lane_next.eq(0)
-                m.d.sync += [e.eq(0), qi.eq(Mux(more, cur + 1, 0))]
+                m.d.sync += [e.eq(0), qi.eq(qi_seg)]
                 m.d.sync += [ends[q].eq(1 >= self.q_elems[q]) for q in range(Q)]
             with m.Else():
                 m.d.comb += lane_next.eq(Mux(beat_end, 0, lane + 1))
