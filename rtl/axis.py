@@ -426,12 +426,26 @@ class DestFanout(wiring.Component):
         b2 = Signal(len(b) + 1, init=2, name="b_plus2")
         b_inc = Signal.like(b)
         m.d.comb += b_inc.eq(b1[:len(b)])
-        in_range = [Signal(name=f"in_range{e}", reset_less=True) for e in range(E)]
         at_end = [Signal(name=f"at_end{e}", reset_less=True) for e in range(E)]
+        # the current entry: the first wanted entry at or after `phase`
+        cur = Signal(range(max(2, E)))
+        found = Signal()
+        cand = [Signal(name=f"cand{e}") for e in range(E)]   # wanted, at or after `phase`
+        # "in range and at or after `phase`" per entry as a flip-flop (issue 19, seventh stop: phase / in-range flags ->
+        # candidates -> found / more -> the input's ready was the front of the 10.5 ns paths into the result
+        # packer's register and these flags): its next value is "beat b is in range" of b's next value with `phase`'s
+        # (0 after the beat leaves or during reset, cur + 1 when a copy is taken and more follow, else held);
+        # `en` stays combinational (a changed `en` acts at once, as before)
+        ranged = [Signal(name=f"ranged{e}", reset_less=True) for e in range(E)]
+        for e in range(E):
+            m.d.comb += cand[e].eq(self.en[e] & ranged[e])
 
-        def flags(v, v1, e):     # v1 = v + 1
-            return [in_range[e].eq((v >= self.lo[e]) & ((self.hi[e] == 0) | (v < self.hi[e]))),
-                    at_end[e].eq(v1 == self.hi[e])]
+        def at_or_after(ph, e):  # (constant comparisons folded here: no CMPCONST in lint)
+            return (ph == 0) if e == 0 else (Const(1) if e == E - 1 else ph <= e)
+
+        def flags(v, v1, e, ph_ok=1):     # v1 = v + 1
+            r = (v >= self.lo[e]) & ((self.hi[e] == 0) | (v < self.hi[e]))
+            return [ranged[e].eq(r & ph_ok), at_end[e].eq(v1 == self.hi[e])]
 
         step = Signal()   # the input beat leaves this cycle (below)
         for e in range(E):
@@ -439,23 +453,15 @@ class DestFanout(wiring.Component):
                 m.d.sync += flags(Const(0, len(b)), Const(1, len(b1)), e)
             with m.Elif(step):
                 m.d.sync += flags(b_inc, b2, e)
+            with m.Elif(self.i.valid & self.o.ready):     # a copy taken, more follow: phase <- cur + 1
+                m.d.sync += flags(b, b1, e, (cur < e) if 0 < e < E - 1 else Const(e > 0))
             with m.Else():
-                m.d.sync += flags(b, b1, e)
+                m.d.sync += flags(b, b1, e, at_or_after(phase, e))
         with m.If(step):
             with m.If(self.i.payload.last):
                 m.d.sync += [b1.eq(1), b2.eq(2)]
             with m.Else():
                 m.d.sync += [b1.eq(b2), b2.eq(b2[:len(b)] + 1)]
-        want = [Signal(name=f"want{e}") for e in range(E)]
-        for e in range(E):
-            m.d.comb += want[e].eq(self.en[e] & in_range[e])
-        # the current entry: the first wanted entry at or after `phase`
-        cur = Signal(range(max(2, E)))
-        found = Signal()
-        cand = [Signal(name=f"cand{e}") for e in range(E)]   # wanted, at or after `phase`
-        for e in range(E):  # (constant comparisons folded here: no CMPCONST in lint)
-            at_or_after = (phase == 0) if e == 0 else (Const(1) if e == E - 1 else phase <= e)
-            m.d.comb += cand[e].eq(at_or_after & want[e])
         for e in reversed(range(E)):
             with m.If(cand[e]):
                 m.d.comb += [cur.eq(e), found.eq(1)]
