@@ -534,7 +534,9 @@ class SourceMerge(wiring.Component):
     slot : In(1)
         The consumer's current layer slot.
     q_src, q_slot, q_elems, q_en : In, arrays of ``Q``
-        Configuration per queue: source tag, layer slot, elements per vector, enabled.
+        Configuration per queue: source tag, layer slot, elements per vector, enabled. The merge's flags
+        (``q_elems``: end of vector; ``q_slot``, ``q_en``: the queue pick) are flip-flops computed one cycle
+        ahead, so a change reaches the merge one cycle later (configuration is written before a run).
     err_src : Out(1)
         A beat matched no queue (level while such a beat is dropped).
 
