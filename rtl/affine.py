@@ -21,13 +21,15 @@ Micro-architecture
   one word = one column group, ``max_cols / cols_per_adc_beat`` words). The
   first row block overwrites (no clearing pass); the final row block does not
   write back: its sums go to the FIFO.
-- **FIFO** (:class:`~amaranth.lib.fifo.SyncFIFOBuffered`, one column block of
+- **FIFO** (``_ShiftOutFIFO``: cycle for cycle an :class:`~amaranth.lib.fifo.SyncFIFOBuffered`
+  whose output register also shifts a group's sums down one slot at a time; one column block of
   column groups): decouples the wide accumulation (one ADC beat per cycle,
   so the tile controller meets ``mvm_cycles``) from the ``L``-columns-per-cycle
   requantization; the next column block's MVMs overlap the emission of this one.
 - **SER**: emits the FIFO's column groups ``L = periphery.affine_lanes`` columns
   per cycle, in column order: slot ``s`` of a group carries its columns
-  ``s*L .. s*L + L - 1`` (``L`` is a power of two dividing ``cols_per_adc_beat``,
+  ``s*L .. s*L + L - 1``, read at the output register's lanes 0 .. L-1 after
+  ``s`` shifts (``L`` is a power of two dividing ``cols_per_adc_beat``,
   rtl/params.py), so only a group's final slot can be partial (``count < L``).
 - **Chain** (partial sums of row blocks held by other tiles): with
   ``chain_in`` set, every slot waits for one ``psum_in`` beat (``L`` sums) and
@@ -73,7 +75,6 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -423,6 +424,65 @@ class Requantizer(wiring.Component):
         return Mux(self._relu_r, relu_fn(value), value)
 
 
+class _ShiftOutFIFO(wiring.Component):
+    """:class:`amaranth.lib.fifo.SyncFIFOBuffered` of column groups whose output register also shifts.
+
+    Cycle for cycle ``SyncFIFOBuffered(width=layout.size, depth=depth)`` (the same ``w_rdy``, ``r_rdy``,
+    ``level`` and ``r_data`` of a newly read group: a storage of ``depth - 1`` entries read asynchronously into
+    one output register, loaded exactly when SyncFIFOBuffered's read port loads), plus ``shift``: while the head
+    group is held (no load this cycle) its ``sums`` move down by ``lanes`` lanes (lane ``k`` takes lane
+    ``k + lanes``), so the affine unit's serializer reads slot ``s`` of a group at lanes 0 .. ``lanes - 1``
+    after ``s`` shifts instead of through a slot multiplexer (issue 19). The other fields do not shift.
+    ``r_en`` and ``shift`` are never high together in the affine unit (a slot either ends the group or not).
+    """
+
+    def __init__(self, layout: data.StructLayout, depth: int, lanes: int):
+        assert depth >= 2
+        self.layout, self.depth, self.lanes = layout, depth, lanes
+        super().__init__({"w_data": In(layout.size), "w_en": In(1), "w_rdy": Out(1),
+                          "r_data": Out(layout.size), "r_en": In(1), "r_rdy": Out(1), "shift": In(1),
+                          "level": Out(range(depth + 1))})
+
+    def elaborate(self, platform):
+        m = Module()
+        inner_depth = self.depth - 1
+        inner_level = Signal(range(inner_depth + 1))
+        storage = m.submodules.storage = Memory(shape=self.layout.size, depth=inner_depth, init=[])
+        w_port, r_port = storage.write_port(), storage.read_port(domain="comb")
+        produce, consume = Signal(range(inner_depth)), Signal(range(inner_depth))
+        inner_r_rdy = inner_level != 0
+        do_write = self.w_en & self.w_rdy
+        do_inner_read = inner_r_rdy & (~self.r_rdy | self.r_en)
+
+        def incr(v):
+            return Mux(v == inner_depth - 1, 0, v + 1)
+
+        m.d.comb += [self.w_rdy.eq(inner_level != inner_depth), w_port.addr.eq(produce),
+                     w_port.data.eq(self.w_data), w_port.en.eq(do_write), r_port.addr.eq(consume),
+                     self.level.eq(inner_level + self.r_rdy)]
+        with m.If(do_write):
+            m.d.sync += produce.eq(incr(produce))
+        with m.If(do_inner_read):
+            m.d.sync += consume.eq(incr(consume))
+        with m.If(do_write & ~do_inner_read):
+            m.d.sync += inner_level.eq(inner_level + 1)
+        with m.If(do_inner_read & ~do_write):
+            m.d.sync += inner_level.eq(inner_level - 1)
+        with m.If(do_inner_read):
+            m.d.sync += self.r_rdy.eq(1)
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        head = data.View(self.layout, self.r_data)
+        sums = head.sums.as_value()
+        lane_bits = len(sums) // len(head.sums)
+        step = self.lanes * lane_bits
+        with m.If(do_inner_read):
+            m.d.sync += self.r_data.eq(r_port.data)
+        with m.Elif(self.shift):
+            m.d.sync += sums.eq(sums[step:])   # zero-fill the top lanes (never read)
+        return m
+
+
 class AffineUnit(wiring.Component):
     """Per-tile affine unit (see the module docstring for the micro-architecture).
 
@@ -523,7 +583,8 @@ class AffineUnit(wiring.Component):
             "lanes": unsigned(CPB.bit_length()),
             "last_vec": unsigned(1),
         })
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=group_layout.size, depth=max(2, p.adc_beats_per_block))
+        fifo = _ShiftOutFIFO(group_layout, depth=max(2, p.adc_beats_per_block), lanes=p.affine_lanes)
+        m.submodules.fifo = fifo
 
         s1_valid = Signal()
         s1 = Signal(column_beat_layout(p))
@@ -551,6 +612,9 @@ class AffineUnit(wiring.Component):
         # group holds its columns s*L .. s*L + L - 1; only a group's final slot may be partial)
         L = p.affine_lanes
         slots = CPB // L
+        # the FIFO's output register shifts the group's sums down by L lanes as each slot leaves, so the current
+        # slot is always its lanes 0 .. L-1 (issue 19, seventh stop: the 8-to-1 slot multiplexer in front of the
+        # chain join's adder was part of the 10.2 ns path into the requantizer's val1 / the tx_psum buffer)
         r_group = data.View(group_layout, fifo.r_data)
         r_slots = data.View(data.ArrayLayout(data.ArrayLayout(signed(p.acc_bits), L), slots),
                             r_group.sums.as_value())
@@ -559,7 +623,7 @@ class AffineUnit(wiring.Component):
         ser_last_lane = (slot + 1) * L >= r_group.lanes          # the group's final slot
         ser_col = Signal(index_shape(p.max_cols))
         ser_count = Signal(lane_count_shape(L))
-        ser_val = r_slots[slot]
+        ser_val = r_slots[0]
         m.d.comb += [
             ser_col.eq(r_group.group * CPB + slot * L),
             ser_count.eq(Mux(ser_last_lane, r_group.lanes - slot * L, L)),
@@ -589,6 +653,7 @@ class AffineUnit(wiring.Component):
             rq.i.payload.last.eq(joined_last),
             self.psum_in.ready.eq(ser_valid & self.chain_in & down_ready),
             fifo.r_en.eq(take & ser_last_lane),
+            fifo.shift.eq(take & ~ser_last_lane),
         ]
         for k in range(L):
             m.d.comb += [lane(self.psum_out.payload, "value", k).eq(joined_val[k]),

@@ -426,12 +426,26 @@ class DestFanout(wiring.Component):
         b2 = Signal(len(b) + 1, init=2, name="b_plus2")
         b_inc = Signal.like(b)
         m.d.comb += b_inc.eq(b1[:len(b)])
-        in_range = [Signal(name=f"in_range{e}", reset_less=True) for e in range(E)]
         at_end = [Signal(name=f"at_end{e}", reset_less=True) for e in range(E)]
+        # the current entry: the first wanted entry at or after `phase`
+        cur = Signal(range(max(2, E)))
+        found = Signal()
+        cand = [Signal(name=f"cand{e}") for e in range(E)]   # wanted, at or after `phase`
+        # "in range and at or after `phase`" per entry as a flip-flop (issue 19, seventh stop: phase / in-range flags ->
+        # candidates -> found / more -> the input's ready was the front of the 10.5 ns paths into the result
+        # packer's register and these flags): its next value is "beat b is in range" of b's next value with `phase`'s
+        # (0 after the beat leaves or during reset, cur + 1 when a copy is taken and more follow, else held);
+        # `en` stays combinational (a changed `en` acts at once, as before)
+        ranged = [Signal(name=f"ranged{e}", reset_less=True) for e in range(E)]
+        for e in range(E):
+            m.d.comb += cand[e].eq(self.en[e] & ranged[e])
 
-        def flags(v, v1, e):     # v1 = v + 1
-            return [in_range[e].eq((v >= self.lo[e]) & ((self.hi[e] == 0) | (v < self.hi[e]))),
-                    at_end[e].eq(v1 == self.hi[e])]
+        def at_or_after(ph, e):  # (constant comparisons folded here: no CMPCONST in lint)
+            return (ph == 0) if e == 0 else (Const(1) if e == E - 1 else ph <= e)
+
+        def flags(v, v1, e, ph_ok=1):     # v1 = v + 1
+            r = (v >= self.lo[e]) & ((self.hi[e] == 0) | (v < self.hi[e]))
+            return [ranged[e].eq(r & ph_ok), at_end[e].eq(v1 == self.hi[e])]
 
         step = Signal()   # the input beat leaves this cycle (below)
         for e in range(E):
@@ -439,23 +453,15 @@ class DestFanout(wiring.Component):
                 m.d.sync += flags(Const(0, len(b)), Const(1, len(b1)), e)
             with m.Elif(step):
                 m.d.sync += flags(b_inc, b2, e)
+            with m.Elif(self.i.valid & self.o.ready):     # a copy taken, more follow: phase <- cur + 1
+                m.d.sync += flags(b, b1, e, (cur < e) if 0 < e < E - 1 else Const(e > 0))
             with m.Else():
-                m.d.sync += flags(b, b1, e)
+                m.d.sync += flags(b, b1, e, at_or_after(phase, e))
         with m.If(step):
             with m.If(self.i.payload.last):
                 m.d.sync += [b1.eq(1), b2.eq(2)]
             with m.Else():
                 m.d.sync += [b1.eq(b2), b2.eq(b2[:len(b)] + 1)]
-        want = [Signal(name=f"want{e}") for e in range(E)]
-        for e in range(E):
-            m.d.comb += want[e].eq(self.en[e] & in_range[e])
-        # the current entry: the first wanted entry at or after `phase`
-        cur = Signal(range(max(2, E)))
-        found = Signal()
-        cand = [Signal(name=f"cand{e}") for e in range(E)]   # wanted, at or after `phase`
-        for e in range(E):  # (constant comparisons folded here: no CMPCONST in lint)
-            at_or_after = (phase == 0) if e == 0 else (Const(1) if e == E - 1 else phase <= e)
-            m.d.comb += cand[e].eq(at_or_after & want[e])
         for e in reversed(range(E)):
             with m.If(cand[e]):
                 m.d.comb += [cur.eq(e), found.eq(1)]
@@ -528,7 +534,9 @@ class SourceMerge(wiring.Component):
     slot : In(1)
         The consumer's current layer slot.
     q_src, q_slot, q_elems, q_en : In, arrays of ``Q``
-        Configuration per queue: source tag, layer slot, elements per vector, enabled.
+        Configuration per queue: source tag, layer slot, elements per vector, enabled. The merge's flags
+        (``q_elems``: end of vector; ``q_slot``, ``q_en``: the queue pick) are flip-flops computed one cycle
+        ahead, so a change reaches the merge one cycle later (configuration is written before a run).
     err_src : Out(1)
         A beat matched no queue (level while such a beat is dropped).
 
@@ -590,19 +598,41 @@ class SourceMerge(wiring.Component):
         qi = Signal(range(max(2, Q)))            # queue being read (the first wanted at or after it)
         e = Signal.like(self.q_elems[0])         # element within the queue's vector
         lane = Signal(range(max(2, lanes)))
-        want = [Signal(name=f"want{q}") for q in range(Q)]
-        for q in range(Q):
-            m.d.comb += want[q].eq(self.q_en[q] & (self.q_slot[q] == self.slot))
+        # the queue pick (``cur``: the first queue at or after ``qi`` that the slot wants; ``found``; ``more``: a
+        # wanted queue after it) as flip-flops, one set per value of ``slot``, computed from ``qi``'s next value
+        # (issue 19, seventh stop: slot -> want -> priority pick -> byte / valid multiplexers was the front of
+        # the merge's 10.4-10.6 ns paths into the datapath's input slice and into its own state); ``slot``
+        # then picks between two registered sets. The two next values of ``qi`` (held, or the segment end's
+        # ``more ? cur + 1 : 0``) are evaluated in parallel and picked by ``fire & seg_last``; a changed
+        # ``q_en`` / ``q_slot`` reaches the pick one cycle later (configuration is written before a run).
         cur = Signal(range(max(2, Q)))
         found = Signal()
-        for q in reversed(range(Q)):
-            at_or_after = (qi == 0) if q == 0 else (Const(1) if q == Q - 1 else qi <= q)
-            with m.If(at_or_after & want[q]):
-                m.d.comb += [cur.eq(q), found.eq(1)]
         more = Signal()
-        for q in range(1, Q):
-            with m.If((cur < q) & want[q]):
-                m.d.comb += more.eq(1)
+        qi_seg = Signal.like(qi)                  # qi after a segment end
+        seg_end = Signal()                        # a queue's segment ends this cycle (fire & seg_last)
+
+        def pick(qv, s):
+            """(cur, found, more) for queue index ``qv`` and slot value ``s`` (a Python int)."""
+            want = [self.q_en[q] & (self.q_slot[q] == s) for q in range(Q)]
+            c, f, mo = Signal.like(cur), Signal(), Signal()
+            for q in reversed(range(Q)):
+                at_or_after = (qv == 0) if q == 0 else (Const(1) if q == Q - 1 else qv <= q)
+                with m.If(at_or_after & want[q]):
+                    m.d.comb += [c.eq(q), f.eq(1)]
+            for q in range(1, Q):
+                with m.If((c < q) & want[q]):
+                    m.d.comb += mo.eq(1)
+            return c, f, mo
+
+        regs = []
+        for s in (0, 1):
+            r = (Signal.like(cur, name=f"cur_s{s}"), Signal(name=f"found_s{s}"), Signal(name=f"more_s{s}"))
+            regs.append(r)
+            held, seg = pick(qi, s), pick(qi_seg, s)
+            for k in range(3):
+                m.d.sync += r[k].eq(Mux(seg_end, seg[k], held[k]))
+        m.d.comb += [cur.eq(Mux(self.slot, regs[1][0], regs[0][0])), found.eq(Mux(self.slot, regs[1][1], regs[0][1])),
+                     more.eq(Mux(self.slot, regs[1][2], regs[0][2]))]
         seg_last = Signal()
         beat_end = Signal()
         r_valid = Signal()
@@ -628,6 +658,7 @@ class SourceMerge(wiring.Component):
         m.d.comb += beat_end.eq(seg_last | lane_last)
         m.d.comb += [self.o.valid.eq(found & r_valid), self.o.payload.last.eq(seg_last & ~more)]
         fire = self.o.valid & self.o.ready
+        m.d.comb += [seg_end.eq(fire & seg_last), qi_seg.eq(Mux(more, cur + 1, 0))]
         for q in range(Q):
             m.d.comb += heads[q].ready.eq(fire & beat_end & (cur == q))
         lane_next = Signal.like(lane)
@@ -637,7 +668,7 @@ class SourceMerge(wiring.Component):
         with m.If(fire):
             with m.If(seg_last):
                 m.d.comb += lane_next.eq(0)
-                m.d.sync += [e.eq(0), qi.eq(Mux(more, cur + 1, 0))]
+                m.d.sync += [e.eq(0), qi.eq(qi_seg)]
                 m.d.sync += [ends[q].eq(1 >= self.q_elems[q]) for q in range(Q)]
             with m.Else():
                 m.d.comb += lane_next.eq(Mux(beat_end, 0, lane + 1))

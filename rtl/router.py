@@ -98,7 +98,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -220,6 +220,8 @@ class _FlitBuffer(wiring.Component):
             "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
             "r_tag": Out(max(1, tag_width)),
             "r_tag_next": Out(max(1, tag_width)),
+            "r_tag_read": Out(max(1, tag_width)),
+            "r_tag_stay": Out(max(1, tag_width)),
         })
 
     def elaborate(self, platform):
@@ -241,6 +243,9 @@ class _FlitBuffer(wiring.Component):
         # r_tag of the next cycle (the entries' tags and the read pointer as written here)
         tag_n = [Mux(~tail_valid & (wp == k), w_tag, tag[k]) for k in range(2)]
         m.d.comb += self.r_tag_next.eq(Mux(rp ^ do_read, tag_n[1], tag_n[0]))
+        # the same with a read this cycle (r_tag_read) and without one (r_tag_stay), for a caller that picks
+        # between them late (the router's route flip-flops)
+        m.d.comb += [self.r_tag_read.eq(Mux(~rp, tag_n[1], tag_n[0])), self.r_tag_stay.eq(Mux(rp, tag_n[1], tag_n[0]))]
         with m.If(do_write):
             m.d.sync += wp.eq(~wp)
         with m.If(do_read):
@@ -377,10 +382,20 @@ class MeshRouter(wiring.Component):
         route = [Signal(n, name=f"{PORTS[i]}_route") for i in range(n)]      # one-hot
         in_busy_n = [Signal(name=f"{PORTS[i]}_busy_next") for i in range(n)]
         in_out_n = [Signal(n, name=f"{PORTS[i]}_bound_next") for i in range(n)]
+        # The route's next value as a last-level choice between candidates computed beside the arbitration
+        # (issue 19, seventh stop: transfer -> lock / read pointer -> tag multiplexer -> route was 10.1-10.4 ns):
+        # with no transfer from input i, the lock holds and the head moves only on a bad-turn drop (its
+        # r_tag_next); with a transfer to output o, the route is o while the packet goes on, else the tag of the
+        # flit after the head (r_tag_next with a read). Same values as Mux(in_busy_n, in_out_n, r_tag_next).
+        route_hold = [Signal(n, name=f"{PORTS[i]}_route_hold") for i in range(n)]
+        route_read = [Signal(n, name=f"{PORTS[i]}_route_read") for i in range(n)]
+        take_any = [Signal(name=f"{PORTS[i]}_taken") for i in range(n)]
+        take_vec = [Signal(n, name=f"{PORTS[i]}_take_vec") for i in range(n)]
         for i in range(n):
             m.d.comb += [in_busy_n[i].eq(in_busy[i]), in_out_n[i].eq(in_out[i])]
             m.d.sync += [in_busy[i].eq(in_busy_n[i]), in_out[i].eq(in_out_n[i]),
-                         route[i].eq(Mux(in_busy_n[i], in_out_n[i], bufs[i].r_tag_next))]
+                         route[i].eq(Mux(take_any[i], Mux(heads[i][2].last, route_read[i], take_vec[i]),
+                                         route_hold[i]))]
 
         # request[i][o]: input i has a flit for output o (only legal turns exist)
         request = [[Const(0) for _ in range(n)] for _ in range(n)]
@@ -461,5 +476,10 @@ class MeshRouter(wiring.Component):
                 with m.If(take[i][o]):
                     m.d.comb += [popped.eq(1), in_busy_n[i].eq(~heads[i][2].last), in_out_n[i].eq(1 << o)]
             m.d.comb += heads[i][1].eq(popped)
+            m.d.comb += [take_any[i].eq(_any(take[i][o] for o in legal[i])),
+                         take_vec[i].eq(Cat(*[take[i][o] for o in range(n)])),
+                         route_read[i].eq(bufs[i].r_tag_read),
+                         route_hold[i].eq(Mux(in_busy[i], in_out[i],
+                                              Mux(bad if illegal else 0, bufs[i].r_tag_read, bufs[i].r_tag_stay)))]
         m.d.comb += self.misrouted.eq(misrouted)
         return m

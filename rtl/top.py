@@ -109,10 +109,11 @@ CHAN_ACT, CHAN_PSUM = 0, 1
 CHAN_WEIGHT = 1
 
 
-def _slot_counter(m: Module, dd, name: str, vector_end, clear) -> Signal:
+def _slot_counter(m: Module, dd, name: str, vector_end, clear) -> tuple[Signal, Signal]:
     """The digital datapath's layer-slot sequence counted on a stream's vectors: ``n_vectors0`` vectors of slot 0,
     then ``n_vectors1`` of slot 1, per round (``rtl.digital``, ``two_layers``); returns the slot of the next
-    vector. ``vector_end``: a vector's last beat is taken this cycle; ``clear`` (priority): back to slot 0.
+    vector and that flip-flop's next value (combinational: what it holds from the next cycle on).
+    ``vector_end``: a vector's last beat is taken this cycle; ``clear`` (priority): back to slot 0.
 
     "This vector ends the slot's run" (``count + 1 >= n_vectors[slot]``) is a flip-flop computed from the
     counter's next value (issue 19: a 16-bit compare in front of the counter's enables); not reset, so it is
@@ -125,6 +126,8 @@ def _slot_counter(m: Module, dd, name: str, vector_end, clear) -> Signal:
     def ends(c, s):
         return wrap.eq(c + 1 >= Mux(s, dd.n_vectors1, dd.n_vectors0))
 
+    slot_next = Signal(name=f"{name}slot_next")
+    m.d.comb += slot_next.eq(Mux(clear, 0, Mux(vector_end & wrap, ~slot, slot)))
     with m.If(vector_end):
         with m.If(wrap):
             m.d.sync += [cnt.eq(0), slot.eq(~slot)]
@@ -140,7 +143,7 @@ def _slot_counter(m: Module, dd, name: str, vector_end, clear) -> Signal:
         m.d.sync += ends(cnt + 1, slot)
     with m.Else():
         m.d.sync += ends(cnt, slot)
-    return slot
+    return slot, slot_next
 
 
 class Coprocessor(wiring.Component):
@@ -373,7 +376,7 @@ class Coprocessor(wiring.Component):
             # sixth stop): the merge's pick writes an entry directly, not through the head's tail-or-input
             # multiplexer (merge pick -> x_in payload register was 11.6 ns in context); same cycles.
             x_sl = m.submodules.digital_x_slice = StreamSlice(L.x, ping_pong=True)
-            mslot = _slot_counter(m, dd, "digital_m",
+            mslot, _ = _slot_counter(m, dd, "digital_m",
                                   merge.o.valid & merge.o.ready & merge.o.payload.last & dd.two_layers,
                                   ~dd.busy & ~x_sl.o.valid)  # idle, nothing emitted ahead: a run starts at slot 0
             m.d.comb += [x_sl.i.payload.eq(merge.o.payload), x_sl.i.valid.eq(merge.o.valid & dd.busy),
@@ -387,7 +390,7 @@ class Coprocessor(wiring.Component):
         # with two_layers the packer's output vectors are n_vectors0 of slot 0, then n_vectors1 of slot 1, per
         # round (rtl/digital.py): pslot counts them; only slot 0's go through the pool (digits-cnn: conv1 ->
         # maxpool; fc's scores bypass it); the fanout takes whole vectors from the pool or the bypass
-        pslot = _slot_counter(m, dd, "digital_p",
+        pslot, pslot_next = _slot_counter(m, dd, "digital_p",
                               d_pack.o.valid & d_pack.o.ready & d_pack.o.payload.last & dd.two_layers,
                               dd.start | (~dd.busy & ~dd.two_layers))
         sel = Signal(name="digital_fan_sel")   # 1: the packer's output (bypass), 0: the pool's
@@ -414,6 +417,11 @@ class Coprocessor(wiring.Component):
         # out1 only
         oslot = Signal()
         m.d.comb += oslot.eq(sel & pslot)
+        # without a pool unit (sel = 1) the entries' enables (en & ~oslot) are flip-flops computed from pslot's
+        # next value (issue 19, seventh stop: pslot -> en -> the fanout's entry pick -> its ready -> the packer's
+        # register and the fanout's flags was the 1 x 1 top's worst path after step 1, 10.4 ns); a written
+        # dni_en reaches the fanout one cycle later (configuration is written before a run)
+        en_ahead = not self.units["pool"]
         ports = {}
         for e in range(self.digital_dests):
             for f in ("x", "y", "chan", "lo", "hi", "en"):
@@ -427,6 +435,10 @@ class Coprocessor(wiring.Component):
                         m.d.comb += d_fan.en[0].eq(1)
                     else:
                         m.d.comb += getattr(d_fan, f)[e].eq(Mux(oslot, one, reg))
+                elif f == "en" and en_ahead:
+                    en_r = Signal(name=f"digital_fan_en{e}")
+                    m.d.sync += en_r.eq(reg & ~pslot_next)
+                    m.d.comb += d_fan.en[e].eq(en_r)
                 elif f == "en":
                     m.d.comb += d_fan.en[e].eq(reg & ~oslot)
                 else:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data
 from amaranth.sim import Simulator
 from rtl_stream_harness import Harness, Sink, Source, simulate
 
@@ -572,3 +573,53 @@ def test_affine_latency_is_one_figure():
     assert TileParams.from_spec(load_spec("tiny")).affine_latency_cycles == timing.AFFINE_LATENCY_CYCLES
     with pytest.raises(SpecError, match=r"affine_latency_cycles=3, but the RTL affine unit's pipeline is 6"):
         load_spec_text("name: a\nperiphery: {affine_latency_cycles: 3}")
+
+
+@pytest.mark.parametrize("depth,lanes", [(2, 1), (4, 1), (5, 2)])
+def test_shift_out_fifo_is_sync_fifo_buffered_cycle_for_cycle(depth, lanes):
+    """Issue 19 (seventh stop): the affine unit's ``_ShiftOutFIFO`` beside amaranth's ``SyncFIFOBuffered`` (an
+    independent implementation) under the same random writes, reads and shifts (a shift only while the head is
+    held, as the serializer does): every cycle the same ``w_rdy``, ``r_rdy`` and ``level``, and ``r_data`` equals
+    the reference's head with its ``sums`` moved down ``lanes`` lanes per shift since it was loaded (zeros above)."""
+    from amaranth.hdl import ClockDomain
+    from amaranth.lib.fifo import SyncFIFOBuffered
+
+    from rtl.affine import _ShiftOutFIFO
+
+    lay = data.StructLayout({"sums": data.ArrayLayout(signed(6), 4), "group": unsigned(3)})
+    m = Module()
+    m.domains.sync = ClockDomain("sync")
+    m.submodules.dut = dut = _ShiftOutFIFO(lay, depth, lanes)
+    m.submodules.ref = ref = SyncFIFOBuffered(width=lay.size, depth=depth)
+    rng = np.random.default_rng(depth * 10 + lanes)
+    checked = {"cycles": 0, "held": 0}
+
+    async def tb(ctx):
+        shifts = 0
+        for _ in range(600):
+            w = int(rng.integers(0, 1 << lay.size))
+            w_en, r_en = int(rng.random() < 0.6), int(rng.random() < 0.4)
+            r_rdy = ctx.get(ref.r_rdy)
+            shift = int(r_rdy and not r_en and rng.random() < 0.7 and shifts < 4 // lanes - 1)
+            for f in (dut, ref):
+                ctx.set(f.w_data, w)
+                ctx.set(f.w_en, w_en)
+                ctx.set(f.r_en, r_en)
+            ctx.set(dut.shift, shift)
+            assert [ctx.get(dut.w_rdy), ctx.get(dut.r_rdy), ctx.get(dut.level)] == \
+                [ctx.get(ref.w_rdy), r_rdy, ctx.get(ref.level)]
+            if r_rdy:
+                got, want = ctx.get(dut.r_data), ctx.get(ref.r_data)
+                sums = [(want >> (6 * k)) & 63 for k in range(4)][shifts * lanes:]
+                assert [(got >> (6 * k)) & 63 for k in range(4)] == sums + [0] * (4 - len(sums))
+                assert got >> 24 == want >> 24                      # group: not shifted
+                checked["held"] += shifts > 0
+            checked["cycles"] += 1
+            await ctx.tick()
+            shifts = 0 if (r_en or not r_rdy) else shifts + shift
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8, domain="sync")
+    sim.add_testbench(tb)
+    sim.run()
+    assert checked["cycles"] == 600 and checked["held"] > 50
