@@ -158,7 +158,8 @@ def test_prototype_ports_only_axi_clock_reset_irq():
 def test_prototype_axi_split_window_and_forwarding():
     """Amaranth simulation: a read forwarded to the co-processor returns the chip id; the IRQ_ENABLE
     register in the window reads back what was written; a window write of cell (row 5, column 7) of
-    emulator 2 lands in that emulator's memory word 5, lane 7, and in no other emulator; no interrupt."""
+    emulator 2 lands in that emulator's memory word 5 * 4 + 0 = 20 (row 5, column group 0), lane 7, and in no other
+    emulator; no interrupt."""
     from amaranth.sim import Simulator
 
     from rtl.emulator import address_map
@@ -199,7 +200,7 @@ def test_prototype_axi_split_window_and_forwarding():
         seen["enable"] = await read(ctx, dut.window_address(dut.tiles, IRQ_ENABLE))
         await write(ctx, dut.window_address(2, am.cell(0, 5, 7)), (-42) & 0xFFFFFFFF)
         await ctx.tick()
-        seen["cells"] = [ctx.get(e.memory.data[5]) for e in dut.emulators]
+        seen["cells"] = [ctx.get(e.memory.data[20]) for e in dut.emulators]
         seen["irq_before"] = ctx.get(dut.irq)
         seen["status"] = await read(ctx, dut.window_address(dut.tiles, IRQ_STATUS))
 
@@ -328,14 +329,18 @@ def test_emulator_saturates_with_noise_amaranth_sim():
     assert np.abs(acc).max() // 16 > 640 + 128  # the clamp acts on the first MVM
 
 
-@pytest.mark.parametrize("min_latency", [7, 60])
+@pytest.mark.parametrize("min_latency", [7, 60, 120])
 def test_emulator_latency_amaranth_sim(min_latency):
-    """Amaranth simulation: cycles from the accepted ``last`` DAC beat to the first ``adc.valid`` for 1 and 4
-    DAC beats (8 and 32 rows) equal ``max(min_latency, rows + 13)`` (6 MAC + 7 ADC stages): 21 and 45 cycles
-    at min_latency 7, 60 and 60 at 60 (the issue held back by ``lat_ok``)."""
+    """Amaranth simulation: cycles from the accepted ``last`` DAC beat to each of the 4 ``adc.valid`` beats, for 1, 4
+    and 1 DAC beats (the count does not matter: every group iterates all 32 rows), equal the hand-computed
+    schedule (one column group at a time, 32 cycles each; first beat ``rows + 13`` = 6 MAC + 7 ADC stages after
+    the group's 32 rows): 45, 77, 109, 141 at min_latency 7; 60 (held back by ``lat_ok``), 77, 109, 141 at 60;
+    at 120 beat 0 at 120, beat 1 (waiting in the hold registers) at 121, and group 2 could only start once beat 0
+    was issued (two groups in flight at most: issue 113, start 114, final accumulate 150, issue 151): 158, then
+    190. They equal :func:`emulator_beat_cycles` and, for beat 0, :func:`emulator_latency_cycles`."""
     from amaranth.sim import Simulator
 
-    from archmodel.golden.emulator import emulator_latency_cycles
+    from archmodel.golden.emulator import emulator_beat_cycles, emulator_latency_cycles
     from rtl.emulator import ArrayEmulator
     from rtl.params import TileParams
 
@@ -350,23 +355,25 @@ def test_emulator_latency_amaranth_sim(min_latency):
                 ctx.set(dut.dac.valid, 1)
                 await ctx.tick().until(dut.dac.ready)
             ctx.set(dut.dac.valid, 0)
-            n = 1  # the tick that returned ended the cycle in which `last` was accepted: this is cycle 1 after it
+            n, beats = 1, []  # the tick that returned ended the cycle in which `last` was accepted: cycle 1 after it
             while True:
                 await ctx.tick()
                 n += 1
                 if ctx.get(dut.adc.valid):
-                    break
-            got.append(n)
-            while not ctx.get(dut.adc.payload.last):
-                await ctx.tick()
+                    beats.append(n)
+                    if ctx.get(dut.adc.payload.last):
+                        break
+            got.append(beats)
             await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    want = {7: [21, 45, 21], 60: [60, 60, 60]}[min_latency]
-    assert got == want == [emulator_latency_cycles(8 * nb, min_latency) for nb in (1, 4, 1)]
+    want = {7: [45, 77, 109, 141], 60: [60, 77, 109, 141], 120: [120, 121, 158, 190]}[min_latency]
+    assert got == [want] * 3
+    assert want == emulator_beat_cycles(32, 4, min_latency)
+    assert want[0] == emulator_latency_cycles(32, min_latency)
 
 
 def _tie_codes(targets: np.ndarray) -> np.ndarray:
