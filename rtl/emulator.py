@@ -8,54 +8,66 @@ noise model with its variance are there).
 
 Micro-architecture
 ------------------
-- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, read asynchronously into operand
-  registers, so LUT RAM on an FPGA: a block RAM's clock-to-out in front of a MULT18X18D would not fit
-  a 10 ns cycle): one word per (array, row) holding the ``array_cols`` signed
-  ``g_bits`` codes of that row; written one code per bus write (``wr_*``, granularity
-  ``g_bits``), optionally initialized from a programmed PCM model
-  (:func:`archmodel.golden.emulator.conductance_codes`).
+The MVM is computed **one column group (ADC beat) at a time** (issue 19, stop 15: 32 multipliers per
+emulator, 128 in the tiny prototype, filled the die's DSP rows and their outputs, the 32 accumulators
+and the 4-to-1 accumulator-group select dominated nextpnr's congestion).
+
+- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, read asynchronously into the operand
+  registers ``c_r``; Yosys merges ``c_r`` into the read port, so on ECP5 it is block RAM, two DP16KD on
+  tiny, followed by the operand stage ``c2``): one word per (array, row, column group) holding the
+  ``cols_per_adc_beat`` signed ``g_bits`` codes of that row and group (word
+  ``(array * rows + row) * groups + col // cols_per_adc_beat``, lane ``col % cols_per_adc_beat``);
+  written one code per bus write (``wr_*``, granularity ``g_bits``), optionally initialized from a
+  programmed PCM model (:func:`archmodel.golden.emulator.conductance_codes`).
 - **LOAD**: ``dac.ready`` = 1; each beat is stored in a DAC buffer (registers); ``last``
-  starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
-  beats are dropped).
+  starts the MVM and zeroes the buffer's words not received (more beats than the array has rows set the
+  sticky ``err``, the extra beats are dropped).
 - **MAC** (6 stages: read, operands, multiplier input register, multiplier output register, product,
-  accumulate):
-  one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
-  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5; with ``primitive="ecp5"`` its
-  own input and output registers are the pipeline's, so a DSP far from the emulator's fabric logic
-  costs one route per cycle, :mod:`rtl.ecp5`) whose operands come straight from flip-flops (the row's
-  DAC code, one copy per multiplier; the conductance codes, registered twice after the memory's read), a
-  fabric product register, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
+  accumulate): for column group ``b = 0 .. ADC_BEATS[array] - 1``, every row of the array (one per
+  cycle; rows not received are 0, so a group always takes ``rows`` cycles) through
+  ``cols_per_adc_beat`` ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5; with
+  ``primitive="ecp5"`` its own input and output registers are the pipeline's, :mod:`rtl.ecp5`) whose
+  operands come straight from flip-flops (the row's DAC code, one copy per multiplier; the conductance
+  codes, registered twice after the memory's read), a fabric product register ``pp``, and
+  ``cols_per_adc_beat`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits (a group's first row
+  loads them). The DAC buffer rotates by one row per step, so the row's code is always its lowest bits
+  and after a group it is back in place (no rows-to-1 multiplexer after the row counter).
+- **Hand-over**: a finished group waits in the accumulators or in ``cols_per_adc_beat`` hold registers
+  until the ADC pipeline takes it (E0 reads the hold registers if full, else the accumulators); a group
+  starts only with fewer than two groups started and not yet taken, so the MAC of group ``b + 1``
+  overlaps the ADC of group ``b`` and back-pressure never overwrites a finished group.
 - **ADC**: a 7-stage pipeline with one enable (the output FIFO's second entry is free; the enable
   never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
-  E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
+  E0 takes the group's accumulators and steps the ``cols_per_adc_beat`` xorshift32
   generators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]`` (two registered
-  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and the multiplier's
-  input register takes the noise product's operands), E3 shifts (the multiplier's output register: the
-  noise times ``sigma``), E4 (the fabric product register), E5 rounds the noise (and clamps the sum
-  to the ADC range widened by the noise's: same result, a short E6 add), E6 adds and saturates into a two-beat
-  output FIFO whose head is the ``adc`` register (one adder or shifter per stage, for Fmax).
-  The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
-  emulator needs ``array_cols`` multipliers in all; the sharing is done in the operand
-  registers (in the ADC phase they hold the noise sum and ``sigma``), not by a multiplexer in
-  front of the multiplier.
-  One beat per cycle without back-pressure.
+  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and the noise
+  multiplier's input register takes the noise sum and ``sigma``), E3 shifts (the multiplier's output
+  register: the noise times ``sigma``), E4 (the fabric product register ``npp``), E5 rounds the noise (and
+  clamps the sum to the ADC range widened by the noise's: same result, a short E6 add), E6 adds and
+  saturates into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter per
+  stage, for Fmax). The noise products have ``cols_per_adc_beat`` multipliers of their own (enabled
+  with the pipeline), so an emulator has ``2 * cols_per_adc_beat`` multipliers (16 on tiny, was 32):
+  sharing the MAC's would forbid the overlap (the MAC runs while the ADC works) and need a select in
+  front of the multipliers' operand registers.
 
-Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
-presented ``max(min_latency, rows_received + 12)`` cycles after the cycle in which ``last``
-was accepted; ``min_latency`` defaults to the modelled array's
-``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster than the modelled
-array. Throughput: one MVM at a time (no overlap, as the modelled array).
+Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`, every beat:
+:func:`archmodel.golden.emulator.emulator_beat_cycles`): the first ADC beat is presented
+``max(min_latency, rows + 13)`` cycles after the cycle in which ``last`` was accepted (tiny: 45), then
+one beat every ``rows`` cycles without back-pressure (tiny, 4 beats: 45, 77, 109, 141); ``min_latency``
+defaults to the modelled array's ``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster
+than the modelled array. Throughput: one MVM at a time (no overlap, as the modelled array).
 
 Register window (``wr_addr``, word addresses; :func:`address_map`): bit ``sel_bit`` (``max(cell bits, control bits)``) = 0:
 cell ``(array << (rb + cb)) | (row << cb) | col`` (``rb``, ``cb`` = bits of rows, cols), data =
 the signed code; bit ``sel_bit`` = 1: control register ``k``: 0 ``SHIFT`` (5 bits), 1
 ``SIGMA`` (8 bits), 2 ``SEED`` (32 bits; a write restarts the generators), 3 ``CLEAR``
-(clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats per MVM of array ``a``; reset: all columns).
+(clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats, i.e. column groups, per MVM of array ``a``, 1 .. ``cols // cols_per_adc_beat``:
+the MAC computes only those groups; reset: all columns).
 Writes are meant between MVMs.
 
-Trade-offs: one row per cycle keeps the multiplier count at ``array_cols`` per emulator
-(32 on tiny, 128 for its 4 tiles of the 156 MULT18X18D of an LFE5U-85F) at the price of
-``rows`` cycles per MVM (tiny: 45-cycle latency against the modelled 7). The ADC is a
+Trade-offs: one row and one column group per cycle keeps the multipliers at ``2 * cols_per_adc_beat`` per
+emulator (64 of the 156 MULT18X18D of an LFE5U-85F for the tiny prototype's 4 tiles) at the price of
+``rows`` cycles per ADC beat (tiny: 141 cycles per full MVM against the modelled 7). The ADC is a
 power-of-two shift (no multiplier): the conductance code's LSB absorbs the ADC gain.
 """
 
@@ -78,8 +90,8 @@ __all__ = ["ArrayEmulator", "EmulatorAddressMap", "address_map", "REG_SHIFT", "R
            "REG_CLEAR", "REG_ADC_BEATS"]
 
 REG_SHIFT, REG_SIGMA, REG_SEED, REG_CLEAR, REG_ADC_BEATS = 0, 1, 2, 3, 4
-#: MAC pipeline stages after the row counter: read (c_r, d0), operand (c2, s_r, d), the multiplier's input
-#: register, its output register (rtl.ecp5.registered_multiplier), prod2, accumulate.
+#: MAC pipeline stages after the row counter: read (c_r, d0), operand (c2, d), the multiplier's input
+#: register, its output register (rtl.ecp5.registered_multiplier), pp, accumulate.
 MAC_STAGES = 6
 #: ADC pipeline stages E0 .. E6 (the last one the output FIFO's head).
 ADC_STAGES = 7
@@ -327,7 +339,8 @@ class ArrayEmulator(wiring.Component):
         # multiplier in one cycle (15.2 ns routed; Yosys packs no register into a MULT18X18D); c2 keeps the LUT
         # RAM's read (behind the row counter's fan-out) off that route (10.5-12.1 ns on the 1 x 1 top without it)
         prod2 = [Signal(signed(p.dac_bits + gb), name=f"pp{j}") for j in range(cpb)]
-        c_r = [Signal(signed(gb), name=f"c{j}") for j in range(cpb)]
+        # reset-less: Yosys merges c_r into the memory's read port (block RAM); a reset would cost a LUT after it
+        c_r = [Signal(signed(gb), name=f"c{j}", reset_less=True) for j in range(cpb)]
         c2 = [Signal(signed(gb), name=f"cc{j}") for j in range(cpb)]
         accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cpb)]
         # hand-over to the ADC: acc_full (the accumulators hold a finished group), the hold registers h
@@ -424,7 +437,7 @@ class ArrayEmulator(wiring.Component):
         m.d.sync += d0.eq(row_code)
         for j in range(cpb):
             c = rp.data[j * gb:(j + 1) * gb].as_signed()
-            m.d.sync += [c_r[j].eq(c), c2[j].eq(c_r[j]), d1[j].eq(Mux(v1, d0, c_r[j].as_unsigned()[:p.dac_bits]))]
+            m.d.sync += [c_r[j].eq(c), c2[j].eq(c_r[j]), d1[j].eq(Mux(v1, d0, c2[j].as_unsigned()[:p.dac_bits]))]
             prod = registered_multiplier(m, f"mul{j}", c2[j], d1[j], ce=Const(1, 1), width=len(prod2[j]),
                                          primitive=self.primitive)
             m.d.sync += prod2[j].eq(prod)
