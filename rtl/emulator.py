@@ -61,8 +61,8 @@ Register window (``wr_addr``, word addresses; :func:`address_map`): bit ``sel_bi
 cell ``(array << (rb + cb)) | (row << cb) | col`` (``rb``, ``cb`` = bits of rows, cols), data =
 the signed code; bit ``sel_bit`` = 1: control register ``k``: 0 ``SHIFT`` (5 bits), 1
 ``SIGMA`` (8 bits), 2 ``SEED`` (32 bits; a write restarts the generators), 3 ``CLEAR``
-(clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats, i.e. column groups, per MVM of array ``a``, 1 .. ``cols // cols_per_adc_beat``:
-the MAC computes only those groups; reset: all columns).
+(clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats, i.e. column groups, per MVM of array ``a``,
+1 .. ``cols // cols_per_adc_beat``: the MAC computes only those groups; reset: all columns).
 Writes are meant between MVMs.
 
 Trade-offs: one row and one column group per cycle keeps the multipliers at ``2 * cols_per_adc_beat`` per
