@@ -262,7 +262,9 @@ class ArrayEmulator(wiring.Component):
             Signal.like(self.wr_data, name="wr_data_r")
         m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
         is_reg = wr_addr[am.sel_bit]
-        cell_row = wr_addr[am.col_bits:am.cell_bits]   # array * rows + row (the address map's fields)
+        cell_r = wr_addr[am.col_bits:am.col_bits + am.row_bits]
+        cell_a = wr_addr[am.col_bits + am.row_bits:am.cell_bits]
+        cell_row = cell_a * rows + cell_r if p.arrays_per_tile > 1 else cell_r   # as the read side's sel * rows + r
         cell_col = wr_addr[:am.col_bits]
         # cell (array, row, col) -> word (array * rows + row) * groups + col // cpb, lane col % cpb
         if pow2 and cpb & (cpb - 1) == 0:
