@@ -8,54 +8,66 @@ noise model with its variance are there).
 
 Micro-architecture
 ------------------
-- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, read asynchronously into operand
-  registers, so LUT RAM on an FPGA: a block RAM's clock-to-out in front of a MULT18X18D would not fit
-  a 10 ns cycle): one word per (array, row) holding the ``array_cols`` signed
-  ``g_bits`` codes of that row; written one code per bus write (``wr_*``, granularity
-  ``g_bits``), optionally initialized from a programmed PCM model
-  (:func:`archmodel.golden.emulator.conductance_codes`).
+The MVM is computed **one column group (ADC beat) at a time** (issue 19, stop 15: 32 multipliers per
+emulator, 128 in the tiny prototype, filled the die's DSP rows and their outputs, the 32 accumulators
+and the 4-to-1 accumulator-group select dominated nextpnr's congestion).
+
+- **Conductance memory** (:class:`amaranth.lib.memory.Memory`, read asynchronously into the operand
+  registers ``c_r``; Yosys merges ``c_r`` into the read port, so on ECP5 it is block RAM, two DP16KD on
+  tiny, followed by the operand stage ``c2``): one word per (array, row, column group) holding the
+  ``cols_per_adc_beat`` signed ``g_bits`` codes of that row and group (word
+  ``(array * rows + row) * groups + col // cols_per_adc_beat``, lane ``col % cols_per_adc_beat``);
+  written one code per bus write (``wr_*``, granularity ``g_bits``), optionally initialized from a
+  programmed PCM model (:func:`archmodel.golden.emulator.conductance_codes`).
 - **LOAD**: ``dac.ready`` = 1; each beat is stored in a DAC buffer (registers); ``last``
-  starts the MVM (more beats than the array has rows set the sticky ``err``, the extra
-  beats are dropped).
+  starts the MVM and zeroes the buffer's words not received (more beats than the array has rows set the
+  sticky ``err``, the extra beats are dropped).
 - **MAC** (6 stages: read, operands, multiplier input register, multiplier output register, product,
-  accumulate):
-  one memory row per cycle (``rows received`` cycles), ``array_cols`` parallel
-  ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5; with ``primitive="ecp5"`` its
-  own input and output registers are the pipeline's, so a DSP far from the emulator's fabric logic
-  costs one route per cycle, :mod:`rtl.ecp5`) whose operands come straight from flip-flops (the row's
-  DAC code, one copy per multiplier; the conductance codes, registered twice after the memory's read), a
-  fabric product register, ``array_cols`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits.
+  accumulate): for column group ``b = 0 .. ADC_BEATS[array] - 1``, every row of the array (one per
+  cycle; rows not received are 0, so a group always takes ``rows`` cycles) through
+  ``cols_per_adc_beat`` ``dac_bits x g_bits`` multipliers (a DSP each: one MULT18X18D on ECP5; with
+  ``primitive="ecp5"`` its own input and output registers are the pipeline's, :mod:`rtl.ecp5`) whose
+  operands come straight from flip-flops (the row's DAC code, one copy per multiplier; the conductance
+  codes, registered twice after the memory's read), a fabric product register ``pp``, and
+  ``cols_per_adc_beat`` accumulators of ``dac_bits + g_bits + log2(rows) + 1`` bits (a group's first row
+  loads them). The DAC buffer rotates by one row per step, so the row's code is always its lowest bits
+  and after a group it is back in place (no rows-to-1 multiplexer after the row counter).
+- **Hand-over**: a finished group waits in the accumulators or in ``cols_per_adc_beat`` hold registers
+  until the ADC pipeline takes it (E0 reads the hold registers if full, else the accumulators); a group
+  starts only with fewer than two groups started and not yet taken, so the MAC of group ``b + 1``
+  overlaps the ADC of group ``b`` and back-pressure never overwrites a finished group.
 - **ADC**: a 7-stage pipeline with one enable (the output FIFO's second entry is free; the enable
   never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
-  E0 selects the beat's accumulators and steps the ``cols_per_adc_beat`` xorshift32
+  E0 takes the group's accumulators and steps the ``cols_per_adc_beat`` xorshift32
   generators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]`` (two registered
-  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and the multiplier's
-  input register takes the noise product's operands), E3 shifts (the multiplier's output register: the
-  noise times ``sigma``), E4 (the fabric product register), E5 rounds the noise (and clamps the sum
-  to the ADC range widened by the noise's: same result, a short E6 add), E6 adds and saturates into a two-beat
-  output FIFO whose head is the ``adc`` register (one adder or shifter per stage, for Fmax).
-  The noise product of lane ``l`` uses MAC multiplier ``l`` (idle in the ADC phase), so an
-  emulator needs ``array_cols`` multipliers in all; the sharing is done in the operand
-  registers (in the ADC phase they hold the noise sum and ``sigma``), not by a multiplexer in
-  front of the multiplier.
-  One beat per cycle without back-pressure.
+  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and the noise
+  multiplier's input register takes the noise sum and ``sigma``), E3 shifts (the multiplier's output
+  register: the noise times ``sigma``), E4 (the fabric product register ``npp``), E5 rounds the noise (and
+  clamps the sum to the ADC range widened by the noise's: same result, a short E6 add), E6 adds and
+  saturates into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter per
+  stage, for Fmax). The noise products have ``cols_per_adc_beat`` multipliers of their own (enabled
+  with the pipeline), so an emulator has ``2 * cols_per_adc_beat`` multipliers (16 on tiny, was 32):
+  sharing the MAC's would forbid the overlap (the MAC runs while the ADC works) and need a select in
+  front of the multipliers' operand registers.
 
-Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`): the first ADC beat is
-presented ``max(min_latency, rows_received + 12)`` cycles after the cycle in which ``last``
-was accepted; ``min_latency`` defaults to the modelled array's
-``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster than the modelled
-array. Throughput: one MVM at a time (no overlap, as the modelled array).
+Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`, every beat:
+:func:`archmodel.golden.emulator.emulator_beat_cycles`): the first ADC beat is presented
+``max(min_latency, rows + 13)`` cycles after the cycle in which ``last`` was accepted (tiny: 45), then
+one beat every ``rows`` cycles without back-pressure (tiny, 4 beats: 45, 77, 109, 141); ``min_latency``
+defaults to the modelled array's ``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster
+than the modelled array. Throughput: one MVM at a time (no overlap, as the modelled array).
 
 Register window (``wr_addr``, word addresses; :func:`address_map`): bit ``sel_bit`` (``max(cell bits, control bits)``) = 0:
 cell ``(array << (rb + cb)) | (row << cb) | col`` (``rb``, ``cb`` = bits of rows, cols), data =
 the signed code; bit ``sel_bit`` = 1: control register ``k``: 0 ``SHIFT`` (5 bits), 1
 ``SIGMA`` (8 bits), 2 ``SEED`` (32 bits; a write restarts the generators), 3 ``CLEAR``
-(clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats per MVM of array ``a``; reset: all columns).
+(clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats, i.e. column groups, per MVM of array ``a``,
+1 .. ``cols // cols_per_adc_beat``: the MAC computes only those groups; reset: all columns).
 Writes are meant between MVMs.
 
-Trade-offs: one row per cycle keeps the multiplier count at ``array_cols`` per emulator
-(32 on tiny, 128 for its 4 tiles of the 156 MULT18X18D of an LFE5U-85F) at the price of
-``rows`` cycles per MVM (tiny: 45-cycle latency against the modelled 7). The ADC is a
+Trade-offs: one row and one column group per cycle keeps the multipliers at ``2 * cols_per_adc_beat`` per
+emulator (64 of the 156 MULT18X18D of an LFE5U-85F for the tiny prototype's 4 tiles) at the price of
+``rows`` cycles per ADC beat (tiny: 141 cycles per full MVM against the modelled 7). The ADC is a
 power-of-two shift (no multiplier): the conductance code's LSB absorbs the ADC gain.
 """
 
@@ -78,8 +90,8 @@ __all__ = ["ArrayEmulator", "EmulatorAddressMap", "address_map", "REG_SHIFT", "R
            "REG_CLEAR", "REG_ADC_BEATS"]
 
 REG_SHIFT, REG_SIGMA, REG_SEED, REG_CLEAR, REG_ADC_BEATS = 0, 1, 2, 3, 4
-#: MAC pipeline stages after the row counter: read (c_r, d0), operand (c2, s_r, d), the multiplier's input
-#: register, its output register (rtl.ecp5.registered_multiplier), prod2, accumulate.
+#: MAC pipeline stages after the row counter: read (c_r, d0), operand (c2, d), the multiplier's input
+#: register, its output register (rtl.ecp5.registered_multiplier), pp, accumulate.
 MAC_STAGES = 6
 #: ADC pipeline stages E0 .. E6 (the last one the output FIFO's head).
 ADC_STAGES = 7
@@ -209,12 +221,15 @@ class ArrayEmulator(wiring.Component):
         })
 
     def _words(self) -> list[int]:
-        p, gb = self.params, self.g_bits
+        """Memory init: word ``(a * rows + r) * groups + b`` holds codes ``[a, r, b*cpb : (b+1)*cpb]``."""
+        p, gb, cpb = self.params, self.g_bits, self.params.cols_per_adc_beat
         mask = (1 << gb) - 1
         words = []
         for a in range(p.arrays_per_tile):
             for r in range(p.array_rows):
-                words.append(sum((int(c) & mask) << (gb * j) for j, c in enumerate(self.init[a, r])))
+                for b in range(p.array_cols // cpb):
+                    words.append(sum((int(c) & mask) << (gb * j)
+                                     for j, c in enumerate(self.init[a, r, b * cpb:(b + 1) * cpb])))
         return words
 
     def elaborate(self, platform):
@@ -223,21 +238,19 @@ class ArrayEmulator(wiring.Component):
         rows, cols, rpb, cpb = p.array_rows, p.array_cols, p.rows_per_dac_beat, p.cols_per_adc_beat
         n_dac_words = rows // rpb
         acc_w = p.dac_bits + gb + _bits(rows) + 1
+        full_beats = cols // cpb
+        pow2 = full_beats & (full_beats - 1) == 0
 
         # ---------------------------------------------------------------- memory and registers
-        m.submodules.mem = mem = Memory(shape=unsigned(gb * cols), depth=p.arrays_per_tile * rows,
+        m.submodules.mem = mem = Memory(shape=unsigned(gb * cpb), depth=p.arrays_per_tile * rows * full_beats,
                                         init=self._words())
         self.memory = mem  # the conductance memory (simulation tests read it)
         wp = mem.write_port(granularity=gb)
-        # asynchronous read (LUT RAM) into the operand registers c_r below, which also select sigma for the
-        # shared multipliers: every multiplier input comes straight from a flip-flop (a MULT18X18D is 3.9 ns)
+        # asynchronous read (LUT RAM) into the operand registers c_r below: every multiplier input comes straight
+        # from a flip-flop (a MULT18X18D is 3.9 ns)
         rp = mem.read_port(domain="comb")
-        # (the read address is the row counter in every state, not only in MAC: issue 19, the FSM's state decode
-        # in front of the LUT RAM's ~250 address inputs was the worst in-context path, 13.3 ns; rows read
-        # outside MAC are never accumulated)
         shift = Signal(5, init=min(self.shift0, acc_w))
         sigma = Signal(SIGMA_BITS, init=self.sigma0)
-        full_beats = p.array_cols // cpb
         beats_w = full_beats.bit_length()
         adc_beats = Array(Signal(beats_w, init=full_beats, name=f"adc_beats{a}") for a in range(p.arrays_per_tile))
         lanes = [Signal(32, init=lane_seed(self.seed, lane), name=f"rng{lane}") for lane in range(cpb)]
@@ -249,11 +262,21 @@ class ArrayEmulator(wiring.Component):
             Signal.like(self.wr_data, name="wr_data_r")
         m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
         is_reg = wr_addr[am.sel_bit]
-        cell_row = wr_addr[am.col_bits:am.cell_bits]
+        cell_r = wr_addr[am.col_bits:am.col_bits + am.row_bits]
+        cell_a = wr_addr[am.col_bits + am.row_bits:am.cell_bits]
+        cell_row = cell_a * rows + cell_r if p.arrays_per_tile > 1 else cell_r   # as the read side's sel * rows + r
         cell_col = wr_addr[:am.col_bits]
-        m.d.comb += [wp.addr.eq(cell_row), wp.data.eq(Cat(*[wr_data[:gb]] * cols))]
-        for j in range(cols):
-            m.d.comb += wp.en[j].eq(wr_en & ~is_reg & (cell_col == j))
+        # cell (array, row, col) -> word (array * rows + row) * groups + col // cpb, lane col % cpb
+        if pow2 and cpb & (cpb - 1) == 0:
+            lb = (cpb - 1).bit_length()
+            w_lane, w_grp = cell_col[:lb], cell_col[lb:lb + (full_beats - 1).bit_length()]
+            w_addr = Cat(w_grp, cell_row) if full_beats > 1 else cell_row
+        else:
+            w_lane, w_grp = cell_col % cpb, cell_col // cpb
+            w_addr = cell_row * full_beats + w_grp
+        m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(Cat(*[wr_data[:gb]] * cpb))]
+        for j in range(cpb):
+            m.d.comb += wp.en[j].eq(wr_en & ~is_reg & (w_lane == j))
         reg_k = wr_addr[:am.sel_bit]
         seed_hit = Signal()
         clear = Signal()
@@ -281,7 +304,6 @@ class ArrayEmulator(wiring.Component):
         dbuf = Array(Signal(p.dac_bits * rpb, name=f"dbuf{w}") for w in range(n_dac_words))
         n_words = Signal(range(n_dac_words + 1))
         sel = Signal(range(max(2, p.arrays_per_tile)))
-        n_rows = Signal(range(rows + 1))
         lat = Signal(range(self.min_latency + 1))
         # a beat issued when lat = x is presented x + ADC_STAGES + 1 cycles after `last` was accepted:
         # lat_ok == (lat + ADC_STAGES + 1 >= min_latency) at every cycle, held in a flip-flop (set beside lat's
@@ -291,49 +313,52 @@ class ArrayEmulator(wiring.Component):
         with m.If(~lat_ok):
             m.d.sync += [lat.eq(lat + 1), lat_ok.eq(lat + lat0 + 1 >= self.min_latency)]
 
-        # MAC pipeline
-        r = Signal(range(rows + 1))
-        m.d.comb += rp.addr.eq(sel * rows + r)
-        v1, last1, v2, last2 = Signal(), Signal(), Signal(), Signal()
-        v1b, last1b, v3, last3 = Signal(), Signal(), Signal(), Signal()
-        v1c, last1c = Signal(), Signal()
-        # the row's DAC code (beside c2), one copy per multiplier that does not take it from s_r (issue 19: one
-        # register fanning out to 24-28 MULT18X18D spread over the die's DSP rows was a 10-13 ns path in context).
-        # Outside MAC a copy takes bits of its own multiplier's conductance code instead: a value never
-        # accumulated (v1 is low), it keeps the copies different functions, so synthesis cannot merge them back
-        # into one register
-        d1 = {j: Signal(signed(p.dac_bits), name=f"d{j}") for j in range(cpb, cols)}
+        # ---------------------------------------------------------------- MAC (one column group at a time)
+        # row counter r and the MAC's column group gm; a step reads one memory word (row r, group gm)
+        r = Signal(range(rows), name="row")
+        gm = Signal(range(max(2, full_beats)), name="mac_group")
+        running = Signal()     # groups left to start in this MVM
+        r_zero = Signal(init=1)  # r == 0
+        step = Signal()        # the row counter advances (a word read, a row's products enter the pipeline)
+        in_flight = Signal(2)  # groups started, not yet issued to the ADC (at most 2: accumulators + hold)
+        row_index = sel * rows + r if p.arrays_per_tile > 1 else r
+        if pow2:
+            m.d.comb += rp.addr.eq(Cat(gm[:(full_beats - 1).bit_length()], row_index) if full_beats > 1 else row_index)
+        else:
+            m.d.comb += rp.addr.eq(row_index * full_beats + gm)
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        v1b, first1b, last1b = Signal(), Signal(), Signal()
+        v1c, first1c, last1c = Signal(), Signal(), Signal()
+        v2, first2, last2, v3, first3, last3 = Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
+        # the row's DAC code (beside c2), one copy per multiplier (issue 19: one register fanning out to many
+        # MULT18X18D spread over the die's DSP rows was a 10-13 ns path in context). Outside a step a copy takes
+        # bits of its own multiplier's conductance code instead: a value never accumulated (v1 is low), it keeps
+        # the copies different functions, so synthesis cannot merge them back into one register
+        d1 = [Signal(signed(p.dac_bits), name=f"d{j}") for j in range(cpb)]
         d0 = Signal(signed(p.dac_bits))   # the row's DAC code, a cycle later (beside c_r), before the copies
-        load_row_d = Signal()
-        # the first cols_per_adc_beat multipliers also scale the noise in the ADC phase (shared DSPs)
-        prod_w = max(p.dac_bits + gb, 11 + SIGMA_BITS + 1)
-        # every multiplier between the operand registers c2 / s_r / d (fabric, after c_r, the memory's read), its
-        # own input and output registers (rtl.ecp5.registered_multiplier: on ECP5 the MULT18X18D's, inside the
-        # DSP) and prod2 (fabric): issue 19, in the whole prototype the 128 emulator multipliers spread over the
-        # die's DSP rows, 60 columns from the emulator's fabric logic, and a multiplier between fabric registers
-        # paid two such routes and the multiplier in one cycle (15.2 ns routed; Yosys packs no register into a
-        # MULT18X18D); c2 keeps the LUT RAM's read (behind the row counter's ~250-input fan-out) off that route
-        # (10.5-12.1 ns on the 1 x 1 top without it)
-        prods: list = [None] * cols
-        prod2 = [Signal(signed(prod_w if j < cpb else p.dac_bits + gb), name=f"pp{j}") for j in range(cols)]
-        adc_mode = Signal()
-        load_row = Signal()   # MAC state: the operand registers take the row's DAC code
-        c_r = [Signal(signed(max(gb, SIGMA_BITS + 1) if j < cpb else gb), name=f"c{j}") for j in range(cols)]
-        c2 = [Signal.like(c_r[j], name=f"cc{j}") for j in range(cols)]
-        accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cols)]
-        acc_clear = Signal()
-        mac_done = Signal()
+        # every multiplier between the operand registers c2 / d (fabric, after c_r, the memory's read), its own
+        # input and output registers (rtl.ecp5.registered_multiplier: on ECP5 the MULT18X18D's, inside the DSP)
+        # and pp (fabric): issue 19, a multiplier between fabric registers paid two routes to a far DSP and the
+        # multiplier in one cycle (15.2 ns routed; Yosys packs no register into a MULT18X18D); c2 keeps the LUT
+        # RAM's read (behind the row counter's fan-out) off that route (10.5-12.1 ns on the 1 x 1 top without it)
+        prod2 = [Signal(signed(p.dac_bits + gb), name=f"pp{j}") for j in range(cpb)]
+        # reset-less: Yosys merges c_r into the memory's read port (block RAM); a reset would cost a LUT after it
+        c_r = [Signal(signed(gb), name=f"c{j}", reset_less=True) for j in range(cpb)]
+        c2 = [Signal(signed(gb), name=f"cc{j}") for j in range(cpb)]
+        accs = [Signal(signed(acc_w), name=f"acc{j}") for j in range(cpb)]
+        # hand-over to the ADC: acc_full (the accumulators hold a finished group), the hold registers h
+        acc_full = Signal()
+        h = [Signal(signed(acc_w), name=f"h{j}") for j in range(cpb)]
+        h_v = Signal()
 
         # ADC pipeline
         g = Signal(range(full_beats + 1))
         adv = Signal()
         # adv depends on the output FIFO's fill only (a register), never on adc.ready: the pipeline's enable,
-        # which drives every ADC-stage flip-flop and the shared multipliers, starts at a flip-flop in context
+        # which drives every ADC-stage flip-flop and the noise multipliers, starts at a flip-flop in context
         tail_valid = Signal()
         m.d.comb += adv.eq(~tail_valid)
         issue = Signal()
-        in_adc = Signal()    # the FSM is in ADC (a flip-flop of its own: the issue condition's input)
-        more = Signal()      # g < ADC_BEATS[sel], registered: g's next value against ADC_BEATS[sel]
         vld = [Signal(name=f"e{i}v") for i in range(ADC_STAGES - 1)]
         lst = [Signal(name=f"e{i}last") for i in range(ADC_STAGES - 1)]
         sel_r = [Signal(signed(acc_w), name=f"sel{lane}") for lane in range(cpb)]
@@ -341,9 +366,12 @@ class ArrayEmulator(wiring.Component):
         b_r = [Signal(acc_w, name=f"b{lane}") for lane in range(cpb)]
         t_r = [Signal(signed(acc_w + 1), name=f"t{lane}") for lane in range(cpb)]
         s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
+        sg_r = [Signal(signed(SIGMA_BITS + 1), name=f"sg{lane}") for lane in range(cpb)]
         q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
         q4_r = [Signal(signed(acc_w), name=f"qd{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
+        noise_w = len(s_r[0]) + len(sg_r[0])
+        nprod2 = [Signal(signed(noise_w), name=f"npp{lane}") for lane in range(cpb)]
         # E5 clamps the quantized sum to [-lim - N, lim - 1 + N] (N = 2**(len(n) - 1) bounds the noise): the result
         # of E6's add and saturate is unchanged (a sum beyond the clamp saturates whatever the noise), and E6 is
         # an add of len(n) + 1 bits instead of acc_w (issue 19: add + saturate + output FIFO select, 10.5 ns)
@@ -352,97 +380,99 @@ class ArrayEmulator(wiring.Component):
         q5_r = [Signal(signed(max(q_hi.bit_length(), (-q_lo - 1).bit_length()) + 1), name=f"qe{lane}")
                 for lane in range(cpb)]
 
-        # the DAC buffer shifts down one row per MAC cycle, so the current row's code is always its lowest
-        # dac_bits (no 32-to-1 multiplexer between the row counter and the operand registers)
+        # the DAC buffer rotates by one row per step, so the current row's code is always its lowest dac_bits (no
+        # rows-to-1 multiplexer after the row counter); after `rows` steps (one group) it is back in place
         flat = Cat(*[dbuf[w] for w in range(n_dac_words)])
         row_code = flat[:p.dac_bits].as_signed()
-        shifted = Cat(flat[p.dac_bits:], Const(0, p.dac_bits))
+        rotated = Cat(flat[p.dac_bits:], flat[:p.dac_bits])
         dw = p.dac_bits * rpb
-        m.d.sync += v1.eq(0)
+        arr_beats = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
         with m.FSM():
             with m.State("LOAD"):
                 m.d.comb += self.dac.ready.eq(1)
                 with m.If(self.dac.valid):
-                    with m.If(n_words < n_dac_words):
-                        m.d.sync += [dbuf[n_words].eq(self.dac.payload.codes.as_value()), n_words.eq(n_words + 1)]
-                    with m.Else():
-                        m.d.sync += self.err.eq(1)
                     with m.If(self.dac.payload.last):
+                        # the rows not received are 0 (every group iterates all rows)
                         nw = Mux(n_words < n_dac_words, n_words + 1, n_words)
-                        m.d.sync += [n_rows.eq(nw * rpb), r.eq(0), lat.eq(0), n_words.eq(0),
+                        for w in range(n_dac_words):
+                            with m.If(nw <= w):
+                                m.d.sync += dbuf[w].eq(0)
+                        m.d.sync += [r.eq(0), r_zero.eq(1), gm.eq(0), running.eq(1), lat.eq(0), n_words.eq(0), g.eq(0),
                                      lat_ok.eq(int(lat0 >= self.min_latency))]
                         if p.arrays_per_tile > 1:
                             m.d.sync += sel.eq(self.dac.payload.array)
-                        m.d.comb += acc_clear.eq(1)
-                        m.next = "MAC"
-            with m.State("MAC"):
-                m.d.comb += load_row.eq(1)
-                m.d.sync += r.eq(r + 1)
-                m.d.sync += [dbuf[w].eq(shifted[w * dw:(w + 1) * dw]) for w in range(n_dac_words)]
-                m.d.sync += [v1.eq(1), last1.eq(r + 1 == n_rows)]
-                with m.If(r + 1 == n_rows):
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(mac_done):
-                    m.d.sync += [g.eq(0), in_adc.eq(1)]
-                    m.next = "ADC"
-            with m.State("ADC"):
+                        m.next = "RUN"
+                    with m.If(n_words < n_dac_words):
+                        m.d.sync += dbuf[n_words].eq(self.dac.payload.codes.as_value())
+                        with m.If(~self.dac.payload.last):
+                            m.d.sync += n_words.eq(n_words + 1)
+                    with m.Else():
+                        m.d.sync += self.err.eq(1)
+            with m.State("RUN"):
                 with m.If(self.adc.valid & self.adc.ready & self.adc.payload.last):
-                    m.d.sync += in_adc.eq(0)
                     m.next = "LOAD"
 
-        # every input of issue is a flip-flop (in_adc, adv = ~tail_valid, lat_ok, more): one LUT4 in front
-        # of the enables of the cols_per_adc_beat x 32 generator flip-flops (no FSM decode, adder or compare)
-        m.d.comb += issue.eq(in_adc & adv & lat_ok & more)
-        # the ADC phase as the in_adc flip-flop (equal to "the FSM is in ADC"), not a decode of the FSM state: it
-        # selects sigma for the shared multipliers and gates their ~1,000 enables (issue 19: 10.7 ns in context)
-        m.d.comb += adc_mode.eq(in_adc)
+        # a group starts (r == 0) only with fewer than 2 groups in flight: a finished group waits in the
+        # accumulators (acc_full) or the hold registers (h_v) until the ADC takes it, and a third could
+        # overwrite the accumulators (see the hand-over below)
+        # (r_zero == (r == 0), a flip-flop: step, which enables the DAC buffer's rows x dac_bits flip-flops, is one
+        # LUT of flip-flops; the 1 x 1 top's run with the compare had it at 10.0 ns)
+        m.d.comb += step.eq(running & (~r_zero | ~in_flight[1]))
+        start = Signal()
+        m.d.comb += start.eq(step & r_zero)
+        with m.If(step):
+            m.d.sync += [dbuf[w].eq(rotated[w * dw:(w + 1) * dw]) for w in range(n_dac_words)]
+            m.d.sync += r_zero.eq(r == rows - 1)
+            with m.If(r == rows - 1):
+                m.d.sync += [r.eq(0), gm.eq(gm + 1)]
+                with m.If(gm + 1 == arr_beats):
+                    m.d.sync += running.eq(0)
+            with m.Else():
+                m.d.sync += r.eq(r + 1)
+        with m.If(start & ~issue):
+            m.d.sync += in_flight.eq(in_flight + 1)
+        with m.Elif(~start & issue):
+            m.d.sync += in_flight.eq(in_flight - 1)
+
+        # MAC pipeline registers: read (c_r, d0) -> operands (c2, d) -> multiplier input -> multiplier output
+        # -> pp -> accumulate (the first row of a group loads, the others add)
+        m.d.sync += [v1.eq(step), first1.eq(r_zero), last1.eq(r == rows - 1)]
+        m.d.sync += [v1b.eq(v1), first1b.eq(first1), last1b.eq(last1 & v1), v1c.eq(v1b), first1c.eq(first1b),
+                     last1c.eq(last1b), v2.eq(v1c), first2.eq(first1c), last2.eq(last1c), v3.eq(v2),
+                     first3.eq(first2), last3.eq(last2)]
+        m.d.sync += d0.eq(row_code)
+        for j in range(cpb):
+            c = rp.data[j * gb:(j + 1) * gb].as_signed()
+            m.d.sync += [c_r[j].eq(c), c2[j].eq(c_r[j]), d1[j].eq(Mux(v1, d0, c2[j].as_unsigned()[:p.dac_bits]))]
+            prod = registered_multiplier(m, f"mul{j}", c2[j], d1[j], ce=Const(1, 1), width=len(prod2[j]),
+                                         primitive=self.primitive)
+            m.d.sync += prod2[j].eq(prod)
+            with m.If(v3):
+                m.d.sync += accs[j].eq(Mux(first3, prod2[j], accs[j] + prod2[j]))
+
+        # hand-over: E0 takes the hold registers when they are full, else the accumulators; a finished group in
+        # the accumulators moves to the hold registers when they are empty (h loads the accumulators in every
+        # cycle it is empty: its enable is the flip-flop ~h_v, no decode of issue in front of its 8 x 22
+        # enables, which were 10.2-10.7 ns on the 1 x 1 top). Two groups in flight at most (step): when group
+        # k+1 starts, group k-1 has been issued, so h is empty when group k finishes, and group k leaves the
+        # accumulators (to E0 or to h) in the cycle after its final accumulate, before group k+1's first (>= 1
+        # cycle later); when group k+1's start waited for group k-1's issue (cycle X), group k leaves by X + 1,
+        # before group k+1's first accumulate (X + 6 at the earliest)
+        with m.If(~h_v):
+            m.d.sync += [h[j].eq(accs[j]) for j in range(cpb)]
+        m.d.sync += [acc_full.eq((v3 & last3) | (acc_full & h_v)), h_v.eq(~issue & (h_v | acc_full))]
+
+        # every input of issue is a flip-flop (adv = ~tail_valid, lat_ok, h_v, acc_full): one LUT4 in front of
+        # the enables of the cols_per_adc_beat x 32 generator flip-flops (no FSM decode, adder or compare)
+        m.d.comb += issue.eq(adv & lat_ok & (h_v | acc_full))
         with m.If(issue):
             m.d.sync += g.eq(g + 1)
 
-        # MAC pipeline registers (run every cycle): read (c_r, d0) -> operands (c2, s_r, d) -> multiplier input
-        # -> multiplier output -> prod2 -> accumulate
-        m.d.sync += [v1b.eq(v1), last1b.eq(last1 & v1), v1c.eq(v1b), last1c.eq(last1b),
-                     v2.eq(v1c), last2.eq(last1c), v3.eq(v2), last3.eq(last2)]
-        m.d.sync += [d0.eq(row_code), load_row_d.eq(load_row)]
-        m.d.comb += mac_done.eq(v3 & last3)  # the final accumulate happens at the end of this cycle
-        for j in range(cols):
-            c = rp.data[j * gb:(j + 1) * gb].as_signed()
-            m.d.sync += c2[j].eq(c_r[j])
-            if j < cpb:  # one multiplier: MAC product, or in the ADC phase the noise product (E2 the multiplier's
-                # input register, E3 its output register, E4 prod2); operands from registers only: s_r[j] holds
-                # the row's DAC code in the MAC phase (load_row_d, below), the noise sum in the ADC phase; c2[j]
-                # the conductance code, or sigma in the ADC phase (c_r takes sigma from the first ADC cycle on, c2
-                # a cycle later: the first noise operands reach the multiplier three cycles after the first issue)
-                m.d.sync += c_r[j].eq(Mux(adc_mode, Cat(sigma, 0).as_signed(), c))
-                ce = Signal(name=f"mul{j}_ce")
-                m.d.comb += ce.eq(~adc_mode | adv)
-                prods[j] = registered_multiplier(m, f"mul{j}", c2[j], s_r[j], ce=ce, width=len(prod2[j]),
-                                                 primitive=self.primitive)
-                with m.If(ce):
-                    m.d.sync += prod2[j].eq(prods[j])
-            else:
-                m.d.sync += [c_r[j].eq(c), d1[j].eq(Mux(load_row_d, d0, c_r[j].as_unsigned()[:p.dac_bits]))]
-                prods[j] = registered_multiplier(m, f"mul{j}", c2[j], d1[j], ce=Const(1, 1), width=len(prod2[j]),
-                                                 primitive=self.primitive)
-                m.d.sync += prod2[j].eq(prods[j])
-            with m.If(acc_clear):
-                m.d.sync += accs[j].eq(0)
-            with m.Elif(v3):
-                m.d.sync += accs[j].eq(accs[j] + prod2[j])
-
-        # ADC pipeline (one enable, adv): E0 select + step the generators, E1 the round-half-even addend and
-        # the byte sum, E2 add (+ the noise product's operands), E3 shift (+ noise product), E4 (product's second
-        # register), E5 noise rounding, E6 add + saturate (the adc register)
+        # ADC pipeline (one enable, adv): E0 take the group + step the generators, E1 the round-half-even addend
+        # and the byte sum, E2 add (+ the noise multiplier's input register), E3 shift (+ its output register),
+        # E4 (npp, the product's fabric register), E5 noise rounding, E6 add + saturate (the adc register)
         last_beat = Signal()
-        arr_beats2 = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
-        m.d.comb += last_beat.eq(g + 1 == arr_beats2)
-        # more == (g < ADC_BEATS[sel]) from the cycle after g changes (g's next value, the current
-        # ADC_BEATS[sel]); a write of ADC_BEATS reaches it a cycle late (writes are meant between MVMs)
-        g_next = Signal.like(g)
-        m.d.comb += g_next.eq(Mux(in_adc, Mux(issue, g + 1, g), 0))
-        m.d.sync += more.eq(g_next < arr_beats2)
-        acc_groups = Array(Cat(*accs[b * cpb:(b + 1) * cpb]) for b in range(full_beats))
+        m.d.comb += last_beat.eq(g + 1 == arr_beats)
         # round half to even of a / 2**S = (a + 2**(S-1) - 1 + a[S]) >> S  (S >= 1; S = 0: a). The bias and
         # bias + 1 and the one-hot of S are registers of the static SHIFT (a write reaches them a cycle later),
         # so E1 picks the addend with an AND-OR of a's bits and E2 is one two-operand carry chain (issue 19:
@@ -460,11 +490,17 @@ class ArrayEmulator(wiring.Component):
             for lane, x in enumerate(lanes):
                 m.d.sync += x.eq((seed_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
         w_codes = [Signal(signed(p.adc_bits), name=f"w_code{lane}") for lane in range(cpb)]
+        # the noise multipliers' sigma operand: a copy per lane (a static register, from a flip-flop)
+        m.d.sync += [sg.eq(Cat(sigma, 0).as_signed()) for sg in sg_r]
+        for lane in range(cpb):  # the noise product (E2 input register, E3 output register, E4 npp)
+            nprod = registered_multiplier(m, f"nmul{lane}", sg_r[lane], s_r[lane], ce=adv, width=noise_w,
+                                          primitive=self.primitive)
+            with m.If(adv):
+                m.d.sync += nprod2[lane].eq(nprod)
         with m.If(adv):
             m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
             m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(ADC_STAGES - 2)]
             m.d.sync += [lst[i + 1].eq(lst[i]) for i in range(ADC_STAGES - 2)]
-            grp = acc_groups[g]
             for lane in range(cpb):
                 nxt = _xorshift32(lanes[lane])
                 with m.If(issue & ~seed_write):
@@ -477,22 +513,20 @@ class ArrayEmulator(wiring.Component):
                 byte_sum = sum(lanes[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
                 m.d.sync += [
                     # E0
-                    sel_r[lane].eq(grp[lane * acc_w:(lane + 1) * acc_w].as_signed()),
+                    sel_r[lane].eq(Mux(h_v, h[lane], accs[lane])),
                     # E1
                     a_r[lane].eq(a),
                     b_r[lane].eq(Mux(odd, bias1, bias0)),
                     s_r[lane].eq(byte_sum.as_signed() - 510),
                     # E2
                     t_r[lane].eq(a_r[lane] + b_r[lane]),
-                    # E3 (E3 .. E4: the noise product's operand and product registers)
+                    # E3 (E2 .. E4: the noise product's input, output and npp registers)
                     q_r[lane].eq(t_r[lane] >> shift),
                     # E4, E5
                     q4_r[lane].eq(q_r[lane]),
                     q5_r[lane].eq(Mux(q4_r[lane] > q_hi, q_hi, Mux(q4_r[lane] < q_lo, q_lo, q4_r[lane]))),
-                    n_r[lane].eq((prod2[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
+                    n_r[lane].eq((nprod2[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
                 ]
-        with m.If(load_row_d):  # after E1's assignment: in the MAC phase s_r is the shared multipliers' DAC operand
-            m.d.sync += [s_r[lane].eq(d0) for lane in range(cpb)]
         for lane in range(cpb):  # E6: add the noise and saturate, into the output FIFO below
             tot = q5_r[lane] + n_r[lane]
             m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
@@ -506,10 +540,10 @@ class ArrayEmulator(wiring.Component):
         with m.If(self.adc.valid & self.adc.ready):
             with m.If(tail_valid):
                 m.d.sync += [tail_valid.eq(0), self.adc.payload.last.eq(tail_last)]
-                m.d.sync += [h.eq(t) for h, t in zip(head, tail_codes, strict=True)]
+                m.d.sync += [hd.eq(t) for hd, t in zip(head, tail_codes, strict=True)]
             with m.Elif(w_en):
                 m.d.sync += self.adc.payload.last.eq(lst[-1])
-                m.d.sync += [h.eq(w) for h, w in zip(head, w_codes, strict=True)]
+                m.d.sync += [hd.eq(w) for hd, w in zip(head, w_codes, strict=True)]
             with m.Else():
                 m.d.sync += self.adc.valid.eq(0)
         with m.Elif(w_en):
@@ -518,10 +552,9 @@ class ArrayEmulator(wiring.Component):
                 m.d.sync += [t.eq(w) for t, w in zip(tail_codes, w_codes, strict=True)]
             with m.Else():
                 m.d.sync += [self.adc.valid.eq(1), self.adc.payload.last.eq(lst[-1])]
-                m.d.sync += [h.eq(w) for h, w in zip(head, w_codes, strict=True)]
+                m.d.sync += [hd.eq(w) for hd, w in zip(head, w_codes, strict=True)]
         with m.If(clear):
             m.d.sync += self.err.eq(0)
         return m
-
 
 assert PIPELINE_CYCLES == MAC_STAGES + ADC_STAGES

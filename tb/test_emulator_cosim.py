@@ -2,8 +2,9 @@
 
 Parameters (environment): ``AIMC_EMU_SEED`` (stimulus and noise seed), ``AIMC_EMU_SIGMA`` (noise
 scale, 0 = off), ``AIMC_EMU_MVMS``, ``AIMC_EMU_P`` (probability of ``adc.ready`` and of a
-``dac.valid`` beat per cycle; 1 = no back-pressure, then the latency of every MVM is checked
-against :func:`archmodel.golden.emulator.emulator_latency_cycles`), ``AIMC_EMU_FAULT`` (``row,col``:
+``dac.valid`` beat per cycle; 1 = no back-pressure, then the cycle of every ADC beat of every MVM
+is checked against :func:`archmodel.golden.emulator.emulator_beat_cycles`, whose first equals
+:func:`archmodel.golden.emulator.emulator_latency_cycles`), ``AIMC_EMU_FAULT`` (``row,col``:
 the RTL memory gets that conductance code negated-and-offset over the bus after the golden model
 was loaded, so the checker must see mismatches), ``AIMC_EMU_OUT`` (folder for the JSON result).
 
@@ -23,7 +24,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly
 
-from archmodel.golden.emulator import EmulatorModel, emulator_latency_cycles
+from archmodel.golden.emulator import EmulatorModel, emulator_beat_cycles, emulator_latency_cycles
 from archmodel.spec import array_mvm_cycles, load_spec
 from rtl.emulator import REG_ADC_BEATS, REG_SEED, REG_SHIFT, REG_SIGMA, address_map
 from rtl.params import TileParams
@@ -95,14 +96,13 @@ async def test_emulator_vs_golden(dut):
             await clock.edge
         dac.valid.value = 0
         expected = model.mvm(0, d)
-        got, first_cycle = [], None
+        got, cycles = [], []
         while True:
             ready = int(prob >= 1.0 or rng.random() < prob)
             adc.ready.value = ready
             await ReadOnly()
-            if adc.valid.value and first_cycle is None:
-                first_cycle = clock.cycle()
             if adc.valid.value and ready:
+                cycles.append(clock.cycle() - last_cycle)
                 beat = adc.read()
                 got += beat["codes"]
                 if beat["last"]:
@@ -116,7 +116,8 @@ async def test_emulator_vs_golden(dut):
         stats["mismatches"] += bad
         if bad and len(stats["first"]) < 3:
             stats["first"].append(f"MVM {mvm}: got {got[:8]}, expected {list(expected[:8])}")
-        if prob >= 1.0 and first_cycle - last_cycle != emulator_latency_cycles(nb * p.rows_per_dac_beat, min_lat):
+        want = emulator_beat_cycles(p.array_rows, n_beats, min_lat)
+        if prob >= 1.0 and (cycles != want or cycles[0] != emulator_latency_cycles(p.array_rows, min_lat)):
             stats["latency_errors"] += 1
     await ReadOnly()
     stats["err"] = int(dut.err.value)

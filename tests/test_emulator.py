@@ -121,11 +121,15 @@ def _cosim(emulator_verilog, tmp_path, **env):
     return json.loads((tmp_path / "out" / "emulator.json").read_text())
 
 
-@pytest.mark.parametrize("sigma, prob", [(0, 1.0), (90, 1.0), (90, 0.6)])
-def test_emulator_cosim_bit_exact(emulator_verilog, tmp_path, sigma, prob):
-    s = _cosim(emulator_verilog, tmp_path, seed=5, sigma=sigma, p=prob, mvms=40)
-    print(sigma, prob, s)
-    assert s["mvms"] == 40 and s["compared"] >= 40 * 8
+@pytest.mark.parametrize("seed, sigma, prob, beats", [(5, 0, 1.0, 4), (5, 90, 1.0, 4), (5, 90, 0.6, 4),
+                                                      (7, 90, 1.0, 3), (4, 90, 0.6, 2)])
+def test_emulator_cosim_bit_exact(emulator_verilog, tmp_path, seed, sigma, prob, beats):
+    """Icarus: 40 MVMs (random codes, 1-4 DAC beats) equal the golden model bit for bit, noise off and on, with
+    ADC_BEATS = 4 (all column groups), 3 and 2 (the seed draws it), with 40 % back-pressure on adc.ready and
+    dac.valid; without back-pressure every beat's cycle equals emulator_beat_cycles (45, 77, 109, 141 on tiny)."""
+    s = _cosim(emulator_verilog, tmp_path, seed=seed, sigma=sigma, p=prob, mvms=40)
+    print(seed, sigma, prob, s)
+    assert s["mvms"] == 40 and s["compared"] == 40 * 8 * beats
     assert s["mismatches"] == 0, s["first"]
     assert s["latency_errors"] == 0 and s["err"] == 0
 
@@ -158,7 +162,8 @@ def test_prototype_ports_only_axi_clock_reset_irq():
 def test_prototype_axi_split_window_and_forwarding():
     """Amaranth simulation: a read forwarded to the co-processor returns the chip id; the IRQ_ENABLE
     register in the window reads back what was written; a window write of cell (row 5, column 7) of
-    emulator 2 lands in that emulator's memory word 5, lane 7, and in no other emulator; no interrupt."""
+    emulator 2 lands in that emulator's memory word 5 * 4 + 0 = 20 (row 5, column group 0), lane 7, and in no other
+    emulator; no interrupt."""
     from amaranth.sim import Simulator
 
     from rtl.emulator import address_map
@@ -199,7 +204,7 @@ def test_prototype_axi_split_window_and_forwarding():
         seen["enable"] = await read(ctx, dut.window_address(dut.tiles, IRQ_ENABLE))
         await write(ctx, dut.window_address(2, am.cell(0, 5, 7)), (-42) & 0xFFFFFFFF)
         await ctx.tick()
-        seen["cells"] = [ctx.get(e.memory.data[5]) for e in dut.emulators]
+        seen["cells"] = [ctx.get(e.memory.data[20]) for e in dut.emulators]
         seen["irq_before"] = ctx.get(dut.irq)
         seen["status"] = await read(ctx, dut.window_address(dut.tiles, IRQ_STATUS))
 
@@ -328,14 +333,18 @@ def test_emulator_saturates_with_noise_amaranth_sim():
     assert np.abs(acc).max() // 16 > 640 + 128  # the clamp acts on the first MVM
 
 
-@pytest.mark.parametrize("min_latency", [7, 60])
+@pytest.mark.parametrize("min_latency", [7, 60, 120])
 def test_emulator_latency_amaranth_sim(min_latency):
-    """Amaranth simulation: cycles from the accepted ``last`` DAC beat to the first ``adc.valid`` for 1 and 4
-    DAC beats (8 and 32 rows) equal ``max(min_latency, rows + 13)`` (6 MAC + 7 ADC stages): 21 and 45 cycles
-    at min_latency 7, 60 and 60 at 60 (the issue held back by ``lat_ok``)."""
+    """Amaranth simulation: cycles from the accepted ``last`` DAC beat to each of the 4 ``adc.valid`` beats, for 1, 4
+    and 1 DAC beats (the count does not matter: every group iterates all 32 rows), equal the hand-computed
+    schedule (one column group at a time, 32 cycles each; first beat ``rows + 13`` = 6 MAC + 7 ADC stages after
+    the group's 32 rows): 45, 77, 109, 141 at min_latency 7; 60 (held back by ``lat_ok``), 77, 109, 141 at 60;
+    at 120 beat 0 at 120, beat 1 (waiting in the hold registers) at 121, and group 2 could only start once beat 0
+    was issued (two groups in flight at most: issue 113, start 114, final accumulate 150, issue 151): 158, then
+    190. They equal :func:`emulator_beat_cycles` and, for beat 0, :func:`emulator_latency_cycles`."""
     from amaranth.sim import Simulator
 
-    from archmodel.golden.emulator import emulator_latency_cycles
+    from archmodel.golden.emulator import emulator_beat_cycles, emulator_latency_cycles
     from rtl.emulator import ArrayEmulator
     from rtl.params import TileParams
 
@@ -350,23 +359,25 @@ def test_emulator_latency_amaranth_sim(min_latency):
                 ctx.set(dut.dac.valid, 1)
                 await ctx.tick().until(dut.dac.ready)
             ctx.set(dut.dac.valid, 0)
-            n = 1  # the tick that returned ended the cycle in which `last` was accepted: this is cycle 1 after it
+            n, beats = 1, []  # the tick that returned ended the cycle in which `last` was accepted: cycle 1 after it
             while True:
                 await ctx.tick()
                 n += 1
                 if ctx.get(dut.adc.valid):
-                    break
-            got.append(n)
-            while not ctx.get(dut.adc.payload.last):
-                await ctx.tick()
+                    beats.append(n)
+                    if ctx.get(dut.adc.payload.last):
+                        break
+            got.append(beats)
             await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    want = {7: [21, 45, 21], 60: [60, 60, 60]}[min_latency]
-    assert got == want == [emulator_latency_cycles(8 * nb, min_latency) for nb in (1, 4, 1)]
+    want = {7: [45, 77, 109, 141], 60: [60, 77, 109, 141], 120: [120, 121, 158, 190]}[min_latency]
+    assert got == [want] * 3
+    assert want == emulator_beat_cycles(32, 4, min_latency)
+    assert want[0] == emulator_latency_cycles(32, min_latency)
 
 
 def _tie_codes(targets: np.ndarray) -> np.ndarray:
@@ -451,7 +462,7 @@ def test_fpga_log_parsing():
 @pytest.mark.slow
 def test_ecp5_run_on_one_small_emulator(tmp_path):
     """A short ECP5 flow (rtl.fpga.run_block: synth_ecp5 + nextpnr-ecp5) on a 2 x 2 emulator, parsed:
-    one MULT18X18D per MAC column (the noise lanes share them: 2), at least the generators' flip-flops
+    one MULT18X18D per MAC lane and one per noise lane (cols_per_adc_beat 2: 4), at least the generators' flip-flops
     (2 lanes x 32), and an Fmax."""
     from rtl.emulator import ArrayEmulator
     from rtl.export import write_verilog
@@ -468,7 +479,7 @@ def test_ecp5_run_on_one_small_emulator(tmp_path):
     path = write_verilog(ArrayEmulator(tp, g_bits=2, min_latency=2, primitive="ecp5"), "emu_micro", tmp_path, SPEC,
                          debug=False)
     r = run_block(path)
-    assert r.dsps == 2
+    assert r.dsps == 4
     assert r.ffs >= 2 * 32 and r.luts > 0 and r.brams == 0
     assert r.fmax_mhz is not None and r.fmax_mhz > 50
 
@@ -525,3 +536,65 @@ def test_aimc_fpga_out_is_all_or_nothing(monkeypatch, capsys, tmp_path):
     assert main(["fpga", "--arch", "tiny", "--blocks", "nope", "--out", str(out2)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown block(s) nope" in err[0] and "csr_bank" in err[0], err
+
+
+def test_emulator_two_arrays_three_groups_amaranth_sim():
+    """Amaranth simulation of a non-power-of-two emulator: 2 arrays of 12 x 12, 4 lanes (3 column groups: the word
+    address is computed, not concatenated), ADC_BEATS 3 and 2, one cell of array 1 written over the bus, noise on,
+    adc.ready low 1 cycle in 3; 8 MVMs alternating the arrays equal the golden model with the same seed (fails with
+    the write side addressing rows as `(array << 4) | row`, the address map's fields, as until stop 15)."""
+    from amaranth.sim import Simulator
+
+    from rtl.emulator import REG_ADC_BEATS, ArrayEmulator, address_map
+    from rtl.params import TileParams
+
+    p = TileParams(array_rows=12, array_cols=12, rows_per_dac_beat=4, cols_per_adc_beat=4, dac_bits=6, adc_bits=6,
+                   arrays_per_tile=2, acc_bits=8, scale_bits=8, offset_bits=16)
+    rng = np.random.default_rng(12)
+    codes = rng.integers(-127, 128, (2, 12, 12))
+    dut = ArrayEmulator(p, init=codes, shift=6, sigma=60, min_latency=3, seed=9)
+    model = EmulatorModel(codes, adc_bits=6, dac_bits=6, cols_per_adc_beat=4, shift=6, sigma=60, seed=9,
+                          adc_beats=[3, 2])
+    model.codes[1, 10, 6] = 101
+    am = address_map(p)
+    res = []
+
+    async def tb(ctx):
+        for addr, val in ((am.reg(REG_ADC_BEATS + 1), 2), (am.cell(1, 10, 6), 101)):
+            ctx.set(dut.wr_en, 1)
+            ctx.set(dut.wr_addr, addr)
+            ctx.set(dut.wr_data, val & 0xFFFFFFFF)
+            await ctx.tick()
+        ctx.set(dut.wr_en, 0)
+        for k in range(8):
+            arr, nb = k % 2, (3, 3, 1, 3, 2, 3, 3, 2)[k]  # array 1 gets all 12 rows (the written row 10) 3 times
+            d = rng.integers(-32, 32, nb * 4)
+            for b in range(nb):
+                ctx.set(dut.dac.payload, {"codes": [int(x) for x in d[b * 4:b * 4 + 4]], "last": int(b == nb - 1),
+                                          "array": arr})
+                ctx.set(dut.dac.valid, 1)
+                await ctx.tick().until(dut.dac.ready)
+            ctx.set(dut.dac.valid, 0)
+            got, n = [], 0
+            while True:
+                ready = int(n % 3 != 2)
+                n += 1
+                ctx.set(dut.adc.ready, ready)
+                await ctx.delay(1e-9)
+                valid, last = ctx.get(dut.adc.valid), ctx.get(dut.adc.payload.last)
+                codes_now = list(ctx.get(dut.adc.payload.codes))
+                await ctx.tick()
+                if valid and ready:
+                    got += codes_now
+                    if last:
+                        break
+            ctx.set(dut.adc.ready, 0)
+            res.append((got, model.mvm(arr, d).tolist()))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert [len(g) for g, _ in res] == [12, 8] * 4
+    assert all(g == e for g, e in res), res[:2]
+    assert any(abs(v) > 8 for g, _ in res for v in g)

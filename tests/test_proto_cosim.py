@@ -186,7 +186,8 @@ def test_verilog_emulator_init_option_errors(args, message, tmp_path, capsys):
 def test_verilog_emulator_init_from_trained_npz(tmp_path):
     """``aimc verilog --emulate-arrays --network digits-mlp --weights W.npz``: emulator_codes.npz holds, per tile,
     conductance_codes of the matrix the co-simulation programs (same weights, seed, t_inf: recomputed here), and
-    aimc_prototype.v carries them as the emulators' memory init (row 0 of tile 0 as one packed hex word)."""
+    aimc_prototype.v carries them as the emulators' memory init (row 0 of tile 0 as 4 packed hex words, one per
+    column group)."""
     from archmodel.weights_io import save_npz
     from archmodel.zoo import load_network
     from mapping.mapper import MapOptions, map_network
@@ -214,5 +215,7 @@ def test_verilog_emulator_init_from_trained_npz(tmp_path):
         assert np.array_equal(got["codes"][t], emu.codes[t])
     assert list(got["shifts"]) == [emu.shifts[t] for t in range(4)] and float(got["t_inf_s"]) == 3600.0
     assert np.abs(got["codes"]).max() > 16  # not all zeros
-    word = sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(emu.codes[0][0, 0]))
-    assert f"{word:064x}" in (out / "aimc_prototype.v").read_text()
+    text = (out / "aimc_prototype.v").read_text()
+    for b in range(4):  # one memory word per row and column group of 8 codes (rtl/emulator.py)
+        word = sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(emu.codes[0][0, 0, 8 * b:8 * b + 8]))
+        assert f"{word:016x}" in text

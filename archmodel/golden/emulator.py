@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 __all__ = [
     "NOISE_BYTES", "NOISE_SHIFT", "SIGMA_BITS", "EmulatorModel", "code_lsb_us", "conductance_codes",
-    "emulator_latency_cycles", "lane_seed", "noise_pmf", "noise_variance", "round_half_even_shift",
+    "emulator_beat_cycles", "emulator_latency_cycles", "lane_seed", "noise_pmf", "noise_variance", "round_half_even_shift",
     "xorshift32",
 ]
 
@@ -55,7 +55,8 @@ NOISE_BYTES = 4
 NOISE_SHIFT = 10
 #: Width of the unsigned noise scale ``sigma`` (0 = no noise), assumed.
 SIGMA_BITS = 8
-#: Cycles from the first ADC-stage issue to ``adc.valid`` plus the MAC pipeline (rtl/emulator.py).
+#: Cycles from a column group's last row to its ADC beat's ``adc.valid``, less one: the MAC pipeline (6) plus the ADC
+#: pipeline (7) (rtl/emulator.py ``MAC_STAGES + ADC_STAGES``); the first beat comes ``rows + PIPELINE_CYCLES`` after ``last``.
 PIPELINE_CYCLES = 13
 _MASK32 = (1 << 32) - 1
 _GOLDEN = 0x9E3779B9  # 2**32 / golden ratio (Knuth's multiplicative hash), assumed lane spreading constant
@@ -156,15 +157,43 @@ def conductance_codes(matrix, *, g_bits: int = 8, shift: int | None = None) -> t
     return codes, int(shift)
 
 
-def emulator_latency_cycles(rows_received: int, min_latency: int) -> int:
+def emulator_latency_cycles(array_rows: int, min_latency: int) -> int:
     """Cycles from accepting the ``last`` DAC beat to presenting the first ADC beat.
 
-    ``max(min_latency, rows_received + PIPELINE_CYCLES)``: one conductance row per cycle
-    (``rows_received`` = DAC beats × ``rows_per_dac_beat``), then 6 MAC pipeline stages and
-    7 ADC stages (rtl/emulator.py ``MAC_STAGES``, ``ADC_STAGES``); never earlier than ``min_latency`` (the modelled array,
-    ``array_mvm_cycles + 1``).
+    ``max(min_latency, array_rows + PIPELINE_CYCLES)``: the first column group's MAC reads one
+    conductance word per cycle for every row of the array (rows not received count as 0, so the
+    number of DAC beats received does not matter), then 6 MAC pipeline stages and 7 ADC stages
+    (rtl/emulator.py ``MAC_STAGES``, ``ADC_STAGES``); never earlier than ``min_latency`` (the
+    modelled array, ``array_mvm_cycles + 1``). Tiny (32 rows): 45 cycles.
     """
-    return max(int(min_latency), int(rows_received) + PIPELINE_CYCLES)
+    return max(int(min_latency), int(array_rows) + PIPELINE_CYCLES)
+
+
+def emulator_beat_cycles(array_rows: int, beats: int, min_latency: int) -> list[int]:
+    """Cycles from accepting ``last`` to presenting each of an MVM's ``beats`` ADC beats (``adc.ready`` held 1).
+
+    The emulator computes one column group (ADC beat) at a time (rtl/emulator.py): group ``k``'s
+    row counter starts at ``S_k = max(S_{k-1} + rows, I_{k-2} + 1)`` (``S_0 = 1``; at most two
+    groups started and not yet issued to the ADC pipeline), its final accumulate is at
+    ``S_k + rows + 4``, it is issued to the ADC pipeline at
+    ``I_k = max(S_k + rows + 5, I_{k-1} + 1, min_latency - ADC_STAGES)`` and presented at
+    ``I_k + 7`` (7 ADC stages). With ``min_latency <= rows + 13`` the beats come every ``rows``
+    cycles: tiny (32 rows, 4 beats) 45, 77, 109, 141. Source: the RTL's pipeline (rtl/emulator.py).
+    """
+    adc_stages = 7
+    rows = int(array_rows)
+    starts: list[int] = []
+    issues: list[int] = []
+    for k in range(int(beats)):
+        s = 1 if k == 0 else starts[-1] + rows
+        if k >= 2:
+            s = max(s, issues[k - 2] + 1)
+        i = max(s + rows + 5, int(min_latency) - adc_stages)  # final accumulate at s + rows + 4
+        if k:
+            i = max(i, issues[-1] + 1)
+        starts.append(s)
+        issues.append(i)
+    return [i + adc_stages for i in issues]
 
 
 class EmulatorModel:
