@@ -1,6 +1,7 @@
 """ECP5 hard multipliers with their internal registers, and the simulation model that goes with them.
 
-Why (issue 19): the FPGA prototype's 128 emulator multipliers fill the DSP rows of an LFE5U-85F, up to
+Why (issue 19; figures of the sixth stop, when an emulator had one multiplier per column): the FPGA
+prototype's 128 emulator multipliers filled the DSP rows of an LFE5U-85F, up to
 60 columns from the emulator's fabric logic. A multiplier between fabric registers pays two such routes
 and the multiplier in one cycle (15.2 ns routed, the whole prototype's critical path at 65.8 MHz). The
 MULT18X18D's own input and output registers cut that path in three: fabric register -> route -> input
@@ -145,12 +146,16 @@ def registered_multiplier(m, name: str, a, b, *, ce, width: int, primitive: str 
     Raises
     ------
     ValueError
-        ``primitive`` is not one of :data:`PRIMITIVES`, or an operand is wider than 18 bits.
+        ``primitive`` is not one of :data:`PRIMITIVES`, an operand is wider than 18 bits or unsigned, or
+        ``width`` is outside 1..36.
     """
     if primitive not in PRIMITIVES:
         raise ValueError(f"primitive must be one of {PRIMITIVES}, got {primitive!r}")
     if len(a) > 18 or len(b) > 18:
         raise ValueError(f"MULT18X18D operands are at most 18 bits, got {len(a)} and {len(b)}")
+    if not (a.shape().signed and b.shape().signed) or not 1 <= width <= 36:
+        raise ValueError(f"operands must be signed and width in 1..36 (the two variants agree only then), got "
+                         f"{a.shape()}, {b.shape()}, width {width}")
     p = Signal(signed(width), name=f"{name}_p", reset_less=True)
     if primitive == "behavioral":
         a_r = Signal(signed(len(a)), name=f"{name}_a", reset_less=True)

@@ -62,7 +62,8 @@ cell ``(array << (rb + cb)) | (row << cb) | col`` (``rb``, ``cb`` = bits of rows
 the signed code; bit ``sel_bit`` = 1: control register ``k``: 0 ``SHIFT`` (5 bits), 1
 ``SIGMA`` (8 bits), 2 ``SEED`` (32 bits; a write restarts the generators), 3 ``CLEAR``
 (clears ``err``), ``4 + a`` ``ADC_BEATS[a]`` (beats, i.e. column groups, per MVM of array ``a``,
-1 .. ``cols // cols_per_adc_beat``: the MAC computes only those groups; reset: all columns).
+1 .. ``cols // cols_per_adc_beat``: the MAC computes only those groups; a write of 0 or of more than
+the group count sets all groups; reset: all columns).
 Writes are meant between MVMs.
 
 Trade-offs: one row and one column group per cycle keeps the multipliers at ``2 * cols_per_adc_beat`` per
@@ -246,8 +247,8 @@ class ArrayEmulator(wiring.Component):
                                         init=self._words())
         self.memory = mem  # the conductance memory (simulation tests read it)
         wp = mem.write_port(granularity=gb)
-        # asynchronous read (LUT RAM) into the operand registers c_r below: every multiplier input comes straight
-        # from a flip-flop (a MULT18X18D is 3.9 ns)
+        # read into the operand registers c_r below (Yosys merges c_r into the read port: block RAM, whose
+        # clock-to-out c2 absorbs): every multiplier input comes straight from a flip-flop (a MULT18X18D is 3.9 ns)
         rp = mem.read_port(domain="comb")
         shift = Signal(5, init=min(self.shift0, acc_w))
         sigma = Signal(SIGMA_BITS, init=self.sigma0)
@@ -275,8 +276,12 @@ class ArrayEmulator(wiring.Component):
             w_lane, w_grp = cell_col % cpb, cell_col // cpb
             w_addr = cell_row * full_beats + w_grp
         m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(Cat(*[wr_data[:gb]] * cpb))]
+        # a cell outside the array (column >= cols, row >= rows: possible when they are not powers of two) is
+        # dropped, as before the column groups, instead of landing in another row's word
+        in_array = (Const(1, 1) if cols & (cols - 1) == 0 and rows & (rows - 1) == 0
+                    else (cell_col < cols) & (cell_r < rows))
         for j in range(cpb):
-            m.d.comb += wp.en[j].eq(wr_en & ~is_reg & (w_lane == j))
+            m.d.comb += wp.en[j].eq(wr_en & ~is_reg & (w_lane == j) & in_array)
         reg_k = wr_addr[:am.sel_bit]
         seed_hit = Signal()
         clear = Signal()
@@ -298,7 +303,9 @@ class ArrayEmulator(wiring.Component):
                     m.d.comb += clear.eq(1)
                 for a in range(p.arrays_per_tile):
                     with m.Case(REG_ADC_BEATS + a):
-                        m.d.sync += adc_beats[a].eq(wr_data[:beats_w])
+                        # 0 or more than the group count: all groups (a larger value would never end the MVM)
+                        v = wr_data[:beats_w]
+                        m.d.sync += adc_beats[a].eq(Mux((v == 0) | (v > full_beats), full_beats, v))
 
         # ---------------------------------------------------------------- LOAD: DAC buffer
         dbuf = Array(Signal(p.dac_bits * rpb, name=f"dbuf{w}") for w in range(n_dac_words))

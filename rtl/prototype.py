@@ -102,6 +102,10 @@ class Prototype(wiring.Component):
                  primitive: str = "ecp5"):
         if not isinstance(spec, ChipSpec):
             raise TypeError(f"spec must be a ChipSpec, got {type(spec).__name__}")
+        from rtl.ecp5 import PRIMITIVES
+
+        if primitive not in PRIMITIVES:
+            raise ValueError(f"primitive must be one of {PRIMITIVES}, got {primitive!r}")
         self.spec, self.g_bits, self.seed, self.shift, self.primitive = spec, g_bits, seed, shift, primitive
         self.co = Coprocessor(spec)
         self.tp = TileParams.from_spec(spec)
@@ -163,8 +167,8 @@ class Prototype(wiring.Component):
                                                           min_latency=lat, init=init, shift=shift,
                                                           primitive=self.primitive)
             # a register slice each way (issue 19): in the whole prototype an emulator's logic sits beside its
-            # 32 multipliers, which fill the die's DSP rows far from its tile, and the tile's adc.ready (a
-            # combinational ready chain through the affine unit) reached the emulator's output FIFO over that
+            # multipliers (32 before the column groups), which fill the die's DSP rows far from its tile, and the
+            # tile's adc.ready (a combinational ready chain through the affine unit) reached the emulator's output FIFO over that
             # distance (11.2 ns). Ping-pong slices: the far side's ready drives a pointer and flags only
             dsl = m.submodules[f"dac_slice{t}"] = StreamSlice(dac_beat_layout(self.tp), ping_pong=True)
             asl = m.submodules[f"adc_slice{t}"] = StreamSlice(adc_beat_layout(self.tp), ping_pong=True)

@@ -97,3 +97,7 @@ def test_registered_multiplier_refuses_bad_arguments():
         registered_multiplier(m, "x", Signal(signed(4)), Signal(signed(4)), ce=1, width=8, primitive="xilinx")
     with pytest.raises(ValueError, match="at most 18 bits, got 19 and 4"):
         registered_multiplier(m, "x", Signal(signed(19)), Signal(signed(4)), ce=1, width=8, primitive="ecp5")
+    with pytest.raises(ValueError, match="operands must be signed and width in 1..36"):
+        registered_multiplier(m, "x", Signal(4), Signal(signed(4)), ce=1, width=8, primitive="behavioral")
+    with pytest.raises(ValueError, match="operands must be signed and width in 1..36"):
+        registered_multiplier(m, "x", Signal(signed(4)), Signal(signed(4)), ce=1, width=37, primitive="ecp5")

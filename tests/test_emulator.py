@@ -333,6 +333,46 @@ def test_emulator_saturates_with_noise_amaranth_sim():
     assert np.abs(acc).max() // 16 > 640 + 128  # the clamp acts on the first MVM
 
 
+def test_emulator_adc_beats_out_of_range_means_all_groups_amaranth_sim():
+    """ADC_BEATS written as 5 (more than tiny's 4 groups) or 0: the next MVM emits all 4 beats, the golden's codes,
+    and stops (nothing more within 200 cycles); a value in range (2) gives 2 beats."""
+    from amaranth.sim import Simulator
+
+    from rtl.emulator import REG_ADC_BEATS, ArrayEmulator, address_map
+    from rtl.params import TileParams
+
+    p = TileParams.from_spec(SPEC)
+    codes = np.random.default_rng(3).integers(-127, 128, (1, 32, 32))
+    dut = ArrayEmulator(p, init=codes, shift=9, min_latency=7)
+    am = address_map(p)
+    d = np.random.default_rng(5).integers(-128, 128, 32)
+    res = []
+
+    async def tb(ctx):
+        ctx.set(dut.adc.ready, 1)
+        for beats in (5, 0, 2):
+            ctx.set(dut.wr_en, 1)
+            ctx.set(dut.wr_addr, am.reg(REG_ADC_BEATS))
+            ctx.set(dut.wr_data, beats)
+            await ctx.tick()
+            ctx.set(dut.wr_en, 0)
+            await ctx.tick().repeat(3)
+            got = await _mvm_amaranth(ctx, dut, d)
+            extra = 0
+            for _ in range(200):
+                await ctx.tick()
+                extra += ctx.get(dut.adc.valid)
+            res.append((got, extra))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    full = EmulatorModel(codes, adc_bits=8, dac_bits=8, cols_per_adc_beat=8, shift=9).mvm(0, d).tolist()
+    assert res[0] == (full, 0) and res[1] == (full, 0)
+    assert res[2] == (full[:16], 0)
+
+
 @pytest.mark.parametrize("min_latency", [7, 60, 120])
 def test_emulator_latency_amaranth_sim(min_latency):
     """Amaranth simulation: cycles from the accepted ``last`` DAC beat to each of the 4 ``adc.valid`` beats, for 1, 4
