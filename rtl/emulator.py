@@ -82,6 +82,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from archmodel.golden.emulator import ADC_STAGES as _GOLDEN_ADC_STAGES
 from archmodel.golden.emulator import NOISE_BYTES, NOISE_SHIFT, PIPELINE_CYCLES, SIGMA_BITS, lane_seed
 from rtl.ecp5 import PRIMITIVES, registered_multiplier
 from rtl.params import TileParams
@@ -564,4 +565,4 @@ class ArrayEmulator(wiring.Component):
             m.d.sync += self.err.eq(0)
         return m
 
-assert PIPELINE_CYCLES == MAC_STAGES + ADC_STAGES
+assert PIPELINE_CYCLES == MAC_STAGES + ADC_STAGES and ADC_STAGES == _GOLDEN_ADC_STAGES

@@ -239,7 +239,11 @@ def test_cli_verilog_emulate_arrays_writes_prototype(tmp_path, capsys, monkeypat
     assert not any("__" in p for p in ports)
     lpf = (tmp_path / "v" / "aimc_prototype.lpf").read_text()
     assert set(re.findall(r'LOCATE COMP "(\w+)"', lpf)) == {"clk", "rst"}
-    assert "aimc_prototype.lpf" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "aimc_prototype.lpf" in out and "ecp5_mult18x18d_sim.v" in out
+    from rtl.ecp5 import SIM_MODEL  # the model of the MULT18X18D the prototype instantiates, written beside it
+    assert (tmp_path / "v" / "ecp5_mult18x18d_sim.v").read_text() == SIM_MODEL
+    assert "MULT18X18D" in (tmp_path / "v" / "aimc_prototype.v").read_text()
 
 
 async def _mvm_amaranth(ctx, dut, d) -> list[int]:

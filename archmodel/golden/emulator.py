@@ -58,6 +58,8 @@ SIGMA_BITS = 8
 #: Cycles from a column group's last row to its ADC beat's ``adc.valid``, less one: the MAC pipeline (6) plus the ADC
 #: pipeline (7) (rtl/emulator.py ``MAC_STAGES + ADC_STAGES``); the first beat comes ``rows + PIPELINE_CYCLES`` after ``last``.
 PIPELINE_CYCLES = 13
+#: ADC pipeline stages E0 .. E6 of that total (rtl/emulator.py asserts both).
+ADC_STAGES = 7
 _MASK32 = (1 << 32) - 1
 _GOLDEN = 0x9E3779B9  # 2**32 / golden ratio (Knuth's multiplicative hash), assumed lane spreading constant
 
@@ -180,7 +182,8 @@ def emulator_beat_cycles(array_rows: int, beats: int, min_latency: int) -> list[
     ``I_k + 7`` (7 ADC stages). With ``min_latency <= rows + 13`` the beats come every ``rows``
     cycles: tiny (32 rows, 4 beats) 45, 77, 109, 141. Source: the RTL's pipeline (rtl/emulator.py).
     """
-    adc_stages = 7
+    adc_stages = ADC_STAGES
+    mac_after_start = PIPELINE_CYCLES - ADC_STAGES - 1   # row counter start -> issue, beyond the rows (5)
     rows = int(array_rows)
     starts: list[int] = []
     issues: list[int] = []
@@ -188,7 +191,7 @@ def emulator_beat_cycles(array_rows: int, beats: int, min_latency: int) -> list[
         s = 1 if k == 0 else starts[-1] + rows
         if k >= 2:
             s = max(s, issues[k - 2] + 1)
-        i = max(s + rows + 5, int(min_latency) - adc_stages)  # final accumulate at s + rows + 4
+        i = max(s + rows + mac_after_start, int(min_latency) - adc_stages)  # final accumulate one cycle before
         if k:
             i = max(i, issues[-1] + 1)
         starts.append(s)
