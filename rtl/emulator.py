@@ -36,24 +36,29 @@ and the 4-to-1 accumulator-group select dominated nextpnr's congestion).
   until the ADC pipeline takes it (E0 reads the hold registers if full, else the accumulators); a group
   starts only with fewer than two groups started and not yet taken, so the MAC of group ``b + 1``
   overlaps the ADC of group ``b`` and back-pressure never overwrites a finished group.
-- **ADC**: a 7-stage pipeline with one enable (the output FIFO's second entry is free; the enable
-  never depends on ``adc.ready`` combinationally, so in context the tile's ready path ends here):
-  E0 takes the group's accumulators and steps the ``cols_per_adc_beat`` xorshift32
-  generators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]`` (two registered
-  constants, chosen by ``acc[shift]``) and sums the state's 4 bytes, E2 adds the addend (and the noise
+- **ADC**: a 7-stage pipeline **without an enable** (it never stalls: stop 16; its enable, the output
+  buffer's ``~tail_valid``, fanned out to 1,420 flip-flops, the whole prototype's slowest paths at 74.9 MHz):
+  E0 takes the group's accumulators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]``
+  (two registered constants, chosen by ``acc[shift]``) and sums the 4 bytes of each of the
+  ``cols_per_adc_beat`` xorshift32 generators' states (the generators are kept one step ahead of the golden
+  model's and step at the end of E1, enabled by a flip-flop), E2 adds the addend (and the noise
   multiplier's input register takes the noise sum and ``sigma``), E3 shifts (the multiplier's output
   register: the noise times ``sigma``), E4 (the fabric product register ``npp``), E5 rounds the noise (and
   clamps the sum to the ADC range widened by the noise's: same result, a short E6 add), E6 adds and
-  saturates into a two-beat output FIFO whose head is the ``adc`` register (one adder or shifter per
-  stage, for Fmax). The noise products have ``cols_per_adc_beat`` multipliers of their own (enabled
-  with the pipeline), so an emulator has ``2 * cols_per_adc_beat`` multipliers (16 on tiny, was 32):
+  saturates into the output buffer: the ``adc`` register and, behind it, a FIFO of ``groups - 1`` beats
+  (:class:`amaranth.lib.fifo.SyncFIFO`, LUT RAM), so one MVM's beats always fit (the next MVM starts only
+  after its last beat is taken). A beat goes straight to the ``adc`` register when it is free and the FIFO
+  empty, so without back-pressure the FIFO stays empty and the timing is that of a plain output register.
+  One adder or shifter per stage, for Fmax. The noise products have ``cols_per_adc_beat`` multipliers of
+  their own, so an emulator has ``2 * cols_per_adc_beat`` multipliers (16 on tiny, was 32):
   sharing the MAC's would forbid the overlap (the MAC runs while the ADC works) and need a select in
   front of the multipliers' operand registers.
 
 Latency (:func:`archmodel.golden.emulator.emulator_latency_cycles`, every beat:
 :func:`archmodel.golden.emulator.emulator_beat_cycles`): the first ADC beat is presented
 ``max(min_latency, rows + 13)`` cycles after the cycle in which ``last`` was accepted (tiny: 45), then
-one beat every ``rows`` cycles without back-pressure (tiny, 4 beats: 45, 77, 109, 141); ``min_latency``
+one beat every ``rows`` cycles without back-pressure (tiny, 4 beats: 45, 77, 109, 141; with back-pressure the
+beats wait in the output buffer and leave one per cycle once ``adc.ready`` is high); ``min_latency``
 defaults to the modelled array's ``array_mvm_cycles + 1`` (tb/bridge.py), so the emulator is never faster
 than the modelled array. Throughput: one MVM at a time (no overlap, as the modelled array).
 
@@ -79,11 +84,12 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from archmodel.golden.emulator import ADC_STAGES as _GOLDEN_ADC_STAGES
-from archmodel.golden.emulator import NOISE_BYTES, NOISE_SHIFT, PIPELINE_CYCLES, SIGMA_BITS, lane_seed
+from archmodel.golden.emulator import NOISE_BYTES, NOISE_SHIFT, PIPELINE_CYCLES, SIGMA_BITS, lane_seed, xorshift32
 from rtl.ecp5 import PRIMITIVES, registered_multiplier
 from rtl.params import TileParams
 from rtl.tile_controller import adc_beat_layout, dac_beat_layout
@@ -255,7 +261,8 @@ class ArrayEmulator(wiring.Component):
         sigma = Signal(SIGMA_BITS, init=self.sigma0)
         beats_w = full_beats.bit_length()
         adc_beats = Array(Signal(beats_w, init=full_beats, name=f"adc_beats{a}") for a in range(p.arrays_per_tile))
-        lanes = [Signal(32, init=lane_seed(self.seed, lane), name=f"rng{lane}") for lane in range(cpb)]
+        # one step ahead of the golden model's state (see the ADC pipeline below)
+        lanes = [Signal(32, init=xorshift32(lane_seed(self.seed, lane)), name=f"rng{lane}") for lane in range(cpb)]
 
         # the register window's inputs registered on entry (a write lands one cycle later): in context they
         # come from the prototype's AXI splitter, shared by every emulator across the chip, and a SEED write
@@ -361,11 +368,11 @@ class ArrayEmulator(wiring.Component):
 
         # ADC pipeline
         g = Signal(range(full_beats + 1))
-        adv = Signal()
-        # adv depends on the output FIFO's fill only (a register), never on adc.ready: the pipeline's enable,
-        # which drives every ADC-stage flip-flop and the noise multipliers, starts at a flip-flop in context
-        tail_valid = Signal()
-        m.d.comb += adv.eq(~tail_valid)
+        # the ADC pipeline has no enable: it never stalls (issue 19: its enable `adv`, the output buffer's
+        # `~tail_valid`, had a fan-out of 1,420 flip-flops spread over the die, 12.4 ns routed; with the noise
+        # generators behind it, 13.35 ns, the whole prototype's critical path at 74.9 MHz). A beat that leaves E6
+        # while the adc register is full waits in the output FIFO below, which holds a whole MVM's beats, so the
+        # issue never waits for the tile's ready
         issue = Signal()
         vld = [Signal(name=f"e{i}v") for i in range(ADC_STAGES - 1)]
         lst = [Signal(name=f"e{i}last") for i in range(ADC_STAGES - 1)]
@@ -470,14 +477,14 @@ class ArrayEmulator(wiring.Component):
             m.d.sync += [h[j].eq(accs[j]) for j in range(cpb)]
         m.d.sync += [acc_full.eq((v3 & last3) | (acc_full & h_v)), h_v.eq(~issue & (h_v | acc_full))]
 
-        # every input of issue is a flip-flop (adv = ~tail_valid, lat_ok, h_v, acc_full): one LUT4 in front of
-        # the enables of the cols_per_adc_beat x 32 generator flip-flops (no FSM decode, adder or compare)
-        m.d.comb += issue.eq(adv & lat_ok & (h_v | acc_full))
+        # every input of issue is a flip-flop (lat_ok, h_v, acc_full): one LUT4; it drives the issue count g, the
+        # ADC's valid bits and the hand-over (the generators step on E1's valid bit, a flip-flop, below)
+        m.d.comb += issue.eq(lat_ok & (h_v | acc_full))
         with m.If(issue):
             m.d.sync += g.eq(g + 1)
 
-        # ADC pipeline (one enable, adv): E0 take the group + step the generators, E1 the round-half-even addend
-        # and the byte sum, E2 add (+ the noise multiplier's input register), E3 shift (+ its output register),
+        # ADC pipeline (no enable): E0 take the group, E1 the round-half-even addend and the byte sum (and the
+        # generators step), E2 add (+ the noise multiplier's input register), E3 shift (+ its output register),
         # E4 (npp, the product's fabric register), E5 noise rounding, E6 add + saturate (the adc register)
         last_beat = Signal()
         m.d.comb += last_beat.eq(g + 1 == arr_beats)
@@ -494,73 +501,71 @@ class ArrayEmulator(wiring.Component):
         m.d.sync += [bias0.eq(bias_lut[shift]), bias1.eq(bias_lut[shift] + 1)]
         m.d.sync += [shift_1h[k].eq(shift == k) for k in range(1, acc_w)]
         lim = 1 << (p.adc_bits - 1)
-        with m.If(seed_write):
+        # the generators are kept one step ahead (reset, SEED: xorshift32 of the seed; golden: reseed then one
+        # step per beat): E1 reads the beat's state from them, and they step at the end of E1's cycle, on E1's
+        # valid bit -- a flip-flop (lane_en = vld[0] | seed_write, registered) is their enable, no LUT in front of
+        # the cols_per_adc_beat x 32 enables (issue 19: the issue LUT in front of them, 13.35 ns routed). The next
+        # beat's E1 is a cycle later at the earliest, after the step.
+        lane_en = Signal()
+        m.d.sync += lane_en.eq(issue | seed_hit)
+        with m.If(lane_en):
             for lane, x in enumerate(lanes):
-                m.d.sync += x.eq((seed_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1)
+                m.d.sync += x.eq(Mux(seed_write, _xorshift32((seed_data ^ Const(lane_seed(0, lane) & ~1, 32)) | 1),
+                                     _xorshift32(x)))
         w_codes = [Signal(signed(p.adc_bits), name=f"w_code{lane}") for lane in range(cpb)]
         # the noise multipliers' sigma operand: a copy per lane (a static register, from a flip-flop)
         m.d.sync += [sg.eq(Cat(sigma, 0).as_signed()) for sg in sg_r]
         for lane in range(cpb):  # the noise product (E2 input register, E3 output register, E4 npp)
-            nprod = registered_multiplier(m, f"nmul{lane}", sg_r[lane], s_r[lane], ce=adv, width=noise_w,
+            nprod = registered_multiplier(m, f"nmul{lane}", sg_r[lane], s_r[lane], ce=Const(1, 1), width=noise_w,
                                           primitive=self.primitive)
-            with m.If(adv):
-                m.d.sync += nprod2[lane].eq(nprod)
-        with m.If(adv):
-            m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
-            m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(ADC_STAGES - 2)]
-            m.d.sync += [lst[i + 1].eq(lst[i]) for i in range(ADC_STAGES - 2)]
-            for lane in range(cpb):
-                nxt = _xorshift32(lanes[lane])
-                with m.If(issue & ~seed_write):
-                    m.d.sync += lanes[lane].eq(nxt)
-                a = sel_r[lane]
-                odd = (a.as_unsigned() & shift_1h).any()  # a[S] for S >= 1, else 0
-                # E1 reads the generator itself: it holds the beat's state until the next issue, which cannot come
-                # before E1 advances (an issue needs adv); no E0 copy of the 8 x 32 states (issue 19: their enables
-                # doubled the issue net's fan-out, 10.9 ns on the 1 x 1 top)
-                byte_sum = sum(lanes[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
-                m.d.sync += [
-                    # E0
-                    sel_r[lane].eq(Mux(h_v, h[lane], accs[lane])),
-                    # E1
-                    a_r[lane].eq(a),
-                    b_r[lane].eq(Mux(odd, bias1, bias0)),
-                    s_r[lane].eq(byte_sum.as_signed() - 510),
-                    # E2
-                    t_r[lane].eq(a_r[lane] + b_r[lane]),
-                    # E3 (E2 .. E4: the noise product's input, output and npp registers)
-                    q_r[lane].eq(t_r[lane] >> shift),
-                    # E4, E5
-                    q4_r[lane].eq(q_r[lane]),
-                    q5_r[lane].eq(Mux(q4_r[lane] > q_hi, q_hi, Mux(q4_r[lane] < q_lo, q_lo, q4_r[lane]))),
-                    n_r[lane].eq((nprod2[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
-                ]
-        for lane in range(cpb):  # E6: add the noise and saturate, into the output FIFO below
+            m.d.sync += nprod2[lane].eq(nprod)
+        m.d.sync += [vld[0].eq(issue), lst[0].eq(issue & last_beat)]
+        m.d.sync += [vld[i + 1].eq(vld[i]) for i in range(ADC_STAGES - 2)]
+        m.d.sync += [lst[i + 1].eq(lst[i]) for i in range(ADC_STAGES - 2)]
+        for lane in range(cpb):
+            a = sel_r[lane]
+            odd = (a.as_unsigned() & shift_1h).any()  # a[S] for S >= 1, else 0
+            byte_sum = sum(lanes[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
+            m.d.sync += [
+                # E0 (loads every cycle; the beat's values are those of its issue cycle)
+                sel_r[lane].eq(Mux(h_v, h[lane], accs[lane])),
+                # E1
+                a_r[lane].eq(a),
+                b_r[lane].eq(Mux(odd, bias1, bias0)),
+                s_r[lane].eq(byte_sum.as_signed() - 510),
+                # E2
+                t_r[lane].eq(a_r[lane] + b_r[lane]),
+                # E3 (E2 .. E4: the noise product's input, output and npp registers)
+                q_r[lane].eq(t_r[lane] >> shift),
+                # E4, E5
+                q4_r[lane].eq(q_r[lane]),
+                q5_r[lane].eq(Mux(q4_r[lane] > q_hi, q_hi, Mux(q4_r[lane] < q_lo, q_lo, q4_r[lane]))),
+                n_r[lane].eq((nprod2[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
+            ]
+        for lane in range(cpb):  # E6: add the noise and saturate, into the adc register or the output FIFO
             tot = q5_r[lane] + n_r[lane]
             m.d.comb += w_codes[lane].eq(Mux(tot > lim - 1, lim - 1, Mux(tot < -lim, -lim, tot)))
-        # output FIFO of two beats (as rtl.router's _FlitBuffer): head = the adc register; a beat leaving E6
-        # goes to the head when it is free (same cycle timing as a plain output register), else to the tail,
-        # which stops the pipeline (adv) until the head is taken
-        tail_codes = [Signal(signed(p.adc_bits), name=f"tail_code{lane}") for lane in range(cpb)]
-        tail_last = Signal()
-        w_en = vld[-1] & adv
+        # output buffer: the adc register (head) and a FIFO of full_beats - 1 beats behind it, so a whole MVM's
+        # beats fit (the next MVM starts only after the last beat is taken) and the pipeline never waits. A beat
+        # leaving E6 goes to the head when the head is free (or taken in this cycle) and the FIFO empty (the
+        # same cycle as a plain output register: without back-pressure the FIFO stays empty), else to the FIFO
         head = [self.adc.payload.codes[lane] for lane in range(cpb)]
-        with m.If(self.adc.valid & self.adc.ready):
-            with m.If(tail_valid):
-                m.d.sync += [tail_valid.eq(0), self.adc.payload.last.eq(tail_last)]
-                m.d.sync += [hd.eq(t) for hd, t in zip(head, tail_codes, strict=True)]
-            with m.Elif(w_en):
-                m.d.sync += self.adc.payload.last.eq(lst[-1])
-                m.d.sync += [hd.eq(w) for hd, w in zip(head, w_codes, strict=True)]
+        w_beat = Cat(*w_codes, lst[-1])
+        head_free = ~self.adc.valid | self.adc.ready
+        if full_beats > 1:
+            m.submodules.ofifo = ofifo = SyncFIFO(width=len(w_beat), depth=full_beats - 1)
+            m.d.comb += [ofifo.w_data.eq(w_beat), ofifo.w_en.eq(vld[-1] & (ofifo.r_rdy | ~head_free)),
+                         ofifo.r_en.eq(head_free)]
+            from_fifo, fifo_beat = ofifo.r_rdy, ofifo.r_data
+        else:  # one beat per MVM: the head holds it
+            from_fifo, fifo_beat = Const(0, 1), w_beat
+        with m.If(head_free):
+            with m.If(from_fifo):
+                m.d.sync += [self.adc.valid.eq(1), Cat(*head, self.adc.payload.last).eq(fifo_beat)]
+            with m.Elif(vld[-1]):
+                m.d.sync += [self.adc.valid.eq(1), Cat(*head, self.adc.payload.last).eq(w_beat)]
             with m.Else():
                 m.d.sync += self.adc.valid.eq(0)
-        with m.Elif(w_en):
-            with m.If(self.adc.valid):
-                m.d.sync += [tail_valid.eq(1), tail_last.eq(lst[-1])]
-                m.d.sync += [t.eq(w) for t, w in zip(tail_codes, w_codes, strict=True)]
-            with m.Else():
-                m.d.sync += [self.adc.valid.eq(1), self.adc.payload.last.eq(lst[-1])]
-                m.d.sync += [hd.eq(w) for hd, w in zip(head, w_codes, strict=True)]
         with m.If(clear):
             m.d.sync += self.err.eq(0)
         return m
