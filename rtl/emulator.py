@@ -228,16 +228,30 @@ class ArrayEmulator(wiring.Component):
             "err": Out(1),
         })
 
+    def word_address(self, array_row, group):
+        """Memory word of one row of one column group: ``array_row * groups + group``, ``array_row = array *
+        rows + row`` (module docstring), for ints (the init) or Amaranth values (the write and read ports: a
+        ``Cat`` when ``groups`` is a power of two, no multiplier). The one place of the word layout."""
+        groups = self.params.array_cols // self.params.cols_per_adc_beat
+        if isinstance(array_row, int) and isinstance(group, int):
+            return array_row * groups + group
+        if groups == 1:
+            return array_row
+        if groups & (groups - 1) == 0:
+            return Cat(group[:(groups - 1).bit_length()], array_row)
+        return array_row * groups + group
+
     def _words(self) -> list[int]:
-        """Memory init: word ``(a * rows + r) * groups + b`` holds codes ``[a, r, b*cpb : (b+1)*cpb]``."""
+        """Memory init: word :meth:`word_address` ``(a * rows + r, b)`` holds codes ``[a, r, b*cpb : (b+1)*cpb]``."""
         p, gb, cpb = self.params, self.g_bits, self.params.cols_per_adc_beat
         mask = (1 << gb) - 1
-        words = []
+        groups = p.array_cols // cpb
+        words = [0] * (p.arrays_per_tile * p.array_rows * groups)
         for a in range(p.arrays_per_tile):
             for r in range(p.array_rows):
-                for b in range(p.array_cols // cpb):
-                    words.append(sum((int(c) & mask) << (gb * j)
-                                     for j, c in enumerate(self.init[a, r, b * cpb:(b + 1) * cpb])))
+                for b in range(groups):
+                    words[self.word_address(a * p.array_rows + r, b)] = sum(
+                        (int(c) & mask) << (gb * j) for j, c in enumerate(self.init[a, r, b * cpb:(b + 1) * cpb]))
         return words
 
     def elaborate(self, platform):
@@ -278,12 +292,10 @@ class ArrayEmulator(wiring.Component):
         # cell (array, row, col) -> word (array * rows + row) * groups + col // cpb, lane col % cpb
         if pow2 and cpb & (cpb - 1) == 0:
             lb = (cpb - 1).bit_length()
-            w_lane, w_grp = cell_col[:lb], cell_col[lb:lb + (full_beats - 1).bit_length()]
-            w_addr = Cat(w_grp, cell_row) if full_beats > 1 else cell_row
+            w_lane, w_grp = cell_col[:lb], cell_col[lb:]
         else:
             w_lane, w_grp = cell_col % cpb, cell_col // cpb
-            w_addr = cell_row * full_beats + w_grp
-        m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(Cat(*[wr_data[:gb]] * cpb))]
+        m.d.comb += [wp.addr.eq(self.word_address(cell_row, w_grp)), wp.data.eq(Cat(*[wr_data[:gb]] * cpb))]
         # a cell outside the array (column >= cols, row >= rows: possible when they are not powers of two) is
         # dropped, as before the column groups, instead of landing in another row's word
         in_array = (Const(1, 1) if cols & (cols - 1) == 0 and rows & (rows - 1) == 0
@@ -337,10 +349,7 @@ class ArrayEmulator(wiring.Component):
         step = Signal()        # the row counter advances (a word read, a row's products enter the pipeline)
         in_flight = Signal(2)  # groups started, not yet issued to the ADC (at most 2: accumulators + hold)
         row_index = sel * rows + r if p.arrays_per_tile > 1 else r
-        if pow2:
-            m.d.comb += rp.addr.eq(Cat(gm[:(full_beats - 1).bit_length()], row_index) if full_beats > 1 else row_index)
-        else:
-            m.d.comb += rp.addr.eq(row_index * full_beats + gm)
+        m.d.comb += rp.addr.eq(self.word_address(row_index, gm))
         v1, first1, last1 = Signal(), Signal(), Signal()
         v1b, first1b, last1b = Signal(), Signal(), Signal()
         v1c, first1c, last1c = Signal(), Signal(), Signal()
