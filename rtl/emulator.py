@@ -38,12 +38,14 @@ and the 4-to-1 accumulator-group select dominated nextpnr's congestion).
   overlaps the ADC of group ``b`` and back-pressure never overwrites a finished group.
 - **ADC**: a 7-stage pipeline **without an enable** (it never stalls: stop 16; its enable, the output
   buffer's ``~tail_valid``, fanned out to 1,420 flip-flops, the whole prototype's slowest paths at 74.9 MHz):
-  E0 takes the group's accumulators, E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]``
-  (two registered constants, chosen by ``acc[shift]``) and sums the 4 bytes of each of the
+  E0 takes the group's accumulators (and the AND-OR of each 4-bit slice with the one-hot of ``shift``),
+  E1 picks the round-half-even addend ``2**(shift-1) - 1 + acc[shift]``
+  (two registered constants, chosen by ``acc[shift]``, the OR of E0's slices) and sums the 4 bytes of each of the
   ``cols_per_adc_beat`` xorshift32 generators' states (the generators are kept one step ahead of the golden
   model's and step at the end of E1, enabled by a flip-flop), E2 adds the addend (and the noise
-  multiplier's input register takes the noise sum and ``sigma``), E3 shifts (the multiplier's output
-  register: the noise times ``sigma``), E4 (the fabric product register ``npp``), E5 rounds the noise (and
+  multiplier's input register takes the noise sum and ``sigma``), E3 shifts by ``shift``'s multiple of 4 (the
+  multiplier's output register: the noise times ``sigma``), E4 by the rest (the fabric product register
+  ``npp``), E5 rounds the noise (and
   clamps the sum to the ADC range widened by the noise's: same result, a short E6 add), E6 adds and
   saturates into the output buffer: the ``adc`` register and, behind it, a FIFO of ``groups - 1`` beats
   (:class:`amaranth.lib.fifo.SyncFIFO`, LUT RAM), so one MVM's beats always fit (the next MVM starts only
@@ -346,7 +348,11 @@ class ArrayEmulator(wiring.Component):
         gm = Signal(range(max(2, full_beats)), name="mac_group")
         running = Signal()     # groups left to start in this MVM
         r_zero = Signal(init=1)  # r == 0
-        step = Signal()        # the row counter advances (a word read, a row's products enter the pipeline)
+        # the row counter advances (a word read, a row's products enter the pipeline): a flip-flop, loaded with its
+        # next value (below), so its fan-out (the DAC buffer's rows x dac_bits enables, the counters) starts at a
+        # flip-flop (issue 19: r_zero -> running -> step LUTs -> DAC buffer enable was the whole prototype's
+        # critical path after the ADC's enable went, 12.35 ns routed, the emulator's logic spans the die)
+        step = Signal()
         in_flight = Signal(2)  # groups started, not yet issued to the ADC (at most 2: accumulators + hold)
         row_index = sel * rows + r if p.arrays_per_tile > 1 else r
         m.d.comb += rp.addr.eq(self.word_address(row_index, gm))
@@ -391,7 +397,7 @@ class ArrayEmulator(wiring.Component):
         t_r = [Signal(signed(acc_w + 1), name=f"t{lane}") for lane in range(cpb)]
         s_r = [Signal(signed(11), name=f"s{lane}") for lane in range(cpb)]
         sg_r = [Signal(signed(SIGMA_BITS + 1), name=f"sg{lane}") for lane in range(cpb)]
-        q_r = [Signal(signed(acc_w), name=f"q{lane}") for lane in range(cpb)]
+        q_r = [Signal(signed(acc_w + 1), name=f"q{lane}") for lane in range(cpb)]
         q4_r = [Signal(signed(acc_w), name=f"qd{lane}") for lane in range(cpb)]
         n_r = [Signal(signed(10), name=f"n{lane}") for lane in range(cpb)]
         noise_w = len(s_r[0]) + len(sg_r[0])
@@ -411,6 +417,7 @@ class ArrayEmulator(wiring.Component):
         rotated = Cat(flat[p.dac_bits:], flat[:p.dac_bits])
         dw = p.dac_bits * rpb
         arr_beats = adc_beats[sel] if p.arrays_per_tile > 1 else adc_beats[0]
+        load_last = Signal()  # the burst's last DAC beat is accepted: the MVM starts
         with m.FSM():
             with m.State("LOAD"):
                 m.d.comb += self.dac.ready.eq(1)
@@ -421,7 +428,8 @@ class ArrayEmulator(wiring.Component):
                         for w in range(n_dac_words):
                             with m.If(nw <= w):
                                 m.d.sync += dbuf[w].eq(0)
-                        m.d.sync += [r.eq(0), r_zero.eq(1), gm.eq(0), running.eq(1), lat.eq(0), n_words.eq(0), g.eq(0),
+                        m.d.comb += load_last.eq(1)
+                        m.d.sync += [r.eq(0), gm.eq(0), lat.eq(0), n_words.eq(0), g.eq(0),
                                      lat_ok.eq(int(lat0 >= self.min_latency))]
                         if p.arrays_per_tile > 1:
                             m.d.sync += sel.eq(self.dac.payload.array)
@@ -441,22 +449,25 @@ class ArrayEmulator(wiring.Component):
         # overwrite the accumulators (see the hand-over below)
         # (r_zero == (r == 0), a flip-flop: step, which enables the DAC buffer's rows x dac_bits flip-flops, is one
         # LUT of flip-flops; the 1 x 1 top's run with the compare had it at 10.0 ns)
-        m.d.comb += step.eq(running & (~r_zero | ~in_flight[1]))
+        # step == running & (~r_zero | ~in_flight[1]) in every cycle, held in a flip-flop: computed from the next
+        # values of running, r_zero and in_flight
         start = Signal()
         m.d.comb += start.eq(step & r_zero)
+        running_n, r_zero_n, in_flight_n = Signal(), Signal(), Signal(2)
+        r_end = r == rows - 1
+        m.d.comb += [
+            running_n.eq(Mux(load_last, 1, Mux(step & r_end & (gm + 1 == arr_beats), 0, running))),
+            r_zero_n.eq(Mux(load_last, 1, Mux(step, r_end, r_zero))),
+            in_flight_n.eq(Mux(start & ~issue, in_flight + 1, Mux(~start & issue, in_flight - 1, in_flight))),
+        ]
+        m.d.sync += [running.eq(running_n), r_zero.eq(r_zero_n), in_flight.eq(in_flight_n),
+                     step.eq(running_n & (~r_zero_n | ~in_flight_n[1]))]
         with m.If(step):
             m.d.sync += [dbuf[w].eq(rotated[w * dw:(w + 1) * dw]) for w in range(n_dac_words)]
-            m.d.sync += r_zero.eq(r == rows - 1)
-            with m.If(r == rows - 1):
+            with m.If(r_end):
                 m.d.sync += [r.eq(0), gm.eq(gm + 1)]
-                with m.If(gm + 1 == arr_beats):
-                    m.d.sync += running.eq(0)
             with m.Else():
                 m.d.sync += r.eq(r + 1)
-        with m.If(start & ~issue):
-            m.d.sync += in_flight.eq(in_flight + 1)
-        with m.Elif(~start & issue):
-            m.d.sync += in_flight.eq(in_flight - 1)
 
         # MAC pipeline registers: read (c_r, d0) -> operands (c2, d) -> multiplier input -> multiplier output
         # -> pp -> accumulate (the first row of a group loads, the others add)
@@ -507,7 +518,8 @@ class ArrayEmulator(wiring.Component):
         bias0, bias1 = Signal(acc_w, name="bias0", init=b0), Signal(acc_w, name="bias1", init=b0 + 1)
         # bit k set iff S == k >= 1 (S = 0: no parity bit; S = acc_w: the parity does not change the result)
         shift_1h = Signal(acc_w, name="shift_1h", init=(1 << s0) if 1 <= s0 < acc_w else 0)
-        m.d.sync += [bias0.eq(bias_lut[shift]), bias1.eq(bias_lut[shift] + 1)]
+        bias1_lut = Array(Const((((1 << (k - 1)) - 1) if k else 0) + 1, acc_w) for k in range(acc_w + 1))
+        m.d.sync += [bias0.eq(bias_lut[shift]), bias1.eq(bias1_lut[shift])]  # no adder after the select (11.7 ns)
         m.d.sync += [shift_1h[k].eq(shift == k) for k in range(1, acc_w)]
         lim = 1 << (p.adc_bits - 1)
         # the generators are kept one step ahead (reset, SEED: xorshift32 of the seed; golden: reseed then one
@@ -533,7 +545,13 @@ class ArrayEmulator(wiring.Component):
         m.d.sync += [lst[i + 1].eq(lst[i]) for i in range(ADC_STAGES - 2)]
         for lane in range(cpb):
             a = sel_r[lane]
-            odd = (a.as_unsigned() & shift_1h).any()  # a[S] for S >= 1, else 0
+            # a[S] for S >= 1, else 0: E0 registers the AND-OR of each 4-bit slice (from the group's source, beside
+            # sel_r) and E1 ORs the slices and picks the bias (issue 19: the 22-bit AND-OR and the pick in E1 alone,
+            # 12.0 ns routed in the whole prototype)
+            src = Mux(h_v, h[lane], accs[lane]).as_unsigned()
+            parts = [Signal(name=f"odd{lane}_{k}") for k in range(0, acc_w, 4)]
+            m.d.sync += [pt.eq((src[k * 4:k * 4 + 4] & shift_1h[k * 4:k * 4 + 4]).any()) for k, pt in enumerate(parts)]
+            odd = Cat(*parts).any()
             byte_sum = sum(lanes[lane][8 * b:8 * b + 8] for b in range(NOISE_BYTES))
             m.d.sync += [
                 # E0 (loads every cycle; the beat's values are those of its issue cycle)
@@ -545,9 +563,10 @@ class ArrayEmulator(wiring.Component):
                 # E2
                 t_r[lane].eq(a_r[lane] + b_r[lane]),
                 # E3 (E2 .. E4: the noise product's input, output and npp registers)
-                q_r[lane].eq(t_r[lane] >> shift),
+                # E3 shifts by S's multiple of 4, E4 by the rest (issue 19: a 23-to-1 select per bit in one stage)
+                q_r[lane].eq(t_r[lane] >> Cat(Const(0, 2), shift[2:])),
                 # E4, E5
-                q4_r[lane].eq(q_r[lane]),
+                q4_r[lane].eq(q_r[lane] >> shift[:2]),
                 q5_r[lane].eq(Mux(q4_r[lane] > q_hi, q_hi, Mux(q4_r[lane] < q_lo, q_lo, q4_r[lane]))),
                 n_r[lane].eq((nprod2[lane] + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT),
             ]
