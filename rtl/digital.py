@@ -495,13 +495,12 @@ class DigitalDatapath(wiring.Component):
         # ---- run control: one run of n_pixels vectors; with two_layers, per round a run of n_vectors0 vectors of
         # slot 0 then a run of n_vectors1 of slot 1 (each drains before the next: the requantizer's shift/relu
         # follow the slot)
-        def launch(sl: int, pix, pix_one_):
-            """A run of slot ``sl`` with ``pix`` vectors: the configuration sampled here, the sequencer's registers
-            loaded above (``go``)."""
+        def launch(sl: int):
+            """A run of slot ``sl``: the configuration sampled here, the sequencer's registers loaded above (``go``,
+            with the vector count ``go_pix``)."""
             kq = self.k_terms1 if sl else self.k_terms
             cq = self.c_out1 if sl else self.c_out
             wq = self.w_base1 if sl else 0
-            m.d.comb += [go.eq(1), go_sl.eq(sl), go_pix.eq(pix), go_pix_one.eq(pix_one_)]
             return [k_cfg.eq(kq), km2_cfg.eq(kq - 2), k_one.eq(k_is1[sl]),
                     c_cfg.eq(cq), c_cfg_le.eq(c_le[sl]), wb_cfg.eq(wq), cb_cfg.eq(self.coef_base1 if sl else 0),
                     slot.eq(sl)]
@@ -520,20 +519,30 @@ class DigitalDatapath(wiring.Component):
         running_n = Mux(go, 1, Mux(issue & run_end, 0, running))
         m.d.sync += drained.eq(~running_n & ~Mux(adv, issue, s1_valid) & ~Mux(adv, s1_valid, s2_valid)
                                & ~s3_valid_n & ~res_valid_n & ~rq.busy_next)
+        # ``go`` from four flip-flops in one LUT (issue 19, 1 x 1 top: the FSM state -> its decode (fan-out ~100,
+        # 3.1 ns route) -> go -> the sequencer's enables -> pix_left was the critical path, 11.1 ns): chk_last is
+        # "state CHECK in its last cycle", go_run_ok "state RUN with another run to launch" (two & ~(slot & seq_one)),
+        # both set with the state; same value every cycle as the state decode they replace
+        chk_last = Signal(name="chk_last")
+        go_run_ok = Signal(name="go_run_ok")
+        m.d.comb += [go.eq((chk_last & cfg_ok_r) | (drained & go_run_ok)), go_sl.eq(go_run_ok & ~slot),
+                     go_pix.eq(Mux(go_run_ok, Mux(slot, self.n_vectors0, self.n_vectors1),
+                                   Mux(self.two_layers, self.n_vectors0, self.n_pixels))),
+                     go_pix_one.eq(Mux(go_run_ok, Mux(slot, nv_is1[0], nv_is1[1]),
+                                       Mux(self.two_layers, nv_is1[0], np_is1)))]
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += chk.eq(0)
+                    m.d.sync += [chk.eq(0), chk_last.eq(DIGITAL_CHECK_CYCLES == 1)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 # DIGITAL_CHECK_CYCLES cycles; in the last one cfg_ok_r holds the check of the ports sampled at start
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += chk.eq(chk + 1)
-                with m.If(chk != DIGITAL_CHECK_CYCLES - 1):
+                m.d.sync += [chk.eq(chk + 1), chk_last.eq(chk + 2 == DIGITAL_CHECK_CYCLES)]
+                with m.If(~chk_last):                           # (chk != DIGITAL_CHECK_CYCLES - 1)
                     pass
                 with m.Elif(cfg_ok_r):
-                    m.d.sync += launch(0, Mux(self.two_layers, self.n_vectors0, self.n_pixels),
-                                       Mux(self.two_layers, nv_is1[0], np_is1)) + [
+                    m.d.sync += launch(0) + [go_run_ok.eq(self.two_layers),
                         two.eq(self.two_layers), seq_left.eq(self.n_pixels), seq_one.eq(np_is1),
                         self.done.eq(0), self.err_config.eq(0), self.err_x_last.eq(0),
                         self.cycles0.eq(0), self.cycles1.eq(0),
@@ -550,11 +559,11 @@ class DigitalDatapath(wiring.Component):
                     with m.Else():
                         m.d.sync += self.cycles0.eq(self.cycles0 + 1)
                 with m.If(drained):
-                    with m.If(two & ~slot):
-                        m.d.sync += launch(1, self.n_vectors1, nv_is1[1])
-                    with m.Elif(two & ~seq_one):
-                        m.d.sync += launch(0, self.n_vectors0, nv_is1[0]) + [seq_left.eq(seq_left - 1),
-                                                                             seq_one.eq(seq_left == 2)]
+                    with m.If(go_run_ok & ~slot):                # two & ~slot
+                        m.d.sync += launch(1) + [go_run_ok.eq(~seq_one)]
+                    with m.Elif(go_run_ok):                      # two & ~seq_one
+                        m.d.sync += launch(0) + [seq_left.eq(seq_left - 1), seq_one.eq(seq_left == 2),
+                                                 go_run_ok.eq(1)]
                     with m.Else():
                         m.d.sync += [self.done.eq(1), slot.eq(0)]
                         m.next = "IDLE"
