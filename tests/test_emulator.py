@@ -99,6 +99,9 @@ def test_conductance_codes_default_shift_fills_range():
 
 
 # ------------------------------------------------------------------------- RTL co-simulation
+COSIM_MIN_LATENCY = 7  # of the co-simulated emulator: its beat cycles are emulator_beat_cycles(32, beats, 7)
+
+
 @pytest.fixture(scope="module")
 def emulator_verilog(tmp_path_factory):
     from rtl.emulator import ArrayEmulator
@@ -106,7 +109,7 @@ def emulator_verilog(tmp_path_factory):
     from rtl.params import TileParams
 
     out = tmp_path_factory.mktemp("emu")
-    emu = ArrayEmulator(TileParams.from_spec(SPEC), min_latency=7)
+    emu = ArrayEmulator(TileParams.from_spec(SPEC), min_latency=COSIM_MIN_LATENCY)
     return write_verilog(emu, "aimc_array_emulator", out, SPEC, icarus=True, debug=False), out
 
 
@@ -125,13 +128,26 @@ def _cosim(emulator_verilog, tmp_path, **env):
                                                       (7, 90, 1.0, 3), (4, 90, 0.6, 2)])
 def test_emulator_cosim_bit_exact(emulator_verilog, tmp_path, seed, sigma, prob, beats):
     """Icarus: 40 MVMs (random codes, 1-4 DAC beats) equal the golden model bit for bit, noise off and on, with
-    ADC_BEATS = 4 (all column groups), 3 and 2 (the seed draws it), with 40 % back-pressure on adc.ready and
-    dac.valid; without back-pressure every beat's cycle equals emulator_beat_cycles (45, 77, 109, 141 on tiny)."""
-    s = _cosim(emulator_verilog, tmp_path, seed=seed, sigma=sigma, p=prob, mvms=40)
-    print(seed, sigma, prob, s)
-    assert s["mvms"] == 40 and s["compared"] == 40 * 8 * beats
+    ADC_BEATS = 4 (all column groups), 3 and 2, with 40 % back-pressure on adc.ready and dac.valid; without
+    back-pressure every beat's cycle equals emulator_beat_cycles (45, 77, 109, 141 on tiny), with it none is
+    earlier. Expected counts and cycles come from what the bench recorded sending (its ADC_BEATS write, its DAC
+    bursts), not from replaying its random draws."""
+    from archmodel.golden.emulator import emulator_beat_cycles
+
+    s = _cosim(emulator_verilog, tmp_path, seed=seed, sigma=sigma, p=prob, mvms=40, adc_beats=beats)
+    print(seed, sigma, prob, {k: v for k, v in s.items() if k not in ("dac_beats", "beat_cycles")})
+    assert s["mvms"] == 40 and s["adc_beats"] == beats
+    assert len(s["dac_beats"]) == 40 and set(s["dac_beats"]) == {1, 2, 3, 4}  # every burst length was sent
+    assert s["compared"] == 40 * 8 * s["adc_beats"]
     assert s["mismatches"] == 0, s["first"]
-    assert s["latency_errors"] == 0 and s["err"] == 0
+    assert s["err"] == 0
+    want = emulator_beat_cycles(SPEC.array.rows, s["adc_beats"], COSIM_MIN_LATENCY)
+    assert [len(c) for c in s["beat_cycles"]] == [s["adc_beats"]] * 40
+    if prob >= 1.0:
+        assert all(c == want for c in s["beat_cycles"]), s["beat_cycles"][:3]
+    else:  # back-pressure only delays: each beat no earlier than without it, and some later
+        assert all(c >= w for cs in s["beat_cycles"] for c, w in zip(cs, want, strict=True))
+        assert any(cs != want for cs in s["beat_cycles"])
 
 
 def test_emulator_fault_in_one_weight_is_caught(emulator_verilog, tmp_path):
