@@ -4,7 +4,9 @@ Both variants of :func:`rtl.ecp5.registered_multiplier` are built side by side i
 to Verilog and run in Icarus with the simulation model, on 400 cycles of random signed operands and a
 random clock enable; both outputs are checked against a cycle model written here in Python (two
 enabled clocks from operands to product), so a wrong latency, sign extension or enable in either
-fails."""
+fails. Two shapes: the emulator's narrow one (9 x 11 bits, 20-bit product) and the primitive's full one
+(18 x 18 bits, all 36 product bits P[35:0], every pair of the extreme operands -131072, -131071, -1, 0, 1,
+131071 first)."""
 
 from __future__ import annotations
 
@@ -21,18 +23,18 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.ecp5 import SIM_MODEL, registered_multiplier, write_sim_model
 
-A_BITS, B_BITS, WIDTH = 9, 11, 20
-
 
 class _Both(wiring.Component):
-    def __init__(self):
-        super().__init__({"a": In(signed(A_BITS)), "b": In(signed(B_BITS)), "ce": In(1),
-                          "p_beh": Out(signed(WIDTH)), "p_ecp5": Out(signed(WIDTH))})
+    def __init__(self, a_bits: int, b_bits: int, width: int):
+        self.width = width
+        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)), "ce": In(1),
+                          "p_beh": Out(signed(width)), "p_ecp5": Out(signed(width))})
 
     def elaborate(self, platform):
         m = Module()
-        pb = registered_multiplier(m, "beh", self.a, self.b, ce=self.ce, width=WIDTH, primitive="behavioral")
-        pe = registered_multiplier(m, "dsp", self.a, self.b, ce=self.ce, width=WIDTH, primitive="ecp5")
+        w = self.width
+        pb = registered_multiplier(m, "beh", self.a, self.b, ce=self.ce, width=w, primitive="behavioral")
+        pe = registered_multiplier(m, "dsp", self.a, self.b, ce=self.ce, width=w, primitive="ecp5")
         m.d.comb += [self.p_beh.eq(pb), self.p_ecp5.eq(pe)]
         return m
 
@@ -48,7 +50,11 @@ def _reference(a, b, ce):
     return np.array(out)
 
 
-def test_mult18x18d_model_equals_behavioral_registers(tmp_path):
+EXTREMES_18 = (-131072, -131071, -1, 0, 1, 131071)  # 18-bit signed: most negative .. most positive
+
+
+@pytest.mark.parametrize("a_bits, b_bits, width", [(9, 11, 20), (18, 18, 36)])
+def test_mult18x18d_model_equals_behavioral_registers(tmp_path, a_bits, b_bits, width):
     iverilog = shutil.which("iverilog")
     if iverilog is None:
         if os.environ.get("CI") == "true":
@@ -56,11 +62,15 @@ def test_mult18x18d_model_equals_behavioral_registers(tmp_path):
         pytest.skip("iverilog not installed")
     rng = np.random.default_rng(19)
     n = 400
-    a = rng.integers(-(1 << (A_BITS - 1)), 1 << (A_BITS - 1), n)
-    b = rng.integers(-(1 << (B_BITS - 1)), 1 << (B_BITS - 1), n)
-    a[:4], b[:4] = -(1 << (A_BITS - 1)), -(1 << (B_BITS - 1))  # the most negative operands: sign extension
+    a = rng.integers(-(1 << (a_bits - 1)), 1 << (a_bits - 1), n)
+    b = rng.integers(-(1 << (b_bits - 1)), 1 << (b_bits - 1), n)
     ce = (rng.random(n) < 0.7).astype(int)
-    dut = _Both()
+    a[:4], b[:4] = -(1 << (a_bits - 1)), -(1 << (b_bits - 1))  # the most negative operands: sign extension
+    if width == 36:  # every pair of extremes, enabled: -131072 * -131072 = 2**34 sets P[34], a negative P[35]
+        pairs = [(x, y) for x in EXTREMES_18 for y in EXTREMES_18]
+        a[4:4 + len(pairs)], b[4:4 + len(pairs)] = zip(*pairs, strict=True)
+        ce[:4 + len(pairs) + 2] = 1
+    dut = _Both(a_bits, b_bits, width)
     (tmp_path / "both.v").write_text(verilog.convert(dut, name="both", emit_src=False))
     model = write_sim_model(tmp_path)
     assert model.read_text() == SIM_MODEL
@@ -69,9 +79,9 @@ def test_mult18x18d_model_equals_behavioral_registers(tmp_path):
     (tmp_path / "tb.v").write_text(f"""`timescale 1ns/1ps
 module tb;
   reg clk = 0, rst = 0, ce = 0;
-  reg signed [{A_BITS - 1}:0] a = 0;
-  reg signed [{B_BITS - 1}:0] b = 0;
-  wire signed [{WIDTH - 1}:0] p_beh, p_ecp5;
+  reg signed [{a_bits - 1}:0] a = 0;
+  reg signed [{b_bits - 1}:0] b = 0;
+  wire signed [{width - 1}:0] p_beh, p_ecp5;
   both dut(.clk(clk), .rst(rst), .a(a), .b(b), .ce(ce), .p_beh(p_beh), .p_ecp5(p_ecp5));
   initial begin
 {stim}
@@ -86,6 +96,8 @@ endmodule
     assert got.shape == (n, 2)
     want = _reference(a, b, ce)
     assert want[10:].any() and (want < 0).any()
+    if width == 36:  # the extremes reached the output: the top product bits were compared
+        assert want.max() == 1 << 34 and want.min() == -131072 * 131071 and (want == 131071 ** 2).any()
     np.testing.assert_array_equal(got[:, 0], want)   # the Amaranth registers
     np.testing.assert_array_equal(got[:, 1], want)   # the MULT18X18D instance with the simulation model
 
