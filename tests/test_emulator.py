@@ -262,22 +262,30 @@ def test_cli_verilog_emulate_arrays_writes_prototype(tmp_path, capsys, monkeypat
     assert "MULT18X18D" in (tmp_path / "v" / "aimc_prototype.v").read_text()
 
 
-async def _mvm_amaranth(ctx, dut, d) -> list[int]:
+async def _mvm_amaranth(ctx, dut, d, max_cycles: int = 2_000) -> list[int]:
     """Amaranth testbench step: send DAC codes ``d`` (8 per beat, ``last`` on the final one) and collect the ADC
-    codes of every beat up to ``last`` (``adc.ready`` is the caller's)."""
+    codes of every beat up to ``last`` (``adc.ready`` is the caller's). AssertionError (the simulation stops, the
+    test fails instead of hanging) if a DAC beat waits, or ``last`` does not come, for ``max_cycles`` cycles."""
     nb = len(d) // 8
     for b in range(nb):
         ctx.set(dut.dac.payload, {"codes": [int(x) for x in d[b * 8:b * 8 + 8]], "last": int(b == nb - 1)})
         ctx.set(dut.dac.valid, 1)
-        await ctx.tick().until(dut.dac.ready)
+        for _ in range(max_cycles):
+            *_, ready = await ctx.tick().sample(dut.dac.ready)
+            if ready:
+                break
+        else:
+            raise AssertionError(f"DAC beat {b} of {nb} not accepted within {max_cycles} cycles")
     ctx.set(dut.dac.valid, 0)
     got = []
-    while True:
+    for _ in range(max_cycles):
         await ctx.tick()
         if ctx.get(dut.adc.valid):
             got += list(ctx.get(dut.adc.payload.codes))
             if ctx.get(dut.adc.payload.last):
                 return got
+    raise AssertionError(f"no ADC beat with last within {max_cycles} cycles of the last DAC beat "
+                         f"({len(got) // 8} beats without it)")
 
 
 def test_emulator_init_codes_amaranth_sim():
@@ -377,7 +385,10 @@ def test_emulator_adc_beats_out_of_range_means_all_groups_amaranth_sim():
             await ctx.tick()
             ctx.set(dut.wr_en, 0)
             await ctx.tick().repeat(3)
-            got = await _mvm_amaranth(ctx, dut, d)
+            try:  # bounded: an unclamped ADC_BEATS never ends the MVM (four beats, none with last)
+                got = await _mvm_amaranth(ctx, dut, d, max_cycles=400)  # last beat at 141 (min_latency 7)
+            except AssertionError as exc:
+                raise AssertionError(f"ADC_BEATS written as {beats}: {exc}") from None
             extra = 0
             for _ in range(200):
                 await ctx.tick()
