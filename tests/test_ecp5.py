@@ -11,6 +11,7 @@ fails. Two shapes: the emulator's narrow one (9 x 11 bits, 20-bit product) and t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -140,3 +141,36 @@ def test_cli_lint_prototype_with_sim_model(tmp_path, capsys, monkeypatch):
     assert "verilator --lint-only -Wall: 1 files clean" in capsys.readouterr().out
     assert (out / "aimc_prototype.v").read_text().count("MULT18X18D ") == 64
     assert (out / "ecp5_mult18x18d_sim.v").read_text() == SIM_MODEL
+
+
+@pytest.mark.slow
+def test_cli_behavioral_multipliers_portable_verilog(tmp_path, capsys, monkeypatch):
+    """``aimc verilog --emulate-arrays --multipliers behavioral --lint``: aimc_prototype.v without any MULT18X18D
+    (the 64 multipliers as registers around ``*``), no simulation model written, and the lint clean without one."""
+    import rtl.export
+    from mapping.cli.main import main
+
+    _require_verilator()
+    monkeypatch.setattr(rtl.export, "export_verilog", lambda spec, out, **kw: [])
+    out = tmp_path / "v"
+    assert main(["verilog", "--arch", "tiny-fpga", "--emulate-arrays", "--multipliers", "behavioral", "--lint",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "verilator --lint-only -Wall: 1 files clean" in printed
+    assert "multipliers: behavioral" in printed and "ecp5_mult18x18d_sim.v" not in printed
+    text = (out / "aimc_prototype.v").read_text()
+    assert "MULT18X18D" not in text  # 16 per emulator as registered_multiplier's behavioural '*' instead:
+    assert len(re.findall(r"\$signed\((n?mul\d+)_a\) \* \$signed\(\1_b\)", text)) == 64
+    assert sorted(p.name for p in out.iterdir()) == ["aimc_prototype.lpf", "aimc_prototype.v", "ports.md",
+                                                     "regmap.md"]
+
+
+def test_cli_multipliers_needs_emulate_arrays(tmp_path, capsys):
+    """``--multipliers`` without ``--emulate-arrays``: one error line, exit 1, nothing written."""
+    from mapping.cli.main import main
+
+    out = tmp_path / "v"
+    assert main(["verilog", "--arch", "tiny", "--multipliers", "behavioral", "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == ("aimc: error: --multipliers needs --emulate-arrays (it picks the "
+                                               "emulators' multipliers)")
+    assert not out.exists()
