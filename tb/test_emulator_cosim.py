@@ -2,15 +2,19 @@
 
 Parameters (environment): ``AIMC_EMU_SEED`` (stimulus and noise seed), ``AIMC_EMU_SIGMA`` (noise
 scale, 0 = off), ``AIMC_EMU_MVMS``, ``AIMC_EMU_P`` (probability of ``adc.ready`` and of a
-``dac.valid`` beat per cycle; 1 = no back-pressure, then the cycle of every ADC beat of every MVM
-is checked against :func:`archmodel.golden.emulator.emulator_beat_cycles`, whose first equals
-:func:`archmodel.golden.emulator.emulator_latency_cycles`), ``AIMC_EMU_FAULT`` (``row,col``:
+``dac.valid`` beat per cycle; 1 = no back-pressure), ``AIMC_EMU_ADC_BEATS`` (the ``ADC_BEATS`` value
+written, 1 .. groups; default: drawn from the seed), ``AIMC_EMU_FAULT`` (``row,col``:
 the RTL memory gets that conductance code negated-and-offset over the bus after the golden model
 was loaded, so the checker must see mismatches), ``AIMC_EMU_OUT`` (folder for the JSON result).
 
 The testbench loads random conductance codes over the write port, sets ``SHIFT``, ``SIGMA``,
 ``SEED`` and ``ADC_BEATS``, then runs MVMs with random DAC codes and a random number of DAC beats,
-and compares every ADC beat with :class:`archmodel.golden.emulator.EmulatorModel`.
+and compares every ADC beat with :class:`archmodel.golden.emulator.EmulatorModel`. The JSON records
+what was sent and seen, so a caller needs no replay of the bench's random draws: ``adc_beats`` (the
+value written), ``dac_beats`` (DAC beats of each MVM) and ``beat_cycles`` (for each MVM, the cycle of
+each accepted ADC beat counted from the cycle that accepted the ``last`` DAC beat; without
+back-pressure they must equal :func:`archmodel.golden.emulator.emulator_beat_cycles`, checked by
+``tests/test_emulator.py``), plus the counts ``mvms``, ``compared``, ``mismatches`` and ``err``.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly
 
-from archmodel.golden.emulator import EmulatorModel, emulator_beat_cycles, emulator_latency_cycles
-from archmodel.spec import array_mvm_cycles, load_spec
+from archmodel.golden.emulator import EmulatorModel
+from archmodel.spec import load_spec
 from rtl.emulator import REG_ADC_BEATS, REG_SEED, REG_SHIFT, REG_SIGMA, address_map
 from rtl.params import TileParams
 from rtl.tile_controller import adc_beat_layout, dac_beat_layout
@@ -57,7 +61,8 @@ async def test_emulator_vs_golden(dut):
 
     codes = rng.integers(-127, 128, (1, p.array_rows, p.array_cols))
     beats_full = p.array_cols // p.cols_per_adc_beat
-    n_beats = int(rng.integers(1, beats_full + 1))
+    forced = os.environ.get("AIMC_EMU_ADC_BEATS")
+    n_beats = int(forced) if forced else int(rng.integers(1, beats_full + 1))
     model = EmulatorModel(codes, adc_bits=p.adc_bits, dac_bits=p.dac_bits, cols_per_adc_beat=p.cols_per_adc_beat,
                           shift=SHIFT, sigma=sigma, seed=seed, adc_beats=[n_beats])
     writes = [(am.cell(0, r, c), int(codes[0, r, c])) for r in range(p.array_rows) for c in range(p.array_cols)]
@@ -75,8 +80,8 @@ async def test_emulator_vs_golden(dut):
     dut.wr_en.value = 0
 
     dac, adc = StreamPort(dut, "dac", dac_beat_layout(p)), StreamPort(dut, "adc", adc_beat_layout(p))
-    stats = {"mvms": 0, "compared": 0, "mismatches": 0, "latency_errors": 0, "first": []}
-    min_lat = array_mvm_cycles(spec) + 1
+    stats = {"mvms": 0, "compared": 0, "mismatches": 0, "first": [], "adc_beats": n_beats, "dac_beats": [],
+             "beat_cycles": []}
     for mvm in range(n_mvm):
         nb = int(rng.integers(1, p.array_rows // p.rows_per_dac_beat + 1))
         d = rng.integers(-(1 << (p.dac_bits - 1)), 1 << (p.dac_bits - 1), nb * p.rows_per_dac_beat)
@@ -111,14 +116,13 @@ async def test_emulator_vs_golden(dut):
             await clock.edge
         adc.ready.value = 0
         stats["mvms"] += 1
+        stats["dac_beats"].append(nb)
+        stats["beat_cycles"].append(cycles)
         stats["compared"] += len(expected)
         bad = int(np.sum(np.array(got) != expected)) if len(got) == len(expected) else len(expected)
         stats["mismatches"] += bad
         if bad and len(stats["first"]) < 3:
             stats["first"].append(f"MVM {mvm}: got {got[:8]}, expected {list(expected[:8])}")
-        want = emulator_beat_cycles(p.array_rows, n_beats, min_lat)
-        if prob >= 1.0 and (cycles != want or cycles[0] != emulator_latency_cycles(p.array_rows, min_lat)):
-            stats["latency_errors"] += 1
     await ReadOnly()
     stats["err"] = int(dut.err.value)
     out = os.environ.get("AIMC_EMU_OUT")

@@ -99,6 +99,9 @@ def test_conductance_codes_default_shift_fills_range():
 
 
 # ------------------------------------------------------------------------- RTL co-simulation
+COSIM_MIN_LATENCY = 7  # of the co-simulated emulator: its beat cycles are emulator_beat_cycles(32, beats, 7)
+
+
 @pytest.fixture(scope="module")
 def emulator_verilog(tmp_path_factory):
     from rtl.emulator import ArrayEmulator
@@ -106,7 +109,7 @@ def emulator_verilog(tmp_path_factory):
     from rtl.params import TileParams
 
     out = tmp_path_factory.mktemp("emu")
-    emu = ArrayEmulator(TileParams.from_spec(SPEC), min_latency=7)
+    emu = ArrayEmulator(TileParams.from_spec(SPEC), min_latency=COSIM_MIN_LATENCY)
     return write_verilog(emu, "aimc_array_emulator", out, SPEC, icarus=True, debug=False), out
 
 
@@ -125,13 +128,26 @@ def _cosim(emulator_verilog, tmp_path, **env):
                                                       (7, 90, 1.0, 3), (4, 90, 0.6, 2)])
 def test_emulator_cosim_bit_exact(emulator_verilog, tmp_path, seed, sigma, prob, beats):
     """Icarus: 40 MVMs (random codes, 1-4 DAC beats) equal the golden model bit for bit, noise off and on, with
-    ADC_BEATS = 4 (all column groups), 3 and 2 (the seed draws it), with 40 % back-pressure on adc.ready and
-    dac.valid; without back-pressure every beat's cycle equals emulator_beat_cycles (45, 77, 109, 141 on tiny)."""
-    s = _cosim(emulator_verilog, tmp_path, seed=seed, sigma=sigma, p=prob, mvms=40)
-    print(seed, sigma, prob, s)
-    assert s["mvms"] == 40 and s["compared"] == 40 * 8 * beats
+    ADC_BEATS = 4 (all column groups), 3 and 2, with 40 % back-pressure on adc.ready and dac.valid; without
+    back-pressure every beat's cycle equals emulator_beat_cycles (45, 77, 109, 141 on tiny), with it none is
+    earlier. Expected counts and cycles come from what the bench recorded sending (its ADC_BEATS write, its DAC
+    bursts), not from replaying its random draws."""
+    from archmodel.golden.emulator import emulator_beat_cycles
+
+    s = _cosim(emulator_verilog, tmp_path, seed=seed, sigma=sigma, p=prob, mvms=40, adc_beats=beats)
+    print(seed, sigma, prob, {k: v for k, v in s.items() if k not in ("dac_beats", "beat_cycles")})
+    assert s["mvms"] == 40 and s["adc_beats"] == beats
+    assert len(s["dac_beats"]) == 40 and set(s["dac_beats"]) == {1, 2, 3, 4}  # every burst length was sent
+    assert s["compared"] == 40 * 8 * s["adc_beats"]
     assert s["mismatches"] == 0, s["first"]
-    assert s["latency_errors"] == 0 and s["err"] == 0
+    assert s["err"] == 0
+    want = emulator_beat_cycles(SPEC.array.rows, s["adc_beats"], COSIM_MIN_LATENCY)
+    assert [len(c) for c in s["beat_cycles"]] == [s["adc_beats"]] * 40
+    if prob >= 1.0:
+        assert all(c == want for c in s["beat_cycles"]), s["beat_cycles"][:3]
+    else:  # back-pressure only delays: each beat no earlier than without it, and some later
+        assert all(c >= w for cs in s["beat_cycles"] for c, w in zip(cs, want, strict=True))
+        assert any(cs != want for cs in s["beat_cycles"])
 
 
 def test_emulator_fault_in_one_weight_is_caught(emulator_verilog, tmp_path):
@@ -246,22 +262,30 @@ def test_cli_verilog_emulate_arrays_writes_prototype(tmp_path, capsys, monkeypat
     assert "MULT18X18D" in (tmp_path / "v" / "aimc_prototype.v").read_text()
 
 
-async def _mvm_amaranth(ctx, dut, d) -> list[int]:
+async def _mvm_amaranth(ctx, dut, d, max_cycles: int = 2_000) -> list[int]:
     """Amaranth testbench step: send DAC codes ``d`` (8 per beat, ``last`` on the final one) and collect the ADC
-    codes of every beat up to ``last`` (``adc.ready`` is the caller's)."""
+    codes of every beat up to ``last`` (``adc.ready`` is the caller's). AssertionError (the simulation stops, the
+    test fails instead of hanging) if a DAC beat waits, or ``last`` does not come, for ``max_cycles`` cycles."""
     nb = len(d) // 8
     for b in range(nb):
         ctx.set(dut.dac.payload, {"codes": [int(x) for x in d[b * 8:b * 8 + 8]], "last": int(b == nb - 1)})
         ctx.set(dut.dac.valid, 1)
-        await ctx.tick().until(dut.dac.ready)
+        for _ in range(max_cycles):
+            *_, ready = await ctx.tick().sample(dut.dac.ready)
+            if ready:
+                break
+        else:
+            raise AssertionError(f"DAC beat {b} of {nb} not accepted within {max_cycles} cycles")
     ctx.set(dut.dac.valid, 0)
     got = []
-    while True:
+    for _ in range(max_cycles):
         await ctx.tick()
         if ctx.get(dut.adc.valid):
             got += list(ctx.get(dut.adc.payload.codes))
             if ctx.get(dut.adc.payload.last):
                 return got
+    raise AssertionError(f"no ADC beat with last within {max_cycles} cycles of the last DAC beat "
+                         f"({len(got) // 8} beats without it)")
 
 
 def test_emulator_init_codes_amaranth_sim():
@@ -439,7 +463,10 @@ def test_emulator_adc_beats_out_of_range_means_all_groups_amaranth_sim():
             await ctx.tick()
             ctx.set(dut.wr_en, 0)
             await ctx.tick().repeat(3)
-            got = await _mvm_amaranth(ctx, dut, d)
+            try:  # bounded: an unclamped ADC_BEATS never ends the MVM (four beats, none with last)
+                got = await _mvm_amaranth(ctx, dut, d, max_cycles=400)  # last beat at 141 (min_latency 7)
+            except AssertionError as exc:
+                raise AssertionError(f"ADC_BEATS written as {beats}: {exc}") from None
             extra = 0
             for _ in range(200):
                 await ctx.tick()

@@ -31,7 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write the FPGA prototype aimc_prototype.v (co-processor + one PCM array emulator per "
                         "array port; only AXI, clock, reset and irq at the boundary), an example LPF for the "
                         "LFE5U-85F CABGA381 (aimc_prototype.lpf) and a simulation model of the ECP5 MULT18X18D "
-                        "it instantiates (ecp5_mult18x18d_sim.v)")
+                        "it instantiates (ecp5_mult18x18d_sim.v; not with --multipliers behavioral)")
+    p.add_argument("--multipliers", choices=("ecp5", "behavioral"), default=None,
+                   help="with --emulate-arrays: the emulators' multipliers. ecp5 (default): Lattice ECP5 MULT18X18D "
+                        "instances with their internal input and output registers, for Yosys/nextpnr-ecp5 or Lattice "
+                        "Diamond/Radiant on the LFE5U-85F (as the measured prototype, docs/design.md 17.1); simulators need "
+                        "ecp5_mult18x18d_sim.v. behavioral: the same registers around a plain '*' in portable Verilog, "
+                        "for other FPGA vendors' tools (Vivado, Quartus: they infer their own DSP blocks) and "
+                        "simulators without a model; same cycles and values")
     p.add_argument("--network", default=None, metavar="NAME",
                    help="with --emulate-arrays: bake the conductance codes of this network's mapped analog layer into "
                         "the emulators' memories (init values in aimc_prototype.v; also written to emulator_codes.npz): "
@@ -154,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
                 raise OptionError(f"{flag} needs --emulate-arrays --network NAME")
     elif not args.emulate_arrays:
         raise OptionError("--network needs --emulate-arrays (it sets the emulators' initial conductance codes)")
+    if args.multipliers is not None and not args.emulate_arrays:
+        raise OptionError("--multipliers needs --emulate-arrays (it picks the emulators' multipliers)")
+    primitive = args.multipliers or "ecp5"
     check_out_dir(args.out, args.force)
     init = emulator_init(spec, args) if args.network is not None else None
     out = Path(args.out)
@@ -168,9 +178,11 @@ def run(args: argparse.Namespace) -> int:
             from rtl.export import write_verilog
             from rtl.prototype import EXAMPLE_LPF, Prototype
 
-            proto = Prototype(spec) if init is None else Prototype(spec, init=init["codes"], shift=init["shifts"])
+            baked = {} if init is None else {"init": init["codes"], "shift": init["shifts"]}
+            proto = Prototype(spec, primitive=primitive, **baked)
             staged.append(write_verilog(proto, "aimc_prototype", stage, spec, debug=False))
-            sim_models.append(write_sim_model(stage))  # its MULT18X18D instances, for simulators (rtl/ecp5.py)
+            if primitive == "ecp5":  # its MULT18X18D instances, for simulators (rtl/ecp5.py)
+                sim_models.append(write_sim_model(stage))
             (stage / "aimc_prototype.lpf").write_text(EXAMPLE_LPF)
             if init is not None:
                 (stage / "emulator_codes.npz").write_bytes(init["npz"])
@@ -182,9 +194,13 @@ def run(args: argparse.Namespace) -> int:
                  for p in [*staged, stage / "ports.md", stage / "regmap.md"] + sorted(stage.glob("*.il"))]
         if args.emulate_arrays:
             lines.append(f"wrote {out / 'aimc_prototype.lpf'} (example LFE5U-85F CABGA381 pins: clock and reset only)")
-            lines.append(f"wrote {out / sim_models[0].name} (simulation model of the ECP5 MULT18X18D that "
-                         f"aimc_prototype.v instantiates: add it to a simulator's sources; vendor tools have the "
-                         f"primitive)")
+            if sim_models:
+                lines.append(f"wrote {out / sim_models[0].name} (simulation model of the ECP5 MULT18X18D that "
+                             f"aimc_prototype.v instantiates: add it to a simulator's sources; vendor tools have the "
+                             f"primitive)")
+            else:
+                lines.append("multipliers: behavioral (registers around '*', no vendor primitive: no simulation "
+                             "model needed)")
         if init is not None:
             lines.append(f"wrote {out / 'emulator_codes.npz'}; emulator init: {init['summary']}")
         lines.append(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, "
