@@ -434,6 +434,8 @@ class _ShiftOutFIFO(wiring.Component):
     ``k + lanes``), so the affine unit's serializer reads slot ``s`` of a group at lanes 0 .. ``lanes - 1``
     after ``s`` shifts instead of through a slot multiplexer (issue 19). The other fields do not shift.
     ``r_en`` and ``shift`` are never high together in the affine unit (a slot either ends the group or not).
+    ``r_peek`` is the oldest stored group, the one the output register loads next, and ``r_load`` "the output
+    register loads it this cycle" (combinational, for a caller's flags computed one cycle ahead).
     """
 
     def __init__(self, layout: data.StructLayout, depth: int, lanes: int):
@@ -441,7 +443,8 @@ class _ShiftOutFIFO(wiring.Component):
         self.layout, self.depth, self.lanes = layout, depth, lanes
         super().__init__({"w_data": In(layout.size), "w_en": In(1), "w_rdy": Out(1),
                           "r_data": Out(layout.size), "r_en": In(1), "r_rdy": Out(1), "shift": In(1),
-                          "level": Out(range(depth + 1))})
+                          "level": Out(range(depth + 1)), "r_peek": Out(layout.size),
+                          "r_load": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -450,24 +453,28 @@ class _ShiftOutFIFO(wiring.Component):
         storage = m.submodules.storage = Memory(shape=self.layout.size, depth=inner_depth, init=[])
         w_port, r_port = storage.write_port(), storage.read_port(domain="comb")
         produce, consume = Signal(range(inner_depth)), Signal(range(inner_depth))
-        inner_r_rdy = inner_level != 0
+        # "the storage is not empty" (inner_level != 0) as a flip-flop set with inner_level (issue 19: it sat in front
+        # of the output register's enable, fan-out 128, with the downstream ready: chain_out -> r_data 11.7 ns routed
+        # on the 1 x 1 top)
+        inner_r_rdy = Signal(name="inner_nonempty")
         do_write = self.w_en & self.w_rdy
         do_inner_read = inner_r_rdy & (~self.r_rdy | self.r_en)
 
         def incr(v):
             return Mux(v == inner_depth - 1, 0, v + 1)
 
-        m.d.comb += [self.w_rdy.eq(inner_level != inner_depth), w_port.addr.eq(produce),
+        m.d.comb += [self.w_rdy.eq(inner_level != inner_depth), w_port.addr.eq(produce), self.r_peek.eq(r_port.data),
                      w_port.data.eq(self.w_data), w_port.en.eq(do_write), r_port.addr.eq(consume),
+                     self.r_load.eq(do_inner_read),
                      self.level.eq(inner_level + self.r_rdy)]
         with m.If(do_write):
             m.d.sync += produce.eq(incr(produce))
         with m.If(do_inner_read):
             m.d.sync += consume.eq(incr(consume))
         with m.If(do_write & ~do_inner_read):
-            m.d.sync += inner_level.eq(inner_level + 1)
+            m.d.sync += [inner_level.eq(inner_level + 1), inner_r_rdy.eq(1)]
         with m.If(do_inner_read & ~do_write):
-            m.d.sync += inner_level.eq(inner_level - 1)
+            m.d.sync += [inner_level.eq(inner_level - 1), inner_r_rdy.eq(inner_level != 1)]
         with m.If(do_inner_read):
             m.d.sync += self.r_rdy.eq(1)
         with m.Elif(self.r_en):
@@ -620,7 +627,18 @@ class AffineUnit(wiring.Component):
                             r_group.sums.as_value())
         slot = Signal(range(slots))
         ser_valid = fifo.r_rdy
-        ser_last_lane = (slot + 1) * L >= r_group.lanes          # the group's final slot
+        # "the slot is the group's final one" ((slot + 1) * L >= lanes) as a flip-flop computed from the next values of
+        # slot and of the head's lanes, the candidates compared in parallel (issue 19, 1 x 1 top: the compare sat with
+        # chain_out and the downstream ready in front of the FIFO output register's enable, fan-out 128, 11.7 ns
+        # routed); reset: slot 0, lanes 0 -> 1. Same value every cycle.
+        ser_last_lane = Signal(init=1, name="ser_last_lane")
+        peek = data.View(group_layout, fifo.r_peek)
+        take = Signal()
+        slot_inc = (slot + 1)[:len(slot)]   # slot's next value on a take (wraps as the register does)
+        m.d.sync += ser_last_lane.eq(
+            Mux(fifo.r_load,   # a load happens with the group's last take (slot := 0) or with the register empty
+                Mux(take, L >= peek.lanes, (slot + 1) * L >= peek.lanes),
+                Mux(take, Mux(ser_last_lane, L >= r_group.lanes, (slot_inc + 1) * L >= r_group.lanes), ser_last_lane)))
         ser_col = Signal(index_shape(p.max_cols))
         ser_count = Signal(lane_count_shape(L))
         ser_val = r_slots[0]
@@ -642,8 +660,15 @@ class AffineUnit(wiring.Component):
 
         m.submodules.rq = rq = Requantizer(value_bits=p.acc_bits, scale_bits=p.scale_bits,
                                            offset_bits=p.offset_bits, depth=p.max_cols, lanes=L)
-        down_ready = Mux(self.chain_out, self.psum_out.ready, rq.i.ready)
-        take = joined_valid & down_ready
+        # the requantizer's ``i.ready`` as a flip-flop of this unit, loaded with its next value (``rq.ready_next``):
+        # rq.i.ready is the requantizer's pipeline enable (its output FIFO's second entry free), a net with a
+        # fan-out of hundreds spread over the requantizer; from it, the take logic and the FIFO output register's
+        # enable (fan-out 128) were the 1 x 2 prototype's critical path, 12.81 ns routed (3.72 ns of it the first
+        # hop out of that net). The copy feeds only this unit's take logic. Same value every cycle.
+        rq_ready = Signal(init=1, name="rq_ready")
+        m.d.sync += rq_ready.eq(rq.ready_next)
+        down_ready = Mux(self.chain_out, self.psum_out.ready, rq_ready)
+        m.d.comb += take.eq(joined_valid & down_ready)
         m.d.comb += [
             self.psum_out.valid.eq(joined_valid & self.chain_out),
             self.psum_out.payload.column.eq(ser_col),
@@ -661,7 +686,7 @@ class AffineUnit(wiring.Component):
         if L > 1:
             m.d.comb += [self.psum_out.payload.count.eq(ser_count), rq.i.payload.count.eq(ser_count)]
         with m.If(take):
-            m.d.sync += slot.eq(Mux(ser_last_lane, 0, slot + 1))
+            m.d.sync += slot.eq(Mux(ser_last_lane, 0, slot_inc))
             with m.If(self.chain_in & (self.psum_in.payload.column != ser_col)):
                 m.d.sync += self.err_chain.eq(1)
         with m.If(self.clear):
