@@ -123,7 +123,10 @@ def test_synthesis_no_latches_and_cell_counts(exported):
     assert u.instances == {"mesh": 1, "mesh__mesh_router": 2, "mesh__mesh_router_edge": 2}
     assert list(u.units)[0] == "mesh" and set(u.units) == set(u.instances)  # parents first
     whole = synth_stats(mesh_path, hierarchical=True)
-    assert u.flops == whole.flops and u.total == whole.total
+    # flip-flops are exact; ABC's gate mapping of a module depends a little on the run it is in
+    # (the netlist's order), e.g. mesh__mesh_router_edge 3371 cells alone vs 3372 in the whole run
+    # at 2b17b5f, so the totals agree to 0.2 %
+    assert u.flops == whole.flops and abs(u.total - whole.total) <= 0.002 * whole.total
     assert u.units["mesh__mesh_router"].flops == stats["mesh_router"].flops
     assert u.units["mesh"].flops == 0  # wiring and the OR of the drop pulses only
     assert u.peak_rss_mb == max(s.peak_rss_mb for s in u.units.values()) > 0
