@@ -433,7 +433,11 @@ class _ShiftOutFIFO(wiring.Component):
     group is held (no load this cycle) its ``sums`` move down by ``lanes`` lanes (lane ``k`` takes lane
     ``k + lanes``), so the affine unit's serializer reads slot ``s`` of a group at lanes 0 .. ``lanes - 1``
     after ``s`` shifts instead of through a slot multiplexer (issue 19). The other fields do not shift.
-    ``r_en`` and ``shift`` are never high together in the affine unit (a slot either ends the group or not).
+    ``r_en`` and ``shift`` are never high together in the affine unit (a slot either ends the group or not):
+    ``final`` ("the head's current slot is its last") says which one a take of the head would be, so the caller
+    raises ``r_en`` only with ``final`` and ``shift`` only without it; the sums' input multiplexer then selects
+    from ``final`` and ``r_rdy`` (flip-flops) instead of from the read handshake (issue 19: that select, fan-out
+    128, sat behind the downstream ready with the register's enable).
     ``r_peek`` is the oldest stored group, the one the output register loads next, and ``r_load`` "the output
     register loads it this cycle" (combinational, for a caller's flags computed one cycle ahead).
     """
@@ -442,7 +446,7 @@ class _ShiftOutFIFO(wiring.Component):
         assert depth >= 2
         self.layout, self.depth, self.lanes = layout, depth, lanes
         super().__init__({"w_data": In(layout.size), "w_en": In(1), "w_rdy": Out(1),
-                          "r_data": Out(layout.size), "r_en": In(1), "r_rdy": Out(1), "shift": In(1),
+                          "r_data": Out(layout.size), "r_en": In(1), "r_rdy": Out(1), "shift": In(1), "final": In(1),
                           "level": Out(range(depth + 1)), "r_peek": Out(layout.size),
                           "r_load": Out(1)})
 
@@ -483,10 +487,15 @@ class _ShiftOutFIFO(wiring.Component):
         sums = head.sums.as_value()
         lane_bits = len(sums) // len(head.sums)
         step = self.lanes * lane_bits
+        peek_sums = data.View(self.layout, r_port.data).sums.as_value()
+        peek = data.View(self.layout, r_port.data)
+        rest = [(Value.cast(head[f]), Value.cast(peek[f])) for f, _ in self.layout if f != "sums"]
         with m.If(do_inner_read):
-            m.d.sync += self.r_data.eq(r_port.data)
-        with m.Elif(self.shift):
-            m.d.sync += sums.eq(sums[step:])   # zero-fill the top lanes (never read)
+            m.d.sync += [dst.eq(src) for dst, src in rest]
+        # sums: loaded (an empty register, or the head's final slot taken) or shifted (another slot taken); the two
+        # never coincide, and with the enable high the load is exactly ``~r_rdy | final``
+        with m.If(do_inner_read | self.shift):
+            m.d.sync += sums.eq(Mux(~self.r_rdy | self.final, peek_sums, sums[step:]))  # zero-fill the top lanes
         return m
 
 
@@ -677,6 +686,7 @@ class AffineUnit(wiring.Component):
             rq.i.payload.column.eq(ser_col),
             rq.i.payload.last.eq(joined_last),
             self.psum_in.ready.eq(ser_valid & self.chain_in & down_ready),
+            fifo.final.eq(ser_last_lane),
             fifo.r_en.eq(take & ser_last_lane),
             fifo.shift.eq(take & ~ser_last_lane),
         ]

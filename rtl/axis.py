@@ -97,6 +97,14 @@ class BeatToFlits(wiring.Component):
         dx, dy = Signal.like(self.dest_x), Signal.like(self.dest_y)
         dc = Signal(self.flit["chan"].shape)
         last_out = Signal()
+        # "the flit offered is the beat's final one" (index == n_flits - 1): a constant for one-flit beats, else a
+        # flip-flop set with index (issue 19: the compare of a one-flit serializer's index, a register that never
+        # leaves 0, was the first LUT of the whole prototype's critical path, tx_psum -> the affine unit's FIFO
+        # output register enables, 11.67 ns routed). Same value every cycle.
+        if self.n_flits == 1:
+            at_last = Const(1)
+        else:
+            at_last = Signal(name="at_last")
         m.d.comb += self.i.ready.eq(~full | last_out)  # refill in the cycle the final flit leaves
         chunks = [buf[k * self.payload_bits:(k + 1) * self.payload_bits] for k in range(self.n_flits)]
         with m.Switch(index):
@@ -105,16 +113,20 @@ class BeatToFlits(wiring.Component):
                     m.d.comb += self.o.payload.payload.eq(c)
         m.d.comb += [self.o.valid.eq(full), self.o.payload.x.eq(dx), self.o.payload.y.eq(dy),
                      self.o.payload.chan.eq(dc if self.chan is None else self.chan),
-                     self.o.payload.last.eq(index == self.n_flits - 1)]
-        m.d.comb += last_out.eq(self.o.valid & self.o.ready & (index == self.n_flits - 1))
+                     self.o.payload.last.eq(at_last)]
+        m.d.comb += last_out.eq(self.o.valid & self.o.ready & at_last)
         with m.If(self.o.valid & self.o.ready):
-            with m.If(index == self.n_flits - 1):
+            with m.If(at_last):
                 m.d.sync += full.eq(0)
             with m.Else():
                 m.d.sync += index.eq(index + 1)
+                if self.n_flits > 1:
+                    m.d.sync += at_last.eq(index == self.n_flits - 2)
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [buf.eq(self.i.payload.as_value()), full.eq(1), index.eq(0),
                          dx.eq(self.dest_x), dy.eq(self.dest_y)]
+            if self.n_flits > 1:
+                m.d.sync += at_last.eq(0)
             if self.chan is None:
                 m.d.sync += dc.eq(self.dest_chan)
         return m

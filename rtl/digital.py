@@ -84,6 +84,7 @@ from amaranth.lib.wiring import In, Out
 
 from archmodel.timing import DIGITAL_CHECK_CYCLES
 from rtl.affine import NO_RW_CHECK, Requantizer, result_layout
+from rtl.ecp5 import registered_multiplier
 from rtl.params import ACT_BITS, DigitalParams
 from rtl.tile_controller import index_shape
 
@@ -112,6 +113,11 @@ class DigitalDatapath(wiring.Component):
         From the chip description (:meth:`DigitalParams.from_spec`).
     w_chunk_lanes : int
         int8 weights per ``w_in`` beat (the top level: ``link_width_bits // 8``), >= 1.
+    primitive : {"behavioral", "ecp5"}
+        The MAC lanes' multipliers (operand and product registers, :func:`rtl.ecp5.registered_multiplier`):
+        Amaranth registers around ``*`` (default), or ECP5 MULT18X18D with their own input and output registers
+        (the FPGA prototype, issue 19: the product register behind an unregistered DSP was a 10-11 ns path of
+        the whole prototype). Same cycles and values.
 
     Members
     -------
@@ -193,11 +199,16 @@ class DigitalDatapath(wiring.Component):
     #: Cycles from the fetch of a channel group's last term to its first result.
     LATENCY = 4 + Requantizer.LATENCY
 
-    def __init__(self, params: DigitalParams, w_chunk_lanes: int = W_CHUNK_LANES):
+    def __init__(self, params: DigitalParams, w_chunk_lanes: int = W_CHUNK_LANES, primitive: str = "behavioral"):
+        from .ecp5 import PRIMITIVES
+
         if not isinstance(params, DigitalParams):
             raise TypeError(f"params must be a DigitalParams, got {params!r}")
         if int(w_chunk_lanes) < 1:
             raise ValueError(f"w_chunk_lanes must be >= 1, got {w_chunk_lanes}")
+        if primitive not in PRIMITIVES:
+            raise ValueError(f"primitive must be one of {PRIMITIVES}, got {primitive!r}")
+        self.primitive = primitive
         self.params = p = params
         self.w_chunk_lanes = int(w_chunk_lanes)
         super().__init__({
@@ -373,11 +384,8 @@ class DigitalDatapath(wiring.Component):
         # stalls only when its group is done and the result bank is still busy
         s2_valid, s2_first, s2_klast = Signal(), Signal(), Signal()
         s2_base, s2_lanes = Signal.like(s1_base), Signal.like(s1_lanes)
-        s2_w = Signal(wlayout)
-        s2_x = Signal(signed(ACT_BITS))
         s3_valid, s3_first, s3_klast = Signal(), Signal(), Signal()
         s3_base, s3_lanes = Signal.like(s1_base), Signal.like(s1_lanes)
-        s3_prod = [Signal(signed(2 * ACT_BITS), name=f"prod{lane}") for lane in range(L)]
 
         # ``adv`` (was ~s3_valid | s3_done with s3_done = s3_valid & (~s3_klast | res_free)) is a flip-flop computed
         # one cycle ahead from the next values of its inputs (issue 19, sixth stop: the requantizer's input flag ->
@@ -455,11 +463,13 @@ class DigitalDatapath(wiring.Component):
         with m.If(adv):
             m.d.sync += [
                 s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_klast.eq(s1_klast),
-                s2_base.eq(s1_base), s2_lanes.eq(s1_lanes), s2_w.eq(w_rp.data), s2_x.eq(x_op),
+                s2_base.eq(s1_base), s2_lanes.eq(s1_lanes),
                 s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_klast.eq(s2_klast),
                 s3_base.eq(s2_base), s3_lanes.eq(s2_lanes),
             ]
-            m.d.sync += [s3_prod[lane].eq(s2_w[lane] * s2_x) for lane in range(L)]
+        # operands (s2) and products (s3) of each lane: the registers of one multiplier, enabled by adv
+        s3_prod = [registered_multiplier(m, f"prod{lane}", w_rp.data[lane], x_op, ce=adv, width=2 * ACT_BITS,
+                                         primitive=self.primitive) for lane in range(L)]
         with m.If(s3_done):
             for lane in range(L):
                 total = Mux(s3_first, 0, acc[lane]) + s3_prod[lane]

@@ -78,7 +78,7 @@ class Prototype(wiring.Component):
     shift : int or sequence of int
         Reset value of the emulators' ADC shift (one for all, or one per tile).
     primitive : {"ecp5", "behavioral"}
-        The emulators' multipliers (:mod:`rtl.ecp5`): ECP5 MULT18X18D instances with their internal
+        The emulators' and the digital datapath's multipliers (:mod:`rtl.ecp5`): ECP5 MULT18X18D instances with their internal
         registers (default: the LFE5U-85F prototype; a simulator of the Verilog needs
         :func:`rtl.ecp5.write_sim_model`'s file), or Amaranth registers (Amaranth's simulator; any FPGA).
         Same cycles and values either way.
@@ -107,7 +107,7 @@ class Prototype(wiring.Component):
         if primitive not in PRIMITIVES:
             raise ValueError(f"primitive must be one of {PRIMITIVES}, got {primitive!r}")
         self.spec, self.g_bits, self.seed, self.shift, self.primitive = spec, g_bits, seed, shift, primitive
-        self.co = Coprocessor(spec)
+        self.co = Coprocessor(spec, primitive=primitive)
         self.tp = TileParams.from_spec(spec)
         self.tiles = self.co.tiles
         self.init = init

@@ -153,6 +153,9 @@ class Coprocessor(wiring.Component):
     ----------
     spec : ChipSpec
         The chip description; every width, depth and latency comes from it.
+    primitive : {"behavioral", "ecp5"}
+        The digital datapath's MAC multipliers (:class:`rtl.digital.DigitalDatapath`): portable registers around
+        ``*`` (default) or ECP5 MULT18X18D with their own registers (the FPGA prototype). Same cycles and values.
 
     Members
     -------
@@ -189,9 +192,14 @@ class Coprocessor(wiring.Component):
         If the chip description violates a constraint of an RTL block.
     """
 
-    def __init__(self, spec: ChipSpec):
+    def __init__(self, spec: ChipSpec, *, primitive: str = "behavioral"):
         if not isinstance(spec, ChipSpec):
             raise reject(self, TypeError(f"spec must be a ChipSpec, got {type(spec).__name__}"))
+        from .ecp5 import PRIMITIVES
+
+        if primitive not in PRIMITIVES:
+            raise reject(self, ValueError(f"primitive must be one of {PRIMITIVES}, got {primitive!r}"))
+        self.primitive = primitive
         from .affine import psum_layout
         from .digital import x_beat_layout
         from .params import DigitalParams, PatchParams, TileParams
@@ -323,7 +331,7 @@ class Coprocessor(wiring.Component):
         misrouted = Signal()
         blocks["mesh"] = SimpleNamespace(misrouted=misrouted)
 
-        dd = m.submodules.digital = DigitalDatapath(self.dp, w_chunk_lanes=link // 8)
+        dd = m.submodules.digital = DigitalDatapath(self.dp, w_chunk_lanes=link // 8, primitive=self.primitive)
         d_rx = m.submodules.digital_rx = FlitsToBeat(L.tag, self.flit)
         merge = m.submodules.digital_merge = SourceMerge(L.tag, L.x, DIGITAL_QUEUES, DIGITAL_QUEUE_BEATS,
                                                          self.dp.max_k.bit_length())

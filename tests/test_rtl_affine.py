@@ -606,6 +606,7 @@ def test_shift_out_fifo_is_sync_fifo_buffered_cycle_for_cycle(depth, lanes):
                 ctx.set(f.w_en, w_en)
                 ctx.set(f.r_en, r_en)
             ctx.set(dut.shift, shift)
+            ctx.set(dut.final, int(r_en or (not shift and rng.random() < 0.5)))  # r_en only with final, shift without
             assert [ctx.get(dut.w_rdy), ctx.get(dut.r_rdy), ctx.get(dut.level)] == \
                 [ctx.get(ref.w_rdy), r_rdy, ctx.get(ref.level)]
             if r_rdy:
