@@ -129,7 +129,7 @@ def _require_verilator() -> None:
 @pytest.mark.slow
 def test_cli_lint_prototype_with_sim_model(tmp_path, capsys, monkeypatch):
     """``aimc verilog --arch tiny-fpga --emulate-arrays --lint``: Verilator's -Wall lint of aimc_prototype.v
-    (its 66 MULT18X18D instances, 16 per emulator and the digital datapath's 2 MAC lanes, resolved by the
+    (its 68 MULT18X18D instances, 16 per emulator and one per MAC lane of the digital datapath (4), resolved by the
     simulation model, given as a library) is clean, and the CLI
     says so. (The per-block files are tests/test_verilog_export.py's; skipped here to keep this test ~20 s.)"""
     import rtl.export
@@ -140,14 +140,14 @@ def test_cli_lint_prototype_with_sim_model(tmp_path, capsys, monkeypatch):
     out = tmp_path / "v"
     assert main(["verilog", "--arch", "tiny-fpga", "--emulate-arrays", "--lint", "--out", str(out)]) == 0
     assert "verilator --lint-only -Wall: 1 files clean" in capsys.readouterr().out
-    assert (out / "aimc_prototype.v").read_text().count("MULT18X18D ") == 4 * 16 + 2
+    assert (out / "aimc_prototype.v").read_text().count("MULT18X18D ") == 4 * 16 + 4
     assert (out / "ecp5_mult18x18d_sim.v").read_text() == SIM_MODEL
 
 
 @pytest.mark.slow
 def test_cli_behavioral_multipliers_portable_verilog(tmp_path, capsys, monkeypatch):
     """``aimc verilog --emulate-arrays --multipliers behavioral --lint``: aimc_prototype.v without any MULT18X18D
-    (the 66 multipliers as registers around ``*``), no simulation model written, and the lint clean without one."""
+    (the 68 multipliers as registers around ``*``), no simulation model written, and the lint clean without one."""
     import rtl.export
     from mapping.cli.main import main
 
@@ -162,7 +162,7 @@ def test_cli_behavioral_multipliers_portable_verilog(tmp_path, capsys, monkeypat
     text = (out / "aimc_prototype.v").read_text()
     assert "MULT18X18D" not in text  # 16 per emulator as registered_multiplier's behavioural '*' instead:
     assert len(re.findall(r"\$signed\((n?mul\d+)_a\) \* \$signed\(\1_b\)", text)) == 64
-    assert len(re.findall(r"\$signed\((prod\d)_a\) \* \$signed\(\1_b\)", text)) == 2  # the digital MAC lanes
+    assert len(re.findall(r"\$signed\((prod\d)_a\) \* \$signed\(\1_b\)", text)) == 4  # the digital MAC lanes
     assert sorted(p.name for p in out.iterdir()) == ["aimc_prototype.lpf", "aimc_prototype.v", "ports.md",
                                                      "regmap.md"]
 

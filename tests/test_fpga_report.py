@@ -150,7 +150,8 @@ def test_table_header_names_place_only_and_router():
     assert "placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" in \
         fpga_table([r], device="85k", arch="tiny-fpga", place_only=True)
     routed = fpga_table([r], device="85k", arch="tiny-fpga", router="router2")
-    assert "(example LPF, no --timing-allow-fail, router2)" in routed and "placement only" not in routed
+    assert "(example LPF, no --timing-allow-fail, router2, --placer-heap-timingweight 40 --placer-heap-critexp 4)" \
+        in routed and "placement only" not in routed
 
 
 @pytest.mark.parametrize("flags", [["--place-only"], ["--router", "router2"]])
