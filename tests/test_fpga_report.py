@@ -210,3 +210,25 @@ def test_harness_reset_goes_through_synchronizer_and_global_buffer():
     pin_users = sorted(n for n, b in cells.items() if re.search(r"connect \\\S+ \\rst \[0\]", b))
     assert pin_users == ["\\rst_sync"], pin_users
     assert any("core_rst" in b for n, b in cells.items() if "proto" in n)
+
+
+def test_aimc_fpga_speed_grade_reaches_run_all_and_header(monkeypatch, capsys):
+    """aimc fpga --speed 8 hands the grade to rtl.fpga.run_all and the table's header names it; default 6;
+    a grade nextpnr does not model is refused by argparse (exit 2)."""
+    from mapping.cli.main import main
+
+    seen = []
+
+    def fake_run_all(spec, work, blocks, **kw):
+        seen.append(kw["speed"])
+        return [FpgaResult("prototype (in context)", 1, 2, 3, 4, 101.2, "")]
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
+    monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
+    assert main(["fpga", "--blocks", "--speed", "8"]) == 0
+    assert "(CABGA381, speed grade 8)" in capsys.readouterr().out
+    assert main(["fpga", "--blocks"]) == 0
+    assert "(CABGA381, speed grade 6)" in capsys.readouterr().out
+    assert seen == [8, 6]
+    with pytest.raises(SystemExit) as exc:
+        main(["fpga", "--speed", "5"])
+    assert exc.value.code == 2

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--router", choices=("router1", "router2"), default=None,
                    help="prototype: nextpnr router (default router1; router2 is usually faster on a congested "
                         "design)")
+    p.add_argument("--speed", type=int, choices=(6, 7, 8), default=6,
+                   help="ECP5 speed grade of the part (nextpnr's timing model; default 6, the slowest and the "
+                        "ULX3S's LFE5U-85F-6; 8 the fastest)")
     p.set_defaults(func=run)
 
 
@@ -57,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
 
     def work_in(folder: Path) -> str:
         results = fpga.run_all(spec, folder, blocks, prototype=not args.no_prototype, place_only=args.place_only,
-                               router=router)
+                               router=router, speed=args.speed)
         table = fpga.fpga_table(results, device="85k", arch=spec.name,
-                                place_only=args.place_only and not args.no_prototype, router=router)
+                                place_only=args.place_only and not args.no_prototype, router=router, speed=args.speed)
         (folder / "fpga.md").write_text(table)
         return table
 
