@@ -31,6 +31,10 @@ Micro-architecture
   ``s*L .. s*L + L - 1``, read at the output register's lanes 0 .. L-1 after
   ``s`` shifts (``L`` is a power of two dividing ``cols_per_adc_beat``,
   rtl/params.py), so only a group's final slot can be partial (``count < L``).
+- **SKID** (zero latency): the join's beat goes to the downstream (``psum_out`` or the requantizer)
+  directly, or, when the downstream is not ready, into a skid register that offers it from the next cycle;
+  the serializer advances whenever the skid is empty, so its enables hang off flip-flops, not off the
+  downstream ready (issue 19, stop 17). The downstream sees the same beats at the same cycles.
 - **Chain** (partial sums of row blocks held by other tiles): with
   ``chain_in`` set, every slot waits for one ``psum_in`` beat (``L`` sums) and
   adds its values (the upstream tile has the same lanes and sends its slots in
