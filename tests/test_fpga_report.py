@@ -225,7 +225,7 @@ def test_aimc_fpga_speed_grade_reaches_run_all_and_header(monkeypatch, capsys):
     monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
     monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
     assert main(["fpga", "--blocks", "--speed", "8"]) == 0
-    assert "(CABGA381, speed grade 8)" in capsys.readouterr().out
+    assert "ECP5 LFE5U-85F (CABGA381, speed grade 8)" in capsys.readouterr().out
     assert main(["fpga", "--blocks"]) == 0
     assert "(CABGA381, speed grade 6)" in capsys.readouterr().out
     assert seen == [8, 6]
