@@ -491,8 +491,8 @@ class _ShiftOutFIFO(wiring.Component):
         sums = head.sums.as_value()
         lane_bits = len(sums) // len(head.sums)
         step = self.lanes * lane_bits
-        peek_sums = data.View(self.layout, r_port.data).sums.as_value()
         peek = data.View(self.layout, r_port.data)
+        peek_sums = peek.sums.as_value()
         rest = [(Value.cast(head[f]), Value.cast(peek[f])) for f, _ in self.layout if f != "sums"]
         with m.If(do_inner_read):
             m.d.sync += [dst.eq(src) for dst, src in rest]

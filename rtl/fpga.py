@@ -262,7 +262,8 @@ def fpga_table(results: list[FpgaResult], *, device: str, arch: str, place_only:
                router: str = "router1", speed: int = 6) -> str:
     """The Markdown table of ``results`` (LUT4, FF, DP16KD, MULT18X18D, Fmax in MHz) with the flow in its header:
     ``place_only`` says the prototype's Fmax is nextpnr's post-placement estimate (``--no-route
-    --timing-allow-fail``), ``router`` names nextpnr's router."""
+    --timing-allow-fail``), ``router`` names nextpnr's router, ``speed`` the speed grade (:data:`SPEED_GRADES`),
+    and the header lists :data:`PROTOTYPE_PLACER_ARGS`. ``device`` "85k" is written as the part, LFE5U-85F."""
     proto = ("placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" if place_only
              else f"no --timing-allow-fail, {router}")
     part = f"LFE5U-{device[:-1]}F" if device.endswith("k") else device   # "85k" -> LFE5U-85F

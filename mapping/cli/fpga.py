@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--router", choices=("router1", "router2"), default=None,
                    help="prototype: nextpnr router (default router1; router2 is usually faster on a congested "
                         "design)")
-    p.add_argument("--speed", type=int, choices=(6, 7, 8), default=6,
+    from rtl.fpga import SPEED_GRADES  # light: stdlib and rtl.toolchain only
+
+    p.add_argument("--speed", type=int, choices=SPEED_GRADES, default=6,
                    help="ECP5 speed grade of the part (nextpnr's timing model; default 6, the slowest and the "
                         "ULX3S's LFE5U-85F-6; 8 the fastest)")
     p.set_defaults(func=run)
