@@ -71,7 +71,7 @@ lint: setup
 	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports --no-cache
 
 fpga: setup
-	$(PY) -m rtl.fpga --arch tiny-fpga --prototype --out build/fpga
+	$(VENV)/bin/aimc fpga --arch tiny-fpga --out build/fpga --force
 
 clean:
 	rm -rf build out sim_build .pytest_cache

@@ -49,7 +49,7 @@ Micro-architecture
   each and the coefficient memory in ``L`` banks): coefficient-memory read,
   coefficient register, multiply, add offset, barrel shift, then round +
   saturate + ReLU. One operation per stage, so the unit reaches 128 MHz on an
-  ECP5 LFE5U-85F (``python -m rtl.fpga --arch tiny``; it was 77 MHz with 3 stages); the three extra stages
+  ECP5 LFE5U-85F (``aimc fpga --arch tiny``; it was 77 MHz with 3 stages); the three extra stages
   cost latency only.
 
 Latency: the REQUANT pipeline (column in -> int8 out) is 6 cycles (the chip

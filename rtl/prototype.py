@@ -285,15 +285,18 @@ def _ar_taken(m: Module, cax) -> Signal:
     return done
 
 
-#: Example LPF for an LFE5U-85F in CABGA381 (pins of the ULX3S board: 25 MHz oscillator on G2,
-#: button 1 on R1). Clock and reset only: the AXI buses are meant for an on-chip soft CPU
-#: (e.g. a LiteX VexRiscv) or a JTAG/UART-to-AXI bridge, not for package pins
-#: (the prototype's ~200 AXI bits exceed the 197 user I/O of CABGA381).
+#: Example LPF for an LFE5U-85F in CABGA381 (LFE5U-85F-6BG381C, -7, -8: one die, package and pin-out; pins of the
+#: ULX3S board: its 25 MHz oscillator on G2, button 1 on R1). Clock and reset only: the AXI buses are meant for an
+#: on-chip soft CPU (e.g. a LiteX VexRiscv) or a JTAG/UART-to-AXI bridge, not for package pins (the prototype's
+#: ~200 AXI bits exceed the 197 user I/O of CABGA381). The FREQUENCY line is the 100 MHz timing target of
+#: :func:`rtl.fpga.run_prototype`; the prototype holds no PLL, so on a ULX3S (25 MHz on G2) a board design adds
+#: one (an EHXPLLL) and constrains its output instead.
 EXAMPLE_LPF = """\
-# aimc prototype: example constraints for LFE5U-85F-*CABGA381 (ULX3S pin-out).
-# Clock and reset only. The s_axil_* / s_axis_* / m_axis_* buses and irq are meant to be driven
-# on chip by a soft CPU (e.g. LiteX + VexRiscv) or a JTAG/UART-to-AXI bridge; they get no pins.
-# The clock constraint is the 100 MHz goal (a PLL derives it from the board's 25 MHz oscillator).
+# aimc prototype: example constraints for the LFE5U-85F in CABGA381 (LFE5U-85F-xBG381C; ULX3S pin-out).
+# Clock and reset only. The s_axil_* / s_axis_* / m_axis_* buses and the irq output connect on chip
+# to a soft CPU (e.g. LiteX + VexRiscv) or a JTAG/UART-to-AXI bridge; they get no pins.
+# FREQUENCY is the 100 MHz timing target. The prototype holds no PLL: on a ULX3S, G2 carries the
+# board's 25 MHz oscillator, so a board design adds a PLL (EHXPLLL) and constrains its output instead.
 LOCATE COMP "clk" SITE "G2";
 IOBUF PORT "clk" PULLMODE=NONE IO_TYPE=LVCMOS33;
 FREQUENCY PORT "clk" 100 MHZ;

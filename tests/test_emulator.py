@@ -257,6 +257,11 @@ def test_cli_verilog_emulate_arrays_writes_prototype(tmp_path, capsys, monkeypat
     assert set(re.findall(r'LOCATE COMP "(\w+)"', lpf)) == {"clk", "rst"}
     out = capsys.readouterr().out
     assert "aimc_prototype.lpf" in out and "ecp5_mult18x18d_sim.v" in out
+    # tiny: 16-bit register map, the prototype's bus one bit wider (the emulators' windows above 2**16)
+    assert re.search(r"register map: \d+ registers, 16-bit addresses", out)
+    assert ("aimc_prototype s_axil: 17-bit addresses: the co-processor's registers below 0x10000, the emulators' "
+            "windows from there") in out
+    assert re.search(r"input \[16:0\] s_axil_awaddr;", text), "17-bit s_axil address"
     from rtl.ecp5 import SIM_MODEL  # the model of the MULT18X18D the prototype instantiates, written beside it
     assert (tmp_path / "v" / "ecp5_mult18x18d_sim.v").read_text() == SIM_MODEL
     assert "MULT18X18D" in (tmp_path / "v" / "aimc_prototype.v").read_text()

