@@ -828,8 +828,9 @@ def _ports(members, prefix: str):
                 yield from _ports(member.signature.members, full)
 
 
-def ports_markdown(spec: ChipSpec) -> str:
-    """Markdown list of every exported block's Verilog ports, with the bit layout of packed payloads.
+def ports_markdown(spec: ChipSpec, prototype=None) -> str:
+    """Markdown list of every exported block's Verilog ports, with the bit layout of packed payloads; with
+    ``prototype`` (an :class:`rtl.prototype.Prototype`) also its ports and its AXI4-Lite address map.
 
     Amaranth exports a stream payload shaped by an ``amaranth.lib.data`` layout
     as one flat port (``<stream>__payload``); this table maps its bits to the
@@ -857,4 +858,35 @@ def ports_markdown(spec: ChipSpec) -> str:
                 shape = Shape.cast(member.shape)
                 lines.append(f"| `{port}` | {direction} | {width} | | | {shape} |")
         lines.append("")
+    if prototype is not None:
+        lines += _prototype_ports(prototype)
     return "\n".join(lines)
+
+
+def _prototype_ports(proto) -> list[str]:
+    """The ``aimc_prototype`` section of :func:`ports_markdown`: its ports and its AXI4-Lite address map
+    (:mod:`rtl.prototype`'s module docstring, docs/design.md 17.1)."""
+    from amaranth.hdl import Shape
+
+    from rtl.emulator import REG_ADC_BEATS, REG_CLEAR, REG_SEED, REG_SHIFT, REG_SIGMA
+
+    am, a = proto.emu_map, proto.addr_bits
+    lines = ["## `aimc_prototype` (the FPGA prototype: co-processor + one PCM array emulator per tile)", "",
+             "Also `clk` and `rst`; nothing else at its boundary.", "",
+             "| port | direction | width (bits) |", "|---|---|---:|"]
+    for port, member in _ports(proto.signature.members, ""):
+        lines.append(f"| `{port}` | {'in' if member.flow.name == 'In' else 'out'} | {Shape.cast(member.shape).width} |")
+    base = 1 << (a - 1)
+    regs = ", ".join(f"{n} = word 0x{am.reg(k):x}" for n, k in
+                     (("SHIFT", REG_SHIFT), ("SIGMA", REG_SIGMA), ("SEED", REG_SEED), ("CLEAR", REG_CLEAR),
+                      ("ADC_BEATS[array]", REG_ADC_BEATS)))
+    lines += ["", f"`s_axil` byte addresses are {a} bits wide: below 0x{base:x} the co-processor's registers "
+              "(regmap.md); from 0x{:x} the emulator window, byte address 0x{:x} + 4 * ((t << {}) | e) for word e "
+              "of emulator t (t = 0..{}, the tile index); t = {} holds the prototype's IRQ_STATUS (e = 0, "
+              "byte 0x{:x}) and IRQ_ENABLE (e = 1, byte 0x{:x}), bit 0 DONE, bit 1 ERROR, write 1 to clear.".format(
+                  base, base, am.addr_bits, proto.tiles - 1, proto.tiles, proto.window_address(proto.tiles, 0),
+                  proto.window_address(proto.tiles, 1)),
+              "", f"Emulator word e: a conductance cell (array, row, column) at e = (array << {am.row_bits + am.col_bits}) "
+              f"| (row << {am.col_bits}) | column (signed {proto.g_bits}-bit code, write-only, reads 0); control "
+              f"registers {regs} (+ array). Source: rtl/prototype.py, rtl/emulator.py; docs/design.md 17.1.", ""]
+    return lines

@@ -262,6 +262,13 @@ def test_cli_verilog_emulate_arrays_writes_prototype(tmp_path, capsys, monkeypat
     assert ("aimc_prototype s_axil: 17-bit addresses: the co-processor's registers below 0x10000, the emulators' "
             "windows from there") in out
     assert re.search(r"input \[16:0\] s_axil_awaddr;", text), "17-bit s_axil address"
+    # ports.md documents the prototype's ports and address map; hand-computed for tiny (4 tiles, 32 x 32 arrays):
+    # emulator word bits E = 5 + 5 + 1 (cell/register select) = 11, IRQ_STATUS = 2**16 + 4 * (4 << 11) = 0x18000
+    ports_md = (tmp_path / "v" / "ports.md").read_text()
+    proto_md = ports_md[ports_md.index("## `aimc_prototype`"):]
+    assert "| `s_axil_awaddr` | in | 17 |" in proto_md and "| `irq` | out | 1 |" in proto_md
+    assert "byte address 0x10000 + 4 * ((t << 11) | e)" in proto_md and "IRQ_STATUS (e = 0, byte 0x18000)" in proto_md
+    assert set(re.findall(r"^\| `(\w+)` \|", proto_md, re.M)) | {"clk", "rst"} == ports
     from rtl.ecp5 import SIM_MODEL  # the model of the MULT18X18D the prototype instantiates, written beside it
     assert (tmp_path / "v" / "ecp5_mult18x18d_sim.v").read_text() == SIM_MODEL
     assert "MULT18X18D" in (tmp_path / "v" / "aimc_prototype.v").read_text()

@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             (stage / "aimc_prototype.lpf").write_text(EXAMPLE_LPF)
             if init is not None:
                 (stage / "emulator_codes.npz").write_bytes(init["npz"])
-        (stage / "ports.md").write_text(ports_markdown(spec))
+        (stage / "ports.md").write_text(ports_markdown(spec, prototype=proto if args.emulate_arrays else None))
         (stage / "regmap.md").write_text(regmap_markdown(regmap))
         for p in stage.iterdir():
             p.chmod(0o644)
