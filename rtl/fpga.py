@@ -28,9 +28,9 @@ from pathlib import Path
 
 from rtl.toolchain import find_tool
 
-__all__ = ["DEFAULT_BLOCKS", "KNOWN_BLOCKS", "MISSING_TOOL", "PROTOTYPE_ROW", "ROUTERS", "CriticalPath", "FpgaResult",
-           "FpgaToolMissing", "critical_paths", "fpga_table", "run_all", "run_block", "run_prototype",
-           "worst_slack_ns"]
+__all__ = ["DEFAULT_BLOCKS", "ECP5_MULT18X18D", "KNOWN_BLOCKS", "MISSING_TOOL", "PROTOTYPE_ROW", "ROUTERS",
+           "CriticalPath", "FpgaResult", "FpgaToolMissing", "check_prototype_fits", "critical_paths", "fpga_table",
+           "prototype_multipliers", "run_all", "run_block", "run_prototype", "worst_slack_ns"]
 
 #: Blocks placed by default (the top level of a full preset does not fit one ECP5).
 DEFAULT_BLOCKS = ("tile_controller", "affine_unit", "digital_datapath", "mesh_router", "csr_bank", "mesh",
@@ -135,6 +135,15 @@ def worst_slack_ns(log: str) -> float | None:
     return int(found.group(1)) / 1000.0 if found else None
 
 
+def _tool_failure(tool: str, top: str, log: str) -> str:
+    """The message of a failed tool run: its first ``ERROR:`` line on the first line (a table row's ``failed:``
+    note shows that line), then the last 1500 characters of its log."""
+    errors = [ln.strip() for ln in log.splitlines() if ln.lstrip().startswith("ERROR")]
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    first = errors[0] if errors else (lines[-1] if lines else "no output")
+    return f"{tool} of {top} failed: {first}\n{log[-1500:]}"
+
+
 def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100.0,
               seed: int = 1, timeout_s: float = 1800, speed: int = DEFAULT_SPEED_GRADE) -> FpgaResult:
     """Synthesize, place and route one block; returns its utilization and Fmax.
@@ -158,12 +167,12 @@ def run_block(verilog_path: Path, *, device: str = "85k", package: str = "CABGA3
     proc = subprocess.run([yosys, "-q", "-p", f"read_verilog -sv {verilog_path.name}; synth_ecp5 -top {top} "
                            f"-json {top}.ecp5.json"], cwd=work, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
-        raise RuntimeError(f"synth_ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+        raise RuntimeError(_tool_failure("synth_ecp5", top, proc.stderr or proc.stdout))
     proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--out-of-context", "--timing-allow-fail", "--json",
                            f"{top}.ecp5.json", "--speed", str(speed), "--freq", str(freq_mhz), "--seed", str(seed), "--report",
                            f"{top}.report.json", "-q"], cwd=work, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
-        raise RuntimeError(f"nextpnr-ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+        raise RuntimeError(_tool_failure("nextpnr-ecp5", top, proc.stderr or proc.stdout))
     report = json.loads((work / f"{top}.report.json").read_text())
     util = report.get("utilization", {})
 
@@ -237,7 +246,7 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
                            f"synth_ecp5 -top {top} -json {top}.ecp5.json"], cwd=work, capture_output=True,
                           text=True, timeout=timeout_s)
     if proc.returncode != 0:
-        raise RuntimeError(f"synth_ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+        raise RuntimeError(_tool_failure("synth_ecp5", top, proc.stderr or proc.stdout))
     mode = ["--no-route", "--timing-allow-fail"] if place_only else ["--textcfg", f"{top}.config"]
     proc = subprocess.run([nextpnr, f"--{device}", "--package", package, "--speed", str(speed),
                            "--json", f"{top}.ecp5.json", "--lpf", "aimc_prototype.lpf", "--freq", str(freq_mhz),
@@ -260,7 +269,7 @@ def run_prototype(spec, work: Path, *, device: str = "85k", package: str = "CABG
         for cell, used in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*\d+", log, re.M):
             util.setdefault(cell, {"used": int(used)})
     if fmax is None:
-        raise RuntimeError(f"nextpnr-ecp5 of {top} failed: {(proc.stderr or proc.stdout)[-1500:]}")
+        raise RuntimeError(_tool_failure("nextpnr-ecp5", top, log or proc.stdout))
     note = "" if proc.returncode == 0 else f"timing NOT met at {freq_mhz:g} MHz (nextpnr failed)"
     if place_only:
         note = "post-placement estimate, not routed" + ("" if proc.returncode == 0 else
@@ -308,6 +317,47 @@ def fpga_table(results: list[FpgaResult], *, device: str, arch: str, place_only:
                       else f"{r.block}:"]
             lines += [f"- {c.start} -> {c.end}: {c.delay_ns:.2f} ns ({c.clocks})" for c in r.paths]
     return "\n".join(lines) + "\n"
+
+
+#: 18 x 18 multipliers (MULT18X18D) of the ECP5 parts nextpnr's ``--25k/--45k/--85k`` model (Lattice ECP5 and
+#: ECP5-5G family data sheet, FPGA-DS-02012, Table 1.1: LFE5U-25F 28, LFE5U-45F 72, LFE5U-85F 156).
+ECP5_MULT18X18D = {"25k": 28, "45k": 72, "85k": 156}
+
+
+def prototype_multipliers(spec) -> int:
+    """Lower bound on the whole prototype's MULT18X18D count for chip description ``spec``: each tile's
+    :class:`rtl.emulator.ArrayEmulator` instantiates two per ADC lane (the MAC and the read-noise multiplier,
+    ``2 * cols_per_adc_beat``; tiny-fpga: 4 tiles x 16 = 64 of the 76 the routed prototype uses).
+
+    Raises
+    ------
+    rtl.params.RtlParamsError
+        ``spec`` cannot be built as RTL (e.g. isaac's 16-bit DAC).
+    """
+    from rtl.params import TileParams
+
+    tp = TileParams.from_spec(spec)
+    return spec.tile_grid.rows * spec.tile_grid.cols * 2 * tp.cols_per_adc_beat
+
+
+def check_prototype_fits(spec, device: str = "85k") -> None:
+    """Refuse, before minutes of synthesis, a prototype whose emulators alone need more MULT18X18D than the part
+    has (:func:`prototype_multipliers` against :data:`ECP5_MULT18X18D`). Passing is necessary, not sufficient:
+    LUTs, block RAM and routing may still not fit (that run fails as a ``failed: ...`` row).
+
+    Raises
+    ------
+    ValueError
+        One line naming the chip, both counts and what to do.
+    rtl.params.RtlParamsError
+        ``spec`` cannot be built as RTL.
+    """
+    need, have = prototype_multipliers(spec), ECP5_MULT18X18D[device]
+    if need > have:
+        tiles = spec.tile_grid.rows * spec.tile_grid.cols
+        raise ValueError(f"the prototype of '{spec.name}' does not fit an LFE5U-{device[:-1]}F: its {tiles} array "
+                         f"emulators alone need {need} MULT18X18D, the part has {have}; use --arch tiny-fpga (or a "
+                         f"chip with fewer tiles), or --no-prototype to place the blocks only")
 
 
 class FpgaToolMissing(FileNotFoundError):

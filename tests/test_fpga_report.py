@@ -275,3 +275,44 @@ def test_aimc_fpga_speed_grade_reaches_run_all_and_header(monkeypatch, capsys):
         main(["fpga", "--speed", "5"])
     assert exc.value.code == 2
     assert "--speed: invalid choice: 5 (choose from 6, 7, 8)" in capsys.readouterr().err
+
+
+def test_prototype_multiplier_bound_refuses_chips_too_large(monkeypatch, capsys):
+    """The emulators' MULT18X18D (2 per ADC lane and tile) against the LFE5U-85F's 156 (Lattice FPGA-DS-02012,
+    Table 1.1), hand-computed: tiny-fpga 4 tiles x 2 x 8 lanes = 64 (fits; the routed prototype uses 76), proto
+    25 x 16 = 400 and fig11 64 x 2 x 64 = 8192 (refused in one line before any work); isaac cannot be built as
+    RTL at all (its 16-bit DAC)."""
+    from archmodel.spec import load_spec
+    from mapping.cli.main import main
+
+    assert rtl.fpga.prototype_multipliers(load_spec("tiny-fpga")) == 64
+    assert rtl.fpga.prototype_multipliers(load_spec("proto")) == 400
+    assert rtl.fpga.prototype_multipliers(load_spec("fig11")) == 8192
+    rtl.fpga.check_prototype_fits(load_spec("tiny-fpga"))
+    with pytest.raises(ValueError, match="need 64 MULT18X18D, the part has 28"):
+        rtl.fpga.check_prototype_fits(load_spec("tiny-fpga"), device="25k")
+    monkeypatch.setattr(rtl.fpga, "find_tool", lambda name: "/bin/true")
+    monkeypatch.setattr(rtl.fpga, "run_all", lambda *a, **kw: pytest.fail("nothing should run"))
+    assert main(["fpga", "--arch", "proto"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "aimc: error: the prototype of 'proto' does not fit an LFE5U-85F: its 25 array emulators alone need 400 "
+        "MULT18X18D, the part has 156; use --arch tiny-fpga (or a chip with fewer tiles), or --no-prototype to "
+        "place the blocks only")
+    assert main(["fpga", "--arch", "isaac"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "chip 'isaac' cannot be built as RTL" in err[0], err
+
+
+def test_failed_tool_message_leads_with_its_error_line():
+    """A failed nextpnr run's message starts with its ERROR line (the table row's ``failed:`` note shows the first
+    line; it showed a fragment of the utilisation table). Log excerpt from a real run: aimc fpga --arch tiny, whose
+    patch buffers' multipliers exhaust the LFE5U-85F's MULT18X18D."""
+    log = ("Info: \t          MULT18X18D:   156/   156   100%\nInfo: \t              DP16KD:   101/   208    48%\n\n"
+           "Info: Placed 4 cells based on constraints.\nERROR: Unable to place cell 'proto.co.tile2.pb.$174_MULT18X18D_P7', "
+           "no BELs remaining to implement cell type 'MULT18X18D'\n0 warnings, 1 error\n")
+    msg = rtl.fpga._tool_failure("nextpnr-ecp5", "aimc_prototype_pnr", log)
+    assert msg.splitlines()[0] == ("nextpnr-ecp5 of aimc_prototype_pnr failed: ERROR: Unable to place cell "
+                                   "'proto.co.tile2.pb.$174_MULT18X18D_P7', no BELs remaining to implement cell type "
+                                   "'MULT18X18D'")
+    assert rtl.fpga._tool_failure("synth_ecp5", "x", "a\nlast words\n\n").splitlines()[0] == \
+        "synth_ecp5 of x failed: last words"

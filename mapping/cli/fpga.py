@@ -70,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         raise AimcError(f"--blocks: unknown block(s) {', '.join(unknown)}; known: {', '.join(fpga.KNOWN_BLOCKS)}")
     if not blocks and args.no_prototype:
         raise AimcError("nothing to place: --blocks names no block and --no-prototype skips the prototype")
+    if not args.no_prototype:
+        try:
+            fpga.check_prototype_fits(spec)
+        except ValueError as exc:  # RtlParamsError included: a chip the RTL cannot build
+            raise AimcError(str(exc)) from None
 
     results = []
 
